@@ -1,0 +1,100 @@
+//! RFC 8785 (JCS) canonical JSON.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::Error;
+
+/// Bytes that are the RFC 8785 canonical form of some JSON value. Only
+/// [`CanonicalJson::of`] makes one, so holding one proves canonical form.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CanonicalJson(Vec<u8>);
+
+impl CanonicalJson {
+    /// Canonicalizes a value: keys sorted by UTF-16 code units, no
+    /// insignificant white space, ECMAScript number and string forms.
+    pub fn of<T: Serialize>(what: &'static str, value: &T) -> Result<Self, Error> {
+        serde_json_canonicalizer::to_vec(value)
+            .map(Self)
+            .map_err(|source| Error::Canonical { what, source })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The canonical text (canonical JSON is always UTF-8).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for CanonicalJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CanonicalJson({})", self.as_str())
+    }
+}
+
+impl AsRef<[u8]> for CanonicalJson {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canon(v: &serde_json::Value) -> String {
+        CanonicalJson::of("test", v).unwrap().as_str().to_owned()
+    }
+
+    // Examples from RFC 8785 §3.2.2 and Appendix B.
+    #[test]
+    fn numbers_take_their_ecmascript_form() {
+        let input: serde_json::Value = serde_json::from_str(
+            r#"[333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001, -0, 1e21, 1e-7, 9007199254740991]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            canon(&input),
+            "[333333333.3333333,1e+30,4.5,0.002,1e-27,0,1e+21,1e-7,9007199254740991]"
+        );
+    }
+
+    #[test]
+    fn strings_escape_only_what_they_must() {
+        let input = json!(["\u{20ac}$\u{000F}\u{000a}A'\u{0042}\u{0022}\u{005c}\\\"/"]);
+        assert_eq!(canon(&input), "[\"€$\\u000f\\nA'B\\\"\\\\\\\\\\\"/\"]");
+    }
+
+    #[test]
+    fn keys_sort_by_utf16_code_units() {
+        // RFC 8785 §3.2.3: "\r" < "1" < "\u0080" < "ö" < "€" < "😀" < "ﬂ".
+        let input: serde_json::Value = serde_json::from_str(
+            r#"{"\u20ac":"Euro Sign","\r":"Carriage Return","\ufb33":"Hebrew Letter Dalet With Dagesh","1":"One","\ud83d\ude00":"Emoji: Grinning Face","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis"}"#,
+        )
+        .unwrap();
+        let out = canon(&input);
+        let order: Vec<_> = ["\\r", "1", "\u{80}", "ö", "€", "😀", "\u{fb33}"]
+            .iter()
+            .map(|k| out.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{out}");
+    }
+
+    #[test]
+    fn canonicalizing_canonical_bytes_changes_nothing() {
+        let v = json!({"b": [1, 2.5, {"z": null, "a": true}], "a": "x"});
+        let once = canon(&v);
+        let again = canon(&serde_json::from_str(&once).unwrap());
+        assert_eq!(once, again);
+        assert_eq!(once, r#"{"a":"x","b":[1,2.5,{"a":true,"z":null}]}"#);
+    }
+}

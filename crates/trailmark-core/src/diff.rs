@@ -1,0 +1,139 @@
+//! Row diffs for captured changes, and the record state they lead to.
+
+use serde_json::{Map, Value};
+
+use crate::{Change, Changes};
+
+/// A database row: column name → value.
+pub type Row = Map<String, Value>;
+
+/// The changes between two versions of a row.
+///
+/// - insert (`old` is `None`): every column, `old: null`;
+/// - delete (`new` is `None`): every column, `new: null`;
+/// - update: only the columns whose value differs (a column present on one
+///   side only counts as changed, its missing side `null`).
+pub fn diff_rows(old: Option<&Row>, new: Option<&Row>) -> Changes {
+    let empty = Row::new();
+    let (before, after) = (old.unwrap_or(&empty), new.unwrap_or(&empty));
+    let mut changes = Changes::new();
+    for (column, value) in after {
+        let previous = before.get(column).unwrap_or(&Value::Null);
+        if old.is_none() || previous != value || !before.contains_key(column) {
+            changes.insert(
+                column.clone(),
+                Change {
+                    old: previous.clone(),
+                    new: value.clone(),
+                },
+            );
+        }
+    }
+    for (column, value) in before {
+        if !after.contains_key(column) {
+            changes.insert(
+                column.clone(),
+                Change {
+                    old: value.clone(),
+                    new: Value::Null,
+                },
+            );
+        }
+    }
+    changes
+}
+
+/// What a record looked like after an event, built up event by event.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct RecordState {
+    /// The known fields (only those some event has shown).
+    pub fields: Row,
+    /// True after a `delete` or `truncate`.
+    pub deleted: bool,
+}
+
+impl RecordState {
+    /// Applies one event: `delete` and `truncate` remove the record, `create`
+    /// starts it afresh, any other action overlays the new values.
+    pub fn apply(&mut self, action: &str, changes: Option<&Changes>) {
+        match action {
+            "delete" | "truncate" => {
+                self.fields.clear();
+                self.deleted = true;
+                return;
+            }
+            "create" => {
+                self.fields.clear();
+                self.deleted = false;
+            }
+            _ => {}
+        }
+        for (field, change) in changes.into_iter().flatten() {
+            self.fields.insert(field.clone(), change.new.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(v: Value) -> Row {
+        v.as_object().unwrap().clone()
+    }
+
+    fn as_json(changes: &Changes) -> Value {
+        crate::event::changes_to_json(changes)
+    }
+
+    #[test]
+    fn insert_lists_every_column_with_old_null() {
+        let new = row(json!({"id": 61, "name": "Acme", "price": "19.99"}));
+        assert_eq!(
+            as_json(&diff_rows(None, Some(&new))),
+            json!({"id": {"old": null, "new": 61}, "name": {"old": null, "new": "Acme"},
+                   "price": {"old": null, "new": "19.99"}})
+        );
+    }
+
+    #[test]
+    fn delete_lists_every_column_with_new_null() {
+        let old = row(json!({"id": 61, "note": null}));
+        assert_eq!(
+            as_json(&diff_rows(Some(&old), None)),
+            json!({"id": {"old": 61, "new": null}, "note": {"old": null, "new": null}})
+        );
+    }
+
+    #[test]
+    fn update_lists_only_changed_columns() {
+        let old = row(json!({"id": 61, "price": "19.99", "tags": [1], "gone": 1}));
+        let new = row(json!({"id": 61, "price": "24.99", "tags": [1], "added": null}));
+        assert_eq!(
+            as_json(&diff_rows(Some(&old), Some(&new))),
+            json!({"price": {"old": "19.99", "new": "24.99"}, "gone": {"old": 1, "new": null},
+                   "added": {"old": null, "new": null}})
+        );
+        assert!(diff_rows(Some(&old), Some(&old)).is_empty());
+    }
+
+    #[test]
+    fn state_follows_create_update_delete_and_recreate() {
+        let mut state = RecordState::default();
+        let created = diff_rows(None, Some(&row(json!({"id": 1, "price": "1"}))));
+        state.apply("create", Some(&created));
+        assert_eq!(state.fields, row(json!({"id": 1, "price": "1"})));
+        let updated = diff_rows(
+            Some(&row(json!({"price": "1"}))),
+            Some(&row(json!({"price": "2"}))),
+        );
+        state.apply("update", Some(&updated));
+        assert_eq!(state.fields, row(json!({"id": 1, "price": "2"})));
+        state.apply("delete", None);
+        assert!(state.deleted && state.fields.is_empty());
+        state.apply("create", Some(&created));
+        assert!(!state.deleted);
+        assert_eq!(state.fields["price"], json!("1"));
+    }
+}

@@ -1,0 +1,255 @@
+//! The split of an entry into envelope (hashed into the tree) and payload
+//! (committed by salted digest, erasable). docs/FORMAT.md is the contract.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::{ActorType, CanonicalJson, Error, Event, EventId, Outcome, Seq, TenantId, Timestamp};
+
+/// The version written in every envelope's `v`.
+pub const ENVELOPE_VERSION: u8 = 1;
+/// The domain tag that starts every payload digest's input.
+pub const PAYLOAD_DOMAIN: &[u8] = b"trailmark.payload.v1";
+
+/// 32 random bytes stored beside a payload and mixed into its digest, so the
+/// digest of an erased payload cannot be confirmed by guessing the payload.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Salt([u8; 32]);
+
+impl Salt {
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out)
+            .ok()
+            .map(|()| Self(out))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for Salt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Salt(…)")
+    }
+}
+
+/// `SHA-256("trailmark.payload.v1" || salt || JCS(payload))`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PayloadDigest([u8; 32]);
+
+impl PayloadDigest {
+    /// Commits to a payload object under a salt.
+    pub fn compute(payload: &Map<String, Value>, salt: &Salt) -> Result<Self, Error> {
+        let canonical = CanonicalJson::of("payload", payload)?;
+        Ok(Self::of_canonical(&canonical, salt))
+    }
+
+    fn of_canonical(canonical: &CanonicalJson, salt: &Salt) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(PAYLOAD_DOMAIN);
+        hasher.update(salt.0);
+        hasher.update(canonical.as_bytes());
+        Self(hasher.finalize().into())
+    }
+
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out)
+            .ok()
+            .map(|()| Self(out))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Checks a payload and salt against this digest.
+    pub fn verify(&self, payload: &Map<String, Value>, salt: &Salt) -> Result<(), Error> {
+        if Self::compute(payload, salt)? == *self {
+            Ok(())
+        } else {
+            Err(Error::PayloadMismatch)
+        }
+    }
+}
+
+impl fmt::Debug for PayloadDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PayloadDigest({})", self.to_hex())
+    }
+}
+
+/// What the tree commits to for one entry. Holds no personal data in clear:
+/// ids are opaque, everything else is behind `payload_digest`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub seq: Seq,
+    pub id: EventId,
+    pub tenant: TenantId,
+    pub occurred_at: Timestamp,
+    pub received_at: Timestamp,
+    pub actor_id: String,
+    pub actor_type: ActorType,
+    pub action: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub outcome: Outcome,
+    pub payload_digest: PayloadDigest,
+}
+
+/// The wire form of an envelope: exactly the keys of FORMAT.md.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvelopeV1 {
+    v: u8,
+    seq: u64,
+    id: String,
+    tenant: String,
+    occurred_at: String,
+    received_at: String,
+    actor_id: String,
+    actor_type: String,
+    action: String,
+    resource_type: Option<String>,
+    resource_id: Option<String>,
+    outcome: String,
+    payload_digest: String,
+}
+
+impl Envelope {
+    /// The leaf bytes: the RFC 8785 canonical JSON of the envelope.
+    pub fn to_canonical(&self) -> Result<CanonicalJson, Error> {
+        let wire = EnvelopeV1 {
+            v: ENVELOPE_VERSION,
+            seq: self.seq.get(),
+            id: self.id.to_string(),
+            tenant: self.tenant.to_string(),
+            occurred_at: self.occurred_at.to_string(),
+            received_at: self.received_at.to_string(),
+            actor_id: self.actor_id.clone(),
+            actor_type: self.actor_type.as_str().to_owned(),
+            action: self.action.clone(),
+            resource_type: self.resource_type.clone(),
+            resource_id: self.resource_id.clone(),
+            outcome: self.outcome.as_str().to_owned(),
+            payload_digest: self.payload_digest.to_hex(),
+        };
+        CanonicalJson::of("envelope", &wire)
+    }
+
+    /// Reads stored leaf bytes back, and insists they are exactly the
+    /// canonical form of a valid v1 envelope (every key present, nothing
+    /// else, canonical order and spelling).
+    pub fn from_leaf_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let bad = |reason: String| Error::Envelope { reason };
+        let wire: EnvelopeV1 = serde_json::from_slice(bytes)
+            .map_err(|e| bad(format!("not an envelope object: {e}")))?;
+        if wire.v != ENVELOPE_VERSION {
+            return Err(bad(format!("unknown version v={}", wire.v)));
+        }
+        let field = |name: &str, m: &str| bad(format!("{name}: {m}"));
+        let envelope = Self {
+            seq: Seq::new(wire.seq),
+            id: EventId::parse(&wire.id).map_err(|m| field("id", m))?,
+            tenant: TenantId::from_stored(&wire.tenant).map_err(|m| field("tenant", m))?,
+            occurred_at: Timestamp::parse(&wire.occurred_at)
+                .map_err(|m| field("occurred_at", m))?,
+            received_at: Timestamp::parse(&wire.received_at)
+                .map_err(|m| field("received_at", m))?,
+            actor_id: wire.actor_id,
+            actor_type: ActorType::parse(&wire.actor_type)
+                .ok_or_else(|| field("actor_type", "unknown actor type"))?,
+            action: wire.action,
+            resource_type: wire.resource_type,
+            resource_id: wire.resource_id,
+            outcome: Outcome::parse(&wire.outcome)
+                .ok_or_else(|| field("outcome", "unknown outcome"))?,
+            payload_digest: PayloadDigest::from_hex(&wire.payload_digest)
+                .ok_or_else(|| field("payload_digest", "not 64 lowercase hex digits"))?,
+        };
+        if envelope.to_canonical()?.as_bytes() != bytes {
+            return Err(bad(
+                "bytes are not the canonical form of the envelope they hold".into(),
+            ));
+        }
+        Ok(envelope)
+    }
+}
+
+/// What sealing needs besides the event: the server's decisions.
+#[derive(Debug)]
+pub struct SealContext<'a> {
+    /// The position the store assigned.
+    pub seq: Seq,
+    /// When the server received the event (also `occurred_at` if absent).
+    pub received_at: Timestamp,
+    /// The key's tenant or `default`, used when the event names none.
+    pub default_tenant: &'a TenantId,
+    /// The id to use when the event has none (a fresh UUIDv7).
+    pub generated_id: EventId,
+    /// 32 fresh random bytes.
+    pub salt: Salt,
+}
+
+/// An entry ready to store: envelope, its leaf bytes, payload and salt.
+#[derive(Clone, Debug)]
+pub struct Sealed {
+    pub envelope: Envelope,
+    pub leaf_bytes: CanonicalJson,
+    pub payload: Map<String, Value>,
+    pub salt: Salt,
+}
+
+impl Event {
+    /// The event's id, or the generated one.
+    pub fn id_or(&self, generated: EventId) -> EventId {
+        self.id.unwrap_or(generated)
+    }
+
+    /// Splits the event into envelope and payload, applies the defaults and
+    /// commits to the payload.
+    pub fn seal(&self, ctx: SealContext<'_>) -> Result<Sealed, Error> {
+        let payload = self.payload();
+        let payload_digest = PayloadDigest::compute(&payload, &ctx.salt)?;
+        let envelope = Envelope {
+            seq: ctx.seq,
+            id: self.id_or(ctx.generated_id),
+            tenant: self
+                .tenant
+                .clone()
+                .unwrap_or_else(|| ctx.default_tenant.clone()),
+            occurred_at: self.occurred_at.unwrap_or(ctx.received_at),
+            received_at: ctx.received_at,
+            actor_id: self.actor.id.clone(),
+            actor_type: self.actor.kind,
+            action: self.action.clone(),
+            resource_type: self.resource.as_ref().map(|r| r.kind.clone()),
+            resource_id: self.resource.as_ref().and_then(|r| r.id.clone()),
+            outcome: self.outcome,
+            payload_digest,
+        };
+        let leaf_bytes = envelope.to_canonical()?;
+        Ok(Sealed {
+            envelope,
+            leaf_bytes,
+            payload,
+            salt: ctx.salt,
+        })
+    }
+}

@@ -1,0 +1,134 @@
+//! The audit event a producer sends, and its validation.
+
+mod validate;
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::{ActorType, EventId, FieldError, Outcome, TenantId, Timestamp};
+
+/// One changed field: its value before and after. A create has `old: null`
+/// for every field, a delete `new: null`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub old: Value,
+    pub new: Value,
+}
+
+/// Changed fields by name, in name order.
+pub type Changes = BTreeMap<String, Change>;
+
+/// Who acted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Actor {
+    pub id: String,
+    pub kind: ActorType,
+    pub name: Option<String>,
+}
+
+/// What was acted on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    pub kind: String,
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// Where the action came from. Named keys are validated; other keys (at most
+/// [`crate::limits::MAX_EXTRA_CONTEXT_KEYS`]) are kept as given.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Context {
+    pub ip: Option<std::net::IpAddr>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub session_id: Option<String>,
+    pub source: Option<String>,
+    pub impersonator: Option<String>,
+    pub extra: Map<String, Value>,
+}
+
+/// A validated event, as sent: defaults (id, tenant, time) not yet applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub id: Option<EventId>,
+    pub occurred_at: Option<Timestamp>,
+    pub tenant: Option<TenantId>,
+    pub actor: Actor,
+    pub action: String,
+    pub resource: Option<Resource>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub changes: Option<Changes>,
+    pub context: Option<Context>,
+    pub metadata: Option<Map<String, Value>>,
+}
+
+impl Event {
+    /// Validates a JSON value as an event, reporting every problem found
+    /// with its field path, or none.
+    pub fn from_json(value: &Value) -> Result<Self, Vec<FieldError>> {
+        validate::event(value)
+    }
+
+    /// The payload: every part of the event that may carry personal data
+    /// (names, reason, values, context, metadata). Absent parts are left out.
+    pub fn payload(&self) -> Map<String, Value> {
+        let mut payload = Map::new();
+        if let Some(name) = &self.actor.name {
+            payload.insert("actor_name".into(), Value::String(name.clone()));
+        }
+        if let Some(name) = self.resource.as_ref().and_then(|r| r.name.as_ref()) {
+            payload.insert("resource_name".into(), Value::String(name.clone()));
+        }
+        if let Some(reason) = &self.reason {
+            payload.insert("reason".into(), Value::String(reason.clone()));
+        }
+        if let Some(changes) = &self.changes {
+            payload.insert("changes".into(), changes_to_json(changes));
+        }
+        if let Some(context) = &self.context {
+            payload.insert("context".into(), Value::Object(context.to_json()));
+        }
+        if let Some(metadata) = &self.metadata {
+            payload.insert("metadata".into(), Value::Object(metadata.clone()));
+        }
+        payload
+    }
+}
+
+impl Context {
+    /// The context as a JSON object, leaving out absent keys.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut out = self.extra.clone();
+        let named = [
+            ("ip", self.ip.map(|ip| ip.to_string())),
+            ("user_agent", self.user_agent.clone()),
+            ("request_id", self.request_id.clone()),
+            ("session_id", self.session_id.clone()),
+            ("source", self.source.clone()),
+            ("impersonator", self.impersonator.clone()),
+        ];
+        for (key, value) in named {
+            if let Some(value) = value {
+                out.insert(key.into(), Value::String(value));
+            }
+        }
+        out
+    }
+}
+
+/// `{"field": {"old": …, "new": …}, …}`.
+pub fn changes_to_json(changes: &Changes) -> Value {
+    Value::Object(
+        changes
+            .iter()
+            .map(|(field, change)| {
+                let mut pair = Map::new();
+                pair.insert("old".into(), change.old.clone());
+                pair.insert("new".into(), change.new.clone());
+                (field.clone(), Value::Object(pair))
+            })
+            .collect(),
+    )
+}

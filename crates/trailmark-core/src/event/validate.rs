@@ -1,0 +1,464 @@
+//! Turning untrusted JSON into an [`Event`], collecting every problem.
+
+use serde_json::{Map, Value};
+
+use super::{Actor, Change, Changes, Context, Event, Resource};
+use crate::limits::{
+    MAX_CHANGED_FIELDS, MAX_DEPTH, MAX_DISPLAY_NAME_BYTES, MAX_EXTRA_CONTEXT_KEYS, MAX_ID_BYTES,
+    MAX_KEY_BYTES, MAX_NAME_BYTES, MAX_PAYLOAD_BYTES, MAX_REASON_BYTES, MAX_RESOURCE_ID_BYTES,
+    MAX_SAFE_INTEGER, MAX_SOURCE_BYTES, MAX_USER_AGENT_BYTES,
+};
+use crate::{ActorType, CanonicalJson, EventId, FieldError, Outcome, TenantId, Timestamp};
+
+const TOP_LEVEL: &[&str] = &[
+    "id",
+    "occurred_at",
+    "tenant",
+    "actor",
+    "action",
+    "resource",
+    "outcome",
+    "reason",
+    "changes",
+    "context",
+    "metadata",
+];
+
+/// How strict a text field is about characters.
+#[derive(Clone, Copy)]
+enum Text {
+    /// No control characters at all.
+    Line,
+    /// Tabs and line breaks allowed (a reason).
+    Prose,
+}
+
+/// `parent.key`, or `parent["key"]` when the key is not a plain word.
+pub(crate) fn join(parent: &str, key: &str) -> String {
+    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    match (parent.is_empty(), plain) {
+        (true, true) => key.to_owned(),
+        (false, true) => format!("{parent}.{key}"),
+        (_, false) => format!("{parent}[{}]", Value::String(key.to_owned())),
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError::new(path, message));
+    }
+
+    /// An optional string field: `None` when missing or null.
+    fn text(
+        &mut self,
+        obj: &Map<String, Value>,
+        key: &str,
+        path: &str,
+        max: usize,
+        kind: Text,
+    ) -> Option<String> {
+        match obj.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => self.check_text(path, s, max, kind).then(|| s.clone()),
+            Some(_) => {
+                self.err(path, "must be a string");
+                None
+            }
+        }
+    }
+
+    fn check_text(&mut self, path: &str, s: &str, max: usize, kind: Text) -> bool {
+        if s.len() > max {
+            self.err(
+                path,
+                format!("must be at most {max} bytes (got {})", s.len()),
+            );
+            return false;
+        }
+        let bad = match kind {
+            Text::Line => s.chars().any(char::is_control),
+            Text::Prose => s
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')),
+        };
+        if bad {
+            self.err(path, "must not contain control characters");
+            return false;
+        }
+        true
+    }
+
+    /// A required identifier: a non-empty string, or an integer written as text.
+    fn identifier(
+        &mut self,
+        obj: &Map<String, Value>,
+        key: &str,
+        path: &str,
+        max: usize,
+    ) -> Option<String> {
+        match obj.get(key) {
+            None | Some(Value::Null) => {
+                self.err(path, "required");
+                None
+            }
+            Some(Value::String(s)) if s.is_empty() => {
+                self.err(path, "must not be empty");
+                None
+            }
+            Some(Value::String(s)) => self.check_text(path, s, max, Text::Line).then(|| s.clone()),
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+            Some(_) => {
+                self.err(path, "must be a string (or an integer)");
+                None
+            }
+        }
+    }
+
+    fn object<'v>(
+        &mut self,
+        obj: &'v Map<String, Value>,
+        key: &str,
+    ) -> Option<&'v Map<String, Value>> {
+        match obj.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(o)) => Some(o),
+            Some(_) => {
+                self.err(key, "must be an object");
+                None
+            }
+        }
+    }
+
+    fn unknown_keys(
+        &mut self,
+        obj: &Map<String, Value>,
+        parent: &str,
+        allowed: &[&str],
+        hint: &str,
+    ) {
+        for key in obj.keys().filter(|k| !allowed.contains(&k.as_str())) {
+            self.err(join(parent, key), format!("unknown field; {hint}"));
+        }
+    }
+
+    /// Any JSON value inside changes, context or metadata: bounded depth,
+    /// bounded key length, integers exact as doubles.
+    fn value(&mut self, path: &str, value: &Value, depth: usize) {
+        if depth > MAX_DEPTH {
+            self.err(path, format!("nested deeper than {MAX_DEPTH} levels"));
+            return;
+        }
+        match value {
+            Value::Number(n) => {
+                let exact = n
+                    .as_u64()
+                    .map(|u| u <= MAX_SAFE_INTEGER)
+                    .or_else(|| n.as_i64().map(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER));
+                if exact == Some(false) {
+                    self.err(
+                        path,
+                        "integer is too large to be exact (beyond ±2^53−1); send it as a string",
+                    );
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.value(&format!("{path}[{i}]"), item, depth + 1);
+                }
+            }
+            Value::Object(map) => {
+                for (key, item) in map {
+                    let item_path = join(path, key);
+                    if key.len() > MAX_KEY_BYTES {
+                        self.err(
+                            item_path,
+                            format!("key must be at most {MAX_KEY_BYTES} bytes"),
+                        );
+                        continue;
+                    }
+                    self.value(&item_path, item, depth + 1);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::String(_) => {}
+        }
+    }
+}
+
+pub(super) fn event(value: &Value) -> Result<Event, Vec<FieldError>> {
+    let Some(obj) = value.as_object() else {
+        return Err(vec![FieldError::new("", "an event must be a JSON object")]);
+    };
+    let mut c = Checker::default();
+    c.unknown_keys(obj, "", TOP_LEVEL, "custom data goes under metadata");
+
+    let id = c
+        .text(obj, "id", "id", 64, Text::Line)
+        .and_then(|s| EventId::parse(&s).map_err(|m| c.err("id", m)).ok());
+    let occurred_at = c
+        .text(obj, "occurred_at", "occurred_at", 64, Text::Line)
+        .and_then(|s| {
+            Timestamp::parse(&s)
+                .map_err(|m| c.err("occurred_at", m))
+                .ok()
+        });
+    let tenant = c
+        .text(obj, "tenant", "tenant", TenantId::MAX_LEN, Text::Line)
+        .and_then(|s| TenantId::new(&s).map_err(|m| c.err("tenant", m)).ok());
+    let actor = actor(&mut c, obj);
+    let action = action(&mut c, obj);
+    let resource = resource(&mut c, obj);
+    let outcome = match c.text(obj, "outcome", "outcome", 16, Text::Line) {
+        None => Some(Outcome::Success),
+        Some(s) => Outcome::parse(&s).or_else(|| {
+            c.err("outcome", format!("must be one of {}", Outcome::choices()));
+            None
+        }),
+    };
+    let reason = c.text(obj, "reason", "reason", MAX_REASON_BYTES, Text::Prose);
+    let changes = c.object(obj, "changes").map(|m| changes(&mut c, m));
+    let context = c.object(obj, "context").map(|m| context(&mut c, m));
+    let metadata = c.object(obj, "metadata").map(|m| {
+        c.value("metadata", &Value::Object(m.clone()), 0);
+        m.clone()
+    });
+
+    match (actor, action, outcome) {
+        (Some(actor), Some(action), Some(outcome)) if c.errors.is_empty() => {
+            let event = Event {
+                id,
+                occurred_at,
+                tenant,
+                actor,
+                action,
+                resource,
+                outcome,
+                reason,
+                changes,
+                context,
+                metadata,
+            };
+            check_payload_size(&event)?;
+            Ok(event)
+        }
+        _ => Err(c.errors),
+    }
+}
+
+fn check_payload_size(event: &Event) -> Result<(), Vec<FieldError>> {
+    let size = CanonicalJson::of("payload", &event.payload())
+        .map_err(|e| vec![FieldError::new("", e.to_string())])?
+        .as_bytes()
+        .len();
+    if size > MAX_PAYLOAD_BYTES {
+        return Err(vec![FieldError::new(
+            "",
+            format!(
+                "names, reason, changes, context and metadata together are {size} bytes as canonical JSON; at most {MAX_PAYLOAD_BYTES}"
+            ),
+        )]);
+    }
+    Ok(())
+}
+
+fn actor(c: &mut Checker, obj: &Map<String, Value>) -> Option<Actor> {
+    let Some(actor) = c.object(obj, "actor") else {
+        if obj.get("actor").is_none_or(Value::is_null) {
+            c.err("actor", "required: an object with id and type");
+        }
+        return None;
+    };
+    c.unknown_keys(
+        actor,
+        "actor",
+        &["id", "type", "name"],
+        "an actor has id, type and name",
+    );
+    let id = c.identifier(actor, "id", "actor.id", MAX_ID_BYTES);
+    let kind = match actor.get("type") {
+        None | Some(Value::Null) => {
+            c.err(
+                "actor.type",
+                format!("required: one of {}", ActorType::choices()),
+            );
+            None
+        }
+        Some(Value::String(s)) => ActorType::parse(s).or_else(|| {
+            c.err(
+                "actor.type",
+                format!("must be one of {}", ActorType::choices()),
+            );
+            None
+        }),
+        Some(_) => {
+            c.err(
+                "actor.type",
+                format!("must be a string: one of {}", ActorType::choices()),
+            );
+            None
+        }
+    };
+    let name = c.text(
+        actor,
+        "name",
+        "actor.name",
+        MAX_DISPLAY_NAME_BYTES,
+        Text::Line,
+    );
+    Some(Actor {
+        id: id?,
+        kind: kind?,
+        name,
+    })
+}
+
+fn action(c: &mut Checker, obj: &Map<String, Value>) -> Option<String> {
+    const RULE: &str = "must be words of letters, digits, '_' or '-' joined by single dots (login_failed, admin.key.create)";
+    match obj.get("action") {
+        None | Some(Value::Null) => {
+            c.err("action", "required");
+            None
+        }
+        Some(Value::String(s)) => {
+            if s.len() > MAX_NAME_BYTES {
+                c.err("action", format!("must be at most {MAX_NAME_BYTES} bytes"));
+                return None;
+            }
+            let ok = s.split('.').all(|word| {
+                !word.is_empty()
+                    && word
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-'))
+            });
+            if ok {
+                Some(s.clone())
+            } else {
+                c.err("action", RULE);
+                None
+            }
+        }
+        Some(_) => {
+            c.err("action", "must be a string");
+            None
+        }
+    }
+}
+
+fn resource(c: &mut Checker, obj: &Map<String, Value>) -> Option<Resource> {
+    let resource = c.object(obj, "resource")?;
+    c.unknown_keys(
+        resource,
+        "resource",
+        &["type", "id", "name"],
+        "a resource has type, id and name",
+    );
+    let kind = c.identifier(resource, "type", "resource.type", MAX_NAME_BYTES);
+    let id = match resource.get("id") {
+        None | Some(Value::Null) => None,
+        Some(_) => c.identifier(resource, "id", "resource.id", MAX_RESOURCE_ID_BYTES),
+    };
+    let name = c.text(
+        resource,
+        "name",
+        "resource.name",
+        MAX_DISPLAY_NAME_BYTES,
+        Text::Line,
+    );
+    Some(Resource {
+        kind: kind?,
+        id,
+        name,
+    })
+}
+
+fn changes(c: &mut Checker, map: &Map<String, Value>) -> Changes {
+    if map.len() > MAX_CHANGED_FIELDS {
+        c.err(
+            "changes",
+            format!("at most {MAX_CHANGED_FIELDS} fields (got {})", map.len()),
+        );
+        return Changes::new();
+    }
+    let mut out = Changes::new();
+    for (field, pair) in map {
+        let path = join("changes", field);
+        if field.is_empty() || field.len() > MAX_KEY_BYTES {
+            c.err(
+                path,
+                format!("field names must be 1 to {MAX_KEY_BYTES} bytes"),
+            );
+            continue;
+        }
+        let Some(pair) = pair.as_object() else {
+            c.err(path, "must be an object {\"old\": …, \"new\": …}");
+            continue;
+        };
+        c.unknown_keys(
+            pair,
+            &path,
+            &["old", "new"],
+            "a change has only old and new",
+        );
+        let old = pair.get("old").cloned().unwrap_or(Value::Null);
+        let new = pair.get("new").cloned().unwrap_or(Value::Null);
+        c.value(&join(&path, "old"), &old, 2);
+        c.value(&join(&path, "new"), &new, 2);
+        out.insert(field.clone(), Change { old, new });
+    }
+    out
+}
+
+fn context(c: &mut Checker, map: &Map<String, Value>) -> Context {
+    let named: [(&str, usize); 5] = [
+        ("user_agent", MAX_USER_AGENT_BYTES),
+        ("request_id", MAX_ID_BYTES),
+        ("session_id", MAX_ID_BYTES),
+        ("source", MAX_SOURCE_BYTES),
+        ("impersonator", MAX_ID_BYTES),
+    ];
+    let mut ctx = Context::default();
+    ctx.ip = c
+        .text(map, "ip", "context.ip", 64, Text::Line)
+        .and_then(|s| {
+            s.parse()
+                .map_err(|_| c.err("context.ip", "not an IP address"))
+                .ok()
+        });
+    let mut values =
+        named.map(|(key, max)| c.text(map, key, &join("context", key), max, Text::Line));
+    [
+        ctx.user_agent,
+        ctx.request_id,
+        ctx.session_id,
+        ctx.source,
+        ctx.impersonator,
+    ] = std::mem::take(&mut values);
+    let extra: Vec<_> = map
+        .iter()
+        .filter(|(k, _)| k.as_str() != "ip" && !named.iter().any(|(n, _)| n == k))
+        .collect();
+    if extra.len() > MAX_EXTRA_CONTEXT_KEYS {
+        c.err("context", format!("at most {MAX_EXTRA_CONTEXT_KEYS} keys besides the named ones; put the rest in metadata"));
+        return ctx;
+    }
+    for (key, value) in extra {
+        let path = join("context", key);
+        match value {
+            Value::Null => {}
+            Value::Array(_) | Value::Object(_) => c.err(path, "context values must be strings, numbers or booleans; put structured data in metadata"),
+            _ => {
+                if key.len() > MAX_KEY_BYTES {
+                    c.err(path, format!("key must be at most {MAX_KEY_BYTES} bytes"));
+                } else {
+                    c.value(&path, value, 1);
+                    ctx.extra.insert(key.clone(), value.clone());
+                }
+            }
+        }
+    }
+    ctx
+}

@@ -1,0 +1,225 @@
+//! Small validated identifiers of the domain.
+
+use std::fmt;
+
+/// A tenant: 1–64 characters of ASCII letters, digits, `.`, `_` and `-`,
+/// starting with a letter or digit. `_system` is reserved for Trailmark's
+/// own audit entries and only [`TenantId::system`] makes it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub const MAX_LEN: usize = 64;
+    const SYSTEM: &'static str = "_system";
+
+    pub fn new(name: &str) -> Result<Self, &'static str> {
+        if name.is_empty() || name.len() > Self::MAX_LEN {
+            return Err("must be 1 to 64 characters");
+        }
+        if name == Self::SYSTEM {
+            return Err("_system is reserved for Trailmark's own audit trail");
+        }
+        let mut chars = name.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+        if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+            return Err(
+                "must start with a letter or digit and use only letters, digits, '.', '_' and '-'",
+            );
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The reserved tenant holding Trailmark's audit of itself.
+    pub fn system() -> Self {
+        Self(Self::SYSTEM.to_owned())
+    }
+
+    /// The tenant events go to when neither the event nor the key names one.
+    pub fn default_tenant() -> Self {
+        Self("default".to_owned())
+    }
+
+    /// Parses a stored tenant name, `_system` included.
+    pub fn from_stored(name: &str) -> Result<Self, &'static str> {
+        if name == Self::SYSTEM {
+            Ok(Self::system())
+        } else {
+            Self::new(name)
+        }
+    }
+
+    pub fn is_system(&self) -> bool {
+        self.0 == Self::SYSTEM
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TenantId({})", self.0)
+    }
+}
+
+/// An event id: a UUID, written lowercase and hyphenated.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(uuid::Uuid);
+
+impl EventId {
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        let id = uuid::Uuid::try_parse(text)
+            .map_err(|_| "not a UUID such as 0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d5e")?;
+        if id.is_nil() {
+            return Err("must not be the nil UUID");
+        }
+        Ok(Self(id))
+    }
+
+    /// A UUIDv7 from a time and 10 random bytes the caller supplies.
+    pub fn new_v7(at: crate::Timestamp, random: [u8; 10]) -> Self {
+        #[allow(clippy::cast_sign_loss)] // Timestamp is never negative.
+        let millis = at.unix_millis() as u64;
+        Self(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventId({self})")
+    }
+}
+
+/// An entry's position in its tenant's log, from 0: its leaf index.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Seq(u64);
+
+impl Seq {
+    pub const fn new(seq: u64) -> Self {
+        Self(seq)
+    }
+
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+macro_rules! word_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some(Self::$variant),)+ _ => None }
+            }
+
+            /// The accepted words, for error messages.
+            pub fn choices() -> String {
+                Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(" | ")
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+word_enum!(
+    /// Who acted.
+    ActorType {
+        User = "user",
+        Service = "service",
+        System = "system",
+        Anonymous = "anonymous",
+        Unknown = "unknown",
+    }
+);
+
+word_enum!(
+    /// Whether the action succeeded.
+    Outcome { Success = "success", Failure = "failure" }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_names_follow_the_documented_rule() {
+        for ok in ["acme", "default", "a", "Acme-Corp_2.eu", &"x".repeat(64)] {
+            assert!(TenantId::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "_system",
+            "_x",
+            "-a",
+            "a b",
+            "a/b",
+            "a+b",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert!(TenantId::new(bad).is_err(), "{bad}");
+        }
+        assert!(TenantId::from_stored("_system").unwrap().is_system());
+    }
+
+    #[test]
+    fn event_ids_are_lowercase_hyphenated_uuids() {
+        let id = EventId::parse("0192F0C2-5A1E-7C4B-9D10-6F1B2A3C4D5E").unwrap();
+        assert_eq!(id.to_string(), "0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d5e");
+        assert!(EventId::parse("00000000-0000-0000-0000-000000000000").is_err());
+        assert!(EventId::parse("42").is_err());
+    }
+
+    #[test]
+    fn generated_ids_are_version_7_and_carry_the_time() {
+        let at = crate::Timestamp::from_unix_millis(1_700_000_000_123).unwrap();
+        let id = EventId::new_v7(at, [7; 10]);
+        let text = id.to_string();
+        assert_eq!(&text[14..15], "7");
+        assert!(text.starts_with("018bcfe5-687b"), "{text}");
+    }
+
+    #[test]
+    fn word_enums_parse_only_their_words() {
+        assert_eq!(ActorType::parse("user"), Some(ActorType::User));
+        assert_eq!(ActorType::parse("User"), None);
+        assert_eq!(Outcome::choices(), "success | failure");
+    }
+}

@@ -1,0 +1,26 @@
+//! Trailmark's domain, with no I/O: the audit event and its validation, the
+//! envelope/payload split with its salted commitment, canonical JSON
+//! (RFC 8785), and row diffs.
+//!
+//! Architecture invariant: nothing here reads a clock, a random number
+//! generator, a file or a socket. Time, ids and salts come in as arguments,
+//! so every rule is a pure function and is tested as one.
+
+mod canonical;
+mod diff;
+mod envelope;
+mod error;
+mod event;
+mod ids;
+pub mod limits;
+mod timestamp;
+
+pub use canonical::CanonicalJson;
+pub use diff::{RecordState, Row, diff_rows};
+pub use envelope::{
+    ENVELOPE_VERSION, Envelope, PAYLOAD_DOMAIN, PayloadDigest, Salt, SealContext, Sealed,
+};
+pub use error::{Error, FieldError};
+pub use event::{Actor, Change, Changes, Context, Event, Resource, changes_to_json};
+pub use ids::{ActorType, EventId, Outcome, Seq, TenantId};
+pub use timestamp::Timestamp;

@@ -1,0 +1,113 @@
+//! UTC instants with millisecond precision, written `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+
+use std::fmt;
+
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
+
+/// A UTC instant in whole milliseconds between 1970-01-01 and 9999-12-31.
+///
+/// There is no clock here: the caller passes the time in.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+/// 9999-12-31T23:59:59.999Z in milliseconds since the Unix epoch.
+const MAX_MILLIS: i64 = 253_402_300_799_999;
+
+impl Timestamp {
+    pub const EPOCH: Self = Self(0);
+
+    /// From milliseconds since 1970-01-01T00:00:00Z.
+    pub fn from_unix_millis(millis: i64) -> Option<Self> {
+        (0..=MAX_MILLIS).contains(&millis).then_some(Self(millis))
+    }
+
+    pub fn unix_millis(self) -> i64 {
+        self.0
+    }
+
+    /// Parses RFC 3339 (any offset), converts to UTC and drops digits
+    /// below the millisecond.
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        let parsed = OffsetDateTime::parse(text, &Rfc3339)
+            .map_err(|_| "not an RFC 3339 date-time such as 2026-11-23T10:15:00.123Z")?;
+        let millis = parsed.unix_timestamp_nanos().div_euclid(1_000_000);
+        i64::try_from(millis)
+            .ok()
+            .and_then(Self::from_unix_millis)
+            .ok_or("must be between 1970-01-01 and 9999-12-31")
+    }
+
+    fn to_datetime(self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+            .to_offset(UtcOffset::UTC)
+    }
+
+    /// The calendar day (UTC) as `YYYY-MM-DD`.
+    pub fn date_string(self) -> String {
+        let dt = self.to_datetime();
+        format!(
+            "{:04}-{:02}-{:02}",
+            dt.year(),
+            u8::from(dt.month()),
+            dt.day()
+        )
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let format = format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        let text = self.to_datetime().format(&format).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_with_exactly_three_fraction_digits_in_utc() {
+        let t = Timestamp::parse("2026-11-23T11:15:00.123456+01:00").unwrap();
+        assert_eq!(t.to_string(), "2026-11-23T10:15:00.123Z");
+        assert_eq!(
+            Timestamp::parse("2026-11-23T10:15:00Z")
+                .unwrap()
+                .to_string(),
+            "2026-11-23T10:15:00.000Z"
+        );
+        assert_eq!(Timestamp::EPOCH.to_string(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(t.date_string(), "2026-11-23");
+    }
+
+    #[test]
+    fn round_trips_through_its_text() {
+        for millis in [0, 1, 999, 1_700_000_000_123, MAX_MILLIS] {
+            let t = Timestamp::from_unix_millis(millis).unwrap();
+            assert_eq!(Timestamp::parse(&t.to_string()).unwrap(), t);
+        }
+    }
+
+    #[test]
+    fn rejects_text_that_is_not_rfc_3339_or_out_of_range() {
+        assert!(Timestamp::parse("2026-11-23 10:15:00").is_err());
+        assert!(
+            Timestamp::parse("2026-11-23T10:15:00").is_err(),
+            "offset is required"
+        );
+        assert!(Timestamp::parse("1969-12-31T23:59:59Z").is_err());
+        assert!(Timestamp::from_unix_millis(-1).is_none());
+        assert!(Timestamp::from_unix_millis(MAX_MILLIS + 1).is_none());
+    }
+}
