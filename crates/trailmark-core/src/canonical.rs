@@ -59,7 +59,7 @@ mod tests {
     #[test]
     fn numbers_take_their_ecmascript_form() {
         let input: serde_json::Value = serde_json::from_str(
-            r#"[333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001, -0, 1e21, 1e-7, 9007199254740991]"#,
+            "[333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001, -0, 1e21, 1e-7, 9007199254740991]",
         )
         .unwrap();
         assert_eq!(

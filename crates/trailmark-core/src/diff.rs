@@ -80,7 +80,10 @@ mod tests {
     use serde_json::json;
 
     fn row(v: Value) -> Row {
-        v.as_object().unwrap().clone()
+        let Value::Object(map) = v else {
+            panic!("not an object")
+        };
+        map
     }
 
     fn as_json(changes: &Changes) -> Value {

@@ -201,7 +201,7 @@ pub struct SealContext<'a> {
     pub received_at: Timestamp,
     /// The key's tenant or `default`, used when the event names none.
     pub default_tenant: &'a TenantId,
-    /// The id to use when the event has none (a fresh UUIDv7).
+    /// The id to use when the event has none (a fresh `UUIDv7`).
     pub generated_id: EventId,
     /// 32 fresh random bytes.
     pub salt: Salt,

@@ -83,7 +83,7 @@ impl EventId {
         Ok(Self(id))
     }
 
-    /// A UUIDv7 from a time and 10 random bytes the caller supplies.
+    /// A `UUIDv7` from a time and 10 random bytes the caller supplies.
     pub fn new_v7(at: crate::Timestamp, random: [u8; 10]) -> Self {
         #[allow(clippy::cast_sign_loss)] // Timestamp is never negative.
         let millis = at.unix_millis() as u64;

@@ -141,7 +141,7 @@ mod tests {
         for i in 0u32..1000 {
             range
                 .append(leaf_hash(&i.to_be_bytes()), |id, h| {
-                    nodes.insert(id, h).unwrap()
+                    nodes.insert(id, h).unwrap();
                 })
                 .unwrap();
             let loaded = CompactRange::load(range.size(), &nodes).unwrap();

@@ -376,7 +376,7 @@ impl Note {
             else {
                 continue;
             };
-            if verified.iter().any(|v| *v == key) {
+            if verified.contains(&key) {
                 return Err(Error::DuplicateSignature {
                     key: key.name.to_string(),
                 });

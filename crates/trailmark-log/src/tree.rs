@@ -106,7 +106,7 @@ impl NodeId {
 /// RFC 9162 splits a tree of `n` leaves.
 pub(crate) const fn split_point(n: u64) -> u64 {
     debug_assert!(n >= 2);
-    1 << (63 - (n - 1).leading_zeros())
+    1 << (n - 1).ilog2()
 }
 
 /// The complete nodes whose right fold is the hash of leaves `[start, end)`,
@@ -119,7 +119,7 @@ pub(crate) fn range_nodes(start: u64, end: u64, out: &mut Vec<NodeId>) {
     let mut pos = start;
     let mut remaining = end - start;
     while remaining > 0 {
-        let level = 63 - remaining.leading_zeros();
+        let level = remaining.ilog2();
         debug_assert_eq!(
             pos % (1 << level),
             0,

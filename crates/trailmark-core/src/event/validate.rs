@@ -420,23 +420,24 @@ fn context(c: &mut Checker, map: &Map<String, Value>) -> Context {
         ("source", MAX_SOURCE_BYTES),
         ("impersonator", MAX_ID_BYTES),
     ];
-    let mut ctx = Context::default();
-    ctx.ip = c
+    let ip = c
         .text(map, "ip", "context.ip", 64, Text::Line)
         .and_then(|s| {
             s.parse()
                 .map_err(|_| c.err("context.ip", "not an IP address"))
                 .ok()
         });
-    let mut values =
+    let [user_agent, request_id, session_id, source, impersonator] =
         named.map(|(key, max)| c.text(map, key, &join("context", key), max, Text::Line));
-    [
-        ctx.user_agent,
-        ctx.request_id,
-        ctx.session_id,
-        ctx.source,
-        ctx.impersonator,
-    ] = std::mem::take(&mut values);
+    let mut ctx = Context {
+        ip,
+        user_agent,
+        request_id,
+        session_id,
+        source,
+        impersonator,
+        extra: Map::new(),
+    };
     let extra: Vec<_> = map
         .iter()
         .filter(|(k, _)| k.as_str() != "ip" && !named.iter().any(|(n, _)| n == k))
