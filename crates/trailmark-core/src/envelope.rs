@@ -165,7 +165,7 @@ impl Envelope {
         }
         let field = |name: &str, m: &str| bad(format!("{name}: {m}"));
         let envelope = Self {
-            seq: Seq::new(wire.seq),
+            seq: Seq::new(wire.seq).ok_or_else(|| field("seq", "above 2^53 - 1"))?,
             id: EventId::parse(&wire.id).map_err(|m| field("id", m))?,
             tenant: TenantId::from_stored(&wire.tenant).map_err(|m| field("tenant", m))?,
             occurred_at: Timestamp::parse(&wire.occurred_at)

@@ -108,12 +108,23 @@ impl fmt::Debug for EventId {
 }
 
 /// An entry's position in its tenant's log, from 0: its leaf index.
+///
+/// At most 2^53 − 1, because the canonical envelope writes `seq` as a JSON
+/// number and RFC 8785 numbers are IEEE 754 doubles: a larger `seq` would not
+/// be exact, and two entries could share leaf bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct Seq(u64);
 
 impl Seq {
-    pub const fn new(seq: u64) -> Self {
-        Self(seq)
+    pub const MAX: u64 = crate::limits::MAX_SAFE_INTEGER;
+
+    /// A position; `None` above [`Seq::MAX`].
+    pub const fn new(seq: u64) -> Option<Self> {
+        if seq <= Self::MAX {
+            Some(Self(seq))
+        } else {
+            None
+        }
     }
 
     pub const fn get(self) -> u64 {

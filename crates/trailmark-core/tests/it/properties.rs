@@ -1,0 +1,167 @@
+//! Property tests of canonical form and commitments.
+
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+use trailmark_core::{
+    ActorType, CanonicalJson, Envelope, EventId, Outcome, PayloadDigest, Salt, Seq, TenantId,
+    Timestamp,
+};
+use trailmark_log::leaf_hash;
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (-(1i64 << 53) + 1..(1i64 << 53)).prop_map(|n| json!(n)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
+        ".{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(".{0,8}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn envelope() -> impl Strategy<Value = Envelope> {
+    (
+        0..=Seq::MAX,
+        any::<[u8; 10]>(),
+        0..=253_402_300_799_999i64,
+        0..=253_402_300_799_999i64,
+        "[a-z0-9]{1,8}",
+        ".{1,12}",
+        "[a-z_]{1,10}",
+        prop::option::of(".{1,10}"),
+        prop::option::of(".{1,10}"),
+        any::<bool>(),
+        any::<[u8; 32]>(),
+        0..5usize,
+    )
+        .prop_map(
+            |(seq, rnd, occ, rec, tenant, actor, action, rt, rid, ok, salt, kind)| Envelope {
+                seq: Seq::new(seq).unwrap(),
+                id: EventId::new_v7(Timestamp::from_unix_millis(rec).unwrap(), rnd),
+                tenant: TenantId::new(&tenant).unwrap(),
+                occurred_at: Timestamp::from_unix_millis(occ).unwrap(),
+                received_at: Timestamp::from_unix_millis(rec).unwrap(),
+                actor_id: actor,
+                actor_type: ActorType::ALL[kind],
+                action,
+                resource_type: rt,
+                resource_id: rid,
+                outcome: if ok {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                },
+                payload_digest: PayloadDigest::compute(&Map::new(), &Salt::from_bytes(salt))
+                    .unwrap(),
+            },
+        )
+}
+
+/// Every way to change exactly one envelope field.
+fn mutate(env: &Envelope, field: usize) -> Envelope {
+    let mut e = env.clone();
+    match field {
+        0 => e.seq = Seq::new((env.seq.get() + 1) % Seq::MAX).unwrap(),
+        1 => e.id = EventId::new_v7(env.received_at, [0xee; 10]),
+        2 => e.tenant = TenantId::new(&format!("{}x", env.tenant)).unwrap(),
+        3 => {
+            e.occurred_at =
+                Timestamp::from_unix_millis((env.occurred_at.unix_millis() + 1) % 1_000_000)
+                    .unwrap();
+        }
+        4 => {
+            e.received_at =
+                Timestamp::from_unix_millis((env.received_at.unix_millis() + 1) % 1_000_000)
+                    .unwrap();
+        }
+        5 => e.actor_id.push('!'),
+        6 => {
+            e.actor_type = if env.actor_type == ActorType::User {
+                ActorType::System
+            } else {
+                ActorType::User
+            }
+        }
+        7 => e.action.push('x'),
+        8 => {
+            e.resource_type = if env.resource_type.is_some() {
+                None
+            } else {
+                Some("T".into())
+            }
+        }
+        9 => e.resource_id = Some(format!("{}9", env.resource_id.clone().unwrap_or_default())),
+        10 => {
+            e.outcome = if env.outcome == Outcome::Success {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            }
+        }
+        _ => {
+            e.payload_digest =
+                PayloadDigest::compute(&Map::new(), &Salt::from_bytes([0xab; 32])).unwrap();
+        }
+    }
+    e
+}
+
+proptest! {
+    #[test]
+    fn canonicalizing_canonical_json_again_gives_the_same_bytes(value in json_value()) {
+        let once = CanonicalJson::of("value", &value).unwrap();
+        let reparsed: Value = serde_json::from_slice(once.as_bytes()).unwrap();
+        let twice = CanonicalJson::of("value", &reparsed).unwrap();
+        prop_assert_eq!(once.as_bytes(), twice.as_bytes());
+    }
+
+    #[test]
+    fn seq_is_exact_up_to_its_maximum(seq in (Seq::MAX - 1000)..=Seq::MAX) {
+        let a = Seq::new(seq).unwrap();
+        let text = serde_json::to_string(&serde_json::json!(a.get())).unwrap();
+        let canonical = CanonicalJson::of("seq", &a.get()).unwrap();
+        prop_assert_eq!(canonical.as_str(), text.as_str());
+        prop_assert!(Seq::new(Seq::MAX + 1).is_none());
+    }
+
+    #[test]
+    fn any_change_to_any_envelope_field_changes_the_leaf_hash(env in envelope(), field in 0..12usize) {
+        let changed = mutate(&env, field);
+        prop_assume!(changed != env);
+        let a = leaf_hash(env.to_canonical().unwrap().as_bytes());
+        let b = leaf_hash(changed.to_canonical().unwrap().as_bytes());
+        prop_assert_ne!(a, b);
+        // And the bytes read back to the envelope they came from.
+        let back = Envelope::from_leaf_bytes(changed.to_canonical().unwrap().as_bytes()).unwrap();
+        prop_assert_eq!(back, changed);
+    }
+
+    #[test]
+    fn a_changed_payload_cannot_keep_the_digest_without_the_salt(
+        payload in prop::collection::btree_map("[a-z]{1,6}", json_value(), 0..5),
+        edit in json_value(),
+        salt in any::<[u8; 32]>(),
+        guess in any::<[u8; 32]>(),
+    ) {
+        let payload: Map<String, Value> = payload.into_iter().collect();
+        let salt = Salt::from_bytes(salt);
+        let digest = PayloadDigest::compute(&payload, &salt).unwrap();
+        let mut edited = payload.clone();
+        edited.insert("metadata".into(), edit);
+        prop_assume!(edited != payload);
+        // Neither the real salt nor a guessed one makes the edit match.
+        prop_assert!(digest.verify(&edited, &salt).is_err());
+        prop_assert!(digest.verify(&edited, &Salt::from_bytes(guess)).is_err());
+        // Without the salt, not even the true payload can be confirmed.
+        prop_assume!(guess != *salt.as_bytes());
+        prop_assert!(digest.verify(&payload, &Salt::from_bytes(guess)).is_err());
+    }
+}
