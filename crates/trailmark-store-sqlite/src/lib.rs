@@ -1,0 +1,229 @@
+//! Trailmark's embedded store: one `SQLite` file in WAL mode.
+//!
+//! One writer thread owns the only write connection. It takes every append
+//! waiting when it becomes free and commits them in one transaction — one
+//! fsync (`synchronous = FULL`) acknowledges them all (group commit); each
+//! batch keeps its own savepoint so a bad batch fails alone. Readers use a
+//! small pool of read-only connections on blocking threads.
+//!
+//! The writer keeps each tenant's compact range in memory and rebuilds it
+//! from the stored nodes (O(log n) reads) the first time it touches a tenant.
+
+mod read;
+mod strips;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+use trailmark_core::{EventId, TenantId, Timestamp};
+use trailmark_log::{Hash, NodeId};
+use trailmark_store::{
+    Appended, CheckpointRecord, KeyRecord, NewEvent, Page, Query, Store, StoreError, StoredEntry,
+    TenantHead,
+};
+
+use crate::writer::{Job, Writer};
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const READERS: usize = 4;
+
+/// The embedded store. Cheap to clone; the writer stops when the last clone
+/// is dropped.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| StoreError::backend(context, e)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+        .map_err(db("setting WAL mode"))?;
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(db("reading the schema version"))
+        .map(|v| usize::try_from(v).unwrap_or(0))?;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Invalid(format!(
+            "the database has schema version {version}, newer than this trailmark ({}); upgrade trailmark",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction().map_err(db("starting a migration"))?;
+        tx.execute_batch(sql).map_err(db("applying a migration"))?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )
+        .map_err(db("recording the schema version"))?;
+        tx.commit().map_err(db("committing a migration"))?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and starts the writer.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = Connection::open(&path).map_err(db("opening the database"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db("setting a busy timeout"))?;
+        migrate(&mut conn)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(db("opening a reader"))?;
+                reader
+                    .busy_timeout(std::time::Duration::from_secs(5))
+                    .map_err(db("setting a busy timeout"))?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("trailmark-sqlite-writer".into())
+            .spawn(move || Writer::new(conn).run(&rx))
+            .map_err(|e| StoreError::backend("starting the writer thread", e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                jobs: Mutex::new(tx),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(writer::Reply<T>) -> Job,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .jobs
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .send(job(tx))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+            let conn = inner.readers[i].lock().map_err(|_| StoreError::Closed)?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::backend("running a read", e))?
+    }
+}
+
+impl Store for SqliteStore {
+    async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|reply| Job::Append(batch, reply)).await
+    }
+
+    async fn heads(&self) -> Result<Vec<TenantHead>, StoreError> {
+        self.read(read::heads).await
+    }
+
+    async fn entries(
+        &self,
+        tenant: &TenantId,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |c| read::entries(c, &tenant, start, end))
+            .await
+    }
+
+    async fn entry_by_id(
+        &self,
+        tenants: &[TenantId],
+        id: EventId,
+    ) -> Result<Option<StoredEntry>, StoreError> {
+        let tenants = tenants.to_vec();
+        self.read(move |c| read::entry_by_id(c, &tenants, id)).await
+    }
+
+    async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        let query = query.clone();
+        self.read(move |c| read::query(c, &query)).await
+    }
+
+    async fn nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
+        let (tenant, ids) = (tenant.clone(), ids.to_vec());
+        self.read(move |c| strips::read_nodes(c, &tenant, &ids))
+            .await
+    }
+
+    async fn add_checkpoint(&self, record: CheckpointRecord) -> Result<(), StoreError> {
+        self.write(|reply| Job::Checkpoint(record, reply)).await
+    }
+
+    async fn latest_checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<CheckpointRecord>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |c| read::checkpoints(c, &tenant, true))
+            .await
+            .map(|mut v| v.pop())
+    }
+
+    async fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<CheckpointRecord>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |c| read::checkpoints(c, &tenant, false))
+            .await
+    }
+
+    async fn create_key(&self, key: KeyRecord) -> Result<(), StoreError> {
+        self.write(|reply| Job::CreateKey(key, reply)).await
+    }
+
+    async fn key_by_digest(&self, digest: [u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
+        self.read(move |c| read::key_by_digest(c, digest)).await
+    }
+
+    async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.read(read::keys).await
+    }
+
+    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(|reply| Job::RevokeKey(id, at.unix_millis(), reply))
+            .await
+    }
+}

@@ -1,0 +1,302 @@
+//! Reads, on pooled read-only connections (WAL lets them run beside the writer).
+
+use std::fmt::Write as _;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
+use serde_json::Value;
+use trailmark_core::{EventId, Salt, TenantId, Timestamp};
+use trailmark_log::{Hash, TreeSize};
+use trailmark_store::{
+    CheckpointRecord, Cursor, KeyRecord, Page, Query, Scopes, StoreError, StoredEntry, TenantHead,
+};
+
+use crate::strips::to_i64;
+
+fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| StoreError::backend(context, e)
+}
+
+const ENTRY_COLUMNS: &str = "e.pos, e.envelope, e.leaf_hash, p.payload, p.salt FROM entries e LEFT JOIN payloads p ON p.pos = e.pos";
+
+/// One row of [`ENTRY_COLUMNS`]: position (for paging), envelope, leaf hash, payload, salt.
+type EntryRow = (i64, Vec<u8>, Vec<u8>, Option<String>, Option<Vec<u8>>);
+
+fn entry_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+fn to_entry((_, envelope, leaf, payload, salt): EntryRow) -> Result<StoredEntry, StoreError> {
+    let corrupt =
+        |reason: &str| StoreError::Invalid(format!("stored entry is unreadable: {reason}"));
+    let payload = match payload {
+        None => None,
+        Some(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => Some(map),
+            _ => return Err(corrupt("payload is not a JSON object")),
+        },
+    };
+    let salt = match salt {
+        None => None,
+        Some(bytes) => Some(Salt::from_bytes(
+            bytes
+                .try_into()
+                .map_err(|_| corrupt("salt is not 32 bytes"))?,
+        )),
+    };
+    Ok(StoredEntry {
+        envelope_bytes: envelope,
+        leaf_hash: Hash::from_slice(&leaf)?,
+        payload,
+        salt,
+    })
+}
+
+pub(crate) fn heads(conn: &Connection) -> Result<Vec<TenantHead>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT name, size FROM tenants ORDER BY name")
+        .map_err(db("listing tenants"))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(db("listing tenants"))?;
+    rows.map(|row| {
+        let (name, size) = row.map_err(db("listing tenants"))?;
+        Ok(TenantHead {
+            tenant: TenantId::from_stored(&name).map_err(|m| StoreError::Invalid(m.into()))?,
+            size: TreeSize::new(u64::try_from(size).unwrap_or(0)).unwrap_or_default(),
+        })
+    })
+    .collect()
+}
+
+pub(crate) fn entries(
+    conn: &Connection,
+    tenant: &TenantId,
+    start: u64,
+    end: u64,
+) -> Result<Vec<StoredEntry>, StoreError> {
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} WHERE e.tenant = ?1 AND e.seq >= ?2 AND e.seq < ?3 ORDER BY e.seq"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(db("reading entries"))?;
+    let rows = stmt
+        .query_map(
+            rusqlite::params![tenant.as_str(), to_i64(start), to_i64(end)],
+            entry_row,
+        )
+        .map_err(db("reading entries"))?;
+    rows.map(|r| to_entry(r.map_err(db("reading entries"))?))
+        .collect()
+}
+
+fn tenant_filter(tenants: &[TenantId], sql: &mut String, args: &mut Vec<SqlValue>) {
+    if tenants.is_empty() {
+        return;
+    }
+    let marks = vec!["?"; tenants.len()].join(", ");
+    let _ = write!(sql, " AND e.tenant IN ({marks})");
+    args.extend(
+        tenants
+            .iter()
+            .map(|t| SqlValue::Text(t.as_str().to_owned())),
+    );
+}
+
+pub(crate) fn entry_by_id(
+    conn: &Connection,
+    tenants: &[TenantId],
+    id: EventId,
+) -> Result<Option<StoredEntry>, StoreError> {
+    let mut sql = format!("SELECT {ENTRY_COLUMNS} WHERE e.id = ?");
+    let mut args = vec![SqlValue::Text(id.to_string())];
+    tenant_filter(tenants, &mut sql, &mut args);
+    sql.push_str(" ORDER BY e.pos LIMIT 1");
+    let row = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row(params_from_iter(args), entry_row).optional())
+        .map_err(db("reading an entry by id"))?;
+    row.map(to_entry).transpose()
+}
+
+/// Words of a free-text search as an FTS5 query: each word quoted, all required.
+fn fts_query(q: &str) -> Option<String> {
+    let words: Vec<String> = q
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+pub(crate) fn query(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
+    let mut sql = format!("SELECT {ENTRY_COLUMNS} WHERE 1 = 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    tenant_filter(&q.tenants, &mut sql, &mut args);
+    let text = |s: &str| SqlValue::Text(s.to_owned());
+    for (column, value) in [
+        ("e.actor_id", &q.actor_id),
+        ("e.action", &q.action),
+        ("e.resource_type", &q.resource_type),
+        ("e.resource_id", &q.resource_id),
+        ("p.ip", &q.ip),
+    ] {
+        if let Some(value) = value {
+            let _ = write!(sql, " AND {column} = ?");
+            args.push(text(value));
+        }
+    }
+    if let Some(outcome) = q.outcome {
+        sql.push_str(" AND e.outcome = ?");
+        args.push(text(outcome.as_str()));
+    }
+    if let Some(since) = q.since {
+        sql.push_str(" AND e.occurred_at >= ?");
+        args.push(SqlValue::Integer(since.unix_millis()));
+    }
+    if let Some(until) = q.until {
+        sql.push_str(" AND e.occurred_at < ?");
+        args.push(SqlValue::Integer(until.unix_millis()));
+    }
+    if let Some(words) = q.q.as_deref().and_then(fts_query) {
+        sql.push_str(" AND e.pos IN (SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?)");
+        args.push(SqlValue::Text(words));
+    }
+    if let Some(Cursor(pos)) = q.cursor {
+        sql.push_str(" AND e.pos < ?");
+        args.push(SqlValue::Integer(to_i64(pos)));
+    }
+    let limit = q.limit.max(1);
+    let _ = write!(sql, " ORDER BY e.pos DESC LIMIT {}", limit + 1);
+    let mut stmt = conn.prepare(&sql).map_err(db("preparing a query"))?;
+    let rows: Vec<_> = stmt
+        .query_map(params_from_iter(args), entry_row)
+        .map_err(db("running a query"))?
+        .collect::<Result<_, _>>()
+        .map_err(db("running a query"))?;
+    let more = rows.len() > limit;
+    let mut entries = Vec::with_capacity(limit);
+    let mut last = None;
+    for row in rows.into_iter().take(limit) {
+        last = Some(row.0);
+        entries.push(to_entry(row)?);
+    }
+    let next = if more {
+        last.and_then(|p| u64::try_from(p).ok()).map(Cursor)
+    } else {
+        None
+    };
+    Ok(Page { entries, next })
+}
+
+fn checkpoint_row(row: &Row<'_>) -> rusqlite::Result<(String, i64, Vec<u8>, String, i64)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+fn to_checkpoint(
+    (tenant, size, root, note, at): (String, i64, Vec<u8>, String, i64),
+) -> Result<CheckpointRecord, StoreError> {
+    Ok(CheckpointRecord {
+        tenant: TenantId::from_stored(&tenant).map_err(|m| StoreError::Invalid(m.into()))?,
+        size: TreeSize::new(u64::try_from(size).unwrap_or(0)).unwrap_or_default(),
+        root: Hash::from_slice(&root)?,
+        note,
+        signed_at: Timestamp::from_unix_millis(at).unwrap_or(Timestamp::EPOCH),
+    })
+}
+
+pub(crate) fn checkpoints(
+    conn: &Connection,
+    tenant: &TenantId,
+    latest_only: bool,
+) -> Result<Vec<CheckpointRecord>, StoreError> {
+    let sql = if latest_only {
+        "SELECT tenant, size, root, note, signed_at FROM checkpoints WHERE tenant = ?1 ORDER BY size DESC LIMIT 1"
+    } else {
+        "SELECT tenant, size, root, note, signed_at FROM checkpoints WHERE tenant = ?1 ORDER BY size"
+    };
+    let mut stmt = conn
+        .prepare_cached(sql)
+        .map_err(db("reading checkpoints"))?;
+    let rows = stmt
+        .query_map([tenant.as_str()], checkpoint_row)
+        .map_err(db("reading checkpoints"))?;
+    rows.map(|r| to_checkpoint(r.map_err(db("reading checkpoints"))?))
+        .collect()
+}
+
+fn key_row(row: &Row<'_>) -> rusqlite::Result<KeyRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
+type KeyRow = (
+    String,
+    Vec<u8>,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+
+fn to_key(
+    (id, digest, name, scopes, tenant, created, revoked): KeyRow,
+) -> Result<KeyRecord, StoreError> {
+    let bad = |m: String| StoreError::Invalid(format!("stored key {id}: {m}"));
+    Ok(KeyRecord {
+        digest: digest
+            .as_slice()
+            .try_into()
+            .map_err(|_| bad("digest is not 32 bytes".into()))?,
+        name,
+        scopes: Scopes::parse(&scopes).map_err(bad)?,
+        tenant: tenant
+            .map(|t| TenantId::from_stored(&t))
+            .transpose()
+            .map_err(|m| bad(m.into()))?,
+        created_at: Timestamp::from_unix_millis(created).unwrap_or(Timestamp::EPOCH),
+        revoked_at: revoked.and_then(Timestamp::from_unix_millis),
+        id: id.clone(),
+    })
+}
+
+const KEY_COLUMNS: &str =
+    "SELECT id, digest, name, scopes, tenant, created_at, revoked_at FROM keys";
+
+pub(crate) fn key_by_digest(
+    conn: &Connection,
+    digest: [u8; 32],
+) -> Result<Option<KeyRecord>, StoreError> {
+    let row = conn
+        .prepare_cached(&format!("{KEY_COLUMNS} WHERE digest = ?1"))
+        .and_then(|mut s| s.query_row([digest.as_slice()], key_row).optional())
+        .map_err(db("looking up a key"))?;
+    row.map(to_key).transpose()
+}
+
+pub(crate) fn keys(conn: &Connection) -> Result<Vec<KeyRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!("{KEY_COLUMNS} ORDER BY created_at, id"))
+        .map_err(db("listing keys"))?;
+    let rows = stmt.query_map([], key_row).map_err(db("listing keys"))?;
+    rows.map(|r| to_key(r.map_err(db("listing keys"))?))
+        .collect()
+}

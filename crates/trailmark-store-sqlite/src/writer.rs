@@ -1,0 +1,392 @@
+//! The one writer thread: batches of appends grouped into one transaction
+//! (group commit), each batch atomic on its own through a savepoint.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use trailmark_core::{SealContext, Seq, TenantId};
+use trailmark_log::{CompactRange, NodeId, TreeSize, leaf_hash};
+use trailmark_store::{Appended, CheckpointRecord, KeyRecord, NewEvent, StoreError};
+
+use crate::strips::{StripWriter, read_nodes, to_i64};
+
+/// At most this many events are committed by one fsync.
+const MAX_GROUP_EVENTS: usize = 20_000;
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+pub(crate) enum Job {
+    Append(Vec<NewEvent>, Reply<Vec<Appended>>),
+    Checkpoint(CheckpointRecord, Reply<()>),
+    CreateKey(KeyRecord, Reply<()>),
+    RevokeKey(String, i64, Reply<bool>),
+}
+
+impl Job {
+    fn weight(&self) -> usize {
+        match self {
+            Job::Append(batch, _) => batch.len().max(1),
+            _ => 1,
+        }
+    }
+}
+
+fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| StoreError::backend(context, e)
+}
+
+struct TenantLog {
+    size: u64,
+    range: CompactRange,
+    strips: StripWriter,
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    tenants: HashMap<TenantId, TenantLog>,
+}
+
+enum Outcome {
+    Appended(Reply<Vec<Appended>>, Vec<Appended>),
+    Done(Reply<()>),
+    Revoked(Reply<bool>, bool),
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection) -> Self {
+        Self {
+            conn,
+            tenants: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn run(mut self, jobs: &Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut weight = first.weight();
+            let mut group = vec![first];
+            while weight < MAX_GROUP_EVENTS {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        weight += job.weight();
+                        group.push(job);
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+    }
+
+    /// One transaction, one fsync, for every job of the group. A job that
+    /// fails is rolled back alone and answered with its error; the others are
+    /// answered only after the commit is durable.
+    fn commit_group(&mut self, group: Vec<Job>) {
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = StoreError::backend("starting a write transaction", e);
+            for job in group {
+                fail(job, &e);
+            }
+            return;
+        }
+        let mut done = Vec::with_capacity(group.len());
+        for job in group {
+            if let Err(e) = self.conn.execute_batch("SAVEPOINT job") {
+                fail(job, &StoreError::backend("starting a savepoint", e));
+                continue;
+            }
+            match self.run_job(job) {
+                Ok(outcome) => {
+                    let _ = self.conn.execute_batch("RELEASE job");
+                    done.push(outcome);
+                }
+                Err(failed) => {
+                    let (job, e) = *failed;
+                    let _ = self.conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                    self.tenants.clear();
+                    fail(job, &e);
+                }
+            }
+        }
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.tenants.clear();
+            let e = StoreError::backend("committing", e);
+            for outcome in done {
+                match outcome {
+                    Outcome::Appended(reply, _) => drop(reply.send(Err(clone_err(&e)))),
+                    Outcome::Done(reply) => drop(reply.send(Err(clone_err(&e)))),
+                    Outcome::Revoked(reply, _) => drop(reply.send(Err(clone_err(&e)))),
+                }
+            }
+            return;
+        }
+        for outcome in done {
+            match outcome {
+                Outcome::Appended(reply, result) => drop(reply.send(Ok(result))),
+                Outcome::Done(reply) => drop(reply.send(Ok(()))),
+                Outcome::Revoked(reply, found) => drop(reply.send(Ok(found))),
+            }
+        }
+    }
+
+    fn run_job(&mut self, job: Job) -> Result<Outcome, Box<(Job, StoreError)>> {
+        match job {
+            Job::Append(batch, reply) => match self.append(&batch) {
+                Ok(appended) => Ok(Outcome::Appended(reply, appended)),
+                Err(e) => Err(Box::new((Job::Append(batch, reply), e))),
+            },
+            Job::Checkpoint(record, reply) => match self.add_checkpoint(&record) {
+                Ok(()) => Ok(Outcome::Done(reply)),
+                Err(e) => Err(Box::new((Job::Checkpoint(record, reply), e))),
+            },
+            Job::CreateKey(key, reply) => match self.create_key(&key) {
+                Ok(()) => Ok(Outcome::Done(reply)),
+                Err(e) => Err(Box::new((Job::CreateKey(key, reply), e))),
+            },
+            Job::RevokeKey(id, at, reply) => match self.revoke_key(&id, at) {
+                Ok(found) => Ok(Outcome::Revoked(reply, found)),
+                Err(e) => Err(Box::new((Job::RevokeKey(id, at, reply), e))),
+            },
+        }
+    }
+
+    fn tenant(&mut self, tenant: &TenantId) -> Result<&mut TenantLog, StoreError> {
+        if !self.tenants.contains_key(tenant) {
+            let size: u64 = self
+                .conn
+                .prepare_cached("SELECT size FROM tenants WHERE name = ?1")
+                .and_then(|mut s| {
+                    s.query_row([tenant.as_str()], |r| r.get::<_, i64>(0))
+                        .optional()
+                })
+                .map_err(db("reading a tenant's size"))?
+                .map_or(0, |n| u64::try_from(n).unwrap_or(0));
+            let size = TreeSize::new(size).ok_or(StoreError::Closed)?;
+            let ids = CompactRange::node_ids(size);
+            let hashes = read_nodes(&self.conn, tenant, &ids)?;
+            let range = CompactRange::from_hashes(size, hashes)?;
+            let log = TenantLog {
+                size: size.get(),
+                range,
+                strips: StripWriter::default(),
+            };
+            self.tenants.insert(tenant.clone(), log);
+        }
+        self.tenants.get_mut(tenant).ok_or(StoreError::Closed)
+    }
+
+    fn append(&mut self, batch: &[NewEvent]) -> Result<Vec<Appended>, StoreError> {
+        let mut out = Vec::with_capacity(batch.len());
+        let mut in_batch: HashMap<(TenantId, trailmark_core::EventId), Seq> = HashMap::new();
+        let mut touched: Vec<TenantId> = Vec::new();
+        for new in batch {
+            let (tenant, id) = (new.tenant(), new.id());
+            let existing = match in_batch.get(&(tenant.clone(), id)) {
+                Some(seq) => Some(*seq),
+                None => self.seq_of(&tenant, &id.to_string())?,
+            };
+            if let Some(seq) = existing {
+                out.push(Appended {
+                    id,
+                    tenant,
+                    seq,
+                    duplicate: true,
+                });
+                continue;
+            }
+            let seq = self.append_one(new, &tenant)?;
+            if !touched.contains(&tenant) {
+                touched.push(tenant.clone());
+            }
+            in_batch.insert((tenant.clone(), id), seq);
+            out.push(Appended {
+                id,
+                tenant,
+                seq,
+                duplicate: false,
+            });
+        }
+        for tenant in touched {
+            let conn = &self.conn;
+            let log = self.tenants.get_mut(&tenant).ok_or(StoreError::Closed)?;
+            log.strips.flush(conn, &tenant)?;
+            conn.prepare_cached(
+                "INSERT INTO tenants (name, size) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET size = excluded.size",
+            )
+            .and_then(|mut s| s.execute(params![tenant.as_str(), to_i64(log.size)]))
+            .map_err(db("updating a tenant's size"))?;
+        }
+        Ok(out)
+    }
+
+    fn seq_of(&self, tenant: &TenantId, id: &str) -> Result<Option<Seq>, StoreError> {
+        let seq: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT seq FROM entries WHERE tenant = ?1 AND id = ?2")
+            .and_then(|mut s| s.query_row([tenant.as_str(), id], |r| r.get(0)).optional())
+            .map_err(db("looking up an event id"))?;
+        Ok(seq.and_then(|n| u64::try_from(n).ok()).and_then(Seq::new))
+    }
+
+    fn append_one(&mut self, new: &NewEvent, tenant: &TenantId) -> Result<Seq, StoreError> {
+        let size = self.tenant(tenant)?.size;
+        let seq = Seq::new(size)
+            .ok_or_else(|| StoreError::Invalid(format!("tenant {tenant} is full")))?;
+        let sealed = new.event.seal(SealContext {
+            seq,
+            received_at: new.received_at,
+            default_tenant: &new.default_tenant,
+            generated_id: new.generated_id,
+            salt: new.salt.clone(),
+        })?;
+        let env = &sealed.envelope;
+        let leaf = leaf_hash(sealed.leaf_bytes.as_bytes());
+        self.conn
+            .prepare_cached(
+                "INSERT INTO entries (tenant, seq, id, occurred_at, actor_id, action, resource_type,
+                                      resource_id, outcome, envelope, leaf_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    tenant.as_str(),
+                    to_i64(seq.get()),
+                    env.id.to_string(),
+                    env.occurred_at.unix_millis(),
+                    env.actor_id,
+                    env.action,
+                    env.resource_type,
+                    env.resource_id,
+                    env.outcome.as_str(),
+                    sealed.leaf_bytes.as_bytes(),
+                    leaf.as_bytes().as_slice(),
+                ])
+            })
+            .map_err(db("inserting an entry"))?;
+        let pos = self.conn.last_insert_rowid();
+        let payload = Value::Object(sealed.payload.clone());
+        let ip = new
+            .event
+            .context
+            .as_ref()
+            .and_then(|c| c.ip)
+            .map(|ip| ip.to_string());
+        self.conn
+            .prepare_cached("INSERT INTO payloads (pos, payload, salt, ip) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| {
+                s.execute(params![
+                    pos,
+                    payload.to_string(),
+                    sealed.salt.as_bytes().as_slice(),
+                    ip
+                ])
+            })
+            .map_err(db("inserting a payload"))?;
+        let mut body = vec![
+            env.id.to_string(),
+            env.actor_id.clone(),
+            env.action.clone(),
+            env.resource_type.clone().unwrap_or_default(),
+            env.resource_id.clone().unwrap_or_default(),
+        ];
+        collect_text(&payload, &mut body);
+        self.conn
+            .prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![pos, body.join(" ")]))
+            .map_err(db("indexing an entry for search"))?;
+
+        let conn = &self.conn;
+        let log = self.tenants.get_mut(tenant).ok_or(StoreError::Closed)?;
+        let mut nodes: Vec<(NodeId, trailmark_log::Hash)> = Vec::with_capacity(4);
+        log.range.append(leaf, |id, h| nodes.push((id, h)))?;
+        for (id, h) in &nodes {
+            log.strips.push(conn, tenant, *id, h)?;
+        }
+        log.size += 1;
+        Ok(seq)
+    }
+
+    fn add_checkpoint(&self, record: &CheckpointRecord) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO checkpoints (tenant, size, root, note, signed_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant, size) DO NOTHING",
+                params![
+                    record.tenant.as_str(),
+                    to_i64(record.size.get()),
+                    record.root.as_bytes().as_slice(),
+                    record.note,
+                    record.signed_at.unix_millis()
+                ],
+            )
+            .map_err(db("storing a checkpoint"))?;
+        Ok(())
+    }
+
+    fn create_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO keys (id, digest, name, scopes, tenant, created_at, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    key.id,
+                    key.digest.as_slice(),
+                    key.name,
+                    key.scopes.to_text(),
+                    key.tenant.as_ref().map(TenantId::as_str),
+                    key.created_at.unix_millis(),
+                    key.revoked_at.map(trailmark_core::Timestamp::unix_millis),
+                ],
+            )
+            .map_err(db("storing a key"))?;
+        Ok(())
+    }
+
+    fn revoke_key(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, at],
+            )
+            .map_err(db("revoking a key"))?;
+        // Revoking twice is not an error: the key stays revoked since the first time.
+        if n > 0 { Ok(true) } else { self.key_exists(id) }
+    }
+
+    fn key_exists(&self, id: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row("SELECT 1 FROM keys WHERE id = ?1", [id], |_| Ok(()))
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(db("looking up a key"))
+    }
+}
+
+/// Every scalar of a JSON value as text, for the search index.
+fn collect_text(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Bool(b) => out.push(b.to_string()),
+        Value::Array(items) => items.iter().for_each(|v| collect_text(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_text(v, out)),
+        Value::Null => {}
+    }
+}
+
+fn clone_err(e: &StoreError) -> StoreError {
+    StoreError::Invalid(e.to_string())
+}
+
+fn fail(job: Job, e: &StoreError) {
+    match job {
+        Job::Append(_, reply) => drop(reply.send(Err(clone_err(e)))),
+        Job::Checkpoint(_, reply) | Job::CreateKey(_, reply) => drop(reply.send(Err(clone_err(e)))),
+        Job::RevokeKey(_, _, reply) => drop(reply.send(Err(clone_err(e)))),
+    }
+}

@@ -1,0 +1,20 @@
+//! The storage boundary of Trailmark: the [`Store`] trait, the types that
+//! cross it, and (feature `testkit`) the conformance suite every backend runs.
+//!
+//! A store owns sequencing: it assigns each tenant's `seq` inside its append
+//! transaction, seals the events, extends the tree and persists its new
+//! complete nodes in the same commit. That is what lets several servers share
+//! one database later, and what makes "acknowledged" mean "durable".
+
+mod error;
+mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+mod types;
+
+pub use error::StoreError;
+pub use store::Store;
+pub use types::{
+    Appended, CheckpointRecord, Cursor, EntryState, KeyRecord, NewEvent, Page, Query, Scopes,
+    StoredEntry, TenantHead,
+};

@@ -1,0 +1,86 @@
+use std::future::Future;
+
+use trailmark_core::{EventId, TenantId, Timestamp};
+use trailmark_log::{Hash, NodeId};
+
+use crate::{
+    Appended, CheckpointRecord, KeyRecord, NewEvent, Page, Query, StoreError, StoredEntry,
+    TenantHead,
+};
+
+/// A Trailmark ledger backend.
+///
+/// Every method is a future so that both embedded and networked databases
+/// fit; implementations must not block the async executor.
+pub trait Store: Send + Sync + 'static {
+    /// Appends a batch: all of it or none of it. For each event, in order:
+    /// its tenant's next `seq`, or the existing `seq` when the event's id is
+    /// already in that tenant's log. Returns only after the batch is durable.
+    fn append(
+        &self,
+        batch: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<Vec<Appended>, StoreError>> + Send;
+
+    /// Every tenant with its current log size.
+    fn heads(&self) -> impl Future<Output = Result<Vec<TenantHead>, StoreError>> + Send;
+
+    /// Entries `start..end` of a tenant's log, in order (fewer at the end).
+    fn entries(
+        &self,
+        tenant: &TenantId,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<Vec<StoredEntry>, StoreError>> + Send;
+
+    /// The entry with this id in one of `tenants` (all when empty).
+    fn entry_by_id(
+        &self,
+        tenants: &[TenantId],
+        id: EventId,
+    ) -> impl Future<Output = Result<Option<StoredEntry>, StoreError>> + Send;
+
+    /// A filtered page, newest first.
+    fn query(&self, query: &Query) -> impl Future<Output = Result<Page, StoreError>> + Send;
+
+    /// Complete tree nodes of a tenant, in the order asked.
+    fn nodes(
+        &self,
+        tenant: &TenantId,
+        ids: &[NodeId],
+    ) -> impl Future<Output = Result<Vec<Hash>, StoreError>> + Send;
+
+    /// Keeps a signed checkpoint. Checkpoints are never deleted.
+    fn add_checkpoint(
+        &self,
+        record: CheckpointRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The newest checkpoint of a tenant.
+    fn latest_checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<CheckpointRecord>, StoreError>> + Send;
+
+    /// Every checkpoint of a tenant, oldest first.
+    fn checkpoints(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<CheckpointRecord>, StoreError>> + Send;
+
+    fn create_key(&self, key: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The key whose secret hashes to `digest`, revoked or not.
+    fn key_by_digest(
+        &self,
+        digest: [u8; 32],
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    fn keys(&self) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+
+    /// Marks a key revoked; false when no such key id exists.
+    fn revoke_key(
+        &self,
+        id: &str,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}

@@ -1,0 +1,209 @@
+//! Values that cross the storage boundary.
+
+use serde_json::{Map, Value};
+use trailmark_core::{Envelope, Event, EventId, Outcome, Salt, Seq, TenantId, Timestamp};
+use trailmark_log::{Hash, TreeSize};
+
+/// One validated event with the server's decisions, ready for the store to
+/// sequence and seal.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event: Event,
+    pub received_at: Timestamp,
+    /// Used when the event carries no id.
+    pub generated_id: EventId,
+    pub salt: Salt,
+    /// Used when the event names no tenant.
+    pub default_tenant: TenantId,
+}
+
+impl NewEvent {
+    pub fn tenant(&self) -> TenantId {
+        self.event
+            .tenant
+            .clone()
+            .unwrap_or_else(|| self.default_tenant.clone())
+    }
+
+    pub fn id(&self) -> EventId {
+        self.event.id_or(self.generated_id)
+    }
+}
+
+/// Where an event ended up. `duplicate` is true when its id was already in
+/// the tenant's log: nothing new was stored and `seq` is the first one's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub id: EventId,
+    pub tenant: TenantId,
+    pub seq: Seq,
+    pub duplicate: bool,
+}
+
+/// Whether an entry's payload is still there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryState {
+    Present,
+    /// Payload and salt deleted (erasure or retention); the envelope stays.
+    Erased,
+}
+
+impl EntryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Present => "present",
+            Self::Erased => "erased",
+        }
+    }
+}
+
+/// One stored entry, as it is on disk.
+#[derive(Clone, Debug)]
+pub struct StoredEntry {
+    /// The leaf bytes exactly as stored (verifiers recompute from these).
+    pub envelope_bytes: Vec<u8>,
+    /// The stored leaf hash (an index; verifiers recompute it).
+    pub leaf_hash: Hash,
+    pub payload: Option<Map<String, Value>>,
+    pub salt: Option<Salt>,
+}
+
+impl StoredEntry {
+    /// Parses the stored envelope (checking it is canonical).
+    pub fn envelope(&self) -> Result<Envelope, trailmark_core::Error> {
+        Envelope::from_leaf_bytes(&self.envelope_bytes)
+    }
+
+    pub fn state(&self) -> EntryState {
+        if self.payload.is_some() {
+            EntryState::Present
+        } else {
+            EntryState::Erased
+        }
+    }
+}
+
+/// A tenant's log size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantHead {
+    pub tenant: TenantId,
+    pub size: TreeSize,
+}
+
+/// Where a page of results stopped; opaque to clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor(pub u64);
+
+impl Cursor {
+    pub fn encode(self) -> String {
+        format!("c{}", self.0)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        text.strip_prefix('c')?.parse().ok().map(Self)
+    }
+}
+
+/// A search over entries, newest first. Every filter is exact except `q`
+/// (words in the payload and ids) and the time range.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    /// The tenants the caller may see; empty means every tenant.
+    pub tenants: Vec<TenantId>,
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub ip: Option<String>,
+    pub q: Option<String>,
+    /// Inclusive lower bound on `occurred_at`.
+    pub since: Option<Timestamp>,
+    /// Exclusive upper bound on `occurred_at`.
+    pub until: Option<Timestamp>,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+/// A page of results and where the next one starts.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub entries: Vec<StoredEntry>,
+    pub next: Option<Cursor>,
+}
+
+/// A signed checkpoint as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointRecord {
+    pub tenant: TenantId,
+    pub size: TreeSize,
+    pub root: Hash,
+    /// The whole signed note.
+    pub note: String,
+    pub signed_at: Timestamp,
+}
+
+/// What a key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Scopes {
+    pub ingest: bool,
+    pub read: bool,
+    pub admin: bool,
+}
+
+impl Scopes {
+    pub const ALL: Self = Self {
+        ingest: true,
+        read: true,
+        admin: true,
+    };
+
+    /// Parses `ingest,read,admin` (any subset, any order).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut scopes = Self::default();
+        for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match word {
+                "ingest" => scopes.ingest = true,
+                "read" => scopes.read = true,
+                "admin" => scopes.admin = true,
+                other => {
+                    return Err(format!(
+                        "unknown scope {other:?}: use ingest, read or admin"
+                    ));
+                }
+            }
+        }
+        if scopes == Self::default() {
+            return Err("at least one scope is needed: ingest, read or admin".into());
+        }
+        Ok(scopes)
+    }
+
+    pub fn to_text(self) -> String {
+        let mut words = Vec::new();
+        for (on, word) in [
+            (self.ingest, "ingest"),
+            (self.read, "read"),
+            (self.admin, "admin"),
+        ] {
+            if on {
+                words.push(word);
+            }
+        }
+        words.join(",")
+    }
+}
+
+/// An API key as stored: never the key itself, only its SHA-256 digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// A public handle (`tmk_` + 8 hex digits), safe to show and log.
+    pub id: String,
+    pub digest: [u8; 32],
+    pub name: String,
+    pub scopes: Scopes,
+    /// When set, the key sees and writes only this tenant.
+    pub tenant: Option<TenantId>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
