@@ -1,0 +1,275 @@
+//! Shared server state: the store, the signing seed, ingest permits, counters.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::HeaderMap;
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+use trailmark_core::{
+    Actor, ActorType, Event, EventId, Outcome, Resource, Salt, TenantId, Timestamp,
+};
+use trailmark_log::{KeyName, SigningKey};
+use trailmark_store::{KeyRecord, NewEvent, Scopes, Store};
+
+use crate::error::ApiError;
+use crate::keys::ApiKey;
+
+/// How the server is set up.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Checkpoint origins are `<origin_prefix>/<tenant>`.
+    pub origin_prefix: String,
+    /// At most this many events wait for the disk at once; more get 429.
+    pub queue_capacity: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Most events in one request.
+    pub max_batch: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            origin_prefix: "trailmark.local".into(),
+            queue_capacity: 100_000,
+            max_body_bytes: 8 * 1024 * 1024,
+            max_batch: 5_000,
+        }
+    }
+}
+
+/// Counters for /metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub events_ingested: AtomicU64,
+    pub ingest_requests: AtomicU64,
+    pub ingest_rejected_busy: AtomicU64,
+    pub commit_micros_total: AtomicU64,
+    pub commits: AtomicU64,
+    pub checkpoints_signed: AtomicU64,
+}
+
+pub struct App<S> {
+    pub store: S,
+    pub settings: Settings,
+    seed: [u8; 32],
+    pub permits: Arc<Semaphore>,
+    pub metrics: Metrics,
+    signers: Mutex<HashMap<TenantId, SigningKey>>,
+}
+
+impl<S> std::fmt::Debug for App<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now() -> Timestamp {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    Timestamp::from_unix_millis(i64::try_from(millis).unwrap_or(0)).unwrap_or(Timestamp::EPOCH)
+}
+
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::Forbidden(format!("no randomness: {e}")))?;
+    Ok(bytes)
+}
+
+/// Who is calling, after the key was checked.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub key: KeyRecord,
+}
+
+impl Caller {
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        let s = self.key.scopes;
+        let ok = s.admin
+            || match scope {
+                "ingest" => s.ingest,
+                "read" => s.read,
+                _ => false,
+            };
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this key lacks the {scope} scope"
+            )))
+        }
+    }
+
+    /// The tenants a read may see: a bound key sees its tenant only; an
+    /// unbound key sees `requested` or, without it, every tenant (empty list).
+    pub fn visible(&self, requested: Option<&str>) -> Result<Vec<TenantId>, ApiError> {
+        let requested = requested
+            .filter(|t| !t.is_empty())
+            .map(|t| TenantId::from_stored(t).map_err(|m| ApiError::param("tenant", m)))
+            .transpose()?;
+        match (&self.key.tenant, requested) {
+            (Some(own), Some(asked)) if *own != asked => Err(ApiError::Forbidden(format!(
+                "this key is bound to tenant {own} and cannot see tenant {asked}"
+            ))),
+            (Some(own), _) => Ok(vec![own.clone()]),
+            (None, Some(asked)) => Ok(vec![asked]),
+            (None, None) => Ok(Vec::new()),
+        }
+    }
+
+    /// The one tenant a tenant-scoped read (proofs, checkpoints) is about.
+    pub fn one_tenant(&self, requested: Option<&str>) -> Result<TenantId, ApiError> {
+        let visible = self.visible(requested)?;
+        visible
+            .into_iter()
+            .next()
+            .map_or_else(|| Ok(TenantId::default_tenant()), Ok)
+    }
+}
+
+impl<S: Store> App<S> {
+    pub fn new(store: S, settings: Settings, seed: [u8; 32]) -> Self {
+        let permits = Arc::new(Semaphore::new(settings.queue_capacity));
+        Self {
+            store,
+            settings,
+            seed,
+            permits,
+            metrics: Metrics::default(),
+            signers: Mutex::default(),
+        }
+    }
+
+    /// The tenant's checkpoint signing key: one seed, one key name per tenant.
+    pub fn signer(&self, tenant: &TenantId) -> Result<SigningKey, ApiError> {
+        let mut signers = self
+            .signers
+            .lock()
+            .map_err(|_| ApiError::Forbidden("poisoned".into()))?;
+        if let Some(key) = signers.get(tenant) {
+            return Ok(key.clone());
+        }
+        let name = KeyName::new(format!("{}/{tenant}", self.settings.origin_prefix))
+            .map_err(|e| ApiError::Forbidden(e.to_string()))?;
+        let key = SigningKey::from_seed(name, &self.seed);
+        signers.insert(tenant.clone(), key.clone());
+        Ok(key)
+    }
+
+    /// Checks the bearer key.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let value =
+            headers
+                .get(axum::http::header::AUTHORIZATION)
+                .ok_or(ApiError::Unauthorized(
+                    "missing Authorization: Bearer <key>",
+                ))?;
+        let secret = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized(
+                "Authorization must be 'Bearer <key>'",
+            ))?;
+        let key = ApiKey::from_secret(secret);
+        let record = self.store.key_by_digest(key.digest()).await?;
+        match record {
+            Some(record) if key.matches(&record) && record.revoked_at.is_none() => {
+                Ok(Caller { key: record })
+            }
+            Some(record) if key.matches(&record) => {
+                Err(ApiError::Unauthorized("this key has been revoked"))
+            }
+            _ => Err(ApiError::Unauthorized("unknown key")),
+        }
+    }
+
+    /// Wraps a validated event with the server's decisions.
+    pub fn prepare(
+        &self,
+        event: Event,
+        default_tenant: &TenantId,
+        received_at: Timestamp,
+    ) -> Result<NewEvent, ApiError> {
+        Ok(NewEvent {
+            event,
+            received_at,
+            generated_id: EventId::new_v7(received_at, random_bytes()?),
+            salt: Salt::from_bytes(random_bytes()?),
+            default_tenant: default_tenant.clone(),
+        })
+    }
+
+    /// Records what a key did in the `_system` tenant, durably, before the
+    /// caller gets an answer.
+    pub async fn audit(
+        &self,
+        caller: Option<&Caller>,
+        action: &str,
+        resource: Option<(&str, &str)>,
+        metadata: Map<String, Value>,
+    ) -> Result<(), ApiError> {
+        let actor = caller.map_or_else(
+            || Actor {
+                id: "trailmark".into(),
+                kind: ActorType::System,
+                name: None,
+            },
+            |c| Actor {
+                id: c.key.id.clone(),
+                kind: ActorType::Service,
+                name: Some(c.key.name.clone()),
+            },
+        );
+        let event = Event {
+            id: None,
+            occurred_at: None,
+            tenant: Some(TenantId::system()),
+            actor,
+            action: action.into(),
+            resource: resource.map(|(kind, id)| Resource {
+                kind: kind.into(),
+                id: Some(id.into()),
+                name: None,
+            }),
+            outcome: Outcome::Success,
+            reason: None,
+            changes: None,
+            context: None,
+            metadata: (!metadata.is_empty()).then_some(metadata),
+        };
+        let new = self.prepare(event, &TenantId::system(), now())?;
+        self.store.append(vec![new]).await?;
+        self.metrics.events_ingested.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Creates a key and records it in `_system`.
+    pub async fn create_key(
+        &self,
+        caller: Option<&Caller>,
+        name: &str,
+        scopes: Scopes,
+        tenant: Option<TenantId>,
+    ) -> Result<(ApiKey, KeyRecord), ApiError> {
+        let key =
+            ApiKey::generate().map_err(|e| ApiError::Forbidden(format!("no randomness: {e}")))?;
+        let record = key.record(name, scopes, tenant, now());
+        self.store.create_key(record.clone()).await?;
+        let mut meta = Map::new();
+        meta.insert("scopes".into(), Value::String(scopes.to_text()));
+        if let Some(t) = &record.tenant {
+            meta.insert("bound_tenant".into(), Value::String(t.to_string()));
+        }
+        self.audit(caller, "admin.key.create", Some(("key", &record.id)), meta)
+            .await?;
+        Ok((key, record))
+    }
+}

@@ -1,0 +1,76 @@
+//! Signs a checkpoint for every tenant whose log grew, at least once a second.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use trailmark_core::TenantId;
+use trailmark_log::{Checkpoint, Plan, SignedCheckpoint};
+use trailmark_store::{CheckpointRecord, Store, StoreError};
+
+use crate::app::{App, now};
+use crate::error::ApiError;
+
+/// How often the checkpointer looks for growth.
+pub const INTERVAL: Duration = Duration::from_millis(250);
+
+/// The size each tenant was last signed at.
+#[derive(Debug, Default)]
+pub struct Signed(HashMap<TenantId, u64>);
+
+/// Signs one checkpoint for each tenant that grew since `signed` was
+/// updated; returns how many were signed.
+pub async fn sign_new<S: Store>(app: &App<S>, signed: &mut Signed) -> Result<usize, ApiError> {
+    let signed = &mut signed.0;
+    let mut count = 0;
+    for head in app.store.heads().await? {
+        let last = match signed.get(&head.tenant) {
+            Some(size) => *size,
+            None => app
+                .store
+                .latest_checkpoint(&head.tenant)
+                .await?
+                .map_or(0, |c| c.size.get()),
+        };
+        if head.size.get() <= last {
+            signed.insert(head.tenant, last);
+            continue;
+        }
+        let plan = Plan::root(head.size);
+        let nodes = app.store.nodes(&head.tenant, plan.node_ids()).await?;
+        let root = plan.assemble(&nodes).map_err(StoreError::from)?[0];
+        let key = app.signer(&head.tenant)?;
+        let checkpoint =
+            Checkpoint::new(key.name().as_str(), head.size, root).map_err(StoreError::from)?;
+        let signed_cp = SignedCheckpoint::sign(checkpoint, &key).map_err(StoreError::from)?;
+        app.store
+            .add_checkpoint(CheckpointRecord {
+                tenant: head.tenant.clone(),
+                size: head.size,
+                root,
+                note: signed_cp.to_string(),
+                signed_at: now(),
+            })
+            .await?;
+        app.metrics
+            .checkpoints_signed
+            .fetch_add(1, Ordering::Relaxed);
+        signed.insert(head.tenant, head.size.get());
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Runs until the process ends.
+pub async fn run<S: Store>(app: Arc<App<S>>) {
+    let mut signed = Signed::default();
+    let mut tick = tokio::time::interval(INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sign_new(&app, &mut signed).await {
+            eprintln!("trailmark: signing checkpoints failed, will retry: {e}");
+            signed.0.clear();
+        }
+    }
+}

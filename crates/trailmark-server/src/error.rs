@@ -1,0 +1,85 @@
+//! Every failure the API answers, as a JSON body naming what was wrong.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use trailmark_store::StoreError;
+
+/// One problem in a request, located by batch index and field path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub index: Option<usize>,
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid request")]
+    Invalid(Vec<Problem>),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("the ingest queue is full; retry after a second")]
+    Busy,
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    /// A single problem with a query or path parameter.
+    pub fn param(name: &str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![Problem {
+            index: None,
+            path: name.into(),
+            message: message.into(),
+        }])
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match &self {
+            ApiError::Invalid(problems) => (
+                StatusCode::BAD_REQUEST,
+                json!({"errors": problems.iter().map(|p| {
+                    let mut e = json!({"path": p.path, "message": p.message});
+                    if let Some(i) = p.index { e["index"] = json!(i); }
+                    e
+                }).collect::<Vec<_>>()}),
+            ),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, json!({"error": m})),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({"error": m})),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": m})),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": m})),
+            ApiError::Busy => (
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"error": self.to_string()}),
+            ),
+            ApiError::Store(e) => {
+                eprintln!("trailmark: storage error: {e}");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": format!("storage failed: {e}")}),
+                )
+            }
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if matches!(self, ApiError::Busy) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,172 @@
+//! `POST /v1/events`: one event, a JSON array, or NDJSON; all or nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+use trailmark_core::{Event, TenantId};
+use trailmark_store::Store;
+
+use crate::app::{App, now};
+use crate::error::{ApiError, Problem};
+
+fn problem(index: Option<usize>, path: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        index,
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// Splits a body into event values, by content type: NDJSON is one event per
+/// line; JSON is an object or an array of objects.
+fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec<Value>, ApiError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ApiError::Invalid(vec![problem(
+            None,
+            "",
+            format!("body is not valid UTF-8 (at byte {})", e.valid_up_to()),
+        )])
+    })?;
+    let ndjson = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.starts_with("application/x-ndjson") || ct.starts_with("application/jsonl")
+        });
+    let values = if ndjson {
+        let mut values = Vec::new();
+        let mut problems = Vec::new();
+        for (line_no, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            match serde_json::from_str::<Value>(line) {
+                Ok(v) => values.push(v),
+                Err(e) => problems.push(problem(
+                    Some(values.len() + problems.len()),
+                    "",
+                    format!("line {}: malformed JSON: {e}", line_no + 1),
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::Invalid(problems));
+        }
+        values
+    } else {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Array(items)) => items,
+            Ok(v @ Value::Object(_)) => vec![v],
+            Ok(_) => {
+                return Err(ApiError::Invalid(vec![problem(
+                    None,
+                    "",
+                    "body must be an event object, an array of events, or NDJSON (Content-Type: application/x-ndjson)",
+                )]));
+            }
+            Err(e) => {
+                return Err(ApiError::Invalid(vec![problem(
+                    None,
+                    "",
+                    format!("malformed JSON: {e}"),
+                )]));
+            }
+        }
+    };
+    if values.is_empty() {
+        return Err(ApiError::Invalid(vec![problem(
+            None,
+            "",
+            "no events in the body",
+        )]));
+    }
+    if values.len() > max_batch {
+        return Err(ApiError::TooLarge(format!(
+            "{} events in one request; at most {max_batch}: split the batch",
+            values.len()
+        )));
+    }
+    Ok(values)
+}
+
+pub async fn post_events<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("ingest")?;
+    let max = app.settings.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, max).await.map_err(|_| {
+        ApiError::TooLarge(format!(
+            "request body is larger than {max} bytes: split the batch"
+        ))
+    })?;
+    app.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
+    let values = parse_body(&headers, &bytes, app.settings.max_batch)?;
+
+    let default_tenant = caller
+        .key
+        .tenant
+        .clone()
+        .unwrap_or_else(TenantId::default_tenant);
+    let received_at = now();
+    let mut problems = Vec::new();
+    let mut batch = Vec::with_capacity(values.len());
+    for (index, value) in values.iter().enumerate() {
+        match Event::from_json(value) {
+            Ok(event) => {
+                if let (Some(own), Some(asked)) = (&caller.key.tenant, &event.tenant) {
+                    if own != asked {
+                        return Err(ApiError::Forbidden(format!(
+                            "events[{index}].tenant: this key may only write tenant {own}, not {asked}"
+                        )));
+                    }
+                }
+                batch.push(app.prepare(event, &default_tenant, received_at)?);
+            }
+            Err(errors) => problems.extend(
+                errors
+                    .into_iter()
+                    .map(|e| problem(Some(index), &e.path, e.message)),
+            ),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid(problems));
+    }
+
+    let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+    let Ok(_permit) = Arc::clone(&app.permits).try_acquire_many_owned(count) else {
+        app.metrics
+            .ingest_rejected_busy
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::Busy);
+    };
+    let started = Instant::now();
+    let appended = app.store.append(batch).await?;
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    app.metrics
+        .commit_micros_total
+        .fetch_add(micros, Ordering::Relaxed);
+    app.metrics.commits.fetch_add(1, Ordering::Relaxed);
+    app.metrics
+        .events_ingested
+        .fetch_add(appended.len() as u64, Ordering::Relaxed);
+
+    let entries: Vec<Value> = appended
+        .iter()
+        .map(|a| json!({"id": a.id.to_string(), "seq": a.seq.get(), "tenant": a.tenant.as_str()}))
+        .collect();
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "entries": entries })),
+    ))
+}

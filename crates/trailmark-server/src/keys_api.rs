@@ -1,0 +1,107 @@
+//! `/v1/keys`: create, list and revoke API keys (admin scope). Every change
+//! is recorded in `_system`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use trailmark_core::TenantId;
+use trailmark_store::{KeyRecord, Scopes, Store};
+
+use crate::app::{App, now};
+use crate::error::ApiError;
+
+#[derive(Debug, Deserialize)]
+pub struct NewKey {
+    pub name: Option<String>,
+    pub scopes: Option<String>,
+    pub tenant: Option<String>,
+}
+
+pub fn key_json(k: &KeyRecord) -> Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "scopes": k.scopes.to_text(),
+        "tenant": k.tenant.as_ref().map(TenantId::as_str),
+        "created_at": k.created_at.to_string(),
+        "revoked_at": k.revoked_at.map(|t| t.to_string()),
+    })
+}
+
+pub async fn create<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<NewKey>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("admin")?;
+    let scopes = Scopes::parse(body.scopes.as_deref().unwrap_or("ingest"))
+        .map_err(|m| ApiError::param("scopes", m))?;
+    let tenant = body
+        .tenant
+        .filter(|t| !t.is_empty())
+        .map(|t| TenantId::new(&t).map_err(|m| ApiError::param("tenant", m)))
+        .transpose()?;
+    if let (Some(own), requested) = (&caller.key.tenant, &tenant) {
+        if requested.as_ref() != Some(own) {
+            return Err(ApiError::Forbidden(format!(
+                "this key may only create keys bound to tenant {own}"
+            )));
+        }
+    }
+    let name = body.name.unwrap_or_else(|| "unnamed".into());
+    if name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::param(
+            "name",
+            "must be at most 200 characters, no control characters",
+        ));
+    }
+    let (key, record) = app.create_key(Some(&caller), &name, scopes, tenant).await?;
+    let mut body = key_json(&record);
+    body["key"] = Value::String(key.expose().to_owned());
+    Ok((StatusCode::CREATED, axum::Json(body)))
+}
+
+pub async fn list<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("admin")?;
+    let keys: Vec<Value> = app
+        .store
+        .keys()
+        .await?
+        .iter()
+        .filter(|k| caller.key.tenant.is_none() || k.tenant == caller.key.tenant)
+        .map(key_json)
+        .collect();
+    Ok(axum::Json(json!({"keys": keys})))
+}
+
+pub async fn revoke<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("admin")?;
+    let target = app.store.keys().await?.into_iter().find(|k| k.id == id);
+    match target {
+        Some(k) if caller.key.tenant.is_none() || k.tenant == caller.key.tenant => {}
+        _ => return Err(ApiError::NotFound(format!("no key {id}"))),
+    }
+    app.store.revoke_key(&id, now()).await?;
+    app.audit(
+        Some(&caller),
+        "admin.key.revoke",
+        Some(("key", &id)),
+        Map::new(),
+    )
+    .await?;
+    Ok(axum::Json(json!({"id": id, "revoked": true})))
+}

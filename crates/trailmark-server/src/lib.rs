@@ -1,0 +1,131 @@
+//! Trailmark's HTTP server over any [`Store`]: durable ingest with
+//! backpressure, search, proofs and checkpoints, keys, health and metrics.
+//!
+//! Ingest path: validate every event (all problems reported at once) → take
+//! permits from the bounded ingest queue (429 with `Retry-After` when full) →
+//! the store's append, which answers only once the batch is durable (the
+//! embedded store's writer thread batches concurrent requests into one
+//! commit) → 201.
+
+mod app;
+pub mod checkpointer;
+mod error;
+mod ingest;
+mod keys;
+mod keys_api;
+mod proofs;
+mod query;
+mod render;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use trailmark_store::Store;
+
+pub use app::{App, Caller, Settings, now};
+pub use error::{ApiError, Problem};
+pub use keys::ApiKey;
+
+/// Every route of the API.
+pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
+    Router::new()
+        .route(
+            "/v1/events",
+            post(ingest::post_events::<S>).get(query::list_events::<S>),
+        )
+        .route("/v1/events/{id}", get(query::get_event::<S>))
+        .route("/v1/entries", get(query::list_entries::<S>))
+        .route("/v1/checkpoint", get(proofs::checkpoint::<S>))
+        .route("/v1/checkpoints", get(proofs::checkpoints::<S>))
+        .route("/v1/verifier-key", get(proofs::verifier_key::<S>))
+        .route("/v1/tenants", get(proofs::tenants::<S>))
+        .route("/v1/proofs/inclusion", get(proofs::inclusion::<S>))
+        .route("/v1/proofs/consistency", get(proofs::consistency::<S>))
+        .route(
+            "/v1/keys",
+            post(keys_api::create::<S>).get(keys_api::list::<S>),
+        )
+        .route("/v1/keys/{id}", delete(keys_api::revoke::<S>))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .with_state(app)
+}
+
+async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Result<&'static str, ApiError> {
+    app.store.heads().await?;
+    Ok("ready\n")
+}
+
+async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse {
+    let m = &app.metrics;
+    let in_flight = app
+        .settings
+        .queue_capacity
+        .saturating_sub(app.permits.available_permits());
+    let mut out = String::new();
+    let mut line = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    };
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    line(
+        "trailmark_events_ingested_total",
+        "counter",
+        "Events durably appended (including _system).",
+        get(&m.events_ingested).to_string(),
+    );
+    line(
+        "trailmark_ingest_requests_total",
+        "counter",
+        "POST /v1/events requests read.",
+        get(&m.ingest_requests).to_string(),
+    );
+    line(
+        "trailmark_ingest_rejected_busy_total",
+        "counter",
+        "Requests answered 429 because the queue was full.",
+        get(&m.ingest_rejected_busy).to_string(),
+    );
+    line(
+        "trailmark_ingest_queue_depth",
+        "gauge",
+        "Events waiting for the disk now.",
+        in_flight.to_string(),
+    );
+    line(
+        "trailmark_ingest_queue_capacity",
+        "gauge",
+        "Events that may wait for the disk at once.",
+        app.settings.queue_capacity.to_string(),
+    );
+    #[allow(clippy::cast_precision_loss)] // microseconds as seconds for Prometheus
+    let seconds = get(&m.commit_micros_total) as f64 / 1e6;
+    line(
+        "trailmark_commit_seconds_sum",
+        "counter",
+        "Time spent waiting for durable appends.",
+        seconds.to_string(),
+    );
+    line(
+        "trailmark_commit_seconds_count",
+        "counter",
+        "Durable appends awaited.",
+        get(&m.commits).to_string(),
+    );
+    line(
+        "trailmark_checkpoints_signed_total",
+        "counter",
+        "Checkpoints signed.",
+        get(&m.checkpoints_signed).to_string(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

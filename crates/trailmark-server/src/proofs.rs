@@ -1,0 +1,172 @@
+//! Checkpoints, verifier keys and proofs: what third parties verify with.
+
+use std::sync::Arc;
+
+use axum::extract::{Query as QueryParams, State};
+use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use trailmark_core::TenantId;
+use trailmark_log::{Hash, LeafIndex, Plan, TreeSize};
+use trailmark_store::{Store, StoreError};
+
+use crate::app::App;
+use crate::error::ApiError;
+
+#[derive(Debug, Deserialize)]
+pub struct ProofParams {
+    pub tenant: Option<String>,
+    pub index: Option<u64>,
+    pub size: Option<u64>,
+    pub first: Option<u64>,
+    pub second: Option<u64>,
+}
+
+fn text(body: String) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body)
+}
+
+fn b64(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(|h| BASE64.encode(h.as_bytes())).collect()
+}
+
+async fn tenant_size<S: Store>(app: &App<S>, tenant: &TenantId) -> Result<u64, ApiError> {
+    Ok(app
+        .store
+        .heads()
+        .await?
+        .into_iter()
+        .find(|h| h.tenant == *tenant)
+        .map_or(0, |h| h.size.get()))
+}
+
+fn size_param(name: &str, value: Option<u64>, current: u64) -> Result<TreeSize, ApiError> {
+    let value = value.ok_or_else(|| ApiError::param(name, "required"))?;
+    if value > current {
+        return Err(ApiError::param(
+            name,
+            format!("the log has {current} entries; ask for a size up to that"),
+        ));
+    }
+    TreeSize::new(value).ok_or_else(|| ApiError::param(name, "too large"))
+}
+
+async fn run_plan<S: Store>(
+    app: &App<S>,
+    tenant: &TenantId,
+    plan: &Plan,
+) -> Result<Vec<Hash>, ApiError> {
+    let nodes = app.store.nodes(tenant, plan.node_ids()).await?;
+    Ok(plan.assemble(&nodes).map_err(StoreError::from)?)
+}
+
+pub async fn checkpoint<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<ProofParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("read")?;
+    let tenant = caller.one_tenant(p.tenant.as_deref())?;
+    let cp = app
+        .store
+        .latest_checkpoint(&tenant)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant} has no checkpoint yet")))?;
+    Ok(text(cp.note))
+}
+
+pub async fn checkpoints<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<ProofParams>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("read")?;
+    let tenant = caller.one_tenant(p.tenant.as_deref())?;
+    let all = app.store.checkpoints(&tenant).await?;
+    let notes: Vec<Value> = all
+        .iter()
+        .map(|c| json!({"size": c.size.get(), "note": c.note}))
+        .collect();
+    Ok(axum::Json(
+        json!({"tenant": tenant.as_str(), "checkpoints": notes}),
+    ))
+}
+
+pub async fn verifier_key<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<ProofParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("read")?;
+    let tenant = caller.one_tenant(p.tenant.as_deref())?;
+    Ok(text(format!("{}\n", app.signer(&tenant)?.verifier())))
+}
+
+pub async fn tenants<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("read")?;
+    let visible = caller.visible(None)?;
+    let heads: Vec<Value> = app
+        .store
+        .heads()
+        .await?
+        .into_iter()
+        .filter(|h| visible.is_empty() || visible.contains(&h.tenant))
+        .map(|h| json!({"tenant": h.tenant.as_str(), "size": h.size.get()}))
+        .collect();
+    Ok(axum::Json(json!({"tenants": heads})))
+}
+
+pub async fn inclusion<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<ProofParams>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("read")?;
+    let tenant = caller.one_tenant(p.tenant.as_deref())?;
+    let current = tenant_size(&app, &tenant).await?;
+    let size = size_param("size", p.size, current)?;
+    let index = p
+        .index
+        .ok_or_else(|| ApiError::param("index", "required"))?;
+    if index >= size.get() {
+        return Err(ApiError::param(
+            "index",
+            format!("must be below size {size}"),
+        ));
+    }
+    let index = LeafIndex::new(index).ok_or_else(|| ApiError::param("index", "too large"))?;
+    let plan = Plan::inclusion(index, size).map_err(StoreError::from)?;
+    let hashes = run_plan(&app, &tenant, &plan).await?;
+    Ok(axum::Json(
+        json!({"leaf_index": index.get(), "tree_size": size.get(), "hashes": b64(&hashes)}),
+    ))
+}
+
+pub async fn consistency<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<ProofParams>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("read")?;
+    let tenant = caller.one_tenant(p.tenant.as_deref())?;
+    let current = tenant_size(&app, &tenant).await?;
+    let second = size_param("second", p.second, current)?;
+    let first = size_param("first", p.first, second.get())?;
+    let plan = Plan::consistency(first, second).map_err(StoreError::from)?;
+    let hashes = run_plan(&app, &tenant, &plan).await?;
+    Ok(axum::Json(
+        json!({"first": first.get(), "second": second.get(), "hashes": b64(&hashes)}),
+    ))
+}

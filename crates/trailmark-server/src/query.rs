@@ -1,0 +1,243 @@
+//! Reading the trail: search, one event with its proof, entries by position.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query as QueryParams, State};
+use axum::http::HeaderMap;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use trailmark_core::{EventId, Outcome, TenantId, Timestamp};
+use trailmark_log::{LeafIndex, Plan, Receipt, SignedCheckpoint};
+use trailmark_store::{Cursor, Query, Store};
+
+use crate::app::{App, now};
+use crate::error::ApiError;
+use crate::render::{entry_json, event_json};
+
+pub const MAX_LIMIT: usize = 1000;
+pub const MAX_ENTRIES_RANGE: u64 = 1000;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EventFilters {
+    pub tenant: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub outcome: Option<String>,
+    pub ip: Option<String>,
+    pub q: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub days: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| Timestamp::parse(v).map_err(|m| ApiError::param(name, m)))
+        .transpose()
+}
+
+impl EventFilters {
+    pub fn to_query(&self, tenants: Vec<TenantId>) -> Result<Query, ApiError> {
+        let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        let outcome = nonempty(&self.outcome)
+            .map(|o| {
+                Outcome::parse(&o).ok_or_else(|| {
+                    ApiError::param("outcome", format!("must be one of {}", Outcome::choices()))
+                })
+            })
+            .transpose()?;
+        let mut since = time_param("since", self.since.as_deref())?;
+        if let Some(days) = nonempty(&self.days) {
+            let days: i64 = days
+                .parse()
+                .ok()
+                .filter(|d| (1..=36_500).contains(d))
+                .ok_or_else(|| {
+                    ApiError::param("days", "must be a whole number of days from 1 to 36500")
+                })?;
+            let from =
+                Timestamp::from_unix_millis((now().unix_millis() - days * 86_400_000).max(0));
+            since = since.max(from);
+        }
+        let limit = match nonempty(&self.limit) {
+            None => 50,
+            Some(l) => l
+                .parse()
+                .ok()
+                .filter(|l| (1..=MAX_LIMIT).contains(l))
+                .ok_or_else(|| ApiError::param("limit", format!("must be 1 to {MAX_LIMIT}")))?,
+        };
+        let cursor = nonempty(&self.cursor)
+            .map(|c| {
+                Cursor::decode(&c)
+                    .ok_or_else(|| ApiError::param("cursor", "not a cursor from next_cursor"))
+            })
+            .transpose()?;
+        Ok(Query {
+            tenants,
+            actor_id: nonempty(&self.actor),
+            action: nonempty(&self.action),
+            resource_type: nonempty(&self.resource_type),
+            resource_id: nonempty(&self.resource_id),
+            outcome,
+            ip: nonempty(&self.ip),
+            q: nonempty(&self.q),
+            since,
+            until: time_param("until", self.until.as_deref())?,
+            limit,
+            cursor,
+        })
+    }
+
+    /// The filters that were set, for the audit entry of a read.
+    fn describe(&self) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (k, v) in [
+            ("tenant", &self.tenant),
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("resource_type", &self.resource_type),
+            ("resource_id", &self.resource_id),
+            ("outcome", &self.outcome),
+            ("ip", &self.ip),
+            ("q", &self.q),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("days", &self.days),
+        ] {
+            if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+                out.insert(k.into(), Value::String(v.clone()));
+            }
+        }
+        out
+    }
+}
+
+pub async fn list_events<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    QueryParams(filters): QueryParams<EventFilters>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("read")?;
+    let query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
+    let page = app.store.query(&query).await?;
+    let events = page
+        .entries
+        .iter()
+        .map(event_json)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut meta = filters.describe();
+    meta.insert("returned".into(), json!(events.len()));
+    app.audit(Some(&caller), "read", Some(("route", "/v1/events")), meta)
+        .await?;
+    Ok(axum::Json(
+        json!({"events": events, "next_cursor": page.next.map(Cursor::encode)}),
+    ))
+}
+
+pub async fn get_event<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    QueryParams(filters): QueryParams<EventFilters>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("read")?;
+    let id = EventId::parse(&id).map_err(|m| ApiError::param("id", m))?;
+    let tenants = caller.visible(filters.tenant.as_deref())?;
+    let entry = app
+        .store
+        .entry_by_id(&tenants, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no event {id} that this key may see")))?;
+    let envelope = entry
+        .envelope()
+        .map_err(trailmark_store::StoreError::from)?;
+    let proof = match app.store.latest_checkpoint(&envelope.tenant).await? {
+        Some(cp) if cp.size.get() > envelope.seq.get() => {
+            let index = LeafIndex::new(envelope.seq.get())
+                .ok_or_else(|| ApiError::param("id", "bad seq"))?;
+            let plan =
+                Plan::inclusion(index, cp.size).map_err(trailmark_store::StoreError::from)?;
+            let nodes = app.store.nodes(&envelope.tenant, plan.node_ids()).await?;
+            let hashes = plan
+                .assemble(&nodes)
+                .map_err(trailmark_store::StoreError::from)?;
+            let signed = SignedCheckpoint::open(
+                cp.note.as_bytes(),
+                &app.signer(&envelope.tenant)?.verifier(),
+            )
+            .map_err(trailmark_store::StoreError::from)?;
+            let receipt = Receipt::new(
+                Some(entry.envelope_bytes.clone()),
+                index,
+                hashes.clone(),
+                &signed,
+            );
+            json!({
+                "leaf_index": index.get(),
+                "tree_size": cp.size.get(),
+                "hashes": hashes.iter().map(|h| BASE64.encode(h.as_bytes())).collect::<Vec<_>>(),
+                "checkpoint": cp.note,
+                "receipt": receipt.to_string(),
+            })
+        }
+        // Checkpoints are signed every second; a newer entry has none yet.
+        _ => Value::Null,
+    };
+    let mut meta = Map::new();
+    meta.insert("event".into(), json!(id.to_string()));
+    app.audit(
+        Some(&caller),
+        "read",
+        Some(("route", "/v1/events/{id}")),
+        meta,
+    )
+    .await?;
+    let mut body = event_json(&entry)?;
+    body["entry"] = entry_json(&entry, &envelope);
+    body["proof"] = proof;
+    Ok(axum::Json(body))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EntryRange {
+    pub tenant: Option<String>,
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+}
+
+pub async fn list_entries<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    QueryParams(range): QueryParams<EntryRange>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("read")?;
+    let tenant = caller.one_tenant(range.tenant.as_deref())?;
+    let start = range.start.unwrap_or(0);
+    let end = range.end.unwrap_or(start + MAX_ENTRIES_RANGE);
+    if end < start || end - start > MAX_ENTRIES_RANGE {
+        return Err(ApiError::param(
+            "end",
+            format!("must be from start to start + {MAX_ENTRIES_RANGE}"),
+        ));
+    }
+    let entries = app.store.entries(&tenant, start, end).await?;
+    let out = entries
+        .iter()
+        .map(|e| e.envelope().map(|env| entry_json(e, &env)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(trailmark_store::StoreError::from)?;
+    Ok(axum::Json(
+        json!({"tenant": tenant.as_str(), "entries": out}),
+    ))
+}

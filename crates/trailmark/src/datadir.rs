@@ -1,0 +1,65 @@
+//! The data directory: database, signing seed, bootstrap key.
+//!
+//! ```text
+//! <data-dir>/trailmark.db            SQLite database (+ -wal, -shm)
+//! <data-dir>/signing.seed            32-byte Ed25519 seed, hex (0600)
+//! <data-dir>/bootstrap-admin.key     the first admin key, alone on one line (0600)
+//! ```
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+pub const DB_FILE: &str = "trailmark.db";
+pub const SEED_FILE: &str = "signing.seed";
+pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap-admin.key";
+
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join(DB_FILE)
+}
+
+/// Writes a secret file that only the owner can read; never overwrites.
+pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Creates the data dir (0700) if missing.
+pub fn ensure(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Reads the signing seed, creating it on first start.
+pub fn signing_seed(dir: &Path, create: bool) -> anyhow::Result<[u8; 32]> {
+    let path = dir.join(SEED_FILE);
+    if !path.exists() {
+        if !create {
+            bail!(
+                "{} is missing: is this a Trailmark data dir?",
+                path.display()
+            );
+        }
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        write_secret(&path, &format!("{}\n", hex::encode(seed)))?;
+    }
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed)
+        .with_context(|| format!("{} must hold 64 hex digits", path.display()))?;
+    Ok(seed)
+}

@@ -1,0 +1,126 @@
+//! `trailmark keys create|list|revoke`, against a running server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::source::Http;
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    command: KeysCommand,
+    /// The server.
+    #[arg(
+        long,
+        env = "TRAILMARK_URL",
+        default_value = "http://127.0.0.1:7878",
+        global = true
+    )]
+    url: String,
+    /// An admin key; defaults to the bootstrap key in --data-dir.
+    #[arg(long, env = "TRAILMARK_KEY", global = true, hide_env_values = true)]
+    key: Option<String>,
+    /// Where to find bootstrap-admin.key when --key is not given.
+    #[arg(
+        long,
+        env = "TRAILMARK_DATA_DIR",
+        default_value = "trailmark-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (it is shown only once).
+    ///
+    /// Example: trailmark keys create --scopes ingest,read --tenant acme --name "billing app"
+    Create {
+        /// Any of ingest, read, admin, comma-separated.
+        #[arg(long, default_value = "ingest")]
+        scopes: String,
+        /// Bind the key to one tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A label for people.
+        #[arg(long, default_value = "unnamed")]
+        name: String,
+    },
+    /// List keys (never their secrets).
+    ///
+    /// Example: trailmark keys list
+    List,
+    /// Revoke a key by its id (key_…).
+    ///
+    /// Example: trailmark keys revoke key_3f2a9c01d4e5
+    Revoke { id: String },
+}
+
+pub fn admin_key(key: Option<String>, data_dir: &std::path::Path) -> anyhow::Result<String> {
+    if let Some(key) = key {
+        return Ok(key);
+    }
+    let path = data_dir.join(crate::datadir::BOOTSTRAP_KEY_FILE);
+    let key = std::fs::read_to_string(&path)
+        .with_context(|| format!("no --key given and {} is unreadable", path.display()))?;
+    Ok(key.trim().to_owned())
+}
+
+#[allow(clippy::print_stdout)] // the command's output
+pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
+    let http = Http::new(&args.url, &admin_key(args.key, &args.data_dir)?);
+    match args.command {
+        KeysCommand::Create {
+            scopes,
+            tenant,
+            name,
+        } => {
+            let body = json!({"scopes": scopes, "tenant": tenant, "name": name});
+            let created: Value = http.post_json("/v1/keys", &body)?;
+            println!("{}", created["key"].as_str().unwrap_or_default());
+            eprintln!(
+                "created {} ({}) scopes {}{} — the key above is shown only once",
+                created["id"].as_str().unwrap_or_default(),
+                created["name"].as_str().unwrap_or_default(),
+                created["scopes"].as_str().unwrap_or_default(),
+                created["tenant"]
+                    .as_str()
+                    .map(|t| format!(", tenant {t}"))
+                    .unwrap_or_default(),
+            );
+        }
+        KeysCommand::List => {
+            let list: Value = http.get_json("/v1/keys", &[])?;
+            println!(
+                "{:<17} {:<18} {:<8} {:<25} {:<25} NAME",
+                "ID", "SCOPES", "TENANT", "CREATED", "REVOKED"
+            );
+            for k in list["keys"].as_array().into_iter().flatten() {
+                let s = |f: &str| k[f].as_str().unwrap_or("-").to_owned();
+                println!(
+                    "{:<17} {:<18} {:<8} {:<25} {:<25} {}",
+                    s("id"),
+                    s("scopes"),
+                    s("tenant"),
+                    s("created_at"),
+                    s("revoked_at"),
+                    s("name")
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            if !id.starts_with("key_") {
+                bail!(
+                    "{id:?} is not a key id: ids look like key_3f2a9c01d4e5 (see `trailmark keys list`)"
+                );
+            }
+            http.delete(&format!("/v1/keys/{id}"))?;
+            eprintln!("revoked {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

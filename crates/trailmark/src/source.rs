@@ -1,0 +1,308 @@
+//! Where `verify` reads a trail from: a data dir (offline) or a server's
+//! public endpoints (remote).
+
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use serde_json::{Map, Value};
+use trailmark_core::{Salt, TenantId};
+use trailmark_log::{Hash, KeyName, Plan, SigningKey, TreeSize, VerifierKey};
+use trailmark_store::Store;
+use trailmark_store_sqlite::SqliteStore;
+
+/// One entry as stored.
+#[derive(Debug)]
+pub struct LogEntry {
+    pub envelope: Vec<u8>,
+    /// The leaf hash the store indexed at append time, if it shows one.
+    pub leaf_hash: Option<Hash>,
+    pub payload: Option<Map<String, Value>>,
+    pub salt: Option<Salt>,
+}
+
+/// What the verifier needs from a trail.
+pub trait Source {
+    /// Every tenant (or the one asked for) with its size.
+    fn tenants(&mut self) -> anyhow::Result<Vec<(TenantId, u64)>>;
+    fn entries(&mut self, tenant: &TenantId, start: u64, end: u64)
+    -> anyhow::Result<Vec<LogEntry>>;
+    /// Every signed checkpoint note of a tenant.
+    fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<String>>;
+    fn verifier_key(&mut self, tenant: &TenantId) -> anyhow::Result<VerifierKey>;
+    fn consistency(
+        &mut self,
+        tenant: &TenantId,
+        first: u64,
+        second: u64,
+    ) -> anyhow::Result<Vec<Hash>>;
+}
+
+/// A data dir, read directly.
+pub struct Offline {
+    runtime: tokio::runtime::Runtime,
+    store: SqliteStore,
+    seed: [u8; 32],
+    origin_prefix: String,
+}
+
+impl Offline {
+    pub fn open(dir: &Path, origin_prefix: &str) -> anyhow::Result<Self> {
+        let db = crate::datadir::db_path(dir);
+        if !db.exists() {
+            bail!(
+                "{} does not exist: is {} a Trailmark data dir?",
+                db.display(),
+                dir.display()
+            );
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let store = SqliteStore::open(&db)?;
+        let seed = crate::datadir::signing_seed(dir, false)?;
+        Ok(Self {
+            runtime,
+            store,
+            seed,
+            origin_prefix: origin_prefix.to_owned(),
+        })
+    }
+}
+
+impl Source for Offline {
+    fn tenants(&mut self) -> anyhow::Result<Vec<(TenantId, u64)>> {
+        let heads = self.runtime.block_on(self.store.heads())?;
+        Ok(heads
+            .into_iter()
+            .map(|h| (h.tenant, h.size.get()))
+            .collect())
+    }
+
+    fn entries(
+        &mut self,
+        tenant: &TenantId,
+        start: u64,
+        end: u64,
+    ) -> anyhow::Result<Vec<LogEntry>> {
+        let entries = self
+            .runtime
+            .block_on(self.store.entries(tenant, start, end))?;
+        Ok(entries
+            .into_iter()
+            .map(|e| LogEntry {
+                envelope: e.envelope_bytes,
+                leaf_hash: Some(e.leaf_hash),
+                payload: e.payload,
+                salt: e.salt,
+            })
+            .collect())
+    }
+
+    fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<String>> {
+        let all = self.runtime.block_on(self.store.checkpoints(tenant))?;
+        Ok(all.into_iter().map(|c| c.note).collect())
+    }
+
+    fn verifier_key(&mut self, tenant: &TenantId) -> anyhow::Result<VerifierKey> {
+        let name = KeyName::new(format!("{}/{tenant}", self.origin_prefix))?;
+        Ok(SigningKey::from_seed(name, &self.seed).verifier())
+    }
+
+    fn consistency(
+        &mut self,
+        tenant: &TenantId,
+        first: u64,
+        second: u64,
+    ) -> anyhow::Result<Vec<Hash>> {
+        let size = |n| TreeSize::new(n).context("size too large");
+        let plan = Plan::consistency(size(first)?, size(second)?)?;
+        let nodes = self
+            .runtime
+            .block_on(self.store.nodes(tenant, plan.node_ids()))?;
+        Ok(plan.assemble(&nodes)?)
+    }
+}
+
+/// A small blocking HTTP client for the CLI.
+pub struct Http {
+    agent: ureq::Agent,
+    base: String,
+    auth: String,
+}
+
+impl Http {
+    pub fn new(url: &str, key: &str) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build();
+        Self {
+            agent: config.into(),
+            base: url.trim_end_matches('/').to_owned(),
+            auth: format!("Bearer {}", key.trim()),
+        }
+    }
+
+    fn finish(
+        what: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<String> {
+        let mut response =
+            response.with_context(|| format!("{what}: the server did not answer"))?;
+        let status = response.status();
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("{what}: reading the answer"))?;
+        if !status.is_success() {
+            bail!("{what}: {status}: {}", body.trim());
+        }
+        Ok(body)
+    }
+
+    pub fn get_text(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<String> {
+        let mut request = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth);
+        for (k, v) in query {
+            request = request.query(*k, v);
+        }
+        Self::finish(&format!("GET {path}"), request.call())
+    }
+
+    pub fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        let text = self.get_text(path, query)?;
+        serde_json::from_str(&text).with_context(|| format!("GET {path}: not JSON"))
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth)
+            .header("Content-Type", "application/json")
+            .send(body.to_string().as_bytes());
+        let text = Self::finish(&format!("POST {path}"), response)?;
+        serde_json::from_str(&text).with_context(|| format!("POST {path}: not JSON"))
+    }
+
+    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .agent
+            .delete(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth)
+            .call();
+        let text = Self::finish(&format!("DELETE {path}"), response)?;
+        serde_json::from_str(&text).with_context(|| format!("DELETE {path}: not JSON"))
+    }
+}
+
+/// A server, through its public read endpoints only.
+pub struct Remote {
+    http: Http,
+}
+
+impl Remote {
+    pub fn new(url: &str, key: &str) -> Self {
+        Self {
+            http: Http::new(url, key),
+        }
+    }
+}
+
+fn hashes(v: &Value) -> anyhow::Result<Vec<Hash>> {
+    v.as_array()
+        .context("hashes must be an array")?
+        .iter()
+        .map(|h| {
+            Ok(Hash::from_base64(
+                h.as_str().context("a hash must be a string")?,
+            )?)
+        })
+        .collect()
+}
+
+impl Source for Remote {
+    fn tenants(&mut self) -> anyhow::Result<Vec<(TenantId, u64)>> {
+        let body = self.http.get_json("/v1/tenants", &[])?;
+        body["tenants"]
+            .as_array()
+            .context("/v1/tenants: no tenants array")?
+            .iter()
+            .map(|t| {
+                let name = t["tenant"].as_str().context("tenant name")?;
+                let tenant =
+                    TenantId::from_stored(name).map_err(|m| anyhow::anyhow!("{name}: {m}"))?;
+                Ok((tenant, t["size"].as_u64().context("tenant size")?))
+            })
+            .collect()
+    }
+
+    fn entries(
+        &mut self,
+        tenant: &TenantId,
+        start: u64,
+        end: u64,
+    ) -> anyhow::Result<Vec<LogEntry>> {
+        let q = [
+            ("tenant", tenant.to_string()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+        ];
+        let body = self.http.get_json("/v1/entries", &q)?;
+        body["entries"]
+            .as_array()
+            .context("/v1/entries: no entries array")?
+            .iter()
+            .map(|e| {
+                Ok(LogEntry {
+                    envelope: e["envelope"]
+                        .as_str()
+                        .context("envelope")?
+                        .as_bytes()
+                        .to_vec(),
+                    leaf_hash: e["leaf_hash"].as_str().map(Hash::from_base64).transpose()?,
+                    payload: e["payload"].as_object().cloned(),
+                    salt: match e["salt"].as_str() {
+                        Some(s) => Some(Salt::from_hex(s).context("salt must be 64 hex digits")?),
+                        None => None,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<String>> {
+        let body = self
+            .http
+            .get_json("/v1/checkpoints", &[("tenant", tenant.to_string())])?;
+        body["checkpoints"]
+            .as_array()
+            .context("/v1/checkpoints: no checkpoints array")?
+            .iter()
+            .map(|c| Ok(c["note"].as_str().context("checkpoint note")?.to_owned()))
+            .collect()
+    }
+
+    fn verifier_key(&mut self, tenant: &TenantId) -> anyhow::Result<VerifierKey> {
+        let text = self
+            .http
+            .get_text("/v1/verifier-key", &[("tenant", tenant.to_string())])?;
+        Ok(VerifierKey::parse(text.trim())?)
+    }
+
+    fn consistency(
+        &mut self,
+        tenant: &TenantId,
+        first: u64,
+        second: u64,
+    ) -> anyhow::Result<Vec<Hash>> {
+        let q = [
+            ("tenant", tenant.to_string()),
+            ("first", first.to_string()),
+            ("second", second.to_string()),
+        ];
+        hashes(&self.http.get_json("/v1/proofs/consistency", &q)?["hashes"])
+    }
+}
