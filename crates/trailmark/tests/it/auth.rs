@@ -1,0 +1,101 @@
+//! Scopes and tenant isolation.
+
+use serde_json::json;
+
+use crate::{Server, event};
+
+#[test]
+fn scopes_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let ingest = server.key("ingest", None);
+    let read = server.key("read", None);
+    assert_eq!(
+        server
+            .post("/v1/events", &ingest, &event("acme", "1", "login"))
+            .0,
+        201
+    );
+    assert_eq!(
+        server.get("/v1/events", &ingest).0,
+        403,
+        "an ingest key cannot read"
+    );
+    assert_eq!(
+        server
+            .post("/v1/events", &read, &event("acme", "1", "login"))
+            .0,
+        403,
+        "a read key cannot ingest"
+    );
+    assert_eq!(server.get("/v1/events", &read).0, 200);
+    assert_eq!(
+        server
+            .post("/v1/keys", &read, &json!({"scopes": "admin"}))
+            .0,
+        403,
+        "a read key cannot make keys"
+    );
+    assert_eq!(server.get("/v1/keys", &ingest).0, 403);
+}
+
+#[test]
+fn a_key_bound_to_one_tenant_never_sees_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let (_, b) = server.post("/v1/events", &server.admin, &event("beta", "9", "login"));
+    let beta_id = b["entries"][0]["id"].as_str().unwrap().to_owned();
+    server.post("/v1/events", &server.admin, &event("alpha", "1", "login"));
+    server.wait_checkpoint("beta", 1);
+    let alpha = server.key("ingest,read", Some("alpha"));
+
+    // Writes without a tenant go to the key's tenant; writes to another are refused.
+    let (status, body) = server.post(
+        "/v1/events",
+        &alpha,
+        &json!({"actor": {"id": "1", "type": "user"}, "action": "x"}),
+    );
+    assert_eq!(
+        (status, body["entries"][0]["tenant"].as_str()),
+        (201, Some("alpha"))
+    );
+    let (status, body) = server.post("/v1/events", &alpha, &event("beta", "1", "x"));
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("events[0].tenant"),
+        "{body}"
+    );
+
+    // Every read route.
+    let (_, own) = server.get("/v1/events", &alpha);
+    assert!(
+        own["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["tenant"] == "alpha")
+    );
+    for path in [
+        "/v1/events?tenant=beta".to_owned(),
+        "/v1/entries?tenant=beta".into(),
+        "/v1/checkpoint?tenant=beta".into(),
+        "/v1/checkpoints?tenant=beta".into(),
+        "/v1/verifier-key?tenant=beta".into(),
+        "/v1/proofs/inclusion?tenant=beta&index=0&size=1".into(),
+        "/v1/proofs/consistency?tenant=beta&first=0&second=1".into(),
+        format!("/v1/events/{beta_id}?tenant=beta"),
+    ] {
+        assert_eq!(server.get(&path, &alpha).0, 403, "{path}");
+    }
+    assert_eq!(server.get(&format!("/v1/events/{beta_id}"), &alpha).0, 404);
+    let (_, tenants) = server.get("/v1/tenants", &alpha);
+    assert_eq!(tenants["tenants"].as_array().unwrap().len(), 1, "{tenants}");
+    let (_, entries) = server.get("/v1/entries", &alpha);
+    assert!(
+        entries["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["tenant"] == "alpha")
+    );
+}

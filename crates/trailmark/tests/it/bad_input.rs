@@ -1,0 +1,137 @@
+//! Bad input: a clear 4xx naming the problem, and the server keeps serving.
+
+use serde_json::json;
+
+use crate::{Server, event};
+
+#[test]
+fn malformed_bodies_get_a_clear_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let admin = server.admin.clone();
+
+    let raw = |ct: &str, body: &[u8]| server.post_bytes("/v1/events", &admin, ct, body.to_vec());
+    let (s, b) = raw("application/json", b"{\"actor\": ");
+    assert_eq!(s, 400);
+    assert!(
+        b["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed JSON"),
+        "{b}"
+    );
+    let (s, b) = raw(
+        "application/json",
+        b"{\"actor\": {\"id\": \"\xff\xfe\", \"type\": \"user\"}, \"action\": \"x\"}",
+    );
+    assert_eq!(s, 400);
+    assert!(
+        b["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("UTF-8"),
+        "{b}"
+    );
+    let (s, b) = raw("application/json", b"42");
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = raw(
+        "application/x-ndjson",
+        b"{\"actor\":{\"id\":\"1\",\"type\":\"user\"},\"action\":\"a\"}\nnot json\n",
+    );
+    assert_eq!(s, 400);
+    assert!(
+        b["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 2"),
+        "{b}"
+    );
+    let (s, b) = raw("application/json", b"[]");
+    assert_eq!(
+        (s, b["errors"][0]["message"].as_str()),
+        (400, Some("no events in the body"))
+    );
+}
+
+#[test]
+fn wrong_fields_limits_and_keys_get_a_clear_4xx_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--max-body-bytes", "65536"]);
+    let admin = server.admin.clone();
+    let bound = server.key("ingest", Some("acme"));
+    let raw = |ct: &str, body: &[u8]| server.post_bytes("/v1/events", &admin, ct, body.to_vec());
+    let (s, b) = server.post(
+        "/v1/events",
+        &admin,
+        &json!({"actor": {"id": 1.5, "type": "user"}, "action": ["x"]}),
+    );
+    assert_eq!(s, 400);
+    assert_eq!(
+        b["errors"],
+        json!([
+            {"index": 0, "path": "actor.id", "message": "must be a string (or an integer)"},
+            {"index": 0, "path": "action", "message": "must be a string"},
+        ])
+    );
+    let (s, b) = server.post("/v1/events", &admin, &json!({}));
+    assert_eq!(s, 400);
+    assert_eq!(b["errors"].as_array().unwrap().len(), 2, "{b}");
+    let (s, b) = server.post(
+        "/v1/events",
+        &admin,
+        &json!({"actor": {"id": "x".repeat(300), "type": "user"}, "action": "a"}),
+    );
+    assert_eq!(s, 400);
+    assert!(
+        b["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 256 bytes"),
+        "{b}"
+    );
+
+    let huge = vec![b' '; 100 * 1024];
+    let (s, b) = raw("application/json", &huge);
+    assert_eq!(s, 413, "{b}");
+    let many: Vec<_> = (0..5001)
+        .map(|i| event("acme", &i.to_string(), "a"))
+        .collect();
+    let (s, b) = server.post("/v1/events", &admin, &json!(many));
+    assert_eq!(s, 413, "{b}");
+
+    let (s, b) = server.post("/v1/events", &bound, &event("other", "1", "a"));
+    assert_eq!(s, 403, "{b}");
+    let (s, _) = server.post("/v1/events", "tmk_not-a-key", &event("acme", "1", "a"));
+    assert_eq!(s, 401);
+    let (s, b) = server.get("/v1/events?limit=0", &admin);
+    assert_eq!((s, b["errors"][0]["path"].as_str()), (400, Some("limit")));
+    let (s, b) = server.get("/v1/events?outcome=maybe", &admin);
+    assert_eq!((s, b["errors"][0]["path"].as_str()), (400, Some("outcome")));
+    let (s, b) = server.get("/v1/events/not-a-uuid", &admin);
+    assert_eq!((s, b["errors"][0]["path"].as_str()), (400, Some("id")));
+    let (s, b) = server.get("/v1/proofs/inclusion?tenant=acme&index=5&size=9", &admin);
+    assert_eq!((s, b["errors"][0]["path"].as_str()), (400, Some("size")));
+
+    // A revoked key stops working at once.
+    let (_, keys) = server.get("/v1/keys", &admin);
+    let id = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["tenant"] == "acme")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(server.delete(&format!("/v1/keys/{id}"), &admin).0, 200);
+    assert_eq!(
+        server
+            .post("/v1/events", &bound, &event("acme", "1", "a"))
+            .0,
+        401
+    );
+
+    // Nothing bad was stored, and the server still serves.
+    let (s, b) = server.post("/v1/events", &admin, &event("acme", "1", "login"));
+    assert_eq!((s, b["entries"][0]["seq"].as_u64()), (201, Some(0)));
+}

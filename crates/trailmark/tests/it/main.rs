@@ -1,0 +1,244 @@
+//! End-to-end tests: a real `trailmark serve` process, real HTTP, the real
+//! `SQLite` file, and the `trailmark` CLI.
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+mod auth;
+mod bad_input;
+mod crash;
+mod story;
+mod tamper;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_trailmark");
+
+/// Polls `check` until it returns `Some`, or panics after `deadline`.
+pub(crate) fn wait_for<T>(
+    what: &str,
+    deadline: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running server over a data dir.
+pub(crate) struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub admin: String,
+}
+
+impl Server {
+    pub(crate) fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    pub(crate) fn start_with(dir: &Path, extra: &[&str]) -> Self {
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args(["serve", "--data-dir"])
+            .arg(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut server = Self {
+            child: Some(child),
+            url,
+            admin: String::new(),
+        };
+        wait_for(
+            "the server to answer /healthz",
+            Duration::from_secs(20),
+            || {
+                server
+                    .raw("GET", "/healthz", None, None)
+                    .ok()
+                    .filter(|(s, _)| *s == 200)
+            },
+        );
+        std::fs::read_to_string(dir.join("bootstrap-admin.key"))
+            .unwrap()
+            .trim()
+            .clone_into(&mut server.admin);
+        server
+    }
+
+    fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<(u16, String), ureq::Error> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let url = format!("{}{path}", self.url);
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let mut response = match (method, body) {
+            ("POST", Some((ct, bytes))) => {
+                let mut r = agent.post(&url).header("Content-Type", ct);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send(&bytes[..])?
+            }
+            ("DELETE", _) => {
+                let mut r = agent.delete(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()?
+            }
+            _ => {
+                let mut r = agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()?
+            }
+        };
+        let status = response.status().as_u16();
+        Ok((status, response.body_mut().read_to_string()?))
+    }
+
+    /// GET with a key; the body parsed as JSON when it is JSON.
+    pub(crate) fn get(&self, path: &str, key: &str) -> (u16, Value) {
+        let (status, body) = self.raw("GET", path, Some(key), None).unwrap();
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
+    }
+
+    pub(crate) fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        self.post_bytes(path, key, "application/json", body.to_string().into_bytes())
+    }
+
+    pub(crate) fn post_bytes(
+        &self,
+        path: &str,
+        key: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let (status, text) = self
+            .raw("POST", path, Some(key), Some((content_type, body)))
+            .unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub(crate) fn delete(&self, path: &str, key: &str) -> (u16, Value) {
+        let (status, text) = self.raw("DELETE", path, Some(key), None).unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Creates a key through the API.
+    pub(crate) fn key(&self, scopes: &str, tenant: Option<&str>) -> String {
+        let (status, body) = self.post(
+            "/v1/keys",
+            &self.admin,
+            &json!({"scopes": scopes, "tenant": tenant, "name": "test"}),
+        );
+        assert_eq!(status, 201, "{body}");
+        body["key"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until the tenant's latest checkpoint covers `size` entries.
+    pub(crate) fn wait_checkpoint(&self, tenant: &str, size: u64) -> String {
+        wait_for(
+            &format!("a checkpoint of {tenant} at size {size}"),
+            Duration::from_secs(10),
+            || {
+                let (status, body) =
+                    self.get(&format!("/v1/checkpoint?tenant={tenant}"), &self.admin);
+                let note = body.as_str()?.to_owned();
+                let signed: u64 = note.lines().nth(1)?.parse().ok()?;
+                (status == 200 && signed >= size).then_some(note)
+            },
+        )
+    }
+
+    /// SIGKILL: no clean shutdown at all.
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait: the server signs a final checkpoint and exits.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = i32::try_from(child.id()).unwrap();
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap();
+            let status = wait_for("the server to exit", Duration::from_secs(20), || {
+                child.try_wait().unwrap()
+            });
+            assert!(status.success(), "server exited with {status}");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs the CLI.
+pub(crate) fn cli(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+pub(crate) fn verify_dir(dir: &Path) -> (bool, String) {
+    let out = cli(&["verify", "--data-dir", dir.to_str().unwrap()]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// A minimal valid event.
+pub(crate) fn event(tenant: &str, actor: &str, action: &str) -> Value {
+    json!({"tenant": tenant, "actor": {"id": actor, "type": "user"}, "action": action})
+}

@@ -1,0 +1,286 @@
+//! The five-minute tour: ingest, search, prove, verify.
+
+use serde_json::json;
+use trailmark_log::{
+    Hash, LeafIndex, Receipt, SignedCheckpoint, TreeSize, VerifierKey, leaf_hash,
+    verify_consistency, verify_inclusion,
+};
+
+use crate::{Server, cli, event, verify_dir};
+
+fn hashes(v: &serde_json::Value) -> Vec<Hash> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_login_an_update_and_a_failed_login_are_searchable_provable_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let admin = server.admin.clone();
+
+    let login = json!({"tenant": "acme", "actor": {"id": "42", "type": "user", "name": "alice@example.com"},
+        "action": "login", "context": {"ip": "203.0.113.7", "user_agent": "Mozilla/5.0"}});
+    let update = json!({"tenant": "acme", "actor": {"id": "42", "type": "user"}, "action": "update",
+        "resource": {"type": "Customer", "id": "61", "name": "Acme Corp"},
+        "changes": {"price": {"old": "19.99", "new": "24.99"}}, "context": {"ip": "203.0.113.7"}});
+    let failed = json!({"tenant": "acme", "actor": {"id": "mallory", "type": "anonymous"},
+        "action": "login_failed", "outcome": "failure", "context": {"ip": "198.51.100.9"}});
+    let (status, body) = server.post("/v1/events", &admin, &login);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["entries"][0]["seq"], 0);
+    let ndjson = format!("{update}\n{failed}\n");
+    let (status, body) = server.post_bytes(
+        "/v1/events",
+        &admin,
+        "application/x-ndjson",
+        ndjson.into_bytes(),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["entries"].as_array().unwrap().len(), 2);
+    let update_id = body["entries"][0]["id"].as_str().unwrap().to_owned();
+
+    check_search(&server);
+    check_proofs(&server, &update_id);
+
+    // Reads by people are audited in _system.
+    let (_, system) = server.get("/v1/events?tenant=_system&action=read", &admin);
+    assert!(system["events"].as_array().unwrap().len() >= 10);
+
+    // The whole trail verifies, remotely and offline.
+    let out = cli(&["verify", "--url", &server.url, "--key", &admin]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ok     acme: 3 entries"), "{stdout}");
+    let (ok, report) = verify_dir(dir.path());
+    assert!(ok, "{report}");
+
+    // Metrics and health.
+    let (status, metrics) = server.get("/metrics", &admin);
+    assert_eq!(status, 200);
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("trailmark_events_ingested_total")
+    );
+    assert_eq!(server.get("/readyz", &admin).0, 200);
+}
+
+#[test]
+fn the_same_event_id_twice_is_stored_once_with_the_same_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut e = event("acme", "1", "export");
+    e["id"] = json!("0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d5e");
+    server.post("/v1/events", &server.admin, &event("acme", "1", "login"));
+    let (s1, a) = server.post("/v1/events", &server.admin, &e);
+    let (s2, b) = server.post("/v1/events", &server.admin, &e);
+    assert_eq!((s1, s2), (201, 201));
+    assert_eq!(a["entries"][0]["seq"], 1);
+    assert_eq!(b["entries"][0]["seq"], 1);
+    let (_, all) = server.get("/v1/events?tenant=acme", &server.admin);
+    assert_eq!(all["events"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_batch_with_one_bad_event_stores_nothing_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let batch = json!([event("acme", "1", "login"), {"tenant": "acme", "actor": {"type": "user"}, "action": "x"}, event("acme", "2", "login")]);
+    let (status, body) = server.post("/v1/events", &server.admin, &batch);
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({"errors": [{"index": 1, "path": "actor.id", "message": "required"}]})
+    );
+    let (_, all) = server.get("/v1/events?tenant=acme", &server.admin);
+    assert_eq!(all["events"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn keys_can_be_created_listed_and_revoked_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let data = dir.path().to_str().unwrap();
+    let out = cli(&[
+        "keys",
+        "create",
+        "--url",
+        &server.url,
+        "--data-dir",
+        data,
+        "--scopes",
+        "read",
+        "--tenant",
+        "acme",
+        "--name",
+        "auditor",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(key.starts_with("tmk_"));
+    assert_eq!(server.get("/v1/events", &key).0, 200);
+    let out = cli(&["keys", "list", "--url", &server.url, "--data-dir", data]);
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        listing.contains("auditor") && !listing.contains(&key),
+        "{listing}"
+    );
+    let id = listing
+        .lines()
+        .find(|l| l.contains("auditor"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let out = cli(&[
+        "keys",
+        "revoke",
+        &id,
+        "--url",
+        &server.url,
+        "--data-dir",
+        data,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, body) = server.get("/v1/events", &key);
+    assert_eq!(status, 401, "{body}");
+    // Key changes are in the _system trail.
+    let (_, audit) = server.get("/v1/events?tenant=_system&resource_type=key", &server.admin);
+    let actions: Vec<_> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["admin.key.revoke", "admin.key.create", "admin.key.create"]
+    );
+}
+
+/// Search: newest first, every filter, cursor paging.
+fn check_search(server: &Server) {
+    let admin = &server.admin;
+    // Search: newest first, every filter.
+    let (_, all) = server.get("/v1/events?tenant=acme", admin);
+    let actions: Vec<_> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["login_failed", "update", "login"]);
+    for (query, expected) in [
+        ("actor=42", 2),
+        ("action=login", 1),
+        ("resource_type=Customer&resource_id=61", 1),
+        ("outcome=failure", 1),
+        ("ip=203.0.113.7", 2),
+        ("q=alice", 1),
+        ("q=24.99", 1),
+        ("days=1", 3),
+        ("since=2000-01-01T00:00:00Z&until=2001-01-01T00:00:00Z", 0),
+    ] {
+        let (status, page) = server.get(&format!("/v1/events?tenant=acme&{query}"), admin);
+        assert_eq!(status, 200, "{query}: {page}");
+        assert_eq!(
+            page["events"].as_array().unwrap().len(),
+            expected,
+            "{query}"
+        );
+    }
+    // Paging with a cursor.
+    let (_, first) = server.get("/v1/events?tenant=acme&limit=2", admin);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (_, second) = server.get(
+        &format!("/v1/events?tenant=acme&limit=2&cursor={cursor}"),
+        admin,
+    );
+    assert_eq!(second["events"].as_array().unwrap().len(), 1);
+    assert!(second["next_cursor"].is_null());
+}
+
+/// One event with its proof and receipt, and the proof endpoints, checked
+/// against the tenant's verifier key.
+fn check_proofs(server: &Server, update_id: &str) {
+    let admin = &server.admin;
+    // One event with its proof, checked here against the verifier key.
+    server.wait_checkpoint("acme", 3);
+    let (status, one) = server.get(&format!("/v1/events/{update_id}"), admin);
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["changes"]["price"]["new"], "24.99");
+    assert_eq!(one["resource"]["name"], "Acme Corp");
+    let (_, key_text) = server.get("/v1/verifier-key?tenant=acme", admin);
+    let vkey = VerifierKey::parse(key_text.as_str().unwrap().trim()).unwrap();
+    let cp = SignedCheckpoint::open(
+        one["proof"]["checkpoint"].as_str().unwrap().as_bytes(),
+        &vkey,
+    )
+    .unwrap();
+    let leaf = leaf_hash(one["entry"]["envelope"].as_str().unwrap().as_bytes());
+    let proof = hashes(&one["proof"]["hashes"]);
+    verify_inclusion(
+        &leaf,
+        LeafIndex::new(1).unwrap(),
+        cp.checkpoint().size(),
+        &proof,
+        cp.checkpoint().root(),
+    )
+    .unwrap();
+    // The receipt alone is enough.
+    let receipt = Receipt::parse(one["proof"]["receipt"].as_str().unwrap().as_bytes()).unwrap();
+    receipt
+        .verify(&leaf_hash(receipt.extra().unwrap()), &vkey)
+        .unwrap();
+
+    // Proof endpoints agree with the checkpoint.
+    let (_, inc) = server.get("/v1/proofs/inclusion?tenant=acme&index=2&size=3", admin);
+    let (_, entries) = server.get("/v1/entries?tenant=acme&start=0&end=3", admin);
+    let leaf2 = leaf_hash(
+        entries["entries"][2]["envelope"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+    );
+    verify_inclusion(
+        &leaf2,
+        LeafIndex::new(2).unwrap(),
+        TreeSize::new(3).unwrap(),
+        &hashes(&inc["hashes"]),
+        cp.checkpoint().root(),
+    )
+    .unwrap();
+    let leaf0 = leaf_hash(
+        entries["entries"][0]["envelope"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+    );
+    let (_, con) = server.get("/v1/proofs/consistency?tenant=acme&first=1&second=3", admin);
+    verify_consistency(
+        TreeSize::new(1).unwrap(),
+        TreeSize::new(3).unwrap(),
+        &hashes(&con["hashes"]),
+        &leaf0,
+        cp.checkpoint().root(),
+    )
+    .unwrap();
+}
