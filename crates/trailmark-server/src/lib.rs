@@ -16,6 +16,7 @@ mod keys_api;
 mod proofs;
 mod query;
 mod render;
+mod reports;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -41,6 +42,12 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         )
         .route("/v1/events/{id}", get(query::get_event::<S>))
         .route("/v1/entries", get(query::list_entries::<S>))
+        .route(
+            "/v1/resources/{type}/{id}/history",
+            get(reports::history::<S>),
+        )
+        .route("/v1/stats", get(reports::stats::<S>))
+        .route("/v1/export", get(reports::export::<S>))
         .route("/v1/checkpoint", get(proofs::checkpoint::<S>))
         .route("/v1/checkpoints", get(proofs::checkpoints::<S>))
         .route("/v1/verifier-key", get(proofs::verifier_key::<S>))

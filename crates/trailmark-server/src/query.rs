@@ -97,7 +97,7 @@ impl EventFilters {
     }
 
     /// The filters that were set, for the audit entry of a read.
-    fn describe(&self) -> Map<String, Value> {
+    pub(crate) fn describe(&self) -> Map<String, Value> {
         let mut out = Map::new();
         for (k, v) in [
             ("tenant", &self.tenant),

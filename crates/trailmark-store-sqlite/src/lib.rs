@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
-    Appended, CheckpointRecord, KeyRecord, NewEvent, Page, Query, Store, StoreError, StoredEntry,
-    TenantHead,
+    Appended, CheckpointRecord, KeyRecord, NewEvent, Page, Query, Stats, Store, StoreError,
+    StoredEntry, TenantHead,
 };
 
 use crate::writer::{Job, Writer};
@@ -181,6 +181,11 @@ impl Store for SqliteStore {
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
         let query = query.clone();
         self.read(move |c| read::query(c, &query)).await
+    }
+
+    async fn stats(&self, query: &Query) -> Result<Stats, StoreError> {
+        let query = query.clone();
+        self.read(move |c| read::stats(c, &query)).await
     }
 
     async fn nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {

@@ -8,7 +8,8 @@ use serde_json::Value;
 use trailmark_core::{EventId, Salt, TenantId, Timestamp};
 use trailmark_log::{Hash, TreeSize};
 use trailmark_store::{
-    CheckpointRecord, Cursor, KeyRecord, Page, Query, Scopes, StoreError, StoredEntry, TenantHead,
+    CheckpointRecord, Cursor, KeyRecord, Page, Query, Scopes, Stats, StoreError, StoredEntry,
+    TenantHead,
 };
 
 use crate::strips::to_i64;
@@ -133,10 +134,10 @@ fn fts_query(q: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-pub(crate) fn query(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
-    let mut sql = format!("SELECT {ENTRY_COLUMNS} WHERE 1 = 1");
-    let mut args: Vec<SqlValue> = Vec::new();
-    tenant_filter(&q.tenants, &mut sql, &mut args);
+/// The WHERE conditions of a query's filters (not its paging), appended to
+/// `sql` (which ends in a WHERE clause) with their arguments.
+fn filters(q: &Query, sql: &mut String, args: &mut Vec<SqlValue>) {
+    tenant_filter(&q.tenants, sql, args);
     let text = |s: &str| SqlValue::Text(s.to_owned());
     for (column, value) in [
         ("e.actor_id", &q.actor_id),
@@ -166,6 +167,12 @@ pub(crate) fn query(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
         sql.push_str(" AND e.pos IN (SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?)");
         args.push(SqlValue::Text(words));
     }
+}
+
+pub(crate) fn query(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
+    let mut sql = format!("SELECT {ENTRY_COLUMNS} WHERE 1 = 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    filters(q, &mut sql, &mut args);
     if let Some(Cursor(pos)) = q.cursor {
         sql.push_str(" AND e.pos < ?");
         args.push(SqlValue::Integer(to_i64(pos)));
@@ -299,4 +306,40 @@ pub(crate) fn keys(conn: &Connection) -> Result<Vec<KeyRecord>, StoreError> {
     let rows = stmt.query_map([], key_row).map_err(db("listing keys"))?;
     rows.map(|r| to_key(r.map_err(db("listing keys"))?))
         .collect()
+}
+
+pub(crate) fn stats(conn: &Connection, q: &Query) -> Result<Stats, StoreError> {
+    let mut base =
+        String::from(" FROM entries e LEFT JOIN payloads p ON p.pos = e.pos WHERE 1 = 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    filters(q, &mut base, &mut args);
+    let grouped =
+        |select: &str, extra: &str, order: &str| -> Result<Vec<(String, u64)>, StoreError> {
+            let sql = format!("SELECT {select}, count(*){base}{extra} GROUP BY 1 ORDER BY {order}");
+            let mut stmt = conn.prepare(&sql).map_err(db("counting entries"))?;
+            let rows = stmt
+                .query_map(params_from_iter(args.iter()), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(db("counting entries"))?;
+            rows.map(|r| {
+                let (k, n) = r.map_err(db("counting entries"))?;
+                Ok((k, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+        };
+    let top = format!("2 DESC, 1 LIMIT {}", Stats::TOP);
+    let by_outcome = grouped("e.outcome", "", "2 DESC, 1")?;
+    Ok(Stats {
+        total: by_outcome.iter().map(|(_, n)| n).sum(),
+        by_action: grouped("e.action", "", "2 DESC, 1")?,
+        by_actor: grouped("e.actor_id", "", &top)?,
+        by_resource_type: grouped("e.resource_type", " AND e.resource_type IS NOT NULL", &top)?,
+        by_outcome,
+        per_day: grouped(
+            "strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch')",
+            "",
+            "1",
+        )?,
+    })
 }

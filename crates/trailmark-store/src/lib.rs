@@ -16,5 +16,5 @@ pub use error::StoreError;
 pub use store::Store;
 pub use types::{
     Appended, CheckpointRecord, Cursor, EntryState, KeyRecord, NewEvent, Page, Query, Scopes,
-    StoredEntry, TenantHead,
+    Stats, StoredEntry, TenantHead,
 };

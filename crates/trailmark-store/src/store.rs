@@ -4,7 +4,7 @@ use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 
 use crate::{
-    Appended, CheckpointRecord, KeyRecord, NewEvent, Page, Query, StoreError, StoredEntry,
+    Appended, CheckpointRecord, KeyRecord, NewEvent, Page, Query, Stats, StoreError, StoredEntry,
     TenantHead,
 };
 
@@ -41,6 +41,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// A filtered page, newest first.
     fn query(&self, query: &Query) -> impl Future<Output = Result<Page, StoreError>> + Send;
+
+    /// Counts over the entries a query selects (its filters; not its paging).
+    fn stats(&self, query: &Query) -> impl Future<Output = Result<Stats, StoreError>> + Send;
 
     /// Complete tree nodes of a tenant, in the order asked.
     fn nodes(

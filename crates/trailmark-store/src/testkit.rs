@@ -37,6 +37,7 @@ macro_rules! conformance_suite {
             queries_filter_by_every_field,
             paging_is_newest_first_without_gaps_or_repeats_during_ingest,
             free_text_search_finds_words_in_payloads,
+            stats_count_by_action_actor_resource_outcome_and_day,
             a_reopened_store_continues_the_same_tree,
             keys_are_found_by_digest_listed_and_revoked,
             checkpoints_are_all_kept,
@@ -448,4 +449,56 @@ pub async fn checkpoints_are_all_kept<H: Harness>(h: &H) {
         store.latest_checkpoint(&t).await.unwrap().unwrap().note,
         "note 9\n"
     );
+}
+
+pub async fn stats_count_by_action_actor_resource_outcome_and_day<H: Harness>(h: &H) {
+    let store = h.open();
+    let mut batch: Vec<NewEvent> = (0..12)
+        .map(|n| new_event("a", n, if n < 8 { "update" } else { "delete" }))
+        .collect();
+    // Three of them a day later.
+    for e in &mut batch[9..] {
+        e.event.occurred_at = Some(ts(1_700_000_000_000 + 86_400_000));
+    }
+    batch.push(new_event("b", 99, "login"));
+    store.append(batch).await.unwrap();
+    let stats = store
+        .stats(&Query {
+            tenants: vec![tenant("a")],
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stats.total, 12);
+    assert_eq!(
+        stats.by_action,
+        [("update".to_owned(), 8), ("delete".to_owned(), 4)]
+    );
+    assert_eq!(
+        stats.by_actor,
+        [
+            ("user-0".to_owned(), 4),
+            ("user-1".to_owned(), 4),
+            ("user-2".to_owned(), 4)
+        ]
+    );
+    assert_eq!(stats.by_resource_type, [("Invoice".to_owned(), 12)]);
+    assert_eq!(
+        stats.by_outcome,
+        [("success".to_owned(), 9), ("failure".to_owned(), 3)]
+    );
+    assert_eq!(
+        stats.per_day,
+        [("2023-11-14".to_owned(), 9), ("2023-11-15".to_owned(), 3)]
+    );
+    let all = store.stats(&Query::default()).await.unwrap();
+    assert_eq!(all.total, 13);
+    let failures = store
+        .stats(&Query {
+            outcome: Some(Outcome::Failure),
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failures.total, 3);
 }

@@ -207,3 +207,24 @@ pub struct KeyRecord {
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
 }
+
+/// Counts over a set of entries (see [`crate::Store::stats`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub total: u64,
+    /// (action, count), most frequent first.
+    pub by_action: Vec<(String, u64)>,
+    /// (actor id, count), most frequent first, at most [`Stats::TOP`].
+    pub by_actor: Vec<(String, u64)>,
+    /// (resource type, count), most frequent first; entries without one are left out.
+    pub by_resource_type: Vec<(String, u64)>,
+    /// (outcome, count).
+    pub by_outcome: Vec<(String, u64)>,
+    /// (UTC day `YYYY-MM-DD` of `occurred_at`, count), oldest first.
+    pub per_day: Vec<(String, u64)>,
+}
+
+impl Stats {
+    /// How many actors and resource types are listed at most.
+    pub const TOP: usize = 50;
+}

@@ -5,6 +5,7 @@
 
 mod datadir;
 mod keys_cmd;
+mod reports_cmd;
 mod serve;
 mod source;
 mod verify;
@@ -42,6 +43,14 @@ enum Command {
     /// Example: trailmark verify --data-dir ./trailmark-data
     ///          trailmark verify --url http://127.0.0.1:7878 --key "$TRAILMARK_KEY" --tenant acme
     Verify(verify::VerifyArgs),
+    /// Stream matching events from a server as CSV, NDJSON or one JSON array.
+    ///
+    /// Example: trailmark export --format csv --tenant acme --days 30 --output acme.csv
+    Export(reports_cmd::ExportArgs),
+    /// Summarize activity: counts by action, actor, resource type, outcome, day.
+    ///
+    /// Example: trailmark report --days 7 --resource-type Customer --format table
+    Report(reports_cmd::ReportArgs),
 }
 
 /// Where a data dir is when none is given.
@@ -55,6 +64,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Keys(args) => keys_cmd::run(args),
         Command::Verify(args) => verify::run(&args),
+        Command::Export(args) => reports_cmd::export(&args),
+        Command::Report(args) => reports_cmd::report(&args),
     };
     match result {
         Ok(code) => code,

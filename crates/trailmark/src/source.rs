@@ -171,6 +171,31 @@ impl Http {
         Self::finish(&format!("GET {path}"), request.call())
     }
 
+    /// A GET whose answer is streamed to the caller.
+    pub fn get_stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<impl std::io::Read> {
+        let mut request = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth);
+        for (k, v) in query {
+            request = request.query(*k, v);
+        }
+        let what = format!("GET {path}");
+        let mut response = request
+            .call()
+            .with_context(|| format!("{what}: the server did not answer"))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.body_mut().read_to_string().unwrap_or_default();
+            bail!("{what}: {status}: {}", body.trim());
+        }
+        Ok(response.into_body().into_reader())
+    }
+
     pub fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         let text = self.get_text(path, query)?;
         serde_json::from_str(&text).with_context(|| format!("GET {path}: not JSON"))

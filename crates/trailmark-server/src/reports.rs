@@ -1,0 +1,308 @@
+//! Record history, statistics and exports.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query as QueryParams, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use trailmark_core::{Change, Changes, RecordState};
+use trailmark_store::{Query, Store, StoredEntry};
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::query::EventFilters;
+use crate::render::event_json;
+
+/// Most events one history answer holds.
+pub const MAX_HISTORY: usize = 10_000;
+const PAGE: usize = 1000;
+
+fn changes_of(event: &Value) -> Option<Changes> {
+    let map = event["changes"].as_object()?;
+    Some(
+        map.iter()
+            .map(|(k, v)| {
+                let change = Change {
+                    old: v["old"].clone(),
+                    new: v["new"].clone(),
+                };
+                (k.clone(), change)
+            })
+            .collect(),
+    )
+}
+
+/// Every entry a query selects, oldest first, at most `max` (and whether
+/// there were more).
+async fn all_oldest_first<S: Store>(
+    app: &App<S>,
+    mut query: Query,
+    max: usize,
+) -> Result<(Vec<StoredEntry>, bool), ApiError> {
+    query.limit = PAGE;
+    let mut out = Vec::new();
+    loop {
+        let page = app.store.query(&query).await?;
+        out.extend(page.entries);
+        if out.len() > max {
+            out.truncate(max);
+            out.reverse();
+            return Ok((out, true));
+        }
+        match page.next {
+            Some(next) => query.cursor = Some(next),
+            None => break,
+        }
+    }
+    out.reverse();
+    Ok((out, false))
+}
+
+/// `GET /v1/resources/{type}/{id}/history`: every event of one record, oldest
+/// first, each with the record's state after it.
+pub async fn history<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    Path((kind, id)): Path<(String, String)>,
+    QueryParams(filters): QueryParams<EventFilters>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("read")?;
+    let query = Query {
+        tenants: caller.visible(filters.tenant.as_deref())?,
+        resource_type: Some(kind.clone()),
+        resource_id: Some(id.clone()),
+        ..Query::default()
+    };
+    let (entries, truncated) = all_oldest_first(&app, query, MAX_HISTORY).await?;
+    let mut state = RecordState::default();
+    let mut events = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let mut event = event_json(entry)?;
+        state.apply(
+            event["action"].as_str().unwrap_or_default(),
+            changes_of(&event).as_ref(),
+        );
+        event["state_after"] = if state.deleted {
+            Value::Null
+        } else {
+            Value::Object(state.fields.clone())
+        };
+        events.push(event);
+    }
+    let mut meta = Map::new();
+    meta.insert("resource".into(), json!(format!("{kind}:{id}")));
+    app.audit(
+        Some(&caller),
+        "read",
+        Some(("route", "/v1/resources/{type}/{id}/history")),
+        meta,
+    )
+    .await?;
+    Ok(axum::Json(
+        json!({"resource": {"type": kind, "id": id}, "events": events, "truncated": truncated}),
+    ))
+}
+
+/// `GET /v1/stats`: counts by action, actor, resource type, outcome and day.
+pub async fn stats<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    QueryParams(filters): QueryParams<EventFilters>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("read")?;
+    let query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
+    let s = app.store.stats(&query).await?;
+    let pairs = |v: &[(String, u64)], key: &str| -> Vec<Value> {
+        v.iter().map(|(k, n)| json!({key: k, "count": n})).collect()
+    };
+    Ok(axum::Json(json!({
+        "total": s.total,
+        "by_action": pairs(&s.by_action, "action"),
+        "by_actor": pairs(&s.by_actor, "actor"),
+        "by_resource_type": pairs(&s.by_resource_type, "resource_type"),
+        "by_outcome": pairs(&s.by_outcome, "outcome"),
+        "per_day": pairs(&s.per_day, "day"),
+    })))
+}
+
+/// Export columns, in order.
+pub const CSV_COLUMNS: [&str; 19] = [
+    "seq",
+    "tenant",
+    "id",
+    "occurred_at",
+    "received_at",
+    "actor_id",
+    "actor_type",
+    "actor_name",
+    "action",
+    "resource_type",
+    "resource_id",
+    "resource_name",
+    "outcome",
+    "reason",
+    "ip",
+    "changes",
+    "context",
+    "metadata",
+    "state",
+];
+
+/// A spreadsheet would run a cell that starts with one of these as a
+/// formula; such text cells are exported with a leading `'`.
+fn neutralize(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
+fn csv_row(event: &Value) -> Vec<String> {
+    let text = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let structured = |v: &Value| {
+        if v.is_null() {
+            String::new()
+        } else {
+            v.to_string()
+        }
+    };
+    vec![
+        text(&event["seq"]),
+        text(&event["tenant"]),
+        text(&event["id"]),
+        text(&event["occurred_at"]),
+        text(&event["received_at"]),
+        neutralize(text(&event["actor"]["id"])),
+        text(&event["actor"]["type"]),
+        neutralize(text(&event["actor"]["name"])),
+        text(&event["action"]),
+        neutralize(text(&event["resource"]["type"])),
+        neutralize(text(&event["resource"]["id"])),
+        neutralize(text(&event["resource"]["name"])),
+        text(&event["outcome"]),
+        neutralize(text(&event["reason"])),
+        text(&event["context"]["ip"]),
+        structured(&event["changes"]),
+        structured(&event["context"]),
+        structured(&event["metadata"]),
+        text(&event["state"]),
+    ]
+}
+
+struct Chunks(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<Bytes, std::io::Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// `GET /v1/export?format=csv|ndjson&<filters>`: every matching event,
+/// newest first, streamed page by page. The export itself is audited.
+pub async fn export<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<ExportParams>,
+) -> Result<Response, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("read")?;
+    let csv = match params.format.as_deref().unwrap_or("ndjson") {
+        "csv" => true,
+        "ndjson" => false,
+        _ => return Err(ApiError::param("format", "must be csv or ndjson")),
+    };
+    let mut query = params
+        .filters
+        .to_query(caller.visible(params.filters.tenant.as_deref())?)?;
+    query.limit = PAGE;
+    query.cursor = None;
+    let mut meta = Map::new();
+    meta.insert("format".into(), json!(if csv { "csv" } else { "ndjson" }));
+    meta.insert("filters".into(), Value::Object(params.filters.describe()));
+    app.audit(Some(&caller), "export", Some(("route", "/v1/export")), meta)
+        .await?;
+
+    let (tx, rx) = mpsc::channel(4);
+    let streaming = Arc::clone(&app);
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let page = match streaming.store.query(&query).await {
+                Ok(page) => page,
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            };
+            let mut chunk = Vec::new();
+            if csv {
+                let mut w = csv::Writer::from_writer(&mut chunk);
+                if first {
+                    let _ = w.write_record(CSV_COLUMNS);
+                }
+                for entry in &page.entries {
+                    if let Ok(event) = event_json(entry) {
+                        let _ = w.write_record(csv_row(&event));
+                    }
+                }
+                let _ = w.flush();
+            } else {
+                for entry in &page.entries {
+                    if let Ok(event) = event_json(entry) {
+                        chunk.extend_from_slice(event.to_string().as_bytes());
+                        chunk.push(b'\n');
+                    }
+                }
+            }
+            first = false;
+            if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                return; // the client went away
+            }
+            match page.next {
+                Some(next) => query.cursor = Some(next),
+                None => return,
+            }
+        }
+    });
+    let content_type = if csv {
+        "text/csv; charset=utf-8"
+    } else {
+        "application/x-ndjson"
+    };
+    let filename = if csv {
+        "trailmark-export.csv"
+    } else {
+        "trailmark-export.ndjson"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        Body::from_stream(Chunks(rx)),
+    )
+        .into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ExportParams {
+    pub format: Option<String>,
+    #[serde(flatten)]
+    pub filters: EventFilters,
+}

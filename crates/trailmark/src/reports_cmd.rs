@@ -1,0 +1,265 @@
+//! `trailmark export` and `trailmark report`, against a running server.
+
+use std::fs::File;
+use std::io::{BufRead as _, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+
+use crate::keys_cmd::admin_key;
+use crate::source::Http;
+
+/// The server and key, shared by the commands that talk to a server.
+#[derive(Debug, Args)]
+pub struct Remote {
+    /// The server.
+    #[arg(long, env = "TRAILMARK_URL", default_value = "http://127.0.0.1:7878")]
+    url: String,
+    /// A read key; defaults to the bootstrap key in --data-dir.
+    #[arg(long, env = "TRAILMARK_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Where to find bootstrap-admin.key when --key is not given.
+    #[arg(long, env = "TRAILMARK_DATA_DIR", default_value = "trailmark-data")]
+    data_dir: PathBuf,
+}
+
+impl Remote {
+    fn http(&self) -> anyhow::Result<Http> {
+        Ok(Http::new(
+            &self.url,
+            &admin_key(self.key.clone(), &self.data_dir)?,
+        ))
+    }
+}
+
+/// The search filters of `GET /v1/events`.
+#[derive(Debug, Args)]
+pub struct Filters {
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Actor id.
+    #[arg(long)]
+    actor: Option<String>,
+    #[arg(long)]
+    action: Option<String>,
+    #[arg(long)]
+    resource_type: Option<String>,
+    #[arg(long)]
+    resource_id: Option<String>,
+    /// success or failure.
+    #[arg(long)]
+    outcome: Option<String>,
+    #[arg(long)]
+    ip: Option<String>,
+    /// Words to find anywhere in the event.
+    #[arg(long)]
+    q: Option<String>,
+    /// RFC 3339 time, inclusive.
+    #[arg(long)]
+    since: Option<String>,
+    /// RFC 3339 time, exclusive.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only the last N days.
+    #[arg(long)]
+    days: Option<u32>,
+}
+
+impl Filters {
+    fn params(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for (name, value) in [
+            ("tenant", &self.tenant),
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("resource_type", &self.resource_type),
+            ("resource_id", &self.resource_id),
+            ("outcome", &self.outcome),
+            ("ip", &self.ip),
+            ("q", &self.q),
+            ("since", &self.since),
+            ("until", &self.until),
+        ] {
+            if let Some(v) = value {
+                out.push((name, v.clone()));
+            }
+        }
+        if let Some(days) = self.days {
+            out.push(("days", days.to_string()));
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Ndjson,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    remote: Remote,
+    #[command(flatten)]
+    filters: Filters,
+    /// csv, ndjson (one event per line) or json (one array).
+    #[arg(long, value_enum, default_value = "ndjson")]
+    format: ExportFormat,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let http = args.remote.http()?;
+    let mut params = args.filters.params();
+    let wire = if matches!(args.format, ExportFormat::Csv) {
+        "csv"
+    } else {
+        "ndjson"
+    };
+    params.push(("format", wire.into()));
+    let body = http.get_stream("/v1/export", &params)?;
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(BufWriter::new(
+            File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut count = 0u64;
+    match args.format {
+        ExportFormat::Csv | ExportFormat::Ndjson => {
+            let mut reader = BufReader::new(body);
+            let mut line = String::new();
+            while reader.read_line(&mut line)? > 0 {
+                out.write_all(line.as_bytes())?;
+                count += 1;
+                line.clear();
+            }
+            if matches!(args.format, ExportFormat::Csv) {
+                count = count.saturating_sub(1); // the header
+            }
+        }
+        ExportFormat::Json => {
+            out.write_all(b"[")?;
+            for line in BufReader::new(body).lines() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                out.write_all(if count == 0 { b"\n" } else { b",\n" })?;
+                out.write_all(line.as_bytes())?;
+                count += 1;
+            }
+            out.write_all(b"\n]\n")?;
+        }
+    }
+    out.flush()?;
+    eprintln!("exported {count} events");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    remote: Remote,
+    #[arg(long)]
+    tenant: Option<String>,
+    /// The last N days.
+    #[arg(long, default_value_t = 7)]
+    days: u32,
+    /// Only this actor id.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only this resource type.
+    #[arg(long)]
+    resource_type: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: ReportFormat,
+}
+
+const SECTIONS: [(&str, &str, &str); 5] = [
+    ("by_action", "action", "By action"),
+    ("by_actor", "actor", "By actor"),
+    ("by_resource_type", "resource_type", "By resource type"),
+    ("by_outcome", "outcome", "By outcome"),
+    ("per_day", "day", "Per day"),
+];
+
+#[allow(clippy::print_stdout)] // the command's output
+pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let http = args.remote.http()?;
+    let mut params = vec![("days", args.days.to_string())];
+    for (name, value) in [
+        ("tenant", &args.tenant),
+        ("actor", &args.actor),
+        ("resource_type", &args.resource_type),
+    ] {
+        if let Some(v) = value {
+            params.push((name, v.clone()));
+        }
+    }
+    let stats: Value = http.get_json("/v1/stats", &params)?;
+    let rows = |section: &str, key: &str| -> Vec<(String, u64)> {
+        stats[section]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r[key].as_str().unwrap_or_default().to_owned(),
+                    r["count"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    match args.format {
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&stats)?),
+        ReportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+            w.write_record(["dimension", "value", "count"])?;
+            w.write_record(["total", "", &stats["total"].to_string()])?;
+            for (section, key, _) in SECTIONS {
+                for (value, count) in rows(section, key) {
+                    w.write_record([key, &value, &count.to_string()])?;
+                }
+            }
+            w.flush()?;
+        }
+        ReportFormat::Table => {
+            println!(
+                "Audit activity, last {} days: {} events",
+                args.days, stats["total"]
+            );
+            for (section, key, title) in SECTIONS {
+                let rows = rows(section, key);
+                if rows.is_empty() {
+                    continue;
+                }
+                println!("\n{title}");
+                let width = rows
+                    .iter()
+                    .map(|(v, _)| v.chars().count())
+                    .max()
+                    .unwrap_or(0)
+                    .max(8);
+                for (value, count) in rows {
+                    println!("  {value:<width$}  {count:>10}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
