@@ -13,6 +13,7 @@ mod error;
 mod ingest;
 mod keys;
 mod keys_api;
+pub mod openapi;
 mod proofs;
 mod query;
 mod render;
@@ -59,6 +60,10 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
             post(keys_api::create::<S>).get(keys_api::list::<S>),
         )
         .route("/v1/keys/{id}", delete(keys_api::revoke::<S>))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::<S>))

@@ -99,3 +99,34 @@ fn a_key_bound_to_one_tenant_never_sees_another() {
             .all(|e| e["tenant"] == "alpha")
     );
 }
+
+#[test]
+fn every_documented_route_exists_and_needs_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let (status, doc) = server.get("/openapi.json", "");
+    assert_eq!(status, 200);
+    let public = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{id}", "0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d5e")
+            .replace("{type}", "Customer");
+        for method in ops.as_object().unwrap().keys() {
+            let (status, _) = match method.as_str() {
+                "get" => server.get(&concrete, "tmk_wrong"),
+                "post" => server.post(&concrete, "tmk_wrong", &json!({})),
+                "delete" => server.delete(&concrete, "tmk_wrong"),
+                other => panic!("undocumented method {other}"),
+            };
+            let expected = if public.contains(&path.as_str()) {
+                200
+            } else {
+                401
+            };
+            assert_eq!(status, expected, "{method} {path}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} operations documented");
+}

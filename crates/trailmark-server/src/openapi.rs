@@ -1,0 +1,154 @@
+//! The `OpenAPI` 3.1 document served at `/openapi.json`, built here beside the
+//! router. `tests/openapi.rs` snapshots it, so any API change shows in review.
+
+use serde_json::{Map, Value, json};
+
+fn param(name: &str, location: &str, description: &str) -> Value {
+    json!({"name": name, "in": location, "required": location == "path",
+           "description": description, "schema": {"type": "string"}})
+}
+
+const FILTERS: [(&str, &str); 13] = [
+    (
+        "tenant",
+        "Tenant to read (a key bound to a tenant sees only that one).",
+    ),
+    ("actor", "Actor id, exact."),
+    (
+        "action",
+        "Action, exact (login, update, admin.key.create, ...).",
+    ),
+    ("resource_type", "Resource type, exact."),
+    ("resource_id", "Resource id, exact."),
+    ("outcome", "success or failure."),
+    ("ip", "context.ip, exact."),
+    (
+        "q",
+        "Words that must all appear in the event (ids, action, names, values).",
+    ),
+    ("since", "RFC 3339; occurred_at at or after."),
+    ("until", "RFC 3339; occurred_at before."),
+    ("days", "Only the last N days."),
+    ("limit", "Page size, 1 to 1000 (default 50)."),
+    ("cursor", "next_cursor of the previous page."),
+];
+
+fn filters(skip: &[&str]) -> Vec<Value> {
+    FILTERS
+        .iter()
+        .filter(|(n, _)| !skip.contains(n))
+        .map(|(n, d)| param(n, "query", d))
+        .collect()
+}
+
+#[allow(clippy::needless_pass_by_value)] // callers build the list inline
+fn op(summary: &str, scope: &str, params: Vec<Value>, ok: (&str, &str)) -> Value {
+    json!({
+        "summary": summary,
+        "description": format!("Needs a key with the {scope} scope (admin implies every scope)."),
+        "parameters": &params,
+        "responses": {
+            ok.0: {"description": ok.1},
+            "400": {"description": "Bad input: {\"errors\":[{\"index\",\"path\",\"message\"}]}"},
+            "401": {"description": "Missing, unknown or revoked key."},
+            "403": {"description": "The key lacks the scope or the tenant."},
+        },
+        "security": [{"bearer": []}],
+    })
+}
+
+fn tenant_only() -> Vec<Value> {
+    vec![param(
+        "tenant",
+        "query",
+        "Tenant (default: the key's tenant, else default).",
+    )]
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    let mut ingest = op(
+        "Append events",
+        "ingest",
+        vec![],
+        (
+            "201",
+            "Durably stored: {\"entries\":[{\"id\",\"seq\",\"tenant\"}]}",
+        ),
+    );
+    ingest["requestBody"] = json!({"required": true, "content": {
+        "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Event"},
+            {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}]}},
+        "application/x-ndjson": {"schema": {"type": "string", "description": "One event per line."}}}});
+    ingest["responses"]["413"] = json!({"description": "Body or batch too large."});
+    ingest["responses"]["429"] =
+        json!({"description": "Ingest queue full; retry after Retry-After seconds."});
+    paths.insert("/v1/events".into(), json!({
+        "post": ingest,
+        "get": op("Search events, newest first", "read", filters(&[]), ("200", "{\"events\":[...],\"next_cursor\"}")),
+    }));
+    paths.insert("/v1/events/{id}".into(), json!({"get": op("One event with its entry and an inclusion proof against the latest checkpoint", "read",
+        vec![param("id", "path", "Event UUID."), param("tenant", "query", "Tenant to look in.")], ("200", "The event, \"entry\" and \"proof\" (null until a checkpoint covers it)"))}));
+    paths.insert("/v1/entries".into(), json!({"get": op("Entries by position, for verifiers", "read",
+        vec![param("tenant", "query", "Tenant."), param("start", "query", "First seq."), param("end", "query", "One past the last seq (at most start + 1000).")],
+        ("200", "{\"entries\":[{\"seq\",\"envelope\",\"leaf_hash\",\"payload\",\"salt\",\"state\"}]}"))}));
+    paths.insert("/v1/resources/{type}/{id}/history".into(), json!({"get": op("Every event of one record, oldest first, with its state after each", "read",
+        vec![param("type", "path", "Resource type."), param("id", "path", "Resource id."), param("tenant", "query", "Tenant.")], ("200", "{\"events\":[{...,\"state_after\"}],\"truncated\"}"))}));
+    paths.insert("/v1/stats".into(), json!({"get": op("Counts by action, actor, resource type, outcome and day", "read",
+        filters(&["limit", "cursor"]), ("200", "{\"total\",\"by_action\",\"by_actor\",\"by_resource_type\",\"by_outcome\",\"per_day\"}"))}));
+    let mut export_params = filters(&["limit", "cursor"]);
+    export_params.push(param("format", "query", "csv or ndjson (default ndjson)."));
+    paths.insert("/v1/export".into(), json!({"get": op("Stream every matching event (audited)", "read", export_params, ("200", "text/csv or application/x-ndjson, streamed"))}));
+    paths.insert("/v1/checkpoint".into(), json!({"get": op("Latest signed checkpoint (C2SP tlog-checkpoint)", "read", tenant_only(), ("200", "text/plain signed note"))}));
+    paths.insert("/v1/checkpoints".into(), json!({"get": op("Every signed checkpoint of a tenant", "read", tenant_only(), ("200", "{\"checkpoints\":[{\"size\",\"note\"}]}"))}));
+    paths.insert("/v1/verifier-key".into(), json!({"get": op("The tenant's C2SP verifier key", "read", tenant_only(), ("200", "text/plain name+keyid+base64(0x01||pub)"))}));
+    paths.insert("/v1/tenants".into(), json!({"get": op("Tenants and their log sizes", "read", vec![], ("200", "{\"tenants\":[{\"tenant\",\"size\"}]}"))}));
+    paths.insert("/v1/proofs/inclusion".into(), json!({"get": op("RFC 9162 inclusion proof", "read",
+        vec![param("tenant", "query", "Tenant."), param("index", "query", "Leaf index (seq)."), param("size", "query", "Tree size.")],
+        ("200", "{\"leaf_index\",\"tree_size\",\"hashes\":[base64]}"))}));
+    paths.insert("/v1/proofs/consistency".into(), json!({"get": op("RFC 9162 consistency proof", "read",
+        vec![param("tenant", "query", "Tenant."), param("first", "query", "Smaller size."), param("second", "query", "Larger size.")],
+        ("200", "{\"first\",\"second\",\"hashes\":[base64]}"))}));
+    paths.insert("/v1/keys".into(), json!({
+        "post": op("Create a key (shown once)", "admin", vec![], ("201", "{\"id\",\"key\",\"name\",\"scopes\",\"tenant\",...}")),
+        "get": op("List keys (never secrets)", "admin", vec![], ("200", "{\"keys\":[...]}")),
+    }));
+    paths.insert("/v1/keys/{id}".into(), json!({"delete": op("Revoke a key", "admin", vec![param("id", "path", "Key id (key_...).")], ("200", "{\"id\",\"revoked\":true}"))}));
+    for (path, summary) in [
+        ("/healthz", "Liveness"),
+        ("/readyz", "Readiness: the store answers"),
+        ("/metrics", "Prometheus metrics"),
+        ("/openapi.json", "This document"),
+    ] {
+        paths.insert(
+            path.into(),
+            json!({"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}),
+        );
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Trailmark", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "A tamper-evident audit trail. Formats: docs/FORMAT.md; guide: docs/API.md."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Event": {"type": "object", "required": ["actor", "action"], "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "occurred_at": {"type": "string", "format": "date-time"},
+                "tenant": {"type": "string"},
+                "actor": {"type": "object", "required": ["id", "type"], "properties": {
+                    "id": {"type": ["string", "integer"]},
+                    "type": {"enum": ["user", "service", "system", "anonymous", "unknown"]},
+                    "name": {"type": "string"}}},
+                "action": {"type": "string"},
+                "resource": {"type": "object", "required": ["type"], "properties": {
+                    "type": {"type": "string"}, "id": {"type": ["string", "integer"]}, "name": {"type": "string"}}},
+                "outcome": {"enum": ["success", "failure"]},
+                "reason": {"type": ["string", "null"]},
+                "changes": {"type": "object", "additionalProperties": {"type": "object", "properties": {"old": {}, "new": {}}}},
+                "context": {"type": "object"},
+                "metadata": {"type": "object"}}}},
+        },
+    })
+}
