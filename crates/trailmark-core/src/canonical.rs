@@ -2,9 +2,47 @@
 
 use std::fmt;
 
+use std::sync::OnceLock;
+
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::Error;
+
+/// Largest integer whose double is exact: JCS writes it in plain decimal.
+const EXACT: u64 = 1 << 53;
+
+/// True when `serde_json`'s compact output of `value` is already its RFC 8785
+/// form: every number an integer of magnitude at most 2^53 (JCS would print
+/// the same digits) and every key below U+E000 (where UTF-8 byte order and
+/// UTF-16 code unit order agree). String escaping is the same in both: `"`,
+/// `\` and control characters only, `\b \t \n \f \r` short, others `\u00xx`.
+fn compact_is_canonical(value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+        Value::Number(n) => n
+            .as_u64()
+            .map(|u| u <= EXACT)
+            .or_else(|| n.as_i64().map(|i| i.unsigned_abs() <= EXACT))
+            .unwrap_or(false),
+        Value::Array(items) => items.iter().all(compact_is_canonical),
+        Value::Object(map) => map
+            .iter()
+            .all(|(k, v)| k.chars().all(|c| c < '\u{e000}') && compact_is_canonical(v)),
+    }
+}
+
+/// Whether `serde_json::Map` iterates in sorted key order in this build (it
+/// does unless some crate turned on `serde_json`'s `preserve_order`).
+fn maps_are_sorted() -> bool {
+    static SORTED: OnceLock<bool> = OnceLock::new();
+    *SORTED.get_or_init(|| {
+        let mut map = serde_json::Map::new();
+        map.insert("b".into(), Value::Null);
+        map.insert("a".into(), Value::Null);
+        map.keys().next().is_some_and(|k| k == "a")
+    })
+}
 
 /// Bytes that are the RFC 8785 canonical form of some JSON value. Only
 /// [`CanonicalJson::of`] makes one, so holding one proves canonical form.
@@ -18,6 +56,37 @@ impl CanonicalJson {
         serde_json_canonicalizer::to_vec(value)
             .map(Self)
             .map_err(|source| Error::Canonical { what, source })
+    }
+
+    /// Canonicalizes a JSON value, taking the fast path of `serde_json`'s
+    /// compact writer when that output is provably canonical already.
+    pub fn of_value(what: &'static str, value: &Value) -> Result<Self, Error> {
+        if maps_are_sorted() && compact_is_canonical(value) {
+            return serde_json::to_vec(value)
+                .map(Self)
+                .map_err(|source| Error::Canonical { what, source });
+        }
+        Self::of(what, value)
+    }
+
+    /// Canonicalizes a map (a payload), as [`CanonicalJson::of_value`].
+    pub fn of_map(what: &'static str, map: &serde_json::Map<String, Value>) -> Result<Self, Error> {
+        if maps_are_sorted()
+            && map
+                .iter()
+                .all(|(k, v)| k.chars().all(|c| c < '\u{e000}') && compact_is_canonical(v))
+        {
+            return serde_json::to_vec(map)
+                .map(Self)
+                .map_err(|source| Error::Canonical { what, source });
+        }
+        Self::of(what, map)
+    }
+
+    /// Wraps bytes that the caller has just produced in canonical form by
+    /// construction (the envelope's fixed, sorted fields); crate-internal.
+    pub(crate) fn from_canonical_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
     }
 
     pub fn as_bytes(&self) -> &[u8] {

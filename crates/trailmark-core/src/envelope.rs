@@ -1,6 +1,7 @@
 //! The split of an entry into envelope (hashed into the tree) and payload
 //! (committed by salted digest, erasable). docs/FORMAT.md is the contract.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -53,11 +54,12 @@ pub struct PayloadDigest([u8; 32]);
 impl PayloadDigest {
     /// Commits to a payload object under a salt.
     pub fn compute(payload: &Map<String, Value>, salt: &Salt) -> Result<Self, Error> {
-        let canonical = CanonicalJson::of("payload", payload)?;
+        let canonical = CanonicalJson::of_map("payload", payload)?;
         Ok(Self::of_canonical(&canonical, salt))
     }
 
-    fn of_canonical(canonical: &CanonicalJson, salt: &Salt) -> Self {
+    /// The digest of a payload already in canonical form.
+    pub fn of_canonical(canonical: &CanonicalJson, salt: &Salt) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(PAYLOAD_DOMAIN);
         hasher.update(salt.0);
@@ -113,44 +115,74 @@ pub struct Envelope {
     pub payload_digest: PayloadDigest,
 }
 
-/// The wire form of an envelope: exactly the keys of FORMAT.md.
+/// The wire form of an envelope: exactly the keys of FORMAT.md, declared in
+/// RFC 8785 order (all keys are ASCII, so byte order is UTF-16 order). With
+/// only strings and small integers inside, `serde_json`'s compact output of
+/// this struct *is* the canonical form; `tests/it/properties.rs` checks it
+/// against the general canonicalizer.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EnvelopeV1 {
-    v: u8,
+struct EnvelopeV1<'a> {
+    #[serde(borrow)]
+    action: Cow<'a, str>,
+    #[serde(borrow)]
+    actor_id: Cow<'a, str>,
+    #[serde(borrow)]
+    actor_type: Cow<'a, str>,
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    occurred_at: Cow<'a, str>,
+    #[serde(borrow)]
+    outcome: Cow<'a, str>,
+    #[serde(borrow)]
+    payload_digest: Cow<'a, str>,
+    #[serde(borrow)]
+    received_at: Cow<'a, str>,
+    #[serde(borrow)]
+    resource_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    resource_type: Option<Cow<'a, str>>,
     seq: u64,
-    id: String,
-    tenant: String,
-    occurred_at: String,
-    received_at: String,
-    actor_id: String,
-    actor_type: String,
-    action: String,
-    resource_type: Option<String>,
-    resource_id: Option<String>,
-    outcome: String,
-    payload_digest: String,
+    #[serde(borrow)]
+    tenant: Cow<'a, str>,
+    v: u8,
 }
 
 impl Envelope {
     /// The leaf bytes: the RFC 8785 canonical JSON of the envelope.
     pub fn to_canonical(&self) -> Result<CanonicalJson, Error> {
-        let wire = EnvelopeV1 {
-            v: ENVELOPE_VERSION,
+        let wire = self.wire();
+        serde_json::to_vec(&wire)
+            .map(CanonicalJson::from_canonical_bytes)
+            .map_err(|source| Error::Canonical {
+                what: "envelope",
+                source,
+            })
+    }
+
+    fn wire(&self) -> EnvelopeV1<'_> {
+        EnvelopeV1 {
+            action: Cow::Borrowed(&self.action),
+            actor_id: Cow::Borrowed(&self.actor_id),
+            actor_type: Cow::Borrowed(self.actor_type.as_str()),
+            id: Cow::Owned(self.id.to_string()),
+            occurred_at: Cow::Owned(self.occurred_at.to_string()),
+            outcome: Cow::Borrowed(self.outcome.as_str()),
+            payload_digest: Cow::Owned(self.payload_digest.to_hex()),
+            received_at: Cow::Owned(self.received_at.to_string()),
+            resource_id: self.resource_id.as_deref().map(Cow::Borrowed),
+            resource_type: self.resource_type.as_deref().map(Cow::Borrowed),
             seq: self.seq.get(),
-            id: self.id.to_string(),
-            tenant: self.tenant.to_string(),
-            occurred_at: self.occurred_at.to_string(),
-            received_at: self.received_at.to_string(),
-            actor_id: self.actor_id.clone(),
-            actor_type: self.actor_type.as_str().to_owned(),
-            action: self.action.clone(),
-            resource_type: self.resource_type.clone(),
-            resource_id: self.resource_id.clone(),
-            outcome: self.outcome.as_str().to_owned(),
-            payload_digest: self.payload_digest.to_hex(),
-        };
-        CanonicalJson::of("envelope", &wire)
+            tenant: Cow::Borrowed(self.tenant.as_str()),
+            v: ENVELOPE_VERSION,
+        }
+    }
+
+    /// The canonical form computed by the general RFC 8785 canonicalizer;
+    /// equal to [`Envelope::to_canonical`] (tests hold them to it).
+    pub fn to_canonical_general(&self) -> Result<CanonicalJson, Error> {
+        CanonicalJson::of("envelope", &self.wire())
     }
 
     /// Reads stored leaf bytes back, and insists they are exactly the
@@ -172,12 +204,12 @@ impl Envelope {
                 .map_err(|m| field("occurred_at", m))?,
             received_at: Timestamp::parse(&wire.received_at)
                 .map_err(|m| field("received_at", m))?,
-            actor_id: wire.actor_id,
+            actor_id: wire.actor_id.into_owned(),
             actor_type: ActorType::parse(&wire.actor_type)
                 .ok_or_else(|| field("actor_type", "unknown actor type"))?,
-            action: wire.action,
-            resource_type: wire.resource_type,
-            resource_id: wire.resource_id,
+            action: wire.action.into_owned(),
+            resource_type: wire.resource_type.map(Cow::into_owned),
+            resource_id: wire.resource_id.map(Cow::into_owned),
             outcome: Outcome::parse(&wire.outcome)
                 .ok_or_else(|| field("outcome", "unknown outcome"))?,
             payload_digest: PayloadDigest::from_hex(&wire.payload_digest)
@@ -213,6 +245,8 @@ pub struct Sealed {
     pub envelope: Envelope,
     pub leaf_bytes: CanonicalJson,
     pub payload: Map<String, Value>,
+    /// The payload's canonical bytes (what the digest covers; what stores keep).
+    pub payload_json: CanonicalJson,
     pub salt: Salt,
 }
 
@@ -226,7 +260,8 @@ impl Event {
     /// commits to the payload.
     pub fn seal(&self, ctx: SealContext<'_>) -> Result<Sealed, Error> {
         let payload = self.payload();
-        let payload_digest = PayloadDigest::compute(&payload, &ctx.salt)?;
+        let payload_json = CanonicalJson::of_map("payload", &payload)?;
+        let payload_digest = PayloadDigest::of_canonical(&payload_json, &ctx.salt);
         let envelope = Envelope {
             seq: ctx.seq,
             id: self.id_or(ctx.generated_id),
@@ -249,6 +284,7 @@ impl Event {
             envelope,
             leaf_bytes,
             payload,
+            payload_json,
             salt: ctx.salt,
         })
     }

@@ -6,8 +6,10 @@ CREATE TABLE tenants (
     size INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- One row per entry. rowid is the global append order (newest-first paging).
--- The envelope blob is the leaf bytes; the other columns index it.
+-- One row per entry. pos is the global append order (newest-first paging).
+-- The envelope blob is the leaf bytes; the columns beside it index it. The
+-- erasable part (payload, salt, and the ip derived from it) is set to NULL
+-- by erasure or retention; the envelope and leaf hash stay.
 CREATE TABLE entries (
     pos INTEGER PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -20,7 +22,10 @@ CREATE TABLE entries (
     resource_id TEXT,
     outcome TEXT NOT NULL,
     envelope BLOB NOT NULL,
-    leaf_hash BLOB NOT NULL
+    leaf_hash BLOB NOT NULL,
+    payload TEXT,
+    salt BLOB,
+    ip TEXT
 );
 CREATE UNIQUE INDEX entries_seq ON entries (tenant, seq);
 CREATE UNIQUE INDEX entries_id ON entries (tenant, id);
@@ -28,19 +33,13 @@ CREATE INDEX entries_time ON entries (tenant, occurred_at);
 CREATE INDEX entries_actor ON entries (tenant, actor_id);
 CREATE INDEX entries_resource ON entries (tenant, resource_type, resource_id);
 CREATE INDEX entries_action ON entries (tenant, action);
+CREATE INDEX entries_ip ON entries (tenant, ip) WHERE ip IS NOT NULL;
 
--- The erasable part: payload JSON, its salt, and what is derived from it.
-CREATE TABLE payloads (
-    pos INTEGER PRIMARY KEY REFERENCES entries (pos),
-    payload TEXT NOT NULL,
-    salt BLOB NOT NULL,
-    ip TEXT
+-- Free-text search over ids, action and payload text (q=). Contentless: the
+-- text itself is not kept twice; rows are deleted with their payload.
+CREATE VIRTUAL TABLE entries_fts USING fts5 (
+    body, tokenize = 'unicode61', content = '', contentless_delete = 1
 );
-CREATE INDEX payloads_ip ON payloads (ip) WHERE ip IS NOT NULL;
-
--- Free-text search over ids, action and payload text (q=). Rows are deleted
--- with their payload.
-CREATE VIRTUAL TABLE entries_fts USING fts5 (body, tokenize = 'unicode61');
 
 -- Complete tree nodes, 256 consecutive nodes of one level per row
 -- (32 bytes each; the last strip of a level grows until full).

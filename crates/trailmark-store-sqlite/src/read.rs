@@ -18,7 +18,7 @@ fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |e| StoreError::backend(context, e)
 }
 
-const ENTRY_COLUMNS: &str = "e.pos, e.envelope, e.leaf_hash, p.payload, p.salt FROM entries e LEFT JOIN payloads p ON p.pos = e.pos";
+const ENTRY_COLUMNS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt FROM entries e";
 
 /// One row of [`ENTRY_COLUMNS`]: position (for paging), envelope, leaf hash, payload, salt.
 type EntryRow = (i64, Vec<u8>, Vec<u8>, Option<String>, Option<Vec<u8>>);
@@ -144,7 +144,7 @@ fn filters(q: &Query, sql: &mut String, args: &mut Vec<SqlValue>) {
         ("e.action", &q.action),
         ("e.resource_type", &q.resource_type),
         ("e.resource_id", &q.resource_id),
-        ("p.ip", &q.ip),
+        ("e.ip", &q.ip),
     ] {
         if let Some(value) = value {
             let _ = write!(sql, " AND {column} = ?");
@@ -309,8 +309,7 @@ pub(crate) fn keys(conn: &Connection) -> Result<Vec<KeyRecord>, StoreError> {
 }
 
 pub(crate) fn stats(conn: &Connection, q: &Query) -> Result<Stats, StoreError> {
-    let mut base =
-        String::from(" FROM entries e LEFT JOIN payloads p ON p.pos = e.pos WHERE 1 = 1");
+    let mut base = String::from(" FROM entries e WHERE 1 = 1");
     let mut args: Vec<SqlValue> = Vec::new();
     filters(q, &mut base, &mut args);
     let grouped =

@@ -184,21 +184,24 @@ impl Writer {
         let mut touched: Vec<TenantId> = Vec::new();
         for new in batch {
             let (tenant, id) = (new.tenant(), new.id());
-            let existing = match in_batch.get(&(tenant.clone(), id)) {
-                Some(seq) => Some(*seq),
-                None => self.seq_of(&tenant, &id.to_string())?,
-            };
-            if let Some(seq) = existing {
+            if let Some(seq) = in_batch.get(&(tenant.clone(), id)) {
                 out.push(Appended {
                     id,
                     tenant,
-                    seq,
+                    seq: *seq,
                     duplicate: true,
                 });
                 continue;
             }
-            let seq = self.append_one(new, &tenant)?;
-            if !touched.contains(&tenant) {
+            let (seq, duplicate) = match self.append_one(new, &tenant)? {
+                Some(seq) => (seq, false),
+                None => (
+                    self.seq_of(&tenant, &id.to_string())?
+                        .ok_or(StoreError::Closed)?,
+                    true,
+                ),
+            };
+            if !duplicate && !touched.contains(&tenant) {
                 touched.push(tenant.clone());
             }
             in_batch.insert((tenant.clone(), id), seq);
@@ -206,7 +209,7 @@ impl Writer {
                 id,
                 tenant,
                 seq,
-                duplicate: false,
+                duplicate,
             });
         }
         for tenant in touched {
@@ -232,7 +235,9 @@ impl Writer {
         Ok(seq.and_then(|n| u64::try_from(n).ok()).and_then(Seq::new))
     }
 
-    fn append_one(&mut self, new: &NewEvent, tenant: &TenantId) -> Result<Seq, StoreError> {
+    /// Stores one event as the tenant's next entry; `None` when its id is
+    /// already in the tenant's log (nothing is written then).
+    fn append_one(&mut self, new: &NewEvent, tenant: &TenantId) -> Result<Option<Seq>, StoreError> {
         let size = self.tenant(tenant)?.size;
         let seq = Seq::new(size)
             .ok_or_else(|| StoreError::Invalid(format!("tenant {tenant} is full")))?;
@@ -245,11 +250,19 @@ impl Writer {
         })?;
         let env = &sealed.envelope;
         let leaf = leaf_hash(sealed.leaf_bytes.as_bytes());
-        self.conn
+        let ip = new
+            .event
+            .context
+            .as_ref()
+            .and_then(|c| c.ip)
+            .map(|ip| ip.to_string());
+        let inserted = self
+            .conn
             .prepare_cached(
                 "INSERT INTO entries (tenant, seq, id, occurred_at, actor_id, action, resource_type,
-                                      resource_id, outcome, envelope, leaf_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                      resource_id, outcome, envelope, leaf_hash, payload, salt, ip)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 ON CONFLICT (tenant, id) DO NOTHING",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -264,28 +277,16 @@ impl Writer {
                     env.outcome.as_str(),
                     sealed.leaf_bytes.as_bytes(),
                     leaf.as_bytes().as_slice(),
+                    sealed.payload_json.as_str(),
+                    sealed.salt.as_bytes().as_slice(),
+                    ip,
                 ])
             })
             .map_err(db("inserting an entry"))?;
+        if inserted == 0 {
+            return Ok(None);
+        }
         let pos = self.conn.last_insert_rowid();
-        let payload = Value::Object(sealed.payload.clone());
-        let ip = new
-            .event
-            .context
-            .as_ref()
-            .and_then(|c| c.ip)
-            .map(|ip| ip.to_string());
-        self.conn
-            .prepare_cached("INSERT INTO payloads (pos, payload, salt, ip) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut s| {
-                s.execute(params![
-                    pos,
-                    payload.to_string(),
-                    sealed.salt.as_bytes().as_slice(),
-                    ip
-                ])
-            })
-            .map_err(db("inserting a payload"))?;
         let mut body = vec![
             env.id.to_string(),
             env.actor_id.clone(),
@@ -293,7 +294,7 @@ impl Writer {
             env.resource_type.clone().unwrap_or_default(),
             env.resource_id.clone().unwrap_or_default(),
         ];
-        collect_text(&payload, &mut body);
+        collect_text(&Value::Object(sealed.payload), &mut body);
         self.conn
             .prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute(params![pos, body.join(" ")]))
@@ -307,7 +308,7 @@ impl Writer {
             log.strips.push(conn, tenant, *id, h)?;
         }
         log.size += 1;
-        Ok(seq)
+        Ok(Some(seq))
     }
 
     fn add_checkpoint(&self, record: &CheckpointRecord) -> Result<(), StoreError> {

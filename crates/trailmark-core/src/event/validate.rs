@@ -250,7 +250,7 @@ pub(super) fn event(value: &Value) -> Result<Event, Vec<FieldError>> {
 }
 
 fn check_payload_size(event: &Event) -> Result<(), Vec<FieldError>> {
-    let size = CanonicalJson::of("payload", &event.payload())
+    let size = CanonicalJson::of_map("payload", &event.payload())
         .map_err(|e| vec![FieldError::new("", e.to_string())])?
         .as_bytes()
         .len();

@@ -13,6 +13,15 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         (-(1i64 << 53) + 1..(1i64 << 53)).prop_map(|n| json!(n)),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<u64>().prop_map(|n| json!(n)),
+        prop_oneof![
+            Just(1i64 << 53),
+            Just(-(1i64 << 53)),
+            Just((1i64 << 53) + 1)
+        ]
+        .prop_map(|n| json!(n)),
+        "[\\x00-\\x1f\"\\\\/\u{e000}-\u{ffff}\u{10000}-\u{10ffff}a-z]{0,8}".prop_map(Value::String),
         any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(|f| json!(f)),
@@ -21,8 +30,12 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map(".{0,8}", inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map(
+                "(.{0,8}|[\u{e000}-\u{ffff}\u{10000}-\u{10ffff}a]{1,3})",
+                inner,
+                0..6
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -34,10 +47,10 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         0..=253_402_300_799_999i64,
         0..=253_402_300_799_999i64,
         "[a-z0-9]{1,8}",
-        ".{1,12}",
+        "(.{1,12}|[\\x00-\\x1f\"\\\\\u{10000}-\u{10ffff}]{1,6})",
         "[a-z_]{1,10}",
         prop::option::of(".{1,10}"),
-        prop::option::of(".{1,10}"),
+        prop::option::of("[\\x00-\\x1f\"\\\\a-z\u{e000}-\u{10ffff}]{1,10}"),
         any::<bool>(),
         any::<[u8; 32]>(),
         0..5usize,
@@ -121,6 +134,23 @@ proptest! {
         let reparsed: Value = serde_json::from_slice(once.as_bytes()).unwrap();
         let twice = CanonicalJson::of("value", &reparsed).unwrap();
         prop_assert_eq!(once.as_bytes(), twice.as_bytes());
+    }
+
+    #[test]
+    fn the_fast_canonical_path_equals_the_rfc_8785_canonicalizer(value in json_value()) {
+        let fast = CanonicalJson::of_value("value", &value).unwrap();
+        let general = CanonicalJson::of("value", &value).unwrap();
+        prop_assert_eq!(fast.as_bytes(), general.as_bytes());
+        if let Value::Object(map) = &value {
+            let of_map = CanonicalJson::of_map("map", map).unwrap();
+            prop_assert_eq!(of_map.as_bytes(), general.as_bytes());
+        }
+    }
+
+    #[test]
+    fn envelope_bytes_equal_the_rfc_8785_canonicalizer(env in envelope()) {
+        let (fast, general) = (env.to_canonical().unwrap(), env.to_canonical_general().unwrap());
+        prop_assert_eq!(fast.as_bytes(), general.as_bytes());
     }
 
     #[test]
