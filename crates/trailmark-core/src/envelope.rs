@@ -256,13 +256,24 @@ impl Event {
         self.id.unwrap_or(generated)
     }
 
-    /// Splits the event into envelope and payload, applies the defaults and
-    /// commits to the payload.
-    pub fn seal(&self, ctx: SealContext<'_>) -> Result<Sealed, Error> {
+    /// Commits to the payload: canonical bytes and salted digest. Independent
+    /// of the entry's position, so it can be done before sequencing (and in
+    /// parallel), leaving the store's single writer only the envelope.
+    pub fn commit_payload(&self, salt: Salt) -> Result<PayloadCommitment, Error> {
         let payload = self.payload();
         let payload_json = CanonicalJson::of_map("payload", &payload)?;
-        let payload_digest = PayloadDigest::of_canonical(&payload_json, &ctx.salt);
-        let envelope = Envelope {
+        let digest = PayloadDigest::of_canonical(&payload_json, &salt);
+        Ok(PayloadCommitment {
+            payload,
+            payload_json,
+            digest,
+            salt,
+        })
+    }
+
+    /// The envelope of this event at `seq`, with the defaults applied.
+    pub fn envelope(&self, digest: PayloadDigest, ctx: &EnvelopeContext<'_>) -> Envelope {
+        Envelope {
             seq: ctx.seq,
             id: self.id_or(ctx.generated_id),
             tenant: self
@@ -277,15 +288,49 @@ impl Event {
             resource_type: self.resource.as_ref().map(|r| r.kind.clone()),
             resource_id: self.resource.as_ref().and_then(|r| r.id.clone()),
             outcome: self.outcome,
-            payload_digest,
-        };
+            payload_digest: digest,
+        }
+    }
+
+    /// Splits the event into envelope and payload, applies the defaults and
+    /// commits to the payload ([`Event::commit_payload`] then
+    /// [`Event::envelope`]).
+    pub fn seal(&self, ctx: SealContext<'_>) -> Result<Sealed, Error> {
+        let committed = self.commit_payload(ctx.salt)?;
+        let envelope = self.envelope(
+            committed.digest,
+            &EnvelopeContext {
+                seq: ctx.seq,
+                received_at: ctx.received_at,
+                default_tenant: ctx.default_tenant,
+                generated_id: ctx.generated_id,
+            },
+        );
         let leaf_bytes = envelope.to_canonical()?;
         Ok(Sealed {
             envelope,
             leaf_bytes,
-            payload,
-            payload_json,
-            salt: ctx.salt,
+            payload: committed.payload,
+            payload_json: committed.payload_json,
+            salt: committed.salt,
         })
     }
+}
+
+/// A payload committed to: what stores keep beside the envelope.
+#[derive(Clone, Debug)]
+pub struct PayloadCommitment {
+    pub payload: Map<String, Value>,
+    pub payload_json: CanonicalJson,
+    pub digest: PayloadDigest,
+    pub salt: Salt,
+}
+
+/// The server's decisions an envelope needs besides the payload digest.
+#[derive(Debug)]
+pub struct EnvelopeContext<'a> {
+    pub seq: Seq,
+    pub received_at: Timestamp,
+    pub default_tenant: &'a TenantId,
+    pub generated_id: EventId,
 }

@@ -18,7 +18,8 @@ mod timestamp;
 pub use canonical::CanonicalJson;
 pub use diff::{RecordState, Row, diff_rows};
 pub use envelope::{
-    ENVELOPE_VERSION, Envelope, PAYLOAD_DOMAIN, PayloadDigest, Salt, SealContext, Sealed,
+    ENVELOPE_VERSION, Envelope, EnvelopeContext, PAYLOAD_DOMAIN, PayloadCommitment, PayloadDigest,
+    Salt, SealContext, Sealed,
 };
 pub use error::{Error, FieldError};
 pub use event::{Actor, Change, Changes, Context, Event, Resource, changes_to_json};

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
 use serde_json::{Map, Value};
@@ -59,7 +59,14 @@ pub struct App<S> {
     pub permits: Arc<Semaphore>,
     pub metrics: Metrics,
     signers: Mutex<HashMap<TenantId, SigningKey>>,
+    /// Keys seen recently, by digest, with when they were read from the store.
+    keys: Mutex<HashMap<[u8; 32], (KeyRecord, Instant)>>,
 }
+
+/// How long a key read from the store is trusted without reading it again.
+/// A revocation through this server takes effect at once; one made through
+/// another server sharing the store takes effect within this time.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
 
 impl<S> std::fmt::Debug for App<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,6 +151,7 @@ impl<S: Store> App<S> {
             permits,
             metrics: Metrics::default(),
             signers: Mutex::default(),
+            keys: Mutex::default(),
         }
     }
 
@@ -179,7 +187,24 @@ impl<S: Store> App<S> {
                 "Authorization must be 'Bearer <key>'",
             ))?;
         let key = ApiKey::from_secret(secret);
-        let record = self.store.key_by_digest(key.digest()).await?;
+        let digest = key.digest();
+        let cached = self.keys.lock().ok().and_then(|c| {
+            c.get(&digest)
+                .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
+                .map(|(r, _)| r.clone())
+        });
+        let record = if let Some(record) = cached {
+            Some(record)
+        } else {
+            let record = self.store.key_by_digest(digest).await?;
+            if let (Some(r), Ok(mut cache)) = (&record, self.keys.lock()) {
+                if cache.len() > 10_000 {
+                    cache.clear();
+                }
+                cache.insert(digest, (r.clone(), Instant::now()));
+            }
+            record
+        };
         match record {
             Some(record) if key.matches(&record) && record.revoked_at.is_none() => {
                 Ok(Caller { key: record })
@@ -198,11 +223,14 @@ impl<S: Store> App<S> {
         default_tenant: &TenantId,
         received_at: Timestamp,
     ) -> Result<NewEvent, ApiError> {
+        let committed = event
+            .commit_payload(Salt::from_bytes(random_bytes()?))
+            .map_err(|e| ApiError::param("", e.to_string()))?;
         Ok(NewEvent {
             event,
             received_at,
             generated_id: EventId::new_v7(received_at, random_bytes()?),
-            salt: Salt::from_bytes(random_bytes()?),
+            committed,
             default_tenant: default_tenant.clone(),
         })
     }
@@ -249,6 +277,13 @@ impl<S: Store> App<S> {
         self.store.append(vec![new]).await?;
         self.metrics.events_ingested.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Forgets cached keys (after a revocation).
+    pub fn forget_keys(&self) {
+        if let Ok(mut cache) = self.keys.lock() {
+            cache.clear();
+        }
     }
 
     /// Creates a key and records it in `_system`.

@@ -96,6 +96,7 @@ pub async fn revoke<S: Store>(
         _ => return Err(ApiError::NotFound(format!("no key {id}"))),
     }
     app.store.revoke_key(&id, now()).await?;
+    app.forget_keys();
     app.audit(
         Some(&caller),
         "admin.key.revoke",

@@ -35,10 +35,11 @@ CREATE INDEX entries_resource ON entries (tenant, resource_type, resource_id);
 CREATE INDEX entries_action ON entries (tenant, action);
 CREATE INDEX entries_ip ON entries (tenant, ip) WHERE ip IS NOT NULL;
 
--- Free-text search over ids, action and payload text (q=). Contentless: the
--- text itself is not kept twice; rows are deleted with their payload.
+-- Free-text search over ids, action and payload text (q=): which entries
+-- hold each word, nothing more (contentless, no positions), which keeps the
+-- index small and cheap to extend. Rows are deleted with their payload.
 CREATE VIRTUAL TABLE entries_fts USING fts5 (
-    body, tokenize = 'unicode61', content = '', contentless_delete = 1
+    body, tokenize = 'unicode61', content = '', contentless_delete = 1, detail = none
 );
 
 -- Complete tree nodes, 256 consecutive nodes of one level per row

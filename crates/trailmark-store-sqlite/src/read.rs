@@ -125,11 +125,14 @@ pub(crate) fn entry_by_id(
     row.map(to_entry).transpose()
 }
 
-/// Words of a free-text search as an FTS5 query: each word quoted, all required.
+/// A free-text search as an FTS5 query: every word (run of letters and
+/// digits, as the index's tokenizer splits them) required, quoted so that no
+/// input is read as query syntax.
 fn fts_query(q: &str) -> Option<String> {
     let words: Vec<String> = q
-        .split_whitespace()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{w}\""))
         .collect();
     (!words.is_empty()).then(|| words.join(" "))
 }

@@ -7,7 +7,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use tokio::sync::oneshot;
-use trailmark_core::{SealContext, Seq, TenantId};
+use trailmark_core::{EnvelopeContext, Seq, TenantId};
 use trailmark_log::{CompactRange, NodeId, TreeSize, leaf_hash};
 use trailmark_store::{Appended, CheckpointRecord, KeyRecord, NewEvent, StoreError};
 
@@ -241,15 +241,18 @@ impl Writer {
         let size = self.tenant(tenant)?.size;
         let seq = Seq::new(size)
             .ok_or_else(|| StoreError::Invalid(format!("tenant {tenant} is full")))?;
-        let sealed = new.event.seal(SealContext {
-            seq,
-            received_at: new.received_at,
-            default_tenant: &new.default_tenant,
-            generated_id: new.generated_id,
-            salt: new.salt.clone(),
-        })?;
-        let env = &sealed.envelope;
-        let leaf = leaf_hash(sealed.leaf_bytes.as_bytes());
+        let committed = &new.committed;
+        let env = new.event.envelope(
+            committed.digest,
+            &EnvelopeContext {
+                seq,
+                received_at: new.received_at,
+                default_tenant: &new.default_tenant,
+                generated_id: new.generated_id,
+            },
+        );
+        let leaf_bytes = env.to_canonical()?;
+        let leaf = leaf_hash(leaf_bytes.as_bytes());
         let ip = new
             .event
             .context
@@ -275,10 +278,10 @@ impl Writer {
                     env.resource_type,
                     env.resource_id,
                     env.outcome.as_str(),
-                    sealed.leaf_bytes.as_bytes(),
+                    leaf_bytes.as_bytes(),
                     leaf.as_bytes().as_slice(),
-                    sealed.payload_json.as_str(),
-                    sealed.salt.as_bytes().as_slice(),
+                    committed.payload_json.as_str(),
+                    committed.salt.as_bytes().as_slice(),
                     ip,
                 ])
             })
@@ -294,7 +297,9 @@ impl Writer {
             env.resource_type.clone().unwrap_or_default(),
             env.resource_id.clone().unwrap_or_default(),
         ];
-        collect_text(&Value::Object(sealed.payload), &mut body);
+        for value in committed.payload.values() {
+            collect_text(value, &mut body);
+        }
         self.conn
             .prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute(params![pos, body.join(" ")]))

@@ -80,10 +80,10 @@ pub fn new_event(tenant_name: &str, n: u64, action: &str) -> NewEvent {
     let mut random = [0u8; 10];
     random[..8].copy_from_slice(&n.to_be_bytes());
     NewEvent {
-        event,
         received_at: ts(1_800_000_000_000),
         generated_id: EventId::new_v7(ts(1_800_000_000_000), random),
-        salt: Salt::from_bytes(salt),
+        committed: event.commit_payload(Salt::from_bytes(salt)).unwrap(),
+        event,
         default_tenant: TenantId::default_tenant(),
     }
 }

@@ -1,18 +1,21 @@
 //! Values that cross the storage boundary.
 
 use serde_json::{Map, Value};
-use trailmark_core::{Envelope, Event, EventId, Outcome, Salt, Seq, TenantId, Timestamp};
+use trailmark_core::{
+    Envelope, Event, EventId, Outcome, PayloadCommitment, Salt, Seq, TenantId, Timestamp,
+};
 use trailmark_log::{Hash, TreeSize};
 
-/// One validated event with the server's decisions, ready for the store to
-/// sequence and seal.
+/// One validated event with the server's decisions and its payload already
+/// committed to, ready for the store to sequence and seal.
 #[derive(Clone, Debug)]
 pub struct NewEvent {
     pub event: Event,
     pub received_at: Timestamp,
     /// Used when the event carries no id.
     pub generated_id: EventId,
-    pub salt: Salt,
+    /// The payload, its canonical bytes, salt and digest.
+    pub committed: PayloadCommitment,
     /// Used when the event names no tenant.
     pub default_tenant: TenantId,
 }
