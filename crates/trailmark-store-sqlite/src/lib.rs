@@ -157,7 +157,9 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(|reply| Job::Append(batch, reply)).await
+        let (appended, batch) = self.write(|reply| Job::Append(batch, reply)).await?;
+        drop(batch);
+        Ok(appended)
     }
 
     async fn heads(&self) -> Result<Vec<TenantHead>, StoreError> {

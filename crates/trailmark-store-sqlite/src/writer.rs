@@ -19,7 +19,9 @@ const MAX_GROUP_EVENTS: usize = 20_000;
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub(crate) enum Job {
-    Append(Vec<NewEvent>, Reply<Vec<Appended>>),
+    /// The batch comes back with the answer, so that freeing it happens on
+    /// the caller's thread, not the writer's.
+    Append(Vec<NewEvent>, Reply<(Vec<Appended>, Vec<NewEvent>)>),
     Checkpoint(CheckpointRecord, Reply<()>),
     CreateKey(KeyRecord, Reply<()>),
     RevokeKey(String, i64, Reply<bool>),
@@ -50,7 +52,11 @@ pub(crate) struct Writer {
 }
 
 enum Outcome {
-    Appended(Reply<Vec<Appended>>, Vec<Appended>),
+    Appended(
+        Reply<(Vec<Appended>, Vec<NewEvent>)>,
+        Vec<Appended>,
+        Vec<NewEvent>,
+    ),
     Done(Reply<()>),
     Revoked(Reply<bool>, bool),
 }
@@ -116,7 +122,7 @@ impl Writer {
             let e = StoreError::backend("committing", e);
             for outcome in done {
                 match outcome {
-                    Outcome::Appended(reply, _) => drop(reply.send(Err(clone_err(&e)))),
+                    Outcome::Appended(reply, _, _) => drop(reply.send(Err(clone_err(&e)))),
                     Outcome::Done(reply) => drop(reply.send(Err(clone_err(&e)))),
                     Outcome::Revoked(reply, _) => drop(reply.send(Err(clone_err(&e)))),
                 }
@@ -125,7 +131,7 @@ impl Writer {
         }
         for outcome in done {
             match outcome {
-                Outcome::Appended(reply, result) => drop(reply.send(Ok(result))),
+                Outcome::Appended(reply, result, batch) => drop(reply.send(Ok((result, batch)))),
                 Outcome::Done(reply) => drop(reply.send(Ok(()))),
                 Outcome::Revoked(reply, found) => drop(reply.send(Ok(found))),
             }
@@ -135,7 +141,7 @@ impl Writer {
     fn run_job(&mut self, job: Job) -> Result<Outcome, Box<(Job, StoreError)>> {
         match job {
             Job::Append(batch, reply) => match self.append(&batch) {
-                Ok(appended) => Ok(Outcome::Appended(reply, appended)),
+                Ok(appended) => Ok(Outcome::Appended(reply, appended, batch)),
                 Err(e) => Err(Box::new((Job::Append(batch, reply), e))),
             },
             Job::Checkpoint(record, reply) => match self.add_checkpoint(&record) {
@@ -180,19 +186,11 @@ impl Writer {
 
     fn append(&mut self, batch: &[NewEvent]) -> Result<Vec<Appended>, StoreError> {
         let mut out = Vec::with_capacity(batch.len());
-        let mut in_batch: HashMap<(TenantId, trailmark_core::EventId), Seq> = HashMap::new();
         let mut touched: Vec<TenantId> = Vec::new();
         for new in batch {
             let (tenant, id) = (new.tenant(), new.id());
-            if let Some(seq) = in_batch.get(&(tenant.clone(), id)) {
-                out.push(Appended {
-                    id,
-                    tenant,
-                    seq: *seq,
-                    duplicate: true,
-                });
-                continue;
-            }
+            // A duplicate id (in the log, or earlier in this batch) is
+            // refused by the unique index; the first entry's seq is answered.
             let (seq, duplicate) = match self.append_one(new, &tenant)? {
                 Some(seq) => (seq, false),
                 None => (
@@ -204,7 +202,6 @@ impl Writer {
             if !duplicate && !touched.contains(&tenant) {
                 touched.push(tenant.clone());
             }
-            in_batch.insert((tenant.clone(), id), seq);
             out.push(Appended {
                 id,
                 tenant,
@@ -290,19 +287,25 @@ impl Writer {
             return Ok(None);
         }
         let pos = self.conn.last_insert_rowid();
-        let mut body = vec![
-            env.id.to_string(),
-            env.actor_id.clone(),
-            env.action.clone(),
-            env.resource_type.clone().unwrap_or_default(),
-            env.resource_id.clone().unwrap_or_default(),
-        ];
+        let mut body = String::with_capacity(256);
+        for part in [
+            Some(env.actor_id.as_str()),
+            Some(env.action.as_str()),
+            env.resource_type.as_deref(),
+            env.resource_id.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            body.push_str(part);
+            body.push(' ');
+        }
         for value in committed.payload.values() {
             collect_text(value, &mut body);
         }
         self.conn
             .prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")
-            .and_then(|mut s| s.execute(params![pos, body.join(" ")]))
+            .and_then(|mut s| s.execute(params![pos, body]))
             .map_err(db("indexing an entry for search"))?;
 
         let conn = &self.conn;
@@ -374,11 +377,19 @@ impl Writer {
 }
 
 /// Every scalar of a JSON value as text, for the search index.
-fn collect_text(value: &Value, out: &mut Vec<String>) {
+fn collect_text(value: &Value, out: &mut String) {
+    use std::fmt::Write as _;
     match value {
-        Value::String(s) => out.push(s.clone()),
-        Value::Number(n) => out.push(n.to_string()),
-        Value::Bool(b) => out.push(b.to_string()),
+        Value::String(s) => {
+            out.push_str(s);
+            out.push(' ');
+        }
+        Value::Number(n) => {
+            let _ = write!(out, "{n} ");
+        }
+        Value::Bool(b) => {
+            let _ = write!(out, "{b} ");
+        }
         Value::Array(items) => items.iter().for_each(|v| collect_text(v, out)),
         Value::Object(map) => map.values().for_each(|v| collect_text(v, out)),
         Value::Null => {}
