@@ -13,30 +13,92 @@ use trailmark_store_sqlite::SqliteStore;
 
 use crate::datadir;
 
+/// Settings come from flags, then environment variables, then the optional
+/// TOML file (`--config`), then the defaults shown.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Where the database, signing seed and bootstrap key live.
-    #[arg(long, env = "TRAILMARK_DATA_DIR", default_value = "trailmark-data")]
-    pub data_dir: PathBuf,
-    /// Address to listen on.
-    #[arg(long, env = "TRAILMARK_LISTEN", default_value = "127.0.0.1:7878")]
-    pub listen: SocketAddr,
-    /// Checkpoints are signed with origin `<prefix>/<tenant>`.
-    #[arg(
-        long,
-        env = "TRAILMARK_ORIGIN_PREFIX",
-        default_value = "trailmark.local"
-    )]
-    pub origin_prefix: String,
-    /// Events that may wait for the disk at once before ingest answers 429.
-    #[arg(long, env = "TRAILMARK_QUEUE_CAPACITY", default_value_t = 100_000)]
-    pub queue_capacity: usize,
-    /// Largest request body, in bytes.
-    #[arg(long, env = "TRAILMARK_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
-    pub max_body_bytes: usize,
+    /// A TOML file with any of: data_dir, listen, origin_prefix,
+    /// queue_capacity, max_body_bytes.
+    #[arg(long, env = "TRAILMARK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the database, signing seed and bootstrap key live [default: trailmark-data].
+    #[arg(long, env = "TRAILMARK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7878].
+    #[arg(long, env = "TRAILMARK_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Checkpoints are signed with origin `<prefix>/<tenant>` [default: trailmark.local].
+    #[arg(long, env = "TRAILMARK_ORIGIN_PREFIX")]
+    pub origin_prefix: Option<String>,
+    /// Events that may wait for the disk at once before ingest answers 429 [default: 100000].
+    #[arg(long, env = "TRAILMARK_QUEUE_CAPACITY")]
+    pub queue_capacity: Option<usize>,
+    /// Largest request body, in bytes [default: 8388608].
+    #[arg(long, env = "TRAILMARK_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+}
+
+/// The optional configuration file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    origin_prefix: Option<String>,
+    queue_capacity: Option<usize>,
+    max_body_bytes: Option<usize>,
+}
+
+/// The settings in force.
+#[derive(Debug)]
+struct Resolved {
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    origin_prefix: String,
+    queue_capacity: usize,
+    max_body_bytes: usize,
+}
+
+fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the config file {}", path.display()))?;
+            toml::from_str::<FileConfig>(&text)
+                .with_context(|| format!("{}: not a valid Trailmark config", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let resolved = Resolved {
+        data_dir: args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(crate::default_data_dir),
+        listen: args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7878))),
+        origin_prefix: args
+            .origin_prefix
+            .or(file.origin_prefix)
+            .unwrap_or_else(|| "trailmark.local".into()),
+        queue_capacity: args
+            .queue_capacity
+            .or(file.queue_capacity)
+            .unwrap_or(100_000),
+        max_body_bytes: args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(8 * 1024 * 1024),
+    };
+    if resolved.queue_capacity == 0 || resolved.max_body_bytes < 1024 {
+        anyhow::bail!("queue_capacity must be at least 1 and max_body_bytes at least 1024");
+    }
+    Ok(resolved)
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let args = resolve(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -44,7 +106,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: Resolved) -> anyhow::Result<()> {
     datadir::ensure(&args.data_dir)?;
     let store = SqliteStore::open(datadir::db_path(&args.data_dir))
         .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;

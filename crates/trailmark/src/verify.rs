@@ -119,6 +119,42 @@ fn signed_checkpoints(
     Ok(Ok(checkpoints))
 }
 
+/// A progress line on standard error while verifying, only when it is a
+/// terminal (never in logs or pipes).
+struct Progress<'a> {
+    tenant: &'a TenantId,
+    size: u64,
+    on: bool,
+}
+
+impl<'a> Progress<'a> {
+    fn new(tenant: &'a TenantId, size: u64) -> Self {
+        use std::io::IsTerminal as _;
+        Self {
+            tenant,
+            size,
+            on: std::io::stderr().is_terminal() && size > 10 * PAGE,
+        }
+    }
+
+    fn show(&self, done: u64) {
+        if self.on && done % (10 * PAGE) == 0 {
+            eprint!(
+                "\rverifying {}: {done}/{} entries ({}%)",
+                self.tenant,
+                self.size,
+                done * 100 / self.size
+            );
+        }
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
 /// Checks one entry on its own: canonical envelope at its own position and
 /// tenant, payload matching its digest. Returns its leaf hash and whether
 /// its payload is erased.
@@ -189,7 +225,9 @@ pub fn verify_tenant(
     let mut next_cp = 0;
     let mut first_changed_leaf = None;
     let mut start = 0;
+    let progress = Progress::new(tenant, size);
     while start < size {
+        progress.show(start);
         let end = (start + PAGE).min(size);
         let page = source.entries(tenant, start, end)?;
         for (n, entry) in (start..).zip(&page) {
@@ -226,6 +264,7 @@ pub fn verify_tenant(
         }
         start = end;
     }
+    progress.done();
     if let Some(&(cp_size, _)) = checkpoints.get(next_cp) {
         return Ok(Err(fail(
             tenant,

@@ -393,3 +393,41 @@ fn a_record_history_shows_the_state_after_each_change_and_exports_stream() {
     let (_, audit) = server.get("/v1/events?tenant=_system&action=export", &admin);
     assert!(audit["events"].as_array().unwrap().len() >= 3, "{audit}");
 }
+
+#[test]
+fn serve_reads_a_toml_config_and_flags_win_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("trailmark.toml");
+    // The file's listen address and data dir lose to the flags the harness passes.
+    std::fs::write(
+        &config,
+        "origin_prefix = \"audit.example.com\"\nqueue_capacity = 10\nlisten = \"127.0.0.1:9\"\ndata_dir = \"/nonexistent/trailmark\"\n",
+    )
+    .unwrap();
+    let server = Server::start_with(dir.path(), &["--config", config.to_str().unwrap()]);
+    server.post("/v1/events", &server.admin, &event("acme", "1", "login"));
+    let (_, key) = server.get("/v1/verifier-key?tenant=acme", &server.admin);
+    assert!(
+        key.as_str().unwrap().starts_with("audit.example.com/acme+"),
+        "{key}"
+    );
+    let (_, metrics) = server.get("/metrics", &server.admin);
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("trailmark_ingest_queue_capacity 10"),
+        "{metrics}"
+    );
+
+    std::fs::write(&config, "listen = 42\n").unwrap();
+    let out = cli(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid Trailmark config"));
+}
