@@ -4,6 +4,7 @@
 //! <data-dir>/trailmark.db            SQLite database (+ -wal, -shm)
 //! <data-dir>/signing.seed            32-byte Ed25519 seed, hex (0600)
 //! <data-dir>/bootstrap-admin.key     the first admin key, alone on one line (0600)
+//! <data-dir>/serve.lock              held (flock) while a server runs
 //! ```
 
 use std::fs;
@@ -16,6 +17,7 @@ use anyhow::{Context as _, bail};
 pub const DB_FILE: &str = "trailmark.db";
 pub const SEED_FILE: &str = "signing.seed";
 pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap-admin.key";
+pub const LOCK_FILE: &str = "serve.lock";
 
 pub fn db_path(dir: &Path) -> PathBuf {
     dir.join(DB_FILE)
@@ -32,6 +34,28 @@ pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;
     Ok(())
+}
+
+/// Holds the data dir for one server: the embedded store has one writer.
+/// The lock goes with the returned file (and with the process).
+pub fn lock(dir: &Path) -> anyhow::Result<fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => bail!(
+            "another trailmark serve is using {}; one server per data dir (stop it, or use another --data-dir)",
+            dir.display()
+        ),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 /// Creates the data dir (0700) if missing.

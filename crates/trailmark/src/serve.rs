@@ -108,6 +108,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: Resolved) -> anyhow::Result<()> {
     datadir::ensure(&args.data_dir)?;
+    let _lock = datadir::lock(&args.data_dir)?;
     let store = SqliteStore::open(datadir::db_path(&args.data_dir))
         .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
     let seed = datadir::signing_seed(&args.data_dir, true)?;
