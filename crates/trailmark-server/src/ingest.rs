@@ -123,12 +123,12 @@ pub async fn post_events<S: Store>(
     for (index, value) in values.iter().enumerate() {
         match Event::from_json(value) {
             Ok(event) => {
-                if let (Some(own), Some(asked)) = (&caller.key.tenant, &event.tenant) {
-                    if own != asked {
-                        return Err(ApiError::Forbidden(format!(
-                            "events[{index}].tenant: this key may only write tenant {own}, not {asked}"
-                        )));
-                    }
+                if let (Some(own), Some(asked)) = (&caller.key.tenant, &event.tenant)
+                    && own != asked
+                {
+                    return Err(ApiError::Forbidden(format!(
+                        "events[{index}].tenant: this key may only write tenant {own}, not {asked}"
+                    )));
                 }
                 batch.push(app.prepare(event, &default_tenant, received_at)?);
             }

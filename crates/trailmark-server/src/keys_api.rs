@@ -46,12 +46,12 @@ pub async fn create<S: Store>(
         .filter(|t| !t.is_empty())
         .map(|t| TenantId::new(&t).map_err(|m| ApiError::param("tenant", m)))
         .transpose()?;
-    if let (Some(own), requested) = (&caller.key.tenant, &tenant) {
-        if requested.as_ref() != Some(own) {
-            return Err(ApiError::Forbidden(format!(
-                "this key may only create keys bound to tenant {own}"
-            )));
-        }
+    if let Some(own) = &caller.key.tenant
+        && tenant.as_ref() != Some(own)
+    {
+        return Err(ApiError::Forbidden(format!(
+            "this key may only create keys bound to tenant {own}"
+        )));
     }
     let name = body.name.unwrap_or_else(|| "unnamed".into());
     if name.len() > 200 || name.chars().any(char::is_control) {

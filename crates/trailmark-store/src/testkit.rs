@@ -68,7 +68,7 @@ pub fn new_event(tenant_name: &str, n: u64, action: &str) -> NewEvent {
         "actor": {"id": format!("user-{}", n % 3), "type": "user", "name": format!("person {n}")},
         "action": action,
         "resource": {"type": "Invoice", "id": format!("{}", n % 5)},
-        "outcome": if n % 4 == 0 { "failure" } else { "success" },
+        "outcome": if n.is_multiple_of(4) { "failure" } else { "success" },
         "changes": {"total": {"old": n, "new": n + 1}},
         "context": {"ip": format!("10.0.0.{}", n % 2)},
         "metadata": {"note": format!("word{n} shared")},

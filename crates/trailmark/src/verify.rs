@@ -138,7 +138,7 @@ impl<'a> Progress<'a> {
     }
 
     fn show(&self, done: u64) {
-        if self.on && done % (10 * PAGE) == 0 {
+        if self.on && done.is_multiple_of(10 * PAGE) {
             eprint!(
                 "\rverifying {}: {done}/{} entries ({}%)",
                 self.tenant,
