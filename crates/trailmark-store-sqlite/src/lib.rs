@@ -44,6 +44,8 @@ struct Inner {
     jobs: Mutex<mpsc::Sender<Job>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// Dropped with the store: stops the WAL checkpointer thread.
+    _stop_wal: Mutex<mpsc::Sender<()>>,
 }
 
 fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -56,7 +58,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     // the disk between commits.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-         PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 8192;",
+         PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0;",
     )
     .map_err(db("setting WAL mode"))?;
     let version: usize = conn
@@ -109,12 +111,27 @@ impl SqliteStore {
             .name("trailmark-sqlite-writer".into())
             .spawn(move || Writer::new(conn).run(&rx))
             .map_err(|e| StoreError::backend("starting the writer thread", e))?;
+        // WAL checkpoints run here, beside the writer, never inside a commit:
+        // a PASSIVE checkpoint copies what it can without blocking anyone.
+        let checkpointer = Connection::open(&path).map_err(db("opening the WAL checkpointer"))?;
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("trailmark-sqlite-wal".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stop_rx.recv_timeout(std::time::Duration::from_millis(500))
+                {
+                    let _ = checkpointer.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+                }
+            })
+            .map_err(|e| StoreError::backend("starting the WAL checkpointer", e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 jobs: Mutex::new(tx),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                _stop_wal: Mutex::new(stop_tx),
             }),
         })
     }

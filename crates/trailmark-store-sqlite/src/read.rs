@@ -18,6 +18,7 @@ fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |e| StoreError::backend(context, e)
 }
 
+const ENTRY_FIELDS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt";
 const ENTRY_COLUMNS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt FROM entries e";
 
 /// One row of [`ENTRY_COLUMNS`]: position (for paging), envelope, leaf hash, payload, salt.
@@ -137,8 +138,22 @@ fn fts_query(q: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-/// The WHERE conditions of a query's filters (not its paging), appended to
-/// `sql` (which ends in a WHERE clause) with their arguments.
+/// The rows a query reads from, ending in a WHERE clause. A free-text search
+/// drives the join from the search index (newest first), so a rare word
+/// never scans the table.
+fn source(q: &Query, args: &mut Vec<SqlValue>) -> &'static str {
+    match q.q.as_deref().and_then(fts_query) {
+        Some(words) => {
+            args.push(SqlValue::Text(words));
+            " FROM (SELECT rowid AS pos FROM entries_fts WHERE entries_fts MATCH ? ORDER BY rowid DESC) m
+              CROSS JOIN entries e ON e.pos = m.pos WHERE 1 = 1"
+        }
+        None => " FROM entries e WHERE 1 = 1",
+    }
+}
+
+/// The WHERE conditions of a query's filters (not its paging or free text),
+/// appended to `sql` with their arguments.
 fn filters(q: &Query, sql: &mut String, args: &mut Vec<SqlValue>) {
     tenant_filter(&q.tenants, sql, args);
     let text = |s: &str| SqlValue::Text(s.to_owned());
@@ -166,15 +181,11 @@ fn filters(q: &Query, sql: &mut String, args: &mut Vec<SqlValue>) {
         sql.push_str(" AND e.occurred_at < ?");
         args.push(SqlValue::Integer(until.unix_millis()));
     }
-    if let Some(words) = q.q.as_deref().and_then(fts_query) {
-        sql.push_str(" AND e.pos IN (SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?)");
-        args.push(SqlValue::Text(words));
-    }
 }
 
 pub(crate) fn query(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
-    let mut sql = format!("SELECT {ENTRY_COLUMNS} WHERE 1 = 1");
     let mut args: Vec<SqlValue> = Vec::new();
+    let mut sql = format!("SELECT {ENTRY_FIELDS}{}", source(q, &mut args));
     filters(q, &mut sql, &mut args);
     if let Some(Cursor(pos)) = q.cursor {
         sql.push_str(" AND e.pos < ?");
@@ -312,8 +323,8 @@ pub(crate) fn keys(conn: &Connection) -> Result<Vec<KeyRecord>, StoreError> {
 }
 
 pub(crate) fn stats(conn: &Connection, q: &Query) -> Result<Stats, StoreError> {
-    let mut base = String::from(" FROM entries e WHERE 1 = 1");
     let mut args: Vec<SqlValue> = Vec::new();
+    let mut base = source(q, &mut args).to_owned();
     filters(q, &mut base, &mut args);
     let grouped =
         |select: &str, extra: &str, order: &str| -> Result<Vec<(String, u64)>, StoreError> {

@@ -1,0 +1,28 @@
+-- Loads events in batches of 1000 with varied actors, resources and actions.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TRAILMARK_KEY")
+local actions = {"create", "update", "update", "update", "delete", "login", "export"}
+local counter = 0
+
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+
+function init(args)
+  math.randomseed(id * 7919 + 17)
+end
+
+function request()
+  local events = {}
+  for i = 1, 1000 do
+    local actor = math.random(1, 100000)
+    local resource = math.random(1, 1000000)
+    events[i] = string.format(
+      '{"tenant":"bench","actor":{"id":"u%d","type":"user","name":"user%d@example.com"},"action":"%s","resource":{"type":"Invoice","id":"%d"},"changes":{"total":{"old":"%d.00","new":"%d.50"}},"context":{"ip":"10.%d.%d.%d"}}',
+      actor, actor, actions[math.random(#actions)], resource, resource % 997, resource % 991,
+      actor % 256, resource % 256, (actor + resource) % 256)
+  end
+  return wrk.format(nil, nil, nil, "[" .. table.concat(events, ",") .. "]")
+end

@@ -1,0 +1,18 @@
+-- Filtered reads: an actor's latest events, or one record's history.
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TRAILMARK_KEY")
+local mode = os.getenv("QUERY") or "actor"
+
+function request()
+  if mode == "history" then
+    return wrk.format("GET", string.format("/v1/resources/Invoice/%d/history?tenant=bench", math.random(1, 1000000)))
+  elseif mode == "q" then
+    return wrk.format("GET", string.format("/v1/events?tenant=bench&q=user%d&limit=50", math.random(1, 100000)))
+  end
+  return wrk.format("GET", string.format("/v1/events?tenant=bench&actor=u%d&limit=50", math.random(1, 100000)))
+end
+
+function response(status, headers, body)
+  if status ~= 200 then
+    io.stderr:write("unexpected status " .. status .. "\n")
+  end
+end

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Query latency on a large trail: loads N events (default 10^6) of varied actors and
+# records into a fresh embedded store, then measures filtered reads with wrk.
+#
+#   bench/query/run.sh [events] [seconds]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+events="${1:-1000000}"
+secs="${2:-20}"
+here=bench/query
+cargo build --release -p trailmark >/dev/null 2>&1
+data="${TRAILMARK_BENCH_DATA:-$(mktemp -d)}"
+if curl -sf http://127.0.0.1:7979/healthz >/dev/null; then
+  echo "something already listens on 127.0.0.1:7979; stop it first" >&2; exit 1
+fi
+./target/release/trailmark serve --data-dir "$data" --listen 127.0.0.1:7979 >/dev/null 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf http://127.0.0.1:7979/healthz >/dev/null && break; sleep 0.1; done
+export TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key")
+size() {
+  local n
+  n=$(curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" http://127.0.0.1:7979/v1/tenants | sed -n 's/.*"size":\([0-9]*\),"tenant":"bench".*/\1/p')
+  echo "${n:-0}"
+}
+start=$(date +%s)
+while [ "$(size)" -lt "$events" ]; do
+  wrk -t2 -c4 -d30s -s $here/load.lua http://127.0.0.1:7979/v1/events >/dev/null 2>&1
+  echo "loaded $(size) events ($(( $(date +%s) - start )) s)"
+done
+du -sh "$data"
+for mode in actor history q; do
+  echo "== GET ($mode), 8 connections, ${secs}s, on $(size) events"
+  QUERY=$mode wrk -t2 -c8 -d"${secs}s" --latency -s $here/query.lua http://127.0.0.1:7979 2>&1 | grep -E "Latency|50%|90%|99%|Requests/sec|unexpected" | head -8
+done
