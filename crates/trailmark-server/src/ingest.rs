@@ -143,6 +143,13 @@ pub async fn post_events<S: Store>(
         return Err(ApiError::Invalid(problems));
     }
 
+    if batch.len() > app.settings.queue_capacity {
+        return Err(ApiError::TooLarge(format!(
+            "{} events in one request is more than the ingest queue holds ({}): split the batch",
+            batch.len(),
+            app.settings.queue_capacity
+        )));
+    }
     let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
     let Ok(_permit) = Arc::clone(&app.permits).try_acquire_many_owned(count) else {
         app.metrics

@@ -135,3 +135,79 @@ fn wrong_fields_limits_and_keys_get_a_clear_4xx_and_the_server_keeps_serving() {
     let (s, b) = server.post("/v1/events", &admin, &event("acme", "1", "login"));
     assert_eq!((s, b["entries"][0]["seq"].as_u64()), (201, Some(0)));
 }
+
+#[test]
+fn a_full_ingest_queue_answers_429_with_retry_after_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--queue-capacity", "3"]);
+    let batch = json!([
+        event("q", "1", "a"),
+        event("q", "2", "a"),
+        event("q", "3", "a")
+    ]);
+    let (s, b) = server.post(
+        "/v1/events",
+        &server.admin,
+        &json!([batch[0], batch[1], batch[2], batch[0]]),
+    );
+    assert_eq!(s, 413, "a batch larger than the queue can never fit: {b}");
+
+    // Many clients at once: while one batch of 3 waits for the disk, the others
+    // find the queue full.
+    let (url, key) = (server.url.clone(), server.admin.clone());
+    let body = batch.to_string();
+    let results: Vec<(u16, Option<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| {
+                let (url, key, body) = (&url, &key, &body);
+                scope.spawn(move || {
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .http_status_as_error(false)
+                        .build()
+                        .into();
+                    (0..20)
+                        .map(|_| {
+                            let r = agent
+                                .post(format!("{url}/v1/events"))
+                                .header("Authorization", format!("Bearer {key}"))
+                                .header("Content-Type", "application/json")
+                                .send(body.as_bytes())
+                                .unwrap();
+                            let retry = r
+                                .headers()
+                                .get("retry-after")
+                                .map(|v| v.to_str().unwrap().to_owned());
+                            (r.status().as_u16(), retry)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let busy: Vec<_> = results.iter().filter(|(s, _)| *s == 429).collect();
+    let stored = results.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(
+        busy.len() + stored,
+        results.len(),
+        "only 201 or 429: {results:?}"
+    );
+    assert!(
+        !busy.is_empty(),
+        "320 concurrent batches never filled a queue of 3"
+    );
+    assert!(busy.iter().all(|(_, retry)| retry.as_deref() == Some("1")));
+    // Every acknowledged batch is there; nothing refused was stored.
+    let (_, tenants) = server.get("/v1/tenants", &server.admin);
+    let size = tenants["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "q")
+        .unwrap()["size"]
+        .as_u64();
+    assert_eq!(size, Some(3 * stored as u64));
+}
