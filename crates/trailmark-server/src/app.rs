@@ -279,6 +279,19 @@ impl<S: Store> App<S> {
         Ok(())
     }
 
+    /// The prologue of every tenant-scoped read that is not itself audited
+    /// (proofs, checkpoints, entries): a key with the read scope, and the one
+    /// tenant asked about that it may see.
+    pub async fn read_tenant(
+        &self,
+        headers: &HeaderMap,
+        requested: Option<&str>,
+    ) -> Result<TenantId, ApiError> {
+        let caller = self.authenticate(headers).await?;
+        caller.require("read")?;
+        caller.one_tenant(requested)
+    }
+
     /// Forgets cached keys (after a revocation).
     pub fn forget_keys(&self) {
         if let Ok(mut cache) = self.keys.lock() {

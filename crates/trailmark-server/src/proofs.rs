@@ -68,9 +68,7 @@ pub async fn checkpoint<S: Store>(
     headers: HeaderMap,
     QueryParams(p): QueryParams<ProofParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("read")?;
-    let tenant = caller.one_tenant(p.tenant.as_deref())?;
+    let tenant = app.read_tenant(&headers, p.tenant.as_deref()).await?;
     let cp = app
         .store
         .latest_checkpoint(&tenant)
@@ -84,9 +82,7 @@ pub async fn checkpoints<S: Store>(
     headers: HeaderMap,
     QueryParams(p): QueryParams<ProofParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("read")?;
-    let tenant = caller.one_tenant(p.tenant.as_deref())?;
+    let tenant = app.read_tenant(&headers, p.tenant.as_deref()).await?;
     let all = app.store.checkpoints(&tenant).await?;
     let notes: Vec<Value> = all
         .iter()
@@ -102,9 +98,7 @@ pub async fn verifier_key<S: Store>(
     headers: HeaderMap,
     QueryParams(p): QueryParams<ProofParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("read")?;
-    let tenant = caller.one_tenant(p.tenant.as_deref())?;
+    let tenant = app.read_tenant(&headers, p.tenant.as_deref()).await?;
     Ok(text(format!("{}\n", app.signer(&tenant)?.verifier())))
 }
 
@@ -131,9 +125,7 @@ pub async fn inclusion<S: Store>(
     headers: HeaderMap,
     QueryParams(p): QueryParams<ProofParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("read")?;
-    let tenant = caller.one_tenant(p.tenant.as_deref())?;
+    let tenant = app.read_tenant(&headers, p.tenant.as_deref()).await?;
     let current = tenant_size(&app, &tenant).await?;
     let size = size_param("size", p.size, current)?;
     let index = p
@@ -158,9 +150,7 @@ pub async fn consistency<S: Store>(
     headers: HeaderMap,
     QueryParams(p): QueryParams<ProofParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("read")?;
-    let tenant = caller.one_tenant(p.tenant.as_deref())?;
+    let tenant = app.read_tenant(&headers, p.tenant.as_deref()).await?;
     let current = tenant_size(&app, &tenant).await?;
     let second = size_param("second", p.second, current)?;
     let first = size_param("first", p.first, second.get())?;

@@ -220,9 +220,7 @@ pub async fn list_entries<S: Store>(
     headers: HeaderMap,
     QueryParams(range): QueryParams<EntryRange>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("read")?;
-    let tenant = caller.one_tenant(range.tenant.as_deref())?;
+    let tenant = app.read_tenant(&headers, range.tenant.as_deref()).await?;
     let start = range.start.unwrap_or(0);
     let end = range.end.unwrap_or(start + MAX_ENTRIES_RANGE);
     if end < start || end - start > MAX_ENTRIES_RANGE {
