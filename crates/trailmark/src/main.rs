@@ -3,6 +3,7 @@
 // Doc comments on the clap types are the user's --help text, not rustdoc.
 #![allow(clippy::doc_markdown)]
 
+mod capture_cmd;
 mod datadir;
 mod keys_cmd;
 mod reports_cmd;
@@ -51,6 +52,11 @@ enum Command {
     ///
     /// Example: trailmark report --days 7 --resource-type Customer --format table
     Report(reports_cmd::ReportArgs),
+    /// Capture every row change from an application's PostgreSQL (install,
+    /// status, uninstall). Draining the outbox into the trail is not built yet.
+    ///
+    /// Example: trailmark capture pg install --source postgres://app@db/shop --tables public.customer
+    Capture(capture_cmd::CaptureArgs),
 }
 
 /// Where a data dir is when none is given.
@@ -66,6 +72,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(&args),
         Command::Export(args) => reports_cmd::export(&args),
         Command::Report(args) => reports_cmd::report(&args),
+        Command::Capture(args) => capture_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -450,3 +450,84 @@ fn a_second_server_on_the_same_data_dir_refuses_to_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn capture_install_status_and_uninstall_from_the_cli() {
+    let pg = std::env::var("TRAILMARK_TEST_PG")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres".into());
+    let db = format!("tm_cli_capture_{}", std::process::id());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let run_sql = |dbname: &str, sql: String| {
+        rt.block_on(async {
+            let (client, conn) =
+                tokio_postgres::connect(&format!("{pg} dbname={dbname}"), tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            client.batch_execute(&sql).await.unwrap();
+        });
+    };
+    run_sql("postgres", format!("DROP DATABASE IF EXISTS {db}"));
+    run_sql("postgres", format!("CREATE DATABASE {db}"));
+    run_sql(
+        &db,
+        "CREATE TABLE customer (id int PRIMARY KEY, name text, password text)".into(),
+    );
+    let source = format!("{pg} dbname={db}");
+
+    let out = cli(&[
+        "capture",
+        "pg",
+        "install",
+        "--source",
+        &source,
+        "--tables",
+        "public.customer",
+        "--exclude",
+        "public.customer.password",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout,
+        "covered public.customer: key (id), excluding password\n"
+    );
+    run_sql(
+        &db,
+        "INSERT INTO customer VALUES (1, 'a', 'secret'), (2, 'b', 'secret')".into(),
+    );
+    let out = cli(&["capture", "pg", "status", "--source", &source]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("tables: public.customer") && stdout.contains("outbox: 2 rows waiting"),
+        "{stdout}"
+    );
+
+    let out = cli(&[
+        "capture",
+        "pg",
+        "install",
+        "--source",
+        &source,
+        "--tables",
+        "public.nope",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("table public.nope does not exist"));
+
+    let out = cli(&["capture", "pg", "uninstall", "--source", &source]);
+    assert!(out.status.success());
+    let out = cli(&["capture", "pg", "status", "--source", &source]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not installed"));
+    run_sql(
+        "postgres",
+        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+}

@@ -1,0 +1,205 @@
+//! Installing, inspecting and removing capture in the application database.
+
+use tokio_postgres::{Client, GenericClient};
+
+use crate::table::{TableSpec, ident, literal};
+use crate::{Error, pg};
+
+const INSTALL_SQL: &str = include_str!("../sql/install.sql");
+const TRIGGER_PREFIX: &str = "trailmark_";
+
+/// What `install` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Installed {
+    /// Each covered table with its primary key columns (empty: none).
+    pub tables: Vec<(TableSpec, Vec<String>)>,
+}
+
+/// The state of capture in a database.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Status {
+    pub version: String,
+    /// Tables with Trailmark triggers, as `schema.table`.
+    pub tables: Vec<String>,
+    /// Rows waiting in the outbox.
+    pub outbox_depth: i64,
+    /// Age in seconds of the oldest waiting row.
+    pub oldest_pending_seconds: Option<f64>,
+}
+
+async fn primary_key(client: &impl GenericClient, table: &TableSpec) -> Result<Vec<String>, Error> {
+    let exists = client
+        .query_opt(
+            "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&table.schema, &table.table],
+        )
+        .await
+        .map_err(pg(format!("looking up {table}")))?;
+    if exists.is_none() {
+        return Err(Error::NoSuchTable(table.to_string()));
+    }
+    let rows = client
+        .query(
+            "SELECT a.attname::text FROM pg_index i
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+             WHERE i.indrelid = $1::text::regclass AND i.indisprimary
+             ORDER BY array_position(i.indkey, a.attnum)",
+            &[&table.quoted()],
+        )
+        .await
+        .map_err(pg(format!("reading the primary key of {table}")))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+async fn check_columns(client: &impl GenericClient, table: &TableSpec) -> Result<(), Error> {
+    for column in &table.exclude {
+        let found = client
+            .query_opt(
+                "SELECT 1 FROM pg_attribute WHERE attrelid = $1::text::regclass AND attname = $2
+                 AND attnum > 0 AND NOT attisdropped",
+                &[&table.quoted(), column],
+            )
+            .await
+            .map_err(pg(format!("checking columns of {table}")))?;
+        if found.is_none() {
+            return Err(Error::NoSuchColumn {
+                table: table.to_string(),
+                column: column.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn trigger_sql(table: &TableSpec, pk: &[String]) -> String {
+    let q = table.quoted();
+    let args = format!(
+        "{}, {}",
+        literal(&pk.join(",")),
+        literal(&table.exclude.join(","))
+    );
+    let name = |op: &str| ident(&format!("{TRIGGER_PREFIX}{op}"));
+    format!(
+        "DROP TRIGGER IF EXISTS {ins} ON {q};
+         DROP TRIGGER IF EXISTS {upd} ON {q};
+         DROP TRIGGER IF EXISTS {del} ON {q};
+         DROP TRIGGER IF EXISTS {tru} ON {q};
+         CREATE TRIGGER {ins} AFTER INSERT ON {q} REFERENCING NEW TABLE AS trailmark_new
+             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture({args});
+         CREATE TRIGGER {upd} AFTER UPDATE ON {q} REFERENCING OLD TABLE AS trailmark_old NEW TABLE AS trailmark_new
+             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture({args});
+         CREATE TRIGGER {del} AFTER DELETE ON {q} REFERENCING OLD TABLE AS trailmark_old
+             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture({args});
+         CREATE TRIGGER {tru} AFTER TRUNCATE ON {q}
+             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture_truncate();",
+        ins = name("insert"),
+        upd = name("update"),
+        del = name("delete"),
+        tru = name("truncate"),
+    )
+}
+
+/// Installs (or upgrades) capture and attaches it to `tables`, in one
+/// transaction: either every table is covered or nothing changed. Running it
+/// again with the same tables changes nothing.
+pub async fn install(client: &mut Client, tables: &[TableSpec]) -> Result<Installed, Error> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(pg("starting the install transaction"))?;
+    tx.batch_execute(INSTALL_SQL)
+        .await
+        .map_err(pg("creating schema trailmark"))?;
+    let mut installed = Vec::new();
+    for table in tables {
+        let pk = primary_key(&tx, table).await?;
+        check_columns(&tx, table).await?;
+        tx.batch_execute(&trigger_sql(table, &pk))
+            .await
+            .map_err(pg(format!("attaching triggers to {table}")))?;
+        installed.push((table.clone(), pk));
+    }
+    tx.commit().await.map_err(pg("committing the install"))?;
+    Ok(Installed { tables: installed })
+}
+
+async fn covered_tables(client: &impl GenericClient) -> Result<Vec<(String, String)>, Error> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT n.nspname::text, c.relname::text FROM pg_trigger t
+             JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE t.tgname LIKE 'trailmark\\_%' AND NOT t.tgisinternal ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(pg("listing covered tables"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// What is installed and how far behind the outbox is.
+pub async fn status(client: &impl GenericClient) -> Result<Status, Error> {
+    let version = client
+        .query_opt(
+            "SELECT value FROM trailmark.meta WHERE key = 'version'
+             AND to_regclass('trailmark.meta') IS NOT NULL",
+            &[],
+        )
+        .await;
+    let version: String = match version {
+        Ok(Some(row)) => row.get(0),
+        Ok(None) => return Err(Error::NotInstalled),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            return Err(Error::NotInstalled);
+        }
+        Err(e) => return Err(pg("reading the installed version")(e)),
+    };
+    let tables = covered_tables(client)
+        .await?
+        .into_iter()
+        .map(|(s, t)| format!("{s}.{t}"))
+        .collect();
+    let row = client
+        .query_one(
+            "SELECT count(*), extract(epoch FROM clock_timestamp() - min(captured_at))::float8
+             FROM trailmark.outbox",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the outbox"))?;
+    Ok(Status {
+        version,
+        tables,
+        outbox_depth: row.get(0),
+        oldest_pending_seconds: row.get(1),
+    })
+}
+
+/// Removes every Trailmark trigger and the `trailmark` schema (outbox
+/// included), in one transaction.
+pub async fn uninstall(client: &mut Client) -> Result<Vec<String>, Error> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(pg("starting the uninstall transaction"))?;
+    let tables = covered_tables(&tx).await?;
+    for (schema, table) in &tables {
+        let q = format!("{}.{}", ident(schema), ident(table));
+        for op in ["insert", "update", "delete", "truncate"] {
+            tx.batch_execute(&format!(
+                "DROP TRIGGER IF EXISTS {} ON {q}",
+                ident(&format!("{TRIGGER_PREFIX}{op}"))
+            ))
+            .await
+            .map_err(pg(format!("removing triggers from {schema}.{table}")))?;
+        }
+    }
+    tx.batch_execute("DROP SCHEMA IF EXISTS trailmark CASCADE")
+        .await
+        .map_err(pg("dropping schema trailmark"))?;
+    tx.commit().await.map_err(pg("committing the uninstall"))?;
+    Ok(tables
+        .into_iter()
+        .map(|(s, t)| format!("{s}.{t}"))
+        .collect())
+}
