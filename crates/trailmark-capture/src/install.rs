@@ -27,7 +27,11 @@ pub struct Status {
     pub oldest_pending_seconds: Option<f64>,
 }
 
-async fn primary_key(client: &impl GenericClient, table: &TableSpec) -> Result<Vec<String>, Error> {
+/// The primary key columns of a table, in key order (empty: none).
+pub async fn primary_key(
+    client: &impl GenericClient,
+    table: &TableSpec,
+) -> Result<Vec<String>, Error> {
     let exists = client
         .query_opt(
             "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

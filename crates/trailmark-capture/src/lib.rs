@@ -8,10 +8,12 @@
 //! application attached with `set_config('trailmark.*', …, true)` is copied
 //! into every outbox row, inside the same transaction as the change.
 
+mod event;
 mod install;
 mod table;
 
-pub use install::{Installed, Status, install, status, uninstall};
+pub use event::{OutboxRow, outbox_event};
+pub use install::{Installed, Status, install, primary_key, status, uninstall};
 pub use table::TableSpec;
 
 /// What can go wrong talking to the application database.

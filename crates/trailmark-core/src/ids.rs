@@ -90,6 +90,16 @@ impl EventId {
         Self(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
     }
 
+    /// A `UUIDv8` derived from `name` (SHA-256, first 16 bytes): the same name
+    /// always gives the same id, which makes redelivery idempotent.
+    pub fn derived(name: &[u8]) -> Self {
+        use sha2::{Digest as _, Sha256};
+        let digest = Sha256::digest(name);
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Self(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+    }
+
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
     }
@@ -225,6 +235,14 @@ mod tests {
         let text = id.to_string();
         assert_eq!(&text[14..15], "7");
         assert!(text.starts_with("018bcfe5-687b"), "{text}");
+    }
+
+    #[test]
+    fn derived_ids_are_stable_version_8_and_distinct() {
+        let a = EventId::derived(b"db:1/outbox:7");
+        assert_eq!(a, EventId::derived(b"db:1/outbox:7"));
+        assert_ne!(a, EventId::derived(b"db:1/outbox:8"));
+        assert_eq!(&a.to_string()[14..15], "8");
     }
 
     #[test]

@@ -52,8 +52,8 @@ enum Command {
     ///
     /// Example: trailmark report --days 7 --resource-type Customer --format table
     Report(reports_cmd::ReportArgs),
-    /// Capture every row change from an application's PostgreSQL (install,
-    /// status, uninstall). Draining the outbox into the trail is not built yet.
+    /// Capture every row change from an application's PostgreSQL: install the
+    /// triggers, run the drain into a server, status, uninstall.
     ///
     /// Example: trailmark capture pg install --source postgres://app@db/shop --tables public.customer
     Capture(capture_cmd::CaptureArgs),

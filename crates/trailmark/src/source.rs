@@ -125,6 +125,7 @@ impl Source for Offline {
 }
 
 /// A small blocking HTTP client for the CLI.
+#[derive(Clone)]
 pub struct Http {
     agent: ureq::Agent,
     base: String,

@@ -5,6 +5,7 @@
 
 mod auth;
 mod bad_input;
+mod capture;
 mod crash;
 mod story;
 mod tamper;
@@ -241,4 +242,60 @@ pub(crate) fn verify_dir(dir: &Path) -> (bool, String) {
 /// A minimal valid event.
 pub(crate) fn event(tenant: &str, actor: &str, action: &str) -> Value {
     json!({"tenant": tenant, "actor": {"id": actor, "type": "user"}, "action": action})
+}
+
+/// A scratch PostgreSQL database for one test (`TRAILMARK_TEST_PG`, default
+/// `host=127.0.0.1 user=postgres`), dropped at the end.
+pub(crate) struct PgDb {
+    rt: tokio::runtime::Runtime,
+    server: String,
+    pub name: String,
+}
+
+impl PgDb {
+    pub(crate) fn new(prefix: &str) -> Self {
+        let server = std::env::var("TRAILMARK_TEST_PG")
+            .unwrap_or_else(|_| "host=127.0.0.1 user=postgres".into());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let db = Self {
+            rt,
+            server,
+            name: format!("{prefix}_{}", std::process::id()),
+        };
+        db.sql_in("postgres", &format!("DROP DATABASE IF EXISTS {}", db.name));
+        db.sql_in("postgres", &format!("CREATE DATABASE {}", db.name));
+        db
+    }
+
+    /// The connection string the CLI's --source takes.
+    pub(crate) fn source(&self) -> String {
+        format!("{} dbname={}", self.server, self.name)
+    }
+
+    fn sql_in(&self, dbname: &str, sql: &str) {
+        self.rt.block_on(async {
+            let url = format!("{} dbname={dbname}", self.server);
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client.batch_execute(sql).await.unwrap();
+        });
+    }
+
+    pub(crate) fn sql(&self, sql: &str) {
+        self.sql_in(&self.name, sql);
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        self.sql_in(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
 }
