@@ -137,3 +137,69 @@ fn captured_bulk_changes_reach_the_trail_once_with_the_request_actor() {
     let (ok, report) = verify_dir(dir.path());
     assert!(ok, "{report}");
 }
+
+#[test]
+fn killing_the_drainer_mid_batch_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let db = PgDb::new("tm_cli_drain_kill");
+    db.sql("CREATE TABLE item (id int PRIMARY KEY, qty int)");
+    let source = db.source();
+    run_ok(&[
+        "capture",
+        "pg",
+        "install",
+        "--source",
+        &source,
+        "--tables",
+        "public.item",
+    ]);
+    db.sql(
+        "BEGIN; SELECT set_config('trailmark.actor_id', 'importer', true);
+         INSERT INTO item SELECT g, g FROM generate_series(1, 20000) g; COMMIT;",
+    );
+    let args = [
+        "capture",
+        "pg",
+        "run",
+        "--source",
+        &source,
+        "--server",
+        &server.url,
+        "--key",
+        &server.admin,
+        "--batch",
+        "500",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..8 {
+        let mut child = std::process::Command::new(crate::BIN)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(std::time::Duration::from_millis(40 + seed % 200));
+        child.kill().unwrap(); // SIGKILL, wherever it is: between POST and DELETE included
+        child.wait().unwrap();
+    }
+    run_ok(&[
+        "capture",
+        "pg",
+        "run",
+        "--source",
+        &source,
+        "--server",
+        &server.url,
+        "--key",
+        &server.admin,
+        "--once",
+    ]);
+    let (_, stats) = server.get("/v1/stats?resource_type=public.item", &server.admin);
+    assert_eq!(stats["total"], 20000, "every change exactly once: {stats}");
+    let (ok, report) = verify_dir(dir.path());
+    assert!(ok, "{report}");
+}
