@@ -54,59 +54,9 @@ BEGIN
 END
 $$;
 
--- Statement-level trigger body: one INSERT … SELECT per statement, whatever
--- the number of rows. Rows are read as `alias.*` under `trailmark_` aliases, so
--- that an application column named like an alias can never be taken for the row. TG_ARGV[0]: primary key columns (comma-separated, may be
--- empty); TG_ARGV[1]: columns never copied (comma-separated).
-CREATE OR REPLACE FUNCTION trailmark.capture() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    pk text[] := string_to_array(nullif(TG_ARGV[0], ''), ',');
-    excluded text[] := coalesce(string_to_array(nullif(TG_ARGV[1], ''), ','), '{}');
-    stmt integer := trailmark.next_statement();
-    ctx jsonb := trailmark.context();
-    matched bigint;
-    total bigint;
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, new_row, context)
-        SELECT txid_current(), stmt, 'insert', TG_TABLE_SCHEMA, TG_TABLE_NAME, to_jsonb(trailmark_n.*) - excluded, ctx
-        FROM trailmark_new trailmark_n;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, context)
-        SELECT txid_current(), stmt, 'delete', TG_TABLE_SCHEMA, TG_TABLE_NAME, to_jsonb(trailmark_o.*) - excluded, ctx
-        FROM trailmark_old trailmark_o;
-    ELSIF TG_OP = 'UPDATE' THEN
-        -- Pair old and new rows by primary key. If a key changed (or there is
-        -- none), pair them by position: PostgreSQL fills both transition
-        -- tables row by row, in step.
-        IF pk IS NOT NULL THEN
-            EXECUTE format(
-                'SELECT count(*) FROM trailmark_old trailmark_o JOIN trailmark_new trailmark_n ON %s',
-                (SELECT string_agg(format('trailmark_o.%I IS NOT DISTINCT FROM trailmark_n.%I', c, c), ' AND ') FROM unnest(pk) c))
-            INTO matched;
-        END IF;
-        SELECT count(*) INTO total FROM trailmark_old;
-        IF pk IS NOT NULL AND matched = total THEN
-            EXECUTE format(
-                'INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, new_row, context)
-                 SELECT txid_current(), $1, ''update'', $2, $3,
-                        to_jsonb(trailmark_o.*) - $4, to_jsonb(trailmark_n.*) - $4, $5
-                 FROM trailmark_old trailmark_o JOIN trailmark_new trailmark_n ON %s',
-                (SELECT string_agg(format('trailmark_o.%I IS NOT DISTINCT FROM trailmark_n.%I', c, c), ' AND ') FROM unnest(pk) c))
-            USING stmt, TG_TABLE_SCHEMA, TG_TABLE_NAME, excluded, ctx;
-        ELSE
-            INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, new_row, context)
-            SELECT txid_current(), stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME, o.j - excluded, n.j - excluded, ctx
-            FROM (SELECT row_number() OVER () AS trailmark_rn, to_jsonb(trailmark_t.*) AS j
-                  FROM trailmark_old trailmark_t) o
-            JOIN (SELECT row_number() OVER () AS trailmark_rn, to_jsonb(trailmark_t.*) AS j
-                  FROM trailmark_new trailmark_t) n USING (trailmark_rn);
-        END IF;
-    END IF;
-    RETURN NULL;
-END
-$$;
+-- The statement-level trigger bodies are generated per table at install
+-- (trailmark.capture_<table oid>), with the table's key and excluded columns
+-- written into plain SQL: no dynamic SQL runs on the application's write path.
 
 CREATE OR REPLACE FUNCTION trailmark.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql AS $$

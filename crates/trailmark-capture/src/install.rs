@@ -76,13 +76,79 @@ async fn check_columns(client: &impl GenericClient, table: &TableSpec) -> Result
     Ok(())
 }
 
-fn trigger_sql(table: &TableSpec, pk: &[String]) -> String {
-    let q = table.quoted();
-    let args = format!(
-        "{}, {}",
-        literal(&pk.join(",")),
-        literal(&table.exclude.join(","))
+/// The capture function of one table: one `INSERT … SELECT` per statement,
+/// rows read as `alias.*` under `trailmark_` aliases (so an application column
+/// named like an alias is never taken for the row), UPDATE rows paired by
+/// primary key — `=` is exact on key columns, which are never null, and lets
+/// PostgreSQL hash-join a bulk update — or by position when a key changed or
+/// there is none (PostgreSQL fills both transition tables row by row, in step).
+fn function_sql(function: &str, table: &TableSpec, pk: &[String]) -> String {
+    let excluded = format!(
+        "ARRAY[{}]::text[]",
+        table
+            .exclude
+            .iter()
+            .map(|c| literal(c))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
+    let cols = "txid, stmt, op, schema_name, table_name, old_row, new_row, context";
+    let positional = format!(
+        "INSERT INTO trailmark.outbox ({cols})
+        SELECT txid_current(), stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME, o.j - excluded, n.j - excluded, ctx
+        FROM (SELECT row_number() OVER () AS trailmark_rn, to_jsonb(trailmark_t.*) AS j FROM trailmark_old trailmark_t) o
+        JOIN (SELECT row_number() OVER () AS trailmark_rn, to_jsonb(trailmark_t.*) AS j FROM trailmark_new trailmark_t) n
+        USING (trailmark_rn);"
+    );
+    let by_key = if pk.is_empty() {
+        String::new()
+    } else {
+        let join = pk
+            .iter()
+            .map(|c| format!("trailmark_o.{col} = trailmark_n.{col}", col = ident(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!(
+            "SELECT count(*) INTO total FROM trailmark_old;
+        SELECT count(*) INTO matched FROM trailmark_old trailmark_o JOIN trailmark_new trailmark_n ON {join};
+        IF matched = total THEN
+            INSERT INTO trailmark.outbox ({cols})
+            SELECT txid_current(), stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME,
+                   to_jsonb(trailmark_o.*) - excluded, to_jsonb(trailmark_n.*) - excluded, ctx
+            FROM trailmark_old trailmark_o JOIN trailmark_new trailmark_n ON {join};
+            RETURN NULL;
+        END IF;"
+        )
+    };
+    format!(
+        "CREATE OR REPLACE FUNCTION trailmark.{function}() RETURNS trigger LANGUAGE plpgsql AS $trailmark$
+DECLARE
+    excluded constant text[] := {excluded};
+    stmt integer := trailmark.next_statement();
+    ctx jsonb := trailmark.context();
+    matched bigint;
+    total bigint;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, new_row, context)
+        SELECT txid_current(), stmt, 'insert', TG_TABLE_SCHEMA, TG_TABLE_NAME, to_jsonb(trailmark_n.*) - excluded, ctx
+        FROM trailmark_new trailmark_n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, context)
+        SELECT txid_current(), stmt, 'delete', TG_TABLE_SCHEMA, TG_TABLE_NAME, to_jsonb(trailmark_o.*) - excluded, ctx
+        FROM trailmark_old trailmark_o;
+    ELSE
+        {by_key}
+        {positional}
+    END IF;
+    RETURN NULL;
+END
+$trailmark$;"
+    )
+}
+
+fn trigger_sql(function: &str, table: &TableSpec) -> String {
+    let q = table.quoted();
     let name = |op: &str| ident(&format!("{TRIGGER_PREFIX}{op}"));
     format!(
         "DROP TRIGGER IF EXISTS {ins} ON {q};
@@ -90,11 +156,11 @@ fn trigger_sql(table: &TableSpec, pk: &[String]) -> String {
          DROP TRIGGER IF EXISTS {del} ON {q};
          DROP TRIGGER IF EXISTS {tru} ON {q};
          CREATE TRIGGER {ins} AFTER INSERT ON {q} REFERENCING NEW TABLE AS trailmark_new
-             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture({args});
+             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.{function}();
          CREATE TRIGGER {upd} AFTER UPDATE ON {q} REFERENCING OLD TABLE AS trailmark_old NEW TABLE AS trailmark_new
-             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture({args});
+             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.{function}();
          CREATE TRIGGER {del} AFTER DELETE ON {q} REFERENCING OLD TABLE AS trailmark_old
-             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture({args});
+             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.{function}();
          CREATE TRIGGER {tru} AFTER TRUNCATE ON {q}
              FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture_truncate();",
         ins = name("insert"),
@@ -119,7 +185,16 @@ pub async fn install(client: &mut Client, tables: &[TableSpec]) -> Result<Instal
     for table in tables {
         let pk = primary_key(&tx, table).await?;
         check_columns(&tx, table).await?;
-        tx.batch_execute(&trigger_sql(table, &pk))
+        let oid: u32 = tx
+            .query_one("SELECT $1::text::regclass::oid", &[&table.quoted()])
+            .await
+            .map_err(pg(format!("looking up {table}")))?
+            .get(0);
+        let function = format!("capture_{oid}");
+        tx.batch_execute(&function_sql(&function, table, &pk))
+            .await
+            .map_err(pg(format!("creating the capture function of {table}")))?;
+        tx.batch_execute(&trigger_sql(&function, table))
             .await
             .map_err(pg(format!("attaching triggers to {table}")))?;
         installed.push((table.clone(), pk));
