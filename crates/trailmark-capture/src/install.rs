@@ -109,8 +109,7 @@ fn function_sql(function: &str, table: &TableSpec, pk: &[String]) -> String {
             .collect::<Vec<_>>()
             .join(" AND ");
         format!(
-            "SELECT count(*) INTO total FROM trailmark_old;
-        SELECT count(*) INTO matched FROM trailmark_old trailmark_o JOIN trailmark_new trailmark_n ON {join};
+            "SELECT count(*) INTO matched FROM trailmark_old trailmark_o JOIN trailmark_new trailmark_n ON {join};
         IF matched = total THEN
             INSERT INTO trailmark.outbox ({cols})
             SELECT txid_current(), stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME,
@@ -138,6 +137,15 @@ BEGIN
         SELECT txid_current(), stmt, 'delete', TG_TABLE_SCHEMA, TG_TABLE_NAME, to_jsonb(trailmark_o.*) - excluded, ctx
         FROM trailmark_old trailmark_o;
     ELSE
+        SELECT count(*) INTO total FROM trailmark_old;
+        IF total = 1 THEN
+            -- One row each side: they are the pair (the common single-row UPDATE).
+            INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, new_row, context)
+            SELECT txid_current(), stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME,
+                   to_jsonb(trailmark_o.*) - excluded, to_jsonb(trailmark_n.*) - excluded, ctx
+            FROM trailmark_old trailmark_o, trailmark_new trailmark_n;
+            RETURN NULL;
+        END IF;
         {by_key}
         {positional}
     END IF;
