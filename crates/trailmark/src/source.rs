@@ -162,6 +162,16 @@ impl Http {
     }
 
     pub fn get_text(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<String> {
+        let request = self.get(path, query);
+        Self::finish(&format!("GET {path}"), request.call())
+    }
+
+    /// An authorized GET of `path` with query parameters.
+    fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
         let mut request = self
             .agent
             .get(format!("{}{path}", self.base))
@@ -169,7 +179,7 @@ impl Http {
         for (k, v) in query {
             request = request.query(*k, v);
         }
-        Self::finish(&format!("GET {path}"), request.call())
+        request
     }
 
     /// A GET whose answer is streamed to the caller.
@@ -178,13 +188,7 @@ impl Http {
         path: &str,
         query: &[(&str, String)],
     ) -> anyhow::Result<impl std::io::Read> {
-        let mut request = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .header("Authorization", &self.auth);
-        for (k, v) in query {
-            request = request.query(*k, v);
-        }
+        let request = self.get(path, query);
         let what = format!("GET {path}");
         let mut response = request
             .call()
