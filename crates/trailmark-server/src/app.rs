@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use trailmark_core::{
     Actor, ActorType, Event, EventId, Outcome, Resource, Salt, TenantId, Timestamp,
 };
-use trailmark_log::{KeyName, SigningKey};
+use trailmark_log::{Hash, KeyName, Plan, SigningKey};
 use trailmark_store::{KeyRecord, NewEvent, Scopes, Store};
 
 use crate::error::ApiError;
@@ -290,6 +290,15 @@ impl<S: Store> App<S> {
         let caller = self.authenticate(headers).await?;
         caller.require("read")?;
         caller.one_tenant(requested)
+    }
+
+    /// Reads the nodes a plan needs from the store and assembles its hashes
+    /// (a root, an inclusion proof or a consistency proof).
+    pub async fn run_plan(&self, tenant: &TenantId, plan: &Plan) -> Result<Vec<Hash>, ApiError> {
+        let nodes = self.store.nodes(tenant, plan.node_ids()).await?;
+        Ok(plan
+            .assemble(&nodes)
+            .map_err(trailmark_store::StoreError::from)?)
     }
 
     /// Forgets cached keys (after a revocation).

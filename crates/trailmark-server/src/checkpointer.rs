@@ -38,8 +38,7 @@ pub async fn sign_new<S: Store>(app: &App<S>, signed: &mut Signed) -> Result<usi
             continue;
         }
         let plan = Plan::root(head.size);
-        let nodes = app.store.nodes(&head.tenant, plan.node_ids()).await?;
-        let root = plan.assemble(&nodes).map_err(StoreError::from)?[0];
+        let root = app.run_plan(&head.tenant, &plan).await?[0];
         let key = app.signer(&head.tenant)?;
         let checkpoint =
             Checkpoint::new(key.name().as_str(), head.size, root).map_err(StoreError::from)?;

@@ -54,15 +54,6 @@ fn size_param(name: &str, value: Option<u64>, current: u64) -> Result<TreeSize, 
     TreeSize::new(value).ok_or_else(|| ApiError::param(name, "too large"))
 }
 
-async fn run_plan<S: Store>(
-    app: &App<S>,
-    tenant: &TenantId,
-    plan: &Plan,
-) -> Result<Vec<Hash>, ApiError> {
-    let nodes = app.store.nodes(tenant, plan.node_ids()).await?;
-    Ok(plan.assemble(&nodes).map_err(StoreError::from)?)
-}
-
 pub async fn checkpoint<S: Store>(
     State(app): State<Arc<App<S>>>,
     headers: HeaderMap,
@@ -139,7 +130,7 @@ pub async fn inclusion<S: Store>(
     }
     let index = LeafIndex::new(index).ok_or_else(|| ApiError::param("index", "too large"))?;
     let plan = Plan::inclusion(index, size).map_err(StoreError::from)?;
-    let hashes = run_plan(&app, &tenant, &plan).await?;
+    let hashes = app.run_plan(&tenant, &plan).await?;
     Ok(axum::Json(
         json!({"leaf_index": index.get(), "tree_size": size.get(), "hashes": b64(&hashes)}),
     ))
@@ -155,7 +146,7 @@ pub async fn consistency<S: Store>(
     let second = size_param("second", p.second, current)?;
     let first = size_param("first", p.first, second.get())?;
     let plan = Plan::consistency(first, second).map_err(StoreError::from)?;
-    let hashes = run_plan(&app, &tenant, &plan).await?;
+    let hashes = app.run_plan(&tenant, &plan).await?;
     Ok(axum::Json(
         json!({"first": first.get(), "second": second.get(), "hashes": b64(&hashes)}),
     ))

@@ -167,10 +167,7 @@ pub async fn get_event<S: Store>(
                 .ok_or_else(|| ApiError::param("id", "bad seq"))?;
             let plan =
                 Plan::inclusion(index, cp.size).map_err(trailmark_store::StoreError::from)?;
-            let nodes = app.store.nodes(&envelope.tenant, plan.node_ids()).await?;
-            let hashes = plan
-                .assemble(&nodes)
-                .map_err(trailmark_store::StoreError::from)?;
+            let hashes = app.run_plan(&envelope.tenant, &plan).await?;
             let signed = SignedCheckpoint::open(
                 cp.note.as_bytes(),
                 &app.signer(&envelope.tenant)?.verifier(),
