@@ -1,5 +1,6 @@
--- Trailmark change capture, schema version 1. Applied by
--- `trailmark capture pg install`; safe to apply again (it only replaces what it owns).
+-- Trailmark change capture, schema version 2. Applied by
+-- `trailmark capture pg install`; safe to apply again (it only replaces what it
+-- owns, and upgrades what an older version installed).
 
 CREATE SCHEMA IF NOT EXISTS trailmark;
 
@@ -23,8 +24,32 @@ CREATE TABLE IF NOT EXISTS trailmark.meta (
     key text PRIMARY KEY,
     value text NOT NULL
 );
-INSERT INTO trailmark.meta (key, value) VALUES ('version', '1')
+INSERT INTO trailmark.meta (key, value) VALUES ('version', '2')
     ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- Each covered table and its options: the key the trigger pairs rows by and
+-- the drainer names records by, the columns that never leave the database,
+-- the soft-delete column and the resource type events carry.
+CREATE TABLE IF NOT EXISTS trailmark.tables (
+    schema_name text NOT NULL,
+    table_name text NOT NULL,
+    key_columns text[] NOT NULL,
+    exclude text[] NOT NULL DEFAULT '{}',
+    exclude_attnums smallint[] NOT NULL DEFAULT '{}',
+    soft_delete text,
+    resource_type text,
+    installed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (schema_name, table_name)
+);
+
+-- How far the drainer got: the last outbox id it sent and had acknowledged.
+CREATE TABLE IF NOT EXISTS trailmark.drained (
+    id integer PRIMARY KEY CHECK (id = 1),
+    last_outbox_id bigint NOT NULL,
+    rows_total bigint NOT NULL,
+    drained_at timestamptz NOT NULL,
+    drainer text NOT NULL
+);
 
 -- The context the application attached with set_config('trailmark.*', …, true).
 CREATE OR REPLACE FUNCTION trailmark.context() RETURNS jsonb
@@ -63,6 +88,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, context)
     VALUES (txid_current(), trailmark.next_statement(), 'truncate', TG_TABLE_SCHEMA, TG_TABLE_NAME, trailmark.context());
+    PERFORM pg_notify('trailmark_outbox', '');
     RETURN NULL;
 END
 $$;

@@ -1,9 +1,16 @@
 //! Outbox rows → Trailmark events.
 
-use serde_json::{Map, Value, json};
-use trailmark_core::{EventId, Row, diff_rows, limits::MAX_SAFE_INTEGER};
+use std::collections::HashMap;
 
-/// One row of `trailmark.outbox`.
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use trailmark_core::limits::{MAX_RESOURCE_ID_BYTES, MAX_SAFE_INTEGER};
+use trailmark_core::{EventId, Row, diff_rows};
+
+use crate::TableConfig;
+
+/// One row of `trailmark.outbox`, its rows as the JSON text PostgreSQL wrote
+/// (so numbers keep every digit).
 #[derive(Clone, Debug)]
 pub struct OutboxRow {
     pub id: i64,
@@ -12,8 +19,8 @@ pub struct OutboxRow {
     pub op: String,
     pub schema: String,
     pub table: String,
-    pub old_row: Option<Value>,
-    pub new_row: Option<Value>,
+    pub old_row: Option<String>,
+    pub new_row: Option<String>,
     pub context: Value,
     pub db_role: String,
     /// RFC 3339.
@@ -43,12 +50,40 @@ fn exact(value: Value) -> Value {
     }
 }
 
-fn as_row(value: Option<&Value>) -> Option<Row> {
-    value.and_then(Value::as_object).map(|m| {
-        m.iter()
-            .map(|(k, v)| (k.clone(), exact(v.clone())))
-            .collect()
-    })
+/// A column value as PostgreSQL wrote it: a number stays a number only when
+/// a double writes it back exactly as given (`19.99`, `42`); otherwise
+/// (`1.50`, 30 digits of `numeric`, integers beyond ±2^53) it becomes the
+/// string of its digits, so nothing is rounded.
+fn column_value(raw: &RawValue) -> Value {
+    let text = raw.get();
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Number(n)) => {
+            if n.to_string() == text {
+                exact(Value::Number(n))
+            } else {
+                Value::String(text.to_owned())
+            }
+        }
+        Ok(other) => exact(other),
+        Err(_) => Value::String(text.to_owned()),
+    }
+}
+
+/// Parses an outbox row (a JSON object) column by column.
+fn as_row(text: Option<&str>) -> Option<Row> {
+    let columns: HashMap<String, &RawValue> = serde_json::from_str(text?).ok()?;
+    Some(
+        columns
+            .into_iter()
+            .map(|(k, v)| (k, column_value(v)))
+            .collect(),
+    )
+}
+
+/// Set: neither null nor false (a flag set, a timestamp filled in).
+fn is_set(row: Option<&Row>, column: &str) -> bool {
+    row.and_then(|r| r.get(column))
+        .is_some_and(|v| !v.is_null() && v != &Value::Bool(false))
 }
 
 fn text(v: &Value) -> String {
@@ -58,29 +93,47 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// How a record without a primary key is identified.
+enum Identity {
+    Key,
+    /// The whole row's JSON.
+    Row,
+    /// The row's JSON was too long for an id: its SHA-256.
+    RowDigest,
+}
+
 /// The record's id: its primary key as text (a JSON array for a composite
-/// key), or — without a key — the canonical JSON of the whole row, flagged.
-fn resource_id(pk: &[String], row: Option<&Row>) -> (Option<String>, bool) {
-    let Some(row) = row else { return (None, false) };
+/// key), or — without a key — the JSON of the whole row (its SHA-256 when
+/// that is longer than an id may be), flagged.
+fn resource_id(pk: &[String], row: Option<&Row>) -> (Option<String>, Identity) {
+    let Some(row) = row else {
+        return (None, Identity::Key);
+    };
     if pk.is_empty() {
-        return (Some(Value::Object(row.clone()).to_string()), true);
+        let text = Value::Object(row.clone()).to_string();
+        if text.len() <= MAX_RESOURCE_ID_BYTES {
+            return (Some(text), Identity::Row);
+        }
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
+        return (Some(format!("sha256:{digest}")), Identity::RowDigest);
     }
     let values: Vec<Value> = pk
         .iter()
         .map(|c| row.get(c).cloned().unwrap_or(Value::Null))
         .collect();
     match values.as_slice() {
-        [one] => (Some(text(one)), false),
-        many => (Some(Value::Array(many.to_vec()).to_string()), false),
+        [one] => (Some(text(one)), Identity::Key),
+        many => (Some(Value::Array(many.to_vec()).to_string()), Identity::Key),
     }
 }
 
 /// The event for one outbox row. `database` names the source database (its
 /// system identifier and name), so ids stay distinct across databases and
 /// the same row always gets the same id.
-pub fn outbox_event(row: &OutboxRow, pk: &[String], database: &str) -> Value {
-    let old = as_row(row.old_row.as_ref());
-    let new = as_row(row.new_row.as_ref());
+pub fn outbox_event(row: &OutboxRow, table: &TableConfig, database: &str) -> Value {
+    let pk = table.key.as_slice();
+    let old = as_row(row.old_row.as_deref());
+    let new = as_row(row.new_row.as_deref());
     let ctx = row.context.as_object().cloned().unwrap_or_default();
     let get = |k: &str| ctx.get(k).and_then(Value::as_str).map(str::to_owned);
     let (actor_id, actor_type) = match (get("actor_id"), get("actor_type")) {
@@ -90,11 +143,15 @@ pub fn outbox_event(row: &OutboxRow, pk: &[String], database: &str) -> Value {
     };
     let action = match row.op.as_str() {
         "insert" => "create",
-        "update" => "update",
+        "update" => match &table.soft_delete {
+            Some(c) if !is_set(old.as_ref(), c) && is_set(new.as_ref(), c) => "soft_delete",
+            Some(c) if is_set(old.as_ref(), c) && !is_set(new.as_ref(), c) => "restore",
+            _ => "update",
+        },
         "delete" => "delete",
         _ => "truncate",
     };
-    let (id, whole_row) = resource_id(pk, new.as_ref().or(old.as_ref()));
+    let (id, identity) = resource_id(pk, new.as_ref().or(old.as_ref()));
     let mut actor = json!({"id": actor_id, "type": actor_type});
     if let Some(name) = get("actor_name") {
         actor["name"] = json!(name);
@@ -107,15 +164,22 @@ pub fn outbox_event(row: &OutboxRow, pk: &[String], database: &str) -> Value {
     }
     context.insert("source".into(), json!("pg-capture"));
     let mut metadata = json!({"txid": row.txid, "statement": row.stmt, "outbox_id": row.id});
-    if whole_row {
-        metadata["identity"] = json!("row: the table has no primary key");
+    match identity {
+        Identity::Key => {}
+        Identity::Row => metadata["identity"] = json!("row: the table has no primary key"),
+        Identity::RowDigest => {
+            metadata["identity"] = json!("row-sha256: the table has no primary key");
+        }
     }
     let mut event = json!({
         "id": EventId::derived(format!("{database}/outbox/{}", row.id).as_bytes()).to_string(),
         "occurred_at": row.captured_at,
         "actor": actor,
         "action": action,
-        "resource": {"type": format!("{}.{}", row.schema, row.table), "id": id},
+        "resource": {
+            "type": table.resource_type.clone().unwrap_or_else(|| format!("{}.{}", row.schema, row.table)),
+            "id": id,
+        },
         "context": context,
         "metadata": metadata,
     });
@@ -131,9 +195,81 @@ pub fn outbox_event(row: &OutboxRow, pk: &[String], database: &str) -> Value {
     event
 }
 
+/// Fields the drainer builds itself and cannot leave out.
+const REQUIRED: [&str; 5] = ["/actor/id", "/actor/type", "/action", "/resource/type", "/resource/id"];
+
+/// Makes a captured event valid without losing the change: the application's
+/// context can hold what an event may not (an `ip` that is not an address, a
+/// tenant that is not a tenant id, an over-long user agent). Such a field is
+/// moved into `metadata.capture_repairs` (with the reason, truncated to 256
+/// bytes) or, where the event cannot do without it, cut to 128 bytes. The
+/// change itself is never dropped: a row that cannot be made valid stops the
+/// drain with the reason, and stays in the outbox.
+pub fn make_valid(event: &mut Value) -> Result<(), Vec<trailmark_core::FieldError>> {
+    for _ in 0..4 {
+        let errors = match trailmark_core::Event::from_json(event) {
+            Ok(_) => return Ok(()),
+            Err(errors) => errors,
+        };
+        let mut repaired = false;
+        for error in &errors {
+            let pointer = format!("/{}", error.path.replace('.', "/"));
+            if REQUIRED.contains(&pointer.as_str()) {
+                if let Some(Value::String(s)) = event.pointer_mut(&pointer)
+                    && s.len() > 128
+                {
+                    *s = cut(s, 128);
+                    repaired = true;
+                }
+                continue;
+            }
+            let Some((parent, key)) = pointer.rsplit_once('/') else {
+                continue;
+            };
+            let removed = event
+                .pointer_mut(parent)
+                .and_then(Value::as_object_mut)
+                .and_then(|m| m.remove(key));
+            if let Some(value) = removed {
+                let shown = match &value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let note = json!({"value": cut(&shown, 256), "error": error.message});
+                if let Some(meta) = event.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.entry("capture_repairs")
+                        .or_insert_with(|| json!({}))
+                        .as_object_mut()
+                        .map(|r| r.insert(error.path.clone(), note));
+                }
+                repaired = true;
+            }
+        }
+        if !repaired {
+            return Err(errors);
+        }
+    }
+    trailmark_core::Event::from_json(event).map(|_| ())
+}
+
+fn cut(text: &str, max: usize) -> String {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(columns: &[&str]) -> TableConfig {
+        TableConfig {
+            key: columns.iter().map(|c| (*c).to_owned()).collect(),
+            ..TableConfig::default()
+        }
+    }
 
     fn outbox(op: &str, old: Option<Value>, new: Option<Value>, context: Value) -> OutboxRow {
         OutboxRow {
@@ -143,8 +279,8 @@ mod tests {
             op: op.into(),
             schema: "public".into(),
             table: "customer".into(),
-            old_row: old,
-            new_row: new,
+            old_row: old.map(|v| v.to_string()),
+            new_row: new.map(|v| v.to_string()),
             context,
             db_role: "app".into(),
             captured_at: "2026-11-23T10:15:00.123Z".into(),
@@ -159,7 +295,7 @@ mod tests {
             Some(json!({"id": 61, "price": "24.99", "name": "Acme"})),
             json!({"actor_id": "42", "actor_type": "user", "ip": "203.0.113.7", "tenant": "acme"}),
         );
-        let e = outbox_event(&row, &["id".into()], "db1");
+        let e = outbox_event(&row, &key(&["id"]), "db1");
         assert_eq!(e["action"], "update");
         assert_eq!(
             e["resource"],
@@ -182,17 +318,17 @@ mod tests {
         trailmark_core::Event::from_json(&e).unwrap();
         assert_eq!(
             e["id"],
-            outbox_event(&row, &["id".into()], "db1")["id"],
+            outbox_event(&row, &key(&["id"]), "db1")["id"],
             "stable ids"
         );
-        assert_ne!(e["id"], outbox_event(&row, &["id".into()], "db2")["id"]);
+        assert_ne!(e["id"], outbox_event(&row, &key(&["id"]), "db2")["id"]);
     }
 
     #[test]
     fn no_context_is_recorded_as_the_database_role_never_skipped() {
         let e = outbox_event(
             &outbox("delete", Some(json!({"a": 1})), None, json!({})),
-            &[],
+            &key(&[]),
             "db",
         );
         assert_eq!(e["actor"], json!({"id": "app", "type": "unknown"}));
@@ -210,11 +346,104 @@ mod tests {
         let new = json!({"order_id": 1, "n": 2, "big": 9_223_372_036_854_775_807_i64});
         let e = outbox_event(
             &outbox("insert", None, Some(new), json!({})),
-            &["order_id".into(), "n".into()],
+            &key(&["order_id", "n"]),
             "db",
         );
         assert_eq!(e["resource"]["id"], "[1,2]");
         assert_eq!(e["changes"]["big"]["new"], "9223372036854775807");
+        trailmark_core::Event::from_json(&e).unwrap();
+    }
+
+    #[test]
+    fn numbers_a_double_cannot_write_back_exactly_become_their_digits() {
+        let row = OutboxRow {
+            new_row: Some(
+                r#"{"id": 1, "price": 1.50, "rate": 19.99, "big": 123456789012345678901234.5, "n": -7}"#
+                    .into(),
+            ),
+            ..outbox("insert", None, None, json!({}))
+        };
+        let e = outbox_event(&row, &key(&["id"]), "db");
+        let c = &e["changes"];
+        assert_eq!(c["price"]["new"], "1.50", "scale kept");
+        assert_eq!(c["rate"]["new"], json!(19.99));
+        assert_eq!(c["big"]["new"], "123456789012345678901234.5");
+        assert_eq!(c["n"]["new"], json!(-7));
+    }
+
+    #[test]
+    fn a_soft_delete_column_turns_updates_into_soft_delete_and_restore() {
+        let table = TableConfig {
+            key: vec!["id".into()],
+            soft_delete: Some("deleted_at".into()),
+            resource_type: Some("Customer".into()),
+        };
+        let row = |old: Value, new: Value| outbox("update", Some(old), Some(new), json!({}));
+        let at = json!("2026-11-23T10:00:00Z");
+        let e = outbox_event(
+            &row(json!({"id": 1, "deleted_at": null}), json!({"id": 1, "deleted_at": at})),
+            &table,
+            "db",
+        );
+        assert_eq!(e["action"], "soft_delete");
+        assert_eq!(e["resource"], json!({"type": "Customer", "id": "1"}));
+        let e = outbox_event(
+            &row(json!({"id": 1, "deleted_at": at}), json!({"id": 1, "deleted_at": null})),
+            &table,
+            "db",
+        );
+        assert_eq!(e["action"], "restore");
+        let flag = TableConfig {
+            soft_delete: Some("archived".into()),
+            ..table.clone()
+        };
+        let e = outbox_event(
+            &row(json!({"id": 1, "archived": false}), json!({"id": 1, "archived": true})),
+            &flag,
+            "db",
+        );
+        assert_eq!(e["action"], "soft_delete");
+        let e = outbox_event(
+            &row(json!({"id": 1, "archived": false, "n": 1}), json!({"id": 1, "archived": false, "n": 2})),
+            &flag,
+            "db",
+        );
+        assert_eq!(e["action"], "update");
+    }
+
+    #[test]
+    fn a_long_keyless_row_is_named_by_its_digest() {
+        let long = "x".repeat(600);
+        let e = outbox_event(
+            &outbox("insert", None, Some(json!({"note": long})), json!({})),
+            &key(&[]),
+            "db",
+        );
+        let id = e["resource"]["id"].as_str().unwrap();
+        assert!(id.starts_with("sha256:") && id.len() == 7 + 64, "{id}");
+        assert_eq!(e["metadata"]["identity"], "row-sha256: the table has no primary key");
+        trailmark_core::Event::from_json(&e).unwrap();
+    }
+
+    #[test]
+    fn context_an_event_cannot_hold_is_moved_to_metadata_not_dropped() {
+        let mut e = outbox_event(
+            &outbox(
+                "insert",
+                None,
+                Some(json!({"id": 1})),
+                json!({"ip": "not-an-ip", "tenant": "Not A Tenant!", "actor_id": "a".repeat(300)}),
+            ),
+            &key(&["id"]),
+            "db",
+        );
+        assert!(trailmark_core::Event::from_json(&e).is_err());
+        make_valid(&mut e).unwrap();
+        let repairs = &e["metadata"]["capture_repairs"];
+        assert_eq!(repairs["context.ip"]["value"], "not-an-ip", "{e}");
+        assert_eq!(repairs["tenant"]["value"], "Not A Tenant!");
+        assert_eq!(e["actor"]["id"].as_str().unwrap().len(), 128);
+        assert!(e.get("tenant").is_none());
         trailmark_core::Event::from_json(&e).unwrap();
     }
 }

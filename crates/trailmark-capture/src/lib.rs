@@ -8,13 +8,19 @@
 //! application attached with `set_config('trailmark.*', …, true)` is copied
 //! into every outbox row, inside the same transaction as the change.
 
+mod drain;
 mod event;
 mod install;
+pub mod revert;
 mod table;
 
-pub use event::{OutboxRow, outbox_event};
-pub use install::{Installed, Status, install, primary_key, status, uninstall};
-pub use table::TableSpec;
+pub use drain::{DrainOptions, Progress, SendError, Sink, drain};
+pub use event::{OutboxRow, make_valid, outbox_event};
+pub use install::{
+    CHANNEL, Installed, Status, VERSION, install, primary_key, status, table_configs,
+    tables_in_schema, uninstall,
+};
+pub use table::{TableConfig, TableSpec};
 
 /// What can go wrong talking to the application database.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +42,20 @@ pub enum Error {
         "trailmark capture is not installed in this database (run `trailmark capture pg install`)"
     )]
     NotInstalled,
+    #[error(
+        "capture version {0} is installed, newer than this trailmark understands: upgrade trailmark"
+    )]
+    NewerVersion(u32),
+    #[error("{0}")]
+    BadOption(String),
+    #[error("cannot revert: {0}")]
+    CannotRevert(String),
+    #[error("the connection to the source database was lost")]
+    ConnectionLost,
+    #[error("outbox row {outbox_id} cannot become a valid event ({reason}); it stays in the outbox")]
+    Unsendable { outbox_id: i64, reason: String },
+    #[error("the ledger did not take the batch: {0} (the outbox keeps it)")]
+    Sink(String),
 }
 
 pub(crate) fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {

@@ -4,12 +4,28 @@ use std::fmt;
 
 use crate::Error;
 
-/// A covered table and the columns that must never leave the database.
+/// A covered table and its options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableSpec {
     pub schema: String,
     pub table: String,
+    /// Columns that never leave the database (passwords, tokens).
     pub exclude: Vec<String>,
+    /// A flag or timestamp column: setting it turns an UPDATE into
+    /// `soft_delete`, clearing it into `restore`.
+    pub soft_delete: Option<String>,
+    /// The `resource.type` its events carry instead of `schema.table`.
+    pub resource_type: Option<String>,
+}
+
+/// What the drainer needs to know about a covered table (from
+/// `trailmark.tables`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableConfig {
+    /// Primary key columns in key order (empty: none).
+    pub key: Vec<String>,
+    pub soft_delete: Option<String>,
+    pub resource_type: Option<String>,
 }
 
 impl TableSpec {
@@ -25,6 +41,8 @@ impl TableSpec {
             schema: schema.to_owned(),
             table: table.to_owned(),
             exclude: Vec::new(),
+            soft_delete: None,
+            resource_type: None,
         })
     }
 

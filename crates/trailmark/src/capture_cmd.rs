@@ -2,9 +2,12 @@
 
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use trailmark_capture::TableSpec;
+use trailmark_capture::revert::{self, Reverter};
+use trailmark_capture::{DrainOptions, Progress, SendError, TableSpec};
 
 #[derive(Debug, Args)]
 pub struct CaptureArgs {
@@ -35,24 +38,38 @@ struct PgArgs {
 #[derive(Debug, Subcommand)]
 enum PgCommand {
     /// Create schema trailmark (outbox, trigger functions) and attach
-    /// statement-level triggers to the tables. Safe to run again.
+    /// statement-level triggers to the tables. Safe to run again; tables
+    /// covered before keep their options and get their triggers upgraded.
     ///
-    /// Example: trailmark capture pg install --source postgres://app@db/shop --tables public.customer,public.invoice --exclude public.customer.password
+    /// Example: trailmark capture pg install --source postgres://app@db/shop --tables public.customer,public.invoice --exclude public.customer.password --soft-delete public.customer.deleted_at --alias public.customer=Customer
     Install {
         /// Tables to cover, comma-separated schema.table.
-        #[arg(long, value_delimiter = ',', required = true)]
+        #[arg(long, value_delimiter = ',', required_unless_present = "all")]
         tables: Vec<String>,
+        /// Cover every table of these schemas, comma-separated.
+        #[arg(long, value_delimiter = ',', value_name = "SCHEMA")]
+        all: Vec<String>,
         /// Columns never copied to the outbox, comma-separated schema.table.column.
         #[arg(long, value_delimiter = ',')]
         exclude: Vec<String>,
+        /// A flag or timestamp column (schema.table.column) whose setting
+        /// is recorded as soft_delete and clearing as restore.
+        #[arg(long, value_delimiter = ',')]
+        soft_delete: Vec<String>,
+        /// The resource type a table's events carry: schema.table=Type.
+        #[arg(long, value_delimiter = ',')]
+        alias: Vec<String>,
     },
-    /// Tables covered, outbox depth and the age of its oldest row.
+    /// Version, tables covered, outbox depth and lag, the last drained
+    /// position, and anything that no longer matches the install.
     ///
     /// Example: trailmark capture pg status --source postgres://app@db/shop
     Status,
     /// Drain the outbox into a Trailmark server, in order: each row becomes an
     /// event; rows are deleted only after the server acknowledged them. Event
-    /// ids derive from the outbox position, so redelivery stores nothing twice.
+    /// ids derive from the outbox position, so redelivery stores nothing
+    /// twice. Wakes on NOTIFY; several drainers may run: one drains, the
+    /// others stand by.
     ///
     /// Example: trailmark capture pg run --source postgres://app@db/shop --server http://127.0.0.1:7878 --key "$TRAILMARK_KEY"
     Run {
@@ -62,12 +79,41 @@ enum PgCommand {
         /// A key with the ingest scope.
         #[arg(long, env = "TRAILMARK_KEY", hide_env_values = true)]
         key: String,
-        /// Rows per request.
+        /// Rows per request (1 to 5000).
         #[arg(long, default_value_t = 1000)]
         batch: i64,
         /// Stop when the outbox is empty instead of waiting for more.
         #[arg(long)]
         once: bool,
+    },
+    /// Print the SQL that undoes one captured change; with --apply, run it
+    /// in a transaction attributed to --actor (so the revert is captured
+    /// too). Refuses when the row has changed since, unless --force.
+    ///
+    /// Example: trailmark capture pg revert --source postgres://app@db/shop --event 0193… --server http://127.0.0.1:7878 --key "$TRAILMARK_KEY" --apply --actor admin-7
+    Revert {
+        /// The id of the captured event to undo.
+        #[arg(long)]
+        event: String,
+        /// The Trailmark server holding the event.
+        #[arg(long, env = "TRAILMARK_URL", default_value = "http://127.0.0.1:7878")]
+        server: String,
+        /// A key with the read scope.
+        #[arg(long, env = "TRAILMARK_KEY", hide_env_values = true)]
+        key: String,
+        /// Run the revert instead of printing it.
+        #[arg(long, requires = "actor")]
+        apply: bool,
+        /// Revert even though the row changed since the event.
+        #[arg(long)]
+        force: bool,
+        /// Who reverts (the actor of the captured revert).
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long, default_value = "user")]
+        actor_type: String,
+        #[arg(long)]
+        actor_name: Option<String>,
     },
     /// Remove every Trailmark trigger and schema trailmark (outbox included).
     ///
@@ -75,28 +121,66 @@ enum PgCommand {
     Uninstall,
 }
 
-fn tables_with_exclusions(tables: &[String], exclude: &[String]) -> anyhow::Result<Vec<TableSpec>> {
-    let mut specs = tables
-        .iter()
-        .map(|t| TableSpec::parse(t))
-        .collect::<Result<Vec<_>, _>>()?;
-    for column in exclude {
+/// Per-table options from the install flags, checked against --tables.
+struct TableOptions<'a> {
+    exclude: &'a [String],
+    soft_delete: &'a [String],
+    alias: &'a [String],
+}
+
+fn find<'s>(specs: &'s mut [TableSpec], table: &str, flag: &str, given: &str) -> anyhow::Result<&'s mut TableSpec> {
+    let table = TableSpec::parse(table)?;
+    specs
+        .iter_mut()
+        .find(|s| s.schema == table.schema && s.table == table.table)
+        .with_context(|| format!("{flag} {given:?}: {table} is not among the tables to cover"))
+}
+
+fn table_specs(mut specs: Vec<TableSpec>, options: &TableOptions<'_>) -> anyhow::Result<Vec<TableSpec>> {
+    for column in options.exclude {
         let Some((table, col)) = column.rsplit_once('.') else {
             bail!("--exclude {column:?}: use schema.table.column");
         };
-        let table = TableSpec::parse(table)?;
-        let Some(spec) = specs
-            .iter_mut()
-            .find(|s| s.schema == table.schema && s.table == table.table)
-        else {
-            bail!("--exclude {column:?}: {table} is not among --tables");
+        find(&mut specs, table, "--exclude", column)?.exclude.push(col.to_owned());
+    }
+    for column in options.soft_delete {
+        let Some((table, col)) = column.rsplit_once('.') else {
+            bail!("--soft-delete {column:?}: use schema.table.column");
         };
-        spec.exclude.push(col.to_owned());
+        let spec = find(&mut specs, table, "--soft-delete", column)?;
+        if spec.soft_delete.is_some() {
+            bail!("--soft-delete {column:?}: {spec} already has a soft-delete column");
+        }
+        spec.soft_delete = Some(col.to_owned());
+    }
+    for alias in options.alias {
+        let Some((table, name)) = alias.split_once('=') else {
+            bail!("--alias {alias:?}: use schema.table=Type, e.g. public.crm_customer=Customer");
+        };
+        find(&mut specs, table, "--alias", alias)?.resource_type = Some(name.trim().to_owned());
     }
     Ok(specs)
 }
 
-#[allow(clippy::print_stdout)] // the command's report
+/// Sends drained events to a server over HTTP.
+struct HttpSink(crate::source::Http);
+
+impl trailmark_capture::Sink for HttpSink {
+    async fn send(&self, events: Vec<serde_json::Value>) -> Result<(), SendError> {
+        let http = self.0.clone();
+        let body = serde_json::Value::Array(events);
+        let sent = tokio::task::spawn_blocking(move || http.post_json("/v1/events", &body))
+            .await
+            .map_err(|e| SendError::Failed(e.to_string()))?;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("429") => Err(SendError::Busy(Duration::from_secs(1))),
+            Err(e) => Err(SendError::Failed(format!("{e:#}"))),
+        }
+    }
+}
+
+#[allow(clippy::print_stdout, clippy::too_many_lines)] // the command's report
 pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     let CaptureSource::Pg(pg) = args.source;
     let source = pg
@@ -106,26 +190,65 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        if let PgCommand::Run { server, key, batch, once } = &pg.command {
+            let sink = HttpSink(crate::source::Http::new(server, key));
+            let options = DrainOptions {
+                batch: (*batch).clamp(1, 5000),
+                once: *once,
+                name: format!("capture pg run on {}", hostname()),
+                ..DrainOptions::default()
+            };
+            let moved = trailmark_capture::drain(&source, &sink, &options, &report).await?;
+            eprintln!("outbox drained: {moved} rows sent");
+            return Ok(ExitCode::SUCCESS);
+        }
         let (mut client, connection) = tokio_postgres::connect(&source, tokio_postgres::NoTls)
             .await
             .context("connecting to --source")?;
         tokio::spawn(connection);
         match pg.command {
-            PgCommand::Install { tables, exclude } => {
-                let specs = tables_with_exclusions(&tables, &exclude)?;
+            PgCommand::Install { tables, all, exclude, soft_delete, alias } => {
+                let mut specs = tables
+                    .iter()
+                    .map(|t| TableSpec::parse(t))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for schema in &all {
+                    for spec in trailmark_capture::tables_in_schema(&client, schema).await? {
+                        if !specs.contains(&spec) {
+                            specs.push(spec);
+                        }
+                    }
+                }
+                let specs = table_specs(specs, &TableOptions { exclude: &exclude, soft_delete: &soft_delete, alias: &alias })?;
                 let installed = trailmark_capture::install(&mut client, &specs).await?;
-                for (table, pk) in installed.tables {
+                if let Some(v) = installed.previous_version
+                    && v != trailmark_capture::VERSION
+                {
+                    println!("upgraded capture from version {v} to {}", trailmark_capture::VERSION);
+                }
+                for (table, pk) in &installed.tables {
                     let key = if pk.is_empty() {
                         "no primary key: rows are identified by their content".to_owned()
                     } else {
                         format!("key ({})", pk.join(", "))
                     };
-                    let excluded = if table.exclude.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", excluding {}", table.exclude.join(", "))
-                    };
-                    println!("covered {table}: {key}{excluded}");
+                    let mut options = String::new();
+                    if !table.exclude.is_empty() {
+                        options.push_str(&format!(", excluding {}", table.exclude.join(", ")));
+                    }
+                    if let Some(c) = &table.soft_delete {
+                        options.push_str(&format!(", soft delete by {c}"));
+                    }
+                    if let Some(t) = &table.resource_type {
+                        options.push_str(&format!(", recorded as {t}"));
+                    }
+                    println!("covered {table}: {key}{options}");
+                }
+                if installed.refreshed > 0 {
+                    println!("({} covered before, kept their options, triggers regenerated)", installed.refreshed);
+                }
+                for warning in &installed.warnings {
+                    eprintln!("warning: {warning}");
                 }
             }
             PgCommand::Status => {
@@ -146,20 +269,53 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                         .map(|a| format!(", oldest {a:.1} s"))
                         .unwrap_or_default()
                 );
+                match &s.last_drained {
+                    Some((id, total, at, by)) => println!(
+                        "last drained: outbox id {id} at {at} by {by} ({total} rows in all)"
+                    ),
+                    None => println!("last drained: never"),
+                }
+                for d in &s.drift {
+                    println!("needs attention: {d}");
+                }
             }
-            PgCommand::Run {
-                server,
-                key,
-                batch,
-                once,
-            } => {
-                drain(
-                    &client,
-                    &crate::source::Http::new(&server, &key),
-                    batch.clamp(1, 5000),
-                    once,
-                )
-                .await?;
+            PgCommand::Revert { event, server, key, apply, force, actor, actor_type, actor_name } => {
+                let http = crate::source::Http::new(&server, &key);
+                let path = format!("/v1/events/{event}");
+                let found = tokio::task::spawn_blocking(move || http.get_json(&path, &[]))
+                    .await?
+                    .with_context(|| format!("fetching event {event}"))?;
+                let captured = found.get("event").unwrap_or(&found).clone();
+                if apply {
+                    let by = Reverter {
+                        actor_id: actor.context("--apply needs --actor: who reverts")?,
+                        actor_type,
+                        actor_name,
+                    };
+                    let done = revert::apply(&mut client, &captured, &by, force).await?;
+                    println!(
+                        "reverted event {} in {}: {} done, captured as the change of {}",
+                        done.event_id, done.table, done.does, by.actor_id
+                    );
+                } else {
+                    let plan = revert::plan(&client, &captured).await?;
+                    println!("-- revert of event {} ({} in {})", plan.event_id, plan.does, plan.table);
+                    if let Some(why) = &plan.why_changed {
+                        println!("-- WARNING: {why}; --apply refuses this without --force");
+                    }
+                    println!("BEGIN;");
+                    let by = Reverter {
+                        actor_id: actor.unwrap_or_else(|| "YOUR-ID".into()),
+                        actor_type,
+                        actor_name,
+                    };
+                    println!("{}", revert::context_sql(&plan, &by));
+                    println!("{}", plan.statement);
+                    println!("COMMIT;");
+                    if !plan.unchanged_since {
+                        return Ok(ExitCode::from(3));
+                    }
+                }
             }
             PgCommand::Uninstall => {
                 let removed = trailmark_capture::uninstall(&mut client).await?;
@@ -168,103 +324,26 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                     removed.len()
                 );
             }
+            PgCommand::Run { .. } => unreachable!("handled above"),
         }
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Moves outbox rows to the server until the outbox is empty (`once`) or forever.
-async fn drain(
-    client: &tokio_postgres::Client,
-    http: &crate::source::Http,
-    batch: i64,
-    once: bool,
-) -> anyhow::Result<()> {
-    use std::collections::HashMap;
-
-    let database: String = client
-        .query_one(
-            "SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()",
-            &[],
-        )
-        .await
-        .context("identifying the source database")?
-        .get(0);
-    let mut keys: HashMap<(String, String), Vec<String>> = HashMap::new();
-    let mut total = 0u64;
-    loop {
-        let rows = client
-            .query(
-                "SELECT id, txid, stmt, op, schema_name, table_name, old_row, new_row, context, db_role,
-                        to_char(captured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
-                 FROM trailmark.outbox ORDER BY id LIMIT $1",
-                &[&batch],
-            )
-            .await
-            .context("reading the outbox (is capture installed?)")?;
-        if rows.is_empty() {
-            if once {
-                eprintln!("outbox drained: {total} rows sent");
-                return Ok(());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            continue;
+#[allow(clippy::needless_pass_by_value)]
+fn report(progress: Progress) {
+    match progress {
+        Progress::StandingBy => {
+            eprintln!("another drainer holds the outbox: standing by to take over");
         }
-        let mut events = Vec::with_capacity(rows.len());
-        let mut ids = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let row = trailmark_capture::OutboxRow {
-                id: r.get(0),
-                txid: r.get(1),
-                stmt: r.get(2),
-                op: r.get(3),
-                schema: r.get(4),
-                table: r.get(5),
-                old_row: r.get(6),
-                new_row: r.get(7),
-                context: r.get(8),
-                db_role: r.get(9),
-                captured_at: r.get(10),
-            };
-            let table = (row.schema.clone(), row.table.clone());
-            if !keys.contains_key(&table) {
-                let spec = TableSpec {
-                    schema: table.0.clone(),
-                    table: table.1.clone(),
-                    exclude: Vec::new(),
-                };
-                // A table dropped since the change was captured has no key any more.
-                let pk = trailmark_capture::primary_key(client, &spec)
-                    .await
-                    .unwrap_or_default();
-                keys.insert(table.clone(), pk);
-            }
-            events.push(trailmark_capture::outbox_event(
-                &row,
-                &keys[&table],
-                &database,
-            ));
-            ids.push(row.id);
-        }
-        let body = serde_json::Value::Array(events);
-        loop {
-            let (h, b) = (http.clone(), body.clone());
-            let sent = tokio::task::spawn_blocking(move || h.post_json("/v1/events", &b))
-                .await
-                .context("sending captured changes")?;
-            match sent {
-                Ok(_) => break,
-                Err(e) if e.to_string().contains("429") => {
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-                Err(e) => return Err(e.context("sending captured changes (the outbox keeps them)")),
-            }
-        }
-        // Only now are they durable in the trail.
-        client
-            .execute("DELETE FROM trailmark.outbox WHERE id = ANY($1)", &[&ids])
-            .await
-            .context("deleting sent outbox rows")?;
-        total += ids.len() as u64;
+        Progress::Draining => eprintln!("draining the outbox"),
+        Progress::Sent { .. } => {}
     }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+        + &format!(" pid {}", std::process::id())
 }

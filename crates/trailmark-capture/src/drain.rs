@@ -1,0 +1,252 @@
+//! Draining the outbox into the ledger.
+//!
+//! One drainer at a time moves rows: each holds a session advisory lock on
+//! the outbox while it drains, and others stand by until that lock is free
+//! (a drainer that dies drops its session, and with it the lock). So several
+//! drainers on one outbox never duplicate or reorder one table's changes, and
+//! a standby takes over within one poll interval.
+//!
+//! A batch is read in outbox order, sent, and deleted only once the sink
+//! acknowledged it as durable. Event ids derive from the database's system
+//! identifier and the outbox id, so a batch sent again after a crash stores
+//! nothing twice.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+use crate::{CHANNEL, Error, OutboxRow, make_valid, outbox_event, pg, table_configs};
+
+/// The advisory lock key the active drainer holds ("trailmark" in ASCII,
+/// cut to fit a bigint).
+const DRAIN_LOCK: i64 = 0x7472_6169_6c6d_6172;
+
+/// Why a batch was not acknowledged.
+#[derive(Debug)]
+pub enum SendError {
+    /// The ledger is busy: try the same batch again after this long.
+    Busy(Duration),
+    /// It failed; the rows stay in the outbox.
+    Failed(String),
+}
+
+/// Where drained events go: a server over HTTP, or the store of the
+/// `serve` process the drainer runs in.
+pub trait Sink: Send + Sync {
+    /// Appends the events durably, all or nothing; `Ok` only once they are
+    /// durable.
+    fn send(&self, events: Vec<Value>) -> impl Future<Output = Result<(), SendError>> + Send;
+}
+
+/// How to drain.
+#[derive(Clone, Debug)]
+pub struct DrainOptions {
+    /// Rows per batch.
+    pub batch: i64,
+    /// Return once the outbox is empty instead of waiting for more.
+    pub once: bool,
+    /// How long to wait for a notification before looking anyway.
+    pub poll: Duration,
+    /// Who is draining (recorded in `trailmark.drained`).
+    pub name: String,
+}
+
+impl Default for DrainOptions {
+    fn default() -> Self {
+        Self {
+            batch: 1000,
+            once: false,
+            poll: Duration::from_secs(1),
+            name: "trailmark".into(),
+        }
+    }
+}
+
+/// What the drainer reports as it goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Another drainer holds the outbox; this one waits.
+    StandingBy,
+    /// This drainer holds the outbox now.
+    Draining,
+    /// A batch was acknowledged and deleted from the outbox.
+    Sent { rows: u64, total: u64 },
+}
+
+/// Connects to `source`, becomes the active drainer, and moves outbox rows
+/// into `sink` until the outbox is empty (`once`) or forever. Returns the
+/// number of rows moved. Errors leave unacknowledged rows in the outbox.
+pub async fn drain<S: Sink>(
+    source: &str,
+    sink: &S,
+    options: &DrainOptions,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<u64, Error> {
+    let (client, mut connection) = tokio_postgres::connect(source, NoTls)
+        .await
+        .map_err(pg("connecting to the source database"))?;
+    let woken = Arc::new(Notify::new());
+    let wake = Arc::clone(&woken);
+    let driver = tokio::spawn(async move {
+        // Drives the connection and turns notifications into wake-ups.
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => {
+                    wake.notify_one();
+                    return;
+                }
+            }
+        }
+    });
+    let result = run(&client, sink, options, progress, &woken).await;
+    drop(client);
+    let _ = driver.await;
+    result
+}
+
+async fn run<S: Sink>(
+    client: &Client,
+    sink: &S,
+    options: &DrainOptions,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+    woken: &Notify,
+) -> Result<u64, Error> {
+    let database: String = client
+        .query_one(
+            "SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()",
+            &[],
+        )
+        .await
+        .map_err(pg("identifying the source database"))?
+        .get(0);
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .map_err(pg("listening for outbox notifications"))?;
+
+    let mut standing_by = false;
+    loop {
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&DRAIN_LOCK])
+            .await
+            .map_err(pg("taking the drain lock"))?
+            .get(0);
+        if locked {
+            break;
+        }
+        if !standing_by {
+            progress(Progress::StandingBy);
+            standing_by = true;
+        }
+        let _ = tokio::time::timeout(options.poll, woken.notified()).await;
+        if client.is_closed() {
+            return Err(Error::ConnectionLost);
+        }
+    }
+    progress(Progress::Draining);
+
+    let mut tables = table_configs(client).await?;
+    let mut total = 0u64;
+    loop {
+        let rows = client
+            .query(
+                "SELECT id, txid, stmt, op, schema_name, table_name, old_row::text, new_row::text,
+                        context, db_role,
+                        to_char(captured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
+                 FROM trailmark.outbox ORDER BY id LIMIT $1",
+                &[&options.batch],
+            )
+            .await
+            .map_err(pg("reading the outbox (is capture installed?)"))?;
+        if rows.is_empty() {
+            if options.once {
+                return Ok(total);
+            }
+            let _ = tokio::time::timeout(options.poll, woken.notified()).await;
+            if client.is_closed() {
+                return Err(Error::ConnectionLost);
+            }
+            continue;
+        }
+        let mut events = Vec::with_capacity(rows.len());
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let row = OutboxRow {
+                id: r.get(0),
+                txid: r.get(1),
+                stmt: r.get(2),
+                op: r.get(3),
+                schema: r.get(4),
+                table: r.get(5),
+                old_row: r.get(6),
+                new_row: r.get(7),
+                context: r.get(8),
+                db_role: r.get(9),
+                captured_at: r.get(10),
+            };
+            let name = (row.schema.clone(), row.table.clone());
+            if !tables.contains_key(&name) {
+                // Covered since this drainer started, or uninstalled since
+                // the change: read the options again; a table no longer
+                // listed is named by its schema.table with no key.
+                tables = table_configs(client).await?;
+            }
+            let config = tables.get(&name).cloned().unwrap_or_default();
+            let mut event = outbox_event(&row, &config, &database);
+            make_valid(&mut event).map_err(|errors| Error::Unsendable {
+                outbox_id: row.id,
+                reason: errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?;
+            events.push(event);
+            ids.push(row.id);
+        }
+        send(sink, events).await?;
+        // Only now are they durable in the trail.
+        client
+            .execute(
+                "WITH sent AS (DELETE FROM trailmark.outbox WHERE id = ANY ($1) RETURNING id)
+                 INSERT INTO trailmark.drained (id, last_outbox_id, rows_total, drained_at, drainer)
+                 SELECT 1, max(id), count(*), now(), $2 FROM sent HAVING count(*) > 0
+                 ON CONFLICT (id) DO UPDATE SET last_outbox_id = excluded.last_outbox_id,
+                     rows_total = trailmark.drained.rows_total + excluded.rows_total,
+                     drained_at = excluded.drained_at, drainer = excluded.drainer",
+                &[&ids, &options.name],
+            )
+            .await
+            .map_err(pg("deleting sent outbox rows"))?;
+        total += ids.len() as u64;
+        progress(Progress::Sent {
+            rows: ids.len() as u64,
+            total,
+        });
+    }
+}
+
+async fn send<S: Sink>(sink: &S, events: Vec<Value>) -> Result<(), Error> {
+    let mut busy_since = None;
+    loop {
+        match sink.send(events.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(SendError::Busy(wait)) => {
+                let since = *busy_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > Duration::from_secs(600) {
+                    return Err(Error::Sink(
+                        "the ledger has answered busy for 10 minutes".into(),
+                    ));
+                }
+                tokio::time::sleep(wait).await;
+            }
+            Err(SendError::Failed(reason)) => return Err(Error::Sink(reason)),
+        }
+    }
+}
