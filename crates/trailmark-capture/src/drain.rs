@@ -11,6 +11,7 @@
 //! identifier and the outbox id, so a batch sent again after a crash stores
 //! nothing twice.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,42 +175,7 @@ async fn run<S: Sink>(
             }
             continue;
         }
-        let mut events = Vec::with_capacity(rows.len());
-        let mut ids = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let row = OutboxRow {
-                id: r.get(0),
-                txid: r.get(1),
-                stmt: r.get(2),
-                op: r.get(3),
-                schema: r.get(4),
-                table: r.get(5),
-                old_row: r.get(6),
-                new_row: r.get(7),
-                context: r.get(8),
-                db_role: r.get(9),
-                captured_at: r.get(10),
-            };
-            let name = (row.schema.clone(), row.table.clone());
-            if !tables.contains_key(&name) {
-                // Covered since this drainer started, or uninstalled since
-                // the change: read the options again; a table no longer
-                // listed is named by its schema.table with no key.
-                tables = table_configs(client).await?;
-            }
-            let config = tables.get(&name).cloned().unwrap_or_default();
-            let mut event = outbox_event(&row, &config, &database);
-            make_valid(&mut event).map_err(|errors| Error::Unsendable {
-                outbox_id: row.id,
-                reason: errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.path, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            })?;
-            events.push(event);
-            ids.push(row.id);
-        }
+        let (events, ids) = convert(client, &rows, &mut tables, &database).await?;
         send(sink, events).await?;
         // Only now are they durable in the trail.
         client
@@ -230,6 +196,53 @@ async fn run<S: Sink>(
             total,
         });
     }
+}
+
+/// Outbox rows → events (and their outbox ids), table options read again
+/// when a table not seen before turns up.
+async fn convert(
+    client: &Client,
+    rows: &[tokio_postgres::Row],
+    tables: &mut HashMap<(String, String), crate::TableConfig>,
+    database: &str,
+) -> Result<(Vec<Value>, Vec<i64>), Error> {
+    let mut events = Vec::with_capacity(rows.len());
+    let mut ids = Vec::with_capacity(rows.len());
+    for r in rows {
+        let row = OutboxRow {
+            id: r.get(0),
+            txid: r.get(1),
+            stmt: r.get(2),
+            op: r.get(3),
+            schema: r.get(4),
+            table: r.get(5),
+            old_row: r.get(6),
+            new_row: r.get(7),
+            context: r.get(8),
+            db_role: r.get(9),
+            captured_at: r.get(10),
+        };
+        let name = (row.schema.clone(), row.table.clone());
+        if !tables.contains_key(&name) {
+            // Covered since this drainer started, or uninstalled since
+            // the change: read the options again; a table no longer
+            // listed is named by its schema.table with no key.
+            *tables = table_configs(client).await?;
+        }
+        let config = tables.get(&name).cloned().unwrap_or_default();
+        let mut event = outbox_event(&row, &config, database);
+        make_valid(&mut event).map_err(|errors| Error::Unsendable {
+            outbox_id: row.id,
+            reason: errors
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        })?;
+        events.push(event);
+        ids.push(row.id);
+    }
+    Ok((events, ids))
 }
 
 async fn send<S: Sink>(sink: &S, events: Vec<Value>) -> Result<(), Error> {

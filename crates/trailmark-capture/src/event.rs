@@ -196,7 +196,13 @@ pub fn outbox_event(row: &OutboxRow, table: &TableConfig, database: &str) -> Val
 }
 
 /// Fields the drainer builds itself and cannot leave out.
-const REQUIRED: [&str; 5] = ["/actor/id", "/actor/type", "/action", "/resource/type", "/resource/id"];
+const REQUIRED: [&str; 5] = [
+    "/actor/id",
+    "/actor/type",
+    "/action",
+    "/resource/type",
+    "/resource/id",
+];
 
 /// Makes a captured event valid without losing the change: the application's
 /// context can hold what an event may not (an `ip` that is not an address, a
@@ -207,9 +213,8 @@ const REQUIRED: [&str; 5] = ["/actor/id", "/actor/type", "/action", "/resource/t
 /// drain with the reason, and stays in the outbox.
 pub fn make_valid(event: &mut Value) -> Result<(), Vec<trailmark_core::FieldError>> {
     for _ in 0..4 {
-        let errors = match trailmark_core::Event::from_json(event) {
-            Ok(_) => return Ok(()),
-            Err(errors) => errors,
+        let Err(errors) = trailmark_core::Event::from_json(event) else {
+            return Ok(());
         };
         let mut repaired = false;
         for error in &errors {
@@ -381,14 +386,20 @@ mod tests {
         let row = |old: Value, new: Value| outbox("update", Some(old), Some(new), json!({}));
         let at = json!("2026-11-23T10:00:00Z");
         let e = outbox_event(
-            &row(json!({"id": 1, "deleted_at": null}), json!({"id": 1, "deleted_at": at})),
+            &row(
+                json!({"id": 1, "deleted_at": null}),
+                json!({"id": 1, "deleted_at": at}),
+            ),
             &table,
             "db",
         );
         assert_eq!(e["action"], "soft_delete");
         assert_eq!(e["resource"], json!({"type": "Customer", "id": "1"}));
         let e = outbox_event(
-            &row(json!({"id": 1, "deleted_at": at}), json!({"id": 1, "deleted_at": null})),
+            &row(
+                json!({"id": 1, "deleted_at": at}),
+                json!({"id": 1, "deleted_at": null}),
+            ),
             &table,
             "db",
         );
@@ -398,13 +409,19 @@ mod tests {
             ..table.clone()
         };
         let e = outbox_event(
-            &row(json!({"id": 1, "archived": false}), json!({"id": 1, "archived": true})),
+            &row(
+                json!({"id": 1, "archived": false}),
+                json!({"id": 1, "archived": true}),
+            ),
             &flag,
             "db",
         );
         assert_eq!(e["action"], "soft_delete");
         let e = outbox_event(
-            &row(json!({"id": 1, "archived": false, "n": 1}), json!({"id": 1, "archived": false, "n": 2})),
+            &row(
+                json!({"id": 1, "archived": false, "n": 1}),
+                json!({"id": 1, "archived": false, "n": 2}),
+            ),
             &flag,
             "db",
         );
@@ -421,7 +438,10 @@ mod tests {
         );
         let id = e["resource"]["id"].as_str().unwrap();
         assert!(id.starts_with("sha256:") && id.len() == 7 + 64, "{id}");
-        assert_eq!(e["metadata"]["identity"], "row-sha256: the table has no primary key");
+        assert_eq!(
+            e["metadata"]["identity"],
+            "row-sha256: the table has no primary key"
+        );
         trailmark_core::Event::from_json(&e).unwrap();
     }
 

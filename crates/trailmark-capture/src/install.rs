@@ -61,7 +61,9 @@ pub async fn tables_in_schema(
         .await
         .map_err(pg(format!("listing the tables of schema {schema}")))?;
     if rows.is_empty() {
-        return Err(Error::NoSuchTable(format!("{schema}.* (the schema has no tables)")));
+        return Err(Error::NoSuchTable(format!(
+            "{schema}.* (the schema has no tables)"
+        )));
     }
     rows.iter()
         .map(|r| TableSpec::parse(&format!("{schema}.{}", r.get::<_, String>(0))))
@@ -119,10 +121,7 @@ async fn stored_specs(client: &impl GenericClient) -> Result<Vec<TableSpec>, Err
 /// The installed version, if any.
 async fn installed_version(client: &impl GenericClient) -> Result<Option<u32>, Error> {
     let row = client
-        .query_one(
-            "SELECT to_regclass('trailmark.meta') IS NOT NULL",
-            &[],
-        )
+        .query_one("SELECT to_regclass('trailmark.meta') IS NOT NULL", &[])
         .await
         .map_err(pg("looking for an earlier install"))?;
     let meta: bool = row.get(0);
@@ -130,7 +129,10 @@ async fn installed_version(client: &impl GenericClient) -> Result<Option<u32>, E
         return Ok(None);
     }
     let version = client
-        .query_opt("SELECT value FROM trailmark.meta WHERE key = 'version'", &[])
+        .query_opt(
+            "SELECT value FROM trailmark.meta WHERE key = 'version'",
+            &[],
+        )
         .await
         .map_err(pg("reading the installed version"))?
         .map(|r| r.get::<_, String>(0));
@@ -152,7 +154,10 @@ async fn version_1_specs(client: &impl GenericClient) -> Result<Vec<TableSpec>, 
             .await
             .map_err(pg(format!("reading the version 1 function of {spec}")))?
             .map(|r| r.get(0));
-        spec.exclude = source.as_deref().map(excluded_in_source).unwrap_or_default();
+        spec.exclude = source
+            .as_deref()
+            .map(excluded_in_source)
+            .unwrap_or_default();
         specs.push(spec);
     }
     Ok(specs)
@@ -399,6 +404,39 @@ fn trigger_sql(function: &str, table: &TableSpec) -> String {
     )
 }
 
+/// Generates a table's capture function, attaches its triggers and records
+/// its options; returns its key columns.
+async fn cover(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &TableSpec,
+) -> Result<Vec<String>, Error> {
+    let pk = primary_key(tx, table).await?;
+    let attnums = check_columns(tx, table).await?;
+    let oid: u32 = tx
+        .query_one("SELECT $1::text::regclass::oid", &[&table.quoted()])
+        .await
+        .map_err(pg(format!("looking up {table}")))?
+        .get(0);
+    let function = format!("capture_{oid}");
+    tx.batch_execute(&function_sql(&function, &pk, &attnums))
+        .await
+        .map_err(pg(format!("creating the capture function of {table}")))?;
+    tx.batch_execute(&trigger_sql(&function, table))
+        .await
+        .map_err(pg(format!("attaching triggers to {table}")))?;
+    tx.execute(
+            "INSERT INTO trailmark.tables (schema_name, table_name, key_columns, exclude, exclude_attnums, soft_delete, resource_type)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (schema_name, table_name) DO UPDATE SET key_columns = excluded.key_columns,
+                 exclude = excluded.exclude, exclude_attnums = excluded.exclude_attnums,
+                 soft_delete = excluded.soft_delete, resource_type = excluded.resource_type",
+            &[&table.schema, &table.table, &pk, &table.exclude, &attnums, &table.soft_delete, &table.resource_type],
+        )
+        .await
+        .map_err(pg(format!("recording the options of {table}")))?;
+    Ok(pk)
+}
+
 /// Installs (or upgrades) capture and attaches it to `tables`, in one
 /// transaction: either every table is covered or nothing changed. Tables
 /// covered before keep their stored options unless named again (then the
@@ -411,9 +449,12 @@ pub async fn install(client: &mut Client, tables: &[TableSpec]) -> Result<Instal
         .await
         .map_err(pg("starting the install transaction"))?;
     // One installer at a time (two would race on trailmark.tables).
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext('trailmark.install'))", &[])
-        .await
-        .map_err(pg("waiting for another install to finish"))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('trailmark.install'))",
+        &[],
+    )
+    .await
+    .map_err(pg("waiting for another install to finish"))?;
     let previous_version = installed_version(&tx).await?;
     if let Some(v) = previous_version
         && v > VERSION
@@ -454,7 +495,9 @@ pub async fn install(client: &mut Client, tables: &[TableSpec]) -> Result<Instal
     let mut gone = Vec::new();
     for table in &before {
         if let Err(Error::NoSuchTable(_)) = primary_key(&tx, table).await {
-            warnings.push(format!("{table} no longer exists: it is no longer listed as covered"));
+            warnings.push(format!(
+                "{table} no longer exists: it is no longer listed as covered"
+            ));
             gone.push(table.clone());
         }
     }
@@ -484,36 +527,12 @@ pub async fn install(client: &mut Client, tables: &[TableSpec]) -> Result<Instal
     let refreshed = before.len();
     let mut installed = Vec::new();
     for table in tables.iter().chain(&before) {
-        if installed
-            .iter()
-            .any(|(t, _): &(TableSpec, Vec<String>)| t.schema == table.schema && t.table == table.table)
-        {
+        if installed.iter().any(|(t, _): &(TableSpec, Vec<String>)| {
+            t.schema == table.schema && t.table == table.table
+        }) {
             continue;
         }
-        let pk = primary_key(&tx, table).await?;
-        let attnums = check_columns(&tx, table).await?;
-        let oid: u32 = tx
-            .query_one("SELECT $1::text::regclass::oid", &[&table.quoted()])
-            .await
-            .map_err(pg(format!("looking up {table}")))?
-            .get(0);
-        let function = format!("capture_{oid}");
-        tx.batch_execute(&function_sql(&function, &pk, &attnums))
-            .await
-            .map_err(pg(format!("creating the capture function of {table}")))?;
-        tx.batch_execute(&trigger_sql(&function, table))
-            .await
-            .map_err(pg(format!("attaching triggers to {table}")))?;
-        tx.execute(
-            "INSERT INTO trailmark.tables (schema_name, table_name, key_columns, exclude, exclude_attnums, soft_delete, resource_type)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (schema_name, table_name) DO UPDATE SET key_columns = excluded.key_columns,
-                 exclude = excluded.exclude, exclude_attnums = excluded.exclude_attnums,
-                 soft_delete = excluded.soft_delete, resource_type = excluded.resource_type",
-            &[&table.schema, &table.table, &pk, &table.exclude, &attnums, &table.soft_delete, &table.resource_type],
-        )
-        .await
-        .map_err(pg(format!("recording the options of {table}")))?;
+        let pk = cover(&tx, table).await?;
         installed.push((table.clone(), pk));
     }
     tx.commit().await.map_err(pg("committing the install"))?;
@@ -536,6 +555,59 @@ async fn covered_tables(client: &impl GenericClient) -> Result<Vec<(String, Stri
         .await
         .map_err(pg("listing covered tables"))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// What no longer matches the tables as installed.
+async fn drift(client: &impl GenericClient, tables: &[String]) -> Result<Vec<String>, Error> {
+    let mut drift = Vec::new();
+    for spec in stored_specs(client).await? {
+        let name = spec.to_string();
+        if !tables.contains(&name) {
+            drift.push(format!(
+                "{name}: listed as covered but its triggers are gone"
+            ));
+        }
+        let row = client
+            .query_one(
+                "SELECT key_columns, exclude_attnums FROM trailmark.tables
+                 WHERE schema_name = $1 AND table_name = $2",
+                &[&spec.schema, &spec.table],
+            )
+            .await
+            .map_err(pg("reading trailmark.tables"))?;
+        let (stored, attnums): (Vec<String>, Vec<i16>) = (row.get(0), row.get(1));
+        match primary_key(client, &spec).await {
+            Err(Error::NoSuchTable(_)) => {
+                drift.push(format!("{name}: the table no longer exists"));
+                continue;
+            }
+            Err(e) => return Err(e),
+            Ok(pk) if pk != stored => drift.push(format!(
+                "{name}: primary key is now ({}) but capture was installed with ({}): run install again",
+                pk.join(", "),
+                stored.join(", ")
+            )),
+            Ok(_) => {}
+        }
+        let now = column_names(client, &spec, &attnums).await?;
+        if now != spec.exclude {
+            drift.push(format!(
+                "{name}: excluded columns are now named ({}) (still excluded): run install again to record the names",
+                now.join(", ")
+            ));
+        }
+        if let Some(column) = &spec.soft_delete {
+            let mut only = spec.clone();
+            only.exclude.clear();
+            only.soft_delete = Some(column.clone());
+            if let Err(Error::NoSuchColumn { .. }) = check_columns(client, &only).await {
+                drift.push(format!(
+                    "{name}: soft-delete column {column:?} no longer exists: run install again with its new name"
+                ));
+            }
+        }
+    }
+    Ok(drift)
 }
 
 /// What is installed and how far behind the outbox is.
@@ -591,52 +663,7 @@ pub async fn status(client: &impl GenericClient) -> Result<Status, Error> {
         .await
         .map_err(pg("reading the drain position"))?
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)));
-    let mut drift = Vec::new();
-    for spec in stored_specs(client).await? {
-        let name = spec.to_string();
-        if !tables.contains(&name) {
-            drift.push(format!("{name}: listed as covered but its triggers are gone"));
-        }
-        let row = client
-            .query_one(
-                "SELECT key_columns, exclude_attnums FROM trailmark.tables
-                 WHERE schema_name = $1 AND table_name = $2",
-                &[&spec.schema, &spec.table],
-            )
-            .await
-            .map_err(pg("reading trailmark.tables"))?;
-        let (stored, attnums): (Vec<String>, Vec<i16>) = (row.get(0), row.get(1));
-        match primary_key(client, &spec).await {
-            Err(Error::NoSuchTable(_)) => {
-                drift.push(format!("{name}: the table no longer exists"));
-                continue;
-            }
-            Err(e) => return Err(e),
-            Ok(pk) if pk != stored => drift.push(format!(
-                "{name}: primary key is now ({}) but capture was installed with ({}): run install again",
-                pk.join(", "),
-                stored.join(", ")
-            )),
-            Ok(_) => {}
-        }
-        let now = column_names(client, &spec, &attnums).await?;
-        if now != spec.exclude {
-            drift.push(format!(
-                "{name}: excluded columns are now named ({}) (still excluded): run install again to record the names",
-                now.join(", ")
-            ));
-        }
-        if let Some(column) = &spec.soft_delete {
-            let mut only = spec.clone();
-            only.exclude.clear();
-            only.soft_delete = Some(column.clone());
-            if let Err(Error::NoSuchColumn { .. }) = check_columns(client, &only).await {
-                drift.push(format!(
-                    "{name}: soft-delete column {column:?} no longer exists: run install again with its new name"
-                ));
-            }
-        }
-    }
+    let drift = drift(client, &tables).await?;
     Ok(Status {
         version,
         tables,

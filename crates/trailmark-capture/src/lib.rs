@@ -52,7 +52,9 @@ pub enum Error {
     CannotRevert(String),
     #[error("the connection to the source database was lost")]
     ConnectionLost,
-    #[error("outbox row {outbox_id} cannot become a valid event ({reason}); it stays in the outbox")]
+    #[error(
+        "outbox row {outbox_id} cannot become a valid event ({reason}); it stays in the outbox"
+    )]
     Unsendable { outbox_id: i64, reason: String },
     #[error("the ledger did not take the batch: {0} (the outbox keeps it)")]
     Sink(String),

@@ -66,6 +66,101 @@ fn as_text_row(alias: &str, names: &[&String]) -> String {
     )
 }
 
+/// The covered table a resource type names, its key columns, and the key
+/// of the record `id` names.
+async fn locate(
+    client: &impl GenericClient,
+    kind: &str,
+    id: &str,
+) -> Result<(TableSpec, Vec<String>, Map<String, Value>), Error> {
+    let row = client
+        .query_opt(
+            "SELECT schema_name, table_name, key_columns FROM trailmark.tables
+             WHERE resource_type = $1 OR (resource_type IS NULL AND schema_name || '.' || table_name = $1)",
+            &[&kind],
+        )
+        .await
+        .map_err(pg("reading trailmark.tables"))?
+        .ok_or_else(|| refuse(format!("no covered table has resource type {kind:?}")))?;
+    let spec = TableSpec::parse(&format!(
+        "{}.{}",
+        row.get::<_, String>(0),
+        row.get::<_, String>(1)
+    ))?;
+    let key: Vec<String> = row.get(2);
+    if key.is_empty() {
+        return Err(refuse(format!(
+            "{spec} has no primary key: a row cannot be picked out to revert"
+        )));
+    }
+    let key_values: Vec<Value> = if key.len() == 1 {
+        vec![Value::String(id.to_owned())]
+    } else {
+        serde_json::from_str::<Vec<Value>>(id)
+            .ok()
+            .filter(|v| v.len() == key.len())
+            .ok_or_else(|| {
+                refuse(format!(
+                    "resource id {id:?} is not the {}-column key of {spec}",
+                    key.len()
+                ))
+            })?
+    };
+    let key_map: Map<String, Value> = key.iter().cloned().zip(key_values).collect();
+    Ok((spec, key, key_map))
+}
+
+struct Target<'a> {
+    spec: &'a TableSpec,
+    table: &'a str,
+    wherever: &'a str,
+    id: &'a str,
+}
+
+/// Why the row is no longer as the event left it (None: it is).
+async fn changed_since(
+    client: &impl GenericClient,
+    target: &Target<'_>,
+    columns_changed: &[&String],
+    new: &Map<String, Value>,
+    expect_present: bool,
+) -> Result<Option<String>, Error> {
+    let Target {
+        spec,
+        table,
+        wherever,
+        id,
+    } = target;
+    // Is the row as the event left it? Compared as the table's own types,
+    // then as text in this one session.
+    let check = format!(
+        "SELECT (SELECT {current} FROM {table} AS t WHERE {wherever})::text,
+                (SELECT {expected} FROM {} r)::text,
+                EXISTS (SELECT 1 FROM {table} AS t WHERE {wherever})",
+        record(table, new),
+        current = as_text_row("t", columns_changed),
+        expected = as_text_row("r", columns_changed),
+    );
+    let row = client
+        .query_one(&check, &[])
+        .await
+        .map_err(pg(format!("reading the current row of {spec}")))?;
+    let (current, expected, present): (Option<String>, Option<String>, bool) =
+        (row.get(0), row.get(1), row.get(2));
+    let why_changed = match (expect_present, present) {
+        (false, true) => Some(format!("a row with key {id} exists again")),
+        (true, false) => Some(format!("the row with key {id} no longer exists")),
+        (false, false) => None,
+        (true, true) if current == expected => None,
+        (true, true) => Some(format!(
+            "the row now holds {} where the event left {}",
+            current.unwrap_or_default(),
+            expected.unwrap_or_default()
+        )),
+    };
+    Ok(why_changed)
+}
+
 /// Plans the revert of `event` (as `GET /v1/events/{id}` returns it) against
 /// the database it was captured from.
 pub async fn plan(client: &impl GenericClient, event: &Value) -> Result<Revert, Error> {
@@ -89,31 +184,7 @@ pub async fn plan(client: &impl GenericClient, event: &Value) -> Result<Revert, 
             "event {event_id} has no changes to undo (a truncate, or its payload was erased or expired)"
         )));
     };
-    let row = client
-        .query_opt(
-            "SELECT schema_name, table_name, key_columns FROM trailmark.tables
-             WHERE resource_type = $1 OR (resource_type IS NULL AND schema_name || '.' || table_name = $1)",
-            &[&kind],
-        )
-        .await
-        .map_err(pg("reading trailmark.tables"))?
-        .ok_or_else(|| refuse(format!("no covered table has resource type {kind:?}")))?;
-    let spec = TableSpec::parse(&format!("{}.{}", row.get::<_, String>(0), row.get::<_, String>(1)))?;
-    let key: Vec<String> = row.get(2);
-    if key.is_empty() {
-        return Err(refuse(format!(
-            "{spec} has no primary key: a row cannot be picked out to revert"
-        )));
-    }
-    let key_values: Vec<Value> = if key.len() == 1 {
-        vec![Value::String(id.to_owned())]
-    } else {
-        serde_json::from_str::<Vec<Value>>(id)
-            .ok()
-            .filter(|v| v.len() == key.len())
-            .ok_or_else(|| refuse(format!("resource id {id:?} is not the {}-column key of {spec}", key.len())))?
-    };
-    let key_map: Map<String, Value> = key.iter().cloned().zip(key_values).collect();
+    let (spec, key, key_map) = locate(client, kind, id).await?;
     let table = spec.quoted();
     let key_cols: Vec<&String> = key.iter().collect();
     let wherever = format!(
@@ -129,7 +200,7 @@ pub async fn plan(client: &impl GenericClient, event: &Value) -> Result<Revert, 
             .collect()
     };
     let (old, new) = (side("old"), side("new"));
-    let changed: Vec<&String> = changes.keys().collect();
+    let columns_changed: Vec<&String> = changes.keys().collect();
 
     let (does, statement, expect_present) = match action {
         "create" => (
@@ -141,8 +212,12 @@ pub async fn plan(client: &impl GenericClient, event: &Value) -> Result<Revert, 
             "insert",
             format!(
                 "INSERT INTO {table} ({}) SELECT {} FROM {} r;",
-                changed.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", "),
-                columns("r", &changed),
+                columns_changed
+                    .iter()
+                    .map(|c| ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                columns("r", &columns_changed),
                 record(&table, &old)
             ),
             false,
@@ -151,41 +226,31 @@ pub async fn plan(client: &impl GenericClient, event: &Value) -> Result<Revert, 
             "update",
             format!(
                 "UPDATE {table} AS t SET ({}) = (SELECT {} FROM {} r) WHERE {wherever};",
-                changed.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", "),
-                columns("r", &changed),
+                columns_changed
+                    .iter()
+                    .map(|c| ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                columns("r", &columns_changed),
                 record(&table, &old)
             ),
             true,
         ),
         other => return Err(refuse(format!("a {other} event cannot be reverted"))),
     };
-    // Is the row as the event left it? Compared as the table's own types,
-    // then as text in this one session.
-    let check = format!(
-        "SELECT (SELECT {current} FROM {table} AS t WHERE {wherever})::text,
-                (SELECT {expected} FROM {} r)::text,
-                EXISTS (SELECT 1 FROM {table} AS t WHERE {wherever})",
-        record(&table, &new),
-        current = as_text_row("t", &changed),
-        expected = as_text_row("r", &changed),
-    );
-    let row = client
-        .query_one(&check, &[])
-        .await
-        .map_err(pg(format!("reading the current row of {spec}")))?;
-    let (current, expected, present): (Option<String>, Option<String>, bool) =
-        (row.get(0), row.get(1), row.get(2));
-    let why_changed = match (expect_present, present) {
-        (false, true) => Some(format!("a row with key {id} exists again")),
-        (true, false) => Some(format!("the row with key {id} no longer exists")),
-        (false, false) => None,
-        (true, true) if current == expected => None,
-        (true, true) => Some(format!(
-            "the row now holds {} where the event left {}",
-            current.unwrap_or_default(),
-            expected.unwrap_or_default()
-        )),
-    };
+    let why_changed = changed_since(
+        client,
+        &Target {
+            spec: &spec,
+            table: &table,
+            wherever: &wherever,
+            id,
+        },
+        &columns_changed,
+        &new,
+        expect_present,
+    )
+    .await?;
     Ok(Revert {
         event_id,
         table: spec.to_string(),
@@ -205,7 +270,9 @@ pub fn context_sql(revert: &Revert, by: &Reverter) -> String {
         literal(&format!("revert of event {}", revert.event_id))
     );
     if let Some(name) = &by.actor_name {
-        sql.push_str(&format!(", set_config('trailmark.actor_name', {}, true)", literal(name)));
+        sql += ", set_config('trailmark.actor_name', ";
+        sql += &literal(name);
+        sql += ", true)";
     }
     sql.push(';');
     sql
@@ -227,9 +294,12 @@ pub async fn apply(
     // Lock the table's rows against a concurrent writer while checking.
     let revert = plan(&tx, event).await?;
     let spec = TableSpec::parse(&revert.table)?;
-    tx.batch_execute(&format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", spec.quoted()))
-        .await
-        .map_err(pg(format!("locking {spec}")))?;
+    tx.batch_execute(&format!(
+        "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+        spec.quoted()
+    ))
+    .await
+    .map_err(pg(format!("locking {spec}")))?;
     let revert = plan(&tx, event).await?;
     if !revert.unchanged_since && !force {
         return Err(refuse(format!(

@@ -128,7 +128,12 @@ struct TableOptions<'a> {
     alias: &'a [String],
 }
 
-fn find<'s>(specs: &'s mut [TableSpec], table: &str, flag: &str, given: &str) -> anyhow::Result<&'s mut TableSpec> {
+fn find<'s>(
+    specs: &'s mut [TableSpec],
+    table: &str,
+    flag: &str,
+    given: &str,
+) -> anyhow::Result<&'s mut TableSpec> {
     let table = TableSpec::parse(table)?;
     specs
         .iter_mut()
@@ -136,12 +141,17 @@ fn find<'s>(specs: &'s mut [TableSpec], table: &str, flag: &str, given: &str) ->
         .with_context(|| format!("{flag} {given:?}: {table} is not among the tables to cover"))
 }
 
-fn table_specs(mut specs: Vec<TableSpec>, options: &TableOptions<'_>) -> anyhow::Result<Vec<TableSpec>> {
+fn table_specs(
+    mut specs: Vec<TableSpec>,
+    options: &TableOptions<'_>,
+) -> anyhow::Result<Vec<TableSpec>> {
     for column in options.exclude {
         let Some((table, col)) = column.rsplit_once('.') else {
             bail!("--exclude {column:?}: use schema.table.column");
         };
-        find(&mut specs, table, "--exclude", column)?.exclude.push(col.to_owned());
+        find(&mut specs, table, "--exclude", column)?
+            .exclude
+            .push(col.to_owned());
     }
     for column in options.soft_delete {
         let Some((table, col)) = column.rsplit_once('.') else {
@@ -190,7 +200,13 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        if let PgCommand::Run { server, key, batch, once } = &pg.command {
+        if let PgCommand::Run {
+            server,
+            key,
+            batch,
+            once,
+        } = &pg.command
+        {
             let sink = HttpSink(crate::source::Http::new(server, key));
             let options = DrainOptions {
                 batch: (*batch).clamp(1, 5000),
@@ -207,7 +223,13 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
             .context("connecting to --source")?;
         tokio::spawn(connection);
         match pg.command {
-            PgCommand::Install { tables, all, exclude, soft_delete, alias } => {
+            PgCommand::Install {
+                tables,
+                all,
+                exclude,
+                soft_delete,
+                alias,
+            } => {
                 let mut specs = tables
                     .iter()
                     .map(|t| TableSpec::parse(t))
@@ -219,12 +241,22 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                         }
                     }
                 }
-                let specs = table_specs(specs, &TableOptions { exclude: &exclude, soft_delete: &soft_delete, alias: &alias })?;
+                let specs = table_specs(
+                    specs,
+                    &TableOptions {
+                        exclude: &exclude,
+                        soft_delete: &soft_delete,
+                        alias: &alias,
+                    },
+                )?;
                 let installed = trailmark_capture::install(&mut client, &specs).await?;
                 if let Some(v) = installed.previous_version
                     && v != trailmark_capture::VERSION
                 {
-                    println!("upgraded capture from version {v} to {}", trailmark_capture::VERSION);
+                    println!(
+                        "upgraded capture from version {v} to {}",
+                        trailmark_capture::VERSION
+                    );
                 }
                 for (table, pk) in &installed.tables {
                     let key = if pk.is_empty() {
@@ -232,20 +264,23 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                     } else {
                         format!("key ({})", pk.join(", "))
                     };
-                    let mut options = String::new();
+                    let mut options = vec![key];
                     if !table.exclude.is_empty() {
-                        options.push_str(&format!(", excluding {}", table.exclude.join(", ")));
+                        options.push(format!("excluding {}", table.exclude.join(", ")));
                     }
                     if let Some(c) = &table.soft_delete {
-                        options.push_str(&format!(", soft delete by {c}"));
+                        options.push(format!("soft delete by {c}"));
                     }
                     if let Some(t) = &table.resource_type {
-                        options.push_str(&format!(", recorded as {t}"));
+                        options.push(format!("recorded as {t}"));
                     }
-                    println!("covered {table}: {key}{options}");
+                    println!("covered {table}: {}", options.join(", "));
                 }
                 if installed.refreshed > 0 {
-                    println!("({} covered before, kept their options, triggers regenerated)", installed.refreshed);
+                    println!(
+                        "({} covered before, kept their options, triggers regenerated)",
+                        installed.refreshed
+                    );
                 }
                 for warning in &installed.warnings {
                     eprintln!("warning: {warning}");
@@ -279,7 +314,16 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                     println!("needs attention: {d}");
                 }
             }
-            PgCommand::Revert { event, server, key, apply, force, actor, actor_type, actor_name } => {
+            PgCommand::Revert {
+                event,
+                server,
+                key,
+                apply,
+                force,
+                actor,
+                actor_type,
+                actor_name,
+            } => {
                 let http = crate::source::Http::new(&server, &key);
                 let path = format!("/v1/events/{event}");
                 let found = tokio::task::spawn_blocking(move || http.get_json(&path, &[]))
@@ -299,7 +343,10 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                     );
                 } else {
                     let plan = revert::plan(&client, &captured).await?;
-                    println!("-- revert of event {} ({} in {})", plan.event_id, plan.does, plan.table);
+                    println!(
+                        "-- revert of event {} ({} in {})",
+                        plan.event_id, plan.does, plan.table
+                    );
                     if let Some(why) = &plan.why_changed {
                         println!("-- WARNING: {why}; --apply refuses this without --force");
                     }
@@ -343,7 +390,6 @@ fn report(progress: Progress) {
 
 fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into())
+        .map_or_else(|_| "localhost".into(), |h| h.trim().to_owned())
         + &format!(" pid {}", std::process::id())
 }

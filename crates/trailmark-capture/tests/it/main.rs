@@ -5,6 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 mod capture;
+mod drain;
+mod options;
+mod revert;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -52,6 +55,11 @@ impl TestDb {
         Self { name, client }
     }
 
+    /// The connection string of this database.
+    pub(crate) fn url(&self) -> String {
+        format!("{} dbname={}", admin_url(), self.name)
+    }
+
     /// A second connection to the same database (another application server).
     pub(crate) async fn another(&self) -> Client {
         connect(&format!("{} dbname={}", admin_url(), self.name)).await
@@ -75,5 +83,37 @@ impl Drop for TestDb {
             });
         })
         .join();
+    }
+}
+
+/// A sink that keeps what it was sent, in order (stands in for the ledger
+/// where the test is about the outbox side; the end-to-end tests drain into
+/// a real server).
+#[derive(Default)]
+pub(crate) struct Collect(pub std::sync::Mutex<Vec<serde_json::Value>>);
+
+impl trailmark_capture::Sink for Collect {
+    async fn send(
+        &self,
+        events: Vec<serde_json::Value>,
+    ) -> Result<(), trailmark_capture::SendError> {
+        self.0.lock().unwrap().extend(events);
+        Ok(())
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `seconds` pass.
+pub(crate) async fn eventually<F, Fut>(seconds: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

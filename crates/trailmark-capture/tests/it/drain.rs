@@ -1,0 +1,207 @@
+//! The drainer against the real PostgreSQL: wake-ups, order, one active
+//! drainer at a time, takeover.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use trailmark_capture::{DrainOptions, TableSpec, drain, install, status};
+
+use crate::{Collect, TestDb, eventually};
+
+async fn covered(db: &mut TestDb) {
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.a (id int PRIMARY KEY, n int);
+             CREATE TABLE public.b (id int PRIMARY KEY, n int)",
+        )
+        .await
+        .unwrap();
+    install(
+        &mut db.client,
+        &[
+            TableSpec::parse("public.a").unwrap(),
+            TableSpec::parse("public.b").unwrap(),
+        ],
+    )
+    .await
+    .unwrap();
+}
+
+fn forever(name: &str) -> DrainOptions {
+    DrainOptions {
+        // A long poll: only NOTIFY can wake the drainer in time.
+        poll: Duration::from_secs(60),
+        name: name.into(),
+        batch: 50,
+        ..DrainOptions::default()
+    }
+}
+
+fn outbox_ids(events: &[Value], table: &str) -> Vec<i64> {
+    events
+        .iter()
+        .filter(|e| e["resource"]["type"] == table)
+        .map(|e| e["metadata"]["outbox_id"].as_i64().unwrap())
+        .collect()
+}
+
+async fn depth(db: &TestDb) -> i64 {
+    status(&db.client).await.unwrap().outbox_depth
+}
+
+#[tokio::test]
+async fn a_waiting_drainer_is_woken_by_notify_not_by_its_poll() {
+    let mut db = TestDb::new().await;
+    covered(&mut db).await;
+    let sink = Arc::new(Collect::default());
+    let (url, s) = (db.url(), Arc::clone(&sink));
+    let task = tokio::spawn(async move { drain(&url, &*s, &forever("one"), &|_| {}).await });
+    // Let it reach its wait first: the outbox is empty.
+    eventually(10, "the drainer takes the lock", || async {
+        db.client
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    db.client
+        .batch_execute("INSERT INTO a VALUES (1, 1)")
+        .await
+        .unwrap();
+    eventually(
+        10,
+        "the insert is drained well before the 60 s poll",
+        || async { sink.0.lock().unwrap().len() == 1 },
+    )
+    .await;
+    let s = status(&db.client).await.unwrap();
+    assert_eq!(s.outbox_depth, 0);
+    let (last, total, _, by) = s.last_drained.unwrap();
+    assert_eq!((total, by.as_str()), (1, "one"));
+    assert!(last > 0);
+    task.abort();
+}
+
+#[tokio::test]
+async fn two_drainers_never_duplicate_or_reorder_and_a_standby_takes_over() {
+    let mut db = TestDb::new().await;
+    covered(&mut db).await;
+    let sink = Arc::new(Collect::default());
+    let spawn = |name: &'static str| {
+        let (url, s) = (db.url(), Arc::clone(&sink));
+        tokio::spawn(async move { drain(&url, &*s, &forever(name), &|_| {}).await })
+    };
+    let first = spawn("first");
+    let second = spawn("second");
+    // Writers on both tables, many small transactions, while both drainers run.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let url = db.url();
+            tokio::spawn(async move {
+                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                for i in 0..100 {
+                    let id = w * 1000 + i;
+                    client
+                        .batch_execute(&format!(
+                            "BEGIN; INSERT INTO a VALUES ({id}, 0); UPDATE a SET n = n + 1 WHERE id = {id};
+                             INSERT INTO b VALUES ({id}, 0); COMMIT;"
+                        ))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    eventually(30, "all 1200 changes drained", || async {
+        sink.0.lock().unwrap().len() >= 1200 && depth(&db).await == 0
+    })
+    .await;
+    // Stop whichever drains; the other must take over.
+    let by: String = status(&db.client).await.unwrap().last_drained.unwrap().3;
+    let (active, standby) = if by == "first" {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    active.abort();
+    let _ = active.await;
+    db.client
+        .batch_execute("INSERT INTO a SELECT g, 0 FROM generate_series(5000, 5099) g")
+        .await
+        .unwrap();
+    eventually(30, "the standby drains the rest", || async {
+        depth(&db).await == 0 && sink.0.lock().unwrap().len() >= 1300
+    })
+    .await;
+    let events = sink.0.lock().unwrap().clone();
+    assert_eq!(events.len(), 1300, "nothing sent twice");
+    let mut ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 1300);
+    // Each record's changes arrive in the order they were made. (Changes
+    // to different records by concurrent transactions arrive as they
+    // commit, which need not be the order their outbox ids were taken in.)
+    for table in ["public.a", "public.b"] {
+        let mut by_record: std::collections::HashMap<String, Vec<i64>> =
+            std::collections::HashMap::new();
+        for e in events.iter().filter(|e| e["resource"]["type"] == table) {
+            by_record
+                .entry(e["resource"]["id"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(e["metadata"]["outbox_id"].as_i64().unwrap());
+        }
+        for (record, order) in by_record {
+            assert!(order.is_sorted(), "{table} {record}: {order:?}");
+        }
+        assert!(!outbox_ids(&events, table).is_empty());
+    }
+    // Each record's create comes before its update.
+    for e in events.iter().filter(|e| e["action"] == "update") {
+        let id = &e["resource"]["id"];
+        let created = events
+            .iter()
+            .position(|c| {
+                c["action"] == "create"
+                    && &c["resource"]["id"] == id
+                    && c["resource"]["type"] == "public.a"
+            })
+            .unwrap();
+        let updated = events.iter().position(|u| u == e).unwrap();
+        assert!(created < updated);
+    }
+    let by_now = status(&db.client).await.unwrap().last_drained.unwrap().3;
+    assert_ne!(by_now, by, "the standby took over");
+    standby.abort();
+}
+
+#[tokio::test]
+async fn once_returns_when_the_outbox_is_empty() {
+    let mut db = TestDb::new().await;
+    covered(&mut db).await;
+    db.client
+        .batch_execute("INSERT INTO b SELECT g, g FROM generate_series(1, 120) g")
+        .await
+        .unwrap();
+    let sink = Collect::default();
+    let options = DrainOptions {
+        once: true,
+        batch: 50,
+        ..DrainOptions::default()
+    };
+    let moved = drain(&db.url(), &sink, &options, &|_| {}).await.unwrap();
+    assert_eq!(moved, 120);
+    assert_eq!(depth(&db).await, 0);
+}

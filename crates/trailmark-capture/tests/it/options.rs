@@ -1,0 +1,192 @@
+//! Table options, upgrades and schema changes, against the real PostgreSQL.
+
+use serde_json::Value;
+use trailmark_capture::{TableSpec, install, status, table_configs, tables_in_schema};
+
+use crate::TestDb;
+
+async fn new_rows(db: &TestDb) -> Vec<Value> {
+    db.client
+        .query("SELECT new_row FROM trailmark.outbox ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, Option<Value>>(0).unwrap_or(Value::Null))
+        .collect()
+}
+
+#[tokio::test]
+async fn options_are_kept_and_reinstalling_without_naming_a_table_keeps_them() {
+    let mut db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.crm_customer (id int PRIMARY KEY, name text, password text, deleted_at timestamptz);
+             CREATE TABLE public.invoice (id int PRIMARY KEY, total numeric)",
+        )
+        .await
+        .unwrap();
+    let mut customer = TableSpec::parse("public.crm_customer").unwrap();
+    customer.exclude = vec!["password".into()];
+    customer.soft_delete = Some("deleted_at".into());
+    customer.resource_type = Some("Customer".into());
+    install(&mut db.client, std::slice::from_ref(&customer))
+        .await
+        .unwrap();
+    // Covering another table later keeps the first one's options.
+    let again = install(
+        &mut db.client,
+        &[TableSpec::parse("public.invoice").unwrap()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.refreshed, 1);
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    let configs = table_configs(&db.client).await.unwrap();
+    let c = &configs[&("public".to_owned(), "crm_customer".to_owned())];
+    assert_eq!(c.key, ["id"]);
+    assert_eq!(c.soft_delete.as_deref(), Some("deleted_at"));
+    assert_eq!(c.resource_type.as_deref(), Some("Customer"));
+    db.client
+        .batch_execute("INSERT INTO crm_customer VALUES (1, 'a', 'secret', NULL)")
+        .await
+        .unwrap();
+    assert!(!new_rows(&db).await[0].to_string().contains("secret"));
+
+    // Naming it again without the exclusion drops it, loudly.
+    let dropped = install(
+        &mut db.client,
+        &[TableSpec::parse("public.crm_customer").unwrap()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(dropped.warnings.len(), 1, "{:?}", dropped.warnings);
+    assert!(dropped.warnings[0].contains("password"));
+}
+
+#[tokio::test]
+async fn a_renamed_excluded_column_stays_excluded_and_a_renamed_key_never_breaks_writes() {
+    let mut db = TestDb::new().await;
+    db.client
+        .batch_execute("CREATE TABLE public.account (id int PRIMARY KEY, token text, n int)")
+        .await
+        .unwrap();
+    let mut spec = TableSpec::parse("public.account").unwrap();
+    spec.exclude = vec!["token".into()];
+    install(&mut db.client, &[spec]).await.unwrap();
+    let app = db.another().await;
+    app.batch_execute(
+        "ALTER TABLE account RENAME COLUMN token TO api_token;
+         INSERT INTO account VALUES (1, 'tok-1', 1), (2, 'tok-2', 2)",
+    )
+    .await
+    .unwrap();
+    for row in new_rows(&db).await {
+        assert!(
+            !row.to_string().contains("tok-"),
+            "renamed column leaked: {row}"
+        );
+    }
+    let s = status(&db.client).await.unwrap();
+    assert!(
+        s.drift.iter().any(|d| d.contains("api_token")),
+        "status names the rename: {:?}",
+        s.drift
+    );
+    // Renaming the key column: a bulk update still works and is still paired.
+    app.batch_execute(
+        "ALTER TABLE account RENAME COLUMN id TO account_id;
+         UPDATE account SET n = n + 10",
+    )
+    .await
+    .expect("the application's write must never fail because of capture");
+    let updates: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM trailmark.outbox WHERE op = 'update'
+             AND (old_row->>'account_id')::int = (new_row->>'account_id')::int",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(updates, 2);
+    // Re-running install records the new names and keeps the exclusion.
+    install(&mut db.client, &[]).await.unwrap();
+    let s = status(&db.client).await.unwrap();
+    assert!(s.drift.is_empty(), "{:?}", s.drift);
+    let excluded: Vec<String> = db
+        .client
+        .query_one("SELECT exclude FROM trailmark.tables", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(excluded, ["api_token"]);
+}
+
+#[tokio::test]
+async fn all_covers_every_table_of_a_schema() {
+    let mut db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            "CREATE SCHEMA shop;
+             CREATE TABLE shop.a (id int PRIMARY KEY);
+             CREATE TABLE shop.b (x text)",
+        )
+        .await
+        .unwrap();
+    let specs = tables_in_schema(&db.client, "shop").await.unwrap();
+    assert_eq!(
+        specs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["shop.a", "shop.b"]
+    );
+    install(&mut db.client, &specs).await.unwrap();
+    assert_eq!(
+        status(&db.client).await.unwrap().tables,
+        ["shop.a", "shop.b"]
+    );
+    assert!(tables_in_schema(&db.client, "nope").await.is_err());
+}
+
+#[tokio::test]
+async fn a_version_1_install_is_upgraded_with_its_exclusions() {
+    let mut db = TestDb::new().await;
+    // What version 1 left: meta at 1, no table list, a generated function
+    // with its exclusions written in as an array literal.
+    db.client
+        .batch_execute(
+            r"CREATE TABLE public.member (id int PRIMARY KEY, email text, pin text);
+             CREATE SCHEMA trailmark;
+             CREATE TABLE trailmark.meta (key text PRIMARY KEY, value text NOT NULL);
+             INSERT INTO trailmark.meta VALUES ('version', '1');
+             CREATE FUNCTION trailmark.capture_v1() RETURNS trigger LANGUAGE plpgsql AS $f$
+             DECLARE
+                 excluded constant text[] := ARRAY['pin', 'it''s']::text[];
+             BEGIN
+                 RETURN NULL;
+             END $f$;
+             CREATE TRIGGER trailmark_insert AFTER INSERT ON public.member
+                 REFERENCING NEW TABLE AS trailmark_new FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture_v1();",
+        )
+        .await
+        .unwrap();
+    db.client
+        .batch_execute(r#"ALTER TABLE public.member ADD COLUMN "it's" text"#)
+        .await
+        .unwrap();
+    let done = install(&mut db.client, &[]).await.unwrap();
+    assert_eq!(done.previous_version, Some(1));
+    assert_eq!(done.tables.len(), 1);
+    assert_eq!(done.tables[0].0.exclude, ["pin", "it's"]);
+    db.client
+        .batch_execute(r"INSERT INTO member VALUES (1, 'a@example.com', '9999', 'q')")
+        .await
+        .unwrap();
+    let rows = new_rows(&db).await;
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0].get("pin").is_none() && rows[0].get("it's").is_none(),
+        "{}",
+        rows[0]
+    );
+    assert_eq!(status(&db.client).await.unwrap().version, "2");
+}
