@@ -50,6 +50,8 @@ pub struct Metrics {
     pub commit_micros_total: AtomicU64,
     pub commits: AtomicU64,
     pub checkpoints_signed: AtomicU64,
+    /// Rows the capture drainer inside `serve` has appended.
+    pub captured_rows: AtomicU64,
 }
 
 pub struct App<S> {

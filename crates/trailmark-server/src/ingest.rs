@@ -177,3 +177,46 @@ pub async fn post_events<S: Store>(
         axum::Json(json!({ "entries": entries })),
     ))
 }
+
+impl<S: Store> crate::App<S> {
+    /// Appends events produced inside this process (the capture drainer run
+    /// by `serve`), all or nothing, into `default_tenant` unless an event
+    /// names its own. Waits for room in the ingest queue instead of
+    /// answering busy; returns once the batch is durable.
+    pub async fn append_values(
+        &self,
+        values: &[Value],
+        default_tenant: &TenantId,
+    ) -> Result<usize, ApiError> {
+        let received_at = now();
+        let mut problems = Vec::new();
+        let mut batch = Vec::with_capacity(values.len());
+        for (index, value) in values.iter().enumerate() {
+            match Event::from_json(value) {
+                Ok(event) => batch.push(self.prepare(event, default_tenant, received_at)?),
+                Err(errors) => problems.extend(
+                    errors
+                        .into_iter()
+                        .map(|e| problem(Some(index), &e.path, e.message)),
+                ),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::Invalid(problems));
+        }
+        let count =
+            u32::try_from(batch.len().min(self.settings.queue_capacity)).unwrap_or(u32::MAX);
+        let _permit = Arc::clone(&self.permits)
+            .acquire_many_owned(count)
+            .await
+            .map_err(|_| ApiError::Busy)?;
+        let appended = self.store.append(batch).await?;
+        self.metrics
+            .events_ingested
+            .fetch_add(appended.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .captured_rows
+            .fetch_add(appended.len() as u64, Ordering::Relaxed);
+        Ok(appended.len())
+    }
+}

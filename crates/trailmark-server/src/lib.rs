@@ -139,5 +139,11 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
         "Checkpoints signed.",
         get(&m.checkpoints_signed).to_string(),
     );
+    line(
+        "trailmark_capture_rows_total",
+        "counter",
+        "Captured database changes appended by the drainer inside serve.",
+        get(&m.captured_rows).to_string(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

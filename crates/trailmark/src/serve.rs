@@ -7,6 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
+use std::time::Duration;
+
+use trailmark_capture::{DrainOptions, Progress, SendError};
+use trailmark_core::TenantId;
 use trailmark_server::{App, Settings, checkpointer, router};
 use trailmark_store::{Scopes, Store};
 use trailmark_store_sqlite::SqliteStore;
@@ -18,7 +22,8 @@ use crate::datadir;
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// A TOML file with any of: data_dir, listen, origin_prefix,
-    /// queue_capacity, max_body_bytes.
+    /// queue_capacity, max_body_bytes, and a [capture] table with source,
+    /// tenant, batch.
     #[arg(long, env = "TRAILMARK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the database, signing seed and bootstrap key live [default: trailmark-data].
@@ -36,6 +41,14 @@ pub struct ServeArgs {
     /// Largest request body, in bytes [default: 8388608].
     #[arg(long, env = "TRAILMARK_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Drain the capture outbox of this application database (installed
+    /// with `trailmark capture pg install`) into this server's ledger.
+    #[arg(long, env = "TRAILMARK_CAPTURE_SOURCE", hide_env_values = true)]
+    pub capture_source: Option<String>,
+    /// The tenant captured changes go to unless their transaction set
+    /// trailmark.tenant [default: default].
+    #[arg(long, env = "TRAILMARK_CAPTURE_TENANT")]
+    pub capture_tenant: Option<String>,
 }
 
 /// The optional configuration file.
@@ -47,6 +60,16 @@ struct FileConfig {
     origin_prefix: Option<String>,
     queue_capacity: Option<usize>,
     max_body_bytes: Option<usize>,
+    capture: Option<CaptureConfig>,
+}
+
+/// `[capture]` in the configuration file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureConfig {
+    source: Option<String>,
+    tenant: Option<String>,
+    batch: Option<i64>,
 }
 
 /// The settings in force.
@@ -57,6 +80,14 @@ struct Resolved {
     origin_prefix: String,
     queue_capacity: usize,
     max_body_bytes: usize,
+    capture: Option<Capture>,
+}
+
+#[derive(Debug)]
+struct Capture {
+    source: String,
+    tenant: TenantId,
+    batch: i64,
 }
 
 fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
@@ -69,7 +100,24 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
         }
         None => FileConfig::default(),
     };
+    let capture_file = file.capture.unwrap_or_default();
+    let capture = match args.capture_source.or(capture_file.source) {
+        None => None,
+        Some(source) => {
+            let tenant = args
+                .capture_tenant
+                .or(capture_file.tenant)
+                .unwrap_or_else(|| "default".into());
+            Some(Capture {
+                source,
+                tenant: TenantId::new(&tenant)
+                    .map_err(|e| anyhow::anyhow!("capture tenant {tenant:?}: {e}"))?,
+                batch: capture_file.batch.unwrap_or(1000).clamp(1, 5000),
+            })
+        }
+    };
     let resolved = Resolved {
+        capture,
         data_dir: args
             .data_dir
             .or(file.data_dir)
@@ -146,10 +194,18 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     let signer = tokio::spawn(checkpointer::run(Arc::clone(&app)));
+    let drainer = args
+        .capture
+        .map(|capture| tokio::spawn(capture_loop(Arc::clone(&app), capture)));
     axum::serve(listener, router(Arc::clone(&app)))
         .with_graceful_shutdown(shutdown())
         .await?;
     signer.abort();
+    if let Some(drainer) = drainer {
+        // Anything sent and not yet deleted is sent again next time, and
+        // stored once (the ids derive from the outbox position).
+        drainer.abort();
+    }
     // Sign what arrived since the last tick, so a clean stop leaves no
     // unsigned tail.
     checkpointer::sign_new(&app, &mut checkpointer::Signed::default())
@@ -157,6 +213,56 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("signing the final checkpoints: {e}"))?;
     eprintln!("trailmark: stopped");
     Ok(())
+}
+
+/// Appends drained changes straight into this server's store.
+struct StoreSink {
+    app: Arc<App<SqliteStore>>,
+    tenant: TenantId,
+}
+
+impl trailmark_capture::Sink for StoreSink {
+    async fn send(&self, events: Vec<serde_json::Value>) -> Result<(), SendError> {
+        match self.app.append_values(&events, &self.tenant).await {
+            Ok(_) => Ok(()),
+            Err(trailmark_server::ApiError::Busy) => Err(SendError::Busy(Duration::from_secs(1))),
+            Err(e) => Err(SendError::Failed(e.to_string())),
+        }
+    }
+}
+
+/// Drains the capture outbox for as long as the server runs; a lost
+/// connection or a refused batch is retried with a growing pause (the rows
+/// wait in the outbox meanwhile).
+async fn capture_loop(app: Arc<App<SqliteStore>>, capture: Capture) {
+    let sink = StoreSink {
+        app,
+        tenant: capture.tenant,
+    };
+    let options = DrainOptions {
+        batch: capture.batch,
+        name: format!("trailmark serve pid {}", std::process::id()),
+        ..DrainOptions::default()
+    };
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let started = std::time::Instant::now();
+        let report = |p: Progress| match p {
+            Progress::StandingBy => {
+                eprintln!("trailmark: capture: another drainer holds the outbox; standing by");
+            }
+            Progress::Draining => eprintln!("trailmark: capture: draining the outbox"),
+            Progress::Sent { .. } => {}
+        };
+        if let Err(e) = trailmark_capture::drain(&capture.source, &sink, &options, &report).await {
+            eprintln!("trailmark: capture: {e}; retrying in {} s", pause.as_secs());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            pause = Duration::from_secs(1);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
 }
 
 async fn shutdown() {
