@@ -1,0 +1,62 @@
+"""Shared by the framework integration tests: a fresh PostgreSQL database with
+Trailmark capture installed by the real `trailmark` binary, and its outbox."""
+
+import os
+import subprocess
+import uuid
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+SERVER = os.environ.get("TRAILMARK_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
+
+
+def trailmark_bin():
+    path = os.environ.get("TRAILMARK_BIN")
+    if not path:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.path.join(root, "target", "debug", "trailmark")
+    if not os.path.exists(path):
+        raise RuntimeError(f"{path} not found: build it (cargo build -p trailmark) or set TRAILMARK_BIN")
+    return path
+
+
+class Database:
+    def __init__(self, prefix):
+        self.name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(make_conninfo(SERVER, dbname="postgres"), autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{self.name}"')
+        self.conninfo = make_conninfo(SERVER, dbname=self.name)
+        self.params = conninfo_to_dict(self.conninfo)
+
+    def url(self):
+        """A SQLAlchemy / Rails style URL."""
+        p = self.params
+        return f"postgresql://{p.get('user', 'postgres')}@{p.get('host', '127.0.0.1')}:{p.get('port', '5432')}/{self.name}"
+
+    def sql(self, statement):
+        with psycopg.connect(self.conninfo, autocommit=True) as c:
+            c.execute(statement)
+
+    def install(self, *args):
+        out = subprocess.run(
+            [trailmark_bin(), "capture", "pg", "install", "--source", self.conninfo, *args],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def outbox(self):
+        """(op, context, old_row, new_row) of every captured change, in order."""
+        with psycopg.connect(self.conninfo) as c:
+            return c.execute(
+                "SELECT op, context, old_row, new_row FROM trailmark.outbox ORDER BY id"
+            ).fetchall()
+
+    def clear_outbox(self):
+        self.sql("DELETE FROM trailmark.outbox")
+
+    def drop(self):
+        with psycopg.connect(make_conninfo(SERVER, dbname="postgres"), autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')

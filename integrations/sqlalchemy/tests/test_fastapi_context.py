@@ -1,0 +1,129 @@
+"""The SQLAlchemy session hook and FastAPI middleware against a real
+PostgreSQL with Trailmark capture."""
+
+import asyncio
+import os
+import sys
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Integer, Numeric, String, create_engine, text, update
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
+
+import trailmark_sqlalchemy as tm  # noqa: E402
+from pgtest import Database  # noqa: E402
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Invoice(Base):
+    __tablename__ = "invoice"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer: Mapped[str] = mapped_column(String)
+    total: Mapped[float] = mapped_column(Numeric(10, 2))
+
+
+@pytest.fixture(scope="module")
+def setup():
+    db = Database("tm_sqla")
+    # A small pool: requests reuse each other's connections.
+    engine = create_engine(db.url().replace("postgresql://", "postgresql+psycopg://"), pool_size=2, max_overflow=0)
+    Base.metadata.create_all(engine)
+    db.install("--tables", "public.invoice")
+    Sessions = sessionmaker(engine)
+    tm.install(Sessions.class_)
+    with Sessions.begin() as s:
+        s.add_all([Invoice(id=i, customer=f"c{i}", total=10) for i in range(1, 11)])
+    app = FastAPI()
+    app.add_middleware(tm.TrailmarkContext, get_context=tm.context_from_scope)
+
+    @app.put("/invoices/{invoice_id}")
+    def set_total(invoice_id: int, total: str):  # sync: runs in the threadpool
+        with Sessions.begin() as s:
+            s.get(Invoice, invoice_id).total = total
+        return {"ok": True}
+
+    @app.post("/invoices/bulk")
+    async def bulk(amount: int):  # async, writing through the threadpool
+        def write():
+            with Sessions.begin() as s:
+                s.execute(update(Invoice).values(total=Invoice.total + amount))
+                s.execute(text("UPDATE invoice SET customer = customer || '*' WHERE id <= 2"))
+
+        await run_in_threadpool(write)
+        return {"ok": True}
+
+    yield db, app, engine
+    engine.dispose()
+    db.drop()
+
+
+async def call(app, method, path, user=None, **params):
+    headers = {"user-agent": "pytest", "x-request-id": "req-9"}
+    if user:
+        headers["x-user"] = user
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.4", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        r = await client.request(method, path, headers=headers, params=params)
+        assert r.status_code == 200, r.text
+
+
+def test_a_sync_endpoint_write_carries_the_request_context(setup):
+    db, app, _ = setup
+    db.clear_outbox()
+    asyncio.run(call(app, "PUT", "/invoices/3", user="alice", total="99.50"))
+    [(op, ctx, old, new)] = db.outbox()
+    assert op == "update" and new["total"] == 99.5
+    assert ctx == {
+        "actor_id": "alice",
+        "actor_type": "user",
+        "ip": "198.51.100.4",
+        "user_agent": "pytest",
+        "request_id": "req-9",
+    }
+
+
+def test_bulk_orm_update_and_raw_sql_in_an_async_endpoint_are_attributed(setup):
+    db, app, _ = setup
+    db.clear_outbox()
+    asyncio.run(call(app, "POST", "/invoices/bulk", user="bob", amount="1"))
+    rows = db.outbox()
+    assert len(rows) == 12  # 10 by the ORM bulk update, 2 by raw SQL
+    assert {r[1]["actor_id"] for r in rows} == {"bob"}
+
+
+def test_concurrent_requests_on_a_shared_pool_never_borrow_an_actor(setup):
+    db, app, _ = setup
+    db.clear_outbox()
+
+    async def many():
+        await asyncio.gather(
+            *[
+                call(app, "PUT", f"/invoices/{i}", user=user, total=total)
+                for i in range(1, 11)
+                for user, total in (("alice", "1.00"), ("bob", "2.00"), (None, "3.00"))
+            ]
+        )
+
+    asyncio.run(many())
+    rows = db.outbox()
+    assert len(rows) == 30
+    for op, ctx, old, new in rows:
+        expected = {1.0: "alice", 2.0: "bob", 3.0: None}[new["total"]]
+        assert ctx.get("actor_id") == expected, (ctx, new)
+
+
+def test_work_outside_a_request_has_no_actor(setup):
+    db, _, engine = setup
+    db.clear_outbox()
+    with sessionmaker(engine).begin() as s:
+        s.get(Invoice, 5).customer = "batch job"
+    [(op, ctx, old, new)] = db.outbox()
+    assert ctx == {}
