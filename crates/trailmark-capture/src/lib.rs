@@ -8,12 +8,14 @@
 //! application attached with `set_config('trailmark.*', …, true)` is copied
 //! into every outbox row, inside the same transaction as the change.
 
+pub mod context;
 mod drain;
 mod event;
 mod install;
 pub mod revert;
 mod table;
 
+pub use context::CaptureContext;
 pub use drain::{DrainOptions, Progress, SendError, Sink, drain};
 pub use event::{OutboxRow, make_valid, outbox_event};
 pub use install::{

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+mod axum_layer;
 mod capture;
 mod drain;
 mod options;
