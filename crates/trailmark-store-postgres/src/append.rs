@@ -1,0 +1,333 @@
+//! One append: one transaction, tenants locked in name order.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use trailmark_core::{EnvelopeContext, Seq, TenantId};
+use trailmark_log::{CompactRange, TreeSize, leaf_hash};
+use trailmark_store::{Appended, NewEvent, StoreError};
+
+use crate::{PgStore, db, read, to_i64};
+
+/// The columns of the new entries, one array each (sent as `unnest` input).
+#[derive(Default)]
+struct Rows {
+    tenant: Vec<String>,
+    seq: Vec<i64>,
+    id: Vec<String>,
+    occurred_at: Vec<i64>,
+    actor_id: Vec<String>,
+    action: Vec<String>,
+    resource_type: Vec<Option<String>>,
+    resource_id: Vec<Option<String>>,
+    outcome: Vec<String>,
+    envelope: Vec<Vec<u8>>,
+    leaf_hash: Vec<Vec<u8>>,
+    payload: Vec<String>,
+    salt: Vec<Vec<u8>>,
+    ip: Vec<Option<String>>,
+    words: Vec<String>,
+}
+
+/// New complete tree nodes.
+#[derive(Default)]
+struct Nodes {
+    tenant: Vec<String>,
+    level: Vec<i16>,
+    idx: Vec<i64>,
+    hash: Vec<Vec<u8>>,
+}
+
+/// A tenant's head while the batch is being sequenced.
+struct Head {
+    size: u64,
+    range: CompactRange,
+}
+
+/// The words `q=` can find in an entry: ids, action and every payload
+/// string, number and boolean, split on anything not a letter or digit,
+/// lower-cased, each once (the same rule the embedded store's index uses).
+pub(crate) fn words(
+    parts: &[Option<&str>],
+    payload: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    fn collect(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(s) => split(s, out),
+            Value::Number(n) => split(&n.to_string(), out),
+            Value::Bool(b) => split(if *b { "true" } else { "false" }, out),
+            Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
+            Value::Object(map) => map.values().for_each(|v| collect(v, out)),
+            Value::Null => {}
+        }
+    }
+    let mut out = Vec::new();
+    for part in parts.iter().flatten() {
+        split(part, &mut out);
+    }
+    for value in payload.values() {
+        collect(value, &mut out);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+pub(crate) fn split(text: &str, out: &mut Vec<String>) {
+    out.extend(
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase),
+    );
+}
+
+pub(crate) async fn append(
+    store: &PgStore,
+    batch: Vec<NewEvent>,
+) -> Result<Vec<Appended>, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting an append"))?;
+    let mut heads = lock_heads(&tx, &batch).await?;
+    let mut known = known_ids(&tx, &batch).await?;
+    let (rows, nodes, out) = sequence(&batch, &mut heads, &mut known)?;
+    write(&tx, &rows, &nodes, heads).await?;
+    // Durable once this returns (synchronous_commit as the server has it;
+    // the default, on, waits for the WAL flush).
+    tx.commit().await.map_err(db("committing an append"))?;
+    Ok(out)
+}
+
+/// Adds new tenants and locks every tenant of the batch, in name order (so
+/// two appends never wait on each other in a cycle): the lock that
+/// sequences each tenant across servers. Returns their heads.
+async fn lock_heads(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &[NewEvent],
+) -> Result<HashMap<String, Head>, StoreError> {
+    let mut names: Vec<String> = batch
+        .iter()
+        .map(|n| n.tenant().as_str().to_owned())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    tx.execute(
+        "INSERT INTO trailmark_ledger.tenants (name, size)
+         SELECT unnest($1::text[]), 0 ORDER BY 1 ON CONFLICT (name) DO NOTHING",
+        &[&names],
+    )
+    .await
+    .map_err(db("adding new tenants"))?;
+    // The lock that sequences each tenant across servers, taken in name
+    // order so two appends never wait on each other in a cycle.
+    let locked = tx
+        .query(
+            "SELECT name, size FROM trailmark_ledger.tenants WHERE name = ANY ($1)
+             ORDER BY name FOR UPDATE",
+            &[&names],
+        )
+        .await
+        .map_err(db("locking tenant heads"))?;
+    let mut heads: HashMap<String, Head> = HashMap::new();
+    for row in locked {
+        let (name, size): (String, i64) = (row.get(0), row.get(1));
+        let tenant = TenantId::from_stored(&name).map_err(|m| StoreError::Invalid(m.into()))?;
+        let size = TreeSize::new(u64::try_from(size).unwrap_or(0)).ok_or(StoreError::Corrupt {
+            tenant: tenant.clone(),
+            reason: "negative size".into(),
+        })?;
+        let ids = CompactRange::node_ids(size);
+        let hashes = read::nodes(&**tx, &tenant, &ids).await?;
+        let range = CompactRange::from_hashes(size, hashes)?;
+        heads.insert(
+            name,
+            Head {
+                size: size.get(),
+                range,
+            },
+        );
+    }
+
+    Ok(heads)
+}
+
+/// Ids of the batch already stored, with their seqs.
+async fn known_ids(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &[NewEvent],
+) -> Result<HashMap<(String, String), Seq>, StoreError> {
+    let (mut lookup_tenants, mut lookup_ids) = (Vec::new(), Vec::new());
+    for new in batch {
+        lookup_tenants.push(new.tenant().as_str().to_owned());
+        lookup_ids.push(new.id().to_string());
+    }
+    let mut known: HashMap<(String, String), Seq> = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT e.tenant, e.id, e.seq FROM trailmark_ledger.entries e
+             JOIN unnest($1::text[], $2::text[]) AS b(tenant, id) ON e.tenant = b.tenant AND e.id = b.id",
+            &[&lookup_tenants, &lookup_ids],
+        )
+        .await
+        .map_err(db("looking up event ids"))?
+    {
+        let seq: i64 = row.get(2);
+        if let Some(seq) = u64::try_from(seq).ok().and_then(Seq::new) {
+            known.insert((row.get(0), row.get(1)), seq);
+        }
+    }
+
+    Ok(known)
+}
+
+/// Seqs, envelopes and new nodes for the batch, in order; ids already
+/// stored (or earlier in the batch) answer their first seq.
+fn sequence(
+    batch: &[NewEvent],
+    heads: &mut HashMap<String, Head>,
+    known: &mut HashMap<(String, String), Seq>,
+) -> Result<(Rows, Nodes, Vec<Appended>), StoreError> {
+    let mut rows = Rows::default();
+    let mut nodes = Nodes::default();
+    let mut out = Vec::with_capacity(batch.len());
+    for new in batch {
+        let (tenant, id) = (new.tenant(), new.id());
+        let key = (tenant.as_str().to_owned(), id.to_string());
+        if let Some(seq) = known.get(&key) {
+            out.push(Appended {
+                id,
+                tenant,
+                seq: *seq,
+                duplicate: true,
+            });
+            continue;
+        }
+        let head = heads.get_mut(tenant.as_str()).ok_or(StoreError::Closed)?;
+        let seq = Seq::new(head.size)
+            .ok_or_else(|| StoreError::Invalid(format!("tenant {tenant} is full")))?;
+        let committed = &new.committed;
+        let env = new.event.envelope(
+            committed.digest,
+            &EnvelopeContext {
+                seq,
+                received_at: new.received_at,
+                default_tenant: &new.default_tenant,
+                generated_id: new.generated_id,
+            },
+        );
+        let leaf_bytes = env.to_canonical()?;
+        let leaf = leaf_hash(leaf_bytes.as_bytes());
+        head.range.append(leaf, |node, hash| {
+            nodes.tenant.push(tenant.as_str().to_owned());
+            nodes.level.push(i16::from(node.level));
+            nodes.idx.push(to_i64(node.index));
+            nodes.hash.push(hash.as_bytes().to_vec());
+        })?;
+        head.size += 1;
+        rows.words.push(
+            words(
+                &[
+                    Some(env.actor_id.as_str()),
+                    Some(env.action.as_str()),
+                    env.resource_type.as_deref(),
+                    env.resource_id.as_deref(),
+                ],
+                &committed.payload,
+            )
+            .join(" "),
+        );
+        rows.tenant.push(tenant.as_str().to_owned());
+        rows.seq.push(to_i64(seq.get()));
+        rows.id.push(env.id.to_string());
+        rows.occurred_at.push(env.occurred_at.unix_millis());
+        rows.actor_id.push(env.actor_id.clone());
+        rows.action.push(env.action.clone());
+        rows.resource_type.push(env.resource_type.clone());
+        rows.resource_id.push(env.resource_id.clone());
+        rows.outcome.push(env.outcome.as_str().to_owned());
+        rows.envelope.push(leaf_bytes.as_bytes().to_vec());
+        rows.leaf_hash.push(leaf.as_bytes().to_vec());
+        rows.payload
+            .push(committed.payload_json.as_str().to_owned());
+        rows.salt.push(committed.salt.as_bytes().to_vec());
+        rows.ip.push(
+            new.event
+                .context
+                .as_ref()
+                .and_then(|c| c.ip)
+                .map(|ip| ip.to_string()),
+        );
+        known.insert(key, seq);
+        out.push(Appended {
+            id,
+            tenant,
+            seq,
+            duplicate: false,
+        });
+    }
+
+    Ok((rows, nodes, out))
+}
+
+async fn write(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rows: &Rows,
+    nodes: &Nodes,
+    heads: HashMap<String, Head>,
+) -> Result<(), StoreError> {
+    if !rows.seq.is_empty() {
+        tx.execute(
+            "INSERT INTO trailmark_ledger.entries (tenant, seq, id, occurred_at, actor_id, action,
+                 resource_type, resource_id, outcome, envelope, leaf_hash, payload, salt, ip, search)
+             SELECT t, s, i, o, a, ac, rt, ri, oc, en, lh, p, sa, ip,
+                    array_to_tsvector(string_to_array(nullif(w, ''), ' '))
+             FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::text[],
+                         $7::text[], $8::text[], $9::text[], $10::bytea[], $11::bytea[], $12::text[],
+                         $13::bytea[], $14::text[], $15::text[])
+                  WITH ORDINALITY AS u(t, s, i, o, a, ac, rt, ri, oc, en, lh, p, sa, ip, w, n)
+             ORDER BY n",
+            &[
+                &rows.tenant,
+                &rows.seq,
+                &rows.id,
+                &rows.occurred_at,
+                &rows.actor_id,
+                &rows.action,
+                &rows.resource_type,
+                &rows.resource_id,
+                &rows.outcome,
+                &rows.envelope,
+                &rows.leaf_hash,
+                &rows.payload,
+                &rows.salt,
+                &rows.ip,
+                &rows.words,
+            ],
+        )
+        .await
+        .map_err(db("inserting entries"))?;
+    }
+    if !nodes.idx.is_empty() {
+        tx.execute(
+            "INSERT INTO trailmark_ledger.nodes (tenant, level, idx, hash)
+             SELECT * FROM unnest($1::text[], $2::int2[], $3::int8[], $4::bytea[])",
+            &[&nodes.tenant, &nodes.level, &nodes.idx, &nodes.hash],
+        )
+        .await
+        .map_err(db("inserting tree nodes"))?;
+    }
+    let (names, sizes): (Vec<String>, Vec<i64>) = heads
+        .into_iter()
+        .map(|(name, head)| (name, to_i64(head.size)))
+        .unzip();
+    tx.execute(
+        "UPDATE trailmark_ledger.tenants t SET size = u.size
+         FROM unnest($1::text[], $2::int8[]) AS u(name, size) WHERE t.name = u.name",
+        &[&names, &sizes],
+    )
+    .await
+    .map_err(db("advancing tenant heads"))?;
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! Trailmark's shared ledger store: PostgreSQL.
+//!
+//! Any number of `trailmark serve` processes may append to one database at
+//! once. An append is one transaction: lock the tenants' head rows (`FOR
+//! UPDATE`, in name order, so two servers never deadlock), look up ids already
+//! stored, assign the next seqs, insert the entries and the tree nodes they
+//! complete (one multi-row `INSERT … SELECT FROM unnest(…)` each), advance the
+//! heads, commit. Only the commit acknowledges; a tenant's tree is therefore
+//! exactly one history whichever server appended.
+//!
+//! The schema lives in `trailmark_ledger` and is created by plain SQL
+//! migrations (`migrations/`), applied under an advisory lock by whichever
+//! server starts first.
+
+mod append;
+mod read;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::OnceCell;
+use trailmark_core::{EventId, TenantId, Timestamp};
+use trailmark_log::{Hash, NodeId};
+use trailmark_store::{
+    Appended, CheckpointRecord, KeyRecord, NewEvent, Page, Query, Stats, Store, StoreError,
+    StoredEntry, TenantHead,
+};
+
+/// The migrations, in order. Never edit one that has shipped: add a file.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+
+/// Held while migrating, so two servers starting at once migrate once.
+const MIGRATION_LOCK: i64 = 0x746d_6c65_6467_6572; // "tmledger"
+
+/// A ledger in PostgreSQL.
+pub struct PgStore {
+    pool: Pool,
+    migrated: OnceCell<()>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError::backend(context, e)
+}
+
+pub(crate) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl PgStore {
+    /// A store over the database `url` names (`postgres://…` or libpq
+    /// `key=value` form), with up to `max_connections` connections. Connects
+    /// lazily; call [`PgStore::migrate`] to connect and prepare the schema
+    /// up front (any other method does it on first use).
+    pub fn new(url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::backend("parsing the database URL", e))?;
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .build()
+            .map_err(|e| StoreError::backend("building the connection pool", e))?;
+        Ok(Self {
+            pool,
+            migrated: OnceCell::new(),
+        })
+    }
+
+    /// Connects and applies the migrations this build has that the
+    /// database lacks, under an advisory lock.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.migrated
+            .get_or_try_init(|| async {
+                let client = self.raw_client().await?;
+                client
+                    .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+                    .await
+                    .map_err(db("waiting for the migration lock"))?;
+                let result = apply_migrations(&client).await;
+                let _ = client
+                    .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+                    .await;
+                result
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn raw_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => {
+                StoreError::backend("connecting to PostgreSQL", e)
+            }
+            other => StoreError::backend("taking a connection from the pool", other),
+        })
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.migrate().await?;
+        self.raw_client().await
+    }
+}
+
+async fn apply_migrations(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
+    client
+        .batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS trailmark_ledger;
+             CREATE TABLE IF NOT EXISTS trailmark_ledger.migrations (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .map_err(db("creating the migrations table"))?;
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM trailmark_ledger.migrations", &[])
+        .await
+        .map_err(db("reading applied migrations"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if let Some(newest) = applied.iter().max()
+        && *newest > MIGRATIONS.last().map_or(0, |m| m.0)
+    {
+        return Err(StoreError::Invalid(format!(
+            "the database has ledger schema version {newest}, newer than this trailmark understands: upgrade trailmark"
+        )));
+    }
+    for (version, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        // Each migration and its record commit together.
+        let script = format!(
+            "BEGIN;\n{sql}\nINSERT INTO trailmark_ledger.migrations (version) VALUES ({version});\nCOMMIT;"
+        );
+        if let Err(e) = client.batch_execute(&script).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(StoreError::backend("applying a ledger migration", e));
+        }
+    }
+    Ok(())
+}
+
+impl Store for PgStore {
+    async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
+        append::append(self, batch).await
+    }
+
+    async fn heads(&self) -> Result<Vec<TenantHead>, StoreError> {
+        read::heads(&**self.client().await?).await
+    }
+
+    async fn entries(
+        &self,
+        tenant: &TenantId,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        read::entries(&**self.client().await?, tenant, start, end).await
+    }
+
+    async fn entry_by_id(
+        &self,
+        tenants: &[TenantId],
+        id: EventId,
+    ) -> Result<Option<StoredEntry>, StoreError> {
+        read::entry_by_id(&**self.client().await?, tenants, id).await
+    }
+
+    async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        read::query(&**self.client().await?, query).await
+    }
+
+    async fn stats(&self, query: &Query) -> Result<Stats, StoreError> {
+        read::stats(&**self.client().await?, query).await
+    }
+
+    async fn nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
+        read::nodes(&**self.client().await?, tenant, ids).await
+    }
+
+    async fn add_checkpoint(&self, record: CheckpointRecord) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO trailmark_ledger.checkpoints (tenant, size, root, note, signed_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, size) DO NOTHING",
+                &[
+                    &record.tenant.as_str(),
+                    &to_i64(record.size.get()),
+                    &record.root.as_bytes().as_slice(),
+                    &record.note,
+                    &record.signed_at.unix_millis(),
+                ],
+            )
+            .await
+            .map_err(db("storing a checkpoint"))?;
+        Ok(())
+    }
+
+    async fn latest_checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<CheckpointRecord>, StoreError> {
+        Ok(read::checkpoints(&**self.client().await?, tenant, true)
+            .await?
+            .pop())
+    }
+
+    async fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<CheckpointRecord>, StoreError> {
+        read::checkpoints(&**self.client().await?, tenant, false).await
+    }
+
+    async fn create_key(&self, key: KeyRecord) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO trailmark_ledger.keys (id, digest, name, scopes, tenant, created_at, revoked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &key.id,
+                    &key.digest.as_slice(),
+                    &key.name,
+                    &key.scopes.to_text(),
+                    &key.tenant.as_ref().map(TenantId::as_str),
+                    &key.created_at.unix_millis(),
+                    &key.revoked_at.map(Timestamp::unix_millis),
+                ],
+            )
+            .await
+            .map_err(db("storing a key"))?;
+        Ok(())
+    }
+
+    async fn key_by_digest(&self, digest: [u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
+        read::key_by_digest(&**self.client().await?, digest).await
+    }
+
+    async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        read::keys(&**self.client().await?).await
+    }
+
+    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE trailmark_ledger.keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1",
+                &[&id, &at.unix_millis()],
+            )
+            .await
+            .map_err(db("revoking a key"))?;
+        Ok(n > 0)
+    }
+}

@@ -1,0 +1,79 @@
+//! The shared conformance suite against PostgreSQL (a real server:
+//! `TRAILMARK_TEST_PG`, default `host=127.0.0.1 port=5432 user=postgres`).
+//! Each test gets its own database, dropped afterwards.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use trailmark_store::testkit::Harness;
+use trailmark_store_postgres::PgStore;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub(crate) fn server() -> String {
+    std::env::var("TRAILMARK_TEST_PG")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres".into())
+}
+
+/// Runs admin SQL on its own thread and runtime (the harness is built and
+/// dropped inside async tests, where blocking on a runtime is not allowed).
+pub(crate) fn admin(sql: String) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(
+                &format!("{} dbname=postgres", server()),
+                tokio_postgres::NoTls,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL (set TRAILMARK_TEST_PG): {e}"));
+            tokio::spawn(conn);
+            client.batch_execute(&sql).await.unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+pub(crate) struct TempPg {
+    pub name: String,
+}
+
+impl TempPg {
+    pub(crate) fn new() -> Self {
+        let name = format!(
+            "tm_store_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        admin(format!("DROP DATABASE IF EXISTS {name}"));
+        admin(format!("CREATE DATABASE {name}"));
+        Self { name }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("{} dbname={}", server(), self.name)
+    }
+}
+
+impl Drop for TempPg {
+    fn drop(&mut self) {
+        admin(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+impl Harness for TempPg {
+    type Store = PgStore;
+    fn open(&self) -> PgStore {
+        PgStore::new(&self.url(), 8).unwrap()
+    }
+}
+
+trailmark_store::conformance_suite!(TempPg::new());
