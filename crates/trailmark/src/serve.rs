@@ -13,6 +13,7 @@ use trailmark_capture::{DrainOptions, Progress, SendError};
 use trailmark_core::TenantId;
 use trailmark_server::{App, Settings, checkpointer, router};
 use trailmark_store::{Scopes, Store};
+use trailmark_store_postgres::PgStore;
 use trailmark_store_sqlite::SqliteStore;
 
 use crate::datadir;
@@ -22,7 +23,7 @@ use crate::datadir;
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// A TOML file with any of: data_dir, listen, origin_prefix,
-    /// queue_capacity, max_body_bytes, and a [capture] table with source,
+    /// queue_capacity, max_body_bytes, database, and a [capture] table with source,
     /// tenant, batch.
     #[arg(long, env = "TRAILMARK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -41,6 +42,10 @@ pub struct ServeArgs {
     /// Largest request body, in bytes [default: 8388608].
     #[arg(long, env = "TRAILMARK_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Keep the ledger in this PostgreSQL database (postgres://…) instead of
+    /// the embedded SQLite file in the data dir; several servers may share it.
+    #[arg(long, env = "TRAILMARK_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
     /// Drain the capture outbox of this application database (installed
     /// with `trailmark capture pg install`) into this server's ledger.
     #[arg(long, env = "TRAILMARK_CAPTURE_SOURCE", hide_env_values = true)]
@@ -60,6 +65,7 @@ struct FileConfig {
     origin_prefix: Option<String>,
     queue_capacity: Option<usize>,
     max_body_bytes: Option<usize>,
+    database: Option<String>,
     capture: Option<CaptureConfig>,
 }
 
@@ -80,6 +86,7 @@ struct Resolved {
     origin_prefix: String,
     queue_capacity: usize,
     max_body_bytes: usize,
+    database: Option<String>,
     capture: Option<Capture>,
 }
 
@@ -116,7 +123,18 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
             })
         }
     };
+    let database = args.database.or(file.database);
+    if let Some(url) = &database
+        && !(url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.contains("host="))
+    {
+        anyhow::bail!(
+            "database: give a PostgreSQL URL (postgres://user@host/db); leave it unset for the embedded store"
+        );
+    }
     let resolved = Resolved {
+        database,
         capture,
         data_dir: args
             .data_dir
@@ -156,9 +174,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: Resolved) -> anyhow::Result<()> {
     datadir::ensure(&args.data_dir)?;
-    let _lock = datadir::lock(&args.data_dir)?;
-    let store = SqliteStore::open(datadir::db_path(&args.data_dir))
-        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let lock = datadir::lock(&args.data_dir)?;
+    if let Some(url) = &args.database {
+        let store = PgStore::new(url, 16)?;
+        store
+            .migrate()
+            .await
+            .context("preparing the PostgreSQL ledger (--database)")?;
+        eprintln!("trailmark: ledger in PostgreSQL");
+        serve_with(args, store, lock).await
+    } else {
+        let store = SqliteStore::open(datadir::db_path(&args.data_dir))
+            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+        serve_with(args, store, lock).await
+    }
+}
+
+async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::Result<()> {
     let seed = datadir::signing_seed(&args.data_dir, true)?;
     let settings = Settings {
         origin_prefix: args.origin_prefix,
@@ -216,12 +248,12 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
 }
 
 /// Appends drained changes straight into this server's store.
-struct StoreSink {
-    app: Arc<App<SqliteStore>>,
+struct StoreSink<S> {
+    app: Arc<App<S>>,
     tenant: TenantId,
 }
 
-impl trailmark_capture::Sink for StoreSink {
+impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
     async fn send(&self, events: Vec<serde_json::Value>) -> Result<(), SendError> {
         match self.app.append_values(&events, &self.tenant).await {
             Ok(_) => Ok(()),
@@ -234,7 +266,7 @@ impl trailmark_capture::Sink for StoreSink {
 /// Drains the capture outbox for as long as the server runs; a lost
 /// connection or a refused batch is retried with a growing pause (the rows
 /// wait in the outbox meanwhile).
-async fn capture_loop(app: Arc<App<SqliteStore>>, capture: Capture) {
+async fn capture_loop<S: Store>(app: Arc<App<S>>, capture: Capture) {
     let sink = StoreSink {
         app,
         tenant: capture.tenant,

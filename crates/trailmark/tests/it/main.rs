@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod capture;
 mod crash;
+mod shared_pg;
 mod story;
 mod tamper;
 

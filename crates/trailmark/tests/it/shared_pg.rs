@@ -1,0 +1,205 @@
+//! Several `trailmark serve` processes on one PostgreSQL ledger.
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{PgDb, Server, cli, event};
+
+/// Starts `n` servers on one ledger database; each has its own data dir
+/// holding the same signing seed (copied from the first).
+fn servers(db: &PgDb, dirs: &[tempfile::TempDir]) -> Vec<Server> {
+    let url = db.source();
+    let first = Server::start_with(dirs[0].path(), &["--database", &url]);
+    let mut all = vec![first];
+    for dir in &dirs[1..] {
+        for file in ["signing.seed", "bootstrap-admin.key"] {
+            std::fs::copy(dirs[0].path().join(file), dir.path().join(file)).unwrap();
+        }
+        all.push(Server::start_with(dir.path(), &["--database", &url]));
+    }
+    all
+}
+
+/// Posts batches of 20 events from `clients` threads per server, for
+/// `batches` rounds; returns every acknowledged (id, seq). Errors (a killed
+/// server) stop that client quietly.
+fn ingest(servers: &[(String, String)], clients: usize, batches: usize) -> Vec<(String, u64)> {
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let mut threads = Vec::new();
+    for (s, (url, key)) in servers.iter().enumerate() {
+        for c in 0..clients {
+            let (url, key, acked) = (url.clone(), key.clone(), Arc::clone(&acked));
+            threads.push(thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(Duration::from_secs(20)))
+                    .build()
+                    .into();
+                for b in 0..batches {
+                    let body: Vec<Value> = (0..20)
+                        .map(|i| event("shared", &format!("s{s}c{c}"), &format!("act{b}-{i}")))
+                        .collect();
+                    let Ok(mut response) = agent
+                        .post(&format!("{url}/v1/events"))
+                        .header("Authorization", &format!("Bearer {key}"))
+                        .send_json(&body)
+                    else {
+                        return;
+                    };
+                    let Ok(reply) = response.body_mut().read_json::<Value>() else {
+                        return;
+                    };
+                    let mut acked = acked.lock().unwrap();
+                    for e in reply["entries"].as_array().into_iter().flatten() {
+                        acked.push((
+                            e["id"].as_str().unwrap().to_owned(),
+                            e["seq"].as_u64().unwrap(),
+                        ));
+                    }
+                }
+            }));
+        }
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    Arc::try_unwrap(acked).unwrap().into_inner().unwrap()
+}
+
+fn verify_url(server: &Server) -> (bool, String) {
+    let out = cli(&["verify", "--url", &server.url, "--key", &server.admin]);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Every acknowledged event is in the shared tenant once, seqs 0..n with no
+/// gaps or repeats.
+fn assert_one_history(server: &Server, acked: &[(String, u64)]) {
+    let mut seqs: Vec<u64> = acked.iter().map(|(_, s)| *s).collect();
+    seqs.sort_unstable();
+    let n = seqs.len() as u64;
+    assert_eq!(
+        seqs,
+        (0..n).collect::<Vec<_>>(),
+        "no gaps or duplicate seqs"
+    );
+    let (_, stats) = server.get("/v1/stats?tenant=shared", &server.admin);
+    assert_eq!(stats["total"], n, "{stats}");
+}
+
+fn dirs(n: usize) -> Vec<tempfile::TempDir> {
+    (0..n).map(|_| tempfile::tempdir().unwrap()).collect()
+}
+
+fn keyed(servers: &[Server]) -> Vec<(String, String)> {
+    servers
+        .iter()
+        .map(|s| (s.url.clone(), s.admin.clone()))
+        .collect()
+}
+
+#[test]
+fn two_and_four_servers_append_to_one_tree() {
+    for n in [2, 4] {
+        let db = PgDb::new(&format!("tm_shared_{n}"));
+        let dirs = dirs(n);
+        let servers = servers(&db, &dirs);
+        let acked = ingest(&keyed(&servers), 2, 15);
+        assert_eq!(acked.len(), n * 2 * 15 * 20);
+        assert_one_history(&servers[0], &acked);
+        for s in &servers {
+            let (ok, report) = verify_url(s);
+            assert!(ok, "verify against {}: {report}", s.url);
+        }
+        consistency_across_signers(&servers);
+    }
+}
+
+/// Checkpoints signed by one server are consistent with those signed by
+/// another (they share the key and the tree).
+fn consistency_across_signers(servers: &[Server]) {
+    let (a, b) = (&servers[0], &servers[servers.len() - 1]);
+    let size_a = size_of(a);
+    a.post(
+        "/v1/events",
+        &a.admin,
+        &json!([event("shared", "late", "x")]),
+    );
+    b.wait_checkpoint("shared", size_a + 1);
+    let size_b = size_of(b);
+    assert!(size_b > size_a);
+    let (status, proof) = b.get(
+        &format!("/v1/proofs/consistency?tenant=shared&first={size_a}&second={size_b}"),
+        &b.admin,
+    );
+    assert_eq!(status, 200, "{proof}");
+    let (ok, report) = verify_url(b);
+    assert!(ok, "{report}");
+}
+
+fn size_of(server: &Server) -> u64 {
+    let (_, tenants) = server.get("/v1/tenants", &server.admin);
+    tenants["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "shared")
+        .and_then(|t| t["size"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn killing_one_server_loses_nothing_acknowledged_and_the_other_keeps_serving() {
+    let db = PgDb::new("tm_shared_kill");
+    let dirs = dirs(2);
+    let mut servers = servers(&db, &dirs);
+    let keyed = keyed(&servers);
+    let survivor = keyed[1].clone();
+    let load = thread::spawn(move || ingest(&keyed, 2, 40));
+    thread::sleep(Duration::from_millis(700));
+    servers[0].kill9();
+    let acked = load.join().unwrap();
+    // The survivor still takes writes and the tree is whole.
+    let more = ingest(&[survivor], 1, 2);
+    let all: Vec<_> = acked.into_iter().chain(more).collect();
+    assert_one_history(&servers[1], &all);
+    let (ok, report) = verify_url(&servers[1]);
+    assert!(ok, "{report}");
+}
+
+#[test]
+fn tampering_with_the_postgresql_ledger_is_caught_and_named() {
+    let db = PgDb::new("tm_shared_tamper");
+    let dirs = dirs(1);
+    let servers = servers(&db, &dirs);
+    let server = &servers[0];
+    for i in 0..20 {
+        let e = event("acme", &format!("user-{i}"), "update");
+        assert_eq!(server.post("/v1/events", &server.admin, &e).0, 201);
+    }
+    server.wait_checkpoint("acme", 20);
+    let (ok, report) = verify_url(server);
+    assert!(ok, "untouched data must verify: {report}");
+    // One byte of one stored envelope: user-7 becomes user-8.
+    db.sql(
+        "UPDATE trailmark_ledger.entries
+         SET envelope = convert_to(replace(convert_from(envelope, 'UTF8'), 'user-7\"', 'user-8\"'), 'UTF8')
+         WHERE tenant = 'acme' AND seq = 7",
+    );
+    let (ok, report) = verify_url(server);
+    assert!(
+        !ok && report.contains("FAILED acme: seq 7:"),
+        "edited envelope: {report}"
+    );
+    // A deleted row.
+    db.sql("DELETE FROM trailmark_ledger.entries WHERE tenant = 'acme' AND seq = 3");
+    let (ok, report) = verify_url(server);
+    assert!(
+        !ok && report.contains("FAILED acme: seq 3:"),
+        "deleted row: {report}"
+    );
+}
