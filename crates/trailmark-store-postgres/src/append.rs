@@ -11,37 +11,37 @@ use crate::{PgStore, db, read, to_i64};
 
 /// The columns of the new entries, one array each (sent as `unnest` input).
 #[derive(Default)]
-struct Rows {
-    tenant: Vec<String>,
-    seq: Vec<i64>,
-    id: Vec<String>,
-    occurred_at: Vec<i64>,
-    actor_id: Vec<String>,
-    action: Vec<String>,
-    resource_type: Vec<Option<String>>,
-    resource_id: Vec<Option<String>>,
-    outcome: Vec<String>,
-    envelope: Vec<Vec<u8>>,
-    leaf_hash: Vec<Vec<u8>>,
-    payload: Vec<String>,
-    salt: Vec<Vec<u8>>,
-    ip: Vec<Option<String>>,
-    words: Vec<String>,
+pub(crate) struct Rows {
+    pub(crate) tenant: Vec<String>,
+    pub(crate) seq: Vec<i64>,
+    pub(crate) id: Vec<String>,
+    pub(crate) occurred_at: Vec<i64>,
+    pub(crate) actor_id: Vec<String>,
+    pub(crate) action: Vec<String>,
+    pub(crate) resource_type: Vec<Option<String>>,
+    pub(crate) resource_id: Vec<Option<String>>,
+    pub(crate) outcome: Vec<String>,
+    pub(crate) envelope: Vec<Vec<u8>>,
+    pub(crate) leaf_hash: Vec<Vec<u8>>,
+    pub(crate) payload: Vec<Option<String>>,
+    pub(crate) salt: Vec<Option<Vec<u8>>>,
+    pub(crate) ip: Vec<Option<String>>,
+    pub(crate) words: Vec<String>,
 }
 
 /// New complete tree nodes.
 #[derive(Default)]
-struct Nodes {
-    tenant: Vec<String>,
-    level: Vec<i16>,
-    idx: Vec<i64>,
-    hash: Vec<Vec<u8>>,
+pub(crate) struct Nodes {
+    pub(crate) tenant: Vec<String>,
+    pub(crate) level: Vec<i16>,
+    pub(crate) idx: Vec<i64>,
+    pub(crate) hash: Vec<Vec<u8>>,
 }
 
 /// A tenant's head while the batch is being sequenced.
-struct Head {
-    size: u64,
-    range: CompactRange,
+pub(crate) struct Head {
+    pub(crate) size: u64,
+    pub(crate) range: CompactRange,
 }
 
 /// The words `q=` can find in an entry: ids, action and every payload
@@ -250,8 +250,8 @@ fn sequence(
         rows.envelope.push(leaf_bytes.as_bytes().to_vec());
         rows.leaf_hash.push(leaf.as_bytes().to_vec());
         rows.payload
-            .push(committed.payload_json.as_str().to_owned());
-        rows.salt.push(committed.salt.as_bytes().to_vec());
+            .push(Some(committed.payload_json.as_str().to_owned()));
+        rows.salt.push(Some(committed.salt.as_bytes().to_vec()));
         rows.ip.push(
             new.event
                 .context
@@ -271,7 +271,7 @@ fn sequence(
     Ok((rows, nodes, out))
 }
 
-async fn write(
+pub(crate) async fn write(
     tx: &deadpool_postgres::Transaction<'_>,
     rows: &Rows,
     nodes: &Nodes,

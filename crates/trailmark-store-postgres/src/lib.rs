@@ -13,6 +13,7 @@
 //! server starts first.
 
 mod append;
+mod import;
 mod read;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

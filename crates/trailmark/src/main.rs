@@ -6,6 +6,7 @@
 mod capture_cmd;
 mod datadir;
 mod keys_cmd;
+mod migrate_cmd;
 mod reports_cmd;
 mod serve;
 mod source;
@@ -57,6 +58,11 @@ enum Command {
     ///
     /// Example: trailmark capture pg install --source postgres://app@db/shop --tables public.customer
     Capture(capture_cmd::CaptureArgs),
+    /// Copy an embedded (SQLite) trail into a PostgreSQL ledger and prove
+    /// the copy: the same root at every signed checkpoint.
+    ///
+    /// Example: trailmark migrate --from ./trailmark-data --to postgres://trailmark@db/trail
+    Migrate(migrate_cmd::MigrateArgs),
 }
 
 /// Where a data dir is when none is given.
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
         Command::Export(args) => reports_cmd::export(&args),
         Command::Report(args) => reports_cmd::report(&args),
         Command::Capture(args) => capture_cmd::run(args),
+        Command::Migrate(args) => migrate_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

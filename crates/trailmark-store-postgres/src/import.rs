@@ -1,0 +1,125 @@
+//! Copying a trail in from another store, entry bytes unchanged.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use trailmark_core::{Envelope, TenantId};
+use trailmark_log::{CompactRange, TreeSize, leaf_hash};
+use trailmark_store::{StoreError, StoredEntry};
+
+use crate::append::{Head, Nodes, Rows, words, write};
+use crate::{PgStore, db, read, to_i64};
+
+impl PgStore {
+    /// Appends `entries` to `tenant` exactly as they are (envelope bytes,
+    /// payload, salt), as seqs `start..`: the tenant must hold exactly
+    /// `start` entries. Each envelope must name this tenant and its seq; leaf
+    /// hashes and tree nodes are computed here from the envelope bytes, as a
+    /// verifier would. One transaction.
+    pub async fn import(
+        &self,
+        tenant: &TenantId,
+        start: u64,
+        entries: &[StoredEntry],
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(db("starting an import"))?;
+        tx.execute(
+            "INSERT INTO trailmark_ledger.tenants (name, size) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
+            &[&tenant.as_str()],
+        )
+        .await
+        .map_err(db("adding a tenant"))?;
+        let size: i64 = tx
+            .query_one(
+                "SELECT size FROM trailmark_ledger.tenants WHERE name = $1 FOR UPDATE",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(db("locking a tenant"))?
+            .get(0);
+        if u64::try_from(size).ok() != Some(start) {
+            return Err(StoreError::Invalid(format!(
+                "tenant {tenant} holds {size} entries here; the import starts at {start}"
+            )));
+        }
+        let tree = TreeSize::new(start).unwrap_or_default();
+        let hashes = read::nodes(&*tx, tenant, &CompactRange::node_ids(tree)).await?;
+        let mut head = Head {
+            size: start,
+            range: CompactRange::from_hashes(tree, hashes)?,
+        };
+        let mut rows = Rows::default();
+        let mut nodes = Nodes::default();
+        for entry in entries {
+            let env = Envelope::from_leaf_bytes(&entry.envelope_bytes)?;
+            if &env.tenant != tenant || env.seq.get() != head.size {
+                return Err(StoreError::Corrupt {
+                    tenant: tenant.clone(),
+                    reason: format!(
+                        "entry {} names tenant {} seq {}, expected seq {}",
+                        env.id,
+                        env.tenant,
+                        env.seq.get(),
+                        head.size
+                    ),
+                });
+            }
+            let leaf = leaf_hash(&entry.envelope_bytes);
+            head.range.append(leaf, |node, hash| {
+                nodes.tenant.push(tenant.as_str().to_owned());
+                nodes.level.push(i16::from(node.level));
+                nodes.idx.push(to_i64(node.index));
+                nodes.hash.push(hash.as_bytes().to_vec());
+            })?;
+            head.size += 1;
+            let payload = entry.payload.clone().unwrap_or_default();
+            rows.words.push(
+                words(
+                    &[
+                        Some(env.actor_id.as_str()),
+                        Some(env.action.as_str()),
+                        env.resource_type.as_deref(),
+                        env.resource_id.as_deref(),
+                    ],
+                    &payload,
+                )
+                .join(" "),
+            );
+            rows.tenant.push(tenant.as_str().to_owned());
+            rows.seq.push(to_i64(env.seq.get()));
+            rows.id.push(env.id.to_string());
+            rows.occurred_at.push(env.occurred_at.unix_millis());
+            rows.actor_id.push(env.actor_id.clone());
+            rows.action.push(env.action.clone());
+            rows.resource_type.push(env.resource_type.clone());
+            rows.resource_id.push(env.resource_id.clone());
+            rows.outcome.push(env.outcome.as_str().to_owned());
+            rows.envelope.push(entry.envelope_bytes.clone());
+            rows.leaf_hash.push(leaf.as_bytes().to_vec());
+            rows.payload.push(
+                entry
+                    .payload
+                    .as_ref()
+                    .map(|p| Value::Object(p.clone()).to_string()),
+            );
+            rows.salt
+                .push(entry.salt.as_ref().map(|s| s.as_bytes().to_vec()));
+            rows.ip.push(
+                payload
+                    .get("context")
+                    .and_then(|c| c.get("ip"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            );
+        }
+        let mut heads = HashMap::new();
+        heads.insert(tenant.as_str().to_owned(), head);
+        write(&tx, &rows, &nodes, heads).await?;
+        tx.commit().await.map_err(db("committing an import"))?;
+        Ok(())
+    }
+}
