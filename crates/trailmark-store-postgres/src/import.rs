@@ -77,18 +77,7 @@ impl PgStore {
             })?;
             head.size += 1;
             let payload = entry.payload.clone().unwrap_or_default();
-            rows.words.push(
-                words(
-                    &[
-                        Some(env.actor_id.as_str()),
-                        Some(env.action.as_str()),
-                        env.resource_type.as_deref(),
-                        env.resource_id.as_deref(),
-                    ],
-                    &payload,
-                )
-                .join(" "),
-            );
+            rows.words.push(entry_words(&env, &payload));
             rows.tenant.push(tenant.as_str().to_owned());
             rows.seq.push(to_i64(env.seq.get()));
             rows.id.push(env.id.to_string());
@@ -122,4 +111,17 @@ impl PgStore {
         tx.commit().await.map_err(db("committing an import"))?;
         Ok(())
     }
+}
+
+fn entry_words(env: &Envelope, payload: &serde_json::Map<String, Value>) -> String {
+    words(
+        &[
+            Some(env.actor_id.as_str()),
+            Some(env.action.as_str()),
+            env.resource_type.as_deref(),
+            env.resource_id.as_deref(),
+        ],
+        payload,
+    )
+    .join(" ")
 }
