@@ -313,7 +313,7 @@ fn function_sql(function: &str, pk: &[String], exclude_attnums: &[i16]) -> Strin
     let cols = "txid, stmt, op, schema_name, table_name, old_row, new_row, context";
     let positional = format!(
         "INSERT INTO trailmark.outbox ({cols})
-        SELECT txid_current(), stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME, o.j - excluded, n.j - excluded, ctx
+        SELECT txid_current(), trailmark_stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME, o.j - trailmark_excluded, n.j - trailmark_excluded, trailmark_ctx
         FROM (SELECT row_number() OVER () AS trailmark_rn, to_jsonb(trailmark_t.*) AS j FROM trailmark_old trailmark_t) o
         JOIN (SELECT row_number() OVER () AS trailmark_rn, to_jsonb(trailmark_t.*) AS j FROM trailmark_new trailmark_t) n
         USING (trailmark_rn);"
@@ -327,45 +327,53 @@ fn function_sql(function: &str, pk: &[String], exclude_attnums: &[i16]) -> Strin
             .collect::<Vec<_>>()
             .join(" AND ");
         format!(
-            "BEGIN
-            SELECT count(*) INTO matched FROM trailmark_old trailmark_o JOIN trailmark_new trailmark_n ON {join};
-        EXCEPTION WHEN undefined_column THEN
-            matched := -1; -- a key column was renamed since install: pair by position
-        END;
-        IF matched = total THEN
+            "-- Pair by key in one pass; the rare statement that changed a key
+        -- (fewer pairs than rows) is paired by position instead.
+        BEGIN
             INSERT INTO trailmark.outbox ({cols})
-            SELECT txid_current(), stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME,
-                   to_jsonb(trailmark_o.*) - excluded, to_jsonb(trailmark_n.*) - excluded, ctx
+            SELECT txid_current(), trailmark_stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME,
+                   to_jsonb(trailmark_o.*) - trailmark_excluded, to_jsonb(trailmark_n.*) - trailmark_excluded, trailmark_ctx
             FROM trailmark_old trailmark_o JOIN trailmark_new trailmark_n ON {join};
+            GET DIAGNOSTICS trailmark_matched = ROW_COUNT;
+        EXCEPTION WHEN undefined_column THEN
+            trailmark_matched := -1; -- a key column was renamed since install: pair by position
+        END;
+        IF trailmark_matched = trailmark_total THEN
             PERFORM pg_notify('{CHANNEL}', '');
             RETURN NULL;
+        END IF;
+        IF trailmark_matched > 0 THEN
+            DELETE FROM trailmark.outbox WHERE txid = txid_current() AND stmt = trailmark_stmt
+                AND schema_name = TG_TABLE_SCHEMA AND table_name = TG_TABLE_NAME;
         END IF;"
         )
     };
     format!(
         "CREATE OR REPLACE FUNCTION trailmark.{function}() RETURNS trigger LANGUAGE plpgsql AS $trailmark$
 DECLARE
-    excluded text[] := {excluded};
-    stmt integer := trailmark.next_statement();
-    ctx jsonb := trailmark.context();
-    matched bigint;
-    total bigint;
+    trailmark_excluded text[] := {excluded};
+    trailmark_stmt integer := coalesce(nullif(current_setting('trailmark.stmt', true), ''), '0')::integer + 1;
+    trailmark_ctx jsonb := trailmark.context();
+    trailmark_matched bigint;
+    trailmark_total bigint;
 BEGIN
+    -- The statement's number within its transaction (1, 2, …).
+    PERFORM set_config('trailmark.stmt', trailmark_stmt::text, true);
     IF TG_OP = 'INSERT' THEN
         INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, new_row, context)
-        SELECT txid_current(), stmt, 'insert', TG_TABLE_SCHEMA, TG_TABLE_NAME, to_jsonb(trailmark_n.*) - excluded, ctx
+        SELECT txid_current(), trailmark_stmt, 'insert', TG_TABLE_SCHEMA, TG_TABLE_NAME, to_jsonb(trailmark_n.*) - trailmark_excluded, trailmark_ctx
         FROM trailmark_new trailmark_n;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, context)
-        SELECT txid_current(), stmt, 'delete', TG_TABLE_SCHEMA, TG_TABLE_NAME, to_jsonb(trailmark_o.*) - excluded, ctx
+        SELECT txid_current(), trailmark_stmt, 'delete', TG_TABLE_SCHEMA, TG_TABLE_NAME, to_jsonb(trailmark_o.*) - trailmark_excluded, trailmark_ctx
         FROM trailmark_old trailmark_o;
     ELSE
-        SELECT count(*) INTO total FROM trailmark_old;
-        IF total = 1 THEN
+        SELECT count(*) INTO trailmark_total FROM trailmark_old;
+        IF trailmark_total = 1 THEN
             -- One row each side: they are the pair (the common single-row UPDATE).
             INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, new_row, context)
-            SELECT txid_current(), stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME,
-                   to_jsonb(trailmark_o.*) - excluded, to_jsonb(trailmark_n.*) - excluded, ctx
+            SELECT txid_current(), trailmark_stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME,
+                   to_jsonb(trailmark_o.*) - trailmark_excluded, to_jsonb(trailmark_n.*) - trailmark_excluded, trailmark_ctx
             FROM trailmark_old trailmark_o, trailmark_new trailmark_n;
             PERFORM pg_notify('{CHANNEL}', '');
             RETURN NULL;

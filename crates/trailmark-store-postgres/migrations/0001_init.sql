@@ -42,7 +42,8 @@ CREATE INDEX entries_action ON trailmark_ledger.entries (tenant, action, pos);
 CREATE INDEX entries_ip ON trailmark_ledger.entries (tenant, ip) WHERE ip IS NOT NULL;
 CREATE INDEX entries_search ON trailmark_ledger.entries USING gin (search);
 
--- Every complete tree node, one row each.
+-- Every complete inner tree node (level 1 and up), one row each; level 0
+-- is entries.leaf_hash.
 CREATE TABLE trailmark_ledger.nodes (
     tenant text NOT NULL,
     level smallint NOT NULL,

@@ -83,16 +83,16 @@ pub(crate) fn split(text: &str, out: &mut Vec<String>) {
 
 pub(crate) async fn append(
     store: &PgStore,
-    batch: Vec<NewEvent>,
+    batch: &[NewEvent],
 ) -> Result<Vec<Appended>, StoreError> {
     let mut client = store.client().await?;
     let tx = client
         .transaction()
         .await
         .map_err(db("starting an append"))?;
-    let mut heads = lock_heads(&tx, &batch).await?;
-    let mut known = known_ids(&tx, &batch).await?;
-    let (rows, nodes, out) = sequence(&batch, &mut heads, &mut known)?;
+    let mut heads = lock_heads(&tx, batch).await?;
+    let mut known = known_ids(&tx, batch).await?;
+    let (rows, nodes, out) = sequence(batch, &mut heads, &mut known)?;
     write(&tx, &rows, &nodes, heads).await?;
     // Durable once this returns (synchronous_commit as the server has it;
     // the default, on, waits for the WAL flush).
@@ -220,6 +220,10 @@ fn sequence(
         let leaf_bytes = env.to_canonical()?;
         let leaf = leaf_hash(leaf_bytes.as_bytes());
         head.range.append(leaf, |node, hash| {
+            // Leaves are the entries' leaf hashes; only inner nodes are kept.
+            if node.level == 0 {
+                return;
+            }
             nodes.tenant.push(tenant.as_str().to_owned());
             nodes.level.push(i16::from(node.level));
             nodes.idx.push(to_i64(node.index));

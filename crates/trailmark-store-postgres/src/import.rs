@@ -70,6 +70,10 @@ impl PgStore {
             }
             let leaf = leaf_hash(&entry.envelope_bytes);
             head.range.append(leaf, |node, hash| {
+                // Leaves are the entries' leaf hashes; only inner nodes are kept.
+                if node.level == 0 {
+                    return;
+                }
                 nodes.tenant.push(tenant.as_str().to_owned());
                 nodes.level.push(i16::from(node.level));
                 nodes.idx.push(to_i64(node.index));

@@ -31,10 +31,21 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_init.s
 /// Held while migrating, so two servers starting at once migrate once.
 const MIGRATION_LOCK: i64 = 0x746d_6c65_6467_6572; // "tmledger"
 
+/// One append waiting for the committer.
+type Job = (
+    Vec<NewEvent>,
+    tokio::sync::oneshot::Sender<Result<Vec<Appended>, StoreError>>,
+);
+
+/// At most this many events go into one group commit.
+const GROUP_EVENTS: usize = 10_000;
+
 /// A ledger in PostgreSQL.
 pub struct PgStore {
     pool: Pool,
     migrated: OnceCell<()>,
+    /// The committer task of this process, started on the first append.
+    committer: OnceCell<tokio::sync::mpsc::UnboundedSender<Job>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -74,6 +85,7 @@ impl PgStore {
         Ok(Self {
             pool,
             migrated: OnceCell::new(),
+            committer: OnceCell::new(),
         })
     }
 
@@ -153,9 +165,74 @@ async fn apply_migrations(client: &deadpool_postgres::Object) -> Result<(), Stor
     Ok(())
 }
 
+/// Group commit: appends that arrive while one commits go into the next
+/// transaction together (concurrent requests to one tenant would otherwise
+/// each wait for the tenant's row lock and their own WAL flush). If a group
+/// fails, each append in it is tried alone, so one bad batch fails only
+/// itself.
+async fn committer(pool: Pool, mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>) {
+    let store = PgStore {
+        pool,
+        migrated: OnceCell::new_with(Some(())),
+        committer: OnceCell::new(),
+    };
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        let mut events = group[0].0.len();
+        while events < GROUP_EVENTS {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    events += job.0.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut lengths = Vec::with_capacity(group.len());
+        let mut replies = Vec::with_capacity(group.len());
+        let mut all = Vec::with_capacity(events);
+        for (batch, reply) in group {
+            lengths.push(batch.len());
+            replies.push(reply);
+            all.extend(batch);
+        }
+        match append::append(&store, &all).await {
+            Ok(mut appended) => {
+                for (reply, n) in replies.into_iter().zip(lengths) {
+                    let rest = appended.split_off(n);
+                    let _ = reply.send(Ok(std::mem::replace(&mut appended, rest)));
+                }
+            }
+            Err(e) if replies.len() == 1 => {
+                if let Some(reply) = replies.pop() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+            Err(_) => {
+                let mut at = 0;
+                for (reply, n) in replies.into_iter().zip(lengths) {
+                    let _ = reply.send(append::append(&store, &all[at..at + n]).await);
+                    at += n;
+                }
+            }
+        }
+    }
+}
+
 impl Store for PgStore {
     async fn append(&self, batch: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError> {
-        append::append(self, batch).await
+        self.migrate().await?;
+        let queue = self
+            .committer
+            .get_or_init(|| async {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                tokio::spawn(committer(self.pool.clone(), rx));
+                tx
+            })
+            .await;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        queue.send((batch, reply)).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn heads(&self) -> Result<Vec<TenantHead>, StoreError> {

@@ -255,11 +255,16 @@ pub(crate) async fn nodes(
     }
     let levels: Vec<i16> = ids.iter().map(|id| i16::from(id.level)).collect();
     let indexes: Vec<i64> = ids.iter().map(|id| to_i64(id.index)).collect();
+    // Level 0 is the entries' leaf hashes; inner nodes have their own table.
     let rows = c
         .query(
             "SELECT n.level, n.idx, n.hash FROM trailmark_ledger.nodes n
              JOIN unnest($2::int2[], $3::int8[]) AS w(level, idx) ON n.level = w.level AND n.idx = w.idx
-             WHERE n.tenant = $1",
+             WHERE n.tenant = $1 AND w.level > 0
+             UNION ALL
+             SELECT 0::int2, e.seq, e.leaf_hash FROM trailmark_ledger.entries e
+             JOIN unnest($2::int2[], $3::int8[]) AS w(level, idx) ON w.level = 0 AND e.seq = w.idx
+             WHERE e.tenant = $1",
             &[&tenant.as_str(), &levels, &indexes],
         )
         .await

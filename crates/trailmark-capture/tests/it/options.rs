@@ -190,3 +190,82 @@ async fn a_version_1_install_is_upgraded_with_its_exclusions() {
     );
     assert_eq!(status(&db.client).await.unwrap().version, "2");
 }
+
+#[tokio::test]
+async fn columns_named_like_the_triggers_own_variables_are_captured() {
+    let mut db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.odd (id int PRIMARY KEY, stmt int, ctx text, excluded text,
+                                      matched int, total int, j int, o int, n int, txid int)",
+        )
+        .await
+        .unwrap();
+    install(&mut db.client, &[TableSpec::parse("public.odd").unwrap()])
+        .await
+        .unwrap();
+    db.client
+        .batch_execute(
+            "INSERT INTO odd SELECT g, g, 'c', 'e', g, g, g, g, g, g FROM generate_series(1, 3) g;
+             UPDATE odd SET total = total + 1;
+             UPDATE odd SET stmt = 0 WHERE id = 1;
+             DELETE FROM odd WHERE id = 2;",
+        )
+        .await
+        .expect("column names never clash with capture's");
+    let ops: Vec<String> = db
+        .client
+        .query("SELECT op FROM trailmark.outbox ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "insert", "insert", "insert", "update", "update", "update", "update", "delete"
+        ]
+    );
+    assert_eq!(new_rows(&db).await[3]["total"], 2);
+}
+
+#[tokio::test]
+async fn a_statement_changing_some_keys_is_paired_by_position_with_nothing_twice() {
+    let mut db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.seat (id int PRIMARY KEY, label text);
+             INSERT INTO seat SELECT g, 's' || g FROM generate_series(1, 5) g;",
+        )
+        .await
+        .unwrap();
+    install(&mut db.client, &[TableSpec::parse("public.seat").unwrap()])
+        .await
+        .unwrap();
+    db.client
+        .batch_execute(
+            "UPDATE seat SET id = CASE WHEN id = 1 THEN 100 ELSE id END, label = label || '!'",
+        )
+        .await
+        .unwrap();
+    let pairs: Vec<(Value, Value)> = db
+        .client
+        .query(
+            "SELECT old_row, new_row FROM trailmark.outbox ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(pairs.len(), 5, "each row once: {pairs:?}");
+    for (old, new) in &pairs {
+        assert_eq!(
+            format!("{}!", old["label"].as_str().unwrap()),
+            new["label"].as_str().unwrap(),
+            "old and new are the same row"
+        );
+    }
+}
