@@ -26,7 +26,7 @@ pub(crate) struct Rows {
     pub(crate) payload: Vec<Option<String>>,
     pub(crate) salt: Vec<Option<Vec<u8>>>,
     pub(crate) ip: Vec<Option<String>>,
-    pub(crate) words: Vec<String>,
+    pub(crate) words: Vec<Vec<String>>,
 }
 
 /// New complete tree nodes.
@@ -81,9 +81,30 @@ pub(crate) fn split(text: &str, out: &mut Vec<String>) {
     );
 }
 
+/// Appends a batch. Ids the server generated are fresh and are not looked
+/// up; should one collide anyway (the unique index says so), the batch is
+/// run again looking every id up.
 pub(crate) async fn append(
     store: &PgStore,
     batch: &[NewEvent],
+) -> Result<Vec<Appended>, StoreError> {
+    match append_once(store, batch, false).await {
+        Err(StoreError::Backend { source, .. })
+            if source
+                .downcast_ref::<tokio_postgres::Error>()
+                .and_then(tokio_postgres::Error::code)
+                == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+        {
+            append_once(store, batch, true).await
+        }
+        other => other,
+    }
+}
+
+async fn append_once(
+    store: &PgStore,
+    batch: &[NewEvent],
+    look_up_all: bool,
 ) -> Result<Vec<Appended>, StoreError> {
     let mut client = store.client().await?;
     let tx = client
@@ -91,7 +112,7 @@ pub(crate) async fn append(
         .await
         .map_err(db("starting an append"))?;
     let mut heads = lock_heads(&tx, batch).await?;
-    let mut known = known_ids(&tx, batch).await?;
+    let mut known = known_ids(&tx, batch, look_up_all).await?;
     let (rows, nodes, out) = sequence(batch, &mut heads, &mut known)?;
     write(&tx, &rows, &nodes, heads).await?;
     // Durable once this returns (synchronous_commit as the server has it;
@@ -157,13 +178,19 @@ async fn lock_heads(
 async fn known_ids(
     tx: &deadpool_postgres::Transaction<'_>,
     batch: &[NewEvent],
+    all: bool,
 ) -> Result<HashMap<(String, String), Seq>, StoreError> {
+    // Only ids the producer gave can already be stored: the server's own
+    // are fresh UUIDv7s with 74 random bits.
     let (mut lookup_tenants, mut lookup_ids) = (Vec::new(), Vec::new());
-    for new in batch {
+    for new in batch.iter().filter(|n| all || n.event.id.is_some()) {
         lookup_tenants.push(new.tenant().as_str().to_owned());
         lookup_ids.push(new.id().to_string());
     }
     let mut known: HashMap<(String, String), Seq> = HashMap::new();
+    if lookup_ids.is_empty() {
+        return Ok(known);
+    }
     for row in tx
         .query(
             "SELECT e.tenant, e.id, e.seq FROM trailmark_ledger.entries e
@@ -230,18 +257,15 @@ fn sequence(
             nodes.hash.push(hash.as_bytes().to_vec());
         })?;
         head.size += 1;
-        rows.words.push(
-            words(
-                &[
-                    Some(env.actor_id.as_str()),
-                    Some(env.action.as_str()),
-                    env.resource_type.as_deref(),
-                    env.resource_id.as_deref(),
-                ],
-                &committed.payload,
-            )
-            .join(" "),
-        );
+        rows.words.push(words(
+            &[
+                Some(env.actor_id.as_str()),
+                Some(env.action.as_str()),
+                env.resource_type.as_deref(),
+                env.resource_id.as_deref(),
+            ],
+            &committed.payload,
+        ));
         rows.tenant.push(tenant.as_str().to_owned());
         rows.seq.push(to_i64(seq.get()));
         rows.id.push(env.id.to_string());
@@ -282,45 +306,10 @@ pub(crate) async fn write(
     heads: HashMap<String, Head>,
 ) -> Result<(), StoreError> {
     if !rows.seq.is_empty() {
-        tx.execute(
-            "INSERT INTO trailmark_ledger.entries (tenant, seq, id, occurred_at, actor_id, action,
-                 resource_type, resource_id, outcome, envelope, leaf_hash, payload, salt, ip, search)
-             SELECT t, s, i, o, a, ac, rt, ri, oc, en, lh, p, sa, ip,
-                    array_to_tsvector(string_to_array(nullif(w, ''), ' '))
-             FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::text[],
-                         $7::text[], $8::text[], $9::text[], $10::bytea[], $11::bytea[], $12::text[],
-                         $13::bytea[], $14::text[], $15::text[])
-                  WITH ORDINALITY AS u(t, s, i, o, a, ac, rt, ri, oc, en, lh, p, sa, ip, w, n)
-             ORDER BY n",
-            &[
-                &rows.tenant,
-                &rows.seq,
-                &rows.id,
-                &rows.occurred_at,
-                &rows.actor_id,
-                &rows.action,
-                &rows.resource_type,
-                &rows.resource_id,
-                &rows.outcome,
-                &rows.envelope,
-                &rows.leaf_hash,
-                &rows.payload,
-                &rows.salt,
-                &rows.ip,
-                &rows.words,
-            ],
-        )
-        .await
-        .map_err(db("inserting entries"))?;
+        copy_entries(tx, rows).await?;
     }
     if !nodes.idx.is_empty() {
-        tx.execute(
-            "INSERT INTO trailmark_ledger.nodes (tenant, level, idx, hash)
-             SELECT * FROM unnest($1::text[], $2::int2[], $3::int8[], $4::bytea[])",
-            &[&nodes.tenant, &nodes.level, &nodes.idx, &nodes.hash],
-        )
-        .await
-        .map_err(db("inserting tree nodes"))?;
+        copy_nodes(tx, nodes).await?;
     }
     let (names, sizes): (Vec<String>, Vec<i64>) = heads
         .into_iter()
@@ -333,5 +322,133 @@ pub(crate) async fn write(
     )
     .await
     .map_err(db("advancing tenant heads"))?;
+    Ok(())
+}
+
+/// The entries go in with binary `COPY` (PostgreSQL's bulk path: rows are
+/// written to the heap in groups, not one executor call each). Row order is
+/// batch order, so `pos` follows it.
+async fn copy_entries(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rows: &Rows,
+) -> Result<(), StoreError> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let sink = tx
+        .copy_in(
+            "COPY trailmark_ledger.entries (tenant, seq, id, occurred_at, actor_id, action,
+                 resource_type, resource_id, outcome, envelope, leaf_hash, payload, salt, ip, search)
+             FROM STDIN (FORMAT binary)",
+        )
+        .await
+        .map_err(db("starting to copy entries"))?;
+    let types = [
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::BYTEA,
+        Type::BYTEA,
+        Type::TEXT,
+        Type::BYTEA,
+        Type::TEXT,
+        Type::TS_VECTOR,
+    ];
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+    for i in 0..rows.seq.len() {
+        let search = Lexemes(&rows.words[i]);
+        writer
+            .as_mut()
+            .write(&[
+                &rows.tenant[i],
+                &rows.seq[i],
+                &rows.id[i],
+                &rows.occurred_at[i],
+                &rows.actor_id[i],
+                &rows.action[i],
+                &rows.resource_type[i],
+                &rows.resource_id[i],
+                &rows.outcome[i],
+                &rows.envelope[i],
+                &rows.leaf_hash[i],
+                &rows.payload[i],
+                &rows.salt[i],
+                &rows.ip[i],
+                &search,
+            ])
+            .await
+            .map_err(db("copying entries"))?;
+    }
+    writer
+        .as_mut()
+        .finish()
+        .await
+        .map_err(db("finishing the entry copy"))?;
+    Ok(())
+}
+
+/// Lexemes (sorted, distinct, no positions) in `tsvector`'s binary form.
+#[derive(Debug)]
+struct Lexemes<'a>(&'a [String]);
+
+impl tokio_postgres::types::ToSql for Lexemes<'_> {
+    fn to_sql(
+        &self,
+        _: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use bytes::BufMut as _;
+        out.put_i32(i32::try_from(self.0.len())?);
+        for lexeme in self.0 {
+            out.put_slice(lexeme.as_bytes());
+            out.put_u8(0);
+            out.put_u16(0); // no positions
+        }
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::TS_VECTOR
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+async fn copy_nodes(
+    tx: &deadpool_postgres::Transaction<'_>,
+    nodes: &Nodes,
+) -> Result<(), StoreError> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let sink = tx
+        .copy_in(
+            "COPY trailmark_ledger.nodes (tenant, level, idx, hash) FROM STDIN (FORMAT binary)",
+        )
+        .await
+        .map_err(db("starting to copy tree nodes"))?;
+    let types = [Type::TEXT, Type::INT2, Type::INT8, Type::BYTEA];
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+    for i in 0..nodes.idx.len() {
+        writer
+            .as_mut()
+            .write(&[
+                &nodes.tenant[i],
+                &nodes.level[i],
+                &nodes.idx[i],
+                &nodes.hash[i],
+            ])
+            .await
+            .map_err(db("copying tree nodes"))?;
+    }
+    writer
+        .as_mut()
+        .finish()
+        .await
+        .map_err(db("finishing the node copy"))?;
     Ok(())
 }

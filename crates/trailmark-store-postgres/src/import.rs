@@ -117,7 +117,7 @@ impl PgStore {
     }
 }
 
-fn entry_words(env: &Envelope, payload: &serde_json::Map<String, Value>) -> String {
+fn entry_words(env: &Envelope, payload: &serde_json::Map<String, Value>) -> Vec<String> {
     words(
         &[
             Some(env.actor_id.as_str()),
@@ -127,5 +127,4 @@ fn entry_words(env: &Envelope, payload: &serde_json::Map<String, Value>) -> Stri
         ],
         payload,
     )
-    .join(" ")
 }
