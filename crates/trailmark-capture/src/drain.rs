@@ -154,18 +154,44 @@ async fn run<S: Sink>(
 
     let mut tables = table_configs(client).await?;
     let mut total = 0u64;
+    // While one batch is being appended, the next is read and converted
+    // (rows of the batch in flight are left out); a batch is sent only once
+    // the one before it is acknowledged and deleted, so order holds.
+    let mut in_flight: Option<(Vec<Value>, Vec<i64>)> = None;
     loop {
-        let rows = client
-            .query(
-                "SELECT id, txid, stmt, op, schema_name, table_name, old_row::text, new_row::text,
-                        context, db_role,
-                        to_char(captured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
-                 FROM trailmark.outbox ORDER BY id LIMIT $1",
-                &[&options.batch],
-            )
-            .await
-            .map_err(pg("reading the outbox (is capture installed?)"))?;
-        if rows.is_empty() {
+        let leave_out: Vec<i64> = in_flight
+            .as_ref()
+            .map(|(_, ids)| ids.clone())
+            .unwrap_or_default();
+        let next = async {
+            let rows = client
+                .query(
+                    "SELECT id, txid, stmt, op, schema_name, table_name, old_row::text, new_row::text,
+                            context, db_role,
+                            to_char(captured_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
+                     FROM trailmark.outbox WHERE id <> ALL ($2) ORDER BY id LIMIT $1",
+                    &[&options.batch, &leave_out],
+                )
+                .await
+                .map_err(pg("reading the outbox (is capture installed?)"))?;
+            convert(client, &rows, &mut tables, &database).await
+        };
+        let next = match in_flight.take() {
+            None => next.await?,
+            Some((events, ids)) => {
+                let (sent, next) = tokio::join!(send(sink, events), next);
+                sent?;
+                // Only now are they durable in the trail.
+                delete_sent(client, &ids, &options.name).await?;
+                total += ids.len() as u64;
+                progress(Progress::Sent {
+                    rows: ids.len() as u64,
+                    total,
+                });
+                next?
+            }
+        };
+        if next.1.is_empty() {
             if options.once {
                 return Ok(total);
             }
@@ -175,27 +201,25 @@ async fn run<S: Sink>(
             }
             continue;
         }
-        let (events, ids) = convert(client, &rows, &mut tables, &database).await?;
-        send(sink, events).await?;
-        // Only now are they durable in the trail.
-        client
-            .execute(
-                "WITH sent AS (DELETE FROM trailmark.outbox WHERE id = ANY ($1) RETURNING id)
-                 INSERT INTO trailmark.drained (id, last_outbox_id, rows_total, drained_at, drainer)
-                 SELECT 1, max(id), count(*), now(), $2 FROM sent HAVING count(*) > 0
-                 ON CONFLICT (id) DO UPDATE SET last_outbox_id = excluded.last_outbox_id,
-                     rows_total = trailmark.drained.rows_total + excluded.rows_total,
-                     drained_at = excluded.drained_at, drainer = excluded.drainer",
-                &[&ids, &options.name],
-            )
-            .await
-            .map_err(pg("deleting sent outbox rows"))?;
-        total += ids.len() as u64;
-        progress(Progress::Sent {
-            rows: ids.len() as u64,
-            total,
-        });
+        in_flight = Some(next);
     }
+}
+
+/// Deletes acknowledged rows and records the position, in one statement.
+async fn delete_sent(client: &Client, ids: &[i64], drainer: &str) -> Result<(), Error> {
+    client
+        .execute(
+            "WITH sent AS (DELETE FROM trailmark.outbox WHERE id = ANY ($1) RETURNING id)
+             INSERT INTO trailmark.drained (id, last_outbox_id, rows_total, drained_at, drainer)
+             SELECT 1, max(id), count(*), now(), $2 FROM sent HAVING count(*) > 0
+             ON CONFLICT (id) DO UPDATE SET last_outbox_id = excluded.last_outbox_id,
+                 rows_total = trailmark.drained.rows_total + excluded.rows_total,
+                 drained_at = excluded.drained_at, drainer = excluded.drainer",
+            &[&ids, &drainer],
+        )
+        .await
+        .map_err(pg("deleting sent outbox rows"))?;
+    Ok(())
 }
 
 /// Outbox rows → events (and their outbox ids), table options read again

@@ -119,7 +119,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
                 source,
                 tenant: TenantId::new(&tenant)
                     .map_err(|e| anyhow::anyhow!("capture tenant {tenant:?}: {e}"))?,
-                batch: capture_file.batch.unwrap_or(1000).clamp(1, 5000),
+                batch: capture_file.batch.unwrap_or(5000).clamp(1, 5000),
             })
         }
     };
