@@ -18,6 +18,7 @@ mod proofs;
 mod query;
 mod render;
 mod reports;
+pub mod viewer;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -67,7 +68,8 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::<S>))
-        .with_state(app)
+        .with_state(Arc::clone(&app))
+        .merge(viewer::routes(Arc::new(viewer::Viewer::new(app))))
 }
 
 async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Result<&'static str, ApiError> {

@@ -1,0 +1,313 @@
+//! `/ui/integrity`: checkpoints, the verifier key, and a verification run
+//! from the browser with progress.
+//!
+//! The run checks what `trailmark verify` checks, from what the store holds:
+//! every envelope canonical and at its position, every present payload
+//! against its digest, every leaf against the recorded leaf hash, every
+//! checkpoint's signature, and the rebuilt tree's root at every checkpoint.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Html;
+use serde_json::{Map, Value, json};
+use trailmark_core::{Envelope, PayloadDigest, TenantId, Timestamp};
+use trailmark_log::{CompactRange, SignedCheckpoint, leaf_hash};
+use trailmark_store::Store;
+
+use super::{PageError, Viewer, esc, layout};
+use crate::app::{now, random_bytes};
+use crate::error::ApiError;
+
+/// One verification run.
+#[derive(Default)]
+pub(crate) struct Job {
+    checked: AtomicU64,
+    total: AtomicU64,
+    /// None while running; then Ok(summary) or Err(first failure).
+    result: Mutex<Option<Result<String, String>>>,
+    /// Who started it (key id): only they may read it.
+    owner: String,
+}
+
+/// When a run ended and how.
+type LastRun = (Timestamp, Result<String, String>);
+
+/// Runs by id, and the last result per tenant set.
+#[derive(Default)]
+pub(crate) struct Jobs {
+    runs: Mutex<HashMap<String, Arc<Job>>>,
+    last: Mutex<HashMap<String, LastRun>>,
+}
+
+fn scope_key(tenants: &[TenantId]) -> String {
+    if tenants.is_empty() {
+        "*".into()
+    } else {
+        tenants
+            .iter()
+            .map(TenantId::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+async fn verify_tenant<S: Store>(
+    viewer: &Viewer<S>,
+    tenant: &TenantId,
+    size: u64,
+    job: &Job,
+) -> Result<(), String> {
+    let store = &viewer.app.store;
+    let fail = |what: String| format!("{tenant}: {what}");
+    let verifier = viewer
+        .app
+        .signer(tenant)
+        .map_err(|e| fail(e.to_string()))?
+        .verifier();
+    let checkpoints = store
+        .checkpoints(tenant)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let mut next_checkpoint = checkpoints.iter().peekable();
+    let mut range = CompactRange::new();
+    let mut seq = 0u64;
+    while seq < size {
+        let end = (seq + 2000).min(size);
+        let entries = store
+            .entries(tenant, seq, end)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if entries.len() as u64 != end - seq {
+            return Err(fail(format!(
+                "seq {}: entry missing",
+                seq + entries.len() as u64
+            )));
+        }
+        for entry in &entries {
+            let env = Envelope::from_leaf_bytes(&entry.envelope_bytes)
+                .map_err(|e| fail(format!("seq {seq}: {e}")))?;
+            if env.seq.get() != seq || &env.tenant != tenant {
+                return Err(fail(format!(
+                    "seq {seq}: the entry there says seq {}",
+                    env.seq.get()
+                )));
+            }
+            if let (Some(payload), Some(salt)) = (&entry.payload, &entry.salt) {
+                let digest = PayloadDigest::compute(payload, salt)
+                    .map_err(|e| fail(format!("seq {seq}: {e}")))?;
+                if digest != env.payload_digest {
+                    return Err(fail(format!(
+                        "seq {seq}: payload does not match its digest"
+                    )));
+                }
+            }
+            let leaf = leaf_hash(&entry.envelope_bytes);
+            if leaf != entry.leaf_hash {
+                return Err(fail(format!(
+                    "seq {seq}: envelope does not match the leaf hash recorded when it was appended"
+                )));
+            }
+            range
+                .append(leaf, |_, _| {})
+                .map_err(|e| fail(e.to_string()))?;
+            seq += 1;
+            while let Some(cp) = next_checkpoint.peek() {
+                if cp.size.get() != seq {
+                    break;
+                }
+                let signed = SignedCheckpoint::open(cp.note.as_bytes(), &verifier)
+                    .map_err(|e| fail(format!("checkpoint {}: {e}", cp.size.get())))?;
+                if *signed.checkpoint().root() != range.root() {
+                    return Err(fail(format!(
+                        "checkpoint {}: the entries do not give its signed root",
+                        cp.size.get()
+                    )));
+                }
+                next_checkpoint.next();
+            }
+            job.checked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+async fn run<S: Store>(viewer: Arc<Viewer<S>>, tenants: Vec<TenantId>, job: Arc<Job>) {
+    let outcome = async {
+        let heads = viewer.app.store.heads().await.map_err(|e| e.to_string())?;
+        let heads: Vec<_> = heads
+            .into_iter()
+            .filter(|h| tenants.is_empty() || tenants.contains(&h.tenant))
+            .collect();
+        job.total
+            .store(heads.iter().map(|h| h.size.get()).sum(), Ordering::Relaxed);
+        for head in &heads {
+            verify_tenant(&viewer, &head.tenant, head.size.get(), &job).await?;
+        }
+        Ok(format!(
+            "{} entries in {} tenants verified",
+            job.checked.load(Ordering::Relaxed),
+            heads.len()
+        ))
+    }
+    .await;
+    if let Ok(mut last) = viewer.verifications.last.lock() {
+        last.insert(scope_key(&tenants), (now(), outcome.clone()));
+    }
+    if let Ok(mut result) = job.result.lock() {
+        *result = Some(outcome);
+    }
+}
+
+/// `POST /ui/verify`: starts a run over the tenants being looked at.
+pub(crate) async fn start<S: Store>(
+    State(viewer): State<Arc<Viewer<S>>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, PageError> {
+    let who = viewer.who(&headers).await?;
+    let tenants = who.caller.visible(who.tenant.as_deref())?;
+    let id = hex::encode(random_bytes::<16>()?);
+    let job = Arc::new(Job {
+        owner: who.caller.key.id.clone(),
+        ..Job::default()
+    });
+    if let Ok(mut runs) = viewer.verifications.runs.lock() {
+        if runs.len() > 100 {
+            runs.retain(|_, j| j.result.lock().is_ok_and(|r| r.is_none()));
+        }
+        runs.insert(id.clone(), Arc::clone(&job));
+    }
+    let mut meta = Map::new();
+    meta.insert("tenants".into(), json!(scope_key(&tenants)));
+    viewer
+        .app
+        .audit(
+            Some(&who.caller),
+            "verify",
+            Some(("route", "/ui/verify")),
+            meta,
+        )
+        .await?;
+    tokio::spawn(run(Arc::clone(&viewer), tenants, job));
+    Ok(Json(json!({"job": id})))
+}
+
+/// `GET /ui/verify/{job}`: progress, then the result.
+pub(crate) async fn status<S: Store>(
+    State(viewer): State<Arc<Viewer<S>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, PageError> {
+    let who = viewer.who(&headers).await?;
+    let job = viewer
+        .verifications
+        .runs
+        .lock()
+        .ok()
+        .and_then(|runs| runs.get(&id).cloned())
+        .filter(|j| j.owner == who.caller.key.id)
+        .ok_or_else(|| ApiError::NotFound("no such verification".into()))?;
+    let result = job.result.lock().ok().and_then(|r| r.clone());
+    Ok(Json(json!({
+        "checked": job.checked.load(Ordering::Relaxed),
+        "total": job.total.load(Ordering::Relaxed),
+        "done": result.is_some(),
+        "ok": result.as_ref().map(Result::is_ok),
+        "message": result.map(|r| match r { Ok(m) | Err(m) => m }),
+    })))
+}
+
+const SCRIPT: &str = r"
+const button = document.getElementById('verify');
+const bar = document.getElementById('progress');
+const out = document.getElementById('verify-result');
+button.addEventListener('click', async () => {
+  button.disabled = true;
+  out.textContent = 'Verifying…';
+  out.className = '';
+  const started = await fetch('/ui/verify', {method: 'POST', credentials: 'same-origin'});
+  if (!started.ok) { out.textContent = 'Could not start: ' + started.status; button.disabled = false; return; }
+  const {job} = await started.json();
+  for (;;) {
+    const r = await (await fetch('/ui/verify/' + job, {credentials: 'same-origin'})).json();
+    bar.max = Math.max(r.total, 1); bar.value = r.checked;
+    if (r.done) {
+      out.textContent = (r.ok ? 'Verified: ' : 'FAILED: ') + r.message;
+      out.className = r.ok ? 'ok' : 'failed';
+      button.disabled = false;
+      return;
+    }
+    await new Promise(res => setTimeout(res, 150));
+  }
+});
+";
+
+/// `GET /ui/integrity`.
+pub(crate) async fn page<S: Store>(
+    State(viewer): State<Arc<Viewer<S>>>,
+    headers: HeaderMap,
+) -> Result<Html<String>, PageError> {
+    let who = viewer.who(&headers).await?;
+    let tenants = who.caller.visible(who.tenant.as_deref())?;
+    let heads = viewer.app.store.heads().await.map_err(ApiError::from)?;
+    let mut body = String::from(
+        "<h1>Integrity</h1><div class=\"scroll\"><table><thead><tr><th>Tenant</th><th>Entries</th><th>Latest checkpoint</th><th>Verifier key</th></tr></thead><tbody>",
+    );
+    for head in heads
+        .iter()
+        .filter(|h| tenants.is_empty() || tenants.contains(&h.tenant))
+    {
+        let checkpoint = viewer
+            .app
+            .store
+            .latest_checkpoint(&head.tenant)
+            .await
+            .map_err(ApiError::from)?;
+        let key = viewer.app.signer(&head.tenant)?.verifier().to_string();
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td><pre>{}</pre></td><td><code>{}</code></td></tr>",
+            esc(head.tenant.as_str()),
+            head.size.get(),
+            esc(checkpoint.as_ref().map_or("none yet", |c| c.note.as_str())),
+            esc(&key)
+        );
+    }
+    body.push_str("</tbody></table></div>");
+    let last = viewer
+        .verifications
+        .last
+        .lock()
+        .ok()
+        .and_then(|l| l.get(&scope_key(&tenants)).cloned());
+    let _ = write!(
+        body,
+        "<h2>Verification</h2><p>Last run: {}</p><p><button id=\"verify\" type=\"button\">Verify now</button> <progress id=\"progress\" value=\"0\" max=\"1\"></progress></p><p id=\"verify-result\" role=\"status\" aria-live=\"polite\"></p><script>{SCRIPT}</script>",
+        match last {
+            None => "never (since this server started)".to_owned(),
+            Some((at, Ok(m))) => format!("{} — passed: {}", at, esc(&m)),
+            Some((at, Err(m))) => format!(
+                "{} — <strong class=\"failed\">FAILED</strong>: {}",
+                at,
+                esc(&m)
+            ),
+        }
+    );
+    let mut meta = Map::new();
+    meta.insert("page".into(), json!("/ui/integrity"));
+    viewer
+        .app
+        .audit(
+            Some(&who.caller),
+            "read",
+            Some(("route", "/ui/integrity")),
+            meta,
+        )
+        .await?;
+    Ok(layout("Integrity", "/ui/integrity", Some(&who), &body))
+}

@@ -1,0 +1,481 @@
+//! Events, one event with its diff and proof, one record's history, export.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query as QueryParams, State};
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::Value;
+use trailmark_core::Timestamp;
+use trailmark_log::{Hash, LeafIndex, SignedCheckpoint, TreeSize, leaf_hash, verify_inclusion};
+use trailmark_store::Store;
+
+use super::{PageError, Viewer, Who, enc, esc, layout};
+use crate::query::EventFilters;
+use crate::reports::ExportParams;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The filters as the events page takes them: dates from date inputs become
+/// the start of that day (`since`) and the start of the next (`until`, so the
+/// day is included).
+fn api_filters(f: &EventFilters, who: &Who) -> EventFilters {
+    let day = |v: &Option<String>, plus: i64| -> Option<String> {
+        let v = v.as_deref().filter(|v| !v.is_empty())?;
+        if v.len() == 10 {
+            Timestamp::parse(&format!("{v}T00:00:00Z"))
+                .ok()
+                .and_then(|t| Timestamp::from_unix_millis(t.unix_millis() + plus))
+                .map(|t| t.to_string())
+                .or_else(|| Some(v.to_owned()))
+        } else {
+            Some(v.to_owned())
+        }
+    };
+    EventFilters {
+        tenant: who.tenant.clone(),
+        actor: f.actor.clone(),
+        action: f.action.clone(),
+        resource_type: f.resource_type.clone(),
+        resource_id: f.resource_id.clone(),
+        outcome: f.outcome.clone(),
+        ip: f.ip.clone(),
+        q: f.q.clone(),
+        since: day(&f.since, 0),
+        until: day(&f.until, DAY_MS),
+        days: f.days.clone(),
+        limit: Some(f.limit.clone().unwrap_or_else(|| "50".into())),
+        cursor: f.cursor.clone(),
+    }
+}
+
+/// The filters as a query string (without the cursor).
+fn query_string(f: &EventFilters) -> String {
+    [
+        ("actor", &f.actor),
+        ("action", &f.action),
+        ("resource_type", &f.resource_type),
+        ("resource_id", &f.resource_id),
+        ("outcome", &f.outcome),
+        ("ip", &f.ip),
+        ("q", &f.q),
+        ("since", &f.since),
+        ("until", &f.until),
+    ]
+    .iter()
+    .filter_map(|(k, v)| {
+        v.as_deref()
+            .filter(|v| !v.is_empty())
+            .map(|v| format!("{k}={}", enc(v)))
+    })
+    .collect::<Vec<_>>()
+    .join("&")
+}
+
+/// The colour class of an action.
+fn action_class(action: &str, outcome: &str) -> &'static str {
+    if outcome != "success" {
+        return "failure";
+    }
+    match action {
+        "create" | "restore" => "create",
+        "update" => "update",
+        "delete" | "soft_delete" | "truncate" => "delete",
+        _ => "other",
+    }
+}
+
+fn text<'a>(v: &'a Value, path: &str) -> &'a str {
+    v.pointer(path).and_then(Value::as_str).unwrap_or("")
+}
+
+fn history_link(event: &Value) -> Option<String> {
+    let kind = event.pointer("/resource/type")?.as_str()?;
+    let id = event.pointer("/resource/id")?.as_str()?;
+    Some(format!("/ui/history/{}/{}", enc(kind), enc(id)))
+}
+
+fn filter_bar(f: &EventFilters) -> String {
+    let field = |name: &str, label: &str, value: &Option<String>, kind: &str| {
+        format!(
+            "<label>{label}<input name=\"{name}\" type=\"{kind}\" value=\"{}\"></label>",
+            esc(value.as_deref().unwrap_or(""))
+        )
+    };
+    let outcome = f.outcome.as_deref().unwrap_or("");
+    let mut options = String::new();
+    for o in ["", "success", "failure", "denied", "error"] {
+        let sel = if o == outcome { " selected" } else { "" };
+        let label = if o.is_empty() { "any" } else { o };
+        let _ = write!(options, "<option value=\"{o}\"{sel}>{label}</option>");
+    }
+    format!(
+        "<form method=\"get\" action=\"/ui/events\" class=\"filters\" aria-label=\"Filter events\">{}{}{}{}<label>Outcome<select name=\"outcome\">{options}</select></label>{}{}{}{}<button type=\"submit\">Filter</button> <a href=\"/ui/events\">Clear</a></form>",
+        field("actor", "Actor", &f.actor, "text"),
+        field("action", "Action", &f.action, "text"),
+        field("resource_type", "Resource type", &f.resource_type, "text"),
+        field("resource_id", "Resource id", &f.resource_id, "text"),
+        field("ip", "IP", &f.ip, "text"),
+        field("since", "From", &f.since, "date"),
+        field("until", "To", &f.until, "date"),
+        field("q", "Text", &f.q, "search"),
+    )
+}
+
+/// `/ui/events`: the table, newest first, with filters in the URL.
+pub(crate) async fn events<S: Store>(
+    State(viewer): State<Arc<Viewer<S>>>,
+    headers: HeaderMap,
+    QueryParams(filters): QueryParams<EventFilters>,
+) -> Result<Html<String>, PageError> {
+    let who = viewer.who(&headers).await?;
+    let api = api_filters(&filters, &who);
+    let page = crate::query::list_events(
+        State(Arc::clone(&viewer.app)),
+        who.headers.clone(),
+        QueryParams(api),
+    )
+    .await;
+    let mut body = String::from("<h1>Events</h1>");
+    body.push_str(&filter_bar(&filters));
+    let qs = query_string(&filters);
+    let page = match page {
+        Ok(page) => page.0,
+        Err(e) => {
+            let _ = write!(
+                body,
+                "<p class=\"error\" role=\"alert\">{}</p>",
+                esc(&e.explain())
+            );
+            return Ok(layout("Events", "/ui/events", Some(&who), &body));
+        }
+    };
+    let _ = write!(
+        body,
+        "<p class=\"exports\">Export this view: <a href=\"/ui/export?format=csv&amp;{q}\">CSV</a> · <a href=\"/ui/export?format=ndjson&amp;{q}\">NDJSON</a></p>",
+        q = esc(&qs)
+    );
+    let events = page["events"].as_array().cloned().unwrap_or_default();
+    if events.is_empty() {
+        body.push_str("<p>No events match.</p>");
+    } else {
+        body.push_str("<div class=\"scroll\"><table class=\"events\"><thead><tr><th>When (UTC)</th><th>Actor</th><th>Action</th><th>Resource</th><th>Outcome</th><th>IP</th><th>Tenant</th></tr></thead><tbody>");
+        for e in &events {
+            let id = text(e, "/id");
+            let action = text(e, "/action");
+            let outcome = text(e, "/outcome");
+            let resource = match (
+                e.pointer("/resource/type").and_then(Value::as_str),
+                history_link(e),
+            ) {
+                (Some(kind), Some(link)) => format!(
+                    "<a href=\"{}\">{} {}</a>",
+                    esc(&link),
+                    esc(kind),
+                    esc(text(e, "/resource/id"))
+                ),
+                (Some(kind), None) => esc(kind),
+                _ => String::new(),
+            };
+            let _ = write!(
+                body,
+                "<tr><td><a href=\"/ui/events/{}\">{}</a></td><td>{}</td><td><span class=\"action {}\">{}</span></td><td>{resource}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                enc(id),
+                esc(text(e, "/occurred_at")),
+                esc(text(e, "/actor/id")),
+                action_class(action, outcome),
+                esc(action),
+                esc(outcome),
+                esc(text(e, "/context/ip")),
+                esc(text(e, "/tenant")),
+            );
+        }
+        body.push_str("</tbody></table></div>");
+    }
+    if let Some(cursor) = page["next_cursor"].as_str() {
+        let sep = if qs.is_empty() { "" } else { "&" };
+        let _ = write!(
+            body,
+            "<p><a rel=\"next\" href=\"/ui/events?{}{sep}cursor={}\">Older events →</a></p>",
+            esc(&qs),
+            enc(cursor)
+        );
+    }
+    Ok(layout("Events", "/ui/events", Some(&who), &body))
+}
+
+/// Old and new text with the changed middle marked (common prefix and
+/// suffix left plain).
+fn inline_diff(old: &str, new: &str) -> (String, String) {
+    let o: Vec<char> = old.chars().collect();
+    let n: Vec<char> = new.chars().collect();
+    let prefix = o.iter().zip(&n).take_while(|(a, b)| a == b).count();
+    let suffix = o[prefix..]
+        .iter()
+        .rev()
+        .zip(n[prefix..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let part = |c: &[char]| esc(&c.iter().collect::<String>());
+    (
+        format!(
+            "{}<del>{}</del>{}",
+            part(&o[..prefix]),
+            part(&o[prefix..o.len() - suffix]),
+            part(&o[o.len() - suffix..])
+        ),
+        format!(
+            "{}<ins>{}</ins>{}",
+            part(&n[..prefix]),
+            part(&n[prefix..n.len() - suffix]),
+            part(&n[n.len() - suffix..])
+        ),
+    )
+}
+
+fn shown(v: &Value) -> String {
+    match v {
+        Value::Null => "<span class=\"none\">∅</span>".into(),
+        Value::String(s) => esc(s),
+        other => esc(&other.to_string()),
+    }
+}
+
+fn diff_table(changes: &serde_json::Map<String, Value>) -> String {
+    let mut out = String::from(
+        "<table class=\"diff\"><thead><tr><th>Field</th><th>Before</th><th>After</th></tr></thead><tbody>",
+    );
+    for (field, change) in changes {
+        let (old, new) = (&change["old"], &change["new"]);
+        let (o, n) = match (old, new) {
+            (Value::String(a), Value::String(b)) if a.len() + b.len() > 40 => inline_diff(a, b),
+            _ => (shown(old), shown(new)),
+        };
+        let _ = write!(
+            out,
+            "<tr><th scope=\"row\">{}</th><td class=\"old\">{o}</td><td class=\"new\">{n}</td></tr>",
+            esc(field)
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+fn pairs(map: Option<&serde_json::Map<String, Value>>) -> String {
+    let Some(map) = map.filter(|m| !m.is_empty()) else {
+        return "<p class=\"none\">none</p>".into();
+    };
+    let mut out = String::from("<dl>");
+    for (k, v) in map {
+        let _ = write!(out, "<dt>{}</dt><dd>{}</dd>", esc(k), shown(v));
+    }
+    out.push_str("</dl>");
+    out
+}
+
+/// Checks the event's inclusion proof against its checkpoint, as a
+/// third party would: the leaf from the entry's bytes, the root from the
+/// signed note.
+fn proof_status<S: Store>(viewer: &Viewer<S>, event: &Value) -> (bool, String) {
+    let proof = &event["proof"];
+    if proof.is_null() {
+        return (
+            false,
+            "Not in a signed checkpoint yet (checkpoints follow within a second); reload to check."
+                .into(),
+        );
+    }
+    let check = || -> Result<u64, String> {
+        let envelope = text(event, "/entry/envelope").as_bytes().to_vec();
+        let tenant =
+            trailmark_core::TenantId::new(text(event, "/tenant")).map_err(str::to_owned)?;
+        let log_key = viewer
+            .app
+            .signer(&tenant)
+            .map_err(|e| e.to_string())?
+            .verifier();
+        let note = proof["checkpoint"].as_str().unwrap_or_default();
+        let signed = SignedCheckpoint::open(note.as_bytes(), &log_key)
+            .map_err(|e| format!("checkpoint signature: {e}"))?;
+        let hashes = proof["hashes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| {
+                BASE64
+                    .decode(h.as_str().unwrap_or_default())
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| Hash::from_slice(&b).map_err(|e| e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let index = LeafIndex::new(proof["leaf_index"].as_u64().unwrap_or(u64::MAX))
+            .ok_or("bad leaf index")?;
+        let size =
+            TreeSize::new(proof["tree_size"].as_u64().unwrap_or(0)).ok_or("bad tree size")?;
+        verify_inclusion(
+            &leaf_hash(&envelope),
+            index,
+            size,
+            &hashes,
+            signed.checkpoint().root(),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(size.get())
+    };
+    match check() {
+        Ok(size) => (
+            true,
+            format!("Verified: included in the signed checkpoint of size {size}."),
+        ),
+        Err(e) => (false, format!("NOT verified: {e}")),
+    }
+}
+
+/// `/ui/events/{id}`: the diff, who and from where, and the proof.
+pub(crate) async fn event<S: Store>(
+    State(viewer): State<Arc<Viewer<S>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let who = viewer.who(&headers).await?;
+    let filters = EventFilters {
+        tenant: who.tenant.clone(),
+        ..EventFilters::default()
+    };
+    let e = crate::query::get_event(
+        State(Arc::clone(&viewer.app)),
+        who.headers.clone(),
+        Path(id),
+        QueryParams(filters),
+    )
+    .await?
+    .0;
+    let (ok, proof) = proof_status(&viewer, &e);
+    let action = text(&e, "/action");
+    let mut body = format!(
+        "<h1><span class=\"action {}\">{}</span> {} {}</h1>",
+        action_class(action, text(&e, "/outcome")),
+        esc(action),
+        esc(text(&e, "/resource/type")),
+        esc(text(&e, "/resource/id"))
+    );
+    if let Some(link) = history_link(&e) {
+        let _ = write!(
+            body,
+            "<p><a href=\"{}\">History of this record →</a></p>",
+            esc(&link)
+        );
+    }
+    let _ = write!(
+        body,
+        "<p class=\"proof {}\" data-verified=\"{ok}\">{}</p>",
+        if ok { "ok" } else { "pending" },
+        esc(&proof)
+    );
+    let changes = e.get("changes").and_then(Value::as_object);
+    body.push_str("<h2>Changes</h2>");
+    body.push_str(
+        &changes.map_or_else(|| "<p class=\"none\">none recorded</p>".into(), diff_table),
+    );
+    let _ = write!(
+        body,
+        "<h2>Actor</h2><dl><dt>id</dt><dd>{}</dd><dt>type</dt><dd>{}</dd><dt>name</dt><dd>{}</dd></dl>",
+        esc(text(&e, "/actor/id")),
+        esc(text(&e, "/actor/type")),
+        esc(text(&e, "/actor/name"))
+    );
+    body.push_str("<h2>Context</h2>");
+    body.push_str(&pairs(e.get("context").and_then(Value::as_object)));
+    body.push_str("<h2>Metadata</h2>");
+    body.push_str(&pairs(e.get("metadata").and_then(Value::as_object)));
+    let _ = write!(
+        body,
+        "<h2>Entry</h2><dl><dt>tenant</dt><dd>{}</dd><dt>seq</dt><dd>{}</dd><dt>occurred</dt><dd>{}</dd><dt>received</dt><dd>{}</dd><dt>payload</dt><dd>{}</dd><dt>reason</dt><dd>{}</dd></dl>",
+        esc(text(&e, "/tenant")),
+        e.get("seq").map_or(String::new(), ToString::to_string),
+        esc(text(&e, "/occurred_at")),
+        esc(text(&e, "/received_at")),
+        esc(text(&e, "/state")),
+        esc(text(&e, "/reason")),
+    );
+    Ok(layout("Event", "/ui/events", Some(&who), &body))
+}
+
+/// `/ui/history/{type}/{id}`: every event of one record, oldest first, with
+/// the state after each.
+pub(crate) async fn history<S: Store>(
+    State(viewer): State<Arc<Viewer<S>>>,
+    headers: HeaderMap,
+    Path((kind, id)): Path<(String, String)>,
+) -> Result<Html<String>, PageError> {
+    let who = viewer.who(&headers).await?;
+    let filters = EventFilters {
+        tenant: who.tenant.clone(),
+        ..EventFilters::default()
+    };
+    let h = crate::reports::history(
+        State(Arc::clone(&viewer.app)),
+        who.headers.clone(),
+        Path((kind.clone(), id.clone())),
+        QueryParams(filters),
+    )
+    .await?
+    .0;
+    let mut body = format!("<h1>History of {} {}</h1>", esc(&kind), esc(&id));
+    let events = h["events"].as_array().cloned().unwrap_or_default();
+    if events.is_empty() {
+        body.push_str("<p>No events for this record.</p>");
+    }
+    body.push_str("<ol class=\"history\">");
+    for e in &events {
+        let action = text(e, "/action");
+        let _ = write!(
+            body,
+            "<li><p><a href=\"/ui/events/{}\">{}</a> · <span class=\"action {}\">{}</span> by {}</p>",
+            enc(text(e, "/id")),
+            esc(text(e, "/occurred_at")),
+            action_class(action, text(e, "/outcome")),
+            esc(action),
+            esc(text(e, "/actor/id")),
+        );
+        if let Some(changes) = e.get("changes").and_then(Value::as_object) {
+            body.push_str(&diff_table(changes));
+        }
+        body.push_str("<p class=\"state-label\">State after:</p>");
+        match e.get("state_after") {
+            Some(Value::Object(state)) => body.push_str(&pairs(Some(state))),
+            _ => body.push_str("<p class=\"none\">deleted</p>"),
+        }
+        body.push_str("</li>");
+    }
+    body.push_str("</ol>");
+    if h["truncated"].as_bool() == Some(true) {
+        body.push_str("<p>Only the newest events are shown.</p>");
+    }
+    Ok(layout("History", "/ui/events", Some(&who), &body))
+}
+
+/// `/ui/export`: the API's streamed export of the current filters.
+pub(crate) async fn export<S: Store>(
+    State(viewer): State<Arc<Viewer<S>>>,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<ExportParams>,
+) -> Result<Response, PageError> {
+    let who = viewer.who(&headers).await?;
+    let mut api = api_filters(&params.filters, &who);
+    api.limit = None;
+    api.cursor = None;
+    let response = crate::reports::export(
+        State(Arc::clone(&viewer.app)),
+        who.headers.clone(),
+        QueryParams(ExportParams {
+            format: params.format,
+            filters: api,
+        }),
+    )
+    .await?;
+    Ok(response.into_response())
+}
