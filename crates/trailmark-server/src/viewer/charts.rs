@@ -100,24 +100,30 @@ fn bars(title: &str, items: &[(String, u64)]) -> Result<String, ApiError> {
             .margin(10)
             .x_label_area_size(25)
             .y_label_area_size(160)
-            .build_cartesian_2d(0..max + max / 10 + 1, 0..n)
+            .build_cartesian_2d(0..max + max / 10 + 1, (0..n).into_segmented())
             .map_err(chart_error)?;
         chart
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(n)
-            .y_label_formatter(&|i| {
-                items
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => items
                     .get(n.saturating_sub(1 + *i))
                     .map(|(name, _)| name.chars().take(24).collect())
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                _ => String::new(),
             })
             .draw()
             .map_err(chart_error)?;
         chart
             .draw_series(items.iter().enumerate().map(|(i, (_, count))| {
                 let y = n - 1 - i;
-                Rectangle::new([(0, y), (*count, y + 1)], COLORS[1].mix(0.7).filled())
+                let mut bar = Rectangle::new(
+                    [(0, SegmentValue::Exact(y)), (*count, SegmentValue::Exact(y + 1))],
+                    COLORS[1].mix(0.7).filled(),
+                );
+                bar.set_margin(3, 3, 0, 0);
+                bar
             }))
             .map_err(chart_error)?;
         root.present().map_err(chart_error)?;

@@ -1,0 +1,212 @@
+// The web viewer in a real browser: Debian's Chromium (headless) driven by
+// playwright-core, against a real `trailmark serve` with the embedded store
+// and seeded data. Screenshots of every page go to target/viewer-artifacts.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const bin = process.env.TRAILMARK_BIN || join(root, 'target', 'debug', 'trailmark');
+const artifacts = join(root, 'target', 'viewer-artifacts');
+mkdirSync(artifacts, { recursive: true });
+
+let server, dataDir, base, admin, browser;
+
+const freePort = () => new Promise((resolve) => {
+  const s = createServer();
+  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+
+async function until(what, check, ms = 15000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check().catch(() => undefined);
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function api(method, path, body, key = admin) {
+  const r = await fetch(base + path, {
+    method,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  assert.ok(r.ok, `${method} ${path}: ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+const day = (back) => new Date(Date.now() - back * 86400000);
+const iso = (d) => d.toISOString();
+const ymd = (d) => d.toISOString().slice(0, 10);
+
+before(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'tm-viewer-'));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(bin, ['serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`], { stdio: 'ignore' });
+  await until('the server', async () => (await fetch(base + '/healthz')).ok);
+  admin = readFileSync(join(dataDir, 'bootstrap-admin.key'), 'utf8').trim();
+  await api('POST', '/v1/events', [
+    { tenant: 'acme', occurred_at: iso(day(3)), actor: { id: 'alice', type: 'user' }, action: 'create',
+      resource: { type: 'Invoice', id: '61' }, changes: { total: { old: null, new: '19.99' }, status: { old: null, new: 'draft' } } },
+    { tenant: 'acme', occurred_at: iso(day(1)), actor: { id: 'alice', type: 'user' }, action: 'update',
+      resource: { type: 'Invoice', id: '61' }, context: { ip: '203.0.113.7', user_agent: 'Mozilla/5.0' },
+      changes: { total: { old: '19.99', new: '24.99' },
+                 note: { old: 'Payment due within thirty days of the invoice date', new: 'Payment due within fourteen days of the invoice date' } } },
+    { tenant: 'acme', occurred_at: iso(day(1)), actor: { id: 'bob', type: 'user' }, action: 'delete',
+      resource: { type: 'Customer', id: '7' }, changes: { name: { old: 'Initech', new: null } } },
+    { tenant: 'acme', occurred_at: iso(day(0)), actor: { id: 'mallory', type: 'user' }, action: 'login',
+      outcome: 'failure', context: { ip: '198.51.100.9' } },
+    { tenant: 'globex', occurred_at: iso(day(2)), actor: { id: 'gina', type: 'user' }, action: 'export',
+      resource: { type: 'Report', id: 'q3' } },
+  ]);
+  await until('checkpoints', async () => {
+    const t = await api('GET', '/v1/tenants');
+    const acme = await fetch(base + '/v1/checkpoint?tenant=acme', { headers: { authorization: `Bearer ${admin}` } });
+    return t.tenants.length >= 2 && acme.ok && (await acme.text()).split('\n')[1] === '4';
+  });
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill('SIGTERM');
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function signIn(page, key) {
+  await page.goto(base + '/ui/events');
+  assert.match(page.url(), /\/ui\/login$/, 'no session: sent to sign in');
+  await page.fill('#key', key);
+  await page.click('button[type=submit]');
+  await page.waitForURL(/\/ui\/events$/);
+}
+
+test('an admin finds, inspects, follows history, charts and verifies, then tampering is named', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, admin);
+  await page.screenshot({ path: join(artifacts, 'events.png'), fullPage: true });
+
+  // Filter by actor and date: only alice's update from yesterday.
+  await page.fill('input[name=actor]', 'alice');
+  await page.fill('input[name=since]', ymd(day(2)));
+  await page.fill('input[name=until]', ymd(day(0)));
+  await page.click('form.filters button[type=submit]');
+  await page.waitForURL(/actor=alice/);
+  assert.match(page.url(), /since=/, 'the URL holds the filters');
+  const rows = page.locator('table.events tbody tr');
+  assert.equal(await rows.count(), 1);
+  assert.equal(await rows.locator('.action').textContent(), 'update');
+  assert.equal(await rows.locator('.action.update').count(), 1, 'updates are coloured as updates');
+  await page.screenshot({ path: join(artifacts, 'events-filtered.png'), fullPage: true });
+
+  // The update: old and new side by side, long text diffed inline, proof verified.
+  await rows.locator('td a').first().click();
+  await page.waitForURL(/\/ui\/events\/[0-9a-f-]+$/);
+  const total = page.locator('table.diff tr', { hasText: 'total' });
+  assert.equal((await total.locator('td.old').textContent()).trim(), '19.99');
+  assert.equal((await total.locator('td.new').textContent()).trim(), '24.99');
+  const note = page.locator('table.diff tr', { hasText: 'note' });
+  assert.equal((await note.locator('del').textContent()).trim(), 'thirty');
+  assert.equal((await note.locator('ins').textContent()).trim(), 'fourteen');
+  assert.equal(await page.locator('.proof').getAttribute('data-verified'), 'true');
+  assert.match(await page.locator('dl').nth(1).textContent(), /203\.0\.113\.7/);
+  await page.screenshot({ path: join(artifacts, 'event.png'), fullPage: true });
+
+  // Its record's history, oldest first, with the state after each step.
+  await page.click('text=History of this record');
+  await page.waitForURL(/\/ui\/history\/Invoice\/61$/);
+  const steps = page.locator('ol.history > li');
+  assert.equal(await steps.count(), 2);
+  assert.match(await steps.nth(0).textContent(), /create/);
+  assert.match(await steps.nth(1).locator('dl').textContent(), /total24\.99/);
+  assert.match(await steps.nth(1).locator('dl').textContent(), /statusdraft/, 'state carries earlier fields');
+  await page.screenshot({ path: join(artifacts, 'history.png'), fullPage: true });
+
+  // Activity: the charts render as SVG.
+  await page.click('nav >> text=Activity');
+  await page.waitForURL(/\/ui\/activity$/);
+  for (const id of ['per-day', 'failures', 'actors', 'resources']) {
+    assert.equal(await page.locator(`#chart-${id} svg`).count(), 1, `chart ${id}`);
+  }
+  assert.match(await page.locator('#chart-actors svg').innerHTML(), /alice/);
+  await page.screenshot({ path: join(artifacts, 'activity.png'), fullPage: true });
+
+  // Integrity: a verification run passes…
+  await page.click('nav >> text=Integrity');
+  await page.waitForURL(/\/ui\/integrity$/);
+  await page.click('#verify');
+  await page.waitForSelector('#verify-result.ok', { timeout: 15000 });
+  assert.match(await page.locator('#verify-result').textContent(), /^Verified:/);
+  await page.screenshot({ path: join(artifacts, 'integrity.png'), fullPage: true });
+
+  // …and after an edit to the database behind the server's back, fails
+  // naming the entry.
+  execFileSync('python3', ['-c', `
+import sqlite3
+c = sqlite3.connect(${JSON.stringify(join(dataDir, 'trailmark.db'))}, timeout=10)
+c.execute("UPDATE entries SET envelope = CAST(replace(CAST(envelope AS TEXT), 'bob', 'eve') AS BLOB) WHERE tenant = 'acme' AND seq = 2")
+c.commit()
+`]);
+  await page.click('#verify');
+  await page.waitForSelector('#verify-result.failed', { timeout: 15000 });
+  assert.match(await page.locator('#verify-result').textContent(), /FAILED: acme: seq 2:/);
+  await page.screenshot({ path: join(artifacts, 'integrity-tampered.png'), fullPage: true });
+
+  // Sign out: every page is refused again.
+  await page.click('nav button:has-text("Sign out")');
+  await page.waitForURL(/\/ui\/login$/);
+  for (const path of ['/ui/events', '/ui/activity', '/ui/integrity', '/ui/history/Invoice/61']) {
+    await page.goto(base + path);
+    assert.match(page.url(), /\/ui\/login$/, `${path} after sign-out`);
+  }
+  await context.close();
+});
+
+test('without a key no page shows trail data; a tenant-bound key sees only its tenant', async () => {
+  for (const path of ['/ui/events', '/ui/activity', '/ui/integrity', '/ui/history/Invoice/61', '/ui/export?format=csv']) {
+    const r = await fetch(base + path, { redirect: 'manual' });
+    assert.equal(r.status, 303, path);
+    assert.equal(r.headers.get('location'), '/ui/login');
+  }
+  const bad = await fetch(base + '/ui/login', { method: 'POST', body: new URLSearchParams({ key: 'tmk_nope' }) });
+  assert.equal(bad.status, 401);
+
+  const { key } = await api('POST', '/v1/keys', { name: 'globex reader', scopes: 'read', tenant: 'globex' });
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  const page = await context.newPage();
+  await signIn(page, key);
+  const text = await page.locator('main').textContent();
+  assert.match(text, /gina/);
+  assert.doesNotMatch(text, /alice|bob|mallory|acme/);
+  await page.screenshot({ path: join(artifacts, 'events-phone-globex.png'), fullPage: true });
+  await page.goto(base + '/ui/history/Invoice/61');
+  assert.match(await page.locator('main').textContent(), /No events for this record/);
+  await page.goto(base + '/ui/activity');
+  assert.doesNotMatch(await page.locator('main').innerHTML(), /alice|mallory/);
+  const csv = await page.evaluate(async () => (await fetch('/ui/export?format=csv')).text());
+  assert.match(csv, /gina/);
+  assert.doesNotMatch(csv, /alice|acme/);
+  await page.goto(base + '/ui/integrity');
+  assert.doesNotMatch(await page.locator('main').textContent(), /acme/);
+  await context.close();
+});
+
+test('page views are recorded in _system', async () => {
+  const events = await api('GET', '/v1/events?tenant=_system&limit=200');
+  const routes = events.events.map((e) => e.metadata?.route ?? e.resource?.id).filter(Boolean);
+  for (const route of ['/v1/events', '/v1/events/{id}', '/v1/resources/{type}/{id}/history', '/ui/activity', '/ui/integrity']) {
+    assert.ok(routes.includes(route), `${route} recorded: ${JSON.stringify(routes)}`);
+  }
+});
