@@ -119,7 +119,10 @@ fn bars(title: &str, items: &[(String, u64)]) -> Result<String, ApiError> {
             .draw_series(items.iter().enumerate().map(|(i, (_, count))| {
                 let y = n - 1 - i;
                 let mut bar = Rectangle::new(
-                    [(0, SegmentValue::Exact(y)), (*count, SegmentValue::Exact(y + 1))],
+                    [
+                        (0, SegmentValue::Exact(y)),
+                        (*count, SegmentValue::Exact(y + 1)),
+                    ],
                     COLORS[1].mix(0.7).filled(),
                 );
                 bar.set_margin(3, 3, 0, 0);
