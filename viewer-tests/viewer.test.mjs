@@ -203,6 +203,32 @@ test('without a key no page shows trail data; a tenant-bound key sees only its t
   await context.close();
 });
 
+test('an admin key switches tenant and sees only that tenant', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, admin);
+  // The switch posts the form and reloads the page: wait for the reload.
+  await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith('/ui/events') && r.request().method() === 'GET'),
+    page.selectOption('nav select[name=tenant]', 'globex'),
+  ]);
+  await page.waitForFunction(() => !document.querySelector('table.events')?.textContent.includes('alice'));
+  const text = await page.locator('main table.events').textContent();
+  assert.match(text, /gina/);
+  assert.doesNotMatch(text, /alice|bob/);
+  await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith('/ui/events') && r.request().method() === 'GET'),
+    page.selectOption('nav select[name=tenant]', ''),
+  ]);
+  await page.waitForFunction(() => document.querySelector('table.events')?.textContent.includes('alice'));
+  assert.match(await page.locator('main table.events').textContent(), /alice/);
+  // The keyboard reaches the filters and the table's links.
+  await page.keyboard.press('Tab');
+  const focused = await page.evaluate(() => document.activeElement?.tagName);
+  assert.ok(['A', 'SELECT', 'BUTTON', 'INPUT'].includes(focused), focused);
+  await context.close();
+});
+
 test('page views are recorded in _system', async () => {
   const events = await api('GET', '/v1/events?tenant=_system&limit=200');
   const routes = events.events.map((e) => e.metadata?.route ?? e.resource?.id).filter(Boolean);
