@@ -26,7 +26,7 @@ echo "== trailmark: 1000-event POST, 8 connections, ${secs}s"
 wrk -t2 -c8 -d"${secs}s" --latency -s $here/batch.lua http://127.0.0.1:7979/v1/events
 
 sleep 1
-count=$(curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" "http://127.0.0.1:7979/v1/tenants" | sed 's/.*"bench","size":\([0-9]*\).*/\1/')
+count=$(curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" "http://127.0.0.1:7979/v1/tenants" | python3 -c 'import json, sys; print(sum(t["size"] for t in json.load(sys.stdin)["tenants"] if t["tenant"] == "bench"))')
 kill -TERM "$server"; wait "$server" || true
 echo "== trailmark verify --data-dir over $count bench entries (plus _system)"
 /usr/bin/time -f "verify wall %e s, max RSS %M KiB" ./target/release/trailmark verify --data-dir "$data" --tenant bench

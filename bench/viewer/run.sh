@@ -14,7 +14,10 @@ trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 server=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:7983/healthz >/dev/null && break; sleep 0.1; done
 export TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key")
-size() { curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" http://127.0.0.1:7983/v1/tenants | sed -n 's/.*"bench","size":\([0-9]*\).*/\1/p'; }
+size() {
+  curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" http://127.0.0.1:7983/v1/tenants |
+    python3 -c 'import json, sys; print(sum(t["size"] for t in json.load(sys.stdin)["tenants"] if t["tenant"] == "bench"))'
+}
 echo "== seeding $events events into tenant bench"
 while [ "$(size || echo 0)" -lt "$events" ]; do
   wrk -t2 -c8 -d10s -s bench/ingest/batch.lua http://127.0.0.1:7983/v1/events >/dev/null 2>&1

@@ -26,7 +26,10 @@ use trailmark_store::{
 };
 
 /// The migrations, in order. Never edit one that has shipped: add a file.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_entries_by_id.sql")),
+];
 
 /// Held while migrating, so two servers starting at once migrate once.
 const MIGRATION_LOCK: i64 = 0x746d_6c65_6467_6572; // "tmledger"

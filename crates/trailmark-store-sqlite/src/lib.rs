@@ -28,7 +28,10 @@ use trailmark_store::{
 
 use crate::writer::{Job, Writer};
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_entries_by_id.sql"),
+];
 const READERS: usize = 4;
 
 /// The embedded store. Cheap to clone; the writer stops when the last clone
