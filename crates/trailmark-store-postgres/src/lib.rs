@@ -21,8 +21,8 @@ use tokio::sync::OnceCell;
 use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
-    Appended, CheckpointRecord, KeyRecord, NewEvent, Page, Query, Stats, Store, StoreError,
-    StoredEntry, TenantHead,
+    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Query, Stats, Store,
+    StoreError, StoredEntry, TenantHead,
 };
 
 /// The migrations, in order. Never edit one that has shipped: add a file.
@@ -265,6 +265,14 @@ impl Store for PgStore {
 
     async fn stats(&self, query: &Query) -> Result<Stats, StoreError> {
         read::stats(&**self.client().await?, query).await
+    }
+
+    async fn daily_counts(
+        &self,
+        query: &Query,
+        by: CountBy,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        read::daily_counts(&**self.client().await?, query, by).await
     }
 
     async fn nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {

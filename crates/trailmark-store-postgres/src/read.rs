@@ -9,8 +9,8 @@ use tokio_postgres::types::ToSql;
 use trailmark_core::{EventId, Salt, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId, TreeSize};
 use trailmark_store::{
-    CheckpointRecord, Cursor, KeyRecord, Page, Query, Scopes, Stats, StoreError, StoredEntry,
-    TenantHead,
+    CheckpointRecord, CountBy, Cursor, KeyRecord, Page, Query, Scopes, Stats, StoreError,
+    StoredEntry, TenantHead,
 };
 
 use crate::{db, to_i64};
@@ -365,4 +365,31 @@ pub(crate) async fn keys(c: &impl GenericClient) -> Result<Vec<KeyRecord>, Store
         .iter()
         .map(to_key)
         .collect()
+}
+
+pub(crate) async fn daily_counts(
+    c: &impl GenericClient,
+    q: &Query,
+    by: CountBy,
+) -> Result<Vec<(String, String, u64)>, StoreError> {
+    let mut params: Vec<Param> = Vec::new();
+    let mut base = " FROM trailmark_ledger.entries e WHERE true".to_owned();
+    filters(q, &mut base, &mut params);
+    let sql = format!(
+        "SELECT to_char(to_timestamp(e.occurred_at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), {}, count(*){base}
+         GROUP BY 1, 2 ORDER BY 1, 2",
+        by.column()
+    );
+    Ok(c.query(&sql, &refs(&params))
+        .await
+        .map_err(db("counting entries by day"))?
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                u64::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+            )
+        })
+        .collect())
 }

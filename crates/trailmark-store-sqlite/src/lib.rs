@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
-    Appended, CheckpointRecord, KeyRecord, NewEvent, Page, Query, Stats, Store, StoreError,
-    StoredEntry, TenantHead,
+    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Query, Stats, Store,
+    StoreError, StoredEntry, TenantHead,
 };
 
 use crate::writer::{Job, Writer};
@@ -214,6 +214,15 @@ impl Store for SqliteStore {
     async fn stats(&self, query: &Query) -> Result<Stats, StoreError> {
         let query = query.clone();
         self.read(move |c| read::stats(c, &query)).await
+    }
+
+    async fn daily_counts(
+        &self,
+        query: &Query,
+        by: CountBy,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let query = query.clone();
+        self.read(move |c| read::daily_counts(c, &query, by)).await
     }
 
     async fn nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {

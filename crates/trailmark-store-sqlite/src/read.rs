@@ -8,8 +8,8 @@ use serde_json::Value;
 use trailmark_core::{EventId, Salt, TenantId, Timestamp};
 use trailmark_log::{Hash, TreeSize};
 use trailmark_store::{
-    CheckpointRecord, Cursor, KeyRecord, Page, Query, Scopes, Stats, StoreError, StoredEntry,
-    TenantHead,
+    CheckpointRecord, CountBy, Cursor, KeyRecord, Page, Query, Scopes, Stats, StoreError,
+    StoredEntry, TenantHead,
 };
 
 use crate::strips::to_i64;
@@ -355,4 +355,34 @@ pub(crate) fn stats(conn: &Connection, q: &Query) -> Result<Stats, StoreError> {
             "1",
         )?,
     })
+}
+
+pub(crate) fn daily_counts(
+    conn: &Connection,
+    q: &Query,
+    by: CountBy,
+) -> Result<Vec<(String, String, u64)>, StoreError> {
+    let mut args: Vec<SqlValue> = Vec::new();
+    let mut base = source(q, &mut args).to_owned();
+    filters(q, &mut base, &mut args);
+    let sql = format!(
+        "SELECT strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch'), {}, count(*){base}
+         GROUP BY 1, 2 ORDER BY 1, 2",
+        by.column()
+    );
+    let mut stmt = conn.prepare(&sql).map_err(db("counting entries by day"))?;
+    let rows = stmt
+        .query_map(params_from_iter(args.iter()), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(db("counting entries by day"))?;
+    rows.map(|r| {
+        let (d, k, n) = r.map_err(db("counting entries by day"))?;
+        Ok((d, k, u64::try_from(n).unwrap_or(0)))
+    })
+    .collect()
 }

@@ -15,6 +15,6 @@ mod types;
 pub use error::StoreError;
 pub use store::Store;
 pub use types::{
-    Appended, CheckpointRecord, Cursor, EntryState, KeyRecord, NewEvent, Page, Query, Scopes,
-    Stats, StoredEntry, TenantHead,
+    Appended, CheckpointRecord, CountBy, Cursor, EntryState, KeyRecord, NewEvent, Page, Query,
+    Scopes, Stats, StoredEntry, TenantHead,
 };

@@ -4,8 +4,8 @@ use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 
 use crate::{
-    Appended, CheckpointRecord, KeyRecord, NewEvent, Page, Query, Stats, StoreError, StoredEntry,
-    TenantHead,
+    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Query, Stats, StoreError,
+    StoredEntry, TenantHead,
 };
 
 /// A Trailmark ledger backend.
@@ -44,6 +44,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts over the entries a query selects (its filters; not its paging).
     fn stats(&self, query: &Query) -> impl Future<Output = Result<Stats, StoreError>> + Send;
+
+    /// Counts per UTC day (`YYYY-MM-DD` of `occurred_at`) and value of one
+    /// column, over the entries a query selects: `(day, value, count)`,
+    /// oldest day first. One pass, for charts of a long period.
+    fn daily_counts(
+        &self,
+        query: &Query,
+        by: CountBy,
+    ) -> impl Future<Output = Result<Vec<(String, String, u64)>, StoreError>> + Send;
 
     /// Complete tree nodes of a tenant, in the order asked.
     fn nodes(

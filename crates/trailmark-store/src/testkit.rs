@@ -501,4 +501,31 @@ pub async fn stats_count_by_action_actor_resource_outcome_and_day<H: Harness>(h:
         .await
         .unwrap();
     assert_eq!(failures.total, 3);
+    let a = Query {
+        tenants: vec![tenant("a")],
+        ..Query::default()
+    };
+    let day = |d: &str, k: &str, n: u64| (d.to_owned(), k.to_owned(), n);
+    assert_eq!(
+        store
+            .daily_counts(&a, crate::CountBy::Action)
+            .await
+            .unwrap(),
+        [
+            day("2023-11-14", "delete", 1),
+            day("2023-11-14", "update", 8),
+            day("2023-11-15", "delete", 3)
+        ]
+    );
+    assert_eq!(
+        store
+            .daily_counts(&a, crate::CountBy::Outcome)
+            .await
+            .unwrap(),
+        [
+            day("2023-11-14", "failure", 3),
+            day("2023-11-14", "success", 6),
+            day("2023-11-15", "success", 3)
+        ]
+    );
 }

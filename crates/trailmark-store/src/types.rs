@@ -231,3 +231,20 @@ impl Stats {
     /// How many actors and resource types are listed at most.
     pub const TOP: usize = 50;
 }
+
+/// The column [`crate::Store::daily_counts`] splits each day by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountBy {
+    Action,
+    Outcome,
+}
+
+impl CountBy {
+    /// The entries column (both stores name it the same).
+    pub fn column(self) -> &'static str {
+        match self {
+            Self::Action => "e.action",
+            Self::Outcome => "e.outcome",
+        }
+    }
+}

@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use serde::Deserialize;
 use serde_json::{Map, json};
 use trailmark_core::{Outcome, TenantId};
-use trailmark_store::{Query, Stats, Store};
+use trailmark_store::{CountBy, Query, Store};
 
 use super::{PageError, Viewer, esc, layout};
 use crate::app::now;
@@ -146,14 +146,14 @@ fn day_axis(days: u32) -> Vec<String> {
         .collect()
 }
 
-fn per_day(axis: &[String], stats: &Stats) -> Vec<u64> {
+/// One value's count on each day of the axis (0 where none).
+fn series(axis: &[String], counts: &[(String, String, u64)], value: &str) -> Vec<u64> {
     axis.iter()
         .map(|d| {
-            stats
-                .per_day
+            counts
                 .iter()
-                .find(|(day, _)| day == d)
-                .map_or(0, |(_, n)| *n)
+                .find(|(day, v, _)| day == d && v == value)
+                .map_or(0, |(_, _, n)| *n)
         })
         .collect()
 }
@@ -177,24 +177,22 @@ pub(crate) async fn activity<S: Store>(
     let store = &viewer.app.store;
     let all = store.stats(&base).await.map_err(ApiError::from)?;
     let axis = day_axis(days);
-    let mut by_action = Vec::new();
-    for (action, _) in all.by_action.iter().take(5) {
-        let s = store
-            .stats(&Query {
-                action: Some(action.clone()),
-                ..base.clone()
-            })
-            .await
-            .map_err(ApiError::from)?;
-        by_action.push((action.clone(), per_day(&axis, &s)));
-    }
-    let failures = store
-        .stats(&Query {
-            outcome: Some(Outcome::Failure),
-            ..base.clone()
-        })
+    // One grouped pass each for the two per-day charts.
+    let by_day = store
+        .daily_counts(&base, CountBy::Action)
         .await
         .map_err(ApiError::from)?;
+    let by_action: Vec<(String, Vec<u64>)> = all
+        .by_action
+        .iter()
+        .take(5)
+        .map(|(action, _)| (action.clone(), series(&axis, &by_day, action)))
+        .collect();
+    let outcomes = store
+        .daily_counts(&base, CountBy::Outcome)
+        .await
+        .map_err(ApiError::from)?;
+    let failures = series(&axis, &outcomes, Outcome::Failure.as_str());
     let mut meta = Map::new();
     meta.insert("page".into(), json!("/ui/activity"));
     meta.insert("days".into(), json!(days));
@@ -222,7 +220,7 @@ pub(crate) async fn activity<S: Store>(
             lines(
                 "Failures per day",
                 &axis,
-                &[("failure".to_owned(), per_day(&axis, &failures))],
+                &[("failure".to_owned(), failures)],
             )?,
         ),
         ("actors", bars("Top actors", &all.by_actor)?),
