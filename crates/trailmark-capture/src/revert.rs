@@ -202,6 +202,14 @@ pub async fn plan(client: &impl GenericClient, event: &Value) -> Result<Revert, 
     let (old, new) = (side("old"), side("new"));
     let columns_changed: Vec<&String> = changes.keys().collect();
 
+    // The changed columns, and their old values read as the table's types.
+    let names = columns_changed
+        .iter()
+        .map(|c| ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = columns("r", &columns_changed);
+    let old_record = record(&table, &old);
     let (does, statement, expect_present) = match action {
         "create" => (
             "delete",
@@ -210,29 +218,13 @@ pub async fn plan(client: &impl GenericClient, event: &Value) -> Result<Revert, 
         ),
         "delete" => (
             "insert",
-            format!(
-                "INSERT INTO {table} ({}) SELECT {} FROM {} r;",
-                columns_changed
-                    .iter()
-                    .map(|c| ident(c))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                columns("r", &columns_changed),
-                record(&table, &old)
-            ),
+            format!("INSERT INTO {table} ({names}) SELECT {values} FROM {old_record} r;"),
             false,
         ),
         "update" | "soft_delete" | "restore" => (
             "update",
             format!(
-                "UPDATE {table} AS t SET ({}) = (SELECT {} FROM {} r) WHERE {wherever};",
-                columns_changed
-                    .iter()
-                    .map(|c| ident(c))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                columns("r", &columns_changed),
-                record(&table, &old)
+                "UPDATE {table} AS t SET ({names}) = (SELECT {values} FROM {old_record} r) WHERE {wherever};"
             ),
             true,
         ),

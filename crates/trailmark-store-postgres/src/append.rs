@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-use trailmark_core::{EnvelopeContext, Seq, TenantId};
-use trailmark_log::{CompactRange, TreeSize, leaf_hash};
-use trailmark_store::{Appended, NewEvent, StoreError};
+use serde_json::{Map, Value};
+use trailmark_core::{Envelope, Seq, TenantId};
+use trailmark_log::{CompactRange, Hash, TreeSize, leaf_hash};
+use trailmark_store::{Appended, NewEvent, StoreError, searchable_text};
 
 use crate::{PgStore, db, read, to_i64};
 
@@ -44,33 +44,70 @@ pub(crate) struct Head {
     pub(crate) range: CompactRange,
 }
 
-/// The words `q=` can find in an entry: ids, action and every payload
-/// string, number and boolean, split on anything not a letter or digit,
-/// lower-cased, each once (the same rule the embedded store's index uses).
-pub(crate) fn words(
-    parts: &[Option<&str>],
-    payload: &serde_json::Map<String, Value>,
-) -> Vec<String> {
-    fn collect(value: &Value, out: &mut Vec<String>) {
-        match value {
-            Value::String(s) => split(s, out),
-            Value::Number(n) => split(&n.to_string(), out),
-            Value::Bool(b) => split(if *b { "true" } else { "false" }, out),
-            Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
-            Value::Object(map) => map.values().for_each(|v| collect(v, out)),
-            Value::Null => {}
-        }
-    }
+/// The words `q=` can find in an entry: those of its searchable text (the
+/// embedded store indexes the same text), lower-cased, each once.
+fn words(envelope: &Envelope, payload: &Map<String, Value>) -> Vec<String> {
     let mut out = Vec::new();
-    for part in parts.iter().flatten() {
-        split(part, &mut out);
-    }
-    for value in payload.values() {
-        collect(value, &mut out);
-    }
+    split(&searchable_text(envelope, payload), &mut out);
     out.sort_unstable();
     out.dedup();
     out
+}
+
+impl Head {
+    /// Adds one leaf: the tree's new inner nodes go to `nodes` (leaves are
+    /// the entries' leaf hashes; only inner nodes are kept).
+    pub(crate) fn append(
+        &mut self,
+        tenant: &TenantId,
+        leaf: Hash,
+        nodes: &mut Nodes,
+    ) -> Result<(), StoreError> {
+        self.range.append(leaf, |node, hash| {
+            if node.level == 0 {
+                return;
+            }
+            nodes.tenant.push(tenant.as_str().to_owned());
+            nodes.level.push(i16::from(node.level));
+            nodes.idx.push(to_i64(node.index));
+            nodes.hash.push(hash.as_bytes().to_vec());
+        })?;
+        self.size += 1;
+        Ok(())
+    }
+}
+
+/// One entry as it is stored: the envelope's bytes and leaf hash, its
+/// payload as text and salt (None once erased), and the context IP.
+pub(crate) struct NewRow<'a> {
+    pub(crate) envelope: &'a Envelope,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) leaf: Hash,
+    pub(crate) payload: &'a Map<String, Value>,
+    pub(crate) payload_text: Option<String>,
+    pub(crate) salt: Option<Vec<u8>>,
+    pub(crate) ip: Option<String>,
+}
+
+impl Rows {
+    pub(crate) fn push(&mut self, row: NewRow<'_>) {
+        let env = row.envelope;
+        self.words.push(words(env, row.payload));
+        self.tenant.push(env.tenant.as_str().to_owned());
+        self.seq.push(to_i64(env.seq.get()));
+        self.id.push(env.id.to_string());
+        self.occurred_at.push(env.occurred_at.unix_millis());
+        self.actor_id.push(env.actor_id.clone());
+        self.action.push(env.action.clone());
+        self.resource_type.push(env.resource_type.clone());
+        self.resource_id.push(env.resource_id.clone());
+        self.outcome.push(env.outcome.as_str().to_owned());
+        self.envelope.push(row.bytes);
+        self.leaf_hash.push(row.leaf.as_bytes().to_vec());
+        self.payload.push(row.payload_text);
+        self.salt.push(row.salt);
+        self.ip.push(row.ip);
+    }
 }
 
 pub(crate) fn split(text: &str, out: &mut Vec<String>) {
@@ -235,58 +272,24 @@ fn sequence(
         let seq = Seq::new(head.size)
             .ok_or_else(|| StoreError::Invalid(format!("tenant {tenant} is full")))?;
         let committed = &new.committed;
-        let env = new.event.envelope(
-            committed.digest,
-            &EnvelopeContext {
-                seq,
-                received_at: new.received_at,
-                default_tenant: &new.default_tenant,
-                generated_id: new.generated_id,
-            },
-        );
+        let env = new.seal(seq);
         let leaf_bytes = env.to_canonical()?;
         let leaf = leaf_hash(leaf_bytes.as_bytes());
-        head.range.append(leaf, |node, hash| {
-            // Leaves are the entries' leaf hashes; only inner nodes are kept.
-            if node.level == 0 {
-                return;
-            }
-            nodes.tenant.push(tenant.as_str().to_owned());
-            nodes.level.push(i16::from(node.level));
-            nodes.idx.push(to_i64(node.index));
-            nodes.hash.push(hash.as_bytes().to_vec());
-        })?;
-        head.size += 1;
-        rows.words.push(words(
-            &[
-                Some(env.actor_id.as_str()),
-                Some(env.action.as_str()),
-                env.resource_type.as_deref(),
-                env.resource_id.as_deref(),
-            ],
-            &committed.payload,
-        ));
-        rows.tenant.push(tenant.as_str().to_owned());
-        rows.seq.push(to_i64(seq.get()));
-        rows.id.push(env.id.to_string());
-        rows.occurred_at.push(env.occurred_at.unix_millis());
-        rows.actor_id.push(env.actor_id.clone());
-        rows.action.push(env.action.clone());
-        rows.resource_type.push(env.resource_type.clone());
-        rows.resource_id.push(env.resource_id.clone());
-        rows.outcome.push(env.outcome.as_str().to_owned());
-        rows.envelope.push(leaf_bytes.as_bytes().to_vec());
-        rows.leaf_hash.push(leaf.as_bytes().to_vec());
-        rows.payload
-            .push(Some(committed.payload_json.as_str().to_owned()));
-        rows.salt.push(Some(committed.salt.as_bytes().to_vec()));
-        rows.ip.push(
-            new.event
+        head.append(&tenant, leaf, &mut nodes)?;
+        rows.push(NewRow {
+            envelope: &env,
+            bytes: leaf_bytes.as_bytes().to_vec(),
+            leaf,
+            payload: &committed.payload,
+            payload_text: Some(committed.payload_json.as_str().to_owned()),
+            salt: Some(committed.salt.as_bytes().to_vec()),
+            ip: new
+                .event
                 .context
                 .as_ref()
                 .and_then(|c| c.ip)
                 .map(|ip| ip.to_string()),
-        );
+        });
         known.insert(key, seq);
         out.push(Appended {
             id,

@@ -7,8 +7,8 @@ use trailmark_core::{Envelope, TenantId};
 use trailmark_log::{CompactRange, TreeSize, leaf_hash};
 use trailmark_store::{StoreError, StoredEntry};
 
-use crate::append::{Head, Nodes, Rows, words, write};
-use crate::{PgStore, db, read, to_i64};
+use crate::append::{Head, NewRow, Nodes, Rows, write};
+use crate::{PgStore, db, read};
 
 impl PgStore {
     /// Appends `entries` to `tenant` exactly as they are (envelope bytes,
@@ -69,45 +69,24 @@ impl PgStore {
                 });
             }
             let leaf = leaf_hash(&entry.envelope_bytes);
-            head.range.append(leaf, |node, hash| {
-                // Leaves are the entries' leaf hashes; only inner nodes are kept.
-                if node.level == 0 {
-                    return;
-                }
-                nodes.tenant.push(tenant.as_str().to_owned());
-                nodes.level.push(i16::from(node.level));
-                nodes.idx.push(to_i64(node.index));
-                nodes.hash.push(hash.as_bytes().to_vec());
-            })?;
-            head.size += 1;
+            head.append(tenant, leaf, &mut nodes)?;
             let payload = entry.payload.clone().unwrap_or_default();
-            rows.words.push(entry_words(&env, &payload));
-            rows.tenant.push(tenant.as_str().to_owned());
-            rows.seq.push(to_i64(env.seq.get()));
-            rows.id.push(env.id.to_string());
-            rows.occurred_at.push(env.occurred_at.unix_millis());
-            rows.actor_id.push(env.actor_id.clone());
-            rows.action.push(env.action.clone());
-            rows.resource_type.push(env.resource_type.clone());
-            rows.resource_id.push(env.resource_id.clone());
-            rows.outcome.push(env.outcome.as_str().to_owned());
-            rows.envelope.push(entry.envelope_bytes.clone());
-            rows.leaf_hash.push(leaf.as_bytes().to_vec());
-            rows.payload.push(
-                entry
+            rows.push(NewRow {
+                envelope: &env,
+                bytes: entry.envelope_bytes.clone(),
+                leaf,
+                payload: &payload,
+                payload_text: entry
                     .payload
                     .as_ref()
                     .map(|p| Value::Object(p.clone()).to_string()),
-            );
-            rows.salt
-                .push(entry.salt.as_ref().map(|s| s.as_bytes().to_vec()));
-            rows.ip.push(
-                payload
+                salt: entry.salt.as_ref().map(|s| s.as_bytes().to_vec()),
+                ip: payload
                     .get("context")
                     .and_then(|c| c.get("ip"))
                     .and_then(Value::as_str)
                     .map(str::to_owned),
-            );
+            });
         }
         let mut heads = HashMap::new();
         heads.insert(tenant.as_str().to_owned(), head);
@@ -115,16 +94,4 @@ impl PgStore {
         tx.commit().await.map_err(db("committing an import"))?;
         Ok(())
     }
-}
-
-fn entry_words(env: &Envelope, payload: &serde_json::Map<String, Value>) -> Vec<String> {
-    words(
-        &[
-            Some(env.actor_id.as_str()),
-            Some(env.action.as_str()),
-            env.resource_type.as_deref(),
-            env.resource_id.as_deref(),
-        ],
-        payload,
-    )
 }

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
 use tokio::sync::oneshot;
-use trailmark_core::{EnvelopeContext, Seq, TenantId};
+use trailmark_core::{Seq, TenantId};
 use trailmark_log::{CompactRange, NodeId, TreeSize, leaf_hash};
-use trailmark_store::{Appended, CheckpointRecord, KeyRecord, NewEvent, StoreError};
+use trailmark_store::{
+    Appended, CheckpointRecord, KeyRecord, NewEvent, StoreError, searchable_text,
+};
 
 use crate::strips::{StripWriter, read_nodes, to_i64};
 
@@ -239,15 +240,7 @@ impl Writer {
         let seq = Seq::new(size)
             .ok_or_else(|| StoreError::Invalid(format!("tenant {tenant} is full")))?;
         let committed = &new.committed;
-        let env = new.event.envelope(
-            committed.digest,
-            &EnvelopeContext {
-                seq,
-                received_at: new.received_at,
-                default_tenant: &new.default_tenant,
-                generated_id: new.generated_id,
-            },
-        );
+        let env = new.seal(seq);
         let leaf_bytes = env.to_canonical()?;
         let leaf = leaf_hash(leaf_bytes.as_bytes());
         let ip = new
@@ -287,22 +280,7 @@ impl Writer {
             return Ok(None);
         }
         let pos = self.conn.last_insert_rowid();
-        let mut body = String::with_capacity(256);
-        for part in [
-            Some(env.actor_id.as_str()),
-            Some(env.action.as_str()),
-            env.resource_type.as_deref(),
-            env.resource_id.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            body.push_str(part);
-            body.push(' ');
-        }
-        for value in committed.payload.values() {
-            collect_text(value, &mut body);
-        }
+        let body = searchable_text(&env, &committed.payload);
         self.conn
             .prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")
             .and_then(|mut s| s.execute(params![pos, body]))
@@ -377,25 +355,6 @@ impl Writer {
 }
 
 /// Every scalar of a JSON value as text, for the search index.
-fn collect_text(value: &Value, out: &mut String) {
-    use std::fmt::Write as _;
-    match value {
-        Value::String(s) => {
-            out.push_str(s);
-            out.push(' ');
-        }
-        Value::Number(n) => {
-            let _ = write!(out, "{n} ");
-        }
-        Value::Bool(b) => {
-            let _ = write!(out, "{b} ");
-        }
-        Value::Array(items) => items.iter().for_each(|v| collect_text(v, out)),
-        Value::Object(map) => map.values().for_each(|v| collect_text(v, out)),
-        Value::Null => {}
-    }
-}
-
 fn clone_err(e: &StoreError) -> StoreError {
     StoreError::Invalid(e.to_string())
 }

@@ -2,7 +2,8 @@
 
 use serde_json::{Map, Value};
 use trailmark_core::{
-    Envelope, Event, EventId, Outcome, PayloadCommitment, Salt, Seq, TenantId, Timestamp,
+    Envelope, EnvelopeContext, Event, EventId, Outcome, PayloadCommitment, Salt, Seq, TenantId,
+    Timestamp,
 };
 use trailmark_log::{Hash, TreeSize};
 
@@ -31,6 +32,58 @@ impl NewEvent {
     pub fn id(&self) -> EventId {
         self.event.id_or(self.generated_id)
     }
+
+    /// The envelope this event gets as entry `seq` of its tenant.
+    pub fn seal(&self, seq: Seq) -> Envelope {
+        self.event.envelope(
+            self.committed.digest,
+            &EnvelopeContext {
+                seq,
+                received_at: self.received_at,
+                default_tenant: &self.default_tenant,
+                generated_id: self.generated_id,
+            },
+        )
+    }
+}
+
+/// The text `q=` searches in an entry: its actor id, action, resource type
+/// and id, then every payload string, number and boolean, each followed by a
+/// space. Both stores index the words of this text.
+pub fn searchable_text(envelope: &Envelope, payload: &Map<String, Value>) -> String {
+    fn collect(value: &Value, out: &mut String) {
+        match value {
+            Value::String(s) => {
+                out.push_str(s);
+                out.push(' ');
+            }
+            Value::Number(n) => {
+                out.push_str(&n.to_string());
+                out.push(' ');
+            }
+            Value::Bool(b) => out.push_str(if *b { "true " } else { "false " }),
+            Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
+            Value::Object(map) => map.values().for_each(|v| collect(v, out)),
+            Value::Null => {}
+        }
+    }
+    let mut out = String::with_capacity(256);
+    for part in [
+        Some(envelope.actor_id.as_str()),
+        Some(envelope.action.as_str()),
+        envelope.resource_type.as_deref(),
+        envelope.resource_id.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        out.push_str(part);
+        out.push(' ');
+    }
+    for value in payload.values() {
+        collect(value, &mut out);
+    }
+    out
 }
 
 /// Where an event ended up. `duplicate` is true when its id was already in
