@@ -7,6 +7,7 @@
 //! so every rule is a pure function and is tested as one.
 
 mod canonical;
+mod columns;
 mod diff;
 mod envelope;
 mod error;
@@ -16,6 +17,7 @@ pub mod limits;
 mod timestamp;
 
 pub use canonical::CanonicalJson;
+pub use columns::{IndexedColumns, ip_of};
 pub use diff::{RecordState, Row, diff_rows};
 pub use envelope::{
     ENVELOPE_VERSION, Envelope, EnvelopeContext, PAYLOAD_DOMAIN, PayloadCommitment, PayloadDigest,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
-use trailmark_core::{Envelope, Seq, TenantId};
+use trailmark_core::{Envelope, IndexedColumns, Seq, TenantId};
 use trailmark_log::{CompactRange, Hash, TreeSize, leaf_hash};
 use trailmark_store::{Appended, NewEvent, StoreError, searchable_text};
 
@@ -78,7 +78,8 @@ impl Head {
 }
 
 /// One entry as it is stored: the envelope's bytes and leaf hash, its
-/// payload as text and salt (None once erased), and the context IP.
+/// payload as text and salt (None once erased). Its query columns are
+/// derived by [`IndexedColumns::derive`].
 pub(crate) struct NewRow<'a> {
     pub(crate) envelope: &'a Envelope,
     pub(crate) bytes: Vec<u8>,
@@ -86,27 +87,27 @@ pub(crate) struct NewRow<'a> {
     pub(crate) payload: &'a Map<String, Value>,
     pub(crate) payload_text: Option<String>,
     pub(crate) salt: Option<Vec<u8>>,
-    pub(crate) ip: Option<String>,
 }
 
 impl Rows {
     pub(crate) fn push(&mut self, row: NewRow<'_>) {
         let env = row.envelope;
         self.words.push(words(env, row.payload));
-        self.tenant.push(env.tenant.as_str().to_owned());
-        self.seq.push(to_i64(env.seq.get()));
-        self.id.push(env.id.to_string());
-        self.occurred_at.push(env.occurred_at.unix_millis());
-        self.actor_id.push(env.actor_id.clone());
-        self.action.push(env.action.clone());
-        self.resource_type.push(env.resource_type.clone());
-        self.resource_id.push(env.resource_id.clone());
-        self.outcome.push(env.outcome.as_str().to_owned());
+        let columns = IndexedColumns::derive(env, Some(row.payload));
+        self.tenant.push(columns.tenant);
+        self.seq.push(to_i64(columns.seq));
+        self.id.push(columns.id);
+        self.occurred_at.push(columns.occurred_at);
+        self.actor_id.push(columns.actor_id);
+        self.action.push(columns.action);
+        self.resource_type.push(columns.resource_type);
+        self.resource_id.push(columns.resource_id);
+        self.outcome.push(columns.outcome);
         self.envelope.push(row.bytes);
         self.leaf_hash.push(row.leaf.as_bytes().to_vec());
         self.payload.push(row.payload_text);
         self.salt.push(row.salt);
-        self.ip.push(row.ip);
+        self.ip.push(columns.ip);
     }
 }
 
@@ -283,12 +284,6 @@ fn sequence(
             payload: &committed.payload,
             payload_text: Some(committed.payload_json.as_str().to_owned()),
             salt: Some(committed.salt.as_bytes().to_vec()),
-            ip: new
-                .event
-                .context
-                .as_ref()
-                .and_then(|c| c.ip)
-                .map(|ip| ip.to_string()),
         });
         known.insert(key, seq);
         out.push(Appended {

@@ -81,11 +81,6 @@ impl PgStore {
                     .as_ref()
                     .map(|p| Value::Object(p.clone()).to_string()),
                 salt: entry.salt.as_ref().map(|s| s.as_bytes().to_vec()),
-                ip: payload
-                    .get("context")
-                    .and_then(|c| c.get("ip"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
             });
         }
         let mut heads = HashMap::new();

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
-use trailmark_core::{EventId, Salt, TenantId, Timestamp};
+use trailmark_core::{EventId, IndexedColumns, Salt, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId, TreeSize};
 use trailmark_store::{
     CheckpointRecord, CountBy, Cursor, KeyRecord, Page, Query, Scopes, Stats, StoreError,
@@ -15,7 +15,9 @@ use trailmark_store::{
 
 use crate::{db, to_i64};
 
-const ENTRY_COLUMNS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt";
+const ENTRY_COLUMNS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt, \
+     e.tenant, e.seq, e.id, e.occurred_at, e.actor_id, e.action, e.resource_type, e.resource_id, \
+     e.outcome, e.ip";
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
@@ -52,6 +54,18 @@ fn to_entry(row: &tokio_postgres::Row) -> Result<StoredEntry, StoreError> {
         leaf_hash: Hash::from_slice(&leaf)?,
         payload,
         salt,
+        columns: IndexedColumns {
+            tenant: row.get(5),
+            seq: u64::try_from(row.get::<_, i64>(6)).unwrap_or(u64::MAX),
+            id: row.get(7),
+            occurred_at: row.get(8),
+            actor_id: row.get(9),
+            action: row.get(10),
+            resource_type: row.get(11),
+            resource_id: row.get(12),
+            outcome: row.get(13),
+            ip: row.get(14),
+        },
     })
 }
 

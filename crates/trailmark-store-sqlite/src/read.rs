@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use serde_json::Value;
-use trailmark_core::{EventId, Salt, TenantId, Timestamp};
+use trailmark_core::{EventId, IndexedColumns, Salt, TenantId, Timestamp};
 use trailmark_log::{Hash, TreeSize};
 use trailmark_store::{
     CheckpointRecord, CountBy, Cursor, KeyRecord, Page, Query, Scopes, Stats, StoreError,
@@ -18,33 +18,53 @@ fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |e| StoreError::backend(context, e)
 }
 
-const ENTRY_FIELDS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt";
-const ENTRY_COLUMNS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt FROM entries e";
+const ENTRY_FIELDS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt, \
+     e.tenant, e.seq, e.id, e.occurred_at, e.actor_id, e.action, e.resource_type, e.resource_id, \
+     e.outcome, e.ip";
 
-/// One row of [`ENTRY_COLUMNS`]: position (for paging), envelope, leaf hash, payload, salt.
-type EntryRow = (i64, Vec<u8>, Vec<u8>, Option<String>, Option<Vec<u8>>);
-
-fn entry_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-    ))
+/// One row of [`ENTRY_FIELDS`]: position (for paging), then the entry.
+struct EntryRow {
+    pos: i64,
+    envelope: Vec<u8>,
+    leaf: Vec<u8>,
+    payload: Option<String>,
+    salt: Option<Vec<u8>>,
+    columns: IndexedColumns,
 }
 
-fn to_entry((_, envelope, leaf, payload, salt): EntryRow) -> Result<StoredEntry, StoreError> {
+fn entry_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
+    Ok(EntryRow {
+        pos: row.get(0)?,
+        envelope: row.get(1)?,
+        leaf: row.get(2)?,
+        payload: row.get(3)?,
+        salt: row.get(4)?,
+        columns: IndexedColumns {
+            tenant: row.get(5)?,
+            seq: u64::try_from(row.get::<_, i64>(6)?).unwrap_or(u64::MAX),
+            id: row.get(7)?,
+            occurred_at: row.get(8)?,
+            actor_id: row.get(9)?,
+            action: row.get(10)?,
+            resource_type: row.get(11)?,
+            resource_id: row.get(12)?,
+            outcome: row.get(13)?,
+            ip: row.get(14)?,
+        },
+    })
+}
+
+fn to_entry(row: EntryRow) -> Result<StoredEntry, StoreError> {
     let corrupt =
         |reason: &str| StoreError::Invalid(format!("stored entry is unreadable: {reason}"));
-    let payload = match payload {
+    let payload = match row.payload {
         None => None,
         Some(text) => match serde_json::from_str::<Value>(&text) {
             Ok(Value::Object(map)) => Some(map),
             _ => return Err(corrupt("payload is not a JSON object")),
         },
     };
-    let salt = match salt {
+    let salt = match row.salt {
         None => None,
         Some(bytes) => Some(Salt::from_bytes(
             bytes
@@ -53,10 +73,11 @@ fn to_entry((_, envelope, leaf, payload, salt): EntryRow) -> Result<StoredEntry,
         )),
     };
     Ok(StoredEntry {
-        envelope_bytes: envelope,
-        leaf_hash: Hash::from_slice(&leaf)?,
+        envelope_bytes: row.envelope,
+        leaf_hash: Hash::from_slice(&row.leaf)?,
         payload,
         salt,
+        columns: row.columns,
     })
 }
 
@@ -84,7 +105,7 @@ pub(crate) fn entries(
     end: u64,
 ) -> Result<Vec<StoredEntry>, StoreError> {
     let sql = format!(
-        "SELECT {ENTRY_COLUMNS} WHERE e.tenant = ?1 AND e.seq >= ?2 AND e.seq < ?3 ORDER BY e.seq"
+        "SELECT {ENTRY_FIELDS} FROM entries e WHERE e.tenant = ?1 AND e.seq >= ?2 AND e.seq < ?3 ORDER BY e.seq"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db("reading entries"))?;
     let rows = stmt
@@ -115,7 +136,7 @@ pub(crate) fn entry_by_id(
     tenants: &[TenantId],
     id: EventId,
 ) -> Result<Option<StoredEntry>, StoreError> {
-    let mut sql = format!("SELECT {ENTRY_COLUMNS} WHERE e.id = ?");
+    let mut sql = format!("SELECT {ENTRY_FIELDS} FROM entries e WHERE e.id = ?");
     let mut args = vec![SqlValue::Text(id.to_string())];
     tenant_filter(tenants, &mut sql, &mut args);
     sql.push_str(" ORDER BY e.pos LIMIT 1");
@@ -203,7 +224,7 @@ pub(crate) fn query(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
     let mut entries = Vec::with_capacity(limit);
     let mut last = None;
     for row in rows.into_iter().take(limit) {
-        last = Some(row.0);
+        last = Some(row.pos);
         entries.push(to_entry(row)?);
     }
     let next = if more {

@@ -6,7 +6,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
-use trailmark_core::{Seq, TenantId};
+use trailmark_core::{IndexedColumns, Seq, TenantId};
 use trailmark_log::{CompactRange, NodeId, TreeSize, leaf_hash};
 use trailmark_store::{
     Appended, CheckpointRecord, KeyRecord, NewEvent, StoreError, searchable_text,
@@ -243,12 +243,7 @@ impl Writer {
         let env = new.seal(seq);
         let leaf_bytes = env.to_canonical()?;
         let leaf = leaf_hash(leaf_bytes.as_bytes());
-        let ip = new
-            .event
-            .context
-            .as_ref()
-            .and_then(|c| c.ip)
-            .map(|ip| ip.to_string());
+        let columns = IndexedColumns::derive(&env, Some(&committed.payload));
         let inserted = self
             .conn
             .prepare_cached(
@@ -259,20 +254,20 @@ impl Writer {
             )
             .and_then(|mut s| {
                 s.execute(params![
-                    tenant.as_str(),
-                    to_i64(seq.get()),
-                    env.id.to_string(),
-                    env.occurred_at.unix_millis(),
-                    env.actor_id,
-                    env.action,
-                    env.resource_type,
-                    env.resource_id,
-                    env.outcome.as_str(),
+                    columns.tenant,
+                    to_i64(columns.seq),
+                    columns.id,
+                    columns.occurred_at,
+                    columns.actor_id,
+                    columns.action,
+                    columns.resource_type,
+                    columns.resource_id,
+                    columns.outcome,
                     leaf_bytes.as_bytes(),
                     leaf.as_bytes().as_slice(),
                     committed.payload_json.as_str(),
                     committed.salt.as_bytes().as_slice(),
-                    ip,
+                    columns.ip,
                 ])
             })
             .map_err(db("inserting an entry"))?;

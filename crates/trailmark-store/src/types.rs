@@ -2,8 +2,8 @@
 
 use serde_json::{Map, Value};
 use trailmark_core::{
-    Envelope, EnvelopeContext, Event, EventId, Outcome, PayloadCommitment, Salt, Seq, TenantId,
-    Timestamp,
+    Envelope, EnvelopeContext, Event, EventId, IndexedColumns, Outcome, PayloadCommitment, Salt,
+    Seq, TenantId, Timestamp,
 };
 use trailmark_log::{Hash, TreeSize};
 
@@ -122,6 +122,8 @@ pub struct StoredEntry {
     pub leaf_hash: Hash,
     pub payload: Option<Map<String, Value>>,
     pub salt: Option<Salt>,
+    /// The query columns stored beside it (verifiers recompute them).
+    pub columns: IndexedColumns,
 }
 
 impl StoredEntry {

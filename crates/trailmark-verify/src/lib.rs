@@ -1,0 +1,23 @@
+//! The one verifier of a Trailmark trail, pure and push-based.
+//!
+//! A caller reads a trail from wherever it lives (a data dir opened
+//! read-only, a server's public API, a store inside the server) and pushes
+//! it in: for each tenant, first every checkpoint (stored ones, trusted ones
+//! from outside the box), then every entry in order. The verifier recomputes
+//! everything the trail commits to and reports every failure by seq or
+//! checkpoint size. It decides; callers only print.
+//!
+//! Architecture invariant: no I/O and no clock. The time a verification is
+//! judged at comes in through [`Policy`].
+
+mod failure;
+mod receipt;
+mod reference;
+mod tenant;
+mod trail;
+
+pub use failure::{Failure, Report, Summary, Where};
+pub use receipt::{ReceiptFacts, verify_receipt};
+pub use reference::{CHECKPOINT_ACTION, CHECKPOINT_RESOURCE, CheckpointReference};
+pub use tenant::{Entry, Policy, TenantVerifier};
+pub use trail::Trail;

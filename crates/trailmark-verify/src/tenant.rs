@@ -1,0 +1,472 @@
+//! One tenant's log: checkpoints first, then entries in order, then the
+//! verdict.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+use trailmark_core::{Envelope, IndexedColumns, Salt, TenantId, Timestamp};
+use trailmark_log::{CompactRange, Hash, SignedCheckpoint, VerifierKey, leaf_hash};
+
+use crate::reference::CheckpointReference;
+use crate::{Failure, Report, Summary, Where};
+
+/// One entry as read from wherever the trail lives.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry<'a> {
+    /// The leaf bytes exactly as stored.
+    pub envelope: &'a [u8],
+    /// The leaf hash the store recorded at append time, when it shows one.
+    pub stored_leaf_hash: Option<Hash>,
+    pub payload: Option<&'a Map<String, Value>>,
+    pub salt: Option<&'a Salt>,
+    /// The query columns stored beside the entry, when the source has them
+    /// (a data dir does; the public API shows only envelope and payload).
+    pub columns: Option<&'a IndexedColumns>,
+}
+
+/// How a verification judges time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Policy {
+    /// The time the verification runs at; `None` skips the unsigned-tail age
+    /// check.
+    pub now: Option<Timestamp>,
+    /// The oldest an entry may be (by `received_at`) and still not be signed
+    /// by any checkpoint, in milliseconds.
+    pub max_unsigned_age_ms: i64,
+}
+
+impl Policy {
+    /// The default allowance for an unsigned tail: the server signs within a
+    /// second while entries arrive, so five minutes is 300 signing intervals.
+    pub const DEFAULT_MAX_UNSIGNED_AGE_MS: i64 = 300_000;
+}
+
+/// A root the rebuilt tree must have at some size, and who says so.
+#[derive(Clone, Debug)]
+struct Expected {
+    root: Hash,
+    source: String,
+    stored: bool,
+    /// From a `_system` cross-reference: a stored checkpoint must exist too.
+    referenced: bool,
+}
+
+/// Verifies one tenant's log from what is pushed into it.
+#[derive(Debug)]
+pub struct TenantVerifier {
+    tenant: TenantId,
+    keys: Vec<VerifierKey>,
+    expected: BTreeMap<u64, Vec<Expected>>,
+    stored_checkpoints: usize,
+    pinned: usize,
+    range: CompactRange,
+    /// The position the next entry must have.
+    next: u64,
+    /// A gap or duplicate made the tree impossible to rebuild further.
+    broken: bool,
+    /// The largest size at which every expected root matched.
+    last_matched: u64,
+    /// Whether a root already failed (later ones are only counted).
+    root_failed: bool,
+    later_root_failures: u64,
+    /// Seqs whose stored leaf hash differs from the recomputed one.
+    stored_mismatches: Vec<u64>,
+    erasures: BTreeSet<u64>,
+    erased: u64,
+    /// `received_at` of the first entry no checkpoint signs.
+    first_unsigned: Option<Timestamp>,
+    /// Cross-references found (only in `_system`).
+    references: Vec<CheckpointReference>,
+    failures: Vec<Failure>,
+    more_failures: u64,
+}
+
+impl TenantVerifier {
+    /// A verifier for `tenant`'s log, trusting checkpoints signed by any of
+    /// `keys` (named `<origin prefix>/<tenant>`).
+    pub fn new(tenant: TenantId, keys: Vec<VerifierKey>) -> Self {
+        Self {
+            tenant,
+            keys,
+            expected: BTreeMap::new(),
+            stored_checkpoints: 0,
+            pinned: 0,
+            range: CompactRange::new(),
+            next: 0,
+            broken: false,
+            last_matched: 0,
+            root_failed: false,
+            later_root_failures: 0,
+            stored_mismatches: Vec::new(),
+            erasures: BTreeSet::new(),
+            erased: 0,
+            first_unsigned: None,
+            references: Vec::new(),
+            failures: Vec::new(),
+            more_failures: 0,
+        }
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    fn fail(&mut self, at: Where, message: impl Into<String>) {
+        if self.failures.len() < Report::MAX_FAILURES {
+            self.failures.push(Failure::new(at, message));
+        } else {
+            self.more_failures += 1;
+        }
+    }
+
+    fn open(&self, note: &str) -> Result<SignedCheckpoint, String> {
+        let mut last = String::from("no verifier key for this tenant");
+        for key in &self.keys {
+            match SignedCheckpoint::open(note.as_bytes(), key) {
+                Ok(cp) => return Ok(cp),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+
+    fn expect(&mut self, size: u64, root: Hash, source: String, stored: bool, referenced: bool) {
+        debug_assert_eq!(self.next, 0, "checkpoints are pushed before entries");
+        let list = self.expected.entry(size).or_default();
+        if let Some(other) = list.iter().find(|e| e.root != root) {
+            let message = format!(
+                "{source} and {} sign different roots for the same size: the log was forked",
+                other.source
+            );
+            self.fail(Where::Checkpoint(size), message);
+        }
+        self.expected.entry(size).or_default().push(Expected {
+            root,
+            source,
+            stored,
+            referenced,
+        });
+    }
+
+    /// A checkpoint the store holds: its signature and origin are checked,
+    /// and so are the size and root stored beside it, when given.
+    pub fn stored_checkpoint(&mut self, note: &str, columns: Option<(u64, Hash)>) {
+        let size_line = note.lines().nth(1).unwrap_or("?").to_owned();
+        match self.open(note) {
+            Ok(cp) => {
+                let (size, root) = (cp.checkpoint().size().get(), *cp.checkpoint().root());
+                if let Some((stored_size, stored_root)) = columns
+                    && (stored_size, stored_root) != (size, root)
+                {
+                    self.fail(
+                        Where::Checkpoint(size),
+                        format!(
+                            "the size or root stored beside the note ({stored_size}, {}) differs from the signed note",
+                            stored_root.to_base64()
+                        ),
+                    );
+                }
+                self.stored_checkpoints += 1;
+                self.expect(
+                    size,
+                    root,
+                    format!("the checkpoint at size {size}"),
+                    true,
+                    false,
+                );
+            }
+            Err(e) => self.fail(
+                Where::Tenant,
+                format!("the stored checkpoint at size {size_line} does not verify: {e}"),
+            ),
+        }
+    }
+
+    /// A checkpoint kept outside the store (a file saved earlier, a monitor's
+    /// state, a witness, a cross-reference): the log must be at least that
+    /// long and produce its root. `source` names it in failures.
+    pub fn trusted_checkpoint(&mut self, note: &str, source: &str) {
+        self.outside_checkpoint(note, source, false);
+    }
+
+    /// A checkpoint `_system` recorded for this tenant: like a trusted one,
+    /// and the store must still hold a checkpoint of that size.
+    pub fn referenced_checkpoint(&mut self, note: &str, source: &str) {
+        self.outside_checkpoint(note, source, true);
+    }
+
+    fn outside_checkpoint(&mut self, note: &str, source: &str, referenced: bool) {
+        match self.open(note) {
+            Ok(cp) => {
+                let (size, root) = (cp.checkpoint().size().get(), *cp.checkpoint().root());
+                self.pinned += 1;
+                self.expect(size, root, source.to_owned(), false, referenced);
+            }
+            Err(e) => self.fail(
+                Where::Tenant,
+                format!("{source} is not a checkpoint of this log: {e}"),
+            ),
+        }
+    }
+
+    /// Records that entry `seq`'s payload was removed by a recorded erasure
+    /// or retention run, so its absence is expected.
+    pub fn erasure_recorded(&mut self, seq: u64) {
+        self.erasures.insert(seq);
+    }
+
+    /// The cross-references this log holds (only `_system` has them), each
+    /// with the seq of the entry that holds it.
+    pub fn references(&self) -> &[CheckpointReference] {
+        &self.references
+    }
+
+    /// The largest size some checkpoint (stored or trusted) signs.
+    fn signed_size(&self) -> u64 {
+        self.expected.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// The entry at `position` of the log. Entries come in order; a position
+    /// skipped is reported missing.
+    pub fn entry(&mut self, position: u64, entry: Entry<'_>) {
+        if position != self.next {
+            if position > self.next {
+                self.fail(
+                    Where::Seqs(self.next, position),
+                    format!(
+                        "missing: the log goes from {} to {position}",
+                        self.next.saturating_sub(1)
+                    ),
+                );
+            } else {
+                self.fail(Where::Seq(position), "appears twice");
+            }
+            self.broken = true;
+        }
+        self.next = position + 1;
+        let leaf = leaf_hash(entry.envelope);
+        if entry.stored_leaf_hash.is_some_and(|stored| stored != leaf) {
+            self.stored_mismatches.push(position);
+            self.fail(
+                Where::Seq(position),
+                "the envelope differs from the one whose hash was stored when it was appended",
+            );
+        }
+        self.check_envelope(position, &entry);
+        if !self.broken {
+            if let Err(e) = self.range.append(leaf, |_, _| {}) {
+                self.fail(Where::Seq(position), e.to_string());
+                self.broken = true;
+            } else {
+                self.check_roots();
+            }
+        }
+    }
+
+    fn check_envelope(&mut self, position: u64, entry: &Entry<'_>) {
+        let envelope = match Envelope::from_leaf_bytes(entry.envelope) {
+            Ok(env) => env,
+            Err(e) => {
+                self.fail(Where::Seq(position), format!("envelope: {e}"));
+                return;
+            }
+        };
+        if envelope.seq.get() != position {
+            self.fail(
+                Where::Seq(position),
+                format!(
+                    "position {position} holds the envelope of seq {}: entries were removed or reordered",
+                    envelope.seq
+                ),
+            );
+        }
+        if envelope.tenant != self.tenant {
+            self.fail(
+                Where::Seq(position),
+                format!("the envelope belongs to tenant {}", envelope.tenant),
+            );
+        }
+        if position == self.signed_size() {
+            self.first_unsigned = Some(envelope.received_at);
+        }
+        let payload = match (entry.payload, entry.salt) {
+            (Some(payload), Some(salt)) => {
+                if envelope.payload_digest.verify(payload, salt).is_err() {
+                    self.fail(
+                        Where::Seq(position),
+                        "the payload does not match the digest in its envelope",
+                    );
+                    None
+                } else {
+                    Some(payload)
+                }
+            }
+            (None, None) => {
+                self.erased += 1;
+                if !self.erasures.contains(&position) {
+                    self.fail(
+                        Where::Seq(position),
+                        "payload and salt are gone, and no erasure or retention run records removing them",
+                    );
+                }
+                None
+            }
+            _ => {
+                self.fail(
+                    Where::Seq(position),
+                    "a payload without its salt, or a salt without its payload",
+                );
+                None
+            }
+        };
+        if let Some(stored) = entry.columns {
+            let expected = IndexedColumns::derive(&envelope, payload.or(entry.payload));
+            let differ = stored.differences(&expected);
+            if !differ.is_empty() {
+                self.fail(
+                    Where::Seq(position),
+                    format!(
+                        "the stored column(s) {} differ from the envelope and payload: queries and stats would show what the entry does not say",
+                        differ.join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(payload) = payload
+            && self.tenant.is_system()
+            && let Some(reference) = CheckpointReference::from_entry(&envelope, payload)
+        {
+            match reference {
+                Ok(r) => self.references.push(r),
+                Err(e) => self.fail(Where::Seq(position), e),
+            }
+        }
+    }
+
+    /// Compares the rebuilt root with every root expected at this size.
+    fn check_roots(&mut self) {
+        let size = self.range.size().get();
+        let Some(list) = self.expected.get(&size) else {
+            return;
+        };
+        let root = self.range.root();
+        let wrong: Vec<String> = list
+            .iter()
+            .filter(|e| e.root != root)
+            .map(|e| e.source.clone())
+            .collect();
+        if wrong.is_empty() {
+            if !self.root_failed {
+                self.last_matched = size;
+            }
+            return;
+        }
+        if self.root_failed {
+            self.later_root_failures += 1;
+            return;
+        }
+        self.root_failed = true;
+        let from = self.last_matched;
+        let named: Vec<u64> = self
+            .stored_mismatches
+            .iter()
+            .copied()
+            .filter(|s| (from..size).contains(s))
+            .collect();
+        let at = match named.first() {
+            Some(&seq) => Where::Seq(seq),
+            None => Where::Seqs(from, size),
+        };
+        let message = if from + 1 == size || !named.is_empty() {
+            format!(
+                "changed: the entries do not produce the root that {} signs at size {size}",
+                wrong.join(" and ")
+            )
+        } else {
+            format!(
+                "one of these entries was changed: the entries produce the signed root at size {from} but not the root that {} signs at size {size}",
+                wrong.join(" and ")
+            )
+        };
+        self.fail(at, message);
+    }
+
+    /// The verdict, given the size the source says the log has.
+    pub fn finish(mut self, size: u64, policy: &Policy) -> Report {
+        if self.next < size {
+            let next = self.next;
+            self.fail(
+                Where::Seqs(next, size),
+                format!("missing: the log has {size} entries but only {next} could be read"),
+            );
+            self.broken = true;
+        }
+        let read = self.next.max(size);
+        let beyond: Vec<(u64, String, bool)> = self
+            .expected
+            .range(read + 1..)
+            .flat_map(|(s, list)| list.iter().map(|e| (*s, e.source.clone(), e.stored)))
+            .collect();
+        for (cp_size, source, stored) in beyond {
+            let what = if stored {
+                "entries were removed".to_owned()
+            } else {
+                "entries were removed, or the data was rolled back to an older copy".to_owned()
+            };
+            self.fail(
+                Where::Seqs(read, cp_size),
+                format!("{source} signs {cp_size} entries but the log has {read}: {what}"),
+            );
+        }
+        let unstored: Vec<(u64, String)> = self
+            .expected
+            .iter()
+            .filter(|(_, list)| !list.iter().any(|e| e.stored))
+            .filter_map(|(s, list)| {
+                list.iter()
+                    .find(|e| e.referenced)
+                    .map(|e| (*s, e.source.clone()))
+            })
+            .collect();
+        for (cp_size, source) in unstored {
+            self.fail(
+                Where::Checkpoint(cp_size),
+                format!("{source} is no longer stored: checkpoints were deleted"),
+            );
+        }
+        if self.later_root_failures > 0 {
+            let n = self.later_root_failures;
+            self.fail(
+                Where::Tenant,
+                format!("{n} later checkpoint(s) do not match either (they include the change)"),
+            );
+        }
+        let signed = self.signed_size().min(read);
+        if let (Some(now), Some(received)) = (policy.now, self.first_unsigned) {
+            let age = now.unix_millis() - received.unix_millis();
+            if signed < read && age > policy.max_unsigned_age_ms {
+                self.fail(
+                    Where::Seqs(signed, read),
+                    format!(
+                        "no checkpoint signs these entries, the oldest received {} s ago (allowed: {} s): checkpoints were deleted, or the server cannot sign",
+                        age / 1000,
+                        policy.max_unsigned_age_ms / 1000
+                    ),
+                );
+            }
+        }
+        Report {
+            summary: Summary {
+                entries: read,
+                erased: self.erased,
+                checkpoints: self.stored_checkpoints,
+                pinned: self.pinned,
+                root: (!self.broken).then(|| self.range.root()),
+                unsigned_tail: read - signed,
+            },
+            tenant: self.tenant,
+            failures: self.failures,
+            more_failures: self.more_failures,
+        }
+    }
+}
