@@ -197,12 +197,30 @@ impl VerifierKey {
         Ok(Self { name, id, key })
     }
 
+    /// The verifier key for an Ed25519 public key under `name`.
+    pub fn from_public(name: KeyName, public: &[u8; 32]) -> Result<Self, Error> {
+        let key =
+            ed25519_dalek::VerifyingKey::from_bytes(public).map_err(|_| Error::VerifierKey {
+                reason: "not a valid Ed25519 public key",
+            })?;
+        Ok(Self {
+            id: key_id(&name, &key),
+            name,
+            key,
+        })
+    }
+
     pub fn name(&self) -> &KeyName {
         &self.name
     }
 
     pub fn key_id(&self) -> u32 {
         self.id
+    }
+
+    /// The Ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.to_bytes()
     }
 
     fn verifies(&self, text: &str, signature: &[u8]) -> bool {

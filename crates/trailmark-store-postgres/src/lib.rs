@@ -21,14 +21,15 @@ use tokio::sync::OnceCell;
 use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
-    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Query, Stats, Store,
-    StoreError, StoredEntry, TenantHead,
+    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Query, SigningKeyRecord, Stats,
+    Store, StoreError, StoredEntry, TenantHead,
 };
 
 /// The migrations, in order. Never edit one that has shipped: add a file.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_entries_by_id.sql")),
+    (3, include_str!("../migrations/0003_signing_keys.sql")),
 ];
 
 /// Held while migrating, so two servers starting at once migrate once.
@@ -309,6 +310,55 @@ impl Store for PgStore {
 
     async fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<CheckpointRecord>, StoreError> {
         read::checkpoints(&**self.client().await?, tenant, false).await
+    }
+
+    async fn add_signing_key(&self, record: SigningKeyRecord) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO trailmark_ledger.signing_keys
+                     (ordinal, public_key, origin_prefix, added_at, transition)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (ordinal) DO NOTHING",
+                &[
+                    &i32::try_from(record.ordinal).unwrap_or(i32::MAX),
+                    &record.public_key.as_slice(),
+                    &record.origin_prefix,
+                    &record.added_at.unix_millis(),
+                    &record.transition,
+                ],
+            )
+            .await
+            .map_err(db("recording a signing key"))?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT ordinal, public_key, origin_prefix, added_at, transition
+                 FROM trailmark_ledger.signing_keys ORDER BY ordinal",
+                &[],
+            )
+            .await
+            .map_err(db("reading signing keys"))?;
+        rows.iter()
+            .map(|r| {
+                let key: Vec<u8> = r.get(1);
+                Ok(SigningKeyRecord {
+                    ordinal: u32::try_from(r.get::<_, i32>(0)).unwrap_or(0),
+                    public_key: key
+                        .try_into()
+                        .map_err(|_| StoreError::Invalid("a signing key is not 32 bytes".into()))?,
+                    origin_prefix: r.get(2),
+                    added_at: Timestamp::from_unix_millis(r.get(3)).ok_or_else(|| {
+                        StoreError::Invalid("a signing key's time is out of range".into())
+                    })?,
+                    transition: r.get(4),
+                })
+            })
+            .collect()
     }
 
     async fn create_key(&self, key: KeyRecord) -> Result<(), StoreError> {

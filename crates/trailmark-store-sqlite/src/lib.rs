@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
-    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Query, Stats, Store,
-    StoreError, StoredEntry, TenantHead,
+    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Query, SigningKeyRecord, Stats,
+    Store, StoreError, StoredEntry, TenantHead,
 };
 
 use crate::writer::{Job, Writer};
@@ -31,6 +31,7 @@ use crate::writer::{Job, Writer};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_entries_by_id.sql"),
+    include_str!("../migrations/0003_signing_keys.sql"),
 ];
 const READERS: usize = 4;
 
@@ -88,6 +89,44 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A read-only connection that changes no byte of the database or its WAL.
+/// Without a `-wal` file (a server stopped cleanly) the file is opened
+/// `immutable`: nothing is created or locked beside it. With one (a server
+/// running or killed) it is opened `mode=ro`, which reads the WAL through
+/// the `-shm` index; SQLite may update that index, which holds no data.
+fn open_evidence(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let query = if Path::new(&wal).exists() {
+        "mode=ro"
+    } else {
+        "immutable=1"
+    };
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            '%' => uri.push_str("%25"),
+            c => uri.push(c),
+        }
+    }
+    uri.push('?');
+    uri.push_str(query);
+    let conn =
+        Connection::open_with_flags(uri, flags).map_err(db("opening the database read-only"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db("setting a busy timeout"))?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(db("reading the database read-only"))?;
+    Ok(conn)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and starts the writer.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -135,6 +174,46 @@ impl SqliteStore {
                 readers,
                 next_reader: AtomicUsize::new(0),
                 _stop_wal: Mutex::new(stop_tx),
+            }),
+        })
+    }
+
+    /// Opens an existing database for reading only, as evidence: no
+    /// migration, no writer, no WAL checkpoint; nothing is written to the
+    /// file or beside it. Works on read-only files in a read-only directory.
+    /// Appends and other writes answer [`StoreError::Closed`].
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if !path.is_file() {
+            return Err(StoreError::Invalid(format!(
+                "{} is not a database file",
+                path.display()
+            )));
+        }
+        let readers = (0..READERS)
+            .map(|_| open_evidence(&path).map(Mutex::new))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let version: i64 = readers[0]
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db("reading the schema version"))?;
+        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if !(1..=known).contains(&version) {
+            return Err(StoreError::Invalid(format!(
+                "the database has schema version {version}; this trailmark reads versions 1 to {known}"
+            )));
+        }
+        // No writer and no WAL checkpointer: their channels lead nowhere.
+        let (jobs, _) = mpsc::channel();
+        let (stop, _) = mpsc::channel();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                jobs: Mutex::new(jobs),
+                readers,
+                next_reader: AtomicUsize::new(0),
+                _stop_wal: Mutex::new(stop),
             }),
         })
     }
@@ -249,6 +328,14 @@ impl Store for SqliteStore {
         let tenant = tenant.clone();
         self.read(move |c| read::checkpoints(c, &tenant, false))
             .await
+    }
+
+    async fn add_signing_key(&self, record: SigningKeyRecord) -> Result<(), StoreError> {
+        self.write(|reply| Job::SigningKey(record, reply)).await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        self.read(read::signing_keys).await
     }
 
     async fn create_key(&self, key: KeyRecord) -> Result<(), StoreError> {

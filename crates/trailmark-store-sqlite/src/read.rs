@@ -8,8 +8,8 @@ use serde_json::Value;
 use trailmark_core::{EventId, IndexedColumns, Salt, TenantId, Timestamp};
 use trailmark_log::{Hash, TreeSize};
 use trailmark_store::{
-    CheckpointRecord, CountBy, Cursor, KeyRecord, Page, Query, Scopes, Stats, StoreError,
-    StoredEntry, TenantHead,
+    CheckpointRecord, CountBy, Cursor, KeyRecord, Page, Query, Scopes, SigningKeyRecord, Stats,
+    StoreError, StoredEntry, TenantHead,
 };
 
 use crate::strips::to_i64;
@@ -406,4 +406,41 @@ pub(crate) fn daily_counts(
         Ok((d, k, u64::try_from(n).unwrap_or(0)))
     })
     .collect()
+}
+
+pub(crate) fn signing_keys(conn: &Connection) -> Result<Vec<SigningKeyRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT ordinal, public_key, origin_prefix, added_at, transition
+             FROM signing_keys ORDER BY ordinal",
+        )
+        .map_err(db("reading signing keys"))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })
+        .map_err(db("reading signing keys"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (ordinal, key, origin_prefix, added_at, transition) =
+            row.map_err(db("reading signing keys"))?;
+        out.push(SigningKeyRecord {
+            ordinal,
+            public_key: key
+                .try_into()
+                .map_err(|_| StoreError::Invalid("a signing key is not 32 bytes".into()))?,
+            origin_prefix,
+            added_at: Timestamp::from_unix_millis(added_at).ok_or_else(|| {
+                StoreError::Invalid("a signing key's time is out of range".into())
+            })?,
+            transition,
+        });
+    }
+    Ok(out)
 }

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use trailmark_core::{IndexedColumns, Seq, TenantId};
 use trailmark_log::{CompactRange, NodeId, TreeSize, leaf_hash};
 use trailmark_store::{
-    Appended, CheckpointRecord, KeyRecord, NewEvent, StoreError, searchable_text,
+    Appended, CheckpointRecord, KeyRecord, NewEvent, SigningKeyRecord, StoreError, searchable_text,
 };
 
 use crate::strips::{StripWriter, read_nodes, to_i64};
@@ -25,6 +25,7 @@ pub(crate) enum Job {
     Append(Vec<NewEvent>, Reply<(Vec<Appended>, Vec<NewEvent>)>),
     Checkpoint(CheckpointRecord, Reply<()>),
     CreateKey(KeyRecord, Reply<()>),
+    SigningKey(SigningKeyRecord, Reply<()>),
     RevokeKey(String, i64, Reply<bool>),
 }
 
@@ -152,6 +153,10 @@ impl Writer {
             Job::CreateKey(key, reply) => match self.create_key(&key) {
                 Ok(()) => Ok(Outcome::Done(reply)),
                 Err(e) => Err(Box::new((Job::CreateKey(key, reply), e))),
+            },
+            Job::SigningKey(record, reply) => match self.add_signing_key(&record) {
+                Ok(()) => Ok(Outcome::Done(reply)),
+                Err(e) => Err(Box::new((Job::SigningKey(record, reply), e))),
             },
             Job::RevokeKey(id, at, reply) => match self.revoke_key(&id, at) {
                 Ok(found) => Ok(Outcome::Revoked(reply, found)),
@@ -328,6 +333,23 @@ impl Writer {
         Ok(())
     }
 
+    fn add_signing_key(&self, record: &SigningKeyRecord) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO signing_keys (ordinal, public_key, origin_prefix, added_at, transition)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (ordinal) DO NOTHING",
+                params![
+                    record.ordinal,
+                    record.public_key.as_slice(),
+                    record.origin_prefix,
+                    record.added_at.unix_millis(),
+                    record.transition,
+                ],
+            )
+            .map_err(db("recording a signing key"))?;
+        Ok(())
+    }
+
     fn revoke_key(&self, id: &str, at: i64) -> Result<bool, StoreError> {
         let n = self
             .conn
@@ -357,7 +379,9 @@ fn clone_err(e: &StoreError) -> StoreError {
 fn fail(job: Job, e: &StoreError) {
     match job {
         Job::Append(_, reply) => drop(reply.send(Err(clone_err(e)))),
-        Job::Checkpoint(_, reply) | Job::CreateKey(_, reply) => drop(reply.send(Err(clone_err(e)))),
+        Job::Checkpoint(_, reply) | Job::CreateKey(_, reply) | Job::SigningKey(_, reply) => {
+            drop(reply.send(Err(clone_err(e))));
+        }
         Job::RevokeKey(_, _, reply) => drop(reply.send(Err(clone_err(e)))),
     }
 }

@@ -4,8 +4,8 @@ use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 
 use crate::{
-    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Query, Stats, StoreError,
-    StoredEntry, TenantHead,
+    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Query, SigningKeyRecord, Stats,
+    StoreError, StoredEntry, TenantHead,
 };
 
 /// A Trailmark ledger backend.
@@ -78,6 +78,20 @@ pub trait Store: Send + Sync + 'static {
         &self,
         tenant: &TenantId,
     ) -> impl Future<Output = Result<Vec<CheckpointRecord>, StoreError>> + Send;
+
+    /// Records a signing key under its ordinal; a key already recorded
+    /// under that ordinal is kept and `record` ignored (two servers starting
+    /// at once on an empty ledger: the first wins, and each then reads
+    /// [`Store::signing_keys`] to see whether it was).
+    fn add_signing_key(
+        &self,
+        record: SigningKeyRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The trail's signing keys, oldest first.
+    fn signing_keys(
+        &self,
+    ) -> impl Future<Output = Result<Vec<SigningKeyRecord>, StoreError>> + Send;
 
     fn create_key(&self, key: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -16,7 +16,9 @@ use trailmark_log::{
     LeafIndex, MemoryTree, Plan, TreeSize, leaf_hash, verify_consistency, verify_inclusion,
 };
 
-use crate::{CheckpointRecord, Cursor, KeyRecord, NewEvent, Query, Scopes, Store};
+use crate::{
+    CheckpointRecord, Cursor, KeyRecord, NewEvent, Query, Scopes, SigningKeyRecord, Store,
+};
 
 /// Makes stores over one storage location: every call to `open` sees what
 /// earlier stores wrote (the previous store is dropped first).
@@ -41,6 +43,8 @@ macro_rules! conformance_suite {
             a_reopened_store_continues_the_same_tree,
             keys_are_found_by_digest_listed_and_revoked,
             checkpoints_are_all_kept,
+            stored_columns_are_derived_by_the_one_rule,
+            the_first_signing_key_recorded_wins,
         );
     };
     (@tests $harness:expr; $($name:ident),+ $(,)?) => {
@@ -528,4 +532,38 @@ pub async fn stats_count_by_action_actor_resource_outcome_and_day<H: Harness>(h:
             day("2023-11-15", "success", 3)
         ]
     );
+}
+
+pub async fn stored_columns_are_derived_by_the_one_rule<H: Harness>(h: &H) {
+    let store = h.open();
+    append_range(&store, "t", 0..4).await;
+    for entry in store.entries(&tenant("t"), 0, 4).await.unwrap() {
+        let env = entry.envelope().unwrap();
+        assert_eq!(
+            entry.columns,
+            trailmark_core::IndexedColumns::derive(&env, entry.payload.as_ref())
+        );
+        assert!(entry.columns.ip.is_some());
+    }
+}
+
+pub async fn the_first_signing_key_recorded_wins<H: Harness>(h: &H) {
+    let store = h.open();
+    assert!(store.signing_keys().await.unwrap().is_empty());
+    let record = |key: u8| SigningKeyRecord {
+        ordinal: 0,
+        public_key: [key; 32],
+        origin_prefix: "trailmark.local".into(),
+        added_at: ts(5),
+        transition: None,
+    };
+    store.add_signing_key(record(1)).await.unwrap();
+    store.add_signing_key(record(2)).await.unwrap();
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys, [record(1)]);
+    let mut next = record(3);
+    next.ordinal = 1;
+    next.transition = Some("statement".into());
+    store.add_signing_key(next.clone()).await.unwrap();
+    assert_eq!(store.signing_keys().await.unwrap(), [record(1), next]);
 }

@@ -266,6 +266,21 @@ pub struct KeyRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// A public key that signs this trail's checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// 0 for the trail's first key; each rotation adds one.
+    pub ordinal: u32,
+    /// The Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// Checkpoints are named `<origin_prefix>/<tenant>`.
+    pub origin_prefix: String,
+    pub added_at: Timestamp,
+    /// For a rotated-in key: the transition statement, signed by the key
+    /// before it.
+    pub transition: Option<String>,
+}
+
 /// Counts over a set of entries (see [`crate::Store::stats`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {

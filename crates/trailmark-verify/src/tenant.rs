@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 use trailmark_core::{Envelope, IndexedColumns, Salt, TenantId, Timestamp};
-use trailmark_log::{CompactRange, Hash, SignedCheckpoint, VerifierKey, leaf_hash};
+use trailmark_log::{
+    CompactRange, Hash, SignedCheckpoint, TreeSize, VerifierKey, leaf_hash, verify_consistency,
+};
 
 use crate::reference::CheckpointReference;
 use crate::{Failure, Report, Summary, Where};
@@ -175,10 +177,10 @@ impl TenantVerifier {
                     false,
                 );
             }
-            Err(e) => self.fail(
-                Where::Tenant,
-                format!("the stored checkpoint at size {size_line} does not verify: {e}"),
-            ),
+            Err(e) => {
+                let at = size_line.parse().map_or(Where::Tenant, Where::Checkpoint);
+                self.fail(at, format!("the stored note does not verify: {e}"));
+            }
         }
     }
 
@@ -206,6 +208,37 @@ impl TenantVerifier {
                 Where::Tenant,
                 format!("{source} is not a checkpoint of this log: {e}"),
             ),
+        }
+    }
+
+    /// A consistency proof from a trusted checkpoint (`note`) to a newer
+    /// one (`newer`: size and root), as a monitor demands of the log it
+    /// watches; a proof that does not verify is a failure.
+    pub fn consistency_from_trusted(
+        &mut self,
+        note: &str,
+        newer: (u64, Hash),
+        proof: &[Hash],
+        source: &str,
+    ) {
+        let Ok(cp) = self.open(note) else {
+            return; // reported when the note is pushed as trusted
+        };
+        let (old_size, old_root) = (cp.checkpoint().size(), *cp.checkpoint().root());
+        let checked = TreeSize::new(newer.0)
+            .ok_or_else(|| "size too large".to_owned())
+            .and_then(|size| {
+                verify_consistency(old_size, size, proof, &old_root, &newer.1)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = checked {
+            self.fail(
+                Where::Checkpoint(newer.0),
+                format!(
+                    "the log offers no valid consistency proof from {source} (size {}): {e}",
+                    old_size.get()
+                ),
+            );
         }
     }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use serde_json::{Map, Value};
-use trailmark_core::{Salt, TenantId};
+use trailmark_core::{IndexedColumns, Salt, TenantId};
 use trailmark_log::{Hash, KeyName, Plan, SigningKey, TreeSize, VerifierKey};
 use trailmark_store::Store;
 use trailmark_store_sqlite::SqliteStore;
@@ -18,17 +18,28 @@ pub struct LogEntry {
     pub leaf_hash: Option<Hash>,
     pub payload: Option<Map<String, Value>>,
     pub salt: Option<Salt>,
+    /// The query columns stored beside it, where the source shows them.
+    pub columns: Option<IndexedColumns>,
+}
+
+/// A checkpoint as stored: the note, and the size and root kept beside it
+/// where the source shows them.
+#[derive(Debug)]
+pub struct StoredNote {
+    pub note: String,
+    pub columns: Option<(u64, Hash)>,
 }
 
 /// What the verifier needs from a trail.
 pub trait Source {
-    /// Every tenant (or the one asked for) with its size.
+    /// Every tenant with its size.
     fn tenants(&mut self) -> anyhow::Result<Vec<(TenantId, u64)>>;
     fn entries(&mut self, tenant: &TenantId, start: u64, end: u64)
     -> anyhow::Result<Vec<LogEntry>>;
-    /// Every signed checkpoint note of a tenant.
-    fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<String>>;
-    fn verifier_key(&mut self, tenant: &TenantId) -> anyhow::Result<VerifierKey>;
+    /// Every stored checkpoint of a tenant.
+    fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<StoredNote>>;
+    /// The keys the source says sign this tenant's checkpoints.
+    fn verifier_keys(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<VerifierKey>>;
     fn consistency(
         &mut self,
         tenant: &TenantId,
@@ -37,12 +48,13 @@ pub trait Source {
     ) -> anyhow::Result<Vec<Hash>>;
 }
 
-/// A data dir, read directly.
+/// A data dir, read directly and read-only: nothing is migrated or written.
 pub struct Offline {
     runtime: tokio::runtime::Runtime,
     store: SqliteStore,
-    seed: [u8; 32],
-    origin_prefix: String,
+    /// The public keys the database records (or, for a data dir older than
+    /// that record, the one derived from its seed file).
+    keys: Vec<([u8; 32], String)>,
 }
 
 impl Offline {
@@ -59,13 +71,22 @@ impl Offline {
             .worker_threads(1)
             .enable_all()
             .build()?;
-        let store = SqliteStore::open(&db)?;
-        let seed = crate::datadir::signing_seed(dir, false)?;
+        let store = SqliteStore::open_read_only(&db)?;
+        let mut keys: Vec<([u8; 32], String)> = runtime
+            .block_on(store.signing_keys())?
+            .into_iter()
+            .map(|k| (k.public_key, k.origin_prefix))
+            .collect();
+        if keys.is_empty() && dir.join(crate::datadir::SEED_FILE).exists() {
+            let seed = crate::datadir::signing_seed(dir, false)?;
+            let name = KeyName::new(format!("{origin_prefix}/x"))?;
+            let public = SigningKey::from_seed(name, &seed).verifier().public_key();
+            keys.push((public, origin_prefix.to_owned()));
+        }
         Ok(Self {
             runtime,
             store,
-            seed,
-            origin_prefix: origin_prefix.to_owned(),
+            keys,
         })
     }
 }
@@ -95,18 +116,30 @@ impl Source for Offline {
                 leaf_hash: Some(e.leaf_hash),
                 payload: e.payload,
                 salt: e.salt,
+                columns: Some(e.columns),
             })
             .collect())
     }
 
-    fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<String>> {
+    fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<StoredNote>> {
         let all = self.runtime.block_on(self.store.checkpoints(tenant))?;
-        Ok(all.into_iter().map(|c| c.note).collect())
+        Ok(all
+            .into_iter()
+            .map(|c| StoredNote {
+                note: c.note,
+                columns: Some((c.size.get(), c.root)),
+            })
+            .collect())
     }
 
-    fn verifier_key(&mut self, tenant: &TenantId) -> anyhow::Result<VerifierKey> {
-        let name = KeyName::new(format!("{}/{tenant}", self.origin_prefix))?;
-        Ok(SigningKey::from_seed(name, &self.seed).verifier())
+    fn verifier_keys(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<VerifierKey>> {
+        self.keys
+            .iter()
+            .map(|(public, prefix)| {
+                let name = KeyName::new(format!("{prefix}/{tenant}"))?;
+                Ok(VerifierKey::from_public(name, public)?)
+            })
+            .collect()
     }
 
     fn consistency(
@@ -298,12 +331,13 @@ impl Source for Remote {
                         Some(s) => Some(Salt::from_hex(s).context("salt must be 64 hex digits")?),
                         None => None,
                     },
+                    columns: None,
                 })
             })
             .collect()
     }
 
-    fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<String>> {
+    fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<StoredNote>> {
         let body = self
             .http
             .get_json("/v1/checkpoints", &[("tenant", tenant.to_string())])?;
@@ -311,15 +345,20 @@ impl Source for Remote {
             .as_array()
             .context("/v1/checkpoints: no checkpoints array")?
             .iter()
-            .map(|c| Ok(c["note"].as_str().context("checkpoint note")?.to_owned()))
+            .map(|c| {
+                Ok(StoredNote {
+                    note: c["note"].as_str().context("checkpoint note")?.to_owned(),
+                    columns: None,
+                })
+            })
             .collect()
     }
 
-    fn verifier_key(&mut self, tenant: &TenantId) -> anyhow::Result<VerifierKey> {
+    fn verifier_keys(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<VerifierKey>> {
         let text = self
             .http
             .get_text("/v1/verifier-key", &[("tenant", tenant.to_string())])?;
-        Ok(VerifierKey::parse(text.trim())?)
+        Ok(vec![VerifierKey::parse(text.trim())?])
     }
 
     fn consistency(

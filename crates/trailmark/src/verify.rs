@@ -1,28 +1,29 @@
-//! `trailmark verify`: recompute everything a trail commits to.
+//! `trailmark verify`: read a trail (a data dir, read-only, or a server's
+//! public API), push it through the one verifier (`trailmark-verify`) and
+//! print its verdict. Also checks receipts offline.
 //!
-//! For each tenant: every checkpoint's signature and origin; consistency
-//! between consecutive checkpoints; every envelope (canonical, at its own
-//! position, of its own tenant); every payload present against its digest;
-//! the tree rebuilt leaf by leaf (a compact range: O(log n) memory) and its
-//! root compared with every checkpoint at that checkpoint's size.
+//! Evidence from outside the box: `--trust FILE` (checkpoints saved
+//! earlier, cosigned or not) and `--state FILE` (the last checkpoint this
+//! command verified per tenant, updated after each passing run).
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use clap::Args;
-use trailmark_core::{Envelope, TenantId};
-use trailmark_log::{
-    CompactRange, Hash, SignedCheckpoint, TreeSize, VerifierKey, leaf_hash, verify_consistency,
-};
+use trailmark_core::{TenantId, Timestamp};
+use trailmark_log::{Checkpoint, Note, VerifierKey};
+use trailmark_verify::{Entry, Policy, Report, TenantVerifier, Trail, verify_receipt};
 
-use crate::source::{LogEntry, Offline, Remote, Source};
+use crate::source::{Offline, Remote, Source};
 
 const PAGE: u64 = 1000;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Verify a data dir directly (the server may be running).
+    /// Verify a data dir directly, read-only (the server may be running).
     #[arg(long, env = "TRAILMARK_DATA_DIR", conflicts_with = "url")]
     data_dir: Option<PathBuf>,
     /// Verify a server through its public read API.
@@ -31,14 +32,33 @@ pub struct VerifyArgs {
     /// A read key for --url.
     #[arg(long, env = "TRAILMARK_KEY", hide_env_values = true)]
     key: Option<String>,
-    /// Only this tenant.
+    /// Only this tenant (and `_system`, which holds its cross-references).
     #[arg(long)]
     tenant: Option<String>,
-    /// Trust only this verifier key (from a copy you keep), not the one the
-    /// source offers. Needs --tenant.
-    #[arg(long, requires = "tenant")]
-    verifier_key: Option<String>,
-    /// The origin prefix the server signs with (offline verification).
+    /// Trust only these verifier keys (copies you keep apart from the
+    /// data), not the ones the source offers. Repeatable; each tenant uses
+    /// the key named `<origin prefix>/<tenant>`.
+    #[arg(long = "verifier-key", value_name = "VKEY")]
+    verifier_keys: Vec<String>,
+    /// A checkpoint saved earlier (a file holding one signed note, cosigned
+    /// or not): fail if the log is shorter than it or does not produce its
+    /// root. Repeatable.
+    #[arg(long = "trust", value_name = "FILE")]
+    trust: Vec<PathBuf>,
+    /// Monitor mode: the last checkpoint verified per tenant is kept in FILE;
+    /// the next run demands that the log still extends it. Created if missing.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Fail when an entry older than this many seconds is in no checkpoint
+    /// (the server signs within a second while entries arrive).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    max_unsigned_age: u64,
+    /// Check one receipt (C2SP tlog-proof with the envelope as extra data)
+    /// offline, instead of a whole trail. Needs --verifier-key, or a
+    /// --data-dir/--url whose keys to use.
+    #[arg(long, value_name = "FILE")]
+    receipt: Option<PathBuf>,
+    /// The origin prefix the server signs with.
     #[arg(
         long,
         env = "TRAILMARK_ORIGIN_PREFIX",
@@ -47,80 +67,103 @@ pub struct VerifyArgs {
     origin_prefix: String,
 }
 
-/// What was found wrong, and where.
-#[derive(Debug)]
-pub struct Failure {
-    pub tenant: TenantId,
-    pub seq: Option<u64>,
-    pub reason: String,
+fn open_source(args: &VerifyArgs) -> anyhow::Result<Box<dyn Source>> {
+    Ok(match (&args.data_dir, &args.url) {
+        (Some(dir), None) => Box::new(Offline::open(dir, &args.origin_prefix)?),
+        (None, Some(url)) => Box::new(Remote::new(url, args.key.as_deref().unwrap_or_default())),
+        (None, None) => Box::new(Offline::open(
+            &crate::default_data_dir(),
+            &args.origin_prefix,
+        )?),
+        (Some(_), Some(_)) => bail!("give --data-dir or --url, not both"),
+    })
 }
 
-/// What one tenant's verification saw.
-#[derive(Debug, Default)]
-pub struct Summary {
-    pub entries: u64,
-    pub erased: u64,
-    pub checkpoints: usize,
-    pub root: Option<Hash>,
-    pub unsigned_tail: u64,
+/// The tenant a checkpoint's origin names under `prefix`.
+fn tenant_of_origin(origin: &str, prefix: &str) -> Option<TenantId> {
+    let name = origin.strip_prefix(prefix)?.strip_prefix('/')?;
+    TenantId::from_stored(name).ok()
 }
 
-fn fail(tenant: &TenantId, seq: Option<u64>, reason: impl Into<String>) -> Failure {
-    Failure {
-        tenant: tenant.clone(),
-        seq,
-        reason: reason.into(),
+/// One checkpoint from outside the store: its tenant, note and label.
+struct Pinned {
+    tenant: TenantId,
+    note: String,
+    label: String,
+    size: u64,
+}
+
+fn read_pinned(text: &str, label: String, prefix: &str) -> anyhow::Result<Pinned> {
+    let note =
+        Note::parse(text.as_bytes()).with_context(|| format!("{label}: not a signed note"))?;
+    let cp = Checkpoint::parse_text(note.text())
+        .with_context(|| format!("{label}: not a checkpoint"))?;
+    let tenant = tenant_of_origin(cp.origin(), prefix).with_context(|| {
+        format!(
+            "{label}: its origin {} is not {prefix}/<tenant> (set --origin-prefix)",
+            cp.origin()
+        )
+    })?;
+    Ok(Pinned {
+        tenant,
+        note: text.to_owned(),
+        label,
+        size: cp.size().get(),
+    })
+}
+
+/// The `--state` file: the last verified checkpoint note per tenant.
+fn load_state(path: &Path, prefix: &str) -> anyhow::Result<Vec<Pinned>> {
+    if !path.exists() {
+        return Ok(Vec::new());
     }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the state file {}", path.display()))?;
+    let state: BTreeMap<String, String> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a verify state file (a JSON object of tenant → checkpoint)",
+            path.display()
+        )
+    })?;
+    state
+        .into_values()
+        .map(|note| {
+            read_pinned(
+                &note,
+                format!("the checkpoint remembered in {}", path.display()),
+                prefix,
+            )
+        })
+        .collect()
 }
 
-/// Every checkpoint of a tenant, signature-checked, sorted by size, with
-/// consecutive ones checked for consistency.
-fn signed_checkpoints(
+fn save_state(path: &Path, state: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(state)? + "\n")
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+/// The keys to trust for a tenant: the pinned ones, else the source's.
+fn keys_for(
     source: &mut dyn Source,
+    pinned: &[VerifierKey],
     tenant: &TenantId,
-    pinned: Option<&VerifierKey>,
-) -> anyhow::Result<Result<Vec<(u64, Hash)>, Failure>> {
-    let key = match pinned {
-        Some(k) => k.clone(),
-        None => source.verifier_key(tenant)?,
-    };
-    // Checkpoints first, then the size: every checkpoint read is then within
-    // the log (entries are committed before they are signed).
-    let mut checkpoints = Vec::new();
-    for note in source.checkpoints(tenant)? {
-        match SignedCheckpoint::open(note.as_bytes(), &key) {
-            Ok(cp) => checkpoints.push((cp.checkpoint().size().get(), *cp.checkpoint().root())),
-            Err(e) => {
-                let size = note.lines().nth(1).unwrap_or("?").to_owned();
-                return Ok(Err(fail(
-                    tenant,
-                    None,
-                    format!("checkpoint at size {size}: {e}"),
-                )));
-            }
-        }
+    prefix: &str,
+) -> anyhow::Result<Vec<VerifierKey>> {
+    if pinned.is_empty() {
+        return source.verifier_keys(tenant);
     }
-    checkpoints.sort_by_key(|c| c.0);
-    for pair in checkpoints.windows(2) {
-        let ((a, ra), (b, rb)) = (pair[0], pair[1]);
-        let proof = source.consistency(tenant, a, b)?;
-        let (first, second) = (
-            TreeSize::new(a).unwrap_or_default(),
-            TreeSize::new(b).unwrap_or_default(),
-        );
-        if let Err(e) = verify_consistency(first, second, &proof, &ra, &rb) {
-            return Ok(Err(fail(
-                tenant,
-                None,
-                format!("checkpoints at sizes {a} and {b} are not consistent: {e}"),
-            )));
-        }
-    }
-    Ok(Ok(checkpoints))
+    let name = format!("{prefix}/{tenant}");
+    Ok(pinned
+        .iter()
+        .filter(|k| k.name().as_str() == name)
+        .cloned()
+        .collect())
 }
 
-/// A progress line on standard error while verifying, only when it is a
-/// terminal (never in logs or pipes).
+/// A progress line on standard error, only when it is a terminal.
 struct Progress<'a> {
     tenant: &'a TenantId,
     size: u64,
@@ -155,191 +198,254 @@ impl<'a> Progress<'a> {
     }
 }
 
-/// Checks one entry on its own: canonical envelope at its own position and
-/// tenant, payload matching its digest. Returns its leaf hash and whether
-/// its payload is erased.
-fn check_entry(tenant: &TenantId, n: u64, entry: &LogEntry) -> Result<(Hash, bool), Failure> {
-    let envelope = Envelope::from_leaf_bytes(&entry.envelope)
-        .map_err(|e| fail(tenant, Some(n), format!("envelope: {e}")))?;
-    if envelope.seq.get() != n {
-        return Err(fail(
-            tenant,
-            Some(n),
-            format!(
-                "position {n} holds the envelope of seq {}: entries were removed or reordered",
-                envelope.seq
-            ),
-        ));
-    }
-    if envelope.tenant != *tenant {
-        return Err(fail(
-            tenant,
-            Some(n),
-            format!("the envelope belongs to tenant {}", envelope.tenant),
-        ));
-    }
-    let erased = match (&entry.payload, &entry.salt) {
-        (Some(payload), Some(salt)) => {
-            if envelope.payload_digest.verify(payload, salt).is_err() {
-                return Err(fail(
-                    tenant,
-                    Some(n),
-                    "the payload does not match the digest in its envelope",
-                ));
-            }
-            false
-        }
-        (None, None) => true,
-        _ => {
-            return Err(fail(
-                tenant,
-                Some(n),
-                "a payload without its salt, or a salt without its payload",
-            ));
-        }
-    };
-    Ok((leaf_hash(&entry.envelope), erased))
-}
-
-/// Verifies one tenant's log.
-pub fn verify_tenant(
+/// Pushes one tenant's checkpoints and entries into its verifier.
+fn push_tenant(
     source: &mut dyn Source,
+    verifier: &mut TenantVerifier,
     tenant: &TenantId,
-    pinned: Option<&VerifierKey>,
-) -> anyhow::Result<Result<Summary, Failure>> {
-    let checkpoints = match signed_checkpoints(source, tenant, pinned)? {
-        Ok(c) => c,
-        Err(f) => return Ok(Err(f)),
-    };
-    let size = source
-        .tenants()?
-        .into_iter()
-        .find(|(t, _)| t == tenant)
-        .map_or(0, |(_, s)| s);
-
-    let mut summary = Summary {
-        checkpoints: checkpoints.len(),
-        ..Summary::default()
-    };
-    let mut range = CompactRange::new();
-    let mut next_cp = 0;
-    let mut first_changed_leaf = None;
-    let mut start = 0;
+    size: u64,
+) -> anyhow::Result<()> {
+    for stored in source.checkpoints(tenant)? {
+        verifier.stored_checkpoint(&stored.note, stored.columns);
+    }
     let progress = Progress::new(tenant, size);
+    let mut start = 0;
     while start < size {
         progress.show(start);
         let end = (start + PAGE).min(size);
         let page = source.entries(tenant, start, end)?;
         for (n, entry) in (start..).zip(&page) {
-            let (leaf, erased) = match check_entry(tenant, n, entry) {
-                Ok(checked) => checked,
-                Err(f) => return Ok(Err(f)),
-            };
-            if entry.leaf_hash.is_some_and(|stored| stored != leaf) && first_changed_leaf.is_none()
-            {
-                first_changed_leaf = Some(n);
-            }
-            summary.erased += u64::from(erased);
-            range.append(leaf, |_, _| {})?;
-            while let Some(&(cp_size, cp_root)) = checkpoints.get(next_cp) {
-                if cp_size != range.size().get() {
-                    break;
-                }
-                if range.root() != cp_root {
-                    let reason = format!(
-                        "the entries do not produce the root signed at size {cp_size}: an entry was changed"
-                    );
-                    return Ok(Err(fail(tenant, first_changed_leaf.or(Some(n)), reason)));
-                }
-                next_cp += 1;
-            }
+            // A data dir shows each row's seq column: a deleted row is then
+            // a gap, not a shift of every later entry.
+            let position = entry.columns.as_ref().map_or(n, |c| c.seq);
+            verifier.entry(
+                position,
+                Entry {
+                    envelope: &entry.envelope,
+                    stored_leaf_hash: entry.leaf_hash,
+                    payload: entry.payload.as_ref(),
+                    salt: entry.salt.as_ref(),
+                    columns: entry.columns.as_ref(),
+                },
+            );
         }
-        if (page.len() as u64) < end - start {
-            let missing = start + page.len() as u64;
-            return Ok(Err(fail(
-                tenant,
-                Some(missing),
-                format!("entry {missing} is missing (the log has {size})"),
-            )));
+        if page.is_empty() {
+            break;
         }
         start = end;
     }
     progress.done();
-    if let Some(&(cp_size, _)) = checkpoints.get(next_cp) {
-        return Ok(Err(fail(
-            tenant,
-            Some(size),
-            format!(
-                "a checkpoint signs {cp_size} entries but only {size} are present: entries were removed"
-            ),
-        )));
+    Ok(())
+}
+
+/// The monitor's demand: a consistency proof from the remembered
+/// checkpoint to the newest stored one (besides the rebuilt roots).
+fn check_remembered(
+    source: &mut dyn Source,
+    verifier: &mut TenantVerifier,
+    remembered: &Pinned,
+) -> anyhow::Result<()> {
+    let newest = source
+        .checkpoints(&remembered.tenant)?
+        .into_iter()
+        .filter_map(|c| {
+            let note = Note::parse(c.note.as_bytes()).ok()?;
+            let cp = Checkpoint::parse_text(note.text()).ok()?;
+            Some((cp.size().get(), *cp.root(), c.note))
+        })
+        .max_by_key(|c| c.0);
+    let Some((size, root, _)) = newest else {
+        return Ok(());
+    };
+    if size <= remembered.size {
+        return Ok(());
     }
-    if let Some(seq) = first_changed_leaf {
-        return Ok(Err(fail(
-            tenant,
-            Some(seq),
-            "the envelope differs from the one whose hash was stored",
-        )));
+    let proof = source.consistency(&remembered.tenant, remembered.size, size)?;
+    verifier.consistency_from_trusted(&remembered.note, (size, root), &proof, &remembered.label);
+    Ok(())
+}
+
+fn print_report(report: &Report) {
+    let tenant = &report.tenant;
+    if report.ok() {
+        let s = &report.summary;
+        let mut line = format!(
+            "ok     {tenant}: {} entries ({} erased), {} checkpoints, root {}",
+            s.entries,
+            s.erased,
+            s.checkpoints,
+            s.root.map(|r| r.to_hex()).unwrap_or_default(),
+        );
+        if s.pinned > 0 {
+            let _ = write!(line, ", held to {} checkpoints from outside", s.pinned);
+        }
+        if s.unsigned_tail > 0 {
+            let _ = write!(line, ", {} newest not yet in a checkpoint", s.unsigned_tail);
+        }
+        out(&line);
+    } else {
+        for failure in &report.failures {
+            out(&format!("FAILED {tenant}: {failure}"));
+        }
+        if report.more_failures > 0 {
+            out(&format!(
+                "FAILED {tenant}: and {} more failures",
+                report.more_failures
+            ));
+        }
     }
-    summary.entries = size;
-    summary.root = Some(range.root());
-    summary.unsigned_tail = size - checkpoints.last().map_or(0, |c| c.0);
-    Ok(Ok(summary))
 }
 
 #[allow(clippy::print_stdout)] // the command's report
+fn out(line: &str) {
+    println!("{line}");
+}
+
+fn now() -> Option<Timestamp> {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis();
+    Timestamp::from_unix_millis(i64::try_from(millis).ok()?)
+}
+
+fn run_receipt(args: &VerifyArgs, path: &Path, pinned: &[VerifierKey]) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut keys = pinned.to_vec();
+    if keys.is_empty() {
+        if args.data_dir.is_none() && args.url.is_none() {
+            bail!(
+                "--receipt needs the log's key: give --verifier-key VKEY (kept apart from the server), or --data-dir/--url"
+            );
+        }
+        // The tenant is in the receipt's checkpoint origin.
+        let text = String::from_utf8_lossy(&bytes);
+        let checkpoint = text.split_once("\n\n").map_or("", |(_, c)| c);
+        let origin = checkpoint.lines().next().unwrap_or_default();
+        let tenant = tenant_of_origin(origin, &args.origin_prefix).with_context(|| {
+            format!(
+                "the receipt's checkpoint origin {origin:?} is not {}/<tenant>",
+                args.origin_prefix
+            )
+        })?;
+        keys = open_source(args)?.verifier_keys(&tenant)?;
+    }
+    match verify_receipt(&bytes, &keys) {
+        Ok(facts) => {
+            out(&format!(
+                "ok     receipt: {} seq {} (event {}, {} at {}) is in the log of {} entries signed by {}",
+                facts.envelope.tenant,
+                facts.envelope.seq,
+                facts.envelope.id,
+                facts.envelope.action,
+                facts.envelope.occurred_at,
+                facts.tree_size,
+                facts.key_name
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            out(&format!("FAILED receipt {}: {e}", path.display()));
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    let mut source: Box<dyn Source> = match (&args.data_dir, &args.url) {
-        (Some(dir), None) => Box::new(Offline::open(dir, &args.origin_prefix)?),
-        (None, Some(url)) => Box::new(Remote::new(url, args.key.as_deref().unwrap_or_default())),
-        (None, None) => Box::new(Offline::open(
-            &crate::default_data_dir(),
-            &args.origin_prefix,
-        )?),
-        (Some(_), Some(_)) => bail!("give --data-dir or --url, not both"),
+    let pinned_keys = args
+        .verifier_keys
+        .iter()
+        .map(|k| VerifierKey::parse(k).with_context(|| format!("--verifier-key {k}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(path) = &args.receipt {
+        return run_receipt(args, path, &pinned_keys);
+    }
+    let mut outside = Vec::new();
+    for path in &args.trust {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--trust {}: cannot read it", path.display()))?;
+        let label = format!("the trusted checkpoint in {}", path.display());
+        outside.push(read_pinned(&text, label, &args.origin_prefix)?);
+    }
+    let remembered = match &args.state {
+        Some(path) => load_state(path, &args.origin_prefix)?,
+        None => Vec::new(),
     };
-    let pinned = args
-        .verifier_key
+    let only = args
+        .tenant
         .as_deref()
-        .map(VerifierKey::parse)
+        .map(|t| TenantId::from_stored(t).map_err(|m| anyhow::anyhow!("--tenant: {m}")))
         .transpose()?;
-    let mut tenants: Vec<TenantId> = source.tenants()?.into_iter().map(|(t, _)| t).collect();
-    if let Some(only) = &args.tenant {
-        let only = TenantId::from_stored(only).map_err(|m| anyhow::anyhow!("--tenant: {m}"))?;
-        tenants.retain(|t| *t == only);
-        if tenants.is_empty() {
+
+    let mut source = open_source(args)?;
+    let heads: BTreeMap<TenantId, u64> = source.tenants()?.into_iter().collect();
+    let mut names: Vec<TenantId> = heads.keys().cloned().collect();
+    names.extend(outside.iter().chain(&remembered).map(|p| p.tenant.clone()));
+    if let Some(only) = &only {
+        names.retain(|t| t == only || t.is_system());
+        if !names.contains(only) {
             bail!("tenant {only} has no entries here");
         }
     }
+    let policy = Policy {
+        now: now(),
+        max_unsigned_age_ms: i64::try_from(args.max_unsigned_age.saturating_mul(1000))
+            .unwrap_or(i64::MAX),
+    };
+    let mut trail = Trail::new(policy);
     let mut failed = false;
-    for tenant in &tenants {
-        match verify_tenant(source.as_mut(), tenant, pinned.as_ref())? {
-            Ok(s) => println!(
-                "ok     {tenant}: {} entries ({} erased), {} checkpoints, root {}{}",
-                s.entries,
-                s.erased,
-                s.checkpoints,
-                s.root.map(|r| r.to_hex()).unwrap_or_default(),
-                if s.unsigned_tail > 0 {
-                    format!(", {} newest not yet in a checkpoint", s.unsigned_tail)
-                } else {
-                    String::new()
-                },
-            ),
-            Err(f) => {
-                failed = true;
-                match f.seq {
-                    Some(seq) => println!("FAILED {}: seq {seq}: {}", f.tenant, f.reason),
-                    None => println!("FAILED {}: {}", f.tenant, f.reason),
-                }
+    let mut verified = 0;
+    let mut new_state = BTreeMap::new();
+    for p in &remembered {
+        new_state.insert(p.tenant.to_string(), p.note.clone());
+    }
+    let ordered = Trail::order(names);
+    for tenant in &ordered {
+        let keys = keys_for(source.as_mut(), &pinned_keys, tenant, &args.origin_prefix)?;
+        let mut tv = trail.tenant(tenant.clone(), keys);
+        for p in outside
+            .iter()
+            .chain(&remembered)
+            .filter(|p| &p.tenant == tenant)
+        {
+            tv.trusted_checkpoint(&p.note, &p.label);
+        }
+        let size = heads.get(tenant).copied().unwrap_or(0);
+        for p in remembered.iter().filter(|p| &p.tenant == tenant) {
+            check_remembered(source.as_mut(), &mut tv, p)?;
+        }
+        push_tenant(source.as_mut(), &mut tv, tenant, size)?;
+        let report = trail.finish(tv, size);
+        print_report(&report);
+        verified += 1;
+        if report.ok() {
+            if let Some(newest) = source.checkpoints(tenant)?.into_iter().max_by_key(|c| {
+                Note::parse(c.note.as_bytes())
+                    .ok()
+                    .and_then(|n| Checkpoint::parse_text(n.text()).ok())
+                    .map_or(0, |cp| cp.size().get())
+            }) {
+                new_state.insert(tenant.to_string(), newest.note);
             }
+        } else {
+            failed = true;
         }
     }
+    let present: Vec<TenantId> = heads.keys().cloned().collect();
+    for report in trail.vanished(&present, only.as_ref()) {
+        print_report(&report);
+        failed = true;
+    }
+    if let Some(path) = &args.state
+        && !failed
+    {
+        save_state(path, &new_state)?;
+    }
     if failed {
-        println!("the trail is NOT intact");
+        out("the trail is NOT intact");
         Ok(ExitCode::from(1))
     } else {
-        println!("the trail is intact ({} tenants)", tenants.len());
+        out(&format!("the trail is intact ({verified} tenants)"));
         Ok(ExitCode::SUCCESS)
     }
 }

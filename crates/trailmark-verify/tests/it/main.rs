@@ -346,7 +346,7 @@ fn a_checkpoint_by_another_key_or_with_other_stored_columns_fails() {
     push_rows(&mut v, &l.rows);
     let report = only(&v.finish(4, &Policy::default()));
     assert!(
-        report.starts_with("the stored checkpoint at size 4 does not verify"),
+        report.starts_with("checkpoint at size 4: the stored note does not verify"),
         "{report}"
     );
 
