@@ -239,6 +239,44 @@ impl<S: Store> App<S> {
 
     /// Records what a key did in the `_system` tenant, durably, before the
     /// caller gets an answer.
+    /// Records a checkpoint signed for `tenant` as an entry in `_system`
+    /// (the cross-reference `trailmark verify` holds the tenant to). Its id
+    /// derives from tenant and size, so servers sharing a ledger that sign
+    /// the same checkpoint record it once.
+    pub async fn record_checkpoint(
+        &self,
+        tenant: &TenantId,
+        size: u64,
+        note: &str,
+    ) -> Result<(), ApiError> {
+        let event = Event {
+            id: Some(EventId::derived(
+                format!("trailmark.checkpoint/{tenant}/{size}").as_bytes(),
+            )),
+            occurred_at: None,
+            tenant: Some(TenantId::system()),
+            actor: Actor {
+                id: "trailmark".into(),
+                kind: ActorType::System,
+                name: None,
+            },
+            action: trailmark_verify::CHECKPOINT_ACTION.into(),
+            resource: Some(Resource {
+                kind: trailmark_verify::CHECKPOINT_RESOURCE.into(),
+                id: Some(tenant.as_str().into()),
+                name: None,
+            }),
+            outcome: Outcome::Success,
+            reason: None,
+            changes: None,
+            context: None,
+            metadata: Some(trailmark_verify::CheckpointReference::metadata(note)),
+        };
+        let new = self.prepare(event, &TenantId::system(), now())?;
+        self.store.append(vec![new]).await?;
+        Ok(())
+    }
+
     pub async fn audit(
         &self,
         caller: Option<&Caller>,

@@ -67,9 +67,29 @@ pub fn ensure(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the signing seed, creating it on first start.
+/// Reads the signing seed in the data dir, creating it on first start.
 pub fn signing_seed(dir: &Path, create: bool) -> anyhow::Result<[u8; 32]> {
-    let path = dir.join(SEED_FILE);
+    read_seed(&dir.join(SEED_FILE), create)
+}
+
+/// Reads a signing seed file (64 hex digits), creating it (0600) when
+/// `create` is set and it is missing. A seed file that group or others may
+/// read is refused: whoever reads it can sign this trail's checkpoints.
+pub fn read_seed(path: &Path, create: bool) -> anyhow::Result<[u8; 32]> {
+    let path = path.to_path_buf();
+    if path.exists() {
+        let mode = fs::metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "the signing key {} may be read by group or others (mode {:o}): chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
     if !path.exists() {
         if !create {
             bail!(

@@ -21,6 +21,13 @@ pub struct MigrateArgs {
     /// The PostgreSQL database to copy it into (its ledger must be empty).
     #[arg(long, hide_env_values = true)]
     to: String,
+    /// The origin prefix the trail is signed with.
+    #[arg(
+        long,
+        env = "TRAILMARK_ORIGIN_PREFIX",
+        default_value = "trailmark.local"
+    )]
+    origin_prefix: String,
 }
 
 /// Entries copied per transaction.
@@ -42,12 +49,35 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     }
     // Nothing may append while the copy is taken.
     let _lock = datadir::lock(&args.from)?;
+    // The source is verified first, by the one verifier, read-only: a
+    // damaged trail is refused before anything is copied.
+    let mut source = crate::source::Offline::open(&args.from, &args.origin_prefix)?;
+    let evidence = crate::verify::Evidence {
+        origin_prefix: args.origin_prefix.clone(),
+        ..crate::verify::Evidence::default()
+    };
+    let verdict =
+        crate::verify::check(&mut source, &evidence, trailmark_verify::Policy::default())?;
+    drop(source);
+    if !verdict.ok() {
+        let failures: Vec<String> = verdict
+            .reports
+            .iter()
+            .flat_map(|r| r.failures.iter().map(move |f| format!("{}: {f}", r.tenant)))
+            .take(10)
+            .collect();
+        bail!(
+            "--from {}: the trail does not verify, nothing was copied:\n  {}",
+            args.from.display(),
+            failures.join("\n  ")
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let from = SqliteStore::open(datadir::db_path(&args.from))
+        let from = SqliteStore::open_read_only(datadir::db_path(&args.from))
             .with_context(|| format!("opening {}", args.from.display()))?;
         let to = PgStore::new(&args.to, 4)?;
         to.migrate().await.context("preparing the PostgreSQL ledger (--to)")?;
@@ -90,13 +120,16 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
                 checkpoints.len()
             );
         }
+        for record in from.signing_keys().await? {
+            to.add_signing_key(record).await?;
+        }
         let keys = from.keys().await?;
         let existing = to.keys().await?;
         for key in keys.iter().filter(|k| !existing.iter().any(|e| e.id == k.id)) {
             to.create_key(key.clone()).await?;
         }
         println!(
-            "migrated: {proved} checkpoint roots proven equal, {} keys copied; start servers with --database and the same signing.seed",
+            "migrated: {proved} checkpoint roots proven equal, {} keys copied; start servers with --database and the same signing key",
             keys.len()
         );
         Ok(ExitCode::SUCCESS)

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use trailmark_capture::{DrainOptions, Progress, SendError};
 use trailmark_core::TenantId;
+use trailmark_log::{KeyName, SigningKey, VerifierKey};
 use trailmark_server::{App, Settings, checkpointer, router};
-use trailmark_store::{Scopes, Store};
+use trailmark_store::{Scopes, SigningKeyRecord, Store};
 use trailmark_store_postgres::PgStore;
 use trailmark_store_sqlite::SqliteStore;
 
@@ -54,6 +55,10 @@ pub struct ServeArgs {
     /// trailmark.tenant [default: default].
     #[arg(long, env = "TRAILMARK_CAPTURE_TENANT")]
     pub capture_tenant: Option<String>,
+    /// The signing seed file (64 hex digits, mode 0600), kept apart from the
+    /// data; created on first start if missing [default: <data-dir>/signing.seed].
+    #[arg(long, env = "TRAILMARK_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
 }
 
 /// The optional configuration file.
@@ -66,6 +71,7 @@ struct FileConfig {
     queue_capacity: Option<usize>,
     max_body_bytes: Option<usize>,
     database: Option<String>,
+    signing_key: Option<PathBuf>,
     capture: Option<CaptureConfig>,
 }
 
@@ -87,6 +93,7 @@ struct Resolved {
     queue_capacity: usize,
     max_body_bytes: usize,
     database: Option<String>,
+    signing_key: PathBuf,
     capture: Option<Capture>,
 }
 
@@ -133,13 +140,18 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
             "database: give a PostgreSQL URL (postgres://user@host/db); leave it unset for the embedded store"
         );
     }
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(crate::default_data_dir);
     let resolved = Resolved {
         database,
         capture,
-        data_dir: args
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(crate::default_data_dir),
+        signing_key: args
+            .signing_key
+            .or(file.signing_key)
+            .unwrap_or_else(|| data_dir.join(datadir::SEED_FILE)),
+        data_dir,
         listen: args
             .listen
             .or(file.listen)
@@ -191,7 +203,8 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
 }
 
 async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::Result<()> {
-    let seed = datadir::signing_seed(&args.data_dir, true)?;
+    let seed = datadir::read_seed(&args.signing_key, true)?;
+    check_signing_key(&store, &seed, &args.origin_prefix).await?;
     let settings = Settings {
         origin_prefix: args.origin_prefix,
         queue_capacity: args.queue_capacity,
@@ -244,6 +257,47 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
         .await
         .map_err(|e| anyhow::anyhow!("signing the final checkpoints: {e}"))?;
     eprintln!("trailmark: stopped");
+    Ok(())
+}
+
+/// The trail records the public key(s) that sign it: the first server to
+/// start records its own; a server with another key, or another origin
+/// prefix, refuses to start rather than sign checkpoints nobody can verify.
+async fn check_signing_key<S: Store>(
+    store: &S,
+    seed: &[u8; 32],
+    prefix: &str,
+) -> anyhow::Result<()> {
+    let name = KeyName::new(format!("{prefix}/_system"))?;
+    let ours = SigningKey::from_seed(name.clone(), seed).verifier();
+    if store.signing_keys().await?.is_empty() {
+        store
+            .add_signing_key(SigningKeyRecord {
+                ordinal: 0,
+                public_key: ours.public_key(),
+                origin_prefix: prefix.to_owned(),
+                added_at: trailmark_server::now(),
+                transition: None,
+            })
+            .await?;
+    }
+    let keys = store.signing_keys().await?;
+    let Some(current) = keys.last() else {
+        anyhow::bail!("the trail records no signing key after recording one");
+    };
+    if current.public_key != ours.public_key() {
+        let expected = VerifierKey::from_public(name, &current.public_key)?;
+        anyhow::bail!(
+            "this trail is signed by {expected} and this server's signing key is {ours}: start it with the trail's key (--signing-key FILE)"
+        );
+    }
+    if current.origin_prefix != prefix {
+        anyhow::bail!(
+            "this trail's checkpoints are named {}/<tenant>, not {prefix}/<tenant>: set --origin-prefix {}",
+            current.origin_prefix,
+            current.origin_prefix
+        );
+    }
     Ok(())
 }
 

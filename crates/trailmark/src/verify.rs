@@ -86,7 +86,7 @@ fn tenant_of_origin(origin: &str, prefix: &str) -> Option<TenantId> {
 }
 
 /// One checkpoint from outside the store: its tenant, note and label.
-struct Pinned {
+pub struct Pinned {
     tenant: TenantId,
     note: String,
     label: String,
@@ -265,7 +265,7 @@ fn check_remembered(
     Ok(())
 }
 
-fn print_report(report: &Report) {
+pub fn print_report(report: &Report) {
     let tenant = &report.tenant;
     if report.ok() {
         let s = &report.summary;
@@ -301,7 +301,7 @@ fn out(line: &str) {
     println!("{line}");
 }
 
-fn now() -> Option<Timestamp> {
+pub fn now() -> Option<Timestamp> {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
@@ -351,21 +351,104 @@ fn run_receipt(args: &VerifyArgs, path: &Path, pinned: &[VerifierKey]) -> anyhow
     }
 }
 
+/// What a verification is held to besides the trail itself.
+#[derive(Default)]
+pub struct Evidence {
+    /// Verifier keys kept apart from the data (empty: the source's).
+    pub keys: Vec<VerifierKey>,
+    /// Checkpoints from `--trust`.
+    pub trusted: Vec<Pinned>,
+    /// Checkpoints from `--state`.
+    pub remembered: Vec<Pinned>,
+    /// Only this tenant (and `_system`).
+    pub only: Option<TenantId>,
+    pub origin_prefix: String,
+}
+
+/// The verdict on every tenant, in order (`_system` first), then tenants
+/// that vanished; and, per tenant that passed, its newest checkpoint note.
+pub struct Verdict {
+    pub reports: Vec<Report>,
+    pub newest: BTreeMap<String, String>,
+}
+
+impl Verdict {
+    pub fn ok(&self) -> bool {
+        self.reports.iter().all(Report::ok)
+    }
+}
+
+/// Verifies a whole trail from `source` against `evidence`.
+pub fn check(
+    source: &mut dyn Source,
+    evidence: &Evidence,
+    policy: Policy,
+) -> anyhow::Result<Verdict> {
+    let heads: BTreeMap<TenantId, u64> = source.tenants()?.into_iter().collect();
+    let mut names: Vec<TenantId> = heads.keys().cloned().collect();
+    let outside: Vec<&Pinned> = evidence
+        .trusted
+        .iter()
+        .chain(&evidence.remembered)
+        .collect();
+    names.extend(outside.iter().map(|p| p.tenant.clone()));
+    if let Some(only) = &evidence.only {
+        names.retain(|t| t == only || t.is_system());
+        if !names.contains(only) {
+            bail!("tenant {only} has no entries here");
+        }
+    }
+    let mut trail = Trail::new(policy);
+    let mut verdict = Verdict {
+        reports: Vec::new(),
+        newest: BTreeMap::new(),
+    };
+    for tenant in &Trail::order(names) {
+        let keys = keys_for(source, &evidence.keys, tenant, &evidence.origin_prefix)?;
+        let mut tv = trail.tenant(tenant.clone(), keys);
+        for p in outside.iter().filter(|p| &p.tenant == tenant) {
+            tv.trusted_checkpoint(&p.note, &p.label);
+        }
+        let size = heads.get(tenant).copied().unwrap_or(0);
+        for p in evidence.remembered.iter().filter(|p| &p.tenant == tenant) {
+            check_remembered(source, &mut tv, p)?;
+        }
+        push_tenant(source, &mut tv, tenant, size)?;
+        let report = trail.finish(tv, size);
+        if report.ok()
+            && let Some(newest) = source.checkpoints(tenant)?.into_iter().max_by_key(|c| {
+                Note::parse(c.note.as_bytes())
+                    .ok()
+                    .and_then(|n| Checkpoint::parse_text(n.text()).ok())
+                    .map_or(0, |cp| cp.size().get())
+            })
+        {
+            verdict.newest.insert(tenant.to_string(), newest.note);
+        }
+        verdict.reports.push(report);
+    }
+    let present: Vec<TenantId> = heads.keys().cloned().collect();
+    verdict
+        .reports
+        .extend(trail.vanished(&present, evidence.only.as_ref()));
+    Ok(verdict)
+}
+
 pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    let pinned_keys = args
+    let keys = args
         .verifier_keys
         .iter()
         .map(|k| VerifierKey::parse(k).with_context(|| format!("--verifier-key {k}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(path) = &args.receipt {
-        return run_receipt(args, path, &pinned_keys);
+        return run_receipt(args, path, &keys);
     }
-    let mut outside = Vec::new();
+    let mut trusted = Vec::new();
     for path in &args.trust {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("--trust {}: cannot read it", path.display()))?;
         let label = format!("the trusted checkpoint in {}", path.display());
-        outside.push(read_pinned(&text, label, &args.origin_prefix)?);
+        trusted.push(read_pinned(&text, label, &args.origin_prefix)?);
     }
     let remembered = match &args.state {
         Some(path) => load_state(path, &args.origin_prefix)?,
@@ -376,76 +459,39 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|t| TenantId::from_stored(t).map_err(|m| anyhow::anyhow!("--tenant: {m}")))
         .transpose()?;
-
-    let mut source = open_source(args)?;
-    let heads: BTreeMap<TenantId, u64> = source.tenants()?.into_iter().collect();
-    let mut names: Vec<TenantId> = heads.keys().cloned().collect();
-    names.extend(outside.iter().chain(&remembered).map(|p| p.tenant.clone()));
-    if let Some(only) = &only {
-        names.retain(|t| t == only || t.is_system());
-        if !names.contains(only) {
-            bail!("tenant {only} has no entries here");
-        }
-    }
+    let evidence = Evidence {
+        keys,
+        trusted,
+        remembered,
+        only,
+        origin_prefix: args.origin_prefix.clone(),
+    };
     let policy = Policy {
         now: now(),
         max_unsigned_age_ms: i64::try_from(args.max_unsigned_age.saturating_mul(1000))
             .unwrap_or(i64::MAX),
     };
-    let mut trail = Trail::new(policy);
-    let mut failed = false;
-    let mut verified = 0;
-    let mut new_state = BTreeMap::new();
-    for p in &remembered {
-        new_state.insert(p.tenant.to_string(), p.note.clone());
+    let mut source = open_source(args)?;
+    let verdict = check(source.as_mut(), &evidence, policy)?;
+    for report in &verdict.reports {
+        print_report(report);
     }
-    let ordered = Trail::order(names);
-    for tenant in &ordered {
-        let keys = keys_for(source.as_mut(), &pinned_keys, tenant, &args.origin_prefix)?;
-        let mut tv = trail.tenant(tenant.clone(), keys);
-        for p in outside
-            .iter()
-            .chain(&remembered)
-            .filter(|p| &p.tenant == tenant)
-        {
-            tv.trusted_checkpoint(&p.note, &p.label);
-        }
-        let size = heads.get(tenant).copied().unwrap_or(0);
-        for p in remembered.iter().filter(|p| &p.tenant == tenant) {
-            check_remembered(source.as_mut(), &mut tv, p)?;
-        }
-        push_tenant(source.as_mut(), &mut tv, tenant, size)?;
-        let report = trail.finish(tv, size);
-        print_report(&report);
-        verified += 1;
-        if report.ok() {
-            if let Some(newest) = source.checkpoints(tenant)?.into_iter().max_by_key(|c| {
-                Note::parse(c.note.as_bytes())
-                    .ok()
-                    .and_then(|n| Checkpoint::parse_text(n.text()).ok())
-                    .map_or(0, |cp| cp.size().get())
-            }) {
-                new_state.insert(tenant.to_string(), newest.note);
-            }
-        } else {
-            failed = true;
-        }
-    }
-    let present: Vec<TenantId> = heads.keys().cloned().collect();
-    for report in trail.vanished(&present, only.as_ref()) {
-        print_report(&report);
-        failed = true;
-    }
-    if let Some(path) = &args.state
-        && !failed
-    {
-        save_state(path, &new_state)?;
-    }
-    if failed {
+    if !verdict.ok() {
         out("the trail is NOT intact");
-        Ok(ExitCode::from(1))
-    } else {
-        out(&format!("the trail is intact ({verified} tenants)"));
-        Ok(ExitCode::SUCCESS)
+        return Ok(ExitCode::from(1));
     }
+    if let Some(path) = &args.state {
+        let mut state: BTreeMap<String, String> = evidence
+            .remembered
+            .iter()
+            .map(|p| (p.tenant.to_string(), p.note.clone()))
+            .collect();
+        state.extend(verdict.newest.clone());
+        save_state(path, &state)?;
+    }
+    out(&format!(
+        "the trail is intact ({} tenants)",
+        verdict.reports.len()
+    ));
+    Ok(ExitCode::SUCCESS)
 }

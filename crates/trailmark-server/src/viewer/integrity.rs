@@ -1,10 +1,9 @@
 //! `/ui/integrity`: checkpoints, the verifier key, and a verification run
 //! from the browser with progress.
 //!
-//! The run checks what `trailmark verify` checks, from what the store holds:
-//! every envelope canonical and at its position, every present payload
-//! against its digest, every leaf against the recorded leaf hash, every
-//! checkpoint's signature, and the rebuilt tree's root at every checkpoint.
+//! The run pushes what the store holds into the one verifier
+//! (`trailmark-verify`), as `trailmark verify --data-dir` does, so the two
+//! agree on every trail.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -16,9 +15,10 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Html;
 use serde_json::{Map, Value, json};
-use trailmark_core::{Envelope, PayloadDigest, TenantId, Timestamp};
-use trailmark_log::{CompactRange, SignedCheckpoint, leaf_hash};
+use trailmark_core::{TenantId, Timestamp};
+use trailmark_log::{KeyName, VerifierKey};
 use trailmark_store::Store;
+use trailmark_verify::{Entry, Policy, Report, Trail};
 
 use super::{PageError, Viewer, esc, layout};
 use crate::app::{now, random_bytes};
@@ -57,103 +57,115 @@ fn scope_key(tenants: &[TenantId]) -> String {
     }
 }
 
+/// The verifier keys the store records for `tenant`.
+async fn keys_of<S: Store>(
+    viewer: &Viewer<S>,
+    tenant: &TenantId,
+) -> Result<Vec<VerifierKey>, String> {
+    let records = viewer
+        .app
+        .store
+        .signing_keys()
+        .await
+        .map_err(|e| e.to_string())?;
+    records
+        .iter()
+        .map(|r| {
+            let name =
+                KeyName::new(format!("{}/{tenant}", r.origin_prefix)).map_err(|e| e.to_string())?;
+            VerifierKey::from_public(name, &r.public_key).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// Pushes one tenant into the one verifier (`trailmark-verify`), exactly
+/// as `trailmark verify --data-dir` does.
 async fn verify_tenant<S: Store>(
     viewer: &Viewer<S>,
+    trail: &mut Trail,
     tenant: &TenantId,
     size: u64,
     job: &Job,
-) -> Result<(), String> {
+) -> Result<Report, String> {
     let store = &viewer.app.store;
-    let fail = |what: String| format!("{tenant}: {what}");
-    let verifier = viewer
-        .app
-        .signer(tenant)
-        .map_err(|e| fail(e.to_string()))?
-        .verifier();
-    let checkpoints = store
-        .checkpoints(tenant)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let mut next_checkpoint = checkpoints.iter().peekable();
-    let mut range = CompactRange::new();
-    let mut seq = 0u64;
-    while seq < size {
-        let end = (seq + 2000).min(size);
+    let mut verifier = trail.tenant(tenant.clone(), keys_of(viewer, tenant).await?);
+    for cp in store.checkpoints(tenant).await.map_err(|e| e.to_string())? {
+        verifier.stored_checkpoint(&cp.note, Some((cp.size.get(), cp.root)));
+    }
+    let mut start = 0u64;
+    while start < size {
+        let end = (start + 2000).min(size);
         let entries = store
-            .entries(tenant, seq, end)
+            .entries(tenant, start, end)
             .await
-            .map_err(|e| fail(e.to_string()))?;
-        if entries.len() as u64 != end - seq {
-            return Err(fail(format!(
-                "seq {}: entry missing",
-                seq + entries.len() as u64
-            )));
-        }
+            .map_err(|e| e.to_string())?;
         for entry in &entries {
-            let env = Envelope::from_leaf_bytes(&entry.envelope_bytes)
-                .map_err(|e| fail(format!("seq {seq}: {e}")))?;
-            if env.seq.get() != seq || &env.tenant != tenant {
-                return Err(fail(format!(
-                    "seq {seq}: the entry there says seq {}",
-                    env.seq.get()
-                )));
-            }
-            if let (Some(payload), Some(salt)) = (&entry.payload, &entry.salt) {
-                let digest = PayloadDigest::compute(payload, salt)
-                    .map_err(|e| fail(format!("seq {seq}: {e}")))?;
-                if digest != env.payload_digest {
-                    return Err(fail(format!(
-                        "seq {seq}: payload does not match its digest"
-                    )));
-                }
-            }
-            let leaf = leaf_hash(&entry.envelope_bytes);
-            if leaf != entry.leaf_hash {
-                return Err(fail(format!(
-                    "seq {seq}: envelope does not match the leaf hash recorded when it was appended"
-                )));
-            }
-            range
-                .append(leaf, |_, _| {})
-                .map_err(|e| fail(e.to_string()))?;
-            seq += 1;
-            while let Some(cp) = next_checkpoint.peek() {
-                if cp.size.get() != seq {
-                    break;
-                }
-                let signed = SignedCheckpoint::open(cp.note.as_bytes(), &verifier)
-                    .map_err(|e| fail(format!("checkpoint {}: {e}", cp.size.get())))?;
-                if *signed.checkpoint().root() != range.root() {
-                    return Err(fail(format!(
-                        "checkpoint {}: the entries do not give its signed root",
-                        cp.size.get()
-                    )));
-                }
-                next_checkpoint.next();
-            }
+            verifier.entry(
+                entry.columns.seq,
+                Entry {
+                    envelope: &entry.envelope_bytes,
+                    stored_leaf_hash: Some(entry.leaf_hash),
+                    payload: entry.payload.as_ref(),
+                    salt: entry.salt.as_ref(),
+                    columns: Some(&entry.columns),
+                },
+            );
             job.checked.fetch_add(1, Ordering::Relaxed);
         }
+        if entries.is_empty() {
+            break;
+        }
+        start = end;
     }
-    Ok(())
+    Ok(trail.finish(verifier, size))
 }
 
 async fn run<S: Store>(viewer: Arc<Viewer<S>>, tenants: Vec<TenantId>, job: Arc<Job>) {
     let outcome = async {
         let heads = viewer.app.store.heads().await.map_err(|e| e.to_string())?;
+        let visible = |t: &TenantId| tenants.is_empty() || tenants.contains(t);
+        // `_system` is always read first: it holds every tenant's
+        // checkpoint cross-references. Its own result shows only to those
+        // who may see it.
         let heads: Vec<_> = heads
             .into_iter()
-            .filter(|h| tenants.is_empty() || tenants.contains(&h.tenant))
+            .filter(|h| visible(&h.tenant) || h.tenant.is_system())
             .collect();
         job.total
             .store(heads.iter().map(|h| h.size.get()).sum(), Ordering::Relaxed);
-        for head in &heads {
-            verify_tenant(&viewer, &head.tenant, head.size.get(), &job).await?;
+        let order = Trail::order(heads.iter().map(|h| h.tenant.clone()).collect());
+        let mut trail = Trail::new(Policy {
+            now: Some(now()),
+            max_unsigned_age_ms: Policy::DEFAULT_MAX_UNSIGNED_AGE_MS,
+        });
+        let mut failures = Vec::new();
+        let mut shown = 0;
+        for tenant in &order {
+            let size = heads
+                .iter()
+                .find(|h| &h.tenant == tenant)
+                .map_or(0, |h| h.size.get());
+            let report = verify_tenant(&viewer, &mut trail, tenant, size, &job).await?;
+            if visible(tenant) {
+                shown += 1;
+                failures.extend(report.failures.iter().map(|f| format!("{tenant}: {f}")));
+            }
         }
-        Ok(format!(
-            "{} entries in {} tenants verified",
-            job.checked.load(Ordering::Relaxed),
-            heads.len()
-        ))
+        let present: Vec<TenantId> = heads.iter().map(|h| h.tenant.clone()).collect();
+        for report in trail.vanished(&present, None) {
+            if visible(&report.tenant) {
+                let tenant = &report.tenant;
+                failures.extend(report.failures.iter().map(|f| format!("{tenant}: {f}")));
+            }
+        }
+        if failures.is_empty() {
+            Ok(format!(
+                "{} entries in {shown} tenants verified",
+                job.checked.load(Ordering::Relaxed)
+            ))
+        } else {
+            Err(failures.join("; "))
+        }
     }
     .await;
     if let Ok(mut last) = viewer.verifications.last.lock() {
