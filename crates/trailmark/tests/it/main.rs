@@ -10,6 +10,7 @@ mod crash;
 mod shared_pg;
 mod story;
 mod tamper;
+mod threats;
 
 use std::net::TcpListener;
 use std::path::Path;
