@@ -36,9 +36,16 @@ pub fn event_json(entry: &StoredEntry) -> Result<Value, StoreError> {
 }
 
 /// The entry as verifiers need it: exact envelope bytes, leaf hash, payload
-/// and salt.
+/// and salt, and the query columns stored beside it (which filters and
+/// stats use, so a verifier checks them too).
 pub fn entry_json(entry: &StoredEntry, envelope: &Envelope) -> Value {
+    let c = &entry.columns;
     json!({
+        "columns": {
+            "tenant": c.tenant, "seq": c.seq, "id": c.id, "occurred_at": c.occurred_at,
+            "actor_id": c.actor_id, "action": c.action, "resource_type": c.resource_type,
+            "resource_id": c.resource_id, "outcome": c.outcome, "ip": c.ip,
+        },
         "seq": envelope.seq.get(),
         "tenant": envelope.tenant.as_str(),
         "envelope": String::from_utf8_lossy(&entry.envelope_bytes),

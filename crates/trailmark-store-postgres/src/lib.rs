@@ -93,6 +93,32 @@ impl PgStore {
         })
     }
 
+    /// A pool whose every session is read-only (`default_transaction_read_only`),
+    /// for verifying a ledger as evidence: nothing can be written through it.
+    pub fn new_read_only(url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::backend("parsing the database URL", e))?;
+        let options = config.get_options().unwrap_or_default().to_owned();
+        config.options(format!("{options} -c default_transaction_read_only=on").trim());
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .build()
+            .map_err(|e| StoreError::backend("building the connection pool", e))?;
+        Ok(Self {
+            pool,
+            migrated: OnceCell::new(),
+            committer: OnceCell::new(),
+        })
+    }
+
     /// Connects and applies the migrations this build has that the
     /// database lacks, under an advisory lock.
     pub async fn migrate(&self) -> Result<(), StoreError> {

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use trailmark_core::{IndexedColumns, Salt, TenantId};
 use trailmark_log::{Hash, KeyName, Plan, SigningKey, TreeSize, VerifierKey};
 use trailmark_store::Store;
+use trailmark_store_postgres::PgStore;
 use trailmark_store_sqlite::SqliteStore;
 
 /// One entry as stored.
@@ -48,16 +49,39 @@ pub trait Source {
     ) -> anyhow::Result<Vec<Hash>>;
 }
 
-/// A data dir, read directly and read-only: nothing is migrated or written.
-pub struct Offline {
+/// A store read directly and read-only (a data dir, or a PostgreSQL
+/// ledger): nothing is migrated or written.
+pub struct Offline<S> {
     runtime: tokio::runtime::Runtime,
-    store: SqliteStore,
+    store: S,
     /// The public keys the database records (or, for a data dir older than
     /// that record, the one derived from its seed file).
     keys: Vec<([u8; 32], String)>,
 }
 
-impl Offline {
+impl Offline<PgStore> {
+    /// A PostgreSQL ledger, through read-only sessions.
+    pub fn postgres(url: &str) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let store = PgStore::new_read_only(url, 2)?;
+        let keys = runtime
+            .block_on(store.signing_keys())
+            .context("reading the ledger's signing keys (--database)")?
+            .into_iter()
+            .map(|k| (k.public_key, k.origin_prefix))
+            .collect();
+        Ok(Self {
+            runtime,
+            store,
+            keys,
+        })
+    }
+}
+
+impl Offline<SqliteStore> {
     pub fn open(dir: &Path, origin_prefix: &str) -> anyhow::Result<Self> {
         let db = crate::datadir::db_path(dir);
         if !db.exists() {
@@ -91,7 +115,7 @@ impl Offline {
     }
 }
 
-impl Source for Offline {
+impl<S: Store> Source for Offline<S> {
     fn tenants(&mut self) -> anyhow::Result<Vec<(TenantId, u64)>> {
         let heads = self.runtime.block_on(self.store.heads())?;
         Ok(heads
@@ -286,6 +310,33 @@ fn hashes(v: &Value) -> anyhow::Result<Vec<Hash>> {
         .collect()
 }
 
+/// The stored query columns a server shows beside an entry (older servers
+/// show none).
+fn columns_of(v: &Value) -> anyhow::Result<Option<IndexedColumns>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let text = |k: &str| -> anyhow::Result<String> {
+        Ok(v[k]
+            .as_str()
+            .with_context(|| format!("columns.{k}"))?
+            .to_owned())
+    };
+    let opt = |k: &str| v[k].as_str().map(str::to_owned);
+    Ok(Some(IndexedColumns {
+        tenant: text("tenant")?,
+        seq: v["seq"].as_u64().context("columns.seq")?,
+        id: text("id")?,
+        occurred_at: v["occurred_at"].as_i64().context("columns.occurred_at")?,
+        actor_id: text("actor_id")?,
+        action: text("action")?,
+        resource_type: opt("resource_type"),
+        resource_id: opt("resource_id"),
+        outcome: text("outcome")?,
+        ip: opt("ip"),
+    }))
+}
+
 impl Source for Remote {
     fn tenants(&mut self) -> anyhow::Result<Vec<(TenantId, u64)>> {
         let body = self.http.get_json("/v1/tenants", &[])?;
@@ -331,7 +382,7 @@ impl Source for Remote {
                         Some(s) => Some(Salt::from_hex(s).context("salt must be 64 hex digits")?),
                         None => None,
                     },
-                    columns: None,
+                    columns: columns_of(&e["columns"])?,
                 })
             })
             .collect()

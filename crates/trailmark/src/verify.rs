@@ -29,6 +29,9 @@ pub struct VerifyArgs {
     /// Verify a server through its public read API.
     #[arg(long, env = "TRAILMARK_URL", requires = "key")]
     url: Option<String>,
+    /// Verify a PostgreSQL ledger directly, through read-only sessions.
+    #[arg(long, hide_env_values = true, conflicts_with_all = ["data_dir", "url"])]
+    database: Option<String>,
     /// A read key for --url.
     #[arg(long, env = "TRAILMARK_KEY", hide_env_values = true)]
     key: Option<String>,
@@ -68,6 +71,9 @@ pub struct VerifyArgs {
 }
 
 fn open_source(args: &VerifyArgs) -> anyhow::Result<Box<dyn Source>> {
+    if let Some(url) = &args.database {
+        return Ok(Box::new(Offline::postgres(url)?));
+    }
     Ok(match (&args.data_dir, &args.url) {
         (Some(dir), None) => Box::new(Offline::open(dir, &args.origin_prefix)?),
         (None, Some(url)) => Box::new(Remote::new(url, args.key.as_deref().unwrap_or_default())),
@@ -313,7 +319,7 @@ fn run_receipt(args: &VerifyArgs, path: &Path, pinned: &[VerifierKey]) -> anyhow
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut keys = pinned.to_vec();
     if keys.is_empty() {
-        if args.data_dir.is_none() && args.url.is_none() {
+        if args.data_dir.is_none() && args.url.is_none() && args.database.is_none() {
             bail!(
                 "--receipt needs the log's key: give --verifier-key VKEY (kept apart from the server), or --data-dir/--url"
             );
