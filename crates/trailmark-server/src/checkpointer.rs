@@ -26,20 +26,19 @@ pub async fn sign_new<S: Store>(app: &App<S>, signed: &mut Signed) -> Result<usi
     let signed = &mut signed.0;
     let mut count = 0;
     for head in app.store.heads().await? {
-        let last = match signed.get(&head.tenant) {
-            Some(size) => *size,
-            None => {
-                let latest = app.store.latest_checkpoint(&head.tenant).await?;
-                // A stop between storing a checkpoint and recording it in
-                // `_system` is mended here (recording it twice stores one).
-                if let Some(cp) = &latest
-                    && !head.tenant.is_system()
-                {
-                    app.record_checkpoint(&head.tenant, cp.size.get(), &cp.note)
-                        .await?;
-                }
-                latest.map_or(0, |c| c.size.get())
+        let last = if let Some(size) = signed.get(&head.tenant) {
+            *size
+        } else {
+            let latest = app.store.latest_checkpoint(&head.tenant).await?;
+            // A stop between storing a checkpoint and recording it in
+            // `_system` is mended here (recording it twice stores one).
+            if let Some(cp) = &latest
+                && !head.tenant.is_system()
+            {
+                app.record_checkpoint(&head.tenant, cp.size.get(), &cp.note)
+                    .await?;
             }
+            latest.map_or(0, |c| c.size.get())
         };
         if head.size.get() <= last {
             signed.insert(head.tenant, last);

@@ -8,6 +8,7 @@
 //! - trust: plus `--trust` of acme's checkpoint saved at size 20;
 //! - state: plus `--state` from a monitor run on the genuine trail.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
@@ -200,7 +201,7 @@ fn assert_caught(
 }
 
 #[test]
-fn every_hostile_edit_is_caught_by_the_detectors_the_threat_model_names() {
+fn edits_of_the_stored_rows_are_caught_by_verify_alone() {
     let f = fixture();
     let untouched = f.detect(f.data.path());
     assert_eq!(untouched.0, [false; 4], "{:#?}", untouched.1);
@@ -275,7 +276,11 @@ fn every_hostile_edit_is_caught_by_the_detectors_the_threat_model_names() {
             )],
         );
     }
+}
 
+#[test]
+fn rewrites_that_a_restarted_server_re_signs_are_caught_by_cross_references_or_outside_evidence() {
+    let f = fixture();
     // Every checkpoint of acme deleted, its log rebuilt with one entry
     // changed, and the server restarted: it signs the forged tree afresh.
     let forged = f.tampered(
@@ -370,7 +375,6 @@ fn a_server_with_another_key_refuses_the_trail_and_a_readable_key_is_refused() {
         "{stderr}"
     );
     // A key file others may read: refused.
-    use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(
         key_file(keys.path()),
         std::fs::Permissions::from_mode(0o644),
