@@ -7,6 +7,7 @@
 
 mod checkpoint;
 mod compact;
+mod cosignature;
 mod error;
 mod hash;
 mod memory;
@@ -19,6 +20,7 @@ mod verify;
 
 pub use checkpoint::{Checkpoint, SignedCheckpoint};
 pub use compact::CompactRange;
+pub use cosignature::{AddCheckpoint, CosignatureKey, Cosigner, MAX_PROOF_LINES};
 pub use error::Error;
 pub use hash::{HASH_LEN, Hash, empty_root, leaf_hash, node_hash};
 pub use memory::{MemoryNodes, MemoryTree};

@@ -246,9 +246,9 @@ impl fmt::Debug for VerifierKey {
 /// One signature line of a note: `— <name> base64(key id || signature)`.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct NoteSignature {
-    name: KeyName,
-    key_id: u32,
-    signature: Vec<u8>,
+    pub(crate) name: KeyName,
+    pub(crate) key_id: u32,
+    pub(crate) signature: Vec<u8>,
 }
 
 impl NoteSignature {
@@ -260,7 +260,13 @@ impl NoteSignature {
         self.key_id
     }
 
-    fn parse_line(line: &str) -> Result<Self, Error> {
+    /// The signature bytes after the key id.
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+
+    /// Parses one signature line (`— <name> <base64>`, no newline).
+    pub fn parse_line(line: &str) -> Result<Self, Error> {
         let malformed = |reason| Error::MalformedNote { reason };
         let rest = line.strip_prefix(SIGNATURE_PREFIX).ok_or(malformed(
             "signature line must start with an em dash and a space",
@@ -377,6 +383,25 @@ impl Note {
     /// Adds a signature (for example a witness's) to the note.
     pub fn add_signature(&mut self, key: &SigningKey) {
         self.signatures.push(key.sign(&self.text));
+    }
+
+    /// Adds a signature made elsewhere (a witness's cosignature), unless
+    /// the note already carries one by the same name and key id.
+    pub fn push_signature(&mut self, signature: NoteSignature) -> Result<(), Error> {
+        if self
+            .signatures
+            .iter()
+            .any(|s| s.name == signature.name && s.key_id == signature.key_id)
+        {
+            return Ok(());
+        }
+        if self.signatures.len() >= MAX_SIGNATURES {
+            return Err(Error::MalformedNote {
+                reason: "more than 100 signatures",
+            });
+        }
+        self.signatures.push(signature);
+        Ok(())
     }
 
     /// Checks the note against the keys the caller trusts.

@@ -50,9 +50,17 @@ pub struct Metrics {
     pub commit_micros_total: AtomicU64,
     pub commits: AtomicU64,
     pub checkpoints_signed: AtomicU64,
+    /// Cosignatures received from witnesses and kept.
+    pub cosignatures: AtomicU64,
+    /// Checkpoints a witness refused (a fork, a rollback, an unknown log).
+    pub witness_refusals: AtomicU64,
     /// Rows the capture drainer inside `serve` has appended.
     pub captured_rows: AtomicU64,
 }
+
+/// How many signed checkpoints wait for a slow witness client before it
+/// skips to the newest.
+pub const SIGNED_QUEUE: usize = 1024;
 
 pub struct App<S> {
     pub store: S,
@@ -63,6 +71,9 @@ pub struct App<S> {
     signers: Mutex<HashMap<TenantId, SigningKey>>,
     /// Keys seen recently, by digest, with when they were read from the store.
     keys: Mutex<HashMap<[u8; 32], (KeyRecord, Instant)>>,
+    /// Every checkpoint this server signs, for the witness clients (a
+    /// bounded ring: a lagging receiver skips to the newest).
+    pub signed: tokio::sync::broadcast::Sender<trailmark_store::CheckpointRecord>,
 }
 
 /// How long a key read from the store is trusted without reading it again.
@@ -154,6 +165,7 @@ impl<S: Store> App<S> {
             metrics: Metrics::default(),
             signers: Mutex::default(),
             keys: Mutex::default(),
+            signed: tokio::sync::broadcast::channel(SIGNED_QUEUE).0,
         }
     }
 

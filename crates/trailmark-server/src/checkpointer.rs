@@ -50,15 +50,16 @@ pub async fn sign_new<S: Store>(app: &App<S>, signed: &mut Signed) -> Result<usi
         let checkpoint =
             Checkpoint::new(key.name().as_str(), head.size, root).map_err(StoreError::from)?;
         let signed_cp = SignedCheckpoint::sign(checkpoint, &key).map_err(StoreError::from)?;
-        app.store
-            .add_checkpoint(CheckpointRecord {
-                tenant: head.tenant.clone(),
-                size: head.size,
-                root,
-                note: signed_cp.to_string(),
-                signed_at: now(),
-            })
-            .await?;
+        let record = CheckpointRecord {
+            tenant: head.tenant.clone(),
+            size: head.size,
+            root,
+            note: signed_cp.to_string(),
+            signed_at: now(),
+        };
+        app.store.add_checkpoint(record.clone()).await?;
+        // Nobody listening (no witnesses) is fine.
+        let _ = app.signed.send(record);
         if !head.tenant.is_system() {
             app.record_checkpoint(&head.tenant, head.size.get(), &signed_cp.to_string())
                 .await?;

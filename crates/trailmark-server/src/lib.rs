@@ -19,6 +19,7 @@ mod query;
 mod render;
 mod reports;
 pub mod viewer;
+pub mod witness;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -140,6 +141,18 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
         "counter",
         "Checkpoints signed.",
         get(&m.checkpoints_signed).to_string(),
+    );
+    line(
+        "trailmark_witness_cosignatures_total",
+        "counter",
+        "Witness cosignatures received and kept.",
+        get(&m.cosignatures).to_string(),
+    );
+    line(
+        "trailmark_witness_refusals_total",
+        "counter",
+        "Checkpoints a witness refused (a fork, a rollback, an unknown log).",
+        get(&m.witness_refusals).to_string(),
     );
     line(
         "trailmark_capture_rows_total",

@@ -1,5 +1,6 @@
 //! Checkpoints, verifier keys and proofs: what third parties verify with.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Query as QueryParams, State};
@@ -65,7 +66,26 @@ pub async fn checkpoint<S: Store>(
         .latest_checkpoint(&tenant)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant} has no checkpoint yet")))?;
-    Ok(text(cp.note))
+    let lines: Vec<String> = app
+        .store
+        .cosignatures(&tenant)
+        .await?
+        .into_iter()
+        .filter(|(size, _)| *size == cp.size.get())
+        .map(|(_, line)| line)
+        .collect();
+    Ok(text(cosigned(&cp.note, &lines)))
+}
+
+/// A checkpoint note with the witnesses' cosignature lines after the log's
+/// signature.
+pub fn cosigned(note: &str, lines: &[String]) -> String {
+    let mut out = note.to_owned();
+    for line in lines {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 pub async fn checkpoints<S: Store>(
@@ -75,9 +95,16 @@ pub async fn checkpoints<S: Store>(
 ) -> Result<axum::Json<Value>, ApiError> {
     let tenant = app.read_tenant(&headers, p.tenant.as_deref()).await?;
     let all = app.store.checkpoints(&tenant).await?;
+    let mut lines: HashMap<u64, Vec<String>> = HashMap::new();
+    for (size, line) in app.store.cosignatures(&tenant).await? {
+        lines.entry(size).or_default().push(line);
+    }
     let notes: Vec<Value> = all
         .iter()
-        .map(|c| json!({"size": c.size.get(), "note": c.note}))
+        .map(|c| {
+            let cosignatures = lines.get(&c.size.get()).map_or(&[][..], Vec::as_slice);
+            json!({"size": c.size.get(), "note": cosigned(&c.note, cosignatures)})
+        })
         .collect();
     Ok(axum::Json(
         json!({"tenant": tenant.as_str(), "checkpoints": notes}),

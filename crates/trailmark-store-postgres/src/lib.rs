@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_entries_by_id.sql")),
     (3, include_str!("../migrations/0003_signing_keys.sql")),
+    (4, include_str!("../migrations/0004_cosignatures.sql")),
 ];
 
 /// Held while migrating, so two servers starting at once migrate once.
@@ -356,6 +357,42 @@ impl Store for PgStore {
             .await
             .map_err(db("recording a signing key"))?;
         Ok(())
+    }
+
+    async fn add_cosignature(
+        &self,
+        tenant: &TenantId,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO trailmark_ledger.cosignatures (tenant, size, witness, line)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, size, witness) DO NOTHING",
+                &[&tenant.as_str(), &to_i64(size), &witness, &line],
+            )
+            .await
+            .map_err(db("storing a cosignature"))?;
+        Ok(())
+    }
+
+    async fn cosignatures(&self, tenant: &TenantId) -> Result<Vec<(u64, String)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT size, line FROM trailmark_ledger.cosignatures WHERE tenant = $1
+                 ORDER BY size, witness",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(db("reading cosignatures"))?;
+        Ok(rows
+            .iter()
+            .map(|r| (u64::try_from(r.get::<_, i64>(0)).unwrap_or(0), r.get(1)))
+            .collect())
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {

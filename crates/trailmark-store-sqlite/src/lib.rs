@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_entries_by_id.sql"),
     include_str!("../migrations/0003_signing_keys.sql"),
+    include_str!("../migrations/0004_cosignatures.sql"),
 ];
 const READERS: usize = 4;
 
@@ -332,6 +333,27 @@ impl Store for SqliteStore {
 
     async fn add_signing_key(&self, record: SigningKeyRecord) -> Result<(), StoreError> {
         self.write(|reply| Job::SigningKey(record, reply)).await
+    }
+
+    async fn add_cosignature(
+        &self,
+        tenant: &TenantId,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> Result<(), StoreError> {
+        let record = (
+            tenant.as_str().to_owned(),
+            size,
+            witness.to_owned(),
+            line.to_owned(),
+        );
+        self.write(|reply| Job::Cosignature(record, reply)).await
+    }
+
+    async fn cosignatures(&self, tenant: &TenantId) -> Result<Vec<(u64, String)>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |c| read::cosignatures(c, &tenant)).await
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {

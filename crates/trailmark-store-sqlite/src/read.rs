@@ -444,3 +444,24 @@ pub(crate) fn signing_keys(conn: &Connection) -> Result<Vec<SigningKeyRecord>, S
     }
     Ok(out)
 }
+
+pub(crate) fn cosignatures(
+    conn: &Connection,
+    tenant: &TenantId,
+) -> Result<Vec<(u64, String)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT size, line FROM cosignatures WHERE tenant = ?1 ORDER BY size, witness",
+        )
+        .map_err(db("reading cosignatures"))?;
+    let rows = stmt
+        .query_map([tenant.as_str()], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(db("reading cosignatures"))?;
+    rows.map(|r| {
+        let (size, line) = r.map_err(db("reading cosignatures"))?;
+        Ok((u64::try_from(size).unwrap_or(0), line))
+    })
+    .collect()
+}

@@ -26,6 +26,8 @@ pub(crate) enum Job {
     Checkpoint(CheckpointRecord, Reply<()>),
     CreateKey(KeyRecord, Reply<()>),
     SigningKey(SigningKeyRecord, Reply<()>),
+    /// tenant, size, witness, line
+    Cosignature((String, u64, String, String), Reply<()>),
     RevokeKey(String, i64, Reply<bool>),
 }
 
@@ -157,6 +159,10 @@ impl Writer {
             Job::SigningKey(record, reply) => match self.add_signing_key(&record) {
                 Ok(()) => Ok(Outcome::Done(reply)),
                 Err(e) => Err(Box::new((Job::SigningKey(record, reply), e))),
+            },
+            Job::Cosignature(record, reply) => match self.add_cosignature(&record) {
+                Ok(()) => Ok(Outcome::Done(reply)),
+                Err(e) => Err(Box::new((Job::Cosignature(record, reply), e))),
             },
             Job::RevokeKey(id, at, reply) => match self.revoke_key(&id, at) {
                 Ok(found) => Ok(Outcome::Revoked(reply, found)),
@@ -350,6 +356,20 @@ impl Writer {
         Ok(())
     }
 
+    fn add_cosignature(
+        &self,
+        (tenant, size, witness, line): &(String, u64, String, String),
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO cosignatures (tenant, size, witness, line) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant, size, witness) DO NOTHING",
+                params![tenant, to_i64(*size), witness, line],
+            )
+            .map_err(db("storing a cosignature"))?;
+        Ok(())
+    }
+
     fn revoke_key(&self, id: &str, at: i64) -> Result<bool, StoreError> {
         let n = self
             .conn
@@ -379,7 +399,10 @@ fn clone_err(e: &StoreError) -> StoreError {
 fn fail(job: Job, e: &StoreError) {
     match job {
         Job::Append(_, reply) => drop(reply.send(Err(clone_err(e)))),
-        Job::Checkpoint(_, reply) | Job::CreateKey(_, reply) | Job::SigningKey(_, reply) => {
+        Job::Checkpoint(_, reply)
+        | Job::CreateKey(_, reply)
+        | Job::SigningKey(_, reply)
+        | Job::Cosignature(_, reply) => {
             drop(reply.send(Err(clone_err(e))));
         }
         Job::RevokeKey(_, _, reply) => drop(reply.send(Err(clone_err(e)))),

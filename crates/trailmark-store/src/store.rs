@@ -88,6 +88,23 @@ pub trait Store: Send + Sync + 'static {
         record: SigningKeyRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Keeps a witness's cosignature line of the checkpoint of `size`; a
+    /// second one by the same witness for that checkpoint is ignored.
+    fn add_cosignature(
+        &self,
+        tenant: &TenantId,
+        size: u64,
+        witness: &str,
+        line: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every cosignature line of a tenant's checkpoints: `(size, line)`,
+    /// by size.
+    fn cosignatures(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<(u64, String)>, StoreError>> + Send;
+
     /// The trail's signing keys, oldest first.
     fn signing_keys(
         &self,

@@ -45,6 +45,7 @@ macro_rules! conformance_suite {
             checkpoints_are_all_kept,
             stored_columns_are_derived_by_the_one_rule,
             the_first_signing_key_recorded_wins,
+            cosignatures_are_kept_once_per_witness_and_checkpoint,
         );
     };
     (@tests $harness:expr; $($name:ident),+ $(,)?) => {
@@ -566,4 +567,25 @@ pub async fn the_first_signing_key_recorded_wins<H: Harness>(h: &H) {
     next.transition = Some("statement".into());
     store.add_signing_key(next.clone()).await.unwrap();
     assert_eq!(store.signing_keys().await.unwrap(), [record(1), next]);
+}
+
+pub async fn cosignatures_are_kept_once_per_witness_and_checkpoint<H: Harness>(h: &H) {
+    let store = h.open();
+    let t = tenant("t");
+    store.add_cosignature(&t, 5, "w1", "— w1 A").await.unwrap();
+    store.add_cosignature(&t, 5, "w1", "— w1 B").await.unwrap();
+    store.add_cosignature(&t, 5, "w2", "— w2 C").await.unwrap();
+    store.add_cosignature(&t, 3, "w1", "— w1 D").await.unwrap();
+    store
+        .add_cosignature(&tenant("u"), 3, "w1", "— w1 E")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cosignatures(&t).await.unwrap(),
+        [
+            (3, "— w1 D".to_owned()),
+            (5, "— w1 A".to_owned()),
+            (5, "— w2 C".to_owned())
+        ]
+    );
 }

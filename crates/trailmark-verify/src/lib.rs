@@ -15,6 +15,7 @@ mod receipt;
 mod reference;
 mod tenant;
 mod trail;
+pub mod witness;
 
 pub use failure::{Failure, Report, Summary, Where};
 pub use receipt::{ReceiptFacts, verify_receipt};

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 use trailmark_core::{Envelope, IndexedColumns, Salt, TenantId, Timestamp};
 use trailmark_log::{
-    CompactRange, Hash, SignedCheckpoint, TreeSize, VerifierKey, leaf_hash, verify_consistency,
+    CompactRange, CosignatureKey, Hash, Note, SignedCheckpoint, TreeSize, VerifierKey, leaf_hash,
+    verify_consistency,
 };
 
 use crate::reference::CheckpointReference;
@@ -77,6 +78,13 @@ pub struct TenantVerifier {
     erased: u64,
     /// `received_at` of the first entry no checkpoint signs.
     first_unsigned: Option<Timestamp>,
+    /// Witnesses whose cosignatures count, and how many a checkpoint needs.
+    witnesses: Vec<CosignatureKey>,
+    witnesses_required: usize,
+    /// The largest size signed with enough cosignatures.
+    witnessed: u64,
+    /// `received_at` of the first entry past `witnessed`.
+    first_unwitnessed: Option<Timestamp>,
     /// Cross-references found (only in `_system`).
     references: Vec<CheckpointReference>,
     failures: Vec<Failure>,
@@ -103,9 +111,51 @@ impl TenantVerifier {
             erasures: BTreeSet::new(),
             erased: 0,
             first_unsigned: None,
+            witnesses: Vec::new(),
+            witnesses_required: 0,
+            witnessed: 0,
+            first_unwitnessed: None,
             references: Vec::new(),
             failures: Vec::new(),
             more_failures: 0,
+        }
+    }
+
+    /// Demands that the log be cosigned by `required` of these witnesses:
+    /// entries past the largest checkpoint with that many valid
+    /// cosignatures may be no older than the unsigned-tail allowance. Call
+    /// before pushing checkpoints.
+    pub fn require_witnesses(&mut self, witnesses: Vec<CosignatureKey>, required: usize) {
+        self.witnesses = witnesses;
+        self.witnesses_required = required;
+    }
+
+    /// Counts the valid cosignatures of the configured witnesses on a note;
+    /// a cosignature line by one of them that does not verify is a failure.
+    fn count_cosignatures(&mut self, note: &str, size: u64) {
+        if self.witnesses.is_empty() {
+            return;
+        }
+        let Ok(parsed) = Note::parse(note.as_bytes()) else {
+            return;
+        };
+        let mut valid = 0;
+        let mut bad = Vec::new();
+        for w in &self.witnesses {
+            match w.verify(&parsed) {
+                Ok(_) => valid += 1,
+                Err(trailmark_log::Error::NoKnownSignature) => {}
+                Err(e) => bad.push(e.to_string()),
+            }
+        }
+        for e in bad {
+            self.fail(
+                Where::Checkpoint(size),
+                format!("a witness cosignature: {e}"),
+            );
+        }
+        if valid >= self.witnesses_required && size > self.witnessed {
+            self.witnessed = size;
         }
     }
 
@@ -169,6 +219,7 @@ impl TenantVerifier {
                     );
                 }
                 self.stored_checkpoints += 1;
+                self.count_cosignatures(note, size);
                 self.expect(
                     size,
                     root,
@@ -321,6 +372,9 @@ impl TenantVerifier {
         }
         if position == self.signed_size() {
             self.first_unsigned = Some(envelope.received_at);
+        }
+        if position == self.witnessed {
+            self.first_unwitnessed = Some(envelope.received_at);
         }
         let payload = match (entry.payload, entry.salt) {
             (Some(payload), Some(salt)) => {
@@ -484,6 +538,23 @@ impl TenantVerifier {
                         "no checkpoint signs these entries, the oldest received {} s ago (allowed: {} s): checkpoints were deleted, or the server cannot sign",
                         age / 1000,
                         policy.max_unsigned_age_ms / 1000
+                    ),
+                );
+            }
+        }
+        if self.witnesses_required > 0
+            && self.witnessed < read
+            && let Some(received) = self.first_unwitnessed
+        {
+            let age = policy
+                .now
+                .map_or(i64::MAX, |now| now.unix_millis() - received.unix_millis());
+            if age > policy.max_unsigned_age_ms {
+                let (from, required) = (self.witnessed, self.witnesses_required);
+                self.fail(
+                    Where::Seqs(from, read),
+                    format!(
+                        "no checkpoint cosigned by {required} of the given witnesses covers these entries (the largest covers {from}): witnesses refused them, or were never asked"
                     ),
                 );
             }

@@ -11,6 +11,7 @@ mod reports_cmd;
 mod serve;
 mod source;
 mod verify;
+mod witness_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,11 @@ enum Command {
     ///
     /// Example: trailmark migrate --from ./trailmark-data --to postgres://trailmark@db/trail
     Migrate(migrate_cmd::MigrateArgs),
+    /// Run a C2SP tlog-witness: cosign a log's checkpoints only when they
+    /// extend the last one it cosigned (refusing forks and rollbacks).
+    ///
+    /// Example: trailmark witness --data-dir ./witness --log "trailmark.local/acme=$(curl -s $T/v1/verifier-key?tenant=acme -H "Authorization: Bearer $KEY")"
+    Witness(witness_cmd::WitnessArgs),
 }
 
 /// Where a data dir is when none is given.
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
         Command::Report(args) => reports_cmd::report(&args),
         Command::Capture(args) => capture_cmd::run(args),
         Command::Migrate(args) => migrate_cmd::run(&args),
+        Command::Witness(args) => witness_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

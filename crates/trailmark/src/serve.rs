@@ -12,6 +12,7 @@ use std::time::Duration;
 use trailmark_capture::{DrainOptions, Progress, SendError};
 use trailmark_core::TenantId;
 use trailmark_log::{KeyName, SigningKey, VerifierKey};
+use trailmark_server::witness::WitnessConfig;
 use trailmark_server::{App, Settings, checkpointer, router};
 use trailmark_store::{Scopes, SigningKeyRecord, Store};
 use trailmark_store_postgres::PgStore;
@@ -59,6 +60,10 @@ pub struct ServeArgs {
     /// data; created on first start if missing [default: <data-dir>/signing.seed].
     #[arg(long, env = "TRAILMARK_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
+    /// A C2SP tlog-witness to submit every checkpoint to, as
+    /// NAME+KEYID+KEY@URL (the witness's vkey, then its URL). Repeatable.
+    #[arg(long = "witness", value_name = "VKEY@URL")]
+    pub witnesses: Vec<String>,
 }
 
 /// The optional configuration file.
@@ -72,6 +77,8 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     database: Option<String>,
     signing_key: Option<PathBuf>,
+    #[serde(default)]
+    witnesses: Vec<String>,
     capture: Option<CaptureConfig>,
 }
 
@@ -94,6 +101,7 @@ struct Resolved {
     max_body_bytes: usize,
     database: Option<String>,
     signing_key: PathBuf,
+    witnesses: Vec<WitnessConfig>,
     capture: Option<Capture>,
 }
 
@@ -144,9 +152,21 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
         .data_dir
         .or(file.data_dir)
         .unwrap_or_else(crate::default_data_dir);
+    let witnesses = if args.witnesses.is_empty() {
+        file.witnesses
+    } else {
+        args.witnesses
+    }
+    .iter()
+    .map(|w| {
+        w.parse::<WitnessConfig>()
+            .map_err(|e| anyhow::anyhow!("witness {w}: {e}"))
+    })
+    .collect::<anyhow::Result<Vec<_>>>()?;
     let resolved = Resolved {
         database,
         capture,
+        witnesses,
         signing_key: args
             .signing_key
             .or(file.signing_key)
@@ -239,6 +259,18 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
         args.data_dir.display()
     );
     let signer = tokio::spawn(checkpointer::run(Arc::clone(&app)));
+    let witnesses: Vec<_> = args
+        .witnesses
+        .into_iter()
+        .map(|w| {
+            eprintln!(
+                "trailmark: submitting checkpoints to witness {} at {}",
+                w.key.name(),
+                w.url
+            );
+            tokio::spawn(trailmark_server::witness::run(Arc::clone(&app), w))
+        })
+        .collect();
     let drainer = args
         .capture
         .map(|capture| tokio::spawn(capture_loop(Arc::clone(&app), capture)));
@@ -246,6 +278,9 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
         .with_graceful_shutdown(shutdown())
         .await?;
     signer.abort();
+    for w in witnesses {
+        w.abort();
+    }
     if let Some(drainer) = drainer {
         // Anything sent and not yet deleted is sent again next time, and
         // stored once (the ids derive from the outbox position).
@@ -351,7 +386,7 @@ async fn capture_loop<S: Store>(app: Arc<App<S>>, capture: Capture) {
     }
 }
 
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
     let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
     else {

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use trailmark_core::{TenantId, Timestamp};
-use trailmark_log::{Checkpoint, Note, VerifierKey};
+use trailmark_log::{Checkpoint, CosignatureKey, Note, VerifierKey};
 use trailmark_verify::{Entry, Policy, Report, TenantVerifier, Trail, verify_receipt};
 
 use crate::source::{Offline, Remote, Source};
@@ -56,6 +56,14 @@ pub struct VerifyArgs {
     /// (the server signs within a second while entries arrive).
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     max_unsigned_age: u64,
+    /// A witness's cosignature key (`name+keyid+base64(0x04||key)`):
+    /// checkpoints count as witnessed when cosigned by --witnesses-required
+    /// of these. Repeatable.
+    #[arg(long = "witness", value_name = "VKEY")]
+    witnesses: Vec<String>,
+    /// How many of the --witness keys must cosign [default: 1 when any is given].
+    #[arg(long, value_name = "K", requires = "witnesses")]
+    witnesses_required: Option<usize>,
     /// Check one receipt (C2SP tlog-proof with the envelope as extra data)
     /// offline, instead of a whole trail. Needs --verifier-key, or a
     /// --data-dir/--url whose keys to use.
@@ -368,6 +376,9 @@ pub struct Evidence {
     pub remembered: Vec<Pinned>,
     /// Only this tenant (and `_system`).
     pub only: Option<TenantId>,
+    /// Witnesses whose cosignatures count, and how many are required.
+    pub witnesses: Vec<CosignatureKey>,
+    pub witnesses_required: usize,
     pub origin_prefix: String,
 }
 
@@ -412,6 +423,9 @@ pub fn check(
     for tenant in &Trail::order(names) {
         let keys = keys_for(source, &evidence.keys, tenant, &evidence.origin_prefix)?;
         let mut tv = trail.tenant(tenant.clone(), keys);
+        if evidence.witnesses_required > 0 {
+            tv.require_witnesses(evidence.witnesses.clone(), evidence.witnesses_required);
+        }
         for p in outside.iter().filter(|p| &p.tenant == tenant) {
             tv.trusted_checkpoint(&p.note, &p.label);
         }
@@ -465,11 +479,27 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|t| TenantId::from_stored(t).map_err(|m| anyhow::anyhow!("--tenant: {m}")))
         .transpose()?;
+    let witnesses = args
+        .witnesses
+        .iter()
+        .map(|w| CosignatureKey::parse(w).with_context(|| format!("--witness {w}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let witnesses_required = args
+        .witnesses_required
+        .unwrap_or(usize::from(!witnesses.is_empty()));
+    if witnesses_required > witnesses.len() {
+        bail!(
+            "--witnesses-required {witnesses_required} is more than the {} --witness keys given",
+            witnesses.len()
+        );
+    }
     let evidence = Evidence {
         keys,
         trusted,
         remembered,
         only,
+        witnesses,
+        witnesses_required,
         origin_prefix: args.origin_prefix.clone(),
     };
     let policy = Policy {

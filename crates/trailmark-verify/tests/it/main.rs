@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod receipts;
+mod witness;
 
 use serde_json::{Map, Value, json};
 use trailmark_core::{

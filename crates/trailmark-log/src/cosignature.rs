@@ -1,0 +1,218 @@
+//! Witness cosignatures (c2sp.org/tlog-cosignature, `cosignature/v1`,
+//! Ed25519) and the witness protocol's request body
+//! (c2sp.org/tlog-witness `add-checkpoint`).
+//!
+//! A cosignature is a note signature whose bytes are an 8-byte big-endian
+//! timestamp followed by an Ed25519 signature over
+//! `cosignature/v1\ntime <timestamp>\n<checkpoint text>`; its key id is
+//! `SHA-256(name || 0x0A || 0x04 || public key)[:4]`.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ed25519_dalek::Signer as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::{Error, Hash, KeyName, Note, NoteSignature};
+
+/// The signature type byte of `cosignature/v1` Ed25519 keys.
+const COSIGNATURE_V1: u8 = 0x04;
+/// At most this many consistency proof lines in a request (the spec's cap).
+pub const MAX_PROOF_LINES: usize = 63;
+
+fn cosigner_key_id(name: &KeyName, public: &ed25519_dalek::VerifyingKey) -> u32 {
+    let mut hasher = Sha256::new();
+    hasher.update(name.as_str().as_bytes());
+    hasher.update([b'\n', COSIGNATURE_V1]);
+    hasher.update(public.as_bytes());
+    let d = hasher.finalize();
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+}
+
+fn message(text: &str, timestamp: u64) -> String {
+    format!("cosignature/v1\ntime {timestamp}\n{text}")
+}
+
+/// A witness's signing key. `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct Cosigner {
+    name: KeyName,
+    id: u32,
+    key: ed25519_dalek::SigningKey,
+}
+
+impl Cosigner {
+    pub fn from_seed(name: KeyName, seed: &[u8; 32]) -> Self {
+        let key = ed25519_dalek::SigningKey::from_bytes(seed);
+        let id = cosigner_key_id(&name, &key.verifying_key());
+        Self { name, id, key }
+    }
+
+    pub fn name(&self) -> &KeyName {
+        &self.name
+    }
+
+    pub fn verifier(&self) -> CosignatureKey {
+        CosignatureKey {
+            name: self.name.clone(),
+            id: self.id,
+            key: self.key.verifying_key(),
+        }
+    }
+
+    /// Cosigns a checkpoint's note text at `timestamp` (seconds since the
+    /// Unix epoch).
+    pub fn cosign(&self, text: &str, timestamp: u64) -> NoteSignature {
+        let signature = self.key.sign(message(text, timestamp).as_bytes());
+        let mut bytes = timestamp.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&signature.to_bytes());
+        NoteSignature {
+            name: self.name.clone(),
+            key_id: self.id,
+            signature: bytes,
+        }
+    }
+}
+
+impl fmt::Debug for Cosigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cosigner")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A witness's public key, as the vkey `<name>+<key id>+base64(0x04 || key)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CosignatureKey {
+    name: KeyName,
+    id: u32,
+    key: ed25519_dalek::VerifyingKey,
+}
+
+impl CosignatureKey {
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let bad = |reason| Error::VerifierKey { reason };
+        let (name, rest) = text
+            .trim_end()
+            .split_once('+')
+            .ok_or(bad("expected <name>+<key id>+<key>"))?;
+        let (id, key) = rest
+            .split_once('+')
+            .ok_or(bad("expected <name>+<key id>+<key>"))?;
+        let name = KeyName::new(name)?;
+        if id.len() != 8 {
+            return Err(bad("key id must be 8 hex digits"));
+        }
+        let id = u32::from_str_radix(id, 16).map_err(|_| bad("key id must be 8 hex digits"))?;
+        let bytes = BASE64.decode(key).map_err(|_| bad("key is not base64"))?;
+        let public: [u8; 32] = match bytes.split_first() {
+            Some((&COSIGNATURE_V1, public)) => public
+                .try_into()
+                .map_err(|_| bad("Ed25519 public key must be 32 bytes"))?,
+            Some(_) => {
+                return Err(bad(
+                    "only cosignature/v1 Ed25519 witness keys (type 0x04) are supported",
+                ));
+            }
+            None => return Err(bad("key is empty")),
+        };
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&public)
+            .map_err(|_| bad("not a valid Ed25519 public key"))?;
+        if cosigner_key_id(&name, &key) != id {
+            return Err(bad("key id does not match the name and key"));
+        }
+        Ok(Self { name, id, key })
+    }
+
+    pub fn name(&self) -> &KeyName {
+        &self.name
+    }
+
+    /// The timestamp of this witness's valid cosignature on `note`.
+    /// Errors: `NoKnownSignature` when the note has none by this key,
+    /// `BadSignature` when it has one that does not verify.
+    pub fn verify(&self, note: &Note) -> Result<u64, Error> {
+        let mine = note
+            .signatures()
+            .iter()
+            .find(|s| s.name == self.name && s.key_id == self.id)
+            .ok_or(Error::NoKnownSignature)?;
+        let bad = || Error::BadSignature {
+            key: self.name.to_string(),
+        };
+        let (time, sig) = mine.signature.split_at_checked(8).ok_or_else(bad)?;
+        let timestamp = u64::from_be_bytes(time.try_into().map_err(|_| bad())?);
+        let sig = ed25519_dalek::Signature::from_slice(sig).map_err(|_| bad())?;
+        self.key
+            .verify_strict(message(note.text(), timestamp).as_bytes(), &sig)
+            .map_err(|_| bad())?;
+        Ok(timestamp)
+    }
+}
+
+impl fmt::Display for CosignatureKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut bytes = vec![COSIGNATURE_V1];
+        bytes.extend_from_slice(self.key.as_bytes());
+        write!(f, "{}+{:08x}+{}", self.name, self.id, BASE64.encode(bytes))
+    }
+}
+
+impl fmt::Debug for CosignatureKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CosignatureKey({self})")
+    }
+}
+
+/// The body of a tlog-witness `add-checkpoint` request: the size the
+/// witness last cosigned, a consistency proof from it, the new checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddCheckpoint {
+    pub old: u64,
+    pub proof: Vec<Hash>,
+    /// The signed checkpoint, verbatim.
+    pub checkpoint: Note,
+}
+
+impl AddCheckpoint {
+    pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        let bad = |reason: &str| Error::MalformedCheckpoint {
+            reason: format!("add-checkpoint body: {reason}"),
+        };
+        let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8"))?;
+        let (head, note) = text
+            .split_once("\n\n")
+            .ok_or_else(|| bad("no blank line before the checkpoint"))?;
+        let mut lines = head.split('\n');
+        let old = lines
+            .next()
+            .and_then(|l| l.strip_prefix("old "))
+            .filter(|n| *n == "0" || (!n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit())))
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| bad("the first line must be 'old <size>'"))?;
+        let proof = lines
+            .map(|l| Hash::from_base64(l).map_err(|e| bad(&format!("proof line: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if proof.len() > MAX_PROOF_LINES {
+            return Err(bad("more than 63 proof lines"));
+        }
+        Ok(Self {
+            old,
+            proof,
+            checkpoint: Note::parse(note.as_bytes())?,
+        })
+    }
+}
+
+impl fmt::Display for AddCheckpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "old {}", self.old)?;
+        for hash in &self.proof {
+            writeln!(f, "{}", hash.to_base64())?;
+        }
+        writeln!(f)?;
+        fmt::Display::fmt(&self.checkpoint, f)
+    }
+}
