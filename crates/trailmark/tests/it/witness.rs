@@ -352,25 +352,7 @@ fn both_witnesses_refuse_a_fork_and_the_server_says_so() {
     let forked = tempfile::tempdir().unwrap();
     let mut fork = w.serve(forked.path());
     post_n(&fork, "acme", 50, "other");
-    let refused_by = wait_for(
-        "both witnesses to refuse the fork",
-        Duration::from_secs(30),
-        || {
-            let (_, recorded) = fork.get(
-                "/v1/events?tenant=_system&action=trailmark.witness_refused",
-                &fork.admin,
-            );
-            let mut by: Vec<String> = recorded["events"]
-                .as_array()?
-                .iter()
-                .filter(|e| e["metadata"]["tenant"] == "acme")
-                .filter_map(|e| e["resource"]["id"].as_str().map(str::to_owned))
-                .collect();
-            by.sort();
-            by.dedup();
-            (by.len() == 2).then_some(by)
-        },
-    );
+    let refused_by = refusers(&fork, "acme", 2);
     assert_eq!(refused_by, ["aics.test/w2", "trailmark.test/w1"]);
     let (_, m) = fork.get("/metrics", &fork.admin);
     assert!(
@@ -402,4 +384,82 @@ fn both_witnesses_refuse_a_fork_and_the_server_says_so() {
         !ok && report.contains("no checkpoint cosigned by 1 of the given witnesses"),
         "{report}"
     );
+}
+
+/// The witnesses that refused `tenant`'s checkpoints, from `_system`.
+fn refusers(server: &Server, tenant: &str, want: usize) -> Vec<String> {
+    wait_for(
+        &format!("{want} witnesses to refuse {tenant}"),
+        Duration::from_secs(30),
+        || {
+            let (_, recorded) = server.get(
+                "/v1/events?tenant=_system&action=trailmark.witness_refused",
+                &server.admin,
+            );
+            let mut by: Vec<String> = recorded["events"]
+                .as_array()?
+                .iter()
+                .filter(|e| e["metadata"]["tenant"] == tenant)
+                .filter_map(|e| e["resource"]["id"].as_str().map(str::to_owned))
+                .collect();
+            by.sort();
+            by.dedup();
+            (by.len() == want).then_some(by)
+        },
+    )
+}
+
+#[test]
+fn both_witnesses_refuse_a_rolled_back_data_dir_and_a_trail_under_another_key() {
+    let w = witnessed();
+    let mut server = w.serve(w.data.path());
+    post_n(&server, "acme", 10, "first");
+    cosigned_checkpoint(&server, "acme", 10, 3);
+    server.stop();
+    let snapshot = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(w.data.path()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), snapshot.path().join(entry.file_name())).unwrap();
+    }
+    let mut server = w.serve(w.data.path());
+    post_n(&server, "acme", 10, "second");
+    cosigned_checkpoint(&server, "acme", 20, 3);
+    server.stop();
+
+    // The data dir rolled back to the copy at 10 entries, then appended to.
+    let mut rolled = w.serve(snapshot.path());
+    post_n(&rolled, "acme", 3, "after");
+    assert_eq!(
+        refusers(&rolled, "acme", 2),
+        ["aics.test/w2", "trailmark.test/w1"]
+    );
+    let (_, answers) = rolled.get(
+        "/v1/events?tenant=_system&action=trailmark.witness_refused",
+        &rolled.admin,
+    );
+    assert!(
+        answers.to_string().contains("the log was rolled back"),
+        "{answers}"
+    );
+    rolled.stop();
+
+    // A trail signed with another key under the same origins: not the log.
+    let other = tempfile::tempdir().unwrap();
+    let other_key = other.path().join("other.seed");
+    let mut args = w.serve_args.clone();
+    args[1] = other_key.to_str().unwrap().to_owned();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let data = tempfile::tempdir().unwrap();
+    let mut impostor = Server::start_with(data.path(), &refs);
+    post_n(&impostor, "acme", 5, "impostor");
+    assert_eq!(
+        refusers(&impostor, "acme", 2),
+        ["aics.test/w2", "trailmark.test/w1"]
+    );
+    let (_, answers) = impostor.get(
+        "/v1/events?tenant=_system&action=trailmark.witness_refused",
+        &impostor.admin,
+    );
+    assert!(answers.to_string().contains("\"status\":403"), "{answers}");
+    impostor.stop();
 }
