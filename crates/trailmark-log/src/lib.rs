@@ -15,6 +15,7 @@ mod note;
 mod proof;
 mod receipt;
 mod source;
+mod tiles;
 mod tree;
 mod verify;
 
@@ -28,6 +29,7 @@ pub use note::{KeyName, Note, NoteSignature, SigningKey, VerifierKey};
 pub use proof::{Plan, consistency_proof, inclusion_proof, root_at};
 pub use receipt::Receipt;
 pub use source::NodeSource;
+pub use tiles::{TILE_HEIGHT, TILE_WIDTH, TilePath, entry_bundle};
 pub use tree::{LeafIndex, MAX_TREE_SIZE, NodeId, TreeSize};
 pub use verify::{
     consistency_proof_len, inclusion_proof_len, root_from_inclusion_proof, verify_consistency,

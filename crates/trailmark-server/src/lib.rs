@@ -18,6 +18,7 @@ mod proofs;
 mod query;
 mod render;
 mod reports;
+mod tiles;
 pub mod viewer;
 pub mod witness;
 
@@ -52,6 +53,8 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/v1/stats", get(reports::stats::<S>))
         .route("/v1/export", get(reports::export::<S>))
         .route("/v1/checkpoint", get(proofs::checkpoint::<S>))
+        .route("/log/{tenant}/checkpoint", get(tiles::checkpoint::<S>))
+        .route("/log/{tenant}/tile/{*path}", get(tiles::tile::<S>))
         .route("/v1/checkpoints", get(proofs::checkpoints::<S>))
         .route("/v1/verifier-key", get(proofs::verifier_key::<S>))
         .route("/v1/tenants", get(proofs::tenants::<S>))

@@ -92,7 +92,7 @@ pub fn document() -> Value {
         vec![param("id", "path", "Event UUID."), param("tenant", "query", "Tenant to look in.")], ("200", "The event, \"entry\" and \"proof\" (null until a checkpoint covers it)"))}));
     paths.insert("/v1/entries".into(), json!({"get": op("Entries by position, for verifiers", "read",
         vec![param("tenant", "query", "Tenant."), param("start", "query", "First seq."), param("end", "query", "One past the last seq (at most start + 1000).")],
-        ("200", "{\"entries\":[{\"seq\",\"envelope\",\"leaf_hash\",\"payload\",\"salt\",\"state\"}]}"))}));
+        ("200", "{\"entries\":[{\"seq\",\"tenant\",\"envelope\",\"leaf_hash\",\"payload\",\"salt\",\"state\",\"columns\"}]}"))}));
     paths.insert("/v1/resources/{type}/{id}/history".into(), json!({"get": op("Every event of one record, oldest first, with its state after each", "read",
         vec![param("type", "path", "Resource type."), param("id", "path", "Resource id."), param("tenant", "query", "Tenant.")], ("200", "{\"events\":[{...,\"state_after\"}],\"truncated\"}"))}));
     paths.insert("/v1/stats".into(), json!({"get": op("Counts by action, actor, resource type, outcome and day", "read",
@@ -100,8 +100,12 @@ pub fn document() -> Value {
     let mut export_params = filters(&["limit", "cursor"]);
     export_params.push(param("format", "query", "csv or ndjson (default ndjson)."));
     paths.insert("/v1/export".into(), json!({"get": op("Stream every matching event (audited)", "read", export_params, ("200", "text/csv or application/x-ndjson, streamed"))}));
-    paths.insert("/v1/checkpoint".into(), json!({"get": op("Latest signed checkpoint (C2SP tlog-checkpoint)", "read", tenant_only(), ("200", "text/plain signed note"))}));
-    paths.insert("/v1/checkpoints".into(), json!({"get": op("Every signed checkpoint of a tenant", "read", tenant_only(), ("200", "{\"checkpoints\":[{\"size\",\"note\"}]}"))}));
+    paths.insert("/v1/checkpoint".into(), json!({"get": op("Latest signed checkpoint (C2SP tlog-checkpoint) with its witness cosignatures", "read", tenant_only(), ("200", "text/plain signed note"))}));
+    paths.insert("/v1/checkpoints".into(), json!({"get": op("Every signed checkpoint of a tenant, each with its cosignatures", "read", tenant_only(), ("200", "{\"checkpoints\":[{\"size\",\"note\"}]}"))}));
+    paths.insert("/log/{tenant}/checkpoint".into(), json!({"get": op("C2SP tlog-tiles: the latest cosigned checkpoint", "read",
+        vec![param("tenant", "path", "Tenant.")], ("200", "text/plain signed note"))}));
+    paths.insert("/log/{tenant}/tile/{path}".into(), json!({"get": op("C2SP tlog-tiles: a hash tile (<L>/<N>[.p/<W>]) or an entry bundle (entries/<N>[.p/<W>])", "read",
+        vec![param("tenant", "path", "Tenant."), param("path", "path", "Tile path after tile/.")], ("200", "application/octet-stream"))}));
     paths.insert("/v1/verifier-key".into(), json!({"get": op("The tenant's C2SP verifier key", "read", tenant_only(), ("200", "text/plain name+keyid+base64(0x01||pub)"))}));
     paths.insert("/v1/tenants".into(), json!({"get": op("Tenants and their log sizes", "read", vec![], ("200", "{\"tenants\":[{\"tenant\",\"size\"}]}"))}));
     paths.insert("/v1/proofs/inclusion".into(), json!({"get": op("RFC 9162 inclusion proof", "read",

@@ -34,7 +34,10 @@ fn b64(hashes: &[Hash]) -> Vec<String> {
     hashes.iter().map(|h| BASE64.encode(h.as_bytes())).collect()
 }
 
-async fn tenant_size<S: Store>(app: &App<S>, tenant: &TenantId) -> Result<u64, ApiError> {
+pub(crate) async fn tenant_size<S: Store>(
+    app: &App<S>,
+    tenant: &TenantId,
+) -> Result<u64, ApiError> {
     Ok(app
         .store
         .heads()

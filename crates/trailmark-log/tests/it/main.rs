@@ -8,6 +8,7 @@ mod cross_check;
 mod known_answers;
 mod notes;
 mod receipts;
+mod tiles;
 mod vectors;
 
 use trailmark_log::{Hash, LeafIndex, MemoryTree, TreeSize, leaf_hash};

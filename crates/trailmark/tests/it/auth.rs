@@ -111,7 +111,9 @@ fn every_documented_route_exists_and_needs_a_key() {
     for (path, ops) in doc["paths"].as_object().unwrap() {
         let concrete = path
             .replace("{id}", "0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d5e")
-            .replace("{type}", "Customer");
+            .replace("{type}", "Customer")
+            .replace("{tenant}", "acme")
+            .replace("{path}", "0/000");
         for method in ops.as_object().unwrap().keys() {
             let (status, _) = match method.as_str() {
                 "get" => server.get(&concrete, "tmk_wrong"),

@@ -11,6 +11,7 @@ mod shared_pg;
 mod story;
 mod tamper;
 mod threats;
+mod tiles;
 mod witness;
 
 use std::net::TcpListener;

@@ -14,7 +14,7 @@ use crate::{Server, cli, event, wait_for};
 
 /// Where `aics-witness` and `aics-tlog` are: `TRAILMARK_AICS_BIN`, else the
 /// virtualenv `./scripts/test` makes under `target/`.
-fn aics_bin(tool: &str) -> PathBuf {
+pub(crate) fn aics_bin(tool: &str) -> PathBuf {
     let dir = std::env::var("TRAILMARK_AICS_BIN").map_or_else(
         |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/interop-venv/bin"),
         PathBuf::from,
