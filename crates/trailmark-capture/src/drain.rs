@@ -39,8 +39,34 @@ pub enum SendError {
 /// `serve` process the drainer runs in.
 pub trait Sink: Send + Sync {
     /// Appends the events durably, all or nothing; `Ok` only once they are
-    /// durable.
-    fn send(&self, events: Vec<Value>) -> impl Future<Output = Result<(), SendError>> + Send;
+    /// durable, with the tenants they went to.
+    fn send(
+        &self,
+        events: Vec<Value>,
+    ) -> impl Future<Output = Result<Vec<String>, SendError>> + Send;
+
+    /// The newest signed checkpoint of `tenant` (the note) and the
+    /// verifier key the ledger names for it; `None` when there is none yet,
+    /// or the sink cannot show checkpoints.
+    fn checkpoint(
+        &self,
+        tenant: &str,
+    ) -> impl Future<Output = Result<Option<(String, String)>, SendError>> + Send {
+        let _ = tenant;
+        async { Ok(None) }
+    }
+
+    /// A consistency proof (base64 hashes) of `tenant`'s log from `first`
+    /// to `second` entries.
+    fn consistency(
+        &self,
+        tenant: &str,
+        first: u64,
+        second: u64,
+    ) -> impl Future<Output = Result<Vec<String>, SendError>> + Send {
+        let _ = (tenant, first, second);
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// How to drain.
@@ -151,6 +177,11 @@ async fn run<S: Sink>(
         }
     }
     progress(Progress::Draining);
+    // Before anything is sent: the trail must still extend every
+    // checkpoint this database saw.
+    crate::seen::prepare(client).await?;
+    let remembered = crate::seen::tenants(client).await?;
+    crate::seen::check(client, sink, &remembered).await?;
 
     let mut tables = table_configs(client).await?;
     let mut total = 0u64;
@@ -180,9 +211,11 @@ async fn run<S: Sink>(
             None => next.await?,
             Some((events, ids)) => {
                 let (sent, next) = tokio::join!(send(sink, events), next);
-                sent?;
+                let tenants = sent?;
                 // Only now are they durable in the trail.
                 delete_sent(client, &ids, &options.name).await?;
+                // And the trail they went to must extend what was seen.
+                crate::seen::check(client, sink, &tenants).await?;
                 total += ids.len() as u64;
                 progress(Progress::Sent {
                     rows: ids.len() as u64,
@@ -269,11 +302,11 @@ async fn convert(
     Ok((events, ids))
 }
 
-async fn send<S: Sink>(sink: &S, events: Vec<Value>) -> Result<(), Error> {
+async fn send<S: Sink>(sink: &S, events: Vec<Value>) -> Result<Vec<String>, Error> {
     let mut busy_since = None;
     loop {
         match sink.send(events.clone()).await {
-            Ok(()) => return Ok(()),
+            Ok(tenants) => return Ok(tenants),
             Err(SendError::Busy(wait)) => {
                 let since = *busy_since.get_or_insert_with(std::time::Instant::now);
                 if since.elapsed() > Duration::from_secs(600) {

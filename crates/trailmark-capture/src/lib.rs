@@ -13,6 +13,7 @@ mod drain;
 mod event;
 mod install;
 pub mod revert;
+pub mod seen;
 mod table;
 
 pub use context::CaptureContext;
@@ -60,6 +61,10 @@ pub enum Error {
     Unsendable { outbox_id: i64, reason: String },
     #[error("the ledger did not take the batch: {0} (the outbox keeps it)")]
     Sink(String),
+    #[error(
+        "the trail of tenant {tenant} no longer extends what this database saw: {why}. Draining stopped; the rows stay in the outbox. Once an operator has established which trail is right, `trailmark capture pg forget-checkpoint --source … --tenant {tenant}` lets the drain go on"
+    )]
+    Diverged { tenant: String, why: String },
 }
 
 pub(crate) fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {

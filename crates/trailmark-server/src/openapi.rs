@@ -102,8 +102,11 @@ pub fn document() -> Value {
     paths.insert("/v1/export".into(), json!({"get": op("Stream every matching event (audited)", "read", export_params, ("200", "text/csv or application/x-ndjson, streamed"))}));
     paths.insert("/v1/checkpoint".into(), json!({"get": op("Latest signed checkpoint (C2SP tlog-checkpoint) with its witness cosignatures", "read", tenant_only(), ("200", "text/plain signed note"))}));
     paths.insert("/v1/checkpoints".into(), json!({"get": op("Every signed checkpoint of a tenant, each with its cosignatures", "read", tenant_only(), ("200", "{\"checkpoints\":[{\"size\",\"note\"}]}"))}));
-    paths.insert("/log/{tenant}/checkpoint".into(), json!({"get": op("C2SP tlog-tiles: the latest cosigned checkpoint", "read",
-        vec![param("tenant", "path", "Tenant.")], ("200", "text/plain signed note"))}));
+    paths.insert(
+        "/log/{tenant}/checkpoint".into(),
+        json!({"get": op("C2SP tlog-tiles: the latest cosigned checkpoint", "read",
+        vec![param("tenant", "path", "Tenant.")], ("200", "text/plain signed note"))}),
+    );
     paths.insert("/log/{tenant}/tile/{path}".into(), json!({"get": op("C2SP tlog-tiles: a hash tile (<L>/<N>[.p/<W>]) or an entry bundle (entries/<N>[.p/<W>])", "read",
         vec![param("tenant", "path", "Tenant."), param("path", "path", "Tile path after tile/.")], ("200", "application/octet-stream"))}));
     paths.insert("/v1/verifier-key".into(), json!({"get": op("The tenant's C2SP verifier key", "read", tenant_only(), ("200", "text/plain name+keyid+base64(0x01||pub)"))}));

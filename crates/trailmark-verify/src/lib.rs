@@ -11,6 +11,7 @@
 //! judged at comes in through [`Policy`].
 
 mod failure;
+mod follow;
 mod receipt;
 mod reference;
 mod tenant;
@@ -18,6 +19,7 @@ mod trail;
 pub mod witness;
 
 pub use failure::{Failure, Report, Summary, Where};
+pub use follow::{Divergence, follow};
 pub use receipt::{ReceiptFacts, verify_receipt};
 pub use reference::{CHECKPOINT_ACTION, CHECKPOINT_RESOURCE, CheckpointReference};
 pub use tenant::{Entry, Policy, TenantVerifier};

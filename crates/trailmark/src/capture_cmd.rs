@@ -65,6 +65,17 @@ enum PgCommand {
     ///
     /// Example: trailmark capture pg status --source postgres://app@db/shop
     Status,
+    /// Forget the checkpoint the drainer remembers for a tenant, after an
+    /// operator has established that the server's current trail is the
+    /// right one (the drain stops when the trail no longer extends what this
+    /// database saw: a rollback or a fork).
+    ///
+    /// Example: trailmark capture pg forget-checkpoint --source postgres://app@db/shop --tenant default
+    ForgetCheckpoint {
+        /// The tenant whose remembered checkpoint to forget.
+        #[arg(long)]
+        tenant: String,
+    },
     /// Drain the outbox into a Trailmark server, in order: each row becomes an
     /// event; rows are deleted only after the server acknowledged them. Event
     /// ids derive from the outbox position, so redelivery stores nothing
@@ -175,18 +186,75 @@ fn table_specs(
 /// Sends drained events to a server over HTTP.
 struct HttpSink(crate::source::Http);
 
+impl HttpSink {
+    async fn get(
+        &self,
+        path: &'static str,
+        query: Vec<(&'static str, String)>,
+    ) -> Result<String, SendError> {
+        let http = self.0.clone();
+        tokio::task::spawn_blocking(move || http.get_text(path, &query))
+            .await
+            .map_err(|e| SendError::Failed(e.to_string()))?
+            .map_err(|e| SendError::Failed(format!("{e:#}")))
+    }
+}
+
 impl trailmark_capture::Sink for HttpSink {
-    async fn send(&self, events: Vec<serde_json::Value>) -> Result<(), SendError> {
+    async fn send(&self, events: Vec<serde_json::Value>) -> Result<Vec<String>, SendError> {
         let http = self.0.clone();
         let body = serde_json::Value::Array(events);
         let sent = tokio::task::spawn_blocking(move || http.post_json("/v1/events", &body))
             .await
             .map_err(|e| SendError::Failed(e.to_string()))?;
         match sent {
-            Ok(_) => Ok(()),
+            Ok(answer) => {
+                let mut tenants: Vec<String> = answer["entries"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e["tenant"].as_str().map(str::to_owned))
+                    .collect();
+                tenants.sort();
+                tenants.dedup();
+                Ok(tenants)
+            }
             Err(e) if e.to_string().contains("429") => Err(SendError::Busy(Duration::from_secs(1))),
             Err(e) => Err(SendError::Failed(format!("{e:#}"))),
         }
+    }
+
+    async fn checkpoint(&self, tenant: &str) -> Result<Option<(String, String)>, SendError> {
+        let q = || vec![("tenant", tenant.to_owned())];
+        let note = match self.get("/v1/checkpoint", q()).await {
+            Ok(note) => note,
+            Err(SendError::Failed(m)) if m.contains("404") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let key = self.get("/v1/verifier-key", q()).await?;
+        Ok(Some((note, key.trim().to_owned())))
+    }
+
+    async fn consistency(
+        &self,
+        tenant: &str,
+        first: u64,
+        second: u64,
+    ) -> Result<Vec<String>, SendError> {
+        let q = vec![
+            ("tenant", tenant.to_owned()),
+            ("first", first.to_string()),
+            ("second", second.to_string()),
+        ];
+        let text = self.get("/v1/proofs/consistency", q).await?;
+        let body: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| SendError::Failed(e.to_string()))?;
+        Ok(body["hashes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h.as_str().map(str::to_owned))
+            .collect())
     }
 }
 
@@ -284,6 +352,13 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                 }
                 for warning in &installed.warnings {
                     eprintln!("warning: {warning}");
+                }
+            }
+            PgCommand::ForgetCheckpoint { tenant } => {
+                if trailmark_capture::seen::forget(&client, &tenant).await? {
+                    println!("forgot the checkpoint remembered for {tenant}: the next drain trusts the server's current trail");
+                } else {
+                    println!("no checkpoint was remembered for {tenant}");
                 }
             }
             PgCommand::Status => {

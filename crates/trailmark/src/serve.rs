@@ -343,12 +343,62 @@ struct StoreSink<S> {
 }
 
 impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
-    async fn send(&self, events: Vec<serde_json::Value>) -> Result<(), SendError> {
+    async fn send(&self, events: Vec<serde_json::Value>) -> Result<Vec<String>, SendError> {
+        let mut tenants: Vec<String> = events
+            .iter()
+            .map(|e| {
+                e["tenant"]
+                    .as_str()
+                    .unwrap_or(self.tenant.as_str())
+                    .to_owned()
+            })
+            .collect();
+        tenants.sort();
+        tenants.dedup();
         match self.app.append_values(&events, &self.tenant).await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(tenants),
             Err(trailmark_server::ApiError::Busy) => Err(SendError::Busy(Duration::from_secs(1))),
             Err(e) => Err(SendError::Failed(e.to_string())),
         }
+    }
+
+    async fn checkpoint(&self, tenant: &str) -> Result<Option<(String, String)>, SendError> {
+        let failed = |e: String| SendError::Failed(e);
+        let tenant = TenantId::from_stored(tenant).map_err(|e| failed(e.to_owned()))?;
+        let Some(cp) = self
+            .app
+            .store
+            .latest_checkpoint(&tenant)
+            .await
+            .map_err(|e| failed(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let key = self
+            .app
+            .signer(&tenant)
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(Some((cp.note, key.verifier().to_string())))
+    }
+
+    async fn consistency(
+        &self,
+        tenant: &str,
+        first: u64,
+        second: u64,
+    ) -> Result<Vec<String>, SendError> {
+        let failed = |e: String| SendError::Failed(e);
+        let tenant = TenantId::from_stored(tenant).map_err(|e| failed(e.to_owned()))?;
+        let size =
+            |n| trailmark_log::TreeSize::new(n).ok_or_else(|| failed("size too large".into()));
+        let plan = trailmark_log::Plan::consistency(size(first)?, size(second)?)
+            .map_err(|e| failed(e.to_string()))?;
+        let hashes = self
+            .app
+            .run_plan(&tenant, &plan)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(hashes.iter().map(trailmark_log::Hash::to_base64).collect())
     }
 }
 

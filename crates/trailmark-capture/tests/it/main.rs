@@ -97,9 +97,9 @@ impl trailmark_capture::Sink for Collect {
     async fn send(
         &self,
         events: Vec<serde_json::Value>,
-    ) -> Result<(), trailmark_capture::SendError> {
+    ) -> Result<Vec<String>, trailmark_capture::SendError> {
         self.0.lock().unwrap().extend(events);
-        Ok(())
+        Ok(Vec::new())
     }
 }
 

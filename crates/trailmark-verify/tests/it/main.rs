@@ -4,6 +4,7 @@
 // A failed unwrap is a failed test, which is what a test should do.
 #![allow(clippy::unwrap_used)]
 
+mod follow;
 mod receipts;
 mod witness;
 

@@ -344,3 +344,104 @@ fn revert_the_delete_through_the_cli(server: &Server, source: &str, history: &se
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+fn outbox_depth(source: &str) -> String {
+    let status = run_ok(&["capture", "pg", "status", "--source", source]);
+    status
+        .lines()
+        .find(|l| l.starts_with("outbox:"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn the_drainer_stops_on_a_rolled_back_server_and_resumes_once_an_operator_forgets() {
+    let db = PgDb::new("tm_rollback_drain");
+    db.sql("CREATE TABLE item (id int PRIMARY KEY, name text)");
+    let source = db.source();
+    run_ok(&[
+        "capture",
+        "pg",
+        "install",
+        "--source",
+        &source,
+        "--tables",
+        "public.item",
+    ]);
+    let drain = |server: &Server| {
+        cli(&[
+            "capture",
+            "pg",
+            "run",
+            "--source",
+            &source,
+            "--server",
+            &server.url,
+            "--key",
+            &server.admin,
+            "--once",
+        ])
+    };
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path());
+    db.sql("INSERT INTO item SELECT g, 'a' FROM generate_series(1, 5) g");
+    assert!(drain(&server).status.success());
+    server.wait_checkpoint("default", 5);
+    // An empty drain still looks at the trail: it remembers size 5.
+    assert!(drain(&server).status.success());
+    server.stop();
+    let snapshot = crate::copy_dir(data.path());
+
+    let mut server = Server::start(data.path());
+    db.sql("INSERT INTO item SELECT g, 'b' FROM generate_series(6, 10) g");
+    assert!(drain(&server).status.success());
+    server.wait_checkpoint("default", 10);
+    assert!(drain(&server).status.success());
+    server.stop();
+
+    // The server's data dir is rolled back to the copy with 5 entries.
+    let mut rolled = Server::start(snapshot.path());
+    db.sql("INSERT INTO item VALUES (11, 'c'), (12, 'd')");
+    let out = drain(&rolled);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the log now has 5 entries, fewer than the 10 already seen: it was rolled back"
+        ) && stderr.contains("forget-checkpoint"),
+        "{stderr}"
+    );
+    let depth = outbox_depth(&source);
+    assert!(
+        depth.starts_with("outbox: 2 rows waiting"),
+        "nothing was fed to it: {depth}"
+    );
+
+    // An operator decides the rolled-back trail is the one to keep.
+    let said = run_ok(&[
+        "capture",
+        "pg",
+        "forget-checkpoint",
+        "--source",
+        &source,
+        "--tenant",
+        "default",
+    ]);
+    assert!(
+        said.starts_with("forgot the checkpoint remembered for default"),
+        "{said}"
+    );
+    let out = drain(&rolled);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        outbox_depth(&source).starts_with("outbox: 0 rows"),
+        "{}",
+        outbox_depth(&source)
+    );
+    rolled.wait_checkpoint("default", 7);
+    rolled.stop();
+}

@@ -230,6 +230,17 @@ impl Drop for Server {
     }
 }
 
+/// A copy of a (stopped server's) data dir, as an attacker or a backup
+/// would take it.
+pub(crate) fn copy_dir(from: &Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.path().join(entry.file_name())).unwrap();
+    }
+    to
+}
+
 /// Runs the CLI.
 pub(crate) fn cli(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, params};
 
-use crate::{Server, event, verify_dir};
+use crate::{Server, copy_dir, event, verify_dir};
 
 /// A stopped server's data dir with 20 entries in tenant acme, all signed.
 fn trail() -> tempfile::TempDir {
@@ -19,15 +19,6 @@ fn trail() -> tempfile::TempDir {
     server.wait_checkpoint("acme", 20);
     server.stop();
     dir
-}
-
-fn copy_dir(from: &Path) -> tempfile::TempDir {
-    let to = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.path().join(entry.file_name())).unwrap();
-    }
-    to
 }
 
 fn tampered(original: &Path, sql: impl FnOnce(&Connection)) -> (bool, String) {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use serde_json::json;
 
-use crate::{Server, cli, event, wait_for};
+use crate::{Server, cli, copy_dir, event, wait_for};
 
 /// One hostile edit's verdicts: (plain, key, trust, state), true = caught.
 type Caught = [bool; 4];
@@ -64,15 +64,6 @@ fn wait_reference(server: &Server, tenant: &str, size: u64) {
 
 fn start(data: &Path, keys: &Path) -> Server {
     Server::start_with(data, &["--signing-key", key_file(keys).to_str().unwrap()])
-}
-
-fn copy_dir(from: &Path) -> tempfile::TempDir {
-    let to = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.path().join(entry.file_name())).unwrap();
-    }
-    to
 }
 
 fn fixture() -> Fixture {

@@ -416,11 +416,7 @@ fn both_witnesses_refuse_a_rolled_back_data_dir_and_a_trail_under_another_key() 
     post_n(&server, "acme", 10, "first");
     cosigned_checkpoint(&server, "acme", 10, 3);
     server.stop();
-    let snapshot = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(w.data.path()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), snapshot.path().join(entry.file_name())).unwrap();
-    }
+    let snapshot = crate::copy_dir(w.data.path());
     let mut server = w.serve(w.data.path());
     post_n(&server, "acme", 10, "second");
     cosigned_checkpoint(&server, "acme", 20, 3);

@@ -1,0 +1,136 @@
+//! The drainer's memory of the trail: per tenant, the newest checkpoint the
+//! ledger showed it (and the verifier key it was signed with), kept in the
+//! application's database (`trailmark.seen_checkpoints`). Every later
+//! checkpoint must extend it (`trailmark_verify::follow`); on a rollback or
+//! a fork the drain stops instead of feeding a rewritten trail.
+
+use tokio_postgres::Client;
+use trailmark_log::{Checkpoint, Hash, Note, VerifierKey};
+
+use crate::{Error, Sink, pg};
+
+/// Creates the memory table if this install predates it.
+pub(crate) async fn prepare(client: &Client) -> Result<(), Error> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS trailmark.seen_checkpoints (
+                 tenant text PRIMARY KEY,
+                 size bigint NOT NULL,
+                 root text NOT NULL,
+                 verifier_key text NOT NULL,
+                 note text NOT NULL,
+                 seen_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .map_err(pg("creating trailmark.seen_checkpoints"))
+}
+
+/// Every tenant a checkpoint is remembered for.
+pub(crate) async fn tenants(client: &Client) -> Result<Vec<String>, Error> {
+    Ok(client
+        .query(
+            "SELECT tenant FROM trailmark.seen_checkpoints ORDER BY tenant",
+            &[],
+        )
+        .await
+        .map_err(pg("reading trailmark.seen_checkpoints"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+fn sink_error(e: crate::SendError) -> Error {
+    match e {
+        crate::SendError::Busy(_) => Error::Sink("the ledger is busy".into()),
+        crate::SendError::Failed(m) => Error::Sink(m),
+    }
+}
+
+/// Holds each tenant's newest checkpoint to the remembered one, and
+/// remembers it.
+pub(crate) async fn check<S: Sink>(
+    client: &Client,
+    sink: &S,
+    tenants: &[String],
+) -> Result<(), Error> {
+    for tenant in tenants {
+        let Some((note, server_key)) = sink.checkpoint(tenant).await.map_err(sink_error)? else {
+            continue;
+        };
+        let row = client
+            .query_opt(
+                "SELECT size, root, verifier_key FROM trailmark.seen_checkpoints WHERE tenant = $1",
+                &[tenant],
+            )
+            .await
+            .map_err(pg("reading trailmark.seen_checkpoints"))?;
+        let diverged = |why: String| Error::Diverged {
+            tenant: tenant.clone(),
+            why,
+        };
+        let (seen, key_text) = match &row {
+            Some(r) => {
+                let size: i64 = r.get(0);
+                let root: String = r.get(1);
+                let root = Hash::from_base64(&root)
+                    .map_err(|e| diverged(format!("the remembered root: {e}")))?;
+                (
+                    Some((u64::try_from(size).unwrap_or(0), root)),
+                    r.get::<_, String>(2),
+                )
+            }
+            None => (None, server_key),
+        };
+        let key = VerifierKey::parse(&key_text)
+            .map_err(|e| diverged(format!("the verifier key: {e}")))?;
+        let size = Note::parse(note.as_bytes())
+            .ok()
+            .and_then(|n| Checkpoint::parse_text(n.text()).ok())
+            .map(|c| c.size().get());
+        let proof = match (seen, size) {
+            (Some((from, _)), Some(to)) if from > 0 && to > from => sink
+                .consistency(tenant, from, to)
+                .await
+                .map_err(sink_error)?
+                .iter()
+                .map(|h| Hash::from_base64(h))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| diverged(format!("the consistency proof: {e}")))?,
+            _ => Vec::new(),
+        };
+        let (size, root) = trailmark_verify::follow(seen, &note, &key, &proof)
+            .map_err(|d| diverged(d.to_string()))?;
+        client
+            .execute(
+                "INSERT INTO trailmark.seen_checkpoints (tenant, size, root, verifier_key, note)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, root = excluded.root,
+                     note = excluded.note, seen_at = now()",
+                &[
+                    tenant,
+                    &i64::try_from(size).unwrap_or(i64::MAX),
+                    &root.to_base64(),
+                    &key_text,
+                    &note,
+                ],
+            )
+            .await
+            .map_err(pg("remembering a checkpoint"))?;
+    }
+    Ok(())
+}
+
+/// Forgets the checkpoint remembered for `tenant` (an operator's decision
+/// after a rollback or fork was resolved); false when none was.
+pub async fn forget(client: &Client, tenant: &str) -> Result<bool, Error> {
+    prepare(client).await?;
+    Ok(client
+        .execute(
+            "DELETE FROM trailmark.seen_checkpoints WHERE tenant = $1",
+            &[&tenant],
+        )
+        .await
+        .map_err(pg("forgetting a checkpoint"))?
+        > 0)
+}
