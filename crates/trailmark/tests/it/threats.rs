@@ -221,19 +221,17 @@ fn viewer_verdict(dir: &Path, keys: &Path) -> (bool, String) {
     )
 }
 
-impl Fixture {
-    /// The viewer's integrity page and `trailmark verify` (no extra input)
-    /// give the same verdict on `dir`, and it is `caught`.
-    fn viewer_agrees(&self, what: &str, dir: &Path, keys: &Path, caught: bool) {
-        let (ok, message) = viewer_verdict(dir, keys);
-        let out = cli(&["verify", "--data-dir", dir.to_str().unwrap()]);
-        let report = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert_eq!(
-            (ok, out.status.success()),
-            (!caught, !caught),
-            "{what}: the viewer said {message:?}; verify said {report}"
-        );
-    }
+/// The viewer's integrity page and `trailmark verify` (no extra input)
+/// give the same verdict on `dir`, and it is `caught`.
+fn viewer_agrees(what: &str, dir: &Path, keys: &Path, caught: bool) {
+    let (ok, message) = viewer_verdict(dir, keys);
+    let out = cli(&["verify", "--data-dir", dir.to_str().unwrap()]);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        (ok, out.status.success()),
+        (!caught, !caught),
+        "{what}: the viewer said {message:?}; verify said {report}"
+    );
 }
 
 const PLAIN: Caught = [true, true, true, true];
@@ -264,7 +262,7 @@ fn edits_of_the_stored_rows_are_caught_by_verify_alone() {
     let untouched = f.detect(f.data.path());
     assert_eq!(untouched.0, [false; 4], "{:#?}", untouched.1);
     let genuine = copy_dir(f.data.path());
-    f.viewer_agrees("untouched", genuine.path(), f.keys.path(), false);
+    viewer_agrees("untouched", genuine.path(), f.keys.path(), false);
     // Verification wrote nothing: the data dir's files are as they were.
     let before = std::fs::read(f.data.path().join("trailmark.db")).unwrap();
     f.detect(f.data.path());
@@ -284,7 +282,7 @@ fn edits_of_the_stored_rows_are_caught_by_verify_alone() {
         PLAIN,
         &["FAILED acme: seq", "recorded in _system", "the log has 15"],
     );
-    f.viewer_agrees("tail", tail.path(), f.keys.path(), true);
+    viewer_agrees("tail", tail.path(), f.keys.path(), true);
 
     let tenant = f.tampered(
         "DELETE FROM entries WHERE tenant = 'globex';
@@ -298,7 +296,7 @@ fn edits_of_the_stored_rows_are_caught_by_verify_alone() {
         PLAIN,
         &["FAILED globex: the tenant is gone"],
     );
-    f.viewer_agrees("tenant", tenant.path(), f.keys.path(), true);
+    viewer_agrees("tenant", tenant.path(), f.keys.path(), true);
 
     let middle = f.tampered("DELETE FROM checkpoints WHERE tenant = 'acme' AND size = 10;");
     assert_caught(
@@ -307,7 +305,7 @@ fn edits_of_the_stored_rows_are_caught_by_verify_alone() {
         PLAIN,
         &["FAILED acme: checkpoint at size 10: the checkpoint recorded in _system"],
     );
-    f.viewer_agrees("middle checkpoint", middle.path(), f.keys.path(), true);
+    viewer_agrees("middle checkpoint", middle.path(), f.keys.path(), true);
 
     let erased = f.tampered(
         "UPDATE entries SET payload = NULL, salt = NULL, ip = NULL WHERE tenant = 'acme' AND seq = 4;",
@@ -318,7 +316,7 @@ fn edits_of_the_stored_rows_are_caught_by_verify_alone() {
         PLAIN,
         &["FAILED acme: seq 4: payload and salt are gone"],
     );
-    f.viewer_agrees("payload", erased.path(), f.keys.path(), true);
+    viewer_agrees("payload", erased.path(), f.keys.path(), true);
 
     for (column, sql) in [
         (
@@ -339,7 +337,7 @@ fn edits_of_the_stored_rows_are_caught_by_verify_alone() {
                 "FAILED acme: seq 6: the stored column(s) {column} differ"
             )],
         );
-        f.viewer_agrees(column, edited.path(), f.keys.path(), true);
+        viewer_agrees(column, edited.path(), f.keys.path(), true);
     }
 }
 
@@ -372,7 +370,7 @@ fn rewrites_that_a_restarted_server_re_signs_are_caught_by_cross_references_or_o
         PLAIN,
         &["FAILED acme:", "_system"],
     );
-    f.viewer_agrees("forged", forged.path(), f.keys.path(), true);
+    viewer_agrees("forged", forged.path(), f.keys.path(), true);
 
     // The whole data dir rolled back to an older copy, then new appends:
     // consistent in itself; only checkpoints kept outside can tell.
@@ -393,7 +391,7 @@ fn rewrites_that_a_restarted_server_re_signs_are_caught_by_cross_references_or_o
             "the log has 13",
         ],
     );
-    f.viewer_agrees("rollback", rolled.path(), f.keys.path(), false);
+    viewer_agrees("rollback", rolled.path(), f.keys.path(), false);
 
     // The whole trail replaced by one signed with another key (the
     // operator holds the database, not the signing key): consistent in
@@ -419,7 +417,7 @@ fn rewrites_that_a_restarted_server_re_signs_are_caught_by_cross_references_or_o
             "the stored note does not verify",
         ],
     );
-    f.viewer_agrees("replaced", replaced.path(), other_keys.path(), false);
+    viewer_agrees("replaced", replaced.path(), other_keys.path(), false);
 }
 
 #[test]
