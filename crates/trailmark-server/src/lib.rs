@@ -53,6 +53,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/v1/stats", get(reports::stats::<S>))
         .route("/v1/export", get(reports::export::<S>))
         .route("/v1/checkpoint", get(proofs::checkpoint::<S>))
+        .route("/v1/signing-keys", get(proofs::signing_keys::<S>))
         .route("/log/{tenant}/checkpoint", get(tiles::checkpoint::<S>))
         .route("/log/{tenant}/tile/{*path}", get(tiles::tile::<S>))
         .route("/v1/checkpoints", get(proofs::checkpoints::<S>))

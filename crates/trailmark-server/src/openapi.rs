@@ -102,6 +102,8 @@ pub fn document() -> Value {
     paths.insert("/v1/export".into(), json!({"get": op("Stream every matching event (audited)", "read", export_params, ("200", "text/csv or application/x-ndjson, streamed"))}));
     paths.insert("/v1/checkpoint".into(), json!({"get": op("Latest signed checkpoint (C2SP tlog-checkpoint) with its witness cosignatures", "read", tenant_only(), ("200", "text/plain signed note"))}));
     paths.insert("/v1/checkpoints".into(), json!({"get": op("Every signed checkpoint of a tenant, each with its cosignatures", "read", tenant_only(), ("200", "{\"checkpoints\":[{\"size\",\"note\"}]}"))}));
+    paths.insert("/v1/signing-keys".into(), json!({"get": op("The public keys that sign this trail, oldest first, each later one with its transition statement", "read", vec![],
+        ("200", "{\"keys\":[{\"ordinal\",\"public_key\",\"origin_prefix\",\"added_at\",\"transition\"}]}"))}));
     paths.insert(
         "/log/{tenant}/checkpoint".into(),
         json!({"get": op("C2SP tlog-tiles: the latest cosigned checkpoint", "read",

@@ -114,6 +114,33 @@ pub async fn checkpoints<S: Store>(
     ))
 }
 
+/// `GET /v1/signing-keys`: the public keys that sign this trail, oldest
+/// first, each later one with its transition statement (signed by the key
+/// before it).
+pub async fn signing_keys<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("read")?;
+    let keys: Vec<Value> = app
+        .store
+        .signing_keys()
+        .await?
+        .iter()
+        .map(|k| {
+            json!({
+                "ordinal": k.ordinal,
+                "public_key": BASE64.encode(k.public_key),
+                "origin_prefix": k.origin_prefix,
+                "added_at": k.added_at.to_string(),
+                "transition": k.transition,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "keys": keys })))
+}
+
 pub async fn verifier_key<S: Store>(
     State(app): State<Arc<App<S>>>,
     headers: HeaderMap,

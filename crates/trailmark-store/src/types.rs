@@ -281,6 +281,17 @@ pub struct SigningKeyRecord {
     pub transition: Option<String>,
 }
 
+impl SigningKeyRecord {
+    /// What the verifier needs of it (`trailmark_verify::KeyHistory`).
+    pub fn view(&self) -> trailmark_verify::KeyRecordView {
+        trailmark_verify::KeyRecordView {
+            public_key: self.public_key,
+            origin_prefix: self.origin_prefix.clone(),
+            transition: self.transition.clone(),
+        }
+    }
+}
+
 /// Counts over a set of entries (see [`crate::Store::stats`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {

@@ -12,6 +12,7 @@
 
 mod failure;
 mod follow;
+mod keys;
 mod receipt;
 mod reference;
 mod tenant;
@@ -20,6 +21,7 @@ pub mod witness;
 
 pub use failure::{Failure, Report, Summary, Where};
 pub use follow::{Divergence, follow};
+pub use keys::{KeyHistory, KeyRecordView, ScopedKey, Transition, system_key_name};
 pub use receipt::{ReceiptFacts, verify_receipt};
 pub use reference::{CHECKPOINT_ACTION, CHECKPOINT_RESOURCE, CheckpointReference};
 pub use tenant::{Entry, Policy, TenantVerifier};

@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 use trailmark_core::{Envelope, IndexedColumns, Salt, TenantId, Timestamp};
 use trailmark_log::{
-    CompactRange, CosignatureKey, Hash, Note, SignedCheckpoint, TreeSize, VerifierKey, leaf_hash,
-    verify_consistency,
+    Checkpoint, CompactRange, CosignatureKey, Hash, Note, SignedCheckpoint, TreeSize, VerifierKey,
+    leaf_hash, verify_consistency,
 };
 
+use crate::ScopedKey;
 use crate::reference::CheckpointReference;
 use crate::{Failure, Report, Summary, Where};
 
@@ -58,7 +59,7 @@ struct Expected {
 #[derive(Debug)]
 pub struct TenantVerifier {
     tenant: TenantId,
-    keys: Vec<VerifierKey>,
+    keys: Vec<ScopedKey>,
     expected: BTreeMap<u64, Vec<Expected>>,
     stored_checkpoints: usize,
     pinned: usize,
@@ -95,6 +96,12 @@ impl TenantVerifier {
     /// A verifier for `tenant`'s log, trusting checkpoints signed by any of
     /// `keys` (named `<origin prefix>/<tenant>`).
     pub fn new(tenant: TenantId, keys: Vec<VerifierKey>) -> Self {
+        Self::with_keys(tenant, keys.into_iter().map(ScopedKey::always).collect())
+    }
+
+    /// A verifier whose keys each sign only a range of sizes (a trail whose
+    /// signing key was rotated: see [`crate::KeyHistory`]).
+    pub fn with_keys(tenant: TenantId, keys: Vec<ScopedKey>) -> Self {
         Self {
             tenant,
             keys,
@@ -172,12 +179,25 @@ impl TenantVerifier {
     }
 
     fn open(&self, note: &str) -> Result<SignedCheckpoint, String> {
+        let size = Note::parse(note.as_bytes())
+            .ok()
+            .and_then(|n| Checkpoint::parse_text(n.text()).ok())
+            .map(|c| c.size().get());
         let mut last = String::from("no verifier key for this tenant");
-        for key in &self.keys {
-            match SignedCheckpoint::open(note.as_bytes(), key) {
+        let mut tried = false;
+        for scoped in &self.keys {
+            if size.is_some_and(|s| !scoped.covers(s)) {
+                continue;
+            }
+            tried = true;
+            match SignedCheckpoint::open(note.as_bytes(), &scoped.key) {
                 Ok(cp) => return Ok(cp),
                 Err(e) => last = e.to_string(),
             }
+        }
+        if !tried && !self.keys.is_empty() {
+            last = "no key of the trail signs checkpoints of this size (see the key transitions)"
+                .into();
         }
         Err(last)
     }

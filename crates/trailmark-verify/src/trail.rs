@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 
 use trailmark_core::TenantId;
-use trailmark_log::VerifierKey;
 
-use crate::{CheckpointReference, Failure, Policy, Report, TenantVerifier, Where};
+use crate::{CheckpointReference, Failure, Policy, Report, ScopedKey, TenantVerifier, Where};
 
 /// Verifies several tenants of one trail.
 #[derive(Debug, Default)]
@@ -33,8 +32,8 @@ impl Trail {
 
     /// A verifier for one tenant, already holding what `_system` recorded
     /// of it (when `_system` was verified before).
-    pub fn tenant(&self, tenant: TenantId, keys: Vec<VerifierKey>) -> TenantVerifier {
-        let mut v = TenantVerifier::new(tenant, keys);
+    pub fn tenant(&self, tenant: TenantId, keys: Vec<ScopedKey>) -> TenantVerifier {
+        let mut v = TenantVerifier::with_keys(tenant, keys);
         if let Some(refs) = self.references.get(v.tenant()) {
             for r in refs {
                 let source = format!("the checkpoint recorded in _system seq {}", r.system_seq);

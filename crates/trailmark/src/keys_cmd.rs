@@ -58,6 +58,29 @@ enum KeysCommand {
     ///
     /// Example: trailmark keys revoke key_3f2a9c01d4e5
     Revoke { id: String },
+    /// Hand checkpoint signing to a new key (every server stopped): the
+    /// old key signs final checkpoints and a transition statement that
+    /// verifiers follow. Then start the servers with the new key.
+    ///
+    /// Example: trailmark keys rotate-signing --data-dir ./trailmark-data --signing-key /etc/trailmark/old.seed --new-signing-key /etc/trailmark/new.seed
+    RotateSigning {
+        /// The key the trail is signed with now [default: <data-dir>/signing.seed].
+        #[arg(long)]
+        signing_key: Option<PathBuf>,
+        /// Where the new key is (created, mode 0600, if missing).
+        #[arg(long)]
+        new_signing_key: PathBuf,
+        /// A PostgreSQL ledger instead of the data dir's embedded store.
+        #[arg(long, hide_env_values = true)]
+        database: Option<String>,
+        /// The origin prefix the trail is signed with.
+        #[arg(
+            long,
+            env = "TRAILMARK_ORIGIN_PREFIX",
+            default_value = "trailmark.local"
+        )]
+        origin_prefix: String,
+    },
 }
 
 pub fn admin_key(key: Option<String>, data_dir: &std::path::Path) -> anyhow::Result<String> {
@@ -72,6 +95,21 @@ pub fn admin_key(key: Option<String>, data_dir: &std::path::Path) -> anyhow::Res
 
 #[allow(clippy::print_stdout)] // the command's output
 pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
+    if let KeysCommand::RotateSigning {
+        signing_key,
+        new_signing_key,
+        database,
+        origin_prefix,
+    } = args.command
+    {
+        return crate::rotate_cmd::run(&crate::rotate_cmd::Rotation {
+            data_dir: args.data_dir,
+            database,
+            old_key: signing_key,
+            new_key: new_signing_key,
+            origin_prefix,
+        });
+    }
     let http = Http::new(&args.url, &admin_key(args.key, &args.data_dir)?);
     match args.command {
         KeysCommand::Create {
@@ -112,6 +150,7 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        KeysCommand::RotateSigning { .. } => unreachable!("handled above"),
         KeysCommand::Revoke { id } => {
             if !id.starts_with("key_") {
                 bail!(

@@ -8,6 +8,7 @@ mod datadir;
 mod keys_cmd;
 mod migrate_cmd;
 mod reports_cmd;
+mod rotate_cmd;
 mod serve;
 mod source;
 mod verify;

@@ -10,6 +10,7 @@ use trailmark_log::{Hash, KeyName, Plan, SigningKey, TreeSize, VerifierKey};
 use trailmark_store::Store;
 use trailmark_store_postgres::PgStore;
 use trailmark_store_sqlite::SqliteStore;
+use trailmark_verify::KeyRecordView;
 
 /// One entry as stored.
 #[derive(Debug)]
@@ -41,6 +42,9 @@ pub trait Source {
     fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<StoredNote>>;
     /// The keys the source says sign this tenant's checkpoints.
     fn verifier_keys(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<VerifierKey>>;
+    /// The trail's recorded signing keys and their transitions, oldest
+    /// first, when the source shows them.
+    fn key_history(&mut self) -> anyhow::Result<Option<Vec<KeyRecordView>>>;
     fn consistency(
         &mut self,
         tenant: &TenantId,
@@ -54,9 +58,16 @@ pub trait Source {
 pub struct Offline<S> {
     runtime: tokio::runtime::Runtime,
     store: S,
-    /// The public keys the database records (or, for a data dir older than
-    /// that record, the one derived from its seed file).
-    keys: Vec<([u8; 32], String)>,
+    /// The signing keys the database records, with their transitions (or,
+    /// for a data dir older than that record, the one from its seed file).
+    keys: Vec<KeyRecordView>,
+}
+
+fn views(records: &[trailmark_store::SigningKeyRecord]) -> Vec<KeyRecordView> {
+    records
+        .iter()
+        .map(trailmark_store::SigningKeyRecord::view)
+        .collect()
 }
 
 impl Offline<PgStore> {
@@ -67,12 +78,11 @@ impl Offline<PgStore> {
             .enable_all()
             .build()?;
         let store = PgStore::new_read_only(url, 2)?;
-        let keys = runtime
-            .block_on(store.signing_keys())
-            .context("reading the ledger's signing keys (--database)")?
-            .into_iter()
-            .map(|k| (k.public_key, k.origin_prefix))
-            .collect();
+        let keys = views(
+            &runtime
+                .block_on(store.signing_keys())
+                .context("reading the ledger's signing keys (--database)")?,
+        );
         Ok(Self {
             runtime,
             store,
@@ -96,16 +106,16 @@ impl Offline<SqliteStore> {
             .enable_all()
             .build()?;
         let store = SqliteStore::open_read_only(&db)?;
-        let mut keys: Vec<([u8; 32], String)> = runtime
-            .block_on(store.signing_keys())?
-            .into_iter()
-            .map(|k| (k.public_key, k.origin_prefix))
-            .collect();
+        let mut keys = views(&runtime.block_on(store.signing_keys())?);
         if keys.is_empty() && dir.join(crate::datadir::SEED_FILE).exists() {
             let seed = crate::datadir::signing_seed(dir, false)?;
             let name = KeyName::new(format!("{origin_prefix}/x"))?;
             let public = SigningKey::from_seed(name, &seed).verifier().public_key();
-            keys.push((public, origin_prefix.to_owned()));
+            keys.push(KeyRecordView {
+                public_key: public,
+                origin_prefix: origin_prefix.to_owned(),
+                transition: None,
+            });
         }
         Ok(Self {
             runtime,
@@ -156,12 +166,16 @@ impl<S: Store> Source for Offline<S> {
             .collect())
     }
 
+    fn key_history(&mut self) -> anyhow::Result<Option<Vec<KeyRecordView>>> {
+        Ok(Some(self.keys.clone()))
+    }
+
     fn verifier_keys(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<VerifierKey>> {
         self.keys
             .iter()
-            .map(|(public, prefix)| {
-                let name = KeyName::new(format!("{prefix}/{tenant}"))?;
-                Ok(VerifierKey::from_public(name, public)?)
+            .map(|k| {
+                let name = KeyName::new(format!("{}/{tenant}", k.origin_prefix))?;
+                Ok(VerifierKey::from_public(name, &k.public_key)?)
             })
             .collect()
     }
@@ -410,6 +424,29 @@ impl Source for Remote {
             .http
             .get_text("/v1/verifier-key", &[("tenant", tenant.to_string())])?;
         Ok(vec![VerifierKey::parse(text.trim())?])
+    }
+
+    fn key_history(&mut self) -> anyhow::Result<Option<Vec<KeyRecordView>>> {
+        let Ok(body) = self.http.get_json("/v1/signing-keys", &[]) else {
+            return Ok(None);
+        };
+        let records = body["keys"]
+            .as_array()
+            .context("/v1/signing-keys: no keys array")?
+            .iter()
+            .map(|k| {
+                let public = Hash::from_base64(k["public_key"].as_str().context("public_key")?)?;
+                Ok(KeyRecordView {
+                    public_key: *public.as_bytes(),
+                    origin_prefix: k["origin_prefix"]
+                        .as_str()
+                        .context("origin_prefix")?
+                        .to_owned(),
+                    transition: k["transition"].as_str().map(str::to_owned),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Some(records))
     }
 
     fn consistency(

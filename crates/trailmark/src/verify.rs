@@ -15,7 +15,9 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use trailmark_core::{TenantId, Timestamp};
 use trailmark_log::{Checkpoint, CosignatureKey, Note, VerifierKey};
-use trailmark_verify::{Entry, Policy, Report, TenantVerifier, Trail, verify_receipt};
+use trailmark_verify::{
+    Entry, KeyHistory, Policy, Report, ScopedKey, TenantVerifier, Trail, verify_receipt,
+};
 
 use crate::source::{Offline, Remote, Source};
 
@@ -159,21 +161,39 @@ fn save_state(path: &Path, state: &BTreeMap<String, String>) -> anyhow::Result<(
     Ok(())
 }
 
-/// The keys to trust for a tenant: the pinned ones, else the source's.
+/// The keys to trust for a tenant, each with the sizes it may sign. With
+/// pinned keys: the recorded key history only when it starts from a pinned
+/// key (its transitions are then checked back to it), else the pinned keys
+/// alone. Without: the recorded history, else the key the source names.
 fn keys_for(
     source: &mut dyn Source,
+    history: Option<&KeyHistory>,
     pinned: &[VerifierKey],
     tenant: &TenantId,
     prefix: &str,
-) -> anyhow::Result<Vec<VerifierKey>> {
+) -> anyhow::Result<Vec<ScopedKey>> {
+    let from_history = |h: &KeyHistory| h.keys_for(tenant.as_str()).map_err(|e| anyhow::anyhow!(e));
     if pinned.is_empty() {
-        return source.verifier_keys(tenant);
+        return match history {
+            Some(h) => from_history(h),
+            None => Ok(source
+                .verifier_keys(tenant)?
+                .into_iter()
+                .map(ScopedKey::always)
+                .collect()),
+        };
+    }
+    if let Some(h) = history
+        && pinned.iter().any(|k| h.starts_with(&k.public_key()))
+    {
+        return from_history(h);
     }
     let name = format!("{prefix}/{tenant}");
     Ok(pinned
         .iter()
         .filter(|k| k.name().as_str() == name)
         .cloned()
+        .map(ScopedKey::always)
         .collect())
 }
 
@@ -415,13 +435,26 @@ pub fn check(
             bail!("tenant {only} has no entries here");
         }
     }
+    let history = match source.key_history()? {
+        Some(records) if !records.is_empty() => Some(
+            KeyHistory::new(&records)
+                .map_err(|e| anyhow::anyhow!("the trail's signing-key history: {e}"))?,
+        ),
+        _ => None,
+    };
     let mut trail = Trail::new(policy);
     let mut verdict = Verdict {
         reports: Vec::new(),
         newest: BTreeMap::new(),
     };
     for tenant in &Trail::order(names) {
-        let keys = keys_for(source, &evidence.keys, tenant, &evidence.origin_prefix)?;
+        let keys = keys_for(
+            source,
+            history.as_ref(),
+            &evidence.keys,
+            tenant,
+            &evidence.origin_prefix,
+        )?;
         let mut tv = trail.tenant(tenant.clone(), keys);
         if evidence.witnesses_required > 0 {
             tv.require_witnesses(evidence.witnesses.clone(), evidence.witnesses_required);

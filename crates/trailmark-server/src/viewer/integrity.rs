@@ -16,9 +16,8 @@ use axum::http::HeaderMap;
 use axum::response::Html;
 use serde_json::{Map, Value, json};
 use trailmark_core::{TenantId, Timestamp};
-use trailmark_log::{KeyName, VerifierKey};
-use trailmark_store::Store;
-use trailmark_verify::{Entry, Policy, Report, Trail};
+use trailmark_store::{SigningKeyRecord, Store};
+use trailmark_verify::{Entry, KeyHistory, Policy, Report, ScopedKey, Trail};
 
 use super::{PageError, Viewer, esc, layout};
 use crate::app::{now, random_bytes};
@@ -57,25 +56,20 @@ fn scope_key(tenants: &[TenantId]) -> String {
     }
 }
 
-/// The verifier keys the store records for `tenant`.
+/// The keys that sign `tenant`'s checkpoints, from the key history the
+/// store records (transitions checked).
 async fn keys_of<S: Store>(
     viewer: &Viewer<S>,
     tenant: &TenantId,
-) -> Result<Vec<VerifierKey>, String> {
+) -> Result<Vec<ScopedKey>, String> {
     let records = viewer
         .app
         .store
         .signing_keys()
         .await
         .map_err(|e| e.to_string())?;
-    records
-        .iter()
-        .map(|r| {
-            let name =
-                KeyName::new(format!("{}/{tenant}", r.origin_prefix)).map_err(|e| e.to_string())?;
-            VerifierKey::from_public(name, &r.public_key).map_err(|e| e.to_string())
-        })
-        .collect()
+    let views: Vec<_> = records.iter().map(SigningKeyRecord::view).collect();
+    KeyHistory::new(&views)?.keys_for(tenant.as_str())
 }
 
 /// Pushes one tenant into the one verifier (`trailmark-verify`), exactly

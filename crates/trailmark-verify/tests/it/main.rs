@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod follow;
+mod keys;
 mod receipts;
 mod witness;
 

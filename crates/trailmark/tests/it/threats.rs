@@ -459,3 +459,111 @@ fn a_server_with_another_key_refuses_the_trail_and_a_readable_key_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_rotated_signing_key_is_followed_by_verify_from_the_first_key() {
+    let data = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let old = key_file(keys.path());
+    let new = keys.path().join("new.seed");
+    let mut server = start(data.path(), keys.path());
+    for n in 0..10 {
+        post(&server, "acme", n, &format!("user-{n}"));
+    }
+    server.wait_checkpoint("acme", 10);
+    let pinned: Vec<String> = ["acme", "_system"]
+        .iter()
+        .map(|t| {
+            let (_, body) = server.get(&format!("/v1/verifier-key?tenant={t}"), &server.admin);
+            body.as_str().unwrap().trim().to_owned()
+        })
+        .collect();
+    server.stop();
+
+    let out = cli(&[
+        "keys",
+        "rotate-signing",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--signing-key",
+        old.to_str().unwrap(),
+        "--new-signing-key",
+        new.to_str().unwrap(),
+    ]);
+    let statement = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        statement.starts_with("trailmark key transition v1\nprefix trailmark.local\nnew "),
+        "{statement}"
+    );
+    assert!(statement.contains("\ntenant acme 10\n"), "{statement}");
+
+    // The old key no longer starts a server; the new one does, and signs.
+    let refused = std::process::Command::new(crate::BIN)
+        .args(["serve", "--data-dir", data.path().to_str().unwrap()])
+        .args([
+            "--signing-key",
+            old.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let mut server = Server::start_with(data.path(), &["--signing-key", new.to_str().unwrap()]);
+    for n in 10..15 {
+        post(&server, "acme", n, &format!("user-{n}"));
+    }
+    let latest = server.wait_checkpoint("acme", 15);
+    let (_, new_vkey) = server.get("/v1/verifier-key?tenant=acme", &server.admin);
+    assert_ne!(
+        new_vkey.as_str().unwrap().trim(),
+        pinned[0],
+        "the tenant's key changed"
+    );
+    assert!(!latest.is_empty());
+    server.stop();
+
+    // verify follows the transition, also when told to trust only the first key.
+    let dir = data.path().to_str().unwrap();
+    let out = cli(&["verify", "--data-dir", dir]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = cli(&[
+        "verify",
+        "--data-dir",
+        dir,
+        "--verifier-key",
+        &pinned[0],
+        "--verifier-key",
+        &pinned[1],
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // A transition statement not signed by the old key breaks the chain.
+    let forged = copy_dir(data.path());
+    let conn = Connection::open(forged.path().join("trailmark.db")).unwrap();
+    conn.execute(
+        "UPDATE signing_keys SET transition = replace(transition, 'tenant acme 10', 'tenant acme 3') WHERE ordinal = 1",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = cli(&["verify", "--data-dir", forged.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("is not signed by the key before it"),
+        "{stderr}"
+    );
+}
