@@ -115,7 +115,8 @@ impl PgStore {
             .map_err(|e| StoreError::backend("building the connection pool", e))?;
         Ok(Self {
             pool,
-            migrated: OnceCell::new(),
+            // Evidence is read as it is: never migrated.
+            migrated: OnceCell::new_with(Some(())),
             committer: OnceCell::new(),
         })
     }

@@ -304,6 +304,17 @@ impl PgDb {
     pub(crate) fn sql(&self, sql: &str) {
         self.sql_in(&self.name, sql);
     }
+
+    /// A copy of this database (nothing may be connected to it).
+    pub(crate) fn copy_as(&self, prefix: &str) -> Self {
+        let copy = Self::new(prefix);
+        copy.sql_in("postgres", &format!("DROP DATABASE {}", copy.name));
+        copy.sql_in(
+            "postgres",
+            &format!("CREATE DATABASE {} TEMPLATE {}", copy.name, self.name),
+        );
+        copy
+    }
 }
 
 impl Drop for PgDb {

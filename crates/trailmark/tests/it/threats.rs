@@ -1,9 +1,10 @@
-//! The tamper matrix of docs/THREATS.md, on the embedded store: a hostile
-//! operator edits a copy of the data dir; for each edit, which detectors
-//! catch it is asserted exactly, and the failure names what changed.
+//! The tamper matrix of docs/THREATS.md, on both ledgers (the embedded
+//! store and PostgreSQL): a hostile operator edits a copy of the trail; for
+//! each edit, which detectors catch it is asserted exactly, and the failure
+//! names what changed.
 //!
 //! Detectors (each includes the ones before it):
-//! - plain: `verify --data-dir` with nothing else;
+//! - plain: `verify --data-dir` (or `--database`) with nothing else;
 //! - key: plus `--verifier-key` for every tenant, kept apart from the data;
 //! - trust: plus `--trust` of acme's checkpoint saved at size 20;
 //! - state: plus `--state` from a monitor run on the genuine trail.
@@ -14,15 +15,68 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use serde_json::json;
 
-use crate::{Server, cli, copy_dir, event, wait_for};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::{PgDb, Server, cli, copy_dir, event, wait_for};
 
 /// One hostile edit's verdicts: (plain, key, trust, state), true = caught.
 type Caught = [bool; 4];
 
+/// Where a trail lives: a data dir and, for PostgreSQL, its database.
+struct Trail {
+    dir: tempfile::TempDir,
+    db: Option<PgDb>,
+}
+
+static COPIES: AtomicUsize = AtomicUsize::new(0);
+
+impl Trail {
+    fn new(postgres: bool) -> Self {
+        let n = COPIES.fetch_add(1, Ordering::Relaxed);
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            db: postgres.then(|| PgDb::new(&format!("tm_threats_{n}"))),
+        }
+    }
+
+    /// The arguments that point `verify` at it.
+    fn source(&self) -> Vec<String> {
+        match &self.db {
+            Some(db) => vec!["--database".into(), db.source()],
+            None => vec![
+                "--data-dir".into(),
+                self.dir.path().to_str().unwrap().into(),
+            ],
+        }
+    }
+
+    /// A copy, as a backup (or an attacker) takes it of a stopped trail.
+    fn copy(&self) -> Self {
+        let n = COPIES.fetch_add(1, Ordering::Relaxed);
+        Self {
+            dir: copy_dir(self.dir.path()),
+            db: self
+                .db
+                .as_ref()
+                .map(|db| db.copy_as(&format!("tm_threats_{n}"))),
+        }
+    }
+
+    /// Runs the edit of this ledger's kind.
+    fn tamper(&self, sqlite: &str, postgres: &str) {
+        if let Some(db) = &self.db {
+            db.sql(postgres);
+        } else {
+            let conn = Connection::open(self.dir.path().join("trailmark.db")).unwrap();
+            conn.execute_batch(sqlite).unwrap();
+        }
+    }
+}
+
 struct Fixture {
-    data: tempfile::TempDir,
+    data: Trail,
     /// acme at 10 entries (globex complete), taken before the last 10.
-    early: tempfile::TempDir,
+    early: Trail,
     keys: tempfile::TempDir,
     vkeys: Vec<String>,
     trust: PathBuf,
@@ -62,14 +116,20 @@ fn wait_reference(server: &Server, tenant: &str, size: u64) {
     );
 }
 
-fn start(data: &Path, keys: &Path) -> Server {
-    Server::start_with(data, &["--signing-key", key_file(keys).to_str().unwrap()])
+fn start(trail: &Trail, keys: &Path) -> Server {
+    let key = key_file(keys);
+    let mut args = vec!["--signing-key", key.to_str().unwrap()];
+    let url = trail.db.as_ref().map(PgDb::source);
+    if let Some(url) = &url {
+        args.extend(["--database", url]);
+    }
+    Server::start_with(trail.dir.path(), &args)
 }
 
-fn fixture() -> Fixture {
-    let data = tempfile::tempdir().unwrap();
+fn fixture(postgres: bool) -> Fixture {
+    let data = Trail::new(postgres);
     let keys = tempfile::tempdir().unwrap();
-    let mut server = start(data.path(), keys.path());
+    let mut server = start(&data, keys.path());
     for n in 0..10 {
         post(&server, "acme", n, &format!("user-{n}"));
     }
@@ -81,9 +141,9 @@ fn fixture() -> Fixture {
     wait_reference(&server, "acme", 10);
     wait_reference(&server, "globex", 5);
     server.stop();
-    let early = copy_dir(data.path());
+    let early = data.copy();
 
-    let mut server = start(data.path(), keys.path());
+    let mut server = start(&data, keys.path());
     for n in 10..20 {
         post(&server, "acme", n, &format!("user-{n}"));
     }
@@ -101,17 +161,15 @@ fn fixture() -> Fixture {
     server.stop();
 
     let state = keys.path().join("monitor.json");
-    let out = cli(&[
-        "verify",
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--state",
-        state.to_str().unwrap(),
-    ]);
+    let mut args = vec!["verify".to_owned()];
+    args.extend(data.source());
+    args.extend(["--state".into(), state.to_str().unwrap().into()]);
+    let out = cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
         out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
     Fixture {
         data,
@@ -124,10 +182,10 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    /// Runs every detector on `dir`: (caught?, report) each.
-    fn detect(&self, dir: &Path) -> (Caught, Vec<String>) {
-        let dir = dir.to_str().unwrap();
-        let mut args: Vec<String> = vec!["verify".into(), "--data-dir".into(), dir.into()];
+    /// Runs every detector on a trail: (caught?, report) each.
+    fn detect(&self, trail: &Trail) -> (Caught, Vec<String>) {
+        let mut args: Vec<String> = vec!["verify".into()];
+        args.extend(trail.source());
         let mut caught = [false; 4];
         let mut reports = Vec::new();
         for (i, caught) in caught.iter_mut().enumerate() {
@@ -160,19 +218,18 @@ impl Fixture {
         (caught, reports)
     }
 
-    fn tampered(&self, sql: &str) -> tempfile::TempDir {
-        let copy = copy_dir(self.data.path());
-        let conn = Connection::open(copy.path().join("trailmark.db")).unwrap();
-        conn.execute_batch(sql).unwrap();
-        drop(conn);
+    /// A copy of the genuine trail with one edit (SQLite's or PostgreSQL's).
+    fn tampered(&self, sqlite: &str, postgres: &str) -> Trail {
+        let copy = self.data.copy();
+        copy.tamper(sqlite, postgres);
         copy
     }
 }
 
 /// Runs the web viewer's verification (sign in, "Verify now", poll) on a
-/// server started over `dir` with the signing key in `keys`.
-fn viewer_verdict(dir: &Path, keys: &Path) -> (bool, String) {
-    let mut server = start(dir, keys);
+/// server started over `trail` with the signing key in `keys`.
+fn viewer_verdict(trail: &Trail, keys: &Path) -> (bool, String) {
+    let mut server = start(trail, keys);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -222,10 +279,12 @@ fn viewer_verdict(dir: &Path, keys: &Path) -> (bool, String) {
 }
 
 /// The viewer's integrity page and `trailmark verify` (no extra input)
-/// give the same verdict on `dir`, and it is `caught`.
-fn viewer_agrees(what: &str, dir: &Path, keys: &Path, caught: bool) {
-    let (ok, message) = viewer_verdict(dir, keys);
-    let out = cli(&["verify", "--data-dir", dir.to_str().unwrap()]);
+/// give the same verdict on `trail`, and it is `caught`.
+fn viewer_agrees(what: &str, trail: &Trail, keys: &Path, caught: bool) {
+    let (ok, message) = viewer_verdict(trail, keys);
+    let mut args = vec!["verify".to_owned()];
+    args.extend(trail.source());
+    let out = cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(
         (ok, out.status.success()),
@@ -256,94 +315,114 @@ fn assert_caught(
     }
 }
 
-#[test]
-fn edits_of_the_stored_rows_are_caught_by_verify_alone() {
-    let f = fixture();
-    let untouched = f.detect(f.data.path());
+/// Edits of stored rows that `verify` catches with nothing else.
+fn stored_row_edits(postgres: bool) {
+    let f = fixture(postgres);
+    let untouched = f.detect(&f.data);
     assert_eq!(untouched.0, [false; 4], "{:#?}", untouched.1);
-    let genuine = copy_dir(f.data.path());
-    viewer_agrees("untouched", genuine.path(), f.keys.path(), false);
-    // Verification wrote nothing: the data dir's files are as they were.
-    let before = std::fs::read(f.data.path().join("trailmark.db")).unwrap();
-    f.detect(f.data.path());
-    assert_eq!(
-        before,
-        std::fs::read(f.data.path().join("trailmark.db")).unwrap()
-    );
+    viewer_agrees("untouched", &f.data.copy(), f.keys.path(), false);
+    if !postgres {
+        // Verification wrote nothing: the data dir's files are as they were.
+        let db = f.data.dir.path().join("trailmark.db");
+        let before = std::fs::read(&db).unwrap();
+        f.detect(&f.data);
+        assert_eq!(before, std::fs::read(&db).unwrap());
+    }
 
     let tail = f.tampered(
         "DELETE FROM entries WHERE tenant = 'acme' AND seq >= 15;
          DELETE FROM checkpoints WHERE tenant = 'acme' AND size > 15;
          UPDATE tenants SET size = 15 WHERE name = 'acme';",
+        "DELETE FROM trailmark_ledger.entries WHERE tenant = 'acme' AND seq >= 15;
+         DELETE FROM trailmark_ledger.checkpoints WHERE tenant = 'acme' AND size > 15;
+         UPDATE trailmark_ledger.tenants SET size = 15 WHERE name = 'acme';",
     );
     assert_caught(
         "newest entries deleted with their checkpoints",
-        &f.detect(tail.path()),
+        &f.detect(&tail),
         PLAIN,
         &["FAILED acme: seq", "recorded in _system", "the log has 15"],
     );
-    viewer_agrees("tail", tail.path(), f.keys.path(), true);
+    viewer_agrees("tail", &tail, f.keys.path(), true);
 
     let tenant = f.tampered(
         "DELETE FROM entries WHERE tenant = 'globex';
          DELETE FROM checkpoints WHERE tenant = 'globex';
          DELETE FROM node_strips WHERE tenant = 'globex';
          DELETE FROM tenants WHERE name = 'globex';",
+        "DELETE FROM trailmark_ledger.entries WHERE tenant = 'globex';
+         DELETE FROM trailmark_ledger.checkpoints WHERE tenant = 'globex';
+         DELETE FROM trailmark_ledger.nodes WHERE tenant = 'globex';
+         DELETE FROM trailmark_ledger.tenants WHERE name = 'globex';",
     );
     assert_caught(
         "a whole tenant deleted",
-        &f.detect(tenant.path()),
+        &f.detect(&tenant),
         PLAIN,
         &["FAILED globex: the tenant is gone"],
     );
-    viewer_agrees("tenant", tenant.path(), f.keys.path(), true);
+    viewer_agrees("tenant", &tenant, f.keys.path(), true);
 
-    let middle = f.tampered("DELETE FROM checkpoints WHERE tenant = 'acme' AND size = 10;");
+    let middle = f.tampered(
+        "DELETE FROM checkpoints WHERE tenant = 'acme' AND size = 10;",
+        "DELETE FROM trailmark_ledger.checkpoints WHERE tenant = 'acme' AND size = 10;",
+    );
     assert_caught(
         "a checkpoint in the middle deleted",
-        &f.detect(middle.path()),
+        &f.detect(&middle),
         PLAIN,
         &["FAILED acme: checkpoint at size 10: the checkpoint recorded in _system"],
     );
-    viewer_agrees("middle checkpoint", middle.path(), f.keys.path(), true);
+    viewer_agrees("middle checkpoint", &middle, f.keys.path(), true);
 
     let erased = f.tampered(
         "UPDATE entries SET payload = NULL, salt = NULL, ip = NULL WHERE tenant = 'acme' AND seq = 4;",
+        "UPDATE trailmark_ledger.entries SET payload = NULL, salt = NULL, ip = NULL, search = NULL
+         WHERE tenant = 'acme' AND seq = 4;",
     );
     assert_caught(
         "payload and salt set to NULL without an erasure",
-        &f.detect(erased.path()),
+        &f.detect(&erased),
         PLAIN,
         &["FAILED acme: seq 4: payload and salt are gone"],
     );
-    viewer_agrees("payload", erased.path(), f.keys.path(), true);
+    viewer_agrees("payload", &erased, f.keys.path(), true);
 
-    for (column, sql) in [
-        (
-            "actor_id",
-            "UPDATE entries SET actor_id = 'nobody' WHERE tenant = 'acme' AND seq = 6;",
-        ),
-        (
-            "ip",
-            "UPDATE entries SET ip = '10.0.0.66' WHERE tenant = 'acme' AND seq = 6;",
-        ),
+    for (column, set) in [
+        ("actor_id", "actor_id = 'nobody'"),
+        ("ip", "ip = '10.0.0.66'"),
     ] {
-        let edited = f.tampered(sql);
+        let edited = f.tampered(
+            &format!("UPDATE entries SET {set} WHERE tenant = 'acme' AND seq = 6;"),
+            &format!(
+                "UPDATE trailmark_ledger.entries SET {set} WHERE tenant = 'acme' AND seq = 6;"
+            ),
+        );
         assert_caught(
             &format!("the indexed column {column} edited"),
-            &f.detect(edited.path()),
+            &f.detect(&edited),
             PLAIN,
             &[&format!(
                 "FAILED acme: seq 6: the stored column(s) {column} differ"
             )],
         );
-        viewer_agrees(column, edited.path(), f.keys.path(), true);
+        viewer_agrees(column, &edited, f.keys.path(), true);
     }
 }
 
 #[test]
-fn rewrites_that_a_restarted_server_re_signs_are_caught_by_cross_references_or_outside_evidence() {
-    let f = fixture();
+fn edits_of_the_stored_rows_are_caught_by_verify_alone() {
+    stored_row_edits(false);
+}
+
+#[test]
+fn edits_of_the_postgresql_ledger_are_caught_by_verify_alone() {
+    stored_row_edits(true);
+}
+
+/// Rewrites a server re-signs, rollbacks and replacements.
+fn re_signed_rewrites(postgres: bool) {
+    let f = fixture(postgres);
     // Every checkpoint of acme deleted, its log rebuilt with one entry
     // changed, and the server restarted: it signs the forged tree afresh.
     let forged = f.tampered(
@@ -351,8 +430,12 @@ fn rewrites_that_a_restarted_server_re_signs_are_caught_by_cross_references_or_o
          DELETE FROM checkpoints WHERE tenant = 'acme';
          DELETE FROM node_strips WHERE tenant = 'acme';
          DELETE FROM tenants WHERE name = 'acme';",
+        "DELETE FROM trailmark_ledger.entries WHERE tenant = 'acme';
+         DELETE FROM trailmark_ledger.checkpoints WHERE tenant = 'acme';
+         DELETE FROM trailmark_ledger.nodes WHERE tenant = 'acme';
+         DELETE FROM trailmark_ledger.tenants WHERE name = 'acme';",
     );
-    let mut server = start(forged.path(), f.keys.path());
+    let mut server = start(&forged, f.keys.path());
     for n in 0..20 {
         let actor = if n == 7 {
             "mallory".to_owned()
@@ -366,24 +449,24 @@ fn rewrites_that_a_restarted_server_re_signs_are_caught_by_cross_references_or_o
     server.stop();
     assert_caught(
         "a forged tree re-signed after a restart",
-        &f.detect(forged.path()),
+        &f.detect(&forged),
         PLAIN,
         &["FAILED acme:", "_system"],
     );
-    viewer_agrees("forged", forged.path(), f.keys.path(), true);
+    viewer_agrees("forged", &forged, f.keys.path(), true);
 
-    // The whole data dir rolled back to an older copy, then new appends:
+    // The whole trail rolled back to an older copy, then new appends:
     // consistent in itself; only checkpoints kept outside can tell.
-    let rolled = copy_dir(f.early.path());
-    let mut server = start(rolled.path(), f.keys.path());
+    let rolled = f.early.copy();
+    let mut server = start(&rolled, f.keys.path());
     for n in 0..3 {
         post(&server, "acme", n, "after-rollback");
     }
     server.wait_checkpoint("acme", 13);
     server.stop();
     assert_caught(
-        "the data dir rolled back, then appended to",
-        &f.detect(rolled.path()),
+        "the trail rolled back, then appended to",
+        &f.detect(&rolled),
         OUTSIDE_ONLY,
         &[
             "FAILED acme: seq",
@@ -391,14 +474,14 @@ fn rewrites_that_a_restarted_server_re_signs_are_caught_by_cross_references_or_o
             "the log has 13",
         ],
     );
-    viewer_agrees("rollback", rolled.path(), f.keys.path(), false);
+    viewer_agrees("rollback", &rolled, f.keys.path(), false);
 
     // The whole trail replaced by one signed with another key (the
     // operator holds the database, not the signing key): consistent in
     // itself; the key kept apart catches it.
-    let replaced = tempfile::tempdir().unwrap();
+    let replaced = Trail::new(postgres);
     let other_keys = tempfile::tempdir().unwrap();
-    let mut server = start(replaced.path(), other_keys.path());
+    let mut server = start(&replaced, other_keys.path());
     for n in 0..20 {
         post(&server, "acme", n, &format!("user-{n}"));
     }
@@ -410,21 +493,32 @@ fn rewrites_that_a_restarted_server_re_signs_are_caught_by_cross_references_or_o
     server.stop();
     assert_caught(
         "the trail replaced by one signed with another key",
-        &f.detect(replaced.path()),
+        &f.detect(&replaced),
         [false, true, true, true],
         &[
             "FAILED acme: checkpoint at size",
             "the stored note does not verify",
         ],
     );
-    viewer_agrees("replaced", replaced.path(), other_keys.path(), false);
+    viewer_agrees("replaced", &replaced, other_keys.path(), false);
+}
+
+#[test]
+fn rewrites_that_a_restarted_server_re_signs_are_caught_by_cross_references_or_outside_evidence() {
+    re_signed_rewrites(false);
+}
+
+#[test]
+fn rewrites_of_the_postgresql_ledger_are_caught_by_cross_references_or_outside_evidence() {
+    re_signed_rewrites(true);
 }
 
 #[test]
 fn a_server_with_another_key_refuses_the_trail_and_a_readable_key_is_refused() {
-    let data = tempfile::tempdir().unwrap();
+    let trail = Trail::new(false);
+    let data = &trail.dir;
     let keys = tempfile::tempdir().unwrap();
-    let mut server = start(data.path(), keys.path());
+    let mut server = start(&trail, keys.path());
     server.stop();
     // Another seed on the same data: refused, naming the trail's key.
     let other = tempfile::tempdir().unwrap();
@@ -462,11 +556,12 @@ fn a_server_with_another_key_refuses_the_trail_and_a_readable_key_is_refused() {
 
 #[test]
 fn a_rotated_signing_key_is_followed_by_verify_from_the_first_key() {
-    let data = tempfile::tempdir().unwrap();
+    let trail = Trail::new(false);
+    let data = &trail.dir;
     let keys = tempfile::tempdir().unwrap();
     let old = key_file(keys.path());
     let new = keys.path().join("new.seed");
-    let mut server = start(data.path(), keys.path());
+    let mut server = start(&trail, keys.path());
     for n in 0..10 {
         post(&server, "acme", n, &format!("user-{n}"));
     }
