@@ -143,3 +143,80 @@ fn every_kind_of_tampering_is_caught_and_named() {
         "truncated tail: {report}"
     );
 }
+
+/// Runs `verify --data-dir` on `dir` as a user who cannot write there
+/// (`nobody`, when the tests run as root; the files are made read-only).
+fn verify_read_only(dir: &Path) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt as _;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .unwrap()
+        .stdout
+        == b"0\n";
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            crate::BIN,
+        ]);
+        c
+    } else {
+        std::process::Command::new(crate::BIN)
+    };
+    cmd.args(["verify", "--data-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
+fn snapshot(dir: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name(), std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn verify_reads_read_only_evidence_and_changes_no_byte() {
+    // A cleanly stopped server's files (no WAL), and a killed one's (WAL and
+    // its index still there).
+    let stopped = trail();
+    let killed = tempfile::tempdir().unwrap();
+    let mut server = Server::start(killed.path());
+    for i in 0..30 {
+        let e = event("acme", &format!("user-{i}"), "update");
+        assert_eq!(server.post("/v1/events", &server.admin, &e).0, 201);
+    }
+    server.wait_checkpoint("acme", 30);
+    let evidence = copy_dir(killed.path());
+    server.kill9();
+    assert!(
+        evidence.path().join("trailmark.db-wal").exists(),
+        "the live copy has its WAL"
+    );
+    for (what, dir) in [("stopped", copy_dir(stopped.path())), ("live", evidence)] {
+        let before = snapshot(dir.path());
+        let out = verify_read_only(dir.path());
+        let report = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{what}: {report}");
+        assert!(report.contains("ok     acme:"), "{what}: {report}");
+        assert_eq!(
+            before,
+            snapshot(dir.path()),
+            "{what}: verify changed the files"
+        );
+    }
+}
