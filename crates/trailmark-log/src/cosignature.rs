@@ -12,8 +12,8 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::Signer as _;
-use sha2::{Digest as _, Sha256};
 
+use crate::note::{parse_typed_vkey, typed_key_id};
 use crate::{Error, Hash, KeyName, Note, NoteSignature};
 
 /// The signature type byte of `cosignature/v1` Ed25519 keys.
@@ -22,12 +22,7 @@ const COSIGNATURE_V1: u8 = 0x04;
 pub const MAX_PROOF_LINES: usize = 63;
 
 fn cosigner_key_id(name: &KeyName, public: &ed25519_dalek::VerifyingKey) -> u32 {
-    let mut hasher = Sha256::new();
-    hasher.update(name.as_str().as_bytes());
-    hasher.update([b'\n', COSIGNATURE_V1]);
-    hasher.update(public.as_bytes());
-    let d = hasher.finalize();
-    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+    typed_key_id(name, COSIGNATURE_V1, public)
 }
 
 fn message(text: &str, timestamp: u64) -> String {
@@ -93,36 +88,7 @@ pub struct CosignatureKey {
 
 impl CosignatureKey {
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let bad = |reason| Error::VerifierKey { reason };
-        let (name, rest) = text
-            .trim_end()
-            .split_once('+')
-            .ok_or(bad("expected <name>+<key id>+<key>"))?;
-        let (id, key) = rest
-            .split_once('+')
-            .ok_or(bad("expected <name>+<key id>+<key>"))?;
-        let name = KeyName::new(name)?;
-        if id.len() != 8 {
-            return Err(bad("key id must be 8 hex digits"));
-        }
-        let id = u32::from_str_radix(id, 16).map_err(|_| bad("key id must be 8 hex digits"))?;
-        let bytes = BASE64.decode(key).map_err(|_| bad("key is not base64"))?;
-        let public: [u8; 32] = match bytes.split_first() {
-            Some((&COSIGNATURE_V1, public)) => public
-                .try_into()
-                .map_err(|_| bad("Ed25519 public key must be 32 bytes"))?,
-            Some(_) => {
-                return Err(bad(
-                    "only cosignature/v1 Ed25519 witness keys (type 0x04) are supported",
-                ));
-            }
-            None => return Err(bad("key is empty")),
-        };
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&public)
-            .map_err(|_| bad("not a valid Ed25519 public key"))?;
-        if cosigner_key_id(&name, &key) != id {
-            return Err(bad("key id does not match the name and key"));
-        }
+        let (name, id, key) = parse_typed_vkey(text, COSIGNATURE_V1)?;
         Ok(Self { name, id, key })
     }
 

@@ -58,12 +58,48 @@ impl fmt::Display for KeyName {
 
 /// `SHA-256(name || 0x0A || 0x01 || public key)[:4]`, big-endian.
 fn key_id(name: &KeyName, public: &ed25519_dalek::VerifyingKey) -> u32 {
+    typed_key_id(name, ED25519, public)
+}
+
+/// `SHA-256(name || 0x0A || type || public key)[:4]`, big-endian: the key
+/// id of a signed-note key of any signature type.
+pub(crate) fn typed_key_id(name: &KeyName, kind: u8, public: &ed25519_dalek::VerifyingKey) -> u32 {
     let mut hasher = Sha256::new();
     hasher.update(name.0.as_bytes());
-    hasher.update([b'\n', ED25519]);
+    hasher.update([b'\n', kind]);
     hasher.update(public.as_bytes());
     let digest = hasher.finalize();
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// Parses a vkey `<name>+<hex key id>+<base64(type || Ed25519 key)>` of the
+/// given signature type, checking the key id.
+pub(crate) fn parse_typed_vkey(
+    text: &str,
+    kind: u8,
+) -> Result<(KeyName, u32, ed25519_dalek::VerifyingKey), Error> {
+    let bad = |reason| Error::VerifierKey { reason };
+    let (name, id, key) =
+        split_key_string(text.trim_end()).ok_or(bad("expected <name>+<key id>+<key>"))?;
+    let name = KeyName::new(name)?;
+    if id.len() != 8 {
+        return Err(bad("key id must be 8 hex digits"));
+    }
+    let id = u32::from_str_radix(id, 16).map_err(|_| bad("key id must be 8 hex digits"))?;
+    let bytes = BASE64.decode(key).map_err(|_| bad("key is not base64"))?;
+    let public: [u8; 32] = match bytes.split_first() {
+        Some((&t, public)) if t == kind => public
+            .try_into()
+            .map_err(|_| bad("Ed25519 public key must be 32 bytes"))?,
+        Some(_) => return Err(bad("the key is of another signature type")),
+        None => return Err(bad("key is empty")),
+    };
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&public)
+        .map_err(|_| bad("not a valid Ed25519 public key"))?;
+    if typed_key_id(&name, kind, &key) != id {
+        return Err(bad("key id does not match the name and key"));
+    }
+    Ok((name, id, key))
 }
 
 /// An Ed25519 signing key with its name. `Debug` never shows the secret.
@@ -173,27 +209,7 @@ fn split_key_string(text: &str) -> Option<(&str, &str, &str)> {
 
 impl VerifierKey {
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let bad = |reason| Error::VerifierKey { reason };
-        let (name, id, key) =
-            split_key_string(text.trim_end()).ok_or(bad("expected <name>+<key id>+<key>"))?;
-        let name = KeyName::new(name)?;
-        if id.len() != 8 {
-            return Err(bad("key id must be 8 hex digits"));
-        }
-        let id = u32::from_str_radix(id, 16).map_err(|_| bad("key id must be 8 hex digits"))?;
-        let bytes = BASE64.decode(key).map_err(|_| bad("key is not base64"))?;
-        let public: [u8; 32] = match bytes.split_first() {
-            Some((&ED25519, public)) => public
-                .try_into()
-                .map_err(|_| bad("Ed25519 public key must be 32 bytes"))?,
-            Some(_) => return Err(bad("only Ed25519 keys (type 0x01) are supported")),
-            None => return Err(bad("key is empty")),
-        };
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&public)
-            .map_err(|_| bad("not a valid Ed25519 public key"))?;
-        if key_id(&name, &key) != id {
-            return Err(bad("key id does not match the name and key"));
-        }
+        let (name, id, key) = parse_typed_vkey(text, ED25519)?;
         Ok(Self { name, id, key })
     }
 

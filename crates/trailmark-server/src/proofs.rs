@@ -64,20 +64,28 @@ pub async fn checkpoint<S: Store>(
     QueryParams(p): QueryParams<ProofParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = app.read_tenant(&headers, p.tenant.as_deref()).await?;
+    Ok(text(latest_cosigned(&app, &tenant).await?))
+}
+
+/// The tenant's newest checkpoint with its witnesses' cosignatures.
+pub(crate) async fn latest_cosigned<S: Store>(
+    app: &App<S>,
+    tenant: &TenantId,
+) -> Result<String, ApiError> {
     let cp = app
         .store
-        .latest_checkpoint(&tenant)
+        .latest_checkpoint(tenant)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant} has no checkpoint yet")))?;
     let lines: Vec<String> = app
         .store
-        .cosignatures(&tenant)
+        .cosignatures(tenant)
         .await?
         .into_iter()
         .filter(|(size, _)| *size == cp.size.get())
         .map(|(_, line)| line)
         .collect();
-    Ok(text(cosigned(&cp.note, &lines)))
+    Ok(cosigned(&cp.note, &lines))
 }
 
 /// A checkpoint note with the witnesses' cosignature lines after the log's

@@ -15,7 +15,7 @@ use trailmark_store::Store;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::proofs::{cosigned, tenant_size};
+use crate::proofs::{latest_cosigned, tenant_size};
 
 /// `GET /log/{tenant}/checkpoint`: the newest checkpoint, cosigned.
 pub async fn checkpoint<S: Store>(
@@ -24,25 +24,13 @@ pub async fn checkpoint<S: Store>(
     Path(tenant): Path<String>,
 ) -> Result<Response, ApiError> {
     let tenant = app.read_tenant(&headers, Some(&tenant)).await?;
-    let cp = app
-        .store
-        .latest_checkpoint(&tenant)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant} has no checkpoint yet")))?;
-    let lines: Vec<String> = app
-        .store
-        .cosignatures(&tenant)
-        .await?
-        .into_iter()
-        .filter(|(size, _)| *size == cp.size.get())
-        .map(|(_, line)| line)
-        .collect();
+    let note = latest_cosigned(&app, &tenant).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        cosigned(&cp.note, &lines),
+        note,
     )
         .into_response())
 }

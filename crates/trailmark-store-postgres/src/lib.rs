@@ -73,35 +73,24 @@ impl PgStore {
     /// lazily; call [`PgStore::migrate`] to connect and prepare the schema
     /// up front (any other method does it on first use).
     pub fn new(url: &str, max_connections: usize) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::backend("parsing the database URL", e))?;
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(max_connections.max(1))
-            .build()
-            .map_err(|e| StoreError::backend("building the connection pool", e))?;
-        Ok(Self {
-            pool,
-            migrated: OnceCell::new(),
-            committer: OnceCell::new(),
-        })
+        Self::build(url, max_connections, false)
     }
 
     /// A pool whose every session is read-only (`default_transaction_read_only`),
-    /// for verifying a ledger as evidence: nothing can be written through it.
+    /// for verifying a ledger as evidence: nothing can be written through it,
+    /// and it is never migrated.
     pub fn new_read_only(url: &str, max_connections: usize) -> Result<Self, StoreError> {
+        Self::build(url, max_connections, true)
+    }
+
+    fn build(url: &str, max_connections: usize, read_only: bool) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::backend("parsing the database URL", e))?;
-        let options = config.get_options().unwrap_or_default().to_owned();
-        config.options(format!("{options} -c default_transaction_read_only=on").trim());
+        if read_only {
+            let options = config.get_options().unwrap_or_default().to_owned();
+            config.options(format!("{options} -c default_transaction_read_only=on").trim());
+        }
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -116,7 +105,7 @@ impl PgStore {
         Ok(Self {
             pool,
             // Evidence is read as it is: never migrated.
-            migrated: OnceCell::new_with(Some(())),
+            migrated: OnceCell::new_with(read_only.then_some(())),
             committer: OnceCell::new(),
         })
     }

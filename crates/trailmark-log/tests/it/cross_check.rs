@@ -17,7 +17,7 @@ use crate::{index, size};
 const MAX_SIZE: usize = 300;
 
 /// `tlog_tiles` reads our stored nodes through its own index scheme.
-struct TlogReader<'a>(&'a MemoryNodes);
+pub(crate) struct TlogReader<'a>(pub(crate) &'a MemoryNodes);
 
 impl tlog_tiles::HashReader for TlogReader<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog_tiles::Hash>, tlog_tiles::Error> {

@@ -3,24 +3,9 @@
 //! `tile/<height>/…` prefix): every tile of trees across the 256 and 65536
 //! boundaries has the same path and the same bytes.
 
-use trailmark_log::{CompactRange, MemoryNodes, NodeId, TilePath, entry_bundle, leaf_hash};
+use trailmark_log::{CompactRange, MemoryNodes, TilePath, entry_bundle, leaf_hash};
 
-struct Reader<'a>(&'a MemoryNodes);
-
-impl tlog_tiles::HashReader for Reader<'_> {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog_tiles::Hash>, tlog_tiles::Error> {
-        indexes
-            .iter()
-            .map(|&i| {
-                let (level, n) = tlog_tiles::split_stored_hash_index(i);
-                self.0
-                    .get(NodeId::new(level, n))
-                    .map(|h| tlog_tiles::Hash(*h.as_bytes()))
-                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
-            })
-            .collect()
-    }
-}
+use crate::cross_check::TlogReader;
 
 fn nodes(size: u64) -> MemoryNodes {
     let mut nodes = MemoryNodes::new();
@@ -50,7 +35,11 @@ fn every_tile_has_the_path_and_bytes_tlog_tiles_gives_it() {
                 .into_iter()
                 .flat_map(|id| nodes.get(id).unwrap().as_bytes().to_vec())
                 .collect();
-            assert_eq!(bytes, theirs.read_data(&Reader(&nodes)).unwrap(), "{path}");
+            assert_eq!(
+                bytes,
+                theirs.read_data(&TlogReader(&nodes)).unwrap(),
+                "{path}"
+            );
         }
     }
 }

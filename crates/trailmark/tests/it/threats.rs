@@ -126,18 +126,24 @@ fn start(trail: &Trail, keys: &Path) -> Server {
     Server::start_with(trail.dir.path(), &args)
 }
 
+/// Posts acme's events `acme` and globex's first five, and waits for their
+/// checkpoints.
+fn populate(server: &Server, acme: std::ops::Range<u64>) {
+    for n in acme.clone() {
+        post(server, "acme", n, &format!("user-{n}"));
+    }
+    for n in 0..5 {
+        post(server, "globex", n, "g");
+    }
+    server.wait_checkpoint("acme", acme.end);
+    server.wait_checkpoint("globex", 5);
+}
+
 fn fixture(postgres: bool) -> Fixture {
     let data = Trail::new(postgres);
     let keys = tempfile::tempdir().unwrap();
     let mut server = start(&data, keys.path());
-    for n in 0..10 {
-        post(&server, "acme", n, &format!("user-{n}"));
-    }
-    for n in 0..5 {
-        post(&server, "globex", n, "g");
-    }
-    server.wait_checkpoint("acme", 10);
-    server.wait_checkpoint("globex", 5);
+    populate(&server, 0..10);
     wait_reference(&server, "acme", 10);
     wait_reference(&server, "globex", 5);
     server.stop();
@@ -482,14 +488,7 @@ fn re_signed_rewrites(postgres: bool) {
     let replaced = Trail::new(postgres);
     let other_keys = tempfile::tempdir().unwrap();
     let mut server = start(&replaced, other_keys.path());
-    for n in 0..20 {
-        post(&server, "acme", n, &format!("user-{n}"));
-    }
-    for n in 0..5 {
-        post(&server, "globex", n, "g");
-    }
-    server.wait_checkpoint("acme", 20);
-    server.wait_checkpoint("globex", 5);
+    populate(&server, 0..20);
     server.stop();
     assert_caught(
         "the trail replaced by one signed with another key",
