@@ -220,3 +220,56 @@ fn verify_reads_read_only_evidence_and_changes_no_byte() {
         );
     }
 }
+
+#[test]
+fn twenty_receipts_pass_verify_receipt_and_any_changed_byte_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let e = event("acme", &format!("user-{i}"), "update");
+        let (status, body) = server.post("/v1/events", &server.admin, &e);
+        assert_eq!(status, 201);
+        ids.push(body["entries"][0]["id"].as_str().unwrap().to_owned());
+    }
+    server.wait_checkpoint("acme", 20);
+    let (_, vkey) = server.get("/v1/verifier-key?tenant=acme", &server.admin);
+    let vkey = vkey.as_str().unwrap().trim().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let (_, found) = server.get(&format!("/v1/events/{id}?tenant=acme"), &server.admin);
+        let receipt = found["proof"]["receipt"].as_str().unwrap().to_owned();
+        let file = work.path().join(format!("receipt-{i}"));
+        std::fs::write(&file, &receipt).unwrap();
+        let check = |path: &Path| {
+            crate::cli(&[
+                "verify",
+                "--receipt",
+                path.to_str().unwrap(),
+                "--verifier-key",
+                &vkey,
+            ])
+        };
+        let out = check(&file);
+        assert!(
+            out.status.success(),
+            "receipt {i}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // One byte changed, at a position that moves with the receipt:
+        // the proof lines, the envelope, the checkpoint and its signature.
+        let mut bytes = receipt.into_bytes();
+        let at = (i * 37 + 11) % bytes.len();
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        let bad = work.path().join(format!("bad-{i}"));
+        std::fs::write(&bad, &bytes).unwrap();
+        let out = check(&bad);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "receipt {i} with byte {at} changed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
