@@ -66,6 +66,12 @@ impl Receipt {
         &self.proof
     }
 
+    /// The signed checkpoint the proof leads to, with every signature it
+    /// carries (witnesses' cosignatures too).
+    pub fn checkpoint(&self) -> &Note {
+        &self.checkpoint
+    }
+
     /// Parses a receipt without checking it.
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
         let text = std::str::from_utf8(bytes).map_err(|_| malformed("not valid UTF-8"))?;

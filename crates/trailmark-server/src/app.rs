@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use trailmark_core::{
     Actor, ActorType, Event, EventId, Outcome, Resource, Salt, TenantId, Timestamp,
 };
-use trailmark_log::{Hash, KeyName, Plan, SigningKey};
+use trailmark_log::{Hash, KeyName, Plan, SignedCheckpoint, SigningKey, VerifierKey};
 use trailmark_store::{KeyRecord, NewEvent, Scopes, Store};
 
 use crate::error::ApiError;
@@ -251,6 +251,28 @@ impl<S: Store> App<S> {
 
     /// Records what a key did in the `_system` tenant, durably, before the
     /// caller gets an answer.
+    /// Opens a stored checkpoint note with whichever of the trail's recorded
+    /// keys signed it (after a rotation, older checkpoints carry the old key).
+    pub async fn open_checkpoint(
+        &self,
+        tenant: &TenantId,
+        note: &str,
+    ) -> Result<SignedCheckpoint, ApiError> {
+        let mut last = None;
+        for record in self.store.signing_keys().await? {
+            let name = KeyName::new(format!("{}/{tenant}", record.origin_prefix))
+                .map_err(trailmark_store::StoreError::from)?;
+            let key = VerifierKey::from_public(name, &record.public_key)
+                .map_err(trailmark_store::StoreError::from)?;
+            match SignedCheckpoint::open(note.as_bytes(), &key) {
+                Ok(cp) => return Ok(cp),
+                Err(e) => last = Some(e),
+            }
+        }
+        let e = last.unwrap_or(trailmark_log::Error::NoKnownSignature);
+        Err(trailmark_store::StoreError::from(e).into())
+    }
+
     /// Records a checkpoint signed for `tenant` as an entry in `_system`
     /// (the cross-reference `trailmark verify` holds the tenant to). Its id
     /// derives from tenant and size, so servers sharing a ledger that sign

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use trailmark_core::{EventId, Outcome, TenantId, Timestamp};
-use trailmark_log::{LeafIndex, Plan, Receipt, SignedCheckpoint};
+use trailmark_log::{LeafIndex, Plan, Receipt};
 use trailmark_store::{Cursor, Query, Store};
 
 use crate::app::{App, now};
@@ -168,11 +168,18 @@ pub async fn get_event<S: Store>(
             let plan =
                 Plan::inclusion(index, cp.size).map_err(trailmark_store::StoreError::from)?;
             let hashes = app.run_plan(&envelope.tenant, &plan).await?;
-            let signed = SignedCheckpoint::open(
-                cp.note.as_bytes(),
-                &app.signer(&envelope.tenant)?.verifier(),
-            )
-            .map_err(trailmark_store::StoreError::from)?;
+            // The receipt carries the checkpoint with its cosignatures.
+            let lines: Vec<String> = app
+                .store
+                .cosignatures(&envelope.tenant)
+                .await?
+                .into_iter()
+                .filter(|(size, _)| *size == cp.size.get())
+                .map(|(_, line)| line)
+                .collect();
+            let signed = app
+                .open_checkpoint(&envelope.tenant, &crate::proofs::cosigned(&cp.note, &lines))
+                .await?;
             let receipt = Receipt::new(
                 Some(entry.envelope_bytes.clone()),
                 index,

@@ -2,7 +2,7 @@
 //! envelope, so the receipt alone recomputes the leaf.
 
 use trailmark_core::Envelope;
-use trailmark_log::{Receipt, VerifierKey, leaf_hash};
+use trailmark_log::{CosignatureKey, Receipt, VerifierKey, leaf_hash};
 
 /// What a genuine receipt proves.
 #[derive(Clone, Debug)]
@@ -19,7 +19,29 @@ pub struct ReceiptFacts {
 /// inclusion proof of the envelope's leaf, and that the envelope is the
 /// entry at the proven index of that log's tenant.
 pub fn verify_receipt(bytes: &[u8], keys: &[VerifierKey]) -> Result<ReceiptFacts, String> {
+    verify_witnessed_receipt(bytes, keys, &[], 0)
+}
+
+/// [`verify_receipt`], and the receipt's checkpoint must carry valid
+/// cosignatures by at least `required` of `witnesses`.
+pub fn verify_witnessed_receipt(
+    bytes: &[u8],
+    keys: &[VerifierKey],
+    witnesses: &[CosignatureKey],
+    required: usize,
+) -> Result<ReceiptFacts, String> {
     let receipt = Receipt::parse(bytes).map_err(|e| e.to_string())?;
+    if required > 0 {
+        let valid = witnesses
+            .iter()
+            .filter(|w| w.verify(receipt.checkpoint()).is_ok())
+            .count();
+        if valid < required {
+            return Err(format!(
+                "the receipt's checkpoint carries {valid} valid cosignatures of the given witnesses, {required} are required"
+            ));
+        }
+    }
     let envelope_bytes = receipt
         .extra()
         .ok_or("the receipt carries no envelope (its extra line is missing)")?;

@@ -16,7 +16,7 @@ use clap::Args;
 use trailmark_core::{TenantId, Timestamp};
 use trailmark_log::{Checkpoint, CosignatureKey, Note, VerifierKey};
 use trailmark_verify::{
-    Entry, KeyHistory, Policy, Report, ScopedKey, TenantVerifier, Trail, verify_receipt,
+    Entry, KeyHistory, Policy, Report, ScopedKey, TenantVerifier, Trail, verify_witnessed_receipt,
 };
 
 use crate::source::{Offline, Remote, Source};
@@ -343,7 +343,27 @@ pub fn now() -> Option<Timestamp> {
     Timestamp::from_unix_millis(i64::try_from(millis).ok()?)
 }
 
+/// `--witness` keys and how many of them must cosign.
+fn witness_args(args: &VerifyArgs) -> anyhow::Result<(Vec<CosignatureKey>, usize)> {
+    let witnesses = args
+        .witnesses
+        .iter()
+        .map(|w| CosignatureKey::parse(w).with_context(|| format!("--witness {w}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let required = args
+        .witnesses_required
+        .unwrap_or(usize::from(!witnesses.is_empty()));
+    if required > witnesses.len() {
+        bail!(
+            "--witnesses-required {required} is more than the {} --witness keys given",
+            witnesses.len()
+        );
+    }
+    Ok((witnesses, required))
+}
+
 fn run_receipt(args: &VerifyArgs, path: &Path, pinned: &[VerifierKey]) -> anyhow::Result<ExitCode> {
+    let (witnesses, required) = witness_args(args)?;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut keys = pinned.to_vec();
     if keys.is_empty() {
@@ -364,7 +384,7 @@ fn run_receipt(args: &VerifyArgs, path: &Path, pinned: &[VerifierKey]) -> anyhow
         })?;
         keys = open_source(args)?.verifier_keys(&tenant)?;
     }
-    match verify_receipt(&bytes, &keys) {
+    match verify_witnessed_receipt(&bytes, &keys, &witnesses, required) {
         Ok(facts) => {
             out(&format!(
                 "ok     receipt: {} seq {} (event {}, {} at {}) is in the log of {} entries signed by {}",
@@ -512,20 +532,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|t| TenantId::from_stored(t).map_err(|m| anyhow::anyhow!("--tenant: {m}")))
         .transpose()?;
-    let witnesses = args
-        .witnesses
-        .iter()
-        .map(|w| CosignatureKey::parse(w).with_context(|| format!("--witness {w}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let witnesses_required = args
-        .witnesses_required
-        .unwrap_or(usize::from(!witnesses.is_empty()));
-    if witnesses_required > witnesses.len() {
-        bail!(
-            "--witnesses-required {witnesses_required} is more than the {} --witness keys given",
-            witnesses.len()
-        );
-    }
+    let (witnesses, witnesses_required) = witness_args(args)?;
     let evidence = Evidence {
         keys,
         trusted,

@@ -332,6 +332,51 @@ fn two_independent_witnesses_cosign_the_live_log_and_verify_demands_them() {
         "{metrics}"
     );
     w.check_elsewhere(&cosigned);
+    // A receipt carries the cosigned checkpoint; verify --receipt can demand it.
+    let (_, page) = server.get("/v1/events?tenant=acme&limit=1", &server.admin);
+    let id = page["events"][0]["id"].as_str().unwrap().to_owned();
+    let (_, found) = server.get(&format!("/v1/events/{id}?tenant=acme"), &server.admin);
+    let receipt = w.keys.path().join("receipt");
+    std::fs::write(&receipt, found["proof"]["receipt"].as_str().unwrap()).unwrap();
+    let receipt_args = |required: &str| {
+        cli(&[
+            "verify",
+            "--receipt",
+            receipt.to_str().unwrap(),
+            "--verifier-key",
+            &w.logs[0].1,
+            "--witness",
+            &w.w1,
+            "--witness",
+            &w.w2,
+            "--witnesses-required",
+            required,
+        ])
+    };
+    let out = receipt_args("2");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Without the cosignature lines, the same receipt no longer satisfies it.
+    let text = std::fs::read_to_string(&receipt).unwrap();
+    let mut stripped = String::new();
+    for line in text.lines().filter(|l| {
+        !l.starts_with("\u{2014} trailmark.test/") && !l.starts_with("\u{2014} aics.test/")
+    }) {
+        stripped.push_str(line);
+        stripped.push('\n');
+    }
+    std::fs::write(&receipt, stripped).unwrap();
+    let out = receipt_args("1");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 valid cosignatures"));
     server.stop();
     let (ok, report) = w.verify(
         w.data.path(),
