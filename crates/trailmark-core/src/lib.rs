@@ -14,6 +14,7 @@ mod error;
 mod event;
 mod ids;
 pub mod limits;
+mod strict_json;
 mod timestamp;
 
 pub use canonical::CanonicalJson;
@@ -26,4 +27,5 @@ pub use envelope::{
 pub use error::{Error, FieldError};
 pub use event::{Actor, Change, Changes, Context, Event, Resource, changes_to_json};
 pub use ids::{ActorType, EventId, Outcome, Seq, TenantId};
+pub use strict_json::parse_strict_json;
 pub use timestamp::Timestamp;

@@ -47,7 +47,7 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            match serde_json::from_str::<Value>(line) {
+            match trailmark_core::parse_strict_json(line) {
                 Ok(v) => values.push(v),
                 Err(e) => problems.push(problem(
                     Some(values.len() + problems.len()),
@@ -61,7 +61,7 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec
         }
         values
     } else {
-        match serde_json::from_str::<Value>(text) {
+        match trailmark_core::parse_strict_json(text) {
             Ok(Value::Array(items)) => items,
             Ok(v @ Value::Object(_)) => vec![v],
             Ok(_) => {

@@ -6,19 +6,82 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use trailmark_core::TenantId;
 use trailmark_store::{KeyRecord, Scopes, Store};
 
 use crate::app::{App, now};
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 
-#[derive(Debug, Deserialize)]
+/// What `POST /v1/keys` accepts: exactly these fields, each a non-empty
+/// string when present (`tenant` absent or null: a key for every tenant).
+#[derive(Debug)]
 pub struct NewKey {
     pub name: Option<String>,
     pub scopes: Option<String>,
     pub tenant: Option<String>,
+}
+
+impl NewKey {
+    /// Parses the body strictly: unknown, duplicate, empty or mistyped
+    /// fields are refused, each named, so that nothing defaults to a wider
+    /// key than was asked for.
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let text =
+            std::str::from_utf8(body).map_err(|_| ApiError::param("", "body is not UTF-8"))?;
+        let value = trailmark_core::parse_strict_json(text)
+            .map_err(|e| ApiError::param("", format!("malformed JSON: {e}")))?;
+        let Value::Object(fields) = value else {
+            return Err(ApiError::param(
+                "",
+                "body must be an object: {\"scopes\": \"read\", \"tenant\": \"acme\", \"name\": \"…\"}",
+            ));
+        };
+        let mut problems = Vec::new();
+        let mut key = Self {
+            name: None,
+            scopes: None,
+            tenant: None,
+        };
+        for (field, value) in fields {
+            let slot = match field.as_str() {
+                "name" => &mut key.name,
+                "scopes" => &mut key.scopes,
+                "tenant" => &mut key.tenant,
+                other => {
+                    problems.push(Problem {
+                        index: None,
+                        path: other.to_owned(),
+                        message: "unknown field: a key has name, scopes and tenant".into(),
+                    });
+                    continue;
+                }
+            };
+            match value {
+                Value::Null if field == "tenant" => {}
+                Value::String(s) if !s.trim().is_empty() => *slot = Some(s),
+                Value::String(_) => problems.push(Problem {
+                    index: None,
+                    path: field.clone(),
+                    message: if field == "tenant" {
+                        "empty: name a tenant, or leave the field out for a key that sees every tenant".into()
+                    } else {
+                        "empty".into()
+                    },
+                }),
+                _ => problems.push(Problem {
+                    index: None,
+                    path: field.clone(),
+                    message: "must be a string".into(),
+                }),
+            }
+        }
+        if problems.is_empty() {
+            Ok(key)
+        } else {
+            Err(ApiError::Invalid(problems))
+        }
+    }
 }
 
 pub fn key_json(k: &KeyRecord) -> Value {
@@ -35,15 +98,15 @@ pub fn key_json(k: &KeyRecord) -> Value {
 pub async fn create<S: Store>(
     State(app): State<Arc<App<S>>>,
     headers: HeaderMap,
-    axum::Json(body): axum::Json<NewKey>,
+    body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let caller = app.authenticate(&headers).await?;
     caller.require("admin")?;
+    let body = NewKey::parse(&body)?;
     let scopes = Scopes::parse(body.scopes.as_deref().unwrap_or("ingest"))
         .map_err(|m| ApiError::param("scopes", m))?;
     let tenant = body
         .tenant
-        .filter(|t| !t.is_empty())
         .map(|t| TenantId::new(&t).map_err(|m| ApiError::param("tenant", m)))
         .transpose()?;
     if let Some(own) = &caller.key.tenant

@@ -216,3 +216,96 @@ fn a_full_ingest_queue_answers_429_with_retry_after_and_loses_nothing_acknowledg
         .as_u64();
     assert_eq!(size, Some(3 * stored as u64));
 }
+
+#[test]
+fn a_key_request_with_unknown_empty_duplicate_or_mistyped_fields_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let admin = server.admin.clone();
+    let raw = |body: &str| {
+        server.post_bytes(
+            "/v1/keys",
+            &admin,
+            "application/json",
+            body.as_bytes().to_vec(),
+        )
+    };
+    for (body, path, says) in [
+        (
+            r#"{"scopes":"read","tenants":"acme"}"#,
+            "tenants",
+            "unknown field",
+        ),
+        (r#"{"scopes":"read","tenant":""}"#, "tenant", "empty"),
+        (
+            r#"{"scopes":"read","Tenant":"acme"}"#,
+            "Tenant",
+            "unknown field",
+        ),
+        (
+            r#"{"scope":"read","tenant":"acme"}"#,
+            "scope",
+            "unknown field",
+        ),
+        (r#"{"scopes":"","tenant":"acme"}"#, "scopes", "empty"),
+        (
+            r#"{"scopes":"reed","tenant":"acme"}"#,
+            "scopes",
+            "unknown scope",
+        ),
+        (
+            r#"{"scopes":["read"],"tenant":"acme"}"#,
+            "scopes",
+            "must be a string",
+        ),
+        (
+            r#"{"scopes":"read","tenant":"acme","name":""}"#,
+            "name",
+            "empty",
+        ),
+    ] {
+        let (status, b) = raw(body);
+        assert_eq!(status, 400, "{body}: {b}");
+        assert_eq!(b["errors"][0]["path"], path, "{body}: {b}");
+        assert!(
+            b["errors"][0]["message"].as_str().unwrap().contains(says),
+            "{body}: {b}"
+        );
+    }
+    let (status, b) = raw(r#"{"scopes":"read","tenant":"acme","tenant":"globex"}"#);
+    assert_eq!(status, 400, "{b}");
+    assert!(b.to_string().contains("appears twice"), "{b}");
+    // Nothing above made a key; a well-formed request does.
+    let (_, keys) = server.get("/v1/keys", &admin);
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
+    let (status, b) = raw(r#"{"scopes":"read","tenant":"acme","name":"auditor"}"#);
+    assert_eq!((status, b["tenant"].as_str()), (201, Some("acme")), "{b}");
+    // Authentication comes before the body is read.
+    let (status, _) = server.post_bytes(
+        "/v1/keys",
+        "tmk_wrong",
+        "application/json",
+        b"{oops".to_vec(),
+    );
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn an_event_with_a_key_given_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let bound = server.key("ingest", Some("acme"));
+    let body =
+        br#"{"tenant":"acme","tenant":"globex","actor":{"id":"1","type":"user"},"action":"a"}"#;
+    let (status, b) = server.post_bytes("/v1/events", &bound, "application/json", body.to_vec());
+    assert_eq!(status, 400, "{b}");
+    assert!(
+        b.to_string().contains("\\\"tenant\\\" appears twice"),
+        "{b}"
+    );
+    let ndjson =
+        b"{\"actor\":{\"id\":\"1\",\"type\":\"user\",\"id\":\"2\"},\"action\":\"a\"}\n".to_vec();
+    let (status, b) = server.post_bytes("/v1/events", &bound, "application/x-ndjson", ndjson);
+    assert_eq!(status, 400, "{b}");
+    assert!(b.to_string().contains("appears twice"), "{b}");
+}
