@@ -684,11 +684,33 @@ pub async fn status(client: &impl GenericClient) -> Result<Status, Error> {
 
 /// Removes every Trailmark trigger and the `trailmark` schema (outbox
 /// included), in one transaction.
-pub async fn uninstall(client: &mut Client) -> Result<Vec<String>, Error> {
+/// What an uninstall removed.
+#[derive(Debug)]
+pub struct Uninstalled {
+    pub tables: Vec<String>,
+    /// Changes still in the outbox that were dropped with it.
+    pub dropped: i64,
+}
+
+/// Removes capture. Changes not yet drained are never dropped silently:
+/// with some in the outbox this refuses unless `drop_pending` is given.
+pub async fn uninstall(client: &mut Client, drop_pending: bool) -> Result<Uninstalled, Error> {
     let tx = client
         .transaction()
         .await
         .map_err(pg("starting the uninstall transaction"))?;
+    // No drainer or trigger may add or take rows while we count and drop.
+    tx.batch_execute("LOCK TABLE trailmark.outbox IN ACCESS EXCLUSIVE MODE")
+        .await
+        .map_err(pg("locking the outbox"))?;
+    let pending: i64 = tx
+        .query_one("SELECT count(*) FROM trailmark.outbox", &[])
+        .await
+        .map_err(pg("counting the outbox"))?
+        .get(0);
+    if pending > 0 && !drop_pending {
+        return Err(Error::PendingChanges(pending));
+    }
     let tables = covered_tables(&tx).await?;
     for (schema, table) in &tables {
         let q = format!("{}.{}", ident(schema), ident(table));
@@ -705,8 +727,11 @@ pub async fn uninstall(client: &mut Client) -> Result<Vec<String>, Error> {
         .await
         .map_err(pg("dropping schema trailmark"))?;
     tx.commit().await.map_err(pg("committing the uninstall"))?;
-    Ok(tables
-        .into_iter()
-        .map(|(s, t)| format!("{s}.{t}"))
-        .collect())
+    Ok(Uninstalled {
+        tables: tables
+            .into_iter()
+            .map(|(s, t)| format!("{s}.{t}"))
+            .collect(),
+        dropped: pending,
+    })
 }

@@ -20,7 +20,7 @@ pub use context::CaptureContext;
 pub use drain::{DrainOptions, Progress, SendError, Sink, drain};
 pub use event::{OutboxRow, make_valid, outbox_event};
 pub use install::{
-    CHANNEL, Installed, Status, VERSION, install, primary_key, status, table_configs,
+    CHANNEL, Installed, Status, Uninstalled, VERSION, install, primary_key, status, table_configs,
     tables_in_schema, uninstall,
 };
 pub use table::{TableConfig, TableSpec};
@@ -61,6 +61,10 @@ pub enum Error {
     Unsendable { outbox_id: i64, reason: String },
     #[error("the ledger did not take the batch: {0} (the outbox keeps it)")]
     Sink(String),
+    #[error(
+        "the outbox still holds {0} changes not yet drained: drain them first (`trailmark capture pg run … --once`), or uninstall with --drop-pending to discard them (recorded in the trail)"
+    )]
+    PendingChanges(i64),
     #[error(
         "the trail of tenant {tenant} no longer extends what this database saw: {why}. Draining stopped; the rows stay in the outbox. Once an operator has established which trail is right, `trailmark capture pg forget-checkpoint --source … --tenant {tenant}` lets the drain go on"
     )]

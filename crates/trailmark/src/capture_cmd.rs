@@ -127,9 +127,21 @@ enum PgCommand {
         actor_name: Option<String>,
     },
     /// Remove every Trailmark trigger and schema trailmark (outbox included).
+    /// Refuses while the outbox holds changes not yet drained, unless
+    /// --drop-pending (which records how many were dropped in the trail).
     ///
     /// Example: trailmark capture pg uninstall --source postgres://app@db/shop
-    Uninstall,
+    Uninstall {
+        /// Discard changes not yet drained; needs --server and --key to record it.
+        #[arg(long, requires_all = ["server", "key"])]
+        drop_pending: bool,
+        /// The Trailmark server that records a --drop-pending.
+        #[arg(long)]
+        server: Option<String>,
+        /// A key with the ingest scope, for --server.
+        #[arg(long, env = "TRAILMARK_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
 }
 
 /// Per-table options from the install flags, checked against --tables.
@@ -439,12 +451,37 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            PgCommand::Uninstall => {
-                let removed = trailmark_capture::uninstall(&mut client).await?;
+            PgCommand::Uninstall {
+                drop_pending,
+                server,
+                key,
+            } => {
+                if drop_pending {
+                    // Recorded before anything is dropped: the trail says it
+                    // even if the uninstall then fails.
+                    let status = trailmark_capture::status(&client).await?;
+                    let http = crate::source::Http::new(
+                        server.as_deref().unwrap_or_default(),
+                        key.as_deref().unwrap_or_default(),
+                    );
+                    let event = serde_json::json!({
+                        "action": "capture.pending_dropped",
+                        "actor": {"id": "trailmark-cli", "type": "system"},
+                        "reason": "capture pg uninstall --drop-pending",
+                        "metadata": {"outbox_rows": status.outbox_depth, "host": hostname()},
+                    });
+                    tokio::task::spawn_blocking(move || http.post_json("/v1/events", &event))
+                        .await?
+                        .context("recording --drop-pending in the trail")?;
+                }
+                let removed = trailmark_capture::uninstall(&mut client, drop_pending).await?;
                 println!(
                     "removed capture from {} tables and dropped schema trailmark",
-                    removed.len()
+                    removed.tables.len()
                 );
+                if removed.dropped > 0 {
+                    println!("dropped {} changes that were not drained", removed.dropped);
+                }
             }
             PgCommand::Run { .. } => unreachable!("handled above"),
         }

@@ -212,9 +212,16 @@ async fn install_is_idempotent_status_reports_and_uninstall_removes_everything()
     assert!(s.drift.is_empty(), "{:?}", s.drift);
     assert_eq!(s.last_drained, None);
 
+    // Two changes not drained: refused, and nothing is removed.
+    assert!(matches!(
+        uninstall(&mut db.client, false).await,
+        Err(Error::PendingChanges(2))
+    ));
+    assert_eq!(status(&db.client).await.unwrap().outbox_depth, 2);
+    let removed = uninstall(&mut db.client, true).await.unwrap();
     assert_eq!(
-        uninstall(&mut db.client).await.unwrap(),
-        ["public.customer"]
+        (removed.tables.as_slice(), removed.dropped),
+        (&["public.customer".to_owned()][..], 2)
     );
     assert!(matches!(status(&db.client).await, Err(Error::NotInstalled)));
     // The application keeps working without capture.

@@ -53,7 +53,43 @@ fn capture_install_status_and_uninstall_from_the_cli() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("table public.nope does not exist"));
 
-    run_ok(&["capture", "pg", "uninstall", "--source", &source]);
+    // Two changes not drained: uninstall refuses and removes nothing.
+    let out = cli(&["capture", "pg", "uninstall", "--source", &source]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the outbox still holds 2 changes not yet drained"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        run_ok(&["capture", "pg", "status", "--source", &source])
+            .contains("outbox: 2 rows waiting")
+    );
+    // --drop-pending drops them, and the trail records it.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let stdout = run_ok(&[
+        "capture",
+        "pg",
+        "uninstall",
+        "--source",
+        &source,
+        "--drop-pending",
+        "--server",
+        &server.url,
+        "--key",
+        &server.admin,
+    ]);
+    assert!(
+        stdout.contains("dropped 2 changes that were not drained"),
+        "{stdout}"
+    );
+    let (_, recorded) = server.get("/v1/events?action=capture.pending_dropped", &server.admin);
+    assert_eq!(
+        recorded["events"][0]["metadata"]["outbox_rows"], 2,
+        "{recorded}"
+    );
     let out = cli(&["capture", "pg", "status", "--source", &source]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not installed"));
 }
