@@ -12,6 +12,8 @@ use crate::{Error, pg};
 pub struct Revert {
     /// The event being undone.
     pub event_id: String,
+    /// Its tenant: the captured revert goes to the same tenant.
+    pub tenant: Option<String>,
     pub table: String,
     /// What the revert does: `delete` (of a created row), `update` (back to
     /// the old values) or `insert` (of a deleted row).
@@ -245,6 +247,7 @@ pub async fn plan(client: &impl GenericClient, event: &Value) -> Result<Revert, 
     .await?;
     Ok(Revert {
         event_id,
+        tenant: event["tenant"].as_str().map(str::to_owned),
         table: spec.to_string(),
         does,
         statement,
@@ -264,6 +267,11 @@ pub fn context_sql(revert: &Revert, by: &Reverter) -> String {
     if let Some(name) = &by.actor_name {
         sql += ", set_config('trailmark.actor_name', ";
         sql += &literal(name);
+        sql += ", true)";
+    }
+    if let Some(tenant) = &revert.tenant {
+        sql += ", set_config('trailmark.tenant', ";
+        sql += &literal(tenant);
         sql += ", true)";
     }
     sql.push(';');

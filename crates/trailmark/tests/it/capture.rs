@@ -268,18 +268,21 @@ fn serve_drains_capture_itself_with_aliases_soft_deletes_and_reverts() {
         "covered public.crm_customer: key (id), excluding api_token, soft delete by deleted_at, recorded as Customer\n"
     );
     let dir = tempfile::tempdir().unwrap();
+    // The changes name their tenant in the transaction (the drainer's default
+    // is another): the revert must land in the same tenant.
     let server = Server::start_with(
         dir.path(),
-        &["--capture-source", &source, "--capture-tenant", "crm"],
+        &["--capture-source", &source, "--capture-tenant", "default"],
     );
     db.sql(
         "BEGIN;
-         SELECT set_config('trailmark.actor_id', 'alice', true), set_config('trailmark.ip', '203.0.113.7', true);
+         SELECT set_config('trailmark.actor_id', 'alice', true), set_config('trailmark.ip', '203.0.113.7', true),
+                set_config('trailmark.tenant', 'crm', true);
          INSERT INTO crm_customer VALUES (61, 'Acme', 19.99, 'tok-secret', NULL);
          UPDATE crm_customer SET price = 24.50 WHERE id = 61;
          COMMIT;
          BEGIN;
-         SELECT set_config('trailmark.actor_id', 'bob', true);
+         SELECT set_config('trailmark.actor_id', 'bob', true), set_config('trailmark.tenant', 'crm', true);
          UPDATE crm_customer SET deleted_at = now() WHERE id = 61;
          UPDATE crm_customer SET deleted_at = NULL WHERE id = 61;
          DELETE FROM crm_customer WHERE id = 61;
