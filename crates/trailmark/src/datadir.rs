@@ -44,6 +44,7 @@ pub fn lock(dir: &Path) -> anyhow::Result<fs::File> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     match file.try_lock() {
@@ -58,11 +59,61 @@ pub fn lock(dir: &Path) -> anyhow::Result<fs::File> {
     }
 }
 
-/// Creates the data dir (0700) if missing.
+/// Creates the data dir (0700) if missing, and closes an existing one and
+/// the files in it to group and others (payloads, key digests and secrets
+/// live there), saying so.
 pub fn ensure(dir: &Path) -> anyhow::Result<()> {
-    if !dir.exists() {
+    if dir.exists() {
+        close_to_others(dir, 0o700)?;
+    } else {
         fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    for name in [
+        DB_FILE,
+        "trailmark.db-wal",
+        "trailmark.db-shm",
+        SEED_FILE,
+        BOOTSTRAP_KEY_FILE,
+        LOCK_FILE,
+    ] {
+        let path = dir.join(name);
+        if path.exists() {
+            close_to_others(&path, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+/// The embedded database's path, the file created 0600 (empty: SQLite makes
+/// it a database) if it does not exist, so its WAL and index inherit 0600.
+pub fn prepare_db(dir: &Path) -> anyhow::Result<PathBuf> {
+    let db = db_path(dir);
+    if !db.exists() {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&db)
+            .with_context(|| format!("creating {}", db.display()))?;
+    }
+    Ok(db)
+}
+
+/// Sets `mode` on a path that group or others could use, and says so.
+fn close_to_others(path: &Path, mode: u32) -> anyhow::Result<()> {
+    let current = fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if current & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("closing {} to others (chmod {mode:o})", path.display()))?;
+        eprintln!(
+            "trailmark: {} was open to others (mode {current:o}); made it {mode:o}",
+            path.display()
+        );
     }
     Ok(())
 }

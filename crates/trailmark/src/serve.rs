@@ -216,7 +216,7 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
         eprintln!("trailmark: ledger in PostgreSQL");
         serve_with(args, store, lock).await
     } else {
-        let store = SqliteStore::open(datadir::db_path(&args.data_dir))
+        let store = SqliteStore::open(datadir::prepare_db(&args.data_dir)?)
             .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
         serve_with(args, store, lock).await
     }
@@ -240,13 +240,21 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
             .map_err(|e| anyhow::anyhow!("creating the bootstrap key: {e}"))?;
         let path = args.data_dir.join(datadir::BOOTSTRAP_KEY_FILE);
         datadir::write_secret(&path, &format!("{}\n", key.expose()))?;
-        #[allow(clippy::print_stdout)] // shown once, on purpose
-        {
-            println!(
-                "Bootstrap admin key (shown once; also in {}):",
+        // Shown once, on a terminal only: a log collector never gets it.
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            #[allow(clippy::print_stdout)]
+            {
+                println!(
+                    "Bootstrap admin key (shown once; also in {}):",
+                    path.display()
+                );
+                println!("{}", key.expose());
+            }
+        } else {
+            eprintln!(
+                "trailmark: bootstrap admin key written to {} (mode 0600)",
                 path.display()
             );
-            println!("{}", key.expose());
         }
     }
 

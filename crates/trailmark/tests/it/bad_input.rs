@@ -309,3 +309,59 @@ fn an_event_with_a_key_given_twice_is_refused() {
     assert_eq!(status, 400, "{b}");
     assert!(b.to_string().contains("appears twice"), "{b}");
 }
+
+#[test]
+fn an_open_data_dir_is_closed_to_others_and_the_key_stays_off_a_pipe() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    server.stop();
+    // An operator (or an old release) left everything open.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mut server = Server::start(dir.path());
+    let e = crate::event("acme", "1", "a");
+    assert_eq!(server.post("/v1/events", &server.admin, &e).0, 201);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(dir.path()), 0o700);
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    server.stop();
+
+    // A fresh data dir: the bootstrap key is written, not printed to a pipe.
+    let fresh = tempfile::tempdir().unwrap();
+    let data = fresh.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(crate::BIN)
+        .args(["serve", "--data-dir", data.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let key_file = data.join("bootstrap-admin.key");
+    crate::wait_for(
+        "the bootstrap key file",
+        std::time::Duration::from_secs(20),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+    );
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(key.trim()));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bootstrap admin key written to"));
+    assert_eq!(mode(&data), 0o700);
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}
