@@ -36,6 +36,26 @@ const MIGRATIONS: &[&str] = &[
 ];
 const READERS: usize = 4;
 
+/// The WAL's bound, by default: past it the WAL checkpointer resets the log
+/// (RESTART) instead of only copying what it can (PASSIVE), and a reset log
+/// is truncated to it (`journal_size_limit`).
+pub const DEFAULT_WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How the embedded store runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// See [`DEFAULT_WAL_LIMIT_BYTES`].
+    pub wal_limit_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            wal_limit_bytes: DEFAULT_WAL_LIMIT_BYTES,
+        }
+    }
+}
+
 /// The embedded store. Cheap to clone; the writer stops when the last clone
 /// is dropped.
 #[derive(Clone, Debug)]
@@ -49,8 +69,10 @@ struct Inner {
     jobs: Mutex<mpsc::Sender<Job>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    /// Dropped with the store: stops the WAL checkpointer thread.
-    _stop_wal: Mutex<mpsc::Sender<()>>,
+    /// Dropped with the store (or sent to by [`SqliteStore::shutdown`]):
+    /// stops the WAL checkpointer thread, which then truncates the WAL.
+    stop_wal: Mutex<mpsc::Sender<()>>,
+    wal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -88,6 +110,14 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit().map_err(db("committing a migration"))?;
     }
     Ok(())
+}
+
+/// Runs a WAL checkpoint; returns (busy, frames in the log, frames
+/// checkpointed). The pragma answers a row, so it is queried, not executed.
+fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
 }
 
 /// A read-only connection that changes no byte of the database or its WAL.
@@ -131,11 +161,19 @@ fn open_evidence(path: &Path) -> Result<Connection, StoreError> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and starts the writer.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, Options::default())
+    }
+
+    /// [`Self::open`] with options.
+    pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let mut conn = Connection::open(&path).map_err(db("opening the database"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db("setting a busy timeout"))?;
         migrate(&mut conn)?;
+        let limit = i64::try_from(options.wal_limit_bytes).unwrap_or(i64::MAX);
+        conn.pragma_update(None, "journal_size_limit", limit)
+            .map_err(db("bounding the WAL"))?;
         let readers = (0..READERS)
             .map(|_| {
                 let reader = Connection::open_with_flags(
@@ -149,23 +187,37 @@ impl SqliteStore {
                 Ok(Mutex::new(reader))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal_path = PathBuf::from(wal_path);
         let (tx, rx) = mpsc::channel();
+        let bound = Some((wal_path.clone(), options.wal_limit_bytes));
         std::thread::Builder::new()
             .name("trailmark-sqlite-writer".into())
-            .spawn(move || Writer::new(conn).run(&rx))
+            .spawn(move || Writer::new(conn, bound).run(&rx))
             .map_err(|e| StoreError::backend("starting the writer thread", e))?;
         // WAL checkpoints run here, beside the writer, never inside a commit:
         // a PASSIVE checkpoint copies what it can without blocking anyone.
         let checkpointer = Connection::open(&path).map_err(db("opening the WAL checkpointer"))?;
+        checkpointer
+            .busy_timeout(std::time::Duration::from_millis(100))
+            .map_err(db("setting a busy timeout"))?;
+        checkpointer
+            .pragma_update(None, "journal_size_limit", limit)
+            .map_err(db("bounding the WAL"))?;
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        std::thread::Builder::new()
+        let wal_thread = std::thread::Builder::new()
             .name("trailmark-sqlite-wal".into())
             .spawn(move || {
+                // The writer resets an outgrown WAL itself, between groups;
+                // here a PASSIVE checkpoint copies what it can every 500 ms.
                 while let Err(mpsc::RecvTimeoutError::Timeout) =
                     stop_rx.recv_timeout(std::time::Duration::from_millis(500))
                 {
-                    let _ = checkpointer.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+                    let _ = wal_checkpoint(&checkpointer, "PASSIVE");
                 }
+                // The store is closing: fold the WAL into the database.
+                let _ = wal_checkpoint(&checkpointer, "TRUNCATE");
             })
             .map_err(|e| StoreError::backend("starting the WAL checkpointer", e))?;
         Ok(Self {
@@ -174,7 +226,8 @@ impl SqliteStore {
                 jobs: Mutex::new(tx),
                 readers,
                 next_reader: AtomicUsize::new(0),
-                _stop_wal: Mutex::new(stop_tx),
+                stop_wal: Mutex::new(stop_tx),
+                wal_thread: Mutex::new(Some(wal_thread)),
             }),
         })
     }
@@ -214,9 +267,22 @@ impl SqliteStore {
                 jobs: Mutex::new(jobs),
                 readers,
                 next_reader: AtomicUsize::new(0),
-                _stop_wal: Mutex::new(stop),
+                stop_wal: Mutex::new(stop),
+                wal_thread: Mutex::new(None),
             }),
         })
+    }
+
+    /// Folds the WAL into the database and truncates it (a clean stop leaves
+    /// no large WAL behind). Call once nothing appends any more.
+    pub fn shutdown(&self) {
+        if let Ok(stop) = self.inner.stop_wal.lock() {
+            let _ = stop.send(());
+        }
+        let thread = self.inner.wal_thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
     }
 
     pub fn path(&self) -> &Path {

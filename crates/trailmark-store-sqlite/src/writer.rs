@@ -53,6 +53,9 @@ struct TenantLog {
 pub(crate) struct Writer {
     conn: Connection,
     tenants: HashMap<TenantId, TenantLog>,
+    /// The WAL file and its bound: past it, the writer resets the log
+    /// between two groups (after answering the group that crossed it).
+    wal: Option<(std::path::PathBuf, u64)>,
 }
 
 enum Outcome {
@@ -66,10 +69,26 @@ enum Outcome {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection) -> Self {
+    pub(crate) fn new(conn: Connection, wal: Option<(std::path::PathBuf, u64)>) -> Self {
         Self {
             conn,
             tenants: HashMap::new(),
+            wal,
+        }
+    }
+
+    /// Resets the WAL when it outgrew its bound: RESTART copies it into the
+    /// database and lets the next commit write from its start, where
+    /// `journal_size_limit` cuts the file back. Between groups, so no
+    /// answer waits for it; readers hold it up for at most the busy timeout.
+    fn bound_wal(&self) {
+        let Some((path, limit)) = &self.wal else {
+            return;
+        };
+        if std::fs::metadata(path).map_or(0, |m| m.len()) > *limit {
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
         }
     }
 
@@ -87,6 +106,7 @@ impl Writer {
                 }
             }
             self.commit_group(group);
+            self.bound_wal();
         }
     }
 

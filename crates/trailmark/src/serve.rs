@@ -218,7 +218,10 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
     } else {
         let store = SqliteStore::open(datadir::prepare_db(&args.data_dir)?)
             .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
-        serve_with(args, store, lock).await
+        let closing = store.clone();
+        let served = serve_with(args, store, lock).await;
+        closing.shutdown();
+        served
     }
 }
 
