@@ -113,7 +113,7 @@ test('an admin finds, inspects, follows history, charts and verifies, then tampe
 
   // The update: old and new side by side, long text diffed inline, proof verified.
   await rows.locator('td a').first().click();
-  await page.waitForURL(/\/ui\/events\/[0-9a-f-]+$/);
+  await page.waitForURL(/\/ui\/events\/[0-9a-f-]+\?tenant=acme$/); // links name the tenant
   const total = page.locator('table.diff tr', { hasText: 'total' });
   assert.equal((await total.locator('td.old').textContent()).trim(), '19.99');
   assert.equal((await total.locator('td.new').textContent()).trim(), '24.99');

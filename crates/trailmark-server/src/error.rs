@@ -25,6 +25,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The request is ambiguous or clashes with what is stored.
+    #[error("{0}")]
+    Conflict(String),
     #[error("the ingest queue is full; retry after a second")]
     Busy,
     #[error("storage failed: {0}")]
@@ -51,6 +54,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Busy => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -84,6 +88,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({"error": m})),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": m})),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": m})),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({"error": m})),
             ApiError::Busy => (
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({"error": self.to_string()}),

@@ -161,6 +161,36 @@ pub async fn get_event<S: Store>(
     let envelope = entry
         .envelope()
         .map_err(trailmark_store::StoreError::from)?;
+    // Ids are unique per tenant: one asked for without a tenant must name
+    // one event, never whichever another tenant stored first.
+    if tenants.len() != 1 {
+        let others: Vec<TenantId> = if tenants.is_empty() {
+            app.store
+                .heads()
+                .await?
+                .into_iter()
+                .map(|h| h.tenant)
+                .filter(|t| *t != envelope.tenant)
+                .collect()
+        } else {
+            tenants
+                .iter()
+                .filter(|t| **t != envelope.tenant)
+                .cloned()
+                .collect()
+        };
+        if !others.is_empty()
+            && let Some(other) = app.store.entry_by_id(&others, id).await?
+        {
+            let other = other
+                .envelope()
+                .map_err(trailmark_store::StoreError::from)?;
+            return Err(ApiError::Conflict(format!(
+                "event id {id} is in tenants {} and {}: ask with ?tenant=",
+                envelope.tenant, other.tenant
+            )));
+        }
+    }
     let proof = match app.store.latest_checkpoint(&envelope.tenant).await? {
         Some(cp) if cp.size.get() > envelope.seq.get() => {
             let index = LeafIndex::new(envelope.seq.get())

@@ -182,8 +182,9 @@ pub(crate) async fn events<S: Store>(
             };
             let _ = write!(
                 body,
-                "<tr><td><a href=\"/ui/events/{}\">{}</a></td><td>{}</td><td><span class=\"action {}\">{}</span></td><td>{resource}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td><a href=\"/ui/events/{}?tenant={}\">{}</a></td><td>{}</td><td><span class=\"action {}\">{}</span></td><td>{resource}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 enc(id),
+                enc(text(e, "/tenant")),
                 esc(text(e, "/occurred_at")),
                 esc(text(e, "/actor/id")),
                 action_class(action, outcome),
@@ -334,15 +335,24 @@ fn proof_status<S: Store>(viewer: &Viewer<S>, event: &Value) -> (bool, String) {
     }
 }
 
+/// The query of an event page's link.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventLink {
+    tenant: Option<String>,
+}
+
 /// `/ui/events/{id}`: the diff, who and from where, and the proof.
 pub(crate) async fn event<S: Store>(
     State(viewer): State<Arc<Viewer<S>>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    QueryParams(link): QueryParams<EventLink>,
 ) -> Result<Html<String>, PageError> {
     let who = viewer.who(&headers).await?;
+    // Links name the event's tenant: an id is unique only within one.
     let filters = EventFilters {
-        tenant: who.tenant.clone(),
+        tenant: who.tenant.clone().or(link.tenant),
         ..EventFilters::default()
     };
     let e = crate::query::get_event(
@@ -434,8 +444,9 @@ pub(crate) async fn history<S: Store>(
         let action = text(e, "/action");
         let _ = write!(
             body,
-            "<li><p><a href=\"/ui/events/{}\">{}</a> · <span class=\"action {}\">{}</span> by {}</p>",
+            "<li><p><a href=\"/ui/events/{}?tenant={}\">{}</a> · <span class=\"action {}\">{}</span> by {}</p>",
             enc(text(e, "/id")),
+            enc(text(e, "/tenant")),
             esc(text(e, "/occurred_at")),
             action_class(action, text(e, "/outcome")),
             esc(action),

@@ -132,3 +132,41 @@ fn every_documented_route_exists_and_needs_a_key() {
     }
     assert!(checked >= 20, "only {checked} operations documented");
 }
+
+#[test]
+fn an_event_id_planted_in_another_tenant_never_answers_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let planter = server.key("ingest", Some("globex"));
+    let owner = server.key("ingest", Some("acme"));
+    let reader = server.key("read", Some("acme"));
+    let id = "0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d5e";
+    // Tenant globex stores the id first; acme then uses it for its own event.
+    let mut plant = event("globex", "mallory", "login");
+    plant["id"] = json!(id);
+    assert_eq!(server.post("/v1/events", &planter, &plant).0, 201);
+    let mut own = event("acme", "alice", "update");
+    own["id"] = json!(id);
+    assert_eq!(server.post("/v1/events", &owner, &own).0, 201);
+
+    // Without a tenant, an unbound key gets no guess: 409 naming both.
+    let (status, body) = server.get(&format!("/v1/events/{id}"), &server.admin);
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("?tenant="),
+        "{body}"
+    );
+    // Named, each tenant's own event; a key bound to acme sees acme's.
+    let (status, body) = server.get(&format!("/v1/events/{id}?tenant=acme"), &server.admin);
+    assert_eq!(
+        (status, body["actor"]["id"].as_str()),
+        (200, Some("alice")),
+        "{body}"
+    );
+    let (status, body) = server.get(&format!("/v1/events/{id}"), &reader);
+    assert_eq!(
+        (status, body["actor"]["id"].as_str()),
+        (200, Some("alice")),
+        "{body}"
+    );
+}
