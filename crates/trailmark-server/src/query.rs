@@ -113,11 +113,34 @@ impl EventFilters {
             ("days", &self.days),
         ] {
             if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
-                out.insert(k.into(), Value::String(v.clone()));
+                out.insert(k.into(), Value::String(capped(v)));
             }
         }
         out
     }
+}
+
+/// The longest filter value a read record keeps whole.
+const RECORDED_FILTER_BYTES: usize = 256;
+
+/// A filter value as a read record keeps it: whole when short, else its
+/// start, its length and its SHA-256 (a 60 KB `q` is not stored in every
+/// record).
+fn capped(value: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    if value.len() <= RECORDED_FILTER_BYTES {
+        return value.to_owned();
+    }
+    let mut end = 64;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… ({} bytes, sha256 {})",
+        &value[..end],
+        value.len(),
+        hex::encode(Sha256::digest(value.as_bytes()))
+    )
 }
 
 pub async fn list_events<S: Store>(
@@ -254,7 +277,9 @@ pub async fn list_entries<S: Store>(
     headers: HeaderMap,
     QueryParams(range): QueryParams<EntryRange>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let tenant = app.read_tenant(&headers, range.tenant.as_deref()).await?;
+    let caller = app.authenticate(&headers).await?;
+    caller.require("read")?;
+    let tenant = caller.one_tenant(range.tenant.as_deref())?;
     let start = range.start.unwrap_or(0);
     let end = range.end.unwrap_or(start + MAX_ENTRIES_RANGE);
     if end < start || end - start > MAX_ENTRIES_RANGE {
@@ -269,6 +294,13 @@ pub async fn list_entries<S: Store>(
         .map(|e| e.envelope().map(|env| entry_json(e, &env)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(trailmark_store::StoreError::from)?;
+    // Entries carry whole payloads: reading them is recorded like any read.
+    let mut meta = Map::new();
+    meta.insert("tenant".into(), json!(tenant.as_str()));
+    meta.insert("start".into(), json!(start));
+    meta.insert("returned".into(), json!(out.len()));
+    app.audit(Some(&caller), "read", Some(("route", "/v1/entries")), meta)
+        .await?;
     Ok(axum::Json(
         json!({"tenant": tenant.as_str(), "entries": out}),
     ))

@@ -119,6 +119,13 @@ pub async fn stats<S: Store>(
     caller.require("read")?;
     let query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
     let s = app.store.stats(&query).await?;
+    app.audit(
+        Some(&caller),
+        "read",
+        Some(("route", "/v1/stats")),
+        filters.describe(),
+    )
+    .await?;
     let pairs = |v: &[(String, u64)], key: &str| -> Vec<Value> {
         v.iter().map(|(k, n)| json!({key: k, "count": n})).collect()
     };

@@ -170,3 +170,53 @@ fn an_event_id_planted_in_another_tenant_never_answers_for_it() {
         "{body}"
     );
 }
+
+#[test]
+fn reads_of_entries_and_stats_are_recorded_and_long_filters_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    assert_eq!(
+        server
+            .post("/v1/events", &server.admin, &event("acme", "1", "a"))
+            .0,
+        201
+    );
+    let reader = server.key("read", Some("acme"));
+    assert_eq!(
+        server
+            .get("/v1/entries?tenant=acme&start=0&end=1", &reader)
+            .0,
+        200
+    );
+    assert_eq!(server.get("/v1/stats?tenant=acme", &reader).0, 200);
+    let long_q = "word ".repeat(2000);
+    let (status, _) = server.get(
+        &format!(
+            "/v1/events?tenant=acme&q={}",
+            long_q.trim().replace(' ', "+")
+        ),
+        &reader,
+    );
+    assert_eq!(status, 200);
+    let (_, records) = server.get(
+        "/v1/events?tenant=_system&action=read&limit=50",
+        &server.admin,
+    );
+    let routes: Vec<&str> = records["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["resource"]["id"].as_str())
+        .collect();
+    assert!(
+        routes.contains(&"/v1/entries") && routes.contains(&"/v1/stats"),
+        "{routes:?}"
+    );
+    let q = records["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|e| e["metadata"]["q"].as_str())
+        .unwrap();
+    assert!(q.len() < 200 && q.contains("9999 bytes, sha256 "), "{q}");
+}
