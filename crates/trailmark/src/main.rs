@@ -5,6 +5,7 @@
 
 mod capture_cmd;
 mod datadir;
+mod http;
 mod keys_cmd;
 mod migrate_cmd;
 mod reports_cmd;

@@ -64,6 +64,16 @@ pub struct ServeArgs {
     /// NAME+KEYID+KEY@URL (the witness's vkey, then its URL). Repeatable.
     #[arg(long = "witness", value_name = "VKEY@URL")]
     pub witnesses: Vec<String>,
+    /// Connections open at once; more wait until one closes [default: 512].
+    #[arg(long, env = "TRAILMARK_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a request's head may take to arrive, and an idle connection
+    /// may wait for its next request [default: 10].
+    #[arg(long, env = "TRAILMARK_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u64>,
+    /// Seconds a request may take, body included, until its answer starts [default: 60].
+    #[arg(long, env = "TRAILMARK_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<u64>,
 }
 
 /// The optional configuration file.
@@ -79,6 +89,9 @@ struct FileConfig {
     signing_key: Option<PathBuf>,
     #[serde(default)]
     witnesses: Vec<String>,
+    max_connections: Option<usize>,
+    header_timeout: Option<u64>,
+    request_timeout: Option<u64>,
     capture: Option<CaptureConfig>,
 }
 
@@ -102,6 +115,7 @@ struct Resolved {
     database: Option<String>,
     signing_key: PathBuf,
     witnesses: Vec<WitnessConfig>,
+    limits: crate::http::Limits,
     capture: Option<Capture>,
 }
 
@@ -163,10 +177,27 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
             .map_err(|e| anyhow::anyhow!("witness {w}: {e}"))
     })
     .collect::<anyhow::Result<Vec<_>>>()?;
+    let limits = crate::http::Limits {
+        max_connections: args.max_connections.or(file.max_connections).unwrap_or(512),
+        header_timeout: Duration::from_secs(
+            args.header_timeout.or(file.header_timeout).unwrap_or(10),
+        ),
+        request_timeout: Duration::from_secs(
+            args.request_timeout.or(file.request_timeout).unwrap_or(60),
+        ),
+        shutdown_deadline: Duration::from_secs(10),
+    };
+    if limits.max_connections == 0
+        || limits.header_timeout.is_zero()
+        || limits.request_timeout.is_zero()
+    {
+        anyhow::bail!("max_connections, header_timeout and request_timeout must be at least 1");
+    }
     let resolved = Resolved {
         database,
         capture,
         witnesses,
+        limits,
         signing_key: args
             .signing_key
             .or(file.signing_key)
@@ -285,9 +316,9 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
     let drainer = args
         .capture
         .map(|capture| tokio::spawn(capture_loop(Arc::clone(&app), capture)));
-    axum::serve(listener, router(Arc::clone(&app)))
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    let routes =
+        crate::http::with_request_timeout(router(Arc::clone(&app)), args.limits.request_timeout);
+    crate::http::serve(listener, routes, args.limits, shutdown()).await;
     signer.abort();
     for w in witnesses {
         w.abort();

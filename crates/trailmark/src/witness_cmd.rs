@@ -218,9 +218,14 @@ pub fn run(args: &WitnessArgs) -> anyhow::Result<ExitCode> {
             "trailmark witness: listening on http://{}",
             listener.local_addr()?
         );
-        axum::serve(listener, app)
-            .with_graceful_shutdown(crate::serve::shutdown())
-            .await?;
+        let limits = crate::http::Limits {
+            max_connections: 256,
+            header_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(30),
+            shutdown_deadline: std::time::Duration::from_secs(10),
+        };
+        let app = crate::http::with_request_timeout(app, limits.request_timeout);
+        crate::http::serve(listener, app, limits, crate::serve::shutdown()).await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

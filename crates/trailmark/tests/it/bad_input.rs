@@ -365,3 +365,130 @@ fn an_open_data_dir_is_closed_to_others_and_the_key_stays_off_a_pipe() {
         assert_eq!(mode(&path), 0o600, "{}", path.display());
     }
 }
+
+/// Reads from `stream` until it closes or `deadline` passes; true if closed.
+fn closed_within(stream: &mut std::net::TcpStream, deadline: std::time::Duration) -> bool {
+    use std::io::Read as _;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    while start.elapsed() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn slow_or_idle_clients_are_cut_off_and_connections_are_capped() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &[
+            "--header-timeout",
+            "1",
+            "--request-timeout",
+            "2",
+            "--max-connections",
+            "4",
+        ],
+    );
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    // A head that never ends, and a connection that never says anything.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    assert!(
+        closed_within(&mut slow, std::time::Duration::from_secs(5)),
+        "a half-sent head was kept"
+    );
+    assert!(
+        closed_within(&mut idle, std::time::Duration::from_secs(5)),
+        "an idle connection was kept"
+    );
+    // A body that never ends: 408 after the request timeout.
+    let mut body = std::net::TcpStream::connect(&addr).unwrap();
+    body.write_all(
+        format!(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"actor\":",
+            server.admin
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut answer = String::new();
+    body.set_read_timeout(Some(std::time::Duration::from_secs(6)))
+        .unwrap();
+    let _ = std::io::Read::read_to_string(&mut body, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // Four connections held open fill the server; a fifth request waits
+    // until one of them closes, then is answered.
+    let held: Vec<_> = (0..4)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let (status, _) = server.get("/healthz", "");
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(500),
+        "answered beside four held connections"
+    );
+    drop(held);
+}
+
+#[test]
+fn a_stop_with_a_request_in_flight_still_ends_and_signs() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_with(dir.path(), &["--request-timeout", "60"]);
+    assert_eq!(
+        server
+            .post("/v1/events", &server.admin, &crate::event("acme", "1", "a"))
+            .0,
+        201
+    );
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut hanging = std::net::TcpStream::connect(&addr).unwrap();
+    hanging
+        .write_all(
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 1000\r\n\r\n{{",
+                server.admin
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    // Nothing to poll for: give the server a moment to read the head, so
+    // the request is in flight when the stop comes.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    server.stop();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "the stop waited {:?}",
+        started.elapsed()
+    );
+    let (ok, report) = crate::verify_dir(dir.path());
+    assert!(
+        ok && !report.contains("not yet in a checkpoint"),
+        "{report}"
+    );
+}
