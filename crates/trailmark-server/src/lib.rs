@@ -10,6 +10,7 @@
 mod app;
 pub mod checkpointer;
 mod error;
+mod extract;
 mod ingest;
 mod keys;
 mod keys_api;
@@ -73,8 +74,29 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::<S>))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            authenticate_first::<S>,
+        ))
         .with_state(Arc::clone(&app))
         .merge(viewer::routes(Arc::new(viewer::Viewer::new(app))))
+}
+
+/// Every `/v1/` and `/log/` request is authenticated before anything else
+/// of it is read, so a caller without a valid key learns nothing from how
+/// its parameters or body are judged (401 first, then 400).
+async fn authenticate_first<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    if (path.starts_with("/v1/") || path.starts_with("/log/"))
+        && let Err(e) = app.authenticate(request.headers()).await
+    {
+        return e.into_response();
+    }
+    next.run(request).await
 }
 
 async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Result<&'static str, ApiError> {

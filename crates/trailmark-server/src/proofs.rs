@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Query as QueryParams, State};
+use axum::extract::State;
+
+use crate::extract::QueryParams;
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use base64::Engine as _;

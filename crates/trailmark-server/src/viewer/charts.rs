@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::{Query as QueryParams, State};
+use axum::extract::State;
+
+use crate::extract::QueryParams;
 use axum::http::HeaderMap;
 use axum::response::Html;
 use plotters::prelude::*;

@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query as QueryParams, State};
+use axum::extract::{Path, State};
+
+use crate::extract::QueryParams;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine as _;

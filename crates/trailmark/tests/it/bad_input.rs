@@ -492,3 +492,34 @@ fn a_stop_with_a_request_in_flight_still_ends_and_signs() {
         "{report}"
     );
 }
+
+#[test]
+fn a_caller_without_a_key_gets_401_before_its_parameters_are_judged_and_errors_are_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    assert_eq!(
+        server
+            .post("/v1/events", &server.admin, &crate::event("acme", "1", "a"))
+            .0,
+        201
+    );
+    for path in [
+        "/v1/proofs/inclusion?tenant=acme&index=-1&size=1",
+        "/v1/entries?tenant=acme&start=-1",
+        "/v1/events?limit=lots",
+        "/log/acme/tile/0/000",
+    ] {
+        let (status, body) = server.get(path, "tmk_wrong");
+        assert_eq!(status, 401, "{path}: {body}");
+        assert!(body.is_object(), "{path}: not JSON: {body}");
+    }
+    for (path, param) in [
+        ("/v1/proofs/inclusion?tenant=acme&index=-1&size=1", "index"),
+        ("/v1/entries?tenant=acme&start=-1", "start"),
+        ("/v1/events?limit=lots", "limit"),
+    ] {
+        let (status, body) = server.get(path, &server.admin);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["errors"][0]["path"], param, "{path}: {body}");
+    }
+}

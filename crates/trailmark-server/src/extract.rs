@@ -1,0 +1,39 @@
+//! Request extractors whose rejections are the API's JSON errors (axum's
+//! own answer in plain text).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, Problem};
+
+/// Query parameters; a malformed one is a 400 naming it, in JSON.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                let text = rejection.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text)
+                    .to_owned();
+                let path = detail
+                    .split_once(':')
+                    .map(|(field, _)| field.trim().to_owned())
+                    .filter(|f| !f.is_empty() && !f.contains(' '))
+                    .unwrap_or_else(|| "query".to_owned());
+                Err(ApiError::Invalid(vec![Problem {
+                    index: None,
+                    path,
+                    message: detail,
+                }]))
+            }
+        }
+    }
+}
