@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use trailmark_core::{Event, TenantId};
+use trailmark_store::Sameness;
 use trailmark_store::Store;
 
 use crate::app::{App, now};
@@ -96,6 +97,58 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec
     Ok(values)
 }
 
+/// Before anything is stored (a batch is all or nothing): an id already
+/// used for another body is a conflict.
+async fn unused_ids<S: Store>(
+    app: &App<S>,
+    batch: &[trailmark_store::NewEvent],
+    sameness: &[Option<Sameness>],
+) -> Result<(), ApiError> {
+    for (index, (new, same)) in batch.iter().zip(sameness).enumerate() {
+        let (Some(same), Some(id)) = (same, new.event.id) else {
+            continue;
+        };
+        let tenant = new.tenant();
+        if let Some(stored) = app
+            .store
+            .entry_by_id(std::slice::from_ref(&tenant), id)
+            .await?
+            && !same.matches(&stored)
+        {
+            return Err(conflict(index, id, &tenant));
+        }
+    }
+    Ok(())
+}
+
+/// After the append: a repeat stored by a concurrent request since
+/// [`unused_ids`] looked must be the same event too.
+async fn repeats_match<S: Store>(
+    app: &App<S>,
+    appended: &[trailmark_store::Appended],
+    sameness: &[Option<Sameness>],
+) -> Result<(), ApiError> {
+    for (index, (a, same)) in appended.iter().zip(sameness).enumerate() {
+        let Some(same) = same.as_ref().filter(|_| a.duplicate) else {
+            continue;
+        };
+        let stored = app
+            .store
+            .entry_by_id(std::slice::from_ref(&a.tenant), a.id)
+            .await?;
+        if !stored.is_some_and(|s| same.matches(&s)) {
+            return Err(conflict(index, a.id, &a.tenant));
+        }
+    }
+    Ok(())
+}
+
+fn conflict(index: usize, id: trailmark_core::EventId, tenant: &TenantId) -> ApiError {
+    ApiError::Conflict(format!(
+        "events[{index}].id: event {id} is already in tenant {tenant} with another body; an id names one event (send a new id, or the same body to repeat it)"
+    ))
+}
+
 pub async fn post_events<S: Store>(
     State(app): State<Arc<App<S>>>,
     headers: HeaderMap,
@@ -157,6 +210,13 @@ pub async fn post_events<S: Store>(
             .fetch_add(1, Ordering::Relaxed);
         return Err(ApiError::Busy);
     };
+    // Events sent with an id: what they say, to tell a repeat (idempotent)
+    // from another event under a used id (a conflict).
+    let sameness: Vec<Option<Sameness>> = batch
+        .iter()
+        .map(|new| new.event.id.is_some().then(|| Sameness::of_new(new)))
+        .collect();
+    unused_ids(&app, &batch, &sameness).await?;
     let started = Instant::now();
     let appended = app.store.append(batch).await?;
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -168,6 +228,7 @@ pub async fn post_events<S: Store>(
         .events_ingested
         .fetch_add(appended.len() as u64, Ordering::Relaxed);
 
+    repeats_match(&app, &appended, &sameness).await?;
     let entries: Vec<Value> = appended
         .iter()
         .map(|a| json!({"id": a.id.to_string(), "seq": a.seq.get(), "tenant": a.tenant.as_str()}))

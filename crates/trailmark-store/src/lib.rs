@@ -16,5 +16,5 @@ pub use error::StoreError;
 pub use store::Store;
 pub use types::{
     Appended, CheckpointRecord, CountBy, Cursor, EntryState, KeyRecord, NewEvent, Page, Query,
-    Scopes, SigningKeyRecord, Stats, StoredEntry, TenantHead, searchable_text,
+    Sameness, Scopes, SigningKeyRecord, Stats, StoredEntry, TenantHead, searchable_text,
 };

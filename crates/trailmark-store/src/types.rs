@@ -2,8 +2,8 @@
 
 use serde_json::{Map, Value};
 use trailmark_core::{
-    Envelope, EnvelopeContext, Event, EventId, IndexedColumns, Outcome, PayloadCommitment, Salt,
-    Seq, TenantId, Timestamp,
+    CanonicalJson, Envelope, EnvelopeContext, Event, EventId, IndexedColumns, Outcome,
+    PayloadCommitment, Salt, Seq, TenantId, Timestamp,
 };
 use trailmark_log::{Hash, TreeSize};
 
@@ -44,6 +44,63 @@ impl NewEvent {
                 generated_id: self.generated_id,
             },
         )
+    }
+}
+
+/// What makes a second submission of an event id "the same event": the
+/// envelope's fields that the producer chose (actor, action, resource,
+/// outcome, and `occurred_at` when the producer sent one) and the payload.
+/// Sending the same id again with the same body is idempotent; with another
+/// body it is a conflict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sameness {
+    fields: Vec<Option<String>>,
+    payload: Option<[u8; 32]>,
+}
+
+impl Sameness {
+    fn of(envelope: &Envelope, with_occurred_at: bool, payload: Option<&CanonicalJson>) -> Self {
+        use sha2::{Digest as _, Sha256};
+        Self {
+            fields: vec![
+                Some(envelope.tenant.as_str().to_owned()),
+                Some(envelope.actor_id.clone()),
+                Some(envelope.actor_type.as_str().to_owned()),
+                Some(envelope.action.clone()),
+                envelope.resource_type.clone(),
+                envelope.resource_id.clone(),
+                Some(envelope.outcome.as_str().to_owned()),
+                with_occurred_at.then(|| envelope.occurred_at.to_string()),
+            ],
+            payload: payload.map(|p| Sha256::digest(p.as_bytes()).into()),
+        }
+    }
+
+    /// Of an event about to be appended.
+    pub fn of_new(new: &NewEvent) -> Self {
+        let Some(zero) = Seq::new(0) else {
+            unreachable!("0 is a valid seq")
+        };
+        let envelope = new.seal(zero);
+        Self::of(
+            &envelope,
+            new.event.occurred_at.is_some(),
+            Some(&new.committed.payload_json),
+        )
+    }
+
+    /// Whether a stored entry is the same event as `new` (whose sameness
+    /// this is). An erased payload compares by the envelope alone.
+    pub fn matches(&self, stored: &StoredEntry) -> bool {
+        let Ok(envelope) = stored.envelope() else {
+            return false;
+        };
+        let payload = stored
+            .payload
+            .as_ref()
+            .and_then(|p| CanonicalJson::of_map("payload", p).ok());
+        let theirs = Self::of(&envelope, self.fields[7].is_some(), payload.as_ref());
+        theirs.fields == self.fields && (theirs.payload.is_none() || theirs.payload == self.payload)
     }
 }
 

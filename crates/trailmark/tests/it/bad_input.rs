@@ -523,3 +523,48 @@ fn a_caller_without_a_key_gets_401_before_its_parameters_are_judged_and_errors_a
         assert_eq!(body["errors"][0]["path"], param, "{path}: {body}");
     }
 }
+
+#[test]
+fn the_same_id_with_another_body_is_a_conflict_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let id = "0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d5e";
+    let mut first = crate::event("acme", "alice", "update");
+    first["id"] = json!(id);
+    first["changes"] = json!({"price": {"old": "1", "new": "2"}});
+    let (status, body) = server.post("/v1/events", &server.admin, &first);
+    assert_eq!(status, 201, "{body}");
+    // The same body again: idempotent, the same seq.
+    let (status, again) = server.post("/v1/events", &server.admin, &first);
+    assert_eq!(
+        (status, &again["entries"][0]["seq"]),
+        (201, &body["entries"][0]["seq"])
+    );
+    // Another body under the id, in a batch with a new event: 409 naming the
+    // id, and neither event is stored.
+    let mut other = first.clone();
+    other["changes"] = json!({"price": {"old": "1", "new": "999"}});
+    let fresh = crate::event("acme", "bob", "create");
+    let (status, b) = server.post("/v1/events", &server.admin, &json!([fresh, other]));
+    assert_eq!(status, 409, "{b}");
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("events[1].id: event {id}")),
+        "{b}"
+    );
+    let (_, tenants) = server.get("/v1/tenants", &server.admin);
+    let acme = tenants["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "acme")
+        .unwrap()
+        .clone();
+    assert_eq!(acme["size"], 1, "{tenants}");
+    // Another actor under the id: a conflict too.
+    let mut actor = first.clone();
+    actor["actor"]["id"] = json!("mallory");
+    assert_eq!(server.post("/v1/events", &server.admin, &actor).0, 409);
+}
