@@ -220,11 +220,41 @@ pub fn make_valid(event: &mut Value) -> Result<(), Vec<trailmark_core::FieldErro
         for error in &errors {
             let pointer = format!("/{}", error.path.replace('.', "/"));
             if REQUIRED.contains(&pointer.as_str()) {
-                if let Some(Value::String(s)) = event.pointer_mut(&pointer)
-                    && s.len() > 128
+                let mut original = None;
+                if let Some(Value::String(s)) = event.pointer_mut(&pointer) {
+                    if s.chars().any(trailmark_core::is_format_char) {
+                        // Invisible characters in a key (an id no event may
+                        // carry): written out, the original kept below.
+                        original = Some(s.clone());
+                        *s = s
+                            .chars()
+                            .map(|c| {
+                                if trailmark_core::is_format_char(c) {
+                                    format!("<U+{:04X}>", u32::from(c))
+                                } else {
+                                    c.to_string()
+                                }
+                            })
+                            .collect();
+                        repaired = true;
+                    }
+                    if s.len() > 128 {
+                        *s = cut(s, 128);
+                        repaired = true;
+                    }
+                }
+                if let Some(original) = original
+                    && let Some(meta) = event.get_mut("metadata").and_then(Value::as_object_mut)
                 {
-                    *s = cut(s, 128);
-                    repaired = true;
+                    meta.entry("capture_repairs")
+                        .or_insert_with(|| json!({}))
+                        .as_object_mut()
+                        .map(|r| {
+                            r.insert(
+                                error.path.clone(),
+                                json!({"value": original, "error": error.message}),
+                            )
+                        });
                 }
                 continue;
             }

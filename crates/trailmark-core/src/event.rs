@@ -2,6 +2,8 @@
 
 mod validate;
 
+pub use validate::is_format_char;
+
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};

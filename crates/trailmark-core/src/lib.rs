@@ -25,7 +25,9 @@ pub use envelope::{
     Salt, SealContext, Sealed,
 };
 pub use error::{Error, FieldError};
-pub use event::{Actor, Change, Changes, Context, Event, Resource, changes_to_json};
+pub use event::{
+    Actor, Change, Changes, Context, Event, Resource, changes_to_json, is_format_char,
+};
 pub use ids::{ActorType, EventId, Outcome, Seq, TenantId};
 pub use strict_json::parse_strict_json;
 pub use timestamp::Timestamp;

@@ -31,6 +31,39 @@ enum Text {
     Line,
     /// Tabs and line breaks allowed (a reason).
     Prose,
+    /// An identifier: a line without invisible format characters either,
+    /// so that two ids that look the same are the same.
+    Id,
+}
+
+/// Unicode format characters (general category Cf): invisible, or
+/// reordering what follows (U+202E). In an identifier they let `alice` and
+/// `alice\u{200b}` be two actors that look alike.
+pub fn is_format_char(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 /// `parent.key`, or `parent["key"]` when the key is not a plain word.
@@ -81,13 +114,25 @@ impl Checker {
             return false;
         }
         let bad = match kind {
-            Text::Line => s.chars().any(char::is_control),
+            Text::Line | Text::Id => s.chars().any(char::is_control),
             Text::Prose => s
                 .chars()
                 .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')),
         };
         if bad {
             self.err(path, "must not contain control characters");
+            return false;
+        }
+        if matches!(kind, Text::Id)
+            && let Some(c) = s.chars().find(|c| is_format_char(*c))
+        {
+            self.err(
+                path,
+                format!(
+                    "must not contain invisible format characters (here U+{:04X}): they make different ids look alike",
+                    u32::from(c)
+                ),
+            );
             return false;
         }
         true
@@ -110,7 +155,7 @@ impl Checker {
                 self.err(path, "must not be empty");
                 None
             }
-            Some(Value::String(s)) => self.check_text(path, s, max, Text::Line).then(|| s.clone()),
+            Some(Value::String(s)) => self.check_text(path, s, max, Text::Id).then(|| s.clone()),
             Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
             Some(_) => {
                 self.err(path, "must be a string (or an integer)");

@@ -97,6 +97,17 @@ pub(crate) fn esc(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            // Invisible characters are shown, so that two values that
+            // differ never look the same.
+            c if trailmark_core::is_format_char(c)
+                || (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
+            {
+                let _ = write!(
+                    out,
+                    "<span class=\"invisible\">U+{:04X}</span>",
+                    u32::from(c)
+                );
+            }
             c => out.push(c),
         }
     }

@@ -568,3 +568,41 @@ fn the_same_id_with_another_body_is_a_conflict_and_stores_nothing() {
     actor["actor"]["id"] = json!("mallory");
     assert_eq!(server.post("/v1/events", &server.admin, &actor).0, 409);
 }
+
+#[test]
+fn ids_with_invisible_format_characters_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    for (field, value) in [
+        ("actor.id", "alice\u{200b}"),
+        ("actor.id", "\u{202e}nimda"),
+        ("resource.id", "61\u{feff}"),
+        ("resource.type", "Cust\u{2060}omer"),
+    ] {
+        let mut e = crate::event("acme", "alice", "update");
+        e["resource"] = json!({"type": "Customer", "id": "61"});
+        let (object, key) = field.split_once('.').unwrap();
+        e[object][key] = json!(value);
+        let (status, b) = server.post("/v1/events", &server.admin, &e);
+        assert_eq!(status, 400, "{field}={value:?}: {b}");
+        assert_eq!(b["errors"][0]["path"], field, "{b}");
+        assert!(
+            b["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("invisible format characters"),
+            "{b}"
+        );
+    }
+    // Visible look-alikes stay what they are: distinct, accepted ids.
+    assert_eq!(
+        server
+            .post(
+                "/v1/events",
+                &server.admin,
+                &crate::event("acme", "alicе", "update")
+            )
+            .0,
+        201
+    );
+}
