@@ -180,7 +180,7 @@ test('without a key no page shows trail data; a tenant-bound key sees only its t
     assert.equal(r.status, 303, path);
     assert.equal(r.headers.get('location'), '/ui/login');
   }
-  const bad = await fetch(base + '/ui/login', { method: 'POST', body: new URLSearchParams({ key: 'tmk_nope' }) });
+  const bad = await fetch(base + '/ui/login', { method: 'POST', headers: { Origin: base }, body: new URLSearchParams({ key: 'tmk_nope' }) });
   assert.equal(bad.status, 401);
 
   const { key } = await api('POST', '/v1/keys', { name: 'globex reader', scopes: 'read', tenant: 'globex' });

@@ -32,6 +32,8 @@ pub(crate) struct Job {
     result: Mutex<Option<Result<String, String>>>,
     /// Who started it (key id): only they may read it.
     owner: String,
+    /// The tenants it verifies (see `scope_key`): one run per scope at a time.
+    scope: String,
 }
 
 /// When a run ended and how.
@@ -177,9 +179,27 @@ pub(crate) async fn start<S: Store>(
 ) -> Result<Json<Value>, PageError> {
     let who = viewer.who(&headers).await?;
     let tenants = who.caller.visible(who.tenant.as_deref())?;
+    let scope = scope_key(&tenants);
+    // A run of the same tenants still going is joined, not doubled: at most
+    // one verification per scope reads the store at a time.
+    let running = viewer.verifications.runs.lock().ok().and_then(|runs| {
+        runs.iter()
+            .find(|(_, j)| j.scope == scope && j.result.lock().is_ok_and(|r| r.is_none()))
+            .map(|(id, j)| (id.clone(), j.owner.clone()))
+    });
+    if let Some((id, owner)) = running {
+        if owner == who.caller.key.id {
+            return Ok(Json(json!({"job": id})));
+        }
+        return Err(ApiError::Conflict(
+            "a verification of these tenants is running; try again when it has ended".into(),
+        )
+        .into());
+    }
     let id = hex::encode(random_bytes::<16>()?);
     let job = Arc::new(Job {
         owner: who.caller.key.id.clone(),
+        scope: scope.clone(),
         ..Job::default()
     });
     if let Ok(mut runs) = viewer.verifications.runs.lock() {
@@ -228,7 +248,9 @@ pub(crate) async fn status<S: Store>(
     })))
 }
 
-const SCRIPT: &str = r"
+/// The integrity page's script, served as `/ui/integrity.js` (the pages'
+/// Content-Security-Policy allows no inline script).
+pub(crate) const SCRIPT: &str = r"
 const button = document.getElementById('verify');
 const bar = document.getElementById('progress');
 const out = document.getElementById('verify-result');
@@ -293,7 +315,7 @@ pub(crate) async fn page<S: Store>(
         .and_then(|l| l.get(&scope_key(&tenants)).cloned());
     let _ = write!(
         body,
-        "<h2>Verification</h2><p>Last run: {}</p><p><button id=\"verify\" type=\"button\">Verify now</button> <progress id=\"progress\" value=\"0\" max=\"1\"></progress></p><p id=\"verify-result\" role=\"status\" aria-live=\"polite\"></p><script>{SCRIPT}</script>",
+        "<h2>Verification</h2><p>Last run: {}</p><p><button id=\"verify\" type=\"button\">Verify now</button> <progress id=\"progress\" value=\"0\" max=\"1\"></progress></p><p id=\"verify-result\" role=\"status\" aria-live=\"polite\"></p><script src=\"/ui/integrity.js\"></script>",
         match last {
             None => "never (since this server started)".to_owned(),
             Some((at, Ok(m))) => format!("{} — passed: {}", at, esc(&m)),

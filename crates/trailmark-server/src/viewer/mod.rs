@@ -32,6 +32,83 @@ const COOKIE: &str = "tm_session";
 const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 const STYLE: &str = include_str!("style.css");
 
+/// Every page's script: the tenant switch submits on change.
+const APP_SCRIPT: &str = r"
+for (const select of document.querySelectorAll('form.tenant select')) {
+  select.addEventListener('change', () => select.form.submit());
+}
+";
+
+fn script(body: &'static str) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        body,
+    )
+}
+
+/// What every viewer answer carries: a strict Content-Security-Policy (no
+/// inline script, no framing), no sniffing, no referrer beyond this server,
+/// and no caching of trail pages.
+async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let asset = matches!(
+        std::path::Path::new(request.uri().path())
+            .extension()
+            .and_then(|e| e.to_str()),
+        Some("css" | "js")
+    );
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            "content-security-policy",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        // Not no-referrer: with it, browsers send `Origin: null` on the
+        // pages' own form posts, which the origin check then refuses.
+        ("referrer-policy", "same-origin"),
+        ("x-frame-options", "DENY"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if !asset {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// A form post from another site is refused: every POST under `/ui/` must
+/// come with an `Origin` of this server (SameSite=Strict cookies aside).
+async fn same_origin(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if request.method() == axum::http::Method::POST {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let ours = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|o| !host.is_empty() && o == host);
+        if !ours {
+            return (
+                StatusCode::FORBIDDEN,
+                Html("<p>This form must be sent from this server's own pages.</p>".to_owned()),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
 /// A signed-in browser.
 #[derive(Clone)]
 pub(crate) struct Session {
@@ -69,6 +146,11 @@ pub fn routes<S: Store>(viewer: Arc<Viewer<S>>) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/events") }))
         .route("/ui/style.css", get(style))
+        .route("/ui/app.js", get(|| async { script(APP_SCRIPT) }))
+        .route(
+            "/ui/integrity.js",
+            get(|| async { script(integrity::SCRIPT) }),
+        )
         .route("/ui/login", get(login_page).post(login::<S>))
         .route("/ui/logout", post(logout::<S>))
         .route("/ui/tenant", post(switch_tenant::<S>))
@@ -80,6 +162,8 @@ pub fn routes<S: Store>(viewer: Arc<Viewer<S>>) -> Router {
         .route("/ui/integrity", get(integrity::page::<S>))
         .route("/ui/verify", post(integrity::start::<S>))
         .route("/ui/verify/{job}", get(integrity::status::<S>))
+        .layer(axum::middleware::from_fn(same_origin))
+        .layer(axum::middleware::from_fn(security_headers))
         .with_state(viewer)
 }
 
@@ -154,7 +238,7 @@ pub(crate) fn layout(title: &str, current: &str, who: Option<&Who>, body: &str) 
                 );
             }
             format!(
-                "<form method=\"post\" action=\"/ui/tenant\" class=\"tenant\"><label>Tenant <select name=\"tenant\" onchange=\"this.form.submit()\">{options}</select></label><noscript><button>Switch</button></noscript></form>"
+                "<form method=\"post\" action=\"/ui/tenant\" class=\"tenant\"><label>Tenant <select name=\"tenant\">{options}</select></label><noscript><button>Switch</button></noscript></form>"
             )
         };
         format!(
@@ -167,7 +251,7 @@ pub(crate) fn layout(title: &str, current: &str, who: Option<&Who>, body: &str) 
         )
     });
     Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · Trailmark</title><link rel=\"stylesheet\" href=\"/ui/style.css\"></head><body>{nav}<main>{body}</main></body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · Trailmark</title><link rel=\"stylesheet\" href=\"/ui/style.css\"><script src=\"/ui/app.js\" defer></script></head><body>{nav}<main>{body}</main></body></html>",
         esc(title)
     ))
 }

@@ -109,7 +109,8 @@ fn filter_bar(f: &EventFilters) -> String {
     };
     let outcome = f.outcome.as_deref().unwrap_or("");
     let mut options = String::new();
-    for o in ["", "success", "failure", "denied", "error"] {
+    // The outcomes the API accepts, and "any".
+    for o in std::iter::once("").chain(trailmark_core::Outcome::ALL.iter().map(|o| o.as_str())) {
         let sel = if o == outcome { " selected" } else { "" };
         let label = if o.is_empty() { "any" } else { o };
         let _ = write!(options, "<option value=\"{o}\"{sel}>{label}</option>");

@@ -220,3 +220,72 @@ fn reads_of_entries_and_stats_are_recorded_and_long_filters_are_capped() {
         .unwrap();
     assert!(q.len() < 200 && q.contains("9999 bytes, sha256 "), "{q}");
 }
+
+#[test]
+fn viewer_pages_carry_security_headers_and_refuse_foreign_form_posts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let page = agent
+        .get(&format!("{}/ui/login", server.url))
+        .call()
+        .unwrap();
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let csp = header("content-security-policy");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("referrer-policy"), "same-origin");
+    assert_eq!(header("cache-control"), "no-store");
+    // A sign-in posted from another site, or with no origin at all: refused.
+    for origin in [Some("http://evil.example"), None] {
+        let mut post = agent.post(&format!("{}/ui/login", server.url));
+        if let Some(o) = origin {
+            post = post.header("Origin", o);
+        }
+        let answer = post.send_form([("key", server.admin.as_str())]).unwrap();
+        assert_eq!(answer.status(), 403, "{origin:?}");
+        assert!(answer.headers().get("set-cookie").is_none());
+    }
+    let ok = agent
+        .post(&format!("{}/ui/login", server.url))
+        .header("Origin", &server.url)
+        .send_form([("key", server.admin.as_str())])
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    // The outcome filter offers only what the API accepts.
+    let cookie = ok
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut events = agent
+        .get(&format!("{}/ui/events", server.url))
+        .header("Cookie", &cookie)
+        .call()
+        .unwrap();
+    let html = events.body_mut().read_to_string().unwrap();
+    assert!(
+        html.contains("<option value=\"failure\"") && !html.contains("value=\"denied\""),
+        "{html}"
+    );
+    assert!(!html.contains("<script>"), "inline script in {html}");
+}

@@ -243,6 +243,7 @@ fn viewer_verdict(trail: &Trail, keys: &Path) -> (bool, String) {
         .into();
     let signed_in = agent
         .post(&format!("{}/ui/login", server.url))
+        .header("Origin", &server.url)
         .send_form([("key", server.admin.as_str())])
         .unwrap();
     let cookie = signed_in
