@@ -49,7 +49,9 @@ impl ApiError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) | ApiError::Store(StoreError::BadRequest { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -92,6 +94,10 @@ impl IntoResponse for ApiError {
             ApiError::Busy => (
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({"error": self.to_string()}),
+            ),
+            ApiError::Store(StoreError::BadRequest { field, message }) => (
+                StatusCode::BAD_REQUEST,
+                json!({"errors": [{"path": field, "message": message}]}),
             ),
             ApiError::Store(e) => {
                 eprintln!("trailmark: storage error: {e}");

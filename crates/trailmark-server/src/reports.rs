@@ -238,6 +238,9 @@ pub async fn export<S: Store>(
         .to_query(caller.visible(params.filters.tenant.as_deref())?)?;
     query.limit = PAGE;
     query.cursor = None;
+    // The first page is read before anything is recorded or sent: a query
+    // the store cannot run is an error answer, never a stream cut short.
+    let mut first_page = Some(app.store.query(&query).await?);
     let mut meta = Map::new();
     meta.insert("format".into(), json!(if csv { "csv" } else { "ndjson" }));
     meta.insert("filters".into(), Value::Object(params.filters.describe()));
@@ -249,12 +252,15 @@ pub async fn export<S: Store>(
     tokio::spawn(async move {
         let mut first = true;
         loop {
-            let page = match streaming.store.query(&query).await {
-                Ok(page) => page,
-                Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                    return;
-                }
+            let page = match first_page.take() {
+                Some(page) => page,
+                None => match streaming.store.query(&query).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                },
             };
             let mut chunk = Vec::new();
             if csv {

@@ -15,7 +15,20 @@ use trailmark_store::{
 use crate::strips::to_i64;
 
 fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |e| StoreError::backend(context, e)
+    move |e| {
+        // Only a `q=` search reaches the full-text index: what it cannot
+        // run is the caller's to change, never a storage failure.
+        if e.to_string().contains("fts5:") {
+            StoreError::BadRequest {
+                field: "q",
+                message: format!(
+                    "these words cannot be searched ({e}); search for fewer or plainer words"
+                ),
+            }
+        } else {
+            StoreError::backend(context, e)
+        }
+    }
 }
 
 const ENTRY_FIELDS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt, \
@@ -152,23 +165,47 @@ pub(crate) fn entry_by_id(
 /// input is read as query syntax.
 fn fts_query(q: &str) -> Option<String> {
     let words: Vec<String> = q
-        .split(|c: char| !c.is_alphanumeric())
+        .split(|c: char| !is_token_char(c))
         .filter(|w| !w.is_empty())
         .map(|w| format!("\"{w}\""))
         .collect();
     (!words.is_empty()).then(|| words.join(" "))
 }
 
+/// A character FTS5's `unicode61` tokenizer keeps in a token (its default
+/// `categories 'L* N* Co'`); every other one separates tokens. Splitting the
+/// query by the same rule keeps every quoted word one token: a word the
+/// index would split (`a\u{345}b`) would be a phrase, which a
+/// `detail=none` index cannot answer.
+fn is_token_char(c: char) -> bool {
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
+    matches!(
+        get_general_category(c),
+        G::UppercaseLetter
+            | G::LowercaseLetter
+            | G::TitlecaseLetter
+            | G::ModifierLetter
+            | G::OtherLetter
+            | G::DecimalNumber
+            | G::LetterNumber
+            | G::OtherNumber
+            | G::PrivateUse
+    )
+}
+
 /// The rows a query reads from, ending in a WHERE clause. A free-text search
 /// drives the join from the search index (newest first), so a rare word
 /// never scans the table.
 fn source(q: &Query, args: &mut Vec<SqlValue>) -> &'static str {
-    match q.q.as_deref().and_then(fts_query) {
-        Some(words) => {
+    match q.q.as_deref().map(fts_query) {
+        Some(Some(words)) => {
             args.push(SqlValue::Text(words));
             " FROM (SELECT rowid AS pos FROM entries_fts WHERE entries_fts MATCH ? ORDER BY rowid DESC) m
               CROSS JOIN entries e ON e.pos = m.pos WHERE 1 = 1"
         }
+        // A search with no word the index holds: nothing can match (as
+        // with the PostgreSQL store).
+        Some(None) => " FROM entries e WHERE 1 = 0",
         None => " FROM entries e WHERE 1 = 1",
     }
 }

@@ -20,6 +20,13 @@ pub enum StoreError {
     /// An argument cannot be served (a range past the end, an unknown key id).
     #[error("{0}")]
     Invalid(String),
+    /// The caller's request cannot be answered as asked (a search the index
+    /// cannot run): a client mistake, named by the parameter.
+    #[error("{field}: {message}")]
+    BadRequest {
+        field: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Core(#[from] trailmark_core::Error),
     #[error(transparent)]

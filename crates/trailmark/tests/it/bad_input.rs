@@ -606,3 +606,34 @@ fn ids_with_invisible_format_characters_are_refused() {
         201
     );
 }
+
+#[test]
+fn searches_the_index_splits_differently_are_answered_never_a_5xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let mut e = crate::event("acme", "1", "update");
+    e["metadata"] = json!({"note": "hello a\u{345}b"});
+    assert_eq!(server.post("/v1/events", &server.admin, &e).0, 201);
+    // Ⓐ is no letter to the index (a search of nothing finds nothing);
+    // U+0345 splits "a\u{345}b" into a and b, in the index and the query.
+    for (q, found) in [
+        ("Ⓐ", 0),
+        ("hello%E2%92%B6", 1),
+        ("a%CD%85b", 1),
+        ("x%CC%81", 0),
+    ] {
+        for path in ["/v1/events", "/v1/stats"] {
+            let (status, body) = server.get(&format!("{path}?tenant=acme&q={q}"), &server.admin);
+            assert_eq!(status, 200, "{path} q={q}: {body}");
+            if path == "/v1/events" {
+                assert_eq!(
+                    body["events"].as_array().unwrap().len(),
+                    found,
+                    "q={q}: {body}"
+                );
+            }
+        }
+        let (status, _) = server.get(&format!("/v1/export?tenant=acme&q={q}"), &server.admin);
+        assert_eq!(status, 200, "export q={q}");
+    }
+}
