@@ -90,7 +90,7 @@ impl EventFilters {
             resource_id: nonempty(&self.resource_id),
             outcome,
             ip: nonempty(&self.ip),
-            q: nonempty(&self.q),
+            q: nonempty(&self.q).map(|q| search_words(&q)).transpose()?,
             since,
             until: time_param("until", self.until.as_deref())?,
             limit,
@@ -120,6 +120,46 @@ impl EventFilters {
         }
         out
     }
+}
+
+/// The most distinct words one search may ask for, and the longest `q`.
+pub const MAX_SEARCH_WORDS: usize = 32;
+pub const MAX_SEARCH_BYTES: usize = 1024;
+
+/// `q` with each word once (a word is a run of letters and digits), and
+/// refused past the bounds: a search costs about one index lookup per word,
+/// so thousands of repeated words were thousands of lookups.
+fn search_words(q: &str) -> Result<String, ApiError> {
+    if q.len() > MAX_SEARCH_BYTES {
+        return Err(ApiError::param(
+            "q",
+            format!("at most {MAX_SEARCH_BYTES} bytes (got {})", q.len()),
+        ));
+    }
+    let mut words: Vec<&str> = Vec::new();
+    for word in q
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        if !words.contains(&word) {
+            words.push(word);
+        }
+    }
+    if words.len() > MAX_SEARCH_WORDS {
+        return Err(ApiError::param(
+            "q",
+            format!(
+                "at most {MAX_SEARCH_WORDS} different words (got {})",
+                words.len()
+            ),
+        ));
+    }
+    // Nothing searchable is kept as it was: the store finds nothing for it.
+    Ok(if words.is_empty() {
+        q.to_owned()
+    } else {
+        words.join(" ")
+    })
 }
 
 /// The longest filter value a read record keeps whole.

@@ -35,6 +35,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_cosignatures.sql"),
 ];
 const READERS: usize = 4;
+/// How long one read may run before SQLite stops it.
+pub const READ_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The WAL's bound, by default: past it the WAL checkpointer resets the log
 /// (RESTART) instead of only copying what it can (PASSIVE), and a reset log
@@ -46,12 +48,15 @@ pub const DEFAULT_WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 pub struct Options {
     /// See [`DEFAULT_WAL_LIMIT_BYTES`].
     pub wal_limit_bytes: u64,
+    /// How long one read may run (see [`READ_TIME_LIMIT`]).
+    pub read_time_limit: std::time::Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             wal_limit_bytes: DEFAULT_WAL_LIMIT_BYTES,
+            read_time_limit: READ_TIME_LIMIT,
         }
     }
 }
@@ -67,7 +72,9 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     jobs: Mutex<mpsc::Sender<Job>>,
+    /// `readers[0]` authenticates; the others are the read pool.
     readers: Vec<Mutex<Connection>>,
+    read_time_limit: std::time::Duration,
     next_reader: AtomicUsize,
     /// Dropped with the store (or sent to by [`SqliteStore::shutdown`]):
     /// stops the WAL checkpointer thread, which then truncates the WAL.
@@ -174,7 +181,9 @@ impl SqliteStore {
         let limit = i64::try_from(options.wal_limit_bytes).unwrap_or(i64::MAX);
         conn.pragma_update(None, "journal_size_limit", limit)
             .map_err(db("bounding the WAL"))?;
-        let readers = (0..READERS)
+        // One more than the pool: connection 0 serves only authentication,
+        // so reads that fill the pool never hold up a key lookup.
+        let readers = (0..=READERS)
             .map(|_| {
                 let reader = Connection::open_with_flags(
                     &path,
@@ -226,6 +235,7 @@ impl SqliteStore {
                 jobs: Mutex::new(tx),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                read_time_limit: options.read_time_limit,
                 stop_wal: Mutex::new(stop_tx),
                 wal_thread: Mutex::new(Some(wal_thread)),
             }),
@@ -244,7 +254,7 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        let readers = (0..READERS)
+        let readers = (0..=READERS)
             .map(|_| open_evidence(&path).map(Mutex::new))
             .collect::<Result<Vec<_>, StoreError>>()?;
         let version: i64 = readers[0]
@@ -267,6 +277,7 @@ impl SqliteStore {
                 jobs: Mutex::new(jobs),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                read_time_limit: READ_TIME_LIMIT,
                 stop_wal: Mutex::new(stop),
                 wal_thread: Mutex::new(None),
             }),
@@ -309,9 +320,30 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+            let pool = inner.readers.len() - 1;
+            let i = 1 + inner.next_reader.fetch_add(1, Ordering::Relaxed) % pool;
             let conn = inner.readers[i].lock().map_err(|_| StoreError::Closed)?;
-            f(&conn)
+            // Every read is bounded in time: past the limit SQLite stops the
+            // statement, and the caller is told to narrow it.
+            let limit = inner.read_time_limit;
+            let deadline = std::time::Instant::now() + limit;
+            conn.progress_handler(10_000, Some(move || std::time::Instant::now() > deadline));
+            let result = f(&conn);
+            conn.progress_handler(0, None::<fn() -> bool>);
+            result.map_err(|e| match e {
+                StoreError::Backend { source, .. }
+                    if source.to_string().contains("interrupted") =>
+                {
+                    StoreError::BadRequest {
+                        field: "query",
+                        message: format!(
+                            "took longer than {} ms: narrow it (a time range, a tenant, an actor)",
+                            limit.as_millis()
+                        ),
+                    }
+                }
+                other => other,
+            })
         })
         .await
         .map_err(|e| StoreError::backend("running a read", e))?
@@ -431,7 +463,14 @@ impl Store for SqliteStore {
     }
 
     async fn key_by_digest(&self, digest: [u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
-        self.read(move |c| read::key_by_digest(c, digest)).await
+        // On the connection kept for authentication, not the read pool.
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers[0].lock().map_err(|_| StoreError::Closed)?;
+            read::key_by_digest(&conn, digest)
+        })
+        .await
+        .map_err(|e| StoreError::backend("looking up a key", e))?
     }
 
     async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {

@@ -35,6 +35,7 @@ async fn the_wal_stays_bounded_under_steady_single_appends_and_shutdown_truncate
         &path,
         trailmark_store_sqlite::Options {
             wal_limit_bytes: limit,
+            ..trailmark_store_sqlite::Options::default()
         },
     )
     .unwrap();
@@ -71,4 +72,36 @@ async fn the_wal_stays_bounded_under_steady_single_appends_and_shutdown_truncate
     store.shutdown();
     assert_eq!(std::fs::metadata(&wal).map_or(0, |m| m.len()), 0);
     assert_eq!(store.heads().await.unwrap()[0].size.get(), 6000);
+}
+
+/// A read that runs past the limit is stopped and named as the caller's to
+/// narrow; key lookups keep their own connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_past_its_time_limit_is_stopped_and_keys_still_answer() {
+    use trailmark_store::{Query, Store, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let store = trailmark_store_sqlite::SqliteStore::open_with(
+        dir.path().join("trailmark.db"),
+        trailmark_store_sqlite::Options {
+            read_time_limit: std::time::Duration::from_millis(1),
+            ..trailmark_store_sqlite::Options::default()
+        },
+    )
+    .unwrap();
+    let batch = (0..20_000)
+        .map(|n| trailmark_store::testkit::new_event("t", n, "update"))
+        .collect();
+    store.append(batch).await.unwrap();
+    let everything = Query {
+        limit: 10,
+        ..Query::default()
+    };
+    match store.stats(&everything).await {
+        Err(StoreError::BadRequest { field, message }) => {
+            assert_eq!(field, "query");
+            assert!(message.contains("narrow it"), "{message}");
+        }
+        other => panic!("expected the read to be stopped, got {other:?}"),
+    }
+    assert!(store.key_by_digest([0; 32]).await.unwrap().is_none());
 }

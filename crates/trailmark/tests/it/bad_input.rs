@@ -637,3 +637,33 @@ fn searches_the_index_splits_differently_are_answered_never_a_5xx() {
         assert_eq!(status, 200, "export q={q}");
     }
 }
+
+#[test]
+fn a_search_is_bounded_in_words_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let reader = server.key("read", None);
+    // Thousands of repeated words (30,000 cost 9 s and 619 MB): refused by size.
+    let (status, b) = server.get(&format!("/v1/events?q={}", "spam+".repeat(2_000)), &reader);
+    assert_eq!((status, &b["errors"][0]["path"]), (400, &json!("q")), "{b}");
+    // Repeats count once; more than 32 different words are refused.
+    let (status, b) = server.get(&format!("/v1/events?q={}", "same+".repeat(100)), &reader);
+    assert_eq!(status, 200, "{b}");
+    let many: Vec<String> = (0..33).map(|i| format!("w{i}")).collect();
+    let (status, b) = server.get(&format!("/v1/events?q={}", many.join("+")), &reader);
+    assert_eq!(status, 400, "{b}");
+    assert!(
+        b["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 32"),
+        "{b}"
+    );
+    // Meanwhile ingest and authentication answer as usual.
+    assert_eq!(
+        server
+            .post("/v1/events", &server.admin, &crate::event("acme", "1", "a"))
+            .0,
+        201
+    );
+}
