@@ -58,6 +58,10 @@ pub struct Metrics {
     pub captured_rows: AtomicU64,
 }
 
+/// How many request body bytes may be read and parsed at once; more answer
+/// 429 (at least one `max_body_bytes` body always fits).
+pub const IN_FLIGHT_BODY_BYTES: usize = 64 * 1024 * 1024;
+
 /// How many signed checkpoints wait for a slow witness client before it
 /// skips to the newest.
 pub const SIGNED_QUEUE: usize = 1024;
@@ -67,6 +71,9 @@ pub struct App<S> {
     pub settings: Settings,
     seed: [u8; 32],
     pub permits: Arc<Semaphore>,
+    /// Request body bytes being read and parsed at once (see
+    /// [`IN_FLIGHT_BODY_BYTES`]).
+    pub body_bytes: Arc<Semaphore>,
     pub metrics: Metrics,
     signers: Mutex<HashMap<TenantId, SigningKey>>,
     /// Keys seen recently, by digest, with when they were read from the store.
@@ -157,11 +164,15 @@ impl Caller {
 impl<S: Store> App<S> {
     pub fn new(store: S, settings: Settings, seed: [u8; 32]) -> Self {
         let permits = Arc::new(Semaphore::new(settings.queue_capacity));
+        let body_bytes = Arc::new(Semaphore::new(
+            IN_FLIGHT_BODY_BYTES.max(settings.max_body_bytes),
+        ));
         Self {
             store,
             settings,
             seed,
             permits,
+            body_bytes,
             metrics: Metrics::default(),
             signers: Mutex::default(),
             keys: Mutex::default(),

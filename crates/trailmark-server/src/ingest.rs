@@ -143,40 +143,23 @@ async fn repeats_match<S: Store>(
     Ok(())
 }
 
-fn conflict(index: usize, id: trailmark_core::EventId, tenant: &TenantId) -> ApiError {
-    ApiError::Conflict(format!(
-        "events[{index}].id: event {id} is already in tenant {tenant} with another body; an id names one event (send a new id, or the same body to repeat it)"
-    ))
-}
-
-pub async fn post_events<S: Store>(
-    State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("ingest")?;
-    let max = app.settings.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, max).await.map_err(|_| {
-        ApiError::TooLarge(format!(
-            "request body is larger than {max} bytes: split the batch"
-        ))
-    })?;
-    app.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
-    let values = parse_body(&headers, &bytes, app.settings.max_batch)?;
-
-    let default_tenant = caller
-        .key
-        .tenant
-        .clone()
-        .unwrap_or_else(TenantId::default_tenant);
+/// Parses, validates and prepares a request body (for a key bound to `own`
+/// when it is bound): every problem of every event, or the batch.
+fn prepare_body<S: Store>(
+    app: &App<S>,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    own: Option<&TenantId>,
+) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
+    let values = parse_body(headers, bytes, app.settings.max_batch)?;
+    let default_tenant = own.cloned().unwrap_or_else(TenantId::default_tenant);
     let received_at = now();
     let mut problems = Vec::new();
     let mut batch = Vec::with_capacity(values.len());
     for (index, value) in values.iter().enumerate() {
         match Event::from_json(value) {
             Ok(event) => {
-                if let (Some(own), Some(asked)) = (&caller.key.tenant, &event.tenant)
+                if let (Some(own), Some(asked)) = (own, &event.tenant)
                     && own != asked
                 {
                     return Err(ApiError::Forbidden(format!(
@@ -192,9 +175,59 @@ pub async fn post_events<S: Store>(
             ),
         }
     }
-    if !problems.is_empty() {
-        return Err(ApiError::Invalid(problems));
+    if problems.is_empty() {
+        Ok(batch)
+    } else {
+        Err(ApiError::Invalid(problems))
     }
+}
+
+fn conflict(index: usize, id: trailmark_core::EventId, tenant: &TenantId) -> ApiError {
+    ApiError::Conflict(format!(
+        "events[{index}].id: event {id} is already in tenant {tenant} with another body; an id names one event (send a new id, or the same body to repeat it)"
+    ))
+}
+
+pub async fn post_events<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = app.authenticate(&headers).await?;
+    caller.require("ingest")?;
+    let max = app.settings.max_body_bytes;
+    // Bodies being read and parsed at once are bounded in bytes: a request
+    // that would pass the bound is told to retry (429), not buffered.
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(max)
+        .min(max)
+        .max(1);
+    let Ok(_body_permit) = Arc::clone(&app.body_bytes)
+        .try_acquire_many_owned(u32::try_from(announced).unwrap_or(u32::MAX))
+    else {
+        app.metrics
+            .ingest_rejected_busy
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::Busy);
+    };
+    let bytes = axum::body::to_bytes(body, max).await.map_err(|_| {
+        ApiError::TooLarge(format!(
+            "request body is larger than {max} bytes: split the batch"
+        ))
+    })?;
+    app.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
+    // Parsing, validating and committing payloads is CPU work: on a
+    // blocking thread, so that the async workers keep answering.
+    let batch = {
+        let app = Arc::clone(&app);
+        let own = caller.key.tenant.clone();
+        tokio::task::spawn_blocking(move || prepare_body(&app, &headers, &bytes, own.as_ref()))
+            .await
+            .map_err(|e| trailmark_store::StoreError::backend("preparing a batch", e))??
+    };
 
     if batch.len() > app.settings.queue_capacity {
         return Err(ApiError::TooLarge(format!(

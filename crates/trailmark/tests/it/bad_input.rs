@@ -667,3 +667,56 @@ fn a_search_is_bounded_in_words_and_bytes() {
         201
     );
 }
+
+#[test]
+fn bodies_being_read_at_once_are_bounded_in_bytes() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let max = 16 * 1024 * 1024;
+    let server = Server::start_with(dir.path(), &["--max-body-bytes", &max.to_string()]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let announce = |stream: &mut std::net::TcpStream| {
+        stream
+            .write_all(
+                format!(
+                    "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {max}\r\n\r\n[",
+                    server.admin
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+    };
+    // Five bodies of 16 MiB on their way: the 64 MiB the server reads at
+    // once hold four; whichever comes last is told to retry.
+    let mut streams: Vec<_> = (0..5)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            announce(&mut s);
+            s
+        })
+        .collect();
+    let mut refused = 0;
+    for s in &mut streams {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let mut answer = [0u8; 12];
+        if s.read_exact(&mut answer).is_ok() {
+            assert_eq!(&answer, b"HTTP/1.1 429");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1, "exactly the body past 64 MiB is refused");
+    drop(streams);
+    // Room again once they are gone.
+    crate::wait_for(
+        "ingest to accept again",
+        std::time::Duration::from_secs(10),
+        || {
+            (server
+                .post("/v1/events", &server.admin, &crate::event("acme", "1", "a"))
+                .0
+                == 201)
+                .then_some(())
+        },
+    );
+}
