@@ -185,6 +185,12 @@ impl Server {
         body["key"].as_str().unwrap().to_owned()
     }
 
+    /// The tenant's verifier key line, as `GET /v1/verifier-key` serves it.
+    pub(crate) fn verifier_key(&self, tenant: &str) -> String {
+        let (_, body) = self.get(&format!("/v1/verifier-key?tenant={tenant}"), &self.admin);
+        body.as_str().unwrap().trim().to_owned()
+    }
+
     /// Waits until the tenant's latest checkpoint covers `size` entries.
     pub(crate) fn wait_checkpoint(&self, tenant: &str, size: u64) -> String {
         wait_for(

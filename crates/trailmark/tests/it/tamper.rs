@@ -233,8 +233,7 @@ fn twenty_receipts_pass_verify_receipt_and_any_changed_byte_fails() {
         ids.push(body["entries"][0]["id"].as_str().unwrap().to_owned());
     }
     server.wait_checkpoint("acme", 20);
-    let (_, vkey) = server.get("/v1/verifier-key?tenant=acme", &server.admin);
-    let vkey = vkey.as_str().unwrap().trim().to_owned();
+    let vkey = server.verifier_key("acme");
     let work = tempfile::tempdir().unwrap();
     for (i, id) in ids.iter().enumerate() {
         let (_, found) = server.get(&format!("/v1/events/{id}?tenant=acme"), &server.admin);

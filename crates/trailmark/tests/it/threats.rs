@@ -159,10 +159,7 @@ fn fixture(postgres: bool) -> Fixture {
     std::fs::write(&trust, saved).unwrap();
     let vkeys = ["acme", "globex", "_system"]
         .iter()
-        .map(|t| {
-            let (_, body) = server.get(&format!("/v1/verifier-key?tenant={t}"), &server.admin);
-            body.as_str().unwrap().trim().to_owned()
-        })
+        .map(|t| server.verifier_key(t))
         .collect();
     server.stop();
 
@@ -568,10 +565,7 @@ fn a_rotated_signing_key_is_followed_by_verify_from_the_first_key() {
     server.wait_checkpoint("acme", 10);
     let pinned: Vec<String> = ["acme", "_system"]
         .iter()
-        .map(|t| {
-            let (_, body) = server.get(&format!("/v1/verifier-key?tenant={t}"), &server.admin);
-            body.as_str().unwrap().trim().to_owned()
-        })
+        .map(|t| server.verifier_key(t))
         .collect();
     server.stop();
 

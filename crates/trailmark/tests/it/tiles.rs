@@ -152,8 +152,7 @@ fn status(server: &Server, path: &str, key: Option<&str>) -> u16 {
 #[test]
 fn go_tlog_proves_entries_from_the_served_tiles() {
     let (_dir, server) = trail();
-    let (_, vkey) = server.get("/v1/verifier-key?tenant=acme", &server.admin);
-    let vkey = vkey.as_str().unwrap().trim().to_owned();
+    let vkey = server.verifier_key("acme");
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("main.go");
     std::fs::write(&src, GO_PROGRAM).unwrap();
@@ -187,8 +186,7 @@ fn go_tlog_proves_entries_from_the_served_tiles() {
 #[test]
 fn aics_tlog_proves_entries_from_a_mirror_of_the_tiles() {
     let (_dir, server) = trail();
-    let (_, vkey) = server.get("/v1/verifier-key?tenant=acme", &server.admin);
-    let vkey = vkey.as_str().unwrap().trim().to_owned();
+    let vkey = server.verifier_key("acme");
     // A monitor's mirror: the checkpoint and every tile of 600 entries.
     let mirror = tempfile::tempdir().unwrap();
     let paths = [

@@ -200,11 +200,6 @@ func main() {
     out.status.success() && stdout.contains("ok 1 verified, 2 unverified")
 }
 
-fn verifier_key(server: &Server, tenant: &str) -> String {
-    let (_, body) = server.get(&format!("/v1/verifier-key?tenant={tenant}"), &server.admin);
-    body.as_str().unwrap().trim().to_owned()
-}
-
 fn post_n(server: &Server, tenant: &str, n: u64, actor: &str) {
     let batch: Vec<_> = (0..n)
         .map(|i| event(tenant, &format!("{actor}-{i}"), "update"))
@@ -240,7 +235,7 @@ fn witnessed() -> Witnessed {
     let mut server = Server::start_with(data.path(), &["--signing-key", &key_arg]);
     let logs: Vec<(String, String)> = ["acme", "_system"]
         .iter()
-        .map(|t| (format!("trailmark.local/{t}"), verifier_key(&server, t)))
+        .map(|t| (format!("trailmark.local/{t}"), server.verifier_key(t)))
         .collect();
     server.stop();
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
