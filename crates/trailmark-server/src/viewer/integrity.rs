@@ -178,6 +178,16 @@ pub(crate) async fn start<S: Store>(
     headers: HeaderMap,
 ) -> Result<Json<Value>, PageError> {
     let who = viewer.who(&headers).await?;
+    let posted = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !super::same_token(&who.csrf, posted) {
+        return Err(ApiError::Forbidden(
+            "the request's token does not match this session: reload the page".into(),
+        )
+        .into());
+    }
     let tenants = who.caller.visible(who.tenant.as_deref())?;
     let scope = scope_key(&tenants);
     // A run of the same tenants still going is joined, not doubled: at most
@@ -258,7 +268,8 @@ button.addEventListener('click', async () => {
   button.disabled = true;
   out.textContent = 'Verifying…';
   out.className = '';
-  const started = await fetch('/ui/verify', {method: 'POST', credentials: 'same-origin'});
+  const token = document.querySelector('meta[name=csrf-token]').content;
+  const started = await fetch('/ui/verify', {method: 'POST', credentials: 'same-origin', headers: {'X-CSRF-Token': token}});
   if (!started.ok) { out.textContent = 'Could not start: ' + started.status; button.disabled = false; return; }
   const {job} = await started.json();
   for (;;) {

@@ -116,6 +116,8 @@ pub(crate) struct Session {
     /// The tenant an unbound (admin) key is looking at; None: all.
     tenant: Option<String>,
     expires: Instant,
+    /// The token every form and script post of this session carries.
+    csrf: String,
 }
 
 /// The viewer's state: the app and the sessions of this process.
@@ -238,20 +240,25 @@ pub(crate) fn layout(title: &str, current: &str, who: Option<&Who>, body: &str) 
                 );
             }
             format!(
-                "<form method=\"post\" action=\"/ui/tenant\" class=\"tenant\"><label>Tenant <select name=\"tenant\">{options}</select></label><noscript><button>Switch</button></noscript></form>"
+                "<form method=\"post\" action=\"/ui/tenant\" class=\"tenant\"><label>Tenant <select name=\"tenant\">{options}</select></label><input type=\"hidden\" name=\"csrf\" value=\"{}\"><noscript><button>Switch</button></noscript></form>",
+                esc(&who.csrf)
             )
         };
         format!(
-            "<nav><strong>Trailmark</strong>{}{}{}{}{tenants}<span class=\"who\">{}</span><form method=\"post\" action=\"/ui/logout\"><button>Sign out</button></form></nav>",
+            "<nav><strong>Trailmark</strong>{}{}{}{}{tenants}<span class=\"who\">{}</span><form method=\"post\" action=\"/ui/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Sign out</button></form></nav>",
             link("/ui/events", "Events"),
             link("/ui/activity", "Activity"),
             link("/ui/integrity", "Integrity"),
             "",
             esc(&who.label),
+            esc(&who.csrf),
         )
     });
+    let token = who.map_or_else(String::new, |w| {
+        format!("<meta name=\"csrf-token\" content=\"{}\">", esc(&w.csrf))
+    });
     Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · Trailmark</title><link rel=\"stylesheet\" href=\"/ui/style.css\"><script src=\"/ui/app.js\" defer></script></head><body>{nav}<main>{body}</main></body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · Trailmark</title><link rel=\"stylesheet\" href=\"/ui/style.css\"><script src=\"/ui/app.js\" defer></script>{token}</head><body>{nav}<main>{body}</main></body></html>",
         esc(title)
     ))
 }
@@ -265,6 +272,8 @@ pub(crate) struct Who {
     pub tenant: Option<String>,
     /// Tenants an unbound key may switch between.
     pub tenants: Vec<String>,
+    /// The session's form token.
+    pub csrf: String,
     pub label: String,
 }
 
@@ -367,6 +376,7 @@ impl<S: Store> Viewer<S> {
             tenant,
             tenants,
             label,
+            csrf: session.csrf.clone(),
         })
     }
 }
@@ -431,6 +441,9 @@ async fn login<S: Store>(
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let token = hex::encode(token);
+    let Ok(csrf) = random_bytes::<32>() else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     if let Ok(mut sessions) = viewer.sessions.lock() {
         sessions.insert(
             token.clone(),
@@ -438,6 +451,7 @@ async fn login<S: Store>(
                 key,
                 tenant: None,
                 expires: Instant::now() + SESSION_TTL,
+                csrf: hex::encode(csrf),
             },
         );
     }
@@ -458,8 +472,21 @@ async fn login<S: Store>(
         .into_response()
 }
 
-async fn logout<S: Store>(State(viewer): State<Arc<Viewer<S>>>, headers: HeaderMap) -> Response {
-    if let (Some(id), Ok(mut sessions)) = (session_id(&headers), viewer.sessions.lock()) {
+#[derive(Deserialize)]
+pub(crate) struct TokenForm {
+    csrf: String,
+}
+
+async fn logout<S: Store>(
+    State(viewer): State<Arc<Viewer<S>>>,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    if let (Some(id), Ok(mut sessions)) = (session_id(&headers), viewer.sessions.lock())
+        && sessions
+            .get(&id)
+            .is_some_and(|s| same_token(&s.csrf, &form.csrf))
+    {
         sessions.remove(&id);
     }
     (
@@ -478,6 +505,13 @@ async fn logout<S: Store>(State(viewer): State<Arc<Viewer<S>>>, headers: HeaderM
 #[derive(Deserialize)]
 pub(crate) struct TenantForm {
     tenant: String,
+    csrf: String,
+}
+
+/// Compares a posted form token with the session's, in constant time.
+pub(crate) fn same_token(session: &str, posted: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    !session.is_empty() && bool::from(session.as_bytes().ct_eq(posted.as_bytes()))
 }
 
 async fn switch_tenant<S: Store>(
@@ -486,6 +520,12 @@ async fn switch_tenant<S: Store>(
     Form(form): Form<TenantForm>,
 ) -> Result<Response, PageError> {
     let who = viewer.who(&headers).await?;
+    if !same_token(&who.csrf, &form.csrf) {
+        return Err(ApiError::Forbidden(
+            "the form's token does not match this session: reload the page".into(),
+        )
+        .into());
+    }
     let wanted = Some(form.tenant).filter(|t| !t.is_empty());
     // Only an unbound key switches, and only to a tenant it may see.
     who.caller.visible(wanted.as_deref())?;

@@ -288,4 +288,24 @@ fn viewer_pages_carry_security_headers_and_refuse_foreign_form_posts() {
         "{html}"
     );
     assert!(!html.contains("<script>"), "inline script in {html}");
+    // A verification started without the session's token, or with another: refused.
+    for token in [None, Some("0".repeat(64))] {
+        let mut post = agent
+            .post(&format!("{}/ui/verify", server.url))
+            .header("Cookie", &cookie)
+            .header("Origin", &server.url);
+        if let Some(t) = &token {
+            post = post.header("X-CSRF-Token", t);
+        }
+        assert_eq!(post.send_empty().unwrap().status(), 403, "{token:?}");
+    }
+    let token = crate::threats::csrf_token(&agent, &server.url, &cookie);
+    let started = agent
+        .post(&format!("{}/ui/verify", server.url))
+        .header("Cookie", &cookie)
+        .header("Origin", &server.url)
+        .header("X-CSRF-Token", &token)
+        .send_empty()
+        .unwrap();
+    assert_eq!(started.status(), 200);
 }

@@ -229,6 +229,21 @@ impl Fixture {
     }
 }
 
+/// The form token a signed-in page carries.
+pub(crate) fn csrf_token(agent: &ureq::Agent, url: &str, cookie: &str) -> String {
+    let html = agent
+        .get(&format!("{url}/ui/integrity"))
+        .header("Cookie", cookie)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let marker = "name=\"csrf-token\" content=\"";
+    let at = html.find(marker).unwrap() + marker.len();
+    html[at..at + 64].to_owned()
+}
+
 /// Runs the web viewer's verification (sign in, "Verify now", poll) on a
 /// server started over `trail` with the signing key in `keys`.
 fn viewer_verdict(trail: &Trail, keys: &Path) -> (bool, String) {
@@ -250,10 +265,12 @@ fn viewer_verdict(trail: &Trail, keys: &Path) -> (bool, String) {
         .and_then(|v| v.split(';').next())
         .unwrap()
         .to_owned();
+    let token = csrf_token(&agent, &server.url, &cookie);
     let job: serde_json::Value = agent
         .post(&format!("{}/ui/verify", server.url))
         .header("Cookie", &cookie)
         .header("Origin", &server.url)
+        .header("X-CSRF-Token", &token)
         .send_empty()
         .unwrap()
         .body_mut()
