@@ -33,6 +33,48 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("../migrations/0004_cosignatures.sql")),
 ];
 
+/// How long a search or count may run before PostgreSQL cancels it.
+pub const READ_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A read-only transaction whose statements PostgreSQL cancels past
+/// [`READ_TIME_LIMIT`].
+async fn bounded_read(
+    client: &mut deadpool_postgres::Object,
+    limit: std::time::Duration,
+) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    let tx = client
+        .build_transaction()
+        .read_only(true)
+        .start()
+        .await
+        .map_err(db("starting a read"))?;
+    tx.batch_execute(&format!(
+        "SET LOCAL statement_timeout = {}",
+        limit.as_millis().max(1)
+    ))
+    .await
+    .map_err(db("bounding a read"))?;
+    Ok(tx)
+}
+
+/// A read PostgreSQL cancelled for its time is the caller's to narrow.
+fn timed_out(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Backend { source, .. }
+            if source
+                .downcast_ref::<tokio_postgres::Error>()
+                .and_then(tokio_postgres::Error::code)
+                == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) =>
+        {
+            StoreError::BadRequest {
+                field: "query",
+                message: "took longer than the read time limit: narrow it (a time range, a tenant, an actor)".into(),
+            }
+        }
+        other => other,
+    }
+}
+
 /// Held while migrating, so two servers starting at once migrate once.
 const MIGRATION_LOCK: i64 = 0x746d_6c65_6467_6572; // "tmledger"
 
@@ -51,6 +93,8 @@ pub struct PgStore {
     migrated: OnceCell<()>,
     /// The committer task of this process, started on the first append.
     committer: OnceCell<tokio::sync::mpsc::UnboundedSender<Job>>,
+    /// How long a search or count may run (see [`READ_TIME_LIMIT`]).
+    read_time_limit: std::time::Duration,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -107,7 +151,15 @@ impl PgStore {
             // Evidence is read as it is: never migrated.
             migrated: OnceCell::new_with(read_only.then_some(())),
             committer: OnceCell::new(),
+            read_time_limit: READ_TIME_LIMIT,
         })
+    }
+
+    /// The same store with another bound on a search's or count's time.
+    #[must_use]
+    pub fn with_read_time_limit(mut self, limit: std::time::Duration) -> Self {
+        self.read_time_limit = limit;
+        self
     }
 
     /// Connects and applies the migrations this build has that the
@@ -196,6 +248,7 @@ async fn committer(pool: Pool, mut jobs: tokio::sync::mpsc::UnboundedReceiver<Jo
         pool,
         migrated: OnceCell::new_with(Some(())),
         committer: OnceCell::new(),
+        read_time_limit: READ_TIME_LIMIT,
     };
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
@@ -278,11 +331,19 @@ impl Store for PgStore {
     }
 
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
-        read::query(&**self.client().await?, query).await
+        let mut client = self.client().await?;
+        let tx = bounded_read(&mut client, self.read_time_limit).await?;
+        let page = read::query(&*tx, query).await.map_err(timed_out)?;
+        tx.commit().await.map_err(db("ending a read"))?;
+        Ok(page)
     }
 
     async fn stats(&self, query: &Query) -> Result<Stats, StoreError> {
-        read::stats(&**self.client().await?, query).await
+        let mut client = self.client().await?;
+        let tx = bounded_read(&mut client, self.read_time_limit).await?;
+        let stats = read::stats(&*tx, query).await.map_err(timed_out)?;
+        tx.commit().await.map_err(db("ending a read"))?;
+        Ok(stats)
     }
 
     async fn daily_counts(
@@ -290,7 +351,13 @@ impl Store for PgStore {
         query: &Query,
         by: CountBy,
     ) -> Result<Vec<(String, String, u64)>, StoreError> {
-        read::daily_counts(&**self.client().await?, query, by).await
+        let mut client = self.client().await?;
+        let tx = bounded_read(&mut client, self.read_time_limit).await?;
+        let counts = read::daily_counts(&*tx, query, by)
+            .await
+            .map_err(timed_out)?;
+        tx.commit().await.map_err(db("ending a read"))?;
+        Ok(counts)
     }
 
     async fn nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
