@@ -200,13 +200,15 @@ fn verify_reads_read_only_evidence_and_changes_no_byte() {
         assert_eq!(server.post("/v1/events", &server.admin, &e).0, 201);
     }
     server.wait_checkpoint("acme", 30);
-    let evidence = copy_dir(killed.path());
+    // Killed, not copied while running: a copy of a live database's files
+    // is not a consistent snapshot (docs/OPERATIONS.md, Backups).
     server.kill9();
+    let evidence = copy_dir(killed.path());
     assert!(
         evidence.path().join("trailmark.db-wal").exists(),
-        "the live copy has its WAL"
+        "the killed server's copy has its WAL"
     );
-    for (what, dir) in [("stopped", copy_dir(stopped.path())), ("live", evidence)] {
+    for (what, dir) in [("stopped", copy_dir(stopped.path())), ("killed", evidence)] {
         let before = snapshot(dir.path());
         let out = verify_read_only(dir.path());
         let report = String::from_utf8_lossy(&out.stdout).into_owned()
