@@ -14,12 +14,12 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use trailmark_core::{TenantId, Timestamp};
-use trailmark_log::{Checkpoint, CosignatureKey, Note, VerifierKey};
+use trailmark_log::{Checkpoint, CosignatureKey, Hash, Note, VerifierKey};
 use trailmark_verify::{
     Entry, KeyHistory, Policy, Report, ScopedKey, TenantVerifier, Trail, verify_witnessed_receipt,
 };
 
-use crate::source::{Offline, Remote, Source};
+use crate::source::{Offline, Remote, Source, StoredNote};
 
 const PAGE: u64 = 1000;
 
@@ -238,8 +238,9 @@ fn push_tenant(
     verifier: &mut TenantVerifier,
     tenant: &TenantId,
     size: u64,
+    checkpoints: &[StoredNote],
 ) -> anyhow::Result<()> {
-    for stored in source.checkpoints(tenant)? {
+    for stored in checkpoints {
         verifier.stored_checkpoint(&stored.note, stored.columns);
     }
     let progress = Progress::new(tenant, size);
@@ -274,20 +275,25 @@ fn push_tenant(
 
 /// The monitor's demand: a consistency proof from the remembered
 /// checkpoint to the newest stored one (besides the rebuilt roots).
+/// The newest stored checkpoint: its size, root and note (notes that do not
+/// parse are left out here; the verifier reports them).
+fn newest(checkpoints: &[StoredNote]) -> Option<(u64, Hash, &str)> {
+    checkpoints
+        .iter()
+        .filter_map(|c| {
+            let note = Note::parse(c.note.as_bytes()).ok()?;
+            let cp = Checkpoint::parse_text(note.text()).ok()?;
+            Some((cp.size().get(), *cp.root(), c.note.as_str()))
+        })
+        .max_by_key(|c| c.0)
+}
+
 fn check_remembered(
     source: &mut dyn Source,
     verifier: &mut TenantVerifier,
     remembered: &Pinned,
+    newest: Option<(u64, Hash, &str)>,
 ) -> anyhow::Result<()> {
-    let newest = source
-        .checkpoints(&remembered.tenant)?
-        .into_iter()
-        .filter_map(|c| {
-            let note = Note::parse(c.note.as_bytes()).ok()?;
-            let cp = Checkpoint::parse_text(note.text()).ok()?;
-            Some((cp.size().get(), *cp.root(), c.note))
-        })
-        .max_by_key(|c| c.0);
     let Some((size, root, _)) = newest else {
         return Ok(());
     };
@@ -483,20 +489,19 @@ pub fn check(
             tv.trusted_checkpoint(&p.note, &p.label);
         }
         let size = heads.get(tenant).copied().unwrap_or(0);
+        // Read once: pushed into the verifier, asked for the monitor's
+        // proof, and remembered when the tenant passes.
+        let checkpoints = source.checkpoints(tenant)?;
+        let newest = newest(&checkpoints);
         for p in evidence.remembered.iter().filter(|p| &p.tenant == tenant) {
-            check_remembered(source, &mut tv, p)?;
+            check_remembered(source, &mut tv, p, newest)?;
         }
-        push_tenant(source, &mut tv, tenant, size)?;
+        push_tenant(source, &mut tv, tenant, size, &checkpoints)?;
         let report = trail.finish(tv, size);
         if report.ok()
-            && let Some(newest) = source.checkpoints(tenant)?.into_iter().max_by_key(|c| {
-                Note::parse(c.note.as_bytes())
-                    .ok()
-                    .and_then(|n| Checkpoint::parse_text(n.text()).ok())
-                    .map_or(0, |cp| cp.size().get())
-            })
+            && let Some((_, _, note)) = newest
         {
-            verdict.newest.insert(tenant.to_string(), newest.note);
+            verdict.newest.insert(tenant.to_string(), note.to_owned());
         }
         verdict.reports.push(report);
     }
