@@ -9,11 +9,9 @@
 
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::Signer as _;
 
-use crate::note::{parse_typed_vkey, typed_key_id};
+use crate::note::{parse_typed_vkey, typed_key_id, write_typed_vkey};
 use crate::{Error, Hash, KeyName, Note, NoteSignature};
 
 /// The signature type byte of `cosignature/v1` Ed25519 keys.
@@ -120,9 +118,7 @@ impl CosignatureKey {
 
 impl fmt::Display for CosignatureKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut bytes = vec![COSIGNATURE_V1];
-        bytes.extend_from_slice(self.key.as_bytes());
-        write!(f, "{}+{:08x}+{}", self.name, self.id, BASE64.encode(bytes))
+        write_typed_vkey(f, &self.name, self.id, COSIGNATURE_V1, &self.key)
     }
 }
 

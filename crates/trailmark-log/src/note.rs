@@ -245,11 +245,23 @@ impl VerifierKey {
     }
 }
 
+/// Writes a vkey `<name>+<hex key id>+<base64(type || Ed25519 key)>` (the
+/// inverse of [`parse_typed_vkey`]).
+pub(crate) fn write_typed_vkey(
+    f: &mut fmt::Formatter<'_>,
+    name: &KeyName,
+    id: u32,
+    kind: u8,
+    key: &ed25519_dalek::VerifyingKey,
+) -> fmt::Result {
+    let mut bytes = vec![kind];
+    bytes.extend_from_slice(key.as_bytes());
+    write!(f, "{name}+{id:08x}+{}", BASE64.encode(bytes))
+}
+
 impl fmt::Display for VerifierKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut bytes = vec![ED25519];
-        bytes.extend_from_slice(self.key.as_bytes());
-        write!(f, "{}+{:08x}+{}", self.name, self.id, BASE64.encode(bytes))
+        write_typed_vkey(f, &self.name, self.id, ED25519, &self.key)
     }
 }
 

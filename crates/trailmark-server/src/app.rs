@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use trailmark_core::{
     Actor, ActorType, Event, EventId, Outcome, Resource, Salt, TenantId, Timestamp,
 };
-use trailmark_log::{Hash, KeyName, Plan, SignedCheckpoint, SigningKey, VerifierKey};
+use trailmark_log::{Hash, KeyName, Plan, SignedCheckpoint, SigningKey};
 use trailmark_store::{KeyRecord, NewEvent, Scopes, Store};
 
 use crate::error::ApiError;
@@ -271,10 +271,10 @@ impl<S: Store> App<S> {
     ) -> Result<SignedCheckpoint, ApiError> {
         let mut last = None;
         for record in self.store.signing_keys().await? {
-            let name = KeyName::new(format!("{}/{tenant}", record.origin_prefix))
-                .map_err(trailmark_store::StoreError::from)?;
-            let key = VerifierKey::from_public(name, &record.public_key)
-                .map_err(trailmark_store::StoreError::from)?;
+            let key = record
+                .view()
+                .key_for(tenant.as_str())
+                .map_err(trailmark_store::StoreError::Invalid)?;
             match SignedCheckpoint::open(note.as_bytes(), &key) {
                 Ok(cp) => return Ok(cp),
                 Err(e) => last = Some(e),

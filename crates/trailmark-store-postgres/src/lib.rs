@@ -465,18 +465,13 @@ impl Store for PgStore {
             .map_err(db("reading signing keys"))?;
         rows.iter()
             .map(|r| {
-                let key: Vec<u8> = r.get(1);
-                Ok(SigningKeyRecord {
-                    ordinal: u32::try_from(r.get::<_, i32>(0)).unwrap_or(0),
-                    public_key: key
-                        .try_into()
-                        .map_err(|_| StoreError::Invalid("a signing key is not 32 bytes".into()))?,
-                    origin_prefix: r.get(2),
-                    added_at: Timestamp::from_unix_millis(r.get(3)).ok_or_else(|| {
-                        StoreError::Invalid("a signing key's time is out of range".into())
-                    })?,
-                    transition: r.get(4),
-                })
+                SigningKeyRecord::from_stored(
+                    i64::from(r.get::<_, i32>(0)),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                )
             })
             .collect()
     }

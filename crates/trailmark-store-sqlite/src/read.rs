@@ -454,32 +454,15 @@ pub(crate) fn signing_keys(conn: &Connection) -> Result<Vec<SigningKeyRecord>, S
         .map_err(db("reading signing keys"))?;
     let rows = stmt
         .query_map([], |r| {
-            Ok((
-                r.get::<_, u32>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, Option<String>>(4)?,
-            ))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .map_err(db("reading signing keys"))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (ordinal, key, origin_prefix, added_at, transition) =
+    rows.map(|row| {
+        let (ordinal, key, prefix, added_at, transition) =
             row.map_err(db("reading signing keys"))?;
-        out.push(SigningKeyRecord {
-            ordinal,
-            public_key: key
-                .try_into()
-                .map_err(|_| StoreError::Invalid("a signing key is not 32 bytes".into()))?,
-            origin_prefix,
-            added_at: Timestamp::from_unix_millis(added_at).ok_or_else(|| {
-                StoreError::Invalid("a signing key's time is out of range".into())
-            })?,
-            transition,
-        });
-    }
-    Ok(out)
+        SigningKeyRecord::from_stored(ordinal, key, prefix, added_at, transition)
+    })
+    .collect()
 }
 
 pub(crate) fn cosignatures(

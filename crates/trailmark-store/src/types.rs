@@ -7,6 +7,8 @@ use trailmark_core::{
 };
 use trailmark_log::{Hash, TreeSize};
 
+use crate::StoreError;
+
 /// One validated event with the server's decisions and its payload already
 /// committed to, ready for the store to sequence and seal.
 #[derive(Clone, Debug)]
@@ -339,6 +341,28 @@ pub struct SigningKeyRecord {
 }
 
 impl SigningKeyRecord {
+    /// A record from its stored columns, refusing what no store writes (a
+    /// negative ordinal, a key that is not 32 bytes, a time out of range).
+    pub fn from_stored(
+        ordinal: i64,
+        public_key: Vec<u8>,
+        origin_prefix: String,
+        added_at_millis: i64,
+        transition: Option<String>,
+    ) -> Result<Self, StoreError> {
+        let bad = |what: &str| StoreError::Invalid(format!("stored signing key {ordinal}: {what}"));
+        Ok(Self {
+            ordinal: u32::try_from(ordinal).map_err(|_| bad("the ordinal is out of range"))?,
+            public_key: public_key
+                .try_into()
+                .map_err(|_| bad("the key is not 32 bytes"))?,
+            origin_prefix,
+            added_at: Timestamp::from_unix_millis(added_at_millis)
+                .ok_or_else(|| bad("the time is out of range"))?,
+            transition,
+        })
+    }
+
     /// What the verifier needs of it (`trailmark_verify::KeyHistory`).
     pub fn view(&self) -> trailmark_verify::KeyRecordView {
         trailmark_verify::KeyRecordView {

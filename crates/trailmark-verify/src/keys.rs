@@ -29,6 +29,16 @@ pub struct KeyRecordView {
     pub transition: Option<String>,
 }
 
+impl KeyRecordView {
+    /// This key as it signs one tenant's checkpoints: named
+    /// `<origin prefix>/<tenant>`. The one place that name is made.
+    pub fn key_for(&self, tenant: &str) -> Result<VerifierKey, String> {
+        let name =
+            KeyName::new(format!("{}/{tenant}", self.origin_prefix)).map_err(|e| e.to_string())?;
+        VerifierKey::from_public(name, &self.public_key).map_err(|e| e.to_string())
+    }
+}
+
 /// A verifier key and the checkpoint sizes it may sign (inclusive bounds).
 #[derive(Clone, Debug)]
 pub struct ScopedKey {
@@ -166,10 +176,7 @@ impl KeyHistory {
     pub fn keys_for(&self, tenant: &str) -> Result<Vec<ScopedKey>, String> {
         let mut out = Vec::new();
         for (i, (record, into)) in self.keys.iter().enumerate() {
-            let name = KeyName::new(format!("{}/{tenant}", record.origin_prefix))
-                .map_err(|e| e.to_string())?;
-            let key =
-                VerifierKey::from_public(name, &record.public_key).map_err(|e| e.to_string())?;
+            let key = record.key_for(tenant)?;
             let from = into
                 .as_ref()
                 .map_or(0, |t| t.effective.get(tenant).copied().unwrap_or(0));

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use trailmark_capture::{DrainOptions, Progress, SendError};
 use trailmark_core::TenantId;
-use trailmark_log::{KeyName, SigningKey, VerifierKey};
+use trailmark_log::{SigningKey, VerifierKey};
 use trailmark_server::witness::WitnessConfig;
 use trailmark_server::{App, Settings, checkpointer, router};
 use trailmark_store::{Scopes, SigningKeyRecord, Store};
@@ -345,7 +345,7 @@ async fn check_signing_key<S: Store>(
     seed: &[u8; 32],
     prefix: &str,
 ) -> anyhow::Result<()> {
-    let name = KeyName::new(format!("{prefix}/_system"))?;
+    let name = trailmark_verify::system_key_name(prefix).map_err(anyhow::Error::msg)?;
     let ours = SigningKey::from_seed(name.clone(), seed).verifier();
     if store.signing_keys().await?.is_empty() {
         store

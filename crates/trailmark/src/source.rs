@@ -171,10 +171,7 @@ impl<S: Store> Source for Offline<S> {
     fn verifier_keys(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<VerifierKey>> {
         self.keys
             .iter()
-            .map(|k| {
-                let name = KeyName::new(format!("{}/{tenant}", k.origin_prefix))?;
-                Ok(VerifierKey::from_public(name, &k.public_key)?)
-            })
+            .map(|k| k.key_for(tenant.as_str()).map_err(|e| anyhow::anyhow!(e)))
             .collect()
     }
 
