@@ -18,6 +18,7 @@ use trailmark_log::{
 
 use crate::{
     CheckpointRecord, Cursor, KeyRecord, NewEvent, Query, Scopes, SigningKeyRecord, Store,
+    StoreError,
 };
 
 /// Makes stores over one storage location: every call to `open` sees what
@@ -90,6 +91,32 @@ pub fn new_event(tenant_name: &str, n: u64, action: &str) -> NewEvent {
         committed: event.commit_payload(Salt::from_bytes(salt)).unwrap(),
         event,
         default_tenant: TenantId::default_tenant(),
+    }
+}
+
+/// Fills `filler` with 20 000 events, then checks that counting them all
+/// through `limited` (the same trail, under a read time limit too short
+/// for it) is refused as the caller's to narrow, not a storage failure.
+pub async fn a_read_past_its_time_limit_asks_to_narrow_it<F: Store, L: Store>(
+    filler: &F,
+    limited: &L,
+) {
+    let batch = (0..20_000).map(|n| new_event("t", n, "update")).collect();
+    filler.append(batch).await.unwrap();
+    match limited.stats(&everything()).await {
+        Err(StoreError::BadRequest { field, message }) => {
+            assert_eq!(field, "query");
+            assert!(message.contains("narrow it"), "{message}");
+        }
+        other => panic!("expected the read to be stopped, got {other:?}"),
+    }
+}
+
+/// Every event, ten to a page.
+pub fn everything() -> Query {
+    Query {
+        limit: 10,
+        ..Query::default()
     }
 }
 

@@ -82,28 +82,15 @@ trailmark_store::conformance_suite!(TempPg::new());
 /// as the caller's to narrow, not a storage failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_past_its_time_limit_is_cancelled_and_named() {
-    use trailmark_store::{Query, Store, StoreError};
+    use trailmark_store::Store;
     let db = TempPg::new();
     let store = PgStore::new(&db.url(), 4).unwrap();
     store.migrate().await.unwrap();
-    let batch = (0..20_000)
-        .map(|n| trailmark_store::testkit::new_event("t", n, "update"))
-        .collect();
-    store.append(batch).await.unwrap();
     let bounded = PgStore::new(&db.url(), 2)
         .unwrap()
         .with_read_time_limit(std::time::Duration::from_millis(1));
-    let everything = Query {
-        limit: 10,
-        ..Query::default()
-    };
-    match bounded.stats(&everything).await {
-        Err(StoreError::BadRequest { field, message }) => {
-            assert_eq!(field, "query");
-            assert!(message.contains("narrow it"), "{message}");
-        }
-        other => panic!("expected the read to be cancelled, got {other:?}"),
-    }
+    trailmark_store::testkit::a_read_past_its_time_limit_asks_to_narrow_it(&store, &bounded).await;
     // Within the default limit the same count answers.
+    let everything = trailmark_store::testkit::everything();
     assert_eq!(store.stats(&everything).await.unwrap().total, 20_000);
 }

@@ -78,7 +78,7 @@ async fn the_wal_stays_bounded_under_steady_single_appends_and_shutdown_truncate
 /// narrow; key lookups keep their own connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_past_its_time_limit_is_stopped_and_keys_still_answer() {
-    use trailmark_store::{Query, Store, StoreError};
+    use trailmark_store::Store;
     let dir = tempfile::tempdir().unwrap();
     let store = trailmark_store_sqlite::SqliteStore::open_with(
         dir.path().join("trailmark.db"),
@@ -88,20 +88,6 @@ async fn a_read_past_its_time_limit_is_stopped_and_keys_still_answer() {
         },
     )
     .unwrap();
-    let batch = (0..20_000)
-        .map(|n| trailmark_store::testkit::new_event("t", n, "update"))
-        .collect();
-    store.append(batch).await.unwrap();
-    let everything = Query {
-        limit: 10,
-        ..Query::default()
-    };
-    match store.stats(&everything).await {
-        Err(StoreError::BadRequest { field, message }) => {
-            assert_eq!(field, "query");
-            assert!(message.contains("narrow it"), "{message}");
-        }
-        other => panic!("expected the read to be stopped, got {other:?}"),
-    }
+    trailmark_store::testkit::a_read_past_its_time_limit_asks_to_narrow_it(&store, &store).await;
     assert!(store.key_by_digest([0; 32]).await.unwrap().is_none());
 }

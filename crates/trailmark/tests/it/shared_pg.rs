@@ -294,11 +294,15 @@ fn a_second_server_with_another_signing_key_refuses_the_shared_ledger() {
     let _first = Server::start_with(first_dir.path(), &["--database", &db.source()]);
     // Its own data dir, so its own freshly made seed: not the trail's key.
     let second_dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(crate::BIN)
-        .args(["serve", "--data-dir", second_dir.path().to_str().unwrap()])
-        .args(["--database", &db.source(), "--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let out = crate::cli(&[
+        "serve",
+        "--data-dir",
+        second_dir.path().to_str().unwrap(),
+        "--database",
+        &db.source(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

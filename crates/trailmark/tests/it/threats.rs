@@ -536,12 +536,15 @@ fn a_server_with_another_key_refuses_the_trail_and_a_readable_key_is_refused() {
     server.stop();
     // Another seed on the same data: refused, naming the trail's key.
     let other = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(crate::BIN)
-        .args(["serve", "--data-dir", data.path().to_str().unwrap()])
-        .args(["--signing-key", key_file(other.path()).to_str().unwrap()])
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let out = crate::cli(&[
+        "serve",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--signing-key",
+        key_file(other.path()).to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -554,12 +557,15 @@ fn a_server_with_another_key_refuses_the_trail_and_a_readable_key_is_refused() {
         std::fs::Permissions::from_mode(0o644),
     )
     .unwrap();
-    let out = std::process::Command::new(crate::BIN)
-        .args(["serve", "--data-dir", data.path().to_str().unwrap()])
-        .args(["--signing-key", key_file(keys.path()).to_str().unwrap()])
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let out = crate::cli(&[
+        "serve",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--signing-key",
+        key_file(keys.path()).to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -609,16 +615,15 @@ fn a_rotated_signing_key_is_followed_by_verify_from_the_first_key() {
     assert!(statement.contains("\ntenant acme 10\n"), "{statement}");
 
     // The old key no longer starts a server; the new one does, and signs.
-    let refused = std::process::Command::new(crate::BIN)
-        .args(["serve", "--data-dir", data.path().to_str().unwrap()])
-        .args([
-            "--signing-key",
-            old.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
+    let refused = crate::cli(&[
+        "serve",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--signing-key",
+        old.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert!(!refused.status.success());
     let mut server = Server::start_with(data.path(), &["--signing-key", new.to_str().unwrap()]);
     for n in 10..15 {

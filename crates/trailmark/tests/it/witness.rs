@@ -427,15 +427,21 @@ fn both_witnesses_refuse_a_fork_and_the_server_says_so() {
 }
 
 /// The witnesses that refused `tenant`'s checkpoints, from `_system`.
+/// The `trailmark.witness_refused` events the server recorded.
+fn refusals(server: &Server) -> serde_json::Value {
+    let (_, recorded) = server.get(
+        "/v1/events?tenant=_system&action=trailmark.witness_refused",
+        &server.admin,
+    );
+    recorded
+}
+
 fn refusers(server: &Server, tenant: &str, want: usize) -> Vec<String> {
     wait_for(
         &format!("{want} witnesses to refuse {tenant}"),
         Duration::from_secs(30),
         || {
-            let (_, recorded) = server.get(
-                "/v1/events?tenant=_system&action=trailmark.witness_refused",
-                &server.admin,
-            );
+            let recorded = refusals(server);
             let mut by: Vec<String> = recorded["events"]
                 .as_array()?
                 .iter()
@@ -469,10 +475,7 @@ fn both_witnesses_refuse_a_rolled_back_data_dir_and_a_trail_under_another_key() 
         refusers(&rolled, "acme", 2),
         ["aics.test/w2", "trailmark.test/w1"]
     );
-    let (_, answers) = rolled.get(
-        "/v1/events?tenant=_system&action=trailmark.witness_refused",
-        &rolled.admin,
-    );
+    let answers = refusals(&rolled);
     assert!(
         answers.to_string().contains("the log was rolled back"),
         "{answers}"
@@ -492,10 +495,7 @@ fn both_witnesses_refuse_a_rolled_back_data_dir_and_a_trail_under_another_key() 
         refusers(&impostor, "acme", 2),
         ["aics.test/w2", "trailmark.test/w1"]
     );
-    let (_, answers) = impostor.get(
-        "/v1/events?tenant=_system&action=trailmark.witness_refused",
-        &impostor.admin,
-    );
+    let answers = refusals(&impostor);
     assert!(answers.to_string().contains("\"status\":403"), "{answers}");
     impostor.stop();
 }
