@@ -122,6 +122,12 @@ pub fn system_key_name(prefix: &str) -> Result<KeyName, String> {
     KeyName::new(format!("{prefix}/_system")).map_err(|e| e.to_string())
 }
 
+/// A recorded public key as it signs `_system` and key transitions: the
+/// verifier key named `<prefix>/_system`.
+pub fn system_key(prefix: &str, public_key: &[u8; 32]) -> Result<VerifierKey, String> {
+    VerifierKey::from_public(system_key_name(prefix)?, public_key).map_err(|e| e.to_string())
+}
+
 /// The verified history of a trail's signing keys.
 #[derive(Clone, Debug)]
 pub struct KeyHistory {
@@ -145,11 +151,7 @@ impl KeyHistory {
                 .ok_or_else(|| format!("signing key {i} has no transition statement"))?;
             let note = Note::parse(statement.as_bytes())
                 .map_err(|e| format!("key transition {i}: {e}"))?;
-            let signer = VerifierKey::from_public(
-                system_key_name(&previous.origin_prefix)?,
-                &previous.public_key,
-            )
-            .map_err(|e| e.to_string())?;
+            let signer = system_key(&previous.origin_prefix, &previous.public_key)?;
             note.verify(std::slice::from_ref(&signer)).map_err(|e| {
                 format!("key transition {i} is not signed by the key before it: {e}")
             })?;

@@ -21,7 +21,7 @@ pub mod witness;
 
 pub use failure::{Failure, Report, Summary, Where};
 pub use follow::{Divergence, follow};
-pub use keys::{KeyHistory, KeyRecordView, ScopedKey, Transition, system_key_name};
+pub use keys::{KeyHistory, KeyRecordView, ScopedKey, Transition, system_key, system_key_name};
 pub use receipt::{ReceiptFacts, verify_receipt, verify_witnessed_receipt};
 pub use reference::{CHECKPOINT_ACTION, CHECKPOINT_RESOURCE, CheckpointReference};
 pub use tenant::{Entry, Policy, TenantVerifier};

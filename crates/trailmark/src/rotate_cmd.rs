@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use serde_json::{Map, json};
-use trailmark_log::{Note, SigningKey, VerifierKey};
+use trailmark_log::{Note, SigningKey};
 use trailmark_server::{App, Settings, checkpointer, now};
 use trailmark_store::{SigningKeyRecord, Store};
 use trailmark_store_postgres::PgStore;
 use trailmark_store_sqlite::SqliteStore;
-use trailmark_verify::{Transition, system_key_name};
+use trailmark_verify::{Transition, system_key, system_key_name};
 
 use crate::datadir;
 
@@ -48,9 +48,10 @@ pub fn run(r: &Rotation) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn public_of(seed: &[u8; 32], prefix: &str) -> anyhow::Result<[u8; 32]> {
-    let name = system_key_name(prefix).map_err(|e| anyhow::anyhow!(e))?;
-    Ok(SigningKey::from_seed(name, seed).verifier().public_key())
+/// The seed's key as it signs this trail's `_system` and transitions.
+fn system_signer(seed: &[u8; 32], prefix: &str) -> anyhow::Result<SigningKey> {
+    let name = system_key_name(prefix).map_err(anyhow::Error::msg)?;
+    Ok(SigningKey::from_seed(name, seed))
 }
 
 #[allow(clippy::print_stdout)] // the command's report
@@ -65,11 +66,10 @@ async fn rotate<S: Store>(r: &Rotation, store: S) -> anyhow::Result<ExitCode> {
     let Some(current) = keys.last() else {
         bail!("this trail records no signing key yet: start a server on it once first");
     };
-    if current.public_key != public_of(&old, prefix)? || current.origin_prefix != *prefix {
-        let expected = VerifierKey::from_public(
-            system_key_name(&current.origin_prefix).map_err(|e| anyhow::anyhow!(e))?,
-            &current.public_key,
-        )?;
+    let signer = system_signer(&old, prefix)?;
+    if current.public_key != signer.verifier().public_key() || current.origin_prefix != *prefix {
+        let expected =
+            system_key(&current.origin_prefix, &current.public_key).map_err(anyhow::Error::msg)?;
         bail!(
             "{} is not the key this trail is signed with now ({expected}): give the current key with --signing-key",
             old_path.display()
@@ -78,8 +78,8 @@ async fn rotate<S: Store>(r: &Rotation, store: S) -> anyhow::Result<ExitCode> {
     if Path::new(&r.new_key).exists() && datadir::read_seed(&r.new_key, false)? == old {
         bail!("--new-signing-key holds the current key: give a new file");
     }
-    let new = datadir::read_seed(&r.new_key, true)?;
-    let new_public = public_of(&new, prefix)?;
+    let new = system_signer(&datadir::read_seed(&r.new_key, true)?, prefix)?.verifier();
+    let new_public = new.public_key();
     if keys.iter().any(|k| k.public_key == new_public) {
         bail!("the new key signed this trail before: use a key never used for it");
     }
@@ -111,10 +111,6 @@ async fn rotate<S: Store>(r: &Rotation, store: S) -> anyhow::Result<ExitCode> {
         new_key: new_public,
         effective,
     };
-    let signer = SigningKey::from_seed(
-        system_key_name(prefix).map_err(|e| anyhow::anyhow!(e))?,
-        &old,
-    );
     let statement = Note::sign(transition.text(), &[&signer])?.to_string();
     app.store
         .add_signing_key(SigningKeyRecord {
@@ -142,11 +138,7 @@ async fn rotate<S: Store>(r: &Rotation, store: S) -> anyhow::Result<ExitCode> {
     .map_err(|e| anyhow::anyhow!("recording the rotation in _system: {e}"))?;
     println!("{statement}");
     eprintln!(
-        "rotated: the statement above (signed by the old key) hands signing to {}; start the servers with --signing-key {} and give witnesses and auditors the new verifier keys (GET /v1/verifier-key)",
-        VerifierKey::from_public(
-            system_key_name(prefix).map_err(|e| anyhow::anyhow!(e))?,
-            &new_public
-        )?,
+        "rotated: the statement above (signed by the old key) hands signing to {new}; start the servers with --signing-key {} and give witnesses and auditors the new verifier keys (GET /v1/verifier-key)",
         r.new_key.display()
     );
     Ok(ExitCode::SUCCESS)

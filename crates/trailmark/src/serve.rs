@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use trailmark_capture::{DrainOptions, Progress, SendError};
 use trailmark_core::TenantId;
-use trailmark_log::{SigningKey, VerifierKey};
+use trailmark_log::SigningKey;
 use trailmark_server::witness::WitnessConfig;
 use trailmark_server::{App, Settings, checkpointer, router};
 use trailmark_store::{Scopes, SigningKeyRecord, Store};
@@ -346,7 +346,7 @@ async fn check_signing_key<S: Store>(
     prefix: &str,
 ) -> anyhow::Result<()> {
     let name = trailmark_verify::system_key_name(prefix).map_err(anyhow::Error::msg)?;
-    let ours = SigningKey::from_seed(name.clone(), seed).verifier();
+    let ours = SigningKey::from_seed(name, seed).verifier();
     if store.signing_keys().await?.is_empty() {
         store
             .add_signing_key(SigningKeyRecord {
@@ -363,7 +363,8 @@ async fn check_signing_key<S: Store>(
         anyhow::bail!("the trail records no signing key after recording one");
     };
     if current.public_key != ours.public_key() {
-        let expected = VerifierKey::from_public(name, &current.public_key)?;
+        let expected = trailmark_verify::system_key(prefix, &current.public_key)
+            .map_err(anyhow::Error::msg)?;
         anyhow::bail!(
             "this trail is signed by {expected} and this server's signing key is {ours}: start it with the trail's key (--signing-key FILE)"
         );
