@@ -30,6 +30,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct WitnessConfig {
     pub key: CosignatureKey,
     pub url: String,
+    /// The one HTTP client its submissions share (connections are reused).
+    agent: ureq::Agent,
 }
 
 impl FromStr for WitnessConfig {
@@ -48,6 +50,11 @@ impl FromStr for WitnessConfig {
         Ok(Self {
             key,
             url: url.trim_end_matches('/').to_owned(),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(TIMEOUT))
+                .build()
+                .into(),
         })
     }
 }
@@ -60,12 +67,7 @@ enum Answer {
     Refused(u16, String),
 }
 
-fn submit(url: &str, body: &str) -> Result<Answer, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(TIMEOUT))
-        .build()
-        .into();
+fn submit(agent: &ureq::Agent, url: &str, body: &str) -> Result<Answer, String> {
     let mut response = agent
         .post(format!("{url}/add-checkpoint"))
         .send(body.as_bytes())
@@ -174,8 +176,8 @@ async fn offer<S: Store>(
             checkpoint: checkpoint.clone(),
         }
         .to_string();
-        let url = witness.url.clone();
-        let answer = tokio::task::spawn_blocking(move || submit(&url, &body))
+        let (agent, url) = (witness.agent.clone(), witness.url.clone());
+        let answer = tokio::task::spawn_blocking(move || submit(&agent, &url, &body))
             .await
             .map_err(|e| e.to_string())??;
         match answer {
