@@ -260,8 +260,6 @@ impl<S: Store> App<S> {
         })
     }
 
-    /// Records what a key did in the `_system` tenant, durably, before the
-    /// caller gets an answer.
     /// Opens a stored checkpoint note with whichever of the trail's recorded
     /// keys signed it (after a rotation, older checkpoints carry the old key).
     pub async fn open_checkpoint(
@@ -322,6 +320,8 @@ impl<S: Store> App<S> {
         Ok(())
     }
 
+    /// Records what a key did in the `_system` tenant, durably, before the
+    /// caller gets an answer.
     pub async fn audit(
         &self,
         caller: Option<&Caller>,

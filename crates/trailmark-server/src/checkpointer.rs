@@ -58,12 +58,12 @@ pub async fn sign_new<S: Store>(app: &App<S>, signed: &mut Signed) -> Result<usi
             signed_at: now(),
         };
         app.store.add_checkpoint(record.clone()).await?;
-        // Nobody listening (no witnesses) is fine.
-        let _ = app.signed.send(record);
         if !head.tenant.is_system() {
-            app.record_checkpoint(&head.tenant, head.size.get(), &signed_cp.to_string())
+            app.record_checkpoint(&head.tenant, head.size.get(), &record.note)
                 .await?;
         }
+        // Nobody listening (no witnesses) is fine.
+        let _ = app.signed.send(record);
         app.metrics
             .checkpoints_signed
             .fetch_add(1, Ordering::Relaxed);
