@@ -98,14 +98,16 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec
 }
 
 /// Before anything is stored (a batch is all or nothing): an id already
-/// used for another body is a conflict.
+/// used for another body is a conflict. A repeat found stored and the same
+/// is settled here: its `sameness` is cleared, so that [`repeats_match`]
+/// does not read it again.
 async fn unused_ids<S: Store>(
     app: &App<S>,
     batch: &[trailmark_store::NewEvent],
-    sameness: &[Option<Sameness>],
+    sameness: &mut [Option<Sameness>],
 ) -> Result<(), ApiError> {
-    for (index, (new, same)) in batch.iter().zip(sameness).enumerate() {
-        let (Some(same), Some(id)) = (same, new.event.id) else {
+    for (index, (new, slot)) in batch.iter().zip(sameness.iter_mut()).enumerate() {
+        let (Some(same), Some(id)) = (slot.as_ref(), new.event.id) else {
             continue;
         };
         let tenant = new.tenant();
@@ -113,16 +115,19 @@ async fn unused_ids<S: Store>(
             .store
             .entry_by_id(std::slice::from_ref(&tenant), id)
             .await?
-            && !same.matches(&stored)
         {
-            return Err(conflict(index, id, &tenant));
+            if !same.matches(&stored) {
+                return Err(conflict(index, id, &tenant));
+            }
+            *slot = None;
         }
     }
     Ok(())
 }
 
 /// After the append: a repeat stored by a concurrent request since
-/// [`unused_ids`] looked must be the same event too.
+/// [`unused_ids`] looked must be the same event too (those it found stored
+/// are already settled).
 async fn repeats_match<S: Store>(
     app: &App<S>,
     appended: &[trailmark_store::Appended],
@@ -245,11 +250,11 @@ pub async fn post_events<S: Store>(
     };
     // Events sent with an id: what they say, to tell a repeat (idempotent)
     // from another event under a used id (a conflict).
-    let sameness: Vec<Option<Sameness>> = batch
+    let mut sameness: Vec<Option<Sameness>> = batch
         .iter()
         .map(|new| new.event.id.is_some().then(|| Sameness::of_new(new)))
         .collect();
-    unused_ids(&app, &batch, &sameness).await?;
+    unused_ids(&app, &batch, &mut sameness).await?;
     let started = Instant::now();
     let appended = app.store.append(batch).await?;
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
