@@ -79,12 +79,19 @@ pub(crate) async fn latest_cosigned<S: Store>(
         .latest_checkpoint(tenant)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant} has no checkpoint yet")))?;
+    with_cosignatures(app, &cp).await
+}
+
+/// A stored checkpoint's note with its witnesses' cosignatures.
+pub(crate) async fn with_cosignatures<S: Store>(
+    app: &App<S>,
+    cp: &trailmark_store::CheckpointRecord,
+) -> Result<String, ApiError> {
     let lines: Vec<String> = app
         .store
-        .cosignatures(tenant)
+        .cosignatures(&cp.tenant, Some(cp.size.get()))
         .await?
         .into_iter()
-        .filter(|(size, _)| *size == cp.size.get())
         .map(|(_, line)| line)
         .collect();
     Ok(cosigned(&cp.note, &lines))
@@ -109,7 +116,7 @@ pub async fn checkpoints<S: Store>(
     let tenant = app.read_tenant(&headers, p.tenant.as_deref()).await?;
     let all = app.store.checkpoints(&tenant).await?;
     let mut lines: HashMap<u64, Vec<String>> = HashMap::new();
-    for (size, line) in app.store.cosignatures(&tenant).await? {
+    for (size, line) in app.store.cosignatures(&tenant, None).await? {
         lines.entry(size).or_default().push(line);
     }
     let notes: Vec<Value> = all

@@ -264,17 +264,8 @@ pub async fn get_event<S: Store>(
                 Plan::inclusion(index, cp.size).map_err(trailmark_store::StoreError::from)?;
             let hashes = app.run_plan(&envelope.tenant, &plan).await?;
             // The receipt carries the checkpoint with its cosignatures.
-            let lines: Vec<String> = app
-                .store
-                .cosignatures(&envelope.tenant)
-                .await?
-                .into_iter()
-                .filter(|(size, _)| *size == cp.size.get())
-                .map(|(_, line)| line)
-                .collect();
-            let signed = app
-                .open_checkpoint(&envelope.tenant, &crate::proofs::cosigned(&cp.note, &lines))
-                .await?;
+            let note = crate::proofs::with_cosignatures(&app, &cp).await?;
+            let signed = app.open_checkpoint(&envelope.tenant, &note).await?;
             let receipt = Receipt::new(
                 Some(entry.envelope_bytes.clone()),
                 index,

@@ -435,17 +435,33 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn cosignatures(&self, tenant: &TenantId) -> Result<Vec<(u64, String)>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT size, line FROM trailmark_ledger.cosignatures WHERE tenant = $1
-                 ORDER BY size, witness",
-                &[&tenant.as_str()],
-            )
-            .await
-            .map_err(db("reading cosignatures"))?;
+    async fn cosignatures(
+        &self,
+        tenant: &TenantId,
+        at: Option<u64>,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let client = self.client().await?;
+        let rows = match at {
+            Some(at) => {
+                client
+                    .query(
+                        "SELECT size, line FROM trailmark_ledger.cosignatures
+                         WHERE tenant = $1 AND size = $2 ORDER BY witness",
+                        &[&tenant.as_str(), &i64::try_from(at).unwrap_or(i64::MAX)],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .query(
+                        "SELECT size, line FROM trailmark_ledger.cosignatures WHERE tenant = $1
+                         ORDER BY size, witness",
+                        &[&tenant.as_str()],
+                    )
+                    .await
+            }
+        }
+        .map_err(db("reading cosignatures"))?;
         Ok(rows
             .iter()
             .map(|r| (u64::try_from(r.get::<_, i64>(0)).unwrap_or(0), r.get(1)))

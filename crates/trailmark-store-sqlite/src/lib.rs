@@ -449,9 +449,13 @@ impl Store for SqliteStore {
         self.write(|reply| Job::Cosignature(record, reply)).await
     }
 
-    async fn cosignatures(&self, tenant: &TenantId) -> Result<Vec<(u64, String)>, StoreError> {
+    async fn cosignatures(
+        &self,
+        tenant: &TenantId,
+        at: Option<u64>,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
         let tenant = tenant.clone();
-        self.read(move |c| read::cosignatures(c, &tenant)).await
+        self.read(move |c| read::cosignatures(c, &tenant, at)).await
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {

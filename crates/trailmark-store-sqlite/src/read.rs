@@ -468,17 +468,24 @@ pub(crate) fn signing_keys(conn: &Connection) -> Result<Vec<SigningKeyRecord>, S
 pub(crate) fn cosignatures(
     conn: &Connection,
     tenant: &TenantId,
+    at: Option<u64>,
 ) -> Result<Vec<(u64, String)>, StoreError> {
+    fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String)> {
+        Ok((r.get(0)?, r.get(1)?))
+    }
+    let tenant = tenant.as_str();
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT size, line FROM cosignatures WHERE tenant = ?1 ORDER BY size, witness",
-        )
-        .map_err(db("reading cosignatures"))?;
-    let rows = stmt
-        .query_map([tenant.as_str()], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        .prepare_cached(if at.is_some() {
+            "SELECT size, line FROM cosignatures WHERE tenant = ?1 AND size = ?2 ORDER BY witness"
+        } else {
+            "SELECT size, line FROM cosignatures WHERE tenant = ?1 ORDER BY size, witness"
         })
         .map_err(db("reading cosignatures"))?;
+    let rows = match at {
+        Some(at) => stmt.query_map(rusqlite::params![tenant, crate::strips::to_i64(at)], row),
+        None => stmt.query_map([tenant], row),
+    }
+    .map_err(db("reading cosignatures"))?;
     rows.map(|r| {
         let (size, line) = r.map_err(db("reading cosignatures"))?;
         Ok((u64::try_from(size).unwrap_or(0), line))

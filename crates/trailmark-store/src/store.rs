@@ -98,11 +98,13 @@ pub trait Store: Send + Sync + 'static {
         line: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Every cosignature line of a tenant's checkpoints: `(size, line)`,
-    /// by size.
+    /// The cosignature lines of a tenant's checkpoints: `(size, line)`, by
+    /// size; only those of the checkpoint at size `at` when given (one
+    /// indexed read, however many checkpoints the tenant has).
     fn cosignatures(
         &self,
         tenant: &TenantId,
+        at: Option<u64>,
     ) -> impl Future<Output = Result<Vec<(u64, String)>, StoreError>> + Send;
 
     /// The trail's signing keys, oldest first.

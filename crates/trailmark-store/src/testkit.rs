@@ -608,11 +608,16 @@ pub async fn cosignatures_are_kept_once_per_witness_and_checkpoint<H: Harness>(h
         .await
         .unwrap();
     assert_eq!(
-        store.cosignatures(&t).await.unwrap(),
+        store.cosignatures(&t, None).await.unwrap(),
         [
             (3, "— w1 D".to_owned()),
             (5, "— w1 A".to_owned()),
             (5, "— w2 C".to_owned())
         ]
     );
+    assert_eq!(
+        store.cosignatures(&t, Some(5)).await.unwrap(),
+        [(5, "— w1 A".to_owned()), (5, "— w2 C".to_owned())]
+    );
+    assert!(store.cosignatures(&t, Some(4)).await.unwrap().is_empty());
 }
