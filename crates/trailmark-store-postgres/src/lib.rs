@@ -21,8 +21,8 @@ use tokio::sync::OnceCell;
 use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
-    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Query, SigningKeyRecord, Stats,
-    Store, StoreError, StoredEntry, TenantHead,
+    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Plan, Query, Read,
+    SigningKeyRecord, Stats, Store, StoreError, StoredEntry, TenantHead,
 };
 
 /// The migrations, in order. Never edit one that has shipped: add a file.
@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../migrations/0002_entries_by_id.sql")),
     (3, include_str!("../migrations/0003_signing_keys.sql")),
     (4, include_str!("../migrations/0004_cosignatures.sql")),
+    (5, include_str!("../migrations/0005_read_paths.sql")),
 ];
 
 /// How long a search or count may run before PostgreSQL cancels it.
@@ -344,6 +345,11 @@ impl Store for PgStore {
         let stats = read::stats(&*tx, query).await.map_err(timed_out)?;
         tx.commit().await.map_err(db("ending a read"))?;
         Ok(stats)
+    }
+
+    async fn explain(&self, read: &Read) -> Result<Plan, StoreError> {
+        let mut client = self.client().await?;
+        read::plan(&mut client, read).await
     }
 
     async fn daily_counts(

@@ -9,8 +9,8 @@ use tokio_postgres::types::ToSql;
 use trailmark_core::{EventId, IndexedColumns, Salt, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId, TreeSize};
 use trailmark_store::{
-    CheckpointRecord, CountBy, Cursor, KeyRecord, Page, Query, Scopes, Stats, StoreError,
-    StoredEntry, TenantHead,
+    Access, CheckpointRecord, CountBy, Cursor, KeyRecord, Page, Plan, Query, Read, Scopes, Stats,
+    StoreError, StoredEntry, TenantHead,
 };
 
 use crate::{db, to_i64};
@@ -90,28 +90,61 @@ pub(crate) async fn heads(c: &impl GenericClient) -> Result<Vec<TenantHead>, Sto
     .collect()
 }
 
+/// Statements over one set of parameters: what a read runs and what
+/// [`plan`] explains, built once.
+struct Statements {
+    sql: Vec<String>,
+    params: Vec<Param>,
+}
+
+fn entries_statement(tenant: &TenantId, start: u64, end: u64) -> Statements {
+    Statements {
+        sql: vec![format!(
+            "SELECT {ENTRY_COLUMNS} FROM trailmark_ledger.entries e
+             WHERE e.tenant = $1 AND e.seq >= $2 AND e.seq < $3 ORDER BY e.seq"
+        )],
+        params: vec![
+            Box::new(tenant.as_str().to_owned()),
+            Box::new(to_i64(start)),
+            Box::new(to_i64(end)),
+        ],
+    }
+}
+
 pub(crate) async fn entries(
     c: &impl GenericClient,
     tenant: &TenantId,
     start: u64,
     end: u64,
 ) -> Result<Vec<StoredEntry>, StoreError> {
-    c.query(
-        &format!(
-            "SELECT {ENTRY_COLUMNS} FROM trailmark_ledger.entries e
-             WHERE e.tenant = $1 AND e.seq >= $2 AND e.seq < $3 ORDER BY e.seq"
-        ),
-        &[&tenant.as_str(), &to_i64(start), &to_i64(end)],
-    )
-    .await
-    .map_err(db("reading entries"))?
-    .iter()
-    .map(to_entry)
-    .collect()
+    let s = entries_statement(tenant, start, end);
+    c.query(&s.sql[0], &refs(&s.params))
+        .await
+        .map_err(db("reading entries"))?
+        .iter()
+        .map(to_entry)
+        .collect()
 }
 
-fn tenant_filter(tenants: &[TenantId], sql: &mut String, params: &mut Vec<Param>) {
+/// The tenant condition: the caller's tenant, or (`per_tenant`) every
+/// tenant in turn, so that a tenant-first index serves a read over all.
+fn tenant_filter(
+    tenants: &[TenantId],
+    per_tenant: bool,
+    sql: &mut String,
+    params: &mut Vec<Param>,
+) {
     if tenants.is_empty() {
+        if per_tenant {
+            sql.push_str(" AND e.tenant IN (SELECT name FROM trailmark_ledger.tenants)");
+        }
+        return;
+    }
+    // One tenant as an equality, which the planner can walk an index by in
+    // order (it cannot with `= ANY (array)`).
+    if let [one] = tenants {
+        params.push(Box::new(one.as_str().to_owned()));
+        let _ = write!(sql, " AND e.tenant = ${}", params.len());
         return;
     }
     params.push(Box::new(
@@ -123,17 +156,25 @@ fn tenant_filter(tenants: &[TenantId], sql: &mut String, params: &mut Vec<Param>
     let _ = write!(sql, " AND e.tenant = ANY (${})", params.len());
 }
 
+fn entry_by_id_statement(tenants: &[TenantId], id: EventId) -> Statements {
+    let mut params: Vec<Param> = vec![Box::new(id.to_string())];
+    let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM trailmark_ledger.entries e WHERE e.id = $1");
+    tenant_filter(tenants, false, &mut sql, &mut params);
+    sql.push_str(" ORDER BY e.pos LIMIT 1");
+    Statements {
+        sql: vec![sql],
+        params,
+    }
+}
+
 pub(crate) async fn entry_by_id(
     c: &impl GenericClient,
     tenants: &[TenantId],
     id: EventId,
 ) -> Result<Option<StoredEntry>, StoreError> {
-    let mut params: Vec<Param> = vec![Box::new(id.to_string())];
-    let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM trailmark_ledger.entries e WHERE e.id = $1");
-    tenant_filter(tenants, &mut sql, &mut params);
-    sql.push_str(" ORDER BY e.pos LIMIT 1");
+    let s = entry_by_id_statement(tenants, id);
     let row = c
-        .query_opt(&sql, &refs(&params))
+        .query_opt(&s.sql[0], &refs(&s.params))
         .await
         .map_err(db("reading an entry by id"))?;
     row.as_ref().map(to_entry).transpose()
@@ -153,8 +194,11 @@ fn tsquery(q: &str) -> Option<String> {
     })
 }
 
-fn filters(q: &Query, sql: &mut String, params: &mut Vec<Param>) {
-    tenant_filter(&q.tenants, sql, params);
+/// The WHERE conditions of a query's filters (not its paging), appended to
+/// `sql` with their parameters. `ordered`: for a page, newest first (see
+/// [`Query::window_seeks`]).
+fn filters(q: &Query, ordered: bool, sql: &mut String, params: &mut Vec<Param>) {
+    tenant_filter(&q.tenants, q.per_tenant(ordered), sql, params);
     for (column, value) in [
         ("e.actor_id", &q.actor_id),
         ("e.action", &q.action),
@@ -171,13 +215,20 @@ fn filters(q: &Query, sql: &mut String, params: &mut Vec<Param>) {
         params.push(Box::new(outcome.as_str().to_owned()));
         let _ = write!(sql, " AND e.outcome = ${}", params.len());
     }
+    // `+ 0` keeps the planner from seeking the time index for a window it
+    // should only filter by.
+    let time = if q.window_seeks(ordered) {
+        "e.occurred_at"
+    } else {
+        "e.occurred_at + 0"
+    };
     if let Some(since) = q.since {
         params.push(Box::new(since.unix_millis()));
-        let _ = write!(sql, " AND e.occurred_at >= ${}", params.len());
+        let _ = write!(sql, " AND {time} >= ${}", params.len());
     }
     if let Some(until) = q.until {
         params.push(Box::new(until.unix_millis()));
-        let _ = write!(sql, " AND e.occurred_at < ${}", params.len());
+        let _ = write!(sql, " AND {time} < ${}", params.len());
     }
     if let Some(text) = q.q.as_deref() {
         match tsquery(text) {
@@ -191,18 +242,35 @@ fn filters(q: &Query, sql: &mut String, params: &mut Vec<Param>) {
     }
 }
 
-pub(crate) async fn query(c: &impl GenericClient, q: &Query) -> Result<Page, StoreError> {
+fn page_statement(q: &Query) -> Statements {
     let mut params: Vec<Param> = Vec::new();
     let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM trailmark_ledger.entries e WHERE true");
-    filters(q, &mut sql, &mut params);
+    filters(q, true, &mut sql, &mut params);
     if let Some(Cursor(pos)) = q.cursor {
         params.push(Box::new(to_i64(pos)));
         let _ = write!(sql, " AND e.pos < ${}", params.len());
     }
+    // A window with an end is sought and its matches sorted: walking
+    // positions newest first to reach a window in the past reads every
+    // entry after it, which the planner cannot foresee (it assumes matches
+    // spread evenly along the walk).
+    let order = if q.window_seeks(true) {
+        "e.pos + 0"
+    } else {
+        "e.pos"
+    };
+    let _ = write!(sql, " ORDER BY {order} DESC LIMIT {}", q.limit.max(1) + 1);
+    Statements {
+        sql: vec![sql],
+        params,
+    }
+}
+
+pub(crate) async fn query(c: &impl GenericClient, q: &Query) -> Result<Page, StoreError> {
+    let s = page_statement(q);
     let limit = q.limit.max(1);
-    let _ = write!(sql, " ORDER BY e.pos DESC LIMIT {}", limit + 1);
     let rows = c
-        .query(&sql, &refs(&params))
+        .query(&s.sql[0], &refs(&s.params))
         .await
         .map_err(db("running a query"))?;
     let more = rows.len() > limit;
@@ -220,42 +288,66 @@ pub(crate) async fn query(c: &impl GenericClient, q: &Query) -> Result<Page, Sto
     Ok(Page { entries, next })
 }
 
-pub(crate) async fn stats(c: &impl GenericClient, q: &Query) -> Result<Stats, StoreError> {
+/// The statements of [`stats`], in the order of [`Stats`]' counts: by
+/// outcome, action, actor, resource type and day.
+fn stats_statements(q: &Query) -> Statements {
     let mut params: Vec<Param> = Vec::new();
     let mut base = " FROM trailmark_ledger.entries e WHERE true".to_owned();
-    filters(q, &mut base, &mut params);
-    let params = refs(&params);
-    let grouped = async |select: &str, extra: &str, order: &str| {
-        let sql = format!("SELECT {select}, count(*){base}{extra} GROUP BY 1 ORDER BY {order}");
-        c.query(&sql, &params)
-            .await
-            .map_err(db("counting entries"))
-            .map(|rows| {
-                rows.iter()
-                    .map(|r| {
-                        (
-                            r.get::<_, String>(0),
-                            u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            })
-    };
+    filters(q, false, &mut base, &mut params);
     let top = format!("2 DESC, 1 LIMIT {}", Stats::TOP);
-    let by_outcome = grouped("e.outcome", "", "2 DESC, 1").await?;
-    Ok(Stats {
-        total: by_outcome.iter().map(|(_, n)| n).sum(),
-        by_action: grouped("e.action", "", "2 DESC, 1").await?,
-        by_actor: grouped("e.actor_id", "", &top).await?,
-        by_resource_type: grouped("e.resource_type", " AND e.resource_type IS NOT NULL", &top)
-            .await?,
-        by_outcome,
-        per_day: grouped(
+    let sql = [
+        ("e.outcome", "", "2 DESC, 1"),
+        ("e.action", "", "2 DESC, 1"),
+        ("e.actor_id", "", top.as_str()),
+        (
+            "e.resource_type",
+            " AND e.resource_type IS NOT NULL",
+            top.as_str(),
+        ),
+        (
             "to_char(to_timestamp(e.occurred_at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
             "",
             "1",
-        )
-        .await?,
+        ),
+    ]
+    .into_iter()
+    .map(|(select, extra, order)| {
+        format!("SELECT {select}, count(*){base}{extra} GROUP BY 1 ORDER BY {order}")
+    })
+    .collect();
+    Statements { sql, params }
+}
+
+pub(crate) async fn stats(c: &impl GenericClient, q: &Query) -> Result<Stats, StoreError> {
+    let s = stats_statements(q);
+    let params = refs(&s.params);
+    let mut counts = Vec::with_capacity(s.sql.len());
+    for sql in &s.sql {
+        let rows = c
+            .query(sql, &params)
+            .await
+            .map_err(db("counting entries"))?;
+        counts.push(
+            rows.iter()
+                .map(|r| {
+                    (
+                        r.get::<_, String>(0),
+                        u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    let mut counts = counts.into_iter();
+    let mut next = || counts.next().unwrap_or_default();
+    let by_outcome = next();
+    Ok(Stats {
+        total: by_outcome.iter().map(|(_, n)| n).sum(),
+        by_outcome,
+        by_action: next(),
+        by_actor: next(),
+        by_resource_type: next(),
+        per_day: next(),
     })
 }
 
@@ -381,20 +473,27 @@ pub(crate) async fn keys(c: &impl GenericClient) -> Result<Vec<KeyRecord>, Store
         .collect()
 }
 
+fn daily_statement(q: &Query, by: CountBy) -> Statements {
+    let mut params: Vec<Param> = Vec::new();
+    let mut base = " FROM trailmark_ledger.entries e WHERE true".to_owned();
+    filters(q, false, &mut base, &mut params);
+    Statements {
+        sql: vec![format!(
+            "SELECT to_char(to_timestamp(e.occurred_at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), {}, count(*){base}
+             GROUP BY 1, 2 ORDER BY 1, 2",
+            by.column()
+        )],
+        params,
+    }
+}
+
 pub(crate) async fn daily_counts(
     c: &impl GenericClient,
     q: &Query,
     by: CountBy,
 ) -> Result<Vec<(String, String, u64)>, StoreError> {
-    let mut params: Vec<Param> = Vec::new();
-    let mut base = " FROM trailmark_ledger.entries e WHERE true".to_owned();
-    filters(q, &mut base, &mut params);
-    let sql = format!(
-        "SELECT to_char(to_timestamp(e.occurred_at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), {}, count(*){base}
-         GROUP BY 1, 2 ORDER BY 1, 2",
-        by.column()
-    );
-    Ok(c.query(&sql, &refs(&params))
+    let s = daily_statement(q, by);
+    Ok(c.query(&s.sql[0], &refs(&s.params))
         .await
         .map_err(db("counting entries by day"))?
         .iter()
@@ -406,4 +505,111 @@ pub(crate) async fn daily_counts(
             )
         })
         .collect())
+}
+
+/// How PostgreSQL would run a read, on statistics of what is stored now:
+/// in a transaction that is rolled back (so nothing it does stays), it
+/// analyzes the entries table and prices sequential scans out
+/// (`enable_seqscan = off`). PostgreSQL chooses by cost, so on a small
+/// table it may rightly prefer a scan; what this shows is the path it takes
+/// when the table is too large for one, and that it never has to walk a
+/// tenant.
+pub(crate) async fn plan(c: &mut tokio_postgres::Client, read: &Read) -> Result<Plan, StoreError> {
+    let s = match read {
+        Read::Page(q) => page_statement(q),
+        Read::Stats(q) => stats_statements(q),
+        Read::DailyCounts(q, by) => daily_statement(q, *by),
+        Read::EntryById { tenants, id } => entry_by_id_statement(tenants, *id),
+        Read::Entries { tenant, start, end } => entries_statement(tenant, *start, *end),
+    };
+    let tx = c.transaction().await.map_err(db("explaining a read"))?;
+    tx.batch_execute("ANALYZE trailmark_ledger.entries; SET LOCAL enable_seqscan = off")
+        .await
+        .map_err(db("explaining a read"))?;
+    let mut plan = Plan::default();
+    for sql in &s.sql {
+        let row = tx
+            .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &refs(&s.params))
+            .await
+            .map_err(db("explaining a read"))?;
+        let JsonText(text) = row.try_get(0).map_err(db("reading a plan"))?;
+        let json: Value =
+            serde_json::from_str(&text).map_err(|e| StoreError::backend("reading a plan", e))?;
+        if let Some(root) = json.pointer("/0/Plan") {
+            walk_plan(root, &mut plan);
+        }
+        plan.text.push_str(&text);
+        plan.text.push('\n');
+    }
+    tx.rollback().await.map_err(db("explaining a read"))?;
+    Ok(plan)
+}
+
+/// A `json` value as its text (the binary form of `json` is its text).
+struct JsonText(String);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for JsonText {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Self(std::str::from_utf8(raw)?.to_owned()))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::JSON
+    }
+}
+
+/// Collects a plan node and its children: entries accesses and sorts.
+fn walk_plan(node: &Value, plan: &mut Plan) {
+    let field = |name: &str| node.get(name).and_then(Value::as_str);
+    let node_type = field("Node Type").unwrap_or_default();
+    if node_type == "Sort" || node_type == "Incremental Sort" {
+        plan.sorts = true;
+    }
+    let on_entries = field("Relation Name") == Some("entries");
+    let index = field("Index Name").filter(|i| i.starts_with("entries_"));
+    match node_type {
+        "Seq Scan" if on_entries => plan.accesses.push(Access {
+            index: None,
+            seek: Vec::new(),
+        }),
+        // A bitmap heap scan reads what its index scans below it found.
+        "Index Scan" | "Index Only Scan" | "Bitmap Index Scan" if index.is_some() => {
+            let index = index.unwrap_or_default();
+            let seek = field("Index Cond").map(cond_columns).unwrap_or_default();
+            plan.accesses.push(Access {
+                index: Some(if index == "entries_search" {
+                    "search".to_owned()
+                } else {
+                    index.to_owned()
+                }),
+                seek,
+            });
+        }
+        _ => {}
+    }
+    for child in node
+        .get("Plans")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        walk_plan(child, plan);
+    }
+}
+
+/// The columns an index condition bounds: each `(column op ...)`.
+fn cond_columns(cond: &str) -> Vec<String> {
+    cond.split('(')
+        .filter_map(|part| {
+            let (column, rest) = part.split_once(' ')?;
+            let op = rest.split(' ').next()?;
+            let is_column =
+                !column.is_empty() && column.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            let is_op = ["=", "<", ">", "<=", ">=", "@@"].contains(&op);
+            (is_column && is_op).then(|| column.to_owned())
+        })
+        .collect()
 }

@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
-    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Query, SigningKeyRecord, Stats,
-    Store, StoreError, StoredEntry, TenantHead,
+    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Plan, Query, Read,
+    SigningKeyRecord, Stats, Store, StoreError, StoredEntry, TenantHead,
 };
 
 use crate::writer::{Job, Writer};
@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_entries_by_id.sql"),
     include_str!("../migrations/0003_signing_keys.sql"),
     include_str!("../migrations/0004_cosignatures.sql"),
+    include_str!("../migrations/0005_read_paths.sql"),
 ];
 const READERS: usize = 4;
 /// How long one read may run before SQLite stops it.
@@ -401,6 +402,11 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(String, String, u64)>, StoreError> {
         let query = query.clone();
         self.read(move |c| read::daily_counts(c, &query, by)).await
+    }
+
+    async fn explain(&self, read: &Read) -> Result<Plan, StoreError> {
+        let read = read.clone();
+        self.read(move |c| read::plan(c, &read)).await
     }
 
     async fn nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {

@@ -8,8 +8,8 @@ use serde_json::Value;
 use trailmark_core::{EventId, IndexedColumns, Salt, TenantId, Timestamp};
 use trailmark_log::{Hash, TreeSize};
 use trailmark_store::{
-    CheckpointRecord, CountBy, Cursor, KeyRecord, Page, Query, Scopes, SigningKeyRecord, Stats,
-    StoreError, StoredEntry, TenantHead,
+    Access, CheckpointRecord, CountBy, Cursor, KeyRecord, Page, Plan, Query, Read, Scopes,
+    SigningKeyRecord, Stats, StoreError, StoredEntry, TenantHead,
 };
 
 use crate::strips::to_i64;
@@ -111,28 +111,53 @@ pub(crate) fn heads(conn: &Connection) -> Result<Vec<TenantHead>, StoreError> {
     .collect()
 }
 
+/// One statement and its arguments: what a read runs and what
+/// [`plan`] explains, built once.
+struct Statement {
+    sql: String,
+    args: Vec<SqlValue>,
+}
+
+fn entries_statement(tenant: &TenantId, start: u64, end: u64) -> Statement {
+    Statement {
+        sql: format!(
+            "SELECT {ENTRY_FIELDS} FROM entries e WHERE e.tenant = ? AND e.seq >= ? AND e.seq < ? ORDER BY e.seq"
+        ),
+        args: vec![
+            SqlValue::Text(tenant.as_str().to_owned()),
+            SqlValue::Integer(to_i64(start)),
+            SqlValue::Integer(to_i64(end)),
+        ],
+    }
+}
+
 pub(crate) fn entries(
     conn: &Connection,
     tenant: &TenantId,
     start: u64,
     end: u64,
 ) -> Result<Vec<StoredEntry>, StoreError> {
-    let sql = format!(
-        "SELECT {ENTRY_FIELDS} FROM entries e WHERE e.tenant = ?1 AND e.seq >= ?2 AND e.seq < ?3 ORDER BY e.seq"
-    );
-    let mut stmt = conn.prepare_cached(&sql).map_err(db("reading entries"))?;
+    let s = entries_statement(tenant, start, end);
+    let mut stmt = conn.prepare_cached(&s.sql).map_err(db("reading entries"))?;
     let rows = stmt
-        .query_map(
-            rusqlite::params![tenant.as_str(), to_i64(start), to_i64(end)],
-            entry_row,
-        )
+        .query_map(params_from_iter(s.args), entry_row)
         .map_err(db("reading entries"))?;
     rows.map(|r| to_entry(r.map_err(db("reading entries"))?))
         .collect()
 }
 
-fn tenant_filter(tenants: &[TenantId], sql: &mut String, args: &mut Vec<SqlValue>) {
+/// The tenant condition: the caller's tenant, or (`per_tenant`) every
+/// tenant in turn, so that a tenant-first index serves a read over all.
+fn tenant_filter(
+    tenants: &[TenantId],
+    per_tenant: bool,
+    sql: &mut String,
+    args: &mut Vec<SqlValue>,
+) {
     if tenants.is_empty() {
+        if per_tenant {
+            sql.push_str(" AND e.tenant IN (SELECT name FROM tenants)");
+        }
         return;
     }
     let marks = vec!["?"; tenants.len()].join(", ");
@@ -144,18 +169,23 @@ fn tenant_filter(tenants: &[TenantId], sql: &mut String, args: &mut Vec<SqlValue
     );
 }
 
+fn entry_by_id_statement(tenants: &[TenantId], id: EventId) -> Statement {
+    let mut sql = format!("SELECT {ENTRY_FIELDS} FROM entries e WHERE e.id = ?");
+    let mut args = vec![SqlValue::Text(id.to_string())];
+    tenant_filter(tenants, false, &mut sql, &mut args);
+    sql.push_str(" ORDER BY e.pos LIMIT 1");
+    Statement { sql, args }
+}
+
 pub(crate) fn entry_by_id(
     conn: &Connection,
     tenants: &[TenantId],
     id: EventId,
 ) -> Result<Option<StoredEntry>, StoreError> {
-    let mut sql = format!("SELECT {ENTRY_FIELDS} FROM entries e WHERE e.id = ?");
-    let mut args = vec![SqlValue::Text(id.to_string())];
-    tenant_filter(tenants, &mut sql, &mut args);
-    sql.push_str(" ORDER BY e.pos LIMIT 1");
+    let s = entry_by_id_statement(tenants, id);
     let row = conn
-        .prepare_cached(&sql)
-        .and_then(|mut s| s.query_row(params_from_iter(args), entry_row).optional())
+        .prepare_cached(&s.sql)
+        .and_then(|mut st| st.query_row(params_from_iter(s.args), entry_row).optional())
         .map_err(db("reading an entry by id"))?;
     row.map(to_entry).transpose()
 }
@@ -206,14 +236,35 @@ fn source(q: &Query, args: &mut Vec<SqlValue>) -> &'static str {
         // A search with no word the index holds: nothing can match (as
         // with the PostgreSQL store).
         Some(None) => " FROM entries e WHERE 1 = 0",
+        // A page of one resource type (no id, no other exact filter) would
+        // otherwise walk the tenant newest first to skip other types (no
+        // sort, but a scan when the type is rare): it seeks the type and
+        // sorts what it finds.
+        None if q.resource_type.is_some()
+            && q.resource_id.is_none()
+            && q.actor_id.is_none()
+            && q.action.is_none()
+            && q.outcome.is_none()
+            && q.ip.is_none() =>
+        {
+            " FROM entries e INDEXED BY entries_resource WHERE 1 = 1"
+        }
         None => " FROM entries e WHERE 1 = 1",
     }
 }
 
 /// The WHERE conditions of a query's filters (not its paging or free text),
-/// appended to `sql` with their arguments.
-fn filters(q: &Query, sql: &mut String, args: &mut Vec<SqlValue>) {
-    tenant_filter(&q.tenants, sql, args);
+/// appended to `sql` with their arguments. `ordered`: for a page, newest
+/// first (see [`Query::window_seeks`]).
+fn filters(q: &Query, ordered: bool, sql: &mut String, args: &mut Vec<SqlValue>) {
+    tenant_filter(&q.tenants, q.per_tenant(ordered), sql, args);
+    // A unary `+` keeps SQLite from seeking the time index for a window it
+    // should only filter by.
+    let time = if q.window_seeks(ordered) {
+        "e.occurred_at"
+    } else {
+        "+e.occurred_at"
+    };
     let text = |s: &str| SqlValue::Text(s.to_owned());
     for (column, value) in [
         ("e.actor_id", &q.actor_id),
@@ -232,28 +283,33 @@ fn filters(q: &Query, sql: &mut String, args: &mut Vec<SqlValue>) {
         args.push(text(outcome.as_str()));
     }
     if let Some(since) = q.since {
-        sql.push_str(" AND e.occurred_at >= ?");
+        let _ = write!(sql, " AND {time} >= ?");
         args.push(SqlValue::Integer(since.unix_millis()));
     }
     if let Some(until) = q.until {
-        sql.push_str(" AND e.occurred_at < ?");
+        let _ = write!(sql, " AND {time} < ?");
         args.push(SqlValue::Integer(until.unix_millis()));
     }
 }
 
-pub(crate) fn query(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
+fn page_statement(q: &Query) -> Statement {
     let mut args: Vec<SqlValue> = Vec::new();
     let mut sql = format!("SELECT {ENTRY_FIELDS}{}", source(q, &mut args));
-    filters(q, &mut sql, &mut args);
+    filters(q, true, &mut sql, &mut args);
     if let Some(Cursor(pos)) = q.cursor {
         sql.push_str(" AND e.pos < ?");
         args.push(SqlValue::Integer(to_i64(pos)));
     }
+    let _ = write!(sql, " ORDER BY e.pos DESC LIMIT {}", q.limit.max(1) + 1);
+    Statement { sql, args }
+}
+
+pub(crate) fn query(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
+    let s = page_statement(q);
     let limit = q.limit.max(1);
-    let _ = write!(sql, " ORDER BY e.pos DESC LIMIT {}", limit + 1);
-    let mut stmt = conn.prepare(&sql).map_err(db("preparing a query"))?;
+    let mut stmt = conn.prepare(&s.sql).map_err(db("preparing a query"))?;
     let rows: Vec<_> = stmt
-        .query_map(params_from_iter(args), entry_row)
+        .query_map(params_from_iter(s.args), entry_row)
         .map_err(db("running a query"))?
         .collect::<Result<_, _>>()
         .map_err(db("running a query"))?;
@@ -380,39 +436,75 @@ pub(crate) fn keys(conn: &Connection) -> Result<Vec<KeyRecord>, StoreError> {
         .collect()
 }
 
-pub(crate) fn stats(conn: &Connection, q: &Query) -> Result<Stats, StoreError> {
+/// The statements of [`stats`], in the order of [`Stats`]' counts: by
+/// outcome, action, actor, resource type and day.
+fn stats_statements(q: &Query) -> Vec<Statement> {
     let mut args: Vec<SqlValue> = Vec::new();
     let mut base = source(q, &mut args).to_owned();
-    filters(q, &mut base, &mut args);
-    let grouped =
-        |select: &str, extra: &str, order: &str| -> Result<Vec<(String, u64)>, StoreError> {
-            let sql = format!("SELECT {select}, count(*){base}{extra} GROUP BY 1 ORDER BY {order}");
-            let mut stmt = conn.prepare(&sql).map_err(db("counting entries"))?;
-            let rows = stmt
-                .query_map(params_from_iter(args.iter()), |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                })
-                .map_err(db("counting entries"))?;
-            rows.map(|r| {
-                let (k, n) = r.map_err(db("counting entries"))?;
-                Ok((k, u64::try_from(n).unwrap_or(0)))
-            })
-            .collect()
-        };
+    filters(q, false, &mut base, &mut args);
     let top = format!("2 DESC, 1 LIMIT {}", Stats::TOP);
-    let by_outcome = grouped("e.outcome", "", "2 DESC, 1")?;
-    Ok(Stats {
-        total: by_outcome.iter().map(|(_, n)| n).sum(),
-        by_action: grouped("e.action", "", "2 DESC, 1")?,
-        by_actor: grouped("e.actor_id", "", &top)?,
-        by_resource_type: grouped("e.resource_type", " AND e.resource_type IS NOT NULL", &top)?,
-        by_outcome,
-        per_day: grouped(
+    [
+        ("e.outcome", "", "2 DESC, 1"),
+        ("e.action", "", "2 DESC, 1"),
+        ("e.actor_id", "", top.as_str()),
+        (
+            "e.resource_type",
+            " AND e.resource_type IS NOT NULL",
+            top.as_str(),
+        ),
+        (
             "strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch')",
             "",
             "1",
-        )?,
+        ),
+    ]
+    .into_iter()
+    .map(|(select, extra, order)| Statement {
+        sql: format!("SELECT {select}, count(*){base}{extra} GROUP BY 1 ORDER BY {order}"),
+        args: args.clone(),
     })
+    .collect()
+}
+
+pub(crate) fn stats(conn: &Connection, q: &Query) -> Result<Stats, StoreError> {
+    let grouped = |s: Statement| -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = conn.prepare(&s.sql).map_err(db("counting entries"))?;
+        let rows = stmt
+            .query_map(params_from_iter(s.args), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(db("counting entries"))?;
+        rows.map(|r| {
+            let (k, n) = r.map_err(db("counting entries"))?;
+            Ok((k, u64::try_from(n).unwrap_or(0)))
+        })
+        .collect()
+    };
+    let mut counts = stats_statements(q).into_iter().map(grouped);
+    let mut next = || counts.next().unwrap_or_else(|| Ok(Vec::new()));
+    let by_outcome = next()?;
+    Ok(Stats {
+        total: by_outcome.iter().map(|(_, n)| n).sum(),
+        by_outcome,
+        by_action: next()?,
+        by_actor: next()?,
+        by_resource_type: next()?,
+        per_day: next()?,
+    })
+}
+
+fn daily_statement(q: &Query, by: CountBy) -> Statement {
+    let mut args: Vec<SqlValue> = Vec::new();
+    let mut base = source(q, &mut args).to_owned();
+    filters(q, false, &mut base, &mut args);
+    Statement {
+        sql: format!(
+            "SELECT strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch'), {}, count(*){base}
+             GROUP BY 1, 2 ORDER BY 1, 2",
+            by.column()
+        ),
+        args,
+    }
 }
 
 pub(crate) fn daily_counts(
@@ -420,17 +512,12 @@ pub(crate) fn daily_counts(
     q: &Query,
     by: CountBy,
 ) -> Result<Vec<(String, String, u64)>, StoreError> {
-    let mut args: Vec<SqlValue> = Vec::new();
-    let mut base = source(q, &mut args).to_owned();
-    filters(q, &mut base, &mut args);
-    let sql = format!(
-        "SELECT strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch'), {}, count(*){base}
-         GROUP BY 1, 2 ORDER BY 1, 2",
-        by.column()
-    );
-    let mut stmt = conn.prepare(&sql).map_err(db("counting entries by day"))?;
+    let statement = daily_statement(q, by);
+    let mut stmt = conn
+        .prepare(&statement.sql)
+        .map_err(db("counting entries by day"))?;
     let rows = stmt
-        .query_map(params_from_iter(args.iter()), |r| {
+        .query_map(params_from_iter(statement.args), |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -443,6 +530,86 @@ pub(crate) fn daily_counts(
         Ok((d, k, u64::try_from(n).unwrap_or(0)))
     })
     .collect()
+}
+
+/// How SQLite would run a read (`EXPLAIN QUERY PLAN` of the statements the
+/// read runs), in the store-neutral terms of [`Plan`]. SQLite plans from the
+/// schema and the statement alone (the store never runs `ANALYZE`), so a
+/// plan seen on an empty store is the plan on a large one.
+pub(crate) fn plan(conn: &Connection, read: &Read) -> Result<Plan, StoreError> {
+    let statements = match read {
+        Read::Page(q) => vec![page_statement(q)],
+        Read::Stats(q) => stats_statements(q),
+        Read::DailyCounts(q, by) => vec![daily_statement(q, *by)],
+        Read::EntryById { tenants, id } => vec![entry_by_id_statement(tenants, *id)],
+        Read::Entries { tenant, start, end } => vec![entries_statement(tenant, *start, *end)],
+    };
+    let mut plan = Plan::default();
+    for s in statements {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", s.sql))
+            .map_err(db("explaining a read"))?;
+        let lines = stmt
+            .query_map(params_from_iter(s.args), |r| r.get::<_, String>(3))
+            .map_err(db("explaining a read"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db("explaining a read"))?;
+        for line in lines {
+            if line.starts_with("USE TEMP B-TREE") {
+                plan.sorts = true;
+            }
+            if let Some(access) = access(&line) {
+                plan.accesses.push(access);
+            }
+            let _ = writeln!(plan.text, "{line}");
+        }
+    }
+    Ok(plan)
+}
+
+/// One `EXPLAIN QUERY PLAN` line as an [`Access`], if it reaches entries
+/// (alias `e`) or the search index.
+fn access(line: &str) -> Option<Access> {
+    if line.starts_with("SCAN entries_fts VIRTUAL TABLE") {
+        return Some(Access {
+            index: Some("search".into()),
+            seek: vec!["search".into()],
+        });
+    }
+    let rest = line
+        .strip_prefix("SEARCH e ")
+        .or_else(|| line.strip_prefix("SCAN e"))?;
+    if !(rest.is_empty() || rest.starts_with("USING") || rest.starts_with(' ')) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    // The table itself is the position index (pos is its rowid).
+    let index = if rest.is_empty() || rest.starts_with("USING INTEGER PRIMARY KEY") {
+        "pos".to_owned()
+    } else {
+        rest.trim_start_matches("USING ")
+            .trim_start_matches("COVERING ")
+            .trim_start_matches("INDEX ")
+            .split_whitespace()
+            .next()?
+            .to_owned()
+    };
+    let seek = rest
+        .split_once('(')
+        .map(|(_, cond)| {
+            cond.trim_end_matches(')')
+                .split(" AND ")
+                .filter_map(|term| {
+                    let column = term.split(['=', '<', '>', ' ']).next()?;
+                    Some(if column == "rowid" { "pos" } else { column }.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(Access {
+        index: Some(index),
+        seek,
+    })
 }
 
 pub(crate) fn signing_keys(conn: &Connection) -> Result<Vec<SigningKeyRecord>, StoreError> {

@@ -15,6 +15,7 @@ mod types;
 pub use error::StoreError;
 pub use store::Store;
 pub use types::{
-    Appended, CheckpointRecord, CountBy, Cursor, EntryState, KeyRecord, NewEvent, Page, Query,
-    Sameness, Scopes, SigningKeyRecord, Stats, StoredEntry, TenantHead, searchable_text,
+    Access, Appended, CheckpointRecord, CountBy, Cursor, EntryState, KeyRecord, NewEvent, Page,
+    Plan, Query, Read, Sameness, Scopes, SigningKeyRecord, Stats, StoredEntry, TenantHead,
+    searchable_text,
 };

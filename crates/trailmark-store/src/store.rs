@@ -4,8 +4,8 @@ use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 
 use crate::{
-    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Query, SigningKeyRecord, Stats,
-    StoreError, StoredEntry, TenantHead,
+    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Plan, Query, Read,
+    SigningKeyRecord, Stats, StoreError, StoredEntry, TenantHead,
 };
 
 /// A Trailmark ledger backend.
@@ -53,6 +53,12 @@ pub trait Store: Send + Sync + 'static {
         query: &Query,
         by: CountBy,
     ) -> impl Future<Output = Result<Vec<(String, String, u64)>, StoreError>> + Send;
+
+    /// How the store would run a read, as the database plans it (no rows
+    /// are read). The conformance suite checks that every documented read
+    /// seeks by its filters instead of walking a tenant
+    /// (`testkit::documented_reads`).
+    fn explain(&self, read: &Read) -> impl Future<Output = Result<Plan, StoreError>> + Send;
 
     /// Complete tree nodes of a tenant, in the order asked.
     fn nodes(

@@ -17,8 +17,8 @@ use trailmark_log::{
 };
 
 use crate::{
-    CheckpointRecord, Cursor, KeyRecord, NewEvent, Query, Scopes, SigningKeyRecord, Store,
-    StoreError,
+    CheckpointRecord, CountBy, Cursor, KeyRecord, NewEvent, Query, Read, Scopes, SigningKeyRecord,
+    Store, StoreError,
 };
 
 /// Makes stores over one storage location: every call to `open` sees what
@@ -47,6 +47,7 @@ macro_rules! conformance_suite {
             stored_columns_are_derived_by_the_one_rule,
             the_first_signing_key_recorded_wins,
             cosignatures_are_kept_once_per_witness_and_checkpoint,
+            every_documented_read_seeks_by_its_filters,
         );
     };
     (@tests $harness:expr; $($name:ident),+ $(,)?) => {
@@ -79,6 +80,49 @@ pub fn new_event(tenant_name: &str, n: u64, action: &str) -> NewEvent {
         "context": {"ip": format!("10.0.0.{}", n % 2)},
         "metadata": {"note": format!("word{n} shared")},
         "occurred_at": ts(1_700_000_000_000 + i64::try_from(n).unwrap() * 1000).to_string(),
+    }))
+    .unwrap();
+    let mut salt = [0u8; 32];
+    salt[..8].copy_from_slice(&n.to_le_bytes());
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&n.to_be_bytes());
+    NewEvent {
+        received_at: ts(1_800_000_000_000),
+        generated_id: EventId::new_v7(ts(1_800_000_000_000), random),
+        committed: event.commit_payload(Salt::from_bytes(salt)).unwrap(),
+        event,
+        default_tenant: TenantId::default_tenant(),
+    }
+}
+
+/// Event `n` of a trail shaped like a real one, for plans that depend on
+/// statistics: four tenants (`acme`, the one the documented reads ask
+/// about, holds 3% of the events: a tenant-bound key's first page must not
+/// walk the other 97%), 1,000 actors, 5,000 records of 10 types, 30
+/// actions, 2,000 client IPs, spread over 60 days; failures, exports and
+/// payroll records are 0.2% each.
+pub fn realistic_event(n: u64) -> NewEvent {
+    let mix = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
+    let tenant_name = match mix % 32 {
+        0 => "acme",
+        1..=15 => "globex",
+        16..=27 => "initech",
+        _ => "umbrella",
+    };
+    let event = Event::from_json(&json!({
+        "tenant": tenant_name,
+        "actor": {"id": format!("user-{}", mix % 1000), "type": "user"},
+        // One event in 500 is an export of a payroll record: what an
+        // auditor looks for is rare, and must not be found by a walk.
+        "action": if (mix / 7).is_multiple_of(500) { "export".to_owned() } else { format!("action-{}", (mix / 7) % 30) },
+        "resource": {
+            "type": if (mix / 11).is_multiple_of(500) { "Payroll".to_owned() } else { format!("Type{}", (mix / 11) % 10) },
+            "id": format!("{}", (mix / 13) % 500),
+        },
+        "outcome": if (mix / 17).is_multiple_of(500) { "failure" } else { "success" },
+        "context": {"ip": format!("10.{}.{}.1", (mix / 19) % 40, (mix / 23) % 50)},
+        "metadata": {"note": format!("word{} shared", mix % 997)},
+        "occurred_at": ts(1_700_000_000_000 + i64::try_from(n).unwrap() * 259_200).to_string(),
     }))
     .unwrap();
     let mut salt = [0u8; 32];
@@ -620,4 +664,263 @@ pub async fn cosignatures_are_kept_once_per_witness_and_checkpoint<H: Harness>(h
         [(5, "— w1 A".to_owned()), (5, "— w2 C".to_owned())]
     );
     assert!(store.cosignatures(&t, Some(4)).await.unwrap().is_empty());
+}
+
+/// A read the API, CLI and viewer make, with what its plan must seek.
+#[derive(Debug)]
+pub struct DocumentedRead {
+    /// Where it is made (the route and its parameters).
+    pub name: &'static str,
+    pub read: Read,
+    /// Columns every plan of it must bound its index walk by (beside the
+    /// free text's `search` and positions): so that it reads what it asks
+    /// for, not a whole tenant or trail.
+    pub seek: &'static [&'static str],
+    /// Whether its rows may be sorted after they are found: a page whose
+    /// index gives its order (newest first) must not sort.
+    pub may_sort: bool,
+}
+
+/// Every documented read: `GET /v1/events` with each filter (first and later
+/// pages, one tenant and all), record history, search, `GET /v1/stats`, the
+/// reports' and charts' daily counts, an event by id, a range of entries.
+pub fn documented_reads() -> Vec<DocumentedRead> {
+    let acme = vec![tenant("acme")];
+    let mut reads = Vec::new();
+    for (scope, tenants) in [("one tenant", &acme), ("every tenant", &Vec::new())] {
+        reads.extend(event_pages(scope, tenants));
+        reads.extend(counts(scope, tenants));
+    }
+    reads.push(DocumentedRead {
+        name: "/v1/entries and proofs (a range of one tenant)",
+        read: Read::Entries {
+            tenant: tenant("acme"),
+            start: 100,
+            end: 200,
+        },
+        seek: &["tenant", "seq"],
+        may_sort: true,
+    });
+    reads
+}
+
+/// The last of the 60 days of [`realistic_event`].
+fn last_day() -> Timestamp {
+    ts(1_700_000_000_000 + 59 * 86_400_000)
+}
+
+/// `columns`, after `tenant` when the read is about one tenant (leaked: the
+/// lists are tiny and made once per test).
+fn seek_of(tenants: &[TenantId], columns: &[&'static str]) -> &'static [&'static str] {
+    let mut v: Vec<&'static str> = if tenants.is_empty() {
+        Vec::new()
+    } else {
+        vec!["tenant"]
+    };
+    v.extend_from_slice(columns);
+    Box::leak(v.into_boxed_slice())
+}
+
+fn named(what: &str, scope: &str) -> &'static str {
+    Box::leak(format!("{what} ({scope})").into_boxed_str())
+}
+
+fn first_page(tenants: &[TenantId]) -> Query {
+    Query {
+        tenants: tenants.to_vec(),
+        limit: 50,
+        ..Query::default()
+    }
+}
+
+fn event_pages(scope: &str, tenants: &[TenantId]) -> Vec<DocumentedRead> {
+    let one = !tenants.is_empty();
+    let page = || first_page(tenants);
+    let mut reads = Vec::new();
+    let mut add = |what: &str, q: Query, columns: &[&'static str], may_sort: bool| {
+        reads.push(DocumentedRead {
+            name: named(&format!("/v1/events {what}"), scope),
+            read: Read::Page(q),
+            seek: if columns == ["search"] {
+                &["search"]
+            } else {
+                seek_of(tenants, columns)
+            },
+            may_sort,
+        });
+    };
+    add("newest first", page(), &[], false);
+    let later = Query {
+        cursor: Some(Cursor(1_000_000)),
+        ..page()
+    };
+    add("a later page (cursor)", later, &["pos"], false);
+    let exact = [
+        (
+            "actor=",
+            Query {
+                actor_id: Some("user-7".into()),
+                ..page()
+            },
+            "actor_id",
+        ),
+        (
+            "action=",
+            Query {
+                action: Some("export".into()),
+                ..page()
+            },
+            "action",
+        ),
+        (
+            "resource_type=",
+            Query {
+                resource_type: Some("Payroll".into()),
+                ..page()
+            },
+            "resource_type",
+        ),
+        (
+            "outcome=failure",
+            Query {
+                outcome: Some(Outcome::Failure),
+                ..page()
+            },
+            "outcome",
+        ),
+        (
+            "ip=",
+            Query {
+                ip: Some("10.3.4.1".into()),
+                ..page()
+            },
+            "ip",
+        ),
+    ];
+    for (what, q, column) in exact {
+        // Within one tenant the index ends in the position: newest first
+        // without a sort. Across tenants the matches of each tenant are
+        // merged by a sort, as are those of a resource type.
+        add(what, q, &[column], !one || column == "resource_type");
+    }
+    let history = Query {
+        resource_type: Some("Type4".into()),
+        resource_id: Some("42".into()),
+        ..page()
+    };
+    add(
+        "record history (resource_type= resource_id=)",
+        history,
+        &["resource_type", "resource_id"],
+        !one,
+    );
+    add(
+        "since=",
+        Query {
+            since: Some(last_day()),
+            ..page()
+        },
+        &[],
+        false,
+    );
+    let window = Query {
+        since: Some(ts(1_700_000_000_000 + 30 * 86_400_000)),
+        until: Some(ts(1_700_000_000_000 + 31 * 86_400_000)),
+        ..page()
+    };
+    add("since= until=", window, &["occurred_at"], true);
+    let search = Query {
+        q: Some("word7 shared".into()),
+        ..page()
+    };
+    add("q=", search, &["search"], true);
+    reads
+}
+
+fn counts(scope: &str, tenants: &[TenantId]) -> Vec<DocumentedRead> {
+    let day = Query {
+        since: Some(last_day()),
+        ..first_page(tenants)
+    };
+    let mut reads = vec![
+        DocumentedRead {
+            name: named("/v1/stats?days=1", scope),
+            read: Read::Stats(day.clone()),
+            seek: seek_of(tenants, &["occurred_at"]),
+            may_sort: true,
+        },
+        DocumentedRead {
+            name: named("/v1/stats?actor=", scope),
+            read: Read::Stats(Query {
+                actor_id: Some("user-7".into()),
+                ..first_page(tenants)
+            }),
+            seek: seek_of(tenants, &["actor_id"]),
+            may_sort: true,
+        },
+        DocumentedRead {
+            name: named("/v1/events/{id}", scope),
+            read: Read::EntryById {
+                tenants: tenants.to_vec(),
+                id: EventId::parse("0190f0b4-3c4a-7b4e-9a3e-2f1d5c6b7a80").unwrap(),
+            },
+            seek: &["id"],
+            may_sort: true,
+        },
+    ];
+    for by in [CountBy::Action, CountBy::Outcome] {
+        reads.push(DocumentedRead {
+            name: named(&format!("daily counts by {by:?} (reports, charts)"), scope),
+            read: Read::DailyCounts(day.clone(), by),
+            seek: seek_of(tenants, &["occurred_at"]),
+            may_sort: true,
+        });
+    }
+    reads
+}
+
+/// Every documented read seeks by its filters (never walks a tenant or the
+/// whole trail to find them) and a page whose index gives its order does
+/// not sort. A planner that weighs statistics sees a trail shaped like a
+/// real one (20,000 events, [`realistic_event`]).
+pub async fn every_documented_read_seeks_by_its_filters<H: Harness>(h: &H) {
+    let store = h.open();
+    for chunk in (0..20_000u64).collect::<Vec<_>>().chunks(5_000) {
+        let batch = chunk.iter().map(|n| realistic_event(*n)).collect();
+        store.append(batch).await.unwrap();
+    }
+    let mut failures = Vec::new();
+    for read in documented_reads() {
+        let plan = store.explain(&read.read).await.unwrap();
+        let mut problems = Vec::new();
+        if plan.accesses.is_empty() {
+            problems.push("no step reads entries".to_owned());
+        }
+        let sought: Vec<&str> = plan
+            .accesses
+            .iter()
+            .flat_map(|a| a.seek.iter().map(String::as_str))
+            .collect();
+        for column in read.seek {
+            if !sought.contains(column) {
+                problems.push(format!("does not seek by {column}"));
+            }
+        }
+        if plan.accesses.iter().any(|a| a.index.is_none()) {
+            problems.push("reads the whole table".to_owned());
+        }
+        if plan.sorts && !read.may_sort {
+            problems.push("sorts what its index should give in order".to_owned());
+        }
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{}: {}\n{:?}\n{}",
+                read.name,
+                problems.join("; "),
+                plan.accesses,
+                plan.text
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
 }

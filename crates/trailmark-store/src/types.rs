@@ -242,6 +242,39 @@ pub struct Query {
     pub cursor: Option<Cursor>,
 }
 
+impl Query {
+    /// Whether an exact filter (actor, action, resource, outcome, ip) is set.
+    pub fn has_exact_filter(&self) -> bool {
+        self.actor_id.is_some()
+            || self.action.is_some()
+            || self.resource_type.is_some()
+            || self.resource_id.is_some()
+            || self.outcome.is_some()
+            || self.ip.is_some()
+    }
+
+    /// Whether the time window bounds the index walk (`occurred_at` is
+    /// sought) rather than filtering rows met on another walk. Counts always
+    /// seek their window. A page (newest first) with only a start walks
+    /// newest first and filters: the newest entries are the first to
+    /// match, where seeking the window would sort all of it for every page.
+    /// A window with an end may lie in the past: it is sought.
+    pub fn window_seeks(&self, ordered: bool) -> bool {
+        (self.since.is_some() || self.until.is_some()) && (!ordered || self.until.is_some())
+    }
+
+    /// Whether a read over every tenant is answered tenant by tenant, each
+    /// through its tenant-first index, instead of walking the whole trail:
+    /// when an exact filter or a sought window selects the rows (every
+    /// index leads with the tenant). A free-text search is driven by its
+    /// own index.
+    pub fn per_tenant(&self, ordered: bool) -> bool {
+        self.tenants.is_empty()
+            && self.q.is_none()
+            && (self.has_exact_filter() || self.window_seeks(ordered))
+    }
+}
+
 /// A page of results and where the next one starts.
 #[derive(Clone, Debug)]
 pub struct Page {
@@ -409,4 +442,48 @@ impl CountBy {
             Self::Outcome => "e.outcome",
         }
     }
+}
+
+/// A read a store serves, as [`crate::Store::explain`] takes it: the same
+/// values the read methods take, so a plan is the plan of the real read.
+#[derive(Clone, Debug)]
+pub enum Read {
+    /// [`crate::Store::query`].
+    Page(Query),
+    /// [`crate::Store::stats`].
+    Stats(Query),
+    /// [`crate::Store::daily_counts`].
+    DailyCounts(Query, CountBy),
+    /// [`crate::Store::entry_by_id`].
+    EntryById { tenants: Vec<TenantId>, id: EventId },
+    /// [`crate::Store::entries`].
+    Entries {
+        tenant: TenantId,
+        start: u64,
+        end: u64,
+    },
+}
+
+/// How a store would run a read ([`crate::Store::explain`]), named the same
+/// way by every store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// One per step that reaches the rows of the `entries` table.
+    pub accesses: Vec<Access>,
+    /// Whether rows are sorted after they are found (a page whose index
+    /// gives its order never sorts).
+    pub sorts: bool,
+    /// The database's own words for the plan, for a reader.
+    pub text: String,
+}
+
+/// How one step of a plan reaches the rows of the `entries` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// The index walked, or `None` when the whole table is read in storage
+    /// order. The free-text index is named `search` by every store.
+    pub index: Option<String>,
+    /// The columns (`tenant`, `actor_id`, `pos`, `search`, ...) that bound
+    /// the walk: empty when the whole index is walked.
+    pub seek: Vec<String>,
 }
