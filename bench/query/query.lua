@@ -1,10 +1,18 @@
--- Filtered reads: an actor's latest events, or one record's history.
+-- Filtered reads: an actor's latest events, one record's history, a word, the
+-- tenant's newest page (what a tenant-bound key sees first), its failures,
+-- and a day's stats.
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("TRAILMARK_KEY")
 local mode = os.getenv("QUERY") or "actor"
 
 function request()
   if mode == "history" then
     return wrk.format("GET", string.format("/v1/resources/Invoice/%d/history?tenant=bench", math.random(1, 1000000)))
+  elseif mode == "feed" then
+    return wrk.format("GET", "/v1/events?tenant=bench&limit=50")
+  elseif mode == "failures" then
+    return wrk.format("GET", "/v1/events?tenant=bench&outcome=failure&limit=50")
+  elseif mode == "stats" then
+    return wrk.format("GET", "/v1/stats?tenant=bench&days=1")
   elseif mode == "q" then
     return wrk.format("GET", string.format("/v1/events?tenant=bench&q=user%d&limit=50", math.random(1, 100000)))
   end

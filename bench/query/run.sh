@@ -29,7 +29,7 @@ while [ "$(size)" -lt "$events" ]; do
   echo "loaded $(size) events ($(( $(date +%s) - start )) s)"
 done
 du -sh "$data"
-for mode in actor history q; do
+for mode in ${MODES:-actor history q feed failures stats}; do
   echo "== GET ($mode), 8 connections, ${secs}s, on $(size) events"
   QUERY=$mode wrk -t2 -c8 -d"${secs}s" --latency -s $here/query.lua http://127.0.0.1:7979 2>&1 | grep -E "Latency|50%|90%|99%|Requests/sec|unexpected" | head -8
 done

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use trailmark_core::{
-    Actor, ActorType, Event, EventId, Outcome, Resource, Salt, TenantId, Timestamp,
+    Actor, ActorType, Context, Event, EventId, Outcome, Resource, Salt, TenantId, Timestamp,
 };
 use trailmark_log::{Hash, KeyName, Plan, SignedCheckpoint, SigningKey};
 use trailmark_store::{KeyRecord, NewEvent, Scopes, Store};
@@ -108,6 +108,26 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|e| ApiError::Forbidden(format!("no randomness: {e}")))?;
     Ok(bytes)
+}
+
+/// The address a request came from: the TCP peer (behind a reverse proxy,
+/// the proxy). The server loop adds it to each request's extensions;
+/// [`with_peer`] makes it the request's for `_system` records.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::IpAddr);
+
+tokio::task_local! {
+    static PEER: Option<std::net::IpAddr>;
+}
+
+/// Runs the rest of a request's handling with its [`Peer`] known to
+/// [`App::audit`], which records it as the entry's `context.ip`.
+pub async fn with_peer(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let peer = request.extensions().get::<Peer>().map(|p| p.0);
+    PEER.scope(peer, next.run(request)).await
 }
 
 /// Who is calling, after the key was checked.
@@ -341,6 +361,16 @@ impl<S: Store> App<S> {
                 name: Some(c.key.name.clone()),
             },
         );
+        // Where the request came from (the TCP peer: behind a reverse proxy,
+        // the proxy), when the record is made for one.
+        let context = PEER
+            .try_with(|peer| *peer)
+            .ok()
+            .flatten()
+            .map(|ip| Context {
+                ip: Some(ip),
+                ..Context::default()
+            });
         let event = Event {
             id: None,
             occurred_at: None,
@@ -355,7 +385,7 @@ impl<S: Store> App<S> {
             outcome: Outcome::Success,
             reason: None,
             changes: None,
-            context: None,
+            context,
             metadata: (!metadata.is_empty()).then_some(metadata),
         };
         let new = self.prepare(event, &TenantId::system(), now())?;

@@ -34,7 +34,7 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use trailmark_store::Store;
 
-pub use app::{App, Caller, Settings, now};
+pub use app::{App, Caller, Peer, Settings, now};
 pub use error::{ApiError, Problem};
 pub use keys::ApiKey;
 
@@ -80,6 +80,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         ))
         .with_state(Arc::clone(&app))
         .merge(viewer::routes(Arc::new(viewer::Viewer::new(app))))
+        .layer(axum::middleware::from_fn(app::with_peer))
 }
 
 /// Every `/v1/` and `/log/` request is authenticated before anything else

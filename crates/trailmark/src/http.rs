@@ -72,9 +72,9 @@ pub async fn serve(
             },
             () = &mut stop => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, say: wait, do not spin.
                     eprintln!("trailmark: accepting a connection failed: {e}");
@@ -85,7 +85,12 @@ pub async fn serve(
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // Each request knows its connection's peer (recorded in `_system`).
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(trailmark_server::Peer(peer.ip()))),
+        );
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _ = connection.await;

@@ -172,7 +172,7 @@ fn an_event_id_planted_in_another_tenant_never_answers_for_it() {
 }
 
 #[test]
-fn reads_of_entries_and_stats_are_recorded_and_long_filters_are_capped() {
+fn reads_of_entries_and_stats_are_recorded_with_the_caller_ip_and_long_filters_are_capped() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     assert_eq!(
@@ -212,6 +212,11 @@ fn reads_of_entries_and_stats_are_recorded_and_long_filters_are_capped() {
         routes.contains(&"/v1/entries") && routes.contains(&"/v1/stats"),
         "{routes:?}"
     );
+    // Each read record says where the read came from (the test's client
+    // connects over loopback).
+    for record in records["events"].as_array().unwrap() {
+        assert_eq!(record["context"]["ip"], "127.0.0.1", "{record}");
+    }
     let q = records["events"]
         .as_array()
         .unwrap()
