@@ -292,7 +292,7 @@ impl<S: Store> App<S> {
             let key = record
                 .view()
                 .key_for(tenant.as_str())
-                .map_err(trailmark_store::StoreError::Invalid)?;
+                .map_err(trailmark_store::StoreError::Unreadable)?;
             match SignedCheckpoint::open(note.as_bytes(), &key) {
                 Ok(cp) => return Ok(cp),
                 Err(e) => last = Some(e),

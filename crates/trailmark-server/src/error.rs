@@ -3,7 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use trailmark_store::StoreError;
+use trailmark_store::{ErrorKind, StoreError};
 
 /// One problem in a request, located by batch index and field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,16 +49,19 @@ impl ApiError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Invalid(_) | ApiError::Store(StoreError::BadRequest { .. }) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Busy => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(e) => match e.kind() {
+                ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+                ErrorKind::Conflict => StatusCode::CONFLICT,
+                ErrorKind::Corrupt => StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            },
         }
     }
 
@@ -100,11 +103,22 @@ impl IntoResponse for ApiError {
                 json!({"errors": [{"path": field, "message": message}]}),
             ),
             ApiError::Store(e) => {
-                eprintln!("trailmark: storage error: {e}");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    json!({"error": format!("storage failed: {e}")}),
-                )
+                let status = self.status();
+                let body = match e.kind() {
+                    ErrorKind::BadRequest | ErrorKind::Conflict => json!({"error": e.to_string()}),
+                    ErrorKind::Corrupt => {
+                        eprintln!("trailmark: stored data is damaged: {e}");
+                        json!({"error": format!(
+                            "stored data is damaged or was changed outside trailmark ({e}); \
+                             an operator should run `trailmark verify`"
+                        )})
+                    }
+                    ErrorKind::Unavailable => {
+                        eprintln!("trailmark: storage error: {e}");
+                        json!({"error": format!("storage failed: {e}; retry later")})
+                    }
+                };
+                (status, body)
             }
         };
         let mut response = (status, axum::Json(body)).into_response();

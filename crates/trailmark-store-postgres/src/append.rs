@@ -192,7 +192,8 @@ async fn lock_heads(
     let mut heads: HashMap<String, Head> = HashMap::new();
     for row in locked {
         let (name, size): (String, i64) = (row.get(0), row.get(1));
-        let tenant = TenantId::from_stored(&name).map_err(|m| StoreError::Invalid(m.into()))?;
+        let tenant = TenantId::from_stored(&name)
+            .map_err(|m| StoreError::Unreadable(format!("tenant name {name:?}: {m}")))?;
         let size = TreeSize::new(u64::try_from(size).unwrap_or(0)).ok_or(StoreError::Corrupt {
             tenant: tenant.clone(),
             reason: "negative size".into(),
@@ -269,9 +270,14 @@ fn sequence(
             });
             continue;
         }
-        let head = heads.get_mut(tenant.as_str()).ok_or(StoreError::Closed)?;
+        let head = heads
+            .get_mut(tenant.as_str())
+            .ok_or_else(|| StoreError::Corrupt {
+                tenant: tenant.clone(),
+                reason: "its head was not locked before the append".into(),
+            })?;
         let seq = Seq::new(head.size)
-            .ok_or_else(|| StoreError::Invalid(format!("tenant {tenant} is full")))?;
+            .ok_or_else(|| StoreError::Conflict(format!("tenant {tenant} is full")))?;
         let committed = &new.committed;
         let env = new.seal(seq);
         let leaf_bytes = env.to_canonical()?;

@@ -29,8 +29,7 @@ fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 fn to_entry(row: &tokio_postgres::Row) -> Result<StoredEntry, StoreError> {
-    let corrupt =
-        |reason: &str| StoreError::Invalid(format!("stored entry is unreadable: {reason}"));
+    let corrupt = |reason: &str| StoreError::Unreadable(format!("an entry: {reason}"));
     let payload: Option<String> = row.get(3);
     let payload = match payload {
         None => None,
@@ -70,7 +69,8 @@ fn to_entry(row: &tokio_postgres::Row) -> Result<StoredEntry, StoreError> {
 }
 
 fn tenant_of(name: &str) -> Result<TenantId, StoreError> {
-    TenantId::from_stored(name).map_err(|m| StoreError::Invalid(m.into()))
+    TenantId::from_stored(name)
+        .map_err(|m| StoreError::Unreadable(format!("tenant name {name:?}: {m}")))
 }
 
 pub(crate) async fn heads(c: &impl GenericClient) -> Result<Vec<TenantHead>, StoreError> {
@@ -426,7 +426,7 @@ const KEY_COLUMNS: &str =
 
 fn to_key(r: &tokio_postgres::Row) -> Result<KeyRecord, StoreError> {
     let id: String = r.get(0);
-    let bad = |m: String| StoreError::Invalid(format!("stored key {id}: {m}"));
+    let bad = |m: String| StoreError::Unreadable(format!("key {id}: {m}"));
     let digest: Vec<u8> = r.get(1);
     let scopes: String = r.get(3);
     let tenant: Option<String> = r.get(4);

@@ -323,7 +323,10 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let pool = inner.readers.len() - 1;
             let i = 1 + inner.next_reader.fetch_add(1, Ordering::Relaxed) % pool;
-            let conn = inner.readers[i].lock().map_err(|_| StoreError::Closed)?;
+            // A reader that panicked left its connection usable: go on.
+            let conn = inner.readers[i]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             // Every read is bounded in time: past the limit SQLite stops the
             // statement, and the caller is told to narrow it.
             let limit = inner.read_time_limit;
@@ -476,7 +479,9 @@ impl Store for SqliteStore {
         // On the connection kept for authentication, not the read pool.
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let conn = inner.readers[0].lock().map_err(|_| StoreError::Closed)?;
+            let conn = inner.readers[0]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             read::key_by_digest(&conn, digest)
         })
         .await

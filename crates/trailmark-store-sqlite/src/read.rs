@@ -68,8 +68,7 @@ fn entry_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
 }
 
 fn to_entry(row: EntryRow) -> Result<StoredEntry, StoreError> {
-    let corrupt =
-        |reason: &str| StoreError::Invalid(format!("stored entry is unreadable: {reason}"));
+    let corrupt = |reason: &str| StoreError::Unreadable(format!("an entry: {reason}"));
     let payload = match row.payload {
         None => None,
         Some(text) => match serde_json::from_str::<Value>(&text) {
@@ -104,7 +103,8 @@ pub(crate) fn heads(conn: &Connection) -> Result<Vec<TenantHead>, StoreError> {
     rows.map(|row| {
         let (name, size) = row.map_err(db("listing tenants"))?;
         Ok(TenantHead {
-            tenant: TenantId::from_stored(&name).map_err(|m| StoreError::Invalid(m.into()))?,
+            tenant: TenantId::from_stored(&name)
+                .map_err(|m| StoreError::Unreadable(format!("tenant name {name:?}: {m}")))?,
             size: TreeSize::new(u64::try_from(size).unwrap_or(0)).unwrap_or_default(),
         })
     })
@@ -342,7 +342,8 @@ fn to_checkpoint(
     (tenant, size, root, note, at): (String, i64, Vec<u8>, String, i64),
 ) -> Result<CheckpointRecord, StoreError> {
     Ok(CheckpointRecord {
-        tenant: TenantId::from_stored(&tenant).map_err(|m| StoreError::Invalid(m.into()))?,
+        tenant: TenantId::from_stored(&tenant)
+            .map_err(|m| StoreError::Unreadable(format!("tenant name {tenant:?}: {m}")))?,
         size: TreeSize::new(u64::try_from(size).unwrap_or(0)).unwrap_or_default(),
         root: Hash::from_slice(&root)?,
         note,
@@ -395,7 +396,7 @@ type KeyRow = (
 fn to_key(
     (id, digest, name, scopes, tenant, created, revoked): KeyRow,
 ) -> Result<KeyRecord, StoreError> {
-    let bad = |m: String| StoreError::Invalid(format!("stored key {id}: {m}"));
+    let bad = |m: String| StoreError::Unreadable(format!("key {id}: {m}"));
     Ok(KeyRecord {
         digest: digest
             .as_slice()

@@ -92,7 +92,13 @@ impl StripWriter {
                 self.filled.push((id.level, index, old));
             }
         }
-        let (_, data, changed) = self.open.get_mut(&id.level).ok_or(StoreError::Closed)?;
+        let (_, data, changed) =
+            self.open
+                .get_mut(&id.level)
+                .ok_or_else(|| StoreError::Corrupt {
+                    tenant: tenant.clone(),
+                    reason: format!("no open node strip at level {}", id.level),
+                })?;
         if data.len() != offset {
             return Err(StoreError::Corrupt {
                 tenant: tenant.clone(),

@@ -202,7 +202,10 @@ impl Writer {
                 })
                 .map_err(db("reading a tenant's size"))?
                 .map_or(0, |n| u64::try_from(n).unwrap_or(0));
-            let size = TreeSize::new(size).ok_or(StoreError::Closed)?;
+            let size = TreeSize::new(size).ok_or_else(|| StoreError::Corrupt {
+                tenant: tenant.clone(),
+                reason: format!("the stored size {size} is out of range"),
+            })?;
             let ids = CompactRange::node_ids(size);
             let hashes = read_nodes(&self.conn, tenant, &ids)?;
             let range = CompactRange::from_hashes(size, hashes)?;
@@ -213,7 +216,7 @@ impl Writer {
             };
             self.tenants.insert(tenant.clone(), log);
         }
-        self.tenants.get_mut(tenant).ok_or(StoreError::Closed)
+        self.tenants.get_mut(tenant).ok_or_else(|| unloaded(tenant))
     }
 
     fn append(&mut self, batch: &[NewEvent]) -> Result<Vec<Appended>, StoreError> {
@@ -227,7 +230,10 @@ impl Writer {
                 Some(seq) => (seq, false),
                 None => (
                     self.seq_of(&tenant, &id.to_string())?
-                        .ok_or(StoreError::Closed)?,
+                        .ok_or_else(|| StoreError::Corrupt {
+                            tenant: tenant.clone(),
+                            reason: format!("event {id} is refused as stored but is not found"),
+                        })?,
                     true,
                 ),
             };
@@ -243,7 +249,10 @@ impl Writer {
         }
         for tenant in touched {
             let conn = &self.conn;
-            let log = self.tenants.get_mut(&tenant).ok_or(StoreError::Closed)?;
+            let log = self
+                .tenants
+                .get_mut(&tenant)
+                .ok_or_else(|| unloaded(&tenant))?;
             log.strips.flush(conn, &tenant)?;
             conn.prepare_cached(
                 "INSERT INTO tenants (name, size) VALUES (?1, ?2)
@@ -269,7 +278,7 @@ impl Writer {
     fn append_one(&mut self, new: &NewEvent, tenant: &TenantId) -> Result<Option<Seq>, StoreError> {
         let size = self.tenant(tenant)?.size;
         let seq = Seq::new(size)
-            .ok_or_else(|| StoreError::Invalid(format!("tenant {tenant} is full")))?;
+            .ok_or_else(|| StoreError::Conflict(format!("tenant {tenant} is full")))?;
         let committed = &new.committed;
         let env = new.seal(seq);
         let leaf_bytes = env.to_canonical()?;
@@ -313,7 +322,10 @@ impl Writer {
             .map_err(db("indexing an entry for search"))?;
 
         let conn = &self.conn;
-        let log = self.tenants.get_mut(tenant).ok_or(StoreError::Closed)?;
+        let log = self
+            .tenants
+            .get_mut(tenant)
+            .ok_or_else(|| unloaded(tenant))?;
         let mut nodes: Vec<(NodeId, trailmark_log::Hash)> = Vec::with_capacity(4);
         log.range.append(leaf, |id, h| nodes.push((id, h)))?;
         for (id, h) in &nodes {
@@ -411,9 +423,16 @@ impl Writer {
     }
 }
 
-/// Every scalar of a JSON value as text, for the search index.
+/// A tenant the writer should have loaded before appending to it.
+fn unloaded(tenant: &TenantId) -> StoreError {
+    StoreError::Corrupt {
+        tenant: tenant.clone(),
+        reason: "the writer has no tree state for it".into(),
+    }
+}
+
 fn clone_err(e: &StoreError) -> StoreError {
-    StoreError::Invalid(e.to_string())
+    e.duplicate()
 }
 
 fn fail(job: Job, e: &StoreError) {

@@ -12,7 +12,7 @@ mod store;
 pub mod testkit;
 mod types;
 
-pub use error::StoreError;
+pub use error::{ErrorKind, StoreError};
 pub use store::Store;
 pub use types::{
     Access, Appended, CheckpointRecord, CountBy, Cursor, EntryState, KeyRecord, NewEvent, Page,

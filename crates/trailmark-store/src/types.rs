@@ -383,7 +383,7 @@ impl SigningKeyRecord {
         added_at_millis: i64,
         transition: Option<String>,
     ) -> Result<Self, StoreError> {
-        let bad = |what: &str| StoreError::Invalid(format!("stored signing key {ordinal}: {what}"));
+        let bad = |what: &str| StoreError::Unreadable(format!("signing key {ordinal}: {what}"));
         Ok(Self {
             ordinal: u32::try_from(ordinal).map_err(|_| bad("the ordinal is out of range"))?,
             public_key: public_key

@@ -274,3 +274,30 @@ fn twenty_receipts_pass_verify_receipt_and_any_changed_byte_fails() {
         );
     }
 }
+
+/// A row changed outside Trailmark is damage, said as such (500, naming
+/// `trailmark verify`): not "storage failed" (503, retry), which would send
+/// clients into retries that cannot help. The rest of the trail still
+/// answers.
+#[test]
+fn a_damaged_row_answers_500_naming_verify_not_503() {
+    let original = trail();
+    let copy = copy_dir(original.path());
+    let conn = Connection::open(copy.path().join("trailmark.db")).unwrap();
+    conn.execute(
+        "UPDATE entries SET payload = 'not json' WHERE tenant = 'acme' AND seq = 19",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let server = Server::start(copy.path());
+    let (status, body) = server.get("/v1/events?tenant=acme&limit=5", &server.admin);
+    assert_eq!(status, 500, "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("damaged") && message.contains("trailmark verify"),
+        "{message}"
+    );
+    let (status, _) = server.get("/v1/events?tenant=acme&actor=user-3", &server.admin);
+    assert_eq!(status, 200);
+}
