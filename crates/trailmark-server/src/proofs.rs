@@ -20,6 +20,7 @@ use crate::app::App;
 use crate::error::ApiError;
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProofParams {
     pub tenant: Option<String>,
     pub index: Option<u64>,

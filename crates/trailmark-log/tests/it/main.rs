@@ -5,6 +5,7 @@
 
 mod corrupt;
 mod cross_check;
+mod fuzz;
 mod known_answers;
 mod notes;
 mod receipts;

@@ -19,6 +19,7 @@ use crate::app::now;
 use crate::error::ApiError;
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Range {
     days: Option<u32>,
 }

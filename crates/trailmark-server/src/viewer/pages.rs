@@ -51,6 +51,7 @@ fn api_filters(f: &EventFilters, who: &Who) -> EventFilters {
         days: f.days.clone(),
         limit: Some(f.limit.clone().unwrap_or_else(|| "50".into())),
         cursor: f.cursor.clone(),
+        unknown: f.unknown.clone(),
     }
 }
 
