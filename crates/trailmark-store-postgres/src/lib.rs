@@ -85,12 +85,19 @@ type Job = (
     tokio::sync::oneshot::Sender<Result<Vec<Appended>, StoreError>>,
 );
 
+/// Connections beside the read pool: one for the committer, one for key
+/// lookups.
+pub const PRIORITY_CONNECTIONS: usize = 2;
+
 /// At most this many events go into one group commit.
 const GROUP_EVENTS: usize = 10_000;
 
 /// A ledger in PostgreSQL.
 pub struct PgStore {
     pool: Pool,
+    /// Connections reads never take: key lookups (authentication) and the
+    /// committer (ingest), so that reads filling `pool` hold up neither.
+    priority: Pool,
     migrated: OnceCell<()>,
     /// The committer task of this process, started on the first append.
     committer: OnceCell<tokio::sync::mpsc::UnboundedSender<Job>>,
@@ -137,6 +144,13 @@ impl PgStore {
             config.options(format!("{options} -c default_transaction_read_only=on").trim());
         }
         let manager = Manager::from_config(
+            config.clone(),
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let priority_manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
             ManagerConfig {
@@ -147,8 +161,13 @@ impl PgStore {
             .max_size(max_connections.max(1))
             .build()
             .map_err(|e| StoreError::backend("building the connection pool", e))?;
+        let priority = Pool::builder(priority_manager)
+            .max_size(PRIORITY_CONNECTIONS)
+            .build()
+            .map_err(|e| StoreError::backend("building the connection pool", e))?;
         Ok(Self {
             pool,
+            priority,
             // Evidence is read as it is: never migrated.
             migrated: OnceCell::new_with(read_only.then_some(())),
             committer: OnceCell::new(),
@@ -245,8 +264,10 @@ async fn apply_migrations(client: &deadpool_postgres::Object) -> Result<(), Stor
 /// fails, each append in it is tried alone, so one bad batch fails only
 /// itself.
 async fn committer(pool: Pool, mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>) {
+    // The committer's store draws every connection from the priority pool.
     let store = PgStore {
-        pool,
+        pool: pool.clone(),
+        priority: pool,
         migrated: OnceCell::new_with(Some(())),
         committer: OnceCell::new(),
         read_time_limit: READ_TIME_LIMIT,
@@ -301,7 +322,7 @@ impl Store for PgStore {
             .committer
             .get_or_init(|| async {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                tokio::spawn(committer(self.pool.clone(), rx));
+                tokio::spawn(committer(self.priority.clone(), rx));
                 tx
             })
             .await;
@@ -520,7 +541,15 @@ impl Store for PgStore {
     }
 
     async fn key_by_digest(&self, digest: [u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
-        read::key_by_digest(&**self.client().await?, digest).await
+        // Off the read pool: authentication never waits behind reads.
+        self.migrate().await?;
+        let client = self.priority.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => {
+                StoreError::backend("connecting to PostgreSQL", e)
+            }
+            other => StoreError::backend("taking a connection from the pool", other),
+        })?;
+        read::key_by_digest(&**client, digest).await
     }
 
     async fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {

@@ -94,3 +94,75 @@ async fn a_read_past_its_time_limit_is_cancelled_and_named() {
     let everything = trailmark_store::testkit::everything();
     assert_eq!(store.stats(&everything).await.unwrap().total, 20_000);
 }
+
+/// Reads that hold every pooled connection hold up neither authentication
+/// (key lookups) nor ingest (the committer): those have connections of
+/// their own. Another session locks `checkpoints`, so a read of it waits
+/// on the read pool's only connection; meanwhile a key is found and a
+/// batch is appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_that_fill_the_pool_hold_up_neither_key_lookups_nor_appends() {
+    use std::time::Duration;
+    use trailmark_store::Store;
+    let db = TempPg::new();
+    let store = std::sync::Arc::new(PgStore::new(&db.url(), 1).unwrap());
+    store.migrate().await.unwrap();
+    let key = trailmark_store::KeyRecord {
+        id: "tmk_0000beef".into(),
+        digest: [7; 32],
+        name: "reader".into(),
+        scopes: trailmark_store::Scopes::ALL,
+        tenant: None,
+        created_at: trailmark_core::Timestamp::EPOCH,
+        revoked_at: None,
+    };
+    store.create_key(key).await.unwrap();
+
+    let (locker, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE trailmark_ledger.checkpoints IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let tenant = trailmark_core::TenantId::new("t").unwrap();
+    let blocked = {
+        let (store, tenant) = (std::sync::Arc::clone(&store), tenant.clone());
+        tokio::spawn(async move { store.latest_checkpoint(&tenant).await })
+    };
+    // The read holds the pool's only connection once it waits on the lock.
+    let mut waiting = false;
+    for _ in 0..100 {
+        let rows = locker
+            .query(
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap();
+        if !rows.is_empty() {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(waiting, "the read never waited on the lock");
+
+    let found = tokio::time::timeout(Duration::from_secs(5), store.key_by_digest([7; 32]))
+        .await
+        .expect("a key lookup waited behind a read")
+        .unwrap();
+    assert_eq!(found.unwrap().name, "reader");
+    let batch = (0..10)
+        .map(|n| trailmark_store::testkit::new_event("t", n, "update"))
+        .collect();
+    let appended = tokio::time::timeout(Duration::from_secs(5), store.append(batch))
+        .await
+        .expect("an append waited behind a read")
+        .unwrap();
+    assert_eq!(appended.len(), 10);
+
+    locker.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(blocked.await.unwrap().unwrap(), None);
+}
