@@ -80,7 +80,20 @@ impl Offline<PgStore> {
         let store = PgStore::new_read_only(url, 2)?;
         // A ledger older than the key record has none: then only keys given
         // with --verifier-key verify it.
-        let keys = views(&runtime.block_on(store.signing_keys()).unwrap_or_default());
+        let keys = match runtime.block_on(store.signing_keys()) {
+            Ok(records) => views(&records),
+            Err(trailmark_store::StoreError::Backend { source, .. })
+                if source
+                    .downcast_ref::<tokio_postgres::Error>()
+                    .and_then(tokio_postgres::Error::code)
+                    == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) =>
+            {
+                Vec::new()
+            }
+            // Anything else (unreachable, refused) is said, not taken for
+            // "no keys recorded".
+            Err(e) => return Err(e.into()),
+        };
         Ok(Self {
             runtime,
             store,
