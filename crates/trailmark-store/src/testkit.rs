@@ -829,8 +829,16 @@ fn event_pages(scope: &str, tenants: &[TenantId]) -> Vec<DocumentedRead> {
         ..page()
     };
     add("since= until=", window, &["occurred_at"], true);
+    // A rare word in the largest tenant: a walk of the tenant would find
+    // it late. (In a tenant as small as acme, walking it is cheaper than
+    // the search index, and a planner that weighs cost rightly does.)
     let search = Query {
         q: Some("word7 shared".into()),
+        tenants: if one {
+            vec![tenant("globex")]
+        } else {
+            Vec::new()
+        },
         ..page()
     };
     add("q=", search, &["search"], true);
@@ -896,14 +904,21 @@ pub async fn every_documented_read_seeks_by_its_filters<H: Harness>(h: &H) {
         if plan.accesses.is_empty() {
             problems.push("no step reads entries".to_owned());
         }
-        let sought: Vec<&str> = plan
-            .accesses
-            .iter()
-            .flat_map(|a| a.seek.iter().map(String::as_str))
-            .collect();
-        for column in read.seek {
-            if !sought.contains(column) {
-                problems.push(format!("does not seek by {column}"));
+        // Every step, not only one of them: a read of several statements
+        // (stats) is as slow as its slowest.
+        for access in &plan.accesses {
+            // Looking rows up by position (those another index found, as
+            // the free-text search does) reads only what was found.
+            if access.seek == ["pos"] && read.seek != ["pos"] {
+                continue;
+            }
+            for column in read.seek {
+                if !access.seek.iter().any(|c| c == column) {
+                    problems.push(format!(
+                        "a step walks {:?} without seeking by {column}",
+                        access.index
+                    ));
+                }
             }
         }
         if plan.accesses.iter().any(|a| a.index.is_none()) {
