@@ -12,7 +12,7 @@ use trailmark_core::{
     Actor, ActorType, Context, Event, EventId, Outcome, Resource, Salt, TenantId, Timestamp,
 };
 use trailmark_log::{Hash, KeyName, Plan, SignedCheckpoint, SigningKey};
-use trailmark_store::{KeyRecord, NewEvent, Scopes, Store};
+use trailmark_store::{KeyRecord, NewEvent, Scope, Scopes, Store};
 
 use crate::error::ApiError;
 use crate::keys::ApiKey;
@@ -137,19 +137,13 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
-        let s = self.key.scopes;
-        let ok = s.admin
-            || match scope {
-                "ingest" => s.ingest,
-                "read" => s.read,
-                _ => false,
-            };
-        if ok {
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.key.scopes.allows(scope) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
-                "this key lacks the {scope} scope"
+                "this key lacks the {} scope",
+                scope.as_str()
             )))
         }
     }
@@ -231,6 +225,12 @@ impl<S: Store> App<S> {
             .ok_or(ApiError::Unauthorized(
                 "Authorization must be 'Bearer <key>'",
             ))?;
+        self.authenticate_secret(secret).await
+    }
+
+    /// Checks a key given as its secret (a bearer header's, a viewer
+    /// session's).
+    pub async fn authenticate_secret(&self, secret: &str) -> Result<Caller, ApiError> {
         let key = ApiKey::from_secret(secret);
         let digest = key.digest();
         let cached = self.keys.lock().ok().and_then(|c| {
@@ -392,19 +392,6 @@ impl<S: Store> App<S> {
         self.store.append(vec![new]).await?;
         self.metrics.events_ingested.fetch_add(1, Ordering::Relaxed);
         Ok(())
-    }
-
-    /// The prologue of every tenant-scoped read that is not itself audited
-    /// (proofs, checkpoints, entries): a key with the read scope, and the one
-    /// tenant asked about that it may see.
-    pub async fn read_tenant(
-        &self,
-        headers: &HeaderMap,
-        requested: Option<&str>,
-    ) -> Result<TenantId, ApiError> {
-        let caller = self.authenticate(headers).await?;
-        caller.require("read")?;
-        caller.one_tenant(requested)
     }
 
     /// Reads the nodes a plan needs from the store and assembles its hashes

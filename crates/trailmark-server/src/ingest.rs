@@ -14,6 +14,7 @@ use trailmark_store::Sameness;
 use trailmark_store::Store;
 
 use crate::app::{App, now};
+use crate::auth::{Authorized, Ingester};
 use crate::error::{ApiError, Problem};
 
 fn problem(index: Option<usize>, path: &str, message: impl Into<String>) -> Problem {
@@ -195,11 +196,10 @@ fn conflict(index: usize, id: trailmark_core::EventId, tenant: &TenantId) -> Api
 
 pub async fn post_events<S: Store>(
     State(app): State<Arc<App<S>>>,
+    Authorized(caller, _): Authorized<Ingester>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("ingest")?;
     let max = app.settings.max_body_bytes;
     // Bodies being read and parsed at once are bounded in bytes: a request
     // that would pass the bound is told to retry (429), not buffered.

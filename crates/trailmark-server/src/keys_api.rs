@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Map, Value, json};
 use trailmark_core::TenantId;
 use trailmark_store::{KeyRecord, Scopes, Store};
 
 use crate::app::{App, now};
+use crate::auth::{Administrator, Authorized};
 use crate::error::{ApiError, Problem};
 
 /// What `POST /v1/keys` accepts: exactly these fields, each a non-empty
@@ -97,11 +98,9 @@ pub fn key_json(k: &KeyRecord) -> Value {
 
 pub async fn create<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Administrator>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("admin")?;
     let body = NewKey::parse(&body)?;
     let scopes = Scopes::parse(body.scopes.as_deref().unwrap_or("ingest"))
         .map_err(|m| ApiError::param("scopes", m))?;
@@ -131,10 +130,8 @@ pub async fn create<S: Store>(
 
 pub async fn list<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Administrator>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("admin")?;
     let keys: Vec<Value> = app
         .store
         .keys()
@@ -148,11 +145,9 @@ pub async fn list<S: Store>(
 
 pub async fn revoke<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Administrator>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("admin")?;
     let target = app.store.keys().await?.into_iter().find(|k| k.id == id);
     match target {
         Some(k) if caller.key.tenant.is_none() || k.tenant == caller.key.tenant => {}

@@ -8,6 +8,7 @@
 //! commit) → 201.
 
 mod app;
+pub mod auth;
 pub mod checkpointer;
 mod error;
 mod extract;
@@ -91,11 +92,16 @@ async fn authenticate_first<S: Store>(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let mut request = request;
     let path = request.uri().path();
-    if (path.starts_with("/v1/") || path.starts_with("/log/"))
-        && let Err(e) = app.authenticate(request.headers()).await
-    {
-        return e.into_response();
+    if path.starts_with("/v1/") || path.starts_with("/log/") {
+        match app.authenticate(request.headers()).await {
+            // Handlers take it from here (crate::auth): one key lookup.
+            Ok(caller) => {
+                request.extensions_mut().insert(caller);
+            }
+            Err(e) => return e.into_response(),
+        }
     }
     next.run(request).await
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 
 use crate::extract::QueryParams;
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -17,6 +17,7 @@ use trailmark_log::{Hash, LeafIndex, Plan, TreeSize};
 use trailmark_store::{Store, StoreError};
 
 use crate::app::App;
+use crate::auth::{Authorized, Reader};
 use crate::error::ApiError;
 
 #[derive(Debug, Deserialize)]
@@ -63,10 +64,10 @@ fn size_param(name: &str, value: Option<u64>, current: u64) -> Result<TreeSize, 
 
 pub async fn checkpoint<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Reader>,
     QueryParams(p): QueryParams<ProofParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tenant = app.read_tenant(&headers, p.tenant.as_deref()).await?;
+    let tenant = caller.one_tenant(p.tenant.as_deref())?;
     Ok(text(latest_cosigned(&app, &tenant).await?))
 }
 
@@ -111,10 +112,10 @@ pub fn cosigned(note: &str, lines: &[String]) -> String {
 
 pub async fn checkpoints<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Reader>,
     QueryParams(p): QueryParams<ProofParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let tenant = app.read_tenant(&headers, p.tenant.as_deref()).await?;
+    let tenant = caller.one_tenant(p.tenant.as_deref())?;
     let all = app.store.checkpoints(&tenant).await?;
     let mut lines: HashMap<u64, Vec<String>> = HashMap::new();
     for (size, line) in app.store.cosignatures(&tenant, None).await? {
@@ -137,10 +138,8 @@ pub async fn checkpoints<S: Store>(
 /// before it).
 pub async fn signing_keys<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(_caller, _): Authorized<Reader>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("read")?;
     let keys: Vec<Value> = app
         .store
         .signing_keys()
@@ -161,19 +160,17 @@ pub async fn signing_keys<S: Store>(
 
 pub async fn verifier_key<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Reader>,
     QueryParams(p): QueryParams<ProofParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tenant = app.read_tenant(&headers, p.tenant.as_deref()).await?;
+    let tenant = caller.one_tenant(p.tenant.as_deref())?;
     Ok(text(format!("{}\n", app.signer(&tenant)?.verifier())))
 }
 
 pub async fn tenants<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Reader>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("read")?;
     let visible = caller.visible(None)?;
     let heads: Vec<Value> = app
         .store
@@ -188,10 +185,10 @@ pub async fn tenants<S: Store>(
 
 pub async fn inclusion<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Reader>,
     QueryParams(p): QueryParams<ProofParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let tenant = app.read_tenant(&headers, p.tenant.as_deref()).await?;
+    let tenant = caller.one_tenant(p.tenant.as_deref())?;
     let current = tenant_size(&app, &tenant).await?;
     let size = size_param("size", p.size, current)?;
     let index = p
@@ -213,10 +210,10 @@ pub async fn inclusion<S: Store>(
 
 pub async fn consistency<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Reader>,
     QueryParams(p): QueryParams<ProofParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let tenant = app.read_tenant(&headers, p.tenant.as_deref()).await?;
+    let tenant = caller.one_tenant(p.tenant.as_deref())?;
     let current = tenant_size(&app, &tenant).await?;
     let second = size_param("second", p.second, current)?;
     let first = size_param("first", p.first, second.get())?;

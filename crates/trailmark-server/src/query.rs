@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 
 use crate::extract::QueryParams;
-use axum::http::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
@@ -15,6 +14,7 @@ use trailmark_log::{LeafIndex, Plan, Receipt};
 use trailmark_store::{Cursor, Query, Store};
 
 use crate::app::{App, now};
+use crate::auth::{Authorized, Reader};
 use crate::error::ApiError;
 use crate::render::{entry_json, event_json};
 
@@ -205,11 +205,9 @@ fn capped(value: &str) -> String {
 
 pub async fn list_events<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Reader>,
     QueryParams(filters): QueryParams<EventFilters>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("read")?;
     let query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
     let page = app.store.query(&query).await?;
     let events = page
@@ -228,12 +226,10 @@ pub async fn list_events<S: Store>(
 
 pub async fn get_event<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Reader>,
     Path(id): Path<String>,
     QueryParams(filters): QueryParams<EventFilters>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("read")?;
     let id = EventId::parse(&id).map_err(|m| ApiError::param("id", m))?;
     let tenants = caller.visible(filters.tenant.as_deref())?;
     let entry = app
@@ -326,11 +322,9 @@ pub struct EntryRange {
 
 pub async fn list_entries<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Reader>,
     QueryParams(range): QueryParams<EntryRange>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("read")?;
     let tenant = caller.one_tenant(range.tenant.as_deref())?;
     let start = range.start.unwrap_or(0);
     let end = range.end.unwrap_or(start + MAX_ENTRIES_RANGE);

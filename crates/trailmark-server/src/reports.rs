@@ -8,7 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 
 use crate::extract::QueryParams;
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -16,6 +16,7 @@ use trailmark_core::{Change, Changes, RecordState};
 use trailmark_store::{Query, Store, StoredEntry};
 
 use crate::app::App;
+use crate::auth::{Authorized, Reader};
 use crate::error::ApiError;
 use crate::query::EventFilters;
 use crate::render::event_json;
@@ -69,12 +70,10 @@ async fn all_oldest_first<S: Store>(
 /// first, each with the record's state after it.
 pub async fn history<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Reader>,
     Path((kind, id)): Path<(String, String)>,
     QueryParams(filters): QueryParams<EventFilters>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("read")?;
     let query = Query {
         tenants: caller.visible(filters.tenant.as_deref())?,
         resource_type: Some(kind.clone()),
@@ -114,11 +113,9 @@ pub async fn history<S: Store>(
 /// `GET /v1/stats`: counts by action, actor, resource type, outcome and day.
 pub async fn stats<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Reader>,
     QueryParams(filters): QueryParams<EventFilters>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("read")?;
     let query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
     let s = app.store.stats(&query).await?;
     app.audit(
@@ -223,11 +220,9 @@ impl futures_core::Stream for Chunks {
 /// newest first, streamed page by page. The export itself is audited.
 pub async fn export<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Reader>,
     QueryParams(params): QueryParams<ExportParams>,
 ) -> Result<Response, ApiError> {
-    let caller = app.authenticate(&headers).await?;
-    caller.require("read")?;
     let csv = match params.format.as_deref().unwrap_or("ndjson") {
         "csv" => true,
         "ndjson" => false,

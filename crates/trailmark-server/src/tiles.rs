@@ -8,22 +8,23 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use trailmark_log::{TILE_WIDTH, TilePath, entry_bundle};
 use trailmark_store::Store;
 
 use crate::app::App;
+use crate::auth::{Authorized, Reader};
 use crate::error::ApiError;
 use crate::proofs::{latest_cosigned, tenant_size};
 
 /// `GET /log/{tenant}/checkpoint`: the newest checkpoint, cosigned.
 pub async fn checkpoint<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Reader>,
     Path(tenant): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant = app.read_tenant(&headers, Some(&tenant)).await?;
+    let tenant = caller.one_tenant(Some(&tenant))?;
     let note = latest_cosigned(&app, &tenant).await?;
     Ok((
         [
@@ -38,10 +39,10 @@ pub async fn checkpoint<S: Store>(
 /// `GET /log/{tenant}/tile/{path}`: a hash tile or an entry bundle.
 pub async fn tile<S: Store>(
     State(app): State<Arc<App<S>>>,
-    headers: HeaderMap,
+    Authorized(caller, _): Authorized<Reader>,
     Path((tenant, path)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let tenant = app.read_tenant(&headers, Some(&tenant)).await?;
+    let tenant = caller.one_tenant(Some(&tenant))?;
     let tile = TilePath::parse(&path).map_err(|e| ApiError::NotFound(e.to_string()))?;
     let size = tenant_size(&app, &tenant).await?;
     if !tile.within(size) {

@@ -16,6 +16,6 @@ pub use error::{ErrorKind, StoreError};
 pub use store::Store;
 pub use types::{
     Access, Appended, CheckpointRecord, CountBy, Cursor, EntryState, KeyRecord, NewEvent, Page,
-    Plan, Query, Read, Sameness, Scopes, SigningKeyRecord, Stats, StoredEntry, TenantHead,
+    Plan, Query, Read, Sameness, Scope, Scopes, SigningKeyRecord, Stats, StoredEntry, TenantHead,
     searchable_text,
 };

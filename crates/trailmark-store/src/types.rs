@@ -301,7 +301,37 @@ pub struct Scopes {
     pub admin: bool,
 }
 
+/// One thing a key may do. A closed set: a scope that is not one of these
+/// cannot be asked for, so a misspelt check cannot mean "admin only".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Ingest,
+    Read,
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Read => "read",
+            Self::Admin => "admin",
+        }
+    }
+}
+
 impl Scopes {
+    /// Whether a key with these scopes may do what `scope` allows: admin
+    /// allows everything.
+    pub fn allows(self, scope: Scope) -> bool {
+        self.admin
+            || match scope {
+                Scope::Ingest => self.ingest,
+                Scope::Read => self.read,
+                Scope::Admin => false,
+            }
+    }
+
     pub const ALL: Self = Self {
         ingest: true,
         read: true,
@@ -486,4 +516,29 @@ pub struct Access {
     /// The columns (`tenant`, `actor_id`, `pos`, `search`, ...) that bound
     /// the walk: empty when the whole index is walked.
     pub seek: Vec<String>,
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::{Scope, Scopes};
+
+    #[test]
+    fn admin_allows_every_scope_and_the_others_only_their_own() {
+        let only = |text| Scopes::parse(text).unwrap_or_default();
+        for (scopes, allowed) in [
+            ("admin", &[Scope::Ingest, Scope::Read, Scope::Admin][..]),
+            ("read", &[Scope::Read][..]),
+            ("ingest", &[Scope::Ingest][..]),
+            ("ingest,read", &[Scope::Ingest, Scope::Read][..]),
+        ] {
+            for scope in [Scope::Ingest, Scope::Read, Scope::Admin] {
+                assert_eq!(
+                    only(scopes).allows(scope),
+                    allowed.contains(&scope),
+                    "{scopes} / {}",
+                    scope.as_str()
+                );
+            }
+        }
+    }
 }

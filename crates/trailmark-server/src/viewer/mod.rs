@@ -266,8 +266,6 @@ pub(crate) fn layout(title: &str, current: &str, who: Option<&Who>, body: &str) 
 /// Who is signed in, for a page.
 pub(crate) struct Who {
     pub caller: Caller,
-    /// The Authorization header the API handlers are called with.
-    pub headers: HeaderMap,
     /// The tenant being looked at (None: every tenant the key sees).
     pub tenant: Option<String>,
     /// Tenants an unbound key may switch between.
@@ -327,18 +325,14 @@ impl<S: Store> Viewer<S> {
             sessions.retain(|_, s| s.expires > Instant::now());
             sessions.get(&id).cloned().ok_or(PageError::SignIn)?
         };
-        let mut api = HeaderMap::new();
-        let bearer = HeaderValue::from_str(&format!("Bearer {}", session.key))
-            .map_err(|_| PageError::SignIn)?;
-        api.insert(header::AUTHORIZATION, bearer);
-        let Ok(caller) = self.app.authenticate(&api).await else {
+        let Ok(caller) = self.app.authenticate_secret(&session.key).await else {
             // Revoked (or deleted) since sign-in: the session ends.
             if let Ok(mut sessions) = self.sessions.lock() {
                 sessions.remove(&id);
             }
             return Err(PageError::SignIn);
         };
-        if caller.require("read").is_err() {
+        if caller.require(trailmark_store::Scope::Read).is_err() {
             return Err(PageError::SignIn);
         }
         let tenants = if caller.key.tenant.is_none() {
@@ -372,7 +366,6 @@ impl<S: Store> Viewer<S> {
         );
         Ok(Who {
             caller,
-            headers: api,
             tenant,
             tenants,
             label,
@@ -409,16 +402,7 @@ async fn login<S: Store>(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let key = form.key.trim().to_owned();
-    let mut api = HeaderMap::new();
-    let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {key}")) else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            login_form(Some("That is not an API key.")),
-        )
-            .into_response();
-    };
-    api.insert(header::AUTHORIZATION, bearer);
-    let caller = match viewer.app.authenticate(&api).await {
+    let caller = match viewer.app.authenticate_secret(&key).await {
         Ok(c) => c,
         Err(e) => {
             return (
@@ -428,7 +412,7 @@ async fn login<S: Store>(
                 .into_response();
         }
     };
-    if caller.require("read").is_err() {
+    if caller.require(trailmark_store::Scope::Read).is_err() {
         return (
             StatusCode::FORBIDDEN,
             login_form(Some(

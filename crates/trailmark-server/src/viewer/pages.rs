@@ -139,7 +139,7 @@ pub(crate) async fn events<S: Store>(
     let api = api_filters(&filters, &who);
     let page = crate::query::list_events(
         State(Arc::clone(&viewer.app)),
-        who.headers.clone(),
+        crate::auth::Authorized::check(who.caller.clone())?,
         QueryParams(api),
     )
     .await;
@@ -361,7 +361,7 @@ pub(crate) async fn event<S: Store>(
     };
     let e = crate::query::get_event(
         State(Arc::clone(&viewer.app)),
-        who.headers.clone(),
+        crate::auth::Authorized::check(who.caller.clone())?,
         Path(id),
         QueryParams(filters),
     )
@@ -432,7 +432,7 @@ pub(crate) async fn history<S: Store>(
     };
     let h = crate::reports::history(
         State(Arc::clone(&viewer.app)),
-        who.headers.clone(),
+        crate::auth::Authorized::check(who.caller.clone())?,
         Path((kind.clone(), id.clone())),
         QueryParams(filters),
     )
@@ -485,7 +485,7 @@ pub(crate) async fn export<S: Store>(
     api.cursor = None;
     let response = crate::reports::export(
         State(Arc::clone(&viewer.app)),
-        who.headers.clone(),
+        crate::auth::Authorized::check(who.caller.clone())?,
         QueryParams(ExportParams {
             format: params.format,
             filters: api,
