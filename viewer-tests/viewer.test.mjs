@@ -143,6 +143,8 @@ test('an admin finds, inspects, follows history, charts and verifies, then tampe
   assert.match(await page.locator('#chart-actors svg').innerHTML(), /alice/);
   await page.screenshot({ path: join(artifacts, 'activity.png'), fullPage: true });
 
+
+
   // Integrity: a verification run passes…
   await page.click('nav >> text=Integrity');
   await page.waitForURL(/\/ui\/integrity$/);
@@ -171,6 +173,51 @@ c.commit()
     await page.goto(base + path);
     assert.match(page.url(), /\/ui\/login$/, `${path} after sign-out`);
   }
+  await context.close();
+});
+
+test('the activity charts say what /v1/stats says', async () => {
+  // A key bound to acme: the page and the API count the same events (its
+  // own reads go to _system, which it does not see).
+  const { key: reader } = await api('POST', '/v1/keys', { name: 'charts', scopes: 'read', tenant: 'acme' });
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, reader);
+  await page.goto(base + '/ui/activity');
+  // The charts say what /v1/stats says (same 30 days, same tenant): each
+  // top actor and resource type once, in order, labelled with its own name
+  // and count, its bar as long as its share; each day's column sums to that
+  // day's events; failures, and only failures, in the failure colour.
+  const stats = await api('GET', '/v1/stats?days=30', undefined, reader);
+  const readBars = (id) => page.locator(`#chart-${id} g.bar`).evaluateAll((gs) => gs.map((g) => ({
+    label: g.dataset.label, count: Number(g.dataset.count),
+    shown: g.querySelector('text').textContent, counted: g.querySelectorAll('text')[1].textContent,
+    width: Number(g.querySelector('rect').getAttribute('width')),
+  })));
+  for (const [id, list, key] of [['actors', stats.by_actor, 'actor'], ['resources', stats.by_resource_type, 'resource_type']]) {
+    const bars = await readBars(id);
+    assert.deepEqual(bars.map((b) => [b.label, b.count]), list.slice(0, 10).map((x) => [x[key], x.count]), `chart ${id}`);
+    assert.deepEqual(bars.map((b) => b.shown), bars.map((b) => b.label), `${id}: each bar labelled with its own name`);
+    assert.deepEqual(bars.map((b) => Number(b.counted)), bars.map((b) => b.count));
+    const widest = Math.max(...bars.map((b) => b.width));
+    const most = Math.max(...bars.map((b) => b.count));
+    for (const b of bars) assert.ok(Math.abs(b.width / widest - b.count / most) < 0.01, `${id}: ${b.label}'s bar is its share`);
+  }
+  const segments = (id) => page.locator(`#chart-${id} rect.seg`).evaluateAll((rs) => rs.map((r) => ({
+    day: r.dataset.day, series: r.dataset.series, count: Number(r.dataset.count), fill: r.getAttribute('fill'),
+  })));
+  const perDay = {};
+  for (const s of await segments('per-day')) {
+    perDay[s.day] = (perDay[s.day] || 0) + s.count;
+    assert.notEqual(s.fill, '#c62828', 'only failures are drawn in the failure colour');
+  }
+  assert.deepEqual(perDay, Object.fromEntries(stats.per_day.map((d) => [d.day, d.count])));
+  const failures = await segments('failures');
+  assert.ok(failures.length > 0 && failures.every((s) => s.fill === '#c62828' && s.series === 'failure'));
+  assert.equal(failures.reduce((n, s) => n + s.count, 0), stats.by_outcome.find((o) => o.outcome === 'failure').count);
+  const chartWidth = await page.locator('#chart-per-day svg').evaluate((svg) => svg.getBoundingClientRect().width);
+  const mainWidth = await page.locator('main').evaluate((m) => m.getBoundingClientRect().width);
+  assert.ok(chartWidth > 0.9 * mainWidth, `charts use the page's width (${chartWidth} of ${mainWidth})`);
   await context.close();
 });
 

@@ -1,4 +1,4 @@
-//! `/ui/activity`: charts drawn on the server as SVG with plotters.
+//! `/ui/activity`: charts drawn on the server as plain SVG (stacked bars per day, horizontal bars of the top actors and resource types), each mark carrying its data for tests and assistive tools.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -8,7 +8,6 @@ use axum::extract::State;
 use crate::extract::QueryParams;
 use axum::http::HeaderMap;
 use axum::response::Html;
-use plotters::prelude::*;
 use serde::Deserialize;
 use serde_json::{Map, json};
 use trailmark_core::{Outcome, TenantId};
@@ -24,117 +23,136 @@ pub(crate) struct Range {
     days: Option<u32>,
 }
 
-const COLORS: [RGBColor; 6] = [
-    RGBColor(46, 125, 50),
-    RGBColor(21, 101, 192),
-    RGBColor(198, 40, 40),
-    RGBColor(106, 27, 154),
-    RGBColor(239, 108, 0),
-    RGBColor(84, 110, 122),
-];
+/// The drawing's width in SVG units; it scales to the page's width.
+const WIDTH: u32 = 960;
+/// The failure colour: used for failures and nothing else.
+const FAILURE: &str = "#c62828";
+/// Colours of the top actions, then of the rest ("other").
+const SERIES: [&str; 5] = ["#1565c0", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f"];
+const OTHER: &str = "#9e9e9e";
 
-fn chart_error(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Forbidden(format!("drawing a chart failed: {e}"))
+fn svg_open(out: &mut String, title: &str, height: u32) {
+    let _ = write!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {height}\" width=\"100%\" role=\"img\" aria-label=\"{t}\" font-family=\"sans-serif\" font-size=\"13\"><text class=\"title\" x=\"8\" y=\"20\" font-size=\"16\" font-weight=\"bold\">{t}</text>",
+        t = esc(title)
+    );
 }
 
-/// Events per day, one line per series, over `days` (days without events
-/// count zero).
-fn lines(title: &str, days: &[String], series: &[(String, Vec<u64>)]) -> Result<String, ApiError> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (720, 300)).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_error)?;
-        let max = series
-            .iter()
-            .flat_map(|(_, v)| v.iter().copied())
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let n = days.len().max(1);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0..n, 0..max + max / 10 + 1)
-            .map_err(chart_error)?;
-        chart
-            .configure_mesh()
-            .x_labels(6.min(n))
-            .x_label_formatter(&|i| days.get(*i).map(|d| d[5..].to_owned()).unwrap_or_default())
-            .draw()
-            .map_err(chart_error)?;
-        for (i, (name, values)) in series.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    values.iter().enumerate().map(|(x, y)| (x, *y)),
-                    color.stroke_width(2),
-                ))
-                .map_err(chart_error)?
-                .label(name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
+/// `part` of `whole` as a length of at most `span` units.
+fn scaled(part: u64, whole: u64, span: u32) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let ratio = part as f64 / whole.max(1) as f64;
+    ratio * f64::from(span)
+}
+
+/// Horizontal bars, one row per item in the order given (most first), each
+/// labelled with its name and count; a row is a `g.bar` carrying
+/// `data-label` and `data-count`.
+fn bars(title: &str, items: &[(String, u64)], fill: &str) -> String {
+    const ROW: u32 = 26;
+    const LEFT: u32 = 220;
+    const TOP: u32 = 34;
+    let items = &items[..items.len().min(10)];
+    let rows = u32::try_from(items.len().max(1)).unwrap_or(10);
+    let mut out = String::new();
+    svg_open(&mut out, title, TOP + ROW * rows + 8);
+    let max = items.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    let span = WIDTH - LEFT - 70;
+    if items.is_empty() {
+        let _ = write!(out, "<text x=\"0\" y=\"{}\">No events.</text>", TOP + 18);
+    }
+    for (row, (label, count)) in (0u32..).zip(items) {
+        let y = TOP + row * ROW;
+        let width = scaled(*count, max, span).max(1.0);
+        let shown: String = label.chars().take(30).collect();
+        let _ = write!(
+            out,
+            "<g class=\"bar\" data-label=\"{l}\" data-count=\"{count}\"><text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{s}</text><rect x=\"{LEFT}\" y=\"{ry}\" width=\"{width:.1}\" height=\"{h}\" fill=\"{fill}\"/><text x=\"{cx:.1}\" y=\"{ty}\">{count}</text></g>",
+            l = esc(label),
+            lx = LEFT - 8,
+            ty = y + 17,
+            s = esc(&shown),
+            ry = y + 4,
+            h = ROW - 8,
+            cx = f64::from(LEFT) + width + 6.0,
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// Stacked bars per day: one column per day of `days`, one segment per
+/// series with events that day (bottom to top in the order given), a
+/// legend, the day's total on the y axis' scale. A segment is a `rect.seg`
+/// carrying `data-day`, `data-series` and `data-count`.
+fn stacked(title: &str, days: &[String], series: &[(String, Vec<u64>, &str)]) -> String {
+    const LEFT: u32 = 50;
+    const TOP: u32 = 56;
+    const PLOT: u32 = 220;
+    let mut out = String::new();
+    svg_open(&mut out, title, TOP + PLOT + 30);
+    let totals: Vec<u64> = (0..days.len())
+        .map(|d| {
+            series
+                .iter()
+                .map(|(_, v, _)| v.get(d).copied().unwrap_or(0))
+                .sum()
+        })
+        .collect();
+    let max = totals.iter().copied().max().unwrap_or(0).max(1);
+    let n = u32::try_from(days.len().max(1)).unwrap_or(1);
+    let column = f64::from(WIDTH - LEFT - 10) / f64::from(n);
+    let bottom = TOP + PLOT;
+    // Legend, then the axis: 0 and the largest day's total.
+    let mut x = LEFT;
+    for (name, _, colour) in series {
+        let _ = write!(
+            out,
+            "<g class=\"legend\"><rect x=\"{x}\" y=\"30\" width=\"12\" height=\"12\" fill=\"{colour}\"/><text x=\"{}\" y=\"41\">{}</text></g>",
+            x + 16,
+            esc(name)
+        );
+        x += 24 + 8 * u32::try_from(name.chars().count().min(20)).unwrap_or(20);
+    }
+    let _ = write!(
+        out,
+        "<line x1=\"{LEFT}\" y1=\"{bottom}\" x2=\"{WIDTH}\" y2=\"{bottom}\" stroke=\"#999\"/><line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{WIDTH}\" y2=\"{TOP}\" stroke=\"#eee\"/><text x=\"{lx}\" y=\"{bottom}\" text-anchor=\"end\">0</text><text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{max}</text>",
+        lx = LEFT - 6,
+        ty = TOP + 5,
+    );
+    let every = days.len().div_ceil(10).max(1);
+    for (d, day) in days.iter().enumerate() {
+        #[allow(clippy::cast_precision_loss)]
+        let left = f64::from(LEFT) + column * d as f64;
+        let mut top = f64::from(bottom);
+        for (name, values, colour) in series {
+            let count = values.get(d).copied().unwrap_or(0);
+            if count == 0 {
+                continue;
+            }
+            let height = scaled(count, max, PLOT);
+            top -= height;
+            let _ = write!(
+                out,
+                "<rect class=\"seg\" data-day=\"{day}\" data-series=\"{s}\" data-count=\"{count}\" x=\"{x:.1}\" y=\"{top:.1}\" width=\"{w:.1}\" height=\"{height:.1}\" fill=\"{colour}\"><title>{day} {s}: {count}</title></rect>",
+                s = esc(name),
+                x = left + column * 0.1,
+                w = column * 0.8,
+            );
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(chart_error)?;
-        root.present().map_err(chart_error)?;
+        if d % every == 0 {
+            let _ = write!(
+                out,
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                left + column / 2.0,
+                bottom + 18,
+                esc(day.get(5..).unwrap_or(day))
+            );
+        }
     }
-    Ok(svg)
-}
-
-/// Horizontal bars of the top entries.
-fn bars(title: &str, items: &[(String, u64)]) -> Result<String, ApiError> {
-    let items: Vec<&(String, u64)> = items.iter().take(10).collect();
-    let mut svg = String::new();
-    {
-        let height = 60 + 26 * u32::try_from(items.len().max(1)).unwrap_or(10);
-        let root = SVGBackend::with_string(&mut svg, (720, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_error)?;
-        let max = items.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
-        let n = items.len().max(1);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(25)
-            .y_label_area_size(160)
-            .build_cartesian_2d(0..max + max / 10 + 1, (0..n).into_segmented())
-            .map_err(chart_error)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(n)
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => items
-                    .get(n.saturating_sub(1 + *i))
-                    .map(|(name, _)| name.chars().take(24).collect())
-                    .unwrap_or_default(),
-                _ => String::new(),
-            })
-            .draw()
-            .map_err(chart_error)?;
-        chart
-            .draw_series(items.iter().enumerate().map(|(i, (_, count))| {
-                let y = n - 1 - i;
-                let mut bar = Rectangle::new(
-                    [
-                        (0, SegmentValue::Exact(y)),
-                        (*count, SegmentValue::Exact(y + 1)),
-                    ],
-                    COLORS[1].mix(0.7).filled(),
-                );
-                bar.set_margin(3, 3, 0, 0);
-                bar
-            }))
-            .map_err(chart_error)?;
-        root.present().map_err(chart_error)?;
-    }
-    Ok(svg)
+    out.push_str("</svg>");
+    out
 }
 
 /// Every day from `since` to today, as `YYYY-MM-DD`.
@@ -185,12 +203,32 @@ pub(crate) async fn activity<S: Store>(
         .daily_counts(&base, CountBy::Action)
         .await
         .map_err(ApiError::from)?;
-    let by_action: Vec<(String, Vec<u64>)> = all
+    // The top actions, then the rest as one "other" segment: each day's
+    // column is that day's total.
+    let top: Vec<&str> = all
         .by_action
         .iter()
-        .take(5)
-        .map(|(action, _)| (action.clone(), series(&axis, &by_day, action)))
+        .take(SERIES.len())
+        .map(|(a, _)| a.as_str())
         .collect();
+    let mut by_action: Vec<(String, Vec<u64>, &str)> = top
+        .iter()
+        .zip(SERIES)
+        .map(|(action, colour)| ((*action).to_owned(), series(&axis, &by_day, action), colour))
+        .collect();
+    let other: Vec<u64> = axis
+        .iter()
+        .map(|d| {
+            by_day
+                .iter()
+                .filter(|(day, action, _)| day == d && !top.contains(&action.as_str()))
+                .map(|(_, _, n)| n)
+                .sum()
+        })
+        .collect();
+    if other.iter().any(|n| *n > 0) {
+        by_action.push(("other".to_owned(), other, OTHER));
+    }
     let outcomes = store
         .daily_counts(&base, CountBy::Outcome)
         .await
@@ -216,20 +254,20 @@ pub(crate) async fn activity<S: Store>(
     for (id, svg) in [
         (
             "per-day",
-            lines("Events per day by action", &axis, &by_action)?,
+            stacked("Events per day by action", &axis, &by_action),
         ),
         (
             "failures",
-            lines(
+            stacked(
                 "Failures per day",
                 &axis,
-                &[("failure".to_owned(), failures)],
-            )?,
+                &[("failure".to_owned(), failures, FAILURE)],
+            ),
         ),
-        ("actors", bars("Top actors", &all.by_actor)?),
+        ("actors", bars("Top actors", &all.by_actor, SERIES[0])),
         (
             "resources",
-            bars("Top resource types", &all.by_resource_type)?,
+            bars("Top resource types", &all.by_resource_type, SERIES[1]),
         ),
     ] {
         let _ = write!(
