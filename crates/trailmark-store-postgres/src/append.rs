@@ -48,7 +48,7 @@ pub(crate) struct Head {
 /// embedded store indexes the same text), lower-cased, each once.
 fn words(envelope: &Envelope, payload: &Map<String, Value>) -> Vec<String> {
     let mut out = Vec::new();
-    split(&searchable_text(envelope, payload), &mut out);
+    crate::search::split(&searchable_text(envelope, payload), &mut out);
     out.sort_unstable();
     out.dedup();
     out
@@ -109,14 +109,6 @@ impl Rows {
         self.salt.push(row.salt);
         self.ip.push(columns.ip);
     }
-}
-
-pub(crate) fn split(text: &str, out: &mut Vec<String>) {
-    out.extend(
-        text.split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase),
-    );
 }
 
 /// Appends a batch. Ids the server generated are fresh and are not looked

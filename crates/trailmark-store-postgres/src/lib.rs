@@ -15,6 +15,7 @@
 mod append;
 mod import;
 mod read;
+mod search;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::OnceCell;

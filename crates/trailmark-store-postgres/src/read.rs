@@ -184,7 +184,7 @@ pub(crate) async fn entry_by_id(
 /// the text has no words.
 fn tsquery(q: &str) -> Option<String> {
     let mut words = Vec::new();
-    crate::append::split(q, &mut words);
+    crate::search::split(q, &mut words);
     (!words.is_empty()).then(|| {
         words
             .iter()
