@@ -112,22 +112,65 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
 
 /// The address a request came from: the TCP peer (behind a reverse proxy,
 /// the proxy). The server loop adds it to each request's extensions;
-/// [`with_peer`] makes it the request's for `_system` records.
+/// [`request_context`] makes it the request's for `_system` records.
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub std::net::IpAddr);
 
-tokio::task_local! {
-    static PEER: Option<std::net::IpAddr>;
+/// What `_system` records made while answering a request say of it.
+#[derive(Clone, Debug)]
+struct RequestContext {
+    peer: Option<std::net::IpAddr>,
+    id: String,
 }
 
-/// Runs the rest of a request's handling with its [`Peer`] known to
-/// [`App::audit`], which records it as the entry's `context.ip`.
-pub async fn with_peer(
+tokio::task_local! {
+    static REQUEST: RequestContext;
+}
+
+/// The longest `X-Request-Id` a caller may choose; a longer one, or one
+/// with characters other than visible ASCII, is replaced.
+const MAX_REQUEST_ID: usize = 64;
+
+/// Every request gets an id: the caller's `X-Request-Id` when it is short
+/// visible ASCII, else a fresh one. It is answered in `X-Request-Id`,
+/// carried by every log line of the request (a tracing span), and recorded
+/// with the peer in the `_system` entries the request makes
+/// (`context.request_id`, `context.ip`).
+pub async fn request_context(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let peer = request.extensions().get::<Peer>().map(|p| p.0);
-    PEER.scope(peer, next.run(request)).await
+    use tracing::Instrument as _;
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map_or_else(
+            || random_bytes::<8>().map_or_else(|_| "unknown".to_owned(), hex::encode),
+            str::to_owned,
+        );
+    let context = RequestContext {
+        peer: request.extensions().get::<Peer>().map(|p| p.0),
+        id: id.clone(),
+    };
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        method = %request.method(),
+        path = %request.uri().path()
+    );
+    let mut response = REQUEST
+        .scope(context, next.run(request))
+        .instrument(span.clone())
+        .await;
+    tracing::debug!(parent: &span, status = response.status().as_u16(), "answered");
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
 }
 
 /// Who is calling, after the key was checked.
@@ -361,16 +404,14 @@ impl<S: Store> App<S> {
                 name: Some(c.key.name.clone()),
             },
         );
-        // Where the request came from (the TCP peer: behind a reverse proxy,
-        // the proxy), when the record is made for one.
-        let context = PEER
-            .try_with(|peer| *peer)
-            .ok()
-            .flatten()
-            .map(|ip| Context {
-                ip: Some(ip),
-                ..Context::default()
-            });
+        // The request it is made for, if any: where it came from (the TCP
+        // peer: behind a reverse proxy, the proxy) and its id.
+        let context = REQUEST.try_with(|r| Context {
+            ip: r.peer,
+            request_id: Some(r.id.clone()),
+            ..Context::default()
+        });
+        let context = context.ok();
         let event = Event {
             id: None,
             occurred_at: None,

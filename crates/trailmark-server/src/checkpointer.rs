@@ -80,7 +80,7 @@ pub async fn run<S: Store>(app: Arc<App<S>>) {
     loop {
         tick.tick().await;
         if let Err(e) = sign_new(&app, &mut signed).await {
-            eprintln!("trailmark: signing checkpoints failed, will retry: {e}");
+            tracing::error!(error = %e, "signing checkpoints failed; will retry");
             signed.0.clear();
         }
     }

@@ -107,14 +107,14 @@ impl IntoResponse for ApiError {
                 let body = match e.kind() {
                     ErrorKind::BadRequest | ErrorKind::Conflict => json!({"error": e.to_string()}),
                     ErrorKind::Corrupt => {
-                        eprintln!("trailmark: stored data is damaged: {e}");
+                        tracing::error!(error = %e, "stored data is damaged");
                         json!({"error": format!(
                             "stored data is damaged or was changed outside trailmark ({e}); \
                              an operator should run `trailmark verify`"
                         )})
                     }
                     ErrorKind::Unavailable => {
-                        eprintln!("trailmark: storage error: {e}");
+                        tracing::error!(error = %e, "storage failed");
                         json!({"error": format!("storage failed: {e}; retry later")})
                     }
                 };

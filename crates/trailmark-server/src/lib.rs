@@ -81,7 +81,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         ))
         .with_state(Arc::clone(&app))
         .merge(viewer::routes(Arc::new(viewer::Viewer::new(app))))
-        .layer(axum::middleware::from_fn(app::with_peer))
+        .layer(axum::middleware::from_fn(app::request_context))
 }
 
 /// Every `/v1/` and `/log/` request is authenticated before anything else

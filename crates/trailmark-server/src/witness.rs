@@ -118,10 +118,13 @@ async fn refused<S: Store>(
 ) {
     app.metrics.witness_refusals.fetch_add(1, Ordering::Relaxed);
     seen.refused = Some(size);
-    eprintln!(
-        "trailmark: WITNESS {} REFUSED {tenant}'s checkpoint at size {size} ({status}): {}",
-        witness.key.name(),
-        why.trim()
+    tracing::error!(
+        witness = %witness.key.name(),
+        %tenant,
+        size,
+        status,
+        reason = why.trim(),
+        "a witness refused a checkpoint"
     );
     if seen.refusal_recorded {
         return;
@@ -256,10 +259,11 @@ async fn offer_one<S: Store>(
         return;
     }
     if let Err(e) = offer(app, witness, cp, state).await {
-        eprintln!(
-            "trailmark: witness {} unreachable for {}: {e}; will retry",
-            witness.key.name(),
-            cp.tenant
+        tracing::warn!(
+            witness = %witness.key.name(),
+            tenant = %cp.tenant,
+            error = %e,
+            "witness unreachable; will retry"
         );
     }
 }

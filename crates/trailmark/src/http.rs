@@ -77,7 +77,7 @@ pub async fn serve(
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, say: wait, do not spin.
-                    eprintln!("trailmark: accepting a connection failed: {e}");
+                    tracing::warn!(error = %e, "accepting a connection failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -101,8 +101,8 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(limits.shutdown_deadline) => {
-            eprintln!(
-                "trailmark: requests still in flight after {} s; stopping without them",
+            tracing::warn!(
+                "requests still in flight after {} s; stopping without them",
                 limits.shutdown_deadline.as_secs()
             );
         }

@@ -7,6 +7,7 @@ mod capture_cmd;
 mod datadir;
 mod http;
 mod keys_cmd;
+mod logging;
 mod migrate_cmd;
 mod reports_cmd;
 mod rotate_cmd;
@@ -80,6 +81,10 @@ pub fn default_data_dir() -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // `serve` chooses its log from its settings.
+        logging::init(logging::Format::Human, logging::Level::Warn);
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Keys(args) => keys_cmd::run(args),

@@ -74,6 +74,12 @@ pub struct ServeArgs {
     /// Seconds a request may take, body included, until its answer starts [default: 60].
     #[arg(long, env = "TRAILMARK_REQUEST_TIMEOUT")]
     pub request_timeout: Option<u64>,
+    /// Log lines on stderr as human-readable text or JSON [default: human].
+    #[arg(long, env = "TRAILMARK_LOG_FORMAT", value_enum)]
+    pub log_format: Option<crate::logging::Format>,
+    /// The least severe log lines written; debug adds one per request [default: info].
+    #[arg(long, env = "TRAILMARK_LOG_LEVEL", value_enum)]
+    pub log_level: Option<crate::logging::Level>,
 }
 
 /// The optional configuration file.
@@ -92,6 +98,8 @@ struct FileConfig {
     max_connections: Option<usize>,
     header_timeout: Option<u64>,
     request_timeout: Option<u64>,
+    log_format: Option<crate::logging::Format>,
+    log_level: Option<crate::logging::Level>,
     capture: Option<CaptureConfig>,
 }
 
@@ -117,6 +125,8 @@ struct Resolved {
     witnesses: Vec<WitnessConfig>,
     limits: crate::http::Limits,
     capture: Option<Capture>,
+    log_format: crate::logging::Format,
+    log_level: crate::logging::Level,
 }
 
 #[derive(Debug)]
@@ -194,6 +204,8 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
         anyhow::bail!("max_connections, header_timeout and request_timeout must be at least 1");
     }
     let resolved = Resolved {
+        log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+        log_level: args.log_level.or(file.log_level).unwrap_or_default(),
         database,
         capture,
         witnesses,
@@ -228,6 +240,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let args = resolve(args)?;
+    crate::logging::init(args.log_format, args.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -244,7 +257,7 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
             .migrate()
             .await
             .context("preparing the PostgreSQL ledger (--database)")?;
-        eprintln!("trailmark: ledger in PostgreSQL");
+        tracing::info!("ledger in PostgreSQL");
         serve_with(args, store, lock).await
     } else {
         let store = SqliteStore::open(datadir::prepare_db(&args.data_dir)?)
@@ -285,8 +298,8 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
                 println!("{}", key.expose());
             }
         } else {
-            eprintln!(
-                "trailmark: bootstrap admin key written to {} (mode 0600)",
+            tracing::info!(
+                "bootstrap admin key written to {} (mode 0600)",
                 path.display()
             );
         }
@@ -295,8 +308,8 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    eprintln!(
-        "trailmark: listening on http://{} (data dir {})",
+    tracing::info!(
+        "listening on http://{} (data dir {})",
         listener.local_addr()?,
         args.data_dir.display()
     );
@@ -305,8 +318,8 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
         .witnesses
         .into_iter()
         .map(|w| {
-            eprintln!(
-                "trailmark: submitting checkpoints to witness {} at {}",
+            tracing::info!(
+                "submitting checkpoints to witness {} at {}",
                 w.key.name(),
                 w.url
             );
@@ -333,7 +346,7 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
     checkpointer::sign_new(&app, &mut checkpointer::Signed::default())
         .await
         .map_err(|e| anyhow::anyhow!("signing the final checkpoints: {e}"))?;
-    eprintln!("trailmark: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -463,13 +476,13 @@ async fn capture_loop<S: Store>(app: Arc<App<S>>, capture: Capture) {
         let started = std::time::Instant::now();
         let report = |p: Progress| match p {
             Progress::StandingBy => {
-                eprintln!("trailmark: capture: another drainer holds the outbox; standing by");
+                tracing::info!("capture: another drainer holds the outbox; standing by");
             }
-            Progress::Draining => eprintln!("trailmark: capture: draining the outbox"),
+            Progress::Draining => tracing::info!("capture: draining the outbox"),
             Progress::Sent { .. } => {}
         };
         if let Err(e) = trailmark_capture::drain(&capture.source, &sink, &options, &report).await {
-            eprintln!("trailmark: capture: {e}; retrying in {} s", pause.as_secs());
+            tracing::warn!("capture: {e}; retrying in {} s", pause.as_secs());
         }
         if started.elapsed() > Duration::from_secs(60) {
             pause = Duration::from_secs(1);

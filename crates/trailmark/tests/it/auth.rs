@@ -314,3 +314,67 @@ fn viewer_pages_carry_security_headers_and_refuse_foreign_form_posts() {
         .unwrap();
     assert_eq!(started.status(), 200);
 }
+
+/// `--log-format json`: every log line is one JSON object; a request's lines
+/// carry its id (the caller's `X-Request-Id`, answered back), and so does
+/// the `_system` record of the read it made.
+#[test]
+fn json_logs_and_records_carry_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let data = dir.path().join("data");
+    let mut server = Server::start_logged(
+        &data,
+        &["--log-format", "json", "--log-level", "debug"],
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let response = agent
+        .get(&format!("{}/v1/events?tenant=acme", server.url))
+        .header("Authorization", &format!("Bearer {}", server.admin))
+        .header("X-Request-Id", "audit-req-42")
+        .call()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["x-request-id"], "audit-req-42");
+    // A fresh id when none (or an unusable one) is sent.
+    let other = agent
+        .get(&format!("{}/healthz", server.url))
+        .header("X-Request-Id", "has spaces")
+        .call()
+        .unwrap();
+    let fresh = other.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(
+        fresh.len() == 16 && fresh.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{fresh}"
+    );
+
+    let (_, records) = server.get(
+        "/v1/events?tenant=_system&action=read&limit=50",
+        &server.admin,
+    );
+    assert!(
+        records["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["context"]["request_id"] == "audit-req-42"),
+        "{records}"
+    );
+    server.stop();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["span"]["id"] == "audit-req-42" && l["fields"]["message"] == "answered"),
+        "{log}"
+    );
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "stopped"));
+}

@@ -63,6 +63,11 @@ impl Server {
     }
 
     pub(crate) fn start_with(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_logged(dir, extra, Stdio::null())
+    }
+
+    /// A server whose log (stderr) goes to `log`.
+    pub(crate) fn start_logged(dir: &Path, extra: &[&str], log: impl Into<Stdio>) -> Self {
         let port = free_port();
         let child = Command::new(BIN)
             .args(["serve", "--data-dir"])
@@ -70,7 +75,7 @@ impl Server {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let url = format!("http://127.0.0.1:{port}");
