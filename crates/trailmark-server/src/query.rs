@@ -9,9 +9,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use trailmark_core::{EventId, Outcome, TenantId, Timestamp};
+use std::collections::BTreeMap;
+
+use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{LeafIndex, Plan, Receipt};
-use trailmark_store::{Cursor, Query, Store};
+use trailmark_store::{Cursor, Exact, Query, Store};
 
 use crate::app::{App, now};
 use crate::auth::{Authorized, Reader};
@@ -24,27 +26,61 @@ pub const MAX_ENTRIES_RANGE: u64 = 1000;
 #[derive(Debug, Default, Deserialize)]
 pub struct EventFilters {
     pub tenant: Option<String>,
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    pub resource_type: Option<String>,
-    pub resource_id: Option<String>,
-    pub outcome: Option<String>,
-    pub ip: Option<String>,
     pub q: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
     pub days: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
-    /// Parameters none of the above: refused by [`EventFilters::to_query`]
-    /// (a misspelt filter must not widen a read to everything). Collected
-    /// rather than refused by serde, so that `/v1/export` can add `format`.
+    /// Every other parameter: the exact filters ([`Exact`], by their
+    /// parameter names), and anything else, which [`EventFilters::to_query`]
+    /// refuses (a misspelt filter must not widen a read to everything).
+    /// Collected rather than refused by serde, so that `/v1/export` can add
+    /// `format`.
     #[serde(flatten)]
-    pub unknown: std::collections::BTreeMap<String, String>,
+    pub exact: Params,
 }
 
-/// The parameters of [`EventFilters`], for the error naming an unknown one.
-const FILTER_NAMES: &str = "tenant, actor, action, resource_type, resource_id, outcome, ip, q, since, until, days, limit, cursor";
+/// Query parameters by name, each given at most once: a repeated one
+/// (`actor=a&actor=b`) is refused, never decided by whichever came last.
+#[derive(Clone, Debug, Default)]
+pub struct Params(pub BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Params;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("query parameters")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Params, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((key, value)) = map.next_entry::<String, String>()? {
+                    if out.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!(
+                            "{key}: given twice; give each filter once"
+                        )));
+                    }
+                    out.insert(key, value);
+                }
+                Ok(Params(out))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// The parameters [`EventFilters`] takes, for the error naming an unknown one.
+fn filter_names() -> String {
+    let mut names = vec!["tenant"];
+    names.extend(Exact::ALL.iter().map(|f| f.param()));
+    names.extend(["q", "since", "until", "days", "limit", "cursor"]);
+    names.join(", ")
+}
 
 fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
     value
@@ -54,25 +90,34 @@ fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiE
 }
 
 impl EventFilters {
+    /// The value of an exact filter, when set and not empty.
+    pub fn get(&self, field: Exact) -> Option<&str> {
+        self.exact
+            .0
+            .get(field.param())
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
     pub fn to_query(&self, tenants: Vec<TenantId>) -> Result<Query, ApiError> {
-        if let Some(name) = self.unknown.keys().next() {
-            return Err(if name.is_empty() {
-                ApiError::param("query", "a parameter without a name ('=…'): remove it")
-            } else {
-                ApiError::param(
-                    name,
-                    format!("unknown parameter; the filters are {FILTER_NAMES}"),
-                )
-            });
+        let mut exact = BTreeMap::new();
+        for (name, value) in &self.exact.0 {
+            let Some(field) = Exact::from_param(name) else {
+                return Err(if name.is_empty() {
+                    ApiError::param("query", "a parameter without a name ('=…'): remove it")
+                } else {
+                    ApiError::param(
+                        name,
+                        format!("unknown parameter; the filters are {}", filter_names()),
+                    )
+                });
+            };
+            if !value.is_empty() {
+                let value = field.check(value).map_err(|m| ApiError::param(name, m))?;
+                exact.insert(field, value);
+            }
         }
         let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-        let outcome = nonempty(&self.outcome)
-            .map(|o| {
-                Outcome::parse(&o).ok_or_else(|| {
-                    ApiError::param("outcome", format!("must be one of {}", Outcome::choices()))
-                })
-            })
-            .transpose()?;
         let mut since = time_param("since", self.since.as_deref())?;
         if let Some(days) = nonempty(&self.days) {
             let days: i64 = days
@@ -102,12 +147,7 @@ impl EventFilters {
             .transpose()?;
         Ok(Query {
             tenants,
-            actor_id: nonempty(&self.actor),
-            action: nonempty(&self.action),
-            resource_type: nonempty(&self.resource_type),
-            resource_id: nonempty(&self.resource_id),
-            outcome,
-            ip: nonempty(&self.ip),
+            exact,
             q: nonempty(&self.q).map(|q| search_words(&q)).transpose()?,
             since,
             until: time_param("until", self.until.as_deref())?,
@@ -119,20 +159,18 @@ impl EventFilters {
     /// The filters that were set, for the audit entry of a read.
     pub(crate) fn describe(&self) -> Map<String, Value> {
         let mut out = Map::new();
-        for (k, v) in [
-            ("tenant", &self.tenant),
-            ("actor", &self.actor),
-            ("action", &self.action),
-            ("resource_type", &self.resource_type),
-            ("resource_id", &self.resource_id),
-            ("outcome", &self.outcome),
-            ("ip", &self.ip),
-            ("q", &self.q),
-            ("since", &self.since),
-            ("until", &self.until),
-            ("days", &self.days),
-        ] {
-            if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
+        let exact = Exact::ALL.map(|f| (f.param(), self.get(f)));
+        for (k, v) in [("tenant", self.tenant.as_deref())]
+            .into_iter()
+            .chain(exact)
+            .chain([
+                ("q", self.q.as_deref()),
+                ("since", self.since.as_deref()),
+                ("until", self.until.as_deref()),
+                ("days", self.days.as_deref()),
+            ])
+        {
+            if let Some(v) = v.filter(|v| !v.is_empty()) {
                 out.insert(k.into(), Value::String(capped(v)));
             }
         }
@@ -365,7 +403,7 @@ mod fuzz {
     use axum::extract::FromRequestParts as _;
     use proptest::prelude::*;
 
-    use super::{EventFilters, FILTER_NAMES, MAX_LIMIT, Query};
+    use super::{EventFilters, MAX_LIMIT, Query, filter_names};
     use crate::error::ApiError;
     use crate::extract::QueryParams;
 
@@ -401,8 +439,7 @@ mod fuzz {
 
     fn name() -> impl Strategy<Value = String> {
         prop_oneof![
-            4 => prop::sample::select(FILTER_NAMES.split(", ").collect::<Vec<_>>())
-                .prop_map(str::to_owned),
+            4 => prop::sample::select(filter_names().split(", ").map(str::to_owned).collect::<Vec<_>>()),
             1 => "[a-z_]{1,12}",
             1 => Just("Actor".to_owned()),
         ]
@@ -435,7 +472,8 @@ mod fuzz {
                 query.push_str(&raw);
             }
             let Some(result) = parse(&query) else { return Ok(()) };
-            let known: Vec<&str> = FILTER_NAMES.split(", ").collect();
+            let names = filter_names();
+            let known: Vec<&str> = names.split(", ").collect();
             let unknown = pairs.iter().find(|(n, _)| !known.contains(&n.as_str()));
             match result {
                 Ok(q) => {
@@ -459,6 +497,8 @@ mod fuzz {
             ("actr=alice", "actr"),
             ("Actor=alice", "Actor"),
             ("actor=alice&actor=bob", "actor"),
+            ("tenant=a&tenant=b", "tenant"),
+            ("outcome=maybe", "outcome"),
             ("limit=0", "limit"),
         ] {
             match parse(query).unwrap() {

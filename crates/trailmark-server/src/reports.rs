@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use trailmark_core::{Change, Changes, RecordState};
-use trailmark_store::{Query, Store, StoredEntry};
+use trailmark_store::{Exact, Query, Store, StoredEntry};
 
 use crate::app::App;
 use crate::auth::{Authorized, Reader};
@@ -74,12 +74,13 @@ pub async fn history<S: Store>(
     Path((kind, id)): Path<(String, String)>,
     QueryParams(filters): QueryParams<EventFilters>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let query = Query {
-        tenants: caller.visible(filters.tenant.as_deref())?,
-        resource_type: Some(kind.clone()),
-        resource_id: Some(id.clone()),
-        ..Query::default()
-    };
+    // The record's events, narrowed by any other filter given (an unknown
+    // parameter is refused, as everywhere).
+    let mut query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
+    query.cursor = None;
+    let query = query
+        .with(Exact::ResourceType, kind.clone())
+        .with(Exact::ResourceId, id.clone());
     let (entries, truncated) = all_oldest_first(&app, query, MAX_HISTORY).await?;
     let mut state = RecordState::default();
     let mut events = Vec::with_capacity(entries.len());

@@ -199,21 +199,9 @@ fn tsquery(q: &str) -> Option<String> {
 /// [`Query::window_seeks`]).
 fn filters(q: &Query, ordered: bool, sql: &mut String, params: &mut Vec<Param>) {
     tenant_filter(&q.tenants, q.per_tenant(ordered), sql, params);
-    for (column, value) in [
-        ("e.actor_id", &q.actor_id),
-        ("e.action", &q.action),
-        ("e.resource_type", &q.resource_type),
-        ("e.resource_id", &q.resource_id),
-        ("e.ip", &q.ip),
-    ] {
-        if let Some(value) = value {
-            params.push(Box::new(value.clone()));
-            let _ = write!(sql, " AND {column} = ${}", params.len());
-        }
-    }
-    if let Some(outcome) = q.outcome {
-        params.push(Box::new(outcome.as_str().to_owned()));
-        let _ = write!(sql, " AND e.outcome = ${}", params.len());
+    for (field, value) in &q.exact {
+        params.push(Box::new(value.clone()));
+        let _ = write!(sql, " AND e.{} = ${}", field.column(), params.len());
     }
     // `+ 0` keeps the planner from seeking the time index for a window it
     // should only filter by.

@@ -8,7 +8,7 @@ use serde_json::Value;
 use trailmark_core::{EventId, IndexedColumns, Salt, TenantId, Timestamp};
 use trailmark_log::{Hash, TreeSize};
 use trailmark_store::{
-    Access, CheckpointRecord, CountBy, Cursor, KeyRecord, Page, Plan, Query, Read, Scopes,
+    Access, CheckpointRecord, CountBy, Cursor, Exact, KeyRecord, Page, Plan, Query, Read, Scopes,
     SigningKeyRecord, Stats, StoreError, StoredEntry, TenantHead,
 };
 
@@ -240,13 +240,7 @@ fn source(q: &Query, args: &mut Vec<SqlValue>) -> &'static str {
         // otherwise walk the tenant newest first to skip other types (no
         // sort, but a scan when the type is rare): it seeks the type and
         // sorts what it finds.
-        None if q.resource_type.is_some()
-            && q.resource_id.is_none()
-            && q.actor_id.is_none()
-            && q.action.is_none()
-            && q.outcome.is_none()
-            && q.ip.is_none() =>
-        {
+        None if q.exact.keys().eq([&Exact::ResourceType]) => {
             " FROM entries e INDEXED BY entries_resource WHERE 1 = 1"
         }
         None => " FROM entries e WHERE 1 = 1",
@@ -265,22 +259,9 @@ fn filters(q: &Query, ordered: bool, sql: &mut String, args: &mut Vec<SqlValue>)
     } else {
         "+e.occurred_at"
     };
-    let text = |s: &str| SqlValue::Text(s.to_owned());
-    for (column, value) in [
-        ("e.actor_id", &q.actor_id),
-        ("e.action", &q.action),
-        ("e.resource_type", &q.resource_type),
-        ("e.resource_id", &q.resource_id),
-        ("e.ip", &q.ip),
-    ] {
-        if let Some(value) = value {
-            let _ = write!(sql, " AND {column} = ?");
-            args.push(text(value));
-        }
-    }
-    if let Some(outcome) = q.outcome {
-        sql.push_str(" AND e.outcome = ?");
-        args.push(text(outcome.as_str()));
+    for (field, value) in &q.exact {
+        let _ = write!(sql, " AND e.{} = ?", field.column());
+        args.push(SqlValue::Text(value.clone()));
     }
     if let Some(since) = q.since {
         let _ = write!(sql, " AND {time} >= ?");

@@ -15,7 +15,7 @@ mod types;
 pub use error::{ErrorKind, StoreError};
 pub use store::Store;
 pub use types::{
-    Access, Appended, CheckpointRecord, CountBy, Cursor, EntryState, KeyRecord, NewEvent, Page,
-    Plan, Query, Read, Sameness, Scope, Scopes, SigningKeyRecord, Stats, StoredEntry, TenantHead,
-    searchable_text,
+    Access, Appended, CheckpointRecord, CountBy, Cursor, EntryState, Exact, KeyRecord, NewEvent,
+    Page, Plan, Query, Read, Sameness, Scope, Scopes, SigningKeyRecord, Stats, StoredEntry,
+    TenantHead, searchable_text,
 };

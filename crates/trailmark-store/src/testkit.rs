@@ -11,14 +11,14 @@
 )]
 
 use serde_json::json;
-use trailmark_core::{Event, EventId, Outcome, Salt, Seq, TenantId, Timestamp};
+use trailmark_core::{Event, EventId, Salt, Seq, TenantId, Timestamp};
 use trailmark_log::{
     LeafIndex, MemoryTree, Plan, TreeSize, leaf_hash, verify_consistency, verify_inclusion,
 };
 
 use crate::{
-    CheckpointRecord, CountBy, Cursor, KeyRecord, NewEvent, Query, Read, Scopes, SigningKeyRecord,
-    Store, StoreError,
+    CheckpointRecord, CountBy, Cursor, Exact, KeyRecord, NewEvent, Query, Read, Scopes,
+    SigningKeyRecord, Store, StoreError,
 };
 
 /// Makes stores over one storage location: every call to `open` sees what
@@ -304,11 +304,13 @@ pub async fn queries_filter_by_every_field<H: Harness>(h: &H) {
     };
     let a = vec![tenant("a")];
     assert_eq!(
-        count(Query {
-            tenants: a.clone(),
-            actor_id: Some("user-1".into()),
-            ..Query::default()
-        })
+        count(
+            Query {
+                tenants: a.clone(),
+                ..Query::default()
+            }
+            .with(Exact::Actor, "user-1")
+        )
         .await,
         13
     );
@@ -321,39 +323,47 @@ pub async fn queries_filter_by_every_field<H: Harness>(h: &H) {
         10
     );
     assert_eq!(
-        count(Query {
-            resource_type: Some("Invoice".into()),
-            resource_id: Some("3".into()),
-            tenants: a.clone(),
-            ..Query::default()
-        })
+        count(
+            Query {
+                tenants: a.clone(),
+                ..Query::default()
+            }
+            .with(Exact::ResourceType, "Invoice")
+            .with(Exact::ResourceId, "3")
+        )
         .await,
         8
     );
     assert_eq!(
-        count(Query {
-            outcome: Some(Outcome::Failure),
-            tenants: a.clone(),
-            ..Query::default()
-        })
+        count(
+            Query {
+                tenants: a.clone(),
+                ..Query::default()
+            }
+            .with(Exact::Outcome, "failure")
+        )
         .await,
         10
     );
     assert_eq!(
-        count(Query {
-            ip: Some("10.0.0.1".into()),
-            tenants: a.clone(),
-            ..Query::default()
-        })
+        count(
+            Query {
+                tenants: a.clone(),
+                ..Query::default()
+            }
+            .with(Exact::Ip, "10.0.0.1")
+        )
         .await,
         20
     );
     assert_eq!(
-        count(Query {
-            action: Some("update".into()),
-            tenants: vec![tenant("b")],
-            ..Query::default()
-        })
+        count(
+            Query {
+                tenants: vec![tenant("b")],
+                ..Query::default()
+            }
+            .with(Exact::Action, "update")
+        )
         .await,
         10
     );
@@ -570,10 +580,7 @@ pub async fn stats_count_by_action_actor_resource_outcome_and_day<H: Harness>(h:
     let all = store.stats(&Query::default()).await.unwrap();
     assert_eq!(all.total, 13);
     let failures = store
-        .stats(&Query {
-            outcome: Some(Outcome::Failure),
-            ..Query::default()
-        })
+        .stats(&Query { ..Query::default() }.with(Exact::Outcome, "failure"))
         .await
         .unwrap();
     assert_eq!(failures.total, 3);
@@ -758,44 +765,25 @@ fn event_pages(scope: &str, tenants: &[TenantId]) -> Vec<DocumentedRead> {
     let exact = [
         (
             "actor=",
-            Query {
-                actor_id: Some("user-7".into()),
-                ..page()
-            },
+            Query { ..page() }.with(Exact::Actor, "user-7"),
             "actor_id",
         ),
         (
             "action=",
-            Query {
-                action: Some("export".into()),
-                ..page()
-            },
+            Query { ..page() }.with(Exact::Action, "export"),
             "action",
         ),
         (
             "resource_type=",
-            Query {
-                resource_type: Some("Payroll".into()),
-                ..page()
-            },
+            Query { ..page() }.with(Exact::ResourceType, "Payroll"),
             "resource_type",
         ),
         (
             "outcome=failure",
-            Query {
-                outcome: Some(Outcome::Failure),
-                ..page()
-            },
+            Query { ..page() }.with(Exact::Outcome, "failure"),
             "outcome",
         ),
-        (
-            "ip=",
-            Query {
-                ip: Some("10.3.4.1".into()),
-                ..page()
-            },
-            "ip",
-        ),
+        ("ip=", Query { ..page() }.with(Exact::Ip, "10.3.4.1"), "ip"),
     ];
     for (what, q, column) in exact {
         // Within one tenant the index ends in the position: newest first
@@ -803,11 +791,9 @@ fn event_pages(scope: &str, tenants: &[TenantId]) -> Vec<DocumentedRead> {
         // merged by a sort, as are those of a resource type.
         add(what, q, &[column], !one || column == "resource_type");
     }
-    let history = Query {
-        resource_type: Some("Type4".into()),
-        resource_id: Some("42".into()),
-        ..page()
-    };
+    let history = Query { ..page() }
+        .with(Exact::ResourceType, "Type4")
+        .with(Exact::ResourceId, "42");
     add(
         "record history (resource_type= resource_id=)",
         history,
@@ -862,10 +848,12 @@ fn counts(scope: &str, tenants: &[TenantId]) -> Vec<DocumentedRead> {
         },
         DocumentedRead {
             name: named("/v1/stats?actor=", scope),
-            read: Read::Stats(Query {
-                actor_id: Some("user-7".into()),
-                ..first_page(tenants)
-            }),
+            read: Read::Stats(
+                Query {
+                    ..first_page(tenants)
+                }
+                .with(Exact::Actor, "user-7"),
+            ),
             seek: seek_of(tenants, &["actor_id"]),
             may_sort: true,
         },

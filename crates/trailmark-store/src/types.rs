@@ -221,18 +221,111 @@ impl Cursor {
     }
 }
 
+/// An exact-match filter on one stored column: the one list of them. The
+/// API's query parameters, the CLI's flags, the viewer's filter bar, the
+/// `OpenAPI` document and both stores' SQL are all made from it: adding a
+/// filter is a variant here, plus its column in each store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Exact {
+    Actor,
+    Action,
+    ResourceType,
+    ResourceId,
+    Outcome,
+    Ip,
+}
+
+impl Exact {
+    pub const ALL: [Self; 6] = [
+        Self::Actor,
+        Self::Action,
+        Self::ResourceType,
+        Self::ResourceId,
+        Self::Outcome,
+        Self::Ip,
+    ];
+
+    /// Its name as a query parameter, form field and (with `-` for `_`)
+    /// CLI flag.
+    pub fn param(self) -> &'static str {
+        match self {
+            Self::Actor => "actor",
+            Self::Action => "action",
+            Self::ResourceType => "resource_type",
+            Self::ResourceId => "resource_id",
+            Self::Outcome => "outcome",
+            Self::Ip => "ip",
+        }
+    }
+
+    /// Its CLI flag's name (`--resource-type`).
+    pub fn flag(self) -> &'static str {
+        match self {
+            Self::ResourceType => "resource-type",
+            Self::ResourceId => "resource-id",
+            other => other.param(),
+        }
+    }
+
+    /// The `entries` column it matches (both stores name it the same).
+    pub fn column(self) -> &'static str {
+        match self {
+            Self::Actor => "actor_id",
+            Self::Action => "action",
+            Self::ResourceType => "resource_type",
+            Self::ResourceId => "resource_id",
+            Self::Outcome => "outcome",
+            Self::Ip => "ip",
+        }
+    }
+
+    /// A short label (the viewer's filter bar).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Actor => "Actor",
+            Self::Action => "Action",
+            Self::ResourceType => "Resource type",
+            Self::ResourceId => "Resource id",
+            Self::Outcome => "Outcome",
+            Self::Ip => "IP",
+        }
+    }
+
+    /// What it matches (the API document, CLI help).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Actor => "Actor id, exact.",
+            Self::Action => "Action, exact (login, update, admin.key.create, ...).",
+            Self::ResourceType => "Resource type, exact.",
+            Self::ResourceId => "Resource id, exact.",
+            Self::Outcome => "success or failure.",
+            Self::Ip => "context.ip, exact.",
+        }
+    }
+
+    pub fn from_param(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.param() == name)
+    }
+
+    /// The value to match, or what is wrong with it (an outcome must be one).
+    pub fn check(self, value: &str) -> Result<String, String> {
+        match self {
+            Self::Outcome => Outcome::parse(value)
+                .map(|o| o.as_str().to_owned())
+                .ok_or_else(|| format!("must be one of {}", Outcome::choices())),
+            _ => Ok(value.to_owned()),
+        }
+    }
+}
+
 /// A search over entries, newest first. Every filter is exact except `q`
 /// (words in the payload and ids) and the time range.
 #[derive(Clone, Debug, Default)]
 pub struct Query {
     /// The tenants the caller may see; empty means every tenant.
     pub tenants: Vec<TenantId>,
-    pub actor_id: Option<String>,
-    pub action: Option<String>,
-    pub resource_type: Option<String>,
-    pub resource_id: Option<String>,
-    pub outcome: Option<Outcome>,
-    pub ip: Option<String>,
+    /// Exact matches, each on its column ([`Exact`]).
+    pub exact: std::collections::BTreeMap<Exact, String>,
     pub q: Option<String>,
     /// Inclusive lower bound on `occurred_at`.
     pub since: Option<Timestamp>,
@@ -243,14 +336,21 @@ pub struct Query {
 }
 
 impl Query {
-    /// Whether an exact filter (actor, action, resource, outcome, ip) is set.
+    /// Whether an exact filter ([`Exact`]) is set.
     pub fn has_exact_filter(&self) -> bool {
-        self.actor_id.is_some()
-            || self.action.is_some()
-            || self.resource_type.is_some()
-            || self.resource_id.is_some()
-            || self.outcome.is_some()
-            || self.ip.is_some()
+        !self.exact.is_empty()
+    }
+
+    /// The same query, also matching `value` exactly on `field`.
+    #[must_use]
+    pub fn with(mut self, field: Exact, value: impl Into<String>) -> Self {
+        self.exact.insert(field, value.into());
+        self
+    }
+
+    /// The value `field` must match, if it is filtered on.
+    pub fn exact(&self, field: Exact) -> Option<&str> {
+        self.exact.get(&field).map(String::as_str)
     }
 
     /// Whether the time window bounds the index walk (`occurred_at` is

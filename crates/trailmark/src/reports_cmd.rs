@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
+use trailmark_store::Exact;
 
 use crate::keys_cmd::admin_key;
 use crate::source::Http;
@@ -35,25 +36,62 @@ impl Remote {
     }
 }
 
+/// One flag per exact filter, made from the one list ([`Exact`]):
+/// `--actor`, `--action`, `--resource-type`, `--resource-id`, `--outcome`,
+/// `--ip`.
+#[derive(Debug, Default)]
+pub struct ExactFlags(Vec<(Exact, String)>);
+
+impl ExactFlags {
+    fn params(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
+        self.0.iter().map(|(f, v)| (f.param(), v.clone()))
+    }
+}
+
+impl clap::FromArgMatches for ExactFlags {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Self(
+            Exact::ALL
+                .iter()
+                .filter_map(|f| {
+                    matches
+                        .get_one::<String>(f.param())
+                        .map(|v| (*f, v.clone()))
+                })
+                .collect(),
+        ))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for ExactFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        Exact::ALL.iter().fold(cmd, |cmd, f| {
+            cmd.arg(
+                clap::Arg::new(f.param())
+                    .long(f.flag())
+                    .value_name("VALUE")
+                    .help(f.describe()),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
 /// The search filters of `GET /v1/events`.
 #[derive(Debug, Args)]
 pub struct Filters {
     #[arg(long)]
     tenant: Option<String>,
-    /// Actor id.
-    #[arg(long)]
-    actor: Option<String>,
-    #[arg(long)]
-    action: Option<String>,
-    #[arg(long)]
-    resource_type: Option<String>,
-    #[arg(long)]
-    resource_id: Option<String>,
-    /// success or failure.
-    #[arg(long)]
-    outcome: Option<String>,
-    #[arg(long)]
-    ip: Option<String>,
+    #[command(flatten)]
+    exact: ExactFlags,
     /// Words to find anywhere in the event.
     #[arg(long)]
     q: Option<String>,
@@ -70,15 +108,10 @@ pub struct Filters {
 
 impl Filters {
     fn params(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
+        let mut out: Vec<(&'static str, String)> =
+            self.tenant.iter().map(|t| ("tenant", t.clone())).collect();
+        out.extend(self.exact.params());
         for (name, value) in [
-            ("tenant", &self.tenant),
-            ("actor", &self.actor),
-            ("action", &self.action),
-            ("resource_type", &self.resource_type),
-            ("resource_id", &self.resource_id),
-            ("outcome", &self.outcome),
-            ("ip", &self.ip),
             ("q", &self.q),
             ("since", &self.since),
             ("until", &self.until),
@@ -180,12 +213,8 @@ pub struct ReportArgs {
     /// The last N days.
     #[arg(long, default_value_t = 7)]
     days: u32,
-    /// Only this actor id.
-    #[arg(long)]
-    actor: Option<String>,
-    /// Only this resource type.
-    #[arg(long)]
-    resource_type: Option<String>,
+    #[command(flatten)]
+    exact: ExactFlags,
     #[arg(long, value_enum, default_value = "table")]
     format: ReportFormat,
 }
@@ -202,15 +231,10 @@ const SECTIONS: [(&str, &str, &str); 5] = [
 pub fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let http = args.remote.http()?;
     let mut params = vec![("days", args.days.to_string())];
-    for (name, value) in [
-        ("tenant", &args.tenant),
-        ("actor", &args.actor),
-        ("resource_type", &args.resource_type),
-    ] {
-        if let Some(v) = value {
-            params.push((name, v.clone()));
-        }
+    if let Some(tenant) = &args.tenant {
+        params.push(("tenant", tenant.clone()));
     }
+    params.extend(args.exact.params());
     let stats: Value = http.get_json("/v1/stats", &params)?;
     let rows = |section: &str, key: &str| -> Vec<(String, u64)> {
         stats[section]

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 use trailmark_core::Timestamp;
 use trailmark_log::{Hash, LeafIndex, SignedCheckpoint, TreeSize, leaf_hash, verify_inclusion};
-use trailmark_store::Store;
+use trailmark_store::{Exact, Store};
 
 use super::{PageError, Viewer, Who, enc, esc, layout};
 use crate::query::EventFilters;
@@ -39,43 +39,32 @@ fn api_filters(f: &EventFilters, who: &Who) -> EventFilters {
     };
     EventFilters {
         tenant: who.tenant.clone(),
-        actor: f.actor.clone(),
-        action: f.action.clone(),
-        resource_type: f.resource_type.clone(),
-        resource_id: f.resource_id.clone(),
-        outcome: f.outcome.clone(),
-        ip: f.ip.clone(),
+        exact: f.exact.clone(),
         q: f.q.clone(),
         since: day(&f.since, 0),
         until: day(&f.until, DAY_MS),
         days: f.days.clone(),
         limit: Some(f.limit.clone().unwrap_or_else(|| "50".into())),
         cursor: f.cursor.clone(),
-        unknown: f.unknown.clone(),
     }
 }
 
 /// The filters as a query string (without the cursor).
 fn query_string(f: &EventFilters) -> String {
-    [
-        ("actor", &f.actor),
-        ("action", &f.action),
-        ("resource_type", &f.resource_type),
-        ("resource_id", &f.resource_id),
-        ("outcome", &f.outcome),
-        ("ip", &f.ip),
-        ("q", &f.q),
-        ("since", &f.since),
-        ("until", &f.until),
-    ]
-    .iter()
-    .filter_map(|(k, v)| {
-        v.as_deref()
-            .filter(|v| !v.is_empty())
-            .map(|v| format!("{k}={}", enc(v)))
-    })
-    .collect::<Vec<_>>()
-    .join("&")
+    Exact::ALL
+        .iter()
+        .map(|field| (field.param(), f.get(*field)))
+        .chain([
+            ("q", f.q.as_deref()),
+            ("since", f.since.as_deref()),
+            ("until", f.until.as_deref()),
+        ])
+        .filter_map(|(k, v)| {
+            v.filter(|v| !v.is_empty())
+                .map(|v| format!("{k}={}", enc(v)))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// The colour class of an action.
@@ -102,30 +91,40 @@ fn history_link(event: &Value) -> Option<String> {
 }
 
 fn filter_bar(f: &EventFilters) -> String {
-    let field = |name: &str, label: &str, value: &Option<String>, kind: &str| {
+    let field = |name: &str, label: &str, value: Option<&str>, kind: &str| {
         format!(
             "<label>{label}<input name=\"{name}\" type=\"{kind}\" value=\"{}\"></label>",
-            esc(value.as_deref().unwrap_or(""))
+            esc(value.unwrap_or(""))
         )
     };
-    let outcome = f.outcome.as_deref().unwrap_or("");
-    let mut options = String::new();
-    // The outcomes the API accepts, and "any".
-    for o in std::iter::once("").chain(trailmark_core::Outcome::ALL.iter().map(|o| o.as_str())) {
-        let sel = if o == outcome { " selected" } else { "" };
-        let label = if o.is_empty() { "any" } else { o };
-        let _ = write!(options, "<option value=\"{o}\"{sel}>{label}</option>");
+    let mut fields = String::new();
+    for exact in Exact::ALL {
+        if exact == Exact::Outcome {
+            // The outcomes the API accepts, and "any".
+            let outcome = f.get(exact).unwrap_or("");
+            let mut options = String::new();
+            for o in
+                std::iter::once("").chain(trailmark_core::Outcome::ALL.iter().map(|o| o.as_str()))
+            {
+                let sel = if o == outcome { " selected" } else { "" };
+                let label = if o.is_empty() { "any" } else { o };
+                let _ = write!(options, "<option value=\"{o}\"{sel}>{label}</option>");
+            }
+            let _ = write!(
+                fields,
+                "<label>{}<select name=\"{}\">{options}</select></label>",
+                exact.label(),
+                exact.param()
+            );
+        } else {
+            fields.push_str(&field(exact.param(), exact.label(), f.get(exact), "text"));
+        }
     }
     format!(
-        "<form method=\"get\" action=\"/ui/events\" class=\"filters\" aria-label=\"Filter events\">{}{}{}{}<label>Outcome<select name=\"outcome\">{options}</select></label>{}{}{}{}<button type=\"submit\">Filter</button> <a href=\"/ui/events\">Clear</a></form>",
-        field("actor", "Actor", &f.actor, "text"),
-        field("action", "Action", &f.action, "text"),
-        field("resource_type", "Resource type", &f.resource_type, "text"),
-        field("resource_id", "Resource id", &f.resource_id, "text"),
-        field("ip", "IP", &f.ip, "text"),
-        field("since", "From", &f.since, "date"),
-        field("until", "To", &f.until, "date"),
-        field("q", "Text", &f.q, "search"),
+        "<form method=\"get\" action=\"/ui/events\" class=\"filters\" aria-label=\"Filter events\">{fields}{}{}{}<button type=\"submit\">Filter</button> <a href=\"/ui/events\">Clear</a></form>",
+        field("since", "From", f.since.as_deref(), "date"),
+        field("until", "To", f.until.as_deref(), "date"),
+        field("q", "Text", f.q.as_deref(), "search"),
     )
 }
 
