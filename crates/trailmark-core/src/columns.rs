@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use crate::Envelope;
 
 /// What a store indexes of one entry. Every field is a function of the
-/// envelope, except `ip`, which comes from the payload (and goes with it
-/// when the payload is erased).
+/// envelope, except `ip` and `request_id`, which come from the payload (and
+/// go with it when the payload is erased).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexedColumns {
     pub tenant: String,
@@ -26,6 +26,8 @@ pub struct IndexedColumns {
     pub resource_id: Option<String>,
     pub outcome: String,
     pub ip: Option<String>,
+    /// `context.request_id` of the payload: the request that made it.
+    pub request_id: Option<String>,
 }
 
 impl IndexedColumns {
@@ -43,6 +45,7 @@ impl IndexedColumns {
             resource_id: envelope.resource_id.clone(),
             outcome: envelope.outcome.as_str().to_owned(),
             ip: payload.and_then(ip_of),
+            request_id: payload.and_then(request_id_of),
         }
     }
 
@@ -67,8 +70,18 @@ impl IndexedColumns {
         check(self.resource_id == expected.resource_id, "resource_id");
         check(self.outcome == expected.outcome, "outcome");
         check(self.ip == expected.ip, "ip");
+        check(self.request_id == expected.request_id, "request_id");
         out
     }
+}
+
+/// The request id a payload records (`context.request_id`).
+pub fn request_id_of(payload: &Map<String, Value>) -> Option<String> {
+    payload
+        .get("context")?
+        .get("request_id")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// The client IP a payload records (`context.ip`), as the event wrote it.

@@ -45,6 +45,7 @@ pub fn entry_json(entry: &StoredEntry, envelope: &Envelope) -> Value {
             "tenant": c.tenant, "seq": c.seq, "id": c.id, "occurred_at": c.occurred_at,
             "actor_id": c.actor_id, "action": c.action, "resource_type": c.resource_type,
             "resource_id": c.resource_id, "outcome": c.outcome, "ip": c.ip,
+            "request_id": c.request_id,
         },
         "seq": envelope.seq.get(),
         "tenant": envelope.tenant.as_str(),

@@ -26,6 +26,7 @@ pub(crate) struct Rows {
     pub(crate) payload: Vec<Option<String>>,
     pub(crate) salt: Vec<Option<Vec<u8>>>,
     pub(crate) ip: Vec<Option<String>>,
+    pub(crate) request_id: Vec<Option<String>>,
     pub(crate) words: Vec<Vec<String>>,
 }
 
@@ -108,6 +109,7 @@ impl Rows {
         self.payload.push(row.payload_text);
         self.salt.push(row.salt);
         self.ip.push(columns.ip);
+        self.request_id.push(columns.request_id);
     }
 }
 
@@ -333,7 +335,8 @@ async fn copy_entries(
     let sink = tx
         .copy_in(
             "COPY trailmark_ledger.entries (tenant, seq, id, occurred_at, actor_id, action,
-                 resource_type, resource_id, outcome, envelope, leaf_hash, payload, salt, ip, search)
+                 resource_type, resource_id, outcome, envelope, leaf_hash, payload, salt, ip,
+                 request_id, search)
              FROM STDIN (FORMAT binary)",
         )
         .await
@@ -352,6 +355,7 @@ async fn copy_entries(
         Type::BYTEA,
         Type::TEXT,
         Type::BYTEA,
+        Type::TEXT,
         Type::TEXT,
         Type::TS_VECTOR,
     ];
@@ -375,6 +379,7 @@ async fn copy_entries(
                 &rows.payload[i],
                 &rows.salt[i],
                 &rows.ip[i],
+                &rows.request_id[i],
                 &search,
             ])
             .await

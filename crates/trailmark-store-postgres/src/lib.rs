@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (3, include_str!("../migrations/0003_signing_keys.sql")),
     (4, include_str!("../migrations/0004_cosignatures.sql")),
     (5, include_str!("../migrations/0005_read_paths.sql")),
+    (6, include_str!("../migrations/0006_request_id.sql")),
 ];
 
 /// How long a search or count may run before PostgreSQL cancels it.

@@ -17,7 +17,7 @@ use crate::{db, to_i64};
 
 const ENTRY_COLUMNS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt, \
      e.tenant, e.seq, e.id, e.occurred_at, e.actor_id, e.action, e.resource_type, e.resource_id, \
-     e.outcome, e.ip";
+     e.outcome, e.ip, e.request_id";
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
@@ -64,6 +64,7 @@ fn to_entry(row: &tokio_postgres::Row) -> Result<StoredEntry, StoreError> {
             resource_id: row.get(12),
             outcome: row.get(13),
             ip: row.get(14),
+            request_id: row.get(15),
         },
     })
 }

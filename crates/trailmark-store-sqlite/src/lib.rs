@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_signing_keys.sql"),
     include_str!("../migrations/0004_cosignatures.sql"),
     include_str!("../migrations/0005_read_paths.sql"),
+    include_str!("../migrations/0006_request_id.sql"),
 ];
 const READERS: usize = 4;
 /// How long one read may run before SQLite stops it.

@@ -33,7 +33,7 @@ fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 
 const ENTRY_FIELDS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt, \
      e.tenant, e.seq, e.id, e.occurred_at, e.actor_id, e.action, e.resource_type, e.resource_id, \
-     e.outcome, e.ip";
+     e.outcome, e.ip, e.request_id";
 
 /// One row of [`ENTRY_FIELDS`]: position (for paging), then the entry.
 struct EntryRow {
@@ -63,6 +63,7 @@ fn entry_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
             resource_id: row.get(12)?,
             outcome: row.get(13)?,
             ip: row.get(14)?,
+            request_id: row.get(15)?,
         },
     })
 }

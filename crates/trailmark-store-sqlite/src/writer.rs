@@ -288,8 +288,9 @@ impl Writer {
             .conn
             .prepare_cached(
                 "INSERT INTO entries (tenant, seq, id, occurred_at, actor_id, action, resource_type,
-                                      resource_id, outcome, envelope, leaf_hash, payload, salt, ip)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                                      resource_id, outcome, envelope, leaf_hash, payload, salt, ip,
+                                      request_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                  ON CONFLICT (tenant, id) DO NOTHING",
             )
             .and_then(|mut s| {
@@ -308,6 +309,7 @@ impl Writer {
                     committed.payload_json.as_str(),
                     committed.salt.as_bytes().as_slice(),
                     columns.ip,
+                    columns.request_id,
                 ])
             })
             .map_err(db("inserting an entry"))?;

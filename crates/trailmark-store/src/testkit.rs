@@ -77,7 +77,7 @@ pub fn new_event(tenant_name: &str, n: u64, action: &str) -> NewEvent {
         "resource": {"type": "Invoice", "id": format!("{}", n % 5)},
         "outcome": if n.is_multiple_of(4) { "failure" } else { "success" },
         "changes": {"total": {"old": n, "new": n + 1}},
-        "context": {"ip": format!("10.0.0.{}", n % 2)},
+        "context": {"ip": format!("10.0.0.{}", n % 2), "request_id": format!("rq{}x", n % 5)},
         "metadata": {"note": format!("word{n} shared")},
         "occurred_at": ts(1_700_000_000_000 + i64::try_from(n).unwrap() * 1000).to_string(),
     }))
@@ -120,7 +120,10 @@ pub fn realistic_event(n: u64) -> NewEvent {
             "id": format!("{}", (mix / 13) % 500),
         },
         "outcome": if (mix / 17).is_multiple_of(500) { "failure" } else { "success" },
-        "context": {"ip": format!("10.{}.{}.1", (mix / 19) % 40, (mix / 23) % 50)},
+        "context": {
+            "ip": format!("10.{}.{}.1", (mix / 19) % 40, (mix / 23) % 50),
+            "request_id": format!("r{}", mix % 5000),
+        },
         "metadata": {"note": format!("word{} shared", mix % 997)},
         "occurred_at": ts(1_700_000_000_000 + i64::try_from(n).unwrap() * 259_200).to_string(),
     }))
@@ -291,94 +294,41 @@ pub async fn queries_filter_by_every_field<H: Harness>(h: &H) {
     let store = h.open();
     append_range(&store, "a", 0..40).await;
     append_range(&store, "b", 40..50).await;
-    let count = |q: Query| {
-        let store = &store;
-        async move {
-            store
-                .query(&Query { limit: 1000, ..q })
-                .await
-                .unwrap()
-                .entries
-                .len()
-        }
+    let in_tenant = |name: &str| Query {
+        tenants: vec![tenant(name)],
+        limit: 1000,
+        ..Query::default()
     };
-    let a = vec![tenant("a")];
-    assert_eq!(
-        count(
+    let a = || in_tenant("a");
+    let cases = [
+        ("actor", a().with(Exact::Actor, "user-1"), 13),
+        ("request id", a().with(Exact::RequestId, "rq3x"), 8),
+        ("tenant", in_tenant("b"), 10),
+        (
+            "resource",
+            a().with(Exact::ResourceType, "Invoice")
+                .with(Exact::ResourceId, "3"),
+            8,
+        ),
+        ("outcome", a().with(Exact::Outcome, "failure"), 10),
+        ("ip", a().with(Exact::Ip, "10.0.0.1"), 20),
+        ("action", in_tenant("b").with(Exact::Action, "update"), 10),
+        (
+            "time window",
             Query {
-                tenants: a.clone(),
-                ..Query::default()
-            }
-            .with(Exact::Actor, "user-1")
-        )
-        .await,
-        13
-    );
-    assert_eq!(
-        count(Query {
-            tenants: vec![tenant("b")],
-            ..Query::default()
-        })
-        .await,
-        10
-    );
-    assert_eq!(
-        count(
-            Query {
-                tenants: a.clone(),
-                ..Query::default()
-            }
-            .with(Exact::ResourceType, "Invoice")
-            .with(Exact::ResourceId, "3")
-        )
-        .await,
-        8
-    );
-    assert_eq!(
-        count(
-            Query {
-                tenants: a.clone(),
-                ..Query::default()
-            }
-            .with(Exact::Outcome, "failure")
-        )
-        .await,
-        10
-    );
-    assert_eq!(
-        count(
-            Query {
-                tenants: a.clone(),
-                ..Query::default()
-            }
-            .with(Exact::Ip, "10.0.0.1")
-        )
-        .await,
-        20
-    );
-    assert_eq!(
-        count(
-            Query {
-                tenants: vec![tenant("b")],
-                ..Query::default()
-            }
-            .with(Exact::Action, "update")
-        )
-        .await,
-        10
-    );
-    let since = Some(ts(1_700_000_000_000 + 10_000));
-    let until = Some(ts(1_700_000_000_000 + 20_000));
-    assert_eq!(
-        count(Query {
-            since,
-            until,
-            tenants: a,
-            ..Query::default()
-        })
-        .await,
-        10
-    );
+                since: Some(ts(1_700_000_000_000 + 10_000)),
+                until: Some(ts(1_700_000_000_000 + 20_000)),
+                ..a()
+            },
+            10,
+        ),
+    ];
+    for (what, query, expected) in cases {
+        let found = store.query(&query).await.unwrap().entries.len();
+        assert_eq!(found, expected, "{what}");
+    }
+    // Every exact filter is covered above.
+    assert_eq!(Exact::ALL.len(), 7, "a new filter needs a case here");
 }
 
 pub async fn paging_is_newest_first_without_gaps_or_repeats_during_ingest<H: Harness>(h: &H) {
@@ -784,6 +734,11 @@ fn event_pages(scope: &str, tenants: &[TenantId]) -> Vec<DocumentedRead> {
             "outcome",
         ),
         ("ip=", Query { ..page() }.with(Exact::Ip, "10.3.4.1"), "ip"),
+        (
+            "request_id=",
+            Query { ..page() }.with(Exact::RequestId, "r77"),
+            "request_id",
+        ),
     ];
     for (what, q, column) in exact {
         // Within one tenant the index ends in the position: newest first
@@ -929,4 +884,38 @@ pub async fn every_documented_read_seeks_by_its_filters<H: Harness>(h: &H) {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
+}
+
+/// After a migration that adds a column derived from the payload: `tenant`
+/// holds `events` entries of [`new_event`] stored before the column
+/// existed. Every stored column is now what the one rule derives, and the
+/// new `request_id` filter finds them.
+pub async fn entries_from_before_a_migration_have_their_derived_columns<S: Store>(
+    store: &S,
+    tenant_name: &str,
+    events: u64,
+) {
+    let t = tenant(tenant_name);
+    for entry in store.entries(&t, 0, events).await.unwrap() {
+        let envelope = entry.envelope().unwrap();
+        assert_eq!(
+            entry.columns,
+            trailmark_core::IndexedColumns::derive(&envelope, entry.payload.as_ref())
+        );
+    }
+    let found = store
+        .query(
+            &Query {
+                tenants: vec![t],
+                limit: 1000,
+                ..Query::default()
+            }
+            .with(Exact::RequestId, "rq3x"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        found.entries.len() as u64,
+        (0..events).filter(|n| n % 5 == 3).count() as u64
+    );
 }

@@ -233,16 +233,18 @@ pub enum Exact {
     ResourceId,
     Outcome,
     Ip,
+    RequestId,
 }
 
 impl Exact {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Actor,
         Self::Action,
         Self::ResourceType,
         Self::ResourceId,
         Self::Outcome,
         Self::Ip,
+        Self::RequestId,
     ];
 
     /// Its name as a query parameter, form field and (with `-` for `_`)
@@ -255,6 +257,7 @@ impl Exact {
             Self::ResourceId => "resource_id",
             Self::Outcome => "outcome",
             Self::Ip => "ip",
+            Self::RequestId => "request_id",
         }
     }
 
@@ -263,6 +266,7 @@ impl Exact {
         match self {
             Self::ResourceType => "resource-type",
             Self::ResourceId => "resource-id",
+            Self::RequestId => "request-id",
             other => other.param(),
         }
     }
@@ -276,6 +280,7 @@ impl Exact {
             Self::ResourceId => "resource_id",
             Self::Outcome => "outcome",
             Self::Ip => "ip",
+            Self::RequestId => "request_id",
         }
     }
 
@@ -288,6 +293,7 @@ impl Exact {
             Self::ResourceId => "Resource id",
             Self::Outcome => "Outcome",
             Self::Ip => "IP",
+            Self::RequestId => "Request id",
         }
     }
 
@@ -300,6 +306,9 @@ impl Exact {
             Self::ResourceId => "Resource id, exact.",
             Self::Outcome => "success or failure.",
             Self::Ip => "context.ip, exact.",
+            Self::RequestId => {
+                "context.request_id, exact: every event one request made (Trailmark's own records carry its X-Request-Id)."
+            }
         }
     }
 

@@ -356,6 +356,7 @@ fn columns_of(v: &Value) -> anyhow::Result<Option<IndexedColumns>> {
         resource_id: opt("resource_id"),
         outcome: text("outcome")?,
         ip: opt("ip"),
+        request_id: opt("request_id"),
     }))
 }
 

@@ -166,3 +166,34 @@ async fn reads_that_fill_the_pool_hold_up_neither_key_lookups_nor_appends() {
     locker.batch_execute("COMMIT").await.unwrap();
     assert_eq!(blocked.await.unwrap().unwrap(), None);
 }
+
+/// A ledger made before the `request_id` column (migration 6) gets it from
+/// each entry's payload when a server migrates it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_stored_before_the_request_id_column_get_theirs_from_their_payloads() {
+    use trailmark_store::Store;
+    let db = TempPg::new();
+    {
+        let store = PgStore::new(&db.url(), 2).unwrap();
+        let batch = (0..20)
+            .map(|n| trailmark_store::testkit::new_event("a", n, "update"))
+            .collect();
+        store.append(batch).await.unwrap();
+    }
+    let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "ALTER TABLE trailmark_ledger.entries DROP COLUMN request_id;
+             DELETE FROM trailmark_ledger.migrations WHERE version = 6;",
+        )
+        .await
+        .unwrap();
+    let store = PgStore::new(&db.url(), 2).unwrap();
+    trailmark_store::testkit::entries_from_before_a_migration_have_their_derived_columns(
+        &store, "a", 20,
+    )
+    .await;
+}

@@ -91,3 +91,31 @@ async fn a_read_past_its_time_limit_is_stopped_and_keys_still_answer() {
     trailmark_store::testkit::a_read_past_its_time_limit_asks_to_narrow_it(&store, &store).await;
     assert!(store.key_by_digest([0; 32]).await.unwrap().is_none());
 }
+
+/// A store made before the `request_id` column (schema 5) gets it from each
+/// entry's payload when it is opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_stored_before_the_request_id_column_get_theirs_from_their_payloads() {
+    use trailmark_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trailmark.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        let batch = (0..20)
+            .map(|n| trailmark_store::testkit::new_event("a", n, "update"))
+            .collect();
+        store.append(batch).await.unwrap();
+        store.shutdown();
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP INDEX entries_request; ALTER TABLE entries DROP COLUMN request_id; PRAGMA user_version = 5;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).unwrap();
+    trailmark_store::testkit::entries_from_before_a_migration_have_their_derived_columns(
+        &store, "a", 20,
+    )
+    .await;
+}

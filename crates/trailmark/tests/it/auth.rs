@@ -364,6 +364,14 @@ fn json_logs_and_records_carry_the_request_id() {
             .any(|r| r["context"]["request_id"] == "audit-req-42"),
         "{records}"
     );
+    // ... and the request_id filter finds it, and only it.
+    let (_, found) = server.get(
+        "/v1/events?tenant=_system&request_id=audit-req-42",
+        &server.admin,
+    );
+    let found = found["events"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["action"], "read");
     server.stop();
     let log = std::fs::read_to_string(&log_path).unwrap();
     let lines: Vec<serde_json::Value> = log
