@@ -218,7 +218,7 @@ pub fn make_valid(event: &mut Value) -> Result<(), Vec<trailmark_core::FieldErro
         };
         let mut repaired = false;
         for error in &errors {
-            let pointer = format!("/{}", error.path.replace('.', "/"));
+            let pointer = error.pointer();
             if REQUIRED.contains(&pointer.as_str()) {
                 let mut original = None;
                 if let Some(Value::String(s)) = event.pointer_mut(&pointer) {
@@ -258,11 +258,12 @@ pub fn make_valid(event: &mut Value) -> Result<(), Vec<trailmark_core::FieldErro
                 }
                 continue;
             }
-            let Some((parent, key)) = pointer.rsplit_once('/') else {
+            let segments = error.segments();
+            let Some((key, parent)) = segments.split_last() else {
                 continue;
             };
             let removed = event
-                .pointer_mut(parent)
+                .pointer_mut(&trailmark_core::pointer_of(parent))
                 .and_then(Value::as_object_mut)
                 .and_then(|m| m.remove(key));
             if let Some(value) = removed {
@@ -494,6 +495,34 @@ mod tests {
         assert_eq!(repairs["tenant"]["value"], "Not A Tenant!");
         assert_eq!(e["actor"]["id"].as_str().unwrap().len(), 128);
         assert!(e.get("tenant").is_none());
+        trailmark_core::Event::from_json(&e).unwrap();
+    }
+
+    /// A context key that is not a plain word is named in brackets
+    /// (`context["app.user/id"]`): the repair finds it by its JSON pointer
+    /// (it looked for `/context["app/user/id"]` and stopped the drain).
+    #[test]
+    fn a_context_value_under_any_key_is_moved_to_metadata() {
+        let mut e = json!({
+            "action": "update",
+            "actor": {"id": "app", "type": "unknown"},
+            "resource": {"type": "public.customer", "id": "1"},
+            "context": {"source": "pg-capture", "app.user/id": {"nested": [1, 2]}},
+            "metadata": {},
+        });
+        let errors = trailmark_core::Event::from_json(&e).unwrap_err();
+        assert!(
+            errors.iter().any(|f| f.path == r#"context["app.user/id"]"#),
+            "{errors:?}"
+        );
+        make_valid(&mut e).unwrap();
+        assert!(e["context"].get("app.user/id").is_none(), "{e}");
+        assert!(
+            e["metadata"]["capture_repairs"][r#"context["app.user/id"]"#]["value"]
+                .as_str()
+                .unwrap()
+                .contains("nested")
+        );
         trailmark_core::Event::from_json(&e).unwrap();
     }
 }

@@ -15,6 +15,73 @@ impl FieldError {
             message: message.into(),
         }
     }
+
+    /// The path's steps, as keys and array indexes (an index as its
+    /// digits): `metadata.items[3]` is `metadata`, `items`, `3`;
+    /// `context["a.b/c"]` is `context`, `a.b/c`. The path is read by the
+    /// grammar validation writes it in (plain words joined by `.`, other
+    /// keys as JSON strings in brackets, indexes in brackets).
+    pub fn segments(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = self.path.as_str();
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix('.') {
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix("[\"") {
+                // A JSON string: find its closing quote, skipping escapes.
+                let mut end = None;
+                let mut escaped = false;
+                for (i, c) in after.char_indices() {
+                    match c {
+                        _ if escaped => escaped = false,
+                        '\\' => escaped = true,
+                        '"' => {
+                            end = Some(i);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                let Some(end) = end else {
+                    out.push(after.to_owned());
+                    break;
+                };
+                let quoted = &rest[1..end + 3];
+                out.push(
+                    serde_json::from_str::<String>(quoted)
+                        .unwrap_or_else(|_| after[..end].to_owned()),
+                );
+                rest = after[end + 1..]
+                    .strip_prefix(']')
+                    .unwrap_or(&after[end + 1..]);
+            } else if let Some(after) = rest.strip_prefix('[') {
+                let end = after.find(']').unwrap_or(after.len());
+                out.push(after[..end].to_owned());
+                rest = after.get(end + 1..).unwrap_or("");
+            } else {
+                let end = rest.find(['.', '[']).unwrap_or(rest.len());
+                out.push(rest[..end].to_owned());
+                rest = &rest[end..];
+            }
+        }
+        out
+    }
+
+    /// The path as an RFC 6901 JSON pointer (`/metadata/items/3`,
+    /// `/context/a.b~1c`), for `serde_json::Value::pointer`.
+    pub fn pointer(&self) -> String {
+        pointer_of(&self.segments())
+    }
+}
+
+/// An RFC 6901 JSON pointer to the value at `segments`.
+pub fn pointer_of(segments: &[String]) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        out.push('/');
+        out.push_str(&segment.replace('~', "~0").replace('/', "~1"));
+    }
+    out
 }
 
 impl fmt::Display for FieldError {
@@ -55,4 +122,28 @@ fn join(errors: &[FieldError]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FieldError;
+
+    #[test]
+    fn paths_become_json_pointers_whatever_their_keys() {
+        for (path, pointer) in [
+            ("actor.id", "/actor/id"),
+            ("metadata.items[3]", "/metadata/items/3"),
+            ("metadata.items[3].name", "/metadata/items/3/name"),
+            (r#"context["a.b/c"]"#, "/context/a.b~1c"),
+            (r#"metadata["say \"hi\"]"].x"#, r#"/metadata/say "hi"]/x"#),
+            (r#"changes["~x"].old"#, "/changes/~0x/old"),
+            ("", ""),
+        ] {
+            let error = FieldError::new(path, "bad");
+            assert_eq!(error.pointer(), pointer, "{path}");
+        }
+        let v = serde_json::json!({"metadata": {"items": [0, 1, 2, {"name": "x"}]}});
+        let e = FieldError::new("metadata.items[3].name", "bad");
+        assert_eq!(v.pointer(&e.pointer()), Some(&serde_json::json!("x")));
+    }
 }

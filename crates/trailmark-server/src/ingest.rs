@@ -159,33 +159,7 @@ fn prepare_body<S: Store>(
 ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
     let values = parse_body(headers, bytes, app.settings.max_batch)?;
     let default_tenant = own.cloned().unwrap_or_else(TenantId::default_tenant);
-    let received_at = now();
-    let mut problems = Vec::new();
-    let mut batch = Vec::with_capacity(values.len());
-    for (index, value) in values.iter().enumerate() {
-        match Event::from_json(value) {
-            Ok(event) => {
-                if let (Some(own), Some(asked)) = (own, &event.tenant)
-                    && own != asked
-                {
-                    return Err(ApiError::Forbidden(format!(
-                        "events[{index}].tenant: this key may only write tenant {own}, not {asked}"
-                    )));
-                }
-                batch.push(app.prepare(event, &default_tenant, received_at)?);
-            }
-            Err(errors) => problems.extend(
-                errors
-                    .into_iter()
-                    .map(|e| problem(Some(index), &e.path, e.message)),
-            ),
-        }
-    }
-    if problems.is_empty() {
-        Ok(batch)
-    } else {
-        Err(ApiError::Invalid(problems))
-    }
+    app.prepare_values(&values, &default_tenant, own)
 }
 
 fn conflict(index: usize, id: trailmark_core::EventId, tenant: &TenantId) -> ApiError {
@@ -234,39 +208,7 @@ pub async fn post_events<S: Store>(
             .map_err(|e| trailmark_store::StoreError::backend("preparing a batch", e))??
     };
 
-    if batch.len() > app.settings.queue_capacity {
-        return Err(ApiError::TooLarge(format!(
-            "{} events in one request is more than the ingest queue holds ({}): split the batch",
-            batch.len(),
-            app.settings.queue_capacity
-        )));
-    }
-    let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-    let Ok(_permit) = Arc::clone(&app.permits).try_acquire_many_owned(count) else {
-        app.metrics
-            .ingest_rejected_busy
-            .fetch_add(1, Ordering::Relaxed);
-        return Err(ApiError::Busy);
-    };
-    // Events sent with an id: what they say, to tell a repeat (idempotent)
-    // from another event under a used id (a conflict).
-    let mut sameness: Vec<Option<Sameness>> = batch
-        .iter()
-        .map(|new| new.event.id.is_some().then(|| Sameness::of_new(new)))
-        .collect();
-    unused_ids(&app, &batch, &mut sameness).await?;
-    let started = Instant::now();
-    let appended = app.store.append(batch).await?;
-    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    app.metrics
-        .commit_micros_total
-        .fetch_add(micros, Ordering::Relaxed);
-    app.metrics.commits.fetch_add(1, Ordering::Relaxed);
-    app.metrics
-        .events_ingested
-        .fetch_add(appended.len() as u64, Ordering::Relaxed);
-
-    repeats_match(&app, &appended, &sameness).await?;
+    let appended = app.commit(batch, Room::AnswerBusy).await?;
     let entries: Vec<Value> = appended
         .iter()
         .map(|a| json!({"id": a.id.to_string(), "seq": a.seq.get(), "tenant": a.tenant.as_str()}))
@@ -277,22 +219,41 @@ pub async fn post_events<S: Store>(
     ))
 }
 
+/// What a batch does when the ingest queue has no room for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Room {
+    /// Answer 429 (a client retries).
+    AnswerBusy,
+    /// Wait for room (a producer inside this process).
+    Wait,
+}
+
 impl<S: Store> crate::App<S> {
-    /// Appends events produced inside this process (the capture drainer run
-    /// by `serve`), all or nothing, into `default_tenant` unless an event
-    /// names its own. Waits for room in the ingest queue instead of
-    /// answering busy; returns once the batch is durable.
-    pub async fn append_values(
+    /// Validates events and prepares them for the store: every problem of
+    /// every event, or the batch. Events name their tenant or go to
+    /// `default_tenant`; with `own` (a key bound to a tenant) an event naming
+    /// another tenant is refused. The one validation path of every ingest.
+    pub(crate) fn prepare_values(
         &self,
         values: &[Value],
         default_tenant: &TenantId,
-    ) -> Result<usize, ApiError> {
+        own: Option<&TenantId>,
+    ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
         let received_at = now();
         let mut problems = Vec::new();
         let mut batch = Vec::with_capacity(values.len());
         for (index, value) in values.iter().enumerate() {
             match Event::from_json(value) {
-                Ok(event) => batch.push(self.prepare(event, default_tenant, received_at)?),
+                Ok(event) => {
+                    if let (Some(own), Some(asked)) = (own, &event.tenant)
+                        && own != asked
+                    {
+                        return Err(ApiError::Forbidden(format!(
+                            "events[{index}].tenant: this key may only write tenant {own}, not {asked}"
+                        )));
+                    }
+                    batch.push(self.prepare(event, default_tenant, received_at)?);
+                }
                 Err(errors) => problems.extend(
                     errors
                         .into_iter()
@@ -300,19 +261,80 @@ impl<S: Store> crate::App<S> {
                 ),
             }
         }
-        if !problems.is_empty() {
-            return Err(ApiError::Invalid(problems));
+        if problems.is_empty() {
+            Ok(batch)
+        } else {
+            Err(ApiError::Invalid(problems))
         }
-        let count =
-            u32::try_from(batch.len().min(self.settings.queue_capacity)).unwrap_or(u32::MAX);
-        let _permit = Arc::clone(&self.permits)
-            .acquire_many_owned(count)
-            .await
-            .map_err(|_| ApiError::Busy)?;
+    }
+
+    /// Appends a prepared batch, all or nothing, and returns once it is
+    /// durable: holds room in the ingest queue (see [`Room`]), refuses an id
+    /// already used for another event (409), counts the commit. The one
+    /// commit path of every ingest.
+    pub(crate) async fn commit(
+        &self,
+        batch: Vec<trailmark_store::NewEvent>,
+        room: Room,
+    ) -> Result<Vec<trailmark_store::Appended>, ApiError> {
+        let capacity = self.settings.queue_capacity;
+        let _permit = match room {
+            Room::AnswerBusy => {
+                if batch.len() > capacity {
+                    return Err(ApiError::TooLarge(format!(
+                        "{} events in one request is more than the ingest queue holds ({capacity}): split the batch",
+                        batch.len(),
+                    )));
+                }
+                let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+                let Ok(permit) = Arc::clone(&self.permits).try_acquire_many_owned(count) else {
+                    self.metrics
+                        .ingest_rejected_busy
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(ApiError::Busy);
+                };
+                permit
+            }
+            Room::Wait => {
+                let count = u32::try_from(batch.len().min(capacity)).unwrap_or(u32::MAX);
+                Arc::clone(&self.permits)
+                    .acquire_many_owned(count)
+                    .await
+                    .map_err(|_| ApiError::Busy)?
+            }
+        };
+        // Events sent with an id: what they say, to tell a repeat
+        // (idempotent) from another event under a used id (a conflict).
+        let mut sameness: Vec<Option<Sameness>> = batch
+            .iter()
+            .map(|new| new.event.id.is_some().then(|| Sameness::of_new(new)))
+            .collect();
+        unused_ids(self, &batch, &mut sameness).await?;
+        let started = Instant::now();
         let appended = self.store.append(batch).await?;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.metrics
+            .commit_micros_total
+            .fetch_add(micros, Ordering::Relaxed);
+        self.metrics.commits.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .events_ingested
             .fetch_add(appended.len() as u64, Ordering::Relaxed);
+        repeats_match(self, &appended, &sameness).await?;
+        Ok(appended)
+    }
+
+    /// Appends events produced inside this process (the capture drainer run
+    /// by `serve`), all or nothing, into `default_tenant` unless an event
+    /// names its own: the same validation and commit as the API's, waiting
+    /// for room in the ingest queue instead of answering busy.
+    pub async fn append_values(
+        &self,
+        values: &[Value],
+        default_tenant: &TenantId,
+    ) -> Result<usize, ApiError> {
+        let batch = self.prepare_values(values, default_tenant, None)?;
+        let appended = self.commit(batch, Room::Wait).await?;
         self.metrics
             .captured_rows
             .fetch_add(appended.len() as u64, Ordering::Relaxed);

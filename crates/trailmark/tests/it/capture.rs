@@ -307,6 +307,19 @@ fn serve_drains_capture_itself_with_aliases_soft_deletes_and_reverts() {
     );
     assert_eq!(update["actor"]["id"], "alice");
     assert_eq!(update["context"]["ip"], "203.0.113.7");
+    // Captured rows take the one commit path: counted as commits (nothing
+    // else was posted to this server).
+    let (_, metrics) = server.get("/metrics", &server.admin);
+    let metric = |name: &str| -> u64 {
+        metrics
+            .as_str()
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(metric("trailmark_capture_rows_total ") >= 5, "{metrics}");
+    assert!(metric("trailmark_commit_seconds_count ") >= 1, "{metrics}");
     // The excluded column is nowhere: history, search, export.
     let (_, export) = server.get("/v1/export?format=ndjson&tenant=crm", &server.admin);
     for text in [history.to_string(), export.to_string()] {
