@@ -1,0 +1,167 @@
+//! Looking tables up in the application database's catalog: which exist, their keys and columns, and the options an install stored.
+
+use std::collections::HashMap;
+
+use tokio_postgres::GenericClient;
+
+use crate::table::{TableConfig, TableSpec};
+use crate::{Error, pg};
+
+/// The tables of a schema (`--all`), as specs without options.
+pub async fn tables_in_schema(
+    client: &impl GenericClient,
+    schema: &str,
+) -> Result<Vec<TableSpec>, Error> {
+    let rows = client
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+             ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .map_err(pg(format!("listing the tables of schema {schema}")))?;
+    if rows.is_empty() {
+        return Err(Error::NoSuchTable(format!(
+            "{schema}.* (the schema has no tables)"
+        )));
+    }
+    rows.iter()
+        .map(|r| TableSpec::parse(&format!("{schema}.{}", r.get::<_, String>(0))))
+        .collect()
+}
+
+/// The options of every covered table, by `(schema, table)`.
+pub async fn table_configs(
+    client: &impl GenericClient,
+) -> Result<HashMap<(String, String), TableConfig>, Error> {
+    let rows = client
+        .query(
+            "SELECT schema_name, table_name, key_columns, soft_delete, resource_type
+             FROM trailmark.tables",
+            &[],
+        )
+        .await
+        .map_err(pg("reading trailmark.tables (is capture installed?)"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                (r.get(0), r.get(1)),
+                TableConfig {
+                    key: r.get(2),
+                    soft_delete: r.get(3),
+                    resource_type: r.get(4),
+                },
+            )
+        })
+        .collect())
+}
+
+/// The primary key columns of a table, in key order (empty: none).
+pub async fn primary_key(
+    client: &impl GenericClient,
+    table: &TableSpec,
+) -> Result<Vec<String>, Error> {
+    let exists = client
+        .query_opt(
+            "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&table.schema, &table.table],
+        )
+        .await
+        .map_err(pg(format!("looking up {table}")))?;
+    if exists.is_none() {
+        return Err(Error::NoSuchTable(table.to_string()));
+    }
+    let rows = client
+        .query(
+            "SELECT a.attname::text FROM pg_index i
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+             WHERE i.indrelid = $1::text::regclass AND i.indisprimary
+             ORDER BY array_position(i.indkey, a.attnum)",
+            &[&table.quoted()],
+        )
+        .await
+        .map_err(pg(format!("reading the primary key of {table}")))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Checks the options of a table against its columns; returns the column
+/// numbers of the excluded columns (what the trigger excludes by, so a
+/// renamed column stays excluded).
+pub(super) async fn check_columns(
+    client: &impl GenericClient,
+    table: &TableSpec,
+) -> Result<Vec<i16>, Error> {
+    if let Some(alias) = &table.resource_type
+        && (alias.trim().is_empty() || alias.len() > trailmark_core::limits::MAX_NAME_BYTES)
+    {
+        return Err(Error::BadOption(format!(
+            "resource type alias {alias:?} for {table}: give 1 to {} bytes",
+            trailmark_core::limits::MAX_NAME_BYTES
+        )));
+    }
+    if let Some(column) = &table.soft_delete
+        && table.exclude.contains(column)
+    {
+        return Err(Error::BadOption(format!(
+            "{table}.{column} cannot be both excluded and the soft-delete column"
+        )));
+    }
+    let mut attnums = Vec::new();
+    for (i, column) in table.exclude.iter().chain(&table.soft_delete).enumerate() {
+        let found = client
+            .query_opt(
+                "SELECT attnum FROM pg_attribute WHERE attrelid = $1::text::regclass AND attname = $2
+                 AND attnum > 0 AND NOT attisdropped",
+                &[&table.quoted(), column],
+            )
+            .await
+            .map_err(pg(format!("checking columns of {table}")))?;
+        match found {
+            None => {
+                return Err(Error::NoSuchColumn {
+                    table: table.to_string(),
+                    column: column.clone(),
+                });
+            }
+            Some(row) if i < table.exclude.len() => attnums.push(row.get(0)),
+            Some(_) => {}
+        }
+    }
+    Ok(attnums)
+}
+
+/// The current names of a table's columns by number (a renamed excluded
+/// column keeps its number); dropped columns are left out.
+pub(super) async fn column_names(
+    client: &impl GenericClient,
+    table: &TableSpec,
+    attnums: &[i16],
+) -> Result<Vec<String>, Error> {
+    let rows = client
+        .query(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::text::regclass
+             AND attnum = ANY ($2) AND NOT attisdropped ORDER BY array_position($2, attnum)",
+            &[&table.quoted(), &attnums],
+        )
+        .await
+        .map_err(pg(format!("reading the columns of {table}")))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+pub(super) async fn covered_tables(
+    client: &impl GenericClient,
+) -> Result<Vec<(String, String)>, Error> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT n.nspname::text, c.relname::text FROM pg_trigger t
+             JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE t.tgname LIKE 'trailmark\\_%' AND NOT t.tgisinternal ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(pg("listing covered tables"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}

@@ -1,0 +1,145 @@
+//! What `capture pg status` reports: the version, covered tables, outbox depth and age, the last drain, and drift from the tables as installed.
+
+use tokio_postgres::GenericClient;
+
+use crate::{Error, pg};
+
+use super::catalog::{check_columns, column_names, covered_tables, primary_key};
+use super::upgrade::{VERSION, stored_specs};
+
+/// The state of capture in a database.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Status {
+    pub version: String,
+    /// Tables with Trailmark triggers, as `schema.table`.
+    pub tables: Vec<String>,
+    /// Rows waiting in the outbox.
+    pub outbox_depth: i64,
+    /// Age in seconds of the oldest waiting row.
+    pub oldest_pending_seconds: Option<f64>,
+    /// The last outbox id the ledger acknowledged, how many rows have been
+    /// drained in all, when, and by which drainer.
+    pub last_drained: Option<(i64, i64, String, String)>,
+    /// What no longer matches the tables as installed (re-run install).
+    pub drift: Vec<String>,
+}
+
+/// What no longer matches the tables as installed.
+pub(super) async fn drift(
+    client: &impl GenericClient,
+    tables: &[String],
+) -> Result<Vec<String>, Error> {
+    let mut drift = Vec::new();
+    for spec in stored_specs(client).await? {
+        let name = spec.to_string();
+        if !tables.contains(&name) {
+            drift.push(format!(
+                "{name}: listed as covered but its triggers are gone"
+            ));
+        }
+        let row = client
+            .query_one(
+                "SELECT key_columns, exclude_attnums FROM trailmark.tables
+                 WHERE schema_name = $1 AND table_name = $2",
+                &[&spec.schema, &spec.table],
+            )
+            .await
+            .map_err(pg("reading trailmark.tables"))?;
+        let (stored, attnums): (Vec<String>, Vec<i16>) = (row.get(0), row.get(1));
+        match primary_key(client, &spec).await {
+            Err(Error::NoSuchTable(_)) => {
+                drift.push(format!("{name}: the table no longer exists"));
+                continue;
+            }
+            Err(e) => return Err(e),
+            Ok(pk) if pk != stored => drift.push(format!(
+                "{name}: primary key is now ({}) but capture was installed with ({}): run install again",
+                pk.join(", "),
+                stored.join(", ")
+            )),
+            Ok(_) => {}
+        }
+        let now = column_names(client, &spec, &attnums).await?;
+        if now != spec.exclude {
+            drift.push(format!(
+                "{name}: excluded columns are now named ({}) (still excluded): run install again to record the names",
+                now.join(", ")
+            ));
+        }
+        if let Some(column) = &spec.soft_delete {
+            let mut only = spec.clone();
+            only.exclude.clear();
+            only.soft_delete = Some(column.clone());
+            if let Err(Error::NoSuchColumn { .. }) = check_columns(client, &only).await {
+                drift.push(format!(
+                    "{name}: soft-delete column {column:?} no longer exists: run install again with its new name"
+                ));
+            }
+        }
+    }
+    Ok(drift)
+}
+
+/// What is installed and how far behind the outbox is.
+pub async fn status(client: &impl GenericClient) -> Result<Status, Error> {
+    let version = client
+        .query_opt(
+            "SELECT value FROM trailmark.meta WHERE key = 'version'
+             AND to_regclass('trailmark.meta') IS NOT NULL",
+            &[],
+        )
+        .await;
+    let version: String = match version {
+        Ok(Some(row)) => row.get(0),
+        Ok(None) => return Err(Error::NotInstalled),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            return Err(Error::NotInstalled);
+        }
+        Err(e) => return Err(pg("reading the installed version")(e)),
+    };
+    let tables: Vec<String> = covered_tables(client)
+        .await?
+        .into_iter()
+        .map(|(s, t)| format!("{s}.{t}"))
+        .collect();
+    let row = client
+        .query_one(
+            "SELECT count(*), extract(epoch FROM clock_timestamp() - min(captured_at))::float8
+             FROM trailmark.outbox",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the outbox"))?;
+    let (outbox_depth, oldest_pending_seconds) = (row.get(0), row.get(1));
+    if version != VERSION.to_string() {
+        return Ok(Status {
+            drift: vec![format!(
+                "installed version {version}, this trailmark installs {VERSION}: run install again to upgrade"
+            )],
+            version,
+            tables,
+            outbox_depth,
+            oldest_pending_seconds,
+            last_drained: None,
+        });
+    }
+    let last_drained = client
+        .query_opt(
+            "SELECT last_outbox_id, rows_total,
+                    to_char(drained_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), drainer
+             FROM trailmark.drained",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the drain position"))?
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)));
+    let drift = drift(client, &tables).await?;
+    Ok(Status {
+        version,
+        tables,
+        outbox_depth,
+        oldest_pending_seconds,
+        last_drained,
+        drift,
+    })
+}
