@@ -270,7 +270,6 @@ impl trailmark_capture::Sink for HttpSink {
     }
 }
 
-#[allow(clippy::print_stdout, clippy::too_many_lines)] // the command's report
 pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
     let CaptureSource::Pg(pg) = args.source;
     let source = pg
@@ -287,16 +286,7 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
             once,
         } = &pg.command
         {
-            let sink = HttpSink(crate::source::Http::new(server, key));
-            let options = DrainOptions {
-                batch: (*batch).clamp(1, 5000),
-                once: *once,
-                name: format!("capture pg run on {}", hostname()),
-                ..DrainOptions::default()
-            };
-            let moved = trailmark_capture::drain(&source, &sink, &options, &report).await?;
-            eprintln!("outbox drained: {moved} rows sent");
-            return Ok(ExitCode::SUCCESS);
+            return drain_to(&source, server, key, *batch, *once).await;
         }
         let (mut client, connection) = tokio_postgres::connect(&source, tokio_postgres::NoTls)
             .await
@@ -310,97 +300,15 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                 soft_delete,
                 alias,
             } => {
-                let mut specs = tables
-                    .iter()
-                    .map(|t| TableSpec::parse(t))
-                    .collect::<Result<Vec<_>, _>>()?;
-                for schema in &all {
-                    for spec in trailmark_capture::tables_in_schema(&client, schema).await? {
-                        if !specs.contains(&spec) {
-                            specs.push(spec);
-                        }
-                    }
-                }
-                let specs = table_specs(
-                    specs,
-                    &TableOptions {
-                        exclude: &exclude,
-                        soft_delete: &soft_delete,
-                        alias: &alias,
-                    },
-                )?;
-                let installed = trailmark_capture::install(&mut client, &specs).await?;
-                if let Some(v) = installed.previous_version
-                    && v != trailmark_capture::VERSION
-                {
-                    println!(
-                        "upgraded capture from version {v} to {}",
-                        trailmark_capture::VERSION
-                    );
-                }
-                for (table, pk) in &installed.tables {
-                    let key = if pk.is_empty() {
-                        "no primary key: rows are identified by their content".to_owned()
-                    } else {
-                        format!("key ({})", pk.join(", "))
-                    };
-                    let mut options = vec![key];
-                    if !table.exclude.is_empty() {
-                        options.push(format!("excluding {}", table.exclude.join(", ")));
-                    }
-                    if let Some(c) = &table.soft_delete {
-                        options.push(format!("soft delete by {c}"));
-                    }
-                    if let Some(t) = &table.resource_type {
-                        options.push(format!("recorded as {t}"));
-                    }
-                    println!("covered {table}: {}", options.join(", "));
-                }
-                if installed.refreshed > 0 {
-                    println!(
-                        "({} covered before, kept their options, triggers regenerated)",
-                        installed.refreshed
-                    );
-                }
-                for warning in &installed.warnings {
-                    eprintln!("warning: {warning}");
-                }
+                let options = TableOptions {
+                    exclude: &exclude,
+                    soft_delete: &soft_delete,
+                    alias: &alias,
+                };
+                install(&mut client, &tables, &all, &options).await?;
             }
-            PgCommand::ForgetCheckpoint { tenant } => {
-                if trailmark_capture::seen::forget(&client, &tenant).await? {
-                    println!("forgot the checkpoint remembered for {tenant}: the next drain trusts the server's current trail");
-                } else {
-                    println!("no checkpoint was remembered for {tenant}");
-                }
-            }
-            PgCommand::Status => {
-                let s = trailmark_capture::status(&client).await?;
-                println!("capture version {}", s.version);
-                println!(
-                    "tables: {}",
-                    if s.tables.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        s.tables.join(", ")
-                    }
-                );
-                println!(
-                    "outbox: {} rows waiting{}",
-                    s.outbox_depth,
-                    s.oldest_pending_seconds
-                        .map(|a| format!(", oldest {a:.1} s"))
-                        .unwrap_or_default()
-                );
-                match &s.last_drained {
-                    Some((id, total, at, by)) => println!(
-                        "last drained: outbox id {id} at {at} by {by} ({total} rows in all)"
-                    ),
-                    None => println!("last drained: never"),
-                }
-                for d in &s.drift {
-                    println!("needs attention: {d}");
-                }
-            }
+            PgCommand::ForgetCheckpoint { tenant } => forget(&client, &tenant).await?,
+            PgCommand::Status => status(&client).await?,
             PgCommand::Revert {
                 event,
                 server,
@@ -411,82 +319,232 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                 actor_type,
                 actor_name,
             } => {
-                let http = crate::source::Http::new(&server, &key);
-                let path = format!("/v1/events/{event}");
-                let found = tokio::task::spawn_blocking(move || http.get_json(&path, &[]))
-                    .await?
-                    .with_context(|| format!("fetching event {event}"))?;
-                let captured = found.get("event").unwrap_or(&found).clone();
-                if apply {
-                    let by = Reverter {
-                        actor_id: actor.context("--apply needs --actor: who reverts")?,
-                        actor_type,
-                        actor_name,
-                    };
-                    let done = revert::apply(&mut client, &captured, &by, force).await?;
-                    println!(
-                        "reverted event {} in {}: {} done, captured as the change of {}",
-                        done.event_id, done.table, done.does, by.actor_id
-                    );
-                } else {
-                    let plan = revert::plan(&client, &captured).await?;
-                    println!(
-                        "-- revert of event {} ({} in {})",
-                        plan.event_id, plan.does, plan.table
-                    );
-                    if let Some(why) = &plan.why_changed {
-                        println!("-- WARNING: {why}; --apply refuses this without --force");
-                    }
-                    println!("BEGIN;");
-                    let by = Reverter {
-                        actor_id: actor.unwrap_or_else(|| "YOUR-ID".into()),
-                        actor_type,
-                        actor_name,
-                    };
-                    println!("{}", revert::context_sql(&plan, &by));
-                    println!("{}", plan.statement);
-                    println!("COMMIT;");
-                    if !plan.unchanged_since {
-                        return Ok(ExitCode::from(3));
-                    }
-                }
+                let by = (actor, actor_type, actor_name);
+                return revert_event(&mut client, &event, &server, &key, apply, force, by).await;
             }
             PgCommand::Uninstall {
                 drop_pending,
                 server,
                 key,
-            } => {
-                if drop_pending {
-                    // Recorded before anything is dropped: the trail says it
-                    // even if the uninstall then fails.
-                    let status = trailmark_capture::status(&client).await?;
-                    let http = crate::source::Http::new(
-                        server.as_deref().unwrap_or_default(),
-                        key.as_deref().unwrap_or_default(),
-                    );
-                    let event = serde_json::json!({
-                        "action": "capture.pending_dropped",
-                        "actor": {"id": "trailmark-cli", "type": "system"},
-                        "reason": "capture pg uninstall --drop-pending",
-                        "metadata": {"outbox_rows": status.outbox_depth, "host": hostname()},
-                    });
-                    tokio::task::spawn_blocking(move || http.post_json("/v1/events", &event))
-                        .await?
-                        .context("recording --drop-pending in the trail")?;
-                }
-                let removed = trailmark_capture::uninstall(&mut client, drop_pending).await?;
-                println!(
-                    "removed capture from {} tables and dropped schema trailmark",
-                    removed.tables.len()
-                );
-                if removed.dropped > 0 {
-                    println!("dropped {} changes that were not drained", removed.dropped);
-                }
-            }
+            } => uninstall(&mut client, drop_pending, server.as_deref(), key.as_deref()).await?,
             PgCommand::Run { .. } => unreachable!("handled above"),
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `capture pg run`: drains the outbox to a server over HTTP.
+async fn drain_to(
+    source: &str,
+    server: &str,
+    key: &str,
+    batch: i64,
+    once: bool,
+) -> anyhow::Result<ExitCode> {
+    let sink = HttpSink(crate::source::Http::new(server, key));
+    let options = DrainOptions {
+        batch: batch.clamp(1, 5000),
+        once,
+        name: format!("capture pg run on {}", hostname()),
+        ..DrainOptions::default()
+    };
+    let moved = trailmark_capture::drain(source, &sink, &options, &report).await?;
+    eprintln!("outbox drained: {moved} rows sent");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `capture pg install`: covers the tables named and every table of the
+/// schemas named, and says what each got.
+#[allow(clippy::print_stdout)] // the command's output
+async fn install(
+    client: &mut tokio_postgres::Client,
+    tables: &[String],
+    all: &[String],
+    options: &TableOptions<'_>,
+) -> anyhow::Result<()> {
+    let mut specs = tables
+        .iter()
+        .map(|t| TableSpec::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    for schema in all {
+        for spec in trailmark_capture::tables_in_schema(client, schema).await? {
+            if !specs.contains(&spec) {
+                specs.push(spec);
+            }
+        }
+    }
+    let specs = table_specs(specs, options)?;
+    let installed = trailmark_capture::install(client, &specs).await?;
+    if let Some(v) = installed.previous_version
+        && v != trailmark_capture::VERSION
+    {
+        println!(
+            "upgraded capture from version {v} to {}",
+            trailmark_capture::VERSION
+        );
+    }
+    for (table, pk) in &installed.tables {
+        let key = if pk.is_empty() {
+            "no primary key: rows are identified by their content".to_owned()
+        } else {
+            format!("key ({})", pk.join(", "))
+        };
+        let mut options = vec![key];
+        if !table.exclude.is_empty() {
+            options.push(format!("excluding {}", table.exclude.join(", ")));
+        }
+        if let Some(c) = &table.soft_delete {
+            options.push(format!("soft delete by {c}"));
+        }
+        if let Some(t) = &table.resource_type {
+            options.push(format!("recorded as {t}"));
+        }
+        println!("covered {table}: {}", options.join(", "));
+    }
+    if installed.refreshed > 0 {
+        println!(
+            "({} covered before, kept their options, triggers regenerated)",
+            installed.refreshed
+        );
+    }
+    for warning in &installed.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(())
+}
+
+/// `capture pg forget-checkpoint`.
+#[allow(clippy::print_stdout)] // the command's output
+async fn forget(client: &tokio_postgres::Client, tenant: &str) -> anyhow::Result<()> {
+    if trailmark_capture::seen::forget(client, tenant).await? {
+        println!(
+            "forgot the checkpoint remembered for {tenant}: the next drain trusts the server's current trail"
+        );
+    } else {
+        println!("no checkpoint was remembered for {tenant}");
+    }
+    Ok(())
+}
+
+/// `capture pg status`.
+#[allow(clippy::print_stdout)] // the command's output
+async fn status(client: &tokio_postgres::Client) -> anyhow::Result<()> {
+    let s = trailmark_capture::status(client).await?;
+    println!("capture version {}", s.version);
+    println!(
+        "tables: {}",
+        if s.tables.is_empty() {
+            "none".to_owned()
+        } else {
+            s.tables.join(", ")
+        }
+    );
+    println!(
+        "outbox: {} rows waiting{}",
+        s.outbox_depth,
+        s.oldest_pending_seconds
+            .map(|a| format!(", oldest {a:.1} s"))
+            .unwrap_or_default()
+    );
+    match &s.last_drained {
+        Some((id, total, at, by)) => {
+            println!("last drained: outbox id {id} at {at} by {by} ({total} rows in all)");
+        }
+        None => println!("last drained: never"),
+    }
+    for d in &s.drift {
+        println!("needs attention: {d}");
+    }
+    Ok(())
+}
+
+/// `capture pg revert`: prints the SQL that undoes a captured change, or
+/// (`--apply`) runs it as the named actor. Exit 3: the row changed since.
+#[allow(clippy::print_stdout)] // the command's output
+async fn revert_event(
+    client: &mut tokio_postgres::Client,
+    event: &str,
+    server: &str,
+    key: &str,
+    apply: bool,
+    force: bool,
+    (actor, actor_type, actor_name): (Option<String>, String, Option<String>),
+) -> anyhow::Result<ExitCode> {
+    let http = crate::source::Http::new(server, key);
+    let path = format!("/v1/events/{event}");
+    let found = tokio::task::spawn_blocking(move || http.get_json(&path, &[]))
+        .await?
+        .with_context(|| format!("fetching event {event}"))?;
+    let captured = found.get("event").unwrap_or(&found).clone();
+    if apply {
+        let by = Reverter {
+            actor_id: actor.context("--apply needs --actor: who reverts")?,
+            actor_type,
+            actor_name,
+        };
+        let done = revert::apply(client, &captured, &by, force).await?;
+        println!(
+            "reverted event {} in {}: {} done, captured as the change of {}",
+            done.event_id, done.table, done.does, by.actor_id
+        );
+    } else {
+        let plan = revert::plan(client, &captured).await?;
+        println!(
+            "-- revert of event {} ({} in {})",
+            plan.event_id, plan.does, plan.table
+        );
+        if let Some(why) = &plan.why_changed {
+            println!("-- WARNING: {why}; --apply refuses this without --force");
+        }
+        println!("BEGIN;");
+        let by = Reverter {
+            actor_id: actor.unwrap_or_else(|| "YOUR-ID".into()),
+            actor_type,
+            actor_name,
+        };
+        println!("{}", revert::context_sql(&plan, &by));
+        println!("{}", plan.statement);
+        println!("COMMIT;");
+        if !plan.unchanged_since {
+            return Ok(ExitCode::from(3));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `capture pg uninstall`: refuses while changes wait, unless
+/// `--drop-pending`, which is recorded in the trail first.
+#[allow(clippy::print_stdout)] // the command's output
+async fn uninstall(
+    client: &mut tokio_postgres::Client,
+    drop_pending: bool,
+    server: Option<&str>,
+    key: Option<&str>,
+) -> anyhow::Result<()> {
+    if drop_pending {
+        // Recorded before anything is dropped: the trail says it
+        // even if the uninstall then fails.
+        let status = trailmark_capture::status(client).await?;
+        let http = crate::source::Http::new(server.unwrap_or_default(), key.unwrap_or_default());
+        let event = serde_json::json!({
+            "action": "capture.pending_dropped",
+            "actor": {"id": "trailmark-cli", "type": "system"},
+            "reason": "capture pg uninstall --drop-pending",
+            "metadata": {"outbox_rows": status.outbox_depth, "host": hostname()},
+        });
+        tokio::task::spawn_blocking(move || http.post_json("/v1/events", &event))
+            .await?
+            .context("recording --drop-pending in the trail")?;
+    }
+    let removed = trailmark_capture::uninstall(client, drop_pending).await?;
+    println!(
+        "removed capture from {} tables and dropped schema trailmark",
+        removed.tables.len()
+    );
+    if removed.dropped > 0 {
+        println!("dropped {} changes that were not drained", removed.dropped);
+    }
+    Ok(())
 }
 
 #[allow(clippy::needless_pass_by_value)]
