@@ -55,6 +55,22 @@ fn op(summary: &str, scope: &str, params: Vec<Value>, ok: (&str, &str)) -> Value
     })
 }
 
+/// The parameters of `/v1/checkpoints`.
+fn checkpoint_pages() -> Vec<Value> {
+    let mut params = tenant_only();
+    params.push(param(
+        "after",
+        "query",
+        "Checkpoints above this size (next_after of the previous page).",
+    ));
+    params.push(param(
+        "limit",
+        "query",
+        "Page size, 1 to 1000 (default 1000).",
+    ));
+    params
+}
+
 fn tenant_only() -> Vec<Value> {
     vec![param(
         "tenant",
@@ -99,7 +115,7 @@ pub fn document() -> Value {
     export_params.push(param("format", "query", "csv or ndjson (default ndjson)."));
     paths.insert("/v1/export".into(), json!({"get": op("Stream every matching event (audited)", "read", export_params, ("200", "text/csv or application/x-ndjson, streamed"))}));
     paths.insert("/v1/checkpoint".into(), json!({"get": op("Latest signed checkpoint (C2SP tlog-checkpoint) with its witness cosignatures", "read", tenant_only(), ("200", "text/plain signed note"))}));
-    paths.insert("/v1/checkpoints".into(), json!({"get": op("Every signed checkpoint of a tenant, each with its cosignatures", "read", tenant_only(), ("200", "{\"checkpoints\":[{\"size\",\"note\"}]}"))}));
+    paths.insert("/v1/checkpoints".into(), json!({"get": op("A tenant's signed checkpoints, oldest first, each with its cosignatures, a page at a time", "read", checkpoint_pages(), ("200", "{\"checkpoints\":[{\"size\",\"note\"}],\"next_after\"}"))}));
     paths.insert("/v1/signing-keys".into(), json!({"get": op("The public keys that sign this trail, oldest first, each later one with its transition statement", "read", vec![],
         ("200", "{\"keys\":[{\"ordinal\",\"public_key\",\"origin_prefix\",\"added_at\",\"transition\"}]}"))}));
     paths.insert(

@@ -91,7 +91,7 @@ pub(crate) async fn with_cosignatures<S: Store>(
 ) -> Result<String, ApiError> {
     let lines: Vec<String> = app
         .store
-        .cosignatures(&cp.tenant, Some(cp.size.get()))
+        .cosignatures(&cp.tenant, cp.size.get()..=cp.size.get())
         .await?
         .into_iter()
         .map(|(_, line)| line)
@@ -110,26 +110,60 @@ pub fn cosigned(note: &str, lines: &[String]) -> String {
     out
 }
 
+/// The most checkpoints one page of `GET /v1/checkpoints` holds.
+pub const MAX_CHECKPOINTS_PAGE: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointsParams {
+    pub tenant: Option<String>,
+    /// Checkpoints above this size (the previous page's `next_after`).
+    pub after: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/checkpoints`: a tenant's checkpoints, oldest first, each with
+/// its cosignatures, a page at a time (a busy tenant gets one a second).
 pub async fn checkpoints<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Reader>,
-    QueryParams(p): QueryParams<ProofParams>,
+    QueryParams(p): QueryParams<CheckpointsParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let tenant = caller.one_tenant(p.tenant.as_deref())?;
-    let all = app.store.checkpoints(&tenant).await?;
-    let mut lines: HashMap<u64, Vec<String>> = HashMap::new();
-    for (size, line) in app.store.cosignatures(&tenant, None).await? {
-        lines.entry(size).or_default().push(line);
+    let limit = p.limit.unwrap_or(MAX_CHECKPOINTS_PAGE);
+    if !(1..=MAX_CHECKPOINTS_PAGE).contains(&limit) {
+        return Err(ApiError::param(
+            "limit",
+            format!("must be 1 to {MAX_CHECKPOINTS_PAGE}"),
+        ));
     }
-    let notes: Vec<Value> = all
+    let mut page = app
+        .store
+        .checkpoints_after(&tenant, p.after, limit + 1)
+        .await?;
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let mut lines: HashMap<u64, Vec<String>> = HashMap::new();
+    if let (Some(first), Some(last)) = (page.first(), page.last()) {
+        let sizes = first.size.get()..=last.size.get();
+        for (size, line) in app.store.cosignatures(&tenant, sizes).await? {
+            lines.entry(size).or_default().push(line);
+        }
+    }
+    let notes: Vec<Value> = page
         .iter()
         .map(|c| {
             let cosignatures = lines.get(&c.size.get()).map_or(&[][..], Vec::as_slice);
             json!({"size": c.size.get(), "note": cosigned(&c.note, cosignatures)})
         })
         .collect();
+    let next_after = if more {
+        page.last().map(|c| c.size.get())
+    } else {
+        None
+    };
     Ok(axum::Json(
-        json!({"tenant": tenant.as_str(), "checkpoints": notes}),
+        json!({"tenant": tenant.as_str(), "checkpoints": notes, "next_after": next_after}),
     ))
 }
 

@@ -416,13 +416,26 @@ impl Store for PgStore {
         &self,
         tenant: &TenantId,
     ) -> Result<Option<CheckpointRecord>, StoreError> {
-        Ok(read::checkpoints(&**self.client().await?, tenant, true)
-            .await?
-            .pop())
+        Ok(
+            read::checkpoints(&**self.client().await?, tenant, read::Checkpoints::Latest)
+                .await?
+                .pop(),
+        )
     }
 
     async fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<CheckpointRecord>, StoreError> {
-        read::checkpoints(&**self.client().await?, tenant, false).await
+        let which = read::Checkpoints::After(None, usize::MAX);
+        read::checkpoints(&**self.client().await?, tenant, which).await
+    }
+
+    async fn checkpoints_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<CheckpointRecord>, StoreError> {
+        let which = read::Checkpoints::After(after, limit);
+        read::checkpoints(&**self.client().await?, tenant, which).await
     }
 
     async fn add_signing_key(&self, record: SigningKeyRecord) -> Result<(), StoreError> {
@@ -467,30 +480,21 @@ impl Store for PgStore {
     async fn cosignatures(
         &self,
         tenant: &TenantId,
-        at: Option<u64>,
+        sizes: std::ops::RangeInclusive<u64>,
     ) -> Result<Vec<(u64, String)>, StoreError> {
         let client = self.client().await?;
-        let rows = match at {
-            Some(at) => {
-                client
-                    .query(
-                        "SELECT size, line FROM trailmark_ledger.cosignatures
-                         WHERE tenant = $1 AND size = $2 ORDER BY witness",
-                        &[&tenant.as_str(), &i64::try_from(at).unwrap_or(i64::MAX)],
-                    )
-                    .await
-            }
-            None => {
-                client
-                    .query(
-                        "SELECT size, line FROM trailmark_ledger.cosignatures WHERE tenant = $1
-                         ORDER BY size, witness",
-                        &[&tenant.as_str()],
-                    )
-                    .await
-            }
-        }
-        .map_err(db("reading cosignatures"))?;
+        let rows = client
+            .query(
+                "SELECT size, line FROM trailmark_ledger.cosignatures
+                 WHERE tenant = $1 AND size >= $2 AND size <= $3 ORDER BY size, witness",
+                &[
+                    &tenant.as_str(),
+                    &to_i64(*sizes.start()),
+                    &to_i64(*sizes.end()),
+                ],
+            )
+            .await
+            .map_err(db("reading cosignatures"))?;
         Ok(rows
             .iter()
             .map(|r| (u64::try_from(r.get::<_, i64>(0)).unwrap_or(0), r.get(1)))

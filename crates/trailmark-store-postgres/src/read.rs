@@ -380,19 +380,35 @@ pub(crate) async fn nodes(
         .collect()
 }
 
+/// Which checkpoints of a tenant to read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Checkpoints {
+    Latest,
+    /// Sizes above the first (every size when none), at most the second
+    /// many, oldest first.
+    After(Option<u64>, usize),
+}
+
 pub(crate) async fn checkpoints(
     c: &impl GenericClient,
     tenant: &TenantId,
-    latest_only: bool,
+    which: Checkpoints,
 ) -> Result<Vec<CheckpointRecord>, StoreError> {
-    let sql = if latest_only {
-        "SELECT tenant, size, root, note, signed_at FROM trailmark_ledger.checkpoints
-         WHERE tenant = $1 ORDER BY size DESC LIMIT 1"
-    } else {
-        "SELECT tenant, size, root, note, signed_at FROM trailmark_ledger.checkpoints
-         WHERE tenant = $1 ORDER BY size"
+    let (sql, after, limit) = match which {
+        Checkpoints::Latest => (
+            "SELECT tenant, size, root, note, signed_at FROM trailmark_ledger.checkpoints
+             WHERE tenant = $1 AND size > $2 ORDER BY size DESC LIMIT $3",
+            -1,
+            1,
+        ),
+        Checkpoints::After(after, limit) => (
+            "SELECT tenant, size, root, note, signed_at FROM trailmark_ledger.checkpoints
+             WHERE tenant = $1 AND size > $2 ORDER BY size LIMIT $3",
+            after.map_or(-1, to_i64),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        ),
     };
-    c.query(sql, &[&tenant.as_str()])
+    c.query(sql, &[&tenant.as_str(), &after, &limit])
         .await
         .map_err(db("reading checkpoints"))?
         .iter()

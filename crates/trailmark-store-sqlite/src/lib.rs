@@ -428,14 +428,25 @@ impl Store for SqliteStore {
         tenant: &TenantId,
     ) -> Result<Option<CheckpointRecord>, StoreError> {
         let tenant = tenant.clone();
-        self.read(move |c| read::checkpoints(c, &tenant, true))
+        self.read(move |c| read::checkpoints(c, &tenant, read::Checkpoints::Latest))
             .await
             .map(|mut v| v.pop())
     }
 
     async fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<CheckpointRecord>, StoreError> {
+        let (tenant, which) = (tenant.clone(), read::Checkpoints::After(None, usize::MAX));
+        self.read(move |c| read::checkpoints(c, &tenant, which))
+            .await
+    }
+
+    async fn checkpoints_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<CheckpointRecord>, StoreError> {
         let tenant = tenant.clone();
-        self.read(move |c| read::checkpoints(c, &tenant, false))
+        self.read(move |c| read::checkpoints(c, &tenant, read::Checkpoints::After(after, limit)))
             .await
     }
 
@@ -462,10 +473,11 @@ impl Store for SqliteStore {
     async fn cosignatures(
         &self,
         tenant: &TenantId,
-        at: Option<u64>,
+        sizes: std::ops::RangeInclusive<u64>,
     ) -> Result<Vec<(u64, String)>, StoreError> {
         let tenant = tenant.clone();
-        self.read(move |c| read::cosignatures(c, &tenant, at)).await
+        self.read(move |c| read::cosignatures(c, &tenant, &sizes))
+            .await
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {

@@ -333,21 +333,40 @@ fn to_checkpoint(
     })
 }
 
+/// Which checkpoints of a tenant to read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Checkpoints {
+    Latest,
+    /// Sizes above the first (every size when none), at most the second
+    /// many, oldest first.
+    After(Option<u64>, usize),
+}
+
 pub(crate) fn checkpoints(
     conn: &Connection,
     tenant: &TenantId,
-    latest_only: bool,
+    which: Checkpoints,
 ) -> Result<Vec<CheckpointRecord>, StoreError> {
-    let sql = if latest_only {
-        "SELECT tenant, size, root, note, signed_at FROM checkpoints WHERE tenant = ?1 ORDER BY size DESC LIMIT 1"
-    } else {
-        "SELECT tenant, size, root, note, signed_at FROM checkpoints WHERE tenant = ?1 ORDER BY size"
+    let (sql, after, limit) = match which {
+        Checkpoints::Latest => (
+            "SELECT tenant, size, root, note, signed_at FROM checkpoints WHERE tenant = ?1 AND size > ?2 ORDER BY size DESC LIMIT ?3",
+            -1,
+            1,
+        ),
+        Checkpoints::After(after, limit) => (
+            "SELECT tenant, size, root, note, signed_at FROM checkpoints WHERE tenant = ?1 AND size > ?2 ORDER BY size LIMIT ?3",
+            after.map_or(-1, to_i64),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        ),
     };
     let mut stmt = conn
         .prepare_cached(sql)
         .map_err(db("reading checkpoints"))?;
     let rows = stmt
-        .query_map([tenant.as_str()], checkpoint_row)
+        .query_map(
+            rusqlite::params![tenant.as_str(), after, limit],
+            checkpoint_row,
+        )
         .map_err(db("reading checkpoints"))?;
     rows.map(|r| to_checkpoint(r.map_err(db("reading checkpoints"))?))
         .collect()
@@ -621,24 +640,27 @@ pub(crate) fn signing_keys(conn: &Connection) -> Result<Vec<SigningKeyRecord>, S
 pub(crate) fn cosignatures(
     conn: &Connection,
     tenant: &TenantId,
-    at: Option<u64>,
+    sizes: &std::ops::RangeInclusive<u64>,
 ) -> Result<Vec<(u64, String)>, StoreError> {
     fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String)> {
         Ok((r.get(0)?, r.get(1)?))
     }
-    let tenant = tenant.as_str();
     let mut stmt = conn
-        .prepare_cached(if at.is_some() {
-            "SELECT size, line FROM cosignatures WHERE tenant = ?1 AND size = ?2 ORDER BY witness"
-        } else {
-            "SELECT size, line FROM cosignatures WHERE tenant = ?1 ORDER BY size, witness"
-        })
+        .prepare_cached(
+            "SELECT size, line FROM cosignatures WHERE tenant = ?1 AND size >= ?2 AND size <= ?3
+             ORDER BY size, witness",
+        )
         .map_err(db("reading cosignatures"))?;
-    let rows = match at {
-        Some(at) => stmt.query_map(rusqlite::params![tenant, crate::strips::to_i64(at)], row),
-        None => stmt.query_map([tenant], row),
-    }
-    .map_err(db("reading cosignatures"))?;
+    let rows = stmt
+        .query_map(
+            rusqlite::params![
+                tenant.as_str(),
+                to_i64(*sizes.start()),
+                to_i64(*sizes.end())
+            ],
+            row,
+        )
+        .map_err(db("reading cosignatures"))?;
     rows.map(|r| {
         let (size, line) = r.map_err(db("reading cosignatures"))?;
         Ok((u64::try_from(size).unwrap_or(0), line))

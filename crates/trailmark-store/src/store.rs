@@ -85,6 +85,15 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
     ) -> impl Future<Output = Result<Vec<CheckpointRecord>, StoreError>> + Send;
 
+    /// At most `limit` checkpoints of a tenant whose size is above `after`
+    /// (from the first when `None`), oldest first: a page of them.
+    fn checkpoints_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<CheckpointRecord>, StoreError>> + Send;
+
     /// Records a signing key under its ordinal; a key already recorded
     /// under that ordinal is kept and `record` ignored (two servers starting
     /// at once on an empty ledger: the first wins, and each then reads
@@ -104,13 +113,13 @@ pub trait Store: Send + Sync + 'static {
         line: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The cosignature lines of a tenant's checkpoints: `(size, line)`, by
-    /// size; only those of the checkpoint at size `at` when given (one
-    /// indexed read, however many checkpoints the tenant has).
+    /// The cosignature lines of a tenant's checkpoints whose size is in
+    /// `sizes`, as (size, line), by size: one checkpoint's (`s..=s`, one
+    /// indexed read however many the tenant has) or a page's.
     fn cosignatures(
         &self,
         tenant: &TenantId,
-        at: Option<u64>,
+        sizes: std::ops::RangeInclusive<u64>,
     ) -> impl Future<Output = Result<Vec<(u64, String)>, StoreError>> + Send;
 
     /// The trail's signing keys, oldest first.

@@ -485,6 +485,23 @@ pub async fn checkpoints_are_all_kept<H: Harness>(h: &H) {
         store.latest_checkpoint(&t).await.unwrap().unwrap().note,
         "note 9\n"
     );
+    // Paged: sizes above `after`, oldest first, at most `limit`.
+    let sizes = |page: Vec<CheckpointRecord>| page.iter().map(|c| c.size.get()).collect::<Vec<_>>();
+    assert_eq!(
+        sizes(store.checkpoints_after(&t, None, 2).await.unwrap()),
+        [1, 5]
+    );
+    assert_eq!(
+        sizes(store.checkpoints_after(&t, Some(5), 2).await.unwrap()),
+        [9]
+    );
+    assert!(
+        store
+            .checkpoints_after(&t, Some(9), 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn stats_count_by_action_actor_resource_outcome_and_day<H: Harness>(h: &H) {
@@ -609,7 +626,7 @@ pub async fn cosignatures_are_kept_once_per_witness_and_checkpoint<H: Harness>(h
         .await
         .unwrap();
     assert_eq!(
-        store.cosignatures(&t, None).await.unwrap(),
+        store.cosignatures(&t, 0..=u64::MAX).await.unwrap(),
         [
             (3, "— w1 D".to_owned()),
             (5, "— w1 A".to_owned()),
@@ -617,10 +634,11 @@ pub async fn cosignatures_are_kept_once_per_witness_and_checkpoint<H: Harness>(h
         ]
     );
     assert_eq!(
-        store.cosignatures(&t, Some(5)).await.unwrap(),
+        store.cosignatures(&t, 5..=5).await.unwrap(),
         [(5, "— w1 A".to_owned()), (5, "— w2 C".to_owned())]
     );
-    assert!(store.cosignatures(&t, Some(4)).await.unwrap().is_empty());
+    assert!(store.cosignatures(&t, 4..=4).await.unwrap().is_empty());
+    assert_eq!(store.cosignatures(&t, 4..=9).await.unwrap().len(), 2);
 }
 
 /// A read the API, CLI and viewer make, with what its plan must seek.

@@ -412,20 +412,29 @@ impl Source for Remote {
     }
 
     fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<StoredNote>> {
-        let body = self
-            .http
-            .get_json("/v1/checkpoints", &[("tenant", tenant.to_string())])?;
-        body["checkpoints"]
-            .as_array()
-            .context("/v1/checkpoints: no checkpoints array")?
-            .iter()
-            .map(|c| {
-                Ok(StoredNote {
+        // A page at a time, each from where the last ended.
+        let mut out = Vec::new();
+        let mut after: Option<u64> = None;
+        loop {
+            let mut params = vec![("tenant", tenant.to_string())];
+            if let Some(after) = after {
+                params.push(("after", after.to_string()));
+            }
+            let body = self.http.get_json("/v1/checkpoints", &params)?;
+            for c in body["checkpoints"]
+                .as_array()
+                .context("/v1/checkpoints: no checkpoints array")?
+            {
+                out.push(StoredNote {
                     note: c["note"].as_str().context("checkpoint note")?.to_owned(),
                     columns: None,
-                })
-            })
-            .collect()
+                });
+            }
+            match body["next_after"].as_u64() {
+                Some(next) if Some(next) > after => after = Some(next),
+                _ => return Ok(out),
+            }
+        }
     }
 
     fn verifier_keys(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<VerifierKey>> {

@@ -450,3 +450,39 @@ fn a_second_server_on_the_same_data_dir_refuses_to_start() {
         "{stderr}"
     );
 }
+
+/// `GET /v1/checkpoints` is paged: a busy tenant gets a checkpoint a second,
+/// and one answer must not hold them all.
+#[test]
+fn checkpoints_come_a_page_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    for (i, size) in [(1, 1), (2, 2), (3, 3)] {
+        let event = crate::event("acme", &format!("user-{i}"), "update");
+        assert_eq!(server.post("/v1/events", &server.admin, &event).0, 201);
+        server.wait_checkpoint("acme", size);
+    }
+    let page = |query: &str| {
+        server.get(
+            &format!("/v1/checkpoints?tenant=acme{query}"),
+            &server.admin,
+        )
+    };
+    let (_, first) = page("&limit=2");
+    let sizes = |v: &serde_json::Value| -> Vec<u64> {
+        v["checkpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["size"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(sizes(&first), [1, 2], "{first}");
+    assert_eq!(first["next_after"], 2);
+    let (_, rest) = page("&after=2&limit=2");
+    assert_eq!(sizes(&rest), [3]);
+    assert!(rest["next_after"].is_null());
+    for bad in ["&limit=0", "&limit=1001", "&after=x", "&cursor=1"] {
+        assert_eq!(page(bad).0, 400, "{bad}");
+    }
+}
