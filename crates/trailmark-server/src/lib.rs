@@ -22,6 +22,7 @@ mod render;
 mod reports;
 mod tiles;
 pub mod viewer;
+pub mod wire;
 pub mod witness;
 
 use std::fmt::Write as _;

@@ -5,8 +5,6 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 
 use crate::extract::QueryParams;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -18,7 +16,8 @@ use trailmark_store::{Cursor, Exact, Query, Store};
 use crate::app::{App, now};
 use crate::auth::{Authorized, Reader};
 use crate::error::ApiError;
-use crate::render::{entry_json, event_json};
+use crate::render::entry_json;
+use crate::wire::{EventDetail, EventOut, EventsPage, ProofOut};
 
 pub const MAX_LIMIT: usize = 1000;
 pub const MAX_ENTRIES_RANGE: u64 = 1000;
@@ -245,21 +244,22 @@ pub async fn list_events<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Reader>,
     QueryParams(filters): QueryParams<EventFilters>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<EventsPage>, ApiError> {
     let query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
     let page = app.store.query(&query).await?;
     let events = page
         .entries
         .iter()
-        .map(event_json)
+        .map(EventOut::of)
         .collect::<Result<Vec<_>, _>>()?;
     let mut meta = filters.describe();
     meta.insert("returned".into(), json!(events.len()));
     app.audit(Some(&caller), "read", Some(("route", "/v1/events")), meta)
         .await?;
-    Ok(axum::Json(
-        json!({"events": events, "next_cursor": page.next.map(Cursor::encode)}),
-    ))
+    Ok(axum::Json(EventsPage {
+        events,
+        next_cursor: page.next.map(Cursor::encode),
+    }))
 }
 
 pub async fn get_event<S: Store>(
@@ -267,7 +267,7 @@ pub async fn get_event<S: Store>(
     Authorized(caller, _): Authorized<Reader>,
     Path(id): Path<String>,
     QueryParams(filters): QueryParams<EventFilters>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<EventDetail>, ApiError> {
     let id = EventId::parse(&id).map_err(|m| ApiError::param("id", m))?;
     let tenants = caller.visible(filters.tenant.as_deref())?;
     let entry = app
@@ -324,16 +324,16 @@ pub async fn get_event<S: Store>(
                 hashes.clone(),
                 &signed,
             );
-            json!({
-                "leaf_index": index.get(),
-                "tree_size": cp.size.get(),
-                "hashes": hashes.iter().map(|h| BASE64.encode(h.as_bytes())).collect::<Vec<_>>(),
-                "checkpoint": cp.note,
-                "receipt": receipt.to_string(),
+            Some(ProofOut {
+                checkpoint: cp.note,
+                hashes,
+                leaf_index: index.get(),
+                receipt: receipt.to_string(),
+                tree_size: cp.size.get(),
             })
         }
         // Checkpoints are signed every second; a newer entry has none yet.
-        _ => Value::Null,
+        _ => None,
     };
     let mut meta = Map::new();
     meta.insert("event".into(), json!(id.to_string()));
@@ -344,10 +344,12 @@ pub async fn get_event<S: Store>(
         meta,
     )
     .await?;
-    let mut body = event_json(&entry)?;
-    body["entry"] = entry_json(&entry, &envelope);
-    body["proof"] = proof;
-    Ok(axum::Json(body))
+    Ok(axum::Json(EventDetail {
+        event: EventOut::of(&entry)?,
+        entry: entry_json(&entry, &envelope),
+        proof,
+        envelope: entry.envelope_bytes.clone(),
+    }))
 }
 
 #[derive(Debug, Deserialize)]

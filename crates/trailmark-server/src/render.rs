@@ -2,37 +2,15 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use trailmark_core::Envelope;
 use trailmark_store::{StoreError, StoredEntry};
 
 /// The event as a producer sent it, rebuilt from envelope and payload, with
-/// its position and payload state.
+/// its position and payload state (as JSON: [`crate::wire::EventOut`]).
 pub fn event_json(entry: &StoredEntry) -> Result<Value, StoreError> {
-    let env = entry.envelope()?;
-    let empty = Map::new();
-    let payload = entry.payload.as_ref().unwrap_or(&empty);
-    let get = |key: &str| payload.get(key).cloned().unwrap_or(Value::Null);
-    let resource = env
-        .resource_type
-        .as_ref()
-        .map(|kind| json!({"type": kind, "id": env.resource_id, "name": get("resource_name")}));
-    Ok(json!({
-        "id": env.id.to_string(),
-        "seq": env.seq.get(),
-        "tenant": env.tenant.as_str(),
-        "occurred_at": env.occurred_at.to_string(),
-        "received_at": env.received_at.to_string(),
-        "actor": {"id": env.actor_id, "type": env.actor_type.as_str(), "name": get("actor_name")},
-        "action": env.action,
-        "resource": resource,
-        "outcome": env.outcome.as_str(),
-        "reason": get("reason"),
-        "changes": get("changes"),
-        "context": get("context"),
-        "metadata": get("metadata"),
-        "state": entry.state().as_str(),
-    }))
+    let event = crate::wire::EventOut::of(entry)?;
+    serde_json::to_value(event).map_err(|e| StoreError::Unreadable(e.to_string()))
 }
 
 /// The entry as verifiers need it: exact envelope bytes, leaf hash, payload

@@ -20,13 +20,14 @@ use crate::auth::{Authorized, Reader};
 use crate::error::ApiError;
 use crate::query::EventFilters;
 use crate::render::event_json;
+use crate::wire::{EventOut, History, HistoryStep, RecordRef};
 
 /// Most events one history answer holds.
 pub const MAX_HISTORY: usize = 10_000;
 const PAGE: usize = 1000;
 
-fn changes_of(event: &Value) -> Option<Changes> {
-    let map = event["changes"].as_object()?;
+fn changes_of(changes: &Value) -> Option<Changes> {
+    let map = changes.as_object()?;
     Some(
         map.iter()
             .map(|(k, v)| {
@@ -73,7 +74,7 @@ pub async fn history<S: Store>(
     Authorized(caller, _): Authorized<Reader>,
     Path((kind, id)): Path<(String, String)>,
     QueryParams(filters): QueryParams<EventFilters>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<History>, ApiError> {
     // The record's events, narrowed by any other filter given (an unknown
     // parameter is refused, as everywhere).
     let mut query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
@@ -85,17 +86,14 @@ pub async fn history<S: Store>(
     let mut state = RecordState::default();
     let mut events = Vec::with_capacity(entries.len());
     for entry in &entries {
-        let mut event = event_json(entry)?;
-        state.apply(
-            event["action"].as_str().unwrap_or_default(),
-            changes_of(&event).as_ref(),
-        );
-        event["state_after"] = if state.deleted {
+        let event = EventOut::of(entry)?;
+        state.apply(&event.action, changes_of(&event.changes).as_ref());
+        let state_after = if state.deleted {
             Value::Null
         } else {
             Value::Object(state.fields.clone())
         };
-        events.push(event);
+        events.push(HistoryStep { event, state_after });
     }
     let mut meta = Map::new();
     meta.insert("resource".into(), json!(format!("{kind}:{id}")));
@@ -106,9 +104,11 @@ pub async fn history<S: Store>(
         meta,
     )
     .await?;
-    Ok(axum::Json(
-        json!({"resource": {"type": kind, "id": id}, "events": events, "truncated": truncated}),
-    ))
+    Ok(axum::Json(History {
+        events,
+        resource: RecordRef { id, kind },
+        truncated,
+    }))
 }
 
 /// `GET /v1/stats`: counts by action, actor, resource type, outcome and day.

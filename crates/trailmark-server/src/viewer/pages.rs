@@ -8,16 +8,15 @@ use axum::extract::{Path, State};
 use crate::extract::QueryParams;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 use trailmark_core::Timestamp;
-use trailmark_log::{Hash, LeafIndex, SignedCheckpoint, TreeSize, leaf_hash, verify_inclusion};
+use trailmark_log::{LeafIndex, SignedCheckpoint, TreeSize, leaf_hash, verify_inclusion};
 use trailmark_store::{Exact, Store};
 
 use super::{PageError, Viewer, Who, enc, esc, layout};
 use crate::query::EventFilters;
 use crate::reports::ExportParams;
+use crate::wire::{EventDetail, EventOut};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -80,14 +79,10 @@ fn action_class(action: &str, outcome: &str) -> &'static str {
     }
 }
 
-fn text<'a>(v: &'a Value, path: &str) -> &'a str {
-    v.pointer(path).and_then(Value::as_str).unwrap_or("")
-}
-
-fn history_link(event: &Value) -> Option<String> {
-    let kind = event.pointer("/resource/type")?.as_str()?;
-    let id = event.pointer("/resource/id")?.as_str()?;
-    Some(format!("/ui/history/{}/{}", enc(kind), enc(id)))
+fn history_link(event: &EventOut) -> Option<String> {
+    let resource = event.resource.as_ref()?;
+    let id = resource.id.as_deref()?;
+    Some(format!("/ui/history/{}/{}", enc(&resource.kind), enc(id)))
 }
 
 fn filter_bar(f: &EventFilters) -> String {
@@ -161,45 +156,38 @@ pub(crate) async fn events<S: Store>(
         "<p class=\"exports\">Export this view: <a href=\"/ui/export?format=csv&amp;{q}\">CSV</a> · <a href=\"/ui/export?format=ndjson&amp;{q}\">NDJSON</a></p>",
         q = esc(&qs)
     );
-    let events = page["events"].as_array().cloned().unwrap_or_default();
-    if events.is_empty() {
+    if page.events.is_empty() {
         body.push_str("<p>No events match.</p>");
     } else {
         body.push_str("<div class=\"scroll\"><table class=\"events\"><thead><tr><th>When (UTC)</th><th>Actor</th><th>Action</th><th>Resource</th><th>Outcome</th><th>IP</th><th>Tenant</th></tr></thead><tbody>");
-        for e in &events {
-            let id = text(e, "/id");
-            let action = text(e, "/action");
-            let outcome = text(e, "/outcome");
-            let resource = match (
-                e.pointer("/resource/type").and_then(Value::as_str),
-                history_link(e),
-            ) {
-                (Some(kind), Some(link)) => format!(
+        for e in &page.events {
+            let resource = match (&e.resource, history_link(e)) {
+                (Some(r), Some(link)) => format!(
                     "<a href=\"{}\">{} {}</a>",
                     esc(&link),
-                    esc(kind),
-                    esc(text(e, "/resource/id"))
+                    esc(&r.kind),
+                    esc(r.id.as_deref().unwrap_or(""))
                 ),
-                (Some(kind), None) => esc(kind),
+                (Some(r), None) => esc(&r.kind),
                 _ => String::new(),
             };
             let _ = write!(
                 body,
                 "<tr><td><a href=\"/ui/events/{}?tenant={}\">{}</a></td><td>{}</td><td><span class=\"action {}\">{}</span></td><td>{resource}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                enc(id),
-                enc(text(e, "/tenant")),
-                esc(text(e, "/occurred_at")),
-                esc(text(e, "/actor/id")),
-                action_class(action, outcome),
-                esc(action),
-                esc(outcome),
-                esc(text(e, "/context/ip")),
-                esc(text(e, "/tenant")),
+                enc(&e.id),
+                enc(&e.tenant),
+                esc(&e.occurred_at),
+                esc(&e.actor.id),
+                action_class(&e.action, &e.outcome),
+                esc(&e.action),
+                esc(&e.outcome),
+                esc(e.ip().unwrap_or("")),
+                esc(&e.tenant),
             );
         }
         body.push_str("</tbody></table></div>");
     }
-    if let Some(cursor) = page["next_cursor"].as_str() {
+    if let Some(cursor) = &page.next_cursor {
         let sep = if qs.is_empty() { "" } else { "&" };
         let _ = write!(
             body,
@@ -283,47 +271,30 @@ fn pairs(map: Option<&serde_json::Map<String, Value>>) -> String {
 /// Checks the event's inclusion proof against its checkpoint, as a
 /// third party would: the leaf from the entry's bytes, the root from the
 /// signed note.
-fn proof_status<S: Store>(viewer: &Viewer<S>, event: &Value) -> (bool, String) {
-    let proof = &event["proof"];
-    if proof.is_null() {
+fn proof_status<S: Store>(viewer: &Viewer<S>, event: &EventDetail) -> (bool, String) {
+    let Some(proof) = &event.proof else {
         return (
             false,
             "Not in a signed checkpoint yet (checkpoints follow within a second); reload to check."
                 .into(),
         );
-    }
+    };
     let check = || -> Result<u64, String> {
-        let envelope = text(event, "/entry/envelope").as_bytes().to_vec();
-        let tenant =
-            trailmark_core::TenantId::new(text(event, "/tenant")).map_err(str::to_owned)?;
+        let tenant = trailmark_core::TenantId::new(&event.event.tenant).map_err(str::to_owned)?;
         let log_key = viewer
             .app
             .signer(&tenant)
             .map_err(|e| e.to_string())?
             .verifier();
-        let note = proof["checkpoint"].as_str().unwrap_or_default();
-        let signed = SignedCheckpoint::open(note.as_bytes(), &log_key)
+        let signed = SignedCheckpoint::open(proof.checkpoint.as_bytes(), &log_key)
             .map_err(|e| format!("checkpoint signature: {e}"))?;
-        let hashes = proof["hashes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|h| {
-                BASE64
-                    .decode(h.as_str().unwrap_or_default())
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| Hash::from_slice(&b).map_err(|e| e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let index = LeafIndex::new(proof["leaf_index"].as_u64().unwrap_or(u64::MAX))
-            .ok_or("bad leaf index")?;
-        let size =
-            TreeSize::new(proof["tree_size"].as_u64().unwrap_or(0)).ok_or("bad tree size")?;
+        let index = LeafIndex::new(proof.leaf_index).ok_or("bad leaf index")?;
+        let size = TreeSize::new(proof.tree_size).ok_or("bad tree size")?;
         verify_inclusion(
-            &leaf_hash(&envelope),
+            &leaf_hash(&event.envelope),
             index,
             size,
-            &hashes,
+            &proof.hashes,
             signed.checkpoint().root(),
         )
         .map_err(|e| e.to_string())?;
@@ -358,7 +329,7 @@ pub(crate) async fn event<S: Store>(
         tenant: who.tenant.clone().or(link.tenant),
         ..EventFilters::default()
     };
-    let e = crate::query::get_event(
+    let detail = crate::query::get_event(
         State(Arc::clone(&viewer.app)),
         crate::auth::Authorized::check(who.caller.clone())?,
         Path(id),
@@ -366,16 +337,19 @@ pub(crate) async fn event<S: Store>(
     )
     .await?
     .0;
-    let (ok, proof) = proof_status(&viewer, &e);
-    let action = text(&e, "/action");
+    let (ok, proof) = proof_status(&viewer, &detail);
+    let e = &detail.event;
+    let (kind, rid) = e.resource.as_ref().map_or(("", ""), |r| {
+        (r.kind.as_str(), r.id.as_deref().unwrap_or(""))
+    });
     let mut body = format!(
         "<h1><span class=\"action {}\">{}</span> {} {}</h1>",
-        action_class(action, text(&e, "/outcome")),
-        esc(action),
-        esc(text(&e, "/resource/type")),
-        esc(text(&e, "/resource/id"))
+        action_class(&e.action, &e.outcome),
+        esc(&e.action),
+        esc(kind),
+        esc(rid)
     );
-    if let Some(link) = history_link(&e) {
+    if let Some(link) = history_link(e) {
         let _ = write!(
             body,
             "<p><a href=\"{}\">History of this record →</a></p>",
@@ -388,31 +362,32 @@ pub(crate) async fn event<S: Store>(
         if ok { "ok" } else { "pending" },
         esc(&proof)
     );
-    let changes = e.get("changes").and_then(Value::as_object);
     body.push_str("<h2>Changes</h2>");
     body.push_str(
-        &changes.map_or_else(|| "<p class=\"none\">none recorded</p>".into(), diff_table),
+        &e.changes
+            .as_object()
+            .map_or_else(|| "<p class=\"none\">none recorded</p>".into(), diff_table),
     );
     let _ = write!(
         body,
         "<h2>Actor</h2><dl><dt>id</dt><dd>{}</dd><dt>type</dt><dd>{}</dd><dt>name</dt><dd>{}</dd></dl>",
-        esc(text(&e, "/actor/id")),
-        esc(text(&e, "/actor/type")),
-        esc(text(&e, "/actor/name"))
+        esc(&e.actor.id),
+        esc(&e.actor.kind),
+        esc(e.actor.name.as_str().unwrap_or(""))
     );
     body.push_str("<h2>Context</h2>");
-    body.push_str(&pairs(e.get("context").and_then(Value::as_object)));
+    body.push_str(&pairs(e.context.as_object()));
     body.push_str("<h2>Metadata</h2>");
-    body.push_str(&pairs(e.get("metadata").and_then(Value::as_object)));
+    body.push_str(&pairs(e.metadata.as_object()));
     let _ = write!(
         body,
         "<h2>Entry</h2><dl><dt>tenant</dt><dd>{}</dd><dt>seq</dt><dd>{}</dd><dt>occurred</dt><dd>{}</dd><dt>received</dt><dd>{}</dd><dt>payload</dt><dd>{}</dd><dt>reason</dt><dd>{}</dd></dl>",
-        esc(text(&e, "/tenant")),
-        e.get("seq").map_or(String::new(), ToString::to_string),
-        esc(text(&e, "/occurred_at")),
-        esc(text(&e, "/received_at")),
-        esc(text(&e, "/state")),
-        esc(text(&e, "/reason")),
+        esc(&e.tenant),
+        e.seq,
+        esc(&e.occurred_at),
+        esc(&e.received_at),
+        esc(&e.state),
+        esc(e.reason.as_str().unwrap_or("")),
     );
     Ok(layout("Event", "/ui/events", Some(&who), &body))
 }
@@ -438,35 +413,34 @@ pub(crate) async fn history<S: Store>(
     .await?
     .0;
     let mut body = format!("<h1>History of {} {}</h1>", esc(&kind), esc(&id));
-    let events = h["events"].as_array().cloned().unwrap_or_default();
-    if events.is_empty() {
+    if h.events.is_empty() {
         body.push_str("<p>No events for this record.</p>");
     }
     body.push_str("<ol class=\"history\">");
-    for e in &events {
-        let action = text(e, "/action");
+    for step in &h.events {
+        let e = &step.event;
         let _ = write!(
             body,
             "<li><p><a href=\"/ui/events/{}?tenant={}\">{}</a> · <span class=\"action {}\">{}</span> by {}</p>",
-            enc(text(e, "/id")),
-            enc(text(e, "/tenant")),
-            esc(text(e, "/occurred_at")),
-            action_class(action, text(e, "/outcome")),
-            esc(action),
-            esc(text(e, "/actor/id")),
+            enc(&e.id),
+            enc(&e.tenant),
+            esc(&e.occurred_at),
+            action_class(&e.action, &e.outcome),
+            esc(&e.action),
+            esc(&e.actor.id),
         );
-        if let Some(changes) = e.get("changes").and_then(Value::as_object) {
+        if let Some(changes) = e.changes.as_object() {
             body.push_str(&diff_table(changes));
         }
         body.push_str("<p class=\"state-label\">State after:</p>");
-        match e.get("state_after") {
-            Some(Value::Object(state)) => body.push_str(&pairs(Some(state))),
+        match &step.state_after {
+            Value::Object(state) => body.push_str(&pairs(Some(state))),
             _ => body.push_str("<p class=\"none\">deleted</p>"),
         }
         body.push_str("</li>");
     }
     body.push_str("</ol>");
-    if h["truncated"].as_bool() == Some(true) {
+    if h.truncated {
         body.push_str("<p>Only the newest events are shown.</p>");
     }
     Ok(layout("History", "/ui/events", Some(&who), &body))
