@@ -55,6 +55,46 @@ fn op(summary: &str, scope: &str, params: Vec<Value>, ok: (&str, &str)) -> Value
     })
 }
 
+/// The JSON Schemas of the typed answers (`crate::wire`), generated from
+/// the types the handlers return, and each route's answer pointed at its
+/// schema: a change to what a handler returns changes this document.
+fn typed_answers(paths: &mut Map<String, Value>) -> Map<String, Value> {
+    use schemars::generate::{Contract, SchemaSettings};
+    let mut generator = SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.definitions_path = "/components/schemas".into();
+            s.contract = Contract::Serialize;
+        })
+        .into_generator();
+    let answers = [
+        (
+            "/v1/events",
+            "get",
+            generator.subschema_for::<crate::wire::EventsPage>(),
+        ),
+        (
+            "/v1/events/{id}",
+            "get",
+            generator.subschema_for::<crate::wire::EventDetail>(),
+        ),
+        (
+            "/v1/resources/{type}/{id}/history",
+            "get",
+            generator.subschema_for::<crate::wire::History>(),
+        ),
+    ];
+    for (path, method, schema) in answers {
+        if let Some(ok) = paths
+            .get_mut(path)
+            .and_then(|p| p.get_mut(method))
+            .and_then(|op| op.pointer_mut("/responses/200"))
+        {
+            ok["content"] = json!({"application/json": {"schema": schema}});
+        }
+    }
+    generator.take_definitions(true)
+}
+
 /// The parameters of `/v1/checkpoints`.
 fn checkpoint_pages() -> Vec<Value> {
     let mut params = tenant_only();
@@ -149,6 +189,8 @@ pub fn document() -> Value {
             json!({"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}),
         );
     }
+    let mut schemas = typed_answers(&mut paths);
+    schemas.insert("Event".into(), event_schema());
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Trailmark", "version": env!("CARGO_PKG_VERSION"),
@@ -156,7 +198,14 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Event": {"type": "object", "required": ["actor", "action"], "properties": {
+            "schemas": schemas,
+        },
+    })
+}
+
+/// What a producer sends (`POST /v1/events`).
+fn event_schema() -> Value {
+    json!({"type": "object", "required": ["actor", "action"], "properties": {
                 "id": {"type": "string", "format": "uuid"},
                 "occurred_at": {"type": "string", "format": "date-time"},
                 "tenant": {"type": "string"},
@@ -171,7 +220,5 @@ pub fn document() -> Value {
                 "reason": {"type": ["string", "null"]},
                 "changes": {"type": "object", "additionalProperties": {"type": "object", "properties": {"old": {}, "new": {}}}},
                 "context": {"type": "object"},
-                "metadata": {"type": "object"}}}},
-        },
-    })
+                "metadata": {"type": "object"}}})
 }

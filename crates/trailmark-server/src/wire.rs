@@ -2,12 +2,13 @@
 //! viewer renders the same values, so the two cannot drift apart. Fields are
 //! declared in alphabetical order, the order the JSON has always had.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 use trailmark_store::{StoreError, StoredEntry};
 
 /// Who acted.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ActorOut {
     pub id: String,
     /// The display name the producer sent (`null` when none, or erased).
@@ -17,7 +18,7 @@ pub struct ActorOut {
 }
 
 /// What was acted on.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ResourceOut {
     pub id: Option<String>,
     pub name: Value,
@@ -27,7 +28,7 @@ pub struct ResourceOut {
 
 /// One event as the API shows it: what the producer sent, rebuilt from the
 /// envelope and the payload, with its position and the payload's state.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct EventOut {
     pub action: String,
     pub actor: ActorOut,
@@ -91,7 +92,7 @@ impl EventOut {
 }
 
 /// `GET /v1/events`: a page, newest first.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct EventsPage {
     pub events: Vec<EventOut>,
     /// Pass back as `cursor` for the next page; `null` on the last.
@@ -99,7 +100,7 @@ pub struct EventsPage {
 }
 
 /// The record a history is about.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct RecordRef {
     pub id: String,
     #[serde(rename = "type")]
@@ -107,7 +108,7 @@ pub struct RecordRef {
 }
 
 /// One step of a record's history: the event and the record after it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct HistoryStep {
     #[serde(flatten)]
     pub event: EventOut,
@@ -116,7 +117,7 @@ pub struct HistoryStep {
 }
 
 /// `GET /v1/resources/{type}/{id}/history`: oldest first.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct History {
     pub events: Vec<HistoryStep>,
     pub resource: RecordRef,
@@ -126,12 +127,13 @@ pub struct History {
 
 /// An inclusion proof of one entry against a signed checkpoint, with the
 /// receipt (C2SP tlog-proof) that carries both.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ProofOut {
     /// The signed checkpoint note.
     pub checkpoint: String,
     /// The proof's hashes (base64 in JSON).
     #[serde(serialize_with = "base64_hashes")]
+    #[schemars(with = "Vec<String>")]
     pub hashes: Vec<trailmark_log::Hash>,
     pub leaf_index: u64,
     pub receipt: String,
@@ -153,7 +155,7 @@ fn base64_hashes<S: serde::Serializer>(
 
 /// `GET /v1/events/{id}`: the event, its entry as verifiers read it, and
 /// its proof once a checkpoint covers it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct EventDetail {
     #[serde(flatten)]
     pub event: EventOut,
