@@ -15,8 +15,10 @@ import referencing.jsonschema
 url, key = sys.argv[1], sys.argv[2]
 
 
-def get(path):
-    request = urllib.request.Request(url + path, headers={"Authorization": "Bearer " + key})
+def get(path, body=None):
+    headers = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, headers=headers)
     with urllib.request.urlopen(request) as response:
         return json.load(response)
 
@@ -27,10 +29,10 @@ registry = referencing.Registry().with_resource(
 )
 
 
-def check(route, path):
-    schema = doc["paths"][route]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+def check(route, path, method="get", status="200", send=None):
+    schema = doc["paths"][route][method]["responses"][status]["content"]["application/json"]["schema"]
     validator = jsonschema.Draft202012Validator({"$ref": "urn:openapi#" + schema["$ref"][1:]}, registry=registry)
-    body = get(path)
+    body = get(path, send)
     errors = list(validator.iter_errors(body))
     if errors:
         sys.exit(f"{path}: the answer does not match its schema: {errors[0].message} at {list(errors[0].path)}")
@@ -38,12 +40,37 @@ def check(route, path):
     return body
 
 
-typed = [r for r, ops in doc["paths"].items() if "content" in ops.get("get", {}).get("responses", {}).get("200", {})]
+typed = {
+    (route, method, status)
+    for route, ops in doc["paths"].items()
+    for method, op in ops.items()
+    for status, answer in op.get("responses", {}).items()
+    if "content" in answer and "application/json" in answer["content"]
+}
 page = check("/v1/events", "/v1/events?tenant=acme")
 event = page["events"][0]
+checked = {
+    ("/v1/events", "get", "200"),
+    ("/v1/events/{id}", "get", "200"),
+    ("/v1/resources/{type}/{id}/history", "get", "200"),
+    ("/v1/entries", "get", "200"),
+    ("/v1/stats", "get", "200"),
+    ("/v1/tenants", "get", "200"),
+    ("/v1/checkpoints", "get", "200"),
+    ("/v1/proofs/inclusion", "get", "200"),
+    ("/v1/proofs/consistency", "get", "200"),
+    ("/v1/events", "post", "201"),
+}
 check("/v1/events/{id}", f"/v1/events/{event['id']}?tenant=acme")
 check("/v1/resources/{type}/{id}/history", "/v1/resources/Invoice/1/history?tenant=acme")
-checked = {"/v1/events", "/v1/events/{id}", "/v1/resources/{type}/{id}/history"}
-missing = set(typed) - checked
+check("/v1/entries", "/v1/entries?tenant=acme&start=0&end=3")
+check("/v1/stats", "/v1/stats?tenant=acme")
+check("/v1/tenants", "/v1/tenants")
+check("/v1/checkpoints", "/v1/checkpoints?tenant=acme")
+check("/v1/proofs/inclusion", "/v1/proofs/inclusion?tenant=acme&index=1&size=3")
+check("/v1/proofs/consistency", "/v1/proofs/consistency?tenant=acme&first=1&second=3")
+new = {"tenant": "acme", "actor": {"id": "u9", "type": "user"}, "action": "login"}
+check("/v1/events", "/v1/events", method="post", status="201", send=[new])
+missing = typed - checked
 if missing:
     sys.exit(f"routes with a schema that this script does not check yet: {sorted(missing)}")

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use serde_json::{Value, json};
+use serde_json::Value;
 use trailmark_core::{Event, TenantId};
 use trailmark_store::Sameness;
 use trailmark_store::Store;
@@ -209,13 +209,17 @@ pub async fn post_events<S: Store>(
     };
 
     let appended = app.commit(batch, Room::AnswerBusy).await?;
-    let entries: Vec<Value> = appended
+    let entries = appended
         .iter()
-        .map(|a| json!({"id": a.id.to_string(), "seq": a.seq.get(), "tenant": a.tenant.as_str()}))
+        .map(|a| crate::wire::AppendedOut {
+            id: a.id.to_string(),
+            seq: a.seq.get(),
+            tenant: a.tenant.as_str().to_owned(),
+        })
         .collect();
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({ "entries": entries })),
+        axum::Json(crate::wire::AppendedBatch { entries }),
     ))
 }
 

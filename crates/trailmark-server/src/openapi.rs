@@ -82,6 +82,36 @@ fn typed_answers(paths: &mut Map<String, Value>) -> Map<String, Value> {
             "get",
             generator.subschema_for::<crate::wire::History>(),
         ),
+        (
+            "/v1/entries",
+            "get",
+            generator.subschema_for::<crate::wire::EntriesPage>(),
+        ),
+        (
+            "/v1/stats",
+            "get",
+            generator.subschema_for::<crate::wire::StatsOut>(),
+        ),
+        (
+            "/v1/tenants",
+            "get",
+            generator.subschema_for::<crate::wire::Tenants>(),
+        ),
+        (
+            "/v1/checkpoints",
+            "get",
+            generator.subschema_for::<crate::wire::CheckpointsPage>(),
+        ),
+        (
+            "/v1/proofs/inclusion",
+            "get",
+            generator.subschema_for::<crate::wire::InclusionProof>(),
+        ),
+        (
+            "/v1/proofs/consistency",
+            "get",
+            generator.subschema_for::<crate::wire::ConsistencyProof>(),
+        ),
     ];
     for (path, method, schema) in answers {
         if let Some(ok) = paths
@@ -91,6 +121,14 @@ fn typed_answers(paths: &mut Map<String, Value>) -> Map<String, Value> {
         {
             ok["content"] = json!({"application/json": {"schema": schema}});
         }
+    }
+    // An ingest answers 201.
+    let appended = generator.subschema_for::<crate::wire::AppendedBatch>();
+    if let Some(created) = paths
+        .get_mut("/v1/events")
+        .and_then(|p| p.pointer_mut("/post/responses/201"))
+    {
+        created["content"] = json!({"application/json": {"schema": appended}});
     }
     generator.take_definitions(true)
 }

@@ -19,6 +19,9 @@ use trailmark_store::{Store, StoreError};
 use crate::app::App;
 use crate::auth::{Authorized, Reader};
 use crate::error::ApiError;
+use crate::wire::{
+    CheckpointOut, CheckpointsPage, ConsistencyProof, InclusionProof, TenantOut, Tenants,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,7 +131,7 @@ pub async fn checkpoints<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Reader>,
     QueryParams(p): QueryParams<CheckpointsParams>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<CheckpointsPage>, ApiError> {
     let tenant = caller.one_tenant(p.tenant.as_deref())?;
     let limit = p.limit.unwrap_or(MAX_CHECKPOINTS_PAGE);
     if !(1..=MAX_CHECKPOINTS_PAGE).contains(&limit) {
@@ -150,11 +153,14 @@ pub async fn checkpoints<S: Store>(
             lines.entry(size).or_default().push(line);
         }
     }
-    let notes: Vec<Value> = page
+    let checkpoints = page
         .iter()
         .map(|c| {
             let cosignatures = lines.get(&c.size.get()).map_or(&[][..], Vec::as_slice);
-            json!({"size": c.size.get(), "note": cosigned(&c.note, cosignatures)})
+            CheckpointOut {
+                note: cosigned(&c.note, cosignatures),
+                size: c.size.get(),
+            }
         })
         .collect();
     let next_after = if more {
@@ -162,9 +168,11 @@ pub async fn checkpoints<S: Store>(
     } else {
         None
     };
-    Ok(axum::Json(
-        json!({"tenant": tenant.as_str(), "checkpoints": notes, "next_after": next_after}),
-    ))
+    Ok(axum::Json(CheckpointsPage {
+        checkpoints,
+        next_after,
+        tenant: tenant.as_str().to_owned(),
+    }))
 }
 
 /// `GET /v1/signing-keys`: the public keys that sign this trail, oldest
@@ -204,24 +212,27 @@ pub async fn verifier_key<S: Store>(
 pub async fn tenants<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Reader>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Tenants>, ApiError> {
     let visible = caller.visible(None)?;
-    let heads: Vec<Value> = app
+    let tenants = app
         .store
         .heads()
         .await?
         .into_iter()
         .filter(|h| visible.is_empty() || visible.contains(&h.tenant))
-        .map(|h| json!({"tenant": h.tenant.as_str(), "size": h.size.get()}))
+        .map(|h| TenantOut {
+            size: h.size.get(),
+            tenant: h.tenant.as_str().to_owned(),
+        })
         .collect();
-    Ok(axum::Json(json!({"tenants": heads})))
+    Ok(axum::Json(Tenants { tenants }))
 }
 
 pub async fn inclusion<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Reader>,
     QueryParams(p): QueryParams<ProofParams>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<InclusionProof>, ApiError> {
     let tenant = caller.one_tenant(p.tenant.as_deref())?;
     let current = tenant_size(&app, &tenant).await?;
     let size = size_param("size", p.size, current)?;
@@ -237,23 +248,27 @@ pub async fn inclusion<S: Store>(
     let index = LeafIndex::new(index).ok_or_else(|| ApiError::param("index", "too large"))?;
     let plan = Plan::inclusion(index, size).map_err(StoreError::from)?;
     let hashes = app.run_plan(&tenant, &plan).await?;
-    Ok(axum::Json(
-        json!({"leaf_index": index.get(), "tree_size": size.get(), "hashes": b64(&hashes)}),
-    ))
+    Ok(axum::Json(InclusionProof {
+        hashes: b64(&hashes),
+        leaf_index: index.get(),
+        tree_size: size.get(),
+    }))
 }
 
 pub async fn consistency<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Reader>,
     QueryParams(p): QueryParams<ProofParams>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ConsistencyProof>, ApiError> {
     let tenant = caller.one_tenant(p.tenant.as_deref())?;
     let current = tenant_size(&app, &tenant).await?;
     let second = size_param("second", p.second, current)?;
     let first = size_param("first", p.first, second.get())?;
     let plan = Plan::consistency(first, second).map_err(StoreError::from)?;
     let hashes = app.run_plan(&tenant, &plan).await?;
-    Ok(axum::Json(
-        json!({"first": first.get(), "second": second.get(), "hashes": b64(&hashes)}),
-    ))
+    Ok(axum::Json(ConsistencyProof {
+        first: first.get(),
+        hashes: b64(&hashes),
+        second: second.get(),
+    }))
 }

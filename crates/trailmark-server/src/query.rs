@@ -16,8 +16,7 @@ use trailmark_store::{Cursor, Exact, Query, Store};
 use crate::app::{App, now};
 use crate::auth::{Authorized, Reader};
 use crate::error::ApiError;
-use crate::render::entry_json;
-use crate::wire::{EventDetail, EventOut, EventsPage, ProofOut};
+use crate::wire::{EntriesPage, EntryOut, EventDetail, EventOut, EventsPage, ProofOut};
 
 pub const MAX_LIMIT: usize = 1000;
 pub const MAX_ENTRIES_RANGE: u64 = 1000;
@@ -346,7 +345,7 @@ pub async fn get_event<S: Store>(
     .await?;
     Ok(axum::Json(EventDetail {
         event: EventOut::of(&entry)?,
-        entry: entry_json(&entry, &envelope),
+        entry: EntryOut::of(&entry, &envelope),
         proof,
         envelope: entry.envelope_bytes.clone(),
     }))
@@ -364,7 +363,7 @@ pub async fn list_entries<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Reader>,
     QueryParams(range): QueryParams<EntryRange>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<EntriesPage>, ApiError> {
     let tenant = caller.one_tenant(range.tenant.as_deref())?;
     let start = range.start.unwrap_or(0);
     let end = range.end.unwrap_or(start + MAX_ENTRIES_RANGE);
@@ -377,7 +376,7 @@ pub async fn list_entries<S: Store>(
     let entries = app.store.entries(&tenant, start, end).await?;
     let out = entries
         .iter()
-        .map(|e| e.envelope().map(|env| entry_json(e, &env)))
+        .map(|e| e.envelope().map(|env| EntryOut::of(e, &env)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(trailmark_store::StoreError::from)?;
     // Entries carry whole payloads: reading them is recorded like any read.
@@ -387,9 +386,10 @@ pub async fn list_entries<S: Store>(
     meta.insert("returned".into(), json!(out.len()));
     app.audit(Some(&caller), "read", Some(("route", "/v1/entries")), meta)
         .await?;
-    Ok(axum::Json(
-        json!({"tenant": tenant.as_str(), "entries": out}),
-    ))
+    Ok(axum::Json(EntriesPage {
+        entries: out,
+        tenant: tenant.as_str().to_owned(),
+    }))
 }
 
 /// Property-based fuzzing of query-string parsing, from the raw string to

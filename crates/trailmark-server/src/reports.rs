@@ -20,7 +20,7 @@ use crate::auth::{Authorized, Reader};
 use crate::error::ApiError;
 use crate::query::EventFilters;
 use crate::render::event_json;
-use crate::wire::{EventOut, History, HistoryStep, RecordRef};
+use crate::wire::{EventOut, History, HistoryStep, RecordRef, StatsOut};
 
 /// Most events one history answer holds.
 pub const MAX_HISTORY: usize = 10_000;
@@ -116,7 +116,7 @@ pub async fn stats<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Reader>,
     QueryParams(filters): QueryParams<EventFilters>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<StatsOut>, ApiError> {
     let query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
     let s = app.store.stats(&query).await?;
     app.audit(
@@ -126,17 +126,7 @@ pub async fn stats<S: Store>(
         filters.describe(),
     )
     .await?;
-    let pairs = |v: &[(String, u64)], key: &str| -> Vec<Value> {
-        v.iter().map(|(k, n)| json!({key: k, "count": n})).collect()
-    };
-    Ok(axum::Json(json!({
-        "total": s.total,
-        "by_action": pairs(&s.by_action, "action"),
-        "by_actor": pairs(&s.by_actor, "actor"),
-        "by_resource_type": pairs(&s.by_resource_type, "resource_type"),
-        "by_outcome": pairs(&s.by_outcome, "outcome"),
-        "per_day": pairs(&s.per_day, "day"),
-    })))
+    Ok(axum::Json(StatsOut::from(s)))
 }
 
 /// Export columns, in order.

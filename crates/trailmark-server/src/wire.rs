@@ -160,10 +160,225 @@ pub struct EventDetail {
     #[serde(flatten)]
     pub event: EventOut,
     /// As `GET /v1/entries` shows it.
-    pub entry: Value,
+    pub entry: EntryOut,
     /// `null` until a signed checkpoint covers the entry.
     pub proof: Option<ProofOut>,
     /// The leaf bytes (also in `entry.envelope`), for checking the proof.
     #[serde(skip)]
     pub envelope: Vec<u8>,
+}
+
+/// The query columns a store keeps beside an entry (verifiers recompute
+/// them: `trailmark_core::IndexedColumns`).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct ColumnsOut {
+    pub action: String,
+    pub actor_id: String,
+    pub id: String,
+    pub ip: Option<String>,
+    pub occurred_at: i64,
+    pub outcome: String,
+    pub request_id: Option<String>,
+    pub resource_id: Option<String>,
+    pub resource_type: Option<String>,
+    pub seq: u64,
+    pub tenant: String,
+}
+
+/// One entry as verifiers need it: the exact envelope (leaf) bytes, the
+/// stored leaf hash, payload and salt, and the query columns.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct EntryOut {
+    pub columns: ColumnsOut,
+    /// The canonical envelope: the leaf's bytes, as text.
+    pub envelope: String,
+    /// Base64.
+    pub leaf_hash: String,
+    /// `null` once erased.
+    pub payload: Option<serde_json::Map<String, Value>>,
+    /// Hex; `null` once erased.
+    pub salt: Option<String>,
+    pub seq: u64,
+    pub state: String,
+    pub tenant: String,
+}
+
+impl EntryOut {
+    pub fn of(entry: &StoredEntry, envelope: &trailmark_core::Envelope) -> Self {
+        use base64::Engine as _;
+        let c = &entry.columns;
+        Self {
+            columns: ColumnsOut {
+                action: c.action.clone(),
+                actor_id: c.actor_id.clone(),
+                id: c.id.clone(),
+                ip: c.ip.clone(),
+                occurred_at: c.occurred_at,
+                outcome: c.outcome.clone(),
+                request_id: c.request_id.clone(),
+                resource_id: c.resource_id.clone(),
+                resource_type: c.resource_type.clone(),
+                seq: c.seq,
+                tenant: c.tenant.clone(),
+            },
+            envelope: String::from_utf8_lossy(&entry.envelope_bytes).into_owned(),
+            leaf_hash: base64::engine::general_purpose::STANDARD.encode(entry.leaf_hash.as_bytes()),
+            payload: entry.payload.clone(),
+            salt: entry.salt.as_ref().map(trailmark_core::Salt::to_hex),
+            seq: envelope.seq.get(),
+            state: entry.state().as_str().to_owned(),
+            tenant: envelope.tenant.as_str().to_owned(),
+        }
+    }
+}
+
+/// `GET /v1/entries`: a range of one tenant's entries, in order.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct EntriesPage {
+    pub entries: Vec<EntryOut>,
+    pub tenant: String,
+}
+
+/// How many events have one action (in [`StatsOut`]).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct ActionCount {
+    pub action: String,
+    pub count: u64,
+}
+/// How many events one actor has.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct ActorCount {
+    pub actor: String,
+    pub count: u64,
+}
+/// How many events have one resource type.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct ResourceTypeCount {
+    pub count: u64,
+    pub resource_type: String,
+}
+/// How many events have one outcome.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct OutcomeCount {
+    pub count: u64,
+    pub outcome: String,
+}
+/// How many events happened on one UTC day (`YYYY-MM-DD`).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct DayCount {
+    pub count: u64,
+    pub day: String,
+}
+
+/// `GET /v1/stats`: counts over the events the filters select.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct StatsOut {
+    pub by_action: Vec<ActionCount>,
+    /// The 50 most active.
+    pub by_actor: Vec<ActorCount>,
+    pub by_outcome: Vec<OutcomeCount>,
+    /// The 50 most frequent.
+    pub by_resource_type: Vec<ResourceTypeCount>,
+    /// Oldest first.
+    pub per_day: Vec<DayCount>,
+    pub total: u64,
+}
+
+impl From<trailmark_store::Stats> for StatsOut {
+    fn from(s: trailmark_store::Stats) -> Self {
+        Self {
+            by_action: s
+                .by_action
+                .into_iter()
+                .map(|(action, count)| ActionCount { action, count })
+                .collect(),
+            by_actor: s
+                .by_actor
+                .into_iter()
+                .map(|(actor, count)| ActorCount { actor, count })
+                .collect(),
+            by_outcome: s
+                .by_outcome
+                .into_iter()
+                .map(|(outcome, count)| OutcomeCount { count, outcome })
+                .collect(),
+            by_resource_type: s
+                .by_resource_type
+                .into_iter()
+                .map(|(resource_type, count)| ResourceTypeCount {
+                    count,
+                    resource_type,
+                })
+                .collect(),
+            per_day: s
+                .per_day
+                .into_iter()
+                .map(|(day, count)| DayCount { count, day })
+                .collect(),
+            total: s.total,
+        }
+    }
+}
+
+/// Where one stored event went (`POST /v1/events` answers one per event, in
+/// order).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct AppendedOut {
+    pub id: String,
+    pub seq: u64,
+    pub tenant: String,
+}
+
+/// `POST /v1/events`: every event of the batch, durably stored.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct AppendedBatch {
+    pub entries: Vec<AppendedOut>,
+}
+
+/// A tenant and its log size.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct TenantOut {
+    pub size: u64,
+    pub tenant: String,
+}
+
+/// `GET /v1/tenants`.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Tenants {
+    pub tenants: Vec<TenantOut>,
+}
+
+/// One signed checkpoint with its witnesses' cosignatures.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct CheckpointOut {
+    /// The signed note, cosignature lines included.
+    pub note: String,
+    pub size: u64,
+}
+
+/// `GET /v1/checkpoints`: a page, oldest first.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct CheckpointsPage {
+    pub checkpoints: Vec<CheckpointOut>,
+    /// Pass back as `after` for the next page; `null` on the last.
+    pub next_after: Option<u64>,
+    pub tenant: String,
+}
+
+/// `GET /v1/proofs/inclusion`.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct InclusionProof {
+    /// Base64.
+    pub hashes: Vec<String>,
+    pub leaf_index: u64,
+    pub tree_size: u64,
+}
+
+/// `GET /v1/proofs/consistency`.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct ConsistencyProof {
+    pub first: u64,
+    /// Base64.
+    pub hashes: Vec<String>,
+    pub second: u64,
 }
