@@ -15,10 +15,10 @@ import referencing.jsonschema
 url, key = sys.argv[1], sys.argv[2]
 
 
-def get(path, body=None):
+def get(path, body=None, method=None):
     headers = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url + path, data=data, headers=headers)
+    request = urllib.request.Request(url + path, data=data, headers=headers, method=method)
     with urllib.request.urlopen(request) as response:
         return json.load(response)
 
@@ -32,7 +32,7 @@ registry = referencing.Registry().with_resource(
 def check(route, path, method="get", status="200", send=None):
     schema = doc["paths"][route][method]["responses"][status]["content"]["application/json"]["schema"]
     validator = jsonschema.Draft202012Validator({"$ref": "urn:openapi#" + schema["$ref"][1:]}, registry=registry)
-    body = get(path, send)
+    body = get(path, send, method.upper())
     errors = list(validator.iter_errors(body))
     if errors:
         sys.exit(f"{path}: the answer does not match its schema: {errors[0].message} at {list(errors[0].path)}")
@@ -60,6 +60,10 @@ checked = {
     ("/v1/proofs/inclusion", "get", "200"),
     ("/v1/proofs/consistency", "get", "200"),
     ("/v1/events", "post", "201"),
+    ("/v1/keys", "get", "200"),
+    ("/v1/keys", "post", "201"),
+    ("/v1/keys/{id}", "delete", "200"),
+    ("/v1/signing-keys", "get", "200"),
 }
 check("/v1/events/{id}", f"/v1/events/{event['id']}?tenant=acme")
 check("/v1/resources/{type}/{id}/history", "/v1/resources/Invoice/1/history?tenant=acme")
@@ -71,6 +75,10 @@ check("/v1/proofs/inclusion", "/v1/proofs/inclusion?tenant=acme&index=1&size=3")
 check("/v1/proofs/consistency", "/v1/proofs/consistency?tenant=acme&first=1&second=3")
 new = {"tenant": "acme", "actor": {"id": "u9", "type": "user"}, "action": "login"}
 check("/v1/events", "/v1/events", method="post", status="201", send=[new])
+check("/v1/signing-keys", "/v1/signing-keys")
+created = check("/v1/keys", "/v1/keys", method="post", status="201", send={"name": "schema check", "scopes": "read"})
+check("/v1/keys", "/v1/keys")
+check("/v1/keys/{id}", f"/v1/keys/{created['id']}", method="delete")
 missing = typed - checked
 if missing:
     sys.exit(f"routes with a schema that this script does not check yet: {sorted(missing)}")

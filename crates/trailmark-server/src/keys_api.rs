@@ -6,13 +6,14 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use trailmark_core::TenantId;
-use trailmark_store::{KeyRecord, Scopes, Store};
+use trailmark_store::{Scopes, Store};
 
 use crate::app::{App, now};
 use crate::auth::{Administrator, Authorized};
 use crate::error::{ApiError, Problem};
+use crate::wire::{KeyOut, Keys, NewKeyOut, Revoked};
 
 /// What `POST /v1/keys` accepts: exactly these fields, each a non-empty
 /// string when present (`tenant` absent or null: a key for every tenant).
@@ -85,17 +86,6 @@ impl NewKey {
     }
 }
 
-pub fn key_json(k: &KeyRecord) -> Value {
-    json!({
-        "id": k.id,
-        "name": k.name,
-        "scopes": k.scopes.to_text(),
-        "tenant": k.tenant.as_ref().map(TenantId::as_str),
-        "created_at": k.created_at.to_string(),
-        "revoked_at": k.revoked_at.map(|t| t.to_string()),
-    })
-}
-
 pub async fn create<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
@@ -123,31 +113,33 @@ pub async fn create<S: Store>(
         ));
     }
     let (key, record) = app.create_key(Some(&caller), &name, scopes, tenant).await?;
-    let mut body = key_json(&record);
-    body["key"] = Value::String(key.expose().to_owned());
+    let body = NewKeyOut {
+        record: KeyOut::of(&record),
+        key: key.expose().to_owned(),
+    };
     Ok((StatusCode::CREATED, axum::Json(body)))
 }
 
 pub async fn list<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let keys: Vec<Value> = app
+) -> Result<axum::Json<Keys>, ApiError> {
+    let keys = app
         .store
         .keys()
         .await?
         .iter()
         .filter(|k| caller.key.tenant.is_none() || k.tenant == caller.key.tenant)
-        .map(key_json)
+        .map(KeyOut::of)
         .collect();
-    Ok(axum::Json(json!({"keys": keys})))
+    Ok(axum::Json(Keys { keys }))
 }
 
 pub async fn revoke<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Revoked>, ApiError> {
     let target = app.store.keys().await?.into_iter().find(|k| k.id == id);
     match target {
         Some(k) if caller.key.tenant.is_none() || k.tenant == caller.key.tenant => {}
@@ -162,5 +154,5 @@ pub async fn revoke<S: Store>(
         Map::new(),
     )
     .await?;
-    Ok(axum::Json(json!({"id": id, "revoked": true})))
+    Ok(axum::Json(Revoked { id, revoked: true }))
 }

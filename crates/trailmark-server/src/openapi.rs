@@ -59,78 +59,88 @@ fn op(summary: &str, scope: &str, params: Vec<Value>, ok: (&str, &str)) -> Value
 /// the types the handlers return, and each route's answer pointed at its
 /// schema: a change to what a handler returns changes this document.
 fn typed_answers(paths: &mut Map<String, Value>) -> Map<String, Value> {
+    use crate::wire::{
+        AppendedBatch, CheckpointsPage, ConsistencyProof, EntriesPage, EventDetail, EventsPage,
+        History, InclusionProof, Keys, NewKeyOut, Revoked, SigningKeys, StatsOut, Tenants,
+    };
     use schemars::generate::{Contract, SchemaSettings};
-    let mut generator = SchemaSettings::draft2020_12()
+    let mut g = SchemaSettings::draft2020_12()
         .with(|s| {
             s.definitions_path = "/components/schemas".into();
             s.contract = Contract::Serialize;
         })
         .into_generator();
     let answers = [
+        ("/v1/events", "get", "200", g.subschema_for::<EventsPage>()),
         (
             "/v1/events",
-            "get",
-            generator.subschema_for::<crate::wire::EventsPage>(),
+            "post",
+            "201",
+            g.subschema_for::<AppendedBatch>(),
         ),
         (
             "/v1/events/{id}",
             "get",
-            generator.subschema_for::<crate::wire::EventDetail>(),
+            "200",
+            g.subschema_for::<EventDetail>(),
         ),
         (
             "/v1/resources/{type}/{id}/history",
             "get",
-            generator.subschema_for::<crate::wire::History>(),
+            "200",
+            g.subschema_for::<History>(),
         ),
         (
             "/v1/entries",
             "get",
-            generator.subschema_for::<crate::wire::EntriesPage>(),
+            "200",
+            g.subschema_for::<EntriesPage>(),
         ),
-        (
-            "/v1/stats",
-            "get",
-            generator.subschema_for::<crate::wire::StatsOut>(),
-        ),
-        (
-            "/v1/tenants",
-            "get",
-            generator.subschema_for::<crate::wire::Tenants>(),
-        ),
+        ("/v1/stats", "get", "200", g.subschema_for::<StatsOut>()),
+        ("/v1/tenants", "get", "200", g.subschema_for::<Tenants>()),
         (
             "/v1/checkpoints",
             "get",
-            generator.subschema_for::<crate::wire::CheckpointsPage>(),
+            "200",
+            g.subschema_for::<CheckpointsPage>(),
         ),
         (
             "/v1/proofs/inclusion",
             "get",
-            generator.subschema_for::<crate::wire::InclusionProof>(),
+            "200",
+            g.subschema_for::<InclusionProof>(),
         ),
         (
             "/v1/proofs/consistency",
             "get",
-            generator.subschema_for::<crate::wire::ConsistencyProof>(),
+            "200",
+            g.subschema_for::<ConsistencyProof>(),
+        ),
+        ("/v1/keys", "get", "200", g.subschema_for::<Keys>()),
+        ("/v1/keys", "post", "201", g.subschema_for::<NewKeyOut>()),
+        (
+            "/v1/keys/{id}",
+            "delete",
+            "200",
+            g.subschema_for::<Revoked>(),
+        ),
+        (
+            "/v1/signing-keys",
+            "get",
+            "200",
+            g.subschema_for::<SigningKeys>(),
         ),
     ];
-    for (path, method, schema) in answers {
-        if let Some(ok) = paths
+    for (path, method, status, schema) in answers {
+        if let Some(answer) = paths
             .get_mut(path)
             .and_then(|p| p.get_mut(method))
-            .and_then(|op| op.pointer_mut("/responses/200"))
+            .and_then(|op| op.pointer_mut(&format!("/responses/{status}")))
         {
-            ok["content"] = json!({"application/json": {"schema": schema}});
+            answer["content"] = json!({"application/json": {"schema": schema}});
         }
     }
-    // An ingest answers 201.
-    let appended = generator.subschema_for::<crate::wire::AppendedBatch>();
-    if let Some(created) = paths
-        .get_mut("/v1/events")
-        .and_then(|p| p.pointer_mut("/post/responses/201"))
-    {
-        created["content"] = json!({"application/json": {"schema": appended}});
-    }
-    generator.take_definitions(true)
+    g.take_definitions(true)
 }
 
 /// The parameters of `/v1/checkpoints`.

@@ -11,7 +11,6 @@ use axum::response::IntoResponse;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use trailmark_core::TenantId;
 use trailmark_log::{Hash, LeafIndex, Plan, TreeSize};
 use trailmark_store::{Store, StoreError};
@@ -20,7 +19,8 @@ use crate::app::App;
 use crate::auth::{Authorized, Reader};
 use crate::error::ApiError;
 use crate::wire::{
-    CheckpointOut, CheckpointsPage, ConsistencyProof, InclusionProof, TenantOut, Tenants,
+    CheckpointOut, CheckpointsPage, ConsistencyProof, InclusionProof, SigningKeyOut, SigningKeys,
+    TenantOut, Tenants,
 };
 
 #[derive(Debug, Deserialize)]
@@ -181,23 +181,21 @@ pub async fn checkpoints<S: Store>(
 pub async fn signing_keys<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(_caller, _): Authorized<Reader>,
-) -> Result<axum::Json<Value>, ApiError> {
-    let keys: Vec<Value> = app
+) -> Result<axum::Json<SigningKeys>, ApiError> {
+    let keys = app
         .store
         .signing_keys()
         .await?
         .iter()
-        .map(|k| {
-            json!({
-                "ordinal": k.ordinal,
-                "public_key": BASE64.encode(k.public_key),
-                "origin_prefix": k.origin_prefix,
-                "added_at": k.added_at.to_string(),
-                "transition": k.transition,
-            })
+        .map(|k| SigningKeyOut {
+            added_at: k.added_at.to_string(),
+            ordinal: k.ordinal,
+            origin_prefix: k.origin_prefix.clone(),
+            public_key: BASE64.encode(k.public_key),
+            transition: k.transition.clone(),
         })
         .collect();
-    Ok(axum::Json(json!({ "keys": keys })))
+    Ok(axum::Json(SigningKeys { keys }))
 }
 
 pub async fn verifier_key<S: Store>(

@@ -382,3 +382,69 @@ pub struct ConsistencyProof {
     pub hashes: Vec<String>,
     pub second: u64,
 }
+
+/// An API key as listed: never its secret.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct KeyOut {
+    pub created_at: String,
+    pub id: String,
+    pub name: String,
+    pub revoked_at: Option<String>,
+    /// `ingest`, `read`, `admin`, comma-separated.
+    pub scopes: String,
+    /// The one tenant the key may see and write; `null`: every tenant.
+    pub tenant: Option<String>,
+}
+
+impl KeyOut {
+    pub fn of(k: &trailmark_store::KeyRecord) -> Self {
+        Self {
+            created_at: k.created_at.to_string(),
+            id: k.id.clone(),
+            name: k.name.clone(),
+            revoked_at: k.revoked_at.map(|t| t.to_string()),
+            scopes: k.scopes.to_text(),
+            tenant: k.tenant.as_ref().map(|t| t.as_str().to_owned()),
+        }
+    }
+}
+
+/// `POST /v1/keys`: the new key, with its secret (shown this once).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct NewKeyOut {
+    #[serde(flatten)]
+    pub record: KeyOut,
+    /// The secret: the bearer token. Not stored; shown only here.
+    pub key: String,
+}
+
+/// `GET /v1/keys`.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Keys {
+    pub keys: Vec<KeyOut>,
+}
+
+/// `DELETE /v1/keys/{id}`.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Revoked {
+    pub id: String,
+    pub revoked: bool,
+}
+
+/// A public key that signs the trail's checkpoints.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct SigningKeyOut {
+    pub added_at: String,
+    pub ordinal: u32,
+    pub origin_prefix: String,
+    /// Base64 of the Ed25519 public key.
+    pub public_key: String,
+    /// For a rotated-in key: the statement signed by the key before it.
+    pub transition: Option<String>,
+}
+
+/// `GET /v1/signing-keys`: oldest first.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct SigningKeys {
+    pub keys: Vec<SigningKeyOut>,
+}
