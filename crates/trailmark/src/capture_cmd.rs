@@ -204,11 +204,30 @@ impl HttpSink {
         path: &'static str,
         query: Vec<(&'static str, String)>,
     ) -> Result<String, SendError> {
+        self.get_found(path, query)
+            .await?
+            .ok_or_else(|| SendError::Failed(format!("GET {path}: 404: not found")))
+    }
+
+    /// A GET whose 404 is an answer (`None`), told by the status.
+    async fn get_found(
+        &self,
+        path: &'static str,
+        query: Vec<(&'static str, String)>,
+    ) -> Result<Option<String>, SendError> {
         let http = self.0.clone();
-        tokio::task::spawn_blocking(move || http.get_text(path, &query))
+        let answer = tokio::task::spawn_blocking(move || http.get_text(path, &query))
             .await
-            .map_err(|e| SendError::Failed(e.to_string()))?
-            .map_err(|e| SendError::Failed(format!("{e:#}")))
+            .map_err(|e| SendError::Failed(e.to_string()))?;
+        match answer {
+            Ok(text) => Ok(Some(text)),
+            Err(e)
+                if crate::source::StatusError::status_of(&e).is_some_and(|s| s.status == 404) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(SendError::Failed(format!("{e:#}"))),
+        }
     }
 }
 
@@ -231,17 +250,19 @@ impl trailmark_capture::Sink for HttpSink {
                 tenants.dedup();
                 Ok(tenants)
             }
-            Err(e) if e.to_string().contains("429") => Err(SendError::Busy(Duration::from_secs(1))),
-            Err(e) => Err(SendError::Failed(format!("{e:#}"))),
+            Err(e) => match crate::source::StatusError::status_of(&e) {
+                Some(busy) if busy.status == 429 => Err(SendError::Busy(
+                    busy.retry_after.unwrap_or(Duration::from_secs(1)),
+                )),
+                _ => Err(SendError::Failed(format!("{e:#}"))),
+            },
         }
     }
 
     async fn checkpoint(&self, tenant: &str) -> Result<Option<(String, String)>, SendError> {
         let q = || vec![("tenant", tenant.to_owned())];
-        let note = match self.get("/v1/checkpoint", q()).await {
-            Ok(note) => note,
-            Err(SendError::Failed(m)) if m.contains("404") => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(note) = self.get_found("/v1/checkpoint", q()).await? else {
+            return Ok(None);
         };
         let key = self.get("/v1/verifier-key", q()).await?;
         Ok(Some((note, key.trim().to_owned())))
@@ -562,4 +583,60 @@ fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map_or_else(|_| "localhost".into(), |h| h.trim().to_owned())
         + &format!(" pid {}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::io::{Read as _, Write as _};
+    use std::time::Duration;
+
+    use trailmark_capture::{SendError, Sink as _};
+
+    use super::HttpSink;
+
+    /// A server that answers `requests` requests with this status line,
+    /// extra headers and body.
+    fn answering(status: &str, headers: &str, body: &str, requests: usize) -> String {
+        let answer = format!(
+            "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(requests) {
+                let mut stream = stream.unwrap();
+                let mut buf = [0u8; 65536];
+                let _ = stream.read(&mut buf);
+                stream.write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        url
+    }
+
+    /// Busy is told by the status and its Retry-After, not by a "429"
+    /// somewhere in a message; other refusals fail the batch.
+    #[tokio::test]
+    async fn a_busy_server_is_retried_after_what_it_asks_and_a_refusal_fails() {
+        let busy = answering("429 Too Many Requests", "Retry-After: 7\r\n", "{}", 1);
+        let sink = HttpSink(crate::source::Http::new(&busy, "k"));
+        match sink.send(vec![serde_json::json!({})]).await {
+            Err(SendError::Busy(after)) => assert_eq!(after, Duration::from_secs(7)),
+            other => panic!("{other:?}"),
+        }
+        // A 400 whose body mentions 429 is a failure, not busy.
+        let refused = answering(
+            "400 Bad Request",
+            "",
+            r#"{"error":"events[429].id: bad value"}"#,
+            1,
+        );
+        let sink = HttpSink(crate::source::Http::new(&refused, "k"));
+        match sink.send(vec![serde_json::json!({})]).await {
+            Err(SendError::Failed(m)) => assert!(m.contains("400"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -211,6 +211,44 @@ pub struct Http {
     auth: String,
 }
 
+/// A server's answer that was not a success, by its status: callers tell
+/// busy (429, with `Retry-After`) from not found from refused by the
+/// number, never by searching the message.
+#[derive(Debug)]
+pub struct StatusError {
+    pub what: String,
+    pub status: u16,
+    pub retry_after: Option<std::time::Duration>,
+    pub body: String,
+}
+
+impl std::fmt::Display for StatusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}: {}", self.what, self.status, self.body)
+    }
+}
+
+impl std::error::Error for StatusError {}
+
+impl StatusError {
+    /// The status of an error from [`Http`], if the server answered.
+    pub fn status_of(error: &anyhow::Error) -> Option<&Self> {
+        error.downcast_ref::<Self>()
+    }
+}
+
+fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option<std::time::Duration> {
+    response
+        .headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .map(std::time::Duration::from_secs)
+}
+
 impl Http {
     pub fn new(url: &str, key: &str) -> Self {
         let config = ureq::Agent::config_builder()
@@ -230,12 +268,19 @@ impl Http {
         let mut response =
             response.with_context(|| format!("{what}: the server did not answer"))?;
         let status = response.status();
+        let retry_after = retry_after(&response);
         let body = response
             .body_mut()
             .read_to_string()
             .with_context(|| format!("{what}: reading the answer"))?;
         if !status.is_success() {
-            bail!("{what}: {status}: {}", body.trim());
+            return Err(StatusError {
+                what: what.to_owned(),
+                status: status.as_u16(),
+                retry_after,
+                body: body.trim().to_owned(),
+            }
+            .into());
         }
         Ok(body)
     }
@@ -273,9 +318,16 @@ impl Http {
             .call()
             .with_context(|| format!("{what}: the server did not answer"))?;
         if !response.status().is_success() {
-            let status = response.status();
+            let status = response.status().as_u16();
+            let retry_after = retry_after(&response);
             let body = response.body_mut().read_to_string().unwrap_or_default();
-            bail!("{what}: {status}: {}", body.trim());
+            return Err(StatusError {
+                what,
+                status,
+                retry_after,
+                body: body.trim().to_owned(),
+            }
+            .into());
         }
         Ok(response.into_body().into_reader())
     }
