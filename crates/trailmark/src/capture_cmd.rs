@@ -608,7 +608,7 @@ mod tests {
         std::thread::spawn(move || {
             for stream in listener.incoming().take(requests) {
                 let mut stream = stream.unwrap();
-                let mut buf = [0u8; 65536];
+                let mut buf = vec![0u8; 65536];
                 let _ = stream.read(&mut buf);
                 stream.write_all(answer.as_bytes()).unwrap();
             }
