@@ -13,7 +13,7 @@ use trailmark_store::{Scopes, Store};
 use crate::app::{App, now};
 use crate::auth::{Administrator, Authorized};
 use crate::error::{ApiError, Problem};
-use crate::wire::{KeyOut, Keys, NewKeyOut, Revoked};
+use crate::wire::{Keys, NewKeyOut, Revoked};
 
 /// What `POST /v1/keys` accepts: exactly these fields, each a non-empty
 /// string when present (`tenant` absent or null: a key for every tenant).
@@ -114,7 +114,7 @@ pub async fn create<S: Store>(
     }
     let (key, record) = app.create_key(Some(&caller), &name, scopes, tenant).await?;
     let body = NewKeyOut {
-        record: KeyOut::of(&record),
+        record: crate::render::key_out(&record),
         key: key.expose().to_owned(),
     };
     Ok((StatusCode::CREATED, axum::Json(body)))
@@ -130,7 +130,7 @@ pub async fn list<S: Store>(
         .await?
         .iter()
         .filter(|k| caller.key.tenant.is_none() || k.tenant == caller.key.tenant)
-        .map(KeyOut::of)
+        .map(crate::render::key_out)
         .collect();
     Ok(axum::Json(Keys { keys }))
 }

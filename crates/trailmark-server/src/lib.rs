@@ -22,7 +22,8 @@ mod render;
 mod reports;
 mod tiles;
 pub mod viewer;
-pub mod wire;
+/// The answers' types (crate `trailmark-wire`).
+pub use trailmark_wire as wire;
 pub mod witness;
 
 use std::fmt::Write as _;

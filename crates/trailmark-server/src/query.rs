@@ -16,7 +16,7 @@ use trailmark_store::{Cursor, Exact, Query, Store};
 use crate::app::{App, now};
 use crate::auth::{Authorized, Reader};
 use crate::error::ApiError;
-use crate::wire::{EntriesPage, EntryOut, EventDetail, EventOut, EventsPage, ProofOut};
+use crate::wire::{EntriesPage, EventDetail, EventsPage, ProofOut};
 
 pub const MAX_LIMIT: usize = 1000;
 pub const MAX_ENTRIES_RANGE: u64 = 1000;
@@ -249,7 +249,7 @@ pub async fn list_events<S: Store>(
     let events = page
         .entries
         .iter()
-        .map(EventOut::of)
+        .map(crate::render::event_out)
         .collect::<Result<Vec<_>, _>>()?;
     let mut meta = filters.describe();
     meta.insert("returned".into(), json!(events.len()));
@@ -344,8 +344,8 @@ pub async fn get_event<S: Store>(
     )
     .await?;
     Ok(axum::Json(EventDetail {
-        event: EventOut::of(&entry)?,
-        entry: EntryOut::of(&entry, &envelope),
+        event: crate::render::event_out(&entry)?,
+        entry: crate::render::entry_out(&entry, &envelope),
         proof,
         envelope: entry.envelope_bytes.clone(),
     }))
@@ -376,7 +376,7 @@ pub async fn list_entries<S: Store>(
     let entries = app.store.entries(&tenant, start, end).await?;
     let out = entries
         .iter()
-        .map(|e| e.envelope().map(|env| EntryOut::of(e, &env)))
+        .map(|e| e.envelope().map(|env| crate::render::entry_out(e, &env)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(trailmark_store::StoreError::from)?;
     // Entries carry whole payloads: reading them is recorded like any read.

@@ -20,7 +20,7 @@ use crate::auth::{Authorized, Reader};
 use crate::error::ApiError;
 use crate::query::EventFilters;
 use crate::render::event_json;
-use crate::wire::{EventOut, History, HistoryStep, RecordRef, StatsOut};
+use crate::wire::{History, HistoryStep, RecordRef, StatsOut};
 
 /// Most events one history answer holds.
 pub const MAX_HISTORY: usize = 10_000;
@@ -86,7 +86,7 @@ pub async fn history<S: Store>(
     let mut state = RecordState::default();
     let mut events = Vec::with_capacity(entries.len());
     for entry in &entries {
-        let event = EventOut::of(entry)?;
+        let event = crate::render::event_out(entry)?;
         state.apply(&event.action, changes_of(&event.changes).as_ref());
         let state_after = if state.deleted {
             Value::Null
@@ -126,7 +126,7 @@ pub async fn stats<S: Store>(
         filters.describe(),
     )
     .await?;
-    Ok(axum::Json(StatsOut::from(s)))
+    Ok(axum::Json(crate::render::stats_out(s)))
 }
 
 /// Export columns, in order.

@@ -332,6 +332,16 @@ impl Http {
         Ok(response.into_body().into_reader())
     }
 
+    /// A GET whose answer is one of the API's typed answers (`trailmark-wire`).
+    pub fn get_typed<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<T> {
+        let text = self.get_text(path, query)?;
+        serde_json::from_str(&text).with_context(|| format!("GET {path}: not the answer expected"))
+    }
+
     pub fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         let text = self.get_text(path, query)?;
         serde_json::from_str(&text).with_context(|| format!("GET {path}: not JSON"))
@@ -384,32 +394,21 @@ fn hashes(v: &Value) -> anyhow::Result<Vec<Hash>> {
         .collect()
 }
 
-/// The stored query columns a server shows beside an entry (older servers
-/// show none).
-fn columns_of(v: &Value) -> anyhow::Result<Option<IndexedColumns>> {
-    if v.is_null() {
-        return Ok(None);
+/// The stored query columns a server shows beside an entry.
+fn columns_of(c: trailmark_wire::ColumnsOut) -> IndexedColumns {
+    IndexedColumns {
+        tenant: c.tenant,
+        seq: c.seq,
+        id: c.id,
+        occurred_at: c.occurred_at,
+        actor_id: c.actor_id,
+        action: c.action,
+        resource_type: c.resource_type,
+        resource_id: c.resource_id,
+        outcome: c.outcome,
+        ip: c.ip,
+        request_id: c.request_id,
     }
-    let text = |k: &str| -> anyhow::Result<String> {
-        Ok(v[k]
-            .as_str()
-            .with_context(|| format!("columns.{k}"))?
-            .to_owned())
-    };
-    let opt = |k: &str| v[k].as_str().map(str::to_owned);
-    Ok(Some(IndexedColumns {
-        tenant: text("tenant")?,
-        seq: v["seq"].as_u64().context("columns.seq")?,
-        id: text("id")?,
-        occurred_at: v["occurred_at"].as_i64().context("columns.occurred_at")?,
-        actor_id: text("actor_id")?,
-        action: text("action")?,
-        resource_type: opt("resource_type"),
-        resource_id: opt("resource_id"),
-        outcome: text("outcome")?,
-        ip: opt("ip"),
-        request_id: opt("request_id"),
-    }))
 }
 
 impl Source for Remote {
@@ -439,25 +438,19 @@ impl Source for Remote {
             ("start", start.to_string()),
             ("end", end.to_string()),
         ];
-        let body = self.http.get_json("/v1/entries", &q)?;
-        body["entries"]
-            .as_array()
-            .context("/v1/entries: no entries array")?
-            .iter()
+        let page: trailmark_wire::EntriesPage = self.http.get_typed("/v1/entries", &q)?;
+        page.entries
+            .into_iter()
             .map(|e| {
                 Ok(LogEntry {
-                    envelope: e["envelope"]
-                        .as_str()
-                        .context("envelope")?
-                        .as_bytes()
-                        .to_vec(),
-                    leaf_hash: e["leaf_hash"].as_str().map(Hash::from_base64).transpose()?,
-                    payload: e["payload"].as_object().cloned(),
-                    salt: match e["salt"].as_str() {
-                        Some(s) => Some(Salt::from_hex(s).context("salt must be 64 hex digits")?),
+                    envelope: e.envelope.into_bytes(),
+                    leaf_hash: Some(Hash::from_base64(&e.leaf_hash)?),
+                    payload: e.payload,
+                    salt: match e.salt {
+                        Some(s) => Some(Salt::from_hex(&s).context("salt must be 64 hex digits")?),
                         None => None,
                     },
-                    columns: columns_of(&e["columns"])?,
+                    columns: Some(columns_of(e.columns)),
                 })
             })
             .collect()
@@ -472,17 +465,13 @@ impl Source for Remote {
             if let Some(after) = after {
                 params.push(("after", after.to_string()));
             }
-            let body = self.http.get_json("/v1/checkpoints", &params)?;
-            for c in body["checkpoints"]
-                .as_array()
-                .context("/v1/checkpoints: no checkpoints array")?
-            {
-                out.push(StoredNote {
-                    note: c["note"].as_str().context("checkpoint note")?.to_owned(),
-                    columns: None,
-                });
-            }
-            match body["next_after"].as_u64() {
+            let page: trailmark_wire::CheckpointsPage =
+                self.http.get_typed("/v1/checkpoints", &params)?;
+            out.extend(page.checkpoints.into_iter().map(|c| StoredNote {
+                note: c.note,
+                columns: None,
+            }));
+            match page.next_after {
                 Some(next) if Some(next) > after => after = Some(next),
                 _ => return Ok(out),
             }

@@ -1,14 +1,12 @@
-//! What the API answers, as types: the JSON handlers serialize them and the
-//! viewer renders the same values, so the two cannot drift apart. Fields are
-//! declared in alphabetical order, the order the JSON has always had.
+//! What Trailmark's HTTP API answers, as types (see the README). The server
+//! builds them from what it stores; clients read them back.
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use trailmark_store::{StoreError, StoredEntry};
 
 /// Who acted.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ActorOut {
     pub id: String,
     /// The display name the producer sent (`null` when none, or erased).
@@ -18,7 +16,7 @@ pub struct ActorOut {
 }
 
 /// What was acted on.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ResourceOut {
     pub id: Option<String>,
     pub name: Value,
@@ -28,7 +26,7 @@ pub struct ResourceOut {
 
 /// One event as the API shows it: what the producer sent, rebuilt from the
 /// envelope and the payload, with its position and the payload's state.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventOut {
     pub action: String,
     pub actor: ActorOut,
@@ -48,43 +46,6 @@ pub struct EventOut {
 }
 
 impl EventOut {
-    /// The event of a stored entry.
-    pub fn of(entry: &StoredEntry) -> Result<Self, StoreError> {
-        let env = entry.envelope()?;
-        let get = |key: &str| {
-            entry
-                .payload
-                .as_ref()
-                .and_then(|p| p.get(key))
-                .cloned()
-                .unwrap_or(Value::Null)
-        };
-        Ok(Self {
-            action: env.action.clone(),
-            actor: ActorOut {
-                id: env.actor_id.clone(),
-                name: get("actor_name"),
-                kind: env.actor_type.as_str().to_owned(),
-            },
-            changes: get("changes"),
-            context: get("context"),
-            id: env.id.to_string(),
-            metadata: get("metadata"),
-            occurred_at: env.occurred_at.to_string(),
-            outcome: env.outcome.as_str().to_owned(),
-            reason: get("reason"),
-            received_at: env.received_at.to_string(),
-            resource: env.resource_type.as_ref().map(|kind| ResourceOut {
-                id: env.resource_id.clone(),
-                name: get("resource_name"),
-                kind: kind.clone(),
-            }),
-            seq: env.seq.get(),
-            state: entry.state().as_str().to_owned(),
-            tenant: env.tenant.as_str().to_owned(),
-        })
-    }
-
     /// `context.ip`, when the event has one.
     pub fn ip(&self) -> Option<&str> {
         self.context.get("ip")?.as_str()
@@ -92,7 +53,7 @@ impl EventOut {
 }
 
 /// `GET /v1/events`: a page, newest first.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventsPage {
     pub events: Vec<EventOut>,
     /// Pass back as `cursor` for the next page; `null` on the last.
@@ -100,7 +61,7 @@ pub struct EventsPage {
 }
 
 /// The record a history is about.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RecordRef {
     pub id: String,
     #[serde(rename = "type")]
@@ -108,7 +69,7 @@ pub struct RecordRef {
 }
 
 /// One step of a record's history: the event and the record after it.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HistoryStep {
     #[serde(flatten)]
     pub event: EventOut,
@@ -117,7 +78,7 @@ pub struct HistoryStep {
 }
 
 /// `GET /v1/resources/{type}/{id}/history`: oldest first.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct History {
     pub events: Vec<HistoryStep>,
     pub resource: RecordRef,
@@ -127,12 +88,15 @@ pub struct History {
 
 /// An inclusion proof of one entry against a signed checkpoint, with the
 /// receipt (C2SP tlog-proof) that carries both.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProofOut {
     /// The signed checkpoint note.
     pub checkpoint: String,
     /// The proof's hashes (base64 in JSON).
-    #[serde(serialize_with = "base64_hashes")]
+    #[serde(
+        serialize_with = "base64_hashes",
+        deserialize_with = "hashes_from_base64"
+    )]
     #[schemars(with = "Vec<String>")]
     pub hashes: Vec<trailmark_log::Hash>,
     pub leaf_index: u64,
@@ -153,9 +117,18 @@ fn base64_hashes<S: serde::Serializer>(
     seq.end()
 }
 
+fn hashes_from_base64<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<trailmark_log::Hash>, D::Error> {
+    Vec::<String>::deserialize(deserializer)?
+        .iter()
+        .map(|h| trailmark_log::Hash::from_base64(h).map_err(serde::de::Error::custom))
+        .collect()
+}
+
 /// `GET /v1/events/{id}`: the event, its entry as verifiers read it, and
 /// its proof once a checkpoint covers it.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventDetail {
     #[serde(flatten)]
     pub event: EventOut,
@@ -170,7 +143,7 @@ pub struct EventDetail {
 
 /// The query columns a store keeps beside an entry (verifiers recompute
 /// them: `trailmark_core::IndexedColumns`).
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ColumnsOut {
     pub action: String,
     pub actor_id: String,
@@ -187,7 +160,7 @@ pub struct ColumnsOut {
 
 /// One entry as verifiers need it: the exact envelope (leaf) bytes, the
 /// stored leaf hash, payload and salt, and the query columns.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EntryOut {
     pub columns: ColumnsOut,
     /// The canonical envelope: the leaf's bytes, as text.
@@ -203,75 +176,46 @@ pub struct EntryOut {
     pub tenant: String,
 }
 
-impl EntryOut {
-    pub fn of(entry: &StoredEntry, envelope: &trailmark_core::Envelope) -> Self {
-        use base64::Engine as _;
-        let c = &entry.columns;
-        Self {
-            columns: ColumnsOut {
-                action: c.action.clone(),
-                actor_id: c.actor_id.clone(),
-                id: c.id.clone(),
-                ip: c.ip.clone(),
-                occurred_at: c.occurred_at,
-                outcome: c.outcome.clone(),
-                request_id: c.request_id.clone(),
-                resource_id: c.resource_id.clone(),
-                resource_type: c.resource_type.clone(),
-                seq: c.seq,
-                tenant: c.tenant.clone(),
-            },
-            envelope: String::from_utf8_lossy(&entry.envelope_bytes).into_owned(),
-            leaf_hash: base64::engine::general_purpose::STANDARD.encode(entry.leaf_hash.as_bytes()),
-            payload: entry.payload.clone(),
-            salt: entry.salt.as_ref().map(trailmark_core::Salt::to_hex),
-            seq: envelope.seq.get(),
-            state: entry.state().as_str().to_owned(),
-            tenant: envelope.tenant.as_str().to_owned(),
-        }
-    }
-}
-
 /// `GET /v1/entries`: a range of one tenant's entries, in order.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EntriesPage {
     pub entries: Vec<EntryOut>,
     pub tenant: String,
 }
 
 /// How many events have one action (in [`StatsOut`]).
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ActionCount {
     pub action: String,
     pub count: u64,
 }
 /// How many events one actor has.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ActorCount {
     pub actor: String,
     pub count: u64,
 }
 /// How many events have one resource type.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ResourceTypeCount {
     pub count: u64,
     pub resource_type: String,
 }
 /// How many events have one outcome.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OutcomeCount {
     pub count: u64,
     pub outcome: String,
 }
 /// How many events happened on one UTC day (`YYYY-MM-DD`).
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DayCount {
     pub count: u64,
     pub day: String,
 }
 
 /// `GET /v1/stats`: counts over the events the filters select.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StatsOut {
     pub by_action: Vec<ActionCount>,
     /// The 50 most active.
@@ -284,45 +228,9 @@ pub struct StatsOut {
     pub total: u64,
 }
 
-impl From<trailmark_store::Stats> for StatsOut {
-    fn from(s: trailmark_store::Stats) -> Self {
-        Self {
-            by_action: s
-                .by_action
-                .into_iter()
-                .map(|(action, count)| ActionCount { action, count })
-                .collect(),
-            by_actor: s
-                .by_actor
-                .into_iter()
-                .map(|(actor, count)| ActorCount { actor, count })
-                .collect(),
-            by_outcome: s
-                .by_outcome
-                .into_iter()
-                .map(|(outcome, count)| OutcomeCount { count, outcome })
-                .collect(),
-            by_resource_type: s
-                .by_resource_type
-                .into_iter()
-                .map(|(resource_type, count)| ResourceTypeCount {
-                    count,
-                    resource_type,
-                })
-                .collect(),
-            per_day: s
-                .per_day
-                .into_iter()
-                .map(|(day, count)| DayCount { count, day })
-                .collect(),
-            total: s.total,
-        }
-    }
-}
-
 /// Where one stored event went (`POST /v1/events` answers one per event, in
 /// order).
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AppendedOut {
     pub id: String,
     pub seq: u64,
@@ -330,26 +238,26 @@ pub struct AppendedOut {
 }
 
 /// `POST /v1/events`: every event of the batch, durably stored.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AppendedBatch {
     pub entries: Vec<AppendedOut>,
 }
 
 /// A tenant and its log size.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TenantOut {
     pub size: u64,
     pub tenant: String,
 }
 
 /// `GET /v1/tenants`.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Tenants {
     pub tenants: Vec<TenantOut>,
 }
 
 /// One signed checkpoint with its witnesses' cosignatures.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CheckpointOut {
     /// The signed note, cosignature lines included.
     pub note: String,
@@ -357,7 +265,7 @@ pub struct CheckpointOut {
 }
 
 /// `GET /v1/checkpoints`: a page, oldest first.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CheckpointsPage {
     pub checkpoints: Vec<CheckpointOut>,
     /// Pass back as `after` for the next page; `null` on the last.
@@ -366,7 +274,7 @@ pub struct CheckpointsPage {
 }
 
 /// `GET /v1/proofs/inclusion`.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InclusionProof {
     /// Base64.
     pub hashes: Vec<String>,
@@ -375,7 +283,7 @@ pub struct InclusionProof {
 }
 
 /// `GET /v1/proofs/consistency`.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ConsistencyProof {
     pub first: u64,
     /// Base64.
@@ -384,7 +292,7 @@ pub struct ConsistencyProof {
 }
 
 /// An API key as listed: never its secret.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct KeyOut {
     pub created_at: String,
     pub id: String,
@@ -396,21 +304,8 @@ pub struct KeyOut {
     pub tenant: Option<String>,
 }
 
-impl KeyOut {
-    pub fn of(k: &trailmark_store::KeyRecord) -> Self {
-        Self {
-            created_at: k.created_at.to_string(),
-            id: k.id.clone(),
-            name: k.name.clone(),
-            revoked_at: k.revoked_at.map(|t| t.to_string()),
-            scopes: k.scopes.to_text(),
-            tenant: k.tenant.as_ref().map(|t| t.as_str().to_owned()),
-        }
-    }
-}
-
 /// `POST /v1/keys`: the new key, with its secret (shown this once).
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct NewKeyOut {
     #[serde(flatten)]
     pub record: KeyOut,
@@ -419,20 +314,20 @@ pub struct NewKeyOut {
 }
 
 /// `GET /v1/keys`.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Keys {
     pub keys: Vec<KeyOut>,
 }
 
 /// `DELETE /v1/keys/{id}`.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Revoked {
     pub id: String,
     pub revoked: bool,
 }
 
 /// A public key that signs the trail's checkpoints.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SigningKeyOut {
     pub added_at: String,
     pub ordinal: u32,
@@ -444,7 +339,7 @@ pub struct SigningKeyOut {
 }
 
 /// `GET /v1/signing-keys`: oldest first.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SigningKeys {
     pub keys: Vec<SigningKeyOut>,
 }
