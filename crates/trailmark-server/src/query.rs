@@ -239,11 +239,23 @@ fn capped(value: &str) -> String {
     )
 }
 
+/// `GET /v1/events`.
 pub async fn list_events<S: Store>(
     State(app): State<Arc<App<S>>>,
-    Authorized(caller, _): Authorized<Reader>,
+    caller: Authorized<Reader>,
     QueryParams(filters): QueryParams<EventFilters>,
 ) -> Result<axum::Json<EventsPage>, ApiError> {
+    events(&app, &caller, &filters).await.map(axum::Json)
+}
+
+/// A page of events, newest first, of the tenants `caller` may see: the
+/// read is recorded in `_system`. The API's `GET /v1/events` and the
+/// viewer's events page are renderings of this.
+pub async fn events<S: Store>(
+    app: &App<S>,
+    Authorized(caller, _): &Authorized<Reader>,
+    filters: &EventFilters,
+) -> Result<EventsPage, ApiError> {
     let query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
     let page = app.store.query(&query).await?;
     let events = page
@@ -253,21 +265,34 @@ pub async fn list_events<S: Store>(
         .collect::<Result<Vec<_>, _>>()?;
     let mut meta = filters.describe();
     meta.insert("returned".into(), json!(events.len()));
-    app.audit(Some(&caller), "read", Some(("route", "/v1/events")), meta)
+    app.audit(Some(caller), "read", Some(("route", "/v1/events")), meta)
         .await?;
-    Ok(axum::Json(EventsPage {
+    Ok(EventsPage {
         events,
         next_cursor: page.next.map(Cursor::encode),
-    }))
+    })
 }
 
+/// `GET /v1/events/{id}`.
 pub async fn get_event<S: Store>(
     State(app): State<Arc<App<S>>>,
-    Authorized(caller, _): Authorized<Reader>,
+    caller: Authorized<Reader>,
     Path(id): Path<String>,
     QueryParams(filters): QueryParams<EventFilters>,
 ) -> Result<axum::Json<EventDetail>, ApiError> {
-    let id = EventId::parse(&id).map_err(|m| ApiError::param("id", m))?;
+    event(&app, &caller, &id, &filters).await.map(axum::Json)
+}
+
+/// One event that `caller` may see, with its entry and its proof; the read
+/// is recorded in `_system`. An id in two tenants the caller may see must be
+/// asked for with a tenant (409).
+pub async fn event<S: Store>(
+    app: &App<S>,
+    Authorized(caller, _): &Authorized<Reader>,
+    id: &str,
+    filters: &EventFilters,
+) -> Result<EventDetail, ApiError> {
+    let id = EventId::parse(id).map_err(|m| ApiError::param("id", m))?;
     let tenants = caller.visible(filters.tenant.as_deref())?;
     let entry = app
         .store
@@ -315,7 +340,7 @@ pub async fn get_event<S: Store>(
                 Plan::inclusion(index, cp.size).map_err(trailmark_store::StoreError::from)?;
             let hashes = app.run_plan(&envelope.tenant, &plan).await?;
             // The receipt carries the checkpoint with its cosignatures.
-            let note = crate::proofs::with_cosignatures(&app, &cp).await?;
+            let note = crate::proofs::with_cosignatures(app, &cp).await?;
             let signed = app.open_checkpoint(&envelope.tenant, &note).await?;
             let receipt = Receipt::new(
                 Some(entry.envelope_bytes.clone()),
@@ -337,18 +362,18 @@ pub async fn get_event<S: Store>(
     let mut meta = Map::new();
     meta.insert("event".into(), json!(id.to_string()));
     app.audit(
-        Some(&caller),
+        Some(caller),
         "read",
         Some(("route", "/v1/events/{id}")),
         meta,
     )
     .await?;
-    Ok(axum::Json(EventDetail {
+    Ok(EventDetail {
         event: crate::render::event_out(&entry)?,
         entry: crate::render::entry_out(&entry, &envelope),
         proof,
         envelope: entry.envelope_bytes.clone(),
-    }))
+    })
 }
 
 #[derive(Debug, Deserialize)]

@@ -71,10 +71,24 @@ async fn all_oldest_first<S: Store>(
 /// first, each with the record's state after it.
 pub async fn history<S: Store>(
     State(app): State<Arc<App<S>>>,
-    Authorized(caller, _): Authorized<Reader>,
+    caller: Authorized<Reader>,
     Path((kind, id)): Path<(String, String)>,
     QueryParams(filters): QueryParams<EventFilters>,
 ) -> Result<axum::Json<History>, ApiError> {
+    record_history(&app, &caller, kind, id, &filters)
+        .await
+        .map(axum::Json)
+}
+
+/// Every event of one record that `caller` may see, oldest first, with the
+/// record's state after each; the read is recorded in `_system`.
+pub async fn record_history<S: Store>(
+    app: &App<S>,
+    Authorized(caller, _): &Authorized<Reader>,
+    kind: String,
+    id: String,
+    filters: &EventFilters,
+) -> Result<History, ApiError> {
     // The record's events, narrowed by any other filter given (an unknown
     // parameter is refused, as everywhere).
     let mut query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
@@ -82,7 +96,7 @@ pub async fn history<S: Store>(
     let query = query
         .with(Exact::ResourceType, kind.clone())
         .with(Exact::ResourceId, id.clone());
-    let (entries, truncated) = all_oldest_first(&app, query, MAX_HISTORY).await?;
+    let (entries, truncated) = all_oldest_first(app, query, MAX_HISTORY).await?;
     let mut state = RecordState::default();
     let mut events = Vec::with_capacity(entries.len());
     for entry in &entries {
@@ -98,17 +112,17 @@ pub async fn history<S: Store>(
     let mut meta = Map::new();
     meta.insert("resource".into(), json!(format!("{kind}:{id}")));
     app.audit(
-        Some(&caller),
+        Some(caller),
         "read",
         Some(("route", "/v1/resources/{type}/{id}/history")),
         meta,
     )
     .await?;
-    Ok(axum::Json(History {
+    Ok(History {
         events,
         resource: RecordRef { id, kind },
         truncated,
-    }))
+    })
 }
 
 /// `GET /v1/stats`: counts by action, actor, resource type, outcome and day.

@@ -131,17 +131,13 @@ pub(crate) async fn events<S: Store>(
 ) -> Result<Html<String>, PageError> {
     let who = viewer.who(&headers).await?;
     let api = api_filters(&filters, &who);
-    let page = crate::query::list_events(
-        State(Arc::clone(&viewer.app)),
-        crate::auth::Authorized::check(who.caller.clone())?,
-        QueryParams(api),
-    )
-    .await;
+    let reader = crate::auth::Authorized::check(who.caller.clone())?;
+    let page = crate::query::events(&viewer.app, &reader, &api).await;
     let mut body = String::from("<h1>Events</h1>");
     body.push_str(&filter_bar(&filters));
     let qs = query_string(&filters);
     let page = match page {
-        Ok(page) => page.0,
+        Ok(page) => page,
         Err(e) => {
             let _ = write!(
                 body,
@@ -329,14 +325,8 @@ pub(crate) async fn event<S: Store>(
         tenant: who.tenant.clone().or(link.tenant),
         ..EventFilters::default()
     };
-    let detail = crate::query::get_event(
-        State(Arc::clone(&viewer.app)),
-        crate::auth::Authorized::check(who.caller.clone())?,
-        Path(id),
-        QueryParams(filters),
-    )
-    .await?
-    .0;
+    let reader = crate::auth::Authorized::check(who.caller.clone())?;
+    let detail = crate::query::event(&viewer.app, &reader, &id, &filters).await?;
     let (ok, proof) = proof_status(&viewer, &detail);
     let e = &detail.event;
     let (kind, rid) = e.resource.as_ref().map_or(("", ""), |r| {
@@ -404,14 +394,10 @@ pub(crate) async fn history<S: Store>(
         tenant: who.tenant.clone(),
         ..EventFilters::default()
     };
-    let h = crate::reports::history(
-        State(Arc::clone(&viewer.app)),
-        crate::auth::Authorized::check(who.caller.clone())?,
-        Path((kind.clone(), id.clone())),
-        QueryParams(filters),
-    )
-    .await?
-    .0;
+    let reader = crate::auth::Authorized::check(who.caller.clone())?;
+    let h =
+        crate::reports::record_history(&viewer.app, &reader, kind.clone(), id.clone(), &filters)
+            .await?;
     let mut body = format!("<h1>History of {} {}</h1>", esc(&kind), esc(&id));
     if h.events.is_empty() {
         body.push_str("<p>No events for this record.</p>");
