@@ -6,6 +6,7 @@ the `jsonschema` package (PyPI): every route that has one, on real data.
 """
 import json
 import sys
+import urllib.error
 import urllib.request
 
 import jsonschema
@@ -45,7 +46,7 @@ typed = {
     for route, ops in doc["paths"].items()
     for method, op in ops.items()
     for status, answer in op.get("responses", {}).items()
-    if "content" in answer and "application/json" in answer["content"]
+    if status.startswith("2") and "content" in answer and "application/json" in answer["content"]
 }
 page = check("/v1/events", "/v1/events?tenant=acme")
 event = page["events"][0]
@@ -79,6 +80,29 @@ check("/v1/signing-keys", "/v1/signing-keys")
 created = check("/v1/keys", "/v1/keys", method="post", status="201", send={"name": "schema check", "scopes": "read"})
 check("/v1/keys", "/v1/keys")
 check("/v1/keys/{id}", f"/v1/keys/{created['id']}", method="delete")
+
+
+def check_error(route, path, status, key_used=True):
+    """An error answer matches the schema the document gives its status."""
+    schema = doc["paths"][route]["get"]["responses"][status]["content"]["application/json"]["schema"]
+    validator = jsonschema.Draft202012Validator({"$ref": "urn:openapi#" + schema["$ref"][1:]}, registry=registry)
+    headers = {"Authorization": "Bearer " + key} if key_used else {}
+    try:
+        urllib.request.urlopen(urllib.request.Request(url + path, headers=headers))
+        sys.exit(f"{path}: expected {status}")
+    except urllib.error.HTTPError as e:
+        if str(e.code) != status:
+            sys.exit(f"{path}: expected {status}, got {e.code}")
+        body = json.load(e)
+    errors = list(validator.iter_errors(body))
+    if errors:
+        sys.exit(f"{path}: the {status} does not match its schema: {errors[0].message}")
+    print(f"{route}: {path} -> {status} matches its schema")
+
+
+check_error("/v1/events", "/v1/events?actr=alice", "400")
+check_error("/v1/events", "/v1/events", "401", key_used=False)
+check_error("/v1/proofs/inclusion", "/v1/proofs/inclusion?tenant=acme&index=99&size=3", "400")
 missing = typed - checked
 if missing:
     sys.exit(f"routes with a schema that this script does not check yet: {sorted(missing)}")

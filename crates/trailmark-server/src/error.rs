@@ -2,7 +2,6 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use trailmark_store::{ErrorKind, StoreError};
 
 /// One problem in a request, located by batch index and field path.
@@ -80,48 +79,56 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, body) = match &self {
-            ApiError::Invalid(problems) => (
-                StatusCode::BAD_REQUEST,
-                json!({"errors": problems.iter().map(|p| {
-                    let mut e = json!({"path": p.path, "message": p.message});
-                    if let Some(i) = p.index { e["index"] = json!(i); }
-                    e
-                }).collect::<Vec<_>>()}),
+        use trailmark_wire::{ErrorBody, ProblemOut, Problems};
+        let status = self.status();
+        let problems =
+            |list: Vec<ProblemOut>| axum::Json(Problems { errors: list }).into_response();
+        let error = |text: String| axum::Json(ErrorBody { error: text }).into_response();
+        let body = match &self {
+            ApiError::Invalid(list) => problems(
+                list.iter()
+                    .map(|p| ProblemOut {
+                        index: p.index,
+                        message: p.message.clone(),
+                        path: p.path.clone(),
+                    })
+                    .collect(),
             ),
-            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, json!({"error": m})),
-            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({"error": m})),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": m})),
-            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": m})),
-            ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({"error": m})),
-            ApiError::Busy => (
-                StatusCode::TOO_MANY_REQUESTS,
-                json!({"error": self.to_string()}),
-            ),
-            ApiError::Store(StoreError::BadRequest { field, message }) => (
-                StatusCode::BAD_REQUEST,
-                json!({"errors": [{"path": field, "message": message}]}),
-            ),
-            ApiError::Store(e) => {
-                let status = self.status();
-                let body = match e.kind() {
-                    ErrorKind::BadRequest | ErrorKind::Conflict => json!({"error": e.to_string()}),
-                    ErrorKind::Corrupt => {
-                        tracing::error!(error = %e, "stored data is damaged");
-                        json!({"error": format!(
-                            "stored data is damaged or was changed outside trailmark ({e}); \
-                             an operator should run `trailmark verify`"
-                        )})
-                    }
-                    ErrorKind::Unavailable => {
-                        tracing::error!(error = %e, "storage failed");
-                        json!({"error": format!("storage failed: {e}; retry later")})
-                    }
-                };
-                (status, body)
+            ApiError::Store(StoreError::BadRequest { field, message }) => {
+                problems(vec![ProblemOut {
+                    index: None,
+                    message: message.clone(),
+                    path: (*field).to_owned(),
+                }])
             }
+            // Every 400 has the one shape: a list of problems.
+            ApiError::Store(e) if e.kind() == ErrorKind::BadRequest => problems(vec![ProblemOut {
+                index: None,
+                message: e.to_string(),
+                path: String::new(),
+            }]),
+            ApiError::Store(e) => error(match e.kind() {
+                ErrorKind::Corrupt => {
+                    tracing::error!(error = %e, "stored data is damaged");
+                    format!(
+                        "stored data is damaged or was changed outside trailmark ({e}); \
+                         an operator should run `trailmark verify`"
+                    )
+                }
+                ErrorKind::Unavailable => {
+                    tracing::error!(error = %e, "storage failed");
+                    format!("storage failed: {e}; retry later")
+                }
+                ErrorKind::BadRequest | ErrorKind::Conflict => e.to_string(),
+            }),
+            ApiError::Unauthorized(m) => error((*m).to_owned()),
+            ApiError::Forbidden(m)
+            | ApiError::NotFound(m)
+            | ApiError::TooLarge(m)
+            | ApiError::Conflict(m) => error(m.clone()),
+            ApiError::Busy => error(self.to_string()),
         };
-        let mut response = (status, axum::Json(body)).into_response();
+        let mut response = (status, body).into_response();
         if matches!(self, ApiError::Busy) {
             response
                 .headers_mut()

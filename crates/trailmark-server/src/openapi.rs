@@ -140,7 +140,34 @@ fn typed_answers(paths: &mut Map<String, Value>) -> Map<String, Value> {
             answer["content"] = json!({"application/json": {"schema": schema}});
         }
     }
+    error_answers(paths, &mut g);
     g.take_definitions(true)
+}
+
+/// Every error answer of the API is JSON of one of two shapes: a 400 lists
+/// its problems, any other says what was wrong.
+fn error_answers(paths: &mut Map<String, Value>, g: &mut schemars::SchemaGenerator) {
+    let problems = g.subschema_for::<trailmark_wire::Problems>();
+    let error = g.subschema_for::<trailmark_wire::ErrorBody>();
+    for (path, ops) in paths.iter_mut() {
+        if !(path.starts_with("/v1/") || path.starts_with("/log/")) {
+            continue;
+        }
+        let answers = ops
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|ops| ops.values_mut())
+            .filter_map(|op| op.get_mut("responses").and_then(Value::as_object_mut))
+            .flat_map(|answers| answers.iter_mut());
+        for (status, answer) in answers {
+            let schema = match status.as_str() {
+                "400" => &problems,
+                s if s.starts_with('4') || s.starts_with('5') => &error,
+                _ => continue,
+            };
+            answer["content"] = json!({"application/json": {"schema": schema}});
+        }
+    }
 }
 
 /// The parameters of `/v1/checkpoints`.

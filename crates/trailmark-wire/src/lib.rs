@@ -343,3 +343,26 @@ pub struct SigningKeyOut {
 pub struct SigningKeys {
     pub keys: Vec<SigningKeyOut>,
 }
+
+/// One problem with a request: where (`path`: a field path like
+/// `actor.id`, or a query parameter's name; `index`: the event's position in
+/// the batch) and what.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProblemOut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    pub message: String,
+    pub path: String,
+}
+
+/// A 400: every problem of the request at once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Problems {
+    pub errors: Vec<ProblemOut>,
+}
+
+/// Any other error: what was wrong, in words.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
