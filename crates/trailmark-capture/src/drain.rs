@@ -35,6 +35,15 @@ pub enum SendError {
     Failed(String),
 }
 
+/// A captured change as an event, validated once: its JSON (what an HTTP
+/// sink sends) and the event it was validated into (what an in-process
+/// sink appends, without parsing the JSON again).
+#[derive(Clone, Debug)]
+pub struct Captured {
+    pub json: Value,
+    pub event: trailmark_core::Event,
+}
+
 /// Where drained events go: a server over HTTP, or the store of the
 /// `serve` process the drainer runs in.
 pub trait Sink: Send + Sync {
@@ -42,7 +51,7 @@ pub trait Sink: Send + Sync {
     /// durable, with the tenants they went to.
     fn send(
         &self,
-        events: Vec<Value>,
+        events: Vec<Captured>,
     ) -> impl Future<Output = Result<Vec<String>, SendError>> + Send;
 
     /// The newest signed checkpoint of `tenant` (the note) and the
@@ -188,7 +197,7 @@ async fn run<S: Sink>(
     // While one batch is being appended, the next is read and converted
     // (rows of the batch in flight are left out); a batch is sent only once
     // the one before it is acknowledged and deleted, so order holds.
-    let mut in_flight: Option<(Vec<Value>, Vec<i64>)> = None;
+    let mut in_flight: Option<(Vec<Captured>, Vec<i64>)> = None;
     loop {
         let leave_out: Vec<i64> = in_flight
             .as_ref()
@@ -262,7 +271,7 @@ async fn convert(
     rows: &[tokio_postgres::Row],
     tables: &mut HashMap<(String, String), crate::TableConfig>,
     database: &str,
-) -> Result<(Vec<Value>, Vec<i64>), Error> {
+) -> Result<(Vec<Captured>, Vec<i64>), Error> {
     let mut events = Vec::with_capacity(rows.len());
     let mut ids = Vec::with_capacity(rows.len());
     for r in rows {
@@ -288,7 +297,7 @@ async fn convert(
         }
         let config = tables.get(&name).cloned().unwrap_or_default();
         let mut event = outbox_event(&row, &config, database);
-        make_valid(&mut event).map_err(|errors| Error::Unsendable {
+        let valid = make_valid(&mut event).map_err(|errors| Error::Unsendable {
             outbox_id: row.id,
             reason: errors
                 .iter()
@@ -296,13 +305,16 @@ async fn convert(
                 .collect::<Vec<_>>()
                 .join("; "),
         })?;
-        events.push(event);
+        events.push(Captured {
+            json: event,
+            event: valid,
+        });
         ids.push(row.id);
     }
     Ok((events, ids))
 }
 
-async fn send<S: Sink>(sink: &S, events: Vec<Value>) -> Result<Vec<String>, Error> {
+async fn send<S: Sink>(sink: &S, events: Vec<Captured>) -> Result<Vec<String>, Error> {
     let mut busy_since = None;
     loop {
         match sink.send(events.clone()).await {

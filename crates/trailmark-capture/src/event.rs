@@ -211,10 +211,13 @@ const REQUIRED: [&str; 5] = [
 /// bytes) or, where the event cannot do without it, cut to 128 bytes. The
 /// change itself is never dropped: a row that cannot be made valid stops the
 /// drain with the reason, and stays in the outbox.
-pub fn make_valid(event: &mut Value) -> Result<(), Vec<trailmark_core::FieldError>> {
+pub fn make_valid(
+    event: &mut Value,
+) -> Result<trailmark_core::Event, Vec<trailmark_core::FieldError>> {
     for _ in 0..4 {
-        let Err(errors) = trailmark_core::Event::from_json(event) else {
-            return Ok(());
+        let errors = match trailmark_core::Event::from_json(event) {
+            Ok(valid) => return Ok(valid),
+            Err(errors) => errors,
         };
         let mut repaired = false;
         for error in &errors {
@@ -285,7 +288,7 @@ pub fn make_valid(event: &mut Value) -> Result<(), Vec<trailmark_core::FieldErro
             return Err(errors);
         }
     }
-    trailmark_core::Event::from_json(event).map(|_| ())
+    trailmark_core::Event::from_json(event)
 }
 
 fn cut(text: &str, max: usize) -> String {

@@ -17,7 +17,7 @@ pub mod seen;
 mod table;
 
 pub use context::CaptureContext;
-pub use drain::{DrainOptions, Progress, SendError, Sink, drain};
+pub use drain::{Captured, DrainOptions, Progress, SendError, Sink, drain};
 pub use event::{OutboxRow, make_valid, outbox_event};
 pub use install::{
     CHANNEL, Installed, Status, Uninstalled, VERSION, install, primary_key, status, table_configs,

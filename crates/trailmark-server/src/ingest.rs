@@ -329,15 +329,20 @@ impl<S: Store> crate::App<S> {
     }
 
     /// Appends events produced inside this process (the capture drainer run
-    /// by `serve`), all or nothing, into `default_tenant` unless an event
-    /// names its own: the same validation and commit as the API's, waiting
-    /// for room in the ingest queue instead of answering busy.
-    pub async fn append_values(
+    /// by `serve`, which validated them), all or nothing, into
+    /// `default_tenant` unless an event names its own: the same commit as
+    /// the API's, waiting for room in the ingest queue instead of answering
+    /// busy.
+    pub async fn append_events(
         &self,
-        values: &[Value],
+        events: Vec<Event>,
         default_tenant: &TenantId,
     ) -> Result<usize, ApiError> {
-        let batch = self.prepare_values(values, default_tenant, None)?;
+        let received_at = now();
+        let batch = events
+            .into_iter()
+            .map(|event| self.prepare(event, default_tenant, received_at))
+            .collect::<Result<Vec<_>, _>>()?;
         let appended = self.commit(batch, Room::Wait).await?;
         self.metrics
             .captured_rows

@@ -232,9 +232,12 @@ impl HttpSink {
 }
 
 impl trailmark_capture::Sink for HttpSink {
-    async fn send(&self, events: Vec<serde_json::Value>) -> Result<Vec<String>, SendError> {
+    async fn send(
+        &self,
+        events: Vec<trailmark_capture::Captured>,
+    ) -> Result<Vec<String>, SendError> {
         let http = self.0.clone();
-        let body = serde_json::Value::Array(events);
+        let body = serde_json::Value::Array(events.into_iter().map(|c| c.json).collect());
         let sent = tokio::task::spawn_blocking(move || http.post_json("/v1/events", &body))
             .await
             .map_err(|e| SendError::Failed(e.to_string()))?;
@@ -616,13 +619,19 @@ mod tests {
         url
     }
 
+    fn one_event() -> Vec<trailmark_capture::Captured> {
+        let json = serde_json::json!({"actor": {"id": "a", "type": "user"}, "action": "update"});
+        let event = trailmark_core::Event::from_json(&json).unwrap();
+        vec![trailmark_capture::Captured { json, event }]
+    }
+
     /// Busy is told by the status and its Retry-After, not by a "429"
     /// somewhere in a message; other refusals fail the batch.
     #[tokio::test]
     async fn a_busy_server_is_retried_after_what_it_asks_and_a_refusal_fails() {
         let busy = answering("429 Too Many Requests", "Retry-After: 7\r\n", "{}", 1);
         let sink = HttpSink(crate::source::Http::new(&busy, "k"));
-        match sink.send(vec![serde_json::json!({})]).await {
+        match sink.send(one_event()).await {
             Err(SendError::Busy(after)) => assert_eq!(after, Duration::from_secs(7)),
             other => panic!("{other:?}"),
         }
@@ -634,7 +643,7 @@ mod tests {
             1,
         );
         let sink = HttpSink(crate::source::Http::new(&refused, "k"));
-        match sink.send(vec![serde_json::json!({})]).await {
+        match sink.send(one_event()).await {
             Err(SendError::Failed(m)) => assert!(m.contains("400"), "{m}"),
             other => panic!("{other:?}"),
         }

@@ -399,19 +399,25 @@ struct StoreSink<S> {
 }
 
 impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
-    async fn send(&self, events: Vec<serde_json::Value>) -> Result<Vec<String>, SendError> {
+    async fn send(
+        &self,
+        events: Vec<trailmark_capture::Captured>,
+    ) -> Result<Vec<String>, SendError> {
+        // Validated once, by the drainer: appended as the events they are.
+        let events: Vec<trailmark_core::Event> = events.into_iter().map(|c| c.event).collect();
         let mut tenants: Vec<String> = events
             .iter()
             .map(|e| {
-                e["tenant"]
+                e.tenant
+                    .as_ref()
+                    .unwrap_or(&self.tenant)
                     .as_str()
-                    .unwrap_or(self.tenant.as_str())
                     .to_owned()
             })
             .collect();
         tenants.sort();
         tenants.dedup();
-        match self.app.append_values(&events, &self.tenant).await {
+        match self.app.append_events(events, &self.tenant).await {
             Ok(_) => Ok(tenants),
             Err(trailmark_server::ApiError::Busy) => Err(SendError::Busy(Duration::from_secs(1))),
             Err(e) => Err(SendError::Failed(e.to_string())),
