@@ -32,7 +32,7 @@ pub fn event_out(entry: &StoredEntry) -> Result<EventOut, StoreError> {
             name: get("actor_name"),
             kind: env.actor_type.as_str().to_owned(),
         },
-        changes: get("changes"),
+        changes: serde_json::from_value(get("changes")).unwrap_or_default(),
         context: get("context"),
         id: env.id.to_string(),
         metadata: get("metadata"),

@@ -26,14 +26,16 @@ use crate::wire::{History, HistoryStep, RecordRef, StatsOut};
 pub const MAX_HISTORY: usize = 10_000;
 const PAGE: usize = 1000;
 
-fn changes_of(changes: &Value) -> Option<Changes> {
-    let map = changes.as_object()?;
+fn changes_of(
+    changes: Option<&std::collections::BTreeMap<String, trailmark_wire::ChangeOut>>,
+) -> Option<Changes> {
     Some(
-        map.iter()
-            .map(|(k, v)| {
+        changes?
+            .iter()
+            .map(|(k, c)| {
                 let change = Change {
-                    old: v["old"].clone(),
-                    new: v["new"].clone(),
+                    old: c.old.clone(),
+                    new: c.new.clone(),
                 };
                 (k.clone(), change)
             })
@@ -101,7 +103,7 @@ pub async fn record_history<S: Store>(
     let mut events = Vec::with_capacity(entries.len());
     for entry in &entries {
         let event = crate::render::event_out(entry)?;
-        state.apply(&event.action, changes_of(&event.changes).as_ref());
+        state.apply(&event.action, changes_of(event.changes.as_ref()).as_ref());
         let state_after = if state.deleted {
             Value::Null
         } else {

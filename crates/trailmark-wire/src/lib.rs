@@ -24,13 +24,23 @@ pub struct ResourceOut {
     pub kind: String,
 }
 
+/// One field's change: its value before and after (`null` for none).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ChangeOut {
+    #[serde(default)]
+    pub new: Value,
+    #[serde(default)]
+    pub old: Value,
+}
+
 /// One event as the API shows it: what the producer sent, rebuilt from the
 /// envelope and the payload, with its position and the payload's state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventOut {
     pub action: String,
     pub actor: ActorOut,
-    pub changes: Value,
+    /// By field name; `null` when the event records none (or is erased).
+    pub changes: Option<std::collections::BTreeMap<String, ChangeOut>>,
     pub context: Value,
     pub id: String,
     pub metadata: Value,

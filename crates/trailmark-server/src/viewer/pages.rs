@@ -232,12 +232,12 @@ fn shown(v: &Value) -> String {
     }
 }
 
-fn diff_table(changes: &serde_json::Map<String, Value>) -> String {
+fn diff_table(changes: &std::collections::BTreeMap<String, crate::wire::ChangeOut>) -> String {
     let mut out = String::from(
         "<table class=\"diff\"><thead><tr><th>Field</th><th>Before</th><th>After</th></tr></thead><tbody>",
     );
     for (field, change) in changes {
-        let (old, new) = (&change["old"], &change["new"]);
+        let (old, new) = (&change.old, &change.new);
         let (o, n) = match (old, new) {
             (Value::String(a), Value::String(b)) if a.len() + b.len() > 40 => inline_diff(a, b),
             _ => (shown(old), shown(new)),
@@ -355,7 +355,7 @@ pub(crate) async fn event<S: Store>(
     body.push_str("<h2>Changes</h2>");
     body.push_str(
         &e.changes
-            .as_object()
+            .as_ref()
             .map_or_else(|| "<p class=\"none\">none recorded</p>".into(), diff_table),
     );
     let _ = write!(
@@ -415,7 +415,7 @@ pub(crate) async fn history<S: Store>(
             esc(&e.action),
             esc(&e.actor.id),
         );
-        if let Some(changes) = e.changes.as_object() {
+        if let Some(changes) = &e.changes {
             body.push_str(&diff_table(changes));
         }
         body.push_str("<p class=\"state-label\">State after:</p>");
