@@ -345,41 +345,47 @@ impl<S: Store> App<S> {
         Err(trailmark_store::StoreError::from(e).into())
     }
 
-    /// Records a checkpoint signed for `tenant` as an entry in `_system`
-    /// (the cross-reference `trailmark verify` holds the tenant to). Its id
-    /// derives from tenant and size, so servers sharing a ledger that sign
-    /// the same checkpoint record it once.
-    pub async fn record_checkpoint(
+    /// Records checkpoints signed for tenants (tenant, size, note) as entries
+    /// in `_system` (the cross-references `trailmark verify` holds each
+    /// tenant to), in one append: one commit for every tenant signed in a
+    /// tick. Each id derives from tenant and size, so servers sharing a
+    /// ledger that sign the same checkpoint record it once.
+    pub async fn record_checkpoints(
         &self,
-        tenant: &TenantId,
-        size: u64,
-        note: &str,
+        checkpoints: &[(TenantId, u64, String)],
     ) -> Result<(), ApiError> {
-        let event = Event {
-            id: Some(EventId::derived(
-                format!("trailmark.checkpoint/{tenant}/{size}").as_bytes(),
-            )),
-            occurred_at: None,
-            tenant: Some(TenantId::system()),
-            actor: Actor {
-                id: "trailmark".into(),
-                kind: ActorType::System,
-                name: None,
-            },
-            action: trailmark_verify::CHECKPOINT_ACTION.into(),
-            resource: Some(Resource {
-                kind: trailmark_verify::CHECKPOINT_RESOURCE.into(),
-                id: Some(tenant.as_str().into()),
-                name: None,
-            }),
-            outcome: Outcome::Success,
-            reason: None,
-            changes: None,
-            context: None,
-            metadata: Some(trailmark_verify::CheckpointReference::metadata(note)),
-        };
-        let new = self.prepare(event, &TenantId::system(), now())?;
-        self.store.append(vec![new]).await?;
+        if checkpoints.is_empty() {
+            return Ok(());
+        }
+        let at = now();
+        let mut batch = Vec::with_capacity(checkpoints.len());
+        for (tenant, size, note) in checkpoints {
+            let event = Event {
+                id: Some(EventId::derived(
+                    format!("trailmark.checkpoint/{tenant}/{size}").as_bytes(),
+                )),
+                occurred_at: None,
+                tenant: Some(TenantId::system()),
+                actor: Actor {
+                    id: "trailmark".into(),
+                    kind: ActorType::System,
+                    name: None,
+                },
+                action: trailmark_verify::CHECKPOINT_ACTION.into(),
+                resource: Some(Resource {
+                    kind: trailmark_verify::CHECKPOINT_RESOURCE.into(),
+                    id: Some(tenant.as_str().into()),
+                    name: None,
+                }),
+                outcome: Outcome::Success,
+                reason: None,
+                changes: None,
+                context: None,
+                metadata: Some(trailmark_verify::CheckpointReference::metadata(note)),
+            };
+            batch.push(self.prepare(event, &TenantId::system(), at)?);
+        }
+        self.store.append(batch).await?;
         Ok(())
     }
 

@@ -25,6 +25,9 @@ pub struct Signed(HashMap<TenantId, u64>);
 pub async fn sign_new<S: Store>(app: &App<S>, signed: &mut Signed) -> Result<usize, ApiError> {
     let signed = &mut signed.0;
     let mut count = 0;
+    // Every tenant signed in this tick is recorded in `_system` in one
+    // append, after the loop (one commit, however many tenants grew).
+    let mut records: Vec<(TenantId, u64, String)> = Vec::new();
     for head in app.store.heads().await? {
         let last = if let Some(size) = signed.get(&head.tenant) {
             *size
@@ -35,8 +38,7 @@ pub async fn sign_new<S: Store>(app: &App<S>, signed: &mut Signed) -> Result<usi
             if let Some(cp) = &latest
                 && !head.tenant.is_system()
             {
-                app.record_checkpoint(&head.tenant, cp.size.get(), &cp.note)
-                    .await?;
+                records.push((head.tenant.clone(), cp.size.get(), cp.note.clone()));
             }
             latest.map_or(0, |c| c.size.get())
         };
@@ -59,8 +61,7 @@ pub async fn sign_new<S: Store>(app: &App<S>, signed: &mut Signed) -> Result<usi
         };
         app.store.add_checkpoint(record.clone()).await?;
         if !head.tenant.is_system() {
-            app.record_checkpoint(&head.tenant, head.size.get(), &record.note)
-                .await?;
+            records.push((head.tenant.clone(), head.size.get(), record.note.clone()));
         }
         // Nobody listening (no witnesses) is fine.
         let _ = app.signed.send(record);
@@ -70,6 +71,9 @@ pub async fn sign_new<S: Store>(app: &App<S>, signed: &mut Signed) -> Result<usi
         signed.insert(head.tenant, head.size.get());
         count += 1;
     }
+    // A failure here is mended by the next tick: the caller forgets what it
+    // signed, and each tenant's latest checkpoint is recorded again.
+    app.record_checkpoints(&records).await?;
     Ok(count)
 }
 
