@@ -450,6 +450,13 @@ impl<S: Store> App<S> {
             .map_err(trailmark_store::StoreError::from)?)
     }
 
+    /// Bytes of ingest bodies being read or parsed now.
+    pub fn body_bytes_in_flight(&self) -> usize {
+        IN_FLIGHT_BODY_BYTES
+            .max(self.settings.max_body_bytes)
+            .saturating_sub(self.body_bytes.available_permits())
+    }
+
     /// Forgets cached keys (after a revocation).
     pub fn forget_keys(&self) {
         if let Ok(mut cache) = self.keys.lock() {

@@ -152,6 +152,12 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
         in_flight.to_string(),
     );
     line(
+        "trailmark_ingest_body_bytes_in_flight",
+        "gauge",
+        "Bytes of ingest bodies being read or parsed now (bounded; see docs/OPERATIONS.md).",
+        app.body_bytes_in_flight().to_string(),
+    );
+    line(
         "trailmark_ingest_queue_capacity",
         "gauge",
         "Events that may wait for the disk at once.",

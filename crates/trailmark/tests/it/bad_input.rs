@@ -476,9 +476,21 @@ fn a_stop_with_a_request_in_flight_still_ends_and_signs() {
             .as_bytes(),
         )
         .unwrap();
-    // Nothing to poll for: give the server a moment to read the head, so
-    // the request is in flight when the stop comes.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The request is in flight once its body is being read (the bytes it
+    // announced are held).
+    crate::wait_for(
+        "the half-sent request to be read",
+        std::time::Duration::from_secs(10),
+        || {
+            let (_, metrics) = server.get("/metrics", &server.admin);
+            metrics
+                .as_str()?
+                .lines()
+                .find_map(|l| l.strip_prefix("trailmark_ingest_body_bytes_in_flight "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|n| *n >= 1000)
+        },
+    );
     let started = std::time::Instant::now();
     server.stop();
     assert!(
