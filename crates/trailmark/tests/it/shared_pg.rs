@@ -160,7 +160,10 @@ fn killing_one_server_loses_nothing_acknowledged_and_the_other_keeps_serving() {
     let keyed = keyed(&servers);
     let survivor = keyed[1].clone();
     let load = thread::spawn(move || ingest(&keyed, 2, 40));
-    thread::sleep(Duration::from_millis(700));
+    // Kill it mid-load: once both servers have stored some of it.
+    crate::wait_for("the load to be under way", Duration::from_secs(30), || {
+        (size_of(&servers[1]) >= 200).then_some(())
+    });
     servers[0].kill9();
     let acked = load.join().unwrap();
     // The survivor still takes writes and the tree is whole.
