@@ -590,6 +590,12 @@ fn a_rotated_signing_key_is_followed_by_verify_from_the_first_key() {
         .iter()
         .map(|t| server.verifier_key(t))
         .collect();
+    // A receipt kept from before the rotation (signed by the old key).
+    let (_, page) = server.get("/v1/events?tenant=acme&limit=1", &server.admin);
+    let id = page["events"][0]["id"].as_str().unwrap().to_owned();
+    let (_, found) = server.get(&format!("/v1/events/{id}?tenant=acme"), &server.admin);
+    let old_receipt = keys.path().join("old.receipt");
+    std::fs::write(&old_receipt, found["proof"]["receipt"].as_str().unwrap()).unwrap();
     server.stop();
 
     let out = cli(&[
@@ -637,6 +643,23 @@ fn a_rotated_signing_key_is_followed_by_verify_from_the_first_key() {
         "the tenant's key changed"
     );
     assert!(!latest.is_empty());
+    // The old receipt still checks against the server's keys: every key
+    // the trail records, not only the current one.
+    let out = cli(&[
+        "verify",
+        "--url",
+        &server.url,
+        "--key",
+        &server.admin,
+        "--receipt",
+        old_receipt.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     server.stop();
 
     // verify follows the transition, also when told to trust only the first key.
