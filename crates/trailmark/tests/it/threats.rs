@@ -574,6 +574,34 @@ fn a_server_with_another_key_refuses_the_trail_and_a_readable_key_is_refused() {
     );
 }
 
+/// Saves the receipt of acme's newest event to `path`.
+fn keep_a_receipt(server: &Server, path: &std::path::Path) -> std::path::PathBuf {
+    let (_, page) = server.get("/v1/events?tenant=acme&limit=1", &server.admin);
+    let id = page["events"][0]["id"].as_str().unwrap().to_owned();
+    let (_, found) = server.get(&format!("/v1/events/{id}?tenant=acme"), &server.admin);
+    std::fs::write(path, found["proof"]["receipt"].as_str().unwrap()).unwrap();
+    path.to_owned()
+}
+
+/// `verify --url --receipt` through `server` passes.
+fn check_receipt_through(server: &Server, receipt: &std::path::Path) {
+    let out = cli(&[
+        "verify",
+        "--url",
+        &server.url,
+        "--key",
+        &server.admin,
+        "--receipt",
+        receipt.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn a_rotated_signing_key_is_followed_by_verify_from_the_first_key() {
     let trail = Trail::new(false);
@@ -591,11 +619,7 @@ fn a_rotated_signing_key_is_followed_by_verify_from_the_first_key() {
         .map(|t| server.verifier_key(t))
         .collect();
     // A receipt kept from before the rotation (signed by the old key).
-    let (_, page) = server.get("/v1/events?tenant=acme&limit=1", &server.admin);
-    let id = page["events"][0]["id"].as_str().unwrap().to_owned();
-    let (_, found) = server.get(&format!("/v1/events/{id}?tenant=acme"), &server.admin);
-    let old_receipt = keys.path().join("old.receipt");
-    std::fs::write(&old_receipt, found["proof"]["receipt"].as_str().unwrap()).unwrap();
+    let old_receipt = keep_a_receipt(&server, &keys.path().join("old.receipt"));
     server.stop();
 
     let out = cli(&[
@@ -645,21 +669,7 @@ fn a_rotated_signing_key_is_followed_by_verify_from_the_first_key() {
     assert!(!latest.is_empty());
     // The old receipt still checks against the server's keys: every key
     // the trail records, not only the current one.
-    let out = cli(&[
-        "verify",
-        "--url",
-        &server.url,
-        "--key",
-        &server.admin,
-        "--receipt",
-        old_receipt.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    check_receipt_through(&server, &old_receipt);
     server.stop();
 
     // verify follows the transition, also when told to trust only the first key.
