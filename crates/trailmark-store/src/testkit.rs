@@ -68,6 +68,22 @@ fn tenant(name: &str) -> TenantId {
     TenantId::new(name).unwrap()
 }
 
+/// `event` as a server prepares it, with a salt and generated id that
+/// derive from `n` (deterministic).
+fn prepared(n: u64, event: Event) -> NewEvent {
+    let mut salt = [0u8; 32];
+    salt[..8].copy_from_slice(&n.to_le_bytes());
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&n.to_be_bytes());
+    NewEvent {
+        received_at: ts(1_800_000_000_000),
+        generated_id: EventId::new_v7(ts(1_800_000_000_000), random),
+        committed: event.commit_payload(Salt::from_bytes(salt)).unwrap(),
+        event,
+        default_tenant: TenantId::default_tenant(),
+    }
+}
+
 /// A valid event for `tenant` with a deterministic id from `n`.
 pub fn new_event(tenant_name: &str, n: u64, action: &str) -> NewEvent {
     let event = Event::from_json(&json!({
@@ -82,17 +98,7 @@ pub fn new_event(tenant_name: &str, n: u64, action: &str) -> NewEvent {
         "occurred_at": ts(1_700_000_000_000 + i64::try_from(n).unwrap() * 1000).to_string(),
     }))
     .unwrap();
-    let mut salt = [0u8; 32];
-    salt[..8].copy_from_slice(&n.to_le_bytes());
-    let mut random = [0u8; 10];
-    random[..8].copy_from_slice(&n.to_be_bytes());
-    NewEvent {
-        received_at: ts(1_800_000_000_000),
-        generated_id: EventId::new_v7(ts(1_800_000_000_000), random),
-        committed: event.commit_payload(Salt::from_bytes(salt)).unwrap(),
-        event,
-        default_tenant: TenantId::default_tenant(),
-    }
+    prepared(n, event)
 }
 
 /// Event `n` of a trail shaped like a real one, for plans that depend on
@@ -128,17 +134,7 @@ pub fn realistic_event(n: u64) -> NewEvent {
         "occurred_at": ts(1_700_000_000_000 + i64::try_from(n).unwrap() * 259_200).to_string(),
     }))
     .unwrap();
-    let mut salt = [0u8; 32];
-    salt[..8].copy_from_slice(&n.to_le_bytes());
-    let mut random = [0u8; 10];
-    random[..8].copy_from_slice(&n.to_be_bytes());
-    NewEvent {
-        received_at: ts(1_800_000_000_000),
-        generated_id: EventId::new_v7(ts(1_800_000_000_000), random),
-        committed: event.commit_payload(Salt::from_bytes(salt)).unwrap(),
-        event,
-        default_tenant: TenantId::default_tenant(),
-    }
+    prepared(n, event)
 }
 
 /// Fills `filler` with 20 000 events, then checks that counting them all
