@@ -423,11 +423,6 @@ impl Store for PgStore {
         )
     }
 
-    async fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<CheckpointRecord>, StoreError> {
-        let which = read::Checkpoints::After(None, usize::MAX);
-        read::checkpoints(&**self.client().await?, tenant, which).await
-    }
-
     async fn checkpoints_after(
         &self,
         tenant: &TenantId,

@@ -433,12 +433,6 @@ impl Store for SqliteStore {
             .map(|mut v| v.pop())
     }
 
-    async fn checkpoints(&self, tenant: &TenantId) -> Result<Vec<CheckpointRecord>, StoreError> {
-        let (tenant, which) = (tenant.clone(), read::Checkpoints::After(None, usize::MAX));
-        self.read(move |c| read::checkpoints(c, &tenant, which))
-            .await
-    }
-
     async fn checkpoints_after(
         &self,
         tenant: &TenantId,

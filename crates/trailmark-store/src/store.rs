@@ -83,7 +83,9 @@ pub trait Store: Send + Sync + 'static {
     fn checkpoints(
         &self,
         tenant: &TenantId,
-    ) -> impl Future<Output = Result<Vec<CheckpointRecord>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<CheckpointRecord>, StoreError>> + Send {
+        self.checkpoints_after(tenant, None, usize::MAX)
+    }
 
     /// At most `limit` checkpoints of a tenant whose size is above `after`
     /// (from the first when `None`), oldest first: a page of them.
