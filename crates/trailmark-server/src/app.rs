@@ -62,6 +62,11 @@ pub struct Metrics {
 /// 429 (at least one `max_body_bytes` body always fits).
 pub const IN_FLIGHT_BODY_BYTES: usize = 64 * 1024 * 1024;
 
+/// How many body bytes may be read or parsed at once under `settings`.
+fn body_bytes_bound(settings: &Settings) -> usize {
+    IN_FLIGHT_BODY_BYTES.max(settings.max_body_bytes)
+}
+
 /// How many signed checkpoints wait for a slow witness client before it
 /// skips to the newest.
 pub const SIGNED_QUEUE: usize = 1024;
@@ -221,9 +226,7 @@ impl Caller {
 impl<S: Store> App<S> {
     pub fn new(store: S, settings: Settings, seed: [u8; 32]) -> Self {
         let permits = Arc::new(Semaphore::new(settings.queue_capacity));
-        let body_bytes = Arc::new(Semaphore::new(
-            IN_FLIGHT_BODY_BYTES.max(settings.max_body_bytes),
-        ));
+        let body_bytes = Arc::new(Semaphore::new(body_bytes_bound(&settings)));
         Self {
             store,
             settings,
@@ -452,9 +455,7 @@ impl<S: Store> App<S> {
 
     /// Bytes of ingest bodies being read or parsed now.
     pub fn body_bytes_in_flight(&self) -> usize {
-        IN_FLIGHT_BODY_BYTES
-            .max(self.settings.max_body_bytes)
-            .saturating_sub(self.body_bytes.available_permits())
+        body_bytes_bound(&self.settings).saturating_sub(self.body_bytes.available_permits())
     }
 
     /// Forgets cached keys (after a revocation).

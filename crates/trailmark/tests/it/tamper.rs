@@ -21,12 +21,17 @@ fn trail() -> tempfile::TempDir {
     dir
 }
 
-fn tampered(original: &Path, sql: impl FnOnce(&Connection)) -> (bool, String) {
+/// A copy of `original` with `sql` run on its database.
+fn tampered_copy(original: &Path, sql: impl FnOnce(&Connection)) -> tempfile::TempDir {
     let copy = copy_dir(original);
     let conn = Connection::open(copy.path().join("trailmark.db")).unwrap();
     sql(&conn);
     drop(conn);
-    verify_dir(copy.path())
+    copy
+}
+
+fn tampered(original: &Path, sql: impl FnOnce(&Connection)) -> (bool, String) {
+    verify_dir(tampered_copy(original, sql).path())
 }
 
 fn envelope(conn: &Connection, seq: i64) -> Vec<u8> {
@@ -282,14 +287,13 @@ fn twenty_receipts_pass_verify_receipt_and_any_changed_byte_fails() {
 #[test]
 fn a_damaged_row_answers_500_naming_verify_not_503() {
     let original = trail();
-    let copy = copy_dir(original.path());
-    let conn = Connection::open(copy.path().join("trailmark.db")).unwrap();
-    conn.execute(
-        "UPDATE entries SET payload = 'not json' WHERE tenant = 'acme' AND seq = 19",
-        [],
-    )
-    .unwrap();
-    drop(conn);
+    let copy = tampered_copy(original.path(), |conn| {
+        conn.execute(
+            "UPDATE entries SET payload = 'not json' WHERE tenant = 'acme' AND seq = 19",
+            [],
+        )
+        .unwrap();
+    });
     let server = Server::start(copy.path());
     let (status, body) = server.get("/v1/events?tenant=acme&limit=5", &server.admin);
     assert_eq!(status, 500, "{body}");
