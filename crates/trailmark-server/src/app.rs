@@ -136,6 +136,18 @@ tokio::task_local! {
 /// with characters other than visible ASCII, is replaced.
 const MAX_REQUEST_ID: usize = 64;
 
+/// A request id no other request of this process, nor (but by chance)
+/// of another, gets: a random prefix drawn once per process, then a
+/// counter. Sixteen hex digits, and no system call per request.
+fn fresh_request_id() -> String {
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix =
+        *PREFIX.get_or_init(|| random_bytes::<4>().map_or(std::process::id(), u32::from_be_bytes));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix:08x}{:08x}", n & 0xffff_ffff)
+}
+
 /// Every request gets an id: the caller's `X-Request-Id` when it is short
 /// visible ASCII, else a fresh one. It is answered in `X-Request-Id`,
 /// carried by every log line of the request (a tracing span), and recorded
@@ -153,10 +165,7 @@ pub async fn request_context(
         .filter(|v| {
             !v.is_empty() && v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_graphic())
         })
-        .map_or_else(
-            || random_bytes::<8>().map_or_else(|_| "unknown".to_owned(), hex::encode),
-            str::to_owned,
-        );
+        .map_or_else(fresh_request_id, str::to_owned);
     let context = RequestContext {
         peer: request.extensions().get::<Peer>().map(|p| p.0),
         id: id.clone(),
