@@ -357,10 +357,6 @@ impl Query {
         self
     }
 
-    /// The value `field` must match, if it is filtered on.
-    pub fn exact(&self, field: Exact) -> Option<&str> {
-        self.exact.get(&field).map(String::as_str)
-    }
 
     /// Whether the time window bounds the index walk (`occurred_at` is
     /// sought) rather than filtering rows met on another walk. Counts always
