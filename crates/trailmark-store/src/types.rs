@@ -357,7 +357,6 @@ impl Query {
         self
     }
 
-
     /// Whether the time window bounds the index walk (`occurred_at` is
     /// sought) rather than filtering rows met on another walk. Counts always
     /// seek their window. A page (newest first) with only a start walks
