@@ -47,7 +47,7 @@ pub(crate) struct Head {
 
 /// The words `q=` can find in an entry: those of its searchable text (the
 /// embedded store indexes the same text), lower-cased, each once.
-fn words(envelope: &Envelope, payload: &Map<String, Value>) -> Vec<String> {
+pub(crate) fn words(envelope: &Envelope, payload: &Map<String, Value>) -> Vec<String> {
     let mut out = Vec::new();
     crate::search::split(&searchable_text(envelope, payload), &mut out);
     out.sort_unstable();
@@ -395,7 +395,7 @@ async fn copy_entries(
 
 /// Lexemes (sorted, distinct, no positions) in `tsvector`'s binary form.
 #[derive(Debug)]
-struct Lexemes<'a>(&'a [String]);
+pub(crate) struct Lexemes<'a>(pub(crate) &'a [String]);
 
 impl tokio_postgres::types::ToSql for Lexemes<'_> {
     fn to_sql(

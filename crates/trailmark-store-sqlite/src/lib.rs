@@ -10,6 +10,7 @@
 //! from the stored nodes (O(log n) reads) the first time it touches a tenant.
 
 mod read;
+mod removal;
 mod strips;
 mod writer;
 
@@ -22,8 +23,9 @@ use tokio::sync::oneshot;
 use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
-    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Plan, Query, Read,
-    SigningKeyRecord, Stats, Store, StoreError, StoredEntry, TenantHead,
+    Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, Read,
+    RetentionPolicy, SigningKeyRecord, Stats, Store, StoreError, StoredEntry, Target, TenantHead,
+    Walk, WalkPage,
 };
 
 use crate::writer::{Job, Writer};
@@ -35,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_cosignatures.sql"),
     include_str!("../migrations/0005_read_paths.sql"),
     include_str!("../migrations/0006_request_id.sql"),
+    include_str!("../migrations/0007_retention.sql"),
 ];
 const READERS: usize = 4;
 /// How long one read may run before SQLite stops it.
@@ -91,10 +94,12 @@ fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     // WAL with a full sync per commit: nothing is acknowledged before it is
     // durable. A larger cache and rarer WAL checkpoints keep the writer off
-    // the disk between commits.
+    // the disk between commits. Whatever the writer frees (an erased
+    // payload, a merged search segment) is zeroed, not left in free space.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-         PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0;",
+         PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0;
+         PRAGMA secure_delete = ON;",
     )
     .map_err(db("setting WAL mode"))?;
     let version: usize = conn
@@ -316,6 +321,14 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// A small write of its own on the writer thread.
+    async fn run(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<u64, StoreError> + Send + 'static,
+    ) -> Result<u64, StoreError> {
+        self.write(|reply| Job::Run(Box::new(f), reply)).await
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -503,5 +516,64 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.write(|reply| Job::RevokeKey(id, at.unix_millis(), reply))
             .await
+    }
+
+    async fn walk(
+        &self,
+        tenant: &TenantId,
+        walk: &Walk,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<WalkPage, StoreError> {
+        let (tenant, walk) = (tenant.clone(), walk.clone());
+        self.read(move |c| removal::walk(c, &tenant, &walk, after, limit))
+            .await
+    }
+
+    async fn erase(&self, tenant: &TenantId, seqs: Vec<u64>) -> Result<u64, StoreError> {
+        let tenant = tenant.clone();
+        self.run(move |c| removal::erase(c, &tenant, &seqs)).await
+    }
+
+    async fn scrub(&self) -> Result<(), StoreError> {
+        self.write(Job::Scrub).await
+    }
+
+    async fn retention(&self) -> Result<Vec<RetentionPolicy>, StoreError> {
+        self.read(removal::retention).await
+    }
+
+    async fn set_retention(&self, policy: RetentionPolicy) -> Result<(), StoreError> {
+        self.run(move |c| removal::set_retention(c, &policy))
+            .await
+            .map(drop)
+    }
+
+    async fn remove_retention(
+        &self,
+        tenant: &TenantId,
+        target: &Target,
+    ) -> Result<bool, StoreError> {
+        let (tenant, target) = (tenant.clone(), target.clone());
+        self.run(move |c| removal::remove_retention(c, &tenant, &target))
+            .await
+            .map(|n| n > 0)
+    }
+
+    async fn holds(&self) -> Result<Vec<Hold>, StoreError> {
+        self.read(removal::holds).await
+    }
+
+    async fn add_hold(&self, hold: Hold) -> Result<(), StoreError> {
+        self.run(move |c| removal::add_hold(c, &hold))
+            .await
+            .map(drop)
+    }
+
+    async fn release_hold(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| removal::release_hold(c, &id, at))
+            .await
+            .map(|n| n > 0)
     }
 }

@@ -29,7 +29,14 @@ pub(crate) enum Job {
     /// tenant, size, witness, line
     Cosignature((String, u64, String, String), Reply<()>),
     RevokeKey(String, i64, Reply<bool>),
+    /// A small write of its own (erasure, retention policies, holds),
+    /// answering a count.
+    Run(RunFn, Reply<u64>),
+    /// Runs alone, outside any transaction (see [`Writer::scrub`]).
+    Scrub(Reply<()>),
 }
+
+pub(crate) type RunFn = Box<dyn FnOnce(&Connection) -> Result<u64, StoreError> + Send>;
 
 impl Job {
     fn weight(&self) -> usize {
@@ -66,6 +73,7 @@ enum Outcome {
     ),
     Done(Reply<()>),
     Revoked(Reply<bool>, bool),
+    Counted(Reply<u64>, u64),
 }
 
 impl Writer {
@@ -105,7 +113,16 @@ impl Writer {
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
-            self.commit_group(group);
+            let (scrubs, group): (Vec<Job>, Vec<Job>) =
+                group.into_iter().partition(|j| matches!(j, Job::Scrub(_)));
+            if !group.is_empty() {
+                self.commit_group(group);
+            }
+            for job in scrubs {
+                if let Job::Scrub(reply) = job {
+                    let _ = reply.send(self.scrub());
+                }
+            }
             self.bound_wal();
         }
     }
@@ -149,6 +166,7 @@ impl Writer {
                     Outcome::Appended(reply, _, _) => drop(reply.send(Err(clone_err(&e)))),
                     Outcome::Done(reply) => drop(reply.send(Err(clone_err(&e)))),
                     Outcome::Revoked(reply, _) => drop(reply.send(Err(clone_err(&e)))),
+                    Outcome::Counted(reply, _) => drop(reply.send(Err(clone_err(&e)))),
                 }
             }
             return;
@@ -158,6 +176,7 @@ impl Writer {
                 Outcome::Appended(reply, result, batch) => drop(reply.send(Ok((result, batch)))),
                 Outcome::Done(reply) => drop(reply.send(Ok(()))),
                 Outcome::Revoked(reply, found) => drop(reply.send(Ok(found))),
+                Outcome::Counted(reply, n) => drop(reply.send(Ok(n))),
             }
         }
     }
@@ -188,7 +207,56 @@ impl Writer {
                 Ok(found) => Ok(Outcome::Revoked(reply, found)),
                 Err(e) => Err(Box::new((Job::RevokeKey(id, at, reply), e))),
             },
+            Job::Run(f, reply) => match f(&self.conn) {
+                Ok(n) => Ok(Outcome::Counted(reply, n)),
+                // The closure is spent; what goes back only carries the reply.
+                Err(e) => Err(Box::new((Job::Run(Box::new(|_| Ok(0)), reply), e))),
+            },
+            Job::Scrub(reply) => Ok(Outcome::Done(reply)),
         }
+    }
+
+    /// Makes removed values unrecoverable from the files: the search index
+    /// is rewritten without the words of deleted rows (FTS5 `optimize`); a
+    /// database written before `secure_delete` was on is vacuumed once (its
+    /// free pages may hold old rows); the WAL, which holds copies of pages
+    /// as they were, is folded into the database and truncated to nothing.
+    /// With `secure_delete` on (always, on this connection) every freed cell
+    /// and page is zeroed as it is freed.
+    fn scrub(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("INSERT INTO entries_fts (entries_fts) VALUES ('optimize')")
+            .map_err(db("rewriting the search index"))?;
+        let vacuum: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM store_flags WHERE name = 'vacuum_before_scrub')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db("reading the store's flags"))?;
+        if vacuum {
+            self.conn
+                .execute_batch("VACUUM; DELETE FROM store_flags WHERE name = 'vacuum_before_scrub'")
+                .map_err(db("vacuuming the database"))?;
+            self.tenants.clear();
+        }
+        // TRUNCATE waits for readers (busy timeout) and reports whether it
+        // could finish; a reader that holds an old snapshot longer than that
+        // fails the scrub, which the caller reports.
+        let (busy, _, _): (i64, i64, i64) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(db("truncating the WAL"))?;
+        if busy != 0 {
+            return Err(StoreError::backend(
+                "truncating the WAL",
+                std::io::Error::other("readers kept the WAL in use; run the scrub again"),
+            ));
+        }
+        Ok(())
     }
 
     fn tenant(&mut self, tenant: &TenantId) -> Result<&mut TenantLog, StoreError> {
@@ -447,5 +515,7 @@ fn fail(job: Job, e: &StoreError) {
             drop(reply.send(Err(clone_err(e))));
         }
         Job::RevokeKey(_, _, reply) => drop(reply.send(Err(clone_err(e)))),
+        Job::Run(_, reply) => drop(reply.send(Err(clone_err(e)))),
+        Job::Scrub(reply) => drop(reply.send(Err(clone_err(e)))),
     }
 }

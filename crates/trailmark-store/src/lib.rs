@@ -7,12 +7,14 @@
 //! one database later, and what makes "acknowledged" mean "durable".
 
 mod error;
+mod removal;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod types;
 
 pub use error::{ErrorKind, StoreError};
+pub use removal::{Hold, HoldScope, RetentionPolicy, Target, Walk, WalkPage, Walked};
 pub use store::Store;
 pub use types::{
     Access, Appended, CheckpointRecord, CountBy, Cursor, EntryState, Exact, KeyRecord, NewEvent,

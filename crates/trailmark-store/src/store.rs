@@ -4,8 +4,9 @@ use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 
 use crate::{
-    Appended, CheckpointRecord, CountBy, KeyRecord, NewEvent, Page, Plan, Query, Read,
-    SigningKeyRecord, Stats, StoreError, StoredEntry, TenantHead,
+    Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, Read,
+    RetentionPolicy, SigningKeyRecord, Stats, StoreError, StoredEntry, Target, TenantHead, Walk,
+    WalkPage,
 };
 
 /// A Trailmark ledger backend.
@@ -141,6 +142,63 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks a key revoked; false when no such key id exists.
     fn revoke_key(
+        &self,
+        id: &str,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// At most `limit` entries of a removal walk of one tenant, in seq
+    /// order, from where the page before stopped (`after`, opaque; `None`
+    /// for the start). Entries whose payload is already gone are included
+    /// (marked), so the walk moves past them.
+    fn walk(
+        &self,
+        tenant: &TenantId,
+        walk: &Walk,
+        after: Option<u64>,
+        limit: usize,
+    ) -> impl Future<Output = Result<WalkPage, StoreError>> + Send;
+
+    /// Removes the payload, salt and every column derived from them (ip,
+    /// request id, the payload's words in the search index) of these
+    /// entries of one tenant; the envelope, leaf hash and tree stay. Entries
+    /// already without payload are skipped. Returns how many lost their
+    /// payload now. The caller has recorded the removal in `_system` first.
+    fn erase(
+        &self,
+        tenant: &TenantId,
+        seqs: Vec<u64>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Makes removed values unrecoverable from the store's own files (old
+    /// versions of rows, the search index's segments, the write-ahead log,
+    /// free pages), as far as the store can. What it does, and what it
+    /// cannot reach, is in docs/OPERATIONS.md.
+    fn scrub(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every retention policy, by tenant and target.
+    fn retention(&self) -> impl Future<Output = Result<Vec<RetentionPolicy>, StoreError>> + Send;
+
+    /// Sets the policy of its tenant and target (replacing one there).
+    fn set_retention(
+        &self,
+        policy: RetentionPolicy,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes a policy; false when there was none.
+    fn remove_retention(
+        &self,
+        tenant: &TenantId,
+        target: &Target,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every hold, in force or released, oldest first.
+    fn holds(&self) -> impl Future<Output = Result<Vec<Hold>, StoreError>> + Send;
+
+    fn add_hold(&self, hold: Hold) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Releases a hold in force; false when no such hold is in force.
+    fn release_hold(
         &self,
         id: &str,
         at: Timestamp,

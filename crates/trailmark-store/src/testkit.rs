@@ -17,8 +17,8 @@ use trailmark_log::{
 };
 
 use crate::{
-    CheckpointRecord, CountBy, Cursor, Exact, KeyRecord, NewEvent, Query, Read, Scopes,
-    SigningKeyRecord, Store, StoreError,
+    CheckpointRecord, CountBy, Cursor, EntryState, Exact, Hold, HoldScope, KeyRecord, NewEvent,
+    Query, Read, RetentionPolicy, Scopes, SigningKeyRecord, Store, StoreError, Target, Walk,
 };
 
 /// Makes stores over one storage location: every call to `open` sees what
@@ -48,6 +48,9 @@ macro_rules! conformance_suite {
             the_first_signing_key_recorded_wins,
             cosignatures_are_kept_once_per_witness_and_checkpoint,
             every_documented_read_seeks_by_its_filters,
+            erasure_removes_the_payload_and_what_derives_from_it_and_keeps_the_tree,
+            removal_walks_page_through_one_actor_one_record_or_all,
+            retention_policies_and_holds_are_kept,
         );
     };
     (@tests $harness:expr; $($name:ident),+ $(,)?) => {
@@ -70,7 +73,7 @@ fn tenant(name: &str) -> TenantId {
 
 /// `event` as a server prepares it, with a salt and generated id that
 /// derive from `n` (deterministic).
-fn prepared(n: u64, event: Event) -> NewEvent {
+pub fn prepared(n: u64, event: Event) -> NewEvent {
     let mut salt = [0u8; 32];
     salt[..8].copy_from_slice(&n.to_le_bytes());
     let mut random = [0u8; 10];
@@ -932,4 +935,272 @@ pub async fn entries_from_before_a_migration_have_their_derived_columns<S: Store
         found.entries.len() as u64,
         (0..events).filter(|n| n % 5 == 3).count() as u64
     );
+}
+
+pub async fn erasure_removes_the_payload_and_what_derives_from_it_and_keeps_the_tree<H: Harness>(
+    h: &H,
+) {
+    let store = h.open();
+    append_range(&store, "a", 0..10).await;
+    let t = tenant("a");
+    let before = store.entries(&t, 0, 10).await.unwrap();
+    let root_before = root_of(&store, &t, 10).await;
+    // seq 7 twice (the second time it is already gone), and a seq past the end.
+    assert_eq!(store.erase(&t, vec![3, 7, 7, 42]).await.unwrap(), 2);
+    assert_eq!(store.erase(&t, vec![7]).await.unwrap(), 0);
+    store.scrub().await.unwrap();
+    let after = store.entries(&t, 0, 10).await.unwrap();
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(a.envelope_bytes, b.envelope_bytes, "envelopes stay");
+        assert_eq!(a.leaf_hash, b.leaf_hash);
+    }
+    for seq in [3, 7] {
+        let e = &after[seq];
+        assert_eq!(e.state(), EntryState::Erased);
+        assert!(e.payload.is_none() && e.salt.is_none());
+        assert_eq!(e.columns.ip, None, "ip derives from the payload");
+        assert_eq!(e.columns.request_id, None);
+        assert_eq!(
+            e.columns.actor_id, before[seq].columns.actor_id,
+            "envelope columns stay"
+        );
+    }
+    assert_eq!(after[4].state(), EntryState::Present);
+    assert_eq!(
+        root_of(&store, &t, 10).await,
+        root_before,
+        "the tree is untouched"
+    );
+    // The payload's words are no longer found; the envelope's still are.
+    let q = |text: &str| Query {
+        q: Some(text.into()),
+        limit: 100,
+        ..Query::default()
+    };
+    assert!(store.query(&q("word7")).await.unwrap().entries.is_empty());
+    assert_eq!(store.query(&q("word4")).await.unwrap().entries.len(), 1);
+    let by_actor = store.query(&q("user-1")).await.unwrap().entries;
+    assert!(
+        by_actor
+            .iter()
+            .any(|e| e.envelope().unwrap().seq.get() == 7),
+        "an erased entry is still found by its envelope's ids"
+    );
+    // ip and request id filters no longer find it.
+    let mut ip = Query {
+        tenants: vec![t.clone()],
+        limit: 100,
+        ..Query::default()
+    };
+    ip.exact.insert(Exact::RequestId, "rq2x".into());
+    let seqs: Vec<u64> = store
+        .query(&ip)
+        .await
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.envelope().unwrap().seq.get())
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![2],
+        "seq 7 had request id rq2x too, before erasure"
+    );
+}
+
+async fn root_of<S: Store>(store: &S, t: &TenantId, size: u64) -> trailmark_log::Hash {
+    let plan = Plan::root(TreeSize::new(size).unwrap());
+    let nodes = store.nodes(t, plan.node_ids()).await.unwrap();
+    plan.assemble(&nodes).unwrap()[0]
+}
+
+pub async fn removal_walks_page_through_one_actor_one_record_or_all<H: Harness>(h: &H) {
+    let store = h.open();
+    append_range(&store, "a", 0..30).await;
+    append_range(&store, "b", 0..5).await;
+    let t = tenant("a");
+    let collect = |walk: Walk| {
+        let store = &store;
+        let t = &t;
+        async move {
+            let (mut seen, mut after, mut pages) = (Vec::new(), None, 0);
+            loop {
+                let page = store.walk(t, &walk, after, 4).await.unwrap();
+                pages += 1;
+                assert!(page.entries.len() <= 4);
+                for w in &page.entries {
+                    seen.push((w.envelope.seq.get(), w.present, w.bytes));
+                }
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            (seen, pages)
+        }
+    };
+    let (all, pages) = collect(Walk::All).await;
+    assert_eq!(
+        all.iter().map(|s| s.0).collect::<Vec<_>>(),
+        (0..30).collect::<Vec<_>>()
+    );
+    assert!(pages >= 8);
+    assert!(
+        all.iter().all(|s| s.1 && s.2 > 32),
+        "present, with payload and salt bytes"
+    );
+    let (actor, _) = collect(Walk::Actor("user-1".into())).await;
+    assert_eq!(
+        actor.iter().map(|s| s.0).collect::<Vec<_>>(),
+        (0..30).filter(|n| n % 3 == 1).collect::<Vec<_>>()
+    );
+    let record = Walk::Resource {
+        kind: "Invoice".into(),
+        id: "2".into(),
+    };
+    store.erase(&t, vec![7]).await.unwrap();
+    let (record, _) = collect(record).await;
+    assert_eq!(
+        record.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+        vec![
+            (2, true),
+            (7, false),
+            (12, true),
+            (17, true),
+            (22, true),
+            (27, true)
+        ],
+        "erased entries are walked too, marked"
+    );
+    assert_eq!(record[1].2, 0, "an erased entry has no bytes left to free");
+}
+
+pub async fn retention_policies_and_holds_are_kept<H: Harness>(h: &H) {
+    let store = h.open();
+    let policy = |target: Target, days: u32| RetentionPolicy {
+        tenant: tenant("a"),
+        target,
+        max_age_days: days,
+        updated_at: ts(1_800_000_000_000),
+    };
+    store.set_retention(policy(Target::All, 365)).await.unwrap();
+    store
+        .set_retention(policy(Target::ResourceType("Invoice".into()), 30))
+        .await
+        .unwrap();
+    store
+        .set_retention(policy(Target::ResourceType("Invoice".into()), 31))
+        .await
+        .unwrap();
+    let kept = store.retention().await.unwrap();
+    assert_eq!(kept.len(), 2, "one policy per tenant and target: {kept:?}");
+    assert!(kept.contains(&policy(Target::ResourceType("Invoice".into()), 31)));
+    assert!(
+        store
+            .remove_retention(&tenant("a"), &Target::All)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remove_retention(&tenant("a"), &Target::All)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.retention().await.unwrap().len(), 1);
+
+    let hold = Hold {
+        id: "hold_0123456789ab".into(),
+        tenant: tenant("a"),
+        scope: HoldScope::Resource {
+            kind: "Invoice".into(),
+            id: "7:b".into(),
+        },
+        reason: "case 12".into(),
+        placed_by: "key_x".into(),
+        placed_at: ts(1_800_000_000_000),
+        released_at: None,
+    };
+    store.add_hold(hold.clone()).await.unwrap();
+    assert!(
+        store.add_hold(hold.clone()).await.is_err(),
+        "hold ids are unique"
+    );
+    assert_eq!(store.holds().await.unwrap(), vec![hold.clone()]);
+    assert!(
+        store
+            .release_hold(&hold.id, ts(1_800_000_001_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .release_hold(&hold.id, ts(1_800_000_002_000))
+            .await
+            .unwrap(),
+        "released once"
+    );
+    let listed = store.holds().await.unwrap();
+    assert_eq!(listed[0].released_at, Some(ts(1_800_000_001_000)));
+    assert!(!listed[0].in_force());
+}
+
+/// Values only the entries of actor `u-erase` hold (name, e-mail, client
+/// IP, and the tail of the name's word as the search index stores it,
+/// lower-cased and prefix-compressed): after their erasure and a scrub, no
+/// file of the store may contain any of them.
+pub const ERASED_VALUES: [&str; 4] = [
+    "zoltan.quimby@example.org",
+    "Zoltan Quimbyvertz",
+    "203.0.113.77",
+    "mbyvertz",
+];
+
+/// Event `n` of tenant `acme` for the erasure checks: one in 97 is by actor
+/// `u-erase` and holds [`ERASED_VALUES`]; the others hold `Keeper n` and
+/// `kept@example.net`.
+pub fn erasure_event(n: u64) -> NewEvent {
+    let erased = n % 97 == 3;
+    let actor = if erased {
+        "u-erase".to_owned()
+    } else {
+        format!("u-{}", n % 11)
+    };
+    let name = if erased {
+        ERASED_VALUES[1].to_owned()
+    } else {
+        format!("Keeper {n}")
+    };
+    let event = Event::from_json(&json!({
+        "tenant": "acme",
+        "actor": {"id": actor, "type": "user", "name": name},
+        "action": "customer.update",
+        "resource": {"type": "Customer", "id": format!("c{}", n % 13)},
+        "changes": {"email": {
+            "old": if erased { ERASED_VALUES[0] } else { "kept@example.net" },
+            "new": "x@example.net",
+        }},
+        "context": {"ip": if erased { ERASED_VALUES[2] } else { "198.51.100.1" }},
+    }))
+    .unwrap();
+    prepared(n, event)
+}
+
+/// Erases every entry of actor `u-erase` in `acme`, a page of the walk at
+/// a time; returns how many.
+pub async fn erase_actor<S: Store>(store: &S, actor: &str) -> u64 {
+    let tenant = tenant("acme");
+    let (mut after, mut erased) = (None, 0);
+    loop {
+        let page = store
+            .walk(&tenant, &Walk::Actor(actor.into()), after, 100)
+            .await
+            .unwrap();
+        let seqs = page.entries.iter().map(|w| w.envelope.seq.get()).collect();
+        erased += store.erase(&tenant, seqs).await.unwrap();
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return erased,
+        }
+    }
 }

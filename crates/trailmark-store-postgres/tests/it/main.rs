@@ -197,3 +197,85 @@ async fn entries_stored_before_the_request_id_column_get_theirs_from_their_paylo
     )
     .await;
 }
+
+/// The bytes of every file of the ledger's tables, their indexes and TOAST
+/// tables, read through the server (`pg_read_binary_file`, superuser), after
+/// a CHECKPOINT has written the shared buffers out.
+async fn ledger_files(client: &tokio_postgres::Client) -> Vec<(String, Vec<u8>)> {
+    client.batch_execute("CHECKPOINT").await.unwrap();
+    let rows = client
+        .query(
+            "SELECT c.relname, pg_relation_filepath(c.oid) FROM pg_class c
+             WHERE c.relfilenode <> 0 AND (
+               c.relnamespace = 'trailmark_ledger'::regnamespace
+               OR c.oid IN (SELECT reltoastrelid FROM pg_class
+                            WHERE relnamespace = 'trailmark_ledger'::regnamespace)
+               OR c.oid IN (SELECT i.indexrelid FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+                            WHERE t.relnamespace = 'pg_toast'::regnamespace AND t.oid IN (
+                              SELECT reltoastrelid FROM pg_class
+                              WHERE relnamespace = 'trailmark_ledger'::regnamespace)))",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, path): (String, String) = (row.get(0), row.get(1));
+        let bytes: Vec<u8> = client
+            .query_one("SELECT pg_read_binary_file($1)", &[&path])
+            .await
+            .unwrap()
+            .get(0);
+        out.push((name, bytes));
+    }
+    out
+}
+
+fn holding(files: &[(String, Vec<u8>)], needle: &str) -> Vec<String> {
+    files
+        .iter()
+        .filter(|(_, b)| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// After erasure and the scrub (VACUUM), the erased values are in no
+/// file of the ledger's tables, indexes or TOAST (dead tuples included).
+/// They are first checked to be there, so the check can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_payload_survives_in_no_relation_file_after_the_scrub() {
+    use trailmark_store::Store;
+    use trailmark_store::testkit::{ERASED_VALUES, erase_actor, erasure_event};
+    let db = TempPg::new();
+    let store = PgStore::new(&db.url(), 4).unwrap();
+    for batch in 0..40u64 {
+        let events = (0..50u64).map(|i| erasure_event(batch * 50 + i)).collect();
+        store.append(events).await.unwrap();
+    }
+    let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let files = ledger_files(&client).await;
+    for needle in &ERASED_VALUES[..3] {
+        assert!(
+            !holding(&files, needle).is_empty(),
+            "{needle} is stored to begin with"
+        );
+    }
+    let erased = erase_actor(&store, "u-erase").await;
+    assert_eq!(erased, (0..2000u64).filter(|n| n % 97 == 3).count() as u64);
+    store.scrub().await.unwrap();
+    let files = ledger_files(&client).await;
+    for needle in &ERASED_VALUES[..3] {
+        assert_eq!(
+            holding(&files, needle),
+            Vec::<String>::new(),
+            "{needle} is gone"
+        );
+    }
+    assert!(
+        !holding(&files, "kept@example.net").is_empty(),
+        "other payloads stay"
+    );
+}

@@ -119,3 +119,78 @@ async fn entries_stored_before_the_request_id_column_get_theirs_from_their_paylo
     )
     .await;
 }
+
+/// Every file in `dir`, read whole, contains `needle`?
+fn any_file_contains(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+/// The words the search index holds (FTS5's own vocabulary view).
+fn indexed_words(db: &std::path::Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, entries_fts, row)")
+        .unwrap();
+    let mut stmt = conn.prepare("SELECT term FROM temp.vocab").unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Erasure and scrub leave nothing behind in the store's files: not the
+/// row (`secure_delete` zeroes freed cells), not the search index (rewritten
+/// without the deleted rows' words), not the WAL (truncated), not free
+/// pages. The values are first checked to be there, so the check can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_payload_survives_in_no_file_of_the_data_dir() {
+    use trailmark_store::Store;
+    use trailmark_store::testkit::{ERASED_VALUES, erase_actor, erasure_event};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trailmark.db");
+    let store = SqliteStore::open(&path).unwrap();
+    // Many batches, so the search index has segments and merges (whose
+    // freed pages must not keep the words either).
+    for batch in 0..40u64 {
+        let events = (0..50u64).map(|i| erasure_event(batch * 50 + i)).collect();
+        store.append(events).await.unwrap();
+    }
+    for needle in ERASED_VALUES {
+        assert!(
+            !any_file_contains(dir.path(), needle).is_empty(),
+            "{needle} is stored to begin with"
+        );
+    }
+    assert!(indexed_words(&path).contains(&"quimbyvertz".to_owned()));
+    let erased = erase_actor(&store, "u-erase").await;
+    assert_eq!(erased, (0..2000u64).filter(|n| n % 97 == 3).count() as u64);
+    store.scrub().await.unwrap();
+    for needle in ERASED_VALUES {
+        assert_eq!(
+            any_file_contains(dir.path(), needle),
+            Vec::<String>::new(),
+            "{needle} is gone"
+        );
+    }
+    let words = indexed_words(&path);
+    assert!(
+        !words.contains(&"quimbyvertz".to_owned()),
+        "the search index forgot the erased words"
+    );
+    assert!(words.contains(&"keeper".to_owned()), "and kept the others");
+    assert!(
+        words.contains(&"erase".to_owned()),
+        "the envelope's words (actor id u-erase) stay"
+    );
+    assert!(
+        !any_file_contains(dir.path(), "kept@example.net").is_empty(),
+        "other payloads stay"
+    );
+}

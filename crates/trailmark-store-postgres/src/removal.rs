@@ -1,0 +1,272 @@
+//! Erasure and retention on the PostgreSQL store: the walk that finds what
+//! a removal reaches, the erasure itself, and the policy and hold tables.
+
+use serde_json::Map;
+use tokio_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+use trailmark_core::{Envelope, TenantId, Timestamp};
+use trailmark_store::{
+    Hold, HoldScope, RetentionPolicy, StoreError, Target, Walk, WalkPage, Walked,
+};
+
+use crate::append::{Lexemes, words};
+use crate::{db, to_i64};
+
+/// The bytes an erasure frees: payload, salt and the derived columns.
+const BYTES: &str = "coalesce(octet_length(payload), 0) + coalesce(octet_length(salt), 0)
+     + coalesce(octet_length(ip), 0) + coalesce(octet_length(request_id), 0)";
+
+fn unreadable(tenant: &TenantId, e: &trailmark_core::Error) -> StoreError {
+    StoreError::Unreadable(format!(
+        "an envelope of tenant {tenant} cannot be read: {e}"
+    ))
+}
+
+/// One page of a walk by `pos` (within a tenant, the order of `seq`);
+/// each variant seeks an index that ends in `pos`.
+pub(crate) async fn walk(
+    c: &impl GenericClient,
+    tenant: &TenantId,
+    walk: &Walk,
+    after: Option<u64>,
+    limit: usize,
+) -> Result<WalkPage, StoreError> {
+    let after = after.map_or(-1, to_i64);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let head = format!(
+        "SELECT pos, envelope, payload IS NOT NULL, ({BYTES})::bigint FROM trailmark_ledger.entries"
+    );
+    let name = tenant.as_str();
+    let (sql, values): (String, Vec<&str>) = match walk {
+        Walk::All => (
+            format!("{head} WHERE tenant = $1 AND pos > $2 ORDER BY pos LIMIT $3"),
+            vec![],
+        ),
+        Walk::Actor(actor) => (
+            format!(
+                "{head} WHERE tenant = $1 AND actor_id = $4 AND pos > $2 ORDER BY pos LIMIT $3"
+            ),
+            vec![actor.as_str()],
+        ),
+        Walk::Resource { kind, id } => (
+            format!(
+                "{head} WHERE tenant = $1 AND resource_type = $4 AND resource_id = $5 AND pos > $2
+                 ORDER BY pos LIMIT $3"
+            ),
+            vec![kind.as_str(), id.as_str()],
+        ),
+    };
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&name, &after, &limit];
+    for v in &values {
+        params.push(v);
+    }
+    let rows = c
+        .query(&sql, &params)
+        .await
+        .map_err(db("walking entries"))?;
+    let mut page = WalkPage::default();
+    let mut last = None;
+    for row in &rows {
+        let envelope = Envelope::from_leaf_bytes(row.get::<_, &[u8]>(1))
+            .map_err(|e| unreadable(tenant, &e))?;
+        last = Some(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0));
+        page.entries.push(Walked {
+            envelope,
+            present: row.get(2),
+            bytes: u64::try_from(row.get::<_, i64>(3)).unwrap_or(0),
+        });
+    }
+    if i64::try_from(page.entries.len()).unwrap_or(i64::MAX) == limit {
+        page.next = last;
+    }
+    Ok(page)
+}
+
+/// Erases the payloads of these entries in one transaction. The search
+/// column keeps the envelope's words (ids and action) and loses the
+/// payload's.
+pub(crate) async fn erase(
+    client: &mut deadpool_postgres::Object,
+    tenant: &TenantId,
+    seqs: &[u64],
+) -> Result<u64, StoreError> {
+    let seqs: Vec<i64> = seqs.iter().map(|&s| to_i64(s)).collect();
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting an erasure"))?;
+    let rows = tx
+        .query(
+            "SELECT seq, envelope FROM trailmark_ledger.entries
+             WHERE tenant = $1 AND seq = ANY($2) AND payload IS NOT NULL FOR UPDATE",
+            &[&tenant.as_str(), &seqs],
+        )
+        .await
+        .map_err(db("finding entries to erase"))?;
+    let update = tx
+        .prepare(
+            "UPDATE trailmark_ledger.entries
+             SET payload = NULL, salt = NULL, ip = NULL, request_id = NULL, search = $3
+             WHERE tenant = $1 AND seq = $2",
+        )
+        .await
+        .map_err(db("erasing a payload"))?;
+    for row in &rows {
+        let envelope = Envelope::from_leaf_bytes(row.get::<_, &[u8]>(1))
+            .map_err(|e| unreadable(tenant, &e))?;
+        let kept = words(&envelope, &Map::new());
+        tx.execute(
+            &update,
+            &[&tenant.as_str(), &row.get::<_, i64>(0), &Lexemes(&kept)],
+        )
+        .await
+        .map_err(db("erasing a payload"))?;
+    }
+    tx.commit().await.map_err(db("committing an erasure"))?;
+    Ok(rows.len() as u64)
+}
+
+fn time(millis: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_unix_millis(millis)
+        .ok_or_else(|| StoreError::Invalid(format!("a stored time {millis} is out of range")))
+}
+
+fn tenant(name: &str) -> Result<TenantId, StoreError> {
+    TenantId::from_stored(name)
+        .map_err(|e| StoreError::Invalid(format!("a stored tenant name is invalid: {e}")))
+}
+
+pub(crate) async fn retention(c: &impl GenericClient) -> Result<Vec<RetentionPolicy>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT tenant, target_kind, target_value, max_age_days, updated_at
+             FROM trailmark_ledger.retention_policies ORDER BY tenant, target_kind, target_value",
+            &[],
+        )
+        .await
+        .map_err(db("reading retention policies"))?;
+    rows.iter()
+        .map(|r| {
+            let (kind, value): (&str, &str) = (r.get(1), r.get(2));
+            let days: i32 = r.get(3);
+            Ok(RetentionPolicy {
+                tenant: tenant(r.get(0))?,
+                target: Target::from_parts(kind, value).ok_or_else(|| {
+                    StoreError::Invalid(format!(
+                        "a stored retention target {kind}={value} is invalid"
+                    ))
+                })?,
+                max_age_days: u32::try_from(days).map_err(|_| {
+                    StoreError::Invalid(format!("a stored retention age {days} is invalid"))
+                })?,
+                updated_at: time(r.get(4))?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn set_retention(
+    c: &impl GenericClient,
+    p: &RetentionPolicy,
+) -> Result<(), StoreError> {
+    let (kind, value) = p.target.to_parts();
+    c.execute(
+        "INSERT INTO trailmark_ledger.retention_policies
+             (tenant, target_kind, target_value, max_age_days, updated_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (tenant, target_kind, target_value)
+         DO UPDATE SET max_age_days = excluded.max_age_days, updated_at = excluded.updated_at",
+        &[
+            &p.tenant.as_str(),
+            &kind,
+            &value,
+            &i32::try_from(p.max_age_days).unwrap_or(i32::MAX),
+            &p.updated_at.unix_millis(),
+        ],
+    )
+    .await
+    .map_err(db("storing a retention policy"))?;
+    Ok(())
+}
+
+pub(crate) async fn remove_retention(
+    c: &impl GenericClient,
+    tenant: &TenantId,
+    target: &Target,
+) -> Result<bool, StoreError> {
+    let (kind, value) = target.to_parts();
+    let n = c
+        .execute(
+            "DELETE FROM trailmark_ledger.retention_policies
+             WHERE tenant = $1 AND target_kind = $2 AND target_value = $3",
+            &[&tenant.as_str(), &kind, &value],
+        )
+        .await
+        .map_err(db("removing a retention policy"))?;
+    Ok(n > 0)
+}
+
+pub(crate) async fn holds(c: &impl GenericClient) -> Result<Vec<Hold>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT id, tenant, scope_kind, scope_value, reason, placed_by, placed_at, released_at
+             FROM trailmark_ledger.holds ORDER BY placed_at, id",
+            &[],
+        )
+        .await
+        .map_err(db("reading holds"))?;
+    rows.iter()
+        .map(|r| {
+            let id: String = r.get(0);
+            let (kind, value): (&str, &str) = (r.get(2), r.get(3));
+            Ok(Hold {
+                scope: HoldScope::from_parts(kind, value).ok_or_else(|| {
+                    StoreError::Invalid(format!("hold {id} has an invalid scope {kind}={value}"))
+                })?,
+                id,
+                tenant: tenant(r.get(1))?,
+                reason: r.get(4),
+                placed_by: r.get(5),
+                placed_at: time(r.get(6))?,
+                released_at: r.get::<_, Option<i64>>(7).map(time).transpose()?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn add_hold(c: &impl GenericClient, h: &Hold) -> Result<(), StoreError> {
+    let (kind, value) = h.scope.to_parts();
+    c.execute(
+        "INSERT INTO trailmark_ledger.holds
+             (id, tenant, scope_kind, scope_value, reason, placed_by, placed_at, released_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &h.id,
+            &h.tenant.as_str(),
+            &kind,
+            &value,
+            &h.reason,
+            &h.placed_by,
+            &h.placed_at.unix_millis(),
+            &h.released_at.map(Timestamp::unix_millis),
+        ],
+    )
+    .await
+    .map_err(db("storing a hold"))?;
+    Ok(())
+}
+
+pub(crate) async fn release_hold(
+    c: &impl GenericClient,
+    id: &str,
+    at: Timestamp,
+) -> Result<bool, StoreError> {
+    let n = c
+        .execute(
+            "UPDATE trailmark_ledger.holds SET released_at = $2 WHERE id = $1 AND released_at IS NULL",
+            &[&id, &at.unix_millis()],
+        )
+        .await
+        .map_err(db("releasing a hold"))?;
+    Ok(n > 0)
+}

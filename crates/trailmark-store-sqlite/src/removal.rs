@@ -1,0 +1,291 @@
+//! Erasure and retention on the embedded store: the walk that finds what a
+//! removal reaches, the erasure itself (a writer job), and the policy and
+//! hold tables.
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Map;
+use trailmark_core::{Envelope, TenantId, Timestamp};
+use trailmark_store::{
+    Hold, HoldScope, RetentionPolicy, StoreError, Target, Walk, WalkPage, Walked, searchable_text,
+};
+
+fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| StoreError::backend(context, e)
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The bytes an erasure frees: payload, salt and the derived columns.
+const BYTES: &str = "coalesce(length(payload), 0) + coalesce(length(salt), 0)
+     + coalesce(length(ip), 0) + coalesce(length(request_id), 0)";
+
+/// One page of a walk, by `pos` (within a tenant, the order of `seq`):
+/// each variant seeks an index that ends in `pos`.
+pub(crate) fn walk(
+    conn: &Connection,
+    tenant: &TenantId,
+    walk: &Walk,
+    after: Option<u64>,
+    limit: usize,
+) -> Result<WalkPage, StoreError> {
+    let after = after.map_or(-1, to_i64);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let head = format!("SELECT pos, envelope, payload IS NOT NULL, {BYTES} FROM entries");
+    let (sql, values): (String, Vec<String>) = match walk {
+        Walk::All => (
+            format!("{head} WHERE tenant = ?1 AND pos > ?2 ORDER BY pos LIMIT ?3"),
+            vec![],
+        ),
+        Walk::Actor(actor) => (
+            format!(
+                "{head} WHERE tenant = ?1 AND actor_id = ?4 AND pos > ?2 ORDER BY pos LIMIT ?3"
+            ),
+            vec![actor.clone()],
+        ),
+        Walk::Resource { kind, id } => (
+            format!(
+                "{head} WHERE tenant = ?1 AND resource_type = ?4 AND resource_id = ?5 AND pos > ?2
+                 ORDER BY pos LIMIT ?3"
+            ),
+            vec![kind.clone(), id.clone()],
+        ),
+    };
+    let mut stmt = conn.prepare_cached(&sql).map_err(db("walking entries"))?;
+    let mut args = vec![
+        SqlValue::Text(tenant.as_str().to_owned()),
+        SqlValue::Integer(after),
+        SqlValue::Integer(limit),
+    ];
+    args.extend(values.into_iter().map(SqlValue::Text));
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .map_err(db("walking entries"))?;
+    let mut page = WalkPage::default();
+    let mut last = None;
+    for row in rows {
+        let (pos, envelope, present, bytes) = row.map_err(db("walking entries"))?;
+        let envelope = Envelope::from_leaf_bytes(&envelope).map_err(|e| {
+            StoreError::Unreadable(format!(
+                "an envelope of tenant {tenant} cannot be read: {e}"
+            ))
+        })?;
+        last = Some(u64::try_from(pos).unwrap_or(0));
+        page.entries.push(Walked {
+            envelope,
+            present,
+            bytes: u64::try_from(bytes).unwrap_or(0),
+        });
+    }
+    if page.entries.len() == usize::try_from(limit).unwrap_or(usize::MAX) {
+        page.next = last;
+    }
+    Ok(page)
+}
+
+/// Erases the payloads of these entries (a writer job). The search index
+/// keeps the envelope's words (ids and action, which stay in the envelope)
+/// and loses the payload's.
+pub(crate) fn erase(conn: &Connection, tenant: &TenantId, seqs: &[u64]) -> Result<u64, StoreError> {
+    let mut find = conn
+        .prepare_cached(
+            "SELECT pos, envelope FROM entries
+             WHERE tenant = ?1 AND seq = ?2 AND payload IS NOT NULL",
+        )
+        .map_err(db("finding an entry to erase"))?;
+    let mut clear = conn
+        .prepare_cached(
+            "UPDATE entries SET payload = NULL, salt = NULL, ip = NULL, request_id = NULL
+             WHERE pos = ?1",
+        )
+        .map_err(db("erasing a payload"))?;
+    let mut unindex = conn
+        .prepare_cached("DELETE FROM entries_fts WHERE rowid = ?1")
+        .map_err(db("erasing from the search index"))?;
+    let mut reindex = conn
+        .prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")
+        .map_err(db("erasing from the search index"))?;
+    let mut erased = 0;
+    for &seq in seqs {
+        let found: Option<(i64, Vec<u8>)> = find
+            .query_row(params![tenant.as_str(), to_i64(seq)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(db("finding an entry to erase"))?;
+        let Some((pos, envelope)) = found else {
+            continue;
+        };
+        let envelope = Envelope::from_leaf_bytes(&envelope).map_err(|e| {
+            StoreError::Unreadable(format!(
+                "the envelope of {tenant} seq {seq} cannot be read: {e}"
+            ))
+        })?;
+        clear.execute([pos]).map_err(db("erasing a payload"))?;
+        unindex
+            .execute([pos])
+            .map_err(db("erasing from the search index"))?;
+        reindex
+            .execute(params![pos, searchable_text(&envelope, &Map::new())])
+            .map_err(db("erasing from the search index"))?;
+        erased += 1;
+    }
+    Ok(erased)
+}
+
+fn time(millis: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_unix_millis(millis)
+        .ok_or_else(|| StoreError::Invalid(format!("a stored time {millis} is out of range")))
+}
+
+fn tenant(name: &str) -> Result<TenantId, StoreError> {
+    TenantId::from_stored(name)
+        .map_err(|e| StoreError::Invalid(format!("a stored tenant name is invalid: {e}")))
+}
+
+pub(crate) fn retention(conn: &Connection) -> Result<Vec<RetentionPolicy>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT tenant, target_kind, target_value, max_age_days, updated_at
+             FROM retention_policies ORDER BY tenant, target_kind, target_value",
+        )
+        .map_err(db("reading retention policies"))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .map_err(db("reading retention policies"))?;
+    rows.map(|row| {
+        let (t, kind, value, days, at) = row.map_err(db("reading retention policies"))?;
+        Ok(RetentionPolicy {
+            tenant: tenant(&t)?,
+            target: Target::from_parts(&kind, &value).ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "a stored retention target {kind}={value} is invalid"
+                ))
+            })?,
+            max_age_days: u32::try_from(days).map_err(|_| {
+                StoreError::Invalid(format!("a stored retention age {days} is invalid"))
+            })?,
+            updated_at: time(at)?,
+        })
+    })
+    .collect()
+}
+
+pub(crate) fn set_retention(conn: &Connection, p: &RetentionPolicy) -> Result<u64, StoreError> {
+    let (kind, value) = p.target.to_parts();
+    conn.prepare_cached(
+        "INSERT INTO retention_policies (tenant, target_kind, target_value, max_age_days, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (tenant, target_kind, target_value)
+         DO UPDATE SET max_age_days = excluded.max_age_days, updated_at = excluded.updated_at",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            p.tenant.as_str(),
+            kind,
+            value,
+            i64::from(p.max_age_days),
+            p.updated_at.unix_millis()
+        ])
+    })
+    .map_err(db("storing a retention policy"))
+    .map(|n| n as u64)
+}
+
+pub(crate) fn remove_retention(
+    conn: &Connection,
+    tenant: &TenantId,
+    target: &Target,
+) -> Result<u64, StoreError> {
+    let (kind, value) = target.to_parts();
+    conn.prepare_cached(
+        "DELETE FROM retention_policies WHERE tenant = ?1 AND target_kind = ?2 AND target_value = ?3",
+    )
+    .and_then(|mut s| s.execute(params![tenant.as_str(), kind, value]))
+    .map_err(db("removing a retention policy"))
+    .map(|n| n as u64)
+}
+
+pub(crate) fn holds(conn: &Connection) -> Result<Vec<Hold>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, tenant, scope_kind, scope_value, reason, placed_by, placed_at, released_at
+             FROM holds ORDER BY placed_at, id",
+        )
+        .map_err(db("reading holds"))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+            ))
+        })
+        .map_err(db("reading holds"))?;
+    rows.map(|row| {
+        let (id, t, kind, value, reason, by, at, released) = row.map_err(db("reading holds"))?;
+        Ok(Hold {
+            scope: HoldScope::from_parts(&kind, &value).ok_or_else(|| {
+                StoreError::Invalid(format!("hold {id} has an invalid scope {kind}={value}"))
+            })?,
+            id,
+            tenant: tenant(&t)?,
+            reason,
+            placed_by: by,
+            placed_at: time(at)?,
+            released_at: released.map(time).transpose()?,
+        })
+    })
+    .collect()
+}
+
+pub(crate) fn add_hold(conn: &Connection, h: &Hold) -> Result<u64, StoreError> {
+    let (kind, value) = h.scope.to_parts();
+    conn.prepare_cached(
+        "INSERT INTO holds (id, tenant, scope_kind, scope_value, reason, placed_by, placed_at, released_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            h.id,
+            h.tenant.as_str(),
+            kind,
+            value,
+            h.reason,
+            h.placed_by,
+            h.placed_at.unix_millis(),
+            h.released_at.map(Timestamp::unix_millis)
+        ])
+    })
+    .map_err(db("storing a hold"))
+    .map(|n| n as u64)
+}
+
+pub(crate) fn release_hold(conn: &Connection, id: &str, at: Timestamp) -> Result<u64, StoreError> {
+    conn.prepare_cached("UPDATE holds SET released_at = ?2 WHERE id = ?1 AND released_at IS NULL")
+        .and_then(|mut s| s.execute(params![id, at.unix_millis()]))
+        .map_err(db("releasing a hold"))
+        .map(|n| n as u64)
+}
