@@ -109,7 +109,8 @@ async fn entries_stored_before_the_request_id_column_get_theirs_from_their_paylo
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP INDEX entries_request; ALTER TABLE entries DROP COLUMN request_id; PRAGMA user_version = 5;",
+        "DROP TABLE retention_policies; DROP TABLE holds; DROP TABLE store_flags;
+         DROP INDEX entries_request; ALTER TABLE entries DROP COLUMN request_id; PRAGMA user_version = 5;",
     )
     .unwrap();
     drop(conn);
