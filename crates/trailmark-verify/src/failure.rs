@@ -58,7 +58,10 @@ impl fmt::Display for Failure {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
     pub entries: u64,
+    /// Entries whose payload a recorded erasure removed.
     pub erased: u64,
+    /// Entries whose payload a recorded retention run removed.
+    pub expired: u64,
     /// Checkpoints stored with the log.
     pub checkpoints: usize,
     /// Checkpoints from outside the store the log was held to (trusted

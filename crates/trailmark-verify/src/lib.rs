@@ -15,6 +15,7 @@ mod follow;
 mod keys;
 mod receipt;
 mod reference;
+mod removal;
 mod tenant;
 mod trail;
 pub mod witness;
@@ -24,5 +25,8 @@ pub use follow::{Divergence, follow};
 pub use keys::{KeyHistory, KeyRecordView, ScopedKey, Transition, system_key, system_key_name};
 pub use receipt::{ReceiptFacts, verify_receipt, verify_witnessed_receipt};
 pub use reference::{CHECKPOINT_ACTION, CHECKPOINT_RESOURCE, CheckpointReference};
+pub use removal::{
+    ERASURE_ACTION, EXPIRY_ACTION, MAX_RANGES, RemovalKind, RemovalRecord, Removals,
+};
 pub use tenant::{Entry, Policy, TenantVerifier};
 pub use trail::Trail;

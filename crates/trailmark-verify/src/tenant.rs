@@ -1,7 +1,7 @@
 //! One tenant's log: checkpoints first, then entries in order, then the
 //! verdict.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 use trailmark_core::{Envelope, IndexedColumns, Salt, TenantId, Timestamp};
@@ -12,6 +12,7 @@ use trailmark_log::{
 
 use crate::ScopedKey;
 use crate::reference::CheckpointReference;
+use crate::removal::{RemovalKind, RemovalRecord, Removals};
 use crate::{Failure, Report, Summary, Where};
 
 /// One entry as read from wherever the trail lives.
@@ -75,8 +76,10 @@ pub struct TenantVerifier {
     later_root_failures: u64,
     /// Seqs whose stored leaf hash differs from the recomputed one.
     stored_mismatches: Vec<u64>,
-    erasures: BTreeSet<u64>,
+    /// The removals `_system` recorded for this tenant.
+    removals: Removals,
     erased: u64,
+    expired: u64,
     /// `received_at` of the first entry no checkpoint signs.
     first_unsigned: Option<Timestamp>,
     /// Witnesses whose cosignatures count, and how many a checkpoint needs.
@@ -88,6 +91,8 @@ pub struct TenantVerifier {
     first_unwitnessed: Option<Timestamp>,
     /// Cross-references found (only in `_system`).
     references: Vec<CheckpointReference>,
+    /// Removal records found (only in `_system`).
+    removal_records: Vec<RemovalRecord>,
     failures: Vec<Failure>,
     more_failures: u64,
 }
@@ -115,14 +120,16 @@ impl TenantVerifier {
             root_failed: false,
             later_root_failures: 0,
             stored_mismatches: Vec::new(),
-            erasures: BTreeSet::new(),
+            removals: Removals::default(),
             erased: 0,
+            expired: 0,
             first_unsigned: None,
             witnesses: Vec::new(),
             witnesses_required: 0,
             witnessed: 0,
             first_unwitnessed: None,
             references: Vec::new(),
+            removal_records: Vec::new(),
             failures: Vec::new(),
             more_failures: 0,
         }
@@ -313,10 +320,15 @@ impl TenantVerifier {
         }
     }
 
-    /// Records that entry `seq`'s payload was removed by a recorded erasure
-    /// or retention run, so its absence is expected.
-    pub fn erasure_recorded(&mut self, seq: u64) {
-        self.erasures.insert(seq);
+    /// Holds the tenant to a removal `_system` recorded of it: the entries
+    /// it covers may lack their payloads.
+    pub fn removal_recorded(&mut self, record: &RemovalRecord) {
+        self.removals.add(record);
+    }
+
+    /// The removal records this log holds (only `_system` has them).
+    pub fn removal_records(&self) -> &[RemovalRecord] {
+        &self.removal_records
     }
 
     /// The cross-references this log holds (only `_system` has them), each
@@ -409,12 +421,13 @@ impl TenantVerifier {
                 }
             }
             (None, None) => {
-                self.erased += 1;
-                if !self.erasures.contains(&position) {
-                    self.fail(
+                match self.removals.covering(position) {
+                    Some(RemovalKind::Erased) => self.erased += 1,
+                    Some(RemovalKind::Expired) => self.expired += 1,
+                    None => self.fail(
                         Where::Seq(position),
                         "payload and salt are gone, and no erasure or retention run records removing them",
-                    );
+                    ),
                 }
                 None
             }
@@ -445,6 +458,15 @@ impl TenantVerifier {
         {
             match reference {
                 Ok(r) => self.references.push(r),
+                Err(e) => self.fail(Where::Seq(position), e),
+            }
+        }
+        if let Some(payload) = payload
+            && self.tenant.is_system()
+            && let Some(record) = RemovalRecord::from_entry(&envelope, payload)
+        {
+            match record {
+                Ok(r) => self.removal_records.push(r),
                 Err(e) => self.fail(Where::Seq(position), e),
             }
         }
@@ -583,6 +605,7 @@ impl TenantVerifier {
             summary: Summary {
                 entries: read,
                 erased: self.erased,
+                expired: self.expired,
                 checkpoints: self.stored_checkpoints,
                 pinned: self.pinned,
                 root: (!self.broken).then(|| self.range.root()),

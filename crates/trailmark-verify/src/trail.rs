@@ -5,13 +5,16 @@ use std::collections::BTreeMap;
 
 use trailmark_core::TenantId;
 
-use crate::{CheckpointReference, Failure, Policy, Report, ScopedKey, TenantVerifier, Where};
+use crate::{
+    CheckpointReference, Failure, Policy, RemovalRecord, Report, ScopedKey, TenantVerifier, Where,
+};
 
 /// Verifies several tenants of one trail.
 #[derive(Debug, Default)]
 pub struct Trail {
     policy: Policy,
     references: BTreeMap<TenantId, Vec<CheckpointReference>>,
+    removals: BTreeMap<TenantId, Vec<RemovalRecord>>,
     system_verified: bool,
 }
 
@@ -40,6 +43,11 @@ impl Trail {
                 v.referenced_checkpoint(&r.note, &source);
             }
         }
+        if let Some(records) = self.removals.get(v.tenant()) {
+            for r in records {
+                v.removal_recorded(r);
+            }
+        }
         v
     }
 
@@ -50,6 +58,12 @@ impl Trail {
             self.system_verified = true;
             for r in verifier.references() {
                 self.references
+                    .entry(r.tenant.clone())
+                    .or_default()
+                    .push(r.clone());
+            }
+            for r in verifier.removal_records() {
+                self.removals
                     .entry(r.tenant.clone())
                     .or_default()
                     .push(r.clone());

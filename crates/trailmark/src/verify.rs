@@ -310,9 +310,10 @@ pub fn print_report(report: &Report) {
     if report.ok() {
         let s = &report.summary;
         let mut line = format!(
-            "ok     {tenant}: {} entries ({} erased), {} checkpoints, root {}",
+            "ok     {tenant}: {} entries ({} erased, {} expired), {} checkpoints, root {}",
             s.entries,
             s.erased,
+            s.expired,
             s.checkpoints,
             s.root.map(|r| r.to_hex()).unwrap_or_default(),
         );

@@ -160,14 +160,35 @@ fn payload_and_salt_removed_without_a_recorded_erasure_fail() {
         "{report}"
     );
 
-    // With the erasure recorded, the same state passes and is counted.
+    let record = |kind, ranges| trailmark_verify::RemovalRecord {
+        system_seq: 0,
+        tenant: TenantId::new("acme").unwrap(),
+        kind,
+        ranges,
+    };
+    // A record of other seqs does not cover it.
     let mut v = verifier("acme");
     v.stored_checkpoint(&l.notes[0], None);
-    v.erasure_recorded(3);
+    v.removal_recorded(&record(
+        trailmark_verify::RemovalKind::Erased,
+        vec![(0, 3), (4, 9)],
+    ));
     push_rows(&mut v, &l.rows);
-    let r = v.finish(10, &Policy::default());
-    assert!(r.ok(), "{:#?}", r.failures);
-    assert_eq!(r.summary.erased, 1);
+    assert!(!v.finish(10, &Policy::default()).ok());
+
+    // With the erasure recorded, the same state passes and is counted.
+    for (kind, erased, expired) in [
+        (trailmark_verify::RemovalKind::Erased, 1, 0),
+        (trailmark_verify::RemovalKind::Expired, 0, 1),
+    ] {
+        let mut v = verifier("acme");
+        v.stored_checkpoint(&l.notes[0], None);
+        v.removal_recorded(&record(kind, vec![(2, 5)]));
+        push_rows(&mut v, &l.rows);
+        let r = v.finish(10, &Policy::default());
+        assert!(r.ok(), "{:#?}", r.failures);
+        assert_eq!((r.summary.erased, r.summary.expired), (erased, expired));
+    }
 }
 
 #[test]
