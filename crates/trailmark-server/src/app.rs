@@ -28,6 +28,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Most events in one request.
     pub max_batch: usize,
+    /// Time between the retention cleanups `serve` runs; `None`: none.
+    pub cleanup_interval: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -37,6 +39,7 @@ impl Default for Settings {
             queue_capacity: 100_000,
             max_body_bytes: 8 * 1024 * 1024,
             max_batch: 5_000,
+            cleanup_interval: Some(crate::retention::DEFAULT_CLEANUP_INTERVAL),
         }
     }
 }
@@ -86,6 +89,11 @@ pub struct App<S> {
     /// Every checkpoint this server signs, for the witness clients (a
     /// bounded ring: a lagging receiver skips to the newest).
     pub signed: tokio::sync::broadcast::Sender<trailmark_store::CheckpointRecord>,
+    /// One removal, hold or policy change at a time (on this server): a
+    /// hold placed during an erasure's walk could otherwise miss it.
+    pub removals: tokio::sync::Mutex<()>,
+    /// The last cleanup this server ran (not dry runs).
+    pub last_cleanup: Mutex<Option<crate::wire::RemovalReport>>,
 }
 
 /// How long a key read from the store is trusted without reading it again.
@@ -246,6 +254,8 @@ impl<S: Store> App<S> {
             signers: Mutex::default(),
             keys: Mutex::default(),
             signed: tokio::sync::broadcast::channel(SIGNED_QUEUE).0,
+            removals: tokio::sync::Mutex::new(()),
+            last_cleanup: Mutex::new(None),
         }
     }
 
@@ -410,6 +420,19 @@ impl<S: Store> App<S> {
         resource: Option<(&str, &str)>,
         metadata: Map<String, Value>,
     ) -> Result<(), ApiError> {
+        self.audit_entry(caller, action, resource, metadata)
+            .await
+            .map(drop)
+    }
+
+    /// [`Self::audit`], answering where the `_system` entry went.
+    pub async fn audit_entry(
+        &self,
+        caller: Option<&Caller>,
+        action: &str,
+        resource: Option<(&str, &str)>,
+        metadata: Map<String, Value>,
+    ) -> Result<trailmark_store::Appended, ApiError> {
         let actor = caller.map_or_else(
             || Actor {
                 id: "trailmark".into(),
@@ -448,9 +471,13 @@ impl<S: Store> App<S> {
             metadata: (!metadata.is_empty()).then_some(metadata),
         };
         let new = self.prepare(event, &TenantId::system(), now())?;
-        self.store.append(vec![new]).await?;
+        let appended = self.store.append(vec![new]).await?;
         self.metrics.events_ingested.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        appended.into_iter().next().ok_or_else(|| {
+            ApiError::Store(trailmark_store::StoreError::Invalid(
+                "an append answered nothing".into(),
+            ))
+        })
     }
 
     /// Reads the nodes a plan needs from the store and assembles its hashes

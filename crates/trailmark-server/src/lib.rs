@@ -20,6 +20,7 @@ mod proofs;
 mod query;
 mod render;
 mod reports;
+pub mod retention;
 mod tiles;
 pub mod viewer;
 /// The answers' types (crate `trailmark-wire`).
@@ -74,6 +75,19 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
             "/openapi.json",
             get(|| async { axum::Json(openapi::document()) }),
         )
+        .route(
+            "/v1/retention",
+            get(retention::get_retention::<S>)
+                .put(retention::put_retention::<S>)
+                .delete(retention::delete_retention::<S>),
+        )
+        .route("/v1/retention/cleanup", post(retention::post_cleanup::<S>))
+        .route(
+            "/v1/holds",
+            get(retention::list_holds::<S>).post(retention::place_hold::<S>),
+        )
+        .route("/v1/holds/{id}", delete(retention::release_hold::<S>))
+        .route("/v1/erasures", post(retention::post_erasure::<S>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::<S>))

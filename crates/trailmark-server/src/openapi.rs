@@ -131,7 +131,8 @@ fn typed_answers(paths: &mut Map<String, Value>) -> Map<String, Value> {
             g.subschema_for::<SigningKeys>(),
         ),
     ];
-    for (path, method, status, schema) in answers {
+    let removal = removal_answers(&mut g);
+    for (path, method, status, schema) in answers.into_iter().chain(removal) {
         if let Some(answer) = paths
             .get_mut(path)
             .and_then(|p| p.get_mut(method))
@@ -141,6 +142,90 @@ fn typed_answers(paths: &mut Map<String, Value>) -> Map<String, Value> {
         }
     }
     error_answers(paths, &mut g);
+    let mut definitions = g.take_definitions(true);
+    definitions.extend(request_bodies(paths));
+    definitions
+}
+
+/// The answers of the retention, hold and erasure routes.
+fn removal_answers(
+    g: &mut schemars::SchemaGenerator,
+) -> Vec<(&'static str, &'static str, &'static str, schemars::Schema)> {
+    use crate::wire::{HoldOut, Holds, RemovalReport, RetentionOut, RetentionPolicyOut};
+    vec![
+        (
+            "/v1/retention",
+            "get",
+            "200",
+            g.subschema_for::<RetentionOut>(),
+        ),
+        (
+            "/v1/retention",
+            "put",
+            "200",
+            g.subschema_for::<RetentionPolicyOut>(),
+        ),
+        (
+            "/v1/retention",
+            "delete",
+            "200",
+            g.subschema_for::<RetentionPolicyOut>(),
+        ),
+        (
+            "/v1/retention/cleanup",
+            "post",
+            "200",
+            g.subschema_for::<RemovalReport>(),
+        ),
+        ("/v1/holds", "get", "200", g.subschema_for::<Holds>()),
+        ("/v1/holds", "post", "201", g.subschema_for::<HoldOut>()),
+        (
+            "/v1/holds/{id}",
+            "delete",
+            "200",
+            g.subschema_for::<HoldOut>(),
+        ),
+        (
+            "/v1/erasures",
+            "post",
+            "200",
+            g.subschema_for::<RemovalReport>(),
+        ),
+    ]
+}
+
+/// The JSON bodies routes accept, as schemas of the wire types the
+/// handlers parse them into (unknown fields refused: additionalProperties
+/// is false).
+fn request_bodies(paths: &mut Map<String, Value>) -> Map<String, Value> {
+    use crate::wire::{CleanupIn, ErasureIn, HoldIn, RetentionPolicyIn};
+    use schemars::generate::{Contract, SchemaSettings};
+    let mut g = SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.definitions_path = "/components/schemas".into();
+            s.contract = Contract::Deserialize;
+        })
+        .into_generator();
+    let bodies = [
+        (
+            "/v1/retention",
+            "put",
+            g.subschema_for::<RetentionPolicyIn>(),
+        ),
+        (
+            "/v1/retention/cleanup",
+            "post",
+            g.subschema_for::<CleanupIn>(),
+        ),
+        ("/v1/holds", "post", g.subschema_for::<HoldIn>()),
+        ("/v1/erasures", "post", g.subschema_for::<ErasureIn>()),
+    ];
+    for (path, method, schema) in bodies {
+        if let Some(op) = paths.get_mut(path).and_then(|p| p.get_mut(method)) {
+            op["requestBody"] = json!({"required": method != "post" || path != "/v1/retention/cleanup",
+                "content": {"application/json": {"schema": schema}}});
+        }
+    }
     g.take_definitions(true)
 }
 
@@ -252,6 +337,7 @@ pub fn document() -> Value {
         "post": op("Create a key (shown once)", "admin", vec![], ("201", "{\"id\",\"key\",\"name\",\"scopes\",\"tenant\",...}")),
         "get": op("List keys (never secrets)", "admin", vec![], ("200", "{\"keys\":[...]}")),
     }));
+    removal_paths(&mut paths);
     paths.insert("/v1/keys/{id}".into(), json!({"delete": op("Revoke a key", "admin", vec![param("id", "path", "Key id (key_...).")], ("200", "{\"id\",\"revoked\":true}"))}));
     for (path, summary) in [
         ("/healthz", "Liveness"),
@@ -276,6 +362,45 @@ pub fn document() -> Value {
             "schemas": schemas,
         },
     })
+}
+
+/// The retention, hold and erasure routes.
+fn removal_paths(paths: &mut Map<String, Value>) {
+    let target = vec![
+        param("tenant", "query", "Tenant."),
+        param(
+            "resource_type",
+            "query",
+            "The policy's resource type (none: the tenant's all policy).",
+        ),
+        param("action", "query", "The policy's action."),
+    ];
+    paths.insert("/v1/retention".into(), json!({
+        "get": op("Retention policies, holds in force, the last cleanup", "admin", vec![], ("200", "{\"policies\",\"holds\",\"cleanup_interval_secs\",\"last_cleanup\"}")),
+        "put": op("Set one retention policy (recorded in _system)", "admin", vec![], ("200", "The policy")),
+        "delete": op("Remove one retention policy (recorded in _system)", "admin", target, ("200", "The removed policy")),
+    }));
+    paths.insert("/v1/retention/cleanup".into(), json!({"post": op("Expire what the policies say is too old, or (dry_run) report it", "admin", vec![], ("200", "What was (or would be) removed, per tenant, resource type and action"))}));
+    paths.insert("/v1/holds".into(), json!({
+        "get": op("Legal holds, in force and released", "admin", vec![], ("200", "{\"holds\":[...]}")),
+        "post": op("Place a legal hold (recorded in _system)", "admin", vec![], ("201", "The hold")),
+    }));
+    paths.insert("/v1/holds/{id}".into(), json!({"delete": op("Release a hold (recorded in _system)", "admin", vec![param("id", "path", "Hold id (hold_...).")], ("200", "The released hold"))}));
+    let mut erase = op(
+        "Erase the payloads of one actor's or one record's entries; refused (409) when any is under a hold",
+        "admin",
+        vec![],
+        ("200", "What was erased, and the _system records of it"),
+    );
+    erase["responses"]["409"] =
+        json!({"description": "Matching entries are under a legal hold; nothing was erased."});
+    paths.insert("/v1/erasures".into(), json!({"post": erase}));
+    for (path, method) in [("/v1/retention", "delete"), ("/v1/holds/{id}", "delete")] {
+        if let Some(op) = paths.get_mut(path).and_then(|p| p.get_mut(method)) {
+            op["responses"]["404"] =
+                json!({"description": "No such policy, or no such hold in force."});
+        }
+    }
 }
 
 /// What a producer sends (`POST /v1/events`).

@@ -169,7 +169,12 @@ impl EventFilters {
             ])
         {
             if let Some(v) = v.filter(|v| !v.is_empty()) {
-                out.insert(k.into(), Value::String(capped(v)));
+                let kept = if PERSONAL_FILTERS.contains(&k) {
+                    digest(v)
+                } else {
+                    capped(v)
+                };
+                out.insert(k.into(), Value::String(kept));
             }
         }
         out
@@ -218,6 +223,18 @@ fn search_words(q: &str) -> Result<String, ApiError> {
 
 /// The longest filter value a read record keeps whole.
 const RECORDED_FILTER_BYTES: usize = 256;
+
+/// Filters whose values may be personal data (free text, a client IP):
+/// read records keep their digest only, because `_system` is never erased
+/// and an erasure must leave the erased values in no file. An auditor can
+/// still tell whether someone searched for a given value by hashing it.
+const PERSONAL_FILTERS: [&str; 2] = ["q", "ip"];
+
+/// `sha256 <hex>` of a filter value.
+fn digest(value: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    format!("sha256 {}", hex::encode(Sha256::digest(value.as_bytes())))
+}
 
 /// A filter value as a read record keeps it: whole when short, else its
 /// start, its length and its SHA-256 (a 60 KB `q` is not stored in every

@@ -200,3 +200,21 @@ pub struct WalkPage {
     /// Where to go on (opaque), `None` at the end of the walk.
     pub next: Option<u64>,
 }
+
+/// The policy that governs an entry among a tenant's policies: a policy of
+/// its resource type or action overrides the tenant's `all` policy; when
+/// both a resource type and an action policy match, the longer age wins
+/// (a conflict keeps data longer, never removes it sooner).
+pub fn governing<'a>(
+    policies: &'a [RetentionPolicy],
+    envelope: &Envelope,
+) -> Option<&'a RetentionPolicy> {
+    let mine = policies
+        .iter()
+        .filter(|p| p.tenant == envelope.tenant && p.target.covers(envelope));
+    let specific = mine
+        .clone()
+        .filter(|p| p.target != Target::All)
+        .max_by_key(|p| p.max_age_days);
+    specific.or_else(|| mine.into_iter().find(|p| p.target == Target::All))
+}

@@ -376,3 +376,155 @@ pub struct Problems {
 pub struct ErrorBody {
     pub error: String,
 }
+
+/// `PUT /v1/retention`: one policy of one tenant. At most one of
+/// `resource_type` and `action`; neither: every entry of the tenant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicyIn {
+    pub tenant: String,
+    #[serde(default)]
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Days after an entry was received that its payload expires (1 to
+    /// 36500).
+    pub max_age_days: u32,
+}
+
+/// `DELETE /v1/retention?tenant=&resource_type=&action=`: the policy to
+/// remove (the same tenant and target as it was set with).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionTarget {
+    pub tenant: String,
+    #[serde(default)]
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub action: Option<String>,
+}
+
+/// A retention policy as listed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RetentionPolicyOut {
+    pub tenant: String,
+    /// `all`, `resource_type=T` or `action=A`.
+    pub target: String,
+    pub resource_type: Option<String>,
+    pub action: Option<String>,
+    pub max_age_days: u32,
+    pub updated_at: String,
+}
+
+/// `GET /v1/retention`: the policies, the holds in force, and the last
+/// cleanup this server ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RetentionOut {
+    pub policies: Vec<RetentionPolicyOut>,
+    pub holds: Vec<HoldOut>,
+    /// Seconds between scheduled cleanups; `null` when off.
+    pub cleanup_interval_secs: Option<u64>,
+    pub last_cleanup: Option<RemovalReport>,
+}
+
+/// `POST /v1/retention/cleanup`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupIn {
+    /// Report what would be removed, remove nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Only this tenant (default: every tenant the key sees).
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// What a removal (a cleanup or an erasure) removed, or would remove, for
+/// one tenant, resource type and action.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RemovalGroup {
+    pub tenant: String,
+    pub resource_type: Option<String>,
+    pub action: String,
+    pub entries: u64,
+    /// Bytes of payload, salt and the columns derived from them.
+    pub bytes: u64,
+}
+
+/// The answer of a cleanup or an erasure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RemovalReport {
+    /// `expiry` (a cleanup) or `erasure`.
+    pub kind: String,
+    pub dry_run: bool,
+    pub started_at: String,
+    pub finished_at: String,
+    /// Entries whose payload was (or would be) removed.
+    pub entries: u64,
+    pub bytes: u64,
+    /// Entries a hold in force kept.
+    pub held: u64,
+    pub groups: Vec<RemovalGroup>,
+    /// The `_system` entries that record the removal.
+    pub records: Vec<EntryRef>,
+    /// Whether the store then made the removed values unrecoverable from
+    /// its files (false for a dry run, or when the scrub must be retried).
+    pub scrubbed: bool,
+}
+
+/// `POST /v1/holds`: exactly one of `actor`, `resource` (`TYPE:ID`) and
+/// `all: true`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldIn {
+    pub tenant: String,
+    #[serde(default)]
+    pub actor: Option<String>,
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub all: Option<bool>,
+    /// Kept forever in `_system`: a case number, not a person's name.
+    pub reason: String,
+}
+
+/// A legal hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HoldOut {
+    pub id: String,
+    pub tenant: String,
+    /// `all`, `actor=ID` or `resource=TYPE:ID`.
+    pub scope: String,
+    pub reason: String,
+    pub placed_by: String,
+    pub placed_at: String,
+    pub released_at: Option<String>,
+}
+
+/// `GET /v1/holds`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Holds {
+    pub holds: Vec<HoldOut>,
+}
+
+/// `POST /v1/erasures`: exactly one of `actor` and `resource` (`TYPE:ID`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureIn {
+    /// Only this tenant (default: every tenant the key sees).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub actor: Option<String>,
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Kept forever in `_system`: a ticket number, not a person's name.
+    pub reason: String,
+}
+
+/// Where an entry is: its tenant and seq.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EntryRef {
+    pub tenant: String,
+    pub seq: u64,
+}

@@ -10,6 +10,7 @@ mod keys_cmd;
 mod logging;
 mod migrate_cmd;
 mod reports_cmd;
+mod retention_cmd;
 mod rotate_cmd;
 mod serve;
 mod source;
@@ -72,6 +73,26 @@ enum Command {
     ///
     /// Example: trailmark witness --data-dir ./witness --log "trailmark.local/acme=$(curl -s $T/v1/verifier-key?tenant=acme -H "Authorization: Bearer $KEY")"
     Witness(witness_cmd::WitnessArgs),
+    /// Set, list and remove retention policies: how long payloads are kept.
+    ///
+    /// Example: trailmark retention set --tenant acme --resource-type Invoice --max-age-days 30
+    Retention(retention_cmd::RetentionArgs),
+    /// Expire the payloads the retention policies say are too old (the
+    /// server also does this on a schedule); --dry-run reports only.
+    ///
+    /// Example: trailmark cleanup --dry-run
+    Cleanup(retention_cmd::CleanupArgs),
+    /// Place, list and release legal holds: held entries are never expired
+    /// or erased.
+    ///
+    /// Example: trailmark hold set --tenant acme --actor u-1842 --reason "case 2026-117"
+    Hold(retention_cmd::HoldArgs),
+    /// Erase the payloads of everything one actor did or of one record's
+    /// history; the envelopes and every proof stay valid. Refused when any
+    /// matching entry is under a hold.
+    ///
+    /// Example: trailmark erase --actor u-1842 --tenant acme --reason "GDPR request 2026-0412"
+    Erase(retention_cmd::EraseArgs),
 }
 
 /// Where a data dir is when none is given.
@@ -94,6 +115,10 @@ fn main() -> ExitCode {
         Command::Capture(args) => capture_cmd::run(args),
         Command::Migrate(args) => migrate_cmd::run(&args),
         Command::Witness(args) => witness_cmd::run(&args),
+        Command::Retention(args) => retention_cmd::retention(args),
+        Command::Cleanup(args) => retention_cmd::cleanup(&args),
+        Command::Hold(args) => retention_cmd::hold(args),
+        Command::Erase(args) => retention_cmd::erase(&args),
     };
     match result {
         Ok(code) => code,

@@ -25,8 +25,8 @@ use crate::datadir;
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// A TOML file with any of: data_dir, listen, origin_prefix,
-    /// queue_capacity, max_body_bytes, database, and a [capture] table with source,
-    /// tenant, batch.
+    /// queue_capacity, max_body_bytes, database, cleanup_interval, and a
+    /// [capture] table with source, tenant, batch.
     #[arg(long, env = "TRAILMARK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where the database, signing seed and bootstrap key live [default: trailmark-data].
@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// Largest request body, in bytes [default: 8388608].
     #[arg(long, env = "TRAILMARK_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Seconds between retention cleanups (0: none; `trailmark cleanup`
+    /// still runs one) [default: 3600].
+    #[arg(long, env = "TRAILMARK_CLEANUP_INTERVAL")]
+    pub cleanup_interval: Option<u64>,
     /// Keep the ledger in this PostgreSQL database (postgres://…) instead of
     /// the embedded SQLite file in the data dir; several servers may share it.
     #[arg(long, env = "TRAILMARK_DATABASE", hide_env_values = true)]
@@ -91,6 +95,7 @@ struct FileConfig {
     origin_prefix: Option<String>,
     queue_capacity: Option<usize>,
     max_body_bytes: Option<usize>,
+    cleanup_interval: Option<u64>,
     database: Option<String>,
     signing_key: Option<PathBuf>,
     #[serde(default)]
@@ -120,6 +125,7 @@ struct Resolved {
     origin_prefix: String,
     queue_capacity: usize,
     max_body_bytes: usize,
+    cleanup_interval: Option<std::time::Duration>,
     database: Option<String>,
     signing_key: PathBuf,
     witnesses: Vec<WitnessConfig>,
@@ -231,11 +237,21 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
             .max_body_bytes
             .or(file.max_body_bytes)
             .unwrap_or(8 * 1024 * 1024),
+        cleanup_interval: cleanup_interval(args.cleanup_interval.or(file.cleanup_interval)),
     };
     if resolved.queue_capacity == 0 || resolved.max_body_bytes < 1024 {
         anyhow::bail!("queue_capacity must be at least 1 and max_body_bytes at least 1024");
     }
     Ok(resolved)
+}
+
+/// Seconds between scheduled cleanups: 0 turns them off.
+fn cleanup_interval(secs: Option<u64>) -> Option<std::time::Duration> {
+    match secs {
+        Some(0) => None,
+        Some(secs) => Some(std::time::Duration::from_secs(secs)),
+        None => Some(trailmark_server::retention::DEFAULT_CLEANUP_INTERVAL),
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -276,6 +292,7 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
         origin_prefix: args.origin_prefix,
         queue_capacity: args.queue_capacity,
         max_body_bytes: args.max_body_bytes,
+        cleanup_interval: args.cleanup_interval,
         ..Settings::default()
     };
     let app = Arc::new(App::new(store, settings, seed));
@@ -314,6 +331,12 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
         args.data_dir.display()
     );
     let signer = tokio::spawn(checkpointer::run(Arc::clone(&app)));
+    let cleaner = app.settings.cleanup_interval.map(|every| {
+        tokio::spawn(trailmark_server::retention::schedule(
+            Arc::clone(&app),
+            every,
+        ))
+    });
     let witnesses: Vec<_> = args
         .witnesses
         .into_iter()
@@ -333,6 +356,11 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
         crate::http::with_request_timeout(router(Arc::clone(&app)), args.limits.request_timeout);
     crate::http::serve(listener, routes, args.limits, shutdown()).await;
     signer.abort();
+    if let Some(cleaner) = cleaner {
+        // A cleanup cut short leaves recorded entries that still hold their
+        // payloads; the next one finishes them.
+        cleaner.abort();
+    }
     for w in witnesses {
         w.abort();
     }

@@ -358,12 +358,31 @@ impl Http {
         serde_json::from_str(&text).with_context(|| format!("POST {path}: not JSON"))
     }
 
-    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+    pub fn put_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let response = self
             .agent
-            .delete(format!("{}{path}", self.base))
+            .put(format!("{}{path}", self.base))
             .header("Authorization", &self.auth)
-            .call();
+            .header("Content-Type", "application/json")
+            .send(body.to_string().as_bytes());
+        let text = Self::finish(&format!("PUT {path}"), response)?;
+        serde_json::from_str(&text).with_context(|| format!("PUT {path}: not JSON"))
+    }
+
+    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.delete_with(path, &[])
+    }
+
+    /// A DELETE with query parameters.
+    pub fn delete_with(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        let mut request = self
+            .agent
+            .delete(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth);
+        for (k, v) in query {
+            request = request.query(*k, v);
+        }
+        let response = request.call();
         let text = Self::finish(&format!("DELETE {path}"), response)?;
         serde_json::from_str(&text).with_context(|| format!("DELETE {path}: not JSON"))
     }

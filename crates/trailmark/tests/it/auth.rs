@@ -118,6 +118,7 @@ fn every_documented_route_exists_and_needs_a_key() {
             let (status, _) = match method.as_str() {
                 "get" => server.get(&concrete, "tmk_wrong"),
                 "post" => server.post(&concrete, "tmk_wrong", &json!({})),
+                "put" => server.put(&concrete, "tmk_wrong", &json!({})),
                 "delete" => server.delete(&concrete, "tmk_wrong"),
                 other => panic!("undocumented method {other}"),
             };
@@ -223,7 +224,8 @@ fn reads_of_entries_and_stats_are_recorded_with_the_caller_ip_and_long_filters_a
         .iter()
         .find_map(|e| e["metadata"]["q"].as_str())
         .unwrap();
-    assert!(q.len() < 200 && q.contains("499 bytes, sha256 "), "{q}");
+    // Free text may be personal data: only its digest is kept.
+    assert!(q.len() < 80 && q.starts_with("sha256 "), "{q}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod capture;
 mod crash;
+mod retention;
 mod shared_pg;
 mod story;
 mod tamper;
@@ -116,6 +117,13 @@ impl Server {
         let url = format!("{}{path}", self.url);
         let auth = key.map(|k| format!("Bearer {k}"));
         let mut response = match (method, body) {
+            ("PUT", Some((ct, bytes))) => {
+                let mut r = agent.put(&url).header("Content-Type", ct);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send(&bytes[..])?
+            }
             ("POST", Some((ct, bytes))) => {
                 let mut r = agent.post(&url).header("Content-Type", ct);
                 if let Some(a) = &auth {
@@ -164,6 +172,21 @@ impl Server {
     ) -> (u16, Value) {
         let (status, text) = self
             .raw("POST", path, Some(key), Some((content_type, body)))
+            .unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub(crate) fn put(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let (status, text) = self
+            .raw(
+                "PUT",
+                path,
+                Some(key),
+                Some(("application/json", body.to_string().into_bytes())),
+            )
             .unwrap();
         (
             status,

@@ -1,0 +1,416 @@
+//! Retention, holds and erasure through a real server: what a dry run
+//! reports is what the run removes, held entries stay, erased values are in
+//! no file of the data dir, and the trail still verifies with every proof.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use trailmark_core::{Event, EventId, Salt, TenantId, Timestamp};
+use trailmark_store::{NewEvent, Store};
+
+use crate::{Server, cli, verify_dir};
+
+const DAY: i64 = 86_400_000;
+
+/// What only actor `u-gone`'s entries hold: a name, an e-mail, an IP.
+const ERASED: [&str; 3] = [
+    "Gwendolyn Erasmussen",
+    "gwen.erasmussen@example.com",
+    "192.0.2.201",
+];
+
+fn now_millis() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).unwrap();
+    b
+}
+
+/// An event as the server prepares it, received `days_ago`.
+fn received(days_ago: i64, event: &Value) -> NewEvent {
+    let at = Timestamp::from_unix_millis(now_millis() - days_ago * DAY).unwrap();
+    let event = Event::from_json(event).unwrap();
+    NewEvent {
+        received_at: at,
+        generated_id: EventId::new_v7(at, random()),
+        committed: event.commit_payload(Salt::from_bytes(random())).unwrap(),
+        event,
+        default_tenant: TenantId::default_tenant(),
+    }
+}
+
+/// A data dir whose trail began 40 days ago: 150 entries of tenant acme
+/// received then (Invoice updates, Customer updates, logins), 60 Invoice
+/// updates received 10 days ago. Actor `u-gone`'s entries carry a name, an
+/// e-mail and an IP that only they hold.
+fn old_trail(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let db = dir.join("trailmark.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = trailmark_store_sqlite::SqliteStore::open(&db).unwrap();
+        let mut batch = Vec::new();
+        for n in 0..150u64 {
+            let gone = n % 10 == 4;
+            let actor = if gone { "u-gone".to_owned() } else { format!("u-{}", n % 7) };
+            let (kind, action) = match n % 3 {
+                0 => (Some("Invoice"), "invoice.update"),
+                1 => (Some("Customer"), "customer.update"),
+                _ => (None, "login"),
+            };
+            let mut event = json!({
+                "tenant": "acme",
+                "actor": {"id": actor, "type": "user",
+                          "name": if gone { "Gwendolyn Erasmussen" } else { "Somebody Else" }},
+                "action": action,
+                "context": {"ip": if gone { "192.0.2.201" } else { "198.51.100.9" }},
+                "metadata": {"contact": if gone { "gwen.erasmussen@example.com" } else { "x@example.net" }},
+            });
+            if let Some(kind) = kind {
+                event["resource"] = json!({"type": kind, "id": format!("{}", n % 10)});
+            }
+            batch.push(received(40, &event));
+        }
+        for n in 0..60u64 {
+            batch.push(received(10, &json!({
+                "tenant": "acme",
+                "actor": {"id": format!("u-{}", n % 7), "type": "user"},
+                "action": "invoice.update",
+                "resource": {"type": "Invoice", "id": format!("{}", n % 10)},
+            })));
+        }
+        store.append(batch).await.unwrap();
+        store.shutdown();
+    });
+}
+
+/// Every file of the data dir that holds `needle`.
+fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+fn seqs_of(server: &Server, query: &str) -> Vec<u64> {
+    let (status, page) = server.get(
+        &format!("/v1/events?tenant=acme&limit=1000{query}"),
+        &server.admin,
+    );
+    assert_eq!(status, 200, "{page}");
+    let mut seqs: Vec<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["entry"]["seq"]
+                .as_u64()
+                .or_else(|| e["seq"].as_u64())
+                .unwrap()
+        })
+        .collect();
+    seqs.sort_unstable();
+    seqs
+}
+
+#[test]
+fn a_dry_run_reports_what_cleanup_removes_holds_keep_theirs_and_the_trail_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    old_trail(&data);
+    let server = Server::start_with(&data, &["--cleanup-interval", "0"]);
+    let admin = server.admin.clone();
+
+    let (status, policy) = server.put(
+        "/v1/retention",
+        &admin,
+        &json!({"tenant": "acme", "resource_type": "Invoice", "max_age_days": 30}),
+    );
+    assert_eq!(status, 200, "{policy}");
+    assert_eq!(policy["target"], "resource_type=Invoice");
+    refuses_bad_policies(&server);
+    let (status, hold) = server.post(
+        "/v1/holds",
+        &admin,
+        &json!({"tenant": "acme", "resource": "Invoice:0", "reason": "case 2026-117"}),
+    );
+    assert_eq!(status, 201, "{hold}");
+
+    // Old invoices: n % 3 == 0 among 0..150 (50), of which id 0 (n % 10
+    // == 0, so n % 30 == 0: 5 entries) is held.
+    let dry = cli(&[
+        "cleanup",
+        "--dry-run",
+        "--url",
+        &server.url,
+        "--key",
+        &admin,
+    ]);
+    let dry_text = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(
+        dry.status.success(),
+        "{dry_text}{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(dry_text.contains("would expire: 45 entries"), "{dry_text}");
+    assert!(dry_text.contains("5 kept by holds"), "{dry_text}");
+    let (_, dry) = server.post("/v1/retention/cleanup", &admin, &json!({"dry_run": true}));
+    let before = seqs_of(&server, "&resource_type=Invoice");
+    let (status, run) = server.post("/v1/retention/cleanup", &admin, &json!({}));
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(
+        run["groups"], dry["groups"],
+        "the run removed what the dry run reported"
+    );
+    assert_eq!(run["entries"], 45);
+    assert_eq!(run["held"], 5);
+    assert!(run["scrubbed"].as_bool().unwrap());
+    assert_eq!(run["records"][0]["tenant"], "_system");
+    let (_, again) = server.post("/v1/retention/cleanup", &admin, &json!({"dry_run": true}));
+    assert_eq!(again["entries"], 0, "nothing left to expire: {again}");
+    // Every entry is still listed; the expired ones say so.
+    assert_eq!(seqs_of(&server, "&resource_type=Invoice"), before);
+    let (_, page) = server.get("/v1/entries?tenant=acme&start=0&end=150", &admin);
+    let entry_states: Vec<(u64, String)> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap(),
+                e["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (seq, state) in &entry_states {
+        let expected = if seq % 3 == 0 && seq % 30 != 0 {
+            "erased"
+        } else {
+            "present"
+        };
+        assert_eq!(state, expected, "seq {seq}");
+    }
+    // The retention change, the hold and the expiry are in _system.
+    for action in [
+        "admin.retention.set",
+        "admin.hold.place",
+        "trailmark.retention.expire",
+    ] {
+        let (_, found) = server.get(
+            &format!("/v1/events?tenant=_system&action={action}"),
+            &admin,
+        );
+        assert_eq!(
+            found["events"].as_array().unwrap().len(),
+            1,
+            "{action}: {found}"
+        );
+    }
+
+    expired_entries_still_prove_inclusion(&server, &page);
+    drop(server);
+    let (ok, text) = verify_dir(&data);
+    assert!(ok, "{text}");
+}
+
+/// Bad policies are refused, naming the field, and change nothing.
+fn refuses_bad_policies(server: &Server) {
+    let admin = &server.admin;
+    for (body, field) in [
+        (json!({"tenant": "acme", "max_age_days": 0}), "max_age_days"),
+        (
+            json!({"tenant": "acme", "max_age_days": 30, "resource": "x"}),
+            "resource",
+        ),
+        (json!({"tenant": "", "max_age_days": 30}), "tenant"),
+        (json!({"tenant": "_system", "max_age_days": 30}), "tenant"),
+        (
+            json!({"tenant": "acme", "resource_type": "A", "action": "b", "max_age_days": 3}),
+            "action",
+        ),
+    ] {
+        let (status, err) = server.put("/v1/retention", admin, &body);
+        assert_eq!(status, 400, "{body} → {err}");
+        assert_eq!(err["errors"][0]["path"], field, "{err}");
+    }
+}
+
+/// `verify --url` passes and counts the expired entries; the inclusion
+/// proof of an expired entry (seq 3) verifies against the checkpoint.
+fn expired_entries_still_prove_inclusion(server: &Server, page: &Value) {
+    let admin = &server.admin;
+    // An inclusion proof of an expired entry still verifies against the
+    // signed checkpoint (the tree did not change).
+    server.wait_checkpoint("acme", 210);
+    let out = cli(&[
+        "verify",
+        "--url",
+        &server.url,
+        "--key",
+        admin,
+        "--tenant",
+        "acme",
+    ]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("(0 erased, 45 expired)"), "{text}");
+    let (_, proof) = server.get("/v1/proofs/inclusion?tenant=acme&index=3&size=210", admin);
+    let (_, checkpoint) = server.get("/v1/checkpoint?tenant=acme", admin);
+    assert!(checkpoint.as_str().unwrap().contains("\n210\n"));
+    let hashes: Vec<trailmark_log::Hash> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| trailmark_log::Hash::from_base64(h.as_str().unwrap()).unwrap())
+        .collect();
+    let root = checkpoint_root(checkpoint.as_str().unwrap());
+    // The leaf hash is recomputed from the envelope, which stays.
+    let envelope = page["entries"][3]["envelope"].as_str().unwrap();
+    trailmark_log::verify_inclusion(
+        &trailmark_log::leaf_hash(envelope.as_bytes()),
+        trailmark_log::LeafIndex::new(3).unwrap(),
+        trailmark_log::TreeSize::new(210).unwrap(),
+        &hashes,
+        &root,
+    )
+    .unwrap();
+}
+
+fn checkpoint_root(note: &str) -> trailmark_log::Hash {
+    let root_line = note.lines().nth(2).unwrap();
+    trailmark_log::Hash::from_base64(root_line).unwrap()
+}
+
+#[test]
+fn erasure_leaves_no_value_in_any_file_keeps_proofs_and_refuses_held_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    old_trail(&data);
+    let server = Server::start_with(&data, &["--cleanup-interval", "0"]);
+    let admin = server.admin.clone();
+    for needle in ERASED {
+        assert!(
+            !files_holding(&data, needle).is_empty(),
+            "{needle} is stored to begin with"
+        );
+    }
+    let (_, found) = server.get("/v1/events?tenant=acme&q=erasmussen", &admin);
+    assert_eq!(found["events"].as_array().unwrap().len(), 15);
+
+    // A hold on one of the actor's records refuses the erasure, naming it.
+    let (_, hold) = server.post(
+        "/v1/holds",
+        &admin,
+        &json!({"tenant": "acme", "resource": "Customer:4", "reason": "case 7"}),
+    );
+    let hold_id = hold["id"].as_str().unwrap().to_owned();
+    let (status, refused) = server.post(
+        "/v1/erasures",
+        &admin,
+        &json!({"tenant": "acme", "actor": "u-gone", "reason": "GDPR request 2026-0412"}),
+    );
+    assert_eq!(status, 409, "{refused}");
+    let message = refused["error"].as_str().unwrap_or_default().to_owned() + &refused.to_string();
+    assert!(
+        message.contains(&hold_id) && message.contains("acme seq 4"),
+        "{refused}"
+    );
+    let (_, found) = server.get("/v1/events?tenant=acme&q=erasmussen", &admin);
+    assert_eq!(
+        found["events"].as_array().unwrap().len(),
+        15,
+        "nothing was erased"
+    );
+
+    let (status, released) = server.delete(&format!("/v1/holds/{hold_id}"), &admin);
+    assert_eq!(status, 200, "{released}");
+    let out = cli(&[
+        "erase",
+        "--actor",
+        "u-gone",
+        "--tenant",
+        "acme",
+        "--reason",
+        "GDPR request 2026-0412",
+        "--url",
+        &server.url,
+        "--key",
+        &admin,
+    ]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("erased: 15 entries"), "{text}");
+    assert!(!text.contains("could not scrub"), "{text}");
+
+    // Nothing of the erased values is left in any file of the data dir
+    // (database, WAL, index) while the server runs, nor after it stops.
+    for needle in ERASED.iter().chain(&["rasmussen"]) {
+        assert_eq!(
+            files_holding(&data, needle),
+            Vec::<String>::new(),
+            "{needle}"
+        );
+    }
+    let (_, found) = server.get("/v1/events?tenant=acme&q=erasmussen", &admin);
+    assert!(found["events"].as_array().unwrap().is_empty());
+    let (_, found) = server.get("/v1/events?tenant=acme&actor=u-gone", &admin);
+    assert_eq!(
+        found["events"].as_array().unwrap().len(),
+        15,
+        "the envelopes stay"
+    );
+    the_erasure_is_recorded_without_its_values(&server);
+    server.wait_checkpoint("acme", 210);
+    let out = cli(&["verify", "--url", &server.url, "--key", &admin]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("(15 erased, 0 expired)"), "{text}");
+    let mut server = server;
+    server.stop();
+    for needle in ERASED {
+        assert_eq!(
+            files_holding(&data, needle),
+            Vec::<String>::new(),
+            "{needle}"
+        );
+    }
+    let (ok, text) = verify_dir(&data);
+    assert!(ok, "{text}");
+}
+
+/// `_system` holds the erasure record (who, why, how many, which seqs;
+/// never the values) and the hold's placing and release.
+fn the_erasure_is_recorded_without_its_values(server: &Server) {
+    let admin = &server.admin;
+    let (_, record) = server.get("/v1/events?tenant=_system&action=trailmark.erasure", admin);
+    let record = &record["events"][0];
+    assert_eq!(record["metadata"]["selector"], "actor=u-gone");
+    assert_eq!(record["metadata"]["reason"], "GDPR request 2026-0412");
+    assert_eq!(record["metadata"]["entries"], 15);
+    assert!(
+        !record.to_string().contains("Erasmussen"),
+        "the record names no erased value"
+    );
+    for action in ["admin.hold.place", "admin.hold.release"] {
+        let (_, found) = server.get(&format!("/v1/events?tenant=_system&action={action}"), admin);
+        assert_eq!(found["events"].as_array().unwrap().len(), 1, "{action}");
+    }
+}
