@@ -65,6 +65,14 @@ checked = {
     ("/v1/keys", "post", "201"),
     ("/v1/keys/{id}", "delete", "200"),
     ("/v1/signing-keys", "get", "200"),
+    ("/v1/retention", "put", "200"),
+    ("/v1/retention", "get", "200"),
+    ("/v1/retention", "delete", "200"),
+    ("/v1/retention/cleanup", "post", "200"),
+    ("/v1/holds", "post", "201"),
+    ("/v1/holds", "get", "200"),
+    ("/v1/holds/{id}", "delete", "200"),
+    ("/v1/erasures", "post", "200"),
 }
 check("/v1/events/{id}", f"/v1/events/{event['id']}?tenant=acme")
 check("/v1/resources/{type}/{id}/history", "/v1/resources/Invoice/1/history?tenant=acme")
@@ -80,6 +88,23 @@ check("/v1/signing-keys", "/v1/signing-keys")
 created = check("/v1/keys", "/v1/keys", method="post", status="201", send={"name": "schema check", "scopes": "read"})
 check("/v1/keys", "/v1/keys")
 check("/v1/keys/{id}", f"/v1/keys/{created['id']}", method="delete")
+policy = {"tenant": "acme", "resource_type": "Invoice", "max_age_days": 30}
+check("/v1/retention", "/v1/retention", method="put", send=policy)
+hold = check("/v1/holds", "/v1/holds", method="post", status="201",
+             send={"tenant": "acme", "resource": "Invoice:1", "reason": "case 1"})
+check("/v1/retention", "/v1/retention")
+check("/v1/holds", "/v1/holds")
+check("/v1/retention/cleanup", "/v1/retention/cleanup", method="post", send={"dry_run": True})
+erased = check("/v1/erasures", "/v1/erasures", method="post",
+               send={"tenant": "acme", "actor": "u2", "reason": "request 1"})
+if erased["entries"] != 1:
+    sys.exit(f"the erasure of u2 removed {erased['entries']} entries, expected 1")
+page = check("/v1/events", "/v1/events?tenant=acme&actor=u2")
+if page["events"][0]["removal"]["reason"] != "request 1":
+    sys.exit(f"an erased event does not say why: {page['events'][0]}")
+check("/v1/resources/{type}/{id}/history", "/v1/resources/Invoice/2/history?tenant=acme")
+check("/v1/holds/{id}", f"/v1/holds/{hold['id']}", method="delete")
+check("/v1/retention", "/v1/retention?tenant=acme&resource_type=Invoice", method="delete")
 
 
 def check_error(route, path, status, key_used=True):

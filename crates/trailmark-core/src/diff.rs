@@ -50,6 +50,12 @@ pub struct RecordState {
     pub fields: Row,
     /// True after a `delete` or `truncate`.
     pub deleted: bool,
+    /// Fields an event whose payload is gone may have changed, and no
+    /// event since has shown: their value cannot be known.
+    pub unknown: std::collections::BTreeSet<String>,
+    /// Whether an event whose payload is gone came after the record was
+    /// last created: fields it set that no later event shows are missing.
+    pub incomplete: bool,
 }
 
 impl RecordState {
@@ -59,18 +65,40 @@ impl RecordState {
         match action {
             "delete" | "truncate" => {
                 self.fields.clear();
+                self.unknown.clear();
+                self.incomplete = false;
                 self.deleted = true;
                 return;
             }
             "create" => {
                 self.fields.clear();
+                self.unknown.clear();
+                self.incomplete = false;
                 self.deleted = false;
             }
             _ => {}
         }
         for (field, change) in changes.into_iter().flatten() {
+            self.unknown.remove(field);
             self.fields.insert(field.clone(), change.new.clone());
         }
+    }
+
+    /// Applies an event whose payload is gone (erased or expired): its
+    /// action is known (it is in the envelope), its changes are not. A
+    /// delete still deletes; a create starts a record of unknown fields;
+    /// any other event may have changed every field.
+    pub fn apply_removed(&mut self, action: &str) {
+        if matches!(action, "delete" | "truncate") {
+            self.apply(action, None);
+            return;
+        }
+        if action == "create" {
+            self.apply(action, None);
+        }
+        let fields = std::mem::take(&mut self.fields);
+        self.unknown.extend(fields.into_iter().map(|(k, _)| k));
+        self.incomplete = true;
     }
 }
 
@@ -88,6 +116,31 @@ mod tests {
 
     fn as_json(changes: &Changes) -> Value {
         crate::event::changes_to_json(changes)
+    }
+
+    #[test]
+    fn a_removed_payload_makes_what_it_may_have_changed_unknown() {
+        let mut s = RecordState::default();
+        let create = crate::Changes::from_iter([(
+            "email".to_owned(),
+            crate::Change {
+                old: Value::Null,
+                new: json!("a@x"),
+            },
+        )]);
+        s.apply("create", Some(&create));
+        s.apply_removed("update");
+        assert!(s.fields.is_empty());
+        assert_eq!(s.unknown.iter().collect::<Vec<_>>(), vec!["email"]);
+        assert!(s.incomplete);
+        s.apply("update", Some(&create));
+        assert!(s.unknown.is_empty(), "a later event shows the field again");
+        assert!(
+            s.incomplete,
+            "fields the lost event set may still be missing"
+        );
+        s.apply_removed("delete");
+        assert!(s.deleted && !s.incomplete && s.unknown.is_empty());
     }
 
     #[test]

@@ -275,11 +275,12 @@ pub async fn events<S: Store>(
 ) -> Result<EventsPage, ApiError> {
     let query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
     let page = app.store.query(&query).await?;
-    let events = page
+    let mut events = page
         .entries
         .iter()
         .map(crate::render::event_out)
         .collect::<Result<Vec<_>, _>>()?;
+    crate::retention::explain_removals(app, &mut events).await?;
     let mut meta = filters.describe();
     meta.insert("returned".into(), json!(events.len()));
     app.audit(Some(caller), "read", Some(("route", "/v1/events")), meta)
@@ -385,8 +386,10 @@ pub async fn event<S: Store>(
         meta,
     )
     .await?;
+    let mut event = crate::render::event_out(&entry)?;
+    crate::retention::explain_removals(app, [&mut event]).await?;
     Ok(EventDetail {
-        event: crate::render::event_out(&entry)?,
+        event,
         entry: crate::render::entry_out(&entry, &envelope),
         proof,
         envelope: entry.envelope_bytes.clone(),

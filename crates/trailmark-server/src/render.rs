@@ -1,10 +1,10 @@
 //! Stored entries as the API shows them.
 
 use serde_json::Value;
-use trailmark_store::{StoreError, StoredEntry};
+use trailmark_store::{Removal, StoreError, StoredEntry};
 use trailmark_wire::{
-    ActionCount, ActorCount, ActorOut, ColumnsOut, DayCount, EntryOut, EventOut, KeyOut,
-    OutcomeCount, ResourceOut, ResourceTypeCount, StatsOut,
+    ActionCount, ActorCount, ActorOut, ColumnsOut, DayCount, EntryOut, EntryRef, EventOut, KeyOut,
+    OutcomeCount, RemovalOut, ResourceOut, ResourceTypeCount, StatsOut,
 };
 
 /// The event as a producer sent it, rebuilt from envelope and payload, with
@@ -47,6 +47,18 @@ pub fn event_out(entry: &StoredEntry) -> Result<EventOut, StoreError> {
         }),
         seq: env.seq.get(),
         state: entry.state().as_str().to_owned(),
+        removal: entry.removed.map(|r| RemovalOut {
+            kind: match r {
+                Removal::Erased { .. } => "erasure",
+                Removal::Expired { .. } => "expiry",
+            }
+            .to_owned(),
+            record: EntryRef {
+                tenant: trailmark_core::TenantId::system().to_string(),
+                seq: r.record(),
+            },
+            reason: None,
+        }),
         tenant: env.tenant.as_str().to_owned(),
     })
 }

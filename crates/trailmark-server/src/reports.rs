@@ -103,14 +103,26 @@ pub async fn record_history<S: Store>(
     let mut events = Vec::with_capacity(entries.len());
     for entry in &entries {
         let event = crate::render::event_out(entry)?;
-        state.apply(&event.action, changes_of(event.changes.as_ref()).as_ref());
+        if entry.payload.is_some() {
+            state.apply(&event.action, changes_of(event.changes.as_ref()).as_ref());
+        } else {
+            state.apply_removed(&event.action);
+        }
         let state_after = if state.deleted {
             Value::Null
         } else {
             Value::Object(state.fields.clone())
         };
-        events.push(HistoryStep { event, state_after });
+        events.push(HistoryStep {
+            event,
+            state_after,
+            unknown_fields: state.unknown.iter().cloned().collect(),
+            incomplete: state.incomplete,
+        });
     }
+    let removed: Vec<&mut trailmark_wire::EventOut> =
+        events.iter_mut().map(|step| &mut step.event).collect();
+    crate::retention::explain_removals(app, removed).await?;
     let mut meta = Map::new();
     meta.insert("resource".into(), json!(format!("{kind}:{id}")));
     app.audit(

@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Map, Value};
 use trailmark_core::{Envelope, TenantId, Timestamp};
-use trailmark_store::{Hold, HoldScope, RetentionPolicy, Store, Target, Walk, governing};
+use trailmark_store::{Hold, HoldScope, Removal, RetentionPolicy, Store, Target, Walk, governing};
 use trailmark_verify::{
     CHECKPOINT_RESOURCE, ERASURE_ACTION, EXPIRY_ACTION, MAX_RANGES, RemovalRecord,
 };
@@ -324,7 +324,12 @@ async fn remove_in<S: Store>(
                 tenant: record.tenant.to_string(),
                 seq: record.seq.get(),
             });
-            app.store.erase(tenant, seqs).await?;
+            let record = record.seq.get();
+            let why = match run.kind {
+                Kind::Erasure => Removal::Erased { record },
+                Kind::Expiry => Removal::Expired { record },
+            };
+            app.store.erase(tenant, seqs, why).await?;
         }
         match page.next {
             Some(next) if !past_cutoff => after = Some(next),
@@ -753,4 +758,45 @@ pub async fn post_erasure<S: Store>(
     }
     let scrubbed = scrub(&app, &run).await;
     Ok(axum::Json(run.report(scrubbed)))
+}
+
+/// The most distinct removal records one answer reads to give reasons.
+pub const MAX_EXPLAINED_RECORDS: usize = 64;
+
+/// Fills in why each removed event's payload is gone, from the `_system`
+/// records of the removals (each read once; at most
+/// [`MAX_EXPLAINED_RECORDS`] per answer, the rest keep `reason: null`).
+pub async fn explain_removals<'a, S: Store>(
+    app: &App<S>,
+    events: impl IntoIterator<Item = &'a mut crate::wire::EventOut>,
+) -> Result<(), ApiError> {
+    let mut reasons: BTreeMap<u64, Option<String>> = BTreeMap::new();
+    let system = TenantId::system();
+    for event in events {
+        let Some(removal) = event.removal.as_mut() else {
+            continue;
+        };
+        let seq = removal.record.seq;
+        if !reasons.contains_key(&seq) {
+            if reasons.len() >= MAX_EXPLAINED_RECORDS {
+                continue;
+            }
+            let record = app.store.entries(&system, seq, seq + 1).await?;
+            let meta = record
+                .first()
+                .and_then(|e| e.payload.as_ref())
+                .and_then(|p| p.get("metadata"))
+                .cloned();
+            let reason = meta.and_then(|m| match m.get("reason") {
+                Some(Value::String(r)) => Some(r.clone()),
+                _ => m.get("policies").and_then(Value::as_array).map(|p| {
+                    let list: Vec<&str> = p.iter().filter_map(Value::as_str).collect();
+                    format!("retention: {}", list.join(", "))
+                }),
+            });
+            reasons.insert(seq, reason);
+        }
+        removal.reason = reasons.get(&seq).cloned().flatten();
+    }
+    Ok(())
 }

@@ -24,8 +24,8 @@ use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
     Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, Read,
-    RetentionPolicy, SigningKeyRecord, Stats, Store, StoreError, StoredEntry, Target, TenantHead,
-    Walk, WalkPage,
+    Removal, RetentionPolicy, SigningKeyRecord, Stats, Store, StoreError, StoredEntry, Target,
+    TenantHead, Walk, WalkPage,
 };
 
 /// The migrations, in order. Never edit one that has shipped: add a file.
@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("../migrations/0005_read_paths.sql")),
     (6, include_str!("../migrations/0006_request_id.sql")),
     (7, include_str!("../migrations/0007_retention.sql")),
+    (8, include_str!("../migrations/0008_removed.sql")),
 ];
 
 /// How long a search or count may run before PostgreSQL cancels it.
@@ -583,8 +584,13 @@ impl Store for PgStore {
         removal::walk(&**self.client().await?, tenant, walk, after, limit).await
     }
 
-    async fn erase(&self, tenant: &TenantId, seqs: Vec<u64>) -> Result<u64, StoreError> {
-        removal::erase(&mut self.client().await?, tenant, &seqs).await
+    async fn erase(
+        &self,
+        tenant: &TenantId,
+        seqs: Vec<u64>,
+        why: Removal,
+    ) -> Result<u64, StoreError> {
+        removal::erase(&mut self.client().await?, tenant, &seqs, why).await
     }
 
     /// `VACUUM (FULL)` of the entries table: a plain VACUUM frees the dead

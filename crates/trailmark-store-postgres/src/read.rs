@@ -9,15 +9,15 @@ use tokio_postgres::types::ToSql;
 use trailmark_core::{EventId, IndexedColumns, Salt, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId, TreeSize};
 use trailmark_store::{
-    Access, CheckpointRecord, CountBy, Cursor, KeyRecord, Page, Plan, Query, Read, Scopes, Stats,
-    StoreError, StoredEntry, TenantHead,
+    Access, CheckpointRecord, CountBy, Cursor, KeyRecord, Page, Plan, Query, Read, Removal, Scopes,
+    Stats, StoreError, StoredEntry, TenantHead,
 };
 
 use crate::{db, to_i64};
 
 const ENTRY_COLUMNS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt, \
      e.tenant, e.seq, e.id, e.occurred_at, e.actor_id, e.action, e.resource_type, e.resource_id, \
-     e.outcome, e.ip, e.request_id";
+     e.outcome, e.ip, e.request_id, e.removed_kind, e.removed_by";
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
@@ -66,6 +66,7 @@ fn to_entry(row: &tokio_postgres::Row) -> Result<StoredEntry, StoreError> {
             ip: row.get(14),
             request_id: row.get(15),
         },
+        removed: Removal::from_parts(row.get::<_, Option<&str>>(16), row.get(17)),
     })
 }
 

@@ -6,7 +6,7 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use trailmark_core::{Envelope, TenantId, Timestamp};
 use trailmark_store::{
-    Hold, HoldScope, RetentionPolicy, StoreError, Target, Walk, WalkPage, Walked,
+    Hold, HoldScope, Removal, RetentionPolicy, StoreError, Target, Walk, WalkPage, Walked,
 };
 
 use crate::append::{Lexemes, words};
@@ -89,7 +89,10 @@ pub(crate) async fn erase(
     client: &mut deadpool_postgres::Object,
     tenant: &TenantId,
     seqs: &[u64],
+    why: Removal,
 ) -> Result<u64, StoreError> {
+    let (kind, record) = why.to_parts();
+    let record = to_i64(record);
     let seqs: Vec<i64> = seqs.iter().map(|&s| to_i64(s)).collect();
     let tx = client
         .transaction()
@@ -106,7 +109,8 @@ pub(crate) async fn erase(
     let update = tx
         .prepare(
             "UPDATE trailmark_ledger.entries
-             SET payload = NULL, salt = NULL, ip = NULL, request_id = NULL, search = $3
+             SET payload = NULL, salt = NULL, ip = NULL, request_id = NULL, search = $3,
+                 removed_kind = $4, removed_by = $5
              WHERE tenant = $1 AND seq = $2",
         )
         .await
@@ -117,7 +121,13 @@ pub(crate) async fn erase(
         let kept = words(&envelope, &Map::new());
         tx.execute(
             &update,
-            &[&tenant.as_str(), &row.get::<_, i64>(0), &Lexemes(&kept)],
+            &[
+                &tenant.as_str(),
+                &row.get::<_, i64>(0),
+                &Lexemes(&kept),
+                &kind,
+                &record,
+            ],
         )
         .await
         .map_err(db("erasing a payload"))?;

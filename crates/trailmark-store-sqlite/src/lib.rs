@@ -24,8 +24,8 @@ use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
     Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, Read,
-    RetentionPolicy, SigningKeyRecord, Stats, Store, StoreError, StoredEntry, Target, TenantHead,
-    Walk, WalkPage,
+    Removal, RetentionPolicy, SigningKeyRecord, Stats, Store, StoreError, StoredEntry, Target,
+    TenantHead, Walk, WalkPage,
 };
 
 use crate::writer::{Job, Writer};
@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_read_paths.sql"),
     include_str!("../migrations/0006_request_id.sql"),
     include_str!("../migrations/0007_retention.sql"),
+    include_str!("../migrations/0008_removed.sql"),
 ];
 const READERS: usize = 4;
 /// How long one read may run before SQLite stops it.
@@ -530,9 +531,15 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn erase(&self, tenant: &TenantId, seqs: Vec<u64>) -> Result<u64, StoreError> {
+    async fn erase(
+        &self,
+        tenant: &TenantId,
+        seqs: Vec<u64>,
+        why: Removal,
+    ) -> Result<u64, StoreError> {
         let tenant = tenant.clone();
-        self.run(move |c| removal::erase(c, &tenant, &seqs)).await
+        self.run(move |c| removal::erase(c, &tenant, &seqs, why))
+            .await
     }
 
     async fn scrub(&self) -> Result<(), StoreError> {

@@ -8,8 +8,8 @@ use serde_json::Value;
 use trailmark_core::{EventId, IndexedColumns, Salt, TenantId, Timestamp};
 use trailmark_log::{Hash, TreeSize};
 use trailmark_store::{
-    Access, CheckpointRecord, CountBy, Cursor, Exact, KeyRecord, Page, Plan, Query, Read, Scopes,
-    SigningKeyRecord, Stats, StoreError, StoredEntry, TenantHead,
+    Access, CheckpointRecord, CountBy, Cursor, Exact, KeyRecord, Page, Plan, Query, Read, Removal,
+    Scopes, SigningKeyRecord, Stats, StoreError, StoredEntry, TenantHead,
 };
 
 use crate::strips::to_i64;
@@ -33,7 +33,7 @@ fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 
 const ENTRY_FIELDS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt, \
      e.tenant, e.seq, e.id, e.occurred_at, e.actor_id, e.action, e.resource_type, e.resource_id, \
-     e.outcome, e.ip, e.request_id";
+     e.outcome, e.ip, e.request_id, e.removed_kind, e.removed_by";
 
 /// One row of [`ENTRY_FIELDS`]: position (for paging), then the entry.
 struct EntryRow {
@@ -43,6 +43,7 @@ struct EntryRow {
     payload: Option<String>,
     salt: Option<Vec<u8>>,
     columns: IndexedColumns,
+    removed: Option<Removal>,
 }
 
 fn entry_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
@@ -65,6 +66,7 @@ fn entry_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
             ip: row.get(14)?,
             request_id: row.get(15)?,
         },
+        removed: Removal::from_parts(row.get::<_, Option<String>>(16)?.as_deref(), row.get(17)?),
     })
 }
 
@@ -91,6 +93,7 @@ fn to_entry(row: EntryRow) -> Result<StoredEntry, StoreError> {
         payload,
         salt,
         columns: row.columns,
+        removed: row.removed,
     })
 }
 

@@ -7,7 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Map;
 use trailmark_core::{Envelope, TenantId, Timestamp};
 use trailmark_store::{
-    Hold, HoldScope, RetentionPolicy, StoreError, Target, Walk, WalkPage, Walked, searchable_text,
+    Hold, HoldScope, Removal, RetentionPolicy, StoreError, Target, Walk, WalkPage, Walked,
+    searchable_text,
 };
 
 fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -95,7 +96,13 @@ pub(crate) fn walk(
 /// Erases the payloads of these entries (a writer job). The search index
 /// keeps the envelope's words (ids and action, which stay in the envelope)
 /// and loses the payload's.
-pub(crate) fn erase(conn: &Connection, tenant: &TenantId, seqs: &[u64]) -> Result<u64, StoreError> {
+pub(crate) fn erase(
+    conn: &Connection,
+    tenant: &TenantId,
+    seqs: &[u64],
+    why: Removal,
+) -> Result<u64, StoreError> {
+    let (kind, record) = why.to_parts();
     let mut find = conn
         .prepare_cached(
             "SELECT pos, envelope FROM entries
@@ -104,7 +111,8 @@ pub(crate) fn erase(conn: &Connection, tenant: &TenantId, seqs: &[u64]) -> Resul
         .map_err(db("finding an entry to erase"))?;
     let mut clear = conn
         .prepare_cached(
-            "UPDATE entries SET payload = NULL, salt = NULL, ip = NULL, request_id = NULL
+            "UPDATE entries SET payload = NULL, salt = NULL, ip = NULL, request_id = NULL,
+                                removed_kind = ?2, removed_by = ?3
              WHERE pos = ?1",
         )
         .map_err(db("erasing a payload"))?;
@@ -130,7 +138,9 @@ pub(crate) fn erase(conn: &Connection, tenant: &TenantId, seqs: &[u64]) -> Resul
                 "the envelope of {tenant} seq {seq} cannot be read: {e}"
             ))
         })?;
-        clear.execute([pos]).map_err(db("erasing a payload"))?;
+        clear
+            .execute(params![pos, kind, to_i64(record)])
+            .map_err(db("erasing a payload"))?;
         unindex
             .execute([pos])
             .map_err(db("erasing from the search index"))?;

@@ -18,6 +18,6 @@ pub use removal::{Hold, HoldScope, RetentionPolicy, Target, Walk, WalkPage, Walk
 pub use store::Store;
 pub use types::{
     Access, Appended, CheckpointRecord, CountBy, Cursor, EntryState, Exact, KeyRecord, NewEvent,
-    Page, Plan, Query, Read, Sameness, Scope, Scopes, SigningKeyRecord, Stats, StoredEntry,
-    TenantHead, searchable_text,
+    Page, Plan, Query, Read, Removal, Sameness, Scope, Scopes, SigningKeyRecord, Stats,
+    StoredEntry, TenantHead, searchable_text,
 };

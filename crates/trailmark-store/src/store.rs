@@ -5,8 +5,8 @@ use trailmark_log::{Hash, NodeId};
 
 use crate::{
     Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, Read,
-    RetentionPolicy, SigningKeyRecord, Stats, StoreError, StoredEntry, Target, TenantHead, Walk,
-    WalkPage,
+    Removal, RetentionPolicy, SigningKeyRecord, Stats, StoreError, StoredEntry, Target, TenantHead,
+    Walk, WalkPage,
 };
 
 /// A Trailmark ledger backend.
@@ -163,11 +163,13 @@ pub trait Store: Send + Sync + 'static {
     /// request id, the payload's words in the search index) of these
     /// entries of one tenant; the envelope, leaf hash and tree stay. Entries
     /// already without payload are skipped. Returns how many lost their
-    /// payload now. The caller has recorded the removal in `_system` first.
+    /// payload now, each marked with `why`. The caller has recorded the
+    /// removal in `_system` first (`why` names that record).
     fn erase(
         &self,
         tenant: &TenantId,
         seqs: Vec<u64>,
+        why: Removal,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Makes removed values unrecoverable from the store's own files (old

@@ -18,7 +18,8 @@ use trailmark_log::{
 
 use crate::{
     CheckpointRecord, CountBy, Cursor, EntryState, Exact, Hold, HoldScope, KeyRecord, NewEvent,
-    Query, Read, RetentionPolicy, Scopes, SigningKeyRecord, Store, StoreError, Target, Walk,
+    Query, Read, Removal, RetentionPolicy, Scopes, SigningKeyRecord, Store, StoreError, Target,
+    Walk,
 };
 
 /// Makes stores over one storage location: every call to `open` sees what
@@ -946,17 +947,28 @@ pub async fn erasure_removes_the_payload_and_what_derives_from_it_and_keeps_the_
     let before = store.entries(&t, 0, 10).await.unwrap();
     let root_before = root_of(&store, &t, 10).await;
     // seq 7 twice (the second time it is already gone), and a seq past the end.
-    assert_eq!(store.erase(&t, vec![3, 7, 7, 42]).await.unwrap(), 2);
-    assert_eq!(store.erase(&t, vec![7]).await.unwrap(), 0);
+    let erased = Removal::Erased { record: 5 };
+    assert_eq!(store.erase(&t, vec![3, 7, 7, 42], erased).await.unwrap(), 2);
+    let expired = Removal::Expired { record: 9 };
+    assert_eq!(store.erase(&t, vec![7], expired).await.unwrap(), 0);
+    assert_eq!(store.erase(&t, vec![8], expired).await.unwrap(), 1);
     store.scrub().await.unwrap();
     let after = store.entries(&t, 0, 10).await.unwrap();
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(a.envelope_bytes, b.envelope_bytes, "envelopes stay");
         assert_eq!(a.leaf_hash, b.leaf_hash);
     }
+    assert_eq!(after[8].state(), EntryState::Expired);
+    assert_eq!(after[8].removed, Some(expired));
+    assert_eq!(after[8].columns.ip, None);
     for seq in [3, 7] {
         let e = &after[seq];
         assert_eq!(e.state(), EntryState::Erased);
+        assert_eq!(
+            e.removed,
+            Some(erased),
+            "the first removal is the one recorded"
+        );
         assert!(e.payload.is_none() && e.salt.is_none());
         assert_eq!(e.columns.ip, None, "ip derives from the payload");
         assert_eq!(e.columns.request_id, None);
@@ -1058,7 +1070,10 @@ pub async fn removal_walks_page_through_one_actor_one_record_or_all<H: Harness>(
         kind: "Invoice".into(),
         id: "2".into(),
     };
-    store.erase(&t, vec![7]).await.unwrap();
+    store
+        .erase(&t, vec![7], Removal::Erased { record: 0 })
+        .await
+        .unwrap();
     let (record, _) = collect(record).await;
     assert_eq!(
         record.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
@@ -1197,7 +1212,10 @@ pub async fn erase_actor<S: Store>(store: &S, actor: &str) -> u64 {
             .await
             .unwrap();
         let seqs = page.entries.iter().map(|w| w.envelope.seq.get()).collect();
-        erased += store.erase(&tenant, seqs).await.unwrap();
+        erased += store
+            .erase(&tenant, seqs, Removal::Erased { record: 0 })
+            .await
+            .unwrap();
         match page.next {
             Some(n) => after = Some(n),
             None => return erased,

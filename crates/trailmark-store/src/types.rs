@@ -159,8 +159,11 @@ pub struct Appended {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryState {
     Present,
-    /// Payload and salt deleted (erasure or retention); the envelope stays.
+    /// Payload and salt deleted by an erasure (or for a reason the store
+    /// does not know); the envelope stays.
     Erased,
+    /// Payload and salt deleted by a retention policy; the envelope stays.
+    Expired,
 }
 
 impl EntryState {
@@ -168,7 +171,41 @@ impl EntryState {
         match self {
             Self::Present => "present",
             Self::Erased => "erased",
+            Self::Expired => "expired",
         }
+    }
+}
+
+/// Why an entry's payload was removed, with the `_system` seq of the entry
+/// that records the removal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    Erased { record: u64 },
+    Expired { record: u64 },
+}
+
+impl Removal {
+    /// The stored form: (kind, record).
+    pub fn to_parts(self) -> (&'static str, u64) {
+        match self {
+            Self::Erased { record } => ("erased", record),
+            Self::Expired { record } => ("expired", record),
+        }
+    }
+
+    /// Reads the stored form back (`None` unless both are there and the
+    /// kind is known).
+    pub fn from_parts(kind: Option<&str>, record: Option<i64>) -> Option<Self> {
+        let record = u64::try_from(record?).ok()?;
+        match kind? {
+            "erased" => Some(Self::Erased { record }),
+            "expired" => Some(Self::Expired { record }),
+            _ => None,
+        }
+    }
+
+    pub fn record(self) -> u64 {
+        self.to_parts().1
     }
 }
 
@@ -183,6 +220,8 @@ pub struct StoredEntry {
     pub salt: Option<Salt>,
     /// The query columns stored beside it (verifiers recompute them).
     pub columns: IndexedColumns,
+    /// Why the payload is gone, when a removal said so.
+    pub removed: Option<Removal>,
 }
 
 impl StoredEntry {
@@ -192,10 +231,10 @@ impl StoredEntry {
     }
 
     pub fn state(&self) -> EntryState {
-        if self.payload.is_some() {
-            EntryState::Present
-        } else {
-            EntryState::Erased
+        match (&self.payload, self.removed) {
+            (Some(_), _) => EntryState::Present,
+            (None, Some(Removal::Expired { .. })) => EntryState::Expired,
+            (None, _) => EntryState::Erased,
         }
     }
 }

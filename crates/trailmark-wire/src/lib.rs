@@ -50,9 +50,23 @@ pub struct EventOut {
     pub received_at: String,
     pub resource: Option<ResourceOut>,
     pub seq: u64,
-    /// `present`, or `erased` once the payload is gone.
+    /// `present`; `erased` or `expired` once the payload is gone.
     pub state: String,
+    /// Why the payload is gone: `null` while it is there.
+    pub removal: Option<RemovalOut>,
     pub tenant: String,
+}
+
+/// Why an event's payload is gone: an erasure or a retention policy, and
+/// the `_system` entry that records it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RemovalOut {
+    /// `erasure` or `expiry`.
+    pub kind: String,
+    pub record: EntryRef,
+    /// The erasure's reason, or the retention policies that expired it
+    /// (from the record; `null` if it cannot be read).
+    pub reason: Option<String>,
 }
 
 impl EventOut {
@@ -83,8 +97,16 @@ pub struct RecordRef {
 pub struct HistoryStep {
     #[serde(flatten)]
     pub event: EventOut,
-    /// The record's fields after this event; `null` once deleted.
+    /// The record's fields after this event, those the trail still shows;
+    /// `null` once deleted.
     pub state_after: Value,
+    /// Fields whose value after this event cannot be known: an event before
+    /// it lost its payload (erased or expired) and may have changed them.
+    pub unknown_fields: Vec<String>,
+    /// Whether an event before this one lost its payload since the record
+    /// was last created, so fields it set that no later event shows may be
+    /// missing from `state_after`.
+    pub incomplete: bool,
 }
 
 /// `GET /v1/resources/{type}/{id}/history`: oldest first.
@@ -182,6 +204,7 @@ pub struct EntryOut {
     /// Hex; `null` once erased.
     pub salt: Option<String>,
     pub seq: u64,
+    /// `present`, `erased` or `expired`.
     pub state: String,
     pub tenant: String,
 }

@@ -199,12 +199,13 @@ fn a_dry_run_reports_what_cleanup_removes_holds_keep_theirs_and_the_trail_still_
         .collect();
     for (seq, state) in &entry_states {
         let expected = if seq % 3 == 0 && seq % 30 != 0 {
-            "erased"
+            "expired"
         } else {
             "present"
         };
         assert_eq!(state, expected, "seq {seq}");
     }
+    history_shows_expiry(&server);
     // The retention change, the hold and the expiry are in _system.
     for action in [
         "admin.retention.set",
@@ -226,6 +227,24 @@ fn a_dry_run_reports_what_cleanup_removes_holds_keep_theirs_and_the_trail_still_
     drop(server);
     let (ok, text) = verify_dir(&data);
     assert!(ok, "{text}");
+}
+
+/// A record's history shows its expired events as such, with the policy,
+/// and says the state can no longer be fully known.
+fn history_shows_expiry(server: &Server) {
+    let admin = &server.admin;
+    let (_, history) = server.get("/v1/resources/Invoice/3/history?tenant=acme", admin);
+    let first = &history["events"][0];
+    assert_eq!(first["state"], "expired", "{first}");
+    assert_eq!(first["removal"]["kind"], "expiry");
+    assert_eq!(
+        first["removal"]["reason"], "retention: resource_type=Invoice 30d",
+        "{first}"
+    );
+    assert_eq!(first["incomplete"], true);
+    let last = history["events"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["state"], "present");
+    assert_eq!(last["removal"], Value::Null);
 }
 
 /// Bad policies are refused, naming the field, and change nothing.
