@@ -283,3 +283,46 @@ test('page views are recorded in _system', async () => {
     assert.ok(routes.includes(route), `${route} recorded: ${JSON.stringify(routes)}`);
   }
 });
+
+test('the Retention page lists policies and holds and previews a cleanup; an erased event says why', async () => {
+  await api('PUT', '/v1/retention', { tenant: 'globex', resource_type: 'Report', max_age_days: 30 });
+  const hold = await api('POST', '/v1/holds', { tenant: 'globex', actor: 'hank', reason: 'case 2026-117' });
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, admin);
+  await page.click('nav >> text=Retention');
+  await page.waitForURL(/\/ui\/retention$/);
+  assert.match(await page.locator('table.policies').textContent(), /globex\s*resource_type=Report\s*30/);
+  assert.match(await page.locator('table.holds').textContent(), new RegExp(`${hold.id}.*globex.*actor=hank.*case 2026-117`));
+  await page.click('button:has-text("Preview (dry run)")');
+  await page.waitForURL(/\/ui\/retention\/preview$/);
+  // Everything was received today: a 30-day policy expires nothing yet.
+  assert.equal(await page.locator('.preview .removal-total').getAttribute('data-entries'), '0');
+  await page.screenshot({ path: join(artifacts, 'retention.png'), fullPage: true });
+
+  // Erase gina: her event stays, and says it was erased and why.
+  const erased = await api('POST', '/v1/erasures', { tenant: 'globex', actor: 'gina', reason: 'GDPR request 9' });
+  assert.equal(erased.entries, 1);
+  const [event] = (await api('GET', '/v1/events?tenant=globex&actor=gina')).events;
+  await page.goto(`${base}/ui/events/${event.id}?tenant=globex`);
+  const notice = page.locator('p.removed');
+  assert.equal(await notice.getAttribute('data-state'), 'erased');
+  assert.match(await notice.textContent(), /Payload erased: GDPR request 9 \(recorded in _system seq \d+\)/);
+  assert.equal(await page.locator('.proof').getAttribute('data-verified'), 'true', 'its proof still verifies');
+  await page.click('text=History of this record');
+  await page.waitForURL(/\/ui\/history\/Report\/q3$/);
+  assert.match(await page.locator('ol.history > li').first().textContent(), /Payload erased: GDPR request 9/);
+  assert.equal(await page.locator('ol.history > li .incomplete').count(), 1);
+  await page.screenshot({ path: join(artifacts, 'history-erased.png'), fullPage: true });
+
+  // A read-only key sees no Retention link and is refused the page.
+  const reader = (await api('POST', '/v1/keys', { scopes: 'read', name: 'viewer reader' })).key;
+  const other = await browser.newContext();
+  const readerPage = await other.newPage();
+  await signIn(readerPage, reader);
+  assert.equal(await readerPage.locator('nav >> text=Retention').count(), 0);
+  const refused = await readerPage.goto(base + '/ui/retention');
+  assert.equal(refused.status(), 403);
+  await other.close();
+  await context.close();
+});

@@ -344,8 +344,15 @@ async fn scrub<S: Store>(app: &App<S>, run: &Tally) -> bool {
     if run.dry_run || run.groups.is_empty() {
         return false;
     }
+    let started = std::time::Instant::now();
     match app.store.scrub().await {
-        Ok(()) => true,
+        Ok(()) => {
+            tracing::info!(
+                millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "scrubbed the store's files after a removal"
+            );
+            true
+        }
         Err(e) => {
             tracing::warn!("scrubbing after a removal: {e}; the next cleanup retries it");
             false
@@ -446,6 +453,16 @@ pub async fn get_retention<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
 ) -> Result<axum::Json<RetentionOut>, ApiError> {
+    retention_view(&app, &caller).await.map(axum::Json)
+}
+
+/// What `GET /v1/retention` and the viewer's Retention page show: the
+/// policies and holds in force of the tenants the key sees, the interval
+/// and the last cleanup.
+pub async fn retention_view<S: Store>(
+    app: &App<S>,
+    caller: &Caller,
+) -> Result<RetentionOut, ApiError> {
     let sees = |t: &TenantId| caller.key.tenant.as_ref().is_none_or(|own| own == t);
     let policies = app
         .store
@@ -464,12 +481,12 @@ pub async fn get_retention<S: Store>(
         .map(hold_out)
         .collect();
     let last_cleanup = app.last_cleanup.lock().ok().and_then(|l| l.clone());
-    Ok(axum::Json(RetentionOut {
+    Ok(RetentionOut {
         policies,
         holds,
         cleanup_interval_secs: app.settings.cleanup_interval.map(|d| d.as_secs()),
         last_cleanup,
-    }))
+    })
 }
 
 /// The tenant and target a policy names.

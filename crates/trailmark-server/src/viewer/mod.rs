@@ -11,6 +11,7 @@
 mod charts;
 mod integrity;
 mod pages;
+mod retention;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -162,6 +163,8 @@ pub fn routes<S: Store>(viewer: Arc<Viewer<S>>) -> Router {
         .route("/ui/export", get(pages::export::<S>))
         .route("/ui/activity", get(charts::activity::<S>))
         .route("/ui/integrity", get(integrity::page::<S>))
+        .route("/ui/retention", get(retention::page::<S>))
+        .route("/ui/retention/preview", post(retention::preview::<S>))
         .route("/ui/verify", post(integrity::start::<S>))
         .route("/ui/verify/{job}", get(integrity::status::<S>))
         .layer(axum::middleware::from_fn(same_origin))
@@ -249,7 +252,11 @@ pub(crate) fn layout(title: &str, current: &str, who: Option<&Who>, body: &str) 
             link("/ui/events", "Events"),
             link("/ui/activity", "Activity"),
             link("/ui/integrity", "Integrity"),
-            "",
+            if who.caller.key.scopes.allows(trailmark_store::Scope::Admin) {
+                link("/ui/retention", "Retention")
+            } else {
+                String::new()
+            },
             esc(&who.label),
             esc(&who.csrf),
         )

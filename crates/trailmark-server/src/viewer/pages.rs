@@ -305,6 +305,28 @@ fn proof_status<S: Store>(viewer: &Viewer<S>, event: &EventDetail) -> (bool, Str
     }
 }
 
+/// Why an event's payload is gone, when it is: the kind, the reason the
+/// removal record gives, and that record.
+fn removal_notice(e: &EventOut) -> String {
+    let Some(r) = &e.removal else {
+        return String::new();
+    };
+    let what = if r.kind == "expiry" {
+        "Payload expired"
+    } else {
+        "Payload erased"
+    };
+    format!(
+        "<p class=\"removed\" data-state=\"{}\">{what}{} (recorded in _system seq {}). The entry and its proof remain.</p>",
+        esc(&e.state),
+        r.reason
+            .as_deref()
+            .map(|why| format!(": {}", esc(why)))
+            .unwrap_or_default(),
+        r.record.seq
+    )
+}
+
 /// The query of an event page's link.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -352,6 +374,7 @@ pub(crate) async fn event<S: Store>(
         if ok { "ok" } else { "pending" },
         esc(&proof)
     );
+    body.push_str(&removal_notice(e));
     body.push_str("<h2>Changes</h2>");
     body.push_str(
         &e.changes
@@ -415,10 +438,21 @@ pub(crate) async fn history<S: Store>(
             esc(&e.action),
             esc(&e.actor.id),
         );
+        body.push_str(&removal_notice(e));
         if let Some(changes) = &e.changes {
             body.push_str(&diff_table(changes));
         }
         body.push_str("<p class=\"state-label\">State after:</p>");
+        if !step.unknown_fields.is_empty() {
+            let _ = write!(
+                body,
+                "<p class=\"unknown\">Not known any more (an earlier payload is gone): {}</p>",
+                esc(&step.unknown_fields.join(", "))
+            );
+        }
+        if step.incomplete {
+            body.push_str("<p class=\"incomplete\">Fields an event whose payload is gone set may be missing.</p>");
+        }
         match &step.state_after {
             Value::Object(state) => body.push_str(&pairs(Some(state))),
             _ => body.push_str("<p class=\"none\">deleted</p>"),
