@@ -63,10 +63,13 @@ async fn main() {
 }
 
 async fn fill<S: Store>(store: &S, count: u64, days: i64, tenant: &str) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
     let start = now - days * 86_400_000;
     let mut n = 0;
     while n < count {
