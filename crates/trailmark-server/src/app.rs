@@ -140,6 +140,22 @@ tokio::task_local! {
     static REQUEST: RequestContext;
 }
 
+/// Runs `work` as a task of its own that finishes even when the request
+/// that started it ends first (the client went away, or the request
+/// timeout answered 408), keeping the request's context for the `_system`
+/// records it makes. The request waits for it as long as it lasts.
+pub async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    let task = match REQUEST.try_with(Clone::clone) {
+        Ok(context) => tokio::spawn(REQUEST.scope(context, work)),
+        Err(_) => tokio::spawn(work),
+    };
+    task.await.map_err(|e| {
+        ApiError::Store(trailmark_store::StoreError::backend("running a removal", e))
+    })?
+}
+
 /// The longest `X-Request-Id` a caller may choose; a longer one, or one
 /// with characters other than visible ASCII, is replaced.
 const MAX_REQUEST_ID: usize = 64;

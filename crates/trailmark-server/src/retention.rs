@@ -262,18 +262,39 @@ struct Selection<'a> {
     record: Map<String, Value>,
 }
 
+/// The holds in force.
+async fn holds_in_force<S: Store>(app: &App<S>) -> Result<Vec<Hold>, ApiError> {
+    let mut holds = app.store.holds().await?;
+    holds.retain(Hold::in_force);
+    Ok(holds)
+}
+
 /// Walks one tenant and removes (or, in a dry run, counts) what the
 /// selection takes and no hold keeps, one recorded page at a time.
+///
+/// `holds`: the holds to respect when the caller holds the removal lock
+/// for the whole walk (an erasure); `None` takes the lock for each page and
+/// reads the holds in force then (a cleanup: a hold placed while it runs
+/// waits at most one page, and binds the pages after it).
 async fn remove_in<S: Store>(
     app: &App<S>,
     caller: Option<&Caller>,
     tenant: &TenantId,
-    holds: &[Hold],
+    holds: Option<&[Hold]>,
     selection: &Selection<'_>,
     run: &mut Tally,
 ) -> Result<(), ApiError> {
     let mut after = None;
     loop {
+        let _page_lock;
+        let fresh;
+        let holds = if let Some(holds) = holds {
+            holds
+        } else {
+            _page_lock = app.removals.lock().await;
+            fresh = holds_in_force(app).await?;
+            fresh.as_slice()
+        };
         let page = app
             .store
             .walk(tenant, &selection.walk, after, WALK_PAGE)
@@ -370,13 +391,6 @@ async fn cleanup<S: Store>(
 ) -> Result<RemovalReport, ApiError> {
     let at = now();
     let policies = app.store.retention().await?;
-    let holds: Vec<Hold> = app
-        .store
-        .holds()
-        .await?
-        .into_iter()
-        .filter(Hold::in_force)
-        .collect();
     let mut run = Tally::new(Kind::Expiry, dry_run);
     for tenant in tenants(app, caller, only).await? {
         let mine: Vec<RetentionPolicy> = policies
@@ -407,20 +421,19 @@ async fn cleanup<S: Store>(
             stop_after,
             record,
         };
-        remove_in(app, caller, &tenant, &holds, &selection, &mut run).await?;
+        remove_in(app, caller, &tenant, None, &selection, &mut run).await?;
     }
     let scrubbed = scrub(app, &run).await;
     Ok(run.report(scrubbed))
 }
 
-/// Runs a cleanup under the removal lock and keeps its report.
+/// Runs a cleanup and keeps its report (not a dry run's).
 pub async fn run_cleanup<S: Store>(
     app: &App<S>,
     caller: Option<&Caller>,
     only: Option<&str>,
     dry_run: bool,
 ) -> Result<RemovalReport, ApiError> {
-    let _one_at_a_time = app.removals.lock().await;
     let report = cleanup(app, caller, only, dry_run).await?;
     if !dry_run && let Ok(mut last) = app.last_cleanup.lock() {
         *last = Some(report.clone());
@@ -598,7 +611,12 @@ pub async fn post_cleanup<S: Store>(
     } else {
         body(&bytes)?
     };
-    let report = run_cleanup(&app, Some(&caller), asked.tenant.as_deref(), asked.dry_run).await?;
+    // A long cleanup outlives the request timeout: it finishes, and its
+    // report is the next GET /v1/retention's last_cleanup.
+    let report = crate::app::detached(async move {
+        run_cleanup(&app, Some(&caller), asked.tenant.as_deref(), asked.dry_run).await
+    })
+    .await?;
     Ok(axum::Json(report))
 }
 
@@ -727,15 +745,24 @@ pub async fn post_erasure<S: Store>(
         }
     };
     let reason = reason(&asked.reason)?;
+    let report =
+        crate::app::detached(async move { erase(&app, &caller, asked, walk, label, reason).await })
+            .await?;
+    Ok(axum::Json(report))
+}
+
+/// An erasure, under the removal lock from its check to its end.
+async fn erase<S: Store>(
+    app: &App<S>,
+    caller: &Caller,
+    asked: ErasureIn,
+    walk: Walk,
+    label: String,
+    reason: String,
+) -> Result<RemovalReport, ApiError> {
     let _one_at_a_time = app.removals.lock().await;
-    let holds: Vec<Hold> = app
-        .store
-        .holds()
-        .await?
-        .into_iter()
-        .filter(Hold::in_force)
-        .collect();
-    let tenants = tenants(&app, Some(&caller), asked.tenant.as_deref()).await?;
+    let holds = holds_in_force(app).await?;
+    let tenants = tenants(app, Some(caller), asked.tenant.as_deref()).await?;
     let mut record = Map::new();
     record.insert("selector".into(), Value::from(label));
     record.insert("reason".into(), Value::from(reason));
@@ -750,7 +777,15 @@ pub async fn post_erasure<S: Store>(
     // entry under hold is refused before anything is removed.
     let mut check = Tally::new(Kind::Erasure, true);
     for tenant in &tenants {
-        remove_in(&app, Some(&caller), tenant, &holds, &selection, &mut check).await?;
+        remove_in(
+            app,
+            Some(caller),
+            tenant,
+            Some(&holds),
+            &selection,
+            &mut check,
+        )
+        .await?;
     }
     if check.held > 0 {
         let named: Vec<String> = check
@@ -771,10 +806,18 @@ pub async fn post_erasure<S: Store>(
     }
     let mut run = Tally::new(Kind::Erasure, false);
     for tenant in &tenants {
-        remove_in(&app, Some(&caller), tenant, &holds, &selection, &mut run).await?;
+        remove_in(
+            app,
+            Some(caller),
+            tenant,
+            Some(&holds),
+            &selection,
+            &mut run,
+        )
+        .await?;
     }
-    let scrubbed = scrub(&app, &run).await;
-    Ok(axum::Json(run.report(scrubbed)))
+    let scrubbed = scrub(app, &run).await;
+    Ok(run.report(scrubbed))
 }
 
 /// The most distinct removal records one answer reads to give reasons.

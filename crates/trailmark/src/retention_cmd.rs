@@ -275,12 +275,57 @@ pub fn retention(args: RetentionArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long `trailmark cleanup` waits for a cleanup that outlived the
+/// request timeout.
+const CLEANUP_WAIT: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
+
+fn last_cleanup(http: &Http) -> anyhow::Result<Option<RemovalReport>> {
+    let text = http.get_text("/v1/retention", &[])?;
+    let out: RetentionOut =
+        serde_json::from_str(&text).context("GET /v1/retention: not the answer expected")?;
+    Ok(out.last_cleanup)
+}
+
 pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<ExitCode> {
     let http = args.server.http()?;
+    let before = if args.dry_run {
+        None
+    } else {
+        last_cleanup(&http)?.map(|r| r.finished_at)
+    };
     let body = json!({"dry_run": args.dry_run, "tenant": args.tenant});
-    let report: RemovalReport =
-        serde_json::from_value(http.post_json("/v1/retention/cleanup", &body)?)
-            .context("POST /v1/retention/cleanup: not the answer expected")?;
+    let report = match http.post_json("/v1/retention/cleanup", &body) {
+        Ok(answer) => serde_json::from_value(answer)
+            .context("POST /v1/retention/cleanup: not the answer expected")?,
+        // Longer than the server's request timeout: a real cleanup goes on
+        // there, and its report becomes the last cleanup's.
+        Err(e) if crate::source::StatusError::status_of(&e).is_some_and(|s| s.status == 408) => {
+            if args.dry_run {
+                anyhow::bail!(
+                    "the dry run took longer than the server's request timeout: narrow it with --tenant"
+                );
+            }
+            eprintln!(
+                "the cleanup takes longer than the request timeout; it goes on in the server, waiting for its report…"
+            );
+            let deadline = std::time::Instant::now() + CLEANUP_WAIT;
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                if let Some(r) = last_cleanup(&http)?
+                    && Some(&r.finished_at) != before.as_ref()
+                {
+                    break r;
+                }
+                if std::time::Instant::now() > deadline {
+                    anyhow::bail!(
+                        "no cleanup report after {} s: see `trailmark retention list`",
+                        CLEANUP_WAIT.as_secs()
+                    );
+                }
+            }
+        }
+        Err(e) => return Err(e),
+    };
     print_report(&report);
     Ok(ExitCode::SUCCESS)
 }

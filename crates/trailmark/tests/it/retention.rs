@@ -58,10 +58,22 @@ fn old_trail(dir: &Path) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = trailmark_store_sqlite::SqliteStore::open(&db).unwrap();
+        store.append(old_events()).await.unwrap();
+        store.shutdown();
+    });
+}
+
+/// The events of [`old_trail`].
+fn old_events() -> Vec<NewEvent> {
+    {
         let mut batch = Vec::new();
         for n in 0..150u64 {
             let gone = n % 10 == 4;
-            let actor = if gone { "u-gone".to_owned() } else { format!("u-{}", n % 7) };
+            let actor = if gone {
+                "u-gone".to_owned()
+            } else {
+                format!("u-{}", n % 7)
+            };
             let (kind, action) = match n % 3 {
                 0 => (Some("Invoice"), "invoice.update"),
                 1 => (Some("Customer"), "customer.update"),
@@ -81,16 +93,18 @@ fn old_trail(dir: &Path) {
             batch.push(received(40, &event));
         }
         for n in 0..60u64 {
-            batch.push(received(10, &json!({
-                "tenant": "acme",
-                "actor": {"id": format!("u-{}", n % 7), "type": "user"},
-                "action": "invoice.update",
-                "resource": {"type": "Invoice", "id": format!("{}", n % 10)},
-            })));
+            batch.push(received(
+                10,
+                &json!({
+                    "tenant": "acme",
+                    "actor": {"id": format!("u-{}", n % 7), "type": "user"},
+                    "action": "invoice.update",
+                    "resource": {"type": "Invoice", "id": format!("{}", n % 10)},
+                }),
+            ));
         }
-        store.append(batch).await.unwrap();
-        store.shutdown();
-    });
+        batch
+    }
 }
 
 /// Every file of the data dir that holds `needle`.
@@ -432,4 +446,150 @@ fn the_erasure_is_recorded_without_its_values(server: &Server) {
         let (_, found) = server.get(&format!("/v1/events?tenant=_system&action={action}"), admin);
         assert_eq!(found["events"].as_array().unwrap().len(), 1, "{action}");
     }
+}
+
+/// The same on a PostgreSQL ledger: erasure, then the cleanup, through a
+/// server; `verify` passes and counts both; after the scrub (VACUUM FULL)
+/// no relation file of the ledger holds an erased value.
+#[test]
+fn on_postgres_erasure_and_cleanup_keep_the_trail_verifiable_and_leave_nothing_behind() {
+    let db = crate::PgDb::new("tm_retention");
+    let url = db.source();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = trailmark_store_postgres::PgStore::new(&url, 2).unwrap();
+        store.migrate().await.unwrap();
+        store.append(old_events()).await.unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--database", &url, "--cleanup-interval", "0"]);
+    let admin = server.admin.clone();
+    let (status, erased) = server.post(
+        "/v1/erasures",
+        &admin,
+        &json!({"tenant": "acme", "actor": "u-gone", "reason": "GDPR request 2026-0413"}),
+    );
+    assert_eq!(status, 200, "{erased}");
+    assert_eq!(erased["entries"], 15);
+    assert!(erased["scrubbed"].as_bool().unwrap());
+    server.put(
+        "/v1/retention",
+        &admin,
+        &json!({"tenant": "acme", "resource_type": "Invoice", "max_age_days": 30}),
+    );
+    let (_, dry) = server.post("/v1/retention/cleanup", &admin, &json!({"dry_run": true}));
+    let (_, run) = server.post("/v1/retention/cleanup", &admin, &json!({}));
+    assert_eq!(run["groups"], dry["groups"]);
+    // 50 old invoices, 5 of them u-gone's (already erased).
+    assert_eq!(run["entries"], 45, "{run}");
+    server.wait_checkpoint("acme", 210);
+    let out = cli(&["verify", "--url", &server.url, "--key", &admin]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("(15 erased, 45 expired)"), "{text}");
+    let files = rt.block_on(ledger_files(&url));
+    for needle in ERASED {
+        let holding: Vec<&String> = files
+            .iter()
+            .filter(|(_, b)| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            .map(|(n, _)| n)
+            .collect();
+        assert!(holding.is_empty(), "{needle} is still in {holding:?}");
+    }
+}
+
+/// Every relation file of the ledger (tables, indexes, TOAST), read through
+/// the server after a CHECKPOINT (superuser: `pg_read_binary_file`).
+async fn ledger_files(url: &str) -> Vec<(String, Vec<u8>)> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("CHECKPOINT").await.unwrap();
+    let rows = client
+        .query(
+            "SELECT c.relname, pg_relation_filepath(c.oid) FROM pg_class c
+             WHERE c.relfilenode <> 0 AND (c.relnamespace = 'trailmark_ledger'::regnamespace
+               OR c.oid IN (SELECT reltoastrelid FROM pg_class
+                            WHERE relnamespace = 'trailmark_ledger'::regnamespace))",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, path): (String, String) = (row.get(0), row.get(1));
+        let bytes: Vec<u8> = client
+            .query_one("SELECT pg_read_binary_file($1)", &[&path])
+            .await
+            .unwrap()
+            .get(0);
+        out.push((name, bytes));
+    }
+    out
+}
+
+/// A cleanup longer than the request timeout is not cut short: the server
+/// answers 408 and goes on; `trailmark cleanup` waits for the report, and
+/// everything expired is recorded and verifies.
+#[test]
+fn a_cleanup_longer_than_the_request_timeout_finishes_and_the_cli_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let n = 50_000u64;
+    rt.block_on(async {
+        let store = trailmark_store_sqlite::SqliteStore::open(data.join("trailmark.db")).unwrap();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
+            let batch = chunk
+                .iter()
+                .map(|i| {
+                    received(
+                        40,
+                        &json!({"tenant": "bulk", "actor": {"id": format!("u-{}", i % 50), "type": "user"},
+                                "action": "update", "resource": {"type": "Order", "id": format!("{i}")},
+                                "changes": {"state": {"old": "open", "new": "paid"}}}),
+                    )
+                })
+                .collect();
+            store.append(batch).await.unwrap();
+        }
+        store.shutdown();
+    });
+    let server = Server::start_with(
+        &data,
+        &["--cleanup-interval", "0", "--request-timeout", "1"],
+    );
+    let admin = server.admin.clone();
+    let (status, _) = server.put(
+        "/v1/retention",
+        &admin,
+        &json!({"tenant": "bulk", "max_age_days": 30}),
+    );
+    assert_eq!(status, 200);
+    let out = cli(&["cleanup", "--url", &server.url, "--key", &admin]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("goes on in the server"),
+        "the cleanup outlived the 1 s request timeout: {text}"
+    );
+    assert!(text.contains(&format!("expired: {n} entries")), "{text}");
+    server.wait_checkpoint("bulk", n);
+    let out = cli(&[
+        "verify",
+        "--url",
+        &server.url,
+        "--key",
+        &admin,
+        "--tenant",
+        "bulk",
+    ]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("(0 erased, {n} expired)")), "{text}");
 }
