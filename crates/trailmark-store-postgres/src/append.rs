@@ -395,7 +395,7 @@ async fn copy_entries(
 
 /// Lexemes (sorted, distinct, no positions) in `tsvector`'s binary form.
 #[derive(Debug)]
-pub(crate) struct Lexemes<'a>(pub(crate) &'a [String]);
+struct Lexemes<'a>(&'a [String]);
 
 impl tokio_postgres::types::ToSql for Lexemes<'_> {
     fn to_sql(

@@ -590,7 +590,7 @@ impl Store for PgStore {
         seqs: Vec<u64>,
         why: Removal,
     ) -> Result<u64, StoreError> {
-        removal::erase(&mut self.client().await?, tenant, &seqs, why).await
+        removal::erase(&self.client().await?, tenant, &seqs, why).await
     }
 
     /// `VACUUM (FULL)` of the entries table: a plain VACUUM frees the dead

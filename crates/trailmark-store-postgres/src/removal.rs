@@ -9,7 +9,7 @@ use trailmark_store::{
     Hold, HoldScope, Removal, RetentionPolicy, StoreError, Target, Walk, WalkPage, Walked,
 };
 
-use crate::append::{Lexemes, words};
+use crate::append::words;
 use crate::{db, to_i64};
 
 /// The bytes an erasure frees: payload, salt and the derived columns.
@@ -82,11 +82,12 @@ pub(crate) async fn walk(
     Ok(page)
 }
 
-/// Erases the payloads of these entries in one transaction. The search
+/// Erases the payloads of these entries in one statement. The search
 /// column keeps the envelope's words (ids and action) and loses the
-/// payload's.
+/// payload's: the words are split here, by the one rule
+/// ([`crate::search::split`]), and handed over as lexemes.
 pub(crate) async fn erase(
-    client: &mut deadpool_postgres::Object,
+    client: &deadpool_postgres::Object,
     tenant: &TenantId,
     seqs: &[u64],
     why: Removal,
@@ -94,46 +95,39 @@ pub(crate) async fn erase(
     let (kind, record) = why.to_parts();
     let record = to_i64(record);
     let seqs: Vec<i64> = seqs.iter().map(|&s| to_i64(s)).collect();
-    let tx = client
-        .transaction()
-        .await
-        .map_err(db("starting an erasure"))?;
-    let rows = tx
+    let rows = client
         .query(
             "SELECT seq, envelope FROM trailmark_ledger.entries
-             WHERE tenant = $1 AND seq = ANY($2) AND payload IS NOT NULL FOR UPDATE",
+             WHERE tenant = $1 AND seq = ANY($2) AND payload IS NOT NULL",
             &[&tenant.as_str(), &seqs],
         )
         .await
         .map_err(db("finding entries to erase"))?;
-    let update = tx
-        .prepare(
-            "UPDATE trailmark_ledger.entries
-             SET payload = NULL, salt = NULL, ip = NULL, request_id = NULL, search = $3,
-                 removed_kind = $4, removed_by = $5
-             WHERE tenant = $1 AND seq = $2",
-        )
-        .await
-        .map_err(db("erasing a payload"))?;
+    let mut found = Vec::with_capacity(rows.len());
+    let mut kept = Vec::with_capacity(rows.len());
     for row in &rows {
         let envelope = Envelope::from_leaf_bytes(row.get::<_, &[u8]>(1))
             .map_err(|e| unreadable(tenant, &e))?;
-        let kept = words(&envelope, &Map::new());
-        tx.execute(
-            &update,
-            &[
-                &tenant.as_str(),
-                &row.get::<_, i64>(0),
-                &Lexemes(&kept),
-                &kind,
-                &record,
-            ],
+        found.push(row.get::<_, i64>(0));
+        // Words are runs of letters and digits: a space separates them.
+        kept.push(words(&envelope, &Map::new()).join(" "));
+    }
+    // One statement for the page; an entry another erasure emptied in the
+    // meantime is skipped (the payload test is evaluated again under the
+    // row lock).
+    let n = client
+        .execute(
+            "UPDATE trailmark_ledger.entries e
+             SET payload = NULL, salt = NULL, ip = NULL, request_id = NULL,
+                 search = array_to_tsvector(string_to_array(v.words, ' ')),
+                 removed_kind = $4, removed_by = $5
+             FROM unnest($2::bigint[], $3::text[]) AS v(seq, words)
+             WHERE e.tenant = $1 AND e.seq = v.seq AND e.payload IS NOT NULL",
+            &[&tenant.as_str(), &found, &kept, &kind, &record],
         )
         .await
-        .map_err(db("erasing a payload"))?;
-    }
-    tx.commit().await.map_err(db("committing an erasure"))?;
-    Ok(rows.len() as u64)
+        .map_err(db("erasing payloads"))?;
+    Ok(n)
 }
 
 fn time(millis: i64) -> Result<Timestamp, StoreError> {

@@ -197,17 +197,17 @@ fn print_report(r: &RemovalReport) {
         r.entries,
         r.bytes,
         r.held,
-        if r.records.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; recorded in _system seq {}",
-                r.records
-                    .iter()
-                    .map(|e| e.seq.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+        match (r.records.first(), r.records.last()) {
+            (Some(first), Some(_)) if r.records.len() == 1 => {
+                format!("; recorded in _system seq {}", first.seq)
+            }
+            (Some(first), Some(last)) => format!(
+                "; recorded in {} _system entries, seq {} to {}",
+                r.records.len(),
+                first.seq,
+                last.seq
+            ),
+            _ => String::new(),
         }
     );
     if !r.dry_run && r.entries > 0 && !r.scrubbed {
