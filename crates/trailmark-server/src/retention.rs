@@ -657,7 +657,7 @@ pub async fn place_hold<S: Store>(
         (None, None, Some(true)) => HoldScope::All,
         _ => {
             return Err(ApiError::param(
-                "",
+                "actor",
                 "give exactly one of actor, resource (TYPE:ID) and all: true",
             ));
         }
@@ -739,7 +739,7 @@ pub async fn post_erasure<S: Store>(
         }
         _ => {
             return Err(ApiError::param(
-                "",
+                "actor",
                 "give exactly one of actor and resource (TYPE:ID)",
             ));
         }

@@ -95,11 +95,18 @@ pub(crate) async fn erase(
     let (kind, record) = why.to_parts();
     let record = to_i64(record);
     let seqs: Vec<i64> = seqs.iter().map(|&s| to_i64(s)).collect();
+    let (Some(&low), Some(&high)) = (seqs.iter().min(), seqs.iter().max()) else {
+        return Ok(0);
+    };
+    // A join with the list, each a primary-key lookup, bounded by the
+    // list's range: with `seq = ANY($2)` the planner guessed thousands of
+    // rows and walked the whole tenant (0.9 s a page at a million entries).
     let rows = client
         .query(
-            "SELECT seq, envelope FROM trailmark_ledger.entries
-             WHERE tenant = $1 AND seq = ANY($2) AND payload IS NOT NULL",
-            &[&tenant.as_str(), &seqs],
+            "SELECT e.seq, e.envelope FROM unnest($2::bigint[]) AS v(seq)
+             JOIN trailmark_ledger.entries e ON e.tenant = $1 AND e.seq = v.seq
+             WHERE e.seq BETWEEN $3 AND $4 AND e.payload IS NOT NULL",
+            &[&tenant.as_str(), &seqs, &low, &high],
         )
         .await
         .map_err(db("finding entries to erase"))?;
@@ -122,8 +129,9 @@ pub(crate) async fn erase(
                  search = array_to_tsvector(string_to_array(v.words, ' ')),
                  removed_kind = $4, removed_by = $5
              FROM unnest($2::bigint[], $3::text[]) AS v(seq, words)
-             WHERE e.tenant = $1 AND e.seq = v.seq AND e.payload IS NOT NULL",
-            &[&tenant.as_str(), &found, &kept, &kind, &record],
+             WHERE e.tenant = $1 AND e.seq = v.seq AND e.payload IS NOT NULL
+               AND e.seq BETWEEN $6 AND $7",
+            &[&tenant.as_str(), &found, &kept, &kind, &record, &low, &high],
         )
         .await
         .map_err(db("erasing payloads"))?;
