@@ -18,7 +18,7 @@ mod keys_api;
 pub mod openapi;
 mod proofs;
 mod query;
-mod render;
+pub mod render;
 mod reports;
 pub mod retention;
 mod tiles;

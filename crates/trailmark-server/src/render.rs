@@ -137,3 +137,14 @@ pub fn key_out(k: &trailmark_store::KeyRecord) -> KeyOut {
         tenant: k.tenant.as_ref().map(|t| t.as_str().to_owned()),
     }
 }
+
+/// What a stored entry's removal marker says, for the verifier.
+pub fn removed_by(entry: &StoredEntry) -> Option<trailmark_verify::RemovedBy> {
+    entry.removed.map(|r| trailmark_verify::RemovedBy {
+        kind: match r {
+            Removal::Erased { .. } => trailmark_verify::RemovalKind::Erased,
+            Removal::Expired { .. } => trailmark_verify::RemovalKind::Expired,
+        },
+        record: r.record(),
+    })
+}

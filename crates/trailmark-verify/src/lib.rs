@@ -26,7 +26,7 @@ pub use keys::{KeyHistory, KeyRecordView, ScopedKey, Transition, system_key, sys
 pub use receipt::{ReceiptFacts, verify_receipt, verify_witnessed_receipt};
 pub use reference::{CHECKPOINT_ACTION, CHECKPOINT_RESOURCE, CheckpointReference};
 pub use removal::{
-    ERASURE_ACTION, EXPIRY_ACTION, MAX_RANGES, RemovalKind, RemovalRecord, Removals,
+    ERASURE_ACTION, EXPIRY_ACTION, MAX_RANGES, RemovalKind, RemovalRecord, Removals, RemovedBy,
 };
 pub use tenant::{Entry, Policy, TenantVerifier};
 pub use trail::Trail;

@@ -32,6 +32,14 @@ pub enum RemovalKind {
     Expired,
 }
 
+/// What a store says removed an entry's payload: the kind and the
+/// `_system` seq of the record (its `removed_kind`/`removed_by` marker).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemovedBy {
+    pub kind: RemovalKind,
+    pub record: u64,
+}
+
 /// One removal as `_system` recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemovalRecord {
@@ -133,9 +141,10 @@ impl RemovalRecord {
 /// and why.
 #[derive(Clone, Debug, Default)]
 pub struct Removals {
-    /// first → (end, kind); ranges of different records may overlap (an
-    /// erasure retried), so each lookup checks the nearest ranges below.
-    ranges: std::collections::BTreeMap<u64, Vec<(u64, RemovalKind)>>,
+    /// first → (end, kind, record's `_system` seq); ranges of different
+    /// records may overlap (an erasure retried), so each lookup checks the
+    /// nearest ranges below.
+    ranges: std::collections::BTreeMap<u64, Vec<(u64, RemovalKind, u64)>>,
 }
 
 impl Removals {
@@ -144,7 +153,7 @@ impl Removals {
             self.ranges
                 .entry(first)
                 .or_default()
-                .push((end, record.kind));
+                .push((end, record.kind, record.system_seq));
         }
     }
 
@@ -156,7 +165,7 @@ impl Removals {
         // with a range reaching `seq` answers. Only entries without payload
         // are looked up, and those are normally covered by a near range.
         for (_, list) in self.ranges.range(..=seq).rev() {
-            for &(end, kind) in list {
+            for &(end, kind, _) in list {
                 if seq < end {
                     if kind == RemovalKind::Erased {
                         return Some(kind);
@@ -169,6 +178,17 @@ impl Removals {
             }
         }
         found
+    }
+}
+
+impl Removals {
+    /// Whether the record at `_system` seq `by.record` covers `seq` with
+    /// that kind: what a store's marker claims.
+    pub fn confirms(&self, seq: u64, by: RemovedBy) -> bool {
+        self.ranges.range(..=seq).any(|(_, list)| {
+            list.iter()
+                .any(|&(end, kind, record)| seq < end && kind == by.kind && record == by.record)
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use trailmark_log::{
 
 use crate::ScopedKey;
 use crate::reference::CheckpointReference;
-use crate::removal::{RemovalKind, RemovalRecord, Removals};
+use crate::removal::{RemovalKind, RemovalRecord, Removals, RemovedBy};
 use crate::{Failure, Report, Summary, Where};
 
 /// One entry as read from wherever the trail lives.
@@ -27,6 +27,9 @@ pub struct Entry<'a> {
     /// The query columns stored beside the entry, when the source has them
     /// (a data dir does; the public API shows only envelope and payload).
     pub columns: Option<&'a IndexedColumns>,
+    /// What the store says removed the payload, when it says (a data dir
+    /// and a PostgreSQL ledger do; the API does not).
+    pub removed: Option<RemovedBy>,
 }
 
 /// How a verification judges time.
@@ -410,6 +413,12 @@ impl TenantVerifier {
         }
         let payload = match (entry.payload, entry.salt) {
             (Some(payload), Some(salt)) => {
+                if entry.removed.is_some() {
+                    self.fail(
+                        Where::Seq(position),
+                        "marked as removed, but it holds its payload",
+                    );
+                }
                 if envelope.payload_digest.verify(payload, salt).is_err() {
                     self.fail(
                         Where::Seq(position),
@@ -421,14 +430,7 @@ impl TenantVerifier {
                 }
             }
             (None, None) => {
-                match self.removals.covering(position) {
-                    Some(RemovalKind::Erased) => self.erased += 1,
-                    Some(RemovalKind::Expired) => self.expired += 1,
-                    None => self.fail(
-                        Where::Seq(position),
-                        "payload and salt are gone, and no erasure or retention run records removing them",
-                    ),
-                }
+                self.check_removed(position, entry.removed);
                 None
             }
             _ => {
@@ -469,6 +471,30 @@ impl TenantVerifier {
                 Ok(r) => self.removal_records.push(r),
                 Err(e) => self.fail(Where::Seq(position), e),
             }
+        }
+    }
+
+    /// An entry without payload and salt: a `_system` record must cover it,
+    /// and the store's marker, if it shows one, must name such a record.
+    fn check_removed(&mut self, position: u64, marker: Option<RemovedBy>) {
+        if let Some(by) = marker
+            && !self.removals.confirms(position, by)
+        {
+            self.fail(
+                Where::Seq(position),
+                format!(
+                    "the store says _system seq {} removed its payload, but that record does not cover it",
+                    by.record
+                ),
+            );
+        }
+        match self.removals.covering(position) {
+            Some(RemovalKind::Erased) => self.erased += 1,
+            Some(RemovalKind::Expired) => self.expired += 1,
+            None => self.fail(
+                Where::Seq(position),
+                "payload and salt are gone, and no erasure or retention run records removing them",
+            ),
         }
     }
 

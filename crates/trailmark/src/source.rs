@@ -22,6 +22,8 @@ pub struct LogEntry {
     pub salt: Option<Salt>,
     /// The query columns stored beside it, where the source shows them.
     pub columns: Option<IndexedColumns>,
+    /// The store's removal marker, where the source shows it.
+    pub removed: Option<trailmark_verify::RemovedBy>,
 }
 
 /// A checkpoint as stored: the note, and the size and root kept beside it
@@ -157,6 +159,7 @@ impl<S: Store> Source for Offline<S> {
         Ok(entries
             .into_iter()
             .map(|e| LogEntry {
+                removed: trailmark_server::render::removed_by(&e),
                 envelope: e.envelope_bytes,
                 leaf_hash: Some(e.leaf_hash),
                 payload: e.payload,
@@ -470,6 +473,7 @@ impl Source for Remote {
                         None => None,
                     },
                     columns: Some(columns_of(e.columns)),
+                    removed: None,
                 })
             })
             .collect()

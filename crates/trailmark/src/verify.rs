@@ -261,6 +261,7 @@ fn push_tenant(
                     payload: entry.payload.as_ref(),
                     salt: entry.salt.as_ref(),
                     columns: entry.columns.as_ref(),
+                    removed: entry.removed,
                 },
             );
         }

@@ -104,6 +104,7 @@ async fn verify_tenant<S: Store>(
                     payload: entry.payload.as_ref(),
                     salt: entry.salt.as_ref(),
                     columns: Some(&entry.columns),
+                    removed: crate::render::removed_by(entry),
                 },
             );
             job.checked.fetch_add(1, Ordering::Relaxed);

@@ -105,6 +105,7 @@ pub(crate) fn push_rows(v: &mut TenantVerifier, rows: &[Row]) {
                 payload: r.payload.as_ref(),
                 salt: r.salt.as_ref(),
                 columns: Some(&r.columns),
+                removed: None,
             },
         );
     }
@@ -310,6 +311,7 @@ fn deleted_entries_and_removed_tails_are_named() {
                 payload: r.payload.as_ref(),
                 salt: r.salt.as_ref(),
                 columns: None,
+                removed: None,
             },
         );
     }
@@ -379,4 +381,64 @@ fn a_checkpoint_by_another_key_or_with_other_stored_columns_fails() {
     push_rows(&mut v, &l.rows);
     let report = only(&v.finish(4, &Policy::default()));
     assert!(report.contains("stored beside the note"), "{report}");
+}
+
+#[test]
+fn a_removal_marker_must_name_a_record_that_covers_the_entry() {
+    use trailmark_verify::{RemovalKind, RemovalRecord, RemovedBy};
+    let mut l = log("acme", 10, &[10]);
+    l.rows[3].payload = None;
+    l.rows[3].salt = None;
+    l.rows[3].columns.ip = None;
+    l.rows[3].columns.request_id = None;
+    let record = RemovalRecord {
+        system_seq: 40,
+        tenant: TenantId::new("acme").unwrap(),
+        kind: RemovalKind::Erased,
+        ranges: vec![(3, 4)],
+    };
+    let run = |marks: &[(usize, RemovedBy)]| {
+        let mut v = verifier("acme");
+        v.stored_checkpoint(&l.notes[0], None);
+        v.removal_recorded(&record);
+        for (n, r) in (0u64..).zip(&l.rows) {
+            let removed = marks
+                .iter()
+                .find(|(at, _)| *at as u64 == n)
+                .map(|(_, by)| *by);
+            v.entry(
+                n,
+                Entry {
+                    envelope: &r.envelope,
+                    stored_leaf_hash: Some(leaf_hash(&r.envelope)),
+                    payload: r.payload.as_ref(),
+                    salt: r.salt.as_ref(),
+                    columns: Some(&r.columns),
+                    removed,
+                },
+            );
+        }
+        v.finish(10, &Policy::default())
+    };
+    let by = |kind, record| RemovedBy { kind, record };
+    // The marker the erasure wrote: passes.
+    let r = run(&[(3, by(RemovalKind::Erased, 40))]);
+    assert!(r.ok(), "{:#?}", r.failures);
+    // Another record, or another kind: named.
+    for wrong in [by(RemovalKind::Erased, 41), by(RemovalKind::Expired, 40)] {
+        let report = only(&run(&[(3, wrong)]));
+        assert!(
+            report.starts_with("seq 3: the store says _system seq"),
+            "{report}"
+        );
+    }
+    // A marker on an entry that holds its payload: named.
+    let report = only(&run(&[
+        (3, by(RemovalKind::Erased, 40)),
+        (5, by(RemovalKind::Erased, 40)),
+    ]));
+    assert!(
+        report.starts_with("seq 5: marked as removed, but it holds its payload"),
+        "{report}"
+    );
 }
