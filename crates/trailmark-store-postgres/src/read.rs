@@ -70,6 +70,7 @@ fn to_entry(row: &tokio_postgres::Row) -> Result<StoredEntry, StoreError> {
     })
 }
 
+/// A stored tenant name, read back.
 fn tenant_of(name: &str) -> Result<TenantId, StoreError> {
     TenantId::from_stored(name)
         .map_err(|m| StoreError::Unreadable(format!("tenant name {name:?}: {m}")))

@@ -6,7 +6,7 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use trailmark_core::{Envelope, TenantId, Timestamp};
 use trailmark_store::{
-    Hold, HoldScope, Removal, RetentionPolicy, StoreError, Target, Walk, WalkPage, Walked,
+    Hold, Removal, RetentionPolicy, StoreError, StoredHold, Target, Walk, WalkPage, Walked,
 };
 
 use crate::append::words;
@@ -138,16 +138,6 @@ pub(crate) async fn erase(
     Ok(n)
 }
 
-fn time(millis: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_unix_millis(millis)
-        .ok_or_else(|| StoreError::Invalid(format!("a stored time {millis} is out of range")))
-}
-
-fn tenant(name: &str) -> Result<TenantId, StoreError> {
-    TenantId::from_stored(name)
-        .map_err(|e| StoreError::Invalid(format!("a stored tenant name is invalid: {e}")))
-}
-
 pub(crate) async fn retention(c: &impl GenericClient) -> Result<Vec<RetentionPolicy>, StoreError> {
     let rows = c
         .query(
@@ -159,20 +149,13 @@ pub(crate) async fn retention(c: &impl GenericClient) -> Result<Vec<RetentionPol
         .map_err(db("reading retention policies"))?;
     rows.iter()
         .map(|r| {
-            let (kind, value): (&str, &str) = (r.get(1), r.get(2));
-            let days: i32 = r.get(3);
-            Ok(RetentionPolicy {
-                tenant: tenant(r.get(0))?,
-                target: Target::from_parts(kind, value).ok_or_else(|| {
-                    StoreError::Invalid(format!(
-                        "a stored retention target {kind}={value} is invalid"
-                    ))
-                })?,
-                max_age_days: u32::try_from(days).map_err(|_| {
-                    StoreError::Invalid(format!("a stored retention age {days} is invalid"))
-                })?,
-                updated_at: time(r.get(4))?,
-            })
+            RetentionPolicy::from_stored(
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                i64::from(r.get::<_, i32>(3)),
+                r.get(4),
+            )
         })
         .collect()
 }
@@ -229,18 +212,15 @@ pub(crate) async fn holds(c: &impl GenericClient) -> Result<Vec<Hold>, StoreErro
         .map_err(db("reading holds"))?;
     rows.iter()
         .map(|r| {
-            let id: String = r.get(0);
-            let (kind, value): (&str, &str) = (r.get(2), r.get(3));
-            Ok(Hold {
-                scope: HoldScope::from_parts(kind, value).ok_or_else(|| {
-                    StoreError::Invalid(format!("hold {id} has an invalid scope {kind}={value}"))
-                })?,
-                id,
-                tenant: tenant(r.get(1))?,
+            Hold::try_from(StoredHold {
+                id: r.get(0),
+                tenant: r.get(1),
+                scope_kind: r.get(2),
+                scope_value: r.get(3),
                 reason: r.get(4),
                 placed_by: r.get(5),
-                placed_at: time(r.get(6))?,
-                released_at: r.get::<_, Option<i64>>(7).map(time).transpose()?,
+                placed_at: r.get(6),
+                released_at: r.get(7),
             })
         })
         .collect()

@@ -97,6 +97,12 @@ fn to_entry(row: EntryRow) -> Result<StoredEntry, StoreError> {
     })
 }
 
+/// A stored tenant name, read back.
+fn tenant_of(name: &str) -> Result<TenantId, StoreError> {
+    TenantId::from_stored(name)
+        .map_err(|m| StoreError::Unreadable(format!("tenant name {name:?}: {m}")))
+}
+
 pub(crate) fn heads(conn: &Connection) -> Result<Vec<TenantHead>, StoreError> {
     let mut stmt = conn
         .prepare_cached("SELECT name, size FROM tenants ORDER BY name")
@@ -107,8 +113,7 @@ pub(crate) fn heads(conn: &Connection) -> Result<Vec<TenantHead>, StoreError> {
     rows.map(|row| {
         let (name, size) = row.map_err(db("listing tenants"))?;
         Ok(TenantHead {
-            tenant: TenantId::from_stored(&name)
-                .map_err(|m| StoreError::Unreadable(format!("tenant name {name:?}: {m}")))?,
+            tenant: tenant_of(&name)?,
             size: TreeSize::new(u64::try_from(size).unwrap_or(0)).unwrap_or_default(),
         })
     })
@@ -327,8 +332,7 @@ fn to_checkpoint(
     (tenant, size, root, note, at): (String, i64, Vec<u8>, String, i64),
 ) -> Result<CheckpointRecord, StoreError> {
     Ok(CheckpointRecord {
-        tenant: TenantId::from_stored(&tenant)
-            .map_err(|m| StoreError::Unreadable(format!("tenant name {tenant:?}: {m}")))?,
+        tenant: tenant_of(&tenant)?,
         size: TreeSize::new(u64::try_from(size).unwrap_or(0)).unwrap_or_default(),
         root: Hash::from_slice(&root)?,
         note,

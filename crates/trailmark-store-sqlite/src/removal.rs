@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Map;
 use trailmark_core::{Envelope, TenantId, Timestamp};
 use trailmark_store::{
-    Hold, HoldScope, Removal, RetentionPolicy, StoreError, Target, Walk, WalkPage, Walked,
+    Hold, Removal, RetentionPolicy, StoreError, StoredHold, Target, Walk, WalkPage, Walked,
     searchable_text,
 };
 
@@ -152,16 +152,6 @@ pub(crate) fn erase(
     Ok(erased)
 }
 
-fn time(millis: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_unix_millis(millis)
-        .ok_or_else(|| StoreError::Invalid(format!("a stored time {millis} is out of range")))
-}
-
-fn tenant(name: &str) -> Result<TenantId, StoreError> {
-    TenantId::from_stored(name)
-        .map_err(|e| StoreError::Invalid(format!("a stored tenant name is invalid: {e}")))
-}
-
 pub(crate) fn retention(conn: &Connection) -> Result<Vec<RetentionPolicy>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
@@ -182,18 +172,7 @@ pub(crate) fn retention(conn: &Connection) -> Result<Vec<RetentionPolicy>, Store
         .map_err(db("reading retention policies"))?;
     rows.map(|row| {
         let (t, kind, value, days, at) = row.map_err(db("reading retention policies"))?;
-        Ok(RetentionPolicy {
-            tenant: tenant(&t)?,
-            target: Target::from_parts(&kind, &value).ok_or_else(|| {
-                StoreError::Invalid(format!(
-                    "a stored retention target {kind}={value} is invalid"
-                ))
-            })?,
-            max_age_days: u32::try_from(days).map_err(|_| {
-                StoreError::Invalid(format!("a stored retention age {days} is invalid"))
-            })?,
-            updated_at: time(at)?,
-        })
+        RetentionPolicy::from_stored(&t, &kind, &value, days, at)
     })
     .collect()
 }
@@ -242,33 +221,20 @@ pub(crate) fn holds(conn: &Connection) -> Result<Vec<Hold>, StoreError> {
         .map_err(db("reading holds"))?;
     let rows = stmt
         .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, Option<i64>>(7)?,
-            ))
+            Ok(StoredHold {
+                id: r.get(0)?,
+                tenant: r.get(1)?,
+                scope_kind: r.get(2)?,
+                scope_value: r.get(3)?,
+                reason: r.get(4)?,
+                placed_by: r.get(5)?,
+                placed_at: r.get(6)?,
+                released_at: r.get(7)?,
+            })
         })
         .map_err(db("reading holds"))?;
-    rows.map(|row| {
-        let (id, t, kind, value, reason, by, at, released) = row.map_err(db("reading holds"))?;
-        Ok(Hold {
-            scope: HoldScope::from_parts(&kind, &value).ok_or_else(|| {
-                StoreError::Invalid(format!("hold {id} has an invalid scope {kind}={value}"))
-            })?,
-            id,
-            tenant: tenant(&t)?,
-            reason,
-            placed_by: by,
-            placed_at: time(at)?,
-            released_at: released.map(time).transpose()?,
-        })
-    })
-    .collect()
+    rows.map(|row| Hold::try_from(row.map_err(db("reading holds"))?))
+        .collect()
 }
 
 pub(crate) fn add_hold(conn: &Connection, h: &Hold) -> Result<u64, StoreError> {

@@ -14,7 +14,9 @@ pub mod testkit;
 mod types;
 
 pub use error::{ErrorKind, StoreError};
-pub use removal::{Hold, HoldScope, RetentionPolicy, Target, Walk, WalkPage, Walked, governing};
+pub use removal::{
+    Hold, HoldScope, RetentionPolicy, StoredHold, Target, Walk, WalkPage, Walked, governing,
+};
 pub use store::Store;
 pub use types::{
     Access, Appended, CheckpointRecord, CountBy, Cursor, EntryState, Exact, KeyRecord, NewEvent,

@@ -5,6 +5,8 @@
 
 use trailmark_core::{Envelope, TenantId, Timestamp};
 
+use crate::StoreError;
+
 /// What a retention policy applies to within its tenant.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Target {
@@ -85,6 +87,77 @@ impl RetentionPolicy {
         envelope.tenant == self.tenant
             && self.target.covers(envelope)
             && envelope.received_at < self.cutoff(now)
+    }
+}
+
+/// A stored time, read back; out of range is a row that cannot be read.
+fn stored_time(what: &str, millis: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_unix_millis(millis)
+        .ok_or_else(|| StoreError::Unreadable(format!("{what}: time {millis} is out of range")))
+}
+
+fn stored_tenant(what: &str, name: &str) -> Result<TenantId, StoreError> {
+    TenantId::from_stored(name)
+        .map_err(|m| StoreError::Unreadable(format!("{what}: tenant name {name:?}: {m}")))
+}
+
+impl RetentionPolicy {
+    /// A policy from the columns both stores keep it in.
+    pub fn from_stored(
+        tenant: &str,
+        target_kind: &str,
+        target_value: &str,
+        max_age_days: i64,
+        updated_at: i64,
+    ) -> Result<Self, StoreError> {
+        let what = "a retention policy";
+        Ok(Self {
+            tenant: stored_tenant(what, tenant)?,
+            target: Target::from_parts(target_kind, target_value).ok_or_else(|| {
+                StoreError::Unreadable(format!(
+                    "{what}: target {target_kind}={target_value} is invalid"
+                ))
+            })?,
+            max_age_days: u32::try_from(max_age_days).map_err(|_| {
+                StoreError::Unreadable(format!("{what}: age {max_age_days} is invalid"))
+            })?,
+            updated_at: stored_time(what, updated_at)?,
+        })
+    }
+}
+
+/// A hold as both stores keep it, column by column.
+#[derive(Clone, Debug)]
+pub struct StoredHold {
+    pub id: String,
+    pub tenant: String,
+    pub scope_kind: String,
+    pub scope_value: String,
+    pub reason: String,
+    pub placed_by: String,
+    pub placed_at: i64,
+    pub released_at: Option<i64>,
+}
+
+impl TryFrom<StoredHold> for Hold {
+    type Error = StoreError;
+
+    fn try_from(row: StoredHold) -> Result<Self, StoreError> {
+        let what = format!("hold {}", row.id);
+        Ok(Self {
+            scope: HoldScope::from_parts(&row.scope_kind, &row.scope_value).ok_or_else(|| {
+                StoreError::Unreadable(format!(
+                    "{what}: scope {}={} is invalid",
+                    row.scope_kind, row.scope_value
+                ))
+            })?,
+            tenant: stored_tenant(&what, &row.tenant)?,
+            placed_at: stored_time(&what, row.placed_at)?,
+            released_at: row.released_at.map(|t| stored_time(&what, t)).transpose()?,
+            id: row.id,
+            reason: row.reason,
+            placed_by: row.placed_by,
+        })
     }
 }
 
