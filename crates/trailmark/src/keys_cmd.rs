@@ -13,6 +13,14 @@ use crate::source::Http;
 pub struct KeysArgs {
     #[command(subcommand)]
     command: KeysCommand,
+    #[command(flatten)]
+    server: AdminServer,
+}
+
+/// The server and an admin key: what every command that administers a
+/// running server takes (`keys`, `retention`, `cleanup`, `hold`, `erase`).
+#[derive(Debug, Args)]
+pub struct AdminServer {
     /// The server.
     #[arg(
         long,
@@ -31,7 +39,16 @@ pub struct KeysArgs {
         default_value = "trailmark-data",
         global = true
     )]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl AdminServer {
+    pub fn http(&self) -> anyhow::Result<Http> {
+        Ok(Http::new(
+            &self.url,
+            &admin_key(self.key.clone(), &self.data_dir)?,
+        ))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,14 +120,14 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
     } = args.command
     {
         return crate::rotate_cmd::run(&crate::rotate_cmd::Rotation {
-            data_dir: args.data_dir,
+            data_dir: args.server.data_dir,
             database,
             old_key: signing_key,
             new_key: new_signing_key,
             origin_prefix,
         });
     }
-    let http = Http::new(&args.url, &admin_key(args.key, &args.data_dir)?);
+    let http = args.server.http()?;
     match args.command {
         KeysCommand::Create {
             scopes,

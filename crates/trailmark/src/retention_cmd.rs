@@ -1,7 +1,6 @@
 //! `trailmark retention|cleanup|hold|erase`, against a running server
 //! (admin key): the only paths that remove data, each recorded in `_system`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -9,40 +8,8 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use trailmark_server::wire::{Holds, RemovalReport, RetentionOut};
 
+use crate::keys_cmd::AdminServer as Server;
 use crate::source::Http;
-
-/// The server and the admin key, shared by these commands.
-#[derive(Debug, Args)]
-pub struct Server {
-    /// The server.
-    #[arg(
-        long,
-        env = "TRAILMARK_URL",
-        default_value = "http://127.0.0.1:7878",
-        global = true
-    )]
-    url: String,
-    /// An admin key; defaults to the bootstrap key in --data-dir.
-    #[arg(long, env = "TRAILMARK_KEY", global = true, hide_env_values = true)]
-    key: Option<String>,
-    /// Where to find bootstrap-admin.key when --key is not given.
-    #[arg(
-        long,
-        env = "TRAILMARK_DATA_DIR",
-        default_value = "trailmark-data",
-        global = true
-    )]
-    data_dir: PathBuf,
-}
-
-impl Server {
-    fn http(&self) -> anyhow::Result<Http> {
-        Ok(Http::new(
-            &self.url,
-            &crate::keys_cmd::admin_key(self.key.clone(), &self.data_dir)?,
-        ))
-    }
-}
 
 #[derive(Debug, Args)]
 pub struct RetentionArgs {
