@@ -246,6 +246,12 @@ impl Caller {
         }
     }
 
+    /// Whether this key may see `tenant`: a bound key its own, an unbound
+    /// key every one.
+    pub fn sees(&self, tenant: &TenantId) -> bool {
+        self.key.tenant.as_ref().is_none_or(|own| own == tenant)
+    }
+
     /// The one tenant a tenant-scoped read (proofs, checkpoints) is about.
     pub fn one_tenant(&self, requested: Option<&str>) -> Result<TenantId, ApiError> {
         let visible = self.visible(requested)?;

@@ -476,13 +476,12 @@ pub async fn retention_view<S: Store>(
     app: &App<S>,
     caller: &Caller,
 ) -> Result<RetentionOut, ApiError> {
-    let sees = |t: &TenantId| caller.key.tenant.as_ref().is_none_or(|own| own == t);
     let policies = app
         .store
         .retention()
         .await?
         .iter()
-        .filter(|p| sees(&p.tenant))
+        .filter(|p| caller.sees(&p.tenant))
         .map(policy_out)
         .collect();
     let holds = app
@@ -490,7 +489,7 @@ pub async fn retention_view<S: Store>(
         .holds()
         .await?
         .iter()
-        .filter(|h| h.in_force() && sees(&h.tenant))
+        .filter(|h| h.in_force() && caller.sees(&h.tenant))
         .map(hold_out)
         .collect();
     let last_cleanup = app.last_cleanup.lock().ok().and_then(|l| l.clone());
@@ -629,13 +628,7 @@ pub async fn list_holds<S: Store>(
         .holds()
         .await?
         .iter()
-        .filter(|h| {
-            caller
-                .key
-                .tenant
-                .as_ref()
-                .is_none_or(|own| *own == h.tenant)
-        })
+        .filter(|h| caller.sees(&h.tenant))
         .map(hold_out)
         .collect();
     Ok(axum::Json(Holds { holds }))
@@ -694,14 +687,12 @@ pub async fn release_hold<S: Store>(
     Path(id): Path<String>,
 ) -> Result<axum::Json<HoldOut>, ApiError> {
     let _one_at_a_time = app.removals.lock().await;
-    let found = app.store.holds().await?.into_iter().find(|h| {
-        h.id == id
-            && caller
-                .key
-                .tenant
-                .as_ref()
-                .is_none_or(|own| *own == h.tenant)
-    });
+    let found = app
+        .store
+        .holds()
+        .await?
+        .into_iter()
+        .find(|h| h.id == id && caller.sees(&h.tenant));
     let Some(mut hold) = found.filter(Hold::in_force) else {
         return Err(ApiError::NotFound(format!("no hold in force with id {id}")));
     };
