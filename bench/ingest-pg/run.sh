@@ -61,15 +61,19 @@ for n in 1 2; do
   echo "ledger rows after $n server(s): $rows"
 done
 
-echo "== plain PostgreSQL COPY of the same rows into an identically indexed table"
-cols="tenant, seq, id, occurred_at, actor_id, action, resource_type, resource_id, outcome, envelope, leaf_hash, payload, salt, ip, search"
-psql "$pg dbname=$db" -qtAX -c "\\copy (SELECT $cols FROM trailmark_ledger.entries WHERE tenant = 'bench') TO '$work/rows.copy'"
+echo "== plain PostgreSQL COPY of the same rows into identically indexed tables (entries, payloads)"
+ecols="pos, tenant, seq, id, occurred_at, received_at, actor_id, action, resource_type, resource_id, outcome, envelope, leaf_hash, search"
+pcols="pos, received_at, tenant, payload, salt, ip, request_id, search"
+psql "$pg dbname=$db" -qtAX -c "\\copy (SELECT $ecols FROM trailmark_ledger.entries WHERE tenant = 'bench') TO '$work/entries.copy'"
+psql "$pg dbname=$db" -qtAX -c "\\copy (SELECT $pcols FROM trailmark_ledger.payloads WHERE tenant = 'bench') TO '$work/payloads.copy'"
 psql "$pg dbname=$db" -qtAX \
-  -c "CREATE TABLE copy_target (LIKE trailmark_ledger.entries INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING INDEXES)" \
+  -c "CREATE TABLE copy_entries (LIKE trailmark_ledger.entries INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING INDEXES)" \
+  -c "CREATE TABLE copy_payloads (LIKE trailmark_ledger.payloads INCLUDING DEFAULTS INCLUDING INDEXES)" \
   -c "CHECKPOINT"
-n=$(wc -l < "$work/rows.copy")
+n=$(wc -l < "$work/entries.copy")
 start=$(date +%s.%N)
-psql "$pg dbname=$db" -qtAX -c "\\copy copy_target ($cols) FROM '$work/rows.copy'"
+psql "$pg dbname=$db" -qtAX -c "\\copy copy_entries ($ecols) FROM '$work/entries.copy'" \
+  -c "\\copy copy_payloads ($pcols) FROM '$work/payloads.copy'"
 end=$(date +%s.%N)
 echo "COPY: $n rows in $(echo "$end - $start" | bc) s = $(echo "$n / ($end - $start)" | bc) rows/s"
 psql "$pg dbname=postgres" -qtAX -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"

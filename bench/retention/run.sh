@@ -29,7 +29,7 @@ if [ "${STORE:-sqlite}" = pg ]; then
   target="postgresql://postgres@127.0.0.1:5432/tm_retention_bench"
   psql -q "$pgadmin" -c "DROP DATABASE IF EXISTS tm_retention_bench WITH (FORCE)" -c "CREATE DATABASE tm_retention_bench"
   store=(--database "$target")
-  size() { psql -tA "$target" -c "SELECT pg_total_relation_size('trailmark_ledger.entries') / 1048576" | awk '{print "entries table " $1 " MB"}'; }
+  size() { psql -tA "$target" -c "SELECT sum(pg_total_relation_size(oid)) / 1048576 FROM pg_class WHERE relnamespace = 'trailmark_ledger'::regnamespace AND relkind = 'r' AND (relname = 'entries' OR relname LIKE 'payloads%')" | awk '{print "entries and payload tables " $1 " MB"}'; }
 else
   target="$data/trailmark.db"
   store=()

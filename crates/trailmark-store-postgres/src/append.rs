@@ -21,6 +21,7 @@ pub(crate) struct Rows {
     pub(crate) resource_type: Vec<Option<String>>,
     pub(crate) resource_id: Vec<Option<String>>,
     pub(crate) outcome: Vec<String>,
+    pub(crate) received_at: Vec<i64>,
     pub(crate) envelope: Vec<Vec<u8>>,
     pub(crate) leaf_hash: Vec<Vec<u8>>,
     pub(crate) payload: Vec<Option<String>>,
@@ -104,6 +105,7 @@ impl Rows {
         self.resource_type.push(columns.resource_type);
         self.resource_id.push(columns.resource_id);
         self.outcome.push(columns.outcome);
+        self.received_at.push(env.received_at.unix_millis());
         self.envelope.push(row.bytes);
         self.leaf_hash.push(row.leaf.as_bytes().to_vec());
         self.payload.push(row.payload_text);
@@ -115,11 +117,22 @@ impl Rows {
 
 /// Appends a batch. Ids the server generated are fresh and are not looked
 /// up; should one collide anyway (the unique index says so), the batch is
-/// run again looking every id up.
+/// run again looking every id up. Should a payload partition this process
+/// knew be gone (a scrub dropped it), the batch is run again after making it.
 pub(crate) async fn append(
     store: &PgStore,
     batch: &[NewEvent],
 ) -> Result<Vec<Appended>, StoreError> {
+    match append_checked(store, batch).await {
+        Err(e) if crate::partitions::no_partition(&e) => {
+            store.partitions.forget();
+            append_checked(store, batch).await
+        }
+        other => other,
+    }
+}
+
+async fn append_checked(store: &PgStore, batch: &[NewEvent]) -> Result<Vec<Appended>, StoreError> {
     match append_once(store, batch, false).await {
         Err(StoreError::Backend { source, .. })
             if source
@@ -139,6 +152,8 @@ async fn append_once(
     look_up_all: bool,
 ) -> Result<Vec<Appended>, StoreError> {
     let mut client = store.client().await?;
+    let received = batch.iter().map(|n| n.received_at.unix_millis());
+    crate::partitions::ensure(&**client, &store.partitions, received).await?;
     let tx = client
         .transaction()
         .await
@@ -304,7 +319,21 @@ pub(crate) async fn write(
     heads: HashMap<String, Head>,
 ) -> Result<(), StoreError> {
     if !rows.seq.is_empty() {
-        copy_entries(tx, rows).await?;
+        // Positions are drawn here, in batch order, so that the payloads
+        // (another table) carry them too.
+        let pos: Vec<i64> = tx
+            .query(
+                "SELECT nextval(pg_get_serial_sequence('trailmark_ledger.entries', 'pos'))
+                 FROM generate_series(1, $1::int8)",
+                &[&to_i64(rows.seq.len() as u64)],
+            )
+            .await
+            .map_err(db("numbering entries"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        copy_entries(tx, rows, &pos).await?;
+        copy_payloads(tx, rows, &pos).await?;
     }
     if !nodes.idx.is_empty() {
         copy_nodes(tx, nodes).await?;
@@ -324,51 +353,54 @@ pub(crate) async fn write(
 }
 
 /// The entries go in with binary `COPY` (PostgreSQL's bulk path: rows are
-/// written to the heap in groups, not one executor call each). Row order is
-/// batch order, so `pos` follows it.
+/// written to the heap in groups, not one executor call each), with the
+/// positions drawn for them (`COPY` writes an identity column as given).
+/// An entry whose payload is gone (imported so) has its envelope's words
+/// in its own search column, so that it is still found by them.
 async fn copy_entries(
     tx: &deadpool_postgres::Transaction<'_>,
     rows: &Rows,
+    pos: &[i64],
 ) -> Result<(), StoreError> {
     use tokio_postgres::binary_copy::BinaryCopyInWriter;
     use tokio_postgres::types::Type;
     let sink = tx
         .copy_in(
-            "COPY trailmark_ledger.entries (tenant, seq, id, occurred_at, actor_id, action,
-                 resource_type, resource_id, outcome, envelope, leaf_hash, payload, salt, ip,
-                 request_id, search)
+            "COPY trailmark_ledger.entries (pos, tenant, seq, id, occurred_at, received_at,
+                 actor_id, action, resource_type, resource_id, outcome, envelope, leaf_hash,
+                 search)
              FROM STDIN (FORMAT binary)",
         )
         .await
         .map_err(db("starting to copy entries"))?;
     let types = [
-        Type::TEXT,
         Type::INT8,
         Type::TEXT,
         Type::INT8,
         Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT,
         Type::TEXT,
         Type::TEXT,
         Type::TEXT,
         Type::TEXT,
         Type::BYTEA,
         Type::BYTEA,
-        Type::TEXT,
-        Type::BYTEA,
-        Type::TEXT,
-        Type::TEXT,
         Type::TS_VECTOR,
     ];
     let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-    for i in 0..rows.seq.len() {
-        let search = Lexemes(&rows.words[i]);
+    for (i, pos) in pos.iter().enumerate() {
+        let search = rows.payload[i].is_none().then(|| Lexemes(&rows.words[i]));
         writer
             .as_mut()
             .write(&[
+                pos,
                 &rows.tenant[i],
                 &rows.seq[i],
                 &rows.id[i],
                 &rows.occurred_at[i],
+                &rows.received_at[i],
                 &rows.actor_id[i],
                 &rows.action[i],
                 &rows.resource_type[i],
@@ -376,10 +408,6 @@ async fn copy_entries(
                 &rows.outcome[i],
                 &rows.envelope[i],
                 &rows.leaf_hash[i],
-                &rows.payload[i],
-                &rows.salt[i],
-                &rows.ip[i],
-                &rows.request_id[i],
                 &search,
             ])
             .await
@@ -390,6 +418,59 @@ async fn copy_entries(
         .finish()
         .await
         .map_err(db("finishing the entry copy"))?;
+    Ok(())
+}
+
+/// The payloads of the new entries (those that have one), into the
+/// partitions of their received times, with every word of the entry.
+async fn copy_payloads(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rows: &Rows,
+    pos: &[i64],
+) -> Result<(), StoreError> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let sink = tx
+        .copy_in(
+            "COPY trailmark_ledger.payloads (pos, received_at, tenant, payload, salt, ip,
+                 request_id, search)
+             FROM STDIN (FORMAT binary)",
+        )
+        .await
+        .map_err(db("starting to copy payloads"))?;
+    let types = [
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::BYTEA,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TS_VECTOR,
+    ];
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+    for i in (0..rows.seq.len()).filter(|&i| rows.payload[i].is_some()) {
+        let search = Lexemes(&rows.words[i]);
+        writer
+            .as_mut()
+            .write(&[
+                &pos[i],
+                &rows.received_at[i],
+                &rows.tenant[i],
+                &rows.payload[i],
+                &rows.salt[i],
+                &rows.ip[i],
+                &rows.request_id[i],
+                &search,
+            ])
+            .await
+            .map_err(db("copying payloads"))?;
+    }
+    writer
+        .as_mut()
+        .finish()
+        .await
+        .map_err(db("finishing the payload copy"))?;
     Ok(())
 }
 

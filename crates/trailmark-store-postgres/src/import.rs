@@ -23,6 +23,15 @@ impl PgStore {
         entries: &[StoredEntry],
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
+        let mut received = Vec::new();
+        for entry in entries.iter().filter(|e| e.payload.is_some()) {
+            received.push(
+                Envelope::from_leaf_bytes(&entry.envelope_bytes)?
+                    .received_at
+                    .unix_millis(),
+            );
+        }
+        crate::partitions::ensure(&**client, &self.partitions, received).await?;
         let tx = client
             .transaction()
             .await

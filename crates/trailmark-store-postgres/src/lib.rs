@@ -14,6 +14,7 @@
 
 mod append;
 mod import;
+mod partitions;
 mod read;
 mod removal;
 mod search;
@@ -38,6 +39,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (6, include_str!("../migrations/0006_request_id.sql")),
     (7, include_str!("../migrations/0007_retention.sql")),
     (8, include_str!("../migrations/0008_removed.sql")),
+    (9, include_str!("../migrations/0009_payload_partitions.sql")),
 ];
 
 /// How long a search or count may run before PostgreSQL cancels it.
@@ -109,6 +111,8 @@ pub struct PgStore {
     committer: OnceCell<tokio::sync::mpsc::UnboundedSender<Job>>,
     /// How long a search or count may run (see [`READ_TIME_LIMIT`]).
     read_time_limit: std::time::Duration,
+    /// The payload partitions this process knows exist.
+    partitions: partitions::Known,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -178,6 +182,7 @@ impl PgStore {
             migrated: OnceCell::new_with(read_only.then_some(())),
             committer: OnceCell::new(),
             read_time_limit: READ_TIME_LIMIT,
+            partitions: partitions::Known::default(),
         })
     }
 
@@ -261,7 +266,7 @@ async fn apply_migrations(client: &deadpool_postgres::Object) -> Result<(), Stor
             return Err(StoreError::backend("applying a ledger migration", e));
         }
     }
-    Ok(())
+    partitions::maintain(client).await
 }
 
 /// Group commit: appends that arrive while one commits go into the next
@@ -277,6 +282,7 @@ async fn committer(pool: Pool, mut jobs: tokio::sync::mpsc::UnboundedReceiver<Jo
         migrated: OnceCell::new_with(Some(())),
         committer: OnceCell::new(),
         read_time_limit: READ_TIME_LIMIT,
+        partitions: partitions::Known::default(),
     };
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
@@ -593,17 +599,10 @@ impl Store for PgStore {
         removal::erase(&self.client().await?, tenant, &seqs, why).await
     }
 
-    /// `VACUUM (FULL)` of the entries table: a plain VACUUM frees the dead
-    /// versions of erased rows but leaves their bytes in the pages (the
-    /// conformance test saw them); FULL rewrites the table and its indexes
-    /// into new files and removes the old ones. It holds an exclusive lock
-    /// on the table while it runs (docs/OPERATIONS.md gives the cost).
+    /// Drops the payload partitions that hold only removed payloads and
+    /// rewrites those that hold some ([`partitions::scrub`]).
     async fn scrub(&self) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .batch_execute("VACUUM (FULL) trailmark_ledger.entries")
-            .await
-            .map_err(db("vacuuming the entries"))
+        partitions::scrub(&mut self.client().await?).await
     }
 
     async fn retention(&self) -> Result<Vec<RetentionPolicy>, StoreError> {

@@ -9,15 +9,25 @@ use tokio_postgres::types::ToSql;
 use trailmark_core::{EventId, IndexedColumns, Salt, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId, TreeSize};
 use trailmark_store::{
-    Access, CheckpointRecord, CountBy, Cursor, KeyRecord, Page, Plan, Query, Read, Removal, Scopes,
-    Stats, StoreError, StoredEntry, TenantHead,
+    Access, CheckpointRecord, CountBy, Cursor, Exact, KeyRecord, Page, Plan, Query, Read, Removal,
+    Scopes, Stats, StoreError, StoredEntry, TenantHead,
 };
 
 use crate::{db, to_i64};
 
-const ENTRY_COLUMNS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt, \
+const ENTRY_COLUMNS: &str = "e.pos, e.envelope, e.leaf_hash, p.payload, p.salt, \
      e.tenant, e.seq, e.id, e.occurred_at, e.actor_id, e.action, e.resource_type, e.resource_id, \
-     e.outcome, e.ip, e.request_id, e.removed_kind, e.removed_by";
+     e.outcome, p.ip, p.request_id, e.removed_kind, e.removed_by";
+
+/// Entries (`e`) with their payloads (`p`) where they are kept: an entry
+/// marked removed has none, even before the scrub deletes the row. The
+/// partition key in the join lets PostgreSQL look in one partition only.
+pub(crate) const WITH_PAYLOAD: &str = "trailmark_ledger.entries e
+     LEFT JOIN trailmark_ledger.payloads p
+     ON p.pos = e.pos AND p.received_at = e.received_at AND e.removed_kind IS NULL";
+
+/// Entries alone, for reads that need nothing of the payload.
+const ENTRIES: &str = "trailmark_ledger.entries e";
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
@@ -103,7 +113,7 @@ struct Statements {
 fn entries_statement(tenant: &TenantId, start: u64, end: u64) -> Statements {
     Statements {
         sql: vec![format!(
-            "SELECT {ENTRY_COLUMNS} FROM trailmark_ledger.entries e
+            "SELECT {ENTRY_COLUMNS} FROM {WITH_PAYLOAD}
              WHERE e.tenant = $1 AND e.seq >= $2 AND e.seq < $3 ORDER BY e.seq"
         )],
         params: vec![
@@ -132,6 +142,7 @@ pub(crate) async fn entries(
 /// The tenant condition: the caller's tenant, or (`per_tenant`) every
 /// tenant in turn, so that a tenant-first index serves a read over all.
 fn tenant_filter(
+    table: &str,
     tenants: &[TenantId],
     per_tenant: bool,
     sql: &mut String,
@@ -139,7 +150,10 @@ fn tenant_filter(
 ) {
     if tenants.is_empty() {
         if per_tenant {
-            sql.push_str(" AND e.tenant IN (SELECT name FROM trailmark_ledger.tenants)");
+            let _ = write!(
+                sql,
+                " AND {table}.tenant IN (SELECT name FROM trailmark_ledger.tenants)"
+            );
         }
         return;
     }
@@ -147,7 +161,7 @@ fn tenant_filter(
     // order (it cannot with `= ANY (array)`).
     if let [one] = tenants {
         params.push(Box::new(one.as_str().to_owned()));
-        let _ = write!(sql, " AND e.tenant = ${}", params.len());
+        let _ = write!(sql, " AND {table}.tenant = ${}", params.len());
         return;
     }
     params.push(Box::new(
@@ -156,13 +170,13 @@ fn tenant_filter(
             .map(|t| t.as_str().to_owned())
             .collect::<Vec<_>>(),
     ));
-    let _ = write!(sql, " AND e.tenant = ANY (${})", params.len());
+    let _ = write!(sql, " AND {table}.tenant = ANY (${})", params.len());
 }
 
 fn entry_by_id_statement(tenants: &[TenantId], id: EventId) -> Statements {
     let mut params: Vec<Param> = vec![Box::new(id.to_string())];
-    let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM trailmark_ledger.entries e WHERE e.id = $1");
-    tenant_filter(tenants, false, &mut sql, &mut params);
+    let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM {WITH_PAYLOAD} WHERE e.id = $1");
+    tenant_filter("e", tenants, false, &mut sql, &mut params);
     sql.push_str(" ORDER BY e.pos LIMIT 1");
     Statements {
         sql: vec![sql],
@@ -198,13 +212,27 @@ fn tsquery(q: &str) -> Option<String> {
 }
 
 /// The WHERE conditions of a query's filters (not its paging), appended to
-/// `sql` with their parameters. `ordered`: for a page, newest first (see
-/// [`Query::window_seeks`]).
-fn filters(q: &Query, ordered: bool, sql: &mut String, params: &mut Vec<Param>) {
-    tenant_filter(&q.tenants, q.per_tenant(ordered), sql, params);
+/// `sql` with their parameters; whether they name the payloads (`p`), which
+/// the statement must then join ([`WITH_PAYLOAD`]). `ordered`: for a page,
+/// newest first (see [`Query::window_seeks`]).
+fn filters(q: &Query, ordered: bool, sql: &mut String, params: &mut Vec<Param>) -> bool {
+    tenant_filter("e", &q.tenants, q.per_tenant(ordered), sql, params);
+    let mut payload = false;
     for (field, value) in &q.exact {
+        // The IP and request id derive from the payload and are kept with it.
+        let table = if matches!(field, Exact::Ip | Exact::RequestId) {
+            payload = true;
+            "p"
+        } else {
+            "e"
+        };
         params.push(Box::new(value.clone()));
-        let _ = write!(sql, " AND e.{} = ${}", field.column(), params.len());
+        let _ = write!(sql, " AND {table}.{} = ${}", field.column(), params.len());
+    }
+    if payload {
+        // The payloads' own tenant column too, so that their indexes
+        // (tenant first) are sought by it.
+        tenant_filter("p", &q.tenants, q.per_tenant(ordered), sql, params);
     }
     // `+ 0` keeps the planner from seeking the time index for a window it
     // should only filter by.
@@ -223,19 +251,44 @@ fn filters(q: &Query, ordered: bool, sql: &mut String, params: &mut Vec<Param>) 
     }
     if let Some(text) = q.q.as_deref() {
         match tsquery(text) {
+            // A kept payload's search column holds every word of its entry;
+            // an entry whose payload is gone is found by its envelope's
+            // words, in its own. (A removed entry's payload row, until the
+            // scrub deletes it, must not find it: hence the last test.)
             Some(query) => {
                 params.push(Box::new(query));
-                let _ = write!(sql, " AND e.search @@ (${}::text)::tsquery", params.len());
+                let n = params.len();
+                let _ = write!(
+                    sql,
+                    " AND e.pos IN (
+                         SELECT pos FROM trailmark_ledger.payloads WHERE search @@ (${n}::text)::tsquery
+                         UNION ALL
+                         SELECT pos FROM trailmark_ledger.entries WHERE search @@ (${n}::text)::tsquery)
+                      AND (e.removed_kind IS NULL OR e.search @@ (${n}::text)::tsquery)"
+                );
             }
             // No words: nothing can match (as with the embedded store).
             None => sql.push_str(" AND false"),
         }
     }
+    payload
+}
+
+/// ` FROM … WHERE …` of a count: the payloads joined only when a filter
+/// names them.
+fn count_base(q: &Query, params: &mut Vec<Param>) -> String {
+    let mut conditions = String::new();
+    let from = if filters(q, false, &mut conditions, params) {
+        WITH_PAYLOAD
+    } else {
+        ENTRIES
+    };
+    format!(" FROM {from} WHERE true{conditions}")
 }
 
 fn page_statement(q: &Query) -> Statements {
     let mut params: Vec<Param> = Vec::new();
-    let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM trailmark_ledger.entries e WHERE true");
+    let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM {WITH_PAYLOAD} WHERE true");
     filters(q, true, &mut sql, &mut params);
     if let Some(Cursor(pos)) = q.cursor {
         params.push(Box::new(to_i64(pos)));
@@ -245,7 +298,9 @@ fn page_statement(q: &Query) -> Statements {
     // positions newest first to reach a window in the past reads every
     // entry after it, which the planner cannot foresee (it assumes matches
     // spread evenly along the walk).
-    let order = if q.window_seeks(true) {
+    // So is a free-text search: its matches come from the search indexes,
+    // and walking positions to meet them reads every entry in between.
+    let order = if q.window_seeks(true) || q.q.is_some() {
         "e.pos + 0"
     } else {
         "e.pos"
@@ -283,8 +338,7 @@ pub(crate) async fn query(c: &impl GenericClient, q: &Query) -> Result<Page, Sto
 /// outcome, action, actor, resource type and day.
 fn stats_statements(q: &Query) -> Statements {
     let mut params: Vec<Param> = Vec::new();
-    let mut base = " FROM trailmark_ledger.entries e WHERE true".to_owned();
-    filters(q, false, &mut base, &mut params);
+    let base = count_base(q, &mut params);
     let top = format!("2 DESC, 1 LIMIT {}", Stats::TOP);
     let sql = [
         ("e.outcome", "", "2 DESC, 1"),
@@ -482,8 +536,7 @@ pub(crate) async fn keys(c: &impl GenericClient) -> Result<Vec<KeyRecord>, Store
 
 fn daily_statement(q: &Query, by: CountBy) -> Statements {
     let mut params: Vec<Param> = Vec::new();
-    let mut base = " FROM trailmark_ledger.entries e WHERE true".to_owned();
-    filters(q, false, &mut base, &mut params);
+    let base = count_base(q, &mut params);
     Statements {
         sql: vec![format!(
             "SELECT to_char(to_timestamp(e.occurred_at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), {}, count(*){base}
@@ -530,9 +583,12 @@ pub(crate) async fn plan(c: &mut tokio_postgres::Client, read: &Read) -> Result<
         Read::Entries { tenant, start, end } => entries_statement(tenant, *start, *end),
     };
     let tx = c.transaction().await.map_err(db("explaining a read"))?;
-    tx.batch_execute("ANALYZE trailmark_ledger.entries; SET LOCAL enable_seqscan = off")
-        .await
-        .map_err(db("explaining a read"))?;
+    tx.batch_execute(
+        "ANALYZE trailmark_ledger.entries; ANALYZE trailmark_ledger.payloads;
+         SET LOCAL enable_seqscan = off",
+    )
+    .await
+    .map_err(db("explaining a read"))?;
     let mut plan = Plan::default();
     for sql in &s.sql {
         let row = tx
@@ -568,30 +624,43 @@ impl<'a> tokio_postgres::types::FromSql<'a> for JsonText {
     }
 }
 
-/// Collects a plan node and its children: entries accesses and sorts.
+/// Collects a plan node and its children: accesses to entries and payload
+/// partitions, and sorts.
 fn walk_plan(node: &Value, plan: &mut Plan) {
     let field = |name: &str| node.get(name).and_then(Value::as_str);
     let node_type = field("Node Type").unwrap_or_default();
     if node_type == "Sort" || node_type == "Incremental Sort" {
         plan.sorts = true;
     }
-    let on_entries = field("Relation Name") == Some("entries");
-    let index = field("Index Name").filter(|i| i.starts_with("entries_"));
+    let relation = field("Relation Name").unwrap_or_default();
+    let on_ledger = relation == "entries" || relation.starts_with("payloads_");
+    let index =
+        field("Index Name").filter(|i| i.starts_with("entries_") || i.starts_with("payloads_"));
     match node_type {
-        "Seq Scan" if on_entries => plan.accesses.push(Access {
+        "Seq Scan" if on_ledger => plan.accesses.push(Access {
             index: None,
             seek: Vec::new(),
         }),
         // A bitmap heap scan reads what its index scans below it found.
         "Index Scan" | "Index Only Scan" | "Bitmap Index Scan" if index.is_some() => {
             let index = index.unwrap_or_default();
-            let seek = field("Index Cond").map(cond_columns).unwrap_or_default();
+            let cond = field("Index Cond").unwrap_or_default();
+            // A row looked up by the position of a row another step found
+            // (an entry's payload, the entry of a payload or search match)
+            // reads that row only, whatever else the index seeks by.
+            let seek = if looks_up_position(cond) {
+                vec!["pos".to_owned()]
+            } else {
+                cond_columns(cond)
+            };
             plan.accesses.push(Access {
-                index: Some(if index == "entries_search" {
-                    "search".to_owned()
-                } else {
-                    index.to_owned()
-                }),
+                index: Some(
+                    if index.ends_with("search") || index.ends_with("search_idx") {
+                        "search".to_owned()
+                    } else {
+                        index.to_owned()
+                    },
+                ),
                 seek,
             });
         }
@@ -605,6 +674,19 @@ fn walk_plan(node: &Value, plan: &mut Plan) {
     {
         walk_plan(child, plan);
     }
+}
+
+/// Whether an index condition equates `pos` with another relation's
+/// (`(pos = p.pos)`).
+fn looks_up_position(cond: &str) -> bool {
+    cond.split("(pos = ").skip(1).any(|rest| {
+        rest.split_once(".pos)").is_some_and(|(alias, _)| {
+            !alias.is_empty()
+                && alias
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '"' || c == '*')
+        })
+    })
 }
 
 /// The columns an index condition bounds: each `(column op ...)`.

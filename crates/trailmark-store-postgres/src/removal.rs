@@ -10,11 +10,12 @@ use trailmark_store::{
 };
 
 use crate::append::words;
+use crate::read::WITH_PAYLOAD;
 use crate::{db, to_i64};
 
 /// The bytes an erasure frees: payload, salt and the derived columns.
-const BYTES: &str = "coalesce(octet_length(payload), 0) + coalesce(octet_length(salt), 0)
-     + coalesce(octet_length(ip), 0) + coalesce(octet_length(request_id), 0)";
+const BYTES: &str = "coalesce(octet_length(p.payload), 0) + coalesce(octet_length(p.salt), 0)
+     + coalesce(octet_length(p.ip), 0) + coalesce(octet_length(p.request_id), 0)";
 
 fn unreadable(tenant: &TenantId, e: &trailmark_core::Error) -> StoreError {
     StoreError::Unreadable(format!(
@@ -34,24 +35,24 @@ pub(crate) async fn walk(
     let after = after.map_or(-1, to_i64);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let head = format!(
-        "SELECT pos, envelope, payload IS NOT NULL, ({BYTES})::bigint FROM trailmark_ledger.entries"
+        "SELECT e.pos, e.envelope, p.pos IS NOT NULL, ({BYTES})::bigint FROM {WITH_PAYLOAD}"
     );
     let name = tenant.as_str();
     let (sql, values): (String, Vec<&str>) = match walk {
         Walk::All => (
-            format!("{head} WHERE tenant = $1 AND pos > $2 ORDER BY pos LIMIT $3"),
+            format!("{head} WHERE e.tenant = $1 AND e.pos > $2 ORDER BY e.pos LIMIT $3"),
             vec![],
         ),
         Walk::Actor(actor) => (
             format!(
-                "{head} WHERE tenant = $1 AND actor_id = $4 AND pos > $2 ORDER BY pos LIMIT $3"
+                "{head} WHERE e.tenant = $1 AND e.actor_id = $4 AND e.pos > $2 ORDER BY e.pos LIMIT $3"
             ),
             vec![actor.as_str()],
         ),
         Walk::Resource { kind, id } => (
             format!(
-                "{head} WHERE tenant = $1 AND resource_type = $4 AND resource_id = $5 AND pos > $2
-                 ORDER BY pos LIMIT $3"
+                "{head} WHERE e.tenant = $1 AND e.resource_type = $4 AND e.resource_id = $5
+                 AND e.pos > $2 ORDER BY e.pos LIMIT $3"
             ),
             vec![kind.as_str(), id.as_str()],
         ),
@@ -82,10 +83,12 @@ pub(crate) async fn walk(
     Ok(page)
 }
 
-/// Erases the payloads of these entries in one statement. The search
-/// column keeps the envelope's words (ids and action) and loses the
-/// payload's: the words are split here, by the one rule
-/// ([`crate::search::split`]), and handed over as lexemes.
+/// Erases the payloads of these entries in one statement: each is marked
+/// removed (reads no longer join its payload), its own search column gets
+/// the envelope's words (ids and action, split here by the one rule,
+/// [`crate::search::split`]) so it is still found by them, and the
+/// partitions that hold the payloads are marked for the scrub, which
+/// deletes them from the files ([`crate::partitions::scrub`]).
 pub(crate) async fn erase(
     client: &deadpool_postgres::Object,
     tenant: &TenantId,
@@ -105,7 +108,7 @@ pub(crate) async fn erase(
         .query(
             "SELECT e.seq, e.envelope FROM unnest($2::bigint[]) AS v(seq)
              JOIN trailmark_ledger.entries e ON e.tenant = $1 AND e.seq = v.seq
-             WHERE e.seq BETWEEN $3 AND $4 AND e.payload IS NOT NULL",
+             WHERE e.seq BETWEEN $3 AND $4 AND e.removed_kind IS NULL",
             &[&tenant.as_str(), &seqs, &low, &high],
         )
         .await
@@ -119,23 +122,34 @@ pub(crate) async fn erase(
         // Words are runs of letters and digits: a space separates them.
         kept.push(words(&envelope, &Map::new()).join(" "));
     }
-    // One statement for the page; an entry another erasure emptied in the
-    // meantime is skipped (the payload test is evaluated again under the
-    // row lock).
-    let n = client
-        .execute(
-            "UPDATE trailmark_ledger.entries e
-             SET payload = NULL, salt = NULL, ip = NULL, request_id = NULL,
-                 search = array_to_tsvector(string_to_array(v.words, ' ')),
-                 removed_kind = $4, removed_by = $5
-             FROM unnest($2::bigint[], $3::text[]) AS v(seq, words)
-             WHERE e.tenant = $1 AND e.seq = v.seq AND e.payload IS NOT NULL
-               AND e.seq BETWEEN $6 AND $7",
+    // One statement for the page; an entry another erasure marked in the
+    // meantime is skipped (the test is evaluated again under the row
+    // lock), as is one with no payload to remove.
+    let n: i64 = client
+        .query_one(
+            "WITH gone AS (
+                 UPDATE trailmark_ledger.entries e
+                 SET search = array_to_tsvector(string_to_array(v.words, ' ')),
+                     removed_kind = $4, removed_by = $5
+                 FROM unnest($2::bigint[], $3::text[]) AS v(seq, words)
+                 WHERE e.tenant = $1 AND e.seq = v.seq AND e.removed_kind IS NULL
+                   AND e.seq BETWEEN $6 AND $7
+                   AND EXISTS (SELECT 1 FROM trailmark_ledger.payloads p
+                               WHERE p.pos = e.pos AND p.received_at = e.received_at)
+                 RETURNING e.received_at),
+             pending AS (
+                 INSERT INTO trailmark_ledger.scrub_pending (start, marked)
+                 SELECT start, nextval('trailmark_ledger.scrub_marks') FROM (
+                     SELECT DISTINCT lower(trailmark_ledger.payload_span(received_at)) AS start
+                     FROM gone) AS spans
+                 ON CONFLICT (start) DO UPDATE SET marked = excluded.marked)
+             SELECT count(*) FROM gone",
             &[&tenant.as_str(), &found, &kept, &kind, &record, &low, &high],
         )
         .await
-        .map_err(db("erasing payloads"))?;
-    Ok(n)
+        .map_err(db("erasing payloads"))?
+        .get(0);
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 pub(crate) async fn retention(c: &impl GenericClient) -> Result<Vec<RetentionPolicy>, StoreError> {

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use trailmark_store::testkit::Harness;
@@ -167,10 +168,13 @@ async fn reads_that_fill_the_pool_hold_up_neither_key_lookups_nor_appends() {
     assert_eq!(blocked.await.unwrap().unwrap(), None);
 }
 
-/// A ledger made before the `request_id` column (migration 6) gets it from
-/// each entry's payload when a server migrates it.
+/// A ledger made at schema version 5 (before the `request_id` column and
+/// the payload partitions), rebuilt here row for row from one this build
+/// wrote: a server migrating it gives each entry its request id from its
+/// payload, moves the payloads into their partitions, and rewrites the
+/// entries table so the payload bytes leave its files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entries_stored_before_the_request_id_column_get_theirs_from_their_payloads() {
+async fn a_ledger_from_schema_version_5_is_migrated_with_its_payloads() {
     use trailmark_store::Store;
     let db = TempPg::new();
     {
@@ -186,16 +190,73 @@ async fn entries_stored_before_the_request_id_column_get_theirs_from_their_paylo
     tokio::spawn(conn);
     client
         .batch_execute(
-            "ALTER TABLE trailmark_ledger.entries DROP COLUMN request_id;
-             DELETE FROM trailmark_ledger.migrations WHERE version = 6;",
+            "CREATE TABLE public.old_entries AS
+               SELECT e.tenant, e.seq, e.id, e.occurred_at, e.actor_id, e.action, e.resource_type,
+                      e.resource_id, e.outcome, e.envelope, e.leaf_hash, p.payload, p.salt, p.ip,
+                      p.search
+               FROM trailmark_ledger.entries e JOIN trailmark_ledger.payloads p ON p.pos = e.pos;
+             CREATE TABLE public.old_nodes AS SELECT * FROM trailmark_ledger.nodes;
+             CREATE TABLE public.old_tenants AS SELECT * FROM trailmark_ledger.tenants;
+             DROP SCHEMA trailmark_ledger CASCADE;",
         )
         .await
         .unwrap();
+    let old = [
+        include_str!("../../migrations/0001_init.sql"),
+        include_str!("../../migrations/0002_entries_by_id.sql"),
+        include_str!("../../migrations/0003_signing_keys.sql"),
+        include_str!("../../migrations/0004_cosignatures.sql"),
+        include_str!("../../migrations/0005_read_paths.sql"),
+    ];
+    let mut script = "CREATE SCHEMA trailmark_ledger;
+        CREATE TABLE trailmark_ledger.migrations (
+            version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());"
+        .to_owned();
+    for (n, sql) in old.iter().enumerate() {
+        script.push_str(sql);
+        let _ = writeln!(
+            script,
+            "\nINSERT INTO trailmark_ledger.migrations (version) VALUES ({});",
+            n + 1
+        );
+    }
+    script.push_str(
+        "INSERT INTO trailmark_ledger.entries (tenant, seq, id, occurred_at, actor_id, action,
+             resource_type, resource_id, outcome, envelope, leaf_hash, payload, salt, ip, search)
+         SELECT * FROM public.old_entries ORDER BY tenant, seq;
+         INSERT INTO trailmark_ledger.nodes SELECT * FROM public.old_nodes;
+         INSERT INTO trailmark_ledger.tenants SELECT * FROM public.old_tenants;
+         DROP TABLE public.old_entries, public.old_nodes, public.old_tenants;",
+    );
+    client.batch_execute(&script).await.unwrap();
+    assert!(
+        !holding(&ledger_files(&client).await, "person 13").is_empty(),
+        "the old entries table holds the payloads to begin with"
+    );
     let store = PgStore::new(&db.url(), 2).unwrap();
     trailmark_store::testkit::entries_from_before_a_migration_have_their_derived_columns(
         &store, "a", 20,
     )
     .await;
+    let t = trailmark_core::TenantId::new("a").unwrap();
+    let entries = store.entries(&t, 0, 20).await.unwrap();
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.payload.is_some() && e.salt.is_some()),
+        "every payload moved"
+    );
+    let holders = holding(&ledger_files(&client).await, "person 13");
+    assert!(
+        !holders.is_empty() && holders.iter().all(|n| n.starts_with("payloads_")),
+        "the payload is in its partition and no longer in the entries table: {holders:?}"
+    );
+    let tasks: i64 = client
+        .query_one("SELECT count(*) FROM trailmark_ledger.maintenance", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tasks, 0, "the rewrite ran once and is recorded done");
 }
 
 /// The bytes of every file of the ledger's tables, their indexes and TOAST
@@ -277,5 +338,110 @@ async fn an_erased_payload_survives_in_no_relation_file_after_the_scrub() {
     assert!(
         !holding(&files, "kept@example.net").is_empty(),
         "other payloads stay"
+    );
+}
+
+/// Retention by age drops partitions: once every payload of a span that
+/// has ended is removed, the scrub drops its partition whole, while the
+/// current span's partition, holding kept payloads too, loses only the
+/// removed ones. Entries, the tree and search by envelope words stay; an
+/// entry received in the dropped span later gets a partition again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scrub_drops_a_partition_whose_payloads_are_all_removed() {
+    use trailmark_store::testkit::new_event;
+    use trailmark_store::{Query, Removal, Store};
+    let db = TempPg::new();
+    let store = PgStore::new(&db.url(), 4).unwrap();
+    let day = 86_400_000;
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let at = |millis: i64| trailmark_core::Timestamp::from_unix_millis(millis).unwrap();
+    let old: Vec<_> = (0..10)
+        .map(|n| {
+            let mut e = new_event("a", n, "update");
+            e.received_at = at(now - 60 * day);
+            e
+        })
+        .collect();
+    store.append(old).await.unwrap();
+    let recent: Vec<_> = (10..20)
+        .map(|n| {
+            let mut e = new_event("a", n, "update");
+            e.received_at = at(now);
+            e
+        })
+        .collect();
+    store.append(recent).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let partitions = || async {
+        client
+            .query(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'trailmark_ledger.payloads'::regclass ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    };
+    let before = partitions().await;
+    assert_eq!(before.len(), 2, "{before:?}");
+    let t = trailmark_core::TenantId::new("a").unwrap();
+    let expired = Removal::Expired { record: 1 };
+    assert_eq!(
+        store.erase(&t, (0..10).collect(), expired).await.unwrap(),
+        10
+    );
+    let erased = Removal::Erased { record: 2 };
+    assert_eq!(store.erase(&t, vec![12, 13], erased).await.unwrap(), 2);
+    store.scrub().await.unwrap();
+    assert_eq!(
+        partitions().await,
+        vec![before[1].clone()],
+        "the old span's partition is dropped, the current one stays"
+    );
+    let kept: i64 = client
+        .query_one("SELECT count(*) FROM trailmark_ledger.payloads", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        kept, 8,
+        "the current partition lost only the erased payloads"
+    );
+    let entries = store.entries(&t, 0, 20).await.unwrap();
+    assert_eq!(entries.len(), 20, "every entry stays");
+    assert!(entries[..10].iter().all(|e| e.removed == Some(expired)));
+    assert!(entries[12].removed == Some(erased) && entries[14].payload.is_some());
+    let by_actor = Query {
+        q: Some(entries[3].columns.actor_id.clone()),
+        limit: 100,
+        ..Query::default()
+    };
+    let found = store.query(&by_actor).await.unwrap().entries;
+    assert!(
+        found.iter().any(|e| e.columns.seq == 3),
+        "an expired entry is still found by its envelope's words"
+    );
+    // The store remembered the dropped span's partition: the append finds
+    // it gone and makes it again.
+    let mut late = new_event("a", 20, "update");
+    late.received_at = at(now - 60 * day);
+    store.append(vec![late]).await.unwrap();
+    assert_eq!(partitions().await.len(), 2);
+    assert!(
+        store.entries(&t, 20, 21).await.unwrap()[0]
+            .payload
+            .is_some()
     );
 }

@@ -449,8 +449,9 @@ fn the_erasure_is_recorded_without_its_values(server: &Server) {
 }
 
 /// The same on a PostgreSQL ledger: erasure, then the cleanup, through a
-/// server; `verify` passes and counts both; after the scrub (VACUUM FULL)
-/// no relation file of the ledger holds an erased value.
+/// server; a policy on all of a tenant drops the partition of a span whose
+/// payloads it all removed; `verify` passes and counts both; after the
+/// scrub no relation file of the ledger holds an erased value.
 #[test]
 fn on_postgres_erasure_and_cleanup_keep_the_trail_verifiable_and_leave_nothing_behind() {
     let db = crate::PgDb::new("tm_retention");
@@ -482,12 +483,39 @@ fn on_postgres_erasure_and_cleanup_keep_the_trail_verifiable_and_leave_nothing_b
     assert_eq!(run["groups"], dry["groups"]);
     // 50 old invoices, 5 of them u-gone's (already erased).
     assert_eq!(run["entries"], 45, "{run}");
+    // Everything of acme received 40 days ago (the only entries of their
+    // span) is removed by a policy on all of acme: the span's partition
+    // is dropped whole; the later span's stays.
+    let span = format!(
+        "trailmark_ledger.payload_partition(lower(trailmark_ledger.payload_span({})))",
+        now_millis() - 40 * DAY
+    );
+    let old_partition = format!("SELECT to_regclass('trailmark_ledger.' || {span}) IS NOT NULL");
+    assert!(
+        rt.block_on(pg_bool(&url, &old_partition)),
+        "the partition is there"
+    );
+    server.put(
+        "/v1/retention",
+        &admin,
+        &json!({"tenant": "acme", "max_age_days": 35}),
+    );
+    let (_, all) = server.post("/v1/retention/cleanup", &admin, &json!({}));
+    assert_eq!(
+        all["entries"], 90,
+        "the old Customer updates and logins: {all}"
+    );
+    assert!(all["scrubbed"].as_bool().unwrap(), "{all}");
+    assert!(
+        !rt.block_on(pg_bool(&url, &old_partition)),
+        "the old span's partition is dropped"
+    );
     server.wait_checkpoint("acme", 210);
     let out = cli(&["verify", "--url", &server.url, "--key", &admin]);
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("(15 erased, 45 expired)"), "{text}");
+    assert!(text.contains("(15 erased, 135 expired)"), "{text}");
     let files = rt.block_on(ledger_files(&url));
     for needle in ERASED {
         let holding: Vec<&String> = files
@@ -497,6 +525,15 @@ fn on_postgres_erasure_and_cleanup_keep_the_trail_verifiable_and_leave_nothing_b
             .collect();
         assert!(holding.is_empty(), "{needle} is still in {holding:?}");
     }
+}
+
+/// One boolean answered by the ledger's database.
+async fn pg_bool(url: &str, sql: &str) -> bool {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.query_one(sql, &[]).await.unwrap().get(0)
 }
 
 /// Every relation file of the ledger (tables, indexes, TOAST), read through

@@ -398,8 +398,8 @@ fn stored_row_edits(postgres: bool) {
 
     let erased = f.tampered(
         "UPDATE entries SET payload = NULL, salt = NULL, ip = NULL WHERE tenant = 'acme' AND seq = 4;",
-        "UPDATE trailmark_ledger.entries SET payload = NULL, salt = NULL, ip = NULL, search = NULL
-         WHERE tenant = 'acme' AND seq = 4;",
+        "DELETE FROM trailmark_ledger.payloads p USING trailmark_ledger.entries e
+         WHERE p.pos = e.pos AND e.tenant = 'acme' AND e.seq = 4;",
     );
     assert_caught(
         "payload and salt set to NULL without an erasure",
@@ -409,15 +409,23 @@ fn stored_row_edits(postgres: bool) {
     );
     viewer_agrees("payload", &erased, f.keys.path(), true);
 
-    for (column, set) in [
-        ("actor_id", "actor_id = 'nobody'"),
-        ("ip", "ip = '10.0.0.66'"),
+    // On PostgreSQL the IP is kept with the payload, in its partition.
+    for (column, set, pg) in [
+        (
+            "actor_id",
+            "actor_id = 'nobody'",
+            "UPDATE trailmark_ledger.entries SET actor_id = 'nobody' WHERE tenant = 'acme' AND seq = 6;",
+        ),
+        (
+            "ip",
+            "ip = '10.0.0.66'",
+            "UPDATE trailmark_ledger.payloads p SET ip = '10.0.0.66' FROM trailmark_ledger.entries e
+             WHERE p.pos = e.pos AND e.tenant = 'acme' AND e.seq = 6;",
+        ),
     ] {
         let edited = f.tampered(
             &format!("UPDATE entries SET {set} WHERE tenant = 'acme' AND seq = 6;"),
-            &format!(
-                "UPDATE trailmark_ledger.entries SET {set} WHERE tenant = 'acme' AND seq = 6;"
-            ),
+            pg,
         );
         assert_caught(
             &format!("the indexed column {column} edited"),

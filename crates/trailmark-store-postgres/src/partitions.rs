@@ -1,0 +1,200 @@
+//! Payload partitions: made before the payloads they hold arrive, dropped
+//! or rewritten by the scrub after a removal. The span of a partition is
+//! the schema's to define (`trailmark_ledger.payload_span`, migration 9);
+//! this module asks it.
+
+use std::sync::Mutex;
+
+use tokio_postgres::GenericClient;
+use trailmark_store::StoreError;
+
+use crate::db;
+
+/// Spans of received times (`[start, end)`, Unix milliseconds) whose
+/// partition this process has seen made.
+#[derive(Default)]
+pub(crate) struct Known(Mutex<Vec<(i64, i64)>>);
+
+impl Known {
+    fn spans(&self) -> std::sync::MutexGuard<'_, Vec<(i64, i64)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn covers(&self, at: i64) -> bool {
+        self.spans().iter().any(|&(s, e)| s <= at && at < e)
+    }
+
+    /// Forgets every span: a scrub on any server may have dropped one.
+    pub(crate) fn forget(&self) {
+        self.spans().clear();
+    }
+}
+
+/// Makes sure a partition holds each of these received times, creating
+/// what is missing. Not in the caller's transaction: creating a partition
+/// locks the payloads table, which an append holding tenant locks must not
+/// wait for.
+pub(crate) async fn ensure(
+    c: &impl GenericClient,
+    known: &Known,
+    received: impl IntoIterator<Item = i64>,
+) -> Result<(), StoreError> {
+    let mut missing: Vec<i64> = received.into_iter().filter(|&r| !known.covers(r)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort_unstable();
+    missing.dedup();
+    let rows = c
+        .query(
+            "SELECT lower(s), upper(s) FROM (
+                 SELECT trailmark_ledger.ensure_payload_partition(start) AS s FROM (
+                     SELECT DISTINCT lower(trailmark_ledger.payload_span(r)) AS start
+                     FROM unnest($1::int8[]) AS u(r)) AS starts) AS spans",
+            &[&missing],
+        )
+        .await
+        .map_err(db("making payload partitions"))?;
+    let mut spans = known.spans();
+    for row in rows {
+        spans.push((row.get(0), row.get(1)));
+    }
+    Ok(())
+}
+
+/// Whether an error is PostgreSQL finding no partition for a row (another
+/// server's scrub dropped one this process knew).
+pub(crate) fn no_partition(e: &StoreError) -> bool {
+    matches!(e, StoreError::Backend { source, .. }
+        if source
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::code)
+            == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION))
+}
+
+/// Work a migration left to do outside a transaction: after migration 9,
+/// the entries table is rewritten so the payload columns it dropped leave
+/// its files.
+pub(crate) async fn maintain(c: &deadpool_postgres::Object) -> Result<(), StoreError> {
+    let tasks: Vec<String> = c
+        .query("SELECT task FROM trailmark_ledger.maintenance", &[])
+        .await
+        .map_err(db("reading maintenance tasks"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if tasks.iter().any(|t| t == "rewrite entries") {
+        c.batch_execute("VACUUM (FULL) trailmark_ledger.entries")
+            .await
+            .map_err(db("rewriting the entries table after migration 9"))?;
+        c.execute(
+            "DELETE FROM trailmark_ledger.maintenance WHERE task = 'rewrite entries'",
+            &[],
+        )
+        .await
+        .map_err(db("recording a maintenance task done"))?;
+    }
+    Ok(())
+}
+
+/// How long the scrub waits for the lock that dropping a partition takes
+/// on the payloads table (every read and append holds it briefly); past
+/// it, the partition is left for the next scrub.
+const DROP_LOCK_WAIT: &str = "10s";
+
+/// After a removal: every partition that holds payloads of removed
+/// entries is dropped whole when nothing in it is kept and its span has
+/// ended, or else has those payloads deleted and is rewritten
+/// (`VACUUM (FULL)`: a plain VACUUM leaves the deleted bytes in the pages).
+/// Only the partitions a removal touched are visited.
+pub(crate) async fn scrub(c: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
+    let pending = c
+        .query(
+            "SELECT start, marked, trailmark_ledger.payload_partition(start),
+                    upper(trailmark_ledger.payload_span(start)) <= (extract(epoch FROM now()) * 1000)::bigint
+             FROM trailmark_ledger.scrub_pending ORDER BY start",
+            &[],
+        )
+        .await
+        .map_err(db("reading partitions to scrub"))?;
+    for row in pending {
+        let (start, marked, name, ended): (i64, i64, String, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let table = format!("trailmark_ledger.\"{name}\"");
+        let exists: bool = c
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .await
+            .map_err(db("finding a payload partition"))?
+            .get(0);
+        if exists && !(ended && drop_if_emptied(c, &table).await?) {
+            c.execute(
+                &format!(
+                    "DELETE FROM {table} p USING trailmark_ledger.entries e
+                     WHERE e.pos = p.pos AND e.removed_kind IS NOT NULL"
+                ),
+                &[],
+            )
+            .await
+            .map_err(db("deleting removed payloads"))?;
+            c.batch_execute(&format!("VACUUM (FULL) {table}"))
+                .await
+                .map_err(db("rewriting a payload partition"))?;
+        }
+        c.execute(
+            "DELETE FROM trailmark_ledger.scrub_pending WHERE start = $1 AND marked = $2",
+            &[&start, &marked],
+        )
+        .await
+        .map_err(db("recording a partition scrubbed"))?;
+    }
+    Ok(())
+}
+
+/// Drops a partition if every payload in it belongs to a removed entry;
+/// whether it did.
+async fn drop_if_emptied(
+    client: &mut deadpool_postgres::Object,
+    table: &str,
+) -> Result<bool, StoreError> {
+    let kept = format!(
+        "SELECT EXISTS (SELECT 1 FROM {table} p JOIN trailmark_ledger.entries e
+                        ON e.pos = p.pos WHERE e.removed_kind IS NULL)"
+    );
+    let any_kept: bool = client
+        .query_one(&kept, &[])
+        .await
+        .map_err(db("looking for kept payloads"))?
+        .get(0);
+    if any_kept {
+        return Ok(false);
+    }
+    // Again under the lock, so that nothing kept arrives in between; the
+    // transaction rolls back if it is not committed.
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting a partition drop"))?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{DROP_LOCK_WAIT}';
+         LOCK TABLE trailmark_ledger.payloads, {table} IN ACCESS EXCLUSIVE MODE"
+    ))
+    .await
+    .map_err(db("locking a payload partition to drop it"))?;
+    let any_kept: bool = tx
+        .query_one(&kept, &[])
+        .await
+        .map_err(db("looking for kept payloads"))?
+        .get(0);
+    if any_kept {
+        return Ok(false);
+    }
+    tx.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .map_err(db("dropping a payload partition"))?;
+    tx.commit()
+        .await
+        .map_err(db("committing a partition drop"))?;
+    Ok(true)
+}
