@@ -94,6 +94,9 @@ pub struct App<S> {
     pub removals: tokio::sync::Mutex<()>,
     /// The last cleanup this server ran (not dry runs).
     pub last_cleanup: Mutex<Option<crate::wire::RemovalReport>>,
+    /// A scrub is owed: one failed (or this process has not run one yet,
+    /// and a server stopped before may have left one undone).
+    pub scrub_owed: std::sync::atomic::AtomicBool,
 }
 
 /// How long a key read from the store is trusted without reading it again.
@@ -278,6 +281,7 @@ impl<S: Store> App<S> {
             signed: tokio::sync::broadcast::channel(SIGNED_QUEUE).0,
             removals: tokio::sync::Mutex::new(()),
             last_cleanup: Mutex::new(None),
+            scrub_owed: std::sync::atomic::AtomicBool::new(true),
         }
     }
 

@@ -360,9 +360,16 @@ async fn remove_in<S: Store>(
 }
 
 /// Removes what the run removed from the store's files too; a scrub that
-/// must be retried is logged, not an error (the next run retries it).
+/// must be retried is logged, not an error: the next run retries it, even
+/// one that removes nothing (as does the first run of a process, for a
+/// server that stopped before its scrub finished).
 async fn scrub<S: Store>(app: &App<S>, run: &Tally) -> bool {
-    if run.dry_run || run.groups.is_empty() {
+    use std::sync::atomic::Ordering;
+    let owed = app.scrub_owed.swap(false, Ordering::SeqCst);
+    if run.dry_run || (run.groups.is_empty() && !owed) {
+        if owed {
+            app.scrub_owed.store(true, Ordering::SeqCst);
+        }
         return false;
     }
     let started = std::time::Instant::now();
@@ -375,6 +382,7 @@ async fn scrub<S: Store>(app: &App<S>, run: &Tally) -> bool {
             true
         }
         Err(e) => {
+            app.scrub_owed.store(true, Ordering::SeqCst);
             tracing::warn!("scrubbing after a removal: {e}; the next cleanup retries it");
             false
         }

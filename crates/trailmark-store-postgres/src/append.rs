@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 use trailmark_core::{Envelope, IndexedColumns, Seq, TenantId};
 use trailmark_log::{CompactRange, Hash, TreeSize, leaf_hash};
-use trailmark_store::{Appended, NewEvent, StoreError, searchable_text};
+use trailmark_store::{Appended, NewEvent, Removal, StoreError, searchable_text};
 
 use crate::{PgStore, db, read, to_i64};
 
@@ -29,6 +29,9 @@ pub(crate) struct Rows {
     pub(crate) ip: Vec<Option<String>>,
     pub(crate) request_id: Vec<Option<String>>,
     pub(crate) words: Vec<Vec<String>>,
+    /// Why the payload is gone, for an entry imported without one.
+    pub(crate) removed_kind: Vec<Option<&'static str>>,
+    pub(crate) removed_by: Vec<Option<i64>>,
 }
 
 /// New complete tree nodes.
@@ -89,6 +92,7 @@ pub(crate) struct NewRow<'a> {
     pub(crate) payload: &'a Map<String, Value>,
     pub(crate) payload_text: Option<String>,
     pub(crate) salt: Option<Vec<u8>>,
+    pub(crate) removed: Option<Removal>,
 }
 
 impl Rows {
@@ -108,6 +112,9 @@ impl Rows {
         self.received_at.push(env.received_at.unix_millis());
         self.envelope.push(row.bytes);
         self.leaf_hash.push(row.leaf.as_bytes().to_vec());
+        let (kind, by) = row.removed.map(Removal::to_parts).unzip();
+        self.removed_kind.push(kind);
+        self.removed_by.push(by.map(to_i64));
         self.payload.push(row.payload_text);
         self.salt.push(row.salt);
         self.ip.push(columns.ip);
@@ -299,6 +306,7 @@ fn sequence(
             payload: &committed.payload,
             payload_text: Some(committed.payload_json.as_str().to_owned()),
             salt: Some(committed.salt.as_bytes().to_vec()),
+            removed: None,
         });
         known.insert(key, seq);
         out.push(Appended {
@@ -368,7 +376,7 @@ async fn copy_entries(
         .copy_in(
             "COPY trailmark_ledger.entries (pos, tenant, seq, id, occurred_at, received_at,
                  actor_id, action, resource_type, resource_id, outcome, envelope, leaf_hash,
-                 search)
+                 search, removed_kind, removed_by)
              FROM STDIN (FORMAT binary)",
         )
         .await
@@ -388,6 +396,8 @@ async fn copy_entries(
         Type::BYTEA,
         Type::BYTEA,
         Type::TS_VECTOR,
+        Type::TEXT,
+        Type::INT8,
     ];
     let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
     for (i, pos) in pos.iter().enumerate() {
@@ -409,6 +419,8 @@ async fn copy_entries(
                 &rows.envelope[i],
                 &rows.leaf_hash[i],
                 &search,
+                &rows.removed_kind[i],
+                &rows.removed_by[i],
             ])
             .await
             .map_err(db("copying entries"))?;

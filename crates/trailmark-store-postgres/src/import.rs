@@ -12,7 +12,7 @@ use crate::{PgStore, db, read};
 
 impl PgStore {
     /// Appends `entries` to `tenant` exactly as they are (envelope bytes,
-    /// payload, salt), as seqs `start..`: the tenant must hold exactly
+    /// payload, salt, and what removed a payload that is gone), as seqs `start..`: the tenant must hold exactly
     /// `start` entries. Each envelope must name this tenant and its seq; leaf
     /// hashes and tree nodes are computed here from the envelope bytes, as a
     /// verifier would. One transaction.
@@ -90,6 +90,8 @@ impl PgStore {
                     .as_ref()
                     .map(|p| Value::Object(p.clone()).to_string()),
                 salt: entry.salt.as_ref().map(|s| s.as_bytes().to_vec()),
+                // The marker goes with an entry whose payload is gone.
+                removed: entry.removed.filter(|_| entry.payload.is_none()),
             });
         }
         let mut heads = HashMap::new();

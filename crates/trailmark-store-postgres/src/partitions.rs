@@ -86,9 +86,10 @@ pub(crate) async fn maintain(c: &deadpool_postgres::Object) -> Result<(), StoreE
         .map(|r| r.get(0))
         .collect();
     if tasks.iter().any(|t| t == "rewrite entries") {
-        c.batch_execute("VACUUM (FULL) trailmark_ledger.entries")
-            .await
-            .map_err(db("rewriting the entries table after migration 9"))?;
+        // The migration's own updates left old row versions holding the
+        // dropped payload columns: past every transaction from before it.
+        let now = current_xid(&***c).await?;
+        rewrite(&***c, "trailmark_ledger.entries", now).await?;
         c.execute(
             "DELETE FROM trailmark_ledger.maintenance WHERE task = 'rewrite entries'",
             &[],
@@ -129,7 +130,11 @@ pub(crate) async fn scrub(c: &mut deadpool_postgres::Object) -> Result<(), Store
             .map_err(db("finding a payload partition"))?
             .get(0);
         if exists && !(ended && drop_if_emptied(c, &table).await?) {
-            c.execute(
+            let tx = c
+                .transaction()
+                .await
+                .map_err(db("starting to delete removed payloads"))?;
+            tx.execute(
                 &format!(
                     "DELETE FROM {table} p USING trailmark_ledger.entries e
                      WHERE e.pos = p.pos AND e.removed_kind IS NOT NULL"
@@ -138,9 +143,11 @@ pub(crate) async fn scrub(c: &mut deadpool_postgres::Object) -> Result<(), Store
             )
             .await
             .map_err(db("deleting removed payloads"))?;
-            c.batch_execute(&format!("VACUUM (FULL) {table}"))
+            let deleted_by = current_xid(&*tx).await?;
+            tx.commit()
                 .await
-                .map_err(db("rewriting a payload partition"))?;
+                .map_err(db("committing the deletion of removed payloads"))?;
+            rewrite(&***c, &table, deleted_by).await?;
         }
         c.execute(
             "DELETE FROM trailmark_ledger.scrub_pending WHERE start = $1 AND marked = $2",
@@ -150,6 +157,73 @@ pub(crate) async fn scrub(c: &mut deadpool_postgres::Object) -> Result<(), Store
         .map_err(db("recording a partition scrubbed"))?;
     }
     Ok(())
+}
+
+/// The id of the current transaction (its low 32 bits, as `xid` is).
+async fn current_xid(c: &impl GenericClient) -> Result<i64, StoreError> {
+    Ok(c.query_one("SELECT txid_current() % 4294967296", &[])
+        .await
+        .map_err(db("reading a transaction id"))?
+        .get(0))
+}
+
+/// How long a rewrite waits for the transactions that could still see
+/// deleted rows to end; past it, the scrub fails and is retried by the
+/// next cleanup.
+const HORIZON_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `VACUUM (FULL)` of a table whose rows transaction `deleted_by` deleted
+/// (or updated), once no transaction that could still see those rows is
+/// left: VACUUM copies a row that some snapshot may still see into the new
+/// files, bytes and all (an autovacuum ANALYZE, a long report or a
+/// `pg_dump` running across the deletion would keep it). Waits for every
+/// session, prepared transaction and replication slot holding an older
+/// horizon, in any database of the cluster: PostgreSQL keeps rows for a
+/// transaction with an older id in another database too (seen in the
+/// tests, where other tests' databases share the server).
+pub(crate) async fn rewrite(
+    c: &impl GenericClient,
+    table: &str,
+    deleted_by: i64,
+) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + HORIZON_WAIT;
+    loop {
+        let holding: Vec<String> = c
+            .query(
+                "SELECT 'session ' || pid || ' (database ' || coalesce(datname, '-') || ', '
+                        || coalesce(nullif(application_name, ''), backend_type) || ', since '
+                        || coalesce(xact_start::text, '?') || ')'
+                 FROM pg_stat_activity
+                 WHERE pid <> pg_backend_pid()
+                   AND (age(backend_xmin) >= age($1::bigint::text::xid)
+                        OR age(backend_xid) >= age($1::bigint::text::xid))
+                 UNION ALL
+                 SELECT 'prepared transaction ' || gid FROM pg_prepared_xacts
+                 WHERE age(transaction) >= age($1::bigint::text::xid)
+                 UNION ALL
+                 SELECT 'replication slot ' || slot_name FROM pg_replication_slots
+                 WHERE xmin IS NOT NULL AND age(xmin) >= age($1::bigint::text::xid)",
+                &[&deleted_by],
+            )
+            .await
+            .map_err(db("looking for transactions older than a deletion"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if holding.is_empty() {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StoreError::Conflict(format!(
+                "{table} cannot be rewritten yet: {} can still see the removed rows; the next cleanup retries",
+                holding.join(", ")
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    c.batch_execute(&format!("VACUUM (FULL) {table}"))
+        .await
+        .map_err(db("rewriting a table after a removal"))
 }
 
 /// Drops a partition if every payload in it belongs to a removed entry;

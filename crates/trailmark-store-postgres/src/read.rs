@@ -20,10 +20,22 @@ const ENTRY_COLUMNS: &str = "e.pos, e.envelope, e.leaf_hash, p.payload, p.salt, 
      e.outcome, p.ip, p.request_id, e.removed_kind, e.removed_by";
 
 /// Entries (`e`) with their payloads (`p`) where they are kept: an entry
-/// marked removed has none, even before the scrub deletes the row. The
-/// partition key in the join lets PostgreSQL look in one partition only.
+/// marked removed has none, even before the scrub deletes the row. Each
+/// payload is looked up by its entry's position and partition key (the
+/// key lets PostgreSQL look in one partition only); `OFFSET 0` keeps the
+/// lookup a lookup, where a join the planner chose freely could merge the
+/// whole payloads table in position order to reach a page in the middle.
 pub(crate) const WITH_PAYLOAD: &str = "trailmark_ledger.entries e
-     LEFT JOIN trailmark_ledger.payloads p
+     LEFT JOIN LATERAL (
+         SELECT p.pos, p.payload, p.salt, p.ip, p.request_id FROM trailmark_ledger.payloads p
+         WHERE p.pos = e.pos AND p.received_at = e.received_at AND e.removed_kind IS NULL
+         OFFSET 0) p ON true";
+
+/// Entries joined to their kept payloads, for reads that filter by the
+/// payloads' columns (`ip`, `request_id`): the planner may then start from
+/// a payloads index.
+const MATCHING_PAYLOAD: &str = "trailmark_ledger.entries e
+     JOIN trailmark_ledger.payloads p
      ON p.pos = e.pos AND p.received_at = e.received_at AND e.removed_kind IS NULL";
 
 /// Entries alone, for reads that need nothing of the payload.
@@ -213,7 +225,7 @@ fn tsquery(q: &str) -> Option<String> {
 
 /// The WHERE conditions of a query's filters (not its paging), appended to
 /// `sql` with their parameters; whether they name the payloads (`p`), which
-/// the statement must then join ([`WITH_PAYLOAD`]). `ordered`: for a page,
+/// the statement must then join ([`MATCHING_PAYLOAD`]). `ordered`: for a page,
 /// newest first (see [`Query::window_seeks`]).
 fn filters(q: &Query, ordered: bool, sql: &mut String, params: &mut Vec<Param>) -> bool {
     tenant_filter("e", &q.tenants, q.per_tenant(ordered), sql, params);
@@ -279,7 +291,7 @@ fn filters(q: &Query, ordered: bool, sql: &mut String, params: &mut Vec<Param>) 
 fn count_base(q: &Query, params: &mut Vec<Param>) -> String {
     let mut conditions = String::new();
     let from = if filters(q, false, &mut conditions, params) {
-        WITH_PAYLOAD
+        MATCHING_PAYLOAD
     } else {
         ENTRIES
     };
@@ -288,8 +300,13 @@ fn count_base(q: &Query, params: &mut Vec<Param>) -> String {
 
 fn page_statement(q: &Query) -> Statements {
     let mut params: Vec<Param> = Vec::new();
-    let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM {WITH_PAYLOAD} WHERE true");
-    filters(q, true, &mut sql, &mut params);
+    let mut conditions = String::new();
+    let from = if filters(q, true, &mut conditions, &mut params) {
+        MATCHING_PAYLOAD
+    } else {
+        WITH_PAYLOAD
+    };
+    let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM {from} WHERE true{conditions}");
     if let Some(Cursor(pos)) = q.cursor {
         params.push(Box::new(to_i64(pos)));
         let _ = write!(sql, " AND e.pos < ${}", params.len());

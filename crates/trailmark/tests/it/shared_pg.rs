@@ -284,6 +284,17 @@ fn migrate(from: &std::path::Path, to: &str) -> std::process::Output {
 #[test]
 fn migrating_an_embedded_trail_keeps_every_root_and_serves_it() {
     let source = embedded_trail();
+    {
+        // An erased actor: its entries move without payloads, marked.
+        let mut server = Server::start(source.path());
+        let (status, erased) = server.post(
+            "/v1/erasures",
+            &server.admin,
+            &json!({"tenant": "acme", "actor": "u7", "reason": "ticket 12"}),
+        );
+        assert_eq!((status, &erased["entries"]), (200, &json!(4)), "{erased}");
+        server.stop();
+    }
     let db = PgDb::new("tm_migrate");
     let out = migrate(source.path(), &db.source());
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -315,6 +326,14 @@ fn migrating_an_embedded_trail_keeps_every_root_and_serves_it() {
     assert!(ok, "{report}");
     let (_, stats) = server.get("/v1/stats?tenant=globex", &server.admin);
     assert_eq!(stats["total"], 600);
+    let (_, erased) = server.get("/v1/events?tenant=acme&actor=u7", &server.admin);
+    let erased = erased["events"].as_array().unwrap();
+    assert_eq!(erased.len(), 4);
+    for event in erased {
+        assert_eq!(event["state"], "erased", "{event}");
+        assert_eq!(event["removal"]["kind"], "erasure", "{event}");
+        assert_eq!(event["removal"]["reason"], "ticket 12", "{event}");
+    }
 }
 
 #[test]
