@@ -20,7 +20,7 @@ cargo build --release -p trailmark >/dev/null 2>&1
 cargo build --release -p trailmark --example backdate >/dev/null 2>&1
 data=$(mktemp -d)
 chmod 700 "$data"
-trap 'tail -5 "$data/server.log"; kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 if curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; then
   echo "something already listens on 127.0.0.1:$port; stop it first" >&2; exit 1
 fi

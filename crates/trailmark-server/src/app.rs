@@ -89,9 +89,9 @@ pub struct App<S> {
     /// Every checkpoint this server signs, for the witness clients (a
     /// bounded ring: a lagging receiver skips to the newest).
     pub signed: tokio::sync::broadcast::Sender<trailmark_store::CheckpointRecord>,
-    /// One removal, hold or policy change at a time (on this server): a
-    /// hold placed during an erasure's walk could otherwise miss it.
-    pub removals: tokio::sync::Mutex<()>,
+    /// One removal, hold or policy change at a time on this server (see
+    /// [`App::removal_lock`]).
+    removals: tokio::sync::Mutex<()>,
     /// The last cleanup this server ran (not dry runs).
     pub last_cleanup: Mutex<Option<crate::wire::RemovalReport>>,
     /// A scrub is owed: one failed (or this process has not run one yet,
@@ -266,6 +266,24 @@ impl Caller {
 }
 
 impl<S: Store> App<S> {
+    /// One removal, hold or policy change at a time: among this server's
+    /// tasks, and (through the store) among every server sharing the
+    /// ledger. A hold placed during an erasure's walk could otherwise miss
+    /// it. Both parts are released when the pair is dropped.
+    pub async fn removal_lock(
+        &self,
+    ) -> Result<
+        (
+            tokio::sync::MutexGuard<'_, ()>,
+            trailmark_store::RemovalLock,
+        ),
+        ApiError,
+    > {
+        let local = self.removals.lock().await;
+        let shared = self.store.removal_lock().await?;
+        Ok((local, shared))
+    }
+
     pub fn new(store: S, settings: Settings, seed: [u8; 32]) -> Self {
         let permits = Arc::new(Semaphore::new(settings.queue_capacity));
         let body_bytes = Arc::new(Semaphore::new(body_bytes_bound(&settings)));

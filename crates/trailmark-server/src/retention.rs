@@ -291,7 +291,7 @@ async fn remove_in<S: Store>(
         let holds = if let Some(holds) = holds {
             holds
         } else {
-            _page_lock = app.removals.lock().await;
+            _page_lock = app.removal_lock().await?;
             fresh = holds_in_force(app).await?;
             fresh.as_slice()
         };
@@ -556,7 +556,7 @@ pub async fn put_retention<S: Store>(
         max_age_days: days,
         updated_at: now(),
     };
-    let _one_at_a_time = app.removals.lock().await;
+    let _one_at_a_time = app.removal_lock().await?;
     let mut meta = Map::new();
     meta.insert("target".into(), Value::from(policy.target.label()));
     meta.insert("max_age_days".into(), Value::from(days));
@@ -582,7 +582,7 @@ pub async fn delete_retention<S: Store>(
         asked.resource_type.as_ref(),
         asked.action.as_ref(),
     )?;
-    let _one_at_a_time = app.removals.lock().await;
+    let _one_at_a_time = app.removal_lock().await?;
     let existing = app
         .store
         .retention()
@@ -673,7 +673,7 @@ pub async fn place_hold<S: Store>(
         placed_at: now(),
         released_at: None,
     };
-    let _one_at_a_time = app.removals.lock().await;
+    let _one_at_a_time = app.removal_lock().await?;
     let mut meta = Map::new();
     meta.insert("tenant".into(), Value::from(tenant.to_string()));
     meta.insert("scope".into(), Value::from(hold.scope.label()));
@@ -694,7 +694,7 @@ pub async fn release_hold<S: Store>(
     Authorized(caller, _): Authorized<Administrator>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<HoldOut>, ApiError> {
-    let _one_at_a_time = app.removals.lock().await;
+    let _one_at_a_time = app.removal_lock().await?;
     let found = app
         .store
         .holds()
@@ -759,7 +759,7 @@ async fn erase<S: Store>(
     label: String,
     reason: String,
 ) -> Result<RemovalReport, ApiError> {
-    let _one_at_a_time = app.removals.lock().await;
+    let _one_at_a_time = app.removal_lock().await?;
     let holds = holds_in_force(app).await?;
     let tenants = tenants(app, Some(caller), asked.tenant.as_deref()).await?;
     let mut record = Map::new();

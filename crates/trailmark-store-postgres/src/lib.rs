@@ -25,8 +25,8 @@ use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
     Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, Read,
-    Removal, RetentionPolicy, SigningKeyRecord, Stats, Store, StoreError, StoredEntry, Target,
-    TenantHead, Walk, WalkPage,
+    Removal, RemovalLock, RetentionPolicy, SigningKeyRecord, Stats, Store, StoreError, StoredEntry,
+    Target, TenantHead, Walk, WalkPage,
 };
 
 /// The migrations, in order. Never edit one that has shipped: add a file.
@@ -588,6 +588,10 @@ impl Store for PgStore {
         limit: usize,
     ) -> Result<WalkPage, StoreError> {
         removal::walk(&**self.client().await?, tenant, walk, after, limit).await
+    }
+
+    async fn removal_lock(&self) -> Result<RemovalLock, StoreError> {
+        removal::lock(self).await
     }
 
     async fn erase(

@@ -6,12 +6,13 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use trailmark_core::{Envelope, TenantId, Timestamp};
 use trailmark_store::{
-    Hold, Removal, RetentionPolicy, StoreError, StoredHold, Target, Walk, WalkPage, Walked,
+    Hold, Removal, RemovalLock, RetentionPolicy, StoreError, StoredHold, Target, Walk, WalkPage,
+    Walked,
 };
 
 use crate::append::words;
 use crate::read::WITH_PAYLOAD;
-use crate::{db, to_i64};
+use crate::{PgStore, db, to_i64};
 
 /// The bytes an erasure frees: payload, salt and the derived columns.
 const BYTES: &str = "coalesce(octet_length(p.payload), 0) + coalesce(octet_length(p.salt), 0)
@@ -21,6 +22,41 @@ fn unreadable(tenant: &TenantId, e: &trailmark_core::Error) -> StoreError {
     StoreError::Unreadable(format!(
         "an envelope of tenant {tenant} cannot be read: {e}"
     ))
+}
+
+/// The advisory lock that one removal, hold or policy change at a time
+/// holds, across every server sharing the ledger.
+const REMOVAL_LOCK: i64 = 0x746d_7265_6d6f_7665; // "tmremove"
+
+/// How long a removal waits for one running on another server.
+pub const REMOVAL_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Takes [`REMOVAL_LOCK`] on a connection taken out of the pool first:
+/// when the lock is dropped, or this future is dropped while it waits, the
+/// connection closes and PostgreSQL releases the lock (a pooled connection
+/// would go on holding it).
+pub(crate) async fn lock(store: &PgStore) -> Result<RemovalLock, StoreError> {
+    let client = deadpool_postgres::Object::take(store.client().await?);
+    client
+        .batch_execute(&format!(
+            "SET lock_timeout = {}",
+            REMOVAL_LOCK_WAIT.as_millis()
+        ))
+        .await
+        .map_err(db("bounding the wait for the removal lock"))?;
+    match client
+        .execute("SELECT pg_advisory_lock($1)", &[&REMOVAL_LOCK])
+        .await
+    {
+        Ok(_) => Ok(RemovalLock::holding(client)),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            Err(StoreError::Conflict(format!(
+                "another server sharing this ledger has been removing payloads (or placing holds, or changing policies) for over {} s: retry later",
+                REMOVAL_LOCK_WAIT.as_secs()
+            )))
+        }
+        Err(e) => Err(db("taking the removal lock")(e)),
+    }
 }
 
 /// One page of a walk by `pos` (within a tenant, the order of `seq`);

@@ -24,8 +24,8 @@ use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
     Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, Read,
-    Removal, RetentionPolicy, SigningKeyRecord, Stats, Store, StoreError, StoredEntry, Target,
-    TenantHead, Walk, WalkPage,
+    Removal, RemovalLock, RetentionPolicy, SigningKeyRecord, Stats, Store, StoreError, StoredEntry,
+    Target, TenantHead, Walk, WalkPage,
 };
 
 use crate::writer::{Job, Writer};
@@ -529,6 +529,12 @@ impl Store for SqliteStore {
         let (tenant, walk) = (tenant.clone(), walk.clone());
         self.read(move |c| removal::walk(c, &tenant, &walk, after, limit))
             .await
+    }
+
+    /// One process opens the store (the data dir's lock): its server's
+    /// own lock is all there is to hold.
+    async fn removal_lock(&self) -> Result<RemovalLock, StoreError> {
+        Ok(RemovalLock::local())
     }
 
     async fn erase(

@@ -15,7 +15,8 @@ mod types;
 
 pub use error::{ErrorKind, StoreError};
 pub use removal::{
-    Hold, HoldScope, RetentionPolicy, StoredHold, Target, Walk, WalkPage, Walked, governing,
+    Hold, HoldScope, RemovalLock, RetentionPolicy, StoredHold, Target, Walk, WalkPage, Walked,
+    governing,
 };
 pub use store::Store;
 pub use types::{

@@ -291,3 +291,31 @@ pub fn governing<'a>(
         .max_by_key(|p| p.max_age_days);
     specific.or_else(|| mine.into_iter().find(|p| p.target == Target::All))
 }
+
+/// Held while a removal, a hold or a policy change runs: no other one
+/// runs on the same ledger until it is dropped. A store shared by several
+/// servers holds what makes the others wait (PostgreSQL: a session-level
+/// advisory lock on a connection of its own, closed on drop, so a server
+/// that dies releases it too); a store only one process opens holds
+/// nothing, its server's own lock being enough.
+pub struct RemovalLock(Option<Box<dyn Send + Sync>>);
+
+impl RemovalLock {
+    /// Nothing to hold beyond the server's own lock.
+    pub fn local() -> Self {
+        Self(None)
+    }
+
+    /// Holds `held` until dropped.
+    pub fn holding(held: impl Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(held)))
+    }
+}
+
+impl std::fmt::Debug for RemovalLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RemovalLock")
+            .field(&self.0.as_ref().map(|_| "held"))
+            .finish()
+    }
+}

@@ -5,8 +5,8 @@ use trailmark_log::{Hash, NodeId};
 
 use crate::{
     Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, Read,
-    Removal, RetentionPolicy, SigningKeyRecord, Stats, StoreError, StoredEntry, Target, TenantHead,
-    Walk, WalkPage,
+    Removal, RemovalLock, RetentionPolicy, SigningKeyRecord, Stats, StoreError, StoredEntry,
+    Target, TenantHead, Walk, WalkPage,
 };
 
 /// A Trailmark ledger backend.
@@ -158,6 +158,12 @@ pub trait Store: Send + Sync + 'static {
         after: Option<u64>,
         limit: usize,
     ) -> impl Future<Output = Result<WalkPage, StoreError>> + Send;
+
+    /// Waits until no other removal, hold or policy change runs on this
+    /// ledger (on any server sharing it), and keeps it so until the lock
+    /// is dropped. Gives up with [`StoreError::Conflict`] past a bound
+    /// (docs/OPERATIONS.md).
+    fn removal_lock(&self) -> impl Future<Output = Result<RemovalLock, StoreError>> + Send;
 
     /// Removes the payload, salt and every column derived from them (ip,
     /// request id, the payload's words in the search index) of these

@@ -445,3 +445,53 @@ async fn the_scrub_drops_a_partition_whose_payloads_are_all_removed() {
             .is_some()
     );
 }
+
+/// One removal at a time across servers: a second store on the same
+/// ledger waits while the first holds the removal lock, gets it once that
+/// is dropped, and a wait given up leaves no lock behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_removal_lock_holds_off_another_server_sharing_the_ledger() {
+    use std::time::Duration;
+    use trailmark_store::Store;
+    let db = TempPg::new();
+    let a = PgStore::new(&db.url(), 2).unwrap();
+    let b = PgStore::new(&db.url(), 2).unwrap();
+    let held = a.removal_lock().await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), b.removal_lock())
+            .await
+            .is_err(),
+        "the second server waits"
+    );
+    let waiting = tokio::spawn(async move { b.removal_lock().await.map(drop) });
+    drop(held);
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the second server gets the lock once the first lets go")
+        .unwrap()
+        .unwrap();
+    let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                 WHERE l.locktype = 'advisory' AND d.datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if held == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{held} advisory lock(s) left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
