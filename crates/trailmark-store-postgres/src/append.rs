@@ -29,6 +29,8 @@ pub(crate) struct Rows {
     pub(crate) ip: Vec<Option<String>>,
     pub(crate) request_id: Vec<Option<String>>,
     pub(crate) words: Vec<Vec<String>>,
+    /// The payload's size as a removal counts it (None without one).
+    pub(crate) payload_bytes: Vec<Option<i64>>,
     /// Why the payload is gone, for an entry imported without one.
     pub(crate) removed_kind: Vec<Option<&'static str>>,
     pub(crate) removed_by: Vec<Option<i64>>,
@@ -112,6 +114,15 @@ impl Rows {
         self.received_at.push(env.received_at.unix_millis());
         self.envelope.push(row.bytes);
         self.leaf_hash.push(row.leaf.as_bytes().to_vec());
+        // What a removal frees: payload, salt and the derived columns.
+        let bytes = row.payload_text.as_ref().map(|text| {
+            let derived = [&columns.ip, &columns.request_id]
+                .iter()
+                .map(|c| c.as_ref().map_or(0, String::len))
+                .sum::<usize>();
+            to_i64((text.len() + row.salt.as_ref().map_or(0, Vec::len) + derived) as u64)
+        });
+        self.payload_bytes.push(bytes);
         let (kind, by) = row.removed.map(Removal::to_parts).unzip();
         self.removed_kind.push(kind);
         self.removed_by.push(by.map(to_i64));
@@ -376,7 +387,7 @@ async fn copy_entries(
         .copy_in(
             "COPY trailmark_ledger.entries (pos, tenant, seq, id, occurred_at, received_at,
                  actor_id, action, resource_type, resource_id, outcome, envelope, leaf_hash,
-                 search, removed_kind, removed_by)
+                 search, removed_kind, removed_by, payload_bytes)
              FROM STDIN (FORMAT binary)",
         )
         .await
@@ -397,6 +408,7 @@ async fn copy_entries(
         Type::BYTEA,
         Type::TS_VECTOR,
         Type::TEXT,
+        Type::INT8,
         Type::INT8,
     ];
     let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
@@ -421,6 +433,7 @@ async fn copy_entries(
                 &search,
                 &rows.removed_kind[i],
                 &rows.removed_by[i],
+                &rows.payload_bytes[i],
             ])
             .await
             .map_err(db("copying entries"))?;

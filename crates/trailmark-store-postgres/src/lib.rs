@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (7, include_str!("../migrations/0007_retention.sql")),
     (8, include_str!("../migrations/0008_removed.sql")),
     (9, include_str!("../migrations/0009_payload_partitions.sql")),
+    (10, include_str!("../migrations/0010_payload_bytes.sql")),
 ];
 
 /// How long a search or count may run before PostgreSQL cancels it.

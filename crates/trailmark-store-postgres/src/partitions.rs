@@ -227,25 +227,34 @@ pub(crate) async fn rewrite(
 }
 
 /// Drops a partition if every payload in it belongs to a removed entry;
-/// whether it did.
+/// whether it did. The full check runs without locks; under the lock that
+/// dropping takes (which holds up every append and read of payloads) only
+/// rows written since that check's snapshot are checked again.
 async fn drop_if_emptied(
     client: &mut deadpool_postgres::Object,
     table: &str,
 ) -> Result<bool, StoreError> {
-    let kept = format!(
-        "SELECT EXISTS (SELECT 1 FROM {table} p JOIN trailmark_ledger.entries e
-                        ON e.pos = p.pos WHERE e.removed_kind IS NULL)"
-    );
-    let any_kept: bool = client
-        .query_one(&kept, &[])
+    let kept = |since: &str| {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM {table} p JOIN trailmark_ledger.entries e
+                            ON e.pos = p.pos WHERE e.removed_kind IS NULL{since})"
+        )
+    };
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT ({}), txid_snapshot_xmin(txid_current_snapshot()) % 4294967296",
+                kept("")
+            ),
+            &[],
+        )
         .await
-        .map_err(db("looking for kept payloads"))?
-        .get(0);
+        .map_err(db("looking for kept payloads"))?;
+    let (any_kept, seen): (bool, i64) = (row.get(0), row.get(1));
     if any_kept {
         return Ok(false);
     }
-    // Again under the lock, so that nothing kept arrives in between; the
-    // transaction rolls back if it is not committed.
+    // The transaction rolls back if it is not committed.
     let tx = client
         .transaction()
         .await
@@ -256,8 +265,13 @@ async fn drop_if_emptied(
     ))
     .await
     .map_err(db("locking a payload partition to drop it"))?;
+    // Rows the first check could not see: written by transactions from
+    // its snapshot's oldest running one on.
     let any_kept: bool = tx
-        .query_one(&kept, &[])
+        .query_one(
+            &kept(" AND age(p.xmin) <= age($1::bigint::text::xid)"),
+            &[&seen],
+        )
         .await
         .map_err(db("looking for kept payloads"))?
         .get(0);

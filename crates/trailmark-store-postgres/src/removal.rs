@@ -11,12 +11,7 @@ use trailmark_store::{
 };
 
 use crate::append::words;
-use crate::read::WITH_PAYLOAD;
 use crate::{PgStore, db, to_i64};
-
-/// The bytes an erasure frees: payload, salt and the derived columns.
-const BYTES: &str = "coalesce(octet_length(p.payload), 0) + coalesce(octet_length(p.salt), 0)
-     + coalesce(octet_length(p.ip), 0) + coalesce(octet_length(p.request_id), 0)";
 
 fn unreadable(tenant: &TenantId, e: &trailmark_core::Error) -> StoreError {
     StoreError::Unreadable(format!(
@@ -70,9 +65,10 @@ pub(crate) async fn walk(
 ) -> Result<WalkPage, StoreError> {
     let after = after.map_or(-1, to_i64);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let head = format!(
-        "SELECT e.pos, e.envelope, p.pos IS NOT NULL, ({BYTES})::bigint FROM {WITH_PAYLOAD}"
-    );
+    // The entry's own record of its payload's size: no lookup in the
+    // payload partitions.
+    let head = "SELECT e.pos, e.envelope, e.payload_bytes IS NOT NULL AND e.removed_kind IS NULL,
+                coalesce(e.payload_bytes, 0) FROM trailmark_ledger.entries e";
     let name = tenant.as_str();
     let (sql, values): (String, Vec<&str>) = match walk {
         Walk::All => (
@@ -144,7 +140,8 @@ pub(crate) async fn erase(
         .query(
             "SELECT e.seq, e.envelope FROM unnest($2::bigint[]) AS v(seq)
              JOIN trailmark_ledger.entries e ON e.tenant = $1 AND e.seq = v.seq
-             WHERE e.seq BETWEEN $3 AND $4 AND e.removed_kind IS NULL",
+             WHERE e.seq BETWEEN $3 AND $4 AND e.removed_kind IS NULL
+               AND e.payload_bytes IS NOT NULL",
             &[&tenant.as_str(), &seqs, &low, &high],
         )
         .await
@@ -166,12 +163,10 @@ pub(crate) async fn erase(
             "WITH gone AS (
                  UPDATE trailmark_ledger.entries e
                  SET search = array_to_tsvector(string_to_array(v.words, ' ')),
-                     removed_kind = $4, removed_by = $5
+                     removed_kind = $4, removed_by = $5, payload_bytes = NULL
                  FROM unnest($2::bigint[], $3::text[]) AS v(seq, words)
                  WHERE e.tenant = $1 AND e.seq = v.seq AND e.removed_kind IS NULL
-                   AND e.seq BETWEEN $6 AND $7
-                   AND EXISTS (SELECT 1 FROM trailmark_ledger.payloads p
-                               WHERE p.pos = e.pos AND p.received_at = e.received_at)
+                   AND e.payload_bytes IS NOT NULL AND e.seq BETWEEN $6 AND $7
                  RETURNING e.received_at),
              pending AS (
                  INSERT INTO trailmark_ledger.scrub_pending (start, marked)
