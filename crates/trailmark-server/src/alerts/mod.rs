@@ -7,7 +7,9 @@
 //! window rebuild after a restart come next (docs/ALERTS.md).
 
 mod rules;
+mod webhook;
 mod window;
 
 pub use rules::{Rule, RuleKind, Rules};
+pub use webhook::WebhookSecret;
 pub use window::{Detector, Fact, Firing, MAX_WINDOWS};
