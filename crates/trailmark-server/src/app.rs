@@ -59,6 +59,70 @@ pub struct Metrics {
     pub witness_refusals: AtomicU64,
     /// Rows the capture drainer inside `serve` has appended.
     pub captured_rows: AtomicU64,
+    /// Events the alert rules have counted.
+    pub alert_facts_observed: AtomicU64,
+    /// Events a rule would have counted, dropped because the detector's
+    /// queue was full.
+    pub alert_facts_dropped: AtomicU64,
+}
+
+impl Metrics {
+    /// The counters `GET /metrics` shows: name, help, value.
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 10] {
+        let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        [
+            (
+                "trailmark_events_ingested_total",
+                "Events durably appended (including _system).",
+                get(&self.events_ingested),
+            ),
+            (
+                "trailmark_ingest_requests_total",
+                "POST /v1/events requests read.",
+                get(&self.ingest_requests),
+            ),
+            (
+                "trailmark_ingest_rejected_busy_total",
+                "Requests answered 429 because the queue was full.",
+                get(&self.ingest_rejected_busy),
+            ),
+            (
+                "trailmark_commit_seconds_count",
+                "Durable appends awaited.",
+                get(&self.commits),
+            ),
+            (
+                "trailmark_checkpoints_signed_total",
+                "Checkpoints signed.",
+                get(&self.checkpoints_signed),
+            ),
+            (
+                "trailmark_witness_cosignatures_total",
+                "Witness cosignatures received and kept.",
+                get(&self.cosignatures),
+            ),
+            (
+                "trailmark_witness_refusals_total",
+                "Checkpoints a witness refused (a fork, a rollback, an unknown log).",
+                get(&self.witness_refusals),
+            ),
+            (
+                "trailmark_capture_rows_total",
+                "Captured database changes appended by the drainer inside serve.",
+                get(&self.captured_rows),
+            ),
+            (
+                "trailmark_alert_facts_observed_total",
+                "Appended events the alert rules have counted.",
+                get(&self.alert_facts_observed),
+            ),
+            (
+                "trailmark_alert_facts_dropped_total",
+                "Events an alert rule would have counted, dropped because the detector's queue was full.",
+                get(&self.alert_facts_dropped),
+            ),
+        ]
+    }
 }
 
 /// How many request body bytes may be read and parsed at once; more answer
@@ -97,6 +161,8 @@ pub struct App<S> {
     /// A scrub is owed: one failed (or this process has not run one yet,
     /// and a server stopped before may have left one undone).
     pub scrub_owed: std::sync::atomic::AtomicBool,
+    /// Where ingest offers events to the alert rules, once detection runs.
+    pub alerts: std::sync::OnceLock<crate::alerts::run::Feed>,
 }
 
 /// How long a key read from the store is trusted without reading it again.
@@ -300,6 +366,7 @@ impl<S: Store> App<S> {
             removals: tokio::sync::Mutex::new(()),
             last_cleanup: Mutex::new(None),
             scrub_owed: std::sync::atomic::AtomicBool::new(true),
+            alerts: std::sync::OnceLock::new(),
         }
     }
 

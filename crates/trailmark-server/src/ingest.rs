@@ -314,8 +314,12 @@ impl<S: Store> crate::App<S> {
             .map(|new| new.event.id.is_some().then(|| Sameness::of_new(new)))
             .collect();
         unused_ids(self, &batch, &mut sameness).await?;
+        let candidates = self.alerts.get().map(|feed| feed.candidates(&batch));
         let started = Instant::now();
         let appended = self.store.append(batch).await?;
+        if let (Some(feed), Some(candidates)) = (self.alerts.get(), candidates) {
+            feed.offer(candidates, &appended, &self.metrics);
+        }
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.metrics
             .commit_micros_total

@@ -142,24 +142,9 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
         );
     };
     let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    line(
-        "trailmark_events_ingested_total",
-        "counter",
-        "Events durably appended (including _system).",
-        get(&m.events_ingested).to_string(),
-    );
-    line(
-        "trailmark_ingest_requests_total",
-        "counter",
-        "POST /v1/events requests read.",
-        get(&m.ingest_requests).to_string(),
-    );
-    line(
-        "trailmark_ingest_rejected_busy_total",
-        "counter",
-        "Requests answered 429 because the queue was full.",
-        get(&m.ingest_rejected_busy).to_string(),
-    );
+    for (name, help, value) in m.counters() {
+        line(name, "counter", help, value.to_string());
+    }
     line(
         "trailmark_ingest_queue_depth",
         "gauge",
@@ -185,36 +170,6 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
         "counter",
         "Time spent waiting for durable appends.",
         seconds.to_string(),
-    );
-    line(
-        "trailmark_commit_seconds_count",
-        "counter",
-        "Durable appends awaited.",
-        get(&m.commits).to_string(),
-    );
-    line(
-        "trailmark_checkpoints_signed_total",
-        "counter",
-        "Checkpoints signed.",
-        get(&m.checkpoints_signed).to_string(),
-    );
-    line(
-        "trailmark_witness_cosignatures_total",
-        "counter",
-        "Witness cosignatures received and kept.",
-        get(&m.cosignatures).to_string(),
-    );
-    line(
-        "trailmark_witness_refusals_total",
-        "counter",
-        "Checkpoints a witness refused (a fork, a rollback, an unknown log).",
-        get(&m.witness_refusals).to_string(),
-    );
-    line(
-        "trailmark_capture_rows_total",
-        "counter",
-        "Captured database changes appended by the drainer inside serve.",
-        get(&m.captured_rows).to_string(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

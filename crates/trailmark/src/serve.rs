@@ -331,6 +331,11 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
         args.data_dir.display()
     );
     let signer = tokio::spawn(checkpointer::run(Arc::clone(&app)));
+    // The default rules (docs/ALERTS.md); alerts go to `_system`.
+    let detector = tokio::spawn(trailmark_server::alerts::run::run(
+        Arc::clone(&app),
+        trailmark_server::alerts::Rules::default(),
+    ));
     let cleaner = app.settings.cleanup_interval.map(|every| {
         tokio::spawn(trailmark_server::retention::schedule(
             Arc::clone(&app),
@@ -356,6 +361,7 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
         crate::http::with_request_timeout(router(Arc::clone(&app)), args.limits.request_timeout);
     crate::http::serve(listener, routes, args.limits, shutdown()).await;
     signer.abort();
+    detector.abort();
     if let Some(cleaner) = cleaner {
         // A cleanup cut short leaves recorded entries that still hold their
         // payloads; the next one finishes them.

@@ -7,6 +7,7 @@
 //! window rebuild after a restart come next (docs/ALERTS.md).
 
 mod rules;
+pub mod run;
 mod webhook;
 mod window;
 

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+mod alerts;
 mod auth;
 mod bad_input;
 mod capture;

@@ -1,0 +1,110 @@
+//! Alerts through a real server: failed logins and mass deletions raise
+//! one `_system` alert per burst (the default rules, docs/ALERTS.md).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{Server, wait_for};
+
+/// A counter of `GET /metrics`.
+fn metric(server: &Server, name: &str) -> u64 {
+    let (_, text) = server.get("/metrics", &server.admin);
+    text.as_str()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn alerts(server: &Server) -> Vec<Value> {
+    let (status, found) = server.get(
+        "/v1/events?tenant=_system&action=trailmark.alert.raised&limit=100",
+        &server.admin,
+    );
+    assert_eq!(status, 200, "{found}");
+    found["events"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_burst_of_failed_logins_raises_one_alert_within_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let login = json!({
+        "tenant": "acme",
+        "actor": {"id": "anonymous", "type": "user", "name": "alice"},
+        "action": "auth.login",
+        "outcome": "failure",
+        "context": {"ip": "203.0.113.9"},
+    });
+    // A success does not count.
+    let mut ok = login.clone();
+    ok["outcome"] = json!("success");
+    assert_eq!(server.post("/v1/events", &server.admin, &ok).0, 201);
+    for n in 1..=10 {
+        assert_eq!(
+            server.post("/v1/events", &server.admin, &login).0,
+            201,
+            "{n}"
+        );
+    }
+    let tenth = Instant::now();
+    let raised = wait_for("the alert", Duration::from_secs(2), || {
+        let found = alerts(&server);
+        (!found.is_empty()).then_some(found)
+    });
+    assert!(tenth.elapsed() < Duration::from_secs(2));
+    // The same burst goes on: still one alert (not one per actor, IP and
+    // username, nor one per later failure).
+    for _ in 0..15 {
+        assert_eq!(server.post("/v1/events", &server.admin, &login).0, 201);
+    }
+    wait_for("every failure counted", Duration::from_secs(10), || {
+        (metric(&server, "trailmark_alert_facts_observed_total") >= 25).then_some(())
+    });
+    let after = alerts(&server);
+    assert_eq!(after.len(), 1, "{after:?}");
+    let alert = &raised[0];
+    assert_eq!(alert["resource"]["type"], "Alert");
+    let meta = &alert["metadata"];
+    assert_eq!(meta["rule"], "failed_logins");
+    assert_eq!(meta["tenant"], "acme");
+    assert_eq!(meta["count"], 10);
+    let events = meta["events"].as_array().unwrap();
+    assert_eq!(events.len(), 10);
+    // The events it names are the failures, in the tenant's trail.
+    let (status, first) = server.get(
+        &format!("/v1/events/{}?tenant=acme", events[0].as_str().unwrap()),
+        &server.admin,
+    );
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["outcome"], "failure");
+    assert_eq!(metric(&server, "trailmark_alert_facts_dropped_total"), 0);
+}
+
+#[test]
+fn one_actor_deleting_many_records_raises_a_mass_deletion_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let batch: Vec<Value> = (0..150)
+        .map(|n| {
+            json!({
+                "tenant": "acme",
+                "actor": {"id": "u-7", "type": "user"},
+                "action": "invoice.delete",
+                "resource": {"type": "Invoice", "id": n.to_string()},
+            })
+        })
+        .collect();
+    assert_eq!(
+        server.post("/v1/events", &server.admin, &json!(batch)).0,
+        201
+    );
+    wait_for("every deletion counted", Duration::from_secs(10), || {
+        (metric(&server, "trailmark_alert_facts_observed_total") >= 150).then_some(())
+    });
+    let found = alerts(&server);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["metadata"]["rule"], "mass_delete");
+    assert_eq!(found[0]["metadata"]["key"], "actor=u-7");
+}
