@@ -25,7 +25,7 @@ use crate::datadir;
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// A TOML file with any of: data_dir, listen, origin_prefix,
-    /// queue_capacity, max_body_bytes, database, cleanup_interval, and a
+    /// queue_capacity, max_body_bytes, database, cleanup_interval, alert_rules, and a
     /// [capture] table with source, tenant, batch.
     #[arg(long, env = "TRAILMARK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// still runs one) [default: 3600].
     #[arg(long, env = "TRAILMARK_CLEANUP_INTERVAL")]
     pub cleanup_interval: Option<u64>,
+    /// A TOML file with every alert rule (docs/ALERTS.md), replacing the
+    /// defaults; a rule with `enabled = false` is off [default: the defaults].
+    #[arg(long, env = "TRAILMARK_ALERT_RULES")]
+    pub alert_rules: Option<PathBuf>,
     /// Keep the ledger in this PostgreSQL database (postgres://…) instead of
     /// the embedded SQLite file in the data dir; several servers may share it.
     #[arg(long, env = "TRAILMARK_DATABASE", hide_env_values = true)]
@@ -96,6 +100,7 @@ struct FileConfig {
     queue_capacity: Option<usize>,
     max_body_bytes: Option<usize>,
     cleanup_interval: Option<u64>,
+    alert_rules: Option<PathBuf>,
     database: Option<String>,
     signing_key: Option<PathBuf>,
     #[serde(default)]
@@ -126,6 +131,7 @@ struct Resolved {
     queue_capacity: usize,
     max_body_bytes: usize,
     cleanup_interval: Option<std::time::Duration>,
+    alert_rules: trailmark_server::alerts::Rules,
     database: Option<String>,
     signing_key: PathBuf,
     witnesses: Vec<WitnessConfig>,
@@ -142,16 +148,19 @@ struct Capture {
     batch: i64,
 }
 
-fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
-    let file = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the config file {}", path.display()))?;
-            toml::from_str::<FileConfig>(&text)
-                .with_context(|| format!("{}: not a valid Trailmark config", path.display()))?
-        }
-        None => FileConfig::default(),
+/// The configuration file, or none.
+fn read_config(path: Option<&PathBuf>) -> anyhow::Result<FileConfig> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
     };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the config file {}", path.display()))?;
+    toml::from_str::<FileConfig>(&text)
+        .with_context(|| format!("{}: not a valid Trailmark config", path.display()))
+}
+
+fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
+    let file = read_config(args.config.as_ref())?;
     let capture_file = file.capture.unwrap_or_default();
     let capture = match args.capture_source.or(capture_file.source) {
         None => None,
@@ -238,11 +247,23 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
             .or(file.max_body_bytes)
             .unwrap_or(8 * 1024 * 1024),
         cleanup_interval: cleanup_interval(args.cleanup_interval.or(file.cleanup_interval)),
+        alert_rules: alert_rules(args.alert_rules.or(file.alert_rules))?,
     };
     if resolved.queue_capacity == 0 || resolved.max_body_bytes < 1024 {
         anyhow::bail!("queue_capacity must be at least 1 and max_body_bytes at least 1024");
     }
     Ok(resolved)
+}
+
+/// The alert rules of a TOML file, or the defaults.
+fn alert_rules(path: Option<PathBuf>) -> anyhow::Result<trailmark_server::alerts::Rules> {
+    let Some(path) = path else {
+        return Ok(trailmark_server::alerts::Rules::default());
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the alert rules {}", path.display()))?;
+    trailmark_server::alerts::Rules::from_toml(&text)
+        .map_err(|e| anyhow::anyhow!("the alert rules {}: {e}", path.display()))
 }
 
 /// Seconds between scheduled cleanups: 0 turns them off.
@@ -295,6 +316,7 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
         cleanup_interval: args.cleanup_interval,
         ..Settings::default()
     };
+    let alert_rules = args.alert_rules;
     let app = Arc::new(App::new(store, settings, seed));
 
     if app.store.keys().await?.is_empty() {
@@ -334,7 +356,7 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
     // The default rules (docs/ALERTS.md); alerts go to `_system`.
     let detector = tokio::spawn(trailmark_server::alerts::run::run(
         Arc::clone(&app),
-        trailmark_server::alerts::Rules::default(),
+        alert_rules,
     ));
     let cleaner = app.settings.cleanup_interval.map(|every| {
         tokio::spawn(trailmark_server::retention::schedule(
