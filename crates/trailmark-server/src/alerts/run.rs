@@ -101,21 +101,35 @@ pub async fn run<S: Store>(app: Arc<App<S>>, rules: Rules) {
         return;
     }
     let mut detector = Detector::new(rules);
+    // Recording an alert is an append (a durable commit): done beside the
+    // detector, so counting never waits for the disk; at most
+    // RECORDING alerts are being recorded at once.
+    let recording = Arc::new(tokio::sync::Semaphore::new(RECORDING));
     while let Some(fact) = rx.recv().await {
         for firing in detector.observe(&fact) {
-            if let Err(e) = record(&app, &firing).await {
-                tracing::warn!(
-                    rule = firing.rule.name(),
-                    tenant = firing.tenant,
-                    "recording an alert failed: {e}"
-                );
-            }
+            let Ok(permit) = Arc::clone(&recording).acquire_owned().await else {
+                return;
+            };
+            let app = Arc::clone(&app);
+            tokio::spawn(async move {
+                if let Err(e) = record(&app, &firing).await {
+                    tracing::warn!(
+                        rule = firing.rule.name(),
+                        tenant = firing.tenant,
+                        "recording an alert failed: {e}"
+                    );
+                }
+                drop(permit);
+            });
         }
         app.metrics
             .alert_facts_observed
             .fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// Alerts being recorded at once; more wait (and so does counting).
+pub const RECORDING: usize = 64;
 
 /// The `_system` entry of one alert.
 async fn record<S: Store>(app: &App<S>, firing: &Firing) -> Result<(), crate::ApiError> {

@@ -151,8 +151,10 @@ impl Detector {
         })
     }
 
-    /// Drops windows whose events have all left their span; if none has,
-    /// the one idle longest.
+    /// Drops windows whose events have all left their span and whose
+    /// cool-down is over; if that frees less than a tenth of the room, the
+    /// tenth idle longest too (so a full detector sweeps once per tenth of
+    /// its room, not once per new key).
     fn make_room(&mut self, now: i64) {
         let rules = &self.rules;
         self.windows.retain(|(kind, _, _), w| {
@@ -160,15 +162,19 @@ impl Detector {
                 .unwrap_or(i64::MAX);
             w.quiet_until > now || w.events.back().is_some_and(|(at, _)| *at > now - span)
         });
-        if self.windows.len() >= MAX_WINDOWS {
-            let idle = self
-                .windows
-                .iter()
-                .min_by_key(|(_, w)| w.events.back().map_or(i64::MIN, |(at, _)| *at))
-                .map(|(k, _)| k.clone());
-            if let Some(idle) = idle {
-                self.windows.remove(&idle);
-            }
+        let room = MAX_WINDOWS / 10;
+        if self.windows.len() + room <= MAX_WINDOWS {
+            return;
+        }
+        let mut idle: Vec<(i64, (RuleKind, String, String))> = self
+            .windows
+            .iter()
+            .map(|(k, w)| (w.events.back().map_or(i64::MIN, |(at, _)| *at), k.clone()))
+            .collect();
+        let cut = (self.windows.len() + room - MAX_WINDOWS).min(idle.len().saturating_sub(1));
+        idle.select_nth_unstable_by_key(cut, |(at, _)| *at);
+        for (_, key) in idle.drain(..cut) {
+            self.windows.remove(&key);
         }
     }
 }

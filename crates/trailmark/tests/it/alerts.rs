@@ -152,7 +152,11 @@ fn one_actor_deleting_many_records_raises_a_mass_deletion_alert() {
     wait_for("every deletion counted", Duration::from_secs(10), || {
         (metric(&server, "trailmark_alert_facts_observed_total") >= 150).then_some(())
     });
-    let found = alerts(&server);
+    // Recorded beside the counting: wait for it.
+    let found = wait_for("the alert", Duration::from_secs(5), || {
+        let found = alerts(&server);
+        (!found.is_empty()).then_some(found)
+    });
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["metadata"]["rule"], "mass_delete");
     assert_eq!(found[0]["metadata"]["key"], "actor=u-7");
