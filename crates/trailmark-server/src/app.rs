@@ -64,11 +64,15 @@ pub struct Metrics {
     /// Events a rule would have counted, dropped because the detector's
     /// queue was full.
     pub alert_facts_dropped: AtomicU64,
+    /// Alerts the rules raised, and those of them recorded in `_system`
+    /// (or whose recording failed): equal when none is being recorded.
+    pub alerts_raised: AtomicU64,
+    pub alerts_settled: AtomicU64,
 }
 
 impl Metrics {
     /// The counters `GET /metrics` shows: name, help, value.
-    pub fn counters(&self) -> [(&'static str, &'static str, u64); 10] {
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 12] {
         let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         [
             (
@@ -120,6 +124,16 @@ impl Metrics {
                 "trailmark_alert_facts_dropped_total",
                 "Events an alert rule would have counted, dropped because the detector's queue was full.",
                 get(&self.alert_facts_dropped),
+            ),
+            (
+                "trailmark_alerts_raised_total",
+                "Alerts the rules raised.",
+                get(&self.alerts_raised),
+            ),
+            (
+                "trailmark_alerts_settled_total",
+                "Raised alerts recorded in _system, or whose recording failed (logged).",
+                get(&self.alerts_settled),
             ),
         ]
     }

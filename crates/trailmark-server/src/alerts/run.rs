@@ -111,6 +111,7 @@ pub async fn run<S: Store>(app: Arc<App<S>>, rules: Rules) {
                 return;
             };
             let app = Arc::clone(&app);
+            app.metrics.alerts_raised.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 if let Err(e) = record(&app, &firing).await {
                     tracing::warn!(
@@ -119,6 +120,7 @@ pub async fn run<S: Store>(app: Arc<App<S>>, rules: Rules) {
                         "recording an alert failed: {e}"
                     );
                 }
+                app.metrics.alerts_settled.fetch_add(1, Ordering::Relaxed);
                 drop(permit);
             });
         }

@@ -17,6 +17,17 @@ fn metric(server: &Server, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Waits until the detector has counted `n` events and recorded every
+/// alert it raised for them.
+fn settled(server: &Server, n: u64) {
+    wait_for("the detector to settle", Duration::from_secs(10), || {
+        let observed = metric(server, "trailmark_alert_facts_observed_total");
+        let raised = metric(server, "trailmark_alerts_raised_total");
+        let settled = metric(server, "trailmark_alerts_settled_total");
+        (observed >= n && raised == settled).then_some(())
+    });
+}
+
 fn alerts(server: &Server) -> Vec<Value> {
     let (status, found) = server.get(
         "/v1/events?tenant=_system&action=trailmark.alert.raised&limit=100",
@@ -65,9 +76,7 @@ fn twenty_failed_logins_of_one_username_from_one_ip_raise_one_alert_within_two_s
             "{n}"
         );
     }
-    wait_for("19 failures counted", Duration::from_secs(10), || {
-        (metric(&server, "trailmark_alert_facts_observed_total") >= 19).then_some(())
-    });
+    settled(&server, 19);
     assert!(alerts(&server).is_empty(), "19 are not enough");
     assert_eq!(server.post("/v1/events", &server.admin, &login).0, 201);
     let twentieth = Instant::now();
@@ -81,9 +90,7 @@ fn twenty_failed_logins_of_one_username_from_one_ip_raise_one_alert_within_two_s
     for _ in 0..15 {
         assert_eq!(server.post("/v1/events", &server.admin, &login).0, 201);
     }
-    wait_for("every failure counted", Duration::from_secs(10), || {
-        (metric(&server, "trailmark_alert_facts_observed_total") >= 35).then_some(())
-    });
+    settled(&server, 35);
     let after = alerts(&server);
     assert_eq!(after.len(), 1, "{after:?}");
     let alert = &raised[0];
@@ -149,14 +156,8 @@ fn one_actor_deleting_many_records_raises_a_mass_deletion_alert() {
         server.post("/v1/events", &server.admin, &json!(batch)).0,
         201
     );
-    wait_for("every deletion counted", Duration::from_secs(10), || {
-        (metric(&server, "trailmark_alert_facts_observed_total") >= 150).then_some(())
-    });
-    // Recorded beside the counting: wait for it.
-    let found = wait_for("the alert", Duration::from_secs(5), || {
-        let found = alerts(&server);
-        (!found.is_empty()).then_some(found)
-    });
+    settled(&server, 150);
+    let found = alerts(&server);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["metadata"]["rule"], "mass_delete");
     assert_eq!(found[0]["metadata"]["key"], "actor=u-7");
