@@ -60,6 +60,16 @@ impl Rule {
         })
     }
 
+    /// `window_secs` in milliseconds (the unit of `received_at`).
+    pub fn window_millis(&self) -> i64 {
+        millis(self.window_secs)
+    }
+
+    /// `cooldown_secs` in milliseconds.
+    pub fn cooldown_millis(&self) -> i64 {
+        millis(self.cooldown_secs)
+    }
+
     fn check(&self, name: &str) -> Result<(), String> {
         let field = |f: &str, m: String| Err(format!("{name}.{f}: {m}"));
         if self.actions.is_empty() || self.actions.len() > MAX_ACTIONS {
@@ -89,6 +99,10 @@ impl Rule {
         }
         Ok(())
     }
+}
+
+fn millis(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
 /// Every rule. The defaults are on.
@@ -132,6 +146,20 @@ impl Rules {
     pub fn check(&self) -> Result<(), String> {
         self.failed_logins.check(RuleKind::FailedLogins.name())?;
         self.mass_delete.check(RuleKind::MassDelete.name())
+    }
+
+    /// The rule that counts an event with this outcome and action, if one
+    /// (enabled) does: failed logins count failures, mass deletions
+    /// successes. Ingest asks it to pick what to offer, the detector to
+    /// count.
+    pub fn counting(&self, failed: bool, action: &str) -> Option<RuleKind> {
+        let kind = if failed {
+            RuleKind::FailedLogins
+        } else {
+            RuleKind::MassDelete
+        };
+        let rule = self.get(kind);
+        (rule.enabled && rule.counts(action)).then_some(kind)
     }
 
     pub fn get(&self, kind: RuleKind) -> &Rule {

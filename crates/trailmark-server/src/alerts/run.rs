@@ -41,11 +41,7 @@ impl Feed {
         for (i, new) in batch.iter().enumerate() {
             let e = &new.event;
             let failed = e.outcome == Outcome::Failure;
-            let counted = if failed {
-                self.rules.failed_logins.enabled && self.rules.failed_logins.counts(&e.action)
-            } else {
-                self.rules.mass_delete.enabled && self.rules.mass_delete.counts(&e.action)
-            };
+            let counted = self.rules.counting(failed, &e.action).is_some();
             let tenant = new.tenant();
             if !counted || tenant == TenantId::system() {
                 continue;

@@ -78,31 +78,22 @@ impl Detector {
 
     /// Counts one event; what fires because of it.
     pub fn observe(&mut self, fact: &Fact) -> Vec<Firing> {
-        let mut fired = Vec::new();
-        if fact.failed
-            && self.rules.failed_logins.enabled
-            && self.rules.failed_logins.counts(&fact.action)
-        {
-            let mut keys = vec![format!("actor={}", fact.actor)];
+        let Some(kind) = self.rules.counting(fact.failed, &fact.action) else {
+            return Vec::new();
+        };
+        let mut keys = vec![format!("actor={}", fact.actor)];
+        if kind == RuleKind::FailedLogins {
             keys.extend(fact.ip.as_ref().map(|ip| format!("ip={ip}")));
             keys.extend(fact.username.as_ref().map(|u| format!("username={u}")));
-            for key in keys {
-                fired.extend(self.count(RuleKind::FailedLogins, fact, key));
-            }
         }
-        if !fact.failed
-            && self.rules.mass_delete.enabled
-            && self.rules.mass_delete.counts(&fact.action)
-        {
-            let key = format!("actor={}", fact.actor);
-            fired.extend(self.count(RuleKind::MassDelete, fact, key));
-        }
-        fired
+        keys.into_iter()
+            .filter_map(|key| self.count(kind, fact, key))
+            .collect()
     }
 
     fn count(&mut self, kind: RuleKind, fact: &Fact, key: String) -> Option<Firing> {
         let rule = self.rules.get(kind).clone();
-        let span = i64::try_from(rule.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let span = rule.window_millis();
         let id = (kind, fact.tenant.clone(), key);
         if !self.windows.contains_key(&id) && self.windows.len() >= MAX_WINDOWS {
             self.make_room(fact.at);
@@ -123,7 +114,7 @@ impl Detector {
         if window.events.len() < rule.threshold as usize || fact.at < window.quiet_until {
             return None;
         }
-        let cooldown = i64::try_from(rule.cooldown_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let cooldown = rule.cooldown_millis();
         window.quiet_until = fact.at.saturating_add(cooldown);
         let events: Vec<String> = window.events.iter().map(|(_, e)| e.clone()).collect();
         let first_at = window.events.front().map_or(fact.at, |(at, _)| *at);
@@ -158,8 +149,7 @@ impl Detector {
     fn make_room(&mut self, now: i64) {
         let rules = &self.rules;
         self.windows.retain(|(kind, _, _), w| {
-            let span = i64::try_from(rules.get(*kind).window_secs.saturating_mul(1000))
-                .unwrap_or(i64::MAX);
+            let span = rules.get(*kind).window_millis();
             w.quiet_until > now || w.events.back().is_some_and(|(at, _)| *at > now - span)
         });
         let room = MAX_WINDOWS / 10;
