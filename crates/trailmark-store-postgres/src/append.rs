@@ -7,6 +7,9 @@ use trailmark_core::{Envelope, IndexedColumns, Seq, TenantId};
 use trailmark_log::{CompactRange, Hash, TreeSize, leaf_hash};
 use trailmark_store::{Appended, NewEvent, Removal, StoreError, searchable_text};
 
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
 use crate::{PgStore, db, read, to_i64};
 
 /// The columns of the new entries, one array each (sent as `unnest` input).
@@ -371,27 +374,38 @@ pub(crate) async fn write(
     Ok(())
 }
 
-/// The entries go in with binary `COPY` (PostgreSQL's bulk path: rows are
-/// written to the heap in groups, not one executor call each), with the
-/// positions drawn for them (`COPY` writes an identity column as given).
-/// An entry whose payload is gone (imported so) has its envelope's words
-/// in its own search column, so that it is still found by them.
+/// One binary `COPY … FROM STDIN` (PostgreSQL's bulk path: rows are
+/// written to the heap in groups, not one executor call each): `statement`
+/// names the table and columns, `types` their types, each item of `rows`
+/// one row's values in that order. `what` names the copy in errors.
+async fn copy_in<'a, const N: usize>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    what: &'static str,
+    statement: &str,
+    types: &[Type; N],
+    rows: impl Iterator<Item = [&'a (dyn ToSql + Sync); N]>,
+) -> Result<(), StoreError> {
+    let sink = tx.copy_in(statement).await.map_err(db(what))?;
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, types));
+    for row in rows {
+        writer.as_mut().write(&row).await.map_err(db(what))?;
+    }
+    writer.as_mut().finish().await.map_err(db(what))?;
+    Ok(())
+}
+
+/// The entries, with the positions drawn for them (`COPY` writes an
+/// identity column as given). An entry whose payload is gone (imported
+/// so) has its envelope's words in its own search column, so that it is
+/// still found by them.
 async fn copy_entries(
     tx: &deadpool_postgres::Transaction<'_>,
     rows: &Rows,
     pos: &[i64],
 ) -> Result<(), StoreError> {
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::Type;
-    let sink = tx
-        .copy_in(
-            "COPY trailmark_ledger.entries (pos, tenant, seq, id, occurred_at, received_at,
-                 actor_id, action, resource_type, resource_id, outcome, envelope, leaf_hash,
-                 search, removed_kind, removed_by, payload_bytes)
-             FROM STDIN (FORMAT binary)",
-        )
-        .await
-        .map_err(db("starting to copy entries"))?;
+    let search: Vec<Option<Lexemes<'_>>> = (0..pos.len())
+        .map(|i| rows.payload[i].is_none().then(|| Lexemes(&rows.words[i])))
+        .collect();
     let types = [
         Type::INT8,
         Type::TEXT,
@@ -411,39 +425,38 @@ async fn copy_entries(
         Type::INT8,
         Type::INT8,
     ];
-    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-    for (i, pos) in pos.iter().enumerate() {
-        let search = rows.payload[i].is_none().then(|| Lexemes(&rows.words[i]));
-        writer
-            .as_mut()
-            .write(&[
-                pos,
-                &rows.tenant[i],
-                &rows.seq[i],
-                &rows.id[i],
-                &rows.occurred_at[i],
-                &rows.received_at[i],
-                &rows.actor_id[i],
-                &rows.action[i],
-                &rows.resource_type[i],
-                &rows.resource_id[i],
-                &rows.outcome[i],
-                &rows.envelope[i],
-                &rows.leaf_hash[i],
-                &search,
-                &rows.removed_kind[i],
-                &rows.removed_by[i],
-                &rows.payload_bytes[i],
-            ])
-            .await
-            .map_err(db("copying entries"))?;
-    }
-    writer
-        .as_mut()
-        .finish()
-        .await
-        .map_err(db("finishing the entry copy"))?;
-    Ok(())
+    let values = pos.iter().enumerate().map(|(i, pos)| {
+        [
+            pos as &(dyn ToSql + Sync),
+            &rows.tenant[i],
+            &rows.seq[i],
+            &rows.id[i],
+            &rows.occurred_at[i],
+            &rows.received_at[i],
+            &rows.actor_id[i],
+            &rows.action[i],
+            &rows.resource_type[i],
+            &rows.resource_id[i],
+            &rows.outcome[i],
+            &rows.envelope[i],
+            &rows.leaf_hash[i],
+            &search[i],
+            &rows.removed_kind[i],
+            &rows.removed_by[i],
+            &rows.payload_bytes[i],
+        ]
+    });
+    copy_in(
+        tx,
+        "copying entries",
+        "COPY trailmark_ledger.entries (pos, tenant, seq, id, occurred_at, received_at,
+             actor_id, action, resource_type, resource_id, outcome, envelope, leaf_hash,
+             search, removed_kind, removed_by, payload_bytes)
+         FROM STDIN (FORMAT binary)",
+        &types,
+        values,
+    )
+    .await
 }
 
 /// The payloads of the new entries (those that have one), into the
@@ -453,16 +466,7 @@ async fn copy_payloads(
     rows: &Rows,
     pos: &[i64],
 ) -> Result<(), StoreError> {
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::Type;
-    let sink = tx
-        .copy_in(
-            "COPY trailmark_ledger.payloads (pos, received_at, tenant, payload, salt, ip,
-                 request_id, search)
-             FROM STDIN (FORMAT binary)",
-        )
-        .await
-        .map_err(db("starting to copy payloads"))?;
+    let search: Vec<Lexemes<'_>> = rows.words.iter().map(|w| Lexemes(w)).collect();
     let types = [
         Type::INT8,
         Type::INT8,
@@ -473,30 +477,30 @@ async fn copy_payloads(
         Type::TEXT,
         Type::TS_VECTOR,
     ];
-    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-    for i in (0..rows.seq.len()).filter(|&i| rows.payload[i].is_some()) {
-        let search = Lexemes(&rows.words[i]);
-        writer
-            .as_mut()
-            .write(&[
-                &pos[i],
+    let values = (0..pos.len())
+        .filter(|&i| rows.payload[i].is_some())
+        .map(|i| {
+            [
+                &pos[i] as &(dyn ToSql + Sync),
                 &rows.received_at[i],
                 &rows.tenant[i],
                 &rows.payload[i],
                 &rows.salt[i],
                 &rows.ip[i],
                 &rows.request_id[i],
-                &search,
-            ])
-            .await
-            .map_err(db("copying payloads"))?;
-    }
-    writer
-        .as_mut()
-        .finish()
-        .await
-        .map_err(db("finishing the payload copy"))?;
-    Ok(())
+                &search[i],
+            ]
+        });
+    copy_in(
+        tx,
+        "copying payloads",
+        "COPY trailmark_ledger.payloads (pos, received_at, tenant, payload, salt, ip,
+             request_id, search)
+         FROM STDIN (FORMAT binary)",
+        &types,
+        values,
+    )
+    .await
 }
 
 /// Lexemes (sorted, distinct, no positions) in `tsvector`'s binary form.
@@ -530,32 +534,20 @@ async fn copy_nodes(
     tx: &deadpool_postgres::Transaction<'_>,
     nodes: &Nodes,
 ) -> Result<(), StoreError> {
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::Type;
-    let sink = tx
-        .copy_in(
-            "COPY trailmark_ledger.nodes (tenant, level, idx, hash) FROM STDIN (FORMAT binary)",
-        )
-        .await
-        .map_err(db("starting to copy tree nodes"))?;
-    let types = [Type::TEXT, Type::INT2, Type::INT8, Type::BYTEA];
-    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-    for i in 0..nodes.idx.len() {
-        writer
-            .as_mut()
-            .write(&[
-                &nodes.tenant[i],
-                &nodes.level[i],
-                &nodes.idx[i],
-                &nodes.hash[i],
-            ])
-            .await
-            .map_err(db("copying tree nodes"))?;
-    }
-    writer
-        .as_mut()
-        .finish()
-        .await
-        .map_err(db("finishing the node copy"))?;
-    Ok(())
+    let values = (0..nodes.idx.len()).map(|i| {
+        [
+            &nodes.tenant[i] as &(dyn ToSql + Sync),
+            &nodes.level[i],
+            &nodes.idx[i],
+            &nodes.hash[i],
+        ]
+    });
+    copy_in(
+        tx,
+        "copying tree nodes",
+        "COPY trailmark_ledger.nodes (tenant, level, idx, hash) FROM STDIN (FORMAT binary)",
+        &[Type::TEXT, Type::INT2, Type::INT8, Type::BYTEA],
+        values,
+    )
+    .await
 }

@@ -22,8 +22,16 @@ impl Known {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn covers(&self, at: i64) -> bool {
-        self.spans().iter().any(|&(s, e)| s <= at && at < e)
+    /// The times no known span covers, each once (one lock for a batch).
+    fn uncovered(&self, received: impl IntoIterator<Item = i64>) -> Vec<i64> {
+        let spans = self.spans();
+        let mut out: Vec<i64> = received
+            .into_iter()
+            .filter(|&at| !spans.iter().any(|&(s, e)| s <= at && at < e))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Forgets every span: a scrub on any server may have dropped one.
@@ -41,12 +49,10 @@ pub(crate) async fn ensure(
     known: &Known,
     received: impl IntoIterator<Item = i64>,
 ) -> Result<(), StoreError> {
-    let mut missing: Vec<i64> = received.into_iter().filter(|&r| !known.covers(r)).collect();
+    let missing = known.uncovered(received);
     if missing.is_empty() {
         return Ok(());
     }
-    missing.sort_unstable();
-    missing.dedup();
     let rows = c
         .query(
             "SELECT lower(s), upper(s) FROM (
