@@ -94,8 +94,20 @@ pub(crate) async fn maintain(c: &deadpool_postgres::Object) -> Result<(), StoreE
     if tasks.iter().any(|t| t == "rewrite entries") {
         // The migration's own updates left old row versions holding the
         // dropped payload columns: past every transaction from before it.
-        let now = current_xid(&***c).await?;
-        rewrite(&***c, "trailmark_ledger.entries", now).await?;
+        // A ledger migrated empty (a new one) holds none: nothing to wait
+        // for or rewrite.
+        let empty: bool = c
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM trailmark_ledger.entries)",
+                &[],
+            )
+            .await
+            .map_err(db("looking for entries to rewrite"))?
+            .get(0);
+        if !empty {
+            let now = current_xid(&***c).await?;
+            rewrite(&***c, "trailmark_ledger.entries", now).await?;
+        }
         c.execute(
             "DELETE FROM trailmark_ledger.maintenance WHERE task = 'rewrite entries'",
             &[],

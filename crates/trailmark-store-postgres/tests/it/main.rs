@@ -59,6 +59,15 @@ impl TempPg {
     pub(crate) fn url(&self) -> String {
         format!("{} dbname={}", server(), self.name)
     }
+
+    /// A plain connection to the test's database, its driver spawned.
+    pub(crate) async fn connect(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    }
 }
 
 impl Drop for TempPg {
@@ -119,10 +128,7 @@ async fn reads_that_fill_the_pool_hold_up_neither_key_lookups_nor_appends() {
     };
     store.create_key(key).await.unwrap();
 
-    let (locker, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let locker = db.connect().await;
     locker
         .batch_execute("BEGIN; LOCK TABLE trailmark_ledger.checkpoints IN ACCESS EXCLUSIVE MODE")
         .await
@@ -184,10 +190,7 @@ async fn a_ledger_from_schema_version_5_is_migrated_with_its_payloads() {
             .collect();
         store.append(batch).await.unwrap();
     }
-    let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = db.connect().await;
     client
         .batch_execute(
             "CREATE TABLE public.old_entries AS
@@ -313,10 +316,7 @@ async fn an_erased_payload_survives_in_no_relation_file_after_the_scrub() {
         let events = (0..50u64).map(|i| erasure_event(batch * 50 + i)).collect();
         store.append(events).await.unwrap();
     }
-    let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = db.connect().await;
     let files = ledger_files(&client).await;
     for needle in &ERASED_VALUES[..3] {
         assert!(
@@ -377,10 +377,7 @@ async fn the_scrub_drops_a_partition_whose_payloads_are_all_removed() {
         })
         .collect();
     store.append(recent).await.unwrap();
-    let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = db.connect().await;
     let partitions = || async {
         client
             .query(
@@ -470,10 +467,7 @@ async fn the_removal_lock_holds_off_another_server_sharing_the_ledger() {
         .expect("the second server gets the lock once the first lets go")
         .unwrap()
         .unwrap();
-    let (client, conn) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = db.connect().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let held: i64 = client
