@@ -25,8 +25,8 @@ use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
     Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, Read,
-    Removal, RemovalLock, RetentionPolicy, SigningKeyRecord, Stats, Store, StoreError, StoredEntry,
-    Target, TenantHead, Walk, WalkPage,
+    Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats, Store, StoreError,
+    StoredEntry, Target, TenantHead, Walk, WalkPage,
 };
 
 /// The migrations, in order. Never edit one that has shipped: add a file.
@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (8, include_str!("../migrations/0008_removed.sql")),
     (9, include_str!("../migrations/0009_payload_partitions.sql")),
     (10, include_str!("../migrations/0010_payload_bytes.sql")),
+    (11, include_str!("../migrations/0011_settings.sql")),
 ];
 
 /// How long a search or count may run before PostgreSQL cancels it.
@@ -612,6 +613,20 @@ impl Store for PgStore {
 
     async fn retention(&self) -> Result<Vec<RetentionPolicy>, StoreError> {
         removal::retention(&**self.client().await?).await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<Setting>, StoreError> {
+        removal::setting(&**self.client().await?, name).await
+    }
+
+    async fn put_setting(
+        &self,
+        name: &str,
+        value: String,
+        expected: u64,
+        at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        removal::put_setting(&**self.client().await?, name, &value, expected, at).await
     }
 
     async fn set_retention(&self, policy: RetentionPolicy) -> Result<(), StoreError> {

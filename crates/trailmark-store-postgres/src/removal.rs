@@ -6,8 +6,8 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use trailmark_core::{Envelope, TenantId, Timestamp};
 use trailmark_store::{
-    Hold, Removal, RemovalLock, RetentionPolicy, StoreError, StoredHold, Target, Walk, WalkPage,
-    Walked,
+    Hold, Removal, RemovalLock, RetentionPolicy, Setting, StoreError, StoredHold, Target, Walk,
+    WalkPage, Walked,
 };
 
 use crate::append::words;
@@ -336,4 +336,55 @@ pub(crate) async fn release_hold(
         .await
         .map_err(db("releasing a hold"))?;
     Ok(n > 0)
+}
+
+pub(crate) async fn setting(
+    c: &impl GenericClient,
+    name: &str,
+) -> Result<Option<Setting>, StoreError> {
+    c.query_opt(
+        "SELECT value, version, updated_at FROM trailmark_ledger.settings WHERE name = $1",
+        &[&name],
+    )
+    .await
+    .map_err(db("reading a setting"))?
+    .map(|r| Setting::from_stored(r.get(0), r.get(1), r.get(2)))
+    .transpose()
+}
+
+/// One statement: the first version inserts (a racing first insert meets
+/// the key), a later one updates only the version it read.
+pub(crate) async fn put_setting(
+    c: &impl GenericClient,
+    name: &str,
+    value: &str,
+    expected: u64,
+    at: Timestamp,
+) -> Result<u64, StoreError> {
+    let version = i64::try_from(expected + 1).unwrap_or(i64::MAX);
+    let expected_i = i64::try_from(expected).unwrap_or(i64::MAX);
+    let done = c
+        .execute(
+            "INSERT INTO trailmark_ledger.settings AS s (name, value, version, updated_at)
+             SELECT $1, $2, $3, $4 WHERE $5::bigint = 0
+             ON CONFLICT (name) DO NOTHING",
+            &[&name, &value, &version, &at.unix_millis(), &expected_i],
+        )
+        .await
+        .map_err(db("storing a setting"))?
+        + c.execute(
+            "UPDATE trailmark_ledger.settings SET value = $2, version = $3, updated_at = $4
+             WHERE name = $1 AND version = $5",
+            &[&name, &value, &version, &at.unix_millis(), &expected_i],
+        )
+        .await
+        .map_err(db("storing a setting"))?;
+    if done == 0 {
+        let current = setting(c, name).await?.map_or(0, |s| s.version);
+        return Err(StoreError::Conflict(format!(
+            "the setting {name} is at version {current}, not {expected}: read it again and \
+             repeat the change"
+        )));
+    }
+    Ok(expected + 1)
 }

@@ -24,8 +24,8 @@ use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
     Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, Read,
-    Removal, RemovalLock, RetentionPolicy, SigningKeyRecord, Stats, Store, StoreError, StoredEntry,
-    Target, TenantHead, Walk, WalkPage,
+    Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats, Store, StoreError,
+    StoredEntry, Target, TenantHead, Walk, WalkPage,
 };
 
 use crate::writer::{Job, Writer};
@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_request_id.sql"),
     include_str!("../migrations/0007_retention.sql"),
     include_str!("../migrations/0008_removed.sql"),
+    include_str!("../migrations/0009_settings.sql"),
 ];
 const READERS: usize = 4;
 /// How long one read may run before SQLite stops it.
@@ -554,6 +555,23 @@ impl Store for SqliteStore {
 
     async fn retention(&self) -> Result<Vec<RetentionPolicy>, StoreError> {
         self.read(removal::retention).await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<Setting>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |c| removal::setting(c, &name)).await
+    }
+
+    async fn put_setting(
+        &self,
+        name: &str,
+        value: String,
+        expected: u64,
+        at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let name = name.to_owned();
+        self.run(move |c| removal::put_setting(c, &name, &value, expected, at))
+            .await
     }
 
     async fn set_retention(&self, policy: RetentionPolicy) -> Result<(), StoreError> {

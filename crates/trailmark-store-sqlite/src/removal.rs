@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Map;
 use trailmark_core::{Envelope, TenantId, Timestamp};
 use trailmark_store::{
-    Hold, Removal, RetentionPolicy, StoreError, StoredHold, Target, Walk, WalkPage, Walked,
-    searchable_text,
+    Hold, Removal, RetentionPolicy, Setting, StoreError, StoredHold, Target, Walk, WalkPage,
+    Walked, searchable_text,
 };
 
 fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -264,4 +264,54 @@ pub(crate) fn release_hold(conn: &Connection, id: &str, at: Timestamp) -> Result
         .and_then(|mut s| s.execute(params![id, at.unix_millis()]))
         .map_err(db("releasing a hold"))
         .map(|n| n as u64)
+}
+
+pub(crate) fn setting(conn: &Connection, name: &str) -> Result<Option<Setting>, StoreError> {
+    conn.prepare_cached("SELECT value, version, updated_at FROM settings WHERE name = ?1")
+        .and_then(|mut s| {
+            s.query_row([name], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(db("reading a setting"))?
+        .map(|(value, version, at)| Setting::from_stored(value, version, at))
+        .transpose()
+}
+
+/// Runs on the writer: the version check and the write are one step.
+pub(crate) fn put_setting(
+    conn: &Connection,
+    name: &str,
+    value: &str,
+    expected: u64,
+    at: Timestamp,
+) -> Result<u64, StoreError> {
+    let current = setting(conn, name)?.map_or(0, |s| s.version);
+    if current != expected {
+        return Err(StoreError::Conflict(format!(
+            "the setting {name} is at version {current}, not {expected}: read it again and \
+             repeat the change"
+        )));
+    }
+    let version = expected + 1;
+    conn.prepare_cached(
+        "INSERT INTO settings (name, value, version, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value, version = excluded.version,
+             updated_at = excluded.updated_at",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            name,
+            value,
+            i64::try_from(version).unwrap_or(i64::MAX),
+            at.unix_millis()
+        ])
+    })
+    .map_err(db("storing a setting"))?;
+    Ok(version)
 }

@@ -21,6 +21,6 @@ pub use removal::{
 pub use store::Store;
 pub use types::{
     Access, Appended, CheckpointRecord, CountBy, Cursor, EntryState, Exact, KeyRecord, NewEvent,
-    Page, Plan, Query, Read, Removal, Sameness, Scope, Scopes, SigningKeyRecord, Stats,
+    Page, Plan, Query, Read, Removal, Sameness, Scope, Scopes, Setting, SigningKeyRecord, Stats,
     StoredEntry, TenantHead, searchable_text,
 };

@@ -5,8 +5,8 @@ use trailmark_log::{Hash, NodeId};
 
 use crate::{
     Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, Read,
-    Removal, RemovalLock, RetentionPolicy, SigningKeyRecord, Stats, StoreError, StoredEntry,
-    Target, TenantHead, Walk, WalkPage,
+    Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats, StoreError,
+    StoredEntry, Target, TenantHead, Walk, WalkPage,
 };
 
 /// A Trailmark ledger backend.
@@ -211,4 +211,21 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         at: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The setting `name`, when one was ever stored.
+    fn setting(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Setting>, StoreError>> + Send;
+
+    /// Stores `value` as setting `name` when its version is still
+    /// `expected` (0: never stored); answers the new version. Another
+    /// version answers [`StoreError::Conflict`] and changes nothing.
+    fn put_setting(
+        &self,
+        name: &str,
+        value: String,
+        expected: u64,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }

@@ -52,6 +52,7 @@ macro_rules! conformance_suite {
             erasure_removes_the_payload_and_what_derives_from_it_and_keeps_the_tree,
             removal_walks_page_through_one_actor_one_record_or_all,
             retention_policies_and_holds_are_kept,
+            settings_change_only_from_the_version_read,
         );
     };
     (@tests $harness:expr; $($name:ident),+ $(,)?) => {
@@ -1158,6 +1159,56 @@ pub async fn retention_policies_and_holds_are_kept<H: Harness>(h: &H) {
     let listed = store.holds().await.unwrap();
     assert_eq!(listed[0].released_at, Some(ts(1_800_000_001_000)));
     assert!(!listed[0].in_force());
+}
+
+pub async fn settings_change_only_from_the_version_read<H: Harness>(h: &H) {
+    let store = h.open();
+    assert_eq!(store.setting("alert_rules").await.unwrap(), None);
+    let at = ts(1_800_000_000_000);
+    assert_eq!(
+        store
+            .put_setting("alert_rules", "{\"a\":1}".into(), 0, at)
+            .await
+            .unwrap(),
+        1
+    );
+    let conflict = store
+        .put_setting("alert_rules", "{\"a\":2}".into(), 0, at)
+        .await
+        .unwrap_err();
+    assert_eq!(conflict.kind(), crate::ErrorKind::Conflict, "{conflict}");
+    assert_eq!(
+        store
+            .put_setting("alert_rules", "{\"a\":3}".into(), 1, ts(1_800_000_001_000))
+            .await
+            .unwrap(),
+        2
+    );
+    let stale = store
+        .put_setting("alert_rules", "{\"a\":4}".into(), 1, at)
+        .await
+        .unwrap_err();
+    assert_eq!(stale.kind(), crate::ErrorKind::Conflict, "{stale}");
+    assert_eq!(
+        store.setting("alert_rules").await.unwrap(),
+        Some(crate::Setting {
+            value: "{\"a\":3}".into(),
+            version: 2,
+            updated_at: ts(1_800_000_001_000),
+        })
+    );
+    assert_eq!(store.setting("webhooks").await.unwrap(), None, "by name");
+    drop(store);
+    let reopened = h.open();
+    assert_eq!(
+        reopened
+            .setting("alert_rules")
+            .await
+            .unwrap()
+            .map(|s| s.version),
+        Some(2),
+        "kept across a reopen"
+    );
 }
 
 /// Values only the entries of actor `u-erase` hold (name, e-mail, client

@@ -685,3 +685,29 @@ mod scope_tests {
         }
     }
 }
+
+/// A setting kept beside the trail (the alert rules, the webhook
+/// endpoints): a JSON document under a name, with a version that every
+/// change increments, so that two servers sharing a store cannot overwrite
+/// each other's change unseen ([`crate::Store::put_setting`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setting {
+    pub value: String,
+    /// 1 for the first value stored, then one more per change.
+    pub version: u64,
+    pub updated_at: Timestamp,
+}
+
+impl Setting {
+    /// A setting as a backend stored it.
+    pub fn from_stored(value: String, version: i64, updated_at: i64) -> Result<Self, StoreError> {
+        Ok(Self {
+            value,
+            version: u64::try_from(version)
+                .map_err(|_| StoreError::Unreadable(format!("a setting's version is {version}")))?,
+            updated_at: Timestamp::from_unix_millis(updated_at).ok_or_else(|| {
+                StoreError::Unreadable(format!("a setting's time is {updated_at}"))
+            })?,
+        })
+    }
+}
