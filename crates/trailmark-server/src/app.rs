@@ -68,11 +68,19 @@ pub struct Metrics {
     /// (or whose recording failed): equal when none is being recorded.
     pub alerts_raised: AtomicU64,
     pub alerts_settled: AtomicU64,
+    /// Webhook delivery attempts made, delivered, and given up (dead).
+    pub webhook_attempts: AtomicU64,
+    pub webhook_delivered: AtomicU64,
+    pub webhook_dead: AtomicU64,
+    /// Deliveries dropped because too many waited (a restart resumes them).
+    pub webhook_deliveries_dropped: AtomicU64,
+    /// Deliveries waiting for their time now (a gauge).
+    pub webhook_pending: AtomicU64,
 }
 
 impl Metrics {
     /// The counters `GET /metrics` shows: name, help, value.
-    pub fn counters(&self) -> [(&'static str, &'static str, u64); 12] {
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 16] {
         let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         [
             (
@@ -135,6 +143,26 @@ impl Metrics {
                 "Raised alerts recorded in _system, or whose recording failed (logged).",
                 get(&self.alerts_settled),
             ),
+            (
+                "trailmark_webhook_attempts_total",
+                "Webhook delivery attempts made.",
+                get(&self.webhook_attempts),
+            ),
+            (
+                "trailmark_webhook_delivered_total",
+                "Alert deliveries a webhook endpoint accepted (2xx).",
+                get(&self.webhook_delivered),
+            ),
+            (
+                "trailmark_webhook_dead_total",
+                "Alert deliveries given up after the endpoint's last attempt (the dead-letter list).",
+                get(&self.webhook_dead),
+            ),
+            (
+                "trailmark_webhook_deliveries_dropped_total",
+                "Deliveries dropped because too many waited; a restart resumes them.",
+                get(&self.webhook_deliveries_dropped),
+            ),
         ]
     }
 }
@@ -177,6 +205,8 @@ pub struct App<S> {
     pub scrub_owed: std::sync::atomic::AtomicBool,
     /// Where ingest offers events to the alert rules, once detection runs.
     pub alerts: std::sync::OnceLock<crate::alerts::run::Feed>,
+    /// Where alerts are handed for delivery, once delivery runs.
+    pub webhooks: std::sync::OnceLock<crate::alerts::deliver::Deliveries>,
 }
 
 /// How long a key read from the store is trusted without reading it again.
@@ -381,6 +411,7 @@ impl<S: Store> App<S> {
             last_cleanup: Mutex::new(None),
             scrub_owed: std::sync::atomic::AtomicBool::new(true),
             alerts: std::sync::OnceLock::new(),
+            webhooks: std::sync::OnceLock::new(),
         }
     }
 
@@ -558,6 +589,34 @@ impl<S: Store> App<S> {
         resource: Option<(&str, &str)>,
         metadata: Map<String, Value>,
     ) -> Result<trailmark_store::Appended, ApiError> {
+        self.audit_outcome(caller, action, resource, metadata, Outcome::Success)
+            .await
+    }
+
+    /// [`Self::audit_entry`] of something that failed (`outcome = failure`).
+    pub async fn audit_outcome(
+        &self,
+        caller: Option<&Caller>,
+        action: &str,
+        resource: Option<(&str, &str)>,
+        metadata: Map<String, Value>,
+        outcome: Outcome,
+    ) -> Result<trailmark_store::Appended, ApiError> {
+        self.audit_at(caller, action, resource, metadata, outcome, now())
+            .await
+    }
+
+    /// [`Self::audit_outcome`], received at `at` (now, taken by the
+    /// caller, which needs to know it).
+    pub async fn audit_at(
+        &self,
+        caller: Option<&Caller>,
+        action: &str,
+        resource: Option<(&str, &str)>,
+        metadata: Map<String, Value>,
+        outcome: Outcome,
+        at: Timestamp,
+    ) -> Result<trailmark_store::Appended, ApiError> {
         let actor = caller.map_or_else(
             || Actor {
                 id: "trailmark".into(),
@@ -589,13 +648,13 @@ impl<S: Store> App<S> {
                 id: Some(id.into()),
                 name: None,
             }),
-            outcome: Outcome::Success,
+            outcome,
             reason: None,
             changes: None,
             context,
             metadata: (!metadata.is_empty()).then_some(metadata),
         };
-        let new = self.prepare(event, &TenantId::system(), now())?;
+        let new = self.prepare(event, &TenantId::system(), at)?;
         let appended = self.store.append(vec![new]).await?;
         self.metrics.events_ingested.fetch_add(1, Ordering::Relaxed);
         appended.into_iter().next().ok_or_else(|| {

@@ -89,6 +89,21 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         )
         .route("/v1/holds/{id}", delete(retention::release_hold::<S>))
         .route("/v1/erasures", post(retention::post_erasure::<S>))
+        .route("/v1/alerts", get(alerts::api::list::<S>))
+        .route("/v1/alerts/{id}", get(alerts::api::get::<S>))
+        .route("/v1/alerts/{id}/ack", post(alerts::api::ack::<S>))
+        .route(
+            "/v1/alerts/{id}/redeliver",
+            post(alerts::api::redeliver::<S>),
+        )
+        .route(
+            "/v1/alert-rules",
+            get(alerts::api::get_rules::<S>).put(alerts::api::put_rules::<S>),
+        )
+        .route(
+            "/v1/webhooks",
+            get(alerts::api::get_webhooks::<S>).put(alerts::api::put_webhooks::<S>),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::<S>))
@@ -156,6 +171,12 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
         "gauge",
         "Bytes of ingest bodies being read or parsed now (bounded; see docs/OPERATIONS.md).",
         app.body_bytes_in_flight().to_string(),
+    );
+    line(
+        "trailmark_webhook_deliveries_pending",
+        "gauge",
+        "Webhook deliveries waiting for their time now (bounded; see docs/OPERATIONS.md).",
+        get(&m.webhook_pending).to_string(),
     );
     line(
         "trailmark_ingest_queue_capacity",

@@ -132,7 +132,8 @@ fn typed_answers(paths: &mut Map<String, Value>) -> Map<String, Value> {
         ),
     ];
     let removal = removal_answers(&mut g);
-    for (path, method, status, schema) in answers.into_iter().chain(removal) {
+    let alerts = alert_answers(&mut g);
+    for (path, method, status, schema) in answers.into_iter().chain(removal).chain(alerts) {
         if let Some(answer) = paths
             .get_mut(path)
             .and_then(|p| p.get_mut(method))
@@ -194,11 +195,124 @@ fn removal_answers(
     ]
 }
 
+/// The answers of the alert routes.
+fn alert_answers(
+    g: &mut schemars::SchemaGenerator,
+) -> Vec<(&'static str, &'static str, &'static str, schemars::Schema)> {
+    use crate::wire::{AlertOut, AlertRulesOut, AlertsPage, WebhooksOut};
+    vec![
+        ("/v1/alerts", "get", "200", g.subschema_for::<AlertsPage>()),
+        (
+            "/v1/alerts/{id}",
+            "get",
+            "200",
+            g.subschema_for::<AlertOut>(),
+        ),
+        (
+            "/v1/alerts/{id}/ack",
+            "post",
+            "200",
+            g.subschema_for::<AlertOut>(),
+        ),
+        (
+            "/v1/alerts/{id}/redeliver",
+            "post",
+            "202",
+            g.subschema_for::<AlertOut>(),
+        ),
+        (
+            "/v1/alert-rules",
+            "get",
+            "200",
+            g.subschema_for::<AlertRulesOut>(),
+        ),
+        (
+            "/v1/alert-rules",
+            "put",
+            "200",
+            g.subschema_for::<AlertRulesOut>(),
+        ),
+        (
+            "/v1/webhooks",
+            "get",
+            "200",
+            g.subschema_for::<WebhooksOut>(),
+        ),
+        (
+            "/v1/webhooks",
+            "put",
+            "200",
+            g.subschema_for::<WebhooksOut>(),
+        ),
+    ]
+}
+
+/// The alert routes (docs/ALERTS.md).
+fn alert_paths(paths: &mut Map<String, Value>) {
+    let id = || param("id", "path", "Alert id (a UUID).");
+    let list = vec![
+        param(
+            "tenant",
+            "query",
+            "Alerts of this tenant (a key bound to a tenant sees only that one).",
+        ),
+        param("rule", "query", "failed_logins or mass_delete."),
+        param("status", "query", "open, acknowledged or resolved."),
+        param(
+            "delivery",
+            "query",
+            "Alerts with a delivery pending, delivered or dead (the dead-letter list).",
+        ),
+        param(
+            "limit",
+            "query",
+            "Alerts read per page, 1 to 100 (default 50); filtered after reading, so a page may hold fewer.",
+        ),
+        param("cursor", "query", "next_cursor of the previous page."),
+    ];
+    paths.insert("/v1/alerts".into(), json!({"get": op("Alerts, newest first, each with its acknowledgement and deliveries (the read is recorded)", "read", list, ("200", "{\"alerts\":[...],\"next_cursor\"}"))}));
+    paths.insert(
+        "/v1/alerts/{id}".into(),
+        json!({"get": op("One alert", "read", vec![id()], ("200", "The alert"))}),
+    );
+    let mut ack = op(
+        "Acknowledge an alert, or resolve it (recorded in _system)",
+        "admin",
+        vec![id()],
+        ("200", "The alert"),
+    );
+    ack["responses"]["409"] = json!({"description": "Already acknowledged or resolved."});
+    paths.insert("/v1/alerts/{id}/ack".into(), json!({"post": ack}));
+    paths.insert("/v1/alerts/{id}/redeliver".into(), json!({"post": op("Deliver an alert again from the first attempt, with the same webhook-id (recorded in _system)", "admin", vec![id()], ("202", "The alert"))}));
+    paths.insert("/v1/alert-rules".into(), json!({
+        "get": op("The alert rules and their version", "admin", vec![], ("200", "{\"rules\",\"version\"}")),
+        "put": op("Replace every alert rule (recorded in _system)", "admin", vec![], ("200", "{\"rules\",\"version\"}")),
+    }));
+    paths.insert("/v1/webhooks".into(), json!({
+        "get": op("The webhook endpoints (never their secrets)", "admin", vec![], ("200", "{\"webhooks\",\"version\"}")),
+        "put": op("Replace the webhook endpoints (recorded in _system; a secret made now is shown in this answer only)", "admin", vec![], ("200", "{\"webhooks\",\"version\"}")),
+    }));
+    for path in [
+        "/v1/alerts/{id}",
+        "/v1/alerts/{id}/ack",
+        "/v1/alerts/{id}/redeliver",
+    ] {
+        if let Some(ops) = paths.get_mut(path).and_then(Value::as_object_mut) {
+            for op in ops.values_mut() {
+                op["responses"]["404"] =
+                    json!({"description": "No alert with this id that this key may see."});
+            }
+        }
+    }
+}
+
 /// The JSON bodies routes accept, as schemas of the wire types the
 /// handlers parse them into (unknown fields refused: additionalProperties
 /// is false).
 fn request_bodies(paths: &mut Map<String, Value>) -> Map<String, Value> {
-    use crate::wire::{CleanupIn, ErasureIn, HoldIn, RetentionPolicyIn};
+    use crate::wire::{
+        AckIn, CleanupIn, ErasureIn, HoldIn, RedeliverIn, RetentionPolicyIn, WebhooksIn,
+    };
     use schemars::generate::{Contract, SchemaSettings};
     let mut g = SchemaSettings::draft2020_12()
         .with(|s| {
@@ -219,10 +333,23 @@ fn request_bodies(paths: &mut Map<String, Value>) -> Map<String, Value> {
         ),
         ("/v1/holds", "post", g.subschema_for::<HoldIn>()),
         ("/v1/erasures", "post", g.subschema_for::<ErasureIn>()),
+        ("/v1/alerts/{id}/ack", "post", g.subschema_for::<AckIn>()),
+        (
+            "/v1/alerts/{id}/redeliver",
+            "post",
+            g.subschema_for::<RedeliverIn>(),
+        ),
+        ("/v1/webhooks", "put", g.subschema_for::<WebhooksIn>()),
+        (
+            "/v1/alert-rules",
+            "put",
+            g.subschema_for::<crate::alerts::Rules>(),
+        ),
     ];
     for (path, method, schema) in bodies {
         if let Some(op) = paths.get_mut(path).and_then(|p| p.get_mut(method)) {
-            op["requestBody"] = json!({"required": method != "post" || path != "/v1/retention/cleanup",
+            let optional = method == "post" && path != "/v1/holds" && path != "/v1/erasures";
+            op["requestBody"] = json!({"required": !optional,
                 "content": {"application/json": {"schema": schema}}});
         }
     }
@@ -338,6 +465,7 @@ pub fn document() -> Value {
         "get": op("List keys (never secrets)", "admin", vec![], ("200", "{\"keys\":[...]}")),
     }));
     removal_paths(&mut paths);
+    alert_paths(&mut paths);
     paths.insert("/v1/keys/{id}".into(), json!({"delete": op("Revoke a key", "admin", vec![param("id", "path", "Key id (key_...).")], ("200", "{\"id\",\"revoked\":true}"))}));
     for (path, summary) in [
         ("/healthz", "Liveness"),

@@ -50,7 +50,7 @@ const NAMED_HELD: usize = 20;
 
 /// Parses a JSON body into a wire type: unknown or duplicate fields and
 /// wrong types are refused, naming the field.
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text = std::str::from_utf8(bytes).map_err(|_| ApiError::param("", "body is not UTF-8"))?;
     let value = trailmark_core::parse_strict_json(text)
         .map_err(|e| ApiError::param("", format!("malformed JSON: {e}")))?;

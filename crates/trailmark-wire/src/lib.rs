@@ -551,3 +551,155 @@ pub struct EntryRef {
     pub tenant: String,
     pub seq: u64,
 }
+
+/// One step of an alert's life: acknowledged or resolved, by whom, when.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AlertStepOut {
+    /// The key that did it (its id).
+    pub by: String,
+    pub at: String,
+    pub note: Option<String>,
+    /// Where it is recorded in `_system`.
+    pub entry: EntryRef,
+}
+
+/// One webhook's delivery of one alert.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryOut {
+    pub webhook: String,
+    /// The `webhook-id` header of every attempt.
+    pub webhook_id: String,
+    /// `pending`, `delivered` or `dead` (every attempt failed).
+    pub state: String,
+    /// Attempts made (since the last redelivery asked for).
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<String>,
+}
+
+/// An alert: what fired, on which events, and what became of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AlertOut {
+    pub id: String,
+    pub rule: String,
+    pub tenant: String,
+    /// What the events shared: `actor=…`, `ip=…`, `username=…` or
+    /// `statement=…`.
+    pub key: String,
+    pub count: u64,
+    /// Ids of the events of the burst (at most 100, the newest).
+    pub events: Vec<String>,
+    pub first_received_at: String,
+    pub last_received_at: String,
+    pub raised_at: String,
+    /// One line saying what happened.
+    pub summary: String,
+    /// `open`, `acknowledged` or `resolved`.
+    pub status: String,
+    pub acknowledged: Option<AlertStepOut>,
+    pub resolved: Option<AlertStepOut>,
+    pub deliveries: Vec<DeliveryOut>,
+    /// The alert's own entry in `_system`.
+    pub entry: EntryRef,
+}
+
+/// A page of alerts, newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AlertsPage {
+    pub alerts: Vec<AlertOut>,
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /v1/alerts/{id}/ack`: acknowledge, or (`resolve: true`) resolve.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckIn {
+    #[serde(default)]
+    pub resolve: Option<bool>,
+    /// Kept forever in `_system`: what was done, not personal data.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// `POST /v1/alerts/{id}/redeliver`: deliver again to one webhook, or to
+/// every webhook the alert goes to.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeliverIn {
+    #[serde(default)]
+    pub webhook: Option<String>,
+}
+
+/// One webhook endpoint as `PUT /v1/webhooks` takes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookIn {
+    /// 1 to 64 of `a-z`, `0-9`, `-`, `_`.
+    pub name: String,
+    /// `http://` or `https://`.
+    pub url: String,
+    /// `standard` (the default: a JSON body with `type`, `timestamp`,
+    /// `data`) or `slack` (`{"text": …}`).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// `whsec_…`; absent: the endpoint's present secret, or a new one.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The rules whose alerts it gets (absent: every rule).
+    #[serde(default)]
+    pub rules: Option<Vec<String>>,
+    /// The tenants whose alerts it gets (absent: every tenant).
+    #[serde(default)]
+    pub tenants: Option<Vec<String>>,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub first_retry_secs: Option<u64>,
+    #[serde(default)]
+    pub max_retry_secs: Option<u64>,
+}
+
+/// `PUT /v1/webhooks`: every endpoint (the list replaces the one before).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksIn {
+    pub webhooks: Vec<WebhookIn>,
+}
+
+/// One webhook endpoint as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WebhookOut {
+    pub name: String,
+    pub url: String,
+    pub format: String,
+    /// Empty: every rule.
+    pub rules: Vec<String>,
+    /// Empty: every tenant.
+    pub tenants: Vec<String>,
+    pub max_attempts: u32,
+    pub first_retry_secs: u64,
+    pub max_retry_secs: u64,
+    /// Alerts raised from this time on go to it.
+    pub since: String,
+    /// The first 16 hex digits of the SHA-256 of the secret, to tell
+    /// secrets apart.
+    pub secret_sha256: String,
+    /// The secret itself, only in the answer to the `PUT` that made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// The webhook endpoints and the version of their setting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WebhooksOut {
+    pub webhooks: Vec<WebhookOut>,
+    pub version: u64,
+}
+
+/// The alert rules (docs/ALERTS.md) and the version of their setting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AlertRulesOut {
+    pub rules: Value,
+    pub version: u64,
+}

@@ -131,7 +131,8 @@ struct Resolved {
     queue_capacity: usize,
     max_body_bytes: usize,
     cleanup_interval: Option<std::time::Duration>,
-    alert_rules: trailmark_server::alerts::Rules,
+    /// The rules of `--alert-rules`, when given (else the stored ones).
+    alert_rules: Option<trailmark_server::alerts::Rules>,
     database: Option<String>,
     signing_key: PathBuf,
     witnesses: Vec<WitnessConfig>,
@@ -255,14 +256,15 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
     Ok(resolved)
 }
 
-/// The alert rules of a TOML file, or the defaults.
-fn alert_rules(path: Option<PathBuf>) -> anyhow::Result<trailmark_server::alerts::Rules> {
+/// The alert rules of a TOML file, when one is given.
+fn alert_rules(path: Option<PathBuf>) -> anyhow::Result<Option<trailmark_server::alerts::Rules>> {
     let Some(path) = path else {
-        return Ok(trailmark_server::alerts::Rules::default());
+        return Ok(None);
     };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading the alert rules {}", path.display()))?;
     trailmark_server::alerts::Rules::from_toml(&text)
+        .map(Some)
         .map_err(|e| anyhow::anyhow!("the alert rules {}: {e}", path.display()))
 }
 
@@ -353,7 +355,9 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
         args.data_dir.display()
     );
     let signer = tokio::spawn(checkpointer::run(Arc::clone(&app)));
-    // The default rules (docs/ALERTS.md); alerts go to `_system`.
+    // The rules (docs/ALERTS.md); alerts go to `_system`, then to the
+    // webhooks.
+    let delivery = tokio::spawn(trailmark_server::alerts::deliver::run(Arc::clone(&app)));
     let detector = tokio::spawn(trailmark_server::alerts::run::run(
         Arc::clone(&app),
         alert_rules,
@@ -384,6 +388,7 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
     crate::http::serve(listener, routes, args.limits, shutdown()).await;
     signer.abort();
     detector.abort();
+    delivery.abort();
     if let Some(cleaner) = cleaner {
         // A cleanup cut short leaves recorded entries that still hold their
         // payloads; the next one finishes them.

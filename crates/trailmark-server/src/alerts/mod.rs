@@ -2,12 +2,15 @@
 //! what each appended event tells the rules ([`Fact`]) and the time; what
 //! fires ([`Firing`]) is the caller's to store and deliver.
 //!
-//! This is the first part of alerting (rules as TOML, sliding windows,
-//! one alert per burst). Storing alerts, their routes, delivery and the
-//! window rebuild after a restart come next (docs/ALERTS.md).
+//! Alerts live in the trail (`state`), go out by webhook (`deliver`) and
+//! are listed, acknowledged and configured through the API (`api`);
+//! docs/ALERTS.md says what is decided.
 
+pub mod api;
+pub mod deliver;
 mod rules;
 pub mod run;
+pub mod state;
 mod webhook;
 mod window;
 

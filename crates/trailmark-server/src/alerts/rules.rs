@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The longest window a rule may count over: one day.
 pub const MAX_WINDOW_SECS: u64 = 86_400;
@@ -24,6 +24,8 @@ pub enum RuleKind {
 }
 
 impl RuleKind {
+    pub const ALL: [Self; 2] = [Self::FailedLogins, Self::MassDelete];
+
     /// Its name in the TOML and in alerts.
     pub fn name(self) -> &'static str {
         match self {
@@ -36,7 +38,7 @@ impl RuleKind {
 /// One windowed rule: fires when `threshold` matching events of one key
 /// fall within `window_secs`; then not again for that key, nor for the
 /// events of that burst under another key, for `cooldown_secs`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub enabled: bool,
@@ -106,7 +108,7 @@ fn millis(secs: u64) -> i64 {
 }
 
 /// Every rule. The defaults are on.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rules {
     pub failed_logins: Rule,
@@ -139,6 +141,14 @@ impl Rules {
     /// would leave a rule to a default the writer did not see).
     pub fn from_toml(text: &str) -> Result<Self, String> {
         let rules: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        rules.check()?;
+        Ok(rules)
+    }
+
+    /// Reads a rule set from JSON (the API's form, and how it is stored):
+    /// the same fields and checks as [`Self::from_toml`].
+    pub fn from_json(value: serde_json::Value) -> Result<Self, String> {
+        let rules: Self = serde_json::from_value(value).map_err(|e| e.to_string())?;
         rules.check()?;
         Ok(rules)
     }

@@ -4,20 +4,23 @@
 //! fires as an entry in `_system` (action [`ALERT_ACTION`], resource
 //! `Alert`/its id), so an alert is in the tamper-evident trail itself.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
-use trailmark_core::{EventId, Outcome, TenantId};
+use trailmark_core::{EventId, Outcome, TenantId, Timestamp};
 use trailmark_store::{Appended, NewEvent, Store};
+use trailmark_wire::{AlertOut, EntryRef};
 
-use super::{Detector, Fact, Firing, Rules};
-use crate::app::{App, Metrics, now, random_bytes};
+pub use super::state::{ALERT_ACTION, ALERT_RESOURCE};
+use super::{Detector, Fact, Firing, RuleKind, Rules};
+use crate::app::{App, Caller, Metrics, now, random_bytes};
+use crate::error::ApiError;
 
-/// What an alert's `_system` entry is.
-pub const ALERT_ACTION: &str = "trailmark.alert.raised";
-/// The resource type of an alert's entry (its id: the alert's id).
-pub const ALERT_RESOURCE: &str = "Alert";
+/// The setting that holds the rules (docs/ALERTS.md), as JSON.
+pub const RULES_SETTING: &str = "alert_rules";
+/// What a change of the rules is recorded as in `_system`.
+pub const RULES_CHANGED: &str = "trailmark.alert_rules.changed";
 /// Facts waiting for the detector; past it, facts are dropped and counted
 /// (`trailmark_alert_facts_dropped_total`).
 pub const FACT_QUEUE: usize = 65_536;
@@ -30,18 +33,39 @@ pub const MAX_ALERT_EVENTS: usize = 100;
 #[derive(Debug)]
 pub struct Feed {
     tx: tokio::sync::mpsc::Sender<Fact>,
-    rules: Rules,
+    /// The rules in force and the version of their setting.
+    rules: RwLock<(Arc<Rules>, u64)>,
+    /// Bumped on every change, so the detector picks the new rules up.
+    generation: AtomicU64,
 }
 
 impl Feed {
+    /// The rules in force and the version of their setting.
+    pub fn rules(&self) -> (Arc<Rules>, u64) {
+        self.rules
+            .read()
+            .map_or_else(|_| (Arc::new(Rules::default()), 0), |r| r.clone())
+    }
+
+    /// Uses these rules from now on (a newer version only).
+    pub fn set_rules(&self, rules: Rules, version: u64) {
+        if let Ok(mut r) = self.rules.write()
+            && version > r.1
+        {
+            *r = (Arc::new(rules), version);
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+    }
+
     /// The events of a batch that a rule counts, as facts, by position:
     /// taken before the batch goes to the store.
     pub fn candidates(&self, batch: &[NewEvent]) -> Vec<(usize, Fact)> {
         let mut out = Vec::new();
+        let (rules, _) = self.rules();
         for (i, new) in batch.iter().enumerate() {
             let e = &new.event;
             let failed = e.outcome == Outcome::Failure;
-            let counted = self.rules.counting(failed, &e.action).is_some();
+            let counted = rules.counting(failed, &e.action).is_some();
             let tenant = new.tenant();
             if !counted || tenant == TenantId::system() {
                 continue;
@@ -61,6 +85,8 @@ impl Feed {
                         .and_then(|c| c.ip)
                         .map(|ip| ip.to_string()),
                     username: e.actor.name.clone(),
+                    resource_type: e.resource.as_ref().map(|r| r.kind.clone()),
+                    statement: statement(e.metadata.as_ref()),
                 },
             ));
         }
@@ -81,27 +107,128 @@ impl Feed {
     }
 }
 
+/// The statement a captured row came from: its capture metadata's
+/// transaction and statement number (`txid:statement`).
+fn statement(metadata: Option<&Map<String, Value>>) -> Option<String> {
+    let m = metadata?;
+    let txid = m.get("txid")?.as_i64()?;
+    let statement = m.get("statement")?.as_i64()?;
+    Some(format!("{txid}:{statement}"))
+}
+
+/// The rules as stored, and their setting's version; None when never set.
+pub async fn stored_rules<S: Store>(app: &App<S>) -> Result<Option<(Rules, u64)>, ApiError> {
+    let Some(setting) = app.store.setting(RULES_SETTING).await? else {
+        return Ok(None);
+    };
+    let unreadable = |e: String| {
+        ApiError::Store(trailmark_store::StoreError::Unreadable(format!(
+            "the stored alert rules: {e}"
+        )))
+    };
+    let value = serde_json::from_str(&setting.value).map_err(|e| unreadable(e.to_string()))?;
+    let rules = Rules::from_json(value).map_err(unreadable)?;
+    Ok(Some((rules, setting.version)))
+}
+
+/// Stores new rules over version `expected` (409 when another change came
+/// first), records the change in `_system` (by `caller`, or by Trailmark
+/// when it came from `serve --alert-rules`), and puts them in force on
+/// this server. Answers the new version.
+pub async fn change_rules<S: Store>(
+    app: &App<S>,
+    caller: Option<&Caller>,
+    rules: &Rules,
+    expected: u64,
+) -> Result<u64, ApiError> {
+    let json = serde_json::to_value(rules)
+        .map_err(|e| ApiError::Store(trailmark_store::StoreError::Unreadable(e.to_string())))?;
+    let mut meta = Map::new();
+    meta.insert("rules".into(), json.clone());
+    meta.insert("version".into(), Value::from(expected + 1));
+    meta.insert(
+        "source".into(),
+        Value::from(if caller.is_some() { "api" } else { "file" }),
+    );
+    app.audit(caller, RULES_CHANGED, Some(("AlertRules", "rules")), meta)
+        .await?;
+    let version = app
+        .store
+        .put_setting(RULES_SETTING, json.to_string(), expected, now())
+        .await?;
+    if let Some(feed) = app.alerts.get() {
+        feed.set_rules(rules.clone(), version);
+    }
+    Ok(version)
+}
+
+/// The rules `serve` starts with: those of `--alert-rules` (stored, and
+/// the change recorded, when they differ from the stored ones), else the
+/// stored ones, else the defaults.
+async fn starting_rules<S: Store>(app: &App<S>, file: Option<Rules>) -> (Rules, u64) {
+    let stored = match stored_rules(app).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::warn!("reading the stored alert rules failed; using the defaults: {e}");
+            None
+        }
+    };
+    match (file, stored) {
+        (Some(file), Some((stored, version))) if file == stored => (file, version),
+        (Some(file), stored) => {
+            let expected = stored.map_or(0, |(_, v)| v);
+            match change_rules(app, None, &file, expected).await {
+                Ok(version) => (file, version),
+                Err(e) => {
+                    tracing::warn!("storing the alert rules of --alert-rules failed: {e}");
+                    (file, expected)
+                }
+            }
+        }
+        (None, Some(stored)) => stored,
+        (None, None) => (Rules::default(), 0),
+    }
+}
+
 /// Runs detection for `serve`: installs the feed ingest offers to, then
-/// observes every fact and records each firing in `_system`.
-pub async fn run<S: Store>(app: Arc<App<S>>, rules: Rules) {
+/// observes every fact and records each firing in `_system`. `file`: the
+/// rules `serve --alert-rules` gave.
+pub async fn run<S: Store>(app: Arc<App<S>>, file: Option<Rules>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(FACT_QUEUE);
     if app
         .alerts
         .set(Feed {
             tx,
-            rules: rules.clone(),
+            rules: RwLock::new((Arc::new(Rules::default()), 0)),
+            generation: AtomicU64::new(0),
         })
         .is_err()
     {
         tracing::warn!("alert detection was started twice; the second is ignored");
         return;
     }
+    let Some(feed) = app.alerts.get() else {
+        return;
+    };
+    let (rules, version) = starting_rules(&app, file).await;
+    if let Ok(mut r) = feed.rules.write() {
+        *r = (Arc::new(rules.clone()), version);
+    }
+    let mut generation = feed.generation.load(Ordering::Acquire);
     let mut detector = Detector::new(rules);
+    // Rules changed through another server sharing the store.
+    let poller = tokio::spawn(poll_rules(Arc::clone(&app)));
+    let _stop_poller = AbortOnDrop(poller);
     // Recording an alert is an append (a durable commit): done beside the
     // detector, so counting never waits for the disk; at most
     // RECORDING alerts are being recorded at once.
     let recording = Arc::new(tokio::sync::Semaphore::new(RECORDING));
     while let Some(fact) = rx.recv().await {
+        let now_generation = feed.generation.load(Ordering::Acquire);
+        if now_generation != generation {
+            generation = now_generation;
+            detector.set_rules(feed.rules().0.as_ref().clone());
+        }
         for firing in detector.observe(&fact) {
             let Ok(permit) = Arc::clone(&recording).acquire_owned().await else {
                 return;
@@ -129,23 +256,114 @@ pub async fn run<S: Store>(app: Arc<App<S>>, rules: Rules) {
 /// Alerts being recorded at once; more wait (and so does counting).
 pub const RECORDING: usize = 64;
 
-/// The `_system` entry of one alert.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads the stored rules every [`super::deliver::SETTINGS_POLL`] and puts
+/// a newer version in force.
+async fn poll_rules<S: Store>(app: Arc<App<S>>) {
+    let mut every = tokio::time::interval(super::deliver::SETTINGS_POLL);
+    loop {
+        every.tick().await;
+        match stored_rules(&app).await {
+            Ok(Some((rules, version))) => {
+                if let Some(feed) = app.alerts.get() {
+                    feed.set_rules(rules, version);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("reading the alert rules failed: {e}"),
+        }
+    }
+}
+
+fn millis_text(millis: i64) -> String {
+    Timestamp::from_unix_millis(millis).map_or_else(String::new, |t| t.to_string())
+}
+
+/// One line saying what an alert is about.
+fn summary(firing: &Firing) -> String {
+    let (first, last) = (millis_text(firing.first_at), millis_text(firing.last_at));
+    let count = firing.events.len();
+    let tenant = &firing.tenant;
+    match firing.rule {
+        RuleKind::FailedLogins => format!(
+            "{count} failed logins in tenant {tenant} for {} between {first} and {last}",
+            firing.key
+        ),
+        RuleKind::MassDelete => format!(
+            "{count} deletions in tenant {tenant} by actor {} ({}) of {} between {first} and {last}",
+            firing.actor,
+            firing.key,
+            if firing.resource_types.is_empty() {
+                "records".to_owned()
+            } else {
+                firing.resource_types.join(", ")
+            }
+        ),
+    }
+}
+
+/// The `_system` entry of one alert; hands it to delivery.
 async fn record<S: Store>(app: &App<S>, firing: &Firing) -> Result<(), crate::ApiError> {
     let id = EventId::new_v7(now(), random_bytes()?).to_string();
     let mut meta = Map::new();
     meta.insert("rule".into(), Value::from(firing.rule.name()));
     meta.insert("tenant".into(), Value::from(firing.tenant.as_str()));
     meta.insert("key".into(), Value::from(firing.key.as_str()));
+    meta.insert("actor".into(), Value::from(firing.actor.as_str()));
+    meta.insert(
+        "resource_types".into(),
+        Value::from(firing.resource_types.clone()),
+    );
     meta.insert("count".into(), Value::from(firing.events.len()));
     let named = firing.events.len().saturating_sub(MAX_ALERT_EVENTS);
-    meta.insert(
-        "events".into(),
-        Value::from(firing.events[named..].to_vec()),
-    );
-    meta.insert("first_received_at".into(), Value::from(firing.first_at));
-    meta.insert("last_received_at".into(), Value::from(firing.last_at));
-    app.audit(None, ALERT_ACTION, Some((ALERT_RESOURCE, &id)), meta)
+    let events = firing.events[named..].to_vec();
+    meta.insert("events".into(), Value::from(events.clone()));
+    let (first, last) = (millis_text(firing.first_at), millis_text(firing.last_at));
+    meta.insert("first_received_at".into(), Value::from(first.as_str()));
+    meta.insert("last_received_at".into(), Value::from(last.as_str()));
+    let summary = summary(firing);
+    meta.insert("summary".into(), Value::from(summary.as_str()));
+    let at = now();
+    let appended = app
+        .audit_at(
+            None,
+            ALERT_ACTION,
+            Some((ALERT_RESOURCE, &id)),
+            meta,
+            Outcome::Success,
+            at,
+        )
         .await?;
+    if let Some(deliveries) = app.webhooks.get() {
+        let alert = AlertOut {
+            id: id.clone(),
+            rule: firing.rule.name().to_owned(),
+            tenant: firing.tenant.clone(),
+            key: firing.key.clone(),
+            count: firing.events.len() as u64,
+            events,
+            first_received_at: first,
+            last_received_at: last,
+            raised_at: at.to_string(),
+            summary,
+            status: "open".into(),
+            acknowledged: None,
+            resolved: None,
+            deliveries: Vec::new(),
+            entry: EntryRef {
+                tenant: TenantId::system().to_string(),
+                seq: appended.seq.get(),
+            },
+        };
+        deliveries.raised(alert, &app.metrics);
+    }
     tracing::warn!(
         rule = firing.rule.name(),
         tenant = firing.tenant,

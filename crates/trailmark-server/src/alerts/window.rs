@@ -28,6 +28,10 @@ pub struct Fact {
     pub ip: Option<String>,
     /// The username a login claimed (the actor's name), when it gave one.
     pub username: Option<String>,
+    /// The resource type (a captured row's table).
+    pub resource_type: Option<String>,
+    /// The database statement a captured row came from (`txid:statement`).
+    pub statement: Option<String>,
 }
 
 /// A rule that fired: which, for which key, and the events of the burst.
@@ -35,17 +39,27 @@ pub struct Fact {
 pub struct Firing {
     pub rule: RuleKind,
     pub tenant: String,
-    /// What the events shared: `actor=…`, `ip=…` or `username=…`.
+    /// What the events shared: `actor=…`, `ip=…`, `username=…` or
+    /// `statement=…`.
     pub key: String,
+    /// The actor of the event that made it fire.
+    pub actor: String,
+    /// The resource types of the burst's events (at most
+    /// [`MAX_RESOURCE_TYPES`]).
+    pub resource_types: Vec<String>,
     /// The events in the window when it fired, oldest first.
     pub events: Vec<String>,
     pub first_at: i64,
     pub last_at: i64,
 }
 
+/// At most this many resource types are named in one firing.
+pub const MAX_RESOURCE_TYPES: usize = 10;
+
 #[derive(Debug, Default)]
 struct Window {
-    events: VecDeque<(i64, String)>,
+    /// When, which event, of which resource type.
+    events: VecDeque<(i64, String, Option<String>)>,
     quiet_until: i64,
 }
 
@@ -71,6 +85,11 @@ impl Detector {
         &self.rules
     }
 
+    /// Counts by these rules from now on (the windows kept stay).
+    pub fn set_rules(&mut self, rules: Rules) {
+        self.rules = rules;
+    }
+
     /// How many windows are kept now.
     pub fn windows(&self) -> usize {
         self.windows.len()
@@ -81,7 +100,15 @@ impl Detector {
         let Some(kind) = self.rules.counting(fact.failed, &fact.action) else {
             return Vec::new();
         };
-        let mut keys = vec![format!("actor={}", fact.actor)];
+        let mut keys = Vec::new();
+        if kind == RuleKind::MassDelete
+            && let Some(statement) = &fact.statement
+        {
+            // One statement deleting many rows: named first, so the alert
+            // says which statement (the actor's window counts it too).
+            keys.push(format!("statement={statement}"));
+        }
+        keys.push(format!("actor={}", fact.actor));
         if kind == RuleKind::FailedLogins {
             keys.extend(fact.ip.as_ref().map(|ip| format!("ip={ip}")));
             keys.extend(fact.username.as_ref().map(|u| format!("username={u}")));
@@ -99,11 +126,13 @@ impl Detector {
             self.make_room(fact.at);
         }
         let window = self.windows.entry(id.clone()).or_default();
-        window.events.push_back((fact.at, fact.event_id.clone()));
+        window
+            .events
+            .push_back((fact.at, fact.event_id.clone(), fact.resource_type.clone()));
         while window
             .events
             .front()
-            .is_some_and(|(at, _)| *at <= fact.at - span)
+            .is_some_and(|(at, _, _)| *at <= fact.at - span)
         {
             window.events.pop_front();
         }
@@ -116,8 +145,14 @@ impl Detector {
         }
         let cooldown = rule.cooldown_millis();
         window.quiet_until = fact.at.saturating_add(cooldown);
-        let events: Vec<String> = window.events.iter().map(|(_, e)| e.clone()).collect();
-        let first_at = window.events.front().map_or(fact.at, |(at, _)| *at);
+        let events: Vec<String> = window.events.iter().map(|(_, e, _)| e.clone()).collect();
+        let mut resource_types: Vec<String> = Vec::new();
+        for kind in window.events.iter().filter_map(|(_, _, k)| k.as_ref()) {
+            if resource_types.len() < MAX_RESOURCE_TYPES && !resource_types.contains(kind) {
+                resource_types.push(kind.clone());
+            }
+        }
+        let first_at = window.events.front().map_or(fact.at, |(at, _, _)| *at);
         // A burst already alerted under another key of this rule stays one
         // alert: this key only starts its own cool-down.
         let burst = self
@@ -136,6 +171,8 @@ impl Detector {
             rule: kind,
             tenant: fact.tenant.clone(),
             key: id.2,
+            actor: fact.actor.clone(),
+            resource_types,
             events,
             first_at,
             last_at: fact.at,
@@ -150,7 +187,7 @@ impl Detector {
         let rules = &self.rules;
         self.windows.retain(|(kind, _, _), w| {
             let span = rules.get(*kind).window_millis();
-            w.quiet_until > now || w.events.back().is_some_and(|(at, _)| *at > now - span)
+            w.quiet_until > now || w.events.back().is_some_and(|(at, _, _)| *at > now - span)
         });
         let room = MAX_WINDOWS / 10;
         if self.windows.len() + room <= MAX_WINDOWS {
@@ -159,7 +196,12 @@ impl Detector {
         let mut idle: Vec<(i64, (RuleKind, String, String))> = self
             .windows
             .iter()
-            .map(|(k, w)| (w.events.back().map_or(i64::MIN, |(at, _)| *at), k.clone()))
+            .map(|(k, w)| {
+                (
+                    w.events.back().map_or(i64::MIN, |(at, _, _)| *at),
+                    k.clone(),
+                )
+            })
             .collect();
         let cut = (self.windows.len() + room - MAX_WINDOWS).min(idle.len().saturating_sub(1));
         idle.select_nth_unstable_by_key(cut, |(at, _)| *at);
@@ -183,6 +225,8 @@ mod tests {
             failed: true,
             ip: Some(ip.into()),
             username: Some(username.into()),
+            resource_type: None,
+            statement: None,
         }
     }
 
@@ -288,12 +332,40 @@ mod tests {
                 failed: false,
                 ip: None,
                 username: None,
+                resource_type: Some("Invoice".into()),
+                statement: None,
             };
             firings.extend(d.observe(&f));
         }
         assert_eq!(firings.len(), 1);
         assert_eq!(firings[0].rule, RuleKind::MassDelete);
         assert_eq!(firings[0].key, "actor=u7");
+        assert_eq!(firings[0].resource_types, ["Invoice"]);
+    }
+
+    #[test]
+    fn one_captured_statement_deleting_many_rows_is_one_alert_naming_it_and_the_table() {
+        let mut d = Detector::new(rules(100, 60, 600));
+        let mut firings = Vec::new();
+        for n in 0..500 {
+            let f = Fact {
+                tenant: "acme".into(),
+                event_id: format!("r{n}"),
+                at: 1_000,
+                actor: "42".into(),
+                action: "delete".into(),
+                failed: false,
+                ip: None,
+                username: None,
+                resource_type: Some("public.customer".into()),
+                statement: Some("9001:1".into()),
+            };
+            firings.extend(d.observe(&f));
+        }
+        assert_eq!(firings.len(), 1, "{firings:?}");
+        assert_eq!(firings[0].key, "statement=9001:1");
+        assert_eq!(firings[0].actor, "42");
+        assert_eq!(firings[0].resource_types, ["public.customer"]);
     }
 
     #[test]

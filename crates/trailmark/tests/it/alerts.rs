@@ -162,3 +162,233 @@ fn one_actor_deleting_many_records_raises_a_mass_deletion_alert() {
     assert_eq!(found[0]["metadata"]["rule"], "mass_delete");
     assert_eq!(found[0]["metadata"]["key"], "actor=u-7");
 }
+
+/// A webhook receiver checking signatures with `standardwebhooks` (`PyPI`),
+/// listening on `port` once started; what it received, one JSON per line.
+struct Receiver {
+    child: std::process::Child,
+}
+
+impl Receiver {
+    fn start(port: u16, secret: &str, out: &std::path::Path) -> Self {
+        let python = crate::witness::aics_bin("python");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/it/fixtures/webhook_receiver.py");
+        // A secret of the right shape that is not the endpoint's.
+        let wrong = format!("whsec_{}", "A".repeat(44));
+        let child = std::process::Command::new(python)
+            .arg(script)
+            .args([&port.to_string(), secret, &wrong])
+            .arg(out)
+            .spawn()
+            .unwrap();
+        wait_for("the receiver to listen", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Self { child }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn received(out: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `GET /v1/alerts` (asserting 200).
+fn listed(server: &Server, query: &str) -> Vec<Value> {
+    let (status, page) = server.get(&format!("/v1/alerts{query}"), &server.admin);
+    assert_eq!(status, 200, "{page}");
+    page["alerts"].as_array().unwrap().clone()
+}
+
+fn raise_failed_logins(server: &Server, n: usize) {
+    let login = json!({
+        "tenant": "acme",
+        "actor": {"id": "anonymous", "type": "user", "name": "alice"},
+        "action": "auth.login",
+        "outcome": "failure",
+        "context": {"ip": "203.0.113.9"},
+    });
+    for _ in 0..n {
+        assert_eq!(server.post("/v1/events", &server.admin, &login).0, 201);
+    }
+}
+
+/// The receiver is down for a minute: the alert is attempted again and
+/// again (each attempt in the alert's history, all with one `webhook-id`),
+/// the server is killed with SIGKILL between attempts and restarted, and
+/// once the receiver is up the alert arrives there once, signed so that
+/// `standardwebhooks` accepts it with the endpoint's secret and refuses it
+/// with another. Then it is acknowledged, which `_system` records.
+#[test]
+fn an_alert_reaches_a_receiver_down_for_a_minute_once_across_a_kill_dash_nine() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = twenty_in_ten_seconds(dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut server = Server::start_with(&data, &["--alert-rules", &rules]);
+    let port = crate::free_port();
+    let (status, hooks) = server.put(
+        "/v1/webhooks",
+        &server.admin,
+        &json!({"webhooks": [{"name": "security", "url": format!("http://127.0.0.1:{port}/hook"),
+                              "first_retry_secs": 1, "max_retry_secs": 4, "max_attempts": 30}]}),
+    );
+    assert_eq!(status, 200, "{hooks}");
+    let secret = hooks["webhooks"][0]["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let (_, shown) = server.get("/v1/webhooks", &server.admin);
+    assert!(
+        shown["webhooks"][0].get("secret").is_none(),
+        "a secret is shown once: {shown}"
+    );
+
+    let down_since = Instant::now();
+    raise_failed_logins(&server, 20);
+    let alert = wait_for("failed attempts", Duration::from_secs(20), || {
+        listed(&server, "")
+            .into_iter()
+            .next()
+            .filter(|a| a["deliveries"][0]["attempts"].as_u64() >= Some(2))
+    });
+    assert_eq!(alert["rule"], "failed_logins");
+    assert_eq!(alert["deliveries"][0]["state"], "pending");
+    let id = alert["id"].as_str().unwrap().to_owned();
+    server.kill9();
+    let server = Server::start(&data);
+
+    // Up after a minute.
+    std::thread::sleep(Duration::from_secs(60).saturating_sub(down_since.elapsed()));
+    let out = dir.path().join("received.ndjson");
+    let _receiver = Receiver::start(port, &secret, &out);
+    let delivered = wait_for("the delivery", Duration::from_secs(30), || {
+        let a = listed(&server, "?delivery=delivered");
+        (!a.is_empty()).then(|| a[0].clone())
+    });
+    assert_eq!(delivered["id"], id.as_str());
+    let got = received(&out);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["verified"], true, "{got:?}");
+    assert_eq!(got[0]["verified_with_wrong_secret"], false);
+    assert_eq!(got[0]["body"]["type"], "alert.raised");
+    assert_eq!(got[0]["body"]["data"]["id"], id.as_str());
+    let delivery = &delivered["deliveries"][0];
+    assert_eq!(got[0]["webhook_id"], delivery["webhook_id"]);
+    assert!(delivery["attempts"].as_u64().unwrap() > 2, "{delivery}");
+
+    // Every attempt, before and after the restart, carried the same id.
+    let (_, history) = server.get(
+        &format!("/v1/resources/Alert/{id}/history?tenant=_system"),
+        &server.admin,
+    );
+    let attempts: Vec<&Value> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "trailmark.alert.delivery")
+        .collect();
+    assert_eq!(
+        attempts.len() as u64,
+        delivery["attempts"].as_u64().unwrap()
+    );
+    assert!(
+        attempts
+            .iter()
+            .all(|e| e["metadata"]["webhook_id"] == delivery["webhook_id"])
+    );
+    let numbers: Vec<u64> = attempts
+        .iter()
+        .map(|e| e["metadata"]["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        numbers,
+        (1..=numbers.len() as u64).collect::<Vec<_>>(),
+        "attempts go on after the restart"
+    );
+
+    // Acknowledged once, recorded in _system; again is a conflict.
+    let ack = format!("/v1/alerts/{id}/ack");
+    let (status, acked) = server.post(&ack, &server.admin, &json!({"note": "ticket SEC-12"}));
+    assert_eq!(status, 200, "{acked}");
+    assert_eq!(acked["status"], "acknowledged");
+    assert_eq!(acked["acknowledged"]["note"], "ticket SEC-12");
+    let (status, _) = server.post(&ack, &server.admin, &json!({}));
+    assert_eq!(status, 409);
+    let (status, bad) = server.post(&ack, &server.admin, &json!({"resolved": true}));
+    assert_eq!(status, 400, "{bad}");
+    let recorded = server
+        .get(
+            "/v1/events?tenant=_system&action=trailmark.alert.acknowledged",
+            &server.admin,
+        )
+        .1;
+    assert_eq!(recorded["events"][0]["resource"]["id"], id.as_str());
+    assert_eq!(listed(&server, "?status=open").len(), 0);
+    assert_eq!(listed(&server, "?status=acknowledged").len(), 1);
+
+    // Nothing arrives twice.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(received(&out).len(), 1);
+}
+
+/// A captured `DELETE` of 500 rows in one statement raises one
+/// mass-deletion alert naming the statement, the actor the transaction
+/// set and the table.
+#[test]
+fn a_captured_delete_of_500_rows_raises_a_mass_deletion_alert_naming_actor_and_table() {
+    let db = crate::PgDb::new("tm_alert_capture");
+    db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text)");
+    let source = db.source();
+    let out = crate::cli(&[
+        "capture",
+        "pg",
+        "install",
+        "--source",
+        &source,
+        "--tables",
+        "public.customer",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    db.sql("INSERT INTO customer SELECT n, 'c' || n FROM generate_series(1, 500) n");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &["--capture-source", &source, "--capture-tenant", "crm"],
+    );
+    db.sql(
+        "BEGIN;
+         SELECT set_config('trailmark.actor_id', 'mallory', true);
+         DELETE FROM customer;
+         COMMIT;",
+    );
+    let alert = wait_for("the alert", Duration::from_secs(30), || {
+        listed(&server, "?rule=mass_delete").into_iter().next()
+    });
+    settled(&server, 500);
+    let all = listed(&server, "");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(alert["tenant"], "crm");
+    assert!(
+        alert["key"].as_str().unwrap().starts_with("statement="),
+        "{alert}"
+    );
+    let summary = alert["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("mallory") && summary.contains("public.customer"),
+        "{summary}"
+    );
+}
