@@ -4,6 +4,7 @@
 //! fires as an entry in `_system` (action [`ALERT_ACTION`], resource
 //! `Alert`/its id), so an alert is in the tamper-evident trail itself.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -223,34 +224,203 @@ pub async fn run<S: Store>(app: Arc<App<S>>, file: Option<Rules>) {
     // detector, so counting never waits for the disk; at most
     // RECORDING alerts are being recorded at once.
     let recording = Arc::new(tokio::sync::Semaphore::new(RECORDING));
+    // The windows as the trail left them (facts offered meanwhile wait in
+    // the queue; those the rebuild counted already are skipped).
+    let (mut replayed, owed) = match rebuild(&app, &mut detector).await {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::warn!("rebuilding the alert windows failed; counting afresh: {e}");
+            (HashSet::new(), Vec::new())
+        }
+    };
+    for firing in owed {
+        raise(&app, &recording, firing).await;
+    }
+    let forget_replayed = tokio::time::Instant::now() + REPLAYED_KEPT;
     while let Some(fact) = rx.recv().await {
+        if !replayed.is_empty() {
+            if replayed.remove(&fact.event_id) {
+                continue;
+            }
+            if tokio::time::Instant::now() > forget_replayed {
+                replayed = HashSet::new();
+            }
+        }
         let now_generation = feed.generation.load(Ordering::Acquire);
         if now_generation != generation {
             generation = now_generation;
             detector.set_rules(feed.rules().0.as_ref().clone());
         }
         for firing in detector.observe(&fact) {
-            let Ok(permit) = Arc::clone(&recording).acquire_owned().await else {
-                return;
-            };
-            let app = Arc::clone(&app);
-            app.metrics.alerts_raised.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                if let Err(e) = record(&app, &firing).await {
-                    tracing::warn!(
-                        rule = firing.rule.name(),
-                        tenant = firing.tenant,
-                        "recording an alert failed: {e}"
-                    );
-                }
-                app.metrics.alerts_settled.fetch_add(1, Ordering::Relaxed);
-                drop(permit);
-            });
+            raise(&app, &recording, firing).await;
         }
         app.metrics
             .alert_facts_observed
             .fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Records a firing beside the detector (at most [`RECORDING`] at once).
+async fn raise<S: Store>(
+    app: &Arc<App<S>>,
+    recording: &Arc<tokio::sync::Semaphore>,
+    firing: Firing,
+) {
+    let Ok(permit) = Arc::clone(recording).acquire_owned().await else {
+        return;
+    };
+    let app = Arc::clone(app);
+    app.metrics.alerts_raised.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        if let Err(e) = record(&app, &firing).await {
+            tracing::warn!(
+                rule = firing.rule.name(),
+                tenant = firing.tenant,
+                "recording an alert failed: {e}"
+            );
+        }
+        app.metrics.alerts_settled.fetch_add(1, Ordering::Relaxed);
+        drop(permit);
+    });
+}
+
+/// At start, at most this many entries are read back to rebuild the
+/// windows (newest first per tenant); past it, older events are not
+/// counted.
+pub const REBUILD_MAX_ENTRIES: usize = 2_000_000;
+/// Entries read per store call during the rebuild.
+const REBUILD_PAGE: u64 = 1000;
+/// How long the ids of the events the rebuild counted are kept, to skip
+/// them when they are offered live as well.
+const REPLAYED_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What a stored entry tells the rules, when one counts it.
+fn stored_fact(entry: &trailmark_store::StoredEntry, rules: &Rules) -> Option<Fact> {
+    let event = crate::render::event_out(entry).ok()?;
+    let failed = event.outcome == Outcome::Failure.as_str();
+    rules.counting(failed, &event.action)?;
+    let at = Timestamp::parse(&event.received_at).ok()?.unix_millis();
+    Some(Fact {
+        tenant: entry.envelope().ok()?.tenant.as_str().to_owned(),
+        event_id: event.id.clone(),
+        at,
+        actor: event.actor.id.clone(),
+        action: event.action.clone(),
+        failed,
+        ip: event
+            .context
+            .get("ip")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        username: event.actor.name.as_str().map(str::to_owned),
+        resource_type: event.resource.as_ref().map(|r| r.kind.clone()),
+        statement: statement(event.metadata.as_object()),
+    })
+}
+
+/// The alerts recorded since `since` (Unix ms), as (rule, tenant, key,
+/// last event's time): what the rebuild must not raise again.
+async fn recorded_alerts<S: Store>(
+    app: &App<S>,
+    since: i64,
+) -> Result<HashSet<(String, String, String, String)>, ApiError> {
+    let mut query = trailmark_store::Query {
+        since: Timestamp::from_unix_millis(since),
+        limit: 1000,
+        ..trailmark_store::Query::default()
+    };
+    let mut out = HashSet::new();
+    for _ in 0..super::deliver::RESUME_MAX_ALERTS / 1000 {
+        let (alerts, next) = super::state::page(app, query.clone(), |_| true).await?;
+        out.extend(
+            alerts
+                .into_iter()
+                .map(|a| (a.rule, a.tenant, a.key, a.last_received_at)),
+        );
+        match next {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Counts again the events of every tenant received within the longest
+/// window of the rules, oldest first, so that a burst spanning a restart
+/// fires once: answers the ids counted, and the firings of the replay that
+/// no recorded alert matches (raised, then lost to a crash before they
+/// were recorded), to raise now.
+async fn rebuild<S: Store>(
+    app: &App<S>,
+    detector: &mut Detector,
+) -> Result<(HashSet<String>, Vec<Firing>), ApiError> {
+    let rules = detector.rules().clone();
+    let span = RuleKind::ALL
+        .iter()
+        .map(|k| rules.get(*k))
+        .filter(|r| r.enabled)
+        .map(super::Rule::window_millis)
+        .max();
+    let Some(span) = span else {
+        return Ok((HashSet::new(), Vec::new()));
+    };
+    let cutoff = now().unix_millis() - span;
+    let longest_cooldown = RuleKind::ALL
+        .iter()
+        .map(|k| rules.get(*k).cooldown_millis())
+        .max()
+        .unwrap_or(0);
+    let recorded = recorded_alerts(app, cutoff - longest_cooldown).await?;
+    let (mut counted, mut owed, mut read) = (HashSet::new(), Vec::new(), 0usize);
+    for head in app.store.heads().await? {
+        if head.tenant == TenantId::system() {
+            continue;
+        }
+        let mut pages = Vec::new();
+        let mut end = head.size.get();
+        while end > 0 && read < REBUILD_MAX_ENTRIES {
+            let start = end.saturating_sub(REBUILD_PAGE);
+            let page = app.store.entries(&head.tenant, start, end).await?;
+            read += page.len();
+            let older = page.first().is_none_or(|e| {
+                e.envelope()
+                    .is_ok_and(|env| env.received_at.unix_millis() < cutoff)
+            });
+            pages.push(page);
+            if older {
+                break;
+            }
+            end = start;
+        }
+        for entry in pages.into_iter().rev().flatten() {
+            let Some(fact) = stored_fact(&entry, &rules) else {
+                continue;
+            };
+            if fact.at < cutoff {
+                continue;
+            }
+            counted.insert(fact.event_id.clone());
+            for firing in detector.observe(&fact) {
+                let known = (
+                    firing.rule.name().to_owned(),
+                    firing.tenant.clone(),
+                    firing.key.clone(),
+                    millis_text(firing.last_at),
+                );
+                if !recorded.contains(&known) {
+                    owed.push(firing);
+                }
+            }
+        }
+    }
+    if read > 0 {
+        tracing::info!(
+            entries = read,
+            counted = counted.len(),
+            "alert windows rebuilt from the trail"
+        );
+    }
+    Ok((counted, owed))
 }
 
 /// Alerts being recorded at once; more wait (and so does counting).

@@ -392,3 +392,35 @@ fn a_captured_delete_of_500_rows_raises_a_mass_deletion_alert_naming_actor_and_t
         "{summary}"
     );
 }
+
+/// Ten failed logins, a `kill -9` and a restart, ten more within the
+/// window: one alert (the windows are rebuilt from the trail). Another
+/// restart does not raise it again.
+#[test]
+fn a_burst_half_before_and_half_after_a_restart_fires_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = twenty_in_ten_seconds(dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut server = Server::start_with(&data, &["--alert-rules", &rules]);
+    raise_failed_logins(&server, 10);
+    settled(&server, 10);
+    server.kill9();
+    let mut server = Server::start_with(&data, &["--alert-rules", &rules]);
+    raise_failed_logins(&server, 10);
+    let alert = wait_for("the alert", Duration::from_secs(5), || {
+        listed(&server, "").into_iter().next()
+    });
+    assert_eq!(alert["count"], 20, "{alert}");
+    assert_eq!(alert["events"].as_array().unwrap().len(), 20);
+    settled(&server, 10);
+    assert_eq!(listed(&server, "").len(), 1);
+
+    server.kill9();
+    let server = Server::start_with(&data, &["--alert-rules", &rules]);
+    // One live failure counted means the rebuild is done.
+    raise_failed_logins(&server, 1);
+    settled(&server, 1);
+    let all = listed(&server, "");
+    assert_eq!(all.len(), 1, "{all:?}");
+}
