@@ -3,6 +3,7 @@
 // Doc comments on the clap types are the user's --help text, not rustdoc.
 #![allow(clippy::doc_markdown)]
 
+mod alerts_cmd;
 mod capture_cmd;
 mod datadir;
 mod http;
@@ -93,6 +94,11 @@ enum Command {
     ///
     /// Example: trailmark erase --actor u-1842 --tenant acme --reason "GDPR request 2026-0412"
     Erase(retention_cmd::EraseArgs),
+    /// List, show, acknowledge and redeliver alerts; show and set the
+    /// alert rules and the webhook endpoints.
+    ///
+    /// Example: trailmark alerts list --status open
+    Alerts(alerts_cmd::AlertsArgs),
 }
 
 /// Where a data dir is when none is given.
@@ -119,6 +125,7 @@ fn main() -> ExitCode {
         Command::Cleanup(args) => retention_cmd::cleanup(&args),
         Command::Hold(args) => retention_cmd::hold(args),
         Command::Erase(args) => retention_cmd::erase(&args),
+        Command::Alerts(args) => alerts_cmd::run(args),
     };
     match result {
         Ok(code) => code,
