@@ -326,3 +326,53 @@ test('the Retention page lists policies and holds and previews a cleanup; an era
   await other.close();
   await context.close();
 });
+
+test('the Alerts page lists an alert, opens its events, and acknowledging it is recorded in _system', async () => {
+  // Ten failed logins of one username: the default rule (10 within 60 s).
+  const login = { tenant: 'initech', actor: { id: 'anonymous', type: 'user', name: 'peter' },
+    action: 'auth.login', outcome: 'failure', context: { ip: '192.0.2.10' } };
+  await api('POST', '/v1/events', Array.from({ length: 10 }, () => login));
+  const alert = await until('the alert', async () => (await api('GET', '/v1/alerts?tenant=initech')).alerts[0]);
+
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, admin);
+  await page.click('nav a[href="/ui/alerts"]');
+  await page.waitForURL(/\/ui\/alerts$/);
+  const row = page.locator(`tr[data-alert="${alert.id}"]`);
+  assert.equal(await row.locator('td.status').textContent(), 'open');
+  assert.match(await row.textContent(), /10 failed logins in tenant initech/);
+  await page.screenshot({ path: join(artifacts, 'alerts.png'), fullPage: true });
+
+  // The alert opens onto its events; each opens the event itself.
+  await row.locator('a').first().click();
+  await page.waitForURL(new RegExp(`/ui/alerts/${alert.id}$`));
+  const events = page.locator('ul.alert-events a');
+  assert.equal(await events.count(), 10);
+  await events.first().click();
+  await page.waitForURL(/\/ui\/events\/[0-9a-f-]+\?tenant=initech$/);
+  assert.equal(await page.locator('h1 .action').textContent(), 'auth.login');
+  await page.goBack();
+  await page.waitForURL(new RegExp(`/ui/alerts/${alert.id}$`));
+
+  // Acknowledged from the page: the alert says so, and _system records it.
+  await page.fill('form.ack input[name=note]', 'phishing drill');
+  await page.click('form.ack button[value=false]');
+  await page.waitForURL(new RegExp(`/ui/alerts/${alert.id}$`));
+  assert.equal(await page.locator('dd.status').textContent(), 'acknowledged');
+  await page.screenshot({ path: join(artifacts, 'alert.png'), fullPage: true });
+  const recorded = await api('GET', '/v1/events?tenant=_system&action=trailmark.alert.acknowledged');
+  assert.equal(recorded.events[0].resource.id, alert.id);
+  assert.equal(recorded.events[0].metadata.note, 'phishing drill');
+  assert.equal(recorded.events[0].actor.type, 'service', 'recorded as the signed-in key');
+
+  // A key bound to another tenant sees no alert there.
+  const acme = await api('POST', '/v1/keys', { name: 'acme reader', scopes: 'read', tenant: 'acme' });
+  const other = await browser.newContext();
+  const theirs = await other.newPage();
+  await signIn(theirs, acme.key);
+  await theirs.goto(base + '/ui/alerts');
+  assert.equal(await theirs.locator(`tr[data-alert="${alert.id}"]`).count(), 0);
+  await context.close();
+  await other.close();
+});

@@ -75,6 +75,16 @@ pub async fn list<S: Store>(
     Authorized(caller, _): Authorized<Reader>,
     QueryParams(filters): QueryParams<AlertFilters>,
 ) -> Result<axum::Json<AlertsPage>, ApiError> {
+    alerts(&app, &caller, &filters).await.map(axum::Json)
+}
+
+/// A page of the alerts `caller` may see (the read recorded in
+/// `_system`): `GET /v1/alerts` and the viewer's Alerts page.
+pub async fn alerts<S: Store>(
+    app: &App<S>,
+    caller: &Caller,
+    filters: &AlertFilters,
+) -> Result<AlertsPage, ApiError> {
     let tenant = caller
         .visible(nonempty(filters.tenant.as_ref()))?
         .first()
@@ -110,11 +120,11 @@ pub async fn list<S: Store>(
         cursor,
         ..Query::default()
     };
-    let (alerts, next) = state::page(&app, query, |a| {
+    let (alerts, next) = state::page(app, query, |a| {
         tenant.as_ref().is_none_or(|t| *t == a.tenant)
             && rule.as_ref().is_none_or(|r| *r == a.rule)
             && status.as_ref().is_none_or(|s| *s == a.status)
-            && may_see(&caller, &a.tenant)
+            && may_see(caller, &a.tenant)
             && delivery
                 .as_ref()
                 .is_none_or(|d| a.deliveries.iter().any(|x| x.state == *d))
@@ -132,17 +142,17 @@ pub async fn list<S: Store>(
         }
     }
     meta.insert("returned".into(), Value::from(alerts.len()));
-    app.audit(Some(&caller), "read", Some(("route", "/v1/alerts")), meta)
+    app.audit(Some(caller), "read", Some(("route", "/v1/alerts")), meta)
         .await?;
-    Ok(axum::Json(AlertsPage {
+    Ok(AlertsPage {
         alerts,
         next_cursor: next.map(Cursor::encode),
-    }))
+    })
 }
 
 /// One alert that `caller` may see (404 otherwise: an alert of another
 /// tenant is not confirmed to exist).
-async fn visible_alert<S: Store>(
+pub(crate) async fn visible_alert<S: Store>(
     app: &App<S>,
     caller: &Caller,
     id: &str,
@@ -188,6 +198,17 @@ pub async fn ack<S: Store>(
     } else {
         crate::retention::body(&bytes)?
     };
+    acknowledge(&app, &caller, &id, asked).await.map(axum::Json)
+}
+
+/// Acknowledges or resolves an alert `caller` (an admin) may see: the
+/// API's route and the viewer's buttons.
+pub async fn acknowledge<S: Store>(
+    app: &App<S>,
+    caller: &Caller,
+    id: &str,
+    asked: AckIn,
+) -> Result<AlertOut, ApiError> {
     let note = match asked.note {
         None => None,
         Some(n) if n.trim().is_empty() || n.len() > MAX_NOTE || n.chars().any(char::is_control) => {
@@ -199,7 +220,7 @@ pub async fn ack<S: Store>(
         Some(n) => Some(n),
     };
     let resolve = asked.resolve.unwrap_or(false);
-    let alert = visible_alert(&app, &caller, &id).await?;
+    let alert = visible_alert(app, caller, id).await?;
     if alert.resolved.is_some() || (!resolve && alert.acknowledged.is_some()) {
         return Err(ApiError::Conflict(format!(
             "alert {} is already {}",
@@ -213,14 +234,13 @@ pub async fn ack<S: Store>(
     meta.insert("tenant".into(), Value::from(alert.tenant.as_str()));
     let action = if resolve { RESOLVED } else { ACKNOWLEDGED };
     app.audit(
-        Some(&caller),
+        Some(caller),
         action,
         Some((ALERT_RESOURCE, &alert.id)),
         meta,
     )
     .await?;
-    let now = state::alert(&app, &alert.id).await?.unwrap_or(alert);
-    Ok(axum::Json(now))
+    Ok(state::alert(app, &alert.id).await?.unwrap_or(alert))
 }
 
 /// `POST /v1/alerts/{id}/redeliver`: delivers again from the first

@@ -8,6 +8,7 @@
 //! memory (behind a load balancer, pin sessions to a server) and end after
 //! eight hours, at sign-out, or as soon as the key is revoked.
 
+mod alerts;
 mod charts;
 mod integrity;
 mod pages;
@@ -164,6 +165,9 @@ pub fn routes<S: Store>(viewer: Arc<Viewer<S>>) -> Router {
         .route("/ui/activity", get(charts::activity::<S>))
         .route("/ui/integrity", get(integrity::page::<S>))
         .route("/ui/retention", get(retention::page::<S>))
+        .route("/ui/alerts", get(alerts::list::<S>))
+        .route("/ui/alerts/{id}", get(alerts::alert::<S>))
+        .route("/ui/alerts/{id}/ack", post(alerts::ack::<S>))
         .route("/ui/retention/preview", post(retention::preview::<S>))
         .route("/ui/verify", post(integrity::start::<S>))
         .route("/ui/verify/{job}", get(integrity::status::<S>))
@@ -248,10 +252,11 @@ pub(crate) fn layout(title: &str, current: &str, who: Option<&Who>, body: &str) 
             )
         };
         format!(
-            "<nav><strong>Trailmark</strong>{}{}{}{}{tenants}<span class=\"who\">{}</span><form method=\"post\" action=\"/ui/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Sign out</button></form></nav>",
+            "<nav><strong>Trailmark</strong>{}{}{}{}{}{tenants}<span class=\"who\">{}</span><form method=\"post\" action=\"/ui/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Sign out</button></form></nav>",
             link("/ui/events", "Events"),
             link("/ui/activity", "Activity"),
             link("/ui/integrity", "Integrity"),
+            link("/ui/alerts", "Alerts"),
             if who.caller.key.scopes.allows(trailmark_store::Scope::Admin) {
                 link("/ui/retention", "Retention")
             } else {
