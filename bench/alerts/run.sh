@@ -28,6 +28,38 @@ actions = ["delete", "destroy"]
 threshold = 100
 window_secs = 60
 cooldown_secs = 900
+
+[privilege_changes]
+enabled = false
+actions = ["grant"]
+columns = []
+resource_types = []
+cooldown_secs = 300
+
+[export_volume]
+enabled = false
+actions = ["export"]
+threshold = 20
+window_secs = 3600
+cooldown_secs = 3600
+
+[off_hours]
+enabled = false
+start_hour = 8
+end_hour = 19
+weekdays = ["mon", "tue", "wed", "thu", "fri"]
+utc_offset_minutes = 0
+cooldown_secs = 3600
+
+[new_ip]
+enabled = false
+actors = []
+cooldown_secs = 86400
+
+[trailmark_events]
+enabled = false
+actions = []
+cooldown_secs = 0
 TOML
 run() { # run LABEL [serve flags...]
   local label=$1; shift

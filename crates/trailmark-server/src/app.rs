@@ -655,7 +655,15 @@ impl<S: Store> App<S> {
             metadata: (!metadata.is_empty()).then_some(metadata),
         };
         let new = self.prepare(event, &TenantId::system(), at)?;
+        // Trailmark's own events are offered to the alert rules like any.
+        let candidates = self
+            .alerts
+            .get()
+            .map(|feed| feed.candidates(std::slice::from_ref(&new)));
         let appended = self.store.append(vec![new]).await?;
+        if let (Some(feed), Some(candidates)) = (self.alerts.get(), candidates) {
+            feed.offer(candidates, &appended, &self.metrics);
+        }
         self.metrics.events_ingested.fetch_add(1, Ordering::Relaxed);
         appended.into_iter().next().ok_or_else(|| {
             ApiError::Store(trailmark_store::StoreError::Invalid(

@@ -2,8 +2,6 @@
 //! field, an empty action or a zero threshold is an error naming it, never
 //! a default.
 
-use std::fmt::Write as _;
-
 use serde::{Deserialize, Serialize};
 
 /// The longest window a rule may count over: one day.
@@ -19,32 +17,67 @@ pub enum RuleKind {
     /// Failed logins (`outcome = failure` on a login-like action), counted
     /// per actor id, per client IP and per claimed username.
     FailedLogins,
-    /// One actor deleting many records.
+    /// One actor, or one captured statement, deleting many records.
     MassDelete,
+    /// A privilege change: a listed action, a captured update of a listed
+    /// column, any change to a listed table.
+    PrivilegeChanges,
+    /// One actor exporting much.
+    ExportVolume,
+    /// A person acting outside the configured working hours.
+    OffHours,
+    /// A listed (privileged) actor acting from an IP it never used before.
+    NewIp,
+    /// Trailmark's own events (`_system`): keys, retention, holds,
+    /// erasures, failed verifications, witness refusals, rule changes.
+    TrailmarkEvents,
 }
 
 impl RuleKind {
-    pub const ALL: [Self; 2] = [Self::FailedLogins, Self::MassDelete];
+    pub const ALL: [Self; 7] = [
+        Self::FailedLogins,
+        Self::MassDelete,
+        Self::PrivilegeChanges,
+        Self::ExportVolume,
+        Self::OffHours,
+        Self::NewIp,
+        Self::TrailmarkEvents,
+    ];
 
     /// Its name in the TOML and in alerts.
     pub fn name(self) -> &'static str {
         match self {
             Self::FailedLogins => "failed_logins",
             Self::MassDelete => "mass_delete",
+            Self::PrivilegeChanges => "privilege_changes",
+            Self::ExportVolume => "export_volume",
+            Self::OffHours => "off_hours",
+            Self::NewIp => "new_ip",
+            Self::TrailmarkEvents => "trailmark_events",
         }
     }
 }
 
-/// One windowed rule: fires when `threshold` matching events of one key
+/// Whether an action is one of `listed`: it equals one, or ends with one
+/// after a dot (`login` matches `auth.login`, not `blogin`). The one
+/// matching rule of every rule's `actions`.
+pub fn matches_action(listed: &[String], action: &str) -> bool {
+    listed.iter().any(|a| {
+        action == a
+            || action
+                .strip_suffix(a.as_str())
+                .is_some_and(|head| head.ends_with('.'))
+    })
+}
+
+/// A counting rule: fires when `threshold` matching events of one key
 /// fall within `window_secs`; then not again for that key, nor for the
 /// events of that burst under another key, for `cooldown_secs`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub enabled: bool,
-    /// Actions the rule counts: an event's action matches one that it
-    /// equals, or that it ends with after a dot (`login` matches
-    /// `auth.login`).
+    /// Actions the rule counts ([`matches_action`]).
     pub actions: Vec<String>,
     pub threshold: u32,
     pub window_secs: u64,
@@ -54,12 +87,7 @@ pub struct Rule {
 impl Rule {
     /// Whether an event's action is one this rule counts.
     pub fn counts(&self, action: &str) -> bool {
-        self.actions.iter().any(|a| {
-            action == a
-                || action
-                    .strip_suffix(a.as_str())
-                    .is_some_and(|head| head.ends_with('.'))
-        })
+        matches_action(&self.actions, action)
     }
 
     /// `window_secs` in milliseconds (the unit of `received_at`).
@@ -73,46 +101,169 @@ impl Rule {
     }
 
     fn check(&self, name: &str) -> Result<(), String> {
+        names(name, "actions", &self.actions, false)?;
         let field = |f: &str, m: String| Err(format!("{name}.{f}: {m}"));
-        if self.actions.is_empty() || self.actions.len() > MAX_ACTIONS {
-            return field("actions", format!("give 1 to {MAX_ACTIONS} action names"));
-        }
-        if let Some(bad) = self
-            .actions
-            .iter()
-            .find(|a| a.trim().is_empty() || a.trim() != a.as_str())
-        {
-            return field(
-                "actions",
-                format!("{bad:?} is empty or has spaces around it"),
-            );
-        }
         if self.threshold == 0 {
             return field("threshold", "must be at least 1".into());
         }
         if self.window_secs == 0 || self.window_secs > MAX_WINDOW_SECS {
             return field("window_secs", format!("must be 1 to {MAX_WINDOW_SECS}"));
         }
-        if self.cooldown_secs > MAX_COOLDOWN_SECS {
-            return field(
-                "cooldown_secs",
-                format!("must be at most {MAX_COOLDOWN_SECS}"),
-            );
-        }
-        Ok(())
+        cooldown(name, self.cooldown_secs)
     }
+}
+
+/// Checks a list of names: at most [`MAX_ACTIONS`], none empty or padded;
+/// empty only when `may_be_empty`.
+fn names(rule: &str, field: &str, list: &[String], may_be_empty: bool) -> Result<(), String> {
+    if (!may_be_empty && list.is_empty()) || list.len() > MAX_ACTIONS {
+        return Err(format!(
+            "{rule}.{field}: give {} to {MAX_ACTIONS} names",
+            usize::from(!may_be_empty)
+        ));
+    }
+    if let Some(bad) = list
+        .iter()
+        .find(|a| a.trim().is_empty() || a.trim() != a.as_str())
+    {
+        return Err(format!(
+            "{rule}.{field}: {bad:?} is empty or has spaces around it"
+        ));
+    }
+    Ok(())
+}
+
+fn cooldown(rule: &str, secs: u64) -> Result<(), String> {
+    if secs > MAX_COOLDOWN_SECS {
+        return Err(format!(
+            "{rule}.cooldown_secs: must be at most {MAX_COOLDOWN_SECS}"
+        ));
+    }
+    Ok(())
 }
 
 fn millis(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
 }
 
-/// Every rule. The defaults are on.
+/// Privilege changes: each fires at once (one alert per actor per
+/// cool-down).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrivilegeRule {
+    pub enabled: bool,
+    /// Actions that change privileges ([`matches_action`]).
+    pub actions: Vec<String>,
+    /// Columns whose change in a captured update is a privilege change.
+    pub columns: Vec<String>,
+    /// Resource types (captured tables: `schema.table`) any change to
+    /// which is one (role and permission tables).
+    pub resource_types: Vec<String>,
+    pub cooldown_secs: u64,
+}
+
+/// Activity outside working hours: the first event of a person (actor
+/// type `user`) outside them fires, then not again for that actor within
+/// the cool-down.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OffHoursRule {
+    pub enabled: bool,
+    /// Working hours start at this hour (0 to 23) …
+    pub start_hour: u8,
+    /// … and end at this one (1 to 24; smaller than `start_hour` for a
+    /// night shift).
+    pub end_hour: u8,
+    /// Working days: `mon` … `sun`.
+    pub weekdays: Vec<String>,
+    /// The offset of the working hours' time zone from UTC, in minutes.
+    pub utc_offset_minutes: i32,
+    pub cooldown_secs: u64,
+}
+
+const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+impl OffHoursRule {
+    /// Whether an instant (Unix ms) is outside the working hours.
+    pub fn outside(&self, at: i64) -> bool {
+        let local = at + i64::from(self.utc_offset_minutes) * 60_000;
+        let day = local.div_euclid(86_400_000);
+        // 1970-01-01 was a Thursday.
+        let weekday = WEEKDAYS[usize::try_from((day + 3).rem_euclid(7)).unwrap_or(0)];
+        let hour = local.rem_euclid(86_400_000) / 3_600_000;
+        let (start, end) = (i64::from(self.start_hour), i64::from(self.end_hour));
+        let in_hours = if start < end {
+            (start..end).contains(&hour)
+        } else {
+            hour >= start || hour < end
+        };
+        !(in_hours && self.weekdays.iter().any(|d| d == weekday))
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let name = RuleKind::OffHours.name();
+        if self.start_hour > 23 {
+            return Err(format!("{name}.start_hour: must be 0 to 23"));
+        }
+        if self.end_hour == 0 || self.end_hour > 24 || self.end_hour == self.start_hour {
+            return Err(format!(
+                "{name}.end_hour: must be 1 to 24 and not start_hour"
+            ));
+        }
+        if self.weekdays.is_empty()
+            || self.weekdays.len() > 7
+            || self
+                .weekdays
+                .iter()
+                .any(|d| !WEEKDAYS.contains(&d.as_str()))
+        {
+            return Err(format!(
+                "{name}.weekdays: give 1 to 7 of {}",
+                WEEKDAYS.join(", ")
+            ));
+        }
+        if !(-840..=840).contains(&self.utc_offset_minutes) {
+            return Err(format!("{name}.utc_offset_minutes: must be -840 to 840"));
+        }
+        cooldown(name, self.cooldown_secs)
+    }
+}
+
+/// A listed actor acting from an IP the trail never saw it use.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewIpRule {
+    pub enabled: bool,
+    /// The privileged actors' ids.
+    pub actors: Vec<String>,
+    pub cooldown_secs: u64,
+}
+
+/// Trailmark's own events, each an alert (one per action per cool-down).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsRule {
+    pub enabled: bool,
+    /// `_system` actions that raise an alert.
+    pub actions: Vec<String>,
+    pub cooldown_secs: u64,
+}
+
+/// Every rule. Each is always given whole (docs/ALERTS.md).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rules {
     pub failed_logins: Rule,
     pub mass_delete: Rule,
+    pub privilege_changes: PrivilegeRule,
+    pub export_volume: Rule,
+    pub off_hours: OffHoursRule,
+    pub new_ip: NewIpRule,
+    pub trailmark_events: EventsRule,
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
 }
 
 impl Default for Rules {
@@ -120,20 +271,92 @@ impl Default for Rules {
         Self {
             failed_logins: Rule {
                 enabled: true,
-                actions: vec!["login".into(), "signin".into(), "sign_in".into()],
+                actions: strings(&["login", "signin", "sign_in"]),
                 threshold: 10,
                 window_secs: 60,
                 cooldown_secs: 900,
             },
             mass_delete: Rule {
                 enabled: true,
-                actions: vec!["delete".into(), "destroy".into()],
+                actions: strings(&["delete", "destroy"]),
                 threshold: 100,
                 window_secs: 60,
                 cooldown_secs: 900,
             },
+            privilege_changes: PrivilegeRule {
+                enabled: true,
+                actions: strings(&["grant", "revoke", "promote", "demote"]),
+                columns: strings(&["is_superuser", "is_staff", "is_admin", "role", "roles"]),
+                resource_types: strings(&[
+                    "public.auth_user_groups",
+                    "public.auth_user_user_permissions",
+                    "public.auth_group_permissions",
+                ]),
+                cooldown_secs: 300,
+            },
+            export_volume: Rule {
+                enabled: true,
+                actions: strings(&["export", "download"]),
+                threshold: 20,
+                window_secs: 3600,
+                cooldown_secs: 3600,
+            },
+            off_hours: OffHoursRule {
+                enabled: false,
+                start_hour: 8,
+                end_hour: 19,
+                weekdays: strings(&["mon", "tue", "wed", "thu", "fri"]),
+                utc_offset_minutes: 0,
+                cooldown_secs: 3600,
+            },
+            new_ip: NewIpRule {
+                enabled: false,
+                actors: Vec::new(),
+                cooldown_secs: 86_400,
+            },
+            trailmark_events: EventsRule {
+                enabled: true,
+                actions: strings(&[
+                    "admin.key.create",
+                    "admin.key.revoke",
+                    "admin.signing_key.rotate",
+                    "admin.retention.set",
+                    "admin.retention.remove",
+                    "admin.hold.place",
+                    "admin.hold.release",
+                    "trailmark.erasure",
+                    "trailmark.verification.failed",
+                    "trailmark.witness_refused",
+                    "trailmark.alert_rules.changed",
+                    "trailmark.webhooks.changed",
+                ]),
+                cooldown_secs: 0,
+            },
         }
     }
+}
+
+/// What the rules look at in one event (from an event being appended, or
+/// from one read back from the trail).
+#[allow(missing_debug_implementations)] // holds a closure
+pub struct View<'a> {
+    pub action: &'a str,
+    pub failed: bool,
+    pub actor: &'a str,
+    pub actor_type: &'a str,
+    pub resource_type: Option<&'a str>,
+    /// Whether one of these columns changed.
+    pub changed: &'a dyn Fn(&[String]) -> bool,
+    /// When Trailmark received it (Unix ms).
+    pub at: i64,
+    /// An entry of `_system`.
+    pub system: bool,
+    pub has_ip: bool,
+}
+
+/// Whether an action is an update (what a captured `UPDATE` is recorded as).
+fn is_update(action: &str) -> bool {
+    action == "update" || action.ends_with(".update")
 }
 
 impl Rules {
@@ -155,53 +378,137 @@ impl Rules {
 
     pub fn check(&self) -> Result<(), String> {
         self.failed_logins.check(RuleKind::FailedLogins.name())?;
-        self.mass_delete.check(RuleKind::MassDelete.name())
+        self.mass_delete.check(RuleKind::MassDelete.name())?;
+        self.export_volume.check(RuleKind::ExportVolume.name())?;
+        let p = &self.privilege_changes;
+        let name = RuleKind::PrivilegeChanges.name();
+        names(name, "actions", &p.actions, true)?;
+        names(name, "columns", &p.columns, true)?;
+        names(name, "resource_types", &p.resource_types, true)?;
+        if p.enabled && p.actions.is_empty() && p.columns.is_empty() && p.resource_types.is_empty()
+        {
+            return Err(format!(
+                "{name}.actions: give actions, columns or resource_types, or set enabled = false"
+            ));
+        }
+        cooldown(name, p.cooldown_secs)?;
+        self.off_hours.check()?;
+        let n = &self.new_ip;
+        names(RuleKind::NewIp.name(), "actors", &n.actors, !n.enabled)?;
+        cooldown(RuleKind::NewIp.name(), n.cooldown_secs)?;
+        let t = &self.trailmark_events;
+        names(
+            RuleKind::TrailmarkEvents.name(),
+            "actions",
+            &t.actions,
+            !t.enabled,
+        )?;
+        cooldown(RuleKind::TrailmarkEvents.name(), t.cooldown_secs)
     }
 
-    /// The rule that counts an event with this outcome and action, if one
-    /// (enabled) does: failed logins count failures, mass deletions
-    /// successes. Ingest asks it to pick what to offer, the detector to
-    /// count.
-    pub fn counting(&self, failed: bool, action: &str) -> Option<RuleKind> {
-        let kind = if failed {
-            RuleKind::FailedLogins
-        } else {
-            RuleKind::MassDelete
-        };
-        let rule = self.get(kind);
-        (rule.enabled && rule.counts(action)).then_some(kind)
+    /// The (enabled) rules that count an event. Ingest asks it which
+    /// events to offer, the detector which windows to count them in: one
+    /// answer for both.
+    pub fn kinds(&self, v: &View<'_>) -> Vec<RuleKind> {
+        let mut out = Vec::new();
+        if v.system {
+            // Alerts and their deliveries are never counted: an alert about
+            // an alert would raise another without end.
+            if v.action.starts_with("trailmark.alert.") {
+                return out;
+            }
+            let own = &self.trailmark_events;
+            if own.enabled && matches_action(&own.actions, v.action) {
+                out.push(RuleKind::TrailmarkEvents);
+            }
+            return out;
+        }
+        let logins = &self.failed_logins;
+        if logins.enabled && v.failed && logins.counts(v.action) {
+            out.push(RuleKind::FailedLogins);
+        }
+        let deletes = &self.mass_delete;
+        if deletes.enabled && !v.failed && deletes.counts(v.action) {
+            out.push(RuleKind::MassDelete);
+        }
+        let p = &self.privilege_changes;
+        if p.enabled
+            && !v.failed
+            && (matches_action(&p.actions, v.action)
+                || v.resource_type
+                    .is_some_and(|t| p.resource_types.iter().any(|r| r == t))
+                || (is_update(v.action) && !p.columns.is_empty() && (v.changed)(&p.columns)))
+        {
+            out.push(RuleKind::PrivilegeChanges);
+        }
+        let exports = &self.export_volume;
+        if exports.enabled && !v.failed && exports.counts(v.action) {
+            out.push(RuleKind::ExportVolume);
+        }
+        let hours = &self.off_hours;
+        if hours.enabled && v.actor_type == "user" && hours.outside(v.at) {
+            out.push(RuleKind::OffHours);
+        }
+        let new_ip = &self.new_ip;
+        if new_ip.enabled && v.has_ip && new_ip.actors.iter().any(|a| a == v.actor) {
+            out.push(RuleKind::NewIp);
+        }
+        out
     }
 
-    pub fn get(&self, kind: RuleKind) -> &Rule {
+    /// A rule's count, window and cool-down: what it fires on. The rules
+    /// that fire on every matching event count one in a second.
+    pub fn window(&self, kind: RuleKind) -> (u32, i64, i64) {
+        let one = |cooldown: u64| (1, 1000, millis(cooldown));
         match kind {
-            RuleKind::FailedLogins => &self.failed_logins,
-            RuleKind::MassDelete => &self.mass_delete,
+            RuleKind::FailedLogins => counting(&self.failed_logins),
+            RuleKind::MassDelete => counting(&self.mass_delete),
+            RuleKind::ExportVolume => counting(&self.export_volume),
+            RuleKind::PrivilegeChanges => one(self.privilege_changes.cooldown_secs),
+            RuleKind::OffHours => one(self.off_hours.cooldown_secs),
+            RuleKind::NewIp => one(self.new_ip.cooldown_secs),
+            RuleKind::TrailmarkEvents => one(self.trailmark_events.cooldown_secs),
+        }
+    }
+
+    /// The longest window of an enabled rule (what a restart reads back).
+    pub fn longest_window_millis(&self) -> Option<i64> {
+        RuleKind::ALL
+            .iter()
+            .filter(|k| self.enabled(**k))
+            .map(|k| self.window(*k).1)
+            .max()
+    }
+
+    /// The longest cool-down of any rule.
+    pub fn longest_cooldown_millis(&self) -> i64 {
+        RuleKind::ALL
+            .iter()
+            .map(|k| self.window(*k).2)
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn enabled(&self, kind: RuleKind) -> bool {
+        match kind {
+            RuleKind::FailedLogins => self.failed_logins.enabled,
+            RuleKind::MassDelete => self.mass_delete.enabled,
+            RuleKind::ExportVolume => self.export_volume.enabled,
+            RuleKind::PrivilegeChanges => self.privilege_changes.enabled,
+            RuleKind::OffHours => self.off_hours.enabled,
+            RuleKind::NewIp => self.new_ip.enabled,
+            RuleKind::TrailmarkEvents => self.trailmark_events.enabled,
         }
     }
 
     /// The rule set as TOML (what `from_toml` reads back).
     pub fn to_toml(&self) -> String {
-        let mut out = String::new();
-        for kind in [RuleKind::FailedLogins, RuleKind::MassDelete] {
-            let r = self.get(kind);
-            let actions: Vec<String> = r
-                .actions
-                .iter()
-                .map(|a| serde_json::Value::from(a.as_str()).to_string())
-                .collect();
-            let _ = write!(
-                out,
-                "[{}]\nenabled = {}\nactions = [{}]\nthreshold = {}\nwindow_secs = {}\ncooldown_secs = {}\n\n",
-                kind.name(),
-                r.enabled,
-                actions.join(", "),
-                r.threshold,
-                r.window_secs,
-                r.cooldown_secs
-            );
-        }
-        out
+        toml::to_string(self).unwrap_or_else(|e| format!("# the rules could not be written: {e}\n"))
     }
+}
+
+fn counting(rule: &Rule) -> (u32, i64, i64) {
+    (rule.threshold, rule.window_millis(), rule.cooldown_millis())
 }
 
 #[cfg(test)]

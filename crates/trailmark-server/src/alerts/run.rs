@@ -13,6 +13,7 @@ use trailmark_core::{EventId, Outcome, TenantId, Timestamp};
 use trailmark_store::{Appended, NewEvent, Store};
 use trailmark_wire::{AlertOut, EntryRef};
 
+use super::rules::View;
 pub use super::state::{ALERT_ACTION, ALERT_RESOURCE};
 use super::{Detector, Fact, Firing, RuleKind, Rules};
 use crate::app::{App, Caller, Metrics, now, random_bytes};
@@ -66,9 +67,26 @@ impl Feed {
         for (i, new) in batch.iter().enumerate() {
             let e = &new.event;
             let failed = e.outcome == Outcome::Failure;
-            let counted = rules.counting(failed, &e.action).is_some();
             let tenant = new.tenant();
-            if !counted || tenant == TenantId::system() {
+            let ip = e.context.as_ref().and_then(|c| c.ip);
+            let changed = |wanted: &[String]| {
+                e.changes
+                    .as_ref()
+                    .is_some_and(|c| wanted.iter().any(|w| c.contains_key(w)))
+            };
+            let at = new.received_at.unix_millis();
+            let kinds = rules.kinds(&View {
+                action: &e.action,
+                failed,
+                actor: &e.actor.id,
+                actor_type: e.actor.kind.as_str(),
+                resource_type: e.resource.as_ref().map(|r| r.kind.as_str()),
+                changed: &changed,
+                at,
+                system: tenant == TenantId::system(),
+                has_ip: ip.is_some(),
+            });
+            if kinds.is_empty() {
                 continue;
             }
             out.push((
@@ -76,18 +94,21 @@ impl Feed {
                 Fact {
                     tenant: tenant.as_str().to_owned(),
                     event_id: new.id().to_string(),
-                    at: new.received_at.unix_millis(),
+                    at,
                     actor: e.actor.id.clone(),
                     action: e.action.clone(),
                     failed,
-                    ip: e
-                        .context
-                        .as_ref()
-                        .and_then(|c| c.ip)
-                        .map(|ip| ip.to_string()),
+                    ip: ip.map(|ip| ip.to_string()),
                     username: e.actor.name.clone(),
                     resource_type: e.resource.as_ref().map(|r| r.kind.clone()),
                     statement: statement(e.metadata.as_ref()),
+                    actor_type: e.actor.kind.as_str().to_owned(),
+                    columns: e
+                        .changes
+                        .as_ref()
+                        .map(|c| c.keys().cloned().collect())
+                        .unwrap_or_default(),
+                    system: tenant == TenantId::system(),
                 },
             ));
         }
@@ -237,6 +258,7 @@ pub async fn run<S: Store>(app: Arc<App<S>>, file: Option<Rules>) {
         raise(&app, &recording, firing).await;
     }
     let forget_replayed = tokio::time::Instant::now() + REPLAYED_KEPT;
+    let mut known_ips = HashSet::new();
     while let Some(fact) = rx.recv().await {
         if !replayed.is_empty() {
             if replayed.remove(&fact.event_id) {
@@ -254,10 +276,61 @@ pub async fn run<S: Store>(app: Arc<App<S>>, file: Option<Rules>) {
         for firing in detector.observe(&fact) {
             raise(&app, &recording, firing).await;
         }
+        if fact.kinds(detector.rules()).contains(&RuleKind::NewIp)
+            && unseen_ip(&app, &fact, &mut known_ips).await
+            && let Some(firing) = detector.new_ip(&fact)
+        {
+            raise(&app, &recording, firing).await;
+        }
         app.metrics
             .alert_facts_observed
             .fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// At most this many (tenant, actor, IP) seen together are remembered;
+/// past it the memory starts again (the trail answers what it forgot).
+pub const KNOWN_IPS: usize = 100_000;
+
+/// Whether the trail holds no other event of this actor from this IP (the
+/// trail is the memory of which IPs an actor used: nothing to rebuild).
+async fn unseen_ip<S: Store>(
+    app: &App<S>,
+    fact: &Fact,
+    known: &mut HashSet<(String, String, String)>,
+) -> bool {
+    let Some(ip) = &fact.ip else {
+        return false;
+    };
+    let pair = (fact.tenant.clone(), fact.actor.clone(), ip.clone());
+    if known.contains(&pair) {
+        return false;
+    }
+    let Ok(tenant) = TenantId::new(&fact.tenant) else {
+        return false;
+    };
+    let query = trailmark_store::Query {
+        tenants: vec![tenant],
+        limit: 2,
+        ..trailmark_store::Query::default()
+    }
+    .with(trailmark_store::Exact::Actor, fact.actor.as_str())
+    .with(trailmark_store::Exact::Ip, ip.as_str());
+    let found = match app.store.query(&query).await {
+        Ok(page) => page.entries,
+        Err(e) => {
+            tracing::warn!("looking up an actor's IPs failed: {e}");
+            return false;
+        }
+    };
+    if known.len() >= KNOWN_IPS {
+        known.clear();
+    }
+    known.insert(pair);
+    found.iter().all(|e| {
+        e.envelope()
+            .is_ok_and(|env| env.id.to_string() == fact.event_id)
+    })
 }
 
 /// Records a firing beside the detector (at most [`RECORDING`] at once).
@@ -297,16 +370,14 @@ const REPLAYED_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
 /// What a stored entry tells the rules, when one counts it.
 fn stored_fact(entry: &trailmark_store::StoredEntry, rules: &Rules) -> Option<Fact> {
     let event = crate::render::event_out(entry).ok()?;
-    let failed = event.outcome == Outcome::Failure.as_str();
-    rules.counting(failed, &event.action)?;
-    let at = Timestamp::parse(&event.received_at).ok()?.unix_millis();
-    Some(Fact {
-        tenant: entry.envelope().ok()?.tenant.as_str().to_owned(),
+    let tenant = entry.envelope().ok()?.tenant;
+    let fact = Fact {
+        tenant: tenant.as_str().to_owned(),
         event_id: event.id.clone(),
-        at,
+        at: Timestamp::parse(&event.received_at).ok()?.unix_millis(),
         actor: event.actor.id.clone(),
         action: event.action.clone(),
-        failed,
+        failed: event.outcome == Outcome::Failure.as_str(),
         ip: event
             .context
             .get("ip")
@@ -315,7 +386,14 @@ fn stored_fact(entry: &trailmark_store::StoredEntry, rules: &Rules) -> Option<Fa
         username: event.actor.name.as_str().map(str::to_owned),
         resource_type: event.resource.as_ref().map(|r| r.kind.clone()),
         statement: statement(event.metadata.as_object()),
-    })
+        actor_type: event.actor.kind.clone(),
+        columns: event
+            .changes
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default(),
+        system: tenant == TenantId::system(),
+    };
+    (!fact.kinds(rules).is_empty()).then_some(fact)
 }
 
 /// The alerts recorded since `since` (Unix ms), as (rule, tenant, key,
@@ -355,21 +433,11 @@ async fn rebuild<S: Store>(
     detector: &mut Detector,
 ) -> Result<(HashSet<String>, Vec<Firing>), ApiError> {
     let rules = detector.rules().clone();
-    let span = RuleKind::ALL
-        .iter()
-        .map(|k| rules.get(*k))
-        .filter(|r| r.enabled)
-        .map(super::Rule::window_millis)
-        .max();
-    let Some(span) = span else {
+    let Some(span) = rules.longest_window_millis() else {
         return Ok((HashSet::new(), Vec::new()));
     };
     let cutoff = now().unix_millis() - span;
-    let longest_cooldown = RuleKind::ALL
-        .iter()
-        .map(|k| rules.get(*k).cooldown_millis())
-        .max()
-        .unwrap_or(0);
+    let longest_cooldown = rules.longest_cooldown_millis();
     let recorded = recorded_alerts(app, cutoff - longest_cooldown).await?;
     let (mut counted, mut owed, mut read) = (HashSet::new(), Vec::new(), 0usize);
     for head in app.store.heads().await? {
@@ -461,7 +529,30 @@ fn summary(firing: &Firing) -> String {
     let (first, last) = (millis_text(firing.first_at), millis_text(firing.last_at));
     let count = firing.events.len();
     let tenant = &firing.tenant;
+    let actor = &firing.actor;
+    let of = if firing.resource_types.is_empty() {
+        String::new()
+    } else {
+        format!(" on {}", firing.resource_types.join(", "))
+    };
     match firing.rule {
+        RuleKind::PrivilegeChanges => format!(
+            "privilege change in tenant {tenant} by actor {actor}{of} at {last} ({count} event)"
+        ),
+        RuleKind::ExportVolume => format!(
+            "{count} exports in tenant {tenant} by actor {actor} between {first} and {last}"
+        ),
+        RuleKind::OffHours => {
+            format!("actor {actor} active in tenant {tenant} outside working hours at {last}")
+        }
+        RuleKind::NewIp => format!(
+            "privileged actor {actor} in tenant {tenant} from an IP it never used before ({}) at {last}",
+            firing.key
+        ),
+        RuleKind::TrailmarkEvents => format!(
+            "Trailmark: {} by {actor} at {last}",
+            firing.key.trim_start_matches("action=")
+        ),
         RuleKind::FailedLogins => format!(
             "{count} failed logins in tenant {tenant} for {} between {first} and {last}",
             firing.key

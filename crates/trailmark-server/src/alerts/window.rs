@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use super::rules::{RuleKind, Rules};
+use super::rules::{RuleKind, Rules, View};
 
 /// At most this many windows are kept (rule × tenant × key); past it, the
 /// windows whose events have all left their span go first, then the ones
@@ -32,6 +32,31 @@ pub struct Fact {
     pub resource_type: Option<String>,
     /// The database statement a captured row came from (`txid:statement`).
     pub statement: Option<String>,
+    /// `user`, `service`, `system`, `anonymous` or `unknown`.
+    pub actor_type: String,
+    /// The columns an update changed (kept only when a rule looks at
+    /// columns).
+    pub columns: Vec<String>,
+    /// An entry of `_system` (Trailmark's own).
+    pub system: bool,
+}
+
+impl Fact {
+    /// The rules that count it.
+    pub fn kinds(&self, rules: &Rules) -> Vec<RuleKind> {
+        let changed = |wanted: &[String]| self.columns.iter().any(|c| wanted.contains(c));
+        rules.kinds(&View {
+            action: &self.action,
+            failed: self.failed,
+            actor: &self.actor,
+            actor_type: &self.actor_type,
+            resource_type: self.resource_type.as_deref(),
+            changed: &changed,
+            at: self.at,
+            system: self.system,
+            has_ip: self.ip.is_some(),
+        })
+    }
 }
 
 /// A rule that fired: which, for which key, and the events of the burst.
@@ -95,32 +120,52 @@ impl Detector {
         self.windows.len()
     }
 
-    /// Counts one event; what fires because of it.
+    /// Counts one event; what fires because of it. A new IP
+    /// ([`RuleKind::NewIp`]) is judged by the caller, which asks the trail
+    /// ([`Self::new_ip`]).
     pub fn observe(&mut self, fact: &Fact) -> Vec<Firing> {
-        let Some(kind) = self.rules.counting(fact.failed, &fact.action) else {
-            return Vec::new();
-        };
-        let mut keys = Vec::new();
-        if kind == RuleKind::MassDelete
-            && let Some(statement) = &fact.statement
-        {
-            // One statement deleting many rows: named first, so the alert
-            // says which statement (the actor's window counts it too).
-            keys.push(format!("statement={statement}"));
+        let mut out = Vec::new();
+        for kind in fact.kinds(&self.rules) {
+            let mut keys = Vec::new();
+            match kind {
+                RuleKind::NewIp => continue,
+                RuleKind::TrailmarkEvents => keys.push(format!("action={}", fact.action)),
+                RuleKind::MassDelete => {
+                    if let Some(statement) = &fact.statement {
+                        // One statement deleting many rows: named first, so
+                        // the alert says which (the actor's window counts it
+                        // too).
+                        keys.push(format!("statement={statement}"));
+                    }
+                    keys.push(format!("actor={}", fact.actor));
+                }
+                RuleKind::FailedLogins => {
+                    keys.push(format!("actor={}", fact.actor));
+                    keys.extend(fact.ip.as_ref().map(|ip| format!("ip={ip}")));
+                    keys.extend(fact.username.as_ref().map(|u| format!("username={u}")));
+                }
+                RuleKind::PrivilegeChanges | RuleKind::ExportVolume | RuleKind::OffHours => {
+                    keys.push(format!("actor={}", fact.actor));
+                }
+            }
+            out.extend(
+                keys.into_iter()
+                    .filter_map(|key| self.count(kind, fact, key)),
+            );
         }
-        keys.push(format!("actor={}", fact.actor));
-        if kind == RuleKind::FailedLogins {
-            keys.extend(fact.ip.as_ref().map(|ip| format!("ip={ip}")));
-            keys.extend(fact.username.as_ref().map(|u| format!("username={u}")));
-        }
-        keys.into_iter()
-            .filter_map(|key| self.count(kind, fact, key))
-            .collect()
+        out
+    }
+
+    /// A listed actor's event from an IP the trail holds no other event of
+    /// it from: fires unless that actor and IP fired within the cool-down.
+    pub fn new_ip(&mut self, fact: &Fact) -> Option<Firing> {
+        let ip = fact.ip.as_ref()?;
+        let key = format!("actor={} ip={ip}", fact.actor);
+        self.count(RuleKind::NewIp, fact, key)
     }
 
     fn count(&mut self, kind: RuleKind, fact: &Fact, key: String) -> Option<Firing> {
-        let rule = self.rules.get(kind).clone();
-        let span = rule.window_millis();
+        let (threshold, span, cooldown) = self.rules.window(kind);
         let id = (kind, fact.tenant.clone(), key);
         if !self.windows.contains_key(&id) && self.windows.len() >= MAX_WINDOWS {
             self.make_room(fact.at);
@@ -137,13 +182,12 @@ impl Detector {
             window.events.pop_front();
         }
         // Only the newest `threshold` events matter.
-        while window.events.len() > rule.threshold as usize {
+        while window.events.len() > threshold as usize {
             window.events.pop_front();
         }
-        if window.events.len() < rule.threshold as usize || fact.at < window.quiet_until {
+        if window.events.len() < threshold as usize || fact.at < window.quiet_until {
             return None;
         }
-        let cooldown = rule.cooldown_millis();
         window.quiet_until = fact.at.saturating_add(cooldown);
         let events: Vec<String> = window.events.iter().map(|(_, e, _)| e.clone()).collect();
         let mut resource_types: Vec<String> = Vec::new();
@@ -186,7 +230,7 @@ impl Detector {
     fn make_room(&mut self, now: i64) {
         let rules = &self.rules;
         self.windows.retain(|(kind, _, _), w| {
-            let span = rules.get(*kind).window_millis();
+            let span = rules.window(*kind).1;
             w.quiet_until > now || w.events.back().is_some_and(|(at, _, _)| *at > now - span)
         });
         let room = MAX_WINDOWS / 10;
@@ -227,6 +271,9 @@ mod tests {
             username: Some(username.into()),
             resource_type: None,
             statement: None,
+            actor_type: "user".into(),
+            columns: Vec::new(),
+            system: false,
         }
     }
 
@@ -334,6 +381,9 @@ mod tests {
                 username: None,
                 resource_type: Some("Invoice".into()),
                 statement: None,
+                actor_type: "user".into(),
+                columns: Vec::new(),
+                system: false,
             };
             firings.extend(d.observe(&f));
         }
@@ -359,6 +409,9 @@ mod tests {
                 username: None,
                 resource_type: Some("public.customer".into()),
                 statement: Some("9001:1".into()),
+                actor_type: "user".into(),
+                columns: Vec::new(),
+                system: false,
             };
             firings.extend(d.observe(&f));
         }
@@ -384,5 +437,118 @@ mod tests {
             d.observe(&f);
         }
         assert!(d.windows() <= MAX_WINDOWS);
+    }
+
+    fn fact(n: u32, at: i64, actor: &str, action: &str) -> Fact {
+        Fact {
+            tenant: "acme".into(),
+            event_id: format!("f{n}"),
+            at,
+            actor: actor.into(),
+            action: action.into(),
+            failed: false,
+            ip: None,
+            username: None,
+            resource_type: None,
+            statement: None,
+            actor_type: "user".into(),
+            columns: Vec::new(),
+            system: false,
+        }
+    }
+
+    #[test]
+    fn privilege_changes_fire_on_listed_actions_columns_and_tables_once_per_cool_down() {
+        let mut d = Detector::new(Rules::default());
+        let mut promote = fact(0, 1_000, "42", "update");
+        promote.columns = vec!["is_staff".into(), "last_login".into()];
+        promote.resource_type = Some("public.auth_user".into());
+        let fired = d.observe(&promote);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0].rule, RuleKind::PrivilegeChanges);
+        assert_eq!(fired[0].resource_types, ["public.auth_user"]);
+        let mut again = promote.clone();
+        again.event_id = "f1".into();
+        again.at = 2_000;
+        assert!(
+            d.observe(&again).is_empty(),
+            "one alert per actor per cool-down"
+        );
+
+        let mut created = fact(2, 3_000, "7", "create");
+        created.columns = vec!["is_staff".into()];
+        assert!(
+            d.observe(&created).is_empty(),
+            "a create is not a change of privilege"
+        );
+        let mut other = fact(3, 3_000, "8", "update");
+        other.columns = vec!["last_login".into()];
+        assert!(d.observe(&other).is_empty());
+        assert_eq!(d.observe(&fact(4, 3_000, "9", "role.grant")).len(), 1);
+        let mut group = fact(5, 3_000, "10", "create");
+        group.resource_type = Some("public.auth_user_groups".into());
+        assert_eq!(d.observe(&group).len(), 1, "any change to a role table");
+    }
+
+    #[test]
+    fn twenty_exports_within_an_hour_are_one_alert() {
+        let mut d = Detector::new(Rules::default());
+        let fired: Vec<Firing> = (0..30)
+            .flat_map(|n| d.observe(&fact(n, i64::from(n) * 60_000, "u3", "report.export")))
+            .collect();
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].rule, RuleKind::ExportVolume);
+        assert_eq!(fired[0].events.len(), 20);
+    }
+
+    #[test]
+    fn off_hours_follow_the_configured_days_hours_and_offset() {
+        let mut rules = Rules::default();
+        rules.off_hours.enabled = true;
+        rules.off_hours.utc_offset_minutes = 60;
+        let o = &rules.off_hours;
+        // 2026-11-28 was a Saturday; 2026-11-30 a Monday.
+        let at = |day: i64, hour: i64| 1_795_824_000_000 + day * 86_400_000 + hour * 3_600_000;
+        assert!(o.outside(at(0, 11)), "Saturday");
+        assert!(!o.outside(at(2, 9)), "Monday 10:00 local");
+        assert!(o.outside(at(2, 18)), "Monday 19:00 local");
+        assert!(o.outside(at(2, 6)), "Monday 07:00 local");
+        let mut night = o.clone();
+        night.start_hour = 22;
+        night.end_hour = 6;
+        assert!(!night.outside(at(2, 22)), "23:00 in a night shift");
+        assert!(night.outside(at(2, 12)));
+        let mut d = Detector::new(rules.clone());
+        let mut person = fact(0, at(0, 11), "u1", "read");
+        assert_eq!(d.observe(&person).len(), 1);
+        person.actor_type = "service".into();
+        person.actor = "svc".into();
+        assert!(d.observe(&person).is_empty(), "people only");
+    }
+
+    #[test]
+    fn trailmark_events_fire_and_alerts_never_count_themselves() {
+        let mut rules = Rules::default();
+        rules
+            .trailmark_events
+            .actions
+            .push("trailmark.alert.raised".into());
+        let mut d = Detector::new(rules);
+        let mut key = fact(0, 1_000, "key_1", "admin.key.create");
+        key.system = true;
+        key.tenant = "_system".into();
+        assert_eq!(d.observe(&key).len(), 1);
+        let mut alert = key.clone();
+        alert.action = "trailmark.alert.raised".into();
+        assert!(d.observe(&alert).is_empty());
+        let mut read = key.clone();
+        read.action = "read".into();
+        assert!(d.observe(&read).is_empty());
+        let mut delete = fact(1, 1_000, "u1", "delete");
+        delete.system = true;
+        assert!(
+            d.observe(&delete).is_empty(),
+            "in _system only the trailmark rule counts"
+        );
     }
 }

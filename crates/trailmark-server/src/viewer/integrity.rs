@@ -165,6 +165,34 @@ async fn run<S: Store>(viewer: Arc<Viewer<S>>, tenants: Vec<TenantId>, job: Arc<
         }
     }
     .await;
+    if let Err(failures) = &outcome {
+        // A failed verification is one of Trailmark's own events (and an
+        // alert, by the default rules).
+        let mut meta = serde_json::Map::new();
+        meta.insert("tenants".into(), scope_key(&tenants).into());
+        let mut text = failures.clone();
+        if text.len() > 1000 {
+            let mut end = 1000;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        meta.insert("failures".into(), text.into());
+        if let Err(e) = viewer
+            .app
+            .audit_outcome(
+                None,
+                "trailmark.verification.failed",
+                None,
+                meta,
+                trailmark_core::Outcome::Failure,
+            )
+            .await
+        {
+            tracing::warn!("recording a failed verification failed: {e}");
+        }
+    }
     if let Ok(mut last) = viewer.verifications.last.lock() {
         last.insert(scope_key(&tenants), (now(), outcome.clone()));
     }
