@@ -199,6 +199,12 @@ async fn starting_rules<S: Store>(app: &App<S>, file: Option<Rules>) -> (Rules, 
         (Some(file), Some((stored, version))) if file == stored => (file, version),
         (Some(file), stored) => {
             let expected = stored.map_or(0, |(_, v)| v);
+            // The file's rules judge the record of their own change.
+            if let Some(feed) = app.alerts.get()
+                && let Ok(mut r) = feed.rules.write()
+            {
+                *r = (Arc::new(file.clone()), expected);
+            }
             match change_rules(app, None, &file, expected).await {
                 Ok(version) => (file, version),
                 Err(e) => {

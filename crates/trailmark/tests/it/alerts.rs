@@ -354,11 +354,14 @@ fn an_alert_reaches_a_receiver_down_for_a_minute_once_across_a_kill_dash_nine() 
 
 /// A captured `DELETE` of 500 rows in one statement raises one
 /// mass-deletion alert naming the statement, the actor the transaction
-/// set and the table.
+/// set and the table; a captured update of `is_staff` raises a privilege
+/// change, one of another column does not.
 #[test]
-fn a_captured_delete_of_500_rows_raises_a_mass_deletion_alert_naming_actor_and_table() {
+fn a_captured_delete_of_500_rows_and_a_captured_promotion_raise_alerts_naming_actor_and_table() {
     let db = crate::PgDb::new("tm_alert_capture");
     db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text)");
+    db.sql("CREATE TABLE app_user (id int PRIMARY KEY, email text, is_staff bool)");
+    db.sql("INSERT INTO app_user VALUES (1, 'eve@example.com', false)");
     let source = db.source();
     let out = crate::cli(&[
         "capture",
@@ -367,7 +370,7 @@ fn a_captured_delete_of_500_rows_raises_a_mass_deletion_alert_naming_actor_and_t
         "--source",
         &source,
         "--tables",
-        "public.customer",
+        "public.customer,public.app_user",
     ]);
     assert!(
         out.status.success(),
@@ -402,6 +405,35 @@ fn a_captured_delete_of_500_rows_raises_a_mass_deletion_alert_naming_actor_and_t
         summary.contains("mallory") && summary.contains("public.customer"),
         "{summary}"
     );
+
+    // A captured update of a privilege column is a privilege change; one
+    // of another column is not.
+    db.sql(
+        "BEGIN;
+         SELECT set_config('trailmark.actor_id', 'mallory', true);
+         UPDATE app_user SET email = 'eve@example.net' WHERE id = 1;
+         UPDATE app_user SET is_staff = true WHERE id = 1;
+         COMMIT;",
+    );
+    let promoted = wait_for("the privilege alert", Duration::from_secs(30), || {
+        listed(&server, "?rule=privilege_changes")
+            .into_iter()
+            .next()
+    });
+    assert_eq!(listed(&server, "?rule=privilege_changes").len(), 1);
+    let summary = promoted["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("mallory") && summary.contains("public.app_user"),
+        "{summary}"
+    );
+    let (_, event) = server.get(
+        &format!(
+            "/v1/events/{}?tenant=crm",
+            promoted["events"][0].as_str().unwrap()
+        ),
+        &server.admin,
+    );
+    assert!(event["changes"].get("is_staff").is_some(), "{event}");
 }
 
 /// Ten failed logins, a `kill -9` and a restart, ten more within the
@@ -533,5 +565,122 @@ fn rules_set_from_the_cli_take_effect_at_once_and_alerts_are_listed_and_acknowle
     assert!(
         shown.contains("# version 1") && shown.contains("threshold = 3"),
         "{shown}"
+    );
+}
+
+/// A receiver that is not there: after `max_attempts` the delivery is
+/// dead and on the dead-letter list; once it is up, a redelivery (asked
+/// through the CLI) arrives with the same `webhook-id`, in the Slack body
+/// format that endpoint asked for, and the redelivery is on the alert.
+#[test]
+fn a_dead_delivery_is_listed_and_redelivered_with_the_same_webhook_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = Server::start(&data);
+    let port = crate::free_port();
+    let (status, hooks) = server.put(
+        "/v1/webhooks",
+        &server.admin,
+        &json!({"webhooks": [{"name": "chat", "url": format!("http://127.0.0.1:{port}/"),
+                              "format": "slack", "first_retry_secs": 1, "max_retry_secs": 1,
+                              "max_attempts": 2, "rules": ["failed_logins"]}]}),
+    );
+    assert_eq!(status, 200, "{hooks}");
+    let secret = hooks["webhooks"][0]["secret"].as_str().unwrap().to_owned();
+    bad_endpoints_are_refused_naming_the_field(&server);
+
+    raise_failed_logins(&server, 10);
+    let dead = wait_for("the dead letter", Duration::from_secs(20), || {
+        listed(&server, "?delivery=dead").into_iter().next()
+    });
+    let delivery = &dead["deliveries"][0];
+    assert_eq!(delivery["attempts"], 2, "{dead}");
+    assert!(delivery["last_error"].is_string(), "{dead}");
+    assert_eq!(metric(&server, "trailmark_webhook_dead_total"), 1);
+
+    let out = dir.path().join("received.ndjson");
+    let _receiver = Receiver::start(port, &secret, &out);
+    let id = dead["id"].as_str().unwrap();
+    let said = cli_ok(&server, &["alerts", "redeliver", id, "--webhook", "chat"]);
+    assert!(
+        said.contains("delivering alert") && said.contains("chat:"),
+        "{said}"
+    );
+    let got = wait_for("the redelivery", Duration::from_secs(20), || {
+        let got = received(&out);
+        (!got.is_empty()).then_some(got)
+    });
+    assert_eq!(got[0]["webhook_id"], delivery["webhook_id"]);
+    assert_eq!(got[0]["verified"], true);
+    let text = got[0]["body"]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Trailmark alert: 10 failed logins"),
+        "{text}"
+    );
+    let done = wait_for("the delivered state", Duration::from_secs(10), || {
+        let (_, a) = server.get(&format!("/v1/alerts/{id}"), &server.admin);
+        (a["deliveries"][0]["state"] == "delivered").then_some(a)
+    });
+    assert_eq!(
+        done["deliveries"][0]["attempts"], 1,
+        "counted afresh: {done}"
+    );
+    let (_, history) = server.get(
+        &format!("/v1/resources/Alert/{id}/history?tenant=_system"),
+        &server.admin,
+    );
+    let actions: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "trailmark.alert.raised",
+            "trailmark.alert.delivery",
+            "trailmark.alert.delivery",
+            "trailmark.alert.redeliver",
+            "trailmark.alert.delivery"
+        ]
+    );
+}
+
+/// Bad endpoints are refused, naming the field; the endpoint set before
+/// (`chat`) stays.
+fn bad_endpoints_are_refused_naming_the_field(server: &Server) {
+    for (bad, field) in [
+        (
+            json!({"name": "Chat!", "url": "http://x/"}),
+            "webhooks[0].name",
+        ),
+        (json!({"name": "a", "url": "ftp://x/"}), "webhooks[0].url"),
+        (
+            json!({"name": "a", "url": "http://x/", "max_attempts": 0}),
+            "webhooks[0].max_attempts",
+        ),
+        (
+            json!({"name": "a", "url": "http://x/", "rules": ["nope"]}),
+            "webhooks[0].rules",
+        ),
+        (
+            json!({"name": "a", "url": "http://x/", "secret": "abc"}),
+            "webhooks[0].secret",
+        ),
+        (
+            json!({"name": "a", "url": "http://x/", "colour": "red"}),
+            "colour",
+        ),
+    ] {
+        let (status, answer) =
+            server.put("/v1/webhooks", &server.admin, &json!({"webhooks": [bad]}));
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.to_string().contains(field), "{field}: {answer}");
+    }
+    assert_eq!(
+        server.get("/v1/webhooks", &server.admin).1["webhooks"][0]["name"],
+        "chat"
     );
 }
