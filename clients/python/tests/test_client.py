@@ -1,0 +1,131 @@
+"""The client against a real `trailmark serve`: delivery once, outages,
+application restarts, bad input, refusals."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+import trailmark
+from conftest import until
+
+
+def make(server, tmp_path, **kw):
+    return trailmark.Client(server.url, server.admin, spool_path=str(tmp_path / "spool.sqlite3"), flush_interval=0.05, **kw)
+
+
+def test_events_take_the_request_context_and_arrive_once(server, tmp_path):
+    client = make(server, tmp_path)
+    with trailmark.context(actor_id="42", actor_name="alice", ip="203.0.113.7", request_id="r-1", tenant="acme"):
+        first = client.record("invoice.export", resource={"type": "Invoice", "id": "7"})
+    client.login_failed("mallory", tenant="acme", context={"ip": "198.51.100.9"})
+    assert client.flush()
+    [event] = server.events("tenant=acme&actor=42")
+    assert event["id"] == first
+    assert event["actor"] == {"id": "42", "name": "alice", "type": "user"}
+    assert event["context"]["ip"] == "203.0.113.7"
+    assert event["context"]["request_id"] == "r-1"
+    [failed] = server.events("tenant=acme&outcome=failure")
+    assert failed["actor"]["name"] == "mallory" and failed["action"] == "auth.login"
+    client.close()
+
+
+def test_a_server_outage_during_200_requests_fails_and_slows_none_and_loses_none(server, tmp_path):
+    client = make(server, tmp_path)
+    server.stop()
+    slowest = 0.0
+    ids = []
+    for n in range(200):
+        start = time.monotonic()
+        ids.append(client.record("page.view", actor={"id": f"u{n % 7}", "type": "user"}, tenant="outage"))
+        slowest = max(slowest, time.monotonic() - start)
+    assert all(ids) and len(set(ids)) == 200
+    # Each record wrote to the local spool only: nothing waited on the
+    # server's timeout (10 s).
+    assert slowest < 1.0, slowest
+    assert client.pending() == 200
+    server.start()
+    assert client.flush(30)
+    stored = server.events("tenant=outage")
+    assert sorted(e["id"] for e in stored) == sorted(ids), "every event, once"
+    client.close()
+
+
+def test_events_recorded_before_an_application_restart_mid_outage_arrive_once(server, tmp_path):
+    server.stop()
+    before = make(server, tmp_path)
+    ids = [before.record("order.create", actor={"id": "svc", "type": "service"}, tenant="restart") for _ in range(50)]
+    before.close(timeout=0.2)  # the application stops; the server is still down
+    after = make(server, tmp_path)
+    assert after.pending() == 50
+    ids += [after.record("order.create", actor={"id": "svc", "type": "service"}, tenant="restart") for _ in range(50)]
+    server.start()
+    assert after.flush(30)
+    stored = server.events("tenant=restart")
+    assert sorted(e["id"] for e in stored) == sorted(ids)
+    after.close()
+
+
+def test_a_retried_event_is_stored_once_and_a_reused_id_is_refused(server, tmp_path):
+    client = make(server, tmp_path)
+    event_id = trailmark.uuid7()
+    when = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+    for _ in range(3):
+        client.record("door.open", actor={"id": "u1", "type": "user"}, tenant="once", id=event_id, occurred_at=when)
+        assert client.flush()
+    assert [e["id"] for e in server.events("tenant=once")] == [event_id]
+    # The same id for another event: refused by the server, kept aside.
+    client.record("door.close", actor={"id": "u1", "type": "user"}, tenant="once", id=event_id, occurred_at=when)
+    assert client.flush()
+    [(refused, _, error)] = client.rejected()
+    assert refused == event_id and error.startswith("409")
+    client.close()
+
+
+def test_bad_input_is_refused_naming_the_field_and_nothing_is_written(server, tmp_path):
+    client = make(server, tmp_path)
+    with pytest.raises(ValueError, match="action"):
+        client.record("", actor={"id": "u", "type": "user"})
+    with pytest.raises(ValueError, match="actor"):
+        client.record("x.y")
+    with pytest.raises(ValueError, match="outcome"):
+        client.record("x.y", actor={"id": "u", "type": "user"}, outcome="maybe")
+    with pytest.raises(ValueError, match="not JSON"):
+        client.record("x.y", actor={"id": "u", "type": "user"}, metadata={"when": object()})
+    with pytest.raises(ValueError, match="unknown context key"):
+        with trailmark.context(user="u"):
+            pass
+    assert client.pending() == 0
+    client.close()
+
+
+def test_events_the_server_refuses_are_kept_aside_and_the_rest_delivered(server, tmp_path):
+    client = make(server, tmp_path, batch_size=10)
+    server.stop()
+    good = client.record("a.b", actor={"id": "u", "type": "user"}, tenant="kept")
+    bad = client.record("a.b", actor={"id": "u", "type": "user"}, tenant="Not A Tenant!")
+    server.start()
+    until("the refusal", lambda: client.rejected())
+    assert client.flush()
+    [(rejected_id, _, error)] = client.rejected()
+    assert rejected_id == bad and "tenant" in error
+    assert [e["id"] for e in server.events("tenant=kept")] == [good]
+    client.close()
+
+
+def test_a_disabled_client_sends_nothing(server, tmp_path):
+    client = make(server, tmp_path, enabled=False)
+    assert client.record("a.b", actor={"id": "u", "type": "user"}, tenant="off") is None
+    assert client.pending() == 0
+    client.close()
+    assert server.events("tenant=off") == []
+
+
+def test_a_full_spool_drops_and_counts_without_raising(server, tmp_path):
+    server.stop()
+    client = make(server, tmp_path, max_spool_events=5)
+    ids = [client.record("a.b", actor={"id": "u", "type": "user"}, tenant="full") for _ in range(8)]
+    assert sum(1 for i in ids if i) == 5 and client.dropped == 3
+    client.close(timeout=0.1)
