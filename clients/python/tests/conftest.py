@@ -40,8 +40,9 @@ def until(what, check, timeout=20.0):
 
 
 class Server:
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, extra: list[str] | None = None) -> None:
         self.data_dir = data_dir
+        self.extra = extra or []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -51,7 +52,7 @@ class Server:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [trailmark_bin(), "serve", "--data-dir", self.data_dir, "--listen", f"127.0.0.1:{self.port}"],
+            [trailmark_bin(), "serve", "--data-dir", self.data_dir, "--listen", f"127.0.0.1:{self.port}", *self.extra],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -1,0 +1,139 @@
+"""`trailmark.django` in a real Django site on a real PostgreSQL with
+capture installed, against a real `trailmark serve` that drains it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+# Django and psycopg come from scripts/test's integrations virtualenv.
+import psycopg  # noqa: E402
+from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
+
+from conftest import Server, trailmark_bin, until  # noqa: E402
+
+PG = os.environ.get("TRAILMARK_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    name = f"tm_pkg_django_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(make_conninfo(PG, dbname="postgres"), autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    conninfo = make_conninfo(PG, dbname=name)
+    params = conninfo_to_dict(conninfo)
+    os.environ.update(
+        SITE_DB=name,
+        PGHOST=params.get("host", "127.0.0.1"),
+        PGPORT=str(params.get("port", "5432")),
+        PGUSER=params.get("user", "postgres"),
+        DJANGO_SETTINGS_MODULE="django_site.settings",
+    )
+    tmp = tmp_path_factory.mktemp("django")
+    server = Server(str(tmp / "data"), extra=["--capture-source", conninfo])
+    os.environ.update(
+        TRAILMARK_URL=server.url,
+        TRAILMARK_KEY=server.admin,
+        TRAILMARK_SPOOL_PATH=str(tmp / "spool.sqlite3"),
+    )
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    out = subprocess.run(
+        [trailmark_bin(), "capture", "pg", "install", "--source", conninfo, "--tables", "public.notes_note"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    from django.contrib.auth.models import User
+
+    alice = User.objects.create_superuser("alice", password="pw-alice")
+    yield server, alice
+    from django.db import connections
+
+    from trailmark.django import conf
+
+    conf.reset()
+    connections.close_all()
+    server.stop()
+    with psycopg.connect(make_conninfo(PG, dbname="postgres"), autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def sent():
+    from trailmark.django import conf
+
+    assert conf.client().flush(20)
+
+
+def browser(remote, forwarded=None):
+    from django.test import Client
+
+    extra = {"REMOTE_ADDR": remote, "HTTP_USER_AGENT": "pytest"}
+    if forwarded:
+        extra["HTTP_X_FORWARDED_FOR"] = forwarded
+    return Client(raise_request_exception=False, **extra)
+
+
+def test_logins_logouts_and_failed_logins_are_events_with_the_ip_from_a_trusted_proxy_only(site):
+    server, alice = site
+    via_proxy = browser("10.0.0.5", "198.51.100.23, 203.0.113.9")
+    assert via_proxy.post("/sign-in", {"username": "alice", "password": "wrong"}).status_code == 401
+    assert via_proxy.post("/sign-in", {"username": "alice", "password": "pw-alice"}).status_code == 200
+    assert via_proxy.post("/sign-out").status_code == 200
+    # Not a trusted proxy: its X-Forwarded-For is not believed.
+    direct = browser("198.51.100.1", "203.0.113.9")
+    assert direct.post("/sign-in", {"username": "alice", "password": "nope"}).status_code == 401
+    sent()
+    failed = server.events("tenant=site&action=auth.login&outcome=failure")
+    assert sorted(e["context"]["ip"] for e in failed) == ["198.51.100.1", "203.0.113.9"]
+    assert all(e["actor"]["name"] == "alice" for e in failed)
+    [login] = server.events("tenant=site&action=auth.login&outcome=success")
+    assert login["actor"]["id"] == str(alice.pk) and login["context"]["ip"] == "203.0.113.9"
+    [logout] = server.events("tenant=site&action=auth.logout")
+    assert logout["actor"]["name"] == "alice"
+
+
+def test_a_captured_update_and_an_admin_edit_carry_the_signed_in_user(site):
+    server, alice = site
+    from django_site.notes.models import Note
+
+    note = Note.objects.create(title="plan")
+    c = browser("10.0.0.5", "203.0.113.77")
+    c.force_login(alice)
+    assert c.post("/rename", {"title": "plan", "body": "v2"}).status_code == 200
+    answer = c.post(f"/admin/notes/note/{note.pk}/change/", {"title": "plan", "body": "v3"})
+    assert answer.status_code == 302, answer.content[:500]
+    sent()
+    updates = until(
+        "the captured updates",
+        lambda: (lambda found: found if len(found) >= 2 else None)(
+            server.events(f"tenant=site&resource_type=public.notes_note&resource_id={note.pk}&action=update")
+        ),
+    )
+    assert all(e["actor"]["id"] == str(alice.pk) for e in updates), updates
+    assert all(e["context"]["ip"] == "203.0.113.77" for e in updates)
+    [admin] = server.events("tenant=site&action=admin.update")
+    assert admin["resource"] == {"id": str(note.pk), "name": "plan", "type": "notes.Note"}
+    assert admin["actor"]["id"] == str(alice.pk)
+
+
+def test_a_write_that_fails_is_a_failure_event_with_the_actor_and_the_error(site):
+    server, alice = site
+    c = browser("198.51.100.4")
+    c.force_login(alice)
+    assert c.post("/notes", {"title": "dup"}).status_code == 200
+    assert c.post("/notes", {"title": "dup"}).status_code == 500
+    sent()
+    [failed] = server.events("tenant=site&action=add_note.failed")
+    assert failed["outcome"] == "failure"
+    assert failed["actor"]["id"] == str(alice.pk)
+    assert failed["metadata"]["error"] == "IntegrityError"
+    assert failed["context"]["ip"] == "198.51.100.4"
