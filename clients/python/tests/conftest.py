@@ -76,6 +76,16 @@ class Server:
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
 
+    def post(self, path: str, body) -> dict:
+        req = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"authorization": f"Bearer {self.admin}", "content-type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
     def events(self, query: str) -> list[dict]:
         """Every event matching `query`, following the cursor."""
         out, cursor = [], ""

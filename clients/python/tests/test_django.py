@@ -36,9 +36,11 @@ def site(tmp_path_factory):
     )
     tmp = tmp_path_factory.mktemp("django")
     server = Server(str(tmp / "data"), extra=["--capture-source", conninfo])
+    reader = server.post("/v1/keys", {"name": "my activity", "scopes": "read", "tenant": "site"})
     os.environ.update(
         TRAILMARK_URL=server.url,
         TRAILMARK_KEY=server.admin,
+        TRAILMARK_READ_KEY=reader["key"],
         TRAILMARK_SPOOL_PATH=str(tmp / "spool.sqlite3"),
     )
     import django
@@ -137,3 +139,45 @@ def test_a_write_that_fails_is_a_failure_event_with_the_actor_and_the_error(site
     assert failed["actor"]["id"] == str(alice.pk)
     assert failed["metadata"]["error"] == "IntegrityError"
     assert failed["context"]["ip"] == "198.51.100.4"
+
+
+def test_my_activity_is_exactly_the_signed_in_users_events(site):
+    server, alice = site
+    from django.contrib.auth.models import AnonymousUser, User
+    from django.core.exceptions import PermissionDenied
+    from django.test import RequestFactory
+
+    from trailmark.django.activity import my_activity
+
+    bob = User.objects.create_user("bob", password="pw-bob")
+    for who, pw in (("bob", "pw-bob"), ("alice", "pw-alice")):
+        assert browser("198.51.100.8").post("/sign-in", {"username": who, "password": pw}).status_code == 200
+    sent()
+    request = RequestFactory().get("/me")
+    request.user = alice
+    page = my_activity(request, limit=1000)
+    mine = server.events(f"tenant=site&actor={alice.pk}")
+    assert page["events"] and sorted(e["id"] for e in page["events"]) == sorted(e["id"] for e in mine)
+    request.user = bob
+    assert {e["actor"]["id"] for e in my_activity(request)["events"]} == {str(bob.pk)}
+    request.user = AnonymousUser()
+    with pytest.raises(PermissionDenied):
+        my_activity(request)
+
+
+def test_trailmark_check_tells_what_is_captured_and_whether_the_key_is_taken(site):
+    import io
+
+    from django.core.management import CommandError, call_command
+    from django.test import override_settings
+
+    from trailmark.django import conf
+
+    out = io.StringIO()
+    call_command("trailmark_check", stdout=out)
+    text = out.getvalue()
+    assert "captures public.notes_note" in text and "key: accepted for ingest" in text, text
+    with override_settings(TRAILMARK_KEY="tm_not_a_key"):
+        with pytest.raises(CommandError, match="TRAILMARK_KEY"):
+            call_command("trailmark_check", stdout=io.StringIO())
+    assert conf.get().key != "tm_not_a_key"
