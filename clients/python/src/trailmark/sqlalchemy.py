@@ -1,0 +1,39 @@
+"""The capture context for SQLAlchemy: whenever a session starts a
+transaction on a connection (a pooled one included), one
+``SELECT set_config('trailmark.*', ..., true)`` runs first in that same
+transaction, from the request context (`trailmark.context`, a ContextVar:
+it follows the request into async code and into the threadpool FastAPI runs
+sync endpoints in). ``true`` makes the values end with the transaction, so a
+pooled connection carries nothing into the next request. Code writing
+through ``engine.begin()`` instead of a Session calls ``apply(connection)``
+once inside its transaction."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session
+
+from ._context import CONTEXT_KEYS, current
+
+
+def apply(connection, ctx: Mapping[str, str] | None = None) -> None:
+    """Sets the context in the connection's current transaction."""
+    ctx = current() if ctx is None else ctx
+    items = [(k, str(ctx[k])) for k in CONTEXT_KEYS if ctx.get(k)]
+    if not items:
+        return
+    sql = ", ".join(f"set_config('trailmark.{k}', :{k}, true)" for k, _ in items)
+    connection.execute(text(f"SELECT {sql}"), dict(items))
+
+
+def install(session_class=Session):
+    """Sets the context at the start of every transaction of sessions of
+    `session_class` (``Session``: every session)."""
+
+    def after_begin(session, transaction, connection):
+        apply(connection)
+
+    event.listen(session_class, "after_begin", after_begin)
+    return after_begin
