@@ -8,12 +8,13 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "trailmark.django",
     "shop",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "trailmark_context.TrailmarkContextMiddleware",
+    "trailmark.django.middleware.TrailmarkMiddleware",
 ]
 DATABASES = {
     "default": {

@@ -1,5 +1,6 @@
-"""The SQLAlchemy session hook and FastAPI middleware against a real
-PostgreSQL with Trailmark capture."""
+"""The package's SQLAlchemy session hook and ASGI middleware
+(`trailmark.sqlalchemy`, `trailmark.asgi`) against a real PostgreSQL with
+Trailmark capture."""
 
 import asyncio
 import os
@@ -15,8 +16,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
 
-import trailmark_sqlalchemy as tm  # noqa: E402
+import trailmark.sqlalchemy  # noqa: E402
 from pgtest import Database  # noqa: E402
+from trailmark.asgi import TrailmarkMiddleware  # noqa: E402
+
+
+def user_from_header(scope):
+    """Stands in for the application's authentication."""
+    for k, v in scope["headers"]:
+        if k == b"x-user":
+            return {"actor_id": v.decode()}
+    return None
 
 
 class Base(DeclarativeBase):
@@ -38,11 +48,11 @@ def setup():
     Base.metadata.create_all(engine)
     db.install("--tables", "public.invoice")
     Sessions = sessionmaker(engine)
-    tm.install(Sessions.class_)
+    trailmark.sqlalchemy.install(Sessions.class_)
     with Sessions.begin() as s:
         s.add_all([Invoice(id=i, customer=f"c{i}", total=10) for i in range(1, 11)])
     app = FastAPI()
-    app.add_middleware(tm.TrailmarkContext, get_context=tm.context_from_scope)
+    app.add_middleware(TrailmarkMiddleware, get_user=user_from_header)
 
     @app.put("/invoices/{invoice_id}")
     def set_total(invoice_id: int, total: str):  # sync: runs in the threadpool
