@@ -1,4 +1,4 @@
--- Trailmark change capture, schema version 2. Applied by
+-- Trailmark change capture, schema version 3. Applied by
 -- `trailmark capture pg install`; safe to apply again (it only replaces what it
 -- owns, and upgrades what an older version installed).
 
@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS trailmark.meta (
     key text PRIMARY KEY,
     value text NOT NULL
 );
-INSERT INTO trailmark.meta (key, value) VALUES ('version', '2')
+INSERT INTO trailmark.meta (key, value) VALUES ('version', '3')
     ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
 -- Each covered table and its options: the key the trigger pairs rows by and
@@ -41,6 +41,13 @@ CREATE TABLE IF NOT EXISTS trailmark.tables (
     installed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (schema_name, table_name)
 );
+-- Version 3: capture paused (`trailmark capture pg pause`) since when; NULL
+-- while it runs. A pause and a resume are outbox rows of their own, so the
+-- trail records them in order with the changes around them.
+ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS paused_at timestamptz;
+ALTER TABLE trailmark.outbox DROP CONSTRAINT IF EXISTS outbox_op_check;
+ALTER TABLE trailmark.outbox ADD CONSTRAINT outbox_op_check
+    CHECK (op IN ('insert', 'update', 'delete', 'truncate', 'pause', 'resume'));
 
 -- How far the drainer got: the last outbox id it sent and had acknowledged.
 CREATE TABLE IF NOT EXISTS trailmark.drained (

@@ -149,6 +149,10 @@ pub fn outbox_event(row: &OutboxRow, table: &TableConfig, database: &str) -> Val
             _ => "update",
         },
         "delete" => "delete",
+        // Capture of the table switched off and on again
+        // (`trailmark capture pg pause|resume`).
+        "pause" => "capture.paused",
+        "resume" => "capture.resumed",
         _ => "truncate",
     };
     let (id, identity) = resource_id(pk, new.as_ref().or(old.as_ref()));
@@ -183,7 +187,7 @@ pub fn outbox_event(row: &OutboxRow, table: &TableConfig, database: &str) -> Val
         "context": context,
         "metadata": metadata,
     });
-    if row.op != "truncate" {
+    if !matches!(row.op.as_str(), "truncate" | "pause" | "resume") {
         event["changes"] = trailmark_core::changes_to_json(&diff_rows(old.as_ref(), new.as_ref()));
     }
     if let Some(tenant) = get("tenant") {

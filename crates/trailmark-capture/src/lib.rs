@@ -20,8 +20,8 @@ pub use context::CaptureContext;
 pub use drain::{Captured, DrainOptions, Progress, SendError, Sink, drain};
 pub use event::{OutboxRow, make_valid, outbox_event};
 pub use install::{
-    CHANNEL, Installed, Status, Uninstalled, VERSION, install, primary_key, status, table_configs,
-    tables_in_schema, uninstall,
+    CHANNEL, Installed, Status, Switched, Uninstalled, VERSION, install, primary_key, set_paused,
+    status, table_configs, tables_in_schema, uninstall,
 };
 pub use table::{TableConfig, TableSpec};
 

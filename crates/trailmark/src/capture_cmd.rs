@@ -60,6 +60,23 @@ enum PgCommand {
         #[arg(long, value_delimiter = ',')]
         alias: Vec<String>,
     },
+    /// Stop capturing, without uninstalling: the tables' triggers are
+    /// disabled. The pause is an outbox row of its own, written in the same
+    /// transaction, which the drainer records in the trail as
+    /// `capture.paused` (with --actor and --reason), so no pause is silent.
+    ///
+    /// Example: trailmark capture pg pause --source postgres://admin@db/shop --tables public.customer --actor ops-42 --reason "bulk import"
+    Pause {
+        #[command(flatten)]
+        switch: Switch,
+    },
+    /// Capture again what `pause` stopped (recorded as `capture.resumed`).
+    ///
+    /// Example: trailmark capture pg resume --source postgres://admin@db/shop --actor ops-42
+    Resume {
+        #[command(flatten)]
+        switch: Switch,
+    },
     /// Version, tables covered, outbox depth and lag, the last drained
     /// position, and anything that no longer matches the install.
     ///
@@ -142,6 +159,52 @@ enum PgCommand {
         #[arg(long, env = "TRAILMARK_KEY", hide_env_values = true)]
         key: Option<String>,
     },
+}
+
+/// The flags of `pause` and `resume`.
+#[derive(Debug, clap::Args)]
+pub struct Switch {
+    /// Only these covered tables, comma-separated schema.table (default: all).
+    #[arg(long, value_delimiter = ',')]
+    tables: Vec<String>,
+    /// Who switches capture (recorded with the switch).
+    #[arg(long)]
+    actor: String,
+    /// Why (recorded with the switch, kept forever: not personal data).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+/// `capture pg pause|resume`.
+#[allow(clippy::print_stdout)] // the command's output
+async fn switch(
+    client: &mut tokio_postgres::Client,
+    switch: Switch,
+    paused: bool,
+) -> anyhow::Result<()> {
+    if switch.actor.trim().is_empty() {
+        anyhow::bail!("--actor: give who switches capture");
+    }
+    let tables = switch
+        .tables
+        .iter()
+        .map(|t| TableSpec::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let by = trailmark_capture::CaptureContext {
+        actor_id: Some(switch.actor),
+        actor_type: Some("user".into()),
+        reason: switch.reason,
+        ..trailmark_capture::CaptureContext::default()
+    };
+    let done = trailmark_capture::set_paused(client, &tables, paused, &by).await?;
+    let word = if paused { "paused" } else { "resumed" };
+    for t in &done.switched {
+        println!("{word} capture of {t} (the drainer records capture.{word} in the trail)");
+    }
+    for t in &done.unchanged {
+        println!("{t}: already {word}");
+    }
+    Ok(())
 }
 
 /// Per-table options from the install flags, checked against --tables.
@@ -333,6 +396,8 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
             }
             PgCommand::ForgetCheckpoint { tenant } => forget(&client, &tenant).await?,
             PgCommand::Status => status(&client).await?,
+            PgCommand::Pause { switch: s } => switch(&mut client, s, true).await?,
+            PgCommand::Resume { switch: s } => switch(&mut client, s, false).await?,
             PgCommand::Revert {
                 event,
                 server,
@@ -475,6 +540,11 @@ async fn status(client: &tokio_postgres::Client) -> anyhow::Result<()> {
             println!("last drained: outbox id {id} at {at} by {by} ({total} rows in all)");
         }
         None => println!("last drained: never"),
+    }
+    for (table, since) in &s.paused {
+        println!(
+            "paused: {table} since {since} (nothing it writes is captured; capture pg resume)"
+        );
     }
     for d in &s.drift {
         println!("needs attention: {d}");

@@ -6,11 +6,13 @@ use crate::table::{TableSpec, ident};
 use crate::{Error, pg};
 
 mod catalog;
+mod pause;
 mod sql;
 mod status;
 mod upgrade;
 
 pub use catalog::{primary_key, table_configs, tables_in_schema};
+pub use pause::{Switched, set_paused};
 pub use sql::CHANNEL;
 pub use status::{Status, status};
 pub use upgrade::VERSION;
@@ -167,6 +169,7 @@ pub async fn install(client: &mut Client, tables: &[TableSpec]) -> Result<Instal
         let pk = cover(&tx, table).await?;
         installed.push((table.clone(), pk));
     }
+    pause::keep_paused(&tx).await?;
     tx.commit().await.map_err(pg("committing the install"))?;
     Ok(Installed {
         tables: installed,

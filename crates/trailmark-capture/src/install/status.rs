@@ -22,6 +22,8 @@ pub struct Status {
     pub last_drained: Option<(i64, i64, String, String)>,
     /// What no longer matches the tables as installed (re-run install).
     pub drift: Vec<String>,
+    /// Tables whose capture is paused, with since when (UTC).
+    pub paused: Vec<(String, String)>,
 }
 
 /// What no longer matches the tables as installed.
@@ -121,6 +123,7 @@ pub async fn status(client: &impl GenericClient) -> Result<Status, Error> {
             outbox_depth,
             oldest_pending_seconds,
             last_drained: None,
+            paused: Vec::new(),
         });
     }
     let last_drained = client
@@ -134,6 +137,18 @@ pub async fn status(client: &impl GenericClient) -> Result<Status, Error> {
         .map_err(pg("reading the drain position"))?
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)));
     let drift = drift(client, &tables).await?;
+    let paused = client
+        .query(
+            "SELECT schema_name || '.' || table_name,
+                    to_char(paused_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM trailmark.tables WHERE paused_at IS NOT NULL ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the paused tables"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     Ok(Status {
         version,
         tables,
@@ -141,5 +156,6 @@ pub async fn status(client: &impl GenericClient) -> Result<Status, Error> {
         oldest_pending_seconds,
         last_drained,
         drift,
+        paused,
     })
 }

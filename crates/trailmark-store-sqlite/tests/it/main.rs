@@ -109,7 +109,7 @@ async fn entries_stored_before_the_request_id_column_get_theirs_from_their_paylo
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP TABLE retention_policies; DROP TABLE holds; DROP TABLE store_flags;
+        "DROP TABLE settings; DROP TABLE retention_policies; DROP TABLE holds; DROP TABLE store_flags;
          ALTER TABLE entries DROP COLUMN removed_kind; ALTER TABLE entries DROP COLUMN removed_by;
          DROP INDEX entries_request; ALTER TABLE entries DROP COLUMN request_id; PRAGMA user_version = 5;",
     )

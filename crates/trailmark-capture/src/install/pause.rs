@@ -1,0 +1,160 @@
+//! Pausing and resuming capture without uninstalling it (the teams'
+//! feature flag): the tables' triggers are disabled or enabled, and the
+//! switch is itself an outbox row written in the same transaction, so the
+//! drainer records `capture.paused` / `capture.resumed` in the trail, in
+//! order with the changes before and after, and a pause is never silent.
+
+use tokio_postgres::Client;
+
+use crate::table::{TableSpec, ident};
+use crate::{CaptureContext, Error, pg};
+
+use super::catalog::covered_tables;
+use super::sql::{CHANNEL, TRIGGER_PREFIX};
+use super::upgrade::{VERSION, installed_version};
+
+/// What a pause or a resume did.
+#[derive(Debug)]
+pub struct Switched {
+    /// The tables switched now.
+    pub switched: Vec<String>,
+    /// The tables that were already so.
+    pub unchanged: Vec<String>,
+}
+
+/// Pauses (`paused`) or resumes capture of `only` (empty: every covered
+/// table), as `by` (the context recorded with the switch: who did it and
+/// why). A table not covered is an error naming it; nothing is switched.
+pub async fn set_paused(
+    client: &mut Client,
+    only: &[TableSpec],
+    paused: bool,
+    by: &CaptureContext,
+) -> Result<Switched, Error> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(pg("starting the pause transaction"))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('trailmark.install'))",
+        &[],
+    )
+    .await
+    .map_err(pg("waiting for another install to finish"))?;
+    match installed_version(&tx).await? {
+        None => return Err(Error::NotInstalled),
+        Some(v) if v != VERSION => {
+            return Err(Error::BadOption(format!(
+                "capture version {v} is installed; pausing needs version {VERSION}: run install again to upgrade"
+            )));
+        }
+        Some(_) => {}
+    }
+    let covered: Vec<String> = covered_tables(&tx)
+        .await?
+        .into_iter()
+        .map(|(s, t)| format!("{s}.{t}"))
+        .collect();
+    if let Some(missing) = only.iter().find(|t| !covered.contains(&t.to_string())) {
+        return Err(Error::BadOption(format!(
+            "{missing} is not covered by capture (covered: {})",
+            if covered.is_empty() {
+                "none".to_owned()
+            } else {
+                covered.join(", ")
+            }
+        )));
+    }
+    let chosen: Vec<TableSpec> = if only.is_empty() {
+        covered
+            .iter()
+            .map(|t| TableSpec::parse(t))
+            .collect::<Result<_, _>>()?
+    } else {
+        only.to_vec()
+    };
+    by.apply(&tx)
+        .await
+        .map_err(pg("setting the context of the switch"))?;
+    let (mut switched, mut unchanged) = (Vec::new(), Vec::new());
+    for table in &chosen {
+        let row = tx
+            .query_one(
+                "SELECT paused_at IS NOT NULL FROM trailmark.tables
+                 WHERE schema_name = $1 AND table_name = $2",
+                &[&table.schema, &table.table],
+            )
+            .await
+            .map_err(pg(format!("reading the state of {table}")))?;
+        if row.get::<_, bool>(0) == paused {
+            unchanged.push(table.to_string());
+            continue;
+        }
+        triggers(&tx, &table.schema, &table.table, !paused).await?;
+        tx.execute(
+            "UPDATE trailmark.tables SET paused_at = CASE WHEN $3 THEN now() END
+             WHERE schema_name = $1 AND table_name = $2",
+            &[&table.schema, &table.table, &paused],
+        )
+        .await
+        .map_err(pg(format!("recording the state of {table}")))?;
+        tx.execute(
+            "INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, context)
+             VALUES (txid_current(), trailmark.next_statement(), $3, $1, $2, trailmark.context())",
+            &[
+                &table.schema,
+                &table.table,
+                &if paused { "pause" } else { "resume" },
+            ],
+        )
+        .await
+        .map_err(pg(format!("recording the switch of {table}")))?;
+        switched.push(table.to_string());
+    }
+    if !switched.is_empty() {
+        tx.batch_execute(&format!("NOTIFY {CHANNEL}"))
+            .await
+            .map_err(pg("waking the drainer"))?;
+    }
+    tx.commit().await.map_err(pg("committing the switch"))?;
+    Ok(Switched {
+        switched,
+        unchanged,
+    })
+}
+
+/// Keeps paused tables paused after `install` recreated their triggers.
+pub(super) async fn keep_paused(tx: &tokio_postgres::Transaction<'_>) -> Result<(), Error> {
+    let rows = tx
+        .query(
+            "SELECT schema_name, table_name FROM trailmark.tables WHERE paused_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the paused tables"))?;
+    for row in rows {
+        let (schema, table): (String, String) = (row.get(0), row.get(1));
+        triggers(tx, &schema, &table, false).await?;
+    }
+    Ok(())
+}
+
+/// Enables or disables a covered table's four capture triggers.
+async fn triggers(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+    table: &str,
+    enabled: bool,
+) -> Result<(), Error> {
+    let q = format!("{}.{}", ident(schema), ident(table));
+    let verb = if enabled { "ENABLE" } else { "DISABLE" };
+    for op in ["insert", "update", "delete", "truncate"] {
+        tx.batch_execute(&format!(
+            "ALTER TABLE {q} {verb} TRIGGER {}",
+            ident(&format!("{TRIGGER_PREFIX}{op}"))
+        ))
+        .await
+        .map_err(pg(format!("switching the triggers of {schema}.{table}")))?;
+    }
+    Ok(())
+}
