@@ -42,6 +42,7 @@ def site(tmp_path_factory):
         TRAILMARK_KEY=server.admin,
         TRAILMARK_READ_KEY=reader["key"],
         TRAILMARK_SPOOL_PATH=str(tmp / "spool.sqlite3"),
+        TRAILMARK_BIN_PATH=trailmark_bin(),
     )
     import django
     from django.core.management import call_command
@@ -181,3 +182,40 @@ def test_trailmark_check_tells_what_is_captured_and_whether_the_key_is_taken(sit
         with pytest.raises(CommandError, match="TRAILMARK_KEY"):
             call_command("trailmark_check", stdout=io.StringIO())
     assert conf.get().key != "tm_not_a_key"
+
+
+def test_capture_paused_from_manage_py_captures_nothing_until_resumed_and_the_switch_is_in_the_trail(site):
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    from django_site.notes.models import Note
+
+    out = io.StringIO()
+    call_command("trailmark_capture", "pause", "--actor", "ops-7", "--reason", "feature flag off", stdout=out)
+    assert "paused capture of public.notes_note" in out.getvalue()
+    quiet = Note.objects.create(title="while paused")
+    call_command("trailmark_capture", "resume", "--actor", "ops-7", stdout=io.StringIO())
+    loud = Note.objects.create(title="after")
+    switches = until(
+        "the switches in the trail",
+        lambda: (lambda f: f if len(f) == 2 else None)(
+            server_events(site, "resource_type=public.notes_note&action=capture.paused")
+            + server_events(site, "resource_type=public.notes_note&action=capture.resumed")
+        ),
+    )
+    assert [e["actor"]["id"] for e in switches] == ["ops-7", "ops-7"]
+    assert switches[0]["reason"] == "feature flag off"
+    created = until(
+        "the capture after resuming",
+        lambda: server_events(site, f"resource_type=public.notes_note&resource_id={loud.pk}"),
+    )
+    assert created[0]["action"] == "create"
+    assert server_events(site, f"resource_type=public.notes_note&resource_id={quiet.pk}") == []
+    with pytest.raises(CommandError, match="--actor|actor"):
+        call_command("trailmark_capture", "pause", stdout=io.StringIO())
+
+
+def server_events(site, query):
+    server, _ = site
+    return server.events(query)
