@@ -569,9 +569,16 @@ async fn resume<S: Store>(app: &App<S>, deliveries: &Deliveries) -> Result<usize
     };
     let (mut seen, mut handed) = (0, 0);
     loop {
-        let (alerts, next) = state::page(app, query.clone(), |_| true).await?;
-        for alert in alerts {
+        let (raised, next) = state::raised_page(app, query.clone()).await?;
+        for alert in raised {
             seen += 1;
+            // The history is read only for alerts an endpoint takes.
+            if !hooks.iter().any(|h| h.takes(&alert)) {
+                continue;
+            }
+            let Some(alert) = state::alert(app, &alert.id).await? else {
+                continue;
+            };
             let alert = Arc::new(alert);
             for hook in hooks.iter().filter(|h| h.takes(&alert)) {
                 let done = alert.deliveries.iter().find(|d| d.webhook == hook.name);

@@ -415,7 +415,7 @@ async fn recorded_alerts<S: Store>(
     };
     let mut out = HashSet::new();
     for _ in 0..super::deliver::RESUME_MAX_ALERTS / 1000 {
-        let (alerts, next) = super::state::page(app, query.clone(), |_| true).await?;
+        let (alerts, next) = super::state::raised_page(app, query.clone()).await?;
         out.extend(
             alerts
                 .into_iter()

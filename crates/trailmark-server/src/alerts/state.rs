@@ -188,6 +188,23 @@ pub async fn alert<S: Store>(app: &App<S>, id: &str) -> Result<Option<AlertOut>,
     Ok(Some(alert))
 }
 
+/// The alert-raising entries of a page, newest first, as raised (no
+/// history read: what the restart replay compares its firings with).
+pub async fn raised_page<S: Store>(
+    app: &App<S>,
+    query: Query,
+) -> Result<(Vec<AlertOut>, Option<Cursor>), ApiError> {
+    let query = Query {
+        tenants: vec![TenantId::system()],
+        ..query
+    }
+    .with(Exact::Action, ALERT_ACTION)
+    .with(Exact::ResourceType, ALERT_RESOURCE);
+    let page = app.store.query(&query).await?;
+    let alerts = page.entries.iter().map(raised).collect::<Result<_, _>>()?;
+    Ok((alerts, page.next))
+}
+
 /// A page of alerts, newest first, as they stand now (each with its
 /// history applied): `limit` raisings read, those `keep` refuses left
 /// out, so a page may be shorter.
