@@ -6,6 +6,7 @@ the `jsonschema` package (PyPI): every route that has one, on real data.
 """
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -73,6 +74,14 @@ checked = {
     ("/v1/holds", "get", "200"),
     ("/v1/holds/{id}", "delete", "200"),
     ("/v1/erasures", "post", "200"),
+    ("/v1/alert-rules", "get", "200"),
+    ("/v1/alert-rules", "put", "200"),
+    ("/v1/webhooks", "put", "200"),
+    ("/v1/webhooks", "get", "200"),
+    ("/v1/alerts", "get", "200"),
+    ("/v1/alerts/{id}", "get", "200"),
+    ("/v1/alerts/{id}/ack", "post", "200"),
+    ("/v1/alerts/{id}/redeliver", "post", "202"),
 }
 check("/v1/events/{id}", f"/v1/events/{event['id']}?tenant=acme")
 check("/v1/resources/{type}/{id}/history", "/v1/resources/Invoice/1/history?tenant=acme")
@@ -105,6 +114,37 @@ if page["events"][0]["removal"]["reason"] != "request 1":
 check("/v1/resources/{type}/{id}/history", "/v1/resources/Invoice/2/history?tenant=acme")
 check("/v1/holds/{id}", f"/v1/holds/{hold['id']}", method="delete")
 check("/v1/retention", "/v1/retention?tenant=acme&resource_type=Invoice", method="delete")
+
+# Alerts: the rules as stored read back, an endpoint (nobody listens: its
+# one attempt fails), then a key created raises a Trailmark-events alert.
+rules = check("/v1/alert-rules", "/v1/alert-rules")
+check("/v1/alert-rules", "/v1/alert-rules", method="put", send=rules["rules"])
+check("/v1/webhooks", "/v1/webhooks", method="put",
+      send={"webhooks": [{"name": "nobody", "url": "http://127.0.0.1:9/", "max_attempts": 1}]})
+check("/v1/webhooks", "/v1/webhooks")
+raising = get("/v1/keys", {"name": "raises an alert", "scopes": "read"}, "POST")
+record = get(f"/v1/events?tenant=_system&action=admin.key.create&resource_id={raising['id']}")["events"][0]
+
+
+def new_key_alert():
+    """The alert of the key just created (raised after the endpoint was set)."""
+    for a in get("/v1/alerts?rule=trailmark_events")["alerts"]:
+        if record["id"] in a["events"]:
+            return a
+    return None
+
+
+for _ in range(100):
+    alert = new_key_alert()
+    if alert:
+        break
+    time.sleep(0.1)
+else:
+    sys.exit("no alert for the key created")
+check("/v1/alerts", "/v1/alerts?rule=trailmark_events")
+check("/v1/alerts/{id}", f"/v1/alerts/{alert['id']}")
+check("/v1/alerts/{id}/redeliver", f"/v1/alerts/{alert['id']}/redeliver", method="post", status="202", send={})
+check("/v1/alerts/{id}/ack", f"/v1/alerts/{alert['id']}/ack", method="post", send={"note": "schema check"})
 
 
 def check_error(route, path, status, key_used=True):
