@@ -7,6 +7,7 @@ mod alerts;
 mod auth;
 mod bad_input;
 mod capture;
+mod client;
 mod crash;
 mod retention;
 mod shared_pg;
@@ -70,7 +71,16 @@ impl Server {
 
     /// A server whose log (stderr) goes to `log`.
     pub(crate) fn start_logged(dir: &Path, extra: &[&str], log: impl Into<Stdio>) -> Self {
-        let port = free_port();
+        Self::start_on(dir, free_port(), extra, log)
+    }
+
+    /// A server on the data dir and the address (`url`) of one that stopped.
+    pub(crate) fn restart_on(dir: &Path, url: &str) -> Self {
+        let port = url.rsplit(':').next().unwrap().parse().unwrap();
+        Self::start_on(dir, port, &[], Stdio::null())
+    }
+
+    fn start_on(dir: &Path, port: u16, extra: &[&str], log: impl Into<Stdio>) -> Self {
         let child = Command::new(BIN)
             .args(["serve", "--data-dir"])
             .arg(dir)
