@@ -23,7 +23,7 @@ use trailmark_store::{Query, Store};
 use trailmark_wire::{AlertOut, WebhookIn, WebhookOut};
 
 use super::WebhookSecret;
-use super::state::{self, ALERT_RESOURCE, DELIVERY, webhook_id};
+use super::state::{self, ALERT_RESOURCE, DELIVERY, clip, millis_text, webhook_id};
 use crate::app::{App, now};
 use crate::error::ApiError;
 
@@ -90,10 +90,6 @@ pub enum Format {
 #[serde(deny_unknown_fields)]
 struct Stored {
     webhooks: Vec<Webhook>,
-}
-
-fn millis_text(millis: i64) -> String {
-    Timestamp::from_unix_millis(millis).map_or_else(String::new, |t| t.to_string())
 }
 
 impl Webhook {
@@ -349,6 +345,8 @@ struct Job {
 #[derive(Debug)]
 pub struct Deliveries {
     tx: tokio::sync::mpsc::Sender<Job>,
+    /// The one HTTP client every attempt shares (connections are reused).
+    agent: ureq::Agent,
     webhooks: RwLock<(Arc<Vec<Webhook>>, u64)>,
 }
 
@@ -428,12 +426,12 @@ pub fn body(hook: &Webhook, alert: &AlertOut) -> Vec<u8> {
 }
 
 /// One attempt: the HTTP status, or why there was none.
-fn post(url: &str, headers: [(&'static str, String); 3], body: &[u8]) -> Result<u16, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(ATTEMPT_TIMEOUT))
-        .build()
-        .into();
+fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    headers: [(&'static str, String); 3],
+    body: &[u8],
+) -> Result<u16, String> {
     let mut request = agent
         .post(url)
         .header("content-type", "application/json")
@@ -446,17 +444,6 @@ fn post(url: &str, headers: [(&'static str, String); 3], body: &[u8]) -> Result<
     }
     let response = request.send(body).map_err(|e| e.to_string())?;
     Ok(response.status().as_u16())
-}
-
-fn clip(mut text: String) -> String {
-    if text.len() > MAX_ERROR {
-        let mut end = MAX_ERROR;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
 }
 
 /// Makes one attempt, records it on the alert, and hands the next one
@@ -486,8 +473,9 @@ async fn attempt<S: Store>(app: Arc<App<S>>, job: Job) {
     let body = body(&hook, &job.alert);
     let headers = secret.headers(&id, now().unix_millis() / 1000, &body);
     let url = hook.url.clone();
+    let agent = deliveries.agent.clone();
     app.metrics.webhook_attempts.fetch_add(1, Ordering::Relaxed);
-    let answer = tokio::task::spawn_blocking(move || post(&url, headers, &body))
+    let answer = tokio::task::spawn_blocking(move || post(&agent, &url, headers, &body))
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
     let delivered = matches!(answer, Ok(status) if (200..300).contains(&status));
@@ -513,7 +501,7 @@ async fn attempt<S: Store>(app: Arc<App<S>>, job: Job) {
             meta.insert("status".into(), Value::from(*status));
         }
         Err(e) => {
-            meta.insert("error".into(), Value::from(clip(e.clone())));
+            meta.insert("error".into(), Value::from(clip(e.clone(), MAX_ERROR)));
         }
     }
     if let Some(wait) = next {
@@ -624,6 +612,11 @@ pub async fn run<S: Store>(app: Arc<App<S>>) {
     });
     let deliveries = Deliveries {
         tx,
+        agent: ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(ATTEMPT_TIMEOUT))
+            .build()
+            .into(),
         webhooks: RwLock::new((Arc::new(hooks), version)),
     };
     if app.webhooks.set(deliveries).is_err() {

@@ -14,6 +14,7 @@ use trailmark_store::{Appended, NewEvent, Store};
 use trailmark_wire::{AlertOut, EntryRef};
 
 use super::rules::View;
+use super::state::millis_text;
 pub use super::state::{ALERT_ACTION, ALERT_RESOURCE};
 use super::{Detector, Fact, Firing, RuleKind, Rules};
 use crate::app::{App, Caller, Metrics, now, random_bytes};
@@ -524,10 +525,6 @@ async fn poll_rules<S: Store>(app: Arc<App<S>>) {
             Err(e) => tracing::warn!("reading the alert rules failed: {e}"),
         }
     }
-}
-
-fn millis_text(millis: i64) -> String {
-    Timestamp::from_unix_millis(millis).map_or_else(String::new, |t| t.to_string())
 }
 
 /// One line saying what an alert is about.

@@ -30,6 +30,24 @@ pub const REDELIVER: &str = "trailmark.alert.redeliver";
 /// redeliveries).
 pub const MAX_HISTORY: usize = 1000;
 
+/// Unix milliseconds as the API writes times (empty when out of range).
+pub fn millis_text(millis: i64) -> String {
+    trailmark_core::Timestamp::from_unix_millis(millis).map_or_else(String::new, |t| t.to_string())
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary (what
+/// `_system` keeps of an error or a failure list).
+pub fn clip(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 /// The `webhook-id` of one alert's deliveries to one webhook: the same on
 /// every attempt and after a restart, so receivers deduplicate by it.
 pub fn webhook_id(alert: &str, webhook: &str) -> String {
@@ -213,16 +231,9 @@ pub async fn page<S: Store>(
     query: Query,
     keep: impl Fn(&AlertOut) -> bool,
 ) -> Result<(Vec<AlertOut>, Option<Cursor>), ApiError> {
-    let query = Query {
-        tenants: vec![TenantId::system()],
-        ..query
-    }
-    .with(Exact::Action, ALERT_ACTION)
-    .with(Exact::ResourceType, ALERT_RESOURCE);
-    let page = app.store.query(&query).await?;
+    let (raised, next) = raised_page(app, query).await?;
     let mut out = Vec::new();
-    for entry in &page.entries {
-        let mut alert = raised(entry)?;
+    for mut alert in raised {
         let later = history(app, &alert.id).await?;
         let after: Vec<StoredEntry> = later
             .into_iter()
@@ -233,5 +244,5 @@ pub async fn page<S: Store>(
             out.push(alert);
         }
     }
-    Ok((out, page.next))
+    Ok((out, next))
 }

@@ -170,14 +170,7 @@ async fn run<S: Store>(viewer: Arc<Viewer<S>>, tenants: Vec<TenantId>, job: Arc<
         // alert, by the default rules).
         let mut meta = serde_json::Map::new();
         meta.insert("tenants".into(), scope_key(&tenants).into());
-        let mut text = failures.clone();
-        if text.len() > 1000 {
-            let mut end = 1000;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
-        }
+        let text = crate::alerts::state::clip(failures.clone(), 1000);
         meta.insert("failures".into(), text.into());
         if let Err(e) = viewer
             .app
