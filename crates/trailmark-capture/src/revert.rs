@@ -258,24 +258,20 @@ pub async fn plan(client: &impl GenericClient, event: &Value) -> Result<Revert, 
 
 /// The context lines a revert runs under.
 pub fn context_sql(revert: &Revert, by: &Reverter) -> String {
-    let mut sql = format!(
-        "SELECT set_config('trailmark.actor_id', {}, true), set_config('trailmark.actor_type', {}, true), set_config('trailmark.reason', {}, true)",
-        literal(&by.actor_id),
-        literal(&by.actor_type),
-        literal(&format!("revert of event {}", revert.event_id))
-    );
-    if let Some(name) = &by.actor_name {
-        sql += ", set_config('trailmark.actor_name', ";
-        sql += &literal(name);
-        sql += ", true)";
-    }
-    if let Some(tenant) = &revert.tenant {
-        sql += ", set_config('trailmark.tenant', ";
-        sql += &literal(tenant);
-        sql += ", true)";
-    }
-    sql.push(';');
-    sql
+    let context = crate::CaptureContext {
+        actor_id: Some(by.actor_id.clone()),
+        actor_type: Some(by.actor_type.clone()),
+        actor_name: by.actor_name.clone(),
+        tenant: revert.tenant.clone(),
+        reason: Some(format!("revert of event {}", revert.event_id)),
+        ..crate::CaptureContext::default()
+    };
+    let calls: Vec<String> = context
+        .settings()
+        .iter()
+        .map(|(name, value)| format!("set_config('{name}', {}, true)", literal(value)))
+        .collect();
+    format!("SELECT {};", calls.join(", "))
 }
 
 /// Runs the revert in one transaction under `by`, after checking again (with

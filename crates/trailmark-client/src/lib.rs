@@ -5,6 +5,9 @@
 //! source). Blocking, like the CLI that will use it.
 
 mod spool;
+mod verify;
+#[cfg(feature = "axum")]
+pub mod web;
 
 use std::time::Duration;
 
@@ -13,6 +16,7 @@ use serde_json::Value;
 use trailmark_wire::{AppendedBatch, ProblemOut, Problems};
 
 pub use spool::{SpoolOptions, Spooler};
+pub use verify::{Divergence, Follower, ReceiptFacts, Seen, check_receipt};
 
 /// What a call to the server can come to, by kind: a caller tells busy
 /// from refused from unreachable by the variant, never by the message.
@@ -23,7 +27,7 @@ pub enum Error {
     Busy { retry_after: Option<Duration> },
     /// 400: the request can never succeed as it is; the problems name the
     /// fields (and, in a batch, the events by index).
-    #[error("refused: {}", .0.iter().map(|p| format!("{}: {}", p.path, p.message)).collect::<Vec<_>>().join("; "))]
+    #[error("refused: {}", problems_text(.0))]
     Rejected(Vec<ProblemOut>),
     /// 409: clashes with what is stored (an id already stored for another
     /// event, an ambiguous id).
@@ -49,9 +53,33 @@ pub enum Error {
     /// Bad input on this side, before anything was sent or stored.
     #[error("{0}")]
     Invalid(String),
-    /// The spool's file.
-    #[error("the spool: {0}")]
+    /// A local file of the client (the spool, the remembered checkpoints).
+    #[error("{0}")]
     Spool(String),
+    /// A receipt or key that does not prove what it claims.
+    #[error("not verified: {0}")]
+    Unverified(String),
+    /// The server showed a checkpoint that does not extend the one seen
+    /// before: its log was rolled back or forked.
+    #[error("tenant {tenant}: {why}")]
+    Diverged {
+        tenant: String,
+        why: verify::Divergence,
+    },
+}
+
+fn problems_text(problems: &[ProblemOut]) -> String {
+    problems
+        .iter()
+        .map(|p| {
+            if p.path.is_empty() {
+                p.message.clone()
+            } else {
+                format!("{}: {}", p.path, p.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Error {
@@ -64,7 +92,8 @@ impl Error {
     }
 }
 
-/// A Trailmark server and a key.
+/// A Trailmark server and a key: every call blocks until the server
+/// answered or the client's timeout passed.
 #[derive(Clone, Debug)]
 pub struct Client {
     agent: ureq::Agent,
@@ -73,8 +102,21 @@ pub struct Client {
 }
 
 impl Client {
-    /// `url`: `http://` or `https://`; `timeout`: the bound of one call.
+    /// `url`: `http://` or `https://`; `timeout`: the bound of one call,
+    /// from connecting to the last byte of the answer.
     pub fn new(url: &str, key: &str, timeout: Duration) -> Result<Self, Error> {
+        Self::build(url, key, Some(timeout))
+    }
+
+    /// A client whose calls last as long as the server takes to answer
+    /// (an export streamed for an hour, a cleanup): connecting is still
+    /// bounded, by 30 s. For tools run by a person, not for an
+    /// application's request path.
+    pub fn without_timeout(url: &str, key: &str) -> Result<Self, Error> {
+        Self::build(url, key, None)
+    }
+
+    fn build(url: &str, key: &str, timeout: Option<Duration>) -> Result<Self, Error> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(Error::Invalid(format!(
                 "url: {url:?} must start with http:// or https://"
@@ -85,7 +127,8 @@ impl Client {
         }
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(timeout))
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_global(timeout)
             .build()
             .into();
         Ok(Self {
@@ -109,11 +152,79 @@ impl Client {
             .header("Authorization", &self.auth)
             .header("Content-Type", "application/json")
             .send(body);
-        answer(response)
+        typed(&text(response)?)
     }
 
-    /// An authorized GET of one of the API's typed answers.
+    /// An authorized GET of one of the API's typed answers (or a
+    /// [`Value`]).
     pub fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T, Error> {
+        typed(&self.get_text(path, query)?)
+    }
+
+    /// An authorized GET whose answer is text (a checkpoint note, a key).
+    pub fn get_text(&self, path: &str, query: &[(&str, &str)]) -> Result<String, Error> {
+        text(self.get_request(path, query).call())
+    }
+
+    /// A GET whose answer is streamed to the caller (an export).
+    pub fn get_stream(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<impl std::io::Read + use<>, Error> {
+        let response = self
+            .get_request(path, query)
+            .call()
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(refusal(response));
+        }
+        Ok(response.into_body().into_reader())
+    }
+
+    /// An authorized POST of a JSON body.
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, Error> {
+        let response = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth)
+            .header("Content-Type", "application/json")
+            .send(body.to_string().as_bytes());
+        typed(&text(response)?)
+    }
+
+    /// An authorized PUT of a JSON body.
+    pub fn put<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, Error> {
+        let response = self
+            .agent
+            .put(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth)
+            .header("Content-Type", "application/json")
+            .send(body.to_string().as_bytes());
+        typed(&text(response)?)
+    }
+
+    /// An authorized DELETE with query parameters.
+    pub fn delete<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, Error> {
+        let mut request = self
+            .agent
+            .delete(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth);
+        for (k, v) in query {
+            request = request.query(*k, *v);
+        }
+        typed(&text(request.call())?)
+    }
+
+    fn get_request(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
         let mut request = self
             .agent
             .get(format!("{}{path}", self.base))
@@ -121,14 +232,34 @@ impl Client {
         for (k, v) in query {
             request = request.query(*k, *v);
         }
-        answer(request.call())
+        request
     }
 }
 
-fn answer<T: DeserializeOwned>(
-    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-) -> Result<T, Error> {
+/// The largest answer read whole (pages, reports); exports are streamed.
+const ANSWER_LIMIT: u64 = 256 * 1024 * 1024;
+
+fn typed<T: DeserializeOwned>(body: &str) -> Result<T, Error> {
+    serde_json::from_str(body)
+        .map_err(|e| Error::Transport(format!("an answer not of the expected shape: {e}")))
+}
+
+/// A success's body, or the error its status says.
+fn text(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<String, Error> {
     let mut response = response.map_err(|e| Error::Transport(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(refusal(response));
+    }
+    response
+        .body_mut()
+        .with_config()
+        .limit(ANSWER_LIMIT)
+        .read_to_string()
+        .map_err(|e| Error::Transport(e.to_string()))
+}
+
+/// The error a non-success answer says, by its status.
+fn refusal(mut response: ureq::http::Response<ureq::Body>) -> Error {
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -139,9 +270,9 @@ fn answer<T: DeserializeOwned>(
     let body = response
         .body_mut()
         .with_config()
-        .limit(64 * 1024 * 1024)
+        .limit(1024 * 1024)
         .read_to_string()
-        .map_err(|e| Error::Transport(e.to_string()))?;
+        .unwrap_or_default();
     let said = || {
         serde_json::from_str::<Value>(&body)
             .ok()
@@ -149,29 +280,25 @@ fn answer<T: DeserializeOwned>(
             .unwrap_or_else(|| body.trim().to_owned())
     };
     match status {
-        200..=299 => serde_json::from_str(&body)
-            .map_err(|e| Error::Transport(format!("an answer not of the expected shape: {e}"))),
-        400 => Err(Error::Rejected(
-            serde_json::from_str::<Problems>(&body).map_or_else(
-                |_| {
-                    vec![ProblemOut {
-                        index: None,
-                        message: body.trim().to_owned(),
-                        path: String::new(),
-                    }]
-                },
-                |p| p.errors,
-            ),
+        400 => Error::Rejected(serde_json::from_str::<Problems>(&body).map_or_else(
+            |_| {
+                vec![ProblemOut {
+                    index: None,
+                    message: said(),
+                    path: String::new(),
+                }]
+            },
+            |p| p.errors,
         )),
-        401 => Err(Error::Unauthorized(said())),
-        403 => Err(Error::Forbidden(said())),
-        404 => Err(Error::NotFound(said())),
-        409 => Err(Error::Conflict(said())),
-        413 => Err(Error::TooLarge(said())),
-        429 | 503 => Err(Error::Busy { retry_after }),
-        _ => Err(Error::Server {
+        401 => Error::Unauthorized(said()),
+        403 => Error::Forbidden(said()),
+        404 => Error::NotFound(said()),
+        409 => Error::Conflict(said()),
+        413 => Error::TooLarge(said()),
+        429 | 503 => Error::Busy { retry_after },
+        _ => Error::Server {
             status,
             body: said(),
-        }),
+        },
     }
 }

@@ -72,7 +72,7 @@ pub struct Spooler {
 
 #[allow(clippy::needless_pass_by_value)] // the shape `map_err` passes
 fn spool_error(e: rusqlite::Error) -> Error {
-    Error::Spool(e.to_string())
+    Error::Spool(format!("the spool: {e}"))
 }
 
 impl Spooler {

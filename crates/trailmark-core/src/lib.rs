@@ -7,6 +7,7 @@
 //! so every rule is a pure function and is tested as one.
 
 mod canonical;
+mod capture_context;
 mod columns;
 mod diff;
 mod envelope;
@@ -18,6 +19,7 @@ mod strict_json;
 mod timestamp;
 
 pub use canonical::CanonicalJson;
+pub use capture_context::CaptureContext;
 pub use columns::{IndexedColumns, ip_of};
 pub use diff::{RecordState, Row, diff_rows};
 pub use envelope::{

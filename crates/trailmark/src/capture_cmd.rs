@@ -258,39 +258,45 @@ fn table_specs(
     Ok(specs)
 }
 
-/// Sends drained events to a server over HTTP.
-struct HttpSink(crate::source::Http);
+/// Sends drained events to a server through the Rust client: busy, not
+/// found and refused are told by the client's typed errors.
+struct HttpSink(trailmark_client::Client);
+
+/// The bound of one call of the drainer to the server (a batch of 5,000
+/// events is stored in well under a second; past this the server is taken
+/// for unreachable and the batch is sent again, under the same ids).
+const SINK_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl HttpSink {
-    async fn get(
-        &self,
-        path: &'static str,
-        query: Vec<(&'static str, String)>,
-    ) -> Result<String, SendError> {
-        self.get_found(path, query)
-            .await?
-            .ok_or_else(|| SendError::Failed(format!("GET {path}: 404: not found")))
+    fn new(server: &str, key: &str) -> anyhow::Result<Self> {
+        Ok(Self(trailmark_client::Client::new(
+            server,
+            key,
+            SINK_TIMEOUT,
+        )?))
     }
 
-    /// A GET whose 404 is an answer (`None`), told by the status.
-    async fn get_found(
+    /// Runs a blocking call of the client off the runtime's thread.
+    async fn call<T: Send + 'static>(
         &self,
-        path: &'static str,
-        query: Vec<(&'static str, String)>,
-    ) -> Result<Option<String>, SendError> {
-        let http = self.0.clone();
-        let answer = tokio::task::spawn_blocking(move || http.get_text(path, &query))
+        call: impl FnOnce(&trailmark_client::Client) -> Result<T, trailmark_client::Error>
+        + Send
+        + 'static,
+    ) -> Result<T, trailmark_client::Error> {
+        let client = self.0.clone();
+        tokio::task::spawn_blocking(move || call(&client))
             .await
-            .map_err(|e| SendError::Failed(e.to_string()))?;
-        match answer {
-            Ok(text) => Ok(Some(text)),
-            Err(e)
-                if crate::source::StatusError::status_of(&e).is_some_and(|s| s.status == 404) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(SendError::Failed(format!("{e:#}"))),
+            .unwrap_or_else(|e| Err(trailmark_client::Error::Transport(e.to_string())))
+    }
+}
+
+fn sink_error(e: trailmark_client::Error) -> SendError {
+    match e {
+        trailmark_client::Error::Busy { retry_after } => {
+            SendError::Busy(retry_after.unwrap_or(Duration::from_secs(1)))
         }
+        e @ trailmark_client::Error::Rejected(_) => SendError::Failed(format!("400: {e}")),
+        e => SendError::Failed(e.to_string()),
     }
 }
 
@@ -299,38 +305,33 @@ impl trailmark_capture::Sink for HttpSink {
         &self,
         events: Vec<trailmark_capture::Captured>,
     ) -> Result<Vec<String>, SendError> {
-        let http = self.0.clone();
-        let body = serde_json::Value::Array(events.into_iter().map(|c| c.json).collect());
-        let sent = tokio::task::spawn_blocking(move || http.post_json("/v1/events", &body))
+        let body: Vec<serde_json::Value> = events.into_iter().map(|c| c.json).collect();
+        let stored = self
+            .call(move |c| c.ingest(&body))
             .await
-            .map_err(|e| SendError::Failed(e.to_string()))?;
-        match sent {
-            Ok(answer) => {
-                let mut tenants: Vec<String> = answer["entries"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e["tenant"].as_str().map(str::to_owned))
-                    .collect();
-                tenants.sort();
-                tenants.dedup();
-                Ok(tenants)
-            }
-            Err(e) => match crate::source::StatusError::status_of(&e) {
-                Some(busy) if busy.status == 429 => Err(SendError::Busy(
-                    busy.retry_after.unwrap_or(Duration::from_secs(1)),
-                )),
-                _ => Err(SendError::Failed(format!("{e:#}"))),
-            },
-        }
+            .map_err(sink_error)?;
+        let mut tenants: Vec<String> = stored.entries.into_iter().map(|e| e.tenant).collect();
+        tenants.sort();
+        tenants.dedup();
+        Ok(tenants)
     }
 
     async fn checkpoint(&self, tenant: &str) -> Result<Option<(String, String)>, SendError> {
-        let q = || vec![("tenant", tenant.to_owned())];
-        let Some(note) = self.get_found("/v1/checkpoint", q()).await? else {
-            return Ok(None);
+        let t = tenant.to_owned();
+        let note = match self
+            .call(move |c| c.get_text("/v1/checkpoint", &[("tenant", &t)]))
+            .await
+        {
+            Ok(note) => note,
+            // No checkpoint yet: an answer, not a failure.
+            Err(trailmark_client::Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(sink_error(e)),
         };
-        let key = self.get("/v1/verifier-key", q()).await?;
+        let t = tenant.to_owned();
+        let key = self
+            .call(move |c| c.get_text("/v1/verifier-key", &[("tenant", &t)]))
+            .await
+            .map_err(sink_error)?;
         Ok(Some((note, key.trim().to_owned())))
     }
 
@@ -340,20 +341,21 @@ impl trailmark_capture::Sink for HttpSink {
         first: u64,
         second: u64,
     ) -> Result<Vec<String>, SendError> {
-        let q = vec![
-            ("tenant", tenant.to_owned()),
-            ("first", first.to_string()),
-            ("second", second.to_string()),
-        ];
-        let text = self.get("/v1/proofs/consistency", q).await?;
-        let body: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| SendError::Failed(e.to_string()))?;
-        Ok(body["hashes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|h| h.as_str().map(str::to_owned))
-            .collect())
+        let t = tenant.to_owned();
+        let proof: trailmark_wire::ConsistencyProof = self
+            .call(move |c| {
+                c.get(
+                    "/v1/proofs/consistency",
+                    &[
+                        ("tenant", &t),
+                        ("first", &first.to_string()),
+                        ("second", &second.to_string()),
+                    ],
+                )
+            })
+            .await
+            .map_err(sink_error)?;
+        Ok(proof.hashes)
     }
 }
 
@@ -430,7 +432,7 @@ async fn drain_to(
     batch: i64,
     once: bool,
 ) -> anyhow::Result<ExitCode> {
-    let sink = HttpSink(crate::source::Http::new(server, key));
+    let sink = HttpSink::new(server, key)?;
     let options = DrainOptions {
         batch: batch.clamp(1, 5000),
         once,
@@ -564,7 +566,7 @@ async fn revert_event(
     force: bool,
     (actor, actor_type, actor_name): (Option<String>, String, Option<String>),
 ) -> anyhow::Result<ExitCode> {
-    let http = crate::source::Http::new(server, key);
+    let http = crate::source::Http::new(server, key)?;
     let path = format!("/v1/events/{event}");
     let found = tokio::task::spawn_blocking(move || http.get_json(&path, &[]))
         .await?
@@ -619,7 +621,7 @@ async fn uninstall(
         // Recorded before anything is dropped: the trail says it
         // even if the uninstall then fails.
         let status = trailmark_capture::status(client).await?;
-        let http = crate::source::Http::new(server.unwrap_or_default(), key.unwrap_or_default());
+        let http = crate::source::Http::new(server.unwrap_or_default(), key.unwrap_or_default())?;
         let event = serde_json::json!({
             "action": "capture.pending_dropped",
             "actor": {"id": "trailmark-cli", "type": "system"},
@@ -700,7 +702,7 @@ mod tests {
     #[tokio::test]
     async fn a_busy_server_is_retried_after_what_it_asks_and_a_refusal_fails() {
         let busy = answering("429 Too Many Requests", "Retry-After: 7\r\n", "{}", 1);
-        let sink = HttpSink(crate::source::Http::new(&busy, "k"));
+        let sink = HttpSink::new(&busy, "k").unwrap();
         match sink.send(one_event()).await {
             Err(SendError::Busy(after)) => assert_eq!(after, Duration::from_secs(7)),
             other => panic!("{other:?}"),
@@ -712,7 +714,7 @@ mod tests {
             r#"{"error":"events[429].id: bad value"}"#,
             1,
         );
-        let sink = HttpSink(crate::source::Http::new(&refused, "k"));
+        let sink = HttpSink::new(&refused, "k").unwrap();
         match sink.send(one_event()).await {
             Err(SendError::Failed(m)) => assert!(m.contains("400"), "{m}"),
             other => panic!("{other:?}"),

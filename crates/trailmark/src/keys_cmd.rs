@@ -44,10 +44,7 @@ pub struct AdminServer {
 
 impl AdminServer {
     pub fn http(&self) -> anyhow::Result<Http> {
-        Ok(Http::new(
-            &self.url,
-            &admin_key(self.key.clone(), &self.data_dir)?,
-        ))
+        Http::new(&self.url, &admin_key(self.key.clone(), &self.data_dir)?)
     }
 }
 

@@ -29,10 +29,7 @@ pub struct Remote {
 
 impl Remote {
     fn http(&self) -> anyhow::Result<Http> {
-        Ok(Http::new(
-            &self.url,
-            &admin_key(self.key.clone(), &self.data_dir)?,
-        ))
+        Http::new(&self.url, &admin_key(self.key.clone(), &self.data_dir)?)
     }
 }
 

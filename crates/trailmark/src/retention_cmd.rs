@@ -266,7 +266,12 @@ pub fn cleanup(args: &CleanupArgs) -> anyhow::Result<ExitCode> {
             .context("POST /v1/retention/cleanup: not the answer expected")?,
         // Longer than the server's request timeout: a real cleanup goes on
         // there, and its report becomes the last cleanup's.
-        Err(e) if crate::source::StatusError::status_of(&e).is_some_and(|s| s.status == 408) => {
+        Err(e)
+            if matches!(
+                crate::source::status_of(&e),
+                Some(trailmark_client::Error::Server { status: 408, .. })
+            ) =>
+        {
             if args.dry_run {
                 anyhow::bail!(
                     "the dry run took longer than the server's request timeout: narrow it with --tenant"

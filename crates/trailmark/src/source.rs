@@ -206,107 +206,32 @@ impl<S: Store> Source for Offline<S> {
     }
 }
 
-/// A small blocking HTTP client for the CLI.
+/// The CLI's way to a server: [`trailmark_client::Client`] without a
+/// timeout (a person waits for an export or a cleanup), each failure
+/// named by its request. A status is told by the typed error under the
+/// context (`status_of`), never by the message.
 #[derive(Clone)]
-pub struct Http {
-    agent: ureq::Agent,
-    base: String,
-    auth: String,
+pub struct Http(trailmark_client::Client);
+
+/// The typed error under a failure of [`Http`], if the server answered
+/// or could not be reached.
+pub fn status_of(error: &anyhow::Error) -> Option<&trailmark_client::Error> {
+    error.downcast_ref::<trailmark_client::Error>()
 }
 
-/// A server's answer that was not a success, by its status: callers tell
-/// busy (429, with `Retry-After`) from not found from refused by the
-/// number, never by searching the message.
-#[derive(Debug)]
-pub struct StatusError {
-    pub what: String,
-    pub status: u16,
-    pub retry_after: Option<std::time::Duration>,
-    pub body: String,
-}
-
-impl std::fmt::Display for StatusError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}: {}", self.what, self.status, self.body)
-    }
-}
-
-impl std::error::Error for StatusError {}
-
-impl StatusError {
-    /// The status of an error from [`Http`], if the server answered.
-    pub fn status_of(error: &anyhow::Error) -> Option<&Self> {
-        error.downcast_ref::<Self>()
-    }
-}
-
-fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option<std::time::Duration> {
-    response
-        .headers()
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-        .map(std::time::Duration::from_secs)
+fn pairs<'a>(query: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+    query.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 impl Http {
-    pub fn new(url: &str, key: &str) -> Self {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build();
-        Self {
-            agent: config.into(),
-            base: url.trim_end_matches('/').to_owned(),
-            auth: format!("Bearer {}", key.trim()),
-        }
-    }
-
-    fn finish(
-        what: &str,
-        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> anyhow::Result<String> {
-        let mut response =
-            response.with_context(|| format!("{what}: the server did not answer"))?;
-        let status = response.status();
-        let retry_after = retry_after(&response);
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .with_context(|| format!("{what}: reading the answer"))?;
-        if !status.is_success() {
-            return Err(StatusError {
-                what: what.to_owned(),
-                status: status.as_u16(),
-                retry_after,
-                body: body.trim().to_owned(),
-            }
-            .into());
-        }
-        Ok(body)
+    pub fn new(url: &str, key: &str) -> anyhow::Result<Self> {
+        Ok(Self(trailmark_client::Client::without_timeout(url, key)?))
     }
 
     pub fn get_text(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<String> {
-        let request = self.get(path, query);
-        Self::finish(&format!("GET {path}"), request.call())
-    }
-
-    /// An authorized GET of `path` with query parameters.
-    fn get(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
-        let mut request = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .header("Authorization", &self.auth);
-        for (k, v) in query {
-            request = request.query(*k, v);
-        }
-        request
+        self.0
+            .get_text(path, &pairs(query))
+            .with_context(|| format!("GET {path}"))
     }
 
     /// A GET whose answer is streamed to the caller.
@@ -314,25 +239,10 @@ impl Http {
         &self,
         path: &str,
         query: &[(&str, String)],
-    ) -> anyhow::Result<impl std::io::Read> {
-        let request = self.get(path, query);
-        let what = format!("GET {path}");
-        let mut response = request
-            .call()
-            .with_context(|| format!("{what}: the server did not answer"))?;
-        if !response.status().is_success() {
-            let status = response.status().as_u16();
-            let retry_after = retry_after(&response);
-            let body = response.body_mut().read_to_string().unwrap_or_default();
-            return Err(StatusError {
-                what,
-                status,
-                retry_after,
-                body: body.trim().to_owned(),
-            }
-            .into());
-        }
-        Ok(response.into_body().into_reader())
+    ) -> anyhow::Result<impl std::io::Read + use<>> {
+        self.0
+            .get_stream(path, &pairs(query))
+            .with_context(|| format!("GET {path}"))
     }
 
     /// A GET whose answer is one of the API's typed answers (`trailmark-wire`).
@@ -341,35 +251,25 @@ impl Http {
         path: &str,
         query: &[(&str, String)],
     ) -> anyhow::Result<T> {
-        let text = self.get_text(path, query)?;
-        serde_json::from_str(&text).with_context(|| format!("GET {path}: not the answer expected"))
+        self.0
+            .get(path, &pairs(query))
+            .with_context(|| format!("GET {path}"))
     }
 
     pub fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
-        let text = self.get_text(path, query)?;
-        serde_json::from_str(&text).with_context(|| format!("GET {path}: not JSON"))
+        self.get_typed(path, query)
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let response = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Authorization", &self.auth)
-            .header("Content-Type", "application/json")
-            .send(body.to_string().as_bytes());
-        let text = Self::finish(&format!("POST {path}"), response)?;
-        serde_json::from_str(&text).with_context(|| format!("POST {path}: not JSON"))
+        self.0
+            .post(path, body)
+            .with_context(|| format!("POST {path}"))
     }
 
     pub fn put_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let response = self
-            .agent
-            .put(format!("{}{path}", self.base))
-            .header("Authorization", &self.auth)
-            .header("Content-Type", "application/json")
-            .send(body.to_string().as_bytes());
-        let text = Self::finish(&format!("PUT {path}"), response)?;
-        serde_json::from_str(&text).with_context(|| format!("PUT {path}: not JSON"))
+        self.0
+            .put(path, body)
+            .with_context(|| format!("PUT {path}"))
     }
 
     pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
@@ -378,16 +278,9 @@ impl Http {
 
     /// A DELETE with query parameters.
     pub fn delete_with(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
-        let mut request = self
-            .agent
-            .delete(format!("{}{path}", self.base))
-            .header("Authorization", &self.auth);
-        for (k, v) in query {
-            request = request.query(*k, v);
-        }
-        let response = request.call();
-        let text = Self::finish(&format!("DELETE {path}"), response)?;
-        serde_json::from_str(&text).with_context(|| format!("DELETE {path}: not JSON"))
+        self.0
+            .delete(path, &pairs(query))
+            .with_context(|| format!("DELETE {path}"))
     }
 }
 
@@ -397,10 +290,10 @@ pub struct Remote {
 }
 
 impl Remote {
-    pub fn new(url: &str, key: &str) -> Self {
-        Self {
-            http: Http::new(url, key),
-        }
+    pub fn new(url: &str, key: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: Http::new(url, key)?,
+        })
     }
 }
 

@@ -86,7 +86,7 @@ fn open_source(args: &VerifyArgs) -> anyhow::Result<Box<dyn Source>> {
     }
     Ok(match (&args.data_dir, &args.url) {
         (Some(dir), None) => Box::new(Offline::open(dir, &args.origin_prefix)?),
-        (None, Some(url)) => Box::new(Remote::new(url, args.key.as_deref().unwrap_or_default())),
+        (None, Some(url)) => Box::new(Remote::new(url, args.key.as_deref().unwrap_or_default())?),
         (None, None) => Box::new(Offline::open(
             &crate::default_data_dir(),
             &args.origin_prefix,

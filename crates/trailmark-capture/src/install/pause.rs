@@ -73,7 +73,7 @@ pub async fn set_paused(
     } else {
         only.to_vec()
     };
-    by.apply(&tx)
+    crate::context::apply(by, &tx)
         .await
         .map_err(pg("setting the context of the switch"))?;
     let (mut switched, mut unchanged) = (Vec::new(), Vec::new());

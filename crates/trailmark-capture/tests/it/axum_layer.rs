@@ -1,6 +1,8 @@
-//! The axum integration, as docs/integrations.md shows it: a layer puts the
-//! request's context in a task-local; handlers open a transaction and apply
-//! it first. Against the real PostgreSQL.
+//! The axum integration, as docs/integrations.md shows it: the Rust
+//! client's layer (`trailmark_client::web::track`) puts the request's
+//! context in a task-local, the application adds who signed in; handlers
+//! open a transaction and apply the context first. Against the real
+//! PostgreSQL.
 
 use std::sync::Arc;
 
@@ -15,30 +17,23 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
 use tower::ServiceExt;
-use trailmark_capture::context::CURRENT;
-use trailmark_capture::{CaptureContext, TableSpec, install};
+use trailmark_capture::{TableSpec, install};
+use trailmark_client::web::{self, Actor, TrustedProxies};
 
 use crate::TestDb;
 
-/// The layer: who is signed in comes from your authentication; here an
-/// `x-user` header set by an authenticating proxy stands in for it.
-async fn trailmark_context(request: Request, next: Next) -> Response {
-    let headers = request.headers();
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let user = header("x-user");
-    let context = CaptureContext {
-        actor_type: user.as_ref().map(|_| "user".to_owned()),
-        actor_id: user,
-        user_agent: header("user-agent"),
-        request_id: header("x-request-id"),
-        ..CaptureContext::default()
-    };
-    CURRENT.scope(context, next.run(request)).await
+/// The application's authentication: who is signed in; here an `x-user`
+/// header set by an authenticating proxy stands in for it.
+async fn sign_in(request: Request, next: Next) -> Response {
+    if let Some(user) = request
+        .headers()
+        .get("x-user")
+        .and_then(|v| v.to_str().ok())
+    {
+        let actor = Actor::user(user);
+        web::update(|c| c.actor = Some(actor));
+    }
+    next.run(request).await
 }
 
 /// A tiny pool (two connections, reused by every request); an application
@@ -54,8 +49,10 @@ async fn with_transaction(pool: &Pool, sql: String) -> StatusCode {
     let mut client = pool.free.lock().await.pop().expect("a free connection");
     let status = async {
         let tx = client.transaction().await.ok()?;
-        if let Some(context) = CaptureContext::current() {
-            context.apply(&tx).await.ok()?;
+        if let Some(context) = web::current() {
+            trailmark_capture::context::apply(&context.capture(), &tx)
+                .await
+                .ok()?;
         }
         tx.batch_execute(&sql).await.ok()?;
         tx.commit().await.ok()
@@ -70,14 +67,12 @@ async fn rename(State(pool): State<Pool>, Path(id): Path<i32>) -> StatusCode {
     with_transaction(&pool, format!("UPDATE item SET n = n + 1 WHERE id = {id}")).await
 }
 
-/// Work handed to another task keeps the context only if passed on.
+/// Work handed to another task keeps the context when spawned with
+/// `web::spawn` (a plain `tokio::spawn` would start without it).
 async fn in_background(State(pool): State<Pool>) -> StatusCode {
-    let context = CaptureContext::current().unwrap_or_default();
-    tokio::spawn(CURRENT.scope(context, async move {
-        with_transaction(&pool, "UPDATE item SET n = 0".to_owned()).await
-    }))
-    .await
-    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    web::spawn(async move { with_transaction(&pool, "UPDATE item SET n = 0".to_owned()).await })
+        .await
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 async fn app(db: &TestDb) -> Router {
@@ -88,7 +83,11 @@ async fn app(db: &TestDb) -> Router {
     Router::new()
         .route("/items/{id}", put(rename))
         .route("/items/reset", post(in_background))
-        .layer(middleware::from_fn(trailmark_context))
+        .layer(middleware::from_fn(sign_in))
+        .layer(middleware::from_fn_with_state(
+            TrustedProxies::default(),
+            web::track,
+        ))
         .with_state(Arc::new(Connections {
             available: tokio::sync::Semaphore::new(pool.len()),
             free: Mutex::new(pool),

@@ -150,3 +150,187 @@ fn the_spool_delivers_every_event_once_across_a_killed_server_and_an_application
         Err(Error::Invalid(_))
     ));
 }
+
+/// A receipt fetched through the client proves its event offline; a
+/// changed receipt does not. A follower accepts a log that grows, and
+/// catches the server when it comes back on an older copy of its data
+/// (a rollback), keeping the checkpoint it had seen.
+#[test]
+fn receipts_are_checked_and_a_follower_catches_a_server_rolled_back() {
+    use trailmark_client::{Divergence, Follower, check_receipt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let old = dir.path().join("old");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut server = Server::start(&data);
+    let url = server.url.clone();
+    let client = Client::new(&url, &server.admin, Duration::from_secs(10)).unwrap();
+    let batch: Vec<_> = (0..5)
+        .map(|n| event("ledger", &format!("u{n}"), "login"))
+        .collect();
+    let stored = client.ingest(&batch).unwrap();
+    server.wait_checkpoint("ledger", 5);
+    let id = &stored.entries[2].id;
+    let receipt = crate::wait_for("a receipt", Duration::from_secs(10), || {
+        client.receipt(id).unwrap()
+    });
+    let key = client.verifier_key("ledger").unwrap();
+    let facts = check_receipt(&receipt, std::slice::from_ref(&key)).unwrap();
+    assert_eq!(facts.envelope.seq.get(), stored.entries[2].seq);
+    assert!(facts.tree_size >= 5);
+    // The same envelope claimed at another place in the log.
+    let forged = receipt.replacen("\nindex 2\n", "\nindex 3\n", 1);
+    assert_ne!(forged, receipt);
+    assert!(matches!(
+        check_receipt(&forged, std::slice::from_ref(&key)),
+        Err(Error::Unverified(_))
+    ));
+
+    let follower = Follower::open(&dir.path().join("seen.sqlite3")).unwrap();
+    let first = follower.check(&client, "ledger").unwrap();
+    assert!(first.size >= 5);
+    // The operator keeps a copy of the data dir as it is now.
+    server.stop();
+    copy_dir(&data, &old);
+    let mut server = Server::restart_on(&data, &url);
+    let more: Vec<_> = (5..12)
+        .map(|n| event("ledger", &format!("u{n}"), "login"))
+        .collect();
+    client.ingest(&more).unwrap();
+    server.wait_checkpoint("ledger", first.size + 7);
+    let grown = follower.check(&client, "ledger").unwrap();
+    assert!(grown.size >= first.size + 7, "{grown:?}");
+    // The server comes back on the old copy: a shorter log, signed by the
+    // same key, answers the same URL.
+    server.kill9();
+    let _server = Server::restart_on(&old, &url);
+    match follower.check(&client, "ledger") {
+        Err(Error::Diverged {
+            why: Divergence::Rollback { seen, now },
+            ..
+        }) => assert!(seen == grown.size && now < seen, "{seen} {now}"),
+        other => panic!("expected a rollback, got {other:?}"),
+    }
+    assert_eq!(follower.seen("ledger").unwrap(), Some(grown));
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// An axum application with the client's layer: a login, a failed login
+/// and an event recorded from a task the handler spawned, all with the
+/// request's client IP — the forwarded one when the request came through
+/// the trusted proxy, the peer's when no proxy is trusted.
+#[test]
+fn the_axum_layer_believes_forwarded_addresses_only_from_a_trusted_proxy() {
+    use std::sync::Arc;
+
+    use axum::extract::State;
+    use axum::routing::post;
+    use trailmark_client::web::{self, Actor, TrustedProxies};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let client = Client::new(&server.url, &server.admin, Duration::from_secs(5)).unwrap();
+    let spooler = Arc::new(Spooler::open(client, &dir.path().join("spool"), options()).unwrap());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    let app = |tenant: &'static str, proxies: TrustedProxies| {
+        axum::Router::new()
+            .route(
+                "/login",
+                post(move |State(spool): State<Arc<Spooler>>| async move {
+                    web::update(|c| c.tenant = Some(tenant.into()));
+                    spool
+                        .record(web::login(Actor::user("alice").named("Alice")).unwrap())
+                        .unwrap();
+                    // A task the handler starts keeps the request's context.
+                    let for_task = Arc::clone(&spool);
+                    web::spawn(async move {
+                        let export = web::event("report.export", json!({})).unwrap();
+                        for_task.record(export).unwrap();
+                    })
+                    .await
+                    .unwrap();
+                    "ok"
+                }),
+            )
+            .route(
+                "/login-failed",
+                post(move |State(spool): State<Arc<Spooler>>| async move {
+                    web::update(|c| c.tenant = Some(tenant.into()));
+                    spool
+                        .record(web::login_failed(Some("mallory")).unwrap())
+                        .unwrap();
+                    "ok"
+                }),
+            )
+            .with_state(Arc::clone(&spooler))
+            .layer(axum::middleware::from_fn_with_state(proxies, web::track))
+    };
+    let serve = |router: axum::Router| {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        runtime.spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+        });
+        url
+    };
+    let behind_proxy = serve(app(
+        "proxied",
+        TrustedProxies::parse(["127.0.0.0/8"]).unwrap(),
+    ));
+    let direct = serve(app("direct", TrustedProxies::default()));
+    for base in [&behind_proxy, &direct] {
+        for path in ["/login", "/login-failed"] {
+            let answer = ureq::post(format!("{base}{path}"))
+                .header("X-Forwarded-For", "198.51.100.4, 203.0.113.7")
+                .header("User-Agent", "layer-test/1")
+                .send_empty()
+                .unwrap();
+            assert_eq!(answer.status(), 200);
+        }
+    }
+    assert!(spooler.flush(Duration::from_secs(20)));
+    for (tenant, ip) in [("proxied", "203.0.113.7"), ("direct", "127.0.0.1")] {
+        let (status, page) = server.get(&format!("/v1/events?tenant={tenant}"), &server.admin);
+        assert_eq!(status, 200, "{page}");
+        let events = page["events"].as_array().unwrap();
+        assert_eq!(events.len(), 3, "{page}");
+        for e in events {
+            assert_eq!(e["context"]["ip"], ip, "{e}");
+            assert_eq!(e["context"]["user_agent"], "layer-test/1", "{e}");
+        }
+        let by_action = |action: &str, outcome: &str| {
+            events
+                .iter()
+                .find(|e| e["action"] == action && e["outcome"] == outcome)
+                .unwrap_or_else(|| panic!("{action} {outcome} in {page}"))
+                .clone()
+        };
+        assert_eq!(by_action("auth.login", "success")["actor"]["id"], "alice");
+        assert_eq!(
+            by_action("report.export", "success")["actor"]["id"],
+            "alice"
+        );
+        let failed = by_action("auth.login", "failure");
+        assert_eq!(failed["actor"]["name"], "mallory");
+        assert_eq!(failed["actor"]["type"], "anonymous");
+    }
+}
