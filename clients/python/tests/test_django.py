@@ -219,3 +219,53 @@ def test_capture_paused_from_manage_py_captures_nothing_until_resumed_and_the_sw
 def server_events(site, query):
     server, _ = site
     return server.events(query)
+
+
+def test_the_server_down_during_200_requests_fails_and_slows_none_and_an_app_restart_loses_none(site):
+    """200 requests while `trailmark serve` is stopped, half of them failed
+    logins (events through the package's spool) and half note creations
+    (rows the capture keeps in the outbox); the application restarts after
+    100 (its client closes with the server still down, a new one opens the
+    same spool). No request fails or waits on the server, and after it
+    comes back every event is there once."""
+    import time
+
+    from trailmark.django import conf
+
+    server, alice = site
+    sent()
+    c = browser("198.51.100.77")
+    c.force_login(alice)
+    server.stop()
+    slowest = 0.0
+    try:
+        for n in range(100):
+            if n == 50:
+                conf.reset()  # the application restarts mid-outage
+            start = time.monotonic()
+            assert c.post("/sign-in", {"username": "ghost", "password": "x"}).status_code == 401
+            assert c.post("/notes", {"title": f"outage-{n}"}).status_code == 200
+            slowest = max(slowest, time.monotonic() - start)
+    finally:
+        server.start()
+    # Each pair wrote to PostgreSQL and to the local spool only: nothing
+    # waited on the client's 10 s timeout.
+    assert slowest < 2.0, slowest
+    sent()
+    failed = until(
+        "the 100 failed logins",
+        lambda: (lambda found: found if len(found) >= 100 else None)(
+            server.events("tenant=site&action=auth.login&outcome=failure&ip=198.51.100.77")
+        ),
+    )
+    assert len(failed) == 100 and len({e["id"] for e in failed}) == 100
+    created = until(
+        "the 100 captured creations",
+        lambda: (lambda found: found if len(found) >= 100 else None)(
+            server.events("tenant=site&resource_type=public.notes_note&action=create&ip=198.51.100.77")
+        ),
+    )
+    # Once each: 100 distinct rows, no event twice.
+    assert len({e["resource"]["id"] for e in created}) == 100
+    assert len({e["id"] for e in created}) == 100
+    assert all(e["actor"]["id"] == str(alice.pk) for e in created)
