@@ -223,6 +223,44 @@ pub async fn post_events<S: Store>(
     ))
 }
 
+/// The limits probe's HTTP ceiling (feature `limits-probe`, for
+/// `bench/limits` only, never in a release): `POST /v1/events` up to the
+/// store — the same key check, body bound, parsing, validation and payload
+/// commitment, and an answer of the same shape — but nothing is stored
+/// (`seq` 0). What Trailmark's ingest would do with a store that cost
+/// nothing.
+#[cfg(feature = "limits-probe")]
+pub async fn validate_only<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Authorized(caller, _): Authorized<Ingester>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let max = app.settings.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| ApiError::TooLarge(format!("request body is larger than {max} bytes")))?;
+    let batch = {
+        let app = Arc::clone(&app);
+        let own = caller.key.tenant.clone();
+        tokio::task::spawn_blocking(move || prepare_body(&app, &headers, &bytes, own.as_ref()))
+            .await
+            .map_err(|e| trailmark_store::StoreError::backend("preparing a batch", e))??
+    };
+    let entries = batch
+        .iter()
+        .map(|new| crate::wire::AppendedOut {
+            id: new.event.id_or(new.generated_id).to_string(),
+            seq: 0,
+            tenant: new.tenant().as_str().to_owned(),
+        })
+        .collect();
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(crate::wire::AppendedBatch { entries }),
+    ))
+}
+
 /// What a batch does when the ingest queue has no room for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Room {

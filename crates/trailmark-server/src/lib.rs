@@ -45,7 +45,12 @@ pub use keys::ApiKey;
 
 /// Every route of the API.
 pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
-    Router::new()
+    let router = Router::new();
+    // The limits probe's ceiling (bench/limits): built only with the
+    // feature, never part of the API.
+    #[cfg(feature = "limits-probe")]
+    let router = router.route("/bench/validate-only", post(ingest::validate_only::<S>));
+    router
         .route(
             "/v1/events",
             post(ingest::post_events::<S>).get(query::list_events::<S>),
