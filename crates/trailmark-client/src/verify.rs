@@ -87,22 +87,14 @@ impl Follower {
     /// (after a signing-key rotation: [`Follower::forget`] the tenant
     /// first, knowingly).
     pub fn pin(&self, tenant: &str, key: &VerifierKey) -> Result<(), Error> {
-        let db = self.lock();
         let text = key.to_string();
-        let current: Option<String> = db
-            .query_row(
-                "SELECT verifier_key FROM seen WHERE tenant = ?1",
-                [tenant],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(file_error)?;
-        match current {
+        match self.remembered_key(tenant)? {
             Some(k) if k == text => Ok(()),
             Some(_) => Err(Error::Invalid(format!(
                 "tenant {tenant}: a checkpoint was seen under another key; forget it first"
             ))),
-            None => db
+            None => self
+                .lock()
                 .execute(
                     "INSERT INTO seen (tenant, verifier_key) VALUES (?1, ?2)",
                     params![tenant, text],
@@ -110,6 +102,18 @@ impl Follower {
                 .map(drop)
                 .map_err(file_error),
         }
+    }
+
+    /// The key remembered (pinned, or taken on first use) for `tenant`.
+    fn remembered_key(&self, tenant: &str) -> Result<Option<String>, Error> {
+        self.lock()
+            .query_row(
+                "SELECT verifier_key FROM seen WHERE tenant = ?1",
+                [tenant],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(file_error)
     }
 
     /// The checkpoint remembered for `tenant`.
@@ -141,16 +145,7 @@ impl Follower {
     /// fork is [`Error::Diverged`], and the remembered checkpoint stays.
     pub fn check(&self, client: &Client, tenant: &str) -> Result<Seen, Error> {
         let note = client.get_text("/v1/checkpoint", &[("tenant", tenant)])?;
-        let pinned: Option<String> = self
-            .lock()
-            .query_row(
-                "SELECT verifier_key FROM seen WHERE tenant = ?1",
-                [tenant],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(file_error)?;
-        let key = match &pinned {
+        let key = match &self.remembered_key(tenant)? {
             Some(text) => VerifierKey::parse(text)
                 .map_err(|e| Error::Spool(format!("the remembered key of {tenant}: {e}")))?,
             None => client.verifier_key(tenant)?,

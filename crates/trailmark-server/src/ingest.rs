@@ -162,6 +162,22 @@ fn prepare_body<S: Store>(
     app.prepare_values(&values, &default_tenant, own)
 }
 
+/// [`prepare_body`] for `caller`'s key on a blocking thread: parsing,
+/// validating and committing payloads is CPU work, and the async workers
+/// must keep answering meanwhile.
+async fn prepare_off_thread<S: Store>(
+    app: &Arc<App<S>>,
+    caller: &crate::Caller,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
+    let app = Arc::clone(app);
+    let own = caller.key.tenant.clone();
+    tokio::task::spawn_blocking(move || prepare_body(&app, &headers, &bytes, own.as_ref()))
+        .await
+        .map_err(|e| trailmark_store::StoreError::backend("preparing a batch", e))?
+}
+
 fn conflict(index: usize, id: trailmark_core::EventId, tenant: &TenantId) -> ApiError {
     ApiError::Conflict(format!(
         "events[{index}].id: event {id} is already in tenant {tenant} with another body; an id names one event (send a new id, or the same body to repeat it)"
@@ -198,15 +214,7 @@ pub async fn post_events<S: Store>(
         ))
     })?;
     app.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
-    // Parsing, validating and committing payloads is CPU work: on a
-    // blocking thread, so that the async workers keep answering.
-    let batch = {
-        let app = Arc::clone(&app);
-        let own = caller.key.tenant.clone();
-        tokio::task::spawn_blocking(move || prepare_body(&app, &headers, &bytes, own.as_ref()))
-            .await
-            .map_err(|e| trailmark_store::StoreError::backend("preparing a batch", e))??
-    };
+    let batch = prepare_off_thread(&app, &caller, headers, bytes).await?;
 
     let appended = app.commit(batch, Room::AnswerBusy).await?;
     let entries = appended
@@ -240,13 +248,7 @@ pub async fn validate_only<S: Store>(
     let bytes = axum::body::to_bytes(body, max)
         .await
         .map_err(|_| ApiError::TooLarge(format!("request body is larger than {max} bytes")))?;
-    let batch = {
-        let app = Arc::clone(&app);
-        let own = caller.key.tenant.clone();
-        tokio::task::spawn_blocking(move || prepare_body(&app, &headers, &bytes, own.as_ref()))
-            .await
-            .map_err(|e| trailmark_store::StoreError::backend("preparing a batch", e))??
-    };
+    let batch = prepare_off_thread(&app, &caller, headers, bytes).await?;
     let entries = batch
         .iter()
         .map(|new| crate::wire::AppendedOut {

@@ -82,80 +82,133 @@ fn sealed(n: u64) -> Vec<Sealed> {
         .collect()
 }
 
-/// The embedded store's indexes on `entries` (its migrations), but the
-/// search index.
-const INDEXES: &str = "
-    CREATE UNIQUE INDEX entries_seq ON entries (tenant, seq);
-    CREATE UNIQUE INDEX entries_id ON entries (tenant, id);
-    CREATE INDEX entries_time ON entries (tenant, occurred_at);
-    CREATE INDEX entries_actor ON entries (tenant, actor_id);
-    CREATE INDEX entries_resource ON entries (tenant, resource_type, resource_id);
-    CREATE INDEX entries_action ON entries (tenant, action);
-    CREATE INDEX entries_ip ON entries (tenant, ip) WHERE ip IS NOT NULL;
-    CREATE INDEX entries_id_any_tenant ON entries (id);
-    CREATE INDEX entries_tenant ON entries (tenant);
-    CREATE INDEX entries_outcome ON entries (tenant, outcome);
-    CREATE INDEX entries_request ON entries (tenant, request_id) WHERE request_id IS NOT NULL;";
+/// The columns of the embedded store's `entries` (its indexes apart).
+const ENTRIES: &str = "CREATE TABLE entries (pos INTEGER PRIMARY KEY, tenant TEXT NOT NULL,
+    seq INTEGER NOT NULL, id TEXT NOT NULL, occurred_at INTEGER NOT NULL, actor_id TEXT NOT NULL,
+    action TEXT NOT NULL, resource_type TEXT, resource_id TEXT, outcome TEXT NOT NULL,
+    envelope BLOB NOT NULL, leaf_hash BLOB NOT NULL, payload TEXT, salt BLOB, ip TEXT,
+    request_id TEXT);";
+
+/// The indexes the embedded store's migrations leave on `entries`, read
+/// from them (so a migration that adds or drops one changes the probe):
+/// their `CREATE [UNIQUE] INDEX … ON entries` statements, less those a
+/// later `DROP INDEX` removed.
+fn store_indexes() -> Vec<String> {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../trailmark-store-sqlite/migrations"
+    );
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    let mut indexes: Vec<(String, String)> = Vec::new();
+    for file in files {
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words[..] {
+                ["CREATE", "INDEX", name, "ON", "entries", ..]
+                | ["CREATE", "UNIQUE", "INDEX", name, "ON", "entries", ..] => {
+                    indexes.push((name.to_owned(), line.to_owned()));
+                }
+                ["DROP", "INDEX", name] => {
+                    let name = name.trim_end_matches(';');
+                    indexes.retain(|(n, _)| n != name);
+                }
+                _ => {}
+            }
+        }
+    }
+    indexes.into_iter().map(|(_, sql)| sql).collect()
+}
+
+/// Removes a database and its WAL files (a stale WAL beside a new file
+/// would be read into it).
+fn remove_db(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+/// A fresh database at `path` with the table `entries`, WAL,
+/// `synchronous = FULL` and the store's 64 MiB cache, and `indexes`.
+fn entries_db(path: &std::path::Path, indexes: &[String]) -> rusqlite::Connection {
+    remove_db(path);
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;",
+    )
+    .unwrap();
+    db.execute_batch(ENTRIES).unwrap();
+    db.execute_batch(&indexes.join("\n")).unwrap();
+    db
+}
+
+/// Inserts the next `batch` rows (cycling through `rows`) in one
+/// transaction; answers each one's position, row and id.
+fn append_batch<'a>(
+    db: &mut rusqlite::Connection,
+    rows: &'a [Sealed],
+    pos: &mut i64,
+    batch: usize,
+) -> Vec<(i64, &'a Sealed, String)> {
+    let mut written = Vec::with_capacity(batch);
+    let tx = db.transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO entries VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, NULL)",
+            )
+            .unwrap();
+        for _ in 0..batch {
+            #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+            let row = &rows[(*pos as usize) % rows.len()];
+            *pos += 1;
+            let e = &row.envelope;
+            // Unique as the rows repeat: the id's last 12 digits are the
+            // position.
+            let id = format!("{}{:012x}", &e.id.to_string()[..24], *pos);
+            insert
+                .execute(rusqlite::params![
+                    *pos,
+                    e.tenant.as_str(),
+                    *pos,
+                    id,
+                    e.occurred_at.unix_millis(),
+                    e.actor_id,
+                    e.action,
+                    e.resource_type,
+                    e.resource_id,
+                    "success",
+                    row.leaf_bytes.as_bytes(),
+                    trailmark_log::leaf_hash(row.leaf_bytes.as_bytes()).as_bytes(),
+                    row.payload_json.as_str(),
+                    row.salt.as_bytes(),
+                    row.payload["context"]["ip"].as_str(),
+                ])
+                .unwrap();
+            written.push((*pos, row, id));
+        }
+    }
+    tx.commit().unwrap();
+    written
+}
 
 fn sqlite(dir: &str, seconds: u64, batch: usize, indexed: bool) {
     let rows = sealed(200_000);
     let path = std::path::Path::new(dir).join("limits.sqlite3");
-    let _ = std::fs::remove_file(&path);
-    let mut db = rusqlite::Connection::open(&path).unwrap();
-    db.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;
-         CREATE TABLE entries (pos INTEGER PRIMARY KEY, tenant TEXT NOT NULL, seq INTEGER NOT NULL,
-             id TEXT NOT NULL, occurred_at INTEGER NOT NULL, actor_id TEXT NOT NULL,
-             action TEXT NOT NULL, resource_type TEXT, resource_id TEXT, outcome TEXT NOT NULL,
-             envelope BLOB NOT NULL, leaf_hash BLOB NOT NULL, payload TEXT, salt BLOB, ip TEXT,
-             request_id TEXT);",
-    )
-    .unwrap();
-    if indexed {
-        db.execute_batch(INDEXES).unwrap();
-    }
+    let chosen = if indexed { store_indexes() } else { Vec::new() };
+    let mut db = entries_db(&path, &chosen);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut written = 0u64;
     let mut pos = 0i64;
     while Instant::now() < deadline {
-        let tx = db.transaction().unwrap();
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO entries VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, NULL)",
-                )
-                .unwrap();
-            for _ in 0..batch {
-                #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
-                let row = &rows[(pos as usize) % rows.len()];
-                pos += 1;
-                let e = &row.envelope;
-                insert
-                    .execute(rusqlite::params![
-                        pos,
-                        e.tenant.as_str(),
-                        pos,
-                        // Unique as the rows repeat: the id's last 12 digits
-                        // are the position.
-                        format!("{}{pos:012x}", &e.id.to_string()[..24]),
-                        e.occurred_at.unix_millis(),
-                        e.actor_id,
-                        e.action,
-                        e.resource_type,
-                        e.resource_id,
-                        "success",
-                        row.leaf_bytes.as_bytes(),
-                        trailmark_log::leaf_hash(row.leaf_bytes.as_bytes()).as_bytes(),
-                        row.payload_json.as_str(),
-                        row.salt.as_bytes(),
-                        row.payload["context"]["ip"].as_str(),
-                    ])
-                    .unwrap();
-            }
-        }
-        tx.commit().unwrap();
-        written += batch as u64;
+        written += append_batch(&mut db, &rows, &mut pos, batch).len() as u64;
     }
     let rate = written as f64 / started.elapsed().as_secs_f64();
     let what = if indexed {
@@ -164,10 +217,12 @@ fn sqlite(dir: &str, seconds: u64, batch: usize, indexed: bool) {
         "sqlite-no-index"
     };
     println!("{what} rows/s {rate:.0} ({written} rows, batches of {batch})");
-    let _ = std::fs::remove_file(&path);
+    drop(db);
+    remove_db(&path);
 }
 
-/// One row's keys for the query indexes: (index, key) pairs.
+/// One row's position and its key in each of [`SPLIT_INDEXES`] (`None`:
+/// not indexed there, as a partial index leaves it out).
 type IndexRow = (i64, [Option<String>; 7]);
 
 const SPLIT_INDEXES: [&str; 7] = ["time", "actor", "resource", "action", "ip", "outcome", "id"];
@@ -201,9 +256,7 @@ fn split(dir: &str, seconds: u64, batch: usize) {
     let rows = sealed(200_000);
     let main = std::path::Path::new(dir).join("split-main.sqlite3");
     let index = std::path::Path::new(dir).join("split-index.sqlite3");
-    for p in [&main, &index] {
-        let _ = std::fs::remove_file(p);
-    }
+    remove_db(&index);
     let (to_indexer, from_appender) = mpsc::channel::<Vec<IndexRow>>();
     let index_path = index.clone();
     let index_thread = std::thread::spawn(move || {
@@ -261,59 +314,20 @@ fn split(dir: &str, seconds: u64, batch: usize) {
         }
         (indexed, max_lag_rows)
     });
-    let mut db = rusqlite::Connection::open(&main).unwrap();
-    db.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;
-         CREATE TABLE entries (pos INTEGER PRIMARY KEY, tenant TEXT NOT NULL, seq INTEGER NOT NULL,
-             id TEXT NOT NULL, occurred_at INTEGER NOT NULL, actor_id TEXT NOT NULL,
-             action TEXT NOT NULL, resource_type TEXT, resource_id TEXT, outcome TEXT NOT NULL,
-             envelope BLOB NOT NULL, leaf_hash BLOB NOT NULL, payload TEXT, salt BLOB, ip TEXT,
-             request_id TEXT);
-         CREATE UNIQUE INDEX entries_seq ON entries (tenant, seq);
-         CREATE UNIQUE INDEX entries_id ON entries (tenant, id);",
-    )
-    .unwrap();
+    // Only what the acknowledgement needs: the store's unique indexes.
+    let unique: Vec<String> = store_indexes()
+        .into_iter()
+        .filter(|sql| sql.starts_with("CREATE UNIQUE"))
+        .collect();
+    let mut db = entries_db(&main, &unique);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let mut pos = 0i64;
     while Instant::now() < deadline {
-        let mut keys = Vec::with_capacity(batch);
-        let tx = db.transaction().unwrap();
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO entries VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, NULL)",
-                )
-                .unwrap();
-            for _ in 0..batch {
-                #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
-                let row = &rows[(pos as usize) % rows.len()];
-                pos += 1;
-                let e = &row.envelope;
-                let id = format!("{}{pos:012x}", &e.id.to_string()[..24]);
-                insert
-                    .execute(rusqlite::params![
-                        pos,
-                        e.tenant.as_str(),
-                        pos,
-                        id,
-                        e.occurred_at.unix_millis(),
-                        e.actor_id,
-                        e.action,
-                        e.resource_type,
-                        e.resource_id,
-                        "success",
-                        row.leaf_bytes.as_bytes(),
-                        trailmark_log::leaf_hash(row.leaf_bytes.as_bytes()).as_bytes(),
-                        row.payload_json.as_str(),
-                        row.salt.as_bytes(),
-                        row.payload["context"]["ip"].as_str(),
-                    ])
-                    .unwrap();
-                keys.push(index_keys(pos, row, &id));
-            }
-        }
-        tx.commit().unwrap();
+        let keys = append_batch(&mut db, &rows, &mut pos, batch)
+            .into_iter()
+            .map(|(pos, row, id)| index_keys(pos, row, &id))
+            .collect();
         to_indexer.send(keys).unwrap();
     }
     let appended_in = started.elapsed().as_secs_f64();
@@ -325,9 +339,9 @@ fn split(dir: &str, seconds: u64, batch: usize) {
         "split append rows/s {append_rate:.0} indexed rows/s {index_rate:.0} (largest index batch {max_lag} rows; caught up {:.1} s after the last append)",
         caught_up_in - appended_in
     );
-    for p in [&main, &index] {
-        let _ = std::fs::remove_file(p);
-    }
+    drop(db);
+    remove_db(&main);
+    remove_db(&index);
 }
 
 fn sha256(seconds: u64) {
