@@ -20,7 +20,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-15}"
-here=bench/limits
 # Its own target dir: the feature does not disturb the normal release build.
 target=target/limits
 cargo build --release -q -p trailmark --features limits-probe --bin trailmark --example limits --target-dir "$target"
@@ -50,8 +49,8 @@ run() { # name, lua, path, connections, events per request
 {
   run ceiling_batched /bench/validate-only bench/query/load.lua 8 1000
   run trailmark_batched /v1/events bench/query/load.lua 8 1000
-  run ceiling_single /bench/validate-only $here/single.lua 64 1
-  run trailmark_single /v1/events $here/single.lua 64 1
+  EVENTS=1 run ceiling_single /bench/validate-only bench/query/load.lua 64 1
+  EVENTS=1 run trailmark_single /v1/events bench/query/load.lua 64 1
   echo "sqlite_batched $("$target/release/examples/limits" sqlite "$data" "$secs" 1000 | awk '{print $3}') -"
   echo "sqlite_indexed $("$target/release/examples/limits" sqlite-indexed "$data" "$secs" 1000 | awk '{print $3}') -"
   echo "split_append $("$target/release/examples/limits" split "$data" "$secs" 1000 | awk '{print $4, $7}')"

@@ -1,8 +1,10 @@
--- Loads events in batches of 1000 with varied actors, resources and actions.
+-- Events with varied actors, resources and actions: EVENTS per request (default 1000,
+-- sent as an array; 1 sends one event as an object, as an application would).
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("TRAILMARK_KEY")
 local actions = {"create", "update", "update", "update", "delete", "login", "export"}
+local per = tonumber(os.getenv("EVENTS") or "1000")
 local counter = 0
 
 function setup(thread)
@@ -14,15 +16,28 @@ function init(args)
   math.randomseed(id * 7919 + 17)
 end
 
+local function one()
+  local actor = math.random(1, 100000)
+  local resource = math.random(1, 1000000)
+  return string.format(
+    '{"tenant":"bench","actor":{"id":"u%d","type":"user","name":"user%d@example.com"},"action":"%s","resource":{"type":"Invoice","id":"%d"},"changes":{"total":{"old":"%d.00","new":"%d.50"}},"context":{"ip":"10.%d.%d.%d"}}',
+    actor, actor, actions[math.random(#actions)], resource, resource % 997, resource % 991,
+    actor % 256, resource % 256, (actor + resource) % 256)
+end
+
 function request()
+  if per == 1 then
+    return wrk.format(nil, nil, nil, one())
+  end
   local events = {}
-  for i = 1, 1000 do
-    local actor = math.random(1, 100000)
-    local resource = math.random(1, 1000000)
-    events[i] = string.format(
-      '{"tenant":"bench","actor":{"id":"u%d","type":"user","name":"user%d@example.com"},"action":"%s","resource":{"type":"Invoice","id":"%d"},"changes":{"total":{"old":"%d.00","new":"%d.50"}},"context":{"ip":"10.%d.%d.%d"}}',
-      actor, actor, actions[math.random(#actions)], resource, resource % 997, resource % 991,
-      actor % 256, resource % 256, (actor + resource) % 256)
+  for i = 1, per do
+    events[i] = one()
   end
   return wrk.format(nil, nil, nil, "[" .. table.concat(events, ",") .. "]")
+end
+
+function response(status, headers, body)
+  if status ~= 201 then
+    io.stderr:write("unexpected status " .. status .. ": " .. body .. "\n")
+  end
 end

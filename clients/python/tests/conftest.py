@@ -22,6 +22,31 @@ def trailmark_bin() -> str:
     return path
 
 
+PG = os.environ.get("TRAILMARK_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
+
+
+def create_database(prefix: str) -> tuple[str, str]:
+    """A scratch PostgreSQL database (TRAILMARK_TEST_PG): its name and
+    conninfo. Drop it with `drop_database`."""
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(make_conninfo(PG, dbname="postgres"), autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return name, make_conninfo(PG, dbname=name)
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg.connect(make_conninfo(PG, dbname="postgres"), autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

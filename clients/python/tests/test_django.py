@@ -6,26 +6,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
 # Django and psycopg come from scripts/test's integrations virtualenv.
-import psycopg  # noqa: E402
-from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
+from psycopg.conninfo import conninfo_to_dict  # noqa: E402
 
-from conftest import Server, trailmark_bin, until  # noqa: E402
+from conftest import Server, create_database, drop_database, trailmark_bin, until  # noqa: E402
 
-PG = os.environ.get("TRAILMARK_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    name = f"tm_pkg_django_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(make_conninfo(PG, dbname="postgres"), autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    conninfo = make_conninfo(PG, dbname=name)
+    name, conninfo = create_database("tm_pkg_django")
     params = conninfo_to_dict(conninfo)
     os.environ.update(
         SITE_DB=name,
@@ -66,8 +60,7 @@ def site(tmp_path_factory):
     conf.reset()
     connections.close_all()
     server.stop()
-    with psycopg.connect(make_conninfo(PG, dbname="postgres"), autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(name)
 
 
 def sent():

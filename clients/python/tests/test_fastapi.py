@@ -5,25 +5,21 @@ drains it: sync and async endpoints, a pooled engine, trusted proxies."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import uuid
 
 import httpx
-import psycopg
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import Integer, String, create_engine, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 import pytest
 import trailmark
 import trailmark.sqlalchemy
-from conftest import Server, trailmark_bin, until
+from conftest import Server, create_database, drop_database, trailmark_bin, until
 from trailmark.asgi import TrailmarkMiddleware
 
-PG = os.environ.get("TRAILMARK_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
 
 
 class Base(DeclarativeBase):
@@ -46,10 +42,7 @@ def user_from_header(scope):
 
 @pytest.fixture(scope="module")
 def app_and_server(tmp_path_factory):
-    name = f"tm_pkg_fastapi_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(make_conninfo(PG, dbname="postgres"), autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    conninfo = make_conninfo(PG, dbname=name)
+    name, conninfo = create_database("tm_pkg_fastapi")
     p = conninfo_to_dict(conninfo)
     url = f"postgresql+psycopg://{p.get('user', 'postgres')}@{p.get('host', '127.0.0.1')}:{p.get('port', '5432')}/{name}"
     engine = create_engine(url, pool_size=2, max_overflow=0)
@@ -99,8 +92,7 @@ def app_and_server(tmp_path_factory):
     event.remove(Sessions.class_, "after_begin", listener)
     engine.dispose()
     server.stop()
-    with psycopg.connect(make_conninfo(PG, dbname="postgres"), autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(name)
 
 
 async def call(app, method, path, peer, headers):
