@@ -189,6 +189,26 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
         "Events that may wait for the disk at once.",
         app.settings.queue_capacity.to_string(),
     );
+    if let Some(index) = app.store.indexer() {
+        line(
+            "trailmark_index_lag_entries",
+            "gauge",
+            "Entries appended but not yet in the query indexes (reads scan them; see docs/OPERATIONS.md).",
+            index.lag_entries.to_string(),
+        );
+        line(
+            "trailmark_index_rate_entries_per_second",
+            "gauge",
+            "Entries the indexer wrote per second in its last batch.",
+            index.rate.to_string(),
+        );
+        line(
+            "trailmark_index_failing",
+            "gauge",
+            "1 while the indexer's last batch failed (it retries each second).",
+            u8::from(index.failing).to_string(),
+        );
+    }
     #[allow(clippy::cast_precision_loss)] // microseconds as seconds for Prometheus
     let seconds = get(&m.commit_micros_total) as f64 / 1e6;
     line(

@@ -9,6 +9,7 @@
 //! The writer keeps each tenant's compact range in memory and rebuilds it
 //! from the stored nodes (O(log n) reads) the first time it touches a tenant.
 
+mod index;
 mod read;
 mod removal;
 mod strips;
@@ -23,11 +24,12 @@ use tokio::sync::oneshot;
 use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
-    Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, Read,
-    Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats, Store, StoreError,
-    StoredEntry, Target, TenantHead, Walk, WalkPage,
+    Appended, CheckpointRecord, CountBy, Hold, IndexerStatus, KeyRecord, NewEvent, Page, Plan,
+    Query, Read, Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats, Store,
+    StoreError, StoredEntry, Target, TenantHead, Walk, WalkPage,
 };
 
+pub use crate::index::STOP_CATCH_UP;
 use crate::writer::{Job, Writer};
 
 const MIGRATIONS: &[&str] = &[
@@ -40,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_retention.sql"),
     include_str!("../migrations/0008_removed.sql"),
     include_str!("../migrations/0009_settings.sql"),
+    include_str!("../migrations/0010_index_file.sql"),
 ];
 const READERS: usize = 4;
 /// How long one read may run before SQLite stops it.
@@ -57,6 +60,11 @@ pub struct Options {
     pub wal_limit_bytes: u64,
     /// How long one read may run (see [`READ_TIME_LIMIT`]).
     pub read_time_limit: std::time::Duration,
+    /// Whether the indexer runs (always, in a server). Without it the index
+    /// file stays where it is and every read scans the entries above it,
+    /// which is what the tests of that path need; a search waits for it
+    /// until the read time limit and is refused.
+    pub indexer: bool,
 }
 
 impl Default for Options {
@@ -64,6 +72,7 @@ impl Default for Options {
         Self {
             wal_limit_bytes: DEFAULT_WAL_LIMIT_BYTES,
             read_time_limit: READ_TIME_LIMIT,
+            indexer: true,
         }
     }
 }
@@ -87,6 +96,22 @@ struct Inner {
     /// stops the WAL checkpointer thread, which then truncates the WAL.
     stop_wal: Mutex<mpsc::Sender<()>>,
     wal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Where the indexer stands (a read-only store has none).
+    index: Arc<index::Shared>,
+    indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Opened read-only: no writer, no indexer, nothing to wait for.
+    read_only: bool,
+}
+
+impl Drop for Inner {
+    /// The indexer catches up (within its bound) and stops with the store.
+    fn drop(&mut self) {
+        self.index.stop();
+        let thread = self.indexer.get_mut().ok().and_then(Option::take);
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -145,6 +170,20 @@ fn open_evidence(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(evidence_uri(path), flags)
+        .map_err(db("opening the database read-only"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db("setting a busy timeout"))?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(db("reading the database read-only"))?;
+    Ok(conn)
+}
+
+/// The URI that opens a database file as evidence: `immutable` without a
+/// `-wal` file beside it, `mode=ro` with one.
+fn evidence_uri(path: &Path) -> String {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     let query = if Path::new(&wal).exists() {
@@ -163,15 +202,25 @@ fn open_evidence(path: &Path) -> Result<Connection, StoreError> {
     }
     uri.push('?');
     uri.push_str(query);
-    let conn =
-        Connection::open_with_flags(uri, flags).map_err(db("opening the database read-only"))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(db("setting a busy timeout"))?;
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map_err(db("reading the database read-only"))?;
-    Ok(conn)
+    uri
+}
+
+/// A read-only evidence connection with the index file attached as `ix`
+/// when there is one that belongs to the ledger; otherwise an empty index
+/// (every read scans the entries, a search is refused).
+fn attach_evidence_index(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let index = index::index_path(path);
+    if index.is_file() {
+        conn.execute("ATTACH DATABASE ?1 AS ix", [evidence_uri(&index)])
+            .map_err(db("attaching the index file read-only"))?;
+        let usable = index::has_tables(conn)? && index::belongs(conn, "ix")?;
+        if usable {
+            return Ok(());
+        }
+        conn.execute_batch("DETACH DATABASE ix")
+            .map_err(db("detaching the index file"))?;
+    }
+    index::empty_temp_index(conn)
 }
 
 impl SqliteStore {
@@ -190,6 +239,11 @@ impl SqliteStore {
         let limit = i64::try_from(options.wal_limit_bytes).unwrap_or(i64::MAX);
         conn.pragma_update(None, "journal_size_limit", limit)
             .map_err(db("bounding the WAL"))?;
+        // The index file first: a foreign one is replaced before any reader
+        // attaches it.
+        let shared = Arc::new(index::Shared::default());
+        let indexer = index::Indexer::new(index::open_indexer(&path)?, Arc::clone(&shared))?;
+        let index_path = index::index_path(&path);
         // One more than the pool: connection 0 serves only authentication,
         // so reads that fill the pool never hold up a key lookup.
         let readers = (0..=READERS)
@@ -202,17 +256,31 @@ impl SqliteStore {
                 reader
                     .busy_timeout(std::time::Duration::from_secs(5))
                     .map_err(db("setting a busy timeout"))?;
+                reader
+                    .execute("ATTACH DATABASE ?1 AS ix", [index_path.to_string_lossy()])
+                    .map_err(db("attaching the index file"))?;
                 Ok(Mutex::new(reader))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let indexer = if options.indexer {
+            Some(
+                std::thread::Builder::new()
+                    .name("trailmark-sqlite-indexer".into())
+                    .spawn(move || indexer.run())
+                    .map_err(|e| StoreError::backend("starting the indexer thread", e))?,
+            )
+        } else {
+            None
+        };
         let mut wal_path = path.as_os_str().to_owned();
         wal_path.push("-wal");
         let wal_path = PathBuf::from(wal_path);
         let (tx, rx) = mpsc::channel();
         let bound = Some((wal_path.clone(), options.wal_limit_bytes));
+        let told = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("trailmark-sqlite-writer".into())
-            .spawn(move || Writer::new(conn, bound).run(&rx))
+            .spawn(move || Writer::new(conn, bound, told).run(&rx))
             .map_err(|e| StoreError::backend("starting the writer thread", e))?;
         // WAL checkpoints run here, beside the writer, never inside a commit:
         // a PASSIVE checkpoint copies what it can without blocking anyone.
@@ -247,6 +315,9 @@ impl SqliteStore {
                 read_time_limit: options.read_time_limit,
                 stop_wal: Mutex::new(stop_tx),
                 wal_thread: Mutex::new(Some(wal_thread)),
+                index: shared,
+                indexer: Mutex::new(indexer),
+                read_only: false,
             }),
         })
     }
@@ -264,7 +335,11 @@ impl SqliteStore {
             )));
         }
         let readers = (0..=READERS)
-            .map(|_| open_evidence(&path).map(Mutex::new))
+            .map(|_| {
+                let conn = open_evidence(&path)?;
+                attach_evidence_index(&conn, &path)?;
+                Ok(Mutex::new(conn))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let version: i64 = readers[0]
             .lock()
@@ -289,6 +364,9 @@ impl SqliteStore {
                 read_time_limit: READ_TIME_LIMIT,
                 stop_wal: Mutex::new(stop),
                 wal_thread: Mutex::new(None),
+                index: Arc::new(index::Shared::default()),
+                indexer: Mutex::new(None),
+                read_only: true,
             }),
         })
     }
@@ -296,6 +374,13 @@ impl SqliteStore {
     /// Folds the WAL into the database and truncates it (a clean stop leaves
     /// no large WAL behind). Call once nothing appends any more.
     pub fn shutdown(&self) {
+        // The indexer first: it catches up (within its bound) and folds the
+        // index file's WAL into it.
+        self.inner.index.stop();
+        let thread = self.inner.indexer.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
         if let Ok(stop) = self.inner.stop_wal.lock() {
             let _ = stop.send(());
         }
@@ -307,6 +392,26 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// A read that needs the index file to cover every entry acknowledged
+    /// before it began (a free-text search): waits for the indexer, at most
+    /// the read time limit. A read-only store has no indexer; its reads
+    /// refuse what the index file does not cover.
+    async fn read_caught_up<T: Send + 'static>(
+        &self,
+        q: &Query,
+        f: impl FnOnce(&Connection, bool) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let strict = self.inner.read_only;
+        if q.q.is_some() && !strict {
+            let shared = Arc::clone(&self.inner.index);
+            let deadline = std::time::Instant::now() + self.inner.read_time_limit;
+            tokio::task::spawn_blocking(move || shared.wait_caught_up(deadline))
+                .await
+                .map_err(|e| StoreError::backend("waiting for the indexer", e))??;
+        }
+        self.read(move |c| f(c, strict)).await
     }
 
     async fn write<T: Send + 'static>(
@@ -405,13 +510,15 @@ impl Store for SqliteStore {
     }
 
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
-        let query = query.clone();
-        self.read(move |c| read::query(c, &query)).await
+        let q = query.clone();
+        self.read_caught_up(query, move |c, strict| read::query(c, &q, strict))
+            .await
     }
 
     async fn stats(&self, query: &Query) -> Result<Stats, StoreError> {
-        let query = query.clone();
-        self.read(move |c| read::stats(c, &query)).await
+        let q = query.clone();
+        self.read_caught_up(query, move |c, strict| read::stats(c, &q, strict))
+            .await
     }
 
     async fn daily_counts(
@@ -419,8 +526,11 @@ impl Store for SqliteStore {
         query: &Query,
         by: CountBy,
     ) -> Result<Vec<(String, String, u64)>, StoreError> {
-        let query = query.clone();
-        self.read(move |c| read::daily_counts(c, &query, by)).await
+        let q = query.clone();
+        self.read_caught_up(query, move |c, strict| {
+            read::daily_counts(c, &q, by, strict)
+        })
+        .await
     }
 
     async fn explain(&self, read: &Read) -> Result<Plan, StoreError> {
@@ -549,8 +659,20 @@ impl Store for SqliteStore {
             .await
     }
 
+    /// The index file by the indexer once it has applied every erasure
+    /// committed before, then the ledger file by the writer.
     async fn scrub(&self) -> Result<(), StoreError> {
+        // The indexer first: applying the erasures deletes their redo rows
+        // from the ledger file, whose WAL the writer's scrub then truncates.
+        let shared = Arc::clone(&self.inner.index);
+        tokio::task::spawn_blocking(move || shared.scrub())
+            .await
+            .map_err(|e| StoreError::backend("scrubbing the index file", e))??;
         self.write(Job::Scrub).await
+    }
+
+    fn indexer(&self) -> Option<IndexerStatus> {
+        (!self.inner.read_only).then(|| self.inner.index.status())
     }
 
     async fn retention(&self) -> Result<Vec<RetentionPolicy>, StoreError> {

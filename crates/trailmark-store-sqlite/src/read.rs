@@ -232,90 +232,294 @@ fn is_token_char(c: char) -> bool {
     )
 }
 
-/// The rows a query reads from, ending in a WHERE clause. A free-text search
-/// drives the join from the search index (newest first), so a rare word
-/// never scans the table.
-fn source(q: &Query, args: &mut Vec<SqlValue>) -> &'static str {
-    match q.q.as_deref().map(fts_query) {
-        Some(Some(words)) => {
-            args.push(SqlValue::Text(words));
-            " FROM (SELECT rowid AS pos FROM entries_fts WHERE entries_fts MATCH ? ORDER BY rowid DESC) m
-              CROSS JOIN entries e ON e.pos = m.pos WHERE 1 = 1"
-        }
-        // A search with no word the index holds: nothing can match (as
-        // with the PostgreSQL store).
-        Some(None) => " FROM entries e WHERE 1 = 0",
-        // A page of one resource type (no id, no other exact filter) would
-        // otherwise walk the tenant newest first to skip other types (no
-        // sort, but a scan when the type is rare): it seeks the type and
-        // sorts what it finds.
-        None if q.exact.keys().eq([&Exact::ResourceType]) => {
-            " FROM entries e INDEXED BY entries_resource WHERE 1 = 1"
-        }
-        None => " FROM entries e WHERE 1 = 1",
+/// Runs `f` in one read transaction with the index file's position: the
+/// entries up to it are in the index file, those above it only in the
+/// ledger file. The index file is written only after the ledger file
+/// committed what it covers, so every entry either snapshot can see is
+/// found by one of the two.
+pub(crate) fn in_snapshot<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection, i64) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("BEGIN").map_err(db("starting a read"))?;
+    let result = conn
+        .query_row("SELECT pos FROM ix_state", [], |r| r.get::<_, i64>(0))
+        .map_err(db("reading the index file's position"))
+        .and_then(|indexed| f(conn, indexed));
+    let _ = conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+    result
+}
+
+/// Where a query's rows are found: a statement's `FROM ... WHERE ...` (the
+/// entry as `e`), its arguments, and the position column that orders it.
+struct Part {
+    from: String,
+    args: Vec<SqlValue>,
+    pos: &'static str,
+}
+
+/// The index file's key tables and the filters each seeks, most selective
+/// first: the first one the query filters by finds its rows.
+const KEYED: [(&str, &[Exact]); 6] = [
+    ("ix_ip", &[Exact::Ip]),
+    ("ix_request", &[Exact::RequestId]),
+    ("ix_resource", &[Exact::ResourceType, Exact::ResourceId]),
+    ("ix_actor", &[Exact::Actor]),
+    ("ix_action", &[Exact::Action]),
+    ("ix_outcome", &[Exact::Outcome]),
+];
+
+/// The parts a query reads, newest first: the entries above the index
+/// file's position (`indexed`), then the index file's matches up to it; or
+/// the ledger file alone when its own indexes serve (a tenant's newest
+/// first, a time window with only a start). A free-text search has no
+/// part above the position: the caller waits for the indexer first (or,
+/// read-only, refuses a search the index file does not cover).
+fn parts(q: &Query, ordered: bool, indexed: i64) -> Vec<Part> {
+    if let Some(text) = q.q.as_deref() {
+        let Some(words) = fts_query(text) else {
+            // A search with no word the index holds: nothing can match (as
+            // with the PostgreSQL store).
+            return vec![Part {
+                from: " FROM entries e WHERE 1 = 0".into(),
+                args: Vec::new(),
+                pos: "e.pos",
+            }];
+        };
+        let mut from = " FROM (SELECT rowid AS pos FROM ix_fts WHERE ix_fts MATCH ? AND rowid <= ?
+              ORDER BY rowid DESC) m CROSS JOIN entries e ON e.pos = m.pos WHERE 1 = 1"
+            .to_owned();
+        let mut args = vec![SqlValue::Text(words), SqlValue::Integer(indexed)];
+        filters(q, false, &mut from, &mut args);
+        return vec![Part {
+            from,
+            args,
+            pos: "e.pos",
+        }];
     }
+    let keyed = KEYED
+        .iter()
+        .find(|(_, fields)| q.exact.contains_key(&fields[0]));
+    let table = match keyed {
+        Some((table, _)) => *table,
+        None if q.window_seeks(ordered) => "ix_time",
+        None => {
+            let mut from = " FROM entries e WHERE 1 = 1".to_owned();
+            let mut args = Vec::new();
+            filters(q, q.per_tenant(ordered), &mut from, &mut args);
+            return vec![Part {
+                from,
+                args,
+                pos: "e.pos",
+            }];
+        }
+    };
+    let (seek_sql, seek_args) = seek(q, keyed.map(|(_, fields)| *fields));
+    // Above the index file's position the entries are read by position
+    // (NOT INDEXED: not through the ledger file's tenant index), which
+    // bounds the read by the lag, and filtered.
+    let mut tail = " FROM entries e NOT INDEXED WHERE e.pos > ?".to_owned();
+    let mut tail_args = vec![SqlValue::Integer(indexed)];
+    filters(q, false, &mut tail, &mut tail_args);
+    let mut from = format!(
+        " FROM {table} i CROSS JOIN entries e ON e.pos = i.pos WHERE {seek_sql} AND i.pos <= ?"
+    );
+    let mut args = seek_args;
+    args.push(SqlValue::Integer(indexed));
+    filters(q, false, &mut from, &mut args);
+    vec![
+        Part {
+            from: tail,
+            args: tail_args,
+            pos: "e.pos",
+        },
+        Part {
+            from,
+            args,
+            pos: "i.pos",
+        },
+    ]
+}
+
+/// The conditions that bound the walk of an index file table (alias `i`):
+/// the tenants, then the key's filters (`fields`) or the time window.
+fn seek(q: &Query, fields: Option<&[Exact]>) -> (String, Vec<SqlValue>) {
+    let mut sql = String::new();
+    let mut args = Vec::new();
+    if q.tenants.is_empty() {
+        sql.push_str("i.tenant IN (SELECT name FROM tenants)");
+    } else {
+        let marks = vec!["?"; q.tenants.len()].join(", ");
+        let _ = write!(sql, "i.tenant IN ({marks})");
+        args.extend(
+            q.tenants
+                .iter()
+                .map(|t| SqlValue::Text(t.as_str().to_owned())),
+        );
+    }
+    if let Some(fields) = fields {
+        for field in fields {
+            if let Some(value) = q.exact.get(field) {
+                let _ = write!(sql, " AND i.{} = ?", field.column());
+                args.push(SqlValue::Text(value.clone()));
+            }
+        }
+    } else {
+        if let Some(since) = q.since {
+            sql.push_str(" AND i.occurred_at >= ?");
+            args.push(SqlValue::Integer(since.unix_millis()));
+        }
+        if let Some(until) = q.until {
+            sql.push_str(" AND i.occurred_at < ?");
+            args.push(SqlValue::Integer(until.unix_millis()));
+        }
+    }
+    (sql, args)
 }
 
 /// The WHERE conditions of a query's filters (not its paging or free text),
-/// appended to `sql` with their arguments. `ordered`: for a page, newest
-/// first (see [`Query::window_seeks`]).
-fn filters(q: &Query, ordered: bool, sql: &mut String, args: &mut Vec<SqlValue>) {
-    tenant_filter(&q.tenants, q.per_tenant(ordered), sql, args);
-    // A unary `+` keeps SQLite from seeking the time index for a window it
-    // should only filter by.
-    let time = if q.window_seeks(ordered) {
-        "e.occurred_at"
-    } else {
-        "+e.occurred_at"
-    };
+/// appended to `sql` with their arguments. `per_tenant`: a read over every
+/// tenant names them, so a tenant-first index of the ledger file serves it.
+/// The time window is filtered, never sought, in the ledger file (the index
+/// file's time index seeks it).
+fn filters(q: &Query, per_tenant: bool, sql: &mut String, args: &mut Vec<SqlValue>) {
+    tenant_filter(&q.tenants, per_tenant, sql, args);
     for (field, value) in &q.exact {
         let _ = write!(sql, " AND e.{} = ?", field.column());
         args.push(SqlValue::Text(value.clone()));
     }
     if let Some(since) = q.since {
-        let _ = write!(sql, " AND {time} >= ?");
+        sql.push_str(" AND +e.occurred_at >= ?");
         args.push(SqlValue::Integer(since.unix_millis()));
     }
     if let Some(until) = q.until {
-        let _ = write!(sql, " AND {time} < ?");
+        sql.push_str(" AND +e.occurred_at < ?");
         args.push(SqlValue::Integer(until.unix_millis()));
     }
 }
 
-fn page_statement(q: &Query) -> Statement {
-    let mut args: Vec<SqlValue> = Vec::new();
-    let mut sql = format!("SELECT {ENTRY_FIELDS}{}", source(q, &mut args));
-    filters(q, true, &mut sql, &mut args);
-    if let Some(Cursor(pos)) = q.cursor {
-        sql.push_str(" AND e.pos < ?");
-        args.push(SqlValue::Integer(to_i64(pos)));
-    }
-    let _ = write!(sql, " ORDER BY e.pos DESC LIMIT {}", q.limit.max(1) + 1);
-    Statement { sql, args }
+fn page_statements(q: &Query, indexed: i64) -> Vec<Statement> {
+    parts(q, true, indexed)
+        .into_iter()
+        .map(|part| {
+            let mut sql = format!("SELECT {ENTRY_FIELDS}{}", part.from);
+            let mut args = part.args;
+            if let Some(Cursor(pos)) = q.cursor {
+                let _ = write!(sql, " AND {} < ?", part.pos);
+                args.push(SqlValue::Integer(to_i64(pos)));
+            }
+            let _ = write!(
+                sql,
+                " ORDER BY {} DESC LIMIT {}",
+                part.pos,
+                q.limit.max(1) + 1
+            );
+            Statement { sql, args }
+        })
+        .collect()
 }
 
-pub(crate) fn query(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
-    let s = page_statement(q);
-    let limit = q.limit.max(1);
-    let mut stmt = conn.prepare(&s.sql).map_err(db("preparing a query"))?;
-    let rows: Vec<_> = stmt
-        .query_map(params_from_iter(s.args), entry_row)
-        .map_err(db("running a query"))?
-        .collect::<Result<_, _>>()
-        .map_err(db("running a query"))?;
-    let more = rows.len() > limit;
-    let mut entries = Vec::with_capacity(limit);
-    let mut last = None;
-    for row in rows.into_iter().take(limit) {
-        last = Some(row.pos);
-        entries.push(to_entry(row)?);
+/// Refuses a free-text search the index file does not cover yet (a
+/// read-only store cannot wait for an indexer).
+fn search_covered(conn: &Connection, q: &Query, indexed: i64) -> Result<(), StoreError> {
+    if q.q.is_none() {
+        return Ok(());
     }
-    let next = if more {
-        last.and_then(|p| u64::try_from(p).ok()).map(Cursor)
-    } else {
-        None
-    };
-    Ok(Page { entries, next })
+    let behind: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM (SELECT 1 FROM entries WHERE pos > ?1 LIMIT 1000000)",
+            [indexed],
+            |r| r.get(0),
+        )
+        .map_err(db("reading the index file's position"))?;
+    if behind == 0 {
+        return Ok(());
+    }
+    Err(StoreError::BadRequest {
+        field: "q",
+        message: format!(
+            "the search index of this data dir is {behind} entries behind the trail (its server \
+             stopped before the indexer caught up): start `trailmark serve` on it once, or search \
+             without q="
+        ),
+    })
+}
+
+/// A page, newest first. `strict`: refuse a search the index file does not
+/// cover (a read-only store); otherwise the caller waited for the indexer.
+pub(crate) fn query(conn: &Connection, q: &Query, strict: bool) -> Result<Page, StoreError> {
+    in_snapshot(conn, |conn, indexed| {
+        if strict {
+            search_covered(conn, q, indexed)?;
+        }
+        let limit = q.limit.max(1);
+        let mut rows = Vec::with_capacity(limit + 1);
+        for s in page_statements(q, indexed) {
+            if rows.len() > limit {
+                break;
+            }
+            let mut stmt = conn.prepare(&s.sql).map_err(db("preparing a query"))?;
+            let found = stmt
+                .query_map(params_from_iter(s.args), entry_row)
+                .map_err(db("running a query"))?;
+            for row in found {
+                rows.push(row.map_err(db("running a query"))?);
+            }
+        }
+        let more = rows.len() > limit;
+        let mut entries = Vec::with_capacity(limit);
+        let mut last = None;
+        for row in rows.into_iter().take(limit) {
+            last = Some(row.pos);
+            entries.push(to_entry(row)?);
+        }
+        let next = if more {
+            last.and_then(|p| u64::try_from(p).ok()).map(Cursor)
+        } else {
+            None
+        };
+        Ok(Page { entries, next })
+    })
+}
+
+/// One grouped count over a query's parts: `select` are the grouped
+/// expressions (of `e`), `extra` a further condition, `order` the ORDER BY.
+fn grouped(parts: &[Part], select: &[&str], extra: &str, order: &str) -> Statement {
+    let columns: Vec<String> = (1..=select.len()).map(|i| i.to_string()).collect();
+    let group = columns.join(", ");
+    let mut args = Vec::new();
+    if let [part] = parts {
+        args.extend(part.args.iter().cloned());
+        return Statement {
+            sql: format!(
+                "SELECT {}, count(*){}{extra} GROUP BY {group} ORDER BY {order}",
+                select.join(", "),
+                part.from
+            ),
+            args,
+        };
+    }
+    let named: Vec<String> = select
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("{s} AS c{i}"))
+        .collect();
+    let arms: Vec<String> = parts
+        .iter()
+        .map(|part| {
+            args.extend(part.args.iter().cloned());
+            format!("SELECT {}{}{extra}", named.join(", "), part.from)
+        })
+        .collect();
+    let outer: Vec<String> = (0..select.len()).map(|i| format!("u.c{i}")).collect();
+    Statement {
+        sql: format!(
+            "SELECT {}, count(*) FROM ({}) u GROUP BY {group} ORDER BY {order}",
+            outer.join(", "),
+            arms.join(" UNION ALL ")
+        ),
+        args,
+    }
 }
 
 fn checkpoint_row(row: &Row<'_>) -> rusqlite::Result<(String, i64, Vec<u8>, String, i64)> {
@@ -447,14 +651,12 @@ pub(crate) fn keys(conn: &Connection) -> Result<Vec<KeyRecord>, StoreError> {
 
 /// The statements of [`stats`], in the order of [`Stats`]' counts: by
 /// outcome, action, actor, resource type and day.
-fn stats_statements(q: &Query) -> Vec<Statement> {
-    let mut args: Vec<SqlValue> = Vec::new();
-    let mut base = source(q, &mut args).to_owned();
-    filters(q, false, &mut base, &mut args);
+fn stats_statements(q: &Query, indexed: i64) -> Vec<Statement> {
+    let parts = parts(q, false, indexed);
     let top = format!("2 DESC, 1 LIMIT {}", Stats::TOP);
     // Grouped by `+column`, an expression: otherwise SQLite prefers an index
-    // that gives the groups in order (outcome, action, resource) and walks
-    // the whole tenant through it instead of seeking the filter.
+    // that gives the groups in order and walks the whole tenant through it
+    // instead of seeking the filter.
     [
         ("+e.outcome", "", "2 DESC, 1"),
         ("+e.action", "", "2 DESC, 1"),
@@ -471,77 +673,83 @@ fn stats_statements(q: &Query) -> Vec<Statement> {
         ),
     ]
     .into_iter()
-    .map(|(select, extra, order)| Statement {
-        sql: format!("SELECT {select}, count(*){base}{extra} GROUP BY 1 ORDER BY {order}"),
-        args: args.clone(),
-    })
+    .map(|(select, extra, order)| grouped(&parts, &[select], extra, order))
     .collect()
 }
 
-pub(crate) fn stats(conn: &Connection, q: &Query) -> Result<Stats, StoreError> {
-    let grouped = |s: Statement| -> Result<Vec<(String, u64)>, StoreError> {
-        let mut stmt = conn.prepare(&s.sql).map_err(db("counting entries"))?;
-        let rows = stmt
-            .query_map(params_from_iter(s.args), |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+pub(crate) fn stats(conn: &Connection, q: &Query, strict: bool) -> Result<Stats, StoreError> {
+    in_snapshot(conn, |conn, indexed| {
+        if strict {
+            search_covered(conn, q, indexed)?;
+        }
+        let grouped = |s: Statement| -> Result<Vec<(String, u64)>, StoreError> {
+            let mut stmt = conn.prepare(&s.sql).map_err(db("counting entries"))?;
+            let rows = stmt
+                .query_map(params_from_iter(s.args), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(db("counting entries"))?;
+            rows.map(|r| {
+                let (k, n) = r.map_err(db("counting entries"))?;
+                Ok((k, u64::try_from(n).unwrap_or(0)))
             })
-            .map_err(db("counting entries"))?;
-        rows.map(|r| {
-            let (k, n) = r.map_err(db("counting entries"))?;
-            Ok((k, u64::try_from(n).unwrap_or(0)))
+            .collect()
+        };
+        let mut counts = stats_statements(q, indexed).into_iter().map(grouped);
+        let mut next = || counts.next().unwrap_or_else(|| Ok(Vec::new()));
+        let by_outcome = next()?;
+        Ok(Stats {
+            total: by_outcome.iter().map(|(_, n)| n).sum(),
+            by_outcome,
+            by_action: next()?,
+            by_actor: next()?,
+            by_resource_type: next()?,
+            per_day: next()?,
         })
-        .collect()
-    };
-    let mut counts = stats_statements(q).into_iter().map(grouped);
-    let mut next = || counts.next().unwrap_or_else(|| Ok(Vec::new()));
-    let by_outcome = next()?;
-    Ok(Stats {
-        total: by_outcome.iter().map(|(_, n)| n).sum(),
-        by_outcome,
-        by_action: next()?,
-        by_actor: next()?,
-        by_resource_type: next()?,
-        per_day: next()?,
     })
 }
 
-fn daily_statement(q: &Query, by: CountBy) -> Statement {
-    let mut args: Vec<SqlValue> = Vec::new();
-    let mut base = source(q, &mut args).to_owned();
-    filters(q, false, &mut base, &mut args);
-    Statement {
-        sql: format!(
-            "SELECT strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch'), {}, count(*){base}
-             GROUP BY 1, 2 ORDER BY 1, 2",
-            by.column()
-        ),
-        args,
-    }
+fn daily_statement(q: &Query, by: CountBy, indexed: i64) -> Statement {
+    grouped(
+        &parts(q, false, indexed),
+        &[
+            "strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch')",
+            by.column(),
+        ],
+        "",
+        "1, 2",
+    )
 }
 
 pub(crate) fn daily_counts(
     conn: &Connection,
     q: &Query,
     by: CountBy,
+    strict: bool,
 ) -> Result<Vec<(String, String, u64)>, StoreError> {
-    let statement = daily_statement(q, by);
-    let mut stmt = conn
-        .prepare(&statement.sql)
-        .map_err(db("counting entries by day"))?;
-    let rows = stmt
-        .query_map(params_from_iter(statement.args), |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
+    in_snapshot(conn, |conn, indexed| {
+        if strict {
+            search_covered(conn, q, indexed)?;
+        }
+        let statement = daily_statement(q, by, indexed);
+        let mut stmt = conn
+            .prepare(&statement.sql)
+            .map_err(db("counting entries by day"))?;
+        let rows = stmt
+            .query_map(params_from_iter(statement.args), |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(db("counting entries by day"))?;
+        rows.map(|r| {
+            let (d, k, n) = r.map_err(db("counting entries by day"))?;
+            Ok((d, k, u64::try_from(n).unwrap_or(0)))
         })
-        .map_err(db("counting entries by day"))?;
-    rows.map(|r| {
-        let (d, k, n) = r.map_err(db("counting entries by day"))?;
-        Ok((d, k, u64::try_from(n).unwrap_or(0)))
+        .collect()
     })
-    .collect()
 }
 
 /// How SQLite would run a read (`EXPLAIN QUERY PLAN` of the statements the
@@ -549,43 +757,61 @@ pub(crate) fn daily_counts(
 /// schema and the statement alone (the store never runs `ANALYZE`), so a
 /// plan seen on an empty store is the plan on a large one.
 pub(crate) fn plan(conn: &Connection, read: &Read) -> Result<Plan, StoreError> {
-    let statements = match read {
-        Read::Page(q) => vec![page_statement(q)],
-        Read::Stats(q) => stats_statements(q),
-        Read::DailyCounts(q, by) => vec![daily_statement(q, *by)],
-        Read::EntryById { tenants, id } => vec![entry_by_id_statement(tenants, *id)],
-        Read::Entries { tenant, start, end } => vec![entries_statement(tenant, *start, *end)],
-    };
-    let mut plan = Plan::default();
-    for s in statements {
-        let mut stmt = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", s.sql))
-            .map_err(db("explaining a read"))?;
-        let lines = stmt
-            .query_map(params_from_iter(s.args), |r| r.get::<_, String>(3))
-            .map_err(db("explaining a read"))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db("explaining a read"))?;
-        for line in lines {
-            if line.starts_with("USE TEMP B-TREE") {
-                plan.sorts = true;
+    in_snapshot(conn, |conn, indexed| {
+        let statements = match read {
+            Read::Page(q) => page_statements(q, indexed),
+            Read::Stats(q) => stats_statements(q, indexed),
+            Read::DailyCounts(q, by) => vec![daily_statement(q, *by, indexed)],
+            Read::EntryById { tenants, id } => vec![entry_by_id_statement(tenants, *id)],
+            Read::Entries { tenant, start, end } => {
+                vec![entries_statement(tenant, *start, *end)]
             }
-            if let Some(access) = access(&line) {
-                plan.accesses.push(access);
+        };
+        let mut plan = Plan::default();
+        for s in statements {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", s.sql))
+                .map_err(db("explaining a read"))?;
+            let lines = stmt
+                .query_map(params_from_iter(s.args), |r| r.get::<_, String>(3))
+                .map_err(db("explaining a read"))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db("explaining a read"))?;
+            for line in lines {
+                if line.starts_with("USE TEMP B-TREE") {
+                    plan.sorts = true;
+                }
+                if let Some(access) = access(&line) {
+                    plan.accesses.push(access);
+                }
+                let _ = writeln!(plan.text, "{line}");
             }
-            let _ = writeln!(plan.text, "{line}");
         }
-    }
-    Ok(plan)
+        Ok(plan)
+    })
 }
 
 /// One `EXPLAIN QUERY PLAN` line as an [`Access`], if it reaches entries
 /// (alias `e`) or the search index.
 fn access(line: &str) -> Option<Access> {
-    if line.starts_with("SCAN entries_fts VIRTUAL TABLE") {
+    if line.starts_with("SCAN ix_fts VIRTUAL TABLE") {
         return Some(Access {
             index: Some("search".into()),
             seek: vec!["search".into()],
+        });
+    }
+    // A key table of the index file (alias `i`): its primary key is the
+    // index, named by the table's columns it seeks.
+    if let Some(rest) = line
+        .strip_prefix("SEARCH i ")
+        .or_else(|| line.strip_prefix("SCAN i"))
+    {
+        if !(rest.is_empty() || rest.starts_with("USING") || rest.starts_with(' ')) {
+            return None;
+        }
+        return Some(Access {
+            index: Some("index file".into()),
+            seek: seek_columns(rest),
         });
     }
     let rest = line
@@ -606,8 +832,16 @@ fn access(line: &str) -> Option<Access> {
             .next()?
             .to_owned()
     };
-    let seek = rest
-        .split_once('(')
+    Some(Access {
+        index: Some(index),
+        seek: seek_columns(rest),
+    })
+}
+
+/// The columns in the parenthesised condition of a plan line (`rowid` as
+/// `pos`): what bounds the walk.
+fn seek_columns(rest: &str) -> Vec<String> {
+    rest.split_once('(')
         .map(|(_, cond)| {
             cond.trim_end_matches(')')
                 .split(" AND ")
@@ -617,11 +851,7 @@ fn access(line: &str) -> Option<Access> {
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    Some(Access {
-        index: Some(index),
-        seek,
-    })
+        .unwrap_or_default()
 }
 
 pub(crate) fn signing_keys(conn: &Connection) -> Result<Vec<SigningKeyRecord>, StoreError> {

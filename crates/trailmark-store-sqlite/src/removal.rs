@@ -4,11 +4,9 @@
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Map;
 use trailmark_core::{Envelope, TenantId, Timestamp};
 use trailmark_store::{
-    Hold, Removal, RetentionPolicy, Setting, StoreError, StoredHold, Target, Walk, WalkPage,
-    Walked, searchable_text,
+    Hold, Removal, RetentionPolicy, Setting, StoreError, StoredHold, Target, Walk, WalkPage, Walked,
 };
 
 fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -20,11 +18,13 @@ fn to_i64(n: u64) -> i64 {
 }
 
 /// The bytes an erasure frees: payload, salt and the derived columns.
-const BYTES: &str = "coalesce(length(payload), 0) + coalesce(length(salt), 0)
-     + coalesce(length(ip), 0) + coalesce(length(request_id), 0)";
+const BYTES: &str = "coalesce(length(e.payload), 0) + coalesce(length(e.salt), 0)
+     + coalesce(length(e.ip), 0) + coalesce(length(e.request_id), 0)";
 
-/// One page of a walk, by `pos` (within a tenant, the order of `seq`):
-/// each variant seeks an index that ends in `pos`.
+/// One page of a walk, by `pos` (within a tenant, the order of `seq`). A
+/// walk of the whole tenant follows the ledger file's tenant index; a walk
+/// of one actor or record takes positions from the index file up to its
+/// position and scans the entries above it, in one read snapshot.
 pub(crate) fn walk(
     conn: &Connection,
     tenant: &TenantId,
@@ -33,69 +33,93 @@ pub(crate) fn walk(
     limit: usize,
 ) -> Result<WalkPage, StoreError> {
     let after = after.map_or(-1, to_i64);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let head = format!("SELECT pos, envelope, payload IS NOT NULL, {BYTES} FROM entries");
-    let (sql, values): (String, Vec<String>) = match walk {
-        Walk::All => (
-            format!("{head} WHERE tenant = ?1 AND pos > ?2 ORDER BY pos LIMIT ?3"),
-            vec![],
-        ),
+    let head = format!("SELECT e.pos, e.envelope, e.payload IS NOT NULL, {BYTES}");
+    let (index, condition, values): (Option<(&str, &str)>, &str, Vec<String>) = match walk {
+        Walk::All => (None, "", vec![]),
         Walk::Actor(actor) => (
-            format!(
-                "{head} WHERE tenant = ?1 AND actor_id = ?4 AND pos > ?2 ORDER BY pos LIMIT ?3"
-            ),
+            Some(("ix_actor", "i.actor_id = ?4")),
+            " AND e.actor_id = ?4",
             vec![actor.clone()],
         ),
         Walk::Resource { kind, id } => (
-            format!(
-                "{head} WHERE tenant = ?1 AND resource_type = ?4 AND resource_id = ?5 AND pos > ?2
-                 ORDER BY pos LIMIT ?3"
-            ),
+            Some(("ix_resource", "i.resource_type = ?4 AND i.resource_id = ?5")),
+            " AND e.resource_type = ?4 AND e.resource_id = ?5",
             vec![kind.clone(), id.clone()],
         ),
     };
-    let mut stmt = conn.prepare_cached(&sql).map_err(db("walking entries"))?;
-    let mut args = vec![
-        SqlValue::Text(tenant.as_str().to_owned()),
-        SqlValue::Integer(after),
-        SqlValue::Integer(limit),
-    ];
-    args.extend(values.into_iter().map(SqlValue::Text));
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(args), |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, bool>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })
-        .map_err(db("walking entries"))?;
-    let mut page = WalkPage::default();
-    let mut last = None;
-    for row in rows {
-        let (pos, envelope, present, bytes) = row.map_err(db("walking entries"))?;
-        let envelope = Envelope::from_leaf_bytes(&envelope).map_err(|e| {
-            StoreError::Unreadable(format!(
-                "an envelope of tenant {tenant} cannot be read: {e}"
-            ))
-        })?;
-        last = Some(u64::try_from(pos).unwrap_or(0));
-        page.entries.push(Walked {
-            envelope,
-            present,
-            bytes: u64::try_from(bytes).unwrap_or(0),
-        });
-    }
-    if page.entries.len() == usize::try_from(limit).unwrap_or(usize::MAX) {
-        page.next = last;
-    }
-    Ok(page)
+    let statements: Vec<String> = match index {
+        None => vec![format!(
+            "{head} FROM entries e WHERE e.tenant = ?1 AND e.pos > ?2 ORDER BY e.pos LIMIT ?3"
+        )],
+        Some((table, seek)) => vec![
+            format!(
+                "{head} FROM {table} i CROSS JOIN entries e ON e.pos = i.pos
+                 WHERE i.tenant = ?1 AND {seek} AND i.pos > ?2 AND i.pos <= ?6
+                   AND e.tenant = ?1{condition}
+                 ORDER BY i.pos LIMIT ?3"
+            ),
+            format!(
+                "{head} FROM entries e WHERE e.pos > max(?2, ?6) AND e.tenant = ?1{condition}
+                 ORDER BY e.pos LIMIT ?3"
+            ),
+        ],
+    };
+    crate::read::in_snapshot(conn, |conn, indexed| {
+        let mut page = WalkPage::default();
+        let mut last = None;
+        for sql in &statements {
+            let left = limit.saturating_sub(page.entries.len());
+            if left == 0 {
+                break;
+            }
+            let mut args = vec![
+                SqlValue::Text(tenant.as_str().to_owned()),
+                SqlValue::Integer(after),
+                SqlValue::Integer(i64::try_from(left).unwrap_or(i64::MAX)),
+            ];
+            args.extend(values.iter().cloned().map(SqlValue::Text));
+            if index.is_some() {
+                // ?6, whatever the number of values before it.
+                args.resize(5, SqlValue::Null);
+                args.push(SqlValue::Integer(indexed));
+            }
+            let mut stmt = conn.prepare_cached(sql).map_err(db("walking entries"))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, bool>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })
+                .map_err(db("walking entries"))?;
+            for row in rows {
+                let (pos, envelope, present, bytes) = row.map_err(db("walking entries"))?;
+                let envelope = Envelope::from_leaf_bytes(&envelope).map_err(|e| {
+                    StoreError::Unreadable(format!(
+                        "an envelope of tenant {tenant} cannot be read: {e}"
+                    ))
+                })?;
+                last = Some(u64::try_from(pos).unwrap_or(0));
+                page.entries.push(Walked {
+                    envelope,
+                    present,
+                    bytes: u64::try_from(bytes).unwrap_or(0),
+                });
+            }
+        }
+        if page.entries.len() == limit {
+            page.next = last;
+        }
+        Ok(page)
+    })
 }
 
-/// Erases the payloads of these entries (a writer job). The search index
-/// keeps the envelope's words (ids and action, which stay in the envelope)
-/// and loses the payload's.
+/// Erases the payloads of these entries (a writer job). What the index file
+/// holds of them (their ip and request id keys, their payload's words) is
+/// left for the indexer in `index_redo`, which it removes in its next
+/// batch; the envelope's words stay searchable.
 pub(crate) fn erase(
     conn: &Connection,
     tenant: &TenantId,
@@ -105,10 +129,15 @@ pub(crate) fn erase(
     let (kind, record) = why.to_parts();
     let mut find = conn
         .prepare_cached(
-            "SELECT pos, envelope FROM entries
-             WHERE tenant = ?1 AND seq = ?2 AND payload IS NOT NULL",
+            "SELECT pos FROM entries WHERE tenant = ?1 AND seq = ?2 AND payload IS NOT NULL",
         )
         .map_err(db("finding an entry to erase"))?;
+    let mut redo = conn
+        .prepare_cached(
+            "INSERT INTO index_redo (pos, tenant, ip, request_id)
+             SELECT pos, tenant, ip, request_id FROM entries WHERE pos = ?1",
+        )
+        .map_err(db("recording an erasure for the index file"))?;
     let mut clear = conn
         .prepare_cached(
             "UPDATE entries SET payload = NULL, salt = NULL, ip = NULL, request_id = NULL,
@@ -116,37 +145,20 @@ pub(crate) fn erase(
              WHERE pos = ?1",
         )
         .map_err(db("erasing a payload"))?;
-    let mut unindex = conn
-        .prepare_cached("DELETE FROM entries_fts WHERE rowid = ?1")
-        .map_err(db("erasing from the search index"))?;
-    let mut reindex = conn
-        .prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")
-        .map_err(db("erasing from the search index"))?;
     let mut erased = 0;
     for &seq in seqs {
-        let found: Option<(i64, Vec<u8>)> = find
-            .query_row(params![tenant.as_str(), to_i64(seq)], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+        let found: Option<i64> = find
+            .query_row(params![tenant.as_str(), to_i64(seq)], |r| r.get(0))
             .optional()
             .map_err(db("finding an entry to erase"))?;
-        let Some((pos, envelope)) = found else {
+        let Some(pos) = found else {
             continue;
         };
-        let envelope = Envelope::from_leaf_bytes(&envelope).map_err(|e| {
-            StoreError::Unreadable(format!(
-                "the envelope of {tenant} seq {seq} cannot be read: {e}"
-            ))
-        })?;
+        redo.execute([pos])
+            .map_err(db("recording an erasure for the index file"))?;
         clear
             .execute(params![pos, kind, to_i64(record)])
             .map_err(db("erasing a payload"))?;
-        unindex
-            .execute([pos])
-            .map_err(db("erasing from the search index"))?;
-        reindex
-            .execute(params![pos, searchable_text(&envelope, &Map::new())])
-            .map_err(db("erasing from the search index"))?;
         erased += 1;
     }
     Ok(erased)

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use trailmark_core::{IndexedColumns, Seq, TenantId};
 use trailmark_log::{CompactRange, NodeId, TreeSize, leaf_hash};
 use trailmark_store::{
-    Appended, CheckpointRecord, KeyRecord, NewEvent, SigningKeyRecord, StoreError, searchable_text,
+    Appended, CheckpointRecord, KeyRecord, NewEvent, SigningKeyRecord, StoreError,
 };
 
 use crate::strips::{StripWriter, read_nodes, to_i64};
@@ -63,6 +63,10 @@ pub(crate) struct Writer {
     /// The WAL file and its bound: past it, the writer resets the log
     /// between two groups (after answering the group that crossed it).
     wal: Option<(std::path::PathBuf, u64)>,
+    /// Told what each commit added, for the indexer.
+    index: std::sync::Arc<crate::index::Shared>,
+    /// The position of the newest entry inserted in the open transaction.
+    last_pos: Option<u64>,
 }
 
 enum Outcome {
@@ -77,11 +81,17 @@ enum Outcome {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, wal: Option<(std::path::PathBuf, u64)>) -> Self {
+    pub(crate) fn new(
+        conn: Connection,
+        wal: Option<(std::path::PathBuf, u64)>,
+        index: std::sync::Arc<crate::index::Shared>,
+    ) -> Self {
         Self {
             conn,
             tenants: HashMap::new(),
             wal,
+            index,
+            last_pos: None,
         }
     }
 
@@ -139,7 +149,10 @@ impl Writer {
             return;
         }
         let mut done = Vec::with_capacity(group.len());
+        self.last_pos = None;
+        let mut runs = 0;
         for job in group {
+            runs += u64::from(matches!(job, Job::Run(..)));
             if let Err(e) = self.conn.execute_batch("SAVEPOINT job") {
                 fail(job, &StoreError::backend("starting a savepoint", e));
                 continue;
@@ -171,6 +184,10 @@ impl Writer {
             }
             return;
         }
+        // Before any answer: a read that follows an answer waits for (or
+        // scans past) the indexer with this commit counted. Every small
+        // write counts as one that may have erased something.
+        self.index.wrote(self.last_pos.take(), runs);
         for outcome in done {
             match outcome {
                 Outcome::Appended(reply, result, batch) => drop(reply.send(Ok((result, batch)))),
@@ -216,17 +233,14 @@ impl Writer {
         }
     }
 
-    /// Makes removed values unrecoverable from the files: the search index
-    /// is rewritten without the words of deleted rows (FTS5 `optimize`); a
+    /// Makes removed values unrecoverable from the ledger file (the index
+    /// file is the indexer's to scrub): a
     /// database written before `secure_delete` was on is vacuumed once (its
     /// free pages may hold old rows); the WAL, which holds copies of pages
     /// as they were, is folded into the database and truncated to nothing.
     /// With `secure_delete` on (always, on this connection) every freed cell
     /// and page is zeroed as it is freed.
     fn scrub(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch("INSERT INTO entries_fts (entries_fts) VALUES ('optimize')")
-            .map_err(db("rewriting the search index"))?;
         let vacuum: bool = self
             .conn
             .query_row(
@@ -384,12 +398,8 @@ impl Writer {
         if inserted == 0 {
             return Ok(None);
         }
-        let pos = self.conn.last_insert_rowid();
-        let body = searchable_text(&env, &committed.payload);
-        self.conn
-            .prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")
-            .and_then(|mut s| s.execute(params![pos, body]))
-            .map_err(db("indexing an entry for search"))?;
+        // The query indexes and the search index follow, on the indexer.
+        self.last_pos = u64::try_from(self.conn.last_insert_rowid()).ok();
 
         let conn = &self.conn;
         let log = self

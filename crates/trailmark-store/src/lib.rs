@@ -20,7 +20,7 @@ pub use removal::{
 };
 pub use store::Store;
 pub use types::{
-    Access, Appended, CheckpointRecord, CountBy, Cursor, EntryState, Exact, KeyRecord, NewEvent,
-    Page, Plan, Query, Read, Removal, Sameness, Scope, Scopes, Setting, SigningKeyRecord, Stats,
-    StoredEntry, TenantHead, searchable_text,
+    Access, Appended, CheckpointRecord, CountBy, Cursor, EntryState, Exact, IndexerStatus,
+    KeyRecord, NewEvent, Page, Plan, Query, Read, Removal, Sameness, Scope, Scopes, Setting,
+    SigningKeyRecord, Stats, StoredEntry, TenantHead, searchable_text, searchable_words,
 };

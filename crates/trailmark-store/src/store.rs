@@ -4,9 +4,9 @@ use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 
 use crate::{
-    Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, Read,
-    Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats, StoreError,
-    StoredEntry, Target, TenantHead, Walk, WalkPage,
+    Appended, CheckpointRecord, CountBy, Hold, IndexerStatus, KeyRecord, NewEvent, Page, Plan,
+    Query, Read, Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats,
+    StoreError, StoredEntry, Target, TenantHead, Walk, WalkPage,
 };
 
 /// A Trailmark ledger backend.
@@ -183,6 +183,13 @@ pub trait Store: Send + Sync + 'static {
     /// free pages), as far as the store can. What it does, and what it
     /// cannot reach, is in docs/OPERATIONS.md.
     fn scrub(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Where the store's indexer stands, for a store whose query indexes
+    /// follow its appends (the embedded store); `None` where they are
+    /// written with the entries.
+    fn indexer(&self) -> Option<IndexerStatus> {
+        None
+    }
 
     /// Every retention policy, by tenant and target.
     fn retention(&self) -> impl Future<Output = Result<Vec<RetentionPolicy>, StoreError>> + Send;

@@ -110,6 +110,20 @@ impl Sameness {
 /// and id, then every payload string, number and boolean, each followed by a
 /// space. Both stores index the words of this text.
 pub fn searchable_text(envelope: &Envelope, payload: &Map<String, Value>) -> String {
+    searchable_words(
+        [
+            Some(envelope.actor_id.as_str()),
+            Some(envelope.action.as_str()),
+            envelope.resource_type.as_deref(),
+            envelope.resource_id.as_deref(),
+        ],
+        payload,
+    )
+}
+
+/// [`searchable_text`] from the envelope's actor id, action, resource type
+/// and resource id as stored beside it (no envelope to parse).
+pub fn searchable_words(envelope: [Option<&str>; 4], payload: &Map<String, Value>) -> String {
     fn collect(value: &Value, out: &mut String) {
         match value {
             Value::String(s) => {
@@ -127,15 +141,7 @@ pub fn searchable_text(envelope: &Envelope, payload: &Map<String, Value>) -> Str
         }
     }
     let mut out = String::with_capacity(256);
-    for part in [
-        Some(envelope.actor_id.as_str()),
-        Some(envelope.action.as_str()),
-        envelope.resource_type.as_deref(),
-        envelope.resource_id.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for part in envelope.into_iter().flatten() {
         out.push_str(part);
         out.push(' ');
     }
@@ -710,4 +716,19 @@ impl Setting {
             })?,
         })
     }
+}
+
+/// Where an indexer that follows the appends stands ([`crate::Store::indexer`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct IndexerStatus {
+    /// The newest position appended.
+    pub written: u64,
+    /// The newest position the query indexes cover.
+    pub indexed: u64,
+    /// Entries appended but not yet indexed (reads scan them).
+    pub lag_entries: u64,
+    /// Entries indexed per second by its last batch (0 before one).
+    pub rate: f64,
+    /// Whether its last batch failed (it retries each second).
+    pub failing: bool,
 }

@@ -113,7 +113,7 @@ fn store_indexes() -> Vec<String> {
                 | ["CREATE", "UNIQUE", "INDEX", name, "ON", "entries", ..] => {
                     indexes.push((name.to_owned(), line.to_owned()));
                 }
-                ["DROP", "INDEX", name] => {
+                ["DROP", "INDEX", name] | ["DROP", "INDEX", "IF", "EXISTS", name] => {
                     let name = name.trim_end_matches(';');
                     indexes.retain(|(n, _)| n != name);
                 }

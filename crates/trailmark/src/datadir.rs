@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! <data-dir>/trailmark.db            SQLite database (+ -wal, -shm)
+//! <data-dir>/trailmark.db-index      its query and search indexes, derived
+//!                                    from it and rebuilt when missing (+ -wal, -shm)
 //! <data-dir>/signing.seed            32-byte Ed25519 seed, hex (0600)
 //! <data-dir>/bootstrap-admin.key     the first admin key, alone on one line (0600)
 //! <data-dir>/serve.lock              held (flock) while a server runs
@@ -73,6 +75,9 @@ pub fn ensure(dir: &Path) -> anyhow::Result<()> {
         DB_FILE,
         "trailmark.db-wal",
         "trailmark.db-shm",
+        "trailmark.db-index",
+        "trailmark.db-index-wal",
+        "trailmark.db-index-shm",
         SEED_FILE,
         BOOTSTRAP_KEY_FILE,
         LOCK_FILE,

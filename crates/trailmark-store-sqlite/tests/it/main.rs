@@ -111,7 +111,8 @@ async fn entries_stored_before_the_request_id_column_get_theirs_from_their_paylo
     conn.execute_batch(
         "DROP TABLE settings; DROP TABLE retention_policies; DROP TABLE holds; DROP TABLE store_flags;
          ALTER TABLE entries DROP COLUMN removed_kind; ALTER TABLE entries DROP COLUMN removed_by;
-         DROP INDEX entries_request; ALTER TABLE entries DROP COLUMN request_id; PRAGMA user_version = 5;",
+         DROP TABLE index_redo; DROP INDEX IF EXISTS entries_request;
+         ALTER TABLE entries DROP COLUMN request_id; PRAGMA user_version = 5;",
     )
     .unwrap();
     drop(conn);
@@ -135,10 +136,13 @@ fn any_file_contains(dir: &std::path::Path, needle: &str) -> Vec<String> {
     found
 }
 
-/// The words the search index holds (FTS5's own vocabulary view).
+/// The words the search index holds (FTS5's own vocabulary view), in the
+/// index file beside the ledger file `db`.
 fn indexed_words(db: &std::path::Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    conn.execute_batch("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, entries_fts, row)")
+    let mut index = db.as_os_str().to_owned();
+    index.push("-index");
+    let conn = rusqlite::Connection::open(std::path::PathBuf::from(index)).unwrap();
+    conn.execute_batch("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, ix_fts, row)")
         .unwrap();
     let mut stmt = conn.prepare("SELECT term FROM temp.vocab").unwrap();
     stmt.query_map([], |r| r.get(0))
@@ -195,4 +199,272 @@ async fn an_erased_payload_survives_in_no_file_of_the_data_dir() {
         !any_file_contains(dir.path(), "kept@example.net").is_empty(),
         "other payloads stay"
     );
+}
+
+/// Every entry a query finds, page after page (tenant and seq), and its
+/// counts.
+async fn found(store: &SqliteStore, q: &trailmark_store::Query) -> (Vec<(String, u64)>, String) {
+    use trailmark_store::Store;
+    let mut q = q.clone();
+    q.limit = 37;
+    let mut all = Vec::new();
+    loop {
+        let page = store.query(&q).await.unwrap();
+        all.extend(
+            page.entries
+                .iter()
+                .map(|e| (e.columns.tenant.clone(), e.columns.seq)),
+        );
+        match page.next {
+            Some(next) => q.cursor = Some(next),
+            None => break,
+        }
+    }
+    q.cursor = None;
+    let stats = store.stats(&q).await.unwrap();
+    (all, format!("{stats:?}"))
+}
+
+/// The mix `testkit::realistic_event(n)` draws its values from.
+fn mix(n: u64) -> u64 {
+    n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16
+}
+
+/// Reads by each filter, for values of one stored event (so that each finds
+/// something), with and without a tenant.
+fn reads() -> Vec<trailmark_store::Query> {
+    use trailmark_store::{Exact, Query};
+    let m = mix(1234);
+    let tenant = match m % 32 {
+        0 => "acme",
+        1..=15 => "globex",
+        16..=27 => "initech",
+        _ => "umbrella",
+    };
+    let one = || Query {
+        tenants: vec![trailmark_core::TenantId::new(tenant).unwrap()],
+        ..Query::default()
+    };
+    let at = |n: i64| {
+        trailmark_core::Timestamp::from_unix_millis(1_700_000_000_000 + n * 259_200).unwrap()
+    };
+    let window = Query {
+        since: Some(at(100)),
+        until: Some(at(900)),
+        ..one()
+    };
+    let actor = format!("user-{}", m % 1000);
+    let action = format!("action-{}", (m / 7) % 30);
+    let kind = format!("Type{}", (m / 11) % 10);
+    let ip = format!("10.{}.{}.1", (m / 19) % 40, (m / 23) % 50);
+    vec![
+        Query::default(),
+        one(),
+        one().with(Exact::Actor, &actor),
+        Query::default().with(Exact::Actor, &actor),
+        one().with(Exact::Action, &action),
+        one().with(Exact::ResourceType, &kind),
+        one()
+            .with(Exact::ResourceType, &kind)
+            .with(Exact::ResourceId, format!("{}", (m / 13) % 500)),
+        Query::default().with(Exact::Outcome, "success"),
+        one().with(Exact::Ip, &ip),
+        Query::default().with(Exact::Ip, &ip),
+        one().with(Exact::RequestId, format!("r{}", m % 5000)),
+        window.clone(),
+        window.with(Exact::Action, &action),
+    ]
+}
+
+fn without_indexer() -> trailmark_store_sqlite::Options {
+    trailmark_store_sqlite::Options {
+        indexer: false,
+        read_time_limit: std::time::Duration::from_millis(300),
+        ..trailmark_store_sqlite::Options::default()
+    }
+}
+
+/// Polls (deadline 60 s) until the indexer covers everything appended.
+async fn caught_up(store: &SqliteStore) {
+    use trailmark_store::Store;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.indexer().unwrap().lag_entries > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            store.indexer()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Every filter finds the same entries and counts whether they are in the
+/// index file, only in the ledger file above its position (the indexer
+/// lags, or was killed), or both: an acknowledged entry is never missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_find_every_entry_whether_indexed_yet_or_not() {
+    use trailmark_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trailmark.db");
+    let append = |store: SqliteStore, range: std::ops::Range<u64>| async move {
+        let batch: Vec<_> = range
+            .map(trailmark_store::testkit::realistic_event)
+            .collect();
+        store.append(batch).await.unwrap();
+        store
+    };
+    // Nothing indexed: every read scans the entries.
+    let store = append(
+        SqliteStore::open_with(&path, without_indexer()).unwrap(),
+        0..3000,
+    )
+    .await;
+    assert_eq!(store.indexer().unwrap().indexed, 0);
+    let mut unindexed = Vec::new();
+    for q in reads() {
+        let (entries, stats) = found(&store, &q).await;
+        assert!(!entries.is_empty(), "{q:?} finds something");
+        unindexed.push((entries, stats));
+    }
+    drop(store);
+    // Indexed: the same answers from the index file.
+    let store = SqliteStore::open(&path).unwrap();
+    caught_up(&store).await;
+    assert_eq!(store.indexer().unwrap().indexed, 3000);
+    for (q, expected) in reads().iter().zip(&unindexed) {
+        assert_eq!(&found(&store, q).await, expected, "{q:?}");
+    }
+    drop(store);
+    // Half and half: 3000 indexed, 1500 above the index file's position.
+    let store = append(
+        SqliteStore::open_with(&path, without_indexer()).unwrap(),
+        3000..4500,
+    )
+    .await;
+    assert_eq!(store.indexer().unwrap().lag_entries, 1500);
+    let mut mixed = Vec::new();
+    for q in reads() {
+        mixed.push(found(&store, &q).await);
+    }
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    caught_up(&store).await;
+    for ((q, expected), before) in reads().iter().zip(&mixed).zip(&unindexed) {
+        let now = found(&store, q).await;
+        assert_eq!(&now, expected, "{q:?}");
+        assert!(now.0.len() >= before.0.len(), "{q:?}");
+    }
+    // And the tail is found as newest: the first page of everything starts
+    // with the last entry appended.
+    let page = store
+        .query(&trailmark_store::Query {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.entries[0].columns.id,
+        trailmark_store::testkit::realistic_event(4499)
+            .id()
+            .to_string()
+    );
+}
+
+/// A search needs the index file to cover every entry acknowledged before
+/// it: it waits for the indexer (an entry appended just before is found),
+/// and without one it is refused, naming `q`, once the read time limit
+/// passes. A read-only store refuses a search its index file does not
+/// cover, and answers the other filters by scanning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_waits_for_the_indexer_and_is_refused_when_it_cannot() {
+    use trailmark_store::{Query, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trailmark.db");
+    let search = |words: &str| Query {
+        q: Some(words.into()),
+        ..Query::default()
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    for n in 0..20u64 {
+        let batch: Vec<_> = (n * 500..(n + 1) * 500)
+            .map(trailmark_store::testkit::realistic_event)
+            .collect();
+        store.append(batch).await.unwrap();
+        // Found at once, however far behind the indexer was.
+        let page = store
+            .query(&search(&format!("word{} shared", mix(n * 500 + 499) % 997)))
+            .await
+            .unwrap();
+        assert!(!page.entries.is_empty());
+    }
+    drop(store);
+    let store = SqliteStore::open_with(&path, without_indexer()).unwrap();
+    store
+        .append(vec![trailmark_store::testkit::realistic_event(10_000)])
+        .await
+        .unwrap();
+    match store.query(&search("shared")).await {
+        Err(trailmark_store::StoreError::BadRequest {
+            field: "q",
+            message,
+        }) => {
+            assert!(message.contains("1 entries behind"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(store);
+    let store = SqliteStore::open_read_only(&path).unwrap();
+    match store.query(&search("shared")).await {
+        Err(trailmark_store::StoreError::BadRequest {
+            field: "q",
+            message,
+        }) => {
+            assert!(message.contains("trailmark serve"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let newest = store
+        .query(&Query::default().with(trailmark_store::Exact::Actor, "user-0"))
+        .await
+        .unwrap();
+    assert!(!newest.entries.is_empty());
+    assert!(store.indexer().is_none());
+}
+
+/// The index file is derived: one that belongs to another ledger (copied
+/// over it, or left from a database restored from an older backup) is
+/// replaced, and the reads answer from this ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_file_of_another_ledger_is_rebuilt() {
+    use trailmark_store::Store;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (path_a, path_b) = (a.path().join("trailmark.db"), b.path().join("trailmark.db"));
+    for (path, events) in [(&path_a, 0..2000), (&path_b, 5000..9000)] {
+        let store = SqliteStore::open(path).unwrap();
+        let batch = events
+            .map(trailmark_store::testkit::realistic_event)
+            .collect();
+        store.append(batch).await.unwrap();
+        store.shutdown();
+    }
+    let expected = {
+        let store = SqliteStore::open_with(&path_a, without_indexer()).unwrap();
+        let mut all = Vec::new();
+        for q in reads() {
+            all.push(found(&store, &q).await);
+        }
+        all
+    };
+    std::fs::copy(
+        b.path().join("trailmark.db-index"),
+        a.path().join("trailmark.db-index"),
+    )
+    .unwrap();
+    let store = SqliteStore::open(&path_a).unwrap();
+    caught_up(&store).await;
+    assert_eq!(store.indexer().unwrap().indexed, 2000);
+    for (q, expected) in reads().iter().zip(&expected) {
+        assert_eq!(&found(&store, q).await, expected, "{q:?}");
+    }
 }

@@ -1,0 +1,673 @@
+//! The query indexes and the search index, in a second `SQLite` file
+//! (`<database>-index`) that the indexer thread keeps, off the path that
+//! must finish before an event is acknowledged.
+//!
+//! One `SQLite` database has one write lock: indexes in the ledger's own file
+//! would be written under the lock every append waits for. Here the writer
+//! commits entries with only what appends and proofs need, and the indexer
+//! follows: it reads the entries after its position (`ix_state.pos`), sorts
+//! each index's keys and writes them, with its new position, in one
+//! transaction of its own. A crash loses nothing: the position moves only with
+//! the rows it covers, and the entries it has not covered are in the ledger
+//! file. Reads take positions up to it from the index file and scan the
+//! entries above it (bounded by the lag), so an acknowledged event is never
+//! missed.
+//!
+//! The index file holds nothing that is not derived from the ledger file: a
+//! missing, foreign (its position's leaf is not the ledger's) or older-format
+//! index file is removed and rebuilt.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Map, Value};
+use trailmark_store::{IndexerStatus, StoreError, searchable_words};
+
+/// The index file's format; another one is rebuilt.
+const INDEX_VERSION: i64 = 1;
+
+/// At most this many entries are indexed by one transaction.
+pub(crate) const BATCH: usize = 50_000;
+
+/// How long a stopping store lets the indexer catch up; what it has not
+/// indexed by then is indexed when the store is next opened.
+pub const STOP_CATCH_UP: Duration = Duration::from_secs(30);
+
+/// The index file's tables. Every key ends in the position, so a key's
+/// entries come newest first (or oldest first) without a sort. Keys that
+/// are absent (no ip, no request id, no resource type) have no row.
+const SCHEMA: &str = "
+CREATE TABLE ix_state (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    pos INTEGER NOT NULL,
+    leaf BLOB
+);
+INSERT INTO ix_state (one, pos, leaf) VALUES (1, 0, NULL);
+CREATE TABLE ix_time (tenant TEXT NOT NULL, occurred_at INTEGER NOT NULL, pos INTEGER NOT NULL,
+    PRIMARY KEY (tenant, occurred_at, pos)) WITHOUT ROWID;
+CREATE TABLE ix_actor (tenant TEXT NOT NULL, actor_id TEXT NOT NULL, pos INTEGER NOT NULL,
+    PRIMARY KEY (tenant, actor_id, pos)) WITHOUT ROWID;
+CREATE TABLE ix_resource (tenant TEXT NOT NULL, resource_type TEXT NOT NULL,
+    resource_id TEXT NOT NULL, pos INTEGER NOT NULL,
+    PRIMARY KEY (tenant, resource_type, resource_id, pos)) WITHOUT ROWID;
+CREATE TABLE ix_action (tenant TEXT NOT NULL, action TEXT NOT NULL, pos INTEGER NOT NULL,
+    PRIMARY KEY (tenant, action, pos)) WITHOUT ROWID;
+CREATE TABLE ix_outcome (tenant TEXT NOT NULL, outcome TEXT NOT NULL, pos INTEGER NOT NULL,
+    PRIMARY KEY (tenant, outcome, pos)) WITHOUT ROWID;
+CREATE TABLE ix_ip (tenant TEXT NOT NULL, ip TEXT NOT NULL, pos INTEGER NOT NULL,
+    PRIMARY KEY (tenant, ip, pos)) WITHOUT ROWID;
+CREATE TABLE ix_request (tenant TEXT NOT NULL, request_id TEXT NOT NULL, pos INTEGER NOT NULL,
+    PRIMARY KEY (tenant, request_id, pos)) WITHOUT ROWID;
+-- Free-text search (q=): which entries hold each word, nothing more
+-- (contentless, no positions), rowid = position.
+CREATE VIRTUAL TABLE ix_fts USING fts5 (
+    body, tokenize = 'unicode61', content = '', contentless_delete = 1, detail = none
+);
+";
+
+fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| StoreError::backend(context, e)
+}
+
+/// The index file beside the ledger file `db`.
+pub(crate) fn index_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-index");
+    PathBuf::from(name)
+}
+
+/// The index file and the files `SQLite` keeps beside it.
+fn index_files(db: &Path) -> [PathBuf; 3] {
+    let index = index_path(db);
+    let beside = |suffix: &str| {
+        let mut name = index.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    [beside("-wal"), beside("-shm"), index]
+}
+
+/// Whether the index file's position is a position of this ledger with the
+/// same leaf (not a file left by another database or an older copy).
+pub(crate) fn belongs(ledger: &Connection, schema: &str) -> Result<bool, StoreError> {
+    let version: i64 = ledger
+        .query_row(&format!("PRAGMA {schema}.user_version"), [], |r| r.get(0))
+        .map_err(db("reading the index file's version"))?;
+    if version != INDEX_VERSION {
+        return Ok(false);
+    }
+    let (pos, leaf): (i64, Option<Vec<u8>>) = ledger
+        .query_row(
+            &format!("SELECT pos, leaf FROM {schema}.ix_state"),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db("reading the index file's position"))?;
+    if pos == 0 {
+        return Ok(true);
+    }
+    let stored: Option<Vec<u8>> = ledger
+        .query_row(
+            "SELECT leaf_hash FROM main.entries WHERE pos = ?1",
+            [pos],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db("reading the index file's position"))?;
+    Ok(stored.is_some() && stored == leaf)
+}
+
+/// Whether the file attached as `ix` holds the index tables (a new file
+/// holds nothing).
+pub(crate) fn has_tables(conn: &Connection) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM ix.sqlite_master WHERE name = 'ix_state')",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(db("reading the index file"))
+}
+
+/// Opens the ledger file `path` for the indexer with its index file attached
+/// as `ix`, removing an index file that does not belong to it and creating
+/// a new one (0600, as the ledger file) where there is none.
+pub(crate) fn open_indexer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(db("opening the indexer's connection"))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(db("setting a busy timeout"))?;
+    let index = index_path(path);
+    let attach = |conn: &Connection| -> Result<(), StoreError> {
+        if !index.exists() {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&index)
+                .map_err(|e| StoreError::backend("creating the index file", e))?;
+        }
+        conn.execute("ATTACH DATABASE ?1 AS ix", [index.to_string_lossy()])
+            .map_err(db("attaching the index file"))?;
+        conn.execute_batch(
+            "PRAGMA ix.journal_mode = WAL; PRAGMA ix.synchronous = NORMAL;
+             PRAGMA ix.secure_delete = ON; PRAGMA main.secure_delete = ON; PRAGMA ix.cache_size = -131072;
+             PRAGMA ix.journal_size_limit = 67108864;",
+        )
+        .map_err(db("setting up the index file"))
+    };
+    attach(&conn)?;
+    if has_tables(&conn)? && !belongs(&conn, "ix")? {
+        // Derived data only: rebuilt from the ledger.
+        conn.execute_batch("DETACH DATABASE ix")
+            .map_err(db("detaching the index file"))?;
+        for file in index_files(path) {
+            let _ = std::fs::remove_file(file);
+        }
+        attach(&conn)?;
+    }
+    if !has_tables(&conn)? {
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(db("creating the index file"))?;
+        // Unqualified CREATEs go to main; the schema names its database.
+        tx.execute_batch(
+            &SCHEMA
+                .replace("CREATE TABLE ", "CREATE TABLE ix.")
+                .replace("CREATE VIRTUAL TABLE ", "CREATE VIRTUAL TABLE ix.")
+                .replace("INSERT INTO ix_state", "INSERT INTO ix.ix_state"),
+        )
+        .map_err(db("creating the index file"))?;
+        tx.execute_batch(&format!("PRAGMA ix.user_version = {INDEX_VERSION}"))
+            .map_err(db("creating the index file"))?;
+        tx.commit().map_err(db("creating the index file"))?;
+    }
+    Ok(conn)
+}
+
+/// An empty index (position 0) for a read-only connection with no index
+/// file to read: every read then scans the ledger's entries.
+pub(crate) fn empty_temp_index(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        &SCHEMA
+            .replace("CREATE TABLE ", "CREATE TEMP TABLE ")
+            .replace("CREATE VIRTUAL TABLE ", "CREATE VIRTUAL TABLE temp.")
+            .replace("INSERT INTO ix_state", "INSERT INTO temp.ix_state"),
+    )
+    .map_err(db("making an empty index"))
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    /// The newest position committed by the writer (may run ahead of what
+    /// exists when a batch was rolled back: the indexer then finds less).
+    written: u64,
+    /// Erasures committed by the writer (each leaves `index_redo` rows).
+    erasures: u64,
+    /// Everything the writer committed up to this position is indexed.
+    caught_up: u64,
+    /// The position the index file holds.
+    indexed: u64,
+    /// Erasures whose redo rows the indexer has applied.
+    redone: u64,
+    rate: f64,
+    failure: Option<String>,
+    stop: Option<Instant>,
+    scrubs: Vec<std::sync::mpsc::Sender<Result<(), StoreError>>>,
+}
+
+/// What the writer, the readers and the indexer share.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    progress: Mutex<Progress>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The writer committed up to `pos` (if it appended) and `erasures`
+    /// more erasures.
+    pub(crate) fn wrote(&self, pos: Option<u64>, erasures: u64) {
+        let mut p = self.lock();
+        if let Some(pos) = pos {
+            p.written = p.written.max(pos);
+        }
+        p.erasures += erasures;
+        drop(p);
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn status(&self) -> IndexerStatus {
+        let p = self.lock();
+        IndexerStatus {
+            written: p.written,
+            indexed: p.indexed,
+            lag_entries: p.written.saturating_sub(p.caught_up),
+            rate: p.rate,
+            failing: p.failure.is_some(),
+        }
+    }
+
+    /// Waits until the index covers everything committed when this was
+    /// called (appends and erasures), at most until `deadline`.
+    pub(crate) fn wait_caught_up(&self, deadline: Instant) -> Result<(), StoreError> {
+        let mut p = self.lock();
+        let (written, erasures) = (p.written, p.erasures);
+        while p.caught_up < written || p.redone < erasures {
+            let now = Instant::now();
+            if now >= deadline || p.stop.is_some() {
+                return Err(StoreError::BadRequest {
+                    field: "q",
+                    message: format!(
+                        "the search index is {} entries behind the trail{}; try again in a moment",
+                        written.saturating_sub(p.caught_up),
+                        p.failure
+                            .as_deref()
+                            .map(|f| format!(" (indexing fails: {f})"))
+                            .unwrap_or_default()
+                    ),
+                });
+            }
+            p = self
+                .changed
+                .wait_timeout(p, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        Ok(())
+    }
+
+    /// Asks the indexer to catch up and then rewrite the index file without
+    /// what was removed; answers when it did.
+    pub(crate) fn scrub(&self) -> Result<(), StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.lock().scrubs.push(tx);
+        self.changed.notify_all();
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Asks the indexer to catch up and stop; waits for it.
+    pub(crate) fn stop(&self) {
+        self.lock().stop.get_or_insert_with(Instant::now);
+        self.changed.notify_all();
+    }
+}
+
+/// One entry as the indexer reads it from the ledger file.
+struct Row {
+    pos: i64,
+    tenant: String,
+    occurred_at: i64,
+    actor_id: String,
+    action: String,
+    resource_type: Option<String>,
+    resource_id: Option<String>,
+    outcome: String,
+    ip: Option<String>,
+    request_id: Option<String>,
+    payload: Option<String>,
+    leaf: Vec<u8>,
+}
+
+const ROW_SQL: &str =
+    "SELECT pos, tenant, occurred_at, actor_id, action, resource_type, resource_id,
+        outcome, ip, request_id, payload, leaf_hash FROM main.entries";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok(Row {
+        pos: r.get(0)?,
+        tenant: r.get(1)?,
+        occurred_at: r.get(2)?,
+        actor_id: r.get(3)?,
+        action: r.get(4)?,
+        resource_type: r.get(5)?,
+        resource_id: r.get(6)?,
+        outcome: r.get(7)?,
+        ip: r.get(8)?,
+        request_id: r.get(9)?,
+        payload: r.get(10)?,
+        leaf: r.get(11)?,
+    })
+}
+
+impl Row {
+    /// The words `q=` finds it by: the one rule of `searchable_words`.
+    fn words(&self) -> String {
+        let payload = self
+            .payload
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<Map<String, Value>>(p).ok())
+            .unwrap_or_default();
+        searchable_words(
+            [
+                Some(&self.actor_id),
+                Some(&self.action),
+                self.resource_type.as_deref(),
+                self.resource_id.as_deref(),
+            ],
+            &payload,
+        )
+    }
+}
+
+/// An erasure's leftovers to remove from the index file.
+struct Redo {
+    id: i64,
+    pos: i64,
+    tenant: String,
+    ip: Option<String>,
+    request_id: Option<String>,
+}
+
+/// The index tables keyed by one text column after the tenant.
+const TEXT_KEYS: [(&str, &str); 5] = [
+    ("ix_actor", "actor_id"),
+    ("ix_action", "action"),
+    ("ix_outcome", "outcome"),
+    ("ix_ip", "ip"),
+    ("ix_request", "request_id"),
+];
+
+fn text_key(row: &Row, table: &str) -> Option<String> {
+    match table {
+        "ix_actor" => Some(row.actor_id.clone()),
+        "ix_action" => Some(row.action.clone()),
+        "ix_outcome" => Some(row.outcome.clone()),
+        "ix_ip" => row.ip.clone(),
+        _ => row.request_id.clone(),
+    }
+}
+
+pub(crate) struct Indexer {
+    conn: Connection,
+    shared: Arc<Shared>,
+}
+
+impl Indexer {
+    /// `conn` from [`open_indexer`].
+    pub(crate) fn new(conn: Connection, shared: Arc<Shared>) -> Result<Self, StoreError> {
+        let indexed: i64 = conn
+            .query_row("SELECT pos FROM ix.ix_state", [], |r| r.get(0))
+            .map_err(db("reading the index file's position"))?;
+        let written: i64 = conn
+            .query_row("SELECT coalesce(max(pos), 0) FROM main.entries", [], |r| {
+                r.get(0)
+            })
+            .map_err(db("reading the newest position"))?;
+        let redo: bool = conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM main.index_redo)", [], |r| {
+                r.get(0)
+            })
+            .map_err(db("reading the erasures to apply"))?;
+        {
+            let mut p = shared.lock();
+            p.indexed = u64::try_from(indexed).unwrap_or(0);
+            p.caught_up = p.indexed;
+            p.written = p.written.max(u64::try_from(written).unwrap_or(0));
+            // Redo rows left by a crash count as one erasure to apply.
+            p.erasures += u64::from(redo);
+        }
+        Ok(Self { conn, shared })
+    }
+
+    pub(crate) fn run(self) {
+        loop {
+            let (written, erasures, scrub, stop) = {
+                let mut p = self.shared.lock();
+                while !(p.caught_up < p.written
+                    || p.redone < p.erasures
+                    || p.stop.is_some()
+                    || !p.scrubs.is_empty())
+                {
+                    p = self
+                        .shared
+                        .changed
+                        .wait(p)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                (
+                    p.written,
+                    p.erasures,
+                    !p.scrubs.is_empty(),
+                    p.stop.is_some(),
+                )
+            };
+            let out_of_time = self
+                .shared
+                .lock()
+                .stop
+                .is_some_and(|at| at.elapsed() > STOP_CATCH_UP);
+            let behind = {
+                let p = self.shared.lock();
+                p.caught_up < written || p.redone < erasures
+            };
+            if behind && !out_of_time {
+                let started = Instant::now();
+                match self.batch() {
+                    Ok((indexed, n, full)) => {
+                        let mut p = self.shared.lock();
+                        p.indexed = indexed;
+                        // A batch that took everything there was covers
+                        // every position committed before it began.
+                        p.caught_up = if full { indexed } else { written.max(indexed) };
+                        p.redone = p.redone.max(erasures);
+                        if n > 0 {
+                            #[allow(clippy::cast_precision_loss)]
+                            let rate = n as f64 / started.elapsed().as_secs_f64().max(1e-6);
+                            p.rate = rate;
+                        }
+                        p.failure = None;
+                        drop(p);
+                        self.shared.changed.notify_all();
+                    }
+                    Err(e) => {
+                        let mut p = self.shared.lock();
+                        p.failure = Some(e.to_string());
+                        if p.stop.is_some() {
+                            return;
+                        }
+                        // Retried each second (and at once when woken).
+                        let _ = self.shared.changed.wait_timeout(p, Duration::from_secs(1));
+                    }
+                }
+                continue;
+            }
+            if scrub && !out_of_time {
+                let result = self.scrub();
+                let waiting = std::mem::take(&mut self.shared.lock().scrubs);
+                for tx in waiting {
+                    let _ = tx.send(result.as_ref().map_err(StoreError::duplicate).copied());
+                }
+                continue;
+            }
+            if stop {
+                // A scrub asked for now is answered Closed.
+                drop(std::mem::take(&mut self.shared.lock().scrubs));
+                let _ = self
+                    .conn
+                    .query_row("PRAGMA ix.wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                return;
+            }
+        }
+    }
+
+    /// Indexes the entries after the index file's position (at most
+    /// [`BATCH`]) and applies the erasures' redo rows, in one transaction of
+    /// the index file; then deletes the applied redo rows from the ledger
+    /// file. Answers the new position, the entries indexed, and whether the
+    /// batch was full (more may wait).
+    fn batch(&self) -> Result<(u64, usize, bool), StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(db("starting an index transaction"))?;
+        let from: i64 = tx
+            .query_row("SELECT pos FROM ix.ix_state", [], |r| r.get(0))
+            .map_err(db("reading the index file's position"))?;
+        let rows: Vec<Row> = tx
+            .prepare_cached(&format!("{ROW_SQL} WHERE pos > ?1 ORDER BY pos LIMIT ?2"))
+            .and_then(|mut s| {
+                s.query_map(params![from, i64::try_from(BATCH).unwrap_or(i64::MAX)], row)?
+                    .collect()
+            })
+            .map_err(db("reading entries to index"))?;
+        let redo: Vec<Redo> = tx
+            .prepare_cached(
+                "SELECT id, pos, tenant, ip, request_id FROM main.index_redo ORDER BY id",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok(Redo {
+                        id: r.get(0)?,
+                        pos: r.get(1)?,
+                        tenant: r.get(2)?,
+                        ip: r.get(3)?,
+                        request_id: r.get(4)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(db("reading the erasures to apply"))?;
+        insert_rows(&tx, &rows)?;
+        let to = rows.last().map_or(from, |r| r.pos);
+        apply_redo(&tx, &redo, to)?;
+        if let Some(last) = rows.last() {
+            tx.execute(
+                "UPDATE ix.ix_state SET pos = ?1, leaf = ?2",
+                params![last.pos, last.leaf],
+            )
+            .map_err(db("moving the index file's position"))?;
+        }
+        tx.commit().map_err(db("committing an index batch"))?;
+        if let Some(last) = redo.last() {
+            // A crash before this applies them again, which changes nothing.
+            self.conn
+                .execute("DELETE FROM main.index_redo WHERE id <= ?1", [last.id])
+                .map_err(db("deleting applied erasures"))?;
+        }
+        Ok((
+            u64::try_from(to).unwrap_or(0),
+            rows.len(),
+            rows.len() == BATCH,
+        ))
+    }
+
+    /// Rewrites the search index without the words of deleted rows and
+    /// folds the index file's WAL into it, truncated to nothing.
+    fn scrub(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("INSERT INTO ix.ix_fts (ix_fts) VALUES ('optimize')")
+            .map_err(db("rewriting the search index"))?;
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA ix.wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .map_err(db("truncating the index file's WAL"))?;
+        if busy != 0 {
+            return Err(StoreError::backend(
+                "truncating the index file's WAL",
+                std::io::Error::other("readers kept the WAL in use; run the scrub again"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Writes each index's keys of `rows` in key order (each B-tree is then
+/// written page after page, not at random) and their words.
+fn insert_rows(tx: &Connection, rows: &[Row]) -> Result<(), StoreError> {
+    let failed = db("writing the index file");
+    let mut time: Vec<(&str, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.tenant.as_str(), r.occurred_at, r.pos))
+        .collect();
+    time.sort_unstable();
+    let run = || -> rusqlite::Result<()> {
+        let mut s = tx.prepare_cached(
+            "INSERT OR IGNORE INTO ix.ix_time (tenant, occurred_at, pos) VALUES (?1, ?2, ?3)",
+        )?;
+        for (t, at, pos) in &time {
+            s.execute(params![t, at, pos])?;
+        }
+        let mut resources: Vec<(&str, &str, &str, i64)> = rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.tenant.as_str(),
+                    r.resource_type.as_deref()?,
+                    r.resource_id.as_deref().unwrap_or(""),
+                    r.pos,
+                ))
+            })
+            .collect();
+        resources.sort_unstable();
+        let mut s = tx.prepare_cached(
+            "INSERT OR IGNORE INTO ix.ix_resource (tenant, resource_type, resource_id, pos)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (t, kind, id, pos) in &resources {
+            s.execute(params![t, kind, id, pos])?;
+        }
+        for (table, column) in TEXT_KEYS {
+            let mut keys: BTreeSet<(&str, String, i64)> = BTreeSet::new();
+            for r in rows {
+                if let Some(key) = text_key(r, table) {
+                    keys.insert((r.tenant.as_str(), key, r.pos));
+                }
+            }
+            let mut s = tx.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO ix.{table} (tenant, {column}, pos) VALUES (?1, ?2, ?3)"
+            ))?;
+            for (t, key, pos) in &keys {
+                s.execute(params![t, key, pos])?;
+            }
+        }
+        let mut s = tx.prepare_cached("INSERT INTO ix.ix_fts (rowid, body) VALUES (?1, ?2)")?;
+        for r in rows {
+            s.execute(params![r.pos, r.words()])?;
+        }
+        Ok(())
+    };
+    run().map_err(failed)
+}
+
+/// Removes what erasures took from entries the index file covers (up to
+/// `to`): their ip and request id keys, and their words, which are written
+/// again from what the entry keeps. Entries above `to` are indexed later,
+/// from their erased state.
+fn apply_redo(tx: &Connection, redo: &[Redo], to: i64) -> Result<(), StoreError> {
+    let run = || -> rusqlite::Result<()> {
+        for r in redo.iter().filter(|r| r.pos <= to) {
+            if let Some(ip) = &r.ip {
+                tx.prepare_cached(
+                    "DELETE FROM ix.ix_ip WHERE tenant = ?1 AND ip = ?2 AND pos = ?3",
+                )?
+                .execute(params![r.tenant, ip, r.pos])?;
+            }
+            if let Some(id) = &r.request_id {
+                tx.prepare_cached(
+                    "DELETE FROM ix.ix_request WHERE tenant = ?1 AND request_id = ?2 AND pos = ?3",
+                )?
+                .execute(params![r.tenant, id, r.pos])?;
+            }
+            tx.prepare_cached("DELETE FROM ix.ix_fts WHERE rowid = ?1")?
+                .execute([r.pos])?;
+            let now = tx
+                .prepare_cached(&format!("{ROW_SQL} WHERE pos = ?1"))?
+                .query_row([r.pos], row)
+                .optional()?;
+            if let Some(now) = now {
+                tx.prepare_cached("INSERT INTO ix.ix_fts (rowid, body) VALUES (?1, ?2)")?
+                    .execute(params![now.pos, now.words()])?;
+            }
+        }
+        Ok(())
+    };
+    run().map_err(db("removing erased values from the index file"))
+}
