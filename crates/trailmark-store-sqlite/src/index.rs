@@ -27,10 +27,23 @@ use serde_json::{Map, Value};
 use trailmark_store::{IndexerStatus, StoreError, searchable_words};
 
 /// The index file's format; another one is rebuilt.
-const INDEX_VERSION: i64 = 1;
+const INDEX_VERSION: i64 = 2;
+
+/// An hour in milliseconds: the counts' bucket.
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 
 /// At most this many entries are indexed by one transaction.
 pub(crate) const BATCH: usize = 50_000;
+
+/// The indexer's lag bound: while more entries than this wait for it, the
+/// writer holds the next group back (at most [`THROTTLE_WAIT`] per group),
+/// so the entries every read scans above the index file's position stay
+/// few.
+pub const MAX_LAG: u64 = 100_000;
+
+/// The longest the writer holds one group back for the indexer: a stuck
+/// indexer slows appends, never stops them (reads stay complete, slower).
+pub const THROTTLE_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a stopping store lets the indexer catch up; what it has not
 /// indexed by then is indexed when the store is next opened.
@@ -61,12 +74,35 @@ CREATE TABLE ix_ip (tenant TEXT NOT NULL, ip TEXT NOT NULL, pos INTEGER NOT NULL
     PRIMARY KEY (tenant, ip, pos)) WITHOUT ROWID;
 CREATE TABLE ix_request (tenant TEXT NOT NULL, request_id TEXT NOT NULL, pos INTEGER NOT NULL,
     PRIMARY KEY (tenant, request_id, pos)) WITHOUT ROWID;
+-- Counts per tenant, dimension, hour and value (dimensions: outcome, action,
+-- actor_id, resource_type), so that counting a long window reads its hours,
+-- not its events. What they count is never erased.
+CREATE TABLE ix_counts (tenant TEXT NOT NULL, dim TEXT NOT NULL, hour INTEGER NOT NULL,
+    value TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (tenant, dim, hour, value)) WITHOUT ROWID;
 -- Free-text search (q=): which entries hold each word, nothing more
 -- (contentless, no positions), rowid = position.
 CREATE VIRTUAL TABLE ix_fts USING fts5 (
     body, tokenize = 'unicode61', content = '', contentless_delete = 1, detail = none
 );
+-- The indexer writes tens of thousands of rows per transaction: a larger
+-- in-memory hash flushes them as fewer segments, and merging more segments
+-- at a time merges less often.
+INSERT INTO ix_fts (ix_fts, rank) VALUES ('hashsize', 16777216);
+INSERT INTO ix_fts (ix_fts, rank) VALUES ('automerge', 8);
 ";
+
+/// [`SCHEMA`] with every table it creates or fills in the database `name`
+/// (an unqualified CREATE would go to the ledger file).
+fn schema_in(name: &str) -> String {
+    SCHEMA
+        .replace("CREATE TABLE ", &format!("CREATE TABLE {name}."))
+        .replace(
+            "CREATE VIRTUAL TABLE ",
+            &format!("CREATE VIRTUAL TABLE {name}."),
+        )
+        .replace("INSERT INTO ", &format!("INSERT INTO {name}."))
+}
 
 fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |e| StoreError::backend(context, e)
@@ -172,14 +208,8 @@ pub(crate) fn open_indexer(path: &Path) -> Result<Connection, StoreError> {
         let tx = conn
             .unchecked_transaction()
             .map_err(db("creating the index file"))?;
-        // Unqualified CREATEs go to main; the schema names its database.
-        tx.execute_batch(
-            &SCHEMA
-                .replace("CREATE TABLE ", "CREATE TABLE ix.")
-                .replace("CREATE VIRTUAL TABLE ", "CREATE VIRTUAL TABLE ix.")
-                .replace("INSERT INTO ix_state", "INSERT INTO ix.ix_state"),
-        )
-        .map_err(db("creating the index file"))?;
+        tx.execute_batch(&schema_in("ix"))
+            .map_err(db("creating the index file"))?;
         tx.execute_batch(&format!("PRAGMA ix.user_version = {INDEX_VERSION}"))
             .map_err(db("creating the index file"))?;
         tx.commit().map_err(db("creating the index file"))?;
@@ -190,13 +220,8 @@ pub(crate) fn open_indexer(path: &Path) -> Result<Connection, StoreError> {
 /// An empty index (position 0) for a read-only connection with no index
 /// file to read: every read then scans the ledger's entries.
 pub(crate) fn empty_temp_index(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(
-        &SCHEMA
-            .replace("CREATE TABLE ", "CREATE TEMP TABLE ")
-            .replace("CREATE VIRTUAL TABLE ", "CREATE VIRTUAL TABLE temp.")
-            .replace("INSERT INTO ix_state", "INSERT INTO temp.ix_state"),
-    )
-    .map_err(db("making an empty index"))
+    conn.execute_batch(&schema_in("temp"))
+        .map_err(db("making an empty index"))
 }
 
 #[derive(Debug, Default)]
@@ -214,6 +239,8 @@ struct Progress {
     redone: u64,
     rate: f64,
     failure: Option<String>,
+    /// Whether an indexer thread runs (the writer waits only for one).
+    running: bool,
     stop: Option<Instant>,
     scrubs: Vec<std::sync::mpsc::Sender<Result<(), StoreError>>>,
 }
@@ -242,6 +269,28 @@ impl Shared {
         p.erasures += erasures;
         drop(p);
         self.changed.notify_all();
+    }
+
+    /// The writer's wait before a group while the lag is past [`MAX_LAG`]
+    /// and a healthy indexer runs; at most [`THROTTLE_WAIT`].
+    pub(crate) fn throttle(&self) {
+        let deadline = Instant::now() + THROTTLE_WAIT;
+        let mut p = self.lock();
+        while p.running
+            && p.failure.is_none()
+            && p.stop.is_none()
+            && p.written.saturating_sub(p.caught_up) >= MAX_LAG
+        {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            p = self
+                .changed
+                .wait_timeout(p, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
     }
 
     pub(crate) fn status(&self) -> IndexerStatus {
@@ -418,6 +467,13 @@ impl Indexer {
     }
 
     pub(crate) fn run(self) {
+        self.shared.lock().running = true;
+        self.run_until_stopped();
+        self.shared.lock().running = false;
+        self.shared.changed.notify_all();
+    }
+
+    fn run_until_stopped(&self) {
         loop {
             let (written, erasures, scrub, stop) = {
                 let mut p = self.shared.lock();
@@ -631,6 +687,31 @@ fn insert_rows(tx: &Connection, rows: &[Row]) -> Result<(), StoreError> {
         let mut s = tx.prepare_cached("INSERT INTO ix.ix_fts (rowid, body) VALUES (?1, ?2)")?;
         for r in rows {
             s.execute(params![r.pos, r.words()])?;
+        }
+        let mut counts: std::collections::BTreeMap<(&str, &str, i64, &str), i64> =
+            std::collections::BTreeMap::new();
+        for r in rows {
+            let hour = r.occurred_at.div_euclid(HOUR_MS);
+            let values = [
+                ("outcome", Some(r.outcome.as_str())),
+                ("action", Some(r.action.as_str())),
+                ("actor_id", Some(r.actor_id.as_str())),
+                ("resource_type", r.resource_type.as_deref()),
+            ];
+            for (dim, value) in values {
+                if let Some(value) = value {
+                    *counts
+                        .entry((r.tenant.as_str(), dim, hour, value))
+                        .or_default() += 1;
+                }
+            }
+        }
+        let mut s = tx.prepare_cached(
+            "INSERT INTO ix.ix_counts (tenant, dim, hour, value, n) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (tenant, dim, hour, value) DO UPDATE SET n = n + excluded.n",
+        )?;
+        for ((t, dim, hour, value), n) in &counts {
+            s.execute(params![t, dim, hour, value, n])?;
         }
         Ok(())
     };

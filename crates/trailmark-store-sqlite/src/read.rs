@@ -314,31 +314,57 @@ fn parts(q: &Query, ordered: bool, indexed: i64) -> Vec<Part> {
             }];
         }
     };
-    let (seek_sql, seek_args) = seek(q, keyed.map(|(_, fields)| *fields));
-    // Above the index file's position the entries are read by position
-    // (NOT INDEXED: not through the ledger file's tenant index), which
-    // bounds the read by the lag, and filtered.
-    let mut tail = " FROM entries e NOT INDEXED WHERE e.pos > ?".to_owned();
-    let mut tail_args = vec![SqlValue::Integer(indexed)];
-    filters(q, false, &mut tail, &mut tail_args);
+    vec![
+        tail_part(q, indexed),
+        keyed_part(q, table, keyed.map(|(_, fields)| *fields), indexed),
+    ]
+}
+
+/// The entries above the index file's position, read by position (NOT
+/// INDEXED: not through the ledger file's tenant index), which bounds the
+/// read by the lag, and filtered.
+fn tail_part(q: &Query, indexed: i64) -> Part {
+    let mut from = " FROM entries e NOT INDEXED WHERE e.pos > ?".to_owned();
+    let mut args = vec![SqlValue::Integer(indexed)];
+    filters(q, false, &mut from, &mut args);
+    Part {
+        from,
+        args,
+        pos: "e.pos",
+    }
+}
+
+/// The matches of an index file table up to its position (`fields`: the
+/// key's filters; none: the time window), each entry looked up by position
+/// and filtered by the rest.
+fn keyed_part(q: &Query, table: &str, fields: Option<&[Exact]>, indexed: i64) -> Part {
+    let (seek_sql, mut args) = seek(q, fields);
     let mut from = format!(
         " FROM {table} i CROSS JOIN entries e ON e.pos = i.pos WHERE {seek_sql} AND i.pos <= ?"
     );
-    let mut args = seek_args;
     args.push(SqlValue::Integer(indexed));
     filters(q, false, &mut from, &mut args);
-    vec![
-        Part {
-            from: tail,
-            args: tail_args,
-            pos: "e.pos",
-        },
-        Part {
-            from,
-            args,
-            pos: "i.pos",
-        },
-    ]
+    Part {
+        from,
+        args,
+        pos: "i.pos",
+    }
+}
+
+/// `<alias>.tenant IN (...)`: the caller's tenants, or every tenant (named,
+/// so that a tenant-first key is sought tenant by tenant).
+fn tenant_in(alias: &str, tenants: &[TenantId], sql: &mut String, args: &mut Vec<SqlValue>) {
+    if tenants.is_empty() {
+        let _ = write!(sql, "{alias}.tenant IN (SELECT name FROM tenants)");
+    } else {
+        let marks = vec!["?"; tenants.len()].join(", ");
+        let _ = write!(sql, "{alias}.tenant IN ({marks})");
+        args.extend(
+            tenants
+                .iter()
+                .map(|t| SqlValue::Text(t.as_str().to_owned())),
+        );
+    }
 }
 
 /// The conditions that bound the walk of an index file table (alias `i`):
@@ -346,17 +372,7 @@ fn parts(q: &Query, ordered: bool, indexed: i64) -> Vec<Part> {
 fn seek(q: &Query, fields: Option<&[Exact]>) -> (String, Vec<SqlValue>) {
     let mut sql = String::new();
     let mut args = Vec::new();
-    if q.tenants.is_empty() {
-        sql.push_str("i.tenant IN (SELECT name FROM tenants)");
-    } else {
-        let marks = vec!["?"; q.tenants.len()].join(", ");
-        let _ = write!(sql, "i.tenant IN ({marks})");
-        args.extend(
-            q.tenants
-                .iter()
-                .map(|t| SqlValue::Text(t.as_str().to_owned())),
-        );
-    }
+    tenant_in("i", &q.tenants, &mut sql, &mut args);
     if let Some(fields) = fields {
         for field in fields {
             if let Some(value) = q.exact.get(field) {
@@ -649,11 +665,139 @@ pub(crate) fn keys(conn: &Connection) -> Result<Vec<KeyRecord>, StoreError> {
         .collect()
 }
 
+/// A count with no filter but a window (or none) reads the index file's
+/// hourly counts for the whole hours of the window, and counts the entries
+/// of its partial first and last hours and those above the index file's
+/// position: the parts of a count that are counted one by one.
+struct Hourly {
+    /// The whole hours, as hour numbers: `from..to` (open where the window is).
+    from: Option<i64>,
+    to: Option<i64>,
+    /// The partial hours and the entries above the position.
+    rest: Vec<Part>,
+}
+
+fn hourly(q: &Query, indexed: i64) -> Option<Hourly> {
+    use crate::index::HOUR_MS;
+    if !q.exact.is_empty() || q.q.is_some() {
+        return None;
+    }
+    let since = q.since.map(Timestamp::unix_millis);
+    let until = q.until.map(Timestamp::unix_millis);
+    let from = since.map(|ms| ms.div_euclid(HOUR_MS) + i64::from(ms.rem_euclid(HOUR_MS) != 0));
+    let to = until.map(|ms| ms.div_euclid(HOUR_MS));
+    if let (Some(from), Some(to)) = (from, to)
+        && from >= to
+    {
+        return None;
+    }
+    let edge = |start: Option<i64>, end: Option<i64>| -> Option<Part> {
+        let (start, end) = (start?, end?);
+        (start < end).then(|| {
+            let window = Query {
+                since: Timestamp::from_unix_millis(start),
+                until: Timestamp::from_unix_millis(end),
+                ..q.clone()
+            };
+            keyed_part(&window, "ix_time", None, indexed)
+        })
+    };
+    let mut rest = vec![tail_part(q, indexed)];
+    rest.extend(edge(since, from.map(|h| h * HOUR_MS)));
+    rest.extend(edge(to.map(|h| h * HOUR_MS), until));
+    Some(Hourly { from, to, rest })
+}
+
+/// A grouped count from [`Hourly`]: the hourly counts of `dim` (grouped by
+/// its value, or `by_day` by the hour's day first) summed with the rows of
+/// the other parts (grouped by `select`).
+fn hourly_count(
+    q: &Query,
+    h: &Hourly,
+    dim: &str,
+    by_day: bool,
+    select: &[&str],
+    extra: &str,
+    order: &str,
+) -> Statement {
+    let mut args = vec![SqlValue::Text(dim.to_owned())];
+    let mut counted = String::from("c.dim = ? AND ");
+    tenant_in("c", &q.tenants, &mut counted, &mut args);
+    if let Some(from) = h.from {
+        counted.push_str(" AND c.hour >= ?");
+        args.push(SqlValue::Integer(from));
+    }
+    if let Some(to) = h.to {
+        counted.push_str(" AND c.hour < ?");
+        args.push(SqlValue::Integer(to));
+    }
+    let day = "strftime('%Y-%m-%d', c.hour * 3600, 'unixepoch')";
+    let keys = match (by_day, select.len()) {
+        (true, 1) => format!("{day} AS c0"),
+        (true, _) => format!("{day} AS c0, c.value AS c1"),
+        (false, _) => "c.value AS c0".to_owned(),
+    };
+    let mut arms = vec![format!(
+        "SELECT {keys}, c.n AS n FROM ix_counts c WHERE {counted}"
+    )];
+    let named: Vec<String> = select
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("{s} AS c{i}"))
+        .collect();
+    for part in &h.rest {
+        args.extend(part.args.iter().cloned());
+        arms.push(format!(
+            "SELECT {}, 1 AS n{}{extra}",
+            named.join(", "),
+            part.from
+        ));
+    }
+    let outer: Vec<String> = (0..select.len()).map(|i| format!("u.c{i}")).collect();
+    let group: Vec<String> = (1..=select.len()).map(|i| i.to_string()).collect();
+    Statement {
+        sql: format!(
+            "SELECT {}, sum(u.n) FROM ({}) u GROUP BY {} ORDER BY {order}",
+            outer.join(", "),
+            arms.join(" UNION ALL "),
+            group.join(", ")
+        ),
+        args,
+    }
+}
+
 /// The statements of [`stats`], in the order of [`Stats`]' counts: by
 /// outcome, action, actor, resource type and day.
 fn stats_statements(q: &Query, indexed: i64) -> Vec<Statement> {
-    let parts = parts(q, false, indexed);
     let top = format!("2 DESC, 1 LIMIT {}", Stats::TOP);
+    if let Some(h) = hourly(q, indexed) {
+        return [
+            ("outcome", false, "+e.outcome", "", "2 DESC, 1"),
+            ("action", false, "+e.action", "", "2 DESC, 1"),
+            ("actor_id", false, "+e.actor_id", "", top.as_str()),
+            (
+                "resource_type",
+                false,
+                "+e.resource_type",
+                " AND +e.resource_type IS NOT NULL",
+                top.as_str(),
+            ),
+            // Every entry has one outcome: its counts are the day's.
+            (
+                "outcome",
+                true,
+                "strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch')",
+                "",
+                "1",
+            ),
+        ]
+        .into_iter()
+        .map(|(dim, by_day, select, extra, order)| {
+            hourly_count(q, &h, dim, by_day, &[select], extra, order)
+        })
+        .collect();
+    }
+    let parts = parts(q, false, indexed);
     // Grouped by `+column`, an expression: otherwise SQLite prefers an index
     // that gives the groups in order and walks the whole tenant through it
     // instead of seeking the filter.
@@ -710,15 +854,15 @@ pub(crate) fn stats(conn: &Connection, q: &Query, strict: bool) -> Result<Stats,
 }
 
 fn daily_statement(q: &Query, by: CountBy, indexed: i64) -> Statement {
-    grouped(
-        &parts(q, false, indexed),
-        &[
-            "strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch')",
-            by.column(),
-        ],
-        "",
-        "1, 2",
-    )
+    let select = [
+        "strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch')",
+        by.column(),
+    ];
+    if let Some(h) = hourly(q, indexed) {
+        let dim = by.column().trim_start_matches("e.");
+        return hourly_count(q, &h, dim, true, &select, "", "1, 2");
+    }
+    grouped(&parts(q, false, indexed), &select, "", "1, 2")
 }
 
 pub(crate) fn daily_counts(

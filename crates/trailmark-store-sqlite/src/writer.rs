@@ -112,6 +112,9 @@ impl Writer {
 
     pub(crate) fn run(mut self, jobs: &Receiver<Job>) {
         while let Ok(first) = jobs.recv() {
+            // The indexer's lag is a queue too: past its bound the group
+            // waits (briefly) and gathers more jobs meanwhile.
+            self.index.throttle();
             let mut weight = first.weight();
             let mut group = vec![first];
             while weight < MAX_GROUP_EVENTS {

@@ -202,7 +202,7 @@ async fn an_erased_payload_survives_in_no_file_of_the_data_dir() {
 }
 
 /// Every entry a query finds, page after page (tenant and seq), and its
-/// counts.
+/// counts (from the index file's hourly counts where the query allows).
 async fn found(store: &SqliteStore, q: &trailmark_store::Query) -> (Vec<(String, u64)>, String) {
     use trailmark_store::Store;
     let mut q = q.clone();
@@ -222,7 +222,11 @@ async fn found(store: &SqliteStore, q: &trailmark_store::Query) -> (Vec<(String,
     }
     q.cursor = None;
     let stats = store.stats(&q).await.unwrap();
-    (all, format!("{stats:?}"))
+    let by_action = store
+        .daily_counts(&q, trailmark_store::CountBy::Action)
+        .await
+        .unwrap();
+    (all, format!("{stats:?} {by_action:?}"))
 }
 
 /// The mix `testkit::realistic_event(n)` draws its values from.
