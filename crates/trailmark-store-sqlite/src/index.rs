@@ -33,7 +33,7 @@ const INDEX_VERSION: i64 = 2;
 pub(crate) const HOUR_MS: i64 = 3_600_000;
 
 /// At most this many entries are indexed by one transaction.
-pub(crate) const BATCH: usize = 50_000;
+pub(crate) const BATCH: usize = 10_000;
 
 /// The indexer's lag bound: while more entries than this wait for it, the
 /// writer holds the next group back (at most [`THROTTLE_WAIT`] per group),
