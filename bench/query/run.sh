@@ -3,17 +3,20 @@
 # records into a fresh embedded store, then measures filtered reads with wrk.
 #
 #   bench/query/run.sh [events] [seconds]
+#   TRAILMARK_BIN=path/to/trailmark MODES="feed stats" bench/query/run.sh [events] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 events="${1:-1000000}"
 secs="${2:-20}"
 here=bench/query
-cargo build --release -p trailmark >/dev/null 2>&1
+# TRAILMARK_BIN: another build to measure (an earlier commit's, for a side-by-side run).
+bin="${TRAILMARK_BIN:-./target/release/trailmark}"
+[ -n "${TRAILMARK_BIN:-}" ] || cargo build --release -p trailmark >/dev/null 2>&1
 data="${TRAILMARK_BENCH_DATA:-$(mktemp -d)}"
 if curl -sf http://127.0.0.1:7979/healthz >/dev/null; then
   echo "something already listens on 127.0.0.1:7979; stop it first" >&2; exit 1
 fi
-./target/release/trailmark serve --data-dir "$data" --listen 127.0.0.1:7979 >/dev/null 2>&1 &
+"$bin" serve --data-dir "$data" --listen 127.0.0.1:7979 >/dev/null 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf http://127.0.0.1:7979/healthz >/dev/null && break; sleep 0.1; done
