@@ -529,8 +529,22 @@ impl Indexer {
                         if p.stop.is_some() {
                             return;
                         }
-                        // Retried each second (and at once when woken).
-                        let _ = self.shared.changed.wait_timeout(p, Duration::from_secs(1));
+                        // Retried after a second, not at every append that
+                        // wakes the indexer meanwhile: a lasting error (a
+                        // full disk) must not spin. A stop ends the wait.
+                        let retry = Instant::now() + Duration::from_secs(1);
+                        while p.stop.is_none() {
+                            let now = Instant::now();
+                            if now >= retry {
+                                break;
+                            }
+                            p = self
+                                .shared
+                                .changed
+                                .wait_timeout(p, retry - now)
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .0;
+                        }
                     }
                 }
                 continue;
