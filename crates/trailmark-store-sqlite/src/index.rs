@@ -475,7 +475,7 @@ impl Indexer {
 
     fn run_until_stopped(&self) {
         loop {
-            let (written, erasures, scrub, stop) = {
+            let (written, erasures, scrub, stop, behind, out_of_time) = {
                 let mut p = self.shared.lock();
                 while !(p.caught_up < p.written
                     || p.redone < p.erasures
@@ -493,16 +493,9 @@ impl Indexer {
                     p.erasures,
                     !p.scrubs.is_empty(),
                     p.stop.is_some(),
+                    p.caught_up < p.written || p.redone < p.erasures,
+                    p.stop.is_some_and(|at| at.elapsed() > STOP_CATCH_UP),
                 )
-            };
-            let out_of_time = self
-                .shared
-                .lock()
-                .stop
-                .is_some_and(|at| at.elapsed() > STOP_CATCH_UP);
-            let behind = {
-                let p = self.shared.lock();
-                p.caught_up < written || p.redone < erasures
             };
             if behind && !out_of_time {
                 let started = Instant::now();
@@ -635,17 +628,7 @@ impl Indexer {
         self.conn
             .execute_batch("INSERT INTO ix.ix_fts (ix_fts) VALUES ('optimize')")
             .map_err(db("rewriting the search index"))?;
-        let busy: i64 = self
-            .conn
-            .query_row("PRAGMA ix.wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
-            .map_err(db("truncating the index file's WAL"))?;
-        if busy != 0 {
-            return Err(StoreError::backend(
-                "truncating the index file's WAL",
-                std::io::Error::other("readers kept the WAL in use; run the scrub again"),
-            ));
-        }
-        Ok(())
+        crate::truncate_wal(&self.conn, "ix", "truncating the index file's WAL")
     }
 }
 

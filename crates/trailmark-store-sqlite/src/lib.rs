@@ -103,14 +103,21 @@ struct Inner {
     read_only: bool,
 }
 
-impl Drop for Inner {
-    /// The indexer catches up (within its bound) and stops with the store.
-    fn drop(&mut self) {
+impl Inner {
+    /// The indexer catches up (within its bound), folds the index file's
+    /// WAL into it and stops; waits for it.
+    fn stop_indexer(&self) {
         self.index.stop();
-        let thread = self.indexer.get_mut().ok().and_then(Option::take);
+        let thread = self.indexer.lock().ok().and_then(|mut t| t.take());
         if let Some(thread) = thread {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop_indexer();
     }
 }
 
@@ -159,6 +166,31 @@ fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, 
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
     })
+}
+
+/// Folds the WAL of the database `schema` (`main`, or the attached index
+/// file `ix`) into it and truncates it to nothing: the last step of a scrub.
+/// A reader holding an old snapshot past the busy timeout keeps it in use;
+/// the scrub then fails, to be run again. `what` names the file in errors.
+pub(crate) fn truncate_wal(
+    conn: &Connection,
+    schema: &str,
+    what: &'static str,
+) -> Result<(), StoreError> {
+    let busy: i64 = conn
+        .query_row(
+            &format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)"),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db(what))?;
+    if busy != 0 {
+        return Err(StoreError::backend(
+            what,
+            std::io::Error::other("readers kept the WAL in use; run the scrub again"),
+        ));
+    }
+    Ok(())
 }
 
 /// A read-only connection that changes no byte of the database or its WAL.
@@ -374,13 +406,8 @@ impl SqliteStore {
     /// Folds the WAL into the database and truncates it (a clean stop leaves
     /// no large WAL behind). Call once nothing appends any more.
     pub fn shutdown(&self) {
-        // The indexer first: it catches up (within its bound) and folds the
-        // index file's WAL into it.
-        self.inner.index.stop();
-        let thread = self.inner.indexer.lock().ok().and_then(|mut t| t.take());
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
+        // The indexer first: it reads the ledger file.
+        self.inner.stop_indexer();
         if let Ok(stop) = self.inner.stop_wal.lock() {
             let _ = stop.send(());
         }

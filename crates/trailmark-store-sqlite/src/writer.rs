@@ -261,19 +261,7 @@ impl Writer {
         // TRUNCATE waits for readers (busy timeout) and reports whether it
         // could finish; a reader that holds an old snapshot longer than that
         // fails the scrub, which the caller reports.
-        let (busy, _, _): (i64, i64, i64) = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .map_err(db("truncating the WAL"))?;
-        if busy != 0 {
-            return Err(StoreError::backend(
-                "truncating the WAL",
-                std::io::Error::other("readers kept the WAL in use; run the scrub again"),
-            ));
-        }
-        Ok(())
+        crate::truncate_wal(&self.conn, "main", "truncating the WAL")
     }
 
     fn tenant(&mut self, tenant: &TenantId) -> Result<&mut TenantLog, StoreError> {
