@@ -1,4 +1,4 @@
--- Trailmark change capture, schema version 3. Applied by
+-- Trailmark change capture, schema version 4. Applied by
 -- `trailmark capture pg install`; safe to apply again (it only replaces what it
 -- owns, and upgrades what an older version installed).
 
@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS trailmark.meta (
     key text PRIMARY KEY,
     value text NOT NULL
 );
-INSERT INTO trailmark.meta (key, value) VALUES ('version', '3')
+INSERT INTO trailmark.meta (key, value) VALUES ('version', '4')
     ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
 -- Each covered table and its options: the key the trigger pairs rows by and
@@ -48,6 +48,15 @@ ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS paused_at timestamptz;
 ALTER TABLE trailmark.outbox DROP CONSTRAINT IF EXISTS outbox_op_check;
 ALTER TABLE trailmark.outbox ADD CONSTRAINT outbox_op_check
     CHECK (op IN ('insert', 'update', 'delete', 'truncate', 'pause', 'resume'));
+
+-- Version 4: how changes are captured ('trigger': the triggers write the
+-- outbox; 'wal': logical decoding of publication `trailmark` through slot
+-- `trailmark`), set by install; each table's replica identity in WAL mode
+-- ('full': old values of every column; 'key': of the key only) and the column
+-- whose value names its records (`resource.name`).
+INSERT INTO trailmark.meta (key, value) VALUES ('mode', 'trigger') ON CONFLICT (key) DO NOTHING;
+ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS replica_identity text;
+ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS name_column text;
 
 -- How far the drainer got: the last outbox id it sent and had acknowledged.
 CREATE TABLE IF NOT EXISTS trailmark.drained (

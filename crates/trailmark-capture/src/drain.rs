@@ -140,14 +140,16 @@ pub async fn drain<S: Sink>(
             }
         }
     });
-    let result = run(&client, sink, options, progress, &woken).await;
+    let result = run(&client, source, sink, options, progress, &woken).await;
     drop(client);
     let _ = driver.await;
     result
 }
 
+#[allow(clippy::too_many_lines)] // the lock, the checks, then the outbox loop or the WAL stream
 async fn run<S: Sink>(
     client: &Client,
+    source: &str,
     sink: &S,
     options: &DrainOptions,
     progress: &(dyn Fn(Progress) + Send + Sync),
@@ -193,6 +195,18 @@ async fn run<S: Sink>(
     crate::seen::check(client, sink, &remembered).await?;
 
     let mut tables = table_configs(client).await?;
+    if crate::installed_mode(client).await? == Some(crate::Mode::Wal) {
+        return crate::wal::stream(
+            client,
+            source,
+            sink,
+            options,
+            progress,
+            &database,
+            &mut tables,
+        )
+        .await;
+    }
     let mut total = 0u64;
     // While one batch is being appended, the next is read and converted
     // (rows of the batch in flight are left out); a batch is sent only once
@@ -236,6 +250,21 @@ async fn run<S: Sink>(
         if next.1.is_empty() {
             if options.once {
                 return Ok(total);
+            }
+            if crate::installed_mode(client).await? == Some(crate::Mode::Wal) {
+                // Switched to WAL mode (the outbox drained first): decode
+                // the slot from now on.
+                return Ok(total
+                    + crate::wal::stream(
+                        client,
+                        source,
+                        sink,
+                        options,
+                        progress,
+                        &database,
+                        &mut tables,
+                    )
+                    .await?);
             }
             let _ = tokio::time::timeout(options.poll, woken.notified()).await;
             if client.is_closed() {
@@ -287,6 +316,7 @@ async fn convert(
             context: r.get(8),
             db_role: r.get(9),
             captured_at: r.get(10),
+            wal: None,
         };
         let name = (row.schema.clone(), row.table.clone());
         if !tables.contains_key(&name) {
@@ -314,7 +344,7 @@ async fn convert(
     Ok((events, ids))
 }
 
-async fn send<S: Sink>(sink: &S, events: Vec<Captured>) -> Result<Vec<String>, Error> {
+pub(crate) async fn send<S: Sink>(sink: &S, events: Vec<Captured>) -> Result<Vec<String>, Error> {
     let mut busy_since = None;
     loop {
         match sink.send(events.clone()).await {

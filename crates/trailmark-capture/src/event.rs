@@ -25,6 +25,24 @@ pub struct OutboxRow {
     pub db_role: String,
     /// RFC 3339.
     pub captured_at: String,
+    /// Read from the WAL (WAL mode), not from the outbox: then `id` and
+    /// `stmt` mean nothing and the event's id derives from this position.
+    pub wal: Option<WalPosition>,
+}
+
+/// Where in the WAL a change was decoded: its transaction's commit LSN and
+/// its place in the transaction (0, 1, …). Together with the database's
+/// system identifier they name the change for good, so a change decoded
+/// again after a restart gets the same event id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalPosition {
+    pub commit_lsn: u64,
+    pub change: u64,
+}
+
+/// An LSN as PostgreSQL writes it (`16/B374D848`).
+pub fn lsn_text(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
 /// Numbers a double cannot hold exactly (bigint, numeric) become strings, so
@@ -167,7 +185,16 @@ pub fn outbox_event(row: &OutboxRow, table: &TableConfig, database: &str) -> Val
         }
     }
     context.insert("source".into(), json!("pg-capture"));
-    let mut metadata = json!({"txid": row.txid, "statement": row.stmt, "outbox_id": row.id});
+    let (seed, mut metadata) = match row.wal {
+        None => (
+            format!("{database}/outbox/{}", row.id),
+            json!({"txid": row.txid, "statement": row.stmt, "outbox_id": row.id}),
+        ),
+        Some(at) => (
+            format!("{database}/wal/{}/{}", lsn_text(at.commit_lsn), at.change),
+            json!({"txid": row.txid, "commit_lsn": lsn_text(at.commit_lsn), "change": at.change}),
+        ),
+    };
     match identity {
         Identity::Key => {}
         Identity::Row => metadata["identity"] = json!("row: the table has no primary key"),
@@ -176,7 +203,7 @@ pub fn outbox_event(row: &OutboxRow, table: &TableConfig, database: &str) -> Val
         }
     }
     let mut event = json!({
-        "id": EventId::derived(format!("{database}/outbox/{}", row.id).as_bytes()).to_string(),
+        "id": EventId::derived(seed.as_bytes()).to_string(),
         "occurred_at": row.captured_at,
         "actor": actor,
         "action": action,
@@ -187,6 +214,15 @@ pub fn outbox_event(row: &OutboxRow, table: &TableConfig, database: &str) -> Val
         "context": context,
         "metadata": metadata,
     });
+    if let Some(column) = &table.name_column
+        && let Some(name) = new
+            .as_ref()
+            .or(old.as_ref())
+            .and_then(|r| r.get(column))
+            .filter(|v| !v.is_null())
+    {
+        event["resource"]["name"] = json!(text(name));
+    }
     if !matches!(row.op.as_str(), "truncate" | "pause" | "resume") {
         event["changes"] = trailmark_core::changes_to_json(&diff_rows(old.as_ref(), new.as_ref()));
     }
@@ -327,6 +363,7 @@ mod tests {
             context,
             db_role: "app".into(),
             captured_at: "2026-11-23T10:15:00.123Z".into(),
+            wal: None,
         }
     }
 
@@ -420,6 +457,7 @@ mod tests {
             key: vec!["id".into()],
             soft_delete: Some("deleted_at".into()),
             resource_type: Some("Customer".into()),
+            name_column: None,
         };
         let row = |old: Value, new: Value| outbox("update", Some(old), Some(new), json!({}));
         let at = json!("2026-11-23T10:00:00Z");

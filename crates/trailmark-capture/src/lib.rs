@@ -15,15 +15,17 @@ mod install;
 pub mod revert;
 pub mod seen;
 mod table;
+mod wal;
 
 pub use context::CaptureContext;
 pub use drain::{Captured, DrainOptions, Progress, SendError, Sink, drain};
-pub use event::{OutboxRow, make_valid, outbox_event};
+pub use event::{OutboxRow, WalPosition, lsn_text, make_valid, outbox_event};
 pub use install::{
-    CHANNEL, Installed, Status, Switched, Uninstalled, VERSION, install, primary_key, set_paused,
-    status, table_configs, tables_in_schema, uninstall,
+    CHANNEL, Installed, MESSAGE_PREFIX, Mode, PUBLICATION, SLOT, SlotStatus, Status, Switched,
+    Uninstalled, VERSION, install, installed_mode, primary_key, set_paused, slot_name, slot_status,
+    status, table_configs, tables_in_schema, uninstall, wal_level,
 };
-pub use table::{TableConfig, TableSpec};
+pub use table::{ReplicaIdentity, TableConfig, TableSpec};
 
 /// What can go wrong talking to the application database.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,8 @@ pub enum Error {
     BadOption(String),
     #[error("cannot revert: {0}")]
     CannotRevert(String),
+    #[error("WAL capture: {0}")]
+    Replication(String),
     #[error("the connection to the source database was lost")]
     ConnectionLost,
     #[error(

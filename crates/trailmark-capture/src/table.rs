@@ -16,6 +16,47 @@ pub struct TableSpec {
     pub soft_delete: Option<String>,
     /// The `resource.type` its events carry instead of `schema.table`.
     pub resource_type: Option<String>,
+    /// The column whose value names a record (`resource.name`, e.g. a
+    /// customer's name). Never an excluded column.
+    pub name_column: Option<String>,
+    /// In WAL mode: which old values PostgreSQL logs for updates and
+    /// deletes (`None`: full, the default).
+    pub replica_identity: Option<ReplicaIdentity>,
+}
+
+/// The old values PostgreSQL writes to the WAL for an UPDATE or DELETE of a
+/// table published in WAL mode (`REPLICA IDENTITY`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaIdentity {
+    /// Every column (`REPLICA IDENTITY FULL`): updates show old and new.
+    Full,
+    /// The primary key only (`REPLICA IDENTITY DEFAULT`): updates show the
+    /// new values, the old ones only of the key. The one choice for a table
+    /// with excluded columns (PostgreSQL refuses the application's UPDATE
+    /// when a publication's column list leaves out a column of a FULL
+    /// identity).
+    Key,
+}
+
+impl ReplicaIdentity {
+    /// The name stored in `trailmark.tables` and given on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Key => "key",
+        }
+    }
+
+    /// Parses `full` or `key`.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        match text {
+            "full" => Ok(Self::Full),
+            "key" => Ok(Self::Key),
+            other => Err(Error::BadOption(format!(
+                "replica identity {other:?}: give full (old values of every column) or key (of the primary key only)"
+            ))),
+        }
+    }
 }
 
 /// What the drainer needs to know about a covered table (from
@@ -26,6 +67,7 @@ pub struct TableConfig {
     pub key: Vec<String>,
     pub soft_delete: Option<String>,
     pub resource_type: Option<String>,
+    pub name_column: Option<String>,
 }
 
 impl TableSpec {
@@ -43,6 +85,8 @@ impl TableSpec {
             exclude: Vec::new(),
             soft_delete: None,
             resource_type: None,
+            name_column: None,
+            replica_identity: None,
         })
     }
 

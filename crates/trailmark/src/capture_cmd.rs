@@ -37,9 +37,11 @@ struct PgArgs {
 
 #[derive(Debug, Subcommand)]
 enum PgCommand {
-    /// Create schema trailmark (outbox, trigger functions) and attach
-    /// statement-level triggers to the tables. Safe to run again; tables
-    /// covered before keep their options and get their triggers upgraded.
+    /// Create schema trailmark and capture the tables: by statement-level
+    /// triggers writing an outbox (--mode trigger), or by decoding the WAL
+    /// through publication and slot trailmark (--mode wal; the default where
+    /// wal_level is logical). Safe to run again; tables covered before keep
+    /// their options and get their capture upgraded.
     ///
     /// Example: trailmark capture pg install --source postgres://app@db/shop --tables public.customer,public.invoice --exclude public.customer.password --soft-delete public.customer.deleted_at --alias public.customer=Customer
     Install {
@@ -59,6 +61,19 @@ enum PgCommand {
         /// The resource type a table's events carry: schema.table=Type.
         #[arg(long, value_delimiter = ',')]
         alias: Vec<String>,
+        /// The column whose value names a table's records in the trail
+        /// (resource.name), comma-separated schema.table.column.
+        #[arg(long, value_delimiter = ',')]
+        name_column: Vec<String>,
+        /// trigger or wal (default: the mode installed before; on a first
+        /// install, wal where wal_level is logical, else trigger).
+        #[arg(long)]
+        mode: Option<String>,
+        /// WAL mode: which old values PostgreSQL logs for a table,
+        /// schema.table=full (every column; the default) or =key (the
+        /// primary key only: needed for a table with --exclude).
+        #[arg(long, value_delimiter = ',')]
+        replica_identity: Vec<String>,
     },
     /// Stop capturing, without uninstalling: the tables' triggers are
     /// disabled. The pause is an outbox row of its own, written in the same
@@ -212,6 +227,8 @@ struct TableOptions<'a> {
     exclude: &'a [String],
     soft_delete: &'a [String],
     alias: &'a [String],
+    name_column: &'a [String],
+    replica_identity: &'a [String],
 }
 
 fn find<'s>(
@@ -254,6 +271,23 @@ fn table_specs(
             bail!("--alias {alias:?}: use schema.table=Type, e.g. public.crm_customer=Customer");
         };
         find(&mut specs, table, "--alias", alias)?.resource_type = Some(name.trim().to_owned());
+    }
+    for column in options.name_column {
+        let Some((table, col)) = column.rsplit_once('.') else {
+            bail!("--name-column {column:?}: use schema.table.column");
+        };
+        let spec = find(&mut specs, table, "--name-column", column)?;
+        if spec.name_column.is_some() {
+            bail!("--name-column {column:?}: {spec} already has a name column");
+        }
+        spec.name_column = Some(col.to_owned());
+    }
+    for given in options.replica_identity {
+        let Some((table, identity)) = given.split_once('=') else {
+            bail!("--replica-identity {given:?}: use schema.table=full or schema.table=key");
+        };
+        find(&mut specs, table, "--replica-identity", given)?.replica_identity =
+            Some(trailmark_capture::ReplicaIdentity::parse(identity.trim())?);
     }
     Ok(specs)
 }
@@ -388,13 +422,23 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                 exclude,
                 soft_delete,
                 alias,
+                name_column,
+                mode,
+                replica_identity,
             } => {
                 let options = TableOptions {
                     exclude: &exclude,
                     soft_delete: &soft_delete,
                     alias: &alias,
+                    name_column: &name_column,
+                    replica_identity: &replica_identity,
                 };
-                install(&mut client, &tables, &all, &options).await?;
+                let mode = mode
+                    .as_deref()
+                    .map(trailmark_capture::Mode::parse)
+                    .transpose()
+                    .context("--mode")?;
+                install(&mut client, &tables, &all, &options, mode).await?;
             }
             PgCommand::ForgetCheckpoint { tenant } => forget(&client, &tenant).await?,
             PgCommand::Status => status(&client).await?,
@@ -452,6 +496,7 @@ async fn install(
     tables: &[String],
     all: &[String],
     options: &TableOptions<'_>,
+    mode: Option<trailmark_capture::Mode>,
 ) -> anyhow::Result<()> {
     let mut specs = tables
         .iter()
@@ -465,7 +510,12 @@ async fn install(
         }
     }
     let specs = table_specs(specs, options)?;
-    let installed = trailmark_capture::install(client, &specs).await?;
+    let installed = trailmark_capture::install(client, &specs, mode).await?;
+    println!(
+        "mode {}: {}",
+        installed.mode.as_str(),
+        installed.mode_reason
+    );
     if let Some(v) = installed.previous_version
         && v != trailmark_capture::VERSION
     {
@@ -489,6 +539,15 @@ async fn install(
         }
         if let Some(t) = &table.resource_type {
             options.push(format!("recorded as {t}"));
+        }
+        if let Some(c) = &table.name_column {
+            options.push(format!("named by {c}"));
+        }
+        if installed.mode == trailmark_capture::Mode::Wal {
+            let identity = table
+                .replica_identity
+                .unwrap_or(trailmark_capture::ReplicaIdentity::Full);
+            options.push(format!("replica identity {}", identity.as_str()));
         }
         println!("covered {table}: {}", options.join(", "));
     }
@@ -522,6 +581,42 @@ async fn forget(client: &tokio_postgres::Client, tenant: &str) -> anyhow::Result
 async fn status(client: &tokio_postgres::Client) -> anyhow::Result<()> {
     let s = trailmark_capture::status(client).await?;
     println!("capture version {}", s.version);
+    let level = trailmark_capture::wal_level(client).await?;
+    match trailmark_capture::installed_mode(client).await? {
+        Some(trailmark_capture::Mode::Wal) => println!(
+            "mode wal: publication {} decoded through slot {} (wal_level {level})",
+            trailmark_capture::PUBLICATION,
+            trailmark_capture::slot_name(client).await?
+        ),
+        _ if level == "logical" => println!(
+            "mode trigger: triggers write the outbox (wal_level is logical: install --mode wal moves capture off the application's transactions)"
+        ),
+        _ => println!(
+            "mode trigger: triggers write the outbox (wal_level is {level}; WAL mode needs logical)"
+        ),
+    }
+    if let Some(slot) = trailmark_capture::slot_status(client).await? {
+        println!(
+            "slot {}: {}, {} bytes of WAL retained, {} bytes not yet in the ledger (acknowledged up to {}), wal_status {}, max_slot_wal_keep_size {}",
+            slot.name,
+            if slot.active {
+                "a drainer is reading"
+            } else {
+                "no drainer connected"
+            },
+            slot.retained_bytes,
+            slot.lag_bytes,
+            slot.confirmed.as_deref().unwrap_or("nothing"),
+            slot.wal_status.as_deref().unwrap_or("unknown"),
+            slot.max_keep
+        );
+        if slot.wal_status.as_deref() == Some("lost") {
+            println!(
+                "needs attention: slot {} lost WAL it needed (max_slot_wal_keep_size exceeded): changes were not captured (a capture gap)",
+                slot.name
+            );
+        }
+    }
     println!(
         "tables: {}",
         if s.tables.is_empty() {

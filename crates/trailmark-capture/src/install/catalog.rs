@@ -37,7 +37,7 @@ pub async fn table_configs(
 ) -> Result<HashMap<(String, String), TableConfig>, Error> {
     let rows = client
         .query(
-            "SELECT schema_name, table_name, key_columns, soft_delete, resource_type
+            "SELECT schema_name, table_name, key_columns, soft_delete, resource_type, name_column
              FROM trailmark.tables",
             &[],
         )
@@ -52,6 +52,7 @@ pub async fn table_configs(
                     key: r.get(2),
                     soft_delete: r.get(3),
                     resource_type: r.get(4),
+                    name_column: r.get(5),
                 },
             )
         })
@@ -109,8 +110,21 @@ pub(super) async fn check_columns(
             "{table}.{column} cannot be both excluded and the soft-delete column"
         )));
     }
+    if let Some(column) = &table.name_column
+        && table.exclude.contains(column)
+    {
+        return Err(Error::BadOption(format!(
+            "{table}.{column} is excluded, so it cannot name records: give another --name-column or stop excluding it"
+        )));
+    }
     let mut attnums = Vec::new();
-    for (i, column) in table.exclude.iter().chain(&table.soft_delete).enumerate() {
+    for (i, column) in table
+        .exclude
+        .iter()
+        .chain(&table.soft_delete)
+        .chain(&table.name_column)
+        .enumerate()
+    {
         let found = client
             .query_opt(
                 "SELECT attnum FROM pg_attribute WHERE attrelid = $1::text::regclass AND attname = $2
@@ -151,14 +165,20 @@ pub(super) async fn column_names(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// The covered tables: those with capture triggers (trigger mode) or in
+/// the publication (WAL mode).
 pub(super) async fn covered_tables(
     client: &impl GenericClient,
 ) -> Result<Vec<(String, String)>, Error> {
     let rows = client
         .query(
-            "SELECT DISTINCT n.nspname::text, c.relname::text FROM pg_trigger t
+            "SELECT n.nspname::text, c.relname::text FROM pg_trigger t
              JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE t.tgname LIKE 'trailmark\\_%' AND NOT t.tgisinternal ORDER BY 1, 2",
+             WHERE t.tgname LIKE 'trailmark\\_%' AND NOT t.tgisinternal
+             UNION
+             SELECT schemaname::text, tablename::text FROM pg_publication_tables
+             WHERE pubname = 'trailmark'
+             ORDER BY 1, 2",
             &[],
         )
         .await

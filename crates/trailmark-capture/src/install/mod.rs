@@ -10,15 +10,20 @@ mod pause;
 mod sql;
 mod status;
 mod upgrade;
+mod wal;
 
 pub use catalog::{primary_key, table_configs, tables_in_schema};
 pub use pause::{Switched, set_paused};
 pub use sql::CHANNEL;
 pub use status::{Status, status};
 pub use upgrade::VERSION;
+pub use wal::{
+    MESSAGE_PREFIX, Mode, PUBLICATION, SLOT, SlotStatus, installed_mode, slot_name, slot_status,
+    wal_level,
+};
 
 use catalog::{check_columns, column_names, covered_tables};
-use sql::{TRIGGER_PREFIX, function_sql, trigger_sql};
+use sql::{TRIGGER_PREFIX, function_sql, set_context_sql, trigger_sql};
 use upgrade::{installed_version, stored_specs, version_1_specs};
 
 const INSTALL_SQL: &str = include_str!("../../sql/install.sql");
@@ -36,13 +41,19 @@ pub struct Installed {
     pub previous_version: Option<u32>,
     /// Things the operator should know (an exclusion dropped, say).
     pub warnings: Vec<String>,
+    /// The mode installed, and why (asked for, kept, or chosen by
+    /// `wal_level`).
+    pub mode: Mode,
+    pub mode_reason: String,
 }
 
-/// Generates a table's capture function, attaches its triggers and records
-/// its options; returns its key columns.
+/// Records a table's options and, in trigger mode, generates its capture
+/// function and attaches its triggers (in WAL mode it removes them: the
+/// publication covers the table); returns its key columns.
 pub(super) async fn cover(
     tx: &tokio_postgres::Transaction<'_>,
     table: &TableSpec,
+    mode: Mode,
 ) -> Result<Vec<String>, Error> {
     let pk = primary_key(tx, table).await?;
     let attnums = check_columns(tx, table).await?;
@@ -52,19 +63,30 @@ pub(super) async fn cover(
         .map_err(pg(format!("looking up {table}")))?
         .get(0);
     let function = format!("capture_{oid}");
-    tx.batch_execute(&function_sql(&function, &pk, &attnums))
-        .await
-        .map_err(pg(format!("creating the capture function of {table}")))?;
-    tx.batch_execute(&trigger_sql(&function, table))
-        .await
-        .map_err(pg(format!("attaching triggers to {table}")))?;
+    match mode {
+        Mode::Trigger => {
+            tx.batch_execute(&function_sql(&function, &pk, &attnums))
+                .await
+                .map_err(pg(format!("creating the capture function of {table}")))?;
+            tx.batch_execute(&trigger_sql(&function, table))
+                .await
+                .map_err(pg(format!("attaching triggers to {table}")))?;
+        }
+        Mode::Wal => {
+            drop_triggers(tx, &table.schema, &table.table).await?;
+            tx.batch_execute(&format!("DROP FUNCTION IF EXISTS trailmark.{function}()"))
+                .await
+                .map_err(pg(format!("removing the capture function of {table}")))?;
+        }
+    }
     tx.execute(
-            "INSERT INTO trailmark.tables (schema_name, table_name, key_columns, exclude, exclude_attnums, soft_delete, resource_type)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO trailmark.tables (schema_name, table_name, key_columns, exclude, exclude_attnums, soft_delete, resource_type, name_column)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (schema_name, table_name) DO UPDATE SET key_columns = excluded.key_columns,
                  exclude = excluded.exclude, exclude_attnums = excluded.exclude_attnums,
-                 soft_delete = excluded.soft_delete, resource_type = excluded.resource_type",
-            &[&table.schema, &table.table, &pk, &table.exclude, &attnums, &table.soft_delete, &table.resource_type],
+                 soft_delete = excluded.soft_delete, resource_type = excluded.resource_type,
+                 name_column = excluded.name_column",
+            &[&table.schema, &table.table, &pk, &table.exclude, &attnums, &table.soft_delete, &table.resource_type, &table.name_column],
         )
         .await
         .map_err(pg(format!("recording the options of {table}")))?;
@@ -77,7 +99,49 @@ pub(super) async fn cover(
 /// options given replace them) and get their functions regenerated, so
 /// running `install` after upgrading Trailmark upgrades every table. Running
 /// it again with the same tables and options changes nothing.
-pub async fn install(client: &mut Client, tables: &[TableSpec]) -> Result<Installed, Error> {
+///
+/// `mode` (`None`: keep the installed one; on a fresh install, WAL where
+/// `wal_level` is `logical`, else triggers) chooses how changes are captured.
+/// Switching modes locks the covered tables (writes wait) and needs the old
+/// mode's backlog empty, so no change is captured twice or lost: trigger →
+/// WAL waits up to 30 s for a running drainer to empty the outbox; WAL →
+/// trigger needs the drainer stopped and the slot drained.
+#[allow(clippy::too_many_lines)] // one transaction, step by step; to be split (see the session note)
+pub async fn install(
+    client: &mut Client,
+    tables: &[TableSpec],
+    mode: Option<Mode>,
+) -> Result<Installed, Error> {
+    let level = wal::wal_level(&*client).await?;
+    let previous_mode = wal::installed_mode(&*client).await?;
+    let (mode, mode_reason) = match (mode, previous_mode) {
+        (Some(m), _) => (m, "asked for (--mode)".to_owned()),
+        (None, Some(m)) => (m, "kept: the mode installed before".to_owned()),
+        (None, None) if level == "logical" => (
+            Mode::Wal,
+            "wal_level is logical, so the WAL is decoded: the application's transactions write nothing more".to_owned(),
+        ),
+        (None, None) => (
+            Mode::Trigger,
+            format!("wal_level is {level}, not logical: triggers write an outbox (set wal_level = logical and restart PostgreSQL for WAL mode)"),
+        ),
+    };
+    if mode == Mode::Wal && level != "logical" {
+        return Err(Error::BadOption(format!(
+            "--mode wal needs wal_level = logical, and this server has {level}: set wal_level = logical in postgresql.conf and restart PostgreSQL, or install with --mode trigger"
+        )));
+    }
+    let switching = previous_mode.is_some_and(|m| m != mode)
+        || (previous_mode.is_none()
+            && mode == Mode::Wal
+            && installed_version(&*client).await?.is_some());
+    if mode == Mode::Wal {
+        // Before the transaction: a slot cannot be created by one that has
+        // written, and the publication it decodes must exist before it. It
+        // captures what commits once the publication lists the tables.
+        wal::ensure_publication(client).await?;
+        wal::ensure_slot(client).await?;
+    }
     let tx = client
         .transaction()
         .await
@@ -159,24 +223,128 @@ pub async fn install(client: &mut Client, tables: &[TableSpec]) -> Result<Instal
         }
     }
     let refreshed = before.len();
-    let mut installed = Vec::new();
+    let mut all: Vec<&TableSpec> = Vec::new();
     for table in tables.iter().chain(&before) {
-        if installed.iter().any(|(t, _): &(TableSpec, Vec<String>)| {
-            t.schema == table.schema && t.table == table.table
-        }) {
-            continue;
+        if !all
+            .iter()
+            .any(|t| t.schema == table.schema && t.table == table.table)
+        {
+            all.push(table);
         }
-        let pk = cover(&tx, table).await?;
+    }
+    if switching {
+        handover(&tx, &all, mode).await?;
+    }
+    let mut installed = Vec::new();
+    for table in all {
+        let pk = cover(&tx, table, mode).await?;
         installed.push((table.clone(), pk));
     }
-    pause::keep_paused(&tx).await?;
+    match mode {
+        Mode::Wal => wal::publish(&tx, &installed).await?,
+        Mode::Trigger => {
+            tx.batch_execute(&format!(
+                "DROP PUBLICATION IF EXISTS {}",
+                crate::table::ident(wal::PUBLICATION)
+            ))
+            .await
+            .map_err(pg("dropping the publication"))?;
+        }
+    }
+    tx.batch_execute(&set_context_sql(mode == Mode::Wal))
+        .await
+        .map_err(pg("creating trailmark.set_context"))?;
+    tx.execute(
+        "UPDATE trailmark.meta SET value = $1 WHERE key = 'mode'",
+        &[&mode.as_str()],
+    )
+    .await
+    .map_err(pg("recording the capture mode"))?;
+    if mode == Mode::Trigger {
+        pause::keep_paused(&tx).await?;
+    }
     tx.commit().await.map_err(pg("committing the install"))?;
+    if mode == Mode::Trigger && switching {
+        // The handover found the slot drained, with every covered table
+        // locked until the triggers took over.
+        wal::drop_slot(&*client).await?;
+    }
     Ok(Installed {
         tables: installed,
         refreshed,
         previous_version,
         warnings,
+        mode,
+        mode_reason,
     })
+}
+
+/// Switching modes: with every covered table locked against writes (until
+/// the install commits), the old mode's backlog must be empty, so each
+/// change is captured by exactly one mode.
+async fn handover(
+    tx: &tokio_postgres::Transaction<'_>,
+    tables: &[&TableSpec],
+    to: Mode,
+) -> Result<(), Error> {
+    if !tables.is_empty() {
+        let names: Vec<String> = tables.iter().map(|t| t.quoted()).collect();
+        tx.batch_execute(&format!(
+            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+            names.join(", ")
+        ))
+        .await
+        .map_err(pg("locking the covered tables for the switch of mode"))?;
+    }
+    match to {
+        Mode::Wal => {
+            // A drainer running elsewhere empties the outbox; writes wait.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let pending: i64 = tx
+                    .query_one("SELECT count(*) FROM trailmark.outbox", &[])
+                    .await
+                    .map_err(pg("counting the outbox"))?
+                    .get(0);
+                if pending == 0 {
+                    return Ok(());
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(Error::BadOption(format!(
+                        "switching to WAL mode needs the outbox drained, and {pending} changes still wait after 30 s: run the drainer (`trailmark capture pg run … --once`) and install again"
+                    )));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+        Mode::Trigger => {
+            let pending = wal::pending_in_slot(tx).await?;
+            if pending > 0 {
+                return Err(Error::BadOption(format!(
+                    "switching to trigger mode needs the replication slot drained, and {pending} changes wait in it: run the drainer (`trailmark capture pg run … --once`), stop it, and install again"
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Removes a table's capture triggers.
+async fn drop_triggers(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+    table: &str,
+) -> Result<(), Error> {
+    let q = format!("{}.{}", ident(schema), ident(table));
+    for op in ["insert", "update", "delete", "truncate"] {
+        tx.batch_execute(&format!(
+            "DROP TRIGGER IF EXISTS {} ON {q}",
+            ident(&format!("{TRIGGER_PREFIX}{op}"))
+        ))
+        .await
+        .map_err(pg(format!("removing triggers from {schema}.{table}")))?;
+    }
+    Ok(())
 }
 
 /// What an uninstall removed.
@@ -198,30 +366,37 @@ pub async fn uninstall(client: &mut Client, drop_pending: bool) -> Result<Uninst
     tx.batch_execute("LOCK TABLE trailmark.outbox IN ACCESS EXCLUSIVE MODE")
         .await
         .map_err(pg("locking the outbox"))?;
-    let pending: i64 = tx
+    let mut pending: i64 = tx
         .query_one("SELECT count(*) FROM trailmark.outbox", &[])
         .await
         .map_err(pg("counting the outbox"))?
         .get(0);
+    let slot = wal::slot_exists(&tx).await?;
+    if slot {
+        pending += wal::pending_in_slot(&tx).await?;
+    }
     if pending > 0 && !drop_pending {
         return Err(Error::PendingChanges(pending));
     }
-    let tables = covered_tables(&tx).await?;
+    let mut tables = covered_tables(&tx).await?;
     for (schema, table) in &tables {
-        let q = format!("{}.{}", ident(schema), ident(table));
-        for op in ["insert", "update", "delete", "truncate"] {
-            tx.batch_execute(&format!(
-                "DROP TRIGGER IF EXISTS {} ON {q}",
-                ident(&format!("{TRIGGER_PREFIX}{op}"))
-            ))
-            .await
-            .map_err(pg(format!("removing triggers from {schema}.{table}")))?;
+        drop_triggers(&tx, schema, table).await?;
+    }
+    for table in wal::published_tables(&tx).await? {
+        if !tables.contains(&table) {
+            tables.push(table);
         }
     }
-    tx.batch_execute("DROP SCHEMA IF EXISTS trailmark CASCADE")
-        .await
-        .map_err(pg("dropping schema trailmark"))?;
+    tx.batch_execute(&format!(
+        "DROP PUBLICATION IF EXISTS {}; DROP SCHEMA IF EXISTS trailmark CASCADE",
+        ident(wal::PUBLICATION)
+    ))
+    .await
+    .map_err(pg("dropping schema trailmark"))?;
     tx.commit().await.map_err(pg("committing the uninstall"))?;
+    if slot {
+        wal::drop_slot(&*client).await?;
+    }
     Ok(Uninstalled {
         tables: tables
             .into_iter()

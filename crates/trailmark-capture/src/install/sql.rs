@@ -131,3 +131,63 @@ pub(super) fn trigger_sql(function: &str, table: &TableSpec) -> String {
         tru = name("truncate"),
     )
 }
+
+/// The context keys `trailmark.set_context` takes: the setting names
+/// `trailmark.<key>` that `trailmark.context()` reads.
+pub(super) const CONTEXT_KEYS: [&str; 9] = [
+    "actor_id",
+    "actor_type",
+    "actor_name",
+    "ip",
+    "user_agent",
+    "request_id",
+    "session_id",
+    "tenant",
+    "reason",
+];
+
+/// `trailmark.set_context(jsonb)`: the one call that attaches context in
+/// either mode. It sets the transaction-local settings the triggers read;
+/// in WAL mode it also writes the whole context the transaction now has as a
+/// transactional logical message (prefix `trailmark`), which the drainer
+/// reads in place among the transaction's changes. Generated per mode, so
+/// trigger mode writes no message. An unknown key, or a value that is not a
+/// string, a number or null, is an error naming it (null clears the key).
+pub(super) fn set_context_sql(wal: bool) -> String {
+    let keys = CONTEXT_KEYS
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = if wal {
+        "PERFORM pg_logical_emit_message(true, 'trailmark', trailmark.context()::text);"
+    } else {
+        "-- Trigger mode: the triggers read the settings."
+    };
+    format!(
+        "CREATE OR REPLACE FUNCTION trailmark.set_context(context jsonb) RETURNS void
+LANGUAGE plpgsql AS $trailmark$
+DECLARE
+    trailmark_key text;
+    trailmark_value jsonb;
+BEGIN
+    IF context IS NULL OR jsonb_typeof(context) <> 'object' THEN
+        RAISE EXCEPTION 'trailmark.set_context: give a JSON object of context, e.g. {{\"actor_id\": \"42\", \"ip\": \"203.0.113.7\"}}';
+    END IF;
+    FOR trailmark_key, trailmark_value IN SELECT key, value FROM jsonb_each(context) LOOP
+        IF NOT trailmark_key = ANY (ARRAY[{keys}]) THEN
+            RAISE EXCEPTION 'trailmark.set_context: unknown key %', to_json(trailmark_key)
+                USING HINT = 'the keys are {hint}';
+        END IF;
+        IF jsonb_typeof(trailmark_value) NOT IN ('string', 'number', 'null') THEN
+            RAISE EXCEPTION 'trailmark.set_context: % must be a string (or null to clear it), not %',
+                trailmark_key, jsonb_typeof(trailmark_value);
+        END IF;
+        PERFORM set_config('trailmark.' || trailmark_key, coalesce(trailmark_value #>> '{{}}', ''), true);
+    END LOOP;
+    {message}
+END
+$trailmark$;",
+        hint = CONTEXT_KEYS.join(", "),
+    )
+}

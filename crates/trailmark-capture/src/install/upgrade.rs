@@ -2,18 +2,19 @@
 
 use tokio_postgres::GenericClient;
 
-use crate::table::TableSpec;
+use crate::table::{ReplicaIdentity, TableSpec};
 use crate::{Error, pg};
 
 use super::catalog::covered_tables;
 
 /// The capture schema version this build installs (`trailmark.meta`).
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 pub(super) async fn stored_specs(client: &impl GenericClient) -> Result<Vec<TableSpec>, Error> {
     let rows = client
         .query(
-            "SELECT schema_name, table_name, exclude, soft_delete, resource_type
+            "SELECT schema_name, table_name, exclude, soft_delete, resource_type, name_column,
+                    replica_identity
              FROM trailmark.tables ORDER BY 1, 2",
             &[],
         )
@@ -27,6 +28,10 @@ pub(super) async fn stored_specs(client: &impl GenericClient) -> Result<Vec<Tabl
             exclude: r.get(2),
             soft_delete: r.get(3),
             resource_type: r.get(4),
+            name_column: r.get(5),
+            replica_identity: r
+                .get::<_, Option<String>>(6)
+                .and_then(|t| ReplicaIdentity::parse(&t).ok()),
         })
         .collect())
 }

@@ -126,9 +126,13 @@ async fn an_axum_layer_attributes_each_request_and_pooled_connections_forget_it(
         )
         .await
         .unwrap();
-    install(&mut db.client, &[TableSpec::parse("public.item").unwrap()])
-        .await
-        .unwrap();
+    install(
+        &mut db.client,
+        &[TableSpec::parse("public.item").unwrap()],
+        None,
+    )
+    .await
+    .unwrap();
     let app = app(&db).await;
     // Concurrent requests by two users and anonymous ones, on two connections.
     let mut calls = Vec::new();

@@ -29,7 +29,7 @@ async fn customers(db: &mut TestDb, exclude: &[&str]) {
         .unwrap();
     let mut spec = table("public.customer");
     spec.exclude = exclude.iter().map(|s| (*s).to_owned()).collect();
-    install(&mut db.client, &[spec]).await.unwrap();
+    install(&mut db.client, &[spec], None).await.unwrap();
 }
 
 #[tokio::test]
@@ -127,7 +127,7 @@ async fn updates_pair_old_and_new_rows_even_when_the_key_changes_or_there_is_non
         )
         .await
         .unwrap();
-    install(&mut db.client, &[table("line"), table("public.note")])
+    install(&mut db.client, &[table("line"), table("public.note")], None)
         .await
         .unwrap();
     db.client
@@ -186,7 +186,7 @@ async fn install_is_idempotent_status_reports_and_uninstall_removes_everything()
     let mut db = TestDb::new().await;
     assert!(matches!(status(&db.client).await, Err(Error::NotInstalled)));
     customers(&mut db, &[]).await;
-    install(&mut db.client, &[table("public.customer")])
+    install(&mut db.client, &[table("public.customer")], None)
         .await
         .unwrap();
     let triggers: i64 = db
@@ -206,7 +206,7 @@ async fn install_is_idempotent_status_reports_and_uninstall_removes_everything()
     let s = status(&db.client).await.unwrap();
     assert_eq!(
         (s.version.as_str(), s.tables.as_slice(), s.outbox_depth),
-        ("3", &["public.customer".to_owned()][..], 2)
+        ("4", &["public.customer".to_owned()][..], 2)
     );
     assert!(s.oldest_pending_seconds.unwrap() >= 0.0);
     assert!(s.drift.is_empty(), "{:?}", s.drift);
@@ -241,6 +241,7 @@ async fn installing_on_a_missing_table_or_column_changes_nothing() {
     let err = install(
         &mut db.client,
         &[table("public.customer"), table("public.nope")],
+        None,
     )
     .await
     .unwrap_err();
@@ -250,7 +251,7 @@ async fn installing_on_a_missing_table_or_column_changes_nothing() {
     );
     let mut spec = table("public.customer");
     spec.exclude = vec!["ssn".into()];
-    let err = install(&mut db.client, &[spec]).await.unwrap_err();
+    let err = install(&mut db.client, &[spec], None).await.unwrap_err();
     assert!(matches!(err, Error::NoSuchColumn { .. }), "{err}");
     let schema: Option<String> = db
         .client

@@ -23,6 +23,7 @@ async fn covered(db: &mut TestDb) {
             TableSpec::parse("public.a").unwrap(),
             TableSpec::parse("public.b").unwrap(),
         ],
+        None,
     )
     .await
     .unwrap();

@@ -7,6 +7,7 @@
 mod axum_layer;
 mod capture;
 mod drain;
+mod modes;
 mod options;
 mod revert;
 
@@ -18,6 +19,13 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 fn admin_url() -> String {
     std::env::var("TRAILMARK_TEST_PG").unwrap_or_else(|_| "host=127.0.0.1 user=postgres".into())
+}
+
+/// A superuser connection string of a server with `wal_level = logical`
+/// (`TRAILMARK_TEST_PG_LOGICAL`; `scripts/test` makes and starts one).
+fn logical_url() -> String {
+    std::env::var("TRAILMARK_TEST_PG_LOGICAL")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5439 user=postgres".into())
 }
 
 async fn connect(url: &str) -> Client {
@@ -33,17 +41,27 @@ async fn connect(url: &str) -> Client {
 /// A fresh database, dropped when the test ends.
 pub(crate) struct TestDb {
     name: String,
+    admin: String,
     pub client: Client,
 }
 
 impl TestDb {
     pub(crate) async fn new() -> Self {
+        Self::on(admin_url()).await
+    }
+
+    /// A fresh database on the server with `wal_level = logical`.
+    pub(crate) async fn logical() -> Self {
+        Self::on(logical_url()).await
+    }
+
+    async fn on(admin_url: String) -> Self {
         let name = format!(
             "tm_capture_{}_{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let admin = connect(&format!("{} dbname=postgres", admin_url())).await;
+        let admin = connect(&format!("{admin_url} dbname=postgres")).await;
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
             .await
@@ -52,24 +70,29 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap();
-        let client = connect(&format!("{} dbname={name}", admin_url())).await;
-        Self { name, client }
+        let client = connect(&format!("{admin_url} dbname={name}")).await;
+        Self {
+            name,
+            admin: admin_url,
+            client,
+        }
     }
 
     /// The connection string of this database.
     pub(crate) fn url(&self) -> String {
-        format!("{} dbname={}", admin_url(), self.name)
+        format!("{} dbname={}", self.admin, self.name)
     }
 
     /// A second connection to the same database (another application server).
     pub(crate) async fn another(&self) -> Client {
-        connect(&format!("{} dbname={}", admin_url(), self.name)).await
+        connect(&format!("{} dbname={}", self.admin, self.name)).await
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let admin_url = self.admin.clone();
         // Async work cannot run in Drop; a short-lived runtime on its own thread can.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -77,7 +100,15 @@ impl Drop for TestDb {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let admin = connect(&format!("{} dbname=postgres", admin_url())).await;
+                let admin = connect(&format!("{admin_url} dbname=postgres")).await;
+                // A WAL-mode install leaves a slot, which keeps its
+                // database from being dropped.
+                let _ = admin
+                    .execute(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
+                        &[&name],
+                    )
+                    .await;
                 let _ = admin
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await;

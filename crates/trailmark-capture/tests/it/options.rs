@@ -29,13 +29,14 @@ async fn options_are_kept_and_reinstalling_without_naming_a_table_keeps_them() {
     customer.exclude = vec!["password".into()];
     customer.soft_delete = Some("deleted_at".into());
     customer.resource_type = Some("Customer".into());
-    install(&mut db.client, std::slice::from_ref(&customer))
+    install(&mut db.client, std::slice::from_ref(&customer), None)
         .await
         .unwrap();
     // Covering another table later keeps the first one's options.
     let again = install(
         &mut db.client,
         &[TableSpec::parse("public.invoice").unwrap()],
+        None,
     )
     .await
     .unwrap();
@@ -56,6 +57,7 @@ async fn options_are_kept_and_reinstalling_without_naming_a_table_keeps_them() {
     let dropped = install(
         &mut db.client,
         &[TableSpec::parse("public.crm_customer").unwrap()],
+        None,
     )
     .await
     .unwrap();
@@ -72,7 +74,7 @@ async fn a_renamed_excluded_column_stays_excluded_and_a_renamed_key_never_breaks
         .unwrap();
     let mut spec = TableSpec::parse("public.account").unwrap();
     spec.exclude = vec!["token".into()];
-    install(&mut db.client, &[spec]).await.unwrap();
+    install(&mut db.client, &[spec], None).await.unwrap();
     let app = db.another().await;
     app.batch_execute(
         "ALTER TABLE account RENAME COLUMN token TO api_token;
@@ -111,7 +113,7 @@ async fn a_renamed_excluded_column_stays_excluded_and_a_renamed_key_never_breaks
         .get(0);
     assert_eq!(updates, 2);
     // Re-running install records the new names and keeps the exclusion.
-    install(&mut db.client, &[]).await.unwrap();
+    install(&mut db.client, &[], None).await.unwrap();
     let s = status(&db.client).await.unwrap();
     assert!(s.drift.is_empty(), "{:?}", s.drift);
     let excluded: Vec<String> = db
@@ -139,7 +141,7 @@ async fn all_covers_every_table_of_a_schema() {
         specs.iter().map(ToString::to_string).collect::<Vec<_>>(),
         ["shop.a", "shop.b"]
     );
-    install(&mut db.client, &specs).await.unwrap();
+    install(&mut db.client, &specs, None).await.unwrap();
     assert_eq!(
         status(&db.client).await.unwrap().tables,
         ["shop.a", "shop.b"]
@@ -173,7 +175,7 @@ async fn a_version_1_install_is_upgraded_with_its_exclusions() {
         .batch_execute(r#"ALTER TABLE public.member ADD COLUMN "it's" text"#)
         .await
         .unwrap();
-    let done = install(&mut db.client, &[]).await.unwrap();
+    let done = install(&mut db.client, &[], None).await.unwrap();
     assert_eq!(done.previous_version, Some(1));
     assert_eq!(done.tables.len(), 1);
     assert_eq!(done.tables[0].0.exclude, ["pin", "it's"]);
@@ -188,7 +190,7 @@ async fn a_version_1_install_is_upgraded_with_its_exclusions() {
         "{}",
         rows[0]
     );
-    assert_eq!(status(&db.client).await.unwrap().version, "3");
+    assert_eq!(status(&db.client).await.unwrap().version, "4");
 }
 
 #[tokio::test]
@@ -201,9 +203,13 @@ async fn columns_named_like_the_triggers_own_variables_are_captured() {
         )
         .await
         .unwrap();
-    install(&mut db.client, &[TableSpec::parse("public.odd").unwrap()])
-        .await
-        .unwrap();
+    install(
+        &mut db.client,
+        &[TableSpec::parse("public.odd").unwrap()],
+        None,
+    )
+    .await
+    .unwrap();
     db.client
         .batch_execute(
             "INSERT INTO odd SELECT g, g, 'c', 'e', g, g, g, g, g, g FROM generate_series(1, 3) g;
@@ -240,9 +246,13 @@ async fn a_statement_changing_some_keys_is_paired_by_position_with_nothing_twice
         )
         .await
         .unwrap();
-    install(&mut db.client, &[TableSpec::parse("public.seat").unwrap()])
-        .await
-        .unwrap();
+    install(
+        &mut db.client,
+        &[TableSpec::parse("public.seat").unwrap()],
+        None,
+    )
+    .await
+    .unwrap();
     db.client
         .batch_execute(
             "UPDATE seat SET id = CASE WHEN id = 1 THEN 100 ELSE id END, label = label || '!'",

@@ -18,7 +18,7 @@ async fn setup() -> TestDb {
     let mut spec = TableSpec::parse("public.customer").unwrap();
     spec.exclude = vec!["password".into()];
     spec.resource_type = Some("Customer".into());
-    install(&mut db.client, &[spec]).await.unwrap();
+    install(&mut db.client, &[spec], None).await.unwrap();
     db
 }
 
@@ -191,9 +191,13 @@ async fn events_that_cannot_be_reverted_say_why() {
         .batch_execute("CREATE TABLE public.log (line text)")
         .await
         .unwrap();
-    install(&mut db.client, &[TableSpec::parse("public.log").unwrap()])
-        .await
-        .unwrap();
+    install(
+        &mut db.client,
+        &[TableSpec::parse("public.log").unwrap()],
+        None,
+    )
+    .await
+    .unwrap();
     db.client
         .batch_execute("INSERT INTO log VALUES ('x'); TRUNCATE customer;")
         .await

@@ -1,0 +1,361 @@
+//! WAL mode: what `install --mode wal` creates instead of triggers — the
+//! publication `trailmark` (column lists leave excluded columns out), each
+//! table's replica identity, and the logical slot `trailmark` (`pgoutput`) —
+//! and what `status` and `uninstall` read of them.
+
+use std::fmt::Write as _;
+
+use tokio_postgres::{Client, GenericClient};
+
+use crate::table::{ReplicaIdentity, TableSpec, ident};
+use crate::{Error, pg};
+
+/// The publication WAL mode decodes.
+pub const PUBLICATION: &str = "trailmark";
+/// The logical replication slot WAL mode reads through is this prefix and
+/// the database's oid (`trailmark_16384`): slots are named per server, and
+/// each database captured on it needs its own.
+pub const SLOT: &str = "trailmark";
+
+/// The name of this database's slot.
+pub async fn slot_name(client: &impl GenericClient) -> Result<String, Error> {
+    Ok(client
+        .query_one(
+            "SELECT $1 || '_' || oid::text FROM pg_database WHERE datname = current_database()",
+            &[&SLOT],
+        )
+        .await
+        .map_err(pg("naming the replication slot"))?
+        .get(0))
+}
+/// The prefix of the logical messages `trailmark.set_context` writes.
+pub const MESSAGE_PREFIX: &str = "trailmark";
+
+/// How changes are captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Statement-level triggers write the outbox inside the application's
+    /// transaction.
+    Trigger,
+    /// A drainer decodes the WAL through a logical slot: the application's
+    /// transaction writes nothing more.
+    Wal,
+}
+
+impl Mode {
+    /// The name stored in `trailmark.meta` and given as `--mode`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trigger => "trigger",
+            Self::Wal => "wal",
+        }
+    }
+
+    /// Parses `trigger` or `wal`.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        match text {
+            "trigger" => Ok(Self::Trigger),
+            "wal" => Ok(Self::Wal),
+            other => Err(Error::BadOption(format!(
+                "mode {other:?}: give trigger or wal"
+            ))),
+        }
+    }
+}
+
+/// The server's `wal_level` (`replica`, `logical`, …).
+pub async fn wal_level(client: &impl GenericClient) -> Result<String, Error> {
+    Ok(client
+        .query_one("SELECT current_setting('wal_level')", &[])
+        .await
+        .map_err(pg("reading wal_level"))?
+        .get(0))
+}
+
+/// The mode an install recorded (`None`: not installed, or installed by a
+/// version before modes, which is trigger mode).
+pub async fn installed_mode(client: &impl GenericClient) -> Result<Option<Mode>, Error> {
+    let row = client
+        .query_opt(
+            "SELECT value FROM trailmark.meta WHERE key = 'mode'
+             AND to_regclass('trailmark.meta') IS NOT NULL",
+            &[],
+        )
+        .await;
+    match row {
+        Ok(Some(r)) => Mode::parse(&r.get::<_, String>(0)).map(Some),
+        Ok(None) => Ok(None),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
+        Err(e) => Err(pg("reading the capture mode")(e)),
+    }
+}
+
+/// Whether the slot exists.
+pub(super) async fn slot_exists(client: &impl GenericClient) -> Result<bool, Error> {
+    let slot = slot_name(client).await?;
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+            &[&slot],
+        )
+        .await
+        .map_err(pg("looking for the replication slot"))?
+        .get(0))
+}
+
+/// Creates the slot unless it exists. Run outside any transaction (a slot
+/// cannot be created by one that has written); it waits for the
+/// transactions running now to end, and captures every transaction that
+/// commits after them.
+pub(super) async fn ensure_slot(client: &Client) -> Result<bool, Error> {
+    if slot_exists(client).await? {
+        return Ok(false);
+    }
+    let slot = slot_name(client).await?;
+    client
+        .execute(
+            "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&slot],
+        )
+        .await
+        .map_err(pg(format!(
+            "creating logical replication slot {slot} (the role needs REPLICATION or superuser, and max_replication_slots a free slot)"
+        )))?;
+    Ok(true)
+}
+
+/// The replica identity a table gets, checked against its options:
+/// `REPLICA IDENTITY FULL` unless `key` was asked for. A table with excluded
+/// columns must say `key`: PostgreSQL refuses the application's UPDATE and
+/// DELETE when a publication's column list leaves out a column of a FULL
+/// identity, and capture must never break the application's writes.
+pub(super) fn identity_of(table: &TableSpec, pk: &[String]) -> Result<ReplicaIdentity, Error> {
+    match table.replica_identity {
+        Some(ReplicaIdentity::Key) if pk.is_empty() => Err(Error::BadOption(format!(
+            "{table} has no primary key, so its replica identity cannot be the key: give --replica-identity {table}=full"
+        ))),
+        Some(ReplicaIdentity::Full) | None if !table.exclude.is_empty() => {
+            Err(Error::BadOption(format!(
+                "{table} excludes columns ({}): in WAL mode its old values can be logged only for the primary key, since PostgreSQL refuses UPDATE and DELETE on a table whose full replica identity a publication leaves columns out of. Give --replica-identity {table}=key (updates then show new values, old ones only of the key), or keep this database in trigger mode",
+                table.exclude.join(", ")
+            )))
+        }
+        Some(identity) => Ok(identity),
+        None => Ok(ReplicaIdentity::Full),
+    }
+}
+
+/// Sets each table's replica identity and (re)creates the publication over
+/// them, every column but the excluded ones, in the caller's transaction.
+pub(super) async fn publish(
+    tx: &tokio_postgres::Transaction<'_>,
+    tables: &[(TableSpec, Vec<String>)],
+) -> Result<(), Error> {
+    let mut members = Vec::new();
+    for (table, pk) in tables {
+        let identity = identity_of(table, pk)?;
+        let clause = match identity {
+            ReplicaIdentity::Full => "FULL",
+            ReplicaIdentity::Key => "DEFAULT",
+        };
+        tx.batch_execute(&format!(
+            "ALTER TABLE {} REPLICA IDENTITY {clause}",
+            table.quoted()
+        ))
+        .await
+        .map_err(pg(format!("setting the replica identity of {table}")))?;
+        tx.execute(
+            "UPDATE trailmark.tables SET replica_identity = $3 WHERE schema_name = $1 AND table_name = $2",
+            &[&table.schema, &table.table, &identity.as_str()],
+        )
+        .await
+        .map_err(pg(format!("recording the replica identity of {table}")))?;
+        if table.exclude.is_empty() {
+            members.push(table.quoted());
+        } else {
+            let columns: Vec<String> = tx
+                .query(
+                    "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::text::regclass
+                     AND attnum > 0 AND NOT attisdropped AND NOT attname::text = ANY ($2)
+                     ORDER BY attnum",
+                    &[&table.quoted(), &table.exclude],
+                )
+                .await
+                .map_err(pg(format!("reading the columns of {table}")))?
+                .iter()
+                .map(|r| ident(r.get::<_, &str>(0)))
+                .collect();
+            members.push(format!("{} ({})", table.quoted(), columns.join(", ")));
+        }
+    }
+    // Altered, never dropped and created again: the decoder reads the
+    // publication as of each change, and a change made while it did not
+    // exist would stop decoding.
+    let sql = if members.is_empty() {
+        let mut sql = String::new();
+        for (schema, table) in published_tables(tx).await? {
+            let _ = write!(
+                sql,
+                "ALTER PUBLICATION {} DROP TABLE {}.{};",
+                ident(PUBLICATION),
+                ident(&schema),
+                ident(&table)
+            );
+        }
+        sql
+    } else {
+        format!(
+            "ALTER PUBLICATION {} SET TABLE {}",
+            ident(PUBLICATION),
+            members.join(", ")
+        )
+    };
+    tx.batch_execute(&sql)
+        .await
+        .map_err(pg("setting the tables of the publication"))?;
+    Ok(())
+}
+
+/// Creates the publication, empty, unless it exists: in a transaction of
+/// its own, committed before the slot is created, so every change the slot
+/// decodes finds it.
+pub(super) async fn ensure_publication(client: &Client) -> Result<(), Error> {
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
+            &[&PUBLICATION],
+        )
+        .await
+        .map_err(pg("looking for the publication"))?
+        .get(0);
+    if !exists {
+        client
+            .batch_execute(&format!(
+                "CREATE PUBLICATION {} WITH (publish = 'insert, update, delete, truncate')",
+                ident(PUBLICATION)
+            ))
+            .await
+            .map_err(pg("creating the publication"))?;
+    }
+    Ok(())
+}
+
+/// The tables the publication covers, as `(schema, table)`.
+pub(super) async fn published_tables(
+    client: &impl GenericClient,
+) -> Result<Vec<(String, String)>, Error> {
+    let rows = client
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_publication_tables
+             WHERE pubname = $1 ORDER BY 1, 2",
+            &[&PUBLICATION],
+        )
+        .await
+        .map_err(pg("listing the published tables"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// How the slot stands: what WAL it makes PostgreSQL keep, and how far the
+/// drainer is behind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlotStatus {
+    /// Its name.
+    pub name: String,
+    /// A drainer is connected to it now.
+    pub active: bool,
+    /// Bytes of WAL PostgreSQL keeps for it (from its restart position to
+    /// the current WAL position).
+    pub retained_bytes: i64,
+    /// Bytes of WAL between what the ledger acknowledged and now.
+    pub lag_bytes: i64,
+    /// The position the ledger acknowledged (`confirmed_flush_lsn`).
+    pub confirmed: Option<String>,
+    /// PostgreSQL's `wal_status`: `reserved`, `extended`, `unreserved`, or
+    /// `lost` (the WAL it needed is gone: a capture gap).
+    pub wal_status: Option<String>,
+    /// `max_slot_wal_keep_size` (`-1`: unbounded).
+    pub max_keep: String,
+}
+
+/// The slot's state (`None`: there is none).
+pub async fn slot_status(client: &impl GenericClient) -> Result<Option<SlotStatus>, Error> {
+    let slot = slot_name(client).await?;
+    let row = client
+        .query_opt(
+            "SELECT active,
+                    coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::int8,
+                    coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::int8,
+                    confirmed_flush_lsn::text, wal_status, current_setting('max_slot_wal_keep_size')
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(pg("reading the replication slot"))?;
+    Ok(row.map(|r| SlotStatus {
+        name: slot.clone(),
+        active: r.get(0),
+        retained_bytes: r.get(1),
+        lag_bytes: r.get(2),
+        confirmed: r.get(3),
+        wal_status: r.get(4),
+        max_keep: r.get(5),
+    }))
+}
+
+/// Changes in the slot not yet acknowledged by the ledger: decoded (without
+/// consuming them) and counted. Refuses while a drainer holds the slot.
+pub(super) async fn pending_in_slot(client: &impl GenericClient) -> Result<i64, Error> {
+    let Some(status) = slot_status(client).await? else {
+        return Ok(0);
+    };
+    if status.active {
+        return Err(Error::BadOption(format!(
+            "a drainer is reading slot {} now: stop it (`capture pg run`, or serve's [capture]) first",
+            status.name
+        )));
+    }
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE get_byte(data, 0) IN (73, 85, 68, 84))
+             FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL,
+                 'proto_version', '1', 'publication_names', $2)",
+            &[&status.name, &PUBLICATION],
+        )
+        .await
+        .map_err(pg("counting undrained changes in the slot"))?;
+    Ok(row.get(0))
+}
+
+/// Drops the slot, if there is one.
+pub(super) async fn drop_slot(client: &impl GenericClient) -> Result<(), Error> {
+    let slot = slot_name(client).await?;
+    client
+        .execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(pg(format!("dropping replication slot {slot}")))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_with_excluded_columns_must_ask_for_a_key_identity() {
+        let mut t = TableSpec::parse("public.customer").unwrap();
+        let pk = vec!["id".to_owned()];
+        assert_eq!(identity_of(&t, &pk).unwrap(), ReplicaIdentity::Full);
+        t.exclude = vec!["password".into()];
+        let e = identity_of(&t, &pk).unwrap_err().to_string();
+        assert!(e.contains("--replica-identity public.customer=key"), "{e}");
+        t.replica_identity = Some(ReplicaIdentity::Key);
+        assert_eq!(identity_of(&t, &pk).unwrap(), ReplicaIdentity::Key);
+        let e = identity_of(&t, &[]).unwrap_err().to_string();
+        assert!(e.contains("no primary key"), "{e}");
+        assert_eq!(Mode::parse("wal").unwrap(), Mode::Wal);
+        assert!(Mode::parse("WAL").is_err());
+    }
+}

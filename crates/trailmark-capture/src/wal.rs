@@ -1,0 +1,696 @@
+//! Draining in WAL mode: decoding publication `trailmark` through slot
+//! `trailmark` over the replication protocol (`pgoutput`, with the
+//! `pg_walstream` crate; docs/CAPTURE.md says why that crate).
+//!
+//! PostgreSQL sends each transaction whole at its commit, in commit order
+//! (one larger than `logical_decoding_work_mem` is spilled to disk on the
+//! server and sent at commit, so this process holds at most one batch of
+//! events). The `trailmark` logical messages `trailmark.set_context` writes
+//! come in place among the transaction's changes: each change carries the
+//! context set last before it. Event ids derive from the database's system
+//! identifier, the transaction's commit LSN and the change's place in it,
+//! so a transaction decoded again after a crash stores nothing twice; the
+//! slot's confirmed position moves only past transactions the ledger
+//! acknowledged as durable.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pg_walstream::{
+    CancellationToken, ChangeEvent, ColumnValue, EventType, LogicalReplicationStream,
+    ReplicationError, ReplicationStreamConfig, RowData, StreamingMode,
+};
+use serde_json::Value;
+use tokio_postgres::Client;
+
+use crate::drain::{DrainOptions, Progress, send};
+use crate::install::{MESSAGE_PREFIX, PUBLICATION, slot_status};
+use crate::{Captured, Error, OutboxRow, Sink, TableConfig, make_valid, outbox_event, pg};
+
+/// Decoded changes read ahead of the one being converted (the bound on what
+/// this process holds besides the batch being sent).
+const READ_AHEAD: usize = 4096;
+
+/// The replication connection's string: the source's, asking for a
+/// logical replication session.
+fn replication_source(source: &str) -> String {
+    let url = source.starts_with("postgres://") || source.starts_with("postgresql://");
+    if url {
+        let sep = if source.contains('?') { '&' } else { '?' };
+        format!("{source}{sep}replication=database")
+    } else {
+        format!("{source} replication=database")
+    }
+}
+
+fn replication(context: &str) -> impl FnOnce(ReplicationError) -> Error + '_ {
+    move |e| Error::Replication(format!("{context}: {e}"))
+}
+
+/// The transaction being decoded.
+struct Transaction {
+    xid: u32,
+    commit_lsn: u64,
+    committed_at: String,
+    /// The next change's place in the transaction.
+    next: u64,
+    /// The context `trailmark.set_context` set last.
+    context: Value,
+}
+
+/// Decodes the slot into `sink` until `options.once` finds it caught up
+/// with the WAL position at the start, or for ever. Returns the events sent.
+#[allow(clippy::too_many_lines)] // setup, the read loop and the final acknowledgement, in order
+pub(crate) async fn stream<S: Sink>(
+    client: &Client,
+    source: &str,
+    sink: &S,
+    options: &DrainOptions,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+    database: &str,
+    tables: &mut HashMap<(String, String), TableConfig>,
+) -> Result<u64, Error> {
+    let Some(slot) = slot_status(client).await? else {
+        return Err(Error::Replication(format!(
+            "replication slot {} is gone: changes made since it was dropped were not captured (a capture gap). Run `trailmark capture pg install` to create it again; the trail records from then on",
+            crate::slot_name(client).await?
+        )));
+    };
+    if slot.wal_status.as_deref() == Some("lost") {
+        return Err(Error::Replication(format!(
+            "replication slot {} lost WAL it still needed (max_slot_wal_keep_size was exceeded): changes after {} were not captured (a capture gap). Drop the slot and run install again; the trail records from then on",
+            slot.name,
+            slot.confirmed.as_deref().unwrap_or("its start")
+        )));
+    }
+    let mut config = ReplicationStreamConfig::builder(slot.name.clone(), PUBLICATION)
+        .with_protocol_version(1)
+        .with_feedback_interval(Duration::from_secs(1))
+        .with_connection_timeout(Duration::from_secs(30))
+        .with_messages(true);
+    config.streaming_mode = StreamingMode::Off;
+    let end: Option<u64> = if options.once {
+        let text: String = client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .map_err(pg("reading the current WAL position"))?
+            .get(0);
+        Some(parse_lsn(&text).ok_or_else(|| Error::Replication(format!("LSN {text:?}")))?)
+    } else {
+        None
+    };
+    if let Some(end) = end {
+        config = config.with_stop_at_lsn(end);
+    }
+    let mut replication_stream = LogicalReplicationStream::new(&replication_source(source), config)
+        .await
+        .map_err(replication("connecting for replication"))?;
+    replication_stream
+        .start(None)
+        .await
+        .map_err(replication("starting replication from the slot"))?;
+    let feedback = Arc::clone(&replication_stream.shared_lsn_feedback);
+    let cancel = CancellationToken::new();
+    let mut events = replication_stream.into_stream(cancel.clone());
+    let (ahead, mut decoded) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let reader = tokio::spawn(async move {
+        loop {
+            let next = events.next_event().await;
+            let last = next.is_err();
+            if ahead.send(next).await.is_err() || last {
+                break;
+            }
+        }
+        let _ = events.shutdown().await;
+    });
+
+    let mut state = Decoder {
+        relations: HashMap::new(),
+        open: None,
+        batch: Vec::new(),
+    };
+    let mut acknowledge: Option<u64> = None;
+    // The end of the last transaction the ledger acknowledged.
+    let mut durable: Option<u64> = None;
+    let mut total = 0u64;
+    let result: Result<(), Error> = async {
+        loop {
+            let Some(next) = decoded.recv().await else {
+                return Ok(());
+            };
+            let event: ChangeEvent = match next {
+                Ok(event) => event,
+                Err(ReplicationError::StreamStopped(_)) => return Ok(()),
+                Err(e) => return Err(replication("reading the WAL")(e)),
+            };
+            let commit = state
+                .take(client, tables, database, event.event_type)
+                .await?;
+            if let Some(lsn) = commit {
+                acknowledge = Some(lsn);
+            }
+            let (open, batch) = (&state.open, &mut state.batch);
+            // Send at a full batch (a large transaction goes in several:
+            // sent again after a crash, its events are stored once), or at
+            // a commit with nothing more decoded yet.
+            if batch.len() >= usize::try_from(options.batch).unwrap_or(1000)
+                || (commit.is_some() && decoded.is_empty())
+            {
+                let sent = flush(client, sink, batch).await?;
+                if sent > 0 {
+                    total += sent;
+                    progress(Progress::Sent { rows: sent, total });
+                }
+                if open.is_none()
+                    && let Some(lsn) = acknowledge.take()
+                {
+                    // Durable in the ledger: the slot may forget it.
+                    feedback.update_flushed_lsn(lsn);
+                    feedback.update_applied_lsn(lsn);
+                    durable = Some(lsn);
+                }
+            }
+        }
+    }
+    .await;
+    cancel.cancel();
+    let _ = reader.await;
+    result?;
+    let sent = flush(client, sink, &mut state.batch).await?;
+    total += sent;
+    if let Some(lsn) = acknowledge.or(durable) {
+        advance(client, &slot.name, lsn).await?;
+    }
+    Ok(total)
+}
+
+/// What decoding keeps between events: each relation's column types, the
+/// transaction being decoded, and the events not yet sent.
+struct Decoder {
+    relations: HashMap<u32, Vec<(String, u32)>>,
+    open: Option<Transaction>,
+    batch: Vec<Captured>,
+}
+
+impl Decoder {
+    /// Takes one decoded event; returns the end of a transaction it
+    /// committed.
+    #[allow(clippy::too_many_lines)] // one arm per kind of decoded event
+    async fn take(
+        &mut self,
+        client: &Client,
+        tables: &mut HashMap<(String, String), TableConfig>,
+        database: &str,
+        event: EventType,
+    ) -> Result<Option<u64>, Error> {
+        match event {
+            EventType::Begin {
+                transaction_id,
+                final_lsn,
+                commit_timestamp,
+            } => {
+                self.open = Some(Transaction {
+                    xid: transaction_id,
+                    commit_lsn: final_lsn.value(),
+                    committed_at: commit_timestamp
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    next: 0,
+                    context: Value::Object(serde_json::Map::new()),
+                });
+            }
+            EventType::Message {
+                flags,
+                prefix,
+                content,
+                ..
+            } if flags & 1 == 1 && &*prefix == MESSAGE_PREFIX => {
+                if let Some(tx) = self.open.as_mut() {
+                    tx.context = serde_json::from_slice(&content)
+                        .unwrap_or_else(|_| Value::Object(serde_json::Map::new()));
+                }
+            }
+            EventType::Relation {
+                relation_id,
+                columns,
+                ..
+            } => {
+                self.relations.insert(
+                    relation_id,
+                    columns
+                        .iter()
+                        .map(|c| (c.name.to_string(), c.type_id))
+                        .collect(),
+                );
+            }
+            EventType::Insert {
+                schema,
+                table,
+                relation_oid,
+                data,
+            } => {
+                let types = self.relations.get(&relation_oid);
+                let new = Some(row_json(&data, None, types));
+                push(
+                    client,
+                    &mut self.open,
+                    &mut self.batch,
+                    tables,
+                    database,
+                    "insert",
+                    &schema,
+                    &table,
+                    None,
+                    new,
+                )
+                .await?;
+            }
+            EventType::Update {
+                schema,
+                table,
+                relation_oid,
+                old_data,
+                new_data,
+                ..
+            } => {
+                let types = self.relations.get(&relation_oid);
+                let old = old_data.as_ref().map(|o| row_json(o, None, types));
+                // Unchanged TOASTed values are left out of the new row:
+                // they are the old row's.
+                let new = Some(row_json(&new_data, old_data.as_ref(), types));
+                push(
+                    client,
+                    &mut self.open,
+                    &mut self.batch,
+                    tables,
+                    database,
+                    "update",
+                    &schema,
+                    &table,
+                    old,
+                    new,
+                )
+                .await?;
+            }
+            EventType::Delete {
+                schema,
+                table,
+                relation_oid,
+                old_data,
+                ..
+            } => {
+                let types = self.relations.get(&relation_oid);
+                let old = Some(row_json(&old_data, None, types));
+                push(
+                    client,
+                    &mut self.open,
+                    &mut self.batch,
+                    tables,
+                    database,
+                    "delete",
+                    &schema,
+                    &table,
+                    old,
+                    None,
+                )
+                .await?;
+            }
+            EventType::Truncate { tables: names, .. } => {
+                for name in &names {
+                    let (schema, table) = name.split_once('.').unwrap_or(("", name));
+                    push(
+                        client,
+                        &mut self.open,
+                        &mut self.batch,
+                        tables,
+                        database,
+                        "truncate",
+                        schema,
+                        table,
+                        None,
+                        None,
+                    )
+                    .await?;
+                }
+            }
+            EventType::Commit { end_lsn, .. } => {
+                self.open = None;
+                return Ok(Some(end_lsn.value()));
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+}
+
+/// Moves the slot past what the ledger acknowledged once the replication
+/// session has let it go (a `--once` run ends with the slot where its last
+/// acknowledged transaction ended, not where the last feedback left it).
+async fn advance(client: &Client, slot: &str, lsn: u64) -> Result<(), Error> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let target = crate::event::lsn_text(lsn);
+    loop {
+        let advanced = client
+            .execute(
+                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)
+                 FROM pg_replication_slots WHERE slot_name = $1 AND NOT active
+                 AND confirmed_flush_lsn < $2::text::pg_lsn",
+                &[&slot, &target],
+            )
+            .await
+            .map_err(pg("advancing the replication slot"))?;
+        let done: bool = client
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1
+                 AND confirmed_flush_lsn < $2::text::pg_lsn)",
+                &[&slot, &target],
+            )
+            .await
+            .map_err(pg("reading the replication slot"))?
+            .get(0);
+        if done || advanced > 0 || std::time::Instant::now() > deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn flush<S: Sink>(
+    client: &Client,
+    sink: &S,
+    batch: &mut Vec<Captured>,
+) -> Result<u64, Error> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let events = std::mem::take(batch);
+    let n = events.len() as u64;
+    let tenants = send(sink, events).await?;
+    crate::seen::check(client, sink, &tenants).await?;
+    Ok(n)
+}
+
+/// One decoded change → a validated event, appended to the batch.
+#[allow(clippy::too_many_arguments)]
+async fn push(
+    client: &Client,
+    open: &mut Option<Transaction>,
+    batch: &mut Vec<Captured>,
+    tables: &mut HashMap<(String, String), TableConfig>,
+    database: &str,
+    op: &str,
+    schema: &str,
+    table: &str,
+    old: Option<String>,
+    new: Option<String>,
+) -> Result<(), Error> {
+    let Some(tx) = open.as_mut() else {
+        return Err(Error::Replication(format!(
+            "a change to {schema}.{table} arrived outside a transaction"
+        )));
+    };
+    let name = (schema.to_owned(), table.to_owned());
+    if !tables.contains_key(&name) {
+        *tables = crate::table_configs(client).await?;
+    }
+    let config = tables.get(&name).cloned().unwrap_or_default();
+    let row = OutboxRow {
+        id: 0,
+        txid: i64::from(tx.xid),
+        stmt: 0,
+        op: op.to_owned(),
+        schema: schema.to_owned(),
+        table: table.to_owned(),
+        old_row: old,
+        new_row: new,
+        context: tx.context.clone(),
+        db_role: "unknown".to_owned(),
+        captured_at: tx.committed_at.clone(),
+        wal: Some(crate::event::WalPosition {
+            commit_lsn: tx.commit_lsn,
+            change: tx.next,
+        }),
+    };
+    tx.next += 1;
+    let mut event = outbox_event(&row, &config, database);
+    if op == "update" && row.old_row.is_none() {
+        // Replica identity `key`: PostgreSQL logged no old values.
+        event["metadata"]["old_values"] = Value::String(
+            "not logged: the table's replica identity is its key, so old values are unknown".into(),
+        );
+    }
+    let valid = make_valid(&mut event).map_err(|errors| {
+        Error::Replication(format!(
+            "the change at {} #{} cannot become a valid event ({}); the slot keeps it",
+            crate::event::lsn_text(tx.commit_lsn),
+            tx.next - 1,
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })?;
+    batch.push(Captured {
+        json: event,
+        event: valid,
+    });
+    Ok(())
+}
+
+/// `16/B374D848` → its 64-bit position.
+pub(crate) fn parse_lsn(text: &str) -> Option<u64> {
+    let (high, low) = text.split_once('/')?;
+    Some((u64::from_str_radix(high, 16).ok()? << 32) | u64::from_str_radix(low, 16).ok()?)
+}
+
+/// A decoded row as the JSON object text `to_jsonb(row)` writes, so both
+/// modes turn a row into the same event: columns missing from `row`
+/// (unchanged values stored out of line) are taken from `fallback`.
+fn row_json(
+    row: &RowData,
+    fallback: Option<&RowData>,
+    types: Option<&Vec<(String, u32)>>,
+) -> String {
+    let type_of = |name: &str| {
+        types
+            .and_then(|t| t.iter().find(|(n, _)| n == name))
+            .map_or(25, |(_, t)| *t)
+    };
+    let mut out = String::from("{");
+    let mut first = true;
+    let mut write = |name: &str, value: &ColumnValue| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(&Value::String(name.to_owned()).to_string());
+        out.push(':');
+        out.push_str(&column_json(type_of(name), value));
+    };
+    for (name, value) in row.iter() {
+        write(name, value);
+    }
+    if let Some(old) = fallback {
+        for (name, value) in old.iter() {
+            if row.get(name).is_none() {
+                write(name, value);
+            }
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// One column's value as `to_jsonb` writes it, from its text form and type.
+fn column_json(type_oid: u32, value: &ColumnValue) -> String {
+    let text = match value {
+        ColumnValue::Null => return "null".into(),
+        ColumnValue::Text(bytes) | ColumnValue::Binary(bytes) => String::from_utf8_lossy(bytes),
+    };
+    scalar_json(type_oid, &text).unwrap_or_else(|| match element_type(type_oid) {
+        Some(element) => array_json(element, &text).unwrap_or_else(|| quote(&text)),
+        None => quote(&text),
+    })
+}
+
+fn quote(text: &str) -> String {
+    Value::String(text.to_owned()).to_string()
+}
+
+/// A scalar of a type `to_jsonb` writes as other than a string; `None`
+/// for the rest (written as the string of their text).
+fn scalar_json(type_oid: u32, text: &str) -> Option<String> {
+    match type_oid {
+        // bool
+        16 => Some(if text == "t" { "true" } else { "false" }.into()),
+        // int2, int4, int8, oid, float4, float8, numeric: the digits as
+        // written (NaN and the infinities stay strings, as to_jsonb has it).
+        20 | 21 | 23 | 26 | 700 | 701 | 1700 => {
+            let number = serde_json::from_str::<serde_json::Number>(text).is_ok();
+            Some(if number { text.to_owned() } else { quote(text) })
+        }
+        // json, jsonb
+        114 | 3802 => Some(
+            serde_json::from_str::<Value>(text).map_or_else(|_| quote(text), |v| v.to_string()),
+        ),
+        // timestamp, timestamptz: ISO 8601, as to_jsonb writes them.
+        1114 | 1184 => Some(quote(&iso_timestamp(text))),
+        _ => None,
+    }
+}
+
+/// `2026-11-23 10:15:00.5+01` → `2026-11-23T10:15:00.5+01:00`.
+fn iso_timestamp(text: &str) -> String {
+    let Some((date, time)) = text.split_once(' ') else {
+        return text.to_owned(); // infinity, -infinity
+    };
+    if time.contains(' ') {
+        return text.to_owned(); // BC, or a style that is not ISO
+    }
+    let zone_at = time.rfind(['+', '-']);
+    let time = match zone_at {
+        Some(at) if time.len() - at == 3 => format!("{time}:00"),
+        _ => time.to_owned(),
+    };
+    format!("{date}T{time}")
+}
+
+/// The element type of the array types `to_jsonb` writes as JSON arrays of
+/// other than strings, and of text arrays.
+fn element_type(type_oid: u32) -> Option<u32> {
+    Some(match type_oid {
+        1000 => 16,
+        1005 => 21,
+        1007 => 23,
+        1016 => 20,
+        1021 => 700,
+        1022 => 701,
+        1231 => 1700,
+        199 => 114,
+        3807 => 3802,
+        1115 => 1114,
+        1185 => 1184,
+        1009 | 1015 | 1014 | 2951 | 1182 | 1183 | 1028 => 25,
+        _ => return None,
+    })
+}
+
+/// A one- or many-dimensional array in PostgreSQL's text form
+/// (`{1,2,NULL}`, `{"a b","c\"d"}`, `{{1,2},{3,4}}`) as a JSON array;
+/// `None` for what this does not read (bounds like `[0:1]={…}`).
+fn array_json(element: u32, text: &str) -> Option<String> {
+    let mut chars = text.chars().peekable();
+    let value = array_items(element, &mut chars)?;
+    if chars.next().is_some() {
+        return None;
+    }
+    Some(value)
+}
+
+fn array_items(
+    element: u32,
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+) -> Option<String> {
+    if chars.next()? != '{' {
+        return None;
+    }
+    let mut items = Vec::new();
+    if chars.peek() == Some(&'}') {
+        chars.next();
+        return Some("[]".into());
+    }
+    loop {
+        match chars.peek()? {
+            '{' => items.push(array_items(element, chars)?),
+            '"' => {
+                chars.next();
+                let mut item = String::new();
+                loop {
+                    match chars.next()? {
+                        '\\' => item.push(chars.next()?),
+                        '"' => break,
+                        c => item.push(c),
+                    }
+                }
+                items.push(scalar_json(element, &item).unwrap_or_else(|| quote(&item)));
+            }
+            _ => {
+                let mut item = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c == ',' || c == '}' {
+                        break;
+                    }
+                    item.push(c);
+                    chars.next();
+                }
+                let item = item.trim();
+                items.push(if item == "NULL" {
+                    "null".into()
+                } else {
+                    scalar_json(element, item).unwrap_or_else(|| quote(item))
+                });
+            }
+        }
+        match chars.next()? {
+            ',' => {}
+            '}' => return Some(format!("[{}]", items.join(","))),
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_written_as_to_jsonb_writes_them() {
+        let t = |oid, text: &str| column_json(oid, &ColumnValue::text(text));
+        assert_eq!(t(16, "t"), "true");
+        assert_eq!(t(23, "-7"), "-7");
+        assert_eq!(t(1700, "1.50"), "1.50");
+        assert_eq!(t(1700, "NaN"), "\"NaN\"");
+        assert_eq!(t(701, "Infinity"), "\"Infinity\"");
+        assert_eq!(t(3802, "{\"a\": [1, 2]}"), "{\"a\":[1,2]}");
+        assert_eq!(
+            t(1184, "2026-11-23 10:15:00.5+01"),
+            "\"2026-11-23T10:15:00.5+01:00\""
+        );
+        assert_eq!(
+            t(1184, "2026-11-23 10:15:00+05:30"),
+            "\"2026-11-23T10:15:00+05:30\""
+        );
+        assert_eq!(t(1114, "2026-11-23 10:15:00"), "\"2026-11-23T10:15:00\"");
+        assert_eq!(t(1114, "infinity"), "\"infinity\"");
+        assert_eq!(t(1082, "2026-11-23"), "\"2026-11-23\"");
+        assert_eq!(t(1007, "{1,2,NULL}"), "[1,2,null]");
+        assert_eq!(
+            t(1009, "{\"a b\",\"c\\\"d\",e}"),
+            "[\"a b\",\"c\\\"d\",\"e\"]"
+        );
+        assert_eq!(t(1007, "{{1,2},{3,4}}"), "[[1,2],[3,4]]");
+        assert_eq!(t(1009, "{}"), "[]");
+        assert_eq!(t(1007, "[0:1]={1,2}"), "\"[0:1]={1,2}\"");
+        assert_eq!(t(2950, "x"), "\"x\"");
+        assert_eq!(column_json(25, &ColumnValue::Null), "null");
+    }
+
+    #[test]
+    fn lsns_and_sources() {
+        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(crate::event::lsn_text(0x16_B374_D848), "16/B374D848");
+        assert_eq!(
+            replication_source("postgres://a@h/db"),
+            "postgres://a@h/db?replication=database"
+        );
+        assert_eq!(
+            replication_source("postgres://a@h/db?sslmode=disable"),
+            "postgres://a@h/db?sslmode=disable&replication=database"
+        );
+        assert_eq!(
+            replication_source("host=h dbname=db"),
+            "host=h dbname=db replication=database"
+        );
+    }
+}
