@@ -84,6 +84,19 @@ pub(crate) async fn stream<S: Sink>(
             slot.confirmed.as_deref().unwrap_or("its start")
         )));
     }
+    // A drainer that just died may still hold the slot for a moment (its
+    // server process has not yet seen the connection drop); this one holds
+    // the drain lock, so any holder is on its way out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while slot_status(client).await?.is_some_and(|s| s.active) {
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Replication(format!(
+                "replication slot {} is still held by another connection after 30 s (a drainer outside the drain lock?)",
+                slot.name
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut config = ReplicationStreamConfig::builder(slot.name.clone(), PUBLICATION)
         .with_protocol_version(1)
         .with_feedback_interval(Duration::from_secs(1))

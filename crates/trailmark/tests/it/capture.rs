@@ -23,6 +23,8 @@ fn capture_install_status_and_uninstall_from_the_cli() {
         "capture",
         "pg",
         "install",
+        "--mode",
+        "trigger",
         "--source",
         &source,
         "--tables",
@@ -32,7 +34,7 @@ fn capture_install_status_and_uninstall_from_the_cli() {
     ]);
     assert_eq!(
         stdout,
-        "covered public.customer: key (id), excluding password\n"
+        "mode trigger: asked for (--mode)\ncovered public.customer: key (id), excluding password\n"
     );
     db.sql("INSERT INTO customer VALUES (1, 'a', 'secret'), (2, 'b', 'secret')");
     let stdout = run_ok(&["capture", "pg", "status", "--source", &source]);
@@ -45,6 +47,8 @@ fn capture_install_status_and_uninstall_from_the_cli() {
         "capture",
         "pg",
         "install",
+        "--mode",
+        "trigger",
         "--source",
         &source,
         "--tables",
@@ -105,6 +109,8 @@ fn captured_bulk_changes_reach_the_trail_once_with_the_request_actor() {
         "capture",
         "pg",
         "install",
+        "--mode",
+        "trigger",
         "--source",
         &source,
         "--tables",
@@ -185,6 +191,8 @@ fn killing_the_drainer_mid_batch_loses_and_duplicates_nothing() {
         "capture",
         "pg",
         "install",
+        "--mode",
+        "trigger",
         "--source",
         &source,
         "--tables",
@@ -240,6 +248,98 @@ fn killing_the_drainer_mid_batch_loses_and_duplicates_nothing() {
     assert!(ok, "{report}");
 }
 
+/// WAL mode: the drainer killed with SIGKILL again and again, anywhere
+/// (mid-transaction, between an append and the slot's acknowledgement):
+/// every change is in the trail once, in commit order.
+#[test]
+fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let db = PgDb::logical("tm_cli_wal_kill");
+    db.sql("CREATE TABLE item (id int PRIMARY KEY, qty int); CREATE TABLE counter (id int PRIMARY KEY, n int)");
+    let source = db.source();
+    let out = run_ok(&[
+        "capture",
+        "pg",
+        "install",
+        "--source",
+        &source,
+        "--mode",
+        "wal",
+        "--tables",
+        "public.item,public.counter",
+    ]);
+    assert!(out.starts_with("mode wal: asked for (--mode)\n"), "{out}");
+    db.sql("INSERT INTO counter VALUES (1, 0)");
+    // 40 transactions of 500 rows, each moving the counter on.
+    for t in 0..40 {
+        db.sql(&format!(
+            "BEGIN; SELECT trailmark.set_context('{{\"actor_id\": \"importer-{t}\"}}');
+             INSERT INTO item SELECT g, g FROM generate_series({}, {}) g;
+             UPDATE counter SET n = n + 1 WHERE id = 1; COMMIT;",
+            t * 500 + 1,
+            t * 500 + 500
+        ));
+    }
+    let args = [
+        "capture",
+        "pg",
+        "run",
+        "--source",
+        &source,
+        "--server",
+        &server.url,
+        "--key",
+        &server.admin,
+        "--batch",
+        "300",
+    ];
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..8 {
+        let mut child = std::process::Command::new(crate::BIN)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(std::time::Duration::from_millis(60 + seed % 300));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let status = run_ok(&["capture", "pg", "status", "--source", &source]);
+    assert!(
+        status.contains("mode wal") && status.contains("slot trailmark_"),
+        "{status}"
+    );
+    run_ok(&[
+        "capture",
+        "pg",
+        "run",
+        "--source",
+        &source,
+        "--server",
+        &server.url,
+        "--key",
+        &server.admin,
+        "--once",
+    ]);
+    let (_, stats) = server.get("/v1/stats?resource_type=public.item", &server.admin);
+    assert_eq!(stats["total"], 20000, "every change exactly once: {stats}");
+    let (_, history) = server.get("/v1/resources/public.counter/1/history", &server.admin);
+    let counts: Vec<i64> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state_after"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(counts, (0..=40).collect::<Vec<_>>(), "in commit order");
+    let (ok, report) = verify_dir(dir.path());
+    assert!(ok, "{report}");
+}
+
 #[test]
 fn serve_drains_capture_itself_with_aliases_soft_deletes_and_reverts() {
     let db = PgDb::new("tm_serve_capture");
@@ -252,6 +352,8 @@ fn serve_drains_capture_itself_with_aliases_soft_deletes_and_reverts() {
         "capture",
         "pg",
         "install",
+        "--mode",
+        "trigger",
         "--source",
         &source,
         "--all",
@@ -265,7 +367,7 @@ fn serve_drains_capture_itself_with_aliases_soft_deletes_and_reverts() {
     ]);
     assert_eq!(
         stdout,
-        "covered public.crm_customer: key (id), excluding api_token, soft delete by deleted_at, recorded as Customer\n"
+        "mode trigger: asked for (--mode)\ncovered public.crm_customer: key (id), excluding api_token, soft delete by deleted_at, recorded as Customer\n"
     );
     let dir = tempfile::tempdir().unwrap();
     // The changes name their tenant in the transaction (the drainer's default
@@ -415,6 +517,8 @@ fn the_drainer_stops_on_a_rolled_back_server_and_resumes_once_an_operator_forget
         "capture",
         "pg",
         "install",
+        "--mode",
+        "trigger",
         "--source",
         &source,
         "--tables",
@@ -511,6 +615,8 @@ fn capture_paused_then_resumed_is_recorded_in_order_and_captures_nothing_between
         "capture",
         "pg",
         "install",
+        "--mode",
+        "trigger",
         "--source",
         &source,
         "--tables",
@@ -555,6 +661,8 @@ fn capture_paused_then_resumed_is_recorded_in_order_and_captures_nothing_between
         "capture",
         "pg",
         "install",
+        "--mode",
+        "trigger",
         "--source",
         &source,
         "--tables",

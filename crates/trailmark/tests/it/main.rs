@@ -314,8 +314,24 @@ pub(crate) struct PgDb {
 
 impl PgDb {
     pub(crate) fn new(prefix: &str) -> Self {
-        let server = std::env::var("TRAILMARK_TEST_PG")
-            .unwrap_or_else(|_| "host=127.0.0.1 user=postgres".into());
+        Self::on(
+            std::env::var("TRAILMARK_TEST_PG")
+                .unwrap_or_else(|_| "host=127.0.0.1 user=postgres".into()),
+            prefix,
+        )
+    }
+
+    /// A database on the server with `wal_level = logical`
+    /// (`TRAILMARK_TEST_PG_LOGICAL`; `scripts/test` makes and starts one).
+    pub(crate) fn logical(prefix: &str) -> Self {
+        Self::on(
+            std::env::var("TRAILMARK_TEST_PG_LOGICAL")
+                .unwrap_or_else(|_| "host=127.0.0.1 port=5439 user=postgres".into()),
+            prefix,
+        )
+    }
+
+    fn on(server: String, prefix: &str) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -364,6 +380,15 @@ impl PgDb {
 
 impl Drop for PgDb {
     fn drop(&mut self) {
+        // A WAL-mode install leaves a slot, which keeps the database from
+        // being dropped.
+        self.sql_in(
+            "postgres",
+            &format!(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{}'",
+                self.name
+            ),
+        );
         self.sql_in(
             "postgres",
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
