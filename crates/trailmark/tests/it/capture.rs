@@ -326,16 +326,16 @@ fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing
         &server.admin,
         "--once",
     ]);
-    let (_, stats) = server.get("/v1/stats?resource_type=public.item", &server.admin);
-    assert_eq!(stats["total"], 20000, "every change exactly once: {stats}");
+    let (_, items) = server.get("/v1/stats?resource_type=public.item", &server.admin);
+    assert_eq!(items["total"], 20000, "every change exactly once: {items}");
     let (_, history) = server.get("/v1/resources/public.counter/1/history", &server.admin);
-    let counts: Vec<i64> = history["events"]
+    let steps: Vec<i64> = history["events"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["state_after"]["n"].as_i64().unwrap())
         .collect();
-    assert_eq!(counts, (0..=40).collect::<Vec<_>>(), "in commit order");
+    assert_eq!(steps, (0..=40).collect::<Vec<_>>(), "in commit order");
     let (ok, report) = verify_dir(dir.path());
     assert!(ok, "{report}");
 }
