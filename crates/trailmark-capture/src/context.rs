@@ -6,21 +6,18 @@
 use tokio_postgres::GenericClient;
 pub use trailmark_core::CaptureContext;
 
-/// Sets `context` on the transaction `client` is in (one round trip). Call
+/// Sets `context` on the transaction `client` is in (one round trip), with
+/// `trailmark.set_context`, so it reaches the capture in either mode. Call
 /// it first thing in the transaction; outside one, the values would end
 /// with the statement and the writes would carry no actor.
 pub async fn apply(
     context: &CaptureContext,
     client: &impl GenericClient,
 ) -> Result<(), tokio_postgres::Error> {
-    let Some(sql) = context.set_config_sql() else {
+    let Some(sql) = context.set_context_sql() else {
         return Ok(());
     };
-    let settings = context.settings();
-    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = settings
-        .iter()
-        .map(|(_, v)| v as &(dyn tokio_postgres::types::ToSql + Sync))
-        .collect();
-    client.execute(&sql, &params).await?;
+    // Sent as text and cast in SQL, so no JSON type support is needed.
+    client.execute(sql, &[&context.to_json()]).await?;
     Ok(())
 }

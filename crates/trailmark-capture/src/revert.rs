@@ -266,12 +266,10 @@ pub fn context_sql(revert: &Revert, by: &Reverter) -> String {
         reason: Some(format!("revert of event {}", revert.event_id)),
         ..crate::CaptureContext::default()
     };
-    let calls: Vec<String> = context
-        .settings()
-        .iter()
-        .map(|(name, value)| format!("set_config('{name}', {}, true)", literal(value)))
-        .collect();
-    format!("SELECT {};", calls.join(", "))
+    format!(
+        "SELECT trailmark.set_context({}::jsonb);",
+        literal(&context.to_json())
+    )
 }
 
 /// Runs the revert in one transaction under `by`, after checking again (with

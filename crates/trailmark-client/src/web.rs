@@ -77,8 +77,8 @@ pub struct Context {
 
 impl Context {
     /// This context as the capture reads it from the application's
-    /// transaction: send `capture().set_config_sql()` with the values of
-    /// `capture().settings()` first thing in the transaction that writes
+    /// transaction: send `capture().set_context_sql()` with
+    /// `capture().to_json()` first thing in the transaction that writes
     /// (`trailmark_capture::context::apply` does it on tokio-postgres), and
     /// a captured change carries the same actor, IP and request as the
     /// application's own events.

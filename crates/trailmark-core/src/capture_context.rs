@@ -19,23 +19,67 @@ pub struct CaptureContext {
 }
 
 impl CaptureContext {
+    /// The settings' names, in DESIGN.md's order; without the `trailmark.`
+    /// prefix they are the keys `trailmark.set_context` takes.
+    pub const SETTINGS: [&'static str; 9] = [
+        "trailmark.actor_id",
+        "trailmark.actor_type",
+        "trailmark.actor_name",
+        "trailmark.ip",
+        "trailmark.user_agent",
+        "trailmark.request_id",
+        "trailmark.session_id",
+        "trailmark.tenant",
+        "trailmark.reason",
+    ];
+
     /// The settings to make (`trailmark.actor_id`, …) with their values:
     /// those given and not empty, in DESIGN.md's order.
     pub fn settings(&self) -> Vec<(&'static str, &str)> {
-        [
-            ("trailmark.actor_id", &self.actor_id),
-            ("trailmark.actor_type", &self.actor_type),
-            ("trailmark.actor_name", &self.actor_name),
-            ("trailmark.ip", &self.ip),
-            ("trailmark.user_agent", &self.user_agent),
-            ("trailmark.request_id", &self.request_id),
-            ("trailmark.session_id", &self.session_id),
-            ("trailmark.tenant", &self.tenant),
-            ("trailmark.reason", &self.reason),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_deref().filter(|v| !v.is_empty()).map(|v| (k, v)))
-        .collect()
+        let values = [
+            &self.actor_id,
+            &self.actor_type,
+            &self.actor_name,
+            &self.ip,
+            &self.user_agent,
+            &self.request_id,
+            &self.session_id,
+            &self.tenant,
+            &self.reason,
+        ];
+        Self::SETTINGS
+            .into_iter()
+            .zip(values)
+            .filter_map(|(k, v)| v.as_deref().filter(|v| !v.is_empty()).map(|v| (k, v)))
+            .collect()
+    }
+
+    /// The context as the JSON object `trailmark.set_context` takes
+    /// (`{"actor_id": "42", …}`: the values given and not empty).
+    pub fn to_json(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .settings()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.trim_start_matches("trailmark.").to_owned(),
+                    serde_json::Value::String(v.to_owned()),
+                )
+            })
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    }
+
+    /// One statement that sets the context in both capture modes (the
+    /// settings the triggers read, and in WAL mode the logical message the
+    /// decoder reads), taking [`Self::to_json`] as `$1`; `None` when there
+    /// is nothing to set. Needs capture version 4 or later in the database.
+    pub fn set_context_sql(&self) -> Option<&'static str> {
+        if self.settings().is_empty() {
+            None
+        } else {
+            Some("SELECT trailmark.set_context($1::text::jsonb)")
+        }
     }
 
     /// One statement that makes every setting local to the transaction,
@@ -78,5 +122,8 @@ mod tests {
             )
         );
         assert_eq!(CaptureContext::default().set_config_sql(), None);
+        assert_eq!(c.to_json(), r#"{"actor_id":"42","tenant":"acme"}"#);
+        assert!(c.set_context_sql().is_some());
+        assert_eq!(CaptureContext::default().set_context_sql(), None);
     }
 }

@@ -137,3 +137,35 @@ def test_work_outside_a_request_has_no_actor(setup):
         s.get(Invoice, 5).customer = "batch job"
     [(op, ctx, old, new)] = db.outbox()
     assert ctx == {}
+
+
+def test_in_wal_mode_the_context_travels_in_the_wal_before_each_change():
+    """The same hook against a database captured from the WAL: the context
+    is a logical message in the transaction, right before its change."""
+    db = Database("tm_sqla_wal", logical=True)
+    engine = create_engine(db.url().replace("postgresql://", "postgresql+psycopg://"), pool_size=1, max_overflow=0)
+    try:
+        Base.metadata.create_all(engine)
+        assert db.install("--mode", "wal", "--tables", "public.invoice").startswith("mode wal")
+        Sessions = sessionmaker(engine)
+        trailmark.sqlalchemy.install(Sessions.class_)
+        app = FastAPI()
+        app.add_middleware(TrailmarkMiddleware, get_user=user_from_header)
+
+        @app.put("/invoices/{invoice_id}")
+        def add(invoice_id: int, total: str):
+            with Sessions.begin() as s:
+                s.add(Invoice(id=invoice_id, customer="c", total=total))
+            return {"ok": True}
+
+        asyncio.run(call(app, "PUT", "/invoices/1", user="alice", total="5.00"))
+        asyncio.run(call(app, "PUT", "/invoices/2", user="bob", total="6.00"))
+        assert db.wal() == [
+            ("context", {"actor_id": "alice", "actor_type": "user", "ip": "198.51.100.4", "user_agent": "pytest", "request_id": "req-9"}),
+            ("insert", None),
+            ("context", {"actor_id": "bob", "actor_type": "user", "ip": "198.51.100.4", "user_agent": "pytest", "request_id": "req-9"}),
+            ("insert", None),
+        ]
+    finally:
+        engine.dispose()
+        db.drop()

@@ -1,7 +1,9 @@
 """The capture context for SQLAlchemy: whenever a session starts a
 transaction on a connection (a pooled one included), one
-``SELECT set_config('trailmark.*', ..., true)`` runs first in that same
-transaction, from the request context (`trailmark.context`, a ContextVar:
+``SELECT trailmark.set_context(...)`` runs first in that same transaction
+(``set_config('trailmark.*', ..., true)`` where capture is older than the
+function: see `_pgcontext`), from the request context (`trailmark.context`,
+a ContextVar:
 it follows the request into async code and into the threadpool FastAPI runs
 sync endpoints in). ``true`` makes the values end with the transaction, so a
 pooled connection carries nothing into the next request. Code writing
@@ -15,6 +17,7 @@ from typing import Mapping
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
+from . import _pgcontext
 from ._context import CONTEXT_KEYS, current
 
 
@@ -23,6 +26,12 @@ def apply(connection, ctx: Mapping[str, str] | None = None) -> None:
     ctx = current() if ctx is None else ctx
     items = [(k, str(ctx[k])) for k in CONTEXT_KEYS if ctx.get(k)]
     if not items:
+        return
+    info = connection.info  # kept with the pooled DBAPI connection
+    if _pgcontext.INFO_KEY not in info:
+        info[_pgcontext.INFO_KEY] = bool(connection.execute(text(_pgcontext.CHECK)).scalar())
+    if info[_pgcontext.INFO_KEY]:
+        connection.execute(text("SELECT trailmark.set_context(CAST(:context AS jsonb))"), {"context": _pgcontext.as_json(items)})
         return
     sql = ", ".join(f"set_config('trailmark.{k}', :{k}, true)" for k, _ in items)
     connection.execute(text(f"SELECT {sql}"), dict(items))

@@ -133,18 +133,14 @@ pub(super) fn trigger_sql(function: &str, table: &TableSpec) -> String {
 }
 
 /// The context keys `trailmark.set_context` takes: the setting names
-/// `trailmark.<key>` that `trailmark.context()` reads.
-pub(super) const CONTEXT_KEYS: [&str; 9] = [
-    "actor_id",
-    "actor_type",
-    "actor_name",
-    "ip",
-    "user_agent",
-    "request_id",
-    "session_id",
-    "tenant",
-    "reason",
-];
+/// `trailmark.<key>` that `trailmark.context()` reads (the one list is
+/// `CaptureContext::SETTINGS`).
+fn context_keys() -> Vec<&'static str> {
+    trailmark_core::CaptureContext::SETTINGS
+        .iter()
+        .map(|s| s.trim_start_matches("trailmark."))
+        .collect()
+}
 
 /// `trailmark.set_context(jsonb)`: the one call that attaches context in
 /// either mode. It sets the transaction-local settings the triggers read;
@@ -154,7 +150,7 @@ pub(super) const CONTEXT_KEYS: [&str; 9] = [
 /// trigger mode writes no message. An unknown key, or a value that is not a
 /// string, a number or null, is an error naming it (null clears the key).
 pub(super) fn set_context_sql(wal: bool) -> String {
-    let keys = CONTEXT_KEYS
+    let keys = context_keys()
         .iter()
         .map(|k| format!("'{k}'"))
         .collect::<Vec<_>>()
@@ -188,6 +184,6 @@ BEGIN
     {message}
 END
 $trailmark$;",
-        hint = CONTEXT_KEYS.join(", "),
+        hint = context_keys().join(", "),
     )
 }

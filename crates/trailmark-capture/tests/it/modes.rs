@@ -369,3 +369,39 @@ async fn wal_mode_keeps_undrained_changes_until_the_ledger_has_them() {
         .get(0);
     assert_eq!(slots, 0, "uninstall drops the slot");
 }
+
+#[tokio::test]
+async fn set_context_refuses_unknown_keys_and_values_that_are_not_text() {
+    let db = installed(Mode::Trigger, CUSTOMER, &[customer()]).await;
+    let err = |sql: &'static str| {
+        let client = &db.client;
+        async move {
+            client
+                .batch_execute(sql)
+                .await
+                .unwrap_err()
+                .as_db_error()
+                .unwrap()
+                .message()
+                .to_owned()
+        }
+    };
+    let unknown = err("SELECT trailmark.set_context('{\"actor\": \"42\"}')").await;
+    assert!(unknown.contains("unknown key \"actor\""), "{unknown}");
+    let nested = err("SELECT trailmark.set_context('{\"ip\": {\"a\": 1}}')").await;
+    assert!(nested.contains("ip must be a string"), "{nested}");
+    let array = err("SELECT trailmark.set_context('[]')").await;
+    assert!(array.contains("give a JSON object"), "{array}");
+    // A number is taken as its text; null clears a key set before.
+    let row = db
+        .client
+        .query_one(
+            "SELECT trailmark.set_context('{\"actor_id\": 42, \"tenant\": \"acme\"}'),
+                    trailmark.set_context('{\"tenant\": null}'),
+                    trailmark.context()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Value>(2), json!({"actor_id": "42"}));
+}

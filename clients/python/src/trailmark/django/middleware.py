@@ -1,7 +1,8 @@
 """The middleware: the request's context (who, from where) for capture and
 for events. Every SQL statement the request runs on any database connection
-is sent with ``set_config('trailmark.*', ..., true)`` in front of it, in the
-same round trip, so the capture triggers see the actor in autocommit and
+is sent with ``SELECT trailmark.set_context(...)`` in front of it (or
+``set_config('trailmark.*', ..., true)`` where capture predates that
+function: see `trailmark._pgcontext`), in the same round trip, so the capture triggers see the actor in autocommit and
 inside ``atomic`` alike (bulk updates, ``queryset.update()`` and raw SQL
 included). Needs the psycopg 3 backend (Django's default binding)."""
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from django.db import DatabaseError, connections, transaction
 
-from .. import _context
+from .. import _context, _pgcontext
 from .._ip import client_ip
 from . import conf
 
@@ -40,8 +41,25 @@ def context_from_request(request, settings: conf.Settings) -> dict[str, str]:
     return {k: v for k, v in ctx.items() if v}
 
 
-def _prefix(ctx, named):
+def _has_set_context(context):
+    """Whether the connection's database has ``trailmark.set_context``,
+    asked once per connection."""
+    wrapper = context["connection"]
+    known = getattr(wrapper, "_trailmark_set_context", None)
+    if known is None:
+        raw = context["cursor"].cursor
+        raw.execute(_pgcontext.CHECK)
+        known = bool(raw.fetchone()[0])
+        wrapper._trailmark_set_context = known
+    return known
+
+
+def _prefix(ctx, named, set_context=False):
     items = [(k, str(ctx[k])) for k in _context.CONTEXT_KEYS if ctx.get(k)]
+    if set_context:
+        if named:
+            return "SELECT trailmark.set_context(%(trailmark_context)s::jsonb); ", {"trailmark_context": _pgcontext.as_json(items)}
+        return "SELECT trailmark.set_context(%s::jsonb); ", [_pgcontext.as_json(items)]
     if named:
         sql = ", ".join(f"set_config('trailmark.{k}', %(trailmark_{k})s, true)" for k, _ in items)
         return f"SELECT {sql}; ", {f"trailmark_{k}": v for k, v in items}
@@ -53,15 +71,16 @@ def _wrapper(ctx):
     def wrapper(execute, sql, params, many, context):
         if not ctx or sql.lstrip().upper().startswith(_SKIP):
             return execute(sql, params, many, context)
+        set_context = _has_set_context(context)
         if many:
             # executemany cannot carry a prefix: set the context first, in one
             # transaction with the statements.
-            prefix, values = _prefix(ctx, False)
+            prefix, values = _prefix(ctx, False, set_context)
             with transaction.atomic(using=context["connection"].alias):
                 context["cursor"].cursor.execute(prefix.rstrip("; "), values)
                 return execute(sql, params, many, context)
         named = isinstance(params, dict)
-        prefix, values = _prefix(ctx, named)
+        prefix, values = _prefix(ctx, named, set_context)
         if params is None:
             # With parameters present, a literal % must be doubled.
             sql, params = sql.replace("%", "%%"), ([] if not named else {})
