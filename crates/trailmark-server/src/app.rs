@@ -76,6 +76,14 @@ pub struct Metrics {
     pub webhook_deliveries_dropped: AtomicU64,
     /// Deliveries waiting for their time now (a gauge).
     pub webhook_pending: AtomicU64,
+    /// WAL capture by the drainer inside `serve` (gauges, read from
+    /// PostgreSQL every 10 s): 1 while its slot exists, the WAL the slot
+    /// keeps, the WAL not yet in the ledger, and 1 once PostgreSQL removed
+    /// WAL the slot still needed (a capture gap).
+    pub capture_slot: AtomicU64,
+    pub capture_slot_retained_bytes: AtomicU64,
+    pub capture_slot_lag_bytes: AtomicU64,
+    pub capture_slot_lost: AtomicU64,
 }
 
 impl Metrics {

@@ -209,6 +209,26 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
             u8::from(index.failing).to_string(),
         );
     }
+    if get(&m.capture_slot) == 1 {
+        line(
+            "trailmark_capture_wal_retained_bytes",
+            "gauge",
+            "WAL the capture slot makes PostgreSQL keep (bound it with max_slot_wal_keep_size; see docs/CAPTURE.md).",
+            get(&m.capture_slot_retained_bytes).to_string(),
+        );
+        line(
+            "trailmark_capture_wal_lag_bytes",
+            "gauge",
+            "WAL written since the last change the ledger acknowledged.",
+            get(&m.capture_slot_lag_bytes).to_string(),
+        );
+        line(
+            "trailmark_capture_wal_lost",
+            "gauge",
+            "1 once PostgreSQL removed WAL the capture slot still needed: changes were not captured.",
+            get(&m.capture_slot_lost).to_string(),
+        );
+    }
     #[allow(clippy::cast_precision_loss)] // microseconds as seconds for Prometheus
     let seconds = get(&m.commit_micros_total) as f64 / 1e6;
     line(

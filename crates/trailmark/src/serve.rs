@@ -529,6 +529,7 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
 /// connection or a refused batch is retried with a growing pause (the rows
 /// wait in the outbox meanwhile).
 async fn capture_loop<S: Store>(app: Arc<App<S>>, capture: Capture) {
+    tokio::spawn(watch_slot(Arc::clone(&app), capture.source.clone()));
     let sink = StoreSink {
         app,
         tenant: capture.tenant,
@@ -556,6 +557,41 @@ async fn capture_loop<S: Store>(app: Arc<App<S>>, capture: Capture) {
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Reads the WAL capture slot's state into `/metrics` every 10 s (nothing
+/// while the database captures by triggers).
+async fn watch_slot<S: Store>(app: Arc<App<S>>, source: String) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &app.metrics;
+    loop {
+        if let Ok((client, connection)) =
+            tokio_postgres::connect(&source, tokio_postgres::NoTls).await
+        {
+            let driver = tokio::spawn(connection);
+            while !client.is_closed() {
+                match trailmark_capture::slot_status(&client).await {
+                    Ok(Some(slot)) => {
+                        m.capture_slot.store(1, Relaxed);
+                        let bytes = |b: i64| u64::try_from(b).unwrap_or(0);
+                        m.capture_slot_retained_bytes
+                            .store(bytes(slot.retained_bytes), Relaxed);
+                        m.capture_slot_lag_bytes
+                            .store(bytes(slot.lag_bytes), Relaxed);
+                        m.capture_slot_lost.store(
+                            u64::from(slot.wal_status.as_deref() == Some("lost")),
+                            Relaxed,
+                        );
+                    }
+                    Ok(None) => m.capture_slot.store(0, Relaxed),
+                    Err(e) => tracing::debug!("capture: reading the slot: {e}"),
+                }
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+            driver.abort();
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
     }
 }
 

@@ -340,6 +340,72 @@ fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing
     assert!(ok, "{report}");
 }
 
+/// `serve` decodes a WAL-mode database itself, with each transaction's
+/// context, and shows what the slot makes PostgreSQL keep in `/metrics`.
+#[test]
+fn serve_decodes_wal_capture_and_reports_the_slot_in_metrics() {
+    let db = PgDb::logical("tm_serve_wal");
+    db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text, password text)");
+    let source = db.source();
+    run_ok(&[
+        "capture",
+        "pg",
+        "install",
+        "--source",
+        &source,
+        "--mode",
+        "wal",
+        "--tables",
+        "public.customer",
+        "--exclude",
+        "public.customer.password",
+        "--replica-identity",
+        "public.customer=key",
+        "--name-column",
+        "public.customer.name",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--capture-source", &source]);
+    db.sql(
+        "BEGIN; SELECT trailmark.set_context('{\"actor_id\": \"alice\", \"ip\": \"203.0.113.7\"}');
+         INSERT INTO customer VALUES (1, 'Acme Corp', 'hunter2');
+         UPDATE customer SET name = 'Acme Inc', password = 'x' WHERE id = 1;
+         COMMIT;",
+    );
+    let events = crate::wait_for(
+        "serve to drain both changes",
+        std::time::Duration::from_secs(30),
+        || {
+            let (_, page) = server.get("/v1/events?resource_type=public.customer", &server.admin);
+            page["events"]
+                .as_array()
+                .filter(|e| e.len() == 2)
+                .map(|_| page["events"].clone())
+        },
+    );
+    // Newest first.
+    assert_eq!(events[1]["action"], "create");
+    assert_eq!(events[1]["actor"]["id"], "alice");
+    assert_eq!(events[1]["context"]["ip"], "203.0.113.7");
+    assert_eq!(events[1]["resource"]["name"], "Acme Corp");
+    assert_eq!(events[0]["resource"]["name"], "Acme Inc");
+    assert_eq!(
+        events[0]["metadata"]["old_values"],
+        "not logged: the table's replica identity is its key, so old values are unknown"
+    );
+    assert!(!events.to_string().contains("hunter2"));
+    let (_, metrics) = server.get("/metrics", &server.admin);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        metrics.contains("\ntrailmark_capture_wal_retained_bytes "),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\ntrailmark_capture_wal_lost 0\n"),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn serve_drains_capture_itself_with_aliases_soft_deletes_and_reverts() {
     let db = PgDb::new("tm_serve_capture");
