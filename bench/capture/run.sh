@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# What capture costs the application's PostgreSQL, side by side in one run:
-# no auditing, a generic row-level jsonb audit trigger, pgaudit (log = write),
-# and Trailmark's statement-level trigger. Then a 100k-row UPDATE with and
-# without capture, and the drain from outbox to durable ledger.
+# What capture costs the application's PostgreSQL, side by side in one run, on
+# one cluster with wal_level = logical (scripts/logical-cluster: WAL mode needs
+# it, and every variant pays the same WAL level): no auditing, a generic
+# row-level jsonb audit trigger, pgaudit (log = write), Trailmark's
+# statement-level trigger, and Trailmark's WAL mode (drainer stopped: what the
+# application's transactions pay). Rounds interleave the variants, so a noisy
+# disk moves them alike. Then a 100k-row UPDATE, pgbench's own TPC-B-like
+# workload with its four tables captured (drainer stopped and running), and the
+# drain into a durable ledger for both modes.
 #
-#   bench/capture/run.sh [seconds] [scale]
+#   bench/capture/run.sh [seconds] [scale] [rounds]
 #
-# Needs pgbench and PostgreSQL 15 on 127.0.0.1:5432 (superuser postgres). For the
-# pgaudit column it installs postgresql-15-pgaudit and adds it to
-# shared_preload_libraries, restarting the server once (say so before running it
-# on a machine you share).
+# Needs pgbench. For the pgaudit column it installs postgresql-15-pgaudit and
+# adds it to the logical cluster's shared_preload_libraries, restarting that
+# cluster once (it is this project's own; the machine's main cluster is never
+# touched).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-15}"
 scale="${2:-10}"
+rounds="${3:-3}"
 here=bench/capture
-pg="host=127.0.0.1 port=5432 user=postgres"
+pg="$(scripts/logical-cluster)"
 psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
 
 if ! psql_ postgres -c "SHOW shared_preload_libraries" | grep -q pgaudit; then
@@ -23,54 +29,127 @@ if ! psql_ postgres -c "SHOW shared_preload_libraries" | grep -q pgaudit; then
     apt-get install -y -qq postgresql-15-pgaudit >/dev/null
   fi
   psql_ postgres -c "ALTER SYSTEM SET shared_preload_libraries = 'pgaudit'"
-  pg_ctlcluster --skip-systemctl-redirect 15 main restart
+  pg_ctlcluster --skip-systemctl-redirect 15 trailmark_logical restart
   for _ in $(seq 50); do psql_ postgres -c "select 1" >/dev/null 2>&1 && break; sleep 0.2; done
 fi
 
 cargo build --release -p trailmark >/dev/null 2>&1
 bin=./target/release/trailmark
+work=$(mktemp -d)
+server=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null || true
+  for db in $(psql_ postgres -c "SELECT datname FROM pg_database WHERE datname LIKE 'tm_bench_%'"); do
+    psql_ postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$db'" >/dev/null
+    psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
-for variant in none row_trigger pgaudit trailmark; do
-  db="tm_bench_$variant"
-  psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
-  pgbench -i -q -s "$scale" "$pg dbname=$db" >/dev/null 2>&1
+variants="none row_trigger pgaudit trigger wal"
+prepare() { # database, variant, tables
+  local db=$1 variant=$2 tables=$3
   case $variant in
     row_trigger) psql_ "$db" -f $here/row_trigger.sql ;;
     pgaudit) psql_ "$db" -c "CREATE EXTENSION IF NOT EXISTS pgaudit" -c "ALTER DATABASE $db SET pgaudit.log = 'write'" ;;
-    trailmark) $bin capture pg install --source "$pg dbname=$db" --tables public.pgbench_accounts >/dev/null ;;
+    trigger | wal) $bin capture pg install --mode "$variant" --source "$pg dbname=$db" --tables "$tables" >/dev/null ;;
   esac
+}
+for variant in $variants; do
+  db="tm_bench_$variant"
+  psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+  pgbench -i -q -s "$scale" "$pg dbname=$db" >/dev/null 2>&1
+  prepare "$db" "$variant" public.pgbench_accounts
   psql_ "$db" -c "CHECKPOINT" -c "VACUUM ANALYZE pgbench_accounts"
 done
 
-echo "== single-row UPDATE with context, synchronous_commit on, ${secs}s each"
+# WAL mode sets context with trailmark.set_context (the message the decoder
+# reads); the others with set_config, as their triggers read it.
+script() { if [ "$1" = wal ]; then echo $here/update-wal.pgbench; else echo $here/update.pgbench; fi; }
+echo "== single-row UPDATE with context, synchronous_commit on, ${secs}s each, $rounds rounds interleaved"
 for clients in 1 2; do
-  for variant in none row_trigger pgaudit trailmark; do
-    tps=$(pgbench -n -c "$clients" -j "$clients" -T "$secs" -f $here/update.pgbench -D scale="$scale" "$pg dbname=tm_bench_$variant" 2>&1 \
-          | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
-    echo "clients=$clients variant=$variant tps=$tps"
+  for round in $(seq "$rounds"); do
+    for variant in $variants; do
+      tps=$(pgbench -n -c "$clients" -j "$clients" -T "$secs" -f "$(script $variant)" -D scale="$scale" "$pg dbname=tm_bench_$variant" 2>&1 \
+            | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+      echo "clients=$clients round=$round variant=$variant tps=$tps"
+    done
   done
 done
 
-echo "== one UPDATE of 100,000 rows"
-for variant in none trailmark; do
-  psql_ "tm_bench_$variant" -c "CHECKPOINT"
-  start=$(date +%s.%N)
-  psql_ "tm_bench_$variant" -c "BEGIN; SELECT set_config('trailmark.actor_id', 'admin', true); UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 100000; COMMIT;" >/dev/null
-  end=$(date +%s.%N)
-  echo "variant=$variant seconds=$(echo "$end - $start" | bc)"
+echo "== one UPDATE of 100,000 rows, $rounds rounds"
+for round in $(seq "$rounds"); do
+  for variant in none trigger wal; do
+    psql_ "tm_bench_$variant" -c "CHECKPOINT"
+    start=$(date +%s.%N)
+    psql_ "tm_bench_$variant" -c "BEGIN; SELECT set_config('trailmark.actor_id', 'admin', true); UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 100000; COMMIT;" >/dev/null
+    end=$(date +%s.%N)
+    echo "round=$round variant=$variant seconds=$(echo "$end - $start" | bc)"
+  done
 done
 
-echo "== drain: outbox -> durable ledger"
-data=$(mktemp -d)
-$bin serve --data-dir "$data" --listen 127.0.0.1:7979 >/dev/null 2>&1 &
+echo "== drain into a durable ledger (capture pg run --once --batch 5000, over HTTP)"
+$bin serve --data-dir "$work/ledger" --listen 127.0.0.1:7979 >/dev/null 2>&1 &
 server=$!
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do curl -sf http://127.0.0.1:7979/healthz >/dev/null && break; sleep 0.1; done
-rows=$(psql_ tm_bench_trailmark -c "SELECT count(*) FROM trailmark.outbox")
-start=$(date +%s.%N)
-$bin capture pg run --once --batch 5000 --source "$pg dbname=tm_bench_trailmark" --server http://127.0.0.1:7979 --key "$(cat "$data/bootstrap-admin.key")" 2>&1 | tail -1
-end=$(date +%s.%N)
-echo "drained $rows rows in $(echo "$end - $start" | bc) s"
-for variant in none row_trigger pgaudit trailmark; do
-  psql_ postgres -c "DROP DATABASE IF EXISTS tm_bench_$variant WITH (FORCE)"
+for variant in trigger wal; do
+  db="tm_bench_drain_$variant"
+  psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+  psql_ "$db" -c "CREATE TABLE item (id int PRIMARY KEY, qty int, note text)"
+  prepare "$db" "$variant" public.item
+  psql_ "$db" -c "BEGIN; SELECT trailmark.set_context('{\"actor_id\": \"importer\"}');
+                  INSERT INTO item SELECT g, g, 'row ' || g FROM generate_series(1, 200000) g; COMMIT;" >/dev/null
+  psql_ "$db" -c "CHECKPOINT"
+  start=$(date +%s.%N)
+  $bin capture pg run --once --batch 5000 --source "$pg dbname=$db" --server http://127.0.0.1:7979 \
+    --key "$(cat "$work/ledger/bootstrap-admin.key")" >/dev/null 2>&1
+  end=$(date +%s.%N)
+  s=$(echo "$end - $start" | bc)
+  echo "variant=$variant drained 200000 rows in $s s = $(echo "200000 / $s" | bc) rows/s"
+done
+kill -TERM "$server"; wait "$server" || true
+server=""
+
+echo "== pgbench TPC-B-like (built in), all four tables captured, 4 clients, ${secs}s each, $rounds rounds"
+tables=public.pgbench_accounts,public.pgbench_branches,public.pgbench_tellers,public.pgbench_history
+for variant in none trigger wal; do
+  db="tm_bench_tpcb_$variant"
+  psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+  pgbench -i -q -s "$scale" "$pg dbname=$db" >/dev/null 2>&1
+  prepare "$db" "$variant" "$tables"
+  psql_ "$db" -c "CHECKPOINT" -c "VACUUM ANALYZE"
+done
+tpcb() { pgbench -n -c 4 -j 4 -T "$secs" -b tpcb-like "$pg dbname=$1" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
+for round in $(seq "$rounds"); do
+  for variant in none trigger wal; do
+    echo "round=$round variant=$variant drainer=stopped tps=$(tpcb tm_bench_tpcb_$variant)"
+  done
+  for variant in trigger wal; do
+    # The drainer inside serve, on the same machine, while pgbench runs (its
+    # ledger kept across rounds).
+    $bin serve --data-dir "$work/serve-$variant" --listen 127.0.0.1:7980 \
+      --capture-source "$pg dbname=tm_bench_tpcb_$variant" >/dev/null 2>&1 &
+    server=$!
+    for _ in $(seq 100); do curl -sf http://127.0.0.1:7980/healthz >/dev/null && break; sleep 0.1; done
+    sleep 2 # let it drain what the stopped round left
+    echo "round=$round variant=$variant drainer=running tps=$(tpcb tm_bench_tpcb_$variant)"
+    kill -TERM "$server"; wait "$server" || true
+    server=""
+  done
+done
+# Every change once: what is left drained, then the ledger holds transactions
+# x 4 events (pgbench_history counts the transactions).
+for variant in trigger wal; do
+  db="tm_bench_tpcb_$variant"
+  $bin serve --data-dir "$work/serve-$variant" --listen 127.0.0.1:7980 >/dev/null 2>&1 &
+  server=$!
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:7980/healthz >/dev/null && break; sleep 0.1; done
+  key=$(cat "$work/serve-$variant/bootstrap-admin.key")
+  $bin capture pg run --once --batch 5000 --source "$pg dbname=$db" --server http://127.0.0.1:7980 --key "$key" >/dev/null 2>&1
+  events=$(curl -sf -H "Authorization: Bearer $key" "http://127.0.0.1:7980/v1/stats?days=3650" | sed -n 's/.*"total":\([0-9]*\).*/\1/p')
+  transactions=$(psql_ "$db" -c "SELECT count(*) FROM pgbench_history")
+  echo "variant=$variant transactions=$transactions events=$events expected=$((transactions * 4))"
+  kill -TERM "$server"; wait "$server" || true
+  server=""
 done
