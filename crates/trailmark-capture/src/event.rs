@@ -87,13 +87,41 @@ fn column_value(raw: &RawValue) -> Value {
     }
 }
 
+/// The longest column value a captured event keeps (its text, or its JSON
+/// for other than a string): an event's payload is at most
+/// `MAX_PAYLOAD_BYTES`, and an update carries a changed value twice.
+pub const MAX_VALUE_BYTES: usize = 32 * 1024;
+
+/// A value longer than [`MAX_VALUE_BYTES`] is recorded by its length and
+/// SHA-256 instead (the same in both modes: over a string's text, or the
+/// JSON of another value), so a 100 MB document changes the trail by a line
+/// and never stops the drain.
+pub(crate) fn not_kept(text: &str) -> Option<Value> {
+    (text.len() > MAX_VALUE_BYTES).then(|| {
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
+        Value::String(format!("(not kept: {} bytes, sha256:{digest})", text.len()))
+    })
+}
+
 /// Parses an outbox row (a JSON object) column by column.
 fn as_row(text: Option<&str>) -> Option<Row> {
     let columns: HashMap<String, &RawValue> = serde_json::from_str(text?).ok()?;
     Some(
         columns
             .into_iter()
-            .map(|(k, v)| (k, column_value(v)))
+            .map(|(k, v)| {
+                let value = if v.get().len() > MAX_VALUE_BYTES {
+                    let value = column_value(v);
+                    match &value {
+                        Value::String(text) => not_kept(text),
+                        other => not_kept(&other.to_string()),
+                    }
+                    .unwrap_or(value)
+                } else {
+                    column_value(v)
+                };
+                (k, value)
+            })
             .collect(),
     )
 }

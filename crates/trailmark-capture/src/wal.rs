@@ -521,6 +521,19 @@ fn column_json(type_oid: u32, value: &ColumnValue) -> String {
         ColumnValue::Null => return "null".into(),
         ColumnValue::Text(bytes) | ColumnValue::Binary(bytes) => String::from_utf8_lossy(bytes),
     };
+    if text.len() > crate::event::MAX_VALUE_BYTES {
+        // Too long to keep: its length and digest (over the JSON of what is
+        // not a string, as the outbox's rule has it).
+        let json = scalar_json(type_oid, &text)
+            .or_else(|| element_type(type_oid).and_then(|e| array_json(e, &text)));
+        let cut = match json {
+            Some(json) if !json.starts_with('"') => crate::event::not_kept(&json),
+            _ => crate::event::not_kept(&text),
+        };
+        if let Some(cut) = cut {
+            return cut.to_string();
+        }
+    }
     scalar_json(type_oid, &text).unwrap_or_else(|| match element_type(type_oid) {
         Some(element) => array_json(element, &text).unwrap_or_else(|| quote(&text)),
         None => quote(&text),

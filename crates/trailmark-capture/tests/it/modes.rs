@@ -114,7 +114,7 @@ async fn bulk_raw_sql_context_and_toasted_values_are_the_same_in_both_modes() {
     let writes = "
         BEGIN;
         SELECT trailmark.set_context('{\"actor_id\": \"42\", \"actor_type\": \"user\", \"ip\": \"203.0.113.7\", \"request_id\": \"r-1\", \"tenant\": \"acme\"}');
-        INSERT INTO customer SELECT g, 'c' || g, 10.50, ARRAY['a', 'b c'], '{\"k\": [1, 2]}', '2026-11-23 10:15:00+00', repeat('x', 100000), true
+        INSERT INTO customer SELECT g, 'c' || g, 10.50, ARRAY['a', 'b c'], '{\"k\": [1, 2]}', '2026-11-23 10:15:00+00', repeat('x', 20000), true
             FROM generate_series(1, 500) g;
         UPDATE customer SET price = price + 1 WHERE id <= 250;
         COMMIT;
@@ -128,7 +128,7 @@ async fn bulk_raw_sql_context_and_toasted_values_are_the_same_in_both_modes() {
     let [trigger, wal] = <[_; 2]>::try_from(both(CUSTOMER, &[customer()], writes).await).unwrap();
     assert_eq!(trigger.len(), 500 + 250 + 1 + 10 + 1);
     same(&trigger, &wal);
-    // The unchanged 100 kB value (stored out of line: the decoder leaves it
+    // The unchanged 20 kB value (stored out of line: the decoder leaves it
     // out of the new row) is not an update's change, and is a create's.
     let update = &wal[500];
     assert_eq!(update["action"], "update");
@@ -142,7 +142,7 @@ async fn bulk_raw_sql_context_and_toasted_values_are_the_same_in_both_modes() {
     );
     assert_eq!(
         wal[0]["changes"]["big"]["new"].as_str().unwrap().len(),
-        100_000
+        20_000
     );
     assert_eq!(wal[0]["changes"]["tags"]["new"], json!(["a", "b c"]));
     assert_eq!(wal[0]["actor"], json!({"id": "42", "type": "user"}));
@@ -404,4 +404,27 @@ async fn set_context_refuses_unknown_keys_and_values_that_are_not_text() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, Value>(2), json!({"actor_id": "42"}));
+}
+
+#[tokio::test]
+async fn a_100_mb_value_is_recorded_by_its_size_and_digest_in_both_modes() {
+    let schema = "CREATE TABLE public.doc (id int PRIMARY KEY, title text, body text)";
+    let writes = "INSERT INTO doc VALUES (1, 'a', 'short');
+                  UPDATE doc SET body = repeat('x', 100000000) WHERE id = 1;
+                  UPDATE doc SET title = 'b' WHERE id = 1;";
+    let spec = TableSpec::parse("public.doc").unwrap();
+    let [trigger, wal] = <[_; 2]>::try_from(both(schema, &[spec], writes).await).unwrap();
+    same(&trigger, &wal);
+    let body = &wal[1]["changes"]["body"];
+    assert_eq!(body["old"], "short");
+    let kept = body["new"].as_str().unwrap();
+    assert!(
+        kept.starts_with("(not kept: 100000000 bytes, sha256:") && kept.len() < 200,
+        "{kept}"
+    );
+    // The next update, of another column, carries only that column.
+    assert_eq!(
+        wal[2]["changes"],
+        json!({"title": {"old": "a", "new": "b"}})
+    );
 }
