@@ -243,6 +243,34 @@ impl Decoder {
                         .unwrap_or_else(|_| Value::Object(serde_json::Map::new()));
                 }
             }
+            EventType::Message {
+                flags,
+                prefix,
+                content,
+                ..
+            } if flags & 1 == 1 && &*prefix == crate::install::SWITCH_PREFIX => {
+                // `capture pg pause|resume`: recorded in order with the
+                // changes around it.
+                let switch: Value = serde_json::from_slice(&content).unwrap_or_default();
+                let text = |k: &str| switch[k].as_str().unwrap_or_default().to_owned();
+                let op = match switch["op"].as_str() {
+                    Some("resume") => "resume",
+                    _ => "pause",
+                };
+                push(
+                    client,
+                    &mut self.open,
+                    &mut self.batch,
+                    tables,
+                    database,
+                    op,
+                    &text("schema"),
+                    &text("table"),
+                    None,
+                    None,
+                )
+                .await?;
+            }
             EventType::Relation {
                 relation_id,
                 columns,

@@ -185,3 +185,26 @@ pub(super) async fn covered_tables(
         .map_err(pg("listing covered tables"))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
+
+/// The covered tables, and in WAL mode also those paused (a paused table
+/// is out of the publication, and has no triggers, but is still covered).
+pub(super) async fn covered_or_paused(
+    client: &impl GenericClient,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut tables = covered_tables(client).await?;
+    let paused = client
+        .query(
+            "SELECT schema_name, table_name FROM trailmark.tables WHERE paused_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the paused tables"))?;
+    for row in paused {
+        let table = (row.get(0), row.get(1));
+        if !tables.contains(&table) {
+            tables.push(table);
+        }
+    }
+    tables.sort();
+    Ok(tables)
+}

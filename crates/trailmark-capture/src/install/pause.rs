@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 use crate::table::{TableSpec, ident};
 use crate::{CaptureContext, Error, pg};
 
-use super::catalog::covered_tables;
+use super::catalog::covered_or_paused;
 use super::sql::{CHANNEL, TRIGGER_PREFIX};
 use super::upgrade::{VERSION, installed_version};
 
@@ -50,12 +50,8 @@ pub async fn set_paused(
         }
         Some(_) => {}
     }
-    if super::wal::installed_mode(&tx).await? == Some(super::wal::Mode::Wal) {
-        return Err(Error::BadOption(
-            "pause and resume switch the capture triggers, and this database is in WAL mode: pausing WAL capture is not built yet (the slot keeps every change; stop the drainer to hold changes back)".into(),
-        ));
-    }
-    let covered: Vec<String> = covered_tables(&tx)
+    let wal = super::wal::installed_mode(&tx).await? == Some(super::wal::Mode::Wal);
+    let covered: Vec<String> = covered_or_paused(&tx)
         .await?
         .into_iter()
         .map(|(s, t)| format!("{s}.{t}"))
@@ -95,25 +91,7 @@ pub async fn set_paused(
             unchanged.push(table.to_string());
             continue;
         }
-        triggers(&tx, &table.schema, &table.table, !paused).await?;
-        tx.execute(
-            "UPDATE trailmark.tables SET paused_at = CASE WHEN $3 THEN now() END
-             WHERE schema_name = $1 AND table_name = $2",
-            &[&table.schema, &table.table, &paused],
-        )
-        .await
-        .map_err(pg(format!("recording the state of {table}")))?;
-        tx.execute(
-            "INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, context)
-             VALUES (txid_current(), trailmark.next_statement(), $3, $1, $2, trailmark.context())",
-            &[
-                &table.schema,
-                &table.table,
-                &if paused { "pause" } else { "resume" },
-            ],
-        )
-        .await
-        .map_err(pg(format!("recording the switch of {table}")))?;
+        switch(&tx, table, paused, wal).await?;
         switched.push(table.to_string());
     }
     if !switched.is_empty() {
@@ -126,6 +104,67 @@ pub async fn set_paused(
         switched,
         unchanged,
     })
+}
+
+/// Switches one table: recorded in `trailmark.tables`, capture off or on
+/// (triggers, or the table's place in the publication), and the switch
+/// written where the drainer reads it in order with the changes.
+async fn switch(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &TableSpec,
+    paused: bool,
+    wal: bool,
+) -> Result<(), Error> {
+    tx.execute(
+        "UPDATE trailmark.tables SET paused_at = CASE WHEN $3 THEN now() END
+         WHERE schema_name = $1 AND table_name = $2",
+        &[&table.schema, &table.table, &paused],
+    )
+    .await
+    .map_err(pg(format!("recording the state of {table}")))?;
+    let op = if paused { "pause" } else { "resume" };
+    if wal {
+        // Out of the publication (or back in, with its column list),
+        // and a message the decoder reads in order with the changes.
+        let sql = if paused {
+            format!(
+                "ALTER PUBLICATION {} DROP TABLE {}",
+                ident(super::wal::PUBLICATION),
+                table.quoted()
+            )
+        } else {
+            let spec = super::upgrade::stored_specs(tx)
+                .await?
+                .into_iter()
+                .find(|s| s.schema == table.schema && s.table == table.table)
+                .unwrap_or_else(|| table.clone());
+            format!(
+                "ALTER PUBLICATION {} ADD TABLE {}",
+                ident(super::wal::PUBLICATION),
+                super::wal::member(tx, &spec).await?
+            )
+        };
+        tx.batch_execute(&sql)
+            .await
+            .map_err(pg(format!("switching the publication of {table}")))?;
+        let message = serde_json::json!({"op": op, "schema": table.schema, "table": table.table});
+        tx.execute(
+            "SELECT pg_logical_emit_message(true, $1, $2::text)",
+            &[&super::wal::SWITCH_PREFIX, &message.to_string()],
+        )
+        .await
+        .map_err(pg(format!("recording the switch of {table}")))?;
+    } else {
+        triggers(tx, &table.schema, &table.table, !paused).await?;
+        tx.execute(
+            "INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, context)
+             VALUES (txid_current(), trailmark.next_statement(), $3, $1, $2, trailmark.context())",
+            &[&table.schema, &table.table, &op],
+        )
+        .await
+        .map_err(pg(format!("recording the switch of {table}")))?;
+    }
+    Ok(())
 }
 
 /// Keeps paused tables paused after `install` recreated their triggers.

@@ -4,7 +4,7 @@ use tokio_postgres::GenericClient;
 
 use crate::{Error, pg};
 
-use super::catalog::{check_columns, column_names, covered_tables, primary_key};
+use super::catalog::{check_columns, column_names, covered_or_paused, covered_tables, primary_key};
 use super::upgrade::{VERSION, stored_specs};
 
 /// The state of capture in a database.
@@ -126,6 +126,13 @@ pub async fn status(client: &impl GenericClient) -> Result<Status, Error> {
             paused: Vec::new(),
         });
     }
+    // A paused table in WAL mode has neither triggers nor a place in the
+    // publication, and is covered all the same.
+    let tables: Vec<String> = covered_or_paused(client)
+        .await?
+        .into_iter()
+        .map(|(s, t)| format!("{s}.{t}"))
+        .collect();
     let last_drained = client
         .query_opt(
             "SELECT last_outbox_id, rows_total,

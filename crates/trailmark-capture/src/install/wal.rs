@@ -170,22 +170,16 @@ pub(super) async fn publish(
         )
         .await
         .map_err(pg(format!("recording the replica identity of {table}")))?;
-        if table.exclude.is_empty() {
-            members.push(table.quoted());
-        } else {
-            let columns: Vec<String> = tx
-                .query(
-                    "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::text::regclass
-                     AND attnum > 0 AND NOT attisdropped AND NOT attname::text = ANY ($2)
-                     ORDER BY attnum",
-                    &[&table.quoted(), &table.exclude],
-                )
-                .await
-                .map_err(pg(format!("reading the columns of {table}")))?
-                .iter()
-                .map(|r| ident(r.get::<_, &str>(0)))
-                .collect();
-            members.push(format!("{} ({})", table.quoted(), columns.join(", ")));
+        let paused: bool = tx
+            .query_one(
+                "SELECT paused_at IS NOT NULL FROM trailmark.tables WHERE schema_name = $1 AND table_name = $2",
+                &[&table.schema, &table.table],
+            )
+            .await
+            .map_err(pg(format!("reading the state of {table}")))?
+            .get(0);
+        if !paused {
+            members.push(member(tx, table).await?);
         }
     }
     // Altered, never dropped and created again: the decoder reads the
@@ -215,6 +209,34 @@ pub(super) async fn publish(
         .map_err(pg("setting the tables of the publication"))?;
     Ok(())
 }
+
+/// A table as the publication lists it: every column but the excluded ones.
+pub(super) async fn member(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &TableSpec,
+) -> Result<String, Error> {
+    if table.exclude.is_empty() {
+        return Ok(table.quoted());
+    }
+    let columns: Vec<String> = tx
+        .query(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::text::regclass
+             AND attnum > 0 AND NOT attisdropped AND NOT attname::text = ANY ($2)
+             ORDER BY attnum",
+            &[&table.quoted(), &table.exclude],
+        )
+        .await
+        .map_err(pg(format!("reading the columns of {table}")))?
+        .iter()
+        .map(|r| ident(r.get::<_, &str>(0)))
+        .collect();
+    Ok(format!("{} ({})", table.quoted(), columns.join(", ")))
+}
+
+/// The prefix of the logical message a pause or a resume writes in WAL
+/// mode (`{"op": "pause"|"resume", "schema": …, "table": …}`), in the same
+/// transaction that takes the table out of the publication or puts it back.
+pub const SWITCH_PREFIX: &str = "trailmark.switch";
 
 /// Creates the publication, empty, unless it exists: in a transaction of
 /// its own, committed before the slot is created, so every change the slot

@@ -428,3 +428,58 @@ async fn a_100_mb_value_is_recorded_by_its_size_and_digest_in_both_modes() {
         json!({"title": {"old": "a", "new": "b"}})
     );
 }
+
+#[tokio::test]
+async fn a_pause_is_recorded_in_order_and_captures_nothing_in_both_modes() {
+    let by = trailmark_capture::CaptureContext {
+        actor_id: Some("ops-42".into()),
+        reason: Some("bulk import".into()),
+        ..trailmark_capture::CaptureContext::default()
+    };
+    let mut results = Vec::new();
+    for mode in MODES {
+        let mut db = installed(mode, CUSTOMER, &[customer()]).await;
+        db.client
+            .batch_execute("INSERT INTO customer (id, name) VALUES (1, 'before')")
+            .await
+            .unwrap();
+        trailmark_capture::set_paused(&mut db.client, &[], true, &by)
+            .await
+            .unwrap();
+        db.client
+            .batch_execute("INSERT INTO customer (id, name) VALUES (2, 'while paused')")
+            .await
+            .unwrap();
+        trailmark_capture::set_paused(&mut db.client, &[], false, &by)
+            .await
+            .unwrap();
+        db.client
+            .batch_execute("INSERT INTO customer (id, name) VALUES (3, 'after')")
+            .await
+            .unwrap();
+        // Installing again keeps a paused table paused; here, resumed.
+        install(&mut db.client, &[], None).await.unwrap();
+        db.client
+            .batch_execute("UPDATE customer SET name = 'again' WHERE id = 3")
+            .await
+            .unwrap();
+        results.push(drained(&db).await);
+    }
+    same(&results[0], &results[1]);
+    let actions: Vec<&str> = results[1]
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "create",
+            "capture.paused",
+            "capture.resumed",
+            "create",
+            "update"
+        ]
+    );
+    assert_eq!(results[1][1]["actor"]["id"], "ops-42");
+    assert_eq!(results[1][1]["reason"], "bulk import");
+}
