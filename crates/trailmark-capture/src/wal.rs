@@ -142,6 +142,7 @@ pub(crate) async fn stream<S: Sink>(
         relations: HashMap::new(),
         open: None,
         batch: Vec::new(),
+        open_start: 0,
     };
     let mut acknowledge: Option<u64> = None;
     // The end of the last transaction the ledger acknowledged.
@@ -171,6 +172,7 @@ pub(crate) async fn stream<S: Sink>(
                 || (commit.is_some() && decoded.is_empty())
             {
                 let sent = flush(client, sink, batch).await?;
+                state.open_start = 0;
                 if sent > 0 {
                     total += sent;
                     progress(Progress::Sent { rows: sent, total });
@@ -204,6 +206,8 @@ struct Decoder {
     relations: HashMap<u32, Vec<(String, u32)>>,
     open: Option<Transaction>,
     batch: Vec<Captured>,
+    /// Where the open transaction's events start in `batch`.
+    open_start: usize,
 }
 
 impl Decoder {
@@ -223,6 +227,13 @@ impl Decoder {
                 final_lsn,
                 commit_timestamp,
             } => {
+                if self.open.is_some() {
+                    // A transaction begun again: the stream reconnected
+                    // and sends it from its start. What of it is still
+                    // here goes (what was sent is stored once, by id).
+                    self.batch.truncate(self.open_start);
+                }
+                self.open_start = self.batch.len();
                 self.open = Some(Transaction {
                     xid: transaction_id,
                     commit_lsn: final_lsn.value(),
