@@ -147,7 +147,7 @@ for variant in trigger wal; do
   for _ in $(seq 100); do curl -sf http://127.0.0.1:7980/healthz >/dev/null && break; sleep 0.1; done
   key=$(cat "$work/serve-$variant/bootstrap-admin.key")
   $bin capture pg run --once --batch 5000 --source "$pg dbname=$db" --server http://127.0.0.1:7980 --key "$key" >/dev/null 2>&1
-  events=$(curl -sf -H "Authorization: Bearer $key" "http://127.0.0.1:7980/v1/stats?days=3650" | sed -n 's/.*"total":\([0-9]*\).*/\1/p')
+  events=$(curl -sf -H "Authorization: Bearer $key" "http://127.0.0.1:7980/v1/stats?tenant=default" | sed -n 's/.*"total":\([0-9]*\).*/\1/p')
   transactions=$(psql_ "$db" -c "SELECT count(*) FROM pgbench_history")
   echo "variant=$variant transactions=$transactions events=$events expected=$((transactions * 4))"
   kill -TERM "$server"; wait "$server" || true

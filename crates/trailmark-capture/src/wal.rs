@@ -143,48 +143,42 @@ pub(crate) async fn stream<S: Sink>(
         open: None,
         batch: Vec::new(),
         open_start: 0,
+        acknowledge: None,
     };
-    let mut acknowledge: Option<u64> = None;
+    let batch_size = usize::try_from(options.batch).unwrap_or(1000).max(1);
     // The end of the last transaction the ledger acknowledged.
     let mut durable: Option<u64> = None;
     let mut total = 0u64;
+    // While one batch is appended, the next is decoded; a batch is sent
+    // only once the one before it is durable, so order holds.
+    let mut in_flight: Option<Ready> = None;
     let result: Result<(), Error> = async {
         loop {
-            let Some(next) = decoded.recv().await else {
-                return Ok(());
+            let next = state.next_batch(&mut decoded, client, tables, database, batch_size);
+            let next = match in_flight.take() {
+                None => next.await?,
+                Some(ready) => {
+                    let (sent, next) = tokio::join!(flush(client, sink, ready.events), next);
+                    let sent = sent?;
+                    if sent > 0 {
+                        total += sent;
+                        progress(Progress::Sent { rows: sent, total });
+                    }
+                    if let Some(lsn) = ready.acknowledge {
+                        // Durable in the ledger: the slot may forget it.
+                        feedback.update_flushed_lsn(lsn);
+                        feedback.update_applied_lsn(lsn);
+                        durable = Some(lsn);
+                    }
+                    next?
+                }
             };
-            let event: ChangeEvent = match next {
-                Ok(event) => event,
-                Err(ReplicationError::StreamStopped(_)) => return Ok(()),
-                Err(e) => return Err(replication("reading the WAL")(e)),
-            };
-            let commit = state
-                .take(client, tables, database, event.event_type)
-                .await?;
-            if let Some(lsn) = commit {
-                acknowledge = Some(lsn);
+            let ended = next.ended;
+            if !next.events.is_empty() || next.acknowledge.is_some() {
+                in_flight = Some(next);
             }
-            let (open, batch) = (&state.open, &mut state.batch);
-            // Send at a full batch (a large transaction goes in several:
-            // sent again after a crash, its events are stored once), or at
-            // a commit with nothing more decoded yet.
-            if batch.len() >= usize::try_from(options.batch).unwrap_or(1000)
-                || (commit.is_some() && decoded.is_empty())
-            {
-                let sent = flush(client, sink, batch).await?;
-                state.open_start = 0;
-                if sent > 0 {
-                    total += sent;
-                    progress(Progress::Sent { rows: sent, total });
-                }
-                if open.is_none()
-                    && let Some(lsn) = acknowledge.take()
-                {
-                    // Durable in the ledger: the slot may forget it.
-                    feedback.update_flushed_lsn(lsn);
-                    feedback.update_applied_lsn(lsn);
-                    durable = Some(lsn);
-                }
+            if ended {
+                return Ok(());
             }
         }
     }
@@ -192,12 +186,23 @@ pub(crate) async fn stream<S: Sink>(
     cancel.cancel();
     let _ = reader.await;
     result?;
-    let sent = flush(client, sink, &mut state.batch).await?;
-    total += sent;
-    if let Some(lsn) = acknowledge.or(durable) {
+    if let Some(ready) = in_flight {
+        total += flush(client, sink, ready.events).await?;
+        durable = ready.acknowledge.or(durable);
+    }
+    if let Some(lsn) = durable {
         advance(client, &slot.name, lsn).await?;
     }
     Ok(total)
+}
+
+/// A batch ready to send, and the end of the last transaction it completes
+/// (what the slot may forget once the batch is durable).
+struct Ready {
+    events: Vec<Captured>,
+    acknowledge: Option<u64>,
+    /// The stream ended after it (a `--once` run reached its end).
+    ended: bool,
 }
 
 /// What decoding keeps between events: each relation's column types, the
@@ -208,9 +213,49 @@ struct Decoder {
     batch: Vec<Captured>,
     /// Where the open transaction's events start in `batch`.
     open_start: usize,
+    /// The end of the last transaction decoded and not yet handed on.
+    acknowledge: Option<u64>,
 }
 
 impl Decoder {
+    /// Decodes until a batch is ready: full (a large transaction goes in
+    /// several: sent again after a crash, its events are stored once), or at
+    /// a commit with nothing more decoded yet, or at the stream's end.
+    async fn next_batch(
+        &mut self,
+        decoded: &mut tokio::sync::mpsc::Receiver<Result<ChangeEvent, ReplicationError>>,
+        client: &Client,
+        tables: &mut HashMap<(String, String), TableConfig>,
+        database: &str,
+        batch_size: usize,
+    ) -> Result<Ready, Error> {
+        let ended = loop {
+            let Some(next) = decoded.recv().await else {
+                break true;
+            };
+            let event = match next {
+                Ok(event) => event,
+                Err(ReplicationError::StreamStopped(_)) => break true,
+                Err(e) => return Err(replication("reading the WAL")(e)),
+            };
+            let commit = self
+                .take(client, tables, database, event.event_type)
+                .await?;
+            if let Some(lsn) = commit {
+                self.acknowledge = Some(lsn);
+            }
+            if self.batch.len() >= batch_size || (commit.is_some() && decoded.is_empty()) {
+                break false;
+            }
+        };
+        self.open_start = 0;
+        Ok(Ready {
+            events: std::mem::take(&mut self.batch),
+            acknowledge: self.acknowledge.take(),
+            ended,
+        })
+    }
+
     /// Takes one decoded event; returns the end of a transaction it
     /// committed.
     #[allow(clippy::too_many_lines)] // one arm per kind of decoded event
@@ -250,8 +295,7 @@ impl Decoder {
                 ..
             } if flags & 1 == 1 && &*prefix == MESSAGE_PREFIX => {
                 if let Some(tx) = self.open.as_mut() {
-                    tx.context = serde_json::from_slice(&content)
-                        .unwrap_or_else(|_| Value::Object(serde_json::Map::new()));
+                    merge_context(&mut tx.context, &content);
                 }
             }
             EventType::Message {
@@ -395,6 +439,34 @@ impl Decoder {
     }
 }
 
+/// Merges what one `trailmark.set_context` call gave into the
+/// transaction's context, as its settings would be: a value (a number as its
+/// digits) sets its key, null (or empty) clears it, keys not given stay.
+fn merge_context(context: &mut Value, message: &[u8]) {
+    let Ok(Value::Object(given)) = serde_json::from_slice::<Value>(message) else {
+        return;
+    };
+    let Some(context) = context.as_object_mut() else {
+        return;
+    };
+    for (key, value) in given {
+        match value {
+            Value::Null => {
+                context.remove(&key);
+            }
+            Value::String(text) if text.is_empty() => {
+                context.remove(&key);
+            }
+            Value::String(text) => {
+                context.insert(key, Value::String(text));
+            }
+            other => {
+                context.insert(key, Value::String(other.to_string()));
+            }
+        }
+    }
+}
+
 /// Moves the slot past what the ledger acknowledged once the replication
 /// session has let it go (a `--once` run ends with the slot where its last
 /// acknowledged transaction ended, not where the last feedback left it).
@@ -427,15 +499,10 @@ async fn advance(client: &Client, slot: &str, lsn: u64) -> Result<(), Error> {
     }
 }
 
-async fn flush<S: Sink>(
-    client: &Client,
-    sink: &S,
-    batch: &mut Vec<Captured>,
-) -> Result<u64, Error> {
-    if batch.is_empty() {
+async fn flush<S: Sink>(client: &Client, sink: &S, events: Vec<Captured>) -> Result<u64, Error> {
+    if events.is_empty() {
         return Ok(0);
     }
-    let events = std::mem::take(batch);
     let n = events.len() as u64;
     let tenants = send(sink, events).await?;
     crate::seen::check(client, sink, &tenants).await?;
@@ -739,6 +806,21 @@ mod tests {
         assert_eq!(t(1007, "[0:1]={1,2}"), "\"[0:1]={1,2}\"");
         assert_eq!(t(2950, "x"), "\"x\"");
         assert_eq!(column_json(25, &ColumnValue::Null), "null");
+    }
+
+    #[test]
+    fn context_messages_merge_as_settings_do() {
+        let mut context = serde_json::json!({});
+        merge_context(&mut context, br#"{"actor_id": "42", "tenant": "acme"}"#);
+        merge_context(
+            &mut context,
+            br#"{"tenant": null, "ip": "203.0.113.7", "reason": 7}"#,
+        );
+        merge_context(&mut context, br#"{"actor_id": ""}"#);
+        assert_eq!(
+            context,
+            serde_json::json!({"ip": "203.0.113.7", "reason": "7"})
+        );
     }
 
     #[test]

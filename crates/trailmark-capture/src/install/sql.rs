@@ -143,12 +143,14 @@ fn context_keys() -> Vec<&'static str> {
 }
 
 /// `trailmark.set_context(jsonb)`: the one call that attaches context in
-/// either mode. It sets the transaction-local settings the triggers read;
-/// in WAL mode it also writes the whole context the transaction now has as a
-/// transactional logical message (prefix `trailmark`), which the drainer
-/// reads in place among the transaction's changes. Generated per mode, so
-/// trigger mode writes no message. An unknown key, or a value that is not a
-/// string, a number or null, is an error naming it (null clears the key).
+/// either mode. It sets the transaction-local settings the triggers read
+/// (one statement for every key); in WAL mode it also writes the keys given
+/// as a transactional logical message (prefix `trailmark`), which the
+/// drainer reads in place among the transaction's changes and merges with
+/// what the transaction set before (null clears a key). Generated per mode,
+/// so trigger mode writes no message. An unknown key, or a value that is not
+/// a string, a number or null, is an error naming it; the check is one query
+/// and the loop that names the culprit runs only when it fails.
 pub(super) fn set_context_sql(wal: bool) -> String {
     let keys = context_keys()
         .iter()
@@ -156,7 +158,7 @@ pub(super) fn set_context_sql(wal: bool) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let message = if wal {
-        "PERFORM pg_logical_emit_message(true, 'trailmark', trailmark.context()::text);"
+        "PERFORM pg_logical_emit_message(true, 'trailmark', context::text);"
     } else {
         "-- Trigger mode: the triggers read the settings."
     };
@@ -167,20 +169,23 @@ DECLARE
     trailmark_key text;
     trailmark_value jsonb;
 BEGIN
-    IF context IS NULL OR jsonb_typeof(context) <> 'object' THEN
+    IF jsonb_typeof(context) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'trailmark.set_context: give a JSON object of context, e.g. {{\"actor_id\": \"42\", \"ip\": \"203.0.113.7\"}}';
     END IF;
-    FOR trailmark_key, trailmark_value IN SELECT key, value FROM jsonb_each(context) LOOP
-        IF NOT trailmark_key = ANY (ARRAY[{keys}]) THEN
-            RAISE EXCEPTION 'trailmark.set_context: unknown key %', to_json(trailmark_key)
-                USING HINT = 'the keys are {hint}';
-        END IF;
-        IF jsonb_typeof(trailmark_value) NOT IN ('string', 'number', 'null') THEN
-            RAISE EXCEPTION 'trailmark.set_context: % must be a string (or null to clear it), not %',
-                trailmark_key, jsonb_typeof(trailmark_value);
-        END IF;
-        PERFORM set_config('trailmark.' || trailmark_key, coalesce(trailmark_value #>> '{{}}', ''), true);
-    END LOOP;
+    IF EXISTS (SELECT 1 FROM jsonb_each(context) e WHERE NOT e.key = ANY (ARRAY[{keys}])
+               OR jsonb_typeof(e.value) NOT IN ('string', 'number', 'null')) THEN
+        FOR trailmark_key, trailmark_value IN SELECT key, value FROM jsonb_each(context) LOOP
+            IF NOT trailmark_key = ANY (ARRAY[{keys}]) THEN
+                RAISE EXCEPTION 'trailmark.set_context: unknown key %', to_json(trailmark_key)
+                    USING HINT = 'the keys are {hint}';
+            END IF;
+            IF jsonb_typeof(trailmark_value) NOT IN ('string', 'number', 'null') THEN
+                RAISE EXCEPTION 'trailmark.set_context: % must be a string (or null to clear it), not %',
+                    trailmark_key, jsonb_typeof(trailmark_value);
+            END IF;
+        END LOOP;
+    END IF;
+    PERFORM set_config('trailmark.' || key, coalesce(value #>> '{{}}', ''), true) FROM jsonb_each(context);
     {message}
 END
 $trailmark$;",
