@@ -146,7 +146,6 @@ pub async fn drain<S: Sink>(
     result
 }
 
-#[allow(clippy::too_many_lines)] // the lock, the checks, then the outbox loop or the WAL stream
 async fn run<S: Sink>(
     client: &Client,
     source: &str,
@@ -195,8 +194,26 @@ async fn run<S: Sink>(
     crate::seen::check(client, sink, &remembered).await?;
 
     let mut tables = table_configs(client).await?;
-    if crate::installed_mode(client).await? == Some(crate::Mode::Wal) {
-        return crate::wal::stream(
+    let mut total = 0u64;
+    if crate::installed_mode(client).await? != Some(crate::Mode::Wal) {
+        total = drain_outbox(
+            client,
+            sink,
+            options,
+            progress,
+            woken,
+            &database,
+            &mut tables,
+        )
+        .await?;
+        if options.once {
+            return Ok(total);
+        }
+    }
+    // WAL mode (or switched to it, the outbox drained first): decode the
+    // slot from now on.
+    Ok(total
+        + crate::wal::stream(
             client,
             source,
             sink,
@@ -205,8 +222,20 @@ async fn run<S: Sink>(
             &database,
             &mut tables,
         )
-        .await;
-    }
+        .await?)
+}
+
+/// Moves outbox rows into `sink` until the outbox is empty (`once`), or
+/// until the database is switched to WAL mode. Returns the rows moved.
+async fn drain_outbox<S: Sink>(
+    client: &Client,
+    sink: &S,
+    options: &DrainOptions,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+    woken: &Notify,
+    database: &str,
+    tables: &mut HashMap<(String, String), crate::TableConfig>,
+) -> Result<u64, Error> {
     let mut total = 0u64;
     // While one batch is being appended, the next is read and converted
     // (rows of the batch in flight are left out); a batch is sent only once
@@ -228,7 +257,7 @@ async fn run<S: Sink>(
                 )
                 .await
                 .map_err(pg("reading the outbox (is capture installed?)"))?;
-            convert(client, &rows, &mut tables, &database).await
+            convert(client, &rows, tables, database).await
         };
         let next = match in_flight.take() {
             None => next.await?,
@@ -252,19 +281,7 @@ async fn run<S: Sink>(
                 return Ok(total);
             }
             if crate::installed_mode(client).await? == Some(crate::Mode::Wal) {
-                // Switched to WAL mode (the outbox drained first): decode
-                // the slot from now on.
-                return Ok(total
-                    + crate::wal::stream(
-                        client,
-                        source,
-                        sink,
-                        options,
-                        progress,
-                        &database,
-                        &mut tables,
-                    )
-                    .await?);
+                return Ok(total);
             }
             let _ = tokio::time::timeout(options.poll, woken.notified()).await;
             if client.is_closed() {

@@ -258,7 +258,6 @@ impl Decoder {
 
     /// Takes one decoded event; returns the end of a transaction it
     /// committed.
-    #[allow(clippy::too_many_lines)] // one arm per kind of decoded event
     async fn take(
         &mut self,
         client: &Client,
@@ -266,20 +265,13 @@ impl Decoder {
         database: &str,
         event: EventType,
     ) -> Result<Option<u64>, Error> {
-        match event {
+        let changes = match event {
             EventType::Begin {
                 transaction_id,
                 final_lsn,
                 commit_timestamp,
             } => {
-                if self.open.is_some() {
-                    // A transaction begun again: the stream reconnected
-                    // and sends it from its start. What of it is still
-                    // here goes (what was sent is stored once, by id).
-                    self.batch.truncate(self.open_start);
-                }
-                self.open_start = self.batch.len();
-                self.open = Some(Transaction {
+                self.begin(Transaction {
                     xid: transaction_id,
                     commit_lsn: final_lsn.value(),
                     committed_at: commit_timestamp
@@ -287,45 +279,18 @@ impl Decoder {
                     next: 0,
                     context: Value::Object(serde_json::Map::new()),
                 });
+                Vec::new()
+            }
+            EventType::Commit { end_lsn, .. } => {
+                self.open = None;
+                return Ok(Some(end_lsn.value()));
             }
             EventType::Message {
                 flags,
                 prefix,
                 content,
                 ..
-            } if flags & 1 == 1 && &*prefix == MESSAGE_PREFIX => {
-                if let Some(tx) = self.open.as_mut() {
-                    merge_context(&mut tx.context, &content);
-                }
-            }
-            EventType::Message {
-                flags,
-                prefix,
-                content,
-                ..
-            } if flags & 1 == 1 && &*prefix == crate::install::SWITCH_PREFIX => {
-                // `capture pg pause|resume`: recorded in order with the
-                // changes around it.
-                let switch: Value = serde_json::from_slice(&content).unwrap_or_default();
-                let text = |k: &str| switch[k].as_str().unwrap_or_default().to_owned();
-                let op = match switch["op"].as_str() {
-                    Some("resume") => "resume",
-                    _ => "pause",
-                };
-                push(
-                    client,
-                    &mut self.open,
-                    &mut self.batch,
-                    tables,
-                    database,
-                    op,
-                    &text("schema"),
-                    &text("table"),
-                    None,
-                    None,
-                )
-                .await?;
-            }
+            } if flags & 1 == 1 => self.message(&prefix, &content),
             EventType::Relation {
                 relation_id,
                 columns,
@@ -338,6 +303,7 @@ impl Decoder {
                         .map(|c| (c.name.to_string(), c.type_id))
                         .collect(),
                 );
+                Vec::new()
             }
             EventType::Insert {
                 schema,
@@ -347,19 +313,7 @@ impl Decoder {
             } => {
                 let types = self.relations.get(&relation_oid);
                 let new = Some(row_json(&data, None, types));
-                push(
-                    client,
-                    &mut self.open,
-                    &mut self.batch,
-                    tables,
-                    database,
-                    "insert",
-                    &schema,
-                    &table,
-                    None,
-                    new,
-                )
-                .await?;
+                vec![Change::new("insert", &schema, &table, None, new)]
             }
             EventType::Update {
                 schema,
@@ -371,22 +325,10 @@ impl Decoder {
             } => {
                 let types = self.relations.get(&relation_oid);
                 let old = old_data.as_ref().map(|o| row_json(o, None, types));
-                // Unchanged TOASTed values are left out of the new row:
-                // they are the old row's.
+                // Unchanged values stored out of line are left out of the
+                // new row: they are the old row's.
                 let new = Some(row_json(&new_data, old_data.as_ref(), types));
-                push(
-                    client,
-                    &mut self.open,
-                    &mut self.batch,
-                    tables,
-                    database,
-                    "update",
-                    &schema,
-                    &table,
-                    old,
-                    new,
-                )
-                .await?;
+                vec![Change::new("update", &schema, &table, old, new)]
             }
             EventType::Delete {
                 schema,
@@ -397,45 +339,89 @@ impl Decoder {
             } => {
                 let types = self.relations.get(&relation_oid);
                 let old = Some(row_json(&old_data, None, types));
-                push(
-                    client,
-                    &mut self.open,
-                    &mut self.batch,
-                    tables,
-                    database,
-                    "delete",
-                    &schema,
-                    &table,
-                    old,
-                    None,
-                )
-                .await?;
+                vec![Change::new("delete", &schema, &table, old, None)]
             }
-            EventType::Truncate { tables: names, .. } => {
-                for name in &names {
+            EventType::Truncate { tables: names, .. } => names
+                .iter()
+                .map(|name| {
                     let (schema, table) = name.split_once('.').unwrap_or(("", name));
-                    push(
-                        client,
-                        &mut self.open,
-                        &mut self.batch,
-                        tables,
-                        database,
-                        "truncate",
-                        schema,
-                        table,
-                        None,
-                        None,
-                    )
-                    .await?;
-                }
-            }
-            EventType::Commit { end_lsn, .. } => {
-                self.open = None;
-                return Ok(Some(end_lsn.value()));
-            }
-            _ => {}
+                    Change::new("truncate", schema, table, None, None)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for change in changes {
+            push(
+                client,
+                &mut self.open,
+                &mut self.batch,
+                tables,
+                database,
+                change,
+            )
+            .await?;
         }
         Ok(None)
+    }
+
+    /// A transaction begins. One begun again (the stream reconnected and
+    /// sends it from its start) replaces what of it is still in the batch
+    /// (what was sent is stored once, by id).
+    fn begin(&mut self, tx: Transaction) {
+        if self.open.is_some() {
+            self.batch.truncate(self.open_start);
+        }
+        self.open_start = self.batch.len();
+        self.open = Some(tx);
+    }
+
+    /// A transactional logical message: context `trailmark.set_context`
+    /// wrote (merged into the transaction's), or a pause or resume (a
+    /// change of its own, recorded in order with the changes around it).
+    fn message(&mut self, prefix: &str, content: &[u8]) -> Vec<Change> {
+        if prefix == MESSAGE_PREFIX {
+            if let Some(tx) = self.open.as_mut() {
+                merge_context(&mut tx.context, content);
+            }
+            return Vec::new();
+        }
+        if prefix != crate::install::SWITCH_PREFIX {
+            return Vec::new();
+        }
+        let switch: Value = serde_json::from_slice(content).unwrap_or_default();
+        let text = |k: &str| switch[k].as_str().unwrap_or_default().to_owned();
+        let op = match switch["op"].as_str() {
+            Some("resume") => "resume",
+            _ => "pause",
+        };
+        vec![Change::new(op, &text("schema"), &text("table"), None, None)]
+    }
+}
+
+/// One decoded change, before it becomes an event.
+struct Change {
+    op: &'static str,
+    schema: String,
+    table: String,
+    old: Option<String>,
+    new: Option<String>,
+}
+
+impl Change {
+    fn new(
+        op: &'static str,
+        schema: &str,
+        table: &str,
+        old: Option<String>,
+        new: Option<String>,
+    ) -> Self {
+        Self {
+            op,
+            schema: schema.to_owned(),
+            table: table.to_owned(),
+            old,
+            new,
+        }
     }
 }
 
@@ -510,19 +496,22 @@ async fn flush<S: Sink>(client: &Client, sink: &S, events: Vec<Captured>) -> Res
 }
 
 /// One decoded change → a validated event, appended to the batch.
-#[allow(clippy::too_many_arguments)]
 async fn push(
     client: &Client,
     open: &mut Option<Transaction>,
     batch: &mut Vec<Captured>,
     tables: &mut HashMap<(String, String), TableConfig>,
     database: &str,
-    op: &str,
-    schema: &str,
-    table: &str,
-    old: Option<String>,
-    new: Option<String>,
+    change: Change,
 ) -> Result<(), Error> {
+    let Change {
+        op,
+        schema,
+        table,
+        old,
+        new,
+    } = change;
+    let (schema, table) = (schema.as_str(), table.as_str());
     let Some(tx) = open.as_mut() else {
         return Err(Error::Replication(format!(
             "a change to {schema}.{table} arrived outside a transaction"

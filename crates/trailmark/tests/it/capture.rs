@@ -180,6 +180,27 @@ fn captured_bulk_changes_reach_the_trail_once_with_the_request_actor() {
     assert!(ok, "{report}");
 }
 
+/// Runs the CLI with `args` eight times, each killed with SIGKILL after a
+/// pseudo-random time in `millis` (xorshift from `seed`: the same times on
+/// every run).
+fn kill_again_and_again(args: &[&str], mut seed: u64, millis: std::ops::Range<u64>) {
+    for _ in 0..8 {
+        let mut child = std::process::Command::new(crate::BIN)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let wait = millis.start + seed % (millis.end - millis.start);
+        std::thread::sleep(std::time::Duration::from_millis(wait));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
 #[test]
 fn killing_the_drainer_mid_batch_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -215,21 +236,8 @@ fn killing_the_drainer_mid_batch_loses_and_duplicates_nothing() {
         "--batch",
         "500",
     ];
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    for _ in 0..8 {
-        let mut child = std::process::Command::new(crate::BIN)
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(std::time::Duration::from_millis(40 + seed % 200));
-        child.kill().unwrap(); // SIGKILL, wherever it is: between POST and DELETE included
-        child.wait().unwrap();
-    }
+    // SIGKILL, wherever it is: between POST and DELETE included.
+    kill_again_and_again(&args, 0x2545_f491_4f6c_dd1d, 40..240);
     run_ok(&[
         "capture",
         "pg",
@@ -294,21 +302,7 @@ fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing
         "--batch",
         "300",
     ];
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    for _ in 0..8 {
-        let mut child = std::process::Command::new(crate::BIN)
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(std::time::Duration::from_millis(60 + seed % 300));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-    }
+    kill_again_and_again(&args, 0x9e37_79b9_7f4a_7c15, 60..360);
     let status = run_ok(&["capture", "pg", "status", "--source", &source]);
     assert!(
         status.contains("mode wal") && status.contains("slot trailmark_"),
