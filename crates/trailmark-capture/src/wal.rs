@@ -59,18 +59,9 @@ struct Transaction {
     context: Value,
 }
 
-/// Decodes the slot into `sink` until `options.once` finds it caught up
-/// with the WAL position at the start, or for ever. Returns the events sent.
-#[allow(clippy::too_many_lines)] // setup, the read loop and the final acknowledgement, in order
-pub(crate) async fn stream<S: Sink>(
-    client: &Client,
-    source: &str,
-    sink: &S,
-    options: &DrainOptions,
-    progress: &(dyn Fn(Progress) + Send + Sync),
-    database: &str,
-    tables: &mut HashMap<(String, String), TableConfig>,
-) -> Result<u64, Error> {
+/// The slot, once it is usable: it exists, has lost no WAL it needed
+/// (either is a capture gap, said so), and no other connection holds it.
+async fn usable_slot(client: &Client) -> Result<crate::SlotStatus, Error> {
     let Some(slot) = slot_status(client).await? else {
         return Err(Error::Replication(format!(
             "replication slot {} is gone: changes made since it was dropped were not captured (a capture gap). Run `trailmark capture pg install` to create it again; the trail records from then on",
@@ -97,6 +88,21 @@ pub(crate) async fn stream<S: Sink>(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Ok(slot)
+}
+
+/// Decodes the slot into `sink` until `options.once` finds it caught up
+/// with the WAL position at the start, or for ever. Returns the events sent.
+pub(crate) async fn stream<S: Sink>(
+    client: &Client,
+    source: &str,
+    sink: &S,
+    options: &DrainOptions,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+    database: &str,
+    tables: &mut HashMap<(String, String), TableConfig>,
+) -> Result<u64, Error> {
+    let slot = usable_slot(client).await?;
     let mut config = ReplicationStreamConfig::builder(slot.name.clone(), PUBLICATION)
         .with_protocol_version(1)
         .with_feedback_interval(Duration::from_secs(1))
