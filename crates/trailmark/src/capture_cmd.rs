@@ -595,7 +595,16 @@ async fn status(client: &tokio_postgres::Client) -> anyhow::Result<()> {
             "mode trigger: triggers write the outbox (wal_level is {level}; WAL mode needs logical)"
         ),
     }
-    if let Some(slot) = trailmark_capture::slot_status(client).await? {
+    let slot = trailmark_capture::slot_status(client).await?;
+    if slot.is_none()
+        && trailmark_capture::installed_mode(client).await? == Some(trailmark_capture::Mode::Wal)
+    {
+        println!(
+            "needs attention: replication slot {} is gone: changes since it went were not captured (a capture gap); install again to create it",
+            trailmark_capture::slot_name(client).await?
+        );
+    }
+    if let Some(slot) = slot {
         println!(
             "slot {}: {}, {} bytes of WAL retained, {} bytes not yet in the ledger (acknowledged up to {}), wal_status {}, max_slot_wal_keep_size {}",
             slot.name,

@@ -483,3 +483,27 @@ async fn a_pause_is_recorded_in_order_and_captures_nothing_in_both_modes() {
     assert_eq!(results[1][1]["actor"]["id"], "ops-42");
     assert_eq!(results[1][1]["reason"], "bulk import");
 }
+
+#[tokio::test]
+async fn a_dropped_slot_is_a_capture_gap_the_drainer_names_and_refuses() {
+    let db = installed(Mode::Wal, CUSTOMER, &[customer()]).await;
+    db.client
+        .batch_execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+             WHERE database = current_database()",
+        )
+        .await
+        .unwrap();
+    let options = DrainOptions {
+        once: true,
+        ..DrainOptions::default()
+    };
+    let err = drain(&db.url(), &Collect::default(), &options, &|_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is gone") && err.contains("capture gap"),
+        "{err}"
+    );
+}
