@@ -257,7 +257,8 @@ fn killing_the_drainer_mid_batch_loses_and_duplicates_nothing() {
 }
 
 /// WAL mode: the drainer killed with SIGKILL again and again, anywhere
-/// (mid-transaction, between an append and the slot's acknowledgement):
+/// (inside a 10,000-row transaction, between an append and the slot's
+/// acknowledgement):
 /// every change is in the trail once, in commit order.
 #[test]
 fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing() {
@@ -279,7 +280,14 @@ fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing
     ]);
     assert!(out.starts_with("mode wal: asked for (--mode)\n"), "{out}");
     db.sql("INSERT INTO counter VALUES (1, 0)");
-    // 40 transactions of 500 rows, each moving the counter on.
+    // First one transaction of 10,000 rows, sent in batches of 300: the
+    // first kills land inside it.
+    db.sql(
+        "BEGIN; SELECT trailmark.set_context('{\"actor_id\": \"bulk\"}');
+         INSERT INTO item SELECT g, g FROM generate_series(20001, 30000) g;
+         UPDATE counter SET n = n + 1 WHERE id = 1; COMMIT;",
+    );
+    // Then 40 transactions of 500 rows, each moving the counter on.
     for t in 0..40 {
         db.sql(&format!(
             "BEGIN; SELECT trailmark.set_context('{{\"actor_id\": \"importer-{t}\"}}');
@@ -289,6 +297,7 @@ fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing
             t * 500 + 500
         ));
     }
+
     let args = [
         "capture",
         "pg",
@@ -302,6 +311,28 @@ fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing
         "--batch",
         "300",
     ];
+    // A kill inside the big transaction for certain: once part of it is in
+    // the ledger (its commit, and so the slot, not yet acknowledged).
+    let mut child = std::process::Command::new(crate::BIN)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let part = crate::wait_for(
+        "part of the big transaction in the ledger",
+        std::time::Duration::from_secs(60),
+        || {
+            let (_, s) = server.get("/v1/stats?resource_type=public.item", &server.admin);
+            s["total"].as_u64().filter(|n| *n > 0)
+        },
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        part < 10_000,
+        "killed inside the transaction: {part} of its 10,000 rows"
+    );
     kill_again_and_again(&args, 0x9e37_79b9_7f4a_7c15, 60..360);
     let status = run_ok(&["capture", "pg", "status", "--source", &source]);
     assert!(
@@ -321,7 +352,7 @@ fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing
         "--once",
     ]);
     let (_, items) = server.get("/v1/stats?resource_type=public.item", &server.admin);
-    assert_eq!(items["total"], 20000, "every change exactly once: {items}");
+    assert_eq!(items["total"], 30000, "every change exactly once: {items}");
     let (_, history) = server.get("/v1/resources/public.counter/1/history", &server.admin);
     let steps: Vec<i64> = history["events"]
         .as_array()
@@ -329,7 +360,7 @@ fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing
         .iter()
         .map(|e| e["state_after"]["n"].as_i64().unwrap())
         .collect();
-    assert_eq!(steps, (0..=40).collect::<Vec<_>>(), "in commit order");
+    assert_eq!(steps, (0..=41).collect::<Vec<_>>(), "in commit order");
     let (ok, report) = verify_dir(dir.path());
     assert!(ok, "{report}");
 }
