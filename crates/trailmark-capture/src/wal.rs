@@ -196,9 +196,7 @@ pub(crate) async fn stream<S: Sink>(
         total += flush(client, sink, ready.events).await?;
         durable = ready.acknowledge.or(durable);
     }
-    if let Some(lsn) = durable {
-        advance(client, &slot.name, lsn).await?;
-    }
+    advance(client, &slot.name, durable).await?;
     Ok(total)
 }
 
@@ -462,33 +460,43 @@ fn merge_context(context: &mut Value, message: &[u8]) {
 /// Moves the slot past what the ledger acknowledged once the replication
 /// session has let it go (a `--once` run ends with the slot where its last
 /// acknowledged transaction ended, not where the last feedback left it).
-async fn advance(client: &Client, slot: &str, lsn: u64) -> Result<(), Error> {
+async fn advance(client: &Client, slot: &str, durable: Option<u64>) -> Result<(), Error> {
+    // The replication session ends with this run: wait (briefly) for the
+    // server to let the slot go, so a run that returned leaves it free (an
+    // uninstall or another drainer right after finds it so).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let target = crate::event::lsn_text(lsn);
     loop {
-        let advanced = client
-            .execute(
-                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)
-                 FROM pg_replication_slots WHERE slot_name = $1 AND NOT active
-                 AND confirmed_flush_lsn < $2::text::pg_lsn",
-                &[&slot, &target],
-            )
-            .await
-            .map_err(pg("advancing the replication slot"))?;
-        let done: bool = client
+        let active: bool = client
             .query_one(
-                "SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1
-                 AND confirmed_flush_lsn < $2::text::pg_lsn)",
-                &[&slot, &target],
+                "SELECT coalesce((SELECT active FROM pg_replication_slots WHERE slot_name = $1), false)",
+                &[&slot],
             )
             .await
             .map_err(pg("reading the replication slot"))?
             .get(0);
-        if done || advanced > 0 || std::time::Instant::now() > deadline {
+        if !active {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            // Still held: the last feedback stands; the next run resumes
+            // from it (and stores nothing twice).
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let Some(lsn) = durable else {
+        return Ok(());
+    };
+    client
+        .execute(
+            "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)
+             FROM pg_replication_slots WHERE slot_name = $1 AND NOT active
+             AND confirmed_flush_lsn < $2::text::pg_lsn",
+            &[&slot, &crate::event::lsn_text(lsn)],
+        )
+        .await
+        .map_err(pg("advancing the replication slot"))?;
+    Ok(())
 }
 
 async fn flush<S: Sink>(client: &Client, sink: &S, events: Vec<Captured>) -> Result<u64, Error> {
