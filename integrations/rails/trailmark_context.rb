@@ -1,12 +1,16 @@
 # Trailmark capture context for Rails (the whole integration).
 #
 # Include in ApplicationController. Each request runs in one database
-# transaction that starts with SELECT set_config('trailmark.*', ..., true), so
+# transaction that starts with SELECT trailmark.set_context(...) (both capture
+# modes; set_config('trailmark.*', ..., true) where capture predates the
+# function, asked once per connection), so
 # every write the request makes -- update_all, insert_all, raw SQL through
 # the connection, callbacks or not -- is captured with who made it, and the
 # values end with the transaction: the pooled connection carries nothing into
 # the next request. (A request that fails rolls back its writes, as one
 # transaction does.)
+require "json"
+
 module TrailmarkContext
   NAMES = %w[actor_id actor_type actor_name ip user_agent request_id session_id tenant reason].freeze
 
@@ -23,6 +27,22 @@ module TrailmarkContext
       "set_config(#{connection.quote("trailmark.#{name}")}, #{connection.quote(value.to_s)}, true)"
     end
     pairs.empty? ? nil : "SELECT #{pairs.join(', ')}"
+  end
+
+  # The SQL that sets `context` on `connection`'s current transaction in
+  # either capture mode: trailmark.set_context where the database has it.
+  def self.context_sql(connection, context)
+    unless connection.instance_variable_defined?(:@trailmark_set_context)
+      found = connection.select_value("SELECT to_regprocedure('trailmark.set_context(jsonb)') IS NOT NULL")
+      connection.instance_variable_set(:@trailmark_set_context, [true, "t"].include?(found))
+    end
+    return set_config_sql(connection, context) unless connection.instance_variable_get(:@trailmark_set_context)
+
+    given = NAMES.each_with_object({}) do |name, out|
+      value = context[name.to_sym] || context[name]
+      out[name] = value.to_s unless value.nil? || value.to_s.empty?
+    end
+    given.empty? ? nil : "SELECT trailmark.set_context(#{connection.quote(JSON.generate(given))}::jsonb)"
   end
 
   private
@@ -43,7 +63,7 @@ module TrailmarkContext
   def with_trailmark_context
     ActiveRecord::Base.transaction do
       connection = ActiveRecord::Base.connection
-      sql = TrailmarkContext.set_config_sql(connection, trailmark_context)
+      sql = TrailmarkContext.context_sql(connection, trailmark_context)
       connection.execute(sql) if sql
       yield
     end

@@ -106,7 +106,6 @@ pub(super) async fn cover(
 /// mode's backlog empty, so no change is captured twice or lost: trigger →
 /// WAL waits up to 30 s for a running drainer to empty the outbox; WAL →
 /// trigger needs the drainer stopped and the slot drained.
-#[allow(clippy::too_many_lines)] // one transaction, step by step; to be split (see the session note)
 pub async fn install(
     client: &mut Client,
     tables: &[TableSpec],
@@ -114,23 +113,7 @@ pub async fn install(
 ) -> Result<Installed, Error> {
     let level = wal::wal_level(&*client).await?;
     let previous_mode = wal::installed_mode(&*client).await?;
-    let (mode, mode_reason) = match (mode, previous_mode) {
-        (Some(m), _) => (m, "asked for (--mode)".to_owned()),
-        (None, Some(m)) => (m, "kept: the mode installed before".to_owned()),
-        (None, None) if level == "logical" => (
-            Mode::Wal,
-            "wal_level is logical, so the WAL is decoded: the application's transactions write nothing more".to_owned(),
-        ),
-        (None, None) => (
-            Mode::Trigger,
-            format!("wal_level is {level}, not logical: triggers write an outbox (set wal_level = logical and restart PostgreSQL for WAL mode)"),
-        ),
-    };
-    if mode == Mode::Wal && level != "logical" {
-        return Err(Error::BadOption(format!(
-            "--mode wal needs wal_level = logical, and this server has {level}: set wal_level = logical in postgresql.conf and restart PostgreSQL, or install with --mode trigger"
-        )));
-    }
+    let (mode, mode_reason) = choose_mode(mode, previous_mode, &level)?;
     let switching = previous_mode.is_some_and(|m| m != mode)
         || (previous_mode.is_none()
             && mode == Mode::Wal
@@ -159,8 +142,79 @@ pub async fn install(
     {
         return Err(Error::NewerVersion(v));
     }
+    let (before, warnings) = covered_before(&tx, tables, previous_version).await?;
+    let refreshed = before.len();
+    let mut all: Vec<&TableSpec> = Vec::new();
+    for table in tables.iter().chain(&before) {
+        if !all
+            .iter()
+            .any(|t| t.schema == table.schema && t.table == table.table)
+        {
+            all.push(table);
+        }
+    }
+    if switching {
+        handover(&tx, &all, mode).await?;
+    }
+    let mut installed = Vec::new();
+    for table in all {
+        let pk = cover(&tx, table, mode).await?;
+        installed.push((table.clone(), pk));
+    }
+    finish(tx, &installed, mode).await?;
+    if mode == Mode::Trigger && switching {
+        // The handover found the slot drained, with every covered table
+        // locked until the triggers took over.
+        wal::drop_slot(&*client).await?;
+    }
+    Ok(Installed {
+        tables: installed,
+        refreshed,
+        previous_version,
+        warnings,
+        mode,
+        mode_reason,
+    })
+}
+
+/// The mode to install and why: the one asked for, else the one installed,
+/// else WAL where `wal_level` is logical. WAL mode without logical WAL is
+/// refused, naming the setting.
+fn choose_mode(
+    asked: Option<Mode>,
+    installed: Option<Mode>,
+    level: &str,
+) -> Result<(Mode, String), Error> {
+    let (mode, reason) = match (asked, installed) {
+        (Some(m), _) => (m, "asked for (--mode)".to_owned()),
+        (None, Some(m)) => (m, "kept: the mode installed before".to_owned()),
+        (None, None) if level == "logical" => (
+            Mode::Wal,
+            "wal_level is logical, so the WAL is decoded: the application's transactions write nothing more".to_owned(),
+        ),
+        (None, None) => (
+            Mode::Trigger,
+            format!("wal_level is {level}, not logical: triggers write an outbox (set wal_level = logical and restart PostgreSQL for WAL mode)"),
+        ),
+    };
+    if mode == Mode::Wal && level != "logical" {
+        return Err(Error::BadOption(format!(
+            "--mode wal needs wal_level = logical, and this server has {level}: set wal_level = logical in postgresql.conf and restart PostgreSQL, or install with --mode trigger"
+        )));
+    }
+    Ok((mode, reason))
+}
+
+/// Creates or upgrades schema `trailmark` and answers the tables covered
+/// before and not named now (with their stored options; those dropped since
+/// forgotten), and what the operator should know.
+async fn covered_before(
+    tx: &tokio_postgres::Transaction<'_>,
+    tables: &[TableSpec],
+    previous_version: Option<u32>,
+) -> Result<(Vec<TableSpec>, Vec<String>), Error> {
     let before = match previous_version {
-        Some(1) => version_1_specs(&tx).await?,
+        Some(1) => version_1_specs(tx).await?,
         _ => Vec::new(),
     };
     tx.batch_execute(INSTALL_SQL)
@@ -169,7 +223,7 @@ pub async fn install(
     let mut before = if previous_version == Some(1) {
         before
     } else {
-        stored_specs(&tx).await?
+        stored_specs(tx).await?
     };
     let mut warnings = Vec::new();
     for given in tables {
@@ -192,7 +246,7 @@ pub async fn install(
     // A table dropped since it was covered leaves the list.
     let mut gone = Vec::new();
     for table in &before {
-        if let Err(Error::NoSuchTable(_)) = primary_key(&tx, table).await {
+        if let Err(Error::NoSuchTable(_)) = primary_key(tx, table).await {
             warnings.push(format!(
                 "{table} no longer exists: it is no longer listed as covered"
             ));
@@ -219,29 +273,21 @@ pub async fn install(
             .map_err(pg(format!("reading the options of {table}")))?
             .and_then(|r| r.get(0));
         if let Some(attnums) = attnums {
-            table.exclude = column_names(&tx, table, &attnums).await?;
+            table.exclude = column_names(tx, table, &attnums).await?;
         }
     }
-    let refreshed = before.len();
-    let mut all: Vec<&TableSpec> = Vec::new();
-    for table in tables.iter().chain(&before) {
-        if !all
-            .iter()
-            .any(|t| t.schema == table.schema && t.table == table.table)
-        {
-            all.push(table);
-        }
-    }
-    if switching {
-        handover(&tx, &all, mode).await?;
-    }
-    let mut installed = Vec::new();
-    for table in all {
-        let pk = cover(&tx, table, mode).await?;
-        installed.push((table.clone(), pk));
-    }
+    Ok((before, warnings))
+}
+
+/// The last of an install, in its transaction: the publication (WAL) or
+/// none (triggers), `set_context` for the mode, the mode recorded; commits.
+async fn finish(
+    tx: tokio_postgres::Transaction<'_>,
+    installed: &[(TableSpec, Vec<String>)],
+    mode: Mode,
+) -> Result<(), Error> {
     match mode {
-        Mode::Wal => wal::publish(&tx, &installed).await?,
+        Mode::Wal => wal::publish(&tx, installed).await?,
         Mode::Trigger => {
             tx.batch_execute(&format!(
                 "DROP PUBLICATION IF EXISTS {}",
@@ -263,20 +309,7 @@ pub async fn install(
     if mode == Mode::Trigger {
         pause::keep_paused(&tx).await?;
     }
-    tx.commit().await.map_err(pg("committing the install"))?;
-    if mode == Mode::Trigger && switching {
-        // The handover found the slot drained, with every covered table
-        // locked until the triggers took over.
-        wal::drop_slot(&*client).await?;
-    }
-    Ok(Installed {
-        tables: installed,
-        refreshed,
-        previous_version,
-        warnings,
-        mode,
-        mode_reason,
-    })
+    tx.commit().await.map_err(pg("committing the install"))
 }
 
 /// Switching modes: with every covered table locked against writes (until
