@@ -507,3 +507,60 @@ async fn a_dropped_slot_is_a_capture_gap_the_drainer_names_and_refuses() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn switching_modes_captures_each_change_once_across_the_switch() {
+    let mut db = installed(Mode::Trigger, CUSTOMER, &[customer()]).await;
+    db.client
+        .batch_execute("INSERT INTO customer (id, name) VALUES (1, 'by trigger')")
+        .await
+        .unwrap();
+    let mut events = drained(&db).await;
+    // Trigger → WAL (the outbox is empty): the triggers go, the publication
+    // and the slot take over.
+    install(&mut db.client, &[], Some(Mode::Wal)).await.unwrap();
+    let triggers: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'trailmark%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(triggers, 0);
+    db.client
+        .batch_execute("INSERT INTO customer (id, name) VALUES (2, 'by wal')")
+        .await
+        .unwrap();
+    // WAL → trigger is refused while the slot holds a change.
+    let refused = install(&mut db.client, &[], Some(Mode::Trigger))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("slot drained"), "{refused}");
+    events.extend(drained(&db).await);
+    install(&mut db.client, &[], Some(Mode::Trigger))
+        .await
+        .unwrap();
+    let slots: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(slots, 0, "back in trigger mode, the slot is gone");
+    db.client
+        .batch_execute("INSERT INTO customer (id, name) VALUES (3, 'by trigger again')")
+        .await
+        .unwrap();
+    events.extend(drained(&db).await);
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["changes"]["name"]["new"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["by trigger", "by wal", "by trigger again"]);
+}
