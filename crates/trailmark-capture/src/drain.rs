@@ -335,30 +335,47 @@ async fn convert(
             captured_at: r.get(10),
             wal: None,
         };
-        let name = (row.schema.clone(), row.table.clone());
-        if !tables.contains_key(&name) {
-            // Covered since this drainer started, or uninstalled since
-            // the change: read the options again; a table no longer
-            // listed is named by its schema.table with no key.
-            *tables = table_configs(client).await?;
-        }
-        let config = tables.get(&name).cloned().unwrap_or_default();
-        let mut event = outbox_event(&row, &config, database);
-        let valid = make_valid(&mut event).map_err(|errors| Error::Unsendable {
-            outbox_id: row.id,
-            reason: errors
-                .iter()
-                .map(|e| format!("{}: {}", e.path, e.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-        })?;
-        events.push(Captured {
-            json: event,
-            event: valid,
-        });
+        let captured = capture(client, tables, &row, database)
+            .await?
+            .map_err(|reason| Error::Unsendable {
+                outbox_id: row.id,
+                reason,
+            })?;
+        events.push(captured);
         ids.push(row.id);
     }
     Ok((events, ids))
+}
+
+/// A captured row (from the outbox or the WAL) as a validated event; the
+/// table's options are read again when a table not seen before turns up
+/// (covered since the drainer started, or uninstalled since the change: a
+/// table no longer listed is named by its schema.table with no key). `Err`
+/// inside: why the row cannot become an event (the fields and what is
+/// wrong), for the caller to stop with, keeping the row.
+pub(crate) async fn capture(
+    client: &Client,
+    tables: &mut HashMap<(String, String), crate::TableConfig>,
+    row: &OutboxRow,
+    database: &str,
+) -> Result<Result<Captured, String>, Error> {
+    let name = (row.schema.clone(), row.table.clone());
+    if !tables.contains_key(&name) {
+        *tables = table_configs(client).await?;
+    }
+    let config = tables.get(&name).cloned().unwrap_or_default();
+    let mut event = outbox_event(row, &config, database);
+    Ok(match make_valid(&mut event) {
+        Ok(valid) => Ok(Captured {
+            json: event,
+            event: valid,
+        }),
+        Err(errors) => Err(errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect::<Vec<_>>()
+            .join("; ")),
+    })
 }
 
 pub(crate) async fn send<S: Sink>(sink: &S, events: Vec<Captured>) -> Result<Vec<String>, Error> {

@@ -260,6 +260,11 @@ pub fn outbox_event(row: &OutboxRow, table: &TableConfig, database: &str) -> Val
     if let Some(reason) = get("reason") {
         event["reason"] = json!(reason);
     }
+    if row.op == "update" && row.old_row.is_none() {
+        // WAL mode, replica identity `key`: PostgreSQL logged no old values.
+        event["metadata"]["old_values"] =
+            json!("not logged: the table's replica identity is its key, so old values are unknown");
+    }
     event
 }
 

@@ -26,7 +26,7 @@ use tokio_postgres::Client;
 
 use crate::drain::{DrainOptions, Progress, send};
 use crate::install::{MESSAGE_PREFIX, PUBLICATION, slot_status};
-use crate::{Captured, Error, OutboxRow, Sink, TableConfig, make_valid, outbox_event, pg};
+use crate::{Captured, Error, OutboxRow, Sink, TableConfig, pg};
 
 /// Decoded changes read ahead of the one being converted (the bound on what
 /// this process holds besides the batch being sent).
@@ -531,11 +531,6 @@ async fn push(
             "a change to {schema}.{table} arrived outside a transaction"
         )));
     };
-    let name = (schema.to_owned(), table.to_owned());
-    if !tables.contains_key(&name) {
-        *tables = crate::table_configs(client).await?;
-    }
-    let config = tables.get(&name).cloned().unwrap_or_default();
     let row = OutboxRow {
         id: 0,
         txid: i64::from(tx.xid),
@@ -554,29 +549,16 @@ async fn push(
         }),
     };
     tx.next += 1;
-    let mut event = outbox_event(&row, &config, database);
-    if op == "update" && row.old_row.is_none() {
-        // Replica identity `key`: PostgreSQL logged no old values.
-        event["metadata"]["old_values"] = Value::String(
-            "not logged: the table's replica identity is its key, so old values are unknown".into(),
-        );
-    }
-    let valid = make_valid(&mut event).map_err(|errors| {
-        Error::Replication(format!(
-            "the change at {} #{} cannot become a valid event ({}); the slot keeps it",
-            crate::event::lsn_text(tx.commit_lsn),
-            tx.next - 1,
-            errors
-                .iter()
-                .map(|e| format!("{}: {}", e.path, e.message))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ))
-    })?;
-    batch.push(Captured {
-        json: event,
-        event: valid,
-    });
+    let captured = crate::drain::capture(client, tables, &row, database)
+        .await?
+        .map_err(|reason| {
+            Error::Replication(format!(
+                "the change at {} #{} cannot become a valid event ({reason}); the slot keeps it",
+                crate::event::lsn_text(tx.commit_lsn),
+                tx.next - 1,
+            ))
+        })?;
+    batch.push(captured);
     Ok(())
 }
 

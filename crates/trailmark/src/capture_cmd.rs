@@ -244,6 +244,30 @@ fn find<'s>(
         .with_context(|| format!("{flag} {given:?}: {table} is not among the tables to cover"))
 }
 
+/// An option naming one column of a table (`schema.table.column`), at
+/// most one per table: `--soft-delete`, `--name-column`.
+fn one_column(
+    specs: &mut [TableSpec],
+    given: &[String],
+    flag: &str,
+    what: &str,
+    column_of: fn(&mut TableSpec) -> &mut Option<String>,
+) -> anyhow::Result<()> {
+    for column in given {
+        let Some((table, col)) = column.rsplit_once('.') else {
+            bail!("{flag} {column:?}: use schema.table.column");
+        };
+        let spec = find(specs, table, flag, column)?;
+        let name = spec.to_string();
+        let slot = column_of(spec);
+        if slot.is_some() {
+            bail!("{flag} {column:?}: {name} already has {what}");
+        }
+        *slot = Some(col.to_owned());
+    }
+    Ok(())
+}
+
 fn table_specs(
     mut specs: Vec<TableSpec>,
     options: &TableOptions<'_>,
@@ -256,32 +280,26 @@ fn table_specs(
             .exclude
             .push(col.to_owned());
     }
-    for column in options.soft_delete {
-        let Some((table, col)) = column.rsplit_once('.') else {
-            bail!("--soft-delete {column:?}: use schema.table.column");
-        };
-        let spec = find(&mut specs, table, "--soft-delete", column)?;
-        if spec.soft_delete.is_some() {
-            bail!("--soft-delete {column:?}: {spec} already has a soft-delete column");
-        }
-        spec.soft_delete = Some(col.to_owned());
-    }
+    one_column(
+        &mut specs,
+        options.soft_delete,
+        "--soft-delete",
+        "a soft-delete column",
+        |s| &mut s.soft_delete,
+    )?;
     for alias in options.alias {
         let Some((table, name)) = alias.split_once('=') else {
             bail!("--alias {alias:?}: use schema.table=Type, e.g. public.crm_customer=Customer");
         };
         find(&mut specs, table, "--alias", alias)?.resource_type = Some(name.trim().to_owned());
     }
-    for column in options.name_column {
-        let Some((table, col)) = column.rsplit_once('.') else {
-            bail!("--name-column {column:?}: use schema.table.column");
-        };
-        let spec = find(&mut specs, table, "--name-column", column)?;
-        if spec.name_column.is_some() {
-            bail!("--name-column {column:?}: {spec} already has a name column");
-        }
-        spec.name_column = Some(col.to_owned());
-    }
+    one_column(
+        &mut specs,
+        options.name_column,
+        "--name-column",
+        "a name column",
+        |s| &mut s.name_column,
+    )?;
     for given in options.replica_identity {
         let Some((table, identity)) = given.split_once('=') else {
             bail!("--replica-identity {given:?}: use schema.table=full or schema.table=key");
