@@ -189,15 +189,9 @@ async fn install_is_idempotent_status_reports_and_uninstall_removes_everything()
     install(&mut db.client, &[table("public.customer")], None)
         .await
         .unwrap();
-    let triggers: i64 = db
-        .client
-        .query_one(
-            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'trailmark%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let triggers = db
+        .count("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'trailmark%'")
+        .await;
     assert_eq!(triggers, 4, "installing twice changes nothing");
     let mut app = db.another().await;
     app.batch_execute("INSERT INTO customer VALUES (1, 'a', 1, 'x'), (2, 'b', 2, 'y')")

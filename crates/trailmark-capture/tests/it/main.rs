@@ -83,6 +83,11 @@ impl TestDb {
         format!("{} dbname={}", self.admin, self.name)
     }
 
+    /// The number a `SELECT count(*) …` answers.
+    pub(crate) async fn count(&self, sql: &str) -> i64 {
+        self.client.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
     /// A second connection to the same database (another application server).
     pub(crate) async fn another(&self) -> Client {
         connect(&format!("{} dbname={}", self.admin, self.name)).await

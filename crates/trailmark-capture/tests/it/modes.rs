@@ -358,15 +358,9 @@ async fn wal_mode_keeps_undrained_changes_until_the_ledger_has_them() {
     assert!(drained(&db).await.is_empty(), "nothing is decoded twice");
     let removed = uninstall(&mut db.client, false).await.unwrap();
     assert_eq!(removed.dropped, 0);
-    let slots: i64 = db
-        .client
-        .query_one(
-            "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let slots = db
+        .count("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()")
+        .await;
     assert_eq!(slots, 0, "uninstall drops the slot");
 }
 
@@ -519,15 +513,9 @@ async fn switching_modes_captures_each_change_once_across_the_switch() {
     // Trigger → WAL (the outbox is empty): the triggers go, the publication
     // and the slot take over.
     install(&mut db.client, &[], Some(Mode::Wal)).await.unwrap();
-    let triggers: i64 = db
-        .client
-        .query_one(
-            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'trailmark%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let triggers = db
+        .count("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'trailmark%'")
+        .await;
     assert_eq!(triggers, 0);
     db.client
         .batch_execute("INSERT INTO customer (id, name) VALUES (2, 'by wal')")
@@ -543,15 +531,9 @@ async fn switching_modes_captures_each_change_once_across_the_switch() {
     install(&mut db.client, &[], Some(Mode::Trigger))
         .await
         .unwrap();
-    let slots: i64 = db
-        .client
-        .query_one(
-            "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let slots = db
+        .count("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()")
+        .await;
     assert_eq!(slots, 0, "back in trigger mode, the slot is gone");
     db.client
         .batch_execute("INSERT INTO customer (id, name) VALUES (3, 'by trigger again')")

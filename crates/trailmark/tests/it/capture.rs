@@ -180,17 +180,22 @@ fn captured_bulk_changes_reach_the_trail_once_with_the_request_actor() {
     assert!(ok, "{report}");
 }
 
+/// The CLI started with `args`, its output discarded.
+fn spawn_quiet(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(crate::BIN)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Runs the CLI with `args` eight times, each killed with SIGKILL after a
 /// pseudo-random time in `millis` (xorshift from `seed`: the same times on
 /// every run).
 fn kill_again_and_again(args: &[&str], mut seed: u64, millis: std::ops::Range<u64>) {
     for _ in 0..8 {
-        let mut child = std::process::Command::new(crate::BIN)
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_quiet(args);
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
@@ -313,12 +318,7 @@ fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing
     ];
     // A kill inside the big transaction for certain: once part of it is in
     // the ledger (its commit, and so the slot, not yet acknowledged).
-    let mut child = std::process::Command::new(crate::BIN)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_quiet(&args);
     let part = crate::wait_for(
         "part of the big transaction in the ledger",
         std::time::Duration::from_secs(60),
