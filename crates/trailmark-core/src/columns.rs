@@ -30,27 +30,91 @@ pub struct IndexedColumns {
     pub request_id: Option<String>,
 }
 
+/// The columns an entry must have, borrowed from its envelope and its
+/// payload's `context`: the one rule. [`IndexedColumns::derive`] copies it
+/// out for a store; [`IndexedColumns::differences`] compares a stored row
+/// with it in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColumnsOf<'a> {
+    pub tenant: &'a str,
+    pub seq: u64,
+    /// The id's text form.
+    pub id: [u8; 36],
+    pub occurred_at: i64,
+    pub actor_id: &'a str,
+    pub action: &'a str,
+    pub resource_type: Option<&'a str>,
+    pub resource_id: Option<&'a str>,
+    pub outcome: &'a str,
+    pub ip: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+}
+
+impl<'a> ColumnsOf<'a> {
+    /// Every column from the envelope, except `ip` and `request_id`:
+    /// strings the payload's `context` records under those names.
+    pub fn new(envelope: &'a Envelope, context: Option<&'a Value>) -> Self {
+        let context_str = |key: &str| context?.get(key)?.as_str();
+        Self {
+            tenant: envelope.tenant.as_str(),
+            seq: envelope.seq.get(),
+            id: envelope.id.to_text(),
+            occurred_at: envelope.occurred_at.unix_millis(),
+            actor_id: &envelope.actor_id,
+            action: &envelope.action,
+            resource_type: envelope.resource_type.as_deref(),
+            resource_id: envelope.resource_id.as_deref(),
+            outcome: envelope.outcome.as_str(),
+            ip: context_str("ip"),
+            request_id: context_str("request_id"),
+        }
+    }
+
+    /// The columns of an entry with this payload (`None` once erased).
+    pub fn of_payload(envelope: &'a Envelope, payload: Option<&'a Map<String, Value>>) -> Self {
+        Self::new(envelope, payload.and_then(|p| p.get("context")))
+    }
+
+    pub fn to_owned(&self) -> IndexedColumns {
+        IndexedColumns {
+            tenant: self.tenant.to_owned(),
+            seq: self.seq,
+            id: String::from_utf8_lossy(&self.id).into_owned(),
+            occurred_at: self.occurred_at,
+            actor_id: self.actor_id.to_owned(),
+            action: self.action.to_owned(),
+            resource_type: self.resource_type.map(str::to_owned),
+            resource_id: self.resource_id.map(str::to_owned),
+            outcome: self.outcome.to_owned(),
+            ip: self.ip.map(str::to_owned),
+            request_id: self.request_id.map(str::to_owned),
+        }
+    }
+}
+
+/// The `context` of a payload given as canonical JSON text (as stores keep
+/// it; canonical text has no duplicate keys), read without building the
+/// rest of the payload. `None` when the text is not a JSON object.
+pub fn context_of_text(payload: &str) -> Option<Option<Value>> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        context: Option<Value>,
+    }
+    serde_json::from_str::<Head>(payload)
+        .ok()
+        .map(|h| h.context)
+}
+
 impl IndexedColumns {
     /// The columns of an entry with this envelope and payload (`None` once
     /// erased).
     pub fn derive(envelope: &Envelope, payload: Option<&Map<String, Value>>) -> Self {
-        Self {
-            tenant: envelope.tenant.as_str().to_owned(),
-            seq: envelope.seq.get(),
-            id: envelope.id.to_string(),
-            occurred_at: envelope.occurred_at.unix_millis(),
-            actor_id: envelope.actor_id.clone(),
-            action: envelope.action.clone(),
-            resource_type: envelope.resource_type.clone(),
-            resource_id: envelope.resource_id.clone(),
-            outcome: envelope.outcome.as_str().to_owned(),
-            ip: payload.and_then(ip_of),
-            request_id: payload.and_then(request_id_of),
-        }
+        ColumnsOf::of_payload(envelope, payload).to_owned()
     }
 
     /// The names of the columns that differ from `expected`, in table order.
-    pub fn differences(&self, expected: &Self) -> Vec<&'static str> {
+    pub fn differences(&self, expected: &ColumnsOf<'_>) -> Vec<&'static str> {
         let mut out = Vec::new();
         let mut check = |same: bool, name| {
             if !same {
@@ -59,36 +123,24 @@ impl IndexedColumns {
         };
         check(self.tenant == expected.tenant, "tenant");
         check(self.seq == expected.seq, "seq");
-        check(self.id == expected.id, "id");
+        check(self.id.as_bytes() == expected.id, "id");
         check(self.occurred_at == expected.occurred_at, "occurred_at");
         check(self.actor_id == expected.actor_id, "actor_id");
         check(self.action == expected.action, "action");
         check(
-            self.resource_type == expected.resource_type,
+            self.resource_type.as_deref() == expected.resource_type,
             "resource_type",
         );
-        check(self.resource_id == expected.resource_id, "resource_id");
+        check(
+            self.resource_id.as_deref() == expected.resource_id,
+            "resource_id",
+        );
         check(self.outcome == expected.outcome, "outcome");
-        check(self.ip == expected.ip, "ip");
-        check(self.request_id == expected.request_id, "request_id");
+        check(self.ip.as_deref() == expected.ip, "ip");
+        check(
+            self.request_id.as_deref() == expected.request_id,
+            "request_id",
+        );
         out
     }
-}
-
-/// The request id a payload records (`context.request_id`).
-pub fn request_id_of(payload: &Map<String, Value>) -> Option<String> {
-    payload
-        .get("context")?
-        .get("request_id")?
-        .as_str()
-        .map(str::to_owned)
-}
-
-/// The client IP a payload records (`context.ip`), as the event wrote it.
-pub fn ip_of(payload: &Map<String, Value>) -> Option<String> {
-    payload
-        .get("context")?
-        .get("ip")?
-        .as_str()
-        .map(str::to_owned)
 }

@@ -60,21 +60,38 @@ impl PayloadDigest {
 
     /// The digest of a payload already in canonical form.
     pub fn of_canonical(canonical: &CanonicalJson, salt: &Salt) -> Self {
+        Self::of_bytes(canonical.as_bytes(), salt)
+    }
+
+    /// The digest of payload bytes as stored. When it equals the digest an
+    /// envelope commits to, the bytes are the committed canonical payload
+    /// (SHA-256 is collision resistant): nothing needs parsing to prove it.
+    pub fn of_bytes(bytes: &[u8], salt: &Salt) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(PAYLOAD_DOMAIN);
         hasher.update(salt.0);
-        hasher.update(canonical.as_bytes());
+        hasher.update(bytes);
         Self(hasher.finalize().into())
     }
 
+    /// Exactly 64 lowercase hex digits (the only spelling `to_hex` writes).
     pub fn from_hex(text: &str) -> Option<Self> {
-        if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        fn nibble(b: u8) -> Option<u8> {
+            match b {
+                b'0'..=b'9' => Some(b - b'0'),
+                b'a'..=b'f' => Some(b - b'a' + 10),
+                _ => None,
+            }
+        }
+        let bytes = text.as_bytes();
+        if bytes.len() != 64 {
             return None;
         }
         let mut out = [0u8; 32];
-        hex::decode_to_slice(text, &mut out)
-            .ok()
-            .map(|()| Self(out))
+        for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some(Self(out))
     }
 
     pub fn to_hex(&self) -> String {
@@ -204,23 +221,50 @@ impl Envelope {
                 .map_err(|m| field("occurred_at", m))?,
             received_at: Timestamp::parse(&wire.received_at)
                 .map_err(|m| field("received_at", m))?,
-            actor_id: wire.actor_id.into_owned(),
+            actor_id: wire.actor_id.as_ref().to_owned(),
             actor_type: ActorType::parse(&wire.actor_type)
                 .ok_or_else(|| field("actor_type", "unknown actor type"))?,
-            action: wire.action.into_owned(),
-            resource_type: wire.resource_type.map(Cow::into_owned),
-            resource_id: wire.resource_id.map(Cow::into_owned),
+            action: wire.action.as_ref().to_owned(),
+            resource_type: wire.resource_type.as_deref().map(str::to_owned),
+            resource_id: wire.resource_id.as_deref().map(str::to_owned),
             outcome: Outcome::parse(&wire.outcome)
                 .ok_or_else(|| field("outcome", "unknown outcome"))?,
             payload_digest: PayloadDigest::from_hex(&wire.payload_digest)
                 .ok_or_else(|| field("payload_digest", "not 64 lowercase hex digits"))?,
         };
-        if envelope.to_canonical()?.as_bytes() != bytes {
+        if !envelope.is_written_as(&wire, bytes) {
             return Err(bad(
                 "bytes are not the canonical form of the envelope they hold".into(),
             ));
         }
         Ok(envelope)
+    }
+
+    /// Whether `bytes`, read as `wire`, are exactly [`Self::to_canonical`]
+    /// of this envelope, without writing it out: every field read back
+    /// must have the one spelling its value is written with, and `wire`
+    /// must serialize to `bytes` (key order, escapes, no white space).
+    /// Enum words and the digest parse only from their one spelling.
+    fn is_written_as(&self, wire: &EnvelopeV1<'_>, bytes: &[u8]) -> bool {
+        /// Compares what is written with `bytes`, as it is written.
+        struct Same<'a>(Option<&'a [u8]>);
+        impl std::io::Write for Same<'_> {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 = self.0.and_then(|rest| rest.strip_prefix(buf));
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let spelled = self.id.to_text() == wire.id.as_bytes()
+            && self.occurred_at.to_text() == wire.occurred_at.as_bytes()
+            && self.received_at.to_text() == wire.received_at.as_bytes()
+            && self.tenant.as_str() == wire.tenant;
+        let mut same = Same(Some(bytes));
+        spelled
+            && serde_json::to_writer(&mut same, wire).is_ok()
+            && same.0.is_some_and(<[u8]>::is_empty)
     }
 }
 

@@ -103,6 +103,13 @@ impl EventId {
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
     }
+
+    /// The text form (hyphenated, lowercase), without allocating.
+    pub fn to_text(&self) -> [u8; 36] {
+        let mut out = [0u8; 36];
+        self.0.hyphenated().encode_lower(&mut out);
+        out
+    }
 }
 
 impl fmt::Display for EventId {

@@ -3,7 +3,6 @@
 use std::fmt;
 
 use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
 /// A UTC instant in whole milliseconds between 1970-01-01 and 9999-12-31.
@@ -47,23 +46,39 @@ impl Timestamp {
 
     /// The calendar day (UTC) as `YYYY-MM-DD`.
     pub fn date_string(self) -> String {
+        String::from_utf8_lossy(&self.to_text()[..10]).into_owned()
+    }
+
+    /// The text form, `YYYY-MM-DDTHH:MM:SS.mmmZ` (years 1970 to 9999 take
+    /// four digits), written without allocating.
+    pub fn to_text(self) -> [u8; 24] {
         let dt = self.to_datetime();
-        format!(
-            "{:04}-{:02}-{:02}",
-            dt.year(),
-            u8::from(dt.month()),
-            dt.day()
-        )
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut n: u32| {
+            for i in (at..at + width).rev() {
+                // n % 10 < 10: the cast keeps every bit.
+                #[allow(clippy::cast_possible_truncation)]
+                let digit = (n % 10) as u8;
+                out[i] = b'0' + digit;
+                n /= 10;
+            }
+        };
+        put(0, 4, dt.year().unsigned_abs());
+        put(5, 2, u32::from(u8::from(dt.month())));
+        put(8, 2, u32::from(dt.day()));
+        put(11, 2, u32::from(dt.hour()));
+        put(14, 2, u32::from(dt.minute()));
+        put(17, 2, u32::from(dt.second()));
+        put(20, 3, u32::from(dt.millisecond()));
+        out
     }
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let format = format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-        );
-        let text = self.to_datetime().format(&format).map_err(|_| fmt::Error)?;
-        f.write_str(&text)
+        let text = self.to_text();
+        // Only ASCII digits and separators were written.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -89,6 +104,22 @@ mod tests {
         );
         assert_eq!(Timestamp::EPOCH.to_string(), "1970-01-01T00:00:00.000Z");
         assert_eq!(t.date_string(), "2026-11-23");
+    }
+
+    #[test]
+    fn the_text_form_equals_the_time_crates_formatting() {
+        let format = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        let mut millis = 0i64;
+        while millis <= MAX_MILLIS {
+            let t = Timestamp::from_unix_millis(millis).unwrap();
+            assert_eq!(t.to_string(), t.to_datetime().format(&format).unwrap());
+            // Steps that visit every field's digits over the whole range.
+            millis += 9_765_432_109;
+        }
+        let last = Timestamp::from_unix_millis(MAX_MILLIS).unwrap();
+        assert_eq!(last.to_string(), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -139,8 +139,8 @@ pub fn key_out(k: &trailmark_store::KeyRecord) -> KeyOut {
 }
 
 /// What a stored entry's removal marker says, for the verifier.
-pub fn removed_by(entry: &StoredEntry) -> Option<trailmark_verify::RemovedBy> {
-    entry.removed.map(|r| trailmark_verify::RemovedBy {
+pub fn removed_by(removed: Option<Removal>) -> Option<trailmark_verify::RemovedBy> {
+    removed.map(|r| trailmark_verify::RemovedBy {
         kind: match r {
             Removal::Erased { .. } => trailmark_verify::RemovalKind::Erased,
             Removal::Expired { .. } => trailmark_verify::RemovalKind::Expired,

@@ -51,7 +51,8 @@ pub async fn tile<S: Store>(
         )));
     }
     let body = if let Some((start, end)) = tile.entry_range() {
-        let entries = app.store.entries(&tenant, start, end).await?;
+        // Only the envelope bytes: payloads are not parsed.
+        let entries = app.store.raw_entries(&tenant, start, end).await?;
         entry_bundle(entries.iter().map(|e| e.envelope_bytes.as_slice()))
             .map_err(trailmark_store::StoreError::from)?
     } else {

@@ -2,10 +2,9 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
 use trailmark_core::{Envelope, TenantId};
 use trailmark_log::{CompactRange, TreeSize, leaf_hash};
-use trailmark_store::{StoreError, StoredEntry};
+use trailmark_store::{RawEntry, StoreError};
 
 use crate::append::{Head, NewRow, Nodes, Rows, write};
 use crate::{PgStore, db, read};
@@ -20,11 +19,11 @@ impl PgStore {
         &self,
         tenant: &TenantId,
         start: u64,
-        entries: &[StoredEntry],
+        entries: &[RawEntry],
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let mut received = Vec::new();
-        for entry in entries.iter().filter(|e| e.payload.is_some()) {
+        for entry in entries.iter().filter(|e| e.payload_text.is_some()) {
             received.push(
                 Envelope::from_leaf_bytes(&entry.envelope_bytes)?
                     .received_at
@@ -79,19 +78,18 @@ impl PgStore {
             }
             let leaf = leaf_hash(&entry.envelope_bytes);
             head.append(tenant, leaf, &mut nodes)?;
-            let payload = entry.payload.clone().unwrap_or_default();
+            // The payload is parsed for its search words and columns; its
+            // stored text is copied byte for byte (the digest commits to it).
+            let payload = entry.payload()?.unwrap_or_default();
             rows.push(NewRow {
                 envelope: &env,
                 bytes: entry.envelope_bytes.clone(),
                 leaf,
                 payload: &payload,
-                payload_text: entry
-                    .payload
-                    .as_ref()
-                    .map(|p| Value::Object(p.clone()).to_string()),
+                payload_text: entry.payload_text.clone(),
                 salt: entry.salt.as_ref().map(|s| s.as_bytes().to_vec()),
                 // The marker goes with an entry whose payload is gone.
-                removed: entry.removed.filter(|_| entry.payload.is_none()),
+                removed: entry.removed.filter(|_| entry.payload_text.is_none()),
             });
         }
         let mut heads = HashMap::new();

@@ -24,9 +24,9 @@ use tokio::sync::OnceCell;
 use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
-    Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, Read,
-    Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats, Store, StoreError,
-    StoredEntry, Target, TenantHead, Walk, WalkPage,
+    Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, RawEntry,
+    Read, Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats, Store,
+    StoreError, StoredEntry, Target, TenantHead, Walk, WalkPage,
 };
 
 /// The migrations, in order. Never edit one that has shipped: add a file.
@@ -356,6 +356,15 @@ impl Store for PgStore {
         end: u64,
     ) -> Result<Vec<StoredEntry>, StoreError> {
         read::entries(&**self.client().await?, tenant, start, end).await
+    }
+
+    async fn raw_entries(
+        &self,
+        tenant: &TenantId,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<RawEntry>, StoreError> {
+        read::raw_entries(&**self.client().await?, tenant, start, end).await
     }
 
     async fn entry_by_id(

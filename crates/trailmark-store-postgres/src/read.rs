@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 use serde_json::Value;
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
-use trailmark_core::{EventId, IndexedColumns, Salt, TenantId, Timestamp};
+use trailmark_core::{EventId, IndexedColumns, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId, TreeSize};
 use trailmark_store::{
-    Access, CheckpointRecord, CountBy, Cursor, Exact, KeyRecord, Page, Plan, Query, Read, Removal,
-    Scopes, Stats, StoreError, StoredEntry, TenantHead,
+    Access, CheckpointRecord, CountBy, Cursor, Exact, KeyRecord, Page, Plan, Query, RawEntry, Read,
+    Removal, Scopes, Stats, StoreError, StoredEntry, TenantHead,
 };
 
 use crate::{db, to_i64};
@@ -50,31 +50,13 @@ fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
-fn to_entry(row: &tokio_postgres::Row) -> Result<StoredEntry, StoreError> {
-    let corrupt = |reason: &str| StoreError::Unreadable(format!("an entry: {reason}"));
-    let payload: Option<String> = row.get(3);
-    let payload = match payload {
-        None => None,
-        Some(text) => match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Object(map)) => Some(map),
-            _ => return Err(corrupt("payload is not a JSON object")),
-        },
-    };
-    let salt: Option<Vec<u8>> = row.get(4);
-    let salt = match salt {
-        None => None,
-        Some(bytes) => Some(Salt::from_bytes(
-            bytes
-                .try_into()
-                .map_err(|_| corrupt("salt is not 32 bytes"))?,
-        )),
-    };
+fn to_raw(row: &tokio_postgres::Row) -> Result<RawEntry, StoreError> {
     let leaf: Vec<u8> = row.get(2);
-    Ok(StoredEntry {
+    Ok(RawEntry {
         envelope_bytes: row.get(1),
         leaf_hash: Hash::from_slice(&leaf)?,
-        payload,
-        salt,
+        payload_text: row.get(3),
+        salt: RawEntry::salt_from(row.get(4))?,
         columns: IndexedColumns {
             tenant: row.get(5),
             seq: u64::try_from(row.get::<_, i64>(6)).unwrap_or(u64::MAX),
@@ -90,6 +72,10 @@ fn to_entry(row: &tokio_postgres::Row) -> Result<StoredEntry, StoreError> {
         },
         removed: Removal::from_parts(row.get::<_, Option<&str>>(16), row.get(17)),
     })
+}
+
+fn to_entry(row: &tokio_postgres::Row) -> Result<StoredEntry, StoreError> {
+    to_raw(row)?.parse()
 }
 
 /// A stored tenant name, read back.
@@ -142,12 +128,25 @@ pub(crate) async fn entries(
     start: u64,
     end: u64,
 ) -> Result<Vec<StoredEntry>, StoreError> {
+    raw_entries(c, tenant, start, end)
+        .await?
+        .into_iter()
+        .map(RawEntry::parse)
+        .collect()
+}
+
+pub(crate) async fn raw_entries(
+    c: &impl GenericClient,
+    tenant: &TenantId,
+    start: u64,
+    end: u64,
+) -> Result<Vec<RawEntry>, StoreError> {
     let s = entries_statement(tenant, start, end);
     c.query(&s.sql[0], &refs(&s.params))
         .await
         .map_err(db("reading entries"))?
         .iter()
-        .map(to_entry)
+        .map(to_raw)
         .collect()
 }
 

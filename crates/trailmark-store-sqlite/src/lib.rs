@@ -25,8 +25,8 @@ use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId};
 use trailmark_store::{
     Appended, CheckpointRecord, CountBy, Hold, IndexerStatus, KeyRecord, NewEvent, Page, Plan,
-    Query, Read, Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats, Store,
-    StoreError, StoredEntry, Target, TenantHead, Walk, WalkPage,
+    Query, RawEntry, Read, Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats,
+    Store, StoreError, StoredEntry, Target, TenantHead, Walk, WalkPage,
 };
 
 pub use crate::index::STOP_CATCH_UP;
@@ -524,6 +524,17 @@ impl Store for SqliteStore {
     ) -> Result<Vec<StoredEntry>, StoreError> {
         let tenant = tenant.clone();
         self.read(move |c| read::entries(c, &tenant, start, end))
+            .await
+    }
+
+    async fn raw_entries(
+        &self,
+        tenant: &TenantId,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<RawEntry>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |c| read::raw_entries(c, &tenant, start, end))
             .await
     }
 

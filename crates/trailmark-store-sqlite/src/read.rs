@@ -4,12 +4,11 @@ use std::fmt::Write as _;
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
-use serde_json::Value;
-use trailmark_core::{EventId, IndexedColumns, Salt, TenantId, Timestamp};
+use trailmark_core::{EventId, IndexedColumns, TenantId, Timestamp};
 use trailmark_log::{Hash, TreeSize};
 use trailmark_store::{
-    Access, CheckpointRecord, CountBy, Cursor, Exact, KeyRecord, Page, Plan, Query, Read, Removal,
-    Scopes, SigningKeyRecord, Stats, StoreError, StoredEntry, TenantHead,
+    Access, CheckpointRecord, CountBy, Cursor, Exact, KeyRecord, Page, Plan, Query, RawEntry, Read,
+    Removal, Scopes, SigningKeyRecord, Stats, StoreError, StoredEntry, TenantHead,
 };
 
 use crate::strips::to_i64;
@@ -70,31 +69,19 @@ fn entry_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
     })
 }
 
-fn to_entry(row: EntryRow) -> Result<StoredEntry, StoreError> {
-    let corrupt = |reason: &str| StoreError::Unreadable(format!("an entry: {reason}"));
-    let payload = match row.payload {
-        None => None,
-        Some(text) => match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Object(map)) => Some(map),
-            _ => return Err(corrupt("payload is not a JSON object")),
-        },
-    };
-    let salt = match row.salt {
-        None => None,
-        Some(bytes) => Some(Salt::from_bytes(
-            bytes
-                .try_into()
-                .map_err(|_| corrupt("salt is not 32 bytes"))?,
-        )),
-    };
-    Ok(StoredEntry {
+fn to_raw(row: EntryRow) -> Result<RawEntry, StoreError> {
+    Ok(RawEntry {
         envelope_bytes: row.envelope,
         leaf_hash: Hash::from_slice(&row.leaf)?,
-        payload,
-        salt,
+        payload_text: row.payload,
+        salt: RawEntry::salt_from(row.salt)?,
         columns: row.columns,
         removed: row.removed,
     })
+}
+
+fn to_entry(row: EntryRow) -> Result<StoredEntry, StoreError> {
+    to_raw(row)?.parse()
 }
 
 /// A stored tenant name, read back.
@@ -146,12 +133,24 @@ pub(crate) fn entries(
     start: u64,
     end: u64,
 ) -> Result<Vec<StoredEntry>, StoreError> {
+    raw_entries(conn, tenant, start, end)?
+        .into_iter()
+        .map(RawEntry::parse)
+        .collect()
+}
+
+pub(crate) fn raw_entries(
+    conn: &Connection,
+    tenant: &TenantId,
+    start: u64,
+    end: u64,
+) -> Result<Vec<RawEntry>, StoreError> {
     let s = entries_statement(tenant, start, end);
     let mut stmt = conn.prepare_cached(&s.sql).map_err(db("reading entries"))?;
     let rows = stmt
         .query_map(params_from_iter(s.args), entry_row)
         .map_err(db("reading entries"))?;
-    rows.map(|r| to_entry(r.map_err(db("reading entries"))?))
+    rows.map(|r| to_raw(r.map_err(db("reading entries"))?))
         .collect()
 }
 

@@ -5,7 +5,7 @@ use trailmark_log::{Hash, NodeId};
 
 use crate::{
     Appended, CheckpointRecord, CountBy, Hold, IndexerStatus, KeyRecord, NewEvent, Page, Plan,
-    Query, Read, Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats,
+    Query, RawEntry, Read, Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats,
     StoreError, StoredEntry, Target, TenantHead, Walk, WalkPage,
 };
 
@@ -32,6 +32,15 @@ pub trait Store: Send + Sync + 'static {
         start: u64,
         end: u64,
     ) -> impl Future<Output = Result<Vec<StoredEntry>, StoreError>> + Send;
+
+    /// Entries `start..end` as stored, payloads unparsed (for verifying and
+    /// copying a trail).
+    fn raw_entries(
+        &self,
+        tenant: &TenantId,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<Vec<RawEntry>, StoreError>> + Send;
 
     /// The entry with this id in one of `tenants` (all when empty).
     fn entry_by_id(

@@ -245,6 +245,60 @@ impl StoredEntry {
     }
 }
 
+/// One stored entry with its payload as the store keeps it: the canonical
+/// text the payload digest commits to, not parsed. What verification and
+/// copying read: the bytes prove themselves, nothing is parsed that need
+/// not be.
+#[derive(Clone, Debug)]
+pub struct RawEntry {
+    pub envelope_bytes: Vec<u8>,
+    pub leaf_hash: Hash,
+    pub payload_text: Option<String>,
+    pub salt: Option<Salt>,
+    pub columns: IndexedColumns,
+    pub removed: Option<Removal>,
+}
+
+impl RawEntry {
+    /// The entry with its payload parsed (a payload that is not a JSON
+    /// object is a damaged store).
+    pub fn parse(self) -> Result<StoredEntry, StoreError> {
+        let payload = self.payload()?;
+        Ok(StoredEntry {
+            envelope_bytes: self.envelope_bytes,
+            leaf_hash: self.leaf_hash,
+            payload,
+            salt: self.salt,
+            columns: self.columns,
+            removed: self.removed,
+        })
+    }
+
+    /// The payload parsed, if it is still there.
+    pub fn payload(&self) -> Result<Option<Map<String, Value>>, StoreError> {
+        let Some(text) = &self.payload_text else {
+            return Ok(None);
+        };
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Ok(Some(map)),
+            _ => Err(StoreError::Unreadable(
+                "an entry: payload is not a JSON object".into(),
+            )),
+        }
+    }
+
+    /// A stored salt, read back (it must be 32 bytes).
+    pub fn salt_from(bytes: Option<Vec<u8>>) -> Result<Option<Salt>, StoreError> {
+        bytes
+            .map(|b| {
+                b.try_into()
+                    .map(Salt::from_bytes)
+                    .map_err(|_| StoreError::Unreadable("an entry: salt is not 32 bytes".into()))
+            })
+            .transpose()
+    }
+}
+
 /// A tenant's log size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TenantHead {

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
-use trailmark_core::{Envelope, IndexedColumns, Salt, TenantId, Timestamp};
+use trailmark_core::{
+    ColumnsOf, Envelope, IndexedColumns, PayloadDigest, Salt, TenantId, Timestamp, context_of_text,
+};
 use trailmark_log::{
     Checkpoint, CompactRange, CosignatureKey, Hash, Note, SignedCheckpoint, TreeSize, VerifierKey,
     leaf_hash, verify_consistency,
@@ -22,7 +24,10 @@ pub struct Entry<'a> {
     pub envelope: &'a [u8],
     /// The leaf hash the store recorded at append time, when it shows one.
     pub stored_leaf_hash: Option<Hash>,
-    pub payload: Option<&'a Map<String, Value>>,
+    /// The payload as stored: the canonical JSON text its digest commits
+    /// to (a store that keeps an equivalent, non-canonical text is checked
+    /// by parsing and canonicalizing it).
+    pub payload: Option<&'a str>,
     pub salt: Option<&'a Salt>,
     /// The query columns stored beside the entry, when the source has them
     /// (a data dir does; the public API shows only envelope and payload).
@@ -30,6 +35,59 @@ pub struct Entry<'a> {
     /// What the store says removed the payload, when it says (a data dir
     /// and a PostgreSQL ledger do; the API does not).
     pub removed: Option<RemovedBy>,
+}
+
+/// What one entry shows on its own, before it joins the tree.
+struct Checked {
+    leaf: Hash,
+    /// The stored leaf hash differs from the recomputed one.
+    leaf_differs: bool,
+    failures: Vec<Failure>,
+    received_at: Option<Timestamp>,
+    /// The removal that accounts for a missing payload.
+    removed: Option<RemovalKind>,
+    reference: Option<CheckpointReference>,
+    record: Option<RemovalRecord>,
+}
+
+impl Checked {
+    fn fail(&mut self, position: u64, message: impl Into<String>) {
+        self.failures
+            .push(Failure::new(Where::Seq(position), message));
+    }
+}
+
+/// A stored payload held to its envelope's digest.
+struct Payload {
+    matches: bool,
+    /// The payload parsed, when its text had to be (it is not the
+    /// committed canonical bytes themselves).
+    parsed: Option<Map<String, Value>>,
+}
+
+impl Payload {
+    /// Stored bytes that hash to the digest are the committed canonical
+    /// payload, unparsed; other text is parsed and canonicalized.
+    fn check(text: &str, salt: &Salt, envelope: &Envelope) -> Self {
+        if PayloadDigest::of_bytes(text.as_bytes(), salt) == envelope.payload_digest {
+            return Self {
+                matches: true,
+                parsed: None,
+            };
+        }
+        let parsed = parse_object(text);
+        let matches = parsed
+            .as_ref()
+            .is_some_and(|map| envelope.payload_digest.verify(map, salt).is_ok());
+        Self { matches, parsed }
+    }
+}
+
+fn parse_object(text: &str) -> Option<Map<String, Value>> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    }
 }
 
 /// How a verification judges time.
@@ -348,6 +406,44 @@ impl TenantVerifier {
     /// The entry at `position` of the log. Entries come in order; a position
     /// skipped is reported missing.
     pub fn entry(&mut self, position: u64, entry: Entry<'_>) {
+        let checked = self.check(position, &entry);
+        self.apply(position, checked);
+    }
+
+    /// Entries in order, each with its position: what each shows on its
+    /// own is checked on `threads` threads, then the tree is rebuilt from
+    /// them in order. The same verdict as [`Self::entry`] one by one.
+    pub fn entries(&mut self, batch: &[(u64, Entry<'_>)], threads: usize) {
+        let threads = threads.clamp(1, batch.len().max(1));
+        let checked: Vec<Checked> = if threads == 1 {
+            batch.iter().map(|(p, e)| self.check(*p, e)).collect()
+        } else {
+            let this = &*self;
+            let chunk = batch.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = batch
+                    .chunks(chunk)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            part.iter()
+                                .map(|(p, e)| this.check(*p, e))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                parts
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            })
+        };
+        for ((position, _), c) in batch.iter().zip(checked) {
+            self.apply(*position, c);
+        }
+    }
+
+    /// Adds what one entry showed to the log, in order.
+    fn apply(&mut self, position: u64, checked: Checked) {
         if position != self.next {
             if position > self.next {
                 self.fail(
@@ -363,17 +459,29 @@ impl TenantVerifier {
             self.broken = true;
         }
         self.next = position + 1;
-        let leaf = leaf_hash(entry.envelope);
-        if entry.stored_leaf_hash.is_some_and(|stored| stored != leaf) {
+        if checked.leaf_differs {
             self.stored_mismatches.push(position);
-            self.fail(
-                Where::Seq(position),
-                "the envelope differs from the one whose hash was stored when it was appended",
-            );
         }
-        self.check_envelope(position, &entry);
+        for f in checked.failures {
+            self.fail(f.at, f.message);
+        }
+        if let Some(received) = checked.received_at {
+            if position == self.signed_size() {
+                self.first_unsigned = Some(received);
+            }
+            if position == self.witnessed {
+                self.first_unwitnessed = Some(received);
+            }
+        }
+        match checked.removed {
+            Some(RemovalKind::Erased) => self.erased += 1,
+            Some(RemovalKind::Expired) => self.expired += 1,
+            None => {}
+        }
+        self.references.extend(checked.reference);
+        self.removal_records.extend(checked.record);
         if !self.broken {
-            if let Err(e) = self.range.append(leaf, |_, _| {}) {
+            if let Err(e) = self.range.append(checked.leaf, |_, _| {}) {
                 self.fail(Where::Seq(position), e.to_string());
                 self.broken = true;
             } else {
@@ -382,17 +490,46 @@ impl TenantVerifier {
         }
     }
 
-    fn check_envelope(&mut self, position: u64, entry: &Entry<'_>) {
-        let envelope = match Envelope::from_leaf_bytes(entry.envelope) {
-            Ok(env) => env,
-            Err(e) => {
-                self.fail(Where::Seq(position), format!("envelope: {e}"));
-                return;
-            }
+    /// What one entry shows on its own: its leaf hash and every failure
+    /// that needs no other entry. Reads only what checkpoints and removal
+    /// records set up before entries came.
+    fn check(&self, position: u64, entry: &Entry<'_>) -> Checked {
+        let mut out = Checked {
+            leaf: leaf_hash(entry.envelope),
+            leaf_differs: false,
+            failures: Vec::new(),
+            received_at: None,
+            removed: None,
+            reference: None,
+            record: None,
         };
+        if entry
+            .stored_leaf_hash
+            .is_some_and(|stored| stored != out.leaf)
+        {
+            out.leaf_differs = true;
+            out.fail(
+                position,
+                "the envelope differs from the one whose hash was stored when it was appended",
+            );
+        }
+        match Envelope::from_leaf_bytes(entry.envelope) {
+            Ok(envelope) => self.check_envelope(position, &envelope, entry, &mut out),
+            Err(e) => out.fail(position, format!("envelope: {e}")),
+        }
+        out
+    }
+
+    fn check_envelope(
+        &self,
+        position: u64,
+        envelope: &Envelope,
+        entry: &Entry<'_>,
+        out: &mut Checked,
+    ) {
         if envelope.seq.get() != position {
-            self.fail(
-                Where::Seq(position),
+            out.fail(
+                position,
                 format!(
                     "position {position} holds the envelope of seq {}: entries were removed or reordered",
                     envelope.seq
@@ -400,53 +537,57 @@ impl TenantVerifier {
             );
         }
         if envelope.tenant != self.tenant {
-            self.fail(
-                Where::Seq(position),
+            out.fail(
+                position,
                 format!("the envelope belongs to tenant {}", envelope.tenant),
             );
         }
-        if position == self.signed_size() {
-            self.first_unsigned = Some(envelope.received_at);
-        }
-        if position == self.witnessed {
-            self.first_unwitnessed = Some(envelope.received_at);
-        }
+        out.received_at = Some(envelope.received_at);
         let payload = match (entry.payload, entry.salt) {
-            (Some(payload), Some(salt)) => {
+            (Some(text), Some(salt)) => {
                 if entry.removed.is_some() {
-                    self.fail(
-                        Where::Seq(position),
-                        "marked as removed, but it holds its payload",
-                    );
+                    out.fail(position, "marked as removed, but it holds its payload");
                 }
-                if envelope.payload_digest.verify(payload, salt).is_err() {
-                    self.fail(
-                        Where::Seq(position),
+                let payload = Payload::check(text, salt, envelope);
+                if !payload.matches {
+                    out.fail(
+                        position,
                         "the payload does not match the digest in its envelope",
                     );
-                    None
-                } else {
-                    Some(payload)
                 }
+                Some(payload)
             }
             (None, None) => {
-                self.check_removed(position, entry.removed);
+                out.removed = self.check_removed(position, entry.removed, out);
                 None
             }
             _ => {
-                self.fail(
-                    Where::Seq(position),
+                out.fail(
+                    position,
                     "a payload without its salt, or a salt without its payload",
                 );
                 None
             }
         };
         if let Some(stored) = entry.columns {
-            let expected = IndexedColumns::derive(&envelope, payload.or(entry.payload));
-            let differ = stored.differences(&expected);
+            // Columns follow the payload as stored, even one that does not
+            // match its digest (that is reported above); text that is no
+            // JSON object has no context.
+            let read;
+            let context = match &payload {
+                Some(Payload {
+                    parsed: Some(map), ..
+                }) => map.get("context"),
+                Some(Payload { parsed: None, .. }) => {
+                    read = entry.payload.and_then(context_of_text).flatten();
+                    read.as_ref()
+                }
+                None => None,
+            };
+            let differ = stored.differences(&ColumnsOf::new(envelope, context));
             if !differ.is_empty() {
-                self.fail(
-                    Where::Seq(position),
+                out.fail(
+                    position,
                     format!(
                         "the stored column(s) {} differ from the envelope and payload: queries and stats would show what the entry does not say",
                         differ.join(", ")
@@ -454,48 +595,58 @@ impl TenantVerifier {
                 );
             }
         }
-        if let Some(payload) = payload
-            && self.tenant.is_system()
-            && let Some(reference) = CheckpointReference::from_entry(&envelope, payload)
-        {
+        if !self.tenant.is_system() {
+            return;
+        }
+        // `_system` entries carry cross-references and removal records:
+        // only a payload that matches its digest counts.
+        let Some(map) = payload
+            .filter(|p| p.matches)
+            .and_then(|p| p.parsed.or_else(|| parse_object(entry.payload?)))
+        else {
+            return;
+        };
+        if let Some(reference) = CheckpointReference::from_entry(envelope, &map) {
             match reference {
-                Ok(r) => self.references.push(r),
-                Err(e) => self.fail(Where::Seq(position), e),
+                Ok(r) => out.reference = Some(r),
+                Err(e) => out.fail(position, e),
             }
         }
-        if let Some(payload) = payload
-            && self.tenant.is_system()
-            && let Some(record) = RemovalRecord::from_entry(&envelope, payload)
-        {
+        if let Some(record) = RemovalRecord::from_entry(envelope, &map) {
             match record {
-                Ok(r) => self.removal_records.push(r),
-                Err(e) => self.fail(Where::Seq(position), e),
+                Ok(r) => out.record = Some(r),
+                Err(e) => out.fail(position, e),
             }
         }
     }
 
     /// An entry without payload and salt: a `_system` record must cover it,
     /// and the store's marker, if it shows one, must name such a record.
-    fn check_removed(&mut self, position: u64, marker: Option<RemovedBy>) {
+    fn check_removed(
+        &self,
+        position: u64,
+        marker: Option<RemovedBy>,
+        out: &mut Checked,
+    ) -> Option<RemovalKind> {
         if let Some(by) = marker
             && !self.removals.confirms(position, by)
         {
-            self.fail(
-                Where::Seq(position),
+            out.fail(
+                position,
                 format!(
                     "the store says _system seq {} removed its payload, but that record does not cover it",
                     by.record
                 ),
             );
         }
-        match self.removals.covering(position) {
-            Some(RemovalKind::Erased) => self.erased += 1,
-            Some(RemovalKind::Expired) => self.expired += 1,
-            None => self.fail(
-                Where::Seq(position),
+        let kind = self.removals.covering(position);
+        if kind.is_none() {
+            out.fail(
+                position,
                 "payload and salt are gone, and no erasure or retention run records removing them",
-            ),
+            );
         }
+        kind
     }
 
     /// Compares the rebuilt root with every root expected at this size.

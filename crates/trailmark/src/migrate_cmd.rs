@@ -91,7 +91,7 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
             let mut start = 0;
             while start < size {
                 let end = (start + CHUNK).min(size);
-                let entries = from.entries(tenant, start, end).await?;
+                let entries = from.raw_entries(tenant, start, end).await?;
                 if entries.len() as u64 != end - start {
                     bail!("{tenant}: entries {start}..{end} are incomplete in the source");
                 }

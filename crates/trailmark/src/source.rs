@@ -2,12 +2,13 @@
 //! public endpoints (remote).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use trailmark_core::{IndexedColumns, Salt, TenantId};
 use trailmark_log::{Hash, KeyName, Plan, SigningKey, TreeSize, VerifierKey};
-use trailmark_store::Store;
+use trailmark_store::{RawEntry, Store};
 use trailmark_store_postgres::PgStore;
 use trailmark_store_sqlite::SqliteStore;
 use trailmark_verify::KeyRecordView;
@@ -18,7 +19,8 @@ pub struct LogEntry {
     pub envelope: Vec<u8>,
     /// The leaf hash the store indexed at append time, if it shows one.
     pub leaf_hash: Option<Hash>,
-    pub payload: Option<Map<String, Value>>,
+    /// The payload as stored (canonical JSON text).
+    pub payload: Option<String>,
     pub salt: Option<Salt>,
     /// The query columns stored beside it, where the source shows them.
     pub columns: Option<IndexedColumns>,
@@ -36,6 +38,11 @@ pub struct StoredNote {
 
 /// What the verifier needs from a trail.
 pub trait Source {
+    /// Entries per read: the public API's most per page unless a source
+    /// reads more at once.
+    fn page_len(&self) -> u64 {
+        1000
+    }
     /// Every tenant with its size.
     fn tenants(&mut self) -> anyhow::Result<Vec<(TenantId, u64)>>;
     fn entries(&mut self, tenant: &TenantId, start: u64, end: u64)
@@ -59,11 +66,18 @@ pub trait Source {
 /// ledger): nothing is migrated or written.
 pub struct Offline<S> {
     runtime: tokio::runtime::Runtime,
-    store: S,
+    store: Arc<S>,
+    /// The page after the last one read, being read while that one is
+    /// checked.
+    ahead: Option<(Page, ReadAhead)>,
     /// The signing keys the database records, with their transitions (or,
     /// for a data dir older than that record, the one from its seed file).
     keys: Vec<KeyRecordView>,
 }
+
+/// A tenant and range of seqs.
+type Page = (TenantId, u64, u64);
+type ReadAhead = tokio::task::JoinHandle<Result<Vec<RawEntry>, trailmark_store::StoreError>>;
 
 fn views(records: &[trailmark_store::SigningKeyRecord]) -> Vec<KeyRecordView> {
     records
@@ -98,7 +112,8 @@ impl Offline<PgStore> {
         };
         Ok(Self {
             runtime,
-            store,
+            store: Arc::new(store),
+            ahead: None,
             keys,
         })
     }
@@ -132,13 +147,20 @@ impl Offline<SqliteStore> {
         }
         Ok(Self {
             runtime,
-            store,
+            store: Arc::new(store),
+            ahead: None,
             keys,
         })
     }
 }
 
 impl<S: Store> Source for Offline<S> {
+    /// Pages large enough for every core to check one while the next is
+    /// read.
+    fn page_len(&self) -> u64 {
+        4096
+    }
+
     fn tenants(&mut self) -> anyhow::Result<Vec<(TenantId, u64)>> {
         let heads = self.runtime.block_on(self.store.heads())?;
         Ok(heads
@@ -153,16 +175,33 @@ impl<S: Store> Source for Offline<S> {
         start: u64,
         end: u64,
     ) -> anyhow::Result<Vec<LogEntry>> {
-        let entries = self
-            .runtime
-            .block_on(self.store.entries(tenant, start, end))?;
+        let page = (tenant.clone(), start, end);
+        let entries = match self.ahead.take() {
+            Some((next, read)) if next == page => self.runtime.block_on(read)??,
+            other => {
+                if let Some((_, read)) = other {
+                    read.abort();
+                }
+                self.runtime
+                    .block_on(self.store.raw_entries(tenant, start, end))?
+            }
+        };
+        // Read the next page of the same length while this one is checked.
+        if entries.len() as u64 == end - start {
+            let (store, tenant) = (Arc::clone(&self.store), tenant.clone());
+            let len = end - start;
+            let read = self
+                .runtime
+                .spawn(async move { store.raw_entries(&tenant, end, end + len).await });
+            self.ahead = Some(((page.0, end, end + len), read));
+        }
         Ok(entries
             .into_iter()
             .map(|e| LogEntry {
-                removed: trailmark_server::render::removed_by(&e),
+                removed: trailmark_server::render::removed_by(e.removed),
                 envelope: e.envelope_bytes,
                 leaf_hash: Some(e.leaf_hash),
-                payload: e.payload,
+                payload: e.payload_text,
                 salt: e.salt,
                 columns: Some(e.columns),
             })
@@ -360,7 +399,9 @@ impl Source for Remote {
                 Ok(LogEntry {
                     envelope: e.envelope.into_bytes(),
                     leaf_hash: Some(Hash::from_base64(&e.leaf_hash)?),
-                    payload: e.payload,
+                    // The API sends the payload parsed: the verifier
+                    // canonicalizes this text when it is not the stored one.
+                    payload: e.payload.map(|p| Value::Object(p).to_string()),
                     salt: match e.salt {
                         Some(s) => Some(Salt::from_hex(&s).context("salt must be 64 hex digits")?),
                         None => None,

@@ -21,7 +21,8 @@ use trailmark_verify::{
 
 use crate::source::{Offline, Remote, Source, StoredNote};
 
-const PAGE: u64 = 1000;
+/// The least entries a tenant has for progress to be shown.
+const PROGRESS_FROM: u64 = 10_000;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -210,12 +211,12 @@ impl<'a> Progress<'a> {
         Self {
             tenant,
             size,
-            on: std::io::stderr().is_terminal() && size > 10 * PAGE,
+            on: std::io::stderr().is_terminal() && size > PROGRESS_FROM,
         }
     }
 
     fn show(&self, done: u64) {
-        if self.on && done.is_multiple_of(10 * PAGE) {
+        if self.on {
             eprint!(
                 "\rverifying {}: {done}/{} entries ({}%)",
                 self.tenant,
@@ -244,27 +245,32 @@ fn push_tenant(
         verifier.stored_checkpoint(&stored.note, stored.columns);
     }
     let progress = Progress::new(tenant, size);
+    // Each entry is checked on its own on every core; the tree is rebuilt
+    // in order.
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut start = 0;
     while start < size {
         progress.show(start);
-        let end = (start + PAGE).min(size);
+        let end = (start + source.page_len()).min(size);
         let page = source.entries(tenant, start, end)?;
-        for (n, entry) in (start..).zip(&page) {
-            // A data dir shows each row's seq column: a deleted row is then
-            // a gap, not a shift of every later entry.
-            let position = entry.columns.as_ref().map_or(n, |c| c.seq);
-            verifier.entry(
-                position,
-                Entry {
+        let batch: Vec<_> = (start..)
+            .zip(&page)
+            .map(|(n, entry)| {
+                // A data dir shows each row's seq column: a deleted row is
+                // then a gap, not a shift of every later entry.
+                let position = entry.columns.as_ref().map_or(n, |c| c.seq);
+                let e = Entry {
                     envelope: &entry.envelope,
                     stored_leaf_hash: entry.leaf_hash,
-                    payload: entry.payload.as_ref(),
+                    payload: entry.payload.as_deref(),
                     salt: entry.salt.as_ref(),
                     columns: entry.columns.as_ref(),
                     removed: entry.removed,
-                },
-            );
-        }
+                };
+                (position, e)
+            })
+            .collect();
+        verifier.entries(&batch, threads);
         if page.is_empty() {
             break;
         }

@@ -3,8 +3,8 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use trailmark_core::{
-    ActorType, CanonicalJson, Envelope, EventId, Outcome, PayloadDigest, Salt, Seq, TenantId,
-    Timestamp,
+    ActorType, CanonicalJson, ColumnsOf, Envelope, EventId, IndexedColumns, Outcome, PayloadDigest,
+    Salt, Seq, TenantId, Timestamp, context_of_text,
 };
 use trailmark_log::leaf_hash;
 
@@ -193,5 +193,58 @@ proptest! {
         // Without the salt, not even the true payload can be confirmed.
         prop_assume!(guess != *salt.as_bytes());
         prop_assert!(digest.verify(&payload, &Salt::from_bytes(guess)).is_err());
+    }
+
+    #[test]
+    fn columns_from_stored_canonical_text_equal_columns_from_the_parsed_payload(
+        env in envelope(),
+        rest in prop::collection::btree_map("[a-z_]{1,8}", json_value(), 0..4),
+        context in prop_oneof![
+            json_value(),
+            (
+                prop::option::of(prop_oneof![json_value(), "[0-9.:a-f]{1,20}".prop_map(Value::from)]),
+                prop::option::of(prop_oneof![json_value(), "[a-z0-9-]{1,12}".prop_map(Value::from)]),
+            )
+                .prop_map(|(ip, request_id)| {
+                    let mut c = Map::new();
+                    if let Some(ip) = ip { c.insert("ip".into(), ip); }
+                    if let Some(r) = request_id { c.insert("request_id".into(), r); }
+                    Value::Object(c)
+                }),
+        ],
+    ) {
+        let mut payload: Map<String, Value> = rest.into_iter().collect();
+        payload.insert("context".into(), context);
+        for _ in 0..2 {
+            let text = CanonicalJson::of_map("payload", &payload).unwrap();
+            let context = context_of_text(text.as_str()).unwrap();
+            let from_text = ColumnsOf::new(&env, context.as_ref());
+            let stored = IndexedColumns::derive(&env, Some(&payload));
+            prop_assert_eq!(from_text, ColumnsOf::of_payload(&env, Some(&payload)));
+            // A store's row derived by the rule shows no difference from it.
+            prop_assert!(stored.differences(&from_text).is_empty());
+            payload.remove("context");
+        }
+    }
+
+    #[test]
+    fn the_digest_of_stored_canonical_bytes_is_the_payload_digest(
+        payload in prop::collection::btree_map("[a-z]{1,6}", json_value(), 0..5),
+        salt in any::<[u8; 32]>(),
+    ) {
+        let payload: Map<String, Value> = payload.into_iter().collect();
+        let salt = Salt::from_bytes(salt);
+        let text = CanonicalJson::of_map("payload", &payload).unwrap();
+        prop_assert_eq!(
+            PayloadDigest::of_bytes(text.as_bytes(), &salt),
+            PayloadDigest::compute(&payload, &salt).unwrap()
+        );
+        // Text that is not the canonical form does not hash to it.
+        let spaced = serde_json::to_string_pretty(&payload).unwrap();
+        prop_assume!(spaced.as_bytes() != text.as_bytes());
+        prop_assert_ne!(
+            PayloadDigest::of_bytes(spaced.as_bytes(), &salt),
+            PayloadDigest::compute(&payload, &salt).unwrap()
+        );
     }
 }

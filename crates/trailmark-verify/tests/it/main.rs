@@ -11,7 +11,8 @@ mod witness;
 
 use serde_json::{Map, Value, json};
 use trailmark_core::{
-    Event, EventId, IndexedColumns, Salt, SealContext, Sealed, Seq, TenantId, Timestamp,
+    CanonicalJson, Event, EventId, IndexedColumns, Salt, SealContext, Sealed, Seq, TenantId,
+    Timestamp,
 };
 use trailmark_log::{
     Checkpoint, KeyName, MemoryTree, SignedCheckpoint, SigningKey, TreeSize, VerifierKey, leaf_hash,
@@ -31,7 +32,8 @@ pub(crate) fn key(tenant: &str) -> SigningKey {
 #[derive(Clone)]
 pub(crate) struct Row {
     pub envelope: Vec<u8>,
-    pub payload: Option<Map<String, Value>>,
+    /// The payload as a store keeps it: its canonical text.
+    pub payload: Option<String>,
     pub salt: Option<Salt>,
     pub columns: IndexedColumns,
 }
@@ -59,10 +61,17 @@ pub(crate) fn sealed(tenant: &str, n: u64) -> Sealed {
 pub(crate) fn row(s: &Sealed) -> Row {
     Row {
         envelope: s.leaf_bytes.as_bytes().to_vec(),
-        payload: Some(s.payload.clone()),
+        payload: Some(canonical(&s.payload)),
         salt: Some(s.salt.clone()),
         columns: IndexedColumns::derive(&s.envelope, Some(&s.payload)),
     }
+}
+
+pub(crate) fn canonical(payload: &Map<String, Value>) -> String {
+    CanonicalJson::of_map("payload", payload)
+        .unwrap()
+        .as_str()
+        .to_owned()
 }
 
 /// A tenant's log of `n` entries with checkpoints at the given sizes.
@@ -102,7 +111,7 @@ pub(crate) fn push_rows(v: &mut TenantVerifier, rows: &[Row]) {
             Entry {
                 envelope: &r.envelope,
                 stored_leaf_hash: Some(leaf_hash(&r.envelope)),
-                payload: r.payload.as_ref(),
+                payload: r.payload.as_deref(),
                 salt: r.salt.as_ref(),
                 columns: Some(&r.columns),
                 removed: None,
@@ -141,12 +150,90 @@ fn an_intact_log_passes_with_its_summary() {
 #[test]
 fn an_edited_payload_is_named() {
     let mut l = log("acme", 10, &[10]);
-    l.rows[6]
-        .payload
-        .as_mut()
-        .unwrap()
-        .insert("actor_name".into(), json!("someone else"));
+    let mut payload: Map<String, Value> =
+        serde_json::from_str(l.rows[6].payload.as_ref().unwrap()).unwrap();
+    payload.insert("actor_name".into(), json!("someone else"));
+    l.rows[6].payload = Some(canonical(&payload));
     assert!(only(&run("acme", &l, &[])).starts_with("seq 6: the payload does not match"));
+}
+
+#[test]
+fn a_payload_kept_in_another_json_form_verifies_and_an_edit_to_it_is_named() {
+    // A store may keep an equivalent, non-canonical text (another key
+    // order, white space): it is parsed and canonicalized, not trusted.
+    let mut l = log("acme", 10, &[10]);
+    let pretty = |text: &str| {
+        let value: Value = serde_json::from_str(text).unwrap();
+        serde_json::to_string_pretty(&value).unwrap()
+    };
+    for r in &mut l.rows {
+        r.payload = Some(pretty(r.payload.as_ref().unwrap()));
+    }
+    let report = run("acme", &l, &[]);
+    assert!(report.ok(), "{:?}", report.failures);
+    let edited = l.rows[4]
+        .payload
+        .as_ref()
+        .unwrap()
+        .replace("person 4", "person 5");
+    l.rows[4].payload = Some(edited);
+    assert!(only(&run("acme", &l, &[])).starts_with("seq 4: the payload does not match"));
+    // Text that is no JSON object at all: named the same way (and its
+    // stored ip then differs from what the payload says: none).
+    l.rows[4].payload = Some("not json".into());
+    let report = run("acme", &l, &[]);
+    let failures: Vec<String> = report.failures.iter().map(ToString::to_string).collect();
+    assert!(failures[0].starts_with("seq 4: the payload does not match"), "{failures:?}");
+    assert!(failures[1].starts_with("seq 4: the stored column(s) ip differ"), "{failures:?}");
+}
+
+#[test]
+fn entries_checked_on_several_threads_give_the_one_threaded_verdict() {
+    let mut l = log("acme", 40, &[10, 40]);
+    // Damage of several kinds, spread over the chunks the threads take.
+    l.rows[3].payload = Some("{}".into());
+    l.rows[17].envelope[10] ^= 1;
+    l.rows[25].columns.actor_id = "someone".into();
+    l.rows[31].salt = None;
+    let verdict = |threads: Option<usize>| {
+        let mut v = verifier("acme");
+        for note in &l.notes {
+            v.stored_checkpoint(note, None);
+        }
+        let batch: Vec<(u64, Entry<'_>)> = (0u64..)
+            .zip(&l.rows)
+            .map(|(n, r)| {
+                let e = Entry {
+                    envelope: &r.envelope,
+                    stored_leaf_hash: Some(leaf_hash(&r.envelope)),
+                    payload: r.payload.as_deref(),
+                    salt: r.salt.as_ref(),
+                    columns: Some(&r.columns),
+                    removed: None,
+                };
+                (n, e)
+            })
+            .collect();
+        match threads {
+            None => {
+                for (n, e) in &batch {
+                    v.entry(*n, *e);
+                }
+            }
+            Some(t) => {
+                for part in batch.chunks(13) {
+                    v.entries(part, t);
+                }
+            }
+        }
+        let r = v.finish(40, &Policy::default());
+        (r.failures, r.summary, r.more_failures)
+    };
+    let one_by_one = verdict(None);
+    assert!(one_by_one.0.len() >= 4, "{:?}", one_by_one.0);
+    for threads in [1, 2, 3, 8] {
+        assert_eq!(verdict(Some(threads)), one_by_one, "{threads} threads");
+    }
 }
 
 #[test]
@@ -308,7 +395,7 @@ fn deleted_entries_and_removed_tails_are_named() {
             Entry {
                 envelope: &r.envelope,
                 stored_leaf_hash: None,
-                payload: r.payload.as_ref(),
+                payload: r.payload.as_deref(),
                 salt: r.salt.as_ref(),
                 columns: None,
                 removed: None,
@@ -411,7 +498,7 @@ fn a_removal_marker_must_name_a_record_that_covers_the_entry() {
                 Entry {
                     envelope: &r.envelope,
                     stored_leaf_hash: Some(leaf_hash(&r.envelope)),
-                    payload: r.payload.as_ref(),
+                    payload: r.payload.as_deref(),
                     salt: r.salt.as_ref(),
                     columns: Some(&r.columns),
                     removed,
