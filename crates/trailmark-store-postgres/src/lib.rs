@@ -345,6 +345,15 @@ impl Store for PgStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    async fn settle(&self) -> Result<(), StoreError> {
+        // Each append is its own transaction driven by its caller's future:
+        // one whose caller stopped waiting is rolled back by PostgreSQL,
+        // unless its COMMIT was already sent. Such a commit may land just
+        // after this; the next tick of any server sharing the ledger signs
+        // it (documented in OPERATIONS.md).
+        Ok(())
+    }
+
     async fn heads(&self) -> Result<Vec<TenantHead>, StoreError> {
         read::heads(&**self.client().await?).await
     }

@@ -512,6 +512,14 @@ impl Store for SqliteStore {
         Ok(appended)
     }
 
+    async fn settle(&self) -> Result<(), StoreError> {
+        // The writer takes jobs in order: an empty one answers after every
+        // job queued before it.
+        self.write(|reply| Job::Run(Box::new(|_| Ok(0)), reply))
+            .await
+            .map(|_| ())
+    }
+
     async fn heads(&self) -> Result<Vec<TenantHead>, StoreError> {
         self.read(read::heads).await
     }

@@ -22,6 +22,11 @@ pub trait Store: Send + Sync + 'static {
         batch: Vec<NewEvent>,
     ) -> impl Future<Output = Result<Vec<Appended>, StoreError>> + Send;
 
+    /// Returns once every write submitted before it has landed or failed,
+    /// including appends whose caller stopped waiting (a client that hung
+    /// up): what a final checkpoint must come after.
+    fn settle(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Every tenant with its current log size.
     fn heads(&self) -> impl Future<Output = Result<Vec<TenantHead>, StoreError>> + Send;
 

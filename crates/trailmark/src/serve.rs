@@ -403,10 +403,18 @@ async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::
         drainer.abort();
     }
     // Sign what arrived since the last tick, so a clean stop leaves no
-    // unsigned tail.
-    checkpointer::sign_new(&app, &mut checkpointer::Signed::default())
+    // unsigned tail: after appends whose clients hung up have landed, and
+    // twice, since the first pass records its checkpoints in `_system`.
+    app.store
+        .settle()
         .await
-        .map_err(|e| anyhow::anyhow!("signing the final checkpoints: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("waiting for the last appends: {e}"))?;
+    let mut done = checkpointer::Signed::default();
+    for _ in 0..2 {
+        checkpointer::sign_new(&app, &mut done)
+            .await
+            .map_err(|e| anyhow::anyhow!("signing the final checkpoints: {e}"))?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -183,8 +183,14 @@ fn a_payload_kept_in_another_json_form_verifies_and_an_edit_to_it_is_named() {
     l.rows[4].payload = Some("not json".into());
     let report = run("acme", &l, &[]);
     let failures: Vec<String> = report.failures.iter().map(ToString::to_string).collect();
-    assert!(failures[0].starts_with("seq 4: the payload does not match"), "{failures:?}");
-    assert!(failures[1].starts_with("seq 4: the stored column(s) ip differ"), "{failures:?}");
+    assert!(
+        failures[0].starts_with("seq 4: the payload does not match"),
+        "{failures:?}"
+    );
+    assert!(
+        failures[1].starts_with("seq 4: the stored column(s) ip differ"),
+        "{failures:?}"
+    );
 }
 
 #[test]
