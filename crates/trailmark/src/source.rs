@@ -45,6 +45,16 @@ pub trait Source {
     }
     /// Every tenant with its size.
     fn tenants(&mut self) -> anyhow::Result<Vec<(TenantId, u64)>>;
+    /// One tenant's size now (0 when it has none). A live trail grows
+    /// while it is verified: read after the tenant's checkpoints, it is at
+    /// least the size of each of them.
+    fn size(&mut self, tenant: &TenantId) -> anyhow::Result<u64> {
+        Ok(self
+            .tenants()?
+            .into_iter()
+            .find(|(t, _)| t == tenant)
+            .map_or(0, |(_, size)| size))
+    }
     fn entries(&mut self, tenant: &TenantId, start: u64, end: u64)
     -> anyhow::Result<Vec<LogEntry>>;
     /// Every stored checkpoint of a tenant.

@@ -496,10 +496,15 @@ pub fn check(
         for p in outside.iter().filter(|p| &p.tenant == tenant) {
             tv.trusted_checkpoint(&p.note, &p.label);
         }
-        let size = heads.get(tenant).copied().unwrap_or(0);
         // Read once: pushed into the verifier, asked for the monitor's
         // proof, and remembered when the tenant passes.
         let checkpoints = source.checkpoints(tenant)?;
+        // The size after the checkpoints (a live trail may have signed a
+        // larger size since the heads were read) and after `_system`'s
+        // records of this tenant, never below what the heads showed.
+        let size = source
+            .size(tenant)?
+            .max(heads.get(tenant).copied().unwrap_or(0));
         let newest = newest(&checkpoints);
         for p in evidence.remembered.iter().filter(|p| &p.tenant == tenant) {
             check_remembered(source, &mut tv, p, newest)?;

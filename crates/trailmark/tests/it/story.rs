@@ -486,3 +486,60 @@ fn checkpoints_come_a_page_at_a_time() {
         assert_eq!(page(bad).0, 400, "{bad}");
     }
 }
+
+/// `verify --url` while the trail grows and is signed four times a second:
+/// every tenant is read against checkpoints and a size read together, so a
+/// checkpoint signed after the verifier began is not taken for one that
+/// signs entries the log lacks.
+#[test]
+fn verify_of_a_live_trail_passes_while_it_grows_and_is_signed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let tenants = ["t1", "t2", "t3", "t4"];
+    // Enough entries that one verification outlasts a signing tick.
+    for tenant in tenants {
+        let body: Vec<serde_json::Value> = (0..1000)
+            .map(|i| event(tenant, &format!("user-{i}"), "update"))
+            .collect();
+        assert_eq!(
+            server.post("/v1/events", &server.admin, &json!(body)).0,
+            201
+        );
+    }
+    let running = std::sync::Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (url, admin, running) = (
+            server.url.clone(),
+            server.admin.clone(),
+            std::sync::Arc::clone(&running),
+        );
+        std::thread::spawn(move || {
+            let mut posted = 0;
+            while running.load(Ordering::Relaxed) {
+                for tenant in tenants {
+                    let body: Vec<serde_json::Value> = (0..5)
+                        .map(|i| event(tenant, &format!("late-{posted}-{i}"), "update"))
+                        .collect();
+                    let status = ureq::post(&format!("{url}/v1/events"))
+                        .header("Authorization", &format!("Bearer {admin}"))
+                        .send_json(&body)
+                        .unwrap()
+                        .status();
+                    assert_eq!(status, 201);
+                }
+                posted += 1;
+            }
+            posted
+        })
+    };
+    for round in 0..3 {
+        let out = cli(&["verify", "--url", &server.url, "--key", &server.admin]);
+        let report = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "round {round}: {report}");
+    }
+    running.store(false, Ordering::Relaxed);
+    let rounds = writer.join().unwrap();
+    assert!(rounds > 0, "the trail grew while it was verified");
+}
