@@ -88,14 +88,18 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     jobs: Mutex<mpsc::Sender<Job>>,
-    /// `readers[0]` authenticates; the others are the read pool.
-    readers: Vec<Mutex<Connection>>,
+    /// `readers[0]` authenticates; the others are the read pool. `None`
+    /// once [`SqliteStore::shutdown`] closed them.
+    readers: Vec<Mutex<Option<Connection>>>,
     read_time_limit: std::time::Duration,
     next_reader: AtomicUsize,
     /// Dropped with the store (or sent to by [`SqliteStore::shutdown`]):
     /// stops the WAL checkpointer thread, which then truncates the WAL.
     stop_wal: Mutex<mpsc::Sender<()>>,
     wal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The writer thread: it ends (closing its connection) once `jobs` is
+    /// replaced by a sender that leads nowhere and the queue is drained.
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Where the indexer stands (a read-only store has none).
     index: Arc<index::Shared>,
     indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -291,7 +295,7 @@ impl SqliteStore {
                 reader
                     .execute("ATTACH DATABASE ?1 AS ix", [index_path.to_string_lossy()])
                     .map_err(db("attaching the index file"))?;
-                Ok(Mutex::new(reader))
+                Ok(Mutex::new(Some(reader)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let indexer = if options.indexer {
@@ -310,7 +314,7 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel();
         let bound = Some((wal_path.clone(), options.wal_limit_bytes));
         let told = Arc::clone(&shared);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("trailmark-sqlite-writer".into())
             .spawn(move || Writer::new(conn, bound, told).run(&rx))
             .map_err(|e| StoreError::backend("starting the writer thread", e))?;
@@ -347,6 +351,7 @@ impl SqliteStore {
                 read_time_limit: options.read_time_limit,
                 stop_wal: Mutex::new(stop_tx),
                 wal_thread: Mutex::new(Some(wal_thread)),
+                writer: Mutex::new(Some(writer)),
                 index: shared,
                 indexer: Mutex::new(indexer),
                 read_only: false,
@@ -370,12 +375,14 @@ impl SqliteStore {
             .map(|_| {
                 let conn = open_evidence(&path)?;
                 attach_evidence_index(&conn, &path)?;
-                Ok(Mutex::new(conn))
+                Ok(Mutex::new(Some(conn)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let version: i64 = readers[0]
             .lock()
             .map_err(|_| StoreError::Closed)?
+            .as_ref()
+            .ok_or(StoreError::Closed)?
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(db("reading the schema version"))?;
         let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
@@ -396,6 +403,7 @@ impl SqliteStore {
                 read_time_limit: READ_TIME_LIMIT,
                 stop_wal: Mutex::new(stop),
                 wal_thread: Mutex::new(None),
+                writer: Mutex::new(None),
                 index: Arc::new(index::Shared::default()),
                 indexer: Mutex::new(None),
                 read_only: true,
@@ -403,11 +411,31 @@ impl SqliteStore {
         })
     }
 
-    /// Folds the WAL into the database and truncates it (a clean stop leaves
-    /// no large WAL behind). Call once nothing appends any more.
+    /// Closes the store: the readers close (a read under way finishes
+    /// first), the indexer catches up and stops, the writer commits what is
+    /// queued and closes, and the WAL checkpointer folds the WAL into the
+    /// database and closes. A read-only connection closing last leaves a
+    /// WAL behind, so the writable ones close last: the indexer for the
+    /// index file, the checkpointer for the ledger; `SQLite` then removes
+    /// both files' `-wal` and `-shm`, and a clean stop leaves the database
+    /// files alone. Call once nothing appends any more; later calls answer
+    /// [`StoreError::Closed`].
     pub fn shutdown(&self) {
-        // The indexer first: it reads the ledger file.
+        for reader in &self.inner.readers {
+            reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+        }
         self.inner.stop_indexer();
+        // Dropping the only sender ends the writer once it has drained.
+        if let Ok(mut jobs) = self.inner.jobs.lock() {
+            *jobs = mpsc::channel().0;
+        }
+        let writer = self.inner.writer.lock().ok().and_then(|mut t| t.take());
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
         if let Ok(stop) = self.inner.stop_wal.lock() {
             let _ = stop.send(());
         }
@@ -472,15 +500,16 @@ impl SqliteStore {
             let pool = inner.readers.len() - 1;
             let i = 1 + inner.next_reader.fetch_add(1, Ordering::Relaxed) % pool;
             // A reader that panicked left its connection usable: go on.
-            let conn = inner.readers[i]
+            let guard = inner.readers[i]
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let conn = guard.as_ref().ok_or(StoreError::Closed)?;
             // Every read is bounded in time: past the limit SQLite stops the
             // statement, and the caller is told to narrow it.
             let limit = inner.read_time_limit;
             let deadline = std::time::Instant::now() + limit;
             conn.progress_handler(10_000, Some(move || std::time::Instant::now() > deadline));
-            let result = f(&conn);
+            let result = f(conn);
             conn.progress_handler(0, None::<fn() -> bool>);
             result.map_err(|e| match e {
                 StoreError::Backend { source, .. }
@@ -657,10 +686,10 @@ impl Store for SqliteStore {
         // On the connection kept for authentication, not the read pool.
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let conn = inner.readers[0]
+            let guard = inner.readers[0]
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            read::key_by_digest(&conn, digest)
+            read::key_by_digest(guard.as_ref().ok_or(StoreError::Closed)?, digest)
         })
         .await
         .map_err(|e| StoreError::backend("looking up a key", e))?

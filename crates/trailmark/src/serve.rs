@@ -289,7 +289,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: Resolved) -> anyhow::Result<()> {
     datadir::ensure(&args.data_dir)?;
-    let lock = datadir::lock(&args.data_dir)?;
+    // Held until the store is closed: no second server opens the data dir
+    // while this one still folds its WAL.
+    let _lock = datadir::lock(&args.data_dir)?;
     if let Some(url) = &args.database {
         let store = PgStore::new(url, 16)?;
         store
@@ -297,18 +299,18 @@ async fn serve(args: Resolved) -> anyhow::Result<()> {
             .await
             .context("preparing the PostgreSQL ledger (--database)")?;
         tracing::info!("ledger in PostgreSQL");
-        serve_with(args, store, lock).await
+        serve_with(args, store).await
     } else {
         let store = SqliteStore::open(datadir::prepare_db(&args.data_dir)?)
             .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
         let closing = store.clone();
-        let served = serve_with(args, store, lock).await;
+        let served = serve_with(args, store).await;
         closing.shutdown();
         served
     }
 }
 
-async fn serve_with<S: Store, L>(args: Resolved, store: S, _lock: L) -> anyhow::Result<()> {
+async fn serve_with<S: Store>(args: Resolved, store: S) -> anyhow::Result<()> {
     let seed = datadir::read_seed(&args.signing_key, true)?;
     check_signing_key(&store, &seed, &args.origin_prefix).await?;
     let settings = Settings {

@@ -24,9 +24,9 @@ trailmark_store::conformance_suite!(TempSqlite::new());
 
 /// One writer appending single events while readers read: the WAL stays
 /// near its limit (it used to grow without bound), and a clean shutdown
-/// leaves it empty.
+/// removes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_wal_stays_bounded_under_steady_single_appends_and_shutdown_truncates_it() {
+async fn the_wal_stays_bounded_under_steady_single_appends_and_shutdown_removes_it() {
     use trailmark_store::Store;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trailmark.db");
@@ -70,8 +70,23 @@ async fn the_wal_stays_bounded_under_steady_single_appends_and_shutdown_truncate
         "the WAL reached {largest} bytes (limit {limit})"
     );
     store.shutdown();
-    assert_eq!(std::fs::metadata(&wal).map_or(0, |m| m.len()), 0);
-    assert_eq!(store.heads().await.unwrap()[0].size.get(), 6000);
+    // Every connection closed: SQLite folded the WAL and removed it.
+    assert!(!wal.exists(), "the WAL outlived the shutdown");
+    assert!(!dir.path().join("trailmark.db-shm").exists());
+    // A closed store refuses reads and writes; the file has every entry.
+    assert!(matches!(
+        store.heads().await,
+        Err(trailmark_store::StoreError::Closed)
+    ));
+    assert!(matches!(
+        store
+            .append(vec![trailmark_store::testkit::new_event("t", 0, "update")])
+            .await,
+        Err(trailmark_store::StoreError::Closed)
+    ));
+    drop(store);
+    let reopened = trailmark_store_sqlite::SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(reopened.heads().await.unwrap()[0].size.get(), 6000);
 }
 
 /// A read that runs past the limit is stopped and named as the caller's to

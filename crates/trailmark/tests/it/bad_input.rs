@@ -551,6 +551,66 @@ fn a_clean_stop_leaves_no_unsigned_entry_even_right_after_appends_and_hung_up_cl
     assert!(!report.contains("not yet in a checkpoint"), "{report}");
 }
 
+/// A stop while clients are still appending: the store closes every
+/// connection before the process exits, so `SQLite` folds and removes the
+/// WAL files of the ledger and of its index. A copy of the stopped data dir
+/// is then just its files, readable as read-only evidence.
+#[test]
+fn a_clean_stop_under_load_leaves_no_wal_files_beside_the_database() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let running = std::sync::Arc::new(AtomicBool::new(true));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (url, admin, running) = (
+                server.url.clone(),
+                server.admin.clone(),
+                std::sync::Arc::clone(&running),
+            );
+            std::thread::spawn(move || {
+                let mut acked = 0;
+                while running.load(Ordering::Relaxed) {
+                    let body: Vec<Value> = (0..50)
+                        .map(|i| event("acme", &format!("c{c}-{acked}-{i}"), "update"))
+                        .collect();
+                    // Refused or cut off once the server stops.
+                    let Ok(response) = ureq::post(&format!("{url}/v1/events"))
+                        .header("Authorization", &format!("Bearer {admin}"))
+                        .send_json(&body)
+                    else {
+                        break;
+                    };
+                    assert_eq!(response.status(), 201);
+                    acked += 1;
+                }
+                acked
+            })
+        })
+        .collect();
+    crate::wait_for(
+        "appends under way",
+        std::time::Duration::from_secs(10),
+        || {
+            let (_, stats) = server.get("/v1/stats?tenant=acme", &server.admin);
+            (stats["total"].as_u64() >= Some(500)).then_some(())
+        },
+    );
+    server.stop();
+    running.store(false, Ordering::Relaxed);
+    let acked: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert!(acked > 0);
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with("-wal") || name.ends_with("-shm"))
+        .collect();
+    left.sort();
+    assert!(left.is_empty(), "a clean stop left {left:?}");
+    let (ok, report) = crate::verify_dir(dir.path());
+    assert!(ok, "{report}");
+}
+
 #[test]
 fn a_caller_without_a_key_gets_401_before_its_parameters_are_judged_and_errors_are_json() {
     let dir = tempfile::tempdir().unwrap();

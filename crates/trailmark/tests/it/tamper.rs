@@ -198,6 +198,10 @@ fn verify_reads_read_only_evidence_and_changes_no_byte() {
     // A cleanly stopped server's files (no WAL), and a killed one's (WAL and
     // its index still there).
     let stopped = trail();
+    assert!(
+        !stopped.path().join("trailmark.db-wal").exists(),
+        "a clean stop leaves no WAL"
+    );
     let killed = tempfile::tempdir().unwrap();
     let mut server = Server::start(killed.path());
     for i in 0..30 {
