@@ -133,7 +133,7 @@ impl Metrics {
             ),
             (
                 "trailmark_alert_facts_observed_total",
-                "Appended events the alert rules have counted.",
+                "Appended events the alert rules have counted (those the start-up rebuild counted included, once each).",
                 get(&self.alert_facts_observed),
             ),
             (

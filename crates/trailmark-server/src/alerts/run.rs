@@ -269,6 +269,10 @@ pub async fn run<S: Store>(app: Arc<App<S>>, file: Option<Rules>) {
     while let Some(fact) = rx.recv().await {
         if !replayed.is_empty() {
             if replayed.remove(&fact.event_id) {
+                // Counted by the rebuild already: observed, once.
+                app.metrics
+                    .alert_facts_observed
+                    .fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             if tokio::time::Instant::now() > forget_replayed {
