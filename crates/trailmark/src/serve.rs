@@ -571,10 +571,15 @@ async fn capture_loop<S: Store>(app: Arc<App<S>>, capture: Capture) {
 }
 
 /// Reads the WAL capture slot's state into `/metrics` every 10 s (nothing
-/// while the database captures by triggers).
+/// while the database captures by triggers), and records in `_system` when
+/// it goes wrong ([`trailmark_server::alerts::CaptureWalRule`]), which the
+/// `capture_wal` alert rule raises.
 async fn watch_slot<S: Store>(app: Arc<App<S>>, source: String) {
     use std::sync::atomic::Ordering::Relaxed;
     let m = &app.metrics;
+    // What was last recorded: once per onset; a reading back within bounds
+    // re-arms it.
+    let mut recorded: Option<&'static str> = None;
     loop {
         if let Ok((client, connection)) =
             tokio_postgres::connect(&source, tokio_postgres::NoTls).await
@@ -593,6 +598,22 @@ async fn watch_slot<S: Store>(app: Arc<App<S>>, source: String) {
                             u64::from(slot.wal_status.as_deref() == Some("lost")),
                             Relaxed,
                         );
+                        let rule = app
+                            .alerts
+                            .get()
+                            .map(|feed| feed.rules().0.capture_wal.clone())
+                            .unwrap_or_default();
+                        let finding =
+                            rule.judge(bytes(slot.retained_bytes), slot.wal_status.as_deref());
+                        if finding == recorded {
+                            // Nothing new.
+                        } else if let Some(action) = finding {
+                            if record_slot(&app, action, &slot, &rule).await {
+                                recorded = finding;
+                            }
+                        } else {
+                            recorded = None;
+                        }
                     }
                     Ok(None) => m.capture_slot.store(0, Relaxed),
                     Err(e) => tracing::debug!("capture: reading the slot: {e}"),
@@ -602,6 +623,43 @@ async fn watch_slot<S: Store>(app: Arc<App<S>>, source: String) {
             driver.abort();
         }
         tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
+/// Records one finding about the capture slot in `_system`; whether it was
+/// recorded (tried again on the next reading when not).
+async fn record_slot<S: Store>(
+    app: &App<S>,
+    action: &str,
+    slot: &trailmark_capture::SlotStatus,
+    rule: &trailmark_server::alerts::CaptureWalRule,
+) -> bool {
+    let mut meta = serde_json::Map::new();
+    meta.insert("retained_bytes".into(), slot.retained_bytes.into());
+    meta.insert("lag_bytes".into(), slot.lag_bytes.into());
+    meta.insert("threshold_bytes".into(), rule.retained_bytes.into());
+    meta.insert("active".into(), slot.active.into());
+    meta.insert("confirmed".into(), slot.confirmed.clone().into());
+    meta.insert("wal_status".into(), slot.wal_status.clone().into());
+    meta.insert(
+        "max_slot_wal_keep_size".into(),
+        slot.max_keep.clone().into(),
+    );
+    tracing::warn!(
+        slot = slot.name,
+        retained_bytes = slot.retained_bytes,
+        wal_status = slot.wal_status.as_deref().unwrap_or(""),
+        "capture: {action}"
+    );
+    match app
+        .audit(None, action, Some(("replication_slot", &slot.name)), meta)
+        .await
+    {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("capture: recording {action} failed: {e}");
+            false
+        }
     }
 }
 

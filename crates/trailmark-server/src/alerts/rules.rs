@@ -31,10 +31,14 @@ pub enum RuleKind {
     /// Trailmark's own events (`_system`): keys, retention, holds,
     /// erasures, failed verifications, witness refusals, rule changes.
     TrailmarkEvents,
+    /// PostgreSQL keeping more WAL for the capture slot (WAL mode) than
+    /// allowed, or having lost WAL the slot needed: recorded in `_system`
+    /// by the server watching the slot.
+    CaptureWal,
 }
 
 impl RuleKind {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::FailedLogins,
         Self::MassDelete,
         Self::PrivilegeChanges,
@@ -42,6 +46,7 @@ impl RuleKind {
         Self::OffHours,
         Self::NewIp,
         Self::TrailmarkEvents,
+        Self::CaptureWal,
     ];
 
     /// Its name in the TOML and in alerts.
@@ -54,6 +59,7 @@ impl RuleKind {
             Self::OffHours => "off_hours",
             Self::NewIp => "new_ip",
             Self::TrailmarkEvents => "trailmark_events",
+            Self::CaptureWal => "capture_wal",
         }
     }
 }
@@ -249,7 +255,65 @@ pub struct EventsRule {
     pub cooldown_secs: u64,
 }
 
-/// Every rule. Each is always given whole (docs/ALERTS.md).
+/// The `_system` action recorded when the capture slot retains more WAL
+/// than [`CaptureWalRule::retained_bytes`].
+pub const WAL_RETAINED: &str = "trailmark.capture.wal_retained";
+/// The `_system` action recorded when PostgreSQL removed WAL the capture
+/// slot still needed (`wal_status = lost`): changes were not captured.
+pub const SLOT_LOST: &str = "trailmark.capture.slot_lost";
+
+/// WAL-mode capture: a stalled or slow drainer makes PostgreSQL keep WAL
+/// for the slot, and past `max_slot_wal_keep_size` it drops it (a capture
+/// gap). Judged on each reading of the slot (every 10 s).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureWalRule {
+    pub enabled: bool,
+    /// Fires once the slot makes PostgreSQL keep more WAL than this.
+    pub retained_bytes: u64,
+    pub cooldown_secs: u64,
+}
+
+impl Default for CaptureWalRule {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            retained_bytes: 1 << 30,
+            cooldown_secs: 3600,
+        }
+    }
+}
+
+impl CaptureWalRule {
+    /// The `_system` action one reading of the slot calls for: a lost slot
+    /// first, then too much WAL kept; `None` when all is well or the rule
+    /// is off.
+    pub fn judge(&self, retained_bytes: u64, wal_status: Option<&str>) -> Option<&'static str> {
+        if !self.enabled {
+            None
+        } else if wal_status == Some("lost") {
+            Some(SLOT_LOST)
+        } else if retained_bytes > self.retained_bytes {
+            Some(WAL_RETAINED)
+        } else {
+            None
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let name = RuleKind::CaptureWal.name();
+        if self.retained_bytes < 1 << 20 {
+            return Err(format!(
+                "{name}.retained_bytes: must be at least 1048576 (1 MiB)"
+            ));
+        }
+        cooldown(name, self.cooldown_secs)
+    }
+}
+
+/// Every rule. Each is always given whole (docs/ALERTS.md), except
+/// `capture_wal`, added later: a rule set stored before it has its
+/// defaults.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rules {
@@ -260,6 +324,8 @@ pub struct Rules {
     pub off_hours: OffHoursRule,
     pub new_ip: NewIpRule,
     pub trailmark_events: EventsRule,
+    #[serde(default)]
+    pub capture_wal: CaptureWalRule,
 }
 
 fn strings(list: &[&str]) -> Vec<String> {
@@ -332,6 +398,7 @@ impl Default for Rules {
                 ]),
                 cooldown_secs: 0,
             },
+            capture_wal: CaptureWalRule::default(),
         }
     }
 }
@@ -403,7 +470,8 @@ impl Rules {
             &t.actions,
             !t.enabled,
         )?;
-        cooldown(RuleKind::TrailmarkEvents.name(), t.cooldown_secs)
+        cooldown(RuleKind::TrailmarkEvents.name(), t.cooldown_secs)?;
+        self.capture_wal.check()
     }
 
     /// The (enabled) rules that count an event. Ingest asks it which
@@ -416,6 +484,9 @@ impl Rules {
             // an alert would raise another without end.
             if v.action.starts_with("trailmark.alert.") {
                 return out;
+            }
+            if self.capture_wal.enabled && [WAL_RETAINED, SLOT_LOST].contains(&v.action) {
+                out.push(RuleKind::CaptureWal);
             }
             let own = &self.trailmark_events;
             if own.enabled && matches_action(&own.actions, v.action) {
@@ -468,6 +539,7 @@ impl Rules {
             RuleKind::OffHours => one(self.off_hours.cooldown_secs),
             RuleKind::NewIp => one(self.new_ip.cooldown_secs),
             RuleKind::TrailmarkEvents => one(self.trailmark_events.cooldown_secs),
+            RuleKind::CaptureWal => one(self.capture_wal.cooldown_secs),
         }
     }
 
@@ -498,6 +570,7 @@ impl Rules {
             RuleKind::OffHours => self.off_hours.enabled,
             RuleKind::NewIp => self.new_ip.enabled,
             RuleKind::TrailmarkEvents => self.trailmark_events.enabled,
+            RuleKind::CaptureWal => self.capture_wal.enabled,
         }
     }
 
@@ -568,10 +641,90 @@ mod tests {
                 base.replace("cooldown_secs = 900\n\n[mass_delete]", "\n[mass_delete]"),
                 "cooldown_secs",
             ),
+            (
+                base.replace("retained_bytes = 1073741824", "retained_bytes = 4096"),
+                "capture_wal.retained_bytes",
+            ),
+            (
+                base.replace(
+                    "retained_bytes = 1073741824",
+                    "retained_bytes = 1073741824\nbytes = 1",
+                ),
+                "bytes",
+            ),
         ];
         for (text, field) in cases {
             let err = Rules::from_toml(&text).unwrap_err();
             assert!(err.contains(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn a_rule_set_stored_before_capture_wal_reads_with_its_defaults() {
+        let mut old = serde_json::to_value(Rules::default()).unwrap();
+        old.as_object_mut().unwrap().remove("capture_wal").unwrap();
+        let rules = Rules::from_json(old).unwrap();
+        assert_eq!(rules.capture_wal, CaptureWalRule::default());
+        // Given, it is given whole.
+        let mut partial = serde_json::to_value(Rules::default()).unwrap();
+        partial["capture_wal"]
+            .as_object_mut()
+            .unwrap()
+            .remove("cooldown_secs");
+        let err = Rules::from_json(partial).unwrap_err();
+        assert!(err.contains("cooldown_secs"), "{err}");
+    }
+
+    #[test]
+    fn the_slot_is_judged_lost_first_then_by_the_wal_it_keeps() {
+        let rule = CaptureWalRule {
+            enabled: true,
+            retained_bytes: 1 << 20,
+            cooldown_secs: 0,
+        };
+        assert_eq!(rule.judge(1 << 20, Some("reserved")), None);
+        assert_eq!(
+            rule.judge((1 << 20) + 1, Some("extended")),
+            Some(WAL_RETAINED)
+        );
+        assert_eq!(rule.judge(0, Some("lost")), Some(SLOT_LOST));
+        assert_eq!(rule.judge(1 << 30, Some("lost")), Some(SLOT_LOST));
+        assert_eq!(rule.judge(1 << 30, None), Some(WAL_RETAINED));
+        let off = CaptureWalRule {
+            enabled: false,
+            ..rule
+        };
+        assert_eq!(off.judge(1 << 30, Some("lost")), None);
+    }
+
+    #[test]
+    fn only_the_capture_actions_of_system_count_for_capture_wal() {
+        let rules = Rules::default();
+        let never = |_: &[String]| false;
+        let view = |action: &'static str, system: bool| View {
+            action,
+            failed: false,
+            actor: "trailmark",
+            actor_type: "service",
+            resource_type: None,
+            changed: &never,
+            at: 0,
+            system,
+            has_ip: false,
+        };
+        assert_eq!(
+            rules.kinds(&view(WAL_RETAINED, true)),
+            [RuleKind::CaptureWal]
+        );
+        assert_eq!(rules.kinds(&view(SLOT_LOST, true)), [RuleKind::CaptureWal]);
+        assert!(rules.kinds(&view(WAL_RETAINED, false)).is_empty());
+        assert!(
+            rules
+                .kinds(&view("trailmark.capture.paused", true))
+                .is_empty()
+        );
+        let mut off = Rules::default();
+        off.capture_wal.enabled = false;
+        assert!(off.kinds(&view(SLOT_LOST, true)).is_empty());
     }
 }

@@ -560,6 +560,17 @@ fn summary(firing: &Firing) -> String {
             "Trailmark: {} by {actor} at {last}",
             firing.key.trim_start_matches("action=")
         ),
+        RuleKind::CaptureWal => {
+            if firing.key.ends_with(super::rules::SLOT_LOST) {
+                format!(
+                    "capture gap: PostgreSQL removed WAL the capture slot still needed, seen at {last}; changes since the slot's confirmed position were not captured (docs/CAPTURE.md)"
+                )
+            } else {
+                format!(
+                    "capture: PostgreSQL keeps more WAL for the capture slot than capture_wal.retained_bytes allows, seen at {last}; the drainer is stalled or behind (docs/CAPTURE.md)"
+                )
+            }
+        }
         RuleKind::FailedLogins => format!(
             "{count} failed logins in tenant {tenant} for {} between {first} and {last}",
             firing.key

@@ -129,7 +129,9 @@ impl Detector {
             let mut keys = Vec::new();
             match kind {
                 RuleKind::NewIp => continue,
-                RuleKind::TrailmarkEvents => keys.push(format!("action={}", fact.action)),
+                RuleKind::TrailmarkEvents | RuleKind::CaptureWal => {
+                    keys.push(format!("action={}", fact.action));
+                }
                 RuleKind::MassDelete => {
                     if let Some(statement) = &fact.statement {
                         // One statement deleting many rows: named first, so

@@ -431,6 +431,109 @@ fn serve_decodes_wal_capture_and_reports_the_slot_in_metrics() {
     );
 }
 
+/// A transaction left open in the application's database holds the slot's
+/// restart position back, so PostgreSQL keeps every byte of WAL written
+/// since: past `capture_wal.retained_bytes` the watching server records
+/// `trailmark.capture.wal_retained` in `_system` (once) and the
+/// `capture_wal` rule raises an alert naming the cause.
+#[test]
+fn wal_kept_for_the_slot_past_its_bound_is_recorded_and_raises_an_alert() {
+    use std::io::Write as _;
+    let db = PgDb::logical("tm_serve_wal_alert");
+    db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text)");
+    let source = db.source();
+    run_ok(&[
+        "capture",
+        "pg",
+        "install",
+        "--source",
+        &source,
+        "--mode",
+        "wal",
+        "--tables",
+        "public.customer",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = trailmark_server::alerts::Rules::default()
+        .to_toml()
+        .replacen("retained_bytes = 1073741824", "retained_bytes = 1048576", 1);
+    assert!(rules.contains("retained_bytes = 1048576"), "{rules}");
+    let rules_path = dir.path().join("rules.toml");
+    std::fs::write(&rules_path, rules).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = Server::start_with(
+        &data,
+        &[
+            "--capture-source",
+            &source,
+            "--alert-rules",
+            rules_path.to_str().unwrap(),
+        ],
+    );
+    // The open transaction, in a psql kept waiting on its input.
+    let mut held = std::process::Command::new("psql")
+        .args([source.as_str(), "-q", "-v", "ON_ERROR_STOP=1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = held.stdin.take().unwrap();
+    input
+        .write_all(b"BEGIN;\nINSERT INTO customer VALUES (0, 'held open');\n")
+        .unwrap();
+    input.flush().unwrap();
+    crate::wait_for(
+        "the open transaction",
+        std::time::Duration::from_secs(10),
+        || {
+            let out = std::process::Command::new("psql")
+            .args([
+                source.as_str(),
+                "-tAc",
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' AND datname = current_database()",
+            ])
+            .output()
+            .unwrap();
+            (String::from_utf8_lossy(&out.stdout).trim() == "1").then_some(())
+        },
+    );
+    // About 8 MB of WAL, committed and drained meanwhile.
+    for batch in 0..4 {
+        db.sql(&format!(
+            "INSERT INTO customer SELECT g, repeat('x', 1000) FROM generate_series({}, {}) g",
+            batch * 2000 + 1,
+            batch * 2000 + 2000
+        ));
+    }
+    let alert = crate::wait_for(
+        "the capture_wal alert",
+        std::time::Duration::from_secs(45),
+        || {
+            let (_, page) = server.get("/v1/alerts?rule=capture_wal", &server.admin);
+            page["alerts"].as_array()?.first().cloned()
+        },
+    );
+    let text = alert.to_string();
+    assert!(text.contains("drainer is stalled or behind"), "{alert}");
+    let (_, recorded) = server.get(
+        "/v1/events?tenant=_system&action=trailmark.capture.wal_retained",
+        &server.admin,
+    );
+    let recorded = recorded["events"].as_array().unwrap().clone();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    let meta = &recorded[0]["metadata"];
+    assert!(
+        meta["retained_bytes"].as_u64().unwrap() > 1_048_576,
+        "{meta}"
+    );
+    assert_eq!(meta["threshold_bytes"], 1_048_576, "{meta}");
+    assert_eq!(recorded[0]["resource"]["type"], "replication_slot");
+    input.write_all(b"COMMIT;\n").unwrap();
+    drop(input);
+    assert!(held.wait().unwrap().success());
+}
+
 #[test]
 fn serve_drains_capture_itself_with_aliases_soft_deletes_and_reverts() {
     let db = PgDb::new("tm_serve_capture");
