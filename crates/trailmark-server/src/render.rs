@@ -139,6 +139,19 @@ pub fn key_out(k: &trailmark_store::KeyRecord) -> KeyOut {
 }
 
 /// What a stored entry's removal marker says, for the verifier.
+/// A stored entry as the verifier takes it: the stored bytes as they are,
+/// with the store's columns and removal marker.
+pub fn owned_entry(raw: trailmark_store::RawEntry) -> trailmark_verify::OwnedEntry {
+    trailmark_verify::OwnedEntry {
+        removed: removed_by(raw.removed),
+        envelope: raw.envelope_bytes,
+        leaf_hash: Some(raw.leaf_hash),
+        payload: raw.payload_text,
+        salt: raw.salt,
+        columns: Some(raw.columns),
+    }
+}
+
 pub fn removed_by(removed: Option<Removal>) -> Option<trailmark_verify::RemovedBy> {
     removed.map(|r| trailmark_verify::RemovedBy {
         kind: match r {

@@ -28,5 +28,5 @@ pub use reference::{CHECKPOINT_ACTION, CHECKPOINT_RESOURCE, CheckpointReference}
 pub use removal::{
     ERASURE_ACTION, EXPIRY_ACTION, MAX_RANGES, RemovalKind, RemovalRecord, Removals, RemovedBy,
 };
-pub use tenant::{Entry, Policy, TenantVerifier};
+pub use tenant::{Entry, OwnedEntry, Policy, TenantVerifier};
 pub use trail::Trail;

@@ -37,6 +37,34 @@ pub struct Entry<'a> {
     pub removed: Option<RemovedBy>,
 }
 
+/// One entry as a source hands it over, owning what [`Entry`] borrows.
+#[derive(Clone, Debug)]
+pub struct OwnedEntry {
+    pub envelope: Vec<u8>,
+    /// The leaf hash the store recorded at append time, if it shows one.
+    pub leaf_hash: Option<Hash>,
+    /// The payload as stored (canonical JSON text).
+    pub payload: Option<String>,
+    pub salt: Option<Salt>,
+    /// The query columns stored beside it, where the source shows them.
+    pub columns: Option<IndexedColumns>,
+    /// The store's removal marker, where the source shows it.
+    pub removed: Option<RemovedBy>,
+}
+
+impl OwnedEntry {
+    pub fn entry(&self) -> Entry<'_> {
+        Entry {
+            envelope: &self.envelope,
+            stored_leaf_hash: self.leaf_hash,
+            payload: self.payload.as_deref(),
+            salt: self.salt.as_ref(),
+            columns: self.columns.as_ref(),
+            removed: self.removed,
+        }
+    }
+}
+
 /// What one entry shows on its own, before it joins the tree.
 struct Checked {
     leaf: Hash,
@@ -440,6 +468,18 @@ impl TenantVerifier {
         for ((position, _), c) in batch.iter().zip(checked) {
             self.apply(*position, c);
         }
+    }
+
+    /// A page of entries read from seq `start` on ([`Self::entries`]). An
+    /// entry is placed at the seq its columns show, where the source shows
+    /// them (a deleted row is then a gap, not a shift of every later
+    /// entry), else at its place in the page.
+    pub fn page(&mut self, start: u64, page: &[OwnedEntry], threads: usize) {
+        let batch: Vec<_> = (start..)
+            .zip(page)
+            .map(|(n, e)| (e.columns.as_ref().map_or(n, |c| c.seq), e.entry()))
+            .collect();
+        self.entries(&batch, threads);
     }
 
     /// Adds what one entry showed to the log, in order.

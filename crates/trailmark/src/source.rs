@@ -11,22 +11,7 @@ use trailmark_log::{Hash, KeyName, Plan, SigningKey, TreeSize, VerifierKey};
 use trailmark_store::{RawEntry, Store};
 use trailmark_store_postgres::PgStore;
 use trailmark_store_sqlite::SqliteStore;
-use trailmark_verify::KeyRecordView;
-
-/// One entry as stored.
-#[derive(Debug)]
-pub struct LogEntry {
-    pub envelope: Vec<u8>,
-    /// The leaf hash the store indexed at append time, if it shows one.
-    pub leaf_hash: Option<Hash>,
-    /// The payload as stored (canonical JSON text).
-    pub payload: Option<String>,
-    pub salt: Option<Salt>,
-    /// The query columns stored beside it, where the source shows them.
-    pub columns: Option<IndexedColumns>,
-    /// The store's removal marker, where the source shows it.
-    pub removed: Option<trailmark_verify::RemovedBy>,
-}
+use trailmark_verify::{KeyRecordView, OwnedEntry};
 
 /// A checkpoint as stored: the note, and the size and root kept beside it
 /// where the source shows them.
@@ -55,8 +40,15 @@ pub trait Source {
             .find(|(t, _)| t == tenant)
             .map_or(0, |(_, size)| size))
     }
-    fn entries(&mut self, tenant: &TenantId, start: u64, end: u64)
-    -> anyhow::Result<Vec<LogEntry>>;
+    /// Entries `start..end` of a tenant being read up to `size` (a source
+    /// reading ahead stops there).
+    fn entries(
+        &mut self,
+        tenant: &TenantId,
+        start: u64,
+        end: u64,
+        size: u64,
+    ) -> anyhow::Result<Vec<OwnedEntry>>;
     /// Every stored checkpoint of a tenant.
     fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<StoredNote>>;
     /// The keys the source says sign this tenant's checkpoints.
@@ -184,7 +176,8 @@ impl<S: Store> Source for Offline<S> {
         tenant: &TenantId,
         start: u64,
         end: u64,
-    ) -> anyhow::Result<Vec<LogEntry>> {
+        size: u64,
+    ) -> anyhow::Result<Vec<OwnedEntry>> {
         let page = (tenant.clone(), start, end);
         let entries = match self.ahead.take() {
             Some((next, read)) if next == page => self.runtime.block_on(read)??,
@@ -196,25 +189,19 @@ impl<S: Store> Source for Offline<S> {
                     .block_on(self.store.raw_entries(tenant, start, end))?
             }
         };
-        // Read the next page of the same length while this one is checked.
-        if entries.len() as u64 == end - start {
+        // Read the next page of the same length (up to `size`) while this
+        // one is checked.
+        if entries.len() as u64 == end - start && end < size {
             let (store, tenant) = (Arc::clone(&self.store), tenant.clone());
-            let len = end - start;
+            let next = (end + (end - start)).min(size);
             let read = self
                 .runtime
-                .spawn(async move { store.raw_entries(&tenant, end, end + len).await });
-            self.ahead = Some(((page.0, end, end + len), read));
+                .spawn(async move { store.raw_entries(&tenant, end, next).await });
+            self.ahead = Some(((page.0, end, next), read));
         }
         Ok(entries
             .into_iter()
-            .map(|e| LogEntry {
-                removed: trailmark_server::render::removed_by(e.removed),
-                envelope: e.envelope_bytes,
-                leaf_hash: Some(e.leaf_hash),
-                payload: e.payload_text,
-                salt: e.salt,
-                columns: Some(e.columns),
-            })
+            .map(trailmark_server::render::owned_entry)
             .collect())
     }
 
@@ -396,7 +383,8 @@ impl Source for Remote {
         tenant: &TenantId,
         start: u64,
         end: u64,
-    ) -> anyhow::Result<Vec<LogEntry>> {
+        _size: u64,
+    ) -> anyhow::Result<Vec<OwnedEntry>> {
         let q = [
             ("tenant", tenant.to_string()),
             ("start", start.to_string()),
@@ -406,7 +394,7 @@ impl Source for Remote {
         page.entries
             .into_iter()
             .map(|e| {
-                Ok(LogEntry {
+                Ok(OwnedEntry {
                     envelope: e.envelope.into_bytes(),
                     leaf_hash: Some(Hash::from_base64(&e.leaf_hash)?),
                     // The API sends the payload parsed: the verifier

@@ -16,7 +16,7 @@ use clap::Args;
 use trailmark_core::{TenantId, Timestamp};
 use trailmark_log::{Checkpoint, CosignatureKey, Hash, Note, VerifierKey};
 use trailmark_verify::{
-    Entry, KeyHistory, Policy, Report, ScopedKey, TenantVerifier, Trail, verify_witnessed_receipt,
+    KeyHistory, Policy, Report, ScopedKey, TenantVerifier, Trail, verify_witnessed_receipt,
 };
 
 use crate::source::{Offline, Remote, Source, StoredNote};
@@ -252,25 +252,8 @@ fn push_tenant(
     while start < size {
         progress.show(start);
         let end = (start + source.page_len()).min(size);
-        let page = source.entries(tenant, start, end)?;
-        let batch: Vec<_> = (start..)
-            .zip(&page)
-            .map(|(n, entry)| {
-                // A data dir shows each row's seq column: a deleted row is
-                // then a gap, not a shift of every later entry.
-                let position = entry.columns.as_ref().map_or(n, |c| c.seq);
-                let e = Entry {
-                    envelope: &entry.envelope,
-                    stored_leaf_hash: entry.leaf_hash,
-                    payload: entry.payload.as_deref(),
-                    salt: entry.salt.as_ref(),
-                    columns: entry.columns.as_ref(),
-                    removed: entry.removed,
-                };
-                (position, e)
-            })
-            .collect();
-        verifier.entries(&batch, threads);
+        let page = source.entries(tenant, start, end, size)?;
+        verifier.page(start, &page, threads);
         if page.is_empty() {
             break;
         }

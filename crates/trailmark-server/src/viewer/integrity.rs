@@ -17,7 +17,7 @@ use axum::response::Html;
 use serde_json::{Map, Value, json};
 use trailmark_core::{TenantId, Timestamp};
 use trailmark_store::{SigningKeyRecord, Store};
-use trailmark_verify::{Entry, KeyHistory, Policy, Report, ScopedKey, Trail};
+use trailmark_verify::{KeyHistory, Policy, Report, ScopedKey, Trail};
 
 use super::{PageError, Viewer, esc, layout};
 use crate::app::{now, random_bytes};
@@ -95,24 +95,14 @@ async fn verify_tenant<S: Store>(
             .raw_entries(tenant, start, end)
             .await
             .map_err(|e| e.to_string())?;
-        let batch: Vec<_> = entries
-            .iter()
-            .map(|entry| {
-                let e = Entry {
-                    envelope: &entry.envelope_bytes,
-                    stored_leaf_hash: Some(entry.leaf_hash),
-                    payload: entry.payload_text.as_deref(),
-                    salt: entry.salt.as_ref(),
-                    columns: Some(&entry.columns),
-                    removed: crate::render::removed_by(entry.removed),
-                };
-                (entry.columns.seq, e)
-            })
+        let page: Vec<_> = entries
+            .into_iter()
+            .map(crate::render::owned_entry)
             .collect();
         // One thread: the server's other requests keep the rest.
-        verifier.entries(&batch, 1);
-        job.checked.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        if entries.is_empty() {
+        verifier.page(start, &page, 1);
+        job.checked.fetch_add(page.len() as u64, Ordering::Relaxed);
+        if page.is_empty() {
             break;
         }
         start = end;

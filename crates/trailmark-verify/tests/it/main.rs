@@ -58,6 +58,20 @@ pub(crate) fn sealed(tenant: &str, n: u64) -> Sealed {
         .unwrap()
 }
 
+impl Row {
+    /// The row as a data dir shows it: its leaf hash and columns beside it.
+    pub(crate) fn entry(&self) -> Entry<'_> {
+        Entry {
+            envelope: &self.envelope,
+            stored_leaf_hash: Some(leaf_hash(&self.envelope)),
+            payload: self.payload.as_deref(),
+            salt: self.salt.as_ref(),
+            columns: Some(&self.columns),
+            removed: None,
+        }
+    }
+}
+
 pub(crate) fn row(s: &Sealed) -> Row {
     Row {
         envelope: s.leaf_bytes.as_bytes().to_vec(),
@@ -106,17 +120,7 @@ pub(crate) fn verifier(tenant: &str) -> TenantVerifier {
 
 pub(crate) fn push_rows(v: &mut TenantVerifier, rows: &[Row]) {
     for (n, r) in (0u64..).zip(rows) {
-        v.entry(
-            n,
-            Entry {
-                envelope: &r.envelope,
-                stored_leaf_hash: Some(leaf_hash(&r.envelope)),
-                payload: r.payload.as_deref(),
-                salt: r.salt.as_ref(),
-                columns: Some(&r.columns),
-                removed: None,
-            },
-        );
+        v.entry(n, r.entry());
     }
 }
 
@@ -206,20 +210,8 @@ fn entries_checked_on_several_threads_give_the_one_threaded_verdict() {
         for note in &l.notes {
             v.stored_checkpoint(note, None);
         }
-        let batch: Vec<(u64, Entry<'_>)> = (0u64..)
-            .zip(&l.rows)
-            .map(|(n, r)| {
-                let e = Entry {
-                    envelope: &r.envelope,
-                    stored_leaf_hash: Some(leaf_hash(&r.envelope)),
-                    payload: r.payload.as_deref(),
-                    salt: r.salt.as_ref(),
-                    columns: Some(&r.columns),
-                    removed: None,
-                };
-                (n, e)
-            })
-            .collect();
+        let batch: Vec<(u64, Entry<'_>)> =
+            (0u64..).zip(&l.rows).map(|(n, r)| (n, r.entry())).collect();
         match threads {
             None => {
                 for (n, e) in &batch {
@@ -399,12 +391,9 @@ fn deleted_entries_and_removed_tails_are_named() {
         v.entry(
             position,
             Entry {
-                envelope: &r.envelope,
                 stored_leaf_hash: None,
-                payload: r.payload.as_deref(),
-                salt: r.salt.as_ref(),
                 columns: None,
-                removed: None,
+                ..r.entry()
             },
         );
     }
@@ -502,12 +491,8 @@ fn a_removal_marker_must_name_a_record_that_covers_the_entry() {
             v.entry(
                 n,
                 Entry {
-                    envelope: &r.envelope,
-                    stored_leaf_hash: Some(leaf_hash(&r.envelope)),
-                    payload: r.payload.as_deref(),
-                    salt: r.salt.as_ref(),
-                    columns: Some(&r.columns),
                     removed,
+                    ..r.entry()
                 },
             );
         }
