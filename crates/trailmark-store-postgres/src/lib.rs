@@ -306,6 +306,14 @@ async fn committer(pool: Pool, mut jobs: tokio::sync::mpsc::UnboundedReceiver<Jo
             replies.push(reply);
             all.extend(batch);
         }
+        if all.is_empty() {
+            // Only barriers ([`Store::settle`]): everything queued before
+            // them has been answered.
+            for reply in replies {
+                let _ = reply.send(Ok(Vec::new()));
+            }
+            continue;
+        }
         match append::append(&store, &all).await {
             Ok(mut appended) => {
                 for (reply, n) in replies.into_iter().zip(lengths) {
@@ -321,7 +329,12 @@ async fn committer(pool: Pool, mut jobs: tokio::sync::mpsc::UnboundedReceiver<Jo
             Err(_) => {
                 let mut at = 0;
                 for (reply, n) in replies.into_iter().zip(lengths) {
-                    let _ = reply.send(append::append(&store, &all[at..at + n]).await);
+                    let answer = if n == 0 {
+                        Ok(Vec::new())
+                    } else {
+                        append::append(&store, &all[at..at + n]).await
+                    };
+                    let _ = reply.send(answer);
                     at += n;
                 }
             }
@@ -346,12 +359,18 @@ impl Store for PgStore {
     }
 
     async fn settle(&self) -> Result<(), StoreError> {
-        // Each append is its own transaction driven by its caller's future:
-        // one whose caller stopped waiting is rolled back by PostgreSQL,
-        // unless its COMMIT was already sent. Such a commit may land just
-        // after this; the next tick of any server sharing the ledger signs
-        // it (documented in OPERATIONS.md).
-        Ok(())
+        // Appends go through one committer task in order, and each is
+        // committed whether or not its caller still waits: an empty batch
+        // sent after them is answered once they are. Appends of other
+        // servers sharing the ledger are theirs to settle.
+        let Some(queue) = self.committer.get() else {
+            return Ok(());
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        queue
+            .send((Vec::new(), reply))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?.map(drop)
     }
 
     async fn heads(&self) -> Result<Vec<TenantHead>, StoreError> {

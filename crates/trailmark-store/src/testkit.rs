@@ -53,6 +53,7 @@ macro_rules! conformance_suite {
             removal_walks_page_through_one_actor_one_record_or_all,
             retention_policies_and_holds_are_kept,
             settings_change_only_from_the_version_read,
+            settle_waits_for_an_append_whose_caller_stopped_waiting,
         );
     };
     (@tests $harness:expr; $($name:ident),+ $(,)?) => {
@@ -197,6 +198,32 @@ pub async fn appends_get_consecutive_seqs_per_tenant<H: Harness>(h: &H) {
         heads.iter().map(|h| h.size.get()).collect::<Vec<_>>(),
         [3, 1]
     );
+}
+
+/// An append whose caller stops waiting (a client that hung up) still
+/// lands, and `settle` returns only after it has: what a server's final
+/// checkpoint must come after.
+pub async fn settle_waits_for_an_append_whose_caller_stopped_waiting<H: Harness>(h: &H) {
+    let store = h.open();
+    // Ready to take appends at once (schema in place, writer running).
+    store
+        .append(vec![new_event("s", 0, "create")])
+        .await
+        .unwrap();
+    let batch: Vec<NewEvent> = (1..=20_000).map(|n| new_event("s", n, "update")).collect();
+    // Polled once (the batch is handed to the store), then dropped.
+    {
+        let mut append = std::pin::pin!(store.append(batch));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            append.as_mut().poll(&mut cx).is_pending(),
+            "20,000 events cannot be durable at the first poll"
+        );
+    }
+    store.settle().await.unwrap();
+    let heads = store.heads().await.unwrap();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].size.get(), 20_001);
 }
 
 pub async fn the_same_id_twice_is_stored_once_with_the_same_seq<H: Harness>(h: &H) {
