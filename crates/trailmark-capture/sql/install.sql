@@ -1,4 +1,4 @@
--- Trailmark change capture, schema version 4. Applied by
+-- Trailmark change capture, schema version 5. Applied by
 -- `trailmark capture pg install`; safe to apply again (it only replaces what it
 -- owns, and upgrades what an older version installed).
 
@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS trailmark.meta (
     key text PRIMARY KEY,
     value text NOT NULL
 );
-INSERT INTO trailmark.meta (key, value) VALUES ('version', '4')
+INSERT INTO trailmark.meta (key, value) VALUES ('version', '5')
     ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
 -- Each covered table and its options: the key the trigger pairs rows by and
@@ -106,5 +106,66 @@ BEGIN
     VALUES (txid_current(), trailmark.next_statement(), 'truncate', TG_TABLE_SCHEMA, TG_TABLE_NAME, trailmark.context());
     PERFORM pg_notify('trailmark_outbox', '');
     RETURN NULL;
+END
+$$;
+
+-- Version 5 (WAL mode): the columns a table with excluded columns is published with,
+-- quoted and in order: every live column but the excluded ones, by number
+-- as the triggers exclude them (a renamed excluded column stays out; a
+-- column added later comes in).
+CREATE OR REPLACE FUNCTION trailmark.published_columns(schema_name text, table_name text)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+    FROM trailmark.tables t
+    JOIN pg_attribute a ON a.attrelid = to_regclass(format('%I.%I', t.schema_name, t.table_name))
+    WHERE t.schema_name = $1 AND t.table_name = $2
+      AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attnum = ANY (t.exclude_attnums)
+$$;
+
+-- WAL mode: a publication's column list is fixed, so a column added to a
+-- table with excluded columns would not be captured. After each ALTER TABLE
+-- of such a published table its list is set again, in the same transaction.
+-- It never fails the application's DDL: a failure is a WARNING naming the
+-- table (then `trailmark capture pg install` sets the list).
+CREATE OR REPLACE FUNCTION trailmark.republish() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT t.schema_name, t.table_name
+        FROM pg_event_trigger_ddl_commands() c
+        JOIN trailmark.tables t
+          ON c.objid = to_regclass(format('%I.%I', t.schema_name, t.table_name))
+        JOIN pg_publication_tables p
+          ON p.pubname = 'trailmark' AND p.schemaname = t.schema_name AND p.tablename = t.table_name
+        WHERE c.classid = 'pg_class'::regclass AND cardinality(t.exclude_attnums) > 0
+    LOOP
+        BEGIN
+            EXECUTE format('ALTER PUBLICATION trailmark DROP TABLE %I.%I',
+                           r.schema_name, r.table_name);
+            EXECUTE format('ALTER PUBLICATION trailmark ADD TABLE %I.%I (%s)',
+                           r.schema_name, r.table_name,
+                           trailmark.published_columns(r.schema_name, r.table_name));
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'trailmark: the capture column list of %.% was not updated: % (run trailmark capture pg install)',
+                r.schema_name, r.table_name, SQLERRM;
+        END;
+    END LOOP;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'trailmark: capture column lists were not updated: % (run trailmark capture pg install)', SQLERRM;
+END
+$$;
+
+-- Event triggers need a superuser; without one, a column added to a table
+-- with excluded columns is published by the next install (`status` says
+-- which).
+DO $$
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        DROP EVENT TRIGGER IF EXISTS trailmark_republish;
+        CREATE EVENT TRIGGER trailmark_republish ON ddl_command_end
+            WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION trailmark.republish();
+    END IF;
 END
 $$;

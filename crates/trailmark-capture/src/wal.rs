@@ -164,18 +164,25 @@ pub(crate) async fn stream<S: Sink>(
             let next = match in_flight.take() {
                 None => next.await?,
                 Some(ready) => {
-                    let (sent, next) = tokio::join!(flush(client, sink, ready.events), next);
-                    let sent = sent?;
-                    if sent > 0 {
-                        total += sent;
-                        progress(Progress::Sent { rows: sent, total });
-                    }
-                    if let Some(lsn) = ready.acknowledge {
-                        // Durable in the ledger: the slot may forget it.
-                        feedback.update_flushed_lsn(lsn);
-                        feedback.update_applied_lsn(lsn);
-                        durable = Some(lsn);
-                    }
+                    // The slot hears of a durable batch at once, not when
+                    // the next one is ready (an idle database sends none:
+                    // the last batch would stay unconfirmed, its WAL kept).
+                    let flushed = async {
+                        let sent = flush(client, sink, ready.events).await?;
+                        if sent > 0 {
+                            total += sent;
+                            progress(Progress::Sent { rows: sent, total });
+                        }
+                        if let Some(lsn) = ready.acknowledge {
+                            // Durable in the ledger: the slot may forget it.
+                            feedback.update_flushed_lsn(lsn);
+                            feedback.update_applied_lsn(lsn);
+                            durable = Some(lsn);
+                        }
+                        Ok::<(), Error>(())
+                    };
+                    let (flushed, next) = tokio::join!(flushed, next);
+                    flushed?;
                     next?
                 }
             };

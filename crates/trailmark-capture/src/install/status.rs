@@ -68,6 +68,11 @@ pub(super) async fn drift(
                 now.join(", ")
             ));
         }
+        if let Some(missing) = unpublished(client, &spec.schema, &spec.table).await? {
+            drift.push(format!(
+                "{name}: columns not captured ({missing}): the publication's column list predates them: run install again (as a superuser, install also keeps it current)"
+            ));
+        }
         if let Some(column) = &spec.soft_delete {
             let mut only = spec.clone();
             only.exclude.clear();
@@ -80,6 +85,31 @@ pub(super) async fn drift(
         }
     }
     Ok(drift)
+}
+
+/// WAL mode: the columns of a published table with excluded columns that
+/// its column list leaves out though they are not excluded (added since
+/// the list was set), comma-joined; `None` when there are none.
+async fn unpublished(
+    client: &impl GenericClient,
+    schema: &str,
+    table: &str,
+) -> Result<Option<String>, Error> {
+    let row = client
+        .query_one(
+            "SELECT string_agg(a.attname::text, ', ' ORDER BY a.attnum)
+             FROM pg_publication_tables p
+             JOIN trailmark.tables t ON t.schema_name = p.schemaname AND t.table_name = p.tablename
+             JOIN pg_attribute a ON a.attrelid = to_regclass(format('%I.%I', p.schemaname, p.tablename))
+             WHERE p.pubname = $3 AND p.schemaname = $1 AND p.tablename = $2
+               AND cardinality(t.exclude_attnums) > 0
+               AND a.attnum > 0 AND NOT a.attisdropped
+               AND NOT a.attnum = ANY (t.exclude_attnums) AND NOT a.attname = ANY (p.attnames)",
+            &[&schema, &table, &super::wal::PUBLICATION],
+        )
+        .await
+        .map_err(pg(format!("reading the published columns of {schema}.{table}")))?;
+    Ok(row.get(0))
 }
 
 /// What is installed and how far behind the outbox is.

@@ -210,7 +210,9 @@ pub(super) async fn publish(
     Ok(())
 }
 
-/// A table as the publication lists it: every column but the excluded ones.
+/// A table as the publication lists it: every column but the excluded ones
+/// (`trailmark.published_columns`, the rule the event trigger that keeps
+/// the list up to date uses too).
 pub(super) async fn member(
     tx: &tokio_postgres::Transaction<'_>,
     table: &TableSpec,
@@ -218,19 +220,20 @@ pub(super) async fn member(
     if table.exclude.is_empty() {
         return Ok(table.quoted());
     }
-    let columns: Vec<String> = tx
-        .query(
-            "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::text::regclass
-             AND attnum > 0 AND NOT attisdropped AND NOT attname::text = ANY ($2)
-             ORDER BY attnum",
-            &[&table.quoted(), &table.exclude],
+    let columns: Option<String> = tx
+        .query_one(
+            "SELECT trailmark.published_columns($1, $2)",
+            &[&table.schema, &table.table],
         )
         .await
         .map_err(pg(format!("reading the columns of {table}")))?
-        .iter()
-        .map(|r| ident(r.get::<_, &str>(0)))
-        .collect();
-    Ok(format!("{} ({})", table.quoted(), columns.join(", ")))
+        .get(0);
+    let columns = columns.ok_or_else(|| {
+        Error::BadOption(format!(
+            "{table}: every column is excluded; capture needs at least its key"
+        ))
+    })?;
+    Ok(format!("{} ({columns})", table.quoted()))
 }
 
 /// The prefix of the logical message a pause or a resume writes in WAL

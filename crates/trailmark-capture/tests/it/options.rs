@@ -190,7 +190,7 @@ async fn a_version_1_install_is_upgraded_with_its_exclusions() {
         "{}",
         rows[0]
     );
-    assert_eq!(status(&db.client).await.unwrap().version, "4");
+    assert_eq!(status(&db.client).await.unwrap().version, "5");
 }
 
 #[tokio::test]
