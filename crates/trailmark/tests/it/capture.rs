@@ -19,19 +19,12 @@ fn capture_install_status_and_uninstall_from_the_cli() {
     let db = PgDb::new("tm_cli_capture");
     db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text, password text)");
     let source = db.source();
-    let stdout = run_ok(&[
-        "capture",
-        "pg",
-        "install",
-        "--mode",
-        "trigger",
-        "--source",
+    let stdout = install(
         &source,
-        "--tables",
+        "trigger",
         "public.customer",
-        "--exclude",
-        "public.customer.password",
-    ]);
+        &["--exclude", "public.customer.password"],
+    );
     assert_eq!(
         stdout,
         "mode trigger: asked for (--mode)\ncovered public.customer: key (id), excluding password\n"
@@ -105,19 +98,12 @@ fn captured_bulk_changes_reach_the_trail_once_with_the_request_actor() {
     let db = PgDb::new("tm_cli_drain");
     db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text, price numeric, password text)");
     let source = db.source();
-    run_ok(&[
-        "capture",
-        "pg",
-        "install",
-        "--mode",
-        "trigger",
-        "--source",
+    install(
         &source,
-        "--tables",
+        "trigger",
         "public.customer",
-        "--exclude",
-        "public.customer.password",
-    ]);
+        &["--exclude", "public.customer.password"],
+    );
     db.sql(
         "BEGIN;
          SELECT set_config('trailmark.actor_id', '42', true), set_config('trailmark.tenant', 'shop', true);
@@ -181,6 +167,16 @@ fn captured_bulk_changes_reach_the_trail_once_with_the_request_actor() {
 }
 
 /// The CLI started with `args`, its output discarded.
+/// `capture pg install --source SOURCE --mode MODE --tables TABLES` and
+/// `extra`, which must succeed; its standard output.
+fn install(source: &str, mode: &str, tables: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "capture", "pg", "install", "--source", source, "--mode", mode, "--tables", tables,
+    ];
+    args.extend(extra);
+    run_ok(&args)
+}
+
 fn spawn_quiet(args: &[&str]) -> std::process::Child {
     std::process::Command::new(crate::BIN)
         .args(args)
@@ -213,17 +209,7 @@ fn killing_the_drainer_mid_batch_loses_and_duplicates_nothing() {
     let db = PgDb::new("tm_cli_drain_kill");
     db.sql("CREATE TABLE item (id int PRIMARY KEY, qty int)");
     let source = db.source();
-    run_ok(&[
-        "capture",
-        "pg",
-        "install",
-        "--mode",
-        "trigger",
-        "--source",
-        &source,
-        "--tables",
-        "public.item",
-    ]);
+    install(&source, "trigger", "public.item", &[]);
     db.sql(
         "BEGIN; SELECT set_config('trailmark.actor_id', 'importer', true);
          INSERT INTO item SELECT g, g FROM generate_series(1, 20000) g; COMMIT;",
@@ -272,17 +258,7 @@ fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing
     let db = PgDb::logical("tm_cli_wal_kill");
     db.sql("CREATE TABLE item (id int PRIMARY KEY, qty int); CREATE TABLE counter (id int PRIMARY KEY, n int)");
     let source = db.source();
-    let out = run_ok(&[
-        "capture",
-        "pg",
-        "install",
-        "--source",
-        &source,
-        "--mode",
-        "wal",
-        "--tables",
-        "public.item,public.counter",
-    ]);
+    let out = install(&source, "wal", "public.item,public.counter", &[]);
     assert!(out.starts_with("mode wal: asked for (--mode)\n"), "{out}");
     db.sql("INSERT INTO counter VALUES (1, 0)");
     // First one transaction of 10,000 rows, sent in batches of 300: the
@@ -372,23 +348,19 @@ fn serve_decodes_wal_capture_and_reports_the_slot_in_metrics() {
     let db = PgDb::logical("tm_serve_wal");
     db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text, password text)");
     let source = db.source();
-    run_ok(&[
-        "capture",
-        "pg",
-        "install",
-        "--source",
+    install(
         &source,
-        "--mode",
         "wal",
-        "--tables",
         "public.customer",
-        "--exclude",
-        "public.customer.password",
-        "--replica-identity",
-        "public.customer=key",
-        "--name-column",
-        "public.customer.name",
-    ]);
+        &[
+            "--exclude",
+            "public.customer.password",
+            "--replica-identity",
+            "public.customer=key",
+            "--name-column",
+            "public.customer.name",
+        ],
+    );
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(dir.path(), &["--capture-source", &source]);
     db.sql(
@@ -442,17 +414,7 @@ fn wal_kept_for_the_slot_past_its_bound_is_recorded_and_raises_an_alert() {
     let db = PgDb::logical("tm_serve_wal_alert");
     db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text)");
     let source = db.source();
-    run_ok(&[
-        "capture",
-        "pg",
-        "install",
-        "--source",
-        &source,
-        "--mode",
-        "wal",
-        "--tables",
-        "public.customer",
-    ]);
+    install(&source, "wal", "public.customer", &[]);
     let dir = tempfile::tempdir().unwrap();
     let rules = trailmark_server::alerts::Rules::default()
         .to_toml()
@@ -544,21 +506,17 @@ fn wal_mode_captures_a_column_added_later_and_never_a_renamed_excluded_one() {
     let db = PgDb::logical("tm_wal_new_column");
     db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text, password text)");
     let source = db.source();
-    run_ok(&[
-        "capture",
-        "pg",
-        "install",
-        "--source",
+    install(
         &source,
-        "--mode",
         "wal",
-        "--tables",
         "public.customer",
-        "--exclude",
-        "public.customer.password",
-        "--replica-identity",
-        "public.customer=key",
-    ]);
+        &[
+            "--exclude",
+            "public.customer.password",
+            "--replica-identity",
+            "public.customer=key",
+        ],
+    );
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(dir.path(), &["--capture-source", &source]);
     db.sql(
@@ -613,22 +571,17 @@ fn wal_mode_captures_a_column_added_later_and_never_a_renamed_excluded_one() {
         out.contains("public.customer: columns not captured (region)"),
         "{out}"
     );
-    let install = [
-        "capture",
-        "pg",
-        "install",
-        "--source",
+    install(
         &source,
-        "--mode",
         "wal",
-        "--tables",
         "public.customer",
-        "--exclude",
-        "public.customer.pw",
-        "--replica-identity",
-        "public.customer=key",
-    ];
-    run_ok(&install);
+        &[
+            "--exclude",
+            "public.customer.pw",
+            "--replica-identity",
+            "public.customer=key",
+        ],
+    );
     let out = run_ok(&["capture", "pg", "status", "--source", &source]);
     assert!(!out.contains("not captured"), "{out}");
     run_ok(&["capture", "pg", "uninstall", "--source", &source]);
@@ -816,17 +769,7 @@ fn the_drainer_stops_on_a_rolled_back_server_and_resumes_once_an_operator_forget
     let db = PgDb::new("tm_rollback_drain");
     db.sql("CREATE TABLE item (id int PRIMARY KEY, name text)");
     let source = db.source();
-    run_ok(&[
-        "capture",
-        "pg",
-        "install",
-        "--mode",
-        "trigger",
-        "--source",
-        &source,
-        "--tables",
-        "public.item",
-    ]);
+    install(&source, "trigger", "public.item", &[]);
     let drain = |server: &Server| {
         cli(&[
             "capture",
@@ -914,17 +857,7 @@ fn capture_paused_then_resumed_is_recorded_in_order_and_captures_nothing_between
     let db = PgDb::new("tm_capture_pause");
     db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text)");
     let source = db.source();
-    run_ok(&[
-        "capture",
-        "pg",
-        "install",
-        "--mode",
-        "trigger",
-        "--source",
-        &source,
-        "--tables",
-        "public.customer",
-    ]);
+    install(&source, "trigger", "public.customer", &[]);
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(
         dir.path(),
@@ -960,17 +893,7 @@ fn capture_paused_then_resumed_is_recorded_in_order_and_captures_nothing_between
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("public.nope is not covered"));
     // An install run while paused keeps the pause.
-    run_ok(&[
-        "capture",
-        "pg",
-        "install",
-        "--mode",
-        "trigger",
-        "--source",
-        &source,
-        "--tables",
-        "public.customer",
-    ]);
+    install(&source, "trigger", "public.customer", &[]);
     db.sql("INSERT INTO customer VALUES (2, 'during')");
     switch("resume", &[]);
     db.sql("INSERT INTO customer VALUES (3, 'after')");
