@@ -3,11 +3,18 @@
 # drainer inside `serve` (--capture-source, embedded store) and `capture pg
 # run` over HTTP, each over the same number of captured rows.
 #
-#   bench/capture/drain.sh [rows]      (PostgreSQL on 127.0.0.1:5432)
+#   bench/capture/drain.sh [rows]            trigger mode (PostgreSQL on 127.0.0.1:5432)
+#   MODE=wal bench/capture/drain.sh [rows]   WAL mode (the wal_level = logical cluster
+#                                            scripts/logical-cluster makes and starts)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rows="${1:-200000}"
-pg="host=127.0.0.1 port=5432 user=postgres"
+mode="${MODE:-trigger}"
+if [ "$mode" = wal ]; then
+  pg="$(scripts/logical-cluster)"
+else
+  pg="host=127.0.0.1 port=5432 user=postgres"
+fi
 db=tm_bench_drain
 psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
 cargo build --release -p trailmark >/dev/null 2>&1
@@ -16,30 +23,43 @@ work=$(mktemp -d)
 server=""
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
+drop_db() { # a WAL-mode slot keeps its database: it goes first
+  psql_ postgres -c "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE database = '$db'" >/dev/null
+  drop_db
+}
 fill() {
-  psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+  drop_db
+  psql_ postgres -c "CREATE DATABASE $db"
   psql_ $db -c "CREATE TABLE item (id int PRIMARY KEY, qty int, note text)"
-  $bin capture pg install --source "$pg dbname=$db" --tables public.item >/dev/null
-  psql_ $db -c "BEGIN; SELECT set_config('trailmark.actor_id', 'importer', true);
-                INSERT INTO item SELECT g, g, 'row ' || g FROM generate_series(1, $rows) g; COMMIT;"
+  $bin capture pg install --mode "$mode" --source "$pg dbname=$db" --tables public.item >/dev/null
+  psql_ $db -c "BEGIN; SELECT trailmark.set_context('{\"actor_id\": \"importer\"}');
+                INSERT INTO item SELECT g, g, 'row ' || g FROM generate_series(1, $rows) g; COMMIT;" >/dev/null
   psql_ $db -c "CHECKPOINT"
 }
-waited() { # seconds until the outbox is empty
-  local start=$(date +%s.%N)
-  until [ "$(psql_ $db -c 'SELECT count(*) FROM trailmark.outbox')" = 0 ]; do sleep 0.1; done
+# Seconds from serve's start until the ledger holds every row (the tenant
+# "default" at its size).
+waited() {
+  local start=$1 key
+  for _ in $(seq 100); do [ -s "$work/a/bootstrap-admin.key" ] && break; sleep 0.05; done
+  key=$(cat "$work/a/bootstrap-admin.key")
+  until [ "$(curl -sf -H "Authorization: Bearer $key" http://127.0.0.1:7981/v1/tenants |
+             grep -o '"size":[0-9]*,"tenant":"default"' | grep -o '[0-9][0-9]*' || echo 0)" -ge "$rows" ]; do
+    sleep 0.1
+  done
   echo "$(date +%s.%N) - $start" | bc
 }
 
-echo "== inside serve (--capture-source), $rows rows"
+echo "== $mode mode: inside serve (--capture-source), $rows rows"
 fill
 rm -rf "$work/a"
+start=$(date +%s.%N)
 $bin serve --data-dir "$work/a" --listen 127.0.0.1:7981 --capture-source "$pg dbname=$db" >/dev/null 2>&1 &
 server=$!
-s=$(waited)
-echo "in-serve: $rows rows in $s s = $(echo "$rows / $s" | bc) rows/s"
+s=$(waited "$start")
+echo "in-serve: $rows rows in $s s = $(echo "$rows / $s" | bc) rows/s (serve's start included)"
 kill -TERM "$server"; wait "$server" || true
 
-echo "== capture pg run over HTTP, $rows rows"
+echo "== $mode mode: capture pg run --once over HTTP, $rows rows"
 fill
 rm -rf "$work/b"
 $bin serve --data-dir "$work/b" --listen 127.0.0.1:7982 >/dev/null 2>&1 &
@@ -51,4 +71,4 @@ $bin capture pg run --once --batch 5000 --source "$pg dbname=$db" --server http:
 end=$(date +%s.%N)
 s=$(echo "$end - $start" | bc)
 echo "http: $rows rows in $s s = $(echo "$rows / $s" | bc) rows/s"
-psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+drop_db
