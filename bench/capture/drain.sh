@@ -25,7 +25,7 @@ trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 drop_db() { # a WAL-mode slot keeps its database: it goes first
   psql_ postgres -c "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE database = '$db'" >/dev/null
-  drop_db
+  psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 }
 fill() {
   drop_db
