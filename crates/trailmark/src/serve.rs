@@ -488,7 +488,13 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
             .collect();
         tenants.sort();
         tenants.dedup();
-        match self.app.append_events(events, &self.tenant).await {
+        // On a task of its own: preparing the batch (validation, envelopes,
+        // hashes) runs on another core while the drainer decodes the next.
+        let (app, tenant) = (Arc::clone(&self.app), self.tenant.clone());
+        let appended = tokio::spawn(async move { app.append_events(events, &tenant).await })
+            .await
+            .map_err(|e| SendError::Failed(format!("appending the batch: {e}")))?;
+        match appended {
             Ok(_) => Ok(tenants),
             Err(trailmark_server::ApiError::Busy) => Err(SendError::Busy(Duration::from_secs(1))),
             Err(e) => Err(SendError::Failed(e.to_string())),
