@@ -65,6 +65,15 @@ pub trait Sink: Send + Sync {
         async { Ok(None) }
     }
 
+    /// The ledger's signing keys, oldest first, with the transition
+    /// statements between them: how the drainer follows a rotation from
+    /// the key it remembered. None when the sink cannot show them.
+    fn signing_keys(
+        &self,
+    ) -> impl Future<Output = Result<Vec<trailmark_verify::KeyRecordView>, SendError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
     /// A consistency proof (base64 hashes) of `tenant`'s log from `first`
     /// to `second` entries.
     fn consistency(

@@ -99,14 +99,23 @@ pub(crate) async fn check<S: Sink>(
                 .map_err(|e| diverged(format!("the consistency proof: {e}")))?,
             _ => Vec::new(),
         };
-        let (size, root) = trailmark_verify::follow(seen, &note, &key, &proof)
-            .map_err(|d| diverged(d.to_string()))?;
+        // A checkpoint signed by another key is followed only through the
+        // ledger's record of a rotation from the remembered key.
+        let followed = match trailmark_verify::follow(seen, &note, &key, &proof) {
+            Err(trailmark_verify::Divergence::NotSigned(why)) => {
+                let records = sink.signing_keys().await.map_err(sink_error)?;
+                trailmark_verify::follow_rotated(seen, &note, &key, &proof, tenant, &records, why)
+            }
+            other => other.map(|(size, root)| (size, root, key.clone())),
+        };
+        let (size, root, key) = followed.map_err(|d| diverged(d.to_string()))?;
+        let key_text = key.to_string();
         client
             .execute(
                 "INSERT INTO trailmark.seen_checkpoints (tenant, size, root, verifier_key, note)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, root = excluded.root,
-                     note = excluded.note, seen_at = now()",
+                     note = excluded.note, verifier_key = excluded.verifier_key, seen_at = now()",
                 &[
                     tenant,
                     &i64::try_from(size).unwrap_or(i64::MAX),

@@ -36,6 +36,27 @@ impl Client {
         Ok(detail.proof.map(|p| p.receipt))
     }
 
+    /// The trail's signing keys, oldest first, each with the transition
+    /// statement into it (`GET /v1/signing-keys`): what a verifier follows
+    /// across a rotation. Believe a key only through a transition signed by
+    /// one you already trust.
+    pub fn signing_keys(&self) -> Result<Vec<trailmark_verify::KeyRecordView>, Error> {
+        let keys: trailmark_wire::SigningKeys = self.get("/v1/signing-keys", &[])?;
+        keys.keys
+            .into_iter()
+            .map(|k| {
+                let public = Hash::from_base64(&k.public_key).map_err(|e| {
+                    Error::Unverified(format!("the server's signing key {}: {e}", k.ordinal))
+                })?;
+                Ok(trailmark_verify::KeyRecordView {
+                    public_key: *public.as_bytes(),
+                    origin_prefix: k.origin_prefix,
+                    transition: k.transition,
+                })
+            })
+            .collect()
+    }
+
     /// The key the server says signs `tenant`'s checkpoints (believe it
     /// only as far as you believe the server: pin a copy kept apart).
     pub fn verifier_key(&self, tenant: &str) -> Result<VerifierKey, Error> {
@@ -181,18 +202,30 @@ impl Follower {
             }
             _ => Vec::new(),
         };
-        let (size, root) =
-            trailmark_verify::follow(seen.map(|s| (s.size, s.root)), &note, &key, &proof).map_err(
-                |why| Error::Diverged {
-                    tenant: tenant.to_owned(),
-                    why,
-                },
-            )?;
+        let seen = seen.map(|s| (s.size, s.root));
+        // A checkpoint signed by another key is followed only through the
+        // trail's record of a rotation from the remembered key.
+        let followed = match trailmark_verify::follow(seen, &note, &key, &proof) {
+            Err(Divergence::NotSigned(why)) => trailmark_verify::follow_rotated(
+                seen,
+                &note,
+                &key,
+                &proof,
+                tenant,
+                &client.signing_keys()?,
+                why,
+            ),
+            other => other.map(|(size, root)| (size, root, key.clone())),
+        };
+        let (size, root, key) = followed.map_err(|why| Error::Diverged {
+            tenant: tenant.to_owned(),
+            why,
+        })?;
         self.lock()
             .execute(
                 "INSERT INTO seen (tenant, size, root, note, verifier_key) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, root = excluded.root,
-                     note = excluded.note",
+                     note = excluded.note, verifier_key = excluded.verifier_key",
                 params![
                     tenant,
                     i64::try_from(size).unwrap_or(i64::MAX),

@@ -3,6 +3,8 @@
 
 use trailmark_log::{Checkpoint, Hash, Note, TreeSize, VerifierKey, verify_consistency};
 
+use crate::{KeyHistory, KeyRecordView};
+
 /// Why a newer checkpoint cannot follow the remembered one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Divergence {
@@ -79,4 +81,31 @@ pub fn follow(
     let first = TreeSize::new(seen_size).ok_or_else(|| fork("size too large".into()))?;
     verify_consistency(first, size, proof, &seen_root, &root).map_err(|e| fork(e.to_string()))?;
     Ok((size.get(), root))
+}
+
+/// [`follow`] after it answered [`Divergence::NotSigned`] (`why`) for the
+/// remembered `key`: the trail's signing-key `records` must lead from `key`
+/// to a newer one (each transition signed by the key before it,
+/// [`KeyHistory::successor`]) that signs `note`. Returns the note's size
+/// and root and the key to remember from now on. A server that shows a new
+/// key without a transition from the remembered one is still not signed.
+pub fn follow_rotated(
+    seen: Option<(u64, Hash)>,
+    note: &str,
+    key: &VerifierKey,
+    proof: &[Hash],
+    tenant: &str,
+    records: &[KeyRecordView],
+    why: String,
+) -> Result<(u64, Hash, VerifierKey), Divergence> {
+    let next = KeyHistory::new(records)
+        .and_then(|h| h.successor(tenant, key))
+        .map_err(|e| {
+            Divergence::NotSigned(format!("{why}; no key rotation leads on from it: {e}"))
+        })?;
+    if next == *key {
+        return Err(Divergence::NotSigned(why));
+    }
+    let (size, root) = follow(seen, note, &next, proof)?;
+    Ok((size, root, next))
 }

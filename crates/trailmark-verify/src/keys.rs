@@ -174,6 +174,25 @@ impl KeyHistory {
             .is_some_and(|(r, _)| r.public_key == *public_key)
     }
 
+    /// The newest key signing `tenant`'s checkpoints, when `remembered` is
+    /// one of the history's keys for it: the chain from it on was checked
+    /// by [`Self::new`], each transition signed by the key before it, so
+    /// only a holder of `remembered` could have handed signing on.
+    pub fn successor(&self, tenant: &str, remembered: &VerifierKey) -> Result<VerifierKey, String> {
+        let known = self
+            .keys
+            .iter()
+            .any(|(r, _)| r.key_for(tenant).is_ok_and(|k| k == *remembered));
+        if !known {
+            return Err("the remembered key is not one of the trail's signing keys".into());
+        }
+        self.keys
+            .last()
+            .ok_or_else(|| "the trail records no signing key".to_owned())?
+            .0
+            .key_for(tenant)
+    }
+
     /// The keys that may sign `tenant`'s checkpoints, each with its sizes.
     pub fn keys_for(&self, tenant: &str) -> Result<Vec<ScopedKey>, String> {
         let mut out = Vec::new();

@@ -21,7 +21,7 @@ mod trail;
 pub mod witness;
 
 pub use failure::{Failure, Report, Summary, Where};
-pub use follow::{Divergence, follow};
+pub use follow::{Divergence, follow, follow_rotated};
 pub use keys::{KeyHistory, KeyRecordView, ScopedKey, Transition, system_key, system_key_name};
 pub use receipt::{ReceiptFacts, verify_receipt, verify_witnessed_receipt};
 pub use reference::{CHECKPOINT_ACTION, CHECKPOINT_RESOURCE, CheckpointReference};

@@ -387,6 +387,12 @@ impl trailmark_capture::Sink for HttpSink {
         Ok(Some((note, key.trim().to_owned())))
     }
 
+    async fn signing_keys(&self) -> Result<Vec<trailmark_verify::KeyRecordView>, SendError> {
+        self.call(trailmark_client::Client::signing_keys)
+            .await
+            .map_err(sink_error)
+    }
+
     async fn consistency(
         &self,
         tenant: &str,

@@ -501,6 +501,19 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
         }
     }
 
+    async fn signing_keys(&self) -> Result<Vec<trailmark_verify::KeyRecordView>, SendError> {
+        let records = self
+            .app
+            .store
+            .signing_keys()
+            .await
+            .map_err(|e| SendError::Failed(e.to_string()))?;
+        Ok(records
+            .iter()
+            .map(trailmark_store::SigningKeyRecord::view)
+            .collect())
+    }
+
     async fn checkpoint(&self, tenant: &str) -> Result<Option<(String, String)>, SendError> {
         let failed = |e: String| SendError::Failed(e);
         let tenant = TenantId::from_stored(tenant).map_err(|e| failed(e.to_owned()))?;

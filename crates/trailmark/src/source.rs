@@ -450,26 +450,13 @@ impl Source for Remote {
     }
 
     fn key_history(&mut self) -> anyhow::Result<Option<Vec<KeyRecordView>>> {
-        let Ok(body) = self.http.get_json("/v1/signing-keys", &[]) else {
-            return Ok(None);
-        };
-        let records = body["keys"]
-            .as_array()
-            .context("/v1/signing-keys: no keys array")?
-            .iter()
-            .map(|k| {
-                let public = Hash::from_base64(k["public_key"].as_str().context("public_key")?)?;
-                Ok(KeyRecordView {
-                    public_key: *public.as_bytes(),
-                    origin_prefix: k["origin_prefix"]
-                        .as_str()
-                        .context("origin_prefix")?
-                        .to_owned(),
-                    transition: k["transition"].as_str().map(str::to_owned),
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Some(records))
+        // A server from before the key record shows none; a record that
+        // does not read is an error, never a history left out.
+        match self.http.0.signing_keys() {
+            Ok(records) => Ok(Some(records)),
+            Err(e @ trailmark_client::Error::Unverified(_)) => Err(e.into()),
+            Err(_) => Ok(None),
+        }
     }
 
     fn consistency(

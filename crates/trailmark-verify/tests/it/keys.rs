@@ -91,3 +91,19 @@ fn each_key_signs_only_its_sizes_and_the_chain_must_be_signed() {
             .starts_with("checkpoint at size 4: the stored note does not verify")
     );
 }
+
+#[test]
+fn a_follower_moves_on_only_through_a_transition_from_the_key_it_remembered() {
+    let history = KeyHistory::new(&history(7)).unwrap();
+    let old = signer(7, "trailmark.local/acme").verifier();
+    let new = signer(2, "trailmark.local/acme").verifier();
+    assert!(history.successor("acme", &old).unwrap() == new);
+    assert!(history.successor("acme", &new).unwrap() == new);
+    let stranger = signer(9, "trailmark.local/acme").verifier();
+    assert!(
+        history
+            .successor("acme", &stranger)
+            .unwrap_err()
+            .contains("not one of the trail's signing keys")
+    );
+}

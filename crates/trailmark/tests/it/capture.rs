@@ -2,17 +2,7 @@
 
 use serde_json::json;
 
-use crate::{PgDb, Server, cli, verify_dir};
-
-fn run_ok(args: &[&str]) -> String {
-    let out = cli(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::{PgDb, Server, cli, drain_once, run_ok, succeeded, verify_dir};
 
 #[test]
 fn capture_install_status_and_uninstall_from_the_cli() {
@@ -113,19 +103,7 @@ fn captured_bulk_changes_reach_the_trail_once_with_the_request_actor() {
          DELETE FROM customer WHERE id <= 10;
          CREATE TABLE public.outbox_copy AS SELECT * FROM trailmark.outbox;",
     );
-    let drain = [
-        "capture",
-        "pg",
-        "run",
-        "--source",
-        &source,
-        "--server",
-        &server.url,
-        "--key",
-        &server.admin,
-        "--once",
-    ];
-    run_ok(&drain);
+    succeeded(&drain_once(&source, &server));
     let (_, stats) = server.get(
         "/v1/stats?tenant=shop&resource_type=public.customer",
         &server.admin,
@@ -155,7 +133,7 @@ fn captured_bulk_changes_reach_the_trail_once_with_the_request_actor() {
 
     // Redelivery (a daemon that died between POST and DELETE) stores nothing twice.
     db.sql("INSERT INTO trailmark.outbox SELECT * FROM public.outbox_copy");
-    run_ok(&drain);
+    succeeded(&drain_once(&source, &server));
     let (_, again) = server.get("/v1/stats?resource_type=public.customer", &server.admin);
     assert_eq!(again["total"], 3010);
     assert!(
@@ -229,18 +207,7 @@ fn killing_the_drainer_mid_batch_loses_and_duplicates_nothing() {
     ];
     // SIGKILL, wherever it is: between POST and DELETE included.
     kill_again_and_again(&args, 0x2545_f491_4f6c_dd1d, 40..240);
-    run_ok(&[
-        "capture",
-        "pg",
-        "run",
-        "--source",
-        &source,
-        "--server",
-        &server.url,
-        "--key",
-        &server.admin,
-        "--once",
-    ]);
+    succeeded(&drain_once(&source, &server));
     let (_, stats) = server.get("/v1/stats?resource_type=public.item", &server.admin);
     assert_eq!(stats["total"], 20000, "every change exactly once: {stats}");
     let (ok, report) = verify_dir(dir.path());
@@ -315,18 +282,7 @@ fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing
         status.contains("mode wal") && status.contains("slot trailmark_"),
         "{status}"
     );
-    run_ok(&[
-        "capture",
-        "pg",
-        "run",
-        "--source",
-        &source,
-        "--server",
-        &server.url,
-        "--key",
-        &server.admin,
-        "--once",
-    ]);
+    succeeded(&drain_once(&source, &server));
     let (_, items) = server.get("/v1/stats?resource_type=public.item", &server.admin);
     assert_eq!(items["total"], 30000, "every change exactly once: {items}");
     let (_, history) = server.get("/v1/resources/public.counter/1/history", &server.admin);
@@ -548,18 +504,7 @@ fn wal_mode_captures_a_column_added_later_and_never_a_renamed_excluded_one() {
     // instead, which moves the slot itself (stored once, by id).
     drop(server);
     let server = Server::start(dir.path());
-    run_ok(&[
-        "capture",
-        "pg",
-        "run",
-        "--once",
-        "--source",
-        &source,
-        "--server",
-        &server.url,
-        "--key",
-        &server.admin,
-    ]);
+    succeeded(&drain_once(&source, &server));
     let (_, page) = server.get("/v1/events?resource_type=public.customer", &server.admin);
     assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
     // Without the event trigger (an install by a role that is not a
@@ -770,20 +715,7 @@ fn the_drainer_stops_on_a_rolled_back_server_and_resumes_once_an_operator_forget
     db.sql("CREATE TABLE item (id int PRIMARY KEY, name text)");
     let source = db.source();
     install(&source, "trigger", "public.item", &[]);
-    let drain = |server: &Server| {
-        cli(&[
-            "capture",
-            "pg",
-            "run",
-            "--source",
-            &source,
-            "--server",
-            &server.url,
-            "--key",
-            &server.admin,
-            "--once",
-        ])
-    };
+    let drain = |server: &Server| drain_once(&source, server);
     let data = tempfile::tempdir().unwrap();
     let mut server = Server::start(data.path());
     db.sql("INSERT INTO item SELECT g, 'a' FROM generate_series(1, 5) g");

@@ -291,6 +291,43 @@ pub(crate) fn cli(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
+/// Runs the CLI, which must succeed; its standard output.
+pub(crate) fn run_ok(args: &[&str]) -> String {
+    let out = cli(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts the CLI run succeeded, showing what it said when not.
+pub(crate) fn succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `capture pg run --once` from `source` into `server`.
+pub(crate) fn drain_once(source: &str, server: &Server) -> Output {
+    cli(&[
+        "capture",
+        "pg",
+        "run",
+        "--once",
+        "--source",
+        source,
+        "--server",
+        &server.url,
+        "--key",
+        &server.admin,
+    ])
+}
+
 pub(crate) fn verify_dir(dir: &Path) -> (bool, String) {
     let out = cli(&["verify", "--data-dir", dir.to_str().unwrap()]);
     (

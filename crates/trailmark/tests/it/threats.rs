@@ -17,7 +17,7 @@ use serde_json::json;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::{PgDb, Server, cli, copy_dir, event, wait_for};
+use crate::{PgDb, Server, cli, copy_dir, drain_once, event, succeeded, wait_for};
 
 /// One hostile edit's verdicts: (plain, key, trust, state), true = caught.
 type Caught = [bool; 4];
@@ -610,6 +610,99 @@ fn check_receipt_through(server: &Server, receipt: &std::path::Path) {
     );
 }
 
+/// `keys rotate-signing` on a stopped trail; the transition statement.
+fn rotate_signing(data: &Path, old: &Path, new: &Path) -> String {
+    crate::run_ok(&[
+        "keys",
+        "rotate-signing",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--signing-key",
+        old.to_str().unwrap(),
+        "--new-signing-key",
+        new.to_str().unwrap(),
+    ])
+}
+
+/// A client following acme's checkpoints and a capture drainer (which
+/// remembers the checkpoints of the tenant it drains into) have seen the
+/// old key sign; after `rotate-signing` both go on under the new key, the
+/// transition being signed by the key they remembered. A server showing
+/// another key with no transition from it is still refused.
+#[test]
+fn clients_and_capture_drainers_follow_a_signing_key_rotation() {
+    let trail = Trail::new(false);
+    let keys = tempfile::tempdir().unwrap();
+    let (old, new) = (key_file(keys.path()), keys.path().join("new.seed"));
+    let mut server = start(&trail, keys.path());
+    for n in 0..10 {
+        post(&server, "acme", n, &format!("user-{n}"));
+    }
+    server.wait_checkpoint("acme", 10);
+    let follower = trailmark_client::Follower::open(&keys.path().join("seen.sqlite3")).unwrap();
+    let client = |server: &Server| {
+        trailmark_client::Client::new(
+            &server.url,
+            &server.admin,
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap()
+    };
+    assert_eq!(follower.check(&client(&server), "acme").unwrap().size, 10);
+    let app_db = PgDb::new("tm_rotation_capture");
+    app_db.sql("CREATE TABLE item (id int PRIMARY KEY, name text)");
+    let source = app_db.source();
+    let drain = |server: &Server| drain_once(&source, server);
+    succeeded(&cli(&[
+        "capture",
+        "pg",
+        "install",
+        "--mode",
+        "trigger",
+        "--source",
+        &source,
+        "--tables",
+        "public.item",
+    ]));
+    app_db.sql("INSERT INTO item VALUES (1, 'before')");
+    succeeded(&drain(&server));
+    server.wait_checkpoint("default", 1);
+    // Drained again once signed: the drainer remembers a checkpoint of
+    // `default` under the old key.
+    app_db.sql("INSERT INTO item VALUES (2, 'before')");
+    succeeded(&drain(&server));
+    server.stop();
+
+    rotate_signing(trail.dir.path(), &old, &new);
+    let server = Server::start_with(trail.dir.path(), &["--signing-key", new.to_str().unwrap()]);
+    for n in 10..15 {
+        post(&server, "acme", n, &format!("user-{n}"));
+    }
+    server.wait_checkpoint("acme", 15);
+    assert_eq!(follower.check(&client(&server), "acme").unwrap().size, 15);
+    app_db.sql("INSERT INTO item VALUES (3, 'after')");
+    succeeded(&drain(&server));
+    // Once the new key has signed `default`, the drainer checks that
+    // checkpoint against the one it remembered under the old key.
+    server.wait_checkpoint("default", 3);
+    app_db.sql("INSERT INTO item VALUES (4, 'after')");
+    succeeded(&drain(&server));
+
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Server::start(other_dir.path());
+    for n in 0..16 {
+        post(&other, "acme", n, &format!("user-{n}"));
+    }
+    other.wait_checkpoint("acme", 16);
+    let refused = follower.check(&client(&other), "acme").unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("no key rotation leads on from it"),
+        "{refused}"
+    );
+}
+
 #[test]
 fn a_rotated_signing_key_is_followed_by_verify_from_the_first_key() {
     let trail = Trail::new(false);
@@ -630,22 +723,7 @@ fn a_rotated_signing_key_is_followed_by_verify_from_the_first_key() {
     let old_receipt = keep_a_receipt(&server, &keys.path().join("old.receipt"));
     server.stop();
 
-    let out = cli(&[
-        "keys",
-        "rotate-signing",
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--signing-key",
-        old.to_str().unwrap(),
-        "--new-signing-key",
-        new.to_str().unwrap(),
-    ]);
-    let statement = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let statement = rotate_signing(data.path(), &old, &new);
     assert!(
         statement.starts_with("trailmark key transition v1\nprefix trailmark.local\nnew "),
         "{statement}"
