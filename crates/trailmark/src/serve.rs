@@ -596,8 +596,8 @@ async fn capture_loop<S: Store>(app: Arc<App<S>>, capture: Capture) {
 async fn watch_slot<S: Store>(app: Arc<App<S>>, source: String) {
     use std::sync::atomic::Ordering::Relaxed;
     let m = &app.metrics;
-    // What was last recorded: once per onset; a reading back within bounds
-    // re-arms it.
+    // What was last recorded: once per onset; a reading back well within
+    // bounds (`CaptureWalRule::rearms`) re-arms it.
     let mut recorded: Option<&'static str> = None;
     loop {
         if let Ok((client, connection)) =
@@ -622,15 +622,15 @@ async fn watch_slot<S: Store>(app: Arc<App<S>>, source: String) {
                             .get()
                             .map(|feed| feed.rules().0.capture_wal.clone())
                             .unwrap_or_default();
-                        let finding =
-                            rule.judge(bytes(slot.retained_bytes), slot.wal_status.as_deref());
+                        let retained = bytes(slot.retained_bytes);
+                        let finding = rule.judge(retained, slot.wal_status.as_deref());
                         if finding == recorded {
                             // Nothing new.
                         } else if let Some(action) = finding {
                             if record_slot(&app, action, &slot, &rule).await {
                                 recorded = finding;
                             }
-                        } else {
+                        } else if rule.rearms(retained) {
                             recorded = None;
                         }
                     }

@@ -300,6 +300,13 @@ impl CaptureWalRule {
         }
     }
 
+    /// Whether a reading with nothing to report re-arms the rule: only once
+    /// the slot keeps at most nine tenths of the bound, so a slot hovering
+    /// at it is recorded once, not at every other reading.
+    pub fn rearms(&self, retained_bytes: u64) -> bool {
+        retained_bytes <= self.retained_bytes / 10 * 9
+    }
+
     fn check(&self) -> Result<(), String> {
         let name = RuleKind::CaptureWal.name();
         if self.retained_bytes < 1 << 20 {
@@ -690,6 +697,10 @@ mod tests {
         assert_eq!(rule.judge(0, Some("lost")), Some(SLOT_LOST));
         assert_eq!(rule.judge(1 << 30, Some("lost")), Some(SLOT_LOST));
         assert_eq!(rule.judge(1 << 30, None), Some(WAL_RETAINED));
+        // Re-armed only well below the bound.
+        assert!(!rule.rearms(1 << 20));
+        assert!(!rule.rearms((1 << 20) / 10 * 9 + 1));
+        assert!(rule.rearms((1 << 20) / 10 * 9));
         let off = CaptureWalRule {
             enabled: false,
             ..rule
