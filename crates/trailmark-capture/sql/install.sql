@@ -109,17 +109,24 @@ BEGIN
 END
 $$;
 
--- Version 5 (WAL mode): the columns a table with excluded columns is published with,
--- quoted and in order: every live column but the excluded ones, by number
--- as the triggers exclude them (a renamed excluded column stays out; a
--- column added later comes in).
-CREATE OR REPLACE FUNCTION trailmark.published_columns(schema_name text, table_name text)
-RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+-- Version 5 (WAL mode): the columns a table with excluded columns is published with:
+-- every live column but the excluded ones, by number as the triggers
+-- exclude them (a renamed excluded column stays out; a column added later
+-- comes in). The one rule for the publication and for `status`.
+CREATE OR REPLACE FUNCTION trailmark.publishable(schema_name text, table_name text)
+RETURNS TABLE (attnum smallint, attname name) LANGUAGE sql STABLE AS $$
+    SELECT a.attnum, a.attname
     FROM trailmark.tables t
     JOIN pg_attribute a ON a.attrelid = to_regclass(format('%I.%I', t.schema_name, t.table_name))
     WHERE t.schema_name = $1 AND t.table_name = $2
       AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attnum = ANY (t.exclude_attnums)
+$$;
+
+-- The same, as a column list to publish with.
+CREATE OR REPLACE FUNCTION trailmark.published_columns(schema_name text, table_name text)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT string_agg(quote_ident(c.attname), ', ' ORDER BY c.attnum)
+    FROM trailmark.publishable($1, $2) c
 $$;
 
 -- WAL mode: a publication's column list is fixed, so a column added to a

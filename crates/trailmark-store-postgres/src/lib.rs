@@ -377,15 +377,6 @@ impl Store for PgStore {
         read::heads(&**self.client().await?).await
     }
 
-    async fn entries(
-        &self,
-        tenant: &TenantId,
-        start: u64,
-        end: u64,
-    ) -> Result<Vec<StoredEntry>, StoreError> {
-        read::entries(&**self.client().await?, tenant, start, end).await
-    }
-
     async fn raw_entries(
         &self,
         tenant: &TenantId,

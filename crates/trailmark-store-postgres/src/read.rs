@@ -122,19 +122,6 @@ fn entries_statement(tenant: &TenantId, start: u64, end: u64) -> Statements {
     }
 }
 
-pub(crate) async fn entries(
-    c: &impl GenericClient,
-    tenant: &TenantId,
-    start: u64,
-    end: u64,
-) -> Result<Vec<StoredEntry>, StoreError> {
-    raw_entries(c, tenant, start, end)
-        .await?
-        .into_iter()
-        .map(RawEntry::parse)
-        .collect()
-}
-
 pub(crate) async fn raw_entries(
     c: &impl GenericClient,
     tenant: &TenantId,

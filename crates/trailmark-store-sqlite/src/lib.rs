@@ -553,17 +553,6 @@ impl Store for SqliteStore {
         self.read(read::heads).await
     }
 
-    async fn entries(
-        &self,
-        tenant: &TenantId,
-        start: u64,
-        end: u64,
-    ) -> Result<Vec<StoredEntry>, StoreError> {
-        let tenant = tenant.clone();
-        self.read(move |c| read::entries(c, &tenant, start, end))
-            .await
-    }
-
     async fn raw_entries(
         &self,
         tenant: &TenantId,

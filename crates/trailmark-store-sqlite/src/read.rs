@@ -127,18 +127,6 @@ fn entries_statement(tenant: &TenantId, start: u64, end: u64) -> Statement {
     }
 }
 
-pub(crate) fn entries(
-    conn: &Connection,
-    tenant: &TenantId,
-    start: u64,
-    end: u64,
-) -> Result<Vec<StoredEntry>, StoreError> {
-    raw_entries(conn, tenant, start, end)?
-        .into_iter()
-        .map(RawEntry::parse)
-        .collect()
-}
-
 pub(crate) fn raw_entries(
     conn: &Connection,
     tenant: &TenantId,

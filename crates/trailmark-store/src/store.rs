@@ -30,13 +30,22 @@ pub trait Store: Send + Sync + 'static {
     /// Every tenant with its current log size.
     fn heads(&self) -> impl Future<Output = Result<Vec<TenantHead>, StoreError>> + Send;
 
-    /// Entries `start..end` of a tenant's log, in order (fewer at the end).
+    /// Entries `start..end` of a tenant's log, in order (fewer at the end):
+    /// [`Self::raw_entries`] with each payload parsed ([`RawEntry::parse`]).
     fn entries(
         &self,
         tenant: &TenantId,
         start: u64,
         end: u64,
-    ) -> impl Future<Output = Result<Vec<StoredEntry>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<StoredEntry>, StoreError>> + Send {
+        async move {
+            self.raw_entries(tenant, start, end)
+                .await?
+                .into_iter()
+                .map(RawEntry::parse)
+                .collect()
+        }
+    }
 
     /// Entries `start..end` as stored, payloads unparsed (for verifying and
     /// copying a trail).

@@ -508,10 +508,7 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
             .signing_keys()
             .await
             .map_err(|e| SendError::Failed(e.to_string()))?;
-        Ok(records
-            .iter()
-            .map(trailmark_store::SigningKeyRecord::view)
-            .collect())
+        Ok(crate::source::views(&records))
     }
 
     async fn checkpoint(&self, tenant: &str) -> Result<Option<(String, String)>, SendError> {

@@ -81,7 +81,7 @@ pub struct Offline<S> {
 type Page = (TenantId, u64, u64);
 type ReadAhead = tokio::task::JoinHandle<Result<Vec<RawEntry>, trailmark_store::StoreError>>;
 
-fn views(records: &[trailmark_store::SigningKeyRecord]) -> Vec<KeyRecordView> {
+pub(crate) fn views(records: &[trailmark_store::SigningKeyRecord]) -> Vec<KeyRecordView> {
     records
         .iter()
         .map(trailmark_store::SigningKeyRecord::view)

@@ -97,18 +97,18 @@ async fn unpublished(
 ) -> Result<Option<String>, Error> {
     let row = client
         .query_one(
-            "SELECT string_agg(a.attname::text, ', ' ORDER BY a.attnum)
+            "SELECT string_agg(c.attname::text, ', ' ORDER BY c.attnum)
              FROM pg_publication_tables p
              JOIN trailmark.tables t ON t.schema_name = p.schemaname AND t.table_name = p.tablename
-             JOIN pg_attribute a ON a.attrelid = to_regclass(format('%I.%I', p.schemaname, p.tablename))
+             CROSS JOIN trailmark.publishable($1, $2) c
              WHERE p.pubname = $3 AND p.schemaname = $1 AND p.tablename = $2
-               AND cardinality(t.exclude_attnums) > 0
-               AND a.attnum > 0 AND NOT a.attisdropped
-               AND NOT a.attnum = ANY (t.exclude_attnums) AND NOT a.attname = ANY (p.attnames)",
+               AND cardinality(t.exclude_attnums) > 0 AND NOT c.attname = ANY (p.attnames)",
             &[&schema, &table, &super::wal::PUBLICATION],
         )
         .await
-        .map_err(pg(format!("reading the published columns of {schema}.{table}")))?;
+        .map_err(pg(format!(
+            "reading the published columns of {schema}.{table}"
+        )))?;
     Ok(row.get(0))
 }
 
