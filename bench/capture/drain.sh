@@ -17,6 +17,7 @@ else
 fi
 db=tm_bench_drain
 psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
+. bench/lib.sh
 cargo build --release -p trailmark >/dev/null 2>&1
 bin=./target/release/trailmark
 work=$(mktemp -d)
@@ -39,11 +40,10 @@ fill() {
 # Seconds from serve's start until the ledger holds every row (the tenant
 # "default" at its size).
 waited() {
-  local start=$1 key
+  local start=$1
   for _ in $(seq 100); do [ -s "$work/a/bootstrap-admin.key" ] && break; sleep 0.05; done
-  key=$(cat "$work/a/bootstrap-admin.key")
-  until [ "$(curl -sf -H "Authorization: Bearer $key" http://127.0.0.1:7981/v1/tenants |
-             grep -o '"size":[0-9]*,"tenant":"default"' | grep -o '[0-9][0-9]*' || echo 0)" -ge "$rows" ]; do
+  TRAILMARK_KEY=$(cat "$work/a/bootstrap-admin.key")
+  until [ "$(tenant_size default 7981)" -ge "$rows" ]; do
     sleep 0.1
   done
   echo "$(date +%s.%N) - $start" | bc

@@ -25,14 +25,10 @@ target=target/limits
 cargo build --release -q -p trailmark --features limits-probe --bin trailmark --example limits --target-dir "$target"
 bin="$target/release/trailmark"
 data=$(mktemp -d)
+server=""
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
-if curl -sf http://127.0.0.1:7979/healthz >/dev/null; then
-  echo "something already listens on 127.0.0.1:7979; stop it first" >&2; exit 1
-fi
-"$bin" serve --data-dir "$data" --listen 127.0.0.1:7979 >/dev/null 2>&1 &
-server=$!
-for _ in $(seq 100); do curl -sf http://127.0.0.1:7979/healthz >/dev/null && break; sleep 0.1; done
-export TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key")
+. bench/lib.sh
+start_serve "$bin" "$data"
 
 rate() { # wrk output on stdin; events per request as $1
   awk -v per="$1" '/Requests\/sec/ {printf "%.0f\n", $2 * per}'

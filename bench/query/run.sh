@@ -13,26 +13,16 @@ here=bench/query
 bin="${TRAILMARK_BIN:-./target/release/trailmark}"
 [ -n "${TRAILMARK_BIN:-}" ] || cargo build --release -p trailmark >/dev/null 2>&1
 data="${TRAILMARK_BENCH_DATA:-$(mktemp -d)}"
-if curl -sf http://127.0.0.1:7979/healthz >/dev/null; then
-  echo "something already listens on 127.0.0.1:7979; stop it first" >&2; exit 1
-fi
-"$bin" serve --data-dir "$data" --listen 127.0.0.1:7979 >/dev/null 2>&1 &
-server=$!
+. bench/lib.sh
+start_serve "$bin" "$data"
 trap 'kill "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -sf http://127.0.0.1:7979/healthz >/dev/null && break; sleep 0.1; done
-export TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key")
-size() {
-  local n
-  n=$(curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" http://127.0.0.1:7979/v1/tenants | sed -n 's/.*"size":\([0-9]*\),"tenant":"bench".*/\1/p')
-  echo "${n:-0}"
-}
 start=$(date +%s)
-while [ "$(size)" -lt "$events" ]; do
+while [ "$(tenant_size bench)" -lt "$events" ]; do
   wrk -t2 -c4 -d30s -s $here/load.lua http://127.0.0.1:7979/v1/events >/dev/null 2>&1
-  echo "loaded $(size) events ($(( $(date +%s) - start )) s)"
+  echo "loaded $(tenant_size bench) events ($(( $(date +%s) - start )) s)"
 done
 du -sh "$data"
 for mode in ${MODES:-actor history q feed failures stats}; do
-  echo "== GET ($mode), 8 connections, ${secs}s, on $(size) events"
+  echo "== GET ($mode), 8 connections, ${secs}s, on $(tenant_size bench) events"
   QUERY=$mode wrk -t2 -c8 -d"${secs}s" --latency -s $here/query.lua http://127.0.0.1:7979 2>&1 | grep -E "Latency|50%|90%|99%|Requests/sec|unexpected" | head -8
 done

@@ -16,22 +16,12 @@ bin=./target/release/trailmark
 cargo build --release -p trailmark >/dev/null 2>&1
 data="${TRAILMARK_BENCH_DATA:-$(mktemp -d)}"
 [ -n "${TRAILMARK_BENCH_DATA:-}" ] || trap 'rm -rf "$data"' EXIT
+. bench/lib.sh
 if [ ! -f "$data/loaded" ]; then
-  if curl -sf http://127.0.0.1:7979/healthz >/dev/null; then
-    echo "something already listens on 127.0.0.1:7979; stop it first" >&2; exit 1
-  fi
-  "$bin" serve --data-dir "$data" --listen 127.0.0.1:7979 >/dev/null 2>&1 &
-  server=$!
-  for _ in $(seq 100); do curl -sf http://127.0.0.1:7979/healthz >/dev/null && break; sleep 0.1; done
-  export TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key")
-  size() {
-    local n
-    n=$(curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" http://127.0.0.1:7979/v1/tenants | sed -n 's/.*"size":\([0-9]*\),"tenant":"bench".*/\1/p')
-    echo "${n:-0}"
-  }
-  while [ "$(size)" -lt "$events" ]; do
+  start_serve "$bin" "$data"
+  while [ "$(tenant_size bench)" -lt "$events" ]; do
     wrk -t2 -c4 -d20s -s bench/query/load.lua http://127.0.0.1:7979/v1/events >/dev/null 2>&1
-    echo "loaded $(size) events"
+    echo "loaded $(tenant_size bench) events"
   done
   kill -TERM "$server"; wait "$server" || true
   touch "$data/loaded"

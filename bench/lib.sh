@@ -1,0 +1,25 @@
+# Shared by the bench scripts (sourced, from the repository's root).
+
+# start_serve BIN DATA_DIR [PORT]: starts `serve` on 127.0.0.1:PORT (7979),
+# refusing when something already listens there; waits until it answers,
+# sets $server to its pid and exports TRAILMARK_KEY (its bootstrap admin key).
+start_serve() {
+  local bin=$1 data=$2 port=${3:-7979}
+  if curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; then
+    echo "something already listens on 127.0.0.1:$port; stop it first" >&2; exit 1
+  fi
+  "$bin" serve --data-dir "$data" --listen "127.0.0.1:$port" >/dev/null 2>&1 &
+  server=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+  TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key")
+  export TRAILMARK_KEY
+}
+
+# tenant_size TENANT [PORT]: the tenant's log size on the server at
+# 127.0.0.1:PORT (7979), 0 when it has none or the server does not answer.
+tenant_size() {
+  local n
+  n=$(curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" "http://127.0.0.1:${2:-7979}/v1/tenants" |
+      grep -o "\"size\":[0-9]*,\"tenant\":\"$1\"" | grep -o '[0-9][0-9]*' | head -n 1)
+  echo "${n:-0}"
+}
