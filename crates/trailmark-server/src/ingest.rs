@@ -101,27 +101,35 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec
 /// Before anything is stored (a batch is all or nothing): an id already
 /// used for another body is a conflict. A repeat found stored and the same
 /// is settled here: its `sameness` is cleared, so that [`repeats_match`]
-/// does not read it again.
+/// does not read it again. One read for the whole batch.
 async fn unused_ids<S: Store>(
     app: &App<S>,
     batch: &[trailmark_store::NewEvent],
     sameness: &mut [Option<Sameness>],
 ) -> Result<(), ApiError> {
-    for (index, (new, slot)) in batch.iter().zip(sameness.iter_mut()).enumerate() {
-        let (Some(same), Some(id)) = (slot.as_ref(), new.event.id) else {
+    let asked: Vec<(usize, (TenantId, trailmark_core::EventId))> = batch
+        .iter()
+        .zip(sameness.iter())
+        .enumerate()
+        .filter_map(|(index, (new, same))| {
+            let id = new.event.id.filter(|_| same.is_some())?;
+            Some((index, (new.tenant(), id)))
+        })
+        .collect();
+    if asked.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<_> = asked.iter().map(|(_, key)| key.clone()).collect();
+    let stored = app.store.entries_by_ids(&keys).await?;
+    for ((index, (tenant, id)), stored) in asked.into_iter().zip(stored) {
+        let Some(stored) = stored else {
             continue;
         };
-        let tenant = new.tenant();
-        if let Some(stored) = app
-            .store
-            .entry_by_id(std::slice::from_ref(&tenant), id)
-            .await?
-        {
-            if !same.matches(&stored) {
-                return Err(conflict(index, id, &tenant));
-            }
-            *slot = None;
+        let slot = &mut sameness[index];
+        if !slot.as_ref().is_some_and(|same| same.matches(&stored)) {
+            return Err(conflict(index, id, &tenant));
         }
+        *slot = None;
     }
     Ok(())
 }
@@ -134,14 +142,21 @@ async fn repeats_match<S: Store>(
     appended: &[trailmark_store::Appended],
     sameness: &[Option<Sameness>],
 ) -> Result<(), ApiError> {
-    for (index, (a, same)) in appended.iter().zip(sameness).enumerate() {
-        let Some(same) = same.as_ref().filter(|_| a.duplicate) else {
-            continue;
-        };
-        let stored = app
-            .store
-            .entry_by_id(std::slice::from_ref(&a.tenant), a.id)
-            .await?;
+    let asked: Vec<(usize, &Sameness, &trailmark_store::Appended)> = appended
+        .iter()
+        .zip(sameness)
+        .enumerate()
+        .filter_map(|(index, (a, same))| Some((index, same.as_ref()?, a)).filter(|_| a.duplicate))
+        .collect();
+    if asked.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<_> = asked
+        .iter()
+        .map(|(_, _, a)| (a.tenant.clone(), a.id))
+        .collect();
+    let stored = app.store.entries_by_ids(&keys).await?;
+    for ((index, same, a), stored) in asked.into_iter().zip(stored) {
         if !stored.is_some_and(|s| same.matches(&s)) {
             return Err(conflict(index, a.id, &a.tenant));
         }

@@ -394,6 +394,13 @@ impl Store for PgStore {
         read::entry_by_id(&**self.client().await?, tenants, id).await
     }
 
+    async fn entries_by_ids(
+        &self,
+        keys: &[(TenantId, EventId)],
+    ) -> Result<Vec<Option<StoredEntry>>, StoreError> {
+        read::entries_by_ids(&**self.client().await?, keys).await
+    }
+
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
         let mut client = self.client().await?;
         let tx = bounded_read(&mut client, self.read_time_limit).await?;

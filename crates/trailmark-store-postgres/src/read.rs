@@ -195,6 +195,39 @@ pub(crate) async fn entry_by_id(
     row.as_ref().map(to_entry).transpose()
 }
 
+/// [`entry_by_id`] for each key, in one statement.
+pub(crate) async fn entries_by_ids(
+    c: &impl GenericClient,
+    keys: &[(TenantId, EventId)],
+) -> Result<Vec<Option<StoredEntry>>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tenants: Vec<&str> = keys.iter().map(|(t, _)| t.as_str()).collect();
+    let ids: Vec<String> = keys.iter().map(|(_, id)| id.to_string()).collect();
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM {WITH_PAYLOAD}
+         WHERE (e.tenant, e.id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+    );
+    let rows = c
+        .query(&sql, &[&tenants, &ids])
+        .await
+        .map_err(db("reading entries by id"))?;
+    let mut found = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let entry = to_entry(row)?;
+        found.insert(
+            (entry.columns.tenant.clone(), entry.columns.id.clone()),
+            entry,
+        );
+    }
+    Ok(keys
+        .iter()
+        .zip(ids)
+        .map(|((tenant, _), id)| found.get(&(tenant.as_str().to_owned(), id)).cloned())
+        .collect())
+}
+
 /// `q=` as a tsquery: every word must be present (`'a' & 'b'`); None when
 /// the text has no words.
 fn tsquery(q: &str) -> Option<String> {

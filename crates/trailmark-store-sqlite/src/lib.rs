@@ -573,6 +573,14 @@ impl Store for SqliteStore {
         self.read(move |c| read::entry_by_id(c, &tenants, id)).await
     }
 
+    async fn entries_by_ids(
+        &self,
+        keys: &[(TenantId, EventId)],
+    ) -> Result<Vec<Option<StoredEntry>>, StoreError> {
+        let keys = keys.to_vec();
+        self.read(move |c| read::entries_by_ids(c, &keys)).await
+    }
+
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
         let q = query.clone();
         self.read_caught_up(query, move |c, strict| read::query(c, &q, strict))

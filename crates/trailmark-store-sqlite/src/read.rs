@@ -186,6 +186,23 @@ pub(crate) fn entry_by_id(
     row.map(to_entry).transpose()
 }
 
+/// [`entry_by_id`] for each key, in one read transaction (one snapshot,
+/// one lock taken instead of one per key).
+pub(crate) fn entries_by_ids(
+    conn: &Connection,
+    keys: &[(TenantId, EventId)],
+) -> Result<Vec<Option<StoredEntry>>, StoreError> {
+    let tx = conn
+        .unchecked_transaction()
+        .map_err(db("starting a read"))?;
+    let found = keys
+        .iter()
+        .map(|(tenant, id)| entry_by_id(&tx, std::slice::from_ref(tenant), *id))
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.finish().map_err(db("ending a read"))?;
+    Ok(found)
+}
+
 /// A free-text search as an FTS5 query: every word (run of letters and
 /// digits, as the index's tokenizer splits them) required, quoted so that no
 /// input is read as query syntax.

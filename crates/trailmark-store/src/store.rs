@@ -63,6 +63,22 @@ pub trait Store: Send + Sync + 'static {
         id: EventId,
     ) -> impl Future<Output = Result<Option<StoredEntry>, StoreError>> + Send;
 
+    /// The entry each `(tenant, id)` names, in the order asked (`None` where
+    /// there is none): what a batch's ids already name, in one read rather
+    /// than one per event.
+    fn entries_by_ids(
+        &self,
+        keys: &[(TenantId, EventId)],
+    ) -> impl Future<Output = Result<Vec<Option<StoredEntry>>, StoreError>> + Send {
+        async move {
+            let mut found = Vec::with_capacity(keys.len());
+            for (tenant, id) in keys {
+                found.push(self.entry_by_id(std::slice::from_ref(tenant), *id).await?);
+            }
+            Ok(found)
+        }
+    }
+
     /// A filtered page, newest first.
     fn query(&self, query: &Query) -> impl Future<Output = Result<Page, StoreError>> + Send;
 

@@ -36,6 +36,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@tests $harness;
             appends_get_consecutive_seqs_per_tenant,
             the_same_id_twice_is_stored_once_with_the_same_seq,
+            ids_of_a_batch_are_looked_up_in_one_read_in_order,
             stored_nodes_give_the_in_memory_tree_roots_and_proofs,
             entries_keep_envelope_payload_and_salt,
             queries_filter_by_every_field,
@@ -247,6 +248,46 @@ pub async fn the_same_id_twice_is_stored_once_with_the_same_seq<H: Harness>(h: &
     let mut other = first;
     other.event.tenant = Some(tenant("b"));
     assert!(!store.append(vec![other]).await.unwrap()[0].duplicate);
+}
+
+pub async fn ids_of_a_batch_are_looked_up_in_one_read_in_order<H: Harness>(h: &H) {
+    let store = h.open();
+    append_range(&store, "a", 0..3).await;
+    append_range(&store, "b", 10..12).await;
+    let a = store.entries(&tenant("a"), 0, 3).await.unwrap();
+    let b = store.entries(&tenant("b"), 0, 2).await.unwrap();
+    let id = |e: &crate::StoredEntry| e.envelope().unwrap().id;
+    let unknown = EventId::parse("0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d5e").unwrap();
+    let keys = vec![
+        (tenant("b"), id(&b[1])),
+        (tenant("a"), id(&a[2])),
+        (tenant("a"), unknown),
+        // An id of tenant b asked in tenant a names nothing.
+        (tenant("a"), id(&b[0])),
+        (tenant("a"), id(&a[0])),
+        // Asked twice: answered twice.
+        (tenant("b"), id(&b[1])),
+    ];
+    let found: Vec<Option<Vec<u8>>> = store
+        .entries_by_ids(&keys)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.map(|e| e.envelope_bytes))
+        .collect();
+    let bytes = |e: &crate::StoredEntry| Some(e.envelope_bytes.clone());
+    assert_eq!(
+        found,
+        vec![
+            bytes(&b[1]),
+            bytes(&a[2]),
+            None,
+            None,
+            bytes(&a[0]),
+            bytes(&b[1])
+        ]
+    );
+    assert!(store.entries_by_ids(&[]).await.unwrap().is_empty());
 }
 
 pub async fn stored_nodes_give_the_in_memory_tree_roots_and_proofs<H: Harness>(h: &H) {
