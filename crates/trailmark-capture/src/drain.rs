@@ -48,10 +48,11 @@ pub struct Captured {
 /// `serve` process the drainer runs in.
 pub trait Sink: Send + Sync {
     /// Appends the events durably, all or nothing; `Ok` only once they are
-    /// durable, with the tenants they went to.
+    /// durable, with the tenants they went to. Borrowed: a batch answered
+    /// busy is sent again as it is, never copied for the retry.
     fn send(
         &self,
-        events: Vec<Captured>,
+        events: &[Captured],
     ) -> impl Future<Output = Result<Vec<String>, SendError>> + Send;
 
     /// The newest signed checkpoint of `tenant` (the note) and the
@@ -271,7 +272,7 @@ async fn drain_outbox<S: Sink>(
         let next = match in_flight.take() {
             None => next.await?,
             Some((events, ids)) => {
-                let (sent, next) = tokio::join!(send(sink, events), next);
+                let (sent, next) = tokio::join!(send(sink, &events), next);
                 let tenants = sent?;
                 // Only now are they durable in the trail.
                 delete_sent(client, &ids, &options.name).await?;
@@ -387,10 +388,10 @@ pub(crate) async fn capture(
     })
 }
 
-pub(crate) async fn send<S: Sink>(sink: &S, events: Vec<Captured>) -> Result<Vec<String>, Error> {
+pub(crate) async fn send<S: Sink>(sink: &S, events: &[Captured]) -> Result<Vec<String>, Error> {
     let mut busy_since = None;
     loop {
-        match sink.send(events.clone()).await {
+        match sink.send(events).await {
             Ok(tenants) => return Ok(tenants),
             Err(SendError::Busy(wait)) => {
                 let since = *busy_since.get_or_insert_with(std::time::Instant::now);

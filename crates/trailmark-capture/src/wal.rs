@@ -511,7 +511,7 @@ async fn flush<S: Sink>(client: &Client, sink: &S, events: Vec<Captured>) -> Res
         return Ok(0);
     }
     let n = events.len() as u64;
-    let tenants = send(sink, events).await?;
+    let tenants = send(sink, &events).await?;
     crate::seen::check(client, sink, &tenants).await?;
     Ok(n)
 }

@@ -353,13 +353,12 @@ fn sink_error(e: trailmark_client::Error) -> SendError {
 }
 
 impl trailmark_capture::Sink for HttpSink {
-    async fn send(
-        &self,
-        events: Vec<trailmark_capture::Captured>,
-    ) -> Result<Vec<String>, SendError> {
-        let body: Vec<serde_json::Value> = events.into_iter().map(|c| c.json).collect();
+    async fn send(&self, events: &[trailmark_capture::Captured]) -> Result<Vec<String>, SendError> {
+        let body: Vec<&serde_json::Value> = events.iter().map(|c| &c.json).collect();
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| SendError::Failed(format!("writing the batch as JSON: {e}")))?;
         let stored = self
-            .call(move |c| c.ingest(&body))
+            .call(move |c| c.ingest_json(&body))
             .await
             .map_err(sink_error)?;
         let mut tenants: Vec<String> = stored.entries.into_iter().map(|e| e.tenant).collect();
@@ -831,7 +830,7 @@ mod tests {
     async fn a_busy_server_is_retried_after_what_it_asks_and_a_refusal_fails() {
         let busy = answering("429 Too Many Requests", "Retry-After: 7\r\n", "{}", 1);
         let sink = HttpSink::new(&busy, "k").unwrap();
-        match sink.send(one_event()).await {
+        match sink.send(&one_event()).await {
             Err(SendError::Busy(after)) => assert_eq!(after, Duration::from_secs(7)),
             other => panic!("{other:?}"),
         }
@@ -843,7 +842,7 @@ mod tests {
             1,
         );
         let sink = HttpSink::new(&refused, "k").unwrap();
-        match sink.send(one_event()).await {
+        match sink.send(&one_event()).await {
             Err(SendError::Failed(m)) => assert!(m.contains("400"), "{m}"),
             other => panic!("{other:?}"),
         }

@@ -470,12 +470,9 @@ struct StoreSink<S> {
 }
 
 impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
-    async fn send(
-        &self,
-        events: Vec<trailmark_capture::Captured>,
-    ) -> Result<Vec<String>, SendError> {
+    async fn send(&self, events: &[trailmark_capture::Captured]) -> Result<Vec<String>, SendError> {
         // Validated once, by the drainer: appended as the events they are.
-        let events: Vec<trailmark_core::Event> = events.into_iter().map(|c| c.event).collect();
+        let events: Vec<trailmark_core::Event> = events.iter().map(|c| c.event.clone()).collect();
         let mut tenants: Vec<String> = events
             .iter()
             .map(|e| {

@@ -132,12 +132,12 @@ pub(crate) struct Collect(pub std::sync::Mutex<Vec<serde_json::Value>>);
 impl trailmark_capture::Sink for Collect {
     async fn send(
         &self,
-        events: Vec<trailmark_capture::Captured>,
+        events: &[trailmark_capture::Captured],
     ) -> Result<Vec<String>, trailmark_capture::SendError> {
         self.0
             .lock()
             .unwrap()
-            .extend(events.into_iter().map(|c| c.json));
+            .extend(events.iter().map(|c| c.json.clone()));
         Ok(Vec::new())
     }
 }

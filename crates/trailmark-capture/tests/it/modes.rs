@@ -318,7 +318,7 @@ struct Refuse;
 impl trailmark_capture::Sink for Refuse {
     async fn send(
         &self,
-        _: Vec<trailmark_capture::Captured>,
+        _: &[trailmark_capture::Captured],
     ) -> Result<Vec<String>, trailmark_capture::SendError> {
         Err(trailmark_capture::SendError::Failed("disk full".into()))
     }
