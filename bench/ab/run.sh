@@ -6,6 +6,7 @@
 # medians.
 #
 #   bench/ab/run.sh OLD_BINARY NEW_BINARY [seconds] [rounds]     (needs wrk)
+#   IDS=1 bench/ab/run.sh ...     every event with its own id (see bench/query/load.lua)
 #
 # e.g. an earlier commit built into its own target dir:
 #   git worktree add /tmp/old <commit>

@@ -1,10 +1,13 @@
 -- Events with varied actors, resources and actions: EVENTS per request (default 1000,
 -- sent as an array; 1 sends one event as an object, as an application would).
+-- IDS=1: each event carries its own id (a random UUIDv4), as the Python client and the
+-- capture drainers send them (the server then looks up whether the id is already used).
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("TRAILMARK_KEY")
 local actions = {"create", "update", "update", "update", "delete", "login", "export"}
 local per = tonumber(os.getenv("EVENTS") or "1000")
+local ids = os.getenv("IDS") == "1"
 local counter = 0
 
 function setup(thread)
@@ -16,12 +19,19 @@ function init(args)
   math.randomseed(id * 7919 + 17)
 end
 
+local function uuid4()
+  return string.format("%08x-%04x-4%03x-%04x-%04x%08x", math.random(0, 0xffffffff),
+    math.random(0, 0xffff), math.random(0, 0xfff), 0x8000 + math.random(0, 0x3fff),
+    math.random(0, 0xffff), math.random(0, 0xffffffff))
+end
+
 local function one()
   local actor = math.random(1, 100000)
   local resource = math.random(1, 1000000)
+  local id = ids and string.format('"id":"%s",', uuid4()) or ""
   return string.format(
-    '{"tenant":"bench","actor":{"id":"u%d","type":"user","name":"user%d@example.com"},"action":"%s","resource":{"type":"Invoice","id":"%d"},"changes":{"total":{"old":"%d.00","new":"%d.50"}},"context":{"ip":"10.%d.%d.%d"}}',
-    actor, actor, actions[math.random(#actions)], resource, resource % 997, resource % 991,
+    '{%s"tenant":"bench","actor":{"id":"u%d","type":"user","name":"user%d@example.com"},"action":"%s","resource":{"type":"Invoice","id":"%d"},"changes":{"total":{"old":"%d.00","new":"%d.50"}},"context":{"ip":"10.%d.%d.%d"}}',
+    id, actor, actor, actions[math.random(#actions)], resource, resource % 997, resource % 991,
     actor % 256, resource % 256, (actor + resource) % 256)
 end
 
