@@ -355,6 +355,9 @@ impl Decoder {
             EventType::Truncate { tables: names, .. } => names
                 .iter()
                 .map(|name| {
+                    // `schema.table`, unambiguous: the publication holds only
+                    // installed tables, and install refuses a name with a dot
+                    // (`TableSpec::parse`).
                     let (schema, table) = name.split_once('.').unwrap_or(("", name));
                     Change::new("truncate", schema, table, None, None)
                 })
