@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# What a running drainer costs the application: pgbench's built-in TPC-B-like
+# workload (4 clients, all four tables captured in WAL mode) while `serve`
+# drains the slot on the same machine, beside the same workload on an
+# uncaptured database, in interleaved rounds. With TRAILMARK_BIN_BEFORE (an
+# earlier build), that build's drainer runs in the same rounds, so two builds
+# compare on one noisy machine. Ends by checking every change arrived once
+# (transactions x 4 events in each ledger).
+#
+#   bench/capture/tpcb.sh [seconds] [rounds] [scale]    (needs pgbench)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs="${1:-15}"
+rounds="${2:-3}"
+scale="${3:-10}"
+pg="$(scripts/logical-cluster)"
+psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
+. bench/lib.sh
+cargo build --release -p trailmark >/dev/null 2>&1
+now=./target/release/trailmark
+before="${TRAILMARK_BIN_BEFORE:-}"
+builds="now"
+[ -z "$before" ] || builds="before now"
+bin_of() { if [ "$1" = before ]; then echo "$before"; else echo "$now"; fi; }
+work=$(mktemp -d)
+server=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null || true
+  for db in $(psql_ postgres -c "SELECT datname FROM pg_database WHERE datname LIKE 'tm_tpcb_%'"); do
+    psql_ postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$db'" >/dev/null
+    psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+tables=public.pgbench_accounts,public.pgbench_branches,public.pgbench_tellers,public.pgbench_history
+for db in none $builds; do
+  db="tm_tpcb_$db"
+  psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+  pgbench -i -q -s "$scale" "$pg dbname=$db" >/dev/null 2>&1
+  [ "$db" = tm_tpcb_none ] || $now capture pg install --mode wal --source "$pg dbname=$db" --tables "$tables" >/dev/null
+  psql_ "$db" -c "CHECKPOINT" -c "VACUUM ANALYZE" >/dev/null
+done
+tpcb() { pgbench -n -c 4 -j 4 -T "$secs" -b tpcb-like "$pg dbname=$1" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
+serve() { # build, database: the drainer inside serve, its ledger kept across rounds
+  "$(bin_of "$1")" serve --data-dir "$work/ledger-$1" --listen 127.0.0.1:7980 \
+    --capture-source "$pg dbname=$2" >/dev/null 2>&1 &
+  server=$!
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:7980/healthz >/dev/null && break; sleep 0.1; done
+}
+# Changes made so far not yet in the ledger (a drainer that falls behind
+# costs the application less while it runs, and catches up later).
+behind() { # build, database
+  TRAILMARK_KEY=$(cat "$work/ledger-$1/bootstrap-admin.key")
+  echo $(($(psql_ "$2" -c "SELECT count(*) FROM pgbench_history") * 4 - $(tenant_size default 7980)))
+}
+for round in $(seq "$rounds"); do
+  echo "round=$round capture=none tps=$(tpcb tm_tpcb_none)"
+  order=$builds
+  # Every other round the other build goes first.
+  [ $((round % 2)) = 1 ] || order=$(echo "$builds" | tr ' ' '\n' | tac | tr '\n' ' ')
+  for build in $order; do
+    serve "$build" "tm_tpcb_$build"
+    tps=$(tpcb "tm_tpcb_$build")
+    echo "round=$round capture=wal drainer=$build tps=$tps events_behind_at_end=$(behind "$build" "tm_tpcb_$build")"
+    kill -TERM "$server"; wait "$server" || true
+    server=""
+  done
+done
+for build in $builds; do
+  db="tm_tpcb_$build"
+  serve "$build" "$db"
+  TRAILMARK_KEY=$(cat "$work/ledger-$build/bootstrap-admin.key")
+  transactions=$(psql_ "$db" -c "SELECT count(*) FROM pgbench_history")
+  events=0
+  for _ in $(seq 600); do # at most 5 minutes for what the last round left
+    events=$(tenant_size default 7980)
+    [ "$events" -ge $((transactions * 4)) ] && break
+    sleep 0.5
+  done
+  echo "drainer=$build transactions=$transactions events=$events expected=$((transactions * 4))"
+  kill -TERM "$server"; wait "$server" || true
+  server=""
+done
