@@ -373,8 +373,9 @@ pub(crate) async fn capture(
     if !tables.contains_key(&name) {
         *tables = table_configs(client).await?;
     }
-    let config = tables.get(&name).cloned().unwrap_or_default();
-    let mut event = outbox_event(row, &config, database);
+    let unknown = crate::TableConfig::default();
+    let config = tables.get(&name).unwrap_or(&unknown);
+    let mut event = outbox_event(row, config, database);
     Ok(match make_valid(&mut event) {
         Ok(valid) => Ok(Captured {
             json: event,

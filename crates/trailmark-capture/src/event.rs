@@ -180,7 +180,8 @@ pub fn outbox_event(row: &OutboxRow, table: &TableConfig, database: &str) -> Val
     let pk = table.key.as_slice();
     let old = as_row(row.old_row.as_deref());
     let new = as_row(row.new_row.as_deref());
-    let ctx = row.context.as_object().cloned().unwrap_or_default();
+    let none = Map::new();
+    let ctx = row.context.as_object().unwrap_or(&none);
     let get = |k: &str| ctx.get(k).and_then(Value::as_str).map(str::to_owned);
     let (actor_id, actor_type) = match (get("actor_id"), get("actor_type")) {
         (Some(id), kind) => (id, kind.unwrap_or_else(|| "user".into())),
