@@ -23,3 +23,13 @@ tenant_size() {
       grep -o "\"size\":[0-9]*,\"tenant\":\"$1\"" | grep -o '[0-9][0-9]*' | head -n 1)
   echo "${n:-0}"
 }
+
+# drop_databases CONNINFO PATTERN: drops the databases named LIKE PATTERN on
+# that cluster, each one's replication slots first (a slot keeps its database).
+drop_databases() {
+  local pg=$1 pattern=$2 db
+  for db in $(psql "$pg dbname=postgres" -qtAX -c "SELECT datname FROM pg_database WHERE datname LIKE '$pattern'"); do
+    psql "$pg dbname=postgres" -qtAX -c "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE database = '$db'" >/dev/null
+    psql "$pg dbname=postgres" -qtAX -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+  done
+}

@@ -23,6 +23,7 @@ rounds="${3:-3}"
 here=bench/capture
 pg="$(scripts/logical-cluster)"
 psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
+. bench/lib.sh
 
 if ! psql_ postgres -c "SHOW shared_preload_libraries" | grep -q pgaudit; then
   if ! ls /usr/lib/postgresql/15/lib/pgaudit.so >/dev/null 2>&1; then
@@ -39,10 +40,7 @@ work=$(mktemp -d)
 server=""
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null || true
-  for db in $(psql_ postgres -c "SELECT datname FROM pg_database WHERE datname LIKE 'tm_bench_%'"); do
-    psql_ postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$db'" >/dev/null
-    psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
-  done
+  drop_databases "$pg" 'tm_bench_%'
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -26,10 +26,7 @@ work=$(mktemp -d)
 server=""
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null || true
-  for db in $(psql_ postgres -c "SELECT datname FROM pg_database WHERE datname LIKE 'tm_tpcb_%'"); do
-    psql_ postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$db'" >/dev/null
-    psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
-  done
+  drop_databases "$pg" 'tm_tpcb_%'
   rm -rf "$work"
 }
 trap cleanup EXIT
