@@ -22,7 +22,7 @@ mod search;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::OnceCell;
 use trailmark_core::{EventId, TenantId, Timestamp};
-use trailmark_log::{Hash, NodeId};
+use trailmark_log::{Hash, NodeId, TreeSize};
 use trailmark_store::{
     Appended, CheckpointRecord, CountBy, Hold, KeyRecord, NewEvent, Page, Plan, Query, RawEntry,
     Read, Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats, Store,
@@ -375,6 +375,10 @@ impl Store for PgStore {
 
     async fn heads(&self) -> Result<Vec<TenantHead>, StoreError> {
         read::heads(&**self.client().await?).await
+    }
+
+    async fn head(&self, tenant: &TenantId) -> Result<TreeSize, StoreError> {
+        read::head(&**self.client().await?, tenant).await
     }
 
     async fn raw_entries(

@@ -101,6 +101,21 @@ pub(crate) async fn heads(c: &impl GenericClient) -> Result<Vec<TenantHead>, Sto
     .collect()
 }
 
+pub(crate) async fn head(
+    c: &impl GenericClient,
+    tenant: &TenantId,
+) -> Result<TreeSize, StoreError> {
+    let size: Option<i64> = c
+        .query_opt(
+            "SELECT size FROM trailmark_ledger.tenants WHERE name = $1",
+            &[&tenant.as_str()],
+        )
+        .await
+        .map_err(db("reading a tenant's size"))?
+        .map(|r| r.get(0));
+    Ok(TreeSize::new(size.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)).unwrap_or_default())
+}
+
 /// Statements over one set of parameters: what a read runs and what
 /// [`plan`] explains, built once.
 struct Statements {

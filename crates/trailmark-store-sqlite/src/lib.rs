@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 use trailmark_core::{EventId, TenantId, Timestamp};
-use trailmark_log::{Hash, NodeId};
+use trailmark_log::{Hash, NodeId, TreeSize};
 use trailmark_store::{
     Appended, CheckpointRecord, CountBy, Hold, IndexerStatus, KeyRecord, NewEvent, Page, Plan,
     Query, RawEntry, Read, Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats,
@@ -551,6 +551,11 @@ impl Store for SqliteStore {
 
     async fn heads(&self) -> Result<Vec<TenantHead>, StoreError> {
         self.read(read::heads).await
+    }
+
+    async fn head(&self, tenant: &TenantId) -> Result<TreeSize, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |c| read::head(c, &tenant)).await
     }
 
     async fn raw_entries(

@@ -107,6 +107,14 @@ pub(crate) fn heads(conn: &Connection) -> Result<Vec<TenantHead>, StoreError> {
     .collect()
 }
 
+pub(crate) fn head(conn: &Connection, tenant: &TenantId) -> Result<TreeSize, StoreError> {
+    let size: Option<i64> = conn
+        .prepare_cached("SELECT size FROM tenants WHERE name = ?1")
+        .and_then(|mut s| s.query_row([tenant.as_str()], |r| r.get(0)).optional())
+        .map_err(db("reading a tenant's size"))?;
+    Ok(TreeSize::new(size.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)).unwrap_or_default())
+}
+
 /// One statement and its arguments: what a read runs and what
 /// [`plan`] explains, built once.
 struct Statement {

@@ -1,7 +1,7 @@
 use std::future::Future;
 
 use trailmark_core::{EventId, TenantId, Timestamp};
-use trailmark_log::{Hash, NodeId};
+use trailmark_log::{Hash, NodeId, TreeSize};
 
 use crate::{
     Appended, CheckpointRecord, CountBy, Hold, IndexerStatus, KeyRecord, NewEvent, Page, Plan,
@@ -29,6 +29,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every tenant with its current log size.
     fn heads(&self) -> impl Future<Output = Result<Vec<TenantHead>, StoreError>> + Send;
+
+    /// One tenant's current log size (0 when it has none): what a reader
+    /// going through the tenants one by one asks, without listing them all
+    /// each time.
+    fn head(&self, tenant: &TenantId) -> impl Future<Output = Result<TreeSize, StoreError>> + Send {
+        async move {
+            Ok(self
+                .heads()
+                .await?
+                .into_iter()
+                .find(|h| &h.tenant == tenant)
+                .map(|h| h.size)
+                .unwrap_or_default())
+        }
+    }
 
     /// Entries `start..end` of a tenant's log, in order (fewer at the end):
     /// [`Self::raw_entries`] with each payload parsed ([`RawEntry::parse`]).

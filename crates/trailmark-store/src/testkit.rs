@@ -37,6 +37,7 @@ macro_rules! conformance_suite {
             appends_get_consecutive_seqs_per_tenant,
             the_same_id_twice_is_stored_once_with_the_same_seq,
             ids_of_a_batch_are_looked_up_in_one_read_in_order,
+            a_tenants_head_is_its_size_and_zero_when_it_has_none,
             stored_nodes_give_the_in_memory_tree_roots_and_proofs,
             entries_keep_envelope_payload_and_salt,
             queries_filter_by_every_field,
@@ -288,6 +289,19 @@ pub async fn ids_of_a_batch_are_looked_up_in_one_read_in_order<H: Harness>(h: &H
         ]
     );
     assert!(store.entries_by_ids(&[]).await.unwrap().is_empty());
+}
+
+pub async fn a_tenants_head_is_its_size_and_zero_when_it_has_none<H: Harness>(h: &H) {
+    let store = h.open();
+    append_range(&store, "a", 0..3).await;
+    append_range(&store, "b", 10..17).await;
+    let size = |n| TreeSize::new(n).unwrap();
+    assert_eq!(store.head(&tenant("a")).await.unwrap(), size(3));
+    assert_eq!(store.head(&tenant("b")).await.unwrap(), size(7));
+    assert_eq!(store.head(&tenant("c")).await.unwrap(), size(0));
+    for h in store.heads().await.unwrap() {
+        assert_eq!(store.head(&h.tenant).await.unwrap(), h.size);
+    }
 }
 
 pub async fn stored_nodes_give_the_in_memory_tree_roots_and_proofs<H: Harness>(h: &H) {

@@ -171,6 +171,10 @@ impl<S: Store> Source for Offline<S> {
             .collect())
     }
 
+    fn size(&mut self, tenant: &TenantId) -> anyhow::Result<u64> {
+        Ok(self.runtime.block_on(self.store.head(tenant))?.get())
+    }
+
     fn entries(
         &mut self,
         tenant: &TenantId,
