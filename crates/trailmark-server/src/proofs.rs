@@ -45,13 +45,7 @@ pub(crate) async fn tenant_size<S: Store>(
     app: &App<S>,
     tenant: &TenantId,
 ) -> Result<u64, ApiError> {
-    Ok(app
-        .store
-        .heads()
-        .await?
-        .into_iter()
-        .find(|h| h.tenant == *tenant)
-        .map_or(0, |h| h.size.get()))
+    Ok(app.store.head(tenant).await?.get())
 }
 
 fn size_param(name: &str, value: Option<u64>, current: u64) -> Result<TreeSize, ApiError> {
