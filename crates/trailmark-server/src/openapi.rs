@@ -453,7 +453,8 @@ pub fn document() -> Value {
     paths.insert("/log/{tenant}/tile/{path}".into(), json!({"get": op("C2SP tlog-tiles: a hash tile (<L>/<N>[.p/<W>]) or an entry bundle (entries/<N>[.p/<W>])", "read",
         vec![param("tenant", "path", "Tenant."), param("path", "path", "Tile path after tile/.")], ("200", "application/octet-stream"))}));
     paths.insert("/v1/verifier-key".into(), json!({"get": op("The tenant's C2SP verifier key", "read", tenant_only(), ("200", "text/plain name+keyid+base64(0x01||pub)"))}));
-    paths.insert("/v1/tenants".into(), json!({"get": op("Tenants and their log sizes", "read", vec![], ("200", "{\"tenants\":[{\"tenant\",\"size\"}]}"))}));
+    paths.insert("/v1/tenants".into(), json!({"get": op("Tenants and their log sizes", "read",
+        vec![param("tenant", "query", "Only this tenant (listed when it has entries).")], ("200", "{\"tenants\":[{\"tenant\",\"size\"}]}"))}));
     paths.insert("/v1/proofs/inclusion".into(), json!({"get": op("RFC 9162 inclusion proof", "read",
         vec![param("tenant", "query", "Tenant."), param("index", "query", "Leaf index (seq)."), param("size", "query", "Tree size.")],
         ("200", "{\"leaf_index\",\"tree_size\",\"hashes\":[base64]}"))}));

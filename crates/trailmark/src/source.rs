@@ -366,20 +366,41 @@ fn columns_of(c: trailmark_wire::ColumnsOut) -> IndexedColumns {
     }
 }
 
+/// The tenants and sizes of a `GET /v1/tenants` answer.
+fn tenant_list(body: &Value) -> anyhow::Result<Vec<(TenantId, u64)>> {
+    body["tenants"]
+        .as_array()
+        .context("/v1/tenants: no tenants array")?
+        .iter()
+        .map(|t| {
+            let name = t["tenant"].as_str().context("tenant name")?;
+            let tenant = TenantId::from_stored(name).map_err(|m| anyhow::anyhow!("{name}: {m}"))?;
+            Ok((tenant, t["size"].as_u64().context("tenant size")?))
+        })
+        .collect()
+}
+
 impl Source for Remote {
     fn tenants(&mut self) -> anyhow::Result<Vec<(TenantId, u64)>> {
-        let body = self.http.get_json("/v1/tenants", &[])?;
-        body["tenants"]
-            .as_array()
-            .context("/v1/tenants: no tenants array")?
-            .iter()
-            .map(|t| {
-                let name = t["tenant"].as_str().context("tenant name")?;
-                let tenant =
-                    TenantId::from_stored(name).map_err(|m| anyhow::anyhow!("{name}: {m}"))?;
-                Ok((tenant, t["size"].as_u64().context("tenant size")?))
-            })
-            .collect()
+        tenant_list(&self.http.get_json("/v1/tenants", &[])?)
+    }
+
+    fn size(&mut self, tenant: &TenantId) -> anyhow::Result<u64> {
+        let one = self
+            .http
+            .get_json("/v1/tenants", &[("tenant", tenant.to_string())]);
+        let listed = match one {
+            Ok(body) => tenant_list(&body)?,
+            // A server from before `?tenant=`: the whole list.
+            Err(e) if matches!(status_of(&e), Some(trailmark_client::Error::Rejected(_))) => {
+                self.tenants()?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(listed
+            .into_iter()
+            .find(|(t, _)| t == tenant)
+            .map_or(0, |(_, size)| size))
     }
 
     fn entries(

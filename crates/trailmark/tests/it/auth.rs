@@ -81,6 +81,7 @@ fn a_key_bound_to_one_tenant_never_sees_another() {
         "/v1/checkpoint?tenant=beta".into(),
         "/v1/checkpoints?tenant=beta".into(),
         "/v1/verifier-key?tenant=beta".into(),
+        "/v1/tenants?tenant=beta".into(),
         "/v1/proofs/inclusion?tenant=beta&index=0&size=1".into(),
         "/v1/proofs/consistency?tenant=beta&first=0&second=1".into(),
         format!("/v1/events/{beta_id}?tenant=beta"),
@@ -90,6 +91,17 @@ fn a_key_bound_to_one_tenant_never_sees_another() {
     assert_eq!(server.get(&format!("/v1/events/{beta_id}"), &alpha).0, 404);
     let (_, tenants) = server.get("/v1/tenants", &alpha);
     assert_eq!(tenants["tenants"].as_array().unwrap().len(), 1, "{tenants}");
+    // One tenant asked: its row only (none for a tenant with no entries);
+    // an empty name is refused, naming the parameter.
+    let (_, one) = server.get("/v1/tenants?tenant=alpha", &alpha);
+    assert_eq!(one, json!({"tenants": [{"tenant": "alpha", "size": 2}]}));
+    let (_, one) = server.get("/v1/tenants?tenant=beta", &server.admin);
+    assert_eq!(one, json!({"tenants": [{"tenant": "beta", "size": 1}]}));
+    let (_, none) = server.get("/v1/tenants?tenant=gamma", &server.admin);
+    assert_eq!(none, json!({"tenants": []}));
+    let (status, refused) = server.get("/v1/tenants?tenant=", &server.admin);
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("tenant"), "{refused}");
     let (_, entries) = server.get("/v1/entries", &alpha);
     assert!(
         entries["entries"]
