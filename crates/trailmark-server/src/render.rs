@@ -138,7 +138,6 @@ pub fn key_out(k: &trailmark_store::KeyRecord) -> KeyOut {
     }
 }
 
-/// What a stored entry's removal marker says, for the verifier.
 /// A stored entry as the verifier takes it: the stored bytes as they are,
 /// with the store's columns and removal marker.
 pub fn owned_entry(raw: trailmark_store::RawEntry) -> trailmark_verify::OwnedEntry {
@@ -152,6 +151,7 @@ pub fn owned_entry(raw: trailmark_store::RawEntry) -> trailmark_verify::OwnedEnt
     }
 }
 
+/// What a stored entry's removal marker says, for the verifier.
 pub fn removed_by(removed: Option<Removal>) -> Option<trailmark_verify::RemovedBy> {
     removed.map(|r| trailmark_verify::RemovedBy {
         kind: match r {

@@ -30,16 +30,10 @@ pub trait Source {
     }
     /// Every tenant with its size.
     fn tenants(&mut self) -> anyhow::Result<Vec<(TenantId, u64)>>;
-    /// One tenant's size now (0 when it has none). A live trail grows
-    /// while it is verified: read after the tenant's checkpoints, it is at
-    /// least the size of each of them.
-    fn size(&mut self, tenant: &TenantId) -> anyhow::Result<u64> {
-        Ok(self
-            .tenants()?
-            .into_iter()
-            .find(|(t, _)| t == tenant)
-            .map_or(0, |(_, size)| size))
-    }
+    /// One tenant's size now (0 when it has none), read without listing
+    /// every tenant. A live trail grows while it is verified: read after
+    /// the tenant's checkpoints, it is at least the size of each of them.
+    fn size(&mut self, tenant: &TenantId) -> anyhow::Result<u64>;
     /// Entries `start..end` of a tenant being read up to `size` (a source
     /// reading ahead stops there).
     fn entries(
@@ -386,18 +380,12 @@ impl Source for Remote {
     }
 
     fn size(&mut self, tenant: &TenantId) -> anyhow::Result<u64> {
-        let one = self
+        // The tenant's row (none while it has no entries); a server from
+        // before `?tenant=` ignores it and lists every tenant.
+        let body = self
             .http
-            .get_json("/v1/tenants", &[("tenant", tenant.to_string())]);
-        let listed = match one {
-            Ok(body) => tenant_list(&body)?,
-            // A server from before `?tenant=`: the whole list.
-            Err(e) if matches!(status_of(&e), Some(trailmark_client::Error::Rejected(_))) => {
-                self.tenants()?
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(listed
+            .get_json("/v1/tenants", &[("tenant", tenant.to_string())])?;
+        Ok(tenant_list(&body)?
             .into_iter()
             .find(|(t, _)| t == tenant)
             .map_or(0, |(_, size)| size))

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::{PgDb, Server, cli, drain_once, run_ok, succeeded, verify_dir};
+use crate::{PgDb, Server, cli, drain_once, install, run_ok, succeeded, verify_dir};
 
 #[test]
 fn capture_install_status_and_uninstall_from_the_cli() {
@@ -144,17 +144,27 @@ fn captured_bulk_changes_reach_the_trail_once_with_the_request_actor() {
     assert!(ok, "{report}");
 }
 
-/// The CLI started with `args`, its output discarded.
-/// `capture pg install --source SOURCE --mode MODE --tables TABLES` and
-/// `extra`, which must succeed; its standard output.
-fn install(source: &str, mode: &str, tables: &str, extra: &[&str]) -> String {
-    let mut args = vec![
-        "capture", "pg", "install", "--source", source, "--mode", mode, "--tables", tables,
+/// A `customer (id, name, password)` table in a WAL-mode database
+/// `name`, installed with its password excluded, key-only replica
+/// identity and `extra` options, drained by a `serve` started on it.
+fn serve_wal_customer(name: &str, extra: &[&str]) -> (PgDb, String, tempfile::TempDir, Server) {
+    let db = PgDb::logical(name);
+    db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text, password text)");
+    let source = db.source();
+    let mut options = vec![
+        "--exclude",
+        "public.customer.password",
+        "--replica-identity",
+        "public.customer=key",
     ];
-    args.extend(extra);
-    run_ok(&args)
+    options.extend(extra);
+    install(&source, "wal", "public.customer", &options);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--capture-source", &source]);
+    (db, source, dir, server)
 }
 
+/// The CLI started with `args`, its output discarded.
 fn spawn_quiet(args: &[&str]) -> std::process::Child {
     std::process::Command::new(crate::BIN)
         .args(args)
@@ -301,24 +311,8 @@ fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing
 /// context, and shows what the slot makes PostgreSQL keep in `/metrics`.
 #[test]
 fn serve_decodes_wal_capture_and_reports_the_slot_in_metrics() {
-    let db = PgDb::logical("tm_serve_wal");
-    db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text, password text)");
-    let source = db.source();
-    install(
-        &source,
-        "wal",
-        "public.customer",
-        &[
-            "--exclude",
-            "public.customer.password",
-            "--replica-identity",
-            "public.customer=key",
-            "--name-column",
-            "public.customer.name",
-        ],
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(dir.path(), &["--capture-source", &source]);
+    let (db, _, _dir, server) =
+        serve_wal_customer("tm_serve_wal", &["--name-column", "public.customer.name"]);
     db.sql(
         "BEGIN; SELECT trailmark.set_context('{\"actor_id\": \"alice\", \"ip\": \"203.0.113.7\"}');
          INSERT INTO customer VALUES (1, 'Acme Corp', 'hunter2');
@@ -459,22 +453,7 @@ fn wal_kept_for_the_slot_past_its_bound_is_recorded_and_raises_an_alert() {
 /// even when renamed. Uninstall leaves no event trigger behind.
 #[test]
 fn wal_mode_captures_a_column_added_later_and_never_a_renamed_excluded_one() {
-    let db = PgDb::logical("tm_wal_new_column");
-    db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text, password text)");
-    let source = db.source();
-    install(
-        &source,
-        "wal",
-        "public.customer",
-        &[
-            "--exclude",
-            "public.customer.password",
-            "--replica-identity",
-            "public.customer=key",
-        ],
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(dir.path(), &["--capture-source", &source]);
+    let (db, source, dir, server) = serve_wal_customer("tm_wal_new_column", &[]);
     db.sql(
         "ALTER TABLE customer ADD COLUMN tier text;
          ALTER TABLE customer RENAME COLUMN password TO pw;

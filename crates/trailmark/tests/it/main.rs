@@ -312,6 +312,16 @@ pub(crate) fn succeeded(out: &Output) {
     );
 }
 
+/// `capture pg install` of `tables` in `source` in `mode`, with `extra`
+/// options; its standard output.
+pub(crate) fn install(source: &str, mode: &str, tables: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "capture", "pg", "install", "--source", source, "--mode", mode, "--tables", tables,
+    ];
+    args.extend(extra);
+    run_ok(&args)
+}
+
 /// `capture pg run --once` from `source` into `server`.
 pub(crate) fn drain_once(source: &str, server: &Server) -> Output {
     cli(&[

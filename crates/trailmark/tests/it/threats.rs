@@ -17,7 +17,7 @@ use serde_json::json;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::{PgDb, Server, cli, copy_dir, drain_once, event, succeeded, wait_for};
+use crate::{PgDb, Server, cli, copy_dir, drain_once, event, install, succeeded, wait_for};
 
 /// One hostile edit's verdicts: (plain, key, trust, state), true = caught.
 type Caught = [bool; 4];
@@ -653,17 +653,7 @@ fn clients_and_capture_drainers_follow_a_signing_key_rotation() {
     app_db.sql("CREATE TABLE item (id int PRIMARY KEY, name text)");
     let source = app_db.source();
     let drain = |server: &Server| drain_once(&source, server);
-    succeeded(&cli(&[
-        "capture",
-        "pg",
-        "install",
-        "--mode",
-        "trigger",
-        "--source",
-        &source,
-        "--tables",
-        "public.item",
-    ]));
+    install(&source, "trigger", "public.item", &[]);
     app_db.sql("INSERT INTO item VALUES (1, 'before')");
     succeeded(&drain(&server));
     server.wait_checkpoint("default", 1);
