@@ -164,14 +164,6 @@ async fn run<S: Sink>(
     progress: &(dyn Fn(Progress) + Send + Sync),
     woken: &Notify,
 ) -> Result<u64, Error> {
-    let database: String = client
-        .query_one(
-            "SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()",
-            &[],
-        )
-        .await
-        .map_err(pg("identifying the source database"))?
-        .get(0);
     client
         .batch_execute(&format!("LISTEN {CHANNEL}"))
         .await
@@ -200,22 +192,14 @@ async fn run<S: Sink>(
     // Before anything is sent: the trail must still extend every
     // checkpoint this database saw.
     crate::seen::prepare(client).await?;
+    let ids = crate::EventIds::prepare(client).await?;
     let remembered = crate::seen::tenants(client).await?;
     crate::seen::check(client, sink, &remembered).await?;
 
     let mut tables = table_configs(client).await?;
     let mut total = 0u64;
     if crate::installed_mode(client).await? != Some(crate::Mode::Wal) {
-        total = drain_outbox(
-            client,
-            sink,
-            options,
-            progress,
-            woken,
-            &database,
-            &mut tables,
-        )
-        .await?;
+        total = drain_outbox(client, sink, options, progress, woken, &ids, &mut tables).await?;
         if options.once {
             return Ok(total);
         }
@@ -223,16 +207,7 @@ async fn run<S: Sink>(
     // WAL mode (or switched to it, the outbox drained first): decode the
     // slot from now on.
     Ok(total
-        + crate::wal::stream(
-            client,
-            source,
-            sink,
-            options,
-            progress,
-            &database,
-            &mut tables,
-        )
-        .await?)
+        + crate::wal::stream(client, source, sink, options, progress, &ids, &mut tables).await?)
 }
 
 /// Moves outbox rows into `sink` until the outbox is empty (`once`), or
@@ -243,7 +218,7 @@ async fn drain_outbox<S: Sink>(
     options: &DrainOptions,
     progress: &(dyn Fn(Progress) + Send + Sync),
     woken: &Notify,
-    database: &str,
+    ids: &crate::EventIds,
     tables: &mut HashMap<(String, String), crate::TableConfig>,
 ) -> Result<u64, Error> {
     let mut total = 0u64;
@@ -267,7 +242,7 @@ async fn drain_outbox<S: Sink>(
                 )
                 .await
                 .map_err(pg("reading the outbox (is capture installed?)"))?;
-            convert(client, &rows, tables, database).await
+            convert(client, &rows, tables, ids).await
         };
         let next = match in_flight.take() {
             None => next.await?,
@@ -326,10 +301,10 @@ async fn convert(
     client: &Client,
     rows: &[tokio_postgres::Row],
     tables: &mut HashMap<(String, String), crate::TableConfig>,
-    database: &str,
+    ids: &crate::EventIds,
 ) -> Result<(Vec<Captured>, Vec<i64>), Error> {
     let mut events = Vec::with_capacity(rows.len());
-    let mut ids = Vec::with_capacity(rows.len());
+    let mut outbox_ids = Vec::with_capacity(rows.len());
     for r in rows {
         let row = OutboxRow {
             id: r.get(0),
@@ -345,16 +320,16 @@ async fn convert(
             captured_at: r.get(10),
             wal: None,
         };
-        let captured = capture(client, tables, &row, database)
+        let captured = capture(client, tables, &row, ids)
             .await?
             .map_err(|reason| Error::Unsendable {
                 outbox_id: row.id,
                 reason,
             })?;
         events.push(captured);
-        ids.push(row.id);
+        outbox_ids.push(row.id);
     }
-    Ok((events, ids))
+    Ok((events, outbox_ids))
 }
 
 /// A captured row (from the outbox or the WAL) as a validated event; the
@@ -367,7 +342,7 @@ pub(crate) async fn capture(
     client: &Client,
     tables: &mut HashMap<(String, String), crate::TableConfig>,
     row: &OutboxRow,
-    database: &str,
+    ids: &crate::EventIds,
 ) -> Result<Result<Captured, String>, Error> {
     let name = (row.schema.clone(), row.table.clone());
     if !tables.contains_key(&name) {
@@ -375,7 +350,7 @@ pub(crate) async fn capture(
     }
     let unknown = crate::TableConfig::default();
     let config = tables.get(&name).unwrap_or(&unknown);
-    let mut event = outbox_event(row, config, database);
+    let mut event = outbox_event(row, config, ids);
     Ok(match make_valid(&mut event) {
         Ok(valid) => Ok(Captured {
             json: event,

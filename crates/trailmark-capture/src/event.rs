@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use trailmark_core::limits::{MAX_RESOURCE_ID_BYTES, MAX_SAFE_INTEGER};
-use trailmark_core::{EventId, Row, diff_rows};
+use trailmark_core::{Row, diff_rows};
 
 use crate::TableConfig;
 
@@ -173,10 +173,10 @@ fn resource_id(pk: &[String], row: Option<&Row>) -> (Option<String>, Identity) {
     }
 }
 
-/// The event for one outbox row. `database` names the source database (its
+/// The event for one outbox row. `ids` names the source database (its
 /// system identifier and name), so ids stay distinct across databases and
 /// the same row always gets the same id.
-pub fn outbox_event(row: &OutboxRow, table: &TableConfig, database: &str) -> Value {
+pub fn outbox_event(row: &OutboxRow, table: &TableConfig, ids: &crate::EventIds) -> Value {
     let pk = table.key.as_slice();
     let old = as_row(row.old_row.as_deref());
     let new = as_row(row.new_row.as_deref());
@@ -214,15 +214,11 @@ pub fn outbox_event(row: &OutboxRow, table: &TableConfig, database: &str) -> Val
         }
     }
     context.insert("source".into(), json!("pg-capture"));
-    let (seed, mut metadata) = match row.wal {
-        None => (
-            format!("{database}/outbox/{}", row.id),
-            json!({"txid": row.txid, "statement": row.stmt, "outbox_id": row.id}),
-        ),
-        Some(at) => (
-            format!("{database}/wal/{}/{}", lsn_text(at.commit_lsn), at.change),
-            json!({"txid": row.txid, "commit_lsn": lsn_text(at.commit_lsn), "change": at.change}),
-        ),
+    let mut metadata = match row.wal {
+        None => json!({"txid": row.txid, "statement": row.stmt, "outbox_id": row.id}),
+        Some(at) => {
+            json!({"txid": row.txid, "commit_lsn": lsn_text(at.commit_lsn), "change": at.change})
+        }
     };
     match identity {
         Identity::Key => {}
@@ -232,7 +228,7 @@ pub fn outbox_event(row: &OutboxRow, table: &TableConfig, database: &str) -> Val
         }
     }
     let mut event = json!({
-        "id": EventId::derived(seed.as_bytes()).to_string(),
+        "id": ids.id(row).to_string(),
         "occurred_at": row.captured_at,
         "actor": actor,
         "action": action,
@@ -384,6 +380,10 @@ mod tests {
         }
     }
 
+    fn db(name: &str) -> crate::EventIds {
+        crate::EventIds::ordered(name, "install")
+    }
+
     fn outbox(op: &str, old: Option<Value>, new: Option<Value>, context: Value) -> OutboxRow {
         OutboxRow {
             id: 7,
@@ -409,7 +409,7 @@ mod tests {
             Some(json!({"id": 61, "price": "24.99", "name": "Acme"})),
             json!({"actor_id": "42", "actor_type": "user", "ip": "203.0.113.7", "tenant": "acme"}),
         );
-        let e = outbox_event(&row, &key(&["id"]), "db1");
+        let e = outbox_event(&row, &key(&["id"]), &db("db1"));
         assert_eq!(e["action"], "update");
         assert_eq!(
             e["resource"],
@@ -432,10 +432,10 @@ mod tests {
         trailmark_core::Event::from_json(&e).unwrap();
         assert_eq!(
             e["id"],
-            outbox_event(&row, &key(&["id"]), "db1")["id"],
+            outbox_event(&row, &key(&["id"]), &db("db1"))["id"],
             "stable ids"
         );
-        assert_ne!(e["id"], outbox_event(&row, &key(&["id"]), "db2")["id"]);
+        assert_ne!(e["id"], outbox_event(&row, &key(&["id"]), &db("db2"))["id"]);
     }
 
     #[test]
@@ -443,7 +443,7 @@ mod tests {
         let e = outbox_event(
             &outbox("delete", Some(json!({"a": 1})), None, json!({})),
             &key(&[]),
-            "db",
+            &db("db"),
         );
         assert_eq!(e["actor"], json!({"id": "app", "type": "unknown"}));
         assert_eq!(e["resource"]["id"], "{\"a\":1}");
@@ -461,7 +461,7 @@ mod tests {
         let e = outbox_event(
             &outbox("insert", None, Some(new), json!({})),
             &key(&["order_id", "n"]),
-            "db",
+            &db("db"),
         );
         assert_eq!(e["resource"]["id"], "[1,2]");
         assert_eq!(e["changes"]["big"]["new"], "9223372036854775807");
@@ -477,7 +477,7 @@ mod tests {
             ),
             ..outbox("insert", None, None, json!({}))
         };
-        let e = outbox_event(&row, &key(&["id"]), "db");
+        let e = outbox_event(&row, &key(&["id"]), &db("db"));
         let c = &e["changes"];
         assert_eq!(c["price"]["new"], "1.50", "scale kept");
         assert_eq!(c["rate"]["new"], json!(19.99));
@@ -501,7 +501,7 @@ mod tests {
                 json!({"id": 1, "deleted_at": at}),
             ),
             &table,
-            "db",
+            &db("db"),
         );
         assert_eq!(e["action"], "soft_delete");
         assert_eq!(e["resource"], json!({"type": "Customer", "id": "1"}));
@@ -511,7 +511,7 @@ mod tests {
                 json!({"id": 1, "deleted_at": null}),
             ),
             &table,
-            "db",
+            &db("db"),
         );
         assert_eq!(e["action"], "restore");
         let flag = TableConfig {
@@ -524,7 +524,7 @@ mod tests {
                 json!({"id": 1, "archived": true}),
             ),
             &flag,
-            "db",
+            &db("db"),
         );
         assert_eq!(e["action"], "soft_delete");
         let e = outbox_event(
@@ -533,7 +533,7 @@ mod tests {
                 json!({"id": 1, "archived": false, "n": 2}),
             ),
             &flag,
-            "db",
+            &db("db"),
         );
         assert_eq!(e["action"], "update");
     }
@@ -544,7 +544,7 @@ mod tests {
         let e = outbox_event(
             &outbox("insert", None, Some(json!({"note": long})), json!({})),
             &key(&[]),
-            "db",
+            &db("db"),
         );
         let id = e["resource"]["id"].as_str().unwrap();
         assert!(id.starts_with("sha256:") && id.len() == 7 + 64, "{id}");
@@ -565,7 +565,7 @@ mod tests {
                 json!({"ip": "not-an-ip", "tenant": "Not A Tenant!", "actor_id": "a".repeat(300)}),
             ),
             &key(&["id"]),
-            "db",
+            &db("db"),
         );
         assert!(trailmark_core::Event::from_json(&e).is_err());
         make_valid(&mut e).unwrap();

@@ -11,6 +11,7 @@
 pub mod context;
 mod drain;
 mod event;
+mod ids;
 mod install;
 pub mod revert;
 pub mod seen;
@@ -20,6 +21,7 @@ mod wal;
 pub use context::CaptureContext;
 pub use drain::{Captured, DrainOptions, Progress, SendError, Sink, drain};
 pub use event::{OutboxRow, WalPosition, lsn_text, make_valid, outbox_event};
+pub use ids::EventIds;
 pub use install::{
     CHANNEL, Installed, MESSAGE_PREFIX, Mode, PUBLICATION, SLOT, SlotStatus, Status, Switched,
     Uninstalled, VERSION, install, installed_mode, primary_key, set_paused, slot_name, slot_status,

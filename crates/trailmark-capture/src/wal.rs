@@ -99,7 +99,7 @@ pub(crate) async fn stream<S: Sink>(
     sink: &S,
     options: &DrainOptions,
     progress: &(dyn Fn(Progress) + Send + Sync),
-    database: &str,
+    ids: &crate::EventIds,
     tables: &mut HashMap<(String, String), TableConfig>,
 ) -> Result<u64, Error> {
     let slot = usable_slot(client).await?;
@@ -160,7 +160,7 @@ pub(crate) async fn stream<S: Sink>(
     let mut in_flight: Option<Ready> = None;
     let result: Result<(), Error> = async {
         loop {
-            let next = state.next_batch(&mut decoded, client, tables, database, batch_size);
+            let next = state.next_batch(&mut decoded, client, tables, ids, batch_size);
             let next = match in_flight.take() {
                 None => next.await?,
                 Some(ready) => {
@@ -237,7 +237,7 @@ impl Decoder {
         decoded: &mut tokio::sync::mpsc::Receiver<Result<ChangeEvent, ReplicationError>>,
         client: &Client,
         tables: &mut HashMap<(String, String), TableConfig>,
-        database: &str,
+        ids: &crate::EventIds,
         batch_size: usize,
     ) -> Result<Ready, Error> {
         let ended = loop {
@@ -249,9 +249,7 @@ impl Decoder {
                 Err(ReplicationError::StreamStopped(_)) => break true,
                 Err(e) => return Err(replication("reading the WAL")(e)),
             };
-            let commit = self
-                .take(client, tables, database, event.event_type)
-                .await?;
+            let commit = self.take(client, tables, ids, event.event_type).await?;
             if let Some(lsn) = commit {
                 self.acknowledge = Some(lsn);
             }
@@ -273,7 +271,7 @@ impl Decoder {
         &mut self,
         client: &Client,
         tables: &mut HashMap<(String, String), TableConfig>,
-        database: &str,
+        ids: &crate::EventIds,
         event: EventType,
     ) -> Result<Option<u64>, Error> {
         let changes = match event {
@@ -365,15 +363,7 @@ impl Decoder {
             _ => Vec::new(),
         };
         for change in changes {
-            push(
-                client,
-                &mut self.open,
-                &mut self.batch,
-                tables,
-                database,
-                change,
-            )
-            .await?;
+            push(client, &mut self.open, &mut self.batch, tables, ids, change).await?;
         }
         Ok(None)
     }
@@ -525,7 +515,7 @@ async fn push(
     open: &mut Option<Transaction>,
     batch: &mut Vec<Captured>,
     tables: &mut HashMap<(String, String), TableConfig>,
-    database: &str,
+    ids: &crate::EventIds,
     change: Change,
 ) -> Result<(), Error> {
     let Change {
@@ -559,7 +549,7 @@ async fn push(
         }),
     };
     tx.next += 1;
-    let captured = crate::drain::capture(client, tables, &row, database)
+    let captured = crate::drain::capture(client, tables, &row, ids)
         .await?
         .map_err(|reason| {
             Error::Replication(format!(

@@ -100,6 +100,25 @@ impl EventId {
         Self(uuid::Builder::from_custom_bytes(bytes).into_uuid())
     }
 
+    /// A `UUIDv8` that sorts by `order` (its low 60 bits lead the id) and
+    /// is otherwise derived from `name` (62 bits of its SHA-256): the same
+    /// pair always gives the same id, and ids of rising `order` rise, so a
+    /// store's id indexes grow at their end instead of taking each id at a
+    /// random place (ids of equal `order` differ by their names).
+    pub fn derived_in_order(order: u64, name: &[u8]) -> Self {
+        use sha2::{Digest as _, Sha256};
+        let digest = Sha256::digest(name);
+        let order = order & ((1 << 60) - 1);
+        let mut bytes = [0u8; 16];
+        // 48 bits, then the version nibble (set by the builder) beside 4
+        // more, then 8: 60 bits of order before the variant bits.
+        bytes[..6].copy_from_slice(&(order >> 12).to_be_bytes()[2..]);
+        bytes[6] = ((order >> 8) & 0x0F) as u8;
+        bytes[7] = (order & 0xFF) as u8;
+        bytes[8..].copy_from_slice(&digest[..8]);
+        Self(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+    }
+
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
     }
@@ -250,6 +269,43 @@ mod tests {
         assert_eq!(a, EventId::derived(b"db:1/outbox:7"));
         assert_ne!(a, EventId::derived(b"db:1/outbox:8"));
         assert_eq!(&a.to_string()[14..15], "8");
+    }
+
+    #[test]
+    fn ordered_derived_ids_rise_with_their_order_and_stay_stable_version_8() {
+        let id = |order, name: &str| EventId::derived_in_order(order, name.as_bytes());
+        assert_eq!(id(7, "db/wal/0/7"), id(7, "db/wal/0/7"));
+        assert_ne!(id(7, "db/wal/0/7"), id(7, "db/wal/0/8"));
+        // Sorted by order whatever the names, as bytes and as text (the
+        // stores' id indexes key on the text).
+        let orders = [
+            0,
+            1,
+            0xFF,
+            0x100,
+            0xFFF,
+            0x1000,
+            0x0016_B374_D848,
+            (1 << 60) - 1,
+        ];
+        let ids: Vec<EventId> = orders
+            .iter()
+            .enumerate()
+            .map(|(i, &o)| id(o, &format!("name {}", orders.len() - i)))
+            .collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{} !< {}", pair[0], pair[1]);
+            assert!(pair[0].to_string() < pair[1].to_string());
+        }
+        for id in &ids {
+            let text = id.to_string();
+            assert_eq!(&text[14..15], "8", "{text}");
+            assert!(matches!(&text[19..20], "8" | "9" | "a" | "b"), "{text}");
+        }
+        assert_eq!(
+            &id(0x0016_B374_D848, "x").to_string()[..18],
+            "0000016b-374d-8848"
+        );
     }
 
     #[test]

@@ -217,9 +217,11 @@ async fn covered_before(
         Some(1) => version_1_specs(tx).await?,
         _ => Vec::new(),
     };
+    let fresh = crate::ids::fresh(tx).await?;
     tx.batch_execute(INSTALL_SQL)
         .await
         .map_err(pg("creating schema trailmark"))?;
+    crate::ids::record(tx, fresh).await?;
     let mut before = if previous_version == Some(1) {
         before
     } else {

@@ -209,3 +209,92 @@ async fn once_returns_when_the_outbox_is_empty() {
     assert_eq!(moved, 120);
     assert_eq!(depth(&db).await, 0);
 }
+
+/// The ids of `events`, in the order they were sent.
+fn event_ids(events: &[Value]) -> Vec<trailmark_core::EventId> {
+    events
+        .iter()
+        .map(|e| trailmark_core::EventId::parse(e["id"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn ids_rise_with_the_outbox_and_rows_from_before_an_upgrade_keep_their_earlier_ids() {
+    let mut db = TestDb::new().await;
+    covered(&mut db).await;
+    // Installed from nothing: every change gets an ordered id.
+    assert_eq!(
+        db.client
+            .query_one(
+                "SELECT value FROM trailmark.meta WHERE key = 'ids.outbox_from'",
+                &[]
+            )
+            .await
+            .unwrap()
+            .get::<_, String>(0),
+        "0"
+    );
+    let once = DrainOptions {
+        once: true,
+        batch: 50,
+        ..DrainOptions::default()
+    };
+    db.client
+        .batch_execute("INSERT INTO a SELECT g, g FROM generate_series(1, 120) g")
+        .await
+        .unwrap();
+    let sink = Collect::default();
+    drain(&db.url(), &sink, &once, &|_| {}).await.unwrap();
+    let fresh = event_ids(&sink.0.lock().unwrap());
+    assert_eq!(fresh.len(), 120);
+    assert!(
+        fresh.windows(2).all(|p| p[0] < p[1]),
+        "ids rise with the outbox: {fresh:?}"
+    );
+
+    // An install whose drainers derived ids by digest alone (as before this
+    // version): what it holds when the first drainer of this version starts
+    // keeps the id an earlier drainer gave it (an earlier drainer may have
+    // sent it without recording the acknowledgement); later rows rise.
+    db.client
+        .batch_execute(
+            "DELETE FROM trailmark.meta WHERE key LIKE 'ids.%';
+             INSERT INTO b SELECT g, g FROM generate_series(1, 30) g",
+        )
+        .await
+        .unwrap();
+    let database: String = db
+        .client
+        .query_one(
+            "SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let sink = Collect::default();
+    drain(&db.url(), &sink, &once, &|_| {}).await.unwrap();
+    let events = sink.0.lock().unwrap().clone();
+    assert_eq!(events.len(), 30);
+    for (event, id) in events.iter().zip(event_ids(&events)) {
+        let outbox_id = event["metadata"]["outbox_id"].as_i64().unwrap();
+        assert_eq!(
+            id,
+            trailmark_core::EventId::derived(format!("{database}/outbox/{outbox_id}").as_bytes()),
+            "the id drainers before this version gave outbox row {outbox_id}"
+        );
+    }
+    db.client
+        .batch_execute("INSERT INTO b SELECT g, g FROM generate_series(31, 60) g")
+        .await
+        .unwrap();
+    let sink = Collect::default();
+    drain(&db.url(), &sink, &once, &|_| {}).await.unwrap();
+    let later = event_ids(&sink.0.lock().unwrap());
+    assert_eq!(later.len(), 30);
+    assert!(later.windows(2).all(|p| p[0] < p[1]), "{later:?}");
+    assert!(
+        later[0] > *fresh.last().unwrap(),
+        "later outbox rows, later ids"
+    );
+}

@@ -22,14 +22,8 @@ async fn installed(mode: Mode, schema: &str, specs: &[TableSpec]) -> TestDb {
 /// design between modes (ids and positions, the capture time, the role an
 /// unknown actor is named by).
 async fn drained(db: &TestDb) -> Vec<Value> {
-    let sink = Collect::default();
-    let options = DrainOptions {
-        once: true,
-        ..DrainOptions::default()
-    };
-    drain(&db.url(), &sink, &options, &|_| {}).await.unwrap();
-    let events = sink.0.into_inner().unwrap();
-    events
+    drained_whole(db)
+        .await
         .into_iter()
         .map(|mut e| {
             let o = e.as_object_mut().unwrap();
@@ -42,6 +36,17 @@ async fn drained(db: &TestDb) -> Vec<Value> {
             e
         })
         .collect()
+}
+
+/// Drains everything captured so far, as sent.
+async fn drained_whole(db: &TestDb) -> Vec<Value> {
+    let sink = Collect::default();
+    let options = DrainOptions {
+        once: true,
+        ..DrainOptions::default()
+    };
+    drain(&db.url(), &sink, &options, &|_| {}).await.unwrap();
+    sink.0.into_inner().unwrap()
 }
 
 /// Asserts both modes gave the same events, naming the first that differs
@@ -545,4 +550,39 @@ async fn switching_modes_captures_each_change_once_across_the_switch() {
         .map(|e| e["changes"]["name"]["new"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["by trigger", "by wal", "by trigger again"]);
+}
+
+#[tokio::test]
+async fn wal_mode_ids_rise_with_the_commit_order() {
+    let db = installed(Mode::Wal, CUSTOMER, &[customer()]).await;
+    for t in 0..6 {
+        db.client
+            .batch_execute(&format!(
+                "INSERT INTO customer (id, name) SELECT {t} * 10 + g, 'c' FROM generate_series(1, 4) g"
+            ))
+            .await
+            .unwrap();
+    }
+    let events = drained_whole(&db).await;
+    assert_eq!(events.len(), 24);
+    // Per transaction (in the order sent, which is the commit order): the
+    // lowest and highest id; each transaction's ids above the one before.
+    let mut spans: Vec<(String, String, String)> = Vec::new();
+    for e in &events {
+        let (lsn, id) = (
+            e["metadata"]["commit_lsn"].as_str().unwrap().to_owned(),
+            e["id"].as_str().unwrap().to_owned(),
+        );
+        match spans.last_mut() {
+            Some((at, low, high)) if *at == lsn => {
+                *low = low.clone().min(id.clone());
+                *high = high.clone().max(id);
+            }
+            _ => spans.push((lsn, id.clone(), id)),
+        }
+    }
+    assert_eq!(spans.len(), 6);
+    for pair in spans.windows(2) {
+        assert!(pair[0].2 < pair[1].1, "{pair:?}");
+    }
 }

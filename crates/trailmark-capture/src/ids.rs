@@ -1,0 +1,229 @@
+//! Captured events' ids: derived from where the change was read (the source
+//! database, then its outbox id or its commit LSN and place in the
+//! transaction), so a change sent again after a crash gets the same id and
+//! is stored once.
+//!
+//! Ids derived by SHA-256 alone land at random places in a store's id
+//! indexes, so on a large trail every captured event costs random index
+//! writes. Since this version the position leads the id
+//! ([`EventId::derived_in_order`]): ids rise as the source's changes do.
+//! A change a drainer of an earlier version sent, but whose acknowledgement
+//! it had not yet recorded in the source (outbox row not deleted, slot not
+//! confirmed), is sent again after the upgrade: it must get the id it had.
+//! So the first drainer of this version records, in `trailmark.meta`, where
+//! ordered ids start: past every outbox row it can see, and at the WAL
+//! position it starts at. Nothing an earlier drainer read lies beyond
+//! those (it could only read what was committed before it stopped, and it
+//! stopped before this one took the drain lock), and everything before them
+//! keeps the earlier id. An install from nothing records that every change
+//! gets an ordered id.
+
+use tokio_postgres::{Client, GenericClient};
+use trailmark_core::EventId;
+
+use crate::{Error, OutboxRow, pg};
+
+/// Whether schema `trailmark` holds no outbox yet: an install from
+/// nothing, where no earlier drainer can have sent a change.
+pub(crate) async fn fresh(client: &impl GenericClient) -> Result<bool, Error> {
+    Ok(client
+        .query_one("SELECT to_regclass('trailmark.outbox') IS NULL", &[])
+        .await
+        .map_err(pg("looking for an earlier outbox"))?
+        .get(0))
+}
+
+/// Records where ordered ids start unless that is recorded: from the first
+/// change on for a `fresh` install, else past what an earlier drainer can
+/// have read (every outbox row there is, the WAL written so far).
+pub(crate) async fn record(client: &impl GenericClient, fresh: bool) -> Result<(), Error> {
+    client
+        .execute(
+            "INSERT INTO trailmark.meta (key, value)
+             SELECT 'ids.outbox_from', CASE WHEN $1 THEN '0'
+                 ELSE (SELECT coalesce(max(id) + 1, 0) FROM trailmark.outbox)::text END
+             UNION ALL SELECT 'ids.wal_from', CASE WHEN $1 THEN '0/0'
+                 ELSE pg_current_wal_lsn()::text END
+             UNION ALL SELECT 'ids.install', md5(random()::text || clock_timestamp()::text)
+             ON CONFLICT (key) DO NOTHING",
+            &[&fresh],
+        )
+        .await
+        .map_err(pg("recording where ordered event ids start"))?;
+    Ok(())
+}
+
+/// How this drainer names the events of one source database.
+#[derive(Clone, Debug)]
+pub struct EventIds {
+    /// The source's system identifier and name (`7312…/shop`).
+    database: String,
+    /// Outbox rows from this id on get ordered ids.
+    outbox_from: i64,
+    /// Changes committed at or after this LSN get ordered ids.
+    wal_from: u64,
+    /// Drawn once per install: an outbox id reused after `uninstall` and
+    /// `install` (its sequence starts again) names another change.
+    install: String,
+}
+
+impl EventIds {
+    /// Reads (the first time: records) where ordered ids start. Call it
+    /// holding the drain lock, before anything is sent.
+    pub(crate) async fn prepare(client: &Client) -> Result<Self, Error> {
+        let database: String = client
+            .query_one(
+                "SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()",
+                &[],
+            )
+            .await
+            .map_err(pg("identifying the source database"))?
+            .get(0);
+        record(client, false).await?;
+        let rows = client
+            .query(
+                "SELECT key, value FROM trailmark.meta WHERE key LIKE 'ids.%'",
+                &[],
+            )
+            .await
+            .map_err(pg("reading where ordered event ids start"))?;
+        let value = |key: &str| {
+            rows.iter()
+                .find(|r| r.get::<_, &str>(0) == key)
+                .map(|r| r.get::<_, String>(1))
+                .ok_or_else(|| Error::Replication(format!("trailmark.meta has no {key}")))
+        };
+        let unreadable = |key: &str, text: &str| {
+            Error::Replication(format!(
+                "trailmark.meta's {key} {text:?} is not what this drainer records"
+            ))
+        };
+        let outbox = value("ids.outbox_from")?;
+        let wal = value("ids.wal_from")?;
+        Ok(Self {
+            database,
+            outbox_from: outbox
+                .parse()
+                .map_err(|_| unreadable("ids.outbox_from", &outbox))?,
+            wal_from: crate::wal::parse_lsn(&wal)
+                .ok_or_else(|| unreadable("ids.wal_from", &wal))?,
+            install: value("ids.install")?,
+        })
+    }
+
+    /// Ordered ids for every change (a source whose drainer never ran
+    /// before this version: tests, and what `prepare` records there).
+    pub fn ordered(database: &str, install: &str) -> Self {
+        Self {
+            database: database.to_owned(),
+            outbox_from: 0,
+            wal_from: 0,
+            install: install.to_owned(),
+        }
+    }
+
+    /// Ids as drainers before this version derived them, for every change.
+    pub fn unordered(database: &str) -> Self {
+        Self {
+            database: database.to_owned(),
+            outbox_from: i64::MAX,
+            wal_from: u64::MAX,
+            install: String::new(),
+        }
+    }
+
+    /// The id of the event for `row`.
+    pub fn id(&self, row: &OutboxRow) -> EventId {
+        let database = &self.database;
+        match row.wal {
+            None => {
+                let seed = format!("{database}/outbox/{}", row.id);
+                if row.id < self.outbox_from {
+                    return EventId::derived(seed.as_bytes());
+                }
+                let seed = format!("{seed}/{}", self.install);
+                EventId::derived_in_order(row.id.unsigned_abs(), seed.as_bytes())
+            }
+            Some(at) => {
+                let seed = format!(
+                    "{database}/wal/{}/{}",
+                    crate::lsn_text(at.commit_lsn),
+                    at.change
+                );
+                if at.commit_lsn < self.wal_from {
+                    return EventId::derived(seed.as_bytes());
+                }
+                // An LSN never repeats in one cluster: no install part.
+                EventId::derived_in_order(at.commit_lsn, seed.as_bytes())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::WalPosition;
+
+    fn row(id: i64, wal: Option<WalPosition>) -> OutboxRow {
+        OutboxRow {
+            id,
+            txid: 1,
+            stmt: 0,
+            op: "insert".into(),
+            schema: "public".into(),
+            table: "t".into(),
+            old_row: None,
+            new_row: None,
+            context: serde_json::json!({}),
+            db_role: "app".into(),
+            captured_at: "2026-12-01T00:00:00.000Z".into(),
+            wal,
+        }
+    }
+
+    #[test]
+    fn changes_before_the_switch_keep_their_earlier_ids_and_later_ones_rise() {
+        let ids = EventIds {
+            database: "7/shop".into(),
+            outbox_from: 10,
+            wal_from: 0x500,
+            install: "i1".into(),
+        };
+        let legacy = EventIds::unordered("7/shop");
+        // Sent before the upgrade, unacknowledged, sent again: the same id.
+        assert_eq!(ids.id(&row(9, None)), legacy.id(&row(9, None)));
+        let early = Some(WalPosition {
+            commit_lsn: 0x4FF,
+            change: 3,
+        });
+        assert_eq!(ids.id(&row(0, early)), legacy.id(&row(0, early)));
+        assert_eq!(
+            ids.id(&row(9, None)),
+            EventId::derived(b"7/shop/outbox/9"),
+            "the id drainers before this version derived"
+        );
+        // From the switch on: rising with the position.
+        let outbox: Vec<EventId> = (10..200).map(|n| ids.id(&row(n, None))).collect();
+        assert!(outbox.windows(2).all(|p| p[0] < p[1]));
+        assert_ne!(ids.id(&row(10, None)), legacy.id(&row(10, None)));
+        let wal: Vec<EventId> = [(0x500, 0), (0x500, 1), (0x501, 0), (0x1_0000_0000, 7)]
+            .into_iter()
+            .map(|(commit_lsn, change)| ids.id(&row(0, Some(WalPosition { commit_lsn, change }))))
+            .collect();
+        assert!(wal[0] != wal[1] && wal[1] < wal[2] && wal[2] < wal[3] && wal[0] < wal[2]);
+        // The same position of another install (outbox ids start again
+        // after uninstall and install) names another change.
+        let reinstalled = EventIds {
+            install: "i2".into(),
+            ..ids.clone()
+        };
+        assert_ne!(ids.id(&row(50, None)), reinstalled.id(&row(50, None)));
+        // WAL positions never repeat in a cluster: the same id.
+        let late = Some(WalPosition {
+            commit_lsn: 0x900,
+            change: 0,
+        });
+        assert_eq!(ids.id(&row(0, late)), reinstalled.id(&row(0, late)));
+    }
+}
