@@ -123,7 +123,8 @@ impl EventIds {
     }
 
     /// Ids as drainers before this version derived them, for every change.
-    pub fn unordered(database: &str) -> Self {
+    #[cfg(test)]
+    fn unordered(database: &str) -> Self {
         Self {
             database: database.to_owned(),
             outbox_from: i64::MAX,

@@ -221,7 +221,12 @@ async fn covered_before(
     tx.batch_execute(INSTALL_SQL)
         .await
         .map_err(pg("creating schema trailmark"))?;
-    crate::ids::record(tx, fresh).await?;
+    if fresh {
+        // Nothing was ever sent: every change gets an ordered id. (An
+        // upgrade leaves it to the first drainer of this version, which
+        // starts only once the earlier drainer has stopped.)
+        crate::ids::record(tx, true).await?;
+    }
     let mut before = if previous_version == Some(1) {
         before
     } else {

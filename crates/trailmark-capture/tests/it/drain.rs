@@ -253,14 +253,27 @@ async fn ids_rise_with_the_outbox_and_rows_from_before_an_upgrade_keep_their_ear
     );
 
     // An install whose drainers derived ids by digest alone (as before this
-    // version): what it holds when the first drainer of this version starts
-    // keeps the id an earlier drainer gave it (an earlier drainer may have
-    // sent it without recording the acknowledgement); later rows rise.
+    // version), upgraded by running install again while its drainer may
+    // still run: what the outbox holds when the first drainer of this
+    // version starts keeps the id an earlier drainer gave it (an earlier
+    // drainer may have sent it without recording the acknowledgement);
+    // later rows rise.
     db.client
-        .batch_execute(
-            "DELETE FROM trailmark.meta WHERE key LIKE 'ids.%';
-             INSERT INTO b SELECT g, g FROM generate_series(1, 30) g",
-        )
+        .batch_execute("DELETE FROM trailmark.meta WHERE key LIKE 'ids.%'")
+        .await
+        .unwrap();
+    install(
+        &mut db.client,
+        &[
+            TableSpec::parse("public.a").unwrap(),
+            TableSpec::parse("public.b").unwrap(),
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    db.client
+        .batch_execute("INSERT INTO b SELECT g, g FROM generate_series(1, 30) g")
         .await
         .unwrap();
     let database: String = db
