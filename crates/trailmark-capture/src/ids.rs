@@ -137,14 +137,13 @@ impl EventIds {
     pub fn id(&self, row: &OutboxRow) -> EventId {
         let database = &self.database;
         match row.wal {
-            None => {
-                let seed = format!("{database}/outbox/{}", row.id);
-                if row.id < self.outbox_from {
-                    return EventId::derived(seed.as_bytes());
-                }
-                let seed = format!("{seed}/{}", self.install);
-                EventId::derived_in_order(row.id.unsigned_abs(), seed.as_bytes())
+            None if row.id < self.outbox_from => {
+                EventId::derived(format!("{database}/outbox/{}", row.id).as_bytes())
             }
+            None => EventId::derived_in_order(
+                row.id.unsigned_abs(),
+                format!("{database}/outbox/{}/{}", row.id, self.install).as_bytes(),
+            ),
             Some(at) => {
                 let seed = format!(
                     "{database}/wal/{}/{}",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use trailmark_capture::{DrainOptions, TableSpec, drain, install, status};
 
-use crate::{Collect, TestDb, eventually};
+use crate::{Collect, TestDb, drained_once, eventually};
 
 async fn covered(db: &mut TestDb) {
     db.client
@@ -17,6 +17,11 @@ async fn covered(db: &mut TestDb) {
         )
         .await
         .unwrap();
+    install_ab(db).await;
+}
+
+/// Installs capture of `a` and `b` (again, on an earlier install: an upgrade).
+async fn install_ab(db: &mut TestDb) {
     install(
         &mut db.client,
         &[
@@ -234,18 +239,11 @@ async fn ids_rise_with_the_outbox_and_rows_from_before_an_upgrade_keep_their_ear
             .get::<_, String>(0),
         "0"
     );
-    let once = DrainOptions {
-        once: true,
-        batch: 50,
-        ..DrainOptions::default()
-    };
     db.client
         .batch_execute("INSERT INTO a SELECT g, g FROM generate_series(1, 120) g")
         .await
         .unwrap();
-    let sink = Collect::default();
-    drain(&db.url(), &sink, &once, &|_| {}).await.unwrap();
-    let fresh = event_ids(&sink.0.lock().unwrap());
+    let fresh = event_ids(&drained_once(&db, 50).await);
     assert_eq!(fresh.len(), 120);
     assert!(
         fresh.windows(2).all(|p| p[0] < p[1]),
@@ -262,16 +260,7 @@ async fn ids_rise_with_the_outbox_and_rows_from_before_an_upgrade_keep_their_ear
         .batch_execute("DELETE FROM trailmark.meta WHERE key LIKE 'ids.%'")
         .await
         .unwrap();
-    install(
-        &mut db.client,
-        &[
-            TableSpec::parse("public.a").unwrap(),
-            TableSpec::parse("public.b").unwrap(),
-        ],
-        None,
-    )
-    .await
-    .unwrap();
+    install_ab(&mut db).await;
     db.client
         .batch_execute("INSERT INTO b SELECT g, g FROM generate_series(1, 30) g")
         .await
@@ -285,9 +274,7 @@ async fn ids_rise_with_the_outbox_and_rows_from_before_an_upgrade_keep_their_ear
         .await
         .unwrap()
         .get(0);
-    let sink = Collect::default();
-    drain(&db.url(), &sink, &once, &|_| {}).await.unwrap();
-    let events = sink.0.lock().unwrap().clone();
+    let events = drained_once(&db, 50).await;
     assert_eq!(events.len(), 30);
     for (event, id) in events.iter().zip(event_ids(&events)) {
         let outbox_id = event["metadata"]["outbox_id"].as_i64().unwrap();
@@ -301,9 +288,7 @@ async fn ids_rise_with_the_outbox_and_rows_from_before_an_upgrade_keep_their_ear
         .batch_execute("INSERT INTO b SELECT g, g FROM generate_series(31, 60) g")
         .await
         .unwrap();
-    let sink = Collect::default();
-    drain(&db.url(), &sink, &once, &|_| {}).await.unwrap();
-    let later = event_ids(&sink.0.lock().unwrap());
+    let later = event_ids(&drained_once(&db, 50).await);
     assert_eq!(later.len(), 30);
     assert!(later.windows(2).all(|p| p[0] < p[1]), "{later:?}");
     assert!(

@@ -142,6 +142,21 @@ impl trailmark_capture::Sink for Collect {
     }
 }
 
+/// Drains everything captured so far into a [`Collect`] (`--once`,
+/// `batch` rows at a time) and answers the events as sent.
+pub(crate) async fn drained_once(db: &TestDb, batch: i64) -> Vec<serde_json::Value> {
+    let sink = Collect::default();
+    let options = trailmark_capture::DrainOptions {
+        once: true,
+        batch,
+        ..trailmark_capture::DrainOptions::default()
+    };
+    trailmark_capture::drain(&db.url(), &sink, &options, &|_| {})
+        .await
+        .unwrap();
+    sink.0.into_inner().unwrap()
+}
+
 /// Polls `check` every 20 ms until it holds or `seconds` pass.
 pub(crate) async fn eventually<F, Fut>(seconds: u64, what: &str, mut check: F)
 where

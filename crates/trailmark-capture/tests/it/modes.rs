@@ -22,7 +22,7 @@ async fn installed(mode: Mode, schema: &str, specs: &[TableSpec]) -> TestDb {
 /// design between modes (ids and positions, the capture time, the role an
 /// unknown actor is named by).
 async fn drained(db: &TestDb) -> Vec<Value> {
-    drained_whole(db)
+    crate::drained_once(db, DrainOptions::default().batch)
         .await
         .into_iter()
         .map(|mut e| {
@@ -36,17 +36,6 @@ async fn drained(db: &TestDb) -> Vec<Value> {
             e
         })
         .collect()
-}
-
-/// Drains everything captured so far, as sent.
-async fn drained_whole(db: &TestDb) -> Vec<Value> {
-    let sink = Collect::default();
-    let options = DrainOptions {
-        once: true,
-        ..DrainOptions::default()
-    };
-    drain(&db.url(), &sink, &options, &|_| {}).await.unwrap();
-    sink.0.into_inner().unwrap()
 }
 
 /// Asserts both modes gave the same events, naming the first that differs
@@ -563,7 +552,7 @@ async fn wal_mode_ids_rise_with_the_commit_order() {
             .await
             .unwrap();
     }
-    let events = drained_whole(&db).await;
+    let events = crate::drained_once(&db, DrainOptions::default().batch).await;
     assert_eq!(events.len(), 24);
     // Per transaction (in the order sent, which is the commit order): the
     // lowest and highest id; each transaction's ids above the one before.

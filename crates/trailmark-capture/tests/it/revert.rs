@@ -2,9 +2,9 @@
 
 use serde_json::{Value, json};
 use trailmark_capture::revert::{self, Reverter};
-use trailmark_capture::{DrainOptions, Error, TableSpec, drain, install};
+use trailmark_capture::{DrainOptions, Error, TableSpec, install};
 
-use crate::{Collect, TestDb};
+use crate::TestDb;
 
 async fn setup() -> TestDb {
     let mut db = TestDb::new().await;
@@ -24,13 +24,7 @@ async fn setup() -> TestDb {
 
 /// The events drained so far (as the ledger would hold them).
 async fn drained(db: &TestDb) -> Vec<Value> {
-    let sink = Collect::default();
-    let options = DrainOptions {
-        once: true,
-        ..DrainOptions::default()
-    };
-    drain(&db.url(), &sink, &options, &|_| {}).await.unwrap();
-    sink.0.into_inner().unwrap()
+    crate::drained_once(db, DrainOptions::default().batch).await
 }
 
 fn admin() -> Reverter {
