@@ -73,6 +73,57 @@ impl Event {
         validate::event(value)
     }
 
+    /// The event as a producer sends it (the JSON [`Event::from_json`]
+    /// reads back to this event): what an in-process producer that validated
+    /// once sends to a server over HTTP. Absent parts are left out; the
+    /// outcome is always written.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut out = Map::new();
+        let text = |s: &str| Value::String(s.to_owned());
+        if let Some(id) = &self.id {
+            out.insert("id".into(), Value::String(id.to_string()));
+        }
+        if let Some(at) = &self.occurred_at {
+            out.insert("occurred_at".into(), Value::String(at.to_string()));
+        }
+        if let Some(tenant) = &self.tenant {
+            out.insert("tenant".into(), text(tenant.as_str()));
+        }
+        let mut actor = Map::new();
+        actor.insert("id".into(), text(&self.actor.id));
+        actor.insert("type".into(), text(self.actor.kind.as_str()));
+        if let Some(name) = &self.actor.name {
+            actor.insert("name".into(), text(name));
+        }
+        out.insert("actor".into(), Value::Object(actor));
+        out.insert("action".into(), text(&self.action));
+        if let Some(r) = &self.resource {
+            let mut resource = Map::new();
+            resource.insert("type".into(), text(&r.kind));
+            if let Some(id) = &r.id {
+                resource.insert("id".into(), text(id));
+            }
+            if let Some(name) = &r.name {
+                resource.insert("name".into(), text(name));
+            }
+            out.insert("resource".into(), Value::Object(resource));
+        }
+        out.insert("outcome".into(), text(self.outcome.as_str()));
+        if let Some(reason) = &self.reason {
+            out.insert("reason".into(), text(reason));
+        }
+        if let Some(changes) = &self.changes {
+            out.insert("changes".into(), changes_to_json(changes));
+        }
+        if let Some(context) = &self.context {
+            out.insert("context".into(), Value::Object(context.to_json()));
+        }
+        if let Some(metadata) = &self.metadata {
+            out.insert("metadata".into(), Value::Object(metadata.clone()));
+        }
+        out
+    }
+
     /// The payload: every part of the event that may carry personal data
     /// (names, reason, values, context, metadata). Absent parts are left out.
     pub fn payload(&self) -> Map<String, Value> {
