@@ -16,9 +16,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
+use trailmark_core::Event;
 
 use crate::{CHANNEL, Error, OutboxRow, make_valid, outbox_event, pg, table_configs};
 
@@ -35,24 +35,18 @@ pub enum SendError {
     Failed(String),
 }
 
-/// A captured change as an event, validated once: its JSON (what an HTTP
-/// sink sends) and the event it was validated into (what an in-process
-/// sink appends, without parsing the JSON again).
-#[derive(Clone, Debug)]
-pub struct Captured {
-    pub json: Value,
-    pub event: trailmark_core::Event,
-}
-
 /// Where drained events go: a server over HTTP, or the store of the
 /// `serve` process the drainer runs in.
 pub trait Sink: Send + Sync {
-    /// Appends the events durably, all or nothing; `Ok` only once they are
-    /// durable, with the tenants they went to. Borrowed: a batch answered
-    /// busy is sent again as it is, never copied for the retry.
+    /// Appends the events (each validated once, by the drainer) durably,
+    /// all or nothing; `Ok` only once they are durable, with the tenants
+    /// they went to. The sink may take the events out of `events` (an
+    /// in-process sink moves them into the ledger, never copying them); one
+    /// that answers [`SendError::Busy`] leaves `events` as it was, and the
+    /// same batch is sent again.
     fn send(
         &self,
-        events: &[Captured],
+        events: &mut Vec<Event>,
     ) -> impl Future<Output = Result<Vec<String>, SendError>> + Send;
 
     /// The newest signed checkpoint of `tenant` (the note) and the
@@ -225,7 +219,7 @@ async fn drain_outbox<S: Sink>(
     // While one batch is being appended, the next is read and converted
     // (rows of the batch in flight are left out); a batch is sent only once
     // the one before it is acknowledged and deleted, so order holds.
-    let mut in_flight: Option<(Vec<Captured>, Vec<i64>)> = None;
+    let mut in_flight: Option<(Vec<Event>, Vec<i64>)> = None;
     loop {
         let leave_out: Vec<i64> = in_flight
             .as_ref()
@@ -246,8 +240,8 @@ async fn drain_outbox<S: Sink>(
         };
         let next = match in_flight.take() {
             None => next.await?,
-            Some((events, ids)) => {
-                let (sent, next) = tokio::join!(send(sink, &events), next);
+            Some((mut events, ids)) => {
+                let (sent, next) = tokio::join!(send(sink, &mut events), next);
                 let tenants = sent?;
                 // Only now are they durable in the trail.
                 delete_sent(client, &ids, &options.name).await?;
@@ -302,7 +296,7 @@ async fn convert(
     rows: &[tokio_postgres::Row],
     tables: &mut HashMap<(String, String), crate::TableConfig>,
     ids: &crate::EventIds,
-) -> Result<(Vec<Captured>, Vec<i64>), Error> {
+) -> Result<(Vec<Event>, Vec<i64>), Error> {
     let mut events = Vec::with_capacity(rows.len());
     let mut outbox_ids = Vec::with_capacity(rows.len());
     for r in rows {
@@ -343,7 +337,7 @@ pub(crate) async fn capture(
     tables: &mut HashMap<(String, String), crate::TableConfig>,
     row: &OutboxRow,
     ids: &crate::EventIds,
-) -> Result<Result<Captured, String>, Error> {
+) -> Result<Result<Event, String>, Error> {
     let name = (row.schema.clone(), row.table.clone());
     if !tables.contains_key(&name) {
         *tables = table_configs(client).await?;
@@ -352,10 +346,7 @@ pub(crate) async fn capture(
     let config = tables.get(&name).unwrap_or(&unknown);
     let mut event = outbox_event(row, config, ids);
     Ok(match make_valid(&mut event) {
-        Ok(valid) => Ok(Captured {
-            json: event,
-            event: valid,
-        }),
+        Ok(valid) => Ok(valid),
         Err(errors) => Err(errors
             .iter()
             .map(|e| format!("{}: {}", e.path, e.message))
@@ -364,7 +355,7 @@ pub(crate) async fn capture(
     })
 }
 
-pub(crate) async fn send<S: Sink>(sink: &S, events: &[Captured]) -> Result<Vec<String>, Error> {
+pub(crate) async fn send<S: Sink>(sink: &S, events: &mut Vec<Event>) -> Result<Vec<String>, Error> {
     let mut busy_since = None;
     loop {
         match sink.send(events).await {

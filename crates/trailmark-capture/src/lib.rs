@@ -19,7 +19,7 @@ mod table;
 mod wal;
 
 pub use context::CaptureContext;
-pub use drain::{Captured, DrainOptions, Progress, SendError, Sink, drain};
+pub use drain::{DrainOptions, Progress, SendError, Sink, drain};
 pub use event::{OutboxRow, WalPosition, lsn_text, make_valid, outbox_event};
 pub use ids::EventIds;
 pub use install::{

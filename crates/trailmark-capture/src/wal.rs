@@ -23,10 +23,11 @@ use pg_walstream::{
 };
 use serde_json::Value;
 use tokio_postgres::Client;
+use trailmark_core::Event;
 
 use crate::drain::{DrainOptions, Progress, send};
 use crate::install::{MESSAGE_PREFIX, PUBLICATION, slot_status};
-use crate::{Captured, Error, OutboxRow, Sink, TableConfig, pg};
+use crate::{Error, OutboxRow, Sink, TableConfig, pg};
 
 /// Decoded changes read ahead of the one being converted (the bound on what
 /// this process holds besides the batch being sent).
@@ -210,7 +211,7 @@ pub(crate) async fn stream<S: Sink>(
 /// A batch ready to send, and the end of the last transaction it completes
 /// (what the slot may forget once the batch is durable).
 struct Ready {
-    events: Vec<Captured>,
+    events: Vec<Event>,
     acknowledge: Option<u64>,
     /// The stream ended after it (a `--once` run reached its end).
     ended: bool,
@@ -221,7 +222,7 @@ struct Ready {
 struct Decoder {
     relations: HashMap<u32, Vec<(String, u32)>>,
     open: Option<Transaction>,
-    batch: Vec<Captured>,
+    batch: Vec<Event>,
     /// Where the open transaction's events start in `batch`.
     open_start: usize,
     /// The end of the last transaction decoded and not yet handed on.
@@ -499,12 +500,12 @@ async fn advance(client: &Client, slot: &str, durable: Option<u64>) -> Result<()
     Ok(())
 }
 
-async fn flush<S: Sink>(client: &Client, sink: &S, events: Vec<Captured>) -> Result<u64, Error> {
+async fn flush<S: Sink>(client: &Client, sink: &S, mut events: Vec<Event>) -> Result<u64, Error> {
     if events.is_empty() {
         return Ok(0);
     }
     let n = events.len() as u64;
-    let tenants = send(sink, &events).await?;
+    let tenants = send(sink, &mut events).await?;
     crate::seen::check(client, sink, &tenants).await?;
     Ok(n)
 }
@@ -513,7 +514,7 @@ async fn flush<S: Sink>(client: &Client, sink: &S, events: Vec<Captured>) -> Res
 async fn push(
     client: &Client,
     open: &mut Option<Transaction>,
-    batch: &mut Vec<Captured>,
+    batch: &mut Vec<Event>,
     tables: &mut HashMap<(String, String), TableConfig>,
     ids: &crate::EventIds,
     change: Change,

@@ -353,8 +353,13 @@ fn sink_error(e: trailmark_client::Error) -> SendError {
 }
 
 impl trailmark_capture::Sink for HttpSink {
-    async fn send(&self, events: &[trailmark_capture::Captured]) -> Result<Vec<String>, SendError> {
-        let body: Vec<&serde_json::Value> = events.iter().map(|c| &c.json).collect();
+    async fn send(
+        &self,
+        events: &mut Vec<trailmark_core::Event>,
+    ) -> Result<Vec<String>, SendError> {
+        // Borrowed: a batch answered busy is sent again as it is.
+        let body: Vec<serde_json::Map<String, serde_json::Value>> =
+            events.iter().map(trailmark_core::Event::to_json).collect();
         let body = serde_json::to_vec(&body)
             .map_err(|e| SendError::Failed(format!("writing the batch as JSON: {e}")))?;
         let stored = self
@@ -818,10 +823,9 @@ mod tests {
         url
     }
 
-    fn one_event() -> Vec<trailmark_capture::Captured> {
+    fn one_event() -> Vec<trailmark_core::Event> {
         let json = serde_json::json!({"actor": {"id": "a", "type": "user"}, "action": "update"});
-        let event = trailmark_core::Event::from_json(&json).unwrap();
-        vec![trailmark_capture::Captured { json, event }]
+        vec![trailmark_core::Event::from_json(&json).unwrap()]
     }
 
     /// Busy is told by the status and its Retry-After, not by a "429"
@@ -830,10 +834,13 @@ mod tests {
     async fn a_busy_server_is_retried_after_what_it_asks_and_a_refusal_fails() {
         let busy = answering("429 Too Many Requests", "Retry-After: 7\r\n", "{}", 1);
         let sink = HttpSink::new(&busy, "k").unwrap();
-        match sink.send(&one_event()).await {
+        let mut batch = one_event();
+        match sink.send(&mut batch).await {
             Err(SendError::Busy(after)) => assert_eq!(after, Duration::from_secs(7)),
             other => panic!("{other:?}"),
         }
+        // Left as it was, to be sent again.
+        assert_eq!(batch, one_event());
         // A 400 whose body mentions 429 is a failure, not busy.
         let refused = answering(
             "400 Bad Request",
@@ -842,7 +849,7 @@ mod tests {
             1,
         );
         let sink = HttpSink::new(&refused, "k").unwrap();
-        match sink.send(&one_event()).await {
+        match sink.send(&mut one_event()).await {
             Err(SendError::Failed(m)) => assert!(m.contains("400"), "{m}"),
             other => panic!("{other:?}"),
         }

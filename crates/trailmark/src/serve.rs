@@ -470,9 +470,13 @@ struct StoreSink<S> {
 }
 
 impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
-    async fn send(&self, events: &[trailmark_capture::Captured]) -> Result<Vec<String>, SendError> {
-        // Validated once, by the drainer: appended as the events they are.
-        let events: Vec<trailmark_core::Event> = events.iter().map(|c| c.event.clone()).collect();
+    async fn send(
+        &self,
+        events: &mut Vec<trailmark_core::Event>,
+    ) -> Result<Vec<String>, SendError> {
+        // Validated once, by the drainer: moved into the ledger as the
+        // events they are (never copied; see the answer to busy below).
+        let events = std::mem::take(events);
         let mut tenants: Vec<String> = events
             .iter()
             .map(|e| {
@@ -493,7 +497,12 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
             .map_err(|e| SendError::Failed(format!("appending the batch: {e}")))?;
         match appended {
             Ok(_) => Ok(tenants),
-            Err(trailmark_server::ApiError::Busy) => Err(SendError::Busy(Duration::from_secs(1))),
+            // Waiting for room answers busy only once the server is
+            // stopping: the batch was taken, so it is not sent again; its
+            // changes stay in the source for the next start.
+            Err(trailmark_server::ApiError::Busy) => Err(SendError::Failed(
+                "the server is stopping: the batch is left in the source".into(),
+            )),
             Err(e) => Err(SendError::Failed(e.to_string())),
         }
     }

@@ -132,12 +132,14 @@ pub(crate) struct Collect(pub std::sync::Mutex<Vec<serde_json::Value>>);
 impl trailmark_capture::Sink for Collect {
     async fn send(
         &self,
-        events: &[trailmark_capture::Captured],
+        events: &mut Vec<trailmark_core::Event>,
     ) -> Result<Vec<String>, trailmark_capture::SendError> {
-        self.0
-            .lock()
-            .unwrap()
-            .extend(events.iter().map(|c| c.json.clone()));
+        // As an HTTP sink sends them.
+        self.0.lock().unwrap().extend(
+            events
+                .iter()
+                .map(|e| serde_json::Value::Object(e.to_json())),
+        );
         Ok(Vec::new())
     }
 }

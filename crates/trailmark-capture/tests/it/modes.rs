@@ -312,7 +312,7 @@ struct Refuse;
 impl trailmark_capture::Sink for Refuse {
     async fn send(
         &self,
-        _: &[trailmark_capture::Captured],
+        _: &mut Vec<trailmark_core::Event>,
     ) -> Result<Vec<String>, trailmark_capture::SendError> {
         Err(trailmark_capture::SendError::Failed("disk full".into()))
     }
