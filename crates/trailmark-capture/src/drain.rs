@@ -38,15 +38,23 @@ pub enum SendError {
 /// Where drained events go: a server over HTTP, or the store of the
 /// `serve` process the drainer runs in.
 pub trait Sink: Send + Sync {
-    /// Appends the events (each validated once, by the drainer) durably,
-    /// all or nothing; `Ok` only once they are durable, with the tenants
-    /// they went to. The sink may take the events out of `events` (an
-    /// in-process sink moves them into the ledger, never copying them); one
-    /// that answers [`SendError::Busy`] leaves `events` as it was, and the
-    /// same batch is sent again.
+    /// A batch as this sink sends it.
+    type Batch: Send;
+
+    /// Readies a batch of events (each validated once, by the drainer) to
+    /// be sent: called while the batch before is still being appended, so
+    /// what a sink does here (an in-process sink commits to the payloads)
+    /// runs beside that append, not after it.
+    fn batch(&self, events: Vec<Event>) -> Result<Self::Batch, SendError>;
+
+    /// Appends the batch durably, all or nothing; `Ok` only once it is
+    /// durable, with the tenants it went to. The sink may take the events
+    /// out of `batch` (an in-process sink moves them into the ledger, never
+    /// copying them); one that answers [`SendError::Busy`] leaves `batch`
+    /// as it was, and the same batch is sent again.
     fn send(
         &self,
-        events: &mut Vec<Event>,
+        batch: &mut Self::Batch,
     ) -> impl Future<Output = Result<Vec<String>, SendError>> + Send;
 
     /// The newest signed checkpoint of `tenant` (the note) and the
@@ -219,7 +227,7 @@ async fn drain_outbox<S: Sink>(
     // While one batch is being appended, the next is read and converted
     // (rows of the batch in flight are left out); a batch is sent only once
     // the one before it is acknowledged and deleted, so order holds.
-    let mut in_flight: Option<(Vec<Event>, Vec<i64>)> = None;
+    let mut in_flight: Option<(S::Batch, Vec<i64>)> = None;
     loop {
         let leave_out: Vec<i64> = in_flight
             .as_ref()
@@ -236,12 +244,13 @@ async fn drain_outbox<S: Sink>(
                 )
                 .await
                 .map_err(pg("reading the outbox (is capture installed?)"))?;
-            convert(client, &rows, tables, ids).await
+            let (events, outbox_ids) = convert(client, &rows, tables, ids).await?;
+            Ok::<_, Error>((sink.batch(events).map_err(sink_error)?, outbox_ids))
         };
         let next = match in_flight.take() {
             None => next.await?,
-            Some((mut events, ids)) => {
-                let (sent, next) = tokio::join!(send(sink, &mut events), next);
+            Some((mut batch, ids)) => {
+                let (sent, next) = tokio::join!(send(sink, &mut batch), next);
                 let tenants = sent?;
                 // Only now are they durable in the trail.
                 delete_sent(client, &ids, &options.name).await?;
@@ -355,10 +364,18 @@ pub(crate) async fn capture(
     })
 }
 
-pub(crate) async fn send<S: Sink>(sink: &S, events: &mut Vec<Event>) -> Result<Vec<String>, Error> {
+/// A sink's refusal as the drain's error.
+pub(crate) fn sink_error(e: SendError) -> Error {
+    match e {
+        SendError::Busy(_) => Error::Sink("the ledger is busy".into()),
+        SendError::Failed(m) => Error::Sink(m),
+    }
+}
+
+pub(crate) async fn send<S: Sink>(sink: &S, batch: &mut S::Batch) -> Result<Vec<String>, Error> {
     let mut busy_since = None;
     loop {
-        match sink.send(events).await {
+        match sink.send(batch).await {
             Ok(tenants) => return Ok(tenants),
             Err(SendError::Busy(wait)) => {
                 let since = *busy_since.get_or_insert_with(std::time::Instant::now);

@@ -7,6 +7,7 @@
 use tokio_postgres::Client;
 use trailmark_log::{Checkpoint, Hash, Note, VerifierKey};
 
+use crate::drain::sink_error;
 use crate::{Error, Sink, pg};
 
 /// Creates the memory table if this install predates it.
@@ -38,13 +39,6 @@ pub(crate) async fn tenants(client: &Client) -> Result<Vec<String>, Error> {
         .iter()
         .map(|r| r.get(0))
         .collect())
-}
-
-fn sink_error(e: crate::SendError) -> Error {
-    match e {
-        crate::SendError::Busy(_) => Error::Sink("the ledger is busy".into()),
-        crate::SendError::Failed(m) => Error::Sink(m),
-    }
 }
 
 /// Holds each tenant's newest checkpoint to the remembered one, and

@@ -110,17 +110,8 @@ pub(crate) async fn stream<S: Sink>(
         .with_connection_timeout(Duration::from_secs(30))
         .with_messages(true);
     config.streaming_mode = StreamingMode::Off;
-    let end: Option<u64> = if options.once {
-        let text: String = client
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
-            .await
-            .map_err(pg("reading the current WAL position"))?
-            .get(0);
-        Some(parse_lsn(&text).ok_or_else(|| Error::Replication(format!("LSN {text:?}")))?)
-    } else {
-        None
-    };
-    if let Some(end) = end {
+    if options.once {
+        let end = current_lsn(client).await?;
         config = config.with_stop_at_lsn(end);
     }
     let mut replication_stream = LogicalReplicationStream::new(&replication_source(source), config)
@@ -158,10 +149,15 @@ pub(crate) async fn stream<S: Sink>(
     let mut total = 0u64;
     // While one batch is appended, the next is decoded; a batch is sent
     // only once the one before it is durable, so order holds.
-    let mut in_flight: Option<Ready> = None;
+    let mut in_flight: Option<Ready<S::Batch>> = None;
     let result: Result<(), Error> = async {
         loop {
-            let next = state.next_batch(&mut decoded, client, tables, ids, batch_size);
+            let next = async {
+                let ready = state
+                    .next_batch(&mut decoded, client, tables, ids, batch_size)
+                    .await?;
+                ready.readied(sink)
+            };
             let next = match in_flight.take() {
                 None => next.await?,
                 Some(ready) => {
@@ -169,7 +165,7 @@ pub(crate) async fn stream<S: Sink>(
                     // the next one is ready (an idle database sends none:
                     // the last batch would stay unconfirmed, its WAL kept).
                     let flushed = async {
-                        let sent = flush(client, sink, ready.events).await?;
+                        let sent = flush(client, sink, ready.events, ready.rows).await?;
                         if sent > 0 {
                             total += sent;
                             progress(Progress::Sent { rows: sent, total });
@@ -188,7 +184,7 @@ pub(crate) async fn stream<S: Sink>(
                 }
             };
             let ended = next.ended;
-            if !next.events.is_empty() || next.acknowledge.is_some() {
+            if next.rows > 0 || next.acknowledge.is_some() {
                 in_flight = Some(next);
             }
             if ended {
@@ -201,20 +197,44 @@ pub(crate) async fn stream<S: Sink>(
     let _ = reader.await;
     result?;
     if let Some(ready) = in_flight {
-        total += flush(client, sink, ready.events).await?;
+        total += flush(client, sink, ready.events, ready.rows).await?;
         durable = ready.acknowledge.or(durable);
     }
     advance(client, &slot.name, durable).await?;
     Ok(total)
 }
 
+/// Where the WAL ends now (where a `--once` run stops).
+async fn current_lsn(client: &Client) -> Result<u64, Error> {
+    let text: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(pg("reading the current WAL position"))?
+        .get(0);
+    parse_lsn(&text).ok_or_else(|| Error::Replication(format!("LSN {text:?}")))
+}
+
 /// A batch ready to send, and the end of the last transaction it completes
 /// (what the slot may forget once the batch is durable).
-struct Ready {
-    events: Vec<Event>,
+struct Ready<B> {
+    /// The events (decoded), or the batch the sink readied of them.
+    events: B,
+    rows: u64,
     acknowledge: Option<u64>,
     /// The stream ended after it (a `--once` run reached its end).
     ended: bool,
+}
+
+impl Ready<Vec<Event>> {
+    /// The decoded events as the batch `sink` sends.
+    fn readied<S: Sink>(self, sink: &S) -> Result<Ready<S::Batch>, Error> {
+        Ok(Ready {
+            events: sink.batch(self.events).map_err(crate::drain::sink_error)?,
+            rows: self.rows,
+            acknowledge: self.acknowledge,
+            ended: self.ended,
+        })
+    }
 }
 
 /// What decoding keeps between events: each relation's column types, the
@@ -240,7 +260,7 @@ impl Decoder {
         tables: &mut HashMap<(String, String), TableConfig>,
         ids: &crate::EventIds,
         batch_size: usize,
-    ) -> Result<Ready, Error> {
+    ) -> Result<Ready<Vec<Event>>, Error> {
         let ended = loop {
             let Some(next) = decoded.recv().await else {
                 break true;
@@ -259,8 +279,10 @@ impl Decoder {
             }
         };
         self.open_start = 0;
+        let events = std::mem::take(&mut self.batch);
         Ok(Ready {
-            events: std::mem::take(&mut self.batch),
+            rows: events.len() as u64,
+            events,
             acknowledge: self.acknowledge.take(),
             ended,
         })
@@ -500,14 +522,18 @@ async fn advance(client: &Client, slot: &str, durable: Option<u64>) -> Result<()
     Ok(())
 }
 
-async fn flush<S: Sink>(client: &Client, sink: &S, mut events: Vec<Event>) -> Result<u64, Error> {
-    if events.is_empty() {
+async fn flush<S: Sink>(
+    client: &Client,
+    sink: &S,
+    mut batch: S::Batch,
+    rows: u64,
+) -> Result<u64, Error> {
+    if rows == 0 {
         return Ok(0);
     }
-    let n = events.len() as u64;
-    let tenants = send(sink, &mut events).await?;
+    let tenants = send(sink, &mut batch).await?;
     crate::seen::check(client, sink, &tenants).await?;
-    Ok(n)
+    Ok(rows)
 }
 
 /// One decoded change → a validated event, appended to the batch.

@@ -397,11 +397,30 @@ impl<S: Store> crate::App<S> {
         events: Vec<Event>,
         default_tenant: &TenantId,
     ) -> Result<usize, ApiError> {
+        let batch = self.prepare_events(events, default_tenant)?;
+        self.append_prepared(batch).await
+    }
+
+    /// [`App::append_events`] in two steps: preparing the events (payload
+    /// commitments: CPU work a producer can do while its batch before is
+    /// appended) …
+    pub fn prepare_events(
+        &self,
+        events: Vec<Event>,
+        default_tenant: &TenantId,
+    ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
         let received_at = now();
-        let batch = events
+        events
             .into_iter()
             .map(|event| self.prepare(event, default_tenant, received_at))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect()
+    }
+
+    /// … and appending them.
+    pub async fn append_prepared(
+        &self,
+        batch: Vec<trailmark_store::NewEvent>,
+    ) -> Result<usize, ApiError> {
         let appended = self.commit(batch, Room::Wait).await?;
         self.metrics
             .captured_rows

@@ -1,6 +1,7 @@
 //! `trailmark capture pg install|status|uninstall`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -353,15 +354,21 @@ fn sink_error(e: trailmark_client::Error) -> SendError {
 }
 
 impl trailmark_capture::Sink for HttpSink {
-    async fn send(
-        &self,
-        events: &mut Vec<trailmark_core::Event>,
-    ) -> Result<Vec<String>, SendError> {
-        // Borrowed: a batch answered busy is sent again as it is.
+    /// The request body: the events as JSON, written while the batch before
+    /// is sent.
+    type Batch = Arc<Vec<u8>>;
+
+    fn batch(&self, events: Vec<trailmark_core::Event>) -> Result<Arc<Vec<u8>>, SendError> {
         let body: Vec<serde_json::Map<String, serde_json::Value>> =
             events.iter().map(trailmark_core::Event::to_json).collect();
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| SendError::Failed(format!("writing the batch as JSON: {e}")))?;
+        serde_json::to_vec(&body)
+            .map(Arc::new)
+            .map_err(|e| SendError::Failed(format!("writing the batch as JSON: {e}")))
+    }
+
+    async fn send(&self, batch: &mut Arc<Vec<u8>>) -> Result<Vec<String>, SendError> {
+        // Shared, not taken: a batch answered busy is sent again as it is.
+        let body = Arc::clone(batch);
         let stored = self
             .call(move |c| c.ingest_json(&body))
             .await
@@ -834,13 +841,14 @@ mod tests {
     async fn a_busy_server_is_retried_after_what_it_asks_and_a_refusal_fails() {
         let busy = answering("429 Too Many Requests", "Retry-After: 7\r\n", "{}", 1);
         let sink = HttpSink::new(&busy, "k").unwrap();
-        let mut batch = one_event();
+        let mut batch = sink.batch(one_event()).unwrap();
+        let body = batch.to_vec();
         match sink.send(&mut batch).await {
             Err(SendError::Busy(after)) => assert_eq!(after, Duration::from_secs(7)),
             other => panic!("{other:?}"),
         }
         // Left as it was, to be sent again.
-        assert_eq!(batch, one_event());
+        assert_eq!(*batch, body);
         // A 400 whose body mentions 429 is a failure, not busy.
         let refused = answering(
             "400 Bad Request",
@@ -849,7 +857,7 @@ mod tests {
             1,
         );
         let sink = HttpSink::new(&refused, "k").unwrap();
-        match sink.send(&mut one_event()).await {
+        match sink.send(&mut sink.batch(one_event()).unwrap()).await {
             Err(SendError::Failed(m)) => assert!(m.contains("400"), "{m}"),
             other => panic!("{other:?}"),
         }

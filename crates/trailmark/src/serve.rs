@@ -469,14 +469,16 @@ struct StoreSink<S> {
     tenant: TenantId,
 }
 
+/// A batch prepared for this server's store, and the tenants it goes to.
+struct Prepared {
+    events: Vec<trailmark_store::NewEvent>,
+    tenants: Vec<String>,
+}
+
 impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
-    async fn send(
-        &self,
-        events: &mut Vec<trailmark_core::Event>,
-    ) -> Result<Vec<String>, SendError> {
-        // Validated once, by the drainer: moved into the ledger as the
-        // events they are (never copied; see the answer to busy below).
-        let events = std::mem::take(events);
+    type Batch = Prepared;
+
+    fn batch(&self, events: Vec<trailmark_core::Event>) -> Result<Prepared, SendError> {
         let mut tenants: Vec<String> = events
             .iter()
             .map(|e| {
@@ -489,14 +491,27 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
             .collect();
         tenants.sort();
         tenants.dedup();
-        // On a task of its own: preparing the batch (validation, envelopes,
-        // hashes) runs on another core while the drainer decodes the next.
-        let (app, tenant) = (Arc::clone(&self.app), self.tenant.clone());
-        let appended = tokio::spawn(async move { app.append_events(events, &tenant).await })
+        // Validated once, by the drainer: moved into the ledger as the
+        // events they are, never copied.
+        let events = self
+            .app
+            .prepare_events(events, &self.tenant)
+            .map_err(|e| SendError::Failed(e.to_string()))?;
+        Ok(Prepared { events, tenants })
+    }
+
+    async fn send(&self, batch: &mut Prepared) -> Result<Vec<String>, SendError> {
+        // Taken (see the answer to busy below).
+        let events = std::mem::take(&mut batch.events);
+        // On a task of its own: the append's work off the ledger's writer
+        // (and dropping the batch after it) runs on another core while the
+        // drainer decodes and prepares the next.
+        let app = Arc::clone(&self.app);
+        let appended = tokio::spawn(async move { app.append_prepared(events).await })
             .await
             .map_err(|e| SendError::Failed(format!("appending the batch: {e}")))?;
         match appended {
-            Ok(_) => Ok(tenants),
+            Ok(_) => Ok(std::mem::take(&mut batch.tenants)),
             // Waiting for room answers busy only once the server is
             // stopping: the batch was taken, so it is not sent again; its
             // changes stay in the source for the next start.

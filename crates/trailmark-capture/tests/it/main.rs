@@ -130,9 +130,18 @@ impl Drop for TestDb {
 pub(crate) struct Collect(pub std::sync::Mutex<Vec<serde_json::Value>>);
 
 impl trailmark_capture::Sink for Collect {
+    type Batch = Vec<trailmark_core::Event>;
+
+    fn batch(
+        &self,
+        events: Vec<trailmark_core::Event>,
+    ) -> Result<Self::Batch, trailmark_capture::SendError> {
+        Ok(events)
+    }
+
     async fn send(
         &self,
-        events: &mut Vec<trailmark_core::Event>,
+        events: &mut Self::Batch,
     ) -> Result<Vec<String>, trailmark_capture::SendError> {
         // As an HTTP sink sends them.
         self.0.lock().unwrap().extend(

@@ -310,10 +310,13 @@ async fn excluded_columns_never_leave_the_database_in_wal_mode() {
 struct Refuse;
 
 impl trailmark_capture::Sink for Refuse {
-    async fn send(
-        &self,
-        _: &mut Vec<trailmark_core::Event>,
-    ) -> Result<Vec<String>, trailmark_capture::SendError> {
+    type Batch = ();
+
+    fn batch(&self, _: Vec<trailmark_core::Event>) -> Result<(), trailmark_capture::SendError> {
+        Ok(())
+    }
+
+    async fn send(&self, (): &mut ()) -> Result<Vec<String>, trailmark_capture::SendError> {
         Err(trailmark_capture::SendError::Failed("disk full".into()))
     }
 }
