@@ -3,13 +3,18 @@
 # drainer inside `serve` (--capture-source, embedded store) and `capture pg
 # run` over HTTP, each over the same number of captured rows.
 #
-#   bench/capture/drain.sh [rows]            trigger mode (PostgreSQL on 127.0.0.1:5432)
-#   MODE=wal bench/capture/drain.sh [rows]   WAL mode (the wal_level = logical cluster
-#                                            scripts/logical-cluster makes and starts)
+#   bench/capture/drain.sh [rows] [rounds]            trigger mode (PostgreSQL on 127.0.0.1:5432)
+#   MODE=wal bench/capture/drain.sh [rows] [rounds]   WAL mode (the wal_level = logical cluster
+#                                                     scripts/logical-cluster makes and starts)
+#
+# With TRAILMARK_BIN_BEFORE=path/to/trailmark, each round measures that build
+# and this one in turn (their order alternating), both ways.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rows="${1:-200000}"
+rounds="${2:-1}"
 mode="${MODE:-trigger}"
+before="${TRAILMARK_BIN_BEFORE:-}"
 if [ "$mode" = wal ]; then
   pg="$(scripts/logical-cluster)"
 else
@@ -28,11 +33,11 @@ drop_db() { # a WAL-mode slot keeps its database: it goes first
   psql_ postgres -c "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE database = '$db'" >/dev/null
   psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 }
-fill() {
+fill() { # BIN: the build that installs capture
   drop_db
   psql_ postgres -c "CREATE DATABASE $db"
   psql_ $db -c "CREATE TABLE item (id int PRIMARY KEY, qty int, note text)"
-  $bin capture pg install --mode "$mode" --source "$pg dbname=$db" --tables public.item >/dev/null
+  $1 capture pg install --mode "$mode" --source "$pg dbname=$db" --tables public.item >/dev/null
   psql_ $db -c "BEGIN; SELECT trailmark.set_context('{\"actor_id\": \"importer\"}');
                 INSERT INTO item SELECT g, g, 'row ' || g FROM generate_series(1, $rows) g; COMMIT;" >/dev/null
   psql_ $db -c "CHECKPOINT"
@@ -49,26 +54,47 @@ waited() {
   echo "$(date +%s.%N) - $start" | bc
 }
 
-echo "== $mode mode: inside serve (--capture-source), $rows rows"
-fill
-rm -rf "$work/a"
-start=$(date +%s.%N)
-$bin serve --data-dir "$work/a" --listen 127.0.0.1:7981 --capture-source "$pg dbname=$db" >/dev/null 2>&1 &
-server=$!
-s=$(waited "$start")
-echo "in-serve: $rows rows in $s s = $(echo "$rows / $s" | bc) rows/s (serve's start included)"
-kill -TERM "$server"; wait "$server" || true
+# in_serve NAME BIN: the drainer inside serve (--capture-source).
+in_serve() {
+  local name=$1 bin=$2 start s
+  fill "$bin"
+  rm -rf "$work/a"
+  start=$(date +%s.%N)
+  $bin serve --data-dir "$work/a" --listen 127.0.0.1:7981 --capture-source "$pg dbname=$db" >/dev/null 2>&1 &
+  server=$!
+  s=$(waited "$start")
+  echo "$name in-serve: $rows rows in $s s = $(echo "$rows / $s" | bc) rows/s (serve's start included)"
+  kill -TERM "$server"; wait "$server" || true
+}
 
-echo "== $mode mode: capture pg run --once over HTTP, $rows rows"
-fill
-rm -rf "$work/b"
-$bin serve --data-dir "$work/b" --listen 127.0.0.1:7982 >/dev/null 2>&1 &
-server=$!
-for _ in $(seq 100); do curl -sf http://127.0.0.1:7982/healthz >/dev/null && break; sleep 0.1; done
-start=$(date +%s.%N)
-$bin capture pg run --once --batch 5000 --source "$pg dbname=$db" --server http://127.0.0.1:7982 \
-  --key "$(cat "$work/b/bootstrap-admin.key")" 2>/dev/null
-end=$(date +%s.%N)
-s=$(echo "$end - $start" | bc)
-echo "http: $rows rows in $s s = $(echo "$rows / $s" | bc) rows/s"
+# over_http NAME BIN: `capture pg run --once` into a serve of the same build.
+over_http() {
+  local name=$1 bin=$2 start end s
+  fill "$bin"
+  rm -rf "$work/b"
+  $bin serve --data-dir "$work/b" --listen 127.0.0.1:7982 >/dev/null 2>&1 &
+  server=$!
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:7982/healthz >/dev/null && break; sleep 0.1; done
+  start=$(date +%s.%N)
+  $bin capture pg run --once --batch 5000 --source "$pg dbname=$db" --server http://127.0.0.1:7982 \
+    --key "$(cat "$work/b/bootstrap-admin.key")" 2>/dev/null
+  end=$(date +%s.%N)
+  s=$(echo "$end - $start" | bc)
+  echo "$name http: $rows rows in $s s = $(echo "$rows / $s" | bc) rows/s"
+  kill -TERM "$server"; wait "$server" || true
+}
+
+# The builds of a round, their order alternating.
+builds() {
+  if [ -z "$before" ]; then echo "this $bin"
+  elif [ $(($1 % 2)) -eq 1 ]; then echo "before $before"; echo "this $bin"
+  else echo "this $bin"; echo "before $before"; fi
+}
+
+for round in $(seq "$rounds"); do
+  echo "== round $round: $mode mode, inside serve (--capture-source), $rows rows"
+  while read -r name b; do in_serve "$name" "$b" </dev/null; done < <(builds "$round")
+  echo "== round $round: $mode mode, capture pg run --once over HTTP, $rows rows"
+  while read -r name b; do over_http "$name" "$b" </dev/null; done < <(builds "$round")
+done
 drop_db
