@@ -124,6 +124,58 @@ impl Event {
         out
     }
 
+    /// At least the size of [`Event::payload`] as canonical JSON, read from
+    /// the parts in place (nothing is copied or written): a string's byte
+    /// counts 6 (as an escaped control character would), a number 32 (the
+    /// longest ECMAScript form is 24), and every key, quote, colon, comma
+    /// and bracket besides. Validation takes the exact size only when this
+    /// bound passes the limit.
+    pub fn payload_size_bound(&self) -> usize {
+        // `"key":value,` for a member whose value is bounded by `value`.
+        let member = |key: &str, value: usize| text_bound(key) + 1 + value + 1;
+        let text = |t: &Option<String>| t.as_deref().map_or(0, text_bound);
+        let mut size = 2;
+        if let Some(name) = &self.actor.name {
+            size += member("actor_name", text_bound(name));
+        }
+        if let Some(name) = self.resource.as_ref().and_then(|r| r.name.as_ref()) {
+            size += member("resource_name", text_bound(name));
+        }
+        if let Some(reason) = &self.reason {
+            size += member("reason", text_bound(reason));
+        }
+        if let Some(changes) = &self.changes {
+            let pairs: usize = changes
+                .iter()
+                .map(|(field, c)| {
+                    member(
+                        field,
+                        2 + member("old", json_bound(&c.old)) + member("new", json_bound(&c.new)),
+                    )
+                })
+                .sum();
+            size += member("changes", 2 + pairs);
+        }
+        if let Some(c) = &self.context {
+            let named = [
+                &c.user_agent,
+                &c.request_id,
+                &c.session_id,
+                &c.source,
+                &c.impersonator,
+            ];
+            // The longest key named ("impersonator", 12 bytes) for each.
+            let named: usize = named.iter().map(|t| member("impersonator", text(t))).sum();
+            let ip = member("ip", 2 + 6 * 45);
+            let extra: usize = c.extra.iter().map(|(k, v)| member(k, json_bound(v))).sum();
+            size += member("context", 2 + named + ip + extra);
+        }
+        if let Some(metadata) = &self.metadata {
+            size += member("metadata", 2 + object_bound(metadata));
+        }
+        size
+    }
+
     /// The payload: every part of the event that may carry personal data
     /// (names, reason, values, context, metadata). Absent parts are left out.
     pub fn payload(&self) -> Map<String, Value> {
@@ -147,6 +199,31 @@ impl Event {
             payload.insert("metadata".into(), Value::Object(metadata.clone()));
         }
         payload
+    }
+}
+
+/// At most the canonical JSON size of a string: its quotes and each byte
+/// escaped (`\u001f`, 6 bytes, is the longest escape).
+fn text_bound(text: &str) -> usize {
+    2 + 6 * text.len()
+}
+
+/// The members of an object, as [`json_bound`] counts them.
+fn object_bound(map: &Map<String, Value>) -> usize {
+    map.iter()
+        .map(|(k, v)| text_bound(k) + 1 + json_bound(v) + 1)
+        .sum()
+}
+
+/// At most the canonical JSON size of a value (see
+/// [`Event::payload_size_bound`]).
+fn json_bound(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 32,
+        Value::String(s) => text_bound(s),
+        Value::Array(items) => 2 + items.iter().map(|v| json_bound(v) + 1).sum::<usize>(),
+        Value::Object(map) => 2 + object_bound(map),
     }
 }
 

@@ -285,6 +285,15 @@ proptest! {
     }
 
     #[test]
+    fn the_payload_size_bound_is_never_below_the_canonical_size(json in event_json()) {
+        let valid = Event::from_json(&json);
+        prop_assume!(valid.is_ok());
+        let event = valid.unwrap();
+        let size = CanonicalJson::of_map("payload", &event.payload()).unwrap().as_bytes().len();
+        prop_assert!(size <= event.payload_size_bound(), "{} > {}", size, event.payload_size_bound());
+    }
+
+    #[test]
     fn seq_is_exact_up_to_its_maximum(seq in (Seq::MAX - 1000)..=Seq::MAX) {
         let a = Seq::new(seq).unwrap();
         let text = serde_json::to_string(&serde_json::json!(a.get())).unwrap();

@@ -186,6 +186,28 @@ fn limits_are_enforced_and_named() {
 }
 
 #[test]
+fn a_payload_of_exactly_the_limit_is_accepted_and_one_byte_more_is_refused() {
+    // `{"metadata":{"blob":"…"}}` is 24 bytes besides the blob; its bound
+    // (6 per byte of text) is past the limit, so the exact size decides.
+    let overhead = r#"{"metadata":{"blob":""}}"#.len();
+    let mut v = minimal();
+    v["metadata"] = json!({"blob": "b".repeat(MAX_PAYLOAD_BYTES - overhead)});
+    let event = Event::from_json(&v).unwrap();
+    assert!(event.payload_size_bound() > MAX_PAYLOAD_BYTES);
+    v["metadata"] = json!({"blob": "b".repeat(MAX_PAYLOAD_BYTES - overhead + 1)});
+    assert_eq!(
+        errors(&v),
+        [
+            "names, reason, changes, context and metadata together are 262145 bytes as canonical JSON; at most 262144"
+        ]
+    );
+    // Far below the limit, the bound alone passes it.
+    v["metadata"] = json!({"blob": "b".repeat(MAX_PAYLOAD_BYTES / 7)});
+    let event = Event::from_json(&v).unwrap();
+    assert!(event.payload_size_bound() <= MAX_PAYLOAD_BYTES);
+}
+
+#[test]
 fn integers_that_a_double_cannot_hold_exactly_are_refused() {
     let mut v = minimal();
     v["metadata"] = json!({"ok": 9_007_199_254_740_991_u64, "too_big": 9_007_199_254_740_993_u64, "n": [-9_007_199_254_740_993_i64]});
