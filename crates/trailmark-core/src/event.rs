@@ -109,18 +109,7 @@ impl Event {
             out.insert("resource".into(), Value::Object(resource));
         }
         out.insert("outcome".into(), text(self.outcome.as_str()));
-        if let Some(reason) = &self.reason {
-            out.insert("reason".into(), text(reason));
-        }
-        if let Some(changes) = &self.changes {
-            out.insert("changes".into(), changes_to_json(changes));
-        }
-        if let Some(context) = &self.context {
-            out.insert("context".into(), Value::Object(context.to_json()));
-        }
-        if let Some(metadata) = &self.metadata {
-            out.insert("metadata".into(), Value::Object(metadata.clone()));
-        }
+        self.insert_payload_parts(&mut out);
         out
     }
 
@@ -186,19 +175,25 @@ impl Event {
         if let Some(name) = self.resource.as_ref().and_then(|r| r.name.as_ref()) {
             payload.insert("resource_name".into(), Value::String(name.clone()));
         }
+        self.insert_payload_parts(&mut payload);
+        payload
+    }
+
+    /// The payload's parts named the same in the payload and in the event
+    /// as sent (reason, changes, context, metadata), inserted into `out`.
+    fn insert_payload_parts(&self, out: &mut Map<String, Value>) {
         if let Some(reason) = &self.reason {
-            payload.insert("reason".into(), Value::String(reason.clone()));
+            out.insert("reason".into(), Value::String(reason.clone()));
         }
         if let Some(changes) = &self.changes {
-            payload.insert("changes".into(), changes_to_json(changes));
+            out.insert("changes".into(), changes_to_json(changes));
         }
         if let Some(context) = &self.context {
-            payload.insert("context".into(), Value::Object(context.to_json()));
+            out.insert("context".into(), Value::Object(context.to_json()));
         }
         if let Some(metadata) = &self.metadata {
-            payload.insert("metadata".into(), Value::Object(metadata.clone()));
+            out.insert("metadata".into(), Value::Object(metadata.clone()));
         }
-        payload
     }
 }
 
