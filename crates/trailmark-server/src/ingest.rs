@@ -387,23 +387,11 @@ impl<S: Store> crate::App<S> {
         Ok(appended)
     }
 
-    /// Appends events produced inside this process (the capture drainer run
-    /// by `serve`, which validated them), all or nothing, into
-    /// `default_tenant` unless an event names its own: the same commit as
-    /// the API's, waiting for room in the ingest queue instead of answering
-    /// busy.
-    pub async fn append_events(
-        &self,
-        events: Vec<Event>,
-        default_tenant: &TenantId,
-    ) -> Result<usize, ApiError> {
-        let batch = self.prepare_events(events, default_tenant)?;
-        self.append_prepared(batch).await
-    }
-
-    /// [`App::append_events`] in two steps: preparing the events (payload
-    /// commitments: CPU work a producer can do while its batch before is
-    /// appended) …
+    /// Events produced inside this process (the capture drainer run by
+    /// `serve`, which validated them) are appended in two steps: preparing
+    /// them (payload commitments: CPU work the producer does while its batch
+    /// before is appended), into `default_tenant` unless an event names its
+    /// own …
     pub fn prepare_events(
         &self,
         events: Vec<Event>,
@@ -416,7 +404,8 @@ impl<S: Store> crate::App<S> {
             .collect()
     }
 
-    /// … and appending them.
+    /// … and appending them, all or nothing: the same commit as the API's,
+    /// waiting for room in the ingest queue instead of answering busy.
     pub async fn append_prepared(
         &self,
         batch: Vec<trailmark_store::NewEvent>,
