@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
