@@ -120,30 +120,29 @@ impl Event {
     /// and bracket besides. Validation takes the exact size only when this
     /// bound passes the limit.
     pub fn payload_size_bound(&self) -> usize {
-        // `"key":value,` for a member whose value is bounded by `value`.
-        let member = |key: &str, value: usize| text_bound(key) + 1 + value + 1;
         let text = |t: &Option<String>| t.as_deref().map_or(0, text_bound);
         let mut size = 2;
         if let Some(name) = &self.actor.name {
-            size += member("actor_name", text_bound(name));
+            size += member_bound("actor_name", text_bound(name));
         }
         if let Some(name) = self.resource.as_ref().and_then(|r| r.name.as_ref()) {
-            size += member("resource_name", text_bound(name));
+            size += member_bound("resource_name", text_bound(name));
         }
         if let Some(reason) = &self.reason {
-            size += member("reason", text_bound(reason));
+            size += member_bound("reason", text_bound(reason));
         }
         if let Some(changes) = &self.changes {
             let pairs: usize = changes
                 .iter()
                 .map(|(field, c)| {
-                    member(
+                    member_bound(
                         field,
-                        2 + member("old", json_bound(&c.old)) + member("new", json_bound(&c.new)),
+                        2 + member_bound("old", json_bound(&c.old))
+                            + member_bound("new", json_bound(&c.new)),
                     )
                 })
                 .sum();
-            size += member("changes", 2 + pairs);
+            size += member_bound("changes", 2 + pairs);
         }
         if let Some(c) = &self.context {
             let named = [
@@ -154,13 +153,15 @@ impl Event {
                 &c.impersonator,
             ];
             // The longest key named ("impersonator", 12 bytes) for each.
-            let named: usize = named.iter().map(|t| member("impersonator", text(t))).sum();
-            let ip = member("ip", 2 + 6 * 45);
-            let extra: usize = c.extra.iter().map(|(k, v)| member(k, json_bound(v))).sum();
-            size += member("context", 2 + named + ip + extra);
+            let named: usize = named
+                .iter()
+                .map(|t| member_bound("impersonator", text(t)))
+                .sum();
+            let ip = member_bound("ip", 2 + 6 * 45);
+            size += member_bound("context", 2 + named + ip + object_bound(&c.extra));
         }
         if let Some(metadata) = &self.metadata {
-            size += member("metadata", 2 + object_bound(metadata));
+            size += member_bound("metadata", 2 + object_bound(metadata));
         }
         size
     }
@@ -203,10 +204,15 @@ fn text_bound(text: &str) -> usize {
     2 + 6 * text.len()
 }
 
+/// `"key":value,` for a member whose value is bounded by `value`.
+fn member_bound(key: &str, value: usize) -> usize {
+    text_bound(key) + 1 + value + 1
+}
+
 /// The members of an object, as [`json_bound`] counts them.
 fn object_bound(map: &Map<String, Value>) -> usize {
     map.iter()
-        .map(|(k, v)| text_bound(k) + 1 + json_bound(v) + 1)
+        .map(|(k, v)| member_bound(k, json_bound(v)))
         .sum()
 }
 

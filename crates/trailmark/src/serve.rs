@@ -479,24 +479,18 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
     type Batch = Prepared;
 
     fn batch(&self, events: Vec<trailmark_core::Event>) -> Result<Prepared, SendError> {
-        let mut tenants: Vec<String> = events
-            .iter()
-            .map(|e| {
-                e.tenant
-                    .as_ref()
-                    .unwrap_or(&self.tenant)
-                    .as_str()
-                    .to_owned()
-            })
-            .collect();
-        tenants.sort();
-        tenants.dedup();
         // Validated once, by the drainer: moved into the ledger as the
         // events they are, never copied.
         let events = self
             .app
             .prepare_events(events, &self.tenant)
             .map_err(|e| SendError::Failed(e.to_string()))?;
+        let mut tenants: Vec<String> = events
+            .iter()
+            .map(|e| e.tenant().as_str().to_owned())
+            .collect();
+        tenants.sort();
+        tenants.dedup();
         Ok(Prepared { events, tenants })
     }
 
