@@ -245,6 +245,26 @@ fn mutate(env: &Envelope, field: usize) -> Envelope {
 
 proptest! {
     #[test]
+    fn a_payload_digest_reads_from_exactly_64_lowercase_hex_digits(
+        text in prop_oneof![
+            "[0-9a-f]{64}",
+            "[0-9a-fA-F]{64}",
+            "[0-9a-g/:`@G]{64}",
+            "[0-9a-f]{62,66}",
+            any::<String>(),
+        ],
+    ) {
+        let lowercase = text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        match PayloadDigest::from_hex(&text) {
+            Some(digest) => {
+                prop_assert!(lowercase, "{text} was read");
+                prop_assert_eq!(digest.to_hex(), text);
+            }
+            None => prop_assert!(!lowercase, "{text} was refused"),
+        }
+    }
+
+    #[test]
     fn canonicalizing_canonical_json_again_gives_the_same_bytes(value in json_value()) {
         let once = CanonicalJson::of("value", &value).unwrap();
         let reparsed: Value = serde_json::from_slice(once.as_bytes()).unwrap();
