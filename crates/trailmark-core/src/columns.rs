@@ -6,9 +6,18 @@
 //! difference, so editing a column (to hide an event from `?actor=` or to
 //! fake `/v1/stats`) is as visible as editing the envelope.
 
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::Envelope;
+
+/// The keys of a payload's `context` whose strings are query columns.
+const IP: &str = "ip";
+const REQUEST_ID: &str = "request_id";
 
 /// What a store indexes of one entry. Every field is a function of the
 /// envelope, except `ip` and `request_id`, which come from the payload (and
@@ -55,6 +64,17 @@ impl<'a> ColumnsOf<'a> {
     /// strings the payload's `context` records under those names.
     pub fn new(envelope: &'a Envelope, context: Option<&'a Value>) -> Self {
         let context_str = |key: &str| context?.get(key)?.as_str();
+        Self::with_context(envelope, context_str(IP), context_str(REQUEST_ID))
+    }
+
+    /// Every column from the envelope, with `ip` and `request_id` as read
+    /// from the payload's `context` (by [`Self::new`] or
+    /// [`context_of_text`]).
+    pub fn with_context(
+        envelope: &'a Envelope,
+        ip: Option<&'a str>,
+        request_id: Option<&'a str>,
+    ) -> Self {
         Self {
             tenant: envelope.tenant.as_str(),
             seq: envelope.seq.get(),
@@ -65,8 +85,8 @@ impl<'a> ColumnsOf<'a> {
             resource_type: envelope.resource_type.as_deref(),
             resource_id: envelope.resource_id.as_deref(),
             outcome: envelope.outcome.as_str(),
-            ip: context_str("ip"),
-            request_id: context_str("request_id"),
+            ip,
+            request_id,
         }
     }
 
@@ -92,18 +112,147 @@ impl<'a> ColumnsOf<'a> {
     }
 }
 
-/// The `context` of a payload given as canonical JSON text (as stores keep
-/// it; canonical text has no duplicate keys), read without building the
-/// rest of the payload. `None` when the text is not a JSON object.
-pub fn context_of_text(payload: &str) -> Option<Option<Value>> {
+/// The strings of a payload's `context` that are query columns: `ip` and
+/// `request_id`, when the context is an object that holds them as strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContextColumns<'a> {
+    pub ip: Option<Cow<'a, str>>,
+    pub request_id: Option<Cow<'a, str>>,
+}
+
+/// The [`ContextColumns`] of a payload given as canonical JSON text (as
+/// stores keep it; canonical text has no duplicate keys), read without
+/// building the payload or its context: strings without escapes are
+/// borrowed from the text. `None` when the text is not a JSON object.
+pub fn context_of_text(payload: &str) -> Option<ContextColumns<'_>> {
     #[derive(serde::Deserialize)]
-    struct Head {
-        #[serde(default)]
-        context: Option<Value>,
+    struct Head<'a> {
+        #[serde(default, borrow)]
+        context: ContextColumns<'a>,
     }
-    serde_json::from_str::<Head>(payload)
+    serde_json::from_str::<Head<'_>>(payload)
         .ok()
         .map(|h| h.context)
+}
+
+/// Any JSON value: an object's column strings are kept, everything else
+/// is read past.
+impl<'de: 'a, 'a> serde::Deserialize<'de> for ContextColumns<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Context<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Context<'a> {
+            type Value = ContextColumns<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = ContextColumns::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Ip => out.ip = map.next_value::<StrOrOther<'a>>()?.0,
+                        Key::RequestId => out.request_id = map.next_value::<StrOrOther<'a>>()?.0,
+                        Key::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                IgnoredAny.visit_seq(seq).map(|_| ContextColumns::default())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(ContextColumns::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(ContextColumns::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(ContextColumns::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(ContextColumns::default())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(ContextColumns::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ContextColumns::default())
+            }
+        }
+        d.deserialize_any(Context(PhantomData))
+    }
+}
+
+/// A key of the context: one of the column keys, or another.
+enum Key {
+    Ip,
+    RequestId,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyName;
+        impl Visitor<'_> for KeyName {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match key {
+                    IP => Key::Ip,
+                    REQUEST_ID => Key::RequestId,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(KeyName)
+    }
+}
+
+/// A value that is a string (kept, borrowed when it can be) or anything
+/// else (read past: no column).
+struct StrOrOther<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for StrOrOther<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct AnyValue<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for AnyValue<'a> {
+            type Value = StrOrOther<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(StrOrOther(Some(Cow::Borrowed(s))))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(StrOrOther(Some(Cow::Owned(s.to_owned()))))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                IgnoredAny.visit_map(map).map(|_| StrOrOther(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                IgnoredAny.visit_seq(seq).map(|_| StrOrOther(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(StrOrOther(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(StrOrOther(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(StrOrOther(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(StrOrOther(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(StrOrOther(None))
+            }
+        }
+        d.deserialize_any(AnyValue(PhantomData))
+    }
 }
 
 impl IndexedColumns {

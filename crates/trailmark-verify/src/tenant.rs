@@ -614,17 +614,21 @@ impl TenantVerifier {
             // match its digest (that is reported above); text that is no
             // JSON object has no context.
             let read;
-            let context = match &payload {
+            let expected = match &payload {
                 Some(Payload {
                     parsed: Some(map), ..
-                }) => map.get("context"),
+                }) => ColumnsOf::new(envelope, map.get("context")),
                 Some(Payload { parsed: None, .. }) => {
-                    read = entry.payload.and_then(context_of_text).flatten();
-                    read.as_ref()
+                    read = entry.payload.and_then(context_of_text).unwrap_or_default();
+                    ColumnsOf::with_context(
+                        envelope,
+                        read.ip.as_deref(),
+                        read.request_id.as_deref(),
+                    )
                 }
-                None => None,
+                None => ColumnsOf::new(envelope, None),
             };
-            let differ = stored.differences(&ColumnsOf::new(envelope, context));
+            let differ = stored.differences(&expected);
             if !differ.is_empty() {
                 out.fail(
                     position,

@@ -378,7 +378,8 @@ proptest! {
         for _ in 0..2 {
             let text = CanonicalJson::of_map("payload", &payload).unwrap();
             let context = context_of_text(text.as_str()).unwrap();
-            let from_text = ColumnsOf::new(&env, context.as_ref());
+            let from_text =
+                ColumnsOf::with_context(&env, context.ip.as_deref(), context.request_id.as_deref());
             let stored = IndexedColumns::derive(&env, Some(&payload));
             prop_assert_eq!(from_text, ColumnsOf::of_payload(&env, Some(&payload)));
             // A store's row derived by the rule shows no difference from it.
