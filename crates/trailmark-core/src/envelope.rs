@@ -79,23 +79,33 @@ impl PayloadDigest {
     }
 
     /// Exactly 64 lowercase hex digits (the only spelling `to_hex` writes).
+    /// Read by table, without a branch per digit: a digest's digits are
+    /// random, so which range each falls in cannot be predicted.
     pub fn from_hex(text: &str) -> Option<Self> {
-        fn nibble(b: u8) -> Option<u8> {
-            match b {
-                b'0'..=b'9' => Some(b - b'0'),
-                b'a'..=b'f' => Some(b - b'a' + 10),
-                _ => None,
+        /// Each byte's value as a lowercase hex digit, or `NOT_HEX`.
+        const NOT_HEX: u8 = 0x80;
+        const DIGITS: [u8; 256] = {
+            let mut t = [NOT_HEX; 256];
+            let mut d: u8 = 0;
+            while d < 16 {
+                t[b"0123456789abcdef"[d as usize] as usize] = d;
+                d += 1;
             }
-        }
+            t
+        };
         let bytes = text.as_bytes();
         if bytes.len() != 64 {
             return None;
         }
         let mut out = [0u8; 32];
+        // A byte that is no digit marks the whole.
+        let mut marks = 0;
         for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-            *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+            let (high, low) = (DIGITS[usize::from(pair[0])], DIGITS[usize::from(pair[1])]);
+            marks |= high | low;
+            *o = (high << 4) | low;
         }
-        Some(Self(out))
+        (marks & NOT_HEX == 0).then_some(Self(out))
     }
 
     pub fn to_hex(&self) -> String {
