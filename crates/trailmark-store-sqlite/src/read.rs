@@ -146,9 +146,18 @@ pub(crate) fn raw_entries(
     let rows = stmt
         .query_map(params_from_iter(s.args), entry_row)
         .map_err(db("reading entries"))?;
-    rows.map(|r| to_raw(r.map_err(db("reading entries"))?))
-        .collect()
+    // Room for the whole range at once (up to a bound): a page of
+    // thousands of entries grown by doubling was copied about twice over.
+    let expected = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(expected.min(RAW_ENTRIES_RESERVED));
+    for row in rows {
+        out.push(to_raw(row.map_err(db("reading entries"))?)?);
+    }
+    Ok(out)
 }
+
+/// The most entries [`raw_entries`] makes room for before reading.
+const RAW_ENTRIES_RESERVED: usize = 1 << 16;
 
 /// The tenant condition: the caller's tenant, or (`per_tenant`) every
 /// tenant in turn, so that a tenant-first index serves a read over all.
