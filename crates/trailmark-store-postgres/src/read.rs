@@ -51,10 +51,9 @@ fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 fn to_raw(row: &tokio_postgres::Row) -> Result<RawEntry, StoreError> {
-    let leaf: Vec<u8> = row.get(2);
     Ok(RawEntry {
         envelope_bytes: row.get(1),
-        leaf_hash: Hash::from_slice(&leaf)?,
+        leaf_hash: Hash::from_slice(row.get(2))?,
         payload_text: row.get(3),
         salt: RawEntry::salt_from(row.get(4))?,
         columns: IndexedColumns {

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
-use trailmark_core::{EventId, IndexedColumns, TenantId, Timestamp};
+use trailmark_core::{EventId, IndexedColumns, Salt, TenantId, Timestamp};
 use trailmark_log::{Hash, TreeSize};
 use trailmark_store::{
     Access, CheckpointRecord, CountBy, Cursor, Exact, KeyRecord, Page, Plan, Query, RawEntry, Read,
@@ -38,9 +38,11 @@ const ENTRY_FIELDS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt, \
 struct EntryRow {
     pos: i64,
     envelope: Vec<u8>,
-    leaf: Vec<u8>,
+    /// Read in place: a damaged row's wrong length is reported by
+    /// [`to_raw`].
+    leaf: Result<Hash, trailmark_log::Error>,
     payload: Option<String>,
-    salt: Option<Vec<u8>>,
+    salt: Result<Option<Salt>, StoreError>,
     columns: IndexedColumns,
     removed: Option<Removal>,
 }
@@ -49,9 +51,9 @@ fn entry_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
     Ok(EntryRow {
         pos: row.get(0)?,
         envelope: row.get(1)?,
-        leaf: row.get(2)?,
+        leaf: Hash::from_slice(row.get_ref(2)?.as_blob()?),
         payload: row.get(3)?,
-        salt: row.get(4)?,
+        salt: RawEntry::salt_from(row.get_ref(4)?.as_blob_or_null()?),
         columns: IndexedColumns {
             tenant: row.get(5)?,
             seq: u64::try_from(row.get::<_, i64>(6)?).unwrap_or(u64::MAX),
@@ -65,16 +67,16 @@ fn entry_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
             ip: row.get(14)?,
             request_id: row.get(15)?,
         },
-        removed: Removal::from_parts(row.get::<_, Option<String>>(16)?.as_deref(), row.get(17)?),
+        removed: Removal::from_parts(row.get_ref(16)?.as_str_or_null()?, row.get(17)?),
     })
 }
 
 fn to_raw(row: EntryRow) -> Result<RawEntry, StoreError> {
     Ok(RawEntry {
         envelope_bytes: row.envelope,
-        leaf_hash: Hash::from_slice(&row.leaf)?,
+        leaf_hash: row.leaf?,
         payload_text: row.payload,
-        salt: RawEntry::salt_from(row.salt)?,
+        salt: row.salt?,
         columns: row.columns,
         removed: row.removed,
     })

@@ -288,10 +288,10 @@ impl RawEntry {
     }
 
     /// A stored salt, read back (it must be 32 bytes).
-    pub fn salt_from(bytes: Option<Vec<u8>>) -> Result<Option<Salt>, StoreError> {
+    pub fn salt_from(bytes: Option<&[u8]>) -> Result<Option<Salt>, StoreError> {
         bytes
             .map(|b| {
-                b.try_into()
+                <[u8; 32]>::try_from(b)
                     .map(Salt::from_bytes)
                     .map_err(|_| StoreError::Unreadable("an entry: salt is not 32 bytes".into()))
             })

@@ -138,6 +138,56 @@ async fn entries_stored_before_the_request_id_column_get_theirs_from_their_paylo
     .await;
 }
 
+/// A stored leaf hash or salt of the wrong length is a damaged store:
+/// reading the entry says which, instead of passing on a wrong value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_hash_or_salt_of_the_wrong_length_is_reported_unreadable() {
+    use trailmark_store::{Store, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trailmark.db");
+    let tenant = trailmark_core::TenantId::new("a").unwrap();
+    for (column, said) in [("leaf_hash", "hash"), ("salt", "salt")] {
+        let store = SqliteStore::open(&path).unwrap();
+        if store.head(&tenant).await.unwrap().get() == 0 {
+            let batch = (0..3)
+                .map(|n| trailmark_store::testkit::new_event("a", n, "update"))
+                .collect();
+            store.append(batch).await.unwrap();
+        }
+        assert_eq!(store.raw_entries(&tenant, 0, 3).await.unwrap().len(), 3);
+        store.shutdown();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let good: Vec<u8> = conn
+            .query_row(
+                &format!("SELECT {column} FROM entries WHERE seq = 1"),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        conn.execute(
+            &format!("UPDATE entries SET {column} = x'0102' WHERE seq = 1"),
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        match store.raw_entries(&tenant, 0, 3).await {
+            Err(e @ (StoreError::Unreadable(_) | StoreError::Log(_))) => {
+                assert!(e.to_string().contains(said), "{column}: {e}");
+            }
+            other => panic!("{column} of 2 bytes was read: {other:?}"),
+        }
+        store.shutdown();
+        // Put it back for the next column.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            &format!("UPDATE entries SET {column} = ?1 WHERE seq = 1"),
+            [good],
+        )
+        .unwrap();
+    }
+}
+
 /// Every file in `dir`, read whole, contains `needle`?
 fn any_file_contains(dir: &std::path::Path, needle: &str) -> Vec<String> {
     let mut found = Vec::new();
