@@ -135,6 +135,28 @@ pub fn context_of_text(payload: &str) -> Option<ContextColumns<'_>> {
         .map(|h| h.context)
 }
 
+/// A visitor's answer to `null`, booleans and numbers: `$none`, what they
+/// hold being no column.
+macro_rules! read_past_scalars {
+    ($none:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+    };
+}
+
 /// Any JSON value: an object's column strings are kept, everything else
 /// is read past.
 impl<'de: 'a, 'a> serde::Deserialize<'de> for ContextColumns<'a> {
@@ -161,24 +183,10 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for ContextColumns<'a> {
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 IgnoredAny.visit_seq(seq).map(|_| ContextColumns::default())
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(ContextColumns::default())
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(ContextColumns::default())
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(ContextColumns::default())
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(ContextColumns::default())
-            }
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
                 Ok(ContextColumns::default())
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(ContextColumns::default())
-            }
+            read_past_scalars!(ContextColumns::default());
         }
         d.deserialize_any(Context(PhantomData))
     }
@@ -235,21 +243,7 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for StrOrOther<'a> {
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 IgnoredAny.visit_seq(seq).map(|_| StrOrOther(None))
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(StrOrOther(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(StrOrOther(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(StrOrOther(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(StrOrOther(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(StrOrOther(None))
-            }
+            read_past_scalars!(StrOrOther(None));
         }
         d.deserialize_any(AnyValue(PhantomData))
     }
