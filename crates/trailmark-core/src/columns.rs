@@ -258,6 +258,64 @@ impl IndexedColumns {
 
     /// The names of the columns that differ from `expected`, in table order.
     pub fn differences(&self, expected: &ColumnsOf<'_>) -> Vec<&'static str> {
+        self.view().differences(expected)
+    }
+
+    /// The columns borrowed.
+    pub fn view(&self) -> StoredColumns<'_> {
+        StoredColumns {
+            tenant: &self.tenant,
+            seq: self.seq,
+            id: &self.id,
+            occurred_at: self.occurred_at,
+            actor_id: &self.actor_id,
+            action: &self.action,
+            resource_type: self.resource_type.as_deref(),
+            resource_id: self.resource_id.as_deref(),
+            outcome: &self.outcome,
+            ip: self.ip.as_deref(),
+            request_id: self.request_id.as_deref(),
+        }
+    }
+}
+
+/// A store's columns of one entry, borrowed: from an [`IndexedColumns`],
+/// or from a page of rows read in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredColumns<'a> {
+    pub tenant: &'a str,
+    pub seq: u64,
+    pub id: &'a str,
+    pub occurred_at: i64,
+    pub actor_id: &'a str,
+    pub action: &'a str,
+    pub resource_type: Option<&'a str>,
+    pub resource_id: Option<&'a str>,
+    pub outcome: &'a str,
+    pub ip: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+}
+
+impl StoredColumns<'_> {
+    /// The columns copied out.
+    pub fn owned(&self) -> IndexedColumns {
+        IndexedColumns {
+            tenant: self.tenant.to_owned(),
+            seq: self.seq,
+            id: self.id.to_owned(),
+            occurred_at: self.occurred_at,
+            actor_id: self.actor_id.to_owned(),
+            action: self.action.to_owned(),
+            resource_type: self.resource_type.map(str::to_owned),
+            resource_id: self.resource_id.map(str::to_owned),
+            outcome: self.outcome.to_owned(),
+            ip: self.ip.map(str::to_owned),
+            request_id: self.request_id.map(str::to_owned),
+        }
+    }
+
+    /// The names of the columns that differ from `expected`, in table order.
+    pub fn differences(&self, expected: &ColumnsOf<'_>) -> Vec<&'static str> {
         let mut out = Vec::new();
         let mut check = |same: bool, name| {
             if !same {
@@ -271,19 +329,13 @@ impl IndexedColumns {
         check(self.actor_id == expected.actor_id, "actor_id");
         check(self.action == expected.action, "action");
         check(
-            self.resource_type.as_deref() == expected.resource_type,
+            self.resource_type == expected.resource_type,
             "resource_type",
         );
-        check(
-            self.resource_id.as_deref() == expected.resource_id,
-            "resource_id",
-        );
+        check(self.resource_id == expected.resource_id, "resource_id");
         check(self.outcome == expected.outcome, "outcome");
-        check(self.ip.as_deref() == expected.ip, "ip");
-        check(
-            self.request_id.as_deref() == expected.request_id,
-            "request_id",
-        );
+        check(self.ip == expected.ip, "ip");
+        check(self.request_id == expected.request_id, "request_id");
         out
     }
 }

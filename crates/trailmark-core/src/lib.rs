@@ -20,7 +20,7 @@ mod timestamp;
 
 pub use canonical::CanonicalJson;
 pub use capture_context::CaptureContext;
-pub use columns::{ColumnsOf, ContextColumns, IndexedColumns, context_of_text};
+pub use columns::{ColumnsOf, ContextColumns, IndexedColumns, StoredColumns, context_of_text};
 pub use diff::{RecordState, Row, diff_rows};
 pub use envelope::{
     ENVELOPE_VERSION, Envelope, EnvelopeContext, PAYLOAD_DOMAIN, PayloadCommitment, PayloadDigest,

@@ -140,14 +140,14 @@ pub fn key_out(k: &trailmark_store::KeyRecord) -> KeyOut {
 
 /// A stored entry as the verifier takes it: the stored bytes as they are,
 /// with the store's columns and removal marker.
-pub fn owned_entry(raw: trailmark_store::RawEntry) -> trailmark_verify::OwnedEntry {
-    trailmark_verify::OwnedEntry {
-        removed: removed_by(raw.removed),
+pub fn entry_of(raw: trailmark_store::RawEntryRef<'_>) -> trailmark_verify::Entry<'_> {
+    trailmark_verify::Entry {
         envelope: raw.envelope_bytes,
-        leaf_hash: Some(raw.leaf_hash),
+        stored_leaf_hash: Some(raw.leaf_hash),
         payload: raw.payload_text,
         salt: raw.salt,
         columns: Some(raw.columns),
+        removed: removed_by(raw.removed),
     }
 }
 

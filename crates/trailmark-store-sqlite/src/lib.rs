@@ -25,8 +25,8 @@ use trailmark_core::{EventId, TenantId, Timestamp};
 use trailmark_log::{Hash, NodeId, TreeSize};
 use trailmark_store::{
     Appended, CheckpointRecord, CountBy, Hold, IndexerStatus, KeyRecord, NewEvent, Page, Plan,
-    Query, RawEntry, Read, Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats,
-    Store, StoreError, StoredEntry, Target, TenantHead, Walk, WalkPage,
+    Query, RawEntry, RawPage, Read, Removal, RemovalLock, RetentionPolicy, Setting,
+    SigningKeyRecord, Stats, Store, StoreError, StoredEntry, Target, TenantHead, Walk, WalkPage,
 };
 
 pub use crate::index::STOP_CATCH_UP;
@@ -566,6 +566,17 @@ impl Store for SqliteStore {
     ) -> Result<Vec<RawEntry>, StoreError> {
         let tenant = tenant.clone();
         self.read(move |c| read::raw_entries(c, &tenant, start, end))
+            .await
+    }
+
+    async fn raw_page(
+        &self,
+        tenant: &TenantId,
+        start: u64,
+        end: u64,
+    ) -> Result<RawPage, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |c| read::raw_page(c, &tenant, start, end))
             .await
     }
 

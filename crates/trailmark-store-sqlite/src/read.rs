@@ -4,11 +4,12 @@ use std::fmt::Write as _;
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
-use trailmark_core::{EventId, IndexedColumns, Salt, TenantId, Timestamp};
+use trailmark_core::{EventId, StoredColumns, TenantId, Timestamp};
 use trailmark_log::{Hash, TreeSize};
 use trailmark_store::{
-    Access, CheckpointRecord, CountBy, Cursor, Exact, KeyRecord, Page, Plan, Query, RawEntry, Read,
-    Removal, Scopes, SigningKeyRecord, Stats, StoreError, StoredEntry, TenantHead,
+    Access, CheckpointRecord, CountBy, Cursor, Exact, KeyRecord, Page, Plan, Query, RawEntry,
+    RawEntryRef, RawPage, Read, Removal, Scopes, SigningKeyRecord, Stats, StoreError, StoredEntry,
+    TenantHead,
 };
 
 use crate::strips::to_i64;
@@ -34,52 +35,63 @@ const ENTRY_FIELDS: &str = "e.pos, e.envelope, e.leaf_hash, e.payload, e.salt, \
      e.tenant, e.seq, e.id, e.occurred_at, e.actor_id, e.action, e.resource_type, e.resource_id, \
      e.outcome, e.ip, e.request_id, e.removed_kind, e.removed_by";
 
-/// One row of [`ENTRY_FIELDS`]: position (for paging), then the entry.
+/// One row of [`ENTRY_FIELDS`]: position (for paging), then the entry (or
+/// why it is unreadable).
 struct EntryRow {
     pos: i64,
-    envelope: Vec<u8>,
-    /// Read in place: a damaged row's wrong length is reported by
-    /// [`to_raw`].
-    leaf: Result<Hash, trailmark_log::Error>,
-    payload: Option<String>,
-    salt: Result<Option<Salt>, StoreError>,
-    columns: IndexedColumns,
-    removed: Option<Removal>,
+    entry: Result<RawEntry, StoreError>,
 }
 
 fn entry_row(row: &Row<'_>) -> rusqlite::Result<EntryRow> {
     Ok(EntryRow {
         pos: row.get(0)?,
-        envelope: row.get(1)?,
-        leaf: Hash::from_slice(row.get_ref(2)?.as_blob()?),
-        payload: row.get(3)?,
-        salt: RawEntry::salt_from(row.get_ref(4)?.as_blob_or_null()?),
-        columns: IndexedColumns {
-            tenant: row.get(5)?,
-            seq: u64::try_from(row.get::<_, i64>(6)?).unwrap_or(u64::MAX),
-            id: row.get(7)?,
-            occurred_at: row.get(8)?,
-            actor_id: row.get(9)?,
-            action: row.get(10)?,
-            resource_type: row.get(11)?,
-            resource_id: row.get(12)?,
-            outcome: row.get(13)?,
-            ip: row.get(14)?,
-            request_id: row.get(15)?,
-        },
-        removed: Removal::from_parts(row.get_ref(16)?.as_str_or_null()?, row.get(17)?),
+        entry: with_entry(row, |e| e.map(|e| e.owned()))?,
+    })
+}
+
+/// Reads the entry of one row of [`ENTRY_FIELDS`] in place (the one
+/// reading of that layout) and hands it to `f`, borrowed from the row; a
+/// leaf hash or salt of the wrong length is a damaged store.
+fn with_entry<T>(
+    row: &Row<'_>,
+    f: impl FnOnce(Result<RawEntryRef<'_>, StoreError>) -> T,
+) -> rusqlite::Result<T> {
+    let text = |i| row.get_ref(i).and_then(|v| Ok(v.as_str()?));
+    let optional = |i| row.get_ref(i).and_then(|v| Ok(v.as_str_or_null()?));
+    let columns = StoredColumns {
+        tenant: text(5)?,
+        seq: u64::try_from(row.get::<_, i64>(6)?).unwrap_or(u64::MAX),
+        id: text(7)?,
+        occurred_at: row.get(8)?,
+        actor_id: text(9)?,
+        action: text(10)?,
+        resource_type: optional(11)?,
+        resource_id: optional(12)?,
+        outcome: text(13)?,
+        ip: optional(14)?,
+        request_id: optional(15)?,
+    };
+    let envelope_bytes = row.get_ref(1)?.as_blob()?;
+    let payload_text = optional(3)?;
+    let removed = Removal::from_parts(optional(16)?, row.get(17)?);
+    let leaf = Hash::from_slice(row.get_ref(2)?.as_blob()?);
+    let salt = RawEntry::salt_from(row.get_ref(4)?.as_blob_or_null()?);
+    Ok(match (leaf, salt) {
+        (Ok(leaf_hash), Ok(salt)) => f(Ok(RawEntryRef {
+            envelope_bytes,
+            leaf_hash,
+            payload_text,
+            salt: salt.as_ref(),
+            columns,
+            removed,
+        })),
+        (Err(e), _) => f(Err(e.into())),
+        (_, Err(e)) => f(Err(e)),
     })
 }
 
 fn to_raw(row: EntryRow) -> Result<RawEntry, StoreError> {
-    Ok(RawEntry {
-        envelope_bytes: row.envelope,
-        leaf_hash: row.leaf?,
-        payload_text: row.payload,
-        salt: row.salt?,
-        columns: row.columns,
-        removed: row.removed,
-    })
+    row.entry
 }
 
 fn to_entry(row: EntryRow) -> Result<StoredEntry, StoreError> {
@@ -156,6 +168,26 @@ pub(crate) fn raw_entries(
         out.push(to_raw(row.map_err(db("reading entries"))?)?);
     }
     Ok(out)
+}
+
+/// [`raw_entries`] copied into one [`RawPage`], each row read in place.
+pub(crate) fn raw_page(
+    conn: &Connection,
+    tenant: &TenantId,
+    start: u64,
+    end: u64,
+) -> Result<RawPage, StoreError> {
+    let s = entries_statement(tenant, start, end);
+    let mut stmt = conn.prepare_cached(&s.sql).map_err(db("reading entries"))?;
+    let mut rows = stmt
+        .query(params_from_iter(s.args))
+        .map_err(db("reading entries"))?;
+    let expected = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+    let mut page = RawPage::with_capacity(expected.min(RAW_ENTRIES_RESERVED), 512);
+    while let Some(row) = rows.next().map_err(db("reading entries"))? {
+        with_entry(row, |e| e.map(|e| page.push(e))).map_err(db("reading entries"))??;
+    }
+    Ok(page)
 }
 
 /// The most entries [`raw_entries`] makes room for before reading.

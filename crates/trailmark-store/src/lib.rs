@@ -21,6 +21,7 @@ pub use removal::{
 pub use store::Store;
 pub use types::{
     Access, Appended, CheckpointRecord, CountBy, Cursor, EntryState, Exact, IndexerStatus,
-    KeyRecord, NewEvent, Page, Plan, Query, RawEntry, Read, Removal, Sameness, Scope, Scopes,
-    Setting, SigningKeyRecord, Stats, StoredEntry, TenantHead, searchable_text, searchable_words,
+    KeyRecord, NewEvent, Page, Plan, Query, RawEntry, RawEntryRef, RawPage, Read, Removal,
+    Sameness, Scope, Scopes, Setting, SigningKeyRecord, Stats, StoredEntry, TenantHead,
+    searchable_text, searchable_words,
 };

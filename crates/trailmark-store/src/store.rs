@@ -5,8 +5,8 @@ use trailmark_log::{Hash, NodeId, TreeSize};
 
 use crate::{
     Appended, CheckpointRecord, CountBy, Hold, IndexerStatus, KeyRecord, NewEvent, Page, Plan,
-    Query, RawEntry, Read, Removal, RemovalLock, RetentionPolicy, Setting, SigningKeyRecord, Stats,
-    StoreError, StoredEntry, Target, TenantHead, Walk, WalkPage,
+    Query, RawEntry, RawPage, Read, Removal, RemovalLock, RetentionPolicy, Setting,
+    SigningKeyRecord, Stats, StoreError, StoredEntry, Target, TenantHead, Walk, WalkPage,
 };
 
 /// A Trailmark ledger backend.
@@ -70,6 +70,24 @@ pub trait Store: Send + Sync + 'static {
         start: u64,
         end: u64,
     ) -> impl Future<Output = Result<Vec<RawEntry>, StoreError>> + Send;
+
+    /// [`Self::raw_entries`] read into one [`RawPage`] (a store that can
+    /// copies each row in place, without an owned value per column).
+    fn raw_page(
+        &self,
+        tenant: &TenantId,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<RawPage, StoreError>> + Send {
+        async move {
+            let entries = self.raw_entries(tenant, start, end).await?;
+            let mut page = RawPage::default();
+            for e in &entries {
+                page.push(e.view());
+            }
+            Ok(page)
+        }
+    }
 
     /// The entry with this id in one of `tenants` (all when empty).
     fn entry_by_id(

@@ -52,6 +52,7 @@ macro_rules! conformance_suite {
             cosignatures_are_kept_once_per_witness_and_checkpoint,
             every_documented_read_seeks_by_its_filters,
             erasure_removes_the_payload_and_what_derives_from_it_and_keeps_the_tree,
+            a_page_read_in_place_holds_the_entries_read_one_by_one,
             removal_walks_page_through_one_actor_one_record_or_all,
             retention_policies_and_holds_are_kept,
             settings_change_only_from_the_version_read,
@@ -1021,6 +1022,34 @@ pub async fn entries_from_before_a_migration_have_their_derived_columns<S: Store
         found.entries.len() as u64,
         (0..events).filter(|n| n % 5 == 3).count() as u64
     );
+}
+
+/// `raw_page` (what verification reads) and `raw_entries` give the same
+/// entries, whole, erased and expired, for any range (one past the end,
+/// one beyond it).
+pub async fn a_page_read_in_place_holds_the_entries_read_one_by_one<H: Harness>(h: &H) {
+    let store = h.open();
+    append_range(&store, "a", 0..6).await;
+    append_range(&store, "b", 6..9).await;
+    append_range(&store, "a", 9..14).await;
+    let t = tenant("a");
+    store
+        .erase(&t, vec![2], Removal::Erased { record: 1 })
+        .await
+        .unwrap();
+    store
+        .erase(&t, vec![5], Removal::Expired { record: 1 })
+        .await
+        .unwrap();
+    for (start, end) in [(0, 11), (2, 6), (9, 20), (11, 12), (12, 30)] {
+        let one_by_one = store.raw_entries(&t, start, end).await.unwrap();
+        let page = store.raw_page(&t, start, end).await.unwrap();
+        assert_eq!(page.len(), one_by_one.len(), "{start}..{end}");
+        assert!(
+            page.iter().eq(one_by_one.iter().map(crate::RawEntry::view)),
+            "{start}..{end}"
+        );
+    }
 }
 
 pub async fn erasure_removes_the_payload_and_what_derives_from_it_and_keeps_the_tree<H: Harness>(

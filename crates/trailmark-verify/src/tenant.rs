@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 use trailmark_core::{
-    ColumnsOf, Envelope, IndexedColumns, PayloadDigest, Salt, TenantId, Timestamp, context_of_text,
+    ColumnsOf, Envelope, IndexedColumns, PayloadDigest, Salt, StoredColumns, TenantId, Timestamp,
+    context_of_text,
 };
 use trailmark_log::{
     Checkpoint, CompactRange, CosignatureKey, Hash, Note, SignedCheckpoint, TreeSize, VerifierKey,
@@ -31,7 +32,7 @@ pub struct Entry<'a> {
     pub salt: Option<&'a Salt>,
     /// The query columns stored beside the entry, when the source has them
     /// (a data dir does; the public API shows only envelope and payload).
-    pub columns: Option<&'a IndexedColumns>,
+    pub columns: Option<StoredColumns<'a>>,
     /// What the store says removed the payload, when it says (a data dir
     /// and a PostgreSQL ledger do; the API does not).
     pub removed: Option<RemovedBy>,
@@ -59,7 +60,7 @@ impl OwnedEntry {
             stored_leaf_hash: self.leaf_hash,
             payload: self.payload.as_deref(),
             salt: self.salt.as_ref(),
-            columns: self.columns.as_ref(),
+            columns: self.columns.as_ref().map(IndexedColumns::view),
             removed: self.removed,
         }
     }
@@ -474,10 +475,15 @@ impl TenantVerifier {
     /// entry is placed at the seq its columns show, where the source shows
     /// them (a deleted row is then a gap, not a shift of every later
     /// entry), else at its place in the page.
-    pub fn page(&mut self, start: u64, page: &[OwnedEntry], threads: usize) {
+    pub fn page<'a>(
+        &mut self,
+        start: u64,
+        page: impl IntoIterator<Item = Entry<'a>>,
+        threads: usize,
+    ) {
         let batch: Vec<_> = (start..)
             .zip(page)
-            .map(|(n, e)| (e.columns.as_ref().map_or(n, |c| c.seq), e.entry()))
+            .map(|(n, e)| (e.columns.map_or(n, |c| c.seq), e))
             .collect();
         self.entries(&batch, threads);
     }

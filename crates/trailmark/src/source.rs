@@ -8,10 +8,10 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 use trailmark_core::{IndexedColumns, Salt, TenantId};
 use trailmark_log::{Hash, KeyName, Plan, SigningKey, TreeSize, VerifierKey};
-use trailmark_store::{RawEntry, Store};
+use trailmark_store::{RawPage, Store};
 use trailmark_store_postgres::PgStore;
 use trailmark_store_sqlite::SqliteStore;
-use trailmark_verify::{KeyRecordView, OwnedEntry};
+use trailmark_verify::{Entry, KeyRecordView, OwnedEntry};
 
 /// A checkpoint as stored: the note, and the size and root kept beside it
 /// where the source shows them.
@@ -19,6 +19,30 @@ use trailmark_verify::{KeyRecordView, OwnedEntry};
 pub struct StoredNote {
     pub note: String,
     pub columns: Option<(u64, Hash)>,
+}
+
+/// A page of entries as a source read them: owned one by one (from a
+/// server's answer), or in place in one page (from a store).
+pub enum EntriesPage {
+    Owned(Vec<OwnedEntry>),
+    InPlace(RawPage),
+}
+
+impl EntriesPage {
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Self::Owned(v) => v.is_empty(),
+            Self::InPlace(p) => p.is_empty(),
+        }
+    }
+
+    /// The entries as the verifier takes them, in order.
+    pub fn entries(&self) -> Vec<Entry<'_>> {
+        match self {
+            Self::Owned(v) => v.iter().map(OwnedEntry::entry).collect(),
+            Self::InPlace(p) => p.iter().map(trailmark_server::render::entry_of).collect(),
+        }
+    }
 }
 
 /// What the verifier needs from a trail.
@@ -42,7 +66,7 @@ pub trait Source {
         start: u64,
         end: u64,
         size: u64,
-    ) -> anyhow::Result<Vec<OwnedEntry>>;
+    ) -> anyhow::Result<EntriesPage>;
     /// Every stored checkpoint of a tenant.
     fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<StoredNote>>;
     /// The keys the source says sign this tenant's checkpoints.
@@ -73,7 +97,7 @@ pub struct Offline<S> {
 
 /// A tenant and range of seqs.
 type Page = (TenantId, u64, u64);
-type ReadAhead = tokio::task::JoinHandle<Result<Vec<RawEntry>, trailmark_store::StoreError>>;
+type ReadAhead = tokio::task::JoinHandle<Result<RawPage, trailmark_store::StoreError>>;
 
 pub(crate) fn views(records: &[trailmark_store::SigningKeyRecord]) -> Vec<KeyRecordView> {
     records
@@ -175,7 +199,7 @@ impl<S: Store> Source for Offline<S> {
         start: u64,
         end: u64,
         size: u64,
-    ) -> anyhow::Result<Vec<OwnedEntry>> {
+    ) -> anyhow::Result<EntriesPage> {
         let page = (tenant.clone(), start, end);
         let entries = match self.ahead.take() {
             Some((next, read)) if next == page => self.runtime.block_on(read)??,
@@ -184,7 +208,7 @@ impl<S: Store> Source for Offline<S> {
                     read.abort();
                 }
                 self.runtime
-                    .block_on(self.store.raw_entries(tenant, start, end))?
+                    .block_on(self.store.raw_page(tenant, start, end))?
             }
         };
         // Read the next page of the same length (up to `size`) while this
@@ -194,13 +218,10 @@ impl<S: Store> Source for Offline<S> {
             let next = (end + (end - start)).min(size);
             let read = self
                 .runtime
-                .spawn(async move { store.raw_entries(&tenant, end, next).await });
+                .spawn(async move { store.raw_page(&tenant, end, next).await });
             self.ahead = Some(((page.0, end, next), read));
         }
-        Ok(entries
-            .into_iter()
-            .map(trailmark_server::render::owned_entry)
-            .collect())
+        Ok(EntriesPage::InPlace(entries))
     }
 
     fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<StoredNote>> {
@@ -397,7 +418,7 @@ impl Source for Remote {
         start: u64,
         end: u64,
         _size: u64,
-    ) -> anyhow::Result<Vec<OwnedEntry>> {
+    ) -> anyhow::Result<EntriesPage> {
         let q = [
             ("tenant", tenant.to_string()),
             ("start", start.to_string()),
@@ -421,7 +442,8 @@ impl Source for Remote {
                     removed: None,
                 })
             })
-            .collect()
+            .collect::<anyhow::Result<_>>()
+            .map(EntriesPage::Owned)
     }
 
     fn checkpoints(&mut self, tenant: &TenantId) -> anyhow::Result<Vec<StoredNote>> {

@@ -253,7 +253,7 @@ fn push_tenant(
         progress.show(start);
         let end = (start + source.page_len()).min(size);
         let page = source.entries(tenant, start, end, size)?;
-        verifier.page(start, &page, threads);
+        verifier.page(start, page.entries(), threads);
         if page.is_empty() {
             break;
         }

@@ -66,7 +66,7 @@ impl Row {
             stored_leaf_hash: Some(leaf_hash(&self.envelope)),
             payload: self.payload.as_deref(),
             salt: self.salt.as_ref(),
-            columns: Some(&self.columns),
+            columns: Some(self.columns.view()),
             removed: None,
         }
     }
