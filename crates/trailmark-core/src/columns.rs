@@ -96,18 +96,24 @@ impl<'a> ColumnsOf<'a> {
     }
 
     pub fn to_owned(&self) -> IndexedColumns {
-        IndexedColumns {
-            tenant: self.tenant.to_owned(),
+        self.as_stored().owned()
+    }
+
+    /// The columns as a store keeps them (the id as text).
+    pub fn as_stored(&self) -> StoredColumns<'_> {
+        StoredColumns {
+            tenant: self.tenant,
             seq: self.seq,
-            id: String::from_utf8_lossy(&self.id).into_owned(),
+            // The text form of an id is ASCII.
+            id: std::str::from_utf8(&self.id).unwrap_or_default(),
             occurred_at: self.occurred_at,
-            actor_id: self.actor_id.to_owned(),
-            action: self.action.to_owned(),
-            resource_type: self.resource_type.map(str::to_owned),
-            resource_id: self.resource_id.map(str::to_owned),
-            outcome: self.outcome.to_owned(),
-            ip: self.ip.map(str::to_owned),
-            request_id: self.request_id.map(str::to_owned),
+            actor_id: self.actor_id,
+            action: self.action,
+            resource_type: self.resource_type,
+            resource_id: self.resource_id,
+            outcome: self.outcome,
+            ip: self.ip,
+            request_id: self.request_id,
         }
     }
 }
@@ -316,6 +322,7 @@ impl StoredColumns<'_> {
 
     /// The names of the columns that differ from `expected`, in table order.
     pub fn differences(&self, expected: &ColumnsOf<'_>) -> Vec<&'static str> {
+        let expected = expected.as_stored();
         let mut out = Vec::new();
         let mut check = |same: bool, name| {
             if !same {
@@ -324,7 +331,7 @@ impl StoredColumns<'_> {
         };
         check(self.tenant == expected.tenant, "tenant");
         check(self.seq == expected.seq, "seq");
-        check(self.id.as_bytes() == expected.id, "id");
+        check(self.id == expected.id, "id");
         check(self.occurred_at == expected.occurred_at, "occurred_at");
         check(self.actor_id == expected.actor_id, "actor_id");
         check(self.action == expected.action, "action");
