@@ -155,19 +155,9 @@ pub(crate) fn raw_entries(
     start: u64,
     end: u64,
 ) -> Result<Vec<RawEntry>, StoreError> {
-    let s = entries_statement(tenant, start, end);
-    let mut stmt = conn.prepare_cached(&s.sql).map_err(db("reading entries"))?;
-    let rows = stmt
-        .query_map(params_from_iter(s.args), entry_row)
-        .map_err(db("reading entries"))?;
-    // Room for the whole range at once (up to a bound): a page of
-    // thousands of entries grown by doubling was copied about twice over.
-    let expected = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
-    let mut out = Vec::with_capacity(expected.min(RAW_ENTRIES_RESERVED));
-    for row in rows {
-        out.push(to_raw(row.map_err(db("reading entries"))?)?);
-    }
-    Ok(out)
+    each_entry(conn, tenant, start, end, Vec::with_capacity, |out, e| {
+        out.push(e.owned());
+    })
 }
 
 /// [`raw_entries`] copied into one [`RawPage`], each row read in place.
@@ -177,20 +167,42 @@ pub(crate) fn raw_page(
     start: u64,
     end: u64,
 ) -> Result<RawPage, StoreError> {
+    each_entry(
+        conn,
+        tenant,
+        start,
+        end,
+        |n| RawPage::with_capacity(n, 512),
+        RawPage::push,
+    )
+}
+
+/// Entries `start..end` of a tenant in order, each handed to `each`
+/// borrowed from its row, into what `room` makes for as many entries as
+/// the range holds (up to a bound: a page of thousands grown by doubling
+/// was copied about twice over).
+fn each_entry<T>(
+    conn: &Connection,
+    tenant: &TenantId,
+    start: u64,
+    end: u64,
+    room: impl FnOnce(usize) -> T,
+    mut each: impl FnMut(&mut T, RawEntryRef<'_>),
+) -> Result<T, StoreError> {
     let s = entries_statement(tenant, start, end);
     let mut stmt = conn.prepare_cached(&s.sql).map_err(db("reading entries"))?;
     let mut rows = stmt
         .query(params_from_iter(s.args))
         .map_err(db("reading entries"))?;
     let expected = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
-    let mut page = RawPage::with_capacity(expected.min(RAW_ENTRIES_RESERVED), 512);
+    let mut out = room(expected.min(RAW_ENTRIES_RESERVED));
     while let Some(row) = rows.next().map_err(db("reading entries"))? {
-        with_entry(row, |e| e.map(|e| page.push(e))).map_err(db("reading entries"))??;
+        with_entry(row, |e| e.map(|e| each(&mut out, e))).map_err(db("reading entries"))??;
     }
-    Ok(page)
+    Ok(out)
 }
 
-/// The most entries [`raw_entries`] makes room for before reading.
+/// The most entries [`each_entry`] makes room for before reading.
 const RAW_ENTRIES_RESERVED: usize = 1 << 16;
 
 /// The tenant condition: the caller's tenant, or (`per_tenant`) every
