@@ -120,7 +120,6 @@ impl Event {
     /// and bracket besides. Validation takes the exact size only when this
     /// bound passes the limit.
     pub fn payload_size_bound(&self) -> usize {
-        let text = |t: &Option<String>| t.as_deref().map_or(0, text_bound);
         let mut size = 2;
         if let Some(name) = &self.actor.name {
             size += member_bound("actor_name", text_bound(name));
@@ -145,17 +144,10 @@ impl Event {
             size += member_bound("changes", 2 + pairs);
         }
         if let Some(c) = &self.context {
-            let named = [
-                &c.user_agent,
-                &c.request_id,
-                &c.session_id,
-                &c.source,
-                &c.impersonator,
-            ];
-            // The longest key named ("impersonator", 12 bytes) for each.
-            let named: usize = named
+            let named: usize = c
+                .named_texts()
                 .iter()
-                .map(|t| member_bound("impersonator", text(t)))
+                .map(|(key, t)| member_bound(key, t.map_or(0, text_bound)))
                 .sum();
             let ip = member_bound("ip", 2 + 6 * 45);
             size += member_bound("context", 2 + named + ip + object_bound(&c.extra));
@@ -232,20 +224,27 @@ impl Context {
     /// The context as a JSON object, leaving out absent keys.
     pub fn to_json(&self) -> Map<String, Value> {
         let mut out = self.extra.clone();
-        let named = [
-            ("ip", self.ip.map(|ip| ip.to_string())),
-            ("user_agent", self.user_agent.clone()),
-            ("request_id", self.request_id.clone()),
-            ("session_id", self.session_id.clone()),
-            ("source", self.source.clone()),
-            ("impersonator", self.impersonator.clone()),
-        ];
-        for (key, value) in named {
+        if let Some(ip) = self.ip {
+            out.insert("ip".into(), Value::String(ip.to_string()));
+        }
+        for (key, value) in self.named_texts() {
             if let Some(value) = value {
-                out.insert(key.into(), Value::String(value));
+                out.insert(key.into(), Value::String(value.to_owned()));
             }
         }
         out
+    }
+
+    /// The named keys whose values are text, with their values (`ip`, an
+    /// address, is written on its own).
+    fn named_texts(&self) -> [(&'static str, Option<&str>); 5] {
+        [
+            ("user_agent", self.user_agent.as_deref()),
+            ("request_id", self.request_id.as_deref()),
+            ("session_id", self.session_id.as_deref()),
+            ("source", self.source.as_deref()),
+            ("impersonator", self.impersonator.as_deref()),
+        ]
     }
 }
 
