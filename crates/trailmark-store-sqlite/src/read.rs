@@ -90,12 +90,8 @@ fn with_entry<T>(
     })
 }
 
-fn to_raw(row: EntryRow) -> Result<RawEntry, StoreError> {
-    row.entry
-}
-
 fn to_entry(row: EntryRow) -> Result<StoredEntry, StoreError> {
-    to_raw(row)?.parse()
+    row.entry?.parse()
 }
 
 /// A stored tenant name, read back.
