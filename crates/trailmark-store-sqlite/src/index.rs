@@ -17,7 +17,7 @@
 //! missing, foreign (its position's leaf is not the ledger's) or older-format
 //! index file is removed and rebuilt.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -172,6 +172,8 @@ pub(crate) fn has_tables(conn: &Connection) -> Result<bool, StoreError> {
 /// a new one (0600, as the ledger file) where there is none.
 pub(crate) fn open_indexer(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(db("opening the indexer's connection"))?;
+    // Two statement shapes per index table (insert_many) beside the rest.
+    conn.set_prepared_statement_cache_capacity(64);
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(db("setting a busy timeout"))?;
     let index = index_path(path);
@@ -424,13 +426,13 @@ const TEXT_KEYS: [(&str, &str); 5] = [
     ("ix_request", "request_id"),
 ];
 
-fn text_key(row: &Row, table: &str) -> Option<String> {
+fn text_key<'a>(row: &'a Row, table: &str) -> Option<&'a str> {
     match table {
-        "ix_actor" => Some(row.actor_id.clone()),
-        "ix_action" => Some(row.action.clone()),
-        "ix_outcome" => Some(row.outcome.clone()),
-        "ix_ip" => row.ip.clone(),
-        _ => row.request_id.clone(),
+        "ix_actor" => Some(&row.actor_id),
+        "ix_action" => Some(&row.action),
+        "ix_outcome" => Some(&row.outcome),
+        "ix_ip" => row.ip.as_deref(),
+        _ => row.request_id.as_deref(),
     }
 }
 
@@ -635,84 +637,179 @@ impl Indexer {
 /// Writes each index's keys of `rows` in key order (each B-tree is then
 /// written page after page, not at random) and their words.
 fn insert_rows(tx: &Connection, rows: &[Row]) -> Result<(), StoreError> {
-    let failed = db("writing the index file");
+    let run = || -> rusqlite::Result<()> {
+        insert_keys(tx, rows)?;
+        let words: Vec<(i64, String)> = rows.iter().map(|r| (r.pos, r.words())).collect();
+        insert_many(
+            tx,
+            "INSERT INTO ix.ix_fts (rowid, body)",
+            2,
+            "",
+            &words,
+            |s, at, (pos, body)| {
+                s.raw_bind_parameter(at, pos)?;
+                s.raw_bind_parameter(at + 1, body)
+            },
+        )?;
+        insert_counts(tx, rows)
+    };
+    run().map_err(db("writing the index file"))
+}
+
+/// The key tables' rows of `rows`, each table's in key order.
+fn insert_keys(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
     let mut time: Vec<(&str, i64, i64)> = rows
         .iter()
         .map(|r| (r.tenant.as_str(), r.occurred_at, r.pos))
         .collect();
     time.sort_unstable();
-    let run = || -> rusqlite::Result<()> {
-        let mut s = tx.prepare_cached(
-            "INSERT OR IGNORE INTO ix.ix_time (tenant, occurred_at, pos) VALUES (?1, ?2, ?3)",
+    insert_many(
+        tx,
+        "INSERT OR IGNORE INTO ix.ix_time (tenant, occurred_at, pos)",
+        3,
+        "",
+        &time,
+        |s, at, (t, occurred, pos)| {
+            s.raw_bind_parameter(at, t)?;
+            s.raw_bind_parameter(at + 1, occurred)?;
+            s.raw_bind_parameter(at + 2, pos)
+        },
+    )?;
+    let mut resources: Vec<(&str, &str, &str, i64)> = rows
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.tenant.as_str(),
+                r.resource_type.as_deref()?,
+                r.resource_id.as_deref().unwrap_or(""),
+                r.pos,
+            ))
+        })
+        .collect();
+    resources.sort_unstable();
+    insert_many(
+        tx,
+        "INSERT OR IGNORE INTO ix.ix_resource (tenant, resource_type, resource_id, pos)",
+        4,
+        "",
+        &resources,
+        |s, at, (t, kind, id, pos)| {
+            s.raw_bind_parameter(at, t)?;
+            s.raw_bind_parameter(at + 1, kind)?;
+            s.raw_bind_parameter(at + 2, id)?;
+            s.raw_bind_parameter(at + 3, pos)
+        },
+    )?;
+    let mut keys: Vec<(&str, &str, i64)> = Vec::with_capacity(rows.len());
+    for (table, column) in TEXT_KEYS {
+        keys.clear();
+        keys.extend(
+            rows.iter()
+                .filter_map(|r| Some((r.tenant.as_str(), text_key(r, table)?, r.pos))),
+        );
+        // Rows come in position order: a stable sort by key keeps it.
+        keys.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        insert_many(
+            tx,
+            &format!("INSERT OR IGNORE INTO ix.{table} (tenant, {column}, pos)"),
+            3,
+            "",
+            &keys,
+            |s, at, (t, key, pos)| {
+                s.raw_bind_parameter(at, t)?;
+                s.raw_bind_parameter(at + 1, key)?;
+                s.raw_bind_parameter(at + 2, pos)
+            },
         )?;
-        for (t, at, pos) in &time {
-            s.execute(params![t, at, pos])?;
-        }
-        let mut resources: Vec<(&str, &str, &str, i64)> = rows
-            .iter()
-            .filter_map(|r| {
-                Some((
-                    r.tenant.as_str(),
-                    r.resource_type.as_deref()?,
-                    r.resource_id.as_deref().unwrap_or(""),
-                    r.pos,
-                ))
-            })
-            .collect();
-        resources.sort_unstable();
-        let mut s = tx.prepare_cached(
-            "INSERT OR IGNORE INTO ix.ix_resource (tenant, resource_type, resource_id, pos)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for (t, kind, id, pos) in &resources {
-            s.execute(params![t, kind, id, pos])?;
-        }
-        for (table, column) in TEXT_KEYS {
-            let mut keys: BTreeSet<(&str, String, i64)> = BTreeSet::new();
-            for r in rows {
-                if let Some(key) = text_key(r, table) {
-                    keys.insert((r.tenant.as_str(), key, r.pos));
-                }
-            }
-            let mut s = tx.prepare_cached(&format!(
-                "INSERT OR IGNORE INTO ix.{table} (tenant, {column}, pos) VALUES (?1, ?2, ?3)"
-            ))?;
-            for (t, key, pos) in &keys {
-                s.execute(params![t, key, pos])?;
+    }
+    Ok(())
+}
+
+/// What a batch adds to the hourly counts, one upsert per counted key.
+type CountKey<'a> = (&'a str, &'a str, i64, &'a str);
+
+fn insert_counts(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
+    // Summed first (a batch holds few outcomes, actions and hours), then
+    // sorted: one upsert per counted key, in key order.
+    let mut counts: HashMap<CountKey<'_>, i64> = HashMap::new();
+    for r in rows {
+        let hour = r.occurred_at.div_euclid(HOUR_MS);
+        let values = [
+            ("outcome", Some(r.outcome.as_str())),
+            ("action", Some(r.action.as_str())),
+            ("actor_id", Some(r.actor_id.as_str())),
+            ("resource_type", r.resource_type.as_deref()),
+        ];
+        for (dim, value) in values {
+            if let Some(value) = value {
+                *counts
+                    .entry((r.tenant.as_str(), dim, hour, value))
+                    .or_default() += 1;
             }
         }
-        let mut s = tx.prepare_cached("INSERT INTO ix.ix_fts (rowid, body) VALUES (?1, ?2)")?;
-        for r in rows {
-            s.execute(params![r.pos, r.words()])?;
-        }
-        let mut counts: std::collections::BTreeMap<(&str, &str, i64, &str), i64> =
-            std::collections::BTreeMap::new();
-        for r in rows {
-            let hour = r.occurred_at.div_euclid(HOUR_MS);
-            let values = [
-                ("outcome", Some(r.outcome.as_str())),
-                ("action", Some(r.action.as_str())),
-                ("actor_id", Some(r.actor_id.as_str())),
-                ("resource_type", r.resource_type.as_deref()),
-            ];
-            for (dim, value) in values {
-                if let Some(value) = value {
-                    *counts
-                        .entry((r.tenant.as_str(), dim, hour, value))
-                        .or_default() += 1;
-                }
+    }
+    let mut counted: Vec<(CountKey<'_>, i64)> = counts.into_iter().collect();
+    counted.sort_unstable();
+    insert_many(
+        tx,
+        "INSERT INTO ix.ix_counts (tenant, dim, hour, value, n)",
+        5,
+        "ON CONFLICT (tenant, dim, hour, value) DO UPDATE SET n = n + excluded.n",
+        &counted,
+        |s, at, ((t, dim, hour, value), n)| {
+            s.raw_bind_parameter(at, t)?;
+            s.raw_bind_parameter(at + 1, dim)?;
+            s.raw_bind_parameter(at + 2, hour)?;
+            s.raw_bind_parameter(at + 3, value)?;
+            s.raw_bind_parameter(at + 4, n)
+        },
+    )
+}
+
+/// Rows per statement in [`insert_many`]: one statement run (one step,
+/// one halt, one reset) for this many keys instead of one each. At five
+/// values a row, 640 parameters: far below SQLite's limit (32,766).
+const ROWS_PER_INSERT: usize = 128;
+
+/// `insert` (`INSERT … INTO table (columns)`, `width` columns) of every
+/// item, `tail` (an upsert clause, or nothing) after the values: full
+/// statements of [`ROWS_PER_INSERT`] rows, then one row a statement for the
+/// rest, so that a table has two statement shapes in the cache, not one per
+/// remainder. `bind` binds one item's values from the parameter index it is
+/// given.
+fn insert_many<T>(
+    tx: &Connection,
+    insert: &str,
+    width: usize,
+    tail: &str,
+    items: &[T],
+    bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &T) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let mut chunks = items.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut s = tx.prepare_cached(&rows_sql(insert, width, ROWS_PER_INSERT, tail))?;
+        for chunk in chunks.by_ref() {
+            for (i, item) in chunk.iter().enumerate() {
+                bind(&mut s, i * width + 1, item)?;
             }
+            s.raw_execute()?;
         }
-        let mut s = tx.prepare_cached(
-            "INSERT INTO ix.ix_counts (tenant, dim, hour, value, n) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (tenant, dim, hour, value) DO UPDATE SET n = n + excluded.n",
-        )?;
-        for ((t, dim, hour, value), n) in &counts {
-            s.execute(params![t, dim, hour, value, n])?;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut s = tx.prepare_cached(&rows_sql(insert, width, 1, tail))?;
+        for item in rest {
+            bind(&mut s, 1, item)?;
+            s.raw_execute()?;
         }
-        Ok(())
-    };
-    run().map_err(failed)
+    }
+    Ok(())
+}
+
+/// `insert VALUES (?, …), … tail` with `rows` rows of `width` parameters.
+fn rows_sql(insert: &str, width: usize, rows: usize, tail: &str) -> String {
+    let row = format!("({})", vec!["?"; width].join(", "));
+    format!("{insert} VALUES {} {tail}", vec![row; rows].join(", "))
 }
 
 /// Removes what erasures took from entries the index file covers (up to

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The embedded store's indexer alone: loads N varied events (default
+# 500,000; bench/query/load.lua's actors, records, actions and IPs) into a
+# fresh store, stops the server, then in each round removes the index file
+# and starts `serve` on the data dir, which rebuilds it from the ledger
+# file (the indexer's own batches, nothing else running in the server), and
+# reports the time from the first answer to `trailmark_index_lag_entries 0`
+# and the CPU per entry of the store's threads over that time. With TRAILMARK_BIN_BEFORE
+# (an earlier build), that build rebuilds the same data dir in the same
+# rounds, interleaved.
+#
+#   bench/indexer/run.sh [events] [rounds]
+#   TRAILMARK_BENCH_DATA=dir bench/indexer/run.sh   (reuse a loaded data dir)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+events="${1:-500000}"
+rounds="${2:-3}"
+bin=./target/release/trailmark
+cargo build --release -p trailmark >/dev/null 2>&1
+data="${TRAILMARK_BENCH_DATA:-$(mktemp -d)}"
+[ -n "${TRAILMARK_BENCH_DATA:-}" ] || trap 'rm -rf "$data"' EXIT
+. bench/lib.sh
+if [ ! -f "$data/loaded" ]; then
+  start_serve "$bin" "$data"
+  while [ "$(tenant_size bench)" -lt "$events" ]; do
+    wrk -t2 -c4 -d20s -s bench/query/load.lua http://127.0.0.1:7979/v1/events >/dev/null 2>&1
+    echo "loaded $(tenant_size bench) events"
+  done
+  kill -TERM "$server"; wait "$server" || true
+  touch "$data/loaded"
+fi
+du -sh "$data"
+ticks=$(getconf CLK_TCK)
+lag() {
+  curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" http://127.0.0.1:7979/metrics |
+    sed -n 's/^trailmark_index_lag_entries \([0-9]*\).*/\1/p'
+}
+# CPU of the store's threads (the indexer, and the writer and WAL thread,
+# idle here): the server's other work at start (the alert windows' rebuild
+# reads the recent trail) is not the indexer's.
+cpu() {
+  local t sum=0
+  for t in /proc/"$server"/task/*; do
+    [ "$(cat "$t/comm" 2>/dev/null)" = trailmark-sqlit ] || continue
+    sum=$(( sum + $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null || echo 0) ))
+  done
+  echo "$sum"
+}
+run() {
+  local label=$1 exe=$2 start cpu0 behind deadline secs used
+  rm -f "$data"/trailmark.db-index "$data"/trailmark.db-index-wal "$data"/trailmark.db-index-shm
+  start_serve "$exe" "$data"
+  start=$(date +%s.%N); cpu0=$(cpu)
+  behind=$(lag)
+  deadline=$(( $(date +%s) + 1800 ))
+  while [ "$(lag)" != 0 ]; do
+    if [ "$(date +%s)" -gt "$deadline" ]; then echo "$label: the index did not catch up in 30 min" >&2; exit 1; fi
+    sleep 0.2
+  done
+  secs=$(echo "$(date +%s.%N) - $start" | bc); used=$(( $(cpu) - cpu0 ))
+  kill -TERM "$server"; wait "$server" || true
+  awk -v l="$label" -v n="$behind" -v s="$secs" -v u="$used" -v t="$ticks" \
+    'BEGIN { printf "%-8s %d entries indexed in %.2f s: %.0f entries/s, %.1f us CPU per entry\n", l, n, s, n / s, 1e6 * u / t / n }'
+}
+for round in $(seq "$rounds"); do
+  echo "== round $round"
+  [ -z "${TRAILMARK_BIN_BEFORE:-}" ] || run before "$TRAILMARK_BIN_BEFORE"
+  run now "$bin"
+done
