@@ -5,18 +5,20 @@
 # and starts `serve` on the data dir, which rebuilds it from the ledger
 # file (the indexer's own batches, nothing else running in the server), and
 # reports the time from the first answer to `trailmark_index_lag_entries 0`
-# and the CPU per entry of the store's threads over that time. With TRAILMARK_BIN_BEFORE
+# the CPU per entry of the store's threads over that time, and the bytes the
+# server wrote to disk per entry (`write_bytes` of /proc/PID/io). With TRAILMARK_BIN_BEFORE
 # (an earlier build), that build rebuilds the same data dir in the same
 # rounds, interleaved.
 #
 #   bench/indexer/run.sh [events] [rounds]
 #   TRAILMARK_BENCH_DATA=dir bench/indexer/run.sh   (reuse a loaded data dir)
+#   TRAILMARK_BIN=path bench/indexer/run.sh         (that build, not this tree's)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 events="${1:-500000}"
 rounds="${2:-3}"
-bin=./target/release/trailmark
-cargo build --release -p trailmark >/dev/null 2>&1
+bin="${TRAILMARK_BIN:-./target/release/trailmark}"
+[ -n "${TRAILMARK_BIN:-}" ] || cargo build --release -p trailmark >/dev/null 2>&1
 data="${TRAILMARK_BENCH_DATA:-$(mktemp -d)}"
 [ -n "${TRAILMARK_BENCH_DATA:-}" ] || trap 'rm -rf "$data"' EXIT
 . bench/lib.sh
@@ -38,6 +40,7 @@ lag() {
 # CPU of the store's threads (the indexer, and the writer and WAL thread,
 # idle here): the server's other work at start (the alert windows' rebuild
 # reads the recent trail) is not the indexer's.
+written() { awk '/^write_bytes/ { print $2 }' "/proc/$server/io"; }
 cpu() {
   local t sum=0
   for t in /proc/"$server"/task/*; do
@@ -47,20 +50,20 @@ cpu() {
   echo "$sum"
 }
 run() {
-  local label=$1 exe=$2 start cpu0 behind deadline secs used
+  local label=$1 exe=$2 start cpu0 wrote0 behind deadline secs used wrote
   rm -f "$data"/trailmark.db-index "$data"/trailmark.db-index-wal "$data"/trailmark.db-index-shm
   start_serve "$exe" "$data"
-  start=$(date +%s.%N); cpu0=$(cpu)
+  start=$(date +%s.%N); cpu0=$(cpu); wrote0=$(written)
   behind=$(lag)
   deadline=$(( $(date +%s) + 1800 ))
   while [ "$(lag)" != 0 ]; do
     if [ "$(date +%s)" -gt "$deadline" ]; then echo "$label: the index did not catch up in 30 min" >&2; exit 1; fi
     sleep 0.2
   done
-  secs=$(echo "$(date +%s.%N) - $start" | bc); used=$(( $(cpu) - cpu0 ))
+  secs=$(echo "$(date +%s.%N) - $start" | bc); used=$(( $(cpu) - cpu0 )); wrote=$(( $(written) - wrote0 ))
   kill -TERM "$server"; wait "$server" || true
-  awk -v l="$label" -v n="$behind" -v s="$secs" -v u="$used" -v t="$ticks" \
-    'BEGIN { printf "%-8s %d entries indexed in %.2f s: %.0f entries/s, %.1f us CPU per entry\n", l, n, s, n / s, 1e6 * u / t / n }'
+  awk -v l="$label" -v n="$behind" -v s="$secs" -v u="$used" -v t="$ticks" -v w="$wrote" \
+    'BEGIN { printf "%-8s %d entries indexed in %.2f s: %.0f entries/s, %.1f us CPU and %.0f bytes written per entry\n", l, n, s, n / s, 1e6 * u / t / n, w / n }'
 }
 for round in $(seq "$rounds"); do
   echo "== round $round"
