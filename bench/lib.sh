@@ -24,6 +24,21 @@ tenant_size() {
   echo "${n:-0}"
 }
 
+# load_once BIN DATA_DIR EVENTS: unless DATA_DIR is marked loaded, serves it
+# with BIN and loads bench/query/load.lua's varied events (1000 a request, 4
+# connections) until tenant bench holds EVENTS, then stops and marks it.
+load_once() {
+  local bin=$1 data=$2 events=$3
+  [ ! -f "$data/loaded" ] || return 0
+  start_serve "$bin" "$data"
+  while [ "$(tenant_size bench)" -lt "$events" ]; do
+    wrk -t2 -c4 -d20s -s bench/query/load.lua http://127.0.0.1:7979/v1/events >/dev/null 2>&1
+    echo "loaded $(tenant_size bench) events"
+  done
+  kill -TERM "$server"; wait "$server" || true
+  touch "$data/loaded"
+}
+
 # drop_databases CONNINFO PATTERN: drops the databases named LIKE PATTERN on
 # that cluster, each one's replication slots first (a slot keeps its database).
 drop_databases() {

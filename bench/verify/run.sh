@@ -17,15 +17,7 @@ cargo build --release -p trailmark >/dev/null 2>&1
 data="${TRAILMARK_BENCH_DATA:-$(mktemp -d)}"
 [ -n "${TRAILMARK_BENCH_DATA:-}" ] || trap 'rm -rf "$data"' EXIT
 . bench/lib.sh
-if [ ! -f "$data/loaded" ]; then
-  start_serve "$bin" "$data"
-  while [ "$(tenant_size bench)" -lt "$events" ]; do
-    wrk -t2 -c4 -d20s -s bench/query/load.lua http://127.0.0.1:7979/v1/events >/dev/null 2>&1
-    echo "loaded $(tenant_size bench) events"
-  done
-  kill -TERM "$server"; wait "$server" || true
-  touch "$data/loaded"
-fi
+load_once "$bin" "$data" "$events"
 du -sh "$data"
 run() {
   local label=$1 exe=$2 out

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use serde_json::{Map, Value};
 use trailmark_store::{IndexerStatus, StoreError, searchable_words};
 
@@ -650,13 +650,9 @@ fn insert_rows(tx: &Connection, rows: &[Row]) -> Result<(), StoreError> {
         insert_many(
             tx,
             "INSERT INTO ix.ix_fts (rowid, body)",
-            2,
             "",
             &words,
-            |s, at, (pos, body)| {
-                s.raw_bind_parameter(at, pos)?;
-                s.raw_bind_parameter(at + 1, body)
-            },
+            |(pos, body)| [pos, body],
         )?;
         insert_counts(tx, rows)
     };
@@ -673,14 +669,9 @@ fn insert_keys(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
     insert_many(
         tx,
         "INSERT OR IGNORE INTO ix.ix_time (tenant, occurred_at, pos)",
-        3,
         "",
         &time,
-        |s, at, (t, occurred, pos)| {
-            s.raw_bind_parameter(at, t)?;
-            s.raw_bind_parameter(at + 1, occurred)?;
-            s.raw_bind_parameter(at + 2, pos)
-        },
+        |(t, occurred, pos)| [t, occurred, pos],
     )?;
     let mut resources: Vec<(&str, &str, &str, i64)> = rows
         .iter()
@@ -697,15 +688,9 @@ fn insert_keys(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
     insert_many(
         tx,
         "INSERT OR IGNORE INTO ix.ix_resource (tenant, resource_type, resource_id, pos)",
-        4,
         "",
         &resources,
-        |s, at, (t, kind, id, pos)| {
-            s.raw_bind_parameter(at, t)?;
-            s.raw_bind_parameter(at + 1, kind)?;
-            s.raw_bind_parameter(at + 2, id)?;
-            s.raw_bind_parameter(at + 3, pos)
-        },
+        |(t, kind, id, pos)| [t, kind, id, pos],
     )?;
     let mut keys: Vec<(&str, &str, i64)> = Vec::with_capacity(rows.len());
     for (table, column) in TEXT_KEYS {
@@ -719,14 +704,9 @@ fn insert_keys(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
         insert_many(
             tx,
             &format!("INSERT OR IGNORE INTO ix.{table} (tenant, {column}, pos)"),
-            3,
             "",
             &keys,
-            |s, at, (t, key, pos)| {
-                s.raw_bind_parameter(at, t)?;
-                s.raw_bind_parameter(at + 1, key)?;
-                s.raw_bind_parameter(at + 2, pos)
-            },
+            |(t, key, pos)| [t, key, pos],
         )?;
     }
     Ok(())
@@ -760,16 +740,9 @@ fn insert_counts(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
     insert_many(
         tx,
         "INSERT INTO ix.ix_counts (tenant, dim, hour, value, n)",
-        5,
         "ON CONFLICT (tenant, dim, hour, value) DO UPDATE SET n = n + excluded.n",
         &counted,
-        |s, at, ((t, dim, hour, value), n)| {
-            s.raw_bind_parameter(at, t)?;
-            s.raw_bind_parameter(at + 1, dim)?;
-            s.raw_bind_parameter(at + 2, hour)?;
-            s.raw_bind_parameter(at + 3, value)?;
-            s.raw_bind_parameter(at + 4, n)
-        },
+        |((t, dim, hour, value), n)| [t, dim, hour, value, n],
     )
 }
 
@@ -778,33 +751,37 @@ fn insert_counts(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
 /// values a row, 640 parameters: far below SQLite's limit (32,766).
 const ROWS_PER_INSERT: usize = 128;
 
-/// `insert` (`INSERT … INTO table (columns)`, `width` columns) of every
-/// item, `tail` (an upsert clause, or nothing) after the values: full
-/// statements of [`ROWS_PER_INSERT`] rows, then one row a statement for the
-/// rest, so that a table has two statement shapes in the cache, not one per
-/// remainder. `bind` binds one item's values from the parameter index it is
-/// given.
-fn insert_many<T>(
+/// `insert` (`INSERT … INTO table (columns)`) of every item, `values`
+/// giving an item's `N` values in the columns' order, `tail` (an upsert
+/// clause, or nothing) after them: full statements of [`ROWS_PER_INSERT`]
+/// rows, then one row a statement for the rest, so that a table has two
+/// statement shapes in the cache, not one per remainder.
+fn insert_many<T, const N: usize>(
     tx: &Connection,
     insert: &str,
-    width: usize,
     tail: &str,
     items: &[T],
-    bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &T) -> rusqlite::Result<()>,
+    values: impl Fn(&T) -> [&dyn ToSql; N],
 ) -> rusqlite::Result<()> {
+    let bind = |s: &mut rusqlite::Statement<'_>, first: usize, item: &T| {
+        values(item)
+            .into_iter()
+            .enumerate()
+            .try_for_each(|(i, value)| s.raw_bind_parameter(first + i, value))
+    };
     let mut chunks = items.chunks_exact(ROWS_PER_INSERT);
     if chunks.len() > 0 {
-        let mut s = tx.prepare_cached(&rows_sql(insert, width, ROWS_PER_INSERT, tail))?;
+        let mut s = tx.prepare_cached(&rows_sql(insert, N, ROWS_PER_INSERT, tail))?;
         for chunk in chunks.by_ref() {
             for (i, item) in chunk.iter().enumerate() {
-                bind(&mut s, i * width + 1, item)?;
+                bind(&mut s, i * N + 1, item)?;
             }
             s.raw_execute()?;
         }
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut s = tx.prepare_cached(&rows_sql(insert, width, 1, tail))?;
+        let mut s = tx.prepare_cached(&rows_sql(insert, N, 1, tail))?;
         for item in rest {
             bind(&mut s, 1, item)?;
             s.raw_execute()?;
