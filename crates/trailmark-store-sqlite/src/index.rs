@@ -38,8 +38,8 @@ pub(crate) const HOUR_MS: i64 = 3_600_000;
 /// WAL, then at the checkpoint): the more keys a transaction carries, the
 /// fewer page writes each key costs once the trees outgrow one batch. A
 /// batch takes what is waiting, so this bound only matters under load
-/// (bench/results/indexer.md: 40,000 against 10,000 wrote 45 % fewer bytes
-/// per event by 1.6 million events, and kept ingest 1.4x faster there).
+/// (bench/results/indexer.md: 40,000 against 10,000 wrote 43 % fewer bytes
+/// per event by 1.6 million events, and kept ingest 1.38x faster there).
 pub(crate) const BATCH: usize = 40_000;
 
 /// The indexer's lag bound: while more entries than this wait for it, the
