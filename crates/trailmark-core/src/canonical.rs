@@ -44,6 +44,41 @@ fn maps_are_sorted() -> bool {
     })
 }
 
+/// Appends `text` as an RFC 8785 JSON string: quoted; `"` and `\`
+/// escaped; `\b \t \n \f \r` short, the other control characters as
+/// `\u00xx` (lowercase); everything else as it is (`/`, DEL and non-ASCII
+/// too). The escapes are all ASCII, so text is only cut at ASCII bytes.
+pub(crate) fn push_string(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !matches!(b, b'"' | b'\\' | 0x00..=0x1f) {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0x0f)]);
+            }
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
 /// Bytes that are the RFC 8785 canonical form of some JSON value. Only
 /// [`CanonicalJson::of`] makes one, so holding one proves canonical form.
 #[derive(Clone, PartialEq, Eq, Hash)]

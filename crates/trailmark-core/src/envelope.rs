@@ -16,6 +16,9 @@ mod read;
 
 /// The version written in every envelope's `v`.
 pub const ENVELOPE_VERSION: u8 = 1;
+// `Envelope::to_canonical` writes the version as one digit.
+const _: () = assert!(ENVELOPE_VERSION < 10);
+
 /// The domain tag that starts every payload digest's input.
 pub const PAYLOAD_DOMAIN: &[u8] = b"trailmark.payload.v1";
 
@@ -147,10 +150,10 @@ pub struct Envelope {
 }
 
 /// The wire form of an envelope: exactly the keys of FORMAT.md, declared in
-/// RFC 8785 order (all keys are ASCII, so byte order is UTF-16 order). With
-/// only strings and small integers inside, `serde_json`'s compact output of
-/// this struct *is* the canonical form; `tests/it/properties.rs` checks it
-/// against the general canonicalizer.
+/// RFC 8785 order (all keys are ASCII, so byte order is UTF-16 order). The
+/// general canonicalizer writes it ([`Envelope::to_canonical_general`]), the
+/// second opinion `tests/it/properties.rs` holds [`Envelope::to_canonical`]'s
+/// own writing to; the unit tests read it back as the reader's oracle.
 #[derive(Serialize)]
 #[cfg_attr(test, derive(Deserialize, Debug, PartialEq))]
 #[serde(deny_unknown_fields)]
@@ -182,15 +185,73 @@ struct EnvelopeV1<'a> {
 }
 
 impl Envelope {
-    /// The leaf bytes: the RFC 8785 canonical JSON of the envelope.
+    /// The leaf bytes: the RFC 8785 canonical JSON of the envelope, written
+    /// key by key in `EnvelopeV1`'s order into one buffer (the ids, times
+    /// and digest from their fixed-width text, no allocation of their own);
+    /// equal to [`Envelope::to_canonical_general`] (tests hold them to it).
     pub fn to_canonical(&self) -> Result<CanonicalJson, Error> {
-        let wire = self.wire();
-        serde_json::to_vec(&wire)
-            .map(CanonicalJson::from_canonical_bytes)
-            .map_err(|source| Error::Canonical {
-                what: "envelope",
-                source,
-            })
+        use crate::canonical::push_string;
+        let text_len = self.action.len()
+            + self.actor_id.len()
+            + self.tenant.as_str().len()
+            + self.resource_type.as_ref().map_or(0, String::len)
+            + self.resource_id.as_ref().map_or(0, String::len);
+        let mut out = Vec::with_capacity(320 + text_len);
+        let quoted = |out: &mut Vec<u8>, text: &[u8]| {
+            out.push(b'"');
+            out.extend_from_slice(text);
+            out.push(b'"');
+        };
+        let optional = |out: &mut Vec<u8>, text: Option<&String>| match text {
+            Some(text) => push_string(out, text),
+            None => out.extend_from_slice(b"null"),
+        };
+        out.extend_from_slice(b"{\"action\":");
+        push_string(&mut out, &self.action);
+        out.extend_from_slice(b",\"actor_id\":");
+        push_string(&mut out, &self.actor_id);
+        out.extend_from_slice(b",\"actor_type\":");
+        push_string(&mut out, self.actor_type.as_str());
+        out.extend_from_slice(b",\"id\":");
+        quoted(&mut out, &self.id.to_text());
+        out.extend_from_slice(b",\"occurred_at\":");
+        quoted(&mut out, &self.occurred_at.to_text());
+        out.extend_from_slice(b",\"outcome\":");
+        push_string(&mut out, self.outcome.as_str());
+        out.extend_from_slice(b",\"payload_digest\":");
+        let mut digest = [0u8; 64];
+        hex::encode_to_slice(self.payload_digest.0, &mut digest).map_err(|e| Error::Envelope {
+            reason: format!("payload_digest: {e}"),
+        })?;
+        quoted(&mut out, &digest);
+        out.extend_from_slice(b",\"received_at\":");
+        quoted(&mut out, &self.received_at.to_text());
+        out.extend_from_slice(b",\"resource_id\":");
+        optional(&mut out, self.resource_id.as_ref());
+        out.extend_from_slice(b",\"resource_type\":");
+        optional(&mut out, self.resource_type.as_ref());
+        out.extend_from_slice(b",\"seq\":");
+        let mut digits = [0u8; 20];
+        let mut n = self.seq.get();
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            // n % 10 < 10: the cast keeps every bit.
+            #[allow(clippy::cast_possible_truncation)]
+            let digit = (n % 10) as u8;
+            digits[at] = b'0' + digit;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&digits[at..]);
+        out.extend_from_slice(b",\"tenant\":");
+        push_string(&mut out, self.tenant.as_str());
+        out.extend_from_slice(b",\"v\":");
+        out.push(b'0' + ENVELOPE_VERSION);
+        out.push(b'}');
+        Ok(CanonicalJson::from_canonical_bytes(out))
     }
 
     fn wire(&self) -> EnvelopeV1<'_> {
