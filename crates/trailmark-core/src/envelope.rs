@@ -289,14 +289,24 @@ impl Envelope {
             return Err(bad(format!("unknown version v={}", wire.v)));
         }
         let field = |name: &str, m: &str| bad(format!("{name}: {m}"));
+        // A time in its one text form is read by position; any other text
+        // is parsed as RFC 3339 to say what is wrong with it, and a time
+        // spelled otherwise is refused below (from_text reads exactly what
+        // parse reads and to_text writes back: a property test says so).
+        let time = |name: &str, text: &str| match Timestamp::from_text(text.as_bytes()) {
+            Some(t) => Ok((t, true)),
+            None => Timestamp::parse(text)
+                .map(|t| (t, false))
+                .map_err(|m| field(name, m)),
+        };
+        let (occurred_at, occurred_spelled) = time("occurred_at", &wire.occurred_at)?;
+        let (received_at, received_spelled) = time("received_at", &wire.received_at)?;
         let envelope = Self {
             seq: Seq::new(wire.seq).ok_or_else(|| field("seq", "above 2^53 - 1"))?,
             id: EventId::parse(&wire.id).map_err(|m| field("id", m))?,
             tenant: TenantId::from_stored(&wire.tenant).map_err(|m| field("tenant", m))?,
-            occurred_at: Timestamp::parse(&wire.occurred_at)
-                .map_err(|m| field("occurred_at", m))?,
-            received_at: Timestamp::parse(&wire.received_at)
-                .map_err(|m| field("received_at", m))?,
+            occurred_at,
+            received_at,
             actor_id: wire.actor_id.into_owned(),
             actor_type: ActorType::parse(&wire.actor_type)
                 .ok_or_else(|| field("actor_type", "unknown actor type"))?,
@@ -312,8 +322,8 @@ impl Envelope {
         // more than one (an id's case, a time's digits) must have theirs.
         // Enum words and the digest parse only from their one spelling.
         let spelled = envelope.id.to_text() == wire.id.as_bytes()
-            && envelope.occurred_at.to_text() == wire.occurred_at.as_bytes()
-            && envelope.received_at.to_text() == wire.received_at.as_bytes()
+            && occurred_spelled
+            && received_spelled
             && envelope.tenant.as_str() == wire.tenant;
         if !spelled {
             return Err(bad(

@@ -244,6 +244,39 @@ fn mutate(env: &Envelope, field: usize) -> Envelope {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    /// `Timestamp::from_text` reads a time's one text form, and nothing
+    /// else: on canonical texts edited at up to three places (digits and
+    /// separators, so invalid dates, hours and leap seconds come up),
+    /// shortened or lengthened, it answers exactly what `Timestamp::parse`
+    /// (the `time` crate's RFC 3339 reader) answers when the text is also
+    /// the parsed time's own spelling.
+    #[test]
+    fn a_time_reads_from_its_text_form_as_the_rfc_3339_parser_and_respelling_do(
+        millis in 0..=253_402_300_799_999i64,
+        edits in prop::collection::vec(
+            (0..24usize, prop::sample::select(b"0123456789-:.TZ+ ".to_vec())),
+            0..4,
+        ),
+        length in prop_oneof![8 => Just(24usize), 1 => 20..28usize],
+    ) {
+        let canonical = Timestamp::from_unix_millis(millis).unwrap();
+        prop_assert_eq!(Timestamp::from_text(&canonical.to_text()), Some(canonical));
+        let mut text = canonical.to_text().to_vec();
+        for (at, b) in edits {
+            text[at] = b;
+        }
+        text.resize(length, b'0');
+        let oracle = std::str::from_utf8(&text)
+            .ok()
+            .and_then(|s| Timestamp::parse(s).ok())
+            .filter(|t| t.to_text().as_slice() == text.as_slice());
+        prop_assert_eq!(Timestamp::from_text(&text), oracle, "{}", String::from_utf8_lossy(&text));
+    }
+}
+
+proptest! {
     #[test]
     fn a_payload_digest_reads_from_exactly_64_lowercase_hex_digits(
         text in prop_oneof![
