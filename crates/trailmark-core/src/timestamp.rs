@@ -3,7 +3,7 @@
 use std::fmt;
 
 use time::format_description::well_known::Rfc3339;
-use time::{OffsetDateTime, UtcOffset};
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 /// A UTC instant in whole milliseconds between 1970-01-01 and 9999-12-31.
 ///
@@ -40,7 +40,7 @@ impl Timestamp {
 
     /// Reads exactly the text form [`Timestamp::to_text`] writes
     /// (`YYYY-MM-DDTHH:MM:SS.mmmZ`, a real date from 1970 to 9999, no leap
-    /// second), by position and without the calendar library; `None` for
+    /// second), by position and without an RFC 3339 reader; `None` for
     /// any other text, including other spellings [`Timestamp::parse`]
     /// accepts. What a verifier reads from stored envelopes, whose times
     /// must have this one spelling.
@@ -56,44 +56,26 @@ impl Timestamp {
         {
             return None;
         }
-        let number = |from: usize, to: usize| -> Option<i64> {
-            text[from..to].iter().try_fold(0i64, |n, &b| {
-                b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+        let number = |from: usize, to: usize| -> Option<u16> {
+            text[from..to].iter().try_fold(0u16, |n, &b| {
+                b.is_ascii_digit().then(|| n * 10 + u16::from(b - b'0'))
             })
         };
-        let (year, month, day) = (number(0, 4)?, number(5, 7)?, number(8, 10)?);
-        let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
-        let milli = number(20, 23)?;
-        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-        let month_days = match month {
-            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-            4 | 6 | 9 | 11 => 30,
-            2 if leap => 29,
-            2 => 28,
-            _ => return None,
-        };
-        if year < 1970
-            || !(1..=month_days).contains(&day)
-            || hour > 23
-            || minute > 59
-            || second > 59
-        {
-            return None;
-        }
-        // Days from 1970-01-01 to the date (the proleptic Gregorian
-        // calendar, counted in 400-year eras from March 1st, year 0).
-        let (y, m) = if month <= 2 {
-            (year - 1, month + 9)
-        } else {
-            (year, month - 3)
-        };
-        let era = y / 400;
-        let year_of_era = y - era * 400;
-        let day_of_year = (153 * m + 2) / 5 + day - 1;
-        let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-        let days = era * 146_097 + day_of_era - 719_468;
-        let seconds = ((days * 24 + hour) * 60 + minute) * 60 + second;
-        Self::from_unix_millis(seconds * 1000 + milli)
+        // The calendar's rules (month lengths, leap years) are the `time`
+        // crate's, as in `parse`; only the RFC 3339 reader is skipped.
+        let byte = |from: usize, to: usize| number(from, to).and_then(|n| u8::try_from(n).ok());
+        let date = Date::from_calendar_date(
+            i32::from(number(0, 4)?),
+            Month::try_from(byte(5, 7)?).ok()?,
+            byte(8, 10)?,
+        )
+        .ok()?;
+        let time =
+            Time::from_hms_milli(byte(11, 13)?, byte(14, 16)?, byte(17, 19)?, number(20, 23)?)
+                .ok()?;
+        let at = PrimitiveDateTime::new(date, time).assume_utc();
+        let millis = at.unix_timestamp() * 1000 + i64::from(at.millisecond());
+        Self::from_unix_millis(millis)
     }
 
     fn to_datetime(self) -> OffsetDateTime {
