@@ -576,7 +576,9 @@ fn a_cleanup_longer_than_the_request_timeout_finishes_and_the_cli_reports_it() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let n = 50_000u64;
+    // Enough entries that their cleanup outlasts the shortest request
+    // timeout (1 s) on a fast machine: 50,000 took just under 1 s on one.
+    let n = 200_000u64;
     rt.block_on(async {
         let store = trailmark_store_sqlite::SqliteStore::open(data.join("trailmark.db")).unwrap();
         for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
