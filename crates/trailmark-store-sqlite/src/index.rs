@@ -52,6 +52,20 @@ pub const MAX_LAG: u64 = 100_000;
 /// indexer slows appends, never stops them (reads stay complete, slower).
 pub const THROTTLE_WAIT: Duration = Duration::from_secs(2);
 
+/// A batch smaller than this waits up to [`GATHER_WAIT`] for more entries
+/// before it is indexed, unless a read waits for the index, an erasure or
+/// a scrub is pending, or the store stops. Each transaction of the index
+/// file has a fixed cost (the search index's flush and merges, the WAL
+/// frames of every page it touches): under a stream of small appends
+/// (single events, each group commit waking the indexer) that cost was
+/// paid for a few dozen entries at a time, on the cores the appends need.
+pub const GATHER: u64 = 4_096;
+
+/// The longest a small batch waits to gather more (see [`GATHER`]); reads
+/// never miss what it holds back (they scan the entries above the index
+/// file's position).
+pub const GATHER_WAIT: Duration = Duration::from_millis(50);
+
 /// How long a stopping store lets the indexer catch up; what it has not
 /// indexed by then is indexed when the store is next opened.
 pub const STOP_CATCH_UP: Duration = Duration::from_secs(30);
@@ -250,6 +264,9 @@ struct Progress {
     failure: Option<String>,
     /// Whether an indexer thread runs (the writer waits only for one).
     running: bool,
+    /// Reads waiting for the index to catch up ([`Shared::wait_caught_up`]):
+    /// the indexer does not gather while there are any.
+    waiting: usize,
     stop: Option<Instant>,
     scrubs: Vec<std::sync::mpsc::Sender<Result<(), StoreError>>>,
 }
@@ -318,10 +335,15 @@ impl Shared {
     pub(crate) fn wait_caught_up(&self, deadline: Instant) -> Result<(), StoreError> {
         let mut p = self.lock();
         let (written, erasures) = (p.written, p.erasures);
-        while p.caught_up < written || p.redone < erasures {
+        p.waiting += 1;
+        self.changed.notify_all();
+        let result = loop {
+            if p.caught_up >= written && p.redone >= erasures {
+                break Ok(());
+            }
             let now = Instant::now();
             if now >= deadline || p.stop.is_some() {
-                return Err(StoreError::BadRequest {
+                break Err(StoreError::BadRequest {
                     field: "q",
                     message: format!(
                         "the search index is {} entries behind the trail{}; try again in a moment",
@@ -338,8 +360,9 @@ impl Shared {
                 .wait_timeout(p, deadline - now)
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
-        }
-        Ok(())
+        };
+        p.waiting -= 1;
+        result
     }
 
     /// Asks the indexer to catch up and then rewrite the index file without
@@ -349,6 +372,34 @@ impl Shared {
         self.lock().scrubs.push(tx);
         self.changed.notify_all();
         rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// The indexer's wait, up to `wait`, while only a small backlog of
+    /// appends (under [`GATHER`] entries) is waiting and nothing else is: no
+    /// read waiting for the index, no erasure, scrub or stop.
+    fn gather<'a>(
+        &self,
+        mut p: std::sync::MutexGuard<'a, Progress>,
+        wait: Duration,
+    ) -> std::sync::MutexGuard<'a, Progress> {
+        let until = Instant::now() + wait;
+        while p.waiting == 0
+            && p.stop.is_none()
+            && p.scrubs.is_empty()
+            && p.redone >= p.erasures
+            && p.written.saturating_sub(p.caught_up) < GATHER
+        {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            p = self
+                .changed
+                .wait_timeout(p, until - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        p
     }
 
     /// Asks the indexer to catch up and stop; waits for it.
@@ -497,6 +548,7 @@ impl Indexer {
                         .wait(p)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                 }
+                let p = self.shared.gather(p, GATHER_WAIT);
                 (
                     p.written,
                     p.erasures,
@@ -829,4 +881,94 @@ fn apply_redo(tx: &Connection, redo: &[Redo], to: i64) -> Result<(), StoreError>
         Ok(())
     };
     run().map_err(db("removing erased values from the index file"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs [`Shared::gather`] (with a wait far longer than any test) on
+    /// its own thread; the receiver hears when it returned.
+    fn gathering(shared: &Arc<Shared>) -> std::sync::mpsc::Receiver<()> {
+        let (done, returned) = std::sync::mpsc::channel();
+        let shared = Arc::clone(shared);
+        std::thread::spawn(move || {
+            let p = shared.lock();
+            drop(shared.gather(p, Duration::from_secs(3600)));
+            let _ = done.send(());
+        });
+        returned
+    }
+
+    /// Long enough for a thread to be scheduled on a loaded machine; a
+    /// broken rule would keep the gatherer an hour.
+    const SOON: Duration = Duration::from_secs(20);
+
+    fn with_backlog(n: u64) -> Arc<Shared> {
+        let shared = Arc::new(Shared::default());
+        shared.wrote(Some(n), 0);
+        shared
+    }
+
+    #[test]
+    fn a_small_backlog_is_gathered_until_it_reaches_the_gather_size() {
+        let shared = with_backlog(1);
+        let returned = gathering(&shared);
+        assert!(
+            returned.recv_timeout(Duration::from_millis(200)).is_err(),
+            "one entry waiting alone must wait for more"
+        );
+        shared.wrote(Some(GATHER - 1), 0);
+        assert!(
+            returned.recv_timeout(Duration::from_millis(200)).is_err(),
+            "{} entries are still fewer than GATHER",
+            GATHER - 1
+        );
+        shared.wrote(Some(GATHER), 0);
+        returned
+            .recv_timeout(SOON)
+            .expect("a full gather is indexed at once");
+    }
+
+    #[test]
+    fn a_read_waiting_for_the_index_ends_the_gathering() {
+        let shared = with_backlog(1);
+        let returned = gathering(&shared);
+        let reader = Arc::clone(&shared);
+        // Nothing indexes here, so the read waits out its own deadline.
+        let read = std::thread::spawn(move || {
+            reader.wait_caught_up(Instant::now() + Duration::from_secs(30))
+        });
+        returned
+            .recv_timeout(SOON)
+            .expect("a waiting read must not wait for the gathering");
+        shared.lock().caught_up = 1;
+        shared.changed.notify_all();
+        read.join().expect("the read").expect("caught up");
+        assert_eq!(
+            shared.lock().waiting,
+            0,
+            "the read no longer counts as waiting"
+        );
+    }
+
+    #[test]
+    fn a_stop_an_erasure_or_a_scrub_ends_the_gathering() {
+        let shared = with_backlog(1);
+        let returned = gathering(&shared);
+        shared.stop();
+        returned.recv_timeout(SOON).expect("a stop ends it");
+
+        let shared = with_backlog(1);
+        let returned = gathering(&shared);
+        shared.wrote(None, 1);
+        returned.recv_timeout(SOON).expect("an erasure ends it");
+
+        let shared = with_backlog(1);
+        let returned = gathering(&shared);
+        let (tx, _rx) = std::sync::mpsc::channel();
+        shared.lock().scrubs.push(tx);
+        shared.changed.notify_all();
+        returned.recv_timeout(SOON).expect("a scrub ends it");
+    }
 }
