@@ -300,23 +300,17 @@ impl Shared {
     /// The writer's wait before a group while the lag is past [`MAX_LAG`]
     /// and a healthy indexer runs; at most [`THROTTLE_WAIT`].
     pub(crate) fn throttle(&self) {
-        let deadline = Instant::now() + THROTTLE_WAIT;
-        let mut p = self.lock();
-        while p.running
-            && p.failure.is_none()
-            && p.stop.is_none()
-            && p.written.saturating_sub(p.caught_up) >= MAX_LAG
-        {
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            p = self
-                .changed
-                .wait_timeout(p, deadline - now)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-        }
+        let p = self.lock();
+        drop(
+            self.changed
+                .wait_timeout_while(p, THROTTLE_WAIT, |p| {
+                    p.running
+                        && p.failure.is_none()
+                        && p.stop.is_none()
+                        && p.written.saturating_sub(p.caught_up) >= MAX_LAG
+                })
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
     }
 
     pub(crate) fn status(&self) -> IndexerStatus {
@@ -379,27 +373,19 @@ impl Shared {
     /// read waiting for the index, no erasure, scrub or stop.
     fn gather<'a>(
         &self,
-        mut p: std::sync::MutexGuard<'a, Progress>,
+        p: std::sync::MutexGuard<'a, Progress>,
         wait: Duration,
     ) -> std::sync::MutexGuard<'a, Progress> {
-        let until = Instant::now() + wait;
-        while p.waiting == 0
-            && p.stop.is_none()
-            && p.scrubs.is_empty()
-            && p.redone >= p.erasures
-            && p.written.saturating_sub(p.caught_up) < GATHER
-        {
-            let now = Instant::now();
-            if now >= until {
-                break;
-            }
-            p = self
-                .changed
-                .wait_timeout(p, until - now)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-        }
-        p
+        self.changed
+            .wait_timeout_while(p, wait, |p| {
+                p.waiting == 0
+                    && p.stop.is_none()
+                    && p.scrubs.is_empty()
+                    && p.redone >= p.erasures
+                    && p.written.saturating_sub(p.caught_up) < GATHER
+            })
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
     }
 
     /// Asks the indexer to catch up and stop; waits for it.
@@ -908,6 +894,58 @@ mod tests {
         let shared = Arc::new(Shared::default());
         shared.wrote(Some(n), 0);
         shared
+    }
+
+    /// Runs [`Shared::throttle`] (the writer's wait) on its own thread.
+    fn throttling(shared: &Arc<Shared>) -> std::sync::mpsc::Receiver<()> {
+        let (done, returned) = std::sync::mpsc::channel();
+        let shared = Arc::clone(shared);
+        std::thread::spawn(move || {
+            shared.throttle();
+            let _ = done.send(());
+        });
+        returned
+    }
+
+    #[test]
+    fn the_writer_waits_past_the_lag_bound_until_the_indexer_catches_up() {
+        let shared = with_backlog(MAX_LAG);
+        shared.lock().running = true;
+        let returned = throttling(&shared);
+        assert!(
+            returned.recv_timeout(Duration::from_millis(200)).is_err(),
+            "a lag of MAX_LAG holds the writer"
+        );
+        shared.lock().caught_up = 1;
+        shared.changed.notify_all();
+        returned
+            .recv_timeout(THROTTLE_WAIT / 2)
+            .expect("a lag under the bound lets the writer go at once");
+    }
+
+    #[test]
+    fn the_writer_does_not_wait_for_an_indexer_that_is_absent_failing_or_stopping() {
+        let absent = with_backlog(MAX_LAG);
+        let failing = with_backlog(MAX_LAG);
+        let stopping = with_backlog(MAX_LAG);
+        for (shared, what) in [
+            (&absent, "absent"),
+            (&failing, "failing"),
+            (&stopping, "stopping"),
+        ] {
+            let mut p = shared.lock();
+            p.running = what != "absent";
+            if what == "failing" {
+                p.failure = Some("disk full".into());
+            }
+            if what == "stopping" {
+                p.stop = Some(Instant::now());
+            }
+            drop(p);
+            throttling(shared)
+                .recv_timeout(THROTTLE_WAIT / 2)
+                .unwrap_or_else(|_| panic!("the writer waited for an indexer {what}"));
+        }
     }
 
     #[test]
