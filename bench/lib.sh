@@ -24,6 +24,23 @@ tenant_size() {
   echo "${n:-0}"
 }
 
+# index_lag [PORT]: the server's index lag (trailmark_index_lag_entries in
+# /metrics) at 127.0.0.1:PORT (7979); empty when it does not answer.
+index_lag() {
+  curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" "http://127.0.0.1:${1:-7979}/metrics" |
+    sed -n 's/^trailmark_index_lag_entries \([0-9]*\).*/\1/p'
+}
+
+# wait_indexed [PORT]: polls until the server's indexer has caught up (lag 0),
+# at most 10 minutes.
+wait_indexed() {
+  local deadline=$(( $(date +%s) + 600 ))
+  while [ "$(index_lag "${1:-7979}")" != 0 ]; do
+    if [ "$(date +%s)" -gt "$deadline" ]; then echo "the index did not catch up in 10 min" >&2; exit 1; fi
+    sleep 0.2
+  done
+}
+
 # load_once BIN DATA_DIR EVENTS: unless DATA_DIR is marked loaded, serves it
 # with BIN and loads bench/query/load.lua's varied events (1000 a request, 4
 # connections) until tenant bench holds EVENTS, then stops and marks it.

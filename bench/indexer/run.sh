@@ -25,10 +25,6 @@ data="${TRAILMARK_BENCH_DATA:-$(mktemp -d)}"
 load_once "$bin" "$data" "$events"
 du -sh "$data"
 ticks=$(getconf CLK_TCK)
-lag() {
-  curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" http://127.0.0.1:7979/metrics |
-    sed -n 's/^trailmark_index_lag_entries \([0-9]*\).*/\1/p'
-}
 # CPU of the store's threads (the indexer, and the writer and WAL thread,
 # idle here): the server's other work at start (the alert windows' rebuild
 # reads the recent trail) is not the indexer's.
@@ -46,9 +42,9 @@ run() {
   rm -f "$data"/trailmark.db-index "$data"/trailmark.db-index-wal "$data"/trailmark.db-index-shm
   start_serve "$exe" "$data"
   start=$(date +%s.%N); cpu0=$(cpu); wrote0=$(written)
-  behind=$(lag)
+  behind=$(index_lag)
   deadline=$(( $(date +%s) + 1800 ))
-  while [ "$(lag)" != 0 ]; do
+  while [ "$(index_lag)" != 0 ]; do
     if [ "$(date +%s)" -gt "$deadline" ]; then echo "$label: the index did not catch up in 30 min" >&2; exit 1; fi
     sleep 0.2
   done

@@ -24,8 +24,7 @@ grow() {
     wrk -t2 -c4 -d30s -s bench/query/load.lua http://127.0.0.1:7979/v1/events >/dev/null 2>&1
     n=$(tenant_size bench)
     wrote=$(awk '/^write_bytes/ { print $2 }' "/proc/$server/io")
-    lag=$(curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" http://127.0.0.1:7979/metrics |
-      sed -n 's/^trailmark_index_lag_entries \([0-9]*\).*/\1/p')
+    lag=$(index_lag)
     echo "$label: $n events, $(( (n - prev) / 30 )) events/s this round, $(( wrote / n )) bytes written per event so far, index lag $lag"
     prev=$n
   done

@@ -45,6 +45,9 @@ run() { # name, lua, path, connections, events per request
 {
   run ceiling_batched /bench/validate-only bench/query/load.lua 8 1000
   run trailmark_batched /v1/events bench/query/load.lua 8 1000
+  # The single phase runs on the store the batched one left, once its
+  # indexer has caught up (not while it indexes the batched phase's backlog).
+  wait_indexed
   EVENTS=1 run ceiling_single /bench/validate-only bench/query/load.lua 64 1
   EVENTS=1 run trailmark_single /v1/events bench/query/load.lua 64 1
   echo "sqlite_batched $("$target/release/examples/limits" sqlite "$data" "$secs" 1000 | awk '{print $3}') -"
