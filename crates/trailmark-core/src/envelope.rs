@@ -231,21 +231,7 @@ impl Envelope {
         out.extend_from_slice(b",\"resource_type\":");
         optional(&mut out, self.resource_type.as_ref());
         out.extend_from_slice(b",\"seq\":");
-        let mut digits = [0u8; 20];
-        let mut n = self.seq.get();
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            // n % 10 < 10: the cast keeps every bit.
-            #[allow(clippy::cast_possible_truncation)]
-            let digit = (n % 10) as u8;
-            digits[at] = b'0' + digit;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        out.extend_from_slice(&digits[at..]);
+        out.extend_from_slice(itoa::Buffer::new().format(self.seq.get()).as_bytes());
         out.extend_from_slice(b",\"tenant\":");
         push_string(&mut out, self.tenant.as_str());
         out.extend_from_slice(b",\"v\":");
