@@ -331,29 +331,27 @@ impl Shared {
         let (written, erasures) = (p.written, p.erasures);
         p.waiting += 1;
         self.changed.notify_all();
-        let result = loop {
-            if p.caught_up >= written && p.redone >= erasures {
-                break Ok(());
-            }
-            let now = Instant::now();
-            if now >= deadline || p.stop.is_some() {
-                break Err(StoreError::BadRequest {
-                    field: "q",
-                    message: format!(
-                        "the search index is {} entries behind the trail{}; try again in a moment",
-                        written.saturating_sub(p.caught_up),
-                        p.failure
-                            .as_deref()
-                            .map(|f| format!(" (indexing fails: {f})"))
-                            .unwrap_or_default()
-                    ),
-                });
-            }
-            p = self
-                .changed
-                .wait_timeout(p, deadline - now)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
+        let caught_up = |p: &Progress| p.caught_up >= written && p.redone >= erasures;
+        let (mut p, _) = self
+            .changed
+            .wait_timeout_while(p, deadline.saturating_duration_since(Instant::now()), |p| {
+                !caught_up(p) && p.stop.is_none()
+            })
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = if caught_up(&p) {
+            Ok(())
+        } else {
+            Err(StoreError::BadRequest {
+                field: "q",
+                message: format!(
+                    "the search index is {} entries behind the trail{}; try again in a moment",
+                    written.saturating_sub(p.caught_up),
+                    p.failure
+                        .as_deref()
+                        .map(|f| format!(" (indexing fails: {f})"))
+                        .unwrap_or_default()
+                ),
+            })
         };
         p.waiting -= 1;
         result
@@ -873,17 +871,27 @@ fn apply_redo(tx: &Connection, redo: &[Redo], to: i64) -> Result<(), StoreError>
 mod tests {
     use super::*;
 
-    /// Runs [`Shared::gather`] (with a wait far longer than any test) on
-    /// its own thread; the receiver hears when it returned.
-    fn gathering(shared: &Arc<Shared>) -> std::sync::mpsc::Receiver<()> {
+    /// Runs `wait` on its own thread with the shared progress; the receiver
+    /// hears when it returned.
+    fn on_thread(
+        shared: &Arc<Shared>,
+        wait: impl FnOnce(&Shared) + Send + 'static,
+    ) -> std::sync::mpsc::Receiver<()> {
         let (done, returned) = std::sync::mpsc::channel();
         let shared = Arc::clone(shared);
         std::thread::spawn(move || {
-            let p = shared.lock();
-            drop(shared.gather(p, Duration::from_secs(3600)));
+            wait(&shared);
             let _ = done.send(());
         });
         returned
+    }
+
+    /// [`Shared::gather`] on its own thread, with a wait far longer than
+    /// any test.
+    fn gathering(shared: &Arc<Shared>) -> std::sync::mpsc::Receiver<()> {
+        on_thread(shared, |s| {
+            drop(s.gather(s.lock(), Duration::from_secs(3600)));
+        })
     }
 
     /// Long enough for a thread to be scheduled on a loaded machine; a
@@ -896,15 +904,9 @@ mod tests {
         shared
     }
 
-    /// Runs [`Shared::throttle`] (the writer's wait) on its own thread.
+    /// [`Shared::throttle`] (the writer's wait) on its own thread.
     fn throttling(shared: &Arc<Shared>) -> std::sync::mpsc::Receiver<()> {
-        let (done, returned) = std::sync::mpsc::channel();
-        let shared = Arc::clone(shared);
-        std::thread::spawn(move || {
-            shared.throttle();
-            let _ = done.send(());
-        });
-        returned
+        on_thread(shared, Shared::throttle)
     }
 
     #[test]
@@ -987,6 +989,36 @@ mod tests {
             shared.lock().waiting,
             0,
             "the read no longer counts as waiting"
+        );
+    }
+
+    #[test]
+    fn a_search_waiting_past_its_deadline_or_a_stop_is_told_how_far_behind_the_index_is() {
+        let shared = with_backlog(7);
+        let started = Instant::now();
+        let late = shared.wait_caught_up(started + Duration::from_millis(100));
+        assert!(started.elapsed() >= Duration::from_millis(100), "it waited");
+        match late {
+            Err(StoreError::BadRequest { field, message }) => {
+                assert_eq!(field, "q");
+                assert!(message.contains("7 entries behind"), "{message}");
+            }
+            other => panic!("a search past its deadline: {other:?}"),
+        }
+        shared.stop();
+        on_thread(&shared, |s| {
+            let stopped = s.wait_caught_up(Instant::now() + Duration::from_secs(3600));
+            assert!(
+                matches!(stopped, Err(StoreError::BadRequest { field: "q", .. })),
+                "{stopped:?}"
+            );
+        })
+        .recv_timeout(SOON)
+        .expect("a stopping store answers a waiting search at once, with an error");
+        assert_eq!(
+            shared.lock().waiting,
+            0,
+            "neither counts as waiting any more"
         );
     }
 
