@@ -31,12 +31,13 @@ index_lag() {
     sed -n 's/^trailmark_index_lag_entries \([0-9]*\).*/\1/p'
 }
 
-# wait_indexed [PORT]: polls until the server's indexer has caught up (lag 0),
-# at most 10 minutes.
+# wait_indexed [PORT] [MINUTES]: polls until the server's indexer has caught up
+# (lag 0), at most MINUTES (10); past that, says so and exits.
 wait_indexed() {
-  local deadline=$(( $(date +%s) + 600 ))
+  local minutes=${2:-10} deadline
+  deadline=$(( $(date +%s) + 60 * minutes ))
   while [ "$(index_lag "${1:-7979}")" != 0 ]; do
-    if [ "$(date +%s)" -gt "$deadline" ]; then echo "the index did not catch up in 10 min" >&2; exit 1; fi
+    if [ "$(date +%s)" -gt "$deadline" ]; then echo "the index did not catch up in $minutes min" >&2; exit 1; fi
     sleep 0.2
   done
 }

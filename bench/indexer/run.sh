@@ -38,16 +38,12 @@ cpu() {
   echo "$sum"
 }
 run() {
-  local label=$1 exe=$2 start cpu0 wrote0 behind deadline secs used wrote
+  local label=$1 exe=$2 start cpu0 wrote0 behind secs used wrote
   rm -f "$data"/trailmark.db-index "$data"/trailmark.db-index-wal "$data"/trailmark.db-index-shm
   start_serve "$exe" "$data"
   start=$(date +%s.%N); cpu0=$(cpu); wrote0=$(written)
   behind=$(index_lag)
-  deadline=$(( $(date +%s) + 1800 ))
-  while [ "$(index_lag)" != 0 ]; do
-    if [ "$(date +%s)" -gt "$deadline" ]; then echo "$label: the index did not catch up in 30 min" >&2; exit 1; fi
-    sleep 0.2
-  done
+  wait_indexed 7979 30
   secs=$(echo "$(date +%s.%N) - $start" | bc); used=$(( $(cpu) - cpu0 )); wrote=$(( $(written) - wrote0 ))
   kill -TERM "$server"; wait "$server" || true
   awk -v l="$label" -v n="$behind" -v s="$secs" -v u="$used" -v t="$ticks" -v w="$wrote" \
