@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
-use trailmark_core::{EventId, Outcome, TenantId, Timestamp};
+use trailmark_core::{Envelope, EventId, Outcome, TenantId, Timestamp};
 use trailmark_store::{Appended, NewEvent, Store};
 use trailmark_wire::{AlertOut, EntryRef};
 
@@ -407,6 +407,18 @@ fn stored_fact(entry: &trailmark_store::StoredEntry, rules: &Rules) -> Option<Fa
     (!fact.kinds(rules).is_empty()).then_some(fact)
 }
 
+/// The facts of a page of entries that the rules count, in order (a
+/// damaged entry fails the page, as reading it does).
+fn page_facts(page: Vec<trailmark_store::RawEntry>, rules: &Rules) -> Result<Vec<Fact>, ApiError> {
+    let mut facts = Vec::new();
+    for raw in page {
+        if let Some(fact) = stored_fact(&raw.parse()?, rules) {
+            facts.push(fact);
+        }
+    }
+    Ok(facts)
+}
+
 /// The alerts recorded since `since` (Unix ms), as (rule, tenant, key,
 /// last event's time): what the rebuild must not raise again.
 async fn recorded_alerts<S: Store>(
@@ -455,39 +467,57 @@ async fn rebuild<S: Store>(
         if head.tenant == TenantId::system() {
             continue;
         }
-        let mut pages = Vec::new();
-        let mut end = head.size.get();
-        while end > 0 && read < REBUILD_MAX_ENTRIES {
-            let start = end.saturating_sub(REBUILD_PAGE);
-            let page = app.store.entries(&head.tenant, start, end).await?;
-            read += page.len();
-            let older = page.first().is_none_or(|e| {
-                e.envelope()
+        // Back, a page at a time, reading only each page's first entry,
+        // to the page that starts before the window; then forward from
+        // there, oldest first, a page at a time. Only the facts of one
+        // page are held, and they are made on a blocking thread: parsing
+        // up to REBUILD_MAX_ENTRIES entries on a runtime worker held up
+        // the requests it serves for as long.
+        let end = head.size.get();
+        let mut start = end;
+        while start > 0 && read < REBUILD_MAX_ENTRIES {
+            let from = start.saturating_sub(REBUILD_PAGE);
+            read += usize::try_from(start - from).unwrap_or(usize::MAX);
+            start = from;
+            let first = app
+                .store
+                .raw_entries(&head.tenant, start, start + 1)
+                .await?;
+            let older = first.first().is_none_or(|e| {
+                Envelope::from_leaf_bytes(&e.envelope_bytes)
                     .is_ok_and(|env| env.received_at.unix_millis() < cutoff)
             });
-            pages.push(page);
             if older {
                 break;
             }
-            end = start;
         }
-        for entry in pages.into_iter().rev().flatten() {
-            let Some(fact) = stored_fact(&entry, &rules) else {
-                continue;
-            };
-            if fact.at < cutoff {
-                continue;
-            }
-            counted.insert(fact.event_id.clone());
-            for firing in detector.observe(&fact) {
-                let known = (
-                    firing.rule.name().to_owned(),
-                    firing.tenant.clone(),
-                    firing.key.clone(),
-                    millis_text(firing.last_at),
-                );
-                if !recorded.contains(&known) {
-                    owed.push(firing);
+        while start < end {
+            let to = end.min(start + REBUILD_PAGE);
+            let page = app.store.raw_entries(&head.tenant, start, to).await?;
+            start = to;
+            let rules = rules.clone();
+            let facts = tokio::task::spawn_blocking(move || page_facts(page, &rules))
+                .await
+                .map_err(|e| {
+                    ApiError::Store(trailmark_store::StoreError::Unreadable(format!(
+                        "rebuilding the alert windows: {e}"
+                    )))
+                })??;
+            for fact in facts {
+                if fact.at < cutoff {
+                    continue;
+                }
+                counted.insert(fact.event_id.clone());
+                for firing in detector.observe(&fact) {
+                    let known = (
+                        firing.rule.name().to_owned(),
+                        firing.tenant.clone(),
+                        firing.key.clone(),
+                        millis_text(firing.last_at),
+                    );
+                    if !recorded.contains(&known) {
+                        owed.push(firing);
+                    }
                 }
             }
         }

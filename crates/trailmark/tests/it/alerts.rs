@@ -468,6 +468,62 @@ fn a_burst_half_before_and_half_after_a_restart_fires_once() {
     assert_eq!(all.len(), 1, "{all:?}");
 }
 
+/// The rebuild reads the window back a page (1,000 entries) at a time:
+/// failed logins spread over three pages among other events, then a
+/// `kill -9` and the rest of the burst, fire one alert counting all of
+/// them.
+#[test]
+fn a_burst_spread_over_several_pages_of_the_trail_is_rebuilt_whole_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = trailmark_server::alerts::Rules::default()
+        .to_toml()
+        .replacen(
+            "threshold = 10\nwindow_secs = 60",
+            "threshold = 20\nwindow_secs = 60",
+            1,
+        );
+    let rules_path = dir.path().join("alert-rules.toml");
+    std::fs::write(&rules_path, rules).unwrap();
+    let rules = rules_path.to_str().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let others = |n: usize| {
+        let batch: Vec<Value> = (0..n)
+            .map(|i| {
+                json!({
+                    "tenant": "acme",
+                    "actor": {"id": format!("u{i}"), "type": "user"},
+                    "action": "update",
+                    "resource": {"type": "Invoice", "id": i.to_string()},
+                })
+            })
+            .collect();
+        Value::Array(batch)
+    };
+    let mut server = Server::start_with(&data, &["--alert-rules", rules]);
+    raise_failed_logins(&server, 5);
+    assert_eq!(
+        server.post("/v1/events", &server.admin, &others(1200)).0,
+        201
+    );
+    raise_failed_logins(&server, 5);
+    assert_eq!(
+        server.post("/v1/events", &server.admin, &others(1200)).0,
+        201
+    );
+    raise_failed_logins(&server, 5);
+    settled(&server, 15);
+    server.kill9();
+    let server = Server::start_with(&data, &["--alert-rules", rules]);
+    raise_failed_logins(&server, 5);
+    let alert = wait_for("the alert", Duration::from_secs(10), || {
+        listed(&server, "?rule=failed_logins").into_iter().next()
+    });
+    assert_eq!(alert["count"], 20, "{alert}");
+    settled(&server, 5);
+    assert_eq!(listed(&server, "?rule=failed_logins").len(), 1);
+}
+
 fn cli_ok(server: &Server, args: &[&str]) -> String {
     let mut all = args.to_vec();
     all.extend(["--url", &server.url, "--key", &server.admin]);
