@@ -413,6 +413,7 @@ impl Default for Rules {
 /// What the rules look at in one event (from an event being appended, or
 /// from one read back from the trail).
 #[allow(missing_debug_implementations)] // holds a closure
+#[derive(Clone, Copy)]
 pub struct View<'a> {
     pub action: &'a str,
     pub failed: bool,
@@ -483,7 +484,10 @@ impl Rules {
 
     /// The (enabled) rules that count an event. Ingest asks it which
     /// events to offer, the detector which windows to count them in: one
-    /// answer for both.
+    /// answer for both. `changed` and `has_ip` (read from the payload) only
+    /// ever add rules: the start-up rebuild asks with both taken as true,
+    /// from an entry's envelope alone, to skip parsing the payloads of
+    /// entries no rule can count ([`Self::might_count`]).
     pub fn kinds(&self, v: &View<'_>) -> Vec<RuleKind> {
         let mut out = Vec::new();
         if v.system {
@@ -532,6 +536,19 @@ impl Rules {
             out.push(RuleKind::NewIp);
         }
         out
+    }
+
+    /// Whether any rule could count an event that `v` describes, whatever
+    /// its payload says (`v.changed` and `v.has_ip` are not asked).
+    pub fn might_count(&self, v: &View<'_>) -> bool {
+        let any = |_: &[String]| true;
+        !self
+            .kinds(&View {
+                changed: &any,
+                has_ip: true,
+                ..*v
+            })
+            .is_empty()
     }
 
     /// A rule's count, window and cool-down: what it fires on. The rules
@@ -706,6 +723,58 @@ mod tests {
             ..rule
         };
         assert_eq!(off.judge(1 << 30, Some("lost")), None);
+    }
+
+    /// What the rebuild's pre-filter relies on: an event's changed columns
+    /// and IP can add rules to those that count it, never take one away.
+    #[test]
+    fn the_payloads_columns_and_ip_only_ever_add_rules() {
+        let mut rules = Rules::default();
+        rules.new_ip.enabled = true;
+        rules.new_ip.actors = vec!["root".into()];
+        rules.privilege_changes.columns = vec!["is_staff".into()];
+        let (none, all) = (|_: &[String]| false, |_: &[String]| true);
+        let mut counted = 0;
+        for action in [
+            "update",
+            "delete",
+            "login",
+            "export",
+            "grant_role",
+            "create",
+        ] {
+            for failed in [false, true] {
+                for (actor, actor_type) in [("root", "user"), ("u1", "service")] {
+                    for resource_type in [None, Some("Invoice"), Some("Role")] {
+                        for at in [0, 3 * 3_600_000, 12 * 3_600_000] {
+                            for system in [false, true] {
+                                let bare = View {
+                                    action,
+                                    failed,
+                                    actor,
+                                    actor_type,
+                                    resource_type,
+                                    changed: &none,
+                                    at,
+                                    system,
+                                    has_ip: false,
+                                };
+                                let full = View {
+                                    changed: &all,
+                                    has_ip: true,
+                                    ..bare
+                                };
+                                let (few, many) = (rules.kinds(&bare), rules.kinds(&full));
+                                assert!(few.iter().all(|k| many.contains(k)), "{few:?} {many:?}");
+                                assert_eq!(rules.might_count(&bare), !many.is_empty());
+                                counted += usize::from(!many.is_empty());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(counted > 0);
     }
 
     #[test]

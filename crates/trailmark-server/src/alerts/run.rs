@@ -407,11 +407,38 @@ fn stored_fact(entry: &trailmark_store::StoredEntry, rules: &Rules) -> Option<Fa
     (!fact.kinds(rules).is_empty()).then_some(fact)
 }
 
-/// The facts of a page of entries that the rules count, in order (a
-/// damaged entry fails the page, as reading it does).
-fn page_facts(page: Vec<trailmark_store::RawEntry>, rules: &Rules) -> Result<Vec<Fact>, ApiError> {
+/// The facts of a page of entries that the rules count, received from
+/// `cutoff` on, in order (a damaged entry fails the page, as reading it
+/// does). Only the entries that a rule could count by their envelope
+/// have their payload parsed.
+fn page_facts(
+    page: Vec<trailmark_store::RawEntry>,
+    rules: &Rules,
+    cutoff: i64,
+) -> Result<Vec<Fact>, ApiError> {
     let mut facts = Vec::new();
     for raw in page {
+        let env = Envelope::from_leaf_bytes(&raw.envelope_bytes).map_err(|e| {
+            ApiError::Store(trailmark_store::StoreError::Unreadable(format!(
+                "an entry's envelope: {e}"
+            )))
+        })?;
+        let at = env.received_at.unix_millis();
+        let nothing = |_: &[String]| false;
+        let view = View {
+            action: &env.action,
+            failed: env.outcome == Outcome::Failure,
+            actor: &env.actor_id,
+            actor_type: env.actor_type.as_str(),
+            resource_type: env.resource_type.as_deref(),
+            changed: &nothing,
+            at,
+            system: env.tenant == TenantId::system(),
+            has_ip: false,
+        };
+        if at < cutoff || !rules.might_count(&view) {
+            continue;
+        }
         if let Some(fact) = stored_fact(&raw.parse()?, rules) {
             facts.push(fact);
         }
@@ -496,7 +523,7 @@ async fn rebuild<S: Store>(
             let page = app.store.raw_entries(&head.tenant, start, to).await?;
             start = to;
             let rules = rules.clone();
-            let facts = tokio::task::spawn_blocking(move || page_facts(page, &rules))
+            let facts = tokio::task::spawn_blocking(move || page_facts(page, &rules, cutoff))
                 .await
                 .map_err(|e| {
                     ApiError::Store(trailmark_store::StoreError::Unreadable(format!(
@@ -504,9 +531,6 @@ async fn rebuild<S: Store>(
                     )))
                 })??;
             for fact in facts {
-                if fact.at < cutoff {
-                    continue;
-                }
                 counted.insert(fact.event_id.clone());
                 for firing in detector.observe(&fact) {
                     let known = (
