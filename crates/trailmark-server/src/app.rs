@@ -209,7 +209,8 @@ pub struct App<S> {
     /// The last cleanup this server ran (not dry runs).
     pub last_cleanup: Mutex<Option<crate::wire::RemovalReport>>,
     /// A scrub is owed: one failed (or this process has not run one yet,
-    /// and a server stopped before may have left one undone).
+    /// and a server stopped before may have left one undone, if anything
+    /// was ever removed: `retention::scrub` asks `_system`).
     pub scrub_owed: std::sync::atomic::AtomicBool,
     /// Where ingest offers events to the alert rules, once detection runs.
     pub alerts: std::sync::OnceLock<crate::alerts::run::Feed>,
