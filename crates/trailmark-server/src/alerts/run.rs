@@ -378,31 +378,34 @@ const REBUILD_PAGE: u64 = 1000;
 /// them when they are offered live as well.
 const REPLAYED_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// What a stored entry tells the rules, when one counts it.
-fn stored_fact(entry: &trailmark_store::StoredEntry, rules: &Rules) -> Option<Fact> {
-    let event = crate::render::event_out(entry).ok()?;
-    let tenant = entry.envelope().ok()?.tenant;
+/// What a stored entry tells the rules (its envelope, and its payload
+/// while it has one), when one counts it.
+fn stored_fact(
+    env: &Envelope,
+    payload: Option<&Map<String, Value>>,
+    rules: &Rules,
+) -> Option<Fact> {
+    let get = |key: &str| payload.and_then(|p| p.get(key));
     let fact = Fact {
-        tenant: tenant.as_str().to_owned(),
-        event_id: event.id.clone(),
-        at: Timestamp::parse(&event.received_at).ok()?.unix_millis(),
-        actor: event.actor.id.clone(),
-        action: event.action.clone(),
-        failed: event.outcome == Outcome::Failure.as_str(),
-        ip: event
-            .context
-            .get("ip")
+        tenant: env.tenant.as_str().to_owned(),
+        event_id: env.id.to_string(),
+        at: env.received_at.unix_millis(),
+        actor: env.actor_id.clone(),
+        action: env.action.clone(),
+        failed: env.outcome == Outcome::Failure,
+        ip: get("context")
+            .and_then(|c| c.get("ip"))
             .and_then(Value::as_str)
             .map(str::to_owned),
-        username: event.actor.name.as_str().map(str::to_owned),
-        resource_type: event.resource.as_ref().map(|r| r.kind.clone()),
-        statement: statement(event.metadata.as_object()),
-        actor_type: event.actor.kind.clone(),
-        columns: event
-            .changes
+        username: get("actor_name").and_then(Value::as_str).map(str::to_owned),
+        resource_type: env.resource_type.clone(),
+        statement: statement(get("metadata").and_then(Value::as_object)),
+        actor_type: env.actor_type.as_str().to_owned(),
+        columns: get("changes")
+            .and_then(Value::as_object)
             .map(|c| c.keys().cloned().collect())
             .unwrap_or_default(),
-        system: tenant == TenantId::system(),
+        system: env.tenant == TenantId::system(),
     };
     (!fact.kinds(rules).is_empty()).then_some(fact)
 }
@@ -439,7 +442,7 @@ fn page_facts(
         if at < cutoff || !rules.might_count(&view) {
             continue;
         }
-        if let Some(fact) = stored_fact(&raw.parse()?, rules) {
+        if let Some(fact) = stored_fact(&env, raw.payload()?.as_ref(), rules) {
             facts.push(fact);
         }
     }
