@@ -373,10 +373,11 @@ async fn scrub<S: Store>(app: &App<S>, run: &Tally) -> bool {
         return false;
     }
     if run.groups.is_empty() {
-        // Owed only as the first cleanup of this process: a store that was
-        // never removed from has nothing a stopped server could have left
-        // undone (at 10^7 events the scrub rewrites gigabytes of search
-        // index, on every start before this check).
+        // Owed with nothing removed now: this process's first cleanup, or
+        // a scrub that failed. A store that was never removed from has
+        // nothing either could have left undone (at 10^7 events the scrub
+        // rewrites gigabytes of search index, on every start before this
+        // check).
         match ever_removed(app).await {
             Ok(false) => return false,
             Ok(true) => {}
