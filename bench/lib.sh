@@ -31,6 +31,13 @@ index_lag() {
     sed -n 's/^trailmark_index_lag_entries \([0-9]*\).*/\1/p'
 }
 
+# metric NAME [PORT]: one counter or gauge of the server's /metrics at
+# 127.0.0.1:PORT (7979); empty when it does not answer.
+metric() {
+  curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" "http://127.0.0.1:${2:-7979}/metrics" |
+    sed -n "s/^$1 \([0-9.]*\).*/\1/p"
+}
+
 # wait_indexed [PORT] [MINUTES]: polls until the server's indexer has caught up
 # (lag 0), at most MINUTES (10); past that, says so and exits.
 wait_indexed() {

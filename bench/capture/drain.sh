@@ -8,7 +8,8 @@
 #                                                     scripts/logical-cluster makes and starts)
 #
 # With TRAILMARK_BIN_BEFORE=path/to/trailmark, each round measures that build
-# and this one in turn (their order alternating), both ways.
+# and this one in turn (their order alternating), both ways. TRAILMARK_BIN
+# measures that build instead of this tree's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rows="${1:-200000}"
@@ -23,8 +24,8 @@ fi
 db=tm_bench_drain
 psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
 . bench/lib.sh
-cargo build --release -p trailmark >/dev/null 2>&1
-bin=./target/release/trailmark
+bin="${TRAILMARK_BIN:-./target/release/trailmark}"
+[ -n "${TRAILMARK_BIN:-}" ] || cargo build --release -p trailmark >/dev/null 2>&1
 work=$(mktemp -d)
 server=""
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -152,37 +152,41 @@ pub(crate) async fn stream<S: Sink>(
     let mut in_flight: Option<Ready<S::Batch>> = None;
     let result: Result<(), Error> = async {
         loop {
-            let next = async {
-                let ready = state
-                    .next_batch(&mut decoded, client, tables, ids, batch_size)
-                    .await?;
-                ready.readied(sink)
-            };
-            let next = match in_flight.take() {
-                None => next.await?,
-                Some(ready) => {
-                    // The slot hears of a durable batch at once, not when
-                    // the next one is ready (an idle database sends none:
-                    // the last batch would stay unconfirmed, its WAL kept).
-                    let flushed = async {
-                        let sent = flush(client, sink, ready.events, ready.rows).await?;
-                        if sent > 0 {
-                            total += sent;
-                            progress(Progress::Sent { rows: sent, total });
-                        }
-                        if let Some(lsn) = ready.acknowledge {
-                            // Durable in the ledger: the slot may forget it.
-                            feedback.update_flushed_lsn(lsn);
-                            feedback.update_applied_lsn(lsn);
-                            durable = Some(lsn);
-                        }
-                        Ok::<(), Error>(())
-                    };
-                    let (flushed, next) = tokio::join!(flushed, next);
-                    flushed?;
-                    next?
-                }
-            };
+            // The slot hears of a durable batch at once, not when the next
+            // one is ready (an idle database sends none: the last batch
+            // would stay unconfirmed, its WAL kept).
+            let mut flushing: Option<Flushing<'_>> = in_flight.take().map(|ready| {
+                let (total, durable, feedback) = (&mut total, &mut durable, &feedback);
+                let flushed = async move {
+                    let sent = flush(client, sink, ready.events, ready.rows).await?;
+                    if sent > 0 {
+                        *total += sent;
+                        progress(Progress::Sent {
+                            rows: sent,
+                            total: *total,
+                        });
+                    }
+                    if let Some(lsn) = ready.acknowledge {
+                        // Durable in the ledger: the slot may forget it.
+                        feedback.update_flushed_lsn(lsn);
+                        feedback.update_applied_lsn(lsn);
+                        *durable = Some(lsn);
+                    }
+                    Ok::<(), Error>(())
+                };
+                Box::pin(flushed) as Flushing<'_>
+            });
+            let next = state
+                .next_batch(&mut decoded, client, tables, ids, batch_size, &mut flushing)
+                .await?;
+            // Readied while the batch in flight, if it still is (this one
+            // filled up, or the stream ended), is appended; sent only once
+            // that is durable.
+            let next = next.readied(sink);
+            if let Some(flushed) = flushing {
+                flushed.await?;
+            }
+            let next = next?;
             let ended = next.ended;
             if next.rows > 0 || next.acknowledge.is_some() {
                 in_flight = Some(next);
@@ -213,6 +217,10 @@ async fn current_lsn(client: &Client) -> Result<u64, Error> {
         .get(0);
     parse_lsn(&text).ok_or_else(|| Error::Replication(format!("LSN {text:?}")))
 }
+
+/// The append of the batch in flight, and what follows its durability.
+type Flushing<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>>;
 
 /// A batch ready to send, and the end of the last transaction it completes
 /// (what the slot may forget once the batch is durable).
@@ -252,7 +260,15 @@ struct Decoder {
 impl Decoder {
     /// Decodes until a batch is ready: full (a large transaction goes in
     /// several: sent again after a crash, its events are stored once), or at
-    /// a commit with nothing more decoded yet, or at the stream's end.
+    /// a commit with nothing more decoded yet and no batch in flight, or at
+    /// the stream's end.
+    ///
+    /// `flushing` is the batch before, being appended: this one cannot be
+    /// sent until that is durable, so until then it keeps taking what
+    /// arrives (under a trickle of small transactions, one append per
+    /// append's time rather than one per transaction). It is driven here and
+    /// left `None` once done; an append that fails ends decoding with its
+    /// error.
     async fn next_batch(
         &mut self,
         decoded: &mut tokio::sync::mpsc::Receiver<Result<ChangeEvent, ReplicationError>>,
@@ -260,9 +276,27 @@ impl Decoder {
         tables: &mut HashMap<(String, String), TableConfig>,
         ids: &crate::EventIds,
         batch_size: usize,
+        flushing: &mut Option<Flushing<'_>>,
     ) -> Result<Ready<Vec<Event>>, Error> {
+        // The last event taken committed a transaction.
+        let mut at_commit = false;
         let ended = loop {
-            let Some(next) = decoded.recv().await else {
+            let next = match flushing.as_mut() {
+                None => decoded.recv().await,
+                Some(flushed) => tokio::select! {
+                    biased;
+                    done = flushed.as_mut() => {
+                        *flushing = None;
+                        done?;
+                        if at_commit && decoded.is_empty() {
+                            break false;
+                        }
+                        continue;
+                    }
+                    next = decoded.recv() => next,
+                },
+            };
+            let Some(next) = next else {
                 break true;
             };
             let event = match next {
@@ -271,10 +305,13 @@ impl Decoder {
                 Err(e) => return Err(replication("reading the WAL")(e)),
             };
             let commit = self.take(client, tables, ids, event.event_type).await?;
+            at_commit = commit.is_some();
             if let Some(lsn) = commit {
                 self.acknowledge = Some(lsn);
             }
-            if self.batch.len() >= batch_size || (commit.is_some() && decoded.is_empty()) {
+            if self.batch.len() >= batch_size
+                || (at_commit && flushing.is_none() && decoded.is_empty())
+            {
                 break false;
             }
         };
@@ -833,6 +870,172 @@ mod tests {
             context,
             serde_json::json!({"ip": "203.0.113.7", "reason": "7"})
         );
+    }
+
+    /// A decoder, a channel of decoded events and a client of the test
+    /// PostgreSQL (unused: the one table's options are known already).
+    async fn decoding() -> (
+        Decoder,
+        tokio::sync::mpsc::Sender<Result<ChangeEvent, ReplicationError>>,
+        tokio::sync::mpsc::Receiver<Result<ChangeEvent, ReplicationError>>,
+        Client,
+        HashMap<(String, String), TableConfig>,
+    ) {
+        let url = std::env::var("TRAILMARK_TEST_PG")
+            .unwrap_or_else(|_| "host=127.0.0.1 user=postgres".into());
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url:?}: {e}"));
+        tokio::spawn(connection);
+        let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        let tables = HashMap::from([(
+            ("public".to_owned(), "t".to_owned()),
+            TableConfig {
+                key: vec!["id".to_owned()],
+                ..TableConfig::default()
+            },
+        )]);
+        let decoder = Decoder {
+            relations: HashMap::new(),
+            open: None,
+            batch: Vec::new(),
+            open_start: 0,
+            acknowledge: None,
+        };
+        (decoder, sender, receiver, client, tables)
+    }
+
+    /// One transaction inserting one row, committed at `end`.
+    async fn transaction(
+        to: &tokio::sync::mpsc::Sender<Result<ChangeEvent, ReplicationError>>,
+        xid: u32,
+        end: u64,
+    ) {
+        let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        let events = [
+            EventType::Begin {
+                transaction_id: xid,
+                final_lsn: pg_walstream::Lsn::new(end - 8),
+                commit_timestamp: at,
+            },
+            EventType::Insert {
+                schema: "public".into(),
+                table: "t".into(),
+                relation_oid: 1,
+                data: RowData::from_pairs(vec![("id", ColumnValue::text(&xid.to_string()))]),
+            },
+            EventType::Commit {
+                commit_timestamp: at,
+                commit_lsn: pg_walstream::Lsn::new(end - 8),
+                end_lsn: pg_walstream::Lsn::new(end),
+            },
+        ];
+        for event_type in events {
+            let event = ChangeEvent {
+                event_type,
+                lsn: pg_walstream::Lsn::new(end),
+                metadata: None,
+            };
+            to.send(Ok(event)).await.unwrap();
+        }
+    }
+
+    /// Polls once: whether the future is done.
+    async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut *f).poll(cx) {
+                std::task::Poll::Ready(out) => Some(out),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_every_transaction_committed_while_the_one_before_is_appended() {
+        let (mut state, sender, mut decoded, client, mut tables) = decoding().await;
+        let ids = crate::EventIds::ordered("7312/shop", "test");
+        transaction(&sender, 1, 0x100).await;
+        let (durable, appended) = tokio::sync::oneshot::channel::<()>();
+        let mut flushing: Option<Flushing<'_>> = Some(Box::pin(async move {
+            appended.await.unwrap();
+            Ok(())
+        }));
+        {
+            let mut next = Box::pin(state.next_batch(
+                &mut decoded,
+                &client,
+                &mut tables,
+                &ids,
+                1000,
+                &mut flushing,
+            ));
+            // The first transaction is decoded, but the batch before is
+            // not durable yet: the batch stays open for more.
+            assert!(poll_once(&mut next).await.is_none());
+            transaction(&sender, 2, 0x200).await;
+            transaction(&sender, 3, 0x300).await;
+            assert!(poll_once(&mut next).await.is_none());
+            durable.send(()).unwrap();
+            let ready = next.await.unwrap();
+            assert_eq!(ready.rows, 3, "one batch of the three transactions");
+            assert_eq!(ready.acknowledge, Some(0x300));
+            assert!(!ready.ended);
+        }
+        assert!(flushing.is_none(), "the append was driven to its end");
+
+        // Nothing in flight: a batch goes at the first commit with nothing
+        // more decoded, as before.
+        transaction(&sender, 4, 0x400).await;
+        let ready = state
+            .next_batch(
+                &mut decoded,
+                &client,
+                &mut tables,
+                &ids,
+                1000,
+                &mut flushing,
+            )
+            .await
+            .unwrap();
+        assert_eq!((ready.rows, ready.acknowledge), (1, Some(0x400)));
+
+        // A full batch does not wait for the append before it.
+        let (_durable, appended) = tokio::sync::oneshot::channel::<()>();
+        let mut flushing: Option<Flushing<'_>> = Some(Box::pin(async move {
+            appended.await.unwrap();
+            Ok(())
+        }));
+        transaction(&sender, 5, 0x500).await;
+        transaction(&sender, 6, 0x600).await;
+        let ready = state
+            .next_batch(&mut decoded, &client, &mut tables, &ids, 2, &mut flushing)
+            .await
+            .unwrap();
+        // Full at the second insert: the first transaction is complete, the
+        // second goes on in the next batch.
+        assert_eq!((ready.rows, ready.acknowledge), (2, Some(0x500)));
+        assert!(
+            flushing.is_some(),
+            "still appending: the caller waits for it"
+        );
+
+        // An append that fails ends decoding with its error.
+        let mut flushing: Option<Flushing<'_>> = Some(Box::pin(async {
+            Err(Error::Sink("the disk is full".into()))
+        }));
+        transaction(&sender, 7, 0x700).await;
+        let failed = state
+            .next_batch(
+                &mut decoded,
+                &client,
+                &mut tables,
+                &ids,
+                1000,
+                &mut flushing,
+            )
+            .await;
+        assert!(matches!(failed, Err(Error::Sink(m)) if m == "the disk is full"));
     }
 
     #[test]
