@@ -4,18 +4,20 @@
 # pgbench, with the same connection counts and durations.
 #
 #   bench/ingest/run.sh [seconds]     (needs wrk, pgbench, a PostgreSQL on 127.0.0.1:5432)
+#   TRAILMARK_BIN=path bench/ingest/run.sh   (that build, not this tree's)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-20}"
 here=bench/ingest
 pg="postgresql://postgres@127.0.0.1:5432/postgres"
-cargo build --release -p trailmark >/dev/null 2>&1
+bin="${TRAILMARK_BIN:-./target/release/trailmark}"
+[ -n "${TRAILMARK_BIN:-}" ] || cargo build --release -p trailmark >/dev/null 2>&1
 data=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 if curl -sf http://127.0.0.1:7979/healthz >/dev/null; then
   echo "something already listens on 127.0.0.1:7979; stop it first" >&2; exit 1
 fi
-./target/release/trailmark serve --data-dir "$data" --listen 127.0.0.1:7979 >/dev/null 2>&1 &
+"$bin" serve --data-dir "$data" --listen 127.0.0.1:7979 >/dev/null 2>&1 &
 server=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:7979/healthz >/dev/null && break; sleep 0.1; done
 export TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key")
@@ -29,7 +31,7 @@ sleep 1
 count=$(curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" "http://127.0.0.1:7979/v1/tenants" | python3 -c 'import json, sys; print(sum(t["size"] for t in json.load(sys.stdin)["tenants"] if t["tenant"] == "bench"))')
 kill -TERM "$server"; wait "$server" || true
 echo "== trailmark verify --data-dir over $count bench entries (plus _system)"
-/usr/bin/time -f "verify wall %e s, max RSS %M KiB" ./target/release/trailmark verify --data-dir "$data" --tenant bench
+/usr/bin/time -f "verify wall %e s, max RSS %M KiB" "$bin" verify --data-dir "$data" --tenant bench
 
 echo "== naive PostgreSQL: single-row INSERT, 64 clients, ${secs}s"
 psql -q "$pg" -f $here/naive.sql
