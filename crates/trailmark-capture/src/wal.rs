@@ -872,45 +872,82 @@ mod tests {
         );
     }
 
-    /// A decoder, a channel of decoded events and a client of the test
-    /// PostgreSQL (unused: the one table's options are known already).
-    async fn decoding() -> (
-        Decoder,
-        tokio::sync::mpsc::Sender<Result<ChangeEvent, ReplicationError>>,
-        tokio::sync::mpsc::Receiver<Result<ChangeEvent, ReplicationError>>,
-        Client,
-        HashMap<(String, String), TableConfig>,
-    ) {
-        let url = std::env::var("TRAILMARK_TEST_PG")
-            .unwrap_or_else(|_| "host=127.0.0.1 user=postgres".into());
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url:?}: {e}"));
-        tokio::spawn(connection);
-        let (sender, receiver) = tokio::sync::mpsc::channel(64);
-        let tables = HashMap::from([(
-            ("public".to_owned(), "t".to_owned()),
-            TableConfig {
-                key: vec!["id".to_owned()],
-                ..TableConfig::default()
-            },
-        )]);
-        let decoder = Decoder {
-            relations: HashMap::new(),
-            open: None,
-            batch: Vec::new(),
-            open_start: 0,
-            acknowledge: None,
-        };
-        (decoder, sender, receiver, client, tables)
+    type Decoded = tokio::sync::mpsc::Sender<Result<ChangeEvent, ReplicationError>>;
+
+    /// A decoder reading from a channel of decoded events, with a client of
+    /// the test PostgreSQL (unused: the one table's options are known).
+    struct Decoding {
+        state: Decoder,
+        decoded: tokio::sync::mpsc::Receiver<Result<ChangeEvent, ReplicationError>>,
+        client: Client,
+        tables: HashMap<(String, String), TableConfig>,
+        ids: crate::EventIds,
+    }
+
+    impl Decoding {
+        async fn new() -> (Self, Decoded) {
+            let url = std::env::var("TRAILMARK_TEST_PG")
+                .unwrap_or_else(|_| "host=127.0.0.1 user=postgres".into());
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url:?}: {e}"));
+            tokio::spawn(connection);
+            let (sender, decoded) = tokio::sync::mpsc::channel(64);
+            let tables = HashMap::from([(
+                ("public".to_owned(), "t".to_owned()),
+                TableConfig {
+                    key: vec!["id".to_owned()],
+                    ..TableConfig::default()
+                },
+            )]);
+            let state = Decoder {
+                relations: HashMap::new(),
+                open: None,
+                batch: Vec::new(),
+                open_start: 0,
+                acknowledge: None,
+            };
+            let ids = crate::EventIds::ordered("7312/shop", "test");
+            let decoding = Self {
+                state,
+                decoded,
+                client,
+                tables,
+                ids,
+            };
+            (decoding, sender)
+        }
+
+        async fn next_batch(
+            &mut self,
+            batch_size: usize,
+            flushing: &mut Option<Flushing<'_>>,
+        ) -> Result<Ready<Vec<Event>>, Error> {
+            self.state
+                .next_batch(
+                    &mut self.decoded,
+                    &self.client,
+                    &mut self.tables,
+                    &self.ids,
+                    batch_size,
+                    flushing,
+                )
+                .await
+        }
+    }
+
+    /// An append in flight until the sender says it is durable.
+    fn appending() -> (tokio::sync::oneshot::Sender<()>, Option<Flushing<'static>>) {
+        let (durable, appended) = tokio::sync::oneshot::channel::<()>();
+        let flushing: Flushing<'static> = Box::pin(async move {
+            appended.await.unwrap();
+            Ok(())
+        });
+        (durable, Some(flushing))
     }
 
     /// One transaction inserting one row, committed at `end`.
-    async fn transaction(
-        to: &tokio::sync::mpsc::Sender<Result<ChangeEvent, ReplicationError>>,
-        xid: u32,
-        end: u64,
-    ) {
+    async fn transaction(to: &Decoded, xid: u32, end: u64) {
         let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
         let events = [
             EventType::Begin {
@@ -953,23 +990,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_takes_every_transaction_committed_while_the_one_before_is_appended() {
-        let (mut state, sender, mut decoded, client, mut tables) = decoding().await;
-        let ids = crate::EventIds::ordered("7312/shop", "test");
+        let (mut decoding, sender) = Decoding::new().await;
         transaction(&sender, 1, 0x100).await;
-        let (durable, appended) = tokio::sync::oneshot::channel::<()>();
-        let mut flushing: Option<Flushing<'_>> = Some(Box::pin(async move {
-            appended.await.unwrap();
-            Ok(())
-        }));
+        let (durable, mut flushing) = appending();
         {
-            let mut next = Box::pin(state.next_batch(
-                &mut decoded,
-                &client,
-                &mut tables,
-                &ids,
-                1000,
-                &mut flushing,
-            ));
+            let mut next = Box::pin(decoding.next_batch(1000, &mut flushing));
             // The first transaction is decoded, but the batch before is
             // not durable yet: the batch stays open for more.
             assert!(poll_once(&mut next).await.is_none());
@@ -987,31 +1012,14 @@ mod tests {
         // Nothing in flight: a batch goes at the first commit with nothing
         // more decoded, as before.
         transaction(&sender, 4, 0x400).await;
-        let ready = state
-            .next_batch(
-                &mut decoded,
-                &client,
-                &mut tables,
-                &ids,
-                1000,
-                &mut flushing,
-            )
-            .await
-            .unwrap();
+        let ready = decoding.next_batch(1000, &mut flushing).await.unwrap();
         assert_eq!((ready.rows, ready.acknowledge), (1, Some(0x400)));
 
         // A full batch does not wait for the append before it.
-        let (_durable, appended) = tokio::sync::oneshot::channel::<()>();
-        let mut flushing: Option<Flushing<'_>> = Some(Box::pin(async move {
-            appended.await.unwrap();
-            Ok(())
-        }));
+        let (_durable, mut flushing) = appending();
         transaction(&sender, 5, 0x500).await;
         transaction(&sender, 6, 0x600).await;
-        let ready = state
-            .next_batch(&mut decoded, &client, &mut tables, &ids, 2, &mut flushing)
-            .await
-            .unwrap();
+        let ready = decoding.next_batch(2, &mut flushing).await.unwrap();
         // Full at the second insert: the first transaction is complete, the
         // second goes on in the next batch.
         assert_eq!((ready.rows, ready.acknowledge), (2, Some(0x500)));
@@ -1025,16 +1033,7 @@ mod tests {
             Err(Error::Sink("the disk is full".into()))
         }));
         transaction(&sender, 7, 0x700).await;
-        let failed = state
-            .next_batch(
-                &mut decoded,
-                &client,
-                &mut tables,
-                &ids,
-                1000,
-                &mut flushing,
-            )
-            .await;
+        let failed = decoding.next_batch(1000, &mut flushing).await;
         assert!(matches!(failed, Err(Error::Sink(m)) if m == "the disk is full"));
     }
 
