@@ -1,5 +1,18 @@
 # Shared by the bench scripts (sourced, from the repository's root).
 
+# measured_bin: the build a script measures, $TRAILMARK_BIN when set (an
+# earlier commit's, say), else this tree's release build, built first.
+measured_bin() {
+  if [ -n "${TRAILMARK_BIN:-}" ]; then
+    echo "$TRAILMARK_BIN"
+  else
+    # A failed build fails the caller's assignment (and so, under set -e,
+    # the script), not a run of a stale binary.
+    cargo build --release -p trailmark >/dev/null 2>&1 || return
+    echo ./target/release/trailmark
+  fi
+}
+
 # start_serve BIN DATA_DIR [PORT]: starts `serve` on 127.0.0.1:PORT (7979),
 # refusing when something already listens there; waits until it answers,
 # sets $server to its pid and exports TRAILMARK_KEY (its bootstrap admin key).
@@ -24,18 +37,16 @@ tenant_size() {
   echo "${n:-0}"
 }
 
-# index_lag [PORT]: the server's index lag (trailmark_index_lag_entries in
-# /metrics) at 127.0.0.1:PORT (7979); empty when it does not answer.
-index_lag() {
-  curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" "http://127.0.0.1:${1:-7979}/metrics" |
-    sed -n 's/^trailmark_index_lag_entries \([0-9]*\).*/\1/p'
-}
-
 # metric NAME [PORT]: one counter or gauge of the server's /metrics at
 # 127.0.0.1:PORT (7979); empty when it does not answer.
 metric() {
   curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" "http://127.0.0.1:${2:-7979}/metrics" |
     sed -n "s/^$1 \([0-9.]*\).*/\1/p"
+}
+
+# index_lag [PORT]: the server's index lag (trailmark_index_lag_entries).
+index_lag() {
+  metric trailmark_index_lag_entries "${1:-7979}"
 }
 
 # wait_indexed [PORT] [MINUTES]: polls until the server's indexer has caught up

@@ -24,8 +24,7 @@ fi
 db=tm_bench_drain
 psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
 . bench/lib.sh
-bin="${TRAILMARK_BIN:-./target/release/trailmark}"
-[ -n "${TRAILMARK_BIN:-}" ] || cargo build --release -p trailmark >/dev/null 2>&1
+bin=$(measured_bin)
 work=$(mktemp -d)
 server=""
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -17,8 +17,7 @@ scale="${3:-10}"
 pg="$(scripts/logical-cluster)"
 psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
 . bench/lib.sh
-now="${TRAILMARK_BIN:-./target/release/trailmark}"
-[ -n "${TRAILMARK_BIN:-}" ] || cargo build --release -p trailmark >/dev/null 2>&1
+now=$(measured_bin)
 before="${TRAILMARK_BIN_BEFORE:-}"
 builds="now"
 [ -z "$before" ] || builds="before now"

@@ -17,11 +17,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 events="${1:-500000}"
 rounds="${2:-3}"
-bin="${TRAILMARK_BIN:-./target/release/trailmark}"
-[ -n "${TRAILMARK_BIN:-}" ] || cargo build --release -p trailmark >/dev/null 2>&1
 data="${TRAILMARK_BENCH_DATA:-$(mktemp -d)}"
 [ -n "${TRAILMARK_BENCH_DATA:-}" ] || trap 'rm -rf "$data"' EXIT
 . bench/lib.sh
+bin=$(measured_bin)
 load_once "$bin" "$data" "$events"
 du -sh "$data"
 ticks=$(getconf CLK_TCK)

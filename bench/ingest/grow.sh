@@ -13,9 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 events="${1:-2000000}"
-bin="${TRAILMARK_BIN:-./target/release/trailmark}"
-[ -n "${TRAILMARK_BIN:-}" ] || cargo build --release -p trailmark >/dev/null 2>&1
 . bench/lib.sh
+bin=$(measured_bin)
 grow() {
   local label=$1 exe=$2 data prev=0 n wrote lag
   data=$(mktemp -d)

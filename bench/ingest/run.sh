@@ -10,17 +10,11 @@ cd "$(dirname "$0")/../.."
 secs="${1:-20}"
 here=bench/ingest
 pg="postgresql://postgres@127.0.0.1:5432/postgres"
-bin="${TRAILMARK_BIN:-./target/release/trailmark}"
-[ -n "${TRAILMARK_BIN:-}" ] || cargo build --release -p trailmark >/dev/null 2>&1
+. bench/lib.sh
+bin=$(measured_bin)
 data=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
-if curl -sf http://127.0.0.1:7979/healthz >/dev/null; then
-  echo "something already listens on 127.0.0.1:7979; stop it first" >&2; exit 1
-fi
-"$bin" serve --data-dir "$data" --listen 127.0.0.1:7979 >/dev/null 2>&1 &
-server=$!
-for _ in $(seq 100); do curl -sf http://127.0.0.1:7979/healthz >/dev/null && break; sleep 0.1; done
-export TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key")
+start_serve "$bin" "$data"
 
 echo "== trailmark: single-event POST, 64 connections, ${secs}s"
 wrk -t2 -c64 -d"${secs}s" --latency -s $here/single.lua http://127.0.0.1:7979/v1/events

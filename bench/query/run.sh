@@ -11,10 +11,9 @@ events="${1:-1000000}"
 secs="${2:-20}"
 here=bench/query
 # TRAILMARK_BIN: another build to measure (an earlier commit's, for a side-by-side run).
-bin="${TRAILMARK_BIN:-./target/release/trailmark}"
-[ -n "${TRAILMARK_BIN:-}" ] || cargo build --release -p trailmark >/dev/null 2>&1
 data="${TRAILMARK_BENCH_DATA:-$(mktemp -d)}"
 . bench/lib.sh
+bin=$(measured_bin)
 start_serve "$bin" "$data"
 trap 'kill "$server" 2>/dev/null || true' EXIT
 start=$(date +%s)
