@@ -136,13 +136,7 @@ pub(crate) async fn stream<S: Sink>(
         let _ = events.shutdown().await;
     });
 
-    let mut state = Decoder {
-        relations: HashMap::new(),
-        open: None,
-        batch: Vec::new(),
-        open_start: 0,
-        acknowledge: None,
-    };
+    let mut state = Decoder::default();
     let batch_size = usize::try_from(options.batch).unwrap_or(1000).max(1);
     // The end of the last transaction the ledger acknowledged.
     let mut durable: Option<u64> = None;
@@ -247,6 +241,7 @@ impl Ready<Vec<Event>> {
 
 /// What decoding keeps between events: each relation's column types, the
 /// transaction being decoded, and the events not yet sent.
+#[derive(Default)]
 struct Decoder {
     relations: HashMap<u32, Vec<(String, u32)>>,
     open: Option<Transaction>,
@@ -281,33 +276,31 @@ impl Decoder {
         // The last event taken committed a transaction.
         let mut at_commit = false;
         let ended = loop {
+            // The next decoded event, or None when the append in flight
+            // became durable first.
             let next = match flushing.as_mut() {
-                None => decoded.recv().await,
+                None => Some(decoded.recv().await),
                 Some(flushed) => tokio::select! {
                     biased;
                     done = flushed.as_mut() => {
                         *flushing = None;
                         done?;
-                        if at_commit && decoded.is_empty() {
-                            break false;
-                        }
-                        continue;
+                        None
                     }
-                    next = decoded.recv() => next,
+                    next = decoded.recv() => Some(next),
                 },
             };
-            let Some(next) = next else {
-                break true;
-            };
-            let event = match next {
-                Ok(event) => event,
-                Err(ReplicationError::StreamStopped(_)) => break true,
-                Err(e) => return Err(replication("reading the WAL")(e)),
-            };
-            let commit = self.take(client, tables, ids, event.event_type).await?;
-            at_commit = commit.is_some();
-            if let Some(lsn) = commit {
-                self.acknowledge = Some(lsn);
+            if let Some(next) = next {
+                let event = match next {
+                    Some(Ok(event)) => event,
+                    None | Some(Err(ReplicationError::StreamStopped(_))) => break true,
+                    Some(Err(e)) => return Err(replication("reading the WAL")(e)),
+                };
+                let commit = self.take(client, tables, ids, event.event_type).await?;
+                at_commit = commit.is_some();
+                if let Some(lsn) = commit {
+                    self.acknowledge = Some(lsn);
+                }
             }
             if self.batch.len() >= batch_size
                 || (at_commit && flushing.is_none() && decoded.is_empty())
@@ -900,13 +893,7 @@ mod tests {
                     ..TableConfig::default()
                 },
             )]);
-            let state = Decoder {
-                relations: HashMap::new(),
-                open: None,
-                batch: Vec::new(),
-                open_start: 0,
-                acknowledge: None,
-            };
+            let state = Decoder::default();
             let ids = crate::EventIds::ordered("7312/shop", "test");
             let decoding = Self {
                 state,
