@@ -17,6 +17,13 @@
 //! stopped before this one took the drain lock), and everything before them
 //! keeps the earlier id. An install from nothing records that every change
 //! gets an ordered id.
+//!
+//! The same again, one level down: ids ordered by the commit LSN alone
+//! scatter the changes of one transaction under its prefix (a bulk
+//! UPDATE of a million rows wrote most pages of that range again at every
+//! batch). From `ids.wal_change_from` on, a WAL change's place in its
+//! transaction follows the LSN ([`EventId::derived_in_order_within`]);
+//! changes committed before it keep the id they had.
 
 use tokio_postgres::{Client, GenericClient};
 use trailmark_core::EventId;
@@ -44,6 +51,8 @@ pub(crate) async fn record(client: &impl GenericClient, fresh: bool) -> Result<(
                  ELSE (SELECT coalesce(max(id) + 1, 0) FROM trailmark.outbox)::text END
              UNION ALL SELECT 'ids.wal_from', CASE WHEN $1 THEN '0/0'
                  ELSE pg_current_wal_lsn()::text END
+             UNION ALL SELECT 'ids.wal_change_from', CASE WHEN $1 THEN '0/0'
+                 ELSE pg_current_wal_lsn()::text END
              UNION ALL SELECT 'ids.install', md5(random()::text || clock_timestamp()::text)
              ON CONFLICT (key) DO NOTHING",
             &[&fresh],
@@ -62,6 +71,9 @@ pub struct EventIds {
     outbox_from: i64,
     /// Changes committed at or after this LSN get ordered ids.
     wal_from: u64,
+    /// Changes committed at or after this LSN get ids ordered by their
+    /// place in the transaction too.
+    wal_change_from: u64,
     /// Drawn once per install: an outbox id reused after `uninstall` and
     /// `install` (its sequence starts again) names another change.
     install: String,
@@ -100,6 +112,7 @@ impl EventIds {
         };
         let outbox = value("ids.outbox_from")?;
         let wal = value("ids.wal_from")?;
+        let wal_change = value("ids.wal_change_from")?;
         Ok(Self {
             database,
             outbox_from: outbox
@@ -107,6 +120,8 @@ impl EventIds {
                 .map_err(|_| unreadable("ids.outbox_from", &outbox))?,
             wal_from: crate::wal::parse_lsn(&wal)
                 .ok_or_else(|| unreadable("ids.wal_from", &wal))?,
+            wal_change_from: crate::wal::parse_lsn(&wal_change)
+                .ok_or_else(|| unreadable("ids.wal_change_from", &wal_change))?,
             install: value("ids.install")?,
         })
     }
@@ -118,6 +133,7 @@ impl EventIds {
             database: database.to_owned(),
             outbox_from: 0,
             wal_from: 0,
+            wal_change_from: 0,
             install: install.to_owned(),
         }
     }
@@ -129,6 +145,7 @@ impl EventIds {
             database: database.to_owned(),
             outbox_from: i64::MAX,
             wal_from: u64::MAX,
+            wal_change_from: u64::MAX,
             install: String::new(),
         }
     }
@@ -154,7 +171,10 @@ impl EventIds {
                     return EventId::derived(seed.as_bytes());
                 }
                 // An LSN never repeats in one cluster: no install part.
-                EventId::derived_in_order(at.commit_lsn, seed.as_bytes())
+                if at.commit_lsn < self.wal_change_from {
+                    return EventId::derived_in_order(at.commit_lsn, seed.as_bytes());
+                }
+                EventId::derived_in_order_within(at.commit_lsn, at.change, seed.as_bytes())
             }
         }
     }
@@ -188,6 +208,7 @@ mod tests {
             database: "7/shop".into(),
             outbox_from: 10,
             wal_from: 0x500,
+            wal_change_from: u64::MAX,
             install: "i1".into(),
         };
         let legacy = EventIds::unordered("7/shop");
@@ -225,5 +246,38 @@ mod tests {
             change: 0,
         });
         assert_eq!(ids.id(&row(0, late)), reinstalled.id(&row(0, late)));
+    }
+
+    #[test]
+    fn changes_after_the_second_switch_rise_with_their_place_in_the_transaction() {
+        let ids = EventIds {
+            database: "7/shop".into(),
+            outbox_from: 0,
+            wal_from: 0x500,
+            wal_change_from: 0x900,
+            install: "i1".into(),
+        };
+        let at = |commit_lsn, change| ids.id(&row(0, Some(WalPosition { commit_lsn, change })));
+        let before = EventIds {
+            wal_change_from: u64::MAX,
+            ..ids.clone()
+        };
+        let at_before =
+            |commit_lsn, change| before.id(&row(0, Some(WalPosition { commit_lsn, change })));
+        // Committed before the switch: the id drainers of the version before
+        // derived (ordered by the commit LSN alone).
+        assert_eq!(at(0x8FF, 3), at_before(0x8FF, 3));
+        assert_eq!(
+            at(0x8FF, 3),
+            EventId::derived_in_order(0x8FF, b"7/shop/wal/0/8FF/3")
+        );
+        // From the switch on: one transaction's changes rise in its order,
+        // and all of them after the transaction before.
+        assert_ne!(at(0x900, 0), at_before(0x900, 0));
+        let one: Vec<EventId> = (0..5000).map(|change| at(0x900, change)).collect();
+        assert!(at(0x8FF, 4999) < one[0]);
+        assert!(one.windows(2).all(|p| p[0] < p[1]));
+        assert!(one[4999] < at(0x901, 0));
+        assert_eq!(at(0x900, 7), at(0x900, 7), "stable");
     }
 }

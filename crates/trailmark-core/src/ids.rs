@@ -106,16 +106,30 @@ impl EventId {
     /// store's id indexes grow at their end instead of taking each id at a
     /// random place (ids of equal `order` differ by their names).
     pub fn derived_in_order(order: u64, name: &[u8]) -> Self {
-        use sha2::{Digest as _, Sha256};
-        let digest = Sha256::digest(name);
-        let order = order & ((1 << 60) - 1);
-        let mut bytes = [0u8; 16];
-        // 48 bits, then the version nibble (set by the builder) beside 4
-        // more, then 8: 60 bits of order before the variant bits.
-        bytes[..6].copy_from_slice(&(order >> 12).to_be_bytes()[2..]);
-        bytes[6] = ((order >> 8) & 0x0F) as u8;
-        bytes[7] = (order & 0xFF) as u8;
+        let digest = sha256(name);
+        let mut bytes = leading(order);
         bytes[8..].copy_from_slice(&digest[..8]);
+        Self(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+    }
+
+    /// [`EventId::derived_in_order`] with a second order under the first:
+    /// `within` (its low 24 bits; from 2^24 − 1 on, all sort alike and
+    /// differ by their names) follows `order`, then 38 bits of `name`'s
+    /// SHA-256. Ids of equal `order` (the changes of one transaction) rise
+    /// with `within` (their place in it), so a transaction of a million
+    /// changes appends to the id indexes instead of scattering a million
+    /// ids under one prefix.
+    pub fn derived_in_order_within(order: u64, within: u64, name: &[u8]) -> Self {
+        let digest = sha256(name);
+        let within = within.min((1 << 24) - 1);
+        let mut bytes = leading(order);
+        // The variant takes the top 2 bits of byte 8 (set by the builder):
+        // 6 bits of `within`, 16, 2, then the digest.
+        bytes[8] = ((within >> 18) & 0x3F) as u8;
+        bytes[9] = ((within >> 10) & 0xFF) as u8;
+        bytes[10] = ((within >> 2) & 0xFF) as u8;
+        bytes[11] = (((within & 0x3) as u8) << 6) | (digest[0] & 0x3F);
+        bytes[12..].copy_from_slice(&digest[1..5]);
         Self(uuid::Builder::from_custom_bytes(bytes).into_uuid())
     }
 
@@ -129,6 +143,22 @@ impl EventId {
         self.0.hyphenated().encode_lower(&mut out);
         out
     }
+}
+
+fn sha256(name: &[u8]) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    Sha256::digest(name).into()
+}
+
+/// The first 8 bytes of an ordered id: 48 bits of `order` (its low 60),
+/// then the version nibble (set by the builder) beside 4 more, then 8.
+fn leading(order: u64) -> [u8; 16] {
+    let order = order & ((1 << 60) - 1);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&(order >> 12).to_be_bytes()[2..]);
+    bytes[6] = ((order >> 8) & 0x0F) as u8;
+    bytes[7] = (order & 0xFF) as u8;
+    bytes
 }
 
 impl fmt::Display for EventId {
@@ -269,6 +299,52 @@ mod tests {
         assert_eq!(a, EventId::derived(b"db:1/outbox:7"));
         assert_ne!(a, EventId::derived(b"db:1/outbox:8"));
         assert_eq!(&a.to_string()[14..15], "8");
+    }
+
+    #[test]
+    fn ids_ordered_within_rise_with_order_then_place_and_stay_stable_version_8() {
+        let id = |order, within, name: &str| {
+            EventId::derived_in_order_within(order, within, name.as_bytes())
+        };
+        assert_eq!(id(7, 3, "db/wal/7/3"), id(7, 3, "db/wal/7/3"));
+        assert_ne!(id(7, 3, "db/wal/7/3"), id(7, 3, "db/wal/7/4"));
+        // The order leads as for derived_in_order (the same first 8 bytes).
+        assert_eq!(
+            id(0x0016_B374_D848, 5, "x").as_bytes()[..8],
+            EventId::derived_in_order(0x0016_B374_D848, b"y").as_bytes()[..8]
+        );
+        let places = [
+            (0, 0),
+            (0, 1),
+            (0, 3),
+            (0, 4),
+            (0, 0xFF),
+            (0, 0x100),
+            (0, (1 << 24) - 2),
+        ];
+        let places = places.into_iter().chain([
+            (1, 0),
+            (1, 1 << 20),
+            (0x0016_B374_D848, 0),
+            ((1 << 60) - 1, 0),
+        ]);
+        let ids: Vec<EventId> = places
+            .enumerate()
+            .map(|(i, (o, w))| id(o, w, &format!("name {}", 100 - i)))
+            .collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{} !< {}", pair[0], pair[1]);
+            assert!(pair[0].to_string() < pair[1].to_string());
+        }
+        for id in &ids {
+            let text = id.to_string();
+            assert_eq!(&text[14..15], "8", "{text}");
+            assert!(matches!(&text[19..20], "8" | "9" | "a" | "b"), "{text}");
+        }
+        // Past 2^24 - 1 places the place no longer orders; the name still
+        // tells the ids apart.
+        assert_ne!(id(9, 1 << 24, "a"), id(9, (1 << 24) + 1, "b"));
+        assert_eq!(id(9, 1 << 24, "a"), id(9, u64::MAX, "a"));
     }
 
     #[test]

@@ -545,36 +545,71 @@ async fn switching_modes_captures_each_change_once_across_the_switch() {
 }
 
 #[tokio::test]
-async fn wal_mode_ids_rise_with_the_commit_order() {
+async fn wal_mode_ids_rise_with_the_commit_order_and_the_place_in_the_transaction() {
     let db = installed(Mode::Wal, CUSTOMER, &[customer()]).await;
-    for t in 0..6 {
-        db.client
-            .batch_execute(&format!(
-                "INSERT INTO customer (id, name) SELECT {t} * 10 + g, 'c' FROM generate_series(1, 4) g"
-            ))
-            .await
-            .unwrap();
-    }
+    let transactions = |from: i32| {
+        let db = &db;
+        async move {
+            for t in from..from + 6 {
+                db.client
+                    .batch_execute(&format!(
+                        "INSERT INTO customer (id, name) SELECT {t} * 10 + g, 'c' FROM generate_series(1, 4) g"
+                    ))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    transactions(0).await;
     let events = crate::drained_once(&db, DrainOptions::default().batch).await;
     assert_eq!(events.len(), 24);
-    // Per transaction (in the order sent, which is the commit order): the
-    // lowest and highest id; each transaction's ids above the one before.
-    let mut spans: Vec<(String, String, String)> = Vec::new();
-    for e in &events {
-        let (lsn, id) = (
-            e["metadata"]["commit_lsn"].as_str().unwrap().to_owned(),
-            e["id"].as_str().unwrap().to_owned(),
+    // In the order sent (the commit order, then the order in each
+    // transaction), every id above the one before.
+    let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert!(ids.windows(2).all(|p| p[0] < p[1]), "{ids:?}");
+
+    // An install whose drainers ordered ids by the commit LSN alone (the
+    // version before), upgraded: what was committed before the first
+    // drainer of this version starts keeps the id it had; what follows
+    // rises in each transaction too.
+    db.client
+        .batch_execute("DELETE FROM trailmark.meta WHERE key = 'ids.wal_change_from'")
+        .await
+        .unwrap();
+    transactions(10).await;
+    let database: String = db
+        .client
+        .query_one(
+            "SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let earlier = crate::drained_once(&db, DrainOptions::default().batch).await;
+    assert_eq!(earlier.len(), 24);
+    for e in &earlier {
+        let (lsn, change) = (
+            e["metadata"]["commit_lsn"].as_str().unwrap(),
+            e["metadata"]["change"].as_u64().unwrap(),
         );
-        match spans.last_mut() {
-            Some((at, low, high)) if *at == lsn => {
-                *low = low.clone().min(id.clone());
-                *high = high.clone().max(id);
-            }
-            _ => spans.push((lsn, id.clone(), id)),
-        }
+        let (high, low) = lsn.split_once('/').unwrap();
+        let order =
+            (u64::from_str_radix(high, 16).unwrap() << 32) | u64::from_str_radix(low, 16).unwrap();
+        assert_eq!(
+            e["id"].as_str().unwrap(),
+            trailmark_core::EventId::derived_in_order(
+                order,
+                format!("{database}/wal/{lsn}/{change}").as_bytes()
+            )
+            .to_string(),
+            "the id the version before gave change {change} of {lsn}"
+        );
     }
-    assert_eq!(spans.len(), 6);
-    for pair in spans.windows(2) {
-        assert!(pair[0].2 < pair[1].1, "{pair:?}");
-    }
+    transactions(20).await;
+    let later = crate::drained_once(&db, DrainOptions::default().batch).await;
+    let ids: Vec<&str> = later.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 24);
+    assert!(ids.windows(2).all(|p| p[0] < p[1]), "{ids:?}");
+    assert!(ids[0] > earlier[23]["id"].as_str().unwrap());
 }
