@@ -301,6 +301,20 @@ mod tests {
         assert_eq!(&a.to_string()[14..15], "8");
     }
 
+    /// Each id above the one before, as bytes and as text (the stores' id
+    /// indexes key on the text), and each a `UUIDv8` of the RFC 4122 variant.
+    fn rising_version_8(ids: &[EventId]) {
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{} !< {}", pair[0], pair[1]);
+            assert!(pair[0].to_string() < pair[1].to_string());
+        }
+        for id in ids {
+            let text = id.to_string();
+            assert_eq!(&text[14..15], "8", "{text}");
+            assert!(matches!(&text[19..20], "8" | "9" | "a" | "b"), "{text}");
+        }
+    }
+
     #[test]
     fn ids_ordered_within_rise_with_order_then_place_and_stay_stable_version_8() {
         let id = |order, within, name: &str| {
@@ -332,15 +346,7 @@ mod tests {
             .enumerate()
             .map(|(i, (o, w))| id(o, w, &format!("name {}", 100 - i)))
             .collect();
-        for pair in ids.windows(2) {
-            assert!(pair[0] < pair[1], "{} !< {}", pair[0], pair[1]);
-            assert!(pair[0].to_string() < pair[1].to_string());
-        }
-        for id in &ids {
-            let text = id.to_string();
-            assert_eq!(&text[14..15], "8", "{text}");
-            assert!(matches!(&text[19..20], "8" | "9" | "a" | "b"), "{text}");
-        }
+        rising_version_8(&ids);
         // Past 2^24 - 1 places the place no longer orders; the name still
         // tells the ids apart.
         assert_ne!(id(9, 1 << 24, "a"), id(9, (1 << 24) + 1, "b"));
@@ -369,15 +375,7 @@ mod tests {
             .enumerate()
             .map(|(i, &o)| id(o, &format!("name {}", orders.len() - i)))
             .collect();
-        for pair in ids.windows(2) {
-            assert!(pair[0] < pair[1], "{} !< {}", pair[0], pair[1]);
-            assert!(pair[0].to_string() < pair[1].to_string());
-        }
-        for id in &ids {
-            let text = id.to_string();
-            assert_eq!(&text[14..15], "8", "{text}");
-            assert!(matches!(&text[19..20], "8" | "9" | "a" | "b"), "{text}");
-        }
+        rising_version_8(&ids);
         assert_eq!(
             &id(0x0016_B374_D848, "x").to_string()[..18],
             "0000016b-374d-8848"

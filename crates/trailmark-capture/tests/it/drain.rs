@@ -265,15 +265,7 @@ async fn ids_rise_with_the_outbox_and_rows_from_before_an_upgrade_keep_their_ear
         .batch_execute("INSERT INTO b SELECT g, g FROM generate_series(1, 30) g")
         .await
         .unwrap();
-    let database: String = db
-        .client
-        .query_one(
-            "SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let database = db.source_name().await;
     let events = drained_once(&db, 50).await;
     assert_eq!(events.len(), 30);
     for (event, id) in events.iter().zip(event_ids(&events)) {

@@ -83,6 +83,19 @@ impl TestDb {
         format!("{} dbname={}", self.admin, self.name)
     }
 
+    /// The name captured ids derive from: the system identifier and the
+    /// database (`7312…/shop`).
+    pub(crate) async fn source_name(&self) -> String {
+        self.client
+            .query_one(
+                "SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// The number a `SELECT count(*) …` answers.
     pub(crate) async fn count(&self, sql: &str) -> i64 {
         self.client.query_one(sql, &[]).await.unwrap().get(0)

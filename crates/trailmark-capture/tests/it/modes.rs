@@ -577,15 +577,7 @@ async fn wal_mode_ids_rise_with_the_commit_order_and_the_place_in_the_transactio
         .await
         .unwrap();
     transactions(10).await;
-    let database: String = db
-        .client
-        .query_one(
-            "SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let database = db.source_name().await;
     let earlier = crate::drained_once(&db, DrainOptions::default().batch).await;
     assert_eq!(earlier.len(), 24);
     for e in &earlier {
