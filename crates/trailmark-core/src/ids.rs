@@ -93,8 +93,7 @@ impl EventId {
     /// A `UUIDv8` derived from `name` (SHA-256, first 16 bytes): the same name
     /// always gives the same id, which makes redelivery idempotent.
     pub fn derived(name: &[u8]) -> Self {
-        use sha2::{Digest as _, Sha256};
-        let digest = Sha256::digest(name);
+        let digest = sha256(name);
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
         Self(uuid::Builder::from_custom_bytes(bytes).into_uuid())
@@ -113,8 +112,8 @@ impl EventId {
     }
 
     /// [`EventId::derived_in_order`] with a second order under the first:
-    /// `within` (its low 24 bits; from 2^24 − 1 on, all sort alike and
-    /// differ by their names) follows `order`, then 38 bits of `name`'s
+    /// `within` (24 bits: from 2^24 − 1 on, all sort alike and differ by
+    /// their names) follows `order`, then 38 bits of `name`'s
     /// SHA-256. Ids of equal `order` (the changes of one transaction) rise
     /// with `within` (their place in it), so a transaction of a million
     /// changes appends to the id indexes instead of scattering a million
@@ -335,14 +334,13 @@ mod tests {
             (0, 0xFF),
             (0, 0x100),
             (0, (1 << 24) - 2),
-        ];
-        let places = places.into_iter().chain([
             (1, 0),
             (1, 1 << 20),
             (0x0016_B374_D848, 0),
             ((1 << 60) - 1, 0),
-        ]);
+        ];
         let ids: Vec<EventId> = places
+            .into_iter()
             .enumerate()
             .map(|(i, (o, w))| id(o, w, &format!("name {}", 100 - i)))
             .collect();

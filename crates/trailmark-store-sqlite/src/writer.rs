@@ -148,9 +148,10 @@ impl Writer {
     /// Each job of a group runs in a savepoint, so that it can be rolled back
     /// alone. A savepoint costs: SQLite copies every page the job changes
     /// that existed before it into a statement journal (a temporary file),
-    /// once per page — for a batch of captured changes, whose ids share a
-    /// prefix and are scattered below it, most pages of the id indexes'
-    /// newest range. A job alone in its group needs none: rolling back the
+    /// once per page — for a batch whose ids land at scattered places in the
+    /// id indexes (ids a client drew at random, or captured ids derived
+    /// before they followed the change's place), most of those indexes'
+    /// pages. A job alone in its group needs none: rolling back the
     /// transaction rolls back exactly that job.
     fn commit_group(&mut self, group: Vec<Job>) {
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
