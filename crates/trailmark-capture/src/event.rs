@@ -45,6 +45,12 @@ pub fn lsn_text(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
+/// An LSN as PostgreSQL writes it (`16/B374D848`) → its 64-bit position.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (high, low) = text.split_once('/')?;
+    Some((u64::from_str_radix(high, 16).ok()? << 32) | u64::from_str_radix(low, 16).ok()?)
+}
+
 /// Numbers a double cannot hold exactly (bigint, numeric) become strings, so
 /// the event passes validation and keeps every digit.
 fn exact(value: Value) -> Value {

@@ -118,9 +118,8 @@ impl EventIds {
             outbox_from: outbox
                 .parse()
                 .map_err(|_| unreadable("ids.outbox_from", &outbox))?,
-            wal_from: crate::wal::parse_lsn(&wal)
-                .ok_or_else(|| unreadable("ids.wal_from", &wal))?,
-            wal_change_from: crate::wal::parse_lsn(&wal_change)
+            wal_from: crate::parse_lsn(&wal).ok_or_else(|| unreadable("ids.wal_from", &wal))?,
+            wal_change_from: crate::parse_lsn(&wal_change)
                 .ok_or_else(|| unreadable("ids.wal_change_from", &wal_change))?,
             install: value("ids.install")?,
         })

@@ -209,7 +209,7 @@ async fn current_lsn(client: &Client) -> Result<u64, Error> {
         .await
         .map_err(pg("reading the current WAL position"))?
         .get(0);
-    parse_lsn(&text).ok_or_else(|| Error::Replication(format!("LSN {text:?}")))
+    crate::parse_lsn(&text).ok_or_else(|| Error::Replication(format!("LSN {text:?}")))
 }
 
 /// The append of the batch in flight, and what follows its durability.
@@ -619,12 +619,6 @@ async fn push(
     Ok(())
 }
 
-/// `16/B374D848` → its 64-bit position.
-pub(crate) fn parse_lsn(text: &str) -> Option<u64> {
-    let (high, low) = text.split_once('/')?;
-    Some((u64::from_str_radix(high, 16).ok()? << 32) | u64::from_str_radix(low, 16).ok()?)
-}
-
 /// A decoded row as the JSON object text `to_jsonb(row)` writes, so both
 /// modes turn a row into the same event: columns missing from `row`
 /// (unchanged values stored out of line) are taken from `fallback`.
@@ -1026,7 +1020,7 @@ mod tests {
 
     #[test]
     fn lsns_and_sources() {
-        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(crate::parse_lsn("16/B374D848"), Some(0x16_B374_D848));
         assert_eq!(crate::event::lsn_text(0x16_B374_D848), "16/B374D848");
         assert_eq!(
             replication_source("postgres://a@h/db"),

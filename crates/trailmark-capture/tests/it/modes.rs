@@ -585,9 +585,7 @@ async fn wal_mode_ids_rise_with_the_commit_order_and_the_place_in_the_transactio
             e["metadata"]["commit_lsn"].as_str().unwrap(),
             e["metadata"]["change"].as_u64().unwrap(),
         );
-        let (high, low) = lsn.split_once('/').unwrap();
-        let order =
-            (u64::from_str_radix(high, 16).unwrap() << 32) | u64::from_str_radix(low, 16).unwrap();
+        let order = trailmark_capture::parse_lsn(lsn).unwrap();
         assert_eq!(
             e["id"].as_str().unwrap(),
             trailmark_core::EventId::derived_in_order(
