@@ -17,7 +17,7 @@ const EXACT: u64 = 1 << 53;
 /// the same digits) and every key below U+E000 (where UTF-8 byte order and
 /// UTF-16 code unit order agree). String escaping is the same in both: `"`,
 /// `\` and control characters only, `\b \t \n \f \r` short, others `\u00xx`.
-fn compact_is_canonical(value: &Value) -> bool {
+pub(crate) fn compact_is_canonical(value: &Value) -> bool {
     match value {
         Value::Null | Value::Bool(_) | Value::String(_) => true,
         Value::Number(n) => n
@@ -28,13 +28,20 @@ fn compact_is_canonical(value: &Value) -> bool {
         Value::Array(items) => items.iter().all(compact_is_canonical),
         Value::Object(map) => map
             .iter()
-            .all(|(k, v)| k.chars().all(|c| c < '\u{e000}') && compact_is_canonical(v)),
+            .all(|(k, v)| key_is_canonical(k) && compact_is_canonical(v)),
     }
+}
+
+/// Whether a key's place among sorted keys is the same in UTF-8 byte order
+/// (`serde_json`'s maps) as in UTF-16 code unit order (RFC 8785): every
+/// character below U+E000.
+pub(crate) fn key_is_canonical(key: &str) -> bool {
+    key.chars().all(|c| c < '\u{e000}')
 }
 
 /// Whether `serde_json::Map` iterates in sorted key order in this build (it
 /// does unless some crate turned on `serde_json`'s `preserve_order`).
-fn maps_are_sorted() -> bool {
+pub(crate) fn maps_are_sorted() -> bool {
     static SORTED: OnceLock<bool> = OnceLock::new();
     *SORTED.get_or_init(|| {
         let mut map = serde_json::Map::new();
@@ -97,9 +104,7 @@ impl CanonicalJson {
     /// compact writer when that output is provably canonical already.
     pub fn of_value(what: &'static str, value: &Value) -> Result<Self, Error> {
         if maps_are_sorted() && compact_is_canonical(value) {
-            return serde_json::to_vec(value)
-                .map(Self)
-                .map_err(|source| Error::Canonical { what, source });
+            return Self::of_compact(what, value);
         }
         Self::of(what, value)
     }
@@ -109,13 +114,20 @@ impl CanonicalJson {
         if maps_are_sorted()
             && map
                 .iter()
-                .all(|(k, v)| k.chars().all(|c| c < '\u{e000}') && compact_is_canonical(v))
+                .all(|(k, v)| key_is_canonical(k) && compact_is_canonical(v))
         {
-            return serde_json::to_vec(map)
-                .map(Self)
-                .map_err(|source| Error::Canonical { what, source });
+            return Self::of_compact(what, map);
         }
         Self::of(what, map)
+    }
+
+    /// `serde_json`'s compact output of a value the caller has shown to be
+    /// canonical that way (maps sorted, every number and key as
+    /// [`compact_is_canonical`] requires); crate-internal.
+    pub(crate) fn of_compact<T: Serialize>(what: &'static str, value: &T) -> Result<Self, Error> {
+        serde_json::to_vec(value)
+            .map(Self)
+            .map_err(|source| Error::Canonical { what, source })
     }
 
     /// Wraps bytes that the caller has just produced in canonical form by

@@ -356,11 +356,9 @@ impl Event {
     /// of the entry's position, so it can be done before sequencing (and in
     /// parallel), leaving the store's single writer only the envelope.
     pub fn commit_payload(&self, salt: Salt) -> Result<PayloadCommitment, Error> {
-        let payload = self.payload();
-        let payload_json = CanonicalJson::of_map("payload", &payload)?;
+        let payload_json = self.canonical_payload()?;
         let digest = PayloadDigest::of_canonical(&payload_json, &salt);
         Ok(PayloadCommitment {
-            payload,
             payload_json,
             digest,
             salt,
@@ -406,7 +404,7 @@ impl Event {
         Ok(Sealed {
             envelope,
             leaf_bytes,
-            payload: committed.payload,
+            payload: self.payload(),
             payload_json: committed.payload_json,
             salt: committed.salt,
         })
@@ -416,7 +414,8 @@ impl Event {
 /// A payload committed to: what stores keep beside the envelope.
 #[derive(Clone, Debug)]
 pub struct PayloadCommitment {
-    pub payload: Map<String, Value>,
+    /// The payload's canonical bytes (what [`Event::payload`] would
+    /// canonicalize to; that map is not kept).
     pub payload_json: CanonicalJson,
     pub digest: PayloadDigest,
     pub salt: Salt,

@@ -1,5 +1,6 @@
 //! The audit event a producer sends, and its validation.
 
+mod payload;
 mod validate;
 
 pub use validate::is_format_char;
@@ -170,6 +171,13 @@ impl Event {
         }
         self.insert_payload_parts(&mut payload);
         payload
+    }
+
+    /// The canonical bytes of [`Event::payload`], written from the event
+    /// in place when that gives the same bytes (nearly always), else from
+    /// the map.
+    pub(crate) fn canonical_payload(&self) -> Result<crate::CanonicalJson, crate::Error> {
+        payload::canonical(self)
     }
 
     /// The payload's parts named the same in the payload and in the event

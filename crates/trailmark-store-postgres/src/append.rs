@@ -309,6 +309,9 @@ fn sequence(
         let seq = Seq::new(head.size)
             .ok_or_else(|| StoreError::Conflict(format!("tenant {tenant} is full")))?;
         let committed = &new.committed;
+        // The search words are the payload's (the commitment keeps only
+        // its canonical bytes).
+        let payload = new.event.payload();
         let env = new.seal(seq);
         let leaf_bytes = env.to_canonical()?;
         let leaf = leaf_hash(leaf_bytes.as_bytes());
@@ -317,7 +320,7 @@ fn sequence(
             envelope: &env,
             bytes: leaf_bytes.as_bytes().to_vec(),
             leaf,
-            payload: &committed.payload,
+            payload: &payload,
             payload_text: Some(committed.payload_json.as_str().to_owned()),
             salt: Some(committed.salt.as_bytes().to_vec()),
             removed: None,

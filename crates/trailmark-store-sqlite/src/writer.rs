@@ -7,7 +7,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
-use trailmark_core::{IndexedColumns, Seq, TenantId};
+use trailmark_core::{ColumnsOf, Seq, TenantId, context_of_text};
 use trailmark_log::{CompactRange, NodeId, TreeSize, leaf_hash};
 use trailmark_store::{
     Appended, CheckpointRecord, KeyRecord, NewEvent, SigningKeyRecord, StoreError,
@@ -377,7 +377,12 @@ impl Writer {
         let env = new.seal(seq);
         let leaf_bytes = env.to_canonical()?;
         let leaf = leaf_hash(leaf_bytes.as_bytes());
-        let columns = IndexedColumns::derive(&env, Some(&committed.payload));
+        // The payload's query columns, read from its canonical text (as a
+        // rebuild or a verifier reads them), borrowed where they can be.
+        let context = context_of_text(committed.payload_json.as_str()).unwrap_or_default();
+        let of =
+            ColumnsOf::with_context(&env, context.ip.as_deref(), context.request_id.as_deref());
+        let columns = of.as_stored();
         let inserted = self
             .conn
             .prepare_cached(

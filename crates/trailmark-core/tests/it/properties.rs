@@ -338,6 +338,19 @@ proptest! {
     }
 
     #[test]
+    fn committed_payload_bytes_equal_the_rfc_8785_canonicalizer_of_the_payload(json in event_json()) {
+        // The commitment writes the payload from the event in place (or,
+        // with a float or a key past U+DFFF, from the map): either way the
+        // bytes of the general canonicalizer over `payload()`.
+        let valid = Event::from_json(&json);
+        prop_assume!(valid.is_ok());
+        let event = valid.unwrap();
+        let committed = event.commit_payload(Salt::from_bytes([7; 32])).unwrap();
+        let general = CanonicalJson::of("payload", &event.payload()).unwrap();
+        prop_assert_eq!(committed.payload_json.as_str(), general.as_str());
+    }
+
+    #[test]
     fn the_payload_size_bound_is_never_below_the_canonical_size(json in event_json()) {
         let valid = Event::from_json(&json);
         prop_assume!(valid.is_ok());

@@ -1,0 +1,140 @@
+//! The payload's canonical bytes written from the event in place: the same
+//! bytes as canonicalizing [`Event::payload`], without copying every value
+//! the event holds into a map first (and dropping the copy after).
+
+use std::collections::BTreeMap;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
+
+use super::{Change, Changes, Context, Event};
+use crate::Error;
+use crate::canonical::{CanonicalJson, compact_is_canonical, key_is_canonical, maps_are_sorted};
+
+/// The canonical bytes of `event.payload()`.
+pub(super) fn canonical(event: &Event) -> Result<CanonicalJson, Error> {
+    let view = Payload(event);
+    if view.compact_is_canonical() {
+        CanonicalJson::of_compact("payload", &view)
+    } else {
+        CanonicalJson::of_map("payload", &event.payload())
+    }
+}
+
+/// The payload borrowed from the event: serializes as [`Event::payload`]'s
+/// map does (keys in sorted order, absent parts left out).
+struct Payload<'a>(&'a Event);
+
+impl Payload<'_> {
+    /// Whether `serde_json`'s compact output of this view is the payload's
+    /// canonical form: the same condition [`CanonicalJson::of_map`] checks
+    /// on the map (the top-level keys are ASCII, names and reason strings).
+    fn compact_is_canonical(&self) -> bool {
+        let e = self.0;
+        maps_are_sorted()
+            && e.changes.as_ref().is_none_or(|changes| {
+                changes.iter().all(|(field, c)| {
+                    key_is_canonical(field)
+                        && compact_is_canonical(&c.old)
+                        && compact_is_canonical(&c.new)
+                })
+            })
+            && e.context
+                .as_ref()
+                .is_none_or(|c| map_is_canonical(&c.extra))
+            && e.metadata.as_ref().is_none_or(map_is_canonical)
+    }
+}
+
+fn map_is_canonical(map: &Map<String, Value>) -> bool {
+    map.iter()
+        .all(|(k, v)| key_is_canonical(k) && compact_is_canonical(v))
+}
+
+impl Serialize for Payload<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        // The keys in their sorted order.
+        let mut map = s.serialize_map(None)?;
+        if let Some(name) = &e.actor.name {
+            map.serialize_entry("actor_name", name)?;
+        }
+        if let Some(changes) = &e.changes {
+            map.serialize_entry("changes", &ChangesView(changes))?;
+        }
+        if let Some(context) = &e.context {
+            map.serialize_entry("context", &ContextView(context))?;
+        }
+        if let Some(metadata) = &e.metadata {
+            map.serialize_entry("metadata", metadata)?;
+        }
+        if let Some(reason) = &e.reason {
+            map.serialize_entry("reason", reason)?;
+        }
+        if let Some(name) = e.resource.as_ref().and_then(|r| r.name.as_ref()) {
+            map.serialize_entry("resource_name", name)?;
+        }
+        map.end()
+    }
+}
+
+/// `{"field": {"new": …, "old": …}, …}`, as [`super::changes_to_json`].
+struct ChangesView<'a>(&'a Changes);
+
+impl Serialize for ChangesView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(field, c)| (field, ChangeView(c))))
+    }
+}
+
+struct ChangeView<'a>(&'a Change);
+
+impl Serialize for ChangeView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("new", &self.0.new)?;
+        map.serialize_entry("old", &self.0.old)?;
+        map.end()
+    }
+}
+
+/// The context as [`Context::to_json`] writes it: the other keys, and the
+/// named ones over them, in key order.
+struct ContextView<'a>(&'a Context);
+
+/// A value of the context: one of the other keys' or a named key's text.
+enum Part<'a> {
+    Value(&'a Value),
+    Text(&'a str),
+    Ip(String),
+}
+
+impl Serialize for Part<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Part::Value(v) => v.serialize(s),
+            Part::Text(t) => s.serialize_str(t),
+            Part::Ip(t) => s.serialize_str(t),
+        }
+    }
+}
+
+impl Serialize for ContextView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let c = self.0;
+        let mut parts: BTreeMap<&str, Part<'_>> = c
+            .extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), Part::Value(v)))
+            .collect();
+        if let Some(ip) = c.ip {
+            parts.insert("ip", Part::Ip(ip.to_string()));
+        }
+        for (key, value) in c.named_texts() {
+            if let Some(value) = value {
+                parts.insert(key, Part::Text(value));
+            }
+        }
+        s.collect_map(parts)
+    }
+}
