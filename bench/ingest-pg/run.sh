@@ -5,6 +5,7 @@
 # indexed table.
 #
 #   bench/ingest-pg/run.sh [seconds]   (needs wrk, psql, PostgreSQL on 127.0.0.1:5432)
+#   TRAILMARK_BIN=path bench/ingest-pg/run.sh   (that build, not this tree's)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-20}"
@@ -12,8 +13,8 @@ lua=bench/ingest
 pg="host=127.0.0.1 port=5432 user=postgres"
 db=tm_bench_ledger
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
-cargo build --release -p trailmark >/dev/null 2>&1
-bin=./target/release/trailmark
+. bench/lib.sh
+bin=$(measured_bin)
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }

@@ -172,6 +172,9 @@ async fn append_once(
     batch: &[NewEvent],
     look_up_all: bool,
 ) -> Result<Vec<Appended>, StoreError> {
+    // The payloads, for their search words: built before the heads are
+    // locked, so other servers' appends do not wait on it.
+    let payloads: Vec<Map<String, Value>> = batch.iter().map(|n| n.event.payload()).collect();
     let mut client = store.client().await?;
     let received = batch.iter().map(|n| n.received_at.unix_millis());
     crate::partitions::ensure(&**client, &store.partitions, received).await?;
@@ -181,7 +184,7 @@ async fn append_once(
         .map_err(db("starting an append"))?;
     let mut heads = lock_heads(&tx, batch).await?;
     let mut known = known_ids(&tx, batch, look_up_all).await?;
-    let (rows, nodes, out) = sequence(batch, &mut heads, &mut known)?;
+    let (rows, nodes, out) = sequence(batch, &payloads, &mut heads, &mut known)?;
     write(&tx, &rows, &nodes, heads).await?;
     // Durable once this returns (synchronous_commit as the server has it;
     // the default, on, waits for the WAL flush).
@@ -278,17 +281,19 @@ async fn known_ids(
     Ok(known)
 }
 
-/// Seqs, envelopes and new nodes for the batch, in order; ids already
-/// stored (or earlier in the batch) answer their first seq.
+/// Seqs, envelopes and new nodes for the batch (`payloads`: each event's
+/// payload, in batch order), in order; ids already stored (or earlier in
+/// the batch) answer their first seq.
 fn sequence(
     batch: &[NewEvent],
+    payloads: &[Map<String, Value>],
     heads: &mut HashMap<String, Head>,
     known: &mut HashMap<(String, String), Seq>,
 ) -> Result<(Rows, Nodes, Vec<Appended>), StoreError> {
     let mut rows = Rows::default();
     let mut nodes = Nodes::default();
     let mut out = Vec::with_capacity(batch.len());
-    for new in batch {
+    for (new, payload) in batch.iter().zip(payloads) {
         let (tenant, id) = (new.tenant(), new.id());
         let key = (tenant.as_str().to_owned(), id.to_string());
         if let Some(seq) = known.get(&key) {
@@ -309,9 +314,6 @@ fn sequence(
         let seq = Seq::new(head.size)
             .ok_or_else(|| StoreError::Conflict(format!("tenant {tenant} is full")))?;
         let committed = &new.committed;
-        // The search words are the payload's (the commitment keeps only
-        // its canonical bytes).
-        let payload = new.event.payload();
         let env = new.seal(seq);
         let leaf_bytes = env.to_canonical()?;
         let leaf = leaf_hash(leaf_bytes.as_bytes());
@@ -320,7 +322,7 @@ fn sequence(
             envelope: &env,
             bytes: leaf_bytes.as_bytes().to_vec(),
             leaf,
-            payload: &payload,
+            payload,
             payload_text: Some(committed.payload_json.as_str().to_owned()),
             salt: Some(committed.salt.as_bytes().to_vec()),
             removed: None,
