@@ -26,10 +26,15 @@ pub(crate) fn compact_is_canonical(value: &Value) -> bool {
             .or_else(|| n.as_i64().map(|i| i.unsigned_abs() <= EXACT))
             .unwrap_or(false),
         Value::Array(items) => items.iter().all(compact_is_canonical),
-        Value::Object(map) => map
-            .iter()
-            .all(|(k, v)| key_is_canonical(k) && compact_is_canonical(v)),
+        Value::Object(map) => map_is_canonical(map),
     }
+}
+
+/// [`compact_is_canonical`] of an object's members: every key as
+/// [`key_is_canonical`] requires, every value so.
+pub(crate) fn map_is_canonical(map: &serde_json::Map<String, Value>) -> bool {
+    map.iter()
+        .all(|(k, v)| key_is_canonical(k) && compact_is_canonical(v))
 }
 
 /// Whether a key's place among sorted keys is the same in UTF-8 byte order
@@ -111,11 +116,7 @@ impl CanonicalJson {
 
     /// Canonicalizes a map (a payload), as [`CanonicalJson::of_value`].
     pub fn of_map(what: &'static str, map: &serde_json::Map<String, Value>) -> Result<Self, Error> {
-        if maps_are_sorted()
-            && map
-                .iter()
-                .all(|(k, v)| key_is_canonical(k) && compact_is_canonical(v))
-        {
+        if maps_are_sorted() && map_is_canonical(map) {
             return Self::of_compact(what, map);
         }
         Self::of(what, map)

@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{Change, Changes, Context, Event};
 use crate::Error;
-use crate::canonical::{CanonicalJson, compact_is_canonical, key_is_canonical, maps_are_sorted};
+use crate::canonical::{
+    CanonicalJson, compact_is_canonical, key_is_canonical, map_is_canonical, maps_are_sorted,
+};
 
 /// The canonical bytes of `event.payload()`.
 pub(super) fn canonical(event: &Event) -> Result<CanonicalJson, Error> {
@@ -44,11 +46,6 @@ impl Payload<'_> {
                 .is_none_or(|c| map_is_canonical(&c.extra))
             && e.metadata.as_ref().is_none_or(map_is_canonical)
     }
-}
-
-fn map_is_canonical(map: &Map<String, Value>) -> bool {
-    map.iter()
-        .all(|(k, v)| key_is_canonical(k) && compact_is_canonical(v))
 }
 
 impl Serialize for Payload<'_> {
@@ -136,5 +133,62 @@ impl Serialize for ContextView<'_> {
             }
         }
         s.collect_map(parts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// The event of `json`, its payload committed in place and through the
+    /// map, and whether the in-place view took its fast path.
+    fn both(json: &Value) -> (String, String, bool) {
+        let event = Event::from_json(json).unwrap();
+        let in_place = canonical(&event).unwrap();
+        let general = CanonicalJson::of("payload", &event.payload()).unwrap();
+        (
+            in_place.as_str().to_owned(),
+            general.as_str().to_owned(),
+            Payload(&event).compact_is_canonical(),
+        )
+    }
+
+    fn event(extra: &Value) -> Value {
+        let mut e = json!({"actor": {"id": "u1", "type": "user", "name": "Ann"},
+                           "action": "update", "resource": {"type": "Invoice", "id": "7", "name": "INV-7"},
+                           "reason": "fix"});
+        for (k, v) in extra.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        e
+    }
+
+    #[test]
+    fn every_part_in_place_gives_the_canonical_bytes_of_the_map() {
+        let (fast, general, took) = both(&event(&json!({
+            "changes": {"total": {"old": 10, "new": 12}, "note": {"old": null, "new": "a\"b"}},
+            "context": {"ip": "203.0.113.7", "user_agent": "ua", "request_id": "r1", "zone": "eu", "a": true},
+            "metadata": {"k": [1, {"b": 2, "a": 1}]},
+        })));
+        assert!(took);
+        assert_eq!(fast, general);
+    }
+
+    #[test]
+    fn a_float_or_a_key_past_u_dfff_goes_through_the_map_with_the_same_bytes() {
+        for extra in [
+            json!({"changes": {"price": {"old": 19.99, "new": 24.5}}}),
+            json!({"metadata": {"\u{e000}k": 1, "z": 2}}),
+            json!({"context": {"x\u{ffff}": "v", "xa": "w"}}),
+            json!({"changes": {"rate": {"old": 0.5, "new": 1e21}}}),
+        ] {
+            let (fast, general, took) = both(&event(&extra));
+            assert!(!took, "{extra}");
+            assert_eq!(fast, general, "{extra}");
+        }
     }
 }
