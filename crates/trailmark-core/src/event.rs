@@ -228,16 +228,50 @@ fn json_bound(value: &Value) -> usize {
     }
 }
 
+/// A member of a context as the payload writes it.
+pub(crate) enum ContextMember<'a> {
+    /// One of the other keys' values.
+    Value(&'a Value),
+    /// A named key's text.
+    Text(&'a str),
+    /// The address, as text.
+    Ip(String),
+}
+
+impl ContextMember<'_> {
+    fn to_value(&self) -> Value {
+        match self {
+            ContextMember::Value(v) => (*v).clone(),
+            ContextMember::Text(t) => Value::String((*t).to_owned()),
+            ContextMember::Ip(t) => Value::String(t.clone()),
+        }
+    }
+}
+
 impl Context {
     /// The context as a JSON object, leaving out absent keys.
     pub fn to_json(&self) -> Map<String, Value> {
-        let mut out = self.extra.clone();
+        self.members()
+            .into_iter()
+            .map(|(key, member)| (key.to_owned(), member.to_value()))
+            .collect()
+    }
+
+    /// The context's members in key order, absent keys left out: the other
+    /// keys, and the named ones over them. The one rule of
+    /// [`Context::to_json`] and of the payload written in place.
+    pub(crate) fn members(&self) -> BTreeMap<&str, ContextMember<'_>> {
+        let mut out: BTreeMap<&str, ContextMember<'_>> = self
+            .extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), ContextMember::Value(v)))
+            .collect();
         if let Some(ip) = self.ip {
-            out.insert("ip".into(), Value::String(ip.to_string()));
+            out.insert("ip", ContextMember::Ip(ip.to_string()));
         }
         for (key, value) in self.named_texts() {
             if let Some(value) = value {
-                out.insert(key.into(), Value::String(value.to_owned()));
+                out.insert(key, ContextMember::Text(value));
             }
         }
         out

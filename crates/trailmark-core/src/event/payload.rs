@@ -2,12 +2,9 @@
 //! bytes as canonicalizing [`Event::payload`], without copying every value
 //! the event holds into a map first (and dropping the copy after).
 
-use std::collections::BTreeMap;
-
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::Value;
 
-use super::{Change, Changes, Context, Event};
+use super::{Change, Changes, Context, ContextMember, Event};
 use crate::Error;
 use crate::canonical::{
     CanonicalJson, compact_is_canonical, key_is_canonical, map_is_canonical, maps_are_sorted,
@@ -95,44 +92,23 @@ impl Serialize for ChangeView<'_> {
     }
 }
 
-/// The context as [`Context::to_json`] writes it: the other keys, and the
-/// named ones over them, in key order.
+/// The context as [`Context::to_json`] writes it (its
+/// [`Context::members`]).
 struct ContextView<'a>(&'a Context);
-
-/// A value of the context: one of the other keys' or a named key's text.
-enum Part<'a> {
-    Value(&'a Value),
-    Text(&'a str),
-    Ip(String),
-}
-
-impl Serialize for Part<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Part::Value(v) => v.serialize(s),
-            Part::Text(t) => s.serialize_str(t),
-            Part::Ip(t) => s.serialize_str(t),
-        }
-    }
-}
 
 impl Serialize for ContextView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let c = self.0;
-        let mut parts: BTreeMap<&str, Part<'_>> = c
-            .extra
-            .iter()
-            .map(|(k, v)| (k.as_str(), Part::Value(v)))
-            .collect();
-        if let Some(ip) = c.ip {
-            parts.insert("ip", Part::Ip(ip.to_string()));
+        s.collect_map(self.0.members())
+    }
+}
+
+impl Serialize for ContextMember<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ContextMember::Value(v) => v.serialize(s),
+            ContextMember::Text(t) => s.serialize_str(t),
+            ContextMember::Ip(t) => s.serialize_str(t),
         }
-        for (key, value) in c.named_texts() {
-            if let Some(value) = value {
-                parts.insert(key, Part::Text(value));
-            }
-        }
-        s.collect_map(parts)
     }
 }
 
@@ -140,7 +116,7 @@ impl Serialize for ContextView<'_> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
