@@ -241,8 +241,14 @@ pub fn now() -> Timestamp {
 
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
     let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|e| ApiError::Forbidden(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut bytes).map_err(no_randomness)?;
     Ok(bytes)
+}
+
+/// The operating system gave no randomness: the server's fault, not the
+/// caller's, so a 503 (retry later), never a 4xx.
+pub fn no_randomness(error: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("no randomness: {error}"))
 }
 
 /// The address a request came from: the TCP peer (behind a reverse proxy,
@@ -710,8 +716,7 @@ impl<S: Store> App<S> {
         scopes: Scopes,
         tenant: Option<TenantId>,
     ) -> Result<(ApiKey, KeyRecord), ApiError> {
-        let key =
-            ApiKey::generate().map_err(|e| ApiError::Forbidden(format!("no randomness: {e}")))?;
+        let key = ApiKey::generate().map_err(no_randomness)?;
         let record = key.record(name, scopes, tenant, now());
         self.store.create_key(record.clone()).await?;
         let mut meta = Map::new();

@@ -29,6 +29,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("the ingest queue is full; retry after a second")]
     Busy,
+    /// The server cannot serve the request now for a fault of its own (the
+    /// operating system gave no randomness): a 503, retry later.
+    #[error("{0}; retry later")]
+    Unavailable(String),
     #[error("storage failed: {0}")]
     Store(#[from] StoreError),
 }
@@ -55,6 +59,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Busy => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(e) => match e.kind() {
                 ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
                 ErrorKind::Conflict => StatusCode::CONFLICT,
@@ -127,6 +132,10 @@ impl IntoResponse for ApiError {
             | ApiError::TooLarge(m)
             | ApiError::Conflict(m) => error(m.clone()),
             ApiError::Busy => error(self.to_string()),
+            ApiError::Unavailable(m) => {
+                tracing::error!(error = %m, "cannot serve the request");
+                error(self.to_string())
+            }
         };
         let mut response = (status, body).into_response();
         if matches!(self, ApiError::Busy) {
@@ -140,5 +149,38 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_randomness_is_the_servers_fault_a_503_to_retry() {
+        let error = crate::app::no_randomness("getrandom: ENOSYS");
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            error_text(response),
+            "no randomness: getrandom: ENOSYS; retry later"
+        );
+    }
+
+    fn error_text(response: Response) -> String {
+        let body = body_bytes(response);
+        let parsed: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+        parsed["error"].as_str().expect("an error text").to_owned()
+    }
+
+    fn body_bytes(response: Response) -> Vec<u8> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime
+            .block_on(axum::body::to_bytes(response.into_body(), 1 << 16))
+            .expect("the body")
+            .to_vec()
     }
 }
