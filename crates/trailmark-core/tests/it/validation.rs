@@ -231,6 +231,32 @@ fn odd_keys_are_quoted_in_paths() {
 }
 
 #[test]
+fn nested_problems_are_named_by_their_whole_path() {
+    let long_key = "k".repeat(trailmark_core::limits::MAX_KEY_BYTES + 1);
+    let mut v = minimal();
+    v["changes"] = json!({
+        "lines": {"old": [{"qty": 1}, {"qty": [9_007_199_254_740_993_u64]}], "new": null},
+        "unit price": {"old": 1, "new": {"n": 9_007_199_254_740_993_u64}},
+    });
+    v["context"] = json!({"ip": "192.0.2.1", long_key.clone(): "x"});
+    v["metadata"] = json!({"a": {"b": [0, {long_key.clone(): 1}]}});
+    let too_large = "integer is too large to be exact (beyond ±2^53−1); send it as a string";
+    let long = format!(
+        "key must be at most {} bytes",
+        trailmark_core::limits::MAX_KEY_BYTES
+    );
+    assert_eq!(
+        errors(&v),
+        [
+            format!("changes.lines.old[1].qty[0]: {too_large}"),
+            format!("changes[\"unit price\"].new.n: {too_large}"),
+            format!("context.{long_key}: {long}"),
+            format!("metadata.a.b[1].{long_key}: {long}"),
+        ]
+    );
+}
+
+#[test]
 fn control_characters_are_refused_in_identifiers_but_not_in_a_reason() {
     assert_eq!(
         errors(&with(minimal(), "/actor/id", json!("4\u{0}2"))),
