@@ -353,8 +353,7 @@ pub(crate) async fn capture(
     }
     let unknown = crate::TableConfig::default();
     let config = tables.get(&name).unwrap_or(&unknown);
-    let mut event = outbox_event(row, config, ids);
-    Ok(match make_valid(&mut event) {
+    Ok(match make_valid(outbox_event(row, config, ids)) {
         Ok(valid) => Ok(valid),
         Err(errors) => Err(errors
             .iter()

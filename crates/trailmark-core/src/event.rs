@@ -74,6 +74,15 @@ impl Event {
         validate::event(value)
     }
 
+    /// [`Event::from_json`] taking the event's bulk (its changes, metadata
+    /// and the context's other keys) out of `value` instead of copying it,
+    /// for a caller done with the value once it is an event. A refused
+    /// value is left as it was, except for an event refused for its size
+    /// as a whole: that is left as [`Event::to_json`] writes it.
+    pub fn take_from_json(value: &mut Value) -> Result<Self, Vec<FieldError>> {
+        validate::event_taking(value)
+    }
+
     /// The event as a producer sends it (the JSON [`Event::from_json`]
     /// reads back to this event): what an in-process producer that validated
     /// once sends to a server over HTTP. Absent parts are left out; the

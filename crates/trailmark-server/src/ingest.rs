@@ -174,7 +174,7 @@ fn prepare_body<S: Store>(
 ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
     let values = parse_body(headers, bytes, app.settings.max_batch)?;
     let default_tenant = own.cloned().unwrap_or_else(TenantId::default_tenant);
-    app.prepare_values(&values, &default_tenant, own)
+    app.prepare_values(values, &default_tenant, own)
 }
 
 /// [`prepare_body`] for `caller`'s key on a blocking thread: parsing,
@@ -294,15 +294,15 @@ impl<S: Store> crate::App<S> {
     /// another tenant is refused. The one validation path of every ingest.
     pub(crate) fn prepare_values(
         &self,
-        values: &[Value],
+        values: Vec<Value>,
         default_tenant: &TenantId,
         own: Option<&TenantId>,
     ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
         let received_at = now();
         let mut problems = Vec::new();
         let mut batch = Vec::with_capacity(values.len());
-        for (index, value) in values.iter().enumerate() {
-            match Event::from_json(value) {
+        for (index, mut value) in values.into_iter().enumerate() {
+            match Event::take_from_json(&mut value) {
                 Ok(event) => {
                     if let (Some(own), Some(asked)) = (own, &event.tenant)
                         && own != asked

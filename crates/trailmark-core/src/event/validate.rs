@@ -266,7 +266,134 @@ impl Checker {
     }
 }
 
+/// What a valid event holds besides its bulk (changes, metadata and the
+/// context's other keys): checked with it, the bulk left in the value to
+/// be copied or taken.
+struct Checked {
+    id: Option<EventId>,
+    occurred_at: Option<Timestamp>,
+    tenant: Option<TenantId>,
+    actor: Actor,
+    action: String,
+    resource: Option<Resource>,
+    outcome: Outcome,
+    reason: Option<String>,
+    /// Without its other keys (`extra` empty).
+    context: Option<Context>,
+}
+
+/// An event's bulk as the value held it, checked.
+struct Bulk {
+    changes: Option<Map<String, Value>>,
+    metadata: Option<Map<String, Value>>,
+    extra: Map<String, Value>,
+}
+
+impl Bulk {
+    fn copied(obj: &Map<String, Value>) -> Self {
+        let part = |key: &str| obj.get(key).and_then(Value::as_object);
+        Bulk {
+            changes: part("changes").cloned(),
+            metadata: part("metadata").cloned(),
+            extra: part("context").map_or_else(Map::new, |ctx| {
+                ctx.iter()
+                    .filter(|(k, v)| is_extra_context(k, v))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }),
+        }
+    }
+
+    fn taken(obj: &mut Map<String, Value>) -> Self {
+        let mut part = |key: &str| match obj.remove(key) {
+            Some(Value::Object(map)) => Some(map),
+            _ => None,
+        };
+        Bulk {
+            changes: part("changes"),
+            metadata: part("metadata"),
+            extra: part("context").map_or_else(Map::new, |ctx| {
+                ctx.into_iter()
+                    .filter(|(k, v)| is_extra_context(k, v))
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// Validates `value` as an event, copying its bulk.
 pub(super) fn event(value: &Value) -> Result<Event, Vec<FieldError>> {
+    let checked = check(value)?;
+    let Some(obj) = value.as_object() else {
+        unreachable!("a checked event is an object")
+    };
+    let event = assemble(checked, Bulk::copied(obj));
+    check_payload_size(&event)?;
+    Ok(event)
+}
+
+/// Validates `value` as an event, taking its bulk out of it instead of
+/// copying it. Refused, it is left as it was, except for an event refused
+/// for its size as a whole: that is left as [`Event::to_json`] writes it.
+pub(super) fn event_taking(value: &mut Value) -> Result<Event, Vec<FieldError>> {
+    let checked = check(value)?;
+    let Some(obj) = value.as_object_mut() else {
+        unreachable!("a checked event is an object")
+    };
+    let event = assemble(checked, Bulk::taken(obj));
+    if let Err(errors) = check_payload_size(&event) {
+        *value = Value::Object(event.to_json());
+        return Err(errors);
+    }
+    Ok(event)
+}
+
+fn assemble(checked: Checked, bulk: Bulk) -> Event {
+    let Checked {
+        id,
+        occurred_at,
+        tenant,
+        actor,
+        action,
+        resource,
+        outcome,
+        reason,
+        context,
+    } = checked;
+    Event {
+        id,
+        occurred_at,
+        tenant,
+        actor,
+        action,
+        resource,
+        outcome,
+        reason,
+        changes: bulk.changes.map(into_changes),
+        context: context.map(|ctx| Context {
+            extra: bulk.extra,
+            ..ctx
+        }),
+        metadata: bulk.metadata,
+    }
+}
+
+/// Checked changes (each an object of `old` and `new` at most) as [`Changes`].
+fn into_changes(map: Map<String, Value>) -> Changes {
+    map.into_iter()
+        .map(|(field, pair)| {
+            let mut pair = match pair {
+                Value::Object(pair) => pair,
+                _ => Map::new(),
+            };
+            let mut side = |key: &str| pair.remove(key).unwrap_or(Value::Null);
+            let (old, new) = (side("old"), side("new"));
+            (field, Change { old, new })
+        })
+        .collect()
+}
+
+fn check(value: &Value) -> Result<Checked, Vec<FieldError>> {
     let Some(obj) = value.as_object() else {
         return Err(vec![FieldError::new("", "an event must be a JSON object")]);
     };
@@ -302,31 +429,26 @@ pub(super) fn event(value: &Value) -> Result<Event, Vec<FieldError>> {
         }),
     };
     let reason = c.text(obj, "reason", "reason", MAX_REASON_BYTES, Text::Prose);
-    let changes = c.object(obj, "changes").map(|m| changes(&mut c, m));
+    if let Some(m) = c.object(obj, "changes") {
+        changes(&mut c, m);
+    }
     let context = c.object(obj, "context").map(|m| context(&mut c, m));
-    let metadata = c.object(obj, "metadata").map(|m| {
+    if let Some(m) = c.object(obj, "metadata") {
         c.members(Path::Field("metadata"), m, 0);
-        m.clone()
-    });
+    }
 
     match (actor, action, outcome) {
-        (Some(actor), Some(action), Some(outcome)) if c.errors.is_empty() => {
-            let event = Event {
-                id,
-                occurred_at,
-                tenant,
-                actor,
-                action,
-                resource,
-                outcome,
-                reason,
-                changes,
-                context,
-                metadata,
-            };
-            check_payload_size(&event)?;
-            Ok(event)
-        }
+        (Some(actor), Some(action), Some(outcome)) if c.errors.is_empty() => Ok(Checked {
+            id,
+            occurred_at,
+            tenant,
+            actor,
+            action,
+            resource,
+            outcome,
+            reason,
+            context,
+        }),
         _ => Err(c.errors),
     }
 }
@@ -462,15 +584,14 @@ fn resource(c: &mut Checker, obj: &Map<String, Value>) -> Option<Resource> {
     })
 }
 
-fn changes(c: &mut Checker, map: &Map<String, Value>) -> Changes {
+fn changes(c: &mut Checker, map: &Map<String, Value>) {
     if map.len() > MAX_CHANGED_FIELDS {
         c.err(
             "changes",
             format!("at most {MAX_CHANGED_FIELDS} fields (got {})", map.len()),
         );
-        return Changes::new();
+        return;
     }
-    let mut out = Changes::new();
     for (field, pair) in map {
         let path = Path::Key(&Path::Field("changes"), field);
         if field.is_empty() || field.len() > MAX_KEY_BYTES {
@@ -485,24 +606,33 @@ fn changes(c: &mut Checker, map: &Map<String, Value>) -> Changes {
             continue;
         };
         c.unknown_keys(pair, path, &["old", "new"], "a change has only old and new");
-        let old = pair.get("old").cloned().unwrap_or(Value::Null);
-        let new = pair.get("new").cloned().unwrap_or(Value::Null);
-        c.value(Path::Key(&path, "old"), &old, 2);
-        c.value(Path::Key(&path, "new"), &new, 2);
-        out.insert(field.clone(), Change { old, new });
+        for side in ["old", "new"] {
+            if let Some(value) = pair.get(side) {
+                c.value(Path::Key(&path, side), value, 2);
+            }
+        }
     }
-    out
 }
 
+/// The context's named keys besides `ip`, their paths and their bounds.
+const NAMED_CONTEXT: [(&str, &str, usize); 5] = [
+    ("user_agent", "context.user_agent", MAX_USER_AGENT_BYTES),
+    ("request_id", "context.request_id", MAX_ID_BYTES),
+    ("session_id", "context.session_id", MAX_ID_BYTES),
+    ("source", "context.source", MAX_SOURCE_BYTES),
+    ("impersonator", "context.impersonator", MAX_ID_BYTES),
+];
+
+/// One of the context's other keys (not named), with a value (null is
+/// the key left out).
+fn is_extra_context(key: &str, value: &Value) -> bool {
+    key != "ip" && !NAMED_CONTEXT.iter().any(|(n, _, _)| *n == key) && !value.is_null()
+}
+
+/// The context's named keys, checked, and its other keys checked (left in
+/// the value: [`Bulk`] copies or takes them).
 fn context(c: &mut Checker, map: &Map<String, Value>) -> Context {
-    // The named keys, their paths and their bounds.
-    let named: [(&str, &str, usize); 5] = [
-        ("user_agent", "context.user_agent", MAX_USER_AGENT_BYTES),
-        ("request_id", "context.request_id", MAX_ID_BYTES),
-        ("session_id", "context.session_id", MAX_ID_BYTES),
-        ("source", "context.source", MAX_SOURCE_BYTES),
-        ("impersonator", "context.impersonator", MAX_ID_BYTES),
-    ];
+    let named = NAMED_CONTEXT;
     let ip = c
         .text(map, "ip", "context.ip", 64, Text::Line)
         .and_then(|s| {
@@ -512,7 +642,7 @@ fn context(c: &mut Checker, map: &Map<String, Value>) -> Context {
         });
     let [user_agent, request_id, session_id, source, impersonator] =
         named.map(|(key, path, max)| c.text(map, key, path, max, Text::Line));
-    let mut ctx = Context {
+    let ctx = Context {
         ip,
         user_agent,
         request_id,
@@ -539,7 +669,6 @@ fn context(c: &mut Checker, map: &Map<String, Value>) -> Context {
                     c.err(path.text(), format!("key must be at most {MAX_KEY_BYTES} bytes"));
                 } else {
                     c.value(path, value, 1);
-                    ctx.extra.insert(key.clone(), value.clone());
                 }
             }
         }

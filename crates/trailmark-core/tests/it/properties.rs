@@ -338,6 +338,19 @@ proptest! {
     }
 
     #[test]
+    fn taking_an_event_from_its_json_gives_what_copying_gives(json in event_json()) {
+        // Valid or not: the same event or the same problems; a refused
+        // value is left as it was.
+        let copied = Event::from_json(&json);
+        let mut value = json.clone();
+        let taken = Event::take_from_json(&mut value);
+        prop_assert_eq!(&taken, &copied);
+        if taken.is_err() {
+            prop_assert_eq!(value, json);
+        }
+    }
+
+    #[test]
     fn committed_payload_bytes_equal_the_rfc_8785_canonicalizer_of_the_payload(json in event_json()) {
         // The commitment writes the payload from the event in place (or,
         // with a float or a key past U+DFFF, from the map): either way the

@@ -208,6 +208,33 @@ fn a_payload_of_exactly_the_limit_is_accepted_and_one_byte_more_is_refused() {
 }
 
 #[test]
+fn an_event_taken_from_json_and_refused_for_its_size_is_left_as_the_same_event() {
+    let overhead = r#"{"metadata":{"blob":""}}"#.len();
+    let mut v = minimal();
+    v["changes"] = json!({"n": {"new": 1}});
+    v["context"] = json!({"x_region": "eu"});
+    v["metadata"] = json!({"blob": "b".repeat(MAX_PAYLOAD_BYTES - overhead)});
+    let refused = errors(&v);
+    assert_eq!(refused.len(), 1);
+    assert!(
+        refused[0].contains("as canonical JSON; at most"),
+        "{refused:?}"
+    );
+    let mut taken = v.clone();
+    let problems: Vec<String> = Event::take_from_json(&mut taken)
+        .unwrap_err()
+        .iter()
+        .map(FieldError::to_string)
+        .collect();
+    assert_eq!(problems, refused);
+    // Its bulk is back, as `to_json` writes it (a change's missing side null).
+    assert_eq!(errors(&taken), refused);
+    assert_eq!(taken["changes"], json!({"n": {"old": null, "new": 1}}));
+    assert_eq!(taken["context"], v["context"]);
+    assert_eq!(taken["metadata"], v["metadata"]);
+}
+
+#[test]
 fn integers_that_a_double_cannot_hold_exactly_are_refused() {
     let mut v = minimal();
     v["metadata"] = json!({"ok": 9_007_199_254_740_991_u64, "too_big": 9_007_199_254_740_993_u64, "n": [-9_007_199_254_740_993_i64]});
