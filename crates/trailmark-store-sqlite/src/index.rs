@@ -23,8 +23,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
-use serde_json::{Map, Value};
-use trailmark_store::{IndexerStatus, StoreError, searchable_words};
+use trailmark_store::{IndexerStatus, StoreError, searchable_words_of_text};
 
 /// The index file's format; another one is rebuilt.
 const INDEX_VERSION: i64 = 2;
@@ -440,19 +439,14 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 impl Row {
     /// The words `q=` finds it by: the one rule of `searchable_words`.
     fn words(&self) -> String {
-        let payload = self
-            .payload
-            .as_deref()
-            .and_then(|p| serde_json::from_str::<Map<String, Value>>(p).ok())
-            .unwrap_or_default();
-        searchable_words(
+        searchable_words_of_text(
             [
                 Some(&self.actor_id),
                 Some(&self.action),
                 self.resource_type.as_deref(),
                 self.resource_id.as_deref(),
             ],
-            &payload,
+            self.payload.as_deref().unwrap_or("{}"),
         )
     }
 }

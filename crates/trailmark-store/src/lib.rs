@@ -23,5 +23,5 @@ pub use types::{
     Access, Appended, CheckpointRecord, CountBy, Cursor, EntryState, Exact, IndexerStatus,
     KeyRecord, NewEvent, Page, Plan, Query, RawEntry, RawEntryRef, RawPage, Read, Removal,
     Sameness, Scope, Scopes, Setting, SigningKeyRecord, Stats, StoredEntry, TenantHead,
-    searchable_text, searchable_words,
+    searchable_text, searchable_words, searchable_words_of_text,
 };

@@ -126,31 +126,127 @@ pub fn searchable_text(envelope: &Envelope, payload: &Map<String, Value>) -> Str
 /// [`searchable_text`] from the envelope's actor id, action, resource type
 /// and resource id as stored beside it (no envelope to parse).
 pub fn searchable_words(envelope: [Option<&str>; 4], payload: &Map<String, Value>) -> String {
-    fn collect(value: &Value, out: &mut String) {
+    fn collect(value: &Value, out: &mut Words) {
         match value {
-            Value::String(s) => {
-                out.push_str(s);
-                out.push(' ');
-            }
-            Value::Number(n) => {
-                out.push_str(&n.to_string());
-                out.push(' ');
-            }
-            Value::Bool(b) => out.push_str(if *b { "true " } else { "false " }),
+            Value::String(s) => out.text(s),
+            Value::Number(n) => out.number(n),
+            Value::Bool(b) => out.boolean(*b),
             Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
             Value::Object(map) => map.values().for_each(|v| collect(v, out)),
             Value::Null => {}
         }
     }
-    let mut out = String::with_capacity(256);
-    for part in envelope.into_iter().flatten() {
-        out.push_str(part);
-        out.push(' ');
-    }
+    let mut out = Words::of(envelope);
     for value in payload.values() {
         collect(value, &mut out);
     }
-    out
+    out.0
+}
+
+/// [`searchable_words`] of a payload's stored JSON text, read in one pass
+/// without building its map: the same words, in the order of the text (the
+/// map's order for canonical text whose keys are below U+E000; the search
+/// index keeps no positions, so order never matters). A text that is not
+/// a JSON object adds no words, as it would not parse as a map.
+pub fn searchable_words_of_text(envelope: [Option<&str>; 4], payload: &str) -> String {
+    let mut out = Words::of(envelope);
+    let kept = out.0.len();
+    let mut reader = serde_json::Deserializer::from_str(payload);
+    let read = serde::de::Deserializer::deserialize_map(&mut reader, Collect(&mut out))
+        .and_then(|()| reader.end());
+    if read.is_err() {
+        out.0.truncate(kept);
+    }
+    out.0
+}
+
+/// The words text: each word followed by a space.
+struct Words(String);
+
+impl Words {
+    fn of(envelope: [Option<&str>; 4]) -> Self {
+        let mut out = Words(String::with_capacity(256));
+        for part in envelope.into_iter().flatten() {
+            out.text(part);
+        }
+        out
+    }
+
+    fn text(&mut self, s: &str) {
+        self.0.push_str(s);
+        self.0.push(' ');
+    }
+
+    fn number(&mut self, n: &serde_json::Number) {
+        self.text(&n.to_string());
+    }
+
+    fn boolean(&mut self, b: bool) {
+        self.text(if b { "true" } else { "false" });
+    }
+}
+
+/// Adds every string, number and boolean of the JSON it reads to the words.
+struct Collect<'a>(&'a mut Words);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Collect<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<(), D::Error> {
+        reader.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Collect<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<(), E> {
+        self.0.boolean(b);
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<(), E> {
+        self.0.number(&n.into());
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<(), E> {
+        self.0.number(&n.into());
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<(), E> {
+        // JSON text holds no NaN or infinity.
+        if let Some(n) = serde_json::Number::from_f64(n) {
+            self.0.number(&n);
+        }
+        Ok(())
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<(), E> {
+        self.0.text(s);
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        while items.next_element_seed(Collect(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut members: A) -> Result<(), A::Error> {
+        while members.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            members.next_value_seed(Collect(&mut *self.0))?;
+        }
+        Ok(())
+    }
 }
 
 /// Where an event ended up. `duplicate` is true when its id was already in
@@ -934,4 +1030,68 @@ pub struct IndexerStatus {
     pub rate: f64,
     /// Whether its last batch failed (it retries each second).
     pub failing: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ENVELOPE: [Option<&str>; 4] = [Some("u7"), Some("invoice.update"), Some("Invoice"), None];
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1.0e6..1.0e6f64).prop_map(Value::from),
+            "[a-z \\\"\u{e9}\u{1f600}]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_\u{e9}]{1,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn words_of_the_stored_text_are_the_words_of_the_parsed_payload(
+            payload in prop::collection::btree_map("[a-z_\u{e9}]{1,8}", json(), 0..5),
+        ) {
+            // What the indexer did before: parse the stored text, then
+            // take the words of the map.
+            let payload: Map<String, Value> = payload.into_iter().collect();
+            let stored = trailmark_core::CanonicalJson::of_map("payload", &payload).unwrap();
+            let parsed: Map<String, Value> = serde_json::from_str(stored.as_str()).unwrap();
+            prop_assert_eq!(
+                searchable_words_of_text(ENVELOPE, stored.as_str()),
+                searchable_words(ENVELOPE, &parsed)
+            );
+        }
+    }
+
+    #[test]
+    fn a_text_that_is_not_an_object_adds_no_words() {
+        for text in [
+            "[1, \"a\"]",
+            "\"a\"",
+            "{\"a\": \"b\"",
+            "{\"a\": \"b\"} x",
+            "",
+        ] {
+            assert_eq!(
+                searchable_words_of_text(ENVELOPE, text),
+                "u7 invoice.update Invoice ",
+                "{text}"
+            );
+        }
+        assert_eq!(
+            searchable_words_of_text(ENVELOPE, r#"{"b": [true, 2.5, null], "a": {"x": "y z"}}"#),
+            "u7 invoice.update Invoice true 2.5 y z "
+        );
+    }
 }
