@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Two builds of trailmark, side by side in one run: each serves a fresh embedded store
-# in turn (interleaved rounds, so machine noise falls on both), loaded with
-# bench/query/load.lua's varied events, batched (1000 per request, 8 connections) and
-# single (64 connections). Prints events/s and p99 per round and the ratio of the
-# medians.
+# in turn (interleaved rounds, which goes first alternating, so machine noise and the
+# position fall on both), loaded with bench/query/load.lua's varied events, batched
+# (1000 per request, 8 connections) and single (64 connections). Prints events/s, p99
+# and the server's CPU per event (user + system during the load) per round, and the
+# ratios of the medians.
 #
 #   bench/ab/run.sh OLD_BINARY NEW_BINARY [seconds] [rounds]     (needs wrk)
 #   IDS=1 bench/ab/run.sh ...     every event with its own id (see bench/query/load.lua)
@@ -24,25 +25,36 @@ one() { # binary, mode -> "rate p99"
   server=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:7979/healthz >/dev/null && break; sleep 0.1; done
   if [ "$2" = batched ]; then per=1000; conns=8; else per=1; conns=64; fi
+  ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
+  before=$(ticks)
   out=$(TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key") EVENTS=$per \
     wrk -t2 -c"$conns" -d"${secs}s" --latency -s bench/query/load.lua http://127.0.0.1:7979/v1/events 2>&1)
+  used=$(( $(ticks) - before ))
   kill "$server"; wait "$server" 2>/dev/null || true
   rm -rf "$data"
   if grep -q "unexpected status" <<<"$out"; then echo "refused requests" >&2; exit 1; fi
-  awk -v per="$per" '/Requests\/sec/ {r = $2 * per} / 99%/ {p = $2} END {printf "%.0f %s\n", r, p}' <<<"$out"
+  awk -v per="$per" -v used="$used" -v hz="$(getconf CLK_TCK)" \
+    '/requests in/ {n = $1 * per} /Requests\/sec/ {r = $2 * per} / 99%/ {p = $2}
+     END {printf "%.0f %s %.1f\n", r, p, used / hz * 1e6 / n}' <<<"$out"
 }
 for mode in batched single; do
   for round in $(seq "$rounds"); do
-    echo "$mode old $(one "$old" "$mode")"
-    echo "$mode new $(one "$new" "$mode")"
+    if [ $((round % 2)) -eq 1 ]; then order="old new"; else order="new old"; fi
+    for build in $order; do
+      if [ "$build" = old ]; then bin="$old"; else bin="$new"; fi
+      echo "$mode $build $(one "$bin" "$mode")"
+    done
   done
 done | tee /dev/stderr | python3 -c '
 import statistics, sys
-rates = {}
+rates, cpus = {}, {}
 for line in sys.stdin:
-    mode, build, rate, _ = line.split()
+    mode, build, rate, _, cpu = line.split()
     rates.setdefault((mode, build), []).append(float(rate))
+    cpus.setdefault((mode, build), []).append(float(cpu))
 for mode in ("batched", "single"):
     old, new = statistics.median(rates[(mode, "old")]), statistics.median(rates[(mode, "new")])
-    print(f"{mode}: old median {old:.0f} events/s, new median {new:.0f} events/s, new/old {new / old:.2f}")
+    cold, cnew = statistics.median(cpus[(mode, "old")]), statistics.median(cpus[(mode, "new")])
+    print(f"{mode}: old median {old:.0f} events/s, new median {new:.0f} events/s, new/old {new / old:.2f}; "
+          f"server CPU {cold:.1f} -> {cnew:.1f} us/event, new/old {cnew / cold:.2f}")
 '

@@ -63,7 +63,10 @@ in_serve() {
   $bin serve --data-dir "$work/a" --listen 127.0.0.1:7981 --capture-source "$pg dbname=$db" >/dev/null 2>&1 &
   server=$!
   s=$(waited "$start")
-  echo "$name in-serve: $rows rows in $s s = $(echo "$rows / $s" | bc) rows/s (serve's start included)"
+  # serve's CPU (user + system, in clock ticks) until the ledger held every
+  # row: steadier than the rate on a noisy machine.
+  cpu=$(awk -v hz="$(getconf CLK_TCK)" -v rows="$rows" '{printf "%.1f", ($14 + $15) / hz * 1e6 / rows}' "/proc/$server/stat")
+  echo "$name in-serve: $rows rows in $s s = $(echo "$rows / $s" | bc) rows/s (serve's start included), serve's CPU $cpu us/row"
   kill -TERM "$server"; wait "$server" || true
 }
 
