@@ -1,5 +1,7 @@
 //! Reads, on pooled read-only connections (WAL lets them run beside the writer).
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt::Write as _;
 
 use rusqlite::types::Value as SqlValue;
@@ -246,7 +248,10 @@ pub(crate) fn entry_by_id(
 }
 
 /// [`entry_by_id`] for each key, in one read transaction (one snapshot,
-/// one lock taken instead of one per key).
+/// one lock taken instead of one per key). An id above the greatest its
+/// tenant holds is not there without looking (ids are stored as their
+/// text, which sorts as their bytes do): a batch of new ids that rise
+/// (UUIDv7, captured changes) costs one lookup per tenant, not one per id.
 pub(crate) fn entries_by_ids(
     conn: &Connection,
     keys: &[(TenantId, EventId)],
@@ -254,12 +259,31 @@ pub(crate) fn entries_by_ids(
     let tx = conn
         .unchecked_transaction()
         .map_err(db("starting a read"))?;
-    let found = keys
-        .iter()
-        .map(|(tenant, id)| entry_by_id(&tx, std::slice::from_ref(tenant), *id))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut greatest: HashMap<&TenantId, Option<String>> = HashMap::new();
+    let mut found = Vec::with_capacity(keys.len());
+    for (tenant, id) in keys {
+        let greatest = match greatest.entry(tenant) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => slot.insert(greatest_id(&tx, tenant)?),
+        };
+        let above = greatest
+            .as_deref()
+            .is_none_or(|greatest| id.to_string().as_str() > greatest);
+        found.push(if above {
+            None
+        } else {
+            entry_by_id(&tx, std::slice::from_ref(tenant), *id)?
+        });
+    }
     tx.finish().map_err(db("ending a read"))?;
     Ok(found)
+}
+
+/// The greatest id `tenant` holds (one step down its id index), if any.
+fn greatest_id(conn: &Connection, tenant: &TenantId) -> Result<Option<String>, StoreError> {
+    conn.prepare_cached("SELECT id FROM entries WHERE tenant = ? ORDER BY id DESC LIMIT 1")
+        .and_then(|mut st| st.query_row([tenant.as_str()], |r| r.get(0)).optional())
+        .map_err(db("reading a tenant's greatest id"))
 }
 
 /// A free-text search as an FTS5 query: every word (run of letters and

@@ -260,6 +260,9 @@ pub async fn ids_of_a_batch_are_looked_up_in_one_read_in_order<H: Harness>(h: &H
     let b = store.entries(&tenant("b"), 0, 2).await.unwrap();
     let id = |e: &crate::StoredEntry| e.envelope().unwrap().id;
     let unknown = EventId::parse("0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d5e").unwrap();
+    // Below and above every id stored.
+    let lowest = EventId::parse("00000000-0000-8000-8000-000000000000").unwrap();
+    let highest = EventId::parse("ffffffff-ffff-8fff-bfff-ffffffffffff").unwrap();
     let keys = vec![
         (tenant("b"), id(&b[1])),
         (tenant("a"), id(&a[2])),
@@ -269,6 +272,11 @@ pub async fn ids_of_a_batch_are_looked_up_in_one_read_in_order<H: Harness>(h: &H
         (tenant("a"), id(&a[0])),
         // Asked twice: answered twice.
         (tenant("b"), id(&b[1])),
+        (tenant("a"), lowest),
+        (tenant("a"), highest),
+        // A tenant that holds nothing.
+        (tenant("c"), id(&a[1])),
+        (tenant("b"), id(&b[0])),
     ];
     let found: Vec<Option<Vec<u8>>> = store
         .entries_by_ids(&keys)
@@ -286,7 +294,11 @@ pub async fn ids_of_a_batch_are_looked_up_in_one_read_in_order<H: Harness>(h: &H
             None,
             None,
             bytes(&a[0]),
-            bytes(&b[1])
+            bytes(&b[1]),
+            None,
+            None,
+            None,
+            bytes(&b[0]),
         ]
     );
     assert!(store.entries_by_ids(&[]).await.unwrap().is_empty());
