@@ -251,7 +251,7 @@ pub(crate) fn entry_by_id(
 /// one lock taken instead of one per key). An id above the greatest its
 /// tenant holds is not there without looking (ids are stored as their
 /// text, which sorts as their bytes do): a batch of new ids that rise
-/// (UUIDv7, captured changes) costs one lookup per tenant, not one per id.
+/// (`UUIDv7`, captured changes) costs one lookup per tenant, not one per id.
 pub(crate) fn entries_by_ids(
     conn: &Connection,
     keys: &[(TenantId, EventId)],
