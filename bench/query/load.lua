@@ -1,7 +1,8 @@
 -- Events with varied actors, resources and actions: EVENTS per request (default 1000,
 -- sent as an array; 1 sends one event as an object, as an application would).
--- IDS=1: each event carries its own id (a random UUIDv4), as the Python client and the
--- capture drainers send them (the server then looks up whether the id is already used).
+-- IDS=1: each event carries its own id, a random UUIDv4: the server then looks up
+-- whether each id is already used (the worst case; the client packages send UUIDv7 and
+-- the capture drainers rising ids, which the embedded store answers without a lookup).
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("TRAILMARK_KEY")
