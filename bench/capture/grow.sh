@@ -6,6 +6,7 @@
 # the bytes serve wrote to disk per event, and the data dir's size.
 #
 #   TRAILMARK_BIN_BEFORE=path/to/trailmark bench/capture/grow.sh [rows] [step] [rounds]
+#   TRAILMARK_BIN=path ...     measures that build instead of this tree's
 #
 # Needs the wal_level = logical cluster scripts/logical-cluster makes and starts.
 set -euo pipefail
@@ -16,7 +17,7 @@ rounds="${3:-1}"
 before="${TRAILMARK_BIN_BEFORE:?set TRAILMARK_BIN_BEFORE to the build to compare with}"
 pg="$(scripts/logical-cluster)"
 . bench/lib.sh
-cargo build --release -p trailmark >/dev/null 2>&1
+bin=$(measured_bin)
 work=$(mktemp -d)
 server=""
 trap 'kill "$server" 2>/dev/null || true; drop_databases "$pg" "tm_bench_grow%"; rm -rf "$work"' EXIT
@@ -72,9 +73,9 @@ for round in $(seq "$rounds"); do
   echo "== round $round: $rows rows, WAL mode, drained inside serve"
   if [ $((round % 2)) = 1 ]; then
     run before "$before"
-    run this ./target/release/trailmark
+    run this "$bin"
   else
-    run this ./target/release/trailmark
+    run this "$bin"
     run before "$before"
   fi
 done
