@@ -266,21 +266,10 @@ impl Checker {
     }
 }
 
-/// What a valid event holds besides its bulk (changes, metadata and the
-/// context's other keys): checked with it, the bulk left in the value to
-/// be copied or taken.
-struct Checked {
-    id: Option<EventId>,
-    occurred_at: Option<Timestamp>,
-    tenant: Option<TenantId>,
-    actor: Actor,
-    action: String,
-    resource: Option<Resource>,
-    outcome: Outcome,
-    reason: Option<String>,
-    /// Without its other keys (`extra` empty).
-    context: Option<Context>,
-}
+/// A valid event but for its bulk (changes, metadata and the context's
+/// other keys): checked with it, the bulk left in the value to be copied or
+/// taken ([`assemble`] puts it in).
+struct Checked(Event);
 
 /// An event's bulk as the value held it, checked.
 struct Bulk {
@@ -348,34 +337,13 @@ pub(super) fn event_taking(value: &mut Value) -> Result<Event, Vec<FieldError>> 
     Ok(event)
 }
 
-fn assemble(checked: Checked, bulk: Bulk) -> Event {
-    let Checked {
-        id,
-        occurred_at,
-        tenant,
-        actor,
-        action,
-        resource,
-        outcome,
-        reason,
-        context,
-    } = checked;
-    Event {
-        id,
-        occurred_at,
-        tenant,
-        actor,
-        action,
-        resource,
-        outcome,
-        reason,
-        changes: bulk.changes.map(into_changes),
-        context: context.map(|ctx| Context {
-            extra: bulk.extra,
-            ..ctx
-        }),
-        metadata: bulk.metadata,
+fn assemble(Checked(mut event): Checked, bulk: Bulk) -> Event {
+    event.changes = bulk.changes.map(into_changes);
+    event.metadata = bulk.metadata;
+    if let Some(context) = &mut event.context {
+        context.extra = bulk.extra;
     }
+    event
 }
 
 /// Checked changes (each an object of `old` and `new` at most) as [`Changes`].
@@ -438,7 +406,7 @@ fn check(value: &Value) -> Result<Checked, Vec<FieldError>> {
     }
 
     match (actor, action, outcome) {
-        (Some(actor), Some(action), Some(outcome)) if c.errors.is_empty() => Ok(Checked {
+        (Some(actor), Some(action), Some(outcome)) if c.errors.is_empty() => Ok(Checked(Event {
             id,
             occurred_at,
             tenant,
@@ -447,8 +415,10 @@ fn check(value: &Value) -> Result<Checked, Vec<FieldError>> {
             resource,
             outcome,
             reason,
+            changes: None,
             context,
-        }),
+            metadata: None,
+        })),
         _ => Err(c.errors),
     }
 }
