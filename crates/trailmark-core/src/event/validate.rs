@@ -593,16 +593,19 @@ const NAMED_CONTEXT: [(&str, &str, usize); 5] = [
     ("impersonator", "context.impersonator", MAX_ID_BYTES),
 ];
 
-/// One of the context's other keys (not named), with a value (null is
-/// the key left out).
+/// One of the context's other keys: neither `ip` nor a named one.
+fn is_other_context_key(key: &str) -> bool {
+    key != "ip" && !NAMED_CONTEXT.iter().any(|(n, _, _)| *n == key)
+}
+
+/// One of the context's other keys with a value (null is the key left out).
 fn is_extra_context(key: &str, value: &Value) -> bool {
-    key != "ip" && !NAMED_CONTEXT.iter().any(|(n, _, _)| *n == key) && !value.is_null()
+    is_other_context_key(key) && !value.is_null()
 }
 
 /// The context's named keys, checked, and its other keys checked (left in
 /// the value: [`Bulk`] copies or takes them).
 fn context(c: &mut Checker, map: &Map<String, Value>) -> Context {
-    let named = NAMED_CONTEXT;
     let ip = c
         .text(map, "ip", "context.ip", 64, Text::Line)
         .and_then(|s| {
@@ -611,7 +614,7 @@ fn context(c: &mut Checker, map: &Map<String, Value>) -> Context {
                 .ok()
         });
     let [user_agent, request_id, session_id, source, impersonator] =
-        named.map(|(key, path, max)| c.text(map, key, path, max, Text::Line));
+        NAMED_CONTEXT.map(|(key, path, max)| c.text(map, key, path, max, Text::Line));
     let ctx = Context {
         ip,
         user_agent,
@@ -623,7 +626,7 @@ fn context(c: &mut Checker, map: &Map<String, Value>) -> Context {
     };
     let extra: Vec<_> = map
         .iter()
-        .filter(|(k, _)| k.as_str() != "ip" && !named.iter().any(|(n, _, _)| n == k))
+        .filter(|(k, _)| is_other_context_key(k))
         .collect();
     if extra.len() > MAX_EXTRA_CONTEXT_KEYS {
         c.err("context", format!("at most {MAX_EXTRA_CONTEXT_KEYS} keys besides the named ones; put the rest in metadata"));
