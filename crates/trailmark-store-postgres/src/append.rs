@@ -2,8 +2,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
-use trailmark_core::{Envelope, IndexedColumns, Seq, TenantId};
+use trailmark_core::{ColumnsOf, ContextColumns, Envelope, Seq, TenantId, context_of_text};
 use trailmark_log::{CompactRange, Hash, TreeSize, leaf_hash};
 use trailmark_store::{Appended, NewEvent, Removal, StoreError, searchable_text};
 
@@ -56,7 +55,8 @@ pub(crate) struct Head {
 
 /// The words `q=` can find in an entry: those of its searchable text (the
 /// embedded store indexes the same text), lower-cased, each once.
-pub(crate) fn words(envelope: &Envelope, payload: &Map<String, Value>) -> Vec<String> {
+/// `payload`: its stored JSON text (None once erased).
+pub(crate) fn words(envelope: &Envelope, payload: Option<&str>) -> Vec<String> {
     let mut out = Vec::new();
     crate::search::split(&searchable_text(envelope, payload), &mut out);
     out.sort_unstable();
@@ -88,23 +88,33 @@ impl Head {
 }
 
 /// One entry as it is stored: the envelope's bytes and leaf hash, its
-/// payload as text and salt (None once erased). Its query columns are
-/// derived by [`IndexedColumns::derive`].
+/// payload as canonical JSON text and salt (None once erased). Its query
+/// columns are those of [`ColumnsOf`], with the context's read from the
+/// text; its search words are read from the text too (no payload map).
 pub(crate) struct NewRow<'a> {
     pub(crate) envelope: &'a Envelope,
     pub(crate) bytes: Vec<u8>,
     pub(crate) leaf: Hash,
-    pub(crate) payload: &'a Map<String, Value>,
     pub(crate) payload_text: Option<String>,
     pub(crate) salt: Option<Vec<u8>>,
     pub(crate) removed: Option<Removal>,
 }
 
 impl Rows {
-    pub(crate) fn push(&mut self, row: NewRow<'_>) {
+    /// Adds one row; refused when its payload text is not a JSON object.
+    pub(crate) fn push(&mut self, row: NewRow<'_>) -> Result<(), StoreError> {
         let env = row.envelope;
-        self.words.push(words(env, row.payload));
-        let columns = IndexedColumns::derive(env, Some(row.payload));
+        let text = row.payload_text.as_deref();
+        let context = match text {
+            Some(text) => context_of_text(text).ok_or_else(|| {
+                StoreError::Unreadable(format!("entry {}: payload is not a JSON object", env.id))
+            })?,
+            None => ContextColumns::default(),
+        };
+        self.words.push(words(env, text));
+        let columns =
+            ColumnsOf::with_context(env, context.ip.as_deref(), context.request_id.as_deref())
+                .to_owned();
         self.tenant.push(columns.tenant);
         self.seq.push(to_i64(columns.seq));
         self.id.push(columns.id);
@@ -133,6 +143,7 @@ impl Rows {
         self.salt.push(row.salt);
         self.ip.push(columns.ip);
         self.request_id.push(columns.request_id);
+        Ok(())
     }
 }
 
@@ -172,9 +183,6 @@ async fn append_once(
     batch: &[NewEvent],
     look_up_all: bool,
 ) -> Result<Vec<Appended>, StoreError> {
-    // The payloads, for their search words: built before the heads are
-    // locked, so other servers' appends do not wait on it.
-    let payloads: Vec<Map<String, Value>> = batch.iter().map(|n| n.event.payload()).collect();
     let mut client = store.client().await?;
     let received = batch.iter().map(|n| n.received_at.unix_millis());
     crate::partitions::ensure(&**client, &store.partitions, received).await?;
@@ -184,7 +192,7 @@ async fn append_once(
         .map_err(db("starting an append"))?;
     let mut heads = lock_heads(&tx, batch).await?;
     let mut known = known_ids(&tx, batch, look_up_all).await?;
-    let (rows, nodes, out) = sequence(batch, &payloads, &mut heads, &mut known)?;
+    let (rows, nodes, out) = sequence(batch, &mut heads, &mut known)?;
     write(&tx, &rows, &nodes, heads).await?;
     // Durable once this returns (synchronous_commit as the server has it;
     // the default, on, waits for the WAL flush).
@@ -281,19 +289,17 @@ async fn known_ids(
     Ok(known)
 }
 
-/// Seqs, envelopes and new nodes for the batch (`payloads`: each event's
-/// payload, in batch order), in order; ids already stored (or earlier in
-/// the batch) answer their first seq.
+/// Seqs, envelopes and new nodes for the batch, in order; ids already
+/// stored (or earlier in the batch) answer their first seq.
 fn sequence(
     batch: &[NewEvent],
-    payloads: &[Map<String, Value>],
     heads: &mut HashMap<String, Head>,
     known: &mut HashMap<(String, String), Seq>,
 ) -> Result<(Rows, Nodes, Vec<Appended>), StoreError> {
     let mut rows = Rows::default();
     let mut nodes = Nodes::default();
     let mut out = Vec::with_capacity(batch.len());
-    for (new, payload) in batch.iter().zip(payloads) {
+    for new in batch {
         let (tenant, id) = (new.tenant(), new.id());
         let key = (tenant.as_str().to_owned(), id.to_string());
         if let Some(seq) = known.get(&key) {
@@ -322,11 +328,10 @@ fn sequence(
             envelope: &env,
             bytes: leaf_bytes.as_bytes().to_vec(),
             leaf,
-            payload,
             payload_text: Some(committed.payload_json.as_str().to_owned()),
             salt: Some(committed.salt.as_bytes().to_vec()),
             removed: None,
-        });
+        })?;
         known.insert(key, seq);
         out.push(Appended {
             id,

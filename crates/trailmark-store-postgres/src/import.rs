@@ -78,19 +78,18 @@ impl PgStore {
             }
             let leaf = leaf_hash(&entry.envelope_bytes);
             head.append(tenant, leaf, &mut nodes)?;
-            // The payload is parsed for its search words and columns; its
-            // stored text is copied byte for byte (the digest commits to it).
-            let payload = entry.payload()?.unwrap_or_default();
+            // The payload's search words and columns are read from its
+            // stored text, which is copied byte for byte (the digest
+            // commits to it).
             rows.push(NewRow {
                 envelope: &env,
                 bytes: entry.envelope_bytes.clone(),
                 leaf,
-                payload: &payload,
                 payload_text: entry.payload_text.clone(),
                 salt: entry.salt.as_ref().map(|s| s.as_bytes().to_vec()),
                 // The marker goes with an entry whose payload is gone.
                 removed: entry.removed.filter(|_| entry.payload_text.is_none()),
-            });
+            })?;
         }
         let mut heads = HashMap::new();
         heads.insert(tenant.as_str().to_owned(), head);

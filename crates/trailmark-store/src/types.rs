@@ -110,17 +110,20 @@ impl Sameness {
 
 /// The text `q=` searches in an entry: its actor id, action, resource type
 /// and id, then every payload string, number and boolean, each followed by a
-/// space. Both stores index the words of this text.
-pub fn searchable_text(envelope: &Envelope, payload: &Map<String, Value>) -> String {
-    searchable_words(
-        [
-            Some(envelope.actor_id.as_str()),
-            Some(envelope.action.as_str()),
-            envelope.resource_type.as_deref(),
-            envelope.resource_id.as_deref(),
-        ],
-        payload,
-    )
+/// space. Both stores index the words of this text. `payload` is the
+/// payload's stored JSON text (None once erased), read as
+/// [`searchable_words_of_text`] reads it.
+pub fn searchable_text(envelope: &Envelope, payload: Option<&str>) -> String {
+    let parts = [
+        Some(envelope.actor_id.as_str()),
+        Some(envelope.action.as_str()),
+        envelope.resource_type.as_deref(),
+        envelope.resource_id.as_deref(),
+    ];
+    match payload {
+        Some(text) => searchable_words_of_text(parts, text),
+        None => Words::of(parts).0,
+    }
 }
 
 /// [`searchable_text`] from the envelope's actor id, action, resource type
