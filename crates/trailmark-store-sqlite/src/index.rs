@@ -679,19 +679,26 @@ impl Indexer {
 }
 
 /// Writes each index's keys of `rows` in key order (each B-tree is then
-/// written page after page, not at random) and their words.
+/// written page after page, not at random), their counts, and last their
+/// words, one row a statement.
+///
+/// The search index keeps the words of a transaction in memory and writes
+/// them as one segment when it ends, but also whenever a statement opens a
+/// statement savepoint after the search index joined the transaction: any
+/// statement that writes several rows and may fail halfway (a multi-row
+/// insert, an upsert) opens one. Inserting its words in multi-row
+/// statements, or keys after them, made a segment of every 128 entries and
+/// kept FTS5 merging them. A one-row insert opens no savepoint, so the
+/// words go last and one at a time: one segment a transaction.
 fn insert_rows(tx: &Connection, rows: &[Row]) -> Result<(), StoreError> {
     let run = || -> rusqlite::Result<()> {
         insert_keys(tx, rows)?;
-        let words: Vec<(i64, String)> = rows.iter().map(|r| (r.pos, r.words())).collect();
-        insert_many(
-            tx,
-            "INSERT INTO ix.ix_fts (rowid, body)",
-            "",
-            &words,
-            |(pos, body)| [pos, body],
-        )?;
-        insert_counts(tx, rows)
+        insert_counts(tx, rows)?;
+        let mut words = tx.prepare_cached("INSERT INTO ix.ix_fts (rowid, body) VALUES (?1, ?2)")?;
+        for r in rows {
+            words.execute(params![r.pos, r.words()])?;
+        }
+        Ok(())
     };
     run().map_err(db("writing the index file"))
 }

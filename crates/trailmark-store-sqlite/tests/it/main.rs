@@ -537,3 +537,38 @@ async fn an_index_file_of_another_ledger_is_rebuilt() {
         assert_eq!(&found(&store, q).await, expected, "{q:?}");
     }
 }
+
+/// The search segments of the index file beside the ledger file `db`:
+/// FTS5 keeps one `%_idx` row per leaf page, each naming its segment.
+fn search_segments(db: &std::path::Path) -> i64 {
+    let mut index = db.as_os_str().to_owned();
+    index.push("-index");
+    let conn = rusqlite::Connection::open(std::path::PathBuf::from(index)).unwrap();
+    conn.query_row("SELECT count(DISTINCT segid) FROM ix_fts_idx", [], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
+/// One indexer transaction writes its words as one search segment: a
+/// segment per statement (a multi-row insert, or an upsert after the words,
+/// makes FTS5 flush what it holds) kept FTS5 merging small segments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_batch_writes_its_words_as_one_search_segment() {
+    use trailmark_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trailmark.db");
+    let store = SqliteStore::open_with(&path, without_indexer()).unwrap();
+    let batch = (0..600)
+        .map(trailmark_store::testkit::realistic_event)
+        .collect();
+    store.append(batch).await.unwrap();
+    store.shutdown();
+    // Opened with its indexer, the store indexes the 600 entries in one
+    // transaction (fewer than a batch holds).
+    let store = SqliteStore::open(&path).unwrap();
+    caught_up(&store).await;
+    store.shutdown();
+    assert!(!indexed_words(&path).is_empty());
+    assert_eq!(search_segments(&path), 1);
+}
