@@ -255,7 +255,7 @@ pub fn outbox_event(row: &OutboxRow, table: &TableConfig, ids: &crate::EventIds)
         event["resource"]["name"] = json!(text(name));
     }
     if !matches!(row.op.as_str(), "truncate" | "pause" | "resume") {
-        event["changes"] = trailmark_core::changes_to_json(&diff_rows(old.as_ref(), new.as_ref()));
+        event["changes"] = trailmark_core::changes_into_json(diff_rows(old, new));
     }
     if let Some(tenant) = get("tenant") {
         event["tenant"] = json!(tenant);

@@ -7,38 +7,28 @@ use crate::{Change, Changes};
 /// A database row: column name → value.
 pub type Row = Map<String, Value>;
 
-/// The changes between two versions of a row.
+/// The changes between two versions of a row, moved out of them.
 ///
 /// - insert (`old` is `None`): every column, `old: null`;
 /// - delete (`new` is `None`): every column, `new: null`;
 /// - update: only the columns whose value differs (a column present on one
 ///   side only counts as changed, its missing side `null`).
-pub fn diff_rows(old: Option<&Row>, new: Option<&Row>) -> Changes {
-    let empty = Row::new();
-    let (before, after) = (old.unwrap_or(&empty), new.unwrap_or(&empty));
+pub fn diff_rows(old: Option<Row>, new: Option<Row>) -> Changes {
+    let mut before = old.unwrap_or_default();
     let mut changes = Changes::new();
-    for (column, value) in after {
-        let previous = before.get(column).unwrap_or(&Value::Null);
-        if old.is_none() || previous != value || !before.contains_key(column) {
-            changes.insert(
-                column.clone(),
-                Change {
-                    old: previous.clone(),
-                    new: value.clone(),
-                },
-            );
+    for (column, value) in new.unwrap_or_default() {
+        match before.remove(&column) {
+            Some(previous) if previous == value => {}
+            previous => {
+                let old = previous.unwrap_or(Value::Null);
+                changes.insert(column, Change { old, new: value });
+            }
         }
     }
+    // What is left was only in the old row.
     for (column, value) in before {
-        if !after.contains_key(column) {
-            changes.insert(
-                column.clone(),
-                Change {
-                    old: value.clone(),
-                    new: Value::Null,
-                },
-            );
-        }
+        let new = Value::Null;
+        changes.insert(column, Change { old: value, new });
     }
     changes
 }
@@ -147,7 +137,7 @@ mod tests {
     fn insert_lists_every_column_with_old_null() {
         let new = row(json!({"id": 61, "name": "Acme", "price": "19.99"}));
         assert_eq!(
-            as_json(&diff_rows(None, Some(&new))),
+            as_json(&diff_rows(None, Some(new))),
             json!({"id": {"old": null, "new": 61}, "name": {"old": null, "new": "Acme"},
                    "price": {"old": null, "new": "19.99"}})
         );
@@ -157,7 +147,7 @@ mod tests {
     fn delete_lists_every_column_with_new_null() {
         let old = row(json!({"id": 61, "note": null}));
         assert_eq!(
-            as_json(&diff_rows(Some(&old), None)),
+            as_json(&diff_rows(Some(old), None)),
             json!({"id": {"old": 61, "new": null}, "note": {"old": null, "new": null}})
         );
     }
@@ -167,22 +157,22 @@ mod tests {
         let old = row(json!({"id": 61, "price": "19.99", "tags": [1], "gone": 1}));
         let new = row(json!({"id": 61, "price": "24.99", "tags": [1], "added": null}));
         assert_eq!(
-            as_json(&diff_rows(Some(&old), Some(&new))),
+            as_json(&diff_rows(Some(old.clone()), Some(new))),
             json!({"price": {"old": "19.99", "new": "24.99"}, "gone": {"old": 1, "new": null},
                    "added": {"old": null, "new": null}})
         );
-        assert!(diff_rows(Some(&old), Some(&old)).is_empty());
+        assert!(diff_rows(Some(old.clone()), Some(old)).is_empty());
     }
 
     #[test]
     fn state_follows_create_update_delete_and_recreate() {
         let mut state = RecordState::default();
-        let created = diff_rows(None, Some(&row(json!({"id": 1, "price": "1"}))));
+        let created = diff_rows(None, Some(row(json!({"id": 1, "price": "1"}))));
         state.apply("create", Some(&created));
         assert_eq!(state.fields, row(json!({"id": 1, "price": "1"})));
         let updated = diff_rows(
-            Some(&row(json!({"price": "1"}))),
-            Some(&row(json!({"price": "2"}))),
+            Some(row(json!({"price": "1"}))),
+            Some(row(json!({"price": "2"}))),
         );
         state.apply("update", Some(&updated));
         assert_eq!(state.fields, row(json!({"id": 1, "price": "2"})));

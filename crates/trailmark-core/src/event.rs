@@ -301,14 +301,19 @@ impl Context {
 
 /// `{"field": {"old": …, "new": …}, …}`.
 pub fn changes_to_json(changes: &Changes) -> Value {
+    changes_into_json(changes.clone())
+}
+
+/// [`changes_to_json`], moving the values instead of copying them.
+pub fn changes_into_json(changes: Changes) -> Value {
     Value::Object(
         changes
-            .iter()
+            .into_iter()
             .map(|(field, change)| {
                 let mut pair = Map::new();
-                pair.insert("old".into(), change.old.clone());
-                pair.insert("new".into(), change.new.clone());
-                (field.clone(), Value::Object(pair))
+                pair.insert("old".into(), change.old);
+                pair.insert("new".into(), change.new);
+                (field, Value::Object(pair))
             })
             .collect(),
     )

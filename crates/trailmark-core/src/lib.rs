@@ -28,7 +28,8 @@ pub use envelope::{
 };
 pub use error::{Error, FieldError, pointer_of};
 pub use event::{
-    Actor, Change, Changes, Context, Event, Resource, changes_to_json, is_format_char,
+    Actor, Change, Changes, Context, Event, Resource, changes_into_json, changes_to_json,
+    is_format_char,
 };
 pub use ids::{ActorType, EventId, Outcome, Seq, TenantId};
 pub use strict_json::parse_strict_json;
