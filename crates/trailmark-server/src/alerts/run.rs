@@ -219,23 +219,40 @@ async fn starting_rules<S: Store>(app: &App<S>, file: Option<Rules>) -> (Rules, 
     }
 }
 
-/// Runs detection for `serve`: installs the feed ingest offers to, then
-/// observes every fact and records each firing in `_system`. `file`: the
-/// rules `serve --alert-rules` gave.
-pub async fn run<S: Store>(app: Arc<App<S>>, file: Option<Rules>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(FACT_QUEUE);
-    if app
+/// Detection for `serve`: installs the feed ingest offers to when called
+/// (before the returned future is first polled, so that no event appended
+/// once `serve` answers misses the feed: on a busy machine a spawned task
+/// can start after the first requests), then, run, observes every fact and
+/// records each firing in `_system`. `file`: the rules `serve
+/// --alert-rules` gave.
+pub fn run<S: Store>(
+    app: Arc<App<S>>,
+    file: Option<Rules>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel(FACT_QUEUE);
+    let installed = app
         .alerts
         .set(Feed {
             tx,
             rules: RwLock::new((Arc::new(Rules::default()), 0)),
             generation: AtomicU64::new(0),
         })
-        .is_err()
-    {
-        tracing::warn!("alert detection was started twice; the second is ignored");
-        return;
+        .is_ok();
+    async move {
+        if installed {
+            detect(app, rx, file).await;
+        } else {
+            tracing::warn!("alert detection was started twice; the second is ignored");
+        }
     }
+}
+
+/// [`run`] once the feed is installed: `rx` receives what ingest offers.
+async fn detect<S: Store>(
+    app: Arc<App<S>>,
+    mut rx: tokio::sync::mpsc::Receiver<Fact>,
+    file: Option<Rules>,
+) {
     let Some(feed) = app.alerts.get() else {
         return;
     };
