@@ -9,6 +9,9 @@ wrk.headers["Authorization"] = "Bearer " .. os.getenv("TRAILMARK_KEY")
 local actions = {"create", "update", "update", "update", "delete", "login", "export"}
 local per = tonumber(os.getenv("EVENTS") or "1000")
 local ids = os.getenv("IDS") == "1"
+-- RECORDS: how many invoices the events touch (default 10^6); fewer gives each
+-- record a longer history on a smaller trail.
+local records = tonumber(os.getenv("RECORDS") or "1000000")
 local counter = 0
 
 function setup(thread)
@@ -28,7 +31,7 @@ end
 
 local function one()
   local actor = math.random(1, 100000)
-  local resource = math.random(1, 1000000)
+  local resource = math.random(1, records)
   local id = ids and string.format('"id":"%s",', uuid4()) or ""
   return string.format(
     '{%s"tenant":"bench","actor":{"id":"u%d","type":"user","name":"user%d@example.com"},"action":"%s","resource":{"type":"Invoice","id":"%d"},"changes":{"total":{"old":"%d.00","new":"%d.50"}},"context":{"ip":"10.%d.%d.%d"}}',

@@ -3,10 +3,12 @@
 -- and a day's stats.
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("TRAILMARK_KEY")
 local mode = os.getenv("QUERY") or "actor"
+-- RECORDS: as in load.lua (the records the loaded events touch).
+local records = tonumber(os.getenv("RECORDS") or "1000000")
 
 function request()
   if mode == "history" then
-    return wrk.format("GET", string.format("/v1/resources/Invoice/%d/history?tenant=bench", math.random(1, 1000000)))
+    return wrk.format("GET", string.format("/v1/resources/Invoice/%d/history?tenant=bench", math.random(1, records)))
   elseif mode == "feed" then
     return wrk.format("GET", "/v1/events?tenant=bench&limit=50")
   elseif mode == "failures" then

@@ -5,6 +5,8 @@
 #
 #   bench/query/run.sh [events] [seconds]
 #   TRAILMARK_BIN=path/to/trailmark MODES="feed stats" bench/query/run.sh [events] [seconds]
+#   RECORDS=100000 bench/query/run.sh 1000000 20   (each record's history ten events long, as
+#                                                  at 10^7 with the default 10^6 records)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 events="${1:-1000000}"

@@ -682,6 +682,10 @@ impl Indexer {
 /// written page after page, not at random), their counts, and last their
 /// words, one row a statement.
 ///
+/// One entry's words into the search index (one row a statement: see
+/// [`insert_rows`]).
+const INSERT_WORDS: &str = "INSERT INTO ix.ix_fts (rowid, body) VALUES (?1, ?2)";
+
 /// The search index keeps the words of a transaction in memory and writes
 /// them as one segment when it ends, but also whenever a statement opens a
 /// statement savepoint after the search index joined the transaction: any
@@ -694,7 +698,7 @@ fn insert_rows(tx: &Connection, rows: &[Row]) -> Result<(), StoreError> {
     let run = || -> rusqlite::Result<()> {
         insert_keys(tx, rows)?;
         insert_counts(tx, rows)?;
-        let mut words = tx.prepare_cached("INSERT INTO ix.ix_fts (rowid, body) VALUES (?1, ?2)")?;
+        let mut words = tx.prepare_cached(INSERT_WORDS)?;
         for r in rows {
             words.execute(params![r.pos, r.words()])?;
         }
@@ -866,7 +870,7 @@ fn apply_redo(tx: &Connection, redo: &[Redo], to: i64) -> Result<(), StoreError>
                 .query_row([r.pos], row)
                 .optional()?;
             if let Some(now) = now {
-                tx.prepare_cached("INSERT INTO ix.ix_fts (rowid, body) VALUES (?1, ?2)")?
+                tx.prepare_cached(INSERT_WORDS)?
                     .execute(params![now.pos, now.words()])?;
             }
         }

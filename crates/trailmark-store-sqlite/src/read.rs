@@ -268,7 +268,7 @@ pub(crate) fn entries_by_ids(
         };
         let above = greatest
             .as_deref()
-            .is_none_or(|greatest| id.to_string().as_str() > greatest);
+            .is_none_or(|greatest| id.to_text().as_slice() > greatest.as_bytes());
         found.push(if above {
             None
         } else {
