@@ -561,7 +561,12 @@ pub(crate) fn query(conn: &Connection, q: &Query, strict: bool) -> Result<Page, 
             if rows.len() > limit {
                 break;
             }
-            let mut stmt = conn.prepare(&s.sql).map_err(db("preparing a query"))?;
+            // Kept prepared: a page's statement has a few shapes (its
+            // filters, the page size), and preparing one anew was a tenth
+            // of a filtered read's CPU.
+            let mut stmt = conn
+                .prepare_cached(&s.sql)
+                .map_err(db("preparing a query"))?;
             let found = stmt
                 .query_map(params_from_iter(s.args), entry_row)
                 .map_err(db("running a query"))?;
