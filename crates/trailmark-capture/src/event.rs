@@ -19,8 +19,8 @@ pub struct OutboxRow {
     pub op: String,
     pub schema: String,
     pub table: String,
-    pub old_row: Option<String>,
-    pub new_row: Option<String>,
+    pub old_row: Option<RowImage>,
+    pub new_row: Option<RowImage>,
     pub context: Value,
     pub db_role: String,
     /// RFC 3339.
@@ -28,6 +28,17 @@ pub struct OutboxRow {
     /// Read from the WAL (WAL mode), not from the outbox: then `id` and
     /// `stmt` mean nothing and the event's id derives from this position.
     pub wal: Option<WalPosition>,
+}
+
+/// A row's values as a drainer reads them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowImage {
+    /// The JSON object `to_jsonb(row)` wrote (the outbox of trigger mode).
+    Json(String),
+    /// Each column's name and value as that object would hold it (WAL
+    /// mode, decoded column by column: no object written to be parsed
+    /// back).
+    Columns(Vec<(String, String)>),
 }
 
 /// Where in the WAL a change was decoded: its transaction's commit LSN and
@@ -78,8 +89,7 @@ fn exact(value: Value) -> Value {
 /// a double writes it back exactly as given (`19.99`, `42`); otherwise
 /// (`1.50`, 30 digits of `numeric`, integers beyond ±2^53) it becomes the
 /// string of its digits, so nothing is rounded.
-fn column_value(raw: &RawValue) -> Value {
-    let text = raw.get();
+fn column_value(text: &str) -> Value {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Number(n)) => {
             if n.to_string() == text {
@@ -109,27 +119,42 @@ pub(crate) fn not_kept(text: &str) -> Option<Value> {
     })
 }
 
-/// Parses an outbox row (a JSON object) column by column.
-fn as_row(text: Option<&str>) -> Option<Row> {
-    let columns: HashMap<String, &RawValue> = serde_json::from_str(text?).ok()?;
-    Some(
-        columns
-            .into_iter()
-            .map(|(k, v)| {
-                let value = if v.get().len() > MAX_VALUE_BYTES {
-                    let value = column_value(v);
-                    match &value {
-                        Value::String(text) => not_kept(text),
-                        other => not_kept(&other.to_string()),
-                    }
-                    .unwrap_or(value)
-                } else {
-                    column_value(v)
-                };
-                (k, value)
-            })
-            .collect(),
-    )
+/// A row image as values, column by column (the outbox's object parsed;
+/// the WAL's columns read as they are).
+fn as_row(image: Option<&RowImage>) -> Option<Row> {
+    match image? {
+        RowImage::Json(text) => {
+            let columns: HashMap<String, &RawValue> = serde_json::from_str(text).ok()?;
+            Some(
+                columns
+                    .into_iter()
+                    .map(|(k, v)| (k, column_of(v.get())))
+                    .collect(),
+            )
+        }
+        RowImage::Columns(columns) => Some(
+            columns
+                .iter()
+                .map(|(k, v)| (k.clone(), column_of(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// One column's value from its JSON text, kept or (over
+/// [`MAX_VALUE_BYTES`]) recorded by its length and digest: the rule of both
+/// modes.
+fn column_of(json: &str) -> Value {
+    let value = column_value(json);
+    if json.len() > MAX_VALUE_BYTES {
+        match &value {
+            Value::String(text) => not_kept(text),
+            other => not_kept(&other.to_string()),
+        }
+        .unwrap_or(value)
+    } else {
+        value
+    }
 }
 
 /// Set: neither null nor false (a flag set, a timestamp filled in).
@@ -184,8 +209,8 @@ fn resource_id(pk: &[String], row: Option<&Row>) -> (Option<String>, Identity) {
 /// the same row always gets the same id.
 pub fn outbox_event(row: &OutboxRow, table: &TableConfig, ids: &crate::EventIds) -> Value {
     let pk = table.key.as_slice();
-    let old = as_row(row.old_row.as_deref());
-    let new = as_row(row.new_row.as_deref());
+    let old = as_row(row.old_row.as_ref());
+    let new = as_row(row.new_row.as_ref());
     let none = Map::new();
     let ctx = row.context.as_object().unwrap_or(&none);
     let get = |k: &str| ctx.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -398,8 +423,8 @@ mod tests {
             op: op.into(),
             schema: "public".into(),
             table: "customer".into(),
-            old_row: old.map(|v| v.to_string()),
-            new_row: new.map(|v| v.to_string()),
+            old_row: old.map(|v| RowImage::Json(v.to_string())),
+            new_row: new.map(|v| RowImage::Json(v.to_string())),
             context,
             db_role: "app".into(),
             captured_at: "2026-11-23T10:15:00.123Z".into(),
@@ -478,8 +503,10 @@ mod tests {
     fn numbers_a_double_cannot_write_back_exactly_become_their_digits() {
         let row = OutboxRow {
             new_row: Some(
-                r#"{"id": 1, "price": 1.50, "rate": 19.99, "big": 123456789012345678901234.5, "n": -7}"#
-                    .into(),
+                RowImage::Json(
+                    r#"{"id": 1, "price": 1.50, "rate": 19.99, "big": 123456789012345678901234.5, "n": -7}"#
+                        .into(),
+                ),
             ),
             ..outbox("insert", None, None, json!({}))
         };

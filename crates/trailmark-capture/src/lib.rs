@@ -20,7 +20,7 @@ mod wal;
 
 pub use context::CaptureContext;
 pub use drain::{DrainOptions, Progress, SendError, Sink, drain};
-pub use event::{OutboxRow, WalPosition, lsn_text, make_valid, outbox_event, parse_lsn};
+pub use event::{OutboxRow, RowImage, WalPosition, lsn_text, make_valid, outbox_event, parse_lsn};
 pub use ids::EventIds;
 pub use install::{
     CHANNEL, Installed, MESSAGE_PREFIX, Mode, PUBLICATION, SLOT, SlotStatus, Status, Switched,

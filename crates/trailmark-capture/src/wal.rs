@@ -27,7 +27,7 @@ use trailmark_core::Event;
 
 use crate::drain::{DrainOptions, Progress, send};
 use crate::install::{MESSAGE_PREFIX, PUBLICATION, slot_status};
-use crate::{Error, OutboxRow, Sink, TableConfig, pg};
+use crate::{Error, OutboxRow, RowImage, Sink, TableConfig, pg};
 
 /// Decoded changes read ahead of the one being converted (the bound on what
 /// this process holds besides the batch being sent).
@@ -374,7 +374,7 @@ impl Decoder {
                 data,
             } => {
                 let types = self.relations.get(&relation_oid);
-                let new = Some(row_json(&data, None, types));
+                let new = Some(row_columns(&data, None, types));
                 vec![Change::new("insert", &schema, &table, None, new)]
             }
             EventType::Update {
@@ -386,10 +386,10 @@ impl Decoder {
                 ..
             } => {
                 let types = self.relations.get(&relation_oid);
-                let old = old_data.as_ref().map(|o| row_json(o, None, types));
+                let old = old_data.as_ref().map(|o| row_columns(o, None, types));
                 // Unchanged values stored out of line are left out of the
                 // new row: they are the old row's.
-                let new = Some(row_json(&new_data, old_data.as_ref(), types));
+                let new = Some(row_columns(&new_data, old_data.as_ref(), types));
                 vec![Change::new("update", &schema, &table, old, new)]
             }
             EventType::Delete {
@@ -400,7 +400,7 @@ impl Decoder {
                 ..
             } => {
                 let types = self.relations.get(&relation_oid);
-                let old = Some(row_json(&old_data, None, types));
+                let old = Some(row_columns(&old_data, None, types));
                 vec![Change::new("delete", &schema, &table, old, None)]
             }
             EventType::Truncate { tables: names, .. } => names
@@ -460,8 +460,8 @@ struct Change {
     op: &'static str,
     schema: String,
     table: String,
-    old: Option<String>,
-    new: Option<String>,
+    old: Option<RowImage>,
+    new: Option<RowImage>,
 }
 
 impl Change {
@@ -469,8 +469,8 @@ impl Change {
         op: &'static str,
         schema: &str,
         table: &str,
-        old: Option<String>,
-        new: Option<String>,
+        old: Option<RowImage>,
+        new: Option<RowImage>,
     ) -> Self {
         Self {
             op,
@@ -619,42 +619,31 @@ async fn push(
     Ok(())
 }
 
-/// A decoded row as the JSON object text `to_jsonb(row)` writes, so both
-/// modes turn a row into the same event: columns missing from `row`
-/// (unchanged values stored out of line) are taken from `fallback`.
-fn row_json(
+/// A decoded row as the columns `to_jsonb(row)` would write, so both modes
+/// turn a row into the same event: columns missing from `row` (unchanged
+/// values stored out of line) are taken from `fallback`.
+fn row_columns(
     row: &RowData,
     fallback: Option<&RowData>,
     types: Option<&Vec<(String, u32)>>,
-) -> String {
+) -> RowImage {
     let type_of = |name: &str| {
         types
             .and_then(|t| t.iter().find(|(n, _)| n == name))
             .map_or(25, |(_, t)| *t)
     };
-    let mut out = String::from("{");
-    let mut first = true;
-    let mut write = |name: &str, value: &ColumnValue| {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str(&Value::String(name.to_owned()).to_string());
-        out.push(':');
-        out.push_str(&column_json(type_of(name), value));
-    };
-    for (name, value) in row.iter() {
-        write(name, value);
-    }
+    let mut columns: Vec<(String, String)> = row
+        .iter()
+        .map(|(name, value)| (name.to_string(), column_json(type_of(name), value)))
+        .collect();
     if let Some(old) = fallback {
         for (name, value) in old.iter() {
             if row.get(name).is_none() {
-                write(name, value);
+                columns.push((name.to_string(), column_json(type_of(name), value)));
             }
         }
     }
-    out.push('}');
-    out
+    RowImage::Columns(columns)
 }
 
 /// One column's value as `to_jsonb` writes it, from its text form and type.
