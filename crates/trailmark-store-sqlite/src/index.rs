@@ -678,14 +678,14 @@ impl Indexer {
     }
 }
 
-/// Writes each index's keys of `rows` in key order (each B-tree is then
-/// written page after page, not at random), their counts, and last their
-/// words, one row a statement.
-///
 /// One entry's words into the search index (one row a statement: see
 /// [`insert_rows`]).
 const INSERT_WORDS: &str = "INSERT INTO ix.ix_fts (rowid, body) VALUES (?1, ?2)";
 
+/// Writes each index's keys of `rows` in key order (each B-tree is then
+/// written page after page, not at random), their counts, and last their
+/// words, one row a statement.
+///
 /// The search index keeps the words of a transaction in memory and writes
 /// them as one segment when it ends, but also whenever a statement opens a
 /// statement savepoint after the search index joined the transaction: any
