@@ -632,18 +632,15 @@ fn row_columns(
             .and_then(|t| t.iter().find(|(n, _)| n == name))
             .map_or(25, |(_, t)| *t)
     };
-    let mut columns: Vec<(String, String)> = row
-        .iter()
-        .map(|(name, value)| (name.to_string(), column_json(type_of(name), value)))
-        .collect();
-    if let Some(old) = fallback {
-        for (name, value) in old.iter() {
-            if row.get(name).is_none() {
-                columns.push((name.to_string(), column_json(type_of(name), value)));
-            }
-        }
-    }
-    RowImage::Columns(columns)
+    let unchanged = fallback
+        .into_iter()
+        .flat_map(|old| old.iter().filter(|(name, _)| row.get(name).is_none()));
+    RowImage::Columns(
+        row.iter()
+            .chain(unchanged)
+            .map(|(name, value)| (name.to_string(), column_json(type_of(name), value)))
+            .collect(),
+    )
 }
 
 /// One column's value as `to_jsonb` writes it, from its text form and type.
