@@ -45,6 +45,10 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_index_file.sql"),
 ];
 const READERS: usize = 4;
+/// Prepared statements each reader keeps (a page's statement is reused, not
+/// parsed anew per read; the least recently used goes first):
+/// docs/OPERATIONS.md states this bound.
+const READER_STATEMENTS: usize = 16;
 /// How long one read may run before SQLite stops it.
 pub const READ_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -210,6 +214,7 @@ fn open_evidence(path: &Path) -> Result<Connection, StoreError> {
         .map_err(db("opening the database read-only"))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(db("setting a busy timeout"))?;
+    conn.set_prepared_statement_cache_capacity(READER_STATEMENTS);
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     })
@@ -292,6 +297,7 @@ impl SqliteStore {
                 reader
                     .busy_timeout(std::time::Duration::from_secs(5))
                     .map_err(db("setting a busy timeout"))?;
+                reader.set_prepared_statement_cache_capacity(READER_STATEMENTS);
                 reader
                     .execute("ATTACH DATABASE ?1 AS ix", [index_path.to_string_lossy()])
                     .map_err(db("attaching the index file"))?;
