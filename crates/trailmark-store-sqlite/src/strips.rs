@@ -1,4 +1,6 @@
-//! Complete nodes stored as strips: 256 consecutive nodes of one level per row.
+//! Complete nodes stored as strips: 256 consecutive nodes of one level per
+//! row; the nodes of a level's last, partial strip one row each in
+//! `node_tail` until the strip fills.
 
 use std::collections::BTreeMap;
 
@@ -8,12 +10,17 @@ use trailmark_log::{HASH_LEN, Hash, NodeId};
 use trailmark_store::StoreError;
 
 pub(crate) const STRIP: u64 = 256;
+/// The bytes of a full strip.
+const STRIP_BYTES: usize = 256 * HASH_LEN;
 
 fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |e| StoreError::backend(context, e)
 }
 
-/// Reads nodes, one row per strip touched.
+/// Reads nodes, one row per strip touched; a node its strip does not hold
+/// (the strip is not full yet) is read from the tail. A database written
+/// before the tail existed (read as evidence, not migrated) holds its
+/// partial strips in `node_strips`, so it never needs the tail.
 pub(crate) fn read_nodes(
     conn: &Connection,
     tenant: &TenantId,
@@ -39,22 +46,69 @@ pub(crate) fn read_nodes(
         .map(|id| {
             let data = strips[&(id.level, id.index / STRIP)].as_deref();
             let at = usize::try_from(id.index % STRIP).unwrap_or(usize::MAX) * HASH_LEN;
-            data.and_then(|d| d.get(at..at + HASH_LEN)).map_or_else(
+            let bytes = match data.and_then(|d| d.get(at..at + HASH_LEN)) {
+                Some(bytes) => Some(bytes.to_vec()),
+                None => tail_node(conn, tenant, *id)?,
+            };
+            bytes.map_or_else(
                 || Err(trailmark_log::Error::MissingNode(*id).into()),
-                |bytes| Hash::from_slice(bytes).map_err(StoreError::from),
+                |bytes| Hash::from_slice(&bytes).map_err(StoreError::from),
             )
         })
         .collect()
 }
 
+/// One node of a partial strip; `None` when it is not there (or the
+/// database predates the tail).
+fn tail_node(
+    conn: &Connection,
+    tenant: &TenantId,
+    id: NodeId,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut stmt = match conn
+        .prepare_cached("SELECT hash FROM node_tail WHERE tenant = ?1 AND level = ?2 AND idx = ?3")
+    {
+        Ok(stmt) => stmt,
+        Err(e) => {
+            let tail: bool = conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'node_tail')",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db("reading the schema"))?;
+            return if tail {
+                Err(StoreError::backend("preparing a node read", e))
+            } else {
+                Ok(None)
+            };
+        }
+    };
+    stmt.query_row(params![tenant.as_str(), id.level, to_i64(id.index)], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map_err(db("reading tree nodes"))
+}
+
+/// A level's last strip, as far as it is complete.
+#[derive(Debug, Clone)]
+struct Open {
+    strip: u64,
+    data: Vec<u8>,
+    /// The bytes of `data` already in the tail table.
+    stored: usize,
+}
+
 /// The strips of one tenant being extended by the writer: the last strip of
-/// each level, as it will be written back.
+/// each level, and the strips that filled since the last flush.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct StripWriter {
-    /// level → the level's last strip: (index, data, changed since flush)
-    open: BTreeMap<u8, (u64, Vec<u8>, bool)>,
-    /// Strips that filled up since the last flush: (level, index, data).
-    filled: Vec<(u8, u64, Vec<u8>)>,
+    /// level → the level's last, partial strip
+    open: BTreeMap<u8, Open>,
+    /// Strips that filled up since the last flush: (level, index, data,
+    /// whether some of its nodes are in the tail table).
+    filled: Vec<(u8, u64, Vec<u8>, bool)>,
 }
 
 impl StripWriter {
@@ -68,78 +122,140 @@ impl StripWriter {
     ) -> Result<(), StoreError> {
         let strip = id.index / STRIP;
         let offset = usize::try_from(id.index % STRIP).unwrap_or(usize::MAX) * HASH_LEN;
-        if self
-            .open
-            .get(&id.level)
-            .is_none_or(|(index, _, _)| *index != strip)
-        {
-            // First node of this level in this writer, or a new strip.
-            let data =
-                if offset == 0 {
-                    Vec::with_capacity(HASH_LEN * 256)
+        let open = match self.open.entry(id.level) {
+            std::collections::btree_map::Entry::Occupied(open) => open.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                // First node of this level in this writer, or of a new strip.
+                let data = if offset == 0 {
+                    Vec::with_capacity(STRIP_BYTES)
                 } else {
-                    conn.prepare_cached(
-                    "SELECT data FROM node_strips WHERE tenant = ?1 AND level = ?2 AND strip = ?3",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![tenant.as_str(), id.level, to_i64(strip)], |r| r.get(0))
-                        .optional()
-                })
-                .map_err(db("loading a partial node strip"))?
-                .unwrap_or_default()
+                    load_tail(conn, tenant, id.level, strip)?
                 };
-            if let Some((index, old, true)) = self.open.insert(id.level, (strip, data, false)) {
-                self.filled.push((id.level, index, old));
+                let stored = data.len();
+                slot.insert(Open {
+                    strip,
+                    data,
+                    stored,
+                })
             }
-        }
-        let (_, data, changed) =
-            self.open
-                .get_mut(&id.level)
-                .ok_or_else(|| StoreError::Corrupt {
-                    tenant: tenant.clone(),
-                    reason: format!("no open node strip at level {}", id.level),
-                })?;
-        if data.len() != offset {
+        };
+        if open.strip != strip || open.data.len() != offset {
             return Err(StoreError::Corrupt {
                 tenant: tenant.clone(),
                 reason: format!(
-                    "node strip level {} #{strip} holds {} bytes, next node at byte {offset}",
+                    "node strip level {} #{} holds {} bytes, next node #{strip} at byte {offset}",
                     id.level,
-                    data.len()
+                    open.strip,
+                    open.data.len()
                 ),
             });
         }
-        data.extend_from_slice(hash.as_bytes());
-        *changed = true;
+        open.data.extend_from_slice(hash.as_bytes());
+        if open.data.len() == STRIP_BYTES
+            && let Some(full) = self.open.remove(&id.level)
+        {
+            self.filled
+                .push((id.level, full.strip, full.data, full.stored > 0));
+        }
         Ok(())
     }
 
-    /// Writes every changed strip.
+    /// Writes the nodes pushed since the last flush: each filled strip as
+    /// one row (its nodes leave the tail), each partial strip's new nodes
+    /// one row each.
     pub(crate) fn flush(&mut self, conn: &Connection, tenant: &TenantId) -> Result<(), StoreError> {
-        let mut stmt = conn
+        if !self.filled.is_empty() {
+            let mut strip_stmt = conn
+                .prepare_cached(
+                    "INSERT INTO node_strips (tenant, level, strip, data) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db("preparing a node write"))?;
+            let mut drop_stmt = conn
+                .prepare_cached(
+                    "DELETE FROM node_tail WHERE tenant = ?1 AND level = ?2
+                                              AND idx >= ?3 AND idx < ?4",
+                )
+                .map_err(db("preparing a node write"))?;
+            for (level, strip, data, in_tail) in self.filled.drain(..) {
+                strip_stmt
+                    .execute(params![tenant.as_str(), level, to_i64(strip), data])
+                    .map_err(db("writing tree nodes"))?;
+                if in_tail {
+                    let first = strip * STRIP;
+                    drop_stmt
+                        .execute(params![
+                            tenant.as_str(),
+                            level,
+                            to_i64(first),
+                            to_i64(first + STRIP)
+                        ])
+                        .map_err(db("writing tree nodes"))?;
+                }
+            }
+        }
+        let mut node_stmt = conn
             .prepare_cached(
-                "INSERT INTO node_strips (tenant, level, strip, data) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (tenant, level, strip) DO UPDATE SET data = excluded.data",
+                "INSERT INTO node_tail (tenant, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
             )
             .map_err(db("preparing a node write"))?;
-        for (level, strip, data) in self.filled.drain(..) {
-            stmt.execute(params![tenant.as_str(), level, to_i64(strip), data])
-                .map_err(db("writing tree nodes"))?;
-        }
-        for (level, (strip, data, changed)) in &mut self.open {
-            if *changed {
-                stmt.execute(params![
-                    tenant.as_str(),
-                    level,
-                    to_i64(*strip),
-                    data.as_slice()
-                ])
-                .map_err(db("writing tree nodes"))?;
-                *changed = false;
+        for (level, open) in &mut self.open {
+            let first = open.strip * STRIP;
+            for (at, hash) in open
+                .data
+                .chunks_exact(HASH_LEN)
+                .enumerate()
+                .skip(open.stored / HASH_LEN)
+            {
+                let idx = first + u64::try_from(at).unwrap_or(u64::MAX);
+                node_stmt
+                    .execute(params![tenant.as_str(), level, to_i64(idx), hash])
+                    .map_err(db("writing tree nodes"))?;
             }
+            open.stored = open.data.len();
         }
         Ok(())
     }
+}
+
+/// The nodes of a partial strip, read back from the tail in order.
+fn load_tail(
+    conn: &Connection,
+    tenant: &TenantId,
+    level: u8,
+    strip: u64,
+) -> Result<Vec<u8>, StoreError> {
+    let first = strip * STRIP;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT idx, hash FROM node_tail WHERE tenant = ?1 AND level = ?2
+                                               AND idx >= ?3 AND idx < ?4 ORDER BY idx",
+        )
+        .map_err(db("loading a partial node strip"))?;
+    let mut rows = stmt
+        .query(params![
+            tenant.as_str(),
+            level,
+            to_i64(first),
+            to_i64(first + STRIP)
+        ])
+        .map_err(db("loading a partial node strip"))?;
+    let mut data = Vec::with_capacity(STRIP_BYTES);
+    while let Some(row) = rows.next().map_err(db("loading a partial node strip"))? {
+        let idx: i64 = row.get(0).map_err(db("loading a partial node strip"))?;
+        let hash: Vec<u8> = row.get(1).map_err(db("loading a partial node strip"))?;
+        let expected = first + u64::try_from(data.len() / HASH_LEN).unwrap_or(u64::MAX);
+        if u64::try_from(idx).ok() != Some(expected) || hash.len() != HASH_LEN {
+            return Err(StoreError::Corrupt {
+                tenant: tenant.clone(),
+                reason: format!(
+                    "node tail level {level} holds node #{idx} ({} bytes) where #{expected} belongs",
+                    hash.len()
+                ),
+            });
+        }
+        data.extend_from_slice(&hash);
+    }
+    Ok(data)
 }
 
 pub(crate) fn to_i64(n: u64) -> i64 {

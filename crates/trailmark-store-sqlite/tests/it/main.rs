@@ -123,6 +123,7 @@ async fn entries_stored_before_the_request_id_column_get_theirs_from_their_paylo
         store.shutdown();
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
+    back_to_partial_strips(&conn);
     conn.execute_batch(
         "DROP TABLE settings; DROP TABLE retention_policies; DROP TABLE holds; DROP TABLE store_flags;
          ALTER TABLE entries DROP COLUMN removed_kind; ALTER TABLE entries DROP COLUMN removed_by;
@@ -571,4 +572,114 @@ async fn an_index_batch_writes_its_words_as_one_search_segment() {
     store.shutdown();
     assert!(!indexed_words(&path).is_empty());
     assert_eq!(search_segments(&path), 1);
+}
+
+/// Puts a store's tree nodes back as schema 10 kept them: each level's
+/// last, partial strip one row of `node_strips`, no `node_tail`.
+fn back_to_partial_strips(conn: &rusqlite::Connection) {
+    let mut strips: std::collections::BTreeMap<(String, i64, i64), Vec<u8>> =
+        std::collections::BTreeMap::new();
+    {
+        let mut stmt = conn
+            .prepare("SELECT tenant, level, idx, hash FROM node_tail ORDER BY tenant, level, idx")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            })
+            .unwrap();
+        for row in rows {
+            let (tenant, level, idx, hash) = row.unwrap();
+            let data = strips.entry((tenant, level, idx / 256)).or_default();
+            assert_eq!(data.len(), usize::try_from(idx % 256).unwrap() * 32);
+            data.extend_from_slice(&hash);
+        }
+    }
+    for ((tenant, level, strip), data) in strips {
+        conn.execute(
+            "INSERT INTO node_strips (tenant, level, strip, data) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![tenant, level, strip, data],
+        )
+        .unwrap();
+    }
+    conn.execute_batch("DROP TABLE node_tail").unwrap();
+}
+
+fn count(conn: &rusqlite::Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// A store written before the node tail (schema 10) kept each level's last
+/// strip as a growing row: read as evidence it gives the same tree, and
+/// opened for writing its partial strips move into the tail, node by node,
+/// and the tree grows on from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_strips_of_schema_10_move_into_the_node_tail_and_the_tree_grows_on() {
+    use trailmark_store::Store;
+    use trailmark_store::testkit::the_stored_tree_matches_its_entries;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trailmark.db");
+    let sizes = [1, 255, 256, 257, 511, 512, 600];
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        for range in [0..1, 1..300, 300..600] {
+            let batch = range
+                .map(|n| trailmark_store::testkit::new_event("a", n, "update"))
+                .collect();
+            store.append(batch).await.unwrap();
+        }
+        let batch = (0..5)
+            .map(|n| trailmark_store::testkit::new_event("b", n, "update"))
+            .collect();
+        store.append(batch).await.unwrap();
+        store.shutdown();
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let in_tail = count(&conn, "SELECT count(*) FROM node_tail");
+    // 600 leaves: 88 + 44 + 150 + 75 + 37 + 18 + 9 + 4 + 2 + 1 nodes of
+    // partial strips in "a" (levels 0 to 9), 5 + 2 + 1 in "b" (5 leaves).
+    assert_eq!(in_tail, 428 + 8);
+    back_to_partial_strips(&conn);
+    conn.execute_batch("PRAGMA user_version = 10").unwrap();
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM node_strips WHERE length(data) < 8192"
+        ),
+        10 + 3
+    );
+    drop(conn);
+
+    let evidence = SqliteStore::open_read_only(&path).unwrap();
+    the_stored_tree_matches_its_entries(&evidence, "a", &sizes).await;
+    the_stored_tree_matches_its_entries(&evidence, "b", &[1, 4, 5]).await;
+    evidence.shutdown();
+    drop(evidence);
+
+    let store = SqliteStore::open(&path).unwrap();
+    the_stored_tree_matches_its_entries(&store, "a", &sizes).await;
+    let batch = (600..700)
+        .map(|n| trailmark_store::testkit::new_event("a", n, "update"))
+        .collect();
+    store.append(batch).await.unwrap();
+    the_stored_tree_matches_its_entries(&store, "a", &[1, 300, 512, 600, 700]).await;
+    the_stored_tree_matches_its_entries(&store, "b", &[1, 4, 5]).await;
+    store.shutdown();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM node_strips WHERE length(data) < 8192"
+        ),
+        0,
+        "a partial strip stayed in node_strips"
+    );
+    // 700 leaves: 188 + 94 + 175 + 87 + 43 + 21 + 10 + 5 + 2 + 1 in "a".
+    assert_eq!(count(&conn, "SELECT count(*) FROM node_tail"), 626 + 8);
 }

@@ -370,6 +370,7 @@ fn stored_row_edits(postgres: bool) {
         "DELETE FROM entries WHERE tenant = 'globex';
          DELETE FROM checkpoints WHERE tenant = 'globex';
          DELETE FROM node_strips WHERE tenant = 'globex';
+         DELETE FROM node_tail WHERE tenant = 'globex';
          DELETE FROM tenants WHERE name = 'globex';",
         "DELETE FROM trailmark_ledger.entries WHERE tenant = 'globex';
          DELETE FROM trailmark_ledger.checkpoints WHERE tenant = 'globex';
@@ -458,6 +459,7 @@ fn re_signed_rewrites(postgres: bool) {
         "DELETE FROM entries WHERE tenant = 'acme';
          DELETE FROM checkpoints WHERE tenant = 'acme';
          DELETE FROM node_strips WHERE tenant = 'acme';
+         DELETE FROM node_tail WHERE tenant = 'acme';
          DELETE FROM tenants WHERE name = 'acme';",
         "DELETE FROM trailmark_ledger.entries WHERE tenant = 'acme';
          DELETE FROM trailmark_ledger.checkpoints WHERE tenant = 'acme';
