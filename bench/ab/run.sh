@@ -2,9 +2,10 @@
 # Two builds of trailmark, side by side in one run: each serves a fresh embedded store
 # in turn (interleaved rounds, which goes first alternating, so machine noise and the
 # position fall on both), loaded with bench/query/load.lua's varied events, batched
-# (1000 per request, 8 connections) and single (64 connections). Prints events/s, p99
-# and the server's CPU per event (user + system during the load) per round, and the
-# ratios of the medians.
+# (1000 per request, 8 connections) and single (64 connections). Prints events/s, p99,
+# the server's CPU per event (user + system during the load) and the bytes it wrote to
+# disk per event (`write_bytes` of /proc/PID/io: both files, their WALs) per round, and
+# the ratios of the medians.
 #
 #   bench/ab/run.sh OLD_BINARY NEW_BINARY [seconds] [rounds]     (needs wrk)
 #   IDS=1 bench/ab/run.sh ...     every event with its own id (see bench/query/load.lua)
@@ -30,12 +31,13 @@ one() { # binary, mode -> "rate p99"
   out=$(TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key") EVENTS=$per \
     wrk -t2 -c"$conns" -d"${secs}s" --latency -s bench/query/load.lua http://127.0.0.1:7979/v1/events 2>&1)
   used=$(( $(ticks) - before ))
+  wrote=$(awk '/^write_bytes/ { print $2 }' "/proc/$server/io")
   kill "$server"; wait "$server" 2>/dev/null || true
   rm -rf "$data"
   if grep -q "unexpected status" <<<"$out"; then echo "refused requests" >&2; exit 1; fi
-  awk -v per="$per" -v used="$used" -v hz="$(getconf CLK_TCK)" \
+  awk -v per="$per" -v used="$used" -v wrote="$wrote" -v hz="$(getconf CLK_TCK)" \
     '/requests in/ {n = $1 * per} /Requests\/sec/ {r = $2 * per} / 99%/ {p = $2}
-     END {printf "%.0f %s %.1f\n", r, p, used / hz * 1e6 / n}' <<<"$out"
+     END {printf "%.0f %s %.1f %.0f\n", r, p, used / hz * 1e6 / n, wrote / n}' <<<"$out"
 }
 for mode in batched single; do
   for round in $(seq "$rounds"); do
@@ -47,14 +49,17 @@ for mode in batched single; do
   done
 done | tee /dev/stderr | python3 -c '
 import statistics, sys
-rates, cpus = {}, {}
+rates, cpus, disk = {}, {}, {}
 for line in sys.stdin:
-    mode, build, rate, _, cpu = line.split()
+    mode, build, rate, _, cpu, wrote = line.split()
     rates.setdefault((mode, build), []).append(float(rate))
     cpus.setdefault((mode, build), []).append(float(cpu))
+    disk.setdefault((mode, build), []).append(float(wrote))
 for mode in ("batched", "single"):
     old, new = statistics.median(rates[(mode, "old")]), statistics.median(rates[(mode, "new")])
     cold, cnew = statistics.median(cpus[(mode, "old")]), statistics.median(cpus[(mode, "new")])
+    dold, dnew = statistics.median(disk[(mode, "old")]), statistics.median(disk[(mode, "new")])
     print(f"{mode}: old median {old:.0f} events/s, new median {new:.0f} events/s, new/old {new / old:.2f}; "
-          f"server CPU {cold:.1f} -> {cnew:.1f} us/event, new/old {cnew / cold:.2f}")
+          f"server CPU {cold:.1f} -> {cnew:.1f} us/event, new/old {cnew / cold:.2f}; "
+          f"written {dold:.0f} -> {dnew:.0f} bytes/event, new/old {dnew / dold:.2f}")
 '
