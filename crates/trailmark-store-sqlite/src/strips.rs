@@ -10,8 +10,9 @@ use trailmark_log::{HASH_LEN, Hash, NodeId};
 use trailmark_store::StoreError;
 
 pub(crate) const STRIP: u64 = 256;
-/// The bytes of a full strip.
+/// The bytes of a full strip ([`STRIP`] nodes).
 const STRIP_BYTES: usize = 256 * HASH_LEN;
+const _: () = assert!(STRIP_BYTES as u64 == STRIP * HASH_LEN as u64);
 
 fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |e| StoreError::backend(context, e)
@@ -46,14 +47,13 @@ pub(crate) fn read_nodes(
         .map(|id| {
             let data = strips[&(id.level, id.index / STRIP)].as_deref();
             let at = usize::try_from(id.index % STRIP).unwrap_or(usize::MAX) * HASH_LEN;
-            let bytes = match data.and_then(|d| d.get(at..at + HASH_LEN)) {
-                Some(bytes) => Some(bytes.to_vec()),
-                None => tail_node(conn, tenant, *id)?,
-            };
-            bytes.map_or_else(
-                || Err(trailmark_log::Error::MissingNode(*id).into()),
-                |bytes| Hash::from_slice(&bytes).map_err(StoreError::from),
-            )
+            match data.and_then(|d| d.get(at..at + HASH_LEN)) {
+                Some(bytes) => Hash::from_slice(bytes).map_err(StoreError::from),
+                None => tail_node(conn, tenant, *id)?.map_or_else(
+                    || Err(trailmark_log::Error::MissingNode(*id).into()),
+                    |bytes| Hash::from_slice(&bytes).map_err(StoreError::from),
+                ),
+            }
         })
         .collect()
 }
