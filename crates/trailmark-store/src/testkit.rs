@@ -325,41 +325,11 @@ pub async fn stored_nodes_give_the_in_memory_tree_roots_and_proofs<H: Harness>(h
         append_range(&store, "t", n..n + size).await;
         n += size;
     }
-    let t = tenant("t");
-    let entries = store.entries(&t, 0, n).await.unwrap();
-    assert_eq!(entries.len() as u64, n);
-    let mut tree = MemoryTree::new();
-    for e in &entries {
+    for e in store.entries(&tenant("t"), 0, n).await.unwrap() {
         assert_eq!(e.leaf_hash, leaf_hash(&e.envelope_bytes));
-        tree.push(e.leaf_hash).unwrap();
     }
-    for size in [1, 2, 3, 255, 256, 257, 300, 511, 512, 557] {
-        let size = TreeSize::new(size).unwrap();
-        let plan = Plan::root(size);
-        let root = plan
-            .assemble(&store.nodes(&t, plan.node_ids()).await.unwrap())
-            .unwrap()[0];
-        assert_eq!(root, tree.root_at(size).unwrap(), "root at {size}");
-        let leaf = LeafIndex::new(size.get() / 2).unwrap();
-        let plan = Plan::inclusion(leaf, size).unwrap();
-        let proof = plan
-            .assemble(&store.nodes(&t, plan.node_ids()).await.unwrap())
-            .unwrap();
-        verify_inclusion(
-            &entries[usize::try_from(leaf.get()).unwrap()].leaf_hash,
-            leaf,
-            size,
-            &proof,
-            &root,
-        )
-        .unwrap();
-        let full = TreeSize::new(n).unwrap();
-        let plan = Plan::consistency(size, full).unwrap();
-        let proof = plan
-            .assemble(&store.nodes(&t, plan.node_ids()).await.unwrap())
-            .unwrap();
-        verify_consistency(size, full, &proof, &root, &tree.root()).unwrap();
-    }
+    the_stored_tree_matches_its_entries(&store, "t", &[1, 2, 3, 255, 256, 257, 300, 511, 512, 557])
+        .await;
 }
 
 pub async fn entries_keep_envelope_payload_and_salt<H: Harness>(h: &H) {
@@ -509,8 +479,9 @@ pub async fn a_reopened_store_continues_the_same_tree<H: Harness>(h: &H) {
 }
 
 /// The roots the store's nodes give at each of `sizes`, and the inclusion
-/// and consistency proofs they give up to the tenant's head, are those of a
-/// tree built in memory from the tenant's entries.
+/// proofs (of the middle leaf at that size, of the last leaf at the head)
+/// and consistency proofs (to the head) they give, are those of a tree built
+/// in memory from the tenant's entries.
 pub async fn the_stored_tree_matches_its_entries<S: Store>(
     store: &S,
     tenant_name: &str,
@@ -532,19 +503,18 @@ pub async fn the_stored_tree_matches_its_entries<S: Store>(
             .assemble(&store.nodes(&t, plan.node_ids()).await.unwrap())
             .unwrap()[0];
         assert_eq!(root, tree.root_at(size).unwrap(), "root at {size}");
-        let leaf = LeafIndex::new(size.get() - 1).unwrap();
-        let plan = Plan::inclusion(leaf, full).unwrap();
-        let proof = plan
-            .assemble(&store.nodes(&t, plan.node_ids()).await.unwrap())
-            .unwrap();
-        verify_inclusion(
-            &leaf_hash(&entries[usize::try_from(leaf.get()).unwrap()].envelope_bytes),
-            leaf,
-            full,
-            &proof,
-            &tree.root(),
-        )
-        .unwrap();
+        // The middle leaf in the tree of this size, the last one in the
+        // tree at the head.
+        let middle = LeafIndex::new(size.get() / 2).unwrap();
+        let last = LeafIndex::new(size.get() - 1).unwrap();
+        for (leaf, at, at_root) in [(middle, size, root), (last, full, tree.root())] {
+            let plan = Plan::inclusion(leaf, at).unwrap();
+            let proof = plan
+                .assemble(&store.nodes(&t, plan.node_ids()).await.unwrap())
+                .unwrap();
+            let hash = leaf_hash(&entries[usize::try_from(leaf.get()).unwrap()].envelope_bytes);
+            verify_inclusion(&hash, leaf, at, &proof, &at_root).unwrap();
+        }
         let plan = Plan::consistency(size, full).unwrap();
         let proof = plan
             .assemble(&store.nodes(&t, plan.node_ids()).await.unwrap())
