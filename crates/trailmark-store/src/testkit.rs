@@ -172,7 +172,8 @@ pub fn everything() -> Query {
     }
 }
 
-async fn append_range<S: Store>(store: &S, tenant_name: &str, range: std::ops::Range<u64>) {
+/// Appends one batch of [`new_event`]s (action `update`), numbered `range`.
+pub async fn append_range<S: Store>(store: &S, tenant_name: &str, range: std::ops::Range<u64>) {
     let batch = range.map(|n| new_event(tenant_name, n, "update")).collect();
     store.append(batch).await.unwrap();
 }

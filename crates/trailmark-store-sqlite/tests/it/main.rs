@@ -111,15 +111,11 @@ async fn a_read_past_its_time_limit_is_stopped_and_keys_still_answer() {
 /// entry's payload when it is opened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_stored_before_the_request_id_column_get_theirs_from_their_payloads() {
-    use trailmark_store::Store;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trailmark.db");
     {
         let store = SqliteStore::open(&path).unwrap();
-        let batch = (0..20)
-            .map(|n| trailmark_store::testkit::new_event("a", n, "update"))
-            .collect();
-        store.append(batch).await.unwrap();
+        trailmark_store::testkit::append_range(&store, "a", 0..20).await;
         store.shutdown();
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -150,10 +146,7 @@ async fn a_leaf_hash_or_salt_of_the_wrong_length_is_reported_unreadable() {
     for (column, said) in [("leaf_hash", "hash"), ("salt", "salt")] {
         let store = SqliteStore::open(&path).unwrap();
         if store.head(&tenant).await.unwrap().get() == 0 {
-            let batch = (0..3)
-                .map(|n| trailmark_store::testkit::new_event("a", n, "update"))
-                .collect();
-            store.append(batch).await.unwrap();
+            trailmark_store::testkit::append_range(&store, "a", 0..3).await;
         }
         assert_eq!(store.raw_entries(&tenant, 0, 3).await.unwrap().len(), 3);
         store.shutdown();
@@ -620,7 +613,6 @@ fn count(conn: &rusqlite::Connection, sql: &str) -> i64 {
 /// and the tree grows on from them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_strips_of_schema_10_move_into_the_node_tail_and_the_tree_grows_on() {
-    use trailmark_store::Store;
     use trailmark_store::testkit::the_stored_tree_matches_its_entries;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trailmark.db");
@@ -628,15 +620,9 @@ async fn partial_strips_of_schema_10_move_into_the_node_tail_and_the_tree_grows_
     {
         let store = SqliteStore::open(&path).unwrap();
         for range in [0..1, 1..300, 300..600] {
-            let batch = range
-                .map(|n| trailmark_store::testkit::new_event("a", n, "update"))
-                .collect();
-            store.append(batch).await.unwrap();
+            trailmark_store::testkit::append_range(&store, "a", range).await;
         }
-        let batch = (0..5)
-            .map(|n| trailmark_store::testkit::new_event("b", n, "update"))
-            .collect();
-        store.append(batch).await.unwrap();
+        trailmark_store::testkit::append_range(&store, "b", 0..5).await;
         store.shutdown();
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -663,10 +649,7 @@ async fn partial_strips_of_schema_10_move_into_the_node_tail_and_the_tree_grows_
 
     let store = SqliteStore::open(&path).unwrap();
     the_stored_tree_matches_its_entries(&store, "a", &sizes).await;
-    let batch = (600..700)
-        .map(|n| trailmark_store::testkit::new_event("a", n, "update"))
-        .collect();
-    store.append(batch).await.unwrap();
+    trailmark_store::testkit::append_range(&store, "a", 600..700).await;
     the_stored_tree_matches_its_entries(&store, "a", &[1, 300, 512, 600, 700]).await;
     the_stored_tree_matches_its_entries(&store, "b", &[1, 4, 5]).await;
     store.shutdown();
