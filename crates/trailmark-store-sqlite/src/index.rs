@@ -483,8 +483,10 @@ pub(crate) struct Indexer {
     conn: Connection,
     shared: Arc<Shared>,
     /// The index file's WAL, made durable every [`WAL_SYNC_EVERY`] (see
-    /// [`Indexer::sync_wal`]), and when it last was.
-    wal: (PathBuf, Instant),
+    /// [`Indexer::sync_wal`]).
+    wal: PathBuf,
+    /// When it last was.
+    wal_synced: Instant,
 }
 
 /// How often the indexer flushes its WAL to disk while it writes.
@@ -519,7 +521,8 @@ impl Indexer {
         Ok(Self {
             conn,
             shared,
-            wal: (PathBuf::from(wal), Instant::now()),
+            wal: PathBuf::from(wal),
+            wal_synced: Instant::now(),
         })
     }
 
@@ -533,11 +536,11 @@ impl Indexer {
     /// a quarter second's worth, the WAL is already on disk when the
     /// checkpoint comes. An error is left to the checkpoint to meet.
     fn sync_wal(&mut self) {
-        if self.wal.1.elapsed() >= WAL_SYNC_EVERY {
-            if let Ok(file) = std::fs::File::open(&self.wal.0) {
+        if self.wal_synced.elapsed() >= WAL_SYNC_EVERY {
+            if let Ok(file) = std::fs::File::open(&self.wal) {
                 let _ = file.sync_data();
             }
-            self.wal.1 = Instant::now();
+            self.wal_synced = Instant::now();
         }
     }
 
