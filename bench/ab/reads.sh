@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Two builds of trailmark side by side on reads of one large trail: loads it once with
+# OLD (bench/query/load.lua's varied events, RECORDS records), then each round serves a
+# fresh copy of it with each build in turn (which goes first alternating), warms it up
+# (serve re-reads the alert windows at start, and the page cache fills), and measures
+# QUERY reads (bench/query/query.lua's modes; default history) with wrk, 8 connections.
+# Every read is audited, so reads are appends too: this measures the write path's stalls
+# as reads see them. Prints requests/s, p50, p99 and the server's CPU per request per
+# round, and the ratios of the medians.
+#
+#   bench/ab/reads.sh OLD_BINARY NEW_BINARY [events] [seconds] [rounds]     (needs wrk)
+#   QUERY=actor RECORDS=100000 bench/ab/reads.sh ...
+#   TRAILMARK_BENCH_DATA=/var/tmp/trail bench/ab/reads.sh ...   (keeps the loaded trail)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+old="$1"; new="$2"; events="${3:-1000000}"; secs="${4:-20}"; rounds="${5:-3}"
+export RECORDS="${RECORDS:-100000}" QUERY="${QUERY:-history}"
+. bench/lib.sh
+trail="${TRAILMARK_BENCH_DATA:-$(mktemp -d)}"
+load_once "$old" "$trail" "$events" >&2
+# Measured on a caught-up index (a stop leaves at most 30 s of indexing undone).
+start_serve "$old" "$trail"; wait_indexed 7979 10; kill -TERM "$server"; wait "$server" || true
+copy=$(mktemp -d)
+trap 'kill "$server" 2>/dev/null || true; rm -rf "$copy"' EXIT
+one() { # binary -> "requests/s p50_ms p99_ms cpu_us_per_request"
+  # The copy's pages written out first: left dirty, the kernel would write them back
+  # during the measurement, behind every fsync.
+  rm -rf "$copy"; cp -a "$trail" "$copy"; sync
+  start_serve "$1" "$copy"
+  wrk -t2 -c8 -d10s -s bench/query/query.lua http://127.0.0.1:7979 >/dev/null 2>&1
+  local before used out
+  before=$(awk '{print $14 + $15}' "/proc/$server/stat")
+  out=$(wrk -t2 -c8 -d"${secs}s" --latency -s bench/query/query.lua http://127.0.0.1:7979 2>&1)
+  used=$(( $(awk '{print $14 + $15}' "/proc/$server/stat") - before ))
+  kill -TERM "$server"; wait "$server" 2>/dev/null || true
+  if grep -q "unexpected status" <<<"$out"; then echo "refused requests" >&2; exit 1; fi
+  awk -v used="$used" -v hz="$(getconf CLK_TCK)" '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; return v * 1000 }
+    /requests in/ {n = $1} /Requests\/sec/ {r = $2} / 50%/ {p50 = ms($2)} / 99%/ {p99 = ms($2)}
+    END {printf "%.0f %.2f %.2f %.0f\n", r, p50, p99, used / hz * 1e6 / n}' <<<"$out"
+}
+for round in $(seq "$rounds"); do
+  if [ $((round % 2)) -eq 1 ]; then order="old new"; else order="new old"; fi
+  for build in $order; do
+    if [ "$build" = old ]; then bin="$old"; else bin="$new"; fi
+    echo "$QUERY $build $(one "$bin")"
+  done
+done | tee /dev/stderr | python3 -c '
+import statistics, sys
+cols = {}
+for line in sys.stdin:
+    mode, build, *values = line.split()
+    for name, v in zip(("requests/s", "p50 ms", "p99 ms", "CPU us/request"), values):
+        cols.setdefault((name, build), []).append(float(v))
+for name in ("requests/s", "p50 ms", "p99 ms", "CPU us/request"):
+    old, new = statistics.median(cols[(name, "old")]), statistics.median(cols[(name, "new")])
+    print(f"{name}: old median {old:.2f}, new median {new:.2f}, new/old {new / old:.2f}")
+'
