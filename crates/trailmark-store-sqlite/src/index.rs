@@ -458,6 +458,26 @@ struct Redo {
     tenant: String,
     ip: Option<String>,
     request_id: Option<String>,
+    /// The erased entry, as the batch read it.
+    now: Erased,
+}
+
+/// An erased entry as a batch reads it.
+enum Erased {
+    /// Above the batch: indexed later, from its erased state.
+    Later,
+    /// Covered by the index file, and no longer in the ledger.
+    Gone,
+    /// Covered by the index file: the words of what it keeps now.
+    Kept(String),
+}
+
+/// One batch's reading of the ledger file (see [`Indexer::read`]).
+struct Read {
+    rows: Vec<Row>,
+    redo: Vec<Redo>,
+    /// The position after the batch.
+    to: i64,
 }
 
 /// The index tables keyed by one text column after the tenant.
@@ -642,45 +662,24 @@ impl Indexer {
     }
 
     /// Indexes the entries after the index file's position (at most
-    /// [`BATCH`]) and applies the erasures' redo rows, in one transaction of
-    /// the index file; then deletes the applied redo rows from the ledger
+    /// [`BATCH`]) and applies the erasures' redo rows, read first (see
+    /// [`Self::read`]), in one transaction of the index file; then deletes the applied redo rows from the ledger
     /// file. Answers the new position, the entries indexed, and whether the
     /// batch was full (more may wait).
     fn batch(&self) -> Result<(u64, usize, bool), StoreError> {
+        let read = self.read()?;
+        self.write(read)
+    }
+
+    /// Writes what [`Self::read`] read into the index file (see
+    /// [`Self::batch`]).
+    fn write(&self, Read { rows, redo, to }: Read) -> Result<(u64, usize, bool), StoreError> {
         let tx = self
             .conn
             .unchecked_transaction()
             .map_err(db("starting an index transaction"))?;
-        let from: i64 = tx
-            .query_row("SELECT pos FROM ix.ix_state", [], |r| r.get(0))
-            .map_err(db("reading the index file's position"))?;
-        let rows: Vec<Row> = tx
-            .prepare_cached(&format!("{ROW_SQL} WHERE pos > ?1 ORDER BY pos LIMIT ?2"))
-            .and_then(|mut s| {
-                s.query_map(params![from, i64::try_from(BATCH).unwrap_or(i64::MAX)], row)?
-                    .collect()
-            })
-            .map_err(db("reading entries to index"))?;
-        let redo: Vec<Redo> = tx
-            .prepare_cached(
-                "SELECT id, pos, tenant, ip, request_id FROM main.index_redo ORDER BY id",
-            )
-            .and_then(|mut s| {
-                s.query_map([], |r| {
-                    Ok(Redo {
-                        id: r.get(0)?,
-                        pos: r.get(1)?,
-                        tenant: r.get(2)?,
-                        ip: r.get(3)?,
-                        request_id: r.get(4)?,
-                    })
-                })?
-                .collect()
-            })
-            .map_err(db("reading the erasures to apply"))?;
         insert_rows(&tx, &rows)?;
-        let to = rows.last().map_or(from, |r| r.pos);
-        apply_redo(&tx, &redo, to)?;
+        apply_redo(&tx, &redo)?;
         if let Some(last) = rows.last() {
             tx.execute(
                 "UPDATE ix.ix_state SET pos = ?1, leaf = ?2",
@@ -700,6 +699,60 @@ impl Indexer {
             rows.len(),
             rows.len() == BATCH,
         ))
+    }
+
+    /// What a batch indexes, read from the ledger file in one short read
+    /// transaction of its own: the entries after the index file's position
+    /// (at most [`BATCH`]), the erasures' redo rows, and the erased entries'
+    /// rows as they are now. One snapshot, so the rows and the redo rows
+    /// agree; ended before the index file is written, so the ledger's WAL
+    /// checkpoints and restarts never wait for a whole index transaction
+    /// (they wait for the readers of the WAL: a batch's writing and commit
+    /// took up to a second under batched load, and the writer's RESTART
+    /// slept behind it).
+    fn read(&self) -> Result<Read, StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(db("starting a read of the ledger"))?;
+        let from: i64 = tx
+            .query_row("SELECT pos FROM ix.ix_state", [], |r| r.get(0))
+            .map_err(db("reading the index file's position"))?;
+        let rows: Vec<Row> = tx
+            .prepare_cached(&format!("{ROW_SQL} WHERE pos > ?1 ORDER BY pos LIMIT ?2"))
+            .and_then(|mut s| {
+                s.query_map(params![from, i64::try_from(BATCH).unwrap_or(i64::MAX)], row)?
+                    .collect()
+            })
+            .map_err(db("reading entries to index"))?;
+        let to = rows.last().map_or(from, |r| r.pos);
+        let mut redo: Vec<Redo> = tx
+            .prepare_cached(
+                "SELECT id, pos, tenant, ip, request_id FROM main.index_redo ORDER BY id",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok(Redo {
+                        id: r.get(0)?,
+                        pos: r.get(1)?,
+                        tenant: r.get(2)?,
+                        ip: r.get(3)?,
+                        request_id: r.get(4)?,
+                        now: Erased::Later,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(db("reading the erasures to apply"))?;
+        for r in redo.iter_mut().filter(|r| r.pos <= to) {
+            let now = tx
+                .prepare_cached(&format!("{ROW_SQL} WHERE pos = ?1"))
+                .and_then(|mut s| s.query_row([r.pos], row).optional())
+                .map_err(db("reading an erased entry"))?;
+            r.now = now.map_or(Erased::Gone, |now| Erased::Kept(now.words()));
+        }
+        tx.commit().map_err(db("ending a read of the ledger"))?;
+        Ok(Read { rows, redo, to })
     }
 
     /// Rewrites the search index without the words of deleted rows and
@@ -878,13 +931,16 @@ fn rows_sql(insert: &str, width: usize, rows: usize, tail: &str) -> String {
     format!("{insert} VALUES {} {tail}", vec![row; rows].join(", "))
 }
 
-/// Removes what erasures took from entries the index file covers (up to
-/// `to`): their ip and request id keys, and their words, which are written
-/// again from what the entry keeps. Entries above `to` are indexed later,
-/// from their erased state.
-fn apply_redo(tx: &Connection, redo: &[Redo], to: i64) -> Result<(), StoreError> {
+/// Removes what erasures took from entries the index file covers (those
+/// read with their rows as they are now): their ip and request id keys, and
+/// their words, which are written again from what the entry keeps. The
+/// others are indexed later, from their erased state.
+fn apply_redo(tx: &Connection, redo: &[Redo]) -> Result<(), StoreError> {
     let run = || -> rusqlite::Result<()> {
-        for r in redo.iter().filter(|r| r.pos <= to) {
+        for r in redo {
+            if matches!(r.now, Erased::Later) {
+                continue;
+            }
             if let Some(ip) = &r.ip {
                 tx.prepare_cached(
                     "DELETE FROM ix.ix_ip WHERE tenant = ?1 AND ip = ?2 AND pos = ?3",
@@ -899,13 +955,9 @@ fn apply_redo(tx: &Connection, redo: &[Redo], to: i64) -> Result<(), StoreError>
             }
             tx.prepare_cached("DELETE FROM ix.ix_fts WHERE rowid = ?1")?
                 .execute([r.pos])?;
-            let now = tx
-                .prepare_cached(&format!("{ROW_SQL} WHERE pos = ?1"))?
-                .query_row([r.pos], row)
-                .optional()?;
-            if let Some(now) = now {
+            if let Erased::Kept(words) = &r.now {
                 tx.prepare_cached(INSERT_WORDS)?
-                    .execute(params![now.pos, now.words()])?;
+                    .execute(params![r.pos, words])?;
             }
         }
         Ok(())
@@ -953,6 +1005,53 @@ mod tests {
     /// [`Shared::throttle`] (the writer's wait) on its own thread.
     fn throttling(shared: &Arc<Shared>) -> std::sync::mpsc::Receiver<()> {
         on_thread(shared, Shared::throttle)
+    }
+
+    /// The indexer reads a batch from the ledger file in a read transaction
+    /// of its own and ends it before writing the index file: the ledger's
+    /// WAL restarts while a batch is written. (In one transaction, the
+    /// writer's RESTART slept behind every index batch under batched load.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_ledger_wal_restarts_while_the_indexer_writes_a_batch() {
+        use trailmark_store::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trailmark.db");
+        let store = crate::SqliteStore::open_with(
+            &path,
+            crate::Options {
+                indexer: false,
+                ..crate::Options::default()
+            },
+        )
+        .unwrap();
+        let batch: Vec<_> = (0..500)
+            .map(|n| trailmark_store::testkit::new_event("t", n, "update"))
+            .collect();
+        store.append(batch).await.unwrap();
+        let indexer = Indexer::new(open_indexer(&path).unwrap(), Arc::default()).unwrap();
+        let read = indexer.read().unwrap();
+        assert_eq!(read.rows.len(), 500);
+        let ledger = Connection::open(&path).unwrap();
+        ledger.busy_timeout(Duration::from_millis(200)).unwrap();
+        let (busy, log, done): (i64, i64, i64) = ledger
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(
+            (busy, log),
+            (0, done),
+            "the WAL did not restart while the batch was in hand"
+        );
+        let (position, n, full) = indexer.write(read).unwrap();
+        assert_eq!((n, full), (500, false));
+        let stored: i64 = indexer
+            .conn
+            .query_row("SELECT pos FROM ix.ix_state", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(u64::try_from(stored).unwrap(), position);
+        drop(ledger);
+        store.shutdown();
     }
 
     #[test]
