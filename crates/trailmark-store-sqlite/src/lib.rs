@@ -13,7 +13,6 @@ mod index;
 mod read;
 mod removal;
 mod strips;
-mod wal;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -276,7 +275,7 @@ impl SqliteStore {
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let mut conn = Connection::open(&path).map_err(db("opening the database"))?;
-        conn.busy_timeout(wal::WRITER_BUSY_TIMEOUT)
+        conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db("setting a busy timeout"))?;
         migrate(&mut conn)?;
         let limit = i64::try_from(options.wal_limit_bytes).unwrap_or(i64::MAX);
@@ -318,19 +317,16 @@ impl SqliteStore {
         };
         let mut wal_path = path.as_os_str().to_owned();
         wal_path.push("-wal");
-        let bound = Arc::new(wal::Bound::new(
-            PathBuf::from(wal_path),
-            options.wal_limit_bytes,
-        ));
+        let wal_path = PathBuf::from(wal_path);
         let (tx, rx) = mpsc::channel();
+        let bound = Some((wal_path.clone(), options.wal_limit_bytes));
         let told = Arc::clone(&shared);
-        let kept = Arc::clone(&bound);
         let writer = std::thread::Builder::new()
             .name("trailmark-sqlite-writer".into())
-            .spawn(move || Writer::new(conn, kept, told).run(&rx))
+            .spawn(move || Writer::new(conn, bound, told).run(&rx))
             .map_err(|e| StoreError::backend("starting the writer thread", e))?;
-        // WAL checkpoints run here, beside the writer, never inside a commit
-        // (wal.rs says how the two keep the log bounded).
+        // WAL checkpoints run here, beside the writer, never inside a commit:
+        // a PASSIVE checkpoint copies what it can without blocking anyone.
         let checkpointer = Connection::open(&path).map_err(db("opening the WAL checkpointer"))?;
         checkpointer
             .busy_timeout(std::time::Duration::from_millis(100))
@@ -341,7 +337,17 @@ impl SqliteStore {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let wal_thread = std::thread::Builder::new()
             .name("trailmark-sqlite-wal".into())
-            .spawn(move || bound.checkpoint(&checkpointer, &stop_rx))
+            .spawn(move || {
+                // The writer resets an outgrown WAL itself, between groups;
+                // here a PASSIVE checkpoint copies what it can every 500 ms.
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stop_rx.recv_timeout(std::time::Duration::from_millis(500))
+                {
+                    let _ = wal_checkpoint(&checkpointer, "PASSIVE");
+                }
+                // The store is closing: fold the WAL into the database.
+                let _ = wal_checkpoint(&checkpointer, "TRUNCATE");
+            })
             .map_err(|e| StoreError::backend("starting the WAL checkpointer", e))?;
         Ok(Self {
             inner: Arc::new(Inner {

@@ -61,9 +61,9 @@ struct TenantLog {
 pub(crate) struct Writer {
     conn: Connection,
     tenants: HashMap<TenantId, TenantLog>,
-    /// The WAL's bound: the writer restarts the log between two groups
-    /// when the checkpointer asks or the log outgrew it (wal.rs).
-    wal: std::sync::Arc<crate::wal::Bound>,
+    /// The WAL file and its bound: past it, the writer resets the log
+    /// between two groups (after answering the group that crossed it).
+    wal: Option<(std::path::PathBuf, u64)>,
     /// Told what each commit added, for the indexer.
     index: std::sync::Arc<crate::index::Shared>,
     /// The position of the newest entry inserted in the open transaction.
@@ -84,7 +84,7 @@ enum Outcome {
 impl Writer {
     pub(crate) fn new(
         conn: Connection,
-        wal: std::sync::Arc<crate::wal::Bound>,
+        wal: Option<(std::path::PathBuf, u64)>,
         index: std::sync::Arc<crate::index::Shared>,
     ) -> Self {
         Self {
@@ -93,6 +93,21 @@ impl Writer {
             wal,
             index,
             last_pos: None,
+        }
+    }
+
+    /// Resets the WAL when it outgrew its bound: RESTART copies it into the
+    /// database and lets the next commit write from its start, where
+    /// `journal_size_limit` cuts the file back. Between groups, so no
+    /// answer waits for it; readers hold it up for at most the busy timeout.
+    fn bound_wal(&self) {
+        let Some((path, limit)) = &self.wal else {
+            return;
+        };
+        if std::fs::metadata(path).map_or(0, |m| m.len()) > *limit {
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
         }
     }
 
@@ -122,7 +137,7 @@ impl Writer {
                     let _ = reply.send(self.scrub());
                 }
             }
-            self.wal.keep(&self.conn);
+            self.bound_wal();
         }
     }
 
