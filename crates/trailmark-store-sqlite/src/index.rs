@@ -663,9 +663,9 @@ impl Indexer {
 
     /// Indexes the entries after the index file's position (at most
     /// [`BATCH`]) and applies the erasures' redo rows, read first (see
-    /// [`Self::read`]), in one transaction of the index file; then deletes the applied redo rows from the ledger
-    /// file. Answers the new position, the entries indexed, and whether the
-    /// batch was full (more may wait).
+    /// [`Self::read`]), in one transaction of the index file; then deletes
+    /// the applied redo rows from the ledger file. Answers the new position,
+    /// the entries indexed, and whether the batch was full (more may wait).
     fn batch(&self) -> Result<(u64, usize, bool), StoreError> {
         let read = self.read()?;
         self.write(read)
