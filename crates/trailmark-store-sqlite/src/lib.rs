@@ -275,7 +275,7 @@ impl SqliteStore {
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let mut conn = Connection::open(&path).map_err(db("opening the database"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        conn.busy_timeout(writer::BUSY_TIMEOUT)
             .map_err(db("setting a busy timeout"))?;
         migrate(&mut conn)?;
         let limit = i64::try_from(options.wal_limit_bytes).unwrap_or(i64::MAX);

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -17,6 +18,12 @@ use crate::strips::{StripWriter, read_nodes, to_i64};
 
 /// At most this many events are committed by one fsync.
 const MAX_GROUP_EVENTS: usize = 20_000;
+/// The write connection's busy timeout.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the writer's WAL restart waits for reads of the WAL under way.
+const RESTART_READ_WAIT: Duration = Duration::from_millis(20);
+/// How long after a restart that reads held up the writer tries again.
+const RESTART_RETRY: Duration = Duration::from_millis(100);
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -68,6 +75,8 @@ pub(crate) struct Writer {
     index: std::sync::Arc<crate::index::Shared>,
     /// The position of the newest entry inserted in the open transaction.
     last_pos: Option<u64>,
+    /// After a WAL restart that reads held up: when to try again.
+    restart_after: Option<Instant>,
 }
 
 enum Outcome {
@@ -93,22 +102,35 @@ impl Writer {
             wal,
             index,
             last_pos: None,
+            restart_after: None,
         }
     }
 
     /// Resets the WAL when it outgrew its bound: RESTART copies it into the
     /// database and lets the next commit write from its start, where
-    /// `journal_size_limit` cuts the file back. Between groups, so no
-    /// answer waits for it; readers hold it up for at most the busy timeout.
-    fn bound_wal(&self) {
+    /// `journal_size_limit` cuts the file back. Between groups: the group
+    /// that crossed the bound is answered first, the next waits for it.
+    ///
+    /// A read of the WAL under way holds a restart up until it ends, and no
+    /// wait makes it end sooner: the writer waits for reads at most
+    /// [`RESTART_READ_WAIT`], and after a restart they held up tries again
+    /// only [`RESTART_RETRY`] later, letting the WAL grow meanwhile. (Under
+    /// its 5 s busy timeout, every group waited 5 s while a long read ran.)
+    fn bound_wal(&mut self) {
         let Some((path, limit)) = &self.wal else {
             return;
         };
-        if std::fs::metadata(path).map_or(0, |m| m.len()) > *limit {
-            let _ = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+        if self.restart_after.is_some_and(|at| Instant::now() < at)
+            || std::fs::metadata(path).map_or(0, |m| m.len()) <= *limit
+        {
+            return;
         }
+        let _ = self.conn.busy_timeout(RESTART_READ_WAIT);
+        let busy = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
+        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+        self.restart_after = (!matches!(busy, Ok(0))).then(|| Instant::now() + RESTART_RETRY);
     }
 
     pub(crate) fn run(mut self, jobs: &Receiver<Job>) {

@@ -89,6 +89,68 @@ async fn the_wal_stays_bounded_under_steady_single_appends_and_shutdown_removes_
     assert_eq!(reopened.heads().await.unwrap()[0].size.get(), 6000);
 }
 
+/// A long read of the WAL holds its restart up until it ends; appends go on
+/// meanwhile (the writer used to wait its 5 s busy timeout for the read at
+/// every group), and once the read ends the WAL is restarted and cut back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_go_on_while_a_long_read_holds_the_wal_and_it_is_restarted_after() {
+    use trailmark_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trailmark.db");
+    let limit = 256 * 1024;
+    let store = trailmark_store_sqlite::SqliteStore::open_with(
+        &path,
+        trailmark_store_sqlite::Options {
+            wal_limit_bytes: limit,
+            ..trailmark_store_sqlite::Options::default()
+        },
+    )
+    .unwrap();
+    let wal = dir.path().join("trailmark.db-wal");
+    let size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let one = |n| vec![trailmark_store::testkit::new_event("t", n, "update")];
+    for n in 0..20 {
+        store.append(one(n)).await.unwrap();
+    }
+    // A reader in the middle of a long read: it began on the WAL as it is.
+    let reader = rusqlite::Connection::open(&path).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+        .unwrap();
+    // Past the bound, one group at a time: each would try a restart.
+    let started = std::time::Instant::now();
+    let mut n = 20;
+    while size() <= 2 * limit {
+        store.append(one(n)).await.unwrap();
+        n += 1;
+        assert!(n < 20_000, "the WAL did not grow");
+    }
+    for _ in 0..20 {
+        store.append(one(n)).await.unwrap();
+        n += 1;
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{} appends under a long read took {:?}",
+        n - 20,
+        started.elapsed()
+    );
+    // The read ends: the next restart succeeds and the file is cut back.
+    reader.execute_batch("COMMIT").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while size() > limit {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL stayed at {} bytes after the read ended",
+            size()
+        );
+        store.append(one(n)).await.unwrap();
+        n += 1;
+    }
+    store.shutdown();
+}
+
 /// A read that runs past the limit is stopped and named as the caller's to
 /// narrow; key lookups keep their own connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
