@@ -22,6 +22,18 @@ impl Harness for TempSqlite {
 
 trailmark_store::conformance_suite!(TempSqlite::new());
 
+/// A store at `path` whose WAL is bounded at `limit` bytes.
+fn with_wal_limit(path: &std::path::Path, limit: u64) -> SqliteStore {
+    SqliteStore::open_with(
+        path,
+        trailmark_store_sqlite::Options {
+            wal_limit_bytes: limit,
+            ..trailmark_store_sqlite::Options::default()
+        },
+    )
+    .unwrap()
+}
+
 /// One writer appending single events while readers read: the WAL stays
 /// near its limit (it used to grow without bound), and a clean shutdown
 /// removes it.
@@ -31,14 +43,7 @@ async fn the_wal_stays_bounded_under_steady_single_appends_and_shutdown_removes_
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trailmark.db");
     let limit = 4 * 1024 * 1024;
-    let store = trailmark_store_sqlite::SqliteStore::open_with(
-        &path,
-        trailmark_store_sqlite::Options {
-            wal_limit_bytes: limit,
-            ..trailmark_store_sqlite::Options::default()
-        },
-    )
-    .unwrap();
+    let store = with_wal_limit(&path, limit);
     let wal = dir.path().join("trailmark.db-wal");
     let tenant = trailmark_core::TenantId::new("t").unwrap();
     let reader = {
@@ -98,20 +103,11 @@ async fn appends_go_on_while_a_long_read_holds_the_wal_and_it_is_restarted_after
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trailmark.db");
     let limit = 256 * 1024;
-    let store = trailmark_store_sqlite::SqliteStore::open_with(
-        &path,
-        trailmark_store_sqlite::Options {
-            wal_limit_bytes: limit,
-            ..trailmark_store_sqlite::Options::default()
-        },
-    )
-    .unwrap();
+    let store = with_wal_limit(&path, limit);
     let wal = dir.path().join("trailmark.db-wal");
     let size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
     let one = |n| vec![trailmark_store::testkit::new_event("t", n, "update")];
-    for n in 0..20 {
-        store.append(one(n)).await.unwrap();
-    }
+    trailmark_store::testkit::append_range(&store, "t", 0..20).await;
     // A reader in the middle of a long read: it began on the WAL as it is.
     let reader = rusqlite::Connection::open(&path).unwrap();
     reader.execute_batch("BEGIN").unwrap();
