@@ -20,9 +20,10 @@ use crate::strips::{StripWriter, read_nodes, to_i64};
 const MAX_GROUP_EVENTS: usize = 20_000;
 /// The write connection's busy timeout.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the writer's WAL restart waits for reads of the WAL under way.
+/// How long the writer's WAL restart waits for what holds it up (reads of
+/// the WAL under way, the WAL checkpointer's copy, the indexer's write).
 const RESTART_READ_WAIT: Duration = Duration::from_millis(20);
-/// How long after a restart that reads held up the writer tries again.
+/// How long after a restart that was held up the writer tries again.
 const RESTART_RETRY: Duration = Duration::from_millis(100);
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -112,10 +113,12 @@ impl Writer {
     /// that crossed the bound is answered first, the next waits for it.
     ///
     /// A read of the WAL under way holds a restart up until it ends, and no
-    /// wait makes it end sooner: the writer waits for reads at most
-    /// [`RESTART_READ_WAIT`], and after a restart they held up tries again
-    /// only [`RESTART_RETRY`] later, letting the WAL grow meanwhile. (Under
-    /// its 5 s busy timeout, every group waited 5 s while a long read ran.)
+    /// wait makes it end sooner: the writer waits at most
+    /// [`RESTART_READ_WAIT`] (for reads, and as long for the WAL
+    /// checkpointer's copy or the indexer's write to the ledger), and after a
+    /// restart that was held up tries again only [`RESTART_RETRY`] later,
+    /// letting the WAL grow meanwhile. (Under its 5 s busy timeout, every
+    /// group waited 5 s while a long read ran.)
     fn bound_wal(&mut self) {
         let Some((path, limit)) = &self.wal else {
             return;
