@@ -744,9 +744,10 @@ impl Indexer {
                 .collect()
             })
             .map_err(db("reading the erasures to apply"))?;
+        let erased = format!("{ROW_SQL} WHERE pos = ?1");
         for r in redo.iter_mut().filter(|r| r.pos <= to) {
             let now = tx
-                .prepare_cached(&format!("{ROW_SQL} WHERE pos = ?1"))
+                .prepare_cached(&erased)
                 .and_then(|mut s| s.query_row([r.pos], row).optional())
                 .map_err(db("reading an erased entry"))?;
             r.now = now.map_or(Erased::Gone, |now| Erased::Kept(now.words()));
