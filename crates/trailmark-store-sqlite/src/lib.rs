@@ -177,29 +177,39 @@ fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, 
     })
 }
 
+/// How long a scrub's WAL truncation keeps trying while the log is in use:
+/// each try waits for readers up to the connection's busy timeout, but a
+/// checkpoint under way on another connection (the WAL checkpointer's
+/// PASSIVE copy every 500 ms) makes it fail at once, SQLite's busy handler
+/// not being called for that lock.
+const TRUNCATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Folds the WAL of the database `schema` (`main`, or the attached index
 /// file `ix`) into it and truncates it to nothing: the last step of a scrub.
-/// A reader holding an old snapshot past the busy timeout keeps it in use;
-/// the scrub then fails, to be run again. `what` names the file in errors.
+/// A try that finds the log in use is repeated every 10 ms until
+/// [`TRUNCATE_DEADLINE`]; a reader holding an old snapshot past that keeps
+/// it in use, and the scrub fails, to be run again. `what` names the file
+/// in errors.
 pub(crate) fn truncate_wal(
     conn: &Connection,
     schema: &str,
     what: &'static str,
 ) -> Result<(), StoreError> {
-    let busy: i64 = conn
-        .query_row(
-            &format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)"),
-            [],
-            |r| r.get(0),
-        )
-        .map_err(db(what))?;
-    if busy != 0 {
-        return Err(StoreError::backend(
-            what,
-            std::io::Error::other("readers kept the WAL in use; run the scrub again"),
-        ));
+    let sql = format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)");
+    let deadline = std::time::Instant::now() + TRUNCATE_DEADLINE;
+    loop {
+        let busy: i64 = conn.query_row(&sql, [], |r| r.get(0)).map_err(db(what))?;
+        if busy == 0 {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StoreError::backend(
+                what,
+                std::io::Error::other("readers kept the WAL in use; run the scrub again"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    Ok(())
 }
 
 /// A read-only connection that changes no byte of the database or its WAL.

@@ -304,9 +304,9 @@ impl Writer {
                 .map_err(db("vacuuming the database"))?;
             self.tenants.clear();
         }
-        // TRUNCATE waits for readers (busy timeout) and reports whether it
-        // could finish; a reader that holds an old snapshot longer than that
-        // fails the scrub, which the caller reports.
+        // Tried again while the log is in use, up to a deadline; a reader
+        // holding an old snapshot longer than that fails the scrub, which
+        // the caller reports.
         crate::truncate_wal(&self.conn, "main", "truncating the WAL")
     }
 

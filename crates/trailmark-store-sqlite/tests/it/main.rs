@@ -318,6 +318,62 @@ async fn an_erased_payload_survives_in_no_file_of_the_data_dir() {
     );
 }
 
+/// A scrub's WAL truncation meets a checkpoint under way on another
+/// connection (the WAL checkpointer's PASSIVE copy, every 500 ms, in a
+/// server): SQLite fails such a try at once, without the busy handler, so
+/// the scrub tries again until the log is free instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrub_waits_out_a_checkpoint_under_way_on_another_connection() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    use trailmark_store::Store;
+    use trailmark_store::testkit::erasure_event;
+    /// Set by the other connection's busy handler: it holds the checkpoint
+    /// lock and waits for the reader.
+    static WAITING: AtomicBool = AtomicBool::new(false);
+    fn wait_for_readers(tries: i32) -> bool {
+        WAITING.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(1));
+        tries < 10_000
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trailmark.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let events = (0..200u64).map(erasure_event).collect();
+    store.append(events).await.unwrap();
+    // A reader's snapshot of the WAL, and a RESTART checkpoint that takes
+    // the checkpoint lock and waits (busy handler) for that reader to end.
+    let reader = rusqlite::Connection::open(&path).unwrap();
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM entries;")
+        .unwrap();
+    let restart = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.busy_handler(Some(wait_for_readers)).unwrap();
+            conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !WAITING.load(Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "the checkpoint waits");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The reader ends 300 ms into the scrub, then the other checkpoint.
+    let ends = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        reader.execute_batch("COMMIT").unwrap();
+    });
+    store
+        .scrub()
+        .await
+        .expect("the scrub waits for the other checkpoint");
+    ends.join().unwrap();
+    assert_eq!(restart.join().unwrap(), 0, "the other checkpoint finished");
+}
+
 /// Every entry a query finds, page after page (tenant and seq), and its
 /// counts (from the index file's hourly counts where the query allows).
 async fn found(store: &SqliteStore, q: &trailmark_store::Query) -> (Vec<(String, u64)>, String) {
