@@ -374,6 +374,30 @@ async fn a_scrub_waits_out_a_checkpoint_under_way_on_another_connection() {
     assert_eq!(restart.join().unwrap(), 0, "the other checkpoint finished");
 }
 
+/// The bundled SQLite is compiled with the workspace's `.cargo/config.toml`
+/// flags: no page-cache group shared by every connection behind one mutex,
+/// no mutex around every allocation for memory statistics (the writer, the
+/// indexer and the readers waited on each other there: docs/OPERATIONS.md,
+/// "SQLite build").
+#[test]
+fn the_bundled_sqlite_is_built_without_process_wide_locks() {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    let used = |option: &str| -> bool {
+        conn.query_row("SELECT sqlite_compileoption_used(?1)", [option], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    assert!(
+        !used("ENABLE_MEMORY_MANAGEMENT"),
+        "page caches share one mutex: build from the workspace (LIBSQLITE3_FLAGS)"
+    );
+    assert!(
+        used("DEFAULT_MEMSTATUS=0"),
+        "allocations take the statistics mutex: build from the workspace (LIBSQLITE3_FLAGS)"
+    );
+}
+
 /// Every entry a query finds, page after page (tenant and seq), and its
 /// counts (from the index file's hourly counts where the query allows).
 async fn found(store: &SqliteStore, q: &trailmark_store::Query) -> (Vec<(String, u64)>, String) {
