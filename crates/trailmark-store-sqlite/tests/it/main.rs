@@ -347,6 +347,9 @@ async fn a_scrub_waits_out_a_checkpoint_under_way_on_another_connection() {
     reader
         .execute_batch("BEGIN; SELECT count(*) FROM entries;")
         .unwrap();
+    // Written after the reader's snapshot, so the checkpoint waits for it
+    // whether it reads the WAL or (all of it copied already) the file.
+    store.append(vec![erasure_event(200)]).await.unwrap();
     let restart = {
         let path = path.clone();
         std::thread::spawn(move || {
