@@ -355,8 +355,17 @@ async fn a_scrub_waits_out_a_checkpoint_under_way_on_another_connection() {
         std::thread::spawn(move || {
             let conn = rusqlite::Connection::open(&path).unwrap();
             conn.busy_handler(Some(wait_for_readers)).unwrap();
-            conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0))
-                .unwrap()
+            // Tried again while the store's own checkpointer holds the lock
+            // (busy at once, the handler never called).
+            loop {
+                let busy = conn
+                    .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0))
+                    .unwrap();
+                if busy == 0 || WAITING.load(Ordering::SeqCst) {
+                    break busy;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
         })
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
