@@ -23,7 +23,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
-use trailmark_store::{IndexerStatus, StoreError, searchable_words_of_text};
+use trailmark_store::{Exact, IndexerStatus, StoreError, searchable_words_of_text};
 
 /// The index file's format; another one is rebuilt.
 const INDEX_VERSION: i64 = 2;
@@ -437,6 +437,19 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 }
 
 impl Row {
+    /// The entry's value of an exact filter, where it has one.
+    fn key(&self, field: Exact) -> Option<&str> {
+        match field {
+            Exact::Actor => Some(&self.actor_id),
+            Exact::Action => Some(&self.action),
+            Exact::ResourceType => self.resource_type.as_deref(),
+            Exact::ResourceId => self.resource_id.as_deref(),
+            Exact::Outcome => Some(&self.outcome),
+            Exact::Ip => self.ip.as_deref(),
+            Exact::RequestId => self.request_id.as_deref(),
+        }
+    }
+
     /// The words `q=` finds it by: the one rule of `searchable_words`.
     fn words(&self) -> String {
         searchable_words_of_text(
@@ -480,24 +493,18 @@ struct Read {
     to: i64,
 }
 
-/// The index tables keyed by one text column after the tenant.
-const TEXT_KEYS: [(&str, &str); 5] = [
-    ("ix_actor", "actor_id"),
-    ("ix_action", "action"),
-    ("ix_outcome", "outcome"),
-    ("ix_ip", "ip"),
-    ("ix_request", "request_id"),
+/// The index file's key tables, most selective first, with the filters
+/// their keys hold after the tenant (columns named by [`Exact::column`], in
+/// [`SCHEMA`]): the indexer writes a row to each for every entry that has
+/// the key, and a query seeks the first table it filters by (read.rs).
+pub(crate) const KEY_TABLES: [(&str, &[Exact]); 6] = [
+    ("ix_ip", &[Exact::Ip]),
+    ("ix_request", &[Exact::RequestId]),
+    ("ix_resource", &[Exact::ResourceType, Exact::ResourceId]),
+    ("ix_actor", &[Exact::Actor]),
+    ("ix_action", &[Exact::Action]),
+    ("ix_outcome", &[Exact::Outcome]),
 ];
-
-fn text_key<'a>(row: &'a Row, table: &str) -> Option<&'a str> {
-    match table {
-        "ix_actor" => Some(&row.actor_id),
-        "ix_action" => Some(&row.action),
-        "ix_outcome" => Some(&row.outcome),
-        "ix_ip" => row.ip.as_deref(),
-        _ => row.request_id.as_deref(),
-    }
-}
 
 pub(crate) struct Indexer {
     conn: Connection,
@@ -829,11 +836,14 @@ fn insert_keys(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
         |(t, kind, id, pos)| [t, kind, id, pos],
     )?;
     let mut keys: Vec<(&str, &str, i64)> = Vec::with_capacity(rows.len());
-    for (table, column) in TEXT_KEYS {
+    for (table, fields) in KEY_TABLES {
+        // ix_resource, keyed by two fields, is written above.
+        let &[field] = fields else { continue };
+        let column = field.column();
         keys.clear();
         keys.extend(
             rows.iter()
-                .filter_map(|r| Some((r.tenant.as_str(), text_key(r, table)?, r.pos))),
+                .filter_map(|r| Some((r.tenant.as_str(), r.key(field)?, r.pos))),
         );
         // Rows come in position order: a stable sort by key keeps it.
         keys.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));

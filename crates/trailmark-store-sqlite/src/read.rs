@@ -345,17 +345,6 @@ struct Part {
     pos: &'static str,
 }
 
-/// The index file's key tables and the filters each seeks, most selective
-/// first: the first one the query filters by finds its rows.
-const KEYED: [(&str, &[Exact]); 6] = [
-    ("ix_ip", &[Exact::Ip]),
-    ("ix_request", &[Exact::RequestId]),
-    ("ix_resource", &[Exact::ResourceType, Exact::ResourceId]),
-    ("ix_actor", &[Exact::Actor]),
-    ("ix_action", &[Exact::Action]),
-    ("ix_outcome", &[Exact::Outcome]),
-];
-
 /// The parts a query reads, newest first: the entries above the index
 /// file's position (`indexed`), then the index file's matches up to it; or
 /// the ledger file alone when its own indexes serve (a tenant's newest
@@ -384,7 +373,7 @@ fn parts(q: &Query, ordered: bool, indexed: i64) -> Vec<Part> {
             pos: "e.pos",
         }];
     }
-    let keyed = KEYED
+    let keyed = crate::index::KEY_TABLES
         .iter()
         .find(|(_, fields)| q.exact.contains_key(&fields[0]));
     let table = match keyed {
