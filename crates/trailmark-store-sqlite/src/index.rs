@@ -26,7 +26,7 @@ use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use trailmark_store::{Exact, IndexerStatus, StoreError, searchable_words_of_text};
 
 /// The index file's format; another one is rebuilt.
-const INDEX_VERSION: i64 = 2;
+const INDEX_VERSION: i64 = 3;
 
 /// An hour in milliseconds: the counts' bucket.
 pub(crate) const HOUR_MS: i64 = 3_600_000;
@@ -76,24 +76,26 @@ const SCHEMA: &str = "
 CREATE TABLE ix_state (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     pos INTEGER NOT NULL,
-    leaf BLOB
+    leaf BLOB,
+    span_bits INTEGER NOT NULL
 );
-INSERT INTO ix_state (one, pos, leaf) VALUES (1, 0, NULL);
 CREATE TABLE ix_time (tenant TEXT NOT NULL, occurred_at INTEGER NOT NULL, pos INTEGER NOT NULL,
     PRIMARY KEY (tenant, occurred_at, pos)) WITHOUT ROWID;
-CREATE TABLE ix_actor (tenant TEXT NOT NULL, actor_id TEXT NOT NULL, pos INTEGER NOT NULL,
-    PRIMARY KEY (tenant, actor_id, pos)) WITHOUT ROWID;
-CREATE TABLE ix_resource (tenant TEXT NOT NULL, resource_type TEXT NOT NULL,
-    resource_id TEXT NOT NULL, pos INTEGER NOT NULL,
-    PRIMARY KEY (tenant, resource_type, resource_id, pos)) WITHOUT ROWID;
-CREATE TABLE ix_action (tenant TEXT NOT NULL, action TEXT NOT NULL, pos INTEGER NOT NULL,
-    PRIMARY KEY (tenant, action, pos)) WITHOUT ROWID;
-CREATE TABLE ix_outcome (tenant TEXT NOT NULL, outcome TEXT NOT NULL, pos INTEGER NOT NULL,
-    PRIMARY KEY (tenant, outcome, pos)) WITHOUT ROWID;
-CREATE TABLE ix_ip (tenant TEXT NOT NULL, ip TEXT NOT NULL, pos INTEGER NOT NULL,
-    PRIMARY KEY (tenant, ip, pos)) WITHOUT ROWID;
-CREATE TABLE ix_request (tenant TEXT NOT NULL, request_id TEXT NOT NULL, pos INTEGER NOT NULL,
-    PRIMARY KEY (tenant, request_id, pos)) WITHOUT ROWID;
+-- The key tables ([`KEY_TABLES`]) begin their keys with the span of the
+-- position ([`Indexed::span_of`]).
+CREATE TABLE ix_actor (span INTEGER NOT NULL, tenant TEXT NOT NULL, actor_id TEXT NOT NULL,
+    pos INTEGER NOT NULL, PRIMARY KEY (span, tenant, actor_id, pos)) WITHOUT ROWID;
+CREATE TABLE ix_resource (span INTEGER NOT NULL, tenant TEXT NOT NULL,
+    resource_type TEXT NOT NULL, resource_id TEXT NOT NULL, pos INTEGER NOT NULL,
+    PRIMARY KEY (span, tenant, resource_type, resource_id, pos)) WITHOUT ROWID;
+CREATE TABLE ix_action (span INTEGER NOT NULL, tenant TEXT NOT NULL, action TEXT NOT NULL,
+    pos INTEGER NOT NULL, PRIMARY KEY (span, tenant, action, pos)) WITHOUT ROWID;
+CREATE TABLE ix_outcome (span INTEGER NOT NULL, tenant TEXT NOT NULL, outcome TEXT NOT NULL,
+    pos INTEGER NOT NULL, PRIMARY KEY (span, tenant, outcome, pos)) WITHOUT ROWID;
+CREATE TABLE ix_ip (span INTEGER NOT NULL, tenant TEXT NOT NULL, ip TEXT NOT NULL,
+    pos INTEGER NOT NULL, PRIMARY KEY (span, tenant, ip, pos)) WITHOUT ROWID;
+CREATE TABLE ix_request (span INTEGER NOT NULL, tenant TEXT NOT NULL, request_id TEXT NOT NULL,
+    pos INTEGER NOT NULL, PRIMARY KEY (span, tenant, request_id, pos)) WITHOUT ROWID;
 -- Counts per tenant, dimension, hour and value (dimensions: outcome, action,
 -- actor_id, resource_type), so that counting a long window reads its hours,
 -- not its events. What they count is never erased.
@@ -112,16 +114,24 @@ INSERT INTO ix_fts (ix_fts, rank) VALUES ('hashsize', 16777216);
 INSERT INTO ix_fts (ix_fts, rank) VALUES ('automerge', 8);
 ";
 
-/// [`SCHEMA`] with every table it creates or fills in the database `name`
-/// (an unqualified CREATE would go to the ledger file).
-fn schema_in(name: &str) -> String {
-    SCHEMA
-        .replace("CREATE TABLE ", &format!("CREATE TABLE {name}."))
-        .replace(
-            "CREATE VIRTUAL TABLE ",
-            &format!("CREATE VIRTUAL TABLE {name}."),
-        )
-        .replace("INSERT INTO ", &format!("INSERT INTO {name}."))
+/// Creates [`SCHEMA`]'s tables in the database `name` (an unqualified
+/// CREATE would go to the ledger file), at position 0, with spans of
+/// 2^`span_bits` positions.
+fn create_in(conn: &Connection, name: &str, span_bits: u32) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        &SCHEMA
+            .replace("CREATE TABLE ", &format!("CREATE TABLE {name}."))
+            .replace(
+                "CREATE VIRTUAL TABLE ",
+                &format!("CREATE VIRTUAL TABLE {name}."),
+            )
+            .replace("INSERT INTO ", &format!("INSERT INTO {name}.")),
+    )?;
+    conn.execute(
+        &format!("INSERT INTO {name}.ix_state (one, pos, leaf, span_bits) VALUES (1, 0, NULL, ?1)"),
+        [span_bits],
+    )?;
+    Ok(())
 }
 
 fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -188,9 +198,10 @@ pub(crate) fn has_tables(conn: &Connection) -> Result<bool, StoreError> {
 }
 
 /// Opens the ledger file `path` for the indexer with its index file attached
-/// as `ix`, removing an index file that does not belong to it and creating
-/// a new one (0600, as the ledger file) where there is none.
-pub(crate) fn open_indexer(path: &Path) -> Result<Connection, StoreError> {
+/// as `ix`, removing an index file that does not belong to it or has spans
+/// of another width than 2^`span_bits`, and creating a new one (0600, as
+/// the ledger file) where there is none.
+pub(crate) fn open_indexer(path: &Path, span_bits: u32) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(db("opening the indexer's connection"))?;
     // Two statement shapes per index table (insert_many) beside the rest.
     conn.set_prepared_statement_cache_capacity(64);
@@ -224,7 +235,7 @@ pub(crate) fn open_indexer(path: &Path) -> Result<Connection, StoreError> {
         .map_err(db("setting up the index file"))
     };
     attach(&conn)?;
-    if has_tables(&conn)? && !belongs(&conn, "ix")? {
+    if has_tables(&conn)? && !(belongs(&conn, "ix")? && stored_span_bits(&conn)? == span_bits) {
         // Derived data only: rebuilt from the ledger.
         conn.execute_batch("DETACH DATABASE ix")
             .map_err(db("detaching the index file"))?;
@@ -237,8 +248,7 @@ pub(crate) fn open_indexer(path: &Path) -> Result<Connection, StoreError> {
         let tx = conn
             .unchecked_transaction()
             .map_err(db("creating the index file"))?;
-        tx.execute_batch(&schema_in("ix"))
-            .map_err(db("creating the index file"))?;
+        create_in(&tx, "ix", span_bits).map_err(db("creating the index file"))?;
         tx.execute_batch(&format!("PRAGMA ix.user_version = {INDEX_VERSION}"))
             .map_err(db("creating the index file"))?;
         tx.commit().map_err(db("creating the index file"))?;
@@ -249,8 +259,13 @@ pub(crate) fn open_indexer(path: &Path) -> Result<Connection, StoreError> {
 /// An empty index (position 0) for a read-only connection with no index
 /// file to read: every read then scans the ledger's entries.
 pub(crate) fn empty_temp_index(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(&schema_in("temp"))
-        .map_err(db("making an empty index"))
+    create_in(conn, "temp", SPAN_BITS).map_err(db("making an empty index"))
+}
+
+/// The width of the spans of the index file attached as `ix`.
+fn stored_span_bits(conn: &Connection) -> Result<u32, StoreError> {
+    conn.query_row("SELECT span_bits FROM ix.ix_state", [], |r| r.get(0))
+        .map_err(db("reading the index file's spans"))
 }
 
 #[derive(Debug, Default)]
@@ -506,6 +521,38 @@ pub(crate) const KEY_TABLES: [(&str, &[Exact]); 6] = [
     ("ix_outcome", &[Exact::Outcome]),
 ];
 
+/// The width of the key tables' spans in a server's index file: their keys
+/// begin with the span of the entry's position ([`Indexed::span_of`]),
+/// 2^`SPAN_BITS` positions each.
+///
+/// The scattered keys of a batch (actors, records, IPs, request ids) land
+/// all over their B-trees. In one tree for the whole trail, every batch
+/// wrote most of its leaf pages once the tree outgrew a batch and the page
+/// cache (at 10^7 entries, `ix_actor` alone is ~60,000 pages), and the ingest
+/// rate fell as the trail grew. With the span first, a batch's keys land in
+/// the newest span's part of each tree, which never holds more than one
+/// span's entries; older spans are not written again (but for an erasure's
+/// redo). A read seeks span by span, newest first, and stops when its page
+/// is full: a key found in the newest span costs one seek, a rare key one
+/// per span (ten at 10^7 entries). The width is kept in the index file;
+/// [`crate::Options::index_span_bits`] sets another for a new one (tests).
+pub const SPAN_BITS: u32 = 20;
+
+/// The index file's position and span width, as one read snapshot sees
+/// them: the entries up to `pos` are in the index file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Indexed {
+    pub(crate) pos: i64,
+    pub(crate) span_bits: u32,
+}
+
+impl Indexed {
+    /// The span of position `pos` in the key tables (see [`SPAN_BITS`]).
+    pub(crate) fn span_of(self, pos: i64) -> i64 {
+        pos.max(0) >> self.span_bits
+    }
+}
+
 pub(crate) struct Indexer {
     conn: Connection,
     shared: Arc<Shared>,
@@ -514,6 +561,8 @@ pub(crate) struct Indexer {
     wal: PathBuf,
     /// When it last was.
     wal_synced: Instant,
+    /// The index file's span width (see [`SPAN_BITS`]).
+    span_bits: u32,
 }
 
 /// How often the indexer flushes its WAL to disk while it writes.
@@ -543,6 +592,7 @@ impl Indexer {
             // Redo rows left by a crash count as one erasure to apply.
             p.erasures += u64::from(redo);
         }
+        let span_bits = stored_span_bits(&conn)?;
         let mut wal = index_path(Path::new(conn.path().unwrap_or_default())).into_os_string();
         wal.push("-wal");
         Ok(Self {
@@ -550,6 +600,7 @@ impl Indexer {
             shared,
             wal: PathBuf::from(wal),
             wal_synced: Instant::now(),
+            span_bits,
         })
     }
 
@@ -685,8 +736,8 @@ impl Indexer {
             .conn
             .unchecked_transaction()
             .map_err(db("starting an index transaction"))?;
-        insert_rows(&tx, &rows)?;
-        apply_redo(&tx, &redo)?;
+        insert_rows(&tx, &rows, self.span_bits)?;
+        apply_redo(&tx, &redo, self.span_bits)?;
         if let Some(last) = rows.last() {
             tx.execute(
                 "UPDATE ix.ix_state SET pos = ?1, leaf = ?2",
@@ -789,9 +840,9 @@ const INSERT_WORDS: &str = "INSERT INTO ix.ix_fts (rowid, body) VALUES (?1, ?2)"
 /// statements, or keys after them, made a segment of every 128 entries and
 /// kept FTS5 merging them. A one-row insert opens no savepoint, so the
 /// words go last and one at a time: one segment a transaction.
-fn insert_rows(tx: &Connection, rows: &[Row]) -> Result<(), StoreError> {
+fn insert_rows(tx: &Connection, rows: &[Row], span_bits: u32) -> Result<(), StoreError> {
     let run = || -> rusqlite::Result<()> {
-        insert_keys(tx, rows)?;
+        insert_keys(tx, rows, span_bits)?;
         insert_counts(tx, rows)?;
         let mut words = tx.prepare_cached(INSERT_WORDS)?;
         for r in rows {
@@ -803,7 +854,7 @@ fn insert_rows(tx: &Connection, rows: &[Row]) -> Result<(), StoreError> {
 }
 
 /// The key tables' rows of `rows`, each table's in key order.
-fn insert_keys(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
+fn insert_keys(tx: &Connection, rows: &[Row], span_bits: u32) -> rusqlite::Result<()> {
     let mut time: Vec<(&str, i64, i64)> = rows
         .iter()
         .map(|r| (r.tenant.as_str(), r.occurred_at, r.pos))
@@ -816,10 +867,12 @@ fn insert_keys(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
         &time,
         |(t, occurred, pos)| [t, occurred, pos],
     )?;
-    let mut resources: Vec<(&str, &str, &str, i64)> = rows
+    let span = |pos| pos >> span_bits;
+    let mut resources: Vec<(i64, &str, &str, &str, i64)> = rows
         .iter()
         .filter_map(|r| {
             Some((
+                span(r.pos),
                 r.tenant.as_str(),
                 r.resource_type.as_deref()?,
                 r.resource_id.as_deref().unwrap_or(""),
@@ -830,12 +883,12 @@ fn insert_keys(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
     resources.sort_unstable();
     insert_many(
         tx,
-        "INSERT OR IGNORE INTO ix.ix_resource (tenant, resource_type, resource_id, pos)",
+        "INSERT OR IGNORE INTO ix.ix_resource (span, tenant, resource_type, resource_id, pos)",
         "",
         &resources,
-        |(t, kind, id, pos)| [t, kind, id, pos],
+        |(span, t, kind, id, pos)| [span, t, kind, id, pos],
     )?;
-    let mut keys: Vec<(&str, &str, i64)> = Vec::with_capacity(rows.len());
+    let mut keys: Vec<(i64, &str, &str, i64)> = Vec::with_capacity(rows.len());
     for (table, fields) in KEY_TABLES {
         // ix_resource, keyed by two fields, is written above.
         let &[field] = fields else { continue };
@@ -843,16 +896,16 @@ fn insert_keys(tx: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
         keys.clear();
         keys.extend(
             rows.iter()
-                .filter_map(|r| Some((r.tenant.as_str(), r.key(field)?, r.pos))),
+                .filter_map(|r| Some((span(r.pos), r.tenant.as_str(), r.key(field)?, r.pos))),
         );
         // Rows come in position order: a stable sort by key keeps it.
-        keys.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        keys.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
         insert_many(
             tx,
-            &format!("INSERT OR IGNORE INTO ix.{table} (tenant, {column}, pos)"),
+            &format!("INSERT OR IGNORE INTO ix.{table} (span, tenant, {column}, pos)"),
             "",
             &keys,
-            |(t, key, pos)| [t, key, pos],
+            |(span, t, key, pos)| [span, t, key, pos],
         )?;
     }
     Ok(())
@@ -946,7 +999,7 @@ fn rows_sql(insert: &str, width: usize, rows: usize, tail: &str) -> String {
 /// read with their rows as they are now): their ip and request id keys, and
 /// their words, which are written again from what the entry keeps. The
 /// others are indexed later, from their erased state.
-fn apply_redo(tx: &Connection, redo: &[Redo]) -> Result<(), StoreError> {
+fn apply_redo(tx: &Connection, redo: &[Redo], span_bits: u32) -> Result<(), StoreError> {
     let run = || -> rusqlite::Result<()> {
         for r in redo {
             if matches!(r.now, Erased::Later) {
@@ -954,15 +1007,16 @@ fn apply_redo(tx: &Connection, redo: &[Redo]) -> Result<(), StoreError> {
             }
             if let Some(ip) = &r.ip {
                 tx.prepare_cached(
-                    "DELETE FROM ix.ix_ip WHERE tenant = ?1 AND ip = ?2 AND pos = ?3",
+                    "DELETE FROM ix.ix_ip WHERE span = ?4 AND tenant = ?1 AND ip = ?2 AND pos = ?3",
                 )?
-                .execute(params![r.tenant, ip, r.pos])?;
+                .execute(params![r.tenant, ip, r.pos, r.pos >> span_bits])?;
             }
             if let Some(id) = &r.request_id {
                 tx.prepare_cached(
-                    "DELETE FROM ix.ix_request WHERE tenant = ?1 AND request_id = ?2 AND pos = ?3",
+                    "DELETE FROM ix.ix_request
+                     WHERE span = ?4 AND tenant = ?1 AND request_id = ?2 AND pos = ?3",
                 )?
-                .execute(params![r.tenant, id, r.pos])?;
+                .execute(params![r.tenant, id, r.pos, r.pos >> span_bits])?;
             }
             tx.prepare_cached("DELETE FROM ix.ix_fts WHERE rowid = ?1")?
                 .execute([r.pos])?;
@@ -1039,7 +1093,8 @@ mod tests {
             .map(|n| trailmark_store::testkit::new_event("t", n, "update"))
             .collect();
         store.append(batch).await.unwrap();
-        let indexer = Indexer::new(open_indexer(&path).unwrap(), Arc::default()).unwrap();
+        let indexer =
+            Indexer::new(open_indexer(&path, SPAN_BITS).unwrap(), Arc::default()).unwrap();
         let read = indexer.read().unwrap();
         assert_eq!(read.rows.len(), 500);
         let ledger = Connection::open(&path).unwrap();

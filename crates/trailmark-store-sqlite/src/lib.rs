@@ -29,7 +29,7 @@ use trailmark_store::{
     SigningKeyRecord, Stats, Store, StoreError, StoredEntry, Target, TenantHead, Walk, WalkPage,
 };
 
-pub use crate::index::STOP_CATCH_UP;
+pub use crate::index::{SPAN_BITS, STOP_CATCH_UP};
 use crate::writer::{Job, Writer};
 
 const MIGRATIONS: &[&str] = &[
@@ -70,6 +70,11 @@ pub struct Options {
     /// which is what the tests of that path need; a search waits for it
     /// until the read time limit and is refused.
     pub indexer: bool,
+    /// The width of the index file's spans, 2^`index_span_bits` positions
+    /// each ([`SPAN_BITS`] in every server; a few bits in tests, so
+    /// that a few entries cross many spans). An index file of another
+    /// width is rebuilt when the store opens.
+    pub index_span_bits: u32,
 }
 
 impl Default for Options {
@@ -78,6 +83,7 @@ impl Default for Options {
             wal_limit_bytes: DEFAULT_WAL_LIMIT_BYTES,
             read_time_limit: READ_TIME_LIMIT,
             indexer: true,
+            index_span_bits: index::SPAN_BITS,
         }
     }
 }
@@ -294,7 +300,10 @@ impl SqliteStore {
         // The index file first: a foreign one is replaced before any reader
         // attaches it.
         let shared = Arc::new(index::Shared::default());
-        let indexer = index::Indexer::new(index::open_indexer(&path)?, Arc::clone(&shared))?;
+        let indexer = index::Indexer::new(
+            index::open_indexer(&path, options.index_span_bits)?,
+            Arc::clone(&shared),
+        )?;
         let index_path = index::index_path(&path);
         // One more than the pool: connection 0 serves only authentication,
         // so reads that fill the pool never hold up a key lookup.

@@ -14,6 +14,7 @@ use trailmark_store::{
     TenantHead,
 };
 
+use crate::index::Indexed;
 use crate::strips::to_i64;
 
 fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -326,11 +327,16 @@ fn is_token_char(c: char) -> bool {
 /// found by one of the two.
 pub(crate) fn in_snapshot<T>(
     conn: &Connection,
-    f: impl FnOnce(&Connection, i64) -> Result<T, StoreError>,
+    f: impl FnOnce(&Connection, Indexed) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     conn.execute_batch("BEGIN").map_err(db("starting a read"))?;
     let result = conn
-        .query_row("SELECT pos FROM ix_state", [], |r| r.get::<_, i64>(0))
+        .query_row("SELECT pos, span_bits FROM ix_state", [], |r| {
+            Ok(Indexed {
+                pos: r.get(0)?,
+                span_bits: r.get(1)?,
+            })
+        })
         .map_err(db("reading the index file's position"))
         .and_then(|indexed| f(conn, indexed));
     let _ = conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
@@ -351,7 +357,7 @@ struct Part {
 /// first, a time window with only a start). A free-text search has no
 /// part above the position: the caller waits for the indexer first (or,
 /// read-only, refuses a search the index file does not cover).
-fn parts(q: &Query, ordered: bool, indexed: i64) -> Vec<Part> {
+fn parts(q: &Query, ordered: bool, indexed: Indexed) -> Vec<Part> {
     if let Some(text) = q.q.as_deref() {
         let Some(words) = fts_query(text) else {
             // A search with no word the index holds: nothing can match (as
@@ -365,7 +371,7 @@ fn parts(q: &Query, ordered: bool, indexed: i64) -> Vec<Part> {
         let mut from = " FROM (SELECT rowid AS pos FROM ix_fts WHERE ix_fts MATCH ? AND rowid <= ?
               ORDER BY rowid DESC) m CROSS JOIN entries e ON e.pos = m.pos WHERE 1 = 1"
             .to_owned();
-        let mut args = vec![SqlValue::Text(words), SqlValue::Integer(indexed)];
+        let mut args = vec![SqlValue::Text(words), SqlValue::Integer(indexed.pos)];
         filters(q, false, &mut from, &mut args);
         return vec![Part {
             from,
@@ -376,32 +382,63 @@ fn parts(q: &Query, ordered: bool, indexed: i64) -> Vec<Part> {
     let keyed = crate::index::KEY_TABLES
         .iter()
         .find(|(_, fields)| q.exact.contains_key(&fields[0]));
-    let table = match keyed {
-        Some((table, _)) => *table,
-        None if q.window_seeks(ordered) => "ix_time",
-        None => {
-            let mut from = " FROM entries e WHERE 1 = 1".to_owned();
-            let mut args = Vec::new();
-            filters(q, q.per_tenant(ordered), &mut from, &mut args);
-            return vec![Part {
-                from,
-                args,
-                pos: "e.pos",
-            }];
+    let Some((table, fields)) = keyed else {
+        if q.window_seeks(ordered) {
+            return vec![
+                tail_part(q, indexed),
+                keyed_part(q, "ix_time", None, indexed),
+            ];
         }
+        let mut from = " FROM entries e WHERE 1 = 1".to_owned();
+        let mut args = Vec::new();
+        filters(q, q.per_tenant(ordered), &mut from, &mut args);
+        return vec![Part {
+            from,
+            args,
+            pos: "e.pos",
+        }];
     };
-    vec![
-        tail_part(q, indexed),
-        keyed_part(q, table, keyed.map(|(_, fields)| *fields), indexed),
-    ]
+    // The newest span that can hold a match: the index file's position's,
+    // or on a later page the cursor's.
+    let below = match q.cursor {
+        Some(Cursor(pos)) if ordered => indexed.pos.min(to_i64(pos).saturating_sub(1)),
+        _ => indexed.pos,
+    };
+    let top = indexed.span_of(below);
+    let mut parts = vec![tail_part(q, indexed)];
+    if ordered {
+        // Span by span, newest first: the caller stops when its page is full.
+        parts.extend(
+            (0..=top)
+                .rev()
+                .map(|span| keyed_part(q, table, Some((fields, Spans::One(span))), indexed)),
+        );
+    } else {
+        parts.push(keyed_part(
+            q,
+            table,
+            Some((fields, Spans::Through(top))),
+            indexed,
+        ));
+    }
+    parts
+}
+
+/// The spans of a key table a part reads (see [`crate::index::SPAN_BITS`]).
+#[derive(Clone, Copy)]
+enum Spans {
+    /// This one: a page reads the spans one at a time, newest first.
+    One(i64),
+    /// All up to this one, at once: a count.
+    Through(i64),
 }
 
 /// The entries above the index file's position, read by position (NOT
 /// INDEXED: not through the ledger file's tenant index), which bounds the
 /// read by the lag, and filtered.
-fn tail_part(q: &Query, indexed: i64) -> Part {
+fn tail_part(q: &Query, indexed: Indexed) -> Part {
     let mut from = " FROM entries e NOT INDEXED WHERE e.pos > ?".to_owned();
-    let mut args = vec![SqlValue::Integer(indexed)];
+    let mut args = vec![SqlValue::Integer(indexed.pos)];
     filters(q, false, &mut from, &mut args);
     Part {
         from,
@@ -410,15 +447,15 @@ fn tail_part(q: &Query, indexed: i64) -> Part {
     }
 }
 
-/// The matches of an index file table up to its position (`fields`: the
-/// key's filters; none: the time window), each entry looked up by position
-/// and filtered by the rest.
-fn keyed_part(q: &Query, table: &str, fields: Option<&[Exact]>, indexed: i64) -> Part {
-    let (seek_sql, mut args) = seek(q, fields);
+/// The matches of an index file table up to its position (`key`: a key
+/// table's filters and spans; none: the time window), each entry looked up
+/// by position and filtered by the rest.
+fn keyed_part(q: &Query, table: &str, key: Option<(&[Exact], Spans)>, indexed: Indexed) -> Part {
+    let (seek_sql, mut args) = seek(q, key);
     let mut from = format!(
         " FROM {table} i CROSS JOIN entries e ON e.pos = i.pos WHERE {seek_sql} AND i.pos <= ?"
     );
-    args.push(SqlValue::Integer(indexed));
+    args.push(SqlValue::Integer(indexed.pos));
     filters(q, false, &mut from, &mut args);
     Part {
         from,
@@ -444,12 +481,26 @@ fn tenant_in(alias: &str, tenants: &[TenantId], sql: &mut String, args: &mut Vec
 }
 
 /// The conditions that bound the walk of an index file table (alias `i`):
-/// the tenants, then the key's filters (`fields`) or the time window.
-fn seek(q: &Query, fields: Option<&[Exact]>) -> (String, Vec<SqlValue>) {
+/// a key table's spans, the tenants, then the key's filters (`key`) or the
+/// time window.
+fn seek(q: &Query, key: Option<(&[Exact], Spans)>) -> (String, Vec<SqlValue>) {
     let mut sql = String::new();
     let mut args = Vec::new();
+    match key {
+        Some((_, Spans::One(span))) => {
+            sql.push_str("i.span = ? AND ");
+            args.push(SqlValue::Integer(span));
+        }
+        Some((_, Spans::Through(top))) => {
+            // Listed, so that the key is sought in each span; the text
+            // changes once per span, not per read.
+            let spans: Vec<String> = (0..=top).map(|s| s.to_string()).collect();
+            let _ = write!(sql, "i.span IN ({}) AND ", spans.join(", "));
+        }
+        None => {}
+    }
     tenant_in("i", &q.tenants, &mut sql, &mut args);
-    if let Some(fields) = fields {
+    if let Some((fields, _)) = key {
         for field in fields {
             if let Some(value) = q.exact.get(field) {
                 let _ = write!(sql, " AND i.{} = ?", field.column());
@@ -490,7 +541,7 @@ fn filters(q: &Query, per_tenant: bool, sql: &mut String, args: &mut Vec<SqlValu
     }
 }
 
-fn page_statements(q: &Query, indexed: i64) -> Vec<Statement> {
+fn page_statements(q: &Query, indexed: Indexed) -> Vec<Statement> {
     parts(q, true, indexed)
         .into_iter()
         .map(|part| {
@@ -513,14 +564,14 @@ fn page_statements(q: &Query, indexed: i64) -> Vec<Statement> {
 
 /// Refuses a free-text search the index file does not cover yet (a
 /// read-only store cannot wait for an indexer).
-fn search_covered(conn: &Connection, q: &Query, indexed: i64) -> Result<(), StoreError> {
+fn search_covered(conn: &Connection, q: &Query, indexed: Indexed) -> Result<(), StoreError> {
     if q.q.is_none() {
         return Ok(());
     }
     let behind: i64 = conn
         .query_row(
             "SELECT count(*) FROM (SELECT 1 FROM entries WHERE pos > ?1 LIMIT 1000000)",
-            [indexed],
+            [indexed.pos],
             |r| r.get(0),
         )
         .map_err(db("reading the index file's position"))?;
@@ -758,7 +809,7 @@ struct Hourly {
     rest: Vec<Part>,
 }
 
-fn hourly(q: &Query, indexed: i64) -> Option<Hourly> {
+fn hourly(q: &Query, indexed: Indexed) -> Option<Hourly> {
     use crate::index::HOUR_MS;
     if !q.exact.is_empty() || q.q.is_some() {
         return None;
@@ -849,7 +900,7 @@ fn hourly_count(
 
 /// The statements of [`stats`], in the order of [`Stats`]' counts: by
 /// outcome, action, actor, resource type and day.
-fn stats_statements(q: &Query, indexed: i64) -> Vec<Statement> {
+fn stats_statements(q: &Query, indexed: Indexed) -> Vec<Statement> {
     let top = format!("2 DESC, 1 LIMIT {}", Stats::TOP);
     if let Some(h) = hourly(q, indexed) {
         return [
@@ -934,7 +985,7 @@ pub(crate) fn stats(conn: &Connection, q: &Query, strict: bool) -> Result<Stats,
     })
 }
 
-fn daily_statement(q: &Query, by: CountBy, indexed: i64) -> Statement {
+fn daily_statement(q: &Query, by: CountBy, indexed: Indexed) -> Statement {
     let select = [
         "strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch')",
         by.column(),

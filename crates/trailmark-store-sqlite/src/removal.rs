@@ -47,27 +47,39 @@ pub(crate) fn walk(
             vec![kind.clone(), id.clone()],
         ),
     };
-    let statements: Vec<String> = match index {
-        None => vec![format!(
-            "{head} FROM entries e WHERE e.tenant = ?1 AND e.pos > ?2 ORDER BY e.pos LIMIT ?3"
-        )],
-        Some((table, seek)) => vec![
+    // With an index table: its spans from the one after `after` up to the
+    // index file's position's, one statement each (?7), then the entries
+    // above the position.
+    let (keyed, tail) = match index {
+        None => (
+            None,
             format!(
+                "{head} FROM entries e WHERE e.tenant = ?1 AND e.pos > ?2 ORDER BY e.pos LIMIT ?3"
+            ),
+        ),
+        Some((table, seek)) => (
+            Some(format!(
                 "{head} FROM {table} i CROSS JOIN entries e ON e.pos = i.pos
-                 WHERE i.tenant = ?1 AND {seek} AND i.pos > ?2 AND i.pos <= ?6
+                 WHERE i.span = ?7 AND i.tenant = ?1 AND {seek} AND i.pos > ?2 AND i.pos <= ?6
                    AND e.tenant = ?1{condition}
                  ORDER BY i.pos LIMIT ?3"
-            ),
+            )),
             format!(
                 "{head} FROM entries e WHERE e.pos > max(?2, ?6) AND e.tenant = ?1{condition}
                  ORDER BY e.pos LIMIT ?3"
             ),
-        ],
+        ),
     };
     crate::read::in_snapshot(conn, |conn, indexed| {
         let mut page = WalkPage::default();
         let mut last = None;
-        for sql in &statements {
+        let spans = match &keyed {
+            Some(sql) => (indexed.span_of(after)..=indexed.span_of(indexed.pos))
+                .map(|span| (sql.as_str(), Some(span)))
+                .collect(),
+            None => Vec::new(),
+        };
+        for (sql, span) in spans.into_iter().chain([(tail.as_str(), None)]) {
             let left = limit.saturating_sub(page.entries.len());
             if left == 0 {
                 break;
@@ -81,7 +93,10 @@ pub(crate) fn walk(
             if index.is_some() {
                 // ?6, whatever the number of values before it.
                 args.resize(5, SqlValue::Null);
-                args.push(SqlValue::Integer(indexed));
+                args.push(SqlValue::Integer(indexed.pos));
+            }
+            if let Some(span) = span {
+                args.push(SqlValue::Integer(span));
             }
             let mut stmt = conn.prepare_cached(sql).map_err(db("walking entries"))?;
             let rows = stmt

@@ -22,6 +22,30 @@ impl Harness for TempSqlite {
 
 trailmark_store::conformance_suite!(TempSqlite::new());
 
+/// The suite again with the index file's key tables in spans of four
+/// positions (a server's hold 2^20), so that what it indexes lies in many.
+mod narrow_spans {
+    use super::*;
+
+    struct NarrowSpans(tempfile::TempDir);
+
+    impl Harness for NarrowSpans {
+        type Store = SqliteStore;
+        fn open(&self) -> SqliteStore {
+            SqliteStore::open_with(
+                self.0.path().join("trailmark.db"),
+                trailmark_store_sqlite::Options {
+                    index_span_bits: 2,
+                    ..trailmark_store_sqlite::Options::default()
+                },
+            )
+            .unwrap()
+        }
+    }
+
+    trailmark_store::conformance_suite!(NarrowSpans(tempfile::tempdir().unwrap()));
+}
+
 /// A store at `path` whose WAL is bounded at `limit` bytes.
 fn with_wal_limit(path: &std::path::Path, limit: u64) -> SqliteStore {
     SqliteStore::open_with(
@@ -511,14 +535,74 @@ async fn caught_up(store: &SqliteStore) {
     }
 }
 
+/// Every entry one actor's and one record's walks reach (the removal walk,
+/// oldest first, 23 a page), with whether each keeps its payload.
+async fn walked(store: &SqliteStore) -> Vec<(u64, bool)> {
+    use trailmark_store::{Store, Walk};
+    let m = mix(1234);
+    let tenant = trailmark_core::TenantId::new(match m % 32 {
+        0 => "acme",
+        1..=15 => "globex",
+        16..=27 => "initech",
+        _ => "umbrella",
+    })
+    .unwrap();
+    let walks = [
+        Walk::Actor(format!("user-{}", m % 1000)),
+        Walk::Resource {
+            kind: format!("Type{}", (m / 11) % 10),
+            id: format!("{}", (m / 13) % 500),
+        },
+    ];
+    let mut seen = Vec::new();
+    for walk in walks {
+        let mut after = None;
+        loop {
+            let page = store.walk(&tenant, &walk, after, 23).await.unwrap();
+            seen.extend(
+                page.entries
+                    .iter()
+                    .map(|w| (w.envelope.seq.get(), w.present)),
+            );
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    assert!(!seen.is_empty());
+    seen
+}
+
 /// Every filter finds the same entries and counts whether they are in the
 /// index file, only in the ledger file above its position (the indexer
 /// lags, or was killed), or both: an acknowledged entry is never missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_find_every_entry_whether_indexed_yet_or_not() {
+    reads_find_every_entry_with_spans_of(trailmark_store_sqlite::SPAN_BITS).await;
+}
+
+/// The same with the index file's key tables in spans of 64 positions (a
+/// server's hold 2^20): 4,500 entries lie in 71 spans, so pages, cursors,
+/// counts and walks read across spans, and one erasure's keys are removed
+/// from an older span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_find_every_entry_across_narrow_index_spans() {
+    reads_find_every_entry_with_spans_of(6).await;
+}
+
+async fn reads_find_every_entry_with_spans_of(span_bits: u32) {
     use trailmark_store::Store;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trailmark.db");
+    let with_indexer = trailmark_store_sqlite::Options {
+        index_span_bits: span_bits,
+        ..trailmark_store_sqlite::Options::default()
+    };
+    let without_indexer = trailmark_store_sqlite::Options {
+        index_span_bits: span_bits,
+        ..without_indexer()
+    };
     let append = |store: SqliteStore, range: std::ops::Range<u64>| async move {
         let batch: Vec<_> = range
             .map(trailmark_store::testkit::realistic_event)
@@ -528,7 +612,7 @@ async fn reads_find_every_entry_whether_indexed_yet_or_not() {
     };
     // Nothing indexed: every read scans the entries.
     let store = append(
-        SqliteStore::open_with(&path, without_indexer()).unwrap(),
+        SqliteStore::open_with(&path, without_indexer).unwrap(),
         0..3000,
     )
     .await;
@@ -539,18 +623,20 @@ async fn reads_find_every_entry_whether_indexed_yet_or_not() {
         assert!(!entries.is_empty(), "{q:?} finds something");
         unindexed.push((entries, stats));
     }
+    let unindexed_walks = walked(&store).await;
     drop(store);
     // Indexed: the same answers from the index file.
-    let store = SqliteStore::open(&path).unwrap();
+    let store = SqliteStore::open_with(&path, with_indexer).unwrap();
     caught_up(&store).await;
     assert_eq!(store.indexer().unwrap().indexed, 3000);
     for (q, expected) in reads().iter().zip(&unindexed) {
         assert_eq!(&found(&store, q).await, expected, "{q:?}");
     }
+    assert_eq!(walked(&store).await, unindexed_walks);
     drop(store);
     // Half and half: 3000 indexed, 1500 above the index file's position.
     let store = append(
-        SqliteStore::open_with(&path, without_indexer()).unwrap(),
+        SqliteStore::open_with(&path, without_indexer).unwrap(),
         3000..4500,
     )
     .await;
@@ -559,14 +645,16 @@ async fn reads_find_every_entry_whether_indexed_yet_or_not() {
     for q in reads() {
         mixed.push(found(&store, &q).await);
     }
+    let mixed_walks = walked(&store).await;
     drop(store);
-    let store = SqliteStore::open(&path).unwrap();
+    let store = SqliteStore::open_with(&path, with_indexer).unwrap();
     caught_up(&store).await;
     for ((q, expected), before) in reads().iter().zip(&mixed).zip(&unindexed) {
         let now = found(&store, q).await;
         assert_eq!(&now, expected, "{q:?}");
         assert!(now.0.len() >= before.0.len(), "{q:?}");
     }
+    assert_eq!(walked(&store).await, mixed_walks);
     // And the tail is found as newest: the first page of everything starts
     // with the last entry appended.
     let page = store
@@ -581,6 +669,55 @@ async fn reads_find_every_entry_whether_indexed_yet_or_not() {
         trailmark_store::testkit::realistic_event(4499)
             .id()
             .to_string()
+    );
+    erasing_the_oldest_match_of_an_ip_removes_its_key(&store, &path).await;
+}
+
+/// An erasure of an indexed entry (of an old span, with narrow spans)
+/// removes its IP key from the index file (polled, deadline 60 s: the
+/// indexer applies it after the erasure's commit).
+async fn erasing_the_oldest_match_of_an_ip_removes_its_key(
+    store: &SqliteStore,
+    path: &std::path::Path,
+) {
+    use trailmark_store::Store;
+    let (entries, _) = found(store, &reads()[8]).await;
+    let (tenant, seq) = entries.last().unwrap().clone();
+    let pos: i64 = rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row(
+            "SELECT pos FROM entries WHERE tenant = ?1 AND seq = ?2",
+            rusqlite::params![tenant, seq],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let ip_keys = || -> i64 {
+        let mut index = path.as_os_str().to_owned();
+        index.push("-index");
+        rusqlite::Connection::open(std::path::PathBuf::from(index))
+            .unwrap()
+            .query_row("SELECT count(*) FROM ix_ip WHERE pos = ?1", [pos], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    assert_eq!(ip_keys(), 1);
+    store
+        .erase(
+            &trailmark_core::TenantId::new(&tenant).unwrap(),
+            vec![seq],
+            trailmark_store::Removal::Erased { record: 0 },
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while ip_keys() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the IP key stays");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        found(store, &reads()[8]).await.0,
+        entries[..entries.len() - 1]
     );
 }
 
