@@ -18,14 +18,23 @@ export RECORDS="${RECORDS:-100000}" QUERY="${QUERY:-history}"
 . bench/lib.sh
 trail="${TRAILMARK_BENCH_DATA:-$(mktemp -d)}"
 load_once "$old" "$trail" "$events" >&2
-# Measured on a caught-up index (a stop leaves at most 30 s of indexing undone).
-start_serve "$old" "$trail"; wait_indexed 7979 10; kill -TERM "$server"; wait "$server" || true
+# Measured on a caught-up index, each build on an index file it built itself from the
+# whole ledger (removed, then rebuilt at start): a build with another index format is not
+# measured while it rebuilds, and neither build on an index file grown batch by batch
+# while the other's was built at once (a rebuilt one reads faster).
+mine=$(mktemp -d)
 copy=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$copy"' EXIT
-one() { # binary -> "requests/s p50_ms p99_ms cpu_us_per_request"
+trap 'kill "$server" 2>/dev/null || true; rm -rf "$copy" "$mine"' EXIT
+cp -a "$trail/." "$mine"
+for pair in "$old $trail" "$new $mine"; do
+  set -- $pair
+  rm -f "$2"/trailmark.db-index*
+  start_serve "$1" "$2"; wait_indexed 7979 30; kill -TERM "$server"; wait "$server" || true
+done
+one() { # binary trail -> "requests/s p50_ms p99_ms cpu_us_per_request"
   # The copy's pages written out first: left dirty, the kernel would write them back
   # during the measurement, behind every fsync.
-  rm -rf "$copy"; cp -a "$trail" "$copy"; sync
+  rm -rf "$copy"; cp -a "$2" "$copy"; sync
   start_serve "$1" "$copy"
   wrk -t2 -c8 -d10s -s bench/query/query.lua http://127.0.0.1:7979 >/dev/null 2>&1
   local before used out
@@ -42,8 +51,8 @@ one() { # binary -> "requests/s p50_ms p99_ms cpu_us_per_request"
 for round in $(seq "$rounds"); do
   if [ $((round % 2)) -eq 1 ]; then order="old new"; else order="new old"; fi
   for build in $order; do
-    if [ "$build" = old ]; then bin="$old"; else bin="$new"; fi
-    echo "$QUERY $build $(one "$bin")"
+    if [ "$build" = old ]; then echo "$QUERY old $(one "$old" "$trail")"
+    else echo "$QUERY new $(one "$new" "$mine")"; fi
   done
 done | tee /dev/stderr | python3 -c '
 import statistics, sys
