@@ -205,7 +205,7 @@ pub(crate) fn open_indexer(path: &Path, span_bits: u32) -> Result<Connection, St
     let conn = Connection::open(path).map_err(db("opening the indexer's connection"))?;
     // Two statement shapes per index table (insert_many) beside the rest.
     conn.set_prepared_statement_cache_capacity(64);
-    conn.busy_timeout(Duration::from_secs(5))
+    conn.busy_timeout(crate::BUSY_TIMEOUT)
         .map_err(db("setting a busy timeout"))?;
     let index = index_path(path);
     let attach = |conn: &Connection| -> Result<(), StoreError> {

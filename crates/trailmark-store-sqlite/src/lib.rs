@@ -32,6 +32,13 @@ use trailmark_store::{
 pub use crate::index::{SPAN_BITS, STOP_CATCH_UP};
 use crate::writer::{Job, Writer};
 
+/// How long a connection waits for a lock another one holds (a commit, a
+/// checkpoint) before its statement fails busy: the writer's, the
+/// indexer's, the readers' and the read-only evidence connection's. The
+/// WAL checkpointer waits less (it must never hold up a commit), and the
+/// writer's WAL restart less still (`writer.rs`, `RESTART_READ_WAIT`).
+pub(crate) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_entries_by_id.sql"),
@@ -211,7 +218,11 @@ pub(crate) fn truncate_wal(
         if std::time::Instant::now() >= deadline {
             return Err(StoreError::backend(
                 what,
-                std::io::Error::other("readers kept the WAL in use; run the scrub again"),
+                std::io::Error::other(format!(
+                    "the WAL stayed in use for {} s (a long read, or a checkpoint on another \
+                     connection); run the scrub again",
+                    TRUNCATE_DEADLINE.as_secs()
+                )),
             ));
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -229,7 +240,7 @@ fn open_evidence(path: &Path) -> Result<Connection, StoreError> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(evidence_uri(path), flags)
         .map_err(db("opening the database read-only"))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
+    conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(db("setting a busy timeout"))?;
     conn.set_prepared_statement_cache_capacity(READER_STATEMENTS);
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
@@ -291,7 +302,7 @@ impl SqliteStore {
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let mut conn = Connection::open(&path).map_err(db("opening the database"))?;
-        conn.busy_timeout(writer::BUSY_TIMEOUT)
+        conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(db("setting a busy timeout"))?;
         migrate(&mut conn)?;
         let limit = i64::try_from(options.wal_limit_bytes).unwrap_or(i64::MAX);
@@ -315,7 +326,7 @@ impl SqliteStore {
                 )
                 .map_err(db("opening a reader"))?;
                 reader
-                    .busy_timeout(std::time::Duration::from_secs(5))
+                    .busy_timeout(BUSY_TIMEOUT)
                     .map_err(db("setting a busy timeout"))?;
                 reader.set_prepared_statement_cache_capacity(READER_STATEMENTS);
                 reader

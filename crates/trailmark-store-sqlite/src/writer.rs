@@ -18,8 +18,6 @@ use crate::strips::{StripWriter, read_nodes, to_i64};
 
 /// At most this many events are committed by one fsync.
 const MAX_GROUP_EVENTS: usize = 20_000;
-/// The write connection's busy timeout.
-pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the writer's WAL restart waits for what holds it up (reads of
 /// the WAL under way, the WAL checkpointer's copy, the indexer's write).
 const RESTART_READ_WAIT: Duration = Duration::from_millis(20);
@@ -132,7 +130,7 @@ impl Writer {
         let busy = self
             .conn
             .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
-        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+        let _ = self.conn.busy_timeout(crate::BUSY_TIMEOUT);
         self.restart_after = (!matches!(busy, Ok(0))).then(|| Instant::now() + RESTART_RETRY);
     }
 
