@@ -117,7 +117,7 @@ INSERT INTO ix_fts (ix_fts, rank) VALUES ('automerge', 8);
 /// Creates [`SCHEMA`]'s tables in the database `name` (an unqualified
 /// CREATE would go to the ledger file), at position 0, with spans of
 /// 2^`span_bits` positions.
-fn create_in(conn: &Connection, name: &str, span_bits: u32) -> rusqlite::Result<()> {
+fn create_in(conn: &Connection, name: &str, spans: SpanWidth) -> rusqlite::Result<()> {
     conn.execute_batch(
         &SCHEMA
             .replace("CREATE TABLE ", &format!("CREATE TABLE {name}."))
@@ -129,7 +129,7 @@ fn create_in(conn: &Connection, name: &str, span_bits: u32) -> rusqlite::Result<
     )?;
     conn.execute(
         &format!("INSERT INTO {name}.ix_state (one, pos, leaf, span_bits) VALUES (1, 0, NULL, ?1)"),
-        [span_bits],
+        [spans.bits()],
     )?;
     Ok(())
 }
@@ -199,9 +199,9 @@ pub(crate) fn has_tables(conn: &Connection) -> Result<bool, StoreError> {
 
 /// Opens the ledger file `path` for the indexer with its index file attached
 /// as `ix`, removing an index file that does not belong to it or has spans
-/// of another width than 2^`span_bits`, and creating a new one (0600, as
-/// the ledger file) where there is none.
-pub(crate) fn open_indexer(path: &Path, span_bits: u32) -> Result<Connection, StoreError> {
+/// of another width than `spans`, and creating a new one (0600, as the
+/// ledger file) where there is none.
+pub(crate) fn open_indexer(path: &Path, spans: SpanWidth) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(db("opening the indexer's connection"))?;
     // Two statement shapes per index table (insert_many) beside the rest.
     conn.set_prepared_statement_cache_capacity(64);
@@ -235,7 +235,7 @@ pub(crate) fn open_indexer(path: &Path, span_bits: u32) -> Result<Connection, St
         .map_err(db("setting up the index file"))
     };
     attach(&conn)?;
-    if has_tables(&conn)? && !(belongs(&conn, "ix")? && stored_span_bits(&conn)? == span_bits) {
+    if has_tables(&conn)? && !(belongs(&conn, "ix")? && stored_spans(&conn)? == Some(spans)) {
         // Derived data only: rebuilt from the ledger.
         conn.execute_batch("DETACH DATABASE ix")
             .map_err(db("detaching the index file"))?;
@@ -248,7 +248,7 @@ pub(crate) fn open_indexer(path: &Path, span_bits: u32) -> Result<Connection, St
         let tx = conn
             .unchecked_transaction()
             .map_err(db("creating the index file"))?;
-        create_in(&tx, "ix", span_bits).map_err(db("creating the index file"))?;
+        create_in(&tx, "ix", spans).map_err(db("creating the index file"))?;
         tx.execute_batch(&format!("PRAGMA ix.user_version = {INDEX_VERSION}"))
             .map_err(db("creating the index file"))?;
         tx.commit().map_err(db("creating the index file"))?;
@@ -259,12 +259,14 @@ pub(crate) fn open_indexer(path: &Path, span_bits: u32) -> Result<Connection, St
 /// An empty index (position 0) for a read-only connection with no index
 /// file to read: every read then scans the ledger's entries.
 pub(crate) fn empty_temp_index(conn: &Connection) -> Result<(), StoreError> {
-    create_in(conn, "temp", SPAN_BITS).map_err(db("making an empty index"))
+    create_in(conn, "temp", SpanWidth::SERVER).map_err(db("making an empty index"))
 }
 
-/// The width of the spans of the index file attached as `ix`.
-fn stored_span_bits(conn: &Connection) -> Result<u32, StoreError> {
+/// The width of the spans of the index file attached as `ix` (none: not a
+/// width this build writes).
+fn stored_spans(conn: &Connection) -> Result<Option<SpanWidth>, StoreError> {
     conn.query_row("SELECT span_bits FROM ix.ix_state", [], |r| r.get(0))
+        .map(SpanWidth::new)
         .map_err(db("reading the index file's spans"))
 }
 
@@ -538,18 +540,45 @@ pub(crate) const KEY_TABLES: [(&str, &[Exact]); 6] = [
 /// [`crate::Options::index_span_bits`] sets another for a new one (tests).
 pub const SPAN_BITS: u32 = 20;
 
+/// The width of an index file's spans, 2^`bits` positions each (see
+/// [`SPAN_BITS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpanWidth(u32);
+
+impl SpanWidth {
+    /// A server's: [`SPAN_BITS`].
+    pub(crate) const SERVER: Self = Self(SPAN_BITS);
+    /// The widest: spans of 2^40 positions.
+    pub(crate) const MAX_BITS: u32 = 40;
+
+    /// Spans of 2^`bits` positions, if `bits` is at most [`Self::MAX_BITS`].
+    pub(crate) fn new(bits: u32) -> Option<Self> {
+        (bits <= Self::MAX_BITS).then_some(Self(bits))
+    }
+
+    pub(crate) fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// The span of position `pos`: the one rule by which keys are written
+    /// and sought.
+    pub(crate) fn span_of(self, pos: i64) -> i64 {
+        pos.max(0) >> self.0
+    }
+}
+
 /// The index file's position and span width, as one read snapshot sees
 /// them: the entries up to `pos` are in the index file.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Indexed {
     pub(crate) pos: i64,
-    pub(crate) span_bits: u32,
+    pub(crate) spans: SpanWidth,
 }
 
 impl Indexed {
-    /// The span of position `pos` in the key tables (see [`SPAN_BITS`]).
+    /// The span of position `pos` in the key tables.
     pub(crate) fn span_of(self, pos: i64) -> i64 {
-        pos.max(0) >> self.span_bits
+        self.spans.span_of(pos)
     }
 }
 
@@ -561,8 +590,8 @@ pub(crate) struct Indexer {
     wal: PathBuf,
     /// When it last was.
     wal_synced: Instant,
-    /// The index file's span width (see [`SPAN_BITS`]).
-    span_bits: u32,
+    /// The index file's span width.
+    spans: SpanWidth,
 }
 
 /// How often the indexer flushes its WAL to disk while it writes.
@@ -592,7 +621,11 @@ impl Indexer {
             // Redo rows left by a crash count as one erasure to apply.
             p.erasures += u64::from(redo);
         }
-        let span_bits = stored_span_bits(&conn)?;
+        let spans = stored_spans(&conn)?.ok_or_else(|| {
+            StoreError::Unreadable(
+                "the index file's span width is not one this build writes".into(),
+            )
+        })?;
         let mut wal = index_path(Path::new(conn.path().unwrap_or_default())).into_os_string();
         wal.push("-wal");
         Ok(Self {
@@ -600,7 +633,7 @@ impl Indexer {
             shared,
             wal: PathBuf::from(wal),
             wal_synced: Instant::now(),
-            span_bits,
+            spans,
         })
     }
 
@@ -736,8 +769,8 @@ impl Indexer {
             .conn
             .unchecked_transaction()
             .map_err(db("starting an index transaction"))?;
-        insert_rows(&tx, &rows, self.span_bits)?;
-        apply_redo(&tx, &redo, self.span_bits)?;
+        insert_rows(&tx, &rows, self.spans)?;
+        apply_redo(&tx, &redo, self.spans)?;
         if let Some(last) = rows.last() {
             tx.execute(
                 "UPDATE ix.ix_state SET pos = ?1, leaf = ?2",
@@ -840,9 +873,9 @@ const INSERT_WORDS: &str = "INSERT INTO ix.ix_fts (rowid, body) VALUES (?1, ?2)"
 /// statements, or keys after them, made a segment of every 128 entries and
 /// kept FTS5 merging them. A one-row insert opens no savepoint, so the
 /// words go last and one at a time: one segment a transaction.
-fn insert_rows(tx: &Connection, rows: &[Row], span_bits: u32) -> Result<(), StoreError> {
+fn insert_rows(tx: &Connection, rows: &[Row], spans: SpanWidth) -> Result<(), StoreError> {
     let run = || -> rusqlite::Result<()> {
-        insert_keys(tx, rows, span_bits)?;
+        insert_keys(tx, rows, spans)?;
         insert_counts(tx, rows)?;
         let mut words = tx.prepare_cached(INSERT_WORDS)?;
         for r in rows {
@@ -854,7 +887,7 @@ fn insert_rows(tx: &Connection, rows: &[Row], span_bits: u32) -> Result<(), Stor
 }
 
 /// The key tables' rows of `rows`, each table's in key order.
-fn insert_keys(tx: &Connection, rows: &[Row], span_bits: u32) -> rusqlite::Result<()> {
+fn insert_keys(tx: &Connection, rows: &[Row], spans: SpanWidth) -> rusqlite::Result<()> {
     let mut time: Vec<(&str, i64, i64)> = rows
         .iter()
         .map(|r| (r.tenant.as_str(), r.occurred_at, r.pos))
@@ -867,7 +900,7 @@ fn insert_keys(tx: &Connection, rows: &[Row], span_bits: u32) -> rusqlite::Resul
         &time,
         |(t, occurred, pos)| [t, occurred, pos],
     )?;
-    let span = |pos| pos >> span_bits;
+    let span = |pos| spans.span_of(pos);
     let mut resources: Vec<(i64, &str, &str, &str, i64)> = rows
         .iter()
         .filter_map(|r| {
@@ -999,7 +1032,7 @@ fn rows_sql(insert: &str, width: usize, rows: usize, tail: &str) -> String {
 /// read with their rows as they are now): their ip and request id keys, and
 /// their words, which are written again from what the entry keeps. The
 /// others are indexed later, from their erased state.
-fn apply_redo(tx: &Connection, redo: &[Redo], span_bits: u32) -> Result<(), StoreError> {
+fn apply_redo(tx: &Connection, redo: &[Redo], spans: SpanWidth) -> Result<(), StoreError> {
     let run = || -> rusqlite::Result<()> {
         for r in redo {
             if matches!(r.now, Erased::Later) {
@@ -1009,14 +1042,14 @@ fn apply_redo(tx: &Connection, redo: &[Redo], span_bits: u32) -> Result<(), Stor
                 tx.prepare_cached(
                     "DELETE FROM ix.ix_ip WHERE span = ?4 AND tenant = ?1 AND ip = ?2 AND pos = ?3",
                 )?
-                .execute(params![r.tenant, ip, r.pos, r.pos >> span_bits])?;
+                .execute(params![r.tenant, ip, r.pos, spans.span_of(r.pos)])?;
             }
             if let Some(id) = &r.request_id {
                 tx.prepare_cached(
                     "DELETE FROM ix.ix_request
                      WHERE span = ?4 AND tenant = ?1 AND request_id = ?2 AND pos = ?3",
                 )?
-                .execute(params![r.tenant, id, r.pos, r.pos >> span_bits])?;
+                .execute(params![r.tenant, id, r.pos, spans.span_of(r.pos)])?;
             }
             tx.prepare_cached("DELETE FROM ix.ix_fts WHERE rowid = ?1")?
                 .execute([r.pos])?;
@@ -1093,8 +1126,11 @@ mod tests {
             .map(|n| trailmark_store::testkit::new_event("t", n, "update"))
             .collect();
         store.append(batch).await.unwrap();
-        let indexer =
-            Indexer::new(open_indexer(&path, SPAN_BITS).unwrap(), Arc::default()).unwrap();
+        let indexer = Indexer::new(
+            open_indexer(&path, SpanWidth::SERVER).unwrap(),
+            Arc::default(),
+        )
+        .unwrap();
         let read = indexer.read().unwrap();
         assert_eq!(read.rows.len(), 500);
         let ledger = Connection::open(&path).unwrap();

@@ -301,6 +301,16 @@ impl SqliteStore {
     /// [`Self::open`] with options.
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
+        let spans = index::SpanWidth::new(options.index_span_bits).ok_or_else(|| {
+            StoreError::BadRequest {
+                field: "index_span_bits",
+                message: format!(
+                    "{} is wider than spans can be: give at most {}",
+                    options.index_span_bits,
+                    index::SpanWidth::MAX_BITS
+                ),
+            }
+        })?;
         let mut conn = Connection::open(&path).map_err(db("opening the database"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(db("setting a busy timeout"))?;
@@ -311,10 +321,7 @@ impl SqliteStore {
         // The index file first: a foreign one is replaced before any reader
         // attaches it.
         let shared = Arc::new(index::Shared::default());
-        let indexer = index::Indexer::new(
-            index::open_indexer(&path, options.index_span_bits)?,
-            Arc::clone(&shared),
-        )?;
+        let indexer = index::Indexer::new(index::open_indexer(&path, spans)?, Arc::clone(&shared))?;
         let index_path = index::index_path(&path);
         // One more than the pool: connection 0 serves only authentication,
         // so reads that fill the pool never hold up a key lookup.

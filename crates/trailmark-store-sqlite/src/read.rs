@@ -14,7 +14,7 @@ use trailmark_store::{
     TenantHead,
 };
 
-use crate::index::Indexed;
+use crate::index::{Indexed, SpanWidth};
 use crate::strips::to_i64;
 
 fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -332,12 +332,17 @@ pub(crate) fn in_snapshot<T>(
     conn.execute_batch("BEGIN").map_err(db("starting a read"))?;
     let result = conn
         .query_row("SELECT pos, span_bits FROM ix_state", [], |r| {
-            Ok(Indexed {
-                pos: r.get(0)?,
-                span_bits: r.get(1)?,
-            })
+            Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?))
         })
         .map_err(db("reading the index file's position"))
+        .and_then(|(pos, bits)| {
+            let spans = SpanWidth::new(bits).ok_or_else(|| {
+                StoreError::Unreadable(format!(
+                    "the index file's span width ({bits} bits) is not one this build writes"
+                ))
+            })?;
+            Ok(Indexed { pos, spans })
+        })
         .and_then(|indexed| f(conn, indexed));
     let _ = conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
     result

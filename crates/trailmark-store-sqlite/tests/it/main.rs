@@ -953,3 +953,30 @@ async fn partial_strips_of_schema_10_move_into_the_node_tail_and_the_tree_grows_
     // 700 leaves: 188 + 94 + 175 + 87 + 43 + 21 + 10 + 5 + 2 + 1 in "a".
     assert_eq!(count(&conn, "SELECT count(*) FROM node_tail"), 626 + 8);
 }
+
+/// A span width past the widest is refused when the store opens, naming the
+/// option, before any file is created.
+#[test]
+fn a_span_width_wider_than_spans_can_be_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trailmark.db");
+    let err = SqliteStore::open_with(
+        &path,
+        trailmark_store_sqlite::Options {
+            index_span_bits: 41,
+            ..trailmark_store_sqlite::Options::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            trailmark_store::StoreError::BadRequest {
+                field: "index_span_bits",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!path.exists());
+}
