@@ -235,7 +235,7 @@ pub(crate) fn open_indexer(path: &Path, spans: SpanWidth) -> Result<Connection, 
         .map_err(db("setting up the index file"))
     };
     attach(&conn)?;
-    if has_tables(&conn)? && !(belongs(&conn, "ix")? && stored_spans(&conn)? == Some(spans)) {
+    if has_tables(&conn)? && !(belongs(&conn, "ix")? && stored_span_bits(&conn)? == spans.bits()) {
         // Derived data only: rebuilt from the ledger.
         conn.execute_batch("DETACH DATABASE ix")
             .map_err(db("detaching the index file"))?;
@@ -262,11 +262,10 @@ pub(crate) fn empty_temp_index(conn: &Connection) -> Result<(), StoreError> {
     create_in(conn, "temp", SpanWidth::SERVER).map_err(db("making an empty index"))
 }
 
-/// The width of the spans of the index file attached as `ix` (none: not a
-/// width this build writes).
-fn stored_spans(conn: &Connection) -> Result<Option<SpanWidth>, StoreError> {
+/// The span width stored in the index file attached as `ix` (checked by
+/// [`SpanWidth::stored`] before use).
+fn stored_span_bits(conn: &Connection) -> Result<u32, StoreError> {
     conn.query_row("SELECT span_bits FROM ix.ix_state", [], |r| r.get(0))
-        .map(SpanWidth::new)
         .map_err(db("reading the index file's spans"))
 }
 
@@ -556,6 +555,16 @@ impl SpanWidth {
         (bits <= Self::MAX_BITS).then_some(Self(bits))
     }
 
+    /// The width an index file holds (`ix_state.span_bits`), if this build
+    /// writes it.
+    pub(crate) fn stored(bits: u32) -> Result<Self, StoreError> {
+        Self::new(bits).ok_or_else(|| {
+            StoreError::Unreadable(format!(
+                "the index file's span width ({bits} bits) is not one this build writes"
+            ))
+        })
+    }
+
     pub(crate) fn bits(self) -> u32 {
         self.0
     }
@@ -621,11 +630,7 @@ impl Indexer {
             // Redo rows left by a crash count as one erasure to apply.
             p.erasures += u64::from(redo);
         }
-        let spans = stored_spans(&conn)?.ok_or_else(|| {
-            StoreError::Unreadable(
-                "the index file's span width is not one this build writes".into(),
-            )
-        })?;
+        let spans = SpanWidth::stored(stored_span_bits(&conn)?)?;
         let mut wal = index_path(Path::new(conn.path().unwrap_or_default())).into_os_string();
         wal.push("-wal");
         Ok(Self {

@@ -336,12 +336,10 @@ pub(crate) fn in_snapshot<T>(
         })
         .map_err(db("reading the index file's position"))
         .and_then(|(pos, bits)| {
-            let spans = SpanWidth::new(bits).ok_or_else(|| {
-                StoreError::Unreadable(format!(
-                    "the index file's span width ({bits} bits) is not one this build writes"
-                ))
-            })?;
-            Ok(Indexed { pos, spans })
+            Ok(Indexed {
+                pos,
+                spans: SpanWidth::stored(bits)?,
+            })
         })
         .and_then(|indexed| f(conn, indexed));
     let _ = conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });

@@ -47,9 +47,9 @@ pub(crate) fn walk(
             vec![kind.clone(), id.clone()],
         ),
     };
-    // With an index table: its spans from the one after `after` up to the
-    // index file's position's, one statement each (?7), then the entries
-    // above the position.
+    // With an index table: its spans from the one holding `after` up to the
+    // one holding the index file's position, one statement each (?7), then
+    // the entries above the position.
     let (keyed, tail) = match index {
         None => (
             None,
