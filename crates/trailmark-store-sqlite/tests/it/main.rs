@@ -469,8 +469,17 @@ fn mix(n: u64) -> u64 {
 
 /// Reads by each filter, for values of one stored event (so that each finds
 /// something), with and without a tenant.
-fn reads() -> Vec<trailmark_store::Query> {
-    use trailmark_store::{Exact, Query};
+/// The values of one stored event (`testkit::realistic_event(1234)`'s
+/// draw), so that reads and walks by them find something.
+struct Stored {
+    m: u64,
+    tenant: trailmark_core::TenantId,
+    actor: String,
+    kind: String,
+    id: String,
+}
+
+fn stored() -> Stored {
     let m = mix(1234);
     let tenant = match m % 32 {
         0 => "acme",
@@ -478,8 +487,26 @@ fn reads() -> Vec<trailmark_store::Query> {
         16..=27 => "initech",
         _ => "umbrella",
     };
+    Stored {
+        m,
+        tenant: trailmark_core::TenantId::new(tenant).unwrap(),
+        actor: format!("user-{}", m % 1000),
+        kind: format!("Type{}", (m / 11) % 10),
+        id: format!("{}", (m / 13) % 500),
+    }
+}
+
+fn reads() -> Vec<trailmark_store::Query> {
+    use trailmark_store::{Exact, Query};
+    let Stored {
+        m,
+        tenant,
+        actor,
+        kind,
+        id,
+    } = stored();
     let one = || Query {
-        tenants: vec![trailmark_core::TenantId::new(tenant).unwrap()],
+        tenants: vec![tenant.clone()],
         ..Query::default()
     };
     let at = |n: i64| {
@@ -490,9 +517,7 @@ fn reads() -> Vec<trailmark_store::Query> {
         until: Some(at(900)),
         ..one()
     };
-    let actor = format!("user-{}", m % 1000);
     let action = format!("action-{}", (m / 7) % 30);
-    let kind = format!("Type{}", (m / 11) % 10);
     let ip = format!("10.{}.{}.1", (m / 19) % 40, (m / 23) % 50);
     vec![
         Query::default(),
@@ -503,7 +528,7 @@ fn reads() -> Vec<trailmark_store::Query> {
         one().with(Exact::ResourceType, &kind),
         one()
             .with(Exact::ResourceType, &kind)
-            .with(Exact::ResourceId, format!("{}", (m / 13) % 500)),
+            .with(Exact::ResourceId, id),
         Query::default().with(Exact::Outcome, "success"),
         one().with(Exact::Ip, &ip),
         Query::default().with(Exact::Ip, &ip),
@@ -539,21 +564,14 @@ async fn caught_up(store: &SqliteStore) {
 /// oldest first, 23 a page), with whether each keeps its payload.
 async fn walked(store: &SqliteStore) -> Vec<(u64, bool)> {
     use trailmark_store::{Store, Walk};
-    let m = mix(1234);
-    let tenant = trailmark_core::TenantId::new(match m % 32 {
-        0 => "acme",
-        1..=15 => "globex",
-        16..=27 => "initech",
-        _ => "umbrella",
-    })
-    .unwrap();
-    let walks = [
-        Walk::Actor(format!("user-{}", m % 1000)),
-        Walk::Resource {
-            kind: format!("Type{}", (m / 11) % 10),
-            id: format!("{}", (m / 13) % 500),
-        },
-    ];
+    let Stored {
+        tenant,
+        actor,
+        kind,
+        id,
+        ..
+    } = stored();
+    let walks = [Walk::Actor(actor), Walk::Resource { kind, id }];
     let mut seen = Vec::new();
     for walk in walks {
         let mut after = None;
