@@ -60,6 +60,30 @@ wait_indexed() {
   done
 }
 
+# wait_alerts_rebuilt [PORT] [MINUTES]: polls until the server at PORT (7979, pid $server)
+# has read the trail back to rebuild its alert windows, at most MINUTES (10). On a trail
+# loaded within the hour that is up to 2,000,000 entries (14 s of an idle 2-core machine),
+# and a read measured meanwhile shares the cores with it. A build that shows
+# trailmark_alert_windows_rebuilding is done when it reads 0; an older one (measured beside
+# a newer) when the idle server has used less than 5 % of a core over one second.
+wait_alerts_rebuilt() {
+  local minutes=${2:-10} deadline shown before after
+  deadline=$(( $(date +%s) + 60 * minutes ))
+  while :; do
+    if [ "$(date +%s)" -gt "$deadline" ]; then echo "the alert windows were not rebuilt in $minutes min" >&2; exit 1; fi
+    shown=$(metric trailmark_alert_windows_rebuilding "${1:-7979}")
+    if [ -n "$shown" ]; then
+      [ "$shown" = 0 ] && return 0
+      sleep 0.2
+    else
+      before=$(awk '{print $14 + $15}' "/proc/$server/stat")
+      sleep 1
+      after=$(awk '{print $14 + $15}' "/proc/$server/stat")
+      [ $(( (after - before) * 100 )) -lt $(( 5 * $(getconf CLK_TCK) )) ] && return 0
+    fi
+  done
+}
+
 # load_once BIN DATA_DIR EVENTS: unless DATA_DIR is marked loaded, serves it
 # with BIN and loads bench/query/load.lua's varied events (1000 a request, 4
 # connections) until tenant bench holds EVENTS, then stops and marks it.

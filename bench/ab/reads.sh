@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Two builds of trailmark side by side on reads of one large trail: loads it once with
 # OLD (bench/query/load.lua's varied events, RECORDS records), then each round serves a
-# fresh copy of it with each build in turn (which goes first alternating), warms it up
-# (serve re-reads the alert windows at start, and the page cache fills), and measures
-# QUERY reads (bench/query/query.lua's modes; default history) with wrk, 8 connections.
+# fresh copy of it with each build in turn (which goes first alternating), waits until
+# serve has read the trail back for its alert windows, warms it up (the page cache fills),
+# and measures QUERY reads (bench/query/query.lua's modes; default history) with wrk, 8
+# connections.
 # Every read is audited, so reads are appends too: this measures the write path's stalls
 # as reads see them. Prints requests/s, p50, p99 and the server's CPU per request per
 # round, and the ratios of the medians.
@@ -36,6 +37,9 @@ one() { # binary trail -> "requests/s p50_ms p99_ms cpu_us_per_request"
   # during the measurement, behind every fsync.
   rm -rf "$copy"; cp -a "$2" "$copy"; sync
   start_serve "$1" "$copy"
+  # Measured once serve has read the trail back for its alert windows (before, each round
+  # shared the cores with that read-back of up to 2,000,000 entries).
+  wait_alerts_rebuilt 7979 10
   wrk -t2 -c8 -d10s -s bench/query/query.lua http://127.0.0.1:7979 >/dev/null 2>&1
   local before used out
   before=$(awk '{print $14 + $15}' "/proc/$server/stat")

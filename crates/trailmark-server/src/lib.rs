@@ -189,6 +189,14 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
         "Events that may wait for the disk at once.",
         app.settings.queue_capacity.to_string(),
     );
+    if let Some(feed) = app.alerts.get() {
+        line(
+            "trailmark_alert_windows_rebuilding",
+            "gauge",
+            "1 while serve reads the trail back at start to rebuild the alert windows (bounded; see docs/OPERATIONS.md).",
+            u8::from(feed.rebuilding()).to_string(),
+        );
+    }
     if let Some(index) = app.store.indexer() {
         line(
             "trailmark_index_lag_entries",

@@ -5,7 +5,7 @@
 //! `Alert`/its id), so an alert is in the tamper-evident trail itself.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
@@ -40,6 +40,9 @@ pub struct Feed {
     rules: RwLock<(Arc<Rules>, u64)>,
     /// Bumped on every change, so the detector picks the new rules up.
     generation: AtomicU64,
+    /// True from the start until the windows have been rebuilt from the
+    /// trail (see [`REBUILD_MAX_ENTRIES`]).
+    rebuilding: AtomicBool,
 }
 
 impl Feed {
@@ -48,6 +51,13 @@ impl Feed {
         self.rules
             .read()
             .map_or_else(|_| (Arc::new(Rules::default()), 0), |r| r.clone())
+    }
+
+    /// Whether the windows are still being rebuilt from the trail (the
+    /// start-up read-back, which competes with requests for the disk and
+    /// the cores until it ends).
+    pub fn rebuilding(&self) -> bool {
+        self.rebuilding.load(Ordering::Acquire)
     }
 
     /// Uses these rules from now on (a newer version only).
@@ -236,6 +246,7 @@ pub fn run<S: Store>(
             tx,
             rules: RwLock::new((Arc::new(Rules::default()), 0)),
             generation: AtomicU64::new(0),
+            rebuilding: AtomicBool::new(true),
         })
         .is_ok();
     async move {
@@ -281,6 +292,7 @@ async fn detect<S: Store>(
     for firing in owed {
         raise(&app, &recording, firing).await;
     }
+    feed.rebuilding.store(false, Ordering::Release);
     let forget_replayed = tokio::time::Instant::now() + REPLAYED_KEPT;
     let mut known_ips = HashSet::new();
     while let Some(fact) = rx.recv().await {

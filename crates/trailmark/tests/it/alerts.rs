@@ -17,6 +17,14 @@ fn metric(server: &Server, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A gauge of `GET /metrics`, if the server shows it.
+fn gauge(server: &Server, name: &str) -> Option<u64> {
+    let (_, text) = server.get("/metrics", &server.admin);
+    text.as_str()?
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// Waits until the detector has counted `n` events and recorded every
 /// alert it raised for them.
 fn settled(server: &Server, n: u64) {
@@ -515,6 +523,12 @@ fn a_burst_spread_over_several_pages_of_the_trail_is_rebuilt_whole_after_a_resta
     settled(&server, 15);
     server.kill9();
     let server = Server::start_with(&data, &["--alert-rules", rules]);
+    // The gauge says when the read-back is over (1 until then).
+    let shown = gauge(&server, "trailmark_alert_windows_rebuilding");
+    assert!(matches!(shown, Some(0 | 1)), "{shown:?}");
+    wait_for("the windows to be rebuilt", Duration::from_secs(10), || {
+        (gauge(&server, "trailmark_alert_windows_rebuilding") == Some(0)).then_some(())
+    });
     raise_failed_logins(&server, 5);
     let alert = wait_for("the alert", Duration::from_secs(10), || {
         listed(&server, "?rule=failed_logins").into_iter().next()
