@@ -69,10 +69,20 @@ pub const GATHER_WAIT: Duration = Duration::from_millis(50);
 /// indexed by then is indexed when the store is next opened.
 pub const STOP_CATCH_UP: Duration = Duration::from_secs(30);
 
+/// The search index's definition (`fts5 (...)`): the index file's and a
+/// search's own index of the entries above the index file's position
+/// ([`make_tail_index`]) must split and match words alike.
+macro_rules! search_index {
+    () => {
+        "fts5 (body, tokenize = 'unicode61', content = '', contentless_delete = 1, detail = none)"
+    };
+}
+
 /// The index file's tables. Every key ends in the position, so a key's
 /// entries come newest first (or oldest first) without a sort. Keys that
 /// are absent (no ip, no request id, no resource type) have no row.
-const SCHEMA: &str = "
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE ix_state (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     pos INTEGER NOT NULL,
@@ -104,15 +114,64 @@ CREATE TABLE ix_counts (tenant TEXT NOT NULL, dim TEXT NOT NULL, hour INTEGER NO
     PRIMARY KEY (tenant, dim, hour, value)) WITHOUT ROWID;
 -- Free-text search (q=): which entries hold each word, nothing more
 -- (contentless, no positions), rowid = position.
-CREATE VIRTUAL TABLE ix_fts USING fts5 (
-    body, tokenize = 'unicode61', content = '', contentless_delete = 1, detail = none
-);
+CREATE VIRTUAL TABLE ix_fts USING ",
+    search_index!(),
+    ";
 -- The indexer writes tens of thousands of rows per transaction: a larger
 -- in-memory hash flushes them as fewer segments, and merging more segments
 -- at a time merges less often.
 INSERT INTO ix_fts (ix_fts, rank) VALUES ('hashsize', 16777216);
 INSERT INTO ix_fts (ix_fts, rank) VALUES ('automerge', 8);
-";
+"
+);
+
+/// Makes a reader's connection's own search index, `temp.ix_tail`,
+/// defined as the index file's: a search puts the words of the few entries
+/// above the index file's position there ([`tail_words`]) instead of
+/// waiting for the indexer. The connection's temporary database is kept in
+/// memory (a read-only connection can write only that one), so words of
+/// entries later erased are never written to a file.
+pub(crate) fn make_tail_index(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(concat!(
+        "PRAGMA temp_store = MEMORY; CREATE VIRTUAL TABLE temp.ix_tail USING ",
+        search_index!(),
+        ";"
+    ))
+    .map_err(db(
+        "making a reader's search index of the unindexed entries",
+    ))
+}
+
+/// The words (`q=` finds an entry by) of the entries above position
+/// `after`, in order, by the indexer's own rule; `None` when there are more
+/// than `max`.
+pub(crate) fn tail_words(
+    conn: &Connection,
+    after: i64,
+    max: usize,
+) -> Result<Option<Vec<(i64, String)>>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!("{ROW_SQL} WHERE pos > ?1 ORDER BY pos LIMIT ?2"))
+        .map_err(db("reading the entries above the index file's position"))?;
+    let rows = stmt
+        .query_map(
+            params![
+                after,
+                i64::try_from(max).unwrap_or(i64::MAX).saturating_add(1)
+            ],
+            row,
+        )
+        .map_err(db("reading the entries above the index file's position"))?;
+    let mut words = Vec::new();
+    for r in rows {
+        let r = r.map_err(db("reading the entries above the index file's position"))?;
+        if words.len() == max {
+            return Ok(None);
+        }
+        words.push((r.pos, r.words()));
+    }
+    Ok(Some(words))
+}
 
 /// Creates [`SCHEMA`]'s tables in the database `name` (an unqualified
 /// CREATE would go to the ledger file), at position 0, with spans of
@@ -344,6 +403,14 @@ impl Shared {
             rate: p.rate,
             failing: p.failure.is_some(),
         }
+    }
+
+    /// Whether an erasure the writer committed still has words or keys in
+    /// the index file (its redo rows are not applied yet): a search then
+    /// waits for the indexer rather than find an erased entry by its words.
+    pub(crate) fn erasures_pending(&self) -> bool {
+        let p = self.lock();
+        p.redone < p.erasures
     }
 
     /// Waits until the index covers everything committed when this was

@@ -30,6 +30,7 @@ use trailmark_store::{
 };
 
 pub use crate::index::{SPAN_BITS, STOP_CATCH_UP};
+pub use crate::read::TAIL_SEARCH_MAX;
 use crate::writer::{Job, Writer};
 
 /// How long a connection waits for a lock another one holds (a commit, a
@@ -274,9 +275,18 @@ fn evidence_uri(path: &Path) -> String {
     uri
 }
 
+/// The answer of a read that does not give up on the entries above the
+/// index file's position (only [`read::Tail::Search`] does).
+fn answered<T>(found: Option<T>) -> Result<T, StoreError> {
+    found.ok_or_else(|| {
+        StoreError::Invalid("a read gave up on the entries the index file does not hold".into())
+    })
+}
+
 /// A read-only evidence connection with the index file attached as `ix`
 /// when there is one that belongs to the ledger; otherwise an empty index
-/// (every read scans the entries, a search is refused).
+/// (every read scans the entries; a search reads at most
+/// [`TAIL_SEARCH_MAX`] entries itself, and is refused past that).
 fn attach_evidence_index(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let index = index::index_path(path);
     if index.is_file() {
@@ -339,6 +349,7 @@ impl SqliteStore {
                 reader
                     .execute("ATTACH DATABASE ?1 AS ix", [index_path.to_string_lossy()])
                     .map_err(db("attaching the index file"))?;
+                index::make_tail_index(&reader)?;
                 Ok(Mutex::new(Some(reader)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -419,6 +430,7 @@ impl SqliteStore {
             .map(|_| {
                 let conn = open_evidence(&path)?;
                 attach_evidence_index(&conn, &path)?;
+                index::make_tail_index(&conn)?;
                 Ok(Mutex::new(Some(conn)))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -493,24 +505,41 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    /// A read that needs the index file to cover every entry acknowledged
-    /// before it began (a free-text search): waits for the indexer, at most
-    /// the read time limit. A read-only store has no indexer; its reads
-    /// refuse what the index file does not cover.
+    /// A read that must find every entry acknowledged before it began,
+    /// including those the index file does not hold yet: a free-text search
+    /// indexes them itself when they are few (at most
+    /// [`read::TAIL_SEARCH_MAX`]) and no erasure is still being removed from
+    /// the index file; otherwise it waits for the indexer, at most the read
+    /// time limit, and reads again. A read-only store has no indexer: its
+    /// searches refuse more than that.
     async fn read_caught_up<T: Send + 'static>(
         &self,
         q: &Query,
-        f: impl FnOnce(&Connection, bool) -> Result<T, StoreError> + Send + 'static,
+        f: impl Fn(&Connection, read::Tail) -> Result<Option<T>, StoreError> + Send + Sync + 'static,
     ) -> Result<T, StoreError> {
-        let strict = self.inner.read_only;
-        if q.q.is_some() && !strict {
-            let shared = Arc::clone(&self.inner.index);
-            let deadline = std::time::Instant::now() + self.inner.read_time_limit;
-            tokio::task::spawn_blocking(move || shared.wait_caught_up(deadline))
-                .await
-                .map_err(|e| StoreError::backend("waiting for the indexer", e))??;
+        let f = Arc::new(f);
+        if self.inner.read_only || q.q.is_none() {
+            let tail = if self.inner.read_only {
+                read::Tail::Refuse
+            } else {
+                read::Tail::Waited
+            };
+            return self.read(move |c| f(c, tail)).await.and_then(answered);
         }
-        self.read(move |c| f(c, strict)).await
+        if !self.inner.index.erasures_pending() {
+            let first = Arc::clone(&f);
+            if let Some(found) = self.read(move |c| first(c, read::Tail::Search)).await? {
+                return Ok(found);
+            }
+        }
+        let shared = Arc::clone(&self.inner.index);
+        let deadline = std::time::Instant::now() + self.inner.read_time_limit;
+        tokio::task::spawn_blocking(move || shared.wait_caught_up(deadline))
+            .await
+            .map_err(|e| StoreError::backend("waiting for the indexer", e))??;
+        self.read(move |c| f(c, read::Tail::Waited))
+            .await
+            .and_then(answered)
     }
 
     async fn write<T: Send + 'static>(
@@ -643,13 +672,13 @@ impl Store for SqliteStore {
 
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
         let q = query.clone();
-        self.read_caught_up(query, move |c, strict| read::query(c, &q, strict))
+        self.read_caught_up(query, move |c, tail| read::query(c, &q, tail))
             .await
     }
 
     async fn stats(&self, query: &Query) -> Result<Stats, StoreError> {
         let q = query.clone();
-        self.read_caught_up(query, move |c, strict| read::stats(c, &q, strict))
+        self.read_caught_up(query, move |c, tail| read::stats(c, &q, tail))
             .await
     }
 
@@ -659,10 +688,8 @@ impl Store for SqliteStore {
         by: CountBy,
     ) -> Result<Vec<(String, String, u64)>, StoreError> {
         let q = query.clone();
-        self.read_caught_up(query, move |c, strict| {
-            read::daily_counts(c, &q, by, strict)
-        })
-        .await
+        self.read_caught_up(query, move |c, tail| read::daily_counts(c, &q, by, tail))
+            .await
     }
 
     async fn explain(&self, read: &Read) -> Result<Plan, StoreError> {

@@ -357,9 +357,9 @@ struct Part {
 /// The parts a query reads, newest first: the entries above the index
 /// file's position (`indexed`), then the index file's matches up to it; or
 /// the ledger file alone when its own indexes serve (a tenant's newest
-/// first, a time window with only a start). A free-text search has no
-/// part above the position: the caller waits for the indexer first (or,
-/// read-only, refuses a search the index file does not cover).
+/// first, a time window with only a start). A free-text search finds the
+/// entries above the position in the read's own search index of them
+/// ([`search_tail`] fills it first).
 fn parts(q: &Query, ordered: bool, indexed: Indexed) -> Vec<Part> {
     if let Some(text) = q.q.as_deref() {
         let Some(words) = fts_query(text) else {
@@ -371,16 +371,31 @@ fn parts(q: &Query, ordered: bool, indexed: Indexed) -> Vec<Part> {
                 pos: "e.pos",
             }];
         };
+        let mut tail = " FROM (SELECT rowid AS pos FROM temp.ix_tail WHERE ix_tail MATCH ?
+              ORDER BY rowid DESC) m CROSS JOIN entries e ON e.pos = m.pos WHERE e.pos > ?"
+            .to_owned();
+        let mut tail_args = vec![
+            SqlValue::Text(words.clone()),
+            SqlValue::Integer(indexed.pos),
+        ];
+        filters(q, false, &mut tail, &mut tail_args);
         let mut from = " FROM (SELECT rowid AS pos FROM ix_fts WHERE ix_fts MATCH ? AND rowid <= ?
               ORDER BY rowid DESC) m CROSS JOIN entries e ON e.pos = m.pos WHERE 1 = 1"
             .to_owned();
         let mut args = vec![SqlValue::Text(words), SqlValue::Integer(indexed.pos)];
         filters(q, false, &mut from, &mut args);
-        return vec![Part {
-            from,
-            args,
-            pos: "e.pos",
-        }];
+        return vec![
+            Part {
+                from: tail,
+                args: tail_args,
+                pos: "e.pos",
+            },
+            Part {
+                from,
+                args,
+                pos: "e.pos",
+            },
+        ];
     }
     let keyed = crate::index::KEY_TABLES
         .iter()
@@ -565,38 +580,92 @@ fn page_statements(q: &Query, indexed: Indexed) -> Vec<Statement> {
         .collect()
 }
 
-/// Refuses a free-text search the index file does not cover yet (a
-/// read-only store cannot wait for an indexer).
-fn search_covered(conn: &Connection, q: &Query, indexed: Indexed) -> Result<(), StoreError> {
+/// Most entries above the index file's position that a free-text search
+/// indexes itself, in memory on its reader's connection, rather than wait
+/// for the indexer to reach them (about 1 KB of words each at most).
+pub const TAIL_SEARCH_MAX: usize = 2048;
+
+/// How a free-text search finds the entries above the index file's
+/// position, which the index file does not hold yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tail {
+    /// Indexes them itself when they are at most [`TAIL_SEARCH_MAX`]; past
+    /// that the read answers `None`, and the caller waits for the indexer
+    /// and reads again ([`Tail::Waited`]).
+    Search,
+    /// The indexer covered every entry acknowledged before the read began
+    /// (the caller waited): indexes those appended since itself when they
+    /// are at most [`TAIL_SEARCH_MAX`], else leaves them out.
+    Waited,
+    /// A read-only store's (nothing else indexes them): indexes them itself
+    /// when they are at most [`TAIL_SEARCH_MAX`], else refuses the search.
+    Refuse,
+}
+
+/// Fills the reader's own search index (`temp.ix_tail`, emptied first) with
+/// the words of the entries above the index file's position, for a
+/// free-text search; `None` when [`Tail::Search`] finds too many.
+fn search_tail(
+    conn: &Connection,
+    q: &Query,
+    indexed: Indexed,
+    tail: Tail,
+) -> Result<Option<()>, StoreError> {
     if q.q.is_none() {
-        return Ok(());
+        return Ok(Some(()));
     }
-    let behind: i64 = conn
+    let context = "indexing the entries above the index file's position";
+    conn.execute(
+        "INSERT INTO temp.ix_tail (ix_tail) VALUES ('delete-all')",
+        [],
+    )
+    .map_err(db(context))?;
+    let Some(words) = crate::index::tail_words(conn, indexed.pos, TAIL_SEARCH_MAX)? else {
+        return match tail {
+            Tail::Search => Ok(None),
+            Tail::Waited => Ok(Some(())),
+            Tail::Refuse => Err(search_behind(conn, indexed)),
+        };
+    };
+    let mut insert = conn
+        .prepare_cached("INSERT INTO temp.ix_tail (rowid, body) VALUES (?1, ?2)")
+        .map_err(db(context))?;
+    for (pos, body) in &words {
+        insert
+            .execute(rusqlite::params![pos, body])
+            .map_err(db(context))?;
+    }
+    Ok(Some(()))
+}
+
+/// The refusal of a free-text search by a read-only store whose index file
+/// is more than [`TAIL_SEARCH_MAX`] entries behind the trail.
+fn search_behind(conn: &Connection, indexed: Indexed) -> StoreError {
+    let behind = conn
         .query_row(
             "SELECT count(*) FROM (SELECT 1 FROM entries WHERE pos > ?1 LIMIT 1000000)",
             [indexed.pos],
-            |r| r.get(0),
+            |r| r.get::<_, i64>(0),
         )
-        .map_err(db("reading the index file's position"))?;
-    if behind == 0 {
-        return Ok(());
+        .map_err(db("reading the index file's position"));
+    match behind {
+        Err(e) => e,
+        Ok(behind) => StoreError::BadRequest {
+            field: "q",
+            message: format!(
+                "the search index of this data dir is {behind} entries behind the trail (its \
+                 server stopped before the indexer caught up): start `trailmark serve` on it \
+                 once, or search without q="
+            ),
+        },
     }
-    Err(StoreError::BadRequest {
-        field: "q",
-        message: format!(
-            "the search index of this data dir is {behind} entries behind the trail (its server \
-             stopped before the indexer caught up): start `trailmark serve` on it once, or search \
-             without q="
-        ),
-    })
 }
 
-/// A page, newest first. `strict`: refuse a search the index file does not
-/// cover (a read-only store); otherwise the caller waited for the indexer.
-pub(crate) fn query(conn: &Connection, q: &Query, strict: bool) -> Result<Page, StoreError> {
+/// A page, newest first (`None`: see [`Tail::Search`]).
+pub(crate) fn query(conn: &Connection, q: &Query, tail: Tail) -> Result<Option<Page>, StoreError> {
     in_snapshot(conn, |conn, indexed| {
-        if strict {
-            search_covered(conn, q, indexed)?;
+        if search_tail(conn, q, indexed, tail)?.is_none() {
+            return Ok(None);
         }
         let limit = q.limit.max(1);
         let mut rows = Vec::with_capacity(limit + 1);
@@ -629,7 +698,7 @@ pub(crate) fn query(conn: &Connection, q: &Query, strict: bool) -> Result<Page, 
         } else {
             None
         };
-        Ok(Page { entries, next })
+        Ok(Some(Page { entries, next }))
     })
 }
 
@@ -956,10 +1025,11 @@ fn stats_statements(q: &Query, indexed: Indexed) -> Vec<Statement> {
     .collect()
 }
 
-pub(crate) fn stats(conn: &Connection, q: &Query, strict: bool) -> Result<Stats, StoreError> {
+/// Counts of a query's entries (`None`: see [`Tail::Search`]).
+pub(crate) fn stats(conn: &Connection, q: &Query, tail: Tail) -> Result<Option<Stats>, StoreError> {
     in_snapshot(conn, |conn, indexed| {
-        if strict {
-            search_covered(conn, q, indexed)?;
+        if search_tail(conn, q, indexed, tail)?.is_none() {
+            return Ok(None);
         }
         let grouped = |s: Statement| -> Result<Vec<(String, u64)>, StoreError> {
             let mut stmt = conn.prepare(&s.sql).map_err(db("counting entries"))?;
@@ -977,14 +1047,14 @@ pub(crate) fn stats(conn: &Connection, q: &Query, strict: bool) -> Result<Stats,
         let mut counts = stats_statements(q, indexed).into_iter().map(grouped);
         let mut next = || counts.next().unwrap_or_else(|| Ok(Vec::new()));
         let by_outcome = next()?;
-        Ok(Stats {
+        Ok(Some(Stats {
             total: by_outcome.iter().map(|(_, n)| n).sum(),
             by_outcome,
             by_action: next()?,
             by_actor: next()?,
             by_resource_type: next()?,
             per_day: next()?,
-        })
+        }))
     })
 }
 
@@ -1000,15 +1070,19 @@ fn daily_statement(q: &Query, by: CountBy, indexed: Indexed) -> Statement {
     grouped(&parts(q, false, indexed), &select, "", "1, 2")
 }
 
+/// Entries a day and value: (day, value, count) rows.
+type DailyCounts = Vec<(String, String, u64)>;
+
+/// Entries a day by `by` (`None`: see [`Tail::Search`]).
 pub(crate) fn daily_counts(
     conn: &Connection,
     q: &Query,
     by: CountBy,
-    strict: bool,
-) -> Result<Vec<(String, String, u64)>, StoreError> {
+    tail: Tail,
+) -> Result<Option<DailyCounts>, StoreError> {
     in_snapshot(conn, |conn, indexed| {
-        if strict {
-            search_covered(conn, q, indexed)?;
+        if search_tail(conn, q, indexed, tail)?.is_none() {
+            return Ok(None);
         }
         let statement = daily_statement(q, by, indexed);
         let mut stmt = conn
@@ -1027,7 +1101,8 @@ pub(crate) fn daily_counts(
             let (d, k, n) = r.map_err(db("counting entries by day"))?;
             Ok((d, k, u64::try_from(n).unwrap_or(0)))
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Some)
     })
 }
 
@@ -1073,7 +1148,11 @@ pub(crate) fn plan(conn: &Connection, read: &Read) -> Result<Plan, StoreError> {
 /// One `EXPLAIN QUERY PLAN` line as an [`Access`], if it reaches entries
 /// (alias `e`) or the search index.
 fn access(line: &str) -> Option<Access> {
-    if line.starts_with("SCAN ix_fts VIRTUAL TABLE") {
+    // The index file's search index, or a read's own of the entries above
+    // its position.
+    if line.starts_with("SCAN ix_fts VIRTUAL TABLE")
+        || line.starts_with("SCAN ix_tail VIRTUAL TABLE")
+    {
         return Some(Access {
             index: Some("search".into()),
             seek: vec!["search".into()],

@@ -739,14 +739,17 @@ async fn erasing_the_oldest_match_of_an_ip_removes_its_key(
     );
 }
 
-/// A search needs the index file to cover every entry acknowledged before
-/// it: it waits for the indexer (an entry appended just before is found),
-/// and without one it is refused, naming `q`, once the read time limit
-/// passes. A read-only store refuses a search its index file does not
-/// cover, and answers the other filters by scanning.
+/// A search finds every entry acknowledged before it: the few the index
+/// file does not hold yet (at most `TAIL_SEARCH_MAX`) are searched by the
+/// read itself, at once, with or without an indexer; past that it waits
+/// for the indexer, and without one it is refused, naming `q`, once the
+/// read time limit passes. A read-only store searches such a short tail
+/// too, refuses a longer one, and answers the other filters by scanning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_search_waits_for_the_indexer_and_is_refused_when_it_cannot() {
-    use trailmark_store::{Query, Store};
+async fn a_search_finds_the_unindexed_tail_waits_past_it_and_is_refused_when_it_cannot() {
+    use trailmark_store::testkit::new_event;
+    use trailmark_store::{Query, Store, StoreError};
+    use trailmark_store_sqlite::TAIL_SEARCH_MAX;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trailmark.db");
     let search = |words: &str| Query {
@@ -766,25 +769,58 @@ async fn a_search_waits_for_the_indexer_and_is_refused_when_it_cannot() {
             .unwrap();
         assert!(!page.entries.is_empty());
     }
+    caught_up(&store).await;
     drop(store);
+    // No indexer: the index file stays where it is, and what is appended
+    // now is above it.
     let store = SqliteStore::open_with(&path, without_indexer()).unwrap();
     store
-        .append(vec![trailmark_store::testkit::realistic_event(10_000)])
+        .append(vec![new_event("acme", 10_000, "unindexed")])
         .await
         .unwrap();
-    match store.query(&search("shared")).await {
-        Err(trailmark_store::StoreError::BadRequest {
+    let found = |page: trailmark_store::Page| -> Vec<String> {
+        page.entries
+            .iter()
+            .map(|e| e.columns.action.clone())
+            .collect()
+    };
+    let page = store.query(&search("unindexed")).await.unwrap();
+    assert_eq!(found(page), ["unindexed"]);
+    // Counted too, and narrowed by the other filters as the rest is.
+    let stats = store.stats(&search("unindexed")).await.unwrap();
+    assert_eq!(stats.total, 1);
+    let other_tenant = Query {
+        tenants: vec![trailmark_core::TenantId::new("globex").unwrap()],
+        ..search("unindexed")
+    };
+    assert!(store.query(&other_tenant).await.unwrap().entries.is_empty());
+    drop(store);
+    let read_only = SqliteStore::open_read_only(&path).unwrap();
+    let page = read_only.query(&search("unindexed")).await.unwrap();
+    assert_eq!(found(page), ["unindexed"]);
+    drop(read_only);
+    // One more than the read searches itself: it waits for an indexer that
+    // never comes, and is refused.
+    let store = SqliteStore::open_with(&path, without_indexer()).unwrap();
+    let more = u64::try_from(TAIL_SEARCH_MAX).unwrap();
+    let batch = (0..more)
+        .map(|n| new_event("acme", 10_001 + n, "unindexed"))
+        .collect();
+    store.append(batch).await.unwrap();
+    match store.query(&search("unindexed")).await {
+        Err(StoreError::BadRequest {
             field: "q",
             message,
         }) => {
-            assert!(message.contains("1 entries behind"), "{message}");
+            let behind = format!("{} entries behind", TAIL_SEARCH_MAX + 1);
+            assert!(message.contains(&behind), "{message}");
         }
         other => panic!("{other:?}"),
     }
     drop(store);
     let store = SqliteStore::open_read_only(&path).unwrap();
     match store.query(&search("shared")).await {
-        Err(trailmark_store::StoreError::BadRequest {
+        Err(StoreError::BadRequest {
             field: "q",
             message,
         }) => {
