@@ -135,7 +135,13 @@ pub(crate) fn make_tail_index(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(concat!(
         "PRAGMA temp_store = MEMORY; CREATE VIRTUAL TABLE temp.ix_tail USING ",
         search_index!(),
-        ";"
+        ";
+        -- What it holds: the entries above `floor` up to `top`, read while
+        -- the writer had committed `erasures` writes other than appends
+        -- (-1: nothing).
+        CREATE TABLE temp.ix_tail_state (one INTEGER PRIMARY KEY CHECK (one = 1),
+            top INTEGER NOT NULL, floor INTEGER NOT NULL, erasures INTEGER NOT NULL);
+        INSERT INTO temp.ix_tail_state VALUES (1, -1, -1, -1);"
     ))
     .map_err(db(
         "making a reader's search index of the unindexed entries",
@@ -411,6 +417,12 @@ impl Shared {
     pub(crate) fn erasures_pending(&self) -> bool {
         let p = self.lock();
         p.redone < p.erasures
+    }
+
+    /// The writes other than appends the writer has committed (each may
+    /// have erased something).
+    pub(crate) fn erasures(&self) -> u64 {
+        self.lock().erasures
     }
 
     /// Waits until the index covers everything committed when this was

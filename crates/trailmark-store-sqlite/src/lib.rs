@@ -515,20 +515,30 @@ impl SqliteStore {
     async fn read_caught_up<T: Send + 'static>(
         &self,
         q: &Query,
-        f: impl Fn(&Connection, read::Tail) -> Result<Option<T>, StoreError> + Send + Sync + 'static,
+        f: impl Fn(&Connection, read::TailSearch) -> Result<Option<T>, StoreError>
+        + Send
+        + Sync
+        + 'static,
     ) -> Result<T, StoreError> {
         let f = Arc::new(f);
+        // Counted before the read's snapshot: a write counted later can
+        // only make a reader drop words it kept.
+        let search = |tail| read::TailSearch {
+            tail,
+            erasures: self.inner.index.erasures(),
+        };
         if self.inner.read_only || q.q.is_none() {
-            let tail = if self.inner.read_only {
+            let search = search(if self.inner.read_only {
                 read::Tail::Refuse
             } else {
                 read::Tail::Waited
-            };
-            return self.read(move |c| f(c, tail)).await.and_then(answered);
+            });
+            return self.read(move |c| f(c, search)).await.and_then(answered);
         }
         if !self.inner.index.erasures_pending() {
             let first = Arc::clone(&f);
-            if let Some(found) = self.read(move |c| first(c, read::Tail::Search)).await? {
+            let search = search(read::Tail::Search);
+            if let Some(found) = self.read(move |c| first(c, search)).await? {
                 return Ok(found);
             }
         }
@@ -537,9 +547,8 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || shared.wait_caught_up(deadline))
             .await
             .map_err(|e| StoreError::backend("waiting for the indexer", e))??;
-        self.read(move |c| f(c, read::Tail::Waited))
-            .await
-            .and_then(answered)
+        let search = search(read::Tail::Waited);
+        self.read(move |c| f(c, search)).await.and_then(answered)
     }
 
     async fn write<T: Send + 'static>(
@@ -672,13 +681,13 @@ impl Store for SqliteStore {
 
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
         let q = query.clone();
-        self.read_caught_up(query, move |c, tail| read::query(c, &q, tail))
+        self.read_caught_up(query, move |c, search| read::query(c, &q, search))
             .await
     }
 
     async fn stats(&self, query: &Query) -> Result<Stats, StoreError> {
         let q = query.clone();
-        self.read_caught_up(query, move |c, tail| read::stats(c, &q, tail))
+        self.read_caught_up(query, move |c, search| read::stats(c, &q, search))
             .await
     }
 
@@ -688,8 +697,10 @@ impl Store for SqliteStore {
         by: CountBy,
     ) -> Result<Vec<(String, String, u64)>, StoreError> {
         let q = query.clone();
-        self.read_caught_up(query, move |c, tail| read::daily_counts(c, &q, by, tail))
-            .await
+        self.read_caught_up(query, move |c, search| {
+            read::daily_counts(c, &q, by, search)
+        })
+        .await
     }
 
     async fn explain(&self, read: &Read) -> Result<Plan, StoreError> {

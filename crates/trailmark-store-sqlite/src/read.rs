@@ -602,26 +602,76 @@ pub(crate) enum Tail {
     Refuse,
 }
 
-/// Fills the reader's own search index (`temp.ix_tail`, emptied first) with
-/// the words of the entries above the index file's position, for a
-/// free-text search; `None` when [`Tail::Search`] finds too many.
+/// What a read knows of the entries above the index file's position.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TailSearch {
+    pub(crate) tail: Tail,
+    /// The writes other than appends (erasures among them) the writer had
+    /// committed before the read began: the words a reader's connection
+    /// kept of earlier tails serve while this has not changed. (With
+    /// today's bounds the wait for a pending erasure and the pruning below
+    /// the position already drop an erased entry's words; this does not
+    /// rely on them.)
+    pub(crate) erasures: u64,
+}
+
+/// Brings the reader's own search index (`temp.ix_tail`) to the entries
+/// above the index file's position, for a free-text search: what earlier
+/// searches on this connection put there is kept while no erasure came
+/// since (pruned below the position), and only newer entries are added;
+/// `None` when [`Tail::Search`] finds too many.
 fn search_tail(
     conn: &Connection,
     q: &Query,
     indexed: Indexed,
-    tail: Tail,
+    search: TailSearch,
 ) -> Result<Option<()>, StoreError> {
     if q.q.is_none() {
         return Ok(Some(()));
     }
     let context = "indexing the entries above the index file's position";
-    conn.execute(
-        "INSERT INTO temp.ix_tail (ix_tail) VALUES ('delete-all')",
-        [],
-    )
-    .map_err(db(context))?;
-    let Some(words) = crate::index::tail_words(conn, indexed.pos, TAIL_SEARCH_MAX)? else {
-        return match tail {
+    let (top, floor, erasures): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT top, floor, erasures FROM temp.ix_tail_state",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(db(context))?;
+    let erasures_now = to_i64(search.erasures);
+    let kept = if erasures != erasures_now || top < indexed.pos {
+        conn.execute(
+            "INSERT INTO temp.ix_tail (ix_tail) VALUES ('delete-all')",
+            [],
+        )
+        .map_err(db(context))?;
+        indexed.pos
+    } else {
+        if indexed.pos > floor {
+            conn.execute("DELETE FROM temp.ix_tail WHERE rowid <= ?1", [indexed.pos])
+                .map_err(db(context))?;
+        }
+        top
+    };
+    // Positions above the index file's that are kept (entries, or gaps).
+    let room = usize::try_from(kept - indexed.pos)
+        .ok()
+        .and_then(|kept| TAIL_SEARCH_MAX.checked_sub(kept));
+    let words = match room {
+        Some(room) => crate::index::tail_words(conn, kept, room)?,
+        None => None,
+    };
+    let Some(words) = words else {
+        conn.execute(
+            "INSERT INTO temp.ix_tail (ix_tail) VALUES ('delete-all')",
+            [],
+        )
+        .map_err(db(context))?;
+        conn.execute(
+            "UPDATE temp.ix_tail_state SET top = -1, floor = -1, erasures = -1",
+            [],
+        )
+        .map_err(db(context))?;
+        return match search.tail {
             Tail::Search => Ok(None),
             Tail::Waited => Ok(Some(())),
             Tail::Refuse => Err(search_behind(conn, indexed)),
@@ -635,6 +685,12 @@ fn search_tail(
             .execute(rusqlite::params![pos, body])
             .map_err(db(context))?;
     }
+    let top = words.last().map_or(kept, |(pos, _)| *pos);
+    conn.execute(
+        "UPDATE temp.ix_tail_state SET top = ?1, floor = ?2, erasures = ?3",
+        rusqlite::params![top, indexed.pos, erasures_now],
+    )
+    .map_err(db(context))?;
     Ok(Some(()))
 }
 
@@ -662,9 +718,13 @@ fn search_behind(conn: &Connection, indexed: Indexed) -> StoreError {
 }
 
 /// A page, newest first (`None`: see [`Tail::Search`]).
-pub(crate) fn query(conn: &Connection, q: &Query, tail: Tail) -> Result<Option<Page>, StoreError> {
+pub(crate) fn query(
+    conn: &Connection,
+    q: &Query,
+    search: TailSearch,
+) -> Result<Option<Page>, StoreError> {
     in_snapshot(conn, |conn, indexed| {
-        if search_tail(conn, q, indexed, tail)?.is_none() {
+        if search_tail(conn, q, indexed, search)?.is_none() {
             return Ok(None);
         }
         let limit = q.limit.max(1);
@@ -1026,9 +1086,13 @@ fn stats_statements(q: &Query, indexed: Indexed) -> Vec<Statement> {
 }
 
 /// Counts of a query's entries (`None`: see [`Tail::Search`]).
-pub(crate) fn stats(conn: &Connection, q: &Query, tail: Tail) -> Result<Option<Stats>, StoreError> {
+pub(crate) fn stats(
+    conn: &Connection,
+    q: &Query,
+    search: TailSearch,
+) -> Result<Option<Stats>, StoreError> {
     in_snapshot(conn, |conn, indexed| {
-        if search_tail(conn, q, indexed, tail)?.is_none() {
+        if search_tail(conn, q, indexed, search)?.is_none() {
             return Ok(None);
         }
         let grouped = |s: Statement| -> Result<Vec<(String, u64)>, StoreError> {
@@ -1078,10 +1142,10 @@ pub(crate) fn daily_counts(
     conn: &Connection,
     q: &Query,
     by: CountBy,
-    tail: Tail,
+    search: TailSearch,
 ) -> Result<Option<DailyCounts>, StoreError> {
     in_snapshot(conn, |conn, indexed| {
-        if search_tail(conn, q, indexed, tail)?.is_none() {
+        if search_tail(conn, q, indexed, search)?.is_none() {
             return Ok(None);
         }
         let statement = daily_statement(q, by, indexed);
