@@ -638,7 +638,10 @@ fn search_tail(
         )
         .map_err(db(context))?;
     let erasures_now = to_i64(search.erasures);
-    let kept = if erasures != erasures_now || top < indexed.pos {
+    // Kept while no write other than an append came since, and while the
+    // index file's position lies within what was kept (it never moves back
+    // today; if it did, the entries between would be missing here).
+    let kept = if erasures != erasures_now || top < indexed.pos || indexed.pos < floor {
         conn.execute(
             "INSERT INTO temp.ix_tail (ix_tail) VALUES ('delete-all')",
             [],
