@@ -156,27 +156,9 @@ pub(crate) fn tail_words(
     after: i64,
     max: usize,
 ) -> Result<Option<Vec<(i64, String)>>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(&format!("{ROW_SQL} WHERE pos > ?1 ORDER BY pos LIMIT ?2"))
+    let rows = rows_after(conn, after, max.saturating_add(1))
         .map_err(db("reading the entries above the index file's position"))?;
-    let rows = stmt
-        .query_map(
-            params![
-                after,
-                i64::try_from(max).unwrap_or(i64::MAX).saturating_add(1)
-            ],
-            row,
-        )
-        .map_err(db("reading the entries above the index file's position"))?;
-    let mut words = Vec::new();
-    for r in rows {
-        let r = r.map_err(db("reading the entries above the index file's position"))?;
-        if words.len() == max {
-            return Ok(None);
-        }
-        words.push((r.pos, r.words()));
-    }
-    Ok(Some(words))
+    Ok((rows.len() <= max).then(|| rows.iter().map(|r| (r.pos, r.words())).collect()))
 }
 
 /// Creates [`SCHEMA`]'s tables in the database `name` (an unqualified
@@ -513,6 +495,17 @@ struct Row {
 const ROW_SQL: &str =
     "SELECT pos, tenant, occurred_at, actor_id, action, resource_type, resource_id,
         outcome, ip, request_id, payload, leaf_hash FROM main.entries";
+
+/// The first `limit` entries above position `after`, in order: what the
+/// indexer indexes next, and what a search indexes itself.
+fn rows_after(conn: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<Row>> {
+    conn.prepare_cached(&format!("{ROW_SQL} WHERE pos > ?1 ORDER BY pos LIMIT ?2"))?
+        .query_map(
+            params![after, i64::try_from(limit).unwrap_or(i64::MAX)],
+            row,
+        )?
+        .collect()
+}
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
@@ -893,13 +886,7 @@ impl Indexer {
         let from: i64 = tx
             .query_row("SELECT pos FROM ix.ix_state", [], |r| r.get(0))
             .map_err(db("reading the index file's position"))?;
-        let rows: Vec<Row> = tx
-            .prepare_cached(&format!("{ROW_SQL} WHERE pos > ?1 ORDER BY pos LIMIT ?2"))
-            .and_then(|mut s| {
-                s.query_map(params![from, i64::try_from(BATCH).unwrap_or(i64::MAX)], row)?
-                    .collect()
-            })
-            .map_err(db("reading entries to index"))?;
+        let rows = rows_after(&tx, from, BATCH).map_err(db("reading entries to index"))?;
         let to = rows.last().map_or(from, |r| r.pos);
         let mut redo: Vec<Redo> = tx
             .prepare_cached(
