@@ -522,10 +522,15 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let f = Arc::new(f);
         // Counted before the read's snapshot: a write counted later can
-        // only make a reader drop words it kept.
+        // only make a reader drop words it kept. Only a search reads it:
+        // other reads do not take the lock the writer and indexer share.
         let search = |tail| read::TailSearch {
             tail,
-            erasures: self.inner.index.erasures(),
+            erasures: if q.q.is_some() {
+                self.inner.index.erasures()
+            } else {
+                0
+            },
         };
         if self.inner.read_only || q.q.is_none() {
             let search = search(if self.inner.read_only {
