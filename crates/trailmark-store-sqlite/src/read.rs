@@ -371,30 +371,27 @@ fn parts(q: &Query, ordered: bool, indexed: Indexed) -> Vec<Part> {
                 pos: "e.pos",
             }];
         };
-        let mut tail = " FROM (SELECT rowid AS pos FROM temp.ix_tail WHERE ix_tail MATCH ?
-              ORDER BY rowid DESC) m CROSS JOIN entries e ON e.pos = m.pos WHERE e.pos > ?"
-            .to_owned();
-        let mut tail_args = vec![
-            SqlValue::Text(words.clone()),
-            SqlValue::Integer(indexed.pos),
-        ];
-        filters(q, false, &mut tail, &mut tail_args);
-        let mut from = " FROM (SELECT rowid AS pos FROM ix_fts WHERE ix_fts MATCH ? AND rowid <= ?
-              ORDER BY rowid DESC) m CROSS JOIN entries e ON e.pos = m.pos WHERE 1 = 1"
-            .to_owned();
-        let mut args = vec![SqlValue::Text(words), SqlValue::Integer(indexed.pos)];
-        filters(q, false, &mut from, &mut args);
-        return vec![
-            Part {
-                from: tail,
-                args: tail_args,
-                pos: "e.pos",
-            },
+        // The read's own search index above the position, the index
+        // file's up to it.
+        let search = |table: &str, name: &str, bound: &str| {
+            let mut from = format!(
+                " FROM (SELECT rowid AS pos FROM {table} WHERE {name} MATCH ? AND rowid {bound} ?
+                  ORDER BY rowid DESC) m CROSS JOIN entries e ON e.pos = m.pos WHERE 1 = 1"
+            );
+            let mut args = vec![
+                SqlValue::Text(words.clone()),
+                SqlValue::Integer(indexed.pos),
+            ];
+            filters(q, false, &mut from, &mut args);
             Part {
                 from,
                 args,
                 pos: "e.pos",
-            },
+            }
+        };
+        return vec![
+            search("temp.ix_tail", "ix_tail", ">"),
+            search("ix_fts", "ix_fts", "<="),
         ];
     }
     let keyed = crate::index::KEY_TABLES
@@ -638,15 +635,25 @@ fn search_tail(
         )
         .map_err(db(context))?;
     let erasures_now = to_i64(search.erasures);
-    // Kept while no write other than an append came since, and while the
-    // index file's position lies within what was kept (it never moves back
-    // today; if it did, the entries between would be missing here).
-    let kept = if erasures != erasures_now || top < indexed.pos || indexed.pos < floor {
+    let empty = || {
         conn.execute(
             "INSERT INTO temp.ix_tail (ix_tail) VALUES ('delete-all')",
             [],
         )
-        .map_err(db(context))?;
+        .map_err(db(context))
+    };
+    let record = |top: i64, floor: i64, erasures: i64| {
+        conn.execute(
+            "UPDATE temp.ix_tail_state SET top = ?1, floor = ?2, erasures = ?3",
+            rusqlite::params![top, floor, erasures],
+        )
+        .map_err(db(context))
+    };
+    // Kept while no write other than an append came since, and while the
+    // index file's position lies within what was kept (it never moves back
+    // today; if it did, the entries between would be missing here).
+    let kept = if erasures != erasures_now || top < indexed.pos || indexed.pos < floor {
+        empty()?;
         indexed.pos
     } else {
         if indexed.pos > floor {
@@ -664,16 +671,8 @@ fn search_tail(
         None => None,
     };
     let Some(words) = words else {
-        conn.execute(
-            "INSERT INTO temp.ix_tail (ix_tail) VALUES ('delete-all')",
-            [],
-        )
-        .map_err(db(context))?;
-        conn.execute(
-            "UPDATE temp.ix_tail_state SET top = -1, floor = -1, erasures = -1",
-            [],
-        )
-        .map_err(db(context))?;
+        empty()?;
+        record(-1, -1, -1)?;
         return match search.tail {
             Tail::Search => Ok(None),
             Tail::Waited => Ok(Some(())),
@@ -688,12 +687,11 @@ fn search_tail(
             .execute(rusqlite::params![pos, body])
             .map_err(db(context))?;
     }
-    let top = words.last().map_or(kept, |(pos, _)| *pos);
-    conn.execute(
-        "UPDATE temp.ix_tail_state SET top = ?1, floor = ?2, erasures = ?3",
-        rusqlite::params![top, indexed.pos, erasures_now],
-    )
-    .map_err(db(context))?;
+    record(
+        words.last().map_or(kept, |(pos, _)| *pos),
+        indexed.pos,
+        erasures_now,
+    )?;
     Ok(Some(()))
 }
 
