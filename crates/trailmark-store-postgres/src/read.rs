@@ -385,24 +385,27 @@ pub(crate) async fn query(c: &impl GenericClient, q: &Query) -> Result<Page, Sto
 }
 
 /// The statements of [`stats`], in the order of [`Stats`]' counts: by
-/// outcome, action, actor, resource type and day.
+/// outcome, action, actor, resource type and day. Equal counts are in byte
+/// order of the value (`COLLATE "C"`) whatever the database's collation, as
+/// the embedded store orders them (SQLite's `BINARY`).
 fn stats_statements(q: &Query) -> Statements {
     let mut params: Vec<Param> = Vec::new();
     let base = count_base(q, &mut params);
-    let top = format!("2 DESC, 1 LIMIT {}", Stats::TOP);
+    let ranked = |select: &str| format!(r#"2 DESC, {select} COLLATE "C""#);
+    let top = |select: &str| format!("{} LIMIT {}", ranked(select), Stats::TOP);
     let sql = [
-        ("e.outcome", "", "2 DESC, 1"),
-        ("e.action", "", "2 DESC, 1"),
-        ("e.actor_id", "", top.as_str()),
+        ("e.outcome", "", ranked("e.outcome")),
+        ("e.action", "", ranked("e.action")),
+        ("e.actor_id", "", top("e.actor_id")),
         (
             "e.resource_type",
             " AND e.resource_type IS NOT NULL",
-            top.as_str(),
+            top("e.resource_type"),
         ),
         (
             "to_char(to_timestamp(e.occurred_at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
             "",
-            "1",
+            "1".to_owned(),
         ),
     ]
     .into_iter()

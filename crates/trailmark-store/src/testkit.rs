@@ -44,6 +44,7 @@ macro_rules! conformance_suite {
             paging_is_newest_first_without_gaps_or_repeats_during_ingest,
             free_text_search_finds_words_in_payloads,
             stats_count_by_action_actor_resource_outcome_and_day,
+            stats_list_the_most_frequent_actors_and_types_first_ties_by_name,
             a_reopened_store_continues_the_same_tree,
             keys_are_found_by_digest_listed_and_revoked,
             checkpoints_are_all_kept,
@@ -685,6 +686,88 @@ pub async fn stats_count_by_action_actor_resource_outcome_and_day<H: Harness>(h:
             day("2023-11-15", "success", 3)
         ]
     );
+}
+
+/// More actors and resource types than [`crate::Stats::TOP`], counted over
+/// several hours (the embedded store's hourly counts once indexed, beside
+/// entries appended after): the most frequent first, ties in byte order of
+/// the name (`a10` before `a9`, `B` before `a`), cut at `TOP` inside a tie.
+pub async fn stats_list_the_most_frequent_actors_and_types_first_ties_by_name<H: Harness>(h: &H) {
+    let store = h.open();
+    let event = |n: u64, actor: &str, kind: &str| {
+        let hour = i64::try_from(n % 3).unwrap() * 3_600_000;
+        prepared(
+            n,
+            Event::from_json(&json!({
+                "tenant": "top",
+                "actor": {"id": actor, "type": "user"},
+                "action": "update",
+                "resource": {"type": kind, "id": "1"},
+                "occurred_at": ts(1_700_000_000_000 + hour + i64::try_from(n).unwrap()).to_string(),
+            }))
+            .unwrap(),
+        )
+    };
+    // Actor i (named `a{i}`, some `B{i}`) and type i (`T{i}`) occur
+    // 1 + (7i mod 5) times: 130 actors and 60 types in five tie classes.
+    let mut events = Vec::new();
+    let mut n = 0;
+    for i in 0..130u64 {
+        let actor = if i % 11 == 0 {
+            format!("B{i}")
+        } else {
+            format!("a{i}")
+        };
+        for _ in 0..=(7 * i) % 5 {
+            events.push(event(n, &actor, &format!("T{}", i % 60)));
+            n += 1;
+        }
+    }
+    let expected = |key: fn(&NewEvent) -> String| {
+        let mut counts = std::collections::BTreeMap::<String, u64>::new();
+        for e in &events {
+            *counts.entry(key(e)).or_default() += 1;
+        }
+        let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
+        ranked.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
+        });
+        ranked.truncate(crate::Stats::TOP);
+        ranked
+    };
+    let by_actor = expected(|e| e.event.actor.id.clone());
+    let by_type = expected(|e| e.event.resource.as_ref().unwrap().kind.clone());
+    assert_eq!(by_actor.len(), crate::Stats::TOP);
+    assert_eq!(by_type.len(), crate::Stats::TOP);
+    // The cut falls inside a tie class: 26 actors occur 5 times, 26 four.
+    assert_eq!(by_actor[25].1, 5);
+    assert_eq!(by_actor[26].1, 4);
+    // Most of them counted first, the rest appended once those are indexed.
+    let later = events.split_off(events.len() * 2 / 3);
+    store.append(events.clone()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.indexer().is_some_and(|s| s.lag_entries > 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            store.indexer()
+        );
+        // The indexer is a thread of its own: blocking this one a moment
+        // holds up nothing it needs.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    store.append(later).await.unwrap();
+    let stats = store
+        .stats(&Query {
+            tenants: vec![tenant("top")],
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stats.by_actor, by_actor);
+    assert_eq!(stats.by_resource_type, by_type);
+    assert_eq!(stats.by_action, [("update".to_owned(), n)]);
 }
 
 pub async fn stored_columns_are_derived_by_the_one_rule<H: Harness>(h: &H) {

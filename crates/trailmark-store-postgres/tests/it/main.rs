@@ -52,7 +52,12 @@ impl TempPg {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         admin(format!("DROP DATABASE IF EXISTS {name}"));
-        admin(format!("CREATE DATABASE {name}"));
+        // An ICU collation that is not byte order (`a10` before `B7`), so that
+        // an order the store means to be byte order is shown to be one
+        // whatever the cluster's default collation.
+        admin(format!(
+            "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'und' LOCALE 'C.UTF-8'"
+        ));
         Self { name }
     }
 
