@@ -30,7 +30,7 @@ use trailmark_store::{
 };
 
 pub use crate::index::{SPAN_BITS, STOP_CATCH_UP};
-pub use crate::read::TAIL_SEARCH_MAX;
+pub use crate::read::{KEPT_COUNTS_GAP, KEPT_COUNTS_MAX, TAIL_SEARCH_MAX};
 use crate::writer::{Job, Writer};
 
 /// How long a connection waits for a lock another one holds (a commit, a
@@ -124,6 +124,9 @@ struct Inner {
     indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Opened read-only: no writer, no indexer, nothing to wait for.
     read_only: bool,
+    /// The hourly counts the latest stats read summed (see
+    /// [`read::KeptCounts`]).
+    kept_counts: read::KeptSlot,
 }
 
 impl Inner {
@@ -410,6 +413,7 @@ impl SqliteStore {
                 index: shared,
                 indexer: Mutex::new(indexer),
                 read_only: false,
+                kept_counts: read::KeptSlot::default(),
             }),
         })
     }
@@ -463,6 +467,7 @@ impl SqliteStore {
                 index: Arc::new(index::Shared::default()),
                 indexer: Mutex::new(None),
                 read_only: true,
+                kept_counts: read::KeptSlot::default(),
             }),
         })
     }
@@ -692,8 +697,11 @@ impl Store for SqliteStore {
 
     async fn stats(&self, query: &Query) -> Result<Stats, StoreError> {
         let q = query.clone();
-        self.read_caught_up(query, move |c, search| read::stats(c, &q, search))
-            .await
+        let inner = Arc::clone(&self.inner);
+        self.read_caught_up(query, move |c, search| {
+            read::stats(c, &q, search, &inner.kept_counts)
+        })
+        .await
     }
 
     async fn daily_counts(

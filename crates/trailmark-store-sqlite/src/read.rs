@@ -973,6 +973,26 @@ fn hourly(q: &Query, indexed: Indexed) -> Option<Hourly> {
     Some(Hourly { from, to, rest })
 }
 
+/// The UTC day of an hourly count `c`.
+const HOUR_DAY: &str = "strftime('%Y-%m-%d', c.hour * 3600, 'unixepoch')";
+
+/// The hourly counts `c` of `dim` in [`Hourly`]'s whole hours: a WHERE
+/// condition and its arguments.
+fn hours_of(q: &Query, h: &Hourly, dim: &str) -> (String, Vec<SqlValue>) {
+    let mut args = vec![SqlValue::Text(dim.to_owned())];
+    let mut counted = String::from("c.dim = ? AND ");
+    tenant_in("c", &q.tenants, &mut counted, &mut args);
+    if let Some(from) = h.from {
+        counted.push_str(" AND c.hour >= ?");
+        args.push(SqlValue::Integer(from));
+    }
+    if let Some(to) = h.to {
+        counted.push_str(" AND c.hour < ?");
+        args.push(SqlValue::Integer(to));
+    }
+    (counted, args)
+}
+
 /// A grouped count from [`Hourly`]: the hourly counts of `dim` (grouped by
 /// its value, or `by_day` by the hour's day first) summed with the rows of
 /// the other parts (grouped by `select`).
@@ -985,18 +1005,8 @@ fn hourly_count(
     extra: &str,
     order: &str,
 ) -> Statement {
-    let mut args = vec![SqlValue::Text(dim.to_owned())];
-    let mut counted = String::from("c.dim = ? AND ");
-    tenant_in("c", &q.tenants, &mut counted, &mut args);
-    if let Some(from) = h.from {
-        counted.push_str(" AND c.hour >= ?");
-        args.push(SqlValue::Integer(from));
-    }
-    if let Some(to) = h.to {
-        counted.push_str(" AND c.hour < ?");
-        args.push(SqlValue::Integer(to));
-    }
-    let day = "strftime('%Y-%m-%d', c.hour * 3600, 'unixepoch')";
+    let (counted, mut args) = hours_of(q, h, dim);
+    let day = HOUR_DAY;
     let keys = match (by_day, select.len()) {
         (true, 1) => format!("{day} AS c0"),
         (true, _) => format!("{day} AS c0, c.value AS c1"),
@@ -1031,59 +1041,213 @@ fn hourly_count(
     }
 }
 
-/// The statements of [`stats`], in the order of [`Stats`]' counts: by
-/// outcome, action, actor, resource type and day.
+/// The counted columns of [`stats`], in the order of [`Stats`]' counts: by
+/// outcome, action, actor, resource type and day: (hourly counts' dimension,
+/// whether by day, the entries' expression, a further condition).
+const STATS_COUNTS: [(&str, bool, &str, &str); 5] = [
+    ("outcome", false, "+e.outcome", ""),
+    ("action", false, "+e.action", ""),
+    ("actor_id", false, "+e.actor_id", ""),
+    (
+        "resource_type",
+        false,
+        "+e.resource_type",
+        " AND +e.resource_type IS NOT NULL",
+    ),
+    // Every entry has one outcome: its counts are the day's.
+    (
+        "outcome",
+        true,
+        "strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch')",
+        "",
+    ),
+];
+
+/// The statements of [`stats`]: with [`Hourly`] counts, the hourly counts'
+/// five sums (see [`KeptCounts`]) and then the other parts' five counts;
+/// otherwise five counts of the entries, ordered as [`Stats`] lists them.
 fn stats_statements(q: &Query, indexed: Indexed) -> Vec<Statement> {
     let top = format!("2 DESC, 1 LIMIT {}", Stats::TOP);
     if let Some(h) = hourly(q, indexed) {
-        return [
-            ("outcome", false, "+e.outcome", "", "2 DESC, 1"),
-            ("action", false, "+e.action", "", "2 DESC, 1"),
-            ("actor_id", false, "+e.actor_id", "", top.as_str()),
-            (
-                "resource_type",
-                false,
-                "+e.resource_type",
-                " AND +e.resource_type IS NOT NULL",
-                top.as_str(),
-            ),
-            // Every entry has one outcome: its counts are the day's.
-            (
-                "outcome",
-                true,
-                "strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch')",
-                "",
-                "1",
-            ),
-        ]
-        .into_iter()
-        .map(|(dim, by_day, select, extra, order)| {
-            hourly_count(q, &h, dim, by_day, &[select], extra, order)
-        })
-        .collect();
+        let mut statements: Vec<Statement> = STATS_COUNTS
+            .iter()
+            .map(|(dim, by_day, _, _)| hour_counts(q, &h, dim, *by_day))
+            .collect();
+        statements.extend(rest_counts(&h));
+        return statements;
     }
     let parts = parts(q, false, indexed);
     // Grouped by `+column`, an expression: otherwise SQLite prefers an index
     // that gives the groups in order and walks the whole tenant through it
     // instead of seeking the filter.
-    [
-        ("+e.outcome", "", "2 DESC, 1"),
-        ("+e.action", "", "2 DESC, 1"),
-        ("+e.actor_id", "", top.as_str()),
-        (
-            "+e.resource_type",
-            " AND +e.resource_type IS NOT NULL",
-            top.as_str(),
-        ),
-        (
-            "strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch')",
-            "",
-            "1",
-        ),
-    ]
-    .into_iter()
-    .map(|(select, extra, order)| grouped(&parts, &[select], extra, order))
+    STATS_COUNTS
+        .iter()
+        .zip(["2 DESC, 1", "2 DESC, 1", top.as_str(), top.as_str(), "1"])
+        .map(|((_, _, select, extra), order)| grouped(&parts, &[select], extra, order))
+        .collect()
+}
+
+/// The hourly counts of `dim` in [`Hourly`]'s whole hours, summed by value
+/// (or `by_day`, by the hour's day).
+fn hour_counts(q: &Query, h: &Hourly, dim: &str, by_day: bool) -> Statement {
+    let (counted, args) = hours_of(q, h, dim);
+    let key = if by_day { HOUR_DAY } else { "c.value" };
+    Statement {
+        sql: format!("SELECT {key}, sum(c.n) FROM ix_counts c WHERE {counted} GROUP BY 1"),
+        args,
+    }
+}
+
+/// [`STATS_COUNTS`] over [`Hourly`]'s other parts (partial hours, entries
+/// above the position), entry by entry.
+fn rest_counts(h: &Hourly) -> Vec<Statement> {
+    STATS_COUNTS
+        .iter()
+        .map(|(_, _, select, extra)| grouped(&h.rest, &[select], extra, "1"))
+        .collect()
+}
+
+/// Counts by value, as one statement of [`stats`] answers them.
+type Tally = HashMap<String, u64>;
+
+fn tally(conn: &Connection, s: &Statement) -> Result<Tally, StoreError> {
+    let mut stmt = conn.prepare(&s.sql).map_err(db("counting entries"))?;
+    let mut rows = stmt
+        .query(params_from_iter(s.args.iter()))
+        .map_err(db("counting entries"))?;
+    let mut out = Tally::new();
+    while let Some(r) = rows.next().map_err(db("counting entries"))? {
+        let key: String = r.get(0).map_err(db("counting entries"))?;
+        let n: i64 = r.get(1).map_err(db("counting entries"))?;
+        *out.entry(key).or_default() += u64::try_from(n).unwrap_or(0);
+    }
+    Ok(out)
+}
+
+fn listed(conn: &Connection, s: Statement) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut stmt = conn.prepare(&s.sql).map_err(db("counting entries"))?;
+    let rows = stmt
+        .query_map(params_from_iter(s.args), |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .map_err(db("counting entries"))?;
+    rows.map(|r| {
+        let (k, n) = r.map_err(db("counting entries"))?;
+        Ok((k, u64::try_from(n).unwrap_or(0)))
+    })
     .collect()
+}
+
+/// The index file's hourly counts a stats read summed, kept for the next
+/// one over the same tenants and hours: those counts only grow by what the
+/// indexer adds above `pos`, and a later read counts the entries above
+/// `pos` one by one instead (while they are at most [`KEPT_COUNTS_GAP`]).
+/// Without it, a stats read of a day sums every actor's count of every
+/// hour (100,000 rows a read on the benchmark's trail). Kept while its
+/// values number at most [`KEPT_COUNTS_MAX`] (each held twice, by value and
+/// in order: about 100 bytes a value, 25 MB at most).
+#[derive(Debug)]
+pub(crate) struct KeptCounts {
+    tenants: Vec<TenantId>,
+    from: Option<i64>,
+    to: Option<i64>,
+    pos: i64,
+    /// By [`STATS_COUNTS`]: each value's count, and the values in the order
+    /// [`Stats`] lists them.
+    counts: Vec<(Tally, Vec<(String, u64)>)>,
+}
+
+/// How far the index file may have moved past kept counts for a read to use
+/// them (above, the entries between would be counted one by one).
+pub const KEPT_COUNTS_GAP: i64 = 10_000;
+/// The most values (actors, actions, days...) kept counts hold.
+pub const KEPT_COUNTS_MAX: usize = 250_000;
+
+/// The store's kept counts (the latest stats read's).
+pub(crate) type KeptSlot = std::sync::Mutex<Option<std::sync::Arc<KeptCounts>>>;
+
+/// Most frequent first, then by value in byte order (SQLite's `BINARY`, as
+/// the statements' `ORDER BY 2 DESC, 1` put them).
+fn by_count(a: &(String, u64), b: &(String, u64)) -> std::cmp::Ordering {
+    b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))
+}
+
+/// By value (a day), oldest first.
+fn by_value(a: &(String, u64), b: &(String, u64)) -> std::cmp::Ordering {
+    a.0.cmp(&b.0)
+}
+
+type Order = fn(&(String, u64), &(String, u64)) -> std::cmp::Ordering;
+
+/// How [`stats`] lists each of [`STATS_COUNTS`]: at most how many, in what
+/// order.
+const STATS_LISTS: [(Option<usize>, Order); 5] = [
+    (None, by_count),
+    (None, by_count),
+    (Some(Stats::TOP), by_count),
+    (Some(Stats::TOP), by_count),
+    (None, by_value),
+];
+
+/// `kept` (a value's count and all values in [`by_count`] order) plus
+/// `more`: at most `limit` values, in `order`. Counts only grow, so the
+/// values `more` does not name keep their kept order: with a limit, the
+/// first `limit` of them are the only candidates among them.
+fn combined(
+    kept: &(Tally, Vec<(String, u64)>),
+    more: Tally,
+    (limit, order): (Option<usize>, Order),
+) -> Vec<(String, u64)> {
+    let (counts, ordered) = kept;
+    let mut out: Vec<(String, u64)> =
+        Vec::with_capacity(limit.unwrap_or(ordered.len()) + more.len());
+    let take = limit.unwrap_or(usize::MAX);
+    out.extend(
+        ordered
+            .iter()
+            .filter(|(k, _)| !more.contains_key(k))
+            .take(take)
+            .cloned(),
+    );
+    for (k, n) in more {
+        let n = n.saturating_add(counts.get(&k).copied().unwrap_or(0));
+        out.push((k, n));
+    }
+    out.sort_unstable_by(order);
+    out.truncate(take);
+    out
+}
+
+/// Sums the hourly counts of [`STATS_COUNTS`] as of `indexed` and keeps
+/// them in `slot` (unless they exceed [`KEPT_COUNTS_MAX`]).
+fn keep_counts(
+    conn: &Connection,
+    q: &Query,
+    h: &Hourly,
+    indexed: Indexed,
+    slot: &KeptSlot,
+) -> Result<std::sync::Arc<KeptCounts>, StoreError> {
+    let mut counts = Vec::with_capacity(STATS_COUNTS.len());
+    for (dim, by_day, _, _) in STATS_COUNTS {
+        let t = tally(conn, &hour_counts(q, h, dim, by_day))?;
+        let mut ordered: Vec<(String, u64)> = t.iter().map(|(k, n)| (k.clone(), *n)).collect();
+        ordered.sort_unstable_by(by_count);
+        counts.push((t, ordered));
+    }
+    let k = std::sync::Arc::new(KeptCounts {
+        tenants: q.tenants.clone(),
+        from: h.from,
+        to: h.to,
+        pos: indexed.pos,
+        counts,
+    });
+    let values: usize = k.counts.iter().map(|(t, _)| t.len()).sum();
+    if values <= KEPT_COUNTS_MAX
+        && let Ok(mut slot) = slot.lock()
+    {
+        *slot = Some(std::sync::Arc::clone(&k));
+    }
+    Ok(k)
 }
 
 /// Counts of a query's entries (`None`: see [`Tail::Search`]).
@@ -1091,26 +1255,56 @@ pub(crate) fn stats(
     conn: &Connection,
     q: &Query,
     search: TailSearch,
+    slot: &KeptSlot,
 ) -> Result<Option<Stats>, StoreError> {
     in_snapshot(conn, |conn, indexed| {
         if search_tail(conn, q, indexed, search)?.is_none() {
             return Ok(None);
         }
-        let grouped = |s: Statement| -> Result<Vec<(String, u64)>, StoreError> {
-            let mut stmt = conn.prepare(&s.sql).map_err(db("counting entries"))?;
-            let rows = stmt
-                .query_map(params_from_iter(s.args), |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                })
-                .map_err(db("counting entries"))?;
-            rows.map(|r| {
-                let (k, n) = r.map_err(db("counting entries"))?;
-                Ok((k, u64::try_from(n).unwrap_or(0)))
-            })
-            .collect()
+        let Some(h) = hourly(q, indexed) else {
+            let mut counts = stats_statements(q, indexed)
+                .into_iter()
+                .map(|s| listed(conn, s));
+            let mut next = || counts.next().unwrap_or_else(|| Ok(Vec::new()));
+            let by_outcome = next()?;
+            return Ok(Some(Stats {
+                total: by_outcome.iter().map(|(_, n)| n).sum(),
+                by_outcome,
+                by_action: next()?,
+                by_actor: next()?,
+                by_resource_type: next()?,
+                per_day: next()?,
+            }));
         };
-        let mut counts = stats_statements(q, indexed).into_iter().map(grouped);
-        let mut next = || counts.next().unwrap_or_else(|| Ok(Vec::new()));
+        let previous = slot.lock().ok().and_then(|k| k.clone());
+        let usable = previous.filter(|k| {
+            k.tenants == q.tenants
+                && (k.from, k.to) == (h.from, h.to)
+                && k.pos <= indexed.pos
+                && indexed.pos - k.pos <= KEPT_COUNTS_GAP
+        });
+        // The other parts as of the kept position: the entries above it one
+        // by one, the partial hours up to it (the whole hours are the
+        // query's, the same at any position).
+        let found = usable.and_then(|k| {
+            let at = Indexed {
+                pos: k.pos,
+                ..indexed
+            };
+            hourly(q, at).map(|h| (k, h))
+        });
+        let (kept, h) = if let Some(found) = found {
+            found
+        } else {
+            (keep_counts(conn, q, &h, indexed, slot)?, h)
+        };
+        let mut lists = kept
+            .counts
+            .iter()
+            .zip(rest_counts(&h))
+            .zip(STATS_LISTS)
+            .map(|((kept, s), list)| Ok::<_, StoreError>(combined(kept, tally(conn, &s)?, list)));
+        let mut next = || lists.next().unwrap_or_else(|| Ok(Vec::new()));
         let by_outcome = next()?;
         Ok(Some(Stats {
             total: by_outcome.iter().map(|(_, n)| n).sum(),

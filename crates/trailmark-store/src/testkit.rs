@@ -711,7 +711,6 @@ pub async fn stats_list_the_most_frequent_actors_and_types_first_ties_by_name<H:
     // Actor i (named `a{i}`, some `B{i}`) and type i (`T{i}`) occur
     // 1 + (7i mod 5) times: 130 actors and 60 types in five tie classes.
     let mut events = Vec::new();
-    let mut n = 0;
     for i in 0..130u64 {
         let actor = if i % 11 == 0 {
             format!("B{i}")
@@ -719,33 +718,97 @@ pub async fn stats_list_the_most_frequent_actors_and_types_first_ties_by_name<H:
             format!("a{i}")
         };
         for _ in 0..=(7 * i) % 5 {
-            events.push(event(n, &actor, &format!("T{}", i % 60)));
-            n += 1;
+            events.push(event(events.len() as u64, &actor, &format!("T{}", i % 60)));
         }
     }
-    let expected = |key: fn(&NewEvent) -> String| {
-        let mut counts = std::collections::BTreeMap::<String, u64>::new();
-        for e in &events {
-            *counts.entry(key(e)).or_default() += 1;
-        }
-        let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
-        ranked.sort_by(|a, b| {
-            b.1.cmp(&a.1)
-                .then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
-        });
-        ranked.truncate(crate::Stats::TOP);
-        ranked
-    };
-    let by_actor = expected(|e| e.event.actor.id.clone());
-    let by_type = expected(|e| e.event.resource.as_ref().unwrap().kind.clone());
-    assert_eq!(by_actor.len(), crate::Stats::TOP);
-    assert_eq!(by_type.len(), crate::Stats::TOP);
     // The cut falls inside a tie class: 26 actors occur 5 times, 26 four.
-    assert_eq!(by_actor[25].1, 5);
-    assert_eq!(by_actor[26].1, 4);
+    let (by_actor, _, _) = expected_stats(&events);
+    assert_eq!(by_actor.len(), crate::Stats::TOP);
+    assert_eq!((by_actor[25].1, by_actor[26].1), (5, 4));
+    let top = Query {
+        tenants: vec![tenant("top")],
+        ..Query::default()
+    };
+    let check = |stats: crate::Stats, events: &[NewEvent]| {
+        let (by_actor, by_type, per_day) = expected_stats(events);
+        assert_eq!(stats.by_actor, by_actor);
+        assert_eq!(stats.by_resource_type, by_type);
+        assert_eq!(stats.per_day, per_day);
+        assert_eq!(
+            stats.by_action,
+            [("update".to_owned(), events.len() as u64)]
+        );
+    };
     // Most of them counted first, the rest appended once those are indexed.
     let later = events.split_off(events.len() * 2 / 3);
     store.append(events.clone()).await.unwrap();
+    indexed(&store);
+    store.append(later.clone()).await.unwrap();
+    events.extend(later);
+    check(store.stats(&top).await.unwrap(), &events);
+    // Then more, which reorder the top (the embedded store counts them on
+    // top of the hourly counts its last stats read summed): `a0` rises from
+    // one to five, `a1` from three to four, `Z` comes in first.
+    let more: Vec<NewEvent> = [("a0", 4), ("a1", 1), ("Z", 6)]
+        .into_iter()
+        .flat_map(|(actor, times)| std::iter::repeat_n(actor, times))
+        .enumerate()
+        .map(|(i, actor)| event((events.len() + i) as u64, actor, "T0"))
+        .collect();
+    store.append(more.clone()).await.unwrap();
+    events.extend(more);
+    indexed(&store);
+    check(store.stats(&top).await.unwrap(), &events);
+    // The same without the hourly counts (a filter that keeps every entry).
+    check(
+        store
+            .stats(&top.clone().with(Exact::Action, "update"))
+            .await
+            .unwrap(),
+        &events,
+    );
+}
+
+/// What [`crate::Store::stats`] lists for `events` (all of one action):
+/// actors and resource types most frequent first, then by name in byte
+/// order, at most [`crate::Stats::TOP`]; the entries a UTC day.
+type Listed = Vec<(String, u64)>;
+fn expected_stats(events: &[NewEvent]) -> (Listed, Listed, Listed) {
+    let count = |key: &dyn Fn(&NewEvent) -> String| {
+        let mut counts = std::collections::BTreeMap::<String, u64>::new();
+        for e in events {
+            *counts.entry(key(e)).or_default() += 1;
+        }
+        counts.into_iter().collect::<Vec<_>>()
+    };
+    let ranked = |mut list: Listed| {
+        list.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
+        });
+        list.truncate(crate::Stats::TOP);
+        list
+    };
+    let day = |e: &NewEvent| {
+        let at = e.event.occurred_at.unwrap().unix_millis();
+        // 2023-11-15 starts at 1,700,006,400,000 ms.
+        if at < 1_700_006_400_000 {
+            "2023-11-14"
+        } else {
+            "2023-11-15"
+        }
+        .to_owned()
+    };
+    (
+        ranked(count(&|e| e.event.actor.id.clone())),
+        ranked(count(&|e| e.event.resource.as_ref().unwrap().kind.clone())),
+        count(&day),
+    )
+}
+
+/// Polls (deadline 60 s) until a store whose indexer follows its appends
+/// has indexed every one; at once for one that indexes as it appends.
+fn indexed<S: Store>(store: &S) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while store.indexer().is_some_and(|s| s.lag_entries > 0) {
         assert!(
@@ -757,17 +820,6 @@ pub async fn stats_list_the_most_frequent_actors_and_types_first_ties_by_name<H:
         // holds up nothing it needs.
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    store.append(later).await.unwrap();
-    let stats = store
-        .stats(&Query {
-            tenants: vec![tenant("top")],
-            ..Query::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(stats.by_actor, by_actor);
-    assert_eq!(stats.by_resource_type, by_type);
-    assert_eq!(stats.by_action, [("update".to_owned(), n)]);
 }
 
 pub async fn stored_columns_are_derived_by_the_one_rule<H: Harness>(h: &H) {
