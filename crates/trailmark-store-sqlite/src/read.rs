@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt::Write as _;
+use std::sync::atomic;
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
@@ -1158,13 +1159,20 @@ pub(crate) struct KeptCounts {
 }
 
 /// How far the index file may have moved past kept counts for a read to use
-/// them (above, the entries between would be counted one by one).
-pub const KEPT_COUNTS_GAP: i64 = 10_000;
+/// them (above, the entries between would be counted one by one): past it,
+/// the read sums the hourly counts again and keeps them. While one read does
+/// that, the others use the kept counts up to four times as far.
+pub const KEPT_COUNTS_GAP: i64 = 2_048;
 /// The most values (actors, actions, days...) kept counts hold.
 pub const KEPT_COUNTS_MAX: usize = 250_000;
 
-/// The store's kept counts (the latest stats read's).
-pub(crate) type KeptSlot = std::sync::Mutex<Option<std::sync::Arc<KeptCounts>>>;
+/// The store's kept counts (the latest stats read's), and whether a read is
+/// summing new ones.
+#[derive(Debug, Default)]
+pub(crate) struct KeptSlot {
+    kept: std::sync::Mutex<Option<std::sync::Arc<KeptCounts>>>,
+    refreshing: atomic::AtomicBool,
+}
 
 /// Most frequent first, then by value in byte order (SQLite's `BINARY`, as
 /// the statements' `ORDER BY 2 DESC, 1` put them).
@@ -1243,9 +1251,9 @@ fn keep_counts(
     });
     let values: usize = k.counts.iter().map(|(t, _)| t.len()).sum();
     if values <= KEPT_COUNTS_MAX
-        && let Ok(mut slot) = slot.lock()
+        && let Ok(mut kept) = slot.kept.lock()
     {
-        *slot = Some(std::sync::Arc::clone(&k));
+        *kept = Some(std::sync::Arc::clone(&k));
     }
     Ok(k)
 }
@@ -1276,12 +1284,21 @@ pub(crate) fn stats(
                 per_day: next()?,
             }));
         };
-        let previous = slot.lock().ok().and_then(|k| k.clone());
-        let usable = previous.filter(|k| {
-            k.tenants == q.tenants
-                && (k.from, k.to) == (h.from, h.to)
-                && k.pos <= indexed.pos
-                && indexed.pos - k.pos <= KEPT_COUNTS_GAP
+        let previous = slot.kept.lock().ok().and_then(|k| k.clone());
+        let same = previous.filter(|k| {
+            k.tenants == q.tenants && (k.from, k.to) == (h.from, h.to) && k.pos <= indexed.pos
+        });
+        // Past the gap, one read sums them again; the others go on with
+        // the kept ones meanwhile (up to four times the gap), instead of
+        // each summing them too.
+        let mut refresh = false;
+        let usable = same.filter(|k| {
+            let gap = indexed.pos - k.pos;
+            if gap <= KEPT_COUNTS_GAP {
+                return true;
+            }
+            refresh = !slot.refreshing.swap(true, atomic::Ordering::AcqRel);
+            !refresh && gap <= 4 * KEPT_COUNTS_GAP
         });
         // The other parts as of the kept position: the entries above it one
         // by one, the partial hours up to it (the whole hours are the
@@ -1296,7 +1313,11 @@ pub(crate) fn stats(
         let (kept, h) = if let Some(found) = found {
             found
         } else {
-            (keep_counts(conn, q, &h, indexed, slot)?, h)
+            let k = keep_counts(conn, q, &h, indexed, slot);
+            if refresh {
+                slot.refreshing.store(false, atomic::Ordering::Release);
+            }
+            (k?, h)
         };
         let mut lists = kept
             .counts
