@@ -1007,10 +1007,9 @@ fn hourly_count(
     order: &str,
 ) -> Statement {
     let (counted, mut args) = hours_of(q, h, dim);
-    let day = HOUR_DAY;
     let keys = match (by_day, select.len()) {
-        (true, 1) => format!("{day} AS c0"),
-        (true, _) => format!("{day} AS c0, c.value AS c1"),
+        (true, 1) => format!("{HOUR_DAY} AS c0"),
+        (true, _) => format!("{HOUR_DAY} AS c0, c.value AS c1"),
         (false, _) => "c.value AS c0".to_owned(),
     };
     let mut arms = vec![format!(
