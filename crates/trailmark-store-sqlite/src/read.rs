@@ -1269,19 +1269,10 @@ pub(crate) fn stats(
             return Ok(None);
         }
         let Some(h) = hourly(q, indexed) else {
-            let mut counts = stats_statements(q, indexed)
+            let lists = stats_statements(q, indexed)
                 .into_iter()
                 .map(|s| listed(conn, s));
-            let mut next = || counts.next().unwrap_or_else(|| Ok(Vec::new()));
-            let by_outcome = next()?;
-            return Ok(Some(Stats {
-                total: by_outcome.iter().map(|(_, n)| n).sum(),
-                by_outcome,
-                by_action: next()?,
-                by_actor: next()?,
-                by_resource_type: next()?,
-                per_day: next()?,
-            }));
+            return stats_of(lists).map(Some);
         };
         let previous = slot.kept.lock().ok().and_then(|k| k.clone());
         let same = previous.filter(|k| {
@@ -1318,22 +1309,29 @@ pub(crate) fn stats(
             }
             (k?, h)
         };
-        let mut lists = kept
+        let lists = kept
             .counts
             .iter()
             .zip(rest_counts(&h))
             .zip(STATS_LISTS)
-            .map(|((kept, s), list)| Ok::<_, StoreError>(combined(kept, tally(conn, &s)?, list)));
-        let mut next = || lists.next().unwrap_or_else(|| Ok(Vec::new()));
-        let by_outcome = next()?;
-        Ok(Some(Stats {
-            total: by_outcome.iter().map(|(_, n)| n).sum(),
-            by_outcome,
-            by_action: next()?,
-            by_actor: next()?,
-            by_resource_type: next()?,
-            per_day: next()?,
-        }))
+            .map(|((kept, s), list)| Ok(combined(kept, tally(conn, &s)?, list)));
+        stats_of(lists).map(Some)
+    })
+}
+
+/// [`Stats`] from its five lists, in the order of [`STATS_COUNTS`].
+fn stats_of(
+    mut lists: impl Iterator<Item = Result<Vec<(String, u64)>, StoreError>>,
+) -> Result<Stats, StoreError> {
+    let mut next = || lists.next().unwrap_or_else(|| Ok(Vec::new()));
+    let by_outcome = next()?;
+    Ok(Stats {
+        total: by_outcome.iter().map(|(_, n)| n).sum(),
+        by_outcome,
+        by_action: next()?,
+        by_actor: next()?,
+        by_resource_type: next()?,
+        per_day: next()?,
     })
 }
 
