@@ -13,14 +13,21 @@ measured_bin() {
   fi
 }
 
+# port_free [PORT]: exits (with a message) when something already answers on
+# 127.0.0.1:PORT (7979).
+port_free() {
+  local port=${1:-7979}
+  if curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; then
+    echo "something already listens on 127.0.0.1:$port; stop it first" >&2; exit 1
+  fi
+}
+
 # start_serve BIN DATA_DIR [PORT]: starts `serve` on 127.0.0.1:PORT (7979),
 # refusing when something already listens there; waits until it answers,
 # sets $server to its pid and exports TRAILMARK_KEY (its bootstrap admin key).
 start_serve() {
   local bin=$1 data=$2 port=${3:-7979}
-  if curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; then
-    echo "something already listens on 127.0.0.1:$port; stop it first" >&2; exit 1
-  fi
+  port_free "$port"
   "$bin" serve --data-dir "$data" --listen "127.0.0.1:$port" >/dev/null 2>&1 &
   server=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done

@@ -23,6 +23,9 @@ load_once "$old" "$trail" "$events" >&2
 # whole ledger (removed, then rebuilt at start): a build with another index format is not
 # measured while it rebuilds, and neither build on an index file grown batch by batch
 # while the other's was built at once (a rebuilt one reads faster).
+# Checked before a build's index file is removed below (a start refused then would leave
+# it removed until the next run rebuilt it).
+port_free 7979
 mine=$(mktemp -d)
 copy=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$copy" "$mine"' EXIT
