@@ -1111,23 +1111,18 @@ fn rest_counts(h: &Hourly) -> Vec<Statement> {
 type Tally = HashMap<String, u64>;
 
 fn tally(conn: &Connection, s: &Statement) -> Result<Tally, StoreError> {
-    let mut stmt = conn.prepare(&s.sql).map_err(db("counting entries"))?;
-    let mut rows = stmt
-        .query(params_from_iter(s.args.iter()))
-        .map_err(db("counting entries"))?;
     let mut out = Tally::new();
-    while let Some(r) = rows.next().map_err(db("counting entries"))? {
-        let key: String = r.get(0).map_err(db("counting entries"))?;
-        let n: i64 = r.get(1).map_err(db("counting entries"))?;
-        *out.entry(key).or_default() += u64::try_from(n).unwrap_or(0);
+    for (key, n) in listed(conn, s)? {
+        *out.entry(key).or_default() += n;
     }
     Ok(out)
 }
 
-fn listed(conn: &Connection, s: Statement) -> Result<Vec<(String, u64)>, StoreError> {
+/// A count statement's (value, count) rows, in its order.
+fn listed(conn: &Connection, s: &Statement) -> Result<Vec<(String, u64)>, StoreError> {
     let mut stmt = conn.prepare(&s.sql).map_err(db("counting entries"))?;
     let rows = stmt
-        .query_map(params_from_iter(s.args), |r| {
+        .query_map(params_from_iter(s.args.iter()), |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
         })
         .map_err(db("counting entries"))?;
@@ -1271,7 +1266,7 @@ pub(crate) fn stats(
         let Some(h) = hourly(q, indexed) else {
             let lists = stats_statements(q, indexed)
                 .into_iter()
-                .map(|s| listed(conn, s));
+                .map(|s| listed(conn, &s));
             return stats_of(lists).map(Some);
         };
         let previous = slot.kept.lock().ok().and_then(|k| k.clone());
