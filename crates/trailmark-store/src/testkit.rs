@@ -808,7 +808,7 @@ fn expected_stats(events: &[NewEvent]) -> (Listed, Listed, Listed) {
 
 /// Polls (deadline 60 s) until a store whose indexer follows its appends
 /// has indexed every one; at once for one that indexes as it appends.
-fn indexed<S: Store>(store: &S) {
+pub fn indexed<S: Store>(store: &S) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while store.indexer().is_some_and(|s| s.lag_entries > 0) {
         assert!(

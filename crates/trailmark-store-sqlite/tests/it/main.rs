@@ -547,17 +547,10 @@ fn without_indexer() -> trailmark_store_sqlite::Options {
 }
 
 /// Polls (deadline 60 s) until the indexer covers everything appended.
-async fn caught_up(store: &SqliteStore) {
+fn caught_up(store: &SqliteStore) {
     use trailmark_store::Store;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while store.indexer().unwrap().lag_entries > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}",
-            store.indexer()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    assert!(store.indexer().is_some(), "the store runs no indexer");
+    trailmark_store::testkit::indexed(store);
 }
 
 /// Every entry one actor's and one record's walks reach (the removal walk,
@@ -645,7 +638,7 @@ async fn reads_find_every_entry_with_spans_of(span_bits: u32) {
     drop(store);
     // Indexed: the same answers from the index file.
     let store = SqliteStore::open_with(&path, with_indexer).unwrap();
-    caught_up(&store).await;
+    caught_up(&store);
     assert_eq!(store.indexer().unwrap().indexed, 3000);
     for (q, expected) in reads().iter().zip(&unindexed) {
         assert_eq!(&found(&store, q).await, expected, "{q:?}");
@@ -666,7 +659,7 @@ async fn reads_find_every_entry_with_spans_of(span_bits: u32) {
     let mixed_walks = walked(&store).await;
     drop(store);
     let store = SqliteStore::open_with(&path, with_indexer).unwrap();
-    caught_up(&store).await;
+    caught_up(&store);
     for ((q, expected), before) in reads().iter().zip(&mixed).zip(&unindexed) {
         let now = found(&store, q).await;
         assert_eq!(&now, expected, "{q:?}");
@@ -770,7 +763,7 @@ async fn a_search_finds_the_unindexed_tail_waits_past_it_and_is_refused_when_it_
             .unwrap();
         assert!(!page.entries.is_empty());
     }
-    caught_up(&store).await;
+    caught_up(&store);
     drop(store);
     // No indexer: the index file stays where it is, and what is appended
     // now is above it.
@@ -913,7 +906,7 @@ async fn an_index_file_of_another_ledger_is_rebuilt() {
     )
     .unwrap();
     let store = SqliteStore::open(&path_a).unwrap();
-    caught_up(&store).await;
+    caught_up(&store);
     assert_eq!(store.indexer().unwrap().indexed, 2000);
     for (q, expected) in reads().iter().zip(&expected) {
         assert_eq!(&found(&store, q).await, expected, "{q:?}");
@@ -949,7 +942,7 @@ async fn an_index_batch_writes_its_words_as_one_search_segment() {
     // Opened with its indexer, the store indexes the 600 entries in one
     // transaction (fewer than a batch holds).
     let store = SqliteStore::open(&path).unwrap();
-    caught_up(&store).await;
+    caught_up(&store);
     store.shutdown();
     assert!(!indexed_words(&path).is_empty());
     assert_eq!(search_segments(&path), 1);
