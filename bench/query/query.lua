@@ -1,6 +1,6 @@
 -- Filtered reads: an actor's latest events, one record's history, a word, the
 -- tenant's newest page (what a tenant-bound key sees first), its failures,
--- and a day's stats.
+-- a day's stats, and a day's stats of one action.
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("TRAILMARK_KEY")
 local mode = os.getenv("QUERY") or "actor"
 -- RECORDS: as in load.lua (the records the loaded events touch).
@@ -15,6 +15,9 @@ function request()
     return wrk.format("GET", "/v1/events?tenant=bench&outcome=failure&limit=50")
   elseif mode == "stats" then
     return wrk.format("GET", "/v1/stats?tenant=bench&days=1")
+  elseif mode == "stats_delete" then
+    -- A filter beside the window: counted entry by entry, not from the hourly counts.
+    return wrk.format("GET", "/v1/stats?tenant=bench&days=1&action=delete")
   elseif mode == "q" then
     return wrk.format("GET", string.format("/v1/events?tenant=bench&q=user%d&limit=50", math.random(1, 100000)))
   end

@@ -385,32 +385,31 @@ pub(crate) async fn query(c: &impl GenericClient, q: &Query) -> Result<Page, Sto
 }
 
 /// The statements of [`stats`], in the order of [`Stats`]' counts: by
-/// outcome, action, actor, resource type and day. Equal counts are in byte
-/// order of the value (`COLLATE "C"`) whatever the database's collation, as
-/// the embedded store orders them (SQLite's `BINARY`).
+/// outcome, action, actor (its candidates for the top:
+/// [`Stats::top_candidates`]), resource type (the same) and day, in no
+/// order: [`Stats::from_lists`] ranks them.
 fn stats_statements(q: &Query) -> Statements {
     let mut params: Vec<Param> = Vec::new();
     let base = count_base(q, &mut params);
-    let ranked = |select: &str| format!(r#"2 DESC, {select} COLLATE "C""#);
-    let top = |select: &str| format!("{} LIMIT {}", ranked(select), Stats::TOP);
     let sql = [
-        ("e.outcome", "", ranked("e.outcome")),
-        ("e.action", "", ranked("e.action")),
-        ("e.actor_id", "", top("e.actor_id")),
-        (
-            "e.resource_type",
-            " AND e.resource_type IS NOT NULL",
-            top("e.resource_type"),
-        ),
+        ("e.outcome", "", false),
+        ("e.action", "", false),
+        ("e.actor_id", "", true),
+        ("e.resource_type", " AND e.resource_type IS NOT NULL", true),
         (
             "to_char(to_timestamp(e.occurred_at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
             "",
-            "1".to_owned(),
+            false,
         ),
     ]
     .into_iter()
-    .map(|(select, extra, order)| {
-        format!("SELECT {select}, count(*){base}{extra} GROUP BY 1 ORDER BY {order}")
+    .map(|(select, extra, top)| {
+        let counts = format!("SELECT {select}, count(*){base}{extra} GROUP BY 1");
+        if top {
+            Stats::top_candidates(&counts)
+        } else {
+            counts
+        }
     })
     .collect();
     Statements { sql, params }
@@ -419,34 +418,23 @@ fn stats_statements(q: &Query) -> Statements {
 pub(crate) async fn stats(c: &impl GenericClient, q: &Query) -> Result<Stats, StoreError> {
     let s = stats_statements(q);
     let params = refs(&s.params);
-    let mut counts = Vec::with_capacity(s.sql.len());
-    for sql in &s.sql {
+    let mut lists: [Vec<(String, u64)>; 5] = Default::default();
+    for (sql, list) in s.sql.iter().zip(&mut lists) {
         let rows = c
             .query(sql, &params)
             .await
             .map_err(db("counting entries"))?;
-        counts.push(
-            rows.iter()
-                .map(|r| {
-                    (
-                        r.get::<_, String>(0),
-                        u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
-                    )
-                })
-                .collect::<Vec<_>>(),
-        );
+        *list = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+                )
+            })
+            .collect();
     }
-    let mut counts = counts.into_iter();
-    let mut next = || counts.next().unwrap_or_default();
-    let by_outcome = next();
-    Ok(Stats {
-        total: by_outcome.iter().map(|(_, n)| n).sum(),
-        by_outcome,
-        by_action: next(),
-        by_actor: next(),
-        by_resource_type: next(),
-        per_day: next(),
-    })
+    Ok(Stats::from_lists(lists))
 }
 
 pub(crate) async fn nodes(

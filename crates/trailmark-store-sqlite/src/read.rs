@@ -765,16 +765,18 @@ pub(crate) fn query(
 }
 
 /// One grouped count over a query's parts: `select` are the grouped
-/// expressions (of `e`), `extra` a further condition, `order` the ORDER BY.
-fn grouped(parts: &[Part], select: &[&str], extra: &str, order: &str) -> Statement {
+/// expressions (of `e`), `extra` a further condition, `order` the ORDER BY
+/// (none: in no order).
+fn grouped(parts: &[Part], select: &[&str], extra: &str, order: Option<&str>) -> Statement {
     let columns: Vec<String> = (1..=select.len()).map(|i| i.to_string()).collect();
     let group = columns.join(", ");
+    let order = order.map(|o| format!(" ORDER BY {o}")).unwrap_or_default();
     let mut args = Vec::new();
     if let [part] = parts {
         args.extend(part.args.iter().cloned());
         return Statement {
             sql: format!(
-                "SELECT {}, count(*){}{extra} GROUP BY {group} ORDER BY {order}",
+                "SELECT {}, count(*){}{extra} GROUP BY {group}{order}",
                 select.join(", "),
                 part.from
             ),
@@ -796,7 +798,7 @@ fn grouped(parts: &[Part], select: &[&str], extra: &str, order: &str) -> Stateme
     let outer: Vec<String> = (0..select.len()).map(|i| format!("u.c{i}")).collect();
     Statement {
         sql: format!(
-            "SELECT {}, count(*) FROM ({}) u GROUP BY {group} ORDER BY {order}",
+            "SELECT {}, count(*) FROM ({}) u GROUP BY {group}{order}",
             outer.join(", "),
             arms.join(" UNION ALL ")
         ),
@@ -1065,9 +1067,9 @@ const STATS_COUNTS: [(&str, bool, &str, &str); 5] = [
 
 /// The statements of [`stats`]: with [`Hourly`] counts, the hourly counts'
 /// five sums (see [`KeptCounts`]) and then the other parts' five counts;
-/// otherwise five counts of the entries, ordered as [`Stats`] lists them.
+/// otherwise five counts of the entries (of actors and resource types, the
+/// candidates for the top: [`Stats::top_candidates`]), in no order.
 fn stats_statements(q: &Query, indexed: Indexed) -> Vec<Statement> {
-    let top = format!("2 DESC, 1 LIMIT {}", Stats::TOP);
     if let Some(h) = hourly(q, indexed) {
         let mut statements: Vec<Statement> = STATS_COUNTS
             .iter()
@@ -1082,8 +1084,17 @@ fn stats_statements(q: &Query, indexed: Indexed) -> Vec<Statement> {
     // instead of seeking the filter.
     STATS_COUNTS
         .iter()
-        .zip(["2 DESC, 1", "2 DESC, 1", top.as_str(), top.as_str(), "1"])
-        .map(|((_, _, select, extra), order)| grouped(&parts, &[select], extra, order))
+        .zip(STATS_TOP)
+        .map(|((_, _, select, extra), top)| {
+            let counts = grouped(&parts, &[select], extra, None);
+            match top {
+                Some(_) => Statement {
+                    sql: Stats::top_candidates(&counts.sql),
+                    args: counts.args,
+                },
+                None => counts,
+            }
+        })
         .collect()
 }
 
@@ -1103,7 +1114,7 @@ fn hour_counts(q: &Query, h: &Hourly, dim: &str, by_day: bool) -> Statement {
 fn rest_counts(h: &Hourly) -> Vec<Statement> {
     STATS_COUNTS
         .iter()
-        .map(|(_, _, select, extra)| grouped(&h.rest, &[select], extra, "1"))
+        .map(|(_, _, select, extra)| grouped(&h.rest, &[select], extra, None))
         .collect()
 }
 
@@ -1147,8 +1158,8 @@ pub(crate) struct KeptCounts {
     from: Option<i64>,
     to: Option<i64>,
     pos: i64,
-    /// By [`STATS_COUNTS`]: each value's count, and the values in the order
-    /// [`Stats`] lists them.
+    /// By [`STATS_COUNTS`]: each value's count, and the values in
+    /// [`Stats::by_count`] order.
     counts: Vec<(Tally, Vec<(String, u64)>)>,
 }
 
@@ -1168,55 +1179,34 @@ pub(crate) struct KeptSlot {
     refreshing: atomic::AtomicBool,
 }
 
-/// Most frequent first, then by value in byte order (SQLite's `BINARY`, as
-/// the statements' `ORDER BY 2 DESC, 1` put them).
-fn by_count(a: &(String, u64), b: &(String, u64)) -> std::cmp::Ordering {
-    b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))
-}
+/// Which of [`STATS_COUNTS`] [`Stats`] cuts at its top (actors and resource
+/// types).
+const STATS_TOP: [Option<usize>; 5] = [None, None, Some(Stats::TOP), Some(Stats::TOP), None];
 
-/// By value (a day), oldest first.
-fn by_value(a: &(String, u64), b: &(String, u64)) -> std::cmp::Ordering {
-    a.0.cmp(&b.0)
-}
-
-type Order = fn(&(String, u64), &(String, u64)) -> std::cmp::Ordering;
-
-/// How [`stats`] lists each of [`STATS_COUNTS`]: at most how many, in what
-/// order.
-const STATS_LISTS: [(Option<usize>, Order); 5] = [
-    (None, by_count),
-    (None, by_count),
-    (Some(Stats::TOP), by_count),
-    (Some(Stats::TOP), by_count),
-    (None, by_value),
-];
-
-/// `kept` (a value's count and all values in [`by_count`] order) plus
-/// `more`: at most `limit` values, in `order`. Counts only grow, so the
-/// values `more` does not name keep their kept order: with a limit, the
-/// first `limit` of them are the only candidates among them.
+/// `kept` (a value's count and all values in [`Stats::by_count`] order) plus
+/// `more`: the candidates for a list cut at `limit` (all values without
+/// one), for [`Stats::from_lists`] to rank. Counts only grow, so the values
+/// `more` does not name keep their kept order: with a limit, the first
+/// `limit` of them are the only candidates among them.
 fn combined(
     kept: &(Tally, Vec<(String, u64)>),
     more: Tally,
-    (limit, order): (Option<usize>, Order),
+    limit: Option<usize>,
 ) -> Vec<(String, u64)> {
     let (counts, ordered) = kept;
     let mut out: Vec<(String, u64)> =
         Vec::with_capacity(limit.unwrap_or(ordered.len()) + more.len());
-    let take = limit.unwrap_or(usize::MAX);
     out.extend(
         ordered
             .iter()
             .filter(|(k, _)| !more.contains_key(k))
-            .take(take)
+            .take(limit.unwrap_or(usize::MAX))
             .cloned(),
     );
     for (k, n) in more {
         let n = n.saturating_add(counts.get(&k).copied().unwrap_or(0));
         out.push((k, n));
     }
-    out.sort_unstable_by(order);
-    out.truncate(take);
     out
 }
 
@@ -1233,7 +1223,7 @@ fn keep_counts(
     for (dim, by_day, _, _) in STATS_COUNTS {
         let t = tally(conn, &hour_counts(q, h, dim, by_day))?;
         let mut ordered: Vec<(String, u64)> = t.iter().map(|(k, n)| (k.clone(), *n)).collect();
-        ordered.sort_unstable_by(by_count);
+        ordered.sort_unstable_by(Stats::by_count);
         counts.push((t, ordered));
     }
     let k = std::sync::Arc::new(KeptCounts {
@@ -1308,8 +1298,8 @@ pub(crate) fn stats(
             .counts
             .iter()
             .zip(rest_counts(&h))
-            .zip(STATS_LISTS)
-            .map(|((kept, s), list)| Ok(combined(kept, tally(conn, &s)?, list)));
+            .zip(STATS_TOP)
+            .map(|((kept, s), limit)| Ok(combined(kept, tally(conn, &s)?, limit)));
         stats_of(lists).map(Some)
     })
 }
@@ -1319,15 +1309,13 @@ fn stats_of(
     mut lists: impl Iterator<Item = Result<Vec<(String, u64)>, StoreError>>,
 ) -> Result<Stats, StoreError> {
     let mut next = || lists.next().unwrap_or_else(|| Ok(Vec::new()));
-    let by_outcome = next()?;
-    Ok(Stats {
-        total: by_outcome.iter().map(|(_, n)| n).sum(),
-        by_outcome,
-        by_action: next()?,
-        by_actor: next()?,
-        by_resource_type: next()?,
-        per_day: next()?,
-    })
+    Ok(Stats::from_lists([
+        next()?,
+        next()?,
+        next()?,
+        next()?,
+        next()?,
+    ]))
 }
 
 fn daily_statement(q: &Query, by: CountBy, indexed: Indexed) -> Statement {
@@ -1339,7 +1327,7 @@ fn daily_statement(q: &Query, by: CountBy, indexed: Indexed) -> Statement {
         let dim = by.column().trim_start_matches("e.");
         return hourly_count(q, &h, dim, true, &select, "", "1, 2");
     }
-    grouped(&parts(q, false, indexed), &select, "", "1, 2")
+    grouped(&parts(q, false, indexed), &select, "", Some("1, 2"))
 }
 
 /// Entries a day and value: (day, value, count) rows.

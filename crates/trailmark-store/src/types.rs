@@ -891,13 +891,14 @@ impl SigningKeyRecord {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub total: u64,
-    /// (action, count), most frequent first.
+    /// (action, count), most frequent first ([`Stats::by_count`]).
     pub by_action: Vec<(String, u64)>,
     /// (actor id, count), most frequent first, at most [`Stats::TOP`].
     pub by_actor: Vec<(String, u64)>,
-    /// (resource type, count), most frequent first; entries without one are left out.
+    /// (resource type, count), most frequent first, at most [`Stats::TOP`];
+    /// entries without one are left out.
     pub by_resource_type: Vec<(String, u64)>,
-    /// (outcome, count).
+    /// (outcome, count), most frequent first.
     pub by_outcome: Vec<(String, u64)>,
     /// (UTC day `YYYY-MM-DD` of `occurred_at`, count), oldest first.
     pub per_day: Vec<(String, u64)>,
@@ -906,6 +907,64 @@ pub struct Stats {
 impl Stats {
     /// How many actors and resource types are listed at most.
     pub const TOP: usize = 50;
+
+    /// The order of the counted lists (outcomes, actions, actors, resource
+    /// types): most frequent first, equal counts by value in byte order
+    /// (UTF-8 bytes, `a10` before `a9`, `B` before `a`), whatever a
+    /// database's collation. Every store ranks through [`Self::from_lists`];
+    /// its SQL only counts.
+    pub fn by_count(a: &(String, u64), b: &(String, u64)) -> std::cmp::Ordering {
+        b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))
+    }
+
+    /// A statement (SQLite's or PostgreSQL's) that answers the candidates for
+    /// a list cut at [`Self::TOP`] from `grouped`, whose rows are (value,
+    /// count): every value whose count reaches the `TOP`-th highest (all of
+    /// them when fewer), chosen by count alone. Ties at the cut are all
+    /// answered (as many as the values that share that count) and
+    /// [`Self::from_lists`] ranks them.
+    pub fn top_candidates(grouped: &str) -> String {
+        format!(
+            "WITH g(v, n) AS MATERIALIZED ({grouped}) SELECT v, n FROM g \
+             WHERE n >= coalesce((SELECT n FROM g ORDER BY n DESC LIMIT 1 OFFSET {}), 0)",
+            Self::TOP - 1
+        )
+    }
+
+    /// Stats from its five (value, count) lists in any order, in the order
+    /// of the fields: by outcome, action, actor (the candidates of
+    /// [`Self::top_candidates`] or more), resource type (the same) and UTC
+    /// day. Ranks them by [`Self::by_count`] (the days oldest first) and
+    /// cuts actors and resource types at [`Self::TOP`].
+    pub fn from_lists(lists: [Vec<(String, u64)>; 5]) -> Self {
+        let [
+            mut by_outcome,
+            mut by_action,
+            mut by_actor,
+            mut by_resource_type,
+            mut per_day,
+        ] = lists;
+        for (list, top) in [
+            (&mut by_outcome, None),
+            (&mut by_action, None),
+            (&mut by_actor, Some(Self::TOP)),
+            (&mut by_resource_type, Some(Self::TOP)),
+        ] {
+            list.sort_unstable_by(Self::by_count);
+            if let Some(top) = top {
+                list.truncate(top);
+            }
+        }
+        per_day.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Self {
+            total: by_outcome.iter().map(|(_, n)| n).sum(),
+            by_outcome,
+            by_action,
+            by_actor,
+            by_resource_type,
+            per_day,
+        }
+    }
 }
 
 /// The column [`crate::Store::daily_counts`] splits each day by.
