@@ -98,40 +98,45 @@ pub async fn record_history<S: Store>(
     let query = query
         .with(Exact::ResourceType, kind.clone())
         .with(Exact::ResourceId, id.clone());
-    let (entries, truncated) = all_oldest_first(app, query, MAX_HISTORY).await?;
-    let mut state = RecordState::default();
-    let mut events = Vec::with_capacity(entries.len());
-    for entry in &entries {
-        let event = crate::render::event_out(entry)?;
-        if entry.payload.is_some() {
-            state.apply(&event.action, changes_of(event.changes.as_ref()).as_ref());
-        } else {
-            state.apply_removed(&event.action);
-        }
-        let state_after = if state.deleted {
-            Value::Null
-        } else {
-            Value::Object(state.fields.clone())
-        };
-        events.push(HistoryStep {
-            event,
-            state_after,
-            unknown_fields: state.unknown.iter().cloned().collect(),
-            incomplete: state.incomplete,
-        });
-    }
-    let removed: Vec<&mut trailmark_wire::EventOut> =
-        events.iter_mut().map(|step| &mut step.event).collect();
-    crate::retention::explain_removals(app, removed).await?;
     let mut meta = Map::new();
     meta.insert("resource".into(), json!(format!("{kind}:{id}")));
-    app.audit(
+    let record = app.audit(
         Some(caller),
         "read",
         Some(("route", "/v1/resources/{type}/{id}/history")),
         meta,
-    )
-    .await?;
+    );
+    let read = async {
+        let (entries, truncated) = all_oldest_first(app, query, MAX_HISTORY).await?;
+        let mut state = RecordState::default();
+        let mut events = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let event = crate::render::event_out(entry)?;
+            if entry.payload.is_some() {
+                state.apply(&event.action, changes_of(event.changes.as_ref()).as_ref());
+            } else {
+                state.apply_removed(&event.action);
+            }
+            let state_after = if state.deleted {
+                Value::Null
+            } else {
+                Value::Object(state.fields.clone())
+            };
+            events.push(HistoryStep {
+                event,
+                state_after,
+                unknown_fields: state.unknown.iter().cloned().collect(),
+                incomplete: state.incomplete,
+            });
+        }
+        let removed: Vec<&mut trailmark_wire::EventOut> =
+            events.iter_mut().map(|step| &mut step.event).collect();
+        crate::retention::explain_removals(app, removed).await?;
+        Ok::<_, ApiError>((events, truncated))
+    };
+    // The read's record names only what was asked, so it is written while
+    // the read runs; the answer waits for both (see `read_and_record`).
+    let (events, truncated) = read_and_record(read, record).await?;
     Ok(History {
         events,
         resource: RecordRef { id, kind },
@@ -146,15 +151,32 @@ pub async fn stats<S: Store>(
     QueryParams(filters): QueryParams<EventFilters>,
 ) -> Result<axum::Json<StatsOut>, ApiError> {
     let query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
-    let s = app.store.stats(&query).await?;
-    app.audit(
+    let record = app.audit(
         Some(&caller),
         "read",
         Some(("route", "/v1/stats")),
         filters.describe(),
-    )
-    .await?;
+    );
+    let read = async { Ok::<_, ApiError>(app.store.stats(&query).await?) };
+    let s = read_and_record(read, record).await?;
     Ok(axum::Json(crate::render::stats_out(s)))
+}
+
+/// Runs a read and the append of its `_system` record (one that names only
+/// what was asked, not what was found) at once, and answers the read once
+/// both are done: nothing is answered before its record is durable, and the
+/// answer waits for the longer of the two instead of their sum. Both run to
+/// their end whatever the other does (a record's append is never dropped
+/// half way, before the alert rules saw it). A read that fails still leaves
+/// its record (the read was asked for); a record that cannot be written
+/// fails the read.
+async fn read_and_record<T>(
+    read: impl Future<Output = Result<T, ApiError>>,
+    record: impl Future<Output = Result<(), ApiError>>,
+) -> Result<T, ApiError> {
+    let (found, recorded) = tokio::join!(read, record);
+    recorded?;
+    found
 }
 
 /// Export columns, in order.
