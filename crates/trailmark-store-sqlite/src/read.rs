@@ -1045,57 +1045,87 @@ fn hourly_count(
 
 /// The counted columns of [`stats`], in the order of [`Stats`]' counts: by
 /// outcome, action, actor, resource type and day: (hourly counts' dimension,
-/// whether by day, the entries' expression, a further condition).
-const STATS_COUNTS: [(&str, bool, &str, &str); 5] = [
-    ("outcome", false, "+e.outcome", ""),
-    ("action", false, "+e.action", ""),
-    ("actor_id", false, "+e.actor_id", ""),
-    (
-        "resource_type",
-        false,
-        "+e.resource_type",
-        " AND +e.resource_type IS NOT NULL",
-    ),
+/// whether by day, the entries' expression; an entry whose expression is
+/// NULL, one without a resource type, is not counted by it).
+const STATS_COUNTS: [(&str, bool, &str); 5] = [
+    ("outcome", false, "e.outcome"),
+    ("action", false, "e.action"),
+    ("actor_id", false, "e.actor_id"),
+    ("resource_type", false, "e.resource_type"),
     // Every entry has one outcome: its counts are the day's.
     (
         "outcome",
         true,
         "strftime('%Y-%m-%d', e.occurred_at / 1000, 'unixepoch')",
-        "",
     ),
 ];
 
 /// The statements of [`stats`]: with [`Hourly`] counts, the hourly counts'
-/// five sums (see [`KeptCounts`]) and then the other parts' five counts;
-/// otherwise five counts of the entries (of actors and resource types, the
-/// candidates for the top: [`Stats::top_candidates`]), in no order.
+/// five sums (see [`KeptCounts`]) and then the other parts' entries;
+/// otherwise the entries (see [`stats_rows`]).
 fn stats_statements(q: &Query, indexed: Indexed) -> Vec<Statement> {
     if let Some(h) = hourly(q, indexed) {
         let mut statements: Vec<Statement> = STATS_COUNTS
             .iter()
-            .map(|(dim, by_day, _, _)| hour_counts(q, &h, dim, *by_day))
+            .map(|(dim, by_day, _)| hour_counts(q, &h, dim, *by_day))
             .collect();
-        statements.extend(rest_counts(&h));
+        statements.push(stats_rows(&h.rest));
         return statements;
     }
-    let parts = parts(q, false, indexed);
-    // Grouped by `+column`, an expression: otherwise SQLite prefers an index
-    // that gives the groups in order and walks the whole tenant through it
-    // instead of seeking the filter.
-    STATS_COUNTS
+    vec![stats_rows(&parts(q, false, indexed))]
+}
+
+/// The columns of [`STATS_COUNTS`] of every entry of `parts`, for
+/// [`tallies`]: each entry is read once for all five counts (five grouped
+/// counts read it five times: a stats read filtered by a common action took
+/// seconds on a large trail).
+fn stats_rows(parts: &[Part]) -> Statement {
+    let select: Vec<&str> = STATS_COUNTS.iter().map(|(_, _, column)| *column).collect();
+    let mut args = Vec::new();
+    let arms: Vec<String> = parts
         .iter()
-        .zip(STATS_TOP)
-        .map(|((_, _, select, extra), top)| {
-            let counts = grouped(&parts, &[select], extra, None);
-            match top {
-                Some(_) => Statement {
-                    sql: Stats::top_candidates(&counts.sql),
-                    args: counts.args,
-                },
-                None => counts,
-            }
+        .map(|part| {
+            args.extend(part.args.iter().cloned());
+            format!("SELECT {}{}", select.join(", "), part.from)
         })
-        .collect()
+        .collect();
+    Statement {
+        sql: arms.join(" UNION ALL "),
+        args,
+    }
+}
+
+/// The counts by value of [`stats_rows`]' rows, one by [`STATS_COUNTS`].
+fn tallies(conn: &Connection, s: &Statement) -> Result<[Tally; 5], StoreError> {
+    let context = "counting entries";
+    let mut out: [Tally; 5] = Default::default();
+    let mut stmt = conn.prepare(&s.sql).map_err(db(context))?;
+    let mut rows = stmt
+        .query(params_from_iter(s.args.iter()))
+        .map_err(db(context))?;
+    while let Some(row) = rows.next().map_err(db(context))? {
+        for (i, counts) in out.iter_mut().enumerate() {
+            let value = match row.get_ref(i).map_err(db(context))? {
+                rusqlite::types::ValueRef::Null => continue,
+                rusqlite::types::ValueRef::Text(v) => std::str::from_utf8(v).map_err(|e| {
+                    StoreError::Unreadable(format!("a counted column is not UTF-8: {e}"))
+                })?,
+                other => {
+                    return Err(StoreError::Unreadable(format!(
+                        "a counted column is {:?}, not text",
+                        other.data_type()
+                    )));
+                }
+            };
+            // Looked up first: a value met before costs no allocation.
+            if let Some(n) = counts.get_mut(value) {
+                *n += 1;
+            } else {
+                counts.insert(value.to_owned(), 1);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The hourly counts of `dim` in [`Hourly`]'s whole hours, summed by value
@@ -1107,15 +1137,6 @@ fn hour_counts(q: &Query, h: &Hourly, dim: &str, by_day: bool) -> Statement {
         sql: format!("SELECT {key}, sum(c.n) FROM ix_counts c WHERE {counted} GROUP BY 1"),
         args,
     }
-}
-
-/// [`STATS_COUNTS`] over [`Hourly`]'s other parts (partial hours, entries
-/// above the position), entry by entry.
-fn rest_counts(h: &Hourly) -> Vec<Statement> {
-    STATS_COUNTS
-        .iter()
-        .map(|(_, _, select, extra)| grouped(&h.rest, &[select], extra, None))
-        .collect()
 }
 
 /// Counts by value, as one statement of [`stats`] answers them.
@@ -1160,7 +1181,7 @@ pub(crate) struct KeptCounts {
     pos: i64,
     /// By [`STATS_COUNTS`]: each value's count, and the values in
     /// [`Stats::by_count`] order.
-    counts: Vec<(Tally, Vec<(String, u64)>)>,
+    counts: [(Tally, Vec<(String, u64)>); 5],
 }
 
 /// How far the index file may have moved past kept counts for a read to use
@@ -1219,12 +1240,11 @@ fn keep_counts(
     indexed: Indexed,
     slot: &KeptSlot,
 ) -> Result<std::sync::Arc<KeptCounts>, StoreError> {
-    let mut counts = Vec::with_capacity(STATS_COUNTS.len());
-    for (dim, by_day, _, _) in STATS_COUNTS {
-        let t = tally(conn, &hour_counts(q, h, dim, by_day))?;
-        let mut ordered: Vec<(String, u64)> = t.iter().map(|(k, n)| (k.clone(), *n)).collect();
+    let mut counts: [(Tally, Vec<(String, u64)>); 5] = Default::default();
+    for ((dim, by_day, _), (t, ordered)) in STATS_COUNTS.into_iter().zip(&mut counts) {
+        *t = tally(conn, &hour_counts(q, h, dim, by_day))?;
+        *ordered = t.iter().map(|(k, n)| (k.clone(), *n)).collect();
         ordered.sort_unstable_by(Stats::by_count);
-        counts.push((t, ordered));
     }
     let k = std::sync::Arc::new(KeptCounts {
         tenants: q.tenants.clone(),
@@ -1254,10 +1274,9 @@ pub(crate) fn stats(
             return Ok(None);
         }
         let Some(h) = hourly(q, indexed) else {
-            let lists = stats_statements(q, indexed)
-                .into_iter()
-                .map(|s| listed(conn, &s));
-            return stats_of(lists).map(Some);
+            let lists = tallies(conn, &stats_rows(&parts(q, false, indexed)))?
+                .map(|t| t.into_iter().collect::<Vec<_>>());
+            return Ok(Some(Stats::from_lists(lists)));
         };
         let previous = slot.kept.lock().ok().and_then(|k| k.clone());
         let same = previous.filter(|k| {
@@ -1294,28 +1313,12 @@ pub(crate) fn stats(
             }
             (k?, h)
         };
-        let lists = kept
-            .counts
-            .iter()
-            .zip(rest_counts(&h))
-            .zip(STATS_TOP)
-            .map(|((kept, s), limit)| Ok(combined(kept, tally(conn, &s)?, limit)));
-        stats_of(lists).map(Some)
+        let mut more = tallies(conn, &stats_rows(&h.rest))?;
+        let lists = std::array::from_fn(|i| {
+            combined(&kept.counts[i], std::mem::take(&mut more[i]), STATS_TOP[i])
+        });
+        Ok(Some(Stats::from_lists(lists)))
     })
-}
-
-/// [`Stats`] from its five lists, in the order of [`STATS_COUNTS`].
-fn stats_of(
-    mut lists: impl Iterator<Item = Result<Vec<(String, u64)>, StoreError>>,
-) -> Result<Stats, StoreError> {
-    let mut next = || lists.next().unwrap_or_else(|| Ok(Vec::new()));
-    Ok(Stats::from_lists([
-        next()?,
-        next()?,
-        next()?,
-        next()?,
-        next()?,
-    ]))
 }
 
 fn daily_statement(q: &Query, by: CountBy, indexed: Indexed) -> Statement {
