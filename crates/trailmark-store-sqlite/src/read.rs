@@ -765,18 +765,16 @@ pub(crate) fn query(
 }
 
 /// One grouped count over a query's parts: `select` are the grouped
-/// expressions (of `e`), `extra` a further condition, `order` the ORDER BY
-/// (none: in no order).
-fn grouped(parts: &[Part], select: &[&str], extra: &str, order: Option<&str>) -> Statement {
+/// expressions (of `e`), `extra` a further condition, `order` the ORDER BY.
+fn grouped(parts: &[Part], select: &[&str], extra: &str, order: &str) -> Statement {
     let columns: Vec<String> = (1..=select.len()).map(|i| i.to_string()).collect();
     let group = columns.join(", ");
-    let order = order.map(|o| format!(" ORDER BY {o}")).unwrap_or_default();
     let mut args = Vec::new();
     if let [part] = parts {
         args.extend(part.args.iter().cloned());
         return Statement {
             sql: format!(
-                "SELECT {}, count(*){}{extra} GROUP BY {group}{order}",
+                "SELECT {}, count(*){}{extra} GROUP BY {group} ORDER BY {order}",
                 select.join(", "),
                 part.from
             ),
@@ -798,7 +796,7 @@ fn grouped(parts: &[Part], select: &[&str], extra: &str, order: Option<&str>) ->
     let outer: Vec<String> = (0..select.len()).map(|i| format!("u.c{i}")).collect();
     Statement {
         sql: format!(
-            "SELECT {}, count(*) FROM ({}) u GROUP BY {group}{order}",
+            "SELECT {}, count(*) FROM ({}) u GROUP BY {group} ORDER BY {order}",
             outer.join(", "),
             arms.join(" UNION ALL ")
         ),
@@ -1330,7 +1328,7 @@ fn daily_statement(q: &Query, by: CountBy, indexed: Indexed) -> Statement {
         let dim = by.column().trim_start_matches("e.");
         return hourly_count(q, &h, dim, true, &select, "", "1, 2");
     }
-    grouped(&parts(q, false, indexed), &select, "", Some("1, 2"))
+    grouped(&parts(q, false, indexed), &select, "", "1, 2")
 }
 
 /// Entries a day and value: (day, value, count) rows.

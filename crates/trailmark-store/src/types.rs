@@ -912,15 +912,16 @@ impl Stats {
     /// types): most frequent first, equal counts by value in byte order
     /// (UTF-8 bytes, `a10` before `a9`, `B` before `a`), whatever a
     /// database's collation. Every store ranks through [`Self::from_lists`];
-    /// its SQL only counts.
+    /// it only counts.
     pub fn by_count(a: &(String, u64), b: &(String, u64)) -> std::cmp::Ordering {
         b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))
     }
 
-    /// A statement (SQLite's or PostgreSQL's) that answers the candidates for
-    /// a list cut at [`Self::TOP`] from `grouped`, whose rows are (value,
-    /// count): every value whose count reaches the `TOP`-th highest (all of
-    /// them when fewer), chosen by count alone. Ties at the cut are all
+    /// A statement (SQL that PostgreSQL and SQLite both run; the PostgreSQL
+    /// store's, the embedded store counts in Rust) that answers the
+    /// candidates for a list cut at [`Self::TOP`] from `grouped`, whose rows
+    /// are (value, count): every value whose count reaches the `TOP`-th
+    /// highest (all of them when fewer), chosen by count alone. Ties at the cut are all
     /// answered (as many as the values that share that count) and
     /// [`Self::from_lists`] ranks them.
     pub fn top_candidates(grouped: &str) -> String {
