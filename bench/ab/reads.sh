@@ -43,17 +43,21 @@ one() { # binary trail -> "requests/s p50_ms p99_ms cpu_us_per_request"
   # Measured once serve has read the trail back for its alert windows (before, each round
   # shared the cores with that read-back of up to 2,000,000 entries).
   wait_alerts_rebuilt 7979 10
-  wrk -t2 -c8 -d10s -s bench/query/query.lua http://127.0.0.1:7979 >/dev/null 2>&1
+  wrk -t2 -c8 -d10s --timeout 30s -s bench/query/query.lua http://127.0.0.1:7979 >/dev/null 2>&1
   local before used out
   before=$(awk '{print $14 + $15}' "/proc/$server/stat")
-  out=$(wrk -t2 -c8 -d"${secs}s" --latency -s bench/query/query.lua http://127.0.0.1:7979 2>&1)
+  # wrk's own timeout is 2 s: a slower read would count as none answered.
+  out=$(wrk -t2 -c8 -d"${secs}s" --timeout 30s --latency -s bench/query/query.lua http://127.0.0.1:7979 2>&1)
   used=$(( $(awk '{print $14 + $15}' "/proc/$server/stat") - before ))
   kill -TERM "$server"; wait "$server" 2>/dev/null || true
   if grep -q "unexpected status" <<<"$out"; then echo "refused requests" >&2; exit 1; fi
+  if ! grep -q "requests in" <<<"$out" || grep -q "^ *0 requests in" <<<"$out"; then
+    echo "no read answered in ${secs} s (each read over 30 s?): $out" >&2; exit 1
+  fi
   awk -v used="$used" -v hz="$(getconf CLK_TCK)" '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; return v * 1000 }
     /requests in/ {n = $1} /Requests\/sec/ {r = $2} / 50%/ {p50 = ms($2)} / 99%/ {p99 = ms($2)}
-    END {printf "%.0f %.2f %.2f %.0f\n", r, p50, p99, used / hz * 1e6 / n}' <<<"$out"
+    END {printf "%.2f %.2f %.2f %.0f\n", r, p50, p99, used / hz * 1e6 / n}' <<<"$out"
 }
 for round in $(seq "$rounds"); do
   if [ $((round % 2)) -eq 1 ]; then order="old new"; else order="new old"; fi

@@ -35,5 +35,5 @@ wait_indexed 7979 10
 echo "index caught up in $(( $(date +%s) - caught )) s"
 for mode in ${MODES:-actor history q feed failures stats}; do
   echo "== GET ($mode), 8 connections, ${secs}s, on $(tenant_size bench) events"
-  QUERY=$mode wrk -t2 -c8 -d"${secs}s" --latency -s $here/query.lua http://127.0.0.1:7979 2>&1 | grep -E "Latency|50%|90%|99%|Requests/sec|unexpected" | head -8
+  QUERY=$mode wrk -t2 -c8 -d"${secs}s" --timeout 30s --latency -s $here/query.lua http://127.0.0.1:7979 2>&1 | grep -E "Latency|50%|90%|99%|Requests/sec|unexpected" | head -8
 done
