@@ -392,20 +392,20 @@ fn stats_statements(q: &Query) -> Statements {
     let mut params: Vec<Param> = Vec::new();
     let base = count_base(q, &mut params);
     let sql = [
-        ("e.outcome", "", false),
-        ("e.action", "", false),
-        ("e.actor_id", "", true),
-        ("e.resource_type", " AND e.resource_type IS NOT NULL", true),
+        ("e.outcome", ""),
+        ("e.action", ""),
+        ("e.actor_id", ""),
+        ("e.resource_type", " AND e.resource_type IS NOT NULL"),
         (
             "to_char(to_timestamp(e.occurred_at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
             "",
-            false,
         ),
     ]
     .into_iter()
-    .map(|(select, extra, top)| {
+    .zip(Stats::CUT)
+    .map(|((select, extra), cut)| {
         let counts = format!("SELECT {select}, count(*){base}{extra} GROUP BY 1");
-        if top {
+        if cut.is_some() {
             Stats::top_candidates(&counts)
         } else {
             counts

@@ -1140,27 +1140,21 @@ fn hour_counts(q: &Query, h: &Hourly, dim: &str, by_day: bool) -> Statement {
 /// Counts by value, as one statement of [`stats`] answers them.
 type Tally = HashMap<String, u64>;
 
+/// A count statement's (value, count) rows (the hourly counts' sums),
+/// summed by value.
 fn tally(conn: &Connection, s: &Statement) -> Result<Tally, StoreError> {
+    let context = "counting entries";
+    let mut stmt = conn.prepare(&s.sql).map_err(db(context))?;
+    let mut rows = stmt
+        .query(params_from_iter(s.args.iter()))
+        .map_err(db(context))?;
     let mut out = Tally::new();
-    for (key, n) in listed(conn, s)? {
-        *out.entry(key).or_default() += n;
+    while let Some(r) = rows.next().map_err(db(context))? {
+        let key: String = r.get(0).map_err(db(context))?;
+        let n: i64 = r.get(1).map_err(db(context))?;
+        *out.entry(key).or_default() += u64::try_from(n).unwrap_or(0);
     }
     Ok(out)
-}
-
-/// A count statement's (value, count) rows, in its order.
-fn listed(conn: &Connection, s: &Statement) -> Result<Vec<(String, u64)>, StoreError> {
-    let mut stmt = conn.prepare(&s.sql).map_err(db("counting entries"))?;
-    let rows = stmt
-        .query_map(params_from_iter(s.args.iter()), |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })
-        .map_err(db("counting entries"))?;
-    rows.map(|r| {
-        let (k, n) = r.map_err(db("counting entries"))?;
-        Ok((k, u64::try_from(n).unwrap_or(0)))
-    })
-    .collect()
 }
 
 /// The index file's hourly counts a stats read summed, kept for the next
@@ -1197,10 +1191,6 @@ pub(crate) struct KeptSlot {
     kept: std::sync::Mutex<Option<std::sync::Arc<KeptCounts>>>,
     refreshing: atomic::AtomicBool,
 }
-
-/// Which of [`STATS_COUNTS`] [`Stats`] cuts at its top (actors and resource
-/// types).
-const STATS_TOP: [Option<usize>; 5] = [None, None, Some(Stats::TOP), Some(Stats::TOP), None];
 
 /// `kept` (a value's count and all values in [`Stats::by_count`] order) plus
 /// `more`: the candidates for a list cut at `limit` (all values without
@@ -1313,7 +1303,7 @@ pub(crate) fn stats(
         };
         let mut more = tallies(conn, &stats_rows(&h.rest))?;
         let lists = std::array::from_fn(|i| {
-            combined(&kept.counts[i], std::mem::take(&mut more[i]), STATS_TOP[i])
+            combined(&kept.counts[i], std::mem::take(&mut more[i]), Stats::CUT[i])
         });
         Ok(Some(Stats::from_lists(lists)))
     })

@@ -908,6 +908,10 @@ impl Stats {
     /// How many actors and resource types are listed at most.
     pub const TOP: usize = 50;
 
+    /// Where each of the five lists of [`Self::from_lists`] is cut: actors
+    /// and resource types at [`Self::TOP`], the others not.
+    pub const CUT: [Option<usize>; 5] = [None, None, Some(Self::TOP), Some(Self::TOP), None];
+
     /// The order of the counted lists (outcomes, actions, actors, resource
     /// types): most frequent first, equal counts by value in byte order
     /// (UTF-8 bytes, `a10` before `a9`, `B` before `a`), whatever a
@@ -921,9 +925,9 @@ impl Stats {
     /// store's, the embedded store counts in Rust) that answers the
     /// candidates for a list cut at [`Self::TOP`] from `grouped`, whose rows
     /// are (value, count): every value whose count reaches the `TOP`-th
-    /// highest (all of them when fewer), chosen by count alone. Ties at the cut are all
-    /// answered (as many as the values that share that count) and
-    /// [`Self::from_lists`] ranks them.
+    /// highest (all of them when fewer), chosen by count alone. Ties at the
+    /// cut are all answered (as many as the values that share that count)
+    /// and [`Self::from_lists`] ranks them.
     pub fn top_candidates(grouped: &str) -> String {
         format!(
             "WITH g(v, n) AS MATERIALIZED ({grouped}) SELECT v, n FROM g \
@@ -936,7 +940,7 @@ impl Stats {
     /// of the fields: by outcome, action, actor (the candidates of
     /// [`Self::top_candidates`] or more), resource type (the same) and UTC
     /// day. Ranks them by [`Self::by_count`] (the days oldest first) and
-    /// cuts actors and resource types at [`Self::TOP`].
+    /// cuts them where [`Self::CUT`] says.
     pub fn from_lists(lists: [Vec<(String, u64)>; 5]) -> Self {
         let [
             mut by_outcome,
@@ -945,18 +949,19 @@ impl Stats {
             mut by_resource_type,
             mut per_day,
         ] = lists;
-        for (list, top) in [
-            (&mut by_outcome, None),
-            (&mut by_action, None),
-            (&mut by_actor, Some(Self::TOP)),
-            (&mut by_resource_type, Some(Self::TOP)),
-        ] {
+        per_day.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let ranked = [
+            &mut by_outcome,
+            &mut by_action,
+            &mut by_actor,
+            &mut by_resource_type,
+        ];
+        for (list, cut) in ranked.into_iter().zip(Self::CUT) {
             list.sort_unstable_by(Self::by_count);
-            if let Some(top) = top {
-                list.truncate(top);
+            if let Some(cut) = cut {
+                list.truncate(cut);
             }
         }
-        per_day.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Self {
             total: by_outcome.iter().map(|(_, n)| n).sum(),
             by_outcome,
