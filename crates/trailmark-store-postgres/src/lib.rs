@@ -49,6 +49,12 @@ pub const READ_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(
 
 /// A read-only transaction whose statements PostgreSQL cancels past
 /// [`READ_TIME_LIMIT`].
+/// The memory a stats read's counts may take before PostgreSQL spills them
+/// to disk (`work_mem` for its transaction; PostgreSQL 15's hash tables may
+/// take twice this, `hash_mem_multiplier`): about 100,000 distinct actors
+/// take 11 MB.
+pub const STATS_WORK_MEM: &str = "32MB";
+
 async fn bounded_read(
     client: &mut deadpool_postgres::Object,
     limit: std::time::Duration,
@@ -416,6 +422,11 @@ impl Store for PgStore {
     async fn stats(&self, query: &Query) -> Result<Stats, StoreError> {
         let mut client = self.client().await?;
         let tx = bounded_read(&mut client, self.read_time_limit).await?;
+        // The counts' hash tables (one per list, as many entries as the
+        // distinct values counted) in memory up to this, past it on disk.
+        tx.batch_execute(&format!("SET LOCAL work_mem = '{STATS_WORK_MEM}'"))
+            .await
+            .map_err(db("bounding a read"))?;
         let stats = read::stats(&*tx, query).await.map_err(timed_out)?;
         tx.commit().await.map_err(db("ending a read"))?;
         Ok(stats)

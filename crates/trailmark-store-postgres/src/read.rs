@@ -384,55 +384,89 @@ pub(crate) async fn query(c: &impl GenericClient, q: &Query) -> Result<Page, Sto
     Ok(Page { entries, next })
 }
 
-/// The statements of [`stats`], in the order of [`Stats`]' counts: by
-/// outcome, action, actor (its candidates for the top:
-/// [`Stats::top_candidates`]), resource type (the same) and day, in no
-/// order: [`Stats::from_lists`] ranks them.
-fn stats_statements(q: &Query) -> Statements {
+/// The columns [`stats`] counts by, in the order of [`Stats`]' lists: by
+/// outcome, action, actor, resource type and UTC day (days since the epoch:
+/// `occurred_at` is never before 1970, so the division is the day's number).
+const STATS_BY: [&str; 5] = [
+    "e.outcome",
+    "e.action",
+    "e.actor_id",
+    "e.resource_type",
+    "e.occurred_at / 86400000",
+];
+
+/// `grouping(...)` over [`STATS_BY`] for the rows of list `i`: a bit set
+/// for each column not grouped, the first column's the highest.
+fn stats_set(i: usize) -> i32 {
+    0b11111 ^ (1 << (STATS_BY.len() - 1 - i))
+}
+
+/// The statement of [`stats`]: one pass over the matching entries counts
+/// all five lists (`GROUPING SETS`, one hash table each), where five
+/// statements read them five times. Its rows are (list, value, day,
+/// count): the value for the first four lists (entries without a resource
+/// type left out), the day's number for the last. The lists cut at
+/// [`Stats::TOP`] ([`Stats::CUT`]) answer their candidates: every value
+/// whose count reaches the `TOP`-th highest, chosen by count alone (its
+/// `rank()`, one more than the values counted more often, is at most
+/// `TOP`), so the ties at the cut are all there; [`Stats::from_lists`]
+/// ranks and cuts them.
+fn stats_statement(q: &Query) -> Statements {
     let mut params: Vec<Param> = Vec::new();
     let base = count_base(q, &mut params);
-    let sql = [
-        ("e.outcome", ""),
-        ("e.action", ""),
-        ("e.actor_id", ""),
-        ("e.resource_type", " AND e.resource_type IS NOT NULL"),
-        (
-            "to_char(to_timestamp(e.occurred_at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
-            "",
-        ),
-    ]
-    .into_iter()
-    .zip(Stats::CUT)
-    .map(|((select, extra), cut)| {
-        let counts = format!("SELECT {select}, count(*){base}{extra} GROUP BY 1");
-        if cut.is_some() {
-            Stats::top_candidates(&counts)
-        } else {
-            counts
-        }
-    })
-    .collect();
-    Statements { sql, params }
+    let all = STATS_BY.join(", ");
+    let sets: Vec<String> = STATS_BY.iter().map(|c| format!("({c})")).collect();
+    let cut: Vec<String> = Stats::CUT
+        .iter()
+        .enumerate()
+        .filter(|(_, cut)| cut.is_some())
+        .map(|(i, _)| stats_set(i).to_string())
+        .collect();
+    let sql = format!(
+        "SELECT d, v, day, n FROM (
+           SELECT d, v, day, n, rank() OVER (PARTITION BY d ORDER BY n DESC) AS r FROM (
+             SELECT grouping({all}) AS d, coalesce({}) AS v, {} AS day, count(*) AS n{base}
+             GROUP BY GROUPING SETS ({})
+           ) g WHERE v IS NOT NULL OR d = {}
+         ) ranked WHERE r <= {} OR d NOT IN ({})",
+        STATS_BY[..4].join(", "),
+        STATS_BY[4],
+        sets.join(", "),
+        stats_set(4),
+        Stats::TOP,
+        cut.join(", "),
+    );
+    Statements {
+        sql: vec![sql],
+        params,
+    }
 }
 
 pub(crate) async fn stats(c: &impl GenericClient, q: &Query) -> Result<Stats, StoreError> {
-    let s = stats_statements(q);
-    let params = refs(&s.params);
+    let s = stats_statement(q);
+    let rows = c
+        .query(&s.sql[0], &refs(&s.params))
+        .await
+        .map_err(db("counting entries"))?;
     let mut lists: [Vec<(String, u64)>; 5] = Default::default();
-    for (sql, list) in s.sql.iter().zip(&mut lists) {
-        let rows = c
-            .query(sql, &params)
-            .await
-            .map_err(db("counting entries"))?;
-        *list = rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<_, String>(0),
-                    u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
-                )
-            })
-            .collect();
+    for row in &rows {
+        let set: i32 = row.try_get(0).map_err(db("reading counts"))?;
+        let count =
+            u64::try_from(row.try_get::<_, i64>(3).map_err(db("reading counts"))?).unwrap_or(0);
+        let Some(i) = (0..STATS_BY.len()).find(|&i| stats_set(i) == set) else {
+            return Err(StoreError::Unreadable(format!(
+                "stats: a count of no list (grouping {set})"
+            )));
+        };
+        let value = if i == 4 {
+            let day: i64 = row.try_get(2).map_err(db("reading counts"))?;
+            Timestamp::from_unix_millis(day.saturating_mul(86_400_000))
+                .ok_or_else(|| StoreError::Unreadable(format!("stats: day {day} out of range")))?
+                .date_string()
+        } else {
+            row.try_get::<_, String>(1).map_err(db("reading counts"))?
+        };
+        lists[i].push((value, count));
     }
     Ok(Stats::from_lists(lists))
 }
@@ -618,7 +652,7 @@ pub(crate) async fn daily_counts(
 pub(crate) async fn plan(c: &mut tokio_postgres::Client, read: &Read) -> Result<Plan, StoreError> {
     let s = match read {
         Read::Page(q) => page_statement(q),
-        Read::Stats(q) => stats_statements(q),
+        Read::Stats(q) => stats_statement(q),
         Read::DailyCounts(q, by) => daily_statement(q, *by),
         Read::EntryById { tenants, id } => entry_by_id_statement(tenants, *id),
         Read::Entries { tenant, start, end } => entries_statement(tenant, *start, *end),

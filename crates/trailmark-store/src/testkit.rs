@@ -621,6 +621,10 @@ pub async fn stats_count_by_action_actor_resource_outcome_and_day<H: Harness>(h:
     for e in &mut batch[9..] {
         e.event.occurred_at = Some(ts(1_700_000_000_000 + 86_400_000));
     }
+    // Two with no resource: counted, but under no resource type.
+    for e in &mut batch[..2] {
+        e.event.resource = None;
+    }
     batch.push(new_event("b", 99, "login"));
     store.append(batch).await.unwrap();
     let stats = store
@@ -643,7 +647,7 @@ pub async fn stats_count_by_action_actor_resource_outcome_and_day<H: Harness>(h:
             ("user-2".to_owned(), 4)
         ]
     );
-    assert_eq!(stats.by_resource_type, [("Invoice".to_owned(), 12)]);
+    assert_eq!(stats.by_resource_type, [("Invoice".to_owned(), 10)]);
     assert_eq!(
         stats.by_outcome,
         [("success".to_owned(), 9), ("failure".to_owned(), 3)]

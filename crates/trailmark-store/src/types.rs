@@ -921,25 +921,11 @@ impl Stats {
         b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))
     }
 
-    /// A statement (SQL that PostgreSQL and SQLite both run; the PostgreSQL
-    /// store's, the embedded store counts in Rust) that answers the
-    /// candidates for a list cut at [`Self::TOP`] from `grouped`, whose rows
-    /// are (value, count): every value whose count reaches the `TOP`-th
-    /// highest (all of them when fewer), chosen by count alone. Ties at the
-    /// cut are all answered (as many as the values that share that count)
-    /// and [`Self::from_lists`] ranks them.
-    pub fn top_candidates(grouped: &str) -> String {
-        format!(
-            "WITH g(v, n) AS MATERIALIZED ({grouped}) SELECT v, n FROM g \
-             WHERE n >= coalesce((SELECT n FROM g ORDER BY n DESC LIMIT 1 OFFSET {}), 0)",
-            Self::TOP - 1
-        )
-    }
-
     /// Stats from its five (value, count) lists in any order, in the order
-    /// of the fields: by outcome, action, actor (the candidates of
-    /// [`Self::top_candidates`] or more), resource type (the same) and UTC
-    /// day. Ranks them by [`Self::by_count`] (the days oldest first) and
+    /// of the fields: by outcome, action, actor, resource type and UTC day;
+    /// a list cut at [`Self::CUT`] need only hold its candidates: every value
+    /// whose count reaches the cut-th highest count (so all the values tied
+    /// at the cut, which the byte order then ranks). Ranks them by [`Self::by_count`] (the days oldest first) and
     /// cuts them where [`Self::CUT`] says.
     pub fn from_lists(lists: [Vec<(String, u64)>; 5]) -> Self {
         let [
