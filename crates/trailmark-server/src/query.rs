@@ -312,6 +312,25 @@ pub async fn event<S: Store>(
 ) -> Result<EventDetail, ApiError> {
     let id = EventId::parse(id).map_err(|m| ApiError::param("id", m))?;
     let tenants = caller.visible(filters.tenant.as_deref())?;
+    let mut meta = Map::new();
+    meta.insert("event".into(), json!(id.to_string()));
+    let record = app.audit(
+        Some(caller),
+        "read",
+        Some(("route", "/v1/events/{id}")),
+        meta,
+    );
+    // The record names only the id asked for, so it is written while the
+    // read runs (see `read_and_record`).
+    crate::reports::read_and_record(find_event(app, tenants, id), record).await
+}
+
+/// The event `id` among `tenants` (all when none), with its entry and proof.
+async fn find_event<S: Store>(
+    app: &App<S>,
+    tenants: Vec<TenantId>,
+    id: EventId,
+) -> Result<EventDetail, ApiError> {
     let entry = app
         .store
         .entry_by_id(&tenants, id)
@@ -377,15 +396,6 @@ pub async fn event<S: Store>(
         // Checkpoints are signed every second; a newer entry has none yet.
         _ => None,
     };
-    let mut meta = Map::new();
-    meta.insert("event".into(), json!(id.to_string()));
-    app.audit(
-        Some(caller),
-        "read",
-        Some(("route", "/v1/events/{id}")),
-        meta,
-    )
-    .await?;
     let mut event = crate::render::event_out(&entry)?;
     crate::retention::explain_removals(app, [&mut event]).await?;
     Ok(EventDetail {

@@ -170,7 +170,7 @@ pub async fn stats<S: Store>(
 /// half way, before the alert rules saw it). A read that fails still leaves
 /// its record (the read was asked for); a record that cannot be written
 /// fails the read.
-async fn read_and_record<T>(
+pub(crate) async fn read_and_record<T>(
     read: impl Future<Output = Result<T, ApiError>>,
     record: impl Future<Output = Result<(), ApiError>>,
 ) -> Result<T, ApiError> {

@@ -182,6 +182,19 @@ fn an_event_id_planted_in_another_tenant_never_answers_for_it() {
         (200, Some("alice")),
         "{body}"
     );
+    // Each of the three reads is recorded, the refused one too: a record
+    // names only the id asked for and is written while the read runs.
+    let (_, records) = server.get(
+        "/v1/events?tenant=_system&action=read&limit=50",
+        &server.admin,
+    );
+    let asked = records["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["id"] == "/v1/events/{id}" && e["metadata"]["event"] == id)
+        .count();
+    assert_eq!(asked, 3, "{records}");
 }
 
 #[test]
