@@ -31,6 +31,7 @@ use trailmark_store::{
 
 pub use crate::index::{SPAN_BITS, STOP_CATCH_UP};
 pub use crate::read::{KEPT_COUNTS_GAP, KEPT_COUNTS_MAX, TAIL_SEARCH_MAX};
+pub use crate::strips::NODE_CACHE_MAX;
 use crate::writer::{Job, Writer};
 
 /// How long a connection waits for a lock another one holds (a commit, a
@@ -127,6 +128,8 @@ struct Inner {
     /// The hourly counts the latest stats read summed (see
     /// [`read::KeptCounts`]).
     kept_counts: read::KeptSlot,
+    /// Tree nodes the readers read lately.
+    nodes: strips::NodeCache,
 }
 
 impl Inner {
@@ -414,6 +417,7 @@ impl SqliteStore {
                 indexer: Mutex::new(indexer),
                 read_only: false,
                 kept_counts: read::KeptSlot::default(),
+                nodes: strips::NodeCache::default(),
             }),
         })
     }
@@ -468,6 +472,7 @@ impl SqliteStore {
                 indexer: Mutex::new(None),
                 read_only: true,
                 kept_counts: read::KeptSlot::default(),
+                nodes: strips::NodeCache::default(),
             }),
         })
     }
@@ -723,7 +728,8 @@ impl Store for SqliteStore {
 
     async fn nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
         let (tenant, ids) = (tenant.clone(), ids.to_vec());
-        self.read(move |c| strips::read_nodes(c, &tenant, &ids))
+        let inner = Arc::clone(&self.inner);
+        self.read(move |c| strips::read_nodes(c, &tenant, &ids, Some(&inner.nodes)))
             .await
     }
 

@@ -2,7 +2,7 @@
 //! row; the nodes of a level's last, partial strip one row each in
 //! `node_tail` until the strip fills.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use trailmark_core::TenantId;
@@ -18,22 +18,73 @@ fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |e| StoreError::backend(context, e)
 }
 
-/// Reads nodes, one row per strip touched; a node its strip does not hold
-/// (the strip is not full yet) is read from the tail. A database written
-/// before the tail existed (read as evidence, not migrated) holds its
-/// partial strips in `node_strips`, so it never needs the tail.
+/// Most tree nodes [`NodeCache`] holds: 65,536 hashes, about 6 MiB.
+pub const NODE_CACHE_MAX: usize = 65_536;
+
+/// Tree nodes the readers read lately, shared by them. A stored node never
+/// changes (appends only add nodes, an erasure keeps every hash), so a
+/// cached one is always the stored one. Read from the database, a node
+/// costs its strip (8 KiB: a leaf and two overflow pages) or its tail row,
+/// which a reader reads again after every commit (SQLite drops a
+/// connection's page cache whenever the database changed); an inclusion
+/// proof reads one node per level, and the upper levels' nodes, and the
+/// newest entries' (the viewer's first pages), are in most proofs. At most
+/// [`NODE_CACHE_MAX`]; when full, it is emptied and fills again.
+#[derive(Debug, Default)]
+pub(crate) struct NodeCache(std::sync::Mutex<Nodes>);
+
+#[derive(Debug, Default)]
+struct Nodes {
+    by_tenant: HashMap<TenantId, HashMap<NodeId, Hash>>,
+    held: usize,
+}
+
+impl NodeCache {
+    /// Each id's node when held.
+    fn get(&self, tenant: &TenantId, ids: &[NodeId]) -> Vec<Option<Hash>> {
+        let held = self.0.lock().ok();
+        let nodes = held.as_ref().and_then(|n| n.by_tenant.get(tenant));
+        ids.iter()
+            .map(|id| nodes.and_then(|n| n.get(id)).copied())
+            .collect()
+    }
+
+    fn keep(&self, tenant: &TenantId, read: &[(NodeId, Hash)]) {
+        let Ok(mut nodes) = self.0.lock() else {
+            return;
+        };
+        if nodes.held + read.len() > NODE_CACHE_MAX {
+            *nodes = Nodes::default();
+        }
+        let Nodes { by_tenant, held } = &mut *nodes;
+        let mine = by_tenant.entry(tenant.clone()).or_default();
+        for (id, hash) in read.iter().take(NODE_CACHE_MAX) {
+            if mine.insert(*id, *hash).is_none() {
+                *held += 1;
+            }
+        }
+    }
+}
+
+/// Reads nodes: from `cache` when held there, else one row per strip
+/// touched (and then kept in `cache`); a node its strip does not hold (the
+/// strip is not full yet) is read from the tail. A database written before
+/// the tail existed (read as evidence, not migrated) holds its partial
+/// strips in `node_strips`, so it never needs the tail.
 pub(crate) fn read_nodes(
     conn: &Connection,
     tenant: &TenantId,
     ids: &[NodeId],
+    cache: Option<&NodeCache>,
 ) -> Result<Vec<Hash>, StoreError> {
+    let mut found = cache.map_or_else(|| vec![None; ids.len()], |c| c.get(tenant, ids));
     let mut strips: BTreeMap<(u8, u64), Option<Vec<u8>>> = BTreeMap::new();
     let mut stmt = conn
         .prepare_cached(
             "SELECT data FROM node_strips WHERE tenant = ?1 AND level = ?2 AND strip = ?3",
         )
         .map_err(db("preparing a node read"))?;
-    for id in ids {
+    for (id, _) in ids.iter().zip(&found).filter(|(_, hit)| hit.is_none()) {
         let key = (id.level, id.index / STRIP);
         if let std::collections::btree_map::Entry::Vacant(slot) = strips.entry(key) {
             let data: Option<Vec<u8>> = stmt
@@ -43,19 +94,27 @@ pub(crate) fn read_nodes(
             slot.insert(data);
         }
     }
-    ids.iter()
-        .map(|id| {
-            let data = strips[&(id.level, id.index / STRIP)].as_deref();
-            let at = usize::try_from(id.index % STRIP).unwrap_or(usize::MAX) * HASH_LEN;
-            match data.and_then(|d| d.get(at..at + HASH_LEN)) {
-                Some(bytes) => Hash::from_slice(bytes).map_err(StoreError::from),
-                None => tail_node(conn, tenant, *id)?.map_or_else(
-                    || Err(trailmark_log::Error::MissingNode(*id).into()),
-                    |bytes| Hash::from_slice(&bytes).map_err(StoreError::from),
-                ),
-            }
-        })
-        .collect()
+    let mut read = Vec::new();
+    for (id, slot) in ids.iter().zip(&mut found) {
+        if slot.is_some() {
+            continue;
+        }
+        let data = strips[&(id.level, id.index / STRIP)].as_deref();
+        let at = usize::try_from(id.index % STRIP).unwrap_or(usize::MAX) * HASH_LEN;
+        let hash = match data.and_then(|d| d.get(at..at + HASH_LEN)) {
+            Some(bytes) => Hash::from_slice(bytes)?,
+            None => tail_node(conn, tenant, *id)?.map_or_else(
+                || Err(StoreError::from(trailmark_log::Error::MissingNode(*id))),
+                |bytes| Hash::from_slice(&bytes).map_err(StoreError::from),
+            )?,
+        };
+        read.push((*id, hash));
+        *slot = Some(hash);
+    }
+    if let Some(cache) = cache {
+        cache.keep(tenant, &read);
+    }
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// One node of a partial strip; `None` when it is not there (or the
@@ -260,4 +319,100 @@ fn load_tail(
 
 pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strips_table() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE node_strips (tenant TEXT NOT NULL, level INTEGER NOT NULL,
+             strip INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (tenant, level, strip))
+             WITHOUT ROWID;
+             CREATE TABLE node_tail (tenant TEXT NOT NULL, level INTEGER NOT NULL,
+             idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (tenant, level, idx))
+             WITHOUT ROWID",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn node(level: u8, index: u64) -> NodeId {
+        NodeId { level, index }
+    }
+
+    fn hash(byte: u8) -> Hash {
+        Hash::from_bytes([byte; HASH_LEN])
+    }
+
+    #[test]
+    fn a_node_read_once_is_answered_from_the_cache_and_others_from_the_database() {
+        let conn = strips_table();
+        let acme = TenantId::new("acme").unwrap();
+        let strip = |tenant: &str, level: u8, strip: i64, byte: u8| {
+            conn.execute(
+                "INSERT OR REPLACE INTO node_strips VALUES (?1, ?2, ?3, ?4)",
+                params![tenant, level, strip, vec![byte; STRIP_BYTES]],
+            )
+            .unwrap();
+        };
+        let tail = |level: u8, idx: i64, byte: u8| {
+            conn.execute(
+                "INSERT OR REPLACE INTO node_tail VALUES ('acme', ?1, ?2, ?3)",
+                params![level, idx, vec![byte; HASH_LEN]],
+            )
+            .unwrap();
+        };
+        // Level 0's strip 1 complete, level 3's node 5 in the tail.
+        strip("acme", 0, 1, 1);
+        tail(3, 5, 2);
+        let cache = NodeCache::default();
+        let read = |ids: &[NodeId], cache| read_nodes(&conn, &acme, ids, cache).unwrap();
+        assert_eq!(
+            read(&[node(0, 300), node(3, 5)], Some(&cache)),
+            [hash(1), hash(2)]
+        );
+        // Both rows rewritten under the cache: the nodes read before answer
+        // from it, another node of the same strip is read (the new bytes);
+        // without the cache, every node is read.
+        strip("acme", 0, 1, 7);
+        tail(3, 5, 8);
+        assert_eq!(
+            read(&[node(0, 300), node(3, 5), node(0, 301)], Some(&cache)),
+            [hash(1), hash(2), hash(7)]
+        );
+        assert_eq!(read(&[node(0, 300), node(3, 5)], None), [hash(7), hash(8)]);
+        // A node not stored is refused, and not remembered as missing.
+        assert!(read_nodes(&conn, &acme, &[node(2, 0)], Some(&cache)).is_err());
+        tail(2, 0, 3);
+        assert_eq!(read(&[node(2, 0)], Some(&cache)), [hash(3)]);
+        // Another tenant's node of the same level and index is its own.
+        strip("globex", 0, 1, 9);
+        let globex = TenantId::new("globex").unwrap();
+        assert_eq!(
+            read_nodes(&conn, &globex, &[node(0, 300)], Some(&cache)).unwrap(),
+            [hash(9)]
+        );
+    }
+
+    #[test]
+    fn the_node_cache_holds_at_most_its_bound() {
+        let cache = NodeCache::default();
+        let tenant = TenantId::new("acme").unwrap();
+        for batch in 0..(NODE_CACHE_MAX as u64 / 1000 + 2) {
+            let read: Vec<(NodeId, Hash)> = (0..1000)
+                .map(|i| (node(0, batch * 1000 + i), hash(1)))
+                .collect();
+            cache.keep(&tenant, &read);
+            assert!(cache.0.lock().unwrap().held <= NODE_CACHE_MAX);
+        }
+        // The latest read is held.
+        let last = NODE_CACHE_MAX as u64 / 1000 + 1;
+        assert_eq!(
+            cache.get(&tenant, &[node(0, last * 1000 + 999)]),
+            [Some(hash(1))]
+        );
+    }
 }

@@ -324,7 +324,8 @@ impl Writer {
                 reason: format!("the stored size {size} is out of range"),
             })?;
             let ids = CompactRange::node_ids(size);
-            let hashes = read_nodes(&self.conn, tenant, &ids)?;
+            // The writer's own reads may see its uncommitted strips: never cached.
+            let hashes = read_nodes(&self.conn, tenant, &ids, None)?;
             let range = CompactRange::from_hashes(size, hashes)?;
             let log = TenantLog {
                 size: size.get(),
