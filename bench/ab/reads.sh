@@ -3,19 +3,22 @@
 # OLD (bench/query/load.lua's varied events, RECORDS records), then each round serves a
 # fresh copy of it with each build in turn (which goes first alternating), waits until
 # serve has read the trail back for its alert windows, warms it up (the page cache fills),
-# and measures QUERY reads (bench/query/query.lua's modes; default history) with wrk, 8
-# connections.
+# and measures QUERY reads (bench/query/query.lua's modes; default history) with wrk, CONNS
+# connections (8).
 # Every read is audited, so reads are appends too: this measures the write path's stalls
 # as reads see them. Prints requests/s, p50, p99 and the server's CPU per request per
 # round, and the ratios of the medians.
 #
 #   bench/ab/reads.sh OLD_BINARY NEW_BINARY [events] [seconds] [rounds]     (needs wrk)
 #   QUERY=actor RECORDS=100000 bench/ab/reads.sh ...
+#   QUERY=event CONNS=1 bench/ab/reads.sh ...   (one event by id, the newest 5,000's; one
+#                                               connection: the latency one user sees)
 #   TRAILMARK_BENCH_DATA=/var/tmp/trail bench/ab/reads.sh ...   (keeps the loaded trail)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 old="$1"; new="$2"; events="${3:-1000000}"; secs="${4:-20}"; rounds="${5:-3}"
 export RECORDS="${RECORDS:-100000}" QUERY="${QUERY:-history}"
+conns="${CONNS:-8}"; threads=$(( conns < 2 ? 1 : 2 ))
 . bench/lib.sh
 trail="${TRAILMARK_BENCH_DATA:-$(mktemp -d)}"
 load_once "$old" "$trail" "$events" >&2
@@ -28,12 +31,25 @@ load_once "$old" "$trail" "$events" >&2
 port_free 7979
 mine=$(mktemp -d)
 copy=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$copy" "$mine"' EXIT
+export IDS_FILE="$copy.ids"
+trap 'kill "$server" 2>/dev/null || true; rm -rf "$copy" "$mine" "$IDS_FILE"' EXIT
 cp -a "$trail/." "$mine"
 for pair in "$old $trail" "$new $mine"; do
   set -- $pair
   rm -f "$2"/trailmark.db-index*
-  start_serve "$1" "$2"; wait_indexed 7979 30; kill -TERM "$server"; wait "$server" || true
+  start_serve "$1" "$2"; wait_indexed 7979 30
+  # QUERY=event reads the ids of the trail's newest 5,000 events (5 pages of 1,000).
+  if [ "$QUERY" = event ] && [ ! -s "$IDS_FILE" ]; then
+    cursor=""
+    for _ in 1 2 3 4 5; do
+      page=$(curl -sf -H "Authorization: Bearer $TRAILMARK_KEY" \
+        "http://127.0.0.1:7979/v1/events?tenant=bench&limit=1000${cursor:+&cursor=$cursor}")
+      python3 -c 'import json, sys; [print(e["id"]) for e in json.load(sys.stdin)["events"]]' <<<"$page" >>"$IDS_FILE"
+      cursor=$(python3 -c 'import json, sys; print(json.load(sys.stdin).get("next_cursor") or "")' <<<"$page")
+      [ -n "$cursor" ] || break
+    done
+  fi
+  kill -TERM "$server"; wait "$server" || true
 done
 one() { # binary trail -> "requests/s p50_ms p99_ms cpu_us_per_request"
   # The copy's pages written out first: left dirty, the kernel would write them back
@@ -43,11 +59,11 @@ one() { # binary trail -> "requests/s p50_ms p99_ms cpu_us_per_request"
   # Measured once serve has read the trail back for its alert windows (before, each round
   # shared the cores with that read-back of up to 2,000,000 entries).
   wait_alerts_rebuilt 7979 10
-  wrk -t2 -c8 -d10s --timeout 30s -s bench/query/query.lua http://127.0.0.1:7979 >/dev/null 2>&1
+  wrk -t"$threads" -c"$conns" -d10s --timeout 30s -s bench/query/query.lua http://127.0.0.1:7979 >/dev/null 2>&1
   local before used out
   before=$(awk '{print $14 + $15}' "/proc/$server/stat")
   # wrk's own timeout is 2 s: a slower read would count as none answered.
-  out=$(wrk -t2 -c8 -d"${secs}s" --timeout 30s --latency -s bench/query/query.lua http://127.0.0.1:7979 2>&1)
+  out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 30s --latency -s bench/query/query.lua http://127.0.0.1:7979 2>&1)
   used=$(( $(awk '{print $14 + $15}' "/proc/$server/stat") - before ))
   kill -TERM "$server"; wait "$server" 2>/dev/null || true
   if grep -q "unexpected status" <<<"$out"; then echo "refused requests" >&2; exit 1; fi
