@@ -47,14 +47,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
 /// How long a search or count may run before PostgreSQL cancels it.
 pub const READ_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A read-only transaction whose statements PostgreSQL cancels past
-/// [`READ_TIME_LIMIT`].
 /// The memory a stats read's counts may take before PostgreSQL spills them
 /// to disk (`work_mem` for its transaction; PostgreSQL 15's hash tables may
 /// take twice this, `hash_mem_multiplier`): about 100,000 distinct actors
 /// take 11 MB.
 pub const STATS_WORK_MEM: &str = "32MB";
 
+/// A read-only transaction whose statements PostgreSQL cancels past
+/// [`READ_TIME_LIMIT`].
 async fn bounded_read(
     client: &mut deadpool_postgres::Object,
     limit: std::time::Duration,

@@ -416,11 +416,14 @@ fn stats_statement(q: &Query) -> Statements {
     let base = count_base(q, &mut params);
     let all = STATS_BY.join(", ");
     let sets: Vec<String> = STATS_BY.iter().map(|c| format!("({c})")).collect();
-    let cut: Vec<String> = Stats::CUT
+    // Each list's rows: all of them, or those ranked within its cut.
+    let kept: Vec<String> = Stats::CUT
         .iter()
         .enumerate()
-        .filter(|(_, cut)| cut.is_some())
-        .map(|(i, _)| stats_set(i).to_string())
+        .map(|(i, cut)| match cut {
+            Some(cut) => format!("(d = {} AND r <= {cut})", stats_set(i)),
+            None => format!("d = {}", stats_set(i)),
+        })
         .collect();
     let sql = format!(
         "SELECT d, v, day, n FROM (
@@ -428,13 +431,12 @@ fn stats_statement(q: &Query) -> Statements {
              SELECT grouping({all}) AS d, coalesce({}) AS v, {} AS day, count(*) AS n{base}
              GROUP BY GROUPING SETS ({})
            ) g WHERE v IS NOT NULL OR d = {}
-         ) ranked WHERE r <= {} OR d NOT IN ({})",
+         ) ranked WHERE {}",
         STATS_BY[..4].join(", "),
         STATS_BY[4],
         sets.join(", "),
         stats_set(4),
-        Stats::TOP,
-        cut.join(", "),
+        kept.join(" OR "),
     );
     Statements {
         sql: vec![sql],

@@ -925,8 +925,9 @@ impl Stats {
     /// of the fields: by outcome, action, actor, resource type and UTC day;
     /// a list cut at [`Self::CUT`] need only hold its candidates: every value
     /// whose count reaches the cut-th highest count (so all the values tied
-    /// at the cut, which the byte order then ranks). Ranks them by [`Self::by_count`] (the days oldest first) and
-    /// cuts them where [`Self::CUT`] says.
+    /// at the cut, which the byte order then ranks). Ranks them by
+    /// [`Self::by_count`] (the days oldest first) and cuts them where
+    /// [`Self::CUT`] says.
     pub fn from_lists(lists: [Vec<(String, u64)>; 5]) -> Self {
         let [
             mut by_outcome,
