@@ -18,6 +18,7 @@ db=tm_bench_stats
 . bench/lib.sh
 port_free 7979
 work=$(mktemp -d)
+server=""
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"; drop_databases "$pg" "$db"' EXIT
 drop_databases "$pg" "$db"
 psql "$pg dbname=postgres" -qtAX -c "CREATE DATABASE $db"

@@ -375,9 +375,12 @@ async fn find_event<S: Store>(
                 .ok_or_else(|| ApiError::param("id", "bad seq"))?;
             let plan =
                 Plan::inclusion(index, cp.size).map_err(trailmark_store::StoreError::from)?;
-            let hashes = app.run_plan(&envelope.tenant, &plan).await?;
-            // The receipt carries the checkpoint with its cosignatures.
-            let note = crate::proofs::with_cosignatures(app, &cp).await?;
+            // The proof's nodes, and the checkpoint with its cosignatures
+            // (the receipt carries them), read at once.
+            let (hashes, note) = tokio::try_join!(
+                app.run_plan(&envelope.tenant, &plan),
+                crate::proofs::with_cosignatures(app, &cp)
+            )?;
             let signed = app.open_checkpoint(&envelope.tenant, &note).await?;
             let receipt = Receipt::new(
                 Some(entry.envelope_bytes.clone()),
