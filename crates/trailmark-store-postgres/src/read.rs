@@ -384,15 +384,26 @@ pub(crate) async fn query(c: &impl GenericClient, q: &Query) -> Result<Page, Sto
     Ok(Page { entries, next })
 }
 
+/// An entry's UTC day as counted: its number since the epoch (`occurred_at`
+/// is never before 1970, so the division is the day's number), written by
+/// [`day_text`]. Numbers sort as their dates do.
+const DAY: &str = "e.occurred_at / 86400000";
+
+/// A [`DAY`] as `YYYY-MM-DD`.
+fn day_text(day: i64) -> Result<String, StoreError> {
+    Timestamp::from_unix_millis(day.saturating_mul(86_400_000))
+        .map(Timestamp::date_string)
+        .ok_or_else(|| StoreError::Unreadable(format!("day {day} out of range")))
+}
+
 /// The columns [`stats`] counts by, in the order of [`Stats`]' lists: by
-/// outcome, action, actor, resource type and UTC day (days since the epoch:
-/// `occurred_at` is never before 1970, so the division is the day's number).
+/// outcome, action, actor, resource type and UTC day ([`DAY`]).
 const STATS_BY: [&str; 5] = [
     "e.outcome",
     "e.action",
     "e.actor_id",
     "e.resource_type",
-    "e.occurred_at / 86400000",
+    DAY,
 ];
 
 /// `grouping(...)` over [`STATS_BY`] for the rows of list `i`: a bit set
@@ -461,10 +472,7 @@ pub(crate) async fn stats(c: &impl GenericClient, q: &Query) -> Result<Stats, St
             )));
         };
         let value = if i == 4 {
-            let day: i64 = row.try_get(2).map_err(db("reading counts"))?;
-            Timestamp::from_unix_millis(day.saturating_mul(86_400_000))
-                .ok_or_else(|| StoreError::Unreadable(format!("stats: day {day} out of range")))?
-                .date_string()
+            day_text(row.try_get(2).map_err(db("reading counts"))?)?
         } else {
             row.try_get::<_, String>(1).map_err(db("reading counts"))?
         };
@@ -616,8 +624,7 @@ fn daily_statement(q: &Query, by: CountBy) -> Statements {
     let base = count_base(q, &mut params);
     Statements {
         sql: vec![format!(
-            "SELECT to_char(to_timestamp(e.occurred_at / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), {}, count(*){base}
-             GROUP BY 1, 2 ORDER BY 1, 2",
+            "SELECT {DAY}, {}, count(*){base} GROUP BY 1, 2 ORDER BY 1, 2",
             by.column()
         )],
         params,
@@ -630,18 +637,18 @@ pub(crate) async fn daily_counts(
     by: CountBy,
 ) -> Result<Vec<(String, String, u64)>, StoreError> {
     let s = daily_statement(q, by);
-    Ok(c.query(&s.sql[0], &refs(&s.params))
+    c.query(&s.sql[0], &refs(&s.params))
         .await
         .map_err(db("counting entries by day"))?
         .iter()
         .map(|r| {
-            (
-                r.get::<_, String>(0),
+            Ok((
+                day_text(r.get::<_, i64>(0))?,
                 r.get::<_, String>(1),
                 u64::try_from(r.get::<_, i64>(2)).unwrap_or(0),
-            )
+            ))
         })
-        .collect())
+        .collect()
 }
 
 /// How PostgreSQL would run a read, on statistics of what is stored now:
