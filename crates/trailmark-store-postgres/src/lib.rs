@@ -13,6 +13,7 @@
 //! server starts first.
 
 mod append;
+mod counts;
 mod import;
 mod partitions;
 mod read;
@@ -42,7 +43,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (9, include_str!("../migrations/0009_payload_partitions.sql")),
     (10, include_str!("../migrations/0010_payload_bytes.sql")),
     (11, include_str!("../migrations/0011_settings.sql")),
+    (12, include_str!("../migrations/0012_hour_counts.sql")),
 ];
+
+pub use counts::{COUNT_CHUNK, COUNT_PAUSE, COUNT_RETRY};
 
 /// How long a search or count may run before PostgreSQL cancels it.
 pub const READ_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -194,6 +198,15 @@ impl PgStore {
         })
     }
 
+    /// Counts up to `chunk` more entries of each tenant into the hourly
+    /// counts that stats read, and returns how many it counted. A server
+    /// does this behind its appends (at most [`COUNT_CHUNK`] entries of a
+    /// tenant a transaction); reads are right at any point, as they count
+    /// the entries not yet counted one by one.
+    pub async fn count_hours(&self, chunk: u64) -> Result<u64, StoreError> {
+        counts::count(&mut self.client().await?, chunk).await
+    }
+
     /// The same store with another bound on a search's or count's time.
     #[must_use]
     pub fn with_read_time_limit(mut self, limit: std::time::Duration) -> Self {
@@ -282,7 +295,13 @@ async fn apply_migrations(client: &deadpool_postgres::Object) -> Result<(), Stor
 /// each wait for the tenant's row lock and their own WAL flush). If a group
 /// fails, each append in it is tried alone, so one bad batch fails only
 /// itself.
-async fn committer(pool: Pool, mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>) {
+/// After each group it nudges the counting task (`nudges`, see
+/// [`counts::counter`]).
+async fn committer(
+    pool: Pool,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>,
+    nudges: tokio::sync::mpsc::Sender<()>,
+) {
     // The committer's store draws every connection from the priority pool.
     let store = PgStore {
         pool: pool.clone(),
@@ -345,6 +364,9 @@ async fn committer(pool: Pool, mut jobs: tokio::sync::mpsc::UnboundedReceiver<Jo
                 }
             }
         }
+        // One nudge waiting is enough: the round it starts counts
+        // whatever was committed before it.
+        let _ = nudges.try_send(());
     }
 }
 
@@ -355,7 +377,12 @@ impl Store for PgStore {
             .committer
             .get_or_init(|| async {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                tokio::spawn(committer(self.priority.clone(), rx));
+                let (nudge, nudges) = tokio::sync::mpsc::channel(1);
+                // A first round for what is behind already (entries of an
+                // import, or appended before a restart).
+                let _ = nudge.try_send(());
+                tokio::spawn(counts::counter(self.pool.clone(), nudges));
+                tokio::spawn(committer(self.priority.clone(), rx, nudge));
                 tx
             })
             .await;

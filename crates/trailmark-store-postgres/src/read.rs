@@ -389,6 +389,13 @@ pub(crate) async fn query(c: &impl GenericClient, q: &Query) -> Result<Page, Sto
 /// [`day_text`]. Numbers sort as their dates do.
 const DAY: &str = "e.occurred_at / 86400000";
 
+/// An entry's UTC hour as counted in `hour_counts`: its number since the
+/// epoch. An hour's [`DAY`] is its number divided by 24.
+pub(crate) const HOUR: &str = "e.occurred_at / 3600000";
+
+/// An hour in milliseconds ([`HOUR`]).
+const HOUR_MS: i64 = 3_600_000;
+
 /// A [`DAY`] as `YYYY-MM-DD`.
 fn day_text(day: i64) -> Result<String, StoreError> {
     Timestamp::from_unix_millis(day.saturating_mul(86_400_000))
@@ -398,7 +405,7 @@ fn day_text(day: i64) -> Result<String, StoreError> {
 
 /// The columns [`stats`] counts by, in the order of [`Stats`]' lists: by
 /// outcome, action, actor, resource type and UTC day ([`DAY`]).
-const STATS_BY: [&str; 5] = [
+pub(crate) const STATS_BY: [&str; 5] = [
     "e.outcome",
     "e.action",
     "e.actor_id",
@@ -412,21 +419,161 @@ fn stats_set(i: usize) -> i32 {
     0b11111 ^ (1 << (STATS_BY.len() - 1 - i))
 }
 
-/// The statement of [`stats`]: one pass over the matching entries counts
-/// all five lists (`GROUPING SETS`, one hash table each), where five
-/// statements read them five times. Its rows are (list, value, day,
-/// count): the value for the first four lists (entries without a resource
-/// type left out), the day's number for the last. The lists cut at
-/// [`Stats::TOP`] ([`Stats::CUT`]) answer their candidates: every value
+/// The whole hours of a stats read's window, where the hourly counts
+/// answer for the entries counted (`hour_counts`, see `counts`): hours
+/// `from..to` by number, open where the window is. Only a read filtered by
+/// nothing but tenants and a window is counted by hour, and only if its
+/// window holds a whole hour.
+struct WholeHours {
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+fn whole_hours(q: &Query) -> Option<WholeHours> {
+    if !q.exact.is_empty() || q.q.is_some() {
+        return None;
+    }
+    let from = q.since.map(|t| {
+        let ms = t.unix_millis();
+        ms.div_euclid(HOUR_MS) + i64::from(ms.rem_euclid(HOUR_MS) != 0)
+    });
+    let to = q.until.map(|t| t.unix_millis().div_euclid(HOUR_MS));
+    match (from, to) {
+        (Some(from), Some(to)) if from >= to => None,
+        _ => Some(WholeHours { from, to }),
+    }
+}
+
+/// The counted columns of the entries that [`stats_statement`] reads.
+const COUNTED: &str = "e.occurred_at, e.outcome, e.action, e.actor_id, e.resource_type";
+
+/// ` FROM …` of the entries a stats read over [`WholeHours`] counts one by
+/// one: those of the window's partial first and last hours, and those of
+/// its whole hours that are not counted yet (at or above their tenant's
+/// `counted.seq`, sought by `seq`).
+fn uncounted(q: &Query, h: &WholeHours, params: &mut Vec<Param>) -> String {
+    let per_tenant = q.per_tenant(false);
+    let mut arms = Vec::new();
+    let mut edge = |start: i64, end: i64, params: &mut Vec<Param>| {
+        let mut sql = format!("SELECT {COUNTED} FROM {ENTRIES} WHERE true");
+        tenant_filter("e", &q.tenants, per_tenant, &mut sql, params);
+        params.push(Box::new(start));
+        params.push(Box::new(end));
+        let _ = write!(
+            sql,
+            " AND e.occurred_at >= ${} AND e.occurred_at < ${}",
+            params.len() - 1,
+            params.len()
+        );
+        arms.push(sql);
+    };
+    if let (Some(since), Some(from)) = (q.since, h.from)
+        && since.unix_millis() < from * HOUR_MS
+    {
+        edge(since.unix_millis(), from * HOUR_MS, params);
+    }
+    if let (Some(until), Some(to)) = (q.until, h.to)
+        && to * HOUR_MS < until.unix_millis()
+    {
+        edge(to * HOUR_MS, until.unix_millis(), params);
+    }
+    // Each tenant's tail sought by `seq` from where it is counted to
+    // (`LATERAL … OFFSET 0`, kept a lookup per tenant: a join the planner
+    // chose freely could walk the entries and filter them); `+ 0`: the
+    // window only filters it.
+    let mut window = String::new();
+    if let Some(from) = h.from {
+        params.push(Box::new(from * HOUR_MS));
+        let _ = write!(window, " AND e.occurred_at + 0 >= ${}", params.len());
+    }
+    if let Some(to) = h.to {
+        params.push(Box::new(to * HOUR_MS));
+        let _ = write!(window, " AND e.occurred_at + 0 < ${}", params.len());
+    }
+    let mut tail = format!(
+        "SELECT {COUNTED} FROM trailmark_ledger.tenants AS t (tenant)
+         LEFT JOIN trailmark_ledger.counted k ON k.tenant = t.tenant,
+         LATERAL (SELECT {COUNTED} FROM {ENTRIES}
+                  WHERE e.tenant = t.tenant AND e.seq >= coalesce(k.seq, 0){window}
+                  OFFSET 0) e
+         WHERE true"
+    );
+    tenant_filter("t", &q.tenants, false, &mut tail, params);
+    arms.push(tail);
+    format!(" FROM ({}) e", arms.join(" UNION ALL "))
+}
+
+/// The conditions (` AND …`) on the hourly counts `c` of a read over
+/// [`WholeHours`]: its tenants and whole hours.
+fn hours_of(q: &Query, h: &WholeHours, params: &mut Vec<Param>) -> String {
+    let mut hours = String::new();
+    tenant_filter("c", &q.tenants, q.per_tenant(false), &mut hours, params);
+    if let Some(from) = h.from {
+        params.push(Box::new(from));
+        let _ = write!(hours, " AND c.hour >= ${}", params.len());
+    }
+    if let Some(to) = h.to {
+        params.push(Box::new(to));
+        let _ = write!(hours, " AND c.hour < ${}", params.len());
+    }
+    hours
+}
+
+/// The hourly counts of a stats read over [`WholeHours`], as rows of
+/// [`stats_statement`]'s grouped counts (list, value, day, count): each
+/// counted list's values, and the days (from the outcomes' counts: every
+/// entry has one outcome).
+fn counted(q: &Query, h: &WholeHours, params: &mut Vec<Param>) -> String {
+    let hours = hours_of(q, h, params);
+    let list: Vec<String> = (0..4)
+        .map(|i| format!("WHEN {i} THEN {}", stats_set(i)))
+        .collect();
+    format!(
+        "SELECT CASE c.list {} END, c.value, NULL::int8, sum(c.n)::int8
+         FROM trailmark_ledger.hour_counts c WHERE true{hours} GROUP BY c.list, c.value
+         UNION ALL
+         SELECT {}, NULL::text, c.hour / 24, sum(c.n)::int8
+         FROM trailmark_ledger.hour_counts c WHERE c.list = 0{hours} GROUP BY c.hour / 24",
+        list.join(" "),
+        stats_set(4),
+    )
+}
+
+/// The statement of [`stats`]: one pass over the entries it counts one by
+/// one counts all five lists (`GROUPING SETS`, one hash table each), where
+/// five statements read them five times; over [`WholeHours`], the hourly
+/// counts of those hours are added (the entries read then are only the
+/// partial hours' and those not counted yet). Its rows are (list, value,
+/// day, count): the value for the first four lists (entries without a
+/// resource type left out), the day's number for the last. The lists cut
+/// at [`Stats::TOP`] ([`Stats::CUT`]) answer their candidates: every value
 /// whose count reaches the `TOP`-th highest, chosen by count alone (its
 /// `rank()`, one more than the values counted more often, is at most
 /// `TOP`), so the ties at the cut are all there; [`Stats::from_lists`]
 /// ranks and cuts them.
 fn stats_statement(q: &Query) -> Statements {
     let mut params: Vec<Param> = Vec::new();
-    let base = count_base(q, &mut params);
+    let hours = whole_hours(q);
+    let from = match &hours {
+        Some(h) => uncounted(q, h, &mut params),
+        None => count_base(q, &mut params),
+    };
     let all = STATS_BY.join(", ");
     let sets: Vec<String> = STATS_BY.iter().map(|c| format!("({c})")).collect();
+    let mut grouped = format!(
+        "SELECT grouping({all}) AS d, coalesce({}) AS v, {} AS day, count(*) AS n{from}
+         GROUP BY GROUPING SETS ({})",
+        STATS_BY[..4].join(", "),
+        STATS_BY[4],
+        sets.join(", "),
+    );
+    if let Some(h) = &hours {
+        grouped = format!(
+            "SELECT d, v, day, sum(n)::int8 AS n FROM ({grouped} UNION ALL {}) parts
+             GROUP BY d, v, day",
+            counted(q, h, &mut params)
+        );
+    }
     // Each list's rows: all of them, or those ranked within its cut.
     let kept: Vec<String> = Stats::CUT
         .iter()
@@ -439,13 +586,9 @@ fn stats_statement(q: &Query) -> Statements {
     let sql = format!(
         "SELECT d, v, day, n FROM (
            SELECT d, v, day, n, rank() OVER (PARTITION BY d ORDER BY n DESC) AS r FROM (
-             SELECT grouping({all}) AS d, coalesce({}) AS v, {} AS day, count(*) AS n{base}
-             GROUP BY GROUPING SETS ({})
+             {grouped}
            ) g WHERE v IS NOT NULL OR d = {}
          ) ranked WHERE {}",
-        STATS_BY[..4].join(", "),
-        STATS_BY[4],
-        sets.join(", "),
         stats_set(4),
         kept.join(" OR "),
     );
@@ -619,14 +762,30 @@ pub(crate) async fn keys(c: &impl GenericClient) -> Result<Vec<KeyRecord>, Store
         .collect()
 }
 
+/// The statement of [`daily_counts`]: over [`WholeHours`], the hourly
+/// counts of its whole hours (the list that counts `by`) and the entries
+/// not counted in them, as for [`stats_statement`].
 fn daily_statement(q: &Query, by: CountBy) -> Statements {
     let mut params: Vec<Param> = Vec::new();
-    let base = count_base(q, &mut params);
+    let column = by.column();
+    let list = STATS_BY.iter().position(|c| *c == column);
+    let sql = if let (Some(h), Some(list)) = (whole_hours(q), list) {
+        let from = uncounted(q, &h, &mut params);
+        let hours = hours_of(q, &h, &mut params);
+        format!(
+            "SELECT day, v, sum(n)::int8 FROM (
+               SELECT {DAY} AS day, {column} AS v, count(*) AS n{from} GROUP BY 1, 2
+               UNION ALL
+               SELECT c.hour / 24, c.value, sum(c.n)::int8 FROM trailmark_ledger.hour_counts c
+               WHERE c.list = {list}{hours} GROUP BY 1, 2
+             ) parts GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+    } else {
+        let base = count_base(q, &mut params);
+        format!("SELECT {DAY}, {column}, count(*){base} GROUP BY 1, 2 ORDER BY 1, 2")
+    };
     Statements {
-        sql: vec![format!(
-            "SELECT {DAY}, {}, count(*){base} GROUP BY 1, 2 ORDER BY 1, 2",
-            by.column()
-        )],
+        sql: vec![sql],
         params,
     }
 }

@@ -1120,8 +1120,13 @@ pub async fn every_documented_read_seeks_by_its_filters<H: Harness>(h: &H) {
             // Looking rows up by position (those another index found, as
             // the free-text search does) reads only what was found; reading
             // by position the entries an index has not covered yet (the
-            // embedded store's indexer lag) reads only those.
+            // embedded store's indexer lag) reads only those; so does
+            // reading by `seq` a tenant's entries not yet in the PostgreSQL
+            // store's hourly counts (those above its `counted.seq`).
             if access.seek == ["pos"] && read.seek != ["pos"] {
+                continue;
+            }
+            if matches!(read.read, Read::Stats(_)) && access.seek == ["tenant", "seq"] {
                 continue;
             }
             for column in read.seek {

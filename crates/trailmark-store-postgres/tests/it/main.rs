@@ -494,3 +494,185 @@ async fn the_removal_lock_holds_off_another_server_sharing_the_ledger() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// What `stats` must answer for `events` (of any tenants) under `q`'s
+/// tenants and window, counted here one by one.
+fn stats_of(
+    events: &[trailmark_store::NewEvent],
+    q: &trailmark_store::Query,
+) -> trailmark_store::Stats {
+    use std::collections::BTreeMap;
+    let mut lists: [BTreeMap<String, u64>; 5] = Default::default();
+    for e in events {
+        let ev = &e.event;
+        let at = ev.occurred_at.unwrap();
+        if !q.tenants.is_empty() && !q.tenants.contains(ev.tenant.as_ref().unwrap()) {
+            continue;
+        }
+        if q.since.is_some_and(|s| at < s) || q.until.is_some_and(|u| at >= u) {
+            continue;
+        }
+        let mut add = |i: usize, key: String| *lists[i].entry(key).or_default() += 1;
+        add(0, ev.outcome.as_str().to_owned());
+        add(1, ev.action.clone());
+        add(2, ev.actor.id.clone());
+        if let Some(r) = &ev.resource {
+            add(3, r.kind.clone());
+        }
+        add(4, at.date_string());
+    }
+    trailmark_store::Stats::from_lists(lists.map(|l| l.into_iter().collect()))
+}
+
+/// What `daily_counts` must answer for `events` under `q` by `by`: (day,
+/// value, count) by day, then value.
+fn daily_of(
+    events: &[trailmark_store::NewEvent],
+    q: &trailmark_store::Query,
+    by: trailmark_store::CountBy,
+) -> Vec<(String, String, u64)> {
+    let mut counts = std::collections::BTreeMap::<(String, String), u64>::new();
+    for e in events {
+        let ev = &e.event;
+        let at = ev.occurred_at.unwrap();
+        if (!q.tenants.is_empty() && !q.tenants.contains(ev.tenant.as_ref().unwrap()))
+            || q.since.is_some_and(|s| at < s)
+            || q.until.is_some_and(|u| at >= u)
+        {
+            continue;
+        }
+        let value = match by {
+            trailmark_store::CountBy::Action => ev.action.clone(),
+            trailmark_store::CountBy::Outcome => ev.outcome.as_str().to_owned(),
+        };
+        *counts.entry((at.date_string(), value)).or_default() += 1;
+    }
+    counts.into_iter().map(|((d, v), n)| (d, v, n)).collect()
+}
+
+/// How many entries the hourly counts do not hold yet.
+async fn uncounted(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT sum(t.size - coalesce(k.seq, 0))::int8 FROM trailmark_ledger.tenants t
+             LEFT JOIN trailmark_ledger.counted k ON k.tenant = t.name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Stats and daily counts over a window with whole hours read the hourly
+/// counts for the entries counted and the entries themselves for the rest
+/// (the partial hours, and what is not counted yet): the same answers with
+/// nothing counted, part counted, all counted and more appended after, for
+/// windows on and off the hour, one tenant or all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_answer_the_same_whether_their_hours_are_counted_or_not() {
+    use trailmark_core::{TenantId, Timestamp};
+    use trailmark_store::testkit::new_event;
+    use trailmark_store::{CountBy, Query, Store};
+    const HOUR: i64 = 3_600_000;
+    // 2023-11-14 21:00 UTC: the entries run over five hours into the next day.
+    let start = 1_699_995_600_000;
+    let ts = |ms: i64| Timestamp::from_unix_millis(ms).unwrap();
+    let event = |n: u64| {
+        let tenant = if n.is_multiple_of(3) { "b" } else { "a" };
+        let action = ["update", "create", "delete", "export"][(n % 4) as usize];
+        let mut e = new_event(tenant, n, action);
+        // 53 minutes apart, give or take: every hour has entries.
+        e.event.occurred_at = Some(ts(start + i64::try_from(n).unwrap() * 3_180_007 / 60));
+        if n.is_multiple_of(7) {
+            e.event.resource = None;
+        }
+        e
+    };
+    let db = TempPg::new();
+    let store = db.open();
+    let tenant = |t: &str| TenantId::new(t).unwrap();
+    let window = |since: Option<i64>, until: Option<i64>, tenants: &[&str]| Query {
+        tenants: tenants.iter().map(|t| tenant(t)).collect(),
+        since: since.map(ts),
+        until: until.map(ts),
+        ..Query::default()
+    };
+    let queries = [
+        window(None, None, &[]),
+        window(None, None, &["a"]),
+        window(None, None, &["a", "b"]),
+        // On the hour at both ends, off it at both ends, one of each.
+        window(Some(start + HOUR), Some(start + 4 * HOUR), &["a"]),
+        window(Some(start + HOUR + 61_000), Some(start + 4 * HOUR - 1), &[]),
+        window(Some(start + 30 * 60_000), None, &["b"]),
+        window(None, Some(start + 3 * HOUR + 17), &["a"]),
+        // Within one hour: no whole hour to count.
+        window(
+            Some(start + 2 * HOUR + 5),
+            Some(start + 3 * HOUR - 5),
+            &["a"],
+        ),
+    ];
+    let client = db.connect().await;
+    let check = |events: Vec<trailmark_store::NewEvent>, when: &'static str| {
+        let store = &store;
+        let queries = &queries;
+        async move {
+            for q in queries {
+                assert_eq!(
+                    store.stats(q).await.unwrap(),
+                    stats_of(&events, q),
+                    "{when}: {q:?}"
+                );
+                for by in [CountBy::Action, CountBy::Outcome] {
+                    assert_eq!(
+                        store.daily_counts(q, by).await.unwrap(),
+                        daily_of(&events, q, by),
+                        "{when}, daily by {by:?}: {q:?}"
+                    );
+                }
+            }
+        }
+    };
+    // Nothing counted: the counting task waits on the lock held here.
+    let mut events: Vec<_> = (0..300).map(event).collect();
+    store.migrate().await.unwrap();
+    client
+        .batch_execute("BEGIN; LOCK trailmark_ledger.counted IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    store.append(events.clone()).await.unwrap();
+    let counted: i64 = client
+        .query_one("SELECT count(*) FROM trailmark_ledger.hour_counts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(counted, 0);
+    check(events.clone(), "nothing counted").await;
+    client.batch_execute("COMMIT").await.unwrap();
+    // Part counted, then all.
+    store.count_hours(70).await.unwrap();
+    check(events.clone(), "part counted").await;
+    while store.count_hours(1_000).await.unwrap() > 0 {}
+    assert_eq!(uncounted(&client).await, 0);
+    check(events.clone(), "all counted").await;
+    // More in the same hours, some counted by the task, some not yet.
+    let more: Vec<_> = (300..420).map(event).collect();
+    store.append(more.clone()).await.unwrap();
+    events.extend(more);
+    check(events.clone(), "more appended").await;
+    // The task counts them without being asked.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let behind = uncounted(&client).await;
+        if behind == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{behind} entries left uncounted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    check(events, "counted by the task").await;
+}

@@ -1,0 +1,148 @@
+//! Hourly counts: what a stats read takes for its window's whole hours
+//! instead of their entries (`read::stats`). Each server that appends runs
+//! a task that counts the entries behind its commits, a tenant's entries in
+//! `seq` order, so that where a tenant is counted to is one number
+//! (`trailmark_ledger.counted`): the entries below it are in
+//! `hour_counts`, the entries above it are read one by one.
+
+use std::time::Duration;
+
+use trailmark_store::StoreError;
+
+use crate::read::{HOUR, STATS_BY};
+use crate::{db, to_i64};
+
+/// At most this many entries of one tenant are counted in one transaction.
+pub const COUNT_CHUNK: u64 = 50_000;
+
+/// The counting task rests this long after each round, so that a round
+/// counts many commits' entries in one statement.
+pub const COUNT_PAUSE: Duration = Duration::from_millis(500);
+
+/// After a failed round the counting task waits this long before the
+/// next (reads stay right meanwhile: they count what is not counted).
+pub const COUNT_RETRY: Duration = Duration::from_secs(5);
+
+/// Adds entries `[$2, $3)` of tenant `$1` to the hourly counts of the
+/// stats lists that [`STATS_BY`] names before the day.
+fn count_statement() -> String {
+    let lists: Vec<String> = STATS_BY[..4]
+        .iter()
+        .enumerate()
+        .map(|(i, column)| format!("({i}::int2, {column})"))
+        .collect();
+    format!(
+        "INSERT INTO trailmark_ledger.hour_counts (tenant, list, hour, value, n)
+         SELECT e.tenant, d.list, {HOUR}, d.value, count(*)
+         FROM trailmark_ledger.entries e CROSS JOIN LATERAL (VALUES {}) AS d(list, value)
+         WHERE e.tenant = $1 AND e.seq >= $2 AND e.seq < $3 AND d.value IS NOT NULL
+         GROUP BY 1, 2, 3, 4
+         ON CONFLICT (tenant, list, hour, value) DO UPDATE SET n = hour_counts.n + excluded.n",
+        lists.join(", ")
+    )
+}
+
+/// Counts up to `chunk` more entries of every tenant whose counts are
+/// behind, one transaction per tenant; returns how many it counted.
+pub(crate) async fn count(
+    client: &mut deadpool_postgres::Object,
+    chunk: u64,
+) -> Result<u64, StoreError> {
+    let behind: Vec<String> = client
+        .query(
+            "SELECT t.name FROM trailmark_ledger.tenants t
+             LEFT JOIN trailmark_ledger.counted k ON k.tenant = t.name
+             WHERE t.size > coalesce(k.seq, 0) ORDER BY t.name",
+            &[],
+        )
+        .await
+        .map_err(db("finding entries to count"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let statement = count_statement();
+    let mut counted = 0;
+    for tenant in &behind {
+        counted += count_tenant(client, &statement, tenant, chunk).await?;
+    }
+    Ok(counted)
+}
+
+async fn count_tenant(
+    client: &mut deadpool_postgres::Object,
+    statement: &str,
+    tenant: &str,
+    chunk: u64,
+) -> Result<u64, StoreError> {
+    let tx = client.transaction().await.map_err(db("counting entries"))?;
+    tx.execute(
+        "INSERT INTO trailmark_ledger.counted (tenant, seq) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+        &[&tenant],
+    )
+    .await
+    .map_err(db("counting entries"))?;
+    // Locked: a second server counting the tenant waits here, then starts
+    // where this one ended.
+    let from: i64 = tx
+        .query_one(
+            "SELECT seq FROM trailmark_ledger.counted WHERE tenant = $1 FOR UPDATE",
+            &[&tenant],
+        )
+        .await
+        .map_err(db("counting entries"))?
+        .get(0);
+    // Committed with its entries: every entry below it is there for the
+    // statements after this one.
+    let size: i64 = tx
+        .query_one(
+            "SELECT size FROM trailmark_ledger.tenants WHERE name = $1",
+            &[&tenant],
+        )
+        .await
+        .map_err(db("counting entries"))?
+        .get(0);
+    let to = size.min(from.saturating_add(to_i64(chunk)));
+    if to > from {
+        tx.execute(statement, &[&tenant, &from, &to])
+            .await
+            .map_err(db("counting entries"))?;
+        tx.execute(
+            "UPDATE trailmark_ledger.counted SET seq = $2 WHERE tenant = $1",
+            &[&tenant, &to],
+        )
+        .await
+        .map_err(db("counting entries"))?;
+    }
+    tx.commit().await.map_err(db("counting entries"))?;
+    Ok(u64::try_from(to - from).unwrap_or(0))
+}
+
+/// The counting task: after a nudge (each group commit sends one; one
+/// waiting is enough) it counts until nothing is behind, then rests
+/// [`COUNT_PAUSE`]. It ends when the nudges' sender is gone (the
+/// committer ended with its store).
+pub(crate) async fn counter(
+    pool: deadpool_postgres::Pool,
+    mut nudges: tokio::sync::mpsc::Receiver<()>,
+) {
+    while nudges.recv().await.is_some() {
+        loop {
+            let round = async {
+                let mut client = pool
+                    .get()
+                    .await
+                    .map_err(|e| StoreError::backend("taking a connection to count entries", e))?;
+                count(&mut client, COUNT_CHUNK).await
+            };
+            match round.await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_s = COUNT_RETRY.as_secs(), "counting entries by hour failed");
+                    tokio::time::sleep(COUNT_RETRY).await;
+                }
+            }
+        }
+        tokio::time::sleep(COUNT_PAUSE).await;
+    }
+}
