@@ -9,6 +9,9 @@
 #
 #   bench/ab/run.sh OLD_BINARY NEW_BINARY [seconds] [rounds]     (needs wrk)
 #   IDS=1 bench/ab/run.sh ...     every event with its own id (see bench/query/load.lua)
+#   PG="host=127.0.0.1 port=5432 user=postgres" bench/ab/run.sh ...
+#       each round on a fresh PostgreSQL database (tm_bench_ab, dropped after) instead of
+#       the embedded store; CPU and bytes written are then the server process's alone
 #
 # e.g. an earlier commit built into its own target dir:
 #   git worktree add /tmp/old <commit>
@@ -22,7 +25,13 @@ fi
 one() { # binary, mode -> "rate p99"
   local data server out per conns
   data=$(mktemp -d)
-  "$1" serve --data-dir "$data" --listen 127.0.0.1:7979 >/dev/null 2>&1 &
+  local store=()
+  if [ -n "${PG:-}" ]; then
+    psql "$PG dbname=postgres" -qtAX -c "DROP DATABASE IF EXISTS tm_bench_ab WITH (FORCE)" \
+      -c "CREATE DATABASE tm_bench_ab" >/dev/null
+    store=(--database "$PG dbname=tm_bench_ab")
+  fi
+  "$1" serve --data-dir "$data" --listen 127.0.0.1:7979 "${store[@]}" >/dev/null 2>&1 &
   server=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:7979/healthz >/dev/null && break; sleep 0.1; done
   if [ "$2" = batched ]; then per=1000; conns=8; else per=1; conns=64; fi
@@ -34,6 +43,9 @@ one() { # binary, mode -> "rate p99"
   wrote=$(awk '/^write_bytes/ { print $2 }' "/proc/$server/io")
   kill "$server"; wait "$server" 2>/dev/null || true
   rm -rf "$data"
+  if [ -n "${PG:-}" ]; then
+    psql "$PG dbname=postgres" -qtAX -c "DROP DATABASE IF EXISTS tm_bench_ab WITH (FORCE)" >/dev/null
+  fi
   # What this round left in the page cache is written out now, not during the next
   # round's measurement behind its fsyncs.
   sync
@@ -64,5 +76,6 @@ for mode in ("batched", "single"):
     dold, dnew = statistics.median(disk[(mode, "old")]), statistics.median(disk[(mode, "new")])
     print(f"{mode}: old median {old:.0f} events/s, new median {new:.0f} events/s, new/old {new / old:.2f}; "
           f"server CPU {cold:.1f} -> {cnew:.1f} us/event, new/old {cnew / cold:.2f}; "
-          f"written {dold:.0f} -> {dnew:.0f} bytes/event, new/old {dnew / dold:.2f}")
+          + (f"written {dold:.0f} -> {dnew:.0f} bytes/event, new/old {dnew / dold:.2f}" if dold
+             else "nothing written by the server (PostgreSQL writes)"))
 '
