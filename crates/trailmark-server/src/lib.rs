@@ -201,19 +201,19 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
         line(
             "trailmark_index_lag_entries",
             "gauge",
-            "Entries appended but not yet in the query indexes (reads scan them; see docs/OPERATIONS.md).",
+            "Entries appended but not yet in the query indexes (embedded store) or the hourly counts (PostgreSQL): reads scan them; see docs/OPERATIONS.md.",
             index.lag_entries.to_string(),
         );
         line(
             "trailmark_index_rate_entries_per_second",
             "gauge",
-            "Entries the indexer wrote per second in its last batch.",
+            "Entries the indexer wrote (PostgreSQL: counted) per second in its last batch.",
             index.rate.to_string(),
         );
         line(
             "trailmark_index_failing",
             "gauge",
-            "1 while the indexer's last batch failed (it retries each second).",
+            "1 while the indexer's (PostgreSQL: the counting's) last batch failed (it retries each second).",
             u8::from(index.failing).to_string(),
         );
     }

@@ -5,9 +5,10 @@
 //! (`trailmark_ledger.counted`): the entries below it are in
 //! `hour_counts`, the entries above it are read one by one.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use trailmark_store::StoreError;
+use trailmark_store::{IndexerStatus, StoreError};
 
 use crate::read::{HOUR, STATS_BY};
 use crate::{db, to_i64};
@@ -21,7 +22,7 @@ pub const COUNT_PAUSE: Duration = Duration::from_millis(500);
 
 /// After a failed round the counting task waits this long before the
 /// next (reads stay right meanwhile: they count what is not counted).
-pub const COUNT_RETRY: Duration = Duration::from_secs(5);
+pub const COUNT_RETRY: Duration = Duration::from_secs(1);
 
 /// Adds entries `[$2, $3)` of tenant `$1` to the hourly counts of the
 /// stats lists that [`STATS_BY`] names before the day.
@@ -42,30 +43,68 @@ fn count_statement() -> String {
     )
 }
 
+/// What one round of [`count`] found and did, over every tenant.
+pub(crate) struct Round {
+    /// Entries stored when it started.
+    pub(crate) written: u64,
+    /// Entries not counted when it started.
+    pub(crate) behind: u64,
+    /// Entries it counted.
+    pub(crate) counted: u64,
+}
+
 /// Counts up to `chunk` more entries of every tenant whose counts are
-/// behind, one transaction per tenant; returns how many it counted.
+/// behind, one transaction per tenant.
 pub(crate) async fn count(
     client: &mut deadpool_postgres::Object,
     chunk: u64,
-) -> Result<u64, StoreError> {
-    let behind: Vec<String> = client
+) -> Result<Round, StoreError> {
+    let rows = client
         .query(
-            "SELECT t.name FROM trailmark_ledger.tenants t
-             LEFT JOIN trailmark_ledger.counted k ON k.tenant = t.name
-             WHERE t.size > coalesce(k.seq, 0) ORDER BY t.name",
+            "SELECT t.name, t.size, coalesce(k.seq, 0) FROM trailmark_ledger.tenants t
+             LEFT JOIN trailmark_ledger.counted k ON k.tenant = t.name ORDER BY t.name",
             &[],
         )
         .await
-        .map_err(db("finding entries to count"))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map_err(db("finding entries to count"))?;
     let statement = count_statement();
-    let mut counted = 0;
-    for tenant in &behind {
-        counted += count_tenant(client, &statement, tenant, chunk).await?;
+    let mut round = Round {
+        written: 0,
+        behind: 0,
+        counted: 0,
+    };
+    for row in &rows {
+        let (size, counted): (i64, i64) = (row.get(1), row.get(2));
+        let behind = u64::try_from(size - counted).unwrap_or(0);
+        round.written += u64::try_from(size).unwrap_or(0);
+        round.behind += behind;
+        if behind > 0 {
+            round.counted += count_tenant(client, &statement, row.get(0), chunk).await?;
+        }
     }
-    Ok(counted)
+    Ok(round)
+}
+
+/// Where this server's counting task stands ([`crate::PgStore`]'s
+/// `indexer`): `None` before its first round.
+#[derive(Default)]
+pub(crate) struct Progress(Mutex<Option<IndexerStatus>>);
+
+impl Progress {
+    pub(crate) fn get(&self) -> Option<IndexerStatus> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut IndexerStatus)) {
+        let mut status = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(status.get_or_insert_with(IndexerStatus::default));
+    }
 }
 
 async fn count_tenant(
@@ -119,14 +158,16 @@ async fn count_tenant(
 
 /// The counting task: after a nudge (each group commit sends one; one
 /// waiting is enough) it counts until nothing is behind, then rests
-/// [`COUNT_PAUSE`]. It ends when the nudges' sender is gone (the
-/// committer ended with its store).
+/// [`COUNT_PAUSE`]; `progress` shows where it stands. It ends when the
+/// nudges' sender is gone (the committer ended with its store).
 pub(crate) async fn counter(
     pool: deadpool_postgres::Pool,
     mut nudges: tokio::sync::mpsc::Receiver<()>,
+    progress: std::sync::Arc<Progress>,
 ) {
     while nudges.recv().await.is_some() {
         loop {
+            let started = Instant::now();
             let round = async {
                 let mut client = pool
                     .get()
@@ -135,10 +176,26 @@ pub(crate) async fn counter(
                 count(&mut client, COUNT_CHUNK).await
             };
             match round.await {
-                Ok(0) => break,
-                Ok(_) => {}
+                Ok(round) => {
+                    progress.update(|s| {
+                        s.written = round.written;
+                        s.lag_entries = round.behind - round.counted;
+                        s.indexed = round.written - s.lag_entries;
+                        s.failing = false;
+                        if round.counted > 0 {
+                            #[allow(clippy::cast_precision_loss)] // a rate
+                            let rate =
+                                round.counted as f64 / started.elapsed().as_secs_f64().max(1e-6);
+                            s.rate = rate;
+                        }
+                    });
+                    if round.counted == 0 {
+                        break;
+                    }
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in_s = COUNT_RETRY.as_secs(), "counting entries by hour failed");
+                    progress.update(|s| s.failing = true);
+                    tracing::warn!(error = %e, "counting entries by hour failed; retrying in 1 s");
                     tokio::time::sleep(COUNT_RETRY).await;
                 }
             }

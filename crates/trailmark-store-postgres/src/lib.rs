@@ -125,6 +125,8 @@ pub struct PgStore {
     read_time_limit: std::time::Duration,
     /// The payload partitions this process knows exist.
     partitions: partitions::Known,
+    /// Where this server's hourly counting stands.
+    counting: std::sync::Arc<counts::Progress>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -195,6 +197,7 @@ impl PgStore {
             committer: OnceCell::new(),
             read_time_limit: READ_TIME_LIMIT,
             partitions: partitions::Known::default(),
+            counting: std::sync::Arc::default(),
         })
     }
 
@@ -204,7 +207,9 @@ impl PgStore {
     /// tenant a transaction); reads are right at any point, as they count
     /// the entries not yet counted one by one.
     pub async fn count_hours(&self, chunk: u64) -> Result<u64, StoreError> {
-        counts::count(&mut self.client().await?, chunk).await
+        Ok(counts::count(&mut self.client().await?, chunk)
+            .await?
+            .counted)
     }
 
     /// The same store with another bound on a search's or count's time.
@@ -310,6 +315,7 @@ async fn committer(
         committer: OnceCell::new(),
         read_time_limit: READ_TIME_LIMIT,
         partitions: partitions::Known::default(),
+        counting: std::sync::Arc::default(),
     };
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
@@ -381,7 +387,11 @@ impl Store for PgStore {
                 // A first round for what is behind already (entries of an
                 // import, or appended before a restart).
                 let _ = nudge.try_send(());
-                tokio::spawn(counts::counter(self.pool.clone(), nudges));
+                tokio::spawn(counts::counter(
+                    self.pool.clone(),
+                    nudges,
+                    self.counting.clone(),
+                ));
                 tokio::spawn(committer(self.priority.clone(), rx, nudge));
                 tx
             })
@@ -680,6 +690,14 @@ impl Store for PgStore {
         why: Removal,
     ) -> Result<u64, StoreError> {
         removal::erase(&self.client().await?, tenant, &seqs, why).await
+    }
+
+    /// The hourly counting of this server (started by its first append):
+    /// the entries not counted yet (reads count them one by one), the last
+    /// round's rate, whether it fails. `written` and `indexed` are entries
+    /// stored and counted, over every tenant, not positions.
+    fn indexer(&self) -> Option<trailmark_store::IndexerStatus> {
+        self.counting.get()
     }
 
     /// Drops the payload partitions that hold only removed payloads and

@@ -661,18 +661,30 @@ async fn stats_answer_the_same_whether_their_hours_are_counted_or_not() {
     store.append(more.clone()).await.unwrap();
     events.extend(more);
     check(events.clone(), "more appended").await;
-    // The task counts them without being asked.
+    // The task counts them without being asked, and says so where
+    // /metrics reads it.
+    counted_by_the_task(&store, &client, 420).await;
+    check(events, "counted by the task").await;
+}
+
+/// Waits (20 s at most) until the store's counting task has counted all
+/// `entries` and its progress (`Store::indexer`, what /metrics shows) says so.
+async fn counted_by_the_task(store: &PgStore, client: &tokio_postgres::Client, entries: u64) {
+    use trailmark_store::Store;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let behind = uncounted(&client).await;
-        if behind == 0 {
-            break;
+        let behind = uncounted(client).await;
+        let shown = store.indexer();
+        if behind == 0
+            && shown
+                .is_some_and(|s| s.lag_entries == 0 && s.written == entries && s.indexed == entries)
+        {
+            return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{behind} entries left uncounted"
+            "{behind} entries left uncounted; progress shown: {shown:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    check(events, "counted by the task").await;
 }
