@@ -688,3 +688,53 @@ async fn counted_by_the_task(store: &PgStore, client: &tokio_postgres::Client, e
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Two servers counting the same ledger at once (each its own store, as
+/// two `serve` processes) count every entry once: the outcome list, which
+/// counts every entry, sums to the entries stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_counting_at_once_count_each_entry_once() {
+    use trailmark_store::Store;
+    use trailmark_store::testkit::new_event;
+    let db = TempPg::new();
+    let a = PgStore::new(&db.url(), 4).unwrap();
+    let b = PgStore::new(&db.url(), 4).unwrap();
+    a.migrate().await.unwrap();
+    let client = db.connect().await;
+    // Appended with the counting held off, so that the two below race over
+    // all of it.
+    client
+        .batch_execute("BEGIN; LOCK trailmark_ledger.counted IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    for tenant in ["a", "b", "c"] {
+        let batch = (0..1_000).map(|n| new_event(tenant, n, "update")).collect();
+        a.append(batch).await.unwrap();
+    }
+    client.batch_execute("COMMIT").await.unwrap();
+    let counting =
+        |store: PgStore| async move { while store.count_hours(37).await.unwrap() > 0 {} };
+    let (x, y) = tokio::join!(tokio::spawn(counting(a)), tokio::spawn(counting(b)));
+    x.unwrap();
+    y.unwrap();
+    assert_eq!(uncounted(&client).await, 0);
+    let sums: Vec<(String, i64)> = client
+        .query(
+            "SELECT tenant, sum(n)::int8 FROM trailmark_ledger.hour_counts WHERE list = 0
+             GROUP BY tenant ORDER BY tenant",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        sums,
+        [
+            ("a".to_owned(), 1_000),
+            ("b".to_owned(), 1_000),
+            ("c".to_owned(), 1_000)
+        ]
+    );
+}
