@@ -178,9 +178,11 @@ pub(crate) async fn counter(
             match round.await {
                 Ok(round) => {
                     progress.update(|s| {
+                        // A round may count entries appended after it
+                        // looked: more than it found behind.
                         s.written = round.written;
-                        s.lag_entries = round.behind - round.counted;
-                        s.indexed = round.written - s.lag_entries;
+                        s.lag_entries = round.behind.saturating_sub(round.counted);
+                        s.indexed = round.written.saturating_sub(s.lag_entries);
                         s.failing = false;
                         if round.counted > 0 {
                             #[allow(clippy::cast_precision_loss)] // a rate

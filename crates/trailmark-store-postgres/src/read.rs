@@ -444,7 +444,8 @@ fn whole_hours(q: &Query) -> Option<WholeHours> {
     }
 }
 
-/// The counted columns of the entries that [`stats_statement`] reads.
+/// The counted columns of the entries that [`stats_statement`] and
+/// [`daily_statement`] read one by one.
 const COUNTED: &str = "e.occurred_at, e.outcome, e.action, e.actor_id, e.resource_type";
 
 /// ` FROM …` of the entries a stats read over [`WholeHours`] counts one by
@@ -519,10 +520,13 @@ fn hours_of(q: &Query, h: &WholeHours, params: &mut Vec<Param>) -> String {
     hours
 }
 
+/// The counted list in which every entry counts once (the outcome: every
+/// entry has one), whose hourly counts give the entries per day.
+const EVERY_ENTRY: usize = 0;
+
 /// The hourly counts of a stats read over [`WholeHours`], as rows of
 /// [`stats_statement`]'s grouped counts (list, value, day, count): each
-/// counted list's values, and the days (from the outcomes' counts: every
-/// entry has one outcome).
+/// counted list's values, and the days (from [`EVERY_ENTRY`]'s counts).
 fn counted(q: &Query, h: &WholeHours, params: &mut Vec<Param>) -> String {
     let hours = hours_of(q, h, params);
     let list: Vec<String> = (0..4)
@@ -533,7 +537,8 @@ fn counted(q: &Query, h: &WholeHours, params: &mut Vec<Param>) -> String {
          FROM trailmark_ledger.hour_counts c WHERE true{hours} GROUP BY c.list, c.value
          UNION ALL
          SELECT {}, NULL::text, c.hour / 24, sum(c.n)::int8
-         FROM trailmark_ledger.hour_counts c WHERE c.list = 0{hours} GROUP BY c.hour / 24",
+         FROM trailmark_ledger.hour_counts c WHERE c.list = {EVERY_ENTRY}{hours}
+         GROUP BY c.hour / 24",
         list.join(" "),
         stats_set(4),
     )
@@ -944,4 +949,19 @@ fn cond_columns(cond: &str) -> Vec<String> {
             (is_column && is_op).then(|| column.to_owned())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{EVERY_ENTRY, STATS_BY};
+
+    /// The days of a stats read from hourly counts are [`EVERY_ENTRY`]'s
+    /// counts: the outcome's, which every entry has one of.
+    #[test]
+    fn the_days_are_counted_from_the_outcome_list() {
+        assert_eq!(
+            STATS_BY[EVERY_ENTRY],
+            trailmark_store::CountBy::Outcome.column()
+        );
+    }
 }
