@@ -20,6 +20,10 @@ pub const COUNT_CHUNK: u64 = 50_000;
 /// counts many commits' entries in one statement.
 pub const COUNT_PAUSE: Duration = Duration::from_millis(500);
 
+/// A stats or per-day read whose tenants have more entries than this not
+/// yet counted counts its window's entries instead (see `read::Counts`).
+pub const UNCOUNTED_MAX: u64 = 200_000;
+
 /// After a failed round the counting task waits this long before the
 /// next (reads stay right meanwhile: they count what is not counted).
 pub const COUNT_RETRY: Duration = Duration::from_secs(1);

@@ -46,7 +46,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (12, include_str!("../migrations/0012_hour_counts.sql")),
 ];
 
-pub use counts::{COUNT_CHUNK, COUNT_PAUSE, COUNT_RETRY};
+pub use counts::{COUNT_CHUNK, COUNT_PAUSE, COUNT_RETRY, UNCOUNTED_MAX};
 
 /// How long a search or count may run before PostgreSQL cancels it.
 pub const READ_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -127,6 +127,9 @@ pub struct PgStore {
     partitions: partitions::Known,
     /// Where this server's hourly counting stands.
     counting: std::sync::Arc<counts::Progress>,
+    /// Past this many entries not counted, reads leave the hourly counts
+    /// aside (see [`UNCOUNTED_MAX`]).
+    uncounted_max: u64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -198,6 +201,7 @@ impl PgStore {
             read_time_limit: READ_TIME_LIMIT,
             partitions: partitions::Known::default(),
             counting: std::sync::Arc::default(),
+            uncounted_max: UNCOUNTED_MAX,
         })
     }
 
@@ -210,6 +214,14 @@ impl PgStore {
         Ok(counts::count(&mut self.client().await?, chunk)
             .await?
             .counted)
+    }
+
+    /// The same store with another bound on the entries not yet counted
+    /// past which a read leaves the hourly counts aside ([`UNCOUNTED_MAX`]).
+    #[must_use]
+    pub fn with_uncounted_max(mut self, most: u64) -> Self {
+        self.uncounted_max = most;
+        self
     }
 
     /// The same store with another bound on a search's or count's time.
@@ -316,6 +328,7 @@ async fn committer(
         read_time_limit: READ_TIME_LIMIT,
         partitions: partitions::Known::default(),
         counting: std::sync::Arc::default(),
+        uncounted_max: UNCOUNTED_MAX,
     };
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
@@ -464,7 +477,8 @@ impl Store for PgStore {
         tx.batch_execute(&format!("SET LOCAL work_mem = '{STATS_WORK_MEM}'"))
             .await
             .map_err(db("bounding a read"))?;
-        let stats = read::stats(&*tx, query).await.map_err(timed_out)?;
+        let counts = read::counts_for(&*tx, query, self.uncounted_max).await?;
+        let stats = read::stats(&*tx, query, counts).await.map_err(timed_out)?;
         tx.commit().await.map_err(db("ending a read"))?;
         Ok(stats)
     }
@@ -481,7 +495,8 @@ impl Store for PgStore {
     ) -> Result<Vec<(String, String, u64)>, StoreError> {
         let mut client = self.client().await?;
         let tx = bounded_read(&mut client, self.read_time_limit).await?;
-        let counts = read::daily_counts(&*tx, query, by)
+        let counts = read::counts_for(&*tx, query, self.uncounted_max).await?;
+        let counts = read::daily_counts(&*tx, query, by, counts)
             .await
             .map_err(timed_out)?;
         tx.commit().await.map_err(db("ending a read"))?;

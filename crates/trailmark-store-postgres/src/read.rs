@@ -429,8 +429,8 @@ struct WholeHours {
     to: Option<i64>,
 }
 
-fn whole_hours(q: &Query) -> Option<WholeHours> {
-    if !q.exact.is_empty() || q.q.is_some() {
+fn whole_hours(q: &Query, counts: Counts) -> Option<WholeHours> {
+    if counts == Counts::Behind || !q.exact.is_empty() || q.q.is_some() {
         return None;
     }
     let from = q.since.map(|t| {
@@ -442,6 +442,46 @@ fn whole_hours(q: &Query) -> Option<WholeHours> {
         (Some(from), Some(to)) if from >= to => None,
         _ => Some(WholeHours { from, to }),
     }
+}
+
+/// Whether a read may take the hourly counts: not when they are so far
+/// behind (after an upgrade, until a trail is counted; while counting
+/// fails) that reading the entries not counted yet would cost more than
+/// counting the window's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Counts {
+    Current,
+    Behind,
+}
+
+/// Whether the hourly counts of `q`'s tenants are at most `most` entries
+/// behind ([`Counts`]). A read the counts cannot serve (filtered) is not
+/// asked about them: `Current`, which its statement ignores.
+pub(crate) async fn counts_for(
+    c: &impl GenericClient,
+    q: &Query,
+    most: u64,
+) -> Result<Counts, StoreError> {
+    if !q.exact.is_empty() || q.q.is_some() {
+        return Ok(Counts::Current);
+    }
+    let mut params: Vec<Param> = Vec::new();
+    let mut sql = String::from(
+        "SELECT coalesce(sum(t.size - coalesce(k.seq, 0)), 0)::int8
+         FROM trailmark_ledger.tenants AS t (tenant)
+         LEFT JOIN trailmark_ledger.counted k ON k.tenant = t.tenant WHERE true",
+    );
+    tenant_filter("t", &q.tenants, false, &mut sql, &mut params);
+    let behind: i64 = c
+        .query_one(&sql, &refs(&params))
+        .await
+        .map_err(db("reading how far counts are behind"))?
+        .get(0);
+    Ok(if u64::try_from(behind).unwrap_or(0) <= most {
+        Counts::Current
+    } else {
+        Counts::Behind
+    })
 }
 
 /// The counted columns of the entries that [`stats_statement`] and
@@ -556,9 +596,9 @@ fn counted(q: &Query, h: &WholeHours, params: &mut Vec<Param>) -> String {
 /// `rank()`, one more than the values counted more often, is at most
 /// `TOP`), so the ties at the cut are all there; [`Stats::from_lists`]
 /// ranks and cuts them.
-fn stats_statement(q: &Query) -> Statements {
+fn stats_statement(q: &Query, counts: Counts) -> Statements {
     let mut params: Vec<Param> = Vec::new();
-    let hours = whole_hours(q);
+    let hours = whole_hours(q, counts);
     let from = match &hours {
         Some(h) => uncounted(q, h, &mut params),
         None => count_base(q, &mut params),
@@ -603,8 +643,12 @@ fn stats_statement(q: &Query) -> Statements {
     }
 }
 
-pub(crate) async fn stats(c: &impl GenericClient, q: &Query) -> Result<Stats, StoreError> {
-    let s = stats_statement(q);
+pub(crate) async fn stats(
+    c: &impl GenericClient,
+    q: &Query,
+    counts: Counts,
+) -> Result<Stats, StoreError> {
+    let s = stats_statement(q, counts);
     let rows = c
         .query(&s.sql[0], &refs(&s.params))
         .await
@@ -770,11 +814,11 @@ pub(crate) async fn keys(c: &impl GenericClient) -> Result<Vec<KeyRecord>, Store
 /// The statement of [`daily_counts`]: over [`WholeHours`], the hourly
 /// counts of its whole hours (the list that counts `by`) and the entries
 /// not counted in them, as for [`stats_statement`].
-fn daily_statement(q: &Query, by: CountBy) -> Statements {
+fn daily_statement(q: &Query, by: CountBy, counts: Counts) -> Statements {
     let mut params: Vec<Param> = Vec::new();
     let column = by.column();
     let list = STATS_BY.iter().position(|c| *c == column);
-    let sql = if let (Some(h), Some(list)) = (whole_hours(q), list) {
+    let sql = if let (Some(h), Some(list)) = (whole_hours(q, counts), list) {
         let from = uncounted(q, &h, &mut params);
         let hours = hours_of(q, &h, &mut params);
         format!(
@@ -799,8 +843,9 @@ pub(crate) async fn daily_counts(
     c: &impl GenericClient,
     q: &Query,
     by: CountBy,
+    counts: Counts,
 ) -> Result<Vec<(String, String, u64)>, StoreError> {
-    let s = daily_statement(q, by);
+    let s = daily_statement(q, by, counts);
     c.query(&s.sql[0], &refs(&s.params))
         .await
         .map_err(db("counting entries by day"))?
@@ -825,8 +870,8 @@ pub(crate) async fn daily_counts(
 pub(crate) async fn plan(c: &mut tokio_postgres::Client, read: &Read) -> Result<Plan, StoreError> {
     let s = match read {
         Read::Page(q) => page_statement(q),
-        Read::Stats(q) => stats_statement(q),
-        Read::DailyCounts(q, by) => daily_statement(q, *by),
+        Read::Stats(q) => stats_statement(q, Counts::Current),
+        Read::DailyCounts(q, by) => daily_statement(q, *by, Counts::Current),
         Read::EntryById { tenants, id } => entry_by_id_statement(tenants, *id),
         Read::Entries { tenant, start, end } => entries_statement(tenant, *start, *end),
     };
