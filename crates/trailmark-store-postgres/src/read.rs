@@ -565,20 +565,23 @@ fn hours_of(q: &Query, h: &WholeHours, params: &mut Vec<Param>) -> String {
 const EVERY_ENTRY: usize = 0;
 
 /// The hourly counts of a stats read over [`WholeHours`], as rows of
-/// [`stats_statement`]'s grouped counts (list, value, day, count): each
-/// counted list's values, and the days (from [`EVERY_ENTRY`]'s counts).
+/// [`stats_statement`]'s counts (list, value, day, count), one per hour:
+/// each counted list's values, and the days (from [`EVERY_ENTRY`]'s
+/// counts).
 fn counted(q: &Query, h: &WholeHours, params: &mut Vec<Param>) -> String {
     let hours = hours_of(q, h, params);
     let list: Vec<String> = (0..4)
         .map(|i| format!("WHEN {i} THEN {}", stats_set(i)))
         .collect();
+    // Not summed here: the statement sums every part's rows in one pass
+    // (summing the counts first as well took a quarter longer, with
+    // 100,000 actors in the window).
     format!(
-        "SELECT CASE c.list {} END, c.value, NULL::int8, sum(c.n)::int8
-         FROM trailmark_ledger.hour_counts c WHERE true{hours} GROUP BY c.list, c.value
+        "SELECT CASE c.list {} END, c.value, NULL::int8, c.n
+         FROM trailmark_ledger.hour_counts c WHERE true{hours}
          UNION ALL
-         SELECT {}, NULL::text, c.hour / 24, sum(c.n)::int8
-         FROM trailmark_ledger.hour_counts c WHERE c.list = {EVERY_ENTRY}{hours}
-         GROUP BY c.hour / 24",
+         SELECT {}, NULL::text, c.hour / 24, c.n
+         FROM trailmark_ledger.hour_counts c WHERE c.list = {EVERY_ENTRY}{hours}",
         list.join(" "),
         stats_set(4),
     )
@@ -825,8 +828,8 @@ fn daily_statement(q: &Query, by: CountBy, counts: Counts) -> Statements {
             "SELECT day, v, sum(n)::int8 FROM (
                SELECT {DAY} AS day, {column} AS v, count(*) AS n{from} GROUP BY 1, 2
                UNION ALL
-               SELECT c.hour / 24, c.value, sum(c.n)::int8 FROM trailmark_ledger.hour_counts c
-               WHERE c.list = {list}{hours} GROUP BY 1, 2
+               SELECT c.hour / 24, c.value, c.n FROM trailmark_ledger.hour_counts c
+               WHERE c.list = {list}{hours}
              ) parts GROUP BY 1, 2 ORDER BY 1, 2"
         )
     } else {
