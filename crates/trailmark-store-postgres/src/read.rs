@@ -421,16 +421,21 @@ fn stats_set(i: usize) -> i32 {
 
 /// The whole hours of a stats read's window, where the hourly counts
 /// answer for the entries counted (`hour_counts`, see `counts`): hours
-/// `from..to` by number, open where the window is. Only a read filtered by
-/// nothing but tenants and a window is counted by hour, and only if its
-/// window holds a whole hour.
+/// `from..to` by number, open where the window is. Only a [`countable`]
+/// read is counted by hour, and only if its window holds a whole hour.
 struct WholeHours {
     from: Option<i64>,
     to: Option<i64>,
 }
 
+/// Whether the hourly counts can answer for `q`'s entries: it filters
+/// by nothing but tenants and a window.
+fn countable(q: &Query) -> bool {
+    q.exact.is_empty() && q.q.is_none()
+}
+
 fn whole_hours(q: &Query, counts: Counts) -> Option<WholeHours> {
-    if counts == Counts::Behind || !q.exact.is_empty() || q.q.is_some() {
+    if counts == Counts::Behind || !countable(q) {
         return None;
     }
     let from = q.since.map(|t| {
@@ -462,7 +467,7 @@ pub(crate) async fn counts_for(
     q: &Query,
     most: u64,
 ) -> Result<Counts, StoreError> {
-    if !q.exact.is_empty() || q.q.is_some() {
+    if !countable(q) {
         return Ok(Counts::Current);
     }
     let mut params: Vec<Param> = Vec::new();
