@@ -495,6 +495,14 @@ async fn the_removal_lock_holds_off_another_server_sharing_the_ledger() {
     }
 }
 
+/// Whether event `e` is one of `q`'s: its tenants (all when none) and window.
+fn within(e: &trailmark_store::NewEvent, q: &trailmark_store::Query) -> bool {
+    let at = e.event.occurred_at.unwrap();
+    (q.tenants.is_empty() || q.tenants.contains(e.event.tenant.as_ref().unwrap()))
+        && q.since.is_none_or(|s| at >= s)
+        && q.until.is_none_or(|u| at < u)
+}
+
 /// What `stats` must answer for `events` (of any tenants) under `q`'s
 /// tenants and window, counted here one by one.
 fn stats_of(
@@ -503,15 +511,9 @@ fn stats_of(
 ) -> trailmark_store::Stats {
     use std::collections::BTreeMap;
     let mut lists: [BTreeMap<String, u64>; 5] = Default::default();
-    for e in events {
+    for e in events.iter().filter(|e| within(e, q)) {
         let ev = &e.event;
         let at = ev.occurred_at.unwrap();
-        if !q.tenants.is_empty() && !q.tenants.contains(ev.tenant.as_ref().unwrap()) {
-            continue;
-        }
-        if q.since.is_some_and(|s| at < s) || q.until.is_some_and(|u| at >= u) {
-            continue;
-        }
         let mut add = |i: usize, key: String| *lists[i].entry(key).or_default() += 1;
         add(0, ev.outcome.as_str().to_owned());
         add(1, ev.action.clone());
@@ -532,15 +534,9 @@ fn daily_of(
     by: trailmark_store::CountBy,
 ) -> Vec<(String, String, u64)> {
     let mut counts = std::collections::BTreeMap::<(String, String), u64>::new();
-    for e in events {
+    for e in events.iter().filter(|e| within(e, q)) {
         let ev = &e.event;
         let at = ev.occurred_at.unwrap();
-        if (!q.tenants.is_empty() && !q.tenants.contains(ev.tenant.as_ref().unwrap()))
-            || q.since.is_some_and(|s| at < s)
-            || q.until.is_some_and(|u| at >= u)
-        {
-            continue;
-        }
         let value = match by {
             trailmark_store::CountBy::Action => ev.action.clone(),
             trailmark_store::CountBy::Outcome => ev.outcome.as_str().to_owned(),
