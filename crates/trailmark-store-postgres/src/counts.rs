@@ -13,6 +13,16 @@ use trailmark_store::{IndexerStatus, StoreError};
 use crate::read::{HOUR, STATS_BY};
 use crate::{db, to_i64};
 
+/// Every tenant `t` (named `t.tenant`, its size `t.size`) beside its row
+/// of `counted` (`k`), for [`COUNTED_TO`].
+pub(crate) const TENANTS_COUNTED: &str = "trailmark_ledger.tenants AS t (tenant)
+     LEFT JOIN trailmark_ledger.counted k ON k.tenant = t.tenant";
+
+/// Where tenant `t` of [`TENANTS_COUNTED`] is counted to: every entry
+/// below this seq is in `hour_counts`, none above (a tenant without a row
+/// is counted to 0).
+pub(crate) const COUNTED_TO: &str = "coalesce(k.seq, 0)";
+
 /// At most this many entries of one tenant are counted in one transaction.
 pub const COUNT_CHUNK: u64 = 50_000;
 
@@ -65,8 +75,9 @@ pub(crate) async fn count(
 ) -> Result<Round, StoreError> {
     let rows = client
         .query(
-            "SELECT t.name, t.size, coalesce(k.seq, 0) FROM trailmark_ledger.tenants t
-             LEFT JOIN trailmark_ledger.counted k ON k.tenant = t.name ORDER BY t.name",
+            &format!(
+                "SELECT t.tenant, t.size, {COUNTED_TO} FROM {TENANTS_COUNTED} ORDER BY t.tenant"
+            ),
             &[],
         )
         .await

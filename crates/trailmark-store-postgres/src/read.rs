@@ -13,6 +13,7 @@ use trailmark_store::{
     Removal, Scopes, Stats, StoreError, StoredEntry, TenantHead,
 };
 
+use crate::counts::{COUNTED_TO, TENANTS_COUNTED};
 use crate::{db, to_i64};
 
 const ENTRY_COLUMNS: &str = "e.pos, e.envelope, e.leaf_hash, p.payload, p.salt, \
@@ -471,10 +472,8 @@ pub(crate) async fn counts_for(
         return Ok(Counts::Current);
     }
     let mut params: Vec<Param> = Vec::new();
-    let mut sql = String::from(
-        "SELECT coalesce(sum(t.size - coalesce(k.seq, 0)), 0)::int8
-         FROM trailmark_ledger.tenants AS t (tenant)
-         LEFT JOIN trailmark_ledger.counted k ON k.tenant = t.tenant WHERE true",
+    let mut sql = format!(
+        "SELECT coalesce(sum(t.size - {COUNTED_TO}), 0)::int8 FROM {TENANTS_COUNTED} WHERE true"
     );
     tenant_filter("t", &q.tenants, false, &mut sql, &mut params);
     let behind: i64 = c
@@ -537,10 +536,9 @@ fn uncounted(q: &Query, h: &WholeHours, params: &mut Vec<Param>) -> String {
         let _ = write!(window, " AND e.occurred_at + 0 < ${}", params.len());
     }
     let mut tail = format!(
-        "SELECT {COUNTED} FROM trailmark_ledger.tenants AS t (tenant)
-         LEFT JOIN trailmark_ledger.counted k ON k.tenant = t.tenant,
+        "SELECT {COUNTED} FROM {TENANTS_COUNTED},
          LATERAL (SELECT {COUNTED} FROM {ENTRIES}
-                  WHERE e.tenant = t.tenant AND e.seq >= coalesce(k.seq, 0){window}
+                  WHERE e.tenant = t.tenant AND e.seq >= {COUNTED_TO}{window}
                   OFFSET 0) e
          WHERE true"
     );
