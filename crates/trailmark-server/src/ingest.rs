@@ -177,17 +177,28 @@ fn prepare_body<S: Store>(
     app.prepare_values(values, &default_tenant, own)
 }
 
-/// [`prepare_body`] for `caller`'s key on a blocking thread: parsing,
-/// validating and committing payloads is CPU work, and the async workers
-/// must keep answering meanwhile.
-async fn prepare_off_thread<S: Store>(
+/// Bodies up to this many bytes are prepared on the async worker that read
+/// them; larger ones on a blocking thread. Parsing, validating and
+/// committing a few hundred bytes (one event) takes microseconds, less than
+/// handing them to the blocking pool and back (a wake-up, a lock and two
+/// thread switches: a sixth of the server's CPU under single-event ingest,
+/// bench/results/ingest.md); a batch of events takes long enough that the
+/// async workers must keep answering meanwhile.
+pub(crate) const PREPARE_INLINE_MAX: usize = 16 * 1024;
+
+/// [`prepare_body`] for `caller`'s key: on this worker for a body of at most
+/// [`PREPARE_INLINE_MAX`] bytes, on a blocking thread for a larger one.
+async fn prepare_request_body<S: Store>(
     app: &Arc<App<S>>,
     caller: &crate::Caller,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
-    let app = Arc::clone(app);
     let own = caller.key.tenant.clone();
+    if bytes.len() <= PREPARE_INLINE_MAX {
+        return prepare_body(app, &headers, &bytes, own.as_ref());
+    }
+    let app = Arc::clone(app);
     tokio::task::spawn_blocking(move || prepare_body(&app, &headers, &bytes, own.as_ref()))
         .await
         .map_err(|e| trailmark_store::StoreError::backend("preparing a batch", e))?
@@ -229,7 +240,7 @@ pub async fn post_events<S: Store>(
         ))
     })?;
     app.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
-    let batch = prepare_off_thread(&app, &caller, headers, bytes).await?;
+    let batch = prepare_request_body(&app, &caller, headers, bytes).await?;
 
     let appended = app.commit(batch, Room::AnswerBusy).await?;
     let entries = appended
@@ -263,7 +274,7 @@ pub async fn validate_only<S: Store>(
     let bytes = axum::body::to_bytes(body, max)
         .await
         .map_err(|_| ApiError::TooLarge(format!("request body is larger than {max} bytes")))?;
-    let batch = prepare_off_thread(&app, &caller, headers, bytes).await?;
+    let batch = prepare_request_body(&app, &caller, headers, bytes).await?;
     let entries = batch
         .iter()
         .map(|new| crate::wire::AppendedOut {

@@ -102,6 +102,29 @@ fn wrong_fields_limits_and_keys_get_a_clear_4xx_and_the_server_keeps_serving() {
         .collect();
     let (s, b) = roomy.post("/v1/events", &roomy.admin, &json!(many));
     assert_eq!(s, 413, "{b}");
+    // A body larger than those prepared where they were read is judged
+    // alike: every problem by its event and field, nothing stored.
+    let mut batch: Vec<_> = (0..400)
+        .map(|i| event("acme", &i.to_string(), "a"))
+        .collect();
+    batch[150]["action"] = json!(["x"]);
+    let body = json!(batch);
+    assert!(
+        body.to_string().len() > 16 * 1024,
+        "the batch is a large body"
+    );
+    let (s, b) = roomy.post("/v1/events", &roomy.admin, &body);
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(
+        b["errors"],
+        json!([{"index": 150, "path": "action", "message": "must be a string"}])
+    );
+    let (_, page) = roomy.get("/v1/events?tenant=acme", &roomy.admin);
+    assert_eq!(
+        page["events"],
+        json!([]),
+        "nothing of the refused batch stored"
+    );
     drop(roomy);
 
     let (s, b) = server.post("/v1/events", &bound, &event("other", "1", "a"));
