@@ -599,8 +599,8 @@ fn counted(q: &Query, h: &WholeHours, params: &mut Vec<Param>) -> String {
 /// resource type left out), the day's number for the last. The lists cut
 /// at [`Stats::TOP`] ([`Stats::CUT`]) answer their candidates: every value
 /// whose count reaches the `TOP`-th highest, chosen by count alone (its
-/// `rank()`, one more than the values counted more often, is at most
-/// `TOP`), so the ties at the cut are all there; [`Stats::from_lists`]
+/// rank, one more than the values counted more often, is at most `TOP`),
+/// so the ties at the cut are all there; [`Stats::from_lists`]
 /// ranks and cuts them.
 fn stats_statement(q: &Query, counts: Counts) -> Statements {
     let mut params: Vec<Param> = Vec::new();
@@ -625,21 +625,28 @@ fn stats_statement(q: &Query, counts: Counts) -> Statements {
             counted(q, h, &mut params)
         );
     }
-    // Each list's rows: all of them, or those ranked within its cut.
+    // Each list's rows: all of them, or those within its cut. A value is
+    // within a cut of `cut` when its count reaches the `cut`-th highest of
+    // its list (its rank is at most `cut`), found by a bounded top-N sort;
+    // ranking every value (`rank()` over the list) sorted all of them: a
+    // third of the statement with 100,000 actors in the window.
     let kept: Vec<String> = Stats::CUT
         .iter()
         .enumerate()
         .map(|(i, cut)| match cut {
-            Some(cut) => format!("(d = {} AND r <= {cut})", stats_set(i)),
+            Some(cut) => format!(
+                "(d = {set} AND n >= coalesce((SELECT t.n FROM g t
+                   WHERE t.d = {set} AND t.v IS NOT NULL ORDER BY t.n DESC
+                   OFFSET {} LIMIT 1), 0))",
+                cut.saturating_sub(1),
+                set = stats_set(i),
+            ),
             None => format!("d = {}", stats_set(i)),
         })
         .collect();
     let sql = format!(
-        "SELECT d, v, day, n FROM (
-           SELECT d, v, day, n, rank() OVER (PARTITION BY d ORDER BY n DESC) AS r FROM (
-             {grouped}
-           ) g WHERE v IS NOT NULL OR d = {}
-         ) ranked WHERE {}",
+        "WITH g AS MATERIALIZED ({grouped})
+         SELECT d, v, day, n FROM g WHERE (v IS NOT NULL OR d = {}) AND ({})",
         stats_set(4),
         kept.join(" OR "),
     );
