@@ -184,7 +184,7 @@ fn prepare_body<S: Store>(
 /// thread switches: a sixth of the server's CPU under single-event ingest,
 /// bench/results/ingest.md); a batch of events takes long enough that the
 /// async workers must keep answering meanwhile.
-pub(crate) const PREPARE_INLINE_MAX: usize = 16 * 1024;
+pub const PREPARE_INLINE_MAX: usize = 16 * 1024;
 
 /// [`prepare_body`] for `caller`'s key: on this worker for a body of at most
 /// [`PREPARE_INLINE_MAX`] bytes, on a blocking thread for a larger one.

@@ -110,7 +110,7 @@ fn wrong_fields_limits_and_keys_get_a_clear_4xx_and_the_server_keeps_serving() {
     batch[150]["action"] = json!(["x"]);
     let body = json!(batch);
     assert!(
-        body.to_string().len() > 16 * 1024,
+        body.to_string().len() > trailmark_server::PREPARE_INLINE_MAX,
         "the batch is a large body"
     );
     let (s, b) = roomy.post("/v1/events", &roomy.admin, &body);
