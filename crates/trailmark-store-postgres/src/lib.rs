@@ -477,8 +477,14 @@ impl Store for PgStore {
         tx.batch_execute(&format!("SET LOCAL work_mem = '{STATS_WORK_MEM}'"))
             .await
             .map_err(db("bounding a read"))?;
-        let counts = read::counts_for(&*tx, query, self.uncounted_max).await?;
-        let stats = read::stats(&*tx, query, counts).await.map_err(timed_out)?;
+        // Its time limit may run out in either statement: both are named
+        // the caller's to narrow.
+        let stats = async {
+            let counts = read::counts_for(&*tx, query, self.uncounted_max).await?;
+            read::stats(&*tx, query, counts).await
+        }
+        .await
+        .map_err(timed_out)?;
         tx.commit().await.map_err(db("ending a read"))?;
         Ok(stats)
     }
@@ -495,10 +501,13 @@ impl Store for PgStore {
     ) -> Result<Vec<(String, String, u64)>, StoreError> {
         let mut client = self.client().await?;
         let tx = bounded_read(&mut client, self.read_time_limit).await?;
-        let counts = read::counts_for(&*tx, query, self.uncounted_max).await?;
-        let counts = read::daily_counts(&*tx, query, by, counts)
-            .await
-            .map_err(timed_out)?;
+        // As in `stats`: the limit may run out in either statement.
+        let counts = async {
+            let counts = read::counts_for(&*tx, query, self.uncounted_max).await?;
+            read::daily_counts(&*tx, query, by, counts).await
+        }
+        .await
+        .map_err(timed_out)?;
         tx.commit().await.map_err(db("ending a read"))?;
         Ok(counts)
     }
