@@ -260,6 +260,21 @@ impl PgStore {
         })
     }
 
+    /// Runs `read` in a transaction of its own bounded by the read time
+    /// limit ([`bounded_read`]): PostgreSQL cancelling any of its statements
+    /// for the time is the caller's to narrow ([`timed_out`]), whichever
+    /// statement the limit runs out in.
+    async fn bounded<T>(
+        &self,
+        read: impl AsyncFnOnce(&tokio_postgres::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client().await?;
+        let tx = bounded_read(&mut client, self.read_time_limit).await?;
+        let out = read(&tx).await.map_err(timed_out)?;
+        tx.commit().await.map_err(db("ending a read"))?;
+        Ok(out)
+    }
+
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.migrate().await?;
         self.raw_client().await
@@ -462,31 +477,20 @@ impl Store for PgStore {
     }
 
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
-        let mut client = self.client().await?;
-        let tx = bounded_read(&mut client, self.read_time_limit).await?;
-        let page = read::query(&*tx, query).await.map_err(timed_out)?;
-        tx.commit().await.map_err(db("ending a read"))?;
-        Ok(page)
+        self.bounded(async |tx| read::query(tx, query).await).await
     }
 
     async fn stats(&self, query: &Query) -> Result<Stats, StoreError> {
-        let mut client = self.client().await?;
-        let tx = bounded_read(&mut client, self.read_time_limit).await?;
-        // The counts' hash tables (one per list, as many entries as the
-        // distinct values counted) in memory up to this, past it on disk.
-        tx.batch_execute(&format!("SET LOCAL work_mem = '{STATS_WORK_MEM}'"))
-            .await
-            .map_err(db("bounding a read"))?;
-        // Its time limit may run out in either statement: both are named
-        // the caller's to narrow.
-        let stats = async {
-            let counts = read::counts_for(&*tx, query, self.uncounted_max).await?;
-            read::stats(&*tx, query, counts).await
-        }
+        self.bounded(async |tx| {
+            // The counts' hash tables (one per list, as many entries as the
+            // distinct values counted) in memory up to this, past it on disk.
+            tx.batch_execute(&format!("SET LOCAL work_mem = '{STATS_WORK_MEM}'"))
+                .await
+                .map_err(db("bounding a read"))?;
+            let counts = read::counts_for(tx, query, self.uncounted_max).await?;
+            read::stats(tx, query, counts).await
+        })
         .await
-        .map_err(timed_out)?;
-        tx.commit().await.map_err(db("ending a read"))?;
-        Ok(stats)
     }
 
     async fn explain(&self, read: &Read) -> Result<Plan, StoreError> {
@@ -499,17 +503,11 @@ impl Store for PgStore {
         query: &Query,
         by: CountBy,
     ) -> Result<Vec<(String, String, u64)>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = bounded_read(&mut client, self.read_time_limit).await?;
-        // As in `stats`: the limit may run out in either statement.
-        let counts = async {
-            let counts = read::counts_for(&*tx, query, self.uncounted_max).await?;
-            read::daily_counts(&*tx, query, by, counts).await
-        }
+        self.bounded(async |tx| {
+            let counts = read::counts_for(tx, query, self.uncounted_max).await?;
+            read::daily_counts(tx, query, by, counts).await
+        })
         .await
-        .map_err(timed_out)?;
-        tx.commit().await.map_err(db("ending a read"))?;
-        Ok(counts)
     }
 
     async fn nodes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
