@@ -61,15 +61,16 @@ grow() {
 }
 naive() {
   local db="$pg/tm_bench_naive" prev=0 n=0 start wal size rates
+  # The rows so far, without counting a table of millions: the ids its
+  # sequence handed out (pgbench's transactions all commit).
+  rows() { psql -qtAX "$db" -c "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM naive_audit_id_seq"; }
   psql -qtAX "$pg/postgres" -c "DROP DATABASE IF EXISTS tm_bench_naive WITH (FORCE)" -c "CREATE DATABASE tm_bench_naive"
   psql -q "$db" -f bench/ingest/naive.sql
   start=$(psql -qtAX "$db" -c "SELECT pg_current_wal_lsn()")
   rates=$(mktemp)
   while [ "$n" -lt "$events" ]; do
     pgbench -n -c 4 -j 2 -T 30 -D rows=1000 -f bench/ingest/naive-varied.pgbench "$db" >/dev/null 2>&1
-    # The rows so far, without counting a table of millions each round: the
-    # ids its sequence handed out (pgbench's transactions all commit).
-    n=$(psql -qtAX "$db" -c "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM naive_audit_id_seq")
+    n=$(rows)
     wal=$(psql -qtAX "$db" -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$start')::bigint")
     echo "naive: $n rows, $(( (n - prev) / 30 )) rows/s this round, $(( wal / n )) WAL bytes per row so far"
     echo "$n $(( (n - prev) / 30 ))" >>"$rates"
@@ -78,7 +79,7 @@ naive() {
   pgbench -n -c 64 -j 2 -T 20 -D rows=1 -f bench/ingest/naive-varied.pgbench "$db" 2>&1 |
     awk -v n="$n" '/^tps/ {t = $3} /latency average/ {l = $4}
       END {printf "naive: single rows into %d: %.0f/s, latency average %s ms (64 clients, 20 s)\n", n, t, l}'
-  n=$(psql -qtAX "$db" -c "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM naive_audit_id_seq")
+  n=$(rows)
   psql -qtAX "$db" -c "CHECKPOINT"
   size=$(psql -qtAX "$db" -c "SELECT pg_total_relation_size('naive_audit')")
   echo "naive: table, TOAST and indexes $size bytes, $(( size / n )) per row ($n rows)"
