@@ -27,6 +27,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 events="${1:-2000000}"
 pg="postgresql://postgres@127.0.0.1:5432"
+# One round's length, in seconds, for both sides.
+round=30
 . bench/lib.sh
 bin=$(measured_bin)
 # millions LABEL: reads "events rate" lines and prints the rate of the round
@@ -35,16 +37,18 @@ millions() {
   awk -v label="$1" '{ while ($1 >= (m + 1) * 1000000) { m++; printf "%s at %dM: %d/s\n", label, m, $2 } }'
 }
 grow() {
-  local label=$1 exe=$2 data prev=0 n wrote lag size
+  local label=$1 exe=$2 data prev=0 n rate wrote lag size rates
   data=$(mktemp -d)
+  rates=$(mktemp)
   start_serve "$exe" "$data"
   while [ "$(tenant_size bench)" -lt "$events" ]; do
-    wrk -t2 -c4 -d30s -s bench/query/load.lua http://127.0.0.1:7979/v1/events >/dev/null 2>&1
+    wrk -t2 -c4 "-d${round}s" -s bench/query/load.lua http://127.0.0.1:7979/v1/events >/dev/null 2>&1
     n=$(tenant_size bench)
+    rate=$(( (n - prev) / round ))
     wrote=$(awk '/^write_bytes/ { print $2 }' "/proc/$server/io")
     lag=$(index_lag)
-    echo "$label: $n events, $(( (n - prev) / 30 )) events/s this round, $(( wrote / n )) bytes written per event so far, index lag $lag"
-    echo "$n $(( (n - prev) / 30 ))" >>"$data.rates"
+    echo "$label: $n events, $rate events/s this round, $(( wrote / n )) bytes written per event so far, index lag $lag"
+    echo "$n $rate" >>"$rates"
     prev=$n
   done
   # Single events into the grown store, once the indexer has caught up.
@@ -56,11 +60,11 @@ grow() {
   kill -TERM "$server"; wait "$server" || true
   size=$(du -sb "$data" | cut -f1)
   echo "$label: data dir $size bytes, $(( size / n )) per event ($n events)"
-  millions "$label" <"$data.rates"
-  rm -rf "$data" "$data.rates"
+  millions "$label" <"$rates"
+  rm -rf "$data" "$rates"
 }
 naive() {
-  local db="$pg/tm_bench_naive" prev=0 n=0 start wal size rates
+  local db="$pg/tm_bench_naive" prev=0 n=0 rate start wal size rates
   # The rows so far, without counting a table of millions: the ids its
   # sequence handed out (pgbench's transactions all commit).
   rows() { psql -qtAX "$db" -c "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM naive_audit_id_seq"; }
@@ -69,11 +73,12 @@ naive() {
   start=$(psql -qtAX "$db" -c "SELECT pg_current_wal_lsn()")
   rates=$(mktemp)
   while [ "$n" -lt "$events" ]; do
-    pgbench -n -c 4 -j 2 -T 30 -D rows=1000 -f bench/ingest/naive-varied.pgbench "$db" >/dev/null 2>&1
+    pgbench -n -c 4 -j 2 -T "$round" -D rows=1000 -f bench/ingest/naive-varied.pgbench "$db" >/dev/null 2>&1
     n=$(rows)
+    rate=$(( (n - prev) / round ))
     wal=$(psql -qtAX "$db" -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$start')::bigint")
-    echo "naive: $n rows, $(( (n - prev) / 30 )) rows/s this round, $(( wal / n )) WAL bytes per row so far"
-    echo "$n $(( (n - prev) / 30 ))" >>"$rates"
+    echo "naive: $n rows, $rate rows/s this round, $(( wal / n )) WAL bytes per row so far"
+    echo "$n $rate" >>"$rates"
     prev=$n
   done
   pgbench -n -c 64 -j 2 -T 20 -D rows=1 -f bench/ingest/naive-varied.pgbench "$db" 2>&1 |
