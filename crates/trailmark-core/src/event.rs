@@ -86,41 +86,19 @@ impl Event {
     /// The event as a producer sends it (the JSON [`Event::from_json`]
     /// reads back to this event): what an in-process producer that validated
     /// once sends to a server over HTTP. Absent parts are left out; the
-    /// outcome is always written.
+    /// outcome is always written. Built from [`Event::producer_json`], the
+    /// one definition of that JSON.
     pub fn to_json(&self) -> Map<String, Value> {
-        let mut out = Map::new();
-        let text = |s: &str| Value::String(s.to_owned());
-        if let Some(id) = &self.id {
-            out.insert("id".into(), Value::String(id.to_string()));
+        match serde_json::to_value(self.producer_json()) {
+            Ok(Value::Object(map)) => map,
+            _ => unreachable!("an event is written as an object with string keys"),
         }
-        if let Some(at) = &self.occurred_at {
-            out.insert("occurred_at".into(), Value::String(at.to_string()));
-        }
-        if let Some(tenant) = &self.tenant {
-            out.insert("tenant".into(), text(tenant.as_str()));
-        }
-        let mut actor = Map::new();
-        actor.insert("id".into(), text(&self.actor.id));
-        actor.insert("type".into(), text(self.actor.kind.as_str()));
-        if let Some(name) = &self.actor.name {
-            actor.insert("name".into(), text(name));
-        }
-        out.insert("actor".into(), Value::Object(actor));
-        out.insert("action".into(), text(&self.action));
-        if let Some(r) = &self.resource {
-            let mut resource = Map::new();
-            resource.insert("type".into(), text(&r.kind));
-            if let Some(id) = &r.id {
-                resource.insert("id".into(), text(id));
-            }
-            if let Some(name) = &r.name {
-                resource.insert("name".into(), text(name));
-            }
-            out.insert("resource".into(), Value::Object(resource));
-        }
-        out.insert("outcome".into(), text(self.outcome.as_str()));
-        self.insert_payload_parts(&mut out);
-        out
+    }
+
+    /// [`Event::to_json`] borrowed instead of built: serialized in place (a
+    /// batch written as a request body copies no value into a map first).
+    pub fn producer_json(&self) -> impl serde::Serialize + '_ {
+        payload::ProducerJson(self)
     }
 
     /// At least the size of [`Event::payload`] as canonical JSON, read from

@@ -358,8 +358,10 @@ impl trailmark_capture::Sink for HttpSink {
     type Batch = Arc<Vec<u8>>;
 
     fn batch(&self, events: Vec<trailmark_core::Event>) -> Result<Arc<Vec<u8>>, SendError> {
-        let body: Vec<serde_json::Map<String, serde_json::Value>> =
-            events.iter().map(trailmark_core::Event::to_json).collect();
+        let body: Vec<_> = events
+            .iter()
+            .map(trailmark_core::Event::producer_json)
+            .collect();
         serde_json::to_vec(&body)
             .map(Arc::new)
             .map_err(|e| SendError::Failed(format!("writing the batch as JSON: {e}")))

@@ -1,10 +1,11 @@
-//! The payload's canonical bytes written from the event in place: the same
-//! bytes as canonicalizing [`Event::payload`], without copying every value
-//! the event holds into a map first (and dropping the copy after).
+//! The event written in place, without copying every value it holds into a
+//! map first (and dropping the copy after): the payload's canonical bytes
+//! (the same bytes as canonicalizing [`Event::payload`]), and the event as a
+//! producer sends it ([`Event::to_json`]'s one definition).
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::{Change, Changes, Context, ContextMember, Event};
+use super::{Actor, Change, Changes, Context, ContextMember, Event, Resource};
 use crate::Error;
 use crate::canonical::{
     CanonicalJson, compact_is_canonical, key_is_canonical, map_is_canonical, maps_are_sorted,
@@ -68,6 +69,89 @@ impl Serialize for Payload<'_> {
         if let Some(name) = e.resource.as_ref().and_then(|r| r.name.as_ref()) {
             map.serialize_entry("resource_name", name)?;
         }
+        map.end()
+    }
+}
+
+/// The event as a producer sends it, borrowed: what [`Event::to_json`]
+/// holds, serialized in place (keys in sorted order, as the map writes
+/// them; absent parts left out, the outcome always written).
+pub(super) struct ProducerJson<'a>(pub(super) &'a Event);
+
+impl Serialize for ProducerJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("action", &e.action)?;
+        map.serialize_entry("actor", &ActorView(&e.actor))?;
+        if let Some(changes) = &e.changes {
+            map.serialize_entry("changes", &ChangesView(changes))?;
+        }
+        if let Some(context) = &e.context {
+            map.serialize_entry("context", &ContextView(context))?;
+        }
+        if let Some(id) = &e.id {
+            map.serialize_entry("id", &Shown(id))?;
+        }
+        if let Some(metadata) = &e.metadata {
+            map.serialize_entry("metadata", metadata)?;
+        }
+        if let Some(at) = &e.occurred_at {
+            map.serialize_entry("occurred_at", &Shown(at))?;
+        }
+        map.serialize_entry("outcome", e.outcome.as_str())?;
+        if let Some(reason) = &e.reason {
+            map.serialize_entry("reason", reason)?;
+        }
+        if let Some(resource) = &e.resource {
+            map.serialize_entry("resource", &ResourceView(resource))?;
+        }
+        if let Some(tenant) = &e.tenant {
+            map.serialize_entry("tenant", tenant.as_str())?;
+        }
+        map.end()
+    }
+}
+
+/// A value written as the string its `Display` shows.
+struct Shown<'a, T>(&'a T);
+
+impl<T: std::fmt::Display> Serialize for Shown<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
+}
+
+/// `{"id": …, "name": …, "type": …}`, the name left out when absent.
+struct ActorView<'a>(&'a Actor);
+
+impl Serialize for ActorView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let a = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("id", &a.id)?;
+        if let Some(name) = &a.name {
+            map.serialize_entry("name", name)?;
+        }
+        map.serialize_entry("type", a.kind.as_str())?;
+        map.end()
+    }
+}
+
+/// `{"id": …, "name": …, "type": …}`, id and name left out when absent.
+struct ResourceView<'a>(&'a Resource);
+
+impl Serialize for ResourceView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut map = s.serialize_map(None)?;
+        if let Some(id) = &r.id {
+            map.serialize_entry("id", id)?;
+        }
+        if let Some(name) = &r.name {
+            map.serialize_entry("name", name)?;
+        }
+        map.serialize_entry("type", &r.kind)?;
         map.end()
     }
 }
