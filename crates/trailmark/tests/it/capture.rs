@@ -688,6 +688,44 @@ fn outbox_depth(source: &str) -> String {
         .to_owned()
 }
 
+/// A drain that finds the ledger's newest checkpoint as it remembered it
+/// writes nothing for it to the application's database (the remembered row
+/// is not rewritten: the ledger signs at most every 250 ms, a drainer may
+/// append far more often); a newer checkpoint is remembered.
+#[test]
+fn a_checkpoint_already_remembered_is_not_written_again() {
+    let db = PgDb::new("tm_seen_unchanged");
+    db.sql("CREATE TABLE item (id int PRIMARY KEY, name text)");
+    let source = db.source();
+    install(&source, "trigger", "public.item", &[]);
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path());
+    let drained = |rows: &str, size: u64| {
+        db.sql(&format!("INSERT INTO item {rows}"));
+        assert!(drain_once(&source, &server).status.success());
+        server.wait_checkpoint("default", size);
+        // A drain with nothing to send checks the tenants it remembers.
+        assert!(drain_once(&source, &server).status.success());
+    };
+    // The row's version (xmin) changes with any write of it.
+    let row = "SELECT size::text || ' ' || xmin::text FROM trailmark.seen_checkpoints \
+               WHERE tenant = 'default'";
+    drained("SELECT g, 'a' FROM generate_series(1, 5) g", 5);
+    drained("VALUES (6, 'b')", 6);
+    let remembered = db.text(row);
+    assert!(remembered.starts_with("6 "), "{remembered}");
+    assert!(drain_once(&source, &server).status.success());
+    assert_eq!(
+        db.text(row),
+        remembered,
+        "the same checkpoint was written again"
+    );
+    drained("VALUES (7, 'c')", 7);
+    let newer = db.text(row);
+    assert!(newer.starts_with("7 "), "{newer}");
+    server.stop();
+}
+
 #[test]
 fn the_drainer_stops_on_a_rolled_back_server_and_resumes_once_an_operator_forgets() {
     let db = PgDb::new("tm_rollback_drain");

@@ -413,6 +413,17 @@ impl PgDb {
         self.sql_in(&self.name, sql);
     }
 
+    /// The one text value `sql` selects.
+    pub(crate) fn text(&self, sql: &str) -> String {
+        self.rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&self.source(), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client.query_one(sql, &[]).await.unwrap().get(0)
+        })
+    }
+
     /// A copy of this database (nothing may be connected to it).
     pub(crate) fn copy_as(&self, prefix: &str) -> Self {
         let copy = Self::new(prefix);
