@@ -54,18 +54,7 @@ impl Serialize for Payload<'_> {
         if let Some(name) = &e.actor.name {
             map.serialize_entry("actor_name", name)?;
         }
-        if let Some(changes) = &e.changes {
-            map.serialize_entry("changes", &ChangesView(changes))?;
-        }
-        if let Some(context) = &e.context {
-            map.serialize_entry("context", &ContextView(context))?;
-        }
-        if let Some(metadata) = &e.metadata {
-            map.serialize_entry("metadata", metadata)?;
-        }
-        if let Some(reason) = &e.reason {
-            map.serialize_entry("reason", reason)?;
-        }
+        shared_parts(&mut map, e)?;
         if let Some(name) = e.resource.as_ref().and_then(|r| r.name.as_ref()) {
             map.serialize_entry("resource_name", name)?;
         }
@@ -73,9 +62,30 @@ impl Serialize for Payload<'_> {
     }
 }
 
+/// The payload's parts named the same in the payload and in the event as
+/// sent (changes, context, metadata, reason; absent ones left out), in
+/// their sorted order: the in-place twin of `Event::insert_payload_parts`,
+/// written by both views.
+fn shared_parts<M: SerializeMap>(map: &mut M, e: &Event) -> Result<(), M::Error> {
+    if let Some(changes) = &e.changes {
+        map.serialize_entry("changes", &ChangesView(changes))?;
+    }
+    if let Some(context) = &e.context {
+        map.serialize_entry("context", &ContextView(context))?;
+    }
+    if let Some(metadata) = &e.metadata {
+        map.serialize_entry("metadata", metadata)?;
+    }
+    if let Some(reason) = &e.reason {
+        map.serialize_entry("reason", reason)?;
+    }
+    Ok(())
+}
+
 /// The event as a producer sends it, borrowed: what [`Event::to_json`]
-/// holds, serialized in place (keys in sorted order, as the map writes
-/// them; absent parts left out, the outcome always written).
+/// holds, serialized in place (absent parts left out, the outcome always
+/// written; the envelope's keys first, then the payload's parts: a JSON
+/// object's order means nothing, and `to_json`'s map sorts them).
 pub(super) struct ProducerJson<'a>(pub(super) &'a Event);
 
 impl Serialize for ProducerJson<'_> {
@@ -84,31 +94,20 @@ impl Serialize for ProducerJson<'_> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("action", &e.action)?;
         map.serialize_entry("actor", &ActorView(&e.actor))?;
-        if let Some(changes) = &e.changes {
-            map.serialize_entry("changes", &ChangesView(changes))?;
-        }
-        if let Some(context) = &e.context {
-            map.serialize_entry("context", &ContextView(context))?;
-        }
         if let Some(id) = &e.id {
             map.serialize_entry("id", &Shown(id))?;
-        }
-        if let Some(metadata) = &e.metadata {
-            map.serialize_entry("metadata", metadata)?;
         }
         if let Some(at) = &e.occurred_at {
             map.serialize_entry("occurred_at", &Shown(at))?;
         }
         map.serialize_entry("outcome", e.outcome.as_str())?;
-        if let Some(reason) = &e.reason {
-            map.serialize_entry("reason", reason)?;
-        }
         if let Some(resource) = &e.resource {
             map.serialize_entry("resource", &ResourceView(resource))?;
         }
         if let Some(tenant) = &e.tenant {
             map.serialize_entry("tenant", tenant.as_str())?;
         }
+        shared_parts(&mut map, e)?;
         map.end()
     }
 }
