@@ -351,6 +351,15 @@ pub(crate) fn event(tenant: &str, actor: &str, action: &str) -> Value {
     json!({"tenant": tenant, "actor": {"id": actor, "type": "user"}, "action": action})
 }
 
+/// The one value `sql` selects in the database at `url`.
+pub(crate) async fn pg_value<T: tokio_postgres::types::FromSqlOwned>(url: &str, sql: &str) -> T {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
 /// A scratch PostgreSQL database for one test (`TRAILMARK_TEST_PG`, default
 /// `host=127.0.0.1 user=postgres`), dropped at the end.
 pub(crate) struct PgDb {
@@ -415,13 +424,7 @@ impl PgDb {
 
     /// The one text value `sql` selects.
     pub(crate) fn text(&self, sql: &str) -> String {
-        self.rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&self.source(), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            client.query_one(sql, &[]).await.unwrap().get(0)
-        })
+        self.rt.block_on(pg_value(&self.source(), sql))
     }
 
     /// A copy of this database (nothing may be connected to it).

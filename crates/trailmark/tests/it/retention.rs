@@ -537,7 +537,7 @@ fn on_postgres_erasure_and_cleanup_keep_the_trail_verifiable_and_leave_nothing_b
     );
     let old_partition = format!("SELECT to_regclass('trailmark_ledger.' || {span}) IS NOT NULL");
     assert!(
-        rt.block_on(pg_bool(&url, &old_partition)),
+        rt.block_on(crate::pg_value::<bool>(&url, &old_partition)),
         "the partition is there"
     );
     server.put(
@@ -552,7 +552,7 @@ fn on_postgres_erasure_and_cleanup_keep_the_trail_verifiable_and_leave_nothing_b
     );
     assert!(all["scrubbed"].as_bool().unwrap(), "{all}");
     assert!(
-        !rt.block_on(pg_bool(&url, &old_partition)),
+        !rt.block_on(crate::pg_value::<bool>(&url, &old_partition)),
         "the old span's partition is dropped"
     );
     server.wait_checkpoint("acme", 210);
@@ -570,15 +570,6 @@ fn on_postgres_erasure_and_cleanup_keep_the_trail_verifiable_and_leave_nothing_b
             .collect();
         assert!(holding.is_empty(), "{needle} is still in {holding:?}");
     }
-}
-
-/// One boolean answered by the ledger's database.
-async fn pg_bool(url: &str, sql: &str) -> bool {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client.query_one(sql, &[]).await.unwrap().get(0)
 }
 
 /// Every relation file of the ledger (tables, indexes, TOAST), read through
