@@ -83,6 +83,18 @@ impl Event {
         validate::event_taking(value)
     }
 
+    /// Checks an event built in process (not read from JSON) by the rules
+    /// [`Event::from_json`] applies: `Ok` exactly when the event written as
+    /// JSON ([`Event::to_json`]) would be read back, else the same errors
+    /// that reading would report. Its typed parts (id, time, tenant, actor
+    /// type, outcome, address) are valid as built; this checks the rest
+    /// (the texts' lengths and characters, the action, the values' depth
+    /// and integers, the keys, the counts and the payload's size) without
+    /// writing the event out.
+    pub fn check(&self) -> Result<(), Vec<FieldError>> {
+        validate::typed(self)
+    }
+
     /// The event as a producer sends it (the JSON [`Event::from_json`]
     /// reads back to this event): what an in-process producer that validated
     /// once sends to a server over HTTP. Absent parts are left out; the

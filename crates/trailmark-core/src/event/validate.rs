@@ -36,6 +36,54 @@ enum Text {
     Id,
 }
 
+/// A text field of an event: its key in its object, its path, its most
+/// bytes and which characters it takes. The one statement of each field's
+/// rule, read by both checks (of JSON as sent, [`check`], and of an event
+/// built in process, [`typed`]).
+struct Field {
+    key: &'static str,
+    path: &'static str,
+    max: usize,
+    text: Text,
+}
+
+const ACTOR_ID: Field = Field {
+    key: "id",
+    path: "actor.id",
+    max: MAX_ID_BYTES,
+    text: Text::Id,
+};
+const ACTOR_NAME: Field = Field {
+    key: "name",
+    path: "actor.name",
+    max: MAX_DISPLAY_NAME_BYTES,
+    text: Text::Line,
+};
+const RESOURCE_TYPE: Field = Field {
+    key: "type",
+    path: "resource.type",
+    max: MAX_NAME_BYTES,
+    text: Text::Id,
+};
+const RESOURCE_ID: Field = Field {
+    key: "id",
+    path: "resource.id",
+    max: MAX_RESOURCE_ID_BYTES,
+    text: Text::Id,
+};
+const RESOURCE_NAME: Field = Field {
+    key: "name",
+    path: "resource.name",
+    max: MAX_DISPLAY_NAME_BYTES,
+    text: Text::Line,
+};
+const REASON: Field = Field {
+    key: "reason",
+    path: "reason",
+    max: MAX_REASON_BYTES,
+    text: Text::Prose,
+};
+
 /// Unicode format characters (general category Cf): invisible, or
 /// reordering what follows (U+202E). In an identifier they let `alice` and
 /// `alice\u{200b}` be two actors that look alike.
@@ -110,6 +158,11 @@ impl Checker {
     }
 
     /// An optional string field: `None` when missing or null.
+    fn field(&mut self, obj: &Map<String, Value>, field: &Field) -> Option<String> {
+        self.text(obj, field.key, field.path, field.max, field.text)
+    }
+
+    /// An optional string field: `None` when missing or null.
     fn text(
         &mut self,
         obj: &Map<String, Value>,
@@ -161,30 +214,35 @@ impl Checker {
         true
     }
 
+    /// A field's text: at most its bytes, of the characters it takes.
+    fn check_field(&mut self, field: &Field, s: &str) -> bool {
+        self.check_text(field.path, s, field.max, field.text)
+    }
+
     /// A required identifier: a non-empty string, or an integer written as text.
-    fn identifier(
-        &mut self,
-        obj: &Map<String, Value>,
-        key: &str,
-        path: &str,
-        max: usize,
-    ) -> Option<String> {
-        match obj.get(key) {
+    fn identifier(&mut self, obj: &Map<String, Value>, field: &Field) -> Option<String> {
+        let path = field.path;
+        match obj.get(field.key) {
             None | Some(Value::Null) => {
                 self.err(path, "required");
                 None
             }
-            Some(Value::String(s)) if s.is_empty() => {
-                self.err(path, "must not be empty");
-                None
-            }
-            Some(Value::String(s)) => self.check_text(path, s, max, Text::Id).then(|| s.clone()),
+            Some(Value::String(s)) => self.identifier_text(field, s).then(|| s.clone()),
             Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(n.to_string()),
             Some(_) => {
                 self.err(path, "must be a string (or an integer)");
                 None
             }
         }
+    }
+
+    /// An identifier's text: not empty, and its field's rule.
+    fn identifier_text(&mut self, field: &Field, s: &str) -> bool {
+        if s.is_empty() {
+            self.err(field.path, "must not be empty");
+            return false;
+        }
+        self.check_field(field, s)
     }
 
     fn object<'v>(
@@ -337,6 +395,67 @@ pub(super) fn event_taking(value: &mut Value) -> Result<Event, Vec<FieldError>> 
     Ok(event)
 }
 
+/// Checks an event built in process (its typed parts are valid as built)
+/// by the rules [`event`] applies to the same event sent as JSON: the same
+/// errors, at the same paths, in the same order.
+pub(super) fn typed(event: &Event) -> Result<(), Vec<FieldError>> {
+    if event.context.as_ref().is_some_and(|c| {
+        c.extra
+            .iter()
+            .any(|(k, v)| v.is_null() || !is_other_context_key(k))
+    }) {
+        // Other keys that the event written as JSON does not read back as
+        // they are (a named key, read as that key; a null, read as left
+        // out): never built so by Trailmark, checked as they would read.
+        return self::event(&Value::Object(event.to_json())).map(|_| ());
+    }
+    let mut c = Checker::default();
+    c.identifier_text(&ACTOR_ID, &event.actor.id);
+    if let Some(name) = &event.actor.name {
+        c.check_field(&ACTOR_NAME, name);
+    }
+    action_text(&mut c, &event.action);
+    if let Some(resource) = &event.resource {
+        c.identifier_text(&RESOURCE_TYPE, &resource.kind);
+        if let Some(id) = &resource.id {
+            c.identifier_text(&RESOURCE_ID, id);
+        }
+        if let Some(name) = &resource.name {
+            c.check_field(&RESOURCE_NAME, name);
+        }
+    }
+    if let Some(reason) = &event.reason {
+        c.check_field(&REASON, reason);
+    }
+    if let Some(changes) = &event.changes
+        && changed_fields(&mut c, changes.len())
+    {
+        for (field, change) in changes {
+            let path = Path::Key(&Path::Field("changes"), field);
+            if changed_field_name(&mut c, path, field) {
+                c.value(Path::Key(&path, "old"), &change.old, 2);
+                c.value(Path::Key(&path, "new"), &change.new, 2);
+            }
+        }
+    }
+    if let Some(context) = &event.context {
+        let texts = context.named_texts();
+        for (key, path, max) in NAMED_CONTEXT {
+            if let Some((_, Some(text))) = texts.iter().find(|(k, _)| *k == key) {
+                c.check_text(path, text, max, Text::Line);
+            }
+        }
+        other_context(&mut c, &context.extra);
+    }
+    if let Some(metadata) = &event.metadata {
+        c.members(Path::Field("metadata"), metadata, 0);
+    }
+    if !c.errors.is_empty() {
+        return Err(c.errors);
+    }
+    check_payload_size(event)
+}
+
 fn assemble(Checked(mut event): Checked, bulk: Bulk) -> Event {
     event.changes = bulk.changes.map(into_changes);
     event.metadata = bulk.metadata;
@@ -396,7 +515,7 @@ fn check(value: &Value) -> Result<Checked, Vec<FieldError>> {
             None
         }),
     };
-    let reason = c.text(obj, "reason", "reason", MAX_REASON_BYTES, Text::Prose);
+    let reason = c.field(obj, &REASON);
     if let Some(m) = c.object(obj, "changes") {
         changes(&mut c, m);
     }
@@ -457,7 +576,7 @@ fn actor(c: &mut Checker, obj: &Map<String, Value>) -> Option<Actor> {
         &["id", "type", "name"],
         "an actor has id, type and name",
     );
-    let id = c.identifier(actor, "id", "actor.id", MAX_ID_BYTES);
+    let id = c.identifier(actor, &ACTOR_ID);
     let kind = match actor.get("type") {
         None | Some(Value::Null) => {
             c.err(
@@ -481,13 +600,7 @@ fn actor(c: &mut Checker, obj: &Map<String, Value>) -> Option<Actor> {
             None
         }
     };
-    let name = c.text(
-        actor,
-        "name",
-        "actor.name",
-        MAX_DISPLAY_NAME_BYTES,
-        Text::Line,
-    );
+    let name = c.field(actor, &ACTOR_NAME);
     Some(Actor {
         id: id?,
         kind: kind?,
@@ -496,35 +609,36 @@ fn actor(c: &mut Checker, obj: &Map<String, Value>) -> Option<Actor> {
 }
 
 fn action(c: &mut Checker, obj: &Map<String, Value>) -> Option<String> {
-    const RULE: &str = "must be words of letters, digits, '_' or '-' joined by single dots (login_failed, admin.key.create)";
     match obj.get("action") {
         None | Some(Value::Null) => {
             c.err("action", "required");
             None
         }
-        Some(Value::String(s)) => {
-            if s.len() > MAX_NAME_BYTES {
-                c.err("action", format!("must be at most {MAX_NAME_BYTES} bytes"));
-                return None;
-            }
-            let ok = s.split('.').all(|word| {
-                !word.is_empty()
-                    && word
-                        .chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-'))
-            });
-            if ok {
-                Some(s.clone())
-            } else {
-                c.err("action", RULE);
-                None
-            }
-        }
+        Some(Value::String(s)) => action_text(c, s).then(|| s.clone()),
         Some(_) => {
             c.err("action", "must be a string");
             None
         }
     }
+}
+
+/// An action's text: words of letters, digits, `_` or `-` joined by dots.
+fn action_text(c: &mut Checker, s: &str) -> bool {
+    const RULE: &str = "must be words of letters, digits, '_' or '-' joined by single dots (login_failed, admin.key.create)";
+    if s.len() > MAX_NAME_BYTES {
+        c.err("action", format!("must be at most {MAX_NAME_BYTES} bytes"));
+        return false;
+    }
+    let ok = s.split('.').all(|word| {
+        !word.is_empty()
+            && word
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-'))
+    });
+    if !ok {
+        c.err("action", RULE);
+    }
+    ok
 }
 
 fn resource(c: &mut Checker, obj: &Map<String, Value>) -> Option<Resource> {
@@ -535,18 +649,12 @@ fn resource(c: &mut Checker, obj: &Map<String, Value>) -> Option<Resource> {
         &["type", "id", "name"],
         "a resource has type, id and name",
     );
-    let kind = c.identifier(resource, "type", "resource.type", MAX_NAME_BYTES);
+    let kind = c.identifier(resource, &RESOURCE_TYPE);
     let id = match resource.get("id") {
         None | Some(Value::Null) => None,
-        Some(_) => c.identifier(resource, "id", "resource.id", MAX_RESOURCE_ID_BYTES),
+        Some(_) => c.identifier(resource, &RESOURCE_ID),
     };
-    let name = c.text(
-        resource,
-        "name",
-        "resource.name",
-        MAX_DISPLAY_NAME_BYTES,
-        Text::Line,
-    );
+    let name = c.field(resource, &RESOURCE_NAME);
     Some(Resource {
         kind: kind?,
         id,
@@ -554,21 +662,37 @@ fn resource(c: &mut Checker, obj: &Map<String, Value>) -> Option<Resource> {
     })
 }
 
-fn changes(c: &mut Checker, map: &Map<String, Value>) {
-    if map.len() > MAX_CHANGED_FIELDS {
+/// How many fields changed: at most [`MAX_CHANGED_FIELDS`].
+fn changed_fields(c: &mut Checker, count: usize) -> bool {
+    if count > MAX_CHANGED_FIELDS {
         c.err(
             "changes",
-            format!("at most {MAX_CHANGED_FIELDS} fields (got {})", map.len()),
+            format!("at most {MAX_CHANGED_FIELDS} fields (got {count})"),
         );
+        return false;
+    }
+    true
+}
+
+/// A changed field's name: 1 to [`MAX_KEY_BYTES`] bytes.
+fn changed_field_name(c: &mut Checker, path: Path<'_>, field: &str) -> bool {
+    if field.is_empty() || field.len() > MAX_KEY_BYTES {
+        c.err(
+            path.text(),
+            format!("field names must be 1 to {MAX_KEY_BYTES} bytes"),
+        );
+        return false;
+    }
+    true
+}
+
+fn changes(c: &mut Checker, map: &Map<String, Value>) {
+    if !changed_fields(c, map.len()) {
         return;
     }
     for (field, pair) in map {
         let path = Path::Key(&Path::Field("changes"), field);
-        if field.is_empty() || field.len() > MAX_KEY_BYTES {
-            c.err(
-                path.text(),
-                format!("field names must be 1 to {MAX_KEY_BYTES} bytes"),
-            );
+        if !changed_field_name(c, path, field) {
             continue;
         }
         let Some(pair) = pair.as_object() else {
@@ -624,13 +748,20 @@ fn context(c: &mut Checker, map: &Map<String, Value>) -> Context {
         impersonator,
         extra: Map::new(),
     };
+    other_context(c, map);
+    ctx
+}
+
+/// The context's other keys (neither `ip` nor a named one): at most
+/// [`MAX_EXTRA_CONTEXT_KEYS`], each a scalar or null under a bounded key.
+fn other_context(c: &mut Checker, map: &Map<String, Value>) {
     let extra: Vec<_> = map
         .iter()
         .filter(|(k, _)| is_other_context_key(k))
         .collect();
     if extra.len() > MAX_EXTRA_CONTEXT_KEYS {
         c.err("context", format!("at most {MAX_EXTRA_CONTEXT_KEYS} keys besides the named ones; put the rest in metadata"));
-        return ctx;
+        return;
     }
     for (key, value) in extra {
         let path = Path::Key(&Path::Field("context"), key);
@@ -646,5 +777,4 @@ fn context(c: &mut Checker, map: &Map<String, Value>) -> Context {
             }
         }
     }
-    ctx
 }

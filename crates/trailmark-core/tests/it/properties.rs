@@ -468,3 +468,139 @@ proptest! {
         );
     }
 }
+
+/// A text that is often fine and sometimes breaks a rule: empty, one byte
+/// past `max`, with a control character (or only a tab), with an invisible
+/// format character.
+fn text_near(max: usize) -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => "[a-zA-Z0-9 ._:-]{1,12}",
+        1 => Just(String::new()),
+        1 => Just("x".repeat(max + 1)),
+        1 => Just("x".repeat(max)),
+        1 => "[a-z]{1,4}[\\x00-\\x1f][a-z]{0,4}",
+        1 => "[a-z]{1,4}\t[a-z]{0,4}",
+        1 => "[a-z]{1,4}[\u{200b}\u{202e}\u{feff}][a-z]{0,4}",
+    ]
+}
+
+/// A value nested deeper than an event may hold.
+fn too_deep() -> Value {
+    (0..20).fold(json!(1), |inner, _| json!([inner]))
+}
+
+/// Values of any shape, sometimes too deep or holding an inexact integer.
+fn any_value() -> impl Strategy<Value = Value> {
+    prop_oneof![8 => json_value(), 1 => Just(too_deep()), 1 => Just(json!(1u64 << 60))]
+}
+
+/// A key of changes, context or metadata, sometimes empty or too long.
+fn key_near() -> impl Strategy<Value = String> {
+    prop_oneof![8 => "[a-z_]{1,8}", 1 => Just(String::new()), 1 => Just("k".repeat(257))]
+}
+
+/// An event built in process, as the capture builds one: typed parts
+/// valid by their types, texts and values of every kind, many of them
+/// breaking a rule (and some payloads too large).
+fn typed_event() -> impl Strategy<Value = Event> {
+    use trailmark_core::{Actor, Change, Context, Resource};
+    (
+        (
+            text_near(256),
+            prop::sample::select(ActorType::ALL.to_vec()),
+            prop::option::of(text_near(512)),
+            prop_oneof![
+                4 => "[a-z][a-z_]{0,6}(\\.[a-z][a-z_-]{0,6})?",
+                1 => Just("a..b".to_owned()),
+                1 => Just("Not An Action".to_owned()),
+                1 => Just("a".repeat(129)),
+            ],
+            prop::option::of((
+                text_near(128),
+                prop::option::of(text_near(512)),
+                prop::option::of(text_near(512)),
+            )),
+            prop::option::of(text_near(4096)),
+        ),
+        (
+            prop::option::of(prop_oneof![
+                8 => prop::collection::btree_map(key_near(), (any_value(), any_value()), 0..4),
+                1 => Just((0..1001).map(|i| (format!("f{i}"), (json!(1), json!(2)))).collect()),
+            ]),
+            prop::option::of((
+                prop::option::of(prop_oneof![Just("203.0.113.7"), Just("2001:db8::1")]),
+                prop::option::of(text_near(1024)),
+                prop::option::of(text_near(64)),
+                prop::collection::btree_map(
+                    prop_oneof![8 => "x_[a-z]{1,6}", 1 => Just("k".repeat(257)), 1 => Just("ip".to_owned())],
+                    prop_oneof![
+                        4 => "[a-z ]{0,8}".prop_map(Value::String),
+                        1 => Just(Value::Null),
+                        1 => Just(json!([1])),
+                        1 => Just(json!(1u64 << 60)),
+                    ],
+                    0..4,
+                ),
+                prop_oneof![8 => Just(0usize), 1 => Just(33usize)],
+            )),
+            prop::option::of(prop_oneof![
+                8 => prop::collection::btree_map(key_near(), any_value(), 0..4)
+                    .prop_map(|m| m.into_iter().collect::<Map<String, Value>>()),
+                1 => Just(std::iter::once(("big".to_owned(), json!("x".repeat(300 * 1024)))).collect()),
+            ]),
+        ),
+    )
+        .prop_map(
+            |(
+                (actor_id, kind, actor_name, action, resource, reason),
+                (changes, context, metadata),
+            )| Event {
+                id: None,
+                occurred_at: None,
+                tenant: None,
+                actor: Actor {
+                    id: actor_id,
+                    kind,
+                    name: actor_name,
+                },
+                action,
+                resource: resource.map(|(kind, id, name)| Resource { kind, id, name }),
+                outcome: Outcome::Success,
+                reason,
+                changes: changes.map(|c| {
+                    c.into_iter()
+                        .map(|(k, (old, new))| (k, Change { old, new }))
+                        .collect()
+                }),
+                context: context.map(|(ip, user_agent, source, extra, more)| {
+                    let mut extra: Map<String, Value> = extra.into_iter().collect();
+                    for i in 0..more {
+                        extra.insert(format!("more_{i}"), json!(i));
+                    }
+                    Context {
+                        ip: ip.map(|ip| ip.parse().unwrap()),
+                        user_agent,
+                        source,
+                        extra,
+                        ..Context::default()
+                    }
+                }),
+                metadata,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// One rule for both ways an event arrives: an event built in process
+    /// is checked (`Event::check`) with exactly the errors, paths and
+    /// order that reading the same event as JSON reports, and passes
+    /// exactly when that reading does.
+    #[test]
+    fn checking_a_built_event_reports_what_reading_it_as_json_reports(event in typed_event()) {
+        let json = Value::Object(event.to_json());
+        let read = Event::from_json(&json);
+        prop_assert_eq!(event.check(), read.map(|_| ()));
+    }
+}
