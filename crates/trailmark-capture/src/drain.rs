@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 use trailmark_core::Event;
 
-use crate::{CHANNEL, Error, OutboxRow, make_valid, outbox_event, pg, table_configs};
+use crate::{CHANNEL, Error, OutboxRow, captured_event, pg, table_configs};
 
 /// The advisory lock key the active drainer holds ("trailmark" in ASCII,
 /// cut to fit a bigint).
@@ -353,7 +353,7 @@ pub(crate) async fn capture(
     }
     let unknown = crate::TableConfig::default();
     let config = tables.get(&name).unwrap_or(&unknown);
-    Ok(match make_valid(outbox_event(row, config, ids)) {
+    Ok(match captured_event(row, config, ids) {
         Ok(valid) => Ok(valid),
         Err(errors) => Err(errors
             .iter()

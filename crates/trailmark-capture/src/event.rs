@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use trailmark_core::limits::{MAX_RESOURCE_ID_BYTES, MAX_SAFE_INTEGER};
-use trailmark_core::{Row, diff_rows};
+use trailmark_core::{
+    Actor, ActorType, Changes, Context, Event, EventId, FieldError, Outcome, Resource, Row,
+    TenantId, Timestamp, diff_rows,
+};
 
 use crate::TableConfig;
 
@@ -204,96 +207,237 @@ fn resource_id(pk: &[String], row: Option<&Row>) -> (Option<String>, Identity) {
     }
 }
 
-/// The event for one outbox row. `ids` names the source database (its
-/// system identifier and name), so ids stay distinct across databases and
-/// the same row always gets the same id.
+/// The event for one captured row, as the capture builds it: the one
+/// mapping of a row to an event, before the parts an event types (its
+/// time, tenant, actor type and address) are read. Written out as JSON
+/// ([`outbox_event`]) or read straight into an [`Event`]
+/// ([`captured_event`]); both give the same event.
+struct Draft<'a> {
+    id: EventId,
+    occurred_at: &'a str,
+    tenant: Option<&'a str>,
+    actor_id: &'a str,
+    actor_type: &'a str,
+    actor_name: Option<&'a str>,
+    action: &'static str,
+    resource_type: String,
+    resource_id: Option<String>,
+    resource_name: Option<String>,
+    /// `ip`, `user_agent`, `request_id`, `session_id`, as the context gave them.
+    context: [Option<&'a str>; 4],
+    reason: Option<&'a str>,
+    /// `None` for a truncate, a pause and a resume.
+    changes: Option<Changes>,
+    metadata: Map<String, Value>,
+}
+
+/// The context keys an event's context takes from the capture context, in
+/// [`Draft::context`]'s order.
+const CONTEXT_KEYS: [&str; 4] = ["ip", "user_agent", "request_id", "session_id"];
+
+impl<'a> Draft<'a> {
+    /// `ids` names the source database (its system identifier and name), so
+    /// ids stay distinct across databases and the same row always gets the
+    /// same id.
+    fn of(row: &'a OutboxRow, table: &TableConfig, ids: &crate::EventIds) -> Self {
+        let pk = table.key.as_slice();
+        let old = as_row(row.old_row.as_ref());
+        let new = as_row(row.new_row.as_ref());
+        let ctx = row.context.as_object();
+        let get = |k: &str| ctx.and_then(|c| c.get(k)).and_then(Value::as_str);
+        let (actor_id, actor_type) = match (get("actor_id"), get("actor_type")) {
+            (Some(id), kind) => (id, kind.unwrap_or("user")),
+            // Never skipped: an unknown actor is recorded as the database role.
+            (None, _) => (row.db_role.as_str(), "unknown"),
+        };
+        let action = match row.op.as_str() {
+            "insert" => "create",
+            "update" => match &table.soft_delete {
+                Some(c) if !is_set(old.as_ref(), c) && is_set(new.as_ref(), c) => "soft_delete",
+                Some(c) if is_set(old.as_ref(), c) && !is_set(new.as_ref(), c) => "restore",
+                _ => "update",
+            },
+            "delete" => "delete",
+            // Capture of the table switched off and on again
+            // (`trailmark capture pg pause|resume`).
+            "pause" => "capture.paused",
+            "resume" => "capture.resumed",
+            _ => "truncate",
+        };
+        let (resource_id, identity) = resource_id(pk, new.as_ref().or(old.as_ref()));
+        let mut metadata = Map::new();
+        metadata.insert("txid".into(), json!(row.txid));
+        match row.wal {
+            None => {
+                metadata.insert("statement".into(), json!(row.stmt));
+                metadata.insert("outbox_id".into(), json!(row.id));
+            }
+            Some(at) => {
+                metadata.insert("commit_lsn".into(), json!(lsn_text(at.commit_lsn)));
+                metadata.insert("change".into(), json!(at.change));
+            }
+        }
+        match identity {
+            Identity::Key => {}
+            Identity::Row => {
+                metadata.insert(
+                    "identity".into(),
+                    json!("row: the table has no primary key"),
+                );
+            }
+            Identity::RowDigest => {
+                metadata.insert(
+                    "identity".into(),
+                    json!("row-sha256: the table has no primary key"),
+                );
+            }
+        }
+        if row.op == "update" && row.old_row.is_none() {
+            // WAL mode, replica identity `key`: PostgreSQL logged no old values.
+            metadata.insert(
+                "old_values".into(),
+                json!(
+                    "not logged: the table's replica identity is its key, so old values are unknown"
+                ),
+            );
+        }
+        let resource_name = table.name_column.as_ref().and_then(|column| {
+            new.as_ref()
+                .or(old.as_ref())
+                .and_then(|r| r.get(column))
+                .filter(|v| !v.is_null())
+                .map(text)
+        });
+        let changes = (!matches!(row.op.as_str(), "truncate" | "pause" | "resume"))
+            .then(|| diff_rows(old, new));
+        Draft {
+            id: ids.id(row),
+            occurred_at: &row.captured_at,
+            tenant: get("tenant"),
+            actor_id,
+            actor_type,
+            actor_name: get("actor_name"),
+            action,
+            resource_type: table
+                .resource_type
+                .clone()
+                .unwrap_or_else(|| format!("{}.{}", row.schema, row.table)),
+            resource_id,
+            resource_name,
+            context: CONTEXT_KEYS.map(get),
+            reason: get("reason"),
+            changes,
+            metadata,
+        }
+    }
+
+    /// The event as JSON, its parts as given (what [`make_valid`] repairs).
+    fn to_json(self) -> Value {
+        let mut actor = json!({"id": self.actor_id, "type": self.actor_type});
+        if let Some(name) = self.actor_name {
+            actor["name"] = json!(name);
+        }
+        let mut context = Map::new();
+        for (key, value) in CONTEXT_KEYS.into_iter().zip(self.context) {
+            if let Some(v) = value {
+                context.insert(key.into(), json!(v));
+            }
+        }
+        context.insert("source".into(), json!(SOURCE));
+        let mut event = json!({
+            "id": self.id.to_string(),
+            "occurred_at": self.occurred_at,
+            "actor": actor,
+            "action": self.action,
+            "resource": {"type": self.resource_type, "id": self.resource_id},
+            "context": context,
+            "metadata": self.metadata,
+        });
+        if let Some(name) = self.resource_name {
+            event["resource"]["name"] = json!(name);
+        }
+        if let Some(changes) = self.changes {
+            event["changes"] = trailmark_core::changes_into_json(changes);
+        }
+        if let Some(tenant) = self.tenant {
+            event["tenant"] = json!(tenant);
+        }
+        if let Some(reason) = self.reason {
+            event["reason"] = json!(reason);
+        }
+        event
+    }
+
+    /// The event, valid: read straight from its parts when they are (nearly
+    /// always), else written as JSON and repaired by [`make_valid`].
+    fn event(self) -> Result<Event, Vec<FieldError>> {
+        let [ip, user_agent, request_id, session_id] = self.context;
+        let typed = || {
+            Some((
+                Timestamp::parse(self.occurred_at).ok()?,
+                self.tenant.map(TenantId::new).transpose().ok()?,
+                ActorType::parse(self.actor_type)?,
+                ip.map(str::parse::<std::net::IpAddr>).transpose().ok()?,
+            ))
+        };
+        let Some((occurred_at, tenant, kind, ip)) = typed() else {
+            return make_valid(self.to_json());
+        };
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        let event = Event {
+            id: Some(self.id),
+            occurred_at: Some(occurred_at),
+            tenant,
+            actor: Actor {
+                id: self.actor_id.to_owned(),
+                kind,
+                name: owned(self.actor_name),
+            },
+            action: self.action.to_owned(),
+            resource: Some(Resource {
+                kind: self.resource_type,
+                id: self.resource_id,
+                name: self.resource_name,
+            }),
+            outcome: Outcome::Success,
+            reason: owned(self.reason),
+            changes: self.changes,
+            context: Some(Context {
+                ip,
+                user_agent: owned(user_agent),
+                request_id: owned(request_id),
+                session_id: owned(session_id),
+                source: Some(SOURCE.to_owned()),
+                impersonator: None,
+                extra: Map::new(),
+            }),
+            metadata: Some(self.metadata),
+        };
+        match event.check() {
+            Ok(()) => Ok(event),
+            Err(_) => make_valid(Value::Object(event.to_json())),
+        }
+    }
+}
+
+/// `context.source` of every captured event.
+const SOURCE: &str = "pg-capture";
+
+/// The event for one outbox row, as JSON (its parts as given, not yet made
+/// valid): see [`Draft`].
 pub fn outbox_event(row: &OutboxRow, table: &TableConfig, ids: &crate::EventIds) -> Value {
-    let pk = table.key.as_slice();
-    let old = as_row(row.old_row.as_ref());
-    let new = as_row(row.new_row.as_ref());
-    let none = Map::new();
-    let ctx = row.context.as_object().unwrap_or(&none);
-    let get = |k: &str| ctx.get(k).and_then(Value::as_str).map(str::to_owned);
-    let (actor_id, actor_type) = match (get("actor_id"), get("actor_type")) {
-        (Some(id), kind) => (id, kind.unwrap_or_else(|| "user".into())),
-        // Never skipped: an unknown actor is recorded as the database role.
-        (None, _) => (row.db_role.clone(), "unknown".into()),
-    };
-    let action = match row.op.as_str() {
-        "insert" => "create",
-        "update" => match &table.soft_delete {
-            Some(c) if !is_set(old.as_ref(), c) && is_set(new.as_ref(), c) => "soft_delete",
-            Some(c) if is_set(old.as_ref(), c) && !is_set(new.as_ref(), c) => "restore",
-            _ => "update",
-        },
-        "delete" => "delete",
-        // Capture of the table switched off and on again
-        // (`trailmark capture pg pause|resume`).
-        "pause" => "capture.paused",
-        "resume" => "capture.resumed",
-        _ => "truncate",
-    };
-    let (id, identity) = resource_id(pk, new.as_ref().or(old.as_ref()));
-    let mut actor = json!({"id": actor_id, "type": actor_type});
-    if let Some(name) = get("actor_name") {
-        actor["name"] = json!(name);
-    }
-    let mut context = Map::new();
-    for key in ["ip", "user_agent", "request_id", "session_id"] {
-        if let Some(v) = get(key) {
-            context.insert(key.into(), json!(v));
-        }
-    }
-    context.insert("source".into(), json!("pg-capture"));
-    let mut metadata = match row.wal {
-        None => json!({"txid": row.txid, "statement": row.stmt, "outbox_id": row.id}),
-        Some(at) => {
-            json!({"txid": row.txid, "commit_lsn": lsn_text(at.commit_lsn), "change": at.change})
-        }
-    };
-    match identity {
-        Identity::Key => {}
-        Identity::Row => metadata["identity"] = json!("row: the table has no primary key"),
-        Identity::RowDigest => {
-            metadata["identity"] = json!("row-sha256: the table has no primary key");
-        }
-    }
-    let mut event = json!({
-        "id": ids.id(row).to_string(),
-        "occurred_at": row.captured_at,
-        "actor": actor,
-        "action": action,
-        "resource": {
-            "type": table.resource_type.clone().unwrap_or_else(|| format!("{}.{}", row.schema, row.table)),
-            "id": id,
-        },
-        "context": context,
-        "metadata": metadata,
-    });
-    if let Some(column) = &table.name_column
-        && let Some(name) = new
-            .as_ref()
-            .or(old.as_ref())
-            .and_then(|r| r.get(column))
-            .filter(|v| !v.is_null())
-    {
-        event["resource"]["name"] = json!(text(name));
-    }
-    if !matches!(row.op.as_str(), "truncate" | "pause" | "resume") {
-        event["changes"] = trailmark_core::changes_into_json(diff_rows(old, new));
-    }
-    if let Some(tenant) = get("tenant") {
-        event["tenant"] = json!(tenant);
-    }
-    if let Some(reason) = get("reason") {
-        event["reason"] = json!(reason);
-    }
-    if row.op == "update" && row.old_row.is_none() {
-        // WAL mode, replica identity `key`: PostgreSQL logged no old values.
-        event["metadata"]["old_values"] =
-            json!("not logged: the table's replica identity is its key, so old values are unknown");
-    }
-    event
+    Draft::of(row, table, ids).to_json()
+}
+
+/// The event for one captured row, valid: the same event as
+/// `make_valid(outbox_event(row, table, ids))`, built without writing it as
+/// JSON and reading it back when its parts are valid (nearly always).
+pub fn captured_event(
+    row: &OutboxRow,
+    table: &TableConfig,
+    ids: &crate::EventIds,
+) -> Result<Event, Vec<FieldError>> {
+    Draft::of(row, table, ids).event()
 }
 
 /// Fields the drainer builds itself and cannot leave out.
@@ -312,9 +456,7 @@ const REQUIRED: [&str; 5] = [
 /// bytes) or, where the event cannot do without it, cut to 128 bytes. The
 /// change itself is never dropped: a row that cannot be made valid stops the
 /// drain with the reason, and stays in the outbox.
-pub fn make_valid(
-    mut event: Value,
-) -> Result<trailmark_core::Event, Vec<trailmark_core::FieldError>> {
+pub fn make_valid(mut event: Value) -> Result<Event, Vec<FieldError>> {
     for _ in 0..4 {
         let errors = match trailmark_core::Event::take_from_json(&mut event) {
             Ok(valid) => return Ok(valid),
@@ -608,6 +750,154 @@ mod tests {
         assert_eq!(e["actor"]["id"].as_str().unwrap().len(), 128);
         assert!(e.get("tenant").is_none());
         trailmark_core::Event::from_json(&e).unwrap();
+    }
+
+    /// The event read straight from its parts is the event written as
+    /// JSON and made valid, for rows of every kind: valid ones, and ones
+    /// whose context or values an event cannot hold as they are (repaired,
+    /// or refused, the same way).
+    #[test]
+    fn a_captured_event_is_the_event_its_json_makes_valid() {
+        let deep = (0..20).fold(json!(1), |inner, _| json!([inner]));
+        let named = TableConfig {
+            key: vec!["id".into()],
+            soft_delete: Some("deleted_at".into()),
+            resource_type: Some("Customer".into()),
+            name_column: Some("name".into()),
+        };
+        let full = json!({"actor_id": "42", "actor_type": "service", "actor_name": "Ada",
+            "ip": "2001:db8::1", "user_agent": "curl/8", "request_id": "r-1",
+            "session_id": "s-1", "tenant": "acme", "reason": "ticket 7\nsecond line",
+            "other": "not an event's"});
+        let wal = |row: OutboxRow| OutboxRow {
+            wal: Some(WalPosition {
+                commit_lsn: 0x16_B374_D848,
+                change: 3,
+            }),
+            new_row: Some(RowImage::Columns(vec![
+                ("id".into(), "5".into()),
+                ("name".into(), "\"Acme\"".into()),
+                (
+                    "big".into(),
+                    format!("\"{}\"", "z".repeat(MAX_VALUE_BYTES + 1)),
+                ),
+            ])),
+            ..row
+        };
+        let rows = [
+            (
+                outbox(
+                    "update",
+                    Some(json!({"id": 1, "name": "A", "deleted_at": null})),
+                    Some(json!({"id": 1, "name": "B", "deleted_at": "2026-11-23T10:00:00Z"})),
+                    full.clone(),
+                ),
+                true,
+            ),
+            (
+                outbox(
+                    "insert",
+                    None,
+                    Some(
+                        json!({"id": 2, "name": "Acme", "n": 1.50, "big": 9_223_372_036_854_775_807_i64}),
+                    ),
+                    json!({}),
+                ),
+                true,
+            ),
+            (
+                outbox(
+                    "delete",
+                    Some(json!({"id": 3, "name": null})),
+                    None,
+                    json!({"actor_id": "7"}),
+                ),
+                true,
+            ),
+            (outbox("truncate", None, None, json!({})), true),
+            (
+                outbox(
+                    "pause",
+                    None,
+                    None,
+                    json!({"actor_id": "ops", "actor_type": "system"}),
+                ),
+                true,
+            ),
+            (wal(outbox("insert", None, None, full.clone())), true),
+            (
+                outbox("update", None, Some(json!({"id": 4})), json!({})),
+                true,
+            ),
+            // Repaired: context an event cannot hold, a key with an
+            // invisible character, a value nested too deep.
+            (
+                outbox(
+                    "insert",
+                    None,
+                    Some(json!({"id": 1})),
+                    json!({"ip": "not-an-ip", "tenant": "Not A Tenant!", "actor_id": "a".repeat(300)}),
+                ),
+                false,
+            ),
+            (
+                outbox(
+                    "insert",
+                    None,
+                    Some(json!({"id": 1})),
+                    json!({"user_agent": "u".repeat(2000), "actor_name": "bell\u{7}", "reason": "nul\u{0}"}),
+                ),
+                false,
+            ),
+            (
+                outbox("insert", None, Some(json!({"id": "61\u{200b}"})), json!({})),
+                false,
+            ),
+            (
+                outbox(
+                    "insert",
+                    None,
+                    Some(json!({"id": 1, "doc": deep})),
+                    json!({}),
+                ),
+                false,
+            ),
+            (
+                outbox(
+                    "insert",
+                    None,
+                    Some(json!({"id": 1})),
+                    json!({"session_id": "s".repeat(300)}),
+                ),
+                false,
+            ),
+            // Refused: an actor type no event has.
+            (
+                outbox(
+                    "insert",
+                    None,
+                    Some(json!({"id": 1})),
+                    json!({"actor_id": "1", "actor_type": "robot"}),
+                ),
+                false,
+            ),
+        ];
+        for (i, (row, valid)) in rows.iter().enumerate() {
+            for table in [&key(&["id"]), &key(&[]), &named] {
+                let ids = db("db");
+                let json = outbox_event(row, table, &ids);
+                assert_eq!(
+                    trailmark_core::Event::from_json(&json).is_ok(),
+                    *valid,
+                    "row {i} as generated: {json}"
+                );
+                assert_eq!(
+                    captured_event(row, table, &ids),
+                    make_valid(json),
+                    "row {i}"
+                );
+            }
+        }
     }
 
     /// A context key that is not a plain word is named in brackets

@@ -20,7 +20,9 @@ mod wal;
 
 pub use context::CaptureContext;
 pub use drain::{DrainOptions, Progress, SendError, Sink, drain};
-pub use event::{OutboxRow, RowImage, WalPosition, lsn_text, make_valid, outbox_event, parse_lsn};
+pub use event::{
+    OutboxRow, RowImage, WalPosition, captured_event, lsn_text, make_valid, outbox_event, parse_lsn,
+};
 pub use ids::EventIds;
 pub use install::{
     CHANNEL, Installed, MESSAGE_PREFIX, Mode, PUBLICATION, SLOT, SlotStatus, Status, Switched,
