@@ -332,7 +332,7 @@ impl<'a> Draft<'a> {
     }
 
     /// The event as JSON, its parts as given (what [`make_valid`] repairs).
-    fn to_json(self) -> Value {
+    fn into_json(self) -> Value {
         let mut actor = json!({"id": self.actor_id, "type": self.actor_type});
         if let Some(name) = self.actor_name {
             actor["name"] = json!(name);
@@ -381,7 +381,7 @@ impl<'a> Draft<'a> {
             ))
         };
         let Some((occurred_at, tenant, kind, ip)) = typed() else {
-            return make_valid(self.to_json());
+            return make_valid(self.into_json());
         };
         let owned = |s: Option<&str>| s.map(str::to_owned);
         let event = Event {
@@ -426,7 +426,7 @@ const SOURCE: &str = "pg-capture";
 /// The event for one outbox row, as JSON (its parts as given, not yet made
 /// valid): see [`Draft`].
 pub fn outbox_event(row: &OutboxRow, table: &TableConfig, ids: &crate::EventIds) -> Value {
-    Draft::of(row, table, ids).to_json()
+    Draft::of(row, table, ids).into_json()
 }
 
 /// The event for one captured row, valid: the same event as
@@ -752,24 +752,16 @@ mod tests {
         trailmark_core::Event::from_json(&e).unwrap();
     }
 
-    /// The event read straight from its parts is the event written as
-    /// JSON and made valid, for rows of every kind: valid ones, and ones
-    /// whose context or values an event cannot hold as they are (repaired,
-    /// or refused, the same way).
-    #[test]
-    fn a_captured_event_is_the_event_its_json_makes_valid() {
-        let deep = (0..20).fold(json!(1), |inner, _| json!([inner]));
-        let named = TableConfig {
-            key: vec!["id".into()],
-            soft_delete: Some("deleted_at".into()),
-            resource_type: Some("Customer".into()),
-            name_column: Some("name".into()),
-        };
+    /// Rows whose events are valid as generated, of every kind: both modes,
+    /// every operation, a full context, numbers past a double, a value
+    /// too long to keep, no old row.
+    fn valid_rows() -> Vec<OutboxRow> {
         let full = json!({"actor_id": "42", "actor_type": "service", "actor_name": "Ada",
             "ip": "2001:db8::1", "user_agent": "curl/8", "request_id": "r-1",
             "session_id": "s-1", "tenant": "acme", "reason": "ticket 7\nsecond line",
             "other": "not an event's"});
-        let wal = |row: OutboxRow| OutboxRow {
+        let long = format!("\"{}\"", "z".repeat(MAX_VALUE_BYTES + 1));
+        let wal = OutboxRow {
             wal: Some(WalPosition {
                 commit_lsn: 0x16_B374_D848,
                 change: 3,
@@ -777,122 +769,82 @@ mod tests {
             new_row: Some(RowImage::Columns(vec![
                 ("id".into(), "5".into()),
                 ("name".into(), "\"Acme\"".into()),
-                (
-                    "big".into(),
-                    format!("\"{}\"", "z".repeat(MAX_VALUE_BYTES + 1)),
-                ),
+                ("big".into(), long),
             ])),
-            ..row
+            ..outbox("insert", None, None, full.clone())
         };
-        let rows = [
-            (
-                outbox(
-                    "update",
-                    Some(json!({"id": 1, "name": "A", "deleted_at": null})),
-                    Some(json!({"id": 1, "name": "B", "deleted_at": "2026-11-23T10:00:00Z"})),
-                    full.clone(),
-                ),
-                true,
+        let old = json!({"id": 1, "name": "A", "deleted_at": null});
+        let new = json!({"id": 1, "name": "B", "deleted_at": "2026-11-23T10:00:00Z"});
+        let numbers = json!({"id": 2, "name": "Acme", "n": 1.50, "big": i64::MAX});
+        let system = json!({"actor_id": "ops", "actor_type": "system"});
+        vec![
+            outbox("update", Some(old), Some(new), full),
+            outbox("insert", None, Some(numbers), json!({})),
+            outbox(
+                "delete",
+                Some(json!({"id": 3, "name": null})),
+                None,
+                json!({"actor_id": "7"}),
             ),
-            (
-                outbox(
-                    "insert",
-                    None,
-                    Some(
-                        json!({"id": 2, "name": "Acme", "n": 1.50, "big": 9_223_372_036_854_775_807_i64}),
-                    ),
-                    json!({}),
-                ),
-                true,
+            outbox("truncate", None, None, json!({})),
+            outbox("pause", None, None, system),
+            wal,
+            outbox("update", None, Some(json!({"id": 4})), json!({})),
+        ]
+    }
+
+    /// Rows whose events are not valid as generated: repaired (context an
+    /// event cannot hold, a key with an invisible character, a value
+    /// nested too deep) or refused (an actor type no event has).
+    fn rows_an_event_cannot_hold() -> Vec<OutboxRow> {
+        let insert = |new: Value, context: Value| outbox("insert", None, Some(new), context);
+        let deep = (0..20).fold(json!(1), |inner, _| json!([inner]));
+        vec![
+            insert(
+                json!({"id": 1}),
+                json!({"ip": "not-an-ip", "tenant": "Not A Tenant!", "actor_id": "a".repeat(300)}),
             ),
-            (
-                outbox(
-                    "delete",
-                    Some(json!({"id": 3, "name": null})),
-                    None,
-                    json!({"actor_id": "7"}),
-                ),
-                true,
+            insert(
+                json!({"id": 1}),
+                json!({"user_agent": "u".repeat(2000), "actor_name": "bell\u{7}", "reason": "nul\u{0}"}),
             ),
-            (outbox("truncate", None, None, json!({})), true),
-            (
-                outbox(
-                    "pause",
-                    None,
-                    None,
-                    json!({"actor_id": "ops", "actor_type": "system"}),
-                ),
-                true,
+            insert(json!({"id": "61\u{200b}"}), json!({})),
+            insert(json!({"id": 1, "doc": deep}), json!({})),
+            insert(json!({"id": 1}), json!({"session_id": "s".repeat(300)})),
+            insert(
+                json!({"id": 1}),
+                json!({"actor_id": "1", "actor_type": "robot"}),
             ),
-            (wal(outbox("insert", None, None, full.clone())), true),
-            (
-                outbox("update", None, Some(json!({"id": 4})), json!({})),
-                true,
-            ),
-            // Repaired: context an event cannot hold, a key with an
-            // invisible character, a value nested too deep.
-            (
-                outbox(
-                    "insert",
-                    None,
-                    Some(json!({"id": 1})),
-                    json!({"ip": "not-an-ip", "tenant": "Not A Tenant!", "actor_id": "a".repeat(300)}),
-                ),
-                false,
-            ),
-            (
-                outbox(
-                    "insert",
-                    None,
-                    Some(json!({"id": 1})),
-                    json!({"user_agent": "u".repeat(2000), "actor_name": "bell\u{7}", "reason": "nul\u{0}"}),
-                ),
-                false,
-            ),
-            (
-                outbox("insert", None, Some(json!({"id": "61\u{200b}"})), json!({})),
-                false,
-            ),
-            (
-                outbox(
-                    "insert",
-                    None,
-                    Some(json!({"id": 1, "doc": deep})),
-                    json!({}),
-                ),
-                false,
-            ),
-            (
-                outbox(
-                    "insert",
-                    None,
-                    Some(json!({"id": 1})),
-                    json!({"session_id": "s".repeat(300)}),
-                ),
-                false,
-            ),
-            // Refused: an actor type no event has.
-            (
-                outbox(
-                    "insert",
-                    None,
-                    Some(json!({"id": 1})),
-                    json!({"actor_id": "1", "actor_type": "robot"}),
-                ),
-                false,
-            ),
-        ];
-        for (i, (row, valid)) in rows.iter().enumerate() {
+        ]
+    }
+
+    /// The event read straight from its parts is the event written as
+    /// JSON and made valid, the same for each kind of row (repaired, or
+    /// refused, the same way).
+    #[test]
+    fn a_captured_event_is_the_event_its_json_makes_valid() {
+        let rows = valid_rows().into_iter().map(|row| (row, true)).chain(
+            rows_an_event_cannot_hold()
+                .into_iter()
+                .map(|row| (row, false)),
+        );
+        let named = TableConfig {
+            key: vec!["id".into()],
+            soft_delete: Some("deleted_at".into()),
+            resource_type: Some("Customer".into()),
+            name_column: Some("name".into()),
+        };
+        for (i, (row, valid)) in rows.enumerate() {
             for table in [&key(&["id"]), &key(&[]), &named] {
                 let ids = db("db");
-                let json = outbox_event(row, table, &ids);
+                let json = outbox_event(&row, table, &ids);
                 assert_eq!(
                     trailmark_core::Event::from_json(&json).is_ok(),
-                    *valid,
+                    valid,
                     "row {i} as generated: {json}"
                 );
                 assert_eq!(
-                    captured_event(row, table, &ids),
+                    captured_event(&row, table, &ids),
                     make_valid(json),
                     "row {i}"
                 );
