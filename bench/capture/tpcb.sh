@@ -9,6 +9,12 @@
 #
 #   bench/capture/tpcb.sh [seconds] [rounds] [scale]    (needs pgbench)
 #   TRAILMARK_BIN=path bench/capture/tpcb.sh            (that build, not this tree's)
+#   NICE=19 bench/capture/tpcb.sh                       (this build's serve at that CPU
+#                                                        priority; NICE_BEFORE for the other)
+#
+# Each round also reports the changes not yet in the ledger halfway through
+# the workload (how far the drainer lags while it shares the cores) and at
+# its end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-15}"
@@ -22,6 +28,7 @@ before="${TRAILMARK_BIN_BEFORE:-}"
 builds="now"
 [ -z "$before" ] || builds="before now"
 bin_of() { if [ "$1" = before ]; then echo "$before"; else echo "$now"; fi; }
+nice_of() { if [ "$1" = before ]; then echo "${NICE_BEFORE:-0}"; else echo "${NICE:-0}"; fi; }
 work=$(mktemp -d)
 server=""
 cleanup() {
@@ -40,16 +47,20 @@ for db in none $builds; do
 done
 tpcb() { pgbench -n -c 4 -j 4 -T "$secs" -b tpcb-like "$pg dbname=$1" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
 serve() { # build, database: the drainer inside serve, its ledger kept across rounds
-  "$(bin_of "$1")" serve --data-dir "$work/ledger-$1" --listen 127.0.0.1:7980 \
+  nice -n "$(nice_of "$1")" "$(bin_of "$1")" serve --data-dir "$work/ledger-$1" --listen 127.0.0.1:7980 \
     --capture-source "$pg dbname=$2" >/dev/null 2>&1 &
   server=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:7980/healthz >/dev/null && break; sleep 0.1; done
 }
 # Changes made so far not yet in the ledger (a drainer that falls behind
 # costs the application less while it runs, and catches up later).
+# The ledger is read first: changes the workload makes between the two
+# reads count as behind, so this is never less than the lag.
 behind() { # build, database
   TRAILMARK_KEY=$(cat "$work/ledger-$1/bootstrap-admin.key")
-  echo $(($(psql_ "$2" -c "SELECT count(*) FROM pgbench_history") * 4 - $(tenant_size default 7980)))
+  local events
+  events=$(tenant_size default 7980)
+  echo $(($(psql_ "$2" -c "SELECT count(*) FROM pgbench_history") * 4 - events))
 }
 for round in $(seq "$rounds"); do
   echo "round=$round capture=none tps=$(tpcb tm_tpcb_none)"
@@ -58,12 +69,16 @@ for round in $(seq "$rounds"); do
   [ $((round % 2)) = 1 ] || order=$(echo "$builds" | tr ' ' '\n' | tac | tr '\n' ' ')
   for build in $order; do
     serve "$build" "tm_tpcb_$build"
-    tps=$(tpcb "tm_tpcb_$build")
+    tpcb "tm_tpcb_$build" > "$work/tps" &
+    sleep $((secs / 2))
+    mid=$(behind "$build" "tm_tpcb_$build")
+    wait $!
+    tps=$(cat "$work/tps")
     # Durable appends the drainer made this round (each one a commit of
     # the ledger file): the fewer, the less it costs the application.
     TRAILMARK_KEY=$(cat "$work/ledger-$build/bootstrap-admin.key")
     appends=$(metric trailmark_commit_seconds_count 7980)
-    echo "round=$round capture=wal drainer=$build tps=$tps events_behind_at_end=$(behind "$build" "tm_tpcb_$build") appends=$appends"
+    echo "round=$round capture=wal drainer=$build nice=$(nice_of "$build") tps=$tps events_behind_mid_run=$mid events_behind_at_end=$(behind "$build" "tm_tpcb_$build") appends=$appends"
     kill -TERM "$server"; wait "$server" || true
     server=""
   done
