@@ -11,6 +11,10 @@
 #   TRAILMARK_BIN=path bench/capture/tpcb.sh            (that build, not this tree's)
 #   NICE=19 bench/capture/tpcb.sh                       (this build's serve at that CPU
 #                                                        priority; NICE_BEFORE for the other)
+#   IDENTITY=key bench/capture/tpcb.sh                  (this build's database captures the
+#                                                        three tables with a primary key with
+#                                                        replica identity key, not full;
+#                                                        IDENTITY_BEFORE for the other)
 #
 # Each round also reports the changes not yet in the ledger halfway through
 # the workload (how far the drainer lags while it shares the cores) and at
@@ -28,6 +32,7 @@ before="${TRAILMARK_BIN_BEFORE:-}"
 builds="now"
 [ -z "$before" ] || builds="before now"
 bin_of() { if [ "$1" = before ]; then echo "$before"; else echo "$now"; fi; }
+identity_of() { if [ "$1" = before ]; then echo "${IDENTITY_BEFORE:-full}"; else echo "${IDENTITY:-full}"; fi; }
 nice_of() { if [ "$1" = before ]; then echo "${NICE_BEFORE:-0}"; else echo "${NICE:-0}"; fi; }
 work=$(mktemp -d)
 server=""
@@ -42,7 +47,12 @@ for db in none $builds; do
   db="tm_tpcb_$db"
   psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
   pgbench -i -q -s "$scale" "$pg dbname=$db" >/dev/null 2>&1
-  [ "$db" = tm_tpcb_none ] || $now capture pg install --mode wal --source "$pg dbname=$db" --tables "$tables" >/dev/null
+  identity=()
+  case "$db:${IDENTITY:-full}:${IDENTITY_BEFORE:-full}" in
+    tm_tpcb_now:key:* | tm_tpcb_before:*:key)
+      for t in accounts branches tellers; do identity+=(--replica-identity "public.pgbench_$t=key"); done ;;
+  esac
+  [ "$db" = tm_tpcb_none ] || $now capture pg install --mode wal --source "$pg dbname=$db" --tables "$tables" "${identity[@]}" >/dev/null
   psql_ "$db" -c "CHECKPOINT" -c "VACUUM ANALYZE" >/dev/null
 done
 tpcb() { pgbench -n -c 4 -j 4 -T "$secs" -b tpcb-like "$pg dbname=$1" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
@@ -78,7 +88,7 @@ for round in $(seq "$rounds"); do
     # the ledger file): the fewer, the less it costs the application.
     TRAILMARK_KEY=$(cat "$work/ledger-$build/bootstrap-admin.key")
     appends=$(metric trailmark_commit_seconds_count 7980)
-    echo "round=$round capture=wal drainer=$build nice=$(nice_of "$build") tps=$tps events_behind_mid_run=$mid events_behind_at_end=$(behind "$build" "tm_tpcb_$build") appends=$appends"
+    echo "round=$round capture=wal drainer=$build nice=$(nice_of "$build") identity=$(identity_of "$build") tps=$tps events_behind_mid_run=$mid events_behind_at_end=$(behind "$build" "tm_tpcb_$build") appends=$appends"
     kill -TERM "$server"; wait "$server" || true
     server=""
   done

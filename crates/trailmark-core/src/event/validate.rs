@@ -157,7 +157,7 @@ impl Checker {
         self.errors.push(FieldError::new(path, message));
     }
 
-    /// An optional string field: `None` when missing or null.
+    /// An optional text field, by its rule: `None` when missing or null.
     fn field(&mut self, obj: &Map<String, Value>, field: &Field) -> Option<String> {
         self.text(obj, field.key, field.path, field.max, field.text)
     }
