@@ -545,6 +545,7 @@ fn cut(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn key(columns: &[&str]) -> TableConfig {
         TableConfig {
@@ -849,6 +850,84 @@ mod tests {
                     "row {i}"
                 );
             }
+        }
+    }
+
+    /// A context value of any kind the application may set: fine, too
+    /// long for any field, with a control or an invisible format character,
+    /// an address or not, a tenant or not, an actor type or not.
+    fn context_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[a-z0-9._-]{1,12}",
+            1 => Just("203.0.113.7".to_owned()),
+            1 => Just("2001:db8::1".to_owned()),
+            1 => prop::sample::select(vec!["user", "service", "system", "robot", "User"])
+                .prop_map(str::to_owned),
+            1 => prop::sample::select(vec![65, 129, 257, 513, 1025, 4097])
+                .prop_map(|n| "x".repeat(n)),
+            1 => "[a-z]{0,3}[\\x00-\\x1f][a-z]{0,3}",
+            1 => "[a-z]{1,3}[\u{200b}\u{202e}][a-z]{0,3}",
+            1 => Just("Not A Tenant!".to_owned()),
+        ]
+    }
+
+    /// A column's value: a number, a string (sometimes with an invisible
+    /// character), null, or a document nested too deep.
+    fn column() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            3 => (-1000i64..1000).prop_map(|n| json!(n)),
+            3 => "[a-z ]{0,8}".prop_map(Value::String),
+            1 => Just(json!("61\u{200b}")),
+            1 => Just(Value::Null),
+            1 => Just((0..20).fold(json!(1), |inner, _| json!([inner]))),
+        ]
+    }
+
+    fn row_image() -> impl Strategy<Value = Option<Value>> {
+        prop::option::of(
+            (column(), column(), column(), any::<bool>()).prop_map(|(id, name, note, deleted)| {
+                json!({"id": id, "name": name, "note": note, "deleted": deleted})
+            }),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Whatever the application's context and rows hold, the event read
+        /// straight from a row's parts is the event its JSON makes valid
+        /// (or both refuse it).
+        #[test]
+        fn any_row_becomes_the_event_its_json_makes_valid(
+            op in prop::sample::select(vec!["insert", "update", "delete", "truncate"]),
+            old in row_image(),
+            new in row_image(),
+            context in prop::collection::btree_map(
+                prop::sample::select(trailmark_core::CaptureContext::SETTINGS.to_vec())
+                    .prop_map(|s| s.trim_start_matches("trailmark.").to_owned()),
+                context_value(),
+                0..9,
+            ),
+            table in 0..3usize,
+        ) {
+            let context: Map<String, Value> =
+                context.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+            let row = outbox(op, old, new, Value::Object(context));
+            let table = match table {
+                0 => key(&["id"]),
+                1 => key(&[]),
+                _ => TableConfig {
+                    key: vec!["id".into()],
+                    soft_delete: Some("deleted".into()),
+                    resource_type: Some("Customer".into()),
+                    name_column: Some("name".into()),
+                },
+            };
+            let ids = db("db");
+            prop_assert_eq!(
+                captured_event(&row, &table, &ids),
+                make_valid(outbox_event(&row, &table, &ids))
+            );
         }
     }
 
