@@ -796,7 +796,8 @@ mod tests {
 
     /// Rows whose events are not valid as generated: repaired (context an
     /// event cannot hold, a key with an invisible character, a value
-    /// nested too deep) or refused (an actor type no event has).
+    /// nested too deep, a time too long) or refused (an actor type no event
+    /// has).
     fn rows_an_event_cannot_hold() -> Vec<OutboxRow> {
         let insert = |new: Value, context: Value| outbox("insert", None, Some(new), context);
         let deep = (0..20).fold(json!(1), |inner, _| json!([inner]));
@@ -816,6 +817,11 @@ mod tests {
                 json!({"id": 1}),
                 json!({"actor_id": "1", "actor_type": "robot"}),
             ),
+            // A time RFC 3339 allows and an event does not (71 bytes).
+            OutboxRow {
+                captured_at: format!("2026-11-23T10:15:00.{}Z", "1".repeat(50)),
+                ..insert(json!({"id": 1}), json!({}))
+            },
         ]
     }
 

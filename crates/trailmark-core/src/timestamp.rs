@@ -17,6 +17,10 @@ const MAX_MILLIS: i64 = 253_402_300_799_999;
 impl Timestamp {
     pub const EPOCH: Self = Self(0);
 
+    /// The longest text [`Timestamp::parse`] reads (RFC 3339 allows any
+    /// number of fraction digits; an event's time is refused past this).
+    pub const MAX_TEXT_BYTES: usize = 64;
+
     /// From milliseconds since 1970-01-01T00:00:00Z.
     pub fn from_unix_millis(millis: i64) -> Option<Self> {
         (0..=MAX_MILLIS).contains(&millis).then_some(Self(millis))
@@ -26,9 +30,12 @@ impl Timestamp {
         self.0
     }
 
-    /// Parses RFC 3339 (any offset), converts to UTC and drops digits
-    /// below the millisecond.
+    /// Parses RFC 3339 (any offset) of at most [`Timestamp::MAX_TEXT_BYTES`],
+    /// converts to UTC and drops digits below the millisecond.
     pub fn parse(text: &str) -> Result<Self, &'static str> {
+        if text.len() > Self::MAX_TEXT_BYTES {
+            return Err("must be at most 64 bytes");
+        }
         let parsed = OffsetDateTime::parse(text, &Rfc3339)
             .map_err(|_| "not an RFC 3339 date-time such as 2026-11-23T10:15:00.123Z")?;
         let millis = parsed.unix_timestamp_nanos().div_euclid(1_000_000);
@@ -173,6 +180,12 @@ mod tests {
     #[test]
     fn rejects_text_that_is_not_rfc_3339_or_out_of_range() {
         assert!(Timestamp::parse("2026-11-23 10:15:00").is_err());
+        // Fraction digits without end: past the longest text, refused.
+        let long = format!("2026-11-23T10:15:00.{}Z", "1".repeat(43));
+        assert_eq!(long.len(), Timestamp::MAX_TEXT_BYTES);
+        assert!(Timestamp::parse(&long).is_ok());
+        let longer = format!("2026-11-23T10:15:00.{}Z", "1".repeat(44));
+        assert!(Timestamp::parse(&longer).is_err());
         assert!(
             Timestamp::parse("2026-11-23T10:15:00").is_err(),
             "offset is required"

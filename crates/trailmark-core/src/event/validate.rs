@@ -496,7 +496,13 @@ fn check(value: &Value) -> Result<Checked, Vec<FieldError>> {
         .text(obj, "id", "id", 64, Text::Line)
         .and_then(|s| EventId::parse(&s).map_err(|m| c.err("id", m)).ok());
     let occurred_at = c
-        .text(obj, "occurred_at", "occurred_at", 64, Text::Line)
+        .text(
+            obj,
+            "occurred_at",
+            "occurred_at",
+            Timestamp::MAX_TEXT_BYTES,
+            Text::Line,
+        )
         .and_then(|s| {
             Timestamp::parse(&s)
                 .map_err(|m| c.err("occurred_at", m))
