@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # What a running drainer costs the application: pgbench's built-in TPC-B-like
-# workload (4 clients, all four tables captured in WAL mode) while `serve`
-# drains the slot on the same machine, beside the same workload on an
-# uncaptured database, in interleaved rounds. With TRAILMARK_BIN_BEFORE (an
-# earlier build), that build's drainer runs in the same rounds, so two builds
-# compare on one noisy machine. Ends by checking every change arrived once
-# (transactions x 4 events in each ledger).
+# workload (4 clients unless CLIENTS says, all four tables captured in WAL
+# mode) while `serve` drains the slot on the same machine, beside the same
+# workload on an uncaptured database, in interleaved rounds. With
+# TRAILMARK_BIN_BEFORE (an earlier build), that build's drainer runs in the
+# same rounds, so two builds compare on one noisy machine. Ends by checking
+# every change arrived once (transactions x 4 events in each ledger).
 #
 #   bench/capture/tpcb.sh [seconds] [rounds] [scale]    (needs pgbench)
 #   TRAILMARK_BIN=path bench/capture/tpcb.sh            (that build, not this tree's)
 #   NICE=19 bench/capture/tpcb.sh                       (this build's serve at that CPU
 #                                                        priority; NICE_BEFORE for the other)
+#   CLIENTS=8 bench/capture/tpcb.sh                     (pgbench's clients; 4 unless given)
 #   IDENTITY=key bench/capture/tpcb.sh                  (this build's database captures the
 #                                                        three tables with a primary key with
 #                                                        replica identity key, not full;
@@ -55,7 +56,8 @@ for db in none $builds; do
   [ "$db" = tm_tpcb_none ] || $now capture pg install --mode wal --source "$pg dbname=$db" --tables "$tables" "${identity[@]}" >/dev/null
   psql_ "$db" -c "CHECKPOINT" -c "VACUUM ANALYZE" >/dev/null
 done
-tpcb() { pgbench -n -c 4 -j 4 -T "$secs" -b tpcb-like "$pg dbname=$1" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
+clients="${CLIENTS:-4}"
+tpcb() { pgbench -n -c "$clients" -j "$clients" -T "$secs" -b tpcb-like "$pg dbname=$1" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
 serve() { # build, database: the drainer inside serve, its ledger kept across rounds
   nice -n "$(nice_of "$1")" "$(bin_of "$1")" serve --data-dir "$work/ledger-$1" --listen 127.0.0.1:7980 \
     --capture-source "$pg dbname=$2" >/dev/null 2>&1 &
