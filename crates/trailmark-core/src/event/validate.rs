@@ -47,42 +47,22 @@ struct Field {
     text: Text,
 }
 
-const ACTOR_ID: Field = Field {
-    key: "id",
-    path: "actor.id",
-    max: MAX_ID_BYTES,
-    text: Text::Id,
-};
-const ACTOR_NAME: Field = Field {
-    key: "name",
-    path: "actor.name",
-    max: MAX_DISPLAY_NAME_BYTES,
-    text: Text::Line,
-};
-const RESOURCE_TYPE: Field = Field {
-    key: "type",
-    path: "resource.type",
-    max: MAX_NAME_BYTES,
-    text: Text::Id,
-};
-const RESOURCE_ID: Field = Field {
-    key: "id",
-    path: "resource.id",
-    max: MAX_RESOURCE_ID_BYTES,
-    text: Text::Id,
-};
-const RESOURCE_NAME: Field = Field {
-    key: "name",
-    path: "resource.name",
-    max: MAX_DISPLAY_NAME_BYTES,
-    text: Text::Line,
-};
-const REASON: Field = Field {
-    key: "reason",
-    path: "reason",
-    max: MAX_REASON_BYTES,
-    text: Text::Prose,
-};
+/// A field's rule, as one line.
+const fn field(key: &'static str, path: &'static str, max: usize, text: Text) -> Field {
+    Field {
+        key,
+        path,
+        max,
+        text,
+    }
+}
+
+const ACTOR_ID: Field = field("id", "actor.id", MAX_ID_BYTES, Text::Id);
+const ACTOR_NAME: Field = field("name", "actor.name", MAX_DISPLAY_NAME_BYTES, Text::Line);
+const RESOURCE_TYPE: Field = field("type", "resource.type", MAX_NAME_BYTES, Text::Id);
+const RESOURCE_ID: Field = field("id", "resource.id", MAX_RESOURCE_ID_BYTES, Text::Id);
+const RESOURCE_NAME: Field = field("name", "resource.name", MAX_DISPLAY_NAME_BYTES, Text::Line);
+const REASON: Field = field("reason", "reason", MAX_REASON_BYTES, Text::Prose);
 
 /// Unicode format characters (general category Cf): invisible, or
 /// reordering what follows (U+202E). In an identifier they let `alice` and
@@ -440,9 +420,9 @@ pub(super) fn typed(event: &Event) -> Result<(), Vec<FieldError>> {
     }
     if let Some(context) = &event.context {
         let texts = context.named_texts();
-        for (key, path, max) in NAMED_CONTEXT {
-            if let Some((_, Some(text))) = texts.iter().find(|(k, _)| *k == key) {
-                c.check_text(path, text, max, Text::Line);
+        for field in &NAMED_CONTEXT {
+            if let Some((_, Some(text))) = texts.iter().find(|(k, _)| *k == field.key) {
+                c.check_field(field, text);
             }
         }
         other_context(&mut c, &context.extra);
@@ -715,17 +695,27 @@ fn changes(c: &mut Checker, map: &Map<String, Value>) {
 }
 
 /// The context's named keys besides `ip`, their paths and their bounds.
-const NAMED_CONTEXT: [(&str, &str, usize); 5] = [
-    ("user_agent", "context.user_agent", MAX_USER_AGENT_BYTES),
-    ("request_id", "context.request_id", MAX_ID_BYTES),
-    ("session_id", "context.session_id", MAX_ID_BYTES),
-    ("source", "context.source", MAX_SOURCE_BYTES),
-    ("impersonator", "context.impersonator", MAX_ID_BYTES),
+const NAMED_CONTEXT: [Field; 5] = [
+    field(
+        "user_agent",
+        "context.user_agent",
+        MAX_USER_AGENT_BYTES,
+        Text::Line,
+    ),
+    field("request_id", "context.request_id", MAX_ID_BYTES, Text::Line),
+    field("session_id", "context.session_id", MAX_ID_BYTES, Text::Line),
+    field("source", "context.source", MAX_SOURCE_BYTES, Text::Line),
+    field(
+        "impersonator",
+        "context.impersonator",
+        MAX_ID_BYTES,
+        Text::Line,
+    ),
 ];
 
 /// One of the context's other keys: neither `ip` nor a named one.
 fn is_other_context_key(key: &str) -> bool {
-    key != "ip" && !NAMED_CONTEXT.iter().any(|(n, _, _)| *n == key)
+    key != "ip" && !NAMED_CONTEXT.iter().any(|f| f.key == key)
 }
 
 /// One of the context's other keys with a value (null is the key left out).
@@ -744,7 +734,7 @@ fn context(c: &mut Checker, map: &Map<String, Value>) -> Context {
                 .ok()
         });
     let [user_agent, request_id, session_id, source, impersonator] =
-        NAMED_CONTEXT.map(|(key, path, max)| c.text(map, key, path, max, Text::Line));
+        NAMED_CONTEXT.map(|field| c.field(map, &field));
     let ctx = Context {
         ip,
         user_agent,
