@@ -73,6 +73,12 @@ wait_indexed() {
 # and a read measured meanwhile shares the cores with it. A build that shows
 # trailmark_alert_windows_rebuilding is done when it reads 0; an older one (measured beside
 # a newer) when the idle server has used less than 5 % of a core over one second.
+# cpu_ticks PID: the CPU time (user + system) the process has used so far, in
+# clock ticks (getconf CLK_TCK a second).
+cpu_ticks() {
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
 wait_alerts_rebuilt() {
   local minutes=${2:-10} deadline shown before after
   deadline=$(( $(date +%s) + 60 * minutes ))
@@ -83,9 +89,9 @@ wait_alerts_rebuilt() {
       [ "$shown" = 0 ] && return 0
       sleep 0.2
     else
-      before=$(awk '{print $14 + $15}' "/proc/$server/stat")
+      before=$(cpu_ticks "$server")
       sleep 1
-      after=$(awk '{print $14 + $15}' "/proc/$server/stat")
+      after=$(cpu_ticks "$server")
       [ $(( (after - before) * 100 )) -lt $(( 5 * $(getconf CLK_TCK) )) ] && return 0
     fi
   done

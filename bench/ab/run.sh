@@ -18,6 +18,7 @@
 #   (cd /tmp/old && CARGO_TARGET_DIR=$PWD/../main-target-old cargo build --release -p trailmark)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/lib.sh
 old="$1"; new="$2"; secs="${3:-15}"; rounds="${4:-2}"
 if curl -sf http://127.0.0.1:7979/healthz >/dev/null; then
   echo "something already listens on 127.0.0.1:7979; stop it first" >&2; exit 1
@@ -35,11 +36,10 @@ one() { # binary, mode -> "rate p99"
   server=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:7979/healthz >/dev/null && break; sleep 0.1; done
   if [ "$2" = batched ]; then per=1000; conns=8; else per=1; conns=64; fi
-  ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
-  before=$(ticks)
+  before=$(cpu_ticks "$server")
   out=$(TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key") EVENTS=$per \
     wrk -t2 -c"$conns" -d"${secs}s" --latency -s bench/query/load.lua http://127.0.0.1:7979/v1/events 2>&1)
-  used=$(( $(ticks) - before ))
+  used=$(( $(cpu_ticks "$server") - before ))
   wrote=$(awk '/^write_bytes/ { print $2 }' "/proc/$server/io")
   kill "$server"; wait "$server" 2>/dev/null || true
   rm -rf "$data"

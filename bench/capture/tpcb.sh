@@ -19,7 +19,8 @@
 #
 # Each round also reports the changes not yet in the ledger halfway through
 # the workload (how far the drainer lags while it shares the cores) and at
-# its end.
+# its end, and the CPU time `serve` took while the workload ran per change
+# the workload made (steadier than the rates on a noisy machine).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-15}"
@@ -81,16 +82,20 @@ for round in $(seq "$rounds"); do
   [ $((round % 2)) = 1 ] || order=$(echo "$builds" | tr ' ' '\n' | tac | tr '\n' ' ')
   for build in $order; do
     serve "$build" "tm_tpcb_$build"
+    made=$(psql_ "tm_tpcb_$build" -c "SELECT count(*) FROM pgbench_history")
+    ticks=$(cpu_ticks "$server")
     tpcb "tm_tpcb_$build" > "$work/tps" &
     sleep $((secs / 2))
     mid=$(behind "$build" "tm_tpcb_$build")
     wait $!
+    ticks=$(($(cpu_ticks "$server") - ticks))
+    made=$((($(psql_ "tm_tpcb_$build" -c "SELECT count(*) FROM pgbench_history") - made) * 4))
     tps=$(cat "$work/tps")
     # Durable appends the drainer made this round (each one a commit of
     # the ledger file): the fewer, the less it costs the application.
     TRAILMARK_KEY=$(cat "$work/ledger-$build/bootstrap-admin.key")
     appends=$(metric trailmark_commit_seconds_count 7980)
-    echo "round=$round capture=wal drainer=$build nice=$(nice_of "$build") identity=$(identity_of "$build") tps=$tps events_behind_mid_run=$mid events_behind_at_end=$(behind "$build" "tm_tpcb_$build") appends=$appends"
+    echo "round=$round capture=wal drainer=$build nice=$(nice_of "$build") identity=$(identity_of "$build") tps=$tps events_behind_mid_run=$mid events_behind_at_end=$(behind "$build" "tm_tpcb_$build") appends=$appends serve_cpu_us_per_change=$((ticks * 1000000 / $(getconf CLK_TCK) / made))"
     kill -TERM "$server"; wait "$server" || true
     server=""
   done
