@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 use trailmark_core::Event;
 
@@ -228,12 +229,20 @@ async fn drain_outbox<S: Sink>(
     // (rows of the batch in flight are left out); a batch is sent only once
     // the one before it is acknowledged and deleted, so order holds.
     let mut in_flight: Option<(S::Batch, Vec<i64>)> = None;
+    // When the last read that found less than a batch began: the next
+    // waits until LINGER after it (a stream of small transactions makes one
+    // batch each LINGER, not one each append's time).
+    let mut short_read: Option<Instant> = None;
     loop {
         let leave_out: Vec<i64> = in_flight
             .as_ref()
             .map(|(_, ids)| ids.clone())
             .unwrap_or_default();
         let next = async {
+            if let Some(read) = short_read {
+                tokio::time::sleep_until(read + crate::LINGER).await;
+            }
+            let began = Instant::now();
             let rows = client
                 .query(
                     "SELECT id, txid, stmt, op, schema_name, table_name, old_row::text, new_row::text,
@@ -244,18 +253,25 @@ async fn drain_outbox<S: Sink>(
                 )
                 .await
                 .map_err(pg("reading the outbox (is capture installed?)"))?;
+            let short = i64::try_from(rows.len()).is_ok_and(|n| n < options.batch);
             let (events, outbox_ids) = convert(client, &rows, tables, ids).await?;
-            Ok::<_, Error>((sink.batch(events).map_err(sink_error)?, outbox_ids))
+            let batch = sink.batch(events).map_err(sink_error)?;
+            Ok::<_, Error>((batch, outbox_ids, short.then_some(began)))
         };
         let next = match in_flight.take() {
             None => next.await?,
             Some((mut batch, ids)) => {
-                let (sent, next) = tokio::join!(send(sink, &mut batch), next);
-                let tenants = sent?;
-                // Only now are they durable in the trail.
-                delete_sent(client, &ids, &options.name).await?;
-                // And the trail they went to must extend what was seen.
-                crate::seen::check(client, sink, &tenants).await?;
+                // Deleted as soon as they are durable, not when the next
+                // read (which may linger) is done.
+                let sent = async {
+                    let tenants = send(sink, &mut batch).await?;
+                    // Only now are they durable in the trail.
+                    delete_sent(client, &ids, &options.name).await?;
+                    // And the trail they went to must extend what was seen.
+                    crate::seen::check(client, sink, &tenants).await
+                };
+                let (sent, next) = tokio::join!(sent, next);
+                sent?;
                 total += ids.len() as u64;
                 progress(Progress::Sent {
                     rows: ids.len() as u64,
@@ -264,7 +280,9 @@ async fn drain_outbox<S: Sink>(
                 next?
             }
         };
-        if next.1.is_empty() {
+        let (batch, outbox_ids, short) = next;
+        short_read = short;
+        if outbox_ids.is_empty() {
             if options.once {
                 return Ok(total);
             }
@@ -277,7 +295,7 @@ async fn drain_outbox<S: Sink>(
             }
             continue;
         }
-        in_flight = Some(next);
+        in_flight = Some((batch, outbox_ids));
     }
 }
 

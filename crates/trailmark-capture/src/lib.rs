@@ -79,6 +79,17 @@ pub enum Error {
     Diverged { tenant: String, why: String },
 }
 
+/// While changes keep coming, a batch that is not full goes at most this
+/// long after the one before it (a full one goes at once; the first after a
+/// quiet moment too). Each append costs the ledger a commit and the indexer
+/// a step whatever it holds, and in trigger mode each batch costs the
+/// application's database a read and a delete: under a stream of small
+/// transactions (pgbench's TPC-B, WAL mode) one append each 100 ms instead
+/// of each append's time (a few ms) cut `serve`'s CPU a change by a third
+/// (bench/results/capture.md). The cost: a change reaches the ledger up to
+/// this much later.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub(crate) fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
     let context = context.into();
     move |source| Error::Postgres { context, source }

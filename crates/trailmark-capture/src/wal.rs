@@ -22,12 +22,13 @@ use pg_walstream::{
     ReplicationError, ReplicationStreamConfig, RowData, StreamingMode,
 };
 use serde_json::Value;
+use tokio::time::Instant;
 use tokio_postgres::Client;
 use trailmark_core::Event;
 
 use crate::drain::{DrainOptions, Progress, send};
 use crate::install::{MESSAGE_PREFIX, PUBLICATION, slot_status};
-use crate::{Error, OutboxRow, RowImage, Sink, TableConfig, pg};
+use crate::{Error, LINGER, OutboxRow, RowImage, Sink, TableConfig, pg};
 
 /// Decoded changes read ahead of the one being converted (the bound on what
 /// this process holds besides the batch being sent).
@@ -250,20 +251,21 @@ struct Decoder {
     open_start: usize,
     /// The end of the last transaction decoded and not yet handed on.
     acknowledge: Option<u64>,
+    /// When the last batch was handed on (see [`LINGER`]).
+    handed_on: Option<Instant>,
 }
 
 impl Decoder {
     /// Decodes until a batch is ready: full (a large transaction goes in
     /// several: sent again after a crash, its events are stored once), or at
-    /// a commit with nothing more decoded yet and no batch in flight, or at
-    /// the stream's end.
+    /// a commit with nothing more decoded yet, no batch in flight and
+    /// [`LINGER`] passed since the batch before was handed on, or at the
+    /// stream's end.
     ///
     /// `flushing` is the batch before, being appended: this one cannot be
     /// sent until that is durable, so until then it keeps taking what
-    /// arrives (under a trickle of small transactions, one append per
-    /// append's time rather than one per transaction). It is driven here and
-    /// left `None` once done; an append that fails ends decoding with its
-    /// error.
+    /// arrives. It is driven here and left `None` once done; an append that
+    /// fails ends decoding with its error.
     async fn next_batch(
         &mut self,
         decoded: &mut tokio::sync::mpsc::Receiver<Result<ChangeEvent, ReplicationError>>,
@@ -275,11 +277,17 @@ impl Decoder {
     ) -> Result<Ready<Vec<Event>>, Error> {
         // The last event taken committed a transaction.
         let mut at_commit = false;
+        // Before this, a batch that is not full keeps taking what arrives.
+        let linger_until = self.handed_on.map(|at| at + LINGER);
         let ended = loop {
             // The next decoded event, or None when the append in flight
-            // became durable first.
+            // became durable first, or when the batch, complete, has
+            // lingered its time.
             let next = match flushing.as_mut() {
-                None => Some(decoded.recv().await),
+                None => match linger_until.filter(|_| at_commit) {
+                    None => Some(decoded.recv().await),
+                    Some(until) => tokio::time::timeout_at(until, decoded.recv()).await.ok(),
+                },
                 Some(flushed) => tokio::select! {
                     biased;
                     done = flushed.as_mut() => {
@@ -303,11 +311,15 @@ impl Decoder {
                 }
             }
             if self.batch.len() >= batch_size
-                || (at_commit && flushing.is_none() && decoded.is_empty())
+                || (at_commit
+                    && flushing.is_none()
+                    && decoded.is_empty()
+                    && linger_until.is_none_or(|until| Instant::now() >= until))
             {
                 break false;
             }
         };
+        self.handed_on = Some(Instant::now());
         self.open_start = 0;
         let events = std::mem::take(&mut self.batch);
         Ok(Ready {
@@ -955,7 +967,9 @@ mod tests {
         .await
     }
 
-    #[tokio::test]
+    // Time stands still unless the test moves it (or every task waits on a
+    // timer): the linger is read off the clock, not slept through.
+    #[tokio::test(start_paused = true)]
     async fn a_batch_takes_every_transaction_committed_while_the_one_before_is_appended() {
         let (mut decoding, sender) = Decoding::new().await;
         transaction(&sender, 1, 0x100).await;
@@ -976,11 +990,29 @@ mod tests {
         }
         assert!(flushing.is_none(), "the append was driven to its end");
 
-        // Nothing in flight: a batch goes at the first commit with nothing
-        // more decoded, as before.
-        transaction(&sender, 4, 0x400).await;
-        let ready = decoding.next_batch(1000, &mut flushing).await.unwrap();
-        assert_eq!((ready.rows, ready.acknowledge), (1, Some(0x400)));
+        // Nothing in flight, but a batch was just handed on: a complete
+        // batch that is not full lingers until LINGER after it, taking what
+        // arrives meanwhile.
+        transaction(&sender, 40, 0x400).await;
+        {
+            let mut next = Box::pin(decoding.next_batch(1000, &mut flushing));
+            assert!(poll_once(&mut next).await.is_none());
+            tokio::time::advance(LINGER / 2).await;
+            transaction(&sender, 41, 0x480).await;
+            assert!(poll_once(&mut next).await.is_none());
+            tokio::time::advance(LINGER / 2).await;
+            let ready = poll_once(&mut next).await.expect("gone once it lingered");
+            let ready = ready.unwrap();
+            assert_eq!((ready.rows, ready.acknowledge), (2, Some(0x480)));
+        }
+
+        // After a quiet moment, the first commit goes at once.
+        tokio::time::advance(LINGER).await;
+        transaction(&sender, 42, 0x4c0).await;
+        let mut next = Box::pin(decoding.next_batch(1000, &mut flushing));
+        let ready = poll_once(&mut next).await.expect("not lingering").unwrap();
+        assert_eq!((ready.rows, ready.acknowledge), (1, Some(0x4c0)));
+        drop(next);
 
         // A full batch does not wait for the append before it.
         let (_durable, mut flushing) = appending();

@@ -56,14 +56,8 @@ async fn depth(db: &TestDb) -> i64 {
     status(&db.client).await.unwrap().outbox_depth
 }
 
-#[tokio::test]
-async fn a_waiting_drainer_is_woken_by_notify_not_by_its_poll() {
-    let mut db = TestDb::new().await;
-    covered(&mut db).await;
-    let sink = Arc::new(Collect::default());
-    let (url, s) = (db.url(), Arc::clone(&sink));
-    let task = tokio::spawn(async move { drain(&url, &*s, &forever("one"), &|_| {}).await });
-    // Let it reach its wait first: the outbox is empty.
+/// Waits until a drainer holds this test database's drain lock.
+async fn locked(db: &TestDb) {
     eventually(10, "the drainer takes the lock", || async {
         db.client
             .query_one(
@@ -79,6 +73,17 @@ async fn a_waiting_drainer_is_woken_by_notify_not_by_its_poll() {
             == 1
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_waiting_drainer_is_woken_by_notify_not_by_its_poll() {
+    let mut db = TestDb::new().await;
+    covered(&mut db).await;
+    let sink = Arc::new(Collect::default());
+    let (url, s) = (db.url(), Arc::clone(&sink));
+    let task = tokio::spawn(async move { drain(&url, &*s, &forever("one"), &|_| {}).await });
+    // Let it reach its wait first: the outbox is empty.
+    locked(&db).await;
     db.client
         .batch_execute("INSERT INTO a VALUES (1, 1)")
         .await
@@ -94,6 +99,63 @@ async fn a_waiting_drainer_is_woken_by_notify_not_by_its_poll() {
     let (last, total, _, by) = s.last_drained.unwrap();
     assert_eq!((total, by.as_str()), (1, "one"));
     assert!(last > 0);
+    task.abort();
+}
+
+/// Counts the rows of each batch it is sent.
+#[derive(Default)]
+struct Batches(std::sync::Mutex<Vec<usize>>);
+
+impl trailmark_capture::Sink for Batches {
+    type Batch = Vec<trailmark_core::Event>;
+
+    fn batch(
+        &self,
+        events: Vec<trailmark_core::Event>,
+    ) -> Result<Self::Batch, trailmark_capture::SendError> {
+        Ok(events)
+    }
+
+    async fn send(
+        &self,
+        events: &mut Self::Batch,
+    ) -> Result<Vec<String>, trailmark_capture::SendError> {
+        self.0.lock().unwrap().push(events.len());
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_stream_of_small_transactions_is_drained_in_one_batch_a_linger() {
+    let mut db = TestDb::new().await;
+    covered(&mut db).await;
+    let sink = Arc::new(Batches::default());
+    let (url, s) = (db.url(), Arc::clone(&sink));
+    let task = tokio::spawn(async move { drain(&url, &*s, &forever("one"), &|_| {}).await });
+    locked(&db).await;
+    let started = std::time::Instant::now();
+    // Forty transactions of a row each, each committed (and notified) alone.
+    for n in 0..40 {
+        db.client
+            .execute("INSERT INTO a VALUES ($1, $1)", &[&n])
+            .await
+            .unwrap();
+    }
+    eventually(10, "the forty rows are drained", || async {
+        sink.0.lock().unwrap().iter().sum::<usize>() == 40
+    })
+    .await;
+    let took = started.elapsed();
+    let batches = sink.0.lock().unwrap().len();
+    // No batch is full (50 rows): each read after one that found less than
+    // a batch waits until LINGER after that one began. Without the wait,
+    // each commit's notification would wake a read of its own.
+    let most = took.as_millis() / trailmark_capture::LINGER.as_millis() + 1;
+    assert!(
+        batches as u128 <= most,
+        "{batches} batches for 40 transactions in {took:?}: more than one a {:?}",
+        trailmark_capture::LINGER
+    );
     task.abort();
 }
 
