@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What a running drainer costs the application: pgbench's built-in TPC-B-like
-# workload (4 clients unless CLIENTS says, all four tables captured in WAL
-# mode) while `serve` drains the slot on the same machine, beside the same
+# workload (4 clients unless CLIENTS says, all four tables captured, in WAL
+# mode unless MODE says) while `serve` drains them on the same machine, beside the same
 # workload on an uncaptured database, in interleaved rounds. With
 # TRAILMARK_BIN_BEFORE (an earlier build), that build's drainer runs in the
 # same rounds, so two builds compare on one noisy machine. Ends by checking
@@ -12,6 +12,8 @@
 #   NICE=19 bench/capture/tpcb.sh                       (this build's serve at that CPU
 #                                                        priority; NICE_BEFORE for the other)
 #   CLIENTS=8 bench/capture/tpcb.sh                     (pgbench's clients; 4 unless given)
+#   MODE=trigger bench/capture/tpcb.sh                  (both builds' databases captured by
+#                                                        triggers and the outbox, not the WAL)
 #   IDENTITY=key bench/capture/tpcb.sh                  (this build's database captures the
 #                                                        three tables with a primary key with
 #                                                        replica identity key, not full;
@@ -44,6 +46,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+mode="${MODE:-wal}"
 tables=public.pgbench_accounts,public.pgbench_branches,public.pgbench_tellers,public.pgbench_history
 for db in none $builds; do
   db="tm_tpcb_$db"
@@ -54,7 +57,7 @@ for db in none $builds; do
     tm_tpcb_now:key:* | tm_tpcb_before:*:key)
       for t in accounts branches tellers; do identity+=(--replica-identity "public.pgbench_$t=key"); done ;;
   esac
-  [ "$db" = tm_tpcb_none ] || $now capture pg install --mode wal --source "$pg dbname=$db" --tables "$tables" "${identity[@]}" >/dev/null
+  [ "$db" = tm_tpcb_none ] || $now capture pg install --mode "$mode" --source "$pg dbname=$db" --tables "$tables" "${identity[@]}" >/dev/null
   psql_ "$db" -c "CHECKPOINT" -c "VACUUM ANALYZE" >/dev/null
 done
 clients="${CLIENTS:-4}"
@@ -95,7 +98,7 @@ for round in $(seq "$rounds"); do
     # the ledger file): the fewer, the less it costs the application.
     TRAILMARK_KEY=$(cat "$work/ledger-$build/bootstrap-admin.key")
     appends=$(metric trailmark_commit_seconds_count 7980)
-    echo "round=$round capture=wal drainer=$build nice=$(nice_of "$build") identity=$(identity_of "$build") tps=$tps events_behind_mid_run=$mid events_behind_at_end=$(behind "$build" "tm_tpcb_$build") appends=$appends serve_cpu_us_per_change=$((ticks * 1000000 / $(getconf CLK_TCK) / made))"
+    echo "round=$round capture=$mode drainer=$build nice=$(nice_of "$build") identity=$(identity_of "$build") tps=$tps events_behind_mid_run=$mid events_behind_at_end=$(behind "$build" "tm_tpcb_$build") appends=$appends serve_cpu_us_per_change=$((ticks * 1000000 / $(getconf CLK_TCK) / made))"
     kill -TERM "$server"; wait "$server" || true
     server=""
   done
