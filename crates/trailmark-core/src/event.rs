@@ -276,16 +276,17 @@ impl Context {
         out
     }
 
-    /// The named keys whose values are text, with their values (`ip`, an
-    /// address, is written on its own).
+    /// The named keys whose values are text, with their values, in the
+    /// validator's order of them (`ip`, an address, is written on its own).
     fn named_texts(&self) -> [(&'static str, Option<&str>); 5] {
-        [
-            ("user_agent", self.user_agent.as_deref()),
-            ("request_id", self.request_id.as_deref()),
-            ("session_id", self.session_id.as_deref()),
-            ("source", self.source.as_deref()),
-            ("impersonator", self.impersonator.as_deref()),
-        ]
+        let values = [
+            self.user_agent.as_deref(),
+            self.request_id.as_deref(),
+            self.session_id.as_deref(),
+            self.source.as_deref(),
+            self.impersonator.as_deref(),
+        ];
+        std::array::from_fn(|i| (validate::NAMED_CONTEXT_KEYS[i], values[i]))
     }
 }
 

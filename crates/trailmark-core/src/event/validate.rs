@@ -419,9 +419,8 @@ pub(super) fn typed(event: &Event) -> Result<(), Vec<FieldError>> {
         }
     }
     if let Some(context) = &event.context {
-        let texts = context.named_texts();
-        for field in &NAMED_CONTEXT {
-            if let Some((_, Some(text))) = texts.iter().find(|(k, _)| *k == field.key) {
+        for (field, (_, text)) in NAMED_CONTEXT.iter().zip(context.named_texts()) {
+            if let Some(text) = text {
                 c.check_field(field, text);
             }
         }
@@ -694,7 +693,10 @@ fn changes(c: &mut Checker, map: &Map<String, Value>) {
     }
 }
 
-/// The context's named keys besides `ip`, their paths and their bounds.
+/// The context's named keys besides `ip`, their paths and their bounds, in
+/// the order of [`Context`]'s fields `user_agent`, `request_id`,
+/// `session_id`, `source` and `impersonator` (read into them by [`context`],
+/// written from them by `Context::named_texts`): the one list of them.
 const NAMED_CONTEXT: [Field; 5] = [
     field(
         "user_agent",
@@ -712,6 +714,17 @@ const NAMED_CONTEXT: [Field; 5] = [
         Text::Line,
     ),
 ];
+
+/// [`NAMED_CONTEXT`]'s keys, in its order.
+pub(super) const NAMED_CONTEXT_KEYS: [&str; 5] = {
+    let mut keys = [""; 5];
+    let mut i = 0;
+    while i < keys.len() {
+        keys[i] = NAMED_CONTEXT[i].key;
+        i += 1;
+    }
+    keys
+};
 
 /// One of the context's other keys: neither `ip` nor a named one.
 fn is_other_context_key(key: &str) -> bool {

@@ -295,6 +295,30 @@ fn control_characters_are_refused_in_identifiers_but_not_in_a_reason() {
 }
 
 #[test]
+fn each_named_context_key_is_read_into_its_own_field_and_written_back_under_its_key() {
+    let mut v = minimal();
+    let context = json!({
+        "ip": "192.0.2.1", "user_agent": "ua", "request_id": "req", "session_id": "sess",
+        "source": "src", "impersonator": "imp", "shift": "night"
+    });
+    v["context"] = context.clone();
+    let ctx = Event::from_json(&v).unwrap().context.unwrap();
+    let fields = [
+        &ctx.user_agent,
+        &ctx.request_id,
+        &ctx.session_id,
+        &ctx.source,
+        &ctx.impersonator,
+    ];
+    assert_eq!(
+        fields.map(|f| f.as_deref()),
+        ["ua", "req", "sess", "src", "imp"].map(Some)
+    );
+    assert_eq!(ctx.extra, *json!({"shift": "night"}).as_object().unwrap());
+    assert_eq!(Value::Object(ctx.to_json()), context);
+}
+
+#[test]
 fn context_keeps_extra_scalars_and_refuses_structures() {
     let mut v = minimal();
     v["context"] =
