@@ -970,7 +970,8 @@ mod tests {
     // Time stands still unless the test moves it (or every task waits on a
     // timer): the linger is read off the clock, not slept through.
     #[tokio::test(start_paused = true)]
-    async fn a_batch_takes_every_transaction_committed_while_the_one_before_is_appended() {
+    async fn a_batch_takes_what_commits_while_the_one_before_is_appended_and_lingers_under_a_stream()
+     {
         let (mut decoding, sender) = Decoding::new().await;
         transaction(&sender, 1, 0x100).await;
         let (durable, mut flushing) = appending();
