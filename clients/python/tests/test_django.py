@@ -64,9 +64,22 @@ def site(tmp_path_factory):
 
 
 def sent():
+    """Everything the application did is in the trail: the client's queue
+    flushed, and the capture's outbox drained (a row leaves it only once the
+    ledger holds it durably; under a stream of changes the drainer waits up
+    to 100 ms for more before it reads)."""
+    from django.db import connection
+
     from trailmark.django import conf
 
     assert conf.client().flush(20)
+
+    def drained():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT NOT EXISTS (SELECT 1 FROM trailmark.outbox)")
+            return cursor.fetchone()[0]
+
+    until("the capture's outbox drained", drained)
 
 
 def browser(remote, forwarded=None):
