@@ -102,34 +102,11 @@ async fn a_waiting_drainer_is_woken_by_notify_not_by_its_poll() {
     task.abort();
 }
 
-/// Counts the rows of each batch it is sent.
-#[derive(Default)]
-struct Batches(std::sync::Mutex<Vec<usize>>);
-
-impl trailmark_capture::Sink for Batches {
-    type Batch = Vec<trailmark_core::Event>;
-
-    fn batch(
-        &self,
-        events: Vec<trailmark_core::Event>,
-    ) -> Result<Self::Batch, trailmark_capture::SendError> {
-        Ok(events)
-    }
-
-    async fn send(
-        &self,
-        events: &mut Self::Batch,
-    ) -> Result<Vec<String>, trailmark_capture::SendError> {
-        self.0.lock().unwrap().push(events.len());
-        Ok(Vec::new())
-    }
-}
-
 #[tokio::test]
 async fn a_stream_of_small_transactions_is_drained_in_one_batch_a_linger() {
     let mut db = TestDb::new().await;
     covered(&mut db).await;
-    let sink = Arc::new(Batches::default());
+    let sink = Arc::new(Collect::default());
     let (url, s) = (db.url(), Arc::clone(&sink));
     let task = tokio::spawn(async move { drain(&url, &*s, &forever("one"), &|_| {}).await });
     locked(&db).await;
@@ -142,11 +119,11 @@ async fn a_stream_of_small_transactions_is_drained_in_one_batch_a_linger() {
             .unwrap();
     }
     eventually(10, "the forty rows are drained", || async {
-        sink.0.lock().unwrap().iter().sum::<usize>() == 40
+        sink.0.lock().unwrap().len() == 40
     })
     .await;
     let took = started.elapsed();
-    let batches = sink.0.lock().unwrap().len();
+    let batches = sink.1.lock().unwrap().len();
     // No batch is full (50 rows): each read after one that found less than
     // a batch waits until LINGER after that one began. Without the wait,
     // each commit's notification would wake a read of its own.

@@ -136,11 +136,14 @@ impl Drop for TestDb {
     }
 }
 
-/// A sink that keeps what it was sent, in order (stands in for the ledger
-/// where the test is about the outbox side; the end-to-end tests drain into
-/// a real server).
+/// A sink that keeps what it was sent, in order, and how many rows each
+/// batch held (stands in for the ledger where the test is about the outbox
+/// side; the end-to-end tests drain into a real server).
 #[derive(Default)]
-pub(crate) struct Collect(pub std::sync::Mutex<Vec<serde_json::Value>>);
+pub(crate) struct Collect(
+    pub std::sync::Mutex<Vec<serde_json::Value>>,
+    pub std::sync::Mutex<Vec<usize>>,
+);
 
 impl trailmark_capture::Sink for Collect {
     type Batch = Vec<trailmark_core::Event>;
@@ -156,6 +159,7 @@ impl trailmark_capture::Sink for Collect {
         &self,
         events: &mut Self::Batch,
     ) -> Result<Vec<String>, trailmark_capture::SendError> {
+        self.1.lock().unwrap().push(events.len());
         // As an HTTP sink sends them.
         self.0.lock().unwrap().extend(
             events
