@@ -65,7 +65,7 @@ in_serve() {
   s=$(waited "$start")
   # serve's CPU (user + system, in clock ticks) until the ledger held every
   # row: steadier than the rate on a noisy machine.
-  cpu=$(awk -v hz="$(getconf CLK_TCK)" -v rows="$rows" '{printf "%.1f", ($14 + $15) / hz * 1e6 / rows}' "/proc/$server/stat")
+  cpu=$(echo "scale=1; $(cpu_ticks "$server") * 1000000 / $(getconf CLK_TCK) / $rows" | bc)
   echo "$name in-serve: $rows rows in $s s = $(echo "$rows / $s" | bc) rows/s (serve's start included), serve's CPU $cpu us/row"
   kill -TERM "$server"; wait "$server" || true
 }
