@@ -62,11 +62,8 @@ pub const GATHER: u64 = 4_096;
 
 /// The longest a small batch waits to gather more (see [`GATHER`]); reads
 /// never miss what it holds back (they scan the entries above the index
-/// file's position, at most [`GATHER`] of them while it waits, however long
-/// it waits). Beside pgbench's TPC-B with the capture draining (about 7,000
-/// changes a second) 250 ms took `serve` 9 % less CPU a change than 50 ms
-/// (bench/results/capture.md).
-pub const GATHER_WAIT: Duration = Duration::from_millis(250);
+/// file's position).
+pub const GATHER_WAIT: Duration = Duration::from_millis(50);
 
 /// How long a stopping store lets the indexer catch up; what it has not
 /// indexed by then is indexed when the store is next opened.

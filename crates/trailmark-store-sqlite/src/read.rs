@@ -580,11 +580,8 @@ fn page_statements(q: &Query, indexed: Indexed) -> Vec<Statement> {
 
 /// Most entries above the index file's position that a free-text search
 /// indexes itself, in memory on its reader's connection, rather than wait
-/// for the indexer to reach them (about 1 KB of words each at most): as
-/// many as the indexer holds back while it gathers (`index::GATHER`),
-/// so that a search under a stream of small appends never waits for it.
-#[allow(clippy::cast_possible_truncation)] // 4,096
-pub const TAIL_SEARCH_MAX: usize = crate::index::GATHER as usize;
+/// for the indexer to reach them (about 1 KB of words each at most).
+pub const TAIL_SEARCH_MAX: usize = 2048;
 
 /// How a free-text search finds the entries above the index file's
 /// position, which the index file does not hold yet.
