@@ -9,6 +9,9 @@
 #
 #   bench/ab/run.sh OLD_BINARY NEW_BINARY [seconds] [rounds]     (needs wrk)
 #   IDS=1 bench/ab/run.sh ...     every event with its own id (see bench/query/load.lua)
+#   MODES=search bench/ab/run.sh ...   (or MODES="batched single search") free-text searches
+#       (bench/query/query.lua's QUERY=q, 2 connections) beside single events (32
+#       connections): the p99 reported is the searches'; the rest, the ingest's
 #   PG="host=127.0.0.1 port=5432 user=postgres" bench/ab/run.sh ...
 #       each round on a fresh PostgreSQL database (tm_bench_ab, dropped after) instead of
 #       the embedded store; CPU and bytes written are then the server process's alone
@@ -23,8 +26,8 @@ old="$1"; new="$2"; secs="${3:-15}"; rounds="${4:-2}"
 if curl -sf http://127.0.0.1:7979/healthz >/dev/null; then
   echo "something already listens on 127.0.0.1:7979; stop it first" >&2; exit 1
 fi
-one() { # binary, mode -> "rate p99"
-  local data server out per conns
+one() { # binary, mode -> "rate p99 cpu wrote" (search: p99 of the searches)
+  local data server out per conns searcher=""
   data=$(mktemp -d)
   local store=()
   if [ -n "${PG:-}" ]; then
@@ -35,11 +38,27 @@ one() { # binary, mode -> "rate p99"
   "$1" serve --data-dir "$data" --listen 127.0.0.1:7979 "${store[@]}" >/dev/null 2>&1 &
   server=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:7979/healthz >/dev/null && break; sleep 0.1; done
-  if [ "$2" = batched ]; then per=1000; conns=8; else per=1; conns=64; fi
+  case "$2" in
+    batched) per=1000; conns=8 ;;
+    single) per=1; conns=64 ;;
+    search) per=1; conns=32
+      # From the 3rd second to 2 s before the end: searches while the stream runs.
+      (sleep 3; TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key") QUERY=q wrk -t1 -c2 \
+        -d"$((secs - 5))s" --latency -s bench/query/query.lua http://127.0.0.1:7979 \
+        > "$data.searches" 2>&1) &
+      searcher=$! ;;
+  esac
   before=$(cpu_ticks "$server")
   out=$(TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key") EVENTS=$per \
     wrk -t2 -c"$conns" -d"${secs}s" --latency -s bench/query/load.lua http://127.0.0.1:7979/v1/events 2>&1)
   used=$(( $(cpu_ticks "$server") - before ))
+  local p99_of_searches=""
+  if [ -n "$searcher" ]; then
+    wait "$searcher"
+    p99_of_searches=$(awk '/ 99%/ {print $2}' "$data.searches")
+    if grep -q "unexpected status" "$data.searches"; then echo "refused searches" >&2; exit 1; fi
+    rm -f "$data.searches"
+  fi
   wrote=$(awk '/^write_bytes/ { print $2 }' "/proc/$server/io")
   kill "$server"; wait "$server" 2>/dev/null || true
   rm -rf "$data"
@@ -50,11 +69,12 @@ one() { # binary, mode -> "rate p99"
   # round's measurement behind its fsyncs.
   sync
   if grep -q "unexpected status" <<<"$out"; then echo "refused requests" >&2; exit 1; fi
-  awk -v per="$per" -v used="$used" -v wrote="$wrote" -v hz="$(getconf CLK_TCK)" \
+  awk -v per="$per" -v used="$used" -v wrote="$wrote" -v hz="$(getconf CLK_TCK)" -v sp="$p99_of_searches" \
     '/requests in/ {n = $1 * per} /Requests\/sec/ {r = $2 * per} / 99%/ {p = $2}
-     END {printf "%.0f %s %.1f %.0f\n", r, p, used / hz * 1e6 / n, wrote / n}' <<<"$out"
+     END {if (sp != "") p = sp; printf "%.0f %s %.1f %.0f\n", r, p, used / hz * 1e6 / n, wrote / n}' <<<"$out"
 }
-for mode in batched single; do
+modes="${MODES:-batched single}"
+for mode in $modes; do
   for round in $(seq "$rounds"); do
     if [ $((round % 2)) -eq 1 ]; then order="old new"; else order="new old"; fi
     for build in $order; do
@@ -64,13 +84,22 @@ for mode in batched single; do
   done
 done | tee /dev/stderr | python3 -c '
 import statistics, sys
-rates, cpus, disk = {}, {}, {}
+rates, cpus, disk, p99s = {}, {}, {}, {}
+def ms(text):
+    for unit, scale in (("ms", 1.0), ("us", 0.001), ("s", 1000.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * scale
+    raise ValueError(text)
 for line in sys.stdin:
-    mode, build, rate, _, cpu, wrote = line.split()
+    mode, build, rate, p99, cpu, wrote = line.split()
     rates.setdefault((mode, build), []).append(float(rate))
     cpus.setdefault((mode, build), []).append(float(cpu))
     disk.setdefault((mode, build), []).append(float(wrote))
-for mode in ("batched", "single"):
+    p99s.setdefault((mode, build), []).append(ms(p99))
+for mode in sorted({m for m, _ in rates}, key=["batched", "single", "search"].index):
+    if mode == "search":
+        sold, snew = statistics.median(p99s[(mode, "old")]), statistics.median(p99s[(mode, "new")])
+        print(f"search: p99 of the searches, old median {sold:.1f} ms, new median {snew:.1f} ms")
     old, new = statistics.median(rates[(mode, "old")]), statistics.median(rates[(mode, "new")])
     cold, cnew = statistics.median(cpus[(mode, "old")]), statistics.median(cpus[(mode, "new")])
     dold, dnew = statistics.median(disk[(mode, "old")]), statistics.median(disk[(mode, "new")])
