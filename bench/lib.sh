@@ -67,18 +67,18 @@ wait_indexed() {
   done
 }
 
-# wait_alerts_rebuilt [PORT] [MINUTES]: polls until the server at PORT (7979, pid $server)
-# has read the trail back to rebuild its alert windows, at most MINUTES (10). On a trail
-# loaded within the hour that is up to 2,000,000 entries (14 s of an idle 2-core machine),
-# and a read measured meanwhile shares the cores with it. A build that shows
-# trailmark_alert_windows_rebuilding is done when it reads 0; an older one (measured beside
-# a newer) when the idle server has used less than 5 % of a core over one second.
 # cpu_ticks PID: the CPU time (user + system) the process has used so far, in
 # clock ticks (getconf CLK_TCK a second).
 cpu_ticks() {
   awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
+# wait_alerts_rebuilt [PORT] [MINUTES]: polls until the server at PORT (7979, pid $server)
+# has read the trail back to rebuild its alert windows, at most MINUTES (10). On a trail
+# loaded within the hour that is up to 2,000,000 entries (14 s of an idle 2-core machine),
+# and a read measured meanwhile shares the cores with it. A build that shows
+# trailmark_alert_windows_rebuilding is done when it reads 0; an older one (measured beside
+# a newer) when the idle server has used less than 5 % of a core over one second.
 wait_alerts_rebuilt() {
   local minutes=${2:-10} deadline shown before after
   deadline=$(( $(date +%s) + 60 * minutes ))

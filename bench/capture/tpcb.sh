@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # What a running drainer costs the application: pgbench's built-in TPC-B-like
 # workload (4 clients unless CLIENTS says, all four tables captured, in WAL
-# mode unless MODE says) while `serve` drains them on the same machine, beside the same
-# workload on an uncaptured database, in interleaved rounds. With
-# TRAILMARK_BIN_BEFORE (an earlier build), that build's drainer runs in the
-# same rounds, so two builds compare on one noisy machine. Ends by checking
-# every change arrived once (transactions x 4 events in each ledger).
+# mode unless MODE says) while `serve` drains them on the same machine,
+# beside the same workload on an uncaptured database, in interleaved rounds.
+# With TRAILMARK_BIN_BEFORE (an earlier build), that build's drainer runs in
+# the same rounds, so two builds compare on one noisy machine. Ends by
+# checking every change arrived once (transactions x 4 events in each ledger).
 #
 #   bench/capture/tpcb.sh [seconds] [rounds] [scale]    (needs pgbench)
 #   TRAILMARK_BIN=path bench/capture/tpcb.sh            (that build, not this tree's)
