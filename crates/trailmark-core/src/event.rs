@@ -286,7 +286,7 @@ impl Context {
             self.source.as_deref(),
             self.impersonator.as_deref(),
         ];
-        std::array::from_fn(|i| (validate::NAMED_CONTEXT_KEYS[i], values[i]))
+        std::array::from_fn(|i| (validate::NAMED_CONTEXT[i].key, values[i]))
     }
 }
 

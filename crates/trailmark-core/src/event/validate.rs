@@ -40,8 +40,8 @@ enum Text {
 /// bytes and which characters it takes. The one statement of each field's
 /// rule, read by both checks (of JSON as sent, [`check`], and of an event
 /// built in process, [`typed`]).
-struct Field {
-    key: &'static str,
+pub(super) struct Field {
+    pub(super) key: &'static str,
     path: &'static str,
     max: usize,
     text: Text,
@@ -697,7 +697,7 @@ fn changes(c: &mut Checker, map: &Map<String, Value>) {
 /// the order of [`Context`]'s fields `user_agent`, `request_id`,
 /// `session_id`, `source` and `impersonator` (read into them by [`context`],
 /// written from them by `Context::named_texts`): the one list of them.
-const NAMED_CONTEXT: [Field; 5] = [
+pub(super) const NAMED_CONTEXT: [Field; 5] = [
     field(
         "user_agent",
         "context.user_agent",
@@ -714,17 +714,6 @@ const NAMED_CONTEXT: [Field; 5] = [
         Text::Line,
     ),
 ];
-
-/// [`NAMED_CONTEXT`]'s keys, in its order.
-pub(super) const NAMED_CONTEXT_KEYS: [&str; 5] = {
-    let mut keys = [""; 5];
-    let mut i = 0;
-    while i < keys.len() {
-        keys[i] = NAMED_CONTEXT[i].key;
-        i += 1;
-    }
-    keys
-};
 
 /// One of the context's other keys: neither `ip` nor a named one.
 fn is_other_context_key(key: &str) -> bool {
