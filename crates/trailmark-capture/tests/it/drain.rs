@@ -56,8 +56,17 @@ async fn depth(db: &TestDb) -> i64 {
     status(&db.client).await.unwrap().outbox_depth
 }
 
-/// Waits until a drainer holds this test database's drain lock.
-async fn locked(db: &TestDb) {
+/// Drainer `one`, draining `db` into a new [`Collect`] for ever, once it
+/// holds the drain lock (the outbox empty, it waits for a notification).
+async fn waiting_drainer(
+    db: &TestDb,
+) -> (
+    Arc<Collect>,
+    tokio::task::JoinHandle<Result<u64, trailmark_capture::Error>>,
+) {
+    let sink = Arc::new(Collect::default());
+    let (url, s) = (db.url(), Arc::clone(&sink));
+    let task = tokio::spawn(async move { drain(&url, &*s, &forever("one"), &|_| {}).await });
     eventually(10, "the drainer takes the lock", || async {
         db.client
             .query_one(
@@ -73,17 +82,15 @@ async fn locked(db: &TestDb) {
             == 1
     })
     .await;
+    (sink, task)
 }
 
 #[tokio::test]
 async fn a_waiting_drainer_is_woken_by_notify_not_by_its_poll() {
     let mut db = TestDb::new().await;
     covered(&mut db).await;
-    let sink = Arc::new(Collect::default());
-    let (url, s) = (db.url(), Arc::clone(&sink));
-    let task = tokio::spawn(async move { drain(&url, &*s, &forever("one"), &|_| {}).await });
     // Let it reach its wait first: the outbox is empty.
-    locked(&db).await;
+    let (sink, task) = waiting_drainer(&db).await;
     db.client
         .batch_execute("INSERT INTO a VALUES (1, 1)")
         .await
@@ -106,10 +113,7 @@ async fn a_waiting_drainer_is_woken_by_notify_not_by_its_poll() {
 async fn a_stream_of_small_transactions_is_drained_in_one_batch_a_linger() {
     let mut db = TestDb::new().await;
     covered(&mut db).await;
-    let sink = Arc::new(Collect::default());
-    let (url, s) = (db.url(), Arc::clone(&sink));
-    let task = tokio::spawn(async move { drain(&url, &*s, &forever("one"), &|_| {}).await });
-    locked(&db).await;
+    let (sink, task) = waiting_drainer(&db).await;
     let started = std::time::Instant::now();
     // Forty transactions of a row each, each committed (and notified) alone.
     for n in 0..40 {
