@@ -47,6 +47,7 @@ one() { # binary, mode -> "rate p99 cpu wrote" (search: p99 of the searches)
         -d"$((secs - 5))s" --latency -s bench/query/query.lua http://127.0.0.1:7979 \
         > "$data.searches" 2>&1) &
       searcher=$! ;;
+    *) echo "unknown mode $2: MODES takes batched, single and search" >&2; exit 1 ;;
   esac
   before=$(cpu_ticks "$server")
   out=$(TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key") EVENTS=$per \
