@@ -23,6 +23,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . bench/lib.sh
 old="$1"; new="$2"; secs="${3:-15}"; rounds="${4:-2}"
+modes="${MODES:-batched single}"
+for mode in $modes; do
+  case "$mode" in batched | single | search) ;;
+    *) echo "unknown mode $mode: MODES takes batched, single and search" >&2; exit 1 ;;
+  esac
+done
 if curl -sf http://127.0.0.1:7979/healthz >/dev/null; then
   echo "something already listens on 127.0.0.1:7979; stop it first" >&2; exit 1
 fi
@@ -47,7 +53,6 @@ one() { # binary, mode -> "rate p99 cpu wrote" (search: p99 of the searches)
         -d"$((secs - 5))s" --latency -s bench/query/query.lua http://127.0.0.1:7979 \
         > "$data.searches" 2>&1) &
       searcher=$! ;;
-    *) echo "unknown mode $2: MODES takes batched, single and search" >&2; exit 1 ;;
   esac
   before=$(cpu_ticks "$server")
   out=$(TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key") EVENTS=$per \
@@ -74,7 +79,6 @@ one() { # binary, mode -> "rate p99 cpu wrote" (search: p99 of the searches)
     '/requests in/ {n = $1 * per} /Requests\/sec/ {r = $2 * per} / 99%/ {p = $2}
      END {if (sp != "") p = sp; printf "%.0f %s %.1f %.0f\n", r, p, used / hz * 1e6 / n, wrote / n}' <<<"$out"
 }
-modes="${MODES:-batched single}"
 for mode in $modes; do
   for round in $(seq "$rounds"); do
     if [ $((round % 2)) -eq 1 ]; then order="old new"; else order="new old"; fi
