@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_settings.sql"),
     include_str!("../migrations/0010_index_file.sql"),
     include_str!("../migrations/0011_node_tail.sql"),
+    include_str!("../migrations/0012_node_tail_slots.sql"),
 ];
 const READERS: usize = 4;
 /// Prepared statements each reader keeps (a page's statement is reused, not

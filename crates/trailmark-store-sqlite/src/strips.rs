@@ -1,6 +1,10 @@
 //! Complete nodes stored as strips: 256 consecutive nodes of one level per
 //! row; the nodes of a level's last, partial strip one row each in
-//! `node_tail` until the strip fills.
+//! `node_tail` until the strip fills. The tail keeps a level's nodes in 256
+//! slots (index modulo 256) that the next strip writes over in place: rows
+//! are never deleted, so appends free no pages (see migration 0012 for why
+//! that matters), and a row whose index is not the one asked for is a
+//! stale one of an earlier strip.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -118,36 +122,47 @@ pub(crate) fn read_nodes(
 }
 
 /// One node of a partial strip; `None` when it is not there (or the
-/// database predates the tail).
+/// database predates the tail). A database read as evidence may hold the
+/// tail without slots (schema 11: one row per node, keyed by its index).
 fn tail_node(
     conn: &Connection,
     tenant: &TenantId,
     id: NodeId,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    let mut stmt = match conn
-        .prepare_cached("SELECT hash FROM node_tail WHERE tenant = ?1 AND level = ?2 AND idx = ?3")
-    {
-        Ok(stmt) => stmt,
-        Err(e) => {
-            let tail: bool = conn
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'node_tail')",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(db("reading the schema"))?;
-            return if tail {
-                Err(StoreError::backend("preparing a node read", e))
-            } else {
-                Ok(None)
-            };
-        }
+    let (level, idx) = (id.level, to_i64(id.index));
+    let read = |mut stmt: rusqlite::CachedStatement<'_>, args: &[&dyn rusqlite::ToSql]| {
+        stmt.query_row(args, |r| r.get(0))
+            .optional()
+            .map_err(db("reading tree nodes"))
     };
-    stmt.query_row(params![tenant.as_str(), id.level, to_i64(id.index)], |r| {
-        r.get(0)
-    })
-    .optional()
-    .map_err(db("reading tree nodes"))
+    let e = match conn.prepare_cached(
+        "SELECT hash FROM node_tail WHERE tenant = ?1 AND level = ?2 AND slot = ?3 AND idx = ?4",
+    ) {
+        Ok(stmt) => {
+            let slot = to_i64(id.index % STRIP);
+            return read(stmt, params![tenant.as_str(), level, slot, idx]);
+        }
+        Err(e) => e,
+    };
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('node_tail')")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(db("reading the schema"))?;
+    if columns.is_empty() {
+        Ok(None)
+    } else if columns.iter().any(|c| c == "slot") {
+        Err(StoreError::backend("preparing a node read", e))
+    } else {
+        let stmt = conn
+            .prepare_cached(
+                "SELECT hash FROM node_tail WHERE tenant = ?1 AND level = ?2 AND idx = ?3",
+            )
+            .map_err(db("preparing a node read"))?;
+        read(stmt, params![tenant.as_str(), level, idx])
+    }
 }
 
 /// A level's last strip, as far as it is complete.
@@ -165,9 +180,8 @@ struct Open {
 pub(crate) struct StripWriter {
     /// level → the level's last, partial strip
     open: BTreeMap<u8, Open>,
-    /// Strips that filled up since the last flush: (level, index, data,
-    /// whether some of its nodes are in the tail table).
-    filled: Vec<(u8, u64, Vec<u8>, bool)>,
+    /// Strips that filled up since the last flush: (level, index, data).
+    filled: Vec<(u8, u64, Vec<u8>)>,
 }
 
 impl StripWriter {
@@ -213,15 +227,14 @@ impl StripWriter {
         if open.data.len() == STRIP_BYTES
             && let Some(full) = self.open.remove(&id.level)
         {
-            self.filled
-                .push((id.level, full.strip, full.data, full.stored > 0));
+            self.filled.push((id.level, full.strip, full.data));
         }
         Ok(())
     }
 
     /// Writes the nodes pushed since the last flush: each filled strip as
-    /// one row (its nodes leave the tail), each partial strip's new nodes
-    /// one row each.
+    /// one row, each partial strip's new nodes one row each, over the tail
+    /// slots of the strip before (whose nodes are in `node_strips` by then).
     pub(crate) fn flush(&mut self, conn: &Connection, tenant: &TenantId) -> Result<(), StoreError> {
         if !self.filled.is_empty() {
             let mut strip_stmt = conn
@@ -229,32 +242,16 @@ impl StripWriter {
                     "INSERT INTO node_strips (tenant, level, strip, data) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(db("preparing a node write"))?;
-            let mut drop_stmt = conn
-                .prepare_cached(
-                    "DELETE FROM node_tail WHERE tenant = ?1 AND level = ?2
-                                              AND idx >= ?3 AND idx < ?4",
-                )
-                .map_err(db("preparing a node write"))?;
-            for (level, strip, data, in_tail) in self.filled.drain(..) {
+            for (level, strip, data) in self.filled.drain(..) {
                 strip_stmt
                     .execute(params![tenant.as_str(), level, to_i64(strip), data])
                     .map_err(db("writing tree nodes"))?;
-                if in_tail {
-                    let first = strip * STRIP;
-                    drop_stmt
-                        .execute(params![
-                            tenant.as_str(),
-                            level,
-                            to_i64(first),
-                            to_i64(first + STRIP)
-                        ])
-                        .map_err(db("writing tree nodes"))?;
-                }
             }
         }
         let mut node_stmt = conn
             .prepare_cached(
-                "INSERT INTO node_tail (tenant, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO node_tail (tenant, level, slot, idx, hash) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant, level, slot) DO UPDATE SET idx = excluded.idx, hash = excluded.hash",
             )
             .map_err(db("preparing a node write"))?;
         for (level, open) in &mut self.open {
@@ -265,9 +262,15 @@ impl StripWriter {
                 .enumerate()
                 .skip(open.stored / HASH_LEN)
             {
-                let idx = first + u64::try_from(at).unwrap_or(u64::MAX);
+                let slot = u64::try_from(at).unwrap_or(u64::MAX);
                 node_stmt
-                    .execute(params![tenant.as_str(), level, to_i64(idx), hash])
+                    .execute(params![
+                        tenant.as_str(),
+                        level,
+                        to_i64(slot),
+                        to_i64(first + slot),
+                        hash
+                    ])
                     .map_err(db("writing tree nodes"))?;
             }
             open.stored = open.data.len();
@@ -276,7 +279,8 @@ impl StripWriter {
     }
 }
 
-/// The nodes of a partial strip, read back from the tail in order.
+/// The nodes of a partial strip, read back from the tail in order (the
+/// level's stale rows, of strips before, are out of its range).
 fn load_tail(
     conn: &Connection,
     tenant: &TenantId,
@@ -332,8 +336,8 @@ mod tests {
              strip INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (tenant, level, strip))
              WITHOUT ROWID;
              CREATE TABLE node_tail (tenant TEXT NOT NULL, level INTEGER NOT NULL,
-             idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (tenant, level, idx))
-             WITHOUT ROWID",
+             slot INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+             PRIMARY KEY (tenant, level, slot)) WITHOUT ROWID",
         )
         .unwrap();
         conn
@@ -360,7 +364,7 @@ mod tests {
         };
         let tail = |level: u8, idx: i64, byte: u8| {
             conn.execute(
-                "INSERT OR REPLACE INTO node_tail VALUES ('acme', ?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO node_tail VALUES ('acme', ?1, ?2 % 256, ?2, ?3)",
                 params![level, idx, vec![byte; HASH_LEN]],
             )
             .unwrap();
@@ -384,8 +388,10 @@ mod tests {
             [hash(1), hash(2), hash(7)]
         );
         assert_eq!(read(&[node(0, 300), node(3, 5)], None), [hash(7), hash(8)]);
-        // A node not stored is refused, and not remembered as missing.
+        // A node not stored is refused, and not remembered as missing; so is
+        // one whose slot holds the node of an earlier strip (3:5 in 3:261's).
         assert!(read_nodes(&conn, &acme, &[node(2, 0)], Some(&cache)).is_err());
+        assert!(read_nodes(&conn, &acme, &[node(3, 261)], None).is_err());
         tail(2, 0, 3);
         assert_eq!(read(&[node(2, 0)], Some(&cache)), [hash(3)]);
         // Another tenant's node of the same level and index is its own.
