@@ -174,7 +174,51 @@ fn prepare_body<S: Store>(
 ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
     let values = parse_body(headers, bytes, app.settings.max_batch)?;
     let default_tenant = own.cloned().unwrap_or_else(TenantId::default_tenant);
-    app.prepare_values(values, &default_tenant, own)
+    prepare_values(values, &default_tenant, own)
+}
+
+/// Validates events and prepares them for the store: every problem of
+/// every event, or the batch. Events name their tenant or go to
+/// `default_tenant`; with `own` (a key bound to a tenant) an event naming
+/// another tenant is refused. The one validation path of every ingest.
+fn prepare_values(
+    values: Vec<Value>,
+    default_tenant: &TenantId,
+    own: Option<&TenantId>,
+) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
+    let received_at = now();
+    let randomness = crate::app::event_randomness(values.len())?;
+    let mut problems = Vec::new();
+    let mut batch = Vec::with_capacity(values.len());
+    for ((index, mut value), random) in values.into_iter().enumerate().zip(&randomness) {
+        match Event::take_from_json(&mut value) {
+            Ok(event) => {
+                if let (Some(own), Some(asked)) = (own, &event.tenant)
+                    && own != asked
+                {
+                    return Err(ApiError::Forbidden(format!(
+                        "events[{index}].tenant: this key may only write tenant {own}, not {asked}"
+                    )));
+                }
+                batch.push(crate::app::prepare_event(
+                    event,
+                    default_tenant,
+                    received_at,
+                    random,
+                )?);
+            }
+            Err(errors) => problems.extend(
+                errors
+                    .into_iter()
+                    .map(|e| problem(Some(index), &e.path, e.message)),
+            ),
+        }
+    }
+    if problems.is_empty() {
+        Ok(batch)
+    } else {
+        Err(ApiError::Invalid(problems))
+    }
 }
 
 /// Bodies up to this many bytes are prepared on the async worker that read
@@ -299,45 +343,6 @@ pub(crate) enum Room {
 }
 
 impl<S: Store> crate::App<S> {
-    /// Validates events and prepares them for the store: every problem of
-    /// every event, or the batch. Events name their tenant or go to
-    /// `default_tenant`; with `own` (a key bound to a tenant) an event naming
-    /// another tenant is refused. The one validation path of every ingest.
-    pub(crate) fn prepare_values(
-        &self,
-        values: Vec<Value>,
-        default_tenant: &TenantId,
-        own: Option<&TenantId>,
-    ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
-        let received_at = now();
-        let mut problems = Vec::new();
-        let mut batch = Vec::with_capacity(values.len());
-        for (index, mut value) in values.into_iter().enumerate() {
-            match Event::take_from_json(&mut value) {
-                Ok(event) => {
-                    if let (Some(own), Some(asked)) = (own, &event.tenant)
-                        && own != asked
-                    {
-                        return Err(ApiError::Forbidden(format!(
-                            "events[{index}].tenant: this key may only write tenant {own}, not {asked}"
-                        )));
-                    }
-                    batch.push(self.prepare(event, default_tenant, received_at)?);
-                }
-                Err(errors) => problems.extend(
-                    errors
-                        .into_iter()
-                        .map(|e| problem(Some(index), &e.path, e.message)),
-                ),
-            }
-        }
-        if problems.is_empty() {
-            Ok(batch)
-        } else {
-            Err(ApiError::Invalid(problems))
-        }
-    }
-
     /// Appends a prepared batch, all or nothing, and returns once it is
     /// durable: holds room in the ingest queue (see [`Room`]), refuses an id
     /// already used for another event (409), counts the commit. The one
@@ -409,9 +414,13 @@ impl<S: Store> crate::App<S> {
         default_tenant: &TenantId,
     ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
         let received_at = now();
+        let randomness = crate::app::event_randomness(events.len())?;
         events
             .into_iter()
-            .map(|event| self.prepare(event, default_tenant, received_at))
+            .zip(&randomness)
+            .map(|(event, random)| {
+                crate::app::prepare_event(event, default_tenant, received_at, random)
+            })
             .collect()
     }
 
@@ -426,6 +435,29 @@ impl<S: Store> crate::App<S> {
             .captured_rows
             .fetch_add(appended.len() as u64, Ordering::Relaxed);
         Ok(appended.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashSet;
+
+    use serde_json::json;
+    use trailmark_core::TenantId;
+
+    /// A batch's randomness is drawn in one call: each event still takes
+    /// its own salt and its own generated id.
+    #[test]
+    fn each_event_of_a_batch_takes_its_own_salt_and_id() {
+        let event = json!({"actor": {"id": "42", "type": "user"}, "action": "login"});
+        let values = vec![event; 500];
+        let batch = super::prepare_values(values, &TenantId::default_tenant(), None).unwrap();
+        assert_eq!(batch.len(), 500);
+        let salts: HashSet<_> = batch.iter().map(|n| *n.committed.salt.as_bytes()).collect();
+        let ids: HashSet<_> = batch.iter().map(|n| n.generated_id).collect();
+        assert_eq!((salts.len(), ids.len()), (500, 500));
     }
 }
 
