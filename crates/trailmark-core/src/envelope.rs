@@ -283,7 +283,7 @@ impl Envelope {
             Some(t) => Ok((t, true)),
             None => Timestamp::parse(text)
                 .map(|t| (t, false))
-                .map_err(|m| field(name, m)),
+                .map_err(|m| field(name, &m)),
         };
         let (occurred_at, occurred_spelled) = time("occurred_at", &wire.occurred_at)?;
         let (received_at, received_spelled) = time("received_at", &wire.received_at)?;

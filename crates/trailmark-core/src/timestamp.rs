@@ -32,17 +32,17 @@ impl Timestamp {
 
     /// Parses RFC 3339 (any offset) of at most [`Timestamp::MAX_TEXT_BYTES`],
     /// converts to UTC and drops digits below the millisecond.
-    pub fn parse(text: &str) -> Result<Self, &'static str> {
+    pub fn parse(text: &str) -> Result<Self, String> {
         if text.len() > Self::MAX_TEXT_BYTES {
-            return Err("must be at most 64 bytes");
+            return Err(format!("must be at most {} bytes", Self::MAX_TEXT_BYTES));
         }
         let parsed = OffsetDateTime::parse(text, &Rfc3339)
-            .map_err(|_| "not an RFC 3339 date-time such as 2026-11-23T10:15:00.123Z")?;
+            .map_err(|_| "not an RFC 3339 date-time such as 2026-11-23T10:15:00.123Z".to_owned())?;
         let millis = parsed.unix_timestamp_nanos().div_euclid(1_000_000);
         i64::try_from(millis)
             .ok()
             .and_then(Self::from_unix_millis)
-            .ok_or("must be between 1970-01-01 and 9999-12-31")
+            .ok_or_else(|| "must be between 1970-01-01 and 9999-12-31".to_owned())
     }
 
     /// Reads exactly the text form [`Timestamp::to_text`] writes
@@ -185,7 +185,13 @@ mod tests {
         assert_eq!(long.len(), Timestamp::MAX_TEXT_BYTES);
         assert!(Timestamp::parse(&long).is_ok());
         let longer = format!("2026-11-23T10:15:00.{}Z", "1".repeat(44));
-        assert!(Timestamp::parse(&longer).is_err());
+        assert_eq!(
+            Timestamp::parse(&longer),
+            Err(format!(
+                "must be at most {} bytes",
+                Timestamp::MAX_TEXT_BYTES
+            ))
+        );
         assert!(
             Timestamp::parse("2026-11-23T10:15:00").is_err(),
             "offset is required"
