@@ -5,9 +5,13 @@
 # row-level jsonb audit trigger, pgaudit (log = write), Trailmark's
 # statement-level trigger, and Trailmark's WAL mode (drainer stopped: what the
 # application's transactions pay). Rounds interleave the variants, so a noisy
-# disk moves them alike. Then a 100k-row UPDATE, pgbench's own TPC-B-like
-# workload with its four tables captured (drainer stopped and running), and the
-# drain into a durable ledger for both modes.
+# disk moves them alike. Each variant has a database of its own, and fresh
+# databases differ by several per cent with no capture at all; so WAL mode's
+# database also holds an uncaptured copy of the table (wal_uncaptured: the
+# same update on it, context by set_config), to tell WAL mode against. Then a
+# 100k-row UPDATE, pgbench's own TPC-B-like workload with its four tables
+# captured (drainer stopped and running), and the drain into a durable ledger
+# for both modes.
 #
 #   bench/capture/run.sh [seconds] [scale] [rounds]
 #
@@ -59,17 +63,28 @@ for variant in $variants; do
   psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
   pgbench -i -q -s "$scale" "$pg dbname=$db" >/dev/null 2>&1
   prepare "$db" "$variant" public.pgbench_accounts
+  if [ "$variant" = wal ]; then
+    psql_ "$db" -c "CREATE TABLE accounts_uncaptured (LIKE pgbench_accounts INCLUDING ALL)" \
+      -c "INSERT INTO accounts_uncaptured SELECT * FROM pgbench_accounts" \
+      -c "VACUUM ANALYZE accounts_uncaptured"
+  fi
   psql_ "$db" -c "CHECKPOINT" -c "VACUUM ANALYZE pgbench_accounts"
 done
 
 # WAL mode sets context with trailmark.set_context (the message the decoder
 # reads); the others with set_config, as their triggers read it.
-script() { if [ "$1" = wal ]; then echo $here/update-wal.pgbench; else echo $here/update.pgbench; fi; }
+script() {
+  case $1 in
+    wal) echo $here/update-wal.pgbench ;;
+    wal_uncaptured) echo $here/update-uncaptured.pgbench ;;
+    *) echo $here/update.pgbench ;;
+  esac
+}
 echo "== single-row UPDATE with context, synchronous_commit on, ${secs}s each, $rounds rounds interleaved"
 for clients in 1 2; do
   for round in $(seq "$rounds"); do
-    for variant in $variants; do
-      tps=$(pgbench -n -c "$clients" -j "$clients" -T "$secs" -f "$(script $variant)" -D scale="$scale" "$pg dbname=tm_bench_$variant" 2>&1 \
+    for variant in $variants wal_uncaptured; do
+      tps=$(pgbench -n -c "$clients" -j "$clients" -T "$secs" -f "$(script $variant)" -D scale="$scale" "$pg dbname=tm_bench_${variant%_uncaptured}" 2>&1 \
             | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
       echo "clients=$clients round=$round variant=$variant tps=$tps"
     done
