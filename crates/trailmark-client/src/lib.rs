@@ -144,13 +144,23 @@ impl Client {
         self.ingest_json(&body)
     }
 
-    /// `POST /v1/events` of a body already JSON (an array, one event or NDJSON).
+    /// `POST /v1/events` of a body already JSON (an array or one event).
     pub fn ingest_json(&self, body: &[u8]) -> Result<AppendedBatch, Error> {
+        self.post_events(body, "application/json")
+    }
+
+    /// `POST /v1/events` of a body already NDJSON (one event a line): the
+    /// server parses a large batch's lines side by side.
+    pub fn ingest_ndjson(&self, body: &[u8]) -> Result<AppendedBatch, Error> {
+        self.post_events(body, "application/x-ndjson")
+    }
+
+    fn post_events(&self, body: &[u8], content_type: &str) -> Result<AppendedBatch, Error> {
         let response = self
             .agent
             .post(format!("{}/v1/events", self.base))
             .header("Authorization", &self.auth)
-            .header("Content-Type", "application/json")
+            .header("Content-Type", content_type)
             .send(body);
         typed(&text(response)?)
     }

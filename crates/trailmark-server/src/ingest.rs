@@ -42,20 +42,36 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec
             ct.starts_with("application/x-ndjson") || ct.starts_with("application/jsonl")
         });
     let values = if ndjson {
-        let mut values = Vec::new();
-        let mut problems = Vec::new();
-        for (line_no, line) in text
+        // Lines are events of their own: parsed in chunks side by side.
+        let lines: Vec<(usize, &str)> = text
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
-        {
-            match trailmark_core::parse_strict_json(line) {
-                Ok(v) => values.push(v),
-                Err(e) => problems.push(problem(
-                    Some(values.len() + problems.len()),
-                    "",
-                    format!("line {}: malformed JSON: {e}", line_no + 1),
-                )),
+            .collect();
+        if lines.len() > max_batch {
+            return Err(too_many(lines.len(), max_batch));
+        }
+        let mut values = Vec::with_capacity(lines.len());
+        let mut problems = Vec::new();
+        for part in in_chunks(lines, |start, part| {
+            part.into_iter()
+                .enumerate()
+                .map(|(i, (line_no, line))| {
+                    trailmark_core::parse_strict_json(line).map_err(|e| {
+                        problem(
+                            Some(start + i),
+                            "",
+                            format!("line {}: malformed JSON: {e}", line_no + 1),
+                        )
+                    })
+                })
+                .collect::<Vec<_>>()
+        }) {
+            for parsed in part {
+                match parsed {
+                    Ok(v) => values.push(v),
+                    Err(p) => problems.push(p),
+                }
             }
         }
         if !problems.is_empty() {
@@ -90,12 +106,89 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec
         )]));
     }
     if values.len() > max_batch {
-        return Err(ApiError::TooLarge(format!(
-            "{} events in one request; at most {max_batch}: split the batch",
-            values.len()
-        )));
+        return Err(too_many(values.len(), max_batch));
     }
     Ok(values)
+}
+
+fn too_many(events: usize, max_batch: usize) -> ApiError {
+    ApiError::TooLarge(format!(
+        "{events} events in one request; at most {max_batch}: split the batch"
+    ))
+}
+
+/// A body's events are parsed (NDJSON), validated and prepared in chunks of
+/// at least this many, one thread a chunk and at most one a core. A large
+/// batch's preparation (about 12 µs an event: bench/results/capture.md) is
+/// then not one thread's work while the other cores wait for it; a batch
+/// of fewer than twice this many stays on one thread. Bodies small enough to
+/// be prepared on an async worker ([`PREPARE_INLINE_MAX`]) never hold that
+/// many events.
+pub const PREPARE_CHUNK_MIN: usize = 1024;
+
+/// Runs `work` over `items` in chunks, keeping their order: on this thread
+/// for fewer than two [`PREPARE_CHUNK_MIN`]s, else on up to one thread a core
+/// (the first chunk on this one; a chunk whose thread cannot be started runs
+/// here too). `work` is given the index of its chunk's first item; the
+/// chunks' results come back in the items' order.
+fn in_chunks<T: Send, R: Send>(items: Vec<T>, work: impl Fn(usize, Vec<T>) -> R + Sync) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    in_chunks_on(cores, items, work)
+}
+
+/// [`in_chunks`] on at most `threads` threads.
+fn in_chunks_on<T: Send, R: Send>(
+    threads: usize,
+    items: Vec<T>,
+    work: impl Fn(usize, Vec<T>) -> R + Sync,
+) -> Vec<R> {
+    let chunks = (items.len() / PREPARE_CHUNK_MIN).clamp(1, threads.max(1));
+    if chunks == 1 {
+        return vec![work(0, items)];
+    }
+    let size = items.len().div_ceil(chunks);
+    let mut parts = Vec::with_capacity(chunks);
+    let mut rest = items.into_iter();
+    loop {
+        let part: Vec<T> = rest.by_ref().take(size).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    let work = &work;
+    std::thread::scope(|scope| {
+        let mut parts = parts.into_iter().enumerate();
+        let first = parts.next().map(|(_, part)| part).unwrap_or_default();
+        let others: Vec<_> = parts
+            .map(|(n, part)| {
+                let start = n * size;
+                // The part comes back when no thread could take it.
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<T>>(1);
+                let spawned = std::thread::Builder::new()
+                    .name("trailmark-prepare".into())
+                    .spawn_scoped(scope, move || work(start, rx.recv().unwrap_or_default()));
+                match spawned {
+                    Ok(handle) => {
+                        let _ = tx.send(part);
+                        Err(handle)
+                    }
+                    Err(_) => Ok((start, part)),
+                }
+            })
+            .collect();
+        let mut out = Vec::with_capacity(chunks);
+        out.push(work(0, first));
+        for other in others {
+            out.push(match other {
+                Ok((start, part)) => work(start, part),
+                Err(handle) => handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            });
+        }
+        out
+    })
 }
 
 /// Before anything is stored (a batch is all or nothing): an id already
@@ -188,9 +281,38 @@ fn prepare_values(
 ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
     let received_at = now();
     let randomness = crate::app::event_randomness(values.len())?;
+    let events = values.len();
+    let items: Vec<_> = values.into_iter().zip(randomness).collect();
     let mut problems = Vec::new();
-    let mut batch = Vec::with_capacity(values.len());
-    for ((index, mut value), random) in values.into_iter().enumerate().zip(&randomness) {
+    let mut batch = Vec::with_capacity(events);
+    // A chunk's early refusal stands for the batch: the first in the
+    // events' order, as one pass would have found it.
+    for part in in_chunks(items, |start, part| {
+        prepare_chunk(start, part, default_tenant, own, received_at)
+    }) {
+        let (prepared, found) = part?;
+        batch.extend(prepared);
+        problems.extend(found);
+    }
+    if problems.is_empty() {
+        Ok(batch)
+    } else {
+        Err(ApiError::Invalid(problems))
+    }
+}
+
+/// [`prepare_values`] of the events from `start` on: those prepared and the
+/// problems found, or the refusal that ends the batch.
+fn prepare_chunk(
+    start: usize,
+    part: Vec<(Value, [u8; crate::app::EVENT_RANDOM])>,
+    default_tenant: &TenantId,
+    own: Option<&TenantId>,
+    received_at: trailmark_core::Timestamp,
+) -> Result<(Vec<trailmark_store::NewEvent>, Vec<Problem>), ApiError> {
+    let mut problems = Vec::new();
+    let mut batch = Vec::with_capacity(part.len());
+    for (index, (mut value, random)) in (start..).zip(part) {
         match Event::take_from_json(&mut value) {
             Ok(event) => {
                 if let (Some(own), Some(asked)) = (own, &event.tenant)
@@ -204,7 +326,7 @@ fn prepare_values(
                     event,
                     default_tenant,
                     received_at,
-                    random,
+                    &random,
                 )?);
             }
             Err(errors) => problems.extend(
@@ -214,11 +336,7 @@ fn prepare_values(
             ),
         }
     }
-    if problems.is_empty() {
-        Ok(batch)
-    } else {
-        Err(ApiError::Invalid(problems))
-    }
+    Ok((batch, problems))
 }
 
 /// Bodies up to this many bytes are prepared on the async worker that read
@@ -458,6 +576,115 @@ mod tests {
         let salts: HashSet<_> = batch.iter().map(|n| *n.committed.salt.as_bytes()).collect();
         let ids: HashSet<_> = batch.iter().map(|n| n.generated_id).collect();
         assert_eq!((salts.len(), ids.len()), (500, 500));
+    }
+
+    /// Chunks cover the items once, in order, each told where it starts;
+    /// short lists and one thread make one chunk.
+    #[test]
+    fn chunks_keep_the_items_order_and_know_where_they_start() {
+        use super::{PREPARE_CHUNK_MIN, in_chunks_on};
+        let n = 4 * PREPARE_CHUNK_MIN + 7;
+        for threads in [1, 2, 3, 8] {
+            let parts = in_chunks_on(threads, (0..n).collect(), |start, part| (start, part));
+            assert_eq!(parts.len(), threads.min(4), "{threads} threads");
+            for (start, part) in &parts {
+                assert_eq!(part.first(), Some(start));
+            }
+            let all: Vec<usize> = parts.into_iter().flat_map(|(_, part)| part).collect();
+            assert_eq!(all, (0..n).collect::<Vec<_>>());
+        }
+        let short = in_chunks_on(8, (0..2 * PREPARE_CHUNK_MIN - 1).collect(), |s, p| {
+            (s, p.len())
+        });
+        assert_eq!(short, vec![(0, 2 * PREPARE_CHUNK_MIN - 1)]);
+    }
+
+    fn numbered(n: usize) -> Vec<serde_json::Value> {
+        (0..n)
+            .map(|i| json!({"actor": {"id": "42", "type": "user"}, "action": format!("a{i}")}))
+            .collect()
+    }
+
+    /// A batch large enough to be prepared in chunks (on a machine of more
+    /// than one core) comes out as one pass would: the events in order,
+    /// every problem under its event's index, the first refusal in the
+    /// events' order.
+    #[test]
+    fn a_large_batch_prepared_in_chunks_is_prepared_as_in_one_pass() {
+        let n = 3 * super::PREPARE_CHUNK_MIN;
+        let tenant = TenantId::default_tenant();
+        let batch = super::prepare_values(numbered(n), &tenant, None).unwrap();
+        let actions: Vec<&str> = batch.iter().map(|e| e.event.action.as_str()).collect();
+        let expected: Vec<String> = (0..n).map(|i| format!("a{i}")).collect();
+        assert_eq!(actions, expected);
+
+        let mut values = numbered(n);
+        values[1]["action"] = json!("");
+        values[n - 2]["actor"] = json!("nobody");
+        let Err(crate::error::ApiError::Invalid(problems)) =
+            super::prepare_values(values.clone(), &tenant, None)
+        else {
+            panic!("two invalid events pass");
+        };
+        let at: Vec<_> = problems
+            .iter()
+            .map(|p| (p.index, p.path.as_str()))
+            .collect();
+        assert_eq!(at, vec![(Some(1), "action"), (Some(n - 2), "actor")]);
+
+        let own = TenantId::new("a").unwrap();
+        values[n - 100]["tenant"] = json!("b");
+        values[n - 50]["tenant"] = json!("c");
+        match super::prepare_values(values, &own, Some(&own)) {
+            Err(crate::error::ApiError::Forbidden(message)) => {
+                assert!(
+                    message.starts_with(&format!("events[{}].tenant", n - 100)),
+                    "{message}"
+                );
+            }
+            other => panic!("another tenant's events pass: {other:?}"),
+        }
+    }
+
+    /// NDJSON lines parsed in chunks: a malformed line is named by its line
+    /// number and its index among the events (blank lines are not events).
+    #[test]
+    fn a_large_ndjson_body_parsed_in_chunks_names_each_bad_line() {
+        use axum::http::{HeaderMap, HeaderValue, header};
+        let n = 3 * super::PREPARE_CHUNK_MIN;
+        let mut lines: Vec<String> = numbered(n).iter().map(ToString::to_string).collect();
+        lines[n - 3] = "{\"action\":".into();
+        lines.insert(10, String::new());
+        let body = lines.join("\n");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
+        let Err(crate::error::ApiError::Invalid(problems)) =
+            super::parse_body(&headers, body.as_bytes(), n)
+        else {
+            panic!("a malformed line passes");
+        };
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].index, Some(n - 3));
+        assert!(
+            problems[0]
+                .message
+                .starts_with(&format!("line {}: malformed JSON", n - 1)),
+            "{}",
+            problems[0].message
+        );
+
+        lines[n - 2] = "{\"action\":\"ok\"}".into();
+        let body = lines.join("\n");
+        let values = super::parse_body(&headers, body.as_bytes(), n).unwrap();
+        assert_eq!(values.len(), n);
+        assert_eq!(values[n - 1]["action"], json!(format!("a{}", n - 1)));
+        assert!(matches!(
+            super::parse_body(&headers, body.as_bytes(), n - 1),
+            Err(crate::error::ApiError::TooLarge(_))
+        ));
     }
 }
 

@@ -353,25 +353,25 @@ fn sink_error(e: trailmark_client::Error) -> SendError {
 }
 
 impl trailmark_capture::Sink for HttpSink {
-    /// The request body: the events as JSON, written while the batch before
-    /// is sent.
+    /// The request body: the events as NDJSON (the server parses a large
+    /// batch's lines side by side), written while the batch before is sent.
     type Batch = Arc<Vec<u8>>;
 
     fn batch(&self, events: Vec<trailmark_core::Event>) -> Result<Arc<Vec<u8>>, SendError> {
-        let body: Vec<_> = events
-            .iter()
-            .map(trailmark_core::Event::producer_json)
-            .collect();
-        serde_json::to_vec(&body)
-            .map(Arc::new)
-            .map_err(|e| SendError::Failed(format!("writing the batch as JSON: {e}")))
+        let mut body = Vec::new();
+        for event in &events {
+            serde_json::to_writer(&mut body, &event.producer_json())
+                .map_err(|e| SendError::Failed(format!("writing the batch as JSON: {e}")))?;
+            body.push(b'\n');
+        }
+        Ok(Arc::new(body))
     }
 
     async fn send(&self, batch: &mut Arc<Vec<u8>>) -> Result<Vec<String>, SendError> {
         // Shared, not taken: a batch answered busy is sent again as it is.
         let body = Arc::clone(batch);
         let stored = self
-            .call(move |c| c.ingest_json(&body))
+            .call(move |c| c.ingest_ndjson(&body))
             .await
             .map_err(sink_error)?;
         let mut tenants: Vec<String> = stored.entries.into_iter().map(|e| e.tenant).collect();
