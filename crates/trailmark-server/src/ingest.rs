@@ -123,7 +123,8 @@ fn too_many(events: usize, max_batch: usize) -> ApiError {
 /// then not one thread's work while the other cores wait for it; a batch
 /// of fewer than twice this many stays on one thread. Bodies small enough to
 /// be prepared on an async worker ([`PREPARE_INLINE_MAX`]) never hold that
-/// many events.
+/// many valid events (the smallest is over 40 bytes); lines of `{}` could,
+/// and are then split on it, each chunk a few microseconds' work.
 pub const PREPARE_CHUNK_MIN: usize = 1024;
 
 /// Runs `work` over `items` in chunks, keeping their order: on this thread
