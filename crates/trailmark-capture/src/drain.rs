@@ -102,6 +102,9 @@ pub struct DrainOptions {
     pub poll: Duration,
     /// Who is draining (recorded in `trailmark.drained`).
     pub name: String,
+    /// Under a stream of changes, how long a batch that is not full waits
+    /// for more after the one before ([`crate::LINGER`] unless set).
+    pub linger: Duration,
 }
 
 impl Default for DrainOptions {
@@ -111,6 +114,7 @@ impl Default for DrainOptions {
             once: false,
             poll: Duration::from_secs(1),
             name: "trailmark".into(),
+            linger: crate::LINGER,
         }
     }
 }
@@ -230,8 +234,8 @@ async fn drain_outbox<S: Sink>(
     // the one before it is acknowledged and deleted, so order holds.
     let mut in_flight: Option<(S::Batch, Vec<i64>)> = None;
     // When the last read that found less than a batch began: the next
-    // waits until LINGER after it (a stream of small transactions makes one
-    // batch each LINGER, not one each append's time).
+    // waits until the linger after it (a stream of small transactions makes
+    // one batch each linger, not one each append's time).
     let mut short_read: Option<Instant> = None;
     loop {
         let leave_out: Vec<i64> = in_flight
@@ -240,7 +244,7 @@ async fn drain_outbox<S: Sink>(
             .unwrap_or_default();
         let next = async {
             if let Some(read) = short_read {
-                tokio::time::sleep_until(read + crate::LINGER).await;
+                tokio::time::sleep_until(read + options.linger).await;
             }
             let began = Instant::now();
             let rows = client

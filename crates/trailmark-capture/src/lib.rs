@@ -87,8 +87,36 @@ pub enum Error {
 /// transactions (pgbench's TPC-B, WAL mode) one append each 100 ms instead
 /// of each append's time (a few ms) cut `serve`'s CPU a change by a third
 /// (bench/results/capture.md). The cost: a change reaches the ledger up to
-/// this much later.
+/// this much later. The default of [`DrainOptions::linger`]; an operator
+/// may set 0 to [`MAX_LINGER_MS`] ([`linger_of`]).
 pub const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The longest linger an operator may set, in milliseconds.
+pub const MAX_LINGER_MS: u64 = 1000;
+
+/// The most rows in one batch (the server's most events a request).
+pub const MAX_BATCH: i64 = 5000;
+
+/// A linger as an operator gives it (`linger_ms`): 0 (a batch goes as soon
+/// as the one before is durable) to [`MAX_LINGER_MS`]; more is refused, not
+/// cut.
+pub fn linger_of(ms: u64) -> Result<std::time::Duration, String> {
+    if ms > MAX_LINGER_MS {
+        return Err(format!(
+            "must be 0 to {MAX_LINGER_MS} milliseconds (got {ms}): a change waits up to this long to reach the ledger"
+        ));
+    }
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+/// Rows per batch as an operator gives them: 1 to [`MAX_BATCH`]; anything
+/// else is refused, not cut.
+pub fn batch_of(rows: i64) -> Result<i64, String> {
+    if !(1..=MAX_BATCH).contains(&rows) {
+        return Err(format!("must be 1 to {MAX_BATCH} rows (got {rows})"));
+    }
+    Ok(rows)
+}
 
 pub(crate) fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
     let context = context.into();

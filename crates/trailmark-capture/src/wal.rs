@@ -28,7 +28,7 @@ use trailmark_core::Event;
 
 use crate::drain::{DrainOptions, Progress, send};
 use crate::install::{MESSAGE_PREFIX, PUBLICATION, slot_status};
-use crate::{Error, LINGER, OutboxRow, RowImage, Sink, TableConfig, pg};
+use crate::{Error, OutboxRow, RowImage, Sink, TableConfig, pg};
 
 /// Decoded changes read ahead of the one being converted (the bound on what
 /// this process holds besides the batch being sent).
@@ -137,7 +137,7 @@ pub(crate) async fn stream<S: Sink>(
         let _ = events.shutdown().await;
     });
 
-    let mut state = Decoder::default();
+    let mut state = Decoder::lingering(options.linger);
     let batch_size = usize::try_from(options.batch).unwrap_or(1000).max(1);
     // The end of the last transaction the ledger acknowledged.
     let mut durable: Option<u64> = None;
@@ -251,15 +251,24 @@ struct Decoder {
     open_start: usize,
     /// The end of the last transaction decoded and not yet handed on.
     acknowledge: Option<u64>,
-    /// When the last batch was handed on (see [`LINGER`]).
+    /// When the last batch was handed on (see [`crate::LINGER`]).
     handed_on: Option<Instant>,
+    /// How long a batch that is not full waits for more after that.
+    linger: Duration,
 }
 
 impl Decoder {
+    fn lingering(linger: Duration) -> Self {
+        Self {
+            linger,
+            ..Self::default()
+        }
+    }
+
     /// Decodes until a batch is ready: full (a large transaction goes in
     /// several: sent again after a crash, its events are stored once), or at
     /// a commit with nothing more decoded yet, no batch in flight and
-    /// [`LINGER`] passed since the batch before was handed on, or at the
+    /// the linger passed since the batch before was handed on, or at the
     /// stream's end.
     ///
     /// `flushing` is the batch before, being appended: this one cannot be
@@ -278,7 +287,7 @@ impl Decoder {
         // The last event taken committed a transaction.
         let mut at_commit = false;
         // Before this, a batch that is not full keeps taking what arrives.
-        let linger_until = self.handed_on.map(|at| at + LINGER);
+        let linger_until = self.handed_on.map(|at| at + self.linger);
         let ended = loop {
             // The next decoded event, or None when the append in flight
             // became durable first, or when the batch, complete, has
@@ -809,6 +818,7 @@ fn array_items(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::LINGER;
 
     #[test]
     fn values_are_written_as_to_jsonb_writes_them() {
@@ -871,6 +881,10 @@ mod tests {
 
     impl Decoding {
         async fn new() -> (Self, Decoded) {
+            Self::lingering(LINGER).await
+        }
+
+        async fn lingering(linger: Duration) -> (Self, Decoded) {
             let url = std::env::var("TRAILMARK_TEST_PG")
                 .unwrap_or_else(|_| "host=127.0.0.1 user=postgres".into());
             let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -885,7 +899,7 @@ mod tests {
                     ..TableConfig::default()
                 },
             )]);
-            let state = Decoder::default();
+            let state = Decoder::lingering(linger);
             let ids = crate::EventIds::ordered("7312/shop", "test");
             let decoding = Self {
                 state,
@@ -1035,6 +1049,53 @@ mod tests {
         transaction(&sender, 7, 0x700).await;
         let failed = decoding.next_batch(1000, &mut flushing).await;
         assert!(matches!(failed, Err(Error::Sink(m)) if m == "the disk is full"));
+    }
+
+    /// The operator's linger, not the default: a batch that is not full
+    /// waits that long under a stream, and at 0 goes at its commit.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_lingers_as_long_as_the_operator_set() {
+        let set = Duration::from_millis(300);
+        let (mut decoding, sender) = Decoding::lingering(set).await;
+        let mut flushing = None;
+        transaction(&sender, 1, 0x100).await;
+        let ready = decoding.next_batch(1000, &mut flushing).await.unwrap();
+        assert_eq!(ready.rows, 1, "the first after a quiet moment goes at once");
+        transaction(&sender, 2, 0x200).await;
+        let mut next = Box::pin(decoding.next_batch(1000, &mut flushing));
+        assert!(poll_once(&mut next).await.is_none());
+        tokio::time::advance(LINGER).await;
+        assert!(
+            poll_once(&mut next).await.is_none(),
+            "still lingering past the default"
+        );
+        tokio::time::advance(Duration::from_millis(200)).await;
+        let ready = poll_once(&mut next).await.expect("gone at the linger set");
+        assert_eq!(ready.unwrap().acknowledge, Some(0x200));
+        drop(next);
+
+        let (mut decoding, sender) = Decoding::lingering(Duration::ZERO).await;
+        transaction(&sender, 1, 0x100).await;
+        decoding.next_batch(1000, &mut flushing).await.unwrap();
+        transaction(&sender, 2, 0x200).await;
+        let mut next = Box::pin(decoding.next_batch(1000, &mut flushing));
+        let ready = poll_once(&mut next).await.expect("no linger at 0");
+        assert_eq!(ready.unwrap().acknowledge, Some(0x200));
+    }
+
+    #[test]
+    fn operator_limits_are_refused_not_cut() {
+        assert_eq!(crate::linger_of(0), Ok(Duration::ZERO));
+        assert_eq!(crate::linger_of(1000), Ok(Duration::from_secs(1)));
+        assert!(
+            crate::linger_of(1001)
+                .unwrap_err()
+                .contains("0 to 1000 milliseconds")
+        );
+        assert_eq!(crate::batch_of(5000), Ok(5000));
+        for bad in [0, -1, 5001] {
+            assert!(crate::batch_of(bad).unwrap_err().contains("1 to 5000 rows"));
+        }
     }
 
     #[test]

@@ -125,6 +125,10 @@ enum PgCommand {
         /// Rows per request (1 to 5000).
         #[arg(long, default_value_t = 1000)]
         batch: i64,
+        /// Under a stream of changes, how long a batch that is not full
+        /// waits for more after the one before, 0 to 1000 ms.
+        #[arg(long, default_value_t = 100)]
+        linger_ms: u64,
         /// Stop when the outbox is empty instead of waiting for more.
         #[arg(long)]
         once: bool,
@@ -442,10 +446,20 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
             server,
             key,
             batch,
+            linger_ms,
             once,
         } = &pg.command
         {
-            return drain_to(&source, server, key, *batch, *once).await;
+            let options = DrainOptions {
+                batch: trailmark_capture::batch_of(*batch)
+                    .map_err(|e| anyhow::anyhow!("--batch: {e}"))?,
+                linger: trailmark_capture::linger_of(*linger_ms)
+                    .map_err(|e| anyhow::anyhow!("--linger-ms: {e}"))?,
+                once: *once,
+                name: format!("capture pg run on {}", hostname()),
+                ..DrainOptions::default()
+            };
+            return drain_to(&source, server, key, &options).await;
         }
         let (mut client, connection) = tokio_postgres::connect(&source, tokio_postgres::NoTls)
             .await
@@ -509,17 +523,10 @@ async fn drain_to(
     source: &str,
     server: &str,
     key: &str,
-    batch: i64,
-    once: bool,
+    options: &DrainOptions,
 ) -> anyhow::Result<ExitCode> {
     let sink = HttpSink::new(server, key)?;
-    let options = DrainOptions {
-        batch: batch.clamp(1, 5000),
-        once,
-        name: format!("capture pg run on {}", hostname()),
-        ..DrainOptions::default()
-    };
-    let moved = trailmark_capture::drain(source, &sink, &options, &report).await?;
+    let moved = trailmark_capture::drain(source, &sink, options, &report).await?;
     eprintln!("outbox drained: {moved} rows sent");
     Ok(ExitCode::SUCCESS)
 }

@@ -876,3 +876,70 @@ fn bodies_being_read_at_once_are_bounded_in_bytes() {
         },
     );
 }
+
+/// A capture batch or linger out of bounds stops the command with a message
+/// naming the setting and its bounds; it is never cut to fit.
+#[test]
+fn capture_batch_and_linger_out_of_bounds_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("trailmark.toml");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(crate::BIN)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} ran");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let source = "host=127.0.0.1 port=1 user=nobody dbname=none";
+    let serve = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0"];
+    let err = run(&[
+        &serve[..],
+        &["--capture-source", source, "--capture-linger-ms", "1001"],
+    ]
+    .concat());
+    assert!(
+        err.contains("--capture-linger-ms") && err.contains("0 to 1000 milliseconds"),
+        "{err}"
+    );
+    for (setting, message) in [
+        (
+            "batch = 0",
+            "[capture] batch: must be 1 to 5000 rows (got 0)",
+        ),
+        (
+            "batch = 5001",
+            "[capture] batch: must be 1 to 5000 rows (got 5001)",
+        ),
+        (
+            "linger_ms = 5000",
+            "[capture] linger_ms): must be 0 to 1000 milliseconds (got 5000)",
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!("[capture]\nsource = \"{source}\"\n{setting}\n"),
+        )
+        .unwrap();
+        let err = run(&[&serve[..], &["--config", config.to_str().unwrap()]].concat());
+        assert!(err.contains(message), "{setting}: {err}");
+    }
+    assert!(
+        !std::path::Path::new(data).join("trailmark.db").exists(),
+        "a store was made"
+    );
+
+    let pg_run = ["capture", "pg", "run", "--source", source, "--key", "k"];
+    let err = run(&[&pg_run[..], &["--batch", "0"]].concat());
+    assert!(
+        err.contains("--batch: must be 1 to 5000 rows (got 0)"),
+        "{err}"
+    );
+    let err = run(&[&pg_run[..], &["--linger-ms", "1001"]].concat());
+    assert!(
+        err.contains("--linger-ms: must be 0 to 1000 milliseconds (got 1001)"),
+        "{err}"
+    );
+}
