@@ -126,9 +126,9 @@ enum PgCommand {
         #[arg(long, default_value_t = 1000)]
         batch: i64,
         /// Under a stream of changes, how long a batch that is not full
-        /// waits for more after the one before, 0 to 1000 ms.
-        #[arg(long, default_value_t = 100)]
-        linger_ms: u64,
+        /// waits for more after the one before, 0 to 1000 ms [default: 100].
+        #[arg(long)]
+        linger_ms: Option<u64>,
         /// Stop when the outbox is empty instead of waiting for more.
         #[arg(long)]
         once: bool,
@@ -453,7 +453,8 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
             let options = DrainOptions {
                 batch: trailmark_capture::batch_of(*batch)
                     .map_err(|e| anyhow::anyhow!("--batch: {e}"))?,
-                linger: trailmark_capture::linger_of(*linger_ms)
+                linger: linger_ms
+                    .map_or(Ok(trailmark_capture::LINGER), trailmark_capture::linger_of)
                     .map_err(|e| anyhow::anyhow!("--linger-ms: {e}"))?,
                 once: *once,
                 name: format!("capture pg run on {}", hostname()),
