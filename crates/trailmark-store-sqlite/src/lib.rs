@@ -136,6 +136,34 @@ struct Inner {
 impl Inner {
     /// The indexer catches up (within its bound), folds the index file's
     /// WAL into it and stops; waits for it.
+    /// Closes the readers, stops the indexer, lets the writer drain its
+    /// queue and end, and the WAL checkpointer fold the WAL in; waits for
+    /// each. A second call finds nothing left to do.
+    fn close(&self) {
+        for reader in &self.readers {
+            reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+        }
+        self.stop_indexer();
+        // Dropping the only sender ends the writer once it has drained.
+        if let Ok(mut jobs) = self.jobs.lock() {
+            *jobs = mpsc::channel().0;
+        }
+        let writer = self.writer.lock().ok().and_then(|mut t| t.take());
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
+        if let Ok(stop) = self.stop_wal.lock() {
+            let _ = stop.send(());
+        }
+        let thread = self.wal_thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+
     fn stop_indexer(&self) {
         self.index.stop();
         let thread = self.indexer.lock().ok().and_then(|mut t| t.take());
@@ -146,8 +174,11 @@ impl Inner {
 }
 
 impl Drop for Inner {
+    /// A store dropped without [`SqliteStore::shutdown`] closes the same
+    /// way, before the drop returns: nothing of it still runs (and writes
+    /// its files) once its last handle is gone.
     fn drop(&mut self) {
-        self.stop_indexer();
+        self.close();
     }
 }
 
@@ -488,28 +519,7 @@ impl SqliteStore {
     /// files alone. Call once nothing appends any more; later calls answer
     /// [`StoreError::Closed`].
     pub fn shutdown(&self) {
-        for reader in &self.inner.readers {
-            reader
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-        }
-        self.inner.stop_indexer();
-        // Dropping the only sender ends the writer once it has drained.
-        if let Ok(mut jobs) = self.inner.jobs.lock() {
-            *jobs = mpsc::channel().0;
-        }
-        let writer = self.inner.writer.lock().ok().and_then(|mut t| t.take());
-        if let Some(writer) = writer {
-            let _ = writer.join();
-        }
-        if let Ok(stop) = self.inner.stop_wal.lock() {
-            let _ = stop.send(());
-        }
-        let thread = self.inner.wal_thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
+        self.inner.close();
     }
 
     pub fn path(&self) -> &Path {

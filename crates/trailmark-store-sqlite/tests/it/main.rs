@@ -58,6 +58,45 @@ fn with_wal_limit(path: &std::path::Path, limit: u64) -> SqliteStore {
     .unwrap()
 }
 
+/// A store dropped without `shutdown` (a test's, a command's that ends)
+/// has closed by the time the drop returns: no thread of it still runs and
+/// writes beside the database (its WAL checkpointer once recreated the
+/// `-wal` and `-shm` files after a test had removed its directory), and
+/// what it acknowledged is in the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_store_has_closed_its_files_when_the_drop_returns() {
+    use trailmark_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trailmark.db");
+    for round in 0..5u64 {
+        let store = SqliteStore::open(&path).unwrap();
+        for n in 0..20 {
+            store
+                .append(vec![trailmark_store::testkit::new_event(
+                    "t",
+                    round * 20 + n,
+                    "update",
+                )])
+                .await
+                .unwrap();
+        }
+        drop(store);
+        for file in ["trailmark.db-wal", "trailmark.db-shm"] {
+            assert!(
+                !dir.path().join(file).exists(),
+                "{file} after round {round}'s drop"
+            );
+        }
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let heads = store.heads().await.unwrap();
+    let sizes: Vec<_> = heads
+        .iter()
+        .map(|h| (h.tenant.as_str(), h.size.get()))
+        .collect();
+    assert!(sizes.contains(&("t", 100)), "{sizes:?}");
+}
+
 /// One writer appending single events while readers read: the WAL stays
 /// near its limit (it used to grow without bound), and a clean shutdown
 /// removes it.
