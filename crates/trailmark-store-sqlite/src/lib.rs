@@ -134,8 +134,6 @@ struct Inner {
 }
 
 impl Inner {
-    /// The indexer catches up (within its bound), folds the index file's
-    /// WAL into it and stops; waits for it.
     /// Closes the readers, stops the indexer, lets the writer drain its
     /// queue and end, and the WAL checkpointer fold the WAL in; waits for
     /// each. A second call finds nothing left to do.
@@ -164,6 +162,8 @@ impl Inner {
         }
     }
 
+    /// The indexer catches up (within its bound), folds the index file's
+    /// WAL into it and stops; waits for it.
     fn stop_indexer(&self) {
         self.index.stop();
         let thread = self.indexer.lock().ok().and_then(|mut t| t.take());
