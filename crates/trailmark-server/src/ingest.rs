@@ -137,9 +137,6 @@ fn in_chunks<T: Send, R: Send>(items: Vec<T>, work: impl Fn(usize, Vec<T>) -> R 
     // files at every call (42 % of the async workers' time under single
     // events when it was asked a request).
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    if items.len() < 2 * PREPARE_CHUNK_MIN {
-        return vec![work(0, items)];
-    }
     let cores = *CORES
         .get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
     in_chunks_on(cores, items, work)
