@@ -101,6 +101,18 @@ def test_bad_input_is_refused_naming_the_field_and_nothing_is_written(server, tm
     client.close()
 
 
+def test_the_batch_size_is_bounded_by_the_servers_own_bound(server, tmp_path):
+    doc = server.get("/openapi.json")
+    body = doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
+    most = body["schema"]["oneOf"][1]["maxItems"]
+    assert trailmark._client.MAX_BATCH_SIZE == most
+    make(server, tmp_path, batch_size=most).close()
+    with pytest.raises(ValueError, match=f"batch_size: must be 1 to {most}"):
+        make(server, tmp_path, batch_size=most + 1)
+    with pytest.raises(ValueError, match="batch_size"):
+        make(server, tmp_path, batch_size=0)
+
+
 def test_events_the_server_refuses_are_kept_aside_and_the_rest_delivered(server, tmp_path):
     client = make(server, tmp_path, batch_size=10)
     server.stop()

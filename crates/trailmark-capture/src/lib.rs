@@ -94,8 +94,10 @@ pub const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 /// The longest linger an operator may set, in milliseconds.
 pub const MAX_LINGER_MS: u64 = 1000;
 
-/// The most rows in one batch (the server's most events a request).
-pub const MAX_BATCH: i64 = 5000;
+/// The most rows in one batch: the most events the server takes in one
+/// request ([`trailmark_wire::MAX_EVENTS_PER_REQUEST`]).
+#[allow(clippy::cast_possible_wrap)] // 5,000 fits
+pub const MAX_BATCH: i64 = trailmark_wire::MAX_EVENTS_PER_REQUEST as i64;
 
 /// A linger as an operator gives it (`linger_ms`): 0 (a batch goes as soon
 /// as the one before is durable) to [`MAX_LINGER_MS`]; more is refused, not

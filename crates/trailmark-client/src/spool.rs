@@ -22,7 +22,8 @@ pub struct SpoolOptions {
     pub max_events: u64,
     /// Bytes of events kept at most.
     pub max_bytes: u64,
-    /// Events per request (the server takes at most 5,000).
+    /// Events per request: 1 to [`trailmark_wire::MAX_EVENTS_PER_REQUEST`],
+    /// the most the server takes.
     pub batch: usize,
     /// Bytes per request.
     pub batch_bytes: usize,
@@ -78,8 +79,11 @@ fn spool_error(e: rusqlite::Error) -> Error {
 impl Spooler {
     /// Opens (or creates) the spool at `path` and starts sending to `client`.
     pub fn open(client: Client, path: &Path, options: SpoolOptions) -> Result<Self, Error> {
-        if !(1..=5000).contains(&options.batch) {
-            return Err(Error::Invalid("batch: must be 1 to 5000".into()));
+        let most = trailmark_wire::MAX_EVENTS_PER_REQUEST;
+        if !(1..=most).contains(&options.batch) {
+            return Err(Error::Invalid(format!(
+                "batch: must be 1 to {most} (the server's most events a request)"
+            )));
         }
         let db = Connection::open(path).map_err(spool_error)?;
         // WAL, NORMAL: a commit survives the process dying and costs no

@@ -26,7 +26,8 @@ pub struct Settings {
     pub queue_capacity: usize,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// Most events in one request.
+    /// Most events in one request: the API's,
+    /// [`trailmark_wire::MAX_EVENTS_PER_REQUEST`].
     pub max_batch: usize,
     /// Time between the retention cleanups `serve` runs; `None`: none.
     pub cleanup_interval: Option<Duration>,
@@ -38,7 +39,7 @@ impl Default for Settings {
             origin_prefix: "trailmark.local".into(),
             queue_capacity: 100_000,
             max_body_bytes: 8 * 1024 * 1024,
-            max_batch: 5_000,
+            max_batch: trailmark_wire::MAX_EVENTS_PER_REQUEST,
             cleanup_interval: Some(crate::retention::DEFAULT_CLEANUP_INTERVAL),
         }
     }

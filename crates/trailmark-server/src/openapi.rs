@@ -418,10 +418,12 @@ pub fn document() -> Value {
             "Durably stored: {\"entries\":[{\"id\",\"seq\",\"tenant\"}]}",
         ),
     );
+    let most = trailmark_wire::MAX_EVENTS_PER_REQUEST;
     ingest["requestBody"] = json!({"required": true, "content": {
         "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Event"},
-            {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}]}},
-        "application/x-ndjson": {"schema": {"type": "string", "description": "One event per line."}}}});
+            {"type": "array", "maxItems": most, "items": {"$ref": "#/components/schemas/Event"}}]}},
+        "application/x-ndjson": {"schema": {"type": "string",
+            "description": format!("One event per line, at most {most} lines.")}}}});
     ingest["responses"]["413"] = json!({"description": "Body or batch too large."});
     ingest["responses"]["429"] =
         json!({"description": "Ingest queue full; retry after Retry-After seconds."});

@@ -5,6 +5,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The most events one `POST /v1/events` takes (a JSON array, or NDJSON
+/// lines); a request with more is answered 413 ("split the batch"). The
+/// server's bound, stated in its OpenAPI document (`maxItems`), and the
+/// largest batch the Rust client and the capture drainers may be set to send.
+pub const MAX_EVENTS_PER_REQUEST: usize = 5_000;
+
 /// Who acted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ActorOut {

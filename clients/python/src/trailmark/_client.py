@@ -23,6 +23,9 @@ from ._spool import Spool, SpoolFull
 log = logging.getLogger("trailmark")
 
 _OUTCOMES = ("success", "failure")
+# The most events the server takes in one request: the `maxItems` its
+# OpenAPI document states (a test holds the two together).
+MAX_BATCH_SIZE = 5000
 _CONTEXT_FIELDS = ("ip", "user_agent", "request_id", "session_id")
 
 
@@ -54,8 +57,10 @@ class Client:
             raise ValueError(f"url: {url!r} must start with http:// or https://")
         if not key:
             raise ValueError("key: give a key with the ingest scope")
-        if not 1 <= batch_size <= 5000:
-            raise ValueError("batch_size: must be 1 to 5000 (the server's batch bound)")
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(
+                f"batch_size: must be 1 to {MAX_BATCH_SIZE} (the server's most events a request)"
+            )
         self.url = url.rstrip("/")
         self.enabled = enabled
         self._key = key

@@ -93,15 +93,8 @@ fn wrong_fields_limits_and_keys_get_a_clear_4xx_and_the_server_keeps_serving() {
     let huge = vec![b' '; 100 * 1024];
     let (s, b) = raw("application/json", &huge);
     assert_eq!(s, 413, "{b}");
-    // More events than a batch may hold, in a body the size limit allows
-    // (a body over the limit may be answered before it is all sent).
     let roomy_dir = tempfile::tempdir().unwrap();
     let roomy = Server::start(roomy_dir.path());
-    let many: Vec<_> = (0..5001)
-        .map(|i| event("acme", &i.to_string(), "a"))
-        .collect();
-    let (s, b) = roomy.post("/v1/events", &roomy.admin, &json!(many));
-    assert_eq!(s, 413, "{b}");
     // A body larger than those prepared where they were read is judged
     // alike: every problem by its event and field, nothing stored.
     let mut batch: Vec<_> = (0..400)
@@ -162,6 +155,37 @@ fn wrong_fields_limits_and_keys_get_a_clear_4xx_and_the_server_keeps_serving() {
     // Nothing bad was stored, and the server still serves.
     let (s, b) = server.post("/v1/events", &admin, &event("acme", "1", "login"));
     assert_eq!((s, b["entries"][0]["seq"].as_u64()), (201, Some(0)));
+}
+
+/// More events than a batch may hold, in a body the size limit allows (a
+/// body over the limit may be answered before it is all sent), are refused
+/// whole: at the bound the server's OpenAPI document states, which is the
+/// one docs/API.md states, and one fewer is stored.
+#[test]
+fn a_batch_past_the_bound_the_openapi_document_states_is_refused_and_one_at_it_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let roomy = Server::start(dir.path());
+    let (s, doc) = roomy.get("/openapi.json", "");
+    assert_eq!(s, 200, "{doc}");
+    let most =
+        doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            ["oneOf"][1]["maxItems"]
+            .as_u64()
+            .unwrap();
+    assert_eq!(most, 5000, "the bound docs/API.md states");
+    let mut many: Vec<_> = (0..=most)
+        .map(|i| event("bulk", &i.to_string(), "a"))
+        .collect();
+    let (s, b) = roomy.post("/v1/events", &roomy.admin, &json!(many));
+    assert_eq!(s, 413, "{b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("split the batch"),
+        "{b}"
+    );
+    many.pop();
+    let (s, b) = roomy.post("/v1/events", &roomy.admin, &json!(many));
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["entries"].as_array().unwrap().len(), 5000);
 }
 
 #[test]
