@@ -208,17 +208,18 @@ impl Writer {
     /// writer's time under single events, whose groups hold dozens of
     /// one-event batches). When a batch fails, the transaction is rolled
     /// back, nothing is answered, and the group comes back as it was, to
-    /// run again with a savepoint each.
+    /// run again with a savepoint each; so does a group whose transaction
+    /// could not begin ([`Self::commit_jobs`] tries once more, and answers
+    /// each job the error if that fails too).
     fn commit_appends(
         &mut self,
         appends: Vec<(Vec<NewEvent>, AppendReply)>,
     ) -> Result<(), Vec<Job>> {
-        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
-            let e = StoreError::backend("starting a write transaction", e);
-            for (_, reply) in appends {
-                drop(reply.send(Err(clone_err(&e))));
-            }
-            return Ok(());
+        if self.conn.execute_batch("BEGIN IMMEDIATE").is_err() {
+            return Err(appends
+                .into_iter()
+                .map(|(batch, reply)| Job::Append(batch, reply))
+                .collect());
         }
         self.last_pos = None;
         let mut done = Vec::with_capacity(appends.len());
@@ -717,6 +718,54 @@ mod tests {
         };
         assert_eq!(count("SELECT count(*) FROM entries"), 2);
         assert_eq!(count("SELECT size FROM tenants WHERE name = 'acme'"), 2);
+    }
+
+    /// A group of appends whose transaction cannot begin (another
+    /// connection holds the write lock past the busy timeout) is answered
+    /// with that error, every batch of it, and stores nothing; the next
+    /// group, once the lock is free, commits from the same seq.
+    #[test]
+    fn a_group_that_cannot_begin_is_answered_with_the_error_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trailmark.db");
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        crate::migrate(&mut conn).unwrap();
+        conn.busy_timeout(std::time::Duration::from_millis(20))
+            .unwrap();
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let index = std::sync::Arc::new(crate::index::Shared::default());
+        let mut writer = super::Writer::new(conn, None, index);
+        let mut group = |actions: [(&str, u64); 2]| {
+            let mut answers = Vec::new();
+            let jobs = actions.map(|(action, n)| {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                answers.push(answer);
+                super::Job::Append(vec![new_event("acme", n, action)], reply)
+            });
+            writer.commit_group(jobs.into());
+            answers
+                .into_iter()
+                .map(|mut a| {
+                    a.try_recv()
+                        .unwrap()
+                        .map(|(appended, _)| appended[0].seq.get())
+                })
+                .collect::<Vec<_>>()
+        };
+        for answer in group([("login", 0), ("logout", 1)]) {
+            let refused = answer.unwrap_err();
+            assert!(
+                refused.to_string().contains("starting a write transaction"),
+                "{refused}"
+            );
+        }
+        holder.execute_batch("ROLLBACK").unwrap();
+        let seqs: Vec<u64> = group([("login", 0), ("logout", 1)])
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(seqs, [0, 1], "nothing of the refused group was stored");
     }
 
     #[tokio::test]
