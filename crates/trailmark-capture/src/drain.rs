@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 use trailmark_core::Event;
 
 use crate::{CHANNEL, Error, OutboxRow, captured_event, pg, table_configs};
@@ -139,7 +139,8 @@ pub async fn drain<S: Sink>(
     options: &DrainOptions,
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<u64, Error> {
-    let (client, mut connection) = tokio_postgres::connect(source, NoTls)
+    let (client, mut connection) = crate::source(source)?
+        .connect()
         .await
         .map_err(pg("connecting to the source database"))?;
     let woken = Arc::new(Notify::new());

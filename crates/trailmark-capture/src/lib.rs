@@ -120,6 +120,14 @@ pub fn batch_of(rows: i64) -> Result<i64, String> {
     Ok(rows)
 }
 
+/// The source database's connection string read for connecting (TLS as
+/// its `sslmode` asks: [`trailmark_pg`], the one rule of every connection
+/// Trailmark makes to PostgreSQL); a bad setting is named.
+pub fn source(source: &str) -> Result<trailmark_pg::Source, Error> {
+    trailmark_pg::Source::parse(source)
+        .map_err(|e| Error::BadOption(format!("the source database's connection string: {e}")))
+}
+
 pub(crate) fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
     let context = context.into();
     move |source| Error::Postgres { context, source }

@@ -163,23 +163,26 @@ impl PgStore {
     }
 
     fn build(url: &str, max_connections: usize, read_only: bool) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::backend("parsing the database URL", e))?;
+        // TLS as the URL's sslmode asks (trailmark_pg: one rule for every
+        // connection to PostgreSQL).
+        let mut source = trailmark_pg::Source::parse(url)
+            .map_err(|e| StoreError::Invalid(format!("the database URL: {e}")))?;
         if read_only {
+            let config = source.config_mut();
             let options = config.get_options().unwrap_or_default().to_owned();
             config.options(format!("{options} -c default_transaction_read_only=on").trim());
         }
+        let config = source.config().clone();
         let manager = Manager::from_config(
             config.clone(),
-            tokio_postgres::NoTls,
+            source.tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
         let priority_manager = Manager::from_config(
             config,
-            tokio_postgres::NoTls,
+            source.tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -462,7 +462,9 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
             };
             return drain_to(&source, server, key, &options).await;
         }
-        let (mut client, connection) = tokio_postgres::connect(&source, tokio_postgres::NoTls)
+        let (mut client, connection) = trailmark_capture::source(&source)
+            .context("--source")?
+            .connect()
             .await
             .context("connecting to --source")?;
         tokio::spawn(connection);

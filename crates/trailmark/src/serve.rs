@@ -179,6 +179,10 @@ fn resolve_capture(
         return Ok(None);
     };
     let tenant = tenant.or(file.tenant).unwrap_or_else(|| "default".into());
+    // Read now, so that a bad setting (an unknown sslmode, say) stops the
+    // start, named, instead of each connection attempt failing later.
+    trailmark_capture::source(&source)
+        .map_err(|e| anyhow::anyhow!("capture source (--capture-source, [capture] source): {e}"))?;
     Ok(Some(Capture {
         source,
         tenant: TenantId::new(&tenant)
@@ -594,7 +598,10 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
 /// connection or a refused batch is retried with a growing pause (the rows
 /// wait in the outbox meanwhile).
 async fn capture_loop<S: Store>(app: Arc<App<S>>, capture: Capture) {
-    tokio::spawn(watch_slot(Arc::clone(&app), capture.source.clone()));
+    if let Ok(source) = trailmark_capture::source(&capture.source) {
+        // (Read at the start already: see resolve_capture.)
+        tokio::spawn(watch_slot(Arc::clone(&app), source));
+    }
     let sink = StoreSink {
         app,
         tenant: capture.tenant,
@@ -630,16 +637,14 @@ async fn capture_loop<S: Store>(app: Arc<App<S>>, capture: Capture) {
 /// while the database captures by triggers), and records in `_system` when
 /// it goes wrong ([`trailmark_server::alerts::CaptureWalRule`]), which the
 /// `capture_wal` alert rule raises.
-async fn watch_slot<S: Store>(app: Arc<App<S>>, source: String) {
+async fn watch_slot<S: Store>(app: Arc<App<S>>, source: trailmark_pg::Source) {
     use std::sync::atomic::Ordering::Relaxed;
     let m = &app.metrics;
     // What was last recorded: once per onset; a reading back well within
     // bounds (`CaptureWalRule::rearms`) re-arms it.
     let mut recorded: Option<&'static str> = None;
     loop {
-        if let Ok((client, connection)) =
-            tokio_postgres::connect(&source, tokio_postgres::NoTls).await
-        {
+        if let Ok((client, connection)) = source.connect().await {
             let driver = tokio::spawn(connection);
             while !client.is_closed() {
                 match trailmark_capture::slot_status(&client).await {

@@ -882,3 +882,63 @@ fn capture_paused_then_resumed_is_recorded_in_order_and_captures_nothing_between
     let status = run_ok(&["capture", "pg", "status", "--source", &source]);
     assert!(!status.contains("paused:"), "{status}");
 }
+
+/// `serve`'s connections to PostgreSQL (the shared store's pool, the
+/// drainer's) encrypt as their `sslmode` asks, as the server sees them in
+/// `pg_stat_ssl`: with `require` every one, with `disable` none; the
+/// changes are drained either way.
+#[test]
+fn serve_connects_to_postgresql_encrypted_as_sslmode_asks() {
+    let app = PgDb::new("tm_tls_app");
+    app.sql("CREATE TABLE item (id int PRIMARY KEY, qty int)");
+    let store = PgDb::new("tm_tls_store");
+    // One data dir: the shared ledger is signed with its key.
+    let dir = tempfile::tempdir().unwrap();
+    for (mode, encrypted) in [("require", true), ("disable", false)] {
+        let source = format!("{} sslmode={mode}", app.source());
+        if encrypted {
+            install(&source, "trigger", "public.item", &[]);
+        }
+        let mut server = Server::start_with(
+            dir.path(),
+            &[
+                "--database",
+                &format!("{} sslmode={mode}", store.source()),
+                "--capture-source",
+                &source,
+            ],
+        );
+        let id = if encrypted { 1 } else { 2 };
+        app.sql(&format!("INSERT INTO item VALUES ({id}, 5)"));
+        crate::wait_for(
+            &format!("the change drained with sslmode={mode}"),
+            std::time::Duration::from_secs(20),
+            || {
+                let (_, page) = server.get(
+                    &format!("/v1/events?resource_type=public.item&resource_id={id}"),
+                    &server.admin,
+                );
+                (page["events"].as_array()?.len() == 1).then_some(())
+            },
+        );
+        // Each of serve's sessions in the two databases, as the server sees
+        // them (the test's own, unencrypted, are short and not counted once
+        // gone: polled until only serve's are left).
+        let sessions = format!(
+            "SELECT count(*) FILTER (WHERE s.ssl = {encrypted}) || '/' || count(*)
+             FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+             WHERE a.datname IN ('{}', '{}') AND a.pid <> pg_backend_pid()",
+            app.name, store.name
+        );
+        crate::wait_for(
+            &format!("every session of serve with ssl = {encrypted} (sslmode={mode})"),
+            std::time::Duration::from_secs(10),
+            || {
+                let counts = app.text(&sessions);
+                let (matching, all) = counts.split_once('/')?;
+                (matching == all && all.parse::<u32>().ok()? >= 2).then_some(())
+            },
+        );
+        server.stop();
+    }
+}

@@ -1,0 +1,683 @@
+//! Trailmark's connections to PostgreSQL, encrypted as libpq's `sslmode`
+//! asks: the shared store's pools, the capture drainers' connections and the
+//! `capture pg` commands all connect through a [`Source`], so that they
+//! encrypt and check certificates alike, and alike with WAL mode's
+//! replication connection (the `pg_walstream` crate, which follows the same
+//! rules).
+//!
+//! `tokio-postgres` reads libpq's connection strings but knows only three
+//! of the six `sslmode`s and no `sslrootcert`. [`Source::parse`] takes those
+//! two settings out of the string, hands it the rest, and makes the TLS
+//! configuration they ask for (docs/OPERATIONS.md, "Connections to
+//! PostgreSQL"):
+//!
+//! | `sslmode` | TLS | the server's certificate |
+//! |---|---|---|
+//! | `disable` | never | — |
+//! | `allow`, `prefer` (the default) | when the server offers it | not checked |
+//! | `require` | always | not checked |
+//! | `verify-ca` | always | signed by a root of `sslrootcert` (default: the bundled Mozilla roots) |
+//! | `verify-full` | always | as `verify-ca`, and naming the host connected to |
+//!
+//! An `sslrootcert` with a mode that checks nothing is refused rather than
+//! ignored (libpq would check the authority then; the replication
+//! connection would not), as are an unknown mode and a setting given twice.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
+
+/// What `sslmode` asks of a connection (see the crate's table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    const NAMES: [(&'static str, SslMode); 6] = [
+        ("disable", SslMode::Disable),
+        ("allow", SslMode::Allow),
+        ("prefer", SslMode::Prefer),
+        ("require", SslMode::Require),
+        ("verify-ca", SslMode::VerifyCa),
+        ("verify-full", SslMode::VerifyFull),
+    ];
+
+    fn named(value: &str) -> Result<Self, String> {
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| *name == value)
+            .map(|&(_, mode)| mode)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::NAMES.iter().map(|(name, _)| *name).collect();
+                format!(
+                    "sslmode: {value:?} is not one of {} (libpq's modes)",
+                    names.join(", ")
+                )
+            })
+    }
+
+    /// Whether the server's certificate is checked at all.
+    fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+/// A PostgreSQL connection string read for connecting: its settings for
+/// `tokio-postgres` and the TLS its `sslmode` asks for.
+#[derive(Clone)]
+pub struct Source {
+    config: tokio_postgres::Config,
+    tls: Tls,
+    mode: SslMode,
+}
+
+impl fmt::Debug for Source {
+    // Never the string: it may hold a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Source")
+            .field("sslmode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Source {
+    /// Reads a libpq connection string (`key=value …` or a
+    /// `postgresql://` URI). The error names the setting at fault and never
+    /// repeats the string (it may hold a password).
+    pub fn parse(source: &str) -> Result<Self, String> {
+        let (rest, ssl) = take_ssl_settings(source)?;
+        let mode = ssl
+            .mode
+            .as_deref()
+            .map_or(Ok(SslMode::Prefer), SslMode::named)?;
+        if ssl.root_cert.is_some() && !mode.verifies() {
+            return Err(
+                "sslrootcert: only sslmode=verify-ca or verify-full check the server's certificate; set one of them (or leave sslrootcert out)"
+                    .into(),
+            );
+        }
+        let mut config: tokio_postgres::Config = rest
+            .parse()
+            .map_err(|e| format!("the connection string: {e}"))?;
+        config.ssl_mode(match mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                tokio_postgres::config::SslMode::Require
+            }
+        });
+        let tls = Tls::new(mode, ssl.root_cert.as_deref())?;
+        Ok(Self { config, tls, mode })
+    }
+
+    /// The connection's `sslmode`.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.mode
+    }
+
+    /// The settings `tokio-postgres` connects with (`sslmode` and
+    /// `sslrootcert` taken out, the mode set as it understands it).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// [`Self::config`], to change (a pool's session options).
+    pub fn config_mut(&mut self) -> &mut tokio_postgres::Config {
+        &mut self.config
+    }
+
+    /// The TLS connector, for a pool that connects by itself.
+    pub fn tls(&self) -> Tls {
+        self.tls.clone()
+    }
+
+    /// One connection; its driver (the returned [`Connection`]) must be
+    /// polled, or spawned, for the client to work.
+    pub async fn connect(
+        &self,
+    ) -> Result<(tokio_postgres::Client, Connection), tokio_postgres::Error> {
+        self.config.connect(self.tls.clone()).await
+    }
+}
+
+/// A connection's driver, as [`Source::connect`] makes it.
+pub type Connection = tokio_postgres::Connection<tokio_postgres::Socket, TlsStream>;
+
+/// `sslmode` and `sslrootcert` as the string gave them.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SslSettings {
+    mode: Option<String>,
+    root_cert: Option<String>,
+}
+
+impl SslSettings {
+    /// Keeps `value` when `key` is one of ours: a setting given twice, or
+    /// empty, is an error (never the last one silently winning).
+    fn take(&mut self, key: &str, value: String) -> Result<bool, String> {
+        let slot = match key {
+            "sslmode" => &mut self.mode,
+            "sslrootcert" => &mut self.root_cert,
+            _ => return Ok(false),
+        };
+        if value.is_empty() {
+            return Err(format!("{key}: empty; give a value or leave it out"));
+        }
+        if slot.replace(value).is_some() {
+            return Err(format!("{key}: given twice; give it once"));
+        }
+        Ok(true)
+    }
+}
+
+/// Splits `sslmode` and `sslrootcert` off a connection string: the string
+/// without them (the other settings as written), and their values.
+fn take_ssl_settings(source: &str) -> Result<(String, SslSettings), String> {
+    let mut ssl = SslSettings::default();
+    if ["postgresql://", "postgres://"]
+        .iter()
+        .any(|scheme| source.starts_with(scheme))
+    {
+        let Some((base, query)) = source.split_once('?') else {
+            return Ok((source.to_owned(), ssl));
+        };
+        let mut kept = Vec::new();
+        for param in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = param.split_once('=').unwrap_or((param, ""));
+            if !ssl.take(&percent_decoded(key)?, percent_decoded(value)?)? {
+                kept.push(param);
+            }
+        }
+        let rest = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return Ok((rest, ssl));
+    }
+    let mut kept = Vec::new();
+    for (key, value, text) in key_values(source)? {
+        if !ssl.take(key, value)? {
+            kept.push(text);
+        }
+    }
+    Ok((kept.join(" "), ssl))
+}
+
+/// The settings of a `key=value …` string, as libpq reads them (a value in
+/// single quotes may hold spaces; a backslash escapes the next character):
+/// each key, its value, and its text as written.
+fn key_values(source: &str) -> Result<Vec<(&str, String, &str)>, String> {
+    let bytes = source.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let skip_space = |mut i: usize| {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    loop {
+        i = skip_space(i);
+        if i == bytes.len() {
+            return Ok(out);
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i] != b'=' && !bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let key = &source[start..i];
+        i = skip_space(i);
+        if bytes.get(i) != Some(&b'=') {
+            return Err(format!(
+                "the connection string: {key:?} has no \"=\" (write key=value)"
+            ));
+        }
+        i = skip_space(i + 1);
+        let mut value = Vec::new();
+        let quoted = bytes.get(i) == Some(&b'\'');
+        if quoted {
+            i += 1;
+        }
+        loop {
+            match bytes.get(i) {
+                None if quoted => {
+                    return Err(format!(
+                        "the connection string: the value of {key:?} has no closing quote"
+                    ));
+                }
+                None => break,
+                Some(b'\'') if quoted => {
+                    i += 1;
+                    break;
+                }
+                Some(c) if !quoted && c.is_ascii_whitespace() => break,
+                Some(b'\\') if i + 1 < bytes.len() => {
+                    value.push(bytes[i + 1]);
+                    i += 2;
+                }
+                Some(&c) => {
+                    value.push(c);
+                    i += 1;
+                }
+            }
+        }
+        let value = String::from_utf8(value)
+            .map_err(|_| format!("the connection string: the value of {key:?} is not UTF-8"))?;
+        out.push((key, value, &source[start..i]));
+    }
+}
+
+/// A URI part with its `%XX` escapes decoded.
+fn percent_decoded(part: &str) -> Result<String, String> {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = part
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    "the connection string: a % in the URI is not followed by two hex digits"
+                        .to_owned()
+                })?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "the connection string: the URI is not UTF-8".to_owned())
+}
+
+/// The TLS `tokio-postgres` connects with, as a [`Source`]'s `sslmode`
+/// asks ([`Source::tls`]).
+#[derive(Clone)]
+pub struct Tls {
+    /// `None` for `sslmode=disable`, which never starts TLS.
+    config: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("enabled", &self.config.is_some())
+            .finish()
+    }
+}
+
+impl Tls {
+    fn new(mode: SslMode, root_cert: Option<&str>) -> Result<Self, String> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?;
+        let config = match mode {
+            SslMode::Disable => return Ok(Self { config: None }),
+            SslMode::Allow | SslMode::Prefer | SslMode::Require => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Unchecked(provider)))
+                .with_no_client_auth(),
+            SslMode::VerifyCa => {
+                let verifier =
+                    WebPkiServerVerifier::builder_with_provider(roots(root_cert)?, provider)
+                        .build()
+                        .map_err(|e| format!("sslrootcert: {e}"))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyName(verifier)))
+                    .with_no_client_auth()
+            }
+            SslMode::VerifyFull => builder
+                .with_root_certificates(roots(root_cert)?)
+                .with_no_client_auth(),
+        };
+        Ok(Self {
+            config: Some(Arc::new(config)),
+        })
+    }
+}
+
+/// The roots a verifying mode trusts: the certificates of the
+/// `sslrootcert` file (PEM) alone, or the bundled Mozilla roots when it is
+/// absent or `system` (as the replication connection does).
+fn roots(root_cert: Option<&str>) -> Result<Arc<RootCertStore>, String> {
+    let Some(path) = root_cert.filter(|p| *p != "system") else {
+        return Ok(Arc::new(RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        }));
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| format!("sslrootcert: cannot read certificates from {path}: {e}"))?;
+    let mut store = RootCertStore::empty();
+    let (added, _) = store.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "sslrootcert: no usable certificate in {path} (give the PEM file of the authority that signed the server's certificate)"
+        ));
+    }
+    Ok(Arc::new(store))
+}
+
+/// `allow`, `prefer` and `require`: the server's certificate is not
+/// checked (the handshake's signatures are, so the session is with the
+/// holder of that certificate's key, whoever it is).
+#[derive(Debug)]
+struct Unchecked(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain is checked against the roots, the name is not.
+/// (The name is checked last, after the chain: a name error means the
+/// chain held.)
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+impl<S> MakeTlsConnect<S> for Tls
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = TlsStream<S>;
+    type TlsConnect = Connect;
+    type Error = io::Error;
+
+    /// Called for every connection, whatever the mode (`tokio-postgres`
+    /// decides afterwards whether to start TLS): the host is checked as a
+    /// name for the certificate only when a handshake begins.
+    fn make_tls_connect(&mut self, host: &str) -> Result<Connect, io::Error> {
+        Ok(Connect {
+            config: self.config.clone(),
+            host: host.to_owned(),
+        })
+    }
+}
+
+/// One TLS handshake that may come (see [`Tls`]).
+#[derive(Debug)]
+pub struct Connect {
+    config: Option<Arc<rustls::ClientConfig>>,
+    host: String,
+}
+
+impl<S> TlsConnect<S> for Connect
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = TlsStream<S>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<TlsStream<S>>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        Box::pin(async move {
+            let config = self.config.ok_or_else(|| {
+                io::Error::other("TLS asked for with sslmode=disable (a bug: it never should be)")
+            })?;
+            let host = self.host;
+            let name = ServerName::try_from(host.clone()).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("host {host:?} cannot be checked against a certificate: {e}"),
+                )
+            })?;
+            tokio_rustls::TlsConnector::from(config)
+                .connect(name, stream)
+                .await
+                .map(TlsStream)
+        })
+    }
+}
+
+/// An encrypted connection to PostgreSQL.
+#[derive(Debug)]
+pub struct TlsStream<S = tokio_postgres::Socket>(tokio_rustls::client::TlsStream<S>);
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for TlsStream<S> {
+    /// None: SCRAM authenticates without channel binding (as libpq's
+    /// default `channel_binding=prefer` does when it cannot bind).
+    fn channel_binding(&self) -> ChannelBinding {
+        ChannelBinding::none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Source, SslMode, SslSettings, take_ssl_settings};
+
+    fn taken(source: &str) -> (String, SslSettings) {
+        take_ssl_settings(source).unwrap()
+    }
+
+    fn settings(mode: Option<&str>, root_cert: Option<&str>) -> SslSettings {
+        SslSettings {
+            mode: mode.map(str::to_owned),
+            root_cert: root_cert.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn key_value_strings_lose_only_the_tls_settings() {
+        assert_eq!(
+            taken("host=db port=5433 sslmode=verify-full user=app sslrootcert=/etc/ca.pem"),
+            (
+                "host=db port=5433 user=app".into(),
+                settings(Some("verify-full"), Some("/etc/ca.pem"))
+            )
+        );
+        assert_eq!(
+            taken("  host = db  sslmode = require  password='a b\\'c' "),
+            (
+                "host = db password='a b\\'c'".into(),
+                settings(Some("require"), None)
+            )
+        );
+        assert_eq!(
+            taken("sslrootcert='/path with space/ca.pem' sslmode=verify-ca dbname=x"),
+            (
+                "dbname=x".into(),
+                settings(Some("verify-ca"), Some("/path with space/ca.pem"))
+            )
+        );
+        assert_eq!(taken("host=db"), ("host=db".into(), settings(None, None)));
+    }
+
+    #[test]
+    fn uris_lose_only_the_tls_settings() {
+        assert_eq!(
+            taken(
+                "postgresql://u:p@db:5432/app?sslmode=verify-full&connect_timeout=3&sslrootcert=%2Fetc%2Fca.pem"
+            ),
+            (
+                "postgresql://u:p@db:5432/app?connect_timeout=3".into(),
+                settings(Some("verify-full"), Some("/etc/ca.pem"))
+            )
+        );
+        assert_eq!(
+            taken("postgres://db/app?sslmode=disable"),
+            ("postgres://db/app".into(), settings(Some("disable"), None))
+        );
+        assert_eq!(
+            taken("postgres://db/app"),
+            ("postgres://db/app".into(), settings(None, None))
+        );
+    }
+
+    #[test]
+    fn unknown_repeated_empty_or_unused_settings_are_refused_by_name() {
+        let refused = |source: &str| Source::parse(source).unwrap_err();
+        assert!(
+            refused("host=db sslmode=verify").contains("sslmode: \"verify\" is not one of"),
+            "{}",
+            refused("host=db sslmode=verify")
+        );
+        assert!(
+            refused("host=db sslmode=require sslmode=disable").contains("sslmode: given twice")
+        );
+        assert!(refused("postgres://db/x?sslmode=").contains("sslmode: empty"));
+        assert!(
+            refused("host=db sslmode=require sslrootcert=/etc/ca.pem")
+                .contains("sslrootcert: only sslmode=verify-ca or verify-full")
+        );
+        assert!(refused("host=db sslrootcert=/etc/ca.pem").contains("sslrootcert:"));
+        assert!(refused("host=db password='open").contains("no closing quote"));
+        assert!(refused("host db").contains("has no \"=\""));
+        assert!(
+            refused("host=db sslmode=verify-ca sslrootcert=/no/such/file.pem")
+                .contains("sslrootcert: cannot read certificates from /no/such/file.pem")
+        );
+        let secret = refused("host=db password=hunter2 sslmode=nope");
+        assert!(!secret.contains("hunter2"), "{secret}");
+    }
+
+    #[test]
+    fn each_mode_is_read_and_prefer_is_the_default() {
+        for (mode, expected) in [
+            ("disable", SslMode::Disable),
+            ("allow", SslMode::Allow),
+            ("prefer", SslMode::Prefer),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::VerifyCa),
+            ("verify-full", SslMode::VerifyFull),
+        ] {
+            let source = Source::parse(&format!("host=db sslmode={mode}")).unwrap();
+            assert_eq!(source.ssl_mode(), expected);
+        }
+        assert_eq!(
+            Source::parse("host=db").unwrap().ssl_mode(),
+            SslMode::Prefer
+        );
+    }
+}
