@@ -117,6 +117,14 @@ impl Source {
         let mut config: tokio_postgres::Config = rest
             .parse()
             .map_err(|e| format!("the connection string: {e}"))?;
+        if config.get_hosts().is_empty() {
+            // Addresses alone (`hostaddr`): each is also the name the TLS
+            // handshake gives and a certificate is held to, as libpq does;
+            // `tokio-postgres` would refuse to start TLS without a name.
+            for address in config.get_hostaddrs().to_vec() {
+                config.host(address.to_string());
+            }
+        }
         config.ssl_mode(match mode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
@@ -678,6 +686,20 @@ mod tests {
         assert_eq!(
             Source::parse("host=db").unwrap().ssl_mode(),
             SslMode::Prefer
+        );
+    }
+
+    #[test]
+    fn an_address_without_a_host_name_is_the_name_tls_checks() {
+        let source = Source::parse("hostaddr=192.0.2.7 sslmode=require").unwrap();
+        assert_eq!(
+            source.config().get_hosts(),
+            [tokio_postgres::config::Host::Tcp("192.0.2.7".into())]
+        );
+        let named = Source::parse("host=db.example hostaddr=192.0.2.7").unwrap();
+        assert_eq!(
+            named.config().get_hosts(),
+            [tokio_postgres::config::Host::Tcp("db.example".into())]
         );
     }
 }

@@ -66,6 +66,15 @@ async fn require_and_the_default_encrypt_and_disable_does_not() {
         .unwrap(),
         "the same from a URI"
     );
+    assert!(
+        encrypted(&format!(
+            "hostaddr=127.0.0.1 port={} user=postgres dbname=postgres sslmode=require",
+            port()
+        ))
+        .await
+        .unwrap(),
+        "an address without a host name"
+    );
     assert!(!encrypted(&format!("{base} sslmode=disable")).await.unwrap());
 }
 
