@@ -967,3 +967,48 @@ fn capture_batch_and_linger_out_of_bounds_are_refused_by_name() {
         "{err}"
     );
 }
+
+/// A connection string whose TLS settings cannot be honoured stops the
+/// command before it connects, naming the setting (and never repeating the
+/// string, which may hold a password).
+#[test]
+fn postgresql_tls_settings_that_cannot_be_honoured_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(crate::BIN)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} ran");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let serve = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0"];
+    let bad = "host=127.0.0.1 port=1 user=nobody password=hunter2 dbname=none sslmode=verify";
+    for (args, named) in [
+        (
+            vec!["--capture-source", bad],
+            "capture source (--capture-source",
+        ),
+        (vec!["--database", bad], "the database URL"),
+    ] {
+        let err = run(&[&serve[..], &args[..]].concat());
+        assert!(
+            err.contains(named) && err.contains("sslmode: \"verify\" is not one of"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+    let err = run(&[
+        "capture",
+        "pg",
+        "status",
+        "--source",
+        "host=127.0.0.1 port=1 user=nobody sslmode=require sslrootcert=/etc/ca.pem",
+    ]);
+    assert!(
+        err.contains("sslrootcert: only sslmode=verify-ca or verify-full"),
+        "{err}"
+    );
+}
