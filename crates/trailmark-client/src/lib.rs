@@ -4,6 +4,7 @@
 //! restart of the application and are stored once (ids made at the
 //! source). Blocking, like the CLI that will use it.
 
+pub mod https;
 mod spool;
 mod verify;
 #[cfg(feature = "axum")]
@@ -102,8 +103,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// `url`: `http://` or `https://`; `timeout`: the bound of one call,
-    /// from connecting to the last byte of the answer.
+    /// `url`: `http://` or `https://` (checked against the authorities
+    /// [`https::tls_config_from_env`] gives); `timeout`: the bound of one
+    /// call, from connecting to the last byte of the answer.
     pub fn new(url: &str, key: &str, timeout: Duration) -> Result<Self, Error> {
         Self::build(url, key, Some(timeout))
     }
@@ -126,6 +128,7 @@ impl Client {
             return Err(Error::Invalid("key: give a Trailmark API key".into()));
         }
         let agent = ureq::Agent::config_builder()
+            .tls_config(https::tls_config_from_env().map_err(Error::Invalid)?)
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_global(timeout)

@@ -31,6 +31,10 @@ pub struct Settings {
     pub max_batch: usize,
     /// Time between the retention cleanups `serve` runs; `None`: none.
     pub cleanup_interval: Option<Duration>,
+    /// The TLS of webhook deliveries (and, through `serve`, of witness
+    /// submissions): the built-in Mozilla roots, or the operator's
+    /// authorities (`trailmark_client::https::tls_config`).
+    pub https: ureq::tls::TlsConfig,
 }
 
 impl Default for Settings {
@@ -41,6 +45,7 @@ impl Default for Settings {
             max_body_bytes: 8 * 1024 * 1024,
             max_batch: trailmark_wire::MAX_EVENTS_PER_REQUEST,
             cleanup_interval: Some(crate::retention::DEFAULT_CLEANUP_INTERVAL),
+            https: ureq::tls::TlsConfig::default(),
         }
     }
 }

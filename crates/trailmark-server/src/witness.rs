@@ -34,6 +34,26 @@ pub struct WitnessConfig {
     agent: ureq::Agent,
 }
 
+impl WitnessConfig {
+    /// This witness with its submissions made over `tls` (the built-in
+    /// roots until this is called).
+    #[must_use]
+    pub fn with_tls(mut self, tls: ureq::tls::TlsConfig) -> Self {
+        self.agent = agent(tls);
+        self
+    }
+}
+
+/// The one HTTP client of a witness's submissions.
+fn agent(tls: ureq::tls::TlsConfig) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .timeout_global(Some(TIMEOUT))
+        .build()
+        .into()
+}
+
 impl FromStr for WitnessConfig {
     type Err = String;
 
@@ -50,11 +70,7 @@ impl FromStr for WitnessConfig {
         Ok(Self {
             key,
             url: url.trim_end_matches('/').to_owned(),
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(TIMEOUT))
-                .build()
-                .into(),
+            agent: agent(ureq::tls::TlsConfig::default()),
         })
     }
 }

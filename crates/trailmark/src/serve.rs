@@ -77,6 +77,11 @@ pub struct ServeArgs {
     /// NAME+KEYID+KEY@URL (the witness's vkey, then its URL). Repeatable.
     #[arg(long = "witness", value_name = "VKEY@URL")]
     pub witnesses: Vec<String>,
+    /// A PEM file of the certificate authorities that webhook receivers'
+    /// and witnesses' HTTPS certificates must be signed by, instead of the
+    /// Mozilla roots built in.
+    #[arg(long, env = trailmark_client::https::CA_FILE_VAR)]
+    pub ca_file: Option<PathBuf>,
     /// Connections open at once; more wait until one closes [default: 512].
     #[arg(long, env = "TRAILMARK_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -110,6 +115,7 @@ struct FileConfig {
     signing_key: Option<PathBuf>,
     #[serde(default)]
     witnesses: Vec<String>,
+    ca_file: Option<PathBuf>,
     max_connections: Option<usize>,
     header_timeout: Option<u64>,
     request_timeout: Option<u64>,
@@ -142,6 +148,8 @@ struct Resolved {
     database: Option<String>,
     signing_key: PathBuf,
     witnesses: Vec<WitnessConfig>,
+    /// The TLS of webhooks and witnesses.
+    https: trailmark_client::https::TlsConfig,
     limits: crate::http::Limits,
     capture: Option<Capture>,
     log_format: crate::logging::Format,
@@ -220,6 +228,8 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
         .data_dir
         .or(file.data_dir)
         .unwrap_or_else(crate::default_data_dir);
+    let https = trailmark_client::https::tls_config(args.ca_file.or(file.ca_file).as_deref())
+        .map_err(|e| anyhow::anyhow!("ca file (--ca-file, TRAILMARK_CA_FILE, ca_file): {e}"))?;
     let witnesses = if args.witnesses.is_empty() {
         file.witnesses
     } else {
@@ -228,6 +238,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
     .iter()
     .map(|w| {
         w.parse::<WitnessConfig>()
+            .map(|w| w.with_tls(https.clone()))
             .map_err(|e| anyhow::anyhow!("witness {w}: {e}"))
     })
     .collect::<anyhow::Result<Vec<_>>>()?;
@@ -253,6 +264,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
         database,
         capture,
         witnesses,
+        https,
         limits,
         signing_key: args
             .signing_key
@@ -346,6 +358,7 @@ async fn serve_with<S: Store>(args: Resolved, store: S) -> anyhow::Result<()> {
         queue_capacity: args.queue_capacity,
         max_body_bytes: args.max_body_bytes,
         cleanup_interval: args.cleanup_interval,
+        https: args.https,
         ..Settings::default()
     };
     let alert_rules = args.alert_rules;

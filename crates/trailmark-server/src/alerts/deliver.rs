@@ -613,6 +613,7 @@ pub async fn run<S: Store>(app: Arc<App<S>>) {
     let deliveries = Deliveries {
         tx,
         agent: ureq::Agent::config_builder()
+            .tls_config(app.settings.https.clone())
             .http_status_as_error(false)
             .timeout_global(Some(ATTEMPT_TIMEOUT))
             .build()

@@ -189,6 +189,26 @@ struct Receiver {
 
 impl Receiver {
     fn start(port: u16, secret: &str, out: &std::path::Path) -> Self {
+        Self::start_with(port, secret, out, &[])
+    }
+
+    /// [`Receiver::start`] over HTTPS, with this certificate and key.
+    fn start_tls(
+        port: u16,
+        secret: &str,
+        out: &std::path::Path,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Self {
+        Self::start_with(port, secret, out, &[cert, key])
+    }
+
+    fn start_with(
+        port: u16,
+        secret: &str,
+        out: &std::path::Path,
+        tls: &[&std::path::Path],
+    ) -> Self {
         let python = crate::witness::aics_bin("python");
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/it/fixtures/webhook_receiver.py");
@@ -198,6 +218,7 @@ impl Receiver {
             .arg(script)
             .args([&port.to_string(), secret, &wrong])
             .arg(out)
+            .args(tls)
             .spawn()
             .unwrap();
         wait_for("the receiver to listen", Duration::from_secs(20), || {
@@ -753,4 +774,59 @@ fn bad_endpoints_are_refused_naming_the_field(server: &Server) {
         server.get("/v1/webhooks", &server.admin).1["webhooks"][0]["name"],
         "chat"
     );
+}
+
+/// A receiver over HTTPS whose certificate a private authority signed:
+/// refused while the server trusts only the built-in roots (the attempt
+/// fails on the certificate, and is retried), delivered once the server is
+/// started with that authority (`--ca-file`), signed as over HTTP.
+#[test]
+fn an_https_receiver_is_reached_once_its_authority_is_named_and_not_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = twenty_in_ten_seconds(dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // A certificate for 127.0.0.1, its own authority.
+    let (cert, key) = crate::self_signed(dir.path());
+    let mut server = Server::start_with(&data, &["--alert-rules", &rules]);
+    let port = crate::free_port();
+    let (status, hooks) = server.put(
+        "/v1/webhooks",
+        &server.admin,
+        &json!({"webhooks": [{"name": "security", "url": format!("https://127.0.0.1:{port}/hook"),
+                              "first_retry_secs": 1, "max_retry_secs": 2, "max_attempts": 30,
+                              "rules": ["failed_logins"]}]}),
+    );
+    assert_eq!(status, 200, "{hooks}");
+    let secret = hooks["webhooks"][0]["secret"].as_str().unwrap().to_owned();
+    let out = dir.path().join("received.ndjson");
+    let _receiver = Receiver::start_tls(port, &secret, &out, &cert, &key);
+
+    raise_failed_logins(&server, 20);
+    let refused = wait_for("an attempt refused", Duration::from_secs(20), || {
+        let alert = listed(&server, "?rule=failed_logins").into_iter().next()?;
+        let delivery = alert["deliveries"][0].clone();
+        (delivery["attempts"].as_u64() >= Some(1)).then_some(delivery)
+    });
+    assert_eq!(refused["state"], "pending", "{refused}");
+    assert!(
+        refused["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("UnknownIssuer"),
+        "{refused}"
+    );
+    assert!(received(&out).is_empty(), "nothing reached the receiver");
+    server.stop();
+
+    let cert = cert.to_str().unwrap();
+    let server = Server::start_with(&data, &["--alert-rules", &rules, "--ca-file", cert]);
+    let delivered = wait_for("the delivery", Duration::from_secs(30), || {
+        let a = listed(&server, "?delivery=delivered&rule=failed_logins");
+        (!a.is_empty()).then(|| a[0].clone())
+    });
+    let got = received(&out);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["verified"], true, "{got:?}");
+    assert_eq!(got[0]["body"]["data"]["id"], delivered["id"]);
 }

@@ -334,3 +334,56 @@ fn the_axum_layer_believes_forwarded_addresses_only_from_a_trusted_proxy() {
         assert_eq!(failed["actor"]["type"], "anonymous");
     }
 }
+
+/// The CLI's outgoing HTTPS (here `verify --url`, through the Rust client)
+/// checks a server's certificate against the built-in roots, or against the
+/// authorities of the file `TRAILMARK_CA_FILE` names; an empty value is
+/// refused by name. The server is `openssl s_server`: once its certificate
+/// is trusted the call gets past TLS and fails on its answer, not Trailmark's.
+#[test]
+fn the_cli_trusts_the_authorities_trailmark_ca_file_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::self_signed(dir.path());
+    let port = crate::free_port();
+    let mut tls_server = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::wait_for(
+        "openssl s_server to listen",
+        Duration::from_secs(10),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+    );
+    let url = format!("https://127.0.0.1:{port}");
+    let verify = |ca_file: Option<&std::ffi::OsStr>| {
+        let mut command = std::process::Command::new(crate::BIN);
+        command.args([
+            "verify", "--url", &url, "--key", "tm_key", "--tenant", "acme",
+        ]);
+        command.env_remove("TRAILMARK_CA_FILE");
+        if let Some(file) = ca_file {
+            command.env("TRAILMARK_CA_FILE", file);
+        }
+        let out = command.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let untrusted = verify(None);
+    let trusted = verify(Some(cert.as_os_str()));
+    let empty = verify(Some(std::ffi::OsStr::new("")));
+    tls_server.kill().unwrap();
+    tls_server.wait().unwrap();
+    assert!(untrusted.contains("UnknownIssuer"), "{untrusted}");
+    assert!(
+        !trusted.contains("UnknownIssuer") && !trusted.contains("certificate"),
+        "{trusted}"
+    );
+    assert!(empty.contains("TRAILMARK_CA_FILE: empty"), "{empty}");
+}
