@@ -942,3 +942,83 @@ fn serve_connects_to_postgresql_encrypted_as_sslmode_asks() {
         server.stop();
     }
 }
+
+/// The drainer on the application's side sending to a server behind a
+/// TLS-terminating proxy whose certificate a private authority signed:
+/// refused on that certificate while the authority is not named (the
+/// changes stay in the outbox), every change delivered once it is
+/// (`TRAILMARK_CA_FILE`), and the trail verified through the same proxy.
+#[test]
+fn the_drainer_sends_over_https_to_a_server_whose_authority_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let (cert, key) = crate::self_signed(dir.path());
+    let port = crate::free_port();
+    let target = server.url.rsplit(':').next().unwrap().to_owned();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/tls_proxy.py");
+    let mut proxy = std::process::Command::new("python3")
+        .arg(script)
+        .args([&port.to_string(), &target])
+        .args([&cert, &key])
+        .spawn()
+        .unwrap();
+    crate::wait_for(
+        "the proxy to listen",
+        std::time::Duration::from_secs(10),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+    );
+    let db = PgDb::new("tm_cli_https_drain");
+    db.sql("CREATE TABLE item (id int PRIMARY KEY, qty int)");
+    let source = db.source();
+    install(&source, "trigger", "public.item", &[]);
+    db.sql("INSERT INTO item SELECT g, g FROM generate_series(1, 50) g");
+    let url = format!("https://127.0.0.1:{port}");
+    let cli_over_https = |args: &[&str], ca_file: Option<&std::path::Path>| {
+        let mut command = std::process::Command::new(crate::BIN);
+        command.args(args).env_remove("TRAILMARK_CA_FILE");
+        if let Some(file) = ca_file {
+            command.env("TRAILMARK_CA_FILE", file);
+        }
+        command.output().unwrap()
+    };
+    let drain = [
+        "capture",
+        "pg",
+        "run",
+        "--once",
+        "--source",
+        &source,
+        "--server",
+        &url,
+        "--key",
+        &server.admin,
+    ];
+    let refused = cli_over_https(&drain, None);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("UnknownIssuer"), "{said}");
+    assert_eq!(db.text("SELECT count(*)::text FROM trailmark.outbox"), "50");
+
+    succeeded(&cli_over_https(&drain, Some(&cert)));
+    assert_eq!(db.text("SELECT count(*)::text FROM trailmark.outbox"), "0");
+    let (_, page) = server.get(
+        "/v1/events?resource_type=public.item&limit=100",
+        &server.admin,
+    );
+    assert_eq!(page["events"].as_array().unwrap().len(), 50);
+    succeeded(&cli_over_https(
+        &[
+            "verify",
+            "--url",
+            &url,
+            "--key",
+            &server.admin,
+            "--tenant",
+            "default",
+        ],
+        Some(&cert),
+    ));
+    proxy.kill().unwrap();
+    proxy.wait().unwrap();
+}
