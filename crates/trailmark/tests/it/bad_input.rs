@@ -901,20 +901,22 @@ fn bodies_being_read_at_once_are_bounded_in_bytes() {
     );
 }
 
+/// The CLI run with `args`, which must fail: what it wrote on stderr.
+fn run(args: &[&str]) -> String {
+    let out = std::process::Command::new(crate::BIN)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} ran");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A capture batch or linger out of bounds stops the command with a message
 /// naming the setting and its bounds; it is never cut to fit.
 #[test]
 fn capture_batch_and_linger_out_of_bounds_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("trailmark.toml");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(crate::BIN)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{args:?} ran");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
     let source = "host=127.0.0.1 port=1 user=nobody dbname=none";
@@ -976,14 +978,6 @@ fn postgresql_tls_settings_that_cannot_be_honoured_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(crate::BIN)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{args:?} ran");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
     let serve = ["serve", "--data-dir", data, "--listen", "127.0.0.1:0"];
     let bad = "host=127.0.0.1 port=1 user=nobody password=hunter2 dbname=none sslmode=verify";
     for (args, named) in [
