@@ -970,11 +970,12 @@ fn capture_batch_and_linger_out_of_bounds_are_refused_by_name() {
     );
 }
 
-/// A connection string whose TLS settings cannot be honoured stops the
-/// command before it connects, naming the setting (and never repeating the
-/// string, which may hold a password).
+/// TLS settings that cannot be honoured (a PostgreSQL connection string's,
+/// the authorities file of outgoing HTTPS) stop the command before it
+/// connects, naming the setting (and never repeating a connection string,
+/// which may hold a password).
 #[test]
-fn postgresql_tls_settings_that_cannot_be_honoured_are_refused_by_name() {
+fn tls_settings_that_cannot_be_honoured_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
@@ -1004,5 +1005,17 @@ fn postgresql_tls_settings_that_cannot_be_honoured_are_refused_by_name() {
     assert!(
         err.contains("sslrootcert: only sslmode=verify-ca or verify-full"),
         "{err}"
+    );
+    // The authorities of outgoing HTTPS alike: a file that is not there
+    // stops serve, named, before anything is opened.
+    let missing = dir.path().join("no-such-ca.pem");
+    let err = run(&[&serve[..], &["--ca-file", missing.to_str().unwrap()]].concat());
+    assert!(
+        err.contains("ca file (--ca-file, TRAILMARK_CA_FILE, ca_file): cannot read"),
+        "{err}"
+    );
+    assert!(
+        !std::path::Path::new(data).join("trailmark.db").exists(),
+        "a store was made"
     );
 }
