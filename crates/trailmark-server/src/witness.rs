@@ -6,7 +6,6 @@
 //! `/metrics` and as an entry in `_system`.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -35,29 +34,10 @@ pub struct WitnessConfig {
 }
 
 impl WitnessConfig {
-    /// This witness with its submissions made over `tls` (the built-in
-    /// roots until this is called).
-    #[must_use]
-    pub fn with_tls(mut self, tls: ureq::tls::TlsConfig) -> Self {
-        self.agent = agent(tls);
-        self
-    }
-}
-
-/// The one HTTP client of a witness's submissions.
-fn agent(tls: ureq::tls::TlsConfig) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .tls_config(tls)
-        .http_status_as_error(false)
-        .timeout_global(Some(TIMEOUT))
-        .build()
-        .into()
-}
-
-impl FromStr for WitnessConfig {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
+    /// A witness as `serve` is given it, `NAME+KEYID+KEY@URL`, its
+    /// submissions made over `tls` (the built-in roots, or the operator's
+    /// authorities).
+    pub fn parse(text: &str, tls: ureq::tls::TlsConfig) -> Result<Self, String> {
         let (vkey, url) = text
             .split_once('@')
             .ok_or("give the witness as NAME+KEYID+KEY@URL")?;
@@ -70,7 +50,12 @@ impl FromStr for WitnessConfig {
         Ok(Self {
             key,
             url: url.trim_end_matches('/').to_owned(),
-            agent: agent(ureq::tls::TlsConfig::default()),
+            agent: ureq::Agent::config_builder()
+                .tls_config(tls)
+                .http_status_as_error(false)
+                .timeout_global(Some(TIMEOUT))
+                .build()
+                .into(),
         })
     }
 }

@@ -159,6 +159,9 @@ struct Resolved {
 #[derive(Debug)]
 struct Capture {
     source: String,
+    /// `source` read for connecting (the drain reads it again from the
+    /// text, which WAL mode's replication connection takes as it is).
+    connection: trailmark_pg::Source,
     tenant: TenantId,
     batch: i64,
     linger: Duration,
@@ -189,10 +192,11 @@ fn resolve_capture(
     let tenant = tenant.or(file.tenant).unwrap_or_else(|| "default".into());
     // Read now, so that a bad setting (an unknown sslmode, say) stops the
     // start, named, instead of each connection attempt failing later.
-    trailmark_capture::source(&source)
+    let connection = trailmark_capture::source(&source)
         .map_err(|e| anyhow::anyhow!("capture source (--capture-source, [capture] source): {e}"))?;
     Ok(Some(Capture {
         source,
+        connection,
         tenant: TenantId::new(&tenant)
             .map_err(|e| anyhow::anyhow!("capture tenant {tenant:?}: {e}"))?,
         batch: trailmark_capture::batch_of(file.batch.unwrap_or(trailmark_capture::MAX_BATCH))
@@ -237,9 +241,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
     }
     .iter()
     .map(|w| {
-        w.parse::<WitnessConfig>()
-            .map(|w| w.with_tls(https.clone()))
-            .map_err(|e| anyhow::anyhow!("witness {w}: {e}"))
+        WitnessConfig::parse(w, https.clone()).map_err(|e| anyhow::anyhow!("witness {w}: {e}"))
     })
     .collect::<anyhow::Result<Vec<_>>>()?;
     let limits = crate::http::Limits {
@@ -611,10 +613,7 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
 /// connection or a refused batch is retried with a growing pause (the rows
 /// wait in the outbox meanwhile).
 async fn capture_loop<S: Store>(app: Arc<App<S>>, capture: Capture) {
-    if let Ok(source) = trailmark_capture::source(&capture.source) {
-        // (Read at the start already: see resolve_capture.)
-        tokio::spawn(watch_slot(Arc::clone(&app), source));
-    }
+    tokio::spawn(watch_slot(Arc::clone(&app), capture.connection));
     let sink = StoreSink {
         app,
         tenant: capture.tenant,
