@@ -181,6 +181,20 @@ fn one_actor_deleting_many_records_raises_a_mass_deletion_alert() {
     assert_eq!(found[0]["metadata"]["key"], "actor=u-7");
 }
 
+/// One webhook, `security`, at `url` for the failed-logins rule, retried
+/// every 1 to 4 s up to 30 times: its secret (shown this once).
+fn security_hook(server: &Server, url: &str) -> String {
+    let (status, hooks) = server.put(
+        "/v1/webhooks",
+        &server.admin,
+        &json!({"webhooks": [{"name": "security", "url": url,
+                              "first_retry_secs": 1, "max_retry_secs": 4, "max_attempts": 30,
+                              "rules": ["failed_logins"]}]}),
+    );
+    assert_eq!(status, 200, "{hooks}");
+    hooks["webhooks"][0]["secret"].as_str().unwrap().to_owned()
+}
+
 /// A webhook receiver checking signatures with `standardwebhooks` (`PyPI`),
 /// listening on `port` once started; what it received, one JSON per line.
 struct Receiver {
@@ -277,15 +291,7 @@ fn an_alert_reaches_a_receiver_down_for_a_minute_once_across_a_kill_dash_nine() 
     std::fs::create_dir_all(&data).unwrap();
     let mut server = Server::start_with(&data, &["--alert-rules", &rules]);
     let port = crate::free_port();
-    let (status, hooks) = server.put(
-        "/v1/webhooks",
-        &server.admin,
-        &json!({"webhooks": [{"name": "security", "url": format!("http://127.0.0.1:{port}/hook"),
-                              "first_retry_secs": 1, "max_retry_secs": 4, "max_attempts": 30,
-                              "rules": ["failed_logins"]}]}),
-    );
-    assert_eq!(status, 200, "{hooks}");
-    let secret = hooks["webhooks"][0]["secret"].as_str().unwrap().to_owned();
+    let secret = security_hook(&server, &format!("http://127.0.0.1:{port}/hook"));
     assert!(secret.starts_with("whsec_"));
     let (_, shown) = server.get("/v1/webhooks", &server.admin);
     assert!(
@@ -790,15 +796,7 @@ fn an_https_receiver_is_reached_once_its_authority_is_named_and_not_before() {
     let (cert, key) = crate::self_signed(dir.path());
     let mut server = Server::start_with(&data, &["--alert-rules", &rules]);
     let port = crate::free_port();
-    let (status, hooks) = server.put(
-        "/v1/webhooks",
-        &server.admin,
-        &json!({"webhooks": [{"name": "security", "url": format!("https://127.0.0.1:{port}/hook"),
-                              "first_retry_secs": 1, "max_retry_secs": 2, "max_attempts": 30,
-                              "rules": ["failed_logins"]}]}),
-    );
-    assert_eq!(status, 200, "{hooks}");
-    let secret = hooks["webhooks"][0]["secret"].as_str().unwrap().to_owned();
+    let secret = security_hook(&server, &format!("https://127.0.0.1:{port}/hook"));
     let out = dir.path().join("received.ndjson");
     let _receiver = Receiver::start_tls(port, &secret, &out, &cert, &key);
 
