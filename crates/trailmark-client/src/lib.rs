@@ -34,6 +34,10 @@ pub enum Error {
     /// event, an ambiguous id).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// 412: the batch named in `Trailmark-After` is not stored; nothing of
+    /// this one was: send that one, then this one again.
+    #[error("not after: {0}")]
+    PreconditionFailed(String),
     /// 401: no key, or not a valid one.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
@@ -149,23 +153,39 @@ impl Client {
 
     /// `POST /v1/events` of a body already JSON (an array or one event).
     pub fn ingest_json(&self, body: &[u8]) -> Result<AppendedBatch, Error> {
-        self.post_events(body, "application/json")
+        self.post_events(body, "application/json", None)
     }
 
     /// `POST /v1/events` of a body already NDJSON (one event a line): the
     /// server parses a large batch's lines side by side.
     pub fn ingest_ndjson(&self, body: &[u8]) -> Result<AppendedBatch, Error> {
-        self.post_events(body, "application/x-ndjson")
+        self.post_events(body, "application/x-ndjson", None)
     }
 
-    fn post_events(&self, body: &[u8], content_type: &str) -> Result<AppendedBatch, Error> {
-        let response = self
+    /// [`Self::ingest_ndjson`] of a batch to be appended only after the
+    /// event `after` names (`[<tenant>/]<event id>`: the last of the batch
+    /// before, which may still be on its way; with no tenant, the tenant
+    /// events default to): [`trailmark_wire::AFTER_HEADER`].
+    /// [`Error::PreconditionFailed`] when that event is not stored.
+    pub fn ingest_ndjson_after(&self, body: &[u8], after: &str) -> Result<AppendedBatch, Error> {
+        self.post_events(body, "application/x-ndjson", Some(after))
+    }
+
+    fn post_events(
+        &self,
+        body: &[u8],
+        content_type: &str,
+        after: Option<&str>,
+    ) -> Result<AppendedBatch, Error> {
+        let mut request = self
             .agent
             .post(format!("{}/v1/events", self.base))
             .header("Authorization", &self.auth)
-            .header("Content-Type", content_type)
-            .send(body);
-        typed(&text(response)?)
+            .header("Content-Type", content_type);
+        if let Some(after) = after {
+            request = request.header(trailmark_wire::AFTER_HEADER, after);
+        }
+        typed(&text(request.send(body))?)
     }
 
     /// An authorized GET of one of the API's typed answers (or a
@@ -307,6 +327,7 @@ fn refusal(mut response: ureq::http::Response<ureq::Body>) -> Error {
         403 => Error::Forbidden(said()),
         404 => Error::NotFound(said()),
         409 => Error::Conflict(said()),
+        412 => Error::PreconditionFailed(said()),
         413 => Error::TooLarge(said()),
         429 | 503 => Error::Busy { retry_after },
         _ => Error::Server {

@@ -56,6 +56,10 @@ pub struct Metrics {
     pub events_ingested: AtomicU64,
     pub ingest_requests: AtomicU64,
     pub ingest_rejected_busy: AtomicU64,
+    /// Batches sent with `Trailmark-After` that arrived before the batch
+    /// they name was stored, and waited; and those answered 412.
+    pub ingest_after_waited: AtomicU64,
+    pub ingest_after_refused: AtomicU64,
     pub commit_micros_total: AtomicU64,
     pub commits: AtomicU64,
     pub checkpoints_signed: AtomicU64,
@@ -94,7 +98,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// The counters `GET /metrics` shows: name, help, value.
-    pub fn counters(&self) -> [(&'static str, &'static str, u64); 16] {
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 18] {
         let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         [
             (
@@ -111,6 +115,16 @@ impl Metrics {
                 "trailmark_ingest_rejected_busy_total",
                 "Requests answered 429 because the queue was full.",
                 get(&self.ingest_rejected_busy),
+            ),
+            (
+                "trailmark_ingest_after_waited_total",
+                "Batches sent with Trailmark-After that waited for the batch they name.",
+                get(&self.ingest_after_waited),
+            ),
+            (
+                "trailmark_ingest_after_refused_total",
+                "Batches answered 412: the batch their Trailmark-After names was not stored.",
+                get(&self.ingest_after_refused),
             ),
             (
                 "trailmark_commit_seconds_count",
@@ -222,6 +236,9 @@ pub struct App<S> {
     pub alerts: std::sync::OnceLock<crate::alerts::run::Feed>,
     /// Where alerts are handed for delivery, once delivery runs.
     pub webhooks: std::sync::OnceLock<crate::alerts::deliver::Deliveries>,
+    /// The appends running, by their last event: what a batch sent with
+    /// `Trailmark-After` waits for.
+    pub(crate) appending: crate::after::Appending,
 }
 
 /// How long a key read from the store is trusted without reading it again.
@@ -469,6 +486,7 @@ impl<S: Store> App<S> {
             scrub_owed: std::sync::atomic::AtomicBool::new(true),
             alerts: std::sync::OnceLock::new(),
             webhooks: std::sync::OnceLock::new(),
+            appending: crate::after::Appending::default(),
         }
     }
 

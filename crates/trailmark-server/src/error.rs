@@ -27,6 +27,10 @@ pub enum ApiError {
     /// The request is ambiguous or clashes with what is stored.
     #[error("{0}")]
     Conflict(String),
+    /// A condition the request's headers set does not hold; nothing was
+    /// done (`Trailmark-After`: the batch before is not stored).
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("the ingest queue is full; retry after a second")]
     Busy,
     /// The server cannot serve the request now for a fault of its own (the
@@ -58,6 +62,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Busy => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(e) => match e.kind() {
@@ -130,7 +135,8 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::TooLarge(m)
-            | ApiError::Conflict(m) => error(m.clone()),
+            | ApiError::Conflict(m)
+            | ApiError::PreconditionFailed(m) => error(m.clone()),
             ApiError::Busy => error(self.to_string()),
             ApiError::Unavailable(m) => {
                 tracing::error!(error = %m, "cannot serve the request");

@@ -385,6 +385,11 @@ pub async fn post_events<S: Store>(
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let max = app.settings.max_body_bytes;
+    // Named before the body is read: a bad value costs no body.
+    let after = headers
+        .get(trailmark_wire::AFTER_HEADER)
+        .map(|v| crate::after::parse_after(v, caller.key.tenant.as_ref()))
+        .transpose()?;
     // Bodies being read and parsed at once are bounded in bytes: a request
     // that would pass the bound is told to retry (429), not buffered.
     let announced = headers
@@ -409,6 +414,13 @@ pub async fn post_events<S: Store>(
     })?;
     app.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
     let batch = prepare_request_body(&app, &caller, headers, bytes).await?;
+    if let Some((tenant, id)) = after {
+        // Parsed and validated beside the append of the batch it follows;
+        // appended only once that one is durable.
+        app.appending
+            .wait_after(&app.store, &app.metrics, &tenant, id)
+            .await?;
+    }
 
     let appended = app.commit(batch, Room::AnswerBusy).await?;
     let entries = appended
@@ -510,8 +522,15 @@ impl<S: Store> crate::App<S> {
             .collect();
         unused_ids(self, &batch, &mut sameness).await?;
         let candidates = self.alerts.get().map(|feed| feed.candidates(&batch));
+        // Batches sent after this one wait for it (see crate::after).
+        let registration = batch
+            .last()
+            .map(|last| self.appending.register((last.tenant(), last.id())));
         let started = Instant::now();
         let appended = self.store.append(batch).await?;
+        if let Some(registration) = registration {
+            registration.stored();
+        }
         if let (Some(feed), Some(candidates)) = (self.alerts.get(), candidates) {
             feed.offer(candidates, &appended, &self.metrics);
         }

@@ -7,6 +7,7 @@
 //! embedded store's writer thread batches concurrent requests into one
 //! commit) → 201.
 
+mod after;
 pub mod alerts;
 mod app;
 pub mod auth;

@@ -412,7 +412,11 @@ pub fn document() -> Value {
     let mut ingest = op(
         "Append events",
         "ingest",
-        vec![],
+        vec![param(
+            trailmark_wire::AFTER_HEADER,
+            "header",
+            "[<tenant>/]<event id> (no tenant: the one events without a tenant go to): append this batch only after that event (the last of the batch before) is durable; 412 when it is not stored and no batch ending with it arrives in time. Lets a producer send its next batch before the answer to the one before, in order.",
+        )],
         (
             "201",
             "Durably stored: {\"entries\":[{\"id\",\"seq\",\"tenant\"}]}",
@@ -424,6 +428,9 @@ pub fn document() -> Value {
             {"type": "array", "maxItems": most, "items": {"$ref": "#/components/schemas/Event"}}]}},
         "application/x-ndjson": {"schema": {"type": "string",
             "description": format!("One event per line, at most {most} lines.")}}}});
+    ingest["responses"]["412"] = json!({"description": format!(
+        "The event {} names is not stored (nor being appended in time): nothing of this batch was stored; send the batch before, then this one.",
+        trailmark_wire::AFTER_HEADER)});
     ingest["responses"]["413"] = json!({"description": "Body or batch too large."});
     ingest["responses"]["429"] =
         json!({"description": "Ingest queue full; retry after Retry-After seconds."});

@@ -11,6 +11,15 @@ use serde_json::Value;
 /// largest batch the Rust client and the capture drainers may be set to send.
 pub const MAX_EVENTS_PER_REQUEST: usize = 5_000;
 
+/// The header of a `POST /v1/events` that must be appended after another
+/// batch: `Trailmark-After: [<tenant>/]<event id>`, the last event of the
+/// batch before (no tenant: the one events without a tenant go to). The server appends this batch only once that event is
+/// durable in the trail, and answers 412 (storing nothing) when it is not
+/// and no batch ending with it arrives in time; so a producer whose order
+/// matters sends its next batch without waiting for the answer to the one
+/// before (docs/API.md, "Ordered batches").
+pub const AFTER_HEADER: &str = "Trailmark-After";
+
 /// Who acted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ActorOut {

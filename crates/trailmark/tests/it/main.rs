@@ -9,6 +9,7 @@ mod bad_input;
 mod capture;
 mod client;
 mod crash;
+mod ordered;
 mod retention;
 mod shared_pg;
 mod story;

@@ -1,0 +1,179 @@
+//! Ordered batches: `POST /v1/events` with `Trailmark-After` (docs/API.md,
+//! "Ordered batches"), against a real server.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use trailmark_client::{Client, Error};
+
+use crate::{Server, wait_for};
+
+/// `count` events of `tenant` with ids, numbered from `first`, as NDJSON;
+/// and the last one's id.
+fn batch(tenant: &str, first: u32, count: u32) -> (Vec<u8>, String) {
+    let mut body = Vec::new();
+    let mut last = String::new();
+    for n in first..first + count {
+        last = format!("0192f0c2-5a1e-7c4b-9d10-{n:012x}");
+        let event = json!({"id": last, "tenant": tenant, "actor": {"id": "importer", "type": "system"},
+                           "action": "create", "resource": {"type": "item", "id": n.to_string()}});
+        body.extend(event.to_string().into_bytes());
+        body.push(b'\n');
+    }
+    (body, last)
+}
+
+fn metric(server: &Server, name: &str) -> u64 {
+    let (status, text) = server.get("/metrics", &server.admin);
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap().to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+        .parse()
+        .unwrap()
+}
+
+fn seqs(stored: &trailmark_wire::AppendedBatch) -> Vec<u64> {
+    stored.entries.iter().map(|e| e.seq).collect()
+}
+
+fn size(server: &Server, tenant: &str) -> u64 {
+    let (status, body) = server.get("/v1/tenants", &server.admin);
+    assert_eq!(status, 200, "{body}");
+    body["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == tenant)
+        .map_or(0, |t| t["size"].as_u64().unwrap())
+}
+
+/// A batch naming the batch before it is appended after it, even when it
+/// arrives first: it waits (seen in /metrics) until the one before is
+/// stored, and its entries follow that one's.
+#[test]
+fn a_batch_that_arrives_before_the_one_it_names_is_appended_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let client = Client::new(&server.url, &server.admin, Duration::from_secs(30)).unwrap();
+    let (first, first_last) = batch("acme", 0, 300);
+    let (second, second_last) = batch("acme", 300, 300);
+
+    std::thread::scope(|scope| {
+        let later = scope.spawn(|| {
+            client
+                .ingest_ndjson_after(&second, &format!("acme/{first_last}"))
+                .unwrap()
+        });
+        // The second is parsed and waiting before the first is sent.
+        wait_for("the second batch to wait", Duration::from_secs(10), || {
+            (metric(&server, "trailmark_ingest_after_waited_total") == 1).then_some(())
+        });
+        let earlier = client.ingest_ndjson(&first).unwrap();
+        let later = later.join().unwrap();
+        assert_eq!(seqs(&earlier), (0..300).collect::<Vec<_>>());
+        assert_eq!(seqs(&later), (300..600).collect::<Vec<_>>());
+    });
+
+    // Naming a batch already stored goes on at once; with no tenant, the
+    // one events without a tenant go to (here the admin key's: default).
+    let (third, _) = batch("acme", 600, 10);
+    let stored = client
+        .ingest_ndjson_after(&third, &format!("acme/{second_last}"))
+        .unwrap();
+    assert_eq!(seqs(&stored)[0], 600);
+    let (plain, plain_last) = batch_without_tenant(700);
+    client.ingest_ndjson(&plain).unwrap();
+    let (next, _) = batch_without_tenant(701);
+    assert_eq!(
+        seqs(&client.ingest_ndjson_after(&next, &plain_last).unwrap()),
+        vec![1]
+    );
+    assert_eq!(metric(&server, "trailmark_ingest_after_waited_total"), 1);
+    assert_eq!(metric(&server, "trailmark_ingest_after_refused_total"), 0);
+}
+
+fn batch_without_tenant(n: u32) -> (Vec<u8>, String) {
+    let id = format!("0192f0c2-5a1e-7c4b-9d10-{n:012x}");
+    let event =
+        json!({"id": id, "actor": {"id": "importer", "type": "system"}, "action": "create"});
+    (format!("{event}\n").into_bytes(), id)
+}
+
+/// A batch naming an event that is not stored, and that no batch being
+/// appended ends with, is refused after the wait, storing nothing; a
+/// header that names nothing, or a tenant the key may not write, is
+/// refused at once, by name.
+#[test]
+fn a_batch_whose_predecessor_never_came_stores_nothing_and_bad_headers_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let client = Client::new(&server.url, &server.admin, Duration::from_secs(30)).unwrap();
+    let (first, first_last) = batch("acme", 0, 5);
+    client.ingest_ndjson(&first).unwrap();
+
+    let (orphan, _) = batch("acme", 100, 5);
+    let never = "0192f0c2-5a1e-7c4b-9d10-ffffffffffff";
+    let began = Instant::now();
+    match client.ingest_ndjson_after(&orphan, &format!("acme/{never}")) {
+        Err(Error::PreconditionFailed(m)) => {
+            assert!(m.contains("Trailmark-After") && m.contains(never), "{m}");
+            assert!(m.contains("nothing of this batch was stored"), "{m}");
+        }
+        other => panic!("expected 412, got {other:?}"),
+    }
+    // It waited for the batch to come (AFTER_WAIT), then refused.
+    assert!(
+        began.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(size(&server, "acme"), 5);
+    assert_eq!(metric(&server, "trailmark_ingest_after_refused_total"), 1);
+
+    // Bad values cost no wait and store nothing.
+    let bound = server.key("ingest", Some("other"));
+    let elsewhere = format!("acme/{first_last}");
+    let cases = [
+        (&server.admin, "acme/not-a-uuid", 400, "event id"),
+        (&server.admin, "acme/", 400, "event id"),
+        (
+            &server.admin,
+            "/0192f0c2-5a1e-7c4b-9d10-000000000004",
+            400,
+            "tenant",
+        ),
+        (
+            &bound,
+            elsewhere.as_str(),
+            403,
+            "may only write tenant other",
+        ),
+    ];
+    for (key, value, status, says) in cases {
+        let began = Instant::now();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let response = agent
+            .post(format!("{}/v1/events", server.url))
+            .header("Authorization", &format!("Bearer {key}"))
+            .header("Content-Type", "application/x-ndjson")
+            .header("Trailmark-After", value)
+            .send(&orphan[..])
+            .unwrap();
+        let got = response.status().as_u16();
+        let body: Value = response.into_body().read_json().unwrap();
+        assert_eq!(got, status, "{value}: {body}");
+        assert!(
+            body.to_string().contains("Trailmark-After"),
+            "{value}: {body}"
+        );
+        assert!(body.to_string().contains(says), "{value}: {body}");
+        assert!(began.elapsed() < Duration::from_secs(2), "{value}");
+    }
+    assert_eq!(size(&server, "acme"), 5);
+    assert_eq!(size(&server, "other"), 0);
+}
