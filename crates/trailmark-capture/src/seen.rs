@@ -111,12 +111,15 @@ pub(crate) async fn check<S: Sink>(
         };
         let (size, root, key) = followed.map_err(|d| diverged(d.to_string()))?;
         let key_text = key.to_string();
+        // Never back: two batches in flight check side by side, and the
+        // one that read the older checkpoint may write last.
         client
             .execute(
                 "INSERT INTO trailmark.seen_checkpoints (tenant, size, root, verifier_key, note)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, root = excluded.root,
-                     note = excluded.note, verifier_key = excluded.verifier_key, seen_at = now()",
+                     note = excluded.note, verifier_key = excluded.verifier_key, seen_at = now()
+                 WHERE trailmark.seen_checkpoints.size <= excluded.size",
                 &[
                     tenant,
                     &i64::try_from(size).unwrap_or(i64::MAX),

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pg_walstream::{
@@ -26,7 +27,7 @@ use tokio::time::Instant;
 use tokio_postgres::Client;
 use trailmark_core::Event;
 
-use crate::drain::{DrainOptions, Progress, send};
+use crate::drain::{DrainOptions, InFlight, Progress, Room, send};
 use crate::install::{MESSAGE_PREFIX, PUBLICATION, slot_status};
 use crate::{Error, OutboxRow, RowImage, Sink, TableConfig, pg};
 
@@ -105,7 +106,139 @@ pub(crate) async fn stream<S: Sink>(
     tables: &mut HashMap<(String, String), TableConfig>,
 ) -> Result<u64, Error> {
     let slot = usable_slot(client).await?;
-    let mut config = ReplicationStreamConfig::builder(slot.name.clone(), PUBLICATION)
+    let Reading {
+        feedback,
+        cancel,
+        reader,
+        mut decoded,
+    } = read_slot(client, source, &slot.name, options).await?;
+
+    let mut state = Decoder::lingering(options.linger);
+    let batch_size = usize::try_from(options.batch).unwrap_or(1000).max(1);
+    // The end of the last transaction the ledger acknowledged (0: none).
+    let durable = AtomicU64::new(0);
+    let total = AtomicU64::new(0);
+    // Batches sent, and the ends the slot may be told of, in their order.
+    let mut sent_batches = 0u64;
+    let confirmed = std::sync::Mutex::new(Confirmed::default());
+    // While a batch is appended, the next is decoded; it is sent once the
+    // one before is durable, so order holds, or (to a sink that appends in
+    // order) beside it, naming its last event.
+    let mut in_flight: InFlight<'_, ()> = InFlight::new::<S>();
+    let result: Result<(), Error> = async {
+        loop {
+            let next = state
+                .next_batch(
+                    &mut decoded,
+                    client,
+                    tables,
+                    ids,
+                    batch_size,
+                    &mut in_flight,
+                )
+                .await?;
+            let last = crate::drain::After::of(&next.events);
+            let next = next.readied(sink)?;
+            let after = loop {
+                match in_flight.room(next.rows > 0) {
+                    Room::No => in_flight.ended().await.1?,
+                    room => break room.after(),
+                }
+            };
+            let ended = next.ended;
+            if next.rows > 0 || next.acknowledge.is_some() {
+                let (total, durable, feedback) = (&total, &durable, &feedback);
+                let (confirmed, nth) = (&confirmed, sent_batches);
+                sent_batches += 1;
+                let flushed = async move {
+                    let sent = flush(client, sink, next.events, next.rows, after.as_ref()).await?;
+                    if sent > 0 {
+                        let total = total.fetch_add(sent, Ordering::Relaxed) + sent;
+                        progress(Progress::Sent { rows: sent, total });
+                    }
+                    let confirm = confirmed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .checked(nth, next.acknowledge);
+                    if let Some(lsn) = confirm {
+                        // Durable in the ledger and checked, with every
+                        // batch before it: the slot may forget it. The slot
+                        // hears of it at once, not when the next batch is
+                        // ready (an idle database sends none: the last
+                        // batch would stay unconfirmed, its WAL kept).
+                        feedback.update_flushed_lsn(lsn);
+                        feedback.update_applied_lsn(lsn);
+                        durable.fetch_max(lsn, Ordering::Relaxed);
+                    }
+                    Ok::<(), Error>(())
+                };
+                in_flight.push(Box::pin(flushed), last, ());
+            }
+            if ended {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    cancel.cancel();
+    let _ = reader.await;
+    result?;
+    while !in_flight.is_empty() {
+        in_flight.ended().await.1?;
+    }
+    drop(in_flight);
+    let durable = Some(durable.load(Ordering::Relaxed)).filter(|&lsn| lsn > 0);
+    advance(client, &slot.name, durable).await?;
+    Ok(total.load(Ordering::Relaxed))
+}
+
+/// Which transaction ends the slot may be told of: a batch's only once it
+/// and every batch sent before it are durable in the ledger and checked.
+/// Two batches in flight may end in either order; the slot is told in the
+/// order they were sent, so a batch whose check failed (the drain stops)
+/// keeps the slot before it, even when the one after it was stored.
+#[derive(Debug, Default)]
+struct Confirmed {
+    /// The batch (numbered from 0 as sent) the slot waits for next.
+    next: u64,
+    /// Batches after it already durable and checked, with their ends.
+    early: std::collections::BTreeMap<u64, Option<u64>>,
+}
+
+impl Confirmed {
+    /// Batch `nth` (ending the transactions up to `end`, if any) is durable
+    /// and checked: the newest end the slot may be told of now.
+    fn checked(&mut self, nth: u64, end: Option<u64>) -> Option<u64> {
+        self.early.insert(nth, end);
+        let mut newest = None;
+        while let Some(end) = self.early.remove(&self.next) {
+            self.next += 1;
+            newest = end.or(newest);
+        }
+        newest
+    }
+}
+
+/// The slot's stream being read ahead of the decoder.
+struct Reading {
+    /// What the slot is told is durable.
+    feedback: Arc<pg_walstream::SharedLsnFeedback>,
+    /// Stops the reader.
+    cancel: CancellationToken,
+    reader: tokio::task::JoinHandle<()>,
+    /// Changes read, at most [`READ_AHEAD`] ahead.
+    decoded: tokio::sync::mpsc::Receiver<Result<ChangeEvent, ReplicationError>>,
+}
+
+/// Opens a replication connection to `source`, starts streaming `slot`
+/// (up to the WAL's end now, `once`), and reads it ahead on a task.
+async fn read_slot(
+    client: &Client,
+    source: &str,
+    slot: &str,
+    options: &DrainOptions,
+) -> Result<Reading, Error> {
+    let mut config = ReplicationStreamConfig::builder(slot.to_owned(), PUBLICATION)
         .with_protocol_version(1)
         .with_feedback_interval(Duration::from_secs(1))
         .with_connection_timeout(Duration::from_secs(30))
@@ -125,7 +258,7 @@ pub(crate) async fn stream<S: Sink>(
     let feedback = Arc::clone(&replication_stream.shared_lsn_feedback);
     let cancel = CancellationToken::new();
     let mut events = replication_stream.into_stream(cancel.clone());
-    let (ahead, mut decoded) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let (ahead, decoded) = tokio::sync::mpsc::channel(READ_AHEAD);
     let reader = tokio::spawn(async move {
         loop {
             let next = events.next_event().await;
@@ -136,71 +269,12 @@ pub(crate) async fn stream<S: Sink>(
         }
         let _ = events.shutdown().await;
     });
-
-    let mut state = Decoder::lingering(options.linger);
-    let batch_size = usize::try_from(options.batch).unwrap_or(1000).max(1);
-    // The end of the last transaction the ledger acknowledged.
-    let mut durable: Option<u64> = None;
-    let mut total = 0u64;
-    // While one batch is appended, the next is decoded; a batch is sent
-    // only once the one before it is durable, so order holds.
-    let mut in_flight: Option<Ready<S::Batch>> = None;
-    let result: Result<(), Error> = async {
-        loop {
-            // The slot hears of a durable batch at once, not when the next
-            // one is ready (an idle database sends none: the last batch
-            // would stay unconfirmed, its WAL kept).
-            let mut flushing: Option<Flushing<'_>> = in_flight.take().map(|ready| {
-                let (total, durable, feedback) = (&mut total, &mut durable, &feedback);
-                let flushed = async move {
-                    let sent = flush(client, sink, ready.events, ready.rows).await?;
-                    if sent > 0 {
-                        *total += sent;
-                        progress(Progress::Sent {
-                            rows: sent,
-                            total: *total,
-                        });
-                    }
-                    if let Some(lsn) = ready.acknowledge {
-                        // Durable in the ledger: the slot may forget it.
-                        feedback.update_flushed_lsn(lsn);
-                        feedback.update_applied_lsn(lsn);
-                        *durable = Some(lsn);
-                    }
-                    Ok::<(), Error>(())
-                };
-                Box::pin(flushed) as Flushing<'_>
-            });
-            let next = state
-                .next_batch(&mut decoded, client, tables, ids, batch_size, &mut flushing)
-                .await?;
-            // Readied while the batch in flight, if it still is (this one
-            // filled up, or the stream ended), is appended; sent only once
-            // that is durable.
-            let next = next.readied(sink);
-            if let Some(flushed) = flushing {
-                flushed.await?;
-            }
-            let next = next?;
-            let ended = next.ended;
-            if next.rows > 0 || next.acknowledge.is_some() {
-                in_flight = Some(next);
-            }
-            if ended {
-                return Ok(());
-            }
-        }
-    }
-    .await;
-    cancel.cancel();
-    let _ = reader.await;
-    result?;
-    if let Some(ready) = in_flight {
-        total += flush(client, sink, ready.events, ready.rows).await?;
-        durable = ready.acknowledge.or(durable);
-    }
-    advance(client, &slot.name, durable).await?;
-    Ok(total)
+    Ok(Reading {
+        feedback,
+        cancel,
+        reader,
+        decoded,
+    })
 }
 
 /// Where the WAL ends now (where a `--once` run stops).
@@ -212,10 +286,6 @@ async fn current_lsn(client: &Client) -> Result<u64, Error> {
         .get(0);
     crate::parse_lsn(&text).ok_or_else(|| Error::Replication(format!("LSN {text:?}")))
 }
-
-/// The append of the batch in flight, and what follows its durability.
-type Flushing<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>> + Send + 'a>>;
 
 /// A batch ready to send, and the end of the last transaction it completes
 /// (what the slot may forget once the batch is durable).
@@ -271,10 +341,10 @@ impl Decoder {
     /// the linger passed since the batch before was handed on, or at the
     /// stream's end.
     ///
-    /// `flushing` is the batch before, being appended: this one cannot be
-    /// sent until that is durable, so until then it keeps taking what
-    /// arrives. It is driven here and left `None` once done; an append that
-    /// fails ends decoding with its error.
+    /// `in_flight` are the batches before, being appended: a batch that is
+    /// not full is not handed on while one is, so until then it keeps
+    /// taking what arrives. They are driven here, each left once done; an
+    /// append that fails ends decoding with its error.
     async fn next_batch(
         &mut self,
         decoded: &mut tokio::sync::mpsc::Receiver<Result<ChangeEvent, ReplicationError>>,
@@ -282,30 +352,30 @@ impl Decoder {
         tables: &mut HashMap<(String, String), TableConfig>,
         ids: &crate::EventIds,
         batch_size: usize,
-        flushing: &mut Option<Flushing<'_>>,
+        in_flight: &mut InFlight<'_, ()>,
     ) -> Result<Ready<Vec<Event>>, Error> {
         // The last event taken committed a transaction.
         let mut at_commit = false;
         // Before this, a batch that is not full keeps taking what arrives.
         let linger_until = self.handed_on.map(|at| at + self.linger);
         let ended = loop {
-            // The next decoded event, or None when the append in flight
+            // The next decoded event, or None when an append in flight
             // became durable first, or when the batch, complete, has
             // lingered its time.
-            let next = match flushing.as_mut() {
-                None => match linger_until.filter(|_| at_commit) {
+            let next = if in_flight.is_empty() {
+                match linger_until.filter(|_| at_commit) {
                     None => Some(decoded.recv().await),
                     Some(until) => tokio::time::timeout_at(until, decoded.recv()).await.ok(),
-                },
-                Some(flushed) => tokio::select! {
+                }
+            } else {
+                tokio::select! {
                     biased;
-                    done = flushed.as_mut() => {
-                        *flushing = None;
+                    ((), done) = in_flight.ended() => {
                         done?;
                         None
                     }
                     next = decoded.recv() => Some(next),
-                },
+                }
             };
             if let Some(next) = next {
                 let event = match next {
@@ -321,7 +391,7 @@ impl Decoder {
             }
             if self.batch.len() >= batch_size
                 || (at_commit
-                    && flushing.is_none()
+                    && in_flight.is_empty()
                     && decoded.is_empty()
                     && linger_until.is_none_or(|until| Instant::now() >= until))
             {
@@ -578,11 +648,12 @@ async fn flush<S: Sink>(
     sink: &S,
     mut batch: S::Batch,
     rows: u64,
+    after: Option<&crate::drain::After>,
 ) -> Result<u64, Error> {
     if rows == 0 {
         return Ok(0);
     }
-    let tenants = send(sink, &mut batch).await?;
+    let tenants = send(sink, &mut batch, after).await?;
     crate::seen::check(client, sink, &tenants).await?;
     Ok(rows)
 }
@@ -914,7 +985,7 @@ mod tests {
         async fn next_batch(
             &mut self,
             batch_size: usize,
-            flushing: &mut Option<Flushing<'_>>,
+            flushing: &mut InFlight<'_, ()>,
         ) -> Result<Ready<Vec<Event>>, Error> {
             self.state
                 .next_batch(
@@ -929,14 +1000,24 @@ mod tests {
         }
     }
 
+    /// Nothing in flight, to a sink that sends one batch at a time.
+    fn none_in_flight() -> InFlight<'static, ()> {
+        InFlight::new::<crate::drain::tests::OneAtATime>()
+    }
+
     /// An append in flight until the sender says it is durable.
-    fn appending() -> (tokio::sync::oneshot::Sender<()>, Option<Flushing<'static>>) {
+    fn appending() -> (tokio::sync::oneshot::Sender<()>, InFlight<'static, ()>) {
         let (durable, appended) = tokio::sync::oneshot::channel::<()>();
-        let flushing: Flushing<'static> = Box::pin(async move {
-            appended.await.unwrap();
-            Ok(())
-        });
-        (durable, Some(flushing))
+        let mut flushing = none_in_flight();
+        flushing.push(
+            Box::pin(async move {
+                appended.await.unwrap();
+                Ok(())
+            }),
+            None,
+            (),
+        );
+        (durable, flushing)
     }
 
     /// One transaction inserting one row, committed at `end`.
@@ -1003,7 +1084,7 @@ mod tests {
             assert_eq!(ready.acknowledge, Some(0x300));
             assert!(!ready.ended);
         }
-        assert!(flushing.is_none(), "the append was driven to its end");
+        assert!(flushing.is_empty(), "the append was driven to its end");
 
         // Nothing in flight, but a batch was just handed on: a complete
         // batch that is not full lingers until LINGER after it, taking what
@@ -1037,15 +1118,19 @@ mod tests {
         // Full at the second insert: the first transaction is complete, the
         // second goes on in the next batch.
         assert_eq!((ready.rows, ready.acknowledge), (2, Some(0x500)));
-        assert!(
-            flushing.is_some(),
+        assert_eq!(
+            flushing.len(),
+            1,
             "still appending: the caller waits for it"
         );
 
         // An append that fails ends decoding with its error.
-        let mut flushing: Option<Flushing<'_>> = Some(Box::pin(async {
-            Err(Error::Sink("the disk is full".into()))
-        }));
+        let mut flushing = none_in_flight();
+        flushing.push(
+            Box::pin(async { Err(Error::Sink("the disk is full".into())) }),
+            None,
+            (),
+        );
         transaction(&sender, 7, 0x700).await;
         let failed = decoding.next_batch(1000, &mut flushing).await;
         assert!(matches!(failed, Err(Error::Sink(m)) if m == "the disk is full"));
@@ -1057,7 +1142,7 @@ mod tests {
     async fn a_batch_lingers_as_long_as_the_operator_set() {
         let set = Duration::from_millis(300);
         let (mut decoding, sender) = Decoding::lingering(set).await;
-        let mut flushing = None;
+        let mut flushing = none_in_flight();
         transaction(&sender, 1, 0x100).await;
         let ready = decoding.next_batch(1000, &mut flushing).await.unwrap();
         assert_eq!(ready.rows, 1, "the first after a quiet moment goes at once");
@@ -1081,6 +1166,20 @@ mod tests {
         let mut next = Box::pin(decoding.next_batch(1000, &mut flushing));
         let ready = poll_once(&mut next).await.expect("no linger at 0");
         assert_eq!(ready.unwrap().acknowledge, Some(0x200));
+    }
+
+    #[test]
+    fn the_slot_is_told_of_a_batch_only_once_every_batch_before_it_is_checked() {
+        let mut confirmed = Confirmed::default();
+        assert_eq!(confirmed.checked(0, Some(0x100)), Some(0x100));
+        // The third ends before the second: nothing to tell yet.
+        assert_eq!(confirmed.checked(2, Some(0x300)), None);
+        // The second (a batch cut inside a transaction: no end of its own)
+        // lets the third's end through.
+        assert_eq!(confirmed.checked(1, None), Some(0x300));
+        assert_eq!(confirmed.checked(3, None), None);
+        assert_eq!(confirmed.checked(4, Some(0x500)), Some(0x500));
+        assert!(confirmed.early.is_empty());
     }
 
     #[test]

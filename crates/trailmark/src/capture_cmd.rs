@@ -352,6 +352,12 @@ fn sink_error(e: trailmark_client::Error) -> SendError {
             SendError::Busy(retry_after.unwrap_or(Duration::from_secs(1)))
         }
         e @ trailmark_client::Error::Rejected(_) => SendError::Failed(format!("400: {e}")),
+        // The batch before is not stored yet (the server waited for it
+        // already): sent again while that one's answer is awaited, which
+        // ends the drain if it failed.
+        trailmark_client::Error::PreconditionFailed(_) => {
+            SendError::Busy(Duration::from_millis(100))
+        }
         e => SendError::Failed(e.to_string()),
     }
 }
@@ -371,11 +377,26 @@ impl trailmark_capture::Sink for HttpSink {
         Ok(Arc::new(body))
     }
 
-    async fn send(&self, batch: &mut Arc<Vec<u8>>) -> Result<Vec<String>, SendError> {
+    /// The next batch is sent while the one before is appended, with
+    /// `Trailmark-After` naming that one's last event.
+    const PIPELINED: bool = true;
+
+    async fn send(
+        &self,
+        batch: &mut Arc<Vec<u8>>,
+        after: Option<&trailmark_capture::After>,
+    ) -> Result<Vec<String>, SendError> {
         // Shared, not taken: a batch answered busy is sent again as it is.
         let body = Arc::clone(batch);
+        let after = after.map(|a| match &a.tenant {
+            Some(tenant) => format!("{tenant}/{}", a.id),
+            None => a.id.to_string(),
+        });
         let stored = self
-            .call(move |c| c.ingest_ndjson(&body))
+            .call(move |c| match &after {
+                Some(after) => c.ingest_ndjson_after(&body, after),
+                None => c.ingest_ndjson(&body),
+            })
             .await
             .map_err(sink_error)?;
         let mut tenants: Vec<String> = stored.entries.into_iter().map(|e| e.tenant).collect();
@@ -854,7 +875,7 @@ mod tests {
         let sink = HttpSink::new(&busy, "k").unwrap();
         let mut batch = sink.batch(one_event()).unwrap();
         let body = batch.to_vec();
-        match sink.send(&mut batch).await {
+        match sink.send(&mut batch, None).await {
             Err(SendError::Busy(after)) => assert_eq!(after, Duration::from_secs(7)),
             other => panic!("{other:?}"),
         }
@@ -868,7 +889,7 @@ mod tests {
             1,
         );
         let sink = HttpSink::new(&refused, "k").unwrap();
-        match sink.send(&mut sink.batch(one_event()).unwrap()).await {
+        match sink.send(&mut sink.batch(one_event()).unwrap(), None).await {
             Err(SendError::Failed(m)) => assert!(m.contains("400"), "{m}"),
             other => panic!("{other:?}"),
         }

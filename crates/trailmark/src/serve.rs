@@ -537,7 +537,11 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
         Ok(Prepared { events, tenants })
     }
 
-    async fn send(&self, batch: &mut Prepared) -> Result<Vec<String>, SendError> {
+    async fn send(
+        &self,
+        batch: &mut Prepared,
+        _after: Option<&trailmark_capture::After>,
+    ) -> Result<Vec<String>, SendError> {
         // Taken (see the answer to busy below).
         let events = std::mem::take(&mut batch.events);
         // On a task of its own: the append's work off the ledger's writer

@@ -158,6 +158,7 @@ impl trailmark_capture::Sink for Collect {
     async fn send(
         &self,
         events: &mut Self::Batch,
+        _: Option<&trailmark_capture::After>,
     ) -> Result<Vec<String>, trailmark_capture::SendError> {
         self.1.lock().unwrap().push(events.len());
         // As an HTTP sink sends them.

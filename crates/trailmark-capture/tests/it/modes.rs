@@ -316,7 +316,11 @@ impl trailmark_capture::Sink for Refuse {
         Ok(())
     }
 
-    async fn send(&self, (): &mut ()) -> Result<Vec<String>, trailmark_capture::SendError> {
+    async fn send(
+        &self,
+        (): &mut (),
+        _: Option<&trailmark_capture::After>,
+    ) -> Result<Vec<String>, trailmark_capture::SendError> {
         Err(trailmark_capture::SendError::Failed("disk full".into()))
     }
 }
@@ -602,4 +606,118 @@ async fn wal_mode_ids_rise_with_the_commit_order_and_the_place_in_the_transactio
     assert_eq!(ids.len(), 24);
     assert!(ids.windows(2).all(|p| p[0] < p[1]), "{ids:?}");
     assert!(ids[0] > earlier[23]["id"].as_str().unwrap());
+}
+
+/// A ledger that appends a batch after the one it names (as the server
+/// does with `Trailmark-After`): records each batch's events and the event
+/// it was sent after, in the order the sends began; holds the first send
+/// until a second one begins (at most 10 s), and counts the sends in
+/// flight at once.
+#[derive(Default)]
+struct Beside {
+    sent: std::sync::Mutex<Vec<(Vec<trailmark_core::Event>, Option<trailmark_capture::After>)>>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
+    second_began: tokio::sync::Notify,
+}
+
+impl trailmark_capture::Sink for Beside {
+    const PIPELINED: bool = true;
+    type Batch = Vec<trailmark_core::Event>;
+
+    fn batch(
+        &self,
+        events: Vec<trailmark_core::Event>,
+    ) -> Result<Self::Batch, trailmark_capture::SendError> {
+        Ok(events)
+    }
+
+    async fn send(
+        &self,
+        events: &mut Self::Batch,
+        after: Option<&trailmark_capture::After>,
+    ) -> Result<Vec<String>, trailmark_capture::SendError> {
+        use std::sync::atomic::Ordering;
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        let nth = {
+            let mut sent = self.sent.lock().unwrap();
+            sent.push((events.clone(), after.cloned()));
+            sent.len()
+        };
+        match nth {
+            1 => {
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    self.second_began.notified(),
+                )
+                .await;
+            }
+            2 => self.second_began.notify_one(),
+            _ => {}
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        Ok(Vec::new())
+    }
+}
+
+/// To a sink that appends in order, both drainers send the next batch
+/// while the one before is still being appended, naming that one's last
+/// event, never more than two at once; every change arrives once, in order.
+#[tokio::test]
+async fn a_batch_is_sent_beside_the_one_before_naming_its_last_event_in_both_modes() {
+    for mode in MODES {
+        let db = installed(
+            mode,
+            "CREATE TABLE public.item (id int PRIMARY KEY, qty int)",
+            &[TableSpec::parse("public.item").unwrap()],
+        )
+        .await;
+        db.client
+            .batch_execute("INSERT INTO item SELECT g, g FROM generate_series(1, 120) g")
+            .await
+            .unwrap();
+        let sink = Beside::default();
+        let options = DrainOptions {
+            once: true,
+            batch: 50,
+            ..DrainOptions::default()
+        };
+        let began = std::time::Instant::now();
+        let moved = drain(&db.url(), &sink, &options, &|_| {}).await.unwrap();
+        assert_eq!(moved, 120, "{mode:?}");
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(10),
+            "{mode:?}: the first send was held until its timeout: no second beside it"
+        );
+        let sent = sink.sent.into_inner().unwrap();
+        let rows: Vec<String> = sent
+            .iter()
+            .flat_map(|(events, _)| events.iter())
+            .map(|e| e.resource.as_ref().unwrap().id.clone().unwrap())
+            .collect();
+        let expected: Vec<String> = (1..=120).map(|n| n.to_string()).collect();
+        assert_eq!(rows, expected, "{mode:?}: every change once, in order");
+        assert_eq!(
+            sent.iter().map(|(e, _)| e.len()).collect::<Vec<_>>(),
+            vec![50, 50, 20],
+            "{mode:?}"
+        );
+        let last_of_first = sent[0].0.last().unwrap();
+        assert_eq!(
+            sent[1].1,
+            Some(trailmark_capture::After {
+                tenant: last_of_first.tenant.as_ref().map(|t| t.as_str().to_owned()),
+                id: last_of_first.id.unwrap(),
+            }),
+            "{mode:?}: the second names the first's last event"
+        );
+        assert_eq!(sent[0].1, None, "{mode:?}: nothing before the first");
+        assert_eq!(
+            sink.most_in_flight
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "{mode:?}"
+        );
+    }
 }
