@@ -9,13 +9,19 @@
 #
 # With TRAILMARK_BIN_BEFORE=path/to/trailmark, each round measures that build
 # and this one in turn (their order alternating), both ways. TRAILMARK_BIN
-# measures that build instead of this tree's.
+# measures that build instead of this tree's. DELAY_MS=N puts a network
+# between the drainer and the server over HTTP (bench/capture/delay.py: N ms
+# each way, bandwidth unlimited); WAYS=http measures only that way.
+#
+#   DELAY_MS=2 WAYS=http bench/capture/drain.sh 200000 3
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rows="${1:-200000}"
 rounds="${2:-1}"
 mode="${MODE:-trigger}"
 before="${TRAILMARK_BIN_BEFORE:-}"
+delay="${DELAY_MS:-}"
+ways="${WAYS:-serve http}"
 if [ "$mode" = wal ]; then
   pg="$(scripts/logical-cluster)"
 else
@@ -27,7 +33,14 @@ psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
 bin=$(measured_bin)
 work=$(mktemp -d)
 server=""
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+proxy=""
+trap 'kill "$server" $proxy 2>/dev/null || true; rm -rf "$work"' EXIT
+port=7982
+if [ -n "$delay" ]; then
+  python3 bench/capture/delay.py 7983 7982 "$delay" &
+  proxy=$!
+  port=7983
+fi
 
 drop_db() { # a WAL-mode slot keeps its database: it goes first
   psql_ postgres -c "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE database = '$db'" >/dev/null
@@ -79,11 +92,11 @@ over_http() {
   server=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:7982/healthz >/dev/null && break; sleep 0.1; done
   start=$(date +%s.%N)
-  $bin capture pg run --once --batch 5000 --source "$pg dbname=$db" --server http://127.0.0.1:7982 \
+  $bin capture pg run --once --batch 5000 --source "$pg dbname=$db" --server http://127.0.0.1:$port \
     --key "$(cat "$work/b/bootstrap-admin.key")" 2>/dev/null
   end=$(date +%s.%N)
   s=$(echo "$end - $start" | bc)
-  echo "$name http: $rows rows in $s s = $(echo "$rows / $s" | bc) rows/s"
+  echo "$name http${delay:+ (${delay} ms each way)}: $rows rows in $s s = $(echo "$rows / $s" | bc) rows/s"
   kill -TERM "$server"; wait "$server" || true
 }
 
@@ -95,9 +108,13 @@ builds() {
 }
 
 for round in $(seq "$rounds"); do
-  echo "== round $round: $mode mode, inside serve (--capture-source), $rows rows"
-  while read -r name b; do in_serve "$name" "$b" </dev/null; done < <(builds "$round")
-  echo "== round $round: $mode mode, capture pg run --once over HTTP, $rows rows"
-  while read -r name b; do over_http "$name" "$b" </dev/null; done < <(builds "$round")
+  if [[ " $ways " == *" serve "* ]]; then
+    echo "== round $round: $mode mode, inside serve (--capture-source), $rows rows"
+    while read -r name b; do in_serve "$name" "$b" </dev/null; done < <(builds "$round")
+  fi
+  if [[ " $ways " == *" http "* ]]; then
+    echo "== round $round: $mode mode, capture pg run --once over HTTP, $rows rows"
+    while read -r name b; do over_http "$name" "$b" </dev/null; done < <(builds "$round")
+  fi
 done
 drop_db
