@@ -177,3 +177,42 @@ fn a_batch_whose_predecessor_never_came_stores_nothing_and_bad_headers_are_named
     assert_eq!(size(&server, "acme"), 5);
     assert_eq!(size(&server, "other"), 0);
 }
+
+/// Two servers sharing a PostgreSQL store (a load balancer in front): a
+/// batch sent to one, naming the last event of a batch the other has not
+/// stored yet, waits, and is appended after that batch soon after the
+/// other server stored it (the trail is looked in as it waits).
+#[test]
+fn a_batch_naming_one_another_server_appends_follows_it_on_a_shared_store() {
+    let db = crate::PgDb::new("tm_ordered_shared");
+    let dirs = crate::shared_pg::dirs(2);
+    let servers = crate::shared_pg::servers(&db, &dirs);
+    let (one, two) = (&servers[0], &servers[1]);
+    let to_one = Client::new(&one.url, &one.admin, Duration::from_secs(30)).unwrap();
+    let to_two = Client::new(&two.url, &two.admin, Duration::from_secs(30)).unwrap();
+    let (first, first_last) = batch("acme", 0, 200);
+    let (second, _) = batch("acme", 200, 200);
+
+    std::thread::scope(|scope| {
+        let later = scope.spawn(|| {
+            to_two
+                .ingest_ndjson_after(&second, &format!("acme/{first_last}"))
+                .unwrap()
+        });
+        wait_for("the second batch to wait", Duration::from_secs(10), || {
+            (metric(two, "trailmark_ingest_after_waited_total") == 1).then_some(())
+        });
+        let earlier = to_one.ingest_ndjson(&first).unwrap();
+        let stored = Instant::now();
+        assert_eq!(seqs(&earlier), (0..200).collect::<Vec<_>>());
+        assert_eq!(seqs(&later.join().unwrap()), (200..400).collect::<Vec<_>>());
+        // Seen in the trail as it waited (every 100 ms), not at the end of
+        // its wait (5 s).
+        assert!(
+            stored.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            stored.elapsed()
+        );
+    });
+    assert_eq!(metric(two, "trailmark_ingest_after_refused_total"), 0);
+}

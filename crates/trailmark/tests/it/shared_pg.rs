@@ -10,7 +10,7 @@ use crate::{PgDb, Server, cli, event};
 
 /// Starts `n` servers on one ledger database; each has its own data dir
 /// holding the same signing seed (copied from the first).
-fn servers(db: &PgDb, dirs: &[tempfile::TempDir]) -> Vec<Server> {
+pub(crate) fn servers(db: &PgDb, dirs: &[tempfile::TempDir]) -> Vec<Server> {
     let url = db.source();
     let first = Server::start_with(dirs[0].path(), &["--database", &url]);
     let mut all = vec![first];
@@ -137,7 +137,7 @@ fn assert_acknowledged_stored_once(server: &Server, acked: &[(String, u64)], in_
     assert_eq!(stats["total"], stored.len(), "{stats}");
 }
 
-fn dirs(n: usize) -> Vec<tempfile::TempDir> {
+pub(crate) fn dirs(n: usize) -> Vec<tempfile::TempDir> {
     (0..n).map(|_| tempfile::tempdir().unwrap()).collect()
 }
 
