@@ -894,4 +894,44 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    /// A batch sent after another that the server has not stored (412) is
+    /// sent again shortly, as the drain awaits that one's answer; the
+    /// request names the batch before by tenant and id.
+    #[tokio::test]
+    async fn a_batch_whose_predecessor_is_not_stored_yet_is_sent_again() {
+        let (seen, told) = std::sync::mpsc::channel::<String>();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; 65536];
+            let n = stream.read(&mut buf).unwrap();
+            seen.send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                .unwrap();
+            let body = r#"{"error":"Trailmark-After: event … is not in tenant acme's trail"}"#;
+            let answer = format!(
+                "HTTP/1.1 412 Precondition Failed\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(answer.as_bytes()).unwrap();
+        });
+        let sink = HttpSink::new(&url, "k").unwrap();
+        let after = trailmark_capture::After {
+            tenant: Some("acme".into()),
+            id: trailmark_core::EventId::parse("0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d5e").unwrap(),
+        };
+        match sink
+            .send(&mut sink.batch(one_event()).unwrap(), Some(&after))
+            .await
+        {
+            Err(SendError::Busy(wait)) => assert!(wait <= Duration::from_secs(1), "{wait:?}"),
+            other => panic!("{other:?}"),
+        }
+        let request = told.recv().unwrap().to_ascii_lowercase();
+        assert!(
+            request.contains("trailmark-after: acme/0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d5e"),
+            "{request}"
+        );
+    }
 }
