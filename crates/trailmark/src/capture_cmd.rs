@@ -122,8 +122,10 @@ enum PgCommand {
         /// A key with the ingest scope.
         #[arg(long, env = "TRAILMARK_KEY", hide_env_values = true)]
         key: String,
-        /// Rows per request (1 to 5000).
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, help = format!(
+            "Rows per request (1 to {}, the server's most events a request)",
+            trailmark_wire::MAX_EVENTS_PER_REQUEST
+        ))]
         batch: i64,
         /// Under a stream of changes, how long a batch that is not full
         /// waits for more after the one before, 0 to 1000 ms [default: 100].
