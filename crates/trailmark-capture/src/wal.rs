@@ -115,8 +115,6 @@ pub(crate) async fn stream<S: Sink>(
 
     let mut state = Decoder::lingering(options.linger);
     let batch_size = usize::try_from(options.batch).unwrap_or(1000).max(1);
-    // The end of the last transaction the ledger acknowledged (0: none).
-    let durable = AtomicU64::new(0);
     let total = AtomicU64::new(0);
     // Batches sent, and the ends the slot may be told of, in their order.
     let mut sent_batches = 0u64;
@@ -147,7 +145,7 @@ pub(crate) async fn stream<S: Sink>(
             };
             let ended = next.ended;
             if next.rows > 0 || next.acknowledge.is_some() {
-                let (total, durable, feedback) = (&total, &durable, &feedback);
+                let (total, feedback) = (&total, &feedback);
                 let (confirmed, nth) = (&confirmed, sent_batches);
                 sent_batches += 1;
                 let flushed = async move {
@@ -168,7 +166,6 @@ pub(crate) async fn stream<S: Sink>(
                         // batch would stay unconfirmed, its WAL kept).
                         feedback.update_flushed_lsn(lsn);
                         feedback.update_applied_lsn(lsn);
-                        durable.fetch_max(lsn, Ordering::Relaxed);
                     }
                     Ok::<(), Error>(())
                 };
@@ -187,7 +184,10 @@ pub(crate) async fn stream<S: Sink>(
         in_flight.ended().await.1?;
     }
     drop(in_flight);
-    let durable = Some(durable.load(Ordering::Relaxed)).filter(|&lsn| lsn > 0);
+    let durable = confirmed
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .told;
     advance(client, &slot.name, durable).await?;
     Ok(total.load(Ordering::Relaxed))
 }
@@ -203,6 +203,9 @@ struct Confirmed {
     next: u64,
     /// Batches after it already durable and checked, with their ends.
     early: std::collections::BTreeMap<u64, Option<u64>>,
+    /// The newest end told: the end of the last transaction the ledger
+    /// acknowledged, with all before it.
+    told: Option<u64>,
 }
 
 impl Confirmed {
@@ -215,6 +218,7 @@ impl Confirmed {
             self.next += 1;
             newest = end.or(newest);
         }
+        self.told = newest.or(self.told);
         newest
     }
 }
@@ -1180,6 +1184,11 @@ mod tests {
         assert_eq!(confirmed.checked(3, None), None);
         assert_eq!(confirmed.checked(4, Some(0x500)), Some(0x500));
         assert!(confirmed.early.is_empty());
+        assert_eq!(
+            confirmed.told,
+            Some(0x500),
+            "what the slot is advanced to at the end"
+        );
     }
 
     #[test]
