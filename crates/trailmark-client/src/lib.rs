@@ -162,13 +162,22 @@ impl Client {
         self.post_events(body, "application/x-ndjson", None)
     }
 
-    /// [`Self::ingest_ndjson`] of a batch to be appended only after the
-    /// event `after` names (`[<tenant>/]<event id>`: the last of the batch
-    /// before, which may still be on its way; with no tenant, the tenant
-    /// events default to): [`trailmark_wire::AFTER_HEADER`].
+    /// [`Self::ingest_ndjson`] of a batch to be appended only after event
+    /// `id` of `tenant` (the last of the batch before, which may still be
+    /// on its way; with no tenant, the tenant events default to), named in
+    /// [`trailmark_wire::AFTER_HEADER`] as `[<tenant>/]<event id>`.
     /// [`Error::PreconditionFailed`] when that event is not stored.
-    pub fn ingest_ndjson_after(&self, body: &[u8], after: &str) -> Result<AppendedBatch, Error> {
-        self.post_events(body, "application/x-ndjson", Some(after))
+    pub fn ingest_ndjson_after(
+        &self,
+        body: &[u8],
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<AppendedBatch, Error> {
+        let after = match tenant {
+            Some(tenant) => format!("{tenant}/{id}"),
+            None => id.to_owned(),
+        };
+        self.post_events(body, "application/x-ndjson", Some(&after))
     }
 
     fn post_events(

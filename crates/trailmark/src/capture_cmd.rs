@@ -390,13 +390,10 @@ impl trailmark_capture::Sink for HttpSink {
     ) -> Result<Vec<String>, SendError> {
         // Shared, not taken: a batch answered busy is sent again as it is.
         let body = Arc::clone(batch);
-        let after = after.map(|a| match &a.tenant {
-            Some(tenant) => format!("{tenant}/{}", a.id),
-            None => a.id.to_string(),
-        });
+        let after = after.cloned();
         let stored = self
             .call(move |c| match &after {
-                Some(after) => c.ingest_ndjson_after(&body, after),
+                Some(a) => c.ingest_ndjson_after(&body, a.tenant.as_deref(), &a.id.to_string()),
                 None => c.ingest_ndjson(&body),
             })
             .await

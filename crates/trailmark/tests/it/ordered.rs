@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use trailmark_client::{Client, Error};
+use trailmark_wire::AppendedBatch;
 
 use crate::{Server, wait_for};
 
@@ -34,7 +35,35 @@ fn metric(server: &Server, name: &str) -> u64 {
         .unwrap()
 }
 
-fn seqs(stored: &trailmark_wire::AppendedBatch) -> Vec<u64> {
+/// `second`, naming `first`'s last event (tenant acme), sent first
+/// through `to_later` and seen waiting on `waiting` (/metrics); then
+/// `first` through `to_earlier`. Answers both acknowledgements, the first's
+/// first, and how long after the first's the second's came.
+fn second_sent_first(
+    to_later: &Client,
+    waiting: &Server,
+    to_earlier: &Client,
+    (first, first_last): (&[u8], &str),
+    second: &[u8],
+) -> (AppendedBatch, AppendedBatch, Duration) {
+    std::thread::scope(|scope| {
+        let later = scope.spawn(|| {
+            let stored = to_later
+                .ingest_ndjson_after(second, Some("acme"), first_last)
+                .unwrap();
+            (stored, Instant::now())
+        });
+        wait_for("the second batch to wait", Duration::from_secs(10), || {
+            (metric(waiting, "trailmark_ingest_after_waited_total") == 1).then_some(())
+        });
+        let earlier = to_earlier.ingest_ndjson(first).unwrap();
+        let stored = Instant::now();
+        let (later, at) = later.join().unwrap();
+        (earlier, later, at.saturating_duration_since(stored))
+    })
+}
+
+fn seqs(stored: &AppendedBatch) -> Vec<u64> {
     stored.entries.iter().map(|e| e.seq).collect()
 }
 
@@ -60,34 +89,27 @@ fn a_batch_that_arrives_before_the_one_it_names_is_appended_after_it() {
     let (first, first_last) = batch("acme", 0, 300);
     let (second, second_last) = batch("acme", 300, 300);
 
-    std::thread::scope(|scope| {
-        let later = scope.spawn(|| {
-            client
-                .ingest_ndjson_after(&second, &format!("acme/{first_last}"))
-                .unwrap()
-        });
-        // The second is parsed and waiting before the first is sent.
-        wait_for("the second batch to wait", Duration::from_secs(10), || {
-            (metric(&server, "trailmark_ingest_after_waited_total") == 1).then_some(())
-        });
-        let earlier = client.ingest_ndjson(&first).unwrap();
-        let later = later.join().unwrap();
-        assert_eq!(seqs(&earlier), (0..300).collect::<Vec<_>>());
-        assert_eq!(seqs(&later), (300..600).collect::<Vec<_>>());
-    });
+    let (earlier, later, _) =
+        second_sent_first(&client, &server, &client, (&first, &first_last), &second);
+    assert_eq!(seqs(&earlier), (0..300).collect::<Vec<_>>());
+    assert_eq!(seqs(&later), (300..600).collect::<Vec<_>>());
 
     // Naming a batch already stored goes on at once; with no tenant, the
     // one events without a tenant go to (here the admin key's: default).
     let (third, _) = batch("acme", 600, 10);
     let stored = client
-        .ingest_ndjson_after(&third, &format!("acme/{second_last}"))
+        .ingest_ndjson_after(&third, Some("acme"), &second_last)
         .unwrap();
     assert_eq!(seqs(&stored)[0], 600);
     let (plain, plain_last) = batch_without_tenant(700);
     client.ingest_ndjson(&plain).unwrap();
     let (next, _) = batch_without_tenant(701);
     assert_eq!(
-        seqs(&client.ingest_ndjson_after(&next, &plain_last).unwrap()),
+        seqs(
+            &client
+                .ingest_ndjson_after(&next, None, &plain_last)
+                .unwrap()
+        ),
         vec![1]
     );
     assert_eq!(metric(&server, "trailmark_ingest_after_waited_total"), 1);
@@ -116,7 +138,7 @@ fn a_batch_whose_predecessor_never_came_stores_nothing_and_bad_headers_are_named
     let (orphan, _) = batch("acme", 100, 5);
     let never = "0192f0c2-5a1e-7c4b-9d10-ffffffffffff";
     let began = Instant::now();
-    match client.ingest_ndjson_after(&orphan, &format!("acme/{never}")) {
+    match client.ingest_ndjson_after(&orphan, Some("acme"), never) {
         Err(Error::PreconditionFailed(m)) => {
             assert!(m.contains("Trailmark-After") && m.contains(never), "{m}");
             assert!(m.contains("nothing of this batch was stored"), "{m}");
@@ -193,26 +215,12 @@ fn a_batch_naming_one_another_server_appends_follows_it_on_a_shared_store() {
     let (first, first_last) = batch("acme", 0, 200);
     let (second, _) = batch("acme", 200, 200);
 
-    std::thread::scope(|scope| {
-        let later = scope.spawn(|| {
-            to_two
-                .ingest_ndjson_after(&second, &format!("acme/{first_last}"))
-                .unwrap()
-        });
-        wait_for("the second batch to wait", Duration::from_secs(10), || {
-            (metric(two, "trailmark_ingest_after_waited_total") == 1).then_some(())
-        });
-        let earlier = to_one.ingest_ndjson(&first).unwrap();
-        let stored = Instant::now();
-        assert_eq!(seqs(&earlier), (0..200).collect::<Vec<_>>());
-        assert_eq!(seqs(&later.join().unwrap()), (200..400).collect::<Vec<_>>());
-        // Seen in the trail as it waited (every 100 ms), not at the end of
-        // its wait (5 s).
-        assert!(
-            stored.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            stored.elapsed()
-        );
-    });
+    let (earlier, later, after_it) =
+        second_sent_first(&to_two, two, &to_one, (&first, &first_last), &second);
+    assert_eq!(seqs(&earlier), (0..200).collect::<Vec<_>>());
+    assert_eq!(seqs(&later), (200..400).collect::<Vec<_>>());
+    // Seen in the trail as it waited (every 100 ms), not at the end of its
+    // wait (5 s).
+    assert!(after_it < Duration::from_secs(2), "{after_it:?}");
     assert_eq!(metric(two, "trailmark_ingest_after_refused_total"), 0);
 }
