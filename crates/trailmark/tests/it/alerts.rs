@@ -52,6 +52,31 @@ fn alerts(server: &Server, rule: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A data dir under `dir`, and the rules of [`twenty_in_ten_seconds`]
+/// written beside it: what the alert tests start (and restart) a server on.
+struct Alerting {
+    data: std::path::PathBuf,
+    rules: String,
+}
+
+impl Alerting {
+    fn new(dir: &std::path::Path) -> Self {
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        Self {
+            data,
+            rules: twenty_in_ten_seconds(dir),
+        }
+    }
+
+    /// A server on the data dir with these rules, and `extra` flags.
+    fn start(&self, extra: &[&str]) -> Server {
+        let mut args = vec!["--alert-rules", self.rules.as_str()];
+        args.extend_from_slice(extra);
+        Server::start_with(&self.data, &args)
+    }
+}
+
 /// The rules with failed logins at 20 within 10 s, written to `dir`.
 fn twenty_in_ten_seconds(dir: &std::path::Path) -> String {
     let rules = trailmark_server::alerts::Rules::default()
@@ -69,10 +94,8 @@ fn twenty_in_ten_seconds(dir: &std::path::Path) -> String {
 #[test]
 fn twenty_failed_logins_of_one_username_from_one_ip_raise_one_alert_within_two_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = twenty_in_ten_seconds(dir.path());
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let server = Server::start_with(&data, &["--alert-rules", &rules]);
+    let alerting = Alerting::new(dir.path());
+    let server = alerting.start(&[]);
     let login = json!({
         "tenant": "acme",
         "actor": {"id": "anonymous", "type": "user", "name": "alice"},
@@ -286,10 +309,8 @@ fn raise_failed_logins(server: &Server, n: usize) {
 #[test]
 fn an_alert_reaches_a_receiver_down_for_a_minute_once_across_a_kill_dash_nine() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = twenty_in_ten_seconds(dir.path());
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut server = Server::start_with(&data, &["--alert-rules", &rules]);
+    let alerting = Alerting::new(dir.path());
+    let mut server = alerting.start(&[]);
     let port = crate::free_port();
     let secret = security_hook(&server, &format!("http://127.0.0.1:{port}/hook"));
     assert!(secret.starts_with("whsec_"));
@@ -311,7 +332,7 @@ fn an_alert_reaches_a_receiver_down_for_a_minute_once_across_a_kill_dash_nine() 
     assert_eq!(alert["deliveries"][0]["state"], "pending");
     let id = alert["id"].as_str().unwrap().to_owned();
     server.kill9();
-    let server = Server::start(&data);
+    let server = Server::start(&alerting.data);
 
     // Up after a minute.
     std::thread::sleep(Duration::from_secs(60).saturating_sub(down_since.elapsed()));
@@ -477,14 +498,12 @@ fn a_captured_delete_of_500_rows_and_a_captured_promotion_raise_alerts_naming_ac
 #[test]
 fn a_burst_half_before_and_half_after_a_restart_fires_once() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = twenty_in_ten_seconds(dir.path());
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut server = Server::start_with(&data, &["--alert-rules", &rules]);
+    let alerting = Alerting::new(dir.path());
+    let mut server = alerting.start(&[]);
     raise_failed_logins(&server, 10);
     settled(&server, 10);
     server.kill9();
-    let mut server = Server::start_with(&data, &["--alert-rules", &rules]);
+    let mut server = alerting.start(&[]);
     raise_failed_logins(&server, 10);
     let alert = wait_for("the alert", Duration::from_secs(5), || {
         listed(&server, "?rule=failed_logins").into_iter().next()
@@ -495,7 +514,7 @@ fn a_burst_half_before_and_half_after_a_restart_fires_once() {
     assert_eq!(listed(&server, "?rule=failed_logins").len(), 1);
 
     server.kill9();
-    let server = Server::start_with(&data, &["--alert-rules", &rules]);
+    let server = alerting.start(&[]);
     // One live failure counted means the rebuild is done.
     raise_failed_logins(&server, 1);
     settled(&server, 1);
@@ -789,12 +808,10 @@ fn bad_endpoints_are_refused_naming_the_field(server: &Server) {
 #[test]
 fn an_https_receiver_is_reached_once_its_authority_is_named_and_not_before() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = twenty_in_ten_seconds(dir.path());
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
+    let alerting = Alerting::new(dir.path());
     // A certificate for 127.0.0.1, its own authority.
     let (cert, key) = crate::self_signed(dir.path());
-    let mut server = Server::start_with(&data, &["--alert-rules", &rules]);
+    let mut server = alerting.start(&[]);
     let port = crate::free_port();
     let secret = security_hook(&server, &format!("https://127.0.0.1:{port}/hook"));
     let out = dir.path().join("received.ndjson");
@@ -818,7 +835,7 @@ fn an_https_receiver_is_reached_once_its_authority_is_named_and_not_before() {
     server.stop();
 
     let cert = cert.to_str().unwrap();
-    let server = Server::start_with(&data, &["--alert-rules", &rules, "--ca-file", cert]);
+    let server = alerting.start(&["--ca-file", cert]);
     let delivered = wait_for("the delivery", Duration::from_secs(30), || {
         let a = listed(&server, "?delivery=delivered&rule=failed_logins");
         (!a.is_empty()).then(|| a[0].clone())
