@@ -91,12 +91,16 @@ over_http() {
   $bin serve --data-dir "$work/b" --listen 127.0.0.1:7982 >/dev/null 2>&1 &
   server=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:7982/healthz >/dev/null && break; sleep 0.1; done
+  local ticks
+  ticks=$(cpu_ticks "$server")
   start=$(date +%s.%N)
   $bin capture pg run --once --batch 5000 --source "$pg dbname=$db" --server http://127.0.0.1:$port \
     --key "$(cat "$work/b/bootstrap-admin.key")" 2>/dev/null
   end=$(date +%s.%N)
   s=$(echo "$end - $start" | bc)
-  echo "$name http${delay:+ (${delay} ms each way)}: $rows rows in $s s = $(echo "$rows / $s" | bc) rows/s"
+  # serve's CPU (user + system) while the drainer ran, per row.
+  cpu=$(echo "scale=1; ($(cpu_ticks "$server") - $ticks) * 1000000 / $(getconf CLK_TCK) / $rows" | bc)
+  echo "$name http${delay:+ (${delay} ms each way)}: $rows rows in $s s = $(echo "$rows / $s" | bc) rows/s, serve's CPU $cpu us/row"
   kill -TERM "$server"; wait "$server" || true
 }
 

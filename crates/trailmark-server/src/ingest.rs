@@ -25,9 +25,31 @@ fn problem(index: Option<usize>, path: &str, message: impl Into<String>) -> Prob
     }
 }
 
-/// Splits a body into event values, by content type: NDJSON is one event per
-/// line; JSON is an object or an array of objects.
-fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec<Value>, ApiError> {
+/// A request body split into its events, by content type: NDJSON is one
+/// event per line (not parsed yet: each line is parsed where its event is
+/// prepared); JSON is an object or an array of objects, parsed.
+enum Split<'a> {
+    /// The non-blank lines, each with its line number (from 0).
+    Lines(Vec<(usize, &'a str)>),
+    Values(Vec<Value>),
+}
+
+impl Split<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Split::Lines(lines) => lines.len(),
+            Split::Values(values) => values.len(),
+        }
+    }
+}
+
+/// Splits a body into its events (see [`Split`]): refused when it is not
+/// UTF-8, not JSON (unless NDJSON), holds no event or more than `max_batch`.
+fn split_body<'a>(
+    headers: &HeaderMap,
+    bytes: &'a [u8],
+    max_batch: usize,
+) -> Result<Split<'a>, ApiError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         ApiError::Invalid(vec![problem(
             None,
@@ -41,8 +63,7 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec
         .is_some_and(|ct| {
             ct.starts_with("application/x-ndjson") || ct.starts_with("application/jsonl")
         });
-    let values = if ndjson {
-        // Lines are events of their own: parsed in chunks side by side.
+    let split = if ndjson {
         let lines: Vec<(usize, &str)> = text
             .lines()
             .enumerate()
@@ -51,37 +72,11 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec
         if lines.len() > max_batch {
             return Err(too_many(lines.len(), max_batch));
         }
-        let mut values = Vec::with_capacity(lines.len());
-        let mut problems = Vec::new();
-        for part in in_chunks(lines, |start, part| {
-            part.into_iter()
-                .enumerate()
-                .map(|(i, (line_no, line))| {
-                    trailmark_core::parse_strict_json(line).map_err(|e| {
-                        problem(
-                            Some(start + i),
-                            "",
-                            format!("line {}: malformed JSON: {e}", line_no + 1),
-                        )
-                    })
-                })
-                .collect::<Vec<_>>()
-        }) {
-            for parsed in part {
-                match parsed {
-                    Ok(v) => values.push(v),
-                    Err(p) => problems.push(p),
-                }
-            }
-        }
-        if !problems.is_empty() {
-            return Err(ApiError::Invalid(problems));
-        }
-        values
+        Split::Lines(lines)
     } else {
         match trailmark_core::parse_strict_json(text) {
-            Ok(Value::Array(items)) => items,
-            Ok(v @ Value::Object(_)) => vec![v],
+            Ok(Value::Array(items)) => Split::Values(items),
+            Ok(v @ Value::Object(_)) => Split::Values(vec![v]),
             Ok(_) => {
                 return Err(ApiError::Invalid(vec![problem(
                     None,
@@ -98,17 +93,60 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec
             }
         }
     };
-    if values.is_empty() {
+    if split.len() == 0 {
         return Err(ApiError::Invalid(vec![problem(
             None,
             "",
             "no events in the body",
         )]));
     }
-    if values.len() > max_batch {
-        return Err(too_many(values.len(), max_batch));
+    if split.len() > max_batch {
+        return Err(too_many(split.len(), max_batch));
     }
-    Ok(values)
+    Ok(split)
+}
+
+/// An NDJSON line, the event at `index`, parsed (a problem naming its line
+/// and index when it is not JSON).
+fn parse_line(index: usize, (line_no, line): (usize, &str)) -> Result<Value, Problem> {
+    trailmark_core::parse_strict_json(line).map_err(|e| {
+        problem(
+            Some(index),
+            "",
+            format!("line {}: malformed JSON: {e}", line_no + 1),
+        )
+    })
+}
+
+/// Splits a body into event values, by content type: NDJSON is one event per
+/// line (its lines parsed in chunks side by side); JSON is an object or an
+/// array of objects.
+#[cfg(test)]
+fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec<Value>, ApiError> {
+    let lines = match split_body(headers, bytes, max_batch)? {
+        Split::Values(values) => return Ok(values),
+        Split::Lines(lines) => lines,
+    };
+    let mut values = Vec::with_capacity(lines.len());
+    let mut problems = Vec::new();
+    for part in in_chunks(lines, |start, part| {
+        (start..)
+            .zip(part)
+            .map(|(index, line)| parse_line(index, line))
+            .collect::<Vec<_>>()
+    }) {
+        for parsed in part {
+            match parsed {
+                Ok(v) => values.push(v),
+                Err(p) => problems.push(p),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(values)
+    } else {
+        Err(ApiError::Invalid(problems))
+    }
 }
 
 fn too_many(events: usize, max_batch: usize) -> ApiError {
@@ -271,9 +309,27 @@ fn prepare_body<S: Store>(
     bytes: &[u8],
     own: Option<&TenantId>,
 ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
-    let values = parse_body(headers, bytes, app.settings.max_batch)?;
     let default_tenant = own.cloned().unwrap_or_else(TenantId::default_tenant);
-    prepare_values(values, &default_tenant, own)
+    prepare_split(
+        split_body(headers, bytes, app.settings.max_batch)?,
+        &default_tenant,
+        own,
+    )
+}
+
+/// [`prepare_values`] of a body's events however it was framed.
+fn prepare_split(
+    split: Split<'_>,
+    default_tenant: &TenantId,
+    own: Option<&TenantId>,
+) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
+    match split {
+        // Each line parsed where its event is prepared: the value is made
+        // and dropped on one thread, while it is in the cache, and a
+        // batch's values are never all held at once.
+        Split::Lines(lines) => prepare_each(lines, parse_line, default_tenant, own),
+        Split::Values(values) => prepare_values(values, default_tenant, own),
+    }
 }
 
 /// Validates events and prepares them for the store: every problem of
@@ -285,20 +341,46 @@ fn prepare_values(
     default_tenant: &TenantId,
     own: Option<&TenantId>,
 ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
+    prepare_each(values, |_, value| Ok(value), default_tenant, own)
+}
+
+/// [`prepare_values`] of `items`, each made a value by `value_of` (given
+/// its index) where it is prepared. An item that is not a value (an NDJSON
+/// line that is not JSON) refuses the batch with every such item's problem
+/// and nothing else, as parsing the whole body first would have.
+fn prepare_each<T: Send>(
+    items: Vec<T>,
+    value_of: impl Fn(usize, T) -> Result<Value, Problem> + Sync,
+    default_tenant: &TenantId,
+    own: Option<&TenantId>,
+) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
     let received_at = now();
-    let randomness = crate::app::event_randomness(values.len())?;
-    let events = values.len();
-    let items: Vec<_> = values.into_iter().zip(randomness).collect();
+    let randomness = crate::app::event_randomness(items.len())?;
+    let events = items.len();
+    let items: Vec<_> = items.into_iter().zip(randomness).collect();
+    let mut malformed = Vec::new();
+    let mut refused = None;
     let mut problems = Vec::new();
     let mut batch = Vec::with_capacity(events);
-    // A chunk's early refusal stands for the batch: the first in the
-    // events' order, as one pass would have found it.
     for part in in_chunks(items, |start, part| {
-        prepare_chunk(start, part, default_tenant, own, received_at)
+        prepare_chunk(start, part, &value_of, default_tenant, own, received_at)
     }) {
-        let (prepared, found) = part?;
-        batch.extend(prepared);
-        problems.extend(found);
+        malformed.extend(part.malformed);
+        // A chunk's refusal stands for the batch: the first in the events'
+        // order, as one pass would have found it.
+        if refused.is_none() {
+            refused = part.refused;
+        }
+        if refused.is_none() && malformed.is_empty() {
+            batch.extend(part.prepared);
+            problems.extend(part.problems);
+        }
+    }
+    if !malformed.is_empty() {
+        return Err(ApiError::Invalid(malformed));
+    }
+    if let Some(refused) = refused {
+        return Err(refused);
     }
     if problems.is_empty() {
         Ok(batch)
@@ -307,42 +389,69 @@ fn prepare_values(
     }
 }
 
-/// [`prepare_values`] of the events from `start` on: those prepared and the
-/// problems found, or the refusal that ends the batch.
-fn prepare_chunk(
+/// What [`prepare_chunk`] found in its events.
+struct Chunk {
+    prepared: Vec<trailmark_store::NewEvent>,
+    /// The problems of events that are values but not valid events.
+    problems: Vec<Problem>,
+    /// The problems of items that are not values at all.
+    malformed: Vec<Problem>,
+    /// The first refusal of the whole batch (another tenant's event, an
+    /// event that cannot be committed): nothing after it is prepared.
+    refused: Option<ApiError>,
+}
+
+/// [`prepare_each`] of the items from `start` on. Once an item is not a
+/// value or the batch is refused, the rest are only made values (to name
+/// every one that is not), not prepared.
+fn prepare_chunk<T>(
     start: usize,
-    part: Vec<(Value, [u8; crate::app::EVENT_RANDOM])>,
+    part: Vec<(T, [u8; crate::app::EVENT_RANDOM])>,
+    value_of: &impl Fn(usize, T) -> Result<Value, Problem>,
     default_tenant: &TenantId,
     own: Option<&TenantId>,
     received_at: trailmark_core::Timestamp,
-) -> Result<(Vec<trailmark_store::NewEvent>, Vec<Problem>), ApiError> {
-    let mut problems = Vec::new();
-    let mut batch = Vec::with_capacity(part.len());
-    for (index, (mut value, random)) in (start..).zip(part) {
+) -> Chunk {
+    let mut chunk = Chunk {
+        prepared: Vec::with_capacity(part.len()),
+        problems: Vec::new(),
+        malformed: Vec::new(),
+        refused: None,
+    };
+    for (index, (item, random)) in (start..).zip(part) {
+        let mut value = match value_of(index, item) {
+            Ok(value) => value,
+            Err(p) => {
+                chunk.malformed.push(p);
+                continue;
+            }
+        };
+        if chunk.refused.is_some() || !chunk.malformed.is_empty() {
+            continue;
+        }
         match Event::take_from_json(&mut value) {
             Ok(event) => {
                 if let (Some(own), Some(asked)) = (own, &event.tenant)
                     && own != asked
                 {
-                    return Err(ApiError::Forbidden(format!(
+                    chunk.refused = Some(ApiError::Forbidden(format!(
                         "events[{index}].tenant: this key may only write tenant {own}, not {asked}"
                     )));
+                    continue;
                 }
-                batch.push(crate::app::prepare_event(
-                    event,
-                    default_tenant,
-                    received_at,
-                    &random,
-                )?);
+                match crate::app::prepare_event(event, default_tenant, received_at, &random) {
+                    Ok(prepared) => chunk.prepared.push(prepared),
+                    Err(e) => chunk.refused = Some(e),
+                }
             }
-            Err(errors) => problems.extend(
+            Err(errors) => chunk.problems.extend(
                 errors
                     .into_iter()
                     .map(|e| problem(Some(index), &e.path, e.message)),
             ),
         }
     }
-    Ok((batch, problems))
+    chunk
 }
 
 /// Bodies up to this many bytes are prepared on the async worker that read
@@ -671,45 +780,92 @@ mod tests {
         }
     }
 
-    /// NDJSON lines parsed in chunks: a malformed line is named by its line
-    /// number and its index among the events (blank lines are not events).
-    #[test]
-    fn a_large_ndjson_body_parsed_in_chunks_names_each_bad_line() {
+    fn ndjson() -> axum::http::HeaderMap {
         use axum::http::{HeaderMap, HeaderValue, header};
-        let n = 3 * super::PREPARE_CHUNK_MIN;
-        let mut lines: Vec<String> = numbered(n).iter().map(ToString::to_string).collect();
-        lines[n - 3] = "{\"action\":".into();
-        lines.insert(10, String::new());
-        let body = lines.join("\n");
         let mut headers = HeaderMap::new();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-ndjson"),
         );
-        let Err(crate::error::ApiError::Invalid(problems)) =
-            super::parse_body(&headers, body.as_bytes(), n)
-        else {
-            panic!("a malformed line passes");
+        headers
+    }
+
+    /// A large NDJSON body, each line parsed in the chunk that prepares its
+    /// event, comes out as parsing the whole body first and then preparing
+    /// it would: a line that is not JSON refuses the batch with every such
+    /// line named (its line number, its index among the events: blank lines
+    /// are not events) and nothing else, before any other problem or
+    /// refusal; without one, the first refusal in the events' order, then
+    /// every problem; else the events in order.
+    #[test]
+    fn a_large_ndjson_body_prepared_in_chunks_is_prepared_as_in_one_pass() {
+        use crate::error::ApiError;
+        let n = 3 * super::PREPARE_CHUNK_MIN;
+        let own = TenantId::new("a").unwrap();
+        let prepare = |lines: &[String], max: usize| {
+            let body = lines.join("\n");
+            let split = super::split_body(&ndjson(), body.as_bytes(), max)?;
+            super::prepare_split(split, &own, Some(&own))
         };
-        assert_eq!(problems.len(), 1);
-        assert_eq!(problems[0].index, Some(n - 3));
-        assert!(
-            problems[0]
-                .message
-                .starts_with(&format!("line {}: malformed JSON", n - 1)),
-            "{}",
-            problems[0].message
+        let mut values = numbered(n);
+        values[1]["action"] = json!("");
+        values[n - 100]["tenant"] = json!("b");
+        values[n - 50]["tenant"] = json!("c");
+        let mut lines: Vec<String> = values.iter().map(ToString::to_string).collect();
+        lines[n - 3] = "{\"action\":".into();
+        lines[5] = "[".into();
+        lines[7] = "{\"action\" \"a7\"}".into();
+        lines.insert(10, String::new());
+
+        let Err(ApiError::Invalid(problems)) = prepare(&lines, n) else {
+            panic!("malformed lines pass");
+        };
+        let named: Vec<_> = problems
+            .iter()
+            .map(|p| (p.index, p.message.split(": ").next().unwrap_or_default()))
+            .collect();
+        // Line numbers count the blank line inserted at 10 (line 11).
+        let last = format!("line {}", n - 1);
+        assert_eq!(
+            named,
+            vec![
+                (Some(5), "line 6"),
+                (Some(7), "line 8"),
+                (Some(n - 3), last.as_str())
+            ]
         );
 
-        lines[n - 2] = "{\"action\":\"ok\"}".into();
-        let body = lines.join("\n");
-        let values = super::parse_body(&headers, body.as_bytes(), n).unwrap();
-        assert_eq!(values.len(), n);
-        assert_eq!(values[n - 1]["action"], json!(format!("a{}", n - 1)));
-        assert!(matches!(
-            super::parse_body(&headers, body.as_bytes(), n - 1),
-            Err(crate::error::ApiError::TooLarge(_))
-        ));
+        // Lines past the blank one hold the event before them.
+        let clean = numbered(n);
+        lines[5] = clean[5].to_string();
+        lines[7] = clean[7].to_string();
+        lines[n - 2] = clean[n - 3].to_string();
+        match prepare(&lines, n) {
+            Err(ApiError::Forbidden(message)) => assert!(
+                message.starts_with(&format!("events[{}].tenant", n - 100)),
+                "{message}"
+            ),
+            other => panic!("another tenant's events pass: {other:?}"),
+        }
+
+        lines[n - 99] = clean[n - 100].to_string();
+        lines[n - 49] = clean[n - 50].to_string();
+        let Err(ApiError::Invalid(problems)) = prepare(&lines, n) else {
+            panic!("an invalid event passes");
+        };
+        let at: Vec<_> = problems
+            .iter()
+            .map(|p| (p.index, p.path.as_str()))
+            .collect();
+        assert_eq!(at, vec![(Some(1), "action")]);
+
+        lines[1] = clean[1].to_string();
+        let batch = prepare(&lines, n).unwrap();
+        let actions: Vec<&str> = batch.iter().map(|e| e.event.action.as_str()).collect();
+        let expected: Vec<String> = (0..n).map(|i| format!("a{i}")).collect();
+        assert_eq!(actions, expected);
+        assert!(batch.iter().all(|e| e.tenant() == own));
+        assert!(matches!(prepare(&lines, n - 1), Err(ApiError::TooLarge(_))));
     }
 }
 
