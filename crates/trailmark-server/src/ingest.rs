@@ -118,34 +118,25 @@ fn parse_line(index: usize, (line_no, line): (usize, &str)) -> Result<Value, Pro
     })
 }
 
-/// Splits a body into event values, by content type: NDJSON is one event per
-/// line (its lines parsed in chunks side by side); JSON is an object or an
-/// array of objects.
+/// A body's events as values, framed as [`split_body`] and [`parse_line`]
+/// frame them, not prepared (the tests of framing alone).
 #[cfg(test)]
 fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec<Value>, ApiError> {
     let lines = match split_body(headers, bytes, max_batch)? {
         Split::Values(values) => return Ok(values),
         Split::Lines(lines) => lines,
     };
-    let mut values = Vec::with_capacity(lines.len());
-    let mut problems = Vec::new();
-    for part in in_chunks(lines, |start, part| {
-        (start..)
-            .zip(part)
-            .map(|(index, line)| parse_line(index, line))
-            .collect::<Vec<_>>()
-    }) {
-        for parsed in part {
-            match parsed {
-                Ok(v) => values.push(v),
-                Err(p) => problems.push(p),
-            }
-        }
-    }
+    let (values, problems): (Vec<_>, Vec<_>) = lines
+        .into_iter()
+        .enumerate()
+        .map(|(index, line)| parse_line(index, line))
+        .partition(Result::is_ok);
     if problems.is_empty() {
-        Ok(values)
+        Ok(values.into_iter().filter_map(Result::ok).collect())
     } else {
-        Err(ApiError::Invalid(problems))
+        Err(ApiError::Invalid(
+            problems.into_iter().filter_map(Result::err).collect(),
+        ))
     }
 }
 
