@@ -31,6 +31,10 @@ fn problem(index: Option<usize>, path: &str, message: impl Into<String>) -> Prob
 enum Split<'a> {
     /// The non-blank lines, each with its line number (from 0).
     Lines(Vec<(usize, &'a str)>),
+    /// A JSON array's elements, each the text between the array's own
+    /// commas (see [`array_elements`]; each parsed where its event is
+    /// prepared), and the whole body.
+    Elements(Vec<&'a str>, &'a str),
     Values(Vec<Value>),
 }
 
@@ -38,6 +42,7 @@ impl Split<'_> {
     fn len(&self) -> usize {
         match self {
             Split::Lines(lines) => lines.len(),
+            Split::Elements(elements, _) => elements.len(),
             Split::Values(values) => values.len(),
         }
     }
@@ -73,25 +78,12 @@ fn split_body<'a>(
             return Err(too_many(lines.len(), max_batch));
         }
         Split::Lines(lines)
+    } else if let Some(elements) = array_elements(text).filter(|e| e.len() <= max_batch) {
+        // Counted as the array's elements once they parse: a body the scan
+        // finds too long is parsed whole, and refused as before.
+        Split::Elements(elements, text)
     } else {
-        match trailmark_core::parse_strict_json(text) {
-            Ok(Value::Array(items)) => Split::Values(items),
-            Ok(v @ Value::Object(_)) => Split::Values(vec![v]),
-            Ok(_) => {
-                return Err(ApiError::Invalid(vec![problem(
-                    None,
-                    "",
-                    "body must be an event object, an array of events, or NDJSON (Content-Type: application/x-ndjson)",
-                )]));
-            }
-            Err(e) => {
-                return Err(ApiError::Invalid(vec![problem(
-                    None,
-                    "",
-                    format!("malformed JSON: {e}"),
-                )]));
-            }
-        }
+        Split::Values(parse_whole(text)?)
     };
     if split.len() == 0 {
         return Err(ApiError::Invalid(vec![problem(
@@ -104,6 +96,87 @@ fn split_body<'a>(
         return Err(too_many(split.len(), max_batch));
     }
     Ok(split)
+}
+
+/// A JSON body parsed whole: its events (an object is one), or the refusal
+/// of a body that is not JSON or neither an object nor an array.
+fn parse_whole(text: &str) -> Result<Vec<Value>, ApiError> {
+    match trailmark_core::parse_strict_json(text) {
+        Ok(Value::Array(items)) => Ok(items),
+        Ok(v @ Value::Object(_)) => Ok(vec![v]),
+        Ok(_) => Err(ApiError::Invalid(vec![problem(
+            None,
+            "",
+            "body must be an event object, an array of events, or NDJSON (Content-Type: application/x-ndjson)",
+        )])),
+        Err(e) => Err(ApiError::Invalid(vec![problem(
+            None,
+            "",
+            format!("malformed JSON: {e}"),
+        )])),
+    }
+}
+
+/// The elements of a JSON array body, each as the text between the array's
+/// own commas (outside strings and nested objects and arrays), or `None`
+/// when the text is not whitespace, `[`, elements, `]` and whitespace as far
+/// as this scan tells. It does not check an element: an element that is
+/// not one JSON value does not parse, and then the body is parsed whole
+/// ([`prepare_split`]), so that it is refused as before. A body whose
+/// elements all parse is the array of them: the commas split at are then
+/// outside every string, and each element is one JSON value.
+fn array_elements(text: &str) -> Option<Vec<&str>> {
+    let bytes = text.as_bytes();
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let mut at = bytes.iter().position(|b| !space(b))?;
+    if bytes[at] != b'[' {
+        return None;
+    }
+    at += 1;
+    let mut elements = Vec::new();
+    let empty = bytes[at..].iter().position(|b| !space(b))?;
+    if bytes[at + empty] == b']' {
+        at += empty + 1;
+    } else {
+        let mut start = at;
+        let mut depth = 0usize;
+        let mut in_string = false;
+        loop {
+            let b = *bytes.get(at)?;
+            if in_string {
+                match b {
+                    // The escaped byte is skipped (a quote among them).
+                    b'\\' => at += 1,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+            } else {
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' if depth > 0 => depth -= 1,
+                    b']' => {
+                        elements.push(&text[start..at]);
+                        at += 1;
+                        break;
+                    }
+                    b',' if depth == 0 => {
+                        elements.push(&text[start..at]);
+                        start = at + 1;
+                    }
+                    _ => {}
+                }
+            }
+            at += 1;
+        }
+    }
+    bytes[at..].iter().all(space).then_some(elements)
+}
+
+/// A JSON array's element, the event at `index`, parsed (a problem when it
+/// is not JSON: the body is then parsed whole, for the refusal it gets).
+fn parse_element(index: usize, text: &str) -> Result<Value, Problem> {
+    trailmark_core::parse_strict_json(text).map_err(|e| problem(Some(index), "", e.to_string()))
 }
 
 /// An NDJSON line, the event at `index`, parsed (a problem naming its line
@@ -124,6 +197,13 @@ fn parse_line(index: usize, (line_no, line): (usize, &str)) -> Result<Value, Pro
 fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec<Value>, ApiError> {
     let lines = match split_body(headers, bytes, max_batch)? {
         Split::Values(values) => return Ok(values),
+        Split::Elements(elements, body) => {
+            let parsed: Result<Vec<_>, _> = (0..)
+                .zip(elements)
+                .map(|(index, element)| parse_element(index, element))
+                .collect();
+            return parsed.or_else(|_| parse_whole(body));
+        }
         Split::Lines(lines) => lines,
     };
     let (values, problems): (Vec<_>, Vec<_>) = lines
@@ -315,10 +395,22 @@ fn prepare_split(
     own: Option<&TenantId>,
 ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
     match split {
-        // Each line parsed where its event is prepared: the value is made
-        // and dropped on one thread, while it is in the cache, and a
-        // batch's values are never all held at once.
-        Split::Lines(lines) => prepare_each(lines, parse_line, default_tenant, own),
+        // Each line or element parsed where its event is prepared: the
+        // value is made and dropped on one thread, while it is in the
+        // cache, and a batch's values are never all held at once.
+        Split::Lines(lines) => {
+            prepare_each(lines, parse_line, default_tenant, own).map_err(Unprepared::refusal)
+        }
+        Split::Elements(elements, body) => {
+            match prepare_each(elements, parse_element, default_tenant, own) {
+                // Refused as the body parsed whole is: "malformed JSON" and
+                // where in the body.
+                Err(Unprepared::Malformed(_)) => {
+                    prepare_values(parse_whole(body)?, default_tenant, own)
+                }
+                prepared => prepared.map_err(Unprepared::refusal),
+            }
+        }
         Split::Values(values) => prepare_values(values, default_tenant, own),
     }
 }
@@ -332,7 +424,30 @@ fn prepare_values(
     default_tenant: &TenantId,
     own: Option<&TenantId>,
 ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
-    prepare_each(values, |_, value| Ok(value), default_tenant, own)
+    prepare_each(values, |_, value| Ok(value), default_tenant, own).map_err(Unprepared::refusal)
+}
+
+/// Why [`prepare_each`] prepared nothing.
+enum Unprepared {
+    /// Items that are not values, each with its problem (and nothing else).
+    Malformed(Vec<Problem>),
+    Refused(ApiError),
+}
+
+impl From<ApiError> for Unprepared {
+    fn from(e: ApiError) -> Self {
+        Unprepared::Refused(e)
+    }
+}
+
+impl Unprepared {
+    /// The answer: the items that are not values named, or the refusal.
+    fn refusal(self) -> ApiError {
+        match self {
+            Unprepared::Malformed(problems) => ApiError::Invalid(problems),
+            Unprepared::Refused(e) => e,
+        }
+    }
 }
 
 /// [`prepare_values`] of `items`, each made a value by `value_of` (given
@@ -344,7 +459,7 @@ fn prepare_each<T: Send>(
     value_of: impl Fn(usize, T) -> Result<Value, Problem> + Sync,
     default_tenant: &TenantId,
     own: Option<&TenantId>,
-) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
+) -> Result<Vec<trailmark_store::NewEvent>, Unprepared> {
     let received_at = now();
     let randomness = crate::app::event_randomness(items.len())?;
     let events = items.len();
@@ -368,15 +483,15 @@ fn prepare_each<T: Send>(
         }
     }
     if !malformed.is_empty() {
-        return Err(ApiError::Invalid(malformed));
+        return Err(Unprepared::Malformed(malformed));
     }
     if let Some(refused) = refused {
-        return Err(refused);
+        return Err(refused.into());
     }
     if problems.is_empty() {
         Ok(batch)
     } else {
-        Err(ApiError::Invalid(problems))
+        Err(ApiError::Invalid(problems).into())
     }
 }
 
@@ -997,6 +1112,83 @@ mod fuzz {
             let result = parse_body(&headers(ndjson), &body, MAX);
             // NDJSON problems are numbered by line: a cut line may add one.
             check(&result, events.len() + body.split(|b| *b == b'\n').count());
+        }
+    }
+
+    /// Any JSON value, nested, with the bytes a split at the array's commas
+    /// must not be fooled by inside its strings.
+    fn nested() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            scalar(),
+            "[\\[\\]{},\"\\\\: a\u{e9}]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[,\\]\"{}a]{0,3}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// A JSON array is split at its own commas and nowhere else: each
+        /// element's text parses to that element.
+        #[test]
+        fn an_array_is_split_at_its_own_commas_only(
+            items in prop::collection::vec(nested(), 0..MAX),
+            pretty in any::<bool>(),
+        ) {
+            let body = if pretty {
+                serde_json::to_string_pretty(&Value::Array(items.clone())).unwrap()
+            } else {
+                serde_json::to_string(&Value::Array(items.clone())).unwrap()
+            };
+            let elements = super::array_elements(&body).unwrap();
+            let parsed: Vec<Value> = elements
+                .iter()
+                .map(|e| serde_json::from_str(e).unwrap())
+                .collect();
+            prop_assert_eq!(parsed, items);
+        }
+
+        /// A JSON array body split at its own commas, each element parsed
+        /// alone (where its event is prepared), gives what parsing the
+        /// whole body gives: the same values, or a refusal naming it
+        /// malformed JSON with the same message.
+        #[test]
+        fn an_array_split_at_its_commas_parses_as_the_whole_body(
+            items in prop::collection::vec(nested(), 1..MAX),
+            pretty in any::<bool>(),
+            edits in prop::collection::vec((any::<u16>(), prop::sample::select(
+                b"[]{},\"\\ \n:1a".to_vec()), 0u8..3), 0..3),
+        ) {
+            let mut body = if pretty {
+                serde_json::to_vec_pretty(&Value::Array(items)).unwrap()
+            } else {
+                serde_json::to_vec(&Value::Array(items)).unwrap()
+            };
+            for (at, byte, kind) in edits {
+                let at = usize::from(at) % (body.len() + 1);
+                match kind {
+                    0 => body.insert(at, byte),
+                    1 if at < body.len() => { body.remove(at); }
+                    _ => body.truncate(at),
+                }
+            }
+            let Ok(text) = std::str::from_utf8(&body) else { return Ok(()) };
+            let whole = super::parse_whole(text);
+            match (parse_body(&headers(false), &body, 1000), whole) {
+                (Ok(split), Ok(whole)) => prop_assert_eq!(split, whole),
+                (Err(ApiError::Invalid(split)), Err(ApiError::Invalid(whole))) => {
+                    prop_assert_eq!(&split[0].message, &whole[0].message);
+                }
+                // A body of no events is refused whole or split.
+                (Err(ApiError::Invalid(p)), Ok(whole)) if whole.is_empty() => {
+                    prop_assert_eq!(&p[0].message, "no events in the body");
+                }
+                (split, whole) => prop_assert!(false, "split {:?}, whole {:?}", split, whole),
+            }
         }
     }
 
