@@ -26,8 +26,8 @@ fn problem(index: Option<usize>, path: &str, message: impl Into<String>) -> Prob
 }
 
 /// A request body split into its events, by content type: NDJSON is one
-/// event per line (not parsed yet: each line is parsed where its event is
-/// prepared); JSON is an object or an array of objects, parsed.
+/// event per line, a JSON array its elements (neither parsed yet: each is
+/// parsed where its event is prepared); a JSON object is one event.
 enum Split<'a> {
     /// The non-blank lines, each with its line number (from 0).
     Lines(Vec<(usize, &'a str)>),
@@ -226,7 +226,8 @@ fn too_many(events: usize, max_batch: usize) -> ApiError {
     ))
 }
 
-/// A body's events are parsed (NDJSON), validated and prepared in chunks of
+/// A body's events are parsed (NDJSON lines, a JSON array's elements),
+/// validated and prepared in chunks of
 /// at least this many, one thread a chunk and at most one a core. A large
 /// batch's preparation (about 12 µs an event: bench/results/capture.md) is
 /// then not one thread's work while the other cores wait for it; a batch
@@ -452,8 +453,9 @@ impl Unprepared {
 
 /// [`prepare_values`] of `items`, each made a value by `value_of` (given
 /// its index) where it is prepared. An item that is not a value (an NDJSON
-/// line that is not JSON) refuses the batch with every such item's problem
-/// and nothing else, as parsing the whole body first would have.
+/// line or an array's element that is not JSON) leaves the batch
+/// unprepared with every such item's problem and nothing else, as parsing
+/// the whole body first would have.
 fn prepare_each<T: Send>(
     items: Vec<T>,
     value_of: impl Fn(usize, T) -> Result<Value, Problem> + Sync,
