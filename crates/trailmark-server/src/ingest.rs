@@ -85,17 +85,32 @@ fn split_body<'a>(
     } else {
         Split::Values(parse_whole(text)?)
     };
-    if split.len() == 0 {
+    check_count(split.len(), max_batch)?;
+    Ok(split)
+}
+
+/// Refuses a body of no events, or of more than `max_batch`.
+fn check_count(events: usize, max_batch: usize) -> Result<(), ApiError> {
+    if events == 0 {
         return Err(ApiError::Invalid(vec![problem(
             None,
             "",
             "no events in the body",
         )]));
     }
-    if split.len() > max_batch {
-        return Err(too_many(split.len(), max_batch));
+    if events > max_batch {
+        return Err(too_many(events, max_batch));
     }
-    Ok(split)
+    Ok(())
+}
+
+/// A JSON array body that did not split into elements that parse, parsed
+/// whole: refused as it always was ("malformed JSON" and where), or (were
+/// the split ever wrong) its events, counted again.
+fn parse_whole_again(body: &str, max_batch: usize) -> Result<Vec<Value>, ApiError> {
+    let values = parse_whole(body)?;
+    check_count(values.len(), max_batch)?;
+    Ok(values)
 }
 
 /// A JSON body parsed whole: its events (an object is one), or the refusal
@@ -202,7 +217,7 @@ fn parse_body(headers: &HeaderMap, bytes: &[u8], max_batch: usize) -> Result<Vec
                 .zip(elements)
                 .map(|(index, element)| parse_element(index, element))
                 .collect();
-            return parsed.or_else(|_| parse_whole(body));
+            return parsed.or_else(|_| parse_whole_again(body, max_batch));
         }
         Split::Lines(lines) => lines,
     };
@@ -382,8 +397,10 @@ fn prepare_body<S: Store>(
     own: Option<&TenantId>,
 ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
     let default_tenant = own.cloned().unwrap_or_else(TenantId::default_tenant);
+    let max_batch = app.settings.max_batch;
     prepare_split(
-        split_body(headers, bytes, app.settings.max_batch)?,
+        split_body(headers, bytes, max_batch)?,
+        max_batch,
         &default_tenant,
         own,
     )
@@ -392,6 +409,7 @@ fn prepare_body<S: Store>(
 /// [`prepare_values`] of a body's events however it was framed.
 fn prepare_split(
     split: Split<'_>,
+    max_batch: usize,
     default_tenant: &TenantId,
     own: Option<&TenantId>,
 ) -> Result<Vec<trailmark_store::NewEvent>, ApiError> {
@@ -407,7 +425,7 @@ fn prepare_split(
                 // Refused as the body parsed whole is: "malformed JSON" and
                 // where in the body.
                 Err(Unprepared::Malformed(_)) => {
-                    prepare_values(parse_whole(body)?, default_tenant, own)
+                    prepare_values(parse_whole_again(body, max_batch)?, default_tenant, own)
                 }
                 prepared => prepared.map_err(Unprepared::refusal),
             }
@@ -913,7 +931,7 @@ mod tests {
         let prepare = |lines: &[String], max: usize| {
             let body = lines.join("\n");
             let split = super::split_body(&ndjson(), body.as_bytes(), max)?;
-            super::prepare_split(split, &own, Some(&own))
+            super::prepare_split(split, max, &own, Some(&own))
         };
         let mut values = numbered(n);
         values[1]["action"] = json!("");
