@@ -78,9 +78,7 @@ fn split_body<'a>(
             return Err(too_many(lines.len(), max_batch));
         }
         Split::Lines(lines)
-    } else if let Some(elements) = array_elements(text).filter(|e| e.len() <= max_batch) {
-        // Counted as the array's elements once they parse: a body the scan
-        // finds too long is parsed whole, and refused as before.
+    } else if let Some(elements) = array_elements(text, max_batch) {
         Split::Elements(elements, text)
     } else {
         Split::Values(parse_whole(text)?)
@@ -135,12 +133,13 @@ fn parse_whole(text: &str) -> Result<Vec<Value>, ApiError> {
 /// The elements of a JSON array body, each as the text between the array's
 /// own commas (outside strings and nested objects and arrays), or `None`
 /// when the text is not whitespace, `[`, elements, `]` and whitespace as far
-/// as this scan tells. It does not check an element: an element that is
+/// as this scan tells, or holds more than `most` elements (the body is then
+/// parsed whole, and refused as before: the count never rests on the scan). It does not check an element: an element that is
 /// not one JSON value does not parse, and then the body is parsed whole
 /// ([`prepare_split`]), so that it is refused as before. A body whose
 /// elements all parse is the array of them: the commas split at are then
 /// outside every string, and each element is one JSON value.
-fn array_elements(text: &str) -> Option<Vec<&str>> {
+fn array_elements(text: &str, most: usize) -> Option<Vec<&str>> {
     let bytes = text.as_bytes();
     let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
     let mut at = bytes.iter().position(|b| !space(b))?;
@@ -176,6 +175,10 @@ fn array_elements(text: &str) -> Option<Vec<&str>> {
                         break;
                     }
                     b',' if depth == 0 => {
+                        // This one and at least one more: past `most`?
+                        if elements.len() + 1 >= most {
+                            return None;
+                        }
                         elements.push(&text[start..at]);
                         start = at + 1;
                     }
@@ -1151,6 +1154,20 @@ mod fuzz {
         })
     }
 
+    /// The scan stops past the batch bound: such a body is parsed whole,
+    /// and refused as too many events as before.
+    #[test]
+    fn an_array_past_the_bound_is_not_split() {
+        assert_eq!(super::array_elements("[1, 2]", 2), Some(vec!["1", " 2"]));
+        assert_eq!(super::array_elements("[1,2,3]", 2), None);
+        assert_eq!(super::array_elements(" [ ] ", 2), Some(vec![]));
+        let body = format!("[{}]", vec!["{}"; MAX + 1].join(","));
+        assert!(matches!(
+            parse_body(&headers(false), body.as_bytes(), MAX),
+            Err(ApiError::TooLarge(_))
+        ));
+    }
+
     proptest! {
         /// A JSON array is split at its own commas and nowhere else: each
         /// element's text parses to that element.
@@ -1164,7 +1181,7 @@ mod fuzz {
             } else {
                 serde_json::to_string(&Value::Array(items.clone())).unwrap()
             };
-            let elements = super::array_elements(&body).unwrap();
+            let elements = super::array_elements(&body, MAX).unwrap();
             let parsed: Vec<Value> = elements
                 .iter()
                 .map(|e| serde_json::from_str(e).unwrap())
