@@ -27,7 +27,7 @@ fn problem(index: Option<usize>, path: &str, message: impl Into<String>) -> Prob
 
 /// A request body split into its events, by content type: NDJSON is one
 /// event per line, a JSON array its elements (neither parsed yet: each is
-/// parsed where its event is prepared); a JSON object is one event.
+/// parsed where its event is prepared); any other body is parsed whole.
 enum Split<'a> {
     /// The non-blank lines, each with its line number (from 0).
     Lines(Vec<(usize, &'a str)>),
@@ -35,6 +35,8 @@ enum Split<'a> {
     /// commas (see [`array_elements`]; each parsed where its event is
     /// prepared), and the whole body.
     Elements(Vec<&'a str>, &'a str),
+    /// A body parsed whole: an object (one event), or an array the scan
+    /// did not split.
     Values(Vec<Value>),
 }
 
