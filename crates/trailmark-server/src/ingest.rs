@@ -1126,17 +1126,25 @@ mod fuzz {
             } else {
                 serde_json::to_vec(&Value::Array(events.clone())).unwrap()
             };
-            for (at, byte, kind) in edits {
-                let at = usize::from(at) % (body.len() + 1);
-                match kind {
-                    0 => body.insert(at, byte),
-                    1 if at < body.len() => { body.remove(at); }
-                    _ => body.truncate(at),
-                }
-            }
+            edit(&mut body, edits);
             let result = parse_body(&headers(ndjson), &body, MAX);
             // NDJSON problems are numbered by line: a cut line may add one.
             check(&result, events.len() + body.split(|b| *b == b'\n').count());
+        }
+    }
+
+    /// `body` with each edit made in turn at its place (modulo the length):
+    /// a byte inserted (kind 0), removed (1), or the body cut there (2).
+    fn edit(body: &mut Vec<u8>, edits: Vec<(u16, u8, u8)>) {
+        for (at, byte, kind) in edits {
+            let at = usize::from(at) % (body.len() + 1);
+            match kind {
+                0 => body.insert(at, byte),
+                1 if at < body.len() => {
+                    body.remove(at);
+                }
+                _ => body.truncate(at),
+            }
         }
     }
 
@@ -1207,14 +1215,7 @@ mod fuzz {
             } else {
                 serde_json::to_vec(&Value::Array(items)).unwrap()
             };
-            for (at, byte, kind) in edits {
-                let at = usize::from(at) % (body.len() + 1);
-                match kind {
-                    0 => body.insert(at, byte),
-                    1 if at < body.len() => { body.remove(at); }
-                    _ => body.truncate(at),
-                }
-            }
+            edit(&mut body, edits);
             let Ok(text) = std::str::from_utf8(&body) else { return Ok(()) };
             let whole = super::parse_whole(text);
             match (parse_body(&headers(false), &body, 1000), whole) {
