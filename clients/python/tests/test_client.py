@@ -3,6 +3,8 @@ application restarts, bad input, refusals."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -141,3 +143,105 @@ def test_a_full_spool_drops_and_counts_without_raising(server, tmp_path):
     ids = [client.record("a.b", actor={"id": "u", "type": "user"}, tenant="full") for _ in range(8)]
     assert sum(1 for i in ids if i) == 5 and client.dropped == 3
     client.close(timeout=0.1)
+
+
+class CountingProxy:
+    """A TCP relay in front of the server that counts the connections it
+    accepts and can cut them all, as a server closing idle connections does."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.accepted = 0
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.port))
+            self.accepted += 1
+            self.pairs.append((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        for client, upstream in self.pairs:
+            for s in (client, upstream):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def test_batches_go_over_one_kept_alive_connection(server, tmp_path):
+    proxy = CountingProxy(server.port)
+    client = trailmark.Client(
+        proxy.url, server.admin, spool_path=str(tmp_path / "spool.sqlite3"), flush_interval=0.05, batch_size=10
+    )
+    ids = [client.record("page.view", actor={"id": f"u{n}", "type": "user"}, tenant="kept") for n in range(100)]
+    assert client.flush()
+    assert client.sent == 100
+    assert sorted(e["id"] for e in server.events("tenant=kept")) == sorted(ids)
+    assert proxy.accepted == 1, "one connection for ten batches or more"
+    client.close()
+    proxy.close()
+
+
+def test_a_kept_connection_the_server_closed_is_replaced_at_once(server, tmp_path, caplog):
+    proxy = CountingProxy(server.port)
+    client = trailmark.Client(
+        proxy.url, server.admin, spool_path=str(tmp_path / "spool.sqlite3"), flush_interval=0.05
+    )
+    first = client.record("page.view", actor={"id": "u1", "type": "user"}, tenant="cut")
+    assert client.flush()
+    proxy.cut()
+    with caplog.at_level("WARNING", logger="trailmark"):
+        second = client.record("page.view", actor={"id": "u2", "type": "user"}, tenant="cut")
+        assert client.flush()
+    assert caplog.records == [], "sent again on a new connection, not after a backoff"
+    assert proxy.accepted == 2
+    assert sorted(e["id"] for e in server.events("tenant=cut")) == sorted([first, second])
+    client.close()
+    proxy.close()
+
+
+def test_through_a_proxy_from_the_environment_each_batch_goes_through_it(server, tmp_path, monkeypatch):
+    # The relay forwards to the server, which answers a proxy's
+    # absolute-form request as any other.
+    proxy = CountingProxy(server.port)
+    monkeypatch.setenv("http_proxy", proxy.url)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    client = trailmark.Client(
+        server.url, server.admin, spool_path=str(tmp_path / "spool.sqlite3"), flush_interval=0.05, batch_size=10
+    )
+    ids = [client.record("page.view", actor={"id": f"u{n}", "type": "user"}, tenant="proxied") for n in range(30)]
+    assert client.flush()
+    assert client.sent == 30
+    assert proxy.accepted >= 3, "every batch went through the proxy, on a connection of its own"
+    monkeypatch.delenv("http_proxy")
+    assert sorted(e["id"] for e in server.events("tenant=proxied")) == sorted(ids)
+    client.close()
+    proxy.close()

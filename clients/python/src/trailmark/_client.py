@@ -6,12 +6,14 @@ spool) is stored once."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import random
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 from typing import Any, Mapping
@@ -27,6 +29,10 @@ _OUTCOMES = ("success", "failure")
 # OpenAPI document states (a test holds the two together).
 MAX_BATCH_SIZE = 5000
 _CONTEXT_FIELDS = ("ip", "user_agent", "request_id", "session_id")
+# A kept-alive connection idle longer than this is closed rather than used
+# again: the server closes one idle for its --header-timeout (10 s by
+# default), and a request sent as it does so fails.
+_IDLE_REUSE = 5.0
 
 
 class Client:
@@ -62,6 +68,22 @@ class Client:
                 f"batch_size: must be 1 to {MAX_BATCH_SIZE} (the server's most events a request)"
             )
         self.url = url.rstrip("/")
+        parts = urllib.parse.urlsplit(self.url)
+        if not parts.hostname:
+            raise ValueError(f"url: {url!r} names no host")
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname, parts.port
+        self._path = parts.path + "/v1/events"
+        # Through a proxy (http_proxy, https_proxy, no_proxy, as urllib reads
+        # them when the client is made) each batch goes through urllib, on a
+        # connection of its own; otherwise on one connection kept alive
+        # between batches.
+        proxy = urllib.request.getproxies().get(parts.scheme)
+        self._proxied = None
+        if proxy and not urllib.request.proxy_bypass(self._host):
+            self._proxied = urllib.request.build_opener(urllib.request.ProxyHandler({parts.scheme: proxy}))
+        self._conn: http.client.HTTPConnection | None = None
+        self._conn_used = 0.0
         self.enabled = enabled
         self._key = key
         self._batch_size = batch_size
@@ -222,6 +244,8 @@ class Client:
             self._wake.notify()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._disconnect()
         self._spool.close()
 
     def _run(self) -> None:
@@ -250,47 +274,86 @@ class Client:
         if not rows:
             return 0.0
         body = ("[" + ",".join(b for _, _, b in rows) + "]").encode()
-        request = urllib.request.Request(
-            self.url + "/v1/events",
-            data=body,
-            method="POST",
-            headers={
-                "authorization": f"Bearer {self._key}",
-                "content-type": "application/json",
-                "user-agent": "trailmark-python/0.1",
-            },
-        )
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as answer:
-                answer.read()
+            status, headers, text = self._post(body)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
+            log.warning("trailmark: the server is unreachable (%s); events wait in the spool", e)
+            return self._next(backoff)
+        if 200 <= status < 300:
             self._spool.remove(seq for seq, _, _ in rows)
             self.sent += len(rows)
             return 0.0
-        except urllib.error.HTTPError as e:
-            text = e.read().decode("utf-8", "replace")[:4000]
-            if e.code in (400, 409):
-                # 400: events that can never be stored; 409: an id already
-                # stored for another event. Sending them again cannot help.
-                self._refused(rows, f"{e.code} {text}")
-                return 0.0
-            if e.code == 413 and len(rows) == 1:
-                self._spool.reject(rows, f"413 {text}")
-                self.rejected_count += 1
-                return 0.0
-            if e.code == 413:
-                self._batch_size = max(1, len(rows) // 2)
-                return 0.0
-            retry_after = e.headers.get("retry-after") if e.headers else None
-            floor = float(retry_after) if retry_after and retry_after.isdigit() else 0.0
-            if e.code in (401, 403):
-                log.error("trailmark: the server refused the key (%s): %s", e.code, text)
-                floor = max(floor, self._max_backoff)
-            else:
-                log.warning("trailmark: the server answered %s; retrying", e.code)
-            return self._next(backoff, floor)
-        except (urllib.error.URLError, OSError, TimeoutError) as e:
-            log.warning("trailmark: the server is unreachable (%s); events wait in the spool", e)
-            return self._next(backoff)
+        text = text[:4000]
+        if status in (400, 409):
+            # 400: events that can never be stored; 409: an id already
+            # stored for another event. Sending them again cannot help.
+            self._refused(rows, f"{status} {text}")
+            return 0.0
+        if status == 413 and len(rows) == 1:
+            self._spool.reject(rows, f"413 {text}")
+            self.rejected_count += 1
+            return 0.0
+        if status == 413:
+            self._batch_size = max(1, len(rows) // 2)
+            return 0.0
+        retry_after = headers.get("retry-after") if headers else None
+        floor = float(retry_after) if retry_after and retry_after.isdigit() else 0.0
+        if status in (401, 403):
+            log.error("trailmark: the server refused the key (%s): %s", status, text)
+            floor = max(floor, self._max_backoff)
+        else:
+            log.warning("trailmark: the server answered %s; retrying", status)
+        return self._next(backoff, floor)
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "authorization": f"Bearer {self._key}",
+            "content-type": "application/json",
+            "user-agent": "trailmark-python/0.1",
+        }
+
+    def _post(self, body: bytes) -> tuple[int, Any, str]:
+        """POSTs a batch: its answer's status, headers and text. Raises
+        OSError (or http.client.HTTPException) when no answer came."""
+        if self._proxied is not None:
+            request = urllib.request.Request(
+                self.url + "/v1/events", data=body, method="POST", headers=self._headers()
+            )
+            try:
+                with self._proxied.open(request, timeout=self._timeout) as answer:
+                    return answer.status, answer.headers, answer.read().decode("utf-8", "replace")
+            except urllib.error.HTTPError as e:
+                return e.code, e.headers, e.read().decode("utf-8", "replace")
+        if self._conn is not None and time.monotonic() - self._conn_used > _IDLE_REUSE:
+            self._disconnect()
+        # A kept connection the server closed meanwhile fails at once: the
+        # batch goes again on a new one (its ids make a repeat harmless).
+        # A timeout is not retried at once: the server may still be at work.
+        reused = self._conn is not None
+        while True:
+            if self._conn is None:
+                cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+                self._conn = cls(self._host, self._port, timeout=self._timeout)
+            try:
+                self._conn.request("POST", self._path, body=body, headers=self._headers())
+                answer = self._conn.getresponse()
+                text = answer.read().decode("utf-8", "replace")
+            except ConnectionError:
+                self._disconnect()
+                if reused:
+                    reused = False
+                    continue
+                raise
+            except (http.client.HTTPException, OSError):
+                self._disconnect()
+                raise
+            self._conn_used = time.monotonic()
+            return answer.status, answer.headers, text
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _refused(self, rows: list[tuple[int, str, str]], text: str) -> None:
         """A 400: the events the problems name are kept aside as rejected;
