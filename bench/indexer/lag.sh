@@ -9,9 +9,13 @@
 # (entries over the round's mean ingest rate: how long an acknowledged event
 # waits for the index at that rate). With TRAILMARK_BIN_BEFORE (an earlier
 # build), that build runs the same rounds on its own copy, interleaved, first
-# in odd rounds.
+# in odd rounds. With READS (a QUERY of bench/query/query.lua: actor, feed,
+# history, q...), one connection sends those reads meanwhile, one after the
+# other, and their p50 and p99 are reported too (a read scans the entries
+# the index does not hold yet).
 #
 #   bench/indexer/lag.sh [seconds] [rounds] [events]
+#   READS=actor bench/indexer/lag.sh ...
 #   TRAILMARK_BENCH_DATA=dir bench/indexer/lag.sh   (reuse a loaded data dir)
 #   TRAILMARK_BIN=path bench/indexer/lag.sh         (that build, not this tree's)
 set -euo pipefail
@@ -30,7 +34,7 @@ trap cleanup EXIT
 bin=$(measured_bin)
 load_once "$bin" "$data" "$events"
 run() {
-  local label=$1 exe=$2 copy="$work/copy" samples="$work/samples" load t0 n0 t1 n1
+  local label=$1 exe=$2 copy="$work/copy" samples="$work/samples" load reads="" t0 n0 t1 n1 latency=""
   rm -rf "$copy"; cp -r "$data" "$copy"
   start_serve "$exe" "$copy"
   wait_indexed 7979 30
@@ -39,6 +43,11 @@ run() {
   load=$!
   sleep 5
   : > "$samples"
+  if [ -n "${READS:-}" ]; then
+    QUERY=$READS wrk -t1 -c1 -d"$((secs - 6))s" --latency -s bench/query/query.lua \
+      http://127.0.0.1:7979 > "$work/reads" 2>&1 &
+    reads=$!
+  fi
   t0=$(date +%s.%N); n0=$(tenant_size bench)
   while kill -0 "$load" 2>/dev/null && [ "$(echo "$(date +%s.%N) - $t0 < $secs - 6" | bc)" = 1 ]; do
     index_lag >> "$samples"
@@ -46,15 +55,20 @@ run() {
   done
   t1=$(date +%s.%N); n1=$(tenant_size bench)
   wait "$load" || true
+  if [ -n "$reads" ]; then
+    wait "$reads" || true
+    latency=$(awk '$1 == "50%" { p50 = $2 } $1 == "99%" { p99 = $2 } /Requests\/sec/ { n = $2 }
+      END { printf "; %s reads: p50 %s, p99 %s (%s/s)", ENVIRON["READS"], p50, p99, n }' "$work/reads")
+  fi
   kill -TERM "$server"; wait "$server" || true
   rm -rf "$copy"
-  sort -n "$samples" | awk -v l="$label" -v n0="$n0" -v n1="$n1" -v t="$(echo "$t1 - $t0" | bc)" '
+  sort -n "$samples" | awk -v l="$label" -v n0="$n0" -v n1="$n1" -v t="$(echo "$t1 - $t0" | bc)" -v r="$latency" '
     { v[NR] = $1 }
     END {
       rate = (n1 - n0) / t
       p50 = v[int((NR + 1) * 0.5)]; p90 = v[int((NR + 1) * 0.9)]; max = v[NR]
-      printf "%-7s store %d -> %d, %.0f events/s; lag over %d readings: p50 %d = %.2f s, p90 %d = %.2f s, max %d = %.2f s\n",
-        l, n0, n1, rate, NR, p50, p50 / rate, p90, p90 / rate, max, max / rate
+      printf "%-7s store %d -> %d, %.0f events/s; lag over %d readings: p50 %d = %.2f s, p90 %d = %.2f s, max %d = %.2f s%s\n",
+        l, n0, n1, rate, NR, p50, p50 / rate, p90, p90 / rate, max, max / rate, r
     }'
 }
 for round in $(seq "$rounds"); do
