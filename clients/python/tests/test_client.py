@@ -176,7 +176,11 @@ class CountingProxy:
                 b.sendall(data)
         except OSError:
             pass
-        for s in (a, b):
+        CountingProxy._shut(a, b)
+
+    @staticmethod
+    def _shut(*sockets: socket.socket) -> None:
+        for s in sockets:
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -184,11 +188,7 @@ class CountingProxy:
 
     def cut(self) -> None:
         for client, upstream in self.pairs:
-            for s in (client, upstream):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            self._shut(client, upstream)
 
     def close(self) -> None:
         self.cut()
