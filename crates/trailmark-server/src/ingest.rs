@@ -136,9 +136,10 @@ fn parse_whole(text: &str) -> Result<Vec<Value>, ApiError> {
 /// own commas (outside strings and nested objects and arrays), or `None`
 /// when the text is not whitespace, `[`, elements, `]` and whitespace as far
 /// as this scan tells, or holds more than `most` elements (the body is then
-/// parsed whole, and refused as before: the count never rests on the scan). It does not check an element: an element that is
-/// not one JSON value does not parse, and then the body is parsed whole
-/// ([`prepare_split`]), so that it is refused as before. A body whose
+/// parsed whole, and refused as before: the count never rests on the scan).
+/// It does not check an element: an element that is not one JSON value does
+/// not parse, and then the body is parsed whole ([`prepare_split`]), so that
+/// it is refused as before. A body whose
 /// elements all parse is the array of them: the commas split at are then
 /// outside every string, and each element is one JSON value.
 fn array_elements(text: &str, most: usize) -> Option<Vec<&str>> {
