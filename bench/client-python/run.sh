@@ -22,11 +22,12 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$work/before"
 git archive "$before" clients/python/src | tar -x -C "$work/before"
-one() { # label, package src dir
+one() { # package src dir: prints the rate to $work/rate (not in a subshell,
+  # so that an interrupted run's cleanup stops its server)
   local data="$work/data"
   rm -rf "$data"; mkdir -p "$data"
   start_serve "$bin" "$data"
-  PYTHONPATH="$2" python3 - "$events" "$work/spool.sqlite3" <<'PY'
+  PYTHONPATH="$1" python3 - "$events" "$work/spool.sqlite3" > "$work/rate" <<'PY'
 import json, os, sys, time, trailmark
 from trailmark._spool import Spool
 n, spool = int(sys.argv[1]), sys.argv[2]
@@ -53,9 +54,11 @@ PY
 }
 for round in $(seq "$rounds"); do
   if [ $((round % 2)) = 1 ]; then
-    b=$(one before "$work/before/clients/python/src"); n=$(one now clients/python/src)
+    one "$work/before/clients/python/src"; b=$(cat "$work/rate")
+    one clients/python/src; n=$(cat "$work/rate")
   else
-    n=$(one now clients/python/src); b=$(one before "$work/before/clients/python/src")
+    one clients/python/src; n=$(cat "$work/rate")
+    one "$work/before/clients/python/src"; b=$(cat "$work/rate")
   fi
   echo "round $round: before $b events/s, now $n events/s"
 done
