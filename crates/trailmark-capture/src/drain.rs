@@ -166,6 +166,10 @@ pub enum Progress {
     Draining,
     /// A batch was acknowledged and deleted from the outbox.
     Sent { rows: u64, total: u64 },
+    /// WAL mode: streamed transaction `xid` set its context inside a
+    /// subtransaction that may have rolled back, which streaming cannot
+    /// tell (docs/CAPTURE.md); the drainer decodes on without streaming.
+    Unstreamed { xid: u32 },
 }
 
 /// Connects to `source`, becomes the active drainer, and moves outbox rows

@@ -15,6 +15,7 @@ mod ids;
 mod install;
 pub mod revert;
 pub mod seen;
+mod streamed;
 mod table;
 mod wal;
 

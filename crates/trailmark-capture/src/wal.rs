@@ -2,10 +2,10 @@
 //! `trailmark` over the replication protocol (`pgoutput`, with the
 //! `pg_walstream` crate; docs/CAPTURE.md says why that crate).
 //!
-//! PostgreSQL sends each transaction whole at its commit, in commit order
-//! (one larger than `logical_decoding_work_mem` is spilled to disk on the
-//! server and sent at commit, so this process holds at most one batch of
-//! events). The `trailmark` logical messages `trailmark.set_context` writes
+//! PostgreSQL sends each transaction whole at its commit, in commit order;
+//! one larger than `logical_decoding_work_mem` it streams in chunks while
+//! it is in progress (PostgreSQL 14 and later), held here until its commit
+//! (`streamed`). The `trailmark` logical messages `trailmark.set_context` writes
 //! come in place among the transaction's changes: each change carries the
 //! context set last before it. Event ids derive from the database's system
 //! identifier, the transaction's commit LSN and the change's place in it,
@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pg_walstream::{
-    CancellationToken, ChangeEvent, ColumnValue, EventType, LogicalReplicationStream,
-    ReplicationError, ReplicationStreamConfig, RowData, StreamingMode,
+    CancellationToken, ColumnValue, LogicalReplicationMessage as Message, LogicalReplicationParser,
+    LogicalReplicationStream, RelationInfo, ReplicationError, ReplicationStreamConfig, RowData,
+    StreamingMode,
 };
 use serde_json::Value;
 use tokio::time::Instant;
@@ -29,6 +30,7 @@ use trailmark_core::Event;
 
 use crate::drain::{DrainOptions, InFlight, Progress, Room, send};
 use crate::install::{MESSAGE_PREFIX, PUBLICATION, slot_status};
+use crate::streamed::{self, Change, Item};
 use crate::{Error, OutboxRow, RowImage, Sink, TableConfig, pg};
 
 /// Decoded changes read ahead of the one being converted (the bound on what
@@ -60,6 +62,20 @@ struct Transaction {
     next: u64,
     /// The context `trailmark.set_context` set last.
     context: Value,
+}
+
+impl Transaction {
+    /// Transaction `xid`, committed at `commit_lsn` at `timestamp`.
+    fn new(xid: u32, commit_lsn: u64, timestamp: pg_walstream::TimestampTz) -> Self {
+        Self {
+            xid,
+            commit_lsn,
+            committed_at: pg_walstream::postgres_timestamp_to_chrono(timestamp)
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            next: 0,
+            context: Value::Object(serde_json::Map::new()),
+        }
+    }
 }
 
 /// The slot, once it is usable: it exists, has lost no WAL it needed
@@ -106,14 +122,7 @@ pub(crate) async fn stream<S: Sink>(
     tables: &mut HashMap<(String, String), TableConfig>,
 ) -> Result<u64, Error> {
     let slot = usable_slot(client).await?;
-    let Reading {
-        feedback,
-        cancel,
-        reader,
-        mut decoded,
-    } = read_slot(client, source, &slot.name, options).await?;
-
-    let mut state = Decoder::lingering(options.linger);
+    let mut streaming = streams(client).await?;
     let batch_size = usize::try_from(options.batch).unwrap_or(1000).max(1);
     let total = AtomicU64::new(0);
     // Batches sent, and the ends the slot may be told of, in their order.
@@ -123,63 +132,88 @@ pub(crate) async fn stream<S: Sink>(
     // one before is durable, so order holds, or (to a sink that appends in
     // order) beside it, naming its last event.
     let mut in_flight: InFlight<'_, ()> = InFlight::new::<S>();
-    let result: Result<(), Error> = async {
-        loop {
-            let next = state
-                .next_batch(
-                    &mut decoded,
-                    client,
-                    tables,
-                    ids,
-                    batch_size,
-                    &mut in_flight,
-                )
-                .await?;
-            let last = crate::drain::After::of(&next.events);
-            let next = next.readied(sink)?;
-            let after = loop {
-                match in_flight.room(next.rows > 0) {
-                    Room::No => in_flight.ended().await.1?,
-                    room => break room.after(),
-                }
-            };
-            let ended = next.ended;
-            if next.rows > 0 || next.acknowledge.is_some() {
-                let (total, feedback) = (&total, &feedback);
-                let (confirmed, nth) = (&confirmed, sent_batches);
-                sent_batches += 1;
-                let flushed = async move {
-                    let sent = flush(client, sink, next.events, next.rows, after.as_ref()).await?;
-                    if sent > 0 {
-                        let total = total.fetch_add(sent, Ordering::Relaxed) + sent;
-                        progress(Progress::Sent { rows: sent, total });
+    // One replication session, or (a streamed transaction that could not be
+    // placed) a second without streaming from where the slot stands.
+    loop {
+        let Reading {
+            feedback,
+            cancel,
+            reader,
+            mut decoded,
+        } = read_slot(client, source, &slot.name, options, streaming).await?;
+        let mut state = Decoder::lingering(options.linger);
+        let result: Result<Option<u32>, Error> = async {
+            loop {
+                let next = state
+                    .next_batch(
+                        &mut decoded,
+                        client,
+                        tables,
+                        ids,
+                        batch_size,
+                        &mut in_flight,
+                    )
+                    .await?;
+                let last = crate::drain::After::of(&next.events);
+                let next = next.readied(sink)?;
+                let after = loop {
+                    match in_flight.room(next.rows > 0) {
+                        Room::No => in_flight.ended().await.1?,
+                        room => break room.after(),
                     }
-                    let confirm = confirmed
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .checked(nth, next.acknowledge);
-                    if let Some(lsn) = confirm {
-                        // Durable in the ledger and checked, with every
-                        // batch before it: the slot may forget it. The slot
-                        // hears of it at once, not when the next batch is
-                        // ready (an idle database sends none: the last
-                        // batch would stay unconfirmed, its WAL kept).
-                        feedback.update_flushed_lsn(lsn);
-                        feedback.update_applied_lsn(lsn);
-                    }
-                    Ok::<(), Error>(())
                 };
-                in_flight.push(Box::pin(flushed), last, ());
-            }
-            if ended {
-                return Ok(());
+                let (ended, unstreamed) = (next.ended, next.unstreamed);
+                if next.rows > 0 || next.acknowledge.is_some() {
+                    let (total, feedback) = (&total, Arc::clone(&feedback));
+                    let (confirmed, nth) = (&confirmed, sent_batches);
+                    sent_batches += 1;
+                    let flushed = async move {
+                        let sent =
+                            flush(client, sink, next.events, next.rows, after.as_ref()).await?;
+                        if sent > 0 {
+                            let total = total.fetch_add(sent, Ordering::Relaxed) + sent;
+                            progress(Progress::Sent { rows: sent, total });
+                        }
+                        let confirm = confirmed
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .checked(nth, next.acknowledge);
+                        if let Some(lsn) = confirm {
+                            // Durable in the ledger and checked, with every
+                            // batch before it: the slot may forget it. The
+                            // slot hears of it at once, not when the next
+                            // batch is ready (an idle database sends none:
+                            // the last batch would stay unconfirmed, its WAL
+                            // kept).
+                            feedback.update_flushed_lsn(lsn);
+                            feedback.update_applied_lsn(lsn);
+                        }
+                        Ok::<(), Error>(())
+                    };
+                    in_flight.push(Box::pin(flushed), last, ());
+                }
+                if unstreamed.is_some() {
+                    return Ok(unstreamed);
+                }
+                if ended {
+                    return Ok(None);
+                }
             }
         }
+        .await;
+        cancel.cancel();
+        let _ = reader.await;
+        let Some(xid) = result? else {
+            break;
+        };
+        // What was sent is made durable first; the session after starts
+        // where the slot stands, and what it sends again is stored once.
+        while !in_flight.is_empty() {
+            in_flight.ended().await.1?;
+        }
+        progress(Progress::Unstreamed { xid });
+        streaming = false;
     }
-    .await;
-    cancel.cancel();
-    let _ = reader.await;
-    result?;
     while !in_flight.is_empty() {
         in_flight.ended().await.1?;
     }
@@ -190,6 +224,17 @@ pub(crate) async fn stream<S: Sink>(
         .told;
     advance(client, &slot.name, durable).await?;
     Ok(total.load(Ordering::Relaxed))
+}
+
+/// Whether the server streams transactions in progress (PostgreSQL 14 and
+/// later, replication protocol 2).
+async fn streams(client: &Client) -> Result<bool, Error> {
+    let version: String = client
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .map_err(pg("reading the server's version"))?
+        .get(0);
+    Ok(version.parse::<u32>().is_ok_and(|v| v >= 140_000))
 }
 
 /// Which transaction ends the slot may be told of: a batch's only once it
@@ -230,25 +275,74 @@ struct Reading {
     /// Stops the reader.
     cancel: CancellationToken,
     reader: tokio::task::JoinHandle<()>,
-    /// Changes read, at most [`READ_AHEAD`] ahead.
-    decoded: tokio::sync::mpsc::Receiver<Result<ChangeEvent, ReplicationError>>,
+    /// Messages read, at most [`READ_AHEAD`] ahead.
+    decoded: tokio::sync::mpsc::Receiver<Result<Frame, ReplicationError>>,
+}
+
+/// One message read off the slot.
+struct Frame {
+    /// Where it was written in the WAL (a change's, a logical message's, a
+    /// subtransaction's abort's place; a commit's end).
+    at: u64,
+    /// Inside a streamed chunk, the (sub)transaction a change, relation or
+    /// logical message belongs to.
+    xid: Option<u32>,
+    message: Message,
+}
+
+impl Frame {
+    /// Reads one `pgoutput` message written at `at`. Inside a streamed
+    /// chunk a change, relation, type or logical message starts (after its
+    /// kind) with the xid of the (sub)transaction it belongs to; the parser
+    /// reads it and lets it go, so it is read here first.
+    fn read(
+        parser: &mut LogicalReplicationParser,
+        in_chunk: &mut bool,
+        at: u64,
+        data: &[u8],
+    ) -> Result<Frame, ReplicationError> {
+        let xid = match data.first() {
+            Some(b'I' | b'U' | b'D' | b'T' | b'R' | b'Y' | b'M') if *in_chunk => data
+                .get(1..5)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+            _ => None,
+        };
+        let message = parser.parse_wal_message(data)?.message;
+        match message {
+            Message::StreamStart { .. } => *in_chunk = true,
+            Message::StreamStop => *in_chunk = false,
+            _ => {}
+        }
+        Ok(Frame { at, xid, message })
+    }
 }
 
 /// Opens a replication connection to `source`, starts streaming `slot`
 /// (up to the WAL's end now, `once`), and reads it ahead on a task.
+/// `streaming`: transactions in progress are sent in chunks past the
+/// server's `logical_decoding_work_mem` (protocol 2).
 async fn read_slot(
     client: &Client,
     source: &str,
     slot: &str,
     options: &DrainOptions,
+    streaming: bool,
 ) -> Result<Reading, Error> {
+    let protocol = if streaming { 2 } else { 1 };
     let mut config = ReplicationStreamConfig::builder(slot.to_owned(), PUBLICATION)
-        .with_protocol_version(1)
+        .with_protocol_version(protocol)
         .with_feedback_interval(Duration::from_secs(1))
         .with_connection_timeout(Duration::from_secs(30))
         .with_messages(true);
-    config.streaming_mode = StreamingMode::Off;
+    config.streaming_mode = if streaming {
+        StreamingMode::On
+    } else {
+        StreamingMode::Off
+    };
     if options.once {
+        // Where a `--once` run stops: after the first message written at
+        // or past the WAL's end now (it may be inside a transaction that
+        // commits later; the decoder leaves that one to the next run).
         let end = current_lsn(client).await?;
         config = config.with_stop_at_lsn(end);
     }
@@ -261,17 +355,24 @@ async fn read_slot(
         .map_err(replication("starting replication from the slot"))?;
     let feedback = Arc::clone(&replication_stream.shared_lsn_feedback);
     let cancel = CancellationToken::new();
-    let mut events = replication_stream.into_stream(cancel.clone());
+    let stop = cancel.clone();
     let (ahead, decoded) = tokio::sync::mpsc::channel(READ_AHEAD);
     let reader = tokio::spawn(async move {
+        let mut parser = LogicalReplicationParser::with_protocol_version(protocol);
+        let mut in_chunk = false;
         loop {
-            let next = events.next_event().await;
+            let next = match replication_stream.next_raw_event(&stop).await {
+                Ok(raw) => {
+                    Frame::read(&mut parser, &mut in_chunk, raw.wal_start.value(), &raw.data)
+                }
+                Err(e) => Err(e),
+            };
             let last = next.is_err();
             if ahead.send(next).await.is_err() || last {
                 break;
             }
         }
-        let _ = events.shutdown().await;
+        let _ = replication_stream.stop().await;
     });
     Ok(Reading {
         feedback,
@@ -300,6 +401,9 @@ struct Ready<B> {
     acknowledge: Option<u64>,
     /// The stream ended after it (a `--once` run reached its end).
     ended: bool,
+    /// A streamed transaction could not be placed (`streamed`): the
+    /// session ends after this batch, and the next decodes it unstreamed.
+    unstreamed: Option<u32>,
 }
 
 impl Ready<Vec<Event>> {
@@ -310,16 +414,40 @@ impl Ready<Vec<Event>> {
             rows: self.rows,
             acknowledge: self.acknowledge,
             ended: self.ended,
+            unstreamed: self.unstreamed,
         })
     }
 }
 
-/// What decoding keeps between events: each relation's column types, the
-/// transaction being decoded, and the events not yet sent.
+/// What one message did to the decoding.
+enum Taken {
+    Nothing,
+    /// A transaction committed, ending here.
+    Commit(u64),
+    /// A streamed transaction cannot be placed.
+    Unplaced(u32),
+}
+
+/// A committed streamed transaction being read back into batches.
+struct Replaying {
+    items: streamed::Replay,
+    /// Where its commit ends.
+    end: u64,
+}
+
+/// What decoding keeps between events: each relation's description, the
+/// transaction being decoded, the streamed ones still open, and the events
+/// not yet sent.
 #[derive(Default)]
 struct Decoder {
-    relations: HashMap<u32, Vec<(String, u32)>>,
+    relations: HashMap<u32, RelationInfo>,
     open: Option<Transaction>,
+    /// Transactions streamed in progress, held until they end.
+    streamed: streamed::Open,
+    /// The transaction whose streamed chunk is being read.
+    chunk: Option<u32>,
+    /// A committed streamed transaction not yet all in batches.
+    replaying: Option<Replaying>,
     batch: Vec<Event>,
     /// Where the open transaction's events start in `batch`.
     open_start: usize,
@@ -351,7 +479,7 @@ impl Decoder {
     /// append that fails ends decoding with its error.
     async fn next_batch(
         &mut self,
-        decoded: &mut tokio::sync::mpsc::Receiver<Result<ChangeEvent, ReplicationError>>,
+        decoded: &mut tokio::sync::mpsc::Receiver<Result<Frame, ReplicationError>>,
         client: &Client,
         tables: &mut HashMap<(String, String), TableConfig>,
         ids: &crate::EventIds,
@@ -360,37 +488,68 @@ impl Decoder {
     ) -> Result<Ready<Vec<Event>>, Error> {
         // The last event taken committed a transaction.
         let mut at_commit = false;
+        let mut unstreamed = None;
         // Before this, a batch that is not full keeps taking what arrives.
         let linger_until = self.handed_on.map(|at| at + self.linger);
         let ended = loop {
-            // The next decoded event, or None when an append in flight
-            // became durable first, or when the batch, complete, has
-            // lingered its time.
-            let next = if in_flight.is_empty() {
-                match linger_until.filter(|_| at_commit) {
-                    None => Some(decoded.recv().await),
-                    Some(until) => tokio::time::timeout_at(until, decoded.recv()).await.ok(),
+            if let Some(replaying) = self.replaying.as_mut() {
+                // A committed streamed transaction is read back before
+                // anything after it.
+                match replaying.items.next_item()? {
+                    Some(Item::Context { content, .. }) => {
+                        if let Some(tx) = self.open.as_mut() {
+                            merge_context(&mut tx.context, &content);
+                        }
+                        at_commit = false;
+                    }
+                    Some(Item::Change { change, .. }) => {
+                        push(client, &mut self.open, &mut self.batch, tables, ids, change).await?;
+                        at_commit = false;
+                    }
+                    None => {
+                        self.acknowledge = Some(replaying.end);
+                        self.replaying = None;
+                        self.open = None;
+                        at_commit = true;
+                    }
                 }
             } else {
-                tokio::select! {
-                    biased;
-                    ((), done) = in_flight.ended() => {
-                        done?;
-                        None
+                // The next decoded message, or None when an append in
+                // flight became durable first, or when the batch, complete,
+                // has lingered its time.
+                let next = if in_flight.is_empty() {
+                    match linger_until.filter(|_| at_commit) {
+                        None => Some(decoded.recv().await),
+                        Some(until) => tokio::time::timeout_at(until, decoded.recv()).await.ok(),
                     }
-                    next = decoded.recv() => Some(next),
-                }
-            };
-            if let Some(next) = next {
-                let event = match next {
-                    Some(Ok(event)) => event,
-                    None | Some(Err(ReplicationError::StreamStopped(_))) => break true,
-                    Some(Err(e)) => return Err(replication("reading the WAL")(e)),
+                } else {
+                    tokio::select! {
+                        biased;
+                        ((), done) = in_flight.ended() => {
+                            done?;
+                            None
+                        }
+                        next = decoded.recv() => Some(next),
+                    }
                 };
-                let commit = self.take(client, tables, ids, event.event_type).await?;
-                at_commit = commit.is_some();
-                if let Some(lsn) = commit {
-                    self.acknowledge = Some(lsn);
+                if let Some(next) = next {
+                    let frame = match next {
+                        Some(Ok(frame)) => frame,
+                        None | Some(Err(ReplicationError::StreamStopped(_))) => break true,
+                        Some(Err(e)) => return Err(replication("reading the WAL")(e)),
+                    };
+                    at_commit = false;
+                    match self.take(client, tables, ids, frame).await? {
+                        Taken::Nothing => {}
+                        Taken::Commit(lsn) => {
+                            self.acknowledge = Some(lsn);
+                            at_commit = true;
+                        }
+                        Taken::Unplaced(xid) => {
+                            unstreamed = Some(xid);
+                            break false;
+                        }
+                    }
                 }
             }
             if self.batch.len() >= batch_size
@@ -402,6 +561,14 @@ impl Decoder {
                 break false;
             }
         };
+        if (ended || unstreamed.is_some()) && self.open.is_some() {
+            // A `--once` run stops at the first message written past the
+            // WAL's end at its start, which may be inside a transaction:
+            // what of it this batch holds is left to the next run (what of
+            // it went before is stored once when it comes again).
+            self.batch.truncate(self.open_start);
+            self.open = None;
+        }
         self.handed_on = Some(Instant::now());
         self.open_start = 0;
         let events = std::mem::take(&mut self.batch);
@@ -410,110 +577,231 @@ impl Decoder {
             events,
             acknowledge: self.acknowledge.take(),
             ended,
+            unstreamed,
         })
     }
 
-    /// Takes one decoded event; returns the end of a transaction it
-    /// committed.
+    /// The relation a change names: as the streamed chunk being read
+    /// described it, or as last described outside one.
+    fn relation(&self, id: u32) -> Result<&RelationInfo, Error> {
+        self.chunk
+            .and_then(|xid| self.streamed.relations(xid))
+            .and_then(|relations| relations.get(&id))
+            .or_else(|| self.relations.get(&id))
+            .ok_or_else(|| {
+                Error::Replication(format!(
+                    "a change to relation {id} arrived before its description"
+                ))
+            })
+    }
+
+    /// The changes a data message (insert, update, delete, truncate)
+    /// makes; none for other messages.
+    fn changes(&self, message: Message) -> Result<Vec<Change>, Error> {
+        Ok(match message {
+            Message::Insert { relation_id, tuple } => {
+                let relation = self.relation(relation_id)?;
+                let new = Some(row_columns(&tuple.into_row_data(relation), None, relation));
+                vec![Change::new(
+                    "insert",
+                    &relation.namespace,
+                    &relation.relation_name,
+                    None,
+                    new,
+                )]
+            }
+            Message::Update {
+                relation_id,
+                old_tuple,
+                new_tuple,
+                ..
+            } => {
+                let relation = self.relation(relation_id)?;
+                let old_data = old_tuple.map(|o| o.into_row_data(relation));
+                let old = old_data.as_ref().map(|o| row_columns(o, None, relation));
+                // Unchanged values stored out of line are left out of the
+                // new row: they are the old row's.
+                let new_data = new_tuple.into_row_data(relation);
+                let new = Some(row_columns(&new_data, old_data.as_ref(), relation));
+                vec![Change::new(
+                    "update",
+                    &relation.namespace,
+                    &relation.relation_name,
+                    old,
+                    new,
+                )]
+            }
+            Message::Delete {
+                relation_id,
+                old_tuple,
+                ..
+            } => {
+                let relation = self.relation(relation_id)?;
+                let old = Some(row_columns(
+                    &old_tuple.into_row_data(relation),
+                    None,
+                    relation,
+                ));
+                vec![Change::new(
+                    "delete",
+                    &relation.namespace,
+                    &relation.relation_name,
+                    old,
+                    None,
+                )]
+            }
+            Message::Truncate { relation_ids, .. } => relation_ids
+                .iter()
+                .map(|id| {
+                    let relation = self.relation(*id)?;
+                    Ok(Change::new(
+                        "truncate",
+                        &relation.namespace,
+                        &relation.relation_name,
+                        None,
+                        None,
+                    ))
+                })
+                .collect::<Result<_, Error>>()?,
+            _ => Vec::new(),
+        })
+    }
+
+    /// A streamed transaction's chunk starts or stops, a subtransaction
+    /// of it or all of it rolls back, or it commits (read back next).
+    fn stream_control(&mut self, at: u64, message: &Message) -> Result<Taken, Error> {
+        match *message {
+            Message::StreamStart { xid, .. } => {
+                self.streamed.start(xid);
+                self.chunk = Some(xid);
+                Ok(Taken::Nothing)
+            }
+            Message::StreamStop => {
+                if let Some(xid) = self.chunk.take()
+                    && let Err(unplaced) = self.streamed.stop(xid)
+                {
+                    return Ok(Taken::Unplaced(unplaced.xid));
+                }
+                Ok(Taken::Nothing)
+            }
+            Message::StreamAbort {
+                xid,
+                subtransaction_xid,
+                ..
+            } => {
+                if let Err(unplaced) = self.streamed.abort(xid, subtransaction_xid, at) {
+                    return Ok(Taken::Unplaced(unplaced.xid));
+                }
+                Ok(Taken::Nothing)
+            }
+            Message::StreamCommit {
+                xid,
+                commit_lsn,
+                end_lsn,
+                timestamp,
+                ..
+            } => {
+                let streamed::Committed { items, relations } = match self.streamed.commit(xid)? {
+                    Ok(committed) => committed,
+                    Err(unplaced) => return Ok(Taken::Unplaced(unplaced.xid)),
+                };
+                // What it described holds from now on (the server sends no
+                // description again for what a streamed transaction that
+                // committed described).
+                self.relations.extend(relations);
+                self.begin(Transaction::new(xid, commit_lsn, timestamp));
+                self.replaying = Some(Replaying {
+                    items,
+                    end: end_lsn,
+                });
+                Ok(Taken::Nothing)
+            }
+            _ => Ok(Taken::Nothing),
+        }
+    }
+
+    /// Takes one message read off the slot.
     async fn take(
         &mut self,
         client: &Client,
         tables: &mut HashMap<(String, String), TableConfig>,
         ids: &crate::EventIds,
-        event: EventType,
-    ) -> Result<Option<u64>, Error> {
-        let changes = match event {
-            EventType::Begin {
-                transaction_id,
+        frame: Frame,
+    ) -> Result<Taken, Error> {
+        let Frame {
+            at,
+            xid: by,
+            message,
+        } = frame;
+        let changes = match message {
+            Message::Begin {
                 final_lsn,
-                commit_timestamp,
+                timestamp,
+                xid,
             } => {
-                self.begin(Transaction {
-                    xid: transaction_id,
-                    commit_lsn: final_lsn.value(),
-                    committed_at: commit_timestamp
-                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                    next: 0,
-                    context: Value::Object(serde_json::Map::new()),
-                });
+                self.begin(Transaction::new(xid, final_lsn, timestamp));
                 Vec::new()
             }
-            EventType::Commit { end_lsn, .. } => {
+            Message::Commit { end_lsn, .. } => {
                 self.open = None;
-                return Ok(Some(end_lsn.value()));
+                return Ok(Taken::Commit(end_lsn));
             }
-            EventType::Message {
+            control @ (Message::StreamStart { .. }
+            | Message::StreamStop
+            | Message::StreamAbort { .. }
+            | Message::StreamCommit { .. }) => return self.stream_control(at, &control),
+            Message::Relation {
+                relation_id,
+                namespace,
+                relation_name,
+                replica_identity,
+                columns,
+            } => {
+                let relation = RelationInfo::new(
+                    relation_id,
+                    namespace,
+                    relation_name,
+                    replica_identity,
+                    columns,
+                );
+                match self.chunk {
+                    Some(xid) => self
+                        .streamed
+                        .start(xid)
+                        .relations
+                        .insert(relation_id, relation),
+                    None => self.relations.insert(relation_id, relation),
+                };
+                Vec::new()
+            }
+            Message::Message {
                 flags,
                 prefix,
                 content,
                 ..
-            } if flags & 1 == 1 => self.message(&prefix, &content),
-            EventType::Relation {
-                relation_id,
-                columns,
-                ..
-            } => {
-                self.relations.insert(
-                    relation_id,
-                    columns
-                        .iter()
-                        .map(|c| (c.name.to_string(), c.type_id))
-                        .collect(),
-                );
-                Vec::new()
-            }
-            EventType::Insert {
-                schema,
-                table,
-                relation_oid,
-                data,
-            } => {
-                let types = self.relations.get(&relation_oid);
-                let new = Some(row_columns(&data, None, types));
-                vec![Change::new("insert", &schema, &table, None, new)]
-            }
-            EventType::Update {
-                schema,
-                table,
-                relation_oid,
-                old_data,
-                new_data,
-                ..
-            } => {
-                let types = self.relations.get(&relation_oid);
-                let old = old_data.as_ref().map(|o| row_columns(o, None, types));
-                // Unchanged values stored out of line are left out of the
-                // new row: they are the old row's.
-                let new = Some(row_columns(&new_data, old_data.as_ref(), types));
-                vec![Change::new("update", &schema, &table, old, new)]
-            }
-            EventType::Delete {
-                schema,
-                table,
-                relation_oid,
-                old_data,
-                ..
-            } => {
-                let types = self.relations.get(&relation_oid);
-                let old = Some(row_columns(&old_data, None, types));
-                vec![Change::new("delete", &schema, &table, old, None)]
-            }
-            EventType::Truncate { tables: names, .. } => names
-                .iter()
-                .map(|name| {
-                    // `schema.table`, unambiguous: the publication holds only
-                    // installed tables, and install refuses a name with a dot
-                    // (`TableSpec::parse`).
-                    let (schema, table) = name.split_once('.').unwrap_or(("", name));
-                    Change::new("truncate", schema, table, None, None)
-                })
-                .collect(),
-            _ => Vec::new(),
+            } if flags & 1 == 1 => match self.chunk {
+                Some(xid) if prefix == MESSAGE_PREFIX => {
+                    if let Err(unplaced) = self.streamed.context(xid, at, &content)? {
+                        return Ok(Taken::Unplaced(unplaced.xid));
+                    }
+                    Vec::new()
+                }
+                _ => self.message(&prefix, &content),
+            },
+            data => self.changes(data)?,
         };
         for change in changes {
-            push(client, &mut self.open, &mut self.batch, tables, ids, change).await?;
+            match self.chunk {
+                Some(xid) => {
+                    let by = by.unwrap_or(xid);
+                    if let Err(unplaced) = self.streamed.change(xid, by, at, change)? {
+                        return Ok(Taken::Unplaced(unplaced.xid));
+                    }
+                }
+                None => push(client, &mut self.open, &mut self.batch, tables, ids, change).await?,
+            }
         }
-        Ok(None)
+        Ok(Taken::Nothing)
     }
 
     /// A transaction begins. One begun again (the stream reconnected and
@@ -547,33 +835,6 @@ impl Decoder {
             _ => "pause",
         };
         vec![Change::new(op, &text("schema"), &text("table"), None, None)]
-    }
-}
-
-/// One decoded change, before it becomes an event.
-struct Change {
-    op: &'static str,
-    schema: String,
-    table: String,
-    old: Option<RowImage>,
-    new: Option<RowImage>,
-}
-
-impl Change {
-    fn new(
-        op: &'static str,
-        schema: &str,
-        table: &str,
-        old: Option<RowImage>,
-        new: Option<RowImage>,
-    ) -> Self {
-        Self {
-            op,
-            schema: schema.to_owned(),
-            table: table.to_owned(),
-            old,
-            new,
-        }
     }
 }
 
@@ -718,15 +979,11 @@ async fn push(
 /// A decoded row as the columns `to_jsonb(row)` would write, so both modes
 /// turn a row into the same event: columns missing from `row` (unchanged
 /// values stored out of line) are taken from `fallback`.
-fn row_columns(
-    row: &RowData,
-    fallback: Option<&RowData>,
-    types: Option<&Vec<(String, u32)>>,
-) -> RowImage {
+fn row_columns(row: &RowData, fallback: Option<&RowData>, relation: &RelationInfo) -> RowImage {
     let type_of = |name: &str| {
-        types
-            .and_then(|t| t.iter().find(|(n, _)| n == name))
-            .map_or(25, |(_, t)| *t)
+        relation
+            .get_column_by_name(name)
+            .map_or(25, |column| column.type_id)
     };
     let unchanged = fallback
         .into_iter()
@@ -942,13 +1199,13 @@ mod tests {
         );
     }
 
-    type Decoded = tokio::sync::mpsc::Sender<Result<ChangeEvent, ReplicationError>>;
+    type Decoded = tokio::sync::mpsc::Sender<Result<Frame, ReplicationError>>;
 
     /// A decoder reading from a channel of decoded events, with a client of
     /// the test PostgreSQL (unused: the one table's options are known).
     struct Decoding {
         state: Decoder,
-        decoded: tokio::sync::mpsc::Receiver<Result<ChangeEvent, ReplicationError>>,
+        decoded: tokio::sync::mpsc::Receiver<Result<Frame, ReplicationError>>,
         client: Client,
         tables: HashMap<(String, String), TableConfig>,
         ids: crate::EventIds,
@@ -1026,32 +1283,40 @@ mod tests {
 
     /// One transaction inserting one row, committed at `end`.
     async fn transaction(to: &Decoded, xid: u32, end: u64) {
-        let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
-        let events = [
-            EventType::Begin {
-                transaction_id: xid,
-                final_lsn: pg_walstream::Lsn::new(end - 8),
-                commit_timestamp: at,
+        let at = 1_790_000_000 * 1_000_000;
+        let messages = [
+            Message::Relation {
+                relation_id: 1,
+                namespace: "public".into(),
+                relation_name: "t".into(),
+                replica_identity: b'd',
+                columns: vec![pg_walstream::ColumnInfo::new(1, "id".into(), 23, -1)],
             },
-            EventType::Insert {
-                schema: "public".into(),
-                table: "t".into(),
-                relation_oid: 1,
-                data: RowData::from_pairs(vec![("id", ColumnValue::text(&xid.to_string()))]),
+            Message::Begin {
+                final_lsn: end - 8,
+                timestamp: at,
+                xid,
             },
-            EventType::Commit {
-                commit_timestamp: at,
-                commit_lsn: pg_walstream::Lsn::new(end - 8),
-                end_lsn: pg_walstream::Lsn::new(end),
+            Message::Insert {
+                relation_id: 1,
+                tuple: pg_walstream::TupleData::new(vec![pg_walstream::ColumnData::text(
+                    xid.to_string().into_bytes(),
+                )]),
+            },
+            Message::Commit {
+                flags: 0,
+                commit_lsn: end - 8,
+                end_lsn: end,
+                timestamp: at,
             },
         ];
-        for event_type in events {
-            let event = ChangeEvent {
-                event_type,
-                lsn: pg_walstream::Lsn::new(end),
-                metadata: None,
+        for message in messages {
+            let frame = Frame {
+                at: end - 8,
+                xid: None,
+                message,
             };
-            to.send(Ok(event)).await.unwrap();
+            to.send(Ok(frame)).await.unwrap();
         }
     }
 

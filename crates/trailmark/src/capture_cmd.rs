@@ -821,6 +821,9 @@ fn report(progress: Progress) {
         }
         Progress::Draining => eprintln!("draining the outbox"),
         Progress::Sent { .. } => {}
+        Progress::Unstreamed { xid } => eprintln!(
+            "transaction {xid} set its context inside a savepoint streaming cannot place: decoding on without streaming"
+        ),
     }
 }
 

@@ -637,6 +637,9 @@ async fn capture_loop<S: Store>(app: Arc<App<S>>, capture: Capture) {
             }
             Progress::Draining => tracing::info!("capture: draining the outbox"),
             Progress::Sent { .. } => {}
+            Progress::Unstreamed { xid } => tracing::warn!(
+                "capture: transaction {xid} set its context inside a savepoint streaming cannot place; decoding on without streaming"
+            ),
         };
         if let Err(e) = trailmark_capture::drain(&capture.source, &sink, &options, &report).await {
             tracing::warn!("capture: {e}; retrying in {} s", pause.as_secs());
