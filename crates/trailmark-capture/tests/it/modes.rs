@@ -886,3 +886,36 @@ async fn a_context_streaming_cannot_place_is_decoded_again_without_streaming() {
     // Drained again, nothing comes twice.
     assert!(drained(&db).await.is_empty());
 }
+
+/// A `--once` run while a large transaction is streamed in progress: it
+/// stores nothing of it (it has not committed); the run after its commit
+/// stores all of it, once.
+#[tokio::test]
+async fn a_transaction_streamed_in_progress_is_stored_only_after_its_commit() {
+    let db = streaming(CUSTOMER, &[customer()]).await;
+    let writer = db.another().await;
+    writer
+        .batch_execute(
+            "BEGIN;
+             SELECT trailmark.set_context('{\"actor_id\": \"slow\"}');
+             INSERT INTO customer (id, name) SELECT g, 'c' || g FROM generate_series(1, 3000) g;",
+        )
+        .await
+        .unwrap();
+    db.client
+        .batch_execute("INSERT INTO customer (id, name) VALUES (0, 'committed meanwhile')")
+        .await
+        .unwrap();
+    let (first, _) = drained_reporting(&db).await;
+    assert!(
+        streamed_transactions(&db).await >= 1,
+        "the open transaction was streamed"
+    );
+    assert_eq!(first.len(), 1, "only what committed: {first:?}");
+    assert_eq!(first[0]["resource"]["id"], "0");
+    writer.batch_execute("COMMIT").await.unwrap();
+    let (second, _) = drained_reporting(&db).await;
+    assert_eq!(second.len(), 3000);
+    assert!(second.iter().all(|e| e["actor"]["id"] == "slow"));
+    assert!(drained(&db).await.is_empty(), "nothing twice");
+}

@@ -230,10 +230,28 @@ fn killing_the_drainer_mid_batch_loses_and_duplicates_nothing() {
 /// every change is in the trail once, in commit order.
 #[test]
 fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing() {
+    kill_the_wal_drainer_again_and_again("tm_cli_wal_kill", false);
+}
+
+/// The same with the transactions streamed in progress (each past the
+/// database's 64 kB `logical_decoding_work_mem`): killed while it holds
+/// a transaction's chunks, the drainer is sent it again from its start.
+#[test]
+fn killing_the_wal_drainer_holding_streamed_transactions_loses_duplicates_and_reorders_nothing() {
+    kill_the_wal_drainer_again_and_again("tm_cli_wal_kill_streamed", true);
+}
+
+fn kill_the_wal_drainer_again_and_again(name: &str, streamed: bool) {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let db = PgDb::logical("tm_cli_wal_kill");
+    let db = PgDb::logical(name);
     db.sql("CREATE TABLE item (id int PRIMARY KEY, qty int); CREATE TABLE counter (id int PRIMARY KEY, n int)");
+    if streamed {
+        db.sql(&format!(
+            "ALTER DATABASE {} SET logical_decoding_work_mem = '64kB'",
+            db.name
+        ));
+    }
     let source = db.source();
     let out = install(&source, "wal", "public.item,public.counter", &[]);
     assert!(out.starts_with("mode wal: asked for (--mode)\n"), "{out}");
@@ -303,6 +321,15 @@ fn killing_the_wal_drainer_again_and_again_loses_duplicates_and_reorders_nothing
         .map(|e| e["state_after"]["n"].as_i64().unwrap())
         .collect();
     assert_eq!(steps, (0..=41).collect::<Vec<_>>(), "in commit order");
+    let streamed_transactions = db.text(
+        "SELECT coalesce(sum(stream_txns), 0)::text FROM pg_stat_replication_slots s
+         JOIN pg_replication_slots r USING (slot_name) WHERE r.database = current_database()",
+    );
+    assert_eq!(
+        streamed_transactions != "0",
+        streamed,
+        "streamed in progress: {streamed_transactions} transactions"
+    );
     let (ok, report) = verify_dir(dir.path());
     assert!(ok, "{report}");
 }
