@@ -27,7 +27,6 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
 
 use pg_walstream::RelationInfo;
-use serde_json::{Value, json};
 
 use crate::{Error, RowImage};
 
@@ -94,66 +93,110 @@ impl Item {
         }
     }
 
-    /// One line of the spill file.
-    fn to_line(&self) -> String {
-        let image = |i: &Option<RowImage>| match i {
-            None => Value::Null,
-            Some(RowImage::Json(text)) => json!({ "json": text }),
-            Some(RowImage::Columns(columns)) => json!(columns),
-        };
-        match self {
-            Item::Change { xid, change } => json!({
-                "xid": xid,
-                "op": change.op,
-                "schema": change.schema,
-                "table": change.table,
-                "old": image(&change.old),
-                "new": image(&change.new),
-            }),
-            Item::Context { at, content } => json!({
-                "at": at,
-                "context": String::from_utf8_lossy(content),
-            }),
+    /// Writes it to the spill file: a kind byte, then lengths (u32, little
+    /// endian) before the strings.
+    fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+        fn text(out: &mut impl Write, text: &[u8]) -> std::io::Result<()> {
+            let len = u32::try_from(text.len()).map_err(std::io::Error::other)?;
+            out.write_all(&len.to_le_bytes())?;
+            out.write_all(text)
         }
-        .to_string()
+        fn image(out: &mut impl Write, image: Option<&RowImage>) -> std::io::Result<()> {
+            match image {
+                None => out.write_all(&[0]),
+                Some(RowImage::Json(json)) => {
+                    out.write_all(&[1])?;
+                    text(out, json.as_bytes())
+                }
+                Some(RowImage::Columns(columns)) => {
+                    out.write_all(&[2])?;
+                    let count = u32::try_from(columns.len()).map_err(std::io::Error::other)?;
+                    out.write_all(&count.to_le_bytes())?;
+                    for (name, value) in columns {
+                        text(out, name.as_bytes())?;
+                        text(out, value.as_bytes())?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+        match self {
+            Item::Change { xid, change } => {
+                let op = OPS.iter().position(|op| *op == change.op).unwrap_or(0);
+                out.write_all(&[0, u8::try_from(op).unwrap_or(0)])?;
+                out.write_all(&xid.to_le_bytes())?;
+                text(out, change.schema.as_bytes())?;
+                text(out, change.table.as_bytes())?;
+                image(out, change.old.as_ref())?;
+                image(out, change.new.as_ref())
+            }
+            Item::Context { at, content } => {
+                out.write_all(&[1])?;
+                out.write_all(&at.to_le_bytes())?;
+                text(out, content)
+            }
+        }
     }
 
-    fn from_line(line: &str) -> Option<Item> {
-        let v: Value = serde_json::from_str(line).ok()?;
-        if let Some(context) = v.get("context") {
-            return Some(Item::Context {
-                at: v["at"].as_u64()?,
-                content: context.as_str()?.as_bytes().to_vec(),
-            });
+    /// Reads the next item [`Item::write_to`] wrote; `None` at the file's end.
+    fn read_from(input: &mut impl BufRead) -> std::io::Result<Option<Item>> {
+        fn bytes<const N: usize>(input: &mut impl BufRead) -> std::io::Result<[u8; N]> {
+            let mut buf = [0; N];
+            input.read_exact(&mut buf)?;
+            Ok(buf)
         }
-        let image = |i: &Value| -> Option<Option<RowImage>> {
-            Some(match i {
-                Value::Null => None,
-                Value::Object(o) => Some(RowImage::Json(o.get("json")?.as_str()?.to_owned())),
-                Value::Array(columns) => Some(RowImage::Columns(
-                    columns
-                        .iter()
-                        .map(|c| Some((c[0].as_str()?.to_owned(), c[1].as_str()?.to_owned())))
-                        .collect::<Option<_>>()?,
-                )),
-                _ => return None,
+        fn raw(input: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+            let len = u32::from_le_bytes(bytes(input)?) as usize;
+            let mut buf = vec![0; len];
+            input.read_exact(&mut buf)?;
+            Ok(buf)
+        }
+        fn text(input: &mut impl BufRead) -> std::io::Result<String> {
+            String::from_utf8(raw(input)?).map_err(std::io::Error::other)
+        }
+        fn image(input: &mut impl BufRead) -> std::io::Result<Option<RowImage>> {
+            Ok(match bytes::<1>(input)?[0] {
+                0 => None,
+                1 => Some(RowImage::Json(text(input)?)),
+                _ => {
+                    let count = u32::from_le_bytes(bytes(input)?);
+                    let columns = (0..count)
+                        .map(|_| Ok((text(input)?, text(input)?)))
+                        .collect::<std::io::Result<_>>()?;
+                    Some(RowImage::Columns(columns))
+                }
             })
-        };
-        let op = ["insert", "update", "delete", "truncate", "pause", "resume"]
-            .into_iter()
-            .find(|op| v["op"] == *op)?;
-        Some(Item::Change {
-            xid: u32::try_from(v["xid"].as_u64()?).ok()?,
-            change: Change {
-                op,
-                schema: v["schema"].as_str()?.to_owned(),
-                table: v["table"].as_str()?.to_owned(),
-                old: image(&v["old"])?,
-                new: image(&v["new"])?,
+        }
+        if input.fill_buf()?.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(match bytes::<1>(input)?[0] {
+            0 => {
+                let op = OPS
+                    .get(usize::from(bytes::<1>(input)?[0]))
+                    .copied()
+                    .ok_or_else(|| std::io::Error::other("an unknown operation"))?;
+                Item::Change {
+                    xid: u32::from_le_bytes(bytes(input)?),
+                    change: Change {
+                        op,
+                        schema: text(input)?,
+                        table: text(input)?,
+                        old: image(input)?,
+                        new: image(input)?,
+                    },
+                }
+            }
+            _ => Item::Context {
+                at: u64::from_le_bytes(bytes(input)?),
+                content: raw(input)?,
             },
-        })
+        }))
     }
 }
+
+/// The operations a held change may be (its number in the spill file).
+const OPS: [&str; 6] = ["insert", "update", "delete", "truncate", "pause", "resume"];
 
 /// A streamed transaction whose context messages cannot be placed (see the
 /// module's documentation): decode it again without streaming.
@@ -210,7 +253,7 @@ impl Held {
         }
         let file = self.file.as_mut().expect("made above");
         for item in self.memory.drain(..) {
-            writeln!(file, "{}", item.to_line()).map_err(spill_error)?;
+            item.write_to(file).map_err(spill_error)?;
         }
         Ok(std::mem::take(&mut self.memory_bytes))
     }
@@ -457,24 +500,21 @@ impl Replay {
     /// The next item that stands (not rolled back), or `None` at the end.
     pub(crate) fn next_item(&mut self) -> Result<Option<Item>, Error> {
         loop {
-            let item = match self.file.as_mut() {
-                Some(file) => {
-                    let mut line = String::new();
-                    let read = file.read_line(&mut line).map_err(|e| {
-                        Error::Replication(format!("reading back a streamed transaction: {e}"))
-                    })?;
-                    if read == 0 {
-                        self.file = None;
-                        continue;
-                    }
-                    Item::from_line(line.trim_end()).ok_or_else(|| {
-                        Error::Replication("a streamed transaction's spill file is damaged".into())
-                    })?
-                }
-                None => match self.memory.next() {
+            let from_file = match self.file.as_mut() {
+                Some(file) => Item::read_from(file).map_err(|e| {
+                    Error::Replication(format!("reading back a streamed transaction: {e}"))
+                })?,
+                None => None,
+            };
+            let item = if let Some(item) = from_file {
+                item
+            } else {
+                // The file (if any) is read: the items after it.
+                self.file = None;
+                match self.memory.next() {
                     Some(item) => item,
                     None => return Ok(None),
-                },
+                }
             };
             let stands = match &item {
                 Item::Change { xid, .. } => !self.aborted.contains(xid),
