@@ -15,6 +15,15 @@
 #
 #   bench/capture/run.sh [seconds] [scale] [rounds]
 #
+# PARTS (default "single bulk drain tpcb") picks the parts: the single-row
+# UPDATE, the 100k-row UPDATE, the drain, TPC-B. VARIANTS (default "none
+# row_trigger pgaudit trigger wal") the single-row UPDATE's variants. So
+#
+#   PARTS=single VARIANTS="none wal" bench/capture/run.sh 15 10 8
+#
+# measures WAL mode's cost alone, in eight rounds. TRAILMARK_BIN measures that
+# build instead of this tree's.
+#
 # Needs pgbench. For the pgaudit column it installs postgresql-15-pgaudit and
 # adds it to the logical cluster's shared_preload_libraries, restarting that
 # cluster once (it is this project's own; the machine's main cluster is never
@@ -24,12 +33,21 @@ cd "$(dirname "$0")/../.."
 secs="${1:-15}"
 scale="${2:-10}"
 rounds="${3:-3}"
+parts=" ${PARTS:-single bulk drain tpcb} "
+part() { [[ "$parts" == *" $1 "* ]]; }
 here=bench/capture
 pg="$(scripts/logical-cluster)"
 psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
 . bench/lib.sh
 
-if ! psql_ postgres -c "SHOW shared_preload_libraries" | grep -q pgaudit; then
+variants="${VARIANTS:-none row_trigger pgaudit trigger wal}"
+if part bulk; then
+  # The 100k-row UPDATE compares these three.
+  for v in none trigger wal; do
+    [[ " $variants " == *" $v "* ]] || variants="$variants $v"
+  done
+fi
+if [[ " $variants " == *" pgaudit "* ]] && ! psql_ postgres -c "SHOW shared_preload_libraries" | grep -q pgaudit; then
   if ! ls /usr/lib/postgresql/15/lib/pgaudit.so >/dev/null 2>&1; then
     apt-get install -y -qq postgresql-15-pgaudit >/dev/null
   fi
@@ -38,8 +56,7 @@ if ! psql_ postgres -c "SHOW shared_preload_libraries" | grep -q pgaudit; then
   for _ in $(seq 50); do psql_ postgres -c "select 1" >/dev/null 2>&1 && break; sleep 0.2; done
 fi
 
-cargo build --release -p trailmark >/dev/null 2>&1
-bin=./target/release/trailmark
+bin=$(measured_bin)
 work=$(mktemp -d)
 server=""
 cleanup() {
@@ -49,7 +66,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-variants="none row_trigger pgaudit trigger wal"
 prepare() { # database, variant, tables
   local db=$1 variant=$2 tables=$3
   case $variant in
@@ -80,10 +96,10 @@ script() {
     *) echo $here/update.pgbench ;;
   esac
 }
-echo "== single-row UPDATE with context, synchronous_commit on, ${secs}s each, $rounds rounds interleaved"
-for clients in 1 2; do
+part single && echo "== single-row UPDATE with context, synchronous_commit on, ${secs}s each, $rounds rounds interleaved"
+part single && for clients in 1 2; do
   for round in $(seq "$rounds"); do
-    for variant in $variants wal_uncaptured; do
+    for variant in $variants $([[ " $variants " == *" wal "* ]] && echo wal_uncaptured); do
       tps=$(pgbench -n -c "$clients" -j "$clients" -T "$secs" -f "$(script $variant)" -D scale="$scale" "$pg dbname=tm_bench_${variant%_uncaptured}" 2>&1 \
             | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
       echo "clients=$clients round=$round variant=$variant tps=$tps"
@@ -91,8 +107,8 @@ for clients in 1 2; do
   done
 done
 
-echo "== one UPDATE of 100,000 rows, $rounds rounds"
-for round in $(seq "$rounds"); do
+part bulk && echo "== one UPDATE of 100,000 rows, $rounds rounds"
+part bulk && for round in $(seq "$rounds"); do
   for variant in none trigger wal; do
     psql_ "tm_bench_$variant" -c "CHECKPOINT"
     start=$(date +%s.%N)
@@ -102,6 +118,8 @@ for round in $(seq "$rounds"); do
   done
 done
 
+if ! part drain && ! part tpcb; then exit 0; fi
+if part drain; then
 echo "== drain into a durable ledger (capture pg run --once --batch 5000, over HTTP)"
 $bin serve --data-dir "$work/ledger" --listen 127.0.0.1:7979 >/dev/null 2>&1 &
 server=$!
@@ -123,6 +141,8 @@ for variant in trigger wal; do
 done
 kill -TERM "$server"; wait "$server" || true
 server=""
+fi
+part tpcb || exit 0
 
 echo "== pgbench TPC-B-like (built in), all four tables captured, 4 clients, ${secs}s each, $rounds rounds"
 tables=public.pgbench_accounts,public.pgbench_branches,public.pgbench_tellers,public.pgbench_history

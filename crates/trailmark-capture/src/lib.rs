@@ -26,9 +26,10 @@ pub use event::{
 };
 pub use ids::EventIds;
 pub use install::{
-    CHANNEL, Installed, MESSAGE_PREFIX, Mode, PUBLICATION, SLOT, SlotStatus, Status, Switched,
-    Uninstalled, VERSION, install, installed_mode, primary_key, set_paused, slot_name, slot_status,
-    status, table_configs, tables_in_schema, uninstall, wal_level,
+    CHANNEL, Installed, LargeTransactions, MESSAGE_PREFIX, Mode, PUBLICATION, SLOT, SlotStatus,
+    Status, Switched, Uninstalled, VERSION, install, installed_mode, large_transactions,
+    primary_key, set_paused, slot_name, slot_status, status, streams_in_progress, table_configs,
+    tables_in_schema, uninstall, wal_level,
 };
 pub use table::{ReplicaIdentity, TableConfig, TableSpec};
 

@@ -122,7 +122,7 @@ pub(crate) async fn stream<S: Sink>(
     tables: &mut HashMap<(String, String), TableConfig>,
 ) -> Result<u64, Error> {
     let slot = usable_slot(client).await?;
-    let mut streaming = streams(client).await?;
+    let mut streaming = crate::install::streams_in_progress(client).await?;
     let batch_size = usize::try_from(options.batch).unwrap_or(1000).max(1);
     let total = AtomicU64::new(0);
     // Batches sent, and the ends the slot may be told of, in their order.
@@ -224,17 +224,6 @@ pub(crate) async fn stream<S: Sink>(
         .told;
     advance(client, &slot.name, durable).await?;
     Ok(total.load(Ordering::Relaxed))
-}
-
-/// Whether the server streams transactions in progress (PostgreSQL 14 and
-/// later, replication protocol 2).
-async fn streams(client: &Client) -> Result<bool, Error> {
-    let version: String = client
-        .query_one("SHOW server_version_num", &[])
-        .await
-        .map_err(pg("reading the server's version"))?
-        .get(0);
-    Ok(version.parse::<u32>().is_ok_and(|v| v >= 140_000))
 }
 
 /// Which transaction ends the slot may be told of: a batch's only once it

@@ -691,6 +691,19 @@ async fn status(client: &tokio_postgres::Client) -> anyhow::Result<()> {
                 slot.name
             );
         }
+        match trailmark_capture::large_transactions(client).await? {
+            Some(large) => println!(
+                "large transactions (past logical_decoding_work_mem, {}): streamed to the drainer in progress, {} so far ({} bytes); spilled by the server, {} ({} bytes)",
+                large.work_mem,
+                large.streamed,
+                large.streamed_bytes,
+                large.spilled,
+                large.spilled_bytes
+            ),
+            None => println!(
+                "large transactions (past logical_decoding_work_mem): spilled by the server and sent at their commit (PostgreSQL 13 cannot stream them in progress)"
+            ),
+        }
     }
     println!(
         "tables: {}",

@@ -327,6 +327,59 @@ pub async fn slot_status(client: &impl GenericClient) -> Result<Option<SlotStatu
     }))
 }
 
+/// Whether the server streams a large transaction to the drainer while it
+/// is in progress (PostgreSQL 14 and later, replication protocol 2); the
+/// drainer asks for it wherever the server can.
+pub async fn streams_in_progress(client: &impl GenericClient) -> Result<bool, Error> {
+    let version: String = client
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .map_err(pg("reading the server's version"))?
+        .get(0);
+    Ok(version.parse::<u32>().is_ok_and(|v| v >= 140_000))
+}
+
+/// What the server did so far with the slot's transactions larger than
+/// `logical_decoding_work_mem` (`pg_stat_replication_slots`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LargeTransactions {
+    /// `logical_decoding_work_mem` as this database's sessions see it.
+    pub work_mem: String,
+    /// Streamed to the drainer in progress, and their bytes.
+    pub streamed: i64,
+    pub streamed_bytes: i64,
+    /// Spilled to the server's disk (`pg_replslot/`), and their bytes.
+    pub spilled: i64,
+    pub spilled_bytes: i64,
+}
+
+/// The slot's [`LargeTransactions`]; `None` without a slot, or before
+/// PostgreSQL 14 (which keeps no such statistics and cannot stream).
+pub async fn large_transactions(
+    client: &impl GenericClient,
+) -> Result<Option<LargeTransactions>, Error> {
+    if !streams_in_progress(client).await? {
+        return Ok(None);
+    }
+    let slot = slot_name(client).await?;
+    let row = client
+        .query_opt(
+            "SELECT current_setting('logical_decoding_work_mem'), stream_txns, stream_bytes,
+                    spill_txns, spill_bytes
+             FROM pg_stat_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(pg("reading the replication slot's statistics"))?;
+    Ok(row.map(|r| LargeTransactions {
+        work_mem: r.get(0),
+        streamed: r.get(1),
+        streamed_bytes: r.get(2),
+        spilled: r.get(3),
+        spilled_bytes: r.get(4),
+    }))
+}
+
 /// Changes in the slot not yet acknowledged by the ledger: decoded (without
 /// consuming them) and counted. Refuses while a drainer holds the slot.
 pub(super) async fn pending_in_slot(client: &impl GenericClient) -> Result<i64, Error> {

@@ -310,6 +310,11 @@ fn kill_the_wal_drainer_again_and_again(name: &str, streamed: bool) {
         status.contains("mode wal") && status.contains("slot trailmark_"),
         "{status}"
     );
+    assert_eq!(
+        status.contains("streamed to the drainer in progress, 0 so far"),
+        !streamed,
+        "{status}"
+    );
     succeeded(&drain_once(&source, &server));
     let (_, items) = server.get("/v1/stats?resource_type=public.item", &server.admin);
     assert_eq!(items["total"], 30000, "every change exactly once: {items}");
