@@ -1,4 +1,5 @@
--- Trailmark change capture, schema version 5. Applied by
+-- Trailmark change capture (its schema version is `VERSION` in
+-- src/install/upgrade.rs, written to trailmark.meta after this). Applied by
 -- `trailmark capture pg install`; safe to apply again (it only replaces what it
 -- owns, and upgrades what an older version installed).
 
@@ -24,8 +25,6 @@ CREATE TABLE IF NOT EXISTS trailmark.meta (
     key text PRIMARY KEY,
     value text NOT NULL
 );
-INSERT INTO trailmark.meta (key, value) VALUES ('version', '5')
-    ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
 -- Each covered table and its options: the key the trigger pairs rows by and
 -- the drainer names records by, the columns that never leave the database,

@@ -221,6 +221,13 @@ async fn covered_before(
     tx.batch_execute(INSTALL_SQL)
         .await
         .map_err(pg("creating schema trailmark"))?;
+    tx.execute(
+        "INSERT INTO trailmark.meta (key, value) VALUES ('version', $1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&VERSION.to_string()],
+    )
+    .await
+    .map_err(pg("recording the capture version"))?;
     if fresh {
         // Nothing was ever sent: every change gets an ordered id. (An
         // upgrade leaves it to the first drainer of this version, which

@@ -191,7 +191,7 @@ LANGUAGE plpgsql AS $trailmark$
 BEGIN
     IF jsonb_typeof(context) IS DISTINCT FROM 'object'
        OR context - ARRAY[{keys}] <> '{{}}'::jsonb
-       OR jsonb_path_exists(context, '$.* ? (@.type() == \"object\" || @.type() == \"array\" || @.type() == \"boolean\")') THEN
+       OR jsonb_path_exists(context, 'strict $.* ? (@.type() == \"object\" || @.type() == \"array\" || @.type() == \"boolean\")') THEN
         PERFORM trailmark.refuse_context(context);
     END IF;
     {apply}

@@ -200,7 +200,11 @@ async fn install_is_idempotent_status_reports_and_uninstall_removes_everything()
     let s = status(&db.client).await.unwrap();
     assert_eq!(
         (s.version.as_str(), s.tables.as_slice(), s.outbox_depth),
-        ("5", &["public.customer".to_owned()][..], 2)
+        (
+            trailmark_capture::VERSION.to_string().as_str(),
+            &["public.customer".to_owned()][..],
+            2
+        )
     );
     assert!(s.oldest_pending_seconds.unwrap() >= 0.0);
     assert!(s.drift.is_empty(), "{:?}", s.drift);

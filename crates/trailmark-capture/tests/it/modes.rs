@@ -370,38 +370,67 @@ async fn wal_mode_keeps_undrained_changes_until_the_ledger_has_them() {
 
 #[tokio::test]
 async fn set_context_refuses_unknown_keys_and_values_that_are_not_text() {
-    let db = installed(Mode::Trigger, CUSTOMER, &[customer()]).await;
-    let err = |sql: &'static str| {
-        let client = &db.client;
-        async move {
-            client
-                .batch_execute(sql)
-                .await
-                .unwrap_err()
-                .as_db_error()
-                .unwrap()
-                .message()
-                .to_owned()
+    for mode in MODES {
+        let db = installed(mode, CUSTOMER, &[customer()]).await;
+        let err = |sql: String| {
+            let client = &db.client;
+            async move {
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .unwrap_err()
+                    .as_db_error()
+                    .unwrap()
+                    .message()
+                    .to_owned()
+            }
+        };
+        let set = |context: &str| format!("SELECT trailmark.set_context('{context}')");
+        let unknown = err(set("{\"actor\": \"42\"}")).await;
+        assert!(
+            unknown.contains("unknown key \"actor\""),
+            "{mode:?}: {unknown}"
+        );
+        let array = err(set("[]")).await;
+        assert!(array.contains("give a JSON object"), "{mode:?}: {array}");
+        // A value that is an object, an array (of strings or numbers alike:
+        // a lax JSON path would look inside it and find a string) or a
+        // boolean.
+        for (value, kind) in [
+            ("{\"a\": 1}", "object"),
+            ("[1]", "array"),
+            ("[\"203.0.113.7\"]", "array"),
+            ("[]", "array"),
+            ("true", "boolean"),
+        ] {
+            let refused = err(set(&format!("{{\"ip\": {value}}}"))).await;
+            assert!(
+                refused.contains("ip must be a string") && refused.contains(&format!("not {kind}")),
+                "{mode:?}, {value}: {refused}"
+            );
         }
-    };
-    let unknown = err("SELECT trailmark.set_context('{\"actor\": \"42\"}')").await;
-    assert!(unknown.contains("unknown key \"actor\""), "{unknown}");
-    let nested = err("SELECT trailmark.set_context('{\"ip\": {\"a\": 1}}')").await;
-    assert!(nested.contains("ip must be a string"), "{nested}");
-    let array = err("SELECT trailmark.set_context('[]')").await;
-    assert!(array.contains("give a JSON object"), "{array}");
-    // A number is taken as its text; null clears a key set before.
-    let row = db
-        .client
-        .query_one(
-            "SELECT trailmark.set_context('{\"actor_id\": 42, \"tenant\": \"acme\"}'),
-                    trailmark.set_context('{\"tenant\": null}'),
-                    trailmark.context()",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, Value>(2), json!({"actor_id": "42"}));
+        // A number is taken as its text; null clears a key set before.
+        db.client
+            .batch_execute(
+                "BEGIN; SELECT trailmark.set_context('{\"actor_id\": 42, \"tenant\": \"acme\"}'),
+                        trailmark.set_context('{\"tenant\": null}'); COMMIT;",
+            )
+            .await
+            .unwrap();
+        if mode == Mode::Trigger {
+            let row = db
+                .client
+                .query_one(
+                    "SELECT trailmark.set_context('{\"actor_id\": 42, \"tenant\": \"acme\"}'),
+                            trailmark.set_context('{\"tenant\": null}'),
+                            trailmark.context()",
+                    &[],
+                )
+                .await
+                .unwrap();
+            assert_eq!(row.get::<_, Value>(2), json!({"actor_id": "42"}));
+        }
+    }
 }
 
 #[tokio::test]

@@ -190,7 +190,10 @@ async fn a_version_1_install_is_upgraded_with_its_exclusions() {
         "{}",
         rows[0]
     );
-    assert_eq!(status(&db.client).await.unwrap().version, "5");
+    assert_eq!(
+        status(&db.client).await.unwrap().version,
+        trailmark_capture::VERSION.to_string()
+    );
 }
 
 #[tokio::test]
