@@ -385,6 +385,47 @@ fn serve_decodes_wal_capture_and_reports_the_slot_in_metrics() {
     );
 }
 
+/// The replication connection cut under `serve` (its walsender terminated,
+/// as a failover or a network cut would): the drain run ends, `serve` starts
+/// it again from the slot, and every change arrives once.
+#[test]
+fn serve_resumes_wal_capture_after_its_replication_connection_is_cut() {
+    let (db, _, _dir, server) = serve_wal_customer("tm_serve_wal_cut", &[]);
+    let ledger = |server: &Server| {
+        let (_, s) = server.get("/v1/stats?resource_type=public.customer", &server.admin);
+        s["total"].as_u64().unwrap_or(0)
+    };
+    db.sql("INSERT INTO customer SELECT g, 'c' || g, 'x' FROM generate_series(1, 100) g");
+    crate::wait_for(
+        "serve to drain the first hundred",
+        std::time::Duration::from_secs(30),
+        || Some(ledger(&server)).filter(|n| *n == 100),
+    );
+    let cut = db.text(
+        "SELECT count(pg_terminate_backend(active_pid))::text FROM pg_replication_slots
+         WHERE database = current_database() AND active",
+    );
+    assert_eq!(cut, "1", "one replication connection was cut");
+    db.sql("INSERT INTO customer SELECT g, 'c' || g, 'x' FROM generate_series(101, 200) g");
+    crate::wait_for(
+        "serve to reconnect and drain the second hundred",
+        std::time::Duration::from_secs(60),
+        || Some(ledger(&server)).filter(|n| *n >= 200),
+    );
+    let (_, page) = server.get(
+        "/v1/events?resource_type=public.customer&limit=1000",
+        &server.admin,
+    );
+    let mut ids: Vec<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=200).collect::<Vec<_>>(), "every change once");
+}
+
 /// A transaction left open in the application's database holds the slot's
 /// restart position back, so PostgreSQL keeps every byte of WAL written
 /// since: past `capture_wal.retained_bytes` the watching server records
