@@ -94,6 +94,11 @@ pub struct Metrics {
     pub capture_slot_retained_bytes: AtomicU64,
     pub capture_slot_lag_bytes: AtomicU64,
     pub capture_slot_lost: AtomicU64,
+    /// The slot's transactions larger than `logical_decoding_work_mem`
+    /// (PostgreSQL 14 and later, `pg_stat_replication_slots`): streamed to
+    /// the drainer in progress, and spilled to the server's disk.
+    pub capture_slot_streamed: AtomicU64,
+    pub capture_slot_spilled: AtomicU64,
 }
 
 impl Metrics {

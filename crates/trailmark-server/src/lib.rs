@@ -219,26 +219,7 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
             u8::from(index.failing).to_string(),
         );
     }
-    if get(&m.capture_slot) == 1 {
-        line(
-            "trailmark_capture_wal_retained_bytes",
-            "gauge",
-            "WAL the capture slot makes PostgreSQL keep (bound it with max_slot_wal_keep_size; see docs/CAPTURE.md).",
-            get(&m.capture_slot_retained_bytes).to_string(),
-        );
-        line(
-            "trailmark_capture_wal_lag_bytes",
-            "gauge",
-            "WAL written since the last change the ledger acknowledged.",
-            get(&m.capture_slot_lag_bytes).to_string(),
-        );
-        line(
-            "trailmark_capture_wal_lost",
-            "gauge",
-            "1 once PostgreSQL removed WAL the capture slot still needed: changes were not captured.",
-            get(&m.capture_slot_lost).to_string(),
-        );
-    }
+    capture_slot_lines(m, &mut line);
     #[allow(clippy::cast_precision_loss)] // microseconds as seconds for Prometheus
     let seconds = get(&m.commit_micros_total) as f64 / 1e6;
     line(
@@ -248,4 +229,43 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
         seconds.to_string(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// The lines of WAL capture's slot (the drainer inside `serve`), while it
+/// has one.
+fn capture_slot_lines(m: &app::Metrics, line: &mut impl FnMut(&str, &str, &str, String)) {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    if get(&m.capture_slot) != 1 {
+        return;
+    }
+    line(
+        "trailmark_capture_wal_retained_bytes",
+        "gauge",
+        "WAL the capture slot makes PostgreSQL keep (bound it with max_slot_wal_keep_size; see docs/CAPTURE.md).",
+        get(&m.capture_slot_retained_bytes).to_string(),
+    );
+    line(
+        "trailmark_capture_wal_lag_bytes",
+        "gauge",
+        "WAL written since the last change the ledger acknowledged.",
+        get(&m.capture_slot_lag_bytes).to_string(),
+    );
+    line(
+        "trailmark_capture_wal_lost",
+        "gauge",
+        "1 once PostgreSQL removed WAL the capture slot still needed: changes were not captured.",
+        get(&m.capture_slot_lost).to_string(),
+    );
+    line(
+        "trailmark_capture_wal_streamed_transactions_total",
+        "counter",
+        "The capture slot's transactions past logical_decoding_work_mem that PostgreSQL streamed to the drainer in progress (held by the drainer until their commit; PostgreSQL 14 and later).",
+        get(&m.capture_slot_streamed).to_string(),
+    );
+    line(
+        "trailmark_capture_wal_spilled_transactions_total",
+        "counter",
+        "The capture slot's transactions past logical_decoding_work_mem that PostgreSQL spilled to its own disk (pg_replslot/).",
+        get(&m.capture_slot_spilled).to_string(),
+    );
 }

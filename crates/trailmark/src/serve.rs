@@ -678,6 +678,13 @@ async fn watch_slot<S: Store>(app: Arc<App<S>>, source: trailmark_pg::Source) {
                             u64::from(slot.wal_status.as_deref() == Some("lost")),
                             Relaxed,
                         );
+                        if let Ok(Some(large)) =
+                            trailmark_capture::large_transactions(&client).await
+                        {
+                            m.capture_slot_streamed
+                                .store(bytes(large.streamed), Relaxed);
+                            m.capture_slot_spilled.store(bytes(large.spilled), Relaxed);
+                        }
                         let rule = app
                             .alerts
                             .get()

@@ -383,6 +383,12 @@ fn serve_decodes_wal_capture_and_reports_the_slot_in_metrics() {
         metrics.contains("\ntrailmark_capture_wal_lost 0\n"),
         "{metrics}"
     );
+    // Two small transactions: neither streamed nor spilled.
+    assert!(
+        metrics.contains("\ntrailmark_capture_wal_streamed_transactions_total 0\n")
+            && metrics.contains("\ntrailmark_capture_wal_spilled_transactions_total 0\n"),
+        "{metrics}"
+    );
 }
 
 /// The replication connection cut under `serve` (its walsender terminated,
