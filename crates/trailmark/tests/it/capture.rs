@@ -432,6 +432,59 @@ fn serve_resumes_wal_capture_after_its_replication_connection_is_cut() {
     assert_eq!(ids, (1..=200).collect::<Vec<_>>(), "every change once");
 }
 
+/// A transaction past the database's `logical_decoding_work_mem` (64 kB
+/// here) is streamed to `serve`'s drainer in progress, stored once at its
+/// commit, and counted in `/metrics` at the next reading of the slot.
+#[test]
+fn serve_counts_the_transactions_streamed_to_it_in_metrics() {
+    let (db, _, _dir, server) = serve_wal_customer("tm_serve_wal_streamed", &[]);
+    db.sql(&format!(
+        "ALTER DATABASE {} SET logical_decoding_work_mem = '64kB'",
+        db.name
+    ));
+    // The drainer's replication session reads the setting at its start:
+    // cut it, so serve starts one that does.
+    crate::wait_for(
+        "serve's drainer to hold the slot",
+        std::time::Duration::from_secs(30),
+        || {
+            let held = db.text(
+                "SELECT count(*)::text FROM pg_replication_slots
+                 WHERE database = current_database() AND active",
+            );
+            (held == "1").then_some(())
+        },
+    );
+    db.sql(
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+         WHERE database = current_database() AND active",
+    );
+    db.sql("INSERT INTO customer SELECT g, 'c' || g, 'x' FROM generate_series(1, 3000) g");
+    let counted = crate::wait_for(
+        "the streamed transaction counted in /metrics",
+        std::time::Duration::from_secs(60),
+        || {
+            let (_, metrics) = server.get("/metrics", &server.admin);
+            let metrics = metrics.as_str().unwrap().to_owned();
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("trailmark_capture_wal_streamed_transactions_total "))
+                .and_then(|n| n.parse::<u64>().ok())
+                .filter(|n| *n >= 1)
+        },
+    );
+    assert_eq!(counted, 1);
+    let total = crate::wait_for(
+        "the transaction drained",
+        std::time::Duration::from_secs(30),
+        || {
+            let (_, s) = server.get("/v1/stats?resource_type=public.customer", &server.admin);
+            s["total"].as_u64().filter(|n| *n >= 3000)
+        },
+    );
+    assert_eq!(total, 3000, "every change once");
+}
+
 /// A transaction left open in the application's database holds the slot's
 /// restart position back, so PostgreSQL keeps every byte of WAL written
 /// since: past `capture_wal.retained_bytes` the watching server records
