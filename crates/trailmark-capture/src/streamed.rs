@@ -353,21 +353,7 @@ impl Open {
         at: u64,
         change: Change,
     ) -> Result<Result<(), Unplaced>, Error> {
-        let held = self.start(xid);
-        if let Err(unplaced) = held.settle() {
-            return Ok(Err(unplaced));
-        }
-        match held.runs.last_mut() {
-            Some(run) if run.xid == sub => run.last = at,
-            _ => held.runs.push(Run {
-                xid: sub,
-                first: at,
-                last: at,
-            }),
-        }
-        let size = held.push(Item::Change { xid: sub, change });
-        self.grew(size)?;
-        Ok(Ok(()))
+        self.hold(xid, at, Item::Change { xid: sub, change })
     }
 
     /// Holds a context message whose record ends at `at`.
@@ -377,15 +363,30 @@ impl Open {
         at: u64,
         content: &[u8],
     ) -> Result<Result<(), Unplaced>, Error> {
+        let content = content.to_vec();
+        self.hold(xid, at, Item::Context { at, content })
+    }
+
+    /// Holds `item` of transaction `xid`, written at `at`, once the
+    /// rollbacks before it are weighed, with its place noted (a change's
+    /// run, a context message's place).
+    fn hold(&mut self, xid: u32, at: u64, item: Item) -> Result<Result<(), Unplaced>, Error> {
         let held = self.start(xid);
         if let Err(unplaced) = held.settle() {
             return Ok(Err(unplaced));
         }
-        held.contexts.push((at, false));
-        let size = held.push(Item::Context {
-            at,
-            content: content.to_vec(),
-        });
+        match &item {
+            Item::Change { xid: sub, .. } => match held.runs.last_mut() {
+                Some(run) if run.xid == *sub => run.last = at,
+                _ => held.runs.push(Run {
+                    xid: *sub,
+                    first: at,
+                    last: at,
+                }),
+            },
+            Item::Context { .. } => held.contexts.push((at, false)),
+        }
+        let size = held.push(item);
         self.grew(size)?;
         Ok(Ok(()))
     }
@@ -441,16 +442,13 @@ impl Open {
         if let Err(unplaced) = held.settle() {
             return Ok(Err(unplaced));
         }
-        let read_error = |e: std::io::Error| {
-            Error::Replication(format!("reading back a streamed transaction: {e}"))
-        };
         let file = match held.file.take() {
             None => None,
             Some(writer) => {
                 let mut file = writer
                     .into_inner()
-                    .map_err(|e| read_error(e.into_error()))?;
-                file.rewind().map_err(read_error)?;
+                    .map_err(|e| read_back_error(e.into_error()))?;
+                file.rewind().map_err(read_back_error)?;
                 Some(BufReader::new(file))
             }
         };
@@ -478,6 +476,11 @@ impl Open {
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // given to `map_err`, which passes the error by value
+fn read_back_error(e: std::io::Error) -> Error {
+    Error::Replication(format!("reading back a streamed transaction: {e}"))
+}
+
 /// A streamed transaction that committed.
 #[derive(Debug, Default)]
 pub(crate) struct Committed {
@@ -501,9 +504,7 @@ impl Replay {
     pub(crate) fn next_item(&mut self) -> Result<Option<Item>, Error> {
         loop {
             let from_file = match self.file.as_mut() {
-                Some(file) => Item::read_from(file).map_err(|e| {
-                    Error::Replication(format!("reading back a streamed transaction: {e}"))
-                })?,
+                Some(file) => Item::read_from(file).map_err(read_back_error)?,
                 None => None,
             };
             let item = if let Some(item) = from_file {

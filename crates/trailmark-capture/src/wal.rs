@@ -203,19 +203,18 @@ pub(crate) async fn stream<S: Sink>(
         .await;
         cancel.cancel();
         let _ = reader.await;
-        let Some(xid) = result? else {
-            break;
-        };
-        // What was sent is made durable first; the session after starts
-        // where the slot stands, and what it sends again is stored once.
+        let unstreamed = result?;
+        // What was sent is made durable first: before the slot is advanced
+        // past it, or before a session after this one starts where the
+        // slot stands (what it sends again is stored once).
         while !in_flight.is_empty() {
             in_flight.ended().await.1?;
         }
+        let Some(xid) = unstreamed else {
+            break;
+        };
         progress(Progress::Unstreamed { xid });
         streaming = false;
-    }
-    while !in_flight.is_empty() {
-        in_flight.ended().await.1?;
     }
     drop(in_flight);
     let durable = confirmed

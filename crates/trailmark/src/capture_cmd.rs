@@ -691,7 +691,7 @@ async fn status(client: &tokio_postgres::Client) -> anyhow::Result<()> {
                 slot.name
             );
         }
-        match trailmark_capture::large_transactions(client).await? {
+        match trailmark_capture::large_transactions(client, &slot.name).await? {
             Some(large) => println!(
                 "large transactions (past logical_decoding_work_mem, {}): streamed to the drainer in progress, {} so far ({} bytes); spilled by the server, {} ({} bytes)",
                 large.work_mem,

@@ -679,7 +679,7 @@ async fn watch_slot<S: Store>(app: Arc<App<S>>, source: trailmark_pg::Source) {
                             Relaxed,
                         );
                         if let Ok(Some(large)) =
-                            trailmark_capture::large_transactions(&client).await
+                            trailmark_capture::large_transactions(&client, &slot.name).await
                         {
                             m.capture_slot_streamed
                                 .store(bytes(large.streamed), Relaxed);

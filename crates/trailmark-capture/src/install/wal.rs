@@ -353,15 +353,16 @@ pub struct LargeTransactions {
     pub spilled_bytes: i64,
 }
 
-/// The slot's [`LargeTransactions`]; `None` without a slot, or before
-/// PostgreSQL 14 (which keeps no such statistics and cannot stream).
+/// Slot `slot`'s [`LargeTransactions`] (its name as [`SlotStatus`] has
+/// it); `None` without statistics for it, or before PostgreSQL 14 (which
+/// keeps none and cannot stream).
 pub async fn large_transactions(
     client: &impl GenericClient,
+    slot: &str,
 ) -> Result<Option<LargeTransactions>, Error> {
     if !streams_in_progress(client).await? {
         return Ok(None);
     }
-    let slot = slot_name(client).await?;
     let row = client
         .query_opt(
             "SELECT current_setting('logical_decoding_work_mem'), stream_txns, stream_bytes,
