@@ -174,13 +174,22 @@ impl trailmark_capture::Sink for Collect {
 /// Drains everything captured so far into a [`Collect`] (`--once`,
 /// `batch` rows at a time) and answers the events as sent.
 pub(crate) async fn drained_once(db: &TestDb, batch: i64) -> Vec<serde_json::Value> {
+    drained_once_reporting(db, batch, &|_| {}).await
+}
+
+/// [`drained_once`], telling `report` of the drain's progress.
+pub(crate) async fn drained_once_reporting(
+    db: &TestDb,
+    batch: i64,
+    report: &(dyn Fn(trailmark_capture::Progress) + Send + Sync),
+) -> Vec<serde_json::Value> {
     let sink = Collect::default();
     let options = trailmark_capture::DrainOptions {
         once: true,
         batch,
         ..trailmark_capture::DrainOptions::default()
     };
-    trailmark_capture::drain(&db.url(), &sink, &options, &|_| {})
+    trailmark_capture::drain(&db.url(), &sink, &options, report)
         .await
         .unwrap();
     sink.0.into_inner().unwrap()

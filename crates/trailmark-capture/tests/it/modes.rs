@@ -782,21 +782,13 @@ async fn streamed_transactions(db: &TestDb) -> i64 {
 /// does) and the transactions the drainer decoded again unstreamed.
 async fn drained_reporting(db: &TestDb) -> (Vec<Value>, Vec<u32>) {
     let unstreamed = std::sync::Mutex::new(Vec::new());
-    let sink = Collect::default();
-    let options = DrainOptions {
-        once: true,
-        ..DrainOptions::default()
-    };
     let report = |p| {
         if let trailmark_capture::Progress::Unstreamed { xid } = p {
             unstreamed.lock().unwrap().push(xid);
         }
     };
-    drain(&db.url(), &sink, &options, &report).await.unwrap();
-    let events = sink
-        .0
-        .into_inner()
-        .unwrap()
+    let events = crate::drained_once_reporting(db, DrainOptions::default().batch, &report)
+        .await
         .into_iter()
         .map(comparable)
         .collect();

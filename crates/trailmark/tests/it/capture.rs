@@ -164,6 +164,34 @@ fn serve_wal_customer(name: &str, extra: &[&str]) -> (PgDb, String, tempfile::Te
     (db, source, dir, server)
 }
 
+/// Makes PostgreSQL stream `db`'s transactions past 64 kB to the drainer
+/// in progress (`logical_decoding_work_mem`, for this database only; a
+/// replication session reads it at its start).
+fn stream_past_64_kb(db: &PgDb) {
+    db.sql(&format!(
+        "ALTER DATABASE {} SET logical_decoding_work_mem = '64kB'",
+        db.name
+    ));
+}
+
+/// Cuts the replication connection a drainer holds on `db`'s slot (its
+/// walsender terminated, as a failover or a network cut would), once one
+/// holds it.
+fn cut_the_replication_connection(db: &PgDb) {
+    let cut = crate::wait_for(
+        "a drainer to hold the slot",
+        std::time::Duration::from_secs(30),
+        || {
+            let cut = db.text(
+                "SELECT count(pg_terminate_backend(active_pid))::text FROM pg_replication_slots
+                 WHERE database = current_database() AND active",
+            );
+            (cut != "0").then_some(cut)
+        },
+    );
+    assert_eq!(cut, "1", "one replication connection was cut");
+}
+
 /// The CLI started with `args`, its output discarded.
 fn spawn_quiet(args: &[&str]) -> std::process::Child {
     std::process::Command::new(crate::BIN)
@@ -247,10 +275,7 @@ fn kill_the_wal_drainer_again_and_again(name: &str, streamed: bool) {
     let db = PgDb::logical(name);
     db.sql("CREATE TABLE item (id int PRIMARY KEY, qty int); CREATE TABLE counter (id int PRIMARY KEY, n int)");
     if streamed {
-        db.sql(&format!(
-            "ALTER DATABASE {} SET logical_decoding_work_mem = '64kB'",
-            db.name
-        ));
+        stream_past_64_kb(&db);
     }
     let source = db.source();
     let out = install(&source, "wal", "public.item,public.counter", &[]);
@@ -407,11 +432,7 @@ fn serve_resumes_wal_capture_after_its_replication_connection_is_cut() {
         std::time::Duration::from_secs(30),
         || Some(ledger(&server)).filter(|n| *n == 100),
     );
-    let cut = db.text(
-        "SELECT count(pg_terminate_backend(active_pid))::text FROM pg_replication_slots
-         WHERE database = current_database() AND active",
-    );
-    assert_eq!(cut, "1", "one replication connection was cut");
+    cut_the_replication_connection(&db);
     db.sql("INSERT INTO customer SELECT g, 'c' || g, 'x' FROM generate_series(101, 200) g");
     crate::wait_for(
         "serve to reconnect and drain the second hundred",
@@ -438,27 +459,10 @@ fn serve_resumes_wal_capture_after_its_replication_connection_is_cut() {
 #[test]
 fn serve_counts_the_transactions_streamed_to_it_in_metrics() {
     let (db, _, _dir, server) = serve_wal_customer("tm_serve_wal_streamed", &[]);
-    db.sql(&format!(
-        "ALTER DATABASE {} SET logical_decoding_work_mem = '64kB'",
-        db.name
-    ));
+    stream_past_64_kb(&db);
     // The drainer's replication session reads the setting at its start:
     // cut it, so serve starts one that does.
-    crate::wait_for(
-        "serve's drainer to hold the slot",
-        std::time::Duration::from_secs(30),
-        || {
-            let held = db.text(
-                "SELECT count(*)::text FROM pg_replication_slots
-                 WHERE database = current_database() AND active",
-            );
-            (held == "1").then_some(())
-        },
-    );
-    db.sql(
-        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
-         WHERE database = current_database() AND active",
-    );
+    cut_the_replication_connection(&db);
     db.sql("INSERT INTO customer SELECT g, 'c' || g, 'x' FROM generate_series(1, 3000) g");
     let counted = crate::wait_for(
         "the streamed transaction counted in /metrics",
