@@ -51,40 +51,19 @@ pub const MAX_LAG: u64 = 100_000;
 /// indexer slows appends, never stops them (reads stay complete, slower).
 pub const THROTTLE_WAIT: Duration = Duration::from_secs(2);
 
-/// How long a small backlog waits to gather more entries before it is
-/// indexed: while fewer than `below` entries wait, up to `for_up_to` from
-/// when the indexer began waiting, unless a read waits for the index, an
-/// erasure or a scrub is pending, or the store stops. Each transaction of
-/// the index file has a fixed cost (the search index's flush and merges,
-/// the WAL frames of every page it touches): under a stream of small
-/// appends (single events, a drainer beside a busy application, each group
-/// commit waking the indexer) that cost was paid for a few dozen entries
-/// at a time, on the cores the appends need. The smaller the backlog, the
-/// longer it may wait: the longest wait gathers no more than a search's
-/// own [`crate::TAIL_SEARCH_MAX`] (a search indexes an unindexed tail that
-/// small itself, so it does not wait for the gathering; a longer wait for
-/// more entries held the searches' p99 at 113 ms under single events:
-/// bench/results/capture.md). Reads never miss what it holds back (they
-/// scan the entries above the index file's position).
-pub const GATHER: [Gather; 2] = [
-    Gather {
-        below: 4_096,
-        for_up_to: Duration::from_millis(50),
-    },
-    Gather {
-        below: 1_024,
-        for_up_to: Duration::from_millis(250),
-    },
-];
+/// A batch smaller than this waits up to [`GATHER_WAIT`] for more entries
+/// before it is indexed, unless a read waits for the index, an erasure or
+/// a scrub is pending, or the store stops. Each transaction of the index
+/// file has a fixed cost (the search index's flush and merges, the WAL
+/// frames of every page it touches): under a stream of small appends
+/// (single events, each group commit waking the indexer) that cost was
+/// paid for a few dozen entries at a time, on the cores the appends need.
+pub const GATHER: u64 = 4_096;
 
-/// One stage of [`GATHER`].
-#[derive(Clone, Copy, Debug)]
-pub struct Gather {
-    /// The backlog (entries) it waits to reach.
-    pub below: u64,
-    /// The longest it waits, counted from the start of the gathering.
-    pub for_up_to: Duration,
-}
+/// The longest a small batch waits to gather more (see [`GATHER`]); reads
+/// never miss what it holds back (they scan the entries above the index
+/// file's position).
+pub const GATHER_WAIT: Duration = Duration::from_millis(50);
 
 /// How long a stopping store lets the indexer catch up; what it has not
 /// indexed by then is indexed when the store is next opened.
@@ -475,31 +454,24 @@ impl Shared {
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
-    /// The indexer's wait while only a small backlog of appends is waiting
-    /// (each of `stages` in turn: under its `below` entries, until its
-    /// `for_up_to` from now) and nothing else is: no read waiting for the
-    /// index, no erasure, scrub or stop.
+    /// The indexer's wait, up to `wait`, while only a small backlog of
+    /// appends (under [`GATHER`] entries) is waiting and nothing else is: no
+    /// read waiting for the index, no erasure, scrub or stop.
     fn gather<'a>(
         &self,
-        mut p: std::sync::MutexGuard<'a, Progress>,
-        stages: &[Gather],
+        p: std::sync::MutexGuard<'a, Progress>,
+        wait: Duration,
     ) -> std::sync::MutexGuard<'a, Progress> {
-        let began = Instant::now();
-        for stage in stages {
-            let left = stage.for_up_to.saturating_sub(began.elapsed());
-            p = self
-                .changed
-                .wait_timeout_while(p, left, |p| {
-                    p.waiting == 0
-                        && p.stop.is_none()
-                        && p.scrubs.is_empty()
-                        && p.redone >= p.erasures
-                        && p.written.saturating_sub(p.caught_up) < stage.below
-                })
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-        }
-        p
+        self.changed
+            .wait_timeout_while(p, wait, |p| {
+                p.waiting == 0
+                    && p.stop.is_none()
+                    && p.scrubs.is_empty()
+                    && p.redone >= p.erasures
+                    && p.written.saturating_sub(p.caught_up) < GATHER
+            })
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
     }
 
     /// Asks the indexer to catch up and stop; waits for it.
@@ -787,7 +759,7 @@ impl Indexer {
                         .wait(p)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                 }
-                let p = self.shared.gather(p, &GATHER);
+                let p = self.shared.gather(p, GATHER_WAIT);
                 (
                     p.written,
                     p.erasures,
@@ -1186,23 +1158,12 @@ mod tests {
         returned
     }
 
-    /// [`Shared::gather`] of `stages` on its own thread.
-    fn gathering(shared: &Arc<Shared>, stages: &[Gather]) -> std::sync::mpsc::Receiver<()> {
-        let stages = stages.to_vec();
-        on_thread(shared, move |s| {
-            drop(s.gather(s.lock(), &stages));
+    /// [`Shared::gather`] on its own thread, with a wait far longer than
+    /// any test.
+    fn gathering(shared: &Arc<Shared>) -> std::sync::mpsc::Receiver<()> {
+        on_thread(shared, |s| {
+            drop(s.gather(s.lock(), Duration::from_secs(3600)));
         })
-    }
-
-    /// [`GATHER`]'s first stage waiting far longer than any test.
-    fn gathering_long(shared: &Arc<Shared>) -> std::sync::mpsc::Receiver<()> {
-        gathering(
-            shared,
-            &[Gather {
-                below: GATHER[0].below,
-                for_up_to: Duration::from_secs(3600),
-            }],
-        )
     }
 
     /// Long enough for a thread to be scheduled on a loaded machine; a
@@ -1314,82 +1275,28 @@ mod tests {
 
     #[test]
     fn a_small_backlog_is_gathered_until_it_reaches_the_gather_size() {
-        let below = GATHER[0].below;
         let shared = with_backlog(1);
-        let returned = gathering_long(&shared);
+        let returned = gathering(&shared);
         assert!(
             returned.recv_timeout(Duration::from_millis(200)).is_err(),
             "one entry waiting alone must wait for more"
         );
-        shared.wrote(Some(below - 1), 0);
+        shared.wrote(Some(GATHER - 1), 0);
         assert!(
             returned.recv_timeout(Duration::from_millis(200)).is_err(),
-            "{} entries are still fewer than the gather size",
-            below - 1
+            "{} entries are still fewer than GATHER",
+            GATHER - 1
         );
-        shared.wrote(Some(below), 0);
+        shared.wrote(Some(GATHER), 0);
         returned
             .recv_timeout(SOON)
             .expect("a full gather is indexed at once");
     }
 
-    /// Past the first stage's time, a backlog at the second stage's size is
-    /// indexed; a smaller one waits on, for the second stage's size or time.
-    #[test]
-    fn a_smaller_backlog_is_gathered_longer() {
-        let stages = [
-            Gather {
-                below: 4_096,
-                for_up_to: Duration::from_millis(100),
-            },
-            Gather {
-                below: 1_024,
-                for_up_to: Duration::from_secs(3600),
-            },
-        ];
-        let shared = with_backlog(1_024);
-        gathering(&shared, &stages)
-            .recv_timeout(SOON)
-            .expect("a backlog of the second stage's size is indexed after the first stage's time");
-        let shared = with_backlog(1_023);
-        let returned = gathering(&shared, &stages);
-        assert!(
-            returned.recv_timeout(Duration::from_millis(500)).is_err(),
-            "a backlog under the second stage's size waits past the first stage's time"
-        );
-        shared.wrote(Some(1_024), 0);
-        returned
-            .recv_timeout(SOON)
-            .expect("reaching the second stage's size ends its wait");
-        let shared = with_backlog(1);
-        let started = Instant::now();
-        gathering(&shared, &GATHER)
-            .recv_timeout(SOON)
-            .expect("the last stage's time ends the gathering");
-        assert!(
-            started.elapsed() >= GATHER[1].for_up_to,
-            "one entry waits the last stage's whole time"
-        );
-    }
-
-    /// The longest gathering holds back no more than a search indexes
-    /// itself: a search never waits for it.
-    #[test]
-    fn the_longest_gathering_stays_within_a_search_s_own_tail() {
-        let longest = GATHER.iter().max_by_key(|g| g.for_up_to).unwrap();
-        assert!(longest.below <= crate::TAIL_SEARCH_MAX as u64);
-        assert!(
-            GATHER
-                .windows(2)
-                .all(|w| w[0].below >= w[1].below && w[0].for_up_to <= w[1].for_up_to),
-            "each stage gathers fewer entries for longer"
-        );
-    }
-
     #[test]
     fn a_read_waiting_for_the_index_ends_the_gathering() {
         let shared = with_backlog(1);
-        let returned = gathering_long(&shared);
+        let returned = gathering(&shared);
         let reader = Arc::clone(&shared);
         // Nothing indexes here, so the read waits out its own deadline.
         let read = std::thread::spawn(move || {
@@ -1441,17 +1348,17 @@ mod tests {
     #[test]
     fn a_stop_an_erasure_or_a_scrub_ends_the_gathering() {
         let shared = with_backlog(1);
-        let returned = gathering_long(&shared);
+        let returned = gathering(&shared);
         shared.stop();
         returned.recv_timeout(SOON).expect("a stop ends it");
 
         let shared = with_backlog(1);
-        let returned = gathering_long(&shared);
+        let returned = gathering(&shared);
         shared.wrote(None, 1);
         returned.recv_timeout(SOON).expect("an erasure ends it");
 
         let shared = with_backlog(1);
-        let returned = gathering_long(&shared);
+        let returned = gathering(&shared);
         let (tx, _rx) = std::sync::mpsc::channel();
         shared.lock().scrubs.push(tx);
         shared.changed.notify_all();
