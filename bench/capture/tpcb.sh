@@ -22,7 +22,9 @@
 # Each round also reports the changes not yet in the ledger halfway through
 # the workload (how far the drainer lags while it shares the cores) and at
 # its end, and the CPU time `serve` took while the workload ran per change
-# the workload made (steadier than the rates on a noisy machine).
+# the workload made (steadier than the rates on a noisy machine); at the end,
+# each build's share of the uncaptured rate by round and on the mean, and
+# (with two builds) the rounds each was ahead in.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-15}"
@@ -78,8 +80,10 @@ behind() { # build, database
   events=$(tenant_size default 7980)
   echo $(($(psql_ "$2" -c "SELECT count(*) FROM pgbench_history") * 4 - events))
 }
+: > "$work/shares"
 for round in $(seq "$rounds"); do
-  echo "round=$round capture=none tps=$(tpcb tm_tpcb_none)"
+  none=$(tpcb tm_tpcb_none)
+  echo "round=$round capture=none tps=$none"
   order=$builds
   # Every other round the other build goes first.
   [ $((round % 2)) = 1 ] || order=$(echo "$builds" | tr ' ' '\n' | tac | tr '\n' ' ')
@@ -98,11 +102,24 @@ for round in $(seq "$rounds"); do
     # the ledger file): the fewer, the less it costs the application.
     TRAILMARK_KEY=$(cat "$work/ledger-$build/bootstrap-admin.key")
     appends=$(metric trailmark_commit_seconds_count 7980)
-    echo "round=$round capture=$mode drainer=$build nice=$(nice_of "$build") identity=$(identity_of "$build") tps=$tps events_behind_mid_run=$mid events_behind_at_end=$(behind "$build" "tm_tpcb_$build") appends=$appends serve_cpu_us_per_change=$((ticks * 1000000 / $(getconf CLK_TCK) / made))"
+    share=$(echo "scale=4; 100 * $tps / $none" | bc)
+    echo "$build $round $share" >> "$work/shares"
+    echo "round=$round capture=$mode drainer=$build nice=$(nice_of "$build") identity=$(identity_of "$build") tps=$tps share_of_uncaptured=$(printf %.1f "$share")% events_behind_mid_run=$mid events_behind_at_end=$(behind "$build" "tm_tpcb_$build") appends=$appends serve_cpu_us_per_change=$((ticks * 1000000 / $(getconf CLK_TCK) / made))"
     kill -TERM "$server"; wait "$server" || true
     server=""
   done
 done
+# Each build's share of the uncaptured rate, round by round and on the mean
+# (the target is on the mean), and the rounds each build was ahead in.
+for build in $builds; do
+  awk -v b="$build" '$1 == b { n++; sum += $3; all = all sprintf(" %.1f", $3) }
+    END { printf "drainer=%s share_of_uncaptured_by_round=%s mean=%.1f%%\n", b, all, sum / n }' "$work/shares"
+done
+if [ -n "$before" ]; then
+  awk '{ s[$2, $1] = $3; r[$2] = 1 }
+    END { for (k in r) { if (s[k, "now"] > s[k, "before"]) a++; else if (s[k, "now"] < s[k, "before"]) b++; else e++ }
+          printf "rounds: now ahead in %d, before ahead in %d, even in %d\n", a, b, e }' "$work/shares"
+fi
 for build in $builds; do
   db="tm_tpcb_$build"
   serve "$build" "$db"
