@@ -38,15 +38,29 @@ use crate::{Error, OutboxRow, RowImage, Sink, TableConfig, pg};
 const READ_AHEAD: usize = 4096;
 
 /// The replication connection's string: the source's, asking for a
-/// logical replication session.
-fn replication_source(source: &str) -> String {
+/// logical replication session. Refused when it names a Unix-domain socket
+/// (`host=/var/run/postgresql`): the replication client (`pg_walstream`'s
+/// own protocol code) connects over TCP only, and would look the path up
+/// as a host name, again and again.
+fn replication_source(source: &str) -> Result<String, Error> {
+    let parsed = crate::source(source)?;
+    let socket = parsed.config().get_hosts().iter().find_map(|h| match h {
+        tokio_postgres::config::Host::Tcp(_) => None,
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(path) => Some(path.display().to_string()),
+    });
+    if let Some(socket) = socket {
+        return Err(Error::BadOption(format!(
+            "the source database's connection string: host {socket:?} is a Unix-domain socket, and WAL capture reads its slot over TCP only; give the database's TCP address instead (on its own machine host=127.0.0.1, with sslmode=disable to spare both sides the encryption)"
+        )));
+    }
     let url = source.starts_with("postgres://") || source.starts_with("postgresql://");
-    if url {
+    Ok(if url {
         let sep = if source.contains('?') { '&' } else { '?' };
         format!("{source}{sep}replication=database")
     } else {
         format!("{source} replication=database")
-    }
+    })
 }
 
 fn replication(context: &str) -> impl FnOnce(ReplicationError) -> Error + '_ {
@@ -334,9 +348,10 @@ async fn read_slot(
         let end = current_lsn(client).await?;
         config = config.with_stop_at_lsn(end);
     }
-    let mut replication_stream = LogicalReplicationStream::new(&replication_source(source), config)
-        .await
-        .map_err(replication("connecting for replication"))?;
+    let mut replication_stream =
+        LogicalReplicationStream::new(&replication_source(source)?, config)
+            .await
+            .map_err(replication("connecting for replication"))?;
     replication_stream
         .start(None)
         .await
@@ -1464,16 +1479,39 @@ mod tests {
         assert_eq!(crate::parse_lsn("16/B374D848"), Some(0x16_B374_D848));
         assert_eq!(crate::event::lsn_text(0x16_B374_D848), "16/B374D848");
         assert_eq!(
-            replication_source("postgres://a@h/db"),
+            replication_source("postgres://a@h/db").unwrap(),
             "postgres://a@h/db?replication=database"
         );
         assert_eq!(
-            replication_source("postgres://a@h/db?sslmode=disable"),
+            replication_source("postgres://a@h/db?sslmode=disable").unwrap(),
             "postgres://a@h/db?sslmode=disable&replication=database"
         );
         assert_eq!(
-            replication_source("host=h dbname=db"),
+            replication_source("host=h dbname=db").unwrap(),
             "host=h dbname=db replication=database"
         );
+    }
+
+    /// The replication client connects over TCP only: a Unix-domain socket
+    /// is refused naming it (it was looked up as a host name, a transient
+    /// error retried for ever), in both forms of connection string, also
+    /// beside a TCP host.
+    #[test]
+    fn a_unix_socket_source_is_refused_for_the_replication_connection() {
+        for source in [
+            "host=/var/run/postgresql port=5439 dbname=shop",
+            "postgresql:///shop?host=/var/run/postgresql",
+            "postgresql://%2Fvar%2Frun%2Fpostgresql/shop",
+            "host=db.example.com,/var/run/postgresql dbname=shop",
+        ] {
+            match replication_source(source) {
+                Err(Error::BadOption(m)) => assert!(
+                    m.contains("\"/var/run/postgresql\" is a Unix-domain socket")
+                        && m.contains("host=127.0.0.1"),
+                    "{source}: {m}"
+                ),
+                other => panic!("{source}: {other:?}"),
+            }
+        }
     }
 }

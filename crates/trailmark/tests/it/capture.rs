@@ -1023,6 +1023,46 @@ fn capture_paused_then_resumed_is_recorded_in_order_and_captures_nothing_between
 /// drainer's) encrypt as their `sslmode` asks, as the server sees them in
 /// `pg_stat_ssl`: with `require` every one, with `disable` none; the
 /// changes are drained either way.
+/// WAL mode's replication client connects over TCP only: a drainer given
+/// the database's Unix-domain socket is refused at once, naming the socket
+/// and what to give instead (it looked the path up as a host name and
+/// retried for ever), and the change it did not drain waits in the slot for
+/// a drainer given the TCP address.
+#[test]
+fn a_wal_drainer_given_a_unix_socket_is_told_to_use_tcp_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let db = PgDb::logical("tm_wal_socket");
+    db.sql("CREATE TABLE item (id int PRIMARY KEY, qty int)");
+    let tcp = db.source();
+    install(&tcp, "wal", "public.item", &[]);
+    db.sql("INSERT INTO item VALUES (1, 5)");
+    let sockets = db.text("SHOW unix_socket_directories");
+    let socket_dir = sockets.split(',').next().unwrap().trim();
+    let socket = format!(
+        "host={socket_dir} port={} user={} dbname={}",
+        db.text("SHOW port"),
+        db.text("SELECT current_user"),
+        db.name
+    );
+    let out = drain_once(&socket, &server);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("host \"{socket_dir}\" is a Unix-domain socket"))
+            && stderr.contains("host=127.0.0.1"),
+        "{stderr}"
+    );
+    let out = drain_once(&tcp, &server);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, page) = server.get("/v1/events?resource_type=public.item", &server.admin);
+    assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
+}
+
 #[test]
 fn serve_connects_to_postgresql_encrypted_as_sslmode_asks() {
     let app = PgDb::new("tm_tls_app");
