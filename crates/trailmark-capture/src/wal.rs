@@ -39,9 +39,9 @@ const READ_AHEAD: usize = 4096;
 
 /// The replication connection's string: the source's, asking for a
 /// logical replication session. Refused when it names a Unix-domain socket
-/// (`host=/var/run/postgresql`): the replication client (`pg_walstream`'s
-/// own protocol code) connects over TCP only, and would look the path up
-/// as a host name, again and again.
+/// (`host=/var/run/postgresql`) or several hosts: the replication client
+/// (`pg_walstream`'s own protocol code) connects to one host over TCP only,
+/// and would look the path or the list up as a host name, again and again.
 fn replication_source(source: &str) -> Result<String, Error> {
     let parsed = crate::source(source)?;
     let socket = parsed.config().get_hosts().iter().find_map(|h| match h {
@@ -53,6 +53,11 @@ fn replication_source(source: &str) -> Result<String, Error> {
         return Err(Error::BadOption(format!(
             "the source database's connection string: host {socket:?} is a Unix-domain socket, and WAL capture reads its slot over TCP only; give the database's TCP address instead (on its own machine host=127.0.0.1, with sslmode=disable to spare both sides the encryption)"
         )));
+    }
+    if parsed.config().get_hosts().len() > 1 {
+        return Err(Error::BadOption(
+            "the source database's connection string: WAL capture reads its slot from one server, and its replication client takes one host (a list was looked up as one host name); give the primary's address alone".into(),
+        ));
     }
     let url = source.starts_with("postgres://") || source.starts_with("postgresql://");
     Ok(if url {
@@ -1492,12 +1497,12 @@ mod tests {
         );
     }
 
-    /// The replication client connects over TCP only: a Unix-domain socket
-    /// is refused naming it (it was looked up as a host name, a transient
-    /// error retried for ever), in both forms of connection string, also
-    /// beside a TCP host.
+    /// The replication client connects to one host over TCP only: a
+    /// Unix-domain socket is refused naming it, and a list of hosts as one
+    /// (each was looked up as a host name, a transient error retried for
+    /// ever), in both forms of connection string.
     #[test]
-    fn a_unix_socket_source_is_refused_for_the_replication_connection() {
+    fn a_unix_socket_or_a_host_list_is_refused_for_the_replication_connection() {
         for source in [
             "host=/var/run/postgresql port=5439 dbname=shop",
             "postgresql:///shop?host=/var/run/postgresql",
@@ -1508,6 +1513,18 @@ mod tests {
                 Err(Error::BadOption(m)) => assert!(
                     m.contains("\"/var/run/postgresql\" is a Unix-domain socket")
                         && m.contains("host=127.0.0.1"),
+                    "{source}: {m}"
+                ),
+                other => panic!("{source}: {other:?}"),
+            }
+        }
+        for source in [
+            "host=primary.example.com,standby.example.com dbname=shop target_session_attrs=read-write",
+            "postgresql://primary.example.com,standby.example.com/shop",
+        ] {
+            match replication_source(source) {
+                Err(Error::BadOption(m)) => assert!(
+                    m.contains("one host") && m.contains("the primary's address alone"),
                     "{source}: {m}"
                 ),
                 other => panic!("{source}: {other:?}"),
