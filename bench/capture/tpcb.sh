@@ -18,6 +18,11 @@
 #                                                        three tables with a primary key with
 #                                                        replica identity key, not full;
 #                                                        IDENTITY_BEFORE for the other)
+#   SOURCE_OPTIONS="sslmode=disable" bench/capture/tpcb.sh
+#                                                       (added to this build's drainer's
+#                                                        connection string; SOURCE_OPTIONS_BEFORE
+#                                                        for the other: one binary both ways
+#                                                        compares the options alone)
 #
 # Each round also reports the changes not yet in the ledger halfway through
 # the workload (how far the drainer lags while it shares the cores) and at
@@ -38,6 +43,7 @@ before="${TRAILMARK_BIN_BEFORE:-}"
 builds="now"
 [ -z "$before" ] || builds="before now"
 bin_of() { if [ "$1" = before ]; then echo "$before"; else echo "$now"; fi; }
+options_of() { if [ "$1" = before ]; then echo "${SOURCE_OPTIONS_BEFORE:-}"; else echo "${SOURCE_OPTIONS:-}"; fi; }
 identity_of() { if [ "$1" = before ]; then echo "${IDENTITY_BEFORE:-full}"; else echo "${IDENTITY:-full}"; fi; }
 nice_of() { if [ "$1" = before ]; then echo "${NICE_BEFORE:-0}"; else echo "${NICE:-0}"; fi; }
 work=$(mktemp -d)
@@ -65,8 +71,10 @@ done
 clients="${CLIENTS:-4}"
 tpcb() { pgbench -n -c "$clients" -j "$clients" -T "$secs" -b tpcb-like "$pg dbname=$1" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
 serve() { # build, database: the drainer inside serve, its ledger kept across rounds
+  local options
+  options=$(options_of "$1")
   nice -n "$(nice_of "$1")" "$(bin_of "$1")" serve --data-dir "$work/ledger-$1" --listen 127.0.0.1:7980 \
-    --capture-source "$pg dbname=$2" >/dev/null 2>&1 &
+    --capture-source "$pg dbname=$2${options:+ $options}" >/dev/null 2>&1 &
   server=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:7980/healthz >/dev/null && break; sleep 0.1; done
 }
@@ -104,7 +112,7 @@ for round in $(seq "$rounds"); do
     appends=$(metric trailmark_commit_seconds_count 7980)
     share=$(echo "scale=4; 100 * $tps / $none" | bc)
     echo "$build $round $share" >> "$work/shares"
-    echo "round=$round capture=$mode drainer=$build nice=$(nice_of "$build") identity=$(identity_of "$build") tps=$tps share_of_uncaptured=$(printf %.1f "$share")% events_behind_mid_run=$mid events_behind_at_end=$(behind "$build" "tm_tpcb_$build") appends=$appends serve_cpu_us_per_change=$((ticks * 1000000 / $(getconf CLK_TCK) / made))"
+    echo "round=$round capture=$mode drainer=$build nice=$(nice_of "$build") identity=$(identity_of "$build") source_options="$(options_of "$build")" tps=$tps share_of_uncaptured=$(printf %.1f "$share")% events_behind_mid_run=$mid events_behind_at_end=$(behind "$build" "tm_tpcb_$build") appends=$appends serve_cpu_us_per_change=$((ticks * 1000000 / $(getconf CLK_TCK) / made))"
     kill -TERM "$server"; wait "$server" || true
     server=""
   done
