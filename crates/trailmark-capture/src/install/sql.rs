@@ -159,10 +159,21 @@ pub(super) fn set_context_sql(wal: bool) -> String {
         .map(|k| format!("'{k}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    let apply = if wal {
-        "PERFORM pg_logical_emit_message(true, 'trailmark', context::text);"
+    // In WAL mode the message is written by an assignment, not `PERFORM`:
+    // PL/pgSQL evaluates an assignment's simple expression without starting
+    // the executor (`PERFORM` runs a query), 1.02x the single-row UPDATE's
+    // rate (bench/results/capture.md). The settings need a query (one
+    // `set_config` for every key).
+    let (declare, apply) = if wal {
+        (
+            "DECLARE\n    trailmark_written pg_lsn;\n",
+            "trailmark_written := pg_logical_emit_message(true, 'trailmark', context::text);",
+        )
     } else {
-        "PERFORM set_config('trailmark.' || key, coalesce(value #>> '{}', ''), true) FROM jsonb_each(context);"
+        (
+            "",
+            "PERFORM set_config('trailmark.' || key, coalesce(value #>> '{}', ''), true) FROM jsonb_each(context);",
+        )
     };
     format!(
         "CREATE OR REPLACE FUNCTION trailmark.refuse_context(context jsonb) RETURNS void
@@ -188,7 +199,7 @@ END
 $trailmark$;
 CREATE OR REPLACE FUNCTION trailmark.set_context(context jsonb) RETURNS void
 LANGUAGE plpgsql AS $trailmark$
-BEGIN
+{declare}BEGIN
     IF jsonb_typeof(context) IS DISTINCT FROM 'object'
        OR context - ARRAY[{keys}] <> '{{}}'::jsonb
        OR jsonb_path_exists(context, 'strict $.* ? (@.type() == \"object\" || @.type() == \"array\" || @.type() == \"boolean\")') THEN
