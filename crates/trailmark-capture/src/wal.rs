@@ -1528,7 +1528,7 @@ mod tests {
         ] {
             match replication_source(source) {
                 Err(Error::BadOption(m)) => {
-                    assert!(told.iter().all(|t| m.contains(t)), "{source}: {m}")
+                    assert!(told.iter().all(|t| m.contains(t)), "{source}: {m}");
                 }
                 other => panic!("{source}: {other:?}"),
             }
