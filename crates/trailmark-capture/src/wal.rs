@@ -43,6 +43,22 @@ const READ_AHEAD: usize = 4096;
 /// (`pg_walstream`'s own protocol code) connects to one host over TCP only,
 /// and would look the path or the list up as a host name, again and again.
 fn replication_source(source: &str) -> Result<String, Error> {
+    check_source(source)?;
+    let url = source.starts_with("postgres://") || source.starts_with("postgresql://");
+    Ok(if url {
+        let sep = if source.contains('?') { '&' } else { '?' };
+        format!("{source}{sep}replication=database")
+    } else {
+        format!("{source} replication=database")
+    })
+}
+
+/// Whether WAL mode's drainer can stream through connection string
+/// `source`: an error naming what to give instead when it names a
+/// Unix-domain socket or several hosts (see [`replication_source`]).
+/// `capture pg install --mode wal` warns with it, as the connection it was
+/// given may be the drainer's too.
+pub fn check_source(source: &str) -> Result<(), Error> {
     let parsed = crate::source(source)?;
     let hosts = parsed.config().get_hosts();
     let socket = hosts.iter().find_map(|h| match h {
@@ -60,13 +76,7 @@ fn replication_source(source: &str) -> Result<String, Error> {
             "the source database's connection string: WAL capture reads its slot from one server, and its replication client takes one host (a list was looked up as one host name); give the primary's address alone".into(),
         ));
     }
-    let url = source.starts_with("postgres://") || source.starts_with("postgresql://");
-    Ok(if url {
-        let sep = if source.contains('?') { '&' } else { '?' };
-        format!("{source}{sep}replication=database")
-    } else {
-        format!("{source} replication=database")
-    })
+    Ok(())
 }
 
 fn replication(context: &str) -> impl FnOnce(ReplicationError) -> Error + '_ {

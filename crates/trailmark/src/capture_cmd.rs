@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use trailmark_capture::revert::{self, Reverter};
-use trailmark_capture::{DrainOptions, Progress, SendError, TableSpec};
+use trailmark_capture::{DrainOptions, LargeTransactionsSeen, Progress, SendError, TableSpec};
 
 #[derive(Debug, Args)]
 pub struct CaptureArgs {
@@ -511,7 +511,7 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                     .map(trailmark_capture::Mode::parse)
                     .transpose()
                     .context("--mode")?;
-                install(&mut client, &tables, &all, &options, mode).await?;
+                install(&mut client, &source, &tables, &all, &options, mode).await?;
             }
             PgCommand::ForgetCheckpoint { tenant } => forget(&client, &tenant).await?,
             PgCommand::Status => status(&client).await?,
@@ -559,6 +559,7 @@ async fn drain_to(
 #[allow(clippy::print_stdout)] // the command's output
 async fn install(
     client: &mut tokio_postgres::Client,
+    source: &str,
     tables: &[String],
     all: &[String],
     options: &TableOptions<'_>,
@@ -626,6 +627,15 @@ async fn install(
     for warning in &installed.warnings {
         eprintln!("warning: {warning}");
     }
+    // The drainer's connection is often the one install was given: say now
+    // what it would refuse, not when the first change waits.
+    if installed.mode == trailmark_capture::Mode::Wal
+        && let Err(e) = trailmark_capture::check_wal_source(source)
+    {
+        eprintln!(
+            "warning: installed, but a drainer (`capture pg run`, serve's [capture]) cannot stream through this --source: {e}"
+        );
+    }
     Ok(())
 }
 
@@ -692,7 +702,7 @@ async fn status(client: &tokio_postgres::Client) -> anyhow::Result<()> {
             );
         }
         match trailmark_capture::large_transactions(client, &slot.name).await? {
-            Some(large) => println!(
+            LargeTransactionsSeen::Counted(large) => println!(
                 "large transactions (past logical_decoding_work_mem, {}): streamed to the drainer in progress, {} so far ({} bytes); spilled by the server, {} ({} bytes)",
                 large.work_mem,
                 large.streamed,
@@ -700,8 +710,12 @@ async fn status(client: &tokio_postgres::Client) -> anyhow::Result<()> {
                 large.spilled,
                 large.spilled_bytes
             ),
-            None => println!(
+            LargeTransactionsSeen::Unstreamable => println!(
                 "large transactions (past logical_decoding_work_mem): spilled by the server and sent at their commit (PostgreSQL 13 cannot stream them in progress)"
+            ),
+            LargeTransactionsSeen::NoStatistics => println!(
+                "large transactions: no statistics for slot {} (dropped since it was read?): run status again",
+                slot.name
             ),
         }
     }

@@ -678,7 +678,7 @@ async fn watch_slot<S: Store>(app: Arc<App<S>>, source: trailmark_pg::Source) {
                             u64::from(slot.wal_status.as_deref() == Some("lost")),
                             Relaxed,
                         );
-                        if let Ok(Some(large)) =
+                        if let Ok(trailmark_capture::LargeTransactionsSeen::Counted(large)) =
                             trailmark_capture::large_transactions(&client, &slot.name).await
                         {
                             m.capture_slot_streamed

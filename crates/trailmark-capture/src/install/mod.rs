@@ -18,8 +18,9 @@ pub use sql::CHANNEL;
 pub use status::{Status, status};
 pub use upgrade::VERSION;
 pub use wal::{
-    LargeTransactions, MESSAGE_PREFIX, Mode, PUBLICATION, SLOT, SWITCH_PREFIX, SlotStatus,
-    installed_mode, large_transactions, slot_name, slot_status, streams_in_progress, wal_level,
+    LargeTransactions, LargeTransactionsSeen, MESSAGE_PREFIX, Mode, PUBLICATION, SLOT,
+    SWITCH_PREFIX, SlotStatus, installed_mode, large_transactions, slot_name, slot_status,
+    streams_in_progress, wal_level,
 };
 
 use catalog::{check_columns, column_names, covered_tables};

@@ -353,15 +353,27 @@ pub struct LargeTransactions {
     pub spilled_bytes: i64,
 }
 
+/// What [`large_transactions`] found for a slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LargeTransactionsSeen {
+    /// The slot's statistics.
+    Counted(LargeTransactions),
+    /// PostgreSQL 13: it keeps no such statistics, and spills every large
+    /// transaction to send it at its commit (it cannot stream one).
+    Unstreamable,
+    /// No statistics row for the slot: PostgreSQL 14 and later keep one for
+    /// every logical slot, so the slot was dropped since it was named.
+    NoStatistics,
+}
+
 /// Slot `slot`'s [`LargeTransactions`] (its name as [`SlotStatus`] has
-/// it); `None` without statistics for it, or before PostgreSQL 14 (which
-/// keeps none and cannot stream).
+/// it), or why there are none.
 pub async fn large_transactions(
     client: &impl GenericClient,
     slot: &str,
-) -> Result<Option<LargeTransactions>, Error> {
+) -> Result<LargeTransactionsSeen, Error> {
     if !streams_in_progress(client).await? {
-        return Ok(None);
+        return Ok(LargeTransactionsSeen::Unstreamable);
     }
     let row = client
         .query_opt(
@@ -372,12 +384,14 @@ pub async fn large_transactions(
         )
         .await
         .map_err(pg("reading the replication slot's statistics"))?;
-    Ok(row.map(|r| LargeTransactions {
-        work_mem: r.get(0),
-        streamed: r.get(1),
-        streamed_bytes: r.get(2),
-        spilled: r.get(3),
-        spilled_bytes: r.get(4),
+    Ok(row.map_or(LargeTransactionsSeen::NoStatistics, |r| {
+        LargeTransactionsSeen::Counted(LargeTransactions {
+            work_mem: r.get(0),
+            streamed: r.get(1),
+            streamed_bytes: r.get(2),
+            spilled: r.get(3),
+            spilled_bytes: r.get(4),
+        })
     }))
 }
 

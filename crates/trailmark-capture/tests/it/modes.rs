@@ -850,9 +850,29 @@ async fn large_transactions_streamed_in_progress_are_the_same_as_in_the_other_mo
     let db = streaming(CUSTOMER, &spec).await;
     db.client.batch_execute(writes).await.unwrap();
     let (streamed, unstreamed) = drained_reporting(&db).await;
+    let streamed_count = streamed_transactions(&db).await;
     assert!(
-        streamed_transactions(&db).await >= 3,
+        streamed_count >= 3,
         "the three large transactions were streamed"
+    );
+    // What `status` and serve's /metrics read says the same, and a slot
+    // without statistics is told apart from a server that cannot stream.
+    let slot = slot_status(&db.client).await.unwrap().unwrap().name;
+    match trailmark_capture::large_transactions(&db.client, &slot)
+        .await
+        .unwrap()
+    {
+        trailmark_capture::LargeTransactionsSeen::Counted(large) => {
+            assert_eq!(large.streamed, streamed_count);
+            assert!(large.streamed_bytes > 0, "{large:?}");
+        }
+        other => panic!("PostgreSQL 14+ counts the slot's streams: {other:?}"),
+    }
+    assert_eq!(
+        trailmark_capture::large_transactions(&db.client, "trailmark_dropped_meanwhile")
+            .await
+            .unwrap(),
+        trailmark_capture::LargeTransactionsSeen::NoStatistics
     );
     assert_eq!(unstreamed, Vec::<u32>::new(), "every context placed");
     assert_eq!(trigger.len(), 3000 + 1500 + 2500 + 100 + 2000);

@@ -1029,14 +1029,12 @@ fn capture_paused_then_resumed_is_recorded_in_order_and_captures_nothing_between
 /// retried for ever), and the change it did not drain waits in the slot for
 /// a drainer given the TCP address.
 #[test]
-fn a_wal_drainer_given_a_unix_socket_is_told_to_use_tcp_and_loses_nothing() {
+fn a_unix_socket_source_is_warned_of_at_install_and_refused_by_the_wal_drainer_losing_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let db = PgDb::logical("tm_wal_socket");
     db.sql("CREATE TABLE item (id int PRIMARY KEY, qty int)");
     let tcp = db.source();
-    install(&tcp, "wal", "public.item", &[]);
-    db.sql("INSERT INTO item VALUES (1, 5)");
     let sockets = db.text("SHOW unix_socket_directories");
     let socket_dir = sockets.split(',').next().unwrap().trim();
     let socket = format!(
@@ -1045,6 +1043,34 @@ fn a_wal_drainer_given_a_unix_socket_is_told_to_use_tcp_and_loses_nothing() {
         db.text("SELECT current_user"),
         db.name
     );
+    // Install works through either; through the socket it warns that a
+    // drainer cannot use that string, through TCP it does not.
+    let install_through = |source: &str| {
+        let out = cli(&[
+            "capture",
+            "pg",
+            "install",
+            "--source",
+            source,
+            "--mode",
+            "wal",
+            "--tables",
+            "public.item",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    let warned = install_through(&socket);
+    assert!(
+        warned.contains(
+            "a drainer (`capture pg run`, serve's [capture]) cannot stream through this --source"
+        ) && warned.contains("is a Unix-domain socket"),
+        "{warned}"
+    );
+    let quiet = install_through(&tcp);
+    assert!(!quiet.contains("warning"), "{quiet}");
+    db.sql("INSERT INTO item VALUES (1, 5)");
     let out = drain_once(&socket, &server);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
