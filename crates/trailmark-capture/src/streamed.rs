@@ -27,6 +27,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
 
 use pg_walstream::RelationInfo;
+use serde_json::Value;
 
 use crate::{Error, RowImage};
 
@@ -67,9 +68,17 @@ impl Change {
         let image = |i: &Option<RowImage>| match i {
             None => 0,
             Some(RowImage::Json(text)) => text.len(),
-            Some(RowImage::Columns(columns)) => {
-                columns.iter().map(|(n, v)| n.len() + v.len() + 48).sum()
-            }
+            Some(RowImage::Columns(columns)) => columns
+                .iter()
+                .map(|(n, v)| {
+                    let value = match v {
+                        Value::String(text) => text.len(),
+                        Value::Array(_) | Value::Object(_) => v.to_string().len(),
+                        _ => 8,
+                    };
+                    n.len() + value + 48
+                })
+                .sum(),
         };
         64 + self.schema.len() + self.table.len() + image(&self.old) + image(&self.new)
     }
@@ -114,7 +123,7 @@ impl Item {
                     out.write_all(&count.to_le_bytes())?;
                     for (name, value) in columns {
                         text(out, name.as_bytes())?;
-                        text(out, value.as_bytes())?;
+                        text(out, value.to_string().as_bytes())?;
                     }
                     Ok(())
                 }
@@ -161,7 +170,12 @@ impl Item {
                 _ => {
                     let count = u32::from_le_bytes(bytes(input)?);
                     let columns = (0..count)
-                        .map(|_| Ok((text(input)?, text(input)?)))
+                        .map(|_| {
+                            let name = text(input)?;
+                            let value = serde_json::from_slice(&raw(input)?)
+                                .map_err(std::io::Error::other)?;
+                            Ok((name, value))
+                        })
                         .collect::<std::io::Result<_>>()?;
                     Some(RowImage::Columns(columns))
                 }
@@ -538,7 +552,7 @@ mod tests {
             "public",
             "t",
             None,
-            Some(RowImage::Columns(vec![("id".into(), n.to_string())])),
+            Some(RowImage::Columns(vec![("id".into(), Value::from(n))])),
         )
     }
 
@@ -556,7 +570,7 @@ mod tests {
             .iter()
             .map(|i| match i {
                 Item::Change { change, .. } => match &change.new {
-                    Some(RowImage::Columns(c)) => c[0].1.clone(),
+                    Some(RowImage::Columns(c)) => c[0].1.to_string(),
                     _ => "?".into(),
                 },
                 Item::Context { content, .. } => String::from_utf8_lossy(content).into_owned(),
@@ -646,8 +660,8 @@ mod tests {
                 "t",
                 Some(RowImage::Json(format!("{{\"id\": {n}}}"))),
                 Some(RowImage::Columns(vec![
-                    ("id".into(), n.to_string()),
-                    ("big".into(), big.clone()),
+                    ("id".into(), Value::from(n)),
+                    ("big".into(), Value::String(big.clone())),
                 ])),
             )
         };
