@@ -101,8 +101,15 @@ impl fmt::Debug for Source {
 impl Source {
     /// Reads a libpq connection string (`key=value …` or a
     /// `postgresql://` URI). The error names the setting at fault and never
-    /// repeats the string (it may hold a password).
+    /// repeats the string (it may hold a password). A string without a
+    /// password takes the environment's `PGPASSWORD`, as libpq does, and as
+    /// WAL mode's replication connection does with the same string.
     pub fn parse(source: &str) -> Result<Self, String> {
+        Self::parse_with(source, std::env::var("PGPASSWORD").ok())
+    }
+
+    /// [`Self::parse`], with `PGPASSWORD`'s value given.
+    fn parse_with(source: &str, env_password: Option<String>) -> Result<Self, String> {
         let (rest, ssl) = take_ssl_settings(source)?;
         let mode = ssl
             .mode
@@ -132,6 +139,11 @@ impl Source {
                 tokio_postgres::config::SslMode::Require
             }
         });
+        if config.get_password().is_none()
+            && let Some(password) = env_password
+        {
+            config.password(password);
+        }
         let tls = Tls::new(mode, ssl.root_cert.as_deref())?;
         Ok(Self { config, tls, mode })
     }
@@ -594,6 +606,36 @@ mod tests {
             mode: mode.map(str::to_owned),
             root_cert: root_cert.map(str::to_owned),
         }
+    }
+
+    /// `PGPASSWORD` fills in a password the string leaves out, never one
+    /// it gives (in either form of string).
+    #[test]
+    fn a_string_without_a_password_takes_pgpassword() {
+        let password = |source: &str, env: Option<&str>| {
+            Source::parse_with(source, env.map(str::to_owned))
+                .unwrap()
+                .config()
+                .get_password()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+        };
+        assert_eq!(
+            password("host=db user=app", Some("from-env")).as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(
+            password("postgresql://app@db/x", Some("from-env")).as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(
+            password("host=db user=app password=given", Some("from-env")).as_deref(),
+            Some("given")
+        );
+        assert_eq!(
+            password("postgresql://app:given@db/x", Some("from-env")).as_deref(),
+            Some("given")
+        );
+        assert_eq!(password("host=db user=app", None), None);
     }
 
     #[test]
