@@ -1249,7 +1249,9 @@ mod tests {
     }
 
     /// WAL mode's shorter way to a column's value gives what its JSON
-    /// text gives under the rule of both modes, for every type and value.
+    /// text gives under the rule of both modes: each of the types above
+    /// with each of these texts (the edges of numbers, escapes, the length
+    /// limit), and random texts below.
     #[test]
     fn a_value_taken_directly_is_the_value_of_its_json_text() {
         let max = crate::event::MAX_VALUE_BYTES;
