@@ -1019,15 +1019,12 @@ fn capture_paused_then_resumed_is_recorded_in_order_and_captures_nothing_between
     assert!(!status.contains("paused:"), "{status}");
 }
 
-/// `serve`'s connections to PostgreSQL (the shared store's pool, the
-/// drainer's) encrypt as their `sslmode` asks, as the server sees them in
-/// `pg_stat_ssl`: with `require` every one, with `disable` none; the
-/// changes are drained either way.
-/// WAL mode's replication client connects over TCP only: a drainer given
-/// the database's Unix-domain socket is refused at once, naming the socket
-/// and what to give instead (it looked the path up as a host name and
-/// retried for ever), and the change it did not drain waits in the slot for
-/// a drainer given the TCP address.
+/// WAL mode's replication client connects over TCP only: `install --mode
+/// wal` through the database's Unix-domain socket installs and warns that
+/// a drainer cannot use that string; a drainer given it is refused at once,
+/// naming the socket and what to give instead (it looked the path up as a
+/// host name and retried for ever), and the change it did not drain waits
+/// in the slot for a drainer given the TCP address.
 #[test]
 fn a_unix_socket_source_is_warned_of_at_install_and_refused_by_the_wal_drainer_losing_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -1089,6 +1086,10 @@ fn a_unix_socket_source_is_warned_of_at_install_and_refused_by_the_wal_drainer_l
     assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
 }
 
+/// `serve`'s connections to PostgreSQL (the shared store's pool, the
+/// drainer's) encrypt as their `sslmode` asks, as the server sees them in
+/// `pg_stat_ssl`: with `require` every one, with `disable` none; the
+/// changes are drained either way.
 #[test]
 fn serve_connects_to_postgresql_encrypted_as_sslmode_asks() {
     let app = PgDb::new("tm_tls_app");
