@@ -27,7 +27,8 @@
 # Each round also reports the changes not yet in the ledger halfway through
 # the workload (how far the drainer lags while it shares the cores) and at
 # its end, and the CPU time `serve` took while the workload ran per change
-# the workload made (steadier than the rates on a noisy machine); at the end,
+# the workload made (steadier than the rates on a noisy machine), and in WAL
+# mode the same for the walsender decoding for it; at the end,
 # each build's share of the uncaptured rate by round and on the mean, and
 # (with two builds) the rounds each was ahead in.
 set -euo pipefail
@@ -77,6 +78,13 @@ serve() { # build, database: the drainer inside serve, its ledger kept across ro
     --capture-source "$pg dbname=$2${options:+ $options}" >/dev/null 2>&1 &
   server=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:7980/healthz >/dev/null && break; sleep 0.1; done
+  # A restarted serve reads the last hour of its trail back to rebuild its
+  # alert windows (bench/lib.sh): up to every change of the rounds before,
+  # on the cores pgbench needs. A drainer runs for days between restarts, so
+  # the round begins once that is done.
+  TRAILMARK_KEY=$(cat "$work/ledger-$1/bootstrap-admin.key")
+  export TRAILMARK_KEY
+  wait_alerts_rebuilt 7980
 }
 # Changes made so far not yet in the ledger (a drainer that falls behind
 # costs the application less while it runs, and catches up later).
@@ -99,12 +107,30 @@ for round in $(seq "$rounds"); do
     serve "$build" "tm_tpcb_$build"
     made=$(psql_ "tm_tpcb_$build" -c "SELECT count(*) FROM pgbench_history")
     ticks=$(cpu_ticks "$server")
+    # WAL mode: the walsender decoding for the drainer is a PostgreSQL
+    # process on the same cores; its CPU is the other half of the cost.
+    sender=""
+    if [ "$mode" = wal ]; then
+      for _ in $(seq 100); do
+        sender=$(psql_ postgres -c "SELECT active_pid FROM pg_replication_slots WHERE database = 'tm_tpcb_$build' AND active_pid IS NOT NULL")
+        [ -z "$sender" ] || break
+        sleep 0.1
+      done
+      [ -n "$sender" ] || { echo "the drainer of $build did not connect in 10 s" >&2; exit 1; }
+      sender_ticks=$(cpu_ticks "$sender")
+    fi
     tpcb "tm_tpcb_$build" > "$work/tps" &
     sleep $((secs / 2))
     mid=$(behind "$build" "tm_tpcb_$build")
     wait $!
     ticks=$(($(cpu_ticks "$server") - ticks))
+    sender_ticks=$(if [ -n "$sender" ] && [ -e "/proc/$sender" ]; then echo $(($(cpu_ticks "$sender") - sender_ticks)); fi)
     made=$((($(psql_ "tm_tpcb_$build" -c "SELECT count(*) FROM pgbench_history") - made) * 4))
+    sender_us=""
+    if [ -n "$sender" ]; then # the same walsender all round, or no figure
+      sender_us="? (reconnected)"
+      [ -z "$sender_ticks" ] || sender_us=$((sender_ticks * 1000000 / $(getconf CLK_TCK) / made))
+    fi
     tps=$(cat "$work/tps")
     # Durable appends the drainer made this round (each one a commit of
     # the ledger file): the fewer, the less it costs the application.
@@ -112,7 +138,7 @@ for round in $(seq "$rounds"); do
     appends=$(metric trailmark_commit_seconds_count 7980)
     share=$(echo "scale=4; 100 * $tps / $none" | bc)
     echo "$build $round $share" >> "$work/shares"
-    echo "round=$round capture=$mode drainer=$build nice=$(nice_of "$build") identity=$(identity_of "$build") source_options="$(options_of "$build")" tps=$tps share_of_uncaptured=$(printf %.1f "$share")% events_behind_mid_run=$mid events_behind_at_end=$(behind "$build" "tm_tpcb_$build") appends=$appends serve_cpu_us_per_change=$((ticks * 1000000 / $(getconf CLK_TCK) / made))"
+    echo "round=$round capture=$mode drainer=$build nice=$(nice_of "$build") identity=$(identity_of "$build") source_options="$(options_of "$build")" tps=$tps share_of_uncaptured=$(printf %.1f "$share")% events_behind_mid_run=$mid events_behind_at_end=$(behind "$build" "tm_tpcb_$build") appends=$appends serve_cpu_us_per_change=$((ticks * 1000000 / $(getconf CLK_TCK) / made)) walsender_cpu_us_per_change=$sender_us"
     kill -TERM "$server"; wait "$server" || true
     server=""
   done
