@@ -166,9 +166,10 @@ for round in $(seq "$rounds"); do
     server=$!
     for _ in $(seq 100); do curl -sf http://127.0.0.1:7980/healthz >/dev/null && break; sleep 0.1; done
     # The round begins once the drainer is at work as it would be for days
-    # between restarts: the changes of the stopped round drained, and the
-    # restart's reading back of the last hour (the alert windows, bench/lib.sh)
-    # done; both would otherwise take the cores pgbench is measured on.
+    # between restarts: the changes of the stopped round drained and
+    # indexed, and the restart's reading back of the last hour (the alert
+    # windows, bench/lib.sh) done; each would otherwise take the cores
+    # pgbench is measured on.
     TRAILMARK_KEY=$(cat "$work/serve-$variant/bootstrap-admin.key")
     export TRAILMARK_KEY
     made=$(($(psql_ "tm_bench_tpcb_$variant" -c "SELECT count(*) FROM pgbench_history") * 4))
@@ -177,6 +178,7 @@ for round in $(seq "$rounds"); do
       if [ "$(date +%s)" -gt "$deadline" ]; then echo "$variant: the stopped round's changes were not drained in 5 min" >&2; exit 1; fi
       sleep 0.5
     done
+    wait_indexed 7980
     wait_alerts_rebuilt 7980
     echo "round=$round variant=$variant drainer=running tps=$(tpcb tm_bench_tpcb_$variant)"
     kill -TERM "$server"; wait "$server" || true
