@@ -35,6 +35,39 @@ start_serve() {
   export TRAILMARK_KEY
 }
 
+# start_drainer BIN DATA_DIR PORT SOURCE [NICE]: starts `serve --capture-source SOURCE`
+# on 127.0.0.1:PORT at CPU priority NICE (0) as start_serve does, and returns once it has
+# read the last hour of its trail back to rebuild its alert windows (wait_alerts_rebuilt):
+# on a ledger kept across a benchmark's rounds that is every change of the rounds before,
+# on the cores the benchmark measures, and a drainer runs for days between restarts, so a
+# measured round begins after it.
+start_drainer() {
+  local bin=$1 data=$2 port=$3 source=$4 nice=${5:-0}
+  port_free "$port"
+  nice -n "$nice" "$bin" serve --data-dir "$data" --listen "127.0.0.1:$port" \
+    --capture-source "$source" >/dev/null 2>&1 &
+  server=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+  TRAILMARK_KEY=$(cat "$data/bootstrap-admin.key")
+  export TRAILMARK_KEY
+  wait_alerts_rebuilt "$port"
+}
+
+# walsender_pid CONNINFO DATABASE: the pid of the walsender that streams DATABASE's
+# replication slot to a WAL-mode drainer (the PostgreSQL process whose CPU is the other
+# half of the drainer's), waiting up to 10 s for the drainer to connect; past that, says
+# so and exits.
+walsender_pid() {
+  local pid
+  for _ in $(seq 100); do
+    pid=$(psql "$1 dbname=postgres" -qtAX -c "SELECT active_pid FROM pg_replication_slots WHERE database = '$2' AND active_pid IS NOT NULL")
+    [ -z "$pid" ] || { echo "$pid"; return 0; }
+    sleep 0.1
+  done
+  echo "the drainer of $2 did not connect in 10 s" >&2
+  exit 1
+}
+
 # tenant_size TENANT [PORT]: the tenant's log size on the server at
 # 127.0.0.1:PORT (7979), 0 when it has none or the server does not answer.
 tenant_size() {

@@ -161,17 +161,11 @@ for round in $(seq "$rounds"); do
   for variant in trigger wal; do
     # The drainer inside serve, on the same machine, while pgbench runs (its
     # ledger kept across rounds).
-    $bin serve --data-dir "$work/serve-$variant" --listen 127.0.0.1:7980 \
-      --capture-source "$pg dbname=tm_bench_tpcb_$variant" >/dev/null 2>&1 &
-    server=$!
-    for _ in $(seq 100); do curl -sf http://127.0.0.1:7980/healthz >/dev/null && break; sleep 0.1; done
+    start_drainer "$bin" "$work/serve-$variant" 7980 "$pg dbname=tm_bench_tpcb_$variant"
     # The round begins once the drainer is at work as it would be for days
-    # between restarts: the changes of the stopped round drained and
-    # indexed, and the restart's reading back of the last hour (the alert
-    # windows, bench/lib.sh) done; each would otherwise take the cores
-    # pgbench is measured on.
-    TRAILMARK_KEY=$(cat "$work/serve-$variant/bootstrap-admin.key")
-    export TRAILMARK_KEY
+    # between restarts (start_drainer): also the changes of the stopped round
+    # drained and indexed, which would otherwise take the cores pgbench is
+    # measured on.
     made=$(($(psql_ "tm_bench_tpcb_$variant" -c "SELECT count(*) FROM pgbench_history") * 4))
     deadline=$(($(date +%s) + 300))
     until [ "$(tenant_size default 7980)" -ge "$made" ]; do
@@ -179,7 +173,6 @@ for round in $(seq "$rounds"); do
       sleep 0.5
     done
     wait_indexed 7980
-    wait_alerts_rebuilt 7980
     echo "round=$round variant=$variant drainer=running tps=$(tpcb tm_bench_tpcb_$variant)"
     kill -TERM "$server"; wait "$server" || true
     server=""

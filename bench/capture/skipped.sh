@@ -26,7 +26,6 @@ pg="$(scripts/logical-cluster)"
 psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
 . bench/lib.sh
 bin=$(measured_bin)
-port_free 7980
 work=$(mktemp -d)
 server=""
 cleanup() {
@@ -45,20 +44,8 @@ for db in tm_skip_app tm_skip_other; do psql_ "$db" -c "CHECKPOINT" -c "VACUUM A
 tpcb() { pgbench -n -c 4 -j 4 -T "$secs" -b tpcb-like "$pg dbname=$1" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
 transactions() { psql_ "$1" -c "SELECT count(*) FROM pgbench_history"; }
 start() { # the drainer inside serve, connected
-  "$bin" serve --data-dir "$work/ledger" --listen 127.0.0.1:7980 \
-    --capture-source "$pg dbname=tm_skip_app${SOURCE_OPTIONS:+ $SOURCE_OPTIONS}" >/dev/null 2>&1 &
-  server=$!
-  for _ in $(seq 100); do curl -sf http://127.0.0.1:7980/healthz >/dev/null && break; sleep 0.1; done
-  TRAILMARK_KEY=$(cat "$work/ledger/bootstrap-admin.key")
-  export TRAILMARK_KEY
-  wait_alerts_rebuilt 7980
-  sender=""
-  for _ in $(seq 100); do
-    sender=$(psql_ postgres -c "SELECT active_pid FROM pg_replication_slots WHERE database = 'tm_skip_app' AND active_pid IS NOT NULL")
-    [ -z "$sender" ] || break
-    sleep 0.1
-  done
-  [ -n "$sender" ] || { echo "the drainer did not connect in 10 s" >&2; exit 1; }
+  start_drainer "$bin" "$work/ledger" 7980 "$pg dbname=tm_skip_app${SOURCE_OPTIONS:+ $SOURCE_OPTIONS}"
+  sender=$(walsender_pid "$pg" tm_skip_app)
 }
 stop() { kill -TERM "$server"; wait "$server" || true; server=""; }
 : > "$work/rates"

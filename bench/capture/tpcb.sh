@@ -74,17 +74,7 @@ tpcb() { pgbench -n -c "$clients" -j "$clients" -T "$secs" -b tpcb-like "$pg dbn
 serve() { # build, database: the drainer inside serve, its ledger kept across rounds
   local options
   options=$(options_of "$1")
-  nice -n "$(nice_of "$1")" "$(bin_of "$1")" serve --data-dir "$work/ledger-$1" --listen 127.0.0.1:7980 \
-    --capture-source "$pg dbname=$2${options:+ $options}" >/dev/null 2>&1 &
-  server=$!
-  for _ in $(seq 100); do curl -sf http://127.0.0.1:7980/healthz >/dev/null && break; sleep 0.1; done
-  # A restarted serve reads the last hour of its trail back to rebuild its
-  # alert windows (bench/lib.sh): up to every change of the rounds before,
-  # on the cores pgbench needs. A drainer runs for days between restarts, so
-  # the round begins once that is done.
-  TRAILMARK_KEY=$(cat "$work/ledger-$1/bootstrap-admin.key")
-  export TRAILMARK_KEY
-  wait_alerts_rebuilt 7980
+  start_drainer "$(bin_of "$1")" "$work/ledger-$1" 7980 "$pg dbname=$2${options:+ $options}" "$(nice_of "$1")"
 }
 # Changes made so far not yet in the ledger (a drainer that falls behind
 # costs the application less while it runs, and catches up later).
@@ -107,16 +97,9 @@ for round in $(seq "$rounds"); do
     serve "$build" "tm_tpcb_$build"
     made=$(psql_ "tm_tpcb_$build" -c "SELECT count(*) FROM pgbench_history")
     ticks=$(cpu_ticks "$server")
-    # WAL mode: the walsender decoding for the drainer is a PostgreSQL
-    # process on the same cores; its CPU is the other half of the cost.
     sender=""
     if [ "$mode" = wal ]; then
-      for _ in $(seq 100); do
-        sender=$(psql_ postgres -c "SELECT active_pid FROM pg_replication_slots WHERE database = 'tm_tpcb_$build' AND active_pid IS NOT NULL")
-        [ -z "$sender" ] || break
-        sleep 0.1
-      done
-      [ -n "$sender" ] || { echo "the drainer of $build did not connect in 10 s" >&2; exit 1; }
+      sender=$(walsender_pid "$pg" "tm_tpcb_$build")
       sender_ticks=$(cpu_ticks "$sender")
     fi
     tpcb "tm_tpcb_$build" > "$work/tps" &
