@@ -37,6 +37,53 @@ use crate::{Error, OutboxRow, RowImage, Sink, TableConfig, pg};
 /// this process holds besides the batch being sent).
 const READ_AHEAD: usize = 4096;
 
+/// While the slot keeps sending, the reader waits for the connection at
+/// most once in this long (or the linger, when that is shorter): under a
+/// stream of small commits PostgreSQL sends each commit, and a keepalive
+/// before each wait for more WAL, as soon as it is written, and reading
+/// each as it came woke the reader some 2,600 times a second beside
+/// pgbench's TPC-B (a third of the drainer's CPU a change went to those
+/// wakes: bench/results/capture.md). Paced, what arrives meanwhile waits
+/// in the socket's buffer and is read in one go. The cost: a change is
+/// read up to this much later (its batch lingers longer anyway).
+const READ_PACE: Duration = Duration::from_millis(5);
+
+/// Drives `read` (the next message off the replication connection) at
+/// `pace`: the connection is not polled again sooner than `pace` after
+/// it last had nothing to read (`idle`, kept across reads). Woken sooner,
+/// the reader first sleeps out the rest, so that what arrives meanwhile
+/// is read at once; what is already read is handed on without waiting.
+async fn paced<F: std::future::Future>(
+    read: F,
+    pace: Duration,
+    idle: &mut Option<Instant>,
+) -> F::Output {
+    use std::task::Poll;
+    let mut read = std::pin::pin!(read);
+    let mut resting: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        if resting.is_none()
+            && let Some(until) = idle.map(|at| at + pace)
+            && Instant::now() < until
+        {
+            resting = Some(Box::pin(tokio::time::sleep_until(until)));
+        }
+        if let Some(rest) = resting.as_mut() {
+            if rest.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            resting = None;
+            *idle = None;
+        }
+        let polled = read.as_mut().poll(cx);
+        if polled.is_pending() {
+            *idle = Some(Instant::now());
+        }
+        polled
+    })
+    .await
+}
+
 /// The replication connection's string: the source's, asking for a
 /// logical replication session. Refused when it names a Unix-domain socket
 /// (`host=/var/run/postgresql`) or several hosts: the replication client
@@ -376,11 +423,14 @@ async fn read_slot(
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     let (ahead, decoded) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let pace = READ_PACE.min(options.linger);
     let reader = tokio::spawn(async move {
         let mut parser = LogicalReplicationParser::with_protocol_version(protocol);
         let mut in_chunk = false;
+        let mut idle = None;
         loop {
-            let next = match replication_stream.next_raw_event(&stop).await {
+            let read = replication_stream.next_raw_event(&stop);
+            let next = match paced(read, pace, &mut idle).await {
                 Ok(raw) => {
                     Frame::read(&mut parser, &mut in_chunk, raw.wal_start.value(), &raw.data)
                 }
@@ -1481,6 +1531,60 @@ mod tests {
             })
         })
         .await
+    }
+
+    /// The reader waits for the connection at most once a pace: woken
+    /// sooner, it reads after the pace, and then everything that came
+    /// meanwhile without waiting; what comes after a quiet pace is read at
+    /// once; a pace of 0 never holds a read. (Paused time: the clock moves
+    /// only when every task waits on a timer.)
+    #[tokio::test(start_paused = true)]
+    async fn the_reader_waits_for_the_connection_at_most_once_a_pace() {
+        let pace = Duration::from_millis(5);
+        let (sender, mut received) = tokio::sync::mpsc::unbounded_channel::<u32>();
+        let mut idle = None;
+        let start = Instant::now();
+        {
+            let mut read = Box::pin(paced(received.recv(), pace, &mut idle));
+            assert!(poll_once(&mut read).await.is_none(), "nothing to read yet");
+            sender.send(1).unwrap();
+            assert!(
+                poll_once(&mut read).await.is_none(),
+                "woken within the pace: not read yet"
+            );
+            sender.send(2).unwrap();
+            sender.send(3).unwrap();
+            assert_eq!(read.await, Some(1));
+        }
+        assert_eq!(start.elapsed(), pace, "read once the pace had passed");
+        let now = Instant::now();
+        assert_eq!(paced(received.recv(), pace, &mut idle).await, Some(2));
+        assert_eq!(paced(received.recv(), pace, &mut idle).await, Some(3));
+        assert_eq!(
+            now.elapsed(),
+            Duration::ZERO,
+            "what came meanwhile: at once"
+        );
+        {
+            let mut read = Box::pin(paced(received.recv(), pace, &mut idle));
+            assert!(poll_once(&mut read).await.is_none());
+            tokio::time::advance(pace * 4).await;
+            sender.send(4).unwrap();
+            let now = Instant::now();
+            assert_eq!(read.await, Some(4));
+            assert_eq!(now.elapsed(), Duration::ZERO, "after a quiet pace: at once");
+        }
+        let mut idle = None;
+        {
+            let mut read = Box::pin(paced(received.recv(), Duration::ZERO, &mut idle));
+            assert!(poll_once(&mut read).await.is_none());
+            sender.send(5).unwrap();
+            assert_eq!(
+                poll_once(&mut read).await,
+                Some(Some(5)),
+                "no pace: at once"
+            );
+        }
     }
 
     // Time stands still unless the test moves it (or every task waits on a
