@@ -170,6 +170,12 @@ pub enum Progress {
     /// subtransaction that may have rolled back, which streaming cannot
     /// tell (docs/CAPTURE.md); the drainer decodes on without streaming.
     Unstreamed { xid: u32 },
+    /// WAL mode: the drainer could not write a heartbeat for its slot
+    /// (`reason`), so while the captured tables are quiet the slot keeps
+    /// the WAL the rest of the cluster writes (docs/CAPTURE.md, "Quiet
+    /// tables"); heartbeats stop until the drainer restarts, the drain
+    /// goes on.
+    NoHeartbeat { reason: String },
 }
 
 /// Connects to `source`, becomes the active drainer, and moves outbox rows

@@ -48,6 +48,42 @@ const READ_AHEAD: usize = 4096;
 /// read up to this much later (its batch lingers longer anyway).
 const READ_PACE: Duration = Duration::from_millis(5);
 
+/// How long the decoder waits for a message before it asks the database
+/// whether the slot needs a heartbeat ([`heartbeat`]).
+const QUIET: Duration = Duration::from_secs(5);
+
+/// WAL written past the slot's confirmed position, while the drainer has
+/// nothing to decode, past which it writes a heartbeat ([`heartbeat`]).
+pub const HEARTBEAT_AFTER_BYTES: i64 = 16 * 1024 * 1024;
+
+/// The prefix of the heartbeat's logical message.
+const HEARTBEAT_PREFIX: &str = "trailmark.heartbeat";
+
+/// A heartbeat, when the slot needs one. The slot's confirmed position
+/// moves only past what the drainer acknowledges, and it acknowledges only
+/// what it is sent: while the captured tables are quiet and the rest of
+/// the cluster writes (other tables, other databases), nothing is sent, the
+/// position stands, and PostgreSQL keeps every byte of WAL written since
+/// (gigabytes an hour under a busy neighbour; past
+/// `max_slot_wal_keep_size` the slot is lost). So when the WAL has moved
+/// more than [`HEARTBEAT_AFTER_BYTES`] past the slot's confirmed position,
+/// the drainer writes a non-transactional logical message; it comes back
+/// through the slot after every transaction committed before it, and
+/// acknowledging it (once everything before is durable) moves the slot.
+/// A quiet cluster is never written to.
+async fn heartbeat(client: &Client, slot: &str) -> Result<(), Error> {
+    client
+        .execute(
+            "SELECT pg_logical_emit_message(false, $2, '') FROM pg_replication_slots
+             WHERE slot_name = $1
+             AND pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) > $3::int8",
+            &[&slot, &HEARTBEAT_PREFIX, &HEARTBEAT_AFTER_BYTES],
+        )
+        .await
+        .map_err(pg("writing a heartbeat for the replication slot"))?;
+    Ok(())
+}
+
 /// Drives `read` (the next message off the replication connection) at
 /// `pace`: the connection is not polled again sooner than `pace` after
 /// it last had nothing to read (`idle`, kept across reads). Woken sooner,
@@ -219,6 +255,7 @@ pub(crate) async fn stream<S: Sink>(
             mut decoded,
         } = read_slot(client, source, &slot.name, options, streaming).await?;
         let mut state = Decoder::lingering(options.linger);
+        state.heartbeat = Some(slot.name.clone());
         let result: Result<Option<u32>, Error> = async {
             loop {
                 let next = state
@@ -231,6 +268,9 @@ pub(crate) async fn stream<S: Sink>(
                         &mut in_flight,
                     )
                     .await?;
+                if let Some(reason) = state.no_heartbeat.take() {
+                    progress(Progress::NoHeartbeat { reason });
+                }
                 let last = crate::drain::After::of(&next.events);
                 let next = next.readied(sink)?;
                 let after = loop {
@@ -526,6 +566,12 @@ struct Decoder {
     handed_on: Option<Instant>,
     /// How long a batch that is not full waits for more after that.
     linger: Duration,
+    /// The slot, when the decoder writes heartbeats for it while it waits
+    /// ([`heartbeat`]).
+    heartbeat: Option<String>,
+    /// Why a heartbeat could not be written (heartbeats then stop for the
+    /// session; the drain goes on), until the caller reports it.
+    no_heartbeat: Option<String>,
 }
 
 impl Decoder {
@@ -588,7 +634,7 @@ impl Decoder {
                 // has lingered its time.
                 let next = if in_flight.is_empty() {
                     match linger_until.filter(|_| at_commit) {
-                        None => Some(decoded.recv().await),
+                        None => self.wait(decoded, client).await,
                         Some(until) => tokio::time::timeout_at(until, decoded.recv()).await.ok(),
                     }
                 } else {
@@ -621,7 +667,8 @@ impl Decoder {
                     }
                 }
             }
-            if self.batch.len() >= batch_size
+            if self.no_heartbeat.is_some()
+                || self.batch.len() >= batch_size
                 || (at_commit
                     && in_flight.is_empty()
                     && decoded.is_empty()
@@ -648,6 +695,33 @@ impl Decoder {
             ended,
             unstreamed,
         })
+    }
+
+    /// The next decoded message, however long it takes; each [`QUIET`]
+    /// without one, a [`heartbeat`] if the slot needs one. A heartbeat that
+    /// fails (a role in read-only transactions, say) ends heartbeats for the
+    /// session and the wait (None), its reason kept for the caller to
+    /// report: the drain goes on.
+    async fn wait(
+        &mut self,
+        decoded: &mut tokio::sync::mpsc::Receiver<Result<Frame, ReplicationError>>,
+        client: &Client,
+    ) -> Option<Option<Result<Frame, ReplicationError>>> {
+        let Some(slot) = self.heartbeat.clone() else {
+            return Some(decoded.recv().await);
+        };
+        loop {
+            match tokio::time::timeout(QUIET, decoded.recv()).await {
+                Ok(next) => return Some(next),
+                Err(_) => {
+                    if let Err(e) = heartbeat(client, &slot).await {
+                        self.heartbeat = None;
+                        self.no_heartbeat = Some(e.to_string());
+                        return None;
+                    }
+                }
+            }
+        }
     }
 
     /// The relation a change names: as the streamed chunk being read
@@ -842,6 +916,17 @@ impl Decoder {
                     None => self.relations.insert(relation_id, relation),
                 };
                 Vec::new()
+            }
+            Message::Message {
+                flags, lsn, prefix, ..
+            } if flags & 1 == 0
+                && prefix == HEARTBEAT_PREFIX
+                && self.open.is_none()
+                && self.chunk.is_none() =>
+            {
+                // Written outside any transaction, sent as it was decoded:
+                // every transaction committed before it came before it.
+                return Ok(Taken::Commit(lsn));
             }
             Message::Message {
                 flags,
@@ -1531,6 +1616,29 @@ mod tests {
             })
         })
         .await
+    }
+
+    /// A heartbeat that cannot be written ends heartbeats for the session,
+    /// not the drain: the wait ends with an empty batch and the reason for
+    /// the caller to report, and what comes next is decoded as before.
+    #[tokio::test(start_paused = true)]
+    async fn a_heartbeat_that_fails_is_reported_and_the_drain_goes_on() {
+        let (mut decoding, sender) = Decoding::new().await;
+        decoding.state.heartbeat = Some("trailmark_nowhere".to_owned());
+        // The decoder's connection gone: its next query fails.
+        let _ = decoding
+            .client
+            .batch_execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            .await;
+        let mut flushing = none_in_flight();
+        let quiet = decoding.next_batch(1000, &mut flushing).await.unwrap();
+        assert_eq!((quiet.rows, quiet.acknowledge), (0, None));
+        let reason = decoding.state.no_heartbeat.take().expect("a reason kept");
+        assert!(reason.contains("heartbeat"), "{reason}");
+        assert!(decoding.state.heartbeat.is_none(), "heartbeats stopped");
+        transaction(&sender, 1, 0x100).await;
+        let ready = decoding.next_batch(1000, &mut flushing).await.unwrap();
+        assert_eq!((ready.rows, ready.acknowledge), (1, Some(0x100)));
     }
 
     /// The reader waits for the connection at most once a pace: woken

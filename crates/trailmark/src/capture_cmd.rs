@@ -851,6 +851,9 @@ fn report(progress: Progress) {
         Progress::Unstreamed { xid } => eprintln!(
             "transaction {xid} set its context inside a savepoint streaming cannot place: decoding on without streaming"
         ),
+        Progress::NoHeartbeat { reason } => eprintln!(
+            "warning: no heartbeat for the replication slot ({reason}): while the captured tables are quiet the slot keeps the WAL others write (docs/CAPTURE.md, \"Quiet tables\"); draining on"
+        ),
     }
 }
 

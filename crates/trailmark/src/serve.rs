@@ -640,6 +640,9 @@ async fn capture_loop<S: Store>(app: Arc<App<S>>, capture: Capture) {
             Progress::Unstreamed { xid } => tracing::warn!(
                 "capture: transaction {xid} set its context inside a savepoint streaming cannot place; decoding on without streaming"
             ),
+            Progress::NoHeartbeat { reason } => tracing::warn!(
+                "capture: no heartbeat for the replication slot ({reason}); while the captured tables are quiet the slot keeps the WAL others write (docs/CAPTURE.md, \"Quiet tables\"); draining on"
+            ),
         };
         if let Err(e) = trailmark_capture::drain(&capture.source, &sink, &options, &report).await {
             tracing::warn!("capture: {e}; retrying in {} s", pause.as_secs());

@@ -7,7 +7,7 @@ use trailmark_capture::{
     DrainOptions, Mode, ReplicaIdentity, TableSpec, drain, install, slot_status, uninstall,
 };
 
-use crate::{Collect, TestDb};
+use crate::{Collect, TestDb, eventually};
 
 const MODES: [Mode; 2] = [Mode::Trigger, Mode::Wal];
 
@@ -959,4 +959,77 @@ async fn a_transaction_streamed_in_progress_is_stored_only_after_its_commit() {
     assert_eq!(second.len(), 3000);
     assert!(second.iter().all(|e| e["actor"]["id"] == "slow"));
     assert!(drained(&db).await.is_empty(), "nothing twice");
+}
+
+/// The captured tables quiet while another database of the cluster writes:
+/// nothing is sent, yet the slot's confirmed position follows the WAL (a
+/// heartbeat the drainer writes once the WAL is 16 MiB past it), so
+/// PostgreSQL does not keep every byte written since the last captured
+/// change; and the heartbeat is no event.
+#[tokio::test]
+async fn a_quiet_drainer_moves_the_slot_past_what_others_write() {
+    let db = installed(Mode::Wal, CUSTOMER, &[customer()]).await;
+    let other = TestDb::logical().await;
+    db.client
+        .batch_execute("INSERT INTO customer (id, name) VALUES (1, 'captured')")
+        .await
+        .unwrap();
+    let sink = Collect::default();
+    let options = DrainOptions::default();
+    let url = db.url();
+    let running = drain(&url, &sink, &options, &|_| {});
+    tokio::pin!(running);
+    let confirmed_past = |lsn: String| {
+        let client = &db.client;
+        async move {
+            client
+                .query_one(
+                    "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots
+                     WHERE database = current_database()",
+                    &[&lsn],
+                )
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    };
+    let checks = async {
+        eventually(30, "the captured insert drained", || async {
+            sink.0.lock().unwrap().len() == 1
+        })
+        .await;
+        // More than 16 MiB of WAL, none of it captured.
+        other
+            .client
+            .batch_execute(
+                "CREATE TABLE filler (id int, pad text);
+                 INSERT INTO filler SELECT g, repeat(md5(g::text), 32) FROM generate_series(1, 20000) g",
+            )
+            .await
+            .unwrap();
+        let written: String = other
+            .client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!confirmed_past(written.clone()).await);
+        // The drainer tells the slot with its next status message; small
+        // writes elsewhere bring keepalives, and so status messages, sooner.
+        eventually(60, "the slot confirmed past the other writes", || async {
+            other
+                .client
+                .batch_execute("INSERT INTO filler VALUES (0, '')")
+                .await
+                .unwrap();
+            confirmed_past(written.clone()).await
+        })
+        .await;
+    };
+    tokio::select! {
+        ended = &mut running => panic!("the drainer ended: {ended:?}"),
+        () = checks => {}
+    }
+    let events = sink.0.lock().unwrap();
+    assert_eq!(events.len(), 1, "the heartbeat is no event: {events:?}");
 }
