@@ -40,12 +40,12 @@ const READ_AHEAD: usize = 4096;
 /// While the slot keeps sending, the reader waits for the connection at
 /// most once in this long (or the linger, when that is shorter): under a
 /// stream of small commits PostgreSQL sends each commit, and a keepalive
-/// before each wait for more WAL, as soon as it is written, and reading
-/// each as it came woke the reader some 2,600 times a second beside
-/// pgbench's TPC-B (a third of the drainer's CPU a change went to those
-/// wakes: bench/results/capture.md). Paced, what arrives meanwhile waits
-/// in the socket's buffer and is read in one go. The cost: a change is
-/// read up to this much later (its batch lingers longer anyway).
+/// before each wait for more WAL, as soon as it is written, and the reader
+/// read each as it came (beside pgbench's TPC-B, three times the reads;
+/// `serve`'s CPU a change 1–8 % higher: bench/results/capture.md). Paced,
+/// what arrives meanwhile waits in the socket's buffer and is read in one
+/// go. The cost: a change is read up to this much later (its batch lingers
+/// longer anyway).
 const READ_PACE: Duration = Duration::from_millis(5);
 
 /// How long the decoder waits for a message before it asks the database
@@ -54,7 +54,7 @@ const QUIET: Duration = Duration::from_secs(5);
 
 /// WAL written past the slot's confirmed position, while the drainer has
 /// nothing to decode, past which it writes a heartbeat ([`heartbeat`]).
-pub const HEARTBEAT_AFTER_BYTES: i64 = 16 * 1024 * 1024;
+const HEARTBEAT_AFTER_BYTES: i64 = 16 * 1024 * 1024;
 
 /// The prefix of the heartbeat's logical message.
 const HEARTBEAT_PREFIX: &str = "trailmark.heartbeat";
@@ -699,7 +699,7 @@ impl Decoder {
 
     /// The next decoded message, however long it takes; each [`QUIET`]
     /// without one, a [`heartbeat`] if the slot needs one. A heartbeat that
-    /// fails (a role in read-only transactions, say) ends heartbeats for the
+    /// fails (a role denied `pg_logical_emit_message`, say) ends heartbeats for the
     /// session and the wait (None), its reason kept for the caller to
     /// report: the drain goes on.
     async fn wait(
