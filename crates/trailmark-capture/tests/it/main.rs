@@ -120,13 +120,38 @@ impl Drop for TestDb {
             rt.block_on(async {
                 let admin = connect(&format!("{admin_url} dbname=postgres")).await;
                 // A WAL-mode install leaves a slot, which keeps its
-                // database from being dropped.
-                let _ = admin
-                    .execute(
-                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
-                        &[&name],
-                    )
-                    .await;
+                // database from being dropped. A drainer the test stopped
+                // may still hold it for a moment (its walsender ends after
+                // the connection closes): ended, then dropped, polled until
+                // gone (at most 10 s).
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                loop {
+                    let _ = admin
+                        .execute(
+                            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+                             WHERE database = $1 AND active",
+                            &[&name],
+                        )
+                        .await;
+                    let _ = admin
+                        .execute(
+                            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+                             WHERE database = $1 AND NOT active",
+                            &[&name],
+                        )
+                        .await;
+                    let left: i64 = admin
+                        .query_one(
+                            "SELECT count(*) FROM pg_replication_slots WHERE database = $1",
+                            &[&name],
+                        )
+                        .await
+                        .map_or(0, |row| row.get(0));
+                    if left == 0 || std::time::Instant::now() > deadline {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
                 let _ = admin
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await;
