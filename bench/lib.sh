@@ -13,6 +13,10 @@ measured_bin() {
   fi
 }
 
+# psql_ DATABASE [ARGS…]: psql on DATABASE of the server the caller's $pg names
+# (quiet, unaligned, tuples only, stopping at the first error).
+psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
+
 # port_free [PORT]: exits (with a message) when something already answers on
 # 127.0.0.1:PORT (7979).
 port_free() {

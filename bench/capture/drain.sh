@@ -28,7 +28,6 @@ else
   pg="host=127.0.0.1 port=5432 user=postgres"
 fi
 db=tm_bench_drain
-psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
 . bench/lib.sh
 bin=$(measured_bin)
 work=$(mktemp -d)

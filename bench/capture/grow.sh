@@ -21,7 +21,6 @@ bin=$(measured_bin)
 work=$(mktemp -d)
 server=""
 trap 'kill "$server" 2>/dev/null || true; drop_databases "$pg" "tm_bench_grow%"; rm -rf "$work"' EXIT
-psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
 
 run() { # run NAME BIN
   local name=$1 bin=$2 db=tm_bench_grow

@@ -19,7 +19,6 @@ rounds="${2:-1}"
 modes="${MODES:-trigger wal}"
 before="${TRAILMARK_BIN_BEFORE:-}"
 pg="$(scripts/logical-cluster)"
-psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
 . bench/lib.sh
 bin=$(measured_bin)
 work=$(mktemp -d)

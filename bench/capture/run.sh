@@ -37,7 +37,6 @@ parts=" ${PARTS:-single bulk drain tpcb} "
 part() { [[ "$parts" == *" $1 "* ]]; }
 here=bench/capture
 pg="$(scripts/logical-cluster)"
-psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
 . bench/lib.sh
 
 variants="${VARIANTS:-none row_trigger pgaudit trigger wal}"

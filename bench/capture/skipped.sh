@@ -23,7 +23,6 @@ secs="${1:-10}"
 rounds="${2:-4}"
 scale="${3:-10}"
 pg="$(scripts/logical-cluster)"
-psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
 . bench/lib.sh
 bin=$(measured_bin)
 work=$(mktemp -d)

@@ -37,7 +37,6 @@ secs="${1:-15}"
 rounds="${2:-3}"
 scale="${3:-10}"
 pg="$(scripts/logical-cluster)"
-psql_() { psql "$pg dbname=$1" -qtAX -v ON_ERROR_STOP=1 "${@:2}"; }
 . bench/lib.sh
 now=$(measured_bin)
 before="${TRAILMARK_BIN_BEFORE:-}"
