@@ -707,21 +707,22 @@ impl Decoder {
         decoded: &mut tokio::sync::mpsc::Receiver<Result<Frame, ReplicationError>>,
         client: &Client,
     ) -> Option<Option<Result<Frame, ReplicationError>>> {
-        let Some(slot) = self.heartbeat.clone() else {
+        let Some(slot) = self.heartbeat.as_deref() else {
             return Some(decoded.recv().await);
         };
-        loop {
+        let failed = loop {
             match tokio::time::timeout(QUIET, decoded.recv()).await {
                 Ok(next) => return Some(next),
                 Err(_) => {
-                    if let Err(e) = heartbeat(client, &slot).await {
-                        self.heartbeat = None;
-                        self.no_heartbeat = Some(e.to_string());
-                        return None;
+                    if let Err(e) = heartbeat(client, slot).await {
+                        break e.to_string();
                     }
                 }
             }
-        }
+        };
+        self.heartbeat = None;
+        self.no_heartbeat = Some(failed);
+        None
     }
 
     /// The relation a change names: as the streamed chunk being read
