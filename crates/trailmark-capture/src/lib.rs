@@ -38,7 +38,7 @@ pub use wal::check_source as check_wal_source;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", trailmark_pg::described(source))]
     Postgres {
         context: String,
         #[source]

@@ -120,20 +120,18 @@ async fn paced<F: std::future::Future>(
     .await
 }
 
-/// The replication connection's string: the source's, asking for a
-/// logical replication session. Refused when it names a Unix-domain socket
+/// The replication connection's string: the source as read for every
+/// other connection ([`trailmark_pg::Source::replication_uri`]: the same
+/// host, user, password, database and TLS), asking for a logical
+/// replication session. Refused when it names a Unix-domain socket
 /// (`host=/var/run/postgresql`) or several hosts: the replication client
 /// (`pg_walstream`'s own protocol code) connects to one host over TCP only,
 /// and would look the path or the list up as a host name, again and again.
 fn replication_source(source: &str) -> Result<String, Error> {
     check_source(source)?;
-    let url = source.starts_with("postgres://") || source.starts_with("postgresql://");
-    Ok(if url {
-        let sep = if source.contains('?') { '&' } else { '?' };
-        format!("{source}{sep}replication=database")
-    } else {
-        format!("{source} replication=database")
-    })
+    crate::source(source)?
+        .replication_uri()
+        .map_err(|e| Error::BadOption(format!("the source database's connection string: {e}")))
 }
 
 /// Whether WAL mode's drainer can stream through connection string
@@ -1841,16 +1839,16 @@ mod tests {
         assert_eq!(crate::parse_lsn("16/B374D848"), Some(0x16_B374_D848));
         assert_eq!(crate::event::lsn_text(0x16_B374_D848), "16/B374D848");
         assert_eq!(
-            replication_source("postgres://a@h/db").unwrap(),
-            "postgres://a@h/db?replication=database"
+            replication_source("postgres://a:pw@h/db").unwrap(),
+            "postgresql://?host=h&port=5432&password=pw&dbname=db&user=a&sslmode=prefer&replication=database"
         );
         assert_eq!(
-            replication_source("postgres://a@h/db?sslmode=disable").unwrap(),
-            "postgres://a@h/db?sslmode=disable&replication=database"
+            replication_source("postgres://a:pw@h:5439/db?sslmode=disable").unwrap(),
+            "postgresql://?host=h&port=5439&password=pw&dbname=db&user=a&sslmode=disable&replication=database"
         );
         assert_eq!(
-            replication_source("host=h dbname=db").unwrap(),
-            "host=h dbname=db replication=database"
+            replication_source("host=h dbname=db user=a password='it\\'s'").unwrap(),
+            "postgresql://?host=h&port=5432&password=it%27s&dbname=db&user=a&sslmode=prefer&replication=database"
         );
     }
 

@@ -39,6 +39,8 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 
+mod passfile;
+
 /// What `sslmode` asks of a connection (see the crate's table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SslMode {
@@ -87,6 +89,8 @@ pub struct Source {
     config: tokio_postgres::Config,
     tls: Tls,
     mode: SslMode,
+    /// `sslrootcert` as given.
+    root_cert: Option<String>,
 }
 
 impl fmt::Debug for Source {
@@ -102,20 +106,22 @@ impl Source {
     /// Reads a libpq connection string (`key=value …` or a
     /// `postgresql://` URI). The error names the setting at fault and never
     /// repeats the string (it may hold a password). A string without a
-    /// password takes the environment's `PGPASSWORD`, as libpq does, and as
-    /// WAL mode's replication connection does with the same string.
+    /// password takes the environment's `PGPASSWORD`, else the password
+    /// file's (`passfile`, `PGPASSFILE`, `~/.pgpass`: [`passfile`]), as
+    /// libpq does; WAL mode's replication connection is given the same
+    /// ([`Self::replication_uri`]).
     pub fn parse(source: &str) -> Result<Self, String> {
-        Self::parse_with(source, std::env::var("PGPASSWORD").ok())
+        Self::parse_with(source, &passfile::Environment::of_process())
     }
 
-    /// [`Self::parse`], with `PGPASSWORD`'s value given.
-    fn parse_with(source: &str, env_password: Option<String>) -> Result<Self, String> {
-        let (rest, ssl) = take_ssl_settings(source)?;
-        let mode = ssl
+    /// [`Self::parse`], in the environment given.
+    fn parse_with(source: &str, env: &passfile::Environment) -> Result<Self, String> {
+        let (rest, own) = take_own_settings(source)?;
+        let mode = own
             .mode
             .as_deref()
             .map_or(Ok(SslMode::Prefer), SslMode::named)?;
-        if ssl.root_cert.is_some() && !mode.verifies() {
+        if own.root_cert.is_some() && !mode.verifies() {
             return Err(
                 "sslrootcert: only sslmode=verify-ca or verify-full check the server's certificate; set one of them (or leave sslrootcert out)"
                     .into(),
@@ -139,13 +145,26 @@ impl Source {
                 tokio_postgres::config::SslMode::Require
             }
         });
-        if config.get_password().is_none()
-            && let Some(password) = env_password
-        {
-            config.password(password);
+        if config.get_password().is_none() {
+            let password = match &env.password {
+                Some(password) => Some(password.clone()),
+                None => passfile::password(
+                    own.passfile.as_deref(),
+                    env,
+                    &passfile_targets(&config, &user_of(&config)?),
+                )?,
+            };
+            if let Some(password) = password {
+                config.password(password);
+            }
         }
-        let tls = Tls::new(mode, ssl.root_cert.as_deref())?;
-        Ok(Self { config, tls, mode })
+        let tls = Tls::new(mode, own.root_cert.as_deref())?;
+        Ok(Self {
+            config,
+            tls,
+            mode,
+            root_cert: own.root_cert,
+        })
     }
 
     /// The connection's `sslmode`.
@@ -178,23 +197,185 @@ impl Source {
     }
 }
 
+impl Source {
+    /// The string WAL mode's replication connection (`pg_walstream`'s own
+    /// client) connects with: this source's one host, its port, user,
+    /// password, database, `sslmode`, `sslrootcert` and TCP settings, each
+    /// value percent-encoded in a URI's query, and `replication=database`.
+    /// Made from what [`Self::parse`] read, not from the string as given,
+    /// so that both connections are one: that client reads quoted values
+    /// in a `key=value` string its own way (no backslash escapes), takes a
+    /// user left out as `postgres` (not the user running the process, as
+    /// libpq and `tokio-postgres` do) and knows no password file.
+    /// `tcp_user_timeout` is passed as `tokio-postgres` read it (seconds).
+    ///
+    /// An error when the source names no host, several, or a Unix-domain
+    /// socket: that client connects to one host over TCP.
+    pub fn replication_uri(&self) -> Result<String, String> {
+        use tokio_postgres::config::Host;
+        let config = &self.config;
+        let host = match config.get_hosts() {
+            [Host::Tcp(host)] => host,
+            [] => return Err("the connection string names no host".into()),
+            [_] => return Err("the connection string names a Unix-domain socket".into()),
+            _ => return Err("the connection string names several hosts".into()),
+        };
+        let mut settings: Vec<(&str, String)> = vec![
+            ("host", host.clone()),
+            (
+                "port",
+                config.get_ports().first().unwrap_or(&5432).to_string(),
+            ),
+        ];
+        let user = user_of(config)?;
+        if let Some(password) = config.get_password() {
+            let password = String::from_utf8(password.to_vec())
+                .map_err(|_| "password: not UTF-8".to_owned())?;
+            settings.push(("password", password));
+        }
+        settings.push(("dbname", config.get_dbname().unwrap_or(&user).to_owned()));
+        settings.push(("user", user));
+        let mode = SslMode::NAMES
+            .iter()
+            .find(|(_, mode)| *mode == self.mode)
+            .map_or("prefer", |(name, _)| name);
+        settings.push(("sslmode", mode.to_owned()));
+        if let Some(root_cert) = &self.root_cert {
+            settings.push(("sslrootcert", root_cert.clone()));
+        }
+        if config.get_ssl_negotiation() == tokio_postgres::config::SslNegotiation::Direct {
+            settings.push(("sslnegotiation", "direct".into()));
+        }
+        if let Some(timeout) = config.get_connect_timeout() {
+            settings.push(("connect_timeout", timeout.as_secs().to_string()));
+        }
+        if !config.get_keepalives() {
+            settings.push(("keepalives", "0".into()));
+        }
+        // `tokio-postgres`'s own default (2 hours) is left to the client's.
+        let idle = config.get_keepalives_idle();
+        if idle != std::time::Duration::from_secs(2 * 60 * 60) {
+            settings.push(("keepalives_idle", idle.as_secs().to_string()));
+        }
+        if let Some(interval) = config.get_keepalives_interval() {
+            settings.push(("keepalives_interval", interval.as_secs().to_string()));
+        }
+        if let Some(retries) = config.get_keepalives_retries() {
+            settings.push(("keepalives_count", retries.to_string()));
+        }
+        if let Some(timeout) = config.get_tcp_user_timeout() {
+            settings.push(("tcp_user_timeout", timeout.as_millis().to_string()));
+        }
+        settings.push(("replication", "database".into()));
+        let query: Vec<String> = settings
+            .iter()
+            .map(|(key, value)| format!("{key}={}", percent_encoded(value)))
+            .collect();
+        Ok(format!("postgresql://?{}", query.join("&")))
+    }
+}
+
+/// The user a connection logs in as: the string's, else the user running
+/// the process (as `tokio-postgres` and libpq have it).
+fn user_of(config: &tokio_postgres::Config) -> Result<String, String> {
+    match config.get_user() {
+        Some(user) => Ok(user.to_owned()),
+        None => whoami::username().map_err(|e| {
+            format!(
+                "user: not given, and the user running this process is unknown ({e}); give user="
+            )
+        }),
+    }
+}
+
+/// What the password file is searched for: each host of the string, with
+/// its port, the database and `user`. A Unix-domain socket in a default
+/// directory is `localhost` there, as libpq has it.
+fn passfile_targets(config: &tokio_postgres::Config, user: &str) -> Vec<passfile::Target> {
+    use tokio_postgres::config::Host;
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| passfile::Target {
+            host: match host {
+                Host::Tcp(name) => name.clone(),
+                #[cfg(unix)]
+                Host::Unix(path) => {
+                    if ["/var/run/postgresql", "/run/postgresql", "/tmp"]
+                        .iter()
+                        .any(|default| path == std::path::Path::new(default))
+                    {
+                        "localhost".to_owned()
+                    } else {
+                        path.display().to_string()
+                    }
+                }
+            },
+            port: ports
+                .get(i)
+                .or(ports.first())
+                .copied()
+                .unwrap_or(5432)
+                .to_string(),
+            database: config.get_dbname().unwrap_or(user).to_owned(),
+            user: user.to_owned(),
+        })
+        .collect()
+}
+
+/// `text` with every byte but unreserved ones (`A-Z a-z 0-9 - . _ ~`)
+/// written `%XX`.
+fn percent_encoded(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for &b in text.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
+    out
+}
+
+/// A `tokio-postgres` error told whole: its own text says only its kind
+/// ("db error", "invalid configuration"), the cause says what happened
+/// ("password authentication failed for user …", "password missing").
+pub fn described(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
 /// A connection's driver, as [`Source::connect`] makes it.
 pub type Connection = tokio_postgres::Connection<tokio_postgres::Socket, TlsStream>;
 
-/// `sslmode` and `sslrootcert` as the string gave them.
+/// The settings `tokio-postgres` does not know (`sslmode` as libpq reads
+/// it, `sslrootcert`, `passfile`), as the string gave them.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct SslSettings {
+struct Settings {
     mode: Option<String>,
     root_cert: Option<String>,
+    passfile: Option<String>,
 }
 
-impl SslSettings {
+impl Settings {
     /// Keeps `value` when `key` is one of ours: a setting given twice, or
     /// empty, is an error (never the last one silently winning).
     fn take(&mut self, key: &str, value: String) -> Result<bool, String> {
         let slot = match key {
             "sslmode" => &mut self.mode,
             "sslrootcert" => &mut self.root_cert,
+            "passfile" => &mut self.passfile,
             _ => return Ok(false),
         };
         if value.is_empty() {
@@ -207,10 +388,10 @@ impl SslSettings {
     }
 }
 
-/// Splits `sslmode` and `sslrootcert` off a connection string: the string
-/// without them (the other settings as written), and their values.
-fn take_ssl_settings(source: &str) -> Result<(String, SslSettings), String> {
-    let mut ssl = SslSettings::default();
+/// Splits [`Settings`] off a connection string: the string without them
+/// (the other settings as written), and their values.
+fn take_own_settings(source: &str) -> Result<(String, Settings), String> {
+    let mut ssl = Settings::default();
     if ["postgresql://", "postgres://"]
         .iter()
         .any(|scheme| source.starts_with(scheme))
@@ -595,47 +776,156 @@ impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for TlsSt
 
 #[cfg(test)]
 mod tests {
-    use super::{Source, SslMode, SslSettings, take_ssl_settings};
+    use super::{Settings, Source, SslMode, passfile::Environment, take_own_settings};
 
-    fn taken(source: &str) -> (String, SslSettings) {
-        take_ssl_settings(source).unwrap()
+    fn taken(source: &str) -> (String, Settings) {
+        take_own_settings(source).unwrap()
     }
 
-    fn settings(mode: Option<&str>, root_cert: Option<&str>) -> SslSettings {
-        SslSettings {
+    fn settings(mode: Option<&str>, root_cert: Option<&str>) -> Settings {
+        Settings {
             mode: mode.map(str::to_owned),
             root_cert: root_cert.map(str::to_owned),
+            passfile: None,
         }
     }
 
+    /// A directory of the test's own, for password files, and an
+    /// environment whose home it is (never the machine's `~/.pgpass`).
+    fn home(name: &str) -> (std::path::PathBuf, Environment) {
+        let dir = std::env::temp_dir().join(format!("tm-pg-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let env = Environment {
+            home: Some(dir.clone()),
+            ..Environment::default()
+        };
+        (dir, env)
+    }
+
+    fn private_file(path: &std::path::Path, text: &str) {
+        super::passfile::tests::write(path, text, 0o600);
+    }
+
     /// `PGPASSWORD` fills in a password the string leaves out, never one
-    /// it gives (in either form of string).
+    /// it gives (in either form of string); without it, the password file
+    /// does, for the string's host, port, database and user (the database
+    /// left out: the user's; the user left out: the process's).
     #[test]
-    fn a_string_without_a_password_takes_pgpassword() {
-        let password = |source: &str, env: Option<&str>| {
-            Source::parse_with(source, env.map(str::to_owned))
+    fn a_string_without_a_password_takes_pgpassword_then_the_password_file() {
+        let (dir, mut env) = home("password");
+        let password = |source: &str, env: &Environment| {
+            Source::parse_with(source, env)
                 .unwrap()
                 .config()
                 .get_password()
                 .map(|p| String::from_utf8_lossy(p).into_owned())
         };
+        let process_user = whoami::username().unwrap();
+        private_file(
+            &dir.join(".pgpass"),
+            &format!(
+                "db:5432:x:app:from-file\ndb:5433:app:app:own-db\ndb:5432:{process_user}:{process_user}:process\n"
+            ),
+        );
+        env.password = Some("from-env".into());
         assert_eq!(
-            password("host=db user=app", Some("from-env")).as_deref(),
+            password("host=db user=app dbname=x", &env).as_deref(),
             Some("from-env")
         );
         assert_eq!(
-            password("postgresql://app@db/x", Some("from-env")).as_deref(),
+            password("postgresql://app@db/x", &env).as_deref(),
             Some("from-env")
         );
         assert_eq!(
-            password("host=db user=app password=given", Some("from-env")).as_deref(),
+            password("host=db user=app password=given", &env).as_deref(),
             Some("given")
         );
         assert_eq!(
-            password("postgresql://app:given@db/x", Some("from-env")).as_deref(),
+            password("postgresql://app:given@db/x", &env).as_deref(),
             Some("given")
         );
-        assert_eq!(password("host=db user=app", None), None);
+        env.password = None;
+        assert_eq!(
+            password("host=db user=app dbname=x", &env).as_deref(),
+            Some("from-file")
+        );
+        assert_eq!(
+            password("postgresql://app@db/x", &env).as_deref(),
+            Some("from-file")
+        );
+        assert_eq!(
+            password("host=db port=5433 user=app", &env).as_deref(),
+            Some("own-db")
+        );
+        assert_eq!(password("host=db", &env).as_deref(), Some("process"));
+        assert_eq!(password("host=db user=app dbname=y", &env), None);
+        assert_eq!(password("host=other user=app dbname=x", &env), None);
+        // The string's own `passfile`, taken out of what `tokio-postgres` reads.
+        private_file(&dir.join("named"), "*:*:*:*:named\n");
+        let named = format!(
+            "host=db user=app dbname=x passfile='{}'",
+            dir.join("named").display()
+        );
+        assert_eq!(password(&named, &env).as_deref(), Some("named"));
+        let err =
+            Source::parse_with("host=db user=app passfile=/nonexistent/pgpass", &env).unwrap_err();
+        assert!(
+            err.starts_with("passfile /nonexistent/pgpass: cannot be read"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// WAL mode's replication connection is given what the source was read
+    /// as: the same host, port, user, password (from wherever it came),
+    /// database, TLS and TCP settings, each value percent-encoded, so a
+    /// password with quotes, backslashes, spaces or `&` arrives whole.
+    #[test]
+    fn the_replication_uri_carries_what_the_source_was_read_as() {
+        let (dir, env) = home("replication");
+        let hard = "p a's\\w&o=r%d@/:?";
+        let source = |s: &str| Source::parse_with(s, &env).unwrap();
+        let given = source(&format!(
+            "host=db.example port=6543 user=app dbname='my db' sslmode=verify-full sslrootcert=system password='{}' connect_timeout=7 keepalives_idle=30 keepalives_interval=5 keepalives_retries=4 tcp_user_timeout=9",
+            hard.replace('\\', "\\\\").replace('\'', "\\'")
+        ));
+        assert_eq!(given.config().get_password(), Some(hard.as_bytes()));
+        let uri = given.replication_uri().unwrap();
+        assert_eq!(
+            uri,
+            "postgresql://?host=db.example&port=6543&password=p%20a%27s%5Cw%26o%3Dr%25d%40%2F%3A%3F&dbname=my%20db&user=app&sslmode=verify-full&sslrootcert=system&connect_timeout=7&keepalives_idle=30&keepalives_interval=5&keepalives_count=4&tcp_user_timeout=9000&replication=database"
+        );
+        // Read back (less what `tokio-postgres` does not take), it is the
+        // same connection.
+        let again = source(
+            &uri.replace("&keepalives_count=4", "")
+                .replace("&tcp_user_timeout=9000", "")
+                .replace("&replication=database", ""),
+        );
+        assert_eq!(again.config().get_password(), Some(hard.as_bytes()));
+        assert_eq!(again.config().get_dbname(), Some("my db"));
+        assert_eq!(again.ssl_mode(), SslMode::VerifyFull);
+        // A user left out is the process's, and so is the database; the
+        // password file's password is given.
+        private_file(&dir.join(".pgpass"), "*:*:*:*:from-file\n");
+        let user = whoami::username().unwrap();
+        assert_eq!(
+            source("host=127.0.0.1 sslmode=disable")
+                .replication_uri()
+                .unwrap(),
+            format!(
+                "postgresql://?host=127.0.0.1&port=5432&password=from-file&dbname={user}&user={user}&sslmode=disable&replication=database"
+            )
+        );
+        for (s, why) in [
+            ("host=/var/run/postgresql", "Unix-domain socket"),
+            ("host=a,b", "several hosts"),
+            ("user=app", "no host"),
+        ] {
+            let err = source(s).replication_uri().unwrap_err();
+            assert!(err.contains(why), "{s}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1033,3 +1033,64 @@ async fn a_quiet_drainer_moves_the_slot_past_what_others_write() {
     let events = sink.0.lock().unwrap();
     assert_eq!(events.len(), 1, "the heartbeat is no event: {events:?}");
 }
+
+/// A file removed when the test ends, however it ends.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A source that gives no password finds it in the password file its
+/// `passfile` names, for both of a WAL-mode drainer's connections (its
+/// queries' and the replication connection, which is given the password
+/// read, not the string as written): a password holding a quote, a
+/// backslash, spaces, `:`, `&`, `%` and `@` arrives whole, and the captured
+/// change drains. Without the file the drainer is refused, naming the
+/// password.
+#[tokio::test]
+async fn a_wal_drainer_signs_in_with_the_password_files_password() {
+    let db = installed(Mode::Wal, CUSTOMER, &[customer()]).await;
+    let password = "it's a \\ p:a&s%s@w";
+    let role = db.login_role(password).await;
+    let file = Scratch(std::env::temp_dir().join(format!("{role}.pgpass")));
+    std::fs::write(
+        &file.0,
+        format!(
+            "# the test's own\n*:*:*:{role}:{}\n",
+            password.replace('\\', "\\\\").replace(':', "\\:")
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file.0, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let without = format!("{} user={role}", db.url());
+    let refused = drain(
+        &without,
+        &Collect::default(),
+        &DrainOptions::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("password"), "{refused}");
+    db.client
+        .batch_execute("INSERT INTO customer (id, name) VALUES (1, 'signed in')")
+        .await
+        .unwrap();
+    let url = format!("{without} passfile='{}'", file.0.display());
+    let sink = Collect::default();
+    let options = DrainOptions::default();
+    let running = drain(&url, &sink, &options, &|_| {});
+    tokio::pin!(running);
+    tokio::select! {
+        ended = &mut running => panic!("the drainer ended: {ended:?}"),
+        () = eventually(30, "the insert drained", || async { sink.0.lock().unwrap().len() == 1 }) => {}
+    }
+    assert_eq!(sink.0.lock().unwrap()[0]["resource"]["id"], "1");
+}
