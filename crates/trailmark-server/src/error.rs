@@ -119,14 +119,14 @@ impl IntoResponse for ApiError {
             }]),
             ApiError::Store(e) => error(match e.kind() {
                 ErrorKind::Corrupt => {
-                    tracing::error!(error = %e, "stored data is damaged");
+                    tracing::error!(error = %e.with_causes(), "stored data is damaged");
                     format!(
                         "stored data is damaged or was changed outside trailmark ({e}); \
                          an operator should run `trailmark verify`"
                     )
                 }
                 ErrorKind::Unavailable => {
-                    tracing::error!(error = %e, "storage failed");
+                    tracing::error!(error = %e.with_causes(), "storage failed");
                     format!("storage failed: {e}; retry later")
                 }
                 ErrorKind::BadRequest | ErrorKind::Conflict => e.to_string(),

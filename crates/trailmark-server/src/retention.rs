@@ -401,7 +401,10 @@ async fn scrub<S: Store>(app: &App<S>, run: &Tally) -> bool {
         }
         Err(e) => {
             app.scrub_owed.store(true, Ordering::SeqCst);
-            tracing::warn!("scrubbing after a removal: {e}; the next cleanup retries it");
+            tracing::warn!(
+                "scrubbing after a removal: {}; the next cleanup retries it",
+                e.with_causes()
+            );
             false
         }
     }

@@ -75,7 +75,7 @@ impl StoreError {
         match self {
             Self::Backend { context, source } => Self::Backend {
                 context,
-                source: source.to_string().into(),
+                source: Box::new(Copied::of(source.as_ref())),
             },
             Self::Corrupt { tenant, reason } => Self::Corrupt {
                 tenant: tenant.clone(),
@@ -93,6 +93,25 @@ impl StoreError {
         }
     }
 
+    /// This error with each of its causes that adds something (a
+    /// database's own message: `tokio-postgres` says only "db error"), for
+    /// the operator's log. An answer to a client says only what `Display`
+    /// does: a database's message may quote stored values.
+    #[must_use]
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            let said = e.to_string();
+            if !text.contains(&said) {
+                text.push_str(": ");
+                text.push_str(&said);
+            }
+            cause = e.source();
+        }
+        text
+    }
+
     pub fn backend(
         context: &'static str,
         source: impl std::error::Error + Send + Sync + 'static,
@@ -101,6 +120,38 @@ impl StoreError {
             context,
             source: Box::new(source),
         }
+    }
+}
+
+/// A backend error copied as text, cause by cause, for each of several
+/// waiters ([`StoreError::duplicate`]): the same `Display`, and the same
+/// causes for [`StoreError::with_causes`].
+#[derive(Debug)]
+struct Copied {
+    text: String,
+    cause: Option<Box<Copied>>,
+}
+
+impl Copied {
+    fn of(error: &(dyn std::error::Error + 'static)) -> Self {
+        Self {
+            text: error.to_string(),
+            cause: error.source().map(|cause| Box::new(Self::of(cause))),
+        }
+    }
+}
+
+impl std::fmt::Display for Copied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Copied {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -137,5 +188,35 @@ mod tests {
             assert_eq!(again.kind(), kind);
             assert_eq!(again.to_string(), error.to_string());
         }
+    }
+
+    /// An error whose own text says only its kind (as `tokio-postgres`'s
+    /// "db error") is logged with the cause that says what happened, and
+    /// so is each waiter's copy; a cause already said is not repeated, and
+    /// `Display` (what a client is told) stays without it.
+    #[test]
+    fn the_log_is_told_the_causes_a_client_is_not() {
+        #[derive(Debug)]
+        struct Kind(std::io::Error);
+        impl std::fmt::Display for Kind {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("db error")
+            }
+        }
+        impl std::error::Error for Kind {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let cause = std::io::Error::other("ERROR: no space left on device");
+        let error = StoreError::backend("appending", Kind(cause));
+        assert_eq!(error.to_string(), "appending: db error");
+        let told = "appending: db error: ERROR: no space left on device";
+        assert_eq!(error.with_causes(), told);
+        let copy = error.duplicate();
+        assert_eq!(copy.to_string(), "appending: db error");
+        assert_eq!(copy.with_causes(), told);
+        let plain = StoreError::backend("reading", std::io::Error::other("connection reset"));
+        assert_eq!(plain.with_causes(), "reading: connection reset");
     }
 }

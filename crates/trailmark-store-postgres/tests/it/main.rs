@@ -745,3 +745,16 @@ async fn two_servers_counting_at_once_count_each_entry_once() {
         ]
     );
 }
+
+/// A failure of the database is logged with what PostgreSQL said
+/// (`tokio-postgres`'s own text is only "db error"), and a client is told
+/// only what the store was doing.
+#[tokio::test]
+async fn the_log_is_told_what_postgresql_said() {
+    let missing = format!("tm_store_absent_{}", std::process::id());
+    let store = PgStore::new(&format!("{} dbname={missing}", server()), 1).unwrap();
+    let e = store.migrate().await.unwrap_err();
+    let said = format!("database \"{missing}\" does not exist");
+    assert!(e.with_causes().contains(&said), "{}", e.with_causes());
+    assert!(!e.to_string().contains(&said), "{e}");
+}
