@@ -40,6 +40,14 @@ pub(crate) async fn fresh(client: &impl GenericClient) -> Result<bool, Error> {
         .get(0))
 }
 
+/// The keys [`record`] writes.
+const RECORDED: [&str; 4] = [
+    "ids.outbox_from",
+    "ids.wal_from",
+    "ids.wal_change_from",
+    "ids.install",
+];
+
 /// Records where ordered ids start unless that is recorded: from the first
 /// change on for a `fresh` install, else past what an earlier drainer can
 /// have read (every outbox row there is, the WAL written so far).
@@ -91,14 +99,23 @@ impl EventIds {
             .await
             .map_err(pg("identifying the source database"))?
             .get(0);
-        record(client, false).await?;
-        let rows = client
-            .query(
-                "SELECT key, value FROM trailmark.meta WHERE key LIKE 'ids.%'",
-                &[],
-            )
-            .await
-            .map_err(pg("reading where ordered event ids start"))?;
+        let read = || async {
+            client
+                .query(
+                    "SELECT key, value FROM trailmark.meta WHERE key LIKE 'ids.%'",
+                    &[],
+                )
+                .await
+                .map_err(pg("reading where ordered event ids start"))
+        };
+        let mut rows = read().await?;
+        // Written only when missing (an install older than ordered ids):
+        // a drainer's role need not be allowed to write `trailmark.meta`
+        // (docs/CAPTURE.md, "The drainer's role").
+        if rows.len() < RECORDED.len() {
+            record(client, false).await?;
+            rows = read().await?;
+        }
         let value = |key: &str| {
             rows.iter()
                 .find(|r| r.get::<_, &str>(0) == key)

@@ -27,8 +27,8 @@ pub use event::{
 pub use ids::EventIds;
 pub use install::{
     CHANNEL, Installed, LargeTransactions, LargeTransactionsSeen, MESSAGE_PREFIX, Mode,
-    PUBLICATION, SLOT, SlotStatus, Status, Switched, Uninstalled, VERSION, install, installed_mode,
-    large_transactions, primary_key, set_paused, slot_name, slot_status, status,
+    PUBLICATION, SLOT, SlotStatus, Status, Switched, Uninstalled, VERSION, grant_drainer, install,
+    installed_mode, large_transactions, primary_key, set_paused, slot_name, slot_status, status,
     streams_in_progress, table_configs, tables_in_schema, uninstall, wal_level,
 };
 pub use table::{ReplicaIdentity, TableConfig, TableSpec};

@@ -10,19 +10,35 @@ use trailmark_log::{Checkpoint, Hash, Note, VerifierKey};
 use crate::drain::sink_error;
 use crate::{Error, Sink, pg};
 
-/// Creates the memory table if this install predates it.
+/// The memory table, as `install` creates it (and a drainer, for an
+/// install that predates it).
+pub(crate) const TABLE: &str = "CREATE TABLE IF NOT EXISTS trailmark.seen_checkpoints (
+    tenant text PRIMARY KEY,
+    size bigint NOT NULL,
+    root text NOT NULL,
+    verifier_key text NOT NULL,
+    note text NOT NULL,
+    seen_at timestamptz NOT NULL DEFAULT now()
+)";
+
+/// Creates the memory table if this install predates it. Only then: even
+/// `CREATE TABLE IF NOT EXISTS` needs the right to create in the schema,
+/// which a drainer's role need not have (docs/CAPTURE.md, "The drainer's
+/// role").
 pub(crate) async fn prepare(client: &Client) -> Result<(), Error> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS trailmark.seen_checkpoints (
-                 tenant text PRIMARY KEY,
-                 size bigint NOT NULL,
-                 root text NOT NULL,
-                 verifier_key text NOT NULL,
-                 note text NOT NULL,
-                 seen_at timestamptz NOT NULL DEFAULT now()
-             )",
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('trailmark.seen_checkpoints') IS NOT NULL",
+            &[],
         )
+        .await
+        .map_err(pg("looking for trailmark.seen_checkpoints"))?
+        .get(0);
+    if exists {
+        return Ok(());
+    }
+    client
+        .batch_execute(TABLE)
         .await
         .map_err(pg("creating trailmark.seen_checkpoints"))
 }

@@ -74,6 +74,11 @@ enum PgCommand {
         /// primary key only: needed for a table with --exclude).
         #[arg(long, value_delimiter = ',')]
         replica_identity: Vec<String>,
+        /// The role a drainer connects as, granted what it needs in the
+        /// installed mode and nothing more (it need not be a superuser; in
+        /// WAL mode it needs the REPLICATION attribute).
+        #[arg(long, value_name = "ROLE")]
+        drainer_role: Option<String>,
     },
     /// Stop capturing, without uninstalling: the tables' triggers are
     /// disabled. The pause is an outbox row of its own, written in the same
@@ -498,6 +503,7 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                 name_column,
                 mode,
                 replica_identity,
+                drainer_role,
             } => {
                 let options = TableOptions {
                     exclude: &exclude,
@@ -512,6 +518,15 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                     .transpose()
                     .context("--mode")?;
                 install(&mut client, &source, &tables, &all, &options, mode).await?;
+                if let Some(role) = drainer_role {
+                    trailmark_capture::grant_drainer(&mut client, &role)
+                        .await
+                        .context("capture is installed, but the drainer's role was not granted")?;
+                    #[allow(clippy::print_stdout)] // the command's output
+                    {
+                        println!("drainer role {role}: granted what a drainer needs");
+                    }
+                }
             }
             PgCommand::ForgetCheckpoint { tenant } => forget(&client, &tenant).await?,
             PgCommand::Status => status(&client).await?,

@@ -7,6 +7,7 @@ use crate::{Error, pg};
 
 mod catalog;
 mod pause;
+mod role;
 mod sql;
 mod status;
 mod upgrade;
@@ -14,6 +15,7 @@ mod wal;
 
 pub use catalog::{primary_key, table_configs, tables_in_schema};
 pub use pause::{Switched, set_paused};
+pub use role::grant_drainer;
 pub use sql::CHANNEL;
 pub use status::{Status, status};
 pub use upgrade::VERSION;
@@ -222,6 +224,11 @@ async fn covered_before(
     tx.batch_execute(INSTALL_SQL)
         .await
         .map_err(pg("creating schema trailmark"))?;
+    // Here, not by the first drainer: a drainer's role need not be allowed
+    // to create in the schema.
+    tx.batch_execute(crate::seen::TABLE)
+        .await
+        .map_err(pg("creating trailmark.seen_checkpoints"))?;
     tx.execute(
         "INSERT INTO trailmark.meta (key, value) VALUES ('version', $1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",

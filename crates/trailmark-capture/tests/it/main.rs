@@ -101,24 +101,32 @@ impl TestDb {
         self.client.query_one(sql, &[]).await.unwrap().get(0)
     }
 
-    /// A superuser role of this database's own (`<database>_login`, dropped
-    /// with it) that must sign in with `password`: a member of
-    /// `trailmark_password_login`, whom the logical cluster
-    /// `scripts/logical-cluster` makes asks for a password over TCP. Its
-    /// name; the test fails, saying what to set up, when the server lets it
-    /// in without one.
-    pub(crate) async fn login_role(&self, password: &str) -> String {
+    /// A role of this database's own (`<database>_login`, dropped with
+    /// it), made with `attributes` (`LOGIN REPLICATION`, say), and the
+    /// connection string that signs in as it.
+    pub(crate) async fn role(&self, attributes: &str) -> (String, String) {
         let role = format!("{}_login", self.name);
         self.client
-            .batch_execute(&format!(
-                "CREATE ROLE {role} LOGIN SUPERUSER REPLICATION PASSWORD '{}' IN ROLE trailmark_password_login",
+            .batch_execute(&format!("CREATE ROLE {role} {attributes}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot make role {role}: {e}"));
+        let url = format!("{} user={role}", self.url());
+        (role, url)
+    }
+
+    /// A superuser role of this database's own ([`Self::role`]) that must
+    /// sign in with `password`: a member of `trailmark_password_login`,
+    /// whom the logical cluster `scripts/logical-cluster` makes asks for a
+    /// password over TCP. Its name; the test fails, saying what to set up,
+    /// when the server lets it in without one (or when the group is missing).
+    pub(crate) async fn login_role(&self, password: &str) -> String {
+        let (role, url) = self
+            .role(&format!(
+                "LOGIN SUPERUSER REPLICATION PASSWORD '{}' IN ROLE trailmark_password_login",
                 password.replace('\'', "''")
             ))
-            .await
-            .unwrap_or_else(|e| {
-                panic!("cannot make a role that signs in with a password (run scripts/logical-cluster, which makes the group trailmark_password_login): {e}")
-            });
-        let without = format!("{} user={role} dbname={} password=", self.admin, self.name);
+            .await;
+        let without = format!("{url} password=");
         assert!(
             tokio_postgres::connect(&without, NoTls).await.is_err(),
             "{} lets {role} in without a password: put `host all +trailmark_password_login 127.0.0.1/32 scram-sha-256` first in its pg_hba.conf (scripts/logical-cluster does for its own cluster)",

@@ -4,7 +4,8 @@
 
 use serde_json::{Value, json};
 use trailmark_capture::{
-    DrainOptions, Mode, ReplicaIdentity, TableSpec, drain, install, slot_status, uninstall,
+    DrainOptions, Mode, ReplicaIdentity, TableSpec, drain, grant_drainer, install, slot_status,
+    uninstall,
 };
 
 use crate::{Collect, TestDb, eventually};
@@ -1093,4 +1094,64 @@ async fn a_wal_drainer_signs_in_with_the_password_files_password() {
         () = eventually(30, "the insert drained", || async { sink.0.lock().unwrap().len() == 1 }) => {}
     }
     assert_eq!(sink.0.lock().unwrap()[0]["resource"]["id"], "1");
+}
+
+/// Drains as `url` until `wanted` events arrived (30 s at most); the
+/// events.
+async fn drains(url: &str, wanted: usize) -> Vec<Value> {
+    let sink = Collect::default();
+    let options = DrainOptions::default();
+    let mut running = Box::pin(drain(url, &sink, &options, &|_| {}));
+    tokio::select! {
+        ended = &mut running => panic!("the drainer ended: {ended:?}"),
+        () = eventually(30, "the changes drained", || async { sink.0.lock().unwrap().len() >= wanted }) => {}
+    }
+    drop(running);
+    sink.0.into_inner().unwrap()
+}
+
+/// A drainer need not be a superuser nor own anything: in both modes a
+/// role granted by `grant_drainer` (`install --drainer-role`) drains, and
+/// the same role without the grants is refused, PostgreSQL naming the
+/// permission. The grant itself refuses a role that does not exist and, in
+/// WAL mode, one that may not stream the WAL, naming the statement that
+/// fixes it.
+#[tokio::test]
+async fn a_drainer_role_that_is_not_a_superuser_drains_in_both_modes() {
+    for mode in MODES {
+        let mut db = installed(mode, CUSTOMER, &[customer()]).await;
+        let (role, url) = db.role("LOGIN").await;
+        db.client
+            .batch_execute("INSERT INTO customer (id, name) VALUES (1, 'least privilege')")
+            .await
+            .unwrap();
+        let refused = drain(&url, &Collect::default(), &DrainOptions::default(), &|_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("permission denied"), "{mode:?}: {refused}");
+        if mode == Mode::Wal {
+            let err = grant_drainer(&mut db.client, &role)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("ALTER ROLE \"{role}\" REPLICATION")),
+                "{err}"
+            );
+            db.client
+                .batch_execute(&format!("ALTER ROLE {role} REPLICATION"))
+                .await
+                .unwrap();
+        }
+        grant_drainer(&mut db.client, &role).await.unwrap();
+        let events = drains(&url, 1).await;
+        assert_eq!(events.len(), 1, "{mode:?}: {events:?}");
+        assert_eq!(events[0]["changes"]["name"]["new"], "least privilege");
+        let err = grant_drainer(&mut db.client, "tm_no_such_role")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no role \"tm_no_such_role\""), "{err}");
+    }
 }
