@@ -189,14 +189,18 @@ impl Transaction {
     }
 }
 
+/// A slot that is gone: a capture gap, said so.
+fn slot_gone(slot: &str) -> Error {
+    Error::Replication(format!(
+        "replication slot {slot} is gone: changes made since it was dropped were not captured (a capture gap). Run `trailmark capture pg install` to create it again; the trail records from then on"
+    ))
+}
+
 /// The slot, once it is usable: it exists, has lost no WAL it needed
 /// (either is a capture gap, said so), and no other connection holds it.
 async fn usable_slot(client: &Client) -> Result<crate::SlotStatus, Error> {
     let Some(slot) = slot_status(client).await? else {
-        return Err(Error::Replication(format!(
-            "replication slot {} is gone: changes made since it was dropped were not captured (a capture gap). Run `trailmark capture pg install` to create it again; the trail records from then on",
-            crate::slot_name(client).await?
-        )));
+        return Err(slot_gone(&crate::slot_name(client).await?));
     };
     if slot.wal_status.as_deref() == Some("lost") {
         return Err(Error::Replication(format!(
@@ -436,7 +440,13 @@ async fn read_slot(
         .with_protocol_version(protocol)
         .with_feedback_interval(Duration::from_secs(1))
         .with_connection_timeout(Duration::from_secs(30))
-        .with_messages(true);
+        .with_messages(true)
+        // Only ever used when the slot is gone (see below): a slot the
+        // client creates says so by the snapshot it exported.
+        .with_slot_options(pg_walstream::ReplicationSlotOptions {
+            snapshot: Some("export".to_owned()),
+            ..pg_walstream::ReplicationSlotOptions::default()
+        });
     config.streaming_mode = if streaming {
         StreamingMode::On
     } else {
@@ -453,6 +463,20 @@ async fn read_slot(
         LogicalReplicationStream::new(&replication_source(source)?, config)
             .await
             .map_err(replication("connecting for replication"))?;
+    // `usable_slot` found the slot a moment ago. Dropped since, the
+    // replication client would create it again, at the WAL's end now, and
+    // what was written meanwhile would be missing without a word: a slot
+    // it had to create (it exported a snapshot) is a capture gap, dropped
+    // again so that no later session streams from it, and reported.
+    replication_stream
+        .ensure_replication_slot()
+        .await
+        .map_err(replication("finding the replication slot"))?;
+    if replication_stream.exported_snapshot_name().is_some() {
+        drop(replication_stream);
+        drop_slot(client, slot).await?;
+        return Err(slot_gone(slot));
+    }
     replication_stream
         .start(None)
         .await
@@ -487,6 +511,39 @@ async fn read_slot(
         reader,
         decoded,
     })
+}
+
+/// Drops `slot` once no connection holds it (the replication connection
+/// that created it may hold it a moment after it closed): at most 10 s.
+async fn drop_slot(client: &Client, slot: &str) -> Result<(), Error> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        client
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+                 WHERE slot_name = $1 AND NOT active",
+                &[&slot],
+            )
+            .await
+            .map_err(pg("dropping a replication slot created by mistake"))?;
+        let left: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(pg("dropping a replication slot created by mistake"))?
+            .get(0);
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Replication(format!(
+                "replication slot {slot} was created again by the replication client and is still held after 10 s; drop it (SELECT pg_drop_replication_slot('{slot}')) and run install: changes since it was first dropped were not captured"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Where the WAL ends now (where a `--once` run stops).
@@ -1832,6 +1889,48 @@ mod tests {
         for bad in [0, -1, 5001] {
             assert!(crate::batch_of(bad).unwrap_err().contains("1 to 5000 rows"));
         }
+    }
+
+    /// A slot dropped after the drainer found it is not made again in its
+    /// place: the replication client would create it at the WAL's end and
+    /// stream from there, what was written meanwhile missing without a
+    /// word. The session is refused as a capture gap, and no slot is left
+    /// for a later session to stream from.
+    #[tokio::test]
+    async fn a_slot_gone_when_streaming_starts_is_a_capture_gap_not_a_new_slot() {
+        let url = format!(
+            "{} dbname=postgres",
+            std::env::var("TRAILMARK_TEST_PG_LOGICAL")
+                .unwrap_or_else(|_| "host=127.0.0.1 port=5439 user=postgres".into())
+        );
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url:?}: {e}"));
+        tokio::spawn(connection);
+        let slot = format!("tm_gone_{}", std::process::id());
+        let read = read_slot(&client, &url, &slot, &crate::DrainOptions::default(), true).await;
+        let left_before_cleanup: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        // Were it streaming (the check gone), it is stopped before the
+        // slot is dropped.
+        let outcome = read.map(|reading| reading.cancel.cancel());
+        drop_slot(&client, &slot).await.unwrap();
+        let err = outcome.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("replication slot {slot} is gone"))
+                && err.contains("capture gap"),
+            "{err}"
+        );
+        assert_eq!(
+            left_before_cleanup, 0,
+            "the slot made by mistake is dropped"
+        );
     }
 
     #[test]
