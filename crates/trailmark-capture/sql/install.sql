@@ -19,6 +19,17 @@ CREATE TABLE IF NOT EXISTS trailmark.outbox (
     db_role text NOT NULL DEFAULT current_user,
     captured_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- Version 8: the rows are written by the capture functions as their owner
+-- (SECURITY DEFINER), so the role that made the change is the session's
+-- (`SET ROLE`'s if one is set), not `current_user` (the owner there).
+ALTER TABLE trailmark.outbox
+    ALTER COLUMN db_role SET DEFAULT coalesce(nullif(current_setting('role'), 'none'), session_user);
+
+-- Version 8: any role may look in the schema, so that the application's
+-- role, which need not own anything here, may call trailmark.set_context
+-- (and the integrations may ask whether it exists). Its tables stay the
+-- owner's: looking in a schema reads no table.
+GRANT USAGE ON SCHEMA trailmark TO PUBLIC;
 
 -- What is installed, for status and upgrades.
 CREATE TABLE IF NOT EXISTS trailmark.meta (
@@ -98,8 +109,11 @@ $$;
 -- (trailmark.capture_<table oid>), with the table's key and excluded columns
 -- written into plain SQL: no dynamic SQL runs on the application's write path.
 
+-- Run as their owner (version 8), as the generated bodies are: the role
+-- that writes a covered table needs no right on the outbox, and no role
+-- but the owner may write outbox rows of its own making.
 CREATE OR REPLACE FUNCTION trailmark.capture_truncate() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, context)
     VALUES (txid_current(), trailmark.next_statement(), 'truncate', TG_TABLE_SCHEMA, TG_TABLE_NAME, trailmark.context());

@@ -17,6 +17,10 @@ pub const CHANNEL: &str = "trailmark_outbox";
 /// never lets its values out; a key column renamed after install makes the
 /// key pairing fall back to position instead of failing the application's
 /// statement.
+///
+/// It runs as its owner (`SECURITY DEFINER`, `search_path` fixed to
+/// `pg_catalog`): the writing role needs no right in schema `trailmark`, and
+/// may not write the outbox itself (docs/CAPTURE.md).
 pub(super) fn function_sql(function: &str, pk: &[String], exclude_attnums: &[i16]) -> String {
     let excluded = if exclude_attnums.is_empty() {
         "'{}'::text[]".to_owned()
@@ -69,7 +73,8 @@ pub(super) fn function_sql(function: &str, pk: &[String], exclude_attnums: &[i16
         )
     };
     format!(
-        "CREATE OR REPLACE FUNCTION trailmark.{function}() RETURNS trigger LANGUAGE plpgsql AS $trailmark$
+        "CREATE OR REPLACE FUNCTION trailmark.{function}() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $trailmark$
 DECLARE
     trailmark_excluded text[] := {excluded};
     trailmark_stmt integer := coalesce(nullif(current_setting('trailmark.stmt', true), ''), '0')::integer + 1;

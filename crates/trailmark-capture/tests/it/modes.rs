@@ -1155,3 +1155,72 @@ async fn a_drainer_role_that_is_not_a_superuser_drains_in_both_modes() {
         assert!(err.contains("no role \"tm_no_such_role\""), "{err}");
     }
 }
+
+/// The application's role need own nothing in schema `trailmark` and be
+/// granted nothing there: in both modes a role with only its table's rights
+/// sets its context (and may ask whether `set_context` exists, as the
+/// integrations do) and writes a covered table, and its changes are
+/// captured; in trigger mode a change without context is named by that
+/// role, not by the capture functions' owner. Nor may it write outbox rows
+/// of its own making. (Until capture version 8 such a role's every write to
+/// a covered table failed in trigger mode, and `set_context` in both.)
+#[tokio::test]
+async fn an_application_role_that_owns_nothing_writes_and_is_captured_in_both_modes() {
+    for mode in MODES {
+        let db = installed(mode, CUSTOMER, &[customer()]).await;
+        let (role, url) = db.role("LOGIN").await;
+        db.client
+            .batch_execute(&format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON customer TO {role}"
+            ))
+            .await
+            .unwrap();
+        let app = crate::connect(&url).await;
+        let found: bool = app
+            .query_one(
+                "SELECT to_regprocedure('trailmark.set_context(jsonb)') IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(found, "{mode:?}");
+        app.batch_execute(
+            "BEGIN;
+             SELECT trailmark.set_context('{\"actor_id\": \"42\", \"actor_type\": \"user\"}');
+             INSERT INTO customer (id, name) VALUES (1, 'with context');
+             COMMIT;
+             INSERT INTO customer (id, name) VALUES (2, 'without');
+             UPDATE customer SET name = 'renamed' WHERE id = 2;
+             DELETE FROM customer WHERE id = 1;",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{mode:?}: {e:?}"));
+        let forged = app
+            .batch_execute(
+                "INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, new_row, context)
+                 VALUES (1, 1, 'insert', 'public', 'customer', '{\"id\": 9}', '{}')",
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{forged:?}").contains("permission denied"),
+            "{mode:?}: {forged:?}"
+        );
+        let events = crate::drained_once(&db, 100).await;
+        let actions: Vec<&str> = events
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            actions,
+            ["create", "create", "update", "delete"],
+            "{mode:?}"
+        );
+        assert_eq!(events[0]["actor"]["id"], "42", "{mode:?}");
+        assert_eq!(events[1]["actor"]["type"], "unknown", "{mode:?}");
+        if mode == Mode::Trigger {
+            assert_eq!(events[1]["actor"]["id"], role.as_str());
+        }
+    }
+}
