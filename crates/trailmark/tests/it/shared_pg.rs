@@ -255,6 +255,54 @@ fn tampering_with_the_postgresql_ledger_is_caught_and_named() {
     );
 }
 
+/// An auditor verifies a PostgreSQL ledger with a role that may only read
+/// its schema (`USAGE` on `trailmark_ledger`, `SELECT` on its tables: what
+/// docs/OPERATIONS.md tells an operator to grant), and is refused, naming
+/// the schema, without them.
+#[test]
+fn an_auditor_that_may_only_read_the_ledger_verifies_it() {
+    let db = PgDb::new("tm_shared_auditor");
+    let dirs = dirs(1);
+    let mut servers = servers(&db, &dirs);
+    let server = &servers[0];
+    for i in 0..5 {
+        let e = event("acme", &format!("user-{i}"), "update");
+        assert_eq!(server.post("/v1/events", &server.admin, &e).0, 201);
+    }
+    server.wait_checkpoint("acme", 5);
+    servers[0].stop();
+    let auditor = format!("{}_auditor", db.name);
+    db.sql(&format!(
+        "DROP ROLE IF EXISTS {auditor}; CREATE ROLE {auditor} LOGIN"
+    ));
+    let source = format!("{} user={auditor}", db.source());
+    let verify = || {
+        let out = cli(&["verify", "--database", &source]);
+        let report = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), report)
+    };
+    let (ok, refused) = verify();
+    db.sql(&format!(
+        "GRANT USAGE ON SCHEMA trailmark_ledger TO {auditor};
+         GRANT SELECT ON ALL TABLES IN SCHEMA trailmark_ledger TO {auditor}"
+    ));
+    let (granted, report) = verify();
+    db.sql(&format!(
+        "REVOKE ALL ON ALL TABLES IN SCHEMA trailmark_ledger FROM {auditor};
+         REVOKE ALL ON SCHEMA trailmark_ledger FROM {auditor};
+         DROP ROLE {auditor}"
+    ));
+    assert!(
+        !ok && refused.contains("permission denied for schema trailmark_ledger"),
+        "{refused}"
+    );
+    assert!(
+        granted && report.contains("ok     acme: 5 entries"),
+        "{report}"
+    );
+}
+
 /// An embedded trail with two tenants and several checkpoints each.
 fn embedded_trail() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
