@@ -38,11 +38,13 @@ pub use wal::check_source as check_wal_source;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{context}: {}", trailmark_pg::described(source))]
+    /// The text says what PostgreSQL said ([`trailmark_pg::described`]);
+    /// the error is not also given as the source, which would have an
+    /// error chain (`{:#}`) say it twice.
+    #[error("{context}: {}", trailmark_pg::described(error))]
     Postgres {
         context: String,
-        #[source]
-        source: tokio_postgres::Error,
+        error: tokio_postgres::Error,
     },
     #[error("table {0} does not exist (give it as schema.table)")]
     NoSuchTable(String),
@@ -133,5 +135,5 @@ pub fn source(source: &str) -> Result<trailmark_pg::Source, Error> {
 
 pub(crate) fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
     let context = context.into();
-    move |source| Error::Postgres { context, source }
+    move |error| Error::Postgres { context, error }
 }

@@ -195,9 +195,7 @@ impl Source {
     ) -> Result<(tokio_postgres::Client, Connection), tokio_postgres::Error> {
         self.config.connect(self.tls.clone()).await
     }
-}
 
-impl Source {
     /// The string WAL mode's replication connection (`pg_walstream`'s own
     /// client) connects with: this source's one host, its port, user,
     /// password, database, `sslmode`, `sslrootcert` and TCP settings, each

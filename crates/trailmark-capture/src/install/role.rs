@@ -9,9 +9,10 @@ use crate::table::ident;
 use crate::{Error, pg};
 
 /// Grants `role` what a drainer of the installed mode needs, and nothing
-/// more: the schema `trailmark` to look in, its options and meta to read,
-/// the remembered checkpoints to read and write and, in trigger mode, the
-/// outbox to read and delete from and its drain record to write. WAL mode
+/// more: the schema `trailmark` to look in, its options, meta, outbox and
+/// drain record to read (as `capture pg status` does), the remembered
+/// checkpoints to read and write and, in trigger mode, the outbox to delete
+/// from and the drain record to write. WAL mode
 /// also needs the role's `REPLICATION` attribute, which only a superuser
 /// (or a role with `CREATEROLE`) can give: a role without it is refused,
 /// naming the statement. A role that does not exist is refused too. Run
@@ -51,15 +52,19 @@ pub async fn grant_drainer(client: &mut Client, role: &str) -> Result<(), Error>
         )));
     }
     let who = ident(role);
+    // Reading the outbox and the drain record is also what `capture pg
+    // status` does, in either mode.
     let mut grants = vec![
         format!("GRANT USAGE ON SCHEMA trailmark TO {who}"),
-        format!("GRANT SELECT ON trailmark.meta, trailmark.tables TO {who}"),
+        format!(
+            "GRANT SELECT ON trailmark.meta, trailmark.tables, trailmark.outbox, trailmark.drained TO {who}"
+        ),
         format!("GRANT SELECT, INSERT, UPDATE ON trailmark.seen_checkpoints TO {who}"),
     ];
     if mode == Mode::Trigger {
-        grants.push(format!("GRANT SELECT, DELETE ON trailmark.outbox TO {who}"));
+        grants.push(format!("GRANT DELETE ON trailmark.outbox TO {who}"));
         grants.push(format!(
-            "GRANT SELECT, INSERT, UPDATE ON trailmark.drained TO {who}"
+            "GRANT INSERT, UPDATE ON trailmark.drained TO {who}"
         ));
     }
     let grants = grants.join(";\n");

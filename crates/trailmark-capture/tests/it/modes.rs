@@ -1111,7 +1111,8 @@ async fn drains(url: &str, wanted: usize) -> Vec<Value> {
 }
 
 /// A drainer need not be a superuser nor own anything: in both modes a
-/// role granted by `grant_drainer` (`install --drainer-role`) drains, and
+/// role granted by `grant_drainer` (`install --drainer-role`) drains (and
+/// may read `status`), and
 /// the same role without the grants is refused, PostgreSQL naming the
 /// permission. The grant itself refuses a role that does not exist and, in
 /// WAL mode, one that may not stream the WAL, naming the statement that
@@ -1145,6 +1146,10 @@ async fn a_drainer_role_that_is_not_a_superuser_drains_in_both_modes() {
                 .unwrap();
         }
         grant_drainer(&mut db.client, &role).await.unwrap();
+        // The same role may watch the capture it drains.
+        let watching = crate::connect(&url).await;
+        let status = trailmark_capture::status(&watching).await;
+        assert!(status.is_ok(), "{mode:?}: {:?}", status.err());
         let events = drains(&url, 1).await;
         assert_eq!(events.len(), 1, "{mode:?}: {events:?}");
         assert_eq!(events[0]["changes"]["name"]["new"], "least privilege");
