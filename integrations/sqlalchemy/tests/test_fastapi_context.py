@@ -7,6 +7,7 @@ import os
 import sys
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -18,6 +19,7 @@ sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
 
 import trailmark.sqlalchemy  # noqa: E402
 from pgtest import Database  # noqa: E402
+from psycopg.conninfo import make_conninfo  # noqa: E402
 from trailmark.asgi import TrailmarkMiddleware  # noqa: E402
 
 
@@ -169,3 +171,47 @@ def test_in_wal_mode_the_context_travels_in_the_wal_before_each_change():
     finally:
         engine.dispose()
         db.drop()
+
+
+def test_an_application_role_that_owns_nothing_writes_and_is_captured():
+    """The usual production setup: capture installed by an admin, the
+    application connecting as a role that owns nothing in schema
+    `trailmark` and was granted only its table. The hook's check and its
+    `set_context` call work, the write goes through, and its change carries
+    the request's context. (Before capture version 8 every such request
+    failed: `permission denied for schema trailmark`.)"""
+    db = Database("tm_sqla_role")
+    role = f"{db.name}_app"
+    db.sql(f'CREATE ROLE "{role}" LOGIN')
+    admin = create_engine(db.url().replace("postgresql://", "postgresql+psycopg://"))
+    p = db.params
+    engine = create_engine(
+        f"postgresql+psycopg://{role}@{p.get('host', '127.0.0.1')}:{p.get('port', '5432')}/{db.name}",
+        pool_size=1,
+        max_overflow=0,
+    )
+    try:
+        Base.metadata.create_all(admin)
+        db.install("--tables", "public.invoice")
+        db.sql(f'GRANT SELECT, INSERT, UPDATE, DELETE ON invoice TO "{role}"')
+        Sessions = sessionmaker(engine)
+        trailmark.sqlalchemy.install(Sessions.class_)
+        app = FastAPI()
+        app.add_middleware(TrailmarkMiddleware, get_user=user_from_header)
+
+        @app.put("/invoices/{invoice_id}")
+        def add(invoice_id: int, total: str):
+            with Sessions.begin() as s:
+                s.add(Invoice(id=invoice_id, customer="c", total=total))
+            return {"ok": True}
+
+        asyncio.run(call(app, "PUT", "/invoices/1", user="alice", total="5.00"))
+        [(op, ctx, _, new)] = db.outbox()
+        assert op == "insert" and new["id"] == 1
+        assert ctx["actor_id"] == "alice" and ctx["request_id"] == "req-9"
+    finally:
+        engine.dispose()
+        admin.dispose()
+        db.drop()
+        with psycopg.connect(make_conninfo(db.server, dbname="postgres"), autocommit=True) as c:
+            c.execute(f'DROP ROLE IF EXISTS "{role}"')
