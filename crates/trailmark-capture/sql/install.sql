@@ -77,7 +77,7 @@ CREATE TABLE IF NOT EXISTS trailmark.drained (
     drainer text NOT NULL
 );
 
--- The context the application attached with set_config('trailmark.*', …, true).
+-- The context the application attached with set_config('trailmark.*', ..., true).
 CREATE OR REPLACE FUNCTION trailmark.context() RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_strip_nulls(jsonb_build_object(
@@ -93,7 +93,7 @@ LANGUAGE sql STABLE AS $$
     ))
 $$;
 
--- The statement's number within its transaction (1, 2, …), so the rows one
+-- The statement's number within its transaction (1, 2, ...), so the rows one
 -- statement changed can be shown as one group.
 CREATE OR REPLACE FUNCTION trailmark.next_statement() RETURNS integer
 LANGUAGE plpgsql AS $$

@@ -82,7 +82,7 @@ DECLARE
     trailmark_matched bigint;
     trailmark_total bigint;
 BEGIN
-    -- The statement's number within its transaction (1, 2, …).
+    -- The statement's number within its transaction (1, 2, ...).
     PERFORM set_config('trailmark.stmt', trailmark_stmt::text, true);
     IF TG_OP = 'INSERT' THEN
         INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, new_row, context)
@@ -215,4 +215,29 @@ END
 $trailmark$;",
         hint = context_keys().join(", "),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything install sends PostgreSQL is ASCII, comments included: the
+    /// server converts a statement to the database's encoding before it
+    /// parses it, and a LATIN1 database refused install over one `…` in a
+    /// comment (`character with byte sequence 0xe2 0x80 0xa6 in encoding
+    /// "UTF8" has no equivalent in encoding "LATIN1"`).
+    #[test]
+    fn what_install_sends_is_ascii_for_any_database_encoding() {
+        assert!(super::super::INSTALL_SQL.is_ascii());
+        assert!(crate::seen::TABLE.is_ascii());
+        for (pk, excluded) in [
+            (&[][..], &[][..]),
+            (&["id".to_owned()][..], &[2_i16, 5][..]),
+        ] {
+            assert!(function_sql("capture_1", pk, excluded).is_ascii());
+        }
+        assert!(set_context_sql(false).is_ascii() && set_context_sql(true).is_ascii());
+        let table = TableSpec::parse("public.t").unwrap();
+        assert!(trigger_sql("capture_1", &table).is_ascii());
+    }
 }

@@ -55,7 +55,17 @@ impl TestDb {
         Self::on(logical_url()).await
     }
 
+    /// A fresh database on the server with `wal_level = logical`, made
+    /// with `options` (`ENCODING 'LATIN1' TEMPLATE template0 …`).
+    pub(crate) async fn logical_with(options: &str) -> Self {
+        Self::made(logical_url(), options).await
+    }
+
     async fn on(admin_url: String) -> Self {
+        Self::made(admin_url, "").await
+    }
+
+    async fn made(admin_url: String, options: &str) -> Self {
         let name = format!(
             "tm_capture_{}_{}",
             std::process::id(),
@@ -67,7 +77,7 @@ impl TestDb {
             .await
             .unwrap();
         admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE DATABASE {name} {options}"))
             .await
             .unwrap();
         let client = connect(&format!("{admin_url} dbname={name}")).await;

@@ -1229,3 +1229,31 @@ async fn an_application_role_that_owns_nothing_writes_and_is_captured_in_both_mo
         }
     }
 }
+
+/// A database whose encoding is not UTF-8 (LATIN1, as older European
+/// installations run): install works (it sends ASCII only; one `…` in a
+/// comment once refused it) and a value with accents is captured as written,
+/// in both modes.
+#[tokio::test]
+async fn a_latin1_database_is_installed_and_its_text_captured_in_both_modes() {
+    for mode in MODES {
+        let mut db = TestDb::logical_with(
+            "ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'",
+        )
+        .await;
+        db.client.batch_execute(CUSTOMER).await.unwrap();
+        install(&mut db.client, &[customer()], Some(mode))
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        db.client
+            .batch_execute("INSERT INTO customer (id, name) VALUES (1, 'café Müller ß')")
+            .await
+            .unwrap();
+        let events = crate::drained_once(&db, 100).await;
+        assert_eq!(events.len(), 1, "{mode:?}");
+        assert_eq!(
+            events[0]["changes"]["name"]["new"], "café Müller ß",
+            "{mode:?}"
+        );
+    }
+}
