@@ -954,8 +954,9 @@ impl Decoder {
                 namespace,
                 relation_name,
                 replica_identity,
-                columns,
+                mut columns,
             } => {
+                read_domains_as_their_base(client, &mut columns).await?;
                 let relation = RelationInfo::new(
                     relation_id,
                     namespace,
@@ -1189,6 +1190,54 @@ async fn push(
 /// A decoded row as the columns `to_jsonb(row)` would write, so both modes
 /// turn a row into the same event: columns missing from `row` (unchanged
 /// values stored out of line) are taken from `fallback`.
+/// A column whose type is a domain is read as the type the domain is over
+/// (a domain over a domain, as the type under both), and an array of a
+/// domain as an array of that type: `to_jsonb` writes them so, and trigger
+/// mode with it (an `int` domain's 7 is the number 7, not the text "7").
+/// Built-in types (below 16384, PostgreSQL's first user OID) are neither:
+/// a relation of those asks nothing. Read when a relation is described
+/// (once a session, and after its DDL), from the catalog as it is then.
+async fn read_domains_as_their_base(
+    client: &Client,
+    columns: &mut [pg_walstream::ColumnInfo],
+) -> Result<(), Error> {
+    const FIRST_USER_OID: u32 = 16_384;
+    loop {
+        let asked: Vec<u32> = columns
+            .iter()
+            .map(|c| c.type_id)
+            .filter(|&t| t >= FIRST_USER_OID)
+            .collect();
+        if asked.is_empty() {
+            return Ok(());
+        }
+        let rows = client
+            .query(
+                "SELECT t.oid, CASE WHEN t.typtype = 'd' THEN t.typbasetype
+                     ELSE (SELECT b.typarray FROM pg_type e JOIN pg_type b ON b.oid = e.typbasetype
+                           WHERE e.oid = t.typelem AND e.typtype = 'd') END
+                 FROM pg_type t WHERE t.oid = ANY($1)",
+                &[&asked],
+            )
+            .await
+            .map_err(pg("reading the types domains are over"))?;
+        let mut changed = false;
+        for row in rows {
+            let (oid, base): (u32, Option<u32>) = (row.get(0), row.get(1));
+            let Some(base) = base.filter(|&b| b != 0) else {
+                continue;
+            };
+            for column in columns.iter_mut().filter(|c| c.type_id == oid) {
+                column.type_id = base;
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+    }
+}
+
 fn row_columns(row: &RowData, fallback: Option<&RowData>, relation: &RelationInfo) -> RowImage {
     let type_of = |name: &str| {
         relation
