@@ -158,12 +158,27 @@ pub(super) async fn publish(
             ReplicaIdentity::Full => "FULL",
             ReplicaIdentity::Key => "DEFAULT",
         };
-        tx.batch_execute(&format!(
-            "ALTER TABLE {} REPLICA IDENTITY {clause}",
-            table.quoted()
-        ))
-        .await
-        .map_err(pg(format!("setting the replica identity of {table}")))?;
+        // A partitioned table has no rows of its own: its partitions'
+        // identity decides what old values the WAL holds, each set here (a
+        // partition made later takes the next install's).
+        let partitions: Vec<String> = tx
+            .query(
+                "SELECT format('%I.%I', n.nspname, c.relname)
+                 FROM pg_partition_tree(to_regclass($1)) p
+                 JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE p.isleaf AND p.level > 0",
+                &[&table.quoted()],
+            )
+            .await
+            .map_err(pg(format!("reading the partitions of {table}")))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for relation in std::iter::once(table.quoted()).chain(partitions) {
+            tx.batch_execute(&format!("ALTER TABLE {relation} REPLICA IDENTITY {clause}"))
+                .await
+                .map_err(pg(format!("setting the replica identity of {relation}")))?;
+        }
         tx.execute(
             "UPDATE trailmark.tables SET replica_identity = $3 WHERE schema_name = $1 AND table_name = $2",
             &[&table.schema, &table.table, &identity.as_str()],
@@ -253,15 +268,24 @@ pub(super) async fn ensure_publication(client: &Client) -> Result<(), Error> {
         .await
         .map_err(pg("looking for the publication"))?
         .get(0);
-    if !exists {
-        client
-            .batch_execute(&format!(
-                "CREATE PUBLICATION {} WITH (publish = 'insert, update, delete, truncate')",
-                ident(PUBLICATION)
-            ))
-            .await
-            .map_err(pg("creating the publication"))?;
-    }
+    // A partitioned table's changes are published as its own, not as the
+    // partition's a row lands in (which would name another table, unknown
+    // to the decoder's options), as the triggers on it see them.
+    let sql = if exists {
+        format!(
+            "ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
+            ident(PUBLICATION)
+        )
+    } else {
+        format!(
+            "CREATE PUBLICATION {} WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)",
+            ident(PUBLICATION)
+        )
+    };
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(pg("creating the publication"))?;
     Ok(())
 }
 
