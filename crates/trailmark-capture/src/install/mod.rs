@@ -68,7 +68,24 @@ pub(super) async fn cover(
     let function = format!("capture_{oid}");
     match mode {
         Mode::Trigger => {
-            tx.batch_execute(&function_sql(&function, &pk, &attnums))
+            // Stored generated columns are left out as excluded ones are
+            // (by number): PostgreSQL 15's logical decoding does not send
+            // them, so both modes capture the same columns; their values
+            // follow from the others'. Not recorded as excluded: WAL mode
+            // need not narrow the table's replica identity for them.
+            let generated: Vec<i16> = tx
+                .query(
+                    "SELECT attnum FROM pg_attribute
+                     WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated <> ''",
+                    &[&oid],
+                )
+                .await
+                .map_err(pg(format!("reading the generated columns of {table}")))?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let left_out: Vec<i16> = attnums.iter().copied().chain(generated).collect();
+            tx.batch_execute(&function_sql(&function, &pk, &left_out))
                 .await
                 .map_err(pg(format!("creating the capture function of {table}")))?;
             tx.batch_execute(&trigger_sql(&function, table))

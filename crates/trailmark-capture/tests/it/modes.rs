@@ -1352,3 +1352,18 @@ async fn a_partitioned_table_is_captured_under_its_own_name_in_both_modes() {
     assert_eq!(wal[4]["changes"]["placed"]["old"], "2026-12-01");
     assert_eq!(wal[5]["changes"]["placed"]["new"], "2026-11-15");
 }
+
+/// A stored generated column is left out in both modes: PostgreSQL 15's
+/// logical decoding does not send it (and its value follows from the
+/// others'), so trigger mode, which wrote it, leaves it out too.
+#[tokio::test]
+async fn a_generated_column_is_left_out_in_both_modes() {
+    let schema = "CREATE TABLE public.line (id int PRIMARY KEY, qty int, price numeric,
+        total numeric GENERATED ALWAYS AS (qty * price) STORED)";
+    let spec = TableSpec::parse("public.line").unwrap();
+    let writes = "INSERT INTO line (id, qty, price) VALUES (1, 2, 3);
+        UPDATE line SET qty = 4 WHERE id = 1;";
+    let [trigger, wal] = <[_; 2]>::try_from(both(schema, &[spec], writes).await).unwrap();
+    same(&trigger, &wal);
+    assert_eq!(trigger[1]["changes"], json!({"qty": {"old": 2, "new": 4}}));
+}
