@@ -1276,7 +1276,8 @@ fn column_value(type_oid: u32, value: &ColumnValue) -> Value {
                     Err(_) => Value::String(text.into_owned()),
                 };
             }
-            1114 | 1184 => return Value::String(iso_timestamp(&text)),
+            1114 => return Value::String(iso_timestamp(&text)),
+            1184 => return Value::String(utc_timestamp(&text)),
             114 | 3802 => {}
             _ if element_type(type_oid).is_none() => return Value::String(text.into_owned()),
             _ => {}
@@ -1331,12 +1332,64 @@ fn scalar_json(type_oid: u32, text: &str) -> Option<String> {
             serde_json::from_str::<Value>(text).map_or_else(|_| quote(text), |v| v.to_string()),
         ),
         // timestamp, timestamptz: ISO 8601, as to_jsonb writes them.
-        1114 | 1184 => Some(quote(&iso_timestamp(text))),
+        1114 => Some(quote(&iso_timestamp(text))),
+        1184 => Some(quote(&utc_timestamp(text))),
         _ => None,
     }
 }
 
 /// `2026-11-23 10:15:00.5+01` → `2026-11-23T10:15:00.5+01:00`.
+/// A `timestamptz` as `to_jsonb` writes it in UTC, which is the zone the
+/// capture functions run in (trigger mode): the same instant is written
+/// the same way whatever zone the writer's session or the walsender's had
+/// (the walsender writes in the server's default zone). Text that is not
+/// ISO with an offset, a year past 9999 or BC, is written as
+/// [`iso_timestamp`] writes it.
+fn utc_timestamp(text: &str) -> String {
+    utc(text).unwrap_or_else(|| iso_timestamp(text))
+}
+
+fn utc(text: &str) -> Option<String> {
+    let (date, time) = text.split_once(' ')?;
+    let zone_at = time.rfind(['+', '-'])?;
+    let (clock, zone) = time.split_at(zone_at);
+    let (whole, fraction) = match clock.split_once('.') {
+        Some((whole, digits)) if digits.bytes().all(|b| b.is_ascii_digit()) => (whole, digits),
+        Some(_) => return None,
+        None => (clock, ""),
+    };
+    let sign: i64 = if zone.starts_with('-') { -1 } else { 1 };
+    let mut parts = zone[1..].split(':');
+    let mut offset = 0_i64;
+    for unit in [3600, 60, 1] {
+        if let Some(part) = parts.next() {
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            offset += unit * part.parse::<i64>().ok()?;
+        }
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    let local =
+        chrono::NaiveDateTime::parse_from_str(&format!("{date} {whole}"), "%Y-%m-%d %H:%M:%S")
+            .ok()?;
+    let at = local.checked_sub_signed(chrono::TimeDelta::seconds(sign * offset))?;
+    if !(1..=9999).contains(&chrono::Datelike::year(&at)) {
+        return None;
+    }
+    let fraction = if fraction.is_empty() {
+        String::new()
+    } else {
+        format!(".{fraction}")
+    };
+    Some(format!(
+        "{}{fraction}+00:00",
+        at.format("%Y-%m-%dT%H:%M:%S")
+    ))
+}
+
 fn iso_timestamp(text: &str) -> String {
     let Some((date, time)) = text.split_once(' ') else {
         return text.to_owned(); // infinity, -infinity
@@ -1452,11 +1505,24 @@ mod tests {
         assert_eq!(t(3802, "{\"a\": [1, 2]}"), "{\"a\":[1,2]}");
         assert_eq!(
             t(1184, "2026-11-23 10:15:00.5+01"),
-            "\"2026-11-23T10:15:00.5+01:00\""
+            "\"2026-11-23T09:15:00.5+00:00\""
         );
         assert_eq!(
             t(1184, "2026-11-23 10:15:00+05:30"),
-            "\"2026-11-23T10:15:00+05:30\""
+            "\"2026-11-23T04:45:00+00:00\""
+        );
+        assert_eq!(
+            t(1184, "2026-01-01 01:00:00.000123-05"),
+            "\"2026-01-01T06:00:00.000123+00:00\""
+        );
+        assert_eq!(
+            t(1184, "2024-02-29 23:59:59+00:00:30"),
+            "\"2024-02-29T23:59:29+00:00\""
+        );
+        assert_eq!(t(1184, "infinity"), "\"infinity\"");
+        assert_eq!(
+            t(1184, "0044-03-15 12:00:00+00 BC"),
+            "\"0044-03-15 12:00:00+00 BC\""
         );
         assert_eq!(t(1114, "2026-11-23 10:15:00"), "\"2026-11-23T10:15:00\"");
         assert_eq!(t(1114, "infinity"), "\"infinity\"");

@@ -74,7 +74,7 @@ pub(super) fn function_sql(function: &str, pk: &[String], exclude_attnums: &[i16
     };
     format!(
         "CREATE OR REPLACE FUNCTION trailmark.{function}() RETURNS trigger LANGUAGE plpgsql
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $trailmark$
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $trailmark$
 DECLARE
     trailmark_excluded text[] := {excluded};
     trailmark_stmt integer := coalesce(nullif(current_setting('trailmark.stmt', true), ''), '0')::integer + 1;

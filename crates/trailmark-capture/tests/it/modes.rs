@@ -1367,3 +1367,18 @@ async fn a_generated_column_is_left_out_in_both_modes() {
     same(&trigger, &wal);
     assert_eq!(trigger[1]["changes"], json!({"qty": {"old": 2, "new": 4}}));
 }
+
+/// A `timestamptz` is the same instant, written the same way (in UTC), in
+/// both modes, whatever zone the writer's session had and whatever zone the
+/// database gives the walsender's (trigger mode wrote the writer's zone,
+/// WAL mode the walsender's).
+#[tokio::test]
+async fn a_timestamp_from_another_time_zone_is_the_same_in_both_modes() {
+    let writes = "DO $$ BEGIN
+            EXECUTE format('ALTER DATABASE %I SET TimeZone = %L', current_database(), 'Asia/Kolkata');
+        END $$;
+        SET TimeZone = 'America/New_York';
+        INSERT INTO customer (id, seen) VALUES (1, '2026-11-23 10:15:00+00');";
+    let [trigger, wal] = <[_; 2]>::try_from(both(CUSTOMER, &[customer()], writes).await).unwrap();
+    same(&trigger, &wal);
+}
