@@ -141,6 +141,23 @@ def test_work_outside_a_request_has_no_actor(setup):
     assert ctx == {}
 
 
+def adding_app(engine):
+    """An app whose PUT /invoices/{id} adds an invoice through a session
+    the hook is installed on."""
+    Sessions = sessionmaker(engine)
+    trailmark.sqlalchemy.install(Sessions.class_)
+    app = FastAPI()
+    app.add_middleware(TrailmarkMiddleware, get_user=user_from_header)
+
+    @app.put("/invoices/{invoice_id}")
+    def add(invoice_id: int, total: str):
+        with Sessions.begin() as s:
+            s.add(Invoice(id=invoice_id, customer="c", total=total))
+        return {"ok": True}
+
+    return app
+
+
 def test_in_wal_mode_the_context_travels_in_the_wal_before_each_change():
     """The same hook against a database captured from the WAL: the context
     is a logical message in the transaction, right before its change."""
@@ -149,16 +166,7 @@ def test_in_wal_mode_the_context_travels_in_the_wal_before_each_change():
     try:
         Base.metadata.create_all(engine)
         assert db.install("--mode", "wal", "--tables", "public.invoice").startswith("mode wal")
-        Sessions = sessionmaker(engine)
-        trailmark.sqlalchemy.install(Sessions.class_)
-        app = FastAPI()
-        app.add_middleware(TrailmarkMiddleware, get_user=user_from_header)
-
-        @app.put("/invoices/{invoice_id}")
-        def add(invoice_id: int, total: str):
-            with Sessions.begin() as s:
-                s.add(Invoice(id=invoice_id, customer="c", total=total))
-            return {"ok": True}
+        app = adding_app(engine)
 
         asyncio.run(call(app, "PUT", "/invoices/1", user="alice", total="5.00"))
         asyncio.run(call(app, "PUT", "/invoices/2", user="bob", total="6.00"))
@@ -194,16 +202,7 @@ def test_an_application_role_that_owns_nothing_writes_and_is_captured():
         Base.metadata.create_all(admin)
         db.install("--tables", "public.invoice")
         db.sql(f'GRANT SELECT, INSERT, UPDATE, DELETE ON invoice TO "{role}"')
-        Sessions = sessionmaker(engine)
-        trailmark.sqlalchemy.install(Sessions.class_)
-        app = FastAPI()
-        app.add_middleware(TrailmarkMiddleware, get_user=user_from_header)
-
-        @app.put("/invoices/{invoice_id}")
-        def add(invoice_id: int, total: str):
-            with Sessions.begin() as s:
-                s.add(Invoice(id=invoice_id, customer="c", total=total))
-            return {"ok": True}
+        app = adding_app(engine)
 
         asyncio.run(call(app, "PUT", "/invoices/1", user="alice", total="5.00"))
         [(op, ctx, _, new)] = db.outbox()
