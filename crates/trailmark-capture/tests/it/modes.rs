@@ -1382,3 +1382,51 @@ async fn a_timestamp_from_another_time_zone_is_the_same_in_both_modes() {
     let [trigger, wal] = <[_; 2]>::try_from(both(CUSTOMER, &[customer()], writes).await).unwrap();
     same(&trigger, &wal);
 }
+
+/// What `status` finds no longer matching the install.
+async fn drift(db: &TestDb) -> Vec<String> {
+    trailmark_capture::status(&db.client).await.unwrap().drift
+}
+
+/// A partition made after a WAL-mode install has PostgreSQL's default
+/// replica identity (the key), so its updates would carry no old values:
+/// `status` names it, and installing again gives it the table's.
+#[tokio::test]
+async fn a_partition_made_after_install_is_named_until_install_runs_again() {
+    let schema = "CREATE TABLE public.orders (id int, placed date, total numeric,
+            PRIMARY KEY (id, placed)) PARTITION BY RANGE (placed);
+        CREATE TABLE public.orders_2026_11 PARTITION OF public.orders
+            FOR VALUES FROM ('2026-11-01') TO ('2026-12-01')";
+    let spec = TableSpec::parse("public.orders").unwrap();
+    let mut db = installed(Mode::Wal, schema, std::slice::from_ref(&spec)).await;
+    assert_eq!(drift(&db).await, Vec::<String>::new());
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.orders_2026_12 PARTITION OF public.orders
+                FOR VALUES FROM ('2026-12-01') TO ('2027-01-01')",
+        )
+        .await
+        .unwrap();
+    let named = drift(&db).await;
+    assert!(
+        named.len() == 1 && named[0].contains("(public.orders_2026_12)"),
+        "{named:?}"
+    );
+    install(&mut db.client, &[spec], Some(Mode::Wal))
+        .await
+        .unwrap();
+    assert_eq!(drift(&db).await, Vec::<String>::new());
+    db.client
+        .batch_execute(
+            "INSERT INTO orders VALUES (1, '2026-12-05', 5);
+             UPDATE orders SET total = 6 WHERE id = 1;",
+        )
+        .await
+        .unwrap();
+    let events = crate::drained_once(&db, 100).await;
+    assert_eq!(
+        events[1]["changes"],
+        json!({"total": {"old": 5, "new": 6}}),
+        "old values from the new partition"
+    );
+}
