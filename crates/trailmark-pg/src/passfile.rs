@@ -15,7 +15,7 @@
 //! group or others may read (libpq's own rule: the owner's alone, mode 0600
 //! or less).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where a string without a password finds one: the process's environment,
 /// or a test's.
@@ -52,19 +52,34 @@ pub(crate) struct Target {
     pub(crate) user: String,
 }
 
+/// Where the password file is and who named it.
+struct Location {
+    path: PathBuf,
+    /// What named it, for messages: `passfile`, `PGPASSFILE`, or the default.
+    named_by: &'static str,
+    /// Named by the string or the environment: then it must exist.
+    named: bool,
+}
+
 /// The file to read: `setting` (the string's `passfile`), else the
-/// environment's `PGPASSFILE`, else `.pgpass` in the home directory; and
-/// whether it was named (a named file must exist).
-fn location(setting: Option<&str>, env: &Environment) -> Option<(PathBuf, &'static str)> {
+/// environment's `PGPASSFILE`, else `.pgpass` in the home directory.
+fn location(setting: Option<&str>, env: &Environment) -> Option<Location> {
+    let named = |path: &str, named_by| Location {
+        path: PathBuf::from(path),
+        named_by,
+        named: true,
+    };
     if let Some(path) = setting {
-        return Some((PathBuf::from(path), "passfile"));
+        return Some(named(path, "passfile"));
     }
     if let Some(path) = &env.passfile {
-        return Some((PathBuf::from(path), "PGPASSFILE"));
+        return Some(named(path, "PGPASSFILE"));
     }
-    env.home
-        .as_ref()
-        .map(|home| (home.join(".pgpass"), "the default password file"))
+    env.home.as_ref().map(|home| Location {
+        path: home.join(".pgpass"),
+        named_by: "the default password file",
+        named: false,
+    })
 }
 
 /// The password the file gives each target (the first line matching it),
@@ -76,10 +91,10 @@ pub(crate) fn password(
     env: &Environment,
     targets: &[Target],
 ) -> Result<Option<String>, String> {
-    let Some((path, named_by)) = location(setting, env) else {
+    let Some(at) = location(setting, env) else {
         return Ok(None);
     };
-    let Some(text) = read(&path, named_by)? else {
+    let Some(text) = read(&at)? else {
         return Ok(None);
     };
     let mut found: Option<String> = None;
@@ -90,8 +105,9 @@ pub(crate) fn password(
         match &found {
             Some(other) if *other != password => {
                 return Err(format!(
-                    "{named_by} {}: the connection string's hosts have different passwords there, and one connection string has one password; give password= in the string, or one host",
-                    path.display()
+                    "{} {}: the connection string's hosts have different passwords there, and one connection string has one password; give password= in the string, or one host",
+                    at.named_by,
+                    at.path.display()
                 ));
             }
             _ => found = Some(password),
@@ -101,11 +117,12 @@ pub(crate) fn password(
 }
 
 /// The file's text; `None` when it is the default file and does not exist.
-fn read(path: &Path, named_by: &str) -> Result<Option<String>, String> {
+fn read(at: &Location) -> Result<Option<String>, String> {
+    let (path, named_by) = (&at.path, at.named_by);
     let shown = path.display();
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && named_by.starts_with("the") => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !at.named => {
             return Ok(None);
         }
         Err(e) => {
@@ -208,6 +225,8 @@ fn unescaped(field: &str) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn target(host: &str, port: &str, database: &str, user: &str) -> Target {
