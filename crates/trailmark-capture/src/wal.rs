@@ -128,8 +128,9 @@ async fn paced<F: std::future::Future>(
 /// (`pg_walstream`'s own protocol code) connects to one host over TCP only,
 /// and would look the path or the list up as a host name, again and again.
 fn replication_source(source: &str) -> Result<String, Error> {
-    check_source(source)?;
-    crate::source(source)?
+    let parsed = crate::source(source)?;
+    check_hosts(&parsed)?;
+    parsed
         .replication_uri()
         .map_err(|e| Error::BadOption(format!("the source database's connection string: {e}")))
 }
@@ -140,7 +141,11 @@ fn replication_source(source: &str) -> Result<String, Error> {
 /// `capture pg install --mode wal` warns with it, as the connection it was
 /// given may be the drainer's too.
 pub fn check_source(source: &str) -> Result<(), Error> {
-    let parsed = crate::source(source)?;
+    check_hosts(&crate::source(source)?)
+}
+
+/// [`check_source`] of a source already read.
+fn check_hosts(parsed: &trailmark_pg::Source) -> Result<(), Error> {
     let hosts = parsed.config().get_hosts();
     let socket = hosts.iter().find_map(|h| match h {
         tokio_postgres::config::Host::Tcp(_) => None,
