@@ -32,6 +32,7 @@ pub(super) async fn drift(
     tables: &[String],
 ) -> Result<Vec<String>, Error> {
     let mut drift = Vec::new();
+    let wal = super::wal::installed_mode(client).await? == Some(super::wal::Mode::Wal);
     for spec in stored_specs(client).await? {
         let name = spec.to_string();
         if !tables.contains(&name) {
@@ -73,10 +74,25 @@ pub(super) async fn drift(
                 "{name}: columns not captured ({missing}): the publication's column list predates them: run install again (as a superuser, install also keeps it current)"
             ));
         }
-        if let Some(partitions) = unlike_partitions(client, &spec.schema, &spec.table).await? {
-            drift.push(format!(
-                "{name}: partitions whose replica identity is not the table's ({partitions}): made since install, their updates carry no old values in WAL mode: run install again"
-            ));
+        if wal {
+            // Partitions made since install have PostgreSQL's default
+            // identity (the key), not the one install gave the table.
+            let wanted = super::wal::identity_code(
+                spec.replica_identity
+                    .unwrap_or(crate::ReplicaIdentity::Full),
+            );
+            let unlike: Vec<String> = super::wal::partitions(client, &spec)
+                .await?
+                .into_iter()
+                .filter(|&(_, identity)| identity != wanted)
+                .map(|(partition, _)| partition)
+                .collect();
+            if !unlike.is_empty() {
+                drift.push(format!(
+                    "{name}: partitions whose replica identity is not the table's ({}): made since install, their updates carry no old values in WAL mode: run install again",
+                    unlike.join(", ")
+                ));
+            }
         }
         if let Some(column) = &spec.soft_delete {
             let mut only = spec.clone();
@@ -114,33 +130,6 @@ async fn unpublished(
         .map_err(pg(format!(
             "reading the published columns of {schema}.{table}"
         )))?;
-    Ok(row.get(0))
-}
-
-/// WAL mode: the partitions of a covered partitioned table whose replica
-/// identity is not the one install gave the table (made since: PostgreSQL
-/// gives a new partition its default, the key), comma-joined; `None` when
-/// there are none, in trigger mode, or for a table that is not
-/// partitioned.
-async fn unlike_partitions(
-    client: &impl GenericClient,
-    schema: &str,
-    table: &str,
-) -> Result<Option<String>, Error> {
-    let row = client
-        .query_one(
-            "SELECT string_agg(format('%I.%I', n.nspname, c.relname), ', ' ORDER BY n.nspname, c.relname)
-             FROM trailmark.tables t
-             CROSS JOIN pg_partition_tree(to_regclass(format('%I.%I', t.schema_name, t.table_name))) p
-             JOIN pg_class c ON c.oid = p.relid
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE t.schema_name = $1 AND t.table_name = $2 AND p.isleaf AND p.level > 0
-               AND (SELECT value FROM trailmark.meta WHERE key = 'mode') = 'wal'
-               AND c.relreplident <> CASE t.replica_identity WHEN 'key' THEN 'd' ELSE 'f' END",
-            &[&schema, &table],
-        )
-        .await
-        .map_err(pg(format!("reading the partitions of {schema}.{table}")))?;
     Ok(row.get(0))
 }
 

@@ -160,21 +160,11 @@ pub(super) async fn publish(
         };
         // A partitioned table has no rows of its own: its partitions'
         // identity decides what old values the WAL holds, each set here (a
-        // partition made later takes the next install's).
-        let partitions: Vec<String> = tx
-            .query(
-                "SELECT format('%I.%I', n.nspname, c.relname)
-                 FROM pg_partition_tree(to_regclass($1)) p
-                 JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE p.isleaf AND p.level > 0",
-                &[&table.quoted()],
-            )
-            .await
-            .map_err(pg(format!("reading the partitions of {table}")))?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        for relation in std::iter::once(table.quoted()).chain(partitions) {
+        // partition made later takes the next install's; status names it).
+        let partitions = partitions(tx, table).await?;
+        for relation in
+            std::iter::once(table.quoted()).chain(partitions.into_iter().map(|(name, _)| name))
+        {
             tx.batch_execute(&format!("ALTER TABLE {relation} REPLICA IDENTITY {clause}"))
                 .await
                 .map_err(pg(format!("setting the replica identity of {relation}")))?;
@@ -223,6 +213,39 @@ pub(super) async fn publish(
         .await
         .map_err(pg("setting the tables of the publication"))?;
     Ok(())
+}
+
+/// The partitions of `table` that hold its rows (the leaves below it), each
+/// quoted for SQL with its replica identity as `pg_class.relreplident` says
+/// it; none for a table that is not partitioned. Install sets their
+/// identity ([`publish`]); `status` names those whose identity is not the
+/// table's ([`identity_code`]).
+pub(super) async fn partitions(
+    client: &impl GenericClient,
+    table: &TableSpec,
+) -> Result<Vec<(String, i8)>, Error> {
+    Ok(client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname), c.relreplident
+             FROM pg_partition_tree(to_regclass($1)) p
+             JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE p.isleaf AND p.level > 0
+             ORDER BY n.nspname, c.relname",
+            &[&table.quoted()],
+        )
+        .await
+        .map_err(pg(format!("reading the partitions of {table}")))?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}
+
+/// `pg_class.relreplident` of a relation given `identity` by [`publish`].
+pub(super) fn identity_code(identity: ReplicaIdentity) -> i8 {
+    match identity {
+        ReplicaIdentity::Full => b'f'.cast_signed(),
+        ReplicaIdentity::Key => b'd'.cast_signed(),
+    }
 }
 
 /// A table as the publication lists it: every column but the excluded ones
