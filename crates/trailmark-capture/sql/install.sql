@@ -145,8 +145,14 @@ $$;
 -- WAL mode: a publication's column list is fixed, so a column added to a
 -- table with excluded columns would not be captured. After each ALTER TABLE
 -- of such a published table its list is set again, in the same transaction.
+-- Version 9: a partition made (CREATE TABLE ... PARTITION OF) or attached
+-- (ALTER TABLE ... ATTACH PARTITION) under a covered table would keep
+-- PostgreSQL's default replica identity, and its updates carry no old
+-- values: after each such command, every partition of the table whose
+-- identity is not the one install gave the table gets it, in the same
+-- transaction, before a row can land in it.
 -- It never fails the application's DDL: a failure is a WARNING naming the
--- table (then `trailmark capture pg install` sets the list).
+-- table (then `trailmark capture pg install` sets the list or the identity).
 CREATE OR REPLACE FUNCTION trailmark.republish() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -172,20 +178,46 @@ BEGIN
                 r.schema_name, r.table_name, SQLERRM;
         END;
     END LOOP;
+    FOR r IN
+        SELECT format('%I.%I', n.nspname, c.relname) AS partition,
+               format('%I.%I', t.schema_name, t.table_name) AS covered,
+               CASE t.replica_identity WHEN 'key' THEN 'DEFAULT' ELSE 'FULL' END AS identity
+        FROM trailmark.tables t
+        CROSS JOIN LATERAL pg_partition_tree(to_regclass(format('%I.%I', t.schema_name, t.table_name))) p
+        JOIN pg_class c ON c.oid = p.relid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal')
+          AND t.replica_identity IN ('full', 'key')
+          AND p.isleaf AND p.level > 0
+          AND c.relreplident <> CASE t.replica_identity WHEN 'key' THEN 'd' ELSE 'f' END
+          AND EXISTS (
+              SELECT FROM pg_event_trigger_ddl_commands() d
+              JOIN pg_partition_tree(to_regclass(format('%I.%I', t.schema_name, t.table_name))) q
+                ON q.relid = d.objid
+              WHERE d.classid = 'pg_class'::regclass)
+        ORDER BY 1
+    LOOP
+        BEGIN
+            EXECUTE format('ALTER TABLE %s REPLICA IDENTITY %s', r.partition, r.identity);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'trailmark: the replica identity of partition % of % was not set: % (run trailmark capture pg install)',
+                r.partition, r.covered, SQLERRM;
+        END;
+    END LOOP;
 EXCEPTION WHEN OTHERS THEN
-    RAISE WARNING 'trailmark: capture column lists were not updated: % (run trailmark capture pg install)', SQLERRM;
+    RAISE WARNING 'trailmark: capture column lists or partition identities were not updated: % (run trailmark capture pg install)', SQLERRM;
 END
 $$;
 
 -- Event triggers need a superuser; without one, a column added to a table
--- with excluded columns is published by the next install (`status` says
--- which).
+-- with excluded columns is published, and a partition made later given the
+-- table's identity, by the next install (`status` says which).
 DO $$
 BEGIN
     IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
         DROP EVENT TRIGGER IF EXISTS trailmark_republish;
         CREATE EVENT TRIGGER trailmark_republish ON ddl_command_end
-            WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION trailmark.republish();
+            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE') EXECUTE FUNCTION trailmark.republish();
     END IF;
 END
 $$;

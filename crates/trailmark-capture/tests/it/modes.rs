@@ -1388,9 +1388,87 @@ async fn drift(db: &TestDb) -> Vec<String> {
     trailmark_capture::status(&db.client).await.unwrap().drift
 }
 
-/// A partition made after a WAL-mode install has PostgreSQL's default
-/// replica identity (the key), so its updates would carry no old values:
-/// `status` names it, and installing again gives it the table's.
+/// The replica identity of each partition of `public.orders`, by name.
+async fn partition_identities(db: &TestDb) -> Vec<(String, i8)> {
+    db.client
+        .query(
+            "SELECT c.relname::text, c.relreplident
+             FROM pg_partition_tree('public.orders') p JOIN pg_class c ON c.oid = p.relid
+             WHERE p.isleaf ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+/// A partition made, attached or made below a sub-partition after a
+/// WAL-mode install gets the table's replica identity in the statement's
+/// own transaction (capture version 9's event trigger), so its first rows'
+/// updates carry old values; before, it kept PostgreSQL's default (the key)
+/// until install ran again.
+#[tokio::test]
+async fn a_partition_made_or_attached_after_install_gets_the_tables_identity_at_once() {
+    let schema = "CREATE TABLE public.orders (id int, placed date, total numeric,
+            PRIMARY KEY (id, placed)) PARTITION BY RANGE (placed);
+        CREATE TABLE public.orders_2026_11 PARTITION OF public.orders
+            FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+        CREATE TABLE public.orders_2027 (id int NOT NULL, placed date NOT NULL, total numeric)";
+    let spec = TableSpec::parse("public.orders").unwrap();
+    let db = installed(Mode::Wal, schema, std::slice::from_ref(&spec)).await;
+    db.client
+        .batch_execute(
+            "BEGIN;
+             CREATE TABLE public.orders_2026_12 PARTITION OF public.orders
+                 FOR VALUES FROM ('2026-12-01') TO ('2027-01-01');
+             INSERT INTO orders VALUES (1, '2026-12-05', 5);
+             UPDATE orders SET total = 6 WHERE id = 1;
+             COMMIT;
+             ALTER TABLE public.orders ATTACH PARTITION public.orders_2027
+                 FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+             CREATE TABLE public.orders_2028 PARTITION OF public.orders
+                 FOR VALUES FROM ('2028-01-01') TO ('2029-01-01') PARTITION BY RANGE (placed);
+             CREATE TABLE public.orders_2028_h1 PARTITION OF public.orders_2028
+                 FOR VALUES FROM ('2028-01-01') TO ('2028-07-01');
+             INSERT INTO orders VALUES (2, '2027-03-01', 7), (3, '2028-03-01', 8);
+             UPDATE orders SET total = total + 1 WHERE id IN (2, 3);",
+        )
+        .await
+        .unwrap();
+    let full = i8::try_from(b'f').unwrap();
+    assert_eq!(
+        partition_identities(&db).await,
+        [
+            ("orders_2026_11".to_owned(), full),
+            ("orders_2026_12".to_owned(), full),
+            ("orders_2027".to_owned(), full),
+            ("orders_2028_h1".to_owned(), full),
+        ]
+    );
+    assert_eq!(drift(&db).await, Vec::<String>::new());
+    let events = crate::drained_once(&db, 100).await;
+    let updates: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "update")
+        .map(|e| &e["changes"]["total"])
+        .collect();
+    assert_eq!(
+        updates,
+        [
+            &json!({"old": 5, "new": 6}),
+            &json!({"old": 7, "new": 8}),
+            &json!({"old": 8, "new": 9}),
+        ],
+        "old values from every new partition: {events:#?}"
+    );
+}
+
+/// Without the event trigger (an install by a role that is not a
+/// superuser), a partition made after a WAL-mode install has PostgreSQL's
+/// default replica identity (the key), so its updates would carry no old
+/// values: `status` names it, and installing again gives it the table's.
 #[tokio::test]
 async fn a_partition_made_after_install_is_named_until_install_runs_again() {
     let schema = "CREATE TABLE public.orders (id int, placed date, total numeric,
@@ -1402,7 +1480,8 @@ async fn a_partition_made_after_install_is_named_until_install_runs_again() {
     assert_eq!(drift(&db).await, Vec::<String>::new());
     db.client
         .batch_execute(
-            "CREATE TABLE public.orders_2026_12 PARTITION OF public.orders
+            "DROP EVENT TRIGGER trailmark_republish;
+            CREATE TABLE public.orders_2026_12 PARTITION OF public.orders
                 FOR VALUES FROM ('2026-12-01') TO ('2027-01-01')",
         )
         .await
