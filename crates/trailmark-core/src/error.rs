@@ -1,5 +1,25 @@
 use std::fmt;
 
+/// An error's text followed by each cause's that adds something: a cause
+/// whose text the text so far already holds is not said again (an error
+/// that writes its source into its own message and also reports it as its
+/// source; a database driver whose own text is only "db error"). The one
+/// rule for every error an operator reads (the CLI's last line, the
+/// server's log).
+pub fn told(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let said = e.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = e.source();
+    }
+    text
+}
+
 /// One problem with an input, located by its field path (`actor.id`,
 /// `changes.price.old`, `metadata.items[3]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,5 +165,40 @@ mod tests {
         let v = serde_json::json!({"metadata": {"items": [0, 1, 2, {"name": "x"}]}});
         let e = FieldError::new("metadata.items[3].name", "bad");
         assert_eq!(v.pointer(&e.pointer()), Some(&serde_json::json!("x")));
+    }
+
+    /// A chain of errors, each with its text and its source.
+    #[derive(Debug)]
+    struct Link(&'static str, Option<Box<Link>>);
+    impl std::fmt::Display for Link {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Link {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|l| l as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    /// A cause an error already wrote into its own text is said once (the
+    /// CLI printed "appending: db error: db error: ERROR: ..." for a store
+    /// error); every cause that adds something is said, in order.
+    #[test]
+    fn each_cause_is_told_once() {
+        let driver = Link("db error", Some(Box::new(Link("ERROR: disk full", None))));
+        let store = Link("appending: db error", Some(Box::new(driver)));
+        let cli = Link("opening the store", Some(Box::new(store)));
+        assert_eq!(
+            super::told(&cli),
+            "opening the store: appending: db error: ERROR: disk full"
+        );
+        let plain = Link(
+            "a",
+            Some(Box::new(Link("b", Some(Box::new(Link("c", None)))))),
+        );
+        assert_eq!(super::told(&plain), "a: b: c");
     }
 }

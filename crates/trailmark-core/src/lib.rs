@@ -26,7 +26,7 @@ pub use envelope::{
     ENVELOPE_VERSION, Envelope, EnvelopeContext, PAYLOAD_DOMAIN, PayloadCommitment, PayloadDigest,
     Salt, SealContext, Sealed,
 };
-pub use error::{Error, FieldError, pointer_of};
+pub use error::{Error, FieldError, pointer_of, told};
 pub use event::{
     Actor, Change, Changes, Context, Event, Resource, changes_into_json, changes_to_json,
     is_format_char,

@@ -99,17 +99,7 @@ impl StoreError {
     /// does: a database's message may quote stored values.
     #[must_use]
     pub fn with_causes(&self) -> String {
-        let mut text = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(e) = cause {
-            let said = e.to_string();
-            if !text.contains(&said) {
-                text.push_str(": ");
-                text.push_str(&said);
-            }
-            cause = e.source();
-        }
-        text
+        trailmark_core::told(self)
     }
 
     pub fn backend(

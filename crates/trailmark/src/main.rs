@@ -135,7 +135,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Each cause once: a store error already says its source's
+            // text, which `{:#}` would repeat.
+            eprintln!("error: {}", trailmark_core::told(e.as_ref()));
             ExitCode::from(2)
         }
     }
