@@ -119,6 +119,8 @@ pub struct PgStore {
     /// committer (ingest), so that reads filling `pool` hold up neither.
     priority: Pool,
     migrated: OnceCell<()>,
+    /// Sessions are read-only: the ledger is checked, never migrated.
+    read_only: bool,
     /// The committer task of this process, started on the first append.
     committer: OnceCell<tokio::sync::mpsc::UnboundedSender<Job>>,
     /// How long a search or count may run (see [`READ_TIME_LIMIT`]).
@@ -198,8 +200,8 @@ impl PgStore {
         Ok(Self {
             pool,
             priority,
-            // Evidence is read as it is: never migrated.
-            migrated: OnceCell::new_with(read_only.then_some(())),
+            migrated: OnceCell::new(),
+            read_only,
             committer: OnceCell::new(),
             read_time_limit: READ_TIME_LIMIT,
             partitions: partitions::Known::default(),
@@ -235,11 +237,16 @@ impl PgStore {
     }
 
     /// Connects and applies the migrations this build has that the
-    /// database lacks, under an advisory lock.
+    /// database lacks, under an advisory lock. A read-only store's ledger
+    /// (evidence) is read as it is, never migrated: it is only checked to
+    /// be a ledger this build can read.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.migrated
             .get_or_try_init(|| async {
                 let client = self.raw_client().await?;
+                if self.read_only {
+                    return check_ledger(&client).await;
+                }
                 client
                     .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
                     .await
@@ -284,6 +291,46 @@ impl PgStore {
     }
 }
 
+/// Refuses a ledger whose schema is newer than this build's migrations.
+fn understood(applied: &[i32]) -> Result<(), StoreError> {
+    match applied.iter().max() {
+        Some(newest) if *newest > MIGRATIONS.last().map_or(0, |m| m.0) => {
+            Err(StoreError::Invalid(format!(
+                "the database has ledger schema version {newest}, newer than this trailmark understands: upgrade trailmark"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A read-only store's check of the database it was given: a Trailmark
+/// ledger (a server made its schema), of a version this build reads. A
+/// database without one is said to be so, rather than failing at the
+/// first table a read looks for.
+async fn check_ledger(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
+    let found: bool = client
+        .query_one(
+            "SELECT to_regclass('trailmark_ledger.migrations') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(db("looking for the ledger"))?
+        .get(0);
+    if !found {
+        return Err(StoreError::Invalid(
+            "the database holds no Trailmark ledger (no table trailmark_ledger.migrations): name the database a Trailmark server stores its trail in (its --database)".into(),
+        ));
+    }
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM trailmark_ledger.migrations", &[])
+        .await
+        .map_err(db("reading the ledger's schema version"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    understood(&applied)
+}
+
 async fn apply_migrations(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
     client
         .batch_execute(
@@ -302,13 +349,7 @@ async fn apply_migrations(client: &deadpool_postgres::Object) -> Result<(), Stor
         .iter()
         .map(|r| r.get(0))
         .collect();
-    if let Some(newest) = applied.iter().max()
-        && *newest > MIGRATIONS.last().map_or(0, |m| m.0)
-    {
-        return Err(StoreError::Invalid(format!(
-            "the database has ledger schema version {newest}, newer than this trailmark understands: upgrade trailmark"
-        )));
-    }
+    understood(&applied)?;
     for (version, sql) in MIGRATIONS {
         if applied.contains(version) {
             continue;
@@ -342,6 +383,7 @@ async fn committer(
         pool: pool.clone(),
         priority: pool,
         migrated: OnceCell::new_with(Some(())),
+        read_only: false,
         committer: OnceCell::new(),
         read_time_limit: READ_TIME_LIMIT,
         partitions: partitions::Known::default(),

@@ -911,6 +911,38 @@ fn run(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `verify --database` of a database no Trailmark server stores in is told
+/// so, as `--data-dir` of a directory without a ledger is, and a ledger of a
+/// newer schema than this build reads is refused by its version; before, the
+/// first read failed on a table it looked for, with the driver's "db error"
+/// said twice. Nothing is written to either database.
+#[test]
+fn verifying_a_database_without_a_ledger_says_so() {
+    let db = crate::PgDb::new("tm_no_ledger");
+    let url = db.source();
+    let err = run(&["verify", "--database", &url]);
+    assert!(
+        err.contains("the database holds no Trailmark ledger (no table trailmark_ledger.migrations): name the database a Trailmark server stores its trail in"),
+        "{err}"
+    );
+    assert!(!err.contains("db error: db error"), "{err}");
+    assert_eq!(
+        db.text("SELECT count(*)::text FROM pg_namespace WHERE nspname = 'trailmark_ledger'"),
+        "0",
+        "verify made the schema"
+    );
+    db.sql(
+        "CREATE SCHEMA trailmark_ledger;
+         CREATE TABLE trailmark_ledger.migrations (version integer PRIMARY KEY);
+         INSERT INTO trailmark_ledger.migrations VALUES (1), (9999);",
+    );
+    let err = run(&["verify", "--database", &url]);
+    assert!(
+        err.contains("the database has ledger schema version 9999, newer than this trailmark understands: upgrade trailmark"),
+        "{err}"
+    );
+}
+
 /// A capture batch or linger out of bounds stops the command with a message
 /// naming the setting and its bounds; it is never cut to fit.
 #[test]
