@@ -274,11 +274,12 @@ pub(crate) fn open_indexer(path: &Path, spans: SpanWidth) -> Result<Connection, 
         }
         conn.execute("ATTACH DATABASE ?1 AS ix", [index.to_string_lossy()])
             .map_err(db("attaching the index file"))?;
-        // A new index file has pages of 16 KiB, not SQLite's 4 KiB: a third
-        // fewer WAL frames (each written by a call of its own) and B-tree
-        // pages to balance per key (batched ingest 1.13x, its server CPU
+        // A new index file has pages of 16 KiB, not SQLite's 4 KiB: fewer,
+        // larger WAL frames (each written by a call of its own) and fewer
+        // B-tree pages to balance (batched ingest 1.13x, its server CPU
         // 0.93x; bench/results/ingest.md). It only takes effect on an empty
-        // file: an existing one keeps its size until it is rebuilt.
+        // file: an existing one keeps its size until it is rebuilt. (The
+        // ledger file keeps 4 KiB: its commits rewrite partly filled pages.)
         // A checkpoint after every 128 MiB of WAL, not every 4 MiB: a batch
         // of scattered keys writes most pages of the actor, record and IP
         // trees, and the next batches write the same pages again; each is
@@ -286,9 +287,9 @@ pub(crate) fn open_indexer(path: &Path, spans: SpanWidth) -> Result<Connection, 
         // entries: 5,040 -> 4,380 bytes written per entry, 24-27 -> 23-24
         // us CPU; bench/results/indexer.md). The setting counts pages of
         // the file's own size, and is the connection's; its writes to the
-        // ledger file are a few rows. A
-        // restarted log keeps up to 192 MiB of its file (one checkpoint's
-        // 128 MiB and the transaction that crossed it): frames written past
+        // ledger file are a few rows. A restarted log keeps up to 192 MiB
+        // of its file (one checkpoint's 128 MiB and the transaction that
+        // crossed it): frames written past
         // the end of the file land on new blocks the kernel first zeroes
         // (4 % of the server's CPU under single-event ingest when the file
         // was cut back to 64 MiB at each restart; bench/results/ingest.md).
