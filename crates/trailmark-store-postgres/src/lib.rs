@@ -321,14 +321,18 @@ async fn check_ledger(client: &deadpool_postgres::Object) -> Result<(), StoreErr
             "the database holds no Trailmark ledger (no table trailmark_ledger.migrations): name the database a Trailmark server stores its trail in (its --database)".into(),
         ));
     }
-    let applied: Vec<i32> = client
+    understood(&applied(client).await?)
+}
+
+/// The migrations the ledger has had (`trailmark_ledger.migrations`).
+async fn applied(client: &deadpool_postgres::Object) -> Result<Vec<i32>, StoreError> {
+    Ok(client
         .query("SELECT version FROM trailmark_ledger.migrations", &[])
         .await
-        .map_err(db("reading the ledger's schema version"))?
+        .map_err(db("reading the ledger's applied migrations"))?
         .iter()
         .map(|r| r.get(0))
-        .collect();
-    understood(&applied)
+        .collect())
 }
 
 async fn apply_migrations(client: &deadpool_postgres::Object) -> Result<(), StoreError> {
@@ -342,13 +346,7 @@ async fn apply_migrations(client: &deadpool_postgres::Object) -> Result<(), Stor
         )
         .await
         .map_err(db("creating the migrations table"))?;
-    let applied: Vec<i32> = client
-        .query("SELECT version FROM trailmark_ledger.migrations", &[])
-        .await
-        .map_err(db("reading applied migrations"))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let applied = applied(client).await?;
     understood(&applied)?;
     for (version, sql) in MIGRATIONS {
         if applied.contains(version) {

@@ -1306,6 +1306,12 @@ async fn quoted_names_are_the_same_in_both_modes() {
     assert_eq!(wal[1]["changes"]["it's.odd"]["old"], "x");
 }
 
+/// A table partitioned by month, with November 2026's partition.
+const ORDERS: &str = "CREATE TABLE public.orders (id int, placed date, total numeric,
+            PRIMARY KEY (id, placed)) PARTITION BY RANGE (placed);
+        CREATE TABLE public.orders_2026_11 PARTITION OF public.orders
+            FOR VALUES FROM ('2026-11-01') TO ('2026-12-01')";
+
 /// A partitioned table, covered by its name, is captured under that name in
 /// both modes, whichever partition a row lands in (WAL mode named the
 /// partition, with none of the table's options, until the publication
@@ -1315,12 +1321,11 @@ async fn quoted_names_are_the_same_in_both_modes() {
 /// a move (docs/CAPTURE.md).
 #[tokio::test]
 async fn a_partitioned_table_is_captured_under_its_own_name_in_both_modes() {
-    let schema = "CREATE TABLE public.orders (id int, placed date, total numeric,
-            PRIMARY KEY (id, placed)) PARTITION BY RANGE (placed);
-        CREATE TABLE public.orders_2026_11 PARTITION OF public.orders
-            FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+    let schema = &format!(
+        "{ORDERS};
         CREATE TABLE public.orders_2026_12 PARTITION OF public.orders
-            FOR VALUES FROM ('2026-12-01') TO ('2027-01-01')";
+            FOR VALUES FROM ('2026-12-01') TO ('2027-01-01')"
+    );
     let spec = TableSpec::parse("public.orders").unwrap();
     let writes = "INSERT INTO orders VALUES (1, '2026-11-30', 5), (2, '2026-12-01', 6);
         UPDATE orders SET total = 7 WHERE id = 2;
@@ -1411,11 +1416,10 @@ async fn partition_identities(db: &TestDb) -> Vec<(String, i8)> {
 /// until install ran again.
 #[tokio::test]
 async fn a_partition_made_or_attached_after_install_gets_the_tables_identity_at_once() {
-    let schema = "CREATE TABLE public.orders (id int, placed date, total numeric,
-            PRIMARY KEY (id, placed)) PARTITION BY RANGE (placed);
-        CREATE TABLE public.orders_2026_11 PARTITION OF public.orders
-            FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
-        CREATE TABLE public.orders_2027 (id int NOT NULL, placed date NOT NULL, total numeric)";
+    let schema = &format!(
+        "{ORDERS};
+        CREATE TABLE public.orders_2027 (id int NOT NULL, placed date NOT NULL, total numeric)"
+    );
     let spec = TableSpec::parse("public.orders").unwrap();
     let db = installed(Mode::Wal, schema, std::slice::from_ref(&spec)).await;
     db.client
@@ -1471,10 +1475,7 @@ async fn a_partition_made_or_attached_after_install_gets_the_tables_identity_at_
 /// values: `status` names it, and installing again gives it the table's.
 #[tokio::test]
 async fn a_partition_made_after_install_is_named_until_install_runs_again() {
-    let schema = "CREATE TABLE public.orders (id int, placed date, total numeric,
-            PRIMARY KEY (id, placed)) PARTITION BY RANGE (placed);
-        CREATE TABLE public.orders_2026_11 PARTITION OF public.orders
-            FOR VALUES FROM ('2026-11-01') TO ('2026-12-01')";
+    let schema = ORDERS;
     let spec = TableSpec::parse("public.orders").unwrap();
     let mut db = installed(Mode::Wal, schema, std::slice::from_ref(&spec)).await;
     assert_eq!(drift(&db).await, Vec::<String>::new());
