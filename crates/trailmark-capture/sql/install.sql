@@ -158,52 +158,61 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
 BEGIN
-    FOR r IN
-        SELECT DISTINCT t.schema_name, t.table_name
-        FROM pg_event_trigger_ddl_commands() c
-        JOIN trailmark.tables t
-          ON c.objid = to_regclass(format('%I.%I', t.schema_name, t.table_name))
-        JOIN pg_publication_tables p
-          ON p.pubname = 'trailmark' AND p.schemaname = t.schema_name AND p.tablename = t.table_name
-        WHERE c.classid = 'pg_class'::regclass AND cardinality(t.exclude_attnums) > 0
-    LOOP
-        BEGIN
-            EXECUTE format('ALTER PUBLICATION trailmark DROP TABLE %I.%I',
-                           r.schema_name, r.table_name);
-            EXECUTE format('ALTER PUBLICATION trailmark ADD TABLE %I.%I (%s)',
-                           r.schema_name, r.table_name,
-                           trailmark.published_columns(r.schema_name, r.table_name));
-        EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING 'trailmark: the capture column list of %.% was not updated: % (run trailmark capture pg install)',
-                r.schema_name, r.table_name, SQLERRM;
-        END;
-    END LOOP;
-    FOR r IN
-        SELECT format('%I.%I', n.nspname, c.relname) AS partition,
-               format('%I.%I', t.schema_name, t.table_name) AS covered,
-               CASE t.replica_identity WHEN 'key' THEN 'DEFAULT' ELSE 'FULL' END AS identity
-        FROM trailmark.tables t
-        CROSS JOIN LATERAL pg_partition_tree(to_regclass(format('%I.%I', t.schema_name, t.table_name))) p
-        JOIN pg_class c ON c.oid = p.relid
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal')
-          AND t.replica_identity IN ('full', 'key')
-          AND p.isleaf AND p.level > 0
-          AND c.relreplident <> CASE t.replica_identity WHEN 'key' THEN 'd' ELSE 'f' END
-          AND EXISTS (
-              SELECT FROM pg_event_trigger_ddl_commands() d
-              JOIN pg_partition_tree(to_regclass(format('%I.%I', t.schema_name, t.table_name))) q
-                ON q.relid = d.objid
-              WHERE d.classid = 'pg_class'::regclass)
-        ORDER BY 1
-    LOOP
-        BEGIN
-            EXECUTE format('ALTER TABLE %s REPLICA IDENTITY %s', r.partition, r.identity);
-        EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING 'trailmark: the replica identity of partition % of % was not set: % (run trailmark capture pg install)',
-                r.partition, r.covered, SQLERRM;
-        END;
-    END LOOP;
+    IF TG_TAG = 'ALTER TABLE' THEN
+        FOR r IN
+            SELECT DISTINCT t.schema_name, t.table_name
+            FROM pg_event_trigger_ddl_commands() c
+            JOIN trailmark.tables t
+              ON c.objid = to_regclass(format('%I.%I', t.schema_name, t.table_name))
+            JOIN pg_publication_tables p
+              ON p.pubname = 'trailmark' AND p.schemaname = t.schema_name AND p.tablename = t.table_name
+            WHERE c.classid = 'pg_class'::regclass AND cardinality(t.exclude_attnums) > 0
+        LOOP
+            BEGIN
+                EXECUTE format('ALTER PUBLICATION trailmark DROP TABLE %I.%I',
+                               r.schema_name, r.table_name);
+                EXECUTE format('ALTER PUBLICATION trailmark ADD TABLE %I.%I (%s)',
+                               r.schema_name, r.table_name,
+                               trailmark.published_columns(r.schema_name, r.table_name));
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'trailmark: the capture column list of %.% was not updated: % (run trailmark capture pg install)',
+                    r.schema_name, r.table_name, SQLERRM;
+            END;
+        END LOOP;
+    END IF;
+    -- Only a command on a partition or a partitioned table can make one:
+    -- any other CREATE TABLE (a temporary table, say) stops here.
+    IF EXISTS (
+        SELECT FROM pg_event_trigger_ddl_commands() d JOIN pg_class c ON c.oid = d.objid
+        WHERE d.classid = 'pg_class'::regclass AND (c.relispartition OR c.relkind = 'p'))
+    THEN
+        FOR r IN
+            SELECT format('%I.%I', n.nspname, c.relname) AS partition,
+                   format('%I.%I', t.schema_name, t.table_name) AS covered,
+                   CASE t.replica_identity WHEN 'key' THEN 'DEFAULT' ELSE 'FULL' END AS identity
+            FROM trailmark.tables t
+            CROSS JOIN LATERAL pg_partition_tree(to_regclass(format('%I.%I', t.schema_name, t.table_name))) p
+            JOIN pg_class c ON c.oid = p.relid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal')
+              AND t.replica_identity IN ('full', 'key')
+              AND p.isleaf AND p.level > 0
+              AND c.relreplident <> CASE t.replica_identity WHEN 'key' THEN 'd' ELSE 'f' END
+              AND EXISTS (
+                  SELECT FROM pg_event_trigger_ddl_commands() d
+                  JOIN pg_partition_tree(to_regclass(format('%I.%I', t.schema_name, t.table_name))) q
+                    ON q.relid = d.objid
+                  WHERE d.classid = 'pg_class'::regclass)
+            ORDER BY 1
+        LOOP
+            BEGIN
+                EXECUTE format('ALTER TABLE %s REPLICA IDENTITY %s', r.partition, r.identity);
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'trailmark: the replica identity of partition % of % was not set: % (run trailmark capture pg install)',
+                    r.partition, r.covered, SQLERRM;
+            END;
+        END LOOP;
+    END IF;
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'trailmark: capture column lists or partition identities were not updated: % (run trailmark capture pg install)', SQLERRM;
 END

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# What WAL-mode capture's event trigger (trailmark_republish, which keeps
+# column lists and partitions' replica identity current) costs the
+# application's own DDL: pgbench runs `CREATE TEMP TABLE ... ON COMMIT DROP`
+# (a statement an application may run per request) on a database with 20
+# covered tables (one partitioned), in rounds with the event trigger enabled
+# and disabled (which goes first alternating), the catalogs vacuumed before
+# each. The slot is dropped after install: it would hold back the catalogs'
+# vacuum, and every CREATE leaves dead catalog rows, so each run would be
+# slower than the last whatever the trigger does.
+#
+#   bench/capture/ddl.sh [seconds] [rounds]     (needs pgbench)
+#   TRAILMARK_BIN=path bench/capture/ddl.sh     (that build, not this tree's)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. bench/lib.sh
+secs="${1:-8}"; rounds="${2:-4}"
+bin=$(measured_bin)
+pg=$(scripts/logical-cluster)
+db=tm_bench_ddl
+psql_ postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+trap 'psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
+psql_ "$db" <<'SQL'
+DO $$ BEGIN FOR i IN 1..19 LOOP
+    EXECUTE format('CREATE TABLE public.t%s (id int PRIMARY KEY, v text)', i);
+END LOOP; END $$;
+CREATE TABLE public.orders (id int, placed date, PRIMARY KEY (id, placed)) PARTITION BY RANGE (placed);
+CREATE TABLE public.orders_a PARTITION OF public.orders FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+SQL
+tables=$(for i in $(seq 19); do printf "public.t%s," "$i"; done)public.orders
+"$bin" capture pg install --source "$pg dbname=$db" --mode wal --tables "$tables" >/dev/null
+psql_ "$db" -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$db'" >/dev/null
+script=$(mktemp)
+echo "CREATE TEMP TABLE x (a int) ON COMMIT DROP;" > "$script"
+trap 'rm -f "$script"; psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
+run() { # ENABLE|DISABLE -> tps
+  psql_ "$db" -c "ALTER EVENT TRIGGER trailmark_republish $1" \
+    -c "VACUUM pg_class, pg_attribute, pg_type, pg_depend"
+  pgbench -n -T "$secs" -f "$script" "$pg dbname=$db" 2>/dev/null | grep -oP 'tps = \K[0-9.]+'
+}
+for round in $(seq "$rounds"); do
+  if [ $((round % 2)) = 1 ]; then on=$(run ENABLE); off=$(run DISABLE); else off=$(run DISABLE); on=$(run ENABLE); fi
+  echo "round=$round with_event_trigger_tps=$on without_tps=$off ratio=$(echo "scale=3; $on / $off" | bc)"
+done
