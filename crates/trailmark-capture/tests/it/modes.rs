@@ -1470,15 +1470,28 @@ async fn a_partition_made_or_attached_after_install_gets_the_tables_identity_at_
 }
 
 /// Without the event trigger (an install by a role that is not a
-/// superuser), a partition made after a WAL-mode install has PostgreSQL's
-/// default replica identity (the key), so its updates would carry no old
-/// values: `status` names it, and installing again gives it the table's.
+/// superuser, or one disabled), `status` says so, and a partition made
+/// after a WAL-mode install has PostgreSQL's default replica identity (the
+/// key), so its updates would carry no old values: `status` names it, and
+/// installing again gives it the table's.
 #[tokio::test]
 async fn a_partition_made_after_install_is_named_until_install_runs_again() {
     let schema = ORDERS;
     let spec = TableSpec::parse("public.orders").unwrap();
     let mut db = installed(Mode::Wal, schema, std::slice::from_ref(&spec)).await;
     assert_eq!(drift(&db).await, Vec::<String>::new());
+    // Status says what goes unhandled while the event trigger is off,
+    // before anything is.
+    db.client
+        .batch_execute("ALTER EVENT TRIGGER trailmark_republish DISABLE")
+        .await
+        .unwrap();
+    assert_eq!(
+        drift(&db).await,
+        [
+            "event trigger trailmark_republish is disabled: partitions made later under public.orders log no old values until install runs again; install once as a superuser keeps them current"
+        ]
+    );
     db.client
         .batch_execute(
             "DROP EVENT TRIGGER trailmark_republish;
@@ -1489,7 +1502,9 @@ async fn a_partition_made_after_install_is_named_until_install_runs_again() {
         .unwrap();
     let named = drift(&db).await;
     assert!(
-        named.len() == 1 && named[0].contains("(public.orders_2026_12)"),
+        named.len() == 2
+            && named[0].starts_with("event trigger trailmark_republish is missing (as after an install by a role that is not a superuser)")
+            && named[1].contains("(public.orders_2026_12)"),
         "{named:?}"
     );
     install(&mut db.client, &[spec], Some(Mode::Wal))
