@@ -142,6 +142,20 @@ RETURNS text LANGUAGE sql STABLE AS $$
     FROM trailmark.publishable($1, $2) c
 $$;
 
+-- Version 9 (WAL mode): the partitions of a covered table that hold its rows
+-- (the leaves below it; none for a table that is not partitioned), each
+-- quoted for SQL, with its replica identity (`pg_class.relreplident`). The
+-- one rule for install (which sets their identity), status (which names
+-- those unlike the table's) and the event trigger below.
+CREATE OR REPLACE FUNCTION trailmark.partitions(schema_name text, table_name text)
+RETURNS TABLE (relation text, identity "char") LANGUAGE sql STABLE AS $$
+    SELECT format('%I.%I', n.nspname, c.relname), c.relreplident
+    FROM pg_partition_tree(to_regclass(format('%I.%I', $1, $2))) p
+    JOIN pg_class c ON c.oid = p.relid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE p.isleaf AND p.level > 0
+$$;
+
 -- WAL mode: a publication's column list is fixed, so a column added to a
 -- table with excluded columns would not be captured. After each ALTER TABLE
 -- of such a published table its list is set again, in the same transaction.
@@ -187,17 +201,14 @@ BEGIN
         WHERE d.classid = 'pg_class'::regclass AND (c.relispartition OR c.relkind = 'p'))
     THEN
         FOR r IN
-            SELECT format('%I.%I', n.nspname, c.relname) AS partition,
+            SELECT p.relation AS partition,
                    format('%I.%I', t.schema_name, t.table_name) AS covered,
                    CASE t.replica_identity WHEN 'key' THEN 'DEFAULT' ELSE 'FULL' END AS identity
             FROM trailmark.tables t
-            CROSS JOIN LATERAL pg_partition_tree(to_regclass(format('%I.%I', t.schema_name, t.table_name))) p
-            JOIN pg_class c ON c.oid = p.relid
-            JOIN pg_namespace n ON n.oid = c.relnamespace
+            CROSS JOIN LATERAL trailmark.partitions(t.schema_name, t.table_name) p
             WHERE EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal')
               AND t.replica_identity IN ('full', 'key')
-              AND p.isleaf AND p.level > 0
-              AND c.relreplident <> CASE t.replica_identity WHEN 'key' THEN 'd' ELSE 'f' END
+              AND p.identity <> CASE t.replica_identity WHEN 'key' THEN 'd' ELSE 'f' END
               AND EXISTS (
                   SELECT FROM pg_event_trigger_ddl_commands() d
                   JOIN pg_partition_tree(to_regclass(format('%I.%I', t.schema_name, t.table_name))) q

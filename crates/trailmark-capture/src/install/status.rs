@@ -29,11 +29,16 @@ pub struct Status {
 /// In WAL mode, what goes unhandled while the event trigger that keeps
 /// column lists and partitions' identity current (`trailmark_republish`)
 /// is missing (an install by a role that is not a superuser) or disabled:
-/// named only when a covered table has excluded columns or partitions.
+/// named only when a covered table has excluded columns (`excluding`) or
+/// partitions (`partitioned`).
 async fn without_event_trigger(
     client: &impl GenericClient,
-    specs: &[crate::TableSpec],
+    excluding: &[String],
+    partitioned: &[String],
 ) -> Result<Option<String>, Error> {
+    if excluding.is_empty() && partitioned.is_empty() {
+        return Ok(None);
+    }
     let enabled: Option<bool> = client
         .query_opt(
             "SELECT evtenabled <> 'D' FROM pg_event_trigger WHERE evtname = 'trailmark_republish'",
@@ -42,18 +47,11 @@ async fn without_event_trigger(
         .await
         .map_err(pg("looking for the event trigger"))?
         .map(|row| row.get(0));
-    if enabled == Some(true) {
-        return Ok(None);
-    }
-    let (mut excluding, mut partitioned) = (Vec::new(), Vec::new());
-    for spec in specs {
-        if !spec.exclude.is_empty() {
-            excluding.push(spec.to_string());
-        }
-        if !super::wal::partitions(client, spec).await?.is_empty() {
-            partitioned.push(spec.to_string());
-        }
-    }
+    let state = match enabled {
+        Some(true) => return Ok(None),
+        Some(false) => "disabled",
+        None => "missing (as after an install by a role that is not a superuser)",
+    };
     let mut unhandled = Vec::new();
     if !excluding.is_empty() {
         unhandled.push(format!(
@@ -67,14 +65,6 @@ async fn without_event_trigger(
             partitioned.join(", ")
         ));
     }
-    if unhandled.is_empty() {
-        return Ok(None);
-    }
-    let state = if enabled.is_some() {
-        "disabled"
-    } else {
-        "missing (as after an install by a role that is not a superuser)"
-    };
     Ok(Some(format!(
         "event trigger trailmark_republish is {state}: {} until install runs again; install once as a superuser keeps them current",
         unhandled.join(", and ")
@@ -88,12 +78,13 @@ pub(super) async fn drift(
 ) -> Result<Vec<String>, Error> {
     let mut drift = Vec::new();
     let wal = super::wal::installed_mode(client).await? == Some(super::wal::Mode::Wal);
-    let specs = stored_specs(client).await?;
-    if wal && let Some(line) = without_event_trigger(client, &specs).await? {
-        drift.push(line);
-    }
-    for spec in specs {
+    // Covered tables the event trigger keeps current in WAL mode.
+    let (mut excluding, mut partitioned) = (Vec::new(), Vec::new());
+    for spec in stored_specs(client).await? {
         let name = spec.to_string();
+        if wal && !spec.exclude.is_empty() {
+            excluding.push(name.clone());
+        }
         if !tables.contains(&name) {
             drift.push(format!(
                 "{name}: listed as covered but its triggers are gone"
@@ -140,8 +131,11 @@ pub(super) async fn drift(
                 spec.replica_identity
                     .unwrap_or(crate::ReplicaIdentity::Full),
             );
-            let unlike: Vec<String> = super::wal::partitions(client, &spec)
-                .await?
+            let partitions = super::wal::partitions(client, &spec).await?;
+            if !partitions.is_empty() {
+                partitioned.push(name.clone());
+            }
+            let unlike: Vec<String> = partitions
                 .into_iter()
                 .filter(|&(_, identity)| identity != wanted)
                 .map(|(partition, _)| partition)
@@ -163,6 +157,10 @@ pub(super) async fn drift(
                 ));
             }
         }
+    }
+    if let Some(line) = without_event_trigger(client, &excluding, &partitioned).await? {
+        // First: it says why the lines after it may come to be.
+        drift.insert(0, line);
     }
     Ok(drift)
 }

@@ -217,21 +217,18 @@ pub(super) async fn publish(
 
 /// The partitions of `table` that hold its rows (the leaves below it), each
 /// quoted for SQL with its replica identity as `pg_class.relreplident` says
-/// it; none for a table that is not partitioned. Install sets their
-/// identity ([`publish`]); `status` names those whose identity is not the
-/// table's ([`identity_code`]).
+/// it; none for a table that is not partitioned (`trailmark.partitions`,
+/// the rule the event trigger that sets a new partition's identity uses
+/// too). Install sets their identity ([`publish`]); `status` names those
+/// whose identity is not the table's ([`identity_code`]).
 pub(super) async fn partitions(
     client: &impl GenericClient,
     table: &TableSpec,
 ) -> Result<Vec<(String, i8)>, Error> {
     Ok(client
         .query(
-            "SELECT format('%I.%I', n.nspname, c.relname), c.relreplident
-             FROM pg_partition_tree(to_regclass($1)) p
-             JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE p.isleaf AND p.level > 0
-             ORDER BY n.nspname, c.relname",
-            &[&table.quoted()],
+            "SELECT relation, identity FROM trailmark.partitions($1, $2) ORDER BY relation",
+            &[&table.schema, &table.table],
         )
         .await
         .map_err(pg(format!("reading the partitions of {table}")))?
