@@ -156,6 +156,18 @@ RETURNS TABLE (relation text, identity "char") LANGUAGE sql STABLE AS $$
     WHERE p.isleaf AND p.level > 0
 $$;
 
+-- Version 10 (WAL mode): what each replica identity install records for a
+-- table (`trailmark.tables.replica_identity`) is to PostgreSQL: the clause
+-- of ALTER TABLE ... REPLICA IDENTITY and the code `pg_class.relreplident`
+-- then holds. The one mapping for install (which sets it), status (which
+-- names partitions unlike their table) and the event trigger below.
+CREATE OR REPLACE FUNCTION trailmark.replica_identity(recorded text)
+RETURNS TABLE (clause text, code "char") LANGUAGE sql IMMUTABLE AS $$
+    SELECT v.clause, v.code::"char"
+    FROM (VALUES ('key', 'DEFAULT', 'd'), ('full', 'FULL', 'f')) AS v (recorded, clause, code)
+    WHERE v.recorded = $1
+$$;
+
 -- WAL mode: a publication's column list is fixed, so a column added to a
 -- table with excluded columns would not be captured. After each ALTER TABLE
 -- of such a published table its list is set again, in the same transaction.
@@ -203,12 +215,12 @@ BEGIN
         FOR r IN
             SELECT p.relation AS partition,
                    format('%I.%I', t.schema_name, t.table_name) AS covered,
-                   CASE t.replica_identity WHEN 'key' THEN 'DEFAULT' ELSE 'FULL' END AS identity
+                   i.clause AS identity
             FROM trailmark.tables t
+            CROSS JOIN LATERAL trailmark.replica_identity(t.replica_identity) i
             CROSS JOIN LATERAL trailmark.partitions(t.schema_name, t.table_name) p
             WHERE EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal')
-              AND t.replica_identity IN ('full', 'key')
-              AND p.identity <> CASE t.replica_identity WHEN 'key' THEN 'd' ELSE 'f' END
+              AND p.identity <> i.code
               AND EXISTS (
                   SELECT FROM pg_event_trigger_ddl_commands() d
                   JOIN pg_partition_tree(to_regclass(format('%I.%I', t.schema_name, t.table_name))) q

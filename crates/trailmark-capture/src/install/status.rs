@@ -127,17 +127,16 @@ pub(super) async fn drift(
         if wal {
             // Partitions made since install have PostgreSQL's default
             // identity (the key), not the one install gave the table.
-            let wanted = super::wal::identity_code(
-                spec.replica_identity
-                    .unwrap_or(crate::ReplicaIdentity::Full),
-            );
-            let partitions = super::wal::partitions(client, &spec).await?;
+            let wanted = spec
+                .replica_identity
+                .unwrap_or(crate::ReplicaIdentity::Full);
+            let partitions = super::wal::partitions(client, &spec, wanted).await?;
             if !partitions.is_empty() {
                 partitioned.push(name.clone());
             }
             let unlike: Vec<String> = partitions
                 .into_iter()
-                .filter(|&(_, identity)| identity != wanted)
+                .filter(|&(_, like)| !like)
                 .map(|(partition, _)| partition)
                 .collect();
             if !unlike.is_empty() {

@@ -154,14 +154,18 @@ pub(super) async fn publish(
     let mut members = Vec::new();
     for (table, pk) in tables {
         let identity = identity_of(table, pk)?;
-        let clause = match identity {
-            ReplicaIdentity::Full => "FULL",
-            ReplicaIdentity::Key => "DEFAULT",
-        };
+        let clause: String = tx
+            .query_one(
+                "SELECT clause FROM trailmark.replica_identity($1)",
+                &[&identity.as_str()],
+            )
+            .await
+            .map_err(pg(format!("reading what replica identity {identity:?} is")))?
+            .get(0);
         // A partitioned table has no rows of its own: its partitions'
         // identity decides what old values the WAL holds, each set here (a
         // partition made later takes the next install's; status names it).
-        let partitions = partitions(tx, table).await?;
+        let partitions = partitions(tx, table, identity).await?;
         for relation in
             std::iter::once(table.quoted()).chain(partitions.into_iter().map(|(name, _)| name))
         {
@@ -216,33 +220,29 @@ pub(super) async fn publish(
 }
 
 /// The partitions of `table` that hold its rows (the leaves below it), each
-/// quoted for SQL with its replica identity as `pg_class.relreplident` says
-/// it; none for a table that is not partitioned (`trailmark.partitions`,
-/// the rule the event trigger that sets a new partition's identity uses
-/// too). Install sets their identity ([`publish`]); `status` names those
-/// whose identity is not the table's ([`identity_code`]).
+/// quoted for SQL and whether its replica identity (`pg_class.relreplident`)
+/// is `identity`; none for a table that is not partitioned
+/// (`trailmark.partitions` and `trailmark.replica_identity`, the rules the
+/// event trigger that sets a new partition's identity uses too). Install
+/// sets their identity ([`publish`]); `status` names those unlike the
+/// table's.
 pub(super) async fn partitions(
     client: &impl GenericClient,
     table: &TableSpec,
-) -> Result<Vec<(String, i8)>, Error> {
+    identity: ReplicaIdentity,
+) -> Result<Vec<(String, bool)>, Error> {
     Ok(client
         .query(
-            "SELECT relation, identity FROM trailmark.partitions($1, $2) ORDER BY relation",
-            &[&table.schema, &table.table],
+            "SELECT p.relation, p.identity = i.code
+             FROM trailmark.partitions($1, $2) p CROSS JOIN trailmark.replica_identity($3) i
+             ORDER BY p.relation",
+            &[&table.schema, &table.table, &identity.as_str()],
         )
         .await
         .map_err(pg(format!("reading the partitions of {table}")))?
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect())
-}
-
-/// `pg_class.relreplident` of a relation given `identity` by [`publish`].
-pub(super) fn identity_code(identity: ReplicaIdentity) -> i8 {
-    match identity {
-        ReplicaIdentity::Full => b'f'.cast_signed(),
-        ReplicaIdentity::Key => b'd'.cast_signed(),
-    }
 }
 
 /// A table as the publication lists it: every column but the excluded ones
