@@ -130,6 +130,7 @@ impl Source {
         let mut config: tokio_postgres::Config = rest
             .parse()
             .map_err(|e| format!("the connection string: {e}"))?;
+        own.libpq_units(&mut config)?;
         if config.get_hosts().is_empty() {
             // Addresses alone (`hostaddr`): each is also the name the TLS
             // handshake gives and a certificate is held to, as libpq does;
@@ -205,7 +206,8 @@ impl Source {
     /// in a `key=value` string its own way (no backslash escapes), takes a
     /// user left out as `postgres` (not the user running the process, as
     /// libpq and `tokio-postgres` do) and knows no password file.
-    /// `tcp_user_timeout` is passed as `tokio-postgres` read it (seconds).
+    /// `tcp_user_timeout` is passed in milliseconds, as libpq and that
+    /// client read it.
     ///
     /// An error when the source names no host, several, or a Unix-domain
     /// socket: that client connects to one host over TCP.
@@ -364,6 +366,12 @@ struct Settings {
     mode: Option<String>,
     root_cert: Option<String>,
     passfile: Option<String>,
+    /// libpq's `tcp_user_timeout`, in milliseconds (`tokio-postgres` would
+    /// read the same number as seconds: 9000 would be two and a half hours).
+    tcp_user_timeout: Option<String>,
+    /// libpq's name for what `tokio-postgres` calls `keepalives_retries`
+    /// (which it refuses to read under libpq's name).
+    keepalives_count: Option<String>,
 }
 
 impl Settings {
@@ -374,6 +382,8 @@ impl Settings {
             "sslmode" => &mut self.mode,
             "sslrootcert" => &mut self.root_cert,
             "passfile" => &mut self.passfile,
+            "tcp_user_timeout" => &mut self.tcp_user_timeout,
+            "keepalives_count" => &mut self.keepalives_count,
             _ => return Ok(false),
         };
         if value.is_empty() {
@@ -383,6 +393,34 @@ impl Settings {
             return Err(format!("{key}: given twice; give it once"));
         }
         Ok(true)
+    }
+
+    /// Gives `config` the settings libpq reads otherwise than
+    /// `tokio-postgres`, as libpq reads them: a string that works with
+    /// `psql` means the same here.
+    fn libpq_units(&self, config: &mut tokio_postgres::Config) -> Result<(), String> {
+        if let Some(value) = &self.tcp_user_timeout {
+            let millis: u64 = value.parse().map_err(|_| {
+                format!(
+                    "tcp_user_timeout: {value:?} is not a whole number of milliseconds (libpq's unit; 0 for the system's default)"
+                )
+            })?;
+            if millis > 0 {
+                config.tcp_user_timeout(std::time::Duration::from_millis(millis));
+            }
+        }
+        if let Some(value) = &self.keepalives_count {
+            if config.get_keepalives_retries().is_some() {
+                return Err(
+                    "keepalives_count and keepalives_retries: the same setting given twice (libpq's name and tokio-postgres's); give one".into(),
+                );
+            }
+            let count: u32 = value.parse().map_err(|_| {
+                format!("keepalives_count: {value:?} is not a whole number of probes")
+            })?;
+            config.keepalives_retries(count);
+        }
+        Ok(())
     }
 }
 
@@ -784,7 +822,7 @@ mod tests {
         Settings {
             mode: mode.map(str::to_owned),
             root_cert: root_cert.map(str::to_owned),
-            passfile: None,
+            ..Settings::default()
         }
     }
 
@@ -884,7 +922,7 @@ mod tests {
         let hard = "p a's\\w&o=r%d@/:?";
         let source = |s: &str| Source::parse_with(s, &env).unwrap();
         let given = source(&format!(
-            "host=db.example port=6543 user=app dbname='my db' sslmode=verify-full sslrootcert=system password='{}' connect_timeout=7 keepalives_idle=30 keepalives_interval=5 keepalives_retries=4 tcp_user_timeout=9",
+            "host=db.example port=6543 user=app dbname='my db' sslmode=verify-full sslrootcert=system password='{}' connect_timeout=7 keepalives_idle=30 keepalives_interval=5 keepalives_count=4 tcp_user_timeout=9000",
             hard.replace('\\', "\\\\").replace('\'', "\\'")
         ));
         assert_eq!(given.config().get_password(), Some(hard.as_bytes()));
@@ -895,11 +933,12 @@ mod tests {
         );
         // Read back (less what `tokio-postgres` does not take), it is the
         // same connection.
-        let again = source(
-            &uri.replace("&keepalives_count=4", "")
-                .replace("&tcp_user_timeout=9000", "")
-                .replace("&replication=database", ""),
+        let again = source(&uri.replace("&replication=database", ""));
+        assert_eq!(
+            again.config().get_tcp_user_timeout(),
+            Some(&std::time::Duration::from_secs(9))
         );
+        assert_eq!(again.config().get_keepalives_retries(), Some(4));
         assert_eq!(again.config().get_password(), Some(hard.as_bytes()));
         assert_eq!(again.config().get_dbname(), Some("my db"));
         assert_eq!(again.ssl_mode(), SslMode::VerifyFull);
@@ -998,6 +1037,51 @@ mod tests {
         );
         let secret = refused("host=db password=hunter2 sslmode=nope");
         assert!(!secret.contains("hunter2"), "{secret}");
+    }
+
+    /// A string that works with `psql` means the same here: libpq reads
+    /// `tcp_user_timeout` in milliseconds and names the keepalive probes
+    /// `keepalives_count`; `tokio-postgres` read the first in seconds (a
+    /// thousand times as long) and refused the second.
+    #[test]
+    fn settings_libpq_reads_otherwise_are_read_as_libpq_reads_them() {
+        let read = |source: &str| Source::parse(source).unwrap();
+        let given = read("host=db tcp_user_timeout=9000 keepalives_count=3");
+        assert_eq!(
+            given.config().get_tcp_user_timeout(),
+            Some(&std::time::Duration::from_secs(9))
+        );
+        assert_eq!(given.config().get_keepalives_retries(), Some(3));
+        let uri = read("postgres://db/app?tcp_user_timeout=250&keepalives_count=2");
+        assert_eq!(
+            uri.config().get_tcp_user_timeout(),
+            Some(&std::time::Duration::from_millis(250))
+        );
+        assert_eq!(uri.config().get_keepalives_retries(), Some(2));
+        // 0 is the system's default, as in libpq; the other name still reads.
+        assert_eq!(
+            read("host=db tcp_user_timeout=0")
+                .config()
+                .get_tcp_user_timeout(),
+            None
+        );
+        assert_eq!(
+            read("host=db keepalives_retries=5")
+                .config()
+                .get_keepalives_retries(),
+            Some(5)
+        );
+        let refused = |source: &str| Source::parse(source).unwrap_err();
+        assert!(
+            refused("host=db tcp_user_timeout=9s")
+                .contains("tcp_user_timeout: \"9s\" is not a whole number of milliseconds")
+        );
+        assert!(refused("host=db tcp_user_timeout=1 tcp_user_timeout=2").contains("given twice"));
+        assert!(
+            refused("host=db keepalives_count=3 keepalives_retries=3")
+                .contains("keepalives_count and keepalives_retries")
+        );
+        assert!(refused("host=db keepalives_count=-1").contains("keepalives_count:"));
     }
 
     #[test]
