@@ -67,11 +67,12 @@ pub trait Sink: Send + Sync {
     /// Whether a batch may be sent while the one before it is still being
     /// appended. [`Sink::send`] is then given that batch's last event, and
     /// the sink appends the batch only after it (over HTTP, the server's
-    /// `Trailmark-After`), answering [`SendError::Busy`] while it is not
-    /// stored: a round trip, the parsing and the checks of one batch run
-    /// beside the append of the other. Otherwise (an in-process sink, whose
-    /// appends cost no round trip) one batch is sent at a time, the next
-    /// read and readied meanwhile.
+    /// `Trailmark-After`; in `serve`, by the same rule in process),
+    /// answering [`SendError::Busy`] while it is not stored: a round trip,
+    /// the parsing and the checks of one batch (the trail checked against
+    /// the checkpoints the source saw) run beside the append of the other.
+    /// Otherwise one batch is sent at a time, the next read and readied
+    /// meanwhile.
     const PIPELINED: bool = false;
 
     /// A batch as this sink sends it.

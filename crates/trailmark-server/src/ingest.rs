@@ -809,11 +809,21 @@ impl<S: Store> crate::App<S> {
     }
 
     /// … and appending them, all or nothing: the same commit as the API's,
-    /// waiting for room in the ingest queue instead of answering busy.
+    /// waiting for room in the ingest queue instead of answering busy;
+    /// `after` (the last event of the batch before, which may still be being
+    /// appended): only once that one is durable, by the API's rule
+    /// ([`crate::after`]), so the producer's next batch is committed the
+    /// moment the one before is, not once the producer has heard of it.
     pub async fn append_prepared(
         &self,
         batch: Vec<trailmark_store::NewEvent>,
+        after: Option<(TenantId, trailmark_core::EventId)>,
     ) -> Result<usize, ApiError> {
+        if let Some((tenant, id)) = after {
+            self.appending
+                .wait_after(&self.store, &self.metrics, &tenant, id)
+                .await?;
+        }
         let appended = self.commit(batch, Room::Wait).await?;
         self.metrics
             .captured_rows

@@ -537,18 +537,35 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
         Ok(Prepared { events, tenants })
     }
 
+    /// The next batch is sent while the one before is appended, and
+    /// committed once that one is durable: while the drainer checks the
+    /// trail after a batch (a round trip to the source database), the
+    /// ledger's writer already has the next.
+    const PIPELINED: bool = true;
+
     async fn send(
         &self,
         batch: &mut Prepared,
-        _after: Option<&trailmark_capture::After>,
+        after: Option<&trailmark_capture::After>,
     ) -> Result<Vec<String>, SendError> {
+        let after = match after {
+            Some(last) => Some((
+                match &last.tenant {
+                    Some(tenant) => TenantId::new(tenant)
+                        .map_err(|e| SendError::Failed(format!("tenant {tenant:?}: {e}")))?,
+                    None => self.tenant.clone(),
+                },
+                last.id,
+            )),
+            None => None,
+        };
         // Taken (see the answer to busy below).
         let events = std::mem::take(&mut batch.events);
         // On a task of its own: the append's work off the ledger's writer
         // (and dropping the batch after it) runs on another core while the
         // drainer decodes and prepares the next.
         let app = Arc::clone(&self.app);
-        let appended = tokio::spawn(async move { app.append_prepared(events).await })
+        let appended = tokio::spawn(async move { app.append_prepared(events, after).await })
             .await
             .map_err(|e| SendError::Failed(format!("appending the batch: {e}")))?;
         match appended {
@@ -763,5 +780,119 @@ pub(crate) async fn shutdown() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use trailmark_capture::{After, Sink as _};
+    use trailmark_core::{Event, EventId, Timestamp};
+
+    use super::*;
+
+    fn sink(dir: &tempfile::TempDir) -> StoreSink<SqliteStore> {
+        let store = SqliteStore::open(dir.path().join("trailmark.db")).unwrap();
+        StoreSink {
+            app: Arc::new(App::new(store, Settings::default(), [7; 32])),
+            tenant: TenantId::default_tenant(),
+        }
+    }
+
+    /// Events numbered `from..to`, each with an id of its own.
+    fn events(from: u16, to: u16) -> Vec<Event> {
+        let at = "2026-12-06T12:00:00Z";
+        (from..to)
+            .map(|n| {
+                let mut event = Event::take_from_json(&mut serde_json::json!({
+                    "occurred_at": at,
+                    "actor": {"id": "app", "type": "service"},
+                    "action": "update",
+                    "resource": {"type": "invoice", "id": n.to_string()},
+                }))
+                .unwrap();
+                let [a, b] = n.to_be_bytes();
+                event.id = Some(EventId::new_v7(
+                    Timestamp::parse(at).unwrap(),
+                    [a, b, 0, 0, 0, 0, 0, 0, 0, 1],
+                ));
+                event
+            })
+            .collect()
+    }
+
+    fn last(events: &[Event]) -> After {
+        After {
+            tenant: None,
+            id: events.last().unwrap().id.unwrap(),
+        }
+    }
+
+    async fn seq_of(sink: &StoreSink<SqliteStore>, event: &Event) -> Option<u64> {
+        sink.app
+            .store
+            .entry_by_id(std::slice::from_ref(&sink.tenant), event.id.unwrap())
+            .await
+            .unwrap()
+            .map(|entry| entry.columns.seq)
+    }
+
+    /// Sent while the batch before it is still on its way, a batch is
+    /// committed only after that one: the drainer's order (the source's
+    /// commit order) holds in the trail.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_drainers_next_batch_is_committed_only_after_the_one_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = sink(&dir);
+        let (first, second) = (events(0, 300), events(300, 350));
+        let (first_last, second_first) = (first[299].clone(), second[0].clone());
+        let after = last(&first);
+        let mut a = sink.batch(first).unwrap();
+        let mut b = sink.batch(second).unwrap();
+        // The second is sent first; the first follows once the second is
+        // waiting for it.
+        let (sent_b, sent_a) = tokio::join!(sink.send(&mut b, Some(&after)), async {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while sink
+                .app
+                .metrics
+                .ingest_after_waited
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 0
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the second never waited"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            sink.send(&mut a, None).await
+        });
+        sent_a.unwrap();
+        sent_b.unwrap();
+        let (first_at, second_at) = (
+            seq_of(&sink, &first_last).await.unwrap(),
+            seq_of(&sink, &second_first).await.unwrap(),
+        );
+        assert!(first_at < second_at, "{first_at} then {second_at}");
+    }
+
+    /// A batch naming an event that is never appended is refused, and
+    /// nothing of it is stored (the drain stops; the source keeps it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_after_an_event_never_appended_is_refused_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = sink(&dir);
+        let (never, second) = (events(0, 1), events(1, 20));
+        let mut b = sink.batch(second.clone()).unwrap();
+        let err = sink.send(&mut b, Some(&last(&never))).await.unwrap_err();
+        assert!(
+            matches!(&err, SendError::Failed(told) if told.contains("is not in tenant")),
+            "{err:?}"
+        );
+        for event in &second {
+            assert_eq!(seq_of(&sink, event).await, None);
+        }
     }
 }
