@@ -809,26 +809,32 @@ impl<S: Store> crate::App<S> {
     }
 
     /// … and appending them, all or nothing: the same commit as the API's,
-    /// waiting for room in the ingest queue instead of answering busy;
-    /// `after` (the last event of the batch before, which may still be being
-    /// appended): only once that one is durable, by the API's rule
-    /// ([`crate::after`]), so the producer's next batch is committed the
-    /// moment the one before is, not once the producer has heard of it.
+    /// waiting for room in the ingest queue instead of answering busy.
     pub async fn append_prepared(
         &self,
         batch: Vec<trailmark_store::NewEvent>,
-        after: Option<(TenantId, trailmark_core::EventId)>,
     ) -> Result<usize, ApiError> {
-        if let Some((tenant, id)) = after {
-            self.appending
-                .wait_after(&self.store, &self.metrics, &tenant, id)
-                .await?;
-        }
         let appended = self.commit(batch, Room::Wait).await?;
         self.metrics
             .captured_rows
             .fetch_add(appended.len() as u64, Ordering::Relaxed);
         Ok(appended.len())
+    }
+
+    /// Returns once event `id` of `tenant` is durable, the API's rule for a
+    /// batch sent with `Trailmark-After` ([`crate::after`]): for a producer
+    /// inside this process, whose next batch is readied while the one
+    /// before is appended and committed the moment that one is durable.
+    /// 412 when it is not and no append ending with it began within the
+    /// wait.
+    pub async fn wait_after(
+        &self,
+        tenant: &TenantId,
+        id: trailmark_core::EventId,
+    ) -> Result<(), ApiError> {
+        self.appending
+            .wait_after(&self.store, &self.metrics, tenant, id)
+            .await
     }
 }
 

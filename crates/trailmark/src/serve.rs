@@ -548,24 +548,31 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
         batch: &mut Prepared,
         after: Option<&trailmark_capture::After>,
     ) -> Result<Vec<String>, SendError> {
-        let after = match after {
-            Some(last) => Some((
-                match &last.tenant {
-                    Some(tenant) => TenantId::new(tenant)
-                        .map_err(|e| SendError::Failed(format!("tenant {tenant:?}: {e}")))?,
-                    None => self.tenant.clone(),
-                },
-                last.id,
-            )),
-            None => None,
-        };
+        if let Some(last) = after {
+            let tenant = match &last.tenant {
+                Some(tenant) => TenantId::new(tenant)
+                    .map_err(|e| SendError::Failed(format!("tenant {tenant:?}: {e}")))?,
+                None => self.tenant.clone(),
+            };
+            match self.app.wait_after(&tenant, last.id).await {
+                Ok(()) => {}
+                // The batch before has not begun its append (it may be
+                // waiting for room in the ingest queue): this one is kept
+                // and sent again while that one's outcome is awaited,
+                // which ends the drain if it failed (as over HTTP).
+                Err(trailmark_server::ApiError::PreconditionFailed(_)) => {
+                    return Err(SendError::Busy(Duration::from_millis(100)));
+                }
+                Err(e) => return Err(SendError::Failed(e.to_string())),
+            }
+        }
         // Taken (see the answer to busy below).
         let events = std::mem::take(&mut batch.events);
         // On a task of its own: the append's work off the ledger's writer
         // (and dropping the batch after it) runs on another core while the
         // drainer decodes and prepares the next.
         let app = Arc::clone(&self.app);
-        let appended = tokio::spawn(async move { app.append_prepared(events, after).await })
+        let appended = tokio::spawn(async move { app.append_prepared(events).await })
             .await
             .map_err(|e| SendError::Failed(format!("appending the batch: {e}")))?;
         match appended {
@@ -878,19 +885,19 @@ mod tests {
         assert!(first_at < second_at, "{first_at} then {second_at}");
     }
 
-    /// A batch naming an event that is never appended is refused, and
-    /// nothing of it is stored (the drain stops; the source keeps it).
+    /// A batch naming an event that is not appended (its batch is not
+    /// stored yet, or failed) is answered busy and kept whole, to be sent
+    /// again while the drain awaits that one's outcome; nothing of it is
+    /// stored.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_after_an_event_never_appended_is_refused_and_stores_nothing() {
+    async fn a_batch_after_an_event_not_appended_is_kept_and_stores_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let sink = sink(&dir);
         let (never, second) = (events(0, 1), events(1, 20));
         let mut b = sink.batch(second.clone()).unwrap();
         let err = sink.send(&mut b, Some(&last(&never))).await.unwrap_err();
-        assert!(
-            matches!(&err, SendError::Failed(told) if told.contains("is not in tenant")),
-            "{err:?}"
-        );
+        assert!(matches!(err, SendError::Busy(_)), "{err:?}");
+        assert_eq!(b.events.len(), 19, "the batch is kept to be sent again");
         for event in &second {
             assert_eq!(seq_of(&sink, event).await, None);
         }
