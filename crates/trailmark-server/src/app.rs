@@ -123,12 +123,12 @@ impl Metrics {
             ),
             (
                 "trailmark_ingest_after_waited_total",
-                "Batches sent with Trailmark-After that waited for the batch they name.",
+                "Batches sent with Trailmark-After (or by the drainer inside serve, by the same rule) that waited for the batch they name.",
                 get(&self.ingest_after_waited),
             ),
             (
                 "trailmark_ingest_after_refused_total",
-                "Batches answered 412: the batch their Trailmark-After names was not stored.",
+                "Batches answered 412 (inside serve, sent again): the batch their Trailmark-After names was not stored.",
                 get(&self.ingest_after_refused),
             ),
             (
