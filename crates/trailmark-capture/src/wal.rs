@@ -1211,18 +1211,21 @@ async fn read_domains_as_their_base(
         let asked: Vec<u32> = columns
             .iter()
             .map(|c| c.type_id)
-            .filter(|&t| t >= FIRST_USER_OID)
+            .filter(|&t| t >= FIRST_USER_OID && t != HSTORE)
             .collect();
         if asked.is_empty() {
             return Ok(());
         }
+        // `hstore` (an extension's type, its OID the database's own) is
+        // told apart by name and read as [`HSTORE`].
         let rows = client
             .query(
                 "SELECT t.oid, CASE WHEN t.typtype = 'd' THEN t.typbasetype
+                     WHEN t.typname = 'hstore' AND t.typtype = 'b' THEN $2::oid
                      ELSE (SELECT b.typarray FROM pg_type e JOIN pg_type b ON b.oid = e.typbasetype
                            WHERE e.oid = t.typelem AND e.typtype = 'd') END
                  FROM pg_type t WHERE t.oid = ANY($1)",
-                &[&asked],
+                &[&asked, &HSTORE],
             )
             .await
             .map_err(pg("reading the types domains are over"))?;
@@ -1283,7 +1286,7 @@ fn column_value(type_oid: u32, value: &ColumnValue) -> Value {
             }
             1114 => return Value::String(iso_timestamp(&text)),
             1184 => return Value::String(utc_timestamp(&text)),
-            114 | 3802 => {}
+            114 | 3802 | HSTORE => {}
             _ if element_type(type_oid).is_none() => return Value::String(text.into_owned()),
             _ => {}
         }
@@ -1339,8 +1342,80 @@ fn scalar_json(type_oid: u32, text: &str) -> Option<String> {
         // timestamp, timestamptz: ISO 8601, as to_jsonb writes them.
         1114 => Some(quote(&iso_timestamp(text))),
         1184 => Some(quote(&utc_timestamp(text))),
+        HSTORE => hstore_json(text),
         _ => None,
     }
+}
+
+/// The type `hstore` columns are read as: set by
+/// [`read_domains_as_their_base`] for a base type named `hstore` (the
+/// extension's OID is the database's own). The last OID there is, which a
+/// type of its own would get only as the very last the cluster hands out.
+const HSTORE: u32 = u32::MAX;
+
+/// An `hstore`'s text (`"a"=>"1", "b"=>NULL`, as its output function
+/// writes it) as the object `to_jsonb` makes of it through the extension's
+/// cast to `jsonb` (trigger mode): string values, `NULL` as null; written
+/// as every object value is compared and digested (`event::column_of`).
+/// `None` for text that is not an `hstore`'s (then the string).
+fn hstore_json(text: &str) -> Option<String> {
+    fn quoted(rest: &mut std::str::Chars<'_>) -> Option<String> {
+        let mut out = String::new();
+        loop {
+            match rest.next()? {
+                '"' => return Some(out),
+                '\\' => out.push(rest.next()?),
+                c => out.push(c),
+            }
+        }
+    }
+    let mut pairs: Vec<(String, Option<String>)> = Vec::new();
+    let mut rest = text.chars();
+    loop {
+        let mut ahead = rest.clone();
+        match ahead.find(|c: &char| !c.is_whitespace()) {
+            None => break,
+            Some('"') => rest = ahead,
+            Some(_) => return None,
+        }
+        let key = quoted(&mut rest)?;
+        let arrow: String = rest
+            .by_ref()
+            .skip_while(|c| c.is_whitespace())
+            .take(2)
+            .collect();
+        if arrow != "=>" {
+            return None;
+        }
+        let mut ahead = rest.clone();
+        let value = match ahead.find(|c: &char| !c.is_whitespace())? {
+            '"' => {
+                rest = ahead;
+                Some(quoted(&mut rest)?)
+            }
+            'N' | 'n' => {
+                let word: String = ahead.by_ref().take(3).collect();
+                if !word.eq_ignore_ascii_case("ULL") {
+                    return None;
+                }
+                rest = ahead;
+                None
+            }
+            _ => return None,
+        };
+        pairs.push((key, value));
+        let mut ahead = rest.clone();
+        match ahead.find(|c: &char| !c.is_whitespace()) {
+            None => break,
+            Some(',') => rest = ahead,
+            Some(_) => return None,
+        }
+    }
+    let object: serde_json::Map<String, Value> = pairs
+        .into_iter()
+        .map(|(key, value)| (key, value.map_or(Value::Null, Value::String)))
+        .collect();
+    Some(Value::Object(object).to_string())
 }
 
 /// `2026-11-23 10:15:00.5+01` → `2026-11-23T10:15:00.5+01:00`.
@@ -2051,6 +2126,31 @@ mod tests {
             left_before_cleanup, 0,
             "the slot made by mistake is dropped"
         );
+    }
+
+    /// An `hstore`'s text as the object the extension's cast to `jsonb`
+    /// makes: string values, `NULL` as null, escapes undone; text that is
+    /// not one, `None`.
+    #[test]
+    fn an_hstore_is_the_object_its_cast_to_jsonb_makes() {
+        assert_eq!(
+            hstore_json(r#""b"=>"1", "aa"=>NULL, "a\"q"=>"x\\y", "a"=>"""#).as_deref(),
+            Some(r#"{"a":"","a\"q":"x\\y","aa":null,"b":"1"}"#)
+        );
+        assert_eq!(hstore_json("").as_deref(), Some("{}"));
+        assert_eq!(
+            hstore_json(r#""k"=>nULl"#).as_deref(),
+            Some(r#"{"k":null}"#)
+        );
+        for not in [
+            r#""k"=>"v"#,
+            r#""k"->"v""#,
+            r#""k"=>"v" "j"=>"w""#,
+            "k=>v",
+            r#""k"=>nul"#,
+        ] {
+            assert_eq!(hstore_json(not), None, "{not}");
+        }
     }
 
     #[test]

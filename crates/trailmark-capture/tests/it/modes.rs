@@ -1287,6 +1287,29 @@ async fn values_of_many_types_are_the_same_in_both_modes() {
     same(&trigger, &wal);
 }
 
+/// An `hstore` column (Django's `HStoreField`) is the same object in both
+/// modes: trigger mode writes what the extension's cast to `jsonb` makes,
+/// WAL mode reads the type's text into the same object (before, its text);
+/// one too long to keep is recorded by the same length and digest.
+#[tokio::test]
+async fn an_hstore_column_is_the_same_object_in_both_modes() {
+    let schema = "CREATE EXTENSION IF NOT EXISTS hstore;
+        CREATE TABLE public.tagged (id int PRIMARY KEY, tags hstore, more hstore)";
+    let spec = TableSpec::parse("public.tagged").unwrap();
+    let writes = r#"INSERT INTO tagged VALUES (1, 'a=>1, "b c"=>NULL, "q\"x"=>"back\\slash"', '');
+        UPDATE tagged SET tags = tags || 'a=>2'::hstore,
+            more = hstore('long', repeat('x', 40000)) || 'k=>v' WHERE id = 1;
+        DELETE FROM tagged;"#;
+    let [trigger, wal] = <[_; 2]>::try_from(both(schema, &[spec], writes).await).unwrap();
+    assert_eq!(trigger.len(), 3);
+    same(&trigger, &wal);
+    assert_eq!(
+        wal[1]["changes"]["tags"]["new"],
+        json!({"a": "2", "b c": null, "q\"x": "back\\slash"})
+    );
+    assert_eq!(wal[1]["changes"]["more"]["old"], json!({}));
+}
+
 /// Names that need quoting (a schema and a table with capitals, columns
 /// with a space, a quote and a dot) are captured alike in both modes. (A
 /// table name with a space or a dot is refused by name at install: the
