@@ -1211,21 +1211,25 @@ async fn read_domains_as_their_base(
         let asked: Vec<u32> = columns
             .iter()
             .map(|c| c.type_id)
-            .filter(|&t| t >= FIRST_USER_OID && t != HSTORE)
+            .filter(|&t| t >= FIRST_USER_OID && t != HSTORE && t != HSTORE_ARRAY)
             .collect();
         if asked.is_empty() {
             return Ok(());
         }
         // `hstore` (an extension's type, its OID the database's own) is
-        // told apart by name and read as [`HSTORE`].
+        // told apart by name and read as [`HSTORE`], an array of it as
+        // [`HSTORE_ARRAY`].
         let rows = client
             .query(
                 "SELECT t.oid, CASE WHEN t.typtype = 'd' THEN t.typbasetype
                      WHEN t.typname = 'hstore' AND t.typtype = 'b' THEN $2::oid
+                     WHEN EXISTS (SELECT FROM pg_type e WHERE e.oid = t.typelem
+                                  AND e.typname = 'hstore' AND e.typtype = 'b'
+                                  AND e.typarray = t.oid) THEN $3::oid
                      ELSE (SELECT b.typarray FROM pg_type e JOIN pg_type b ON b.oid = e.typbasetype
                            WHERE e.oid = t.typelem AND e.typtype = 'd') END
                  FROM pg_type t WHERE t.oid = ANY($1)",
-                &[&asked, &HSTORE],
+                &[&asked, &HSTORE, &HSTORE_ARRAY],
             )
             .await
             .map_err(pg("reading the types domains are over"))?;
@@ -1352,6 +1356,10 @@ fn scalar_json(type_oid: u32, text: &str) -> Option<String> {
 /// extension's OID is the database's own). The last OID there is, which a
 /// type of its own would get only as the very last the cluster hands out.
 const HSTORE: u32 = u32::MAX;
+
+/// The type an array of `hstore` is read as (the OID before [`HSTORE`]'s):
+/// an array of the objects [`hstore_json`] makes.
+const HSTORE_ARRAY: u32 = u32::MAX - 1;
 
 /// An `hstore`'s text (`"a"=>"1", "b"=>NULL`, as its output function
 /// writes it) as the object `to_jsonb` makes of it through the extension's
@@ -1501,6 +1509,7 @@ fn element_type(type_oid: u32) -> Option<u32> {
         1115 => 1114,
         1185 => 1184,
         1009 | 1015 | 1014 | 2951 | 1182 | 1183 | 1028 => 25,
+        HSTORE_ARRAY => HSTORE,
         _ => return None,
     })
 }

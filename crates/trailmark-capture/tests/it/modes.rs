@@ -1288,15 +1288,17 @@ async fn values_of_many_types_are_the_same_in_both_modes() {
 }
 
 /// An `hstore` column (Django's `HStoreField`) is the same object in both
-/// modes: trigger mode writes what the extension's cast to `jsonb` makes,
-/// WAL mode reads the type's text into the same object (before, its text);
-/// one too long to keep is recorded by the same length and digest.
+/// modes, and an array of them the same array: trigger mode writes what the
+/// extension's cast to `jsonb` makes, WAL mode reads the type's text into
+/// the same object (before, its text); one too long to keep is recorded by
+/// the same length and digest.
 #[tokio::test]
 async fn an_hstore_column_is_the_same_object_in_both_modes() {
     let schema = "CREATE EXTENSION IF NOT EXISTS hstore;
-        CREATE TABLE public.tagged (id int PRIMARY KEY, tags hstore, more hstore)";
+        CREATE TABLE public.tagged (id int PRIMARY KEY, tags hstore, more hstore, many hstore[])";
     let spec = TableSpec::parse("public.tagged").unwrap();
-    let writes = r#"INSERT INTO tagged VALUES (1, 'a=>1, "b c"=>NULL, "q\"x"=>"back\\slash"', '');
+    let writes = r#"INSERT INTO tagged VALUES (1, 'a=>1, "b c"=>NULL, "q\"x"=>"back\\slash"', '',
+            ARRAY['x=>"1,2"'::hstore, NULL, '']);
         UPDATE tagged SET tags = tags || 'a=>2'::hstore,
             more = hstore('long', repeat('x', 40000)) || 'k=>v' WHERE id = 1;
         DELETE FROM tagged;"#;
@@ -1308,6 +1310,10 @@ async fn an_hstore_column_is_the_same_object_in_both_modes() {
         json!({"a": "2", "b c": null, "q\"x": "back\\slash"})
     );
     assert_eq!(wal[1]["changes"]["more"]["old"], json!({}));
+    assert_eq!(
+        wal[2]["changes"]["many"]["old"],
+        json!([{"x": "1,2"}, null, {}])
+    );
 }
 
 /// Names that need quoting (a schema and a table with capitals, columns
