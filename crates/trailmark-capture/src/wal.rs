@@ -961,7 +961,7 @@ impl Decoder {
                 replica_identity,
                 mut columns,
             } => {
-                read_domains_as_their_base(client, &mut columns).await?;
+                read_types_as_to_jsonb_does(client, &mut columns).await?;
                 let relation = RelationInfo::new(
                     relation_id,
                     namespace,
@@ -1199,10 +1199,13 @@ async fn push(
 /// (a domain over a domain, as the type under both), and an array of a
 /// domain as an array of that type: `to_jsonb` writes them so, and trigger
 /// mode with it (an `int` domain's 7 is the number 7, not the text "7").
-/// Built-in types (below 16384, PostgreSQL's first user OID) are neither:
+/// An `hstore` (an extension's type) is read as [`HSTORE`], an array of
+/// it as [`HSTORE_ARRAY`]: `to_jsonb` writes them through the extension's
+/// cast, as objects.
+/// Built-in types (below 16384, PostgreSQL's first user OID) are none of these:
 /// a relation of those asks nothing. Read when a relation is described
 /// (once a session, and after its DDL), from the catalog as it is then.
-async fn read_domains_as_their_base(
+async fn read_types_as_to_jsonb_does(
     client: &Client,
     columns: &mut [pg_walstream::ColumnInfo],
 ) -> Result<(), Error> {
@@ -1232,7 +1235,7 @@ async fn read_domains_as_their_base(
                 &[&asked, &HSTORE, &HSTORE_ARRAY],
             )
             .await
-            .map_err(pg("reading the types domains are over"))?;
+            .map_err(pg("reading the types of a relation's columns"))?;
         let mut changed = false;
         for row in rows {
             let (oid, base): (u32, Option<u32>) = (row.get(0), row.get(1));
@@ -1352,7 +1355,7 @@ fn scalar_json(type_oid: u32, text: &str) -> Option<String> {
 }
 
 /// The type `hstore` columns are read as: set by
-/// [`read_domains_as_their_base`] for a base type named `hstore` (the
+/// [`read_types_as_to_jsonb_does`] for a base type named `hstore` (the
 /// extension's OID is the database's own). The last OID there is, which a
 /// type of its own would get only as the very last the cluster hands out.
 const HSTORE: u32 = u32::MAX;
@@ -1367,63 +1370,59 @@ const HSTORE_ARRAY: u32 = u32::MAX - 1;
 /// as every object value is compared and digested (`event::column_of`).
 /// `None` for text that is not an `hstore`'s (then the string).
 fn hstore_json(text: &str) -> Option<String> {
-    fn quoted(rest: &mut std::str::Chars<'_>) -> Option<String> {
-        let mut out = String::new();
-        loop {
-            match rest.next()? {
-                '"' => return Some(out),
-                '\\' => out.push(rest.next()?),
-                c => out.push(c),
-            }
-        }
-    }
-    let mut pairs: Vec<(String, Option<String>)> = Vec::new();
-    let mut rest = text.chars();
+    let mut chars = text.chars().peekable();
+    let skip_space = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+    };
+    let mut object = serde_json::Map::new();
     loop {
-        let mut ahead = rest.clone();
-        match ahead.find(|c: &char| !c.is_whitespace()) {
+        skip_space(&mut chars);
+        match chars.next() {
             None => break,
-            Some('"') => rest = ahead,
+            Some('"') => {}
             Some(_) => return None,
         }
-        let key = quoted(&mut rest)?;
-        let arrow: String = rest
-            .by_ref()
-            .skip_while(|c| c.is_whitespace())
-            .take(2)
-            .collect();
-        if arrow != "=>" {
+        let key = quoted_rest(&mut chars)?;
+        skip_space(&mut chars);
+        if (chars.next()?, chars.next()?) != ('=', '>') {
             return None;
         }
-        let mut ahead = rest.clone();
-        let value = match ahead.find(|c: &char| !c.is_whitespace())? {
-            '"' => {
-                rest = ahead;
-                Some(quoted(&mut rest)?)
-            }
+        skip_space(&mut chars);
+        let value = match chars.next()? {
+            '"' => Value::String(quoted_rest(&mut chars)?),
             'N' | 'n' => {
-                let word: String = ahead.by_ref().take(3).collect();
-                if !word.eq_ignore_ascii_case("ULL") {
+                let rest: String = chars.by_ref().take(3).collect();
+                if !rest.eq_ignore_ascii_case("ULL") {
                     return None;
                 }
-                rest = ahead;
-                None
+                Value::Null
             }
             _ => return None,
         };
-        pairs.push((key, value));
-        let mut ahead = rest.clone();
-        match ahead.find(|c: &char| !c.is_whitespace()) {
+        object.insert(key, value);
+        skip_space(&mut chars);
+        match chars.next() {
             None => break,
-            Some(',') => rest = ahead,
+            Some(',') => {}
             Some(_) => return None,
         }
     }
-    let object: serde_json::Map<String, Value> = pairs
-        .into_iter()
-        .map(|(key, value)| (key, value.map_or(Value::Null, Value::String)))
-        .collect();
     Some(Value::Object(object).to_string())
+}
+
+/// The rest of a double-quoted text whose opening quote was read, up to
+/// its closing one, a backslash taking the character after it as it is
+/// (how PostgreSQL quotes an array's items and an `hstore`'s keys and
+/// values); `None` when it does not end.
+fn quoted_rest(chars: &mut impl Iterator<Item = char>) -> Option<String> {
+    let mut text = String::new();
+    loop {
+        match chars.next()? {
+            '\\' => text.push(chars.next()?),
+            '"' => return Some(text),
+            c => text.push(c),
+        }
+    }
 }
 
 /// `2026-11-23 10:15:00.5+01` → `2026-11-23T10:15:00.5+01:00`.
@@ -1543,14 +1542,7 @@ fn array_items(
             '{' => items.push(array_items(element, chars)?),
             '"' => {
                 chars.next();
-                let mut item = String::new();
-                loop {
-                    match chars.next()? {
-                        '\\' => item.push(chars.next()?),
-                        '"' => break,
-                        c => item.push(c),
-                    }
-                }
+                let item = quoted_rest(chars)?;
                 items.push(scalar_json(element, &item).unwrap_or_else(|| quote(&item)));
             }
             _ => {

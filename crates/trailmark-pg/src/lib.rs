@@ -360,7 +360,8 @@ pub fn described(error: &tokio_postgres::Error) -> String {
 pub type Connection = tokio_postgres::Connection<tokio_postgres::Socket, TlsStream>;
 
 /// The settings `tokio-postgres` does not know (`sslmode` as libpq reads
-/// it, `sslrootcert`, `passfile`), as the string gave them.
+/// it, `sslrootcert`, `passfile`) or reads otherwise than libpq
+/// (`tcp_user_timeout`, `keepalives_count`), as the string gave them.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Settings {
     mode: Option<String>,
