@@ -6,9 +6,10 @@
 //! commit order) could only send a batch once the one before was
 //! acknowledged, so the server parsed and validated a batch while the
 //! writer sat idle, and committed it while the next sat unsent. With the
-//! header, the next batch is sent at once: it is read, parsed and validated
-//! beside the append of the one before, and appended only after that one is
-//! durable. If that one was not stored (it failed, or never came), nothing
+//! header, the next batch is sent at once: it is read, parsed, validated
+//! and made ready (`App::ready`: room in the ingest queue, its ids looked
+//! up) beside the append of the one before, and appended only after that
+//! one is durable. If that one was not stored (it failed, or never came), nothing
 //! of this one is stored either: 412, and the producer sends them again in
 //! order.
 //!

@@ -655,15 +655,15 @@ pub async fn post_events<S: Store>(
     })?;
     app.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
     let batch = prepare_request_body(&app, &caller, headers, bytes).await?;
+    let ready = app.ready(batch, Room::AnswerBusy).await?;
     if let Some((tenant, id)) = after {
-        // Parsed and validated beside the append of the batch it follows;
-        // appended only once that one is durable.
+        // Parsed, validated and its ids looked up beside the append of the
+        // batch it follows; appended only once that one is durable.
         app.appending
             .wait_after(&app.store, &app.metrics, &tenant, id)
             .await?;
     }
-
-    let appended = app.commit(batch, Room::AnswerBusy).await?;
+    let appended = app.append_ready(ready).await?;
     let entries = appended
         .iter()
         .map(|a| crate::wire::AppendedOut {
@@ -719,18 +719,51 @@ pub(crate) enum Room {
     Wait,
 }
 
+/// A batch ready to append ([`crate::App::ready`]): room held in the
+/// ingest queue, its ids looked up. Everything before the append itself,
+/// which a batch sent after another does while that one is appended.
+pub struct Ready {
+    batch: Vec<trailmark_store::NewEvent>,
+    /// Events sent with an id: what they say, to tell a repeat (idempotent)
+    /// from another event under a used id (a conflict).
+    sameness: Vec<Option<Sameness>>,
+    candidates: Option<Vec<(usize, crate::alerts::Fact)>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::fmt::Debug for Ready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ready")
+            .field("events", &self.batch.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ready {
+    /// The batch back, unappended (its room in the queue given back).
+    pub fn into_events(self) -> Vec<trailmark_store::NewEvent> {
+        self.batch
+    }
+}
+
 impl<S: Store> crate::App<S> {
-    /// Appends a prepared batch, all or nothing, and returns once it is
-    /// durable: holds room in the ingest queue (see [`Room`]), refuses an id
-    /// already used for another event (409), counts the commit. The one
-    /// commit path of every ingest.
-    pub(crate) async fn commit(
+    /// Everything before a batch's append (the one commit path of every
+    /// ingest: this, then [`Self::append_ready`]): holds room in the ingest queue
+    /// (see [`Room`]) and refuses an id already used for another event
+    /// (409). A batch that names the batch before it (`Trailmark-After`,
+    /// the drainer's next batch) does this while that one is appended, and
+    /// waits for it ([`crate::after`]) only after: so the lookup of its ids
+    /// is not on the path from one durable batch to the next. An id of the
+    /// batch before, stored meanwhile under another event, is still found:
+    /// the store keeps one event an id, and [`Self::append_ready`] checks
+    /// every repeat it reports.
+    pub(crate) async fn ready(
         &self,
         batch: Vec<trailmark_store::NewEvent>,
         room: Room,
-    ) -> Result<Vec<trailmark_store::Appended>, ApiError> {
+    ) -> Result<Ready, ApiError> {
         let capacity = self.settings.queue_capacity;
-        let _permit = match room {
+        let permit = match room {
             Room::AnswerBusy => {
                 if batch.len() > capacity {
                     return Err(ApiError::TooLarge(format!(
@@ -755,14 +788,33 @@ impl<S: Store> crate::App<S> {
                     .map_err(|_| ApiError::Busy)?
             }
         };
-        // Events sent with an id: what they say, to tell a repeat
-        // (idempotent) from another event under a used id (a conflict).
         let mut sameness: Vec<Option<Sameness>> = batch
             .iter()
             .map(|new| new.event.id.is_some().then(|| Sameness::of_new(new)))
             .collect();
         unused_ids(self, &batch, &mut sameness).await?;
         let candidates = self.alerts.get().map(|feed| feed.candidates(&batch));
+        Ok(Ready {
+            batch,
+            sameness,
+            candidates,
+            _permit: permit,
+        })
+    }
+
+    /// Appends a batch made [`Self::ready`], all or nothing, and returns
+    /// once it is durable; counts the commit, and checks that every event
+    /// the store found already stored (a repeat) is the same event.
+    pub(crate) async fn append_ready(
+        &self,
+        ready: Ready,
+    ) -> Result<Vec<trailmark_store::Appended>, ApiError> {
+        let Ready {
+            batch,
+            sameness,
+            candidates,
+            _permit,
+        } = ready;
         // Batches sent after this one wait for it (see crate::after).
         let registration = batch
             .last()
@@ -808,13 +860,19 @@ impl<S: Store> crate::App<S> {
             .collect()
     }
 
-    /// … and appending them, all or nothing: the same commit as the API's,
-    /// waiting for room in the ingest queue instead of answering busy.
-    pub async fn append_prepared(
+    /// … making them [`Self::ready`] (waiting for room in the ingest queue
+    /// instead of answering busy; their ids looked up), which the producer
+    /// does too while its batch before is appended …
+    pub async fn ready_prepared(
         &self,
         batch: Vec<trailmark_store::NewEvent>,
-    ) -> Result<usize, ApiError> {
-        let appended = self.commit(batch, Room::Wait).await?;
+    ) -> Result<Ready, ApiError> {
+        self.ready(batch, Room::Wait).await
+    }
+
+    /// … and appending them, all or nothing: the same commit as the API's.
+    pub async fn append_prepared(&self, ready: Ready) -> Result<usize, ApiError> {
+        let appended = self.append_ready(ready).await?;
         self.metrics
             .captured_rows
             .fetch_add(appended.len() as u64, Ordering::Relaxed);

@@ -42,7 +42,7 @@ use trailmark_store::Store;
 
 pub use app::{App, Caller, Peer, Settings, now};
 pub use error::{ApiError, Problem};
-pub use ingest::PREPARE_INLINE_MAX;
+pub use ingest::{PREPARE_INLINE_MAX, Ready};
 pub use keys::ApiKey;
 
 /// Every route of the API.

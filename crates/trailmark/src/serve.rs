@@ -548,33 +548,47 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
         batch: &mut Prepared,
         after: Option<&trailmark_capture::After>,
     ) -> Result<Vec<String>, SendError> {
-        if let Some(last) = after {
-            let tenant = match &last.tenant {
-                Some(tenant) => TenantId::new(tenant)
-                    .map_err(|e| SendError::Failed(format!("tenant {tenant:?}: {e}")))?,
-                None => self.tenant.clone(),
-            };
-            match self.app.wait_after(&tenant, last.id).await {
-                Ok(()) => {}
-                // The batch before has not begun its append (it may be
-                // waiting for room in the ingest queue): this one is kept
-                // and sent again while that one's outcome is awaited,
-                // which ends the drain if it failed (as over HTTP).
-                Err(trailmark_server::ApiError::PreconditionFailed(_)) => {
-                    return Err(SendError::Busy(Duration::from_millis(100)));
-                }
-                Err(e) => return Err(SendError::Failed(e.to_string())),
-            }
-        }
-        // Taken (see the answer to busy below).
+        let after = match after {
+            Some(last) => Some((
+                match &last.tenant {
+                    Some(tenant) => TenantId::new(tenant)
+                        .map_err(|e| SendError::Failed(format!("tenant {tenant:?}: {e}")))?,
+                    None => self.tenant.clone(),
+                },
+                last.id,
+            )),
+            None => None,
+        };
+        // Taken (see the answers to busy below).
         let events = std::mem::take(&mut batch.events);
-        // On a task of its own: the append's work off the ledger's writer
-        // (and dropping the batch after it) runs on another core while the
+        // On a task of its own: the batch is made ready (room in the
+        // ingest queue, its ids looked up) while the one before is
+        // appended, and the append's work off the ledger's writer (and
+        // dropping the batch after it) runs on another core while the
         // drainer decodes and prepares the next.
         let app = Arc::clone(&self.app);
-        let appended = tokio::spawn(async move { app.append_prepared(events).await })
-            .await
-            .map_err(|e| SendError::Failed(format!("appending the batch: {e}")))?;
+        let appended = tokio::spawn(async move {
+            let ready = app.ready_prepared(events).await.map_err(|e| (e, None))?;
+            if let Some((tenant, id)) = after
+                && let Err(e) = app.wait_after(&tenant, id).await
+            {
+                return Err((e, Some(ready.into_events())));
+            }
+            app.append_prepared(ready).await.map_err(|e| (e, None))
+        })
+        .await
+        .map_err(|e| SendError::Failed(format!("appending the batch: {e}")))?;
+        let appended = match appended {
+            // The batch before has not begun its append (it may be waiting
+            // for room in the ingest queue): this one is kept and sent
+            // again while that one's outcome is awaited, which ends the
+            // drain if it failed (as over HTTP).
+            Err((trailmark_server::ApiError::PreconditionFailed(_), Some(events))) => {
+                batch.events = events;
+                return Err(SendError::Busy(Duration::from_millis(100)));
+            }
+            other => other.map_err(|(e, _)| e),
+        };
         match appended {
             Ok(_) => Ok(std::mem::take(&mut batch.tenants)),
             // Waiting for room answers busy only once the server is

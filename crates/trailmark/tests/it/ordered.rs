@@ -200,6 +200,40 @@ fn a_batch_whose_predecessor_never_came_stores_nothing_and_bad_headers_are_named
     assert_eq!(size(&server, "other"), 0);
 }
 
+/// A batch naming a batch before it is made ready (room held, its ids
+/// looked up) while that one may still be on its way: an id it reuses for
+/// another event is refused at once (409, naming the event), not after the
+/// wait for a batch that may never come; nothing of it is stored, and it
+/// is not counted as waiting.
+#[test]
+fn a_batch_reusing_an_id_is_refused_before_it_waits_for_the_one_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let client = Client::new(&server.url, &server.admin, Duration::from_secs(30)).unwrap();
+    let (first, _) = batch("acme", 0, 5);
+    client.ingest_ndjson(&first).unwrap();
+
+    // Event 3's id again, for another record.
+    let reused = "0192f0c2-5a1e-7c4b-9d10-000000000003";
+    let (mut second, _) = batch("acme", 100, 4);
+    let other = json!({"id": reused, "tenant": "acme", "actor": {"id": "importer", "type": "system"},
+                       "action": "create", "resource": {"type": "item", "id": "elsewhere"}});
+    second.extend(format!("{other}\n").into_bytes());
+    let never = "0192f0c2-5a1e-7c4b-9d10-ffffffffffff";
+    let began = Instant::now();
+    match client.ingest_ndjson_after(&second, Some("acme"), never) {
+        Err(Error::Conflict(m)) => assert!(m.contains("events[4].id") && m.contains(reused), "{m}"),
+        other => panic!("expected 409, got {other:?}"),
+    }
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(size(&server, "acme"), 5);
+    assert_eq!(metric(&server, "trailmark_ingest_after_waited_total"), 0);
+}
+
 /// Two servers sharing a PostgreSQL store (a load balancer in front): a
 /// batch sent to one, naming the last event of a batch the other has not
 /// stored yet, waits, and is appended after that batch soon after the
