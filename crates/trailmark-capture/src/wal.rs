@@ -610,6 +610,8 @@ struct Replaying {
 #[derive(Default)]
 struct Decoder {
     relations: HashMap<u32, RelationInfo>,
+    /// The composite types the described relations' columns hold.
+    composites: Composites,
     open: Option<Transaction>,
     /// Transactions streamed in progress, held until they end.
     streamed: streamed::Open,
@@ -805,7 +807,12 @@ impl Decoder {
         Ok(match message {
             Message::Insert { relation_id, tuple } => {
                 let relation = self.relation(relation_id)?;
-                let new = Some(row_columns(&tuple.into_row_data(relation), None, relation));
+                let new = Some(row_columns(
+                    &tuple.into_row_data(relation),
+                    None,
+                    relation,
+                    &self.composites,
+                ));
                 vec![Change::new(
                     "insert",
                     &relation.namespace,
@@ -822,11 +829,18 @@ impl Decoder {
             } => {
                 let relation = self.relation(relation_id)?;
                 let old_data = old_tuple.map(|o| o.into_row_data(relation));
-                let old = old_data.as_ref().map(|o| row_columns(o, None, relation));
+                let old = old_data
+                    .as_ref()
+                    .map(|o| row_columns(o, None, relation, &self.composites));
                 // Unchanged values stored out of line are left out of the
                 // new row: they are the old row's.
                 let new_data = new_tuple.into_row_data(relation);
-                let new = Some(row_columns(&new_data, old_data.as_ref(), relation));
+                let new = Some(row_columns(
+                    &new_data,
+                    old_data.as_ref(),
+                    relation,
+                    &self.composites,
+                ));
                 vec![Change::new(
                     "update",
                     &relation.namespace,
@@ -845,6 +859,7 @@ impl Decoder {
                     &old_tuple.into_row_data(relation),
                     None,
                     relation,
+                    &self.composites,
                 ));
                 vec![Change::new(
                     "delete",
@@ -961,7 +976,7 @@ impl Decoder {
                 replica_identity,
                 mut columns,
             } => {
-                read_types_as_to_jsonb_does(client, &mut columns).await?;
+                read_types_as_to_jsonb_does(client, &mut columns, &mut self.composites).await?;
                 let relation = RelationInfo::new(
                     relation_id,
                     namespace,
@@ -1201,19 +1216,86 @@ async fn push(
 /// mode with it (an `int` domain's 7 is the number 7, not the text "7").
 /// An `hstore` (an extension's type) is read as [`HSTORE`], an array of
 /// it as [`HSTORE_ARRAY`]: `to_jsonb` writes them through the extension's
-/// cast, as objects.
+/// cast, as objects. A composite type (and an array of one) is recorded in
+/// `composites` with its attributes, their types read the same way, at any
+/// depth: `to_jsonb` writes it as an object of them.
 /// Built-in types (below 16384, PostgreSQL's first user OID) are none of these:
 /// a relation of those asks nothing. Read when a relation is described
 /// (once a session, and after its DDL), from the catalog as it is then.
 async fn read_types_as_to_jsonb_does(
     client: &Client,
     columns: &mut [pg_walstream::ColumnInfo],
+    composites: &mut Composites,
 ) -> Result<(), Error> {
-    const FIRST_USER_OID: u32 = 16_384;
+    let mut types: Vec<u32> = columns.iter().map(|c| c.type_id).collect();
+    read_types(client, &mut types).await?;
+    for (column, type_id) in columns.iter_mut().zip(&types) {
+        column.type_id = *type_id;
+    }
+    // The composite types among them, their attributes' composite types,
+    // and so on (PostgreSQL refuses a composite type inside itself); each
+    // read again whenever a relation holding it is described.
+    let mut seen = std::collections::HashSet::new();
+    let mut asked: Vec<u32> = types;
     loop {
-        let asked: Vec<u32> = columns
+        asked
+            .retain(|&t| t >= FIRST_USER_OID && t != HSTORE && t != HSTORE_ARRAY && seen.insert(t));
+        if asked.is_empty() {
+            return Ok(());
+        }
+        let rows = client
+            .query(
+                "SELECT t.oid, a.attname::text, a.atttypid, NULL::oid, a.attnum
+                 FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid
+                 WHERE t.oid = ANY($1) AND t.typtype = 'c' AND a.attnum > 0 AND NOT a.attisdropped
+                 UNION ALL
+                 SELECT t.oid, NULL, NULL, e.oid, NULL
+                 FROM pg_type t JOIN pg_type e ON e.oid = t.typelem AND e.typarray = t.oid
+                 WHERE t.oid = ANY($1) AND e.typtype = 'c'
+                 ORDER BY 1, 5",
+                &[&asked],
+            )
+            .await
+            .map_err(pg("reading the attributes of composite column types"))?;
+        let mut fields: HashMap<u32, Vec<(String, u32)>> = HashMap::new();
+        let mut next = Vec::new();
+        for row in &rows {
+            let oid: u32 = row.get(0);
+            match row.get::<_, Option<u32>>(3) {
+                Some(element) => {
+                    composites.arrays.insert(oid, element);
+                    next.push(element);
+                }
+                None => fields
+                    .entry(oid)
+                    .or_default()
+                    .push((row.get(1), row.get(2))),
+            }
+        }
+        for (oid, mut attributes) in fields {
+            let mut of: Vec<u32> = attributes.iter().map(|(_, t)| *t).collect();
+            read_types(client, &mut of).await?;
+            for ((_, type_id), read) in attributes.iter_mut().zip(&of) {
+                *type_id = *read;
+            }
+            next.extend(of);
+            composites.fields.insert(oid, attributes);
+        }
+        asked = next;
+    }
+}
+
+/// PostgreSQL's first user OID: types below it are built in.
+const FIRST_USER_OID: u32 = 16_384;
+
+/// Each of `types` as `to_jsonb` reads it: a domain as the type it is over,
+/// an array of a domain as an array of that type, `hstore` as [`HSTORE`]
+/// and an array of it as [`HSTORE_ARRAY`]; the others as they are.
+async fn read_types(client: &Client, types: &mut [u32]) -> Result<(), Error> {
+    loop {
+        let asked: Vec<u32> = types
             .iter()
-            .map(|c| c.type_id)
+            .copied()
             .filter(|&t| t >= FIRST_USER_OID && t != HSTORE && t != HSTORE_ARRAY)
             .collect();
         if asked.is_empty() {
@@ -1242,8 +1324,8 @@ async fn read_types_as_to_jsonb_does(
             let Some(base) = base.filter(|&b| b != 0) else {
                 continue;
             };
-            for column in columns.iter_mut().filter(|c| c.type_id == oid) {
-                column.type_id = base;
+            for type_id in types.iter_mut().filter(|t| **t == oid) {
+                *type_id = base;
                 changed = true;
             }
         }
@@ -1253,7 +1335,22 @@ async fn read_types_as_to_jsonb_does(
     }
 }
 
-fn row_columns(row: &RowData, fallback: Option<&RowData>, relation: &RelationInfo) -> RowImage {
+/// The composite types the described relations' columns hold (at any
+/// depth), as [`read_types_as_to_jsonb_does`] read them: each its
+/// attributes' names and types in order, and the array types over them
+/// with their element type.
+#[derive(Debug, Default)]
+struct Composites {
+    fields: HashMap<u32, Vec<(String, u32)>>,
+    arrays: HashMap<u32, u32>,
+}
+
+fn row_columns(
+    row: &RowData,
+    fallback: Option<&RowData>,
+    relation: &RelationInfo,
+    composites: &Composites,
+) -> RowImage {
     let type_of = |name: &str| {
         relation
             .get_column_by_name(name)
@@ -1265,7 +1362,12 @@ fn row_columns(row: &RowData, fallback: Option<&RowData>, relation: &RelationInf
     RowImage::Columns(
         row.iter()
             .chain(unchanged)
-            .map(|(name, value)| (name.to_string(), column_value(type_of(name), value)))
+            .map(|(name, value)| {
+                (
+                    name.to_string(),
+                    column_value(composites, type_of(name), value),
+                )
+            })
             .collect(),
     )
 }
@@ -1276,7 +1378,7 @@ fn row_columns(row: &RowData, fallback: Option<&RowData>, relation: &RelationInf
 /// strings) go there directly, without writing the text and parsing it
 /// back; arrays, `json`, `jsonb` and values too long to keep go through
 /// the text. A test holds the two ways equal.
-fn column_value(type_oid: u32, value: &ColumnValue) -> Value {
+fn column_value(composites: &Composites, type_oid: u32, value: &ColumnValue) -> Value {
     let bytes = match value {
         ColumnValue::Null => return Value::Null,
         ColumnValue::Text(bytes) | ColumnValue::Binary(bytes) => bytes,
@@ -1294,15 +1396,19 @@ fn column_value(type_oid: u32, value: &ColumnValue) -> Value {
             1114 => return Value::String(iso_timestamp(&text)),
             1184 => return Value::String(utc_timestamp(&text)),
             114 | 3802 | HSTORE => {}
-            _ if element_type(type_oid).is_none() => return Value::String(text.into_owned()),
+            _ if element_type(composites, type_oid).is_none()
+                && !composites.fields.contains_key(&type_oid) =>
+            {
+                return Value::String(text.into_owned());
+            }
             _ => {}
         }
     }
-    crate::event::column_of(&column_json(type_oid, value))
+    crate::event::column_of(&column_json(composites, type_oid, value))
 }
 
 /// One column's value as `to_jsonb` writes it, from its text form and type.
-fn column_json(type_oid: u32, value: &ColumnValue) -> String {
+fn column_json(composites: &Composites, type_oid: u32, value: &ColumnValue) -> String {
     let text = match value {
         ColumnValue::Null => return "null".into(),
         ColumnValue::Text(bytes) | ColumnValue::Binary(bytes) => String::from_utf8_lossy(bytes),
@@ -1310,8 +1416,9 @@ fn column_json(type_oid: u32, value: &ColumnValue) -> String {
     if text.len() > crate::event::MAX_VALUE_BYTES {
         // Too long to keep: its length and digest (over the JSON of what is
         // not a string, as the outbox's rule has it).
-        let json = scalar_json(type_oid, &text)
-            .or_else(|| element_type(type_oid).and_then(|e| array_json(e, &text)));
+        let json = scalar_json(composites, type_oid, &text).or_else(|| {
+            element_type(composites, type_oid).and_then(|e| array_json(composites, e, &text))
+        });
         let cut = match json {
             Some(json) if !json.starts_with('"') => crate::event::not_kept(&json),
             _ => crate::event::not_kept(&text),
@@ -1320,9 +1427,17 @@ fn column_json(type_oid: u32, value: &ColumnValue) -> String {
             return cut.to_string();
         }
     }
-    scalar_json(type_oid, &text).unwrap_or_else(|| match element_type(type_oid) {
-        Some(element) => array_json(element, &text).unwrap_or_else(|| quote(&text)),
-        None => quote(&text),
+    text_json(composites, type_oid, &text)
+}
+
+/// A value of type `type_oid` as `to_jsonb` writes it, from its text (not
+/// NULL): a column's, an array's item or a composite's attribute.
+fn text_json(composites: &Composites, type_oid: u32, text: &str) -> String {
+    scalar_json(composites, type_oid, text).unwrap_or_else(|| {
+        match element_type(composites, type_oid) {
+            Some(element) => array_json(composites, element, text).unwrap_or_else(|| quote(text)),
+            None => quote(text),
+        }
     })
 }
 
@@ -1332,7 +1447,7 @@ fn quote(text: &str) -> String {
 
 /// A scalar of a type `to_jsonb` writes as other than a string; `None`
 /// for the rest (written as the string of their text).
-fn scalar_json(type_oid: u32, text: &str) -> Option<String> {
+fn scalar_json(composites: &Composites, type_oid: u32, text: &str) -> Option<String> {
     match type_oid {
         // bool
         16 => Some(if text == "t" { "true" } else { "false" }.into()),
@@ -1350,8 +1465,62 @@ fn scalar_json(type_oid: u32, text: &str) -> Option<String> {
         1114 => Some(quote(&iso_timestamp(text))),
         1184 => Some(quote(&utc_timestamp(text))),
         HSTORE => hstore_json(text),
-        _ => None,
+        _ => record_json(composites, composites.fields.get(&type_oid)?, text),
     }
+}
+
+/// A composite value's text (`(1,"two words",,"a ""q""")`, as its output
+/// function writes it: an attribute with nothing between its commas is
+/// NULL, and one in double quotes takes a doubled quote or a backslash's
+/// next character as it is) as the object `to_jsonb` makes of it: each
+/// attribute by name, its value as [`text_json`] writes its type's.
+/// Written as every object value is compared and digested
+/// (`event::column_of`). `None` for text that is not a value of the
+/// composite `attributes` describe (then the string): more attributes
+/// than it has (one was dropped since), or not a composite's text.
+fn record_json(
+    composites: &Composites,
+    attributes: &[(String, u32)],
+    text: &str,
+) -> Option<String> {
+    let mut chars = text.chars().peekable();
+    if chars.next()? != '(' {
+        return None;
+    }
+    let mut attributes = attributes.iter();
+    let mut object = serde_json::Map::new();
+    loop {
+        let mut item = String::new();
+        let (mut quoted, mut within) = (false, false);
+        let end = loop {
+            match (within, chars.next()?) {
+                (_, '\\') => item.push(chars.next()?),
+                (true, '"') if chars.next_if_eq(&'"').is_some() => item.push('"'),
+                (true, '"') => within = false,
+                (false, '"') => (quoted, within) = (true, true),
+                (false, end @ (',' | ')')) => break end,
+                (_, c) => item.push(c),
+            }
+        };
+        let (name, type_oid) = attributes.next()?;
+        let value = if item.is_empty() && !quoted {
+            Value::Null
+        } else {
+            serde_json::from_str(&text_json(composites, *type_oid, &item)).ok()?
+        };
+        object.insert(name.clone(), value);
+        if end == ')' {
+            break;
+        }
+    }
+    // Fewer attributes than the type has now: a value written before
+    // attributes were added (the walsender writes it with the catalog of
+    // its transaction, this read the catalog as it is now), which
+    // `to_jsonb` then wrote without them.
+    if chars.next().is_some() {
+        return None;
+    }
+    Some(Value::Object(object).to_string())
 }
 
 /// The type `hstore` columns are read as: set by
@@ -1494,7 +1663,7 @@ fn iso_timestamp(text: &str) -> String {
 
 /// The element type of the array types `to_jsonb` writes as JSON arrays of
 /// other than strings, and of text arrays.
-fn element_type(type_oid: u32) -> Option<u32> {
+fn element_type(composites: &Composites, type_oid: u32) -> Option<u32> {
     Some(match type_oid {
         1000 => 16,
         1005 => 21,
@@ -1509,16 +1678,16 @@ fn element_type(type_oid: u32) -> Option<u32> {
         1185 => 1184,
         1009 | 1015 | 1014 | 2951 | 1182 | 1183 | 1028 => 25,
         HSTORE_ARRAY => HSTORE,
-        _ => return None,
+        _ => return composites.arrays.get(&type_oid).copied(),
     })
 }
 
 /// A one- or many-dimensional array in PostgreSQL's text form
 /// (`{1,2,NULL}`, `{"a b","c\"d"}`, `{{1,2},{3,4}}`) as a JSON array;
 /// `None` for what this does not read (bounds like `[0:1]={…}`).
-fn array_json(element: u32, text: &str) -> Option<String> {
+fn array_json(composites: &Composites, element: u32, text: &str) -> Option<String> {
     let mut chars = text.chars().peekable();
-    let value = array_items(element, &mut chars)?;
+    let value = array_items(composites, element, &mut chars)?;
     if chars.next().is_some() {
         return None;
     }
@@ -1526,6 +1695,7 @@ fn array_json(element: u32, text: &str) -> Option<String> {
 }
 
 fn array_items(
+    composites: &Composites,
     element: u32,
     chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
 ) -> Option<String> {
@@ -1539,11 +1709,11 @@ fn array_items(
     }
     loop {
         match chars.peek()? {
-            '{' => items.push(array_items(element, chars)?),
+            '{' => items.push(array_items(composites, element, chars)?),
             '"' => {
                 chars.next();
                 let item = quoted_rest(chars)?;
-                items.push(scalar_json(element, &item).unwrap_or_else(|| quote(&item)));
+                items.push(scalar_json(composites, element, &item).unwrap_or_else(|| quote(&item)));
             }
             _ => {
                 let mut item = String::new();
@@ -1558,7 +1728,7 @@ fn array_items(
                 items.push(if item == "NULL" {
                     "null".into()
                 } else {
-                    scalar_json(element, item).unwrap_or_else(|| quote(item))
+                    scalar_json(composites, element, item).unwrap_or_else(|| quote(item))
                 });
             }
         }
@@ -1574,10 +1744,12 @@ fn array_items(
 mod tests {
     use super::*;
     use crate::LINGER;
+    use serde_json::json;
 
     #[test]
     fn values_are_written_as_to_jsonb_writes_them() {
-        let t = |oid, text: &str| column_json(oid, &ColumnValue::text(text));
+        let t =
+            |oid, text: &str| column_json(&Composites::default(), oid, &ColumnValue::text(text));
         assert_eq!(t(16, "t"), "true");
         assert_eq!(t(23, "-7"), "-7");
         assert_eq!(t(1700, "1.50"), "1.50");
@@ -1617,7 +1789,10 @@ mod tests {
         assert_eq!(t(1009, "{}"), "[]");
         assert_eq!(t(1007, "[0:1]={1,2}"), "\"[0:1]={1,2}\"");
         assert_eq!(t(2950, "x"), "\"x\"");
-        assert_eq!(column_json(25, &ColumnValue::Null), "null");
+        assert_eq!(
+            column_json(&Composites::default(), 25, &ColumnValue::Null),
+            "null"
+        );
     }
 
     /// The types `column_value` takes directly, those it sends through the
@@ -1629,8 +1804,8 @@ mod tests {
 
     fn the_two_ways(type_oid: u32, value: &ColumnValue) {
         assert_eq!(
-            column_value(type_oid, value),
-            crate::event::column_of(&column_json(type_oid, value)),
+            column_value(&Composites::default(), type_oid, value),
+            crate::event::column_of(&column_json(&Composites::default(), type_oid, value)),
             "type {type_oid}, {value:?}"
         );
     }
@@ -2132,6 +2307,75 @@ mod tests {
     /// An `hstore`'s text as the object the extension's cast to `jsonb`
     /// makes: string values, `NULL` as null, escapes undone; text that is
     /// not one, `None`.
+    /// A composite value's text read as the object `to_jsonb` makes: each
+    /// attribute by its type (a nested composite, an array, JSON, a
+    /// timestamp in UTC), NULL apart from the empty string, quotes doubled
+    /// and backslashes taken; text of another shape stays a string.
+    #[test]
+    fn a_composite_is_the_object_to_jsonb_makes() {
+        let mut composites = Composites::default();
+        let (price, line, lines) = (90_000, 90_001, 90_002);
+        let named = |fields: &[(&str, u32)]| {
+            fields
+                .iter()
+                .map(|(name, t)| ((*name).to_owned(), *t))
+                .collect::<Vec<_>>()
+        };
+        composites
+            .fields
+            .insert(price, named(&[("amount", 1700), ("currency", 25)]));
+        composites.fields.insert(
+            line,
+            named(&[
+                ("sku", 25),
+                ("n", 23),
+                ("price", price),
+                ("at", 1184),
+                ("ok", 16),
+                ("tags", 1009),
+                ("extra", 3802),
+                ("note", 25),
+            ]),
+        );
+        composites.arrays.insert(lines, line);
+        let value = |oid, text: &str| {
+            serde_json::from_str::<Value>(&column_json(&composites, oid, &ColumnValue::text(text)))
+                .unwrap()
+        };
+        assert_eq!(
+            value(price, "(9.50,EUR)"),
+            json!({"amount": 9.50, "currency": "EUR"})
+        );
+        assert_eq!(
+            value(
+                line,
+                r#"("a,b ""q"" (x)",3,"(9.50,EUR)","2026-11-23 10:15:00+01",t,"{x,""y z""}","{""k"": [1]}",)"#
+            ),
+            json!({"sku": "a,b \"q\" (x)", "n": 3, "price": {"amount": 9.50, "currency": "EUR"},
+                   "at": "2026-11-23T09:15:00+00:00", "ok": true, "tags": ["x", "y z"],
+                   "extra": {"k": [1]}, "note": null})
+        );
+        assert_eq!(
+            value(price, r#"(,"")"#),
+            json!({"amount": null, "currency": ""})
+        );
+        assert_eq!(
+            value(price, r#"(1,"back\\slash")"#),
+            json!({"amount": 1, "currency": "back\\slash"})
+        );
+        assert_eq!(
+            value(lines, r#"{"(s,1,,,f,{},,\"\")",NULL}"#),
+            json!([{"sku": "s", "n": 1, "price": null, "at": null, "ok": false, "tags": [],
+                    "extra": null, "note": ""}, null])
+        );
+        // Not a value of the type: its text, as before.
+        // Written before the type's last attribute was added.
+        assert_eq!(value(price, "(1)"), json!({"amount": 1}));
+        for not in ["(1,2,3)", "1,2", "(1,2)x", "(1,\"2)"] {
+            assert_eq!(value(price, not), json!(not), "{not}");
+        }
+    }
+
     #[test]
     fn an_hstore_is_the_object_its_cast_to_jsonb_makes() {
         assert_eq!(

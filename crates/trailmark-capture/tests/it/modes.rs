@@ -1316,6 +1316,61 @@ async fn an_hstore_column_is_the_same_object_in_both_modes() {
     );
 }
 
+/// A column of a composite type (and an array of one) is the object
+/// `to_jsonb` makes in both modes: trigger mode writes it so, and WAL mode
+/// reads the type's text into it, each attribute by its type (a nested
+/// composite, a domain, an array, JSON, a timestamp), NULL apart from the
+/// empty string; one too long to keep has the same length and digest.
+#[tokio::test]
+async fn a_composite_column_is_the_same_object_in_both_modes() {
+    let schema = "CREATE TYPE public.price AS (amount numeric, currency text);
+        CREATE DOMAIN public.qty AS int;
+        CREATE TYPE public.item_line AS (sku text, n qty, price price, at timestamptz, ok bool,
+                                    tags text[], extra jsonb, note text);
+        CREATE TABLE public.basket (id int PRIMARY KEY, head item_line, lines item_line[], total price)";
+    let spec = TableSpec::parse("public.basket").unwrap();
+    let writes = r#"INSERT INTO basket VALUES (1,
+            ROW('a,b "q" (x)', 3, ROW(9.50, 'EUR'), '2026-11-23 10:15:00+01', true,
+                ARRAY['x', 'y z'], '{"k": [1]}', NULL)::item_line,
+            ARRAY[ROW('s', 1, NULL, NULL, false, '{}', NULL, '')::item_line, NULL],
+            ROW(1e3, NULL));
+        UPDATE basket SET total = ROW(2, 'back\slash'), head.n = 4 WHERE id = 1;
+        UPDATE basket SET total = ROW(5, repeat('x', 40000)) WHERE id = 1;
+        ALTER TYPE price ADD ATTRIBUTE tax numeric CASCADE;
+        UPDATE basket SET total = ROW(3, 'USD', 0.2) WHERE id = 1;
+        DELETE FROM basket;"#;
+    let [trigger, wal] = <[_; 2]>::try_from(both(schema, &[spec], writes).await).unwrap();
+    assert_eq!(trigger.len(), 5);
+    same(&trigger, &wal);
+    assert_eq!(
+        wal[0]["changes"]["head"]["new"],
+        json!({"sku": "a,b \"q\" (x)", "n": 3, "price": {"amount": 9.50, "currency": "EUR"},
+               "at": "2026-11-23T09:15:00+00:00", "ok": true, "tags": ["x", "y z"],
+               "extra": {"k": [1]}, "note": null})
+    );
+    assert_eq!(
+        wal[0]["changes"]["lines"]["new"],
+        json!([{"sku": "s", "n": 1, "price": null, "at": null, "ok": false, "tags": [],
+                "extra": null, "note": ""}, null])
+    );
+    assert_eq!(
+        wal[1]["changes"]["total"]["new"],
+        json!({"amount": 2, "currency": "back\\slash"})
+    );
+    assert_eq!(wal[1]["changes"]["head"]["new"]["n"], json!(4));
+    let long = wal[2]["changes"]["total"]["new"].as_str().unwrap();
+    assert!(long.starts_with("(not kept: "), "{long}");
+    // The type changed: read again with the table's next description.
+    assert_eq!(
+        wal[3]["changes"]["total"]["new"],
+        json!({"amount": 3, "currency": "USD", "tax": 0.2})
+    );
+    assert_eq!(
+        wal[4]["changes"]["head"]["old"]["price"]["tax"],
+        json!(null)
+    );
+}
+
 /// Names that need quoting (a schema and a table with capitals, columns
 /// with a space, a quote and a dot) are captured alike in both modes. (A
 /// table name with a space or a dot is refused by name at install: the
