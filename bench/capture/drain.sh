@@ -60,8 +60,10 @@ waited() {
   local start=$1
   for _ in $(seq 100); do [ -s "$work/a/bootstrap-admin.key" ] && break; sleep 0.05; done
   TRAILMARK_KEY=$(cat "$work/a/bootstrap-admin.key")
-  until [ "$(tenant_size default 7981)" -ge "$rows" ]; do
+  size=0
+  until [ "$size" -ge "$rows" ]; do
     sleep 0.1
+    poll_size default 7981
   done
   echo "$(date +%s.%N) - $start" | bc
 }
