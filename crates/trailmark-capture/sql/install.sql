@@ -77,6 +77,26 @@ CREATE TABLE IF NOT EXISTS trailmark.drained (
     drainer text NOT NULL
 );
 
+-- Version 11: where ordered event ids start (src/ids.rs), recorded once and
+-- never changed: by install from nothing (fresh: from the first change on),
+-- or, after an upgrade from a version before ordered ids, by the first
+-- drainer, holding the drain lock (past every outbox row there is and at the
+-- WAL written so far). The owner's function, so that a drainer's role needs
+-- EXECUTE on it (granted with --drainer-role), not INSERT on trailmark.meta.
+CREATE OR REPLACE FUNCTION trailmark.record_ids(fresh boolean) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO trailmark.meta (key, value)
+    SELECT 'ids.outbox_from', CASE WHEN fresh THEN '0'
+        ELSE (SELECT coalesce(max(id) + 1, 0) FROM trailmark.outbox)::text END
+    UNION ALL SELECT 'ids.wal_from', CASE WHEN fresh THEN '0/0'
+        ELSE pg_current_wal_lsn()::text END
+    UNION ALL SELECT 'ids.wal_change_from', CASE WHEN fresh THEN '0/0'
+        ELSE pg_current_wal_lsn()::text END
+    UNION ALL SELECT 'ids.install', md5(random()::text || clock_timestamp()::text)
+    ON CONFLICT (key) DO NOTHING
+$$;
+REVOKE ALL ON FUNCTION trailmark.record_ids(boolean) FROM PUBLIC;
+
 -- The context the application attached with set_config('trailmark.*', ..., true).
 CREATE OR REPLACE FUNCTION trailmark.context() RETURNS jsonb
 LANGUAGE sql STABLE AS $$

@@ -50,23 +50,27 @@ const RECORDED: [&str; 4] = [
 
 /// Records where ordered ids start unless that is recorded: from the first
 /// change on for a `fresh` install, else past what an earlier drainer can
-/// have read (every outbox row there is, the WAL written so far).
+/// have read (every outbox row there is, the WAL written so far). Through
+/// `trailmark.record_ids` (install.sql, the one statement that writes them),
+/// the owner's function: a drainer's role needs only EXECUTE on it.
 pub(crate) async fn record(client: &impl GenericClient, fresh: bool) -> Result<(), Error> {
+    use tokio_postgres::error::SqlState;
+    let context = "recording where ordered event ids start";
     client
-        .execute(
-            "INSERT INTO trailmark.meta (key, value)
-             SELECT 'ids.outbox_from', CASE WHEN $1 THEN '0'
-                 ELSE (SELECT coalesce(max(id) + 1, 0) FROM trailmark.outbox)::text END
-             UNION ALL SELECT 'ids.wal_from', CASE WHEN $1 THEN '0/0'
-                 ELSE pg_current_wal_lsn()::text END
-             UNION ALL SELECT 'ids.wal_change_from', CASE WHEN $1 THEN '0/0'
-                 ELSE pg_current_wal_lsn()::text END
-             UNION ALL SELECT 'ids.install', md5(random()::text || clock_timestamp()::text)
-             ON CONFLICT (key) DO NOTHING",
-            &[&fresh],
-        )
+        .execute("SELECT trailmark.record_ids($1)", &[&fresh])
         .await
-        .map_err(pg("recording where ordered event ids start"))?;
+        .map_err(|e| {
+            let context = match e.code() {
+                Some(&SqlState::UNDEFINED_FUNCTION) => format!(
+                    "{context} (capture was installed by an earlier Trailmark: run `trailmark capture pg install` again to upgrade)"
+                ),
+                Some(&SqlState::INSUFFICIENT_PRIVILEGE) => format!(
+                    "{context} (the drainer's role may not: run `trailmark capture pg install` again with --drainer-role ROLE, which grants it EXECUTE on trailmark.record_ids)"
+                ),
+                _ => context.to_owned(),
+            };
+            pg(context)(e)
+        })?;
     Ok(())
 }
 
@@ -109,9 +113,10 @@ impl EventIds {
                 .map_err(pg("reading where ordered event ids start"))
         };
         let mut rows = read().await?;
-        // Written only when missing (an install older than ordered ids):
-        // a drainer's role need not be allowed to write `trailmark.meta`
-        // (docs/CAPTURE.md, "The drainer's role").
+        // Written only when missing (an install older than ordered ids),
+        // through the owner's function: a drainer's role need not be
+        // allowed to write `trailmark.meta` (docs/CAPTURE.md, "The
+        // drainer's role").
         if rows.len() < RECORDED.len() {
             record(client, false).await?;
             rows = read().await?;

@@ -11,7 +11,8 @@ use crate::{Error, pg};
 /// Grants `role` what a drainer of the installed mode needs, and nothing
 /// more: the schema `trailmark` to look in, its options, meta, outbox and
 /// drain record to read (as `capture pg status` does), the remembered
-/// checkpoints to read and write and, in trigger mode, the outbox to delete
+/// checkpoints to read and write, the function that records where ordered
+/// event ids start to call and, in trigger mode, the outbox to delete
 /// from and the drain record to write. WAL mode
 /// also needs the role's `REPLICATION` attribute, which only a superuser
 /// (or a role with `CREATEROLE`) can give: a role without it is refused,
@@ -60,6 +61,9 @@ pub async fn grant_drainer(client: &mut Client, role: &str) -> Result<(), Error>
             "GRANT SELECT ON trailmark.meta, trailmark.tables, trailmark.outbox, trailmark.drained TO {who}"
         ),
         format!("GRANT SELECT, INSERT, UPDATE ON trailmark.seen_checkpoints TO {who}"),
+        // Where ordered event ids start, recorded by the first drainer
+        // after an upgrade from a version before them (src/ids.rs).
+        format!("GRANT EXECUTE ON FUNCTION trailmark.record_ids(boolean) TO {who}"),
     ];
     if mode == Mode::Trigger {
         grants.push(format!("GRANT DELETE ON trailmark.outbox TO {who}"));

@@ -1161,6 +1161,58 @@ async fn a_drainer_role_that_is_not_a_superuser_drains_in_both_modes() {
     }
 }
 
+/// After an upgrade from a capture version before ordered event ids, the
+/// first drainer records where they start: in both modes a role granted by
+/// `grant_drainer` does, through the owner's `trailmark.record_ids`,
+/// without any right to write `trailmark.meta` itself (until capture
+/// version 11 it needed INSERT there). A role granted before that version
+/// (without EXECUTE on it) is told to run install with --drainer-role.
+#[tokio::test]
+async fn a_drainer_role_records_where_ordered_ids_start_after_an_upgrade_in_both_modes() {
+    for mode in MODES {
+        let mut db = installed(mode, CUSTOMER, &[customer()]).await;
+        let (role, url) = db.role("LOGIN REPLICATION").await;
+        grant_drainer(&mut db.client, &role).await.unwrap();
+        // What an install before ordered ids left: no `ids.` keys.
+        let forget = "DELETE FROM trailmark.meta WHERE key LIKE 'ids.%'";
+        db.client
+            .batch_execute(&format!(
+                "{forget}; INSERT INTO customer (id, name) VALUES (1, 'after the upgrade')"
+            ))
+            .await
+            .unwrap();
+        let events = drains(&url, 1).await;
+        assert_eq!(events.len(), 1, "{mode:?}: {events:?}");
+        let recorded = "SELECT count(*) FROM trailmark.meta WHERE key LIKE 'ids.%'";
+        assert_eq!(db.count(recorded).await, 4, "{mode:?}");
+        let itself = crate::connect(&url)
+            .await
+            .batch_execute("INSERT INTO trailmark.meta VALUES ('ids.mine', '0')")
+            .await
+            .unwrap_err()
+            .as_db_error()
+            .map(|e| e.message().to_owned())
+            .unwrap_or_default();
+        assert!(itself.contains("permission denied"), "{mode:?}: {itself}");
+
+        db.client
+            .batch_execute(&format!(
+                "REVOKE EXECUTE ON FUNCTION trailmark.record_ids(boolean) FROM {role}; {forget}"
+            ))
+            .await
+            .unwrap();
+        let refused = drain(&url, &Collect::default(), &DrainOptions::default(), &|_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("--drainer-role") && refused.contains("permission denied"),
+            "{mode:?}: {refused}"
+        );
+        assert_eq!(db.count(recorded).await, 0, "{mode:?}");
+    }
+}
+
 /// The application's role need own nothing in schema `trailmark` and be
 /// granted nothing there: in both modes a role with only its table's rights
 /// sets its context (and may ask whether `set_context` exists, as the
