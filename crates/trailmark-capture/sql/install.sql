@@ -67,6 +67,13 @@ ALTER TABLE trailmark.outbox ADD CONSTRAINT outbox_op_check
 INSERT INTO trailmark.meta (key, value) VALUES ('mode', 'trigger') ON CONFLICT (key) DO NOTHING;
 ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS replica_identity text;
 ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS name_column text;
+-- Version 11 (trigger mode): the stored generated columns a table's capture
+-- function leaves out (by number: PostgreSQL 15's logical decoding never
+-- sends them), so that `status` names a table whose generated columns
+-- changed since (one added is captured by trigger mode until install runs
+-- again; one whose expression was dropped stays left out). NULL: not
+-- recorded (WAL mode, or installed before this version).
+ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS generated_attnums smallint[];
 
 -- How far the drainer got: the last outbox id it sent and had acknowledged.
 CREATE TABLE IF NOT EXISTS trailmark.drained (

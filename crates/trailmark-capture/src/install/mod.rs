@@ -66,6 +66,7 @@ pub(super) async fn cover(
         .map_err(pg(format!("looking up {table}")))?
         .get(0);
     let function = format!("capture_{oid}");
+    let mut generated_attnums = None;
     match mode {
         Mode::Trigger => {
             // Stored generated columns are left out as excluded ones are
@@ -73,10 +74,12 @@ pub(super) async fn cover(
             // them, so both modes capture the same columns; their values
             // follow from the others'. Not recorded as excluded: WAL mode
             // need not narrow the table's replica identity for them.
+            // Recorded apart, for `status` to name those made since.
             let generated: Vec<i16> = tx
                 .query(
                     "SELECT attnum FROM pg_attribute
-                     WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated <> ''",
+                     WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated <> ''
+                     ORDER BY attnum",
                     &[&oid],
                 )
                 .await
@@ -84,7 +87,8 @@ pub(super) async fn cover(
                 .iter()
                 .map(|row| row.get(0))
                 .collect();
-            let left_out: Vec<i16> = attnums.iter().copied().chain(generated).collect();
+            let left_out: Vec<i16> = attnums.iter().chain(&generated).copied().collect();
+            generated_attnums = Some(generated);
             tx.batch_execute(&function_sql(&function, &pk, &left_out))
                 .await
                 .map_err(pg(format!("creating the capture function of {table}")))?;
@@ -100,13 +104,13 @@ pub(super) async fn cover(
         }
     }
     tx.execute(
-            "INSERT INTO trailmark.tables (schema_name, table_name, key_columns, exclude, exclude_attnums, soft_delete, resource_type, name_column)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO trailmark.tables (schema_name, table_name, key_columns, exclude, exclude_attnums, soft_delete, resource_type, name_column, generated_attnums)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (schema_name, table_name) DO UPDATE SET key_columns = excluded.key_columns,
                  exclude = excluded.exclude, exclude_attnums = excluded.exclude_attnums,
                  soft_delete = excluded.soft_delete, resource_type = excluded.resource_type,
-                 name_column = excluded.name_column",
-            &[&table.schema, &table.table, &pk, &table.exclude, &attnums, &table.soft_delete, &table.resource_type, &table.name_column],
+                 name_column = excluded.name_column, generated_attnums = excluded.generated_attnums",
+            &[&table.schema, &table.table, &pk, &table.exclude, &attnums, &table.soft_delete, &table.resource_type, &table.name_column, &generated_attnums],
         )
         .await
         .map_err(pg(format!("recording the options of {table}")))?;

@@ -72,6 +72,49 @@ async fn without_event_trigger(
 }
 
 /// What no longer matches the tables as installed.
+/// In trigger mode, how a table's stored generated columns differ from
+/// those its capture function leaves out (`recorded` at install), if they
+/// do: one added since is captured by trigger mode (WAL mode never sends
+/// it), one whose expression was dropped is still left out.
+async fn generated_since(
+    client: &impl GenericClient,
+    spec: &crate::TableSpec,
+    recorded: &[i16],
+) -> Result<Option<String>, Error> {
+    let rows = client
+        .query(
+            "SELECT a.attname::text, a.attgenerated <> '', a.attnum = ANY ($2)
+             FROM pg_attribute a
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+               AND (a.attgenerated <> '') <> (a.attnum = ANY ($2))
+             ORDER BY a.attnum",
+            &[&spec.quoted(), &recorded],
+        )
+        .await
+        .map_err(pg(format!("reading the generated columns of {spec}")))?;
+    let names = |generated: bool| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r.get::<_, bool>(1) == generated)
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let (added, dropped) = (names(true), names(false));
+    let mut parts = Vec::new();
+    if !added.is_empty() {
+        parts.push(format!(
+            "generated columns made since install ({}) are captured by trigger mode (WAL mode never sends them)",
+            added.join(", ")
+        ));
+    }
+    if !dropped.is_empty() {
+        parts.push(format!(
+            "columns no longer generated ({}) are still left out",
+            dropped.join(", ")
+        ));
+    }
+    Ok((!parts.is_empty()).then(|| format!("{}: run install again", parts.join("; "))))
+}
+
 pub(super) async fn drift(
     client: &impl GenericClient,
     tables: &[String],
@@ -92,13 +135,14 @@ pub(super) async fn drift(
         }
         let row = client
             .query_one(
-                "SELECT key_columns, exclude_attnums FROM trailmark.tables
+                "SELECT key_columns, exclude_attnums, generated_attnums FROM trailmark.tables
                  WHERE schema_name = $1 AND table_name = $2",
                 &[&spec.schema, &spec.table],
             )
             .await
             .map_err(pg("reading trailmark.tables"))?;
         let (stored, attnums): (Vec<String>, Vec<i16>) = (row.get(0), row.get(1));
+        let generated: Option<Vec<i16>> = row.get(2);
         match primary_key(client, &spec).await {
             Err(Error::NoSuchTable(_)) => {
                 drift.push(format!("{name}: the table no longer exists"));
@@ -118,6 +162,11 @@ pub(super) async fn drift(
                 "{name}: excluded columns are now named ({}) (still excluded): run install again to record the names",
                 now.join(", ")
             ));
+        }
+        if let Some(recorded) = generated.filter(|_| !wal)
+            && let Some(line) = generated_since(client, &spec, &recorded).await?
+        {
+            drift.push(format!("{name}: {line}"));
         }
         if let Some(missing) = unpublished(client, &spec.schema, &spec.table).await? {
             drift.push(format!(
