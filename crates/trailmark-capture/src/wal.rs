@@ -1272,15 +1272,19 @@ async fn read_types_as_to_jsonb_does(
                     .push((row.get(1), row.get(2))),
             }
         }
-        for (oid, mut attributes) in fields {
-            let mut of: Vec<u32> = attributes.iter().map(|(_, t)| *t).collect();
-            read_types(client, &mut of).await?;
-            for ((_, type_id), read) in attributes.iter_mut().zip(&of) {
-                *type_id = *read;
-            }
-            next.extend(of);
-            composites.fields.insert(oid, attributes);
+        // Every attribute of this round's composites read in one query.
+        let mut fields: Vec<(u32, Vec<(String, u32)>)> = fields.into_iter().collect();
+        let mut of: Vec<u32> = fields
+            .iter()
+            .flat_map(|(_, attributes)| attributes.iter().map(|(_, t)| *t))
+            .collect();
+        read_types(client, &mut of).await?;
+        let attributes = fields.iter_mut().flat_map(|(_, a)| a.iter_mut());
+        for ((_, type_id), read) in attributes.zip(&of) {
+            *type_id = *read;
         }
+        next.extend(of);
+        composites.fields.extend(fields);
         asked = next;
     }
 }
@@ -1713,7 +1717,7 @@ fn array_items(
             '"' => {
                 chars.next();
                 let item = quoted_rest(chars)?;
-                items.push(scalar_json(composites, element, &item).unwrap_or_else(|| quote(&item)));
+                items.push(text_json(composites, element, &item));
             }
             _ => {
                 let mut item = String::new();
@@ -1728,7 +1732,7 @@ fn array_items(
                 items.push(if item == "NULL" {
                     "null".into()
                 } else {
-                    scalar_json(composites, element, item).unwrap_or_else(|| quote(item))
+                    text_json(composites, element, item)
                 });
             }
         }
@@ -2304,9 +2308,6 @@ mod tests {
         );
     }
 
-    /// An `hstore`'s text as the object the extension's cast to `jsonb`
-    /// makes: string values, `NULL` as null, escapes undone; text that is
-    /// not one, `None`.
     /// A composite value's text read as the object `to_jsonb` makes: each
     /// attribute by its type (a nested composite, an array, JSON, a
     /// timestamp in UTC), NULL apart from the empty string, quotes doubled
@@ -2368,14 +2369,17 @@ mod tests {
             json!([{"sku": "s", "n": 1, "price": null, "at": null, "ok": false, "tags": [],
                     "extra": null, "note": ""}, null])
         );
-        // Not a value of the type: its text, as before.
         // Written before the type's last attribute was added.
         assert_eq!(value(price, "(1)"), json!({"amount": 1}));
+        // Not a value of the type: its text, as before.
         for not in ["(1,2,3)", "1,2", "(1,2)x", "(1,\"2)"] {
             assert_eq!(value(price, not), json!(not), "{not}");
         }
     }
 
+    /// An `hstore`'s text as the object the extension's cast to `jsonb`
+    /// makes: string values, `NULL` as null, escapes undone; text that is
+    /// not one, `None`.
     #[test]
     fn an_hstore_is_the_object_its_cast_to_jsonb_makes() {
         assert_eq!(

@@ -71,7 +71,6 @@ async fn without_event_trigger(
     )))
 }
 
-/// What no longer matches the tables as installed.
 /// In trigger mode, how a table's stored generated columns differ from
 /// those its capture function leaves out (`recorded` at install), if they
 /// do: one added since is captured by trigger mode (WAL mode never sends
@@ -83,7 +82,7 @@ async fn generated_since(
 ) -> Result<Option<String>, Error> {
     let rows = client
         .query(
-            "SELECT a.attname::text, a.attgenerated <> '', a.attnum = ANY ($2)
+            "SELECT a.attname::text, a.attgenerated <> ''
              FROM pg_attribute a
              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
                AND (a.attgenerated <> '') <> (a.attnum = ANY ($2))
@@ -115,6 +114,7 @@ async fn generated_since(
     Ok((!parts.is_empty()).then(|| format!("{}: run install again", parts.join("; "))))
 }
 
+/// What no longer matches the tables as installed.
 pub(super) async fn drift(
     client: &impl GenericClient,
     tables: &[String],
