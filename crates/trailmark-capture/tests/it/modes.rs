@@ -1509,6 +1509,53 @@ async fn a_generated_column_is_left_out_in_both_modes() {
     assert_eq!(trigger[1]["changes"], json!({"qty": {"old": 2, "new": 4}}));
 }
 
+/// A table with an excluded column and a stored generated one installs in
+/// WAL mode and is captured as in trigger mode, a column added to it later
+/// too. WAL mode's column list named the generated column, which PostgreSQL
+/// refuses ("cannot use generated column in publication column list"): such
+/// a table could not be installed, nor the list set again by the event
+/// trigger for a column added later. The excluded column's values appear in
+/// neither mode. (Key identity, needed for the excluded column, leaves an
+/// update's and a delete's old values to the key in WAL mode: the creates
+/// are compared.)
+#[tokio::test]
+async fn a_table_with_excluded_and_generated_columns_is_captured_alike_in_both_modes() {
+    let schema =
+        "CREATE TABLE public.line (id int PRIMARY KEY, qty int, price numeric, secret text,
+        total numeric GENERATED ALWAYS AS (qty * price) STORED)";
+    let mut spec = TableSpec::parse("public.line").unwrap();
+    spec.exclude = vec!["secret".into()];
+    spec.replica_identity = Some(ReplicaIdentity::Key);
+    let writes = "INSERT INTO line (id, qty, price, secret) VALUES (1, 2, 3, 'hunter2');
+        ALTER TABLE line ADD COLUMN note text;
+        INSERT INTO line (id, qty, price, secret, note) VALUES (2, 1, 1, 'correct horse', 'added');
+        UPDATE line SET qty = 5, secret = 'battery staple' WHERE id = 1;";
+    let [trigger, wal] = <[_; 2]>::try_from(both(schema, &[spec], writes).await).unwrap();
+    assert_eq!(trigger.len(), 3);
+    assert_eq!(wal.len(), 3);
+    same(&trigger[..2], &wal[..2]);
+    assert_eq!(
+        wal[1]["changes"],
+        json!({
+            "id": {"old": null, "new": 2},
+            "qty": {"old": null, "new": 1},
+            "price": {"old": null, "new": 1},
+            "note": {"old": null, "new": "added"}
+        })
+    );
+    assert_eq!(wal[2]["action"], "update");
+    assert_eq!(wal[2]["changes"]["qty"]["new"], 5);
+    for e in trigger.iter().chain(&wal) {
+        let text = e.to_string();
+        assert!(
+            !["hunter2", "correct horse", "battery staple", "secret"]
+                .iter()
+                .any(|s| text.contains(s)),
+            "{text}"
+        );
+    }
+}
+
 /// In trigger mode `status` names a table whose generated columns changed
 /// since install (its capture function leaves out those it had then): one
 /// made since is captured by trigger mode only (WAL mode never sends it),
