@@ -127,8 +127,8 @@ pub(super) async fn check_columns(
     {
         let found = client
             .query_opt(
-                "SELECT attnum FROM pg_attribute WHERE attrelid = $1::text::regclass AND attname = $2
-                 AND attnum > 0 AND NOT attisdropped",
+                "SELECT attnum, attgenerated <> '' FROM pg_attribute
+                 WHERE attrelid = $1::text::regclass AND attname = $2 AND attnum > 0 AND NOT attisdropped",
                 &[&table.quoted(), column],
             )
             .await
@@ -141,10 +141,59 @@ pub(super) async fn check_columns(
                 });
             }
             Some(row) if i < table.exclude.len() => attnums.push(row.get(0)),
+            // The soft-delete or the name column: read from the rows
+            // captured, which never hold a generated column.
+            Some(row) if row.get::<_, bool>(1) => {
+                let (role, option) = if table.soft_delete.as_ref() == Some(column) {
+                    ("mark soft deletes", "--soft-delete")
+                } else {
+                    ("name records", "--name-column")
+                };
+                return Err(Error::BadOption(format!(
+                    "{table}.{column} is a generated column, {GENERATED_LEFT_OUT}, so it cannot {role}: give {option} a column that is not generated (one it is computed from)"
+                )));
+            }
             Some(_) => {}
         }
     }
     Ok(attnums)
+}
+
+/// Why capture leaves stored generated columns out, for the errors that
+/// refuse an option on one.
+const GENERATED_LEFT_OUT: &str = "which PostgreSQL's logical decoding never sends (capture leaves generated columns out of the rows it captures, in both modes)";
+
+/// Checks a table's primary key against its options: the key tells its
+/// records apart (`resource.id`), so none of its columns may be excluded
+/// (in WAL mode PostgreSQL would also refuse the application's UPDATE and
+/// DELETE: a publication's column list must cover the key) or generated
+/// (left out of the rows captured: every record's id would be the same).
+pub(super) async fn check_key(
+    client: &impl GenericClient,
+    table: &TableSpec,
+    pk: &[String],
+) -> Result<(), Error> {
+    if let Some(column) = table.exclude.iter().find(|c| pk.contains(c)) {
+        return Err(Error::BadOption(format!(
+            "{table}.{column} is in the primary key, which tells the table's records apart in the trail (and which, in WAL mode, PostgreSQL needs published to allow UPDATE and DELETE), so it cannot be excluded"
+        )));
+    }
+    let generated = client
+        .query_opt(
+            "SELECT attname::text FROM pg_attribute
+             WHERE attrelid = $1::text::regclass AND attname = ANY ($2) AND attgenerated <> ''
+             ORDER BY attnum LIMIT 1",
+            &[&table.quoted(), &pk],
+        )
+        .await
+        .map_err(pg(format!("checking the primary key of {table}")))?;
+    if let Some(row) = generated {
+        let column: String = row.get(0);
+        return Err(Error::BadOption(format!(
+            "{table}: primary key column {column} is generated, {GENERATED_LEFT_OUT}, so the table's records could not be told apart: capture needs a primary key without generated columns"
+        )));
+    }
+    Ok(())
 }
 
 /// The current names of a table's columns by number (a renamed excluded

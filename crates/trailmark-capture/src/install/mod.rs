@@ -25,7 +25,7 @@ pub use wal::{
     streams_in_progress, wal_level,
 };
 
-use catalog::{check_columns, column_names, covered_tables};
+use catalog::{check_columns, check_key, column_names, covered_tables};
 use sql::{TRIGGER_PREFIX, function_sql, set_context_sql, trigger_sql};
 use upgrade::{installed_version, stored_specs, version_1_specs};
 
@@ -60,6 +60,7 @@ pub(super) async fn cover(
 ) -> Result<Vec<String>, Error> {
     let pk = primary_key(tx, table).await?;
     let attnums = check_columns(tx, table).await?;
+    check_key(tx, table, &pk).await?;
     let oid: u32 = tx
         .query_one("SELECT $1::text::regclass::oid", &[&table.quoted()])
         .await
@@ -142,13 +143,61 @@ pub async fn install(
         || (previous_mode.is_none()
             && mode == Mode::Wal
             && installed_version(&*client).await?.is_some());
-    if mode == Mode::Wal {
+    let (made_publication, made_slot) = if mode == Mode::Wal {
         // Before the transaction: a slot cannot be created by one that has
         // written, and the publication it decodes must exist before it. It
         // captures what commits once the publication lists the tables.
-        wal::ensure_publication(client).await?;
-        wal::ensure_slot(client).await?;
+        let publication = wal::ensure_publication(client).await?;
+        (publication, wal::ensure_slot(client).await?)
+    } else {
+        (false, false)
+    };
+    let installed = in_transaction(client, tables, mode, switching).await;
+    if installed.is_err() {
+        // A refused install leaves nothing: not a slot keeping the server's
+        // WAL for a drainer that will never come, nor its publication.
+        // What an earlier install made stays. (Best effort: the refusal is
+        // what the operator must read.)
+        if made_slot {
+            let _ = wal::drop_slot(&*client).await;
+        }
+        if made_publication {
+            let _ = client
+                .batch_execute(&format!(
+                    "DROP PUBLICATION IF EXISTS {}",
+                    ident(wal::PUBLICATION)
+                ))
+                .await;
+        }
     }
+    let (installed, refreshed, previous_version, warnings) = installed?;
+    Ok(Installed {
+        tables: installed,
+        refreshed,
+        previous_version,
+        warnings,
+        mode,
+        mode_reason,
+    })
+}
+
+/// What [`install`] does in its transaction: the tables covered, how many
+/// of them were covered before, the version installed before, warnings.
+type Covered = (
+    Vec<(TableSpec, Vec<String>)>,
+    usize,
+    Option<u32>,
+    Vec<String>,
+);
+
+/// The install's transaction (see [`install`]); for a switch from WAL
+/// mode, the slot is dropped after it committed.
+async fn in_transaction(
+    client: &mut Client,
+    tables: &[TableSpec],
+    mode: Mode,
+    switching: bool,
+) -> Result<Covered, Error> {
     let tx = client
         .transaction()
         .await
@@ -191,14 +240,7 @@ pub async fn install(
         // locked until the triggers took over.
         wal::drop_slot(&*client).await?;
     }
-    Ok(Installed {
-        tables: installed,
-        refreshed,
-        previous_version,
-        warnings,
-        mode,
-        mode_reason,
-    })
+    Ok((installed, refreshed, previous_version, warnings))
 }
 
 /// The mode to install and why: the one asked for, else the one installed,

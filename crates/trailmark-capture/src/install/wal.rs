@@ -106,7 +106,7 @@ pub(super) async fn slot_exists(client: &impl GenericClient) -> Result<bool, Err
 /// Creates the slot unless it exists. Run outside any transaction (a slot
 /// cannot be created by one that has written); it waits for the
 /// transactions running now to end, and captures every transaction that
-/// commits after them.
+/// commits after them. Answers whether it created it.
 pub(super) async fn ensure_slot(client: &Client) -> Result<bool, Error> {
     if slot_exists(client).await? {
         return Ok(false);
@@ -278,8 +278,8 @@ pub const SWITCH_PREFIX: &str = "trailmark.switch";
 
 /// Creates the publication, empty, unless it exists: in a transaction of
 /// its own, committed before the slot is created, so every change the slot
-/// decodes finds it.
-pub(super) async fn ensure_publication(client: &Client) -> Result<(), Error> {
+/// decodes finds it. Answers whether it created it.
+pub(super) async fn ensure_publication(client: &Client) -> Result<bool, Error> {
     let exists: bool = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
@@ -306,7 +306,7 @@ pub(super) async fn ensure_publication(client: &Client) -> Result<(), Error> {
         .batch_execute(&sql)
         .await
         .map_err(pg("creating the publication"))?;
-    Ok(())
+    Ok(!exists)
 }
 
 /// The tables the publication covers, as `(schema, table)`.

@@ -1556,6 +1556,89 @@ async fn a_table_with_excluded_and_generated_columns_is_captured_alike_in_both_m
     }
 }
 
+/// Options that would make capture lose what tells records apart, or break
+/// the application's writes, are refused at install in both modes, naming
+/// the column and what to do, and nothing is installed: an excluded key
+/// column (every record's id was "null", and in WAL mode PostgreSQL refused
+/// the application's every UPDATE and DELETE on the table: "Column list
+/// used by the publication does not cover the replica identity"), a
+/// generated key column (every id "null"), and a generated soft-delete or
+/// name column (no soft delete, no name: capture leaves generated columns
+/// out of the rows, as WAL mode never has them). Nothing is left behind: in
+/// WAL mode the publication and the slot an install makes before its
+/// transaction are dropped again when the install is refused.
+#[tokio::test]
+async fn an_excluded_or_generated_key_and_a_generated_soft_delete_or_name_column_are_refused() {
+    let schema = "CREATE TABLE public.person (id int PRIMARY KEY, first text, last text,
+            deleted_at timestamptz,
+            display text GENERATED ALWAYS AS (first || ' ' || last) STORED,
+            is_deleted boolean GENERATED ALWAYS AS (deleted_at IS NOT NULL) STORED);
+        CREATE TABLE public.code (n int, k int GENERATED ALWAYS AS (n * 2) STORED PRIMARY KEY, note text)";
+    let person = || TableSpec::parse("public.person").unwrap();
+    let mut excluded_key = person();
+    excluded_key.exclude = vec!["id".into()];
+    excluded_key.replica_identity = Some(ReplicaIdentity::Key);
+    let mut soft_delete = person();
+    soft_delete.soft_delete = Some("is_deleted".into());
+    let mut named = person();
+    named.name_column = Some("display".into());
+    let cases = [
+        (excluded_key, "public.person.id is in the primary key"),
+        (
+            TableSpec::parse("public.code").unwrap(),
+            "public.code: primary key column k is generated",
+        ),
+        (
+            soft_delete,
+            "public.person.is_deleted is a generated column, which PostgreSQL's logical decoding never sends",
+        ),
+        (
+            named,
+            "public.person.display is a generated column, which PostgreSQL's logical decoding never sends",
+        ),
+    ];
+    for mode in MODES {
+        let mut db = TestDb::logical().await;
+        db.client.batch_execute(schema).await.unwrap();
+        for (spec, says) in &cases {
+            let refused = install(&mut db.client, std::slice::from_ref(spec), Some(mode))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(refused.contains(says), "{mode:?}: {refused}");
+            let what = if spec.soft_delete.is_some() {
+                "give --soft-delete a column that is not generated"
+            } else if spec.name_column.is_some() {
+                "give --name-column a column that is not generated"
+            } else if spec.exclude.is_empty() {
+                "capture needs a primary key without generated columns"
+            } else {
+                "so it cannot be excluded"
+            };
+            assert!(refused.contains(what), "{mode:?}: {refused}");
+            // Neither the schema nor, in WAL mode, the publication and the
+            // slot made before the install's transaction (a slot left
+            // behind would keep the server's WAL for ever).
+            let left: (bool, i64, i64) = db
+                .client
+                .query_one(
+                    "SELECT to_regclass('trailmark.tables') IS NOT NULL,
+                        (SELECT count(*) FROM pg_publication WHERE pubname = 'trailmark'),
+                        (SELECT count(*) FROM pg_replication_slots WHERE database = current_database())",
+                    &[],
+                )
+                .await
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .unwrap();
+            assert_eq!(
+                left,
+                (false, 0, 0),
+                "{mode:?}: nothing left after {refused}"
+            );
+        }
+    }
+}
+
 /// In trigger mode `status` names a table whose generated columns changed
 /// since install (its capture function leaves out those it had then): one
 /// made since is captured by trigger mode only (WAL mode never sends it),
