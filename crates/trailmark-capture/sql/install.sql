@@ -153,11 +153,13 @@ $$;
 -- every live column but the excluded ones, by number as the triggers
 -- exclude them (a renamed excluded column stays out; a column added later
 -- comes in). The one rule for the publication and for `status`.
--- Version 12: nor a stored generated column: PostgreSQL 15 refuses one in
--- a column list ("cannot use generated column"), so a table with excluded
--- columns and a generated one could not be installed in WAL mode (and the
--- event trigger could not publish a column added to it). Its logical
--- decoding never sends one anyway, and the triggers leave them out too.
+-- Version 12: nor a column named as an excluded one was (one dropped and
+-- added again under that name has a new number, and was published), as the
+-- triggers leave it out too; nor a stored generated column: PostgreSQL 15
+-- refuses one in a column list ("cannot use generated column"), so a table
+-- with excluded columns and a generated one could not be installed in WAL
+-- mode (nor a column added to it published by the event trigger). Its
+-- logical decoding never sends one anyway, and the triggers leave them out.
 CREATE OR REPLACE FUNCTION trailmark.publishable(schema_name text, table_name text)
 RETURNS TABLE (attnum smallint, attname name) LANGUAGE sql STABLE AS $$
     SELECT a.attnum, a.attname
@@ -165,7 +167,7 @@ RETURNS TABLE (attnum smallint, attname name) LANGUAGE sql STABLE AS $$
     JOIN pg_attribute a ON a.attrelid = to_regclass(format('%I.%I', t.schema_name, t.table_name))
     WHERE t.schema_name = $1 AND t.table_name = $2
       AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-      AND NOT a.attnum = ANY (t.exclude_attnums)
+      AND NOT a.attnum = ANY (t.exclude_attnums) AND NOT a.attname::text = ANY (t.exclude)
 $$;
 
 -- The same, as a column list to publish with.

@@ -196,22 +196,46 @@ pub(super) async fn check_key(
     Ok(())
 }
 
-/// The current names of a table's columns by number (a renamed excluded
-/// column keeps its number); dropped columns are left out.
-pub(super) async fn column_names(
+/// Where each excluded column of a table is now, for install and status:
+/// the name it was excluded under (`names`, recorded beside `attnums` in
+/// the same order), its name now by number (`None` once dropped: a dropped
+/// column's number is never used again), and whether a live column has the
+/// recorded name (one added again under it, which is excluded by name).
+pub(super) struct Excluded {
+    pub recorded: String,
+    pub now: Option<String>,
+    pub name_taken: bool,
+}
+
+pub(super) async fn excluded_now(
     client: &impl GenericClient,
     table: &TableSpec,
+    names: &[String],
     attnums: &[i16],
-) -> Result<Vec<String>, Error> {
+) -> Result<Vec<Excluded>, Error> {
     let rows = client
         .query(
-            "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::text::regclass
-             AND attnum = ANY ($2) AND NOT attisdropped ORDER BY array_position($2, attnum)",
-            &[&table.quoted(), &attnums],
+            "SELECT e.name, a.attname::text,
+                    EXISTS (SELECT FROM pg_attribute b WHERE b.attrelid = $1::text::regclass
+                            AND b.attname::text = e.name AND b.attnum > 0 AND NOT b.attisdropped)
+             FROM unnest($2::text[], $3::int2[]) WITH ORDINALITY AS e (name, attnum, n)
+             LEFT JOIN pg_attribute a ON a.attrelid = $1::text::regclass AND a.attnum = e.attnum
+                  AND NOT a.attisdropped
+             ORDER BY e.n",
+            &[&table.quoted(), &names, &attnums],
         )
         .await
-        .map_err(pg(format!("reading the columns of {table}")))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+        .map_err(pg(format!("reading the excluded columns of {table}")))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            Some(Excluded {
+                recorded: r.get::<_, Option<String>>(0)?,
+                now: r.get(1),
+                name_taken: r.get(2),
+            })
+        })
+        .collect())
 }
 
 /// The covered tables: those with capture triggers (trigger mode) or in

@@ -25,7 +25,7 @@ pub use wal::{
     streams_in_progress, wal_level,
 };
 
-use catalog::{check_columns, check_key, column_names, covered_tables};
+use catalog::{check_columns, check_key, covered_tables, excluded_now};
 use sql::{TRIGGER_PREFIX, function_sql, set_context_sql, trigger_sql};
 use upgrade::{installed_version, stored_specs, version_1_specs};
 
@@ -90,7 +90,7 @@ pub(super) async fn cover(
                 .collect();
             let left_out: Vec<i16> = attnums.iter().chain(&generated).copied().collect();
             generated_attnums = Some(generated);
-            tx.batch_execute(&function_sql(&function, &pk, &left_out))
+            tx.batch_execute(&function_sql(&function, &pk, &left_out, &table.exclude))
                 .await
                 .map_err(pg(format!("creating the capture function of {table}")))?;
             tx.batch_execute(&trigger_sql(&function, table))
@@ -347,7 +347,9 @@ async fn covered_before(
         .map_err(pg(format!("forgetting {table}")))?;
     }
     before.retain(|s| !gone.contains(s));
-    // Stored exclusions follow their columns through renames.
+    // Stored exclusions follow their columns through renames; one whose
+    // column was dropped stays under its name while a column of that name
+    // exists (added again: excluded by name meanwhile), else is forgotten.
     for table in &mut before {
         let attnums: Option<Vec<i16>> = tx
             .query_opt(
@@ -358,7 +360,18 @@ async fn covered_before(
             .map_err(pg(format!("reading the options of {table}")))?
             .and_then(|r| r.get(0));
         if let Some(attnums) = attnums {
-            table.exclude = column_names(tx, table, &attnums).await?;
+            let mut exclude = Vec::new();
+            for column in excluded_now(tx, table, &table.exclude, &attnums).await? {
+                match column.now {
+                    Some(name) => exclude.push(name),
+                    None if column.name_taken => exclude.push(column.recorded),
+                    None => warnings.push(format!(
+                        "{table}.{} was dropped: it is no longer excluded (a column added again under its name would be captured: give --exclude again for it)",
+                        column.recorded
+                    )),
+                }
+            }
+            table.exclude = exclude;
         }
     }
     Ok((before, warnings))

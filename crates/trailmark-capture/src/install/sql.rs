@@ -1,6 +1,6 @@
 //! The SQL an install creates for each covered table: its capture function and its statement-level triggers.
 
-use crate::table::{TableSpec, ident};
+use crate::table::{TableSpec, ident, literal};
 
 pub(super) const TRIGGER_PREFIX: &str = "trailmark_";
 /// The channel the triggers notify when they add to the outbox.
@@ -14,15 +14,21 @@ pub const CHANNEL: &str = "trailmark_outbox";
 /// there is none (PostgreSQL fills both transition tables row by row, in step).
 ///
 /// Excluded columns are named by number at each statement, so renaming one
-/// never lets its values out; a key column renamed after install makes the
-/// key pairing fall back to position instead of failing the application's
-/// statement.
+/// never lets its values out, and by the names they were excluded under,
+/// so a column dropped and added again under its name (a new number) stays
+/// out too; a key column renamed after install makes the key pairing fall
+/// back to position instead of failing the application's statement.
 ///
 /// It runs as its owner (`SECURITY DEFINER`, `search_path` fixed to
 /// `pg_catalog`): the writing role needs no right in schema `trailmark`, and
 /// may not write the outbox itself (docs/CAPTURE.md).
-pub(super) fn function_sql(function: &str, pk: &[String], exclude_attnums: &[i16]) -> String {
-    let excluded = if exclude_attnums.is_empty() {
+pub(super) fn function_sql(
+    function: &str,
+    pk: &[String],
+    exclude_attnums: &[i16],
+    excluded_names: &[String],
+) -> String {
+    let by_number = if exclude_attnums.is_empty() {
         "'{}'::text[]".to_owned()
     } else {
         let numbers = exclude_attnums
@@ -33,6 +39,16 @@ pub(super) fn function_sql(function: &str, pk: &[String], exclude_attnums: &[i16
         format!(
             "ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = TG_RELID AND attnum = ANY ('{{{numbers}}}'::int2[]))"
         )
+    };
+    let excluded = if excluded_names.is_empty() {
+        by_number
+    } else {
+        let names = excluded_names
+            .iter()
+            .map(|n| literal(n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("{by_number} || ARRAY[{names}]::text[]")
     };
     let cols = "txid, stmt, op, schema_name, table_name, old_row, new_row, context";
     let positional = format!(
@@ -230,11 +246,15 @@ mod tests {
     fn what_install_sends_is_ascii_for_any_database_encoding() {
         assert!(super::super::INSTALL_SQL.is_ascii());
         assert!(crate::seen::TABLE.is_ascii());
-        for (pk, excluded) in [
-            (&[][..], &[][..]),
-            (&["id".to_owned()][..], &[2_i16, 5][..]),
+        for (pk, excluded, names) in [
+            (&[][..], &[][..], &[][..]),
+            (
+                &["id".to_owned()][..],
+                &[2_i16, 5][..],
+                &["token".to_owned()][..],
+            ),
         ] {
-            assert!(function_sql("capture_1", pk, excluded).is_ascii());
+            assert!(function_sql("capture_1", pk, excluded, names).is_ascii());
         }
         assert!(set_context_sql(false).is_ascii() && set_context_sql(true).is_ascii());
         let table = TableSpec::parse("public.t").unwrap();

@@ -4,7 +4,7 @@ use tokio_postgres::GenericClient;
 
 use crate::{Error, pg};
 
-use super::catalog::{check_columns, column_names, covered_or_paused, covered_tables, primary_key};
+use super::catalog::{check_columns, covered_or_paused, covered_tables, excluded_now, primary_key};
 use super::upgrade::{VERSION, stored_specs};
 
 /// The state of capture in a database.
@@ -114,6 +114,44 @@ async fn generated_since(
     Ok((!parts.is_empty()).then(|| format!("{}: run install again", parts.join("; "))))
 }
 
+/// How a table's excluded columns changed since install (each a line of
+/// drift): renamed ones (still excluded, by number) and dropped ones (a
+/// column added under such a name is excluded by name).
+async fn excluded_since(
+    client: &impl GenericClient,
+    spec: &crate::TableSpec,
+    attnums: &[i16],
+) -> Result<Vec<String>, Error> {
+    let name = spec.to_string();
+    let mut drift = Vec::new();
+    let excluded = excluded_now(client, spec, &spec.exclude, attnums).await?;
+    let renamed: Vec<String> = excluded
+        .iter()
+        .filter_map(|c| {
+            let now = c.now.as_ref().filter(|now| **now != c.recorded)?;
+            Some(format!("{} is now {now}", c.recorded))
+        })
+        .collect();
+    if !renamed.is_empty() {
+        drift.push(format!(
+            "{name}: excluded columns renamed since install ({}), still excluded: run install again to record the names",
+            renamed.join(", ")
+        ));
+    }
+    let dropped: Vec<&str> = excluded
+        .iter()
+        .filter(|c| c.now.is_none())
+        .map(|c| c.recorded.as_str())
+        .collect();
+    if !dropped.is_empty() {
+        drift.push(format!(
+            "{name}: excluded columns dropped since install ({}); a column added under such a name is excluded too: run install again to record it",
+            dropped.join(", ")
+        ));
+    }
+    Ok(drift)
+}
+
 /// What no longer matches the tables as installed.
 pub(super) async fn drift(
     client: &impl GenericClient,
@@ -156,13 +194,7 @@ pub(super) async fn drift(
             )),
             Ok(_) => {}
         }
-        let now = column_names(client, &spec, &attnums).await?;
-        if now != spec.exclude {
-            drift.push(format!(
-                "{name}: excluded columns are now named ({}) (still excluded): run install again to record the names",
-                now.join(", ")
-            ));
-        }
+        drift.extend(excluded_since(client, &spec, &attnums).await?);
         if let Some(recorded) = generated.filter(|_| !wal)
             && let Some(line) = generated_since(client, &spec, &recorded).await?
         {

@@ -1509,6 +1509,67 @@ async fn a_generated_column_is_left_out_in_both_modes() {
     assert_eq!(trigger[1]["changes"], json!({"qty": {"old": 2, "new": 4}}));
 }
 
+/// An excluded column dropped and added again under its name (a new column
+/// number) stays excluded in both modes, before and after install runs
+/// again: until capture version 12 both modes excluded by number only, so
+/// the new column's values were captured, while `status` called the column
+/// "still excluded". Status names the drop; install again records the
+/// column under its new number, and forgets an excluded column dropped for
+/// good, saying so.
+#[tokio::test]
+async fn an_excluded_column_dropped_and_added_again_stays_excluded_in_both_modes() {
+    let schema =
+        "CREATE TABLE public.account (id int PRIMARY KEY, email text, password text, token text)";
+    let mut spec = TableSpec::parse("public.account").unwrap();
+    spec.exclude = vec!["password".into(), "token".into()];
+    spec.replica_identity = Some(ReplicaIdentity::Key);
+    let secrets = ["hunter2", "correct horse", "battery staple", "tok-"];
+    for mode in MODES {
+        let mut db = installed(mode, schema, std::slice::from_ref(&spec)).await;
+        db.client
+            .batch_execute(
+                "ALTER TABLE account DROP COLUMN password, DROP COLUMN token;
+                 ALTER TABLE account ADD COLUMN password text;
+                 INSERT INTO account VALUES (1, 'a@example.com', 'hunter2');
+                 UPDATE account SET password = 'correct horse', email = 'b@example.com';",
+            )
+            .await
+            .unwrap();
+        let found = drift(&db).await;
+        assert!(
+            found
+                .iter()
+                .any(|d| d.contains("excluded columns dropped since install (password, token)")),
+            "{mode:?}: {found:?}"
+        );
+        let again = install(&mut db.client, &[], Some(mode)).await.unwrap();
+        assert_eq!(
+            again.warnings,
+            [
+                "public.account.token was dropped: it is no longer excluded (a column added again under its name would be captured: give --exclude again for it)"
+            ],
+            "{mode:?}"
+        );
+        assert_eq!(drift(&db).await, Vec::<String>::new(), "{mode:?}");
+        db.client
+            .batch_execute(
+                "UPDATE account SET password = 'battery staple', email = 'c@example.com'",
+            )
+            .await
+            .unwrap();
+        let events = drained(&db).await;
+        assert_eq!(events.len(), 3, "{mode:?}: {events:?}");
+        assert_eq!(events[2]["changes"]["email"]["new"], "c@example.com");
+        for e in &events {
+            let text = e.to_string();
+            assert!(
+                !secrets.iter().any(|s| text.contains(s)) && !text.contains("password"),
+                "{mode:?}: {text}"
+            );
+        }
+    }
+}
+
 /// A table with an excluded column and a stored generated one installs in
 /// WAL mode and is captured as in trigger mode, a column added to it later
 /// too. WAL mode's column list named the generated column, which PostgreSQL
