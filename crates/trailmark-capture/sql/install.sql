@@ -75,6 +75,45 @@ ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS name_column text;
 -- recorded (WAL mode, or installed before this version).
 ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS generated_attnums smallint[];
 
+-- Version 12: a covered table's oid (`relid`), by which its options follow
+-- it through a rename (ALTER TABLE ... RENAME TO, ... SET SCHEMA): the
+-- event trigger below, or install where there is none, records its new
+-- name, and keeps the names it had (`former_schemas` and `former_tables`,
+-- in step), so that a change made under one and drained after still finds
+-- the table's options (outbox rows and the WAL name a table as it was when
+-- the change was made). NULL: installed before this version.
+ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS relid oid;
+ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS former_schemas text[] NOT NULL DEFAULT '{}';
+ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS former_tables text[] NOT NULL DEFAULT '{}';
+
+-- The covered tables renamed since their names were recorded (those whose
+-- oid is in `relids`; every one for NULL), with the names they have now.
+-- The one rule for the event trigger, install and status.
+CREATE OR REPLACE FUNCTION trailmark.renamed(relids oid[])
+RETURNS TABLE (schema_name text, table_name text, now_schema text, now_table text)
+LANGUAGE sql STABLE AS $$
+    SELECT t.schema_name, t.table_name, n.nspname::text, c.relname::text
+    FROM trailmark.tables t
+    JOIN pg_catalog.pg_class c ON c.oid = t.relid
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE ($1 IS NULL OR t.relid = ANY ($1))
+      AND (n.nspname::text, c.relname::text) IS DISTINCT FROM (t.schema_name, t.table_name)
+$$;
+
+-- Records the names those tables have now, keeping the ones they had;
+-- answers 'schema.table was renamed schema.table' for each.
+CREATE OR REPLACE FUNCTION trailmark.follow_renames(relids oid[]) RETURNS SETOF text
+LANGUAGE sql AS $$
+    UPDATE trailmark.tables t
+    SET schema_name = r.now_schema, table_name = r.now_table,
+        former_schemas = t.former_schemas || r.schema_name,
+        former_tables = t.former_tables || r.table_name
+    FROM trailmark.renamed($1) r
+    WHERE t.schema_name = r.schema_name AND t.table_name = r.table_name
+    RETURNING r.schema_name || '.' || r.table_name || ' was renamed ' || r.now_schema || '.' || r.now_table
+$$;
+REVOKE ALL ON FUNCTION trailmark.follow_renames(oid[]) FROM PUBLIC;
+
 -- How far the drainer got: the last outbox id it sent and had acknowledged.
 CREATE TABLE IF NOT EXISTS trailmark.drained (
     id integer PRIMARY KEY CHECK (id = 1),
@@ -212,6 +251,9 @@ $$;
 -- values: after each such command, every partition of the table whose
 -- identity is not the one install gave the table gets it, in the same
 -- transaction, before a row can land in it.
+-- Version 12 (both modes): a covered table renamed (ALTER TABLE ... RENAME
+-- TO, ... SET SCHEMA) has its options recorded under its new name, in the
+-- same transaction (trailmark.follow_renames above).
 -- It never fails the application's DDL: a failure is a WARNING naming the
 -- table (then `trailmark capture pg install` sets the list or the identity).
 CREATE OR REPLACE FUNCTION trailmark.republish() RETURNS event_trigger
@@ -219,6 +261,17 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
 BEGIN
+    -- Version 12: first, a covered table renamed keeps its options (and
+    -- its column list below finds it under its new name).
+    IF TG_TAG = 'ALTER TABLE' THEN
+        BEGIN
+            PERFORM trailmark.follow_renames(ARRAY(
+                SELECT d.objid FROM pg_event_trigger_ddl_commands() d
+                WHERE d.classid = 'pg_class'::regclass));
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'trailmark: the options of a covered table renamed were not moved to its new name: % (run trailmark capture pg install)', SQLERRM;
+        END;
+    END IF;
     IF TG_TAG = 'ALTER TABLE' THEN
         FOR r IN
             SELECT DISTINCT t.schema_name, t.table_name

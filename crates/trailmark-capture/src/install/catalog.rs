@@ -31,32 +31,37 @@ pub async fn tables_in_schema(
         .collect()
 }
 
-/// The options of every covered table, by `(schema, table)`.
+/// The options of every covered table, by `(schema, table)`: under its
+/// name, and under the names it had before a rename (a change made then
+/// is named so in the outbox and the WAL) unless a covered table has that
+/// name now.
 pub async fn table_configs(
     client: &impl GenericClient,
 ) -> Result<HashMap<(String, String), TableConfig>, Error> {
     let rows = client
         .query(
-            "SELECT schema_name, table_name, key_columns, soft_delete, resource_type, name_column
-             FROM trailmark.tables",
+            "SELECT schema_name, table_name, key_columns, soft_delete, resource_type, name_column, false
+             FROM trailmark.tables
+             UNION ALL
+             SELECT f.schema_name, f.table_name, key_columns, soft_delete, resource_type, name_column, true
+             FROM trailmark.tables, unnest(former_schemas, former_tables) AS f (schema_name, table_name)
+             ORDER BY 7",
             &[],
         )
         .await
         .map_err(pg("reading trailmark.tables (is capture installed?)"))?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (
-                (r.get(0), r.get(1)),
-                TableConfig {
-                    key: r.get(2),
-                    soft_delete: r.get(3),
-                    resource_type: r.get(4),
-                    name_column: r.get(5),
-                },
-            )
-        })
-        .collect())
+    let mut configs = HashMap::new();
+    for r in &rows {
+        configs
+            .entry((r.get(0), r.get(1)))
+            .or_insert_with(|| TableConfig {
+                key: r.get(2),
+                soft_delete: r.get(3),
+                resource_type: r.get(4),
+                name_column: r.get(5),
+            });
+    }
+    Ok(configs)
 }
 
 /// The primary key columns of a table, in key order (empty: none).

@@ -105,13 +105,14 @@ pub(super) async fn cover(
         }
     }
     tx.execute(
-            "INSERT INTO trailmark.tables (schema_name, table_name, key_columns, exclude, exclude_attnums, soft_delete, resource_type, name_column, generated_attnums)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO trailmark.tables (schema_name, table_name, key_columns, exclude, exclude_attnums, soft_delete, resource_type, name_column, generated_attnums, relid)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (schema_name, table_name) DO UPDATE SET key_columns = excluded.key_columns,
                  exclude = excluded.exclude, exclude_attnums = excluded.exclude_attnums,
                  soft_delete = excluded.soft_delete, resource_type = excluded.resource_type,
-                 name_column = excluded.name_column, generated_attnums = excluded.generated_attnums",
-            &[&table.schema, &table.table, &pk, &table.exclude, &attnums, &table.soft_delete, &table.resource_type, &table.name_column, &generated_attnums],
+                 name_column = excluded.name_column, generated_attnums = excluded.generated_attnums,
+                 relid = excluded.relid",
+            &[&table.schema, &table.table, &pk, &table.exclude, &attnums, &table.soft_delete, &table.resource_type, &table.name_column, &generated_attnums, &oid],
         )
         .await
         .map_err(pg(format!("recording the options of {table}")))?;
@@ -305,12 +306,25 @@ async fn covered_before(
         // starts only once the earlier drainer has stopped.)
         crate::ids::record(tx, true).await?;
     }
+    // Covered tables renamed since (where no event trigger followed them)
+    // keep their options under their new names.
+    let mut warnings: Vec<String> = tx
+        .query("SELECT trailmark.follow_renames(NULL)", &[])
+        .await
+        .map_err(pg("following covered tables through renames"))?
+        .iter()
+        .map(|r| {
+            format!(
+                "{} since install: its options follow it",
+                r.get::<_, String>(0)
+            )
+        })
+        .collect();
     let mut before = if previous_version == Some(1) {
         before
     } else {
         stored_specs(tx).await?
     };
-    let mut warnings = Vec::new();
     for given in tables {
         if let Some(old) = before
             .iter()

@@ -152,6 +152,40 @@ async fn excluded_since(
     Ok(drift)
 }
 
+/// A table's soft-delete and name columns that no longer exist (each a
+/// line of drift): they are read from the rows by name, so renamed or
+/// dropped they mark and name nothing.
+async fn option_columns_gone(
+    client: &impl GenericClient,
+    spec: &crate::TableSpec,
+) -> Result<Vec<String>, Error> {
+    let name = spec.to_string();
+    let mut drift = Vec::new();
+    for (column, what, soft_delete) in [
+        (&spec.soft_delete, "soft-delete column", true),
+        (&spec.name_column, "name column", false),
+    ] {
+        let Some(column) = column else { continue };
+        let mut only = crate::TableSpec {
+            exclude: Vec::new(),
+            soft_delete: None,
+            name_column: None,
+            ..spec.clone()
+        };
+        if soft_delete {
+            only.soft_delete = Some(column.clone());
+        } else {
+            only.name_column = Some(column.clone());
+        }
+        if let Err(Error::NoSuchColumn { .. }) = check_columns(client, &only).await {
+            drift.push(format!(
+                "{name}: {what} {column:?} no longer exists: run install again with its new name"
+            ));
+        }
+    }
+    Ok(drift)
+}
+
 /// What no longer matches the tables as installed.
 pub(super) async fn drift(
     client: &impl GenericClient,
@@ -161,10 +195,28 @@ pub(super) async fn drift(
     let wal = super::wal::installed_mode(client).await? == Some(super::wal::Mode::Wal);
     // Covered tables the event trigger keeps current in WAL mode.
     let (mut excluding, mut partitioned) = (Vec::new(), Vec::new());
+    // Covered tables renamed with no event trigger to follow them.
+    let renamed: Vec<(String, String)> = client
+        .query(
+            "SELECT format('%s.%s', schema_name, table_name), format('%s.%s', now_schema, now_table)
+             FROM trailmark.renamed(NULL)",
+            &[],
+        )
+        .await
+        .map_err(pg("looking for covered tables renamed"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     for spec in stored_specs(client).await? {
         let name = spec.to_string();
         if wal && !spec.exclude.is_empty() {
             excluding.push(name.clone());
+        }
+        if let Some((_, now)) = renamed.iter().find(|(was, _)| *was == name) {
+            drift.push(format!(
+                "{name}: renamed {now} since install, and no event trigger followed it: the events of its changes carry none of its options (key, alias, soft delete, name column) until install runs again"
+            ));
+            continue;
         }
         if !tables.contains(&name) {
             drift.push(format!(
@@ -227,16 +279,7 @@ pub(super) async fn drift(
                 ));
             }
         }
-        if let Some(column) = &spec.soft_delete {
-            let mut only = spec.clone();
-            only.exclude.clear();
-            only.soft_delete = Some(column.clone());
-            if let Err(Error::NoSuchColumn { .. }) = check_columns(client, &only).await {
-                drift.push(format!(
-                    "{name}: soft-delete column {column:?} no longer exists: run install again with its new name"
-                ));
-            }
-        }
+        drift.extend(option_columns_gone(client, &spec).await?);
     }
     if let Some(line) = without_event_trigger(client, &excluding, &partitioned).await? {
         // First: it says why the lines after it may come to be.

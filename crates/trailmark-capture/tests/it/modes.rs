@@ -1509,6 +1509,134 @@ async fn a_generated_column_is_left_out_in_both_modes() {
     assert_eq!(trigger[1]["changes"], json!({"qty": {"old": 2, "new": 4}}));
 }
 
+/// A covered table renamed (`RENAME TO`, `SET SCHEMA`) keeps its options in
+/// both modes, for the changes made before the rename and drained after it
+/// too (the outbox and the WAL name the table as it was then): its key, its
+/// alias, its soft-delete and name columns, its exclusion. Before capture
+/// version 12 the options stayed under the old name: every later event was
+/// of type `public.client` with the whole row as its id, no name and no
+/// soft delete, and `status` said the table and its triggers were gone.
+/// With the event trigger off, `status` names the rename and install again
+/// follows it, saying so.
+#[tokio::test]
+async fn a_covered_table_renamed_keeps_its_options_in_both_modes() {
+    let schema = "CREATE TABLE public.cust (id int PRIMARY KEY, name text, secret text, deleted_at timestamptz);
+        CREATE SCHEMA crm";
+    let mut spec = TableSpec::parse("public.cust").unwrap();
+    spec.exclude = vec!["secret".into()];
+    spec.replica_identity = Some(ReplicaIdentity::Key);
+    spec.name_column = Some("name".into());
+    spec.soft_delete = Some("deleted_at".into());
+    spec.resource_type = Some("Customer".into());
+    let steps = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| {
+                assert!(!e.to_string().contains("hunter"), "{e}");
+                format!(
+                    "{} {} {} {}",
+                    e["action"], e["resource"]["type"], e["resource"]["id"], e["resource"]["name"]
+                )
+            })
+            .collect()
+    };
+    for mode in MODES {
+        let mut db = installed(mode, schema, std::slice::from_ref(&spec)).await;
+        db.client
+            .batch_execute(
+                "INSERT INTO cust VALUES (1, 'Acme', 'hunter1', NULL);
+                 ALTER TABLE cust RENAME TO client;
+                 INSERT INTO client VALUES (2, 'Beta', 'hunter2', NULL);
+                 ALTER TABLE client SET SCHEMA crm;
+                 UPDATE crm.client SET deleted_at = '2026-12-01', secret = 'hunter3' WHERE id = 2;",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            steps(&drained(&db).await),
+            [
+                "\"create\" \"Customer\" \"1\" \"Acme\"",
+                "\"create\" \"Customer\" \"2\" \"Beta\"",
+                "\"soft_delete\" \"Customer\" \"2\" \"Beta\"",
+            ],
+            "{mode:?}"
+        );
+        assert_eq!(drift(&db).await, Vec::<String>::new(), "{mode:?}");
+        // No event trigger: status names the rename, install follows it.
+        db.client
+            .batch_execute(
+                "DROP EVENT TRIGGER trailmark_republish;
+                 ALTER TABLE crm.client RENAME TO account;
+                 INSERT INTO crm.account VALUES (3, 'Gamma', 'hunter4', NULL);",
+            )
+            .await
+            .unwrap();
+        // (In WAL mode status also says the table's column list is no
+        // longer kept current: it excludes a column.)
+        let found = drift(&db).await;
+        assert_eq!(
+            found.last().map(String::as_str),
+            Some(
+                "crm.client: renamed crm.account since install, and no event trigger followed it: the events of its changes carry none of its options (key, alias, soft delete, name column) until install runs again"
+            ),
+            "{mode:?}"
+        );
+        assert_eq!(
+            found.len(),
+            if mode == Mode::Wal { 2 } else { 1 },
+            "{found:?}"
+        );
+        let again = install(&mut db.client, &[], Some(mode)).await.unwrap();
+        assert_eq!(
+            again.warnings,
+            ["crm.client was renamed crm.account since install: its options follow it"],
+            "{mode:?}"
+        );
+        assert_eq!(drift(&db).await, Vec::<String>::new(), "{mode:?}");
+        db.client
+            .batch_execute("UPDATE crm.account SET name = 'Acme Corp' WHERE id = 1")
+            .await
+            .unwrap();
+        assert_eq!(
+            steps(&drained(&db).await),
+            [
+                "\"create\" \"Customer\" \"3\" \"Gamma\"",
+                "\"update\" \"Customer\" \"1\" \"Acme Corp\"",
+            ],
+            "{mode:?}"
+        );
+    }
+}
+
+/// The soft-delete and name columns are read from the rows by name: one
+/// renamed since install marks or names nothing, and `status` names which
+/// (it blamed the soft-delete column for a renamed name column, and said
+/// nothing of a name column when the table had no soft-delete column).
+#[tokio::test]
+async fn a_renamed_name_or_soft_delete_column_is_named_by_status() {
+    let schema = "CREATE TABLE public.cust (id int PRIMARY KEY, name text, deleted_at timestamptz);
+        CREATE TABLE public.tag (id int PRIMARY KEY, label text)";
+    let mut cust = TableSpec::parse("public.cust").unwrap();
+    cust.name_column = Some("name".into());
+    cust.soft_delete = Some("deleted_at".into());
+    let mut tag = TableSpec::parse("public.tag").unwrap();
+    tag.name_column = Some("label".into());
+    let db = installed(Mode::Trigger, schema, &[cust, tag]).await;
+    db.client
+        .batch_execute(
+            "ALTER TABLE cust RENAME COLUMN name TO title; ALTER TABLE tag RENAME COLUMN label TO text",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        drift(&db).await,
+        [
+            "public.cust: name column \"name\" no longer exists: run install again with its new name",
+            "public.tag: name column \"label\" no longer exists: run install again with its new name",
+        ]
+    );
+}
+
 /// An excluded column dropped and added again under its name (a new column
 /// number) stays excluded in both modes, before and after install runs
 /// again: until capture version 12 both modes excluded by number only, so
