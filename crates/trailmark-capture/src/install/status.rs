@@ -263,6 +263,12 @@ pub(super) async fn drift(
             let wanted = spec
                 .replica_identity
                 .unwrap_or(crate::ReplicaIdentity::Full);
+            if super::wal::identity_kept(client, &spec, wanted).await? == Some(false) {
+                drift.push(format!(
+                    "{name}: its replica identity is no longer the one install gave it ({}): changed since (ALTER TABLE ... REPLICA IDENTITY), its updates and deletes no longer log the old values install chose (and with NOTHING PostgreSQL refuses them on a published table): run install again",
+                    wanted.as_str()
+                ));
+            }
             let partitions = super::wal::partitions(client, &spec, wanted).await?;
             if !partitions.is_empty() {
                 partitioned.push(name.clone());

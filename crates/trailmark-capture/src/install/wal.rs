@@ -245,6 +245,25 @@ pub(super) async fn partitions(
         .collect())
 }
 
+/// Whether a table's own replica identity is still `identity`, the one
+/// install gave it (`None`: the table is gone).
+pub(super) async fn identity_kept(
+    client: &impl GenericClient,
+    table: &TableSpec,
+    identity: ReplicaIdentity,
+) -> Result<Option<bool>, Error> {
+    Ok(client
+        .query_opt(
+            "SELECT c.relreplident = i.code
+             FROM pg_class c CROSS JOIN trailmark.replica_identity($2) i
+             WHERE c.oid = to_regclass($1)",
+            &[&table.quoted(), &identity.as_str()],
+        )
+        .await
+        .map_err(pg(format!("reading the replica identity of {table}")))?
+        .map(|row| row.get(0)))
+}
+
 /// A table as the publication lists it: every column but the excluded ones
 /// (`trailmark.published_columns`, the rule the event trigger that keeps
 /// the list up to date uses too).

@@ -1608,6 +1608,39 @@ async fn a_covered_table_renamed_keeps_its_options_in_both_modes() {
     }
 }
 
+/// In WAL mode `status` names a table whose own replica identity changed
+/// since install (`ALTER TABLE ... REPLICA IDENTITY`): its updates then log
+/// other old values than install chose, or none (`DEFAULT` keeps the key's
+/// only; with `NOTHING` PostgreSQL refuses the application's updates and
+/// deletes); it named only partitions unlike their table. Install again
+/// gives the table its identity back.
+#[tokio::test]
+async fn a_replica_identity_changed_since_install_is_named_by_status() {
+    let mut db = installed(Mode::Wal, CUSTOMER, &[customer()]).await;
+    db.client
+        .batch_execute("ALTER TABLE customer REPLICA IDENTITY DEFAULT")
+        .await
+        .unwrap();
+    assert_eq!(
+        drift(&db).await,
+        [
+            "public.customer: its replica identity is no longer the one install gave it (full): changed since (ALTER TABLE ... REPLICA IDENTITY), its updates and deletes no longer log the old values install chose (and with NOTHING PostgreSQL refuses them on a published table): run install again"
+        ]
+    );
+    install(&mut db.client, &[], None).await.unwrap();
+    assert_eq!(drift(&db).await, Vec::<String>::new());
+    let identity: i8 = db
+        .client
+        .query_one(
+            "SELECT relreplident FROM pg_class WHERE oid = 'public.customer'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(identity, b'f'.cast_signed());
+}
+
 /// The soft-delete and name columns are read from the rows by name: one
 /// renamed since install marks or names nothing, and `status` names which
 /// (it blamed the soft-delete column for a renamed name column, and said
