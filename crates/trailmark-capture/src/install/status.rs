@@ -186,6 +186,42 @@ async fn option_columns_gone(
     Ok(drift)
 }
 
+/// In WAL mode, how a table's replica identity, and its partitions', differ
+/// from the one install gave it (each a line of drift), and whether it has
+/// partitions.
+async fn identity_drift(
+    client: &impl GenericClient,
+    spec: &crate::TableSpec,
+) -> Result<(Vec<String>, bool), Error> {
+    let name = spec.to_string();
+    let mut drift = Vec::new();
+    let wanted = spec
+        .replica_identity
+        .unwrap_or(crate::ReplicaIdentity::Full);
+    if super::wal::identity_kept(client, spec, wanted).await? == Some(false) {
+        drift.push(format!(
+            "{name}: its replica identity is no longer the one install gave it ({}): changed since (ALTER TABLE ... REPLICA IDENTITY), its updates and deletes no longer log the old values install chose (and with NOTHING PostgreSQL refuses them on a published table): run install again",
+            wanted.as_str()
+        ));
+    }
+    // Partitions made since install have PostgreSQL's default identity
+    // (the key), not the one install gave the table.
+    let partitions = super::wal::partitions(client, spec, wanted).await?;
+    let has_partitions = !partitions.is_empty();
+    let unlike: Vec<String> = partitions
+        .into_iter()
+        .filter(|&(_, like)| !like)
+        .map(|(partition, _)| partition)
+        .collect();
+    if !unlike.is_empty() {
+        drift.push(format!(
+            "{name}: partitions whose replica identity is not the table's ({}): made since install while the event trigger was absent (or it warned of a failure), their updates carry no old values in WAL mode: run install again",
+            unlike.join(", ")
+        ));
+    }
+    Ok((drift, has_partitions))
+}
+
 /// What no longer matches the tables as installed.
 pub(super) async fn drift(
     client: &impl GenericClient,
@@ -218,11 +254,6 @@ pub(super) async fn drift(
             ));
             continue;
         }
-        if !tables.contains(&name) {
-            drift.push(format!(
-                "{name}: listed as covered but its triggers are gone"
-            ));
-        }
         let row = client
             .query_one(
                 "SELECT key_columns, exclude_attnums, generated_attnums FROM trailmark.tables
@@ -239,6 +270,19 @@ pub(super) async fn drift(
                 continue;
             }
             Err(e) => return Err(e),
+            // It exists, but uncovered (dropped and made again, say): what
+            // else differs, install again mends too.
+            Ok(_) if !tables.contains(&name) => {
+                drift.push(format!(
+                    "{name}: listed as covered, but its changes are not captured: {} (was it dropped and made again?): run install again",
+                    if wal {
+                        "it is not in the publication"
+                    } else {
+                        "its triggers are gone"
+                    }
+                ));
+                continue;
+            }
             Ok(pk) if pk != stored => drift.push(format!(
                 "{name}: primary key is now ({}) but capture was installed with ({}): run install again",
                 pk.join(", "),
@@ -258,31 +302,10 @@ pub(super) async fn drift(
             ));
         }
         if wal {
-            // Partitions made since install have PostgreSQL's default
-            // identity (the key), not the one install gave the table.
-            let wanted = spec
-                .replica_identity
-                .unwrap_or(crate::ReplicaIdentity::Full);
-            if super::wal::identity_kept(client, &spec, wanted).await? == Some(false) {
-                drift.push(format!(
-                    "{name}: its replica identity is no longer the one install gave it ({}): changed since (ALTER TABLE ... REPLICA IDENTITY), its updates and deletes no longer log the old values install chose (and with NOTHING PostgreSQL refuses them on a published table): run install again",
-                    wanted.as_str()
-                ));
-            }
-            let partitions = super::wal::partitions(client, &spec, wanted).await?;
-            if !partitions.is_empty() {
+            let (lines, has_partitions) = identity_drift(client, &spec).await?;
+            drift.extend(lines);
+            if has_partitions {
                 partitioned.push(name.clone());
-            }
-            let unlike: Vec<String> = partitions
-                .into_iter()
-                .filter(|&(_, like)| !like)
-                .map(|(partition, _)| partition)
-                .collect();
-            if !unlike.is_empty() {
-                drift.push(format!(
-                    "{name}: partitions whose replica identity is not the table's ({}): made since install while the event trigger was absent (or it warned of a failure), their updates carry no old values in WAL mode: run install again",
-                    unlike.join(", ")
-                ));
             }
         }
         drift.extend(option_columns_gone(client, &spec).await?);
