@@ -114,6 +114,14 @@ LANGUAGE sql AS $$
 $$;
 REVOKE ALL ON FUNCTION trailmark.follow_renames(oid[]) FROM PUBLIC;
 
+-- Version 12: the schemas covered whole (`install --all`): a table made in
+-- one later is covered by the next install (with no options), and named by
+-- `status` until then.
+CREATE TABLE IF NOT EXISTS trailmark.schemas (
+    schema_name text PRIMARY KEY,
+    covered_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- How far the drainer got: the last outbox id it sent and had acknowledged.
 CREATE TABLE IF NOT EXISTS trailmark.drained (
     id integer PRIMARY KEY CHECK (id = 1),

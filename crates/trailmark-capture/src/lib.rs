@@ -27,9 +27,10 @@ pub use event::{
 pub use ids::EventIds;
 pub use install::{
     CHANNEL, Installed, LargeTransactions, LargeTransactionsSeen, MESSAGE_PREFIX, Mode,
-    PUBLICATION, SLOT, SlotStatus, Status, Switched, Uninstalled, VERSION, grant_drainer, install,
-    installed_mode, large_transactions, primary_key, set_paused, slot_name, slot_status, status,
-    streams_in_progress, table_configs, tables_in_schema, uninstall, wal_level,
+    PUBLICATION, SLOT, SlotStatus, Status, Switched, Uninstalled, VERSION, cover_whole_schemas,
+    grant_drainer, install, installed_mode, large_transactions, primary_key, set_paused, slot_name,
+    slot_status, status, streams_in_progress, table_configs, tables_in_schema, uninstall,
+    wal_level,
 };
 pub use table::{ReplicaIdentity, TableConfig, TableSpec};
 pub use wal::check_source as check_wal_source;

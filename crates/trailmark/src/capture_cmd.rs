@@ -48,7 +48,8 @@ enum PgCommand {
         /// Tables to cover, comma-separated schema.table.
         #[arg(long, value_delimiter = ',', required_unless_present = "all")]
         tables: Vec<String>,
-        /// Cover every table of these schemas, comma-separated.
+        /// Cover every table of these schemas, comma-separated; a table made in one later is
+        /// covered by the next install (status names it until then).
         #[arg(long, value_delimiter = ',', value_name = "SCHEMA")]
         all: Vec<String>,
         /// Columns never copied to the outbox, comma-separated schema.table.column.
@@ -593,6 +594,7 @@ async fn install(
     }
     let specs = table_specs(specs, options)?;
     let installed = trailmark_capture::install(client, &specs, mode).await?;
+    trailmark_capture::cover_whole_schemas(client, all).await?;
     println!(
         "mode {}: {}",
         installed.mode.as_str(),

@@ -31,6 +31,43 @@ pub async fn tables_in_schema(
         .collect()
 }
 
+/// The tables of the schemas covered whole (`install --all`) that are not
+/// covered: made since, each with the schema that covers it.
+pub(super) async fn uncovered_in_whole_schemas(
+    client: &impl GenericClient,
+) -> Result<Vec<(TableSpec, String)>, Error> {
+    let rows = client
+        .query(
+            "SELECT s.schema_name, c.relname::text
+             FROM trailmark.schemas s
+             JOIN pg_namespace n ON n.nspname = s.schema_name
+             JOIN pg_class c ON c.relnamespace = n.oid
+             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+               AND NOT EXISTS (SELECT FROM trailmark.tables t
+                               WHERE t.schema_name = s.schema_name AND t.table_name = c.relname::text)
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the schemas covered whole"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (schema, table): (String, String) = (r.get(0), r.get(1));
+            let spec = TableSpec {
+                schema: schema.clone(),
+                table,
+                exclude: Vec::new(),
+                soft_delete: None,
+                resource_type: None,
+                name_column: None,
+                replica_identity: None,
+            };
+            (spec, schema)
+        })
+        .collect())
+}
+
 /// The options of every covered table, by `(schema, table)`: under its
 /// name, and under the names it had before a rename (a change made then
 /// is named so in the outbox and the WAL) unless a covered table has that

@@ -25,7 +25,7 @@ pub use wal::{
     streams_in_progress, wal_level,
 };
 
-use catalog::{check_columns, check_key, covered_tables, excluded_now};
+use catalog::{check_columns, check_key, covered_tables, excluded_now, uncovered_in_whole_schemas};
 use sql::{TRIGGER_PREFIX, function_sql, set_context_sql, trigger_sql};
 use upgrade::{installed_version, stored_specs, version_1_specs};
 
@@ -361,10 +361,32 @@ async fn covered_before(
         .map_err(pg(format!("forgetting {table}")))?;
     }
     before.retain(|s| !gone.contains(s));
-    // Stored exclusions follow their columns through renames; one whose
-    // column was dropped stays under its name while a column of that name
-    // exists (added again: excluded by name meanwhile), else is forgotten.
-    for table in &mut before {
+    follow_exclusions(tx, &mut before, &mut warnings).await?;
+    // Tables made since in a schema covered whole are covered now.
+    for (spec, schema) in uncovered_in_whole_schemas(tx).await? {
+        if !tables
+            .iter()
+            .any(|t| t.schema == spec.schema && t.table == spec.table)
+        {
+            warnings.push(format!(
+                "{spec} was made in schema {schema} (covered whole: --all) since install: it is covered now"
+            ));
+            before.push(spec);
+        }
+    }
+    Ok((before, warnings))
+}
+
+/// Stored exclusions follow their columns through renames; one whose
+/// column was dropped stays under its name while a column of that name
+/// exists (added again: excluded by name meanwhile), else is forgotten,
+/// with a warning.
+async fn follow_exclusions(
+    tx: &tokio_postgres::Transaction<'_>,
+    before: &mut [TableSpec],
+    warnings: &mut Vec<String>,
+) -> Result<(), Error> {
+    for table in before {
         let attnums: Option<Vec<i16>> = tx
             .query_opt(
                 "SELECT exclude_attnums FROM trailmark.tables WHERE schema_name = $1 AND table_name = $2",
@@ -388,7 +410,22 @@ async fn covered_before(
             table.exclude = exclude;
         }
     }
-    Ok((before, warnings))
+    Ok(())
+}
+
+/// Records `schemas` as covered whole (`install --all`, after [`install`]
+/// covered their tables): a table made in one later is covered by the
+/// next install, and named by `status` until then.
+pub async fn cover_whole_schemas(client: &Client, schemas: &[String]) -> Result<(), Error> {
+    client
+        .execute(
+            "INSERT INTO trailmark.schemas (schema_name) SELECT unnest($1::text[])
+             ON CONFLICT (schema_name) DO NOTHING",
+            &[&schemas],
+        )
+        .await
+        .map_err(pg("recording the schemas covered whole"))?;
+    Ok(())
 }
 
 /// The last of an install, in its transaction: the publication (WAL) or

@@ -54,11 +54,12 @@ pub async fn grant_drainer(client: &mut Client, role: &str) -> Result<(), Error>
     }
     let who = ident(role);
     // Reading the outbox and the drain record is also what `capture pg
-    // status` does, in either mode.
+    // status` does, in either mode (and the schemas covered whole, status
+    // alone).
     let mut grants = vec![
         format!("GRANT USAGE ON SCHEMA trailmark TO {who}"),
         format!(
-            "GRANT SELECT ON trailmark.meta, trailmark.tables, trailmark.outbox, trailmark.drained TO {who}"
+            "GRANT SELECT ON trailmark.meta, trailmark.tables, trailmark.outbox, trailmark.drained, trailmark.schemas TO {who}"
         ),
         format!("GRANT SELECT, INSERT, UPDATE ON trailmark.seen_checkpoints TO {who}"),
         // Where ordered event ids start, recorded by the first drainer

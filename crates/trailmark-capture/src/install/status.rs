@@ -310,6 +310,11 @@ pub(super) async fn drift(
         }
         drift.extend(option_columns_gone(client, &spec).await?);
     }
+    for (spec, schema) in super::catalog::uncovered_in_whole_schemas(client).await? {
+        drift.push(format!(
+            "{spec}: made since install in schema {schema}, which is covered whole (--all): its changes are not captured until install runs again"
+        ));
+    }
     if let Some(line) = without_event_trigger(client, &excluding, &partitioned).await? {
         // First: it says why the lines after it may come to be.
         drift.insert(0, line);

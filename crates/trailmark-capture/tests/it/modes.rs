@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 use trailmark_capture::{
-    DrainOptions, Mode, ReplicaIdentity, TableSpec, drain, grant_drainer, install, slot_status,
-    uninstall,
+    DrainOptions, Mode, ReplicaIdentity, TableSpec, cover_whole_schemas, drain, grant_drainer,
+    install, slot_status, tables_in_schema, uninstall,
 };
 
 use crate::{Collect, TestDb, eventually};
@@ -1674,6 +1674,54 @@ async fn a_covered_table_dropped_and_made_again_is_named_until_install_runs_agai
         let events = drained(&db).await;
         assert_eq!(events.len(), 1, "{mode:?}: {events:?}");
         assert_eq!(events[0]["changes"]["name"]["new"], "again");
+    }
+}
+
+/// A table made after `install --all shop` in schema `shop` was never
+/// captured, and nothing said so. The schemas covered whole are recorded:
+/// `status` names a table made since in one, and install again covers it
+/// (saying so), in both modes.
+#[tokio::test]
+async fn a_table_made_later_in_a_schema_covered_whole_is_named_then_covered() {
+    for mode in MODES {
+        let mut db = TestDb::logical().await;
+        db.client
+            .batch_execute("CREATE SCHEMA shop; CREATE TABLE shop.a (id int PRIMARY KEY)")
+            .await
+            .unwrap();
+        let specs = tables_in_schema(&db.client, "shop").await.unwrap();
+        install(&mut db.client, &specs, Some(mode)).await.unwrap();
+        cover_whole_schemas(&db.client, &["shop".to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(drift(&db).await, Vec::<String>::new(), "{mode:?}");
+        db.client
+            .batch_execute("CREATE TABLE shop.b (id int PRIMARY KEY, note text)")
+            .await
+            .unwrap();
+        assert_eq!(
+            drift(&db).await,
+            [
+                "shop.b: made since install in schema shop, which is covered whole (--all): its changes are not captured until install runs again"
+            ],
+            "{mode:?}"
+        );
+        let again = install(&mut db.client, &[], Some(mode)).await.unwrap();
+        assert_eq!(
+            again.warnings,
+            [
+                "shop.b was made in schema shop (covered whole: --all) since install: it is covered now"
+            ],
+            "{mode:?}"
+        );
+        assert_eq!(drift(&db).await, Vec::<String>::new(), "{mode:?}");
+        db.client
+            .batch_execute("INSERT INTO shop.b VALUES (1, 'captured')")
+            .await
+            .unwrap();
+        let events = drained(&db).await;
+        assert_eq!(events.len(), 1, "{mode:?}: {events:?}");
+        assert_eq!(events[0]["resource"]["type"], "shop.b");
     }
 }
 
