@@ -86,6 +86,17 @@ ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS relid oid;
 ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS former_schemas text[] NOT NULL DEFAULT '{}';
 ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS former_tables text[] NOT NULL DEFAULT '{}';
 
+-- Version 12: a table's primary key columns in key order (none: empty).
+-- The one rule for install, status and the event trigger below.
+CREATE OR REPLACE FUNCTION trailmark.key_columns(relid oid) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT ARRAY(
+        SELECT a.attname::text FROM pg_catalog.pg_index i
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+        WHERE i.indrelid = $1 AND i.indisprimary
+        ORDER BY array_position(i.indkey, a.attnum))
+$$;
+
 -- The covered tables renamed since their names were recorded (those whose
 -- oid is in `relids`; every one for NULL), with the names they have now.
 -- The one rule for the event trigger, install and status.
@@ -115,8 +126,9 @@ $$;
 REVOKE ALL ON FUNCTION trailmark.follow_renames(oid[]) FROM PUBLIC;
 
 -- Version 12: the schemas covered whole (`install --all`): a table made in
--- one later is covered by the next install (with no options), and named by
--- `status` until then.
+-- one later is covered (with no options) at once by the event trigger in
+-- WAL mode, by the next install in trigger mode (`status` names it until
+-- then).
 CREATE TABLE IF NOT EXISTS trailmark.schemas (
     schema_name text PRIMARY KEY,
     covered_at timestamptz NOT NULL DEFAULT now()
@@ -298,6 +310,36 @@ BEGIN
                                trailmark.published_columns(r.schema_name, r.table_name));
             EXCEPTION WHEN OTHERS THEN
                 RAISE WARNING 'trailmark: the capture column list of %.% was not updated: % (run trailmark capture pg install)',
+                    r.schema_name, r.table_name, SQLERRM;
+            END;
+        END LOOP;
+    END IF;
+    -- Version 12 (WAL mode): a table made in a schema covered whole
+    -- (install --all) is covered at once, in the same transaction, as the
+    -- next install would cover it (no options): its replica identity FULL,
+    -- published, recorded. (Trigger mode cannot: its capture functions are
+    -- made by install; status names the table there.)
+    IF TG_TAG = 'CREATE TABLE'
+       AND EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+        FOR r IN
+            SELECT n.nspname::text AS schema_name, c.relname::text AS table_name, c.oid AS relid
+            FROM pg_event_trigger_ddl_commands() d
+            JOIN pg_class c ON c.oid = d.objid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN trailmark.schemas s ON s.schema_name = n.nspname::text
+            WHERE d.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'p')
+              AND NOT c.relispartition AND c.relpersistence = 'p'
+              AND NOT EXISTS (SELECT FROM trailmark.tables t
+                              WHERE t.schema_name = n.nspname::text AND t.table_name = c.relname::text)
+        LOOP
+            BEGIN
+                EXECUTE format('ALTER TABLE %I.%I REPLICA IDENTITY %s', r.schema_name, r.table_name,
+                               (SELECT clause FROM trailmark.replica_identity('full')));
+                EXECUTE format('ALTER PUBLICATION trailmark ADD TABLE %I.%I', r.schema_name, r.table_name);
+                INSERT INTO trailmark.tables (schema_name, table_name, key_columns, replica_identity, relid)
+                VALUES (r.schema_name, r.table_name, trailmark.key_columns(r.relid), 'full', r.relid);
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'trailmark: %.%, made in a schema covered whole, is not captured: % (run trailmark capture pg install)',
                     r.schema_name, r.table_name, SQLERRM;
             END;
         END LOOP;

@@ -49,7 +49,7 @@ enum PgCommand {
         #[arg(long, value_delimiter = ',', required_unless_present = "all")]
         tables: Vec<String>,
         /// Cover every table of these schemas, comma-separated; a table made in one later is
-        /// covered by the next install (status names it until then).
+        /// covered at once in WAL mode (as a superuser), by the next install in trigger mode.
         #[arg(long, value_delimiter = ',', value_name = "SCHEMA")]
         all: Vec<String>,
         /// Columns never copied to the outbox, comma-separated schema.table.column.

@@ -101,7 +101,8 @@ pub async fn table_configs(
     Ok(configs)
 }
 
-/// The primary key columns of a table, in key order (empty: none).
+/// The primary key columns of a table, in key order (empty: none), by
+/// `trailmark.key_columns` (capture must be installed).
 pub async fn primary_key(
     client: &impl GenericClient,
     table: &TableSpec,
@@ -117,17 +118,14 @@ pub async fn primary_key(
     if exists.is_none() {
         return Err(Error::NoSuchTable(table.to_string()));
     }
-    let rows = client
-        .query(
-            "SELECT a.attname::text FROM pg_index i
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-             WHERE i.indrelid = $1::text::regclass AND i.indisprimary
-             ORDER BY array_position(i.indkey, a.attnum)",
+    Ok(client
+        .query_one(
+            "SELECT trailmark.key_columns($1::text::regclass)",
             &[&table.quoted()],
         )
         .await
-        .map_err(pg(format!("reading the primary key of {table}")))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+        .map_err(pg(format!("reading the primary key of {table}")))?
+        .get(0))
 }
 
 /// Checks the options of a table against its columns; returns the column

@@ -414,8 +414,9 @@ async fn follow_exclusions(
 }
 
 /// Records `schemas` as covered whole (`install --all`, after [`install`]
-/// covered their tables): a table made in one later is covered by the
-/// next install, and named by `status` until then.
+/// covered their tables): a table made in one later is covered at once by
+/// the event trigger in WAL mode, else by the next install, and named by
+/// `status` until then.
 pub async fn cover_whole_schemas(client: &Client, schemas: &[String]) -> Result<(), Error> {
     client
         .execute(
