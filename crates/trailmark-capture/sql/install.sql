@@ -281,9 +281,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
 BEGIN
-    -- Version 12: first, a covered table renamed keeps its options (and
-    -- its column list below finds it under its new name).
     IF TG_TAG = 'ALTER TABLE' THEN
+        -- Version 12: first, a covered table renamed keeps its options
+        -- (and its column list below finds it under its new name).
         BEGIN
             PERFORM trailmark.follow_renames(ARRAY(
                 SELECT d.objid FROM pg_event_trigger_ddl_commands() d
@@ -291,8 +291,6 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'trailmark: the options of a covered table renamed were not moved to its new name: % (run trailmark capture pg install)', SQLERRM;
         END;
-    END IF;
-    IF TG_TAG = 'ALTER TABLE' THEN
         FOR r IN
             SELECT DISTINCT t.schema_name, t.table_name
             FROM pg_event_trigger_ddl_commands() c

@@ -236,17 +236,21 @@ pub(super) async fn check_key(
     Ok(())
 }
 
-/// Where each excluded column of a table is now, for install and status:
-/// the name it was excluded under (`names`, recorded beside `attnums` in
-/// the same order), its name now by number (`None` once dropped: a dropped
-/// column's number is never used again), and whether a live column has the
-/// recorded name (one added again under it, which is excluded by name).
+/// Where an excluded column of a table is now (see [`excluded_now`]).
 pub(super) struct Excluded {
+    /// The name it was excluded under.
     pub recorded: String,
+    /// Its name now, by number (`None` once dropped: a dropped column's
+    /// number is never used again).
     pub now: Option<String>,
+    /// Whether a live column has the recorded name (one added again under
+    /// it, which is excluded by name).
     pub name_taken: bool,
 }
 
+/// Where each excluded column of a table is now, for install and status:
+/// `names` are the names they were excluded under, recorded beside
+/// `attnums` in the same order.
 pub(super) async fn excluded_now(
     client: &impl GenericClient,
     table: &TableSpec,
