@@ -14,7 +14,8 @@ pub struct Revert {
     pub event_id: String,
     /// Its tenant: the captured revert goes to the same tenant.
     pub tenant: Option<String>,
-    pub table: String,
+    /// The covered table the row is in.
+    pub table: TableSpec,
     /// What the revert does: `delete` (of a created row), `update` (back to
     /// the old values) or `insert` (of a deleted row).
     pub does: &'static str,
@@ -75,20 +76,44 @@ async fn locate(
     kind: &str,
     id: &str,
 ) -> Result<(TableSpec, Vec<String>, Map<String, Value>), Error> {
-    let row = client
-        .query_opt(
-            "SELECT schema_name, table_name, key_columns FROM trailmark.tables
-             WHERE resource_type = $1 OR (resource_type IS NULL AND schema_name || '.' || table_name = $1)",
+    // A table without an alias is typed by its name when the change was
+    // captured: its name now, or one it had before a rename.
+    let rows = client
+        .query(
+            "SELECT schema_name, table_name, key_columns FROM trailmark.tables t
+             WHERE resource_type = $1
+                OR (resource_type IS NULL
+                    AND (schema_name || '.' || table_name = $1
+                         OR EXISTS (SELECT FROM unnest(t.former_schemas, t.former_tables) f(s, n)
+                                    WHERE f.s || '.' || f.n = $1)))
+             ORDER BY 1, 2",
             &[&kind],
         )
         .await
-        .map_err(pg("reading trailmark.tables"))?
-        .ok_or_else(|| refuse(format!("no covered table has resource type {kind:?}")))?;
-    let spec = TableSpec::parse(&format!(
-        "{}.{}",
-        row.get::<_, String>(0),
-        row.get::<_, String>(1)
-    ))?;
+        .map_err(pg("reading trailmark.tables"))?;
+    let named = |row: &tokio_postgres::Row| {
+        TableSpec::named(row.get::<_, String>(0), row.get::<_, String>(1))
+    };
+    let row = match rows.as_slice() {
+        [] => {
+            return Err(refuse(format!(
+                "no covered table has resource type {kind:?}"
+            )));
+        }
+        [row] => row,
+        several => {
+            return Err(refuse(format!(
+                "resource type {kind:?} is that of {} covered tables ({}): which one the event's row is in is not known; revert it by hand",
+                several.len(),
+                several
+                    .iter()
+                    .map(|r| named(r).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    let spec = named(row);
     let key: Vec<String> = row.get(2);
     if key.is_empty() {
         return Err(refuse(format!(
@@ -248,7 +273,7 @@ pub async fn plan(client: &impl GenericClient, event: &Value) -> Result<Revert, 
     Ok(Revert {
         event_id,
         tenant: event["tenant"].as_str().map(str::to_owned),
-        table: spec.to_string(),
+        table: spec,
         does,
         statement,
         unchanged_since: why_changed.is_none(),
@@ -287,7 +312,7 @@ pub async fn apply(
         .map_err(pg("starting the revert transaction"))?;
     // Lock the table's rows against a concurrent writer while checking.
     let revert = plan(&tx, event).await?;
-    let spec = TableSpec::parse(&revert.table)?;
+    let spec = &revert.table;
     tx.batch_execute(&format!(
         "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
         spec.quoted()

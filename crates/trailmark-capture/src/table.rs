@@ -71,23 +71,49 @@ pub struct TableConfig {
 }
 
 impl TableSpec {
-    /// Parses `schema.table` (a bare `table` means `public.table`).
-    pub fn parse(text: &str) -> Result<Self, Error> {
-        let text = text.trim();
-        let (schema, table) = text.split_once('.').unwrap_or(("public", text));
-        let ok = |s: &str| !s.is_empty() && !s.contains('.') && !s.chars().any(char::is_whitespace);
-        if !ok(schema) || !ok(table) {
-            return Err(Error::BadTableName(text.to_owned()));
-        }
-        Ok(Self {
-            schema: schema.to_owned(),
-            table: table.to_owned(),
+    /// A table named by the catalog (any name PostgreSQL allows), without
+    /// options.
+    pub fn named(schema: impl Into<String>, table: impl Into<String>) -> Self {
+        Self {
+            schema: schema.into(),
+            table: table.into(),
             exclude: Vec::new(),
             soft_delete: None,
             resource_type: None,
             name_column: None,
             replica_identity: None,
-        })
+        }
+    }
+
+    /// Parses `schema.table` (a bare `table` means `public.table`). A part
+    /// in double quotes may hold what a bare one may not (dots, spaces,
+    /// `""` for a quote): `shop."Order Items"`. Names are taken as written
+    /// (no case folding).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let bad = || Error::BadTableName(text.trim().to_owned());
+        let mut parts = name_parts(text).ok_or_else(bad)?;
+        let table = parts.pop().ok_or_else(bad)?;
+        let schema = match (parts.pop(), parts.is_empty()) {
+            (None, _) => "public".to_owned(),
+            (Some(schema), true) => schema,
+            (Some(_), false) => return Err(bad()),
+        };
+        Ok(Self::named(schema, table))
+    }
+
+    /// Parses `schema.table.column` (a bare `table.column` means
+    /// `public.table.column`; parts quoted as in [`TableSpec::parse`]): the
+    /// table and the column. None when it is not such a name.
+    pub fn parse_column(text: &str) -> Option<(Self, String)> {
+        let mut parts = name_parts(text)?;
+        let column = parts.pop()?;
+        let table = parts.pop()?;
+        let schema = match (parts.pop(), parts.is_empty()) {
+            (None, _) => "public".to_owned(),
+            (Some(schema), true) => schema,
+            (Some(_), false) => return None,
+        };
+        Some((Self::named(schema, table), column))
     }
 
     /// The table's name quoted for SQL.
@@ -96,9 +122,77 @@ impl TableSpec {
     }
 }
 
+/// Splits `name=value` at the first `=` outside double quotes (a quoted
+/// table name may hold one): `shop."a=b"=Thing`.
+pub fn split_assignment(text: &str) -> Option<(&str, &str)> {
+    let mut quoted = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '=' if !quoted => return Some((&text[..i], &text[i + 1..])),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Splits a dotted name into its parts, each bare (no dot, quote or
+/// whitespace) or in double quotes (anything, `""` for a quote); None if
+/// a part is empty or a quote is left open.
+fn name_parts(text: &str) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut chars = text.trim().chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' {
+                    break;
+                }
+                if c == '"' || c.is_whitespace() {
+                    return None;
+                }
+                part.push(c);
+                chars.next();
+            }
+        }
+        if part.is_empty() {
+            return None;
+        }
+        parts.push(part);
+        match chars.next() {
+            None => return Some(parts),
+            Some('.') => {}
+            Some(_) => return None,
+        }
+    }
+}
+
+/// A name part as [`TableSpec::parse`] reads it back: bare, or in double
+/// quotes when it holds a dot, a quote or whitespace.
+fn written(part: &str) -> String {
+    if part.contains(['.', '"']) || part.chars().any(char::is_whitespace) {
+        ident(part)
+    } else {
+        part.to_owned()
+    }
+}
+
 impl fmt::Display for TableSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.schema, self.table)
+        write!(f, "{}.{}", written(&self.schema), written(&self.table))
     }
 }
 
@@ -128,5 +222,44 @@ mod tests {
         assert!(TableSpec::parse("").is_err());
         assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
         assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn quoted_names_hold_dots_spaces_and_quotes_and_print_as_they_parse() {
+        let t = TableSpec::parse(r#"shop."Order Items""#).unwrap();
+        assert_eq!(
+            (t.schema.as_str(), t.table.as_str()),
+            ("shop", "Order Items")
+        );
+        assert_eq!(t.to_string(), r#"shop."Order Items""#);
+        let odd = TableSpec::named("a.b", r#"say "hi""#);
+        assert_eq!(odd.to_string(), r#""a.b"."say ""hi""""#);
+        assert_eq!(TableSpec::parse(&odd.to_string()).unwrap(), odd);
+        assert_eq!(TableSpec::parse(r#""t.x""#).unwrap().schema, "public");
+        for bad in [
+            r#"shop."open"#,
+            r#"shop."""#,
+            "shop.",
+            ".t",
+            "a b",
+            r#"a"b"#,
+            r#""a"b"#,
+        ] {
+            assert!(TableSpec::parse(bad).is_err(), "{bad}");
+        }
+        let (t, c) = TableSpec::parse_column(r#"shop."Order Items"."a.b""#).unwrap();
+        assert_eq!(
+            (t.to_string().as_str(), c.as_str()),
+            (r#"shop."Order Items""#, "a.b")
+        );
+        let (t, c) = TableSpec::parse_column("t.c").unwrap();
+        assert_eq!((t.to_string().as_str(), c.as_str()), ("public.t", "c"));
+        assert!(TableSpec::parse_column("c").is_none());
+        assert!(TableSpec::parse_column("a.b.c.d").is_none());
+        assert_eq!(
+            split_assignment(r#"s."a=b"=T=x"#),
+            Some((r#"s."a=b""#, "T=x"))
+        );
+        assert_eq!(split_assignment("s.t"), None);
     }
 }

@@ -245,11 +245,10 @@ struct TableOptions<'a> {
 
 fn find<'s>(
     specs: &'s mut [TableSpec],
-    table: &str,
+    table: &TableSpec,
     flag: &str,
     given: &str,
 ) -> anyhow::Result<&'s mut TableSpec> {
-    let table = TableSpec::parse(table)?;
     specs
         .iter_mut()
         .find(|s| s.schema == table.schema && s.table == table.table)
@@ -266,16 +265,18 @@ fn one_column(
     column_of: fn(&mut TableSpec) -> &mut Option<String>,
 ) -> anyhow::Result<()> {
     for column in given {
-        let Some((table, col)) = column.rsplit_once('.') else {
-            bail!("{flag} {column:?}: use schema.table.column");
+        let Some((table, col)) = TableSpec::parse_column(column) else {
+            bail!(
+                "{flag} {column:?}: use schema.table.column (a name in double quotes may hold dots)"
+            );
         };
-        let spec = find(specs, table, flag, column)?;
+        let spec = find(specs, &table, flag, column)?;
         let name = spec.to_string();
         let slot = column_of(spec);
         if slot.is_some() {
             bail!("{flag} {column:?}: {name} already has {what}");
         }
-        *slot = Some(col.to_owned());
+        *slot = Some(col);
     }
     Ok(())
 }
@@ -285,12 +286,14 @@ fn table_specs(
     options: &TableOptions<'_>,
 ) -> anyhow::Result<Vec<TableSpec>> {
     for column in options.exclude {
-        let Some((table, col)) = column.rsplit_once('.') else {
-            bail!("--exclude {column:?}: use schema.table.column");
+        let Some((table, col)) = TableSpec::parse_column(column) else {
+            bail!(
+                "--exclude {column:?}: use schema.table.column (a name in double quotes may hold dots)"
+            );
         };
-        find(&mut specs, table, "--exclude", column)?
+        find(&mut specs, &table, "--exclude", column)?
             .exclude
-            .push(col.to_owned());
+            .push(col);
     }
     one_column(
         &mut specs,
@@ -300,10 +303,11 @@ fn table_specs(
         |s| &mut s.soft_delete,
     )?;
     for alias in options.alias {
-        let Some((table, name)) = alias.split_once('=') else {
+        let Some((table, name)) = trailmark_capture::split_assignment(alias) else {
             bail!("--alias {alias:?}: use schema.table=Type, e.g. public.crm_customer=Customer");
         };
-        find(&mut specs, table, "--alias", alias)?.resource_type = Some(name.trim().to_owned());
+        find(&mut specs, &TableSpec::parse(table)?, "--alias", alias)?.resource_type =
+            Some(name.trim().to_owned());
     }
     one_column(
         &mut specs,
@@ -313,11 +317,16 @@ fn table_specs(
         |s| &mut s.name_column,
     )?;
     for given in options.replica_identity {
-        let Some((table, identity)) = given.split_once('=') else {
+        let Some((table, identity)) = trailmark_capture::split_assignment(given) else {
             bail!("--replica-identity {given:?}: use schema.table=full or schema.table=key");
         };
-        find(&mut specs, table, "--replica-identity", given)?.replica_identity =
-            Some(trailmark_capture::ReplicaIdentity::parse(identity.trim())?);
+        find(
+            &mut specs,
+            &TableSpec::parse(table)?,
+            "--replica-identity",
+            given,
+        )?
+        .replica_identity = Some(trailmark_capture::ReplicaIdentity::parse(identity.trim())?);
     }
     Ok(specs)
 }

@@ -27,7 +27,7 @@ pub async fn tables_in_schema(
         )));
     }
     rows.iter()
-        .map(|r| TableSpec::parse(&format!("{schema}.{}", r.get::<_, String>(0))))
+        .map(|r| Ok(TableSpec::named(schema, r.get::<_, String>(0))))
         .collect()
 }
 
@@ -53,17 +53,11 @@ pub(super) async fn uncovered_in_whole_schemas(
     Ok(rows
         .iter()
         .map(|r| {
-            let (schema, table): (String, String) = (r.get(0), r.get(1));
-            let spec = TableSpec {
-                schema: schema.clone(),
-                table,
-                exclude: Vec::new(),
-                soft_delete: None,
-                resource_type: None,
-                name_column: None,
-                replica_identity: None,
-            };
-            (spec, schema)
+            let schema: String = r.get(0);
+            (
+                TableSpec::named(schema.clone(), r.get::<_, String>(1)),
+                schema,
+            )
         })
         .collect())
 }
@@ -284,9 +278,7 @@ pub(super) async fn excluded_now(
 
 /// The covered tables: those with capture triggers (trigger mode) or in
 /// the publication (WAL mode).
-pub(super) async fn covered_tables(
-    client: &impl GenericClient,
-) -> Result<Vec<(String, String)>, Error> {
+pub(super) async fn covered_tables(client: &impl GenericClient) -> Result<Vec<TableSpec>, Error> {
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text FROM pg_trigger t
@@ -300,14 +292,17 @@ pub(super) async fn covered_tables(
         )
         .await
         .map_err(pg("listing covered tables"))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| TableSpec::named(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect())
 }
 
 /// The covered tables, and in WAL mode also those paused (a paused table
 /// is out of the publication, and has no triggers, but is still covered).
 pub(super) async fn covered_or_paused(
     client: &impl GenericClient,
-) -> Result<Vec<(String, String)>, Error> {
+) -> Result<Vec<TableSpec>, Error> {
     let mut tables = covered_tables(client).await?;
     let paused = client
         .query(
@@ -317,11 +312,11 @@ pub(super) async fn covered_or_paused(
         .await
         .map_err(pg("reading the paused tables"))?;
     for row in paused {
-        let table = (row.get(0), row.get(1));
+        let table = TableSpec::named(row.get::<_, String>(0), row.get::<_, String>(1));
         if !tables.contains(&table) {
             tables.push(table);
         }
     }
-    tables.sort();
+    tables.sort_by(|a, b| (&a.schema, &a.table).cmp(&(&b.schema, &b.table)));
     Ok(tables)
 }

@@ -98,7 +98,7 @@ pub(super) async fn cover(
                 .map_err(pg(format!("attaching triggers to {table}")))?;
         }
         Mode::Wal => {
-            drop_triggers(tx, &table.schema, &table.table).await?;
+            drop_triggers(tx, table).await?;
             tx.batch_execute(&format!("DROP FUNCTION IF EXISTS trailmark.{function}()"))
                 .await
                 .map_err(pg(format!("removing the capture function of {table}")))?;
@@ -515,17 +515,16 @@ async fn handover(
 /// Removes a table's capture triggers.
 async fn drop_triggers(
     tx: &tokio_postgres::Transaction<'_>,
-    schema: &str,
-    table: &str,
+    table: &TableSpec,
 ) -> Result<(), Error> {
-    let q = format!("{}.{}", ident(schema), ident(table));
+    let q = table.quoted();
     for op in ["insert", "update", "delete", "truncate"] {
         tx.batch_execute(&format!(
             "DROP TRIGGER IF EXISTS {} ON {q}",
             ident(&format!("{TRIGGER_PREFIX}{op}"))
         ))
         .await
-        .map_err(pg(format!("removing triggers from {schema}.{table}")))?;
+        .map_err(pg(format!("removing triggers from {table}")))?;
     }
     Ok(())
 }
@@ -562,8 +561,8 @@ pub async fn uninstall(client: &mut Client, drop_pending: bool) -> Result<Uninst
         return Err(Error::PendingChanges(pending));
     }
     let mut tables = covered_tables(&tx).await?;
-    for (schema, table) in &tables {
-        drop_triggers(&tx, schema, table).await?;
+    for table in &tables {
+        drop_triggers(&tx, table).await?;
     }
     for table in wal::published_tables(&tx).await? {
         if !tables.contains(&table) {
@@ -581,10 +580,7 @@ pub async fn uninstall(client: &mut Client, drop_pending: bool) -> Result<Uninst
         wal::drop_slot(&*client).await?;
     }
     Ok(Uninstalled {
-        tables: tables
-            .into_iter()
-            .map(|(s, t)| format!("{s}.{t}"))
-            .collect(),
+        tables: tables.into_iter().map(|t| t.to_string()).collect(),
         dropped: pending,
     })
 }

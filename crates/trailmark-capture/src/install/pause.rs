@@ -51,26 +51,28 @@ pub async fn set_paused(
         Some(_) => {}
     }
     let wal = super::wal::installed_mode(&tx).await? == Some(super::wal::Mode::Wal);
-    let covered: Vec<String> = covered_or_paused(&tx)
-        .await?
-        .into_iter()
-        .map(|(s, t)| format!("{s}.{t}"))
-        .collect();
-    if let Some(missing) = only.iter().find(|t| !covered.contains(&t.to_string())) {
+    let covered = covered_or_paused(&tx).await?;
+    let is_covered = |t: &TableSpec| {
+        covered
+            .iter()
+            .any(|c| c.schema == t.schema && c.table == t.table)
+    };
+    if let Some(missing) = only.iter().find(|t| !is_covered(t)) {
         return Err(Error::BadOption(format!(
             "{missing} is not covered by capture (covered: {})",
             if covered.is_empty() {
                 "none".to_owned()
             } else {
-                covered.join(", ")
+                covered
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         )));
     }
     let chosen: Vec<TableSpec> = if only.is_empty() {
         covered
-            .iter()
-            .map(|t| TableSpec::parse(t))
-            .collect::<Result<_, _>>()?
     } else {
         only.to_vec()
     };
@@ -155,7 +157,7 @@ async fn switch(
         .await
         .map_err(pg(format!("recording the switch of {table}")))?;
     } else {
-        triggers(tx, &table.schema, &table.table, !paused).await?;
+        triggers(tx, table, !paused).await?;
         tx.execute(
             "INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, context)
              VALUES (txid_current(), trailmark.next_statement(), $3, $1, $2, trailmark.context())",
@@ -177,8 +179,8 @@ pub(super) async fn keep_paused(tx: &tokio_postgres::Transaction<'_>) -> Result<
         .await
         .map_err(pg("reading the paused tables"))?;
     for row in rows {
-        let (schema, table): (String, String) = (row.get(0), row.get(1));
-        triggers(tx, &schema, &table, false).await?;
+        let table = TableSpec::named(row.get::<_, String>(0), row.get::<_, String>(1));
+        triggers(tx, &table, false).await?;
     }
     Ok(())
 }
@@ -186,11 +188,10 @@ pub(super) async fn keep_paused(tx: &tokio_postgres::Transaction<'_>) -> Result<
 /// Enables or disables a covered table's four capture triggers.
 async fn triggers(
     tx: &tokio_postgres::Transaction<'_>,
-    schema: &str,
-    table: &str,
+    table: &TableSpec,
     enabled: bool,
 ) -> Result<(), Error> {
-    let q = format!("{}.{}", ident(schema), ident(table));
+    let q = table.quoted();
     let verb = if enabled { "ENABLE" } else { "DISABLE" };
     for op in ["insert", "update", "delete", "truncate"] {
         tx.batch_execute(&format!(
@@ -198,7 +199,7 @@ async fn triggers(
             ident(&format!("{TRIGGER_PREFIX}{op}"))
         ))
         .await
-        .map_err(pg(format!("switching the triggers of {schema}.{table}")))?;
+        .map_err(pg(format!("switching the triggers of {table}")))?;
     }
     Ok(())
 }

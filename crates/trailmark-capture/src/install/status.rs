@@ -234,14 +234,18 @@ pub(super) async fn drift(
     // Covered tables renamed with no event trigger to follow them.
     let renamed: Vec<(String, String)> = client
         .query(
-            "SELECT format('%s.%s', schema_name, table_name), format('%s.%s', now_schema, now_table)
-             FROM trailmark.renamed(NULL)",
+            "SELECT schema_name, table_name, now_schema, now_table FROM trailmark.renamed(NULL)",
             &[],
         )
         .await
         .map_err(pg("looking for covered tables renamed"))?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| {
+            let name = |i: usize, j: usize| {
+                crate::TableSpec::named(r.get::<_, String>(i), r.get::<_, String>(j)).to_string()
+            };
+            (name(0, 1), name(2, 3))
+        })
         .collect();
     for spec in stored_specs(client).await? {
         let name = spec.to_string();
@@ -367,7 +371,7 @@ pub async fn status(client: &impl GenericClient) -> Result<Status, Error> {
     let tables: Vec<String> = covered_tables(client)
         .await?
         .into_iter()
-        .map(|(s, t)| format!("{s}.{t}"))
+        .map(|t| t.to_string())
         .collect();
     let row = client
         .query_one(
@@ -396,7 +400,7 @@ pub async fn status(client: &impl GenericClient) -> Result<Status, Error> {
     let tables: Vec<String> = covered_or_paused(client)
         .await?
         .into_iter()
-        .map(|(s, t)| format!("{s}.{t}"))
+        .map(|t| t.to_string())
         .collect();
     let last_drained = client
         .query_opt(
@@ -411,15 +415,18 @@ pub async fn status(client: &impl GenericClient) -> Result<Status, Error> {
     let drift = drift(client, &tables).await?;
     let paused = client
         .query(
-            "SELECT schema_name || '.' || table_name,
+            "SELECT schema_name, table_name,
                     to_char(paused_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-             FROM trailmark.tables WHERE paused_at IS NOT NULL ORDER BY 1",
+             FROM trailmark.tables WHERE paused_at IS NOT NULL ORDER BY 1, 2",
             &[],
         )
         .await
         .map_err(pg("reading the paused tables"))?
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| {
+            let table = crate::TableSpec::named(r.get::<_, String>(0), r.get::<_, String>(1));
+            (table.to_string(), r.get(2))
+        })
         .collect();
     Ok(Status {
         version,

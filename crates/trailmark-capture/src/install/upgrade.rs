@@ -61,8 +61,7 @@ pub(super) async fn installed_version(client: &impl GenericClient) -> Result<Opt
 /// back from the array literal its generated function was written with.
 pub(super) async fn version_1_specs(client: &impl GenericClient) -> Result<Vec<TableSpec>, Error> {
     let mut specs = Vec::new();
-    for (schema, table) in covered_tables(client).await? {
-        let mut spec = TableSpec::parse(&format!("{schema}.{table}"))?;
+    for mut spec in covered_tables(client).await? {
         let source: Option<String> = client
             .query_opt(
                 "SELECT p.prosrc FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid

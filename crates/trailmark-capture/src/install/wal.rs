@@ -196,13 +196,12 @@ pub(super) async fn publish(
     // exist would stop decoding.
     let sql = if members.is_empty() {
         let mut sql = String::new();
-        for (schema, table) in published_tables(tx).await? {
+        for table in published_tables(tx).await? {
             let _ = write!(
                 sql,
-                "ALTER PUBLICATION {} DROP TABLE {}.{};",
+                "ALTER PUBLICATION {} DROP TABLE {};",
                 ident(PUBLICATION),
-                ident(&schema),
-                ident(&table)
+                table.quoted()
             );
         }
         sql
@@ -329,9 +328,7 @@ pub(super) async fn ensure_publication(client: &Client) -> Result<bool, Error> {
 }
 
 /// The tables the publication covers, as `(schema, table)`.
-pub(super) async fn published_tables(
-    client: &impl GenericClient,
-) -> Result<Vec<(String, String)>, Error> {
+pub(super) async fn published_tables(client: &impl GenericClient) -> Result<Vec<TableSpec>, Error> {
     let rows = client
         .query(
             "SELECT schemaname::text, tablename::text FROM pg_publication_tables
@@ -340,7 +337,10 @@ pub(super) async fn published_tables(
         )
         .await
         .map_err(pg("listing the published tables"))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| TableSpec::named(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect())
 }
 
 /// How the slot stands: what WAL it makes PostgreSQL keep, and how far the

@@ -211,3 +211,60 @@ async fn events_that_cannot_be_reverted_say_why() {
             .contains("not captured")
     );
 }
+
+/// A change captured before its table was renamed carries the old name
+/// as its resource type: the revert finds the table by it (it was refused:
+/// "no covered table has resource type"). Two tables given one alias (their
+/// histories merged, which may be meant) cannot be told apart by the
+/// event: refused, naming both (it failed with the driver's "unexpected
+/// number of rows").
+#[tokio::test]
+async fn a_change_made_before_a_rename_is_reverted_and_a_shared_alias_is_named() {
+    let mut db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.cust (id int PRIMARY KEY, name text);
+             CREATE TABLE public.a (id int PRIMARY KEY, v int);
+             CREATE TABLE public.b (id int PRIMARY KEY, v int);",
+        )
+        .await
+        .unwrap();
+    let mut specs: Vec<TableSpec> = ["public.cust", "public.a", "public.b"]
+        .iter()
+        .map(|t| TableSpec::parse(t).unwrap())
+        .collect();
+    specs[1].resource_type = Some("Thing".into());
+    specs[2].resource_type = Some("Thing".into());
+    install(&mut db.client, &specs, None).await.unwrap();
+    db.client
+        .batch_execute(
+            "INSERT INTO cust VALUES (1, 'Acme'); UPDATE cust SET name = 'Acme Corp';
+             INSERT INTO a VALUES (1, 1); UPDATE a SET v = 2;
+             ALTER TABLE cust RENAME TO client;",
+        )
+        .await
+        .unwrap();
+    let events = drained(&db).await;
+    let renamed = &events[1];
+    assert_eq!(renamed["resource"]["type"], "public.cust");
+    let done = revert::apply(&mut db.client, renamed, &admin(), false)
+        .await
+        .unwrap();
+    assert_eq!(done.table.to_string(), "public.client");
+    let name: String = db
+        .client
+        .query_one("SELECT name FROM client WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(name, "Acme");
+    let shared = &events[3];
+    assert_eq!(shared["resource"]["type"], "Thing");
+    match revert::plan(&db.client, shared).await {
+        Err(Error::CannotRevert(m)) => assert_eq!(
+            m,
+            "resource type \"Thing\" is that of 2 covered tables (public.a, public.b): which one the event's row is in is not known; revert it by hand"
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

@@ -81,6 +81,50 @@ fn capture_install_status_and_uninstall_from_the_cli() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not installed"));
 }
 
+/// A table or column whose name holds a dot or a space is given in double
+/// quotes on the command line, as in SQL (`--exclude` split such a name
+/// at its last dot; a table name with a space was refused).
+#[test]
+fn a_name_with_dots_or_spaces_is_given_in_double_quotes_on_the_command_line() {
+    let db = PgDb::new("tm_cli_quoted");
+    db.sql(r#"CREATE TABLE "Order Items" (id int PRIMARY KEY, "card.no" text, "v=1" int)"#);
+    let source = db.source();
+    let stdout = install(
+        &source,
+        "trigger",
+        r#"public."Order Items""#,
+        &[
+            "--exclude",
+            r#"public."Order Items"."card.no""#,
+            "--alias",
+            r#"public."Order Items"=OrderItem"#,
+            "--name-column",
+            r#"public."Order Items"."v=1""#,
+        ],
+    );
+    assert_eq!(
+        stdout,
+        "mode trigger: asked for (--mode)\ncovered public.\"Order Items\": key (id), excluding card.no, recorded as OrderItem, named by v=1\n"
+    );
+    db.sql(r#"INSERT INTO "Order Items" VALUES (1, '4111 1111', 7)"#);
+    let captured = db.text("SELECT new_row::text FROM trailmark.outbox");
+    assert_eq!(captured, r#"{"id": 1, "v=1": 7}"#);
+    let out = cli(&[
+        "capture",
+        "pg",
+        "install",
+        "--mode",
+        "trigger",
+        "--source",
+        &source,
+        "--tables",
+        r#"public."Order Items"#,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a table name"), "{stderr}");
+}
+
 #[test]
 fn captured_bulk_changes_reach_the_trail_once_with_the_request_actor() {
     let dir = tempfile::tempdir().unwrap();
