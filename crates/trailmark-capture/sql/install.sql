@@ -208,6 +208,144 @@ BEGIN
 END
 $$;
 
+-- Version 13: a table's stored generated columns, by number. The one rule
+-- for the capture functions (which leave them out), install and status.
+CREATE OR REPLACE FUNCTION trailmark.generated_attnums(relid oid) RETURNS smallint[]
+LANGUAGE sql STABLE AS $$
+    SELECT ARRAY(
+        SELECT a.attnum FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
+        ORDER BY a.attnum)
+$$;
+
+-- Version 13 (trigger mode): makes a covered table's capture function
+-- (trailmark.capture_<table oid>) from its options in trailmark.tables,
+-- attaches its four statement-level triggers, and records the generated
+-- columns it leaves out. Made here, not by the CLI, so that the event
+-- trigger below can make it too (a table made in a schema covered whole,
+-- one dropped and made again, a generated column added).
+--
+-- The function: one INSERT ... SELECT per statement, rows read as
+-- alias.* under trailmark_ aliases (so an application column named like an
+-- alias is never taken for the row), UPDATE rows paired by primary key
+-- (`=` is exact on key columns, which are never null, and lets PostgreSQL
+-- hash-join a bulk update) or by position when a key changed or there is
+-- none (PostgreSQL fills both transition tables row by row, in step).
+-- Excluded columns are named by number at each statement, so renaming one
+-- never lets its values out, and by the names they were excluded under, so
+-- a column dropped and added again under its name (a new number) stays out
+-- too; stored generated columns are left out by number (PostgreSQL 15's
+-- logical decoding never sends them: both modes capture the same columns).
+-- A key column renamed after install makes the key pairing fall back to
+-- position instead of failing the application's statement. It runs as its
+-- owner (SECURITY DEFINER, search_path fixed): the writing role needs no
+-- right in schema trailmark, and may not write the outbox itself.
+-- The key and the columns are written into plain SQL: no dynamic SQL runs
+-- on the application's write path.
+CREATE OR REPLACE FUNCTION trailmark.attach_capture(target oid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $attach$
+DECLARE
+    t record;
+    generated smallint[] := trailmark.generated_attnums(target);
+    left_out smallint[];
+    q text;
+    excluded text;
+    join_on text;
+    by_key text := '';
+    cols text := 'txid, stmt, op, schema_name, table_name, old_row, new_row, context';
+    op text;
+BEGIN
+    SELECT * INTO STRICT t FROM trailmark.tables WHERE relid = target;
+    q := format('%I.%I', t.schema_name, t.table_name);
+    left_out := t.exclude_attnums || generated;
+    excluded := CASE WHEN cardinality(left_out) = 0 THEN '''{}''::text[]'
+        ELSE format('ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = TG_RELID AND attnum = ANY (%L::int2[]))',
+                    left_out::text) END;
+    IF cardinality(t.exclude) > 0 THEN
+        excluded := excluded || ' || ARRAY['
+            || (SELECT string_agg(quote_literal(n), ', ') FROM unnest(t.exclude) n) || ']::text[]';
+    END IF;
+    IF cardinality(t.key_columns) > 0 THEN
+        join_on := (SELECT string_agg(format('trailmark_o.%1$I = trailmark_n.%1$I', c), ' AND ')
+                    FROM unnest(t.key_columns) c);
+        by_key := format($key$-- Pair by key in one pass; the rare statement that changed a key
+        -- (fewer pairs than rows) is paired by position instead.
+        BEGIN
+            INSERT INTO trailmark.outbox (%1$s)
+            SELECT txid_current(), trailmark_stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME,
+                   to_jsonb(trailmark_o.*) - trailmark_excluded, to_jsonb(trailmark_n.*) - trailmark_excluded, trailmark_ctx
+            FROM trailmark_old trailmark_o JOIN trailmark_new trailmark_n ON %2$s;
+            GET DIAGNOSTICS trailmark_matched = ROW_COUNT;
+        EXCEPTION WHEN undefined_column THEN
+            trailmark_matched := -1; -- a key column was renamed since install: pair by position
+        END;
+        IF trailmark_matched = trailmark_total THEN
+            PERFORM pg_notify('trailmark_outbox', '');
+            RETURN NULL;
+        END IF;
+        IF trailmark_matched > 0 THEN
+            DELETE FROM trailmark.outbox WHERE txid = txid_current() AND stmt = trailmark_stmt
+                AND schema_name = TG_TABLE_SCHEMA AND table_name = TG_TABLE_NAME;
+        END IF;$key$, cols, join_on);
+    END IF;
+    EXECUTE format($fn$CREATE OR REPLACE FUNCTION trailmark.%1$I() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $trailmark$
+DECLARE
+    trailmark_excluded text[] := %2$s;
+    trailmark_stmt integer := coalesce(nullif(current_setting('trailmark.stmt', true), ''), '0')::integer + 1;
+    trailmark_ctx jsonb := trailmark.context();
+    trailmark_matched bigint;
+    trailmark_total bigint;
+BEGIN
+    -- The statement's number within its transaction (1, 2, ...).
+    PERFORM set_config('trailmark.stmt', trailmark_stmt::text, true);
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, new_row, context)
+        SELECT txid_current(), trailmark_stmt, 'insert', TG_TABLE_SCHEMA, TG_TABLE_NAME, to_jsonb(trailmark_n.*) - trailmark_excluded, trailmark_ctx
+        FROM trailmark_new trailmark_n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, context)
+        SELECT txid_current(), trailmark_stmt, 'delete', TG_TABLE_SCHEMA, TG_TABLE_NAME, to_jsonb(trailmark_o.*) - trailmark_excluded, trailmark_ctx
+        FROM trailmark_old trailmark_o;
+    ELSE
+        SELECT count(*) INTO trailmark_total FROM trailmark_old;
+        IF trailmark_total = 1 THEN
+            -- One row each side: they are the pair (the common single-row UPDATE).
+            INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, new_row, context)
+            SELECT txid_current(), trailmark_stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME,
+                   to_jsonb(trailmark_o.*) - trailmark_excluded, to_jsonb(trailmark_n.*) - trailmark_excluded, trailmark_ctx
+            FROM trailmark_old trailmark_o, trailmark_new trailmark_n;
+            PERFORM pg_notify('trailmark_outbox', '');
+            RETURN NULL;
+        END IF;
+        %3$s
+        INSERT INTO trailmark.outbox (%4$s)
+        SELECT txid_current(), trailmark_stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME, o.j - trailmark_excluded, n.j - trailmark_excluded, trailmark_ctx
+        FROM (SELECT row_number() OVER () AS trailmark_rn, to_jsonb(trailmark_t.*) AS j FROM trailmark_old trailmark_t) o
+        JOIN (SELECT row_number() OVER () AS trailmark_rn, to_jsonb(trailmark_t.*) AS j FROM trailmark_new trailmark_t) n
+        USING (trailmark_rn);
+    END IF;
+    -- Wakes a listening drainer at commit (one notice per transaction).
+    PERFORM pg_notify('trailmark_outbox', '');
+    RETURN NULL;
+END
+$trailmark$$fn$, 'capture_' || target, excluded, by_key, cols);
+    FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'trailmark_' || op, q);
+    END LOOP;
+    EXECUTE format('CREATE TRIGGER trailmark_insert AFTER INSERT ON %1$s REFERENCING NEW TABLE AS trailmark_new
+             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.%2$I();
+         CREATE TRIGGER trailmark_update AFTER UPDATE ON %1$s REFERENCING OLD TABLE AS trailmark_old NEW TABLE AS trailmark_new
+             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.%2$I();
+         CREATE TRIGGER trailmark_delete AFTER DELETE ON %1$s REFERENCING OLD TABLE AS trailmark_old
+             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.%2$I();
+         CREATE TRIGGER trailmark_truncate AFTER TRUNCATE ON %1$s
+             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture_truncate()', q, 'capture_' || target);
+    UPDATE trailmark.tables SET generated_attnums = generated WHERE relid = target;
+END
+$attach$;
+REVOKE ALL ON FUNCTION trailmark.attach_capture(oid) FROM PUBLIC;
+
 -- Version 5 (WAL mode): the columns a table with excluded columns is published with:
 -- every live column but the excluded ones, by number as the triggers
 -- exclude them (a renamed excluded column stays out; a column added later

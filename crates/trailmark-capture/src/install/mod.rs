@@ -26,7 +26,7 @@ pub use wal::{
 };
 
 use catalog::{check_columns, check_key, covered_tables, excluded_now, uncovered_in_whole_schemas};
-use sql::{TRIGGER_PREFIX, function_sql, set_context_sql, trigger_sql};
+use sql::{TRIGGER_PREFIX, set_context_sql};
 use upgrade::{installed_version, stored_specs, version_1_specs};
 
 const INSTALL_SQL: &str = include_str!("../../sql/install.sql");
@@ -66,56 +66,33 @@ pub(super) async fn cover(
         .await
         .map_err(pg(format!("looking up {table}")))?
         .get(0);
-    let function = format!("capture_{oid}");
-    let mut generated_attnums = None;
-    match mode {
-        Mode::Trigger => {
-            // Stored generated columns are left out as excluded ones are
-            // (by number): PostgreSQL 15's logical decoding does not send
-            // them, so both modes capture the same columns; their values
-            // follow from the others'. Not recorded as excluded: WAL mode
-            // need not narrow the table's replica identity for them.
-            // Recorded apart, for `status` to name those made since.
-            let generated: Vec<i16> = tx
-                .query(
-                    "SELECT attnum FROM pg_attribute
-                     WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated <> ''
-                     ORDER BY attnum",
-                    &[&oid],
-                )
-                .await
-                .map_err(pg(format!("reading the generated columns of {table}")))?
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            let left_out: Vec<i16> = attnums.iter().chain(&generated).copied().collect();
-            generated_attnums = Some(generated);
-            tx.batch_execute(&function_sql(&function, &pk, &left_out, &table.exclude))
-                .await
-                .map_err(pg(format!("creating the capture function of {table}")))?;
-            tx.batch_execute(&trigger_sql(&function, table))
-                .await
-                .map_err(pg(format!("attaching triggers to {table}")))?;
-        }
-        Mode::Wal => {
-            drop_triggers(tx, table).await?;
-            tx.batch_execute(&format!("DROP FUNCTION IF EXISTS trailmark.{function}()"))
-                .await
-                .map_err(pg(format!("removing the capture function of {table}")))?;
-        }
+    if mode == Mode::Wal {
+        drop_triggers(tx, table).await?;
+        tx.batch_execute(&format!(
+            "DROP FUNCTION IF EXISTS trailmark.capture_{oid}()"
+        ))
+        .await
+        .map_err(pg(format!("removing the capture function of {table}")))?;
     }
     tx.execute(
             "INSERT INTO trailmark.tables (schema_name, table_name, key_columns, exclude, exclude_attnums, soft_delete, resource_type, name_column, generated_attnums, relid)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)
              ON CONFLICT (schema_name, table_name) DO UPDATE SET key_columns = excluded.key_columns,
                  exclude = excluded.exclude, exclude_attnums = excluded.exclude_attnums,
                  soft_delete = excluded.soft_delete, resource_type = excluded.resource_type,
-                 name_column = excluded.name_column, generated_attnums = excluded.generated_attnums,
+                 name_column = excluded.name_column, generated_attnums = NULL,
                  relid = excluded.relid",
-            &[&table.schema, &table.table, &pk, &table.exclude, &attnums, &table.soft_delete, &table.resource_type, &table.name_column, &generated_attnums, &oid],
+            &[&table.schema, &table.table, &pk, &table.exclude, &attnums, &table.soft_delete, &table.resource_type, &table.name_column, &oid],
         )
         .await
         .map_err(pg(format!("recording the options of {table}")))?;
+    if mode == Mode::Trigger {
+        // The capture function and triggers, from the options just recorded
+        // (the generator is SQL, so that the event trigger can run it too).
+        tx.execute("SELECT trailmark.attach_capture($1)", &[&oid])
+            .await
+            .map_err(pg(format!("attaching capture to {table}")))?;
+    }
     Ok(pk)
 }
 
