@@ -191,9 +191,10 @@ BEGIN
 END
 $$;
 
--- The statement-level trigger bodies are generated per table at install
--- (trailmark.capture_<table oid>), with the table's key and excluded columns
--- written into plain SQL: no dynamic SQL runs on the application's write path.
+-- The statement-level trigger bodies are generated per table
+-- (trailmark.capture_<table oid>, by trailmark.attach_capture below), with
+-- the table's key and excluded columns written into plain SQL: no dynamic
+-- SQL runs on the application's write path.
 
 -- Run as their owner (version 8), as the generated bodies are: the role
 -- that writes a covered table needs no right on the outbox, and no role
@@ -341,6 +342,12 @@ $trailmark$$fn$, 'capture_' || target, excluded, by_key, cols);
              FOR EACH STATEMENT EXECUTE FUNCTION trailmark.%2$I();
          CREATE TRIGGER trailmark_truncate AFTER TRUNCATE ON %1$s
              FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture_truncate()', q, 'capture_' || target);
+    IF t.paused_at IS NOT NULL THEN
+        -- Paused (trailmark capture pg pause): made again, kept paused.
+        FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+            EXECUTE format('ALTER TABLE %s DISABLE TRIGGER %I', q, 'trailmark_' || op);
+        END LOOP;
+    END IF;
     UPDATE trailmark.tables SET generated_attnums = generated WHERE relid = target;
 END
 $attach$;
@@ -400,6 +407,101 @@ RETURNS TABLE (clause text, code "char") LANGUAGE sql IMMUTABLE AS $$
     WHERE v.recorded = $1
 $$;
 
+-- Version 13: the first primary key column capture cannot keep, if any:
+-- one excluded (`exclude`: the key tells records apart, and in WAL mode
+-- PostgreSQL refuses UPDATE and DELETE when a publication's column list
+-- leaves out the replica identity) or one generated (left out of captured
+-- rows: every record's id would be the same). The one rule for install
+-- and the event trigger.
+CREATE OR REPLACE FUNCTION trailmark.key_fault(relid oid, exclude text[])
+RETURNS TABLE (column_name text, excluded boolean) LANGUAGE sql STABLE AS $$
+    SELECT a.attname::text, a.attname::text = ANY ($2)
+    FROM unnest(trailmark.key_columns($1)) WITH ORDINALITY k (name, i)
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = $1 AND a.attname::text = k.name
+    WHERE a.attname::text = ANY ($2) OR a.attgenerated <> ''
+    ORDER BY a.attname::text = ANY ($2) DESC, k.i
+    LIMIT 1
+$$;
+
+-- Version 13 (WAL mode): a covered table as a member of the publication:
+-- its name, with the column list trailmark.published_columns gives when it
+-- has excluded columns (NULL when no column is left). The one rule for
+-- install and the event trigger.
+CREATE OR REPLACE FUNCTION trailmark.publication_member(schema_name text, table_name text)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT format('%I.%I', $1, $2)
+           || CASE WHEN cardinality(t.exclude) = 0 THEN ''
+                   ELSE ' (' || trailmark.published_columns($1, $2) || ')' END
+    FROM trailmark.tables t WHERE t.schema_name = $1 AND t.table_name = $2
+$$;
+
+-- Version 13: covers a table the event trigger below finds made, in either
+-- mode, in the transaction that made it: one made in (or moved into) a
+-- schema covered whole (install --all), with no options, as the next
+-- install would cover it; or one made (or renamed) under the name of a
+-- covered table that was dropped, with that table's options (its excluded
+-- columns by the names they were excluded under, each of which it must
+-- have). Refused (an error naming why, which the event trigger turns into
+-- a warning; status names the table until install runs again) when its
+-- key could not be kept (trailmark.key_fault).
+CREATE OR REPLACE FUNCTION trailmark.cover_made(target oid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c record;
+    t record;
+    fault record;
+    wal boolean := EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal');
+    missing text;
+BEGIN
+    SELECT n.nspname::text AS schema_name, k.relname::text AS table_name INTO STRICT c
+    FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = target;
+    SELECT * INTO t FROM trailmark.tables
+    WHERE schema_name = c.schema_name AND table_name = c.table_name;
+    IF NOT FOUND THEN
+        INSERT INTO trailmark.tables (schema_name, table_name, key_columns, replica_identity, relid)
+        VALUES (c.schema_name, c.table_name, trailmark.key_columns(target),
+                CASE WHEN wal THEN 'full' END, target)
+        RETURNING * INTO t;
+    ELSE
+        SELECT e.name INTO missing FROM unnest(t.exclude) e (name)
+        WHERE NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = target
+                          AND a.attname::text = e.name AND a.attnum > 0 AND NOT a.attisdropped)
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'it has no column % (excluded from the table dropped before it)', missing;
+        END IF;
+        IF t.relid IS NOT NULL THEN
+            EXECUTE format('DROP FUNCTION IF EXISTS trailmark.%I()', 'capture_' || t.relid);
+        END IF;
+        UPDATE trailmark.tables
+        SET relid = target, key_columns = trailmark.key_columns(target), generated_attnums = NULL,
+            exclude_attnums = ARRAY(
+                SELECT a.attnum FROM unnest(t.exclude) WITH ORDINALITY e (name, i)
+                JOIN pg_attribute a ON a.attrelid = target AND a.attname::text = e.name
+                                   AND a.attnum > 0 AND NOT a.attisdropped
+                ORDER BY e.i)
+        WHERE schema_name = c.schema_name AND table_name = c.table_name
+        RETURNING * INTO t;
+    END IF;
+    SELECT * INTO fault FROM trailmark.key_fault(target, t.exclude);
+    IF FOUND THEN
+        RAISE EXCEPTION 'its primary key column % is %, so its records could not be told apart',
+            fault.column_name, CASE WHEN fault.excluded THEN 'excluded' ELSE 'generated' END;
+    END IF;
+    IF NOT wal THEN
+        PERFORM trailmark.attach_capture(target);
+    ELSE
+        EXECUTE format('ALTER TABLE %I.%I REPLICA IDENTITY %s', c.schema_name, c.table_name,
+                       (SELECT clause FROM trailmark.replica_identity(coalesce(t.replica_identity, 'full'))));
+        IF t.paused_at IS NULL THEN
+            EXECUTE 'ALTER PUBLICATION trailmark ADD TABLE '
+                || trailmark.publication_member(c.schema_name, c.table_name);
+        END IF;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION trailmark.cover_made(oid) FROM PUBLIC;
+
 -- WAL mode: a publication's column list is fixed, so a column added to a
 -- table with excluded columns would not be captured. After each ALTER TABLE
 -- of such a published table its list is set again, in the same transaction.
@@ -412,6 +514,11 @@ $$;
 -- Version 12 (both modes): a covered table renamed (ALTER TABLE ... RENAME
 -- TO, ... SET SCHEMA) has its options recorded under its new name, in the
 -- same transaction (trailmark.follow_renames above).
+-- Version 13 (both modes): a table made in (or moved into) a schema covered
+-- whole, or made (or renamed) under the name of a covered table that was
+-- dropped, is covered in the same transaction (trailmark.cover_made above);
+-- in trigger mode a covered table whose generated columns changed gets its
+-- capture function made again (trailmark.attach_capture above).
 -- It never fails the application's DDL: a failure is a WARNING naming the
 -- table (then `trailmark capture pg install` sets the list or the identity).
 CREATE OR REPLACE FUNCTION trailmark.republish() RETURNS event_trigger
@@ -441,41 +548,60 @@ BEGIN
             BEGIN
                 EXECUTE format('ALTER PUBLICATION trailmark DROP TABLE %I.%I',
                                r.schema_name, r.table_name);
-                EXECUTE format('ALTER PUBLICATION trailmark ADD TABLE %I.%I (%s)',
-                               r.schema_name, r.table_name,
-                               trailmark.published_columns(r.schema_name, r.table_name));
+                EXECUTE 'ALTER PUBLICATION trailmark ADD TABLE '
+                    || trailmark.publication_member(r.schema_name, r.table_name);
             EXCEPTION WHEN OTHERS THEN
                 RAISE WARNING 'trailmark: the capture column list of %.% was not updated: % (run trailmark capture pg install)',
                     r.schema_name, r.table_name, SQLERRM;
             END;
         END LOOP;
     END IF;
-    -- Version 12 (WAL mode): a table made in a schema covered whole
-    -- (install --all) is covered at once, in the same transaction, as the
-    -- next install would cover it (no options): its replica identity FULL,
-    -- published, recorded. (Trigger mode cannot: its capture functions are
-    -- made by install; status names the table there.)
-    IF TG_TAG = 'CREATE TABLE'
-       AND EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+    -- Version 13 (both modes): a table made in a schema covered whole
+    -- (install --all), or moved into one, is covered at once, in the same
+    -- transaction, as the next install would cover it (no options); one
+    -- made or renamed under the name of a covered table that was dropped
+    -- is covered with that table's options (trailmark.cover_made). Its
+    -- first rows are captured. (Version 12 did the first in WAL mode only.)
+    IF TG_TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE') THEN
         FOR r IN
-            SELECT n.nspname::text AS schema_name, c.relname::text AS table_name, c.oid AS relid
+            SELECT DISTINCT n.nspname::text AS schema_name, c.relname::text AS table_name, c.oid AS relid
             FROM pg_event_trigger_ddl_commands() d
             JOIN pg_class c ON c.oid = d.objid
             JOIN pg_namespace n ON n.oid = c.relnamespace
-            JOIN trailmark.schemas s ON s.schema_name = n.nspname::text
+            LEFT JOIN trailmark.tables t
+              ON t.schema_name = n.nspname::text AND t.table_name = c.relname::text
             WHERE d.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'p')
               AND NOT c.relispartition AND c.relpersistence = 'p'
-              AND NOT EXISTS (SELECT FROM trailmark.tables t
-                              WHERE t.schema_name = n.nspname::text AND t.table_name = c.relname::text)
+              AND CASE WHEN t.schema_name IS NULL
+                       THEN EXISTS (SELECT FROM trailmark.schemas s WHERE s.schema_name = n.nspname::text)
+                       ELSE t.relid IS NOT NULL AND t.relid <> c.oid
+                            AND NOT EXISTS (SELECT FROM pg_class o WHERE o.oid = t.relid) END
         LOOP
             BEGIN
-                EXECUTE format('ALTER TABLE %I.%I REPLICA IDENTITY %s', r.schema_name, r.table_name,
-                               (SELECT clause FROM trailmark.replica_identity('full')));
-                EXECUTE format('ALTER PUBLICATION trailmark ADD TABLE %I.%I', r.schema_name, r.table_name);
-                INSERT INTO trailmark.tables (schema_name, table_name, key_columns, replica_identity, relid)
-                VALUES (r.schema_name, r.table_name, trailmark.key_columns(r.relid), 'full', r.relid);
+                PERFORM trailmark.cover_made(r.relid);
             EXCEPTION WHEN OTHERS THEN
-                RAISE WARNING 'trailmark: %.%, made in a schema covered whole, is not captured: % (run trailmark capture pg install)',
+                RAISE WARNING 'trailmark: %.% is not captured: % (run trailmark capture pg install)',
+                    r.schema_name, r.table_name, SQLERRM;
+            END;
+        END LOOP;
+    END IF;
+    -- Version 13 (trigger mode): a covered table whose stored generated
+    -- columns changed (one added, say) gets its capture function made
+    -- again, which leaves them out as WAL mode does.
+    IF TG_TAG = 'ALTER TABLE'
+       AND NOT EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+        FOR r IN
+            SELECT DISTINCT t.schema_name, t.table_name, t.relid
+            FROM pg_event_trigger_ddl_commands() d
+            JOIN trailmark.tables t ON t.relid = d.objid
+            WHERE d.classid = 'pg_class'::regclass
+              -- (NULL: WAL mode's tables, or one an install is switching.)
+              AND t.generated_attnums <> trailmark.generated_attnums(t.relid)
+        LOOP
+            BEGIN
+                PERFORM trailmark.attach_capture(r.relid);
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'trailmark: the capture function of %.% was not made again for its generated columns: % (run trailmark capture pg install)',
                     r.schema_name, r.table_name, SQLERRM;
             END;
         END LOOP;
@@ -515,15 +641,15 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
--- Event triggers need a superuser; without one, a column added to a table
--- with excluded columns is published, and a partition made later given the
--- table's identity, by the next install (`status` says which).
+-- Event triggers need a superuser; without one, what the event trigger
+-- does is done by the next install (`status` says what waits for it).
 DO $$
 BEGIN
     IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
         DROP EVENT TRIGGER IF EXISTS trailmark_republish;
         CREATE EVENT TRIGGER trailmark_republish ON ddl_command_end
-            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE') EXECUTE FUNCTION trailmark.republish();
+            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+            EXECUTE FUNCTION trailmark.republish();
     END IF;
 END
 $$;

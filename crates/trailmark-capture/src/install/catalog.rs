@@ -202,32 +202,27 @@ const GENERATED_LEFT_OUT: &str = "which PostgreSQL's logical decoding never send
 /// (in WAL mode PostgreSQL would also refuse the application's UPDATE and
 /// DELETE: a publication's column list must cover the key) or generated
 /// (left out of the rows captured: every record's id would be the same).
-pub(super) async fn check_key(
-    client: &impl GenericClient,
-    table: &TableSpec,
-    pk: &[String],
-) -> Result<(), Error> {
-    if let Some(column) = table.exclude.iter().find(|c| pk.contains(c)) {
-        return Err(Error::BadOption(format!(
-            "{table}.{column} is in the primary key, which tells the table's records apart in the trail (and which, in WAL mode, PostgreSQL needs published to allow UPDATE and DELETE), so it cannot be excluded"
-        )));
-    }
-    let generated = client
+/// (The rule is SQL, `trailmark.key_fault`, which the event trigger
+/// follows too.)
+pub(super) async fn check_key(client: &impl GenericClient, table: &TableSpec) -> Result<(), Error> {
+    let fault = client
         .query_opt(
-            "SELECT attname::text FROM pg_attribute
-             WHERE attrelid = $1::text::regclass AND attname = ANY ($2) AND attgenerated <> ''
-             ORDER BY attnum LIMIT 1",
-            &[&table.quoted(), &pk],
+            "SELECT column_name, excluded FROM trailmark.key_fault($1::text::regclass, $2)",
+            &[&table.quoted(), &table.exclude],
         )
         .await
         .map_err(pg(format!("checking the primary key of {table}")))?;
-    if let Some(row) = generated {
-        let column: String = row.get(0);
-        return Err(Error::BadOption(format!(
-            "{table}: primary key column {column} is generated, {GENERATED_LEFT_OUT}, so the table's records could not be told apart: capture needs a primary key without generated columns"
-        )));
+    match fault {
+        None => Ok(()),
+        Some(row) if row.get::<_, bool>(1) => Err(Error::BadOption(format!(
+            "{table}.{} is in the primary key, which tells the table's records apart in the trail (and which, in WAL mode, PostgreSQL needs published to allow UPDATE and DELETE), so it cannot be excluded",
+            row.get::<_, String>(0)
+        ))),
+        Some(row) => Err(Error::BadOption(format!(
+            "{table}: primary key column {} is generated, {GENERATED_LEFT_OUT}, so the table's records could not be told apart: capture needs a primary key without generated columns",
+            row.get::<_, String>(0)
+        ))),
     }
-    Ok(())
 }
 
 /// Where an excluded column of a table is now (see [`excluded_now`]).

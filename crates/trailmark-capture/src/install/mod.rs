@@ -60,7 +60,7 @@ pub(super) async fn cover(
 ) -> Result<Vec<String>, Error> {
     let pk = primary_key(tx, table).await?;
     let attnums = check_columns(tx, table).await?;
-    check_key(tx, table, &pk).await?;
+    check_key(tx, table).await?;
     let oid: u32 = tx
         .query_one("SELECT $1::text::regclass::oid", &[&table.quoted()])
         .await
@@ -433,9 +433,7 @@ async fn finish(
     )
     .await
     .map_err(pg("recording the capture mode"))?;
-    if mode == Mode::Trigger {
-        pause::keep_paused(&tx).await?;
-    }
+    // (A paused table's triggers were made disabled: trailmark.attach_capture.)
     tx.commit().await.map_err(pg("committing the install"))
 }
 

@@ -169,22 +169,6 @@ async fn switch(
     Ok(())
 }
 
-/// Keeps paused tables paused after `install` recreated their triggers.
-pub(super) async fn keep_paused(tx: &tokio_postgres::Transaction<'_>) -> Result<(), Error> {
-    let rows = tx
-        .query(
-            "SELECT schema_name, table_name FROM trailmark.tables WHERE paused_at IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(pg("reading the paused tables"))?;
-    for row in rows {
-        let table = TableSpec::named(row.get::<_, String>(0), row.get::<_, String>(1));
-        triggers(tx, &table, false).await?;
-    }
-    Ok(())
-}
-
 /// Enables or disables a covered table's four capture triggers.
 async fn triggers(
     tx: &tokio_postgres::Transaction<'_>,

@@ -26,19 +26,17 @@ pub struct Status {
     pub paused: Vec<(String, String)>,
 }
 
-/// In WAL mode, what goes unhandled while the event trigger that keeps
-/// column lists and partitions' identity current (`trailmark_republish`)
-/// is missing (an install by a role that is not a superuser) or disabled:
-/// named only when a covered table has excluded columns (`excluding`) or
-/// partitions (`partitioned`).
+/// What goes unhandled while the event trigger that keeps capture current
+/// through schema changes (`trailmark_republish`) is missing (an install by
+/// a role that is not a superuser) or disabled: in both modes, tables made
+/// again under a covered name or in a schema covered whole, and renames; in
+/// WAL mode also the column lists of tables with excluded columns
+/// (`excluding`) and partitions' identity (`partitioned`).
 async fn without_event_trigger(
     client: &impl GenericClient,
     excluding: &[String],
     partitioned: &[String],
 ) -> Result<Option<String>, Error> {
-    if excluding.is_empty() && partitioned.is_empty() {
-        return Ok(None);
-    }
     let enabled: Option<bool> = client
         .query_opt(
             "SELECT evtenabled <> 'D' FROM pg_event_trigger WHERE evtname = 'trailmark_republish'",
@@ -52,7 +50,9 @@ async fn without_event_trigger(
         Some(false) => "disabled",
         None => "missing (as after an install by a role that is not a superuser)",
     };
-    let mut unhandled = Vec::new();
+    let mut unhandled = vec![
+        "tables made again under a covered name or made in a schema covered whole are not captured, covered tables renamed lose their options".to_owned(),
+    ];
     if !excluding.is_empty() {
         unhandled.push(format!(
             "columns added later to {} are not captured",

@@ -270,23 +270,19 @@ pub(super) async fn member(
     tx: &tokio_postgres::Transaction<'_>,
     table: &TableSpec,
 ) -> Result<String, Error> {
-    if table.exclude.is_empty() {
-        return Ok(table.quoted());
-    }
-    let columns: Option<String> = tx
+    let member: Option<String> = tx
         .query_one(
-            "SELECT trailmark.published_columns($1, $2)",
+            "SELECT trailmark.publication_member($1, $2)",
             &[&table.schema, &table.table],
         )
         .await
         .map_err(pg(format!("reading the columns of {table}")))?
         .get(0);
-    let columns = columns.ok_or_else(|| {
+    member.ok_or_else(|| {
         Error::BadOption(format!(
             "{table}: every column is excluded; capture needs at least its key"
         ))
-    })?;
-    Ok(format!("{} ({columns})", table.quoted()))
+    })
 }
 
 /// The prefix of the logical message a pause or a resume writes in WAL
