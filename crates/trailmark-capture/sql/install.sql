@@ -342,12 +342,16 @@ $trailmark$$fn$, 'capture_' || target, excluded, by_key, cols);
              FOR EACH STATEMENT EXECUTE FUNCTION trailmark.%2$I();
          CREATE TRIGGER trailmark_truncate AFTER TRUNCATE ON %1$s
              FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture_truncate()', q, 'capture_' || target);
-    IF t.paused_at IS NOT NULL THEN
-        -- Paused (trailmark capture pg pause): made again, kept paused.
-        FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
-            EXECUTE format('ALTER TABLE %s DISABLE TRIGGER %I', q, 'trailmark_' || op);
-        END LOOP;
-    END IF;
+    -- Enabled ALWAYS: a trigger enabled as CREATE TRIGGER leaves it does
+    -- not fire in a session with session_replication_role = replica (a
+    -- logical replication subscriber's apply worker, a restore or a bulk
+    -- load run so to skip foreign key checks), whose writes WAL mode
+    -- captures. Paused (trailmark capture pg pause): made again, kept paused.
+    FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+        EXECUTE format('ALTER TABLE %s %s TRIGGER %I', q,
+                       CASE WHEN t.paused_at IS NULL THEN 'ENABLE ALWAYS' ELSE 'DISABLE' END,
+                       'trailmark_' || op);
+    END LOOP;
     UPDATE trailmark.tables SET generated_attnums = generated WHERE relid = target;
 END
 $attach$;
@@ -525,25 +529,32 @@ CREATE OR REPLACE FUNCTION trailmark.republish() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
+    -- The relations the command made or changed, read once (version 13:
+    -- each reading builds every command's description).
+    objs oid[] := ARRAY(SELECT DISTINCT d.objid FROM pg_event_trigger_ddl_commands() d
+                        WHERE d.classid = 'pg_class'::regclass);
 BEGIN
+    -- Only a permanent table can be covered: a command on none (a
+    -- temporary table made per request, say) stops here.
+    IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = ANY (objs) AND c.relpersistence = 'p') THEN
+        RETURN;
+    END IF;
     IF TG_TAG = 'ALTER TABLE' THEN
         -- Version 12: first, a covered table renamed keeps its options
         -- (and its column list below finds it under its new name).
         BEGIN
-            PERFORM trailmark.follow_renames(ARRAY(
-                SELECT d.objid FROM pg_event_trigger_ddl_commands() d
-                WHERE d.classid = 'pg_class'::regclass));
+            PERFORM trailmark.follow_renames(objs);
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'trailmark: the options of a covered table renamed were not moved to its new name: % (run trailmark capture pg install)', SQLERRM;
         END;
         FOR r IN
             SELECT DISTINCT t.schema_name, t.table_name
-            FROM pg_event_trigger_ddl_commands() c
+            FROM unnest(objs) c (objid)
             JOIN trailmark.tables t
               ON c.objid = to_regclass(format('%I.%I', t.schema_name, t.table_name))
             JOIN pg_publication_tables p
               ON p.pubname = 'trailmark' AND p.schemaname = t.schema_name AND p.tablename = t.table_name
-            WHERE c.classid = 'pg_class'::regclass AND cardinality(t.exclude_attnums) > 0
+            WHERE cardinality(t.exclude_attnums) > 0
         LOOP
             BEGIN
                 EXECUTE format('ALTER PUBLICATION trailmark DROP TABLE %I.%I',
@@ -565,12 +576,12 @@ BEGIN
     IF TG_TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE') THEN
         FOR r IN
             SELECT DISTINCT n.nspname::text AS schema_name, c.relname::text AS table_name, c.oid AS relid
-            FROM pg_event_trigger_ddl_commands() d
+            FROM unnest(objs) d (objid)
             JOIN pg_class c ON c.oid = d.objid
             JOIN pg_namespace n ON n.oid = c.relnamespace
             LEFT JOIN trailmark.tables t
               ON t.schema_name = n.nspname::text AND t.table_name = c.relname::text
-            WHERE d.classid = 'pg_class'::regclass AND c.relkind IN ('r', 'p')
+            WHERE c.relkind IN ('r', 'p')
               AND NOT c.relispartition AND c.relpersistence = 'p'
               AND CASE WHEN t.schema_name IS NULL
                        THEN EXISTS (SELECT FROM trailmark.schemas s WHERE s.schema_name = n.nspname::text)
@@ -592,9 +603,9 @@ BEGIN
        AND NOT EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
         FOR r IN
             SELECT DISTINCT t.schema_name, t.table_name, t.relid
-            FROM pg_event_trigger_ddl_commands() d
+            FROM unnest(objs) d (objid)
             JOIN trailmark.tables t ON t.relid = d.objid
-            WHERE d.classid = 'pg_class'::regclass
+            WHERE true
               -- (NULL: WAL mode's tables, or one an install is switching.)
               AND t.generated_attnums <> trailmark.generated_attnums(t.relid)
         LOOP
@@ -606,11 +617,9 @@ BEGIN
             END;
         END LOOP;
     END IF;
-    -- Only a command on a partition or a partitioned table can make one:
-    -- any other CREATE TABLE (a temporary table, say) stops here.
+    -- Only a command on a partition or a partitioned table can make one.
     IF EXISTS (
-        SELECT FROM pg_event_trigger_ddl_commands() d JOIN pg_class c ON c.oid = d.objid
-        WHERE d.classid = 'pg_class'::regclass AND (c.relispartition OR c.relkind = 'p'))
+        SELECT FROM pg_class c WHERE c.oid = ANY (objs) AND (c.relispartition OR c.relkind = 'p'))
     THEN
         FOR r IN
             SELECT p.relation AS partition,
@@ -622,10 +631,8 @@ BEGIN
             WHERE EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal')
               AND p.identity <> i.code
               AND EXISTS (
-                  SELECT FROM pg_event_trigger_ddl_commands() d
-                  JOIN pg_partition_tree(to_regclass(format('%I.%I', t.schema_name, t.table_name))) q
-                    ON q.relid = d.objid
-                  WHERE d.classid = 'pg_class'::regclass)
+                  SELECT FROM pg_partition_tree(to_regclass(format('%I.%I', t.schema_name, t.table_name))) q
+                  WHERE q.relid = ANY (objs))
             ORDER BY 1
         LOOP
             BEGIN

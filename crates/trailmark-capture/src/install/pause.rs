@@ -176,7 +176,9 @@ async fn triggers(
     enabled: bool,
 ) -> Result<(), Error> {
     let q = table.quoted();
-    let verb = if enabled { "ENABLE" } else { "DISABLE" };
+    // ALWAYS: as trailmark.attach_capture enables them (they fire in a
+    // session with session_replication_role = replica too).
+    let verb = if enabled { "ENABLE ALWAYS" } else { "DISABLE" };
     for op in ["insert", "update", "delete", "truncate"] {
         tx.batch_execute(&format!(
             "ALTER TABLE {q} {verb} TRIGGER {}",

@@ -71,6 +71,37 @@ async fn without_event_trigger(
     )))
 }
 
+/// In trigger mode, the capture triggers of a table not paused that do not
+/// fire always, if any: disabled by hand (`ALTER TABLE ... DISABLE
+/// TRIGGER`, which a pause does on the record), or enabled so that a
+/// session with `session_replication_role = replica` skips them (`ENABLE
+/// TRIGGER`; install enables them ALWAYS).
+async fn triggers_not_always(
+    client: &impl GenericClient,
+    spec: &crate::TableSpec,
+) -> Result<Option<String>, Error> {
+    let found: Option<String> = client
+        .query_one(
+            "SELECT string_agg(t.tgname::text || CASE t.tgenabled WHEN 'D' THEN ' disabled'
+                       WHEN 'O' THEN ' skipped by sessions with session_replication_role = replica'
+                       ELSE ' fired by such sessions only' END, ', ' ORDER BY t.tgname)
+             FROM pg_trigger t
+             WHERE t.tgrelid = to_regclass($1) AND t.tgname LIKE 'trailmark\\_%' AND NOT t.tgisinternal
+               AND t.tgenabled <> 'A'
+               AND NOT EXISTS (SELECT FROM trailmark.tables r
+                               WHERE r.schema_name = $2 AND r.table_name = $3 AND r.paused_at IS NOT NULL)",
+            &[&spec.quoted(), &spec.schema, &spec.table],
+        )
+        .await
+        .map_err(pg(format!("reading the capture triggers of {spec}")))?
+        .get(0);
+    Ok(found.map(|list| {
+        format!(
+            "capture triggers not firing always ({list}): changes they miss are not captured (to stop capture on the record, use capture pg pause): run install again"
+        )
+    }))
+}
+
 /// In trigger mode, how a table's stored generated columns differ from
 /// those its capture function leaves out (`recorded` at install), if they
 /// do: one added since is captured by trigger mode (WAL mode never sends
@@ -295,6 +326,9 @@ pub(super) async fn drift(
             Ok(_) => {}
         }
         drift.extend(excluded_since(client, &spec, &attnums).await?);
+        if !wal && let Some(line) = triggers_not_always(client, &spec).await? {
+            drift.push(format!("{name}: {line}"));
+        }
         if let Some(recorded) = generated.filter(|_| !wal)
             && let Some(line) = generated_since(client, &spec, &recorded).await?
         {

@@ -2422,3 +2422,74 @@ async fn tables_with_any_name_postgresql_allows_are_covered_in_both_modes() {
     );
     assert_eq!(results[1][2]["changes"][r#"say "hi""#]["new"], "hello");
 }
+
+/// A session with `session_replication_role = replica` (a logical
+/// replication subscriber's apply worker, a restore, a bulk load run so to
+/// skip foreign key checks) skips triggers enabled as `CREATE TRIGGER`
+/// leaves them: trigger mode missed its writes, which WAL mode captures.
+/// Capture triggers are enabled ALWAYS (install, resume): both modes
+/// alike. In trigger mode `status` names capture triggers disabled by hand,
+/// or enabled so that such sessions skip them, outside a pause.
+#[tokio::test]
+async fn a_replica_session_is_captured_and_triggers_disabled_by_hand_are_named() {
+    let by = trailmark_capture::CaptureContext {
+        actor_id: Some("ops-42".into()),
+        ..trailmark_capture::CaptureContext::default()
+    };
+    let writes = "SET session_replication_role = replica;
+        INSERT INTO customer (id, name) VALUES (1, 'replicated');
+        UPDATE customer SET name = 'replicated again';
+        RESET session_replication_role;";
+    let mut results = Vec::new();
+    for mode in MODES {
+        let mut db = installed(mode, CUSTOMER, &[customer()]).await;
+        db.client.batch_execute(writes).await.unwrap();
+        // Paused and resumed: still fired always.
+        trailmark_capture::set_paused(&mut db.client, &[], true, &by)
+            .await
+            .unwrap();
+        trailmark_capture::set_paused(&mut db.client, &[], false, &by)
+            .await
+            .unwrap();
+        db.client
+            .batch_execute(&writes.replace("1, 'replicated'", "2, 'after resume'"))
+            .await
+            .unwrap();
+        assert_eq!(drift(&db).await, Vec::<String>::new(), "{mode:?}");
+        results.push(drained(&db).await);
+        if mode == Mode::Trigger {
+            db.client
+                .batch_execute(
+                    "ALTER TABLE customer DISABLE TRIGGER trailmark_update;
+                     ALTER TABLE customer ENABLE TRIGGER trailmark_delete;",
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                drift(&db).await,
+                [
+                    "public.customer: capture triggers not firing always (trailmark_delete skipped by sessions with session_replication_role = replica, trailmark_update disabled): changes they miss are not captured (to stop capture on the record, use capture pg pause): run install again"
+                ]
+            );
+            install(&mut db.client, &[], None).await.unwrap();
+            assert_eq!(drift(&db).await, Vec::<String>::new());
+        }
+    }
+    same(&results[0], &results[1]);
+    let steps: Vec<String> = results[1]
+        .iter()
+        .map(|e| format!("{} {}", e["action"], e["resource"]["id"]))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            r#""create" "1""#,
+            r#""update" "1""#,
+            r#""capture.paused" null"#,
+            r#""capture.resumed" null"#,
+            r#""create" "2""#,
+            r#""update" "1""#,
+            r#""update" "2""#,
+        ]
+    );
+}
