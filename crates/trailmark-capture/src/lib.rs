@@ -32,7 +32,7 @@ pub use install::{
     slot_status, status, streams_in_progress, table_configs, tables_in_schema, uninstall,
     wal_level,
 };
-pub use table::{ReplicaIdentity, TableConfig, TableSpec, split_assignment};
+pub use table::{ReplicaIdentity, TableConfig, TableSpec, split_assignment, split_list};
 pub use wal::check_source as check_wal_source;
 
 /// What can go wrong talking to the application database.

@@ -122,6 +122,25 @@ impl TableSpec {
     }
 }
 
+/// The items of a comma-separated list of names, split at commas outside
+/// double quotes (a quoted name may hold one): `a.b,s."x,y"`; each trimmed.
+/// An empty item stays (and is refused where it is read: never a default).
+pub fn split_list(text: &str) -> Vec<String> {
+    let (mut items, mut quoted, mut start) = (Vec::new(), false, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                items.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&text[start..]);
+    items.into_iter().map(|s| s.trim().to_owned()).collect()
+}
+
 /// Splits `name=value` at the first `=` outside double quotes (a quoted
 /// table name may hold one): `shop."a=b"=Thing`.
 pub fn split_assignment(text: &str) -> Option<(&str, &str)> {
@@ -180,10 +199,11 @@ fn name_parts(text: &str) -> Option<Vec<String>> {
     }
 }
 
-/// A name part as [`TableSpec::parse`] reads it back: bare, or in double
-/// quotes when it holds a dot, a quote or whitespace.
+/// A name part as [`TableSpec::parse`] reads it back, in a list and in an
+/// assignment too: bare, or in double quotes when it holds a dot, a quote,
+/// a comma, `=` or whitespace.
 fn written(part: &str) -> String {
-    if part.contains(['.', '"']) || part.chars().any(char::is_whitespace) {
+    if part.contains(['.', '"', ',', '=']) || part.chars().any(char::is_whitespace) {
         ident(part)
     } else {
         part.to_owned()
@@ -261,5 +281,9 @@ mod tests {
             Some((r#"s."a=b""#, "T=x"))
         );
         assert_eq!(split_assignment("s.t"), None);
+        assert_eq!(
+            split_list(r#"a.b, s."x,y".c,"#),
+            ["a.b", r#"s."x,y".c"#, ""]
+        );
     }
 }

@@ -45,26 +45,28 @@ enum PgCommand {
     ///
     /// Example: trailmark capture pg install --source postgres://app@db/shop --tables public.customer,public.invoice --exclude public.customer.password --soft-delete public.customer.deleted_at --alias public.customer=Customer
     Install {
-        /// Tables to cover, comma-separated schema.table.
-        #[arg(long, value_delimiter = ',', required_unless_present = "all")]
+        /// Tables to cover, comma-separated schema.table (a name in double quotes may hold
+        /// dots, spaces and commas, as in SQL).
+        #[arg(long, required_unless_present = "all")]
         tables: Vec<String>,
         /// Cover every table of these schemas, comma-separated; a table made in one later is
-        /// covered at once in WAL mode (as a superuser), by the next install in trigger mode.
-        #[arg(long, value_delimiter = ',', value_name = "SCHEMA")]
+        /// covered at once (by the event trigger an install as a superuser leaves), else by
+        /// the next install.
+        #[arg(long, value_name = "SCHEMA")]
         all: Vec<String>,
         /// Columns never copied to the outbox, comma-separated schema.table.column.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long)]
         exclude: Vec<String>,
         /// A flag or timestamp column (schema.table.column) whose setting
         /// is recorded as soft_delete and clearing as restore.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long)]
         soft_delete: Vec<String>,
         /// The resource type a table's events carry: schema.table=Type.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long)]
         alias: Vec<String>,
         /// The column whose value names a table's records in the trail
         /// (resource.name), comma-separated schema.table.column.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long)]
         name_column: Vec<String>,
         /// trigger or wal (default: the mode installed before; on a first
         /// install, wal where wal_level is logical, else trigger).
@@ -73,7 +75,7 @@ enum PgCommand {
         /// WAL mode: which old values PostgreSQL logs for a table,
         /// schema.table=full (every column; the default) or =key (the
         /// primary key only: needed for a table with --exclude).
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long)]
         replica_identity: Vec<String>,
         /// The role a drainer connects as, granted what it needs in the
         /// installed mode and nothing more (it need not be a superuser; in
@@ -192,7 +194,7 @@ enum PgCommand {
 #[derive(Debug, clap::Args)]
 pub struct Switch {
     /// Only these covered tables, comma-separated schema.table (default: all).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long)]
     tables: Vec<String>,
     /// Who switches capture (recorded with the switch).
     #[arg(long)]
@@ -212,8 +214,7 @@ async fn switch(
     if switch.actor.trim().is_empty() {
         anyhow::bail!("--actor: give who switches capture");
     }
-    let tables = switch
-        .tables
+    let tables = listed(&switch.tables)
         .iter()
         .map(|t| TableSpec::parse(t))
         .collect::<Result<Vec<_>, _>>()?;
@@ -235,12 +236,21 @@ async fn switch(
 }
 
 /// Per-table options from the install flags, checked against --tables.
-struct TableOptions<'a> {
-    exclude: &'a [String],
-    soft_delete: &'a [String],
-    alias: &'a [String],
-    name_column: &'a [String],
-    replica_identity: &'a [String],
+struct TableOptions {
+    exclude: Vec<String>,
+    soft_delete: Vec<String>,
+    alias: Vec<String>,
+    name_column: Vec<String>,
+    replica_identity: Vec<String>,
+}
+
+/// The items of a list flag given once or more, each given value split at
+/// commas outside double quotes (a quoted name may hold one).
+fn listed(given: &[String]) -> Vec<String> {
+    given
+        .iter()
+        .flat_map(|g| trailmark_capture::split_list(g))
+        .collect()
 }
 
 fn find<'s>(
@@ -283,9 +293,9 @@ fn one_column(
 
 fn table_specs(
     mut specs: Vec<TableSpec>,
-    options: &TableOptions<'_>,
+    options: &TableOptions,
 ) -> anyhow::Result<Vec<TableSpec>> {
-    for column in options.exclude {
+    for column in &options.exclude {
         let Some((table, col)) = TableSpec::parse_column(column) else {
             bail!(
                 "--exclude {column:?}: use schema.table.column (a name in double quotes may hold dots)"
@@ -297,12 +307,12 @@ fn table_specs(
     }
     one_column(
         &mut specs,
-        options.soft_delete,
+        &options.soft_delete,
         "--soft-delete",
         "a soft-delete column",
         |s| &mut s.soft_delete,
     )?;
-    for alias in options.alias {
+    for alias in &options.alias {
         let Some((table, name)) = trailmark_capture::split_assignment(alias) else {
             bail!("--alias {alias:?}: use schema.table=Type, e.g. public.crm_customer=Customer");
         };
@@ -311,12 +321,12 @@ fn table_specs(
     }
     one_column(
         &mut specs,
-        options.name_column,
+        &options.name_column,
         "--name-column",
         "a name column",
         |s| &mut s.name_column,
     )?;
-    for given in options.replica_identity {
+    for given in &options.replica_identity {
         let Some((table, identity)) = trailmark_capture::split_assignment(given) else {
             bail!("--replica-identity {given:?}: use schema.table=full or schema.table=key");
         };
@@ -516,17 +526,18 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                 drainer_role,
             } => {
                 let options = TableOptions {
-                    exclude: &exclude,
-                    soft_delete: &soft_delete,
-                    alias: &alias,
-                    name_column: &name_column,
-                    replica_identity: &replica_identity,
+                    exclude: listed(&exclude),
+                    soft_delete: listed(&soft_delete),
+                    alias: listed(&alias),
+                    name_column: listed(&name_column),
+                    replica_identity: listed(&replica_identity),
                 };
                 let mode = mode
                     .as_deref()
                     .map(trailmark_capture::Mode::parse)
                     .transpose()
                     .context("--mode")?;
+                let (tables, all) = (listed(&tables), listed(&all));
                 install(&mut client, &source, &tables, &all, &options, mode).await?;
                 if let Some(role) = drainer_role {
                     trailmark_capture::grant_drainer(&mut client, &role)
@@ -587,7 +598,7 @@ async fn install(
     source: &str,
     tables: &[String],
     all: &[String],
-    options: &TableOptions<'_>,
+    options: &TableOptions,
     mode: Option<trailmark_capture::Mode>,
 ) -> anyhow::Result<()> {
     let mut specs = tables

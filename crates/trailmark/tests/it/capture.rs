@@ -107,8 +107,25 @@ fn a_name_with_dots_or_spaces_is_given_in_double_quotes_on_the_command_line() {
         "mode trigger: asked for (--mode)\ncovered public.\"Order Items\": key (id), excluding card.no, recorded as OrderItem, named by v=1\n"
     );
     db.sql(r#"INSERT INTO "Order Items" VALUES (1, '4111 1111', 7)"#);
-    let captured = db.text("SELECT new_row::text FROM trailmark.outbox");
-    assert_eq!(captured, r#"{"id": 1, "v=1": 7}"#);
+    // A quoted name may hold a comma, in any list.
+    db.sql(r#"CREATE TABLE "a,b" (id int PRIMARY KEY, "x,y" text)"#);
+    let stdout = install(
+        &source,
+        "trigger",
+        r#"public."a,b",public."Order Items""#,
+        &[
+            "--exclude",
+            r#"public."a,b"."x,y",public."Order Items"."card.no""#,
+        ],
+    );
+    assert!(
+        stdout.contains("covered public.\"a,b\": key (id), excluding x,y\n"),
+        "{stdout}"
+    );
+    db.sql(r#"INSERT INTO "a,b" VALUES (1, 'secret')"#);
+    let captured =
+        db.text("SELECT string_agg(new_row::text, ' ' ORDER BY id) FROM trailmark.outbox");
+    assert_eq!(captured, r#"{"id": 1, "v=1": 7} {"id": 1}"#);
     let out = cli(&[
         "capture",
         "pg",
@@ -123,6 +140,13 @@ fn a_name_with_dots_or_spaces_is_given_in_double_quotes_on_the_command_line() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is not a table name"), "{stderr}");
+    // An empty item is refused, never read as "no tables".
+    let out = cli(&[
+        "capture", "pg", "install", "--mode", "trigger", "--source", &source, "--tables", "",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\"\" is not a table name"), "{stderr}");
 }
 
 #[test]
