@@ -243,8 +243,10 @@ $$;
 -- right in schema trailmark, and may not write the outbox itself.
 -- The key and the columns are written into plain SQL: no dynamic SQL runs
 -- on the application's write path.
+-- (Its DROP ... IF EXISTS notices are kept from the session: the event
+-- trigger runs it inside the application's own DDL.)
 CREATE OR REPLACE FUNCTION trailmark.attach_capture(target oid) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $attach$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $attach$
 DECLARE
     t record;
     generated smallint[] := trailmark.generated_attnums(target);
@@ -427,6 +429,26 @@ RETURNS TABLE (column_name text, excluded boolean) LANGUAGE sql STABLE AS $$
     LIMIT 1
 $$;
 
+-- Version 13: the captured columns of a table (not in `exclude`) whose
+-- names say they may hold a secret (a password, a token, a key): a word of
+-- the name (split at what is not a letter or a digit, and at a capital
+-- after a small letter)
+-- is password, passwd, passphrase, pwd, secret, token, salt, otp or
+-- credential(s), or two words are api, private, access or secret and key.
+-- Install warns of each for the tables it is given, and the event trigger
+-- for a table it covers. The one rule.
+CREATE OR REPLACE FUNCTION trailmark.secret_like(relid oid, exclude text[]) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT ARRAY(
+        SELECT a.attname::text FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+          AND NOT a.attname::text = ANY ($2)
+          AND regexp_replace(lower(regexp_replace(a.attname, '([a-z0-9])([A-Z])', '\1_\2', 'g')),
+                             '[^a-z0-9]+', '_', 'g')
+              ~ '(^|_)(password|passwd|passphrase|pwd|secret|token|salt|otp|credentials?|(api|private|access|secret)_?key)(_|$)'
+        ORDER BY a.attnum)
+$$;
+
 -- Version 13 (WAL mode): a covered table as a member of the publication:
 -- its name, with the column list trailmark.published_columns gives when it
 -- has excluded columns (NULL when no column is left). The one rule for
@@ -449,19 +471,22 @@ $$;
 -- a warning; status names the table until install runs again) when its
 -- key could not be kept (trailmark.key_fault).
 CREATE OR REPLACE FUNCTION trailmark.cover_made(target oid) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
 DECLARE
     c record;
     t record;
     fault record;
     wal boolean := EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal');
     missing text;
+    fresh boolean := false;
+    secrets text[];
 BEGIN
     SELECT n.nspname::text AS schema_name, k.relname::text AS table_name INTO STRICT c
     FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = target;
     SELECT * INTO t FROM trailmark.tables
     WHERE schema_name = c.schema_name AND table_name = c.table_name;
     IF NOT FOUND THEN
+        fresh := true;
         INSERT INTO trailmark.tables (schema_name, table_name, key_columns, replica_identity, relid)
         VALUES (c.schema_name, c.table_name, trailmark.key_columns(target),
                 CASE WHEN wal THEN 'full' END, target)
@@ -491,6 +516,13 @@ BEGIN
     IF FOUND THEN
         RAISE EXCEPTION 'its primary key column % is %, so its records could not be told apart',
             fault.column_name, CASE WHEN fault.excluded THEN 'excluded' ELSE 'generated' END;
+    END IF;
+    -- Covered with no options (a schema covered whole): say which of its
+    -- columns may hold secrets, as install does.
+    secrets := CASE WHEN fresh THEN trailmark.secret_like(target, '{}') END;
+    IF cardinality(secrets) > 0 THEN
+        RAISE WARNING 'trailmark: %.% is captured (made in a schema covered whole) with columns whose names say they may hold secrets: %; if they do, exclude them (trailmark capture pg install --exclude)',
+            c.schema_name, c.table_name, array_to_string(secrets, ', ');
     END IF;
     IF NOT wal THEN
         PERFORM trailmark.attach_capture(target);

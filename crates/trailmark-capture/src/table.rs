@@ -116,6 +116,12 @@ impl TableSpec {
         Some((Self::named(schema, table), column))
     }
 
+    /// One of its columns as `schema.table.column`, as
+    /// [`TableSpec::parse_column`] reads it back.
+    pub fn column(&self, column: &str) -> String {
+        format!("{self}.{}", written(column))
+    }
+
     /// The table's name quoted for SQL.
     pub(crate) fn quoted(&self) -> String {
         format!("{}.{}", ident(&self.schema), ident(&self.table))
@@ -275,6 +281,8 @@ mod tests {
         let (t, c) = TableSpec::parse_column("t.c").unwrap();
         assert_eq!((t.to_string().as_str(), c.as_str()), ("public.t", "c"));
         assert!(TableSpec::parse_column("c").is_none());
+        let (t, c) = TableSpec::parse_column(&odd.column("x.y")).unwrap();
+        assert_eq!((t, c.as_str()), (odd.clone(), "x.y"));
         assert!(TableSpec::parse_column("a.b.c.d").is_none());
         assert_eq!(
             split_assignment(r#"s."a=b"=T=x"#),

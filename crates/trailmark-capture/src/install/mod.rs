@@ -193,7 +193,7 @@ async fn in_transaction(
     {
         return Err(Error::NewerVersion(v));
     }
-    let (before, warnings) = covered_before(&tx, tables, previous_version).await?;
+    let (before, mut warnings) = covered_before(&tx, tables, previous_version).await?;
     let refreshed = before.len();
     let mut all: Vec<&TableSpec> = Vec::new();
     for table in tables.iter().chain(&before) {
@@ -212,6 +212,9 @@ async fn in_transaction(
         let pk = cover(&tx, table, mode).await?;
         installed.push((table.clone(), pk));
     }
+    for table in tables {
+        warnings.extend(secret_like(&tx, table).await?);
+    }
     finish(tx, &installed, mode).await?;
     if mode == Mode::Trigger && switching {
         // The handover found the slot drained, with every covered table
@@ -219,6 +222,34 @@ async fn in_transaction(
         wal::drop_slot(&*client).await?;
     }
     Ok((installed, refreshed, previous_version, warnings))
+}
+
+/// The captured columns of a table whose names say they may hold a secret
+/// (`trailmark.secret_like`, the rule the event trigger warns by too), each
+/// a warning saying how to exclude it: excluded columns never leave the
+/// database, and a team covering a schema whole (`--all`) may not have
+/// looked at every column.
+async fn secret_like(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &TableSpec,
+) -> Result<Vec<String>, Error> {
+    let columns: Vec<String> = tx
+        .query_one(
+            "SELECT trailmark.secret_like($1::text::regclass, $2)",
+            &[&table.quoted(), &table.exclude],
+        )
+        .await
+        .map_err(pg(format!("reading the columns of {table}")))?
+        .get(0);
+    Ok(columns
+        .iter()
+        .map(|c| {
+            let column = table.column(c);
+            format!(
+                "{column} is captured, and its name says it may hold a secret (a password, a token, a key): if it does, name the table again with --exclude '{column}'"
+            )
+        })
+        .collect())
 }
 
 /// The mode to install and why: the one asked for, else the one installed,

@@ -61,8 +61,15 @@ async fn options_are_kept_and_reinstalling_without_naming_a_table_keeps_them() {
     )
     .await
     .unwrap();
-    assert_eq!(dropped.warnings.len(), 1, "{:?}", dropped.warnings);
+    assert_eq!(dropped.warnings.len(), 2, "{:?}", dropped.warnings);
     assert!(dropped.warnings[0].contains("password"));
+    // And its name says it may hold a secret.
+    assert!(
+        dropped.warnings[1]
+            .starts_with("public.crm_customer.password is captured, and its name says"),
+        "{:?}",
+        dropped.warnings
+    );
 }
 
 #[tokio::test]
@@ -296,5 +303,93 @@ fn a_key_with_invisible_characters_is_written_out_and_the_original_kept() {
     assert_eq!(
         event["metadata"]["capture_repairs"]["resource.id"]["value"],
         "61\u{200b}"
+    );
+}
+
+/// Covering a table (a schema whole, say: Django's `auth_user` has a
+/// `password` column) captures every column not excluded. Install warns of
+/// each captured column whose name says it may hold a secret, saying how to
+/// exclude it; an excluded one, and one merely like such a name
+/// (`passenger`, `secretary`, `tokens_left`, `keynote`), is not named. The
+/// rule is SQL (`trailmark.secret_like`), which the event trigger warns by
+/// too.
+#[tokio::test]
+async fn columns_named_like_secrets_are_warned_of_at_install() {
+    let mut db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            r#"CREATE TABLE public.auth_user (id int PRIMARY KEY, username text, password text,
+                   "resetToken" text, api_key text, "apiKey" text, passenger text, secretary text,
+                   tokens_left int, "Access Key" text, otp_secret text, keynote text)"#,
+        )
+        .await
+        .unwrap();
+    let mut spec = TableSpec::parse("public.auth_user").unwrap();
+    spec.exclude = vec!["api_key".into()];
+    let installed = install(&mut db.client, &[spec], None).await.unwrap();
+    let named: Vec<&str> = installed
+        .warnings
+        .iter()
+        .map(|w| w.split(" is captured").next().unwrap())
+        .collect();
+    assert_eq!(
+        named,
+        [
+            "public.auth_user.password",
+            "public.auth_user.resetToken",
+            "public.auth_user.apiKey",
+            r#"public.auth_user."Access Key""#,
+            "public.auth_user.otp_secret",
+        ]
+    );
+    assert_eq!(
+        installed.warnings[0],
+        "public.auth_user.password is captured, and its name says it may hold a secret (a password, a token, a key): if it does, name the table again with --exclude 'public.auth_user.password'"
+    );
+    // Installing again without naming the table says nothing more.
+    let again = install(&mut db.client, &[], None).await.unwrap();
+    assert_eq!(again.warnings, Vec::<String>::new());
+}
+
+/// The event trigger warns, by the same rule, when it covers a table made
+/// in a schema covered whole that has such columns (the warning reaches
+/// whoever ran the migration).
+#[tokio::test]
+async fn a_table_made_in_a_schema_covered_whole_with_secret_like_columns_is_warned_of() {
+    let mut db = TestDb::new().await;
+    db.client
+        .batch_execute("CREATE SCHEMA shop; CREATE TABLE shop.a (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let specs = tables_in_schema(&db.client, "shop").await.unwrap();
+    install(&mut db.client, &specs, None).await.unwrap();
+    trailmark_capture::cover_whole_schemas(&db.client, &["shop".to_owned()])
+        .await
+        .unwrap();
+    let (client, mut connection) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let notices = tokio::spawn(async move {
+        let mut notices = Vec::new();
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let Ok(tokio_postgres::AsyncMessage::Notice(n)) = message {
+                notices.push(format!("{}: {}", n.severity(), n.message()));
+            }
+        }
+        notices
+    });
+    client
+        .batch_execute(
+            "CREATE TABLE shop.member (id int PRIMARY KEY, email text, password_hash text);
+             CREATE TABLE shop.plain (id int PRIMARY KEY, note text);",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    assert_eq!(
+        notices.await.unwrap(),
+        [
+            "WARNING: trailmark: shop.member is captured (made in a schema covered whole) with columns whose names say they may hold secrets: password_hash; if they do, exclude them (trailmark capture pg install --exclude)"
+        ]
     );
 }
