@@ -637,9 +637,8 @@ BEGIN
             SELECT DISTINCT t.schema_name, t.table_name, t.relid
             FROM unnest(objs) d (objid)
             JOIN trailmark.tables t ON t.relid = d.objid
-            WHERE true
-              -- (NULL: WAL mode's tables, or one an install is switching.)
-              AND t.generated_attnums <> trailmark.generated_attnums(t.relid)
+            -- (NULL: WAL mode's tables, or one an install is switching.)
+            WHERE t.generated_attnums <> trailmark.generated_attnums(t.relid)
         LOOP
             BEGIN
                 PERFORM trailmark.attach_capture(r.relid);
