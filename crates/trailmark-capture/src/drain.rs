@@ -253,7 +253,7 @@ async fn run<S: Sink>(
     let remembered = crate::seen::tenants(client).await?;
     crate::seen::check(client, sink, &remembered).await?;
 
-    let mut tables = table_configs(client).await?;
+    let mut tables = Tables::read(client).await?;
     let mut total = 0u64;
     if crate::installed_mode(client).await? != Some(crate::Mode::Wal) {
         total = drain_outbox(client, sink, options, progress, woken, &ids, &mut tables).await?;
@@ -376,17 +376,8 @@ type Outboxed<B> = (B, Vec<i64>, Option<After>, Option<Instant>);
 
 /// A read of the outbox; it owns the table options while it runs (and
 /// gives them back).
-type Reading<'a, B> = Pin<
-    Box<
-        dyn Future<
-                Output = (
-                    HashMap<(String, String), crate::TableConfig>,
-                    Result<Outboxed<B>, Error>,
-                ),
-            > + Send
-            + 'a,
-    >,
->;
+type Reading<'a, B> =
+    Pin<Box<dyn Future<Output = (Tables, Result<Outboxed<B>, Error>)> + Send + 'a>>;
 
 /// Moves outbox rows into `sink` until the outbox is empty (`once`), or
 /// until the database is switched to WAL mode. Returns the rows moved.
@@ -403,7 +394,7 @@ async fn drain_outbox<S: Sink>(
     progress: &(dyn Fn(Progress) + Send + Sync),
     woken: &Notify,
     ids: &crate::EventIds,
-    tables: &mut HashMap<(String, String), crate::TableConfig>,
+    tables: &mut Tables,
 ) -> Result<u64, Error> {
     let total = AtomicU64::new(0);
     // Each with its rows' outbox ids.
@@ -505,7 +496,7 @@ async fn read_outbox<S: Sink>(
     sink: &S,
     options: &DrainOptions,
     ids: &crate::EventIds,
-    tables: &mut HashMap<(String, String), crate::TableConfig>,
+    tables: &mut Tables,
     leave_out: Vec<i64>,
     linger: Option<Instant>,
 ) -> Result<Outboxed<S::Batch>, Error> {
@@ -556,7 +547,7 @@ async fn delete_sent(client: &Client, ids: &[i64], drainer: &str) -> Result<(), 
 async fn convert(
     client: &Client,
     rows: &[tokio_postgres::Row],
-    tables: &mut HashMap<(String, String), crate::TableConfig>,
+    tables: &mut Tables,
     ids: &crate::EventIds,
 ) -> Result<(Vec<Event>, Vec<i64>), Error> {
     let mut events = Vec::with_capacity(rows.len());
@@ -588,24 +579,60 @@ async fn convert(
     Ok((events, outbox_ids))
 }
 
+/// How long the drainer keeps the table options it read (`trailmark.tables`)
+/// before it reads them again: options an install changes while it runs
+/// (an alias, a soft-delete or name column, a key, a table covered again)
+/// are taken within this of the install's commit (docs/CAPTURE.md).
+pub const OPTIONS_FOR: Duration = Duration::from_secs(1);
+
+/// The table options the drainer makes events by, by `(schema, table)`.
+#[derive(Default)]
+pub(crate) struct Tables {
+    configs: HashMap<(String, String), crate::TableConfig>,
+    /// When they were read (`None`: given, as a unit test gives them, and
+    /// kept while every table met is among them).
+    read_at: Option<Instant>,
+}
+
+impl Tables {
+    /// Reads them now.
+    pub(crate) async fn read(client: &Client) -> Result<Self, Error> {
+        Ok(Self {
+            configs: table_configs(client).await?,
+            read_at: Some(Instant::now()),
+        })
+    }
+
+    /// Given, not read (a unit test's).
+    #[cfg(test)]
+    pub(crate) fn given(configs: HashMap<(String, String), crate::TableConfig>) -> Self {
+        Self {
+            configs,
+            read_at: None,
+        }
+    }
+}
+
 /// A captured row (from the outbox or the WAL) as a validated event; the
 /// table's options are read again when a table not seen before turns up
 /// (covered since the drainer started, or uninstalled since the change: a
-/// table no longer listed is named by its schema.table with no key). `Err`
+/// table no longer listed is named by its schema.table with no key), and
+/// once they are [`OPTIONS_FOR`] old. `Err`
 /// inside: why the row cannot become an event (the fields and what is
 /// wrong), for the caller to stop with, keeping the row.
 pub(crate) async fn capture(
     client: &Client,
-    tables: &mut HashMap<(String, String), crate::TableConfig>,
+    tables: &mut Tables,
     row: &OutboxRow,
     ids: &crate::EventIds,
 ) -> Result<Result<Event, String>, Error> {
     let name = (row.schema.clone(), row.table.clone());
-    if !tables.contains_key(&name) {
-        *tables = table_configs(client).await?;
+    let stale = tables.read_at.is_some_and(|at| at.elapsed() >= OPTIONS_FOR);
+    if stale || !tables.configs.contains_key(&name) {
+        *tables = Tables::read(client).await?;
     }
     let unknown = crate::TableConfig::default();
-    let config = tables.get(&name).unwrap_or(&unknown);
+    let config = tables.configs.get(&name).unwrap_or(&unknown);
     Ok(match captured_event(row, config, ids) {
         Ok(valid) => Ok(valid),
         Err(errors) => Err(errors

@@ -20,7 +20,7 @@ mod table;
 mod wal;
 
 pub use context::CaptureContext;
-pub use drain::{After, DrainOptions, Progress, SendError, Sink, drain};
+pub use drain::{After, DrainOptions, OPTIONS_FOR, Progress, SendError, Sink, drain};
 pub use event::{
     OutboxRow, RowImage, WalPosition, captured_event, lsn_text, make_valid, outbox_event, parse_lsn,
 };

@@ -31,7 +31,7 @@ use trailmark_core::Event;
 use crate::drain::{DrainOptions, InFlight, Progress, Room, send};
 use crate::install::{MESSAGE_PREFIX, PUBLICATION, slot_status};
 use crate::streamed::{self, Change, Item};
-use crate::{Error, OutboxRow, RowImage, Sink, TableConfig, pg};
+use crate::{Error, OutboxRow, RowImage, Sink, pg};
 
 /// Decoded changes read ahead of the one being converted (the bound on what
 /// this process holds besides the batch being sent).
@@ -239,7 +239,7 @@ pub(crate) async fn stream<S: Sink>(
     options: &DrainOptions,
     progress: &(dyn Fn(Progress) + Send + Sync),
     ids: &crate::EventIds,
-    tables: &mut HashMap<(String, String), TableConfig>,
+    tables: &mut crate::drain::Tables,
 ) -> Result<u64, Error> {
     let slot = usable_slot(client).await?;
     let mut streaming = crate::install::streams_in_progress(client).await?;
@@ -658,7 +658,7 @@ impl Decoder {
         &mut self,
         decoded: &mut tokio::sync::mpsc::Receiver<Result<Frame, ReplicationError>>,
         client: &Client,
-        tables: &mut HashMap<(String, String), TableConfig>,
+        tables: &mut crate::drain::Tables,
         ids: &crate::EventIds,
         batch_size: usize,
         in_flight: &mut InFlight<'_, ()>,
@@ -943,7 +943,7 @@ impl Decoder {
     async fn take(
         &mut self,
         client: &Client,
-        tables: &mut HashMap<(String, String), TableConfig>,
+        tables: &mut crate::drain::Tables,
         ids: &crate::EventIds,
         frame: Frame,
     ) -> Result<Taken, Error> {
@@ -1159,7 +1159,7 @@ async fn push(
     client: &Client,
     open: &mut Option<Transaction>,
     batch: &mut Vec<Event>,
-    tables: &mut HashMap<(String, String), TableConfig>,
+    tables: &mut crate::drain::Tables,
     ids: &crate::EventIds,
     change: Change,
 ) -> Result<(), Error> {
@@ -1925,7 +1925,7 @@ mod tests {
         state: Decoder,
         decoded: tokio::sync::mpsc::Receiver<Result<Frame, ReplicationError>>,
         client: Client,
-        tables: HashMap<(String, String), TableConfig>,
+        tables: crate::drain::Tables,
         ids: crate::EventIds,
     }
 
@@ -1942,13 +1942,13 @@ mod tests {
                 .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url:?}: {e}"));
             tokio::spawn(connection);
             let (sender, decoded) = tokio::sync::mpsc::channel(64);
-            let tables = HashMap::from([(
+            let tables = crate::drain::Tables::given(HashMap::from([(
                 ("public".to_owned(), "t".to_owned()),
-                TableConfig {
+                crate::TableConfig {
                     key: vec!["id".to_owned()],
-                    ..TableConfig::default()
+                    ..crate::TableConfig::default()
                 },
-            )]);
+            )]));
             let state = Decoder::lingering(linger);
             let ids = crate::EventIds::ordered("7312/shop", "test");
             let decoding = Self {

@@ -2493,3 +2493,67 @@ async fn a_replica_session_is_captured_and_triggers_disabled_by_hand_are_named()
         ]
     );
 }
+
+/// Options an install changes while a drainer runs (an alias given here)
+/// were taken only by a drainer started after it: the one running kept
+/// the options it had read for every table it had met, until restarted.
+/// It reads them again once they are `OPTIONS_FOR` old: every change made
+/// after the install and drained a little later carries the new options,
+/// in both modes.
+#[tokio::test]
+async fn options_changed_while_the_drainer_runs_are_taken_in_both_modes() {
+    for mode in MODES {
+        let mut db = installed(mode, CUSTOMER, &[customer()]).await;
+        let sink = std::sync::Arc::new(Collect::default());
+        let (url, s) = (db.url(), std::sync::Arc::clone(&sink));
+        let options = DrainOptions {
+            name: "one".into(),
+            ..DrainOptions::default()
+        };
+        let task = tokio::spawn(async move { drain(&url, &*s, &options, &|_| {}).await });
+        let types = || -> Vec<String> {
+            sink.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|e| e["resource"]["type"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        db.client
+            .batch_execute("INSERT INTO customer (id, name) VALUES (1, 'before')")
+            .await
+            .unwrap();
+        eventually(10, "the first change is drained", || async {
+            types().len() == 1
+        })
+        .await;
+        let mut spec = customer();
+        spec.resource_type = Some("Customer".into());
+        install(&mut db.client, &[spec], None).await.unwrap();
+        let next = std::sync::atomic::AtomicI32::new(2);
+        eventually(
+            10,
+            "a change after the install carries the alias",
+            || async {
+                let id = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                db.client
+                    .execute(
+                        "INSERT INTO customer (id, name) VALUES ($1, 'after')",
+                        &[&id],
+                    )
+                    .await
+                    .unwrap();
+                types().last().is_some_and(|t| t == "Customer")
+            },
+        )
+        .await;
+        task.abort();
+        let types = types();
+        let first = types.iter().position(|t| t == "Customer").unwrap();
+        assert_eq!(types[0], "public.customer", "{mode:?}");
+        assert!(
+            types[first..].iter().all(|t| t == "Customer"),
+            "{mode:?}: once taken, kept: {types:?}"
+        );
+    }
+}
