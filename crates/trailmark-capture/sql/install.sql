@@ -210,7 +210,8 @@ END
 $$;
 
 -- Version 13: a table's stored generated columns, by number. The one rule
--- for the capture functions (which leave them out), install and status.
+-- for the capture functions (which leave them out), WAL mode's column
+-- lists (which may not name one), install and status.
 CREATE OR REPLACE FUNCTION trailmark.generated_attnums(relid oid) RETURNS smallint[]
 LANGUAGE sql STABLE AS $$
     SELECT ARRAY(
@@ -376,7 +377,8 @@ RETURNS TABLE (attnum smallint, attname name) LANGUAGE sql STABLE AS $$
     FROM trailmark.tables t
     JOIN pg_attribute a ON a.attrelid = to_regclass(format('%I.%I', t.schema_name, t.table_name))
     WHERE t.schema_name = $1 AND t.table_name = $2
-      AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+      AND a.attnum > 0 AND NOT a.attisdropped
+      AND NOT a.attnum = ANY (trailmark.generated_attnums(a.attrelid))
       AND NOT a.attnum = ANY (t.exclude_attnums) AND NOT a.attname::text = ANY (t.exclude)
 $$;
 
@@ -424,7 +426,7 @@ RETURNS TABLE (column_name text, excluded boolean) LANGUAGE sql STABLE AS $$
     SELECT a.attname::text, a.attname::text = ANY ($2)
     FROM unnest(trailmark.key_columns($1)) WITH ORDINALITY k (name, i)
     JOIN pg_catalog.pg_attribute a ON a.attrelid = $1 AND a.attname::text = k.name
-    WHERE a.attname::text = ANY ($2) OR a.attgenerated <> ''
+    WHERE a.attname::text = ANY ($2) OR a.attnum = ANY (trailmark.generated_attnums($1))
     ORDER BY a.attname::text = ANY ($2) DESC, k.i
     LIMIT 1
 $$;

@@ -161,7 +161,7 @@ pub(super) async fn check_columns(
     {
         let found = client
             .query_opt(
-                "SELECT attnum, attgenerated <> '' FROM pg_attribute
+                "SELECT attnum, attnum = ANY (trailmark.generated_attnums(attrelid)) FROM pg_attribute
                  WHERE attrelid = $1::text::regclass AND attname = $2 AND attnum > 0 AND NOT attisdropped",
                 &[&table.quoted(), column],
             )

@@ -113,10 +113,11 @@ async fn generated_since(
 ) -> Result<Option<String>, Error> {
     let rows = client
         .query(
-            "SELECT a.attname::text, a.attgenerated <> ''
-             FROM pg_attribute a
+            "WITH g AS (SELECT trailmark.generated_attnums(to_regclass($1)) AS now)
+             SELECT a.attname::text, a.attnum = ANY (g.now)
+             FROM pg_attribute a, g
              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-               AND (a.attgenerated <> '') <> (a.attnum = ANY ($2))
+               AND (a.attnum = ANY (g.now)) <> (a.attnum = ANY ($2))
              ORDER BY a.attnum",
             &[&spec.quoted(), &recorded],
         )
