@@ -125,10 +125,48 @@ LANGUAGE sql AS $$
 $$;
 REVOKE ALL ON FUNCTION trailmark.follow_renames(oid[]) FROM PUBLIC;
 
+-- Version 13: the numbers of a covered table's soft-delete and name
+-- columns, by which a rename of either is followed (the drainer reads them
+-- from the rows by name). NULL: none, or not recorded (before this
+-- version, or a table covered by the event trigger, with no options).
+ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS soft_delete_attnum smallint;
+ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS name_attnum smallint;
+
+-- Records the names the soft-delete and name columns of the covered tables
+-- in `relids` (every one for NULL) have now, found by their numbers (one
+-- dropped keeps its name: status names it); answers 'schema.table:
+-- soft-delete column a was renamed b' for each table changed. The one rule
+-- for the event trigger and install.
+CREATE OR REPLACE FUNCTION trailmark.follow_option_columns(relids oid[]) RETURNS SETOF text
+LANGUAGE sql AS $$
+    WITH now AS (
+        SELECT t.schema_name, t.table_name, t.soft_delete, t.name_column,
+               coalesce(s.attname::text, t.soft_delete) AS soft_delete_now,
+               coalesce(n.attname::text, t.name_column) AS name_column_now
+        FROM trailmark.tables t
+        LEFT JOIN pg_catalog.pg_attribute s
+          ON s.attrelid = t.relid AND s.attnum = t.soft_delete_attnum AND NOT s.attisdropped
+        LEFT JOIN pg_catalog.pg_attribute n
+          ON n.attrelid = t.relid AND n.attnum = t.name_attnum AND NOT n.attisdropped
+        WHERE ($1 IS NULL OR t.relid = ANY ($1))
+    )
+    UPDATE trailmark.tables t
+    SET soft_delete = now.soft_delete_now, name_column = now.name_column_now
+    FROM now
+    WHERE t.schema_name = now.schema_name AND t.table_name = now.table_name
+      AND (now.soft_delete_now, now.name_column_now) IS DISTINCT FROM (now.soft_delete, now.name_column)
+    RETURNING now.schema_name || '.' || now.table_name || ': ' || concat_ws(', ',
+        CASE WHEN now.soft_delete_now IS DISTINCT FROM now.soft_delete
+             THEN 'soft-delete column ' || now.soft_delete || ' was renamed ' || now.soft_delete_now END,
+        CASE WHEN now.name_column_now IS DISTINCT FROM now.name_column
+             THEN 'name column ' || now.name_column || ' was renamed ' || now.name_column_now END)
+$$;
+REVOKE ALL ON FUNCTION trailmark.follow_option_columns(oid[]) FROM PUBLIC;
+
 -- Version 12: the schemas covered whole (`install --all`): a table made in
--- one later is covered (with no options) at once by the event trigger in
--- WAL mode, by the next install in trigger mode (`status` names it until
--- then).
+-- one later is covered (with no options) at once by the event trigger
+-- (both modes from version 13), else by the next install (`status` names
+-- it until then).
 CREATE TABLE IF NOT EXISTS trailmark.schemas (
     schema_name text PRIMARY KEY,
     covered_at timestamptz NOT NULL DEFAULT now()
@@ -506,6 +544,10 @@ BEGIN
         END IF;
         UPDATE trailmark.tables
         SET relid = target, key_columns = trailmark.key_columns(target), generated_attnums = NULL,
+            soft_delete_attnum = (SELECT a.attnum FROM pg_attribute a WHERE a.attrelid = target
+                                  AND a.attname::text = t.soft_delete AND NOT a.attisdropped),
+            name_attnum = (SELECT a.attnum FROM pg_attribute a WHERE a.attrelid = target
+                           AND a.attname::text = t.name_column AND NOT a.attisdropped),
             exclude_attnums = ARRAY(
                 SELECT a.attnum FROM unnest(t.exclude) WITH ORDINALITY e (name, i)
                 JOIN pg_attribute a ON a.attrelid = target AND a.attname::text = e.name
@@ -580,6 +622,12 @@ BEGIN
             PERFORM trailmark.follow_renames(objs);
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'trailmark: the options of a covered table renamed were not moved to its new name: % (run trailmark capture pg install)', SQLERRM;
+        END;
+        -- Version 13: and a renamed soft-delete or name column is followed.
+        BEGIN
+            PERFORM trailmark.follow_option_columns(objs);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'trailmark: a renamed soft-delete or name column was not followed: % (run trailmark capture pg install)', SQLERRM;
         END;
         FOR r IN
             SELECT DISTINCT t.schema_name, t.table_name

@@ -74,14 +74,20 @@ pub(super) async fn cover(
         .await
         .map_err(pg(format!("removing the capture function of {table}")))?;
     }
+    // The soft-delete and name columns by number too, so a rename of
+    // either is followed (trailmark.follow_option_columns).
     tx.execute(
-            "INSERT INTO trailmark.tables (schema_name, table_name, key_columns, exclude, exclude_attnums, soft_delete, resource_type, name_column, generated_attnums, relid)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9)
+            "INSERT INTO trailmark.tables (schema_name, table_name, key_columns, exclude, exclude_attnums, soft_delete, resource_type, name_column, generated_attnums, relid,
+                                           soft_delete_attnum, name_attnum)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9,
+                     (SELECT attnum FROM pg_attribute WHERE attrelid = $9 AND attname::text = $6::text AND NOT attisdropped),
+                     (SELECT attnum FROM pg_attribute WHERE attrelid = $9 AND attname::text = $8::text AND NOT attisdropped))
              ON CONFLICT (schema_name, table_name) DO UPDATE SET key_columns = excluded.key_columns,
                  exclude = excluded.exclude, exclude_attnums = excluded.exclude_attnums,
                  soft_delete = excluded.soft_delete, resource_type = excluded.resource_type,
                  name_column = excluded.name_column, generated_attnums = NULL,
-                 relid = excluded.relid",
+                 relid = excluded.relid, soft_delete_attnum = excluded.soft_delete_attnum,
+                 name_attnum = excluded.name_attnum",
             &[&table.schema, &table.table, &pk, &table.exclude, &attnums, &table.soft_delete, &table.resource_type, &table.name_column, &oid],
         )
         .await
@@ -328,6 +334,14 @@ async fn covered_before(
             )
         })
         .collect();
+    // And renamed soft-delete and name columns, by number.
+    warnings.extend(
+        tx.query("SELECT trailmark.follow_option_columns(NULL)", &[])
+            .await
+            .map_err(pg("following renamed soft-delete and name columns"))?
+            .iter()
+            .map(|r| format!("{} since install: followed", r.get::<_, String>(0))),
+    );
     let mut before = if previous_version == Some(1) {
         before
     } else {

@@ -211,7 +211,7 @@ async fn option_columns_gone(
         }
         if let Err(Error::NoSuchColumn { .. }) = check_columns(client, &only).await {
             drift.push(format!(
-                "{name}: {what} {column:?} no longer exists: run install again with its new name"
+                "{name}: {what} {column:?} no longer exists: run install again (it follows a rename), or name the table again if it was dropped"
             ));
         }
     }
