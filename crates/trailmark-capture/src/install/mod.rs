@@ -220,6 +220,9 @@ async fn in_transaction(
     }
     for table in tables {
         warnings.extend(secret_like(&tx, table).await?);
+        if mode == Mode::Trigger {
+            warnings.extend(partitions_written_directly(&tx, table).await?);
+        }
     }
     finish(tx, &installed, mode).await?;
     if mode == Mode::Trigger && switching {
@@ -228,6 +231,29 @@ async fn in_transaction(
         wal::drop_slot(&*client).await?;
     }
     Ok((installed, refreshed, previous_version, warnings))
+}
+
+/// Trigger mode, a partitioned table: its statement-level triggers fire for
+/// statements that name it, not for one that names a partition (`INSERT
+/// INTO orders_2026_12 ...`), whose rows are not captured; WAL mode
+/// captures them (as the table's). Said at install, not hidden.
+async fn partitions_written_directly(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &TableSpec,
+) -> Result<Option<String>, Error> {
+    let partitioned: bool = tx
+        .query_one(
+            "SELECT relkind = 'p' FROM pg_class WHERE oid = $1::text::regclass",
+            &[&table.quoted()],
+        )
+        .await
+        .map_err(pg(format!("looking up {table}")))?
+        .get(0);
+    Ok(partitioned.then(|| {
+        format!(
+            "{table} is partitioned: in trigger mode a statement that names one of its partitions (INSERT INTO, UPDATE or DELETE FROM the partition itself) is not captured, only those that name {table}; WAL mode captures both"
+        )
+    }))
 }
 
 /// The captured columns of a table whose names say they may hold a secret
