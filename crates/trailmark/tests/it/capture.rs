@@ -555,9 +555,12 @@ fn serve_counts_the_transactions_streamed_to_it_in_metrics() {
                 .lines()
                 .find_map(|l| l.strip_prefix("trailmark_capture_wal_streamed_transactions_total "))
                 .and_then(|n| n.parse::<u64>().ok())?;
+            // This database's slot (tests beside it have slots of their
+            // own; a slot's statistics appear at its first decoding).
             let kept = streamed(
-                "SELECT stream_txns::text FROM pg_stat_replication_slots
-                 WHERE slot_name LIKE 'trailmark%'",
+                "SELECT coalesce((SELECT s.stream_txns FROM pg_stat_replication_slots s
+                                  JOIN pg_replication_slots r USING (slot_name)
+                                  WHERE r.database = current_database()), 0)::text",
             );
             Some(shown).filter(|n| *n >= 1 && *n == kept)
         },
