@@ -258,6 +258,27 @@ LANGUAGE sql STABLE AS $$
         ORDER BY a.attnum)
 $$;
 
+-- Version 13 (trigger mode): enables a covered table's four capture
+-- triggers, ALWAYS, or disables them (a pause). ALWAYS: a trigger enabled
+-- as CREATE TRIGGER leaves it does not fire in a session with
+-- session_replication_role = replica (a logical replication subscriber's
+-- apply worker, a restore or a bulk load run so to skip foreign key
+-- checks), whose writes WAL mode captures. The one rule for install
+-- (attach_capture below), pause and resume.
+CREATE OR REPLACE FUNCTION trailmark.enable_capture(target oid, enabled boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    op text;
+BEGIN
+    FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+        EXECUTE format('ALTER TABLE %s %s TRIGGER %I', target::regclass,
+                       CASE WHEN enabled THEN 'ENABLE ALWAYS' ELSE 'DISABLE' END,
+                       'trailmark_' || op);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION trailmark.enable_capture(oid, boolean) FROM PUBLIC;
+
 -- Version 13 (trigger mode): makes a covered table's capture function
 -- (trailmark.capture_<table oid>) from its options in trailmark.tables,
 -- attaches its four statement-level triggers, and records the generated
@@ -383,16 +404,9 @@ $trailmark$$fn$, 'capture_' || target, excluded, by_key, cols);
              FOR EACH STATEMENT EXECUTE FUNCTION trailmark.%2$I();
          CREATE TRIGGER trailmark_truncate AFTER TRUNCATE ON %1$s
              FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture_truncate()', q, 'capture_' || target);
-    -- Enabled ALWAYS: a trigger enabled as CREATE TRIGGER leaves it does
-    -- not fire in a session with session_replication_role = replica (a
-    -- logical replication subscriber's apply worker, a restore or a bulk
-    -- load run so to skip foreign key checks), whose writes WAL mode
-    -- captures. Paused (trailmark capture pg pause): made again, kept paused.
-    FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
-        EXECUTE format('ALTER TABLE %s %s TRIGGER %I', q,
-                       CASE WHEN t.paused_at IS NULL THEN 'ENABLE ALWAYS' ELSE 'DISABLE' END,
-                       'trailmark_' || op);
-    END LOOP;
+    -- Enabled ALWAYS; paused (trailmark capture pg pause): made again, kept
+    -- paused.
+    PERFORM trailmark.enable_capture(target, t.paused_at IS NULL);
     UPDATE trailmark.tables SET generated_attnums = generated WHERE relid = target;
 END
 $attach$;

@@ -116,6 +116,11 @@ impl TableSpec {
         Some((Self::named(schema, table), column))
     }
 
+    /// Whether `other` names the same table (whatever either's options).
+    pub fn is_table(&self, other: &TableSpec) -> bool {
+        self.schema == other.schema && self.table == other.table
+    }
+
     /// One of its columns as `schema.table.column`, as
     /// [`TableSpec::parse_column`] reads it back.
     pub fn column(&self, column: &str) -> String {

@@ -261,7 +261,7 @@ fn find<'s>(
 ) -> anyhow::Result<&'s mut TableSpec> {
     specs
         .iter_mut()
-        .find(|s| s.schema == table.schema && s.table == table.table)
+        .find(|s| s.is_table(table))
         .with_context(|| format!("{flag} {given:?}: {table} is not among the tables to cover"))
 }
 

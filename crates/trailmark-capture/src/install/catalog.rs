@@ -26,9 +26,10 @@ pub async fn tables_in_schema(
             "{schema}.* (the schema has no tables)"
         )));
     }
-    rows.iter()
-        .map(|r| Ok(TableSpec::named(schema, r.get::<_, String>(0))))
-        .collect()
+    Ok(rows
+        .iter()
+        .map(|r| TableSpec::named(schema, r.get::<_, String>(0)))
+        .collect())
 }
 
 /// The tables of the schemas covered whole (`install --all`) that are not

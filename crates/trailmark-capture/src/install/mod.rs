@@ -203,10 +203,7 @@ async fn in_transaction(
     let refreshed = before.len();
     let mut all: Vec<&TableSpec> = Vec::new();
     for table in tables.iter().chain(&before) {
-        if !all
-            .iter()
-            .any(|t| t.schema == table.schema && t.table == table.table)
-        {
+        if !all.iter().any(|t| t.is_table(table)) {
             all.push(table);
         }
     }
@@ -374,10 +371,7 @@ async fn covered_before(
         stored_specs(tx).await?
     };
     for given in tables {
-        if let Some(old) = before
-            .iter()
-            .find(|s| s.schema == given.schema && s.table == given.table)
-        {
+        if let Some(old) = before.iter().find(|s| s.is_table(given)) {
             for column in old.exclude.iter().filter(|c| !given.exclude.contains(c)) {
                 warnings.push(format!(
                     "{given}.{column} is no longer excluded: its values will be captured from now on"
@@ -385,11 +379,7 @@ async fn covered_before(
             }
         }
     }
-    before.retain(|s| {
-        !tables
-            .iter()
-            .any(|t| t.schema == s.schema && t.table == s.table)
-    });
+    before.retain(|s| !tables.iter().any(|t| t.is_table(s)));
     // A table dropped since it was covered leaves the list.
     let mut gone = Vec::new();
     for table in &before {
@@ -412,10 +402,7 @@ async fn covered_before(
     follow_exclusions(tx, &mut before, &mut warnings).await?;
     // Tables made since in a schema covered whole are covered now.
     for (spec, schema) in uncovered_in_whole_schemas(tx).await? {
-        if !tables
-            .iter()
-            .any(|t| t.schema == spec.schema && t.table == spec.table)
-        {
+        if !tables.iter().any(|t| t.is_table(&spec)) {
             warnings.push(format!(
                 "{spec} was made in schema {schema} (covered whole: --all) since install: it is covered now"
             ));

@@ -10,7 +10,7 @@ use crate::table::{TableSpec, ident};
 use crate::{CaptureContext, Error, pg};
 
 use super::catalog::covered_or_paused;
-use super::sql::{CHANNEL, TRIGGER_PREFIX};
+use super::sql::CHANNEL;
 use super::upgrade::{VERSION, installed_version};
 
 /// What a pause or a resume did.
@@ -52,11 +52,7 @@ pub async fn set_paused(
     }
     let wal = super::wal::installed_mode(&tx).await? == Some(super::wal::Mode::Wal);
     let covered = covered_or_paused(&tx).await?;
-    let is_covered = |t: &TableSpec| {
-        covered
-            .iter()
-            .any(|c| c.schema == t.schema && c.table == t.table)
-    };
+    let is_covered = |t: &TableSpec| covered.iter().any(|c| c.is_table(t));
     if let Some(missing) = only.iter().find(|t| !is_covered(t)) {
         return Err(Error::BadOption(format!(
             "{missing} is not covered by capture (covered: {})",
@@ -138,7 +134,7 @@ async fn switch(
             let spec = super::upgrade::stored_specs(tx)
                 .await?
                 .into_iter()
-                .find(|s| s.schema == table.schema && s.table == table.table)
+                .find(|s| s.is_table(table))
                 .unwrap_or_else(|| table.clone());
             format!(
                 "ALTER PUBLICATION {} ADD TABLE {}",
@@ -169,23 +165,18 @@ async fn switch(
     Ok(())
 }
 
-/// Enables or disables a covered table's four capture triggers.
+/// Enables (ALWAYS) or disables a covered table's four capture triggers:
+/// `trailmark.enable_capture`, the rule install follows too.
 async fn triggers(
     tx: &tokio_postgres::Transaction<'_>,
     table: &TableSpec,
     enabled: bool,
 ) -> Result<(), Error> {
-    let q = table.quoted();
-    // ALWAYS: as trailmark.attach_capture enables them (they fire in a
-    // session with session_replication_role = replica too).
-    let verb = if enabled { "ENABLE ALWAYS" } else { "DISABLE" };
-    for op in ["insert", "update", "delete", "truncate"] {
-        tx.batch_execute(&format!(
-            "ALTER TABLE {q} {verb} TRIGGER {}",
-            ident(&format!("{TRIGGER_PREFIX}{op}"))
-        ))
-        .await
-        .map_err(pg(format!("switching the triggers of {table}")))?;
-    }
+    tx.execute(
+        "SELECT trailmark.enable_capture($1::text::regclass, $2)",
+        &[&table.quoted(), &enabled],
+    )
+    .await
+    .map_err(pg(format!("switching the triggers of {table}")))?;
     Ok(())
 }

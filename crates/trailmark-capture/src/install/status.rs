@@ -71,8 +71,27 @@ async fn without_event_trigger(
     )))
 }
 
-/// In trigger mode, the capture triggers of a table not paused that do not
-/// fire always, if any: disabled by hand (`ALTER TABLE ... DISABLE
+/// Trigger mode: how a table's capture triggers (unless it is `paused`) and
+/// its capture function (the generated columns it leaves out, `recorded`
+/// at install) differ from what install made, each a line of drift.
+async fn trigger_drift(
+    client: &impl GenericClient,
+    spec: &crate::TableSpec,
+    paused: bool,
+    recorded: Option<&[i16]>,
+) -> Result<Vec<String>, Error> {
+    let mut lines = Vec::new();
+    if !paused {
+        lines.extend(triggers_not_always(client, spec).await?);
+    }
+    if let Some(recorded) = recorded {
+        lines.extend(generated_since(client, spec, recorded).await?);
+    }
+    Ok(lines.into_iter().map(|l| format!("{spec}: {l}")).collect())
+}
+
+/// In trigger mode, the capture triggers of a table (not paused: the
+/// caller asks only then) that do not fire always, if any: disabled by hand (`ALTER TABLE ... DISABLE
 /// TRIGGER`, which a pause does on the record), or enabled so that a
 /// session with `session_replication_role = replica` skips them (`ENABLE
 /// TRIGGER`; install enables them ALWAYS).
@@ -87,10 +106,8 @@ async fn triggers_not_always(
                        ELSE ' fired by such sessions only' END, ', ' ORDER BY t.tgname)
              FROM pg_trigger t
              WHERE t.tgrelid = to_regclass($1) AND t.tgname LIKE 'trailmark\\_%' AND NOT t.tgisinternal
-               AND t.tgenabled <> 'A'
-               AND NOT EXISTS (SELECT FROM trailmark.tables r
-                               WHERE r.schema_name = $2 AND r.table_name = $3 AND r.paused_at IS NOT NULL)",
-            &[&spec.quoted(), &spec.schema, &spec.table],
+               AND t.tgenabled <> 'A'",
+            &[&spec.quoted()],
         )
         .await
         .map_err(pg(format!("reading the capture triggers of {spec}")))?
@@ -292,14 +309,15 @@ pub(super) async fn drift(
         }
         let row = client
             .query_one(
-                "SELECT key_columns, exclude_attnums, generated_attnums FROM trailmark.tables
-                 WHERE schema_name = $1 AND table_name = $2",
+                "SELECT key_columns, exclude_attnums, generated_attnums, paused_at IS NOT NULL
+                 FROM trailmark.tables WHERE schema_name = $1 AND table_name = $2",
                 &[&spec.schema, &spec.table],
             )
             .await
             .map_err(pg("reading trailmark.tables"))?;
         let (stored, attnums): (Vec<String>, Vec<i16>) = (row.get(0), row.get(1));
         let generated: Option<Vec<i16>> = row.get(2);
+        let paused: bool = row.get(3);
         match primary_key(client, &spec).await {
             Err(Error::NoSuchTable(_)) => {
                 drift.push(format!("{name}: the table no longer exists"));
@@ -327,13 +345,8 @@ pub(super) async fn drift(
             Ok(_) => {}
         }
         drift.extend(excluded_since(client, &spec, &attnums).await?);
-        if !wal && let Some(line) = triggers_not_always(client, &spec).await? {
-            drift.push(format!("{name}: {line}"));
-        }
-        if let Some(recorded) = generated.filter(|_| !wal)
-            && let Some(line) = generated_since(client, &spec, &recorded).await?
-        {
-            drift.push(format!("{name}: {line}"));
+        if !wal {
+            drift.extend(trigger_drift(client, &spec, paused, generated.as_deref()).await?);
         }
         if let Some(missing) = unpublished(client, &spec.schema, &spec.table).await? {
             drift.push(format!(
