@@ -234,14 +234,90 @@ $$;
 -- the table's key and excluded columns written into plain SQL: no dynamic
 -- SQL runs on the application's write path.
 
--- Run as their owner (version 8), as the generated bodies are: the role
--- that writes a covered table needs no right on the outbox, and no role
--- but the owner may write outbox rows of its own making.
+-- Version 14: the relations a covered table's capture triggers go on: the
+-- table and, when it is partitioned, each partition below it at any depth.
+-- A statement-level trigger fires for the table a statement names, not for
+-- the table a row lands in: a statement that names a partition (INSERT INTO
+-- orders_2026_11 ...) fires the partition's triggers only, and one that
+-- names the table fires the table's only (its transition tables hold the
+-- rows of every partition). Foreign tables are left out (no transition
+-- tables; their rows live elsewhere, and WAL mode never sees them either).
+-- The one rule for attach_capture, follow_partitions, enable_capture and
+-- status.
+CREATE OR REPLACE FUNCTION trailmark.capture_members(relid oid) RETURNS SETOF oid
+LANGUAGE sql STABLE AS $$
+    SELECT $1
+    UNION
+    SELECT p.relid FROM pg_catalog.pg_partition_tree($1) p
+    JOIN pg_catalog.pg_class c ON c.oid = p.relid
+    WHERE p.level > 0 AND c.relkind IN ('r', 'p')
+$$;
+
+-- The TRUNCATE trigger of every covered table in trigger mode, and of each
+-- member of a covered partitioned table in WAL mode. Its argument is the
+-- covered table's oid (version 14; triggers made before have none, and sit
+-- on the covered table itself). Run as its owner (version 8), as the
+-- generated bodies are: the role that writes a covered table needs no right
+-- on the outbox, and no role but the owner may write outbox rows of its own
+-- making.
+--
+-- A TRUNCATE of the covered table is one truncate; one of a partition
+-- (TRUNCATE orders_2026_11, version 14) is a truncate of the covered table
+-- whose old side names the partition (`{"partition": "public.orders_2026_11"}`):
+-- its rows, and only they, are gone. Truncating a table truncates every
+-- partition below it, and fires their TRUNCATE triggers too, after its own:
+-- each trigger marks the partitions below its table (the setting
+-- trailmark.truncating, for the rest of the client's statement), and a
+-- trigger finding its own mark takes it and records nothing, so a TRUNCATE
+-- is recorded once, for the table it named. In WAL mode PostgreSQL's
+-- logical decoding sends the covered table's own truncate (publishing
+-- through the root), but none for a partition truncated alone: that one is
+-- written as a transactional logical message (prefix trailmark.truncate)
+-- which the drainer reads in its place among the transaction's changes.
+-- A table detached since (its trigger left behind) records nothing.
 CREATE OR REPLACE FUNCTION trailmark.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    covered oid := CASE WHEN TG_NARGS > 0 THEN TG_ARGV[0]::oid ELSE TG_RELID END;
+    marks jsonb := nullif(current_setting('trailmark.truncating', true), '')::jsonb;
+    here text := statement_timestamp()::text;
+    covered_schema text := TG_TABLE_SCHEMA;
+    covered_table text := TG_TABLE_NAME;
+    paused timestamptz;
+    part text;
+    written pg_lsn;
 BEGIN
-    INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, context)
-    VALUES (txid_current(), trailmark.next_statement(), 'truncate', TG_TABLE_SCHEMA, TG_TABLE_NAME, trailmark.context());
+    IF marks ->> 'at' IS DISTINCT FROM here THEN
+        marks := jsonb_build_object('at', here, 'skip', '[]'::jsonb);
+    END IF;
+    IF marks -> 'skip' ? TG_RELID::text THEN
+        PERFORM set_config('trailmark.truncating',
+            jsonb_set(marks, '{skip}', (marks -> 'skip') - TG_RELID::text)::text, true);
+        RETURN NULL;
+    END IF;
+    PERFORM set_config('trailmark.truncating', jsonb_set(marks, '{skip}', (marks -> 'skip')
+        || to_jsonb(ARRAY(SELECT p.relid::oid::text FROM pg_partition_tree(TG_RELID) p WHERE p.level > 0)))::text, true);
+    IF covered <> TG_RELID THEN
+        SELECT n.nspname::text, c.relname::text, x.paused_at INTO covered_schema, covered_table, paused
+        FROM pg_partition_ancestors(TG_RELID) a
+        JOIN pg_class c ON c.oid = a.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN trailmark.tables x ON x.relid = c.oid
+        WHERE a.relid = covered;
+        IF NOT FOUND THEN
+            RETURN NULL; -- no longer a partition of the covered table
+        END IF;
+        part := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+    END IF;
+    IF EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+        IF part IS NOT NULL AND paused IS NULL THEN
+            written := pg_logical_emit_message(true, 'trailmark.truncate', jsonb_build_object(
+                'schema', covered_schema, 'table', covered_table, 'partition', part)::text);
+        END IF;
+        RETURN NULL;
+    END IF;
+    INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, context)
+    VALUES (txid_current(), trailmark.next_statement(), 'truncate', covered_schema, covered_table,
+            CASE WHEN part IS NOT NULL THEN jsonb_build_object('partition', part) END, trailmark.context());
     PERFORM pg_notify('trailmark_outbox', '');
     RETURN NULL;
 END
@@ -258,33 +334,140 @@ LANGUAGE sql STABLE AS $$
         ORDER BY a.attnum)
 $$;
 
--- Version 13 (trigger mode): enables a covered table's four capture
--- triggers, ALWAYS, or disables them (a pause). ALWAYS: a trigger enabled
+-- Version 14: enables the capture triggers on one relation, ALWAYS, or
+-- disables them. Its ALTER TABLE would fire the event trigger below, whose
+-- work for it is this function's caller's (and which, run inside it, could
+-- make the triggers being made): the setting trailmark.republishing keeps
+-- it out meanwhile.
+CREATE OR REPLACE FUNCTION trailmark.enable_triggers(rel oid, enabled boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    was text := current_setting('trailmark.republishing', true);
+    g name;
+BEGIN
+    PERFORM set_config('trailmark.republishing', 'on', true);
+    FOR g IN
+        SELECT t.tgname FROM pg_trigger t
+        WHERE t.tgrelid = rel
+          AND t.tgname IN ('trailmark_insert', 'trailmark_update', 'trailmark_delete', 'trailmark_truncate')
+        ORDER BY t.tgname
+    LOOP
+        EXECUTE format('ALTER TABLE %s %s TRIGGER %I', rel::regclass,
+                       CASE WHEN enabled THEN 'ENABLE ALWAYS' ELSE 'DISABLE' END, g);
+    END LOOP;
+    PERFORM set_config('trailmark.republishing', coalesce(was, ''), true);
+END
+$$;
+REVOKE ALL ON FUNCTION trailmark.enable_triggers(oid, boolean) FROM PUBLIC;
+
+-- Version 13 (trigger mode): enables a covered table's capture triggers,
+-- ALWAYS, or disables them (a pause); version 14: those of its partitions
+-- too (trailmark.capture_members). ALWAYS: a trigger enabled
 -- as CREATE TRIGGER leaves it does not fire in a session with
 -- session_replication_role = replica (a logical replication subscriber's
 -- apply worker, a restore or a bulk load run so to skip foreign key
 -- checks), whose writes WAL mode captures. The one rule for install
--- (attach_capture below), pause and resume.
+-- (attach_capture below), the event trigger, pause and resume.
 CREATE OR REPLACE FUNCTION trailmark.enable_capture(target oid, enabled boolean) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT trailmark.enable_triggers(m, enabled) FROM trailmark.capture_members(target) m
+$$;
+REVOKE ALL ON FUNCTION trailmark.enable_capture(oid, boolean) FROM PUBLIC;
+
+-- Version 14: removes the capture triggers made for a covered table: with
+-- `everything`, those on each of its members too; without, only those on
+-- tables that are no longer its members (a partition detached since, whose
+-- writes are no longer the table's). They are known by what they call: the
+-- table's capture function, or capture_truncate with the table's oid.
+CREATE OR REPLACE FUNCTION trailmark.drop_capture_triggers(target oid, everything boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
 DECLARE
+    r oid;
     op text;
 BEGIN
-    FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
-        EXECUTE format('ALTER TABLE %s %s TRIGGER %I', target::regclass,
-                       CASE WHEN enabled THEN 'ENABLE ALWAYS' ELSE 'DISABLE' END,
-                       'trailmark_' || op);
+    FOR r IN
+        SELECT g.tgrelid FROM pg_trigger g
+        WHERE g.tgname LIKE 'trailmark\_%'
+          AND (g.tgfoid = to_regprocedure(format('trailmark.%I()', 'capture_' || target))
+               OR (g.tgfoid = 'trailmark.capture_truncate()'::regprocedure
+                   AND g.tgargs = convert_to(target::text, 'UTF8') || decode('00', 'hex')))
+          AND (everything OR g.tgrelid NOT IN (SELECT trailmark.capture_members(target)))
+        UNION
+        SELECT m FROM trailmark.capture_members(target) m WHERE everything
+        ORDER BY 1
+    LOOP
+        FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'trailmark_' || op, r::regclass);
+        END LOOP;
     END LOOP;
 END
 $$;
-REVOKE ALL ON FUNCTION trailmark.enable_capture(oid, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION trailmark.drop_capture_triggers(oid, boolean) FROM PUBLIC;
+
+-- Version 14: the members of a covered table (trailmark.capture_members)
+-- without the capture triggers its mode needs: in trigger mode each, in
+-- WAL mode each of a partitioned table (for its TRUNCATE trigger). The one
+-- rule for follow_partitions below and status (which names partitions made
+-- while the event trigger was absent).
+CREATE OR REPLACE FUNCTION trailmark.uncaptured_members(target oid) RETURNS SETOF regclass
+LANGUAGE sql STABLE AS $$
+    SELECT m::regclass FROM trailmark.capture_members($1) m
+    WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g WHERE g.tgrelid = m AND g.tgname = 'trailmark_truncate')
+      AND (NOT EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal')
+           OR EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relkind = 'p'))
+    ORDER BY m
+$$;
+
+-- Version 14: gives each member of a covered table (trailmark.capture_members)
+-- that has none the capture triggers its mode needs, and removes them from
+-- tables that are no longer members. In trigger mode each member gets the
+-- table's four (its capture function writes every member's rows as the
+-- table's); in WAL mode each member of a partitioned table gets the
+-- TRUNCATE trigger only (PostgreSQL's logical decoding sends no truncate of
+-- a partition when publishing through the root). A member made (CREATE
+-- TABLE ... PARTITION OF, at any depth) or attached (ATTACH PARTITION)
+-- later gets them from the event trigger below, in the same transaction,
+-- before a row can land in it; the triggers of the table and of the members
+-- that have them are left alone (no lock on them but the command's own).
+-- New triggers fire ALWAYS, or, trigger mode and the table paused, are
+-- disabled. The one rule for attach_capture and the event trigger.
+CREATE OR REPLACE FUNCTION trailmark.follow_partitions(target oid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
+DECLARE
+    wal boolean := EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal');
+    enabled boolean := wal OR (SELECT paused_at IS NULL FROM trailmark.tables WHERE relid = target);
+    fn text := format('trailmark.%I', 'capture_' || target);
+    m regclass;
+BEGIN
+    PERFORM trailmark.drop_capture_triggers(target, false);
+    FOR m IN SELECT trailmark.uncaptured_members(target) LOOP
+        IF NOT wal THEN
+            EXECUTE format('CREATE TRIGGER trailmark_insert AFTER INSERT ON %1$s REFERENCING NEW TABLE AS trailmark_new
+                     FOR EACH STATEMENT EXECUTE FUNCTION %2$s();
+                 CREATE TRIGGER trailmark_update AFTER UPDATE ON %1$s REFERENCING OLD TABLE AS trailmark_old NEW TABLE AS trailmark_new
+                     FOR EACH STATEMENT EXECUTE FUNCTION %2$s();
+                 CREATE TRIGGER trailmark_delete AFTER DELETE ON %1$s REFERENCING OLD TABLE AS trailmark_old
+                     FOR EACH STATEMENT EXECUTE FUNCTION %2$s()', m, fn);
+        END IF;
+        EXECUTE format('CREATE TRIGGER trailmark_truncate AFTER TRUNCATE ON %s
+                 FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture_truncate(%L)', m, target::text);
+        PERFORM trailmark.enable_triggers(m, enabled);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION trailmark.follow_partitions(oid) FROM PUBLIC;
 
 -- Version 13 (trigger mode): makes a covered table's capture function
 -- (trailmark.capture_<table oid>) from its options in trailmark.tables,
 -- attaches its four statement-level triggers, and records the generated
 -- columns it leaves out. Made here, not by the CLI, so that the event
 -- trigger below can make it too (a table made in a schema covered whole,
--- one dropped and made again, a generated column added).
+-- one dropped and made again, a generated column added). Version 14: the
+-- triggers go on each of its partitions too (trailmark.follow_partitions),
+-- whose rows the function writes as the table's, with the table's
+-- excluded columns (by the table's numbers, turned into names: a
+-- partition's own numbers may differ); in WAL mode it removes the function
+-- and gives a partitioned table's members their TRUNCATE triggers.
 --
 -- The function: one INSERT ... SELECT per statement, rows read as
 -- alias.* under trailmark_ aliases (so an application column named like an
@@ -311,19 +494,25 @@ DECLARE
     t record;
     generated smallint[] := trailmark.generated_attnums(target);
     left_out smallint[];
-    q text;
     excluded text;
     join_on text;
     by_key text := '';
     cols text := 'txid, stmt, op, schema_name, table_name, old_row, new_row, context';
-    op text;
 BEGIN
     SELECT * INTO STRICT t FROM trailmark.tables WHERE relid = target;
-    q := format('%I.%I', t.schema_name, t.table_name);
+    IF EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+        -- WAL mode: no capture function; the TRUNCATE triggers of a
+        -- partitioned table's members only.
+        PERFORM trailmark.drop_capture_triggers(target, true);
+        EXECUTE format('DROP FUNCTION IF EXISTS trailmark.%I()', 'capture_' || target);
+        PERFORM trailmark.follow_partitions(target);
+        UPDATE trailmark.tables SET generated_attnums = NULL WHERE relid = target;
+        RETURN;
+    END IF;
     left_out := t.exclude_attnums || generated;
     excluded := CASE WHEN cardinality(left_out) = 0 THEN '''{}''::text[]'
-        ELSE format('ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = TG_RELID AND attnum = ANY (%L::int2[]))',
-                    left_out::text) END;
+        ELSE format('ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = %s AND attnum = ANY (%L::int2[]))',
+                    target, left_out::text) END;
     IF cardinality(t.exclude) > 0 THEN
         excluded := excluded || ' || ARRAY['
             || (SELECT string_agg(quote_literal(n), ', ') FROM unnest(t.exclude) n) || ']::text[]';
@@ -335,7 +524,7 @@ BEGIN
         -- (fewer pairs than rows) is paired by position instead.
         BEGIN
             INSERT INTO trailmark.outbox (%1$s)
-            SELECT txid_current(), trailmark_stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME,
+            SELECT txid_current(), trailmark_stmt, 'update', trailmark_schema, trailmark_table,
                    to_jsonb(trailmark_o.*) - trailmark_excluded, to_jsonb(trailmark_n.*) - trailmark_excluded, trailmark_ctx
             FROM trailmark_old trailmark_o JOIN trailmark_new trailmark_n ON %2$s;
             GET DIAGNOSTICS trailmark_matched = ROW_COUNT;
@@ -348,7 +537,7 @@ BEGIN
         END IF;
         IF trailmark_matched > 0 THEN
             DELETE FROM trailmark.outbox WHERE txid = txid_current() AND stmt = trailmark_stmt
-                AND schema_name = TG_TABLE_SCHEMA AND table_name = TG_TABLE_NAME;
+                AND schema_name = trailmark_schema AND table_name = trailmark_table;
         END IF;$key$, cols, join_on);
     END IF;
     EXECUTE format($fn$CREATE OR REPLACE FUNCTION trailmark.%1$I() RETURNS trigger LANGUAGE plpgsql
@@ -359,23 +548,37 @@ DECLARE
     trailmark_ctx jsonb := trailmark.context();
     trailmark_matched bigint;
     trailmark_total bigint;
+    trailmark_schema text := TG_TABLE_SCHEMA;
+    trailmark_table text := TG_TABLE_NAME;
 BEGIN
+    IF TG_RELID <> %5$s THEN
+        -- A statement naming one of the table's partitions: its rows are
+        -- the table's, under the name the table has now. A table detached
+        -- since (its triggers left behind) is no longer captured.
+        SELECT n.nspname, c.relname INTO trailmark_schema, trailmark_table
+        FROM pg_partition_ancestors(TG_RELID) a
+        JOIN pg_class c ON c.oid = a.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE a.relid = %5$s;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+    END IF;
     -- The statement's number within its transaction (1, 2, ...).
     PERFORM set_config('trailmark.stmt', trailmark_stmt::text, true);
     IF TG_OP = 'INSERT' THEN
         INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, new_row, context)
-        SELECT txid_current(), trailmark_stmt, 'insert', TG_TABLE_SCHEMA, TG_TABLE_NAME, to_jsonb(trailmark_n.*) - trailmark_excluded, trailmark_ctx
+        SELECT txid_current(), trailmark_stmt, 'insert', trailmark_schema, trailmark_table, to_jsonb(trailmark_n.*) - trailmark_excluded, trailmark_ctx
         FROM trailmark_new trailmark_n;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, context)
-        SELECT txid_current(), trailmark_stmt, 'delete', TG_TABLE_SCHEMA, TG_TABLE_NAME, to_jsonb(trailmark_o.*) - trailmark_excluded, trailmark_ctx
+        SELECT txid_current(), trailmark_stmt, 'delete', trailmark_schema, trailmark_table, to_jsonb(trailmark_o.*) - trailmark_excluded, trailmark_ctx
         FROM trailmark_old trailmark_o;
     ELSE
         SELECT count(*) INTO trailmark_total FROM trailmark_old;
         IF trailmark_total = 1 THEN
             -- One row each side: they are the pair (the common single-row UPDATE).
             INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, new_row, context)
-            SELECT txid_current(), trailmark_stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME,
+            SELECT txid_current(), trailmark_stmt, 'update', trailmark_schema, trailmark_table,
                    to_jsonb(trailmark_o.*) - trailmark_excluded, to_jsonb(trailmark_n.*) - trailmark_excluded, trailmark_ctx
             FROM trailmark_old trailmark_o, trailmark_new trailmark_n;
             PERFORM pg_notify('trailmark_outbox', '');
@@ -383,7 +586,7 @@ BEGIN
         END IF;
         %3$s
         INSERT INTO trailmark.outbox (%4$s)
-        SELECT txid_current(), trailmark_stmt, 'update', TG_TABLE_SCHEMA, TG_TABLE_NAME, o.j - trailmark_excluded, n.j - trailmark_excluded, trailmark_ctx
+        SELECT txid_current(), trailmark_stmt, 'update', trailmark_schema, trailmark_table, o.j - trailmark_excluded, n.j - trailmark_excluded, trailmark_ctx
         FROM (SELECT row_number() OVER () AS trailmark_rn, to_jsonb(trailmark_t.*) AS j FROM trailmark_old trailmark_t) o
         JOIN (SELECT row_number() OVER () AS trailmark_rn, to_jsonb(trailmark_t.*) AS j FROM trailmark_new trailmark_t) n
         USING (trailmark_rn);
@@ -392,21 +595,9 @@ BEGIN
     PERFORM pg_notify('trailmark_outbox', '');
     RETURN NULL;
 END
-$trailmark$$fn$, 'capture_' || target, excluded, by_key, cols);
-    FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'trailmark_' || op, q);
-    END LOOP;
-    EXECUTE format('CREATE TRIGGER trailmark_insert AFTER INSERT ON %1$s REFERENCING NEW TABLE AS trailmark_new
-             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.%2$I();
-         CREATE TRIGGER trailmark_update AFTER UPDATE ON %1$s REFERENCING OLD TABLE AS trailmark_old NEW TABLE AS trailmark_new
-             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.%2$I();
-         CREATE TRIGGER trailmark_delete AFTER DELETE ON %1$s REFERENCING OLD TABLE AS trailmark_old
-             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.%2$I();
-         CREATE TRIGGER trailmark_truncate AFTER TRUNCATE ON %1$s
-             FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture_truncate()', q, 'capture_' || target);
-    -- Enabled ALWAYS; paused (trailmark capture pg pause): made again, kept
-    -- paused.
-    PERFORM trailmark.enable_capture(target, t.paused_at IS NULL);
+$trailmark$$fn$, 'capture_' || target, excluded, by_key, cols, target);
+    PERFORM trailmark.drop_capture_triggers(target, true);
+    PERFORM trailmark.follow_partitions(target);
     UPDATE trailmark.tables SET generated_attnums = generated WHERE relid = target;
 END
 $attach$;
@@ -582,9 +773,8 @@ BEGIN
         RAISE WARNING 'trailmark: %.% is captured (made in a schema covered whole) with columns whose names say they may hold secrets: %; if they do, exclude them (trailmark capture pg install --exclude)',
             c.schema_name, c.table_name, array_to_string(secrets, ', ');
     END IF;
-    IF NOT wal THEN
-        PERFORM trailmark.attach_capture(target);
-    ELSE
+    PERFORM trailmark.attach_capture(target);
+    IF wal THEN
         EXECUTE format('ALTER TABLE %I.%I REPLICA IDENTITY %s', c.schema_name, c.table_name,
                        (SELECT clause FROM trailmark.replica_identity(coalesce(t.replica_identity, 'full'))));
         IF t.paused_at IS NULL THEN
@@ -625,7 +815,11 @@ DECLARE
                         WHERE d.classid = 'pg_class'::regclass);
 BEGIN
     -- Only a permanent table can be covered: a command on none (a
-    -- temporary table made per request, say) stops here.
+    -- temporary table made per request, say) stops here; so does one that
+    -- capture's own functions run (trailmark.enable_triggers).
+    IF current_setting('trailmark.republishing', true) = 'on' THEN
+        RETURN;
+    END IF;
     IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = ANY (objs) AND c.relpersistence = 'p') THEN
         RETURN;
     END IF;
@@ -716,6 +910,22 @@ BEGIN
     IF EXISTS (
         SELECT FROM pg_class c WHERE c.oid = ANY (objs) AND (c.relispartition OR c.relkind = 'p'))
     THEN
+        -- Version 14 (both modes): a partition made or attached under a
+        -- covered table gets its capture triggers, and one detached loses
+        -- them (trailmark.follow_partitions).
+        FOR r IN
+            SELECT DISTINCT t.schema_name, t.table_name, t.relid
+            FROM unnest(objs) d (objid)
+            CROSS JOIN LATERAL pg_partition_ancestors(d.objid) a
+            JOIN trailmark.tables t ON t.relid = a.relid
+        LOOP
+            BEGIN
+                PERFORM trailmark.follow_partitions(r.relid);
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'trailmark: the capture triggers of the partitions of %.% were not made: % (run trailmark capture pg install)',
+                    r.schema_name, r.table_name, SQLERRM;
+            END;
+        END LOOP;
         FOR r IN
             SELECT p.relation AS partition,
                    format('%I.%I', t.schema_name, t.table_name) AS covered,

@@ -22,6 +22,9 @@ pub struct OutboxRow {
     pub op: String,
     pub schema: String,
     pub table: String,
+    /// The row before the change. For a truncate of one partition of a
+    /// partitioned table (capture version 14), `{"partition": "schema.name"}`:
+    /// what was removed, and the event's `metadata.partition`.
     pub old_row: Option<RowImage>,
     pub new_row: Option<RowImage>,
     pub context: Value,
@@ -264,8 +267,19 @@ impl<'a> Draft<'a> {
             "resume" => "capture.resumed",
             _ => "truncate",
         };
-        let (resource_id, identity) = resource_id(pk, new.as_ref().or(old.as_ref()));
         let mut metadata = Map::new();
+        // A truncate names no record; its old side, when it has one, names
+        // the partition truncated (capture version 14: its rows, and only
+        // they, are gone).
+        let (old, new) = if row.op == "truncate" {
+            if let Some(partition) = old.as_ref().and_then(|o| o.get("partition")) {
+                metadata.insert("partition".into(), partition.clone());
+            }
+            (None, None)
+        } else {
+            (old, new)
+        };
+        let (resource_id, identity) = resource_id(pk, new.as_ref().or(old.as_ref()));
         metadata.insert("txid".into(), json!(row.txid));
         match row.wal {
             None => {
@@ -572,6 +586,31 @@ mod tests {
             db_role: "app".into(),
             captured_at: "2026-11-23T10:15:00.123Z".into(),
             wal: None,
+        }
+    }
+
+    /// A truncate of one partition names it in `metadata.partition`, and
+    /// no record: its old side is not a row (with a key or without one).
+    #[test]
+    fn a_truncate_of_a_partition_names_it_and_no_record() {
+        let partition = json!({"partition": "public.customer_2026"});
+        for table in [key(&["id"]), key(&[])] {
+            let e = outbox_event(
+                &outbox("truncate", Some(partition.clone()), None, json!({})),
+                &table,
+                &db("db1"),
+            );
+            assert_eq!(e["action"], "truncate");
+            assert_eq!(
+                e["resource"],
+                json!({"type": "public.customer", "id": null})
+            );
+            assert!(e.get("changes").is_none(), "{e}");
+            assert_eq!(
+                e["metadata"],
+                json!({"partition": "public.customer_2026", "txid": 900, "statement": 2, "outbox_id": 7})
+            );
+            trailmark_core::Event::from_json(&e).unwrap();
         }
     }
 

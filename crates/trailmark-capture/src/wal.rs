@@ -1047,8 +1047,11 @@ impl Decoder {
     }
 
     /// A transactional logical message: context `trailmark.set_context`
-    /// wrote (merged into the transaction's), or a pause or resume (a
-    /// change of its own, recorded in order with the changes around it).
+    /// wrote (merged into the transaction's), a pause or resume (a
+    /// change of its own, recorded in order with the changes around it),
+    /// or a truncate of one partition of a covered table, which
+    /// PostgreSQL's logical decoding does not send when publishing through
+    /// the table (`trailmark.capture_truncate` writes it).
     fn message(&mut self, prefix: &str, content: &[u8]) -> Vec<Change> {
         if prefix == MESSAGE_PREFIX {
             if let Some(tx) = self.open.as_mut() {
@@ -1056,12 +1059,24 @@ impl Decoder {
             }
             return Vec::new();
         }
-        if prefix != crate::install::SWITCH_PREFIX {
+        let truncate = prefix == crate::install::TRUNCATE_PREFIX;
+        if !truncate && prefix != crate::install::SWITCH_PREFIX {
             return Vec::new();
         }
-        let switch: Value = serde_json::from_slice(content).unwrap_or_default();
-        let text = |k: &str| switch[k].as_str().unwrap_or_default().to_owned();
-        let op = match switch["op"].as_str() {
+        let message: Value = serde_json::from_slice(content).unwrap_or_default();
+        let text = |k: &str| message[k].as_str().unwrap_or_default().to_owned();
+        if truncate {
+            let partition =
+                RowImage::Columns(vec![("partition".into(), Value::String(text("partition")))]);
+            return vec![Change::new(
+                "truncate",
+                &text("schema"),
+                &text("table"),
+                Some(partition),
+                None,
+            )];
+        }
+        let op = match message["op"].as_str() {
             Some("resume") => "resume",
             _ => "pause",
         };

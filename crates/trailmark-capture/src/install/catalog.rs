@@ -273,13 +273,17 @@ pub(super) async fn excluded_now(
 }
 
 /// The covered tables: those with capture triggers (trigger mode) or in
-/// the publication (WAL mode).
+/// the publication (WAL mode). A partition's triggers made for the table
+/// above it (capture version 14: they call its function, or name it) do
+/// not make the partition a covered table of its own.
 pub(super) async fn covered_tables(client: &impl GenericClient) -> Result<Vec<TableSpec>, Error> {
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text FROM pg_trigger t
              JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_proc p ON p.oid = t.tgfoid
              WHERE t.tgname LIKE 'trailmark\\_%' AND NOT t.tgisinternal
+               AND (NOT c.relispartition OR p.proname = 'capture_' || c.oid::text)
              UNION
              SELECT schemaname::text, tablename::text FROM pg_publication_tables
              WHERE pubname = 'trailmark'

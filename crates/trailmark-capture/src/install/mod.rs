@@ -21,8 +21,8 @@ pub use status::{Status, status};
 pub use upgrade::VERSION;
 pub use wal::{
     LargeTransactions, LargeTransactionsSeen, MESSAGE_PREFIX, Mode, PUBLICATION, SLOT,
-    SWITCH_PREFIX, SlotStatus, installed_mode, large_transactions, slot_name, slot_status,
-    streams_in_progress, wal_level,
+    SWITCH_PREFIX, SlotStatus, TRUNCATE_PREFIX, installed_mode, large_transactions, slot_name,
+    slot_status, streams_in_progress, wal_level,
 };
 
 use catalog::{check_columns, check_key, covered_tables, excluded_now, uncovered_in_whole_schemas};
@@ -56,7 +56,6 @@ pub struct Installed {
 pub(super) async fn cover(
     tx: &tokio_postgres::Transaction<'_>,
     table: &TableSpec,
-    mode: Mode,
 ) -> Result<Vec<String>, Error> {
     let pk = primary_key(tx, table).await?;
     let attnums = check_columns(tx, table).await?;
@@ -66,14 +65,6 @@ pub(super) async fn cover(
         .await
         .map_err(pg(format!("looking up {table}")))?
         .get(0);
-    if mode == Mode::Wal {
-        drop_triggers(tx, table).await?;
-        tx.batch_execute(&format!(
-            "DROP FUNCTION IF EXISTS trailmark.capture_{oid}()"
-        ))
-        .await
-        .map_err(pg(format!("removing the capture function of {table}")))?;
-    }
     // The soft-delete and name columns by number too, so a rename of
     // either is followed (trailmark.follow_option_columns).
     tx.execute(
@@ -92,13 +83,14 @@ pub(super) async fn cover(
         )
         .await
         .map_err(pg(format!("recording the options of {table}")))?;
-    if mode == Mode::Trigger {
-        // The capture function and triggers, from the options just recorded
-        // (the generator is SQL, so that the event trigger can run it too).
-        tx.execute("SELECT trailmark.attach_capture($1)", &[&oid])
-            .await
-            .map_err(pg(format!("attaching capture to {table}")))?;
-    }
+    // Trigger mode: the capture function and triggers, from the options
+    // just recorded, on the table and its partitions (the generator is
+    // SQL, so that the event trigger can run it too). WAL mode: none, but
+    // a partitioned table's TRUNCATE triggers (the mode recorded first:
+    // `record_mode`).
+    tx.execute("SELECT trailmark.attach_capture($1)", &[&oid])
+        .await
+        .map_err(pg(format!("attaching capture to {table}")))?;
     Ok(pk)
 }
 
@@ -210,16 +202,21 @@ async fn in_transaction(
     if switching {
         handover(&tx, &all, mode).await?;
     }
+    // Recorded before the tables are covered: trailmark.attach_capture
+    // makes what the mode needs.
+    tx.execute(
+        "UPDATE trailmark.meta SET value = $1 WHERE key = 'mode'",
+        &[&mode.as_str()],
+    )
+    .await
+    .map_err(pg("recording the capture mode"))?;
     let mut installed = Vec::new();
     for table in all {
-        let pk = cover(&tx, table, mode).await?;
+        let pk = cover(&tx, table).await?;
         installed.push((table.clone(), pk));
     }
     for table in tables {
         warnings.extend(secret_like(&tx, table).await?);
-        if mode == Mode::Trigger {
-            warnings.extend(partitions_written_directly(&tx, table).await?);
-        }
     }
     finish(tx, &installed, mode).await?;
     if mode == Mode::Trigger && switching {
@@ -228,29 +225,6 @@ async fn in_transaction(
         wal::drop_slot(&*client).await?;
     }
     Ok((installed, refreshed, previous_version, warnings))
-}
-
-/// Trigger mode, a partitioned table: its statement-level triggers fire for
-/// statements that name it, not for one that names a partition (`INSERT
-/// INTO orders_2026_12 ...`), whose rows are not captured; WAL mode
-/// captures them (as the table's). Said at install, not hidden.
-async fn partitions_written_directly(
-    tx: &tokio_postgres::Transaction<'_>,
-    table: &TableSpec,
-) -> Result<Option<String>, Error> {
-    let partitioned: bool = tx
-        .query_one(
-            "SELECT relkind = 'p' FROM pg_class WHERE oid = $1::text::regclass",
-            &[&table.quoted()],
-        )
-        .await
-        .map_err(pg(format!("looking up {table}")))?
-        .get(0);
-    Ok(partitioned.then(|| {
-        format!(
-            "{table} is partitioned: in trigger mode a statement that names one of its partitions (INSERT INTO, UPDATE or DELETE FROM the partition itself) is not captured, only those that name {table}; WAL mode captures both"
-        )
-    }))
 }
 
 /// The captured columns of a table whose names say they may hold a secret
@@ -485,12 +459,6 @@ async fn finish(
     tx.batch_execute(&set_context_sql(mode == Mode::Wal))
         .await
         .map_err(pg("creating trailmark.set_context"))?;
-    tx.execute(
-        "UPDATE trailmark.meta SET value = $1 WHERE key = 'mode'",
-        &[&mode.as_str()],
-    )
-    .await
-    .map_err(pg("recording the capture mode"))?;
     // (A paused table's triggers were made disabled: trailmark.attach_capture.)
     tx.commit().await.map_err(pg("committing the install"))
 }

@@ -29,13 +29,15 @@ pub struct Status {
 /// What goes unhandled while the event trigger that keeps capture current
 /// through schema changes (`trailmark_republish`) is missing (an install by
 /// a role that is not a superuser) or disabled: in both modes, tables made
-/// again under a covered name or in a schema covered whole, and renames; in
-/// WAL mode also the column lists of tables with excluded columns
-/// (`excluding`) and partitions' identity (`partitioned`).
+/// again under a covered name or in a schema covered whole, renames, and
+/// the capture triggers of partitions made later under a partitioned table
+/// (`partitioned`); in WAL mode (`wal`) also the column lists of tables with
+/// excluded columns (`excluding`) and partitions' identity.
 async fn without_event_trigger(
     client: &impl GenericClient,
     excluding: &[String],
     partitioned: &[String],
+    wal: bool,
 ) -> Result<Option<String>, Error> {
     let enabled: Option<bool> = client
         .query_opt(
@@ -61,8 +63,9 @@ async fn without_event_trigger(
     }
     if !partitioned.is_empty() {
         unhandled.push(format!(
-            "partitions made later under {} log no old values",
-            partitioned.join(", ")
+            "partitions made later under {} get no capture triggers{}",
+            partitioned.join(", "),
+            if wal { " and log no old values" } else { "" }
         ));
     }
     Ok(Some(format!(
@@ -101,11 +104,15 @@ async fn triggers_not_always(
 ) -> Result<Option<String>, Error> {
     let found: Option<String> = client
         .query_one(
-            "SELECT string_agg(t.tgname::text || CASE t.tgenabled WHEN 'D' THEN ' disabled'
+            "SELECT string_agg(CASE WHEN t.tgrelid = to_regclass($1) THEN ''
+                            ELSE t.tgrelid::regclass::text || ' ' END
+                       || t.tgname::text || CASE t.tgenabled WHEN 'D' THEN ' disabled'
                        WHEN 'O' THEN ' skipped by sessions with session_replication_role = replica'
-                       ELSE ' fired by such sessions only' END, ', ' ORDER BY t.tgname)
+                       ELSE ' fired by such sessions only' END, ', '
+                       ORDER BY t.tgrelid <> to_regclass($1), t.tgrelid::regclass::text, t.tgname)
              FROM pg_trigger t
-             WHERE t.tgrelid = to_regclass($1) AND t.tgname LIKE 'trailmark\\_%' AND NOT t.tgisinternal
+             WHERE t.tgrelid IN (SELECT trailmark.capture_members(to_regclass($1)))
+               AND t.tgname LIKE 'trailmark\\_%' AND NOT t.tgisinternal
                AND t.tgenabled <> 'A'",
             &[&spec.quoted()],
         )
@@ -235,13 +242,36 @@ async fn option_columns_gone(
     Ok(drift)
 }
 
+/// The partitions of a covered table (or the table) without the capture
+/// triggers its mode needs (`trailmark.uncaptured_members`: made while the
+/// event trigger was absent, or it warned of a failure), a line of drift if
+/// any; and whether the table has partitions.
+async fn members_uncaptured(
+    client: &impl GenericClient,
+    spec: &crate::TableSpec,
+) -> Result<(Option<String>, bool), Error> {
+    let row = client
+        .query_one(
+            "SELECT (SELECT string_agg(m::text, ', ') FROM trailmark.uncaptured_members(to_regclass($1)) m),
+                    EXISTS (SELECT FROM pg_partition_tree(to_regclass($1)) p WHERE p.level > 0)",
+            &[&spec.quoted()],
+        )
+        .await
+        .map_err(pg(format!("reading the capture triggers of the partitions of {spec}")))?;
+    let line = row.get::<_, Option<String>>(0).map(|members| {
+        format!(
+            "{spec}: partitions without capture triggers ({members}): statements that name them (a TRUNCATE of one, in WAL mode) are not captured until install runs again"
+        )
+    });
+    Ok((line, row.get(1)))
+}
+
 /// In WAL mode, how a table's replica identity, and its partitions', differ
-/// from the one install gave it (each a line of drift), and whether it has
-/// partitions.
+/// from the one install gave it (each a line of drift).
 async fn identity_drift(
     client: &impl GenericClient,
     spec: &crate::TableSpec,
-) -> Result<(Vec<String>, bool), Error> {
+) -> Result<Vec<String>, Error> {
     let name = spec.to_string();
     let mut drift = Vec::new();
     let wanted = spec
@@ -256,7 +286,6 @@ async fn identity_drift(
     // Partitions made since install have PostgreSQL's default identity
     // (the key), not the one install gave the table.
     let partitions = super::wal::partitions(client, spec, wanted).await?;
-    let has_partitions = !partitions.is_empty();
     let unlike: Vec<String> = partitions
         .into_iter()
         .filter(|&(_, like)| !like)
@@ -268,7 +297,7 @@ async fn identity_drift(
             unlike.join(", ")
         ));
     }
-    Ok((drift, has_partitions))
+    Ok(drift)
 }
 
 /// What no longer matches the tables as installed.
@@ -354,11 +383,12 @@ pub(super) async fn drift(
             ));
         }
         if wal {
-            let (lines, has_partitions) = identity_drift(client, &spec).await?;
-            drift.extend(lines);
-            if has_partitions {
-                partitioned.push(name.clone());
-            }
+            drift.extend(identity_drift(client, &spec).await?);
+        }
+        let (line, has_partitions) = members_uncaptured(client, &spec).await?;
+        drift.extend(line);
+        if has_partitions {
+            partitioned.push(name.clone());
         }
         drift.extend(option_columns_gone(client, &spec).await?);
     }
@@ -367,7 +397,7 @@ pub(super) async fn drift(
             "{spec}: made since install in schema {schema}, which is covered whole (--all): its changes are not captured until install runs again"
         ));
     }
-    if let Some(line) = without_event_trigger(client, &excluding, &partitioned).await? {
+    if let Some(line) = without_event_trigger(client, &excluding, &partitioned, wal).await? {
         // First: it says why the lines after it may come to be.
         drift.insert(0, line);
     }

@@ -290,6 +290,11 @@ pub(super) async fn member(
 /// transaction that takes the table out of the publication or puts it back.
 pub const SWITCH_PREFIX: &str = "trailmark.switch";
 
+/// The prefix of the transactional logical message that records, in WAL
+/// mode, a TRUNCATE of one partition of a covered partitioned table
+/// (written by `trailmark.capture_truncate`, which names it too).
+pub const TRUNCATE_PREFIX: &str = "trailmark.truncate";
+
 /// Creates the publication, empty, unless it exists: in a transaction of
 /// its own, committed before the slot is created, so every change the slot
 /// decodes finds it. Answers whether it created it.

@@ -2310,59 +2310,72 @@ async fn a_partition_made_or_attached_after_install_gets_the_tables_identity_at_
 
 /// Without the event trigger (an install by a role that is not a
 /// superuser, or one disabled), `status` says so, and a partition made
-/// after a WAL-mode install has PostgreSQL's default replica identity (the
-/// key), so its updates would carry no old values: `status` names it, and
-/// installing again gives it the table's.
+/// after install has no capture triggers (statements naming it are not
+/// captured; version 14) and, in WAL mode, PostgreSQL's default replica
+/// identity (the key), so its updates would carry no old values: `status`
+/// names it, and installing again gives it both, in both modes.
 #[tokio::test]
 async fn a_partition_made_after_install_is_named_until_install_runs_again() {
     let schema = ORDERS;
     let spec = TableSpec::parse("public.orders").unwrap();
-    let mut db = installed(Mode::Wal, schema, std::slice::from_ref(&spec)).await;
-    assert_eq!(drift(&db).await, Vec::<String>::new());
-    // Status says what goes unhandled while the event trigger is off,
-    // before anything is.
-    db.client
-        .batch_execute("ALTER EVENT TRIGGER trailmark_republish DISABLE")
-        .await
-        .unwrap();
-    assert_eq!(
-        drift(&db).await,
-        [
-            "event trigger trailmark_republish is disabled: tables made again under a covered name or made in a schema covered whole are not captured, covered tables renamed lose their options, and partitions made later under public.orders log no old values until install runs again; install once as a superuser keeps them current"
-        ]
-    );
-    db.client
-        .batch_execute(
-            "DROP EVENT TRIGGER trailmark_republish;
-            CREATE TABLE public.orders_2026_12 PARTITION OF public.orders
-                FOR VALUES FROM ('2026-12-01') TO ('2027-01-01')",
-        )
-        .await
-        .unwrap();
-    let named = drift(&db).await;
-    assert!(
-        named.len() == 2
-            && named[0].starts_with("event trigger trailmark_republish is missing (as after an install by a role that is not a superuser)")
-            && named[1].contains("(public.orders_2026_12)"),
-        "{named:?}"
-    );
-    install(&mut db.client, &[spec], Some(Mode::Wal))
-        .await
-        .unwrap();
-    assert_eq!(drift(&db).await, Vec::<String>::new());
-    db.client
-        .batch_execute(
-            "INSERT INTO orders VALUES (1, '2026-12-05', 5);
-             UPDATE orders SET total = 6 WHERE id = 1;",
-        )
-        .await
-        .unwrap();
-    let events = crate::drained_once(&db, 100).await;
-    assert_eq!(
-        events[1]["changes"],
-        json!({"total": {"old": 5, "new": 6}}),
-        "old values from the new partition"
-    );
+    for mode in MODES {
+        let mut db = installed(mode, schema, std::slice::from_ref(&spec)).await;
+        assert_eq!(drift(&db).await, Vec::<String>::new(), "{mode:?}");
+        // Status says what goes unhandled while the event trigger is off,
+        // before anything is.
+        db.client
+            .batch_execute("ALTER EVENT TRIGGER trailmark_republish DISABLE")
+            .await
+            .unwrap();
+        assert_eq!(
+            drift(&db).await,
+            [format!(
+                "event trigger trailmark_republish is disabled: tables made again under a covered name or made in a schema covered whole are not captured, covered tables renamed lose their options, and partitions made later under public.orders get no capture triggers{} until install runs again; install once as a superuser keeps them current",
+                if mode == Mode::Wal {
+                    " and log no old values"
+                } else {
+                    ""
+                }
+            )],
+            "{mode:?}"
+        );
+        db.client
+            .batch_execute(
+                "DROP EVENT TRIGGER trailmark_republish;
+                CREATE TABLE public.orders_2026_12 PARTITION OF public.orders
+                    FOR VALUES FROM ('2026-12-01') TO ('2027-01-01')",
+            )
+            .await
+            .unwrap();
+        let named = drift(&db).await;
+        let uncaptured = "public.orders: partitions without capture triggers (orders_2026_12): statements that name them (a TRUNCATE of one, in WAL mode) are not captured until install runs again";
+        let expected = if mode == Mode::Wal { 3 } else { 2 };
+        assert!(
+            named.len() == expected
+                && named[0].starts_with("event trigger trailmark_republish is missing (as after an install by a role that is not a superuser)")
+                && named[expected - 1] == uncaptured
+                && (mode == Mode::Trigger || named[1].contains("(public.orders_2026_12)")),
+            "{mode:?}: {named:?}"
+        );
+        install(&mut db.client, std::slice::from_ref(&spec), Some(mode))
+            .await
+            .unwrap();
+        assert_eq!(drift(&db).await, Vec::<String>::new(), "{mode:?}");
+        db.client
+            .batch_execute(
+                "INSERT INTO orders_2026_12 VALUES (1, '2026-12-05', 5);
+                 UPDATE orders SET total = 6 WHERE id = 1;",
+            )
+            .await
+            .unwrap();
+        let events = crate::drained_once(&db, 100).await;
+        assert_eq!(events.len(), 2, "{mode:?}: {events:#?}");
+        assert_eq!(
+            events[1]["changes"],
+            json!({"total": {"old": 5, "new": 6}}),
+            "{mode:?}: old values from the new partition"
+        );
+    }
 }
 
 /// A table may have any name PostgreSQL allows: a space, a dot, a quote.
@@ -2607,44 +2620,207 @@ async fn options_changed_while_the_drainer_runs_are_taken_in_both_modes() {
     }
 }
 
-/// A statement that names a partition of a covered partitioned table
-/// (`INSERT INTO orders_2026_11 ...`) is captured by WAL mode, as the
-/// table's, and not by trigger mode: statement-level triggers fire for the
-/// table a statement names, and the partition has none. Install says so in
-/// trigger mode (not built: capture triggers on each partition, named as
-/// the table, followed through partitions made, attached and detached).
-#[tokio::test]
-async fn a_write_naming_a_partition_is_captured_in_wal_mode_and_warned_of_in_trigger_mode() {
+/// A partitioned table with a partition partitioned in turn, and one made
+/// apart and attached, its columns in another order and one dropped (its
+/// column numbers unlike the table's). `card` is excluded.
+const ORDERS_DEEP: &str = "CREATE TABLE public.orders (id int, placed date, total numeric, card text,
+        PRIMARY KEY (id, placed)) PARTITION BY RANGE (placed);
+    CREATE TABLE public.orders_2026 PARTITION OF public.orders
+        FOR VALUES FROM ('2026-01-01') TO ('2027-01-01') PARTITION BY RANGE (placed);
+    CREATE TABLE public.orders_2026_11 PARTITION OF public.orders_2026
+        FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+    CREATE TABLE public.orders_2027 (gone int, card text, total numeric, placed date NOT NULL, id int NOT NULL);
+    ALTER TABLE public.orders_2027 DROP COLUMN gone;
+    ALTER TABLE public.orders ATTACH PARTITION public.orders_2027
+        FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')";
+
+/// `public.orders` excluding `card` (so, in WAL mode, with replica
+/// identity `key`: updates carry old values of the key only).
+fn orders_excluding_card() -> TableSpec {
+    let mut spec = TableSpec::parse("public.orders").unwrap();
+    spec.exclude = vec!["card".into()];
+    spec.replica_identity = Some(ReplicaIdentity::Key);
+    spec
+}
+
+/// Each mode's events, whole (metadata kept), after `writes` on a fresh
+/// database with `ORDERS_DEEP` covered, and its status drift.
+async fn orders_deep(writes: &str) -> Vec<(Mode, Vec<Value>, Vec<String>)> {
+    let mut out = Vec::new();
     for mode in MODES {
         let mut db = TestDb::logical().await;
-        db.client.batch_execute(ORDERS).await.unwrap();
-        let spec = TableSpec::parse("public.orders").unwrap();
-        let done = install(&mut db.client, &[spec], Some(mode)).await.unwrap();
-        let warned = done.warnings.iter().any(|w| {
-            w == "public.orders is partitioned: in trigger mode a statement that names one of its partitions (INSERT INTO, UPDATE or DELETE FROM the partition itself) is not captured, only those that name public.orders; WAL mode captures both"
-        });
-        assert_eq!(
-            warned,
-            mode == Mode::Trigger,
-            "{mode:?}: {:?}",
-            done.warnings
-        );
-        db.client
-            .batch_execute(
-                "INSERT INTO orders VALUES (1, '2026-11-05', 5);
-                 INSERT INTO orders_2026_11 VALUES (2, '2026-11-06', 6);",
-            )
+        db.client.batch_execute(ORDERS_DEEP).await.unwrap();
+        let done = install(&mut db.client, &[orders_excluding_card()], Some(mode))
             .await
             .unwrap();
-        let ids: Vec<String> = drained(&db)
-            .await
-            .iter()
-            .map(|e| format!("{} {}", e["resource"]["type"], e["resource"]["id"]))
-            .collect();
-        let mut expected = vec![r#""public.orders" "[1,\"2026-11-05\"]""#];
-        if mode == Mode::Wal {
-            expected.push(r#""public.orders" "[2,\"2026-11-06\"]""#);
+        assert_eq!(done.warnings, Vec::<String>::new(), "{mode:?}");
+        db.client.batch_execute(writes).await.unwrap();
+        let events = crate::drained_once(&db, 100).await;
+        out.push((mode, events, drift(&db).await));
+    }
+    out
+}
+
+/// `action type id` of each event, and its partition if it names one.
+fn steps(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            let partition = e["metadata"]["partition"]
+                .as_str()
+                .map(|p| format!(" partition {p}"))
+                .unwrap_or_default();
+            format!(
+                "{} {} {}{partition}",
+                e["action"].as_str().unwrap(),
+                e["resource"]["type"].as_str().unwrap(),
+                e["resource"]["id"]
+            )
+        })
+        .collect()
+}
+
+/// A statement that names a partition of a covered partitioned table
+/// (`INSERT INTO orders_2026_11 ...`, at any depth, or one attached with
+/// columns numbered unlike the table's) is captured as the table's, with
+/// its options (the excluded column stays out), in both modes. Before
+/// capture version 14 trigger mode missed it (statement-level triggers
+/// fire for the table a statement names, and the partitions had none) and
+/// install warned of it.
+#[tokio::test]
+async fn a_write_naming_a_partition_is_captured_as_the_tables_in_both_modes() {
+    let writes = "INSERT INTO orders_2026_11 VALUES (1, '2026-11-05', 5, '4111');
+        INSERT INTO orders_2027 (id, placed, total, card) VALUES (2, '2027-03-01', 6, '4222');
+        UPDATE orders_2026 SET total = 7 WHERE id = 1;
+        UPDATE orders_2027 SET total = 8, card = '4333' WHERE id = 2;
+        DELETE FROM orders_2026_11 WHERE id = 1;
+        DELETE FROM orders_2027;";
+    for (mode, events, drift) in &orders_deep(writes).await {
+        assert_eq!(
+            steps(events),
+            [
+                r#"create public.orders "[1,\"2026-11-05\"]""#,
+                r#"create public.orders "[2,\"2027-03-01\"]""#,
+                r#"update public.orders "[1,\"2026-11-05\"]""#,
+                r#"update public.orders "[2,\"2027-03-01\"]""#,
+                r#"delete public.orders "[1,\"2026-11-05\"]""#,
+                r#"delete public.orders "[2,\"2027-03-01\"]""#,
+            ],
+            "{mode:?}"
+        );
+        let total = &events[3]["changes"]["total"];
+        assert_eq!(total["new"], json!(8), "{mode:?}: {total}");
+        if *mode == Mode::Trigger {
+            assert_eq!(total["old"], json!(6));
         }
-        assert_eq!(ids, expected, "{mode:?}");
+        let text = serde_json::to_string(events).unwrap();
+        assert!(
+            !text.contains("card")
+                && !text.contains("4111")
+                && !text.contains("4222")
+                && !text.contains("4333"),
+            "{mode:?}: the excluded column left the database: {text}"
+        );
+        assert_eq!(drift, &Vec::<String>::new(), "{mode:?}");
+    }
+}
+
+/// A TRUNCATE of a partition (at any depth) is captured, in both modes, as
+/// one truncate of the covered table whose metadata names the partition
+/// (its rows, and only they, are gone); one of the table is one truncate,
+/// naming none, though PostgreSQL truncates, and fires the TRUNCATE
+/// triggers of, every partition below. Before capture version 14 neither
+/// mode captured a partition's (trigger mode: the partitions had no
+/// triggers; WAL mode: PostgreSQL's logical decoding sends no truncate of a
+/// partition when publishing through the table).
+#[tokio::test]
+async fn a_truncate_of_a_partition_is_captured_once_naming_it_in_both_modes() {
+    let writes = "INSERT INTO orders VALUES (1, '2026-11-05', 5, 'x'), (2, '2027-02-01', 6, 'y');
+        TRUNCATE orders_2026_11;
+        TRUNCATE orders_2026;
+        BEGIN;
+        TRUNCATE orders_2027;
+        INSERT INTO orders VALUES (3, '2027-02-02', 7, 'z');
+        TRUNCATE orders;
+        COMMIT;
+        TRUNCATE orders_2027;";
+    for (mode, events, _) in orders_deep(writes).await {
+        assert_eq!(
+            steps(&events),
+            [
+                r#"create public.orders "[1,\"2026-11-05\"]""#,
+                r#"create public.orders "[2,\"2027-02-01\"]""#,
+                "truncate public.orders null partition public.orders_2026_11",
+                "truncate public.orders null partition public.orders_2026",
+                "truncate public.orders null partition public.orders_2027",
+                r#"create public.orders "[3,\"2027-02-02\"]""#,
+                "truncate public.orders null",
+                "truncate public.orders null partition public.orders_2027",
+            ],
+            "{mode:?}"
+        );
+        assert!(
+            events[2].get("changes").is_none(),
+            "{mode:?}: {:?}",
+            events[2]
+        );
+    }
+}
+
+/// A partition made (`CREATE TABLE ... PARTITION OF`) or attached after
+/// install gets the table's capture at once, in the same transaction, in
+/// both modes; one detached loses it: its writes are its own again, not the
+/// table's, and it is not listed as covered.
+#[tokio::test]
+async fn partitions_made_attached_and_detached_after_install_are_followed_in_both_modes() {
+    let writes = "CREATE TABLE public.orders_2028 PARTITION OF public.orders
+            FOR VALUES FROM ('2028-01-01') TO ('2029-01-01');
+        CREATE TABLE public.orders_2029 (id int NOT NULL, placed date NOT NULL, total numeric, card text);
+        ALTER TABLE public.orders ATTACH PARTITION public.orders_2029
+            FOR VALUES FROM ('2029-01-01') TO ('2030-01-01');
+        ALTER TABLE public.orders DETACH PARTITION public.orders_2027;
+        INSERT INTO orders_2028 VALUES (3, '2028-05-05', 1, 'c');
+        INSERT INTO orders_2029 VALUES (4, '2029-05-05', 2, 'd');
+        INSERT INTO orders_2027 (id, placed, total, card) VALUES (5, '2027-01-02', 3, 'e');
+        UPDATE orders_2027 SET total = 4;
+        TRUNCATE orders_2027;
+        TRUNCATE orders_2029;";
+    for (mode, events, drift) in orders_deep(writes).await {
+        assert_eq!(
+            steps(&events),
+            [
+                r#"create public.orders "[3,\"2028-05-05\"]""#,
+                r#"create public.orders "[4,\"2029-05-05\"]""#,
+                "truncate public.orders null partition public.orders_2029",
+            ],
+            "{mode:?}"
+        );
+        assert_eq!(drift, Vec::<String>::new(), "{mode:?}");
+    }
+    for mode in MODES {
+        let mut db = TestDb::logical().await;
+        db.client.batch_execute(ORDERS_DEEP).await.unwrap();
+        install(&mut db.client, &[orders_excluding_card()], Some(mode))
+            .await
+            .unwrap();
+        db.client
+            .batch_execute("ALTER TABLE public.orders DETACH PARTITION public.orders_2027")
+            .await
+            .unwrap();
+        let status = trailmark_capture::status(&db.client).await.unwrap();
+        assert_eq!(status.tables, ["public.orders"], "{mode:?}");
+        let left: i64 = db
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.orders_2027'::regclass",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            left, 0,
+            "{mode:?}: the detached table keeps no capture trigger"
+        );
     }
 }
