@@ -22,7 +22,11 @@
 #   PARTS=single VARIANTS="none wal" bench/capture/run.sh 15 10 8
 #
 # measures WAL mode's cost alone, in eight rounds. TRAILMARK_BIN measures that
-# build instead of this tree's.
+# build instead of this tree's; the variant trigger_before is trigger mode as
+# the build TRAILMARK_BIN_BEFORE installs it (an earlier commit's), beside
+# this one's (install sends SQL only: a debug build measures the same).
+#
+#   PARTS=single VARIANTS="none trigger trigger_before" TRAILMARK_BIN_BEFORE=... bench/capture/run.sh
 #
 # Needs pgbench. For the pgaudit column it installs postgresql-15-pgaudit and
 # adds it to the logical cluster's shared_preload_libraries, restarting that
@@ -71,6 +75,8 @@ prepare() { # database, variant, tables
     row_trigger) psql_ "$db" -f $here/row_trigger.sql ;;
     pgaudit) psql_ "$db" -c "CREATE EXTENSION IF NOT EXISTS pgaudit" -c "ALTER DATABASE $db SET pgaudit.log = 'write'" ;;
     trigger | wal) $bin capture pg install --mode "$variant" --source "$pg dbname=$db" --tables "$tables" >/dev/null ;;
+    trigger_before) "${TRAILMARK_BIN_BEFORE:?variant trigger_before installs TRAILMARK_BIN_BEFORE}" capture pg install --mode trigger \
+                      --source "$pg dbname=$db" --tables "$tables" >/dev/null ;;
   esac
 }
 for variant in $variants; do

@@ -458,16 +458,15 @@ $$;
 REVOKE ALL ON FUNCTION trailmark.follow_partitions(oid) FROM PUBLIC;
 
 -- Version 13 (trigger mode): makes a covered table's capture function
--- (trailmark.capture_<table oid>) from its options in trailmark.tables,
--- attaches its four statement-level triggers, and records the generated
--- columns it leaves out. Made here, not by the CLI, so that the event
--- trigger below can make it too (a table made in a schema covered whole,
--- one dropped and made again, a generated column added). Version 14: the
--- triggers go on each of its partitions too (trailmark.follow_partitions),
--- whose rows the function writes as the table's, with the table's
--- excluded columns (by the table's numbers, turned into names: a
--- partition's own numbers may differ); in WAL mode it removes the function
--- and gives a partitioned table's members their TRUNCATE triggers.
+-- (trailmark.capture_<table oid>) from its options in trailmark.tables
+-- and records the generated columns it leaves out. Made here, not by the
+-- CLI, so that the event trigger below can make it too (a table made in a
+-- schema covered whole, one dropped and made again, a generated column
+-- added, version 14: its key changed). Version 14: the function is the
+-- triggers' on each partition of the table too (trailmark.attach_capture
+-- below), and writes their rows as the table's, with the table's excluded
+-- columns (by the table's numbers, turned into names: a partition's own
+-- numbers may differ).
 --
 -- The function: one INSERT ... SELECT per statement, rows read as
 -- alias.* under trailmark_ aliases (so an application column named like an
@@ -488,7 +487,7 @@ REVOKE ALL ON FUNCTION trailmark.follow_partitions(oid) FROM PUBLIC;
 -- on the application's write path.
 -- (Its DROP ... IF EXISTS notices are kept from the session: the event
 -- trigger runs it inside the application's own DDL.)
-CREATE OR REPLACE FUNCTION trailmark.attach_capture(target oid) RETURNS void
+CREATE OR REPLACE FUNCTION trailmark.make_capture_function(target oid) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $attach$
 DECLARE
     t record;
@@ -500,15 +499,6 @@ DECLARE
     cols text := 'txid, stmt, op, schema_name, table_name, old_row, new_row, context';
 BEGIN
     SELECT * INTO STRICT t FROM trailmark.tables WHERE relid = target;
-    IF EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
-        -- WAL mode: no capture function; the TRUNCATE triggers of a
-        -- partitioned table's members only.
-        PERFORM trailmark.drop_capture_triggers(target, true);
-        EXECUTE format('DROP FUNCTION IF EXISTS trailmark.%I()', 'capture_' || target);
-        PERFORM trailmark.follow_partitions(target);
-        UPDATE trailmark.tables SET generated_attnums = NULL WHERE relid = target;
-        RETURN;
-    END IF;
     left_out := t.exclude_attnums || generated;
     excluded := CASE WHEN cardinality(left_out) = 0 THEN '''{}''::text[]'
         ELSE format('ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = %s AND attnum = ANY (%L::int2[]))',
@@ -596,11 +586,30 @@ BEGIN
     RETURN NULL;
 END
 $trailmark$$fn$, 'capture_' || target, excluded, by_key, cols, target);
-    PERFORM trailmark.drop_capture_triggers(target, true);
-    PERFORM trailmark.follow_partitions(target);
     UPDATE trailmark.tables SET generated_attnums = generated WHERE relid = target;
 END
 $attach$;
+REVOKE ALL ON FUNCTION trailmark.make_capture_function(oid) FROM PUBLIC;
+
+-- Version 13 (trigger mode), 14 (both modes): attaches capture to a
+-- covered table from its options in trailmark.tables. Trigger mode: its
+-- capture function (above), and the four triggers on it and each of its
+-- partitions (trailmark.follow_partitions), made anew. WAL mode: no
+-- function, no triggers but the TRUNCATE triggers of a partitioned
+-- table's members. The one rule for install and the event trigger.
+CREATE OR REPLACE FUNCTION trailmark.attach_capture(target oid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
+BEGIN
+    PERFORM trailmark.drop_capture_triggers(target, true);
+    IF EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+        EXECUTE format('DROP FUNCTION IF EXISTS trailmark.%I()', 'capture_' || target);
+        UPDATE trailmark.tables SET generated_attnums = NULL WHERE relid = target;
+    ELSE
+        PERFORM trailmark.make_capture_function(target);
+    END IF;
+    PERFORM trailmark.follow_partitions(target);
+END
+$$;
 REVOKE ALL ON FUNCTION trailmark.attach_capture(oid) FROM PUBLIC;
 
 -- Version 5 (WAL mode): the columns a table with excluded columns is published with:
@@ -674,6 +683,22 @@ RETURNS TABLE (column_name text, excluded boolean) LANGUAGE sql STABLE AS $$
     LIMIT 1
 $$;
 
+-- Version 14: an error naming the primary key column capture cannot keep
+-- (trailmark.key_fault), if any. The one wording for the event trigger's
+-- refusals (a table covered anew, a key changed).
+CREATE OR REPLACE FUNCTION trailmark.refuse_key_fault(relid oid, exclude text[]) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    fault record;
+BEGIN
+    SELECT * INTO fault FROM trailmark.key_fault(relid, exclude);
+    IF FOUND THEN
+        RAISE EXCEPTION 'its primary key column % is %, so its records could not be told apart',
+            fault.column_name, CASE WHEN fault.excluded THEN 'excluded' ELSE 'generated' END;
+    END IF;
+END
+$$;
+
 -- Version 13: the captured columns of a table (not in `exclude`) whose
 -- names say they may hold a secret (a password, a token, a key): a word of
 -- the name (split at what is not a letter or a digit, and at a capital
@@ -706,6 +731,37 @@ RETURNS text LANGUAGE sql STABLE AS $$
     FROM trailmark.tables t WHERE t.schema_name = $1 AND t.table_name = $2
 $$;
 
+-- Version 14: records the primary key a covered table has now (one added,
+-- dropped, or made of other columns by the application's migration: ALTER
+-- TABLE ... ADD PRIMARY KEY, DROP CONSTRAINT), by which the drainer names
+-- its records and, in trigger mode, its capture function (made again)
+-- pairs an UPDATE's rows; before, until install ran again, every record
+-- was named by the old key's columns (null once they were dropped) and
+-- status named the table. Refused, an error naming why (the event trigger
+-- turns it into a warning; status names the table), when capture could
+-- not keep the key (trailmark.key_fault). In WAL mode a table left with no
+-- key whose replica identity is its key logs nothing to tell its rows
+-- apart, and PostgreSQL refuses its UPDATE and DELETE while it is
+-- published: a warning says so.
+CREATE OR REPLACE FUNCTION trailmark.follow_key(target oid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
+DECLARE
+    t record;
+BEGIN
+    SELECT * INTO STRICT t FROM trailmark.tables WHERE relid = target;
+    PERFORM trailmark.refuse_key_fault(target, t.exclude);
+    UPDATE trailmark.tables SET key_columns = trailmark.key_columns(target)
+    WHERE relid = target RETURNING * INTO t;
+    IF NOT EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+        PERFORM trailmark.make_capture_function(target);
+    ELSIF cardinality(t.key_columns) = 0 AND t.replica_identity = 'key' THEN
+        RAISE WARNING 'trailmark: %.% has no primary key now and its replica identity is its key: PostgreSQL refuses its UPDATE and DELETE while it is published; give it a primary key, or install again with --replica-identity %.%=full',
+            t.schema_name, t.table_name, t.schema_name, t.table_name;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION trailmark.follow_key(oid) FROM PUBLIC;
+
 -- Version 13: covers a table the event trigger below finds made, in either
 -- mode, in the transaction that made it: one made in (or moved into) a
 -- schema covered whole (install --all), with no options, as the next
@@ -720,7 +776,6 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages =
 DECLARE
     c record;
     t record;
-    fault record;
     wal boolean := EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal');
     missing text;
     fresh boolean := false;
@@ -761,11 +816,7 @@ BEGIN
         WHERE schema_name = c.schema_name AND table_name = c.table_name
         RETURNING * INTO t;
     END IF;
-    SELECT * INTO fault FROM trailmark.key_fault(target, t.exclude);
-    IF FOUND THEN
-        RAISE EXCEPTION 'its primary key column % is %, so its records could not be told apart',
-            fault.column_name, CASE WHEN fault.excluded THEN 'excluded' ELSE 'generated' END;
-    END IF;
+    PERFORM trailmark.refuse_key_fault(target, t.exclude);
     -- Covered with no options (a schema covered whole): say which of its
     -- columns may hold secrets, as install does.
     secrets := CASE WHEN fresh THEN trailmark.secret_like(target, '{}') END;
@@ -777,7 +828,12 @@ BEGIN
     IF wal THEN
         EXECUTE format('ALTER TABLE %I.%I REPLICA IDENTITY %s', c.schema_name, c.table_name,
                        (SELECT clause FROM trailmark.replica_identity(coalesce(t.replica_identity, 'full'))));
-        IF t.paused_at IS NULL THEN
+        -- (Its ALTER TABLE above ran the event trigger, which may have put
+        -- it in already.)
+        IF t.paused_at IS NULL AND NOT EXISTS (
+            SELECT FROM pg_publication_tables p WHERE p.pubname = 'trailmark'
+            AND p.schemaname = c.schema_name AND p.tablename = c.table_name)
+        THEN
             EXECUTE 'ALTER PUBLICATION trailmark ADD TABLE '
                 || trailmark.publication_member(c.schema_name, c.table_name);
         END IF;
@@ -802,7 +858,7 @@ REVOKE ALL ON FUNCTION trailmark.cover_made(oid) FROM PUBLIC;
 -- whole, or made (or renamed) under the name of a covered table that was
 -- dropped, is covered in the same transaction (trailmark.cover_made above);
 -- in trigger mode a covered table whose generated columns changed gets its
--- capture function made again (trailmark.attach_capture above).
+-- capture function made again (trailmark.make_capture_function above).
 -- It never fails the application's DDL: a failure is a WARNING naming the
 -- table (then `trailmark capture pg install` sets the list or the identity).
 CREATE OR REPLACE FUNCTION trailmark.republish() RETURNS event_trigger
@@ -837,6 +893,43 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'trailmark: a renamed soft-delete or name column was not followed: % (run trailmark capture pg install)', SQLERRM;
         END;
+        -- Version 14 (WAL mode): a covered table the command took out of
+        -- the publication is put back, its column list made anew: DROP
+        -- COLUMN ... CASCADE of a column its list names (PostgreSQL
+        -- refuses the drop without CASCADE, and with it drops the table's
+        -- place in the publication, saying only NOTICE). In the command's
+        -- own transaction: none of the table's later changes is missed.
+        FOR r IN
+            SELECT DISTINCT t.schema_name, t.table_name
+            FROM unnest(objs) d (objid)
+            JOIN trailmark.tables t ON t.relid = d.objid
+            WHERE t.paused_at IS NULL
+              AND EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal')
+              AND NOT EXISTS (SELECT FROM pg_publication_tables p WHERE p.pubname = 'trailmark'
+                              AND p.schemaname = t.schema_name AND p.tablename = t.table_name)
+        LOOP
+            BEGIN
+                EXECUTE 'ALTER PUBLICATION trailmark ADD TABLE '
+                    || trailmark.publication_member(r.schema_name, r.table_name);
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'trailmark: %.% left the publication and was not put back: % (run trailmark capture pg install)',
+                    r.schema_name, r.table_name, SQLERRM;
+            END;
+        END LOOP;
+        -- Version 14: and a changed primary key (trailmark.follow_key).
+        FOR r IN
+            SELECT DISTINCT t.schema_name, t.table_name, t.relid
+            FROM unnest(objs) d (objid)
+            JOIN trailmark.tables t ON t.relid = d.objid
+            WHERE t.key_columns <> trailmark.key_columns(t.relid)
+        LOOP
+            BEGIN
+                PERFORM trailmark.follow_key(r.relid);
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'trailmark: the new primary key of %.% is not followed: % (run trailmark capture pg install)',
+                    r.schema_name, r.table_name, SQLERRM;
+            END;
+        END LOOP;
         FOR r IN
             SELECT DISTINCT t.schema_name, t.table_name
             FROM unnest(objs) c (objid)
@@ -899,7 +992,7 @@ BEGIN
             WHERE t.generated_attnums <> trailmark.generated_attnums(t.relid)
         LOOP
             BEGIN
-                PERFORM trailmark.attach_capture(r.relid);
+                PERFORM trailmark.make_capture_function(r.relid);
             EXCEPTION WHEN OTHERS THEN
                 RAISE WARNING 'trailmark: the capture function of %.% was not made again for its generated columns: % (run trailmark capture pg install)',
                     r.schema_name, r.table_name, SQLERRM;
