@@ -360,6 +360,29 @@ END
 $$;
 REVOKE ALL ON FUNCTION trailmark.enable_triggers(oid, boolean) FROM PUBLIC;
 
+-- Version 14 (trigger mode): records that capture of a covered table was
+-- paused or resumed ('pause', 'resume'): its state in trailmark.tables,
+-- and an outbox row the drainer makes a capture.paused or capture.resumed
+-- event of, in order with the changes around it, carrying the context
+-- (and `reason`, when given, as the context's reason). The one rule for
+-- `trailmark capture pg pause|resume` and the event trigger (capture
+-- triggers switched by hand).
+CREATE OR REPLACE FUNCTION trailmark.record_switch(target oid, op text, reason text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t record;
+BEGIN
+    UPDATE trailmark.tables SET paused_at = CASE WHEN op = 'pause' THEN now() END
+    WHERE relid = target RETURNING * INTO STRICT t;
+    INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, context)
+    VALUES (txid_current(), trailmark.next_statement(), op, t.schema_name, t.table_name,
+            trailmark.context() || CASE WHEN reason IS NULL THEN '{}'::jsonb
+                                        ELSE jsonb_build_object('reason', reason) END);
+    PERFORM pg_notify('trailmark_outbox', '');
+END
+$$;
+REVOKE ALL ON FUNCTION trailmark.record_switch(oid, text, text) FROM PUBLIC;
+
 -- Version 13 (trigger mode): enables a covered table's capture triggers,
 -- ALWAYS, or disables them (a pause); version 14: those of its partitions
 -- too (trailmark.capture_members). ALWAYS: a trigger enabled
@@ -976,6 +999,41 @@ BEGIN
             EXCEPTION WHEN OTHERS THEN
                 RAISE WARNING 'trailmark: %.% is not captured: % (run trailmark capture pg install)',
                     r.schema_name, r.table_name, SQLERRM;
+            END;
+        END LOOP;
+    END IF;
+    -- Version 14 (trigger mode): capture triggers switched by hand (ALTER
+    -- TABLE ... DISABLE TRIGGER, on the table or a partition of it: a bulk
+    -- load skipping its triggers, or someone skipping the audit) are a
+    -- pause on the record, with the role that did it and which triggers;
+    -- enabled again (ENABLE TRIGGER), a resume, and ALWAYS again. Before,
+    -- only status named them.
+    IF TG_TAG = 'ALTER TABLE'
+       AND NOT EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+        FOR r IN
+            SELECT DISTINCT t.relid, t.paused_at IS NOT NULL AS paused,
+                   (SELECT string_agg(g.tgrelid::regclass::text || ' ' || g.tgname, ', '
+                                      ORDER BY g.tgrelid::regclass::text, g.tgname)
+                    FROM pg_trigger g
+                    WHERE g.tgrelid IN (SELECT trailmark.capture_members(t.relid))
+                      AND g.tgname IN ('trailmark_insert', 'trailmark_update', 'trailmark_delete', 'trailmark_truncate')
+                      AND g.tgenabled = 'D') AS disabled
+            FROM unnest(objs) d (objid)
+            LEFT JOIN LATERAL pg_partition_ancestors(d.objid) a ON true
+            JOIN trailmark.tables t ON t.relid = coalesce(a.relid, d.objid)
+        LOOP
+            BEGIN
+                IF r.disabled IS NOT NULL AND NOT r.paused THEN
+                    PERFORM trailmark.record_switch(r.relid, 'pause',
+                        'capture triggers disabled by ALTER TABLE ... DISABLE TRIGGER (' || r.disabled || ')');
+                ELSIF r.disabled IS NULL AND r.paused THEN
+                    PERFORM trailmark.record_switch(r.relid, 'resume',
+                        'capture triggers enabled again by ALTER TABLE ... ENABLE TRIGGER');
+                    PERFORM trailmark.enable_capture(r.relid, true);
+                END IF;
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'trailmark: capture triggers switched by hand on %: not recorded: % (run trailmark capture pg status)',
+                    r.relid::regclass, SQLERRM;
             END;
         END LOOP;
     END IF;

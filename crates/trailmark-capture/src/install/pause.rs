@@ -113,15 +113,15 @@ async fn switch(
     paused: bool,
     wal: bool,
 ) -> Result<(), Error> {
-    tx.execute(
-        "UPDATE trailmark.tables SET paused_at = CASE WHEN $3 THEN now() END
-         WHERE schema_name = $1 AND table_name = $2",
-        &[&table.schema, &table.table, &paused],
-    )
-    .await
-    .map_err(pg(format!("recording the state of {table}")))?;
     let op = if paused { "pause" } else { "resume" };
     if wal {
+        tx.execute(
+            "UPDATE trailmark.tables SET paused_at = CASE WHEN $3 THEN now() END
+             WHERE schema_name = $1 AND table_name = $2",
+            &[&table.schema, &table.table, &paused],
+        )
+        .await
+        .map_err(pg(format!("recording the state of {table}")))?;
         // Out of the publication (or back in, with its column list),
         // and a message the decoder reads in order with the changes.
         let sql = if paused {
@@ -153,11 +153,12 @@ async fn switch(
         .await
         .map_err(pg(format!("recording the switch of {table}")))?;
     } else {
+        // Its state, and the outbox row the event is made of
+        // (`trailmark.record_switch`, as for triggers switched by hand).
         triggers(tx, table, !paused).await?;
         tx.execute(
-            "INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, context)
-             VALUES (txid_current(), trailmark.next_statement(), $3, $1, $2, trailmark.context())",
-            &[&table.schema, &table.table, &op],
+            "SELECT trailmark.record_switch($1::text::regclass, $2, NULL)",
+            &[&table.quoted(), &op],
         )
         .await
         .map_err(pg(format!("recording the switch of {table}")))?;

@@ -2490,10 +2490,13 @@ async fn tables_with_any_name_postgresql_allows_are_covered_in_both_modes() {
 /// skip foreign key checks) skips triggers enabled as `CREATE TRIGGER`
 /// leaves them: trigger mode missed its writes, which WAL mode captures.
 /// Capture triggers are enabled ALWAYS (install, resume): both modes
-/// alike. In trigger mode `status` names capture triggers disabled by hand,
-/// or enabled so that such sessions skip them, outside a pause.
+/// alike. In trigger mode `status` names capture triggers enabled so that
+/// such sessions skip them; ones disabled by hand are a pause on the record
+/// (capture version 14: the trail says so, with the role and the triggers,
+/// where before only `status` named them), and enabled again a resume,
+/// ALWAYS again.
 #[tokio::test]
-async fn a_replica_session_is_captured_and_triggers_disabled_by_hand_are_named() {
+async fn a_replica_session_is_captured_and_triggers_switched_by_hand_are_recorded() {
     let by = trailmark_capture::CaptureContext {
         actor_id: Some("ops-42".into()),
         ..trailmark_capture::CaptureContext::default()
@@ -2521,20 +2524,54 @@ async fn a_replica_session_is_captured_and_triggers_disabled_by_hand_are_named()
         results.push(drained(&db).await);
         if mode == Mode::Trigger {
             db.client
-                .batch_execute(
-                    "ALTER TABLE customer DISABLE TRIGGER trailmark_update;
-                     ALTER TABLE customer ENABLE TRIGGER trailmark_delete;",
-                )
+                .batch_execute("ALTER TABLE customer ENABLE TRIGGER trailmark_delete")
                 .await
                 .unwrap();
             assert_eq!(
                 drift(&db).await,
                 [
-                    "public.customer: capture triggers not firing always (trailmark_delete skipped by sessions with session_replication_role = replica, trailmark_update disabled): changes they miss are not captured (to stop capture on the record, use capture pg pause): run install again"
+                    "public.customer: capture triggers not firing always (trailmark_delete skipped by sessions with session_replication_role = replica): changes they miss are not captured (to stop capture on the record, use capture pg pause): run install again"
                 ]
             );
-            install(&mut db.client, &[], None).await.unwrap();
-            assert_eq!(drift(&db).await, Vec::<String>::new());
+            // The table's owner (as a migration or a bulk load runs).
+            let (owner, _) = db.role("").await;
+            db.client
+                .batch_execute(&format!(
+                    "ALTER TABLE customer OWNER TO {owner};
+                     SET ROLE {owner};
+                     ALTER TABLE customer DISABLE TRIGGER trailmark_update;
+                     UPDATE customer SET name = 'not captured';
+                     ALTER TABLE customer ENABLE TRIGGER ALL;
+                     UPDATE customer SET name = 'captured' WHERE id = 1;
+                     RESET ROLE;"
+                ))
+                .await
+                .unwrap();
+            assert_eq!(drift(&db).await, Vec::<String>::new(), "ALWAYS again");
+            let by_hand: Vec<String> = crate::drained_once(&db, 100)
+                .await
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {} {}",
+                        e["action"].as_str().unwrap(),
+                        e["actor"]["id"],
+                        e["reason"]
+                    )
+                })
+                .collect();
+            assert_eq!(
+                by_hand,
+                [
+                    format!(
+                        r#"capture.paused "{owner}" "capture triggers disabled by ALTER TABLE ... DISABLE TRIGGER (public.customer trailmark_update)""#
+                    ),
+                    format!(
+                        r#"capture.resumed "{owner}" "capture triggers enabled again by ALTER TABLE ... ENABLE TRIGGER""#
+                    ),
+                    format!(r#"update "{owner}" null"#),
+                ]
+            );
         }
     }
     same(&results[0], &results[1]);
