@@ -392,8 +392,10 @@ REVOKE ALL ON FUNCTION trailmark.record_switch(oid, text, text) FROM PUBLIC;
 -- checks), whose writes WAL mode captures. The one rule for install
 -- (attach_capture below), the event trigger, pause and resume.
 CREATE OR REPLACE FUNCTION trailmark.enable_capture(target oid, enabled boolean) RETURNS void
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    SELECT trailmark.enable_triggers(m, enabled) FROM trailmark.capture_members(target) m
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM trailmark.enable_triggers(m, enabled) FROM trailmark.capture_members(target) m;
+END
 $$;
 REVOKE ALL ON FUNCTION trailmark.enable_capture(oid, boolean) FROM PUBLIC;
 

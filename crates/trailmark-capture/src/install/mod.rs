@@ -50,9 +50,11 @@ pub struct Installed {
     pub mode_reason: String,
 }
 
-/// Records a table's options and, in trigger mode, generates its capture
-/// function and attaches its triggers (in WAL mode it removes them: the
-/// publication covers the table); returns its key columns.
+/// Records a table's options and attaches capture as the mode needs
+/// (`trailmark.attach_capture`): in trigger mode its capture function and
+/// the triggers on it and its partitions; in WAL mode none of them (the
+/// publication covers the table) but a partitioned table's TRUNCATE
+/// triggers. Returns its key columns.
 pub(super) async fn cover(
     tx: &tokio_postgres::Transaction<'_>,
     table: &TableSpec,
@@ -83,11 +85,9 @@ pub(super) async fn cover(
         )
         .await
         .map_err(pg(format!("recording the options of {table}")))?;
-    // Trigger mode: the capture function and triggers, from the options
-    // just recorded, on the table and its partitions (the generator is
-    // SQL, so that the event trigger can run it too). WAL mode: none, but
-    // a partitioned table's TRUNCATE triggers (the mode recorded first:
-    // `record_mode`).
+    // From the options just recorded, for the mode `in_transaction`
+    // recorded first (the generator is SQL, so that the event trigger can
+    // run it too).
     tx.execute("SELECT trailmark.attach_capture($1)", &[&oid])
         .await
         .map_err(pg(format!("attaching capture to {table}")))?;

@@ -99,6 +99,17 @@ mod tests {
     /// parses it, and a LATIN1 database refused install over one `…` in a
     /// comment (`character with byte sequence 0xe2 0x80 0xa6 in encoding
     /// "UTF8" has no equivalent in encoding "LATIN1"`).
+    /// The prefixes the drainer reads messages by are those the SQL writes
+    /// (`trailmark.capture_truncate` names its own).
+    #[test]
+    fn the_truncate_message_prefix_is_the_one_install_sql_writes() {
+        let written = format!(
+            "pg_logical_emit_message(true, '{}'",
+            super::super::TRUNCATE_PREFIX
+        );
+        assert!(super::super::INSTALL_SQL.contains(&written), "{written}");
+    }
+
     #[test]
     fn what_install_sends_is_ascii_for_any_database_encoding() {
         assert!(super::super::INSTALL_SQL.is_ascii());
