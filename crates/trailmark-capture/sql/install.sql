@@ -360,20 +360,50 @@ END
 $$;
 REVOKE ALL ON FUNCTION trailmark.enable_triggers(oid, boolean) FROM PUBLIC;
 
--- Version 14 (trigger mode): records that capture of a covered table was
--- paused or resumed ('pause', 'resume'): its state in trailmark.tables,
--- and an outbox row the drainer makes a capture.paused or capture.resumed
--- event of, in order with the changes around it, carrying the context
--- (and `reason`, when given, as the context's reason). The one rule for
--- `trailmark capture pg pause|resume` and the event trigger (capture
--- triggers switched by hand).
+-- Version 14 (WAL mode): alters publication trailmark as capture's own
+-- functions need (`command`: what follows ALTER PUBLICATION trailmark),
+-- keeping the event trigger out of it (trailmark.republishing, as
+-- trailmark.enable_triggers does): the event trigger records a publication
+-- altered by hand, and would take the step between dropping a table and
+-- adding it back (a column list made anew) for a pause.
+CREATE OR REPLACE FUNCTION trailmark.alter_publication(command text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    was text := current_setting('trailmark.republishing', true);
+BEGIN
+    PERFORM set_config('trailmark.republishing', 'on', true);
+    EXECUTE 'ALTER PUBLICATION trailmark ' || command;
+    PERFORM set_config('trailmark.republishing', coalesce(was, ''), true);
+END
+$$;
+REVOKE ALL ON FUNCTION trailmark.alter_publication(text) FROM PUBLIC;
+
+-- Version 14: records that capture of a covered table was paused or
+-- resumed ('pause', 'resume'): its state in trailmark.tables, and what the
+-- drainer makes a capture.paused or capture.resumed event of, in order
+-- with the changes around it, carrying the context (and `reason`, when
+-- given, as the context's reason): an outbox row (trigger mode) or a
+-- transactional logical message (WAL mode, prefix trailmark.switch). The
+-- one rule for `trailmark capture pg pause|resume` and the event trigger
+-- (capture switched by hand: triggers disabled, the publication altered).
 CREATE OR REPLACE FUNCTION trailmark.record_switch(target oid, op text, reason text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t record;
+    written pg_lsn;
 BEGIN
     UPDATE trailmark.tables SET paused_at = CASE WHEN op = 'pause' THEN now() END
     WHERE relid = target RETURNING * INTO STRICT t;
+    IF EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+        -- The decoder reads it in order with the changes; the context is
+        -- the transaction's (trailmark.set_context), and the role and the
+        -- reason, when given, the switch's own.
+        written := pg_logical_emit_message(true, 'trailmark.switch', jsonb_strip_nulls(jsonb_build_object(
+            'op', op, 'schema', t.schema_name, 'table', t.table_name, 'reason', reason,
+            'role', CASE WHEN reason IS NOT NULL
+                         THEN coalesce(nullif(current_setting('role'), 'none'), session_user) END))::text);
+        RETURN;
+    END IF;
     INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, context)
     VALUES (txid_current(), trailmark.next_statement(), op, t.schema_name, t.table_name,
             trailmark.context() || CASE WHEN reason IS NULL THEN '{}'::jsonb
@@ -859,8 +889,8 @@ BEGIN
             SELECT FROM pg_publication_tables p WHERE p.pubname = 'trailmark'
             AND p.schemaname = c.schema_name AND p.tablename = c.table_name)
         THEN
-            EXECUTE 'ALTER PUBLICATION trailmark ADD TABLE '
-                || trailmark.publication_member(c.schema_name, c.table_name);
+            PERFORM trailmark.alter_publication('ADD TABLE '
+                || trailmark.publication_member(c.schema_name, c.table_name));
         END IF;
     END IF;
 END
@@ -901,6 +931,68 @@ BEGIN
     IF current_setting('trailmark.republishing', true) = 'on' THEN
         RETURN;
     END IF;
+    -- Version 14 (WAL mode): a covered table taken out of the publication
+    -- by hand (ALTER PUBLICATION trailmark DROP TABLE, SET TABLE without
+    -- it) is a pause on the record, with the role that did it; put back by
+    -- hand, a resume (trailmark.record_switch). `capture pg pause|resume`
+    -- record their own switch first, so theirs match.
+    IF TG_TAG = 'ALTER PUBLICATION' THEN
+        IF EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+            FOR r IN
+                SELECT t.relid, t.paused_at IS NULL AS was_running
+                FROM trailmark.tables t
+                WHERE t.relid IS NOT NULL AND EXISTS (SELECT FROM pg_class c WHERE c.oid = t.relid)
+                  AND (t.paused_at IS NULL) <> EXISTS (
+                      SELECT FROM pg_publication_tables p WHERE p.pubname = 'trailmark'
+                      AND p.schemaname = t.schema_name AND p.tablename = t.table_name)
+                ORDER BY t.schema_name, t.table_name
+            LOOP
+                BEGIN
+                    PERFORM trailmark.record_switch(r.relid,
+                        CASE WHEN r.was_running THEN 'pause' ELSE 'resume' END,
+                        CASE WHEN r.was_running
+                             THEN 'taken out of publication trailmark by ALTER PUBLICATION'
+                             ELSE 'put back in publication trailmark by ALTER PUBLICATION' END);
+                EXCEPTION WHEN OTHERS THEN
+                    RAISE WARNING 'trailmark: the publication switched by hand for %: not recorded: % (run trailmark capture pg status)',
+                        r.relid::regclass, SQLERRM;
+                END;
+            END LOOP;
+            -- A covered table published by hand with a column it excludes
+            -- (ADD TABLE or SET TABLE without its column list) gets its
+            -- list back at once: excluded columns never leave the
+            -- database. If it cannot, the table leaves the publication
+            -- (a pause on the record) rather than publish them.
+            FOR r IN
+                SELECT t.relid, t.schema_name, t.table_name
+                FROM trailmark.tables t
+                JOIN pg_publication_tables p ON p.pubname = 'trailmark'
+                 AND p.schemaname = t.schema_name AND p.tablename = t.table_name
+                WHERE cardinality(t.exclude) > 0
+                  AND EXISTS (SELECT FROM unnest(p.attnames) a (name)
+                              WHERE NOT a.name = ANY (ARRAY(SELECT c.attname FROM trailmark.publishable(t.schema_name, t.table_name) c)))
+                ORDER BY t.schema_name, t.table_name
+            LOOP
+                BEGIN
+                    PERFORM trailmark.alter_publication(format('DROP TABLE %I.%I', r.schema_name, r.table_name));
+                    PERFORM trailmark.alter_publication('ADD TABLE '
+                        || trailmark.publication_member(r.schema_name, r.table_name));
+                EXCEPTION WHEN OTHERS THEN
+                    BEGIN
+                        PERFORM trailmark.alter_publication(format('DROP TABLE %I.%I', r.schema_name, r.table_name));
+                        PERFORM trailmark.record_switch(r.relid, 'pause',
+                            'published by hand with excluded columns, and its column list could not be set: ' || SQLERRM);
+                    EXCEPTION WHEN OTHERS THEN
+                        -- Neither: the ALTER PUBLICATION fails (TMX01
+                        -- passes the handler at the end).
+                        RAISE EXCEPTION 'trailmark: %.% would be published with columns it excludes: %',
+                            r.schema_name, r.table_name, SQLERRM USING ERRCODE = 'TMX01';
+                    END;
+                END;
+            END LOOP;
+        END IF;
+        RETURN;
+    END IF;
     IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = ANY (objs) AND c.relpersistence = 'p') THEN
         RETURN;
     END IF;
@@ -934,8 +1026,8 @@ BEGIN
                               AND p.schemaname = t.schema_name AND p.tablename = t.table_name)
         LOOP
             BEGIN
-                EXECUTE 'ALTER PUBLICATION trailmark ADD TABLE '
-                    || trailmark.publication_member(r.schema_name, r.table_name);
+                PERFORM trailmark.alter_publication('ADD TABLE '
+                    || trailmark.publication_member(r.schema_name, r.table_name));
             EXCEPTION WHEN OTHERS THEN
                 RAISE WARNING 'trailmark: %.% left the publication and was not put back: % (run trailmark capture pg install)',
                     r.schema_name, r.table_name, SQLERRM;
@@ -965,10 +1057,9 @@ BEGIN
             WHERE cardinality(t.exclude_attnums) > 0
         LOOP
             BEGIN
-                EXECUTE format('ALTER PUBLICATION trailmark DROP TABLE %I.%I',
-                               r.schema_name, r.table_name);
-                EXECUTE 'ALTER PUBLICATION trailmark ADD TABLE '
-                    || trailmark.publication_member(r.schema_name, r.table_name);
+                PERFORM trailmark.alter_publication(format('DROP TABLE %I.%I', r.schema_name, r.table_name));
+                PERFORM trailmark.alter_publication('ADD TABLE '
+                    || trailmark.publication_member(r.schema_name, r.table_name));
             EXCEPTION WHEN OTHERS THEN
                 RAISE WARNING 'trailmark: the capture column list of %.% was not updated: % (run trailmark capture pg install)',
                     r.schema_name, r.table_name, SQLERRM;
@@ -1101,8 +1192,11 @@ BEGIN
             END;
         END LOOP;
     END IF;
-EXCEPTION WHEN OTHERS THEN
-    RAISE WARNING 'trailmark: capture column lists or partition identities were not updated: % (run trailmark capture pg install)', SQLERRM;
+EXCEPTION
+    WHEN SQLSTATE 'TMX01' THEN
+        RAISE;
+    WHEN OTHERS THEN
+        RAISE WARNING 'trailmark: capture column lists or partition identities were not updated: % (run trailmark capture pg install)', SQLERRM;
 END
 $$;
 
@@ -1113,7 +1207,7 @@ BEGIN
     IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
         DROP EVENT TRIGGER IF EXISTS trailmark_republish;
         CREATE EVENT TRIGGER trailmark_republish ON ddl_command_end
-            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')
+            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER PUBLICATION')
             EXECUTE FUNCTION trailmark.republish();
     END IF;
 END

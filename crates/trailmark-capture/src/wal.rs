@@ -1080,7 +1080,46 @@ impl Decoder {
             Some("resume") => "resume",
             _ => "pause",
         };
-        vec![Change::new(op, &text("schema"), &text("table"), None, None)]
+        // Capture switched by hand (the event trigger records it): the
+        // role that did it and why, on the switch's old side (`switched_by`).
+        let by: Vec<(String, Value)> = ["reason", "role"]
+            .into_iter()
+            .filter_map(|k| Some((k.to_owned(), Value::String(message[k].as_str()?.to_owned()))))
+            .collect();
+        let by = (!by.is_empty()).then_some(RowImage::Columns(by));
+        vec![Change::new(op, &text("schema"), &text("table"), by, None)]
+    }
+}
+
+/// A change's old side, context and database role as trigger mode's
+/// outbox row has them. A pause or resume the event trigger recorded
+/// (capture switched by hand) carries the role that did it and why on its
+/// old side (`Decoder::message`): they become the role (the event's actor
+/// when the context names none) and the context's reason. Otherwise the
+/// transaction's context, and no role (WAL mode does not know it).
+fn switched_by(
+    op: &str,
+    old: Option<RowImage>,
+    context: &Value,
+) -> (Option<RowImage>, Value, String) {
+    let mut context = context.clone();
+    let mut role = "unknown".to_owned();
+    match (op, old) {
+        ("pause" | "resume", Some(RowImage::Columns(by))) => {
+            for (key, value) in by {
+                match (key.as_str(), value) {
+                    ("role", Value::String(name)) => role = name,
+                    ("reason", reason) => {
+                        if let Some(context) = context.as_object_mut() {
+                            context.insert("reason".into(), reason);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            (None, context, role)
+        }
+        (_, old) => (old, context, role),
     }
 }
 
@@ -1191,6 +1230,7 @@ async fn push(
             "a change to {schema}.{table} arrived outside a transaction"
         )));
     };
+    let (old_row, context, db_role) = switched_by(op, old, &tx.context);
     let row = OutboxRow {
         id: 0,
         txid: i64::from(tx.xid),
@@ -1198,10 +1238,10 @@ async fn push(
         op: op.to_owned(),
         schema: schema.to_owned(),
         table: table.to_owned(),
-        old_row: old,
+        old_row,
         new_row: new,
-        context: tx.context.clone(),
-        db_role: "unknown".to_owned(),
+        context,
+        db_role,
         captured_at: tx.committed_at.clone(),
         wal: Some(crate::event::WalPosition {
             commit_lsn: tx.commit_lsn,

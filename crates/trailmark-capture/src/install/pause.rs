@@ -104,9 +104,13 @@ pub async fn set_paused(
     })
 }
 
-/// Switches one table: recorded in `trailmark.tables`, capture off or on
-/// (triggers, or the table's place in the publication), and the switch
-/// written where the drainer reads it in order with the changes.
+/// Switches one table: capture off or on (triggers, or the table's place
+/// in the publication), and the switch recorded (`trailmark.record_switch`:
+/// its state in `trailmark.tables`, and an outbox row or a logical message
+/// the drainer reads in order with the changes, as for capture switched by
+/// hand). In WAL mode it is recorded first, so the event trigger, which
+/// records a publication altered by hand, finds the publication as
+/// recorded.
 async fn switch(
     tx: &tokio_postgres::Transaction<'_>,
     table: &TableSpec,
@@ -114,16 +118,17 @@ async fn switch(
     wal: bool,
 ) -> Result<(), Error> {
     let op = if paused { "pause" } else { "resume" };
-    if wal {
+    let record = async {
         tx.execute(
-            "UPDATE trailmark.tables SET paused_at = CASE WHEN $3 THEN now() END
-             WHERE schema_name = $1 AND table_name = $2",
-            &[&table.schema, &table.table, &paused],
+            "SELECT trailmark.record_switch($1::text::regclass, $2, NULL)",
+            &[&table.quoted(), &op],
         )
         .await
-        .map_err(pg(format!("recording the state of {table}")))?;
-        // Out of the publication (or back in, with its column list),
-        // and a message the decoder reads in order with the changes.
+        .map_err(pg(format!("recording the switch of {table}")))
+    };
+    if wal {
+        record.await?;
+        // Out of the publication (or back in, with its column list).
         let sql = if paused {
             format!(
                 "ALTER PUBLICATION {} DROP TABLE {}",
@@ -145,23 +150,9 @@ async fn switch(
         tx.batch_execute(&sql)
             .await
             .map_err(pg(format!("switching the publication of {table}")))?;
-        let message = serde_json::json!({"op": op, "schema": table.schema, "table": table.table});
-        tx.execute(
-            "SELECT pg_logical_emit_message(true, $1, $2::text)",
-            &[&super::wal::SWITCH_PREFIX, &message.to_string()],
-        )
-        .await
-        .map_err(pg(format!("recording the switch of {table}")))?;
     } else {
-        // Its state, and the outbox row the event is made of
-        // (`trailmark.record_switch`, as for triggers switched by hand).
         triggers(tx, table, !paused).await?;
-        tx.execute(
-            "SELECT trailmark.record_switch($1::text::regclass, $2, NULL)",
-            &[&table.quoted(), &op],
-        )
-        .await
-        .map_err(pg(format!("recording the switch of {table}")))?;
+        record.await?;
     }
     Ok(())
 }

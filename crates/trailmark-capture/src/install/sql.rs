@@ -94,22 +94,22 @@ $trailmark$;",
 mod tests {
     use super::*;
 
+    /// The prefixes the drainer reads messages by are those the SQL writes
+    /// (`trailmark.capture_truncate` and `trailmark.record_switch` name
+    /// their own).
+    #[test]
+    fn the_message_prefixes_are_the_ones_install_sql_writes() {
+        for prefix in [super::super::TRUNCATE_PREFIX, super::super::SWITCH_PREFIX] {
+            let written = format!("pg_logical_emit_message(true, '{prefix}'");
+            assert!(super::super::INSTALL_SQL.contains(&written), "{written}");
+        }
+    }
+
     /// Everything install sends PostgreSQL is ASCII, comments included: the
     /// server converts a statement to the database's encoding before it
     /// parses it, and a LATIN1 database refused install over one `…` in a
     /// comment (`character with byte sequence 0xe2 0x80 0xa6 in encoding
     /// "UTF8" has no equivalent in encoding "LATIN1"`).
-    /// The prefixes the drainer reads messages by are those the SQL writes
-    /// (`trailmark.capture_truncate` names its own).
-    #[test]
-    fn the_truncate_message_prefix_is_the_one_install_sql_writes() {
-        let written = format!(
-            "pg_logical_emit_message(true, '{}'",
-            super::super::TRUNCATE_PREFIX
-        );
-        assert!(super::super::INSTALL_SQL.contains(&written), "{written}");
-    }
-
     #[test]
     fn what_install_sends_is_ascii_for_any_database_encoding() {
         assert!(super::super::INSTALL_SQL.is_ascii());

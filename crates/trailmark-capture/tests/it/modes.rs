@@ -2494,7 +2494,8 @@ async fn tables_with_any_name_postgresql_allows_are_covered_in_both_modes() {
 /// such sessions skip them; ones disabled by hand are a pause on the record
 /// (capture version 14: the trail says so, with the role and the triggers,
 /// where before only `status` named them), and enabled again a resume,
-/// ALWAYS again.
+/// ALWAYS again. In WAL mode a table taken out of the publication by hand
+/// is a pause on the record, put back a resume.
 #[tokio::test]
 async fn a_replica_session_is_captured_and_triggers_switched_by_hand_are_recorded() {
     let by = trailmark_capture::CaptureContext {
@@ -2522,56 +2523,9 @@ async fn a_replica_session_is_captured_and_triggers_switched_by_hand_are_recorde
             .unwrap();
         assert_eq!(drift(&db).await, Vec::<String>::new(), "{mode:?}");
         results.push(drained(&db).await);
-        if mode == Mode::Trigger {
-            db.client
-                .batch_execute("ALTER TABLE customer ENABLE TRIGGER trailmark_delete")
-                .await
-                .unwrap();
-            assert_eq!(
-                drift(&db).await,
-                [
-                    "public.customer: capture triggers not firing always (trailmark_delete skipped by sessions with session_replication_role = replica): changes they miss are not captured (to stop capture on the record, use capture pg pause): run install again"
-                ]
-            );
-            // The table's owner (as a migration or a bulk load runs).
-            let (owner, _) = db.role("").await;
-            db.client
-                .batch_execute(&format!(
-                    "ALTER TABLE customer OWNER TO {owner};
-                     SET ROLE {owner};
-                     ALTER TABLE customer DISABLE TRIGGER trailmark_update;
-                     UPDATE customer SET name = 'not captured';
-                     ALTER TABLE customer ENABLE TRIGGER ALL;
-                     UPDATE customer SET name = 'captured' WHERE id = 1;
-                     RESET ROLE;"
-                ))
-                .await
-                .unwrap();
-            assert_eq!(drift(&db).await, Vec::<String>::new(), "ALWAYS again");
-            let by_hand: Vec<String> = crate::drained_once(&db, 100)
-                .await
-                .iter()
-                .map(|e| {
-                    format!(
-                        "{} {} {}",
-                        e["action"].as_str().unwrap(),
-                        e["actor"]["id"],
-                        e["reason"]
-                    )
-                })
-                .collect();
-            assert_eq!(
-                by_hand,
-                [
-                    format!(
-                        r#"capture.paused "{owner}" "capture triggers disabled by ALTER TABLE ... DISABLE TRIGGER (public.customer trailmark_update)""#
-                    ),
-                    format!(
-                        r#"capture.resumed "{owner}" "capture triggers enabled again by ALTER TABLE ... ENABLE TRIGGER""#
-                    ),
-                    format!(r#"update "{owner}" null"#),
-                ]
-            );
+        match mode {
+            Mode::Trigger => triggers_switched_by_hand(&db).await,
+            Mode::Wal => publication_switched_by_hand(&db).await,
         }
     }
     same(&results[0], &results[1]);
@@ -2589,6 +2543,108 @@ async fn a_replica_session_is_captured_and_triggers_switched_by_hand_are_recorde
             r#""create" "2""#,
             r#""update" "1""#,
             r#""update" "2""#,
+        ]
+    );
+}
+
+/// Each event drained now, as `action actor reason`.
+async fn action_actor_reason(db: &TestDb) -> Vec<String> {
+    crate::drained_once(db, 100)
+        .await
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["action"].as_str().unwrap(),
+                e["actor"]["id"],
+                e["reason"]
+            )
+        })
+        .collect()
+}
+
+/// Trigger mode: capture triggers enabled so that replica sessions skip
+/// them are named by status; disabled by hand, a pause on the record;
+/// enabled again, a resume, ALWAYS again.
+async fn triggers_switched_by_hand(db: &TestDb) {
+    db.client
+        .batch_execute("ALTER TABLE customer ENABLE TRIGGER trailmark_delete")
+        .await
+        .unwrap();
+    assert_eq!(
+        drift(db).await,
+        [
+            "public.customer: capture triggers not firing always (trailmark_delete skipped by sessions with session_replication_role = replica): changes they miss are not captured (to stop capture on the record, use capture pg pause): run install again"
+        ]
+    );
+    // The table's owner (as a migration or a bulk load runs).
+    let (owner, _) = db.role("").await;
+    db.client
+        .batch_execute(&format!(
+            "ALTER TABLE customer OWNER TO {owner};
+             SET ROLE {owner};
+             ALTER TABLE customer DISABLE TRIGGER trailmark_update;
+             UPDATE customer SET name = 'not captured';
+             ALTER TABLE customer ENABLE TRIGGER ALL;
+             UPDATE customer SET name = 'captured' WHERE id = 1;
+             RESET ROLE;"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(drift(db).await, Vec::<String>::new(), "ALWAYS again");
+    let by_hand = action_actor_reason(db).await;
+    assert_eq!(
+        by_hand,
+        [
+            format!(
+                r#"capture.paused "{owner}" "capture triggers disabled by ALTER TABLE ... DISABLE TRIGGER (public.customer trailmark_update)""#
+            ),
+            format!(
+                r#"capture.resumed "{owner}" "capture triggers enabled again by ALTER TABLE ... ENABLE TRIGGER""#
+            ),
+            format!(r#"update "{owner}" null"#),
+        ]
+    );
+}
+
+/// WAL mode: taken out of the publication by hand, a pause on the record
+/// (status lists the table paused); put back, a resume.
+async fn publication_switched_by_hand(db: &TestDb) {
+    // Taken out of the publication and put back by hand.
+    let me: String = db
+        .client
+        .query_one("SELECT session_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    db.client
+        .batch_execute(
+            "ALTER PUBLICATION trailmark DROP TABLE customer;
+             UPDATE customer SET name = 'not captured';",
+        )
+        .await
+        .unwrap();
+    let status = trailmark_capture::status(&db.client).await.unwrap();
+    assert_eq!(status.paused.len(), 1, "{status:?}");
+    db.client
+        .batch_execute(
+            "ALTER PUBLICATION trailmark ADD TABLE customer;
+             UPDATE customer SET name = 'captured' WHERE id = 1;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(drift(db).await, Vec::<String>::new());
+    let by_hand = action_actor_reason(db).await;
+    assert_eq!(
+        by_hand,
+        [
+            format!(
+                r#"capture.paused "{me}" "taken out of publication trailmark by ALTER PUBLICATION""#
+            ),
+            format!(
+                r#"capture.resumed "{me}" "put back in publication trailmark by ALTER PUBLICATION""#
+            ),
+            r#"update "unknown" null"#.to_owned(),
         ]
     );
 }
@@ -2949,4 +3005,51 @@ async fn a_primary_key_changed_by_a_migration_is_followed_in_both_modes() {
             "{mode:?}"
         );
     }
+}
+
+/// WAL mode: a table with excluded columns put back in the publication by
+/// hand without its column list (`ALTER PUBLICATION trailmark ADD TABLE`)
+/// would publish the columns it excludes: the event trigger gives it its
+/// list back in the same transaction, and the excluded column never leaves
+/// the database.
+#[tokio::test]
+async fn a_table_published_by_hand_without_its_column_list_gets_it_back() {
+    let mut spec = TableSpec::parse("public.acct").unwrap();
+    spec.exclude = vec!["pin".into()];
+    spec.replica_identity = Some(ReplicaIdentity::Key);
+    let db = installed(
+        Mode::Wal,
+        "CREATE TABLE public.acct (id int PRIMARY KEY, code text, pin text)",
+        &[spec],
+    )
+    .await;
+    db.client
+        .batch_execute(
+            "ALTER PUBLICATION trailmark DROP TABLE acct;
+             ALTER PUBLICATION trailmark ADD TABLE acct;
+             INSERT INTO acct VALUES (1, 'a', '1234');",
+        )
+        .await
+        .unwrap();
+    let published: Vec<String> = db
+        .client
+        .query_one(
+            "SELECT attnames::text[] FROM pg_publication_tables WHERE pubname = 'trailmark' AND tablename = 'acct'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(published, ["id", "code"]);
+    assert_eq!(drift(&db).await, Vec::<String>::new());
+    let events = crate::drained_once(&db, 100).await;
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["capture.paused", "capture.resumed", "create"]);
+    assert_eq!(
+        events[2]["changes"],
+        json!({"id": {"old": null, "new": 1}, "code": {"old": null, "new": "a"}})
+    );
 }
