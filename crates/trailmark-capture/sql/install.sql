@@ -425,6 +425,12 @@ CREATE OR REPLACE FUNCTION trailmark.enable_capture(target oid, enabled boolean)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM trailmark.enable_triggers(m, enabled) FROM trailmark.capture_members(target) m;
+    IF enabled THEN
+        -- Version 14: and makes those dropped meanwhile (a pause recorded
+        -- by the event trigger for triggers dropped by hand; the table
+        -- resumed first, so they are made enabled).
+        PERFORM trailmark.follow_partitions(target);
+    END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION trailmark.enable_capture(oid, boolean) FROM PUBLIC;
@@ -437,9 +443,13 @@ REVOKE ALL ON FUNCTION trailmark.enable_capture(oid, boolean) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION trailmark.drop_capture_triggers(target oid, everything boolean) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
 DECLARE
+    was text := current_setting('trailmark.republishing', true);
     r oid;
     op text;
 BEGIN
+    -- (Capture's own DROP TRIGGER: the event trigger, which records
+    -- triggers dropped by hand, stays out.)
+    PERFORM set_config('trailmark.republishing', 'on', true);
     FOR r IN
         SELECT g.tgrelid FROM pg_trigger g
         WHERE g.tgname LIKE 'trailmark\_%'
@@ -455,26 +465,33 @@ BEGIN
             EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'trailmark_' || op, r::regclass);
         END LOOP;
     END LOOP;
+    PERFORM set_config('trailmark.republishing', coalesce(was, ''), true);
 END
 $$;
 REVOKE ALL ON FUNCTION trailmark.drop_capture_triggers(oid, boolean) FROM PUBLIC;
 
 -- Version 14: the members of a covered table (trailmark.capture_members)
--- without the capture triggers its mode needs: in trigger mode each, in
--- WAL mode each of a partitioned table (for its TRUNCATE trigger). The one
--- rule for follow_partitions below and status (which names partitions made
+-- without all the capture triggers its mode needs: in trigger mode the
+-- four, in WAL mode the TRUNCATE trigger of each member of a partitioned
+-- table. The one rule for follow_partitions below, the event trigger
+-- (triggers dropped by hand) and status (which names partitions made
 -- while the event trigger was absent).
 CREATE OR REPLACE FUNCTION trailmark.uncaptured_members(target oid) RETURNS SETOF regclass
 LANGUAGE sql STABLE AS $$
-    SELECT m::regclass FROM trailmark.capture_members($1) m
-    WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g WHERE g.tgrelid = m AND g.tgname = 'trailmark_truncate')
-      AND (NOT EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal')
-           OR EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relkind = 'p'))
+    SELECT m::regclass
+    FROM trailmark.capture_members($1) m
+    CROSS JOIN (SELECT EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') AS wal) w
+    WHERE (NOT w.wal OR EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relkind = 'p'))
+      AND (SELECT count(*) FROM pg_catalog.pg_trigger g
+           WHERE g.tgrelid = m
+             AND g.tgname IN ('trailmark_insert', 'trailmark_update', 'trailmark_delete', 'trailmark_truncate')
+             AND (NOT w.wal OR g.tgname = 'trailmark_truncate'))
+          < CASE WHEN w.wal THEN 1 ELSE 4 END
     ORDER BY m
 $$;
 
 -- Version 14: gives each member of a covered table (trailmark.capture_members)
--- that has none the capture triggers its mode needs, and removes them from
+-- the capture triggers its mode needs that it lacks, and removes them from
 -- tables that are no longer members. In trigger mode each member gets the
 -- table's four (its capture function writes every member's rows as the
 -- table's); in WAL mode each member of a partitioned table gets the
@@ -493,19 +510,24 @@ DECLARE
     enabled boolean := wal OR (SELECT paused_at IS NULL FROM trailmark.tables WHERE relid = target);
     fn text := format('trailmark.%I', 'capture_' || target);
     m regclass;
+    op text;
 BEGIN
     PERFORM trailmark.drop_capture_triggers(target, false);
     FOR m IN SELECT trailmark.uncaptured_members(target) LOOP
-        IF NOT wal THEN
-            EXECUTE format('CREATE TRIGGER trailmark_insert AFTER INSERT ON %1$s REFERENCING NEW TABLE AS trailmark_new
-                     FOR EACH STATEMENT EXECUTE FUNCTION %2$s();
-                 CREATE TRIGGER trailmark_update AFTER UPDATE ON %1$s REFERENCING OLD TABLE AS trailmark_old NEW TABLE AS trailmark_new
-                     FOR EACH STATEMENT EXECUTE FUNCTION %2$s();
-                 CREATE TRIGGER trailmark_delete AFTER DELETE ON %1$s REFERENCING OLD TABLE AS trailmark_old
-                     FOR EACH STATEMENT EXECUTE FUNCTION %2$s()', m, fn);
-        END IF;
-        EXECUTE format('CREATE TRIGGER trailmark_truncate AFTER TRUNCATE ON %s
-                 FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture_truncate(%L)', m, target::text);
+        FOREACH op IN ARRAY CASE WHEN wal THEN ARRAY['truncate']
+                                 ELSE ARRAY['insert', 'update', 'delete', 'truncate'] END LOOP
+            CONTINUE WHEN EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = m AND g.tgname = 'trailmark_' || op);
+            EXECUTE format(CASE op
+                WHEN 'insert' THEN 'CREATE TRIGGER trailmark_insert AFTER INSERT ON %1$s
+                    REFERENCING NEW TABLE AS trailmark_new FOR EACH STATEMENT EXECUTE FUNCTION %2$s()'
+                WHEN 'update' THEN 'CREATE TRIGGER trailmark_update AFTER UPDATE ON %1$s
+                    REFERENCING OLD TABLE AS trailmark_old NEW TABLE AS trailmark_new FOR EACH STATEMENT EXECUTE FUNCTION %2$s()'
+                WHEN 'delete' THEN 'CREATE TRIGGER trailmark_delete AFTER DELETE ON %1$s
+                    REFERENCING OLD TABLE AS trailmark_old FOR EACH STATEMENT EXECUTE FUNCTION %2$s()'
+                ELSE 'CREATE TRIGGER trailmark_truncate AFTER TRUNCATE ON %1$s
+                    FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture_truncate(%3$L)' END,
+                m, fn, target::text);
+        END LOOP;
         PERFORM trailmark.enable_triggers(m, enabled);
     END LOOP;
 END
@@ -993,6 +1015,34 @@ BEGIN
         END IF;
         RETURN;
     END IF;
+    -- Version 14: capture triggers dropped by hand (DROP TRIGGER
+    -- trailmark_insert ON ...). Trigger mode: a pause on the record, as
+    -- for triggers disabled (below); `capture pg resume` makes them again.
+    -- WAL mode (a partitioned table's TRUNCATE triggers, capture's own
+    -- workings): made again at once.
+    IF TG_TAG = 'DROP TRIGGER' THEN
+        FOR r IN
+            SELECT t.relid, t.paused_at IS NULL AS running,
+                   (SELECT string_agg(u::text, ', ') FROM trailmark.uncaptured_members(t.relid) u) AS missing
+            FROM trailmark.tables t
+            WHERE t.relid IS NOT NULL AND EXISTS (SELECT FROM pg_class c WHERE c.oid = t.relid)
+            ORDER BY t.schema_name, t.table_name
+        LOOP
+            CONTINUE WHEN r.missing IS NULL;
+            BEGIN
+                IF EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+                    PERFORM trailmark.follow_partitions(r.relid);
+                ELSIF r.running THEN
+                    PERFORM trailmark.record_switch(r.relid, 'pause',
+                        'capture triggers dropped by DROP TRIGGER (on ' || r.missing || ')');
+                END IF;
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'trailmark: capture triggers dropped by hand on %: not recorded: % (run trailmark capture pg status)',
+                    r.relid::regclass, SQLERRM;
+            END;
+        END LOOP;
+        RETURN;
+    END IF;
     IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = ANY (objs) AND c.relpersistence = 'p') THEN
         RETURN;
     END IF;
@@ -1119,7 +1169,8 @@ BEGIN
                 IF r.disabled IS NOT NULL AND NOT r.paused THEN
                     PERFORM trailmark.record_switch(r.relid, 'pause',
                         'capture triggers disabled by ALTER TABLE ... DISABLE TRIGGER (' || r.disabled || ')');
-                ELSIF r.disabled IS NULL AND r.paused THEN
+                ELSIF r.disabled IS NULL AND r.paused
+                      AND NOT EXISTS (SELECT FROM trailmark.uncaptured_members(r.relid)) THEN
                     PERFORM trailmark.record_switch(r.relid, 'resume',
                         'capture triggers enabled again by ALTER TABLE ... ENABLE TRIGGER');
                     PERFORM trailmark.enable_capture(r.relid, true);
@@ -1207,7 +1258,8 @@ BEGIN
     IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
         DROP EVENT TRIGGER IF EXISTS trailmark_republish;
         CREATE EVENT TRIGGER trailmark_republish ON ddl_command_end
-            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER PUBLICATION')
+            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER PUBLICATION',
+                         'DROP TRIGGER')
             EXECUTE FUNCTION trailmark.republish();
     END IF;
 END

@@ -104,13 +104,14 @@ pub async fn set_paused(
     })
 }
 
-/// Switches one table: capture off or on (triggers, or the table's place
-/// in the publication), and the switch recorded (`trailmark.record_switch`:
+/// Switches one table: the switch recorded (`trailmark.record_switch`:
 /// its state in `trailmark.tables`, and an outbox row or a logical message
 /// the drainer reads in order with the changes, as for capture switched by
-/// hand). In WAL mode it is recorded first, so the event trigger, which
+/// hand), then capture off or on (triggers, or the table's place in the
+/// publication). Recorded first: in WAL mode the event trigger, which
 /// records a publication altered by hand, finds the publication as
-/// recorded.
+/// recorded; in trigger mode a resume makes capture triggers dropped
+/// meanwhile, enabled.
 async fn switch(
     tx: &tokio_postgres::Transaction<'_>,
     table: &TableSpec,
@@ -118,16 +119,13 @@ async fn switch(
     wal: bool,
 ) -> Result<(), Error> {
     let op = if paused { "pause" } else { "resume" };
-    let record = async {
-        tx.execute(
-            "SELECT trailmark.record_switch($1::text::regclass, $2, NULL)",
-            &[&table.quoted(), &op],
-        )
-        .await
-        .map_err(pg(format!("recording the switch of {table}")))
-    };
+    tx.execute(
+        "SELECT trailmark.record_switch($1::text::regclass, $2, NULL)",
+        &[&table.quoted(), &op],
+    )
+    .await
+    .map_err(pg(format!("recording the switch of {table}")))?;
     if wal {
-        record.await?;
         // Out of the publication (or back in, with its column list).
         let sql = if paused {
             format!(
@@ -152,7 +150,6 @@ async fn switch(
             .map_err(pg(format!("switching the publication of {table}")))?;
     } else {
         triggers(tx, table, !paused).await?;
-        record.await?;
     }
     Ok(())
 }

@@ -2348,7 +2348,7 @@ async fn a_partition_made_after_install_is_named_until_install_runs_again() {
             .await
             .unwrap();
         let named = drift(&db).await;
-        let uncaptured = "public.orders: partitions without capture triggers (orders_2026_12): statements that name them (a TRUNCATE of one, in WAL mode) are not captured until install runs again";
+        let uncaptured = "public.orders: capture triggers missing on orders_2026_12 (a partition made while the event trigger was absent, or a trigger dropped): statements that name them (a TRUNCATE of one, in WAL mode) are not captured until install runs again";
         let expected = if mode == Mode::Wal { 3 } else { 2 };
         assert!(
             named.len() == expected
@@ -3052,4 +3052,77 @@ async fn a_table_published_by_hand_without_its_column_list_gets_it_back() {
         events[2]["changes"],
         json!({"id": {"old": null, "new": 1}, "code": {"old": null, "new": "a"}})
     );
+}
+
+/// Capture triggers dropped by hand (`DROP TRIGGER trailmark_insert ON
+/// orders_2026_11`): in trigger mode a pause on the record, with the role
+/// and where (statements naming that partition are no longer captured),
+/// which `capture pg resume` ends by making them again; in WAL mode (a
+/// partitioned table's TRUNCATE triggers, capture's own workings) made
+/// again at once. Before capture version 14 only `status` named them.
+#[tokio::test]
+async fn capture_triggers_dropped_by_hand_are_a_pause_or_made_again() {
+    let by = trailmark_capture::CaptureContext {
+        actor_id: Some("ops-42".into()),
+        ..trailmark_capture::CaptureContext::default()
+    };
+    for mode in MODES {
+        let mut db = TestDb::logical().await;
+        db.client.batch_execute(ORDERS_DEEP).await.unwrap();
+        install(&mut db.client, &[orders_excluding_card()], Some(mode))
+            .await
+            .unwrap();
+        let trigger = if mode == Mode::Wal {
+            "trailmark_truncate"
+        } else {
+            "trailmark_insert"
+        };
+        db.client
+            .batch_execute(&format!(
+                "DROP TRIGGER {trigger} ON orders_2026_11;
+                 INSERT INTO orders_2026_11 VALUES (1, '2026-11-05', 5, 'x');
+                 TRUNCATE orders_2026_11;"
+            ))
+            .await
+            .unwrap();
+        let status = trailmark_capture::status(&db.client).await.unwrap();
+        assert_eq!(status.drift, Vec::<String>::new(), "{mode:?}");
+        assert_eq!(
+            status.paused.len(),
+            usize::from(mode == Mode::Trigger),
+            "{mode:?}"
+        );
+        if mode == Mode::Trigger {
+            trailmark_capture::set_paused(&mut db.client, &[], false, &by)
+                .await
+                .unwrap();
+            db.client
+                .batch_execute("INSERT INTO orders_2026_11 VALUES (2, '2026-11-06', 6, 'y')")
+                .await
+                .unwrap();
+            assert_eq!(drift(&db).await, Vec::<String>::new());
+        }
+        let events = action_actor_reason(&db).await;
+        let me: String = db
+            .client
+            .query_one("SELECT session_user::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let expected = match mode {
+            Mode::Trigger => vec![
+                format!(
+                    r#"capture.paused "{me}" "capture triggers dropped by DROP TRIGGER (on public.orders_2026_11)""#
+                ),
+                format!(r#"truncate "{me}" null"#),
+                r#"capture.resumed "ops-42" null"#.to_owned(),
+                format!(r#"create "{me}" null"#),
+            ],
+            Mode::Wal => vec![
+                r#"create "unknown" null"#.to_owned(),
+                r#"truncate "unknown" null"#.to_owned(),
+            ],
+        };
+        assert_eq!(events, expected, "{mode:?}");
+    }
 }
