@@ -1181,6 +1181,25 @@ BEGIN
             END;
         END LOOP;
     END IF;
+    -- Version 14 (WAL mode): a partitioned table's TRUNCATE triggers
+    -- disabled by hand, or enabled so that replica sessions skip them, are
+    -- capture's own workings: enabled ALWAYS again at once.
+    IF TG_TAG = 'ALTER TABLE'
+       AND EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+        FOR r IN
+            SELECT DISTINCT g.tgrelid
+            FROM unnest(objs) d (objid)
+            JOIN pg_trigger g ON g.tgrelid = d.objid
+            WHERE g.tgname = 'trailmark_truncate' AND g.tgenabled <> 'A'
+        LOOP
+            BEGIN
+                PERFORM trailmark.enable_triggers(r.tgrelid, true);
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'trailmark: the capture TRUNCATE trigger of % was not enabled again: % (run trailmark capture pg install)',
+                    r.tgrelid::regclass, SQLERRM;
+            END;
+        END LOOP;
+    END IF;
     -- Version 13 (trigger mode): a covered table whose stored generated
     -- columns changed (one added, say) gets its capture function made
     -- again, which leaves them out as WAL mode does.

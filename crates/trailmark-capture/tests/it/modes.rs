@@ -3059,7 +3059,8 @@ async fn a_table_published_by_hand_without_its_column_list_gets_it_back() {
 /// and where (statements naming that partition are no longer captured),
 /// which `capture pg resume` ends by making them again; in WAL mode (a
 /// partitioned table's TRUNCATE triggers, capture's own workings) made
-/// again at once. Before capture version 14 only `status` named them.
+/// again at once, and enabled again at once when disabled by hand. Before
+/// capture version 14 only `status` named them (in WAL mode, nothing did).
 #[tokio::test]
 async fn capture_triggers_dropped_by_hand_are_a_pause_or_made_again() {
     let by = trailmark_capture::CaptureContext {
@@ -3085,6 +3086,16 @@ async fn capture_triggers_dropped_by_hand_are_a_pause_or_made_again() {
             ))
             .await
             .unwrap();
+        if mode == Mode::Wal {
+            // Disabled by hand: enabled again at once too.
+            db.client
+                .batch_execute(
+                    "ALTER TABLE orders_2026 DISABLE TRIGGER trailmark_truncate;
+                     TRUNCATE orders_2026;",
+                )
+                .await
+                .unwrap();
+        }
         let status = trailmark_capture::status(&db.client).await.unwrap();
         assert_eq!(status.drift, Vec::<String>::new(), "{mode:?}");
         assert_eq!(
@@ -3102,7 +3113,22 @@ async fn capture_triggers_dropped_by_hand_are_a_pause_or_made_again() {
                 .unwrap();
             assert_eq!(drift(&db).await, Vec::<String>::new());
         }
-        let events = action_actor_reason(&db).await;
+        let events: Vec<String> = crate::drained_once(&db, 100)
+            .await
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {}{}",
+                    e["action"].as_str().unwrap(),
+                    e["actor"]["id"],
+                    e["reason"],
+                    e["metadata"]["partition"]
+                        .as_str()
+                        .map(|p| format!(" {p}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
         let me: String = db
             .client
             .query_one("SELECT session_user::text", &[])
@@ -3114,13 +3140,14 @@ async fn capture_triggers_dropped_by_hand_are_a_pause_or_made_again() {
                 format!(
                     r#"capture.paused "{me}" "capture triggers dropped by DROP TRIGGER (on public.orders_2026_11)""#
                 ),
-                format!(r#"truncate "{me}" null"#),
+                format!(r#"truncate "{me}" null public.orders_2026_11"#),
                 r#"capture.resumed "ops-42" null"#.to_owned(),
                 format!(r#"create "{me}" null"#),
             ],
             Mode::Wal => vec![
                 r#"create "unknown" null"#.to_owned(),
-                r#"truncate "unknown" null"#.to_owned(),
+                r#"truncate "unknown" null public.orders_2026_11"#.to_owned(),
+                r#"truncate "unknown" null public.orders_2026"#.to_owned(),
             ],
         };
         assert_eq!(events, expected, "{mode:?}");
