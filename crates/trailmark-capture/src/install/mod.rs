@@ -26,7 +26,7 @@ pub use wal::{
 };
 
 use catalog::{check_columns, check_key, covered_tables, excluded_now, uncovered_in_whole_schemas};
-use sql::{TRIGGER_PREFIX, set_context_sql};
+use sql::set_context_sql;
 use upgrade::{installed_version, stored_specs, version_1_specs};
 
 const INSTALL_SQL: &str = include_str!("../../sql/install.sql");
@@ -513,23 +513,6 @@ async fn handover(
     }
 }
 
-/// Removes a table's capture triggers.
-async fn drop_triggers(
-    tx: &tokio_postgres::Transaction<'_>,
-    table: &TableSpec,
-) -> Result<(), Error> {
-    let q = table.quoted();
-    for op in ["insert", "update", "delete", "truncate"] {
-        tx.batch_execute(&format!(
-            "DROP TRIGGER IF EXISTS {} ON {q}",
-            ident(&format!("{TRIGGER_PREFIX}{op}"))
-        ))
-        .await
-        .map_err(pg(format!("removing triggers from {table}")))?;
-    }
-    Ok(())
-}
-
 /// What an uninstall removed.
 #[derive(Debug)]
 pub struct Uninstalled {
@@ -561,10 +544,9 @@ pub async fn uninstall(client: &mut Client, drop_pending: bool) -> Result<Uninst
     if pending > 0 && !drop_pending {
         return Err(Error::PendingChanges(pending));
     }
+    // The capture triggers, on the tables and their partitions, go with
+    // the functions they call (DROP SCHEMA ... CASCADE).
     let mut tables = covered_tables(&tx).await?;
-    for table in &tables {
-        drop_triggers(&tx, table).await?;
-    }
     for table in wal::published_tables(&tx).await? {
         if !tables.contains(&table) {
             tables.push(table);

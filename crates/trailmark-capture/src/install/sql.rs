@@ -3,9 +3,6 @@
 //! `trailmark.attach_capture` in sql/install.sql, which the event trigger
 //! runs too.)
 
-/// The name every capture trigger starts with (`trailmark_insert`, ...: the
-/// names `trailmark.attach_capture` gives them).
-pub(super) const TRIGGER_PREFIX: &str = "trailmark_";
 /// The channel the triggers notify when they add to the outbox (the name
 /// `trailmark.attach_capture` and `trailmark.capture_truncate` notify).
 pub const CHANNEL: &str = "trailmark_outbox";

@@ -2915,6 +2915,13 @@ async fn partitions_made_attached_and_detached_after_install_are_followed_in_bot
             left, 0,
             "{mode:?}: the detached table keeps no capture trigger"
         );
+        // Uninstalled, no capture trigger is left on the table or any
+        // partition (they go with the functions they call).
+        uninstall(&mut db.client, false).await.unwrap();
+        let triggers = db
+            .count("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'trailmark\\_%'")
+            .await;
+        assert_eq!(triggers, 0, "{mode:?}");
     }
 }
 
