@@ -589,6 +589,11 @@ pub const OPTIONS_FOR: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub(crate) struct Tables {
     configs: HashMap<(String, String), crate::TableConfig>,
+    /// Tables met since the last reading that it did not list (a table
+    /// forgotten with changes of it still to drain, say): named with no
+    /// options, and not read again for each of their rows, only with the
+    /// rest once the options are [`OPTIONS_FOR`] old.
+    unlisted: std::collections::HashSet<(String, String)>,
     /// When they were read (`None`: given, as a unit test gives them, and
     /// kept while every table met is among them).
     read_at: Option<Instant>,
@@ -599,6 +604,7 @@ impl Tables {
     pub(crate) async fn read(client: &Client) -> Result<Self, Error> {
         Ok(Self {
             configs: table_configs(client).await?,
+            unlisted: std::collections::HashSet::new(),
             read_at: Some(Instant::now()),
         })
     }
@@ -608,6 +614,7 @@ impl Tables {
     pub(crate) fn given(configs: HashMap<(String, String), crate::TableConfig>) -> Self {
         Self {
             configs,
+            unlisted: std::collections::HashSet::new(),
             read_at: None,
         }
     }
@@ -616,8 +623,9 @@ impl Tables {
 /// A captured row (from the outbox or the WAL) as a validated event; the
 /// table's options are read again when a table not seen before turns up
 /// (covered since the drainer started, or uninstalled since the change: a
-/// table no longer listed is named by its schema.table with no key), and
-/// once they are [`OPTIONS_FOR`] old. `Err`
+/// table no longer listed is named by its schema.table with no key, and
+/// its later rows do not read them again), and once they are
+/// [`OPTIONS_FOR`] old. `Err`
 /// inside: why the row cannot become an event (the fields and what is
 /// wrong), for the caller to stop with, keeping the row.
 pub(crate) async fn capture(
@@ -628,8 +636,11 @@ pub(crate) async fn capture(
 ) -> Result<Result<Event, String>, Error> {
     let name = (row.schema.clone(), row.table.clone());
     let stale = tables.read_at.is_some_and(|at| at.elapsed() >= OPTIONS_FOR);
-    if stale || !tables.configs.contains_key(&name) {
+    if stale || !(tables.configs.contains_key(&name) || tables.unlisted.contains(&name)) {
         *tables = Tables::read(client).await?;
+        if !tables.configs.contains_key(&name) {
+            tables.unlisted.insert(name.clone());
+        }
     }
     let unknown = crate::TableConfig::default();
     let config = tables.configs.get(&name).unwrap_or(&unknown);
