@@ -947,9 +947,9 @@ DECLARE
     objs oid[] := ARRAY(SELECT DISTINCT d.objid FROM pg_event_trigger_ddl_commands() d
                         WHERE d.classid = 'pg_class'::regclass);
 BEGIN
-    -- Only a permanent table can be covered: a command on none (a
-    -- temporary table made per request, say) stops here; so does one that
-    -- capture's own functions run (trailmark.enable_triggers).
+    -- Only a permanent (or unlogged) table can be covered: a command on
+    -- none (a temporary table made per request, say) stops here; so does
+    -- one that capture's own functions run (trailmark.enable_triggers).
     IF current_setting('trailmark.republishing', true) = 'on' THEN
         RETURN;
     END IF;
@@ -1043,7 +1043,8 @@ BEGIN
         END LOOP;
         RETURN;
     END IF;
-    IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = ANY (objs) AND c.relpersistence = 'p') THEN
+    -- (Version 14: an unlogged table can be covered in trigger mode.)
+    IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = ANY (objs) AND c.relpersistence IN ('p', 'u')) THEN
         RETURN;
     END IF;
     IF TG_TAG = 'ALTER TABLE' THEN
@@ -1131,7 +1132,14 @@ BEGIN
             LEFT JOIN trailmark.tables t
               ON t.schema_name = n.nspname::text AND t.table_name = c.relname::text
             WHERE c.relkind IN ('r', 'p')
-              AND NOT c.relispartition AND c.relpersistence = 'p'
+              AND NOT c.relispartition
+              -- Version 14: unlogged too in trigger mode (install --all
+              -- covers them); WAL mode cannot capture one (no WAL is
+              -- written for its changes), and covers it once it is made
+              -- logged (ALTER TABLE ... SET LOGGED).
+              AND (c.relpersistence = 'p'
+                   OR (c.relpersistence = 'u'
+                       AND NOT EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal')))
               AND CASE WHEN t.schema_name IS NULL
                        THEN EXISTS (SELECT FROM trailmark.schemas s WHERE s.schema_name = n.nspname::text)
                        ELSE t.relid IS NOT NULL AND t.relid <> c.oid

@@ -62,11 +62,19 @@ pub(super) async fn cover(
     let pk = primary_key(tx, table).await?;
     let attnums = check_columns(tx, table).await?;
     check_key(tx, table).await?;
-    let oid: u32 = tx
-        .query_one("SELECT $1::text::regclass::oid", &[&table.quoted()])
+    let (oid, unlogged): (u32, bool) = tx
+        .query_one(
+            "SELECT c.oid, c.relpersistence = 'u' FROM pg_class c WHERE c.oid = $1::text::regclass",
+            &[&table.quoted()],
+        )
         .await
-        .map_err(pg(format!("looking up {table}")))?
-        .get(0);
+        .map(|r| (r.get(0), r.get(1)))
+        .map_err(pg(format!("looking up {table}")))?;
+    if unlogged && wal::installed_mode(tx).await? == Some(Mode::Wal) {
+        return Err(Error::BadOption(format!(
+            "{table} is unlogged: PostgreSQL writes no WAL for its changes, so WAL mode cannot capture them. Make it logged (ALTER TABLE {table} SET LOGGED), leave it out (name the tables with --tables instead of --all), or install with --mode trigger"
+        )));
+    }
     // The soft-delete and name columns by number too, so a rename of
     // either is followed (trailmark.follow_option_columns).
     tx.execute(
