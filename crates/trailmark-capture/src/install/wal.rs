@@ -212,9 +212,14 @@ pub(super) async fn publish(
             members.join(", ")
         )
     };
-    tx.batch_execute(&sql)
-        .await
-        .map_err(pg("setting the tables of the publication"))?;
+    // Capture's own change: the event trigger stays out (as for
+    // `ensure_publication`).
+    tx.batch_execute(&format!(
+        "SELECT set_config('trailmark.republishing', 'on', true); {sql};
+         SELECT set_config('trailmark.republishing', '', true)"
+    ))
+    .await
+    .map_err(pg("setting the tables of the publication"))?;
     Ok(())
 }
 
@@ -311,8 +316,13 @@ pub(super) async fn ensure_publication(client: &Client) -> Result<bool, Error> {
     // partition's a row lands in (which would name another table, unknown
     // to the decoder's options), as the triggers on it see them.
     let sql = if exists {
+        // Capture's own change: the event trigger, which records a
+        // publication altered by hand, stays out (trailmark.republishing),
+        // or a covered table missing from it (what this install is about
+        // to mend) would be recorded as paused, and stay out.
         format!(
-            "ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
+            "BEGIN; SELECT set_config('trailmark.republishing', 'on', true);
+             ALTER PUBLICATION {} SET (publish_via_partition_root = true); COMMIT",
             ident(PUBLICATION)
         )
     } else {

@@ -3218,3 +3218,40 @@ async fn an_unlogged_table_is_covered_in_trigger_mode_and_refused_by_name_in_wal
         assert_eq!(types, [format!("shop.{table}")], "{mode:?}");
     }
 }
+
+/// WAL mode: a covered table missing from the publication while nothing
+/// watched (the event trigger disabled) is named by status, and install
+/// puts it back, not paused: install's own changes to the publication are
+/// not taken for changes by hand.
+#[tokio::test]
+async fn install_puts_back_a_table_taken_out_of_the_publication_unseen() {
+    let mut db = installed(Mode::Wal, CUSTOMER, &[customer()]).await;
+    db.client
+        .batch_execute(
+            "ALTER EVENT TRIGGER trailmark_republish DISABLE;
+             ALTER PUBLICATION trailmark DROP TABLE customer;
+             ALTER EVENT TRIGGER trailmark_republish ENABLE;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        drift(&db).await,
+        [
+            "public.customer: listed as covered, but its changes are not captured: it is not in the publication (was it dropped and made again?): run install again"
+        ]
+    );
+    install(&mut db.client, &[], None).await.unwrap();
+    let status = trailmark_capture::status(&db.client).await.unwrap();
+    assert_eq!(status.drift, Vec::<String>::new());
+    assert_eq!(status.paused, Vec::<(String, String)>::new());
+    db.client
+        .batch_execute("INSERT INTO customer (id, name) VALUES (1, 'captured')")
+        .await
+        .unwrap();
+    let actions: Vec<String> = crate::drained_once(&db, 100)
+        .await
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(actions, ["create"]);
+}
