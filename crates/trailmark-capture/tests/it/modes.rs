@@ -3255,3 +3255,61 @@ async fn install_puts_back_a_table_taken_out_of_the_publication_unseen() {
         .collect();
     assert_eq!(actions, ["create"]);
 }
+
+/// Rows a foreign key's action changes (`ON DELETE CASCADE`, `ON UPDATE
+/// CASCADE`, `ON DELETE SET NULL`, and `TRUNCATE ... CASCADE`) are written
+/// by PostgreSQL, not by the application's statement: both modes capture
+/// each of them, as the tables they are in, with the application's context.
+#[tokio::test]
+async fn rows_a_foreign_key_cascades_to_are_captured_in_both_modes() {
+    let schema = "CREATE TABLE public.parent (id int PRIMARY KEY, name text);
+        CREATE TABLE public.child (id int PRIMARY KEY,
+            parent_id int REFERENCES public.parent ON DELETE CASCADE ON UPDATE CASCADE);
+        CREATE TABLE public.note (id int PRIMARY KEY,
+            parent_id int REFERENCES public.parent ON DELETE SET NULL);";
+    let specs =
+        ["public.parent", "public.child", "public.note"].map(|t| TableSpec::parse(t).unwrap());
+    let writes = "INSERT INTO parent VALUES (1, 'a'), (2, 'b');
+        INSERT INTO child VALUES (10, 1), (11, 1), (20, 2);
+        INSERT INTO note VALUES (100, 1);
+        BEGIN;
+        SELECT trailmark.set_context('{\"actor_id\": \"ops-7\"}');
+        DELETE FROM parent WHERE id = 1;
+        UPDATE parent SET id = 3 WHERE id = 2;
+        COMMIT;
+        TRUNCATE parent CASCADE;";
+    for (mode, events) in MODES.into_iter().zip(both(schema, &specs, writes).await) {
+        let mut steps: Vec<String> = events[6..]
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {} {} {}",
+                    e["action"].as_str().unwrap(),
+                    e["resource"]["type"].as_str().unwrap(),
+                    e["resource"]["id"],
+                    e["actor"]["id"],
+                    e["changes"]
+                )
+            })
+            .collect();
+        // (The order of a statement's cascaded rows differs by mode: the
+        // triggers see them as their own statements end, the WAL as they
+        // are written.)
+        steps[..6].sort();
+        assert_eq!(
+            steps,
+            [
+                r#"delete public.child "10" "ops-7" {"id":{"new":null,"old":10},"parent_id":{"new":null,"old":1}}"#,
+                r#"delete public.child "11" "ops-7" {"id":{"new":null,"old":11},"parent_id":{"new":null,"old":1}}"#,
+                r#"delete public.parent "1" "ops-7" {"id":{"new":null,"old":1},"name":{"new":null,"old":"a"}}"#,
+                r#"update public.child "20" "ops-7" {"parent_id":{"new":3,"old":2}}"#,
+                r#"update public.note "100" "ops-7" {"parent_id":{"new":null,"old":1}}"#,
+                r#"update public.parent "3" "ops-7" {"id":{"new":3,"old":2}}"#,
+                r#"truncate public.parent null "?" null"#,
+                r#"truncate public.child null "?" null"#,
+                r#"truncate public.note null "?" null"#,
+            ],
+            "{mode:?}"
+        );
+    }
+}
