@@ -399,11 +399,40 @@ pub(super) async fn drift(
             "{spec}: made since install in schema {schema}, which is covered whole (--all): its changes are not captured until install runs again"
         ));
     }
+    if !wal {
+        drift.extend(subscriptions_uncaptured(client).await?);
+    }
     if let Some(line) = without_event_trigger(client, &excluding, &partitioned, wal).await? {
         // First: it says why the lines after it may come to be.
         drift.insert(0, line);
     }
     Ok(drift)
+}
+
+/// Trigger mode: the logical replication subscriptions of this database,
+/// if any, as a line saying what of theirs is not captured. PostgreSQL's
+/// apply worker fires row-level triggers only, so rows a subscription
+/// applies to a covered table are not captured in trigger mode (seen
+/// against a real subscription: none of its rows reached the outbox); WAL
+/// mode captures them. The one rule for status and install's warning.
+pub(super) async fn subscriptions_uncaptured(
+    client: &impl GenericClient,
+) -> Result<Option<String>, Error> {
+    let names: Option<String> = client
+        .query_one(
+            "SELECT string_agg(s.subname::text, ', ' ORDER BY s.subname)
+             FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
+             WHERE d.datname = current_database()",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the subscriptions"))?
+        .get(0);
+    Ok(names.map(|names| {
+        format!(
+            "this database subscribes to logical replication ({names}): rows a subscription applies to covered tables are not captured in trigger mode (PostgreSQL's apply worker fires no statement-level trigger): install with --mode wal to capture them"
+        )
+    }))
 }
 
 /// WAL mode: the columns of a published table with excluded columns that
