@@ -411,10 +411,12 @@ pub(super) async fn drift(
 
 /// Trigger mode: the logical replication subscriptions of this database,
 /// if any, as a line saying what of theirs is not captured. PostgreSQL's
-/// apply worker fires row-level triggers only, so rows a subscription
-/// applies to a covered table are not captured in trigger mode (seen
-/// against a real subscription: none of its rows reached the outbox); WAL
-/// mode captures them. The one rule for status and install's warning.
+/// apply worker fires row-level triggers only, so the changes a
+/// subscription replicates into a covered table are not captured in
+/// trigger mode (seen against a real subscription: a table's initial copy,
+/// a COPY by the table-sync worker, reached the outbox; no later change
+/// did); WAL mode captures them. The one rule for status and install's
+/// warning.
 pub(super) async fn subscriptions_uncaptured(
     client: &impl GenericClient,
 ) -> Result<Option<String>, Error> {
@@ -430,7 +432,7 @@ pub(super) async fn subscriptions_uncaptured(
         .get(0);
     Ok(names.map(|names| {
         format!(
-            "this database subscribes to logical replication ({names}): rows a subscription applies to covered tables are not captured in trigger mode (PostgreSQL's apply worker fires no statement-level trigger): install with --mode wal to capture them"
+            "this database subscribes to logical replication ({names}): the changes a subscription replicates into covered tables are not captured in trigger mode (PostgreSQL's apply worker fires no statement-level trigger; only a table's initial copy is captured): install with --mode wal to capture them"
         )
     }))
 }

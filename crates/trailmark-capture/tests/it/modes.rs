@@ -3338,7 +3338,7 @@ async fn a_database_that_subscribes_is_named_in_trigger_mode() {
             .await
             .unwrap();
         let line = format!(
-            "this database subscribes to logical replication ({}_sub): rows a subscription applies to covered tables are not captured in trigger mode (PostgreSQL's apply worker fires no statement-level trigger): install with --mode wal to capture them",
+            "this database subscribes to logical replication ({}_sub): the changes a subscription replicates into covered tables are not captured in trigger mode (PostgreSQL's apply worker fires no statement-level trigger; only a table's initial copy is captured): install with --mode wal to capture them",
             db.name
         );
         let expected = if mode == Mode::Trigger {
