@@ -66,6 +66,12 @@ ALTER TABLE trailmark.outbox ADD CONSTRAINT outbox_op_check
 -- whose value names its records (`resource.name`).
 INSERT INTO trailmark.meta (key, value) VALUES ('mode', 'trigger') ON CONFLICT (key) DO NOTHING;
 ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS replica_identity text;
+-- Version 14: whether capture is in WAL mode (trailmark.meta's 'mode'). The
+-- one reading of it for the functions below.
+CREATE OR REPLACE FUNCTION trailmark.wal_mode() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal')
+$$;
 ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS name_column text;
 -- Version 11 (trigger mode): the stored generated columns a table's capture
 -- function leaves out (by number: PostgreSQL 15's logical decoding never
@@ -308,7 +314,7 @@ BEGIN
         END IF;
         part := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
     END IF;
-    IF EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+    IF trailmark.wal_mode() THEN
         IF part IS NOT NULL AND paused IS NULL THEN
             written := pg_logical_emit_message(true, 'trailmark.truncate', jsonb_build_object(
                 'schema', covered_schema, 'table', covered_table, 'partition', part)::text);
@@ -334,47 +340,54 @@ LANGUAGE sql STABLE AS $$
         ORDER BY a.attnum)
 $$;
 
--- Version 14: enables the capture triggers on one relation, ALWAYS, or
--- disables them. Its ALTER TABLE would fire the event trigger below, whose
--- work for it is this function's caller's (and which, run inside it, could
--- make the triggers being made): the setting trailmark.republishing keeps
--- it out meanwhile.
-CREATE OR REPLACE FUNCTION trailmark.enable_triggers(rel oid, enabled boolean) RETURNS void
+-- Version 14: runs a DDL command capture's own functions need, keeping the
+-- event trigger below out of it (the setting trailmark.republishing): that
+-- command's work is the caller's, and the event trigger would take it for
+-- the application's or a hand's (capture's ALTER TABLE ... ENABLE TRIGGER
+-- run inside it could make the triggers being made; its DROP TRIGGER and
+-- ALTER PUBLICATION would be recorded as capture switched by hand). The
+-- one guard for enable_triggers, drop_capture_triggers and
+-- alter_publication (install's Rust sets the same setting around its own).
+CREATE OR REPLACE FUNCTION trailmark.own_ddl(command text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     was text := current_setting('trailmark.republishing', true);
-    g name;
 BEGIN
     PERFORM set_config('trailmark.republishing', 'on', true);
+    EXECUTE command;
+    PERFORM set_config('trailmark.republishing', coalesce(was, ''), true);
+END
+$$;
+REVOKE ALL ON FUNCTION trailmark.own_ddl(text) FROM PUBLIC;
+
+-- Version 14: enables the capture triggers on one relation, ALWAYS, or
+-- disables them (trailmark.own_ddl).
+CREATE OR REPLACE FUNCTION trailmark.enable_triggers(rel oid, enabled boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    g name;
+BEGIN
     FOR g IN
         SELECT t.tgname FROM pg_trigger t
         WHERE t.tgrelid = rel
           AND t.tgname IN ('trailmark_insert', 'trailmark_update', 'trailmark_delete', 'trailmark_truncate')
         ORDER BY t.tgname
     LOOP
-        EXECUTE format('ALTER TABLE %s %s TRIGGER %I', rel::regclass,
-                       CASE WHEN enabled THEN 'ENABLE ALWAYS' ELSE 'DISABLE' END, g);
+        PERFORM trailmark.own_ddl(format('ALTER TABLE %s %s TRIGGER %I', rel::regclass,
+                                         CASE WHEN enabled THEN 'ENABLE ALWAYS' ELSE 'DISABLE' END, g));
     END LOOP;
-    PERFORM set_config('trailmark.republishing', coalesce(was, ''), true);
 END
 $$;
 REVOKE ALL ON FUNCTION trailmark.enable_triggers(oid, boolean) FROM PUBLIC;
 
 -- Version 14 (WAL mode): alters publication trailmark as capture's own
--- functions need (`command`: what follows ALTER PUBLICATION trailmark),
--- keeping the event trigger out of it (trailmark.republishing, as
--- trailmark.enable_triggers does): the event trigger records a publication
--- altered by hand, and would take the step between dropping a table and
--- adding it back (a column list made anew) for a pause.
+-- functions need (`command`: what follows ALTER PUBLICATION trailmark;
+-- trailmark.own_ddl): the event trigger records a publication altered by
+-- hand, and would take the step between dropping a table and adding it
+-- back (a column list made anew) for a pause.
 CREATE OR REPLACE FUNCTION trailmark.alter_publication(command text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    was text := current_setting('trailmark.republishing', true);
-BEGIN
-    PERFORM set_config('trailmark.republishing', 'on', true);
-    EXECUTE 'ALTER PUBLICATION trailmark ' || command;
-    PERFORM set_config('trailmark.republishing', coalesce(was, ''), true);
-END
+LANGUAGE sql AS $$
+    SELECT trailmark.own_ddl('ALTER PUBLICATION trailmark ' || command)
 $$;
 REVOKE ALL ON FUNCTION trailmark.alter_publication(text) FROM PUBLIC;
 
@@ -394,7 +407,7 @@ DECLARE
 BEGIN
     UPDATE trailmark.tables SET paused_at = CASE WHEN op = 'pause' THEN now() END
     WHERE relid = target RETURNING * INTO STRICT t;
-    IF EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+    IF trailmark.wal_mode() THEN
         -- The decoder reads it in order with the changes; the context is
         -- the transaction's (trailmark.set_context), and the role and the
         -- reason, when given, the switch's own.
@@ -443,13 +456,9 @@ REVOKE ALL ON FUNCTION trailmark.enable_capture(oid, boolean) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION trailmark.drop_capture_triggers(target oid, everything boolean) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
 DECLARE
-    was text := current_setting('trailmark.republishing', true);
     r oid;
     op text;
 BEGIN
-    -- (Capture's own DROP TRIGGER: the event trigger, which records
-    -- triggers dropped by hand, stays out.)
-    PERFORM set_config('trailmark.republishing', 'on', true);
     FOR r IN
         SELECT g.tgrelid FROM pg_trigger g
         WHERE g.tgname LIKE 'trailmark\_%'
@@ -462,10 +471,10 @@ BEGIN
         ORDER BY 1
     LOOP
         FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
-            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'trailmark_' || op, r::regclass);
+            -- (Capture's own: not recorded as dropped by hand.)
+            PERFORM trailmark.own_ddl(format('DROP TRIGGER IF EXISTS %I ON %s', 'trailmark_' || op, r::regclass));
         END LOOP;
     END LOOP;
-    PERFORM set_config('trailmark.republishing', coalesce(was, ''), true);
 END
 $$;
 REVOKE ALL ON FUNCTION trailmark.drop_capture_triggers(oid, boolean) FROM PUBLIC;
@@ -480,7 +489,7 @@ CREATE OR REPLACE FUNCTION trailmark.uncaptured_members(target oid) RETURNS SETO
 LANGUAGE sql STABLE AS $$
     SELECT m::regclass
     FROM trailmark.capture_members($1) m
-    CROSS JOIN (SELECT EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') AS wal) w
+    CROSS JOIN (SELECT trailmark.wal_mode() AS wal) w
     WHERE (NOT w.wal OR EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relkind = 'p'))
       AND (SELECT count(*) FROM pg_catalog.pg_trigger g
            WHERE g.tgrelid = m
@@ -506,7 +515,7 @@ $$;
 CREATE OR REPLACE FUNCTION trailmark.follow_partitions(target oid) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
 DECLARE
-    wal boolean := EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal');
+    wal boolean := trailmark.wal_mode();
     enabled boolean := wal OR (SELECT paused_at IS NULL FROM trailmark.tables WHERE relid = target);
     fn text := format('trailmark.%I', 'capture_' || target);
     m regclass;
@@ -678,7 +687,7 @@ CREATE OR REPLACE FUNCTION trailmark.attach_capture(target oid) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
 BEGIN
     PERFORM trailmark.drop_capture_triggers(target, true);
-    IF EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+    IF trailmark.wal_mode() THEN
         EXECUTE format('DROP FUNCTION IF EXISTS trailmark.%I()', 'capture_' || target);
         UPDATE trailmark.tables SET generated_attnums = NULL WHERE relid = target;
     ELSE
@@ -829,7 +838,7 @@ BEGIN
     PERFORM trailmark.refuse_key_fault(target, t.exclude);
     UPDATE trailmark.tables SET key_columns = trailmark.key_columns(target)
     WHERE relid = target RETURNING * INTO t;
-    IF NOT EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+    IF NOT trailmark.wal_mode() THEN
         PERFORM trailmark.make_capture_function(target);
     ELSIF cardinality(t.key_columns) = 0 AND t.replica_identity = 'key' THEN
         RAISE WARNING 'trailmark: %.% has no primary key now and its replica identity is its key: PostgreSQL refuses its UPDATE and DELETE while it is published; give it a primary key, or install again with --replica-identity %.%=full',
@@ -853,7 +862,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages =
 DECLARE
     c record;
     t record;
-    wal boolean := EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal');
+    wal boolean := trailmark.wal_mode();
     missing text;
     fresh boolean := false;
     secrets text[];
@@ -946,20 +955,28 @@ DECLARE
     -- each reading builds every command's description).
     objs oid[] := ARRAY(SELECT DISTINCT d.objid FROM pg_event_trigger_ddl_commands() d
                         WHERE d.classid = 'pg_class'::regclass);
+    wal boolean;
 BEGIN
-    -- Only a permanent (or unlogged) table can be covered: a command on
-    -- none (a temporary table made per request, say) stops here; so does
-    -- one that capture's own functions run (trailmark.enable_triggers).
+    -- Only a permanent (or unlogged, version 14) table can be covered: a
+    -- command on none (a temporary table made per request, say) stops
+    -- here, before reading anything else (ALTER PUBLICATION and DROP
+    -- TRIGGER, below, name no table); so does one that capture's own
+    -- functions run (trailmark.own_ddl).
     IF current_setting('trailmark.republishing', true) = 'on' THEN
         RETURN;
     END IF;
+    IF TG_TAG NOT IN ('ALTER PUBLICATION', 'DROP TRIGGER')
+       AND NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = ANY (objs) AND c.relpersistence IN ('p', 'u')) THEN
+        RETURN;
+    END IF;
+    wal := trailmark.wal_mode();
     -- Version 14 (WAL mode): a covered table taken out of the publication
     -- by hand (ALTER PUBLICATION trailmark DROP TABLE, SET TABLE without
     -- it) is a pause on the record, with the role that did it; put back by
     -- hand, a resume (trailmark.record_switch). `capture pg pause|resume`
     -- record their own switch first, so theirs match.
     IF TG_TAG = 'ALTER PUBLICATION' THEN
-        IF EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+        IF wal THEN
             FOR r IN
                 SELECT t.relid, t.paused_at IS NULL AS was_running
                 FROM trailmark.tables t
@@ -1030,7 +1047,7 @@ BEGIN
         LOOP
             CONTINUE WHEN r.missing IS NULL;
             BEGIN
-                IF EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+                IF wal THEN
                     PERFORM trailmark.follow_partitions(r.relid);
                 ELSIF r.running THEN
                     PERFORM trailmark.record_switch(r.relid, 'pause',
@@ -1041,10 +1058,6 @@ BEGIN
                     r.relid::regclass, SQLERRM;
             END;
         END LOOP;
-        RETURN;
-    END IF;
-    -- (Version 14: an unlogged table can be covered in trigger mode.)
-    IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = ANY (objs) AND c.relpersistence IN ('p', 'u')) THEN
         RETURN;
     END IF;
     IF TG_TAG = 'ALTER TABLE' THEN
@@ -1072,7 +1085,7 @@ BEGIN
             FROM unnest(objs) d (objid)
             JOIN trailmark.tables t ON t.relid = d.objid
             WHERE t.paused_at IS NULL
-              AND EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal')
+              AND wal
               AND NOT EXISTS (SELECT FROM pg_publication_tables p WHERE p.pubname = 'trailmark'
                               AND p.schemaname = t.schema_name AND p.tablename = t.table_name)
         LOOP
@@ -1139,7 +1152,7 @@ BEGIN
               -- logged (ALTER TABLE ... SET LOGGED).
               AND (c.relpersistence = 'p'
                    OR (c.relpersistence = 'u'
-                       AND NOT EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal')))
+                       AND NOT wal))
               AND CASE WHEN t.schema_name IS NULL
                        THEN EXISTS (SELECT FROM trailmark.schemas s WHERE s.schema_name = n.nspname::text)
                        ELSE t.relid IS NOT NULL AND t.relid <> c.oid
@@ -1160,7 +1173,7 @@ BEGIN
     -- enabled again (ENABLE TRIGGER), a resume, and ALWAYS again. Before,
     -- only status named them.
     IF TG_TAG = 'ALTER TABLE'
-       AND NOT EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+       AND NOT wal THEN
         FOR r IN
             SELECT DISTINCT t.relid, t.paused_at IS NOT NULL AS paused,
                    (SELECT string_agg(g.tgrelid::regclass::text || ' ' || g.tgname, ', '
@@ -1193,7 +1206,7 @@ BEGIN
     -- disabled by hand, or enabled so that replica sessions skip them, are
     -- capture's own workings: enabled ALWAYS again at once.
     IF TG_TAG = 'ALTER TABLE'
-       AND EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+       AND wal THEN
         FOR r IN
             SELECT DISTINCT g.tgrelid
             FROM unnest(objs) d (objid)
@@ -1212,7 +1225,7 @@ BEGIN
     -- columns changed (one added, say) gets its capture function made
     -- again, which leaves them out as WAL mode does.
     IF TG_TAG = 'ALTER TABLE'
-       AND NOT EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal') THEN
+       AND NOT wal THEN
         FOR r IN
             SELECT DISTINCT t.schema_name, t.table_name, t.relid
             FROM unnest(objs) d (objid)
@@ -1255,7 +1268,7 @@ BEGIN
             FROM trailmark.tables t
             CROSS JOIN LATERAL trailmark.replica_identity(t.replica_identity) i
             CROSS JOIN LATERAL trailmark.partitions(t.schema_name, t.table_name) p
-            WHERE EXISTS (SELECT FROM trailmark.meta WHERE key = 'mode' AND value = 'wal')
+            WHERE wal
               AND p.identity <> i.code
               AND EXISTS (
                   SELECT FROM pg_partition_tree(to_regclass(format('%I.%I', t.schema_name, t.table_name))) q

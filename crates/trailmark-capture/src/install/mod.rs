@@ -58,6 +58,7 @@ pub struct Installed {
 pub(super) async fn cover(
     tx: &tokio_postgres::Transaction<'_>,
     table: &TableSpec,
+    mode: Mode,
 ) -> Result<Vec<String>, Error> {
     let pk = primary_key(tx, table).await?;
     let attnums = check_columns(tx, table).await?;
@@ -70,7 +71,7 @@ pub(super) async fn cover(
         .await
         .map(|r| (r.get(0), r.get(1)))
         .map_err(pg(format!("looking up {table}")))?;
-    if unlogged && wal::installed_mode(tx).await? == Some(Mode::Wal) {
+    if unlogged && mode == Mode::Wal {
         return Err(Error::BadOption(format!(
             "{table} is unlogged: PostgreSQL writes no WAL for its changes, so WAL mode cannot capture them. Make it logged (ALTER TABLE {table} SET LOGGED), leave it out (name the tables with --tables instead of --all), or install with --mode trigger"
         )));
@@ -220,7 +221,7 @@ async fn in_transaction(
     .map_err(pg("recording the capture mode"))?;
     let mut installed = Vec::new();
     for table in all {
-        let pk = cover(&tx, table).await?;
+        let pk = cover(&tx, table, mode).await?;
         installed.push((table.clone(), pk));
     }
     for table in tables {

@@ -93,13 +93,20 @@ mod tests {
 
     /// The prefixes the drainer reads messages by are those the SQL writes
     /// (`trailmark.capture_truncate` and `trailmark.record_switch` name
-    /// their own).
+    /// their own), and the setting install sets the one the SQL reads.
     #[test]
     fn the_message_prefixes_are_the_ones_install_sql_writes() {
         for prefix in [super::super::TRUNCATE_PREFIX, super::super::SWITCH_PREFIX] {
             let written = format!("pg_logical_emit_message(true, '{prefix}'");
             assert!(super::super::INSTALL_SQL.contains(&written), "{written}");
         }
+        // So is the setting that keeps the event trigger out of capture's
+        // own DDL (install's Rust sets it too).
+        let read = format!(
+            "current_setting('{}', true) = 'on'",
+            super::super::wal::OWN_DDL
+        );
+        assert!(super::super::INSTALL_SQL.contains(&read), "{read}");
     }
 
     /// Everything install sends PostgreSQL is ASCII, comments included: the

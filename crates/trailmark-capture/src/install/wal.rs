@@ -215,8 +215,8 @@ pub(super) async fn publish(
     // Capture's own change: the event trigger stays out (as for
     // `ensure_publication`).
     tx.batch_execute(&format!(
-        "SELECT set_config('trailmark.republishing', 'on', true); {sql};
-         SELECT set_config('trailmark.republishing', '', true)"
+        "SELECT set_config('{OWN_DDL}', 'on', true); {sql};
+         SELECT set_config('{OWN_DDL}', '', true)"
     ))
     .await
     .map_err(pg("setting the tables of the publication"))?;
@@ -295,6 +295,11 @@ pub(super) async fn member(
 /// transaction that takes the table out of the publication or puts it back.
 pub const SWITCH_PREFIX: &str = "trailmark.switch";
 
+/// The setting that keeps the event trigger out of capture's own DDL, set
+/// to `on` for the transaction around it (`trailmark.own_ddl` in
+/// sql/install.sql sets and the event trigger reads the same).
+pub(super) const OWN_DDL: &str = "trailmark.republishing";
+
 /// The prefix of the transactional logical message that records, in WAL
 /// mode, a TRUNCATE of one partition of a covered partitioned table
 /// (written by `trailmark.capture_truncate`, which names it too).
@@ -317,11 +322,11 @@ pub(super) async fn ensure_publication(client: &Client) -> Result<bool, Error> {
     // to the decoder's options), as the triggers on it see them.
     let sql = if exists {
         // Capture's own change: the event trigger, which records a
-        // publication altered by hand, stays out (trailmark.republishing),
-        // or a covered table missing from it (what this install is about
-        // to mend) would be recorded as paused, and stay out.
+        // publication altered by hand, stays out (`OWN_DDL`), or a covered
+        // table missing from it (what this install is about to mend) would
+        // be recorded as paused, and stay out.
         format!(
-            "BEGIN; SELECT set_config('trailmark.republishing', 'on', true);
+            "BEGIN; SELECT set_config('{OWN_DDL}', 'on', true);
              ALTER PUBLICATION {} SET (publish_via_partition_root = true); COMMIT",
             ident(PUBLICATION)
         )
