@@ -382,18 +382,12 @@ async fn rows_of_a_table_no_longer_listed_do_not_read_the_options_each() {
             .iter()
             .all(|e| e["resource"]["type"] == "public.item")
     );
-    // The drainer's session reports its counts as it ends: polled, with a
-    // deadline.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut reads = option_reads(&db).await - before;
-    while reads == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the drainer's reads were not reported in 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        reads = option_reads(&db).await - before;
-    }
+    // The drainer's session reports its counts as it ends.
+    eventually(10, "the drainer's reads reported", || async {
+        option_reads(&db).await > before
+    })
+    .await;
+    let reads = option_reads(&db).await - before;
     assert!(
         reads < 100,
         "{reads} readings of the options for 2,000 rows"

@@ -111,6 +111,16 @@ impl TestDb {
         self.client.query_one(sql, &[]).await.unwrap().get(0)
     }
 
+    /// The role this test's connection signed in as: the actor of a change
+    /// made with no context (`session_user`).
+    pub(crate) async fn session_user(&self) -> String {
+        self.client
+            .query_one("SELECT session_user::text", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// A role of this database's own (`<database>_login`, dropped with
     /// it), made with `attributes` (`LOGIN REPLICATION`, say), and the
     /// connection string that signs in as it.

@@ -2547,17 +2547,22 @@ async fn a_replica_session_is_captured_and_triggers_switched_by_hand_are_recorde
     );
 }
 
-/// Each event drained now, as `action actor reason`.
+/// Each event drained now, as `action actor reason`, and the partition a
+/// truncate names, if it names one.
 async fn action_actor_reason(db: &TestDb) -> Vec<String> {
     crate::drained_once(db, 100)
         .await
         .iter()
         .map(|e| {
             format!(
-                "{} {} {}",
+                "{} {} {}{}",
                 e["action"].as_str().unwrap(),
                 e["actor"]["id"],
-                e["reason"]
+                e["reason"],
+                e["metadata"]["partition"]
+                    .as_str()
+                    .map(|p| format!(" {p}"))
+                    .unwrap_or_default()
             )
         })
         .collect()
@@ -2611,12 +2616,7 @@ async fn triggers_switched_by_hand(db: &TestDb) {
 /// (status lists the table paused); put back, a resume.
 async fn publication_switched_by_hand(db: &TestDb) {
     // Taken out of the publication and put back by hand.
-    let me: String = db
-        .client
-        .query_one("SELECT session_user::text", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let me = db.session_user().await;
     db.client
         .batch_execute(
             "ALTER PUBLICATION trailmark DROP TABLE customer;
@@ -3120,28 +3120,8 @@ async fn capture_triggers_dropped_by_hand_are_a_pause_or_made_again() {
                 .unwrap();
             assert_eq!(drift(&db).await, Vec::<String>::new());
         }
-        let events: Vec<String> = crate::drained_once(&db, 100)
-            .await
-            .iter()
-            .map(|e| {
-                format!(
-                    "{} {} {}{}",
-                    e["action"].as_str().unwrap(),
-                    e["actor"]["id"],
-                    e["reason"],
-                    e["metadata"]["partition"]
-                        .as_str()
-                        .map(|p| format!(" {p}"))
-                        .unwrap_or_default()
-                )
-            })
-            .collect();
-        let me: String = db
-            .client
-            .query_one("SELECT session_user::text", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let events = action_actor_reason(&db).await;
+        let me = db.session_user().await;
         let expected = match mode {
             Mode::Trigger => vec![
                 format!(
