@@ -259,6 +259,66 @@ LANGUAGE sql STABLE AS $$
     WHERE p.level > 0 AND c.relkind IN ('r', 'p')
 $$;
 
+-- Version 15: the names of capture's triggers, all that any member of a
+-- covered table may have (trailmark.member_triggers says which it needs).
+CREATE OR REPLACE FUNCTION trailmark.trigger_names() RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY['trailmark_insert', 'trailmark_update', 'trailmark_delete', 'trailmark_truncate',
+                 'trailmark_replica']
+$$;
+
+-- Version 15: the capture triggers one member of a covered table
+-- (trailmark.capture_members) needs, by name. Trigger mode: the four
+-- statement-level ones, and on a member that holds rows (not a partitioned
+-- table, whose rows are its partitions') trailmark_replica, row-level,
+-- fired by sessions with session_replication_role = replica only: a
+-- logical replication worker applies each change row by row and fires no
+-- statement-level INSERT, UPDATE or DELETE trigger, so without it the
+-- changes a subscription replicates into a covered table were not captured
+-- (see the capture functions below). WAL mode: the TRUNCATE trigger on
+-- each member of a partitioned table (trailmark.capture_truncate). The one
+-- rule for follow_partitions, uncaptured_members, enable_triggers,
+-- drop_capture_triggers, the event trigger and status.
+CREATE OR REPLACE FUNCTION trailmark.member_triggers(member oid, target oid) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN trailmark.wal_mode() THEN
+            CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = $2) = 'p'
+                 THEN ARRAY['trailmark_truncate'] ELSE '{}'::text[] END
+        WHEN (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = $1) = 'p'
+            THEN array_remove(trailmark.trigger_names(), 'trailmark_replica')
+        ELSE trailmark.trigger_names() END
+$$;
+
+-- Version 15: how a capture trigger is enabled when capture runs, as
+-- pg_trigger.tgenabled says it: ALWAYS ('A': a session with
+-- session_replication_role = replica fires it too), or, trailmark_replica,
+-- REPLICA ('R': such sessions only).
+CREATE OR REPLACE FUNCTION trailmark.enabled_as(trigger_name text) RETURNS "char"
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN $1 = 'trailmark_replica' THEN 'R'::"char" ELSE 'A'::"char" END
+$$;
+
+-- Version 15: whether this session is a logical replication worker
+-- (applying a subscription's changes, or copying a table's first rows),
+-- read once a session (the setting trailmark.replication_worker). Setting
+-- it by hand changes which trigger captures a replica session's rows, not
+-- whether: a session not run as a replica fires no trailmark_replica, and
+-- its statement-level triggers never ask.
+CREATE OR REPLACE FUNCTION trailmark.in_replication_worker() RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    known text := current_setting('trailmark.replication_worker', true);
+BEGIN
+    IF known IS NULL OR known NOT IN ('true', 'false') THEN
+        known := coalesce((SELECT a.backend_type LIKE 'logical replication %worker'
+                           FROM pg_stat_get_activity(pg_backend_pid()) a), false)::text;
+        PERFORM set_config('trailmark.replication_worker', known, false);
+    END IF;
+    RETURN known = 'true';
+END
+$$;
+
 -- The TRUNCATE trigger of every covered table in trigger mode, and of each
 -- member of a covered partitioned table in WAL mode. Its argument is the
 -- covered table's oid (version 14; triggers made before have none, and sit
@@ -361,7 +421,8 @@ $$;
 REVOKE ALL ON FUNCTION trailmark.own_ddl(text) FROM PUBLIC;
 
 -- Version 14: enables the capture triggers on one relation, ALWAYS, or
--- disables them (trailmark.own_ddl).
+-- disables them (trailmark.own_ddl). Version 15: trailmark_replica enabled
+-- REPLICA (trailmark.enabled_as).
 CREATE OR REPLACE FUNCTION trailmark.enable_triggers(rel oid, enabled boolean) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -370,11 +431,13 @@ BEGIN
     FOR g IN
         SELECT t.tgname FROM pg_trigger t
         WHERE t.tgrelid = rel
-          AND t.tgname IN ('trailmark_insert', 'trailmark_update', 'trailmark_delete', 'trailmark_truncate')
+          AND t.tgname = ANY (trailmark.trigger_names())
         ORDER BY t.tgname
     LOOP
         PERFORM trailmark.own_ddl(format('ALTER TABLE %s %s TRIGGER %I', rel::regclass,
-                                         CASE WHEN enabled THEN 'ENABLE ALWAYS' ELSE 'DISABLE' END, g));
+            CASE WHEN NOT enabled THEN 'DISABLE'
+                 WHEN trailmark.enabled_as(g) = 'R' THEN 'ENABLE REPLICA'
+                 ELSE 'ENABLE ALWAYS' END, g));
     END LOOP;
 END
 $$;
@@ -470,9 +533,9 @@ BEGIN
         SELECT m FROM trailmark.capture_members(target) m WHERE everything
         ORDER BY 1
     LOOP
-        FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+        FOREACH op IN ARRAY trailmark.trigger_names() LOOP
             -- (Capture's own: not recorded as dropped by hand.)
-            PERFORM trailmark.own_ddl(format('DROP TRIGGER IF EXISTS %I ON %s', 'trailmark_' || op, r::regclass));
+            PERFORM trailmark.own_ddl(format('DROP TRIGGER IF EXISTS %I ON %s', op, r::regclass));
         END LOOP;
     END LOOP;
 END
@@ -480,38 +543,34 @@ $$;
 REVOKE ALL ON FUNCTION trailmark.drop_capture_triggers(oid, boolean) FROM PUBLIC;
 
 -- Version 14: the members of a covered table (trailmark.capture_members)
--- without all the capture triggers its mode needs: in trigger mode the
--- four, in WAL mode the TRUNCATE trigger of each member of a partitioned
--- table. The one rule for follow_partitions below, the event trigger
--- (triggers dropped by hand) and status (which names partitions made
--- while the event trigger was absent).
+-- without all the capture triggers its mode needs
+-- (trailmark.member_triggers). The one rule for follow_partitions below,
+-- the event trigger (triggers dropped by hand) and status (which names
+-- partitions made while the event trigger was absent).
 CREATE OR REPLACE FUNCTION trailmark.uncaptured_members(target oid) RETURNS SETOF regclass
 LANGUAGE sql STABLE AS $$
     SELECT m::regclass
     FROM trailmark.capture_members($1) m
-    CROSS JOIN (SELECT trailmark.wal_mode() AS wal) w
-    WHERE (NOT w.wal OR EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = $1 AND c.relkind = 'p'))
-      AND (SELECT count(*) FROM pg_catalog.pg_trigger g
-           WHERE g.tgrelid = m
-             AND g.tgname IN ('trailmark_insert', 'trailmark_update', 'trailmark_delete', 'trailmark_truncate')
-             AND (NOT w.wal OR g.tgname = 'trailmark_truncate'))
-          < CASE WHEN w.wal THEN 1 ELSE 4 END
+    WHERE NOT trailmark.member_triggers(m, $1) <@ ARRAY(
+        SELECT g.tgname::text FROM pg_catalog.pg_trigger g WHERE g.tgrelid = m)
     ORDER BY m
 $$;
 
 -- Version 14: gives each member of a covered table (trailmark.capture_members)
 -- the capture triggers its mode needs that it lacks, and removes them from
--- tables that are no longer members. In trigger mode each member gets the
--- table's four (its capture function writes every member's rows as the
--- table's); in WAL mode each member of a partitioned table gets the
+-- tables that are no longer members (trailmark.member_triggers). In
+-- trigger mode each member gets the table's four statement-level triggers
+-- (its capture function writes every member's rows as the table's) and,
+-- version 15, a member that holds rows trailmark_replica; in WAL mode each member of a partitioned table gets the
 -- TRUNCATE trigger only (PostgreSQL's logical decoding sends no truncate of
 -- a partition when publishing through the root). A member made (CREATE
 -- TABLE ... PARTITION OF, at any depth) or attached (ATTACH PARTITION)
 -- later gets them from the event trigger below, in the same transaction,
 -- before a row can land in it; the triggers of the table and of the members
 -- that have them are left alone (no lock on them but the command's own).
--- New triggers fire ALWAYS, or, trigger mode and the table paused, are
--- disabled. The one rule for attach_capture and the event trigger.
+-- New triggers are enabled as trailmark.enabled_as says, or, trigger mode
+-- and the table paused, disabled. The one rule for attach_capture and the
+-- event trigger.
 CREATE OR REPLACE FUNCTION trailmark.follow_partitions(target oid) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
 DECLARE
@@ -523,15 +582,16 @@ DECLARE
 BEGIN
     PERFORM trailmark.drop_capture_triggers(target, false);
     FOR m IN SELECT trailmark.uncaptured_members(target) LOOP
-        FOREACH op IN ARRAY CASE WHEN wal THEN ARRAY['truncate']
-                                 ELSE ARRAY['insert', 'update', 'delete', 'truncate'] END LOOP
-            CONTINUE WHEN EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = m AND g.tgname = 'trailmark_' || op);
+        FOREACH op IN ARRAY trailmark.member_triggers(m, target) LOOP
+            CONTINUE WHEN EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = m AND g.tgname = op);
             EXECUTE format(CASE op
-                WHEN 'insert' THEN 'CREATE TRIGGER trailmark_insert AFTER INSERT ON %1$s
+                WHEN 'trailmark_replica' THEN 'CREATE TRIGGER trailmark_replica AFTER INSERT OR UPDATE OR DELETE ON %1$s
+                    FOR EACH ROW EXECUTE FUNCTION %2$s()'
+                WHEN 'trailmark_insert' THEN 'CREATE TRIGGER trailmark_insert AFTER INSERT ON %1$s
                     REFERENCING NEW TABLE AS trailmark_new FOR EACH STATEMENT EXECUTE FUNCTION %2$s()'
-                WHEN 'update' THEN 'CREATE TRIGGER trailmark_update AFTER UPDATE ON %1$s
+                WHEN 'trailmark_update' THEN 'CREATE TRIGGER trailmark_update AFTER UPDATE ON %1$s
                     REFERENCING OLD TABLE AS trailmark_old NEW TABLE AS trailmark_new FOR EACH STATEMENT EXECUTE FUNCTION %2$s()'
-                WHEN 'delete' THEN 'CREATE TRIGGER trailmark_delete AFTER DELETE ON %1$s
+                WHEN 'trailmark_delete' THEN 'CREATE TRIGGER trailmark_delete AFTER DELETE ON %1$s
                     REFERENCING OLD TABLE AS trailmark_old FOR EACH STATEMENT EXECUTE FUNCTION %2$s()'
                 ELSE 'CREATE TRIGGER trailmark_truncate AFTER TRUNCATE ON %1$s
                     FOR EACH STATEMENT EXECUTE FUNCTION trailmark.capture_truncate(%3$L)' END,
@@ -571,6 +631,11 @@ REVOKE ALL ON FUNCTION trailmark.follow_partitions(oid) FROM PUBLIC;
 -- right in schema trailmark, and may not write the outbox itself.
 -- The key and the columns are written into plain SQL: no dynamic SQL runs
 -- on the application's write path.
+-- Version 15: it is also the body of the row-level trailmark_replica
+-- (trailmark.member_triggers), which writes one outbox row for each row a
+-- logical replication worker applies or copies (its old and new values as
+-- they are: no pairing), and the statement-level triggers leave a worker's
+-- rows to it; a session not run as a replica never fires it.
 -- (Its DROP ... IF EXISTS notices are kept from the session: the event
 -- trigger runs it inside the application's own DDL.)
 CREATE OR REPLACE FUNCTION trailmark.make_capture_function(target oid) RETURNS void
@@ -627,6 +692,20 @@ DECLARE
     trailmark_schema text := TG_TABLE_SCHEMA;
     trailmark_table text := TG_TABLE_NAME;
 BEGIN
+    IF TG_LEVEL = 'ROW' THEN
+        -- trailmark_replica, fired in a session run as a replica only: a
+        -- logical replication worker's rows are captured here, one by one
+        -- (it fires no statement-level INSERT, UPDATE or DELETE trigger
+        -- when it applies a change); any other such session's rows are
+        -- captured by the statement-level triggers (enabled ALWAYS).
+        IF NOT trailmark.in_replication_worker() THEN
+            RETURN NULL;
+        END IF;
+    ELSIF current_setting('session_replication_role') = 'replica' AND trailmark.in_replication_worker() THEN
+        -- A worker's table copy fires these too: its rows are captured
+        -- by trailmark_replica, once.
+        RETURN NULL;
+    END IF;
     IF TG_RELID <> %5$s THEN
         -- A statement naming one of the table's partitions: its rows are
         -- the table's, under the name the table has now. A table detached
@@ -641,7 +720,12 @@ BEGIN
     END IF;
     -- The statement's number within its transaction (1, 2, ...).
     PERFORM set_config('trailmark.stmt', trailmark_stmt::text, true);
-    IF TG_OP = 'INSERT' THEN
+    IF TG_LEVEL = 'ROW' THEN
+        INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, new_row, context)
+        VALUES (txid_current(), trailmark_stmt, lower(TG_OP), trailmark_schema, trailmark_table,
+                CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) - trailmark_excluded END,
+                CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) - trailmark_excluded END, trailmark_ctx);
+    ELSIF TG_OP = 'INSERT' THEN
         INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, new_row, context)
         SELECT txid_current(), trailmark_stmt, 'insert', trailmark_schema, trailmark_table, to_jsonb(trailmark_n.*) - trailmark_excluded, trailmark_ctx
         FROM trailmark_new trailmark_n;
@@ -679,7 +763,7 @@ REVOKE ALL ON FUNCTION trailmark.make_capture_function(oid) FROM PUBLIC;
 
 -- Version 13 (trigger mode), 14 (both modes): attaches capture to a
 -- covered table from its options in trailmark.tables. Trigger mode: its
--- capture function (above), and the four triggers on it and each of its
+-- capture function (above), and its triggers on it and each of its
 -- partitions (trailmark.follow_partitions), made anew. WAL mode: no
 -- function, no triggers but the TRUNCATE triggers of a partitioned
 -- table's members. The one rule for install and the event trigger.
@@ -1180,7 +1264,7 @@ BEGIN
                                       ORDER BY g.tgrelid::regclass::text, g.tgname)
                     FROM pg_trigger g
                     WHERE g.tgrelid IN (SELECT trailmark.capture_members(t.relid))
-                      AND g.tgname IN ('trailmark_insert', 'trailmark_update', 'trailmark_delete', 'trailmark_truncate')
+                      AND g.tgname = ANY (trailmark.trigger_names())
                       AND g.tgenabled = 'D') AS disabled
             FROM unnest(objs) d (objid)
             LEFT JOIN LATERAL pg_partition_ancestors(d.objid) a ON true

@@ -154,7 +154,7 @@ async fn switch(
     Ok(())
 }
 
-/// Enables (ALWAYS) or disables a covered table's four capture triggers:
+/// Enables (as `trailmark.enabled_as` says) or disables a covered table's capture triggers:
 /// `trailmark.enable_capture`, the rule install follows too.
 async fn triggers(
     tx: &tokio_postgres::Transaction<'_>,

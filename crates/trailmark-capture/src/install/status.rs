@@ -85,7 +85,7 @@ async fn trigger_drift(
 ) -> Result<Vec<String>, Error> {
     let mut lines = Vec::new();
     if !paused {
-        lines.extend(triggers_not_always(client, spec).await?);
+        lines.extend(triggers_not_as_installed(client, spec).await?);
     }
     if let Some(recorded) = recorded {
         lines.extend(generated_since(client, spec, recorded).await?);
@@ -94,11 +94,13 @@ async fn trigger_drift(
 }
 
 /// In trigger mode, the capture triggers of a table (not paused: the
-/// caller asks only then) that do not fire always, if any: disabled by hand (`ALTER TABLE ... DISABLE
-/// TRIGGER`, which a pause does on the record), or enabled so that a
-/// session with `session_replication_role = replica` skips them (`ENABLE
-/// TRIGGER`; install enables them ALWAYS).
-async fn triggers_not_always(
+/// caller asks only then) not enabled as install enables them
+/// (`trailmark.enabled_as`: the statement-level ones ALWAYS,
+/// `trailmark_replica` REPLICA), if any: disabled by hand (`ALTER TABLE ...
+/// DISABLE TRIGGER`, which a pause does on the record), or enabled so that
+/// a session with `session_replication_role = replica` skips them (`ENABLE
+/// TRIGGER`).
+async fn triggers_not_as_installed(
     client: &impl GenericClient,
     spec: &crate::TableSpec,
 ) -> Result<Option<String>, Error> {
@@ -108,12 +110,13 @@ async fn triggers_not_always(
                             ELSE t.tgrelid::regclass::text || ' ' END
                        || t.tgname::text || CASE t.tgenabled WHEN 'D' THEN ' disabled'
                        WHEN 'O' THEN ' skipped by sessions with session_replication_role = replica'
-                       ELSE ' fired by such sessions only' END, ', '
+                       WHEN 'R' THEN ' fired by such sessions only'
+                       ELSE ' fired by every session' END, ', '
                        ORDER BY t.tgrelid <> to_regclass($1), t.tgrelid::regclass::text, t.tgname)
              FROM pg_trigger t
              WHERE t.tgrelid IN (SELECT trailmark.capture_members(to_regclass($1)))
                AND t.tgname LIKE 'trailmark\\_%' AND NOT t.tgisinternal
-               AND t.tgenabled <> 'A'",
+               AND t.tgenabled <> trailmark.enabled_as(t.tgname::text)",
             &[&spec.quoted()],
         )
         .await
@@ -121,7 +124,7 @@ async fn triggers_not_always(
         .get(0);
     Ok(found.map(|list| {
         format!(
-            "capture triggers not firing always ({list}): changes they miss are not captured (to stop capture on the record, use capture pg pause): run install again"
+            "capture triggers not enabled as install enables them ({list}): changes they miss are not captured (to stop capture on the record, use capture pg pause): run install again"
         )
     }))
 }
@@ -399,42 +402,11 @@ pub(super) async fn drift(
             "{spec}: made since install in schema {schema}, which is covered whole (--all): its changes are not captured until install runs again"
         ));
     }
-    if !wal {
-        drift.extend(subscriptions_uncaptured(client).await?);
-    }
     if let Some(line) = without_event_trigger(client, &excluding, &partitioned, wal).await? {
         // First: it says why the lines after it may come to be.
         drift.insert(0, line);
     }
     Ok(drift)
-}
-
-/// Trigger mode: the logical replication subscriptions of this database,
-/// if any, as a line saying what of theirs is not captured. PostgreSQL's
-/// apply worker fires row-level triggers only, so the changes a
-/// subscription replicates into a covered table are not captured in
-/// trigger mode (seen against a real subscription: a table's initial copy,
-/// a COPY by the table-sync worker, reached the outbox; no later change
-/// did); WAL mode captures them. The one rule for status and install's
-/// warning.
-pub(super) async fn subscriptions_uncaptured(
-    client: &impl GenericClient,
-) -> Result<Option<String>, Error> {
-    let names: Option<String> = client
-        .query_one(
-            "SELECT string_agg(s.subname::text, ', ' ORDER BY s.subname)
-             FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
-             WHERE d.datname = current_database()",
-            &[],
-        )
-        .await
-        .map_err(pg("reading the subscriptions"))?
-        .get(0);
-    Ok(names.map(|names| {
-        format!(
-            "this database subscribes to logical replication ({names}): the changes a subscription replicates into covered tables are not captured in trigger mode (PostgreSQL's apply worker fires no statement-level trigger; only a table's initial copy is captured): install with --mode wal to capture them"
-        )
-    }))
 }
 
 /// WAL mode: the columns of a published table with excluded columns that

@@ -172,6 +172,27 @@ impl Drop for TestDb {
                 .build()
                 .unwrap();
             rt.block_on(async {
+                // A subscription keeps its database from being dropped
+                // (FORCE or not): disabled, parted from its slot (the
+                // publisher's database drops it), dropped.
+                if let Ok((own, connection)) =
+                    tokio_postgres::connect(&format!("{admin_url} dbname={name}"), NoTls).await
+                {
+                    tokio::spawn(connection);
+                    let _ = own
+                        .batch_execute(
+                            "DO $$ DECLARE s name; BEGIN
+                                 FOR s IN SELECT subname FROM pg_subscription
+                                          WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                                 LOOP
+                                     EXECUTE format('ALTER SUBSCRIPTION %I DISABLE', s);
+                                     EXECUTE format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', s);
+                                     EXECUTE format('DROP SUBSCRIPTION %I', s);
+                                 END LOOP;
+                             END $$",
+                        )
+                        .await;
+                }
                 let admin = connect(&format!("{admin_url} dbname=postgres")).await;
                 // A WAL-mode install leaves a slot, which keeps its
                 // database from being dropped. A drainer the test stopped

@@ -2579,7 +2579,7 @@ async fn triggers_switched_by_hand(db: &TestDb) {
     assert_eq!(
         drift(db).await,
         [
-            "public.customer: capture triggers not firing always (trailmark_delete skipped by sessions with session_replication_role = replica): changes they miss are not captured (to stop capture on the record, use capture pg pause): run install again"
+            "public.customer: capture triggers not enabled as install enables them (trailmark_delete skipped by sessions with session_replication_role = replica): changes they miss are not captured (to stop capture on the record, use capture pg pause): run install again"
         ]
     );
     // The table's owner (as a migration or a bulk load runs).
@@ -3294,47 +3294,152 @@ async fn rows_a_foreign_key_cascades_to_are_captured_in_both_modes() {
     }
 }
 
-/// A database that subscribes to logical replication: PostgreSQL's apply
-/// worker fires row-level triggers only, so in trigger mode the rows a
-/// subscription applies to a covered table are not captured (seen against
-/// a real subscription between two clusters: none reached the outbox).
-/// Install warns of it and status names it, in trigger mode; WAL mode
-/// captures them and says nothing. (Not fixed: capture's triggers are
-/// statement-level.)
+/// Another database of the server with `wal_level = logical` (dropped
+/// with what it answers) made by `schema`, which publishes `shop`, and
+/// `db` subscribed to it; answered once `db` has copied every table.
+async fn subscribed_to(db: &TestDb, schema: &str) -> TestDb {
+    let publisher = TestDb::logical().await;
+    publisher.client.batch_execute(schema).await.unwrap();
+    // A subscription to a database of the same server needs its slot made
+    // first (CREATE SUBSCRIPTION would wait for itself).
+    let slot = format!("{}_sub", publisher.name);
+    publisher
+        .client
+        .execute(
+            "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&slot],
+        )
+        .await
+        .unwrap();
+    db.client
+        .batch_execute(&format!(
+            "CREATE SUBSCRIPTION shop CONNECTION '{}' PUBLICATION shop
+                 WITH (create_slot = false, slot_name = '{slot}')",
+            publisher.url()
+        ))
+        .await
+        .unwrap();
+    eventually(60, "every table copied", || async {
+        // (Its tables are listed, each 'i', when it is made.)
+        db.count(
+            "SELECT count(*) FILTER (WHERE srsubstate <> 'r') + (count(*) = 0)::int
+             FROM pg_subscription_rel",
+        )
+        .await
+            == 0
+    })
+    .await;
+    publisher
+}
+
+/// The changes a logical replication subscription replicates into covered
+/// tables are captured in both modes, alike, each once: a table's first
+/// rows (copied by the table-sync worker) and every insert, update, delete
+/// and truncate applied after them, into a plain table and into a
+/// partitioned one (the worker writes its partitions), with the excluded
+/// column left out. They carry no context: the application's is the
+/// publisher's. PostgreSQL's apply worker fires row-level triggers only;
+/// before capture version 15 trigger mode, whose triggers were
+/// statement-level, captured the first rows and nothing after them (install
+/// warned of it). The publisher is another database of the same server.
 #[tokio::test]
-async fn a_database_that_subscribes_is_named_in_trigger_mode() {
+async fn changes_a_subscription_replicates_are_captured_in_both_modes() {
+    // The publisher's orders: one plain table; the subscriber's are
+    // partitioned (ORDERS_DEEP).
+    const PUBLISHED: &str =
+        "CREATE TABLE public.orders (id int, placed date, total numeric, card text,
+            PRIMARY KEY (id, placed));
+        INSERT INTO public.customer (id, name, price, tags) VALUES
+            (1, 'Acme', 10, '{a}'), (2, 'Globex', 20, NULL), (3, 'Initech', 30, '{}');
+        INSERT INTO public.orders VALUES (1, '2026-11-05', 5, '4111'), (2, '2027-03-01', 6, '4222');
+        CREATE PUBLICATION shop FOR TABLE public.customer, public.orders";
+    const APPLIED: &str = "INSERT INTO public.customer (id, name, price) VALUES (4, 'Umbrella', 40), (5, 'Hooli', 50);
+        UPDATE public.customer SET price = price + 1 WHERE id <= 4;
+        DELETE FROM public.customer WHERE id = 2;
+        UPDATE public.orders SET total = 9, card = '4333' WHERE id = 2;
+        INSERT INTO public.orders VALUES (3, '2026-11-20', 7, '4444');
+        DELETE FROM public.orders WHERE id = 1;
+        TRUNCATE public.customer;
+        INSERT INTO public.customer (id, name) VALUES (99, 'last')";
+    let mut customers = Vec::new();
     for mode in MODES {
         let mut db = TestDb::logical().await;
         db.client
-            .batch_execute(&format!(
-                "{CUSTOMER};
-                 CREATE SUBSCRIPTION {0}_sub CONNECTION 'host=127.0.0.1 port=1 dbname=elsewhere'
-                     PUBLICATION elsewhere WITH (connect = false)",
-                db.name
-            ))
+            .batch_execute(&format!("{CUSTOMER}; {ORDERS_DEEP}"))
             .await
             .unwrap();
-        let done = install(&mut db.client, &[customer()], Some(mode))
-            .await
-            .unwrap();
-        let line = format!(
-            "this database subscribes to logical replication ({}_sub): the changes a subscription replicates into covered tables are not captured in trigger mode (PostgreSQL's apply worker fires no statement-level trigger; only a table's initial copy is captured): install with --mode wal to capture them",
-            db.name
-        );
-        let expected = if mode == Mode::Trigger {
-            vec![line]
-        } else {
-            Vec::new()
+        let done = install(
+            &mut db.client,
+            &[customer(), orders_excluding_card()],
+            Some(mode),
+        )
+        .await
+        .unwrap();
+        assert_eq!(done.warnings, Vec::<String>::new(), "{mode:?}");
+        let publisher = subscribed_to(&db, &format!("{CUSTOMER}; {PUBLISHED}")).await;
+        assert_eq!(db.count("SELECT count(*) FROM public.customer").await, 3);
+        publisher.client.batch_execute(APPLIED).await.unwrap();
+        // Applied in the publisher's commit order: the last row is there
+        // when every change before it is.
+        eventually(60, "the changes applied", || async {
+            db.count("SELECT count(*) FROM public.customer WHERE id = 99")
+                .await
+                == 1
+        })
+        .await;
+        let events = crate::drained_once(&db, 100).await;
+        let of = |table: &str| -> Vec<Value> {
+            events
+                .iter()
+                .filter(|e| e["resource"]["type"] == table)
+                .cloned()
+                .collect()
         };
-        assert_eq!(done.warnings, expected, "{mode:?}");
-        assert_eq!(drift(&db).await, expected, "{mode:?}");
-        // A subscription made without connecting has no slot to drop.
-        db.client
-            .batch_execute(&format!(
-                "ALTER SUBSCRIPTION {0}_sub SET (slot_name = NONE); DROP SUBSCRIPTION {0}_sub",
-                db.name
-            ))
-            .await
-            .unwrap();
+        let orders = of("public.orders");
+        assert_eq!(orders.len(), 2 + 3, "{mode:?}: {:?}", steps(&orders));
+        // The first rows' order within the copy is the copy's: sorted.
+        let mut first = steps(&orders[..2]);
+        first.sort();
+        assert_eq!(
+            first,
+            [
+                r#"create public.orders "[1,\"2026-11-05\"]""#,
+                r#"create public.orders "[2,\"2027-03-01\"]""#,
+            ],
+            "{mode:?}"
+        );
+        assert_eq!(
+            steps(&orders[2..]),
+            [
+                r#"update public.orders "[2,\"2027-03-01\"]""#,
+                r#"create public.orders "[3,\"2026-11-20\"]""#,
+                r#"delete public.orders "[1,\"2026-11-05\"]""#,
+            ],
+            "{mode:?}"
+        );
+        assert_eq!(orders[2]["changes"]["total"]["new"], json!(9), "{mode:?}");
+        let text = serde_json::to_string(&orders).unwrap();
+        assert!(
+            !text.contains("card") && !text.contains("4111") && !text.contains("4333"),
+            "{mode:?}: the excluded column left the database: {text}"
+        );
+        let customer_steps = steps(&of("public.customer"));
+        assert_eq!(
+            customer_steps.len(),
+            3 + 2 + 4 + 1 + 1 + 1,
+            "{mode:?}: {customer_steps:?}"
+        );
+        assert!(
+            events.iter().all(|e| e["actor"]["type"] == "unknown"),
+            "{mode:?}: {events:?}"
+        );
+        customers.push(
+            of("public.customer")
+                .into_iter()
+                .map(comparable)
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(drift(&db).await, Vec::<String>::new(), "{mode:?}");
     }
+    same(&customers[0], &customers[1]);
 }
