@@ -319,6 +319,34 @@ BEGIN
 END
 $$;
 
+-- Version 15: what a truncate writes, the one rule for capture_truncate and
+-- for rows that leave a covered table by DDL (a partition detached or
+-- dropped, the table dropped: the event triggers below), which give
+-- `reason` (the context's reason, and in WAL mode the role that did it,
+-- as a pause by hand carries them; trigger mode's outbox row has the role).
+CREATE OR REPLACE FUNCTION trailmark.record_truncate(covered_schema text, covered_table text,
+                                                     part text, reason text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    written pg_lsn;
+BEGIN
+    IF trailmark.wal_mode() THEN
+        written := pg_logical_emit_message(true, 'trailmark.truncate', jsonb_strip_nulls(jsonb_build_object(
+            'schema', covered_schema, 'table', covered_table, 'partition', part, 'reason', reason,
+            'role', CASE WHEN reason IS NOT NULL
+                         THEN coalesce(nullif(current_setting('role'), 'none'), session_user) END))::text);
+        RETURN;
+    END IF;
+    INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, context)
+    VALUES (txid_current(), trailmark.next_statement(), 'truncate', covered_schema, covered_table,
+            CASE WHEN part IS NOT NULL THEN jsonb_build_object('partition', part) END,
+            trailmark.context() || CASE WHEN reason IS NULL THEN '{}'::jsonb
+                                        ELSE jsonb_build_object('reason', reason) END);
+    PERFORM pg_notify('trailmark_outbox', '');
+END
+$$;
+REVOKE ALL ON FUNCTION trailmark.record_truncate(text, text, text, text) FROM PUBLIC;
+
 -- The TRUNCATE trigger of every covered table in trigger mode, and of each
 -- member of a covered partitioned table in WAL mode. Its argument is the
 -- covered table's oid (version 14; triggers made before have none, and sit
@@ -351,7 +379,6 @@ DECLARE
     covered_table text := TG_TABLE_NAME;
     paused timestamptz;
     part text;
-    written pg_lsn;
 BEGIN
     IF marks ->> 'at' IS DISTINCT FROM here THEN
         marks := jsonb_build_object('at', here, 'skip', '[]'::jsonb);
@@ -374,17 +401,10 @@ BEGIN
         END IF;
         part := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
     END IF;
-    IF trailmark.wal_mode() THEN
-        IF part IS NOT NULL AND paused IS NULL THEN
-            written := pg_logical_emit_message(true, 'trailmark.truncate', jsonb_build_object(
-                'schema', covered_schema, 'table', covered_table, 'partition', part)::text);
-        END IF;
-        RETURN NULL;
+    IF trailmark.wal_mode() AND (part IS NULL OR paused IS NOT NULL) THEN
+        RETURN NULL; -- the table's own is decoded from the WAL
     END IF;
-    INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, context)
-    VALUES (txid_current(), trailmark.next_statement(), 'truncate', covered_schema, covered_table,
-            CASE WHEN part IS NOT NULL THEN jsonb_build_object('partition', part) END, trailmark.context());
-    PERFORM pg_notify('trailmark_outbox', '');
+    PERFORM trailmark.record_truncate(covered_schema, covered_table, part, NULL);
     RETURN NULL;
 END
 $$;
@@ -511,11 +531,25 @@ END
 $$;
 REVOKE ALL ON FUNCTION trailmark.enable_capture(oid, boolean) FROM PUBLIC;
 
+-- Version 15: the tables that hold capture triggers made for a covered
+-- table but are no longer its members (trailmark.capture_members): a
+-- partition detached since, whose rows are no longer the table's. Known by
+-- what the triggers call: the table's capture function, or
+-- capture_truncate with the table's oid. The one rule for
+-- drop_capture_triggers and the event trigger (which records the detach).
+CREATE OR REPLACE FUNCTION trailmark.detached_members(target oid) RETURNS SETOF regclass
+LANGUAGE sql STABLE AS $$
+    SELECT DISTINCT g.tgrelid::regclass FROM pg_catalog.pg_trigger g
+    WHERE g.tgname LIKE 'trailmark\_%'
+      AND (g.tgfoid = to_regprocedure(format('trailmark.%I()', 'capture_' || $1))
+           OR (g.tgfoid = 'trailmark.capture_truncate()'::regprocedure
+               AND g.tgargs = convert_to($1::text, 'UTF8') || decode('00', 'hex')))
+      AND g.tgrelid NOT IN (SELECT trailmark.capture_members($1))
+$$;
+
 -- Version 14: removes the capture triggers made for a covered table: with
 -- `everything`, those on each of its members too; without, only those on
--- tables that are no longer its members (a partition detached since, whose
--- writes are no longer the table's). They are known by what they call: the
--- table's capture function, or capture_truncate with the table's oid.
+-- tables that are no longer its members (trailmark.detached_members).
 CREATE OR REPLACE FUNCTION trailmark.drop_capture_triggers(target oid, everything boolean) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
 DECLARE
@@ -523,12 +557,7 @@ DECLARE
     op text;
 BEGIN
     FOR r IN
-        SELECT g.tgrelid FROM pg_trigger g
-        WHERE g.tgname LIKE 'trailmark\_%'
-          AND (g.tgfoid = to_regprocedure(format('trailmark.%I()', 'capture_' || target))
-               OR (g.tgfoid = 'trailmark.capture_truncate()'::regprocedure
-                   AND g.tgargs = convert_to(target::text, 'UTF8') || decode('00', 'hex')))
-          AND (everything OR g.tgrelid NOT IN (SELECT trailmark.capture_members(target)))
+        SELECT d::oid FROM trailmark.detached_members(target) d
         UNION
         SELECT m FROM trailmark.capture_members(target) m WHERE everything
         ORDER BY 1
@@ -1331,14 +1360,22 @@ BEGIN
     THEN
         -- Version 14 (both modes): a partition made or attached under a
         -- covered table gets its capture triggers, and one detached loses
-        -- them (trailmark.follow_partitions).
+        -- them (trailmark.follow_partitions). Version 15: a partition
+        -- detached is recorded first, as a truncate naming it (its rows
+        -- left the table), with the role that did it, unless capture of
+        -- the table is paused.
         FOR r IN
-            SELECT DISTINCT t.schema_name, t.table_name, t.relid
+            SELECT DISTINCT t.schema_name, t.table_name, t.relid, t.paused_at IS NULL AS running
             FROM unnest(objs) d (objid)
             CROSS JOIN LATERAL pg_partition_ancestors(d.objid) a
             JOIN trailmark.tables t ON t.relid = a.relid
         LOOP
             BEGIN
+                PERFORM trailmark.record_truncate(r.schema_name, r.table_name, n.nspname || '.' || c.relname,
+                                                  'partition detached by ALTER TABLE ... DETACH PARTITION')
+                FROM trailmark.detached_members(r.relid) d
+                JOIN pg_class c ON c.oid = d JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE r.running;
                 PERFORM trailmark.follow_partitions(r.relid);
             EXCEPTION WHEN OTHERS THEN
                 RAISE WARNING 'trailmark: the capture triggers of the partitions of %.% were not made: % (run trailmark capture pg install)',
@@ -1375,6 +1412,68 @@ EXCEPTION
 END
 $$;
 
+-- Version 15: rows that leave a covered table when a table is dropped (DROP
+-- TABLE, DROP SCHEMA ... CASCADE, DROP OWNED): the covered table itself, or
+-- a partition of it, are recorded as a truncate (the partition named), in
+-- the dropping transaction, with the role that did it and the command as
+-- the reason, unless capture of the table is paused. Before, a dropped
+-- table's rows left without a trace in the trail. When the drop is seen
+-- (sql_drop) a dropped partition's place is gone from the catalog, so a
+-- command that may drop one first remembers, for the rest of the
+-- transaction, each partition's covered table and parent
+-- (trailmark.remember_members, at ddl_command_start); a partition dropped
+-- with its parent, or with the covered table, is the parent's or the
+-- table's drop, recorded once.
+CREATE OR REPLACE FUNCTION trailmark.remember_members() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM set_config('trailmark.members', coalesce((
+        SELECT jsonb_object_agg(p.relid::oid::text, jsonb_build_object(
+                   'covered', t.relid::text, 'parent', p.parentrelid::oid::text))
+        FROM trailmark.tables t
+        JOIN pg_class c ON c.oid = t.relid AND c.relkind = 'p'
+        CROSS JOIN LATERAL pg_partition_tree(t.relid) p
+        WHERE p.level > 0), '{}')::text, true);
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'trailmark: the partitions of covered tables were not remembered before a drop: % (a partition it drops is not recorded)', SQLERRM;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION trailmark.record_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    members jsonb := coalesce(nullif(current_setting('trailmark.members', true), ''), '{}')::jsonb;
+    r record;
+BEGIN
+    IF current_setting('trailmark.republishing', true) = 'on' THEN
+        RETURN;
+    END IF;
+    FOR r IN
+        WITH dropped AS (
+            SELECT d.objid, d.schema_name, d.object_name
+            FROM pg_event_trigger_dropped_objects() d
+            WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.object_type = 'table')
+        SELECT t.schema_name, t.table_name, NULL::text AS part, t.paused_at IS NULL AS running
+        FROM dropped d JOIN trailmark.tables t ON t.relid = d.objid
+        UNION ALL
+        SELECT t.schema_name, t.table_name, d.schema_name || '.' || d.object_name, t.paused_at IS NULL
+        FROM dropped d
+        JOIN trailmark.tables t ON t.relid = (members -> d.objid::text ->> 'covered')::oid
+        WHERE NOT EXISTS (SELECT FROM dropped e
+                          WHERE e.objid IN (t.relid, (members -> d.objid::text ->> 'parent')::oid))
+        ORDER BY 1, 2, 3 NULLS FIRST
+    LOOP
+        CONTINUE WHEN NOT r.running;
+        BEGIN
+            PERFORM trailmark.record_truncate(r.schema_name, r.table_name, r.part,
+                CASE WHEN r.part IS NULL THEN 'table' ELSE 'partition' END || ' dropped by ' || TG_TAG);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'trailmark: %.% dropped: not recorded: %', r.schema_name, r.table_name, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+
 -- Event triggers need a superuser; without one, what the event trigger
 -- does is done by the next install (`status` says what waits for it).
 DO $$
@@ -1385,6 +1484,14 @@ BEGIN
             WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER PUBLICATION',
                          'DROP TRIGGER')
             EXECUTE FUNCTION trailmark.republish();
+        DROP EVENT TRIGGER IF EXISTS trailmark_before_drop;
+        CREATE EVENT TRIGGER trailmark_before_drop ON ddl_command_start
+            WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+            EXECUTE FUNCTION trailmark.remember_members();
+        DROP EVENT TRIGGER IF EXISTS trailmark_dropped;
+        CREATE EVENT TRIGGER trailmark_dropped ON sql_drop
+            WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+            EXECUTE FUNCTION trailmark.record_dropped();
     END IF;
 END
 $$;

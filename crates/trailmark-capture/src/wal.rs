@@ -1066,13 +1066,21 @@ impl Decoder {
         let message: Value = serde_json::from_slice(content).unwrap_or_default();
         let text = |k: &str| message[k].as_str().unwrap_or_default().to_owned();
         if truncate {
-            let partition =
-                RowImage::Columns(vec![("partition".into(), Value::String(text("partition")))]);
+            // The partition truncated, and for rows that left by DDL
+            // (capture version 15: a partition detached or dropped, the
+            // table dropped) the role and the reason (`switched_by`).
+            let old: Vec<(String, Value)> = ["partition", "reason", "role"]
+                .into_iter()
+                .filter_map(|k| {
+                    Some((k.to_owned(), Value::String(message[k].as_str()?.to_owned())))
+                })
+                .collect();
+            let old = (!old.is_empty()).then_some(RowImage::Columns(old));
             return vec![Change::new(
                 "truncate",
                 &text("schema"),
                 &text("table"),
-                Some(partition),
+                old,
                 None,
             )];
         }
@@ -1093,9 +1101,11 @@ impl Decoder {
 
 /// A change's old side, context and database role as trigger mode's
 /// outbox row has them. A pause or resume the event trigger recorded
-/// (capture switched by hand) carries the role that did it and why on its
-/// old side (`Decoder::message`): they become the role (the event's actor
-/// when the context names none) and the context's reason. Otherwise the
+/// (capture switched by hand), or a truncate it recorded (rows that left a
+/// covered table by DDL, capture version 15), carries the role that did it
+/// and why on its old side (`Decoder::message`): they become the role (the
+/// event's actor when the context names none) and the context's reason (a
+/// truncate keeps its partition there). Otherwise the
 /// transaction's context, and no role (WAL mode does not know it).
 fn switched_by(
     op: &str,
@@ -1105,7 +1115,8 @@ fn switched_by(
     let mut context = context.clone();
     let mut role = "unknown".to_owned();
     match (op, old) {
-        ("pause" | "resume", Some(RowImage::Columns(by))) => {
+        ("pause" | "resume" | "truncate", Some(RowImage::Columns(by))) => {
+            let mut kept = Vec::new();
             for (key, value) in by {
                 match (key.as_str(), value) {
                     ("role", Value::String(name)) => role = name,
@@ -1114,10 +1125,12 @@ fn switched_by(
                             context.insert("reason".into(), reason);
                         }
                     }
-                    _ => {}
+                    // A truncate's partition stays its old side.
+                    (_, value) => kept.push((key, value)),
                 }
             }
-            (None, context, role)
+            let kept = (op == "truncate" && !kept.is_empty()).then_some(RowImage::Columns(kept));
+            (kept, context, role)
         }
         (_, old) => (old, context, role),
     }

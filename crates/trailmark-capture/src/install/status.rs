@@ -402,11 +402,36 @@ pub(super) async fn drift(
             "{spec}: made since install in schema {schema}, which is covered whole (--all): its changes are not captured until install runs again"
         ));
     }
+    drift.extend(drops_unrecorded(client).await?);
     if let Some(line) = without_event_trigger(client, &excluding, &partitioned, wal).await? {
         // First: it says why the lines after it may come to be.
         drift.insert(0, line);
     }
     Ok(drift)
+}
+
+/// The event triggers that record rows leaving a covered table when a
+/// table is dropped (capture version 15: `trailmark_before_drop`,
+/// `trailmark_dropped`), when either is missing (an install by a role that
+/// is not a superuser) or disabled, as a line of drift.
+async fn drops_unrecorded(client: &impl GenericClient) -> Result<Option<String>, Error> {
+    let amiss: Option<String> = client
+        .query_one(
+            "SELECT string_agg(w.name || CASE WHEN e.evtname IS NULL THEN ' missing' ELSE ' disabled' END,
+                               ', ' ORDER BY w.name)
+             FROM unnest(ARRAY['trailmark_before_drop', 'trailmark_dropped']) w (name)
+             LEFT JOIN pg_event_trigger e ON e.evtname = w.name
+             WHERE e.evtname IS NULL OR e.evtenabled = 'D'",
+            &[],
+        )
+        .await
+        .map_err(pg("looking for the drop event triggers"))?
+        .get(0);
+    Ok(amiss.map(|amiss| {
+        format!(
+            "event triggers {amiss}: covered tables and their partitions dropped are not recorded (their rows leave no truncate in the trail) until install runs again; install once as a superuser keeps them current"
+        )
+    }))
 }
 
 /// WAL mode: the columns of a published table with excluded columns that

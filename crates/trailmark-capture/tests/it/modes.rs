@@ -1650,7 +1650,8 @@ async fn a_replica_identity_changed_since_install_is_named_by_status() {
 /// not be kept (an excluded column in it): a warning, and `status` names
 /// the table. Without the event trigger (an install by a role that is not a
 /// superuser) `status` names it in the words of the mode, and install
-/// again covers it.
+/// again covers it. Each drop is a truncate (capture version 15); the rows
+/// a rebuild copied in before the rename are not creates.
 #[tokio::test]
 async fn a_covered_table_dropped_and_made_again_is_covered_again_with_its_options() {
     let table = "CREATE TABLE public.customer (id int PRIMARY KEY, name text, password text)";
@@ -1743,8 +1744,12 @@ async fn a_covered_table_dropped_and_made_again_is_covered_again_with_its_option
     assert_eq!(
         steps(&results[1]),
         [
+            // Each drop (capture version 15).
+            r#""truncate" "Customer" null null"#,
             r#""create" "Customer" "1" "made""#,
+            r#""truncate" "Customer" null null"#,
             r#""update" "Customer" "1" "rebuilt""#,
+            r#""truncate" "Customer" null null"#,
             r#""update" "Customer" "3" "again""#,
         ]
     );
@@ -2860,10 +2865,98 @@ async fn a_truncate_of_a_partition_is_captured_once_naming_it_in_both_modes() {
     }
 }
 
+/// Rows that leave a covered table by DDL are on the record in both modes
+/// (capture version 15), each a truncate in the transaction that removed
+/// them, with the role that did it and the command as the reason: a
+/// partition detached, a partition dropped (with the one below it: one
+/// record, naming it), the covered table dropped (with its partitions: one
+/// record), also by `DROP SCHEMA ... CASCADE`. A drop rolled back records
+/// nothing; a partition detached before it is dropped is no longer the
+/// table's. Before, the trail did not show that these rows were gone.
+#[tokio::test]
+async fn rows_that_leave_a_covered_table_by_ddl_are_recorded_in_both_modes() {
+    // Each its own transaction (one query string of several is one).
+    let writes = [
+        "ALTER TABLE orders DETACH PARTITION orders_2027",
+        "DROP TABLE orders_2027",
+        "DROP TABLE orders_2026",
+        "BEGIN; DROP TABLE customer; ROLLBACK",
+        "DROP TABLE customer",
+        "DROP SCHEMA shop CASCADE",
+        "DROP TABLE orders",
+    ];
+    for mode in MODES {
+        let mut db = TestDb::logical().await;
+        db.client
+            .batch_execute(&format!(
+                "{ORDERS_DEEP}; {CUSTOMER}; CREATE SCHEMA shop; CREATE TABLE shop.item (id int PRIMARY KEY)"
+            ))
+            .await
+            .unwrap();
+        let item = TableSpec::parse("shop.item").unwrap();
+        install(
+            &mut db.client,
+            &[orders_excluding_card(), customer(), item],
+            Some(mode),
+        )
+        .await
+        .unwrap();
+        for write in writes {
+            db.client.batch_execute(write).await.unwrap();
+        }
+        let role = db.session_user().await;
+        let events: Vec<String> = crate::drained_once(&db, 100)
+            .await
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {} {}{}",
+                    e["action"].as_str().unwrap(),
+                    e["resource"]["type"].as_str().unwrap(),
+                    e["actor"]["id"].as_str().unwrap().replace(&role, "ROLE"),
+                    e["reason"],
+                    e["metadata"]["partition"]
+                        .as_str()
+                        .map(|p| format!(" {p}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        assert_eq!(
+            events,
+            [
+                r#"truncate public.orders ROLE "partition detached by ALTER TABLE ... DETACH PARTITION" public.orders_2027"#,
+                r#"truncate public.orders ROLE "partition dropped by DROP TABLE" public.orders_2026"#,
+                r#"truncate public.customer ROLE "table dropped by DROP TABLE""#,
+                r#"truncate shop.item ROLE "table dropped by DROP SCHEMA""#,
+                r#"truncate public.orders ROLE "table dropped by DROP TABLE""#,
+            ],
+            "{mode:?}"
+        );
+        // Without its event triggers (an install by a role that is not a
+        // superuser), status says what goes unrecorded.
+        db.client
+            .batch_execute("ALTER EVENT TRIGGER trailmark_before_drop DISABLE; DROP EVENT TRIGGER trailmark_dropped")
+            .await
+            .unwrap();
+        assert_eq!(
+            drift(&db).await,
+            [
+                "public.customer: the table no longer exists",
+                "public.orders: the table no longer exists",
+                "shop.item: the table no longer exists",
+                "event triggers trailmark_before_drop disabled, trailmark_dropped missing: covered tables and their partitions dropped are not recorded (their rows leave no truncate in the trail) until install runs again; install once as a superuser keeps them current"
+            ],
+            "{mode:?}"
+        );
+    }
+}
+
 /// A partition made (`CREATE TABLE ... PARTITION OF`) or attached after
 /// install gets the table's capture at once, in the same transaction, in
 /// both modes; one detached loses it: its writes are its own again, not the
-/// table's, and it is not listed as covered.
+/// table's, and it is not listed as covered (the detach itself is recorded,
+/// capture version 15: `rows_that_leave_a_covered_table_by_ddl_are_recorded_in_both_modes`).
 #[tokio::test]
 async fn partitions_made_attached_and_detached_after_install_are_followed_in_both_modes() {
     let writes = "CREATE TABLE public.orders_2028 PARTITION OF public.orders
@@ -2882,6 +2975,8 @@ async fn partitions_made_attached_and_detached_after_install_are_followed_in_bot
         assert_eq!(
             steps(&events),
             [
+                // The detach: its rows left the table (capture version 15).
+                "truncate public.orders null partition public.orders_2027",
                 r#"create public.orders "[3,\"2028-05-05\"]""#,
                 r#"create public.orders "[4,\"2029-05-05\"]""#,
                 "truncate public.orders null partition public.orders_2029",
@@ -2916,8 +3011,9 @@ async fn partitions_made_attached_and_detached_after_install_are_followed_in_bot
             "{mode:?}: the detached table keeps no capture trigger"
         );
         // Uninstalled, no capture trigger is left on the table or any
-        // partition (they go with the functions they call).
-        uninstall(&mut db.client, false).await.unwrap();
+        // partition (they go with the functions they call). (The detach's
+        // record, undrained, goes with it.)
+        uninstall(&mut db.client, true).await.unwrap();
         let triggers = db
             .count("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'trailmark\\_%'")
             .await;
