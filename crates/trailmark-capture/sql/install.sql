@@ -614,8 +614,11 @@ BEGIN
         FOREACH op IN ARRAY trailmark.member_triggers(m, target) LOOP
             CONTINUE WHEN EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = m AND g.tgname = op);
             EXECUTE format(CASE op
+                -- (Its WHEN spares a replica session that is not a worker
+                -- a call a row once the session knows: trailmark.in_replication_worker.)
                 WHEN 'trailmark_replica' THEN 'CREATE TRIGGER trailmark_replica AFTER INSERT OR UPDATE OR DELETE ON %1$s
-                    FOR EACH ROW EXECUTE FUNCTION %2$s()'
+                    FOR EACH ROW WHEN (pg_catalog.current_setting(''trailmark.replication_worker'', true)
+                                       IS DISTINCT FROM ''false'') EXECUTE FUNCTION %2$s()'
                 WHEN 'trailmark_insert' THEN 'CREATE TRIGGER trailmark_insert AFTER INSERT ON %1$s
                     REFERENCING NEW TABLE AS trailmark_new FOR EACH STATEMENT EXECUTE FUNCTION %2$s()'
                 WHEN 'trailmark_update' THEN 'CREATE TRIGGER trailmark_update AFTER UPDATE ON %1$s
@@ -713,9 +716,9 @@ BEGIN
     EXECUTE format($fn$CREATE OR REPLACE FUNCTION trailmark.%1$I() RETURNS trigger LANGUAGE plpgsql
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $trailmark$
 DECLARE
-    trailmark_excluded text[] := %2$s;
-    trailmark_stmt integer := coalesce(nullif(current_setting('trailmark.stmt', true), ''), '0')::integer + 1;
-    trailmark_ctx jsonb := trailmark.context();
+    trailmark_excluded text[];
+    trailmark_stmt integer;
+    trailmark_ctx jsonb;
     trailmark_matched bigint;
     trailmark_total bigint;
     trailmark_schema text := TG_TABLE_SCHEMA;
@@ -726,15 +729,27 @@ BEGIN
         -- logical replication worker's rows are captured here, one by one
         -- (it fires no statement-level INSERT, UPDATE or DELETE trigger
         -- when it applies a change); any other such session's rows are
-        -- captured by the statement-level triggers (enabled ALWAYS).
-        IF NOT trailmark.in_replication_worker() THEN
-            RETURN NULL;
-        END IF;
+        -- captured by the statement-level triggers (enabled ALWAYS). Asked
+        -- before anything else is read: such a session's first statement
+        -- calls this for each of its rows.
+        CASE current_setting('trailmark.replication_worker', true)
+            WHEN 'false' THEN
+                RETURN NULL;
+            WHEN 'true' THEN
+                NULL;
+            ELSE
+                IF NOT trailmark.in_replication_worker() THEN
+                    RETURN NULL;
+                END IF;
+        END CASE;
     ELSIF current_setting('session_replication_role') = 'replica' AND trailmark.in_replication_worker() THEN
         -- A worker's table copy fires these too: its rows are captured
         -- by trailmark_replica, once.
         RETURN NULL;
     END IF;
+    trailmark_excluded := %2$s;
+    trailmark_stmt := coalesce(nullif(current_setting('trailmark.stmt', true), ''), '0')::integer + 1;
+    trailmark_ctx := trailmark.context();
     IF TG_RELID <> %5$s THEN
         -- A statement naming one of the table's partitions: its rows are
         -- the table's, under the name the table has now. A table detached
