@@ -66,6 +66,10 @@ ALTER TABLE trailmark.outbox ADD CONSTRAINT outbox_op_check
 -- whose value names its records (`resource.name`).
 INSERT INTO trailmark.meta (key, value) VALUES ('mode', 'trigger') ON CONFLICT (key) DO NOTHING;
 ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS replica_identity text;
+-- Version 15: each partition of the table at any depth, by oid, with its
+-- parent's (a jsonb object), as trailmark.follow_partitions last saw them:
+-- what trailmark.record_dropped knows a dropped partition by.
+ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS members jsonb;
 -- Version 14: whether capture is in WAL mode (trailmark.meta's 'mode'). The
 -- one reading of it for the functions below.
 CREATE OR REPLACE FUNCTION trailmark.wal_mode() RETURNS boolean
@@ -599,7 +603,8 @@ $$;
 -- that have them are left alone (no lock on them but the command's own).
 -- New triggers are enabled as trailmark.enabled_as says, or, trigger mode
 -- and the table paused, disabled. The one rule for attach_capture and the
--- event trigger.
+-- event trigger. Version 15: and records the partitions in
+-- trailmark.tables.members.
 CREATE OR REPLACE FUNCTION trailmark.follow_partitions(target oid) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
 DECLARE
@@ -631,6 +636,13 @@ BEGIN
         END LOOP;
         PERFORM trailmark.enable_triggers(m, enabled);
     END LOOP;
+    -- Version 15: the partitions as they are now (trailmark.record_dropped).
+    UPDATE trailmark.tables SET members = (
+        SELECT coalesce(jsonb_object_agg(p.relid::oid::text, p.parentrelid::oid::text), '{}')
+        FROM pg_partition_tree(target) p WHERE p.level > 0)
+    WHERE relid = target AND members IS DISTINCT FROM (
+        SELECT coalesce(jsonb_object_agg(p.relid::oid::text, p.parentrelid::oid::text), '{}')
+        FROM pg_partition_tree(target) p WHERE p.level > 0);
 END
 $$;
 REVOKE ALL ON FUNCTION trailmark.follow_partitions(oid) FROM PUBLIC;
@@ -1433,34 +1445,19 @@ $$;
 -- the dropping transaction, with the role that did it and the command as
 -- the reason, unless capture of the table is paused. Before, a dropped
 -- table's rows left without a trace in the trail. When the drop is seen
--- (sql_drop) a dropped partition's place is gone from the catalog, so a
--- command that may drop one first remembers, for the rest of the
--- transaction, each partition's covered table and parent
--- (trailmark.remember_members, at ddl_command_start); a partition dropped
--- with its parent, or with the covered table, is the parent's or the
--- table's drop, recorded once.
-CREATE OR REPLACE FUNCTION trailmark.remember_members() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM set_config('trailmark.members', coalesce((
-        SELECT jsonb_object_agg(p.relid::oid::text, jsonb_build_object(
-                   'covered', t.relid::text, 'parent', p.parentrelid::oid::text))
-        FROM trailmark.tables t
-        JOIN pg_class c ON c.oid = t.relid AND c.relkind = 'p'
-        CROSS JOIN LATERAL pg_partition_tree(t.relid) p
-        WHERE p.level > 0), '{}')::text, true);
-EXCEPTION WHEN OTHERS THEN
-    RAISE WARNING 'trailmark: the partitions of covered tables were not remembered before a drop: % (a partition it drops is not recorded)', SQLERRM;
-END
-$$;
-
+-- (sql_drop) a dropped partition's place is gone from the catalog: it is
+-- found in trailmark.tables.members (follow_partitions keeps it); a
+-- partition dropped with its parent, or with the covered table, is the
+-- parent's or the table's drop, recorded once. A command that drops no
+-- permanent table (a temporary one) is left at once.
 CREATE OR REPLACE FUNCTION trailmark.record_dropped() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    members jsonb := coalesce(nullif(current_setting('trailmark.members', true), ''), '{}')::jsonb;
     r record;
 BEGIN
-    IF current_setting('trailmark.republishing', true) = 'on' THEN
+    IF current_setting('trailmark.republishing', true) = 'on'
+       OR NOT EXISTS (SELECT FROM pg_event_trigger_dropped_objects() d
+                      WHERE d.object_type = 'table' AND NOT d.is_temporary) THEN
         RETURN;
     END IF;
     FOR r IN
@@ -1472,10 +1469,10 @@ BEGIN
         FROM dropped d JOIN trailmark.tables t ON t.relid = d.objid
         UNION ALL
         SELECT t.schema_name, t.table_name, d.schema_name || '.' || d.object_name, t.paused_at IS NULL
-        FROM dropped d
-        JOIN trailmark.tables t ON t.relid = (members -> d.objid::text ->> 'covered')::oid
-        WHERE NOT EXISTS (SELECT FROM dropped e
-                          WHERE e.objid IN (t.relid, (members -> d.objid::text ->> 'parent')::oid))
+        FROM trailmark.tables t
+        CROSS JOIN LATERAL jsonb_each_text(coalesce(t.members, '{}')) m (member, parent)
+        JOIN dropped d ON d.objid = m.member::oid
+        WHERE NOT EXISTS (SELECT FROM dropped e WHERE e.objid IN (t.relid, m.parent::oid))
         ORDER BY 1, 2, 3 NULLS FIRST
     LOOP
         CONTINUE WHEN NOT r.running;
@@ -1486,6 +1483,13 @@ BEGIN
             RAISE WARNING 'trailmark: %.% dropped: not recorded: %', r.schema_name, r.table_name, SQLERRM;
         END;
     END LOOP;
+    -- Forgotten, so that a table made later under a dropped one's oid is
+    -- never taken for a partition.
+    UPDATE trailmark.tables t
+    SET members = t.members - ARRAY(SELECT d.objid::text FROM pg_event_trigger_dropped_objects() d
+                                    WHERE d.object_type = 'table')
+    WHERE t.members ?| ARRAY(SELECT d.objid::text FROM pg_event_trigger_dropped_objects() d
+                             WHERE d.object_type = 'table');
 END
 $$;
 
@@ -1499,10 +1503,6 @@ BEGIN
             WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER PUBLICATION',
                          'DROP TRIGGER')
             EXECUTE FUNCTION trailmark.republish();
-        DROP EVENT TRIGGER IF EXISTS trailmark_before_drop;
-        CREATE EVENT TRIGGER trailmark_before_drop ON ddl_command_start
-            WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
-            EXECUTE FUNCTION trailmark.remember_members();
         DROP EVENT TRIGGER IF EXISTS trailmark_dropped;
         CREATE EVENT TRIGGER trailmark_dropped ON sql_drop
             WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
