@@ -1455,9 +1455,22 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
 BEGIN
-    IF current_setting('trailmark.republishing', true) = 'on'
-       OR NOT EXISTS (SELECT FROM pg_event_trigger_dropped_objects() d
-                      WHERE d.object_type = 'table' AND NOT d.is_temporary) THEN
+    IF current_setting('trailmark.republishing', true) = 'on' THEN
+        RETURN; -- capture's own (uninstall, a switch to trigger mode)
+    END IF;
+    -- WAL mode: publication trailmark dropped by hand (DROP PUBLICATION,
+    -- DROP OWNED) would stop capture of every covered table, with no record
+    -- in the trail and a slot that can no longer decode what follows: the
+    -- command is refused (SQLSTATE TMX02).
+    IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() d
+               WHERE d.object_type = 'publication' AND d.object_identity = 'trailmark')
+       AND trailmark.wal_mode() THEN
+        RAISE EXCEPTION 'trailmark: publication trailmark is how capture reads the changes of the covered tables (WAL mode): dropped, their changes would go uncaptured with no record'
+            USING ERRCODE = 'TMX02',
+                  HINT = 'to stop capture on the record use trailmark capture pg pause; to remove capture, trailmark capture pg uninstall';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_event_trigger_dropped_objects() d
+                   WHERE d.object_type = 'table' AND NOT d.is_temporary) THEN
         RETURN;
     END IF;
     FOR r IN
@@ -1505,7 +1518,7 @@ BEGIN
             EXECUTE FUNCTION trailmark.republish();
         DROP EVENT TRIGGER IF EXISTS trailmark_dropped;
         CREATE EVENT TRIGGER trailmark_dropped ON sql_drop
-            WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+            WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED', 'DROP PUBLICATION')
             EXECUTE FUNCTION trailmark.record_dropped();
     END IF;
 END

@@ -147,12 +147,7 @@ pub async fn install(
             let _ = wal::drop_slot(&*client).await;
         }
         if made_publication {
-            let _ = client
-                .batch_execute(&format!(
-                    "DROP PUBLICATION IF EXISTS {}",
-                    ident(wal::PUBLICATION)
-                ))
-                .await;
+            let _ = client.batch_execute(&wal::drop_publication()).await;
         }
     }
     let (installed, refreshed, previous_version, warnings) = installed?;
@@ -457,12 +452,9 @@ async fn finish(
     match mode {
         Mode::Wal => wal::publish(&tx, installed).await?,
         Mode::Trigger => {
-            tx.batch_execute(&format!(
-                "DROP PUBLICATION IF EXISTS {}",
-                crate::table::ident(wal::PUBLICATION)
-            ))
-            .await
-            .map_err(pg("dropping the publication"))?;
+            tx.batch_execute(&wal::drop_publication())
+                .await
+                .map_err(pg("dropping the publication"))?;
         }
     }
     tx.batch_execute(&set_context_sql(mode == Mode::Wal))
@@ -561,10 +553,10 @@ pub async fn uninstall(client: &mut Client, drop_pending: bool) -> Result<Uninst
             tables.push(table);
         }
     }
-    tx.batch_execute(&format!(
+    tx.batch_execute(&wal::own_ddl(&format!(
         "DROP PUBLICATION IF EXISTS {}; DROP SCHEMA IF EXISTS trailmark CASCADE",
         ident(wal::PUBLICATION)
-    ))
+    )))
     .await
     .map_err(pg("dropping schema trailmark"))?;
     tx.commit().await.map_err(pg("committing the uninstall"))?;

@@ -214,12 +214,9 @@ pub(super) async fn publish(
     };
     // Capture's own change: the event trigger stays out (as for
     // `ensure_publication`).
-    tx.batch_execute(&format!(
-        "SELECT set_config('{OWN_DDL}', 'on', true); {sql};
-         SELECT set_config('{OWN_DDL}', '', true)"
-    ))
-    .await
-    .map_err(pg("setting the tables of the publication"))?;
+    tx.batch_execute(&own_ddl(&sql))
+        .await
+        .map_err(pg("setting the tables of the publication"))?;
     Ok(())
 }
 
@@ -299,6 +296,24 @@ pub const SWITCH_PREFIX: &str = "trailmark.switch";
 /// to `on` for the transaction around it (`trailmark.own_ddl` in
 /// sql/install.sql sets and the event trigger reads the same).
 pub(super) const OWN_DDL: &str = "trailmark.republishing";
+
+/// `sql` run as capture's own DDL (`OWN_DDL` set around it, in the
+/// transaction it runs in): the event triggers stay out of it.
+pub(super) fn own_ddl(sql: &str) -> String {
+    format!(
+        "SELECT set_config('{OWN_DDL}', 'on', true); {sql};
+         SELECT set_config('{OWN_DDL}', '', true)"
+    )
+}
+
+/// Drops publication `trailmark`, if it exists, as capture's own DDL
+/// (the event trigger refuses a drop by hand in WAL mode).
+pub(super) fn drop_publication() -> String {
+    own_ddl(&format!(
+        "DROP PUBLICATION IF EXISTS {}",
+        ident(PUBLICATION)
+    ))
+}
 
 /// The prefix of the transactional logical message that records, in WAL
 /// mode, a TRUNCATE of one partition of a covered partitioned table

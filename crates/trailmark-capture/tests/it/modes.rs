@@ -2952,6 +2952,53 @@ async fn rows_that_leave_a_covered_table_by_ddl_are_recorded_in_both_modes() {
     }
 }
 
+/// WAL mode: publication `trailmark` dropped by hand would stop capture of
+/// every covered table with no record (and leave the slot unable to
+/// decode what follows): the event trigger refuses the command, naming what
+/// to do instead (capture version 15). Uninstall, and a switch to trigger
+/// mode, drop it as capture's own.
+#[tokio::test]
+async fn the_publication_dropped_by_hand_is_refused_in_wal_mode() {
+    let mut db = installed(Mode::Wal, CUSTOMER, &[customer()]).await;
+    let refused = db
+        .client
+        .batch_execute("DROP PUBLICATION trailmark")
+        .await
+        .unwrap_err();
+    let refused = refused.as_db_error().unwrap();
+    assert_eq!(refused.code().code(), "TMX02");
+    assert!(
+        refused
+            .message()
+            .contains("publication trailmark is how capture reads")
+            && refused
+                .hint()
+                .is_some_and(|h| h.contains("trailmark capture pg pause")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_publication WHERE pubname = 'trailmark'")
+            .await,
+        1
+    );
+    // A switch to trigger mode drops it, as capture's own.
+    install(&mut db.client, &[], Some(Mode::Trigger))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_publication WHERE pubname = 'trailmark'")
+            .await,
+        0
+    );
+    install(&mut db.client, &[], Some(Mode::Wal)).await.unwrap();
+    uninstall(&mut db.client, false).await.unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_publication WHERE pubname = 'trailmark'")
+            .await,
+        0
+    );
+}
+
 /// A partition made (`CREATE TABLE ... PARTITION OF`) or attached after
 /// install gets the table's capture at once, in the same transaction, in
 /// both modes; one detached loses it: its writes are its own again, not the
