@@ -39,15 +39,7 @@ async fn without_event_trigger(
     partitioned: &[String],
     wal: bool,
 ) -> Result<Option<String>, Error> {
-    let enabled: Option<bool> = client
-        .query_opt(
-            "SELECT evtenabled <> 'D' FROM pg_event_trigger WHERE evtname = 'trailmark_republish'",
-            &[],
-        )
-        .await
-        .map_err(pg("looking for the event trigger"))?
-        .map(|row| row.get(0));
-    let state = match enabled {
+    let state = match event_trigger_enabled(client, "trailmark_republish").await? {
         Some(true) => return Ok(None),
         Some(false) => "disabled",
         None => "missing (as after an install by a role that is not a superuser)",
@@ -410,20 +402,28 @@ pub(super) async fn drift(
     Ok(drift)
 }
 
+/// Whether capture's event trigger `name` is enabled; `None` when it is
+/// missing.
+async fn event_trigger_enabled(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<bool>, Error> {
+    Ok(client
+        .query_opt(
+            "SELECT evtenabled <> 'D' FROM pg_event_trigger WHERE evtname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(pg(format!("looking for the event trigger {name}")))?
+        .map(|row| row.get(0)))
+}
+
 /// The event trigger that records rows leaving a covered table when a
 /// table is dropped (capture version 15: `trailmark_dropped`), when it is
 /// missing (an install by a role that is not a superuser) or disabled, as a
 /// line of drift.
 async fn drops_unrecorded(client: &impl GenericClient) -> Result<Option<String>, Error> {
-    let enabled: Option<bool> = client
-        .query_opt(
-            "SELECT evtenabled <> 'D' FROM pg_event_trigger WHERE evtname = 'trailmark_dropped'",
-            &[],
-        )
-        .await
-        .map_err(pg("looking for the drop event trigger"))?
-        .map(|row| row.get(0));
-    let state = match enabled {
+    let state = match event_trigger_enabled(client, "trailmark_dropped").await? {
         Some(true) => return Ok(None),
         Some(false) => "disabled",
         None => "missing",
