@@ -2941,35 +2941,44 @@ async fn rows_that_leave_a_covered_table_by_ddl_are_recorded_in_both_modes() {
     }
 }
 
-/// WAL mode: publication `trailmark` dropped by hand would stop capture of
-/// every covered table with no record (and leave the slot unable to
-/// decode what follows): the event trigger refuses the command, naming what
+/// WAL mode: publication `trailmark` dropped by hand (`DROP PUBLICATION`, or
+/// `DROP OWNED` by its owner) would stop capture of every covered table
+/// with no record (and leave the slot unable to decode what follows): the
+/// event trigger refuses the command, naming what
 /// to do instead (capture version 15). Uninstall, and a switch to trigger
 /// mode, drop it as capture's own.
 #[tokio::test]
 async fn the_publication_dropped_by_hand_is_refused_in_wal_mode() {
     let mut db = installed(Mode::Wal, CUSTOMER, &[customer()]).await;
-    let refused = db
-        .client
-        .batch_execute("DROP PUBLICATION trailmark")
+    // Its owner's objects dropped whole: a role of the test's own.
+    let (owner, _) = db.role("").await;
+    db.client
+        .batch_execute(&format!("GRANT CREATE ON DATABASE {0} TO {owner}", db.name))
         .await
-        .unwrap_err();
-    let refused = refused.as_db_error().unwrap();
-    assert_eq!(refused.code().code(), "TMX02");
-    assert!(
-        refused
-            .message()
-            .contains("publication trailmark is how capture reads")
-            && refused
-                .hint()
-                .is_some_and(|h| h.contains("trailmark capture pg pause")),
-        "{refused:?}"
-    );
-    assert_eq!(
-        db.count("SELECT count(*) FROM pg_publication WHERE pubname = 'trailmark'")
-            .await,
-        1
-    );
+        .unwrap();
+    for drop in [
+        "DROP PUBLICATION trailmark".to_owned(),
+        format!("ALTER PUBLICATION trailmark OWNER TO {owner}; DROP OWNED BY {owner}"),
+    ] {
+        let refused = db.client.batch_execute(&drop).await.unwrap_err();
+        let refused = refused.as_db_error().unwrap();
+        assert_eq!(refused.code().code(), "TMX02", "{drop}");
+        assert!(
+            refused
+                .message()
+                .contains("publication trailmark is how capture reads")
+                && refused
+                    .hint()
+                    .is_some_and(|h| h.contains("trailmark capture pg pause")),
+            "{drop}: {refused:?}"
+        );
+        assert_eq!(
+            db.count("SELECT count(*) FROM pg_publication WHERE pubname = 'trailmark'")
+                .await,
+            1,
+            "{drop}"
+        );
+    }
     // A switch to trigger mode drops it, as capture's own.
     install(&mut db.client, &[], Some(Mode::Trigger))
         .await
