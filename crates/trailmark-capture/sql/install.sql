@@ -351,6 +351,46 @@ END
 $$;
 REVOKE ALL ON FUNCTION trailmark.record_truncate(text, text, text, text) FROM PUBLIC;
 
+-- Version 15: rows that enter a covered table with a partition attached
+-- (ALTER TABLE ... ATTACH PARTITION of a table that holds rows): each a
+-- create of the covered table, in the attaching transaction, without the
+-- columns capture leaves out (trailmark.excluded_expression), with the
+-- command as the reason and the role that did it. Trigger mode: outbox
+-- rows, one statement; WAL mode: a transactional logical message a row
+-- (prefix trailmark.create; PostgreSQL's logical decoding sends no change
+-- for an attach). Called by the event trigger for each partition holding
+-- rows that was not the table's before (trailmark.tables.members).
+CREATE OR REPLACE FUNCTION trailmark.record_attached(target oid, part oid) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t record;
+    excluded text[];
+    reason text;
+    r jsonb;
+    written pg_lsn;
+BEGIN
+    SELECT * INTO STRICT t FROM trailmark.tables WHERE relid = target;
+    EXECUTE 'SELECT ' || trailmark.excluded_expression(target) INTO excluded;
+    SELECT format('attached with partition %s.%s by ALTER TABLE ... ATTACH PARTITION', n.nspname, c.relname)
+    INTO STRICT reason
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = part;
+    IF trailmark.wal_mode() THEN
+        FOR r IN EXECUTE format('SELECT to_jsonb(p.*) FROM %s p', part::regclass) LOOP
+            written := pg_logical_emit_message(true, 'trailmark.create', jsonb_build_object(
+                'schema', t.schema_name, 'table', t.table_name, 'row', r - excluded, 'reason', reason,
+                'role', coalesce(nullif(current_setting('role'), 'none'), session_user))::text);
+        END LOOP;
+        RETURN;
+    END IF;
+    EXECUTE format('INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, new_row, context)
+                    SELECT txid_current(), $1, ''insert'', $2, $3, to_jsonb(p.*) - $4, $5 FROM %s p', part::regclass)
+    USING trailmark.next_statement(), t.schema_name, t.table_name, excluded,
+          trailmark.context() || jsonb_build_object('reason', reason);
+    PERFORM pg_notify('trailmark_outbox', '');
+END
+$$;
+REVOKE ALL ON FUNCTION trailmark.record_attached(oid, oid) FROM PUBLIC;
+
 -- The TRUNCATE trigger of every covered table in trigger mode, and of each
 -- member of a covered partitioned table in WAL mode. Its argument is the
 -- covered table's oid (version 14; triggers made before have none, and sit
@@ -647,6 +687,23 @@ END
 $$;
 REVOKE ALL ON FUNCTION trailmark.follow_partitions(oid) FROM PUBLIC;
 
+-- Version 15: the SQL expression (text[]) naming the columns capture
+-- leaves out of a covered table's rows: its excluded and stored generated
+-- columns by the table's numbers, turned into names as it is evaluated,
+-- and the names they were excluded under. Written into each capture
+-- function (below), and evaluated for rows that enter the table by
+-- ATTACH PARTITION (trailmark.record_attached): the one rule.
+CREATE OR REPLACE FUNCTION trailmark.excluded_expression(target oid) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN cardinality(t.exclude_attnums || trailmark.generated_attnums($1)) = 0 THEN '''{}''::text[]'
+                ELSE format('ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = %s AND attnum = ANY (%L::int2[]))',
+                            $1, (t.exclude_attnums || trailmark.generated_attnums($1))::text) END
+        || CASE WHEN cardinality(t.exclude) > 0
+                THEN ' || ARRAY[' || (SELECT string_agg(quote_literal(n), ', ') FROM unnest(t.exclude) n) || ']::text[]'
+                ELSE '' END
+    FROM trailmark.tables t WHERE t.relid = $1
+$$;
+
 -- Version 13 (trigger mode): makes a covered table's capture function
 -- (trailmark.capture_<table oid>) from its options in trailmark.tables
 -- and records the generated columns it leaves out. Made here, not by the
@@ -687,21 +744,12 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages =
 DECLARE
     t record;
     generated smallint[] := trailmark.generated_attnums(target);
-    left_out smallint[];
-    excluded text;
+    excluded text := trailmark.excluded_expression(target);
     join_on text;
     by_key text := '';
     cols text := 'txid, stmt, op, schema_name, table_name, old_row, new_row, context';
 BEGIN
     SELECT * INTO STRICT t FROM trailmark.tables WHERE relid = target;
-    left_out := t.exclude_attnums || generated;
-    excluded := CASE WHEN cardinality(left_out) = 0 THEN '''{}''::text[]'
-        ELSE format('ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = %s AND attnum = ANY (%L::int2[]))',
-                    target, left_out::text) END;
-    IF cardinality(t.exclude) > 0 THEN
-        excluded := excluded || ' || ARRAY['
-            || (SELECT string_agg(quote_literal(n), ', ') FROM unnest(t.exclude) n) || ']::text[]';
-    END IF;
     IF cardinality(t.key_columns) > 0 THEN
         join_on := (SELECT string_agg(format('trailmark_o.%1$I = trailmark_n.%1$I', c), ' AND ')
                     FROM unnest(t.key_columns) c);
@@ -1392,7 +1440,8 @@ BEGIN
         -- left the table), with the role that did it, unless capture of
         -- the table is paused.
         FOR r IN
-            SELECT DISTINCT t.schema_name, t.table_name, t.relid, t.paused_at IS NULL AS running
+            SELECT DISTINCT t.schema_name, t.table_name, t.relid, t.paused_at IS NULL AS running,
+                   t.members
             FROM unnest(objs) d (objid)
             CROSS JOIN LATERAL pg_partition_ancestors(d.objid) a
             JOIN trailmark.tables t ON t.relid = a.relid
@@ -1403,6 +1452,13 @@ BEGIN
                 FROM trailmark.detached_members(r.relid) d
                 JOIN pg_class c ON c.oid = d JOIN pg_namespace n ON n.oid = c.relnamespace
                 WHERE r.running;
+                -- Version 15: and the rows of a partition attached (one
+                -- made by CREATE TABLE ... PARTITION OF holds none).
+                PERFORM trailmark.record_attached(r.relid, m)
+                FROM trailmark.capture_members(r.relid) m
+                JOIN pg_class c ON c.oid = m
+                WHERE r.running AND r.members IS NOT NULL AND m <> r.relid AND c.relkind = 'r'
+                  AND NOT r.members ? m::text;
                 PERFORM trailmark.follow_partitions(r.relid);
             EXCEPTION WHEN OTHERS THEN
                 RAISE WARNING 'trailmark: the capture triggers of the partitions of %.% were not made: % (run trailmark capture pg install)',

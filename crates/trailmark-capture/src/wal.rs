@@ -1060,11 +1060,30 @@ impl Decoder {
             return Vec::new();
         }
         let truncate = prefix == crate::install::TRUNCATE_PREFIX;
-        if !truncate && prefix != crate::install::SWITCH_PREFIX {
+        let create = prefix == crate::install::CREATE_PREFIX;
+        if !truncate && !create && prefix != crate::install::SWITCH_PREFIX {
             return Vec::new();
         }
         let message: Value = serde_json::from_slice(content).unwrap_or_default();
         let text = |k: &str| message[k].as_str().unwrap_or_default().to_owned();
+        if create {
+            // A row that entered the table with a partition attached
+            // (capture version 15): the row as trigger mode's outbox holds
+            // it, the role and the reason on its old side (`switched_by`).
+            let by: Vec<(String, Value)> = ["reason", "role"]
+                .into_iter()
+                .filter_map(|k| {
+                    Some((k.to_owned(), Value::String(message[k].as_str()?.to_owned())))
+                })
+                .collect();
+            return vec![Change::new(
+                "insert",
+                &text("schema"),
+                &text("table"),
+                Some(RowImage::Columns(by)),
+                Some(RowImage::Json(message["row"].to_string())),
+            )];
+        }
         if truncate {
             // The partition truncated, and for rows that left by DDL
             // (capture version 15: a partition detached or dropped, the
@@ -1115,7 +1134,9 @@ fn switched_by(
     let mut context = context.clone();
     let mut role = "unknown".to_owned();
     match (op, old) {
-        ("pause" | "resume" | "truncate", Some(RowImage::Columns(by))) => {
+        // (An insert has an old side only when it is a row that entered
+        // with a partition attached: `Decoder::message`.)
+        ("pause" | "resume" | "truncate" | "insert", Some(RowImage::Columns(by))) => {
             let mut kept = Vec::new();
             for (key, value) in by {
                 match (key.as_str(), value) {

@@ -96,7 +96,11 @@ mod tests {
     /// their own), and the setting install sets the one the SQL reads.
     #[test]
     fn the_message_prefixes_are_the_ones_install_sql_writes() {
-        for prefix in [super::super::TRUNCATE_PREFIX, super::super::SWITCH_PREFIX] {
+        for prefix in [
+            super::super::TRUNCATE_PREFIX,
+            super::super::SWITCH_PREFIX,
+            super::super::CREATE_PREFIX,
+        ] {
             let written = format!("pg_logical_emit_message(true, '{prefix}'");
             assert!(super::super::INSTALL_SQL.contains(&written), "{written}");
         }

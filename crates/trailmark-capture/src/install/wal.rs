@@ -316,9 +316,16 @@ pub(super) fn drop_publication() -> String {
 }
 
 /// The prefix of the transactional logical message that records, in WAL
-/// mode, a TRUNCATE of one partition of a covered partitioned table
-/// (written by `trailmark.capture_truncate`, which names it too).
+/// mode, a TRUNCATE of one partition of a covered partitioned table, or
+/// (capture version 15) rows that left a covered table by DDL (written by
+/// `trailmark.record_truncate`, which names it too).
 pub const TRUNCATE_PREFIX: &str = "trailmark.truncate";
+
+/// The prefix of the transactional logical message that records, in WAL
+/// mode, one row that entered a covered table with a partition attached
+/// (capture version 15; `{"schema", "table", "row", "reason", "role"}`,
+/// written by `trailmark.record_attached`).
+pub const CREATE_PREFIX: &str = "trailmark.create";
 
 /// Creates the publication, empty, unless it exists: in a transaction of
 /// its own, committed before the slot is created, so every change the slot

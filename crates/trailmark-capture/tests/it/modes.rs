@@ -2941,6 +2941,73 @@ async fn rows_that_leave_a_covered_table_by_ddl_are_recorded_in_both_modes() {
     }
 }
 
+/// Rows that enter a covered table with a partition attached (`ALTER TABLE
+/// ... ATTACH PARTITION` of a table holding rows, at any depth) are creates
+/// of the covered table in both modes, alike (capture version 15), in the
+/// attaching transaction, without the excluded column, with the command as
+/// the reason and the role that did it; a partition made empty (`CREATE
+/// TABLE ... PARTITION OF`) records nothing. Before, they were the table's
+/// with no record, and their first change an update of a record the trail
+/// never saw created.
+#[tokio::test]
+async fn rows_that_enter_with_a_partition_attached_are_creates_in_both_modes() {
+    let writes = [
+        "CREATE TABLE public.orders_2028 PARTITION OF public.orders
+             FOR VALUES FROM ('2028-01-01') TO ('2029-01-01')",
+        "CREATE TABLE public.orders_2029 (id int NOT NULL, placed date NOT NULL, total numeric, card text);
+         INSERT INTO public.orders_2029 VALUES (7, '2029-02-02', 70, '4777'), (8, '2029-03-03', 80, '4888');
+         ALTER TABLE public.orders ATTACH PARTITION public.orders_2029
+             FOR VALUES FROM ('2029-01-01') TO ('2030-01-01')",
+        "UPDATE orders SET total = 81 WHERE id = 8",
+    ];
+    let mut results = Vec::new();
+    for mode in MODES {
+        let mut db = TestDb::logical().await;
+        db.client.batch_execute(ORDERS_DEEP).await.unwrap();
+        install(&mut db.client, &[orders_excluding_card()], Some(mode))
+            .await
+            .unwrap();
+        for write in writes {
+            db.client.batch_execute(write).await.unwrap();
+        }
+        let role = db.session_user().await;
+        let events = crate::drained_once(&db, 100).await;
+        let text = serde_json::to_string(&events).unwrap();
+        assert!(
+            !text.contains("card") && !text.contains("4777") && !text.contains("4888"),
+            "{mode:?}: the excluded column left the database: {text}"
+        );
+        let reason =
+            "attached with partition public.orders_2029 by ALTER TABLE ... ATTACH PARTITION";
+        assert_eq!(
+            steps(&events),
+            [
+                r#"create public.orders "[7,\"2029-02-02\"]""#,
+                r#"create public.orders "[8,\"2029-03-03\"]""#,
+                r#"update public.orders "[8,\"2029-03-03\"]""#,
+            ],
+            "{mode:?}"
+        );
+        for e in &events[..2] {
+            assert_eq!(
+                (e["actor"]["id"].as_str(), e["reason"].as_str()),
+                (Some(role.as_str()), Some(reason)),
+                "{mode:?}: {e}"
+            );
+        }
+        assert_eq!(events[1]["changes"]["total"]["new"], json!(80), "{mode:?}");
+        assert_eq!(drift(&db).await, Vec::<String>::new(), "{mode:?}");
+        results.push(
+            events
+                .into_iter()
+                .take(2)
+                .map(comparable)
+                .collect::<Vec<_>>(),
+        );
+    }
+    same(&results[0], &results[1]);
+}
+
 /// WAL mode: publication `trailmark` dropped by hand (`DROP PUBLICATION`, or
 /// `DROP OWNED` by its owner) would stop capture of every covered table
 /// with no record (and leave the slot unable to decode what follows): the
