@@ -323,6 +323,22 @@ BEGIN
 END
 $$;
 
+-- Version 15 (WAL mode): ends a run of capture's transactional logical
+-- messages with one more, empty (prefix trailmark.end), which the drainer
+-- ignores. PostgreSQL's logical decoding places a message by where its WAL
+-- record ends, and a change by where its record begins: a message written
+-- in a subtransaction (the event trigger's, an EXCEPTION block's) that
+-- ends exactly where the transaction's next change begins ties with it,
+-- and was seen decoded after it (a table renamed to a covered name, then
+-- updated: the update came before the creates of the rows it held). The
+-- empty message takes the tie; the ones before it end strictly earlier.
+-- Called after capture's own messages (record_truncate, record_entered,
+-- record_switch).
+CREATE OR REPLACE FUNCTION trailmark.end_messages() RETURNS void
+LANGUAGE sql AS $$
+    SELECT FROM pg_logical_emit_message(true, 'trailmark.end', '')
+$$;
+
 -- Version 15: what a truncate writes, the one rule for capture_truncate and
 -- for rows that leave a covered table by DDL (a partition detached or
 -- dropped, the table dropped: the event triggers below), which give
@@ -339,6 +355,7 @@ BEGIN
             'schema', covered_schema, 'table', covered_table, 'partition', part, 'reason', reason,
             'role', CASE WHEN reason IS NOT NULL
                          THEN coalesce(nullif(current_setting('role'), 'none'), session_user) END))::text);
+        PERFORM trailmark.end_messages();
         RETURN;
     END IF;
     INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, context)
@@ -351,35 +368,34 @@ END
 $$;
 REVOKE ALL ON FUNCTION trailmark.record_truncate(text, text, text, text) FROM PUBLIC;
 
--- Version 15: rows that enter a covered table with a partition attached
--- (ALTER TABLE ... ATTACH PARTITION of a table that holds rows): each a
--- create of the covered table, in the attaching transaction, without the
--- columns capture leaves out (trailmark.excluded_expression), with the
--- command as the reason and the role that did it. Trigger mode: outbox
--- rows, one statement; WAL mode: a transactional logical message a row
--- (prefix trailmark.create; PostgreSQL's logical decoding sends no change
--- for an attach). Called by the event trigger for each partition holding
--- rows that was not the table's before (trailmark.tables.members).
-CREATE OR REPLACE FUNCTION trailmark.record_attached(target oid, part oid) RETURNS void
+-- Version 15: rows that enter a covered table by DDL: with a partition
+-- attached (ALTER TABLE ... ATTACH PARTITION of a table that holds rows),
+-- or held by a table when it came to be covered (trailmark.cover_made: made
+-- by CREATE TABLE AS or SELECT INTO in a schema covered whole, renamed to a
+-- covered name, moved into a schema covered whole). Each row of `part` a
+-- create of the covered table `target`, in the same transaction, without
+-- the columns capture leaves out (trailmark.excluded_expression), with
+-- `reason` and the role that did it. Trigger mode: outbox rows, one
+-- statement; WAL mode: a transactional logical message a row (prefix
+-- trailmark.create; PostgreSQL's logical decoding sends no change for
+-- these).
+CREATE OR REPLACE FUNCTION trailmark.record_entered(target oid, part oid, reason text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t record;
     excluded text[];
-    reason text;
     r jsonb;
     written pg_lsn;
 BEGIN
     SELECT * INTO STRICT t FROM trailmark.tables WHERE relid = target;
     EXECUTE 'SELECT ' || trailmark.excluded_expression(target) INTO excluded;
-    SELECT format('attached with partition %s.%s by ALTER TABLE ... ATTACH PARTITION', n.nspname, c.relname)
-    INTO STRICT reason
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = part;
     IF trailmark.wal_mode() THEN
         FOR r IN EXECUTE format('SELECT to_jsonb(p.*) FROM %s p', part::regclass) LOOP
             written := pg_logical_emit_message(true, 'trailmark.create', jsonb_build_object(
                 'schema', t.schema_name, 'table', t.table_name, 'row', r - excluded, 'reason', reason,
                 'role', coalesce(nullif(current_setting('role'), 'none'), session_user))::text);
         END LOOP;
+        PERFORM trailmark.end_messages();
         RETURN;
     END IF;
     EXECUTE format('INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, new_row, context)
@@ -389,7 +405,7 @@ BEGIN
     PERFORM pg_notify('trailmark_outbox', '');
 END
 $$;
-REVOKE ALL ON FUNCTION trailmark.record_attached(oid, oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION trailmark.record_entered(oid, oid, text) FROM PUBLIC;
 
 -- The TRUNCATE trigger of every covered table in trigger mode, and of each
 -- member of a covered partitioned table in WAL mode. Its argument is the
@@ -542,6 +558,7 @@ BEGIN
             'op', op, 'schema', t.schema_name, 'table', t.table_name, 'reason', reason,
             'role', CASE WHEN reason IS NOT NULL
                          THEN coalesce(nullif(current_setting('role'), 'none'), session_user) END))::text);
+        PERFORM trailmark.end_messages();
         RETURN;
     END IF;
     INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, context)
@@ -692,7 +709,8 @@ REVOKE ALL ON FUNCTION trailmark.follow_partitions(oid) FROM PUBLIC;
 -- columns by the table's numbers, turned into names as it is evaluated,
 -- and the names they were excluded under. Written into each capture
 -- function (below), and evaluated for rows that enter the table by
--- ATTACH PARTITION (trailmark.record_attached): the one rule.
+-- ATTACH PARTITION or held by a table made covered (trailmark.record_entered):
+-- the one rule.
 CREATE OR REPLACE FUNCTION trailmark.excluded_expression(target oid) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN cardinality(t.exclude_attnums || trailmark.generated_attnums($1)) = 0 THEN '''{}''::text[]'
@@ -1045,7 +1063,7 @@ REVOKE ALL ON FUNCTION trailmark.follow_key(oid) FROM PUBLIC;
 -- have). Refused (an error naming why, which the event trigger turns into
 -- a warning; status names the table until install runs again) when its
 -- key could not be kept (trailmark.key_fault).
-CREATE OR REPLACE FUNCTION trailmark.cover_made(target oid) RETURNS void
+CREATE OR REPLACE FUNCTION trailmark.cover_made(target oid, command text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET client_min_messages = warning AS $$
 DECLARE
     c record;
@@ -1112,9 +1130,17 @@ BEGIN
                 || trailmark.publication_member(c.schema_name, c.table_name));
         END IF;
     END IF;
+    -- Version 15: the rows it holds are the covered table's from now on:
+    -- creates (trailmark.record_entered; a table made empty holds none).
+    IF t.paused_at IS NULL THEN
+        PERFORM trailmark.record_entered(target, m, 'held when it came to be covered, by ' || command)
+        FROM trailmark.capture_members(target) m JOIN pg_class k ON k.oid = m
+        WHERE k.relkind = 'r';
+    END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION trailmark.cover_made(oid) FROM PUBLIC;
+DROP FUNCTION IF EXISTS trailmark.cover_made(oid);
+REVOKE ALL ON FUNCTION trailmark.cover_made(oid, text) FROM PUBLIC;
 
 -- WAL mode: a publication's column list is fixed, so a column added to a
 -- table with excluded columns would not be captured. After each ALTER TABLE
@@ -1347,7 +1373,7 @@ BEGIN
                             AND NOT EXISTS (SELECT FROM pg_class o WHERE o.oid = t.relid) END
         LOOP
             BEGIN
-                PERFORM trailmark.cover_made(r.relid);
+                PERFORM trailmark.cover_made(r.relid, TG_TAG);
             EXCEPTION WHEN OTHERS THEN
                 RAISE WARNING 'trailmark: %.% is not captured: % (run trailmark capture pg install)',
                     r.schema_name, r.table_name, SQLERRM;
@@ -1454,9 +1480,10 @@ BEGIN
                 WHERE r.running;
                 -- Version 15: and the rows of a partition attached (one
                 -- made by CREATE TABLE ... PARTITION OF holds none).
-                PERFORM trailmark.record_attached(r.relid, m)
+                PERFORM trailmark.record_entered(r.relid, m, format(
+                    'attached with partition %s.%s by ALTER TABLE ... ATTACH PARTITION', n.nspname, c.relname))
                 FROM trailmark.capture_members(r.relid) m
-                JOIN pg_class c ON c.oid = m
+                JOIN pg_class c ON c.oid = m JOIN pg_namespace n ON n.oid = c.relnamespace
                 WHERE r.running AND r.members IS NOT NULL AND m <> r.relid AND c.relkind = 'r'
                   AND NOT r.members ? m::text;
                 PERFORM trailmark.follow_partitions(r.relid);

@@ -324,7 +324,8 @@ pub const TRUNCATE_PREFIX: &str = "trailmark.truncate";
 /// The prefix of the transactional logical message that records, in WAL
 /// mode, one row that entered a covered table with a partition attached
 /// (capture version 15; `{"schema", "table", "row", "reason", "role"}`,
-/// written by `trailmark.record_attached`).
+/// written by `trailmark.record_entered`; and, the same way, one held by a table
+/// when it came to be covered).
 pub const CREATE_PREFIX: &str = "trailmark.create";
 
 /// Creates the publication, empty, unless it exists: in a transaction of
