@@ -42,7 +42,11 @@ pub(super) fn set_context_sql(wal: bool) -> String {
     let (declare, apply) = if wal {
         (
             "DECLARE\n    trailmark_written pg_lsn;\n",
-            "trailmark_written := pg_logical_emit_message(true, 'trailmark', context::text);",
+            // Then an empty message (`trailmark.end_messages` in
+            // sql/install.sql says why): a call in a savepoint followed by a
+            // change outside it had the change decoded first, without it.
+            "trailmark_written := pg_logical_emit_message(true, 'trailmark', context::text);
+    trailmark_written := pg_logical_emit_message(true, 'trailmark.end', '');",
         )
     } else {
         (

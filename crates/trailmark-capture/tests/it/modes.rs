@@ -254,6 +254,49 @@ async fn concurrent_actors_each_keep_their_own_context_in_both_modes() {
     }
 }
 
+/// The context set in a savepoint (a framework's nested transaction block)
+/// and released holds for the changes after it, in both modes. In WAL mode
+/// the change right after the release was decoded before the context's
+/// message (PostgreSQL places a message by where its record ends, a change
+/// by where it begins, and the two tied across the subtransaction) and was
+/// captured without it, until capture version 15 ended the message with an
+/// empty one.
+#[tokio::test]
+async fn a_context_set_in_a_savepoint_holds_for_the_changes_after_it_in_both_modes() {
+    let writes = "INSERT INTO customer (id, name) VALUES (1, 'a');
+        BEGIN;
+        SAVEPOINT s;
+        SELECT trailmark.set_context('{\"actor_id\": \"alice\"}');
+        RELEASE SAVEPOINT s;
+        UPDATE customer SET name = 'by alice';
+        COMMIT;
+        BEGIN;
+        UPDATE customer SET name = 'by nobody';
+        SAVEPOINT s;
+        SELECT trailmark.set_context('{\"actor_id\": \"bob\"}');
+        RELEASE SAVEPOINT s;
+        UPDATE customer SET name = 'by bob';
+        COMMIT;";
+    let results = both(CUSTOMER, &[customer()], writes).await;
+    for (mode, events) in MODES.iter().zip(&results) {
+        let who: Vec<String> = events
+            .iter()
+            .map(|e| format!("{} {}", e["changes"]["name"]["new"], e["actor"]["id"]))
+            .collect();
+        assert_eq!(
+            who,
+            [
+                r#""a" "?""#,
+                r#""by alice" "alice""#,
+                r#""by nobody" "?""#,
+                r#""by bob" "bob""#
+            ],
+            "{mode:?}"
+        );
+    }
+    same(&results[0], &results[1]);
+}
+
 #[tokio::test]
 async fn excluded_columns_never_leave_the_database_in_wal_mode() {
     let schema = "CREATE TABLE public.account (id int PRIMARY KEY, email text, password text)";
