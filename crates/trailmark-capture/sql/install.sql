@@ -694,12 +694,10 @@ BEGIN
         PERFORM trailmark.enable_triggers(m, enabled);
     END LOOP;
     -- Version 15: the partitions as they are now (trailmark.record_dropped).
-    UPDATE trailmark.tables SET members = (
-        SELECT coalesce(jsonb_object_agg(p.relid::oid::text, p.parentrelid::oid::text), '{}')
-        FROM pg_partition_tree(target) p WHERE p.level > 0)
-    WHERE relid = target AND members IS DISTINCT FROM (
-        SELECT coalesce(jsonb_object_agg(p.relid::oid::text, p.parentrelid::oid::text), '{}')
-        FROM pg_partition_tree(target) p WHERE p.level > 0);
+    UPDATE trailmark.tables t SET members = now_.members
+    FROM (SELECT coalesce(jsonb_object_agg(p.relid::oid::text, p.parentrelid::oid::text), '{}') AS members
+          FROM pg_partition_tree(target) p WHERE p.level > 0) now_
+    WHERE t.relid = target AND t.members IS DISTINCT FROM now_.members;
 END
 $$;
 REVOKE ALL ON FUNCTION trailmark.follow_partitions(oid) FROM PUBLIC;
@@ -713,13 +711,15 @@ REVOKE ALL ON FUNCTION trailmark.follow_partitions(oid) FROM PUBLIC;
 -- the one rule.
 CREATE OR REPLACE FUNCTION trailmark.excluded_expression(target oid) RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN cardinality(t.exclude_attnums || trailmark.generated_attnums($1)) = 0 THEN '''{}''::text[]'
+    SELECT CASE WHEN cardinality(l.left_out) = 0 THEN '''{}''::text[]'
                 ELSE format('ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = %s AND attnum = ANY (%L::int2[]))',
-                            $1, (t.exclude_attnums || trailmark.generated_attnums($1))::text) END
+                            $1, l.left_out::text) END
         || CASE WHEN cardinality(t.exclude) > 0
                 THEN ' || ARRAY[' || (SELECT string_agg(quote_literal(n), ', ') FROM unnest(t.exclude) n) || ']::text[]'
                 ELSE '' END
-    FROM trailmark.tables t WHERE t.relid = $1
+    FROM trailmark.tables t
+    CROSS JOIN LATERAL (SELECT t.exclude_attnums || trailmark.generated_attnums($1) AS left_out) l
+    WHERE t.relid = $1
 $$;
 
 -- Version 13 (trigger mode): makes a covered table's capture function
@@ -1537,38 +1537,43 @@ CREATE OR REPLACE FUNCTION trailmark.record_dropped() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r record;
+    -- The dropped tables, read once: oids and schema.name, in step.
+    gone oid[];
+    names text[];
+    permanent boolean;
+    publication boolean;
 BEGIN
     IF current_setting('trailmark.republishing', true) = 'on' THEN
         RETURN; -- capture's own (uninstall, a switch to trigger mode)
     END IF;
+    SELECT coalesce(array_agg(d.objid) FILTER (WHERE d.object_type = 'table'), '{}'),
+           coalesce(array_agg(d.schema_name || '.' || d.object_name) FILTER (WHERE d.object_type = 'table'), '{}'),
+           coalesce(bool_or(d.object_type = 'table' AND NOT d.is_temporary), false),
+           coalesce(bool_or(d.object_type = 'publication' AND d.object_identity = 'trailmark'), false)
+    INTO gone, names, permanent, publication
+    FROM pg_event_trigger_dropped_objects() d
+    WHERE d.objsubid = 0;
     -- WAL mode: publication trailmark dropped by hand (DROP PUBLICATION,
     -- DROP OWNED) would stop capture of every covered table, with no record
     -- in the trail and a slot that can no longer decode what follows: the
     -- command is refused (SQLSTATE TMX02).
-    IF EXISTS (SELECT FROM pg_event_trigger_dropped_objects() d
-               WHERE d.object_type = 'publication' AND d.object_identity = 'trailmark')
-       AND trailmark.wal_mode() THEN
+    IF publication AND trailmark.wal_mode() THEN
         RAISE EXCEPTION 'trailmark: publication trailmark is how capture reads the changes of the covered tables (WAL mode): dropped, their changes would go uncaptured with no record'
             USING ERRCODE = 'TMX02',
                   HINT = 'to stop capture on the record use trailmark capture pg pause; to remove capture, trailmark capture pg uninstall';
     END IF;
-    IF NOT EXISTS (SELECT FROM pg_event_trigger_dropped_objects() d
-                   WHERE d.object_type = 'table' AND NOT d.is_temporary) THEN
+    IF NOT permanent THEN
         RETURN;
     END IF;
     FOR r IN
-        WITH dropped AS (
-            SELECT d.objid, d.schema_name, d.object_name
-            FROM pg_event_trigger_dropped_objects() d
-            WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.object_type = 'table')
         SELECT t.schema_name, t.table_name, NULL::text AS part, t.paused_at IS NULL AS running
-        FROM dropped d JOIN trailmark.tables t ON t.relid = d.objid
+        FROM trailmark.tables t WHERE t.relid = ANY (gone)
         UNION ALL
-        SELECT t.schema_name, t.table_name, d.schema_name || '.' || d.object_name, t.paused_at IS NULL
+        SELECT t.schema_name, t.table_name, d.name, t.paused_at IS NULL
         FROM trailmark.tables t
         CROSS JOIN LATERAL jsonb_each_text(coalesce(t.members, '{}')) m (member, parent)
-        JOIN dropped d ON d.objid = m.member::oid
-        WHERE NOT EXISTS (SELECT FROM dropped e WHERE e.objid IN (t.relid, m.parent::oid))
+        JOIN unnest(gone, names) d (objid, name) ON d.objid = m.member::oid
+        WHERE t.relid <> ALL (gone) AND m.parent::oid <> ALL (gone)
         ORDER BY 1, 2, 3 NULLS FIRST
     LOOP
         CONTINUE WHEN NOT r.running;
@@ -1581,11 +1586,8 @@ BEGIN
     END LOOP;
     -- Forgotten, so that a table made later under a dropped one's oid is
     -- never taken for a partition.
-    UPDATE trailmark.tables t
-    SET members = t.members - ARRAY(SELECT d.objid::text FROM pg_event_trigger_dropped_objects() d
-                                    WHERE d.object_type = 'table')
-    WHERE t.members ?| ARRAY(SELECT d.objid::text FROM pg_event_trigger_dropped_objects() d
-                             WHERE d.object_type = 'table');
+    UPDATE trailmark.tables t SET members = t.members - gone::text[]
+    WHERE t.members ?| gone::text[];
 END
 $$;
 

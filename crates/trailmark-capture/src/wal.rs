@@ -1070,17 +1070,11 @@ impl Decoder {
             // A row that entered the table with a partition attached
             // (capture version 15): the row as trigger mode's outbox holds
             // it, the role and the reason on its old side (`switched_by`).
-            let by: Vec<(String, Value)> = ["reason", "role"]
-                .into_iter()
-                .filter_map(|k| {
-                    Some((k.to_owned(), Value::String(message[k].as_str()?.to_owned())))
-                })
-                .collect();
             return vec![Change::new(
                 "insert",
                 &text("schema"),
                 &text("table"),
-                Some(RowImage::Columns(by)),
+                message_fields(&message, &["reason", "role"]),
                 Some(RowImage::Json(message["row"].to_string())),
             )];
         }
@@ -1088,13 +1082,7 @@ impl Decoder {
             // The partition truncated, and for rows that left by DDL
             // (capture version 15: a partition detached or dropped, the
             // table dropped) the role and the reason (`switched_by`).
-            let old: Vec<(String, Value)> = ["partition", "reason", "role"]
-                .into_iter()
-                .filter_map(|k| {
-                    Some((k.to_owned(), Value::String(message[k].as_str()?.to_owned())))
-                })
-                .collect();
-            let old = (!old.is_empty()).then_some(RowImage::Columns(old));
+            let old = message_fields(&message, &["partition", "reason", "role"]);
             return vec![Change::new(
                 "truncate",
                 &text("schema"),
@@ -1109,13 +1097,20 @@ impl Decoder {
         };
         // Capture switched by hand (the event trigger records it): the
         // role that did it and why, on the switch's old side (`switched_by`).
-        let by: Vec<(String, Value)> = ["reason", "role"]
-            .into_iter()
-            .filter_map(|k| Some((k.to_owned(), Value::String(message[k].as_str()?.to_owned()))))
-            .collect();
-        let by = (!by.is_empty()).then_some(RowImage::Columns(by));
+        let by = message_fields(&message, &["reason", "role"]);
         vec![Change::new(op, &text("schema"), &text("table"), by, None)]
     }
+}
+
+/// The string values a capture message holds under `keys`, in that order,
+/// as a change's old side (`switched_by` takes the role and the reason off
+/// it); `None` when it holds none of them.
+fn message_fields(message: &Value, keys: &[&str]) -> Option<RowImage> {
+    let fields: Vec<(String, Value)> = keys
+        .iter()
+        .filter_map(|&k| Some((k.to_owned(), Value::String(message[k].as_str()?.to_owned()))))
+        .collect();
+    (!fields.is_empty()).then_some(RowImage::Columns(fields))
 }
 
 /// A change's old side, context and database role as trigger mode's

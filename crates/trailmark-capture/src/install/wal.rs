@@ -349,9 +349,11 @@ pub(super) async fn ensure_publication(client: &Client) -> Result<bool, Error> {
         // table missing from it (what this install is about to mend) would
         // be recorded as paused, and stay out.
         format!(
-            "BEGIN; SELECT set_config('{OWN_DDL}', 'on', true);
-             ALTER PUBLICATION {} SET (publish_via_partition_root = true); COMMIT",
-            ident(PUBLICATION)
+            "BEGIN; {}; COMMIT",
+            own_ddl(&format!(
+                "ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
+                ident(PUBLICATION)
+            ))
         )
     } else {
         format!(
