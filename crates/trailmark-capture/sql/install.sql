@@ -55,9 +55,10 @@ CREATE TABLE IF NOT EXISTS trailmark.tables (
 -- while it runs. A pause and a resume are outbox rows of their own, so the
 -- trail records them in order with the changes around them.
 ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS paused_at timestamptz;
+-- Version 16: and a rewrite (trailmark.record_rewrite below).
 ALTER TABLE trailmark.outbox DROP CONSTRAINT IF EXISTS outbox_op_check;
 ALTER TABLE trailmark.outbox ADD CONSTRAINT outbox_op_check
-    CHECK (op IN ('insert', 'update', 'delete', 'truncate', 'pause', 'resume'));
+    CHECK (op IN ('insert', 'update', 'delete', 'truncate', 'pause', 'resume', 'rewrite'));
 
 -- Version 4: how changes are captured ('trigger': the triggers write the
 -- outbox; 'wal': logical decoding of publication `trailmark` through slot
@@ -332,7 +333,7 @@ $$;
 -- and was seen decoded after it (a table renamed to a covered name, then
 -- updated: the update came before the creates of the rows it held). The
 -- empty message takes the tie; the ones before it end strictly earlier.
--- Called after capture's own messages (record_truncate, record_entered,
+-- Called after capture's own messages (record_whole, record_entered,
 -- record_switch).
 CREATE OR REPLACE FUNCTION trailmark.end_messages() RETURNS void
 LANGUAGE sql AS $$
@@ -344,29 +345,40 @@ $$;
 -- dropped, the table dropped: the event triggers below), which give
 -- `reason` (the context's reason, and in WAL mode the role that did it,
 -- as a pause by hand carries them; trigger mode's outbox row has the role).
-CREATE OR REPLACE FUNCTION trailmark.record_truncate(covered_schema text, covered_table text,
-                                                     part text, reason text) RETURNS void
+-- Version 16: and what a rewrite writes (op 'rewrite': a table's rows
+-- rewritten by DDL that may change their values, trailmark.record_rewrite
+-- below): the same record of the whole table, or of one partition.
+CREATE OR REPLACE FUNCTION trailmark.record_whole(op text, covered_schema text, covered_table text,
+                                                  part text, reason text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    message text;
     written pg_lsn;
 BEGIN
     IF trailmark.wal_mode() THEN
-        written := pg_logical_emit_message(true, 'trailmark.truncate', jsonb_strip_nulls(jsonb_build_object(
+        message := jsonb_strip_nulls(jsonb_build_object(
             'schema', covered_schema, 'table', covered_table, 'partition', part, 'reason', reason,
             'role', CASE WHEN reason IS NOT NULL
-                         THEN coalesce(nullif(current_setting('role'), 'none'), session_user) END))::text);
+                         THEN coalesce(nullif(current_setting('role'), 'none'), session_user) END))::text;
+        IF op = 'rewrite' THEN
+            written := pg_logical_emit_message(true, 'trailmark.rewrite', message);
+        ELSE
+            written := pg_logical_emit_message(true, 'trailmark.truncate', message);
+        END IF;
         PERFORM trailmark.end_messages();
         RETURN;
     END IF;
     INSERT INTO trailmark.outbox (txid, stmt, op, schema_name, table_name, old_row, context)
-    VALUES (txid_current(), trailmark.next_statement(), 'truncate', covered_schema, covered_table,
+    VALUES (txid_current(), trailmark.next_statement(), op, covered_schema, covered_table,
             CASE WHEN part IS NOT NULL THEN jsonb_build_object('partition', part) END,
             trailmark.context() || CASE WHEN reason IS NULL THEN '{}'::jsonb
                                         ELSE jsonb_build_object('reason', reason) END);
     PERFORM pg_notify('trailmark_outbox', '');
 END
 $$;
-REVOKE ALL ON FUNCTION trailmark.record_truncate(text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION trailmark.record_whole(text, text, text, text, text) FROM PUBLIC;
+-- (Version 15's name for it, when it wrote truncates only.)
+DROP FUNCTION IF EXISTS trailmark.record_truncate(text, text, text, text);
 
 -- Version 15: rows that enter a covered table by DDL: with a partition
 -- attached (ALTER TABLE ... ATTACH PARTITION of a table that holds rows),
@@ -464,7 +476,7 @@ BEGIN
     IF trailmark.wal_mode() AND (part IS NULL OR paused IS NOT NULL) THEN
         RETURN NULL; -- the table's own is decoded from the WAL
     END IF;
-    PERFORM trailmark.record_truncate(covered_schema, covered_table, part, NULL);
+    PERFORM trailmark.record_whole('truncate', covered_schema, covered_table, part, NULL);
     RETURN NULL;
 END
 $$;
@@ -1473,7 +1485,7 @@ BEGIN
             JOIN trailmark.tables t ON t.relid = a.relid
         LOOP
             BEGIN
-                PERFORM trailmark.record_truncate(r.schema_name, r.table_name, n.nspname || '.' || c.relname,
+                PERFORM trailmark.record_whole('truncate', r.schema_name, r.table_name, n.nspname || '.' || c.relname,
                                                   'partition detached by ALTER TABLE ... DETACH PARTITION')
                 FROM trailmark.detached_members(r.relid) d
                 JOIN pg_class c ON c.oid = d JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -1578,7 +1590,7 @@ BEGIN
     LOOP
         CONTINUE WHEN NOT r.running;
         BEGIN
-            PERFORM trailmark.record_truncate(r.schema_name, r.table_name, r.part,
+            PERFORM trailmark.record_whole('truncate', r.schema_name, r.table_name, r.part,
                 CASE WHEN r.part IS NULL THEN 'table' ELSE 'partition' END || ' dropped by ' || TG_TAG);
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'trailmark: %.% dropped: not recorded: %', r.schema_name, r.table_name, SQLERRM;
@@ -1588,6 +1600,53 @@ BEGIN
     -- never taken for a partition.
     UPDATE trailmark.tables t SET members = t.members - gone::text[]
     WHERE t.members ?| gone::text[];
+END
+$$;
+
+-- Version 16: a covered table's rows rewritten by DDL that may change
+-- their values, which neither mode saw before: ALTER TABLE ... ALTER
+-- COLUMN ... TYPE (each value converted, or computed by USING; also
+-- ALTER TYPE of a composite type a typed table is made of), and ADD COLUMN
+-- with a value computed for each row (a volatile default, an identity or a
+-- stored generated column). PostgreSQL fires no row trigger and logical
+-- decoding sends no change for a rewrite. One record of the table (of the
+-- partition rewritten, named, as a truncate of one is), op 'rewrite', in
+-- the rewriting transaction, with the command and what it changes as the
+-- reason and the role that did it (trailmark.record_whole), unless capture
+-- of the table is paused. It cannot say which values changed: when it
+-- fires the catalog already holds the new column types, and the rows,
+-- still in the old ones, read through it are garbage (seen), so no row is
+-- read. A rewrite that keeps every value (SET LOGGED or UNLOGGED, SET
+-- ACCESS METHOD) and a type change that needs none (varchar(10) to
+-- varchar(20)) record nothing.
+CREATE OR REPLACE FUNCTION trailmark.record_rewrite() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rewritten oid := pg_event_trigger_table_rewrite_oid();
+    why integer := pg_event_trigger_table_rewrite_reason();
+    r record;
+BEGIN
+    -- PostgreSQL's reasons (a bit each): 1 persistence, 2 a column added
+    -- with a value for each row, 4 a column's type, 8 access method.
+    IF why & 6 = 0 OR current_setting('trailmark.republishing', true) = 'on' THEN
+        RETURN;
+    END IF;
+    FOR r IN
+        SELECT t.schema_name, t.table_name, CASE WHEN t.relid <> rewritten THEN n.nspname || '.' || c.relname END AS part
+        FROM trailmark.tables t
+        JOIN pg_class c ON c.oid = rewritten JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE t.paused_at IS NULL AND (t.relid = rewritten OR t.members ? rewritten::text)
+        ORDER BY 1, 2
+    LOOP
+        BEGIN
+            PERFORM trailmark.record_whole('rewrite', r.schema_name, r.table_name, r.part,
+                'rows rewritten by ' || TG_TAG || ': '
+                || concat_ws('; ', CASE WHEN why & 4 <> 0 THEN 'a column''s type changed (each value converted, or computed by USING)' END,
+                                   CASE WHEN why & 2 <> 0 THEN 'a column added with a value computed for each row' END));
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'trailmark: %.% rewritten: not recorded: %', r.schema_name, r.table_name, SQLERRM;
+        END;
+    END LOOP;
 END
 $$;
 
@@ -1605,6 +1664,9 @@ BEGIN
         CREATE EVENT TRIGGER trailmark_dropped ON sql_drop
             WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED', 'DROP PUBLICATION')
             EXECUTE FUNCTION trailmark.record_dropped();
+        DROP EVENT TRIGGER IF EXISTS trailmark_rewritten;
+        CREATE EVENT TRIGGER trailmark_rewritten ON table_rewrite
+            EXECUTE FUNCTION trailmark.record_rewrite();
     END IF;
 END
 $$;

@@ -265,13 +265,16 @@ impl<'a> Draft<'a> {
             // (`trailmark capture pg pause|resume`).
             "pause" => "capture.paused",
             "resume" => "capture.resumed",
+            // The table's rows rewritten by DDL that may change their
+            // values (capture version 16: `trailmark.record_rewrite`).
+            "rewrite" => "rewrite",
             _ => "truncate",
         };
         let mut metadata = Map::new();
         // A truncate names no record; its old side, when it has one, names
         // the partition truncated (capture version 14: its rows, and only
-        // they, are gone).
-        let (old, new) = if row.op == "truncate" {
+        // they, are gone). So does a rewrite (capture version 16).
+        let (old, new) = if matches!(row.op.as_str(), "truncate" | "rewrite") {
             if let Some(partition) = old.as_ref().and_then(|o| o.get("partition")) {
                 metadata.insert("partition".into(), partition.clone());
             }
@@ -322,7 +325,7 @@ impl<'a> Draft<'a> {
                 .filter(|v| !v.is_null())
                 .map(text)
         });
-        let changes = (!matches!(row.op.as_str(), "truncate" | "pause" | "resume"))
+        let changes = (!matches!(row.op.as_str(), "truncate" | "rewrite" | "pause" | "resume"))
             .then(|| diff_rows(old, new));
         Draft {
             id: ids.id(row),
@@ -591,16 +594,21 @@ mod tests {
 
     /// A truncate of one partition names it in `metadata.partition`, and
     /// no record: its old side is not a row (with a key or without one).
+    /// So does a rewrite of one (capture version 16).
     #[test]
-    fn a_truncate_of_a_partition_names_it_and_no_record() {
+    fn a_truncate_or_rewrite_of_a_partition_names_it_and_no_record() {
         let partition = json!({"partition": "public.customer_2026"});
-        for table in [key(&["id"]), key(&[])] {
+        for (op, table) in [
+            ("truncate", key(&["id"])),
+            ("truncate", key(&[])),
+            ("rewrite", key(&["id"])),
+        ] {
             let e = outbox_event(
-                &outbox("truncate", Some(partition.clone()), None, json!({})),
+                &outbox(op, Some(partition.clone()), None, json!({})),
                 &table,
                 &db("db1"),
             );
-            assert_eq!(e["action"], "truncate");
+            assert_eq!(e["action"], op);
             assert_eq!(
                 e["resource"],
                 json!({"type": "public.customer", "id": null})

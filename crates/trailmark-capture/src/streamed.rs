@@ -210,7 +210,9 @@ impl Item {
 }
 
 /// The operations a held change may be (its number in the spill file).
-const OPS: [&str; 6] = ["insert", "update", "delete", "truncate", "pause", "resume"];
+const OPS: [&str; 7] = [
+    "insert", "update", "delete", "truncate", "pause", "resume", "rewrite",
+];
 
 /// A streamed transaction whose context messages cannot be placed (see the
 /// module's documentation): decode it again without streaming.

@@ -1051,7 +1051,9 @@ impl Decoder {
     /// change of its own, recorded in order with the changes around it),
     /// or a truncate of one partition of a covered table, which
     /// PostgreSQL's logical decoding does not send when publishing through
-    /// the table (`trailmark.capture_truncate` writes it).
+    /// the table (`trailmark.capture_truncate` writes it); and capture's
+    /// records of rows that entered, left or were rewritten by DDL
+    /// (capture versions 15 and 16), which it sends no change for.
     fn message(&mut self, prefix: &str, content: &[u8]) -> Vec<Change> {
         if prefix == MESSAGE_PREFIX {
             if let Some(tx) = self.open.as_mut() {
@@ -1059,9 +1061,13 @@ impl Decoder {
             }
             return Vec::new();
         }
-        let truncate = prefix == crate::install::TRUNCATE_PREFIX;
+        let whole = match prefix {
+            crate::install::TRUNCATE_PREFIX => Some("truncate"),
+            crate::install::REWRITE_PREFIX => Some("rewrite"),
+            _ => None,
+        };
         let create = prefix == crate::install::CREATE_PREFIX;
-        if !truncate && !create && prefix != crate::install::SWITCH_PREFIX {
+        if whole.is_none() && !create && prefix != crate::install::SWITCH_PREFIX {
             return Vec::new();
         }
         let message: Value = serde_json::from_slice(content).unwrap_or_default();
@@ -1078,18 +1084,13 @@ impl Decoder {
                 Some(RowImage::Json(message["row"].to_string())),
             )];
         }
-        if truncate {
+        if let Some(op) = whole {
             // The partition truncated, and for rows that left by DDL
             // (capture version 15: a partition detached or dropped, the
-            // table dropped) the role and the reason (`switched_by`).
+            // table dropped) the role and the reason (`switched_by`); the
+            // same for rows rewritten by DDL (capture version 16).
             let old = message_fields(&message, &["partition", "reason", "role"]);
-            return vec![Change::new(
-                "truncate",
-                &text("schema"),
-                &text("table"),
-                old,
-                None,
-            )];
+            return vec![Change::new(op, &text("schema"), &text("table"), old, None)];
         }
         let op = match message["op"].as_str() {
             Some("resume") => "resume",
@@ -1115,11 +1116,12 @@ fn message_fields(message: &Value, keys: &[&str]) -> Option<RowImage> {
 
 /// A change's old side, context and database role as trigger mode's
 /// outbox row has them. A pause or resume the event trigger recorded
-/// (capture switched by hand), or a truncate it recorded (rows that left a
-/// covered table by DDL, capture version 15), carries the role that did it
-/// and why on its old side (`Decoder::message`): they become the role (the
-/// event's actor when the context names none) and the context's reason (a
-/// truncate keeps its partition there). Otherwise the
+/// (capture switched by hand), or a truncate or rewrite it recorded (rows
+/// that left a covered table by DDL, capture version 15, or were rewritten
+/// by DDL, version 16), carries the role that did it and why on its old
+/// side (`Decoder::message`): they become the role (the event's actor when
+/// the context names none) and the context's reason (a truncate or a
+/// rewrite keeps its partition there). Otherwise the
 /// transaction's context, and no role (WAL mode does not know it).
 fn switched_by(
     op: &str,
@@ -1131,7 +1133,7 @@ fn switched_by(
     match (op, old) {
         // (An insert has an old side only when it is a row that entered
         // with a partition attached: `Decoder::message`.)
-        ("pause" | "resume" | "truncate" | "insert", Some(RowImage::Columns(by))) => {
+        ("pause" | "resume" | "truncate" | "rewrite" | "insert", Some(RowImage::Columns(by))) => {
             let mut kept = Vec::new();
             for (key, value) in by {
                 match (key.as_str(), value) {
@@ -1141,11 +1143,12 @@ fn switched_by(
                             context.insert("reason".into(), reason);
                         }
                     }
-                    // A truncate's partition stays its old side.
+                    // A truncate's (or rewrite's) partition stays its old side.
                     (_, value) => kept.push((key, value)),
                 }
             }
-            let kept = (op == "truncate" && !kept.is_empty()).then_some(RowImage::Columns(kept));
+            let kept = (matches!(op, "truncate" | "rewrite") && !kept.is_empty())
+                .then_some(RowImage::Columns(kept));
             (kept, context, role)
         }
         (_, old) => (old, context, role),

@@ -21,8 +21,8 @@ pub use status::{Status, status};
 pub use upgrade::VERSION;
 pub use wal::{
     CREATE_PREFIX, LargeTransactions, LargeTransactionsSeen, MESSAGE_PREFIX, Mode, PUBLICATION,
-    SLOT, SWITCH_PREFIX, SlotStatus, TRUNCATE_PREFIX, installed_mode, large_transactions,
-    slot_name, slot_status, streams_in_progress, wal_level,
+    REWRITE_PREFIX, SLOT, SWITCH_PREFIX, SlotStatus, TRUNCATE_PREFIX, installed_mode,
+    large_transactions, slot_name, slot_status, streams_in_progress, wal_level,
 };
 
 use catalog::{check_columns, check_key, covered_tables, excluded_now, uncovered_in_whole_schemas};

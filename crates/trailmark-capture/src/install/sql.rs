@@ -104,6 +104,7 @@ mod tests {
             super::super::TRUNCATE_PREFIX,
             super::super::SWITCH_PREFIX,
             super::super::CREATE_PREFIX,
+            super::super::REWRITE_PREFIX,
         ] {
             let written = format!("pg_logical_emit_message(true, '{prefix}'");
             assert!(super::super::INSTALL_SQL.contains(&written), "{written}");

@@ -394,7 +394,7 @@ pub(super) async fn drift(
             "{spec}: made since install in schema {schema}, which is covered whole (--all): its changes are not captured until install runs again"
         ));
     }
-    drift.extend(drops_unrecorded(client).await?);
+    drift.extend(ddl_unrecorded(client).await?);
     if let Some(line) = without_event_trigger(client, &excluding, &partitioned, wal).await? {
         // First: it says why the lines after it may come to be.
         drift.insert(0, line);
@@ -418,19 +418,36 @@ async fn event_trigger_enabled(
         .map(|row| row.get(0)))
 }
 
-/// The event trigger that records rows leaving a covered table when a
-/// table is dropped (capture version 15: `trailmark_dropped`), when it is
-/// missing (an install by a role that is not a superuser) or disabled, as a
-/// line of drift.
-async fn drops_unrecorded(client: &impl GenericClient) -> Result<Option<String>, Error> {
-    let state = match event_trigger_enabled(client, "trailmark_dropped").await? {
-        Some(true) => return Ok(None),
-        Some(false) => "disabled",
-        None => "missing",
-    };
-    Ok(Some(format!(
-        "event trigger trailmark_dropped is {state}: covered tables and their partitions dropped are not recorded (their rows leave no truncate in the trail) until install runs again; install once as a superuser keeps it current"
-    )))
+/// Capture's event triggers that record what DDL does to a covered table's
+/// rows, each with what goes unrecorded without it: the rows leaving when
+/// a table is dropped (capture version 15), the rows rewritten (version
+/// 16).
+const RECORDING_EVENT_TRIGGERS: [(&str, &str); 2] = [
+    (
+        "trailmark_dropped",
+        "covered tables and their partitions dropped are not recorded (their rows leave no truncate in the trail)",
+    ),
+    (
+        "trailmark_rewritten",
+        "covered tables whose rows DDL rewrites (ALTER COLUMN ... TYPE, ADD COLUMN with a volatile default) are not recorded (no rewrite in the trail)",
+    ),
+];
+
+/// Each of `RECORDING_EVENT_TRIGGERS` missing (an install by a role that is
+/// not a superuser) or disabled, as a line of drift.
+async fn ddl_unrecorded(client: &impl GenericClient) -> Result<Vec<String>, Error> {
+    let mut lines = Vec::new();
+    for (name, unrecorded) in RECORDING_EVENT_TRIGGERS {
+        let state = match event_trigger_enabled(client, name).await? {
+            Some(true) => continue,
+            Some(false) => "disabled",
+            None => "missing",
+        };
+        lines.push(format!(
+            "event trigger {name} is {state}: {unrecorded} until install runs again; install once as a superuser keeps it current"
+        ));
+    }
+    Ok(lines)
 }
 
 /// WAL mode: the columns of a published table with excluded columns that

@@ -318,8 +318,14 @@ pub(super) fn drop_publication() -> String {
 /// The prefix of the transactional logical message that records, in WAL
 /// mode, a TRUNCATE of one partition of a covered partitioned table, or
 /// (capture version 15) rows that left a covered table by DDL (written by
-/// `trailmark.record_truncate`, which names it too).
+/// `trailmark.record_whole`, which names it too).
 pub const TRUNCATE_PREFIX: &str = "trailmark.truncate";
+
+/// The prefix of the transactional logical message that records, in WAL
+/// mode, a covered table's rows (or one partition's) rewritten by DDL that
+/// may change their values (capture version 16; the fields of a truncate's,
+/// written by `trailmark.record_whole` too).
+pub const REWRITE_PREFIX: &str = "trailmark.rewrite";
 
 /// The prefix of the transactional logical message that records, in WAL
 /// mode, one row that entered a covered table with a partition attached
