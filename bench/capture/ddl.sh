@@ -14,6 +14,14 @@
 #   MODE=trigger bench/capture/ddl.sh           (trigger mode: since capture
 #                                                version 13 it has the event
 #                                                trigger too; default wal)
+#   ALTER=1 bench/capture/ddl.sh                (capture version 16: the
+#                                                statement also runs ALTER
+#                                                TABLE on the temporary table,
+#                                                ten of the covered tables
+#                                                exclude a column, and what is
+#                                                switched is the ALTER TABLE's
+#                                                start event trigger,
+#                                                trailmark_release)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . bench/lib.sh
@@ -31,13 +39,21 @@ CREATE TABLE public.orders (id int, placed date, PRIMARY KEY (id, placed)) PARTI
 CREATE TABLE public.orders_a PARTITION OF public.orders FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 SQL
 tables=$(for i in $(seq 19); do printf "public.t%s," "$i"; done)public.orders
-"$bin" capture pg install --source "$pg dbname=$db" --mode "${MODE:-wal}" --tables "$tables" >/dev/null
+trigger=trailmark_republish; statement="CREATE TEMP TABLE x (a int) ON COMMIT DROP;"; exclude=()
+if [ -n "${ALTER:-}" ]; then
+  trigger=trailmark_release
+  statement="BEGIN; CREATE TEMP TABLE x (a int) ON COMMIT DROP; ALTER TABLE x ADD COLUMN b int; COMMIT;"
+  # Published with column lists (what trailmark_release looks for), key identity as WAL mode needs.
+  exclude=(--exclude "$(for i in $(seq 10); do printf "public.t%s.v," "$i"; done | sed 's/,$//')"
+           --replica-identity "$(for i in $(seq 10); do printf "public.t%s=key," "$i"; done | sed 's/,$//')")
+fi
+"$bin" capture pg install --source "$pg dbname=$db" --mode "${MODE:-wal}" --tables "$tables" "${exclude[@]}" >/dev/null
 psql_ "$db" -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$db'" >/dev/null
 script=$(mktemp)
-echo "CREATE TEMP TABLE x (a int) ON COMMIT DROP;" > "$script"
+echo "$statement" > "$script"
 trap 'rm -f "$script"; psql_ postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
 run() { # ENABLE|DISABLE -> tps
-  psql_ "$db" -c "ALTER EVENT TRIGGER trailmark_republish $1" \
+  psql_ "$db" -c "ALTER EVENT TRIGGER $trigger $1" \
     -c "VACUUM pg_class, pg_attribute, pg_type, pg_depend"
   # Commits not waiting for the disk: the event trigger costs CPU, and an
   # fsync a statement made the rounds vary 3x on this machine's disk.

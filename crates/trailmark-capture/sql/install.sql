@@ -1157,6 +1157,61 @@ REVOKE ALL ON FUNCTION trailmark.cover_made(oid, text) FROM PUBLIC;
 -- WAL mode: a publication's column list is fixed, so a column added to a
 -- table with excluded columns would not be captured. After each ALTER TABLE
 -- of such a published table its list is set again, in the same transaction.
+-- Version 16 (WAL mode): a covered table published with a column list
+-- (it has excluded columns) could not have a captured column's type
+-- changed at all (ALTER TABLE ... ALTER COLUMN ... TYPE: PostgreSQL 15
+-- refuses it, "cannot alter type of a column used by a publication WHERE
+-- clause", the list naming the column; a framework's migration widening a
+-- varchar failed), nor one dropped without CASCADE. At the start of an
+-- ALTER TABLE (event trigger trailmark_release, ddl_command_start, which
+-- is told no table) each such table the command's text names (the word,
+-- any case: a false match costs a needless step, never a change) is taken
+-- out of the publication, as capture's own DDL; the same command's end
+-- (trailmark.republish) puts it back with its list made anew, in the same
+-- transaction, before any change can be written to it; a command that
+-- fails takes both back with it. Logical decoding reads each change with
+-- the catalog as of that change, so none of any transaction's changes is
+-- decoded without the table. Left alone while the end's event trigger
+-- would not fire (disabled, or enabled otherwise than this one).
+CREATE OR REPLACE FUNCTION trailmark.release_column_lists() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    query text;
+    released oid[] := '{}';
+BEGIN
+    IF current_setting('trailmark.republishing', true) = 'on' THEN
+        RETURN;
+    END IF;
+    query := lower(current_query());
+    FOR r IN
+        SELECT t.relid, t.schema_name, t.table_name
+        FROM pg_publication p
+        JOIN pg_publication_rel pr ON pr.prpubid = p.oid
+        JOIN trailmark.tables t ON t.relid = pr.prrelid
+        WHERE p.pubname = 'trailmark' AND pr.prattrs IS NOT NULL AND t.paused_at IS NULL
+          -- (the substring first: cheap, and most commands name none)
+          AND strpos(query, lower(t.table_name)) > 0
+          AND query ~ ('(^|[^[:alnum:]_])'
+                       || regexp_replace(lower(t.table_name), '([^[:alnum:]_])', '\\\1', 'g')
+                       || '([^[:alnum:]_]|$)')
+        ORDER BY t.relid
+    LOOP
+        IF cardinality(released) = 0 AND NOT EXISTS (
+            SELECT FROM pg_event_trigger e JOIN pg_event_trigger s ON s.evtenabled = e.evtenabled
+            WHERE e.evtname = 'trailmark_republish' AND s.evtname = 'trailmark_release'
+              AND e.evtenabled <> 'D') THEN
+            RETURN;
+        END IF;
+        PERFORM trailmark.alter_publication(format('DROP TABLE %I.%I', r.schema_name, r.table_name));
+        released := released || r.relid;
+    END LOOP;
+    IF cardinality(released) > 0 THEN
+        PERFORM set_config('trailmark.released', array_to_string(released, ','), true);
+    END IF;
+END
+$$;
+
 -- Version 9: a partition made (CREATE TABLE ... PARTITION OF) or attached
 -- (ALTER TABLE ... ATTACH PARTITION) under a covered table would keep
 -- PostgreSQL's default replica identity, and its updates carry no old
@@ -1182,6 +1237,9 @@ DECLARE
     objs oid[] := ARRAY(SELECT DISTINCT d.objid FROM pg_event_trigger_ddl_commands() d
                         WHERE d.classid = 'pg_class'::regclass);
     wal boolean;
+    -- Version 16: the tables this command's start took out of the
+    -- publication (trailmark.release_column_lists).
+    released oid[] := string_to_array(nullif(current_setting('trailmark.released', true), ''), ',')::oid[];
 BEGIN
     -- Only a permanent (or unlogged, version 14) table can be covered: a
     -- command on none (a temporary table made per request, say) stops
@@ -1190,6 +1248,33 @@ BEGIN
     -- functions run (trailmark.own_ddl).
     IF current_setting('trailmark.republishing', true) = 'on' THEN
         RETURN;
+    END IF;
+    -- Version 16: first, whatever the command was, the tables its start
+    -- took out of the publication go back in, each with its list made
+    -- anew; if one cannot, the command fails (SQLSTATE TMX03) rather than
+    -- leave the table's changes uncaptured.
+    IF released IS NOT NULL THEN
+        PERFORM set_config('trailmark.released', '', true);
+        BEGIN
+            -- (A table the command renamed goes back under its new name.)
+            PERFORM trailmark.follow_renames(released);
+            FOR r IN
+                SELECT t.schema_name, t.table_name
+                FROM trailmark.tables t
+                WHERE t.relid = ANY (released)
+                  AND NOT EXISTS (SELECT FROM pg_publication_tables p WHERE p.pubname = 'trailmark'
+                                  AND p.schemaname = t.schema_name AND p.tablename = t.table_name)
+                ORDER BY t.relid
+            LOOP
+                PERFORM trailmark.alter_publication('ADD TABLE '
+                    || trailmark.publication_member(r.schema_name, r.table_name));
+            END LOOP;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'trailmark: % could not be put back in publication trailmark after %: %',
+                (SELECT string_agg(x::regclass::text, ', ') FROM unnest(released) x), TG_TAG, SQLERRM
+                USING ERRCODE = 'TMX03',
+                      HINT = 'its changes would go uncaptured: the command is refused; trailmark capture pg status names what is wrong';
+        END;
     END IF;
     IF TG_TAG NOT IN ('ALTER PUBLICATION', 'DROP TRIGGER')
        AND NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = ANY (objs) AND c.relpersistence IN ('p', 'u')) THEN
@@ -1345,6 +1430,8 @@ BEGIN
             JOIN pg_publication_tables p
               ON p.pubname = 'trailmark' AND p.schemaname = t.schema_name AND p.tablename = t.table_name
             WHERE cardinality(t.exclude_attnums) > 0
+              -- (one put back above has its list made anew)
+              AND t.relid <> ALL (coalesce(released, '{}'))
         LOOP
             BEGIN
                 PERFORM trailmark.alter_publication(format('DROP TABLE %I.%I', r.schema_name, r.table_name));
@@ -1527,7 +1614,7 @@ BEGIN
         END LOOP;
     END IF;
 EXCEPTION
-    WHEN SQLSTATE 'TMX01' THEN
+    WHEN SQLSTATE 'TMX01' OR SQLSTATE 'TMX03' THEN
         RAISE;
     WHEN OTHERS THEN
         RAISE WARNING 'trailmark: capture column lists or partition identities were not updated: % (run trailmark capture pg install)', SQLERRM;
@@ -1652,21 +1739,34 @@ $$;
 
 -- Event triggers need a superuser; without one, what the event trigger
 -- does is done by the next install (`status` says what waits for it).
-DO $$
+-- Version 16: made by a function, which install calls here and again once
+-- the mode is recorded: trailmark_release serves WAL mode only (column
+-- lists), and trigger mode's ALTER TABLE does not call it.
+CREATE OR REPLACE FUNCTION trailmark.make_event_triggers() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-        DROP EVENT TRIGGER IF EXISTS trailmark_republish;
-        CREATE EVENT TRIGGER trailmark_republish ON ddl_command_end
-            WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER PUBLICATION',
-                         'DROP TRIGGER')
-            EXECUTE FUNCTION trailmark.republish();
-        DROP EVENT TRIGGER IF EXISTS trailmark_dropped;
-        CREATE EVENT TRIGGER trailmark_dropped ON sql_drop
-            WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED', 'DROP PUBLICATION')
-            EXECUTE FUNCTION trailmark.record_dropped();
-        DROP EVENT TRIGGER IF EXISTS trailmark_rewritten;
-        CREATE EVENT TRIGGER trailmark_rewritten ON table_rewrite
-            EXECUTE FUNCTION trailmark.record_rewrite();
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RETURN;
+    END IF;
+    DROP EVENT TRIGGER IF EXISTS trailmark_republish;
+    CREATE EVENT TRIGGER trailmark_republish ON ddl_command_end
+        WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER PUBLICATION',
+                     'DROP TRIGGER')
+        EXECUTE FUNCTION trailmark.republish();
+    DROP EVENT TRIGGER IF EXISTS trailmark_dropped;
+    CREATE EVENT TRIGGER trailmark_dropped ON sql_drop
+        WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED', 'DROP PUBLICATION')
+        EXECUTE FUNCTION trailmark.record_dropped();
+    DROP EVENT TRIGGER IF EXISTS trailmark_rewritten;
+    CREATE EVENT TRIGGER trailmark_rewritten ON table_rewrite
+        EXECUTE FUNCTION trailmark.record_rewrite();
+    DROP EVENT TRIGGER IF EXISTS trailmark_release;
+    IF trailmark.wal_mode() THEN
+        CREATE EVENT TRIGGER trailmark_release ON ddl_command_start
+            WHEN TAG IN ('ALTER TABLE')
+            EXECUTE FUNCTION trailmark.release_column_lists();
     END IF;
 END
 $$;
+REVOKE ALL ON FUNCTION trailmark.make_event_triggers() FROM PUBLIC;
+SELECT trailmark.make_event_triggers();

@@ -214,6 +214,10 @@ async fn in_transaction(
     )
     .await
     .map_err(pg("recording the capture mode"))?;
+    // (The event triggers the mode needs: capture version 16.)
+    tx.batch_execute("SELECT trailmark.make_event_triggers()")
+        .await
+        .map_err(pg("making capture's event triggers"))?;
     let mut installed = Vec::new();
     for table in all {
         let pk = cover(&tx, table, mode).await?;

@@ -395,6 +395,9 @@ pub(super) async fn drift(
         ));
     }
     drift.extend(ddl_unrecorded(client).await?);
+    if wal {
+        drift.extend(lists_unreleased(client).await?);
+    }
     if let Some(line) = without_event_trigger(client, &excluding, &partitioned, wal).await? {
         // First: it says why the lines after it may come to be.
         drift.insert(0, line);
@@ -448,6 +451,33 @@ async fn ddl_unrecorded(client: &impl GenericClient) -> Result<Vec<String>, Erro
         ));
     }
     Ok(lines)
+}
+
+/// WAL mode: the event trigger that lets a migration change the type of a
+/// captured column of a table published with a column list, or drop one
+/// without `CASCADE` (capture version 16: `trailmark_release`), missing or
+/// disabled while such a table is published, as a line of drift.
+async fn lists_unreleased(client: &impl GenericClient) -> Result<Option<String>, Error> {
+    let state = match event_trigger_enabled(client, "trailmark_release").await? {
+        Some(true) => return Ok(None),
+        Some(false) => "disabled",
+        None => "missing",
+    };
+    let listed: Option<String> = client
+        .query_one(
+            "SELECT string_agg(format('%I.%I', n.nspname, c.relname), ', ' ORDER BY n.nspname, c.relname)
+             FROM pg_publication p
+             JOIN pg_publication_rel r ON r.prpubid = p.oid
+             JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE p.pubname = $1 AND r.prattrs IS NOT NULL",
+            &[&super::wal::PUBLICATION],
+        )
+        .await
+        .map_err(pg("reading the publication's column lists"))?
+        .get(0);
+    Ok(listed.map(|tables| format!(
+        "event trigger trailmark_release is {state}: PostgreSQL refuses ALTER COLUMN ... TYPE of a captured column of {tables} (published with a column list: excluded columns), and DROP COLUMN of one without CASCADE, until install runs again; install once as a superuser keeps it current"
+    )))
 }
 
 /// WAL mode: the columns of a published table with excluded columns that
