@@ -22,8 +22,15 @@ CREATE TABLE IF NOT EXISTS trailmark.outbox (
 -- Version 8: the rows are written by the capture functions as their owner
 -- (SECURITY DEFINER), so the role that made the change is the session's
 -- (`SET ROLE`'s if one is set), not `current_user` (the owner there).
-ALTER TABLE trailmark.outbox
-    ALTER COLUMN db_role SET DEFAULT coalesce(nullif(current_setting('role'), 'none'), session_user);
+-- Version 16: the one rule for it, which capture's records of DDL (a drop,
+-- an attach, a rewrite, a switch by hand) name the role by too. A plain
+-- SQL function (no SET, not SECURITY DEFINER): PostgreSQL inlines it into
+-- the outbox INSERT's plan, so the default costs what its expression did.
+CREATE OR REPLACE FUNCTION trailmark.acting_role() RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(nullif(pg_catalog.current_setting('role'), 'none'), session_user)
+$$;
+ALTER TABLE trailmark.outbox ALTER COLUMN db_role SET DEFAULT trailmark.acting_role();
 
 -- Version 8: any role may look in the schema, so that the application's
 -- role, which need not own anything here, may call trailmark.set_context
@@ -359,7 +366,7 @@ BEGIN
         message := jsonb_strip_nulls(jsonb_build_object(
             'schema', covered_schema, 'table', covered_table, 'partition', part, 'reason', reason,
             'role', CASE WHEN reason IS NOT NULL
-                         THEN coalesce(nullif(current_setting('role'), 'none'), session_user) END))::text;
+                         THEN trailmark.acting_role() END))::text;
         IF op = 'rewrite' THEN
             written := pg_logical_emit_message(true, 'trailmark.rewrite', message);
         ELSE
@@ -405,7 +412,7 @@ BEGIN
         FOR r IN EXECUTE format('SELECT to_jsonb(p.*) FROM %s p', part::regclass) LOOP
             written := pg_logical_emit_message(true, 'trailmark.create', jsonb_build_object(
                 'schema', t.schema_name, 'table', t.table_name, 'row', r - excluded, 'reason', reason,
-                'role', coalesce(nullif(current_setting('role'), 'none'), session_user))::text);
+                'role', trailmark.acting_role())::text);
         END LOOP;
         PERFORM trailmark.end_messages();
         RETURN;
@@ -569,7 +576,7 @@ BEGIN
         written := pg_logical_emit_message(true, 'trailmark.switch', jsonb_strip_nulls(jsonb_build_object(
             'op', op, 'schema', t.schema_name, 'table', t.table_name, 'reason', reason,
             'role', CASE WHEN reason IS NOT NULL
-                         THEN coalesce(nullif(current_setting('role'), 'none'), session_user) END))::text);
+                         THEN trailmark.acting_role() END))::text);
         PERFORM trailmark.end_messages();
         RETURN;
     END IF;
