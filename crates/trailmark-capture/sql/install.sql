@@ -78,6 +78,16 @@ ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS replica_identity text;
 -- parent's (a jsonb object), as trailmark.follow_partitions last saw them:
 -- what trailmark.record_dropped knows a dropped partition by.
 ALTER TABLE trailmark.tables ADD COLUMN IF NOT EXISTS members jsonb;
+-- Version 16: how capture's records name a partition (a truncate's, a
+-- rewrite's `metadata.partition`, an attach's reason): schema.name, as
+-- PostgreSQL's catalog spells them, unquoted. The one rule for the four
+-- places that name one (one of them, a partition dropped, from what
+-- pg_event_trigger_dropped_objects says, the catalog row gone).
+CREATE OR REPLACE FUNCTION trailmark.partition_name(schema_name text, table_name text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT schema_name || '.' || table_name
+$$;
+
 -- Version 14: whether capture is in WAL mode (trailmark.meta's 'mode'). The
 -- one reading of it for the functions below.
 CREATE OR REPLACE FUNCTION trailmark.wal_mode() RETURNS boolean
@@ -478,7 +488,7 @@ BEGIN
         IF NOT FOUND THEN
             RETURN NULL; -- no longer a partition of the covered table
         END IF;
-        part := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+        part := trailmark.partition_name(TG_TABLE_SCHEMA, TG_TABLE_NAME);
     END IF;
     IF trailmark.wal_mode() AND (part IS NULL OR paused IS NOT NULL) THEN
         RETURN NULL; -- the table's own is decoded from the WAL
@@ -1579,7 +1589,7 @@ BEGIN
             JOIN trailmark.tables t ON t.relid = a.relid
         LOOP
             BEGIN
-                PERFORM trailmark.record_whole('truncate', r.schema_name, r.table_name, n.nspname || '.' || c.relname,
+                PERFORM trailmark.record_whole('truncate', r.schema_name, r.table_name, trailmark.partition_name(n.nspname, c.relname),
                                                   'partition detached by ALTER TABLE ... DETACH PARTITION')
                 FROM trailmark.detached_members(r.relid) d
                 JOIN pg_class c ON c.oid = d JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -1587,7 +1597,7 @@ BEGIN
                 -- Version 15: and the rows of a partition attached (one
                 -- made by CREATE TABLE ... PARTITION OF holds none).
                 PERFORM trailmark.record_entered(r.relid, m, format(
-                    'attached with partition %s.%s by ALTER TABLE ... ATTACH PARTITION', n.nspname, c.relname))
+                    'attached with partition %s by ALTER TABLE ... ATTACH PARTITION', trailmark.partition_name(n.nspname, c.relname)))
                 FROM trailmark.capture_members(r.relid) m
                 JOIN pg_class c ON c.oid = m JOIN pg_namespace n ON n.oid = c.relnamespace
                 WHERE r.running AND r.members IS NOT NULL AND m <> r.relid AND c.relkind = 'r'
@@ -1653,7 +1663,7 @@ BEGIN
         RETURN; -- capture's own (uninstall, a switch to trigger mode)
     END IF;
     SELECT coalesce(array_agg(d.objid) FILTER (WHERE d.object_type = 'table'), '{}'),
-           coalesce(array_agg(d.schema_name || '.' || d.object_name) FILTER (WHERE d.object_type = 'table'), '{}'),
+           coalesce(array_agg(trailmark.partition_name(d.schema_name, d.object_name)) FILTER (WHERE d.object_type = 'table'), '{}'),
            coalesce(bool_or(d.object_type = 'table' AND NOT d.is_temporary), false),
            coalesce(bool_or(d.object_type = 'publication' AND d.object_identity = 'trailmark'), false)
     INTO gone, names, permanent, publication
@@ -1726,7 +1736,7 @@ BEGIN
         RETURN;
     END IF;
     FOR r IN
-        SELECT t.schema_name, t.table_name, CASE WHEN t.relid <> rewritten THEN n.nspname || '.' || c.relname END AS part
+        SELECT t.schema_name, t.table_name, CASE WHEN t.relid <> rewritten THEN trailmark.partition_name(n.nspname, c.relname) END AS part
         FROM trailmark.tables t
         JOIN pg_class c ON c.oid = rewritten JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE t.paused_at IS NULL AND (t.relid = rewritten OR t.members ? rewritten::text)
