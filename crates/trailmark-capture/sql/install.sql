@@ -1043,13 +1043,41 @@ $$;
 -- Version 13 (WAL mode): a covered table as a member of the publication:
 -- its name, with the column list trailmark.published_columns gives when it
 -- has excluded columns (NULL when no column is left). The one rule for
--- install and the event trigger.
+-- install and the event trigger. Version 16: ONLY the table. Without it
+-- PostgreSQL adds the table's inheritance children (CREATE TABLE ...
+-- INHERITS) as members too, with their own identity (the key, or none):
+-- the application's UPDATE of the table failed at once for a child without
+-- a key ("cannot update table ... because it does not have a replica
+-- identity and publishes updates"), and a child's changes came under its
+-- own name though it was not covered. (A partitioned table's partitions
+-- are its members either way: publish_via_partition_root.) Children not
+-- covered are named by trailmark.uncovered_children below.
 CREATE OR REPLACE FUNCTION trailmark.publication_member(schema_name text, table_name text)
 RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT format('%I.%I', $1, $2)
+    SELECT 'ONLY ' || format('%I.%I', $1, $2)
            || CASE WHEN cardinality(t.exclude) = 0 THEN ''
                    ELSE ' (' || trailmark.published_columns($1, $2) || ')' END
     FROM trailmark.tables t WHERE t.schema_name = $1 AND t.table_name = $2
+$$;
+
+-- Version 16: a covered table's inheritance children (CREATE TABLE ...
+-- INHERITS, ALTER TABLE ... INHERIT; at any depth; not partitions) that are
+-- not covered themselves. Their rows show in the table's reads, but a
+-- statement naming a child fires no trigger of the table's, and WAL mode
+-- publishes the table ONLY: their changes are not captured, but in trigger
+-- mode for a statement naming the table (its transition tables hold the
+-- children's rows). The one rule for install's warning and status.
+CREATE OR REPLACE FUNCTION trailmark.uncovered_children(relid oid) RETURNS SETOF regclass
+LANGUAGE sql STABLE AS $$
+    WITH RECURSIVE below (child) AS (
+        SELECT i.inhrelid FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = $1 AND NOT c.relispartition
+        UNION
+        SELECT i.inhrelid FROM pg_inherits i JOIN below b ON i.inhparent = b.child
+    )
+    SELECT b.child::regclass FROM below b
+    WHERE NOT EXISTS (SELECT FROM trailmark.tables t WHERE t.relid = b.child)
+    ORDER BY b.child::regclass::text
 $$;
 
 -- Version 14: records the primary key a covered table has now (one added,

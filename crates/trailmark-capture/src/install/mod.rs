@@ -226,6 +226,9 @@ async fn in_transaction(
     for table in tables {
         warnings.extend(secret_like(&tx, table).await?);
     }
+    for (table, _) in &installed {
+        warnings.extend(status::children_uncovered(&tx, table, mode == Mode::Wal).await?);
+    }
     finish(tx, &installed, mode).await?;
     if mode == Mode::Trigger && switching {
         // The handover found the slot drained, with every covered table

@@ -262,6 +262,34 @@ async fn members_uncaptured(
     Ok((line, row.get(1)))
 }
 
+/// A covered table's inheritance children that are not covered
+/// (`trailmark.uncovered_children`), as a line: a warning of install's and
+/// a line of drift.
+pub(super) async fn children_uncovered(
+    client: &impl GenericClient,
+    spec: &crate::TableSpec,
+    wal: bool,
+) -> Result<Option<String>, Error> {
+    let children: Option<String> = client
+        .query_one(
+            "SELECT string_agg(c::text, ', ') FROM trailmark.uncovered_children(to_regclass($1)) c",
+            &[&spec.quoted()],
+        )
+        .await
+        .map_err(pg(format!("reading the inheritance children of {spec}")))?
+        .get(0);
+    let when = if wal {
+        String::new()
+    } else {
+        format!(" when a statement names them (one naming {spec} captures them as its rows)")
+    };
+    Ok(children.map(|children| {
+        format!(
+            "{spec}: inheritance children not covered ({children}): changes to their rows are not captured{when}; cover them too (name them in install --tables)"
+        )
+    }))
+}
+
 /// In WAL mode, how a table's replica identity, and its partitions', differ
 /// from the one install gave it (each a line of drift).
 async fn identity_drift(
@@ -388,6 +416,7 @@ pub(super) async fn drift(
             partitioned.push(name.clone());
         }
         drift.extend(option_columns_gone(client, &spec).await?);
+        drift.extend(children_uncovered(client, &spec, wal).await?);
     }
     for (spec, schema) in super::catalog::uncovered_in_whole_schemas(client).await? {
         drift.push(format!(
