@@ -1257,6 +1257,30 @@ BEGIN
 END
 $$;
 
+-- Version 16 (WAL mode): what is wrong with publication trailmark for
+-- capture, NULL when nothing: it must exist under that name, publish
+-- inserts, updates, deletes and truncates, and publish a partitioned
+-- table's changes as the table's (publish_via_partition_root). Changed by
+-- hand (ALTER PUBLICATION trailmark SET (publish = 'insert'), RENAME TO),
+-- the covered tables' other changes went uncaptured with no record, or
+-- (renamed) the slot could decode nothing more. The one rule for the
+-- event trigger, which refuses such a command, and status.
+CREATE OR REPLACE FUNCTION trailmark.publication_fault() RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN p.oid IS NULL THEN 'no longer exists by that name'
+        WHEN NOT (p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate) THEN
+            'no longer publishes '
+            || concat_ws(', ', CASE WHEN NOT p.pubinsert THEN 'inserts' END,
+                               CASE WHEN NOT p.pubupdate THEN 'updates' END,
+                               CASE WHEN NOT p.pubdelete THEN 'deletes' END,
+                               CASE WHEN NOT p.pubtruncate THEN 'truncates' END)
+        WHEN NOT p.pubviaroot THEN
+            'no longer publishes a partitioned table''s changes as its own (publish_via_partition_root)'
+    END
+    FROM (SELECT 1) one LEFT JOIN pg_publication p ON p.pubname = 'trailmark'
+$$;
+
 -- Version 9: a partition made (CREATE TABLE ... PARTITION OF) or attached
 -- (ALTER TABLE ... ATTACH PARTITION) under a covered table would keep
 -- PostgreSQL's default replica identity, and its updates carry no old
@@ -1332,6 +1356,14 @@ BEGIN
     -- hand, a resume (trailmark.record_switch). `capture pg pause|resume`
     -- record their own switch first, so theirs match.
     IF TG_TAG = 'ALTER PUBLICATION' THEN
+        -- Version 16 (WAL mode): publication trailmark's options changed,
+        -- or the publication renamed, by hand: refused (TMX02), as its drop.
+        IF wal AND trailmark.publication_fault() IS NOT NULL THEN
+            RAISE EXCEPTION 'trailmark: publication trailmark % after this command: capture reads the changes of the covered tables through it (WAL mode), and they would go uncaptured with no record',
+                trailmark.publication_fault()
+                USING ERRCODE = 'TMX02',
+                      HINT = 'to stop capture on the record use trailmark capture pg pause; to remove capture, trailmark capture pg uninstall';
+        END IF;
         IF wal THEN
             FOR r IN
                 SELECT t.relid, t.paused_at IS NULL AS was_running
@@ -1659,7 +1691,7 @@ BEGIN
         END LOOP;
     END IF;
 EXCEPTION
-    WHEN SQLSTATE 'TMX01' OR SQLSTATE 'TMX03' THEN
+    WHEN SQLSTATE 'TMX01' OR SQLSTATE 'TMX02' OR SQLSTATE 'TMX03' THEN
         RAISE;
     WHEN OTHERS THEN
         RAISE WARNING 'trailmark: capture column lists or partition identities were not updated: % (run trailmark capture pg install)', SQLERRM;

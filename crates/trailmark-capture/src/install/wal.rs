@@ -348,7 +348,9 @@ pub(super) async fn ensure_publication(client: &Client) -> Result<bool, Error> {
         .get(0);
     // A partitioned table's changes are published as its own, not as the
     // partition's a row lands in (which would name another table, unknown
-    // to the decoder's options), as the triggers on it see them.
+    // to the decoder's options), as the triggers on it see them. Every
+    // kind of change, set again on one that exists (capture version 16:
+    // changed by hand before the event trigger refused it).
     let sql = if exists {
         // Capture's own change: the event trigger, which records a
         // publication altered by hand, stays out (`OWN_DDL`), or a covered
@@ -357,7 +359,7 @@ pub(super) async fn ensure_publication(client: &Client) -> Result<bool, Error> {
         format!(
             "BEGIN; {}; COMMIT",
             own_ddl(&format!(
-                "ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
+                "ALTER PUBLICATION {} SET (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)",
                 ident(PUBLICATION)
             ))
         )

@@ -3481,6 +3481,74 @@ async fn the_publication_dropped_by_hand_is_refused_in_wal_mode() {
     );
 }
 
+/// WAL mode: publication `trailmark` renamed, or its options changed by
+/// hand (`SET (publish = 'insert')`, `publish_via_partition_root` off), let
+/// the covered tables' other changes go uncaptured with no record (or the
+/// slot decode nothing more): the event trigger refuses the command, as a
+/// drop (capture version 16). Changed unseen (the event trigger disabled),
+/// status names it and install sets the options again.
+#[tokio::test]
+async fn the_publication_renamed_or_changed_by_hand_is_refused_in_wal_mode() {
+    let mut db = installed(Mode::Wal, CUSTOMER, &[customer()]).await;
+    let options =
+        "SELECT pubname || ' ' || pubinsert || pubupdate || pubdelete || pubtruncate || pubviaroot
+                   FROM pg_publication";
+    let before: String = db.client.query_one(options, &[]).await.unwrap().get(0);
+    assert_eq!(before, "trailmark truetruetruetruetrue");
+    for (command, fault) in [
+        (
+            "SET (publish = 'insert')",
+            "no longer publishes updates, deletes, truncates",
+        ),
+        (
+            "SET (publish = 'insert, update, delete')",
+            "no longer publishes truncates",
+        ),
+        (
+            "SET (publish_via_partition_root = false)",
+            "no longer publishes a partitioned table's changes as its own",
+        ),
+        ("RENAME TO other", "no longer exists by that name"),
+    ] {
+        let refused = db
+            .client
+            .batch_execute(&format!("ALTER PUBLICATION trailmark {command}"))
+            .await
+            .unwrap_err();
+        let refused = refused.as_db_error().unwrap();
+        assert_eq!(refused.code().code(), "TMX02", "{command}");
+        assert!(
+            refused
+                .message()
+                .starts_with(&format!("trailmark: publication trailmark {fault}"))
+                && refused
+                    .hint()
+                    .is_some_and(|h| h.contains("trailmark capture pg pause")),
+            "{command}: {refused:?}"
+        );
+        let now: String = db.client.query_one(options, &[]).await.unwrap().get(0);
+        assert_eq!(now, before, "{command}");
+    }
+    db.client
+        .batch_execute(
+            "ALTER EVENT TRIGGER trailmark_republish DISABLE;
+             ALTER PUBLICATION trailmark SET (publish = 'insert');
+             ALTER EVENT TRIGGER trailmark_republish ENABLE;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        drift(&db).await,
+        [
+            "publication trailmark no longer publishes updates, deletes, truncates: changes of the covered tables it does not publish are not captured: run install again"
+        ]
+    );
+    install(&mut db.client, &[], None).await.unwrap();
+    assert_eq!(drift(&db).await, Vec::<String>::new());
+    let after: String = db.client.query_one(options, &[]).await.unwrap().get(0);
+    assert_eq!(after, before);
+}
+
 /// A partition made (`CREATE TABLE ... PARTITION OF`) or attached after
 /// install gets the table's capture at once, in the same transaction, in
 /// both modes; one detached loses it: its writes are its own again, not the
