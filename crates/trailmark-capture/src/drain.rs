@@ -246,6 +246,10 @@ async fn run<S: Sink>(
         }
     }
     progress(Progress::Draining);
+    // A capture installed by a newer Trailmark writes what this one may not
+    // read right (capture version 16's rewrite was a truncate to 15's
+    // drainer, and a message it read past): refused before anything is read.
+    crate::install::refuse_newer(client).await?;
     // Before anything is sent: the trail must still extend every
     // checkpoint this database saw.
     crate::seen::prepare(client).await?;

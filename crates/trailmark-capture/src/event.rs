@@ -268,6 +268,7 @@ impl<'a> Draft<'a> {
             // The table's rows rewritten by DDL that may change their
             // values (capture version 16: `trailmark.record_rewrite`).
             "rewrite" => "rewrite",
+            // (`captured_event` refuses an operation not in `OPS`.)
             _ => "truncate",
         };
         let mut metadata = Map::new();
@@ -446,14 +447,34 @@ pub fn outbox_event(row: &OutboxRow, table: &TableConfig, ids: &crate::EventIds)
     Draft::of(row, table, ids).into_json()
 }
 
+/// Every operation a captured change may be: what the outbox's `op` may
+/// hold (its CHECK constraint in sql/install.sql) and the WAL decoder makes
+/// (capture version 16 added `rewrite`). Their order numbers them in a
+/// streamed transaction's spill file.
+pub(crate) const OPS: [&str; 7] = [
+    "insert", "update", "delete", "truncate", "pause", "resume", "rewrite",
+];
+
 /// The event for one captured row, valid: the same event as
 /// `make_valid(outbox_event(row, table, ids))`, built without writing it as
 /// JSON and reading it back when its parts are valid (nearly always).
+/// An operation this build does not know (written by a newer capture than
+/// it understands) is refused, never taken for another: the drain stops
+/// with the reason and the change stays.
 pub fn captured_event(
     row: &OutboxRow,
     table: &TableConfig,
     ids: &crate::EventIds,
 ) -> Result<Event, Vec<FieldError>> {
+    if !OPS.contains(&row.op.as_str()) {
+        return Err(vec![FieldError::new(
+            "/action",
+            format!(
+                "capture operation {:?} is unknown to this trailmark (a newer capture wrote it): upgrade trailmark",
+                row.op
+            ),
+        )]);
+    }
     Draft::of(row, table, ids).event()
 }
 
@@ -619,6 +640,37 @@ mod tests {
                 json!({"partition": "public.customer_2026", "txid": 900, "statement": 2, "outbox_id": 7})
             );
             trailmark_core::Event::from_json(&e).unwrap();
+        }
+    }
+
+    /// An operation this build does not know (a newer capture wrote it) is
+    /// refused, not taken for a truncate: the drain stops, the row stays.
+    #[test]
+    fn an_unknown_operation_is_refused_not_taken_for_a_truncate() {
+        let refused = captured_event(
+            &outbox("reshape", None, None, json!({})),
+            &key(&["id"]),
+            &db("db1"),
+        )
+        .unwrap_err();
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].path, "/action");
+        assert!(
+            refused[0]
+                .message
+                .starts_with("capture operation \"reshape\" is unknown to this trailmark"),
+            "{refused:?}"
+        );
+        for op in OPS {
+            let row = if matches!(op, "insert" | "update") {
+                outbox(op, None, Some(json!({"id": 1})), json!({}))
+            } else {
+                outbox(op, Some(json!({"id": 1})), None, json!({}))
+            };
+            assert!(
+                captured_event(&row, &key(&["id"]), &db("db1")).is_ok(),
+                "{op}"
+            );
         }
     }
 

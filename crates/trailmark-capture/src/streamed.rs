@@ -210,9 +210,7 @@ impl Item {
 }
 
 /// The operations a held change may be (its number in the spill file).
-const OPS: [&str; 7] = [
-    "insert", "update", "delete", "truncate", "pause", "resume", "rewrite",
-];
+use crate::event::OPS;
 
 /// A streamed transaction whose context messages cannot be placed (see the
 /// module's documentation): decode it again without streaming.

@@ -1017,7 +1017,7 @@ impl Decoder {
                     }
                     Vec::new()
                 }
-                _ => self.message(&prefix, &content),
+                _ => self.message(&prefix, &content)?,
             },
             data => self.changes(data)?,
         };
@@ -1053,13 +1053,17 @@ impl Decoder {
     /// PostgreSQL's logical decoding does not send when publishing through
     /// the table (`trailmark.capture_truncate` writes it); and capture's
     /// records of rows that entered, left or were rewritten by DDL
-    /// (capture versions 15 and 16), which it sends no change for.
-    fn message(&mut self, prefix: &str, content: &[u8]) -> Vec<Change> {
+    /// (capture versions 15 and 16), which it sends no change for. A
+    /// capture message (prefix `trailmark.`) this build does not know was
+    /// written by a newer capture than it understands: refused, as a
+    /// change that cannot become an event is (the slot keeps it), never
+    /// read past. Other prefixes are the application's own.
+    fn message(&mut self, prefix: &str, content: &[u8]) -> Result<Vec<Change>, Error> {
         if prefix == MESSAGE_PREFIX {
             if let Some(tx) = self.open.as_mut() {
                 merge_context(&mut tx.context, content);
             }
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let whole = match prefix {
             crate::install::TRUNCATE_PREFIX => Some("truncate"),
@@ -1068,7 +1072,12 @@ impl Decoder {
         };
         let create = prefix == crate::install::CREATE_PREFIX;
         if whole.is_none() && !create && prefix != crate::install::SWITCH_PREFIX {
-            return Vec::new();
+            if prefix.starts_with("trailmark.") && prefix != crate::install::END_PREFIX {
+                return Err(Error::Replication(format!(
+                    "a capture message this trailmark does not know ({prefix}): the capture installed is newer than this trailmark: upgrade trailmark; the slot keeps it"
+                )));
+            }
+            return Ok(Vec::new());
         }
         let message: Value = serde_json::from_slice(content).unwrap_or_default();
         let text = |k: &str| message[k].as_str().unwrap_or_default().to_owned();
@@ -1076,13 +1085,13 @@ impl Decoder {
             // A row that entered the table with a partition attached
             // (capture version 15): the row as trigger mode's outbox holds
             // it, the role and the reason on its old side (`switched_by`).
-            return vec![Change::new(
+            return Ok(vec![Change::new(
                 "insert",
                 &text("schema"),
                 &text("table"),
                 message_fields(&message, &["reason", "role"]),
                 Some(RowImage::Json(message["row"].to_string())),
-            )];
+            )]);
         }
         if let Some(op) = whole {
             // The partition truncated, and for rows that left by DDL
@@ -1090,7 +1099,13 @@ impl Decoder {
             // table dropped) the role and the reason (`switched_by`); the
             // same for rows rewritten by DDL (capture version 16).
             let old = message_fields(&message, &["partition", "reason", "role"]);
-            return vec![Change::new(op, &text("schema"), &text("table"), old, None)];
+            return Ok(vec![Change::new(
+                op,
+                &text("schema"),
+                &text("table"),
+                old,
+                None,
+            )]);
         }
         let op = match message["op"].as_str() {
             Some("resume") => "resume",
@@ -1099,7 +1114,13 @@ impl Decoder {
         // Capture switched by hand (the event trigger records it): the
         // role that did it and why, on the switch's old side (`switched_by`).
         let by = message_fields(&message, &["reason", "role"]);
-        vec![Change::new(op, &text("schema"), &text("table"), by, None)]
+        Ok(vec![Change::new(
+            op,
+            &text("schema"),
+            &text("table"),
+            by,
+            None,
+        )])
     }
 }
 

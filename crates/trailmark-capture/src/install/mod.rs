@@ -18,10 +18,10 @@ pub use pause::{Switched, set_paused};
 pub use role::grant_drainer;
 pub use sql::CHANNEL;
 pub use status::{Status, status};
-pub use upgrade::VERSION;
+pub use upgrade::{VERSION, refuse_newer};
 pub use wal::{
-    CREATE_PREFIX, LargeTransactions, LargeTransactionsSeen, MESSAGE_PREFIX, Mode, PUBLICATION,
-    REWRITE_PREFIX, SLOT, SWITCH_PREFIX, SlotStatus, TRUNCATE_PREFIX, installed_mode,
+    CREATE_PREFIX, END_PREFIX, LargeTransactions, LargeTransactionsSeen, MESSAGE_PREFIX, Mode,
+    PUBLICATION, REWRITE_PREFIX, SLOT, SWITCH_PREFIX, SlotStatus, TRUNCATE_PREFIX, installed_mode,
     large_transactions, slot_name, slot_status, streams_in_progress, wal_level,
 };
 
@@ -189,12 +189,7 @@ async fn in_transaction(
     )
     .await
     .map_err(pg("waiting for another install to finish"))?;
-    let previous_version = installed_version(&tx).await?;
-    if let Some(v) = previous_version
-        && v > VERSION
-    {
-        return Err(Error::NewerVersion(v));
-    }
+    let previous_version = refuse_newer(&tx).await?;
     let (before, mut warnings) = covered_before(&tx, tables, previous_version).await?;
     let refreshed = before.len();
     let mut all: Vec<&TableSpec> = Vec::new();

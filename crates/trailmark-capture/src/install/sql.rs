@@ -105,6 +105,7 @@ mod tests {
             super::super::SWITCH_PREFIX,
             super::super::CREATE_PREFIX,
             super::super::REWRITE_PREFIX,
+            super::super::END_PREFIX,
         ] {
             let written = format!("pg_logical_emit_message(true, '{prefix}'");
             assert!(super::super::INSTALL_SQL.contains(&written), "{written}");

@@ -36,6 +36,17 @@ pub(super) async fn stored_specs(client: &impl GenericClient) -> Result<Vec<Tabl
         .collect())
 }
 
+/// Refuses a capture installed by a newer Trailmark than this one
+/// ([`Error::NewerVersion`]): what it writes (an operation, a message) this
+/// build may not know. The one rule for install and the drainer.
+pub async fn refuse_newer(client: &impl GenericClient) -> Result<Option<u32>, Error> {
+    let installed = installed_version(client).await?;
+    match installed {
+        Some(v) if v > VERSION => Err(Error::NewerVersion(v)),
+        _ => Ok(installed),
+    }
+}
+
 /// The installed version, if any.
 pub(super) async fn installed_version(client: &impl GenericClient) -> Result<Option<u32>, Error> {
     let row = client

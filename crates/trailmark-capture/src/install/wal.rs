@@ -321,6 +321,11 @@ pub(super) fn drop_publication() -> String {
 /// `trailmark.record_whole`, which names it too).
 pub const TRUNCATE_PREFIX: &str = "trailmark.truncate";
 
+/// The prefix of the empty transactional message that ends capture's own
+/// (`trailmark.end_messages`, and `trailmark.set_context` in WAL mode:
+/// capture version 15), which the drainer reads past.
+pub const END_PREFIX: &str = "trailmark.end";
+
 /// The prefix of the transactional logical message that records, in WAL
 /// mode, a covered table's rows (or one partition's) rewritten by DDL that
 /// may change their values (capture version 16; the fields of a truncate's,

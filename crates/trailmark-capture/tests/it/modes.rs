@@ -3425,6 +3425,74 @@ async fn a_covered_table_with_inheritance_children_in_both_modes() {
     }
 }
 
+/// A drainer older than the capture installed (an install by a newer
+/// Trailmark) refuses to drain, in both modes: what the newer capture
+/// writes it may not read right (capture version 16's rewrite was a
+/// truncate to version 15's drainer, and in WAL mode a message it read
+/// past). Nothing is lost: once the versions agree the change is drained.
+/// And in WAL mode a capture message the drainer does not know (prefix
+/// `trailmark.`) stops the drain naming it, the slot keeping it.
+#[tokio::test]
+async fn a_drainer_older_than_the_capture_installed_refuses_and_keeps_the_changes() {
+    let once = DrainOptions {
+        once: true,
+        ..DrainOptions::default()
+    };
+    for mode in MODES {
+        let db = installed(mode, CUSTOMER, &[customer()]).await;
+        let newer = trailmark_capture::VERSION + 1;
+        db.client
+            .batch_execute(&format!(
+                "INSERT INTO customer (id, name) VALUES (1, 'kept');
+                 UPDATE trailmark.meta SET value = '{newer}' WHERE key = 'version'"
+            ))
+            .await
+            .unwrap();
+        let sink = Collect::default();
+        let refused = drain(&db.url(), &sink, &once, &|_| {}).await.unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "capture version {newer} is installed, newer than this trailmark understands: upgrade trailmark"
+            ),
+            "{mode:?}"
+        );
+        assert!(sink.0.lock().unwrap().is_empty(), "{mode:?}");
+        db.client
+            .batch_execute(&format!(
+                "UPDATE trailmark.meta SET value = '{}' WHERE key = 'version'",
+                trailmark_capture::VERSION
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            steps(&drained(&db).await),
+            ["create public.customer \"1\""],
+            "{mode:?}"
+        );
+        if mode == Mode::Wal {
+            db.client
+                .batch_execute(
+                    "BEGIN; INSERT INTO customer (id, name) VALUES (2, 'held');
+                     SELECT pg_logical_emit_message(true, 'trailmark.future', '{}'); COMMIT",
+                )
+                .await
+                .unwrap();
+            let refused = drain(&db.url(), &sink, &once, &|_| {}).await.unwrap_err();
+            assert!(
+                refused
+                    .to_string()
+                    .contains("a capture message this trailmark does not know (trailmark.future)"),
+                "{refused}"
+            );
+            // The slot keeps it: refused again, the change not sent.
+            let again = drain(&db.url(), &sink, &once, &|_| {}).await.unwrap_err();
+            assert_eq!(again.to_string(), refused.to_string());
+            assert!(sink.0.lock().unwrap().is_empty());
+        }
+    }
+}
+
 /// WAL mode: publication `trailmark` dropped by hand (`DROP PUBLICATION`, or
 /// `DROP OWNED` by its owner) would stop capture of every covered table
 /// with no record (and leave the slot unable to decode what follows): the
