@@ -1843,6 +1843,17 @@ BEGIN
             WHEN TAG IN ('ALTER TABLE')
             EXECUTE FUNCTION trailmark.release_column_lists();
     END IF;
+    -- ALWAYS, as the capture triggers are (version 13): an event trigger
+    -- enabled as CREATE leaves it does not fire in a session with
+    -- session_replication_role = replica (a bulk load or a restore run so
+    -- to skip foreign key checks), whose DDL then went unrecorded (a
+    -- covered table dropped, its rows rewritten) and unfollowed.
+    ALTER EVENT TRIGGER trailmark_republish ENABLE ALWAYS;
+    ALTER EVENT TRIGGER trailmark_dropped ENABLE ALWAYS;
+    ALTER EVENT TRIGGER trailmark_rewritten ENABLE ALWAYS;
+    IF trailmark.wal_mode() THEN
+        ALTER EVENT TRIGGER trailmark_release ENABLE ALWAYS;
+    END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION trailmark.make_event_triggers() FROM PUBLIC;

@@ -39,10 +39,10 @@ async fn without_event_trigger(
     partitioned: &[String],
     wal: bool,
 ) -> Result<Option<String>, Error> {
-    let state = match event_trigger_enabled(client, "trailmark_republish").await? {
-        Some(true) => return Ok(None),
-        Some(false) => "disabled",
-        None => "missing (as after an install by a role that is not a superuser)",
+    let state = match event_trigger_state(client, "trailmark_republish").await? {
+        None => return Ok(None),
+        Some(MISSING) => "missing (as after an install by a role that is not a superuser)",
+        Some(state) => state,
     };
     let mut unhandled = vec![
         "tables made again under a covered name or made in a schema covered whole are not captured, covered tables renamed lose their options".to_owned(),
@@ -435,21 +435,32 @@ pub(super) async fn drift(
     Ok(drift)
 }
 
-/// Whether capture's event trigger `name` is enabled; `None` when it is
-/// missing.
-async fn event_trigger_enabled(
+/// How capture's event trigger `name` differs from what install made
+/// (enabled ALWAYS, capture version 16): `None` when it does not,
+/// [`MISSING`] when it is gone, else how it is enabled.
+async fn event_trigger_state(
     client: &impl GenericClient,
     name: &str,
-) -> Result<Option<bool>, Error> {
-    Ok(client
+) -> Result<Option<&'static str>, Error> {
+    let enabled: Option<String> = client
         .query_opt(
-            "SELECT evtenabled <> 'D' FROM pg_event_trigger WHERE evtname = $1",
+            "SELECT evtenabled::text FROM pg_event_trigger WHERE evtname = $1",
             &[&name],
         )
         .await
         .map_err(pg(format!("looking for the event trigger {name}")))?
-        .map(|row| row.get(0)))
+        .map(|row| row.get(0));
+    Ok(match enabled.as_deref() {
+        None => Some(MISSING),
+        Some("A") => None,
+        Some("D") => Some("disabled"),
+        Some("R") => Some("enabled for replica sessions only"),
+        Some(_) => Some("enabled so that sessions with session_replication_role = replica skip it"),
+    })
 }
+
+/// [`event_trigger_state`] of one that is gone.
+const MISSING: &str = "missing";
 
 /// Capture's event triggers that record what DDL does to a covered table's
 /// rows, each with what goes unrecorded without it: the rows leaving when
@@ -471,10 +482,8 @@ const RECORDING_EVENT_TRIGGERS: [(&str, &str); 2] = [
 async fn ddl_unrecorded(client: &impl GenericClient) -> Result<Vec<String>, Error> {
     let mut lines = Vec::new();
     for (name, unrecorded) in RECORDING_EVENT_TRIGGERS {
-        let state = match event_trigger_enabled(client, name).await? {
-            Some(true) => continue,
-            Some(false) => "disabled",
-            None => "missing",
+        let Some(state) = event_trigger_state(client, name).await? else {
+            continue;
         };
         lines.push(format!(
             "event trigger {name} is {state}: {unrecorded} until install runs again; install once as a superuser keeps it current"
@@ -504,10 +513,8 @@ async fn publication_fault(client: &impl GenericClient) -> Result<Option<String>
 /// without `CASCADE` (capture version 16: `trailmark_release`), missing or
 /// disabled while such a table is published, as a line of drift.
 async fn lists_unreleased(client: &impl GenericClient) -> Result<Option<String>, Error> {
-    let state = match event_trigger_enabled(client, "trailmark_release").await? {
-        Some(true) => return Ok(None),
-        Some(false) => "disabled",
-        None => "missing",
+    let Some(state) = event_trigger_state(client, "trailmark_release").await? else {
+        return Ok(None);
     };
     let listed: Option<String> = client
         .query_one(

@@ -3493,6 +3493,58 @@ async fn a_drainer_older_than_the_capture_installed_refuses_and_keeps_the_change
     }
 }
 
+/// Capture's event triggers fire in a session with
+/// `session_replication_role = replica` too (a bulk load or a restore run
+/// so to skip foreign key checks), in both modes (capture version 16:
+/// enabled ALWAYS, as the capture triggers are): its rewrite of a covered
+/// table and its drop of one are recorded. Before, an event trigger
+/// enabled as CREATE leaves it skipped such a session's DDL. One enabled
+/// otherwise is named by status.
+#[tokio::test]
+async fn ddl_in_a_replica_session_is_recorded_in_both_modes() {
+    for mode in MODES {
+        let db = installed(mode, CUSTOMER, &[customer()]).await;
+        db.client
+            .batch_execute(
+                "SET session_replication_role = replica;
+                 INSERT INTO customer (id, name, price) VALUES (1, 'a', 1.234);
+                 ALTER TABLE customer ALTER COLUMN price TYPE numeric(10, 2);
+                 DROP TABLE customer;
+                 RESET session_replication_role;",
+            )
+            .await
+            .unwrap();
+        let role = db.session_user().await;
+        let events = action_actor_reason(&db).await;
+        let actor = if mode == Mode::Wal {
+            "\"unknown\"".to_owned()
+        } else {
+            format!("\"{role}\"")
+        };
+        assert_eq!(
+            events,
+            [
+                format!("create public.customer {actor} null"),
+                format!(
+                    "rewrite public.customer \"{role}\" \"rows rewritten by ALTER TABLE: a column's type changed (each value converted, or computed by USING)\""
+                ),
+                format!(r#"truncate public.customer "{role}" "table dropped by DROP TABLE""#),
+            ],
+            "{mode:?}"
+        );
+        db.client
+            .batch_execute("ALTER EVENT TRIGGER trailmark_dropped ENABLE")
+            .await
+            .unwrap();
+        assert!(
+            drift(&db).await.contains(
+                &"event trigger trailmark_dropped is enabled so that sessions with session_replication_role = replica skip it: covered tables and their partitions dropped are not recorded (their rows leave no truncate in the trail) until install runs again; install once as a superuser keeps it current".to_owned()
+            ),
+            "{mode:?}"
+        );
+    }
+}
+
 /// WAL mode: publication `trailmark` dropped by hand (`DROP PUBLICATION`, or
 /// `DROP OWNED` by its owner) would stop capture of every covered table
 /// with no record (and leave the slot unable to decode what follows): the
@@ -3601,7 +3653,7 @@ async fn the_publication_renamed_or_changed_by_hand_is_refused_in_wal_mode() {
         .batch_execute(
             "ALTER EVENT TRIGGER trailmark_republish DISABLE;
              ALTER PUBLICATION trailmark SET (publish = 'insert');
-             ALTER EVENT TRIGGER trailmark_republish ENABLE;",
+             ALTER EVENT TRIGGER trailmark_republish ENABLE ALWAYS;",
         )
         .await
         .unwrap();
@@ -3964,7 +4016,7 @@ async fn install_puts_back_a_table_taken_out_of_the_publication_unseen() {
         .batch_execute(
             "ALTER EVENT TRIGGER trailmark_republish DISABLE;
              ALTER PUBLICATION trailmark DROP TABLE customer;
-             ALTER EVENT TRIGGER trailmark_republish ENABLE;",
+             ALTER EVENT TRIGGER trailmark_republish ENABLE ALWAYS;",
         )
         .await
         .unwrap();
