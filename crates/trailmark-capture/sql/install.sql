@@ -201,6 +201,27 @@ CREATE TABLE IF NOT EXISTS trailmark.schemas (
 );
 
 -- How far the drainer got: the last outbox id it sent and had acknowledged.
+-- Version 16 (WAL mode): where the drainer told the replication slot it
+-- may forget the WAL, recorded before the slot hears it. The slot moves
+-- only so, or by hand (pg_replication_slot_advance; a slot dropped and made
+-- again stands at its making): a slot standing past its record skipped
+-- changes nobody captured, and the drainer refuses it as a capture gap
+-- (trailmark.slot_moved) until install records where it stands, saying so.
+CREATE TABLE IF NOT EXISTS trailmark.slot_confirmed (
+    slot_name text PRIMARY KEY,
+    lsn pg_lsn NOT NULL,
+    recorded_at timestamptz NOT NULL
+);
+-- The one rule for the drainer, install and status: the slot's position
+-- and the record it is past, when it is.
+CREATE OR REPLACE FUNCTION trailmark.slot_moved(slot text, OUT recorded pg_lsn, OUT now_at pg_lsn)
+RETURNS SETOF record LANGUAGE sql STABLE AS $$
+    SELECT c.lsn, s.confirmed_flush_lsn
+    FROM trailmark.slot_confirmed c
+    JOIN pg_replication_slots s ON s.slot_name = c.slot_name
+    WHERE c.slot_name = $1 AND s.confirmed_flush_lsn > c.lsn
+$$;
+
 CREATE TABLE IF NOT EXISTS trailmark.drained (
     id integer PRIMARY KEY CHECK (id = 1),
     last_outbox_id bigint NOT NULL,

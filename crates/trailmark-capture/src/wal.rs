@@ -194,6 +194,32 @@ impl Transaction {
     }
 }
 
+/// Records that the drainer tells slot `slot` it may forget the WAL
+/// before `lsn` (`trailmark.slot_confirmed`, capture version 16), before
+/// it tells it: the slot never stands past its record unless moved by
+/// hand (`trailmark.slot_moved`). One small write a confirmed batch. Before
+/// capture version 16 there is no record to keep (a drainer is upgraded
+/// before install runs): nothing is written until install makes it, and
+/// the first record is then one this drainer is about to confirm, so the
+/// slot never stands past it.
+async fn record_confirmed(client: &Client, slot: &str, lsn: u64) -> Result<(), Error> {
+    let written = client
+        .execute(
+            "INSERT INTO trailmark.slot_confirmed (slot_name, lsn, recorded_at)
+             VALUES ($1, $2::text::pg_lsn, now())
+             ON CONFLICT (slot_name) DO UPDATE SET lsn = excluded.lsn, recorded_at = excluded.recorded_at
+             WHERE trailmark.slot_confirmed.lsn < excluded.lsn",
+            &[&slot, &crate::event::lsn_text(lsn)],
+        )
+        .await;
+    match written {
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(()),
+        other => other
+            .map(|_| ())
+            .map_err(pg("recording where the drainer confirmed the slot")),
+    }
+}
+
 /// A slot that is gone: a capture gap, said so.
 fn slot_gone(slot: &str) -> Error {
     Error::Replication(format!(
@@ -212,6 +238,14 @@ async fn usable_slot(client: &Client) -> Result<crate::SlotStatus, Error> {
             "replication slot {} lost WAL it still needed (max_slot_wal_keep_size was exceeded): changes after {} were not captured (a capture gap). Drop the slot and run install again; the trail records from then on",
             slot.name,
             slot.confirmed.as_deref().unwrap_or("its start")
+        )));
+    }
+    // Moved past where this trail's drainer confirmed it (capture version
+    // 16): by hand, or made again; the changes between were never decoded.
+    if let Some((was, now)) = crate::install::slot_moved(client, &slot.name).await? {
+        return Err(Error::Replication(format!(
+            "replication slot {} stands at {now}, past {was} where the drainer last confirmed it: it was moved (pg_replication_slot_advance) or made again by hand, and whatever was committed between was not captured (a capture gap). Run `trailmark capture pg install` to go on from where it stands; the trail records from then on",
+            slot.name
         )));
     }
     // A drainer that just died may still hold the slot for a moment (its
@@ -289,6 +323,7 @@ pub(crate) async fn stream<S: Sink>(
                 let (ended, unstreamed) = (next.ended, next.unstreamed);
                 if next.rows > 0 || next.acknowledge.is_some() {
                     let (total, feedback) = (&total, Arc::clone(&feedback));
+                    let slot_name = slot.name.as_str();
                     let (confirmed, nth) = (&confirmed, sent_batches);
                     sent_batches += 1;
                     let flushed = async move {
@@ -308,7 +343,9 @@ pub(crate) async fn stream<S: Sink>(
                             // slot hears of it at once, not when the next
                             // batch is ready (an idle database sends none:
                             // the last batch would stay unconfirmed, its WAL
-                            // kept).
+                            // kept). Recorded first (capture version 16):
+                            // a slot found past its record was moved by hand.
+                            record_confirmed(client, slot_name, lsn).await?;
                             feedback.update_flushed_lsn(lsn);
                             feedback.update_applied_lsn(lsn);
                         }
@@ -1234,6 +1271,7 @@ async fn advance(client: &Client, slot: &str, durable: Option<u64>) -> Result<()
     let Some(lsn) = durable else {
         return Ok(());
     };
+    record_confirmed(client, slot, lsn).await?;
     client
         .execute(
             "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)

@@ -22,7 +22,7 @@ pub use upgrade::{VERSION, refuse_newer};
 pub use wal::{
     CREATE_PREFIX, END_PREFIX, LargeTransactions, LargeTransactionsSeen, MESSAGE_PREFIX, Mode,
     PUBLICATION, REWRITE_PREFIX, SLOT, SWITCH_PREFIX, SlotStatus, TRUNCATE_PREFIX, installed_mode,
-    large_transactions, slot_name, slot_status, streams_in_progress, wal_level,
+    large_transactions, slot_moved, slot_name, slot_status, streams_in_progress, wal_level,
 };
 
 use catalog::{check_columns, check_key, covered_tables, excluded_now, uncovered_in_whole_schemas};
@@ -137,7 +137,7 @@ pub async fn install(
     } else {
         (false, false)
     };
-    let installed = in_transaction(client, tables, mode, switching).await;
+    let installed = in_transaction(client, tables, mode, switching, made_slot).await;
     if installed.is_err() {
         // A refused install leaves nothing: not a slot keeping the server's
         // WAL for a drainer that will never come, nor its publication.
@@ -177,6 +177,7 @@ async fn in_transaction(
     tables: &[TableSpec],
     mode: Mode,
     switching: bool,
+    made_slot: bool,
 ) -> Result<Covered, Error> {
     let tx = client
         .transaction()
@@ -223,6 +224,9 @@ async fn in_transaction(
     }
     for (table, _) in &installed {
         warnings.extend(status::children_uncovered(&tx, table, mode == Mode::Wal).await?);
+    }
+    if mode == Mode::Wal {
+        warnings.extend(wal::record_slot_position(&tx, made_slot).await?);
     }
     finish(tx, &installed, mode).await?;
     if mode == Mode::Trigger && switching {

@@ -66,6 +66,12 @@ pub async fn grant_drainer(client: &mut Client, role: &str) -> Result<(), Error>
         // after an upgrade from a version before them (src/ids.rs).
         format!("GRANT EXECUTE ON FUNCTION trailmark.record_ids(boolean) TO {who}"),
     ];
+    if mode == Mode::Wal {
+        // Where it confirmed the slot (capture version 16).
+        grants.push(format!(
+            "GRANT SELECT, INSERT, UPDATE ON trailmark.slot_confirmed TO {who}"
+        ));
+    }
     if mode == Mode::Trigger {
         grants.push(format!("GRANT DELETE ON trailmark.outbox TO {who}"));
         grants.push(format!(

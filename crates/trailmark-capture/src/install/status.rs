@@ -425,13 +425,23 @@ pub(super) async fn drift(
     }
     drift.extend(ddl_unrecorded(client).await?);
     if wal {
-        drift.extend(lists_unreleased(client).await?);
-        drift.extend(publication_fault(client).await?);
+        drift.extend(wal_drift(client).await?);
     }
     if let Some(line) = without_event_trigger(client, &excluding, &partitioned, wal).await? {
         // First: it says why the lines after it may come to be.
         drift.insert(0, line);
     }
+    Ok(drift)
+}
+
+/// WAL mode: what differs for the whole database, each a line of drift:
+/// the event trigger that releases column lists, the publication's
+/// options, the slot's position (capture version 16).
+async fn wal_drift(client: &impl GenericClient) -> Result<Vec<String>, Error> {
+    let mut drift = Vec::new();
+    drift.extend(lists_unreleased(client).await?);
+    drift.extend(publication_fault(client).await?);
+    drift.extend(slot_moved(client).await?);
     Ok(drift)
 }
 
@@ -490,6 +500,20 @@ async fn ddl_unrecorded(client: &impl GenericClient) -> Result<Vec<String>, Erro
         ));
     }
     Ok(lines)
+}
+
+/// WAL mode: the replication slot standing past where the drainer last
+/// confirmed it (`trailmark.slot_moved`, capture version 16: moved or made
+/// again by hand), as a line of drift.
+async fn slot_moved(client: &impl GenericClient) -> Result<Option<String>, Error> {
+    let slot = super::wal::slot_name(client).await?;
+    Ok(super::wal::slot_moved(client, &slot)
+        .await?
+        .map(|(was, now)| {
+            format!(
+                "replication slot {slot} stands at {now}, past {was} where the drainer last confirmed it: moved or made again by hand, whatever was committed between was not captured (a capture gap); the drainer refuses it until install runs again"
+            )
+        }))
 }
 
 /// WAL mode: publication `trailmark` renamed or its options changed by hand

@@ -124,6 +124,70 @@ pub(super) async fn ensure_slot(client: &Client) -> Result<bool, Error> {
     Ok(true)
 }
 
+/// Where slot `slot` stands and where the drainer last confirmed it
+/// (`trailmark.slot_moved`, capture version 16), when it stands past it:
+/// moved or made again by hand, it skipped whatever was committed between.
+/// `None` before version 16 (nothing recorded). The one reading of it for
+/// the drainer, install and status.
+pub async fn slot_moved(
+    client: &impl GenericClient,
+    slot: &str,
+) -> Result<Option<(String, String)>, Error> {
+    let recorded: bool = client
+        .query_one(
+            "SELECT to_regclass('trailmark.slot_confirmed') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(pg("looking for where the drainer confirmed the slot"))?
+        .get(0);
+    if !recorded {
+        return Ok(None);
+    }
+    Ok(client
+        .query_opt(
+            "SELECT recorded::text, now_at::text FROM trailmark.slot_moved($1)",
+            &[&slot],
+        )
+        .await
+        .map_err(pg("comparing the slot with where the drainer confirmed it"))?
+        .map(|r| (r.get(0), r.get(1))))
+}
+
+/// After an install in WAL mode: a slot `made` by it forgets any record of
+/// one dropped before under its name (the drainer records where it
+/// confirms from then on); a slot found past its record (moved or made
+/// again by hand) is recorded where it stands, and the capture gap answered
+/// as a warning: capture goes on from there.
+pub(super) async fn record_slot_position(
+    tx: &tokio_postgres::Transaction<'_>,
+    made: bool,
+) -> Result<Option<String>, Error> {
+    let slot = slot_name(tx).await?;
+    if made {
+        tx.execute(
+            "DELETE FROM trailmark.slot_confirmed WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(pg("forgetting where an earlier slot was confirmed"))?;
+        return Ok(None);
+    }
+    let Some((was, now)) = slot_moved(tx, &slot).await? else {
+        return Ok(None);
+    };
+    tx.execute(
+        "UPDATE trailmark.slot_confirmed SET lsn = $2::text::pg_lsn, recorded_at = now()
+         WHERE slot_name = $1",
+        &[&slot, &now],
+    )
+    .await
+    .map_err(pg("recording where the slot stands"))?;
+    Ok(Some(format!(
+        "replication slot {slot} stood at {now}, past {was} where the drainer last confirmed it: it was moved (pg_replication_slot_advance) or made again by hand, and whatever was committed between was not captured (a capture gap); capture goes on from {now}"
+    )))
+}
+
 /// The replica identity a table gets, checked against its options:
 /// `REPLICA IDENTITY FULL` unless `key` was asked for. A table with excluded
 /// columns must say `key`: PostgreSQL refuses the application's UPDATE and
