@@ -3741,14 +3741,7 @@ async fn the_publication_renamed_or_changed_by_hand_is_refused_in_wal_mode() {
         let now: String = db.client.query_one(options, &[]).await.unwrap().get(0);
         assert_eq!(now, before, "{command}");
     }
-    db.client
-        .batch_execute(
-            "ALTER EVENT TRIGGER trailmark_republish DISABLE;
-             ALTER PUBLICATION trailmark SET (publish = 'insert');
-             ALTER EVENT TRIGGER trailmark_republish ENABLE ALWAYS;",
-        )
-        .await
-        .unwrap();
+    unwatched(&db, "ALTER PUBLICATION trailmark SET (publish = 'insert')").await;
     assert_eq!(
         drift(&db).await,
         [
@@ -4097,6 +4090,19 @@ async fn an_unlogged_table_is_covered_in_trigger_mode_and_refused_by_name_in_wal
     }
 }
 
+/// Runs `sql` while nothing watches it (capture's event trigger
+/// `trailmark_republish` disabled), then enables the event trigger again
+/// as install does (ALWAYS).
+async fn unwatched(db: &TestDb, sql: &str) {
+    db.client
+        .batch_execute(&format!(
+            "ALTER EVENT TRIGGER trailmark_republish DISABLE; {sql};
+             ALTER EVENT TRIGGER trailmark_republish ENABLE ALWAYS;"
+        ))
+        .await
+        .unwrap();
+}
+
 /// WAL mode: a covered table missing from the publication while nothing
 /// watched (the event trigger disabled) is named by status, and install
 /// puts it back, not paused: install's own changes to the publication are
@@ -4104,14 +4110,7 @@ async fn an_unlogged_table_is_covered_in_trigger_mode_and_refused_by_name_in_wal
 #[tokio::test]
 async fn install_puts_back_a_table_taken_out_of_the_publication_unseen() {
     let mut db = installed(Mode::Wal, CUSTOMER, &[customer()]).await;
-    db.client
-        .batch_execute(
-            "ALTER EVENT TRIGGER trailmark_republish DISABLE;
-             ALTER PUBLICATION trailmark DROP TABLE customer;
-             ALTER EVENT TRIGGER trailmark_republish ENABLE ALWAYS;",
-        )
-        .await
-        .unwrap();
+    unwatched(&db, "ALTER PUBLICATION trailmark DROP TABLE customer").await;
     assert_eq!(
         drift(&db).await,
         [
