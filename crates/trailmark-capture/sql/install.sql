@@ -1837,9 +1837,10 @@ $$;
 
 -- Event triggers need a superuser; without one, what the event trigger
 -- does is done by the next install (`status` says what waits for it).
--- Version 16: made by a function, which install calls here and again once
--- the mode is recorded: trailmark_release serves WAL mode only (column
--- lists), and trigger mode's ALTER TABLE does not call it.
+-- Version 16: made by a function, which install calls once the mode is
+-- recorded (after this file: until then the ones made before stand):
+-- trailmark_release serves WAL mode only (column lists), and trigger
+-- mode's ALTER TABLE does not call it.
 CREATE OR REPLACE FUNCTION trailmark.make_event_triggers() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -1858,12 +1859,6 @@ BEGIN
     DROP EVENT TRIGGER IF EXISTS trailmark_rewritten;
     CREATE EVENT TRIGGER trailmark_rewritten ON table_rewrite
         EXECUTE FUNCTION trailmark.record_rewrite();
-    DROP EVENT TRIGGER IF EXISTS trailmark_release;
-    IF trailmark.wal_mode() THEN
-        CREATE EVENT TRIGGER trailmark_release ON ddl_command_start
-            WHEN TAG IN ('ALTER TABLE')
-            EXECUTE FUNCTION trailmark.release_column_lists();
-    END IF;
     -- ALWAYS, as the capture triggers are (version 13): an event trigger
     -- enabled as CREATE leaves it does not fire in a session with
     -- session_replication_role = replica (a bulk load or a restore run so
@@ -1872,10 +1867,13 @@ BEGIN
     ALTER EVENT TRIGGER trailmark_republish ENABLE ALWAYS;
     ALTER EVENT TRIGGER trailmark_dropped ENABLE ALWAYS;
     ALTER EVENT TRIGGER trailmark_rewritten ENABLE ALWAYS;
+    DROP EVENT TRIGGER IF EXISTS trailmark_release;
     IF trailmark.wal_mode() THEN
+        CREATE EVENT TRIGGER trailmark_release ON ddl_command_start
+            WHEN TAG IN ('ALTER TABLE')
+            EXECUTE FUNCTION trailmark.release_column_lists();
         ALTER EVENT TRIGGER trailmark_release ENABLE ALWAYS;
     END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION trailmark.make_event_triggers() FROM PUBLIC;
-SELECT trailmark.make_event_triggers();

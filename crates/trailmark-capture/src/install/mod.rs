@@ -210,7 +210,8 @@ async fn in_transaction(
     )
     .await
     .map_err(pg("recording the capture mode"))?;
-    // (The event triggers the mode needs: capture version 16.)
+    // The event triggers the mode needs (capture version 16): made here
+    // once, the mode recorded (install.sql only defines the function).
     tx.batch_execute("SELECT trailmark.make_event_triggers()")
         .await
         .map_err(pg("making capture's event triggers"))?;
