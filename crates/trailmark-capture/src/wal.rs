@@ -244,8 +244,8 @@ async fn usable_slot(client: &Client) -> Result<crate::SlotStatus, Error> {
     // 16): by hand, or made again; the changes between were never decoded.
     if let Some((was, now)) = crate::install::slot_moved(client, &slot.name).await? {
         return Err(Error::Replication(format!(
-            "replication slot {} stands at {now}, past {was} where the drainer last confirmed it: it was moved (pg_replication_slot_advance) or made again by hand, and whatever was committed between was not captured (a capture gap). Run `trailmark capture pg install` to go on from where it stands; the trail records from then on",
-            slot.name
+            "{}. Run `trailmark capture pg install` to go on from where it stands; the trail records from then on",
+            crate::install::slot_moved_gap(&slot.name, &was, &now)
         )));
     }
     // A drainer that just died may still hold the slot for a moment (its

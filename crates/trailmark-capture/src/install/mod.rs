@@ -22,7 +22,8 @@ pub use upgrade::{VERSION, refuse_newer};
 pub use wal::{
     CREATE_PREFIX, END_PREFIX, LargeTransactions, LargeTransactionsSeen, MESSAGE_PREFIX, Mode,
     PUBLICATION, REWRITE_PREFIX, SLOT, SWITCH_PREFIX, SlotStatus, TRUNCATE_PREFIX, installed_mode,
-    large_transactions, slot_moved, slot_name, slot_status, streams_in_progress, wal_level,
+    large_transactions, slot_moved, slot_moved_gap, slot_name, slot_status, streams_in_progress,
+    wal_level,
 };
 
 use catalog::{check_columns, check_key, covered_tables, excluded_now, uncovered_in_whole_schemas};

@@ -511,7 +511,8 @@ async fn slot_moved(client: &impl GenericClient) -> Result<Option<String>, Error
         .await?
         .map(|(was, now)| {
             format!(
-                "replication slot {slot} stands at {now}, past {was} where the drainer last confirmed it: moved or made again by hand, whatever was committed between was not captured (a capture gap); the drainer refuses it until install runs again"
+                "{}; the drainer refuses it until install runs again",
+                super::wal::slot_moved_gap(&slot, &was, &now)
             )
         }))
 }

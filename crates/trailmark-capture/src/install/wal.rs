@@ -154,6 +154,15 @@ pub async fn slot_moved(
         .map(|r| (r.get(0), r.get(1))))
 }
 
+/// A slot found past where the drainer last confirmed it
+/// ([`slot_moved`]), in the words the drainer, status and install say it
+/// in (each adds what follows for it).
+pub fn slot_moved_gap(slot: &str, was: &str, now: &str) -> String {
+    format!(
+        "replication slot {slot} stands at {now}, past {was} where the drainer last confirmed it: it was moved (pg_replication_slot_advance) or made again by hand, and whatever was committed between was not captured (a capture gap)"
+    )
+}
+
 /// After an install in WAL mode: a slot `made` by it forgets any record of
 /// one dropped before under its name (the drainer records where it
 /// confirms from then on); a slot found past its record (moved or made
@@ -184,7 +193,8 @@ pub(super) async fn record_slot_position(
     .await
     .map_err(pg("recording where the slot stands"))?;
     Ok(Some(format!(
-        "replication slot {slot} stood at {now}, past {was} where the drainer last confirmed it: it was moved (pg_replication_slot_advance) or made again by hand, and whatever was committed between was not captured (a capture gap); capture goes on from {now}"
+        "{}; capture goes on from {now}",
+        slot_moved_gap(&slot, &was, &now)
     )))
 }
 

@@ -3425,6 +3425,19 @@ async fn a_covered_table_with_inheritance_children_in_both_modes() {
     }
 }
 
+/// One drain of `db` into `sink` (`once`) that must be refused: the
+/// refusal's words.
+async fn refused_drain(db: &TestDb, sink: &Collect) -> String {
+    let once = DrainOptions {
+        once: true,
+        ..DrainOptions::default()
+    };
+    drain(&db.url(), sink, &once, &|_| {})
+        .await
+        .unwrap_err()
+        .to_string()
+}
+
 /// A drainer older than the capture installed (an install by a newer
 /// Trailmark) refuses to drain, in both modes: what the newer capture
 /// writes it may not read right (capture version 16's rewrite was a
@@ -3434,10 +3447,6 @@ async fn a_covered_table_with_inheritance_children_in_both_modes() {
 /// `trailmark.`) stops the drain naming it, the slot keeping it.
 #[tokio::test]
 async fn a_drainer_older_than_the_capture_installed_refuses_and_keeps_the_changes() {
-    let once = DrainOptions {
-        once: true,
-        ..DrainOptions::default()
-    };
     for mode in MODES {
         let db = installed(mode, CUSTOMER, &[customer()]).await;
         let newer = trailmark_capture::VERSION + 1;
@@ -3449,9 +3458,9 @@ async fn a_drainer_older_than_the_capture_installed_refuses_and_keeps_the_change
             .await
             .unwrap();
         let sink = Collect::default();
-        let refused = drain(&db.url(), &sink, &once, &|_| {}).await.unwrap_err();
+        let refused = refused_drain(&db, &sink).await;
         assert_eq!(
-            refused.to_string(),
+            refused,
             format!(
                 "capture version {newer} is installed, newer than this trailmark understands: upgrade trailmark"
             ),
@@ -3478,16 +3487,14 @@ async fn a_drainer_older_than_the_capture_installed_refuses_and_keeps_the_change
                 )
                 .await
                 .unwrap();
-            let refused = drain(&db.url(), &sink, &once, &|_| {}).await.unwrap_err();
+            let refused = refused_drain(&db, &sink).await;
             assert!(
                 refused
-                    .to_string()
                     .contains("a capture message this trailmark does not know (trailmark.future)"),
                 "{refused}"
             );
             // The slot keeps it: refused again, the change not sent.
-            let again = drain(&db.url(), &sink, &once, &|_| {}).await.unwrap_err();
-            assert_eq!(again.to_string(), refused.to_string());
+            assert_eq!(refused_drain(&db, &sink).await, refused);
             assert!(sink.0.lock().unwrap().is_empty());
         }
     }
@@ -3571,15 +3578,8 @@ async fn a_slot_moved_by_hand_is_a_capture_gap_said_so() {
         ))
         .await
         .unwrap();
-    let once = DrainOptions {
-        once: true,
-        ..DrainOptions::default()
-    };
     let sink = Collect::default();
-    let refused = drain(&db.url(), &sink, &once, &|_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let refused = refused_drain(&db, &sink).await;
     assert!(
         refused.contains(&format!("replication slot {slot} stands at "))
             && refused.contains("where the drainer last confirmed it: it was moved (pg_replication_slot_advance) or made again by hand, and whatever was committed between was not captured (a capture gap)"),
