@@ -643,6 +643,36 @@ mod tests {
         }
     }
 
+    /// The operations that name no record are the actions a record's
+    /// history reads about its whole table (`trailmark_core`'s one list):
+    /// an action added to one and not the other would vanish from
+    /// histories.
+    #[test]
+    fn the_operations_naming_no_record_are_the_whole_type_actions() {
+        let mut actions: Vec<String> = OPS
+            .iter()
+            .map(|op| {
+                // Each as capture writes it: the rows it has.
+                let row = Some(json!({"id": 1}));
+                let (old, new) = match *op {
+                    "insert" => (None, row),
+                    "update" => (row.clone(), row),
+                    "delete" => (row, None),
+                    _ => (None, None),
+                };
+                outbox_event(&outbox(op, old, new, json!({})), &key(&["id"]), &db("db1"))
+            })
+            .filter(|e| e["resource"]["id"].is_null())
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect();
+        actions.sort();
+        let mut whole = trailmark_core::WHOLE_TYPE_ACTIONS
+            .map(str::to_owned)
+            .to_vec();
+        whole.sort();
+        assert_eq!(actions, whole);
+    }
+
     /// An operation this build does not know (a newer capture wrote it) is
     /// refused, not taken for a truncate: the drain stops, the row stays.
     #[test]

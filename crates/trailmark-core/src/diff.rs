@@ -33,6 +33,14 @@ pub fn diff_rows(old: Option<Row>, new: Option<Row>) -> Changes {
     changes
 }
 
+/// The actions of events about every record of a type at once, naming
+/// none (`resource.id` absent): capture's records of a whole table (a
+/// `TRUNCATE`, DDL that rewrote its rows, capture paused and resumed). A
+/// record's history shows them among the record's own events, from its
+/// first on ([`RecordState::apply_to_type`]).
+pub const WHOLE_TYPE_ACTIONS: [&str; 4] =
+    ["truncate", "rewrite", "capture.paused", "capture.resumed"];
+
 /// What a record looked like after an event, built up event by event.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct RecordState {
@@ -71,6 +79,29 @@ impl RecordState {
         for (field, change) in changes.into_iter().flatten() {
             self.unknown.remove(field);
             self.fields.insert(field.clone(), change.new.clone());
+        }
+    }
+
+    /// Applies an event about every record of the record's type (one of
+    /// [`WHOLE_TYPE_ACTIONS`]); `one_part`: it named one part of the type
+    /// (a partition of the table), which may or may not hold the record.
+    /// A truncate of the whole deletes the record. A truncate of one part
+    /// may have, a rewrite may have changed any value, and while capture
+    /// was paused anything may have happened: from them on the record's
+    /// fields are unknown until an event shows them again, and the state is
+    /// incomplete (as after an event whose payload is gone). A pause
+    /// changes nothing by itself.
+    pub fn apply_to_type(&mut self, action: &str, one_part: bool) {
+        match action {
+            "truncate" if !one_part => self.apply("truncate", None),
+            // What a deleted record was is not touched by DDL on its table.
+            "truncate" | "rewrite" if self.deleted => {}
+            "truncate" | "rewrite" | "capture.resumed" => {
+                let fields = std::mem::take(&mut self.fields);
+                self.unknown.extend(fields.into_iter().map(|(k, _)| k));
+                self.incomplete = true;
+            }
+            _ => {}
         }
     }
 
@@ -131,6 +162,43 @@ mod tests {
         );
         s.apply_removed("delete");
         assert!(s.deleted && !s.incomplete && s.unknown.is_empty());
+    }
+
+    #[test]
+    fn events_about_the_whole_type_delete_or_unsettle_the_record() {
+        let created = diff_rows(None, Some(row(json!({"id": 1, "price": "1"}))));
+        let fresh = || {
+            let mut s = RecordState::default();
+            s.apply("create", Some(&created));
+            s
+        };
+        let mut s = fresh();
+        s.apply_to_type("capture.paused", false);
+        assert_eq!(s, fresh(), "a pause changes nothing yet");
+        s.apply_to_type("truncate", false);
+        assert!(s.deleted && s.fields.is_empty() && !s.incomplete);
+        s.apply_to_type("rewrite", false);
+        assert!(s.deleted && !s.incomplete, "a deleted record stays so");
+        for (action, one_part) in [
+            ("truncate", true),
+            ("rewrite", false),
+            ("capture.resumed", false),
+        ] {
+            let mut s = fresh();
+            s.apply_to_type(action, one_part);
+            assert!(
+                !s.deleted && s.fields.is_empty() && s.incomplete,
+                "{action}"
+            );
+            assert_eq!(s.unknown.iter().collect::<Vec<_>>(), ["id", "price"]);
+        }
+        let mut s = fresh();
+        s.apply("delete", None);
+        s.apply_to_type("capture.resumed", false);
+        assert!(
+            s.deleted && s.incomplete,
+            "it may have been made again meanwhile"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod timestamp;
 pub use canonical::CanonicalJson;
 pub use capture_context::CaptureContext;
 pub use columns::{ColumnsOf, ContextColumns, IndexedColumns, StoredColumns, context_of_text};
-pub use diff::{RecordState, Row, diff_rows};
+pub use diff::{RecordState, Row, WHOLE_TYPE_ACTIONS, diff_rows};
 pub use envelope::{
     ENVELOPE_VERSION, Envelope, EnvelopeContext, PAYLOAD_DOMAIN, PayloadCommitment, PayloadDigest,
     Salt, SealContext, Sealed,

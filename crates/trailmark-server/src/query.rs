@@ -151,6 +151,8 @@ impl EventFilters {
             until: time_param("until", self.until.as_deref())?,
             limit,
             cursor,
+            // Not a parameter: a record's history sets it (`reports`).
+            no_resource_id: false,
         })
     }
 

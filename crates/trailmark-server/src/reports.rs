@@ -12,7 +12,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
-use trailmark_core::{Change, Changes, RecordState};
+use trailmark_core::{Change, Changes, RecordState, WHOLE_TYPE_ACTIONS};
 use trailmark_store::{Exact, Query, Store, StoredEntry};
 
 use crate::app::App;
@@ -95,9 +95,9 @@ pub async fn record_history<S: Store>(
     // parameter is refused, as everywhere).
     let mut query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
     query.cursor = None;
-    let query = query
-        .with(Exact::ResourceType, kind.clone())
-        .with(Exact::ResourceId, id.clone());
+    let query = query.with(Exact::ResourceType, kind.clone());
+    let of_type = query.clone();
+    let query = query.with(Exact::ResourceId, id.clone());
     let mut meta = Map::new();
     meta.insert("resource".into(), json!(format!("{kind}:{id}")));
     let record = app.audit(
@@ -107,12 +107,18 @@ pub async fn record_history<S: Store>(
         meta,
     );
     let read = async {
-        let (entries, truncated) = all_oldest_first(app, query, MAX_HISTORY).await?;
+        let (own, truncated) = all_oldest_first(app, query, MAX_HISTORY).await?;
+        let (entries, truncated) = with_type_events(app, of_type, own, truncated).await?;
         let mut state = RecordState::default();
         let mut events = Vec::with_capacity(entries.len());
         for entry in &entries {
             let event = crate::render::event_out(entry)?;
-            if entry.payload.is_some() {
+            if entry.columns.resource_id.is_none() {
+                // An event about the whole type (`with_type_events`). One
+                // whose payload is gone may have named one partition.
+                let one_part = entry.payload.is_none() || event.metadata.get("partition").is_some();
+                state.apply_to_type(&event.action, one_part);
+            } else if entry.payload.is_some() {
                 state.apply(&event.action, changes_of(event.changes.as_ref()).as_ref());
             } else {
                 state.apply_removed(&event.action);
@@ -142,6 +148,105 @@ pub async fn record_history<S: Store>(
         resource: RecordRef { id, kind },
         truncated,
     })
+}
+
+/// A record's own events (oldest first; `truncated`: older ones left out)
+/// with the events about its whole type ([`WHOLE_TYPE_ACTIONS`]: a
+/// captured table's truncate, rewrite, pause and resume name no record)
+/// that came after its first, each in its tenant after the record's events
+/// before it. `of_type`: the history's query without the record's id.
+/// The newest [`MAX_HISTORY`] of them all are kept; where the events of
+/// the type were too many to read back to the record's first, the record's
+/// older events are left out too (`truncated`), so that no step shown
+/// misses one before it.
+async fn with_type_events<S: Store>(
+    app: &App<S>,
+    of_type: Query,
+    own: Vec<StoredEntry>,
+    mut truncated: bool,
+) -> Result<(Vec<StoredEntry>, bool), ApiError> {
+    // Each tenant's own events, in order (their seqs rise).
+    let mut tenants: Vec<(String, Vec<(u64, usize)>)> = Vec::new();
+    for (at, entry) in own.iter().enumerate() {
+        let seq = (entry.columns.seq, at);
+        match tenants.iter_mut().find(|(t, _)| *t == entry.columns.tenant) {
+            Some((_, seqs)) => seqs.push(seq),
+            None => tenants.push((entry.columns.tenant.clone(), vec![seq])),
+        }
+    }
+    // What goes after each own event, and the own events to leave out.
+    let mut after: Vec<Vec<StoredEntry>> = own.iter().map(|_| Vec::new()).collect();
+    let mut cut = vec![false; own.len()];
+    for (tenant, seqs) in &tenants {
+        let query = Query {
+            tenants: vec![trailmark_core::TenantId::new(tenant).map_err(|e| {
+                trailmark_store::StoreError::Unreadable(format!("a stored tenant {tenant:?}: {e}"))
+            })?],
+            no_resource_id: true,
+            ..of_type.clone()
+        };
+        let (found, unread_below) = type_events(app, query, seqs[0].0).await?;
+        for entry in found {
+            let before = seqs.partition_point(|(seq, _)| *seq < entry.columns.seq);
+            // `type_events` reads none at or below the first own event.
+            after[seqs[before - 1].1].push(entry);
+        }
+        if let Some(below) = unread_below {
+            for (seq, at) in seqs {
+                if *seq <= below {
+                    cut[*at] = true;
+                    truncated = true;
+                }
+            }
+        }
+    }
+    let mut merged = Vec::with_capacity(own.len());
+    for ((entry, later), cut) in own.into_iter().zip(after).zip(cut) {
+        if !cut {
+            merged.push(entry);
+            merged.extend(later);
+        }
+    }
+    if merged.len() > MAX_HISTORY {
+        merged.drain(..merged.len() - MAX_HISTORY);
+        truncated = true;
+    }
+    Ok((merged, truncated))
+}
+
+/// The events of `query` (one tenant's, about a whole type) after seq
+/// `first` whose action is one of [`WHOLE_TYPE_ACTIONS`], oldest first;
+/// reading at most [`MAX_HISTORY`] entries back from the newest, and, when
+/// that bound came first, the seq at and below which they were not read.
+async fn type_events<S: Store>(
+    app: &App<S>,
+    mut query: Query,
+    first: u64,
+) -> Result<(Vec<StoredEntry>, Option<u64>), ApiError> {
+    query.limit = PAGE;
+    let mut out = Vec::new();
+    let mut read = 0;
+    let unread_below = 'walk: loop {
+        let page = app.store.query(&query).await?;
+        for entry in page.entries {
+            if entry.columns.seq <= first {
+                break 'walk None;
+            }
+            read += 1;
+            if read > MAX_HISTORY {
+                break 'walk Some(entry.columns.seq);
+            }
+            if WHOLE_TYPE_ACTIONS.contains(&entry.columns.action.as_str()) {
+                out.push(entry);
+            }
+        }
+        match page.next {
+            Some(next) => query.cursor = Some(next),
+            None => break None,
+        }
+    };
+    out.reverse();
+    Ok((out, unread_below))
 }
 
 /// `GET /v1/stats`: counts by action, actor, resource type, outcome and day.

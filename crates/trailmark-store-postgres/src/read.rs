@@ -275,6 +275,9 @@ fn filters(q: &Query, ordered: bool, sql: &mut String, params: &mut Vec<Param>) 
         params.push(Box::new(value.clone()));
         let _ = write!(sql, " AND {table}.{} = ${}", field.column(), params.len());
     }
+    if q.no_resource_id {
+        sql.push_str(" AND e.resource_id IS NULL");
+    }
     if payload {
         // The payloads' own tenant column too, so that their indexes
         // (tenant first) are sought by it.
@@ -432,7 +435,7 @@ struct WholeHours {
 /// Whether the hourly counts can answer for `q`'s entries: it filters
 /// by nothing but tenants and a window.
 fn countable(q: &Query) -> bool {
-    q.exact.is_empty() && q.q.is_none()
+    !q.has_exact_filter() && q.q.is_none()
 }
 
 fn whole_hours(q: &Query, counts: Counts) -> Option<WholeHours> {
@@ -1003,7 +1006,8 @@ fn cond_columns(cond: &str) -> Vec<String> {
             let op = rest.split(' ').next()?;
             let is_column =
                 !column.is_empty() && column.chars().all(|c| c.is_ascii_lowercase() || c == '_');
-            let is_op = ["=", "<", ">", "<=", ">=", "@@"].contains(&op);
+            // `IS` (NULL) seeks a B-tree too: the entries naming no record.
+            let is_op = ["=", "<", ">", "<=", ">=", "@@", "IS"].contains(&op);
             (is_column && is_op).then(|| column.to_owned())
         })
         .collect()

@@ -521,6 +521,10 @@ fn seek(q: &Query, key: Option<(&[Exact], Spans)>) -> (String, Vec<SqlValue>) {
             if let Some(value) = q.exact.get(field) {
                 let _ = write!(sql, " AND i.{} = ?", field.column());
                 args.push(SqlValue::Text(value.clone()));
+            } else if *field == Exact::ResourceId && q.no_resource_id {
+                // The key tables hold an absent id as '' (an event's id
+                // is never empty).
+                sql.push_str(" AND i.resource_id = ''");
             }
         }
     } else {
@@ -546,6 +550,9 @@ fn filters(q: &Query, per_tenant: bool, sql: &mut String, args: &mut Vec<SqlValu
     for (field, value) in &q.exact {
         let _ = write!(sql, " AND e.{} = ?", field.column());
         args.push(SqlValue::Text(value.clone()));
+    }
+    if q.no_resource_id {
+        sql.push_str(" AND e.resource_id IS NULL");
     }
     if let Some(since) = q.since {
         sql.push_str(" AND +e.occurred_at >= ?");
@@ -945,7 +952,7 @@ struct Hourly {
 
 fn hourly(q: &Query, indexed: Indexed) -> Option<Hourly> {
     use crate::index::HOUR_MS;
-    if !q.exact.is_empty() || q.q.is_some() {
+    if q.has_exact_filter() || q.q.is_some() {
         return None;
     }
     let since = q.since.map(Timestamp::unix_millis);

@@ -18,8 +18,8 @@ use trailmark_log::{
 
 use crate::{
     CheckpointRecord, CountBy, Cursor, EntryState, Exact, Hold, HoldScope, KeyRecord, NewEvent,
-    Query, Read, Removal, RetentionPolicy, Scopes, SigningKeyRecord, Store, StoreError, Target,
-    Walk,
+    Page, Query, Read, Removal, RetentionPolicy, Scopes, SigningKeyRecord, Store, StoreError,
+    Target, Walk,
 };
 
 /// Makes stores over one storage location: every call to `open` sees what
@@ -41,6 +41,7 @@ macro_rules! conformance_suite {
             stored_nodes_give_the_in_memory_tree_roots_and_proofs,
             entries_keep_envelope_payload_and_salt,
             queries_filter_by_every_field,
+            a_types_events_that_name_no_record_are_found_apart_from_its_records,
             paging_is_newest_first_without_gaps_or_repeats_during_ingest,
             free_text_search_finds_words_in_payloads,
             stats_count_by_action_actor_resource_outcome_and_day,
@@ -397,6 +398,80 @@ pub async fn queries_filter_by_every_field<H: Harness>(h: &H) {
     }
     // Every exact filter is covered above.
     assert_eq!(Exact::ALL.len(), 7, "a new filter needs a case here");
+}
+
+/// Events of tenant `t` about resource type `kind`, record `id` or none.
+fn about(n: u64, t: &str, kind: &str, id: Option<&str>, action: &str) -> NewEvent {
+    let mut resource = json!({"type": kind});
+    if let Some(id) = id {
+        resource["id"] = json!(id);
+    }
+    let event = Event::from_json(&json!({
+        "tenant": t,
+        "actor": {"id": "db-owner", "type": "unknown"},
+        "action": action,
+        "resource": resource,
+        "occurred_at": ts(1_700_000_000_000 + i64::try_from(n).unwrap() * 1000).to_string(),
+    }))
+    .unwrap();
+    prepared(n, event)
+}
+
+/// `Query::no_resource_id` with a resource type finds the events about the
+/// whole type (a captured table's truncate), not its records' own, nor
+/// another type's, nor another tenant's, whether the entries are indexed
+/// yet or not.
+pub async fn a_types_events_that_name_no_record_are_found_apart_from_its_records<H: Harness>(
+    h: &H,
+) {
+    let store = h.open();
+    append_range(&store, "a", 0..20).await;
+    let batch = vec![
+        about(100, "c", "Invoice", Some("3"), "create"),
+        about(101, "c", "Invoice", None, "truncate"),
+        about(102, "c", "Order", None, "truncate"),
+        about(103, "c", "Invoice", Some("4"), "update"),
+        about(104, "c", "Invoice", None, "rewrite"),
+        about(105, "d", "Invoice", None, "truncate"),
+    ];
+    store.append(batch).await.unwrap();
+    let whole = |tenants: Vec<TenantId>| {
+        Query {
+            tenants,
+            limit: 1000,
+            no_resource_id: true,
+            ..Query::default()
+        }
+        .with(Exact::ResourceType, "Invoice")
+    };
+    let actions = |page: Page| -> Vec<String> {
+        page.entries
+            .iter()
+            .map(|e| format!("{}:{}", e.columns.tenant, e.columns.action))
+            .collect()
+    };
+    for when in ["as appended", "indexed"] {
+        if when == "indexed" {
+            indexed(&store);
+        }
+        let found = actions(store.query(&whole(vec![tenant("c")])).await.unwrap());
+        assert_eq!(found, ["c:rewrite", "c:truncate"], "{when}");
+        let everywhere = actions(store.query(&whole(Vec::new())).await.unwrap());
+        assert_eq!(
+            everywhere,
+            ["d:truncate", "c:rewrite", "c:truncate"],
+            "{when}"
+        );
+        let narrowed = whole(vec![tenant("c")]).with(Exact::Action, "truncate");
+        let found = actions(store.query(&narrowed).await.unwrap());
+        assert_eq!(found, ["c:truncate"], "{when}");
+        // The same query without it finds the records' events too.
+        let all = Query {
+            no_resource_id: false,
+            ..whole(vec![tenant("c")])
+        };
+        assert_eq!(store.query(&all).await.unwrap().entries.len(), 4, "{when}");
+    }
 }
 
 pub async fn paging_is_newest_first_without_gaps_or_repeats_during_ingest<H: Harness>(h: &H) {
@@ -1018,6 +1093,20 @@ fn event_pages(scope: &str, tenants: &[TenantId]) -> Vec<DocumentedRead> {
         history,
         &["resource_type", "resource_id"],
         !one,
+    );
+    let whole_type = Query {
+        no_resource_id: true,
+        ..page()
+    }
+    .with(Exact::ResourceType, "Type4");
+    // PostgreSQL seeks `resource_id IS NULL` but takes no order from it:
+    // it sorts what it finds (a type's events that name no record are few:
+    // a table's truncates, rewrites, pauses).
+    add(
+        "record history, its type's events naming no record (resource_type=, no resource_id)",
+        whole_type,
+        &["resource_type", "resource_id"],
+        true,
     );
     add(
         "since=",

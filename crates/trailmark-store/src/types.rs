@@ -682,6 +682,11 @@ pub struct Query {
     pub tenants: Vec<TenantId>,
     /// Exact matches, each on its column ([`Exact`]).
     pub exact: std::collections::BTreeMap<Exact, String>,
+    /// Only entries that name no record (no `resource.id`): with
+    /// [`Exact::ResourceType`], the events about every record of a type
+    /// at once (a captured table's truncate), which a record's history
+    /// reads beside the record's own. Not a query parameter.
+    pub no_resource_id: bool,
     pub q: Option<String>,
     /// Inclusive lower bound on `occurred_at`.
     pub since: Option<Timestamp>,
@@ -694,7 +699,7 @@ pub struct Query {
 impl Query {
     /// Whether an exact filter ([`Exact`]) is set.
     pub fn has_exact_filter(&self) -> bool {
-        !self.exact.is_empty()
+        !self.exact.is_empty() || self.no_resource_id
     }
 
     /// The same query, also matching `value` exactly on `field`.

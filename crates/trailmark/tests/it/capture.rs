@@ -829,6 +829,19 @@ fn serve_drains_capture_itself_with_aliases_soft_deletes_and_reverts() {
     assert!(status.contains("by trailmark serve pid"), "{status}");
 
     revert_the_delete_through_the_cli(&server, &source, &history);
+    // A TRUNCATE names no record, and the record's history shows it: the
+    // record is gone.
+    db.sql(
+        "BEGIN; SELECT set_config('trailmark.tenant', 'crm', true); TRUNCATE crm_customer; COMMIT;",
+    );
+    let history = customer_61_history(&server, 7);
+    let truncate = &history["events"][6];
+    assert_eq!(truncate["action"], "truncate", "{history}");
+    assert_eq!(
+        truncate["resource"],
+        json!({"type": "Customer", "id": null, "name": null})
+    );
+    assert_eq!(truncate["state_after"], json!(null));
     drop(server);
     let (ok, report) = verify_dir(dir.path());
     assert!(ok, "{report}");

@@ -1,6 +1,6 @@
 //! The five-minute tour: ingest, search, prove, verify.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use trailmark_log::{
     Hash, LeafIndex, Receipt, SignedCheckpoint, TreeSize, VerifierKey, leaf_hash,
     verify_consistency, verify_inclusion,
@@ -392,6 +392,108 @@ fn a_record_history_shows_the_state_after_each_change_and_exports_stream() {
     );
     let (_, audit) = server.get("/v1/events?tenant=_system&action=export", &admin);
     assert!(audit["events"].as_array().unwrap().len() >= 3, "{audit}");
+}
+
+/// Events about a whole type name no record (a captured table's truncate,
+/// rewrite, pause and resume): a record's history shows those that came
+/// after its first event, in its tenant, and its state after each.
+#[test]
+fn a_record_history_shows_what_was_done_to_its_whole_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let admin = server.admin.clone();
+    let about = |tenant: &str, kind: &str, id: Option<&str>, action: &str, extra: Value| {
+        let mut e = json!({"tenant": tenant, "actor": {"id": "postgres", "type": "unknown"},
+                           "action": action, "resource": {"type": kind}});
+        if let Some(id) = id {
+            e["resource"]["id"] = json!(id);
+        }
+        for (k, v) in extra.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        e
+    };
+    let set =
+        |field: &str, old: Value, new: Value| json!({"changes": {field: {"old": old, "new": new}}});
+    let batch = json!([
+        about("acme", "Customer", None, "truncate", json!({})),
+        about(
+            "acme",
+            "Customer",
+            Some("61"),
+            "create",
+            json!({"changes": {
+            "name": {"old": null, "new": "Acme"}, "price": {"old": null, "new": "19.99"}}})
+        ),
+        about("acme", "Customer", None, "export", json!({})),
+        about("acme", "Order", None, "truncate", json!({})),
+        about("other", "Customer", None, "truncate", json!({})),
+        about(
+            "acme",
+            "Customer",
+            None,
+            "truncate",
+            json!({"metadata": {"partition": "public.customer_2026"}})
+        ),
+        about(
+            "acme",
+            "Customer",
+            Some("61"),
+            "update",
+            set("price", json!("19.99"), json!("24.99"))
+        ),
+        about("acme", "Customer", None, "rewrite", json!({})),
+        about("acme", "Customer", None, "capture.paused", json!({})),
+        about("acme", "Customer", None, "capture.resumed", json!({})),
+        about("acme", "Customer", None, "truncate", json!({})),
+        about(
+            "acme",
+            "Customer",
+            Some("61"),
+            "create",
+            set("name", Value::Null, json!("Acme 2"))
+        ),
+    ]);
+    assert_eq!(server.post("/v1/events", &admin, &batch).0, 201);
+    let (code, history) = server.get("/v1/resources/Customer/61/history?tenant=acme", &admin);
+    assert_eq!(code, 200, "{history}");
+    let steps: Vec<_> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            json!([
+                e["action"],
+                e["state_after"],
+                e["unknown_fields"],
+                e["incomplete"]
+            ])
+        })
+        .collect();
+    let fields = json!(["name", "price"]);
+    assert_eq!(
+        steps,
+        [
+            json!(["create", {"name": "Acme", "price": "19.99"}, [], false]),
+            // One partition truncated: the record may be gone.
+            json!(["truncate", {}, fields, true]),
+            json!(["update", {"price": "24.99"}, ["name"], true]),
+            // Rewritten: any value may have changed.
+            json!(["rewrite", {}, fields, true]),
+            json!(["capture.paused", {}, fields, true]),
+            json!(["capture.resumed", {}, fields, true]),
+            json!(["truncate", null, [], false]),
+            json!(["create", {"name": "Acme 2"}, [], false]),
+        ],
+        "{history}"
+    );
+    assert_eq!(history["truncated"], false);
+    // Narrowed by a filter, the type's events are narrowed the same way.
+    let (_, updates) = server.get(
+        "/v1/resources/Customer/61/history?tenant=acme&action=truncate",
+        &admin,
+    );
+    assert_eq!(updates["events"].as_array().unwrap().len(), 0, "{updates}");
 }
 
 #[test]
