@@ -59,7 +59,10 @@ class Database:
             ).fetchall()
 
     def clear_outbox(self):
-        self.sql("DELETE FROM trailmark.outbox")
+        # The outbox's guard refuses a delete that is not capture's own
+        # (capture version 17): these tests read the outbox in place of a
+        # drainer, so they empty it as a drainer does.
+        self.sql("SET trailmark.own_outbox = 'on'; DELETE FROM trailmark.outbox")
 
     def wal(self):
         """WAL mode: what the slot holds, decoded without consuming it, in

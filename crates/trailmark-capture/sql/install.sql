@@ -19,6 +19,58 @@ CREATE TABLE IF NOT EXISTS trailmark.outbox (
     db_role text NOT NULL DEFAULT current_user,
     captured_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- Version 17 (here, first, so that what install does to the outbox below
+-- finds its guard as it should be): the outbox holds captured changes the
+-- ledger has not yet acknowledged, and only capture changes it: the capture
+-- functions add rows (and take back their own statement's rows to pair them
+-- again), the drainer deletes the rows the ledger acknowledged. An UPDATE, DELETE or
+-- TRUNCATE of it by hand (by its owner: no other role may write it; as when
+-- the outbox grew while no drainer ran) changed or lost changes before they
+-- reached the trail, with no trace, and is refused (SQLSTATE TMX04).
+-- Capture's own deletes set trailmark.own_outbox ('on'): the drainer for its
+-- session, a capture function around its statement. Enabled ALWAYS, as the
+-- capture triggers are (a session with session_replication_role = replica
+-- skips any other). Undrained changes are given up knowingly with
+-- trailmark capture pg uninstall --drop-pending. (Named outbox_guard: the
+-- prefix trailmark_ is what marks capture's triggers on covered tables.)
+CREATE OR REPLACE FUNCTION trailmark.outbox_guard() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'DELETE' AND current_setting('trailmark.own_outbox', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'trailmark: % of trailmark.outbox refused: it holds captured changes not yet in the audit trail, which only capture changes', TG_OP
+        USING ERRCODE = 'TMX04',
+              HINT = 'drain them (trailmark capture pg drain, or trailmark serve --capture-source); to give them up knowingly, trailmark capture pg uninstall --drop-pending';
+END
+$$;
+-- What is wrong with the guard (missing, or enabled otherwise than
+-- ALWAYS), or NULL: the one rule for the event trigger and status.
+CREATE OR REPLACE FUNCTION trailmark.outbox_guard_fault() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE coalesce((SELECT t.tgenabled::text FROM pg_trigger t
+                          WHERE t.tgrelid = 'trailmark.outbox'::regclass
+                            AND t.tgname = 'outbox_guard'), 'missing')
+        WHEN 'A' THEN NULL
+        WHEN 'missing' THEN 'has lost its guard (trigger outbox_guard)'
+        WHEN 'D' THEN 'has its guard (trigger outbox_guard) disabled'
+        WHEN 'R' THEN 'has its guard (trigger outbox_guard) enabled for replica sessions only'
+        ELSE 'has its guard (trigger outbox_guard) enabled so that sessions with session_replication_role = replica skip it'
+    END
+$$;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'trailmark.outbox'::regclass
+                   AND tgname = 'outbox_guard') THEN
+        CREATE TRIGGER outbox_guard BEFORE UPDATE OR DELETE OR TRUNCATE
+            ON trailmark.outbox FOR EACH STATEMENT EXECUTE FUNCTION trailmark.outbox_guard();
+    END IF;
+    -- (Capture's own DDL: the event trigger finds the guard as it was.)
+    PERFORM set_config('trailmark.republishing', 'on', true);
+    ALTER TABLE trailmark.outbox ENABLE ALWAYS TRIGGER outbox_guard;
+    PERFORM set_config('trailmark.republishing', '', true);
+END
+$$;
 -- Version 8: the rows are written by the capture functions as their owner
 -- (SECURITY DEFINER), so the role that made the change is the session's
 -- (`SET ROLE`'s if one is set), not `current_user` (the owner there).
@@ -837,8 +889,11 @@ BEGIN
             RETURN NULL;
         END IF;
         IF trailmark_matched > 0 THEN
+            -- (Capture's own delete: trailmark.outbox_guard lets it by.)
+            PERFORM set_config('trailmark.own_outbox', 'on', true);
             DELETE FROM trailmark.outbox WHERE txid = txid_current() AND stmt = trailmark_stmt
                 AND schema_name = trailmark_schema AND table_name = trailmark_table;
+            PERFORM set_config('trailmark.own_outbox', '', true);
         END IF;$key$, cols, join_on);
     END IF;
     EXECUTE format($fn$CREATE OR REPLACE FUNCTION trailmark.%1$I() RETURNS trigger LANGUAGE plpgsql
@@ -1366,6 +1421,16 @@ BEGIN
                       HINT = 'its changes would go uncaptured: the command is refused; trailmark capture pg status names what is wrong';
         END;
     END IF;
+    -- Version 17: the outbox's guard dropped or switched off by hand
+    -- (DROP TRIGGER, ALTER TABLE trailmark.outbox DISABLE TRIGGER, ...):
+    -- refused (TMX04), as what it refuses.
+    IF TG_TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'ALTER TRIGGER')
+       AND trailmark.outbox_guard_fault() IS NOT NULL THEN
+        RAISE EXCEPTION 'trailmark: trailmark.outbox % after this command: its captured changes not yet in the audit trail could be changed or lost with no trace',
+            trailmark.outbox_guard_fault()
+            USING ERRCODE = 'TMX04',
+                  HINT = 'to give up undrained changes knowingly, trailmark capture pg uninstall --drop-pending';
+    END IF;
     IF TG_TAG NOT IN ('ALTER PUBLICATION', 'DROP TRIGGER')
        AND NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = ANY (objs) AND c.relpersistence IN ('p', 'u')) THEN
         RETURN;
@@ -1712,7 +1777,7 @@ BEGIN
         END LOOP;
     END IF;
 EXCEPTION
-    WHEN SQLSTATE 'TMX01' OR SQLSTATE 'TMX02' OR SQLSTATE 'TMX03' THEN
+    WHEN SQLSTATE 'TMX01' OR SQLSTATE 'TMX02' OR SQLSTATE 'TMX03' OR SQLSTATE 'TMX04' THEN
         RAISE;
     WHEN OTHERS THEN
         RAISE WARNING 'trailmark: capture column lists or partition identities were not updated: % (run trailmark capture pg install)', SQLERRM;

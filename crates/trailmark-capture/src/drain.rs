@@ -221,8 +221,12 @@ async fn run<S: Sink>(
     progress: &(dyn Fn(Progress) + Send + Sync),
     woken: &Notify,
 ) -> Result<u64, Error> {
+    // The drainer's deletes are capture's own: the outbox's guard
+    // (capture version 17, `trailmark.outbox_guard`) refuses any other.
     client
-        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .batch_execute(&format!(
+            "LISTEN {CHANNEL}; SET trailmark.own_outbox = 'on'"
+        ))
         .await
         .map_err(pg("listening for outbox notifications"))?;
 

@@ -99,10 +99,20 @@ class TrailmarkContextTest < Minitest::Test
 
   def setup
     conn = ActiveRecord::Base.connection
-    conn.execute("DELETE FROM trailmark.outbox")
+    clear_outbox(conn)
     conn.execute("DELETE FROM customer")
     conn.execute("INSERT INTO customer SELECT g, 'c' || g, 10 FROM generate_series(1, 5) g")
-    conn.execute("DELETE FROM trailmark.outbox")
+    clear_outbox(conn)
+  end
+
+  # The outbox's guard refuses a delete that is not capture's own (capture
+  # version 17): these tests read the outbox in place of a drainer, so they
+  # empty it as a drainer does.
+  def clear_outbox(conn)
+    conn.transaction do
+      conn.execute("SET LOCAL trailmark.own_outbox = 'on'")
+      conn.execute("DELETE FROM trailmark.outbox")
+    end
   end
 
   def outbox

@@ -424,6 +424,7 @@ pub(super) async fn drift(
         ));
     }
     drift.extend(ddl_unrecorded(client).await?);
+    drift.extend(outbox_unguarded(client).await?);
     if wal {
         drift.extend(wal_drift(client).await?);
     }
@@ -515,6 +516,23 @@ async fn slot_moved(client: &impl GenericClient) -> Result<Option<String>, Error
                 super::wal::slot_moved_gap(&slot, &was, &now)
             )
         }))
+}
+
+/// The outbox's guard (capture version 17: it refuses an `UPDATE`,
+/// `DELETE` or `TRUNCATE` of the outbox by hand) missing or not enabled
+/// ALWAYS (`trailmark.outbox_guard_fault`; the event trigger refuses that
+/// too), as a line of drift.
+async fn outbox_unguarded(client: &impl GenericClient) -> Result<Option<String>, Error> {
+    let fault: Option<String> = client
+        .query_one("SELECT trailmark.outbox_guard_fault()", &[])
+        .await
+        .map_err(pg("reading the outbox's guard"))?
+        .get(0);
+    Ok(fault.map(|fault| {
+        format!(
+            "trailmark.outbox {fault}: its changes not yet drained can be changed or deleted by hand with no trace: run install again"
+        )
+    }))
 }
 
 /// WAL mode: publication `trailmark` renamed or its options changed by hand

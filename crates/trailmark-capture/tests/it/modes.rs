@@ -4340,3 +4340,96 @@ async fn changes_a_subscription_replicates_are_captured_in_both_modes() {
     }
     same(&customers[0], &customers[1]);
 }
+
+/// The outbox holds changes the ledger has not acknowledged yet: an
+/// `UPDATE`, `DELETE` or `TRUNCATE` of it by hand (by its owner, as when it
+/// grew while no drainer ran; in a replica session too) is refused, and so
+/// is switching its guard off, each naming what to do instead (capture
+/// version 17: `trailmark.outbox_guard`, SQLSTATE TMX04); the changes reach
+/// the trail as captured. Before, they were changed or lost with no trace.
+/// The guard switched off while the event trigger was disabled is named by
+/// status, and install puts it back.
+#[tokio::test]
+async fn the_outbox_changed_by_hand_is_refused() {
+    let mut db = installed(Mode::Trigger, CUSTOMER, &[customer()]).await;
+    db.client
+        .batch_execute(
+            "INSERT INTO customer (id, name, price) VALUES (1, 'Acme', 1.25), (3, 'Beta', 2);
+             UPDATE customer SET id = CASE WHEN id = 1 THEN 2 ELSE id END, name = name || '!';",
+        )
+        .await
+        .unwrap();
+    for command in [
+        "DELETE FROM trailmark.outbox",
+        "UPDATE trailmark.outbox SET new_row = '{}'",
+        "TRUNCATE trailmark.outbox",
+        "SET session_replication_role = replica; DELETE FROM trailmark.outbox",
+        "ALTER TABLE trailmark.outbox DISABLE TRIGGER outbox_guard",
+        "ALTER TABLE trailmark.outbox DISABLE TRIGGER ALL",
+        "ALTER TABLE trailmark.outbox ENABLE TRIGGER outbox_guard",
+        "DROP TRIGGER outbox_guard ON trailmark.outbox",
+    ] {
+        let refused = db
+            .client
+            .batch_execute(&format!("BEGIN; {command}"))
+            .await
+            .unwrap_err();
+        db.client
+            .batch_execute("ROLLBACK; RESET session_replication_role")
+            .await
+            .unwrap();
+        let refused = refused.as_db_error().unwrap();
+        assert_eq!(refused.code().code(), "TMX04", "{command}: {refused:?}");
+        assert!(
+            refused.message().contains("trailmark.outbox")
+                && refused
+                    .hint()
+                    .is_some_and(|h| h.contains("uninstall --drop-pending")),
+            "{command}: {refused:?}"
+        );
+    }
+    // One key changed, so the update's rows, paired by key first, were
+    // paired again by position: the capture function's own delete of its
+    // first pairs went by the guard.
+    let mut events: Vec<String> = drained(&db)
+        .await
+        .iter()
+        .map(|e| {
+            let name = &e["changes"]["name"];
+            format!(
+                "{} {} {} {}",
+                e["action"], e["resource"]["id"], name["old"], name["new"]
+            )
+        })
+        .collect();
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            r#""create" "1" null "Acme""#,
+            r#""create" "3" null "Beta""#,
+            r#""update" "2" "Acme" "Acme!""#,
+            r#""update" "3" "Beta" "Beta!""#,
+        ]
+    );
+    assert!(drift(&db).await.is_empty(), "{:?}", drift(&db).await);
+    db.client
+        .batch_execute(
+            "ALTER EVENT TRIGGER trailmark_republish DISABLE;
+             ALTER TABLE trailmark.outbox DISABLE TRIGGER outbox_guard;
+             ALTER EVENT TRIGGER trailmark_republish ENABLE ALWAYS",
+        )
+        .await
+        .unwrap();
+    assert!(
+        drift(&db).await.contains(
+            &"trailmark.outbox has its guard (trigger outbox_guard) disabled: its changes not yet drained can be changed or deleted by hand with no trace: run install again".to_owned()
+        ),
+        "{:?}",
+        drift(&db).await
+    );
+    install(&mut db.client, &[customer()], Some(Mode::Trigger))
+        .await
+        .unwrap();
+    assert!(drift(&db).await.is_empty(), "{:?}", drift(&db).await);
+}
