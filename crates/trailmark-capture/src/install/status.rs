@@ -518,16 +518,26 @@ async fn slot_moved(client: &impl GenericClient) -> Result<Option<String>, Error
         }))
 }
 
+/// The text a capture function that names a fault returns (`fault`:
+/// `trailmark.outbox_guard_fault`, `trailmark.publication_fault`, the one
+/// rule each for the event trigger and status), if it names one.
+async fn fault_of(
+    client: &impl GenericClient,
+    fault: &str,
+    reading: &'static str,
+) -> Result<Option<String>, Error> {
+    Ok(client
+        .query_one(&format!("SELECT trailmark.{fault}()"), &[])
+        .await
+        .map_err(pg(reading))?
+        .get(0))
+}
+
 /// The outbox's guard (capture version 17: it refuses an `UPDATE`,
 /// `DELETE` or `TRUNCATE` of the outbox by hand) missing or not enabled
-/// ALWAYS (`trailmark.outbox_guard_fault`; the event trigger refuses that
-/// too), as a line of drift.
+/// ALWAYS (the event trigger refuses that too), as a line of drift.
 async fn outbox_unguarded(client: &impl GenericClient) -> Result<Option<String>, Error> {
-    let fault: Option<String> = client
-        .query_one("SELECT trailmark.outbox_guard_fault()", &[])
-        .await
-        .map_err(pg("reading the outbox's guard"))?
-        .get(0);
+    let fault = fault_of(client, "outbox_guard_fault", "reading the outbox's guard").await?;
     Ok(fault.map(|fault| {
         format!(
             "trailmark.outbox {fault}: its changes not yet drained can be changed or deleted by hand with no trace: run install again"
@@ -536,14 +546,15 @@ async fn outbox_unguarded(client: &impl GenericClient) -> Result<Option<String>,
 }
 
 /// WAL mode: publication `trailmark` renamed or its options changed by hand
-/// (`trailmark.publication_fault`; the event trigger refuses it from
-/// capture version 16), as a line of drift.
+/// (the event trigger refuses it from capture version 16), as a line of
+/// drift.
 async fn publication_fault(client: &impl GenericClient) -> Result<Option<String>, Error> {
-    let fault: Option<String> = client
-        .query_one("SELECT trailmark.publication_fault()", &[])
-        .await
-        .map_err(pg("reading the publication's options"))?
-        .get(0);
+    let fault = fault_of(
+        client,
+        "publication_fault",
+        "reading the publication's options",
+    )
+    .await?;
     Ok(fault.map(|fault| {
         format!(
             "publication trailmark {fault}: changes of the covered tables it does not publish are not captured: run install again"
