@@ -376,3 +376,24 @@ test('the Alerts page lists an alert, opens its events, and acknowledging it is 
   await context.close();
   await other.close();
 });
+
+test("a record's history shows what was done to its whole table", async () => {
+  // A tenant of its own: the tests above count acme's and globex's events.
+  await api('POST', '/v1/events', [
+    { tenant: 'hooli', actor: { id: 'alice', type: 'user' }, action: 'create',
+      resource: { type: 'Customer', id: '9' }, changes: { name: { old: null, new: 'Hooli' } } },
+    { tenant: 'hooli', actor: { id: 'postgres', type: 'unknown' }, action: 'truncate',
+      resource: { type: 'Customer' } },
+  ]);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, admin);
+  await page.goto(base + '/ui/history/Customer/9');
+  const steps = page.locator('ol.history > li');
+  assert.equal(await steps.count(), 2);
+  assert.match(await steps.nth(1).locator('.action').textContent(), /truncate/);
+  assert.match(await steps.nth(1).locator('p.whole').textContent(), /Every Customer at once/);
+  assert.equal(await steps.nth(1).locator('p.none').textContent(), 'deleted');
+  await page.screenshot({ path: join(artifacts, 'history-truncated.png'), fullPage: true });
+  await context.close();
+});

@@ -439,6 +439,15 @@ pub(crate) async fn history<S: Store>(
             esc(&e.actor.id),
         );
         body.push_str(&removal_notice(e));
+        if e.resource.as_ref().is_some_and(|r| r.id.is_none()) {
+            // An event about the whole type (a table's truncate, rewrite,
+            // pause or resume): see `reports::with_type_events`.
+            let _ = write!(
+                body,
+                "<p class=\"whole\">Every {} at once, this one among them.</p>",
+                esc(&kind)
+            );
+        }
         if let Some(changes) = &e.changes {
             body.push_str(&diff_table(changes));
         }
@@ -446,12 +455,12 @@ pub(crate) async fn history<S: Store>(
         if !step.unknown_fields.is_empty() {
             let _ = write!(
                 body,
-                "<p class=\"unknown\">Not known any more (an earlier payload is gone): {}</p>",
+                "<p class=\"unknown\">Not known any more (an earlier event's payload is gone, or the table was rewritten, partly truncated or not captured for a while): {}</p>",
                 esc(&step.unknown_fields.join(", "))
             );
         }
         if step.incomplete {
-            body.push_str("<p class=\"incomplete\">Fields an event whose payload is gone set may be missing.</p>");
+            body.push_str("<p class=\"incomplete\">Fields may be missing: an earlier event's payload is gone, or the table was rewritten, partly truncated or not captured for a while.</p>");
         }
         match &step.state_after {
             Value::Object(state) => body.push_str(&pairs(Some(state))),
