@@ -27,8 +27,8 @@ use trailmark_core::{Event, EventId};
 use crate::{CHANNEL, Error, OutboxRow, captured_event, pg, table_configs};
 
 /// The advisory lock key the active drainer holds ("trailmark" in ASCII,
-/// cut to fit a bigint).
-const DRAIN_LOCK: i64 = 0x7472_6169_6c6d_6172;
+/// cut to fit a bigint): one drainer at a time; the others stand by.
+pub const DRAIN_LOCK: i64 = 0x7472_6169_6c6d_6172;
 
 /// Why a batch was not acknowledged.
 #[derive(Debug)]

@@ -20,17 +20,17 @@ mod table;
 mod wal;
 
 pub use context::CaptureContext;
-pub use drain::{After, DrainOptions, OPTIONS_FOR, Progress, SendError, Sink, drain};
+pub use drain::{After, DRAIN_LOCK, DrainOptions, OPTIONS_FOR, Progress, SendError, Sink, drain};
 pub use event::{
     OutboxRow, RowImage, WalPosition, captured_event, lsn_text, make_valid, outbox_event, parse_lsn,
 };
 pub use ids::EventIds;
 pub use install::{
     CHANNEL, Installed, LargeTransactions, LargeTransactionsSeen, MESSAGE_PREFIX, Mode,
-    PUBLICATION, SLOT, SlotStatus, Status, Switched, Uninstalled, VERSION, cover_whole_schemas,
-    grant_drainer, install, installed_mode, large_transactions, primary_key, set_paused, slot_name,
-    slot_status, status, streams_in_progress, table_configs, tables_in_schema, uninstall,
-    wal_level,
+    OutboxBacklog, PUBLICATION, SLOT, SlotStatus, Status, Switched, Uninstalled, VERSION,
+    cover_whole_schemas, grant_drainer, install, installed_mode, large_transactions,
+    outbox_backlog, primary_key, set_paused, slot_name, slot_status, status, streams_in_progress,
+    table_configs, tables_in_schema, uninstall, wal_level,
 };
 pub use table::{ReplicaIdentity, TableConfig, TableSpec, split_assignment, split_list};
 pub use wal::check_source as check_wal_source;

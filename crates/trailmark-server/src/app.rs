@@ -99,7 +99,18 @@ pub struct Metrics {
     /// the drainer in progress, and spilled to the server's disk.
     pub capture_slot_streamed: AtomicU64,
     pub capture_slot_spilled: AtomicU64,
+    /// The capture outbox of the drainer inside `serve` (gauges, read from
+    /// PostgreSQL every 10 s): 1 once it was read, the changes waiting in
+    /// it (counted up to [`OUTBOX_COUNT_UP_TO`]) and how old the oldest is,
+    /// in milliseconds (0: none waits).
+    pub capture_outbox: AtomicU64,
+    pub capture_outbox_rows: AtomicU64,
+    pub capture_outbox_oldest_ms: AtomicU64,
 }
+
+/// How far the watcher counts the capture outbox's rows each reading (a
+/// backlog larger reads as this many): a count costs a read of each row.
+pub const OUTBOX_COUNT_UP_TO: i64 = 1_000_000;
 
 impl Metrics {
     /// The counters `GET /metrics` shows: name, help, value.

@@ -40,7 +40,7 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use trailmark_store::Store;
 
-pub use app::{App, Caller, Peer, Settings, now};
+pub use app::{App, Caller, OUTBOX_COUNT_UP_TO, Peer, Settings, now};
 pub use error::{ApiError, Problem};
 pub use ingest::{PREPARE_INLINE_MAX, Ready};
 pub use keys::ApiKey;
@@ -220,6 +220,7 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
         );
     }
     capture_slot_lines(m, &mut line);
+    capture_outbox_lines(m, &mut line);
     #[allow(clippy::cast_precision_loss)] // microseconds as seconds for Prometheus
     let seconds = get(&m.commit_micros_total) as f64 / 1e6;
     line(
@@ -229,6 +230,29 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
         seconds.to_string(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// The lines of the capture outbox (the drainer inside `serve`), once it
+/// was read.
+fn capture_outbox_lines(m: &app::Metrics, line: &mut impl FnMut(&str, &str, &str, String)) {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    if get(&m.capture_outbox) != 1 {
+        return;
+    }
+    #[allow(clippy::cast_precision_loss)] // milliseconds as seconds for Prometheus
+    let oldest = format!("{:.3}", get(&m.capture_outbox_oldest_ms) as f64 / 1000.0);
+    line(
+        "trailmark_capture_outbox_rows",
+        "gauge",
+        "Captured changes waiting in the capture outbox for the drainer (counted up to 1000000).",
+        get(&m.capture_outbox_rows).to_string(),
+    );
+    line(
+        "trailmark_capture_outbox_oldest_seconds",
+        "gauge",
+        "How long ago the oldest change waiting in the capture outbox was captured (0: none waits).",
+        oldest,
+    );
 }
 
 /// The lines of WAL capture's slot (the drainer inside `serve`), while it

@@ -655,7 +655,7 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
 /// connection or a refused batch is retried with a growing pause (the rows
 /// wait in the outbox meanwhile).
 async fn capture_loop<S: Store>(app: Arc<App<S>>, capture: Capture) {
-    tokio::spawn(watch_slot(Arc::clone(&app), capture.connection));
+    tokio::spawn(watch_capture(Arc::clone(&app), capture.connection));
     let sink = StoreSink {
         app,
         tenant: capture.tenant,
@@ -693,64 +693,143 @@ async fn capture_loop<S: Store>(app: Arc<App<S>>, capture: Capture) {
     }
 }
 
-/// Reads the WAL capture slot's state into `/metrics` every 10 s (nothing
-/// while the database captures by triggers), and records in `_system` when
-/// it goes wrong ([`trailmark_server::alerts::CaptureWalRule`]), which the
-/// `capture_wal` alert rule raises.
-async fn watch_slot<S: Store>(app: Arc<App<S>>, source: trailmark_pg::Source) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let m = &app.metrics;
-    // What was last recorded: once per onset; a reading back well within
-    // bounds (`CaptureWalRule::rearms`) re-arms it.
-    let mut recorded: Option<&'static str> = None;
+/// Reads the capture outbox's backlog and the WAL capture slot's state
+/// (while the database captures from the WAL) into `/metrics` every 10 s,
+/// and records in `_system` when either goes wrong
+/// ([`trailmark_server::alerts::CaptureOutboxRule`],
+/// [`trailmark_server::alerts::CaptureWalRule`]), which the
+/// `capture_outbox` and `capture_wal` alert rules raise.
+async fn watch_capture<S: Store>(app: Arc<App<S>>, source: trailmark_pg::Source) {
+    // What was last recorded of each: once per onset; a reading back well
+    // within bounds (`rearms`) re-arms it.
+    let mut slot_recorded: Option<&'static str> = None;
+    let mut outbox_recorded: Option<&'static str> = None;
     loop {
         if let Ok((client, connection)) = source.connect().await {
             let driver = tokio::spawn(connection);
             while !client.is_closed() {
-                match trailmark_capture::slot_status(&client).await {
-                    Ok(Some(slot)) => {
-                        m.capture_slot.store(1, Relaxed);
-                        let bytes = |b: i64| u64::try_from(b).unwrap_or(0);
-                        m.capture_slot_retained_bytes
-                            .store(bytes(slot.retained_bytes), Relaxed);
-                        m.capture_slot_lag_bytes
-                            .store(bytes(slot.lag_bytes), Relaxed);
-                        m.capture_slot_lost.store(
-                            u64::from(slot.wal_status.as_deref() == Some("lost")),
-                            Relaxed,
-                        );
-                        if let Ok(trailmark_capture::LargeTransactionsSeen::Counted(large)) =
-                            trailmark_capture::large_transactions(&client, &slot.name).await
-                        {
-                            m.capture_slot_streamed
-                                .store(bytes(large.streamed), Relaxed);
-                            m.capture_slot_spilled.store(bytes(large.spilled), Relaxed);
-                        }
-                        let rule = app
-                            .alerts
-                            .get()
-                            .map(|feed| feed.rules().0.capture_wal.clone())
-                            .unwrap_or_default();
-                        let retained = bytes(slot.retained_bytes);
-                        let finding = rule.judge(retained, slot.wal_status.as_deref());
-                        if finding == recorded {
-                            // Nothing new.
-                        } else if let Some(action) = finding {
-                            if record_slot(&app, action, &slot, &rule).await {
-                                recorded = finding;
-                            }
-                        } else if rule.rearms(retained) {
-                            recorded = None;
-                        }
-                    }
-                    Ok(None) => m.capture_slot.store(0, Relaxed),
-                    Err(e) => tracing::debug!("capture: reading the slot: {e}"),
-                }
+                read_outbox(&app, &client, &mut outbox_recorded).await;
+                read_slot(&app, &client, &mut slot_recorded).await;
                 tokio::time::sleep(Duration::from_secs(10)).await;
             }
             driver.abort();
         }
         tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
+/// One reading of the capture outbox (see [`watch_capture`]).
+async fn read_outbox<S: Store>(
+    app: &App<S>,
+    client: &tokio_postgres::Client,
+    recorded: &mut Option<&'static str>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &app.metrics;
+    let backlog =
+        match trailmark_capture::outbox_backlog(client, Some(trailmark_server::OUTBOX_COUNT_UP_TO))
+            .await
+        {
+            Ok(backlog) => backlog,
+            Err(e) => {
+                tracing::debug!("capture: reading the outbox: {e}");
+                return;
+            }
+        };
+    m.capture_outbox.store(1, Relaxed);
+    m.capture_outbox_rows
+        .store(u64::try_from(backlog.rows).unwrap_or(0), Relaxed);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    // whole milliseconds, not negative
+    let oldest_ms = backlog
+        .oldest_seconds
+        .map_or(0, |s| (s.max(0.0) * 1000.0) as u64);
+    m.capture_outbox_oldest_ms.store(oldest_ms, Relaxed);
+    let rule = app
+        .alerts
+        .get()
+        .map(|feed| feed.rules().0.capture_outbox.clone())
+        .unwrap_or_default();
+    let finding = rule.judge(backlog.oldest_seconds);
+    if finding == *recorded {
+        // Nothing new.
+    } else if let Some(action) = finding {
+        let mut meta = serde_json::Map::new();
+        meta.insert("rows".into(), backlog.rows.into());
+        meta.insert(
+            "counted_up_to".into(),
+            trailmark_server::OUTBOX_COUNT_UP_TO.into(),
+        );
+        meta.insert("oldest_seconds".into(), backlog.oldest_seconds.into());
+        meta.insert("threshold_seconds".into(), rule.oldest_seconds.into());
+        tracing::warn!(
+            rows = backlog.rows,
+            oldest_seconds = backlog.oldest_seconds.unwrap_or(0.0),
+            "capture: {action}"
+        );
+        match app
+            .audit(
+                None,
+                action,
+                Some(("capture_outbox", "trailmark.outbox")),
+                meta,
+            )
+            .await
+        {
+            Ok(()) => *recorded = finding,
+            Err(e) => tracing::warn!("capture: recording {action} failed: {e}"),
+        }
+    } else if rule.rearms(backlog.oldest_seconds) {
+        *recorded = None;
+    }
+}
+
+/// One reading of the WAL capture slot (see [`watch_capture`]).
+async fn read_slot<S: Store>(
+    app: &App<S>,
+    client: &tokio_postgres::Client,
+    recorded: &mut Option<&'static str>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &app.metrics;
+    match trailmark_capture::slot_status(client).await {
+        Ok(Some(slot)) => {
+            m.capture_slot.store(1, Relaxed);
+            let bytes = |b: i64| u64::try_from(b).unwrap_or(0);
+            m.capture_slot_retained_bytes
+                .store(bytes(slot.retained_bytes), Relaxed);
+            m.capture_slot_lag_bytes
+                .store(bytes(slot.lag_bytes), Relaxed);
+            m.capture_slot_lost.store(
+                u64::from(slot.wal_status.as_deref() == Some("lost")),
+                Relaxed,
+            );
+            if let Ok(trailmark_capture::LargeTransactionsSeen::Counted(large)) =
+                trailmark_capture::large_transactions(client, &slot.name).await
+            {
+                m.capture_slot_streamed
+                    .store(bytes(large.streamed), Relaxed);
+                m.capture_slot_spilled.store(bytes(large.spilled), Relaxed);
+            }
+            let rule = app
+                .alerts
+                .get()
+                .map(|feed| feed.rules().0.capture_wal.clone())
+                .unwrap_or_default();
+            let retained = bytes(slot.retained_bytes);
+            let finding = rule.judge(retained, slot.wal_status.as_deref());
+            if finding == *recorded {
+                // Nothing new.
+            } else if let Some(action) = finding {
+                if record_slot(app, action, &slot, &rule).await {
+                    *recorded = finding;
+                }
+            } else if rule.rearms(retained) {
+                *recorded = None;
+            }
+        }
+        Ok(None) => m.capture_slot.store(0, Relaxed),
+        Err(e) => tracing::debug!("capture: reading the slot: {e}"),
     }
 }
 

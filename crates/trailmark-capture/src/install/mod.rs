@@ -17,7 +17,7 @@ pub use catalog::{primary_key, table_configs, tables_in_schema};
 pub use pause::{Switched, set_paused};
 pub use role::grant_drainer;
 pub use sql::CHANNEL;
-pub use status::{Status, status};
+pub use status::{OutboxBacklog, Status, outbox_backlog, status};
 pub use upgrade::{VERSION, refuse_newer};
 pub use wal::{
     CREATE_PREFIX, END_PREFIX, LargeTransactions, LargeTransactionsSeen, MESSAGE_PREFIX, Mode,

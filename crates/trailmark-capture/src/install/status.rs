@@ -518,6 +518,39 @@ async fn slot_moved(client: &impl GenericClient) -> Result<Option<String>, Error
         }))
 }
 
+/// The changes waiting in the outbox for the drainer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OutboxBacklog {
+    /// How many (at most the count asked for).
+    pub rows: i64,
+    /// How long ago the oldest was captured, in seconds (`None`: none waits).
+    pub oldest_seconds: Option<f64>,
+}
+
+/// The outbox's backlog, its rows counted up to `count_up_to` (all when
+/// `None`): what `status` shows, and what `serve` reads into `/metrics`
+/// every 10 s. The oldest is the first by id (the primary key: one row
+/// read, whatever the backlog; ids are drawn as rows are written, so it is
+/// the one written first).
+pub async fn outbox_backlog(
+    client: &impl GenericClient,
+    count_up_to: Option<i64>,
+) -> Result<OutboxBacklog, Error> {
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM (SELECT FROM trailmark.outbox LIMIT $1) o),
+                    (SELECT extract(epoch FROM clock_timestamp() - captured_at)::float8
+                     FROM trailmark.outbox ORDER BY id LIMIT 1)",
+            &[&count_up_to],
+        )
+        .await
+        .map_err(pg("reading the outbox"))?;
+    Ok(OutboxBacklog {
+        rows: row.get(0),
+        oldest_seconds: row.get(1),
+    })
+}
+
 /// The text a capture function that names a fault returns (`fault`:
 /// `trailmark.outbox_guard_fault`, `trailmark.publication_fault`, the one
 /// rule each for the event trigger and status), if it names one.
@@ -634,15 +667,8 @@ pub async fn status(client: &impl GenericClient) -> Result<Status, Error> {
         .into_iter()
         .map(|t| t.to_string())
         .collect();
-    let row = client
-        .query_one(
-            "SELECT count(*), extract(epoch FROM clock_timestamp() - min(captured_at))::float8
-             FROM trailmark.outbox",
-            &[],
-        )
-        .await
-        .map_err(pg("reading the outbox"))?;
-    let (outbox_depth, oldest_pending_seconds) = (row.get(0), row.get(1));
+    let backlog = outbox_backlog(client, None).await?;
+    let (outbox_depth, oldest_pending_seconds) = (backlog.rows, backlog.oldest_seconds);
     if version != VERSION.to_string() {
         return Ok(Status {
             drift: vec![format!(

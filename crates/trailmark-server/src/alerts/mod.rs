@@ -14,6 +14,9 @@ pub mod state;
 mod webhook;
 mod window;
 
-pub use rules::{CaptureWalRule, Rule, RuleKind, Rules, SLOT_LOST, WAL_RETAINED};
+pub use rules::{
+    CaptureOutboxRule, CaptureWalRule, OUTBOX_BEHIND, Rule, RuleKind, Rules, SLOT_LOST,
+    WAL_RETAINED,
+};
 pub use webhook::WebhookSecret;
 pub use window::{Detector, Fact, Firing, MAX_WINDOWS};

@@ -35,10 +35,13 @@ pub enum RuleKind {
     /// allowed, or having lost WAL the slot needed: recorded in `_system`
     /// by the server watching the slot.
     CaptureWal,
+    /// Changes waiting in the capture outbox (trigger mode) longer than
+    /// allowed: recorded in `_system` by the server watching it.
+    CaptureOutbox,
 }
 
 impl RuleKind {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::FailedLogins,
         Self::MassDelete,
         Self::PrivilegeChanges,
@@ -47,6 +50,7 @@ impl RuleKind {
         Self::NewIp,
         Self::TrailmarkEvents,
         Self::CaptureWal,
+        Self::CaptureOutbox,
     ];
 
     /// Its name in the TOML and in alerts.
@@ -60,6 +64,7 @@ impl RuleKind {
             Self::NewIp => "new_ip",
             Self::TrailmarkEvents => "trailmark_events",
             Self::CaptureWal => "capture_wal",
+            Self::CaptureOutbox => "capture_outbox",
         }
     }
 }
@@ -318,9 +323,66 @@ impl CaptureWalRule {
     }
 }
 
+/// The `_system` action recorded when the oldest change waiting in the
+/// capture outbox is older than [`CaptureOutboxRule::oldest_seconds`].
+pub const OUTBOX_BEHIND: &str = "trailmark.capture.outbox_behind";
+
+/// Trigger-mode capture: a stalled or slow drainer leaves the captured
+/// changes in the outbox, inside the application's database, where they
+/// grow with every write. Judged on each reading of the outbox (every
+/// 10 s) by the server whose drainer reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureOutboxRule {
+    pub enabled: bool,
+    /// Fires once the oldest waiting change is older than this (seconds;
+    /// at least 10, the reading's interval).
+    pub oldest_seconds: u64,
+    pub cooldown_secs: u64,
+}
+
+impl Default for CaptureOutboxRule {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            oldest_seconds: 600,
+            cooldown_secs: 3600,
+        }
+    }
+}
+
+impl CaptureOutboxRule {
+    /// The `_system` action one reading of the outbox calls for (the age
+    /// of its oldest change, `None` when it is empty); `None` when all is
+    /// well or the rule is off.
+    #[allow(clippy::cast_precision_loss)] // seconds: exact far past any bound given
+    pub fn judge(&self, oldest_seconds: Option<f64>) -> Option<&'static str> {
+        let behind = oldest_seconds.is_some_and(|s| s > self.oldest_seconds as f64);
+        (self.enabled && behind).then_some(OUTBOX_BEHIND)
+    }
+
+    /// Whether a reading with nothing to report re-arms the rule: only once
+    /// the oldest change is at most nine tenths of the bound old (or none
+    /// waits), so an outbox hovering at it is recorded once.
+    #[allow(clippy::cast_precision_loss)] // as in `judge`
+    pub fn rearms(&self, oldest_seconds: Option<f64>) -> bool {
+        oldest_seconds.is_none_or(|s| s <= self.oldest_seconds as f64 * 0.9)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let name = RuleKind::CaptureOutbox.name();
+        if self.oldest_seconds < 10 {
+            return Err(format!(
+                "{name}.oldest_seconds: must be at least 10 (the outbox is read every 10 s)"
+            ));
+        }
+        cooldown(name, self.cooldown_secs)
+    }
+}
+
 /// Every rule. Each is always given whole (docs/ALERTS.md), except
-/// `capture_wal`, added later: a rule set stored before it has its
-/// defaults.
+/// `capture_wal` and `capture_outbox`, added later: a rule set stored
+/// before them has their defaults.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rules {
@@ -333,6 +395,8 @@ pub struct Rules {
     pub trailmark_events: EventsRule,
     #[serde(default)]
     pub capture_wal: CaptureWalRule,
+    #[serde(default)]
+    pub capture_outbox: CaptureOutboxRule,
 }
 
 fn strings(list: &[&str]) -> Vec<String> {
@@ -406,6 +470,7 @@ impl Default for Rules {
                 cooldown_secs: 0,
             },
             capture_wal: CaptureWalRule::default(),
+            capture_outbox: CaptureOutboxRule::default(),
         }
     }
 }
@@ -479,7 +544,8 @@ impl Rules {
             !t.enabled,
         )?;
         cooldown(RuleKind::TrailmarkEvents.name(), t.cooldown_secs)?;
-        self.capture_wal.check()
+        self.capture_wal.check()?;
+        self.capture_outbox.check()
     }
 
     /// The (enabled) rules that count an event. Ingest asks it which
@@ -498,6 +564,9 @@ impl Rules {
             }
             if self.capture_wal.enabled && [WAL_RETAINED, SLOT_LOST].contains(&v.action) {
                 out.push(RuleKind::CaptureWal);
+            }
+            if self.capture_outbox.enabled && v.action == OUTBOX_BEHIND {
+                out.push(RuleKind::CaptureOutbox);
             }
             let own = &self.trailmark_events;
             if own.enabled && matches_action(&own.actions, v.action) {
@@ -564,6 +633,7 @@ impl Rules {
             RuleKind::NewIp => one(self.new_ip.cooldown_secs),
             RuleKind::TrailmarkEvents => one(self.trailmark_events.cooldown_secs),
             RuleKind::CaptureWal => one(self.capture_wal.cooldown_secs),
+            RuleKind::CaptureOutbox => one(self.capture_outbox.cooldown_secs),
         }
     }
 
@@ -595,6 +665,7 @@ impl Rules {
             RuleKind::NewIp => self.new_ip.enabled,
             RuleKind::TrailmarkEvents => self.trailmark_events.enabled,
             RuleKind::CaptureWal => self.capture_wal.enabled,
+            RuleKind::CaptureOutbox => self.capture_outbox.enabled,
         }
     }
 
@@ -806,5 +877,45 @@ mod tests {
         let mut off = Rules::default();
         off.capture_wal.enabled = false;
         assert!(off.kinds(&view(SLOT_LOST, true)).is_empty());
+        assert_eq!(
+            rules.kinds(&view(OUTBOX_BEHIND, true)),
+            [RuleKind::CaptureOutbox]
+        );
+        assert!(rules.kinds(&view(OUTBOX_BEHIND, false)).is_empty());
+        off.capture_outbox.enabled = false;
+        assert!(off.kinds(&view(OUTBOX_BEHIND, true)).is_empty());
+    }
+
+    #[test]
+    fn the_outbox_is_judged_by_the_age_of_its_oldest_change() {
+        let rule = CaptureOutboxRule {
+            enabled: true,
+            oldest_seconds: 60,
+            cooldown_secs: 0,
+        };
+        assert_eq!(rule.judge(None), None, "an empty outbox");
+        assert_eq!(rule.judge(Some(60.0)), None);
+        assert_eq!(rule.judge(Some(60.5)), Some(OUTBOX_BEHIND));
+        // Re-armed only well below the bound, or once it is empty.
+        assert!(!rule.rearms(Some(55.0)));
+        assert!(rule.rearms(Some(54.0)));
+        assert!(rule.rearms(None));
+        let off = CaptureOutboxRule {
+            enabled: false,
+            ..rule.clone()
+        };
+        assert_eq!(off.judge(Some(1e9)), None);
+        let mut rules = Rules::default();
+        rules.capture_outbox.oldest_seconds = 9;
+        let err = Rules::from_json(serde_json::to_value(&rules).unwrap()).unwrap_err();
+        assert!(err.contains("capture_outbox.oldest_seconds"), "{err}");
+        // A rule set stored before it reads with its defaults.
+        let mut old = serde_json::to_value(Rules::default()).unwrap();
+        old.as_object_mut()
+            .unwrap()
+            .remove("capture_outbox")
+            .unwrap();
+        let rules = Rules::from_json(old).unwrap();
+        assert_eq!(rules.capture_outbox, CaptureOutboxRule::default());
     }
 }

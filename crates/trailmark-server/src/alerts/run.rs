@@ -657,6 +657,9 @@ fn summary(firing: &Firing) -> String {
                 )
             }
         }
+        RuleKind::CaptureOutbox => format!(
+            "capture: a change has waited in the capture outbox longer than capture_outbox.oldest_seconds allows, seen at {last}; the drainer is stalled or behind, and the outbox grows in the application's database (docs/CAPTURE.md)"
+        ),
         RuleKind::FailedLogins => format!(
             "{count} failed logins in tenant {tenant} for {} between {first} and {last}",
             firing.key

@@ -129,7 +129,7 @@ impl Detector {
             let mut keys = Vec::new();
             match kind {
                 RuleKind::NewIp => continue,
-                RuleKind::TrailmarkEvents | RuleKind::CaptureWal => {
+                RuleKind::TrailmarkEvents | RuleKind::CaptureWal | RuleKind::CaptureOutbox => {
                     keys.push(format!("action={}", fact.action));
                 }
                 RuleKind::MassDelete => {

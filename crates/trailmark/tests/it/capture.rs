@@ -661,6 +661,141 @@ fn wal_kept_for_the_slot_past_its_bound_is_recorded_and_raises_an_alert() {
     assert!(held.wait().unwrap().success());
 }
 
+/// Trigger mode: a drainer that does not drain (here another holds the
+/// drain lock and does nothing: `serve`'s drainer stands by) leaves the
+/// changes in the outbox, growing in the application's database. The watching server reads the backlog into `/metrics`, and
+/// once the oldest change is older than `capture_outbox.oldest_seconds`
+/// records `trailmark.capture.outbox_behind` in `_system` (once) and the
+/// `capture_outbox` rule raises an alert naming the cause.
+#[test]
+fn a_stalled_drainer_in_trigger_mode_is_in_metrics_and_raises_an_alert() {
+    let db = PgDb::new("tm_serve_outbox_alert");
+    db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text)");
+    let source = db.source();
+    install(&source, "trigger", "public.customer", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = trailmark_server::alerts::Rules::default()
+        .to_toml()
+        .replacen("oldest_seconds = 600", "oldest_seconds = 10", 1);
+    assert!(rules.contains("oldest_seconds = 10\n"), "{rules}");
+    let rules_path = dir.path().join("rules.toml");
+    std::fs::write(&rules_path, rules).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // A stuck drainer: a session holding the drain lock, kept open.
+    let (mut stuck, input) = drain_lock_held(&db, &source);
+    let server = Server::start_with(
+        &data,
+        &[
+            "--capture-source",
+            &source,
+            "--alert-rules",
+            rules_path.to_str().unwrap(),
+        ],
+    );
+    db.sql("INSERT INTO customer VALUES (1, 'Acme'); INSERT INTO customer VALUES (2, 'Globex');");
+    crate::wait_for(
+        "the backlog in /metrics",
+        std::time::Duration::from_secs(30),
+        || {
+            let (_, metrics) = server.get("/metrics", &server.admin);
+            let value = |name: &str| -> Option<String> {
+                let prefix = format!("{name} ");
+                metrics
+                    .as_str()?
+                    .lines()
+                    .find_map(|l| Some(l.strip_prefix(&prefix)?.to_owned()))
+            };
+            let rows = value("trailmark_capture_outbox_rows")?;
+            let oldest: f64 = value("trailmark_capture_outbox_oldest_seconds")?
+                .parse()
+                .ok()?;
+            (rows == "2" && oldest > 0.0).then_some(())
+        },
+    );
+    let recorded = crate::wait_for(
+        "trailmark.capture.outbox_behind in _system",
+        std::time::Duration::from_secs(60),
+        || {
+            let (_, page) = server.get(
+                "/v1/events?tenant=_system&action=trailmark.capture.outbox_behind",
+                &server.admin,
+            );
+            let events = page["events"].as_array()?.clone();
+            (!events.is_empty()).then_some(events)
+        },
+    );
+    let alert = crate::wait_for(
+        "the capture_outbox alert",
+        std::time::Duration::from_secs(10),
+        || {
+            let (_, page) = server.get("/v1/alerts?rule=capture_outbox", &server.admin);
+            page["alerts"].as_array()?.first().cloned()
+        },
+    );
+    assert!(
+        alert
+            .to_string()
+            .contains("the drainer is stalled or behind"),
+        "{alert}"
+    );
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    let meta = &recorded[0]["metadata"];
+    assert_eq!(meta["rows"], 2, "{meta}");
+    assert_eq!(meta["threshold_seconds"], 10, "{meta}");
+    assert!(meta["oldest_seconds"].as_f64().unwrap() > 10.0, "{meta}");
+    assert_eq!(recorded[0]["resource"]["type"], "capture_outbox");
+    // Nothing was lost: both changes still wait.
+    let depth = outbox_depth(&source);
+    assert!(
+        depth.starts_with("outbox: 2 rows waiting, oldest"),
+        "{depth}"
+    );
+    // The stuck drainer gone, serve's takes over and drains both.
+    drop(input);
+    assert!(stuck.wait().unwrap().success());
+    crate::wait_for(
+        "serve to drain once the lock is free",
+        std::time::Duration::from_secs(30),
+        || {
+            let (_, page) = server.get("/v1/events?resource_type=public.customer", &server.admin);
+            (page["events"].as_array()?.len() == 2).then_some(())
+        },
+    );
+}
+
+/// A session holding the drain lock and doing nothing (a stuck drainer),
+/// in a psql kept waiting on its input: it ends when its input is dropped.
+fn drain_lock_held(db: &PgDb, source: &str) -> (std::process::Child, std::process::ChildStdin) {
+    use std::io::Write as _;
+    let mut stuck = std::process::Command::new("psql")
+        .args([source, "-q", "-v", "ON_ERROR_STOP=1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = stuck.stdin.take().unwrap();
+    writeln!(
+        input,
+        "SELECT pg_advisory_lock({});",
+        trailmark_capture::DRAIN_LOCK
+    )
+    .unwrap();
+    input.flush().unwrap();
+    crate::wait_for(
+        "the drain lock held",
+        std::time::Duration::from_secs(10),
+        || {
+            let held = db.text(
+                "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND granted
+                 AND pid <> pg_backend_pid() AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            );
+            (held == "1").then_some(())
+        },
+    );
+    (stuck, input)
+}
+
 /// WAL mode publishes a table with excluded columns through a column list,
 /// which PostgreSQL fixes when it is set: a column the application adds
 /// later is published by the event trigger install leaves, in the ALTER
