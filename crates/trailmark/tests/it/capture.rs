@@ -580,23 +580,10 @@ fn wal_kept_for_the_slot_past_its_bound_is_recorded_and_raises_an_alert() {
     db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text)");
     let source = db.source();
     install(&source, "wal", "public.customer", &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let rules = trailmark_server::alerts::Rules::default()
-        .to_toml()
-        .replacen("retained_bytes = 1073741824", "retained_bytes = 1048576", 1);
-    assert!(rules.contains("retained_bytes = 1048576"), "{rules}");
-    let rules_path = dir.path().join("rules.toml");
-    std::fs::write(&rules_path, rules).unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let server = Server::start_with(
-        &data,
-        &[
-            "--capture-source",
-            &source,
-            "--alert-rules",
-            rules_path.to_str().unwrap(),
-        ],
+    let (_dir, server) = serve_with_rule(
+        &source,
+        "retained_bytes = 1073741824",
+        "retained_bytes = 1048576",
     );
     // The open transaction, in a psql kept waiting on its input.
     let mut held = std::process::Command::new("psql")
@@ -663,8 +650,9 @@ fn wal_kept_for_the_slot_past_its_bound_is_recorded_and_raises_an_alert() {
 
 /// Trigger mode: a drainer that does not drain (here another holds the
 /// drain lock and does nothing: `serve`'s drainer stands by) leaves the
-/// changes in the outbox, growing in the application's database. The watching server reads the backlog into `/metrics`, and
-/// once the oldest change is older than `capture_outbox.oldest_seconds`
+/// changes in the outbox, growing in the application's database. The
+/// watching server reads the backlog into `/metrics`, and once the oldest
+/// change is older than `capture_outbox.oldest_seconds`
 /// records `trailmark.capture.outbox_behind` in `_system` (once) and the
 /// `capture_outbox` rule raises an alert naming the cause.
 #[test]
@@ -673,26 +661,9 @@ fn a_stalled_drainer_in_trigger_mode_is_in_metrics_and_raises_an_alert() {
     db.sql("CREATE TABLE customer (id int PRIMARY KEY, name text)");
     let source = db.source();
     install(&source, "trigger", "public.customer", &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let rules = trailmark_server::alerts::Rules::default()
-        .to_toml()
-        .replacen("oldest_seconds = 600", "oldest_seconds = 10", 1);
-    assert!(rules.contains("oldest_seconds = 10\n"), "{rules}");
-    let rules_path = dir.path().join("rules.toml");
-    std::fs::write(&rules_path, rules).unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
     // A stuck drainer: a session holding the drain lock, kept open.
     let (mut stuck, input) = drain_lock_held(&db, &source);
-    let server = Server::start_with(
-        &data,
-        &[
-            "--capture-source",
-            &source,
-            "--alert-rules",
-            rules_path.to_str().unwrap(),
-        ],
-    );
+    let (_dir, server) = serve_with_rule(&source, "oldest_seconds = 600", "oldest_seconds = 10");
     db.sql("INSERT INTO customer VALUES (1, 'Acme'); INSERT INTO customer VALUES (2, 'Globex');");
     crate::wait_for(
         "the backlog in /metrics",
@@ -762,6 +733,28 @@ fn a_stalled_drainer_in_trigger_mode_is_in_metrics_and_raises_an_alert() {
             (page["events"].as_array()?.len() == 2).then_some(())
         },
     );
+}
+
+/// `serve` draining `source`, its alert rules the defaults with one
+/// setting changed (`from` replaced by `to`, which must be found).
+fn serve_with_rule(source: &str, from: &str, to: &str) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = trailmark_server::alerts::Rules::default().to_toml();
+    assert!(rules.contains(&format!("{from}\n")), "{rules}");
+    let rules_path = dir.path().join("rules.toml");
+    std::fs::write(&rules_path, rules.replacen(from, to, 1)).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = Server::start_with(
+        &data,
+        &[
+            "--capture-source",
+            source,
+            "--alert-rules",
+            rules_path.to_str().unwrap(),
+        ],
+    );
+    (dir, server)
 }
 
 /// A session holding the drain lock and doing nothing (a stuck drainer),
