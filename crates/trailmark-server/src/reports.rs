@@ -154,29 +154,16 @@ pub async fn record_history<S: Store>(
 /// with the events about its whole type ([`WHOLE_TYPE_ACTIONS`]: a
 /// captured table's truncate, rewrite, pause and resume name no record)
 /// that came after its first, each in its tenant after the record's events
-/// before it. `of_type`: the history's query without the record's id.
-/// The newest [`MAX_HISTORY`] of them all are kept; where the events of
-/// the type were too many to read back to the record's first, the record's
-/// older events are left out too (`truncated`), so that no step shown
-/// misses one before it.
+/// before it ([`merge_type_events`]). `of_type`: the history's query
+/// without the record's id.
 async fn with_type_events<S: Store>(
     app: &App<S>,
     of_type: Query,
     own: Vec<StoredEntry>,
-    mut truncated: bool,
+    truncated: bool,
 ) -> Result<(Vec<StoredEntry>, bool), ApiError> {
-    // Each tenant's own events, in order (their seqs rise).
-    let mut tenants: Vec<(String, Vec<(u64, usize)>)> = Vec::new();
-    for (at, entry) in own.iter().enumerate() {
-        let seq = (entry.columns.seq, at);
-        match tenants.iter_mut().find(|(t, _)| *t == entry.columns.tenant) {
-            Some((_, seqs)) => seqs.push(seq),
-            None => tenants.push((entry.columns.tenant.clone(), vec![seq])),
-        }
-    }
-    // What goes after each own event, and the own events to leave out.
-    let mut after: Vec<Vec<StoredEntry>> = own.iter().map(|_| Vec::new()).collect();
-    let mut cut = vec![false; own.len()];
+    let tenants = own_by_tenant(&own);
+    let mut found = Vec::with_capacity(tenants.len());
     for (tenant, seqs) in &tenants {
         let query = Query {
             tenants: vec![trailmark_core::TenantId::new(tenant).map_err(|e| {
@@ -185,11 +172,67 @@ async fn with_type_events<S: Store>(
             no_resource_id: true,
             ..of_type.clone()
         };
-        let (found, unread_below) = type_events(app, query, seqs[0].0).await?;
-        for entry in found {
-            let before = seqs.partition_point(|(seq, _)| *seq < entry.columns.seq);
-            // `type_events` reads none at or below the first own event.
-            after[seqs[before - 1].1].push(entry);
+        found.push(type_events(app, query, seqs[0].0).await?);
+    }
+    Ok(merge_type_events(
+        own,
+        &tenants,
+        found,
+        truncated,
+        MAX_HISTORY,
+    ))
+}
+
+/// Where an entry stands: its tenant and its seq there.
+trait Placed {
+    fn tenant(&self) -> &str;
+    fn seq(&self) -> u64;
+}
+
+impl Placed for StoredEntry {
+    fn tenant(&self) -> &str {
+        &self.columns.tenant
+    }
+    fn seq(&self) -> u64 {
+        self.columns.seq
+    }
+}
+
+/// Each tenant's own events: their seqs (rising) and places in `own`, the
+/// tenants in the order their first event comes.
+fn own_by_tenant<T: Placed>(own: &[T]) -> Vec<(String, Vec<(u64, usize)>)> {
+    let mut tenants: Vec<(String, Vec<(u64, usize)>)> = Vec::new();
+    for (at, entry) in own.iter().enumerate() {
+        let seq = (entry.seq(), at);
+        match tenants.iter_mut().find(|(t, _)| t == entry.tenant()) {
+            Some((_, seqs)) => seqs.push(seq),
+            None => tenants.push((entry.tenant().to_owned(), vec![seq])),
+        }
+    }
+    tenants
+}
+
+/// Puts each tenant's events about the type (`found`, one per tenant of
+/// `tenants`: oldest first, all after the tenant's first own event, and
+/// the seq at and below which they were not all read, when the reading's
+/// bound came first) after the record's own events before it in that
+/// tenant. Where a tenant's were not all read, the record's own events
+/// there at or below that seq are left out (`truncated`): no step shown
+/// misses one before it. The newest `max` of them all are kept.
+fn merge_type_events<T: Placed>(
+    own: Vec<T>,
+    tenants: &[(String, Vec<(u64, usize)>)],
+    found: Vec<(Vec<T>, Option<u64>)>,
+    mut truncated: bool,
+    max: usize,
+) -> (Vec<T>, bool) {
+    let mut after: Vec<Vec<T>> = own.iter().map(|_| Vec::new()).collect();
+    let mut cut = vec![false; own.len()];
+    for ((_, seqs), (events, unread_below)) in tenants.iter().zip(found) {
+        for entry in events {
+            let before = seqs.partition_point(|(seq, _)| *seq < entry.seq());
+            // None is at or below the tenant's first own event.
+            after[seqs[before.max(1) - 1].1].push(entry);
         }
         if let Some(below) = unread_below {
             for (seq, at) in seqs {
@@ -204,14 +247,15 @@ async fn with_type_events<S: Store>(
     for ((entry, later), cut) in own.into_iter().zip(after).zip(cut) {
         if !cut {
             merged.push(entry);
-            merged.extend(later);
         }
+        // Read in full: they all come after what was not read.
+        merged.extend(later);
     }
-    if merged.len() > MAX_HISTORY {
-        merged.drain(..merged.len() - MAX_HISTORY);
+    if merged.len() > max {
+        merged.drain(..merged.len() - max);
         truncated = true;
     }
-    Ok((merged, truncated))
+    (merged, truncated)
 }
 
 /// The events of `query` (one tenant's, about a whole type) after seq
@@ -461,4 +505,74 @@ pub struct ExportParams {
     pub format: Option<String>,
     #[serde(flatten)]
     pub filters: EventFilters,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Placed, merge_type_events, own_by_tenant};
+
+    #[derive(Debug, PartialEq)]
+    struct E(&'static str, u64);
+
+    impl Placed for E {
+        fn tenant(&self) -> &str {
+            self.0
+        }
+        fn seq(&self) -> u64 {
+            self.1
+        }
+    }
+
+    fn merged(own: Vec<E>, found: Vec<(Vec<E>, Option<u64>)>, max: usize) -> (Vec<E>, bool) {
+        let tenants = own_by_tenant(&own);
+        merge_type_events(own, &tenants, found, false, max)
+    }
+
+    /// Each tenant's events about the type go after the record's own
+    /// before them in that tenant, whatever the other tenant's seqs.
+    #[test]
+    fn the_types_events_go_after_the_records_own_before_them_in_their_tenant() {
+        let own = vec![E("a", 5), E("b", 100), E("a", 9), E("b", 120)];
+        let found = vec![
+            (vec![E("a", 7), E("a", 30)], None),
+            (vec![E("b", 101), E("b", 119)], None),
+        ];
+        let (events, truncated) = merged(own, found, 100);
+        assert_eq!(
+            events,
+            [
+                E("a", 5),
+                E("a", 7),
+                E("b", 100),
+                E("b", 101),
+                E("b", 119),
+                E("a", 9),
+                E("a", 30),
+                E("b", 120),
+            ]
+        );
+        assert!(!truncated);
+    }
+
+    /// Where the type's events were not all read back to the record's
+    /// first, the record's own there at or below the unread are left out,
+    /// and every type's event read is kept.
+    #[test]
+    fn own_events_older_than_the_types_events_read_are_left_out() {
+        let own = vec![E("a", 5), E("a", 20), E("a", 40)];
+        let found = vec![(vec![E("a", 30), E("a", 50)], Some(25))];
+        let (events, truncated) = merged(own, found, 100);
+        assert_eq!(events, [E("a", 30), E("a", 40), E("a", 50)]);
+        assert!(truncated);
+    }
+
+    /// At most `max`, the newest.
+    #[test]
+    fn the_newest_are_kept() {
+        let own = vec![E("a", 1), E("a", 3)];
+        let found = vec![(vec![E("a", 2), E("a", 4)], None)];
+        let (events, truncated) = merged(own, found, 3);
+        assert_eq!(events, [E("a", 2), E("a", 3), E("a", 4)]);
+        assert!(truncated);
+    }
 }
