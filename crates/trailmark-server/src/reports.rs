@@ -166,7 +166,7 @@ async fn with_type_events<S: Store>(
     let mut found = Vec::with_capacity(tenants.len());
     for (tenant, seqs) in &tenants {
         let query = Query {
-            tenants: vec![trailmark_core::TenantId::new(tenant).map_err(|e| {
+            tenants: vec![trailmark_core::TenantId::from_stored(tenant).map_err(|e| {
                 trailmark_store::StoreError::Unreadable(format!("a stored tenant {tenant:?}: {e}"))
             })?],
             no_resource_id: true,
