@@ -1423,13 +1423,16 @@ BEGIN
     END IF;
     -- Version 17: the outbox's guard dropped or switched off by hand
     -- (DROP TRIGGER, ALTER TABLE trailmark.outbox DISABLE TRIGGER, ...):
-    -- refused (TMX04), as what it refuses.
-    IF TG_TAG IN ('ALTER TABLE', 'DROP TRIGGER', 'ALTER TRIGGER')
+    -- refused (TMX04), as what it refuses. An ALTER TABLE of another table
+    -- is not held to it (a guard lost while this event trigger was off
+    -- must not stop the application's migrations; status names it).
+    IF ((TG_TAG = 'ALTER TABLE' AND to_regclass('trailmark.outbox') = ANY (objs))
+        OR TG_TAG IN ('DROP TRIGGER', 'ALTER TRIGGER'))
        AND trailmark.outbox_guard_fault() IS NOT NULL THEN
         RAISE EXCEPTION 'trailmark: trailmark.outbox % after this command: its captured changes not yet in the audit trail could be changed or lost with no trace',
             trailmark.outbox_guard_fault()
             USING ERRCODE = 'TMX04',
-                  HINT = 'to give up undrained changes knowingly, trailmark capture pg uninstall --drop-pending';
+                  HINT = 'the guard is capture''s own: leave it as install made it (install puts it back); to give up undrained changes knowingly, trailmark capture pg uninstall --drop-pending';
     END IF;
     IF TG_TAG NOT IN ('ALTER PUBLICATION', 'DROP TRIGGER')
        AND NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = ANY (objs) AND c.relpersistence IN ('p', 'u')) THEN
