@@ -244,7 +244,10 @@ fn capture_outbox_lines(m: &app::Metrics, line: &mut impl FnMut(&str, &str, &str
     line(
         "trailmark_capture_outbox_rows",
         "gauge",
-        "Captured changes waiting in the capture outbox for the drainer (counted up to 1000000).",
+        &format!(
+            "Captured changes waiting in the capture outbox for the drainer (counted up to {}).",
+            app::OUTBOX_COUNT_UP_TO
+        ),
         get(&m.capture_outbox_rows).to_string(),
     );
     line(
