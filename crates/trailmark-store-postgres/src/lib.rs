@@ -44,6 +44,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (10, include_str!("../migrations/0010_payload_bytes.sql")),
     (11, include_str!("../migrations/0011_settings.sql")),
     (12, include_str!("../migrations/0012_hour_counts.sql")),
+    (13, include_str!("../migrations/0013_type_events.sql")),
 ];
 
 pub use counts::{COUNT_CHUNK, COUNT_PAUSE, COUNT_RETRY, UNCOUNTED_MAX};
