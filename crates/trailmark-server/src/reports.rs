@@ -96,7 +96,10 @@ pub async fn record_history<S: Store>(
     let mut query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
     query.cursor = None;
     let query = query.with(Exact::ResourceType, kind.clone());
-    let of_type = query.clone();
+    // (A `resource_id` given as a filter too is the path's, below; the
+    // type's events have none.)
+    let mut of_type = query.clone();
+    of_type.exact.remove(&Exact::ResourceId);
     let query = query.with(Exact::ResourceId, id.clone());
     let mut meta = Map::new();
     meta.insert("resource".into(), json!(format!("{kind}:{id}")));
