@@ -2866,10 +2866,7 @@ async fn a_write_naming_a_partition_is_captured_as_the_tables_in_both_modes() {
         }
         let text = serde_json::to_string(events).unwrap();
         assert!(
-            !text.contains("card")
-                && !text.contains("4111")
-                && !text.contains("4222")
-                && !text.contains("4333"),
+            !left_the_database(&text, "card", &["4111", "4222", "4333"]),
             "{mode:?}: the excluded column left the database: {text}"
         );
         assert_eq!(drift, &Vec::<String>::new(), "{mode:?}");
@@ -2993,6 +2990,14 @@ async fn rows_that_leave_a_covered_table_by_ddl_are_recorded_in_both_modes() {
     }
 }
 
+/// Whether events (`text`, as JSON) hold an excluded column: its name, or
+/// one of its `values` (text: each a JSON string of its own; the same
+/// digits inside an event id or a WAL position are not one, and made a
+/// test fail once: an id holding "4888").
+fn left_the_database(text: &str, column: &str, values: &[&str]) -> bool {
+    text.contains(column) || values.iter().any(|v| text.contains(&format!("\"{v}\"")))
+}
+
 /// Rows that enter a covered table with a partition attached (`ALTER TABLE
 /// ... ATTACH PARTITION` of a table holding rows, at any depth) are creates
 /// of the covered table in both modes, alike (capture version 15), in the
@@ -3026,7 +3031,7 @@ async fn rows_that_enter_with_a_partition_attached_are_creates_in_both_modes() {
         let events = crate::drained_once(&db, 100).await;
         let text = serde_json::to_string(&events).unwrap();
         assert!(
-            !text.contains("card") && !text.contains("4777") && !text.contains("4888"),
+            !left_the_database(&text, "card", &["4777", "4888"]),
             "{mode:?}: the excluded column left the database: {text}"
         );
         let reason =
@@ -3283,7 +3288,7 @@ async fn a_captured_column_of_a_table_with_excluded_columns_changes_type_in_both
         let events = crate::drained_once(&db, 100).await;
         let text = serde_json::to_string(&events).unwrap();
         assert!(
-            !text.contains("secret") && !text.contains("4111"),
+            !left_the_database(&text, "secret", &["4111"]),
             "{mode:?}: an excluded column left the database: {text}"
         );
         let mut seen = steps(&events);
@@ -4317,7 +4322,7 @@ async fn changes_a_subscription_replicates_are_captured_in_both_modes() {
         assert_eq!(orders[2]["changes"]["total"]["new"], json!(9), "{mode:?}");
         let text = serde_json::to_string(&orders).unwrap();
         assert!(
-            !text.contains("card") && !text.contains("4111") && !text.contains("4333"),
+            !left_the_database(&text, "card", &["4111", "4333"]),
             "{mode:?}: the excluded column left the database: {text}"
         );
         let customer_steps = steps(&of("public.customer"));
