@@ -3093,20 +3093,14 @@ async fn a_table_rewrite_that_may_change_values_is_recorded_in_both_modes() {
     ];
     let mut results = Vec::new();
     for mode in MODES {
-        let mut db = TestDb::logical().await;
-        db.client
-            .batch_execute(&format!("{ORDERS_DEEP}; {CUSTOMER}"))
-            .await
-            .unwrap();
-        install(
-            &mut db.client,
+        let mut db = installed(
+            mode,
+            &format!("{ORDERS_DEEP}; {CUSTOMER}"),
             // (Published whole in WAL mode: PostgreSQL 15 refuses a type
             // change of a column a column list names.)
             &[TableSpec::parse("public.orders").unwrap(), customer()],
-            Some(mode),
         )
-        .await
-        .unwrap();
+        .await;
         for write in writes {
             db.client.batch_execute(write).await.unwrap();
         }
@@ -3267,18 +3261,12 @@ async fn a_captured_column_of_a_table_with_excluded_columns_changes_type_in_both
     customer_doc.replica_identity = Some(ReplicaIdentity::Key);
     let mut results = Vec::new();
     for mode in MODES {
-        let mut db = TestDb::logical().await;
-        db.client
-            .batch_execute(&format!("{ORDERS_DEEP}; {CUSTOMER}"))
-            .await
-            .unwrap();
-        install(
-            &mut db.client,
+        let db = installed(
+            mode,
+            &format!("{ORDERS_DEEP}; {CUSTOMER}"),
             &[orders_excluding_card(), customer_doc.clone()],
-            Some(mode),
         )
-        .await
-        .unwrap();
+        .await;
         for write in writes {
             db.client
                 .batch_execute(write)
