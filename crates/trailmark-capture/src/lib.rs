@@ -138,3 +138,20 @@ pub(crate) fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Erro
     let context = context.into();
     move |error| Error::Postgres { context, error }
 }
+
+/// Whether capture's table `trailmark.<table>` exists: an install of an
+/// older version, or none, may not have it. `context` says what for.
+pub(crate) async fn has_table(
+    client: &impl tokio_postgres::GenericClient,
+    table: &'static str,
+    context: &'static str,
+) -> Result<bool, Error> {
+    Ok(client
+        .query_one(
+            &format!("SELECT to_regclass('trailmark.{table}') IS NOT NULL"),
+            &[],
+        )
+        .await
+        .map_err(pg(context))?
+        .get(0))
+}

@@ -26,15 +26,8 @@ pub(crate) const TABLE: &str = "CREATE TABLE IF NOT EXISTS trailmark.seen_checkp
 /// which a drainer's role need not have (docs/CAPTURE.md, "The drainer's
 /// role").
 pub(crate) async fn prepare(client: &Client) -> Result<(), Error> {
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('trailmark.seen_checkpoints') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(pg("looking for trailmark.seen_checkpoints"))?
-        .get(0);
-    if exists {
+    let context = "looking for trailmark.seen_checkpoints";
+    if crate::has_table(client, "seen_checkpoints", context).await? {
         return Ok(());
     }
     client

@@ -49,12 +49,7 @@ pub async fn refuse_newer(client: &impl GenericClient) -> Result<Option<u32>, Er
 
 /// The installed version, if any.
 pub(super) async fn installed_version(client: &impl GenericClient) -> Result<Option<u32>, Error> {
-    let row = client
-        .query_one("SELECT to_regclass('trailmark.meta') IS NOT NULL", &[])
-        .await
-        .map_err(pg("looking for an earlier install"))?;
-    let meta: bool = row.get(0);
-    if !meta {
+    if !crate::has_table(client, "meta", "looking for an earlier install").await? {
         return Ok(None);
     }
     let version = client

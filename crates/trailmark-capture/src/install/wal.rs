@@ -133,15 +133,8 @@ pub async fn slot_moved(
     client: &impl GenericClient,
     slot: &str,
 ) -> Result<Option<(String, String)>, Error> {
-    let recorded: bool = client
-        .query_one(
-            "SELECT to_regclass('trailmark.slot_confirmed') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(pg("looking for where the drainer confirmed the slot"))?
-        .get(0);
-    if !recorded {
+    let context = "looking for where the drainer confirmed the slot";
+    if !crate::has_table(client, "slot_confirmed", context).await? {
         return Ok(None);
     }
     Ok(client
