@@ -751,36 +751,63 @@ async fn read_outbox<S: Store>(
         .map(|feed| feed.rules().0.capture_outbox.clone())
         .unwrap_or_default();
     let finding = rule.judge(backlog.oldest_seconds);
+    let Some(action) = onset(recorded, finding, rule.rearms(backlog.oldest_seconds)) else {
+        return;
+    };
+    let mut meta = serde_json::Map::new();
+    meta.insert("rows".into(), backlog.rows.into());
+    meta.insert(
+        "counted_up_to".into(),
+        trailmark_server::OUTBOX_COUNT_UP_TO.into(),
+    );
+    meta.insert("oldest_seconds".into(), backlog.oldest_seconds.into());
+    meta.insert("threshold_seconds".into(), rule.oldest_seconds.into());
+    tracing::warn!(
+        rows = backlog.rows,
+        oldest_seconds = backlog.oldest_seconds.unwrap_or(0.0),
+        "capture: {action}"
+    );
+    if record_finding(app, action, ("capture_outbox", "trailmark.outbox"), meta).await {
+        *recorded = finding;
+    }
+}
+
+/// What of one reading's finding (`None`: nothing to report) is to be
+/// recorded now, once per onset: `recorded` is what was last recorded (the
+/// caller sets it once a record is made, so a failed one is tried again on
+/// the next reading); a reading with nothing to report clears it only when
+/// it `rearms` (well within bounds), so one hovering at a bound is recorded
+/// once.
+fn onset(
+    recorded: &mut Option<&'static str>,
+    finding: Option<&'static str>,
+    rearms: bool,
+) -> Option<&'static str> {
     if finding == *recorded {
-        // Nothing new.
-    } else if let Some(action) = finding {
-        let mut meta = serde_json::Map::new();
-        meta.insert("rows".into(), backlog.rows.into());
-        meta.insert(
-            "counted_up_to".into(),
-            trailmark_server::OUTBOX_COUNT_UP_TO.into(),
-        );
-        meta.insert("oldest_seconds".into(), backlog.oldest_seconds.into());
-        meta.insert("threshold_seconds".into(), rule.oldest_seconds.into());
-        tracing::warn!(
-            rows = backlog.rows,
-            oldest_seconds = backlog.oldest_seconds.unwrap_or(0.0),
-            "capture: {action}"
-        );
-        match app
-            .audit(
-                None,
-                action,
-                Some(("capture_outbox", "trailmark.outbox")),
-                meta,
-            )
-            .await
-        {
-            Ok(()) => *recorded = finding,
-            Err(e) => tracing::warn!("capture: recording {action} failed: {e}"),
+        None
+    } else if finding.is_some() {
+        finding
+    } else {
+        if rearms {
+            *recorded = None;
         }
-    } else if rule.rearms(backlog.oldest_seconds) {
-        *recorded = None;
+        None
+    }
+}
+
+/// Records one capture finding in `_system`; whether it was recorded.
+async fn record_finding<S: Store>(
+    app: &App<S>,
+    action: &str,
+    resource: (&str, &str),
+    meta: serde_json::Map<String, serde_json::Value>,
+) -> bool {
+    match app.audit(None, action, Some(resource), meta).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("capture: recording {action} failed: {e}");
+            false
+        }
     }
 }
 
@@ -818,14 +845,10 @@ async fn read_slot<S: Store>(
                 .unwrap_or_default();
             let retained = bytes(slot.retained_bytes);
             let finding = rule.judge(retained, slot.wal_status.as_deref());
-            if finding == *recorded {
-                // Nothing new.
-            } else if let Some(action) = finding {
-                if record_slot(app, action, &slot, &rule).await {
-                    *recorded = finding;
-                }
-            } else if rule.rearms(retained) {
-                *recorded = None;
+            if let Some(action) = onset(recorded, finding, rule.rearms(retained))
+                && record_slot(app, action, &slot, &rule).await
+            {
+                *recorded = finding;
             }
         }
         Ok(None) => m.capture_slot.store(0, Relaxed),
@@ -858,16 +881,7 @@ async fn record_slot<S: Store>(
         wal_status = slot.wal_status.as_deref().unwrap_or(""),
         "capture: {action}"
     );
-    match app
-        .audit(None, action, Some(("replication_slot", &slot.name)), meta)
-        .await
-    {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!("capture: recording {action} failed: {e}");
-            false
-        }
-    }
+    record_finding(app, action, ("replication_slot", &slot.name), meta).await
 }
 
 pub(crate) async fn shutdown() {
@@ -891,6 +905,23 @@ mod tests {
     use trailmark_core::{Event, EventId, Timestamp};
 
     use super::*;
+
+    /// A finding is recorded once per onset: not again while it lasts, nor
+    /// after a reading hovering at the bound, only after one well within.
+    #[test]
+    fn a_capture_finding_is_recorded_once_per_onset() {
+        let mut recorded = None;
+        assert_eq!(onset(&mut recorded, Some("x"), false), Some("x"));
+        recorded = Some("x"); // recorded
+        assert_eq!(onset(&mut recorded, Some("x"), false), None);
+        assert_eq!(onset(&mut recorded, None, false), None);
+        assert_eq!(recorded, Some("x"), "not re-armed at the bound");
+        assert_eq!(onset(&mut recorded, Some("x"), false), None);
+        assert_eq!(onset(&mut recorded, Some("y"), false), Some("y"));
+        assert_eq!(onset(&mut recorded, None, true), None);
+        assert_eq!(recorded, None, "re-armed well within");
+        assert_eq!(onset(&mut recorded, Some("x"), false), Some("x"));
+    }
 
     fn sink(dir: &tempfile::TempDir) -> StoreSink<SqliteStore> {
         let store = SqliteStore::open(dir.path().join("trailmark.db")).unwrap();
