@@ -80,20 +80,34 @@ async fn bounded_read(
 }
 
 /// A read PostgreSQL cancelled for its time is the caller's to narrow.
-fn timed_out(e: StoreError) -> StoreError {
-    match e {
-        StoreError::Backend { source, .. }
-            if source
-                .downcast_ref::<tokio_postgres::Error>()
-                .and_then(tokio_postgres::Error::code)
-                == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) =>
-        {
-            StoreError::BadRequest {
-                field: "query",
-                message: "took longer than the read time limit: narrow it (a time range, a tenant, an actor)".into(),
-            }
+///
+/// PostgreSQL says so (`57014`, query canceled) unless the cancel came
+/// where tokio-postgres does not read what the server answers: a prepare
+/// returns once the statement is described, before its `Sync` is answered,
+/// so a cancel taken at that `Sync` is never seen and the read's next
+/// statement is refused in the aborted transaction (`25P02`). A bounded
+/// read is read-only and runs only its own statements, so an abort it did
+/// not see is such a cancel; it is counted as one only once the limit has
+/// passed (`limit_passed`), otherwise it stays a storage failure.
+fn timed_out(e: StoreError, limit_passed: bool) -> StoreError {
+    use tokio_postgres::error::SqlState;
+    let code = match &e {
+        StoreError::Backend { source, .. } => source
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::code),
+        _ => None,
+    };
+    let cancelled = code == Some(&SqlState::QUERY_CANCELED)
+        || (limit_passed && code == Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    if cancelled {
+        StoreError::BadRequest {
+            field: "query",
+            message:
+                "took longer than the read time limit: narrow it (a time range, a tenant, an actor)"
+                    .into(),
         }
-        other => other,
+    } else {
+        e
     }
 }
 
@@ -280,8 +294,11 @@ impl PgStore {
         read: impl AsyncFnOnce(&tokio_postgres::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut client = self.client().await?;
+        let started = std::time::Instant::now();
         let tx = bounded_read(&mut client, self.read_time_limit).await?;
-        let out = read(&tx).await.map_err(timed_out)?;
+        let out = read(&tx)
+            .await
+            .map_err(|e| timed_out(e, started.elapsed() >= self.read_time_limit))?;
         tx.commit().await.map_err(db("ending a read"))?;
         Ok(out)
     }
@@ -812,5 +829,49 @@ impl Store for PgStore {
 
     async fn release_hold(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
         removal::release_hold(&**self.client().await?, id, at).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// What PostgreSQL (`TRAILMARK_TEST_PG`, as the integration tests)
+    /// answers to `sql` in a transaction after `before`, as a store error.
+    async fn refusal(before: &str, sql: &str) -> StoreError {
+        let server = std::env::var("TRAILMARK_TEST_PG")
+            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres".into());
+        let (mut client, conn) =
+            tokio_postgres::connect(&format!("{server} dbname=postgres"), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let tx = client.transaction().await.unwrap();
+        // What fails here is what the read below is refused after.
+        let _ = tx.batch_execute(before).await;
+        tx.query(sql, &[]).await.map_err(db("reading")).unwrap_err()
+    }
+
+    fn is_narrow_it(e: &StoreError) -> bool {
+        matches!(e, StoreError::BadRequest { field: "query", message } if message.contains("narrow it"))
+    }
+
+    #[tokio::test]
+    async fn a_cancel_is_named_as_one_whether_postgresql_said_so_or_only_aborted() {
+        // Said so: the statement past its time is cancelled (57014).
+        let said = refusal("SET LOCAL statement_timeout = 1", "SELECT pg_sleep(1)").await;
+        assert!(is_narrow_it(&timed_out(said, false)));
+        // Only aborted (25P02): a cancel tokio-postgres did not read, once
+        // the limit has passed; before it, whatever aborted the read is no
+        // cancel, and stays the storage failure it is.
+        let aborted = || refusal("SELECT 1/0", "SELECT 1");
+        assert!(is_narrow_it(&timed_out(aborted().await, true)));
+        let early = timed_out(aborted().await, false);
+        assert!(matches!(early, StoreError::Backend { .. }), "{early:?}");
+        // Another failure is not a cancel, however long the read took.
+        let other = timed_out(refusal("", "SELECT 1/0").await, true);
+        assert!(matches!(other, StoreError::Backend { .. }), "{other:?}");
     }
 }
