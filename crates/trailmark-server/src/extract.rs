@@ -3,6 +3,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, Problem};
@@ -36,4 +37,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
             }
         }
     }
+}
+
+/// The parameters of a route that takes a tenant and nothing else
+/// (`/v1/events/{id}`, `/v1/checkpoint`, `/v1/verifier-key`, `/v1/tenants`).
+/// Each route takes its own parameters: one it does not take (`size` on
+/// `/v1/checkpoint`, expecting the checkpoint of that size) is refused,
+/// never ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantParam {
+    /// The tenant (`/v1/tenants`: one tenant only; a tenant with no
+    /// entries is not listed).
+    pub tenant: Option<String>,
 }

@@ -398,6 +398,22 @@ fn checkpoint_pages() -> Vec<Value> {
     params
 }
 
+/// A record's history: the path names the record; the other filters narrow
+/// its events and its type's alike; it is read whole (no paging).
+fn history_params() -> Vec<Value> {
+    let mut params = vec![
+        param("type", "path", "Resource type."),
+        param("id", "path", "Resource id."),
+    ];
+    params.extend(filters(&[
+        "resource_type",
+        "resource_id",
+        "limit",
+        "cursor",
+    ]));
+    params
+}
+
 fn tenant_only() -> Vec<Value> {
     vec![param(
         "tenant",
@@ -444,7 +460,7 @@ pub fn document() -> Value {
         vec![param("tenant", "query", "Tenant."), param("start", "query", "First seq."), param("end", "query", "One past the last seq (at most start + 1000).")],
         ("200", "{\"entries\":[{\"seq\",\"tenant\",\"envelope\",\"leaf_hash\",\"payload\",\"salt\",\"state\",\"columns\"}]}"))}));
     paths.insert("/v1/resources/{type}/{id}/history".into(), json!({"get": op("Every event of one record, oldest first, with its state after each", "read",
-        vec![param("type", "path", "Resource type."), param("id", "path", "Resource id."), param("tenant", "query", "Tenant.")], ("200", "{\"events\":[{...,\"state_after\"}],\"truncated\"}"))}));
+        history_params(), ("200", "{\"events\":[{...,\"state_after\"}],\"truncated\"}"))}));
     paths.insert("/v1/stats".into(), json!({"get": op("Counts by action, actor, resource type, outcome and day", "read",
         filters(&["limit", "cursor"]), ("200", "{\"total\",\"by_action\",\"by_actor\",\"by_resource_type\",\"by_outcome\",\"per_day\"}"))}));
     let mut export_params = filters(&["limit", "cursor"]);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 
-use crate::extract::QueryParams;
+use crate::extract::{QueryParams, TenantParam};
 use axum::http::header;
 use axum::response::IntoResponse;
 use base64::Engine as _;
@@ -23,12 +23,21 @@ use crate::wire::{
     TenantOut, Tenants,
 };
 
+/// `GET /v1/proofs/inclusion`'s parameters (each route takes its own, as
+/// [`TenantParam`] says).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProofParams {
+pub struct InclusionParams {
     pub tenant: Option<String>,
     pub index: Option<u64>,
     pub size: Option<u64>,
+}
+
+/// `GET /v1/proofs/consistency`'s parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyParams {
+    pub tenant: Option<String>,
     pub first: Option<u64>,
     pub second: Option<u64>,
 }
@@ -62,7 +71,7 @@ fn size_param(name: &str, value: Option<u64>, current: u64) -> Result<TreeSize, 
 pub async fn checkpoint<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Reader>,
-    QueryParams(p): QueryParams<ProofParams>,
+    QueryParams(p): QueryParams<TenantParam>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = caller.one_tenant(p.tenant.as_deref())?;
     Ok(text(latest_cosigned(&app, &tenant).await?))
@@ -195,23 +204,16 @@ pub async fn signing_keys<S: Store>(
 pub async fn verifier_key<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Reader>,
-    QueryParams(p): QueryParams<ProofParams>,
+    QueryParams(p): QueryParams<TenantParam>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = caller.one_tenant(p.tenant.as_deref())?;
     Ok(text(format!("{}\n", app.signer(&tenant)?.verifier())))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantsParams {
-    /// One tenant only (a tenant with no entries is not listed).
-    pub tenant: Option<String>,
-}
-
 pub async fn tenants<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Reader>,
-    QueryParams(p): QueryParams<TenantsParams>,
+    QueryParams(p): QueryParams<TenantParam>,
 ) -> Result<axum::Json<Tenants>, ApiError> {
     if let Some(asked) = p.tenant.as_deref() {
         if asked.is_empty() {
@@ -251,7 +253,7 @@ pub async fn tenants<S: Store>(
 pub async fn inclusion<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Reader>,
-    QueryParams(p): QueryParams<ProofParams>,
+    QueryParams(p): QueryParams<InclusionParams>,
 ) -> Result<axum::Json<InclusionProof>, ApiError> {
     let tenant = caller.one_tenant(p.tenant.as_deref())?;
     let current = tenant_size(&app, &tenant).await?;
@@ -278,12 +280,23 @@ pub async fn inclusion<S: Store>(
 pub async fn consistency<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Reader>,
-    QueryParams(p): QueryParams<ProofParams>,
+    QueryParams(p): QueryParams<ConsistencyParams>,
 ) -> Result<axum::Json<ConsistencyProof>, ApiError> {
     let tenant = caller.one_tenant(p.tenant.as_deref())?;
     let current = tenant_size(&app, &tenant).await?;
     let second = size_param("second", p.second, current)?;
-    let first = size_param("first", p.first, second.get())?;
+    let first = p
+        .first
+        .ok_or_else(|| ApiError::param("first", "required"))?;
+    if first > second.get() {
+        return Err(ApiError::param(
+            "first",
+            format!(
+                "must be at most second ({second}): a proof runs from the smaller tree to the larger"
+            ),
+        ));
+    }
+    let first = TreeSize::new(first).ok_or_else(|| ApiError::param("first", "too large"))?;
     let plan = Plan::consistency(first, second).map_err(StoreError::from)?;
     let hashes = app.run_plan(&tenant, &plan).await?;
     Ok(axum::Json(ConsistencyProof {

@@ -82,6 +82,16 @@ pub async fn history<S: Store>(
         .map(axum::Json)
 }
 
+/// Why a record's history takes no `limit` or `cursor`.
+const HISTORY_WHOLE: &str = "a history is every event of the record, oldest first (at most 10,000; \"truncated\" says when there are more)";
+
+/// Why stats take no `limit` or `cursor`.
+const STATS_WHOLE: &str =
+    "stats count every matching event: narrow them with since, until, days or a filter";
+
+/// Why an export takes no `limit` or `cursor`.
+const EXPORT_WHOLE: &str = "an export streams every matching event: narrow it with since, until, days or a filter (GET /v1/events reads them a page at a time)";
+
 /// Every event of one record that `caller` may see, oldest first, with the
 /// record's state after each; the read is recorded in `_system`.
 pub async fn record_history<S: Store>(
@@ -92,14 +102,22 @@ pub async fn record_history<S: Store>(
     filters: &EventFilters,
 ) -> Result<History, ApiError> {
     // The record's events, narrowed by any other filter given (an unknown
-    // parameter is refused, as everywhere).
-    let mut query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
-    query.cursor = None;
-    let query = query.with(Exact::ResourceType, kind.clone());
-    // (A `resource_id` given as a filter too is the path's, below; the
-    // type's events have none.)
-    let mut of_type = query.clone();
-    of_type.exact.remove(&Exact::ResourceId);
+    // parameter is refused, as everywhere; so is one naming another record
+    // than the path's, and paging: a history is read whole).
+    filters.refuse(&[
+        (
+            "resource_type",
+            "the path names the record's type; leave it out",
+        ),
+        ("resource_id", "the path names the record; leave it out"),
+        ("limit", HISTORY_WHOLE),
+        ("cursor", HISTORY_WHOLE),
+    ])?;
+    let query = filters
+        .to_query(caller.visible(filters.tenant.as_deref())?)?
+        .with(Exact::ResourceType, kind.clone());
+    // (The type's events name no record.)
+    let of_type = query.clone();
     let query = query.with(Exact::ResourceId, id.clone());
     let mut meta = Map::new();
     meta.insert("resource".into(), json!(format!("{kind}:{id}")));
@@ -302,6 +320,7 @@ pub async fn stats<S: Store>(
     Authorized(caller, _): Authorized<Reader>,
     QueryParams(filters): QueryParams<EventFilters>,
 ) -> Result<axum::Json<StatsOut>, ApiError> {
+    filters.refuse(&[("limit", STATS_WHOLE), ("cursor", STATS_WHOLE)])?;
     let query = filters.to_query(caller.visible(filters.tenant.as_deref())?)?;
     let record = app.audit(
         Some(&caller),
@@ -421,11 +440,13 @@ pub async fn export<S: Store>(
         "ndjson" => false,
         _ => return Err(ApiError::param("format", "must be csv or ndjson")),
     };
+    params
+        .filters
+        .refuse(&[("limit", EXPORT_WHOLE), ("cursor", EXPORT_WHOLE)])?;
     let mut query = params
         .filters
         .to_query(caller.visible(params.filters.tenant.as_deref())?)?;
     query.limit = PAGE;
-    query.cursor = None;
     // The first page is read before anything is recorded or sent: a query
     // the store cannot run is an error answer, never a stream cut short.
     let mut first_page = Some(app.store.query(&query).await?);

@@ -343,12 +343,9 @@ pub(crate) async fn event<S: Store>(
 ) -> Result<Html<String>, PageError> {
     let who = viewer.who(&headers).await?;
     // Links name the event's tenant: an id is unique only within one.
-    let filters = EventFilters {
-        tenant: who.tenant.clone().or(link.tenant),
-        ..EventFilters::default()
-    };
+    let tenant = who.tenant.clone().or(link.tenant);
     let reader = crate::auth::Authorized::check(who.caller.clone())?;
-    let detail = crate::query::event(&viewer.app, &reader, &id, &filters).await?;
+    let detail = crate::query::event(&viewer.app, &reader, &id, tenant.as_deref()).await?;
     let (ok, proof) = proof_status(&viewer, &detail);
     let e = &detail.event;
     let (kind, rid) = e.resource.as_ref().map_or(("", ""), |r| {

@@ -705,6 +705,89 @@ fn a_caller_without_a_key_gets_401_before_its_parameters_are_judged_and_errors_a
 }
 
 #[test]
+fn every_read_refuses_by_name_a_parameter_it_does_not_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let admin = server.admin.clone();
+    let mut update = event("acme", "42", "update");
+    update["resource"] = json!({"type": "Customer", "id": "61"});
+    let (s, b) = server.post(
+        "/v1/events",
+        &admin,
+        &json!([update.clone(), update.clone(), update]),
+    );
+    assert_eq!(s, 201, "{b}");
+    let id = b["entries"][0]["id"].as_str().unwrap().to_owned();
+    // Each read answers with what it takes...
+    for path in [
+        format!("/v1/events/{id}?tenant=acme"),
+        "/v1/stats?tenant=acme&days=1".into(),
+        "/v1/resources/Customer/61/history?tenant=acme&actor=42".into(),
+        "/v1/proofs/consistency?tenant=acme&first=1&second=3".into(),
+    ] {
+        let (status, body) = server.get(&path, &admin);
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    // ...and refuses, naming it, a parameter it would have ignored: one of
+    // another route's, paging where a read is whole (an export asked for
+    // `limit=100` streamed every event), another record than the path's.
+    for (path, param) in [
+        ("/v1/checkpoint?tenant=acme&size=1".to_owned(), "size"),
+        ("/v1/verifier-key?tenant=acme&index=0".into(), "index"),
+        ("/v1/tenants?tenant=acme&limit=1".into(), "limit"),
+        (
+            "/v1/proofs/inclusion?tenant=acme&index=0&size=1&second=2".into(),
+            "second",
+        ),
+        (
+            "/v1/proofs/consistency?tenant=acme&first=1&second=2&size=2".into(),
+            "size",
+        ),
+        (format!("/v1/events/{id}?tenant=acme&actor=42"), "actor"),
+        (format!("/v1/events/{id}?tenant=acme&bogus=1"), "bogus"),
+        ("/v1/stats?tenant=acme&limit=5".into(), "limit"),
+        ("/v1/stats?tenant=acme&cursor=".into(), "cursor"),
+        (
+            "/v1/export?tenant=acme&format=csv&limit=100".into(),
+            "limit",
+        ),
+        ("/v1/export?tenant=acme&cursor=x".into(), "cursor"),
+        (
+            "/v1/resources/Customer/61/history?tenant=acme&resource_type=Order".into(),
+            "resource_type",
+        ),
+        (
+            "/v1/resources/Customer/61/history?tenant=acme&resource_id=99".into(),
+            "resource_id",
+        ),
+        (
+            "/v1/resources/Customer/61/history?tenant=acme&limit=1".into(),
+            "limit",
+        ),
+        (
+            "/v1/resources/Customer/61/history?tenant=acme&cursor=x".into(),
+            "cursor",
+        ),
+    ] {
+        let (status, body) = server.get(&path, &admin);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["errors"][0]["path"], param, "{path}: {body}");
+    }
+    // A consistency proof from a larger tree to a smaller one says so (it
+    // said the log had as many entries as the smaller tree).
+    let (status, body) = server.get(
+        "/v1/proofs/consistency?tenant=acme&first=3&second=2",
+        &admin,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["errors"][0],
+        json!({"path": "first", "message": "must be at most second (2): a proof runs from the smaller tree to the larger"}),
+        "{body}"
+    );
+}
+
+#[test]
 fn the_same_id_with_another_body_is_a_conflict_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
