@@ -51,3 +51,32 @@ pub struct TenantParam {
     /// entries is not listed).
     pub tenant: Option<String>,
 }
+
+/// For a route that takes no query parameters: one given is refused by
+/// name, never ignored (`POST /v1/retention/cleanup?dry_run=true` ran the
+/// cleanup, its dry run asked for where none is read; `POST
+/// /v1/events?tenant=acme` stored events that name no tenant in the
+/// default one; `GET /v1/keys?tenant=acme` listed every key).
+#[derive(Debug, Clone, Copy)]
+pub struct NoQuery;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        if parts.uri.query().is_none_or(str::is_empty) {
+            return Ok(Self);
+        }
+        let first = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .ok()
+            .and_then(|axum::extract::Query(pairs)| pairs.into_iter().next())
+            .map(|(name, _)| name)
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "query".to_owned());
+        Err(ApiError::Invalid(vec![Problem {
+            index: None,
+            path: first,
+            message: "unknown parameter: this route takes no query parameters (what it takes goes in its path or body: docs/API.md)".into(),
+        }]))
+    }
+}

@@ -16,6 +16,7 @@ use trailmark_store::Store;
 use crate::app::{App, now};
 use crate::auth::{Authorized, Ingester};
 use crate::error::{ApiError, Problem};
+use crate::extract::NoQuery;
 
 fn problem(index: Option<usize>, path: &str, message: impl Into<String>) -> Problem {
     Problem {
@@ -622,6 +623,7 @@ fn conflict(index: usize, id: trailmark_core::EventId, tenant: &TenantId) -> Api
 pub async fn post_events<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Ingester>,
+    _: NoQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {

@@ -13,6 +13,7 @@ use trailmark_store::{Scopes, Store};
 use crate::app::{App, now};
 use crate::auth::{Administrator, Authorized};
 use crate::error::{ApiError, Problem};
+use crate::extract::NoQuery;
 use crate::wire::{Keys, NewKeyOut, Revoked};
 
 /// What `POST /v1/keys` accepts: exactly these fields, each a non-empty
@@ -89,6 +90,7 @@ impl NewKey {
 pub async fn create<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
+    _: NoQuery,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let body = NewKey::parse(&body)?;
@@ -123,6 +125,7 @@ pub async fn create<S: Store>(
 pub async fn list<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
+    _: NoQuery,
 ) -> Result<axum::Json<Keys>, ApiError> {
     let keys = app
         .store
@@ -138,6 +141,7 @@ pub async fn list<S: Store>(
 pub async fn revoke<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
+    _: NoQuery,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Revoked>, ApiError> {
     let target = app.store.keys().await?.into_iter().find(|k| k.id == id);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 
-use crate::extract::{QueryParams, TenantParam};
+use crate::extract::{NoQuery, QueryParams, TenantParam};
 use axum::http::header;
 use axum::response::IntoResponse;
 use base64::Engine as _;
@@ -184,6 +184,7 @@ pub async fn checkpoints<S: Store>(
 pub async fn signing_keys<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(_caller, _): Authorized<Reader>,
+    _: NoQuery,
 ) -> Result<axum::Json<SigningKeys>, ApiError> {
     let keys = app
         .store

@@ -26,7 +26,7 @@ use trailmark_verify::{
 use crate::app::{App, Caller, now, random_bytes};
 use crate::auth::{Administrator, Authorized};
 use crate::error::{ApiError, Problem};
-use crate::extract::QueryParams;
+use crate::extract::{NoQuery, QueryParams};
 use crate::wire::{
     CleanupIn, EntryRef, ErasureIn, HoldIn, HoldOut, Holds, RemovalGroup, RemovalReport,
     RetentionOut, RetentionPolicyIn, RetentionPolicyOut, RetentionTarget,
@@ -512,6 +512,7 @@ pub async fn schedule<S: Store>(app: Arc<App<S>>, interval: Duration) {
 pub async fn get_retention<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
+    _: NoQuery,
 ) -> Result<axum::Json<RetentionOut>, ApiError> {
     retention_view(&app, &caller).await.map(axum::Json)
 }
@@ -573,6 +574,7 @@ fn policy_target(
 pub async fn put_retention<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
+    _: NoQuery,
     bytes: axum::body::Bytes,
 ) -> Result<axum::Json<RetentionPolicyOut>, ApiError> {
     let asked: RetentionPolicyIn = body(&bytes)?;
@@ -650,6 +652,7 @@ pub async fn delete_retention<S: Store>(
 pub async fn post_cleanup<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
+    _: NoQuery,
     bytes: axum::body::Bytes,
 ) -> Result<axum::Json<RemovalReport>, ApiError> {
     let asked: CleanupIn = if bytes.is_empty() {
@@ -669,6 +672,7 @@ pub async fn post_cleanup<S: Store>(
 pub async fn list_holds<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
+    _: NoQuery,
 ) -> Result<axum::Json<Holds>, ApiError> {
     let holds = app
         .store
@@ -684,6 +688,7 @@ pub async fn list_holds<S: Store>(
 pub async fn place_hold<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
+    _: NoQuery,
     bytes: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let asked: HoldIn = body(&bytes)?;
@@ -731,6 +736,7 @@ pub async fn place_hold<S: Store>(
 pub async fn release_hold<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
+    _: NoQuery,
     Path(id): Path<String>,
 ) -> Result<axum::Json<HoldOut>, ApiError> {
     let _one_at_a_time = app.removal_lock().await?;
@@ -762,6 +768,7 @@ pub async fn release_hold<S: Store>(
 pub async fn post_erasure<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
+    _: NoQuery,
     bytes: axum::body::Bytes,
 ) -> Result<axum::Json<RemovalReport>, ApiError> {
     let asked: ErasureIn = body(&bytes)?;

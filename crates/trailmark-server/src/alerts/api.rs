@@ -21,7 +21,7 @@ use super::state::{self, ACKNOWLEDGED, ALERT_RESOURCE, REDELIVER, RESOLVED};
 use crate::app::{App, Caller};
 use crate::auth::{Administrator, Authorized, Reader};
 use crate::error::ApiError;
-use crate::extract::QueryParams;
+use crate::extract::{NoQuery, QueryParams};
 
 /// The most alerts one page holds.
 pub const MAX_ALERTS_PAGE: usize = 100;
@@ -168,6 +168,7 @@ pub(crate) async fn visible_alert<S: Store>(
 pub async fn get<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Reader>,
+    _: NoQuery,
     Path(id): Path<String>,
 ) -> Result<axum::Json<AlertOut>, ApiError> {
     let alert = visible_alert(&app, &caller, &id).await?;
@@ -190,6 +191,7 @@ pub async fn get<S: Store>(
 pub async fn ack<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
+    _: NoQuery,
     Path(id): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<axum::Json<AlertOut>, ApiError> {
@@ -249,6 +251,7 @@ pub async fn acknowledge<S: Store>(
 pub async fn redeliver<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
+    _: NoQuery,
     Path(id): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<(axum::http::StatusCode, axum::Json<AlertOut>), ApiError> {
@@ -305,6 +308,7 @@ fn rules_out(rules: &Rules, version: u64) -> Result<AlertRulesOut, ApiError> {
 pub async fn get_rules<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(_caller, _): Authorized<Administrator>,
+    _: NoQuery,
 ) -> Result<axum::Json<AlertRulesOut>, ApiError> {
     let (rules, version) = match stored_rules(&app).await? {
         Some(stored) => stored,
@@ -325,6 +329,7 @@ pub async fn get_rules<S: Store>(
 pub async fn put_rules<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
+    _: NoQuery,
     bytes: axum::body::Bytes,
 ) -> Result<axum::Json<AlertRulesOut>, ApiError> {
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::param("", "body is not UTF-8"))?;
@@ -354,6 +359,7 @@ pub async fn put_rules<S: Store>(
 pub async fn get_webhooks<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(_caller, _): Authorized<Administrator>,
+    _: NoQuery,
 ) -> Result<axum::Json<WebhooksOut>, ApiError> {
     let (hooks, version) = deliver::load(&app).await?;
     Ok(axum::Json(WebhooksOut {
@@ -368,6 +374,7 @@ pub async fn get_webhooks<S: Store>(
 pub async fn put_webhooks<S: Store>(
     State(app): State<Arc<App<S>>>,
     Authorized(caller, _): Authorized<Administrator>,
+    _: NoQuery,
     bytes: axum::body::Bytes,
 ) -> Result<axum::Json<WebhooksOut>, ApiError> {
     let asked: WebhooksIn = crate::retention::body(&bytes)?;

@@ -787,6 +787,67 @@ fn every_read_refuses_by_name_a_parameter_it_does_not_take() {
     );
 }
 
+/// Every route of the API (each path and method its OpenAPI document
+/// lists) refuses by name a query parameter it does not take, before it
+/// does anything: one that takes none ignored it, so
+/// `POST /v1/retention/cleanup?dry_run=true` ran the cleanup and
+/// `POST /v1/events?tenant=acme` stored events naming no tenant in the
+/// default one. Not the C2SP tiles (`/log/…`: static files' URLs, served
+/// alike whatever the query) nor the unauthenticated probes and document.
+#[test]
+fn no_route_ignores_a_query_parameter_it_does_not_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let admin = server.admin.clone();
+    let (_, doc) = server.get("/openapi.json", &admin);
+    let mut asked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        let concrete = path
+            .replace("{type}", "Customer")
+            .replace("{id}", "01a25110-80b2-783a-b572-c73bfc27d614");
+        for method in ops.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            let body = (method != "GET").then(|| ("application/json", b"{}".to_vec()));
+            let url = format!("{concrete}?zz_unknown=1");
+            let (status, text) = server.raw(&method, &url, Some(&admin), body).unwrap();
+            let answer: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            assert_eq!(status, 400, "{method} {url}: {answer}");
+            assert_eq!(
+                answer["errors"][0]["path"], "zz_unknown",
+                "{method} {url}: {answer}"
+            );
+            asked += 1;
+        }
+    }
+    assert!(asked >= 33, "only {asked} routes asked");
+    // Refused before anything was done: nothing stored (only the reads'
+    // records in _system).
+    let (status, _) = server
+        .raw(
+            "POST",
+            "/v1/events?tenant=acme",
+            Some(&admin),
+            Some((
+                "application/json",
+                event("acme", "1", "login").to_string().into_bytes(),
+            )),
+        )
+        .unwrap();
+    assert_eq!(status, 400);
+    let (_, tenants) = server.get("/v1/tenants", &admin);
+    let stored: Vec<&str> = tenants["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["tenant"].as_str())
+        .filter(|t| *t != "_system")
+        .collect();
+    assert!(stored.is_empty(), "{tenants}");
+}
+
 #[test]
 fn the_same_id_with_another_body_is_a_conflict_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
