@@ -832,6 +832,16 @@ async fn erase<S: Store>(
         )
         .await?;
     }
+    if asked.dry_run {
+        // What it would remove, and how many matching entries holds keep
+        // (any: the erasure itself is refused whole). Nothing is removed;
+        // the request is recorded as any read of the trail is.
+        let mut meta = selection.record.clone();
+        meta.insert("dry_run".into(), Value::Bool(true));
+        app.audit(Some(caller), "read", Some(("route", "/v1/erasures")), meta)
+            .await?;
+        return Ok(check.report(false));
+    }
     if check.held > 0 {
         let named: Vec<String> = check
             .held_seqs

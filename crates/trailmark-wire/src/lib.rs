@@ -545,7 +545,8 @@ pub struct Holds {
     pub holds: Vec<HoldOut>,
 }
 
-/// `POST /v1/erasures`: exactly one of `actor` and `resource` (`TYPE:ID`).
+/// `POST /v1/erasures`: exactly one of `actor` and `resource` (`TYPE:ID`);
+/// `dry_run` to see first what it would remove.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErasureIn {
@@ -558,6 +559,10 @@ pub struct ErasureIn {
     pub resource: Option<String>,
     /// Kept forever in `_system`: a ticket number, not a person's name.
     pub reason: String,
+    /// Report what the erasure would remove (and how many matching
+    /// entries holds keep) and remove nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// Where an entry is: its tenant and seq.

@@ -130,6 +130,10 @@ pub struct EraseArgs {
     /// Kept forever in `_system`: a ticket number, not a person's name.
     #[arg(long)]
     reason: String,
+    /// Show what would be erased (and how many matching entries holds
+    /// keep), erase nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     server: Server,
 }
@@ -141,7 +145,8 @@ fn target_body(t: &Target) -> Value {
 #[allow(clippy::print_stdout)] // the command's output
 fn print_report(r: &RemovalReport) {
     let verb = match (r.kind.as_str(), r.dry_run) {
-        ("erasure", _) => "erased",
+        ("erasure", true) => "would erase",
+        ("erasure", false) => "erased",
         (_, true) => "would expire",
         _ => "expired",
     };
@@ -361,6 +366,7 @@ pub fn hold(args: HoldArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[allow(clippy::print_stdout)] // the command's output
 pub fn erase(args: &EraseArgs) -> anyhow::Result<ExitCode> {
     let http = args.server.http()?;
     let body = json!({
@@ -368,9 +374,17 @@ pub fn erase(args: &EraseArgs) -> anyhow::Result<ExitCode> {
         "resource": args.resource,
         "tenant": args.tenant,
         "reason": args.reason,
+        "dry_run": args.dry_run,
     });
     let report: RemovalReport = serde_json::from_value(http.post_json("/v1/erasures", &body)?)
         .context("POST /v1/erasures: not the answer expected")?;
     print_report(&report);
+    if report.dry_run && report.held > 0 {
+        // Unlike a cleanup, an erasure does not go ahead around held entries.
+        println!(
+            "the erasure itself would be refused while holds keep {} of its entries: release them (trailmark hold release) or narrow it",
+            report.held
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

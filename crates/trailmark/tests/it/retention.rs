@@ -474,6 +474,85 @@ fn erasure_leaves_no_value_in_any_file_keeps_proofs_and_refuses_held_entries() {
     assert!(ok, "{text}");
 }
 
+#[test]
+fn an_erasure_dry_run_reports_what_it_would_erase_and_what_holds_keep_and_removes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    old_trail(&data);
+    let server = Server::start_with(&data, &["--cleanup-interval", "0"]);
+    let admin = server.admin.clone();
+    let (_, placed) = server.post(
+        "/v1/holds",
+        &admin,
+        &json!({"tenant": "acme", "resource": "Customer:4", "reason": "case 7"}),
+    );
+    assert!(placed["id"].is_string(), "{placed}");
+    // With a hold in force the erasure would be refused (409); its dry run
+    // answers what it would erase and how many entries the hold keeps.
+    let (status, report) = server.post(
+        "/v1/erasures",
+        &admin,
+        &json!({"tenant": "acme", "actor": "u-gone", "reason": "GDPR request 2026-0412", "dry_run": true}),
+    );
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (&report["kind"], &report["dry_run"]),
+        (&json!("erasure"), &json!(true)),
+        "{report}"
+    );
+    let held = report["held"].as_u64().unwrap();
+    assert!(held >= 1, "{report}");
+    assert_eq!(report["entries"].as_u64().unwrap() + held, 15, "{report}");
+    assert_eq!(report["records"], json!([]), "{report}");
+    // The CLI's says so, and nothing was erased or recorded as erased.
+    let out = cli(&[
+        "erase",
+        "--actor",
+        "u-gone",
+        "--tenant",
+        "acme",
+        "--reason",
+        "GDPR request 2026-0412",
+        "--dry-run",
+        "--url",
+        &server.url,
+        "--key",
+        &admin,
+    ]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("would erase: {} entries", 15 - held))
+            && text.contains(&format!("would be refused while holds keep {held}")),
+        "{text}"
+    );
+    let (_, found) = server.get("/v1/events?tenant=acme&q=erasmussen", &admin);
+    assert_eq!(
+        found["events"].as_array().unwrap().len(),
+        15,
+        "nothing erased"
+    );
+    for needle in ERASED {
+        assert!(
+            !files_holding(&data, needle).is_empty(),
+            "{needle} is still stored"
+        );
+    }
+    let (_, erasures) = server.get("/v1/events?tenant=_system&action=trailmark.erasure", &admin);
+    assert_eq!(erasures["events"], json!([]), "{erasures}");
+    // Each dry run is recorded as a read of the trail, naming what it asked.
+    let (_, reads) = server.get("/v1/events?tenant=_system&action=read&limit=1000", &admin);
+    let asked = reads["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["metadata"]["dry_run"] == json!(true))
+        .filter(|e| e["metadata"]["selector"] == json!("actor=u-gone"))
+        .count();
+    assert_eq!(asked, 2, "{reads}");
+}
+
 /// `_system` holds the erasure record (who, why, how many, which seqs;
 /// never the values) and the hold's placing and release.
 fn the_erasure_is_recorded_without_its_values(server: &Server) {
