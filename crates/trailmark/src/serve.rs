@@ -292,8 +292,14 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
         cleanup_interval: cleanup_interval(args.cleanup_interval.or(file.cleanup_interval)),
         alert_rules: alert_rules(args.alert_rules.or(file.alert_rules))?,
     };
-    if resolved.queue_capacity == 0 || resolved.max_body_bytes < 1024 {
-        anyhow::bail!("queue_capacity must be at least 1 and max_body_bytes at least 1024");
+    if resolved.queue_capacity == 0 {
+        anyhow::bail!("--queue-capacity (queue_capacity) must be at least 1");
+    }
+    if resolved.max_body_bytes < 1024 {
+        anyhow::bail!(
+            "--max-body-bytes (max_body_bytes) must be at least 1024, got {}",
+            resolved.max_body_bytes
+        );
     }
     Ok(resolved)
 }

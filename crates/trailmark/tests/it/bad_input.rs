@@ -1087,6 +1087,34 @@ fn verifying_a_database_without_a_ledger_says_so() {
     );
 }
 
+/// The ingest queue and body bounds out of range stop `serve`, naming the
+/// one that is (the message named both, whichever was wrong).
+#[test]
+fn serve_bounds_out_of_range_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let serve = [
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let err = run(&[&serve[..], &["--max-body-bytes", "10"]].concat());
+    assert!(
+        err.contains("--max-body-bytes (max_body_bytes) must be at least 1024, got 10")
+            && !err.contains("queue"),
+        "{err}"
+    );
+    let err = run(&[&serve[..], &["--queue-capacity", "0"]].concat());
+    assert!(
+        err.contains("--queue-capacity (queue_capacity) must be at least 1")
+            && !err.contains("body"),
+        "{err}"
+    );
+    assert!(!data.join("trailmark.db").exists(), "a store was made");
+}
+
 /// A capture batch or linger out of bounds stops the command with a message
 /// naming the setting and its bounds; it is never cut to fit.
 #[test]
