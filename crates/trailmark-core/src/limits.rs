@@ -31,3 +31,50 @@ pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 /// Integers must be exact in an IEEE 754 double (RFC 7493 I-JSON), since the
 /// canonical form writes every number as one: |n| ≤ 2^53 − 1.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// How far after its receipt an event may say it `occurred_at`: clocks
+/// that disagree by up to this much are tolerated; an event dated later is
+/// refused by name. One dated in the future would otherwise stand in that
+/// day's activity as though it happened then (written today, it reads as a
+/// deletion at 3 a.m. next month) and in every "last N days" until then.
+pub const MAX_AHEAD_MILLIS: i64 = 60 * 60 * 1000;
+
+/// `occurred_at` ([`MAX_AHEAD_MILLIS`]) against the time it was received.
+pub fn occurred_by(
+    occurred_at: crate::Timestamp,
+    received_at: crate::Timestamp,
+) -> Result<(), String> {
+    let ahead = occurred_at.unix_millis() - received_at.unix_millis();
+    if ahead <= MAX_AHEAD_MILLIS {
+        return Ok(());
+    }
+    Err(format!(
+        "is {} s after it was received ({received_at}): an event may be dated at most {} s ahead of its receipt; fix the producer's clock, or leave occurred_at out (the receipt time)",
+        // Rounded up: never said to be within the bound.
+        (ahead + 999) / 1000,
+        MAX_AHEAD_MILLIS / 1000
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_AHEAD_MILLIS, occurred_by};
+    use crate::Timestamp;
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_unix_millis(ms).unwrap()
+    }
+
+    #[test]
+    fn an_event_may_be_dated_up_to_an_hour_after_its_receipt_and_any_time_before() {
+        let received = at(1_800_000_000_000);
+        for ok in [0, 1_700_000_000_000, 1_800_000_000_000 + MAX_AHEAD_MILLIS] {
+            assert_eq!(occurred_by(at(ok), received), Ok(()), "{ok}");
+        }
+        let late = occurred_by(at(1_800_000_000_000 + MAX_AHEAD_MILLIS + 1), received).unwrap_err();
+        assert!(
+            late.starts_with("is 3601 s after it was received (2027-01-15T08:00:00.000Z)"),
+            "{late}"
+        );
+    }
+}

@@ -522,6 +522,14 @@ fn prepare_each<T: Send>(
     }
 }
 
+/// An event's `occurred_at`, where it gives one, against when it was
+/// received (`trailmark_core::limits::occurred_by`: at most an hour ahead).
+fn occurred_by(event: &Event, received_at: trailmark_core::Timestamp) -> Result<(), String> {
+    event.occurred_at.map_or(Ok(()), |at| {
+        trailmark_core::limits::occurred_by(at, received_at)
+    })
+}
+
 /// What [`prepare_chunk`] found in its events.
 struct Chunk {
     prepared: Vec<trailmark_store::NewEvent>,
@@ -564,6 +572,12 @@ fn prepare_chunk<T>(
         }
         match Event::take_from_json(&mut value) {
             Ok(event) => {
+                if let Err(message) = occurred_by(&event, received_at) {
+                    chunk
+                        .problems
+                        .push(problem(Some(index), "occurred_at", message));
+                    continue;
+                }
                 if let (Some(own), Some(asked)) = (own, &event.tenant)
                     && own != asked
                 {
@@ -857,6 +871,12 @@ impl<S: Store> crate::App<S> {
             .into_iter()
             .zip(&randomness)
             .map(|(event, random)| {
+                occurred_by(&event, received_at).map_err(|message| {
+                    let id = event
+                        .id
+                        .map_or_else(String::new, |id| format!("event {id}: "));
+                    ApiError::param("occurred_at", format!("{id}{message}"))
+                })?;
                 crate::app::prepare_event(event, default_tenant, received_at, random)
             })
             .collect()

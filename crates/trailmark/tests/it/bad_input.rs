@@ -848,6 +848,55 @@ fn no_route_ignores_a_query_parameter_it_does_not_take() {
     assert!(stored.is_empty(), "{tenants}");
 }
 
+/// An event dated more than an hour after the server received it is
+/// refused by name and index, and its batch stores nothing; one dated
+/// within the hour, or long before, is stored.
+#[test]
+fn an_event_dated_more_than_an_hour_ahead_is_refused_and_its_batch_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let admin = server.admin.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let dated = |ahead_secs: i64| {
+        let ms = i64::try_from(now).unwrap() + ahead_secs * 1000;
+        let at = trailmark_core::Timestamp::from_unix_millis(ms).unwrap();
+        let mut e = event("acme", "42", "login");
+        e["occurred_at"] = json!(at.to_string());
+        e
+    };
+    let (status, body) = server.post(
+        "/v1/events",
+        &admin,
+        &json!([dated(-30 * 86_400), dated(30 * 60), dated(2 * 3600)]),
+    );
+    assert_eq!(status, 400, "{body}");
+    let error = &body["errors"][0];
+    assert_eq!(
+        (&error["index"], &error["path"]),
+        (&json!(2), &json!("occurred_at")),
+        "{body}"
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 3600 s ahead of its receipt"),
+        "{body}"
+    );
+    assert_eq!(body["errors"].as_array().unwrap().len(), 1, "{body}");
+    let (_, found) = server.get("/v1/events?tenant=acme", &admin);
+    assert_eq!(found["events"], json!([]), "nothing of the batch stored");
+    let (status, body) = server.post(
+        "/v1/events",
+        &admin,
+        &json!([dated(-30 * 86_400), dated(30 * 60)]),
+    );
+    assert_eq!(status, 201, "{body}");
+}
+
 #[test]
 fn the_same_id_with_another_body_is_a_conflict_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();

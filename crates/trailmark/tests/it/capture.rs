@@ -1153,6 +1153,39 @@ fn the_drainer_stops_on_a_rolled_back_server_and_resumes_once_an_operator_forget
     rolled.stop();
 }
 
+/// A change the database dated more than an hour after the server receives
+/// it (its clock two hours ahead) stops the drain with the reason, and
+/// stays in the outbox with what came after it: nothing goes in dated as
+/// though it happened later, nothing is lost or reordered.
+#[test]
+fn a_change_dated_more_than_an_hour_ahead_stops_the_drain_and_stays() {
+    let db = PgDb::new("tm_ahead_drain");
+    db.sql("CREATE TABLE item (id int PRIMARY KEY, name text)");
+    let source = db.source();
+    install(&source, "trigger", "public.item", &[]);
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    db.sql(
+        "BEGIN;
+         ALTER TABLE trailmark.outbox ALTER COLUMN captured_at SET DEFAULT clock_timestamp() + interval '2 hours';
+         INSERT INTO item VALUES (1, 'ahead');
+         ALTER TABLE trailmark.outbox ALTER COLUMN captured_at SET DEFAULT clock_timestamp();
+         COMMIT;
+         INSERT INTO item VALUES (2, 'now');",
+    );
+    let out = drain_once(&source, &server);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("occurred_at") && stderr.contains("at most 3600 s ahead of its receipt"),
+        "{stderr}"
+    );
+    let depth = outbox_depth(&source);
+    assert!(depth.starts_with("outbox: 2 rows waiting"), "{depth}");
+    let (_, found) = server.get("/v1/events?resource_type=public.item", &server.admin);
+    assert_eq!(found["events"], json!([]), "{found}");
+}
+
 /// `capture pg pause|resume`: nothing written while paused is captured
 /// (an install run meanwhile keeps the pause), the switches are recorded in
 /// the trail in order with the changes around them, with who and why, and
