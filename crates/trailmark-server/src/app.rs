@@ -434,9 +434,9 @@ impl Caller {
 
     /// The tenants a read may see: a bound key sees its tenant only; an
     /// unbound key sees `requested` or, without it, every tenant (empty list).
+    /// An empty `requested` is refused, never read as none.
     pub fn visible(&self, requested: Option<&str>) -> Result<Vec<TenantId>, ApiError> {
-        let requested = requested
-            .filter(|t| !t.is_empty())
+        let requested = crate::extract::not_empty("tenant", requested)?
             .map(|t| TenantId::from_stored(t).map_err(|m| ApiError::param("tenant", m)))
             .transpose()?;
         match (&self.key.tenant, requested) {

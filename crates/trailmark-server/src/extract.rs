@@ -80,3 +80,18 @@ impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
         }]))
     }
 }
+
+/// A query parameter's value, refused when given empty: an empty value is
+/// never read as the parameter left out, which widened the read
+/// (`?tenant=` read every tenant; `trailmark export --actor "$UNSET"`
+/// exported the whole trail). The viewer's forms leave their empty fields
+/// out before they ask.
+pub fn not_empty<'a>(name: &str, value: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
+    match value {
+        Some("") => Err(ApiError::param(
+            name,
+            "empty: give a value, or leave the parameter out",
+        )),
+        other => Ok(other),
+    }
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 
-use crate::extract::{QueryParams, TenantParam};
+use crate::extract::{QueryParams, TenantParam, not_empty};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -82,7 +82,6 @@ fn filter_names() -> String {
 
 fn time_param(name: &str, value: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
     value
-        .filter(|v| !v.is_empty())
         .map(|v| Timestamp::parse(v).map_err(|m| ApiError::param(name, m)))
         .transpose()
 }
@@ -139,14 +138,12 @@ impl EventFilters {
                     )
                 });
             };
-            if !value.is_empty() {
-                let value = field.check(value).map_err(|m| ApiError::param(name, m))?;
-                exact.insert(field, value);
-            }
+            not_empty(name, Some(value))?;
+            let value = field.check(value).map_err(|m| ApiError::param(name, m))?;
+            exact.insert(field, value);
         }
-        let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-        let mut since = time_param("since", self.since.as_deref())?;
-        if let Some(days) = nonempty(&self.days) {
+        let mut since = time_param("since", not_empty("since", self.since.as_deref())?)?;
+        if let Some(days) = not_empty("days", self.days.as_deref())? {
             let days: i64 = days
                 .parse()
                 .ok()
@@ -158,7 +155,7 @@ impl EventFilters {
                 Timestamp::from_unix_millis((now().unix_millis() - days * 86_400_000).max(0));
             since = since.max(from);
         }
-        let limit = match nonempty(&self.limit) {
+        let limit = match not_empty("limit", self.limit.as_deref())? {
             None => 50,
             Some(l) => l
                 .parse()
@@ -166,18 +163,20 @@ impl EventFilters {
                 .filter(|l| (1..=MAX_LIMIT).contains(l))
                 .ok_or_else(|| ApiError::param("limit", format!("must be 1 to {MAX_LIMIT}")))?,
         };
-        let cursor = nonempty(&self.cursor)
+        let cursor = not_empty("cursor", self.cursor.as_deref())?
             .map(|c| {
-                Cursor::decode(&c)
+                Cursor::decode(c)
                     .ok_or_else(|| ApiError::param("cursor", "not a cursor from next_cursor"))
             })
             .transpose()?;
         Ok(Query {
             tenants,
             exact,
-            q: nonempty(&self.q).map(|q| search_words(&q)).transpose()?,
+            q: not_empty("q", self.q.as_deref())?
+                .map(search_words)
+                .transpose()?,
             since,
-            until: time_param("until", self.until.as_deref())?,
+            until: time_param("until", not_empty("until", self.until.as_deref())?)?,
             limit,
             cursor,
             // Not a parameter: a record's history sets it (`reports`).

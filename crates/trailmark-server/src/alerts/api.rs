@@ -21,7 +21,7 @@ use super::state::{self, ACKNOWLEDGED, ALERT_RESOURCE, REDELIVER, RESOLVED};
 use crate::app::{App, Caller};
 use crate::auth::{Administrator, Authorized, Reader};
 use crate::error::ApiError;
-use crate::extract::{NoQuery, QueryParams};
+use crate::extract::{NoQuery, QueryParams, not_empty};
 
 /// The most alerts one page holds.
 pub const MAX_ALERTS_PAGE: usize = 100;
@@ -54,10 +54,6 @@ fn one_of(field: &str, value: Option<&str>, allowed: &[&str]) -> Result<Option<S
     }
 }
 
-fn nonempty(v: Option<&String>) -> Option<&str> {
-    v.map(String::as_str).filter(|s| !s.is_empty())
-}
-
 /// Whether `caller` may see alerts of `tenant`: a bound key its own only.
 fn may_see(caller: &Caller, tenant: &str) -> bool {
     caller
@@ -86,22 +82,26 @@ pub async fn alerts<S: Store>(
     filters: &AlertFilters,
 ) -> Result<AlertsPage, ApiError> {
     let tenant = caller
-        .visible(nonempty(filters.tenant.as_ref()))?
+        .visible(filters.tenant.as_deref())?
         .first()
         .map(TenantId::to_string);
     let rule_names = super::RuleKind::ALL.map(super::RuleKind::name);
-    let rule = one_of("rule", nonempty(filters.rule.as_ref()), &rule_names)?;
+    let rule = one_of(
+        "rule",
+        not_empty("rule", filters.rule.as_deref())?,
+        &rule_names,
+    )?;
     let status = one_of(
         "status",
-        nonempty(filters.status.as_ref()),
+        not_empty("status", filters.status.as_deref())?,
         &["open", "acknowledged", "resolved"],
     )?;
     let delivery = one_of(
         "delivery",
-        nonempty(filters.delivery.as_ref()),
+        not_empty("delivery", filters.delivery.as_deref())?,
         &["pending", "delivered", "dead"],
     )?;
-    let limit = match nonempty(filters.limit.as_ref()) {
+    let limit = match not_empty("limit", filters.limit.as_deref())? {
         None => 50,
         Some(l) => l
             .parse()
@@ -109,7 +109,7 @@ pub async fn alerts<S: Store>(
             .filter(|l| (1..=MAX_ALERTS_PAGE).contains(l))
             .ok_or_else(|| ApiError::param("limit", format!("must be 1 to {MAX_ALERTS_PAGE}")))?,
     };
-    let cursor = nonempty(filters.cursor.as_ref())
+    let cursor = not_empty("cursor", filters.cursor.as_deref())?
         .map(|c| {
             Cursor::decode(c)
                 .ok_or_else(|| ApiError::param("cursor", "not a cursor from next_cursor"))

@@ -55,7 +55,7 @@ pub(crate) async fn list<S: Store>(
     let filters = AlertFilters {
         tenant: who.tenant.clone(),
         status: params.status.clone().filter(|s| !s.is_empty()),
-        cursor: params.cursor.clone(),
+        cursor: params.cursor.clone().filter(|c| !c.is_empty()),
         ..AlertFilters::default()
     };
     let page = alerts(&viewer.app, &reader.0, &filters).await?;

@@ -36,15 +36,20 @@ fn api_filters(f: &EventFilters, who: &Who) -> EventFilters {
             Some(v.to_owned())
         }
     };
+    // The filter form sends its empty fields: left out here, as the API
+    // refuses an empty parameter.
+    let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    let mut exact = f.exact.clone();
+    exact.0.retain(|_, v| !v.is_empty());
     EventFilters {
         tenant: who.tenant.clone(),
-        exact: f.exact.clone(),
-        q: f.q.clone(),
+        exact,
+        q: given(&f.q),
         since: day(&f.since, 0),
         until: day(&f.until, DAY_MS),
-        days: f.days.clone(),
-        limit: Some(f.limit.clone().unwrap_or_else(|| "50".into())),
-        cursor: f.cursor.clone(),
+        days: given(&f.days),
+        limit: Some(given(&f.limit).unwrap_or_else(|| "50".into())),
+        cursor: given(&f.cursor),
     }
 }
 

@@ -897,6 +897,61 @@ fn an_event_dated_more_than_an_hour_ahead_is_refused_and_its_batch_stores_nothin
     assert_eq!(status, 201, "{body}");
 }
 
+/// A parameter given empty is refused by name, never read as left out:
+/// `?tenant=` read every tenant, `?actor=` (a script's unset variable)
+/// every actor's events, `/v1/checkpoint?tenant=` the default tenant's.
+#[test]
+fn an_empty_parameter_is_refused_never_read_as_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let admin = server.admin.clone();
+    let (s, b) = server.post("/v1/events", &admin, &event("acme", "42", "login"));
+    assert_eq!(s, 201, "{b}");
+    for (path, param) in [
+        ("/v1/events?tenant=", "tenant"),
+        ("/v1/events?actor=", "actor"),
+        ("/v1/events?tenant=acme&resource_id=", "resource_id"),
+        ("/v1/events?q=", "q"),
+        ("/v1/events?since=", "since"),
+        ("/v1/events?until=", "until"),
+        ("/v1/events?days=", "days"),
+        ("/v1/events?limit=", "limit"),
+        ("/v1/events?cursor=", "cursor"),
+        ("/v1/stats?tenant=acme&action=", "action"),
+        ("/v1/export?format=csv&ip=", "ip"),
+        (
+            "/v1/resources/User/42/history?tenant=acme&outcome=",
+            "outcome",
+        ),
+        ("/v1/checkpoint?tenant=", "tenant"),
+        ("/v1/proofs/inclusion?tenant=&index=0&size=1", "tenant"),
+        ("/v1/alerts?tenant=", "tenant"),
+        ("/v1/alerts?rule=", "rule"),
+        ("/v1/alerts?status=", "status"),
+    ] {
+        let (status, body) = server.get(path, &admin);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["errors"][0]["path"], param, "{path}: {body}");
+    }
+    // The CLI passes an empty flag on as given: refused, nothing exported.
+    let out = crate::cli(&[
+        "export",
+        "--actor",
+        "",
+        "--url",
+        &server.url,
+        "--key",
+        &admin,
+    ]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("actor") && text.contains("empty") && !text.contains("\"login\""),
+        "{text}"
+    );
+}
+
 #[test]
 fn the_same_id_with_another_body_is_a_conflict_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
