@@ -593,7 +593,7 @@ fn cli_ok(server: &Server, args: &[&str]) -> String {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    crate::said(&out)
 }
 
 /// `trailmark alerts rules set` puts new rules in force at once (recorded

@@ -607,8 +607,7 @@ fn stop_right_after_appends_and_verify(dir: &std::path::Path, extra: &[&str], so
     args.extend(source);
     args.extend(["--max-unsigned-age", "0"]);
     let out = crate::cli(&args);
-    let report =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let report = crate::said(&out);
     assert!(out.status.success(), "{report}");
     assert!(!report.contains("not yet in a checkpoint"), "{report}");
 }
@@ -943,8 +942,7 @@ fn an_empty_parameter_is_refused_never_read_as_left_out() {
         "--key",
         &admin,
     ]);
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = crate::said(&out);
     assert!(!out.status.success(), "{text}");
     assert!(
         text.contains("actor") && text.contains("empty") && !text.contains("\"login\""),

@@ -319,6 +319,11 @@ pub(crate) fn cli(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
+/// What a CLI run said: its standard output, then its standard error.
+pub(crate) fn said(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
 /// Runs the CLI, which must succeed; its standard output.
 pub(crate) fn run_ok(args: &[&str]) -> String {
     let out = cli(args);
@@ -368,10 +373,7 @@ pub(crate) fn drain_once(source: &str, server: &Server) -> Output {
 
 pub(crate) fn verify_dir(dir: &Path) -> (bool, String) {
     let out = cli(&["verify", "--data-dir", dir.to_str().unwrap()]);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    (out.status.success(), crate::said(&out))
 }
 
 /// A minimal valid event.

@@ -344,8 +344,7 @@ fn expired_entries_still_prove_inclusion(server: &Server, page: &Value) {
         "--tenant",
         "acme",
     ]);
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = crate::said(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("(0 erased, 45 expired)"), "{text}");
     let (_, proof) = server.get("/v1/proofs/inclusion?tenant=acme&index=3&size=210", admin);
@@ -431,8 +430,7 @@ fn erasure_leaves_no_value_in_any_file_keeps_proofs_and_refuses_held_entries() {
         "--key",
         &admin,
     ]);
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = crate::said(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("erased: 15 entries"), "{text}");
     assert!(!text.contains("could not scrub"), "{text}");
@@ -457,8 +455,7 @@ fn erasure_leaves_no_value_in_any_file_keeps_proofs_and_refuses_held_entries() {
     the_erasure_is_recorded_without_its_values(&server);
     server.wait_checkpoint("acme", 210);
     let out = cli(&["verify", "--url", &server.url, "--key", &admin]);
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = crate::said(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("(15 erased, 0 expired)"), "{text}");
     let mut server = server;
@@ -519,8 +516,7 @@ fn an_erasure_dry_run_reports_what_it_would_erase_and_what_holds_keep_and_remove
         "--key",
         &admin,
     ]);
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = crate::said(&out);
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains(&format!("would erase: {} entries", 15 - held))
@@ -636,8 +632,7 @@ fn on_postgres_erasure_and_cleanup_keep_the_trail_verifiable_and_leave_nothing_b
     );
     server.wait_checkpoint("acme", 210);
     let out = cli(&["verify", "--url", &server.url, "--key", &admin]);
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = crate::said(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("(15 erased, 135 expired)"), "{text}");
     let files = rt.block_on(ledger_files(&url));
@@ -724,8 +719,7 @@ fn a_cleanup_longer_than_the_request_timeout_finishes_and_the_cli_reports_it() {
     );
     assert_eq!(status, 200);
     let out = cli(&["cleanup", "--url", &server.url, "--key", &admin]);
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = crate::said(&out);
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains("goes on in the server"),
@@ -742,8 +736,7 @@ fn a_cleanup_longer_than_the_request_timeout_finishes_and_the_cli_reports_it() {
         "--tenant",
         "bulk",
     ]);
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = crate::said(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains(&format!("(0 erased, {n} expired)")), "{text}");
 }

@@ -70,10 +70,7 @@ fn ingest(servers: &[(String, String)], clients: usize, batches: usize) -> Vec<(
 
 fn verify_url(server: &Server) -> (bool, String) {
     let out = cli(&["verify", "--url", &server.url, "--key", &server.admin]);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    (out.status.success(), crate::said(&out))
 }
 
 /// Every acknowledged event is in the shared tenant once, seqs 0..n with no
