@@ -524,12 +524,16 @@ impl<S: Store> App<S> {
 
     /// Checks the bearer key.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let value =
-            headers
-                .get(axum::http::header::AUTHORIZATION)
-                .ok_or(ApiError::Unauthorized(
-                    "missing Authorization: Bearer <key>",
-                ))?;
+        // Two keys are ambiguous: never decided by which came first.
+        let mut given = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+        let value = given.next().ok_or(ApiError::Unauthorized(
+            "missing Authorization: Bearer <key>",
+        ))?;
+        if given.next().is_some() {
+            return Err(ApiError::Unauthorized(
+                "Authorization given more than once: send one key",
+            ));
+        }
         let secret = value
             .to_str()
             .ok()

@@ -643,8 +643,15 @@ pub async fn post_events<S: Store>(
 ) -> Result<impl IntoResponse, ApiError> {
     let max = app.settings.max_body_bytes;
     // Named before the body is read: a bad value costs no body.
-    let after = headers
-        .get(trailmark_wire::AFTER_HEADER)
+    let mut afters = headers.get_all(trailmark_wire::AFTER_HEADER).iter();
+    let after = afters.next();
+    if afters.next().is_some() {
+        return Err(ApiError::param(
+            trailmark_wire::AFTER_HEADER,
+            "given more than once: name the one event this batch comes after",
+        ));
+    }
+    let after = after
         .map(|v| crate::after::parse_after(v, caller.key.tenant.as_ref()))
         .transpose()?;
     // Bodies being read and parsed at once are bounded in bytes: a request
