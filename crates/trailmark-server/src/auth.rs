@@ -20,6 +20,9 @@ use crate::error::ApiError;
 /// A scope a handler needs, as a type.
 pub trait Needs {
     const SCOPE: Scope;
+    /// Whether the key must be bound to no tenant: for what is the whole
+    /// server's, not one tenant's (the alert rules, the webhook endpoints).
+    const WHOLE_SERVER: bool = false;
 }
 
 /// Needs the read scope.
@@ -42,6 +45,29 @@ impl Needs for Administrator {
     const SCOPE: Scope = Scope::Admin;
 }
 
+/// Needs the admin scope on a key bound to no tenant: a tenant's admin
+/// changed the rules that watch every tenant (turned the mass-delete
+/// alert off for all of them) and read and replaced every tenant's webhook
+/// endpoints.
+#[derive(Debug)]
+pub struct ServerAdministrator;
+
+impl Needs for ServerAdministrator {
+    const SCOPE: Scope = Scope::Admin;
+    const WHOLE_SERVER: bool = true;
+}
+
+/// `caller` checked for what `N` needs.
+fn admit<N: Needs>(caller: &Caller) -> Result<(), ApiError> {
+    caller.require(N::SCOPE)?;
+    match &caller.key.tenant {
+        Some(own) if N::WHOLE_SERVER => Err(ApiError::Forbidden(format!(
+            "this key is bound to tenant {own}: the alert rules and webhook endpoints are the whole server's; use an admin key bound to no tenant"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The caller of a request, whose key has scope `N` (see the module docs).
 #[derive(Debug)]
 pub struct Authorized<N>(pub Caller, pub PhantomData<fn() -> N>);
@@ -55,7 +81,7 @@ impl<N: Needs, S: Store> FromRequestParts<Arc<App<S>>> for Authorized<N> {
             // A route outside the authenticating layer: check the key here.
             None => app.authenticate(&parts.headers).await?,
         };
-        caller.require(N::SCOPE)?;
+        admit::<N>(&caller)?;
         Ok(Self(caller, PhantomData))
     }
 }
@@ -64,7 +90,7 @@ impl<N: Needs> Authorized<N> {
     /// A caller authenticated another way (a viewer session), checked for
     /// scope `N` as the extractor checks it.
     pub fn check(caller: Caller) -> Result<Self, ApiError> {
-        caller.require(N::SCOPE)?;
+        admit::<N>(&caller)?;
         Ok(Self(caller, PhantomData))
     }
 }

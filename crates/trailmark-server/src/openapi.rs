@@ -292,6 +292,15 @@ fn alert_paths(paths: &mut Map<String, Value>) {
         "get": op("The webhook endpoints (never their secrets)", "admin", vec![], ("200", "{\"webhooks\",\"version\"}")),
         "put": op("Replace the webhook endpoints (recorded in _system; a secret made now is shown in this answer only)", "admin", vec![], ("200", "{\"webhooks\",\"version\"}")),
     }));
+    // The whole server's settings: an admin key bound to a tenant is refused.
+    for path in ["/v1/alert-rules", "/v1/webhooks"] {
+        if let Some(ops) = paths.get_mut(path).and_then(Value::as_object_mut) {
+            for op in ops.values_mut() {
+                op["description"] = json!("Needs a key with the admin scope, bound to no tenant (these settings are the whole server's, not one tenant's).");
+                op["responses"]["403"] = json!({"description": "The key lacks the admin scope, or is bound to a tenant."});
+            }
+        }
+    }
     for path in [
         "/v1/alerts/{id}",
         "/v1/alerts/{id}/ack",

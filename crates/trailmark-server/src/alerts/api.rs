@@ -19,7 +19,7 @@ use super::deliver;
 use super::run::{self, stored_rules};
 use super::state::{self, ACKNOWLEDGED, ALERT_RESOURCE, REDELIVER, RESOLVED};
 use crate::app::{App, Caller};
-use crate::auth::{Administrator, Authorized, Reader};
+use crate::auth::{Administrator, Authorized, Reader, ServerAdministrator};
 use crate::error::ApiError;
 use crate::extract::{NoQuery, QueryParams, not_empty};
 
@@ -307,7 +307,7 @@ fn rules_out(rules: &Rules, version: u64) -> Result<AlertRulesOut, ApiError> {
 /// `GET /v1/alert-rules`.
 pub async fn get_rules<S: Store>(
     State(app): State<Arc<App<S>>>,
-    Authorized(_caller, _): Authorized<Administrator>,
+    Authorized(_caller, _): Authorized<ServerAdministrator>,
     _: NoQuery,
 ) -> Result<axum::Json<AlertRulesOut>, ApiError> {
     let (rules, version) = match stored_rules(&app).await? {
@@ -328,7 +328,7 @@ pub async fn get_rules<S: Store>(
 /// this server and within seconds on others sharing the store.
 pub async fn put_rules<S: Store>(
     State(app): State<Arc<App<S>>>,
-    Authorized(caller, _): Authorized<Administrator>,
+    Authorized(caller, _): Authorized<ServerAdministrator>,
     _: NoQuery,
     bytes: axum::body::Bytes,
 ) -> Result<axum::Json<AlertRulesOut>, ApiError> {
@@ -358,7 +358,7 @@ pub async fn put_rules<S: Store>(
 /// `GET /v1/webhooks`: the endpoints, without their secrets.
 pub async fn get_webhooks<S: Store>(
     State(app): State<Arc<App<S>>>,
-    Authorized(_caller, _): Authorized<Administrator>,
+    Authorized(_caller, _): Authorized<ServerAdministrator>,
     _: NoQuery,
 ) -> Result<axum::Json<WebhooksOut>, ApiError> {
     let (hooks, version) = deliver::load(&app).await?;
@@ -373,7 +373,7 @@ pub async fn get_webhooks<S: Store>(
 /// `_system` with each secret's fingerprint, never the secret.
 pub async fn put_webhooks<S: Store>(
     State(app): State<Arc<App<S>>>,
-    Authorized(caller, _): Authorized<Administrator>,
+    Authorized(caller, _): Authorized<ServerAdministrator>,
     _: NoQuery,
     bytes: axum::body::Bytes,
 ) -> Result<axum::Json<WebhooksOut>, ApiError> {

@@ -112,6 +112,50 @@ fn a_key_bound_to_one_tenant_never_sees_another() {
     );
 }
 
+/// An admin key bound to a tenant administers that tenant, not the whole
+/// server: the alert rules (which watch every tenant) and the webhook
+/// endpoints (every tenant's, with their addresses) are refused to it,
+/// read or written; it turned the mass-delete alert off for every tenant
+/// and read and replaced another tenant's endpoints. An unbound admin key
+/// keeps both.
+#[test]
+fn a_tenants_admin_key_can_neither_read_nor_change_the_servers_rules_and_webhooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let admin = server.admin.clone();
+    let hooks = json!({"webhooks": [{"name": "globex-siem", "url": "https://siem.globex.example/hook", "tenants": ["globex"]}]});
+    let (status, body) = server.put("/v1/webhooks", &admin, &hooks);
+    assert_eq!(status, 200, "{body}");
+    let (_, rules) = server.get("/v1/alert-rules", &admin);
+    let mut off = rules["rules"].clone();
+    off["mass_delete"]["enabled"] = json!(false);
+    let acme = server.key("admin", Some("acme"));
+    for (status, body) in [
+        server.get("/v1/alert-rules", &acme),
+        server.put("/v1/alert-rules", &acme, &off),
+        server.get("/v1/webhooks", &acme),
+        server.put("/v1/webhooks", &acme, &json!({"webhooks": []})),
+    ] {
+        assert_eq!(status, 403, "{body}");
+        assert!(body.to_string().contains("bound to tenant acme"), "{body}");
+    }
+    let (_, kept) = server.get("/v1/alert-rules", &admin);
+    assert_eq!(
+        kept["rules"]["mass_delete"]["enabled"],
+        json!(true),
+        "{kept}"
+    );
+    let (_, kept) = server.get("/v1/webhooks", &admin);
+    assert_eq!(kept["webhooks"][0]["name"], "globex-siem", "{kept}");
+    // Its own tenant's administration stays its own.
+    let (status, body) = server.put(
+        "/v1/retention",
+        &acme,
+        &json!({"tenant": "acme", "max_age_days": 30}),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
 #[test]
 fn every_documented_route_exists_and_needs_a_key() {
     let dir = tempfile::tempdir().unwrap();
