@@ -296,7 +296,9 @@ fn alert_paths(paths: &mut Map<String, Value>) {
     for path in ["/v1/alert-rules", "/v1/webhooks"] {
         if let Some(ops) = paths.get_mut(path).and_then(Value::as_object_mut) {
             for op in ops.values_mut() {
-                op["description"] = json!("Needs a key with the admin scope, bound to no tenant (these settings are the whole server's, not one tenant's).");
+                op["description"] = json!(
+                    "Needs a key with the admin scope, bound to no tenant (these settings are the whole server's, not one tenant's)."
+                );
                 op["responses"]["403"] = json!({"description": "The key lacks the admin scope, or is bound to a tenant."});
             }
         }

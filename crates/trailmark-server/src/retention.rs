@@ -540,7 +540,14 @@ pub async fn retention_view<S: Store>(
         .filter(|h| h.in_force() && caller.sees(&h.tenant))
         .map(hold_out)
         .collect();
-    let last_cleanup = app.last_cleanup.lock().ok().and_then(|l| l.clone());
+    // The last run's report is the whole server's (every tenant's groups
+    // and held entries): a key bound to a tenant is not shown it (its own
+    // tenant's dry run says what the next would remove there).
+    let last_cleanup = if caller.key.tenant.is_some() {
+        None
+    } else {
+        app.last_cleanup.lock().ok().and_then(|l| l.clone())
+    };
     Ok(RetentionOut {
         policies,
         holds,

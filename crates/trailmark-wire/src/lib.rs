@@ -462,6 +462,8 @@ pub struct RetentionOut {
     pub holds: Vec<HoldOut>,
     /// Seconds between scheduled cleanups; `null` when off.
     pub cleanup_interval_secs: Option<u64>,
+    /// The report of the last cleanup this server ran (every tenant's);
+    /// `null` before the first, and for a key bound to a tenant.
     pub last_cleanup: Option<RemovalReport>,
 }
 

@@ -147,13 +147,19 @@ fn a_tenants_admin_key_can_neither_read_nor_change_the_servers_rules_and_webhook
     );
     let (_, kept) = server.get("/v1/webhooks", &admin);
     assert_eq!(kept["webhooks"][0]["name"], "globex-siem", "{kept}");
-    // Its own tenant's administration stays its own.
+    // Its own tenant's administration stays its own; the last cleanup's
+    // report, every tenant's, is not shown to it.
     let (status, body) = server.put(
         "/v1/retention",
         &acme,
         &json!({"tenant": "acme", "max_age_days": 30}),
     );
     assert_eq!(status, 200, "{body}");
+    let (_, all) = server.get("/v1/retention", &admin);
+    assert!(all["last_cleanup"]["groups"].is_array(), "{all}");
+    let (_, own) = server.get("/v1/retention", &acme);
+    assert_eq!(own["last_cleanup"], json!(null), "{own}");
+    assert_eq!(own["policies"].as_array().unwrap().len(), 1, "{own}");
 }
 
 #[test]
