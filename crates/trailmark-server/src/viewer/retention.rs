@@ -89,6 +89,9 @@ async fn render<S: Store>(
             let _ = write!(body, "<p>Finished {}.</p>", esc(&r.finished_at));
             body.push_str(&report_table(r));
         }
+        None if who.tenant.is_some() => body.push_str(
+            "<p class=\"none\">Its report covers every tenant: shown to keys bound to no tenant.</p>",
+        ),
         None => body.push_str("<p class=\"none\">None since this server started.</p>"),
     }
     let _ = write!(
