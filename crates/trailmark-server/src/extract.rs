@@ -28,6 +28,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
                     .split_once(':')
                     .map(|(field, _)| field.trim().to_owned())
                     .filter(|f| !f.is_empty() && !f.contains(' '))
+                    // serde names a parameter given twice only in its
+                    // message ("duplicate field `index`").
+                    .or_else(|| {
+                        let (_, rest) = detail.split_once("duplicate field `")?;
+                        Some(rest.split_once('`')?.0.to_owned())
+                    })
                     .unwrap_or_else(|| "query".to_owned());
                 Err(ApiError::Invalid(vec![Problem {
                     index: None,

@@ -767,6 +767,12 @@ fn every_read_refuses_by_name_a_parameter_it_does_not_take() {
             "/v1/resources/Customer/61/history?tenant=acme&cursor=x".into(),
             "cursor",
         ),
+        // Given twice: named, as the event filters name theirs.
+        (
+            "/v1/proofs/inclusion?tenant=acme&index=0&index=1&size=2".into(),
+            "index",
+        ),
+        ("/v1/checkpoint?tenant=acme&tenant=globex".into(), "tenant"),
     ] {
         let (status, body) = server.get(&path, &admin);
         assert_eq!(status, 400, "{path}: {body}");
