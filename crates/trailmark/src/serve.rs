@@ -533,7 +533,8 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
         let events = self
             .app
             .prepare_events(events, &self.tenant)
-            .map_err(|e| SendError::Failed(e.to_string()))?;
+            // Its problems spelled out (field and why), as over HTTP.
+            .map_err(|e| SendError::Failed(e.explain()))?;
         let mut tenants: Vec<String> = events
             .iter()
             .map(|e| e.tenant().as_str().to_owned())
@@ -603,7 +604,7 @@ impl<S: Store> trailmark_capture::Sink for StoreSink<S> {
             Err(trailmark_server::ApiError::Busy) => Err(SendError::Failed(
                 "the server is stopping: the batch is left in the source".into(),
             )),
-            Err(e) => Err(SendError::Failed(e.to_string())),
+            Err(e) => Err(SendError::Failed(e.explain())),
         }
     }
 

@@ -1186,6 +1186,47 @@ fn a_change_dated_more_than_an_hour_ahead_stops_the_drain_and_stays() {
     assert_eq!(found["events"], json!([]), "{found}");
 }
 
+/// The same inside `serve`'s own drain: it stops on the batch, says why in
+/// its log (and retries), and the change stays in the outbox.
+#[test]
+fn a_change_dated_more_than_an_hour_ahead_stops_serves_own_drain_and_stays() {
+    let db = PgDb::new("tm_ahead_serve");
+    db.sql("CREATE TABLE item (id int PRIMARY KEY, name text)");
+    let source = db.source();
+    install(&source, "trigger", "public.item", &[]);
+    db.sql(
+        "BEGIN;
+         ALTER TABLE trailmark.outbox ALTER COLUMN captured_at SET DEFAULT clock_timestamp() + interval '2 hours';
+         INSERT INTO item VALUES (1, 'ahead');
+         ALTER TABLE trailmark.outbox ALTER COLUMN captured_at SET DEFAULT clock_timestamp();
+         COMMIT;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("serve.log");
+    let server = Server::start_logged(
+        &dir.path().join("data"),
+        &["--capture-source", &source],
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("at most 3600 s ahead of its receipt") {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refusal logged: {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(log.contains("occurred_at"), "{log}");
+    let depth = outbox_depth(&source);
+    assert!(depth.starts_with("outbox: 1 rows waiting"), "{depth}");
+    let (_, found) = server.get("/v1/events?resource_type=public.item", &server.admin);
+    assert_eq!(found["events"], json!([]), "{found}");
+}
+
 /// `capture pg pause|resume`: nothing written while paused is captured
 /// (an install run meanwhile keeps the pause), the switches are recorded in
 /// the trail in order with the changes around them, with who and why, and
