@@ -472,14 +472,46 @@ impl PgDb {
 impl Drop for PgDb {
     fn drop(&mut self) {
         // A WAL-mode install leaves a slot, which keeps the database from
-        // being dropped.
-        self.sql_in(
-            "postgres",
-            &format!(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{}'",
-                self.name
-            ),
-        );
+        // being dropped; a server stopped a moment ago may still hold it
+        // (its walsender has not yet seen the connection end: "replication
+        // slot … is active", a fresh-clone CI failure). Its walsender is
+        // ended and the slot dropped once free: polled, at most 10 s.
+        let (server, name) = (self.server.clone(), self.name.clone());
+        self.rt.block_on(async move {
+            let url = format!("{server} dbname=postgres");
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                client
+                    .batch_execute(&format!(
+                        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+                         WHERE database = '{name}' AND active_pid IS NOT NULL;
+                         SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+                         WHERE database = '{name}' AND NOT active"
+                    ))
+                    .await
+                    .unwrap();
+                let left: i64 = client
+                    .query_one(
+                        "SELECT count(*) FROM pg_replication_slots WHERE database = $1",
+                        &[&name],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if left == 0 {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the replication slots of {name} are still held after 10 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
         self.sql_in(
             "postgres",
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
