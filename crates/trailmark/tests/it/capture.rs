@@ -1153,26 +1153,35 @@ fn the_drainer_stops_on_a_rolled_back_server_and_resumes_once_an_operator_forget
     rolled.stop();
 }
 
+/// A database with `item` captured in trigger mode and one row in its
+/// outbox dated two hours ahead, as a database whose clock ran two hours
+/// ahead would date it (the outbox's default moved inside the transaction):
+/// the database and its source.
+fn an_item_dated_two_hours_ahead(name: &str) -> (PgDb, String) {
+    let db = PgDb::new(name);
+    db.sql("CREATE TABLE item (id int PRIMARY KEY, name text)");
+    let source = db.source();
+    install(&source, "trigger", "public.item", &[]);
+    db.sql(
+        "BEGIN;
+         ALTER TABLE trailmark.outbox ALTER COLUMN captured_at SET DEFAULT clock_timestamp() + interval '2 hours';
+         INSERT INTO item VALUES (1, 'ahead');
+         ALTER TABLE trailmark.outbox ALTER COLUMN captured_at SET DEFAULT clock_timestamp();
+         COMMIT;",
+    );
+    (db, source)
+}
+
 /// A change the database dated more than an hour after the server receives
 /// it (its clock two hours ahead) stops the drain with the reason, and
 /// stays in the outbox with what came after it: nothing goes in dated as
 /// though it happened later, nothing is lost or reordered.
 #[test]
 fn a_change_dated_more_than_an_hour_ahead_stops_the_drain_and_stays() {
-    let db = PgDb::new("tm_ahead_drain");
-    db.sql("CREATE TABLE item (id int PRIMARY KEY, name text)");
-    let source = db.source();
-    install(&source, "trigger", "public.item", &[]);
+    let (db, source) = an_item_dated_two_hours_ahead("tm_ahead_drain");
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());
-    db.sql(
-        "BEGIN;
-         ALTER TABLE trailmark.outbox ALTER COLUMN captured_at SET DEFAULT clock_timestamp() + interval '2 hours';
-         INSERT INTO item VALUES (1, 'ahead');
-         ALTER TABLE trailmark.outbox ALTER COLUMN captured_at SET DEFAULT clock_timestamp();
-         COMMIT;
-         INSERT INTO item VALUES (2, 'now');",
-    );
+    db.sql("INSERT INTO item VALUES (2, 'now')");
     let out = drain_once(&source, &server);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
@@ -1190,17 +1199,7 @@ fn a_change_dated_more_than_an_hour_ahead_stops_the_drain_and_stays() {
 /// its log (and retries), and the change stays in the outbox.
 #[test]
 fn a_change_dated_more_than_an_hour_ahead_stops_serves_own_drain_and_stays() {
-    let db = PgDb::new("tm_ahead_serve");
-    db.sql("CREATE TABLE item (id int PRIMARY KEY, name text)");
-    let source = db.source();
-    install(&source, "trigger", "public.item", &[]);
-    db.sql(
-        "BEGIN;
-         ALTER TABLE trailmark.outbox ALTER COLUMN captured_at SET DEFAULT clock_timestamp() + interval '2 hours';
-         INSERT INTO item VALUES (1, 'ahead');
-         ALTER TABLE trailmark.outbox ALTER COLUMN captured_at SET DEFAULT clock_timestamp();
-         COMMIT;",
-    );
+    let (_db, source) = an_item_dated_two_hours_ahead("tm_ahead_serve");
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("serve.log");
     let server = Server::start_logged(
@@ -1208,18 +1207,15 @@ fn a_change_dated_more_than_an_hour_ahead_stops_serves_own_drain_and_stays() {
         &["--capture-source", &source],
         std::fs::File::create(&log_path).unwrap(),
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let log = loop {
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if log.contains("at most 3600 s ahead of its receipt") {
-            break log;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no refusal logged: {log}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let log = crate::wait_for(
+        "serve to log the refusal",
+        std::time::Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&log_path)
+                .ok()
+                .filter(|log| log.contains("at most 3600 s ahead of its receipt"))
+        },
+    );
     assert!(log.contains("occurred_at"), "{log}");
     let depth = outbox_depth(&source);
     assert!(depth.starts_with("outbox: 1 rows waiting"), "{depth}");

@@ -2,7 +2,7 @@
 //! reports is what the run removes, held entries stay, erased values are in
 //! no file of the data dir, and the trail still verifies with every proof.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use trailmark_core::{Event, EventId, Salt, TenantId, Timestamp};
@@ -61,6 +61,16 @@ fn old_trail(dir: &Path) {
         store.append(old_events()).await.unwrap();
         store.shutdown();
     });
+}
+
+/// A server (scheduled cleanups off) on a fresh [`old_trail`] in a data
+/// dir of its own: the temporary dir, the data dir and the server.
+fn serving_an_old_trail() -> (tempfile::TempDir, PathBuf, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    old_trail(&data);
+    let server = Server::start_with(&data, &["--cleanup-interval", "0"]);
+    (dir, data, server)
 }
 
 /// The events of [`old_trail`].
@@ -144,10 +154,7 @@ fn seqs_of(server: &Server, query: &str) -> Vec<u64> {
 
 #[test]
 fn a_dry_run_reports_what_cleanup_removes_holds_keep_theirs_and_the_trail_still_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    old_trail(&data);
-    let server = Server::start_with(&data, &["--cleanup-interval", "0"]);
+    let (_dir, data, server) = serving_an_old_trail();
     let admin = server.admin.clone();
 
     let (status, policy) = server.put(
@@ -376,10 +383,7 @@ fn checkpoint_root(note: &str) -> trailmark_log::Hash {
 
 #[test]
 fn erasure_leaves_no_value_in_any_file_keeps_proofs_and_refuses_held_entries() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    old_trail(&data);
-    let server = Server::start_with(&data, &["--cleanup-interval", "0"]);
+    let (_dir, data, server) = serving_an_old_trail();
     let admin = server.admin.clone();
     for needle in ERASED {
         assert!(
@@ -473,10 +477,7 @@ fn erasure_leaves_no_value_in_any_file_keeps_proofs_and_refuses_held_entries() {
 
 #[test]
 fn an_erasure_dry_run_reports_what_it_would_erase_and_what_holds_keep_and_removes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    old_trail(&data);
-    let server = Server::start_with(&data, &["--cleanup-interval", "0"]);
+    let (_dir, data, server) = serving_an_old_trail();
     let admin = server.admin.clone();
     let (_, placed) = server.post(
         "/v1/holds",
