@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use trailmark_core::{Change, Changes, RecordState, WHOLE_TYPE_ACTIONS};
-use trailmark_store::{Exact, Query, Store, StoredEntry};
+use trailmark_store::{Exact, Query, Store, StoreError, StoredEntry};
 
 use crate::app::App;
 use crate::auth::{Authorized, Reader};
@@ -447,9 +447,11 @@ pub async fn export<S: Store>(
         .filters
         .to_query(caller.visible(params.filters.tenant.as_deref())?)?;
     query.limit = PAGE;
-    // The first page is read before anything is recorded or sent: a query
-    // the store cannot run is an error answer, never a stream cut short.
-    let mut first_page = Some(app.store.query(&query).await?);
+    // The first page is read and shown before anything is recorded or
+    // sent: a query the store cannot run, or a row it cannot show, is an
+    // error answer, never a stream cut short.
+    let first_page = app.store.query(&query).await?;
+    let first_chunk = export_chunk(&first_page.entries, csv, true)?;
     let mut meta = Map::new();
     meta.insert("format".into(), json!(if csv { "csv" } else { "ndjson" }));
     meta.insert("filters".into(), Value::Object(params.filters.describe()));
@@ -459,46 +461,33 @@ pub async fn export<S: Store>(
     let (tx, rx) = mpsc::channel(4);
     let streaming = Arc::clone(&app);
     tokio::spawn(async move {
-        let mut first = true;
-        loop {
-            let page = match first_page.take() {
-                Some(page) => page,
-                None => match streaming.store.query(&query).await {
-                    Ok(page) => page,
-                    Err(e) => {
-                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                        return;
-                    }
-                },
+        if tx.send(Ok(Bytes::from(first_chunk))).await.is_err() {
+            return; // the client went away
+        }
+        let mut next = first_page.next;
+        while let Some(cursor) = next {
+            query.cursor = Some(cursor);
+            // A later page that cannot be read or shown ends the stream
+            // without its last chunk: the client sees the answer cut short
+            // (never a complete-looking export with an event left out).
+            let page = match streaming.store.query(&query).await {
+                Ok(page) => page,
+                Err(e) => {
+                    let _ = tx.send(Err(cut(&e))).await;
+                    return;
+                }
             };
-            let mut chunk = Vec::new();
-            if csv {
-                let mut w = csv::Writer::from_writer(&mut chunk);
-                if first {
-                    let _ = w.write_record(CSV_COLUMNS);
+            let chunk = match export_chunk(&page.entries, csv, false) {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let _ = tx.send(Err(cut(&e))).await;
+                    return;
                 }
-                for entry in &page.entries {
-                    if let Ok(event) = event_json(entry) {
-                        let _ = w.write_record(csv_row(&event));
-                    }
-                }
-                let _ = w.flush();
-            } else {
-                for entry in &page.entries {
-                    if let Ok(event) = event_json(entry) {
-                        chunk.extend_from_slice(event.to_string().as_bytes());
-                        chunk.push(b'\n');
-                    }
-                }
-            }
-            first = false;
+            };
             if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
                 return; // the client went away
             }
-            match page.next {
-                Some(next) => query.cursor = Some(next),
-                None => return,
-            }
+            next = page.next;
         }
     });
     let content_type = if csv {
@@ -522,6 +511,40 @@ pub async fn export<S: Store>(
         Body::from_stream(Chunks(rx)),
     )
         .into_response())
+}
+
+/// One page of an export as sent: CSV rows (after the header, on the first
+/// page) or NDJSON lines. A stored entry that cannot be shown is an error:
+/// an export never leaves out an event.
+fn export_chunk(entries: &[StoredEntry], csv: bool, first: bool) -> Result<Vec<u8>, StoreError> {
+    let mut chunk = Vec::new();
+    if csv {
+        let mut w = csv::Writer::from_writer(&mut chunk);
+        let written = |e: csv::Error| StoreError::Unreadable(format!("writing CSV: {e}"));
+        if first {
+            w.write_record(CSV_COLUMNS).map_err(written)?;
+        }
+        for entry in entries {
+            w.write_record(csv_row(&event_json(entry)?))
+                .map_err(written)?;
+        }
+        w.flush()
+            .map_err(|e| StoreError::Unreadable(format!("writing CSV: {e}")))?;
+    } else {
+        for entry in entries {
+            let event = event_json(entry)?;
+            chunk.extend_from_slice(event.to_string().as_bytes());
+            chunk.push(b'\n');
+        }
+    }
+    Ok(chunk)
+}
+
+/// Why an export's stream ends early, logged for the operator (the client
+/// sees only the answer cut short).
+fn cut(e: &StoreError) -> std::io::Error {
+    tracing::error!(error = %e, "export cut short: a page could not be read or shown");
+    std::io::Error::other(e.to_string())
 }
 
 #[derive(Debug, serde::Deserialize)]

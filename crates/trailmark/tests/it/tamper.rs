@@ -5,7 +5,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, params};
 
-use crate::{Server, copy_dir, event, verify_dir};
+use serde_json::{Value, json};
+
+use crate::{Server, cli, copy_dir, event, said, verify_dir};
 
 /// A stopped server's data dir with 20 entries in tenant acme, all signed.
 fn trail() -> tempfile::TempDir {
@@ -308,4 +310,73 @@ fn a_damaged_row_answers_500_naming_verify_not_503() {
     );
     let (status, _) = server.get("/v1/events?tenant=acme&actor=user-3", &server.admin);
     assert_eq!(status, 200);
+}
+
+/// An export never leaves out an event it cannot show: a damaged row on its
+/// first page is an error answer (500, naming `trailmark verify`), and one
+/// on a later page cuts the stream short, so that neither a download nor
+/// `trailmark export` passes for the whole trail. The command says the
+/// export is incomplete and fails.
+#[test]
+fn an_export_never_skips_a_damaged_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    // Two pages of the export (1,000 events each) and a few more.
+    for chunk in 0..3 {
+        let batch: Vec<Value> = (0..700)
+            .map(|i| event("acme", &format!("user-{chunk}-{i}"), "update"))
+            .collect();
+        assert_eq!(
+            server.post("/v1/events", &server.admin, &json!(batch)).0,
+            201
+        );
+    }
+    server.stop();
+    let damage = |seq: i64| {
+        tampered_copy(dir.path(), |conn| {
+            conn.execute(
+                "UPDATE entries SET envelope = x'00' WHERE tenant = 'acme' AND seq = ?1",
+                [seq],
+            )
+            .unwrap();
+        })
+    };
+
+    // Newest first: seq 2,099 is on the first page.
+    let copy = damage(2_099);
+    let server = Server::start(copy.path());
+    let (status, body) = server.get("/v1/export?tenant=acme", &server.admin);
+    let shown = body.to_string();
+    assert_eq!(status, 500, "{}", &shown[..shown.len().min(300)]);
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(message.contains("trailmark verify"), "{message}");
+    drop(server);
+
+    // Seq 5 is on the third page: the answer has begun when it is read.
+    let copy = damage(5);
+    let server = Server::start(copy.path());
+    let output = copy.path().join("export.ndjson");
+    let out = cli(&[
+        "export",
+        "--url",
+        &server.url,
+        "--key",
+        &server.admin,
+        "--tenant",
+        "acme",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    let said = said(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("incomplete") && said.contains(output.to_str().unwrap()),
+        "{said}"
+    );
+    let written = std::fs::read_to_string(&output).unwrap();
+    assert!(
+        written.lines().count() < 2_099,
+        "{} lines",
+        written.lines().count()
+    );
 }
