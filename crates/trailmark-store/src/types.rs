@@ -797,8 +797,16 @@ impl Scopes {
     /// Parses `ingest,read,admin` (any subset, any order).
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut scopes = Self::default();
-        for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        if text.trim().is_empty() {
+            return Err("at least one scope is needed: ingest, read or admin".into());
+        }
+        for word in text.split(',').map(str::trim) {
             match word {
+                "" => {
+                    return Err(format!(
+                        "{text:?} has an empty scope between commas: list them as e.g. ingest,read"
+                    ));
+                }
                 "ingest" => scopes.ingest = true,
                 "read" => scopes.read = true,
                 "admin" => scopes.admin = true,
@@ -808,9 +816,6 @@ impl Scopes {
                     ));
                 }
             }
-        }
-        if scopes == Self::default() {
-            return Err("at least one scope is needed: ingest, read or admin".into());
         }
         Ok(scopes)
     }

@@ -301,6 +301,16 @@ fn a_key_request_with_unknown_empty_duplicate_or_mistyped_fields_is_refused_by_n
             "unknown scope",
         ),
         (
+            r#"{"scopes":"read,,admin","tenant":"acme"}"#,
+            "scopes",
+            "empty scope between commas",
+        ),
+        (
+            r#"{"scopes":"read,","tenant":"acme"}"#,
+            "scopes",
+            "empty scope between commas",
+        ),
+        (
             r#"{"scopes":["read"],"tenant":"acme"}"#,
             "scopes",
             "must be a string",
