@@ -232,6 +232,12 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
         .data_dir
         .or(file.data_dir)
         .unwrap_or_else(crate::default_data_dir);
+    if data_dir.as_os_str().is_empty() {
+        anyhow::bail!(
+            "data_dir: empty: name a directory, or leave it out for ./{}",
+            crate::default_data_dir().display()
+        );
+    }
     let https = trailmark_client::https::tls_config(args.ca_file.or(file.ca_file).as_deref())
         .map_err(|e| anyhow::anyhow!("ca file (--ca-file, TRAILMARK_CA_FILE, ca_file): {e}"))?;
     let witnesses = if args.witnesses.is_empty() {

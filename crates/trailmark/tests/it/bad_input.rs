@@ -1300,6 +1300,22 @@ fn serve_bounds_out_of_range_are_refused_by_name() {
         "{err}"
     );
     assert!(!data.join("trailmark.db").exists(), "a store was made");
+
+    // An empty data dir in the config file is named, not read as the
+    // current directory ("No such file or directory" named nothing).
+    let config = dir.path().join("trailmark.toml");
+    std::fs::write(&config, "data_dir = \"\"\n").unwrap();
+    let err = run(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(
+        err.contains("data_dir: empty: name a directory, or leave it out for ./trailmark-data"),
+        "{err}"
+    );
 }
 
 /// A capture batch or linger out of bounds stops the command with a message
