@@ -32,7 +32,10 @@ pub fn event_out(entry: &StoredEntry) -> Result<EventOut, StoreError> {
             name: get("actor_name"),
             kind: env.actor_type.as_str().to_owned(),
         },
-        changes: serde_json::from_value(get("changes")).unwrap_or_default(),
+        // Stored changes are always field -> {old, new} (checked when the
+        // event was taken): any other shape is damage, never shown as none.
+        changes: serde_json::from_value(get("changes"))
+            .map_err(|e| StoreError::Unreadable(format!("the payload's changes: {e}")))?,
         context: get("context"),
         id: env.id.to_string(),
         metadata: get("metadata"),

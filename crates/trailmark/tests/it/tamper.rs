@@ -310,6 +310,26 @@ fn a_damaged_row_answers_500_naming_verify_not_503() {
     );
     let (status, _) = server.get("/v1/events?tenant=acme&actor=user-3", &server.admin);
     assert_eq!(status, 200);
+    drop(server);
+
+    // Changes of another shape than field -> {old, new} are damage too,
+    // never shown as an event that recorded no change.
+    let copy = tampered_copy(original.path(), |conn| {
+        conn.execute(
+            "UPDATE entries SET payload = json_set(payload, '$.changes', json('{\"price\": 5}'))
+             WHERE tenant = 'acme' AND seq = 18",
+            [],
+        )
+        .unwrap();
+    });
+    let server = Server::start(copy.path());
+    let (status, body) = server.get("/v1/events?tenant=acme&limit=2", &server.admin);
+    assert_eq!(status, 500, "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("the payload's changes") && message.contains("trailmark verify"),
+        "{message}"
+    );
 }
 
 /// An export never leaves out an event it cannot show: a damaged row on its
