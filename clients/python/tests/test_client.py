@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import urllib.request
 from datetime import datetime, timezone
 
 import pytest
@@ -126,6 +127,60 @@ def test_events_the_server_refuses_are_kept_aside_and_the_rest_delivered(server,
     [(rejected_id, _, error)] = client.rejected()
     assert rejected_id == bad and "tenant" in error
     assert [e["id"] for e in server.events("tenant=kept")] == [good]
+    client.close()
+
+
+def ingest_requests(server) -> int:
+    """The server's count of ingest requests since it started (/metrics)."""
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("trailmark_ingest_requests_total "):
+                return int(float(line.split()[1]))
+    raise AssertionError("no trailmark_ingest_requests_total in /metrics")
+
+
+def test_an_event_refused_in_a_batch_never_takes_the_others_with_it(server, tmp_path):
+    client = make(server, tmp_path, batch_size=100)
+    taken = trailmark.uuid7()
+    client.record("door.open", actor={"id": "u", "type": "user"}, tenant="mixed", id=taken)
+    assert client.flush()
+    server.stop()
+    # One batch: nine new events and, among them, the stored id for
+    # another event (409, which names no index): the batch is narrowed
+    # down to it.
+    good = [client.record("a.b", actor={"id": f"u{n}", "type": "user"}, tenant="mixed") for n in range(4)]
+    client.record("door.close", actor={"id": "u", "type": "user"}, tenant="mixed", id=taken)
+    good += [client.record("a.b", actor={"id": f"u{n}", "type": "user"}, tenant="mixed") for n in range(4, 9)]
+    server.start()
+    until("the refusal", lambda: client.rejected())
+    assert client.flush()
+    [(refused, _, error)] = client.rejected()
+    assert refused == taken and error.startswith("409")
+    stored = sorted(e["id"] for e in server.events("tenant=mixed"))
+    assert stored == sorted(good + [taken])
+
+    # The narrowed batch grows back to its size: 300 events go in a few
+    # requests, not one or two each.
+    server.stop()
+    more = [client.record("a.b", actor={"id": f"v{n}", "type": "user"}, tenant="after") for n in range(300)]
+    server.start()
+    assert client.flush(30)
+    assert sorted(e["id"] for e in server.events("tenant=after")) == sorted(more)
+    assert ingest_requests(server) <= 12, ingest_requests(server)
+
+    # A 400 whose problems fill more than the 4,000 characters kept of an
+    # answer: the problems are read whole, so only the events they name are
+    # kept aside (all 100 were, when the cut answer could not be read).
+    server.stop()
+    ids = []
+    for n in range(100):
+        tenant = "Not A Tenant!" if n % 2 else "long"
+        ids.append(client.record("a.b", actor={"id": f"u{n}", "type": "user"}, tenant=tenant))
+    server.start()
+    until("the refusals", lambda: len(client.rejected()) > 1)
+    assert client.flush()
+    assert sorted(e["id"] for e in server.events("tenant=long")) == sorted(ids[0::2])
+    assert sorted(r[0] for r in client.rejected() if r[0] != taken) == sorted(ids[1::2])
     client.close()
 
 

@@ -267,8 +267,11 @@ fn send_loop(shared: &Shared, client: &Client) {
                     backoff = Duration::ZERO;
                     break;
                 }
-                Ok(_) => backoff = Duration::ZERO,
-                Err(Failure::Smaller) => batch = (batch / 2).max(1),
+                Ok(_) => {
+                    backoff = Duration::ZERO;
+                    batch = (batch * 2).min(shared.options.batch);
+                }
+                Err(Failure::Smaller(sent)) => batch = (sent / 2).max(1),
                 Err(Failure::Later(floor)) => {
                     backoff = next(backoff, floor, shared.options.max_backoff);
                     break;
@@ -286,8 +289,10 @@ fn send_loop(shared: &Shared, client: &Client) {
 }
 
 enum Failure {
-    /// Send smaller batches (413, or a 409 to narrow down to its event).
-    Smaller,
+    /// Send smaller batches (413, or a 409 or a 400 naming no event, to
+    /// narrow down to its event): half of the batch sent, of this many
+    /// events; each batch settled doubles it again.
+    Smaller(usize),
     /// Try again after at least this long.
     Later(Duration),
 }
@@ -356,15 +361,18 @@ fn send_one(shared: &Shared, client: &Client, batch: usize) -> Result<usize, Fai
         }
         Err(Error::Rejected(problems)) => {
             let named: Vec<usize> = problems.iter().filter_map(|p| p.index).collect();
-            let bad: Vec<_> = if named.is_empty() {
-                taken.clone()
-            } else {
-                taken
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| named.contains(i))
-                    .map(|(_, r)| r.clone())
-                    .collect()
+            let bad: Vec<_> = taken
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| named.contains(i))
+                .map(|(_, r)| r.clone())
+                .collect();
+            // A refusal naming no event of a batch is narrowed down to the
+            // event it is about: the others are never refused with it.
+            let bad = match (bad.is_empty(), taken.len()) {
+                (true, 1) => taken.clone(),
+                (true, n) => return Err(Failure::Smaller(n)),
+                (false, _) => bad,
             };
             let why = Error::Rejected(problems).to_string();
             tracing::error!("the server refused {} event(s): {why}", bad.len());
@@ -373,7 +381,7 @@ fn send_one(shared: &Shared, client: &Client, batch: usize) -> Result<usize, Fai
         }
         Err(e @ (Error::Conflict(_) | Error::TooLarge(_))) => {
             if taken.len() > 1 {
-                return Err(Failure::Smaller);
+                return Err(Failure::Smaller(taken.len()));
             }
             let why = e.to_string();
             tracing::error!("the server refused an event: {why}");

@@ -87,6 +87,10 @@ class Client:
         self.enabled = enabled
         self._key = key
         self._batch_size = batch_size
+        # The batch size asked for; a refusal narrowed down to its event (a
+        # 409, a 400 naming none, a 413) halves the batch, and each batch
+        # sent doubles it again up to this.
+        self._most = batch_size
         self._batch_bytes = batch_bytes
         self._flush_interval = flush_interval
         self._timeout = timeout
@@ -282,20 +286,22 @@ class Client:
         if 200 <= status < 300:
             self._spool.remove(seq for seq, _, _ in rows)
             self.sent += len(rows)
+            self._batch_size = min(self._most, self._batch_size * 2)
             return 0.0
-        text = text[:4000]
-        if status in (400, 409):
-            # 400: events that can never be stored; 409: an id already
-            # stored for another event. Sending them again cannot help.
-            self._refused(rows, f"{status} {text}")
-            return 0.0
-        if status == 413 and len(rows) == 1:
-            self._spool.reject(rows, f"413 {text}")
-            self.rejected_count += 1
-            return 0.0
-        if status == 413:
+        # 400: events that can never be stored, by index; 409: an id already
+        # stored for another event; 413: too large. Sending them again
+        # cannot help; the batch's other events are never refused with them.
+        bad = self._named(rows, text) if status == 400 else None
+        if len(rows) > 1 and status in (400, 409, 413) and not bad:
             self._batch_size = max(1, len(rows) // 2)
             return 0.0
+        if status in (400, 409, 413):
+            bad = bad or rows
+            self._spool.reject(bad, f"{status} {text[:4000]}")
+            self.rejected_count += len(bad)
+            log.error("trailmark: the server refused %d event(s): %s %s", len(bad), status, text[:500])
+            return 0.0
+        text = text[:4000]
         retry_after = headers.get("retry-after") if headers else None
         floor = float(retry_after) if retry_after and retry_after.isdigit() else 0.0
         if status in (401, 403):
@@ -355,15 +361,13 @@ class Client:
             self._conn.close()
             self._conn = None
 
-    def _refused(self, rows: list[tuple[int, str, str]], text: str) -> None:
-        """A 400: the events the problems name are kept aside as rejected;
-        the others are sent again."""
+    @staticmethod
+    def _named(rows: list[tuple[int, str, str]], text: str) -> list[tuple[int, str, str]]:
+        """The events of a batch a 400's problems name by index (the whole
+        answer read: a long list of problems is never cut short here)."""
         try:
-            problems = json.loads(text.split(" ", 1)[1]).get("errors", [])
+            problems = json.loads(text).get("errors", [])
         except (ValueError, AttributeError):
             problems = []
-        named = {p.get("index") for p in problems if isinstance(p, dict) and p.get("index") is not None}
-        bad = [r for i, r in enumerate(rows) if i in named] if named else rows
-        self._spool.reject(bad, text)
-        self.rejected_count += len(bad)
-        log.error("trailmark: the server refused %d event(s): %s", len(bad), text[:500])
+        named = {p.get("index") for p in problems if isinstance(p, dict) and isinstance(p.get("index"), int)}
+        return [r for i, r in enumerate(rows) if i in named]
