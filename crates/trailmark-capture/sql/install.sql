@@ -4,6 +4,9 @@
 -- owns, and upgrades what an older version installed).
 
 CREATE SCHEMA IF NOT EXISTS trailmark;
+-- A schema uninstall left (set_context alone, a no-op) says so in its comment;
+-- installed again, it no longer does.
+COMMENT ON SCHEMA trailmark IS NULL;
 
 -- One row per changed row, written inside the application's transaction.
 CREATE TABLE IF NOT EXISTS trailmark.outbox (

@@ -172,12 +172,18 @@ enum PgCommand {
         #[arg(long)]
         actor_name: Option<String>,
     },
-    /// Remove every Trailmark trigger and schema trailmark (outbox included).
-    /// Refuses while the outbox holds changes not yet drained, unless
+    /// Remove every Trailmark trigger, the outbox, publication and slot, and
+    /// schema trailmark but for trailmark.set_context(jsonb), left as a
+    /// no-op so that applications calling it keep working (--purge removes
+    /// it too). Refuses while changes are not yet drained, unless
     /// --drop-pending (which records how many were dropped in the trail).
     ///
     /// Example: trailmark capture pg uninstall --source postgres://app@db/shop
     Uninstall {
+        /// Remove trailmark.set_context too (once no application calls it:
+        /// then a call fails the application's transaction).
+        #[arg(long)]
+        purge: bool,
         /// Discard changes not yet drained; needs --server and --key to record it.
         #[arg(long, requires_all = ["server", "key"])]
         drop_pending: bool,
@@ -567,10 +573,11 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
                 return revert_event(&mut client, &event, &server, &key, apply, force, by).await;
             }
             PgCommand::Uninstall {
+                purge,
                 drop_pending,
                 server,
                 key,
-            } => uninstall(&mut client, drop_pending, server.as_deref(), key.as_deref()).await?,
+            } => uninstall(&mut client, (drop_pending, purge), (server, key)).await?,
             PgCommand::Run { .. } => unreachable!("handled above"),
         }
         Ok(ExitCode::SUCCESS)
@@ -847,15 +854,17 @@ async fn revert_event(
 #[allow(clippy::print_stdout)] // the command's output
 async fn uninstall(
     client: &mut tokio_postgres::Client,
-    drop_pending: bool,
-    server: Option<&str>,
-    key: Option<&str>,
+    (drop_pending, purge): (bool, bool),
+    (server, key): (Option<String>, Option<String>),
 ) -> anyhow::Result<()> {
     if drop_pending {
         // Recorded before anything is dropped: the trail says it
         // even if the uninstall then fails.
         let status = trailmark_capture::status(client).await?;
-        let http = crate::source::Http::new(server.unwrap_or_default(), key.unwrap_or_default())?;
+        let http = crate::source::Http::new(
+            server.as_deref().unwrap_or_default(),
+            key.as_deref().unwrap_or_default(),
+        )?;
         let event = serde_json::json!({
             "action": "capture.pending_dropped",
             "actor": {"id": "trailmark-cli", "type": "system"},
@@ -866,11 +875,20 @@ async fn uninstall(
             .await?
             .context("recording --drop-pending in the trail")?;
     }
-    let removed = trailmark_capture::uninstall(client, drop_pending).await?;
-    println!(
-        "removed capture from {} tables and dropped schema trailmark",
-        removed.tables.len()
-    );
+    let removed = trailmark_capture::uninstall(client, drop_pending, purge).await?;
+    if purge {
+        println!(
+            "removed capture from {} tables and dropped schema trailmark",
+            removed.tables.len()
+        );
+    } else {
+        println!(
+            "removed capture from {} tables; schema trailmark keeps only set_context(jsonb), \
+             a no-op, so that applications calling it keep working \
+             (`capture pg uninstall --purge` removes it once none does)",
+            removed.tables.len()
+        );
+    }
     if removed.dropped > 0 {
         println!("dropped {} changes that were not drained", removed.dropped);
     }

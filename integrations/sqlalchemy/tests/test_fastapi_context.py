@@ -4,6 +4,7 @@ Trailmark capture."""
 
 import asyncio
 import os
+import subprocess
 import sys
 
 import httpx
@@ -18,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), os.path.dirname(os.path.dirname(HERE))]
 
 import trailmark.sqlalchemy  # noqa: E402
-from pgtest import Database  # noqa: E402
+from pgtest import Database, trailmark_bin  # noqa: E402
 from psycopg.conninfo import make_conninfo  # noqa: E402
 from trailmark.asgi import TrailmarkMiddleware  # noqa: E402
 
@@ -214,3 +215,33 @@ def test_an_application_role_that_owns_nothing_writes_and_is_captured():
         db.drop()
         with psycopg.connect(make_conninfo(db.server, dbname="postgres"), autocommit=True) as c:
             c.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_uninstalling_capture_never_fails_a_pooled_connections_transactions():
+    """A pooled connection asked once whether `trailmark.set_context`
+    exists; capture uninstalled while the application runs leaves it as a
+    no-op, so the application's next writes on that connection go through
+    (they failed, `schema "trailmark" does not exist`, until it was
+    restarted). Installed again, its writes carry their context again."""
+    db = Database("tm_sqla_uninstall")
+    engine = create_engine(db.url().replace("postgresql://", "postgresql+psycopg://"), pool_size=1, max_overflow=0)
+    try:
+        Base.metadata.create_all(engine)
+        db.install("--tables", "public.invoice")
+        app = adding_app(engine)
+        asyncio.run(call(app, "PUT", "/invoices/1", user="alice", total="5.00"))
+        db.clear_outbox()
+        out = subprocess.run(
+            [trailmark_bin(), "capture", "pg", "uninstall", "--source", db.conninfo],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+        asyncio.run(call(app, "PUT", "/invoices/2", user="bob", total="6.00"))
+        db.install("--tables", "public.invoice")
+        asyncio.run(call(app, "PUT", "/invoices/3", user="carol", total="7.00"))
+        [(op, ctx, _, new)] = db.outbox()
+        assert op == "insert" and new["id"] == 3 and ctx["actor_id"] == "carol"
+    finally:
+        engine.dispose()
+        db.drop()

@@ -530,13 +530,59 @@ pub struct Uninstalled {
     pub dropped: i64,
 }
 
+/// What [`uninstall`] leaves behind: the one function applications call.
+/// Every stack is told to run `SELECT trailmark.set_context(...)` in each
+/// transaction (docs/integrations.md); dropped with the rest, it would fail
+/// every transaction of a running application (the Python integrations ask
+/// once per connection whether it exists, and a pooled connection keeps
+/// asking no more). A no-op in its place keeps them working; install
+/// replaces it; `purge` removes it.
+pub const SET_CONTEXT_STUB: &str = "CREATE SCHEMA trailmark;
+GRANT USAGE ON SCHEMA trailmark TO PUBLIC;
+CREATE FUNCTION trailmark.set_context(context jsonb) RETURNS void
+LANGUAGE plpgsql AS $trailmark$ BEGIN NULL; END $trailmark$;
+COMMENT ON SCHEMA trailmark IS 'left by trailmark capture pg uninstall: set_context(jsonb) alone, a no-op, so that applications calling it keep working; trailmark capture pg uninstall --purge removes it';";
+
 /// Removes capture. Changes not yet drained are never dropped silently:
 /// with some in the outbox this refuses unless `drop_pending` is given.
-pub async fn uninstall(client: &mut Client, drop_pending: bool) -> Result<Uninstalled, Error> {
+/// `trailmark.set_context(jsonb)` stays, a no-op ([`SET_CONTEXT_STUB`]),
+/// unless `purge`; with `purge` on a database where only that no-op is
+/// left, it is removed.
+pub async fn uninstall(
+    client: &mut Client,
+    drop_pending: bool,
+    purge: bool,
+) -> Result<Uninstalled, Error> {
     let tx = client
         .transaction()
         .await
         .map_err(pg("starting the uninstall transaction"))?;
+    if installed_version(&tx).await?.is_none() {
+        let stub = tx
+            .query_one(
+                "SELECT to_regprocedure('trailmark.set_context(jsonb)') IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(pg("looking for trailmark.set_context"))?
+            .get::<_, bool>(0);
+        if !(purge && stub) {
+            return Err(Error::NotInstalled);
+        }
+        // The schema goes only if the no-op was all it held.
+        tx.batch_execute(
+            "DROP FUNCTION trailmark.set_context(jsonb); DROP SCHEMA trailmark RESTRICT",
+        )
+        .await
+        .map_err(pg(
+            "dropping the no-op trailmark.set_context and schema trailmark",
+        ))?;
+        tx.commit().await.map_err(pg("committing the uninstall"))?;
+        return Ok(Uninstalled {
+            tables: Vec::new(),
+            dropped: 0,
+        });
+    }
     // No drainer or trigger may add or take rows while we count and drop.
     tx.batch_execute("LOCK TABLE trailmark.outbox IN ACCESS EXCLUSIVE MODE")
         .await
@@ -567,6 +613,11 @@ pub async fn uninstall(client: &mut Client, drop_pending: bool) -> Result<Uninst
     )))
     .await
     .map_err(pg("dropping schema trailmark"))?;
+    if !purge {
+        tx.batch_execute(SET_CONTEXT_STUB)
+            .await
+            .map_err(pg("leaving trailmark.set_context as a no-op"))?;
+    }
     tx.commit().await.map_err(pg("committing the uninstall"))?;
     if slot {
         wal::drop_slot(&*client).await?;

@@ -182,7 +182,7 @@ async fn a_rolled_back_change_leaves_nothing_in_the_outbox() {
 }
 
 #[tokio::test]
-async fn install_is_idempotent_status_reports_and_uninstall_removes_everything() {
+async fn install_is_idempotent_status_reports_and_uninstall_leaves_applications_working() {
     let mut db = TestDb::new().await;
     assert!(matches!(status(&db.client).await, Err(Error::NotInstalled)));
     customers(&mut db, &[]).await;
@@ -194,10 +194,17 @@ async fn install_is_idempotent_status_reports_and_uninstall_removes_everything()
         .await;
     // The four statement-level ones and trailmark_replica.
     assert_eq!(triggers, 5, "installing twice changes nothing");
-    let mut app = db.another().await;
-    app.batch_execute("INSERT INTO customer VALUES (1, 'a', 1, 'x'), (2, 'b', 2, 'y')")
-        .await
-        .unwrap();
+    let app = db.another().await;
+    // The application sets the context in each transaction, as
+    // docs/integrations.md tells every stack to.
+    let with_context = |sql: &str| {
+        format!("BEGIN; SELECT trailmark.set_context('{{\"actor_id\": \"42\"}}'); {sql}; COMMIT")
+    };
+    app.batch_execute(&with_context(
+        "INSERT INTO customer VALUES (1, 'a', 1, 'x'), (2, 'b', 2, 'y')",
+    ))
+    .await
+    .unwrap();
     let s = status(&db.client).await.unwrap();
     assert_eq!(
         (s.version.as_str(), s.tables.as_slice(), s.outbox_depth),
@@ -213,21 +220,65 @@ async fn install_is_idempotent_status_reports_and_uninstall_removes_everything()
 
     // Two changes not drained: refused, and nothing is removed.
     assert!(matches!(
-        uninstall(&mut db.client, false).await,
+        uninstall(&mut db.client, false, false).await,
         Err(Error::PendingChanges(2))
     ));
     assert_eq!(status(&db.client).await.unwrap().outbox_depth, 2);
-    let removed = uninstall(&mut db.client, true).await.unwrap();
+    let removed = uninstall(&mut db.client, true, false).await.unwrap();
     assert_eq!(
         (removed.tables.as_slice(), removed.dropped),
         (&["public.customer".to_owned()][..], 2)
     );
     assert!(matches!(status(&db.client).await, Err(Error::NotInstalled)));
-    // The application keeps working without capture.
-    app.batch_execute("INSERT INTO customer VALUES (3, 'c', 3, 'z')")
+    // The application keeps working without capture, its call to
+    // set_context included (a no-op now: dropped, it failed every
+    // transaction of the application until it was restarted).
+    app.batch_execute(&with_context(
+        "INSERT INTO customer VALUES (3, 'c', 3, 'z')",
+    ))
+    .await
+    .unwrap();
+    assert!(matches!(
+        uninstall(&mut db.client, false, false).await,
+        Err(Error::NotInstalled)
+    ));
+    // Installed again, the same session's calls set its context again.
+    install(&mut db.client, &[table("public.customer")], None)
         .await
         .unwrap();
-    let _ = &mut app;
+    app.batch_execute(&with_context("UPDATE customer SET name = 'd' WHERE id = 3"))
+        .await
+        .unwrap();
+    let actor: String = db
+        .client
+        .query_one("SELECT context ->> 'actor_id' FROM trailmark.outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(actor, "42");
+    // --purge removes the function too, and with only it left, it alone.
+    uninstall(&mut db.client, true, false).await.unwrap();
+    let comment: Option<String> = db
+        .client
+        .query_one("SELECT obj_description('trailmark'::regnamespace)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(comment.is_some_and(|c| c.contains("--purge")));
+    let removed = uninstall(&mut db.client, false, true).await.unwrap();
+    assert!(removed.tables.is_empty());
+    let schema: Option<String> = db
+        .client
+        .query_one("SELECT to_regnamespace('trailmark')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schema, None, "--purge leaves nothing");
+    assert!(app.batch_execute(&with_context("SELECT 1")).await.is_err());
+    assert!(matches!(
+        uninstall(&mut db.client, false, true).await,
+        Err(Error::NotInstalled)
+    ));
 }
 
 #[tokio::test]

@@ -380,7 +380,7 @@ async fn wal_mode_keeps_undrained_changes_until_the_ledger_has_them() {
         .await
         .unwrap();
     // Uninstall refuses while changes wait in the slot.
-    let refused = uninstall(&mut db.client, false).await.unwrap_err();
+    let refused = uninstall(&mut db.client, false, false).await.unwrap_err();
     assert!(
         matches!(refused, trailmark_capture::Error::PendingChanges(2)),
         "{refused}"
@@ -404,7 +404,7 @@ async fn wal_mode_keeps_undrained_changes_until_the_ledger_has_them() {
     let first = drained(&db).await;
     assert_eq!(first.len(), 2);
     assert!(drained(&db).await.is_empty(), "nothing is decoded twice");
-    let removed = uninstall(&mut db.client, false).await.unwrap();
+    let removed = uninstall(&mut db.client, false, false).await.unwrap();
     assert_eq!(removed.dropped, 0);
     let slots = db
         .count("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()")
@@ -3678,7 +3678,7 @@ async fn the_publication_dropped_by_hand_is_refused_in_wal_mode() {
         0
     );
     install(&mut db.client, &[], Some(Mode::Wal)).await.unwrap();
-    uninstall(&mut db.client, false).await.unwrap();
+    uninstall(&mut db.client, false, false).await.unwrap();
     assert_eq!(
         db.count("SELECT count(*) FROM pg_publication WHERE pubname = 'trailmark'")
             .await,
@@ -3808,7 +3808,7 @@ async fn partitions_made_attached_and_detached_after_install_are_followed_in_bot
         // Uninstalled, no capture trigger is left on the table or any
         // partition (they go with the functions they call). (The detach's
         // record, undrained, goes with it.)
-        uninstall(&mut db.client, true).await.unwrap();
+        uninstall(&mut db.client, true, false).await.unwrap();
         let triggers = db
             .count("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'trailmark\\_%'")
             .await;

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::{PgDb, Server, cli, drain_once, install, run_ok, succeeded, verify_dir};
+use crate::{PgDb, Server, cli, drain_once, install, run_ok, said, succeeded, verify_dir};
 
 #[test]
 fn capture_install_status_and_uninstall_from_the_cli() {
@@ -69,7 +69,8 @@ fn capture_install_status_and_uninstall_from_the_cli() {
         &server.admin,
     ]);
     assert!(
-        stdout.contains("dropped 2 changes that were not drained"),
+        stdout.contains("dropped 2 changes that were not drained")
+            && stdout.contains("schema trailmark keeps only set_context(jsonb), a no-op"),
         "{stdout}"
     );
     let (_, recorded) = server.get("/v1/events?action=capture.pending_dropped", &server.admin);
@@ -79,6 +80,15 @@ fn capture_install_status_and_uninstall_from_the_cli() {
     );
     let out = cli(&["capture", "pg", "status", "--source", &source]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not installed"));
+    // --purge takes the no-op set_context too; then there is nothing left.
+    let stdout = run_ok(&["capture", "pg", "uninstall", "--source", &source, "--purge"]);
+    assert!(stdout.contains("dropped schema trailmark"), "{stdout}");
+    assert_eq!(
+        db.text("SELECT count(*)::text FROM pg_namespace WHERE nspname = 'trailmark'"),
+        "0"
+    );
+    let out = cli(&["capture", "pg", "uninstall", "--source", &source, "--purge"]);
+    assert!(said(&out).contains("not installed"), "{}", said(&out));
 }
 
 /// A table or column whose name holds a dot or a space is given in double
