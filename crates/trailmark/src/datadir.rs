@@ -25,6 +25,24 @@ pub fn db_path(dir: &Path) -> PathBuf {
     dir.join(DB_FILE)
 }
 
+/// Replaces the file at `path` whole and durably: the new bytes are on
+/// disk before they take the old file's name (through `<path>.tmp`), and the
+/// name before this returns. A power cut leaves the old file or the new,
+/// never an empty or half-written one (a state file that remembers
+/// checkpoints would lose them).
+pub fn replace_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::File::open(dir)?.sync_all()
+}
+
 /// Writes a secret file that only the owner can read; never overwrites.
 pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
     let mut file = fs::OpenOptions::new()

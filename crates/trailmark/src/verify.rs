@@ -154,12 +154,11 @@ fn load_state(path: &Path, prefix: &str) -> anyhow::Result<Vec<Pinned>> {
         .collect()
 }
 
+/// Replaces the state file whole and durably ([`crate::datadir::replace_durably`]).
 fn save_state(path: &Path, state: &BTreeMap<String, String>) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(state)? + "\n")
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
+    let text = serde_json::to_string_pretty(state)? + "\n";
+    crate::datadir::replace_durably(path, text.as_bytes())
+        .with_context(|| format!("replacing {}", path.display()))
 }
 
 /// The keys to trust for a tenant, each with the sizes it may sign. With

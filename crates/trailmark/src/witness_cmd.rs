@@ -6,7 +6,6 @@
 //! (and fsynced) before the cosignature is answered.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -81,15 +80,7 @@ fn save_state(path: &Path, latest: &Latest) -> std::io::Result<()> {
         .iter()
         .map(|(o, (s, r))| (o, (*s, r.to_base64())))
         .collect();
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(serde_json::to_string_pretty(&raw)?.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    crate::datadir::replace_durably(path, serde_json::to_string_pretty(&raw)?.as_bytes())
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response {
