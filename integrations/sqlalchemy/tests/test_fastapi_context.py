@@ -245,3 +245,27 @@ def test_uninstalling_capture_never_fails_a_pooled_connections_transactions():
     finally:
         engine.dispose()
         db.drop()
+
+
+def test_capture_installed_while_the_application_runs_reaches_its_pooled_connections(monkeypatch):
+    """A pooled connection that found no `trailmark.set_context` (capture
+    not yet installed) asks again once `RECHECK_SECONDS` have passed: in
+    WAL mode, where settings alone never reach the drainer, its writes carry
+    their context from then on (they went without it until the application
+    restarted). The interval is 0 here, so the next transaction asks."""
+    db = Database("tm_sqla_late", logical=True)
+    engine = create_engine(db.url().replace("postgresql://", "postgresql+psycopg://"), pool_size=1, max_overflow=0)
+    try:
+        monkeypatch.setattr(trailmark._pgcontext, "RECHECK_SECONDS", 0.0)
+        Base.metadata.create_all(engine)
+        app = adding_app(engine)
+        asyncio.run(call(app, "PUT", "/invoices/1", user="alice", total="5.00"))
+        assert db.install("--mode", "wal", "--tables", "public.invoice").startswith("mode wal")
+        asyncio.run(call(app, "PUT", "/invoices/2", user="bob", total="6.00"))
+        assert db.wal() == [
+            ("context", {"actor_id": "bob", "actor_type": "user", "ip": "198.51.100.4", "user_agent": "pytest", "request_id": "req-9"}),
+            ("insert", None),
+        ]
+    finally:
+        engine.dispose()
+        db.drop()

@@ -27,10 +27,8 @@ def apply(connection, ctx: Mapping[str, str] | None = None) -> None:
     items = [(k, str(ctx[k])) for k in CONTEXT_KEYS if ctx.get(k)]
     if not items:
         return
-    info = connection.info  # kept with the pooled DBAPI connection
-    if _pgcontext.INFO_KEY not in info:
-        info[_pgcontext.INFO_KEY] = bool(connection.execute(text(_pgcontext.CHECK)).scalar())
-    if info[_pgcontext.INFO_KEY]:
+    # connection.info is kept with the pooled DBAPI connection.
+    if _pgcontext.has_set_context(connection.info, lambda: connection.execute(text(_pgcontext.CHECK)).scalar()):
         connection.execute(text("SELECT trailmark.set_context(CAST(:context AS jsonb))"), {"context": _pgcontext.as_json(items)})
         return
     sql = ", ".join(f"set_config('trailmark.{k}', :{k}, true)" for k, _ in items)

@@ -42,16 +42,18 @@ def context_from_request(request, settings: conf.Settings) -> dict[str, str]:
 
 
 def _has_set_context(context):
-    """Whether the connection's database has ``trailmark.set_context``,
-    asked once per connection."""
+    """Whether the connection's database has ``trailmark.set_context``
+    (`_pgcontext.has_set_context`: kept with the connection)."""
     wrapper = context["connection"]
-    known = getattr(wrapper, "_trailmark_set_context", None)
-    if known is None:
+    if not hasattr(wrapper, "_trailmark"):
+        wrapper._trailmark = {}
+
+    def ask():
         raw = context["cursor"].cursor
         raw.execute(_pgcontext.CHECK)
-        known = bool(raw.fetchone()[0])
-        wrapper._trailmark_set_context = known
-    return known
+        return raw.fetchone()[0]
+
+    return _pgcontext.has_set_context(wrapper._trailmark, ask)
 
 
 def _prefix(ctx, named, set_context=False):
