@@ -3,7 +3,9 @@
 # Include in ApplicationController. Each request runs in one database
 # transaction that starts with SELECT trailmark.set_context(...) (both capture
 # modes; set_config('trailmark.*', ..., true) where capture predates the
-# function, asked once per connection), so
+# function: a connection that found it believes so for good, one that did not
+# asks again after RECHECK_SECONDS, so capture installed while the
+# application runs reaches it), so
 # every write the request makes -- update_all, insert_all, raw SQL through
 # the connection, callbacks or not -- is captured with who made it, and the
 # values end with the transaction: the pooled connection carries nothing into
@@ -13,6 +15,9 @@ require "json"
 
 module TrailmarkContext
   NAMES = %w[actor_id actor_type actor_name ip user_agent request_id session_id tenant reason].freeze
+  # How long a connection believes its database has no trailmark.set_context
+  # (the Python integrations' RECHECK_SECONDS, the same 10 s).
+  RECHECK_SECONDS = 10.0
 
   def self.included(base)
     base.around_action :with_trailmark_context
@@ -32,17 +37,29 @@ module TrailmarkContext
   # The SQL that sets `context` on `connection`'s current transaction in
   # either capture mode: trailmark.set_context where the database has it.
   def self.context_sql(connection, context)
-    unless connection.instance_variable_defined?(:@trailmark_set_context)
-      found = connection.select_value("SELECT to_regprocedure('trailmark.set_context(jsonb)') IS NOT NULL")
-      connection.instance_variable_set(:@trailmark_set_context, [true, "t"].include?(found))
-    end
-    return set_config_sql(connection, context) unless connection.instance_variable_get(:@trailmark_set_context)
+    return set_config_sql(connection, context) unless set_context?(connection)
 
     given = NAMES.each_with_object({}) do |name, out|
       value = context[name.to_sym] || context[name]
       out[name] = value.to_s unless value.nil? || value.to_s.empty?
     end
     given.empty? ? nil : "SELECT trailmark.set_context(#{connection.quote(JSON.generate(given))}::jsonb)"
+  end
+
+  # Whether `connection`'s database has trailmark.set_context: kept with
+  # the connection, true for good, or the time to ask again.
+  def self.set_context?(connection)
+    known = connection.instance_variable_get(:@trailmark_set_context) if connection.instance_variable_defined?(:@trailmark_set_context)
+    return true if known == true
+
+    now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    return false if known && now < known
+
+    found = [true, "t"].include?(
+      connection.select_value("SELECT to_regprocedure('trailmark.set_context(jsonb)') IS NOT NULL"),
+    )
+    connection.instance_variable_set(:@trailmark_set_context, found || now + RECHECK_SECONDS)
+    found
   end
 
   private

@@ -127,6 +127,22 @@ class TrailmarkContextTest < Minitest::Test
     h
   end
 
+  # A connection that found no trailmark.set_context (capture not yet
+  # installed) uses set_config until RECHECK_SECONDS have passed, then asks
+  # again and finds it (it kept the first answer for its life before).
+  def test_a_connection_without_set_context_asks_again_after_the_recheck_interval
+    conn = ActiveRecord::Base.connection
+    context = { actor_id: "7" }
+    now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    conn.instance_variable_set(:@trailmark_set_context, now + 60)
+    assert_match(/\ASELECT set_config\(/, TrailmarkContext.context_sql(conn, context))
+    conn.instance_variable_set(:@trailmark_set_context, now - 1)
+    assert_match(/\ASELECT trailmark\.set_context\(/, TrailmarkContext.context_sql(conn, context))
+    assert_equal true, conn.instance_variable_get(:@trailmark_set_context)
+  ensure
+    conn.remove_instance_variable(:@trailmark_set_context) if conn.instance_variable_defined?(:@trailmark_set_context)
+  end
+
   def test_update_all_carries_the_signed_in_user_and_request
     put "/customers/2", { name: "Globex" }, headers("42")
     assert_equal 200, last_response.status
