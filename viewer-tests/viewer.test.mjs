@@ -126,7 +126,7 @@ test('an admin finds, inspects, follows history, charts and verifies, then tampe
 
   // Its record's history, oldest first, with the state after each step.
   await page.click('text=History of this record');
-  await page.waitForURL(/\/ui\/history\/Invoice\/61$/);
+  await page.waitForURL(/\/ui\/history\/Invoice\/61\?tenant=acme$/); // a record is one tenant's
   const steps = page.locator('ol.history > li');
   assert.equal(await steps.count(), 2);
   assert.match(await steps.nth(0).textContent(), /create/);
@@ -310,7 +310,7 @@ test('the Retention page lists policies and holds and previews a cleanup; an era
   assert.match(await notice.textContent(), /Payload erased: GDPR request 9 \(recorded in _system seq \d+\)/);
   assert.equal(await page.locator('.proof').getAttribute('data-verified'), 'true', 'its proof still verifies');
   await page.click('text=History of this record');
-  await page.waitForURL(/\/ui\/history\/Report\/q3$/);
+  await page.waitForURL(/\/ui\/history\/Report\/q3\?tenant=globex$/);
   assert.match(await page.locator('ol.history > li').first().textContent(), /Payload erased: GDPR request 9/);
   assert.equal(await page.locator('ol.history > li .incomplete').count(), 1);
   await page.screenshot({ path: join(artifacts, 'history-erased.png'), fullPage: true });

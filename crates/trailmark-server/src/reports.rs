@@ -129,6 +129,7 @@ pub async fn record_history<S: Store>(
     );
     let read = async {
         let (own, truncated) = all_oldest_first(app, query, MAX_HISTORY).await?;
+        one_tenant(&kind, &id, &own)?;
         let (entries, truncated) = with_type_events(app, of_type, own, truncated).await?;
         let mut state = RecordState::default();
         let mut events = Vec::with_capacity(entries.len());
@@ -169,6 +170,23 @@ pub async fn record_history<S: Store>(
         resource: RecordRef { id, kind },
         truncated,
     })
+}
+
+/// A record is named by its type and id within one tenant: where the events
+/// read name it in several (a key that sees them all, no `tenant` given),
+/// they are several records, and one history of them would show a state no
+/// record had (each step's fields laid over another tenant's). Refused as
+/// an event id found in two tenants is.
+fn one_tenant<T: Placed>(kind: &str, id: &str, own: &[T]) -> Result<(), ApiError> {
+    let tenants = own_by_tenant(own);
+    if tenants.len() < 2 {
+        return Ok(());
+    }
+    let names: Vec<&str> = tenants.iter().map(|(t, _)| t.as_str()).collect();
+    Err(ApiError::Conflict(format!(
+        "record {kind}:{id} has events in tenants {}: a record is one tenant's; ask with ?tenant=",
+        names.join(", ")
+    )))
 }
 
 /// A record's own events (oldest first; `truncated`: older ones left out)

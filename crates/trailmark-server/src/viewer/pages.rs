@@ -84,10 +84,17 @@ fn action_class(action: &str, outcome: &str) -> &'static str {
     }
 }
 
+/// A record's history page, in the event's tenant: a record is named by
+/// its type and id within one tenant.
 fn history_link(event: &EventOut) -> Option<String> {
     let resource = event.resource.as_ref()?;
     let id = resource.id.as_deref()?;
-    Some(format!("/ui/history/{}/{}", enc(&resource.kind), enc(id)))
+    Some(format!(
+        "/ui/history/{}/{}?tenant={}",
+        enc(&resource.kind),
+        enc(id),
+        enc(&event.tenant)
+    ))
 }
 
 fn filter_bar(f: &EventFilters) -> String {
@@ -332,7 +339,7 @@ fn removal_notice(e: &EventOut) -> String {
     )
 }
 
-/// The query of an event page's link.
+/// The query of an event or history page's link.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventLink {
@@ -413,10 +420,12 @@ pub(crate) async fn history<S: Store>(
     State(viewer): State<Arc<Viewer<S>>>,
     headers: HeaderMap,
     Path((kind, id)): Path<(String, String)>,
+    QueryParams(link): QueryParams<EventLink>,
 ) -> Result<Html<String>, PageError> {
     let who = viewer.who(&headers).await?;
+    // Links name the record's tenant (see `history_link`).
     let filters = EventFilters {
-        tenant: who.tenant.clone(),
+        tenant: who.tenant.clone().or(link.tenant),
         ..EventFilters::default()
     };
     let reader = crate::auth::Authorized::check(who.caller.clone())?;

@@ -1426,3 +1426,52 @@ fn tls_settings_that_cannot_be_honoured_are_refused_by_name() {
         "a store was made"
     );
 }
+
+/// An id names one thing within one tenant. Asked without a tenant by a
+/// key that sees several, an event id or a record found in two tenants is
+/// refused (409, naming both, asking for `?tenant=`), never answered with
+/// the first found or, for a record's history, with two records' events as
+/// one life: its `state_after` laid one tenant's fields over the other's.
+/// With the tenant, each answers alone.
+#[test]
+fn an_id_in_two_tenants_is_refused_as_ambiguous_without_a_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let id = "0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d5e";
+    for (tenant, field) in [("north", "email"), ("south", "name")] {
+        let mut e = crate::event(tenant, "u1", "update");
+        e["id"] = json!(id);
+        e["resource"] = json!({"type": "Customer", "id": "61"});
+        e["changes"] = json!({field: {"old": null, "new": tenant}});
+        assert_eq!(server.post("/v1/events", &server.admin, &e).0, 201);
+    }
+    for path in [
+        format!("/v1/events/{id}"),
+        "/v1/resources/Customer/61/history".to_owned(),
+    ] {
+        let (status, body) = server.get(&path, &server.admin);
+        assert_eq!(status, 409, "{path}: {body}");
+        let message = body["error"].as_str().unwrap();
+        assert!(
+            message.contains("north") && message.contains("south") && message.contains("?tenant="),
+            "{path}: {message}"
+        );
+    }
+    let (status, history) = server.get(
+        "/v1/resources/Customer/61/history?tenant=south",
+        &server.admin,
+    );
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(history["events"].as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(
+        history["events"][0]["state_after"],
+        json!({"name": "south"})
+    );
+    let bound = server.key("read", Some("north"));
+    let (status, history) = server.get("/v1/resources/Customer/61/history", &bound);
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(
+        history["events"][0]["state_after"],
+        json!({"email": "north"})
+    );
+}
