@@ -849,6 +849,9 @@ async fn erase<S: Store>(
             .await?;
         return Ok(check.report(false));
     }
+    if asked.tenant.is_none() {
+        one_tenant_reached(&check, &selection.record)?;
+    }
     if check.held > 0 {
         let named: Vec<String> = check
             .held_seqs
@@ -880,6 +883,26 @@ async fn erase<S: Store>(
     }
     let scrubbed = scrub(app, &run).await;
     Ok(run.report(scrubbed))
+}
+
+/// An actor or record id is one tenant's: an erasure without `tenant` whose
+/// matching entries are in several tenants would erase several people or
+/// records under one id (user 42 of every customer), and is refused,
+/// naming the tenants (its dry run lists them all, with their counts).
+fn one_tenant_reached(check: &Tally, record: &Map<String, Value>) -> Result<(), ApiError> {
+    let mut reached: std::collections::BTreeSet<String> =
+        check.groups.keys().map(|(t, _, _)| t.clone()).collect();
+    reached.extend(check.held_seqs.iter().map(|(t, _, _)| t.to_string()));
+    if reached.len() < 2 {
+        return Ok(());
+    }
+    let selector = record.get("selector").and_then(Value::as_str).unwrap_or("");
+    Err(ApiError::Conflict(format!(
+        "{selector} has entries in tenants {}: an id is one tenant's, so these may be different \
+         people or records, and nothing was erased; give \"tenant\" for each one that means the \
+         same (a dry run without it lists them all)",
+        reached.into_iter().collect::<Vec<_>>().join(", ")
+    )))
 }
 
 /// The most distinct removal records one answer reads to give reasons.

@@ -124,7 +124,9 @@ pub struct EraseArgs {
     /// Erase the history of this record, as TYPE:ID.
     #[arg(long)]
     resource: Option<String>,
-    /// Only this tenant (default: every tenant the key sees).
+    /// The tenant whose actor or record this is. Without it, the erasure
+    /// is refused when the id has entries in more than one tenant the key
+    /// sees (an id is one tenant's); --dry-run lists them all.
     #[arg(long)]
     tenant: Option<String>,
     /// Kept forever in `_system`: a ticket number, not a person's name.

@@ -741,3 +741,50 @@ fn a_cleanup_longer_than_the_request_timeout_finishes_and_the_cli_reports_it() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains(&format!("(0 erased, {n} expired)")), "{text}");
 }
+
+/// An actor id is one tenant's: an erasure without `tenant` whose entries
+/// are in two tenants is refused (409 naming both) and erases nothing,
+/// where it erased user 42 of every customer; its dry run lists both
+/// tenants' entries; with `tenant`, or where the id is in one tenant only,
+/// it erases.
+#[test]
+fn an_erasure_without_a_tenant_reaching_two_tenants_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    for tenant in ["north", "south", "south"] {
+        let e = crate::event(tenant, "u-42", "update");
+        assert_eq!(server.post("/v1/events", &server.admin, &e).0, 201);
+    }
+    let only_north = crate::event("north", "u-7", "login");
+    assert_eq!(server.post("/v1/events", &server.admin, &only_north).0, 201);
+    let erase = |body: Value| server.post("/v1/erasures", &server.admin, &body);
+
+    let (status, body) = erase(json!({"actor": "u-42", "reason": "ticket 9"}));
+    assert_eq!(status, 409, "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains("actor=u-42 has entries in tenants north, south")
+            && message.contains("nothing was erased"),
+        "{message}"
+    );
+    let (_, north) = server.get("/v1/events?tenant=north&actor=u-42", &server.admin);
+    assert_eq!(north["events"][0]["state"], "present", "{north}");
+
+    let (status, dry) = erase(json!({"actor": "u-42", "reason": "ticket 9", "dry_run": true}));
+    assert_eq!(status, 200, "{dry}");
+    let tenants: Vec<&str> = dry["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (tenants, &dry["entries"]),
+        (vec!["north", "south"], &json!(3))
+    );
+
+    let (status, done) = erase(json!({"tenant": "south", "actor": "u-42", "reason": "ticket 9"}));
+    assert_eq!((status, &done["entries"]), (200, &json!(2)), "{done}");
+    let (status, done) = erase(json!({"actor": "u-7", "reason": "ticket 10"}));
+    assert_eq!((status, &done["entries"]), (200, &json!(1)), "{done}");
+}
