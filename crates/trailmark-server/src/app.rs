@@ -466,7 +466,9 @@ impl Caller {
 }
 
 impl<S: Store> App<S> {
-    /// One removal, hold or policy change at a time: among this server's
+    /// One removal, hold, policy change or key revocation at a time (a
+    /// revocation checks that an admin key seeing every tenant is left):
+    /// among this server's
     /// tasks, and (through the store) among every server sharing the
     /// ledger. A hold placed during an erasure's walk could otherwise miss
     /// it. Both parts are released when the pair is dropped.

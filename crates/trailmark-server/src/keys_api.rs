@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Map, Value};
 use trailmark_core::TenantId;
-use trailmark_store::{Scopes, Store};
+use trailmark_store::{KeyRecord, Scopes, Store};
 
 use crate::app::{App, now};
 use crate::auth::{Administrator, Authorized};
@@ -144,10 +144,26 @@ pub async fn revoke<S: Store>(
     _: NoQuery,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Revoked>, ApiError> {
-    let target = app.store.keys().await?.into_iter().find(|k| k.id == id);
+    // One revocation at a time, across servers sharing a ledger too, so
+    // that two cannot each leave the other's admin key the last and revoke
+    // both.
+    let _one_at_a_time = app.removal_lock().await?;
+    let keys = app.store.keys().await?;
+    let target = keys.iter().find(|k| k.id == id);
     match target {
         Some(k) if caller.key.tenant.is_none() || k.tenant == caller.key.tenant => {}
         _ => return Err(ApiError::NotFound(format!("no key {id}"))),
+    }
+    let whole_server_admin =
+        |k: &KeyRecord| k.revoked_at.is_none() && k.tenant.is_none() && k.scopes.admin;
+    if target.is_some_and(whole_server_admin)
+        && !keys.iter().any(|k| k.id != id && whole_server_admin(k))
+    {
+        return Err(ApiError::Conflict(format!(
+            "{id} is the last admin key that sees every tenant: revoked, nobody could \
+             administer this server (keys, alert rules, webhooks) any more; create another \
+             first (trailmark keys create --scopes admin), then revoke this one"
+        )));
     }
     app.store.revoke_key(&id, now()).await?;
     app.forget_keys();

@@ -503,7 +503,16 @@ pub fn document() -> Value {
     }));
     removal_paths(&mut paths);
     alert_paths(&mut paths);
-    paths.insert("/v1/keys/{id}".into(), json!({"delete": op("Revoke a key", "admin", vec![param("id", "path", "Key id (key_...).")], ("200", "{\"id\",\"revoked\":true}"))}));
+    let mut revoke = op(
+        "Revoke a key",
+        "admin",
+        vec![param("id", "path", "Key id (key_...).")],
+        ("200", "{\"id\",\"revoked\":true}"),
+    );
+    revoke["responses"]["404"] = json!({"description": "No such key (that the caller sees)."});
+    revoke["responses"]["409"] =
+        json!({"description": "The last admin key that sees every tenant: create another first."});
+    paths.insert("/v1/keys/{id}".into(), json!({"delete": revoke}));
     for (path, summary) in [
         ("/healthz", "Liveness"),
         ("/readyz", "Readiness: the store answers"),
@@ -557,8 +566,7 @@ fn removal_paths(paths: &mut Map<String, Value>) {
         vec![],
         ("200", "What was erased, and the _system records of it"),
     );
-    erase["responses"]["409"] =
-        json!({"description": "Matching entries are under a legal hold; nothing was erased."});
+    erase["responses"]["409"] = json!({"description": "Matching entries are under a legal hold, or (no tenant given) in more than one tenant; nothing was erased."});
     paths.insert("/v1/erasures".into(), json!({"post": erase}));
     for (path, method) in [("/v1/retention", "delete"), ("/v1/holds/{id}", "delete")] {
         if let Some(op) = paths.get_mut(path).and_then(|p| p.get_mut(method)) {

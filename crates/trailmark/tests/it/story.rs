@@ -645,3 +645,46 @@ fn verify_of_a_live_trail_passes_while_it_grows_and_is_signed() {
     let rounds = writer.join().unwrap();
     assert!(rounds > 0, "the trail grew while it was verified");
 }
+
+/// The last admin key that sees every tenant cannot be revoked (409 saying
+/// to create another first): revoked, nobody could administer the server
+/// any more, and no restart brings a bootstrap key back. A tenant's admin
+/// key does not count; once another whole-server admin key exists, the
+/// first can go.
+#[test]
+fn the_last_admin_key_that_sees_every_tenant_is_never_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let (_, keys) = server.get("/v1/keys", &server.admin);
+    let bootstrap = keys["keys"][0]["id"].as_str().unwrap().to_owned();
+    let tenant_admin = server.key("admin", Some("acme"));
+    assert!(!tenant_admin.is_empty());
+    let (status, body) = server.delete(&format!("/v1/keys/{bootstrap}"), &server.admin);
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("is the last admin key that sees every tenant"),
+        "{body}"
+    );
+    assert_eq!(server.get("/v1/keys", &server.admin).0, 200, "still works");
+    let second = server.key("admin", None);
+    let (status, body) = server.delete(&format!("/v1/keys/{bootstrap}"), &second);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.get("/v1/keys", &server.admin).0, 401);
+    let (_, keys) = server.get("/v1/keys", &second);
+    let second_id = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["revoked_at"].is_null() && k["tenant"].is_null())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        server.delete(&format!("/v1/keys/{second_id}"), &second).0,
+        409
+    );
+}
