@@ -184,6 +184,19 @@ def test_an_event_refused_in_a_batch_never_takes_the_others_with_it(server, tmp_
     client.close()
 
 
+def test_refused_events_kept_aside_are_bounded_newest_first(server, tmp_path):
+    client = make(server, tmp_path, max_rejected_events=3)
+    server.stop()
+    bad = [client.record("a.b", actor={"id": f"u{n}", "type": "user"}, tenant="Not A Tenant!") for n in range(5)]
+    server.start()
+    until("the refusals", lambda: client.rejected_count == 5)
+    assert [r[0] for r in client.rejected()] == bad[2:]
+    assert client.rejected_dropped == 2
+    with pytest.raises(ValueError, match="max_rejected_events"):
+        make(server, tmp_path, max_rejected_events=0)
+    client.close()
+
+
 def test_a_disabled_client_sends_nothing(server, tmp_path):
     client = make(server, tmp_path, enabled=False)
     assert client.record("a.b", actor={"id": "u", "type": "user"}, tenant="off") is None

@@ -31,6 +31,9 @@ pub struct SpoolOptions {
     pub interval: Duration,
     /// The longest wait between two failed attempts.
     pub max_backoff: Duration,
+    /// Events the server refused kept at most (the newest); older ones
+    /// are dropped, counted and logged.
+    pub max_rejected: u64,
 }
 
 impl Default for SpoolOptions {
@@ -42,6 +45,7 @@ impl Default for SpoolOptions {
             batch_bytes: 4 * 1024 * 1024,
             interval: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
+            max_rejected: 10_000,
         }
     }
 }
@@ -51,6 +55,8 @@ impl Default for SpoolOptions {
 pub struct Counts {
     pub sent: AtomicU64,
     pub rejected: AtomicU64,
+    /// Refused events dropped from the spool past `max_rejected`.
+    pub rejected_dropped: AtomicU64,
     pub dropped: AtomicU64,
 }
 
@@ -84,6 +90,11 @@ impl Spooler {
             return Err(Error::Invalid(format!(
                 "batch: must be 1 to {most} (the server's most events a request)"
             )));
+        }
+        if options.max_rejected == 0 {
+            return Err(Error::Invalid(
+                "max_rejected: must be at least 1 (refused events kept to read)".into(),
+            ));
         }
         let db = Connection::open(path).map_err(spool_error)?;
         // WAL, NORMAL: a commit survives the process dying and costs no
@@ -418,6 +429,25 @@ fn settle(shared: &Shared, rows: &[(i64, String, String, i64)], why: Option<&str
             shared.counts.rejected.fetch_add(1, Ordering::Relaxed);
         }
         let _ = tx.execute("DELETE FROM pending WHERE seq = ?1", [seq]);
+    }
+    if why.is_some() {
+        // The newest refused events are kept, up to the bound (an
+        // INSERT OR REPLACE makes a row newest).
+        let keep = i64::try_from(shared.options.max_rejected).unwrap_or(i64::MAX);
+        if let Ok(dropped) = tx.execute(
+            "DELETE FROM rejected WHERE rowid IN
+                 (SELECT rowid FROM rejected ORDER BY rowid DESC LIMIT -1 OFFSET ?1)",
+            [keep],
+        ) && dropped > 0
+        {
+            shared
+                .counts
+                .rejected_dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+            tracing::warn!(
+                "{dropped} refused event(s) dropped from the spool: it keeps the newest {keep}"
+            );
+        }
     }
     if let Err(e) = tx.commit() {
         tracing::warn!("settling sent events in the spool failed: {e}");

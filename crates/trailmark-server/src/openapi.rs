@@ -503,16 +503,7 @@ pub fn document() -> Value {
     }));
     removal_paths(&mut paths);
     alert_paths(&mut paths);
-    let mut revoke = op(
-        "Revoke a key",
-        "admin",
-        vec![param("id", "path", "Key id (key_...).")],
-        ("200", "{\"id\",\"revoked\":true}"),
-    );
-    revoke["responses"]["404"] = json!({"description": "No such key (that the caller sees)."});
-    revoke["responses"]["409"] =
-        json!({"description": "The last admin key that sees every tenant: create another first."});
-    paths.insert("/v1/keys/{id}".into(), json!({"delete": revoke}));
+    key_paths(&mut paths);
     for (path, summary) in [
         ("/healthz", "Liveness"),
         ("/readyz", "Readiness: the store answers"),
@@ -536,6 +527,20 @@ pub fn document() -> Value {
             "schemas": schemas,
         },
     })
+}
+
+/// Revoking a key.
+fn key_paths(paths: &mut Map<String, Value>) {
+    let mut revoke = op(
+        "Revoke a key",
+        "admin",
+        vec![param("id", "path", "Key id (key_...).")],
+        ("200", "{\"id\",\"revoked\":true}"),
+    );
+    revoke["responses"]["404"] = json!({"description": "No such key (that the caller sees)."});
+    revoke["responses"]["409"] =
+        json!({"description": "The last admin key that sees every tenant: create another first."});
+    paths.insert("/v1/keys/{id}".into(), json!({"delete": revoke}));
 }
 
 /// The retention, hold and erasure routes.

@@ -57,6 +57,7 @@ class Client:
         max_spool_events: int = 1_000_000,
         max_spool_bytes: int = 512 * 1024 * 1024,
         max_backoff: float = 30.0,
+        max_rejected_events: int = 10_000,
         enabled: bool = True,
     ) -> None:
         if not url.startswith(("http://", "https://")):
@@ -95,13 +96,15 @@ class Client:
         self._flush_interval = flush_interval
         self._timeout = timeout
         self._max_backoff = max_backoff
-        self._spool = Spool(spool_path, max_spool_events, max_spool_bytes)
+        self._spool = Spool(spool_path, max_spool_events, max_spool_bytes, max_rejected_events)
         self._wake = threading.Condition()
         self._stopping = False
         self._idle = threading.Event()
         #: Events the spool could not take (full), the server refused, and sent.
         self.dropped = 0
         self.rejected_count = 0
+        #: Refused events dropped from the spool past `max_rejected_events`.
+        self.rejected_dropped = 0
         self.sent = 0
         self._thread = threading.Thread(target=self._run, name="trailmark-sender", daemon=True)
         if enabled:
@@ -297,9 +300,12 @@ class Client:
             return 0.0
         if status in (400, 409, 413):
             bad = bad or rows
-            self._spool.reject(bad, f"{status} {text[:4000]}")
+            dropped = self._spool.reject(bad, f"{status} {text[:4000]}")
             self.rejected_count += len(bad)
             log.error("trailmark: the server refused %d event(s): %s %s", len(bad), status, text[:500])
+            if dropped:
+                self.rejected_dropped += dropped
+                log.warning("trailmark: %d older refused event(s) dropped from the spool (it keeps %d)", dropped, self._spool.max_rejected)
             return 0.0
         text = text[:4000]
         retry_after = headers.get("retry-after") if headers else None

@@ -34,12 +34,15 @@ class Spool:
     process (and, safely, by several processes: the server stores an id
     once)."""
 
-    def __init__(self, path: str, max_events: int, max_bytes: int) -> None:
+    def __init__(self, path: str, max_events: int, max_bytes: int, max_rejected: int = 10_000) -> None:
         if max_events < 1 or max_bytes < 1:
             raise ValueError("max_spool_events and max_spool_bytes must be at least 1")
+        if max_rejected < 1:
+            raise ValueError("max_rejected_events: must be at least 1 (refused events kept to read)")
         self.path = path
         self.max_events = max_events
         self.max_bytes = max_bytes
+        self.max_rejected = max_rejected
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
         # WAL: writers do not wait for the sender's reads. NORMAL: a commit
@@ -98,8 +101,10 @@ class Spool:
                 "SELECT count(*), coalesce(sum(bytes), 0) FROM pending"
             ).fetchone()
 
-    def reject(self, rows: Iterable[tuple[int, str, str]], error: str) -> None:
-        """Moves events the server refused out of the queue, keeping them."""
+    def reject(self, rows: Iterable[tuple[int, str, str]], error: str) -> int:
+        """Moves events the server refused out of the queue, keeping the
+        newest `max_rejected` of all refused; answers how many older ones
+        were dropped for it."""
         rows = list(rows)
         with self._lock:
             self._db.execute("BEGIN")
@@ -108,8 +113,15 @@ class Spool:
                     "INSERT OR REPLACE INTO rejected (id, body, error, at) VALUES (?, ?, ?, ?)",
                     (event_id, body, error[:2000], time.time()),
                 )
+            # INSERT OR REPLACE makes a row the newest (its rowid).
+            dropped = self._db.execute(
+                "DELETE FROM rejected WHERE rowid IN "
+                "(SELECT rowid FROM rejected ORDER BY rowid DESC LIMIT -1 OFFSET ?)",
+                (self.max_rejected,),
+            ).rowcount
             self._db.execute("COMMIT")
         self.remove(seq for seq, _, _ in rows)
+        return dropped
 
     def pending(self) -> int:
         with self._lock:
@@ -117,7 +129,7 @@ class Spool:
 
     def rejected(self) -> list[tuple[str, str, str]]:
         with self._lock:
-            return self._db.execute("SELECT id, body, error FROM rejected ORDER BY at").fetchall()
+            return self._db.execute("SELECT id, body, error FROM rejected ORDER BY rowid").fetchall()
 
     def close(self) -> None:
         with self._lock:

@@ -493,3 +493,54 @@ fn an_event_refused_in_a_batch_never_takes_the_others_with_it() {
     bad.sort();
     assert_eq!(refused, bad);
 }
+
+/// The events the server refused, kept aside in the spool, are bounded:
+/// the newest `max_rejected` stay, older ones are dropped and counted (an
+/// application refused on every event filled its disk before).
+#[test]
+fn refused_events_kept_aside_are_bounded_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut server = Server::start(&data);
+    let url = server.url.clone();
+    let client = Client::new(&url, &server.admin, Duration::from_secs(5)).unwrap();
+    let path = dir.path().join("spool.sqlite3");
+    let bounded = SpoolOptions {
+        max_rejected: 3,
+        ..options()
+    };
+    server.kill9();
+    let spool = Spooler::open(client.clone(), &path, bounded).unwrap();
+    let bad: Vec<String> = (0..5)
+        .map(|n| {
+            let e = event("Not A Tenant!", &format!("u{n}"), "a.b");
+            spool.record(e).unwrap().unwrap()
+        })
+        .collect();
+    let _server = Server::restart_on(&data, &url);
+    assert!(spool.flush(Duration::from_secs(20)));
+    let mut kept: Vec<String> = spool.rejected().into_iter().map(|(id, _)| id).collect();
+    kept.sort();
+    let mut newest = bad[2..].to_vec();
+    newest.sort();
+    assert_eq!(kept, newest);
+    let counts = spool.counts();
+    assert_eq!(
+        (
+            counts.rejected.load(std::sync::atomic::Ordering::Relaxed),
+            counts
+                .rejected_dropped
+                .load(std::sync::atomic::Ordering::Relaxed)
+        ),
+        (5, 2)
+    );
+    let none = SpoolOptions {
+        max_rejected: 0,
+        ..options()
+    };
+    assert!(matches!(
+        Spooler::open(client, &dir.path().join("other.sqlite3"), none),
+        Err(Error::Invalid(m)) if m.starts_with("max_rejected")
+    ));
+}
