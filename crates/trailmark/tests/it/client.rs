@@ -17,6 +17,15 @@ fn options() -> SpoolOptions {
     }
 }
 
+/// A server on `<dir>/data`, for a test to kill and start again on its
+/// address (`Server::restart_on`).
+fn restartable(dir: &std::path::Path) -> (std::path::PathBuf, Server) {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = Server::start(&data);
+    (data, server)
+}
+
 fn ids_in(server: &Server, tenant: &str) -> Vec<String> {
     let (status, page) = server.get(
         &format!("/v1/events?tenant={tenant}&limit=1000"),
@@ -79,9 +88,7 @@ fn errors_are_typed_by_what_the_server_answered() {
 #[test]
 fn the_spool_delivers_every_event_once_across_a_killed_server_and_an_application_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut server = Server::start(&data);
+    let (data, mut server) = restartable(dir.path());
     let url = server.url.clone();
     let key = server.admin.clone();
     let spool = dir.path().join("spool.sqlite3");
@@ -409,9 +416,7 @@ fn ingest_requests(server: &Server) -> u64 {
 #[test]
 fn an_event_refused_in_a_batch_never_takes_the_others_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut server = Server::start(&data);
+    let (data, mut server) = restartable(dir.path());
     let url = server.url.clone();
     let client = Client::new(&url, &server.admin, Duration::from_secs(5)).unwrap();
     let spool = Spooler::open(
@@ -500,9 +505,7 @@ fn an_event_refused_in_a_batch_never_takes_the_others_with_it() {
 #[test]
 fn refused_events_kept_aside_are_bounded_newest_first() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mut server = Server::start(&data);
+    let (data, mut server) = restartable(dir.path());
     let url = server.url.clone();
     let client = Client::new(&url, &server.admin, Duration::from_secs(5)).unwrap();
     let path = dir.path().join("spool.sqlite3");
