@@ -170,6 +170,14 @@ def test_my_activity_is_exactly_the_signed_in_users_events(site):
     request.user = AnonymousUser()
     with pytest.raises(PermissionDenied):
         my_activity(request)
+    # Without the application's tenant an actor id is ambiguous: refused,
+    # never read across every tenant the key sees.
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import override_settings
+
+    request.user = alice
+    with override_settings(TRAILMARK_TENANT=None), pytest.raises(ImproperlyConfigured, match="TRAILMARK_TENANT"):
+        my_activity(request)
 
 
 def test_trailmark_check_tells_what_is_captured_and_whether_the_key_is_taken(site):

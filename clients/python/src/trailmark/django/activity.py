@@ -1,6 +1,9 @@
 """"My activity": the signed-in user's own events, read through a read key
 the application holds (``TRAILMARK_READ_KEY``, best bound to the
-application's tenant), filtered by the user's actor id on the server."""
+application's tenant), filtered by the user's actor id on the server, in the
+application's tenant (``TRAILMARK_TENANT``, required: an actor id is one
+tenant's, and a read key that sees every tenant would answer other tenants'
+users of the same id too)."""
 
 from __future__ import annotations
 
@@ -26,11 +29,15 @@ def my_activity(request, limit: int = 50, cursor: str | None = None, timeout: fl
     key = getattr(settings, "TRAILMARK_READ_KEY", None)
     if not c.url or not key:
         raise ImproperlyConfigured("TRAILMARK_URL and TRAILMARK_READ_KEY: give the server and a key with the read scope")
+    if not c.tenant:
+        raise ImproperlyConfigured(
+            "TRAILMARK_TENANT: name the tenant this application's events are in: an actor id is one "
+            "tenant's, and without it a read key that sees every tenant answers other tenants' users "
+            "of the same id"
+        )
     if not 1 <= limit <= 1000:
         raise ValueError("limit: must be 1 to 1000")
-    query = {"actor": str(user.pk), "limit": str(limit)}
-    if c.tenant:
-        query["tenant"] = c.tenant
+    query = {"actor": str(user.pk), "limit": str(limit), "tenant": c.tenant}
     if cursor:
         query["cursor"] = cursor
     req = urllib.request.Request(
@@ -39,7 +46,10 @@ def my_activity(request, limit: int = 50, cursor: str | None = None, timeout: fl
     )
     with urllib.request.urlopen(req, timeout=timeout) as answer:
         page = json.loads(answer.read())
-    # The server filtered by actor; a page naming anyone else is refused.
-    if any(e.get("actor", {}).get("id") != str(user.pk) for e in page.get("events", [])):
-        raise PermissionDenied("the server answered events of another actor")
+    # The server filtered by actor and tenant; a page naming anyone else, or
+    # another tenant, is refused.
+    if any(
+        e.get("actor", {}).get("id") != str(user.pk) or e.get("tenant") != c.tenant for e in page.get("events", [])
+    ):
+        raise PermissionDenied("the server answered events of another actor or tenant")
     return page
