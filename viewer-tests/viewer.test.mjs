@@ -240,6 +240,9 @@ test('without a key no page shows trail data; a tenant-bound key sees only its t
   await page.screenshot({ path: join(artifacts, 'events-phone-globex.png'), fullPage: true });
   await page.goto(base + '/ui/history/Invoice/61');
   assert.match(await page.locator('main').textContent(), /No events for this record/);
+  // A link to another tenant's record is refused, not shown as this tenant's.
+  const elsewhere = await page.goto(base + '/ui/history/Invoice/61?tenant=acme');
+  assert.equal(elsewhere.status(), 403);
   await page.goto(base + '/ui/activity');
   assert.doesNotMatch(await page.locator('main').innerHTML(), /alice|mallory/);
   const csv = await page.evaluate(async () => (await fetch('/ui/export?format=csv')).text());
@@ -263,6 +266,11 @@ test('an admin key switches tenant and sees only that tenant', async () => {
   const text = await page.locator('main table.events').textContent();
   assert.match(text, /gina/);
   assert.doesNotMatch(text, /alice|bob/);
+  // A link naming another tenant's record is followed to it: the switch
+  // chooses what lists show (it showed globex's Invoice 61: none).
+  await page.goto(base + '/ui/history/Invoice/61?tenant=acme');
+  assert.ok(await page.locator('ol.history > li').count() > 0, "acme's Invoice 61");
+  await page.goto(base + '/ui/events');
   await Promise.all([
     page.waitForResponse((r) => r.url().endsWith('/ui/events') && r.request().method() === 'GET'),
     page.selectOption('nav select[name=tenant]', ''),

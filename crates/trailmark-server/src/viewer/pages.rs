@@ -354,8 +354,11 @@ pub(crate) async fn event<S: Store>(
     QueryParams(link): QueryParams<EventLink>,
 ) -> Result<Html<String>, PageError> {
     let who = viewer.who(&headers).await?;
-    // Links name the event's tenant: an id is unique only within one.
-    let tenant = who.tenant.clone().or(link.tenant);
+    // Links name the event's tenant: an id is unique only within one. The
+    // link's is followed (a key that may not see it is refused by the
+    // read), not the tenant the session lists: that showed another tenant's
+    // event or record of the same id, or none.
+    let tenant = link.tenant.or_else(|| who.tenant.clone());
     let reader = crate::auth::Authorized::check(who.caller.clone())?;
     let detail = crate::query::event(&viewer.app, &reader, &id, tenant.as_deref()).await?;
     let (ok, proof) = proof_status(&viewer, &detail);
@@ -423,9 +426,10 @@ pub(crate) async fn history<S: Store>(
     QueryParams(link): QueryParams<EventLink>,
 ) -> Result<Html<String>, PageError> {
     let who = viewer.who(&headers).await?;
-    // Links name the record's tenant (see `history_link`).
+    // Links name the record's tenant (see `history_link`), followed as
+    // the event page's are.
     let filters = EventFilters {
-        tenant: who.tenant.clone().or(link.tenant),
+        tenant: link.tenant.or_else(|| who.tenant.clone()),
         ..EventFilters::default()
     };
     let reader = crate::auth::Authorized::check(who.caller.clone())?;
