@@ -93,6 +93,8 @@ def test_bad_input_is_refused_naming_the_field_and_nothing_is_written(server, tm
         client.record("", actor={"id": "u", "type": "user"})
     with pytest.raises(ValueError, match="actor"):
         client.record("x.y")
+    with pytest.raises(ValueError, match="white space alone"):
+        client.record("x.y", actor={"id": "  ", "type": "user"})
     with pytest.raises(ValueError, match="outcome"):
         client.record("x.y", actor={"id": "u", "type": "user"}, outcome="maybe")
     with pytest.raises(ValueError, match="not JSON"):

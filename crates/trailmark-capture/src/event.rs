@@ -506,20 +506,27 @@ pub fn make_valid(mut event: Value) -> Result<Event, Vec<FieldError>> {
             if REQUIRED.contains(&pointer.as_str()) {
                 let mut original = None;
                 if let Some(Value::String(s)) = event.pointer_mut(&pointer) {
-                    if s.chars().any(trailmark_core::is_format_char) {
-                        // Invisible characters in a key (an id no event may
-                        // carry): written out, the original kept below.
+                    let blank = s.chars().all(char::is_whitespace);
+                    if blank || s.chars().any(trailmark_core::is_format_char) {
+                        // An id no event may carry, which a database key
+                        // may be: invisible characters, or nothing but white
+                        // space (or nothing: `<empty>`), written out; the
+                        // original is kept below. (A key '' stopped the
+                        // drain: no later change reached the trail.)
                         original = Some(s.clone());
-                        *s = s
-                            .chars()
-                            .map(|c| {
-                                if trailmark_core::is_format_char(c) {
-                                    format!("<U+{:04X}>", u32::from(c))
-                                } else {
-                                    c.to_string()
-                                }
-                            })
-                            .collect();
+                        *s = if s.is_empty() {
+                            "<empty>".to_owned()
+                        } else {
+                            s.chars()
+                                .map(|c| {
+                                    if blank || trailmark_core::is_format_char(c) {
+                                        format!("<U+{:04X}>", u32::from(c))
+                                    } else {
+                                        c.to_string()
+                                    }
+                                })
+                                .collect()
+                        };
                         repaired = true;
                     }
                     if s.len() > 128 {
@@ -858,6 +865,31 @@ mod tests {
             "row-sha256: the table has no primary key"
         );
         trailmark_core::Event::from_json(&e).unwrap();
+    }
+
+    /// A text key PostgreSQL takes and no event may carry, empty or white
+    /// space alone, is written out and kept in `capture_repairs`: the row
+    /// becomes an event (an empty key stopped the drain at that row).
+    #[test]
+    fn an_empty_or_blank_key_is_written_out_not_a_stopped_drain() {
+        for (value, shown) in [
+            ("", "<empty>"),
+            ("  ", "<U+0020><U+0020>"),
+            ("\t", "<U+0009>"),
+        ] {
+            let e = outbox_event(
+                &outbox("insert", None, Some(json!({"id": value})), json!({})),
+                &key(&["id"]),
+                &db("db"),
+            );
+            assert!(trailmark_core::Event::from_json(&e).is_err(), "{value:?}");
+            let e = Value::Object(make_valid(e).unwrap().to_json());
+            assert_eq!(e["resource"]["id"], shown, "{e}");
+            assert_eq!(
+                e["metadata"]["capture_repairs"]["resource.id"]["value"], value,
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -170,15 +170,15 @@ class Client:
         ctx = current()
         actor = fields.get("actor")
         if actor is None:
-            if not ctx.get("actor_id"):
+            if not ctx.get("actor_id", "").strip():
                 raise ValueError(
                     "actor: give actor={'id': ..., 'type': ...} or set the request context (actor_id)"
                 )
             actor = {"id": ctx["actor_id"], "type": ctx.get("actor_type") or "user"}
             if ctx.get("actor_name"):
                 actor["name"] = ctx["actor_name"]
-        elif not actor.get("id") or not actor.get("type"):
-            raise ValueError("actor: give both id and type")
+        elif not str(actor.get("id") or "").strip() or not actor.get("type"):
+            raise ValueError("actor: give both id and type (an id of white space alone names nobody)")
         event: dict[str, Any] = {
             "id": fields.get("id") or uuid7(),
             "occurred_at": (fields.get("occurred_at") or datetime.now(timezone.utc))

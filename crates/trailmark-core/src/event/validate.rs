@@ -216,10 +216,15 @@ impl Checker {
         }
     }
 
-    /// An identifier's text: not empty, and its field's rule.
+    /// An identifier's text: not empty, not white space alone (a blank id
+    /// names nobody: as empty as an empty one), and its field's rule.
     fn identifier_text(&mut self, field: &Field, s: &str) -> bool {
         if s.is_empty() {
             self.err(field.path, "must not be empty");
+            return false;
+        }
+        if s.chars().all(char::is_whitespace) {
+            self.err(field.path, "must not be white space alone");
             return false;
         }
         self.check_field(field, s)

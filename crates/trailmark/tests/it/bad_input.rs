@@ -51,6 +51,26 @@ fn malformed_bodies_get_a_clear_400() {
         (s, b["errors"][0]["message"].as_str()),
         (400, Some("no events in the body"))
     );
+    // An id of white space alone names nobody, as an empty one does.
+    let (s, b) = raw(
+        "application/json",
+        br#"{"actor":{"id":"  ","type":"user"},"action":"a","resource":{"type":"T","id":"\t"}}"#,
+    );
+    assert_eq!(s, 400, "{b}");
+    let said: Vec<(&str, &str)> = b["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["path"].as_str().unwrap(), p["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("actor.id", "must not be white space alone"),
+            ("resource.id", "must not be white space alone")
+        ],
+        "{b}"
+    );
 }
 
 #[test]

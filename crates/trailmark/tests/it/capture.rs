@@ -1,6 +1,6 @@
 //! Change capture from a real PostgreSQL through the CLI, into a real server.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{PgDb, Server, cli, drain_once, install, run_ok, said, succeeded, verify_dir};
 
@@ -1524,4 +1524,47 @@ fn the_drainer_sends_over_https_to_a_server_whose_authority_it_was_given() {
     ));
     proxy.kill().unwrap();
     proxy.wait().unwrap();
+}
+
+/// A text primary key PostgreSQL takes and no event may carry, empty or
+/// white space alone, is drained in both modes, written out (`<empty>`,
+/// `<U+0020>`) with the original in `metadata.capture_repairs`: a row keyed
+/// '' stopped the drain ("resource.id: must not be empty; it stays in the
+/// outbox") and no later change reached the trail.
+#[test]
+fn rows_keyed_by_empty_or_blank_text_are_drained_written_out() {
+    for (mode, db) in [
+        ("trigger", PgDb::new("tm_blank_key")),
+        ("wal", PgDb::logical("tm_blank_key_wal")),
+    ] {
+        db.sql("CREATE TABLE tag (id text PRIMARY KEY, v text)");
+        let source = db.source();
+        install(&source, mode, "public.tag", &[]);
+        db.sql("INSERT INTO tag VALUES ('', 'empty'), ('  ', 'spaces'), ('ok', 'after')");
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(dir.path());
+        succeeded(&drain_once(&source, &server));
+        let (_, page) = server.get("/v1/events?resource_type=public.tag", &server.admin);
+        let mut got: Vec<(String, Value)> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["resource"]["id"].as_str().unwrap().to_owned(),
+                    e["metadata"]["capture_repairs"]["resource.id"]["value"].clone(),
+                )
+            })
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            [
+                ("<U+0020><U+0020>".to_owned(), json!("  ")),
+                ("<empty>".to_owned(), json!("")),
+                ("ok".to_owned(), Value::Null),
+            ],
+            "{mode}"
+        );
+    }
 }
