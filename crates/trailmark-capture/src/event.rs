@@ -505,7 +505,22 @@ pub fn make_valid(mut event: Value) -> Result<Event, Vec<FieldError>> {
             let pointer = error.pointer();
             if REQUIRED.contains(&pointer.as_str()) {
                 let mut original = None;
-                if let Some(Value::String(s)) = event.pointer_mut(&pointer) {
+                if pointer == "/actor/type" {
+                    // The application's context named a type the ledger does
+                    // not know ("robot", "admin"): the actor's type becomes
+                    // `unknown`, the type given kept below. (It stopped the
+                    // drain at that row.)
+                    if let Some(value) = event.pointer_mut(&pointer)
+                        && value.as_str() != Some("unknown")
+                    {
+                        original = Some(match &*value {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        });
+                        *value = json!("unknown");
+                        repaired = true;
+                    }
+                } else if let Some(Value::String(s)) = event.pointer_mut(&pointer) {
                     let blank = s.chars().all(char::is_whitespace);
                     if blank || s.chars().any(trailmark_core::is_format_char) {
                         // An id no event may carry, which a database key
@@ -890,6 +905,33 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// An actor type the application's context names and the ledger does
+    /// not know becomes `unknown`, the type given kept in
+    /// `capture_repairs` (it stopped the drain at that row).
+    #[test]
+    fn an_unknown_actor_type_becomes_unknown_not_a_stopped_drain() {
+        let e = outbox_event(
+            &outbox(
+                "insert",
+                None,
+                Some(json!({"id": 1})),
+                json!({"actor_id": "r2", "actor_type": "robot"}),
+            ),
+            &key(&["id"]),
+            &db("db"),
+        );
+        assert!(trailmark_core::Event::from_json(&e).is_err());
+        let e = Value::Object(make_valid(e).unwrap().to_json());
+        assert_eq!(
+            (&e["actor"]["id"], &e["actor"]["type"]),
+            (&json!("r2"), &json!("unknown"))
+        );
+        assert_eq!(
+            e["metadata"]["capture_repairs"]["actor.type"]["value"], "robot",
+            "{e}"
+        );
     }
 
     #[test]

@@ -1526,13 +1526,15 @@ fn the_drainer_sends_over_https_to_a_server_whose_authority_it_was_given() {
     proxy.wait().unwrap();
 }
 
-/// A text primary key PostgreSQL takes and no event may carry, empty or
-/// white space alone, is drained in both modes, written out (`<empty>`,
-/// `<U+0020>`) with the original in `metadata.capture_repairs`: a row keyed
-/// '' stopped the drain ("resource.id: must not be empty; it stays in the
-/// outbox") and no later change reached the trail.
+/// What a database takes and no event may carry never stops the drain, in
+/// either mode: a text primary key empty or of white space alone is written
+/// out (`<empty>`, `<U+0020>`), and an actor type the application's context
+/// names and the ledger does not know ("robot") becomes `unknown`, each
+/// original in `metadata.capture_repairs`. Both stopped the drain at their
+/// row ("resource.id: must not be empty", "actor.type: must be one of …;
+/// it stays in the outbox"), and no later change reached the trail.
 #[test]
-fn rows_keyed_by_empty_or_blank_text_are_drained_written_out() {
+fn keys_and_actor_types_no_event_may_carry_never_stop_the_drain() {
     for (mode, db) in [
         ("trigger", PgDb::new("tm_blank_key")),
         ("wal", PgDb::logical("tm_blank_key_wal")),
@@ -1540,29 +1542,58 @@ fn rows_keyed_by_empty_or_blank_text_are_drained_written_out() {
         db.sql("CREATE TABLE tag (id text PRIMARY KEY, v text)");
         let source = db.source();
         install(&source, mode, "public.tag", &[]);
-        db.sql("INSERT INTO tag VALUES ('', 'empty'), ('  ', 'spaces'), ('ok', 'after')");
+        db.sql("INSERT INTO tag VALUES ('', 'empty'), ('  ', 'spaces')");
+        db.sql(
+            r#"BEGIN; SELECT trailmark.set_context('{"actor_id": "r2", "actor_type": "robot"}');
+               INSERT INTO tag VALUES ('r2', 'robot'); COMMIT"#,
+        );
+        db.sql("INSERT INTO tag VALUES ('ok', 'after')");
         let dir = tempfile::tempdir().unwrap();
         let server = Server::start(dir.path());
         succeeded(&drain_once(&source, &server));
         let (_, page) = server.get("/v1/events?resource_type=public.tag", &server.admin);
-        let mut got: Vec<(String, Value)> = page["events"]
+        let mut got: Vec<(String, String, Value)> = page["events"]
             .as_array()
             .unwrap()
             .iter()
             .map(|e| {
                 (
                     e["resource"]["id"].as_str().unwrap().to_owned(),
-                    e["metadata"]["capture_repairs"]["resource.id"]["value"].clone(),
+                    format!(
+                        "{}/{}",
+                        e["actor"]["type"].as_str().unwrap(),
+                        e["actor"]["id"].as_str().unwrap()
+                    ),
+                    e["metadata"]["capture_repairs"].clone(),
                 )
             })
             .collect();
         got.sort_by(|a, b| a.0.cmp(&b.0));
+        // Without context: the role in trigger mode; the WAL names none.
+        let nobody = if mode == "wal" {
+            "unknown/unknown"
+        } else {
+            "unknown/postgres"
+        };
         assert_eq!(
             got,
             [
-                ("<U+0020><U+0020>".to_owned(), json!("  ")),
-                ("<empty>".to_owned(), json!("")),
-                ("ok".to_owned(), Value::Null),
+                (
+                    "<U+0020><U+0020>".to_owned(),
+                    nobody.to_owned(),
+                    json!({"resource.id": {"value": "  ", "error": "must not be white space alone"}})
+                ),
+                (
+                    "<empty>".to_owned(),
+                    nobody.to_owned(),
+                    json!({"resource.id": {"value": "", "error": "must not be empty"}})
+                ),
+                ("ok".to_owned(), nobody.to_owned(), Value::Null),
+                (
+                    "r2".to_owned(),
+                    "unknown/r2".to_owned(),
+                    json!({"actor.type": {"value": "robot", "error": "must be one of user | service | system | anonymous | unknown"}})
+                ),
             ],
             "{mode}"
         );
