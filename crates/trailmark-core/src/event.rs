@@ -3,7 +3,7 @@
 mod payload;
 mod validate;
 
-pub use validate::is_format_char;
+pub use validate::{is_format_char, join as path_join};
 
 use std::collections::BTreeMap;
 

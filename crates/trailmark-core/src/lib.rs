@@ -29,7 +29,7 @@ pub use envelope::{
 pub use error::{Error, FieldError, pointer_of, told};
 pub use event::{
     Actor, Change, Changes, Context, Event, Resource, changes_into_json, changes_to_json,
-    is_format_char,
+    is_format_char, path_join,
 };
 pub use ids::{ActorType, EventId, Outcome, Seq, TenantId};
 pub use strict_json::parse_strict_json;

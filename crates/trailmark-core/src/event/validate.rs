@@ -94,8 +94,9 @@ pub fn is_format_char(c: char) -> bool {
     )
 }
 
-/// `parent.key`, or `parent["key"]` when the key is not a plain word.
-pub(crate) fn join(parent: &str, key: &str) -> String {
+/// `parent.key`, or `parent["key"]` when the key is not a plain word: how
+/// a [`crate::FieldError`]'s path names a key.
+pub fn join(parent: &str, key: &str) -> String {
     let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     match (parent.is_empty(), plain) {
         (true, true) => key.to_owned(),

@@ -1528,13 +1528,15 @@ fn the_drainer_sends_over_https_to_a_server_whose_authority_it_was_given() {
 
 /// What a database takes and no event may carry never stops the drain, in
 /// either mode: a text primary key empty or of white space alone is written
-/// out (`<empty>`, `<U+0020>`), and an actor type the application's context
-/// names and the ledger does not know ("robot") becomes `unknown`, each
-/// original in `metadata.capture_repairs`. Both stopped the drain at their
-/// row ("resource.id: must not be empty", "actor.type: must be one of …;
-/// it stays in the outbox"), and no later change reached the trail.
+/// out (`<empty>`, `<U+0020>`), an actor type the application's context
+/// names and the ledger does not know ("robot") becomes `unknown`, and a
+/// jsonb value nested deeper than the ledger reads is kept as its JSON
+/// text, each original in `metadata.capture_repairs`. Each stopped the
+/// drain at its row ("resource.id: must not be empty", "actor.type: must be
+/// one of …", "nested deeper than 16 levels"; "it stays in the outbox"), and
+/// no later change reached the trail.
 #[test]
-fn keys_and_actor_types_no_event_may_carry_never_stop_the_drain() {
+fn what_a_database_takes_and_no_event_may_carry_never_stops_the_drain() {
     for (mode, db) in [
         ("trigger", PgDb::new("tm_blank_key")),
         ("wal", PgDb::logical("tm_blank_key_wal")),
@@ -1548,9 +1550,20 @@ fn keys_and_actor_types_no_event_may_carry_never_stop_the_drain() {
                INSERT INTO tag VALUES ('r2', 'robot'); COMMIT"#,
         );
         db.sql("INSERT INTO tag VALUES ('ok', 'after')");
+        db.sql("CREATE TABLE doc (id int PRIMARY KEY, body jsonb)");
+        install(&source, mode, "public.doc", &[]);
+        let deep = format!("{}1{}", "[".repeat(20), "]".repeat(20));
+        db.sql(&format!("INSERT INTO doc VALUES (1, '{deep}')"));
         let dir = tempfile::tempdir().unwrap();
         let server = Server::start(dir.path());
         succeeded(&drain_once(&source, &server));
+        let (_, docs) = server.get("/v1/events?resource_type=public.doc", &server.admin);
+        let e = &docs["events"][0];
+        assert_eq!(e["changes"]["body"]["new"], json!(deep), "{mode}: {e}");
+        assert_eq!(
+            e["metadata"]["capture_repairs"]["changes.body.new"]["kept_as"], "its JSON text",
+            "{mode}: {e}"
+        );
         let (_, page) = server.get("/v1/events?resource_type=public.tag", &server.admin);
         let mut got: Vec<(String, String, Value)> = page["events"]
             .as_array()
