@@ -503,125 +503,145 @@ pub fn make_valid(mut event: Value) -> Result<Event, Vec<FieldError>> {
         let mut repaired = false;
         for error in &errors {
             let pointer = error.pointer();
-            if REQUIRED.contains(&pointer.as_str()) {
-                let mut original = None;
-                if pointer == "/actor/type" {
-                    // The application's context named a type the ledger does
-                    // not know ("robot", "admin"): the actor's type becomes
-                    // `unknown`, the type given kept below. (It stopped the
-                    // drain at that row.)
-                    if let Some(value) = event.pointer_mut(&pointer)
-                        && value.as_str() != Some("unknown")
-                    {
-                        original = Some(match &*value {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        });
-                        *value = json!("unknown");
-                        repaired = true;
-                    }
-                } else if let Some(Value::String(s)) = event.pointer_mut(&pointer) {
-                    let blank = s.chars().all(char::is_whitespace);
-                    let unseen = |c: char| trailmark_core::is_format_char(c) || c.is_control();
-                    if blank || s.chars().any(unseen) {
-                        // An id no event may carry, which a database key
-                        // or the context may be: invisible or control
-                        // characters, or nothing but white space (or
-                        // nothing: `<empty>`), written out; the
-                        // original is kept below. (A key '' stopped the
-                        // drain: no later change reached the trail.)
-                        original = Some(s.clone());
-                        *s = if s.is_empty() {
-                            "<empty>".to_owned()
-                        } else {
-                            s.chars()
-                                .map(|c| {
-                                    if blank || unseen(c) {
-                                        format!("<U+{:04X}>", u32::from(c))
-                                    } else {
-                                        c.to_string()
-                                    }
-                                })
-                                .collect()
-                        };
-                        repaired = true;
-                    }
-                    if s.len() > 128 {
-                        *s = cut(s, 128);
-                        repaired = true;
-                    }
-                }
-                if let Some(original) = original
-                    && let Some(meta) = event.get_mut("metadata").and_then(Value::as_object_mut)
-                {
-                    meta.entry("capture_repairs")
-                        .or_insert_with(|| json!({}))
-                        .as_object_mut()
-                        .map(|r| {
-                            r.insert(
-                                error.path.clone(),
-                                json!({"value": original, "error": error.message}),
-                            )
-                        });
-                }
-                continue;
-            }
-            let segments = error.segments();
-            if segments.len() > 3
-                && segments[0] == "changes"
-                && matches!(segments[2].as_str(), "old" | "new")
-                && let Some(value) = event.pointer_mut(&trailmark_core::pointer_of(&segments[..3]))
-                && !value.is_string()
-            {
-                // Inside a column's value, something the ledger does not
-                // take (a jsonb nested deeper than it reads, a key too
-                // long): the value is kept as its JSON text, never dropped
-                // (such a row stopped the drain).
-                let text = value.to_string();
-                *value = Value::String(text.clone());
-                // Named by the column's value (the error's own path may
-                // hold a key longer than metadata's keys may be).
-                let column = trailmark_core::path_join(
-                    &trailmark_core::path_join("changes", &segments[1]),
-                    &segments[2],
-                );
-                let note = json!({"value": cut(&text, 256), "error": cut(&error.to_string(), 256), "kept_as": "its JSON text"});
-                if let Some(meta) = event.get_mut("metadata").and_then(Value::as_object_mut) {
-                    meta.entry("capture_repairs")
-                        .or_insert_with(|| json!({}))
-                        .as_object_mut()
-                        .map(|r| r.insert(column, note));
-                }
-                repaired = true;
-                continue;
-            }
-            let Some((key, parent)) = segments.split_last() else {
-                continue;
+            let done = if REQUIRED.contains(&pointer.as_str()) {
+                required_repaired(&mut event, &pointer, error)
+            } else {
+                kept_as_text(&mut event, error) || moved_to_metadata(&mut event, error)
             };
-            let removed = event
-                .pointer_mut(&trailmark_core::pointer_of(parent))
-                .and_then(Value::as_object_mut)
-                .and_then(|m| m.remove(key));
-            if let Some(value) = removed {
-                let shown = match &value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                let note = json!({"value": cut(&shown, 256), "error": error.message});
-                if let Some(meta) = event.get_mut("metadata").and_then(Value::as_object_mut) {
-                    meta.entry("capture_repairs")
-                        .or_insert_with(|| json!({}))
-                        .as_object_mut()
-                        .map(|r| r.insert(error.path.clone(), note));
-                }
-                repaired = true;
-            }
+            repaired |= done;
         }
         if !repaired {
             return Err(errors);
         }
     }
     trailmark_core::Event::take_from_json(&mut event)
+}
+
+/// Records a repair in `metadata.capture_repairs`, under `path`.
+fn note_repair(event: &mut Value, path: String, note: Value) {
+    if let Some(meta) = event.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.entry("capture_repairs")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|r| r.insert(path, note));
+    }
+}
+
+/// A value as text: a string's own, any other's JSON.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A field the event cannot do without, made one it may carry; whether it
+/// changed it.
+fn required_repaired(event: &mut Value, pointer: &str, error: &FieldError) -> bool {
+    let mut original = None;
+    let mut repaired = false;
+    if pointer == "/actor/type" {
+        // The application's context named a type the ledger does not know
+        // ("robot", "admin"): the actor's type becomes `unknown`, the type
+        // given kept below. (It stopped the drain at that row.)
+        if let Some(value) = event.pointer_mut(pointer)
+            && value.as_str() != Some("unknown")
+        {
+            original = Some(shown(value));
+            *value = json!("unknown");
+            repaired = true;
+        }
+    } else if let Some(Value::String(s)) = event.pointer_mut(pointer) {
+        let blank = s.chars().all(char::is_whitespace);
+        let unseen = |c: char| trailmark_core::is_format_char(c) || c.is_control();
+        if blank || s.chars().any(unseen) {
+            // An id no event may carry, which a database key or the
+            // context may be: invisible or control characters, or nothing
+            // but white space (or nothing: `<empty>`), written out; the
+            // original is kept below. (A key '' stopped the drain: no later
+            // change reached the trail.)
+            original = Some(s.clone());
+            *s = if s.is_empty() {
+                "<empty>".to_owned()
+            } else {
+                s.chars()
+                    .map(|c| {
+                        if blank || unseen(c) {
+                            format!("<U+{:04X}>", u32::from(c))
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect()
+            };
+            repaired = true;
+        }
+        if s.len() > 128 {
+            *s = cut(s, 128);
+            repaired = true;
+        }
+    }
+    if let Some(original) = original {
+        note_repair(
+            event,
+            error.path.clone(),
+            json!({"value": original, "error": error.message}),
+        );
+    }
+    repaired
+}
+
+/// Inside a column's value, something the ledger does not take (a jsonb
+/// nested deeper than it reads, a key too long): the value is kept as its
+/// JSON text, never dropped (such a row stopped the drain). Whether it was.
+fn kept_as_text(event: &mut Value, error: &FieldError) -> bool {
+    let segments = error.segments();
+    if !(segments.len() > 3
+        && segments[0] == "changes"
+        && matches!(segments[2].as_str(), "old" | "new"))
+    {
+        return false;
+    }
+    let Some(value) = event.pointer_mut(&trailmark_core::pointer_of(&segments[..3])) else {
+        return false;
+    };
+    if value.is_string() {
+        return false;
+    }
+    let text = value.to_string();
+    *value = Value::String(text.clone());
+    // Named by the column's value (the error's own path may hold a key
+    // longer than metadata's keys may be).
+    let column = trailmark_core::path_join(
+        &trailmark_core::path_join("changes", &segments[1]),
+        &segments[2],
+    );
+    let note = json!({
+        "value": cut(&text, 256),
+        "error": cut(&error.to_string(), 256),
+        "kept_as": "its JSON text",
+    });
+    note_repair(event, column, note);
+    true
+}
+
+/// A field the event can do without, moved to `metadata.capture_repairs`
+/// (its value cut to 256 bytes, with the reason). Whether it was.
+fn moved_to_metadata(event: &mut Value, error: &FieldError) -> bool {
+    let segments = error.segments();
+    let Some((key, parent)) = segments.split_last() else {
+        return false;
+    };
+    let removed = event
+        .pointer_mut(&trailmark_core::pointer_of(parent))
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.remove(key));
+    let Some(value) = removed else {
+        return false;
+    };
+    let note = json!({"value": cut(&shown(&value), 256), "error": error.message});
+    note_repair(event, error.path.clone(), note);
+    true
 }
 
 fn cut(text: &str, max: usize) -> String {
