@@ -127,8 +127,12 @@ impl Spooler {
 
     /// Writes one event to the spool and answers its id (given, or made
     /// now: a `UUIDv7`). `None`: the spool is full, the event was dropped
-    /// and counted. An event that is not an object with an action is an
-    /// error, and nothing is written.
+    /// and counted. An event the ledger would never store (the event rules
+    /// of `trailmark_core`: a missing actor, an id of white space alone, an
+    /// unknown field) is an error naming each problem, and nothing is
+    /// written; refusals only the server can make (a reused id, a tenant
+    /// the key may not write, a time too far ahead) come later, as
+    /// [`Spooler::rejected`].
     pub fn record(&self, mut event: Value) -> Result<Option<String>, Error> {
         let Some(object) = event.as_object_mut() else {
             return Err(Error::Invalid("an event is a JSON object".into()));
@@ -147,6 +151,10 @@ impl Spooler {
             object.insert("id".into(), Value::from(id.as_str()));
             id
         };
+        if let Err(problems) = trailmark_core::Event::from_json(&event) {
+            let said: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return Err(Error::Invalid(said.join("; ")));
+        }
         let body = event.to_string();
         let bytes = body.len() as u64;
         let db = self.lock();

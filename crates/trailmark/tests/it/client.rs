@@ -141,21 +141,45 @@ fn the_spool_delivers_every_event_once_across_a_killed_server_and_an_application
     );
     ids.sort();
     assert_eq!(ids_in(&server, "spooled"), ids, "every event, once");
-    // An event the server refuses is set aside, not retried forever.
-    let bad = second
-        .record(
-            json!({"tenant": "Not A Tenant!", "actor": {"id": "u", "type": "user"}, "action": "x"}),
-        )
-        .unwrap()
-        .unwrap();
+    // An event only the server refuses is set aside, not retried forever.
+    let bad = second.record(dated_ahead("spooled", "u")).unwrap().unwrap();
     assert!(second.flush(Duration::from_secs(20)));
     let refused = second.rejected();
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].0, bad);
+    // One the ledger would never store is refused at once, naming each
+    // problem, and nothing is spooled.
     assert!(matches!(
         second.record(json!({"tenant": "x"})),
         Err(Error::Invalid(_))
     ));
+    let blank =
+        json!({"tenant": "Not A Tenant!", "actor": {"id": "  ", "type": "user"}, "action": "x"});
+    match second.record(blank) {
+        Err(Error::Invalid(m)) => assert!(
+            m.contains("tenant:") && m.contains("actor.id: must not be white space alone"),
+            "{m}"
+        ),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert_eq!(second.pending(), 0);
+}
+
+/// An event only the server can refuse (the ledger takes events dated at
+/// most an hour ahead of its clock): dated two hours ahead.
+fn dated_ahead(tenant: &str, actor: &str) -> serde_json::Value {
+    let mut e = event(tenant, actor, "a.b");
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let at = i64::try_from(ms).unwrap() + 2 * 3_600_000;
+    e["occurred_at"] = json!(
+        trailmark_core::Timestamp::from_unix_millis(at)
+            .unwrap()
+            .to_string()
+    );
+    e
 }
 
 /// A receipt fetched through the client proves its event offline; a
@@ -477,11 +501,12 @@ fn an_event_refused_in_a_batch_never_takes_the_others_with_it() {
     let mut kept = Vec::new();
     let mut bad = Vec::new();
     for n in 0..100 {
-        let tenant = if n % 2 == 1 { "Not A Tenant!" } else { "long" };
-        let id = spool
-            .record(event(tenant, &format!("w{n}"), "a.b"))
-            .unwrap()
-            .unwrap();
+        let e = if n % 2 == 1 {
+            dated_ahead("long", &format!("w{n}"))
+        } else {
+            event("long", &format!("w{n}"), "a.b")
+        };
+        let id = spool.record(e).unwrap().unwrap();
         if n % 2 == 1 { &mut bad } else { &mut kept }.push(id);
     }
     let server = Server::restart_on(&data, &url);
@@ -517,7 +542,7 @@ fn refused_events_kept_aside_are_bounded_newest_first() {
     let spool = Spooler::open(client.clone(), &path, bounded).unwrap();
     let bad: Vec<String> = (0..5)
         .map(|n| {
-            let e = event("Not A Tenant!", &format!("u{n}"), "a.b");
+            let e = dated_ahead("kept", &format!("u{n}"));
             spool.record(e).unwrap().unwrap()
         })
         .collect();
