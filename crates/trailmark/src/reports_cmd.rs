@@ -164,13 +164,24 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let mut count = 0u64;
     let copied = copy_export(body, &mut out, args.format, &mut count);
     if let Err(e) = copied.and_then(|()| out.flush()) {
-        let place = args
-            .output
-            .as_ref()
-            .map_or_else(|| "standard output".to_owned(), |p| p.display().to_string());
+        drop(out);
+        // A file named as asked holds a whole export, or is not there: what
+        // was written goes under another name, never mistaken for it.
+        let place = match &args.output {
+            None => "standard output".to_owned(),
+            Some(path) => {
+                let mut kept = path.as_os_str().to_owned();
+                kept.push(".incomplete");
+                let kept = PathBuf::from(kept);
+                std::fs::rename(path, &kept).with_context(|| {
+                    format!("renaming {} to {}", path.display(), kept.display())
+                })?;
+                kept.display().to_string()
+            }
+        };
         anyhow::bail!(
             "the export is incomplete: it stopped after {count} events ({e}); \
-             what was written to {place} is not the whole answer; the server's log \
+             what was written is in {place}, not the whole answer; the server's log \
              says why"
         );
     }
