@@ -527,14 +527,6 @@ fn note_repair(event: &mut Value, path: String, note: Value) {
     }
 }
 
-/// A value as text: a string's own, any other's JSON.
-fn shown(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// A field the event cannot do without, made one it may carry; whether it
 /// changed it.
 fn required_repaired(event: &mut Value, pointer: &str, error: &FieldError) -> bool {
@@ -547,7 +539,7 @@ fn required_repaired(event: &mut Value, pointer: &str, error: &FieldError) -> bo
         if let Some(value) = event.pointer_mut(pointer)
             && value.as_str() != Some("unknown")
         {
-            original = Some(shown(value));
+            original = Some(text(value));
             *value = json!("unknown");
             repaired = true;
         }
@@ -639,7 +631,7 @@ fn moved_to_metadata(event: &mut Value, error: &FieldError) -> bool {
     let Some(value) = removed else {
         return false;
     };
-    let note = json!({"value": cut(&shown(&value), 256), "error": error.message});
+    let note = json!({"value": cut(&text(&value), 256), "error": error.message});
     note_repair(event, error.path.clone(), note);
     true
 }

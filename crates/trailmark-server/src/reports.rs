@@ -488,15 +488,16 @@ pub async fn export<S: Store>(
             // A later page that cannot be read or shown ends the stream
             // without its last chunk: the client sees the answer cut short
             // (never a complete-looking export with an event left out).
-            let page = match streaming.store.query(&query).await {
-                Ok(page) => page,
-                Err(e) => {
-                    let _ = tx.send(Err(cut(&e))).await;
-                    return;
+            let read = streaming
+                .store
+                .query(&query)
+                .await
+                .and_then(|page| Ok((export_chunk(&page.entries, csv, false)?, page.next)));
+            let chunk = match read {
+                Ok((chunk, after)) => {
+                    next = after;
+                    chunk
                 }
-            };
-            let chunk = match export_chunk(&page.entries, csv, false) {
-                Ok(chunk) => chunk,
                 Err(e) => {
                     let _ = tx.send(Err(cut(&e))).await;
                     return;
@@ -505,7 +506,6 @@ pub async fn export<S: Store>(
             if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
                 return; // the client went away
             }
-            next = page.next;
         }
     });
     let content_type = if csv {
@@ -546,8 +546,7 @@ fn export_chunk(entries: &[StoredEntry], csv: bool, first: bool) -> Result<Vec<u
             w.write_record(csv_row(&event_json(entry)?))
                 .map_err(written)?;
         }
-        w.flush()
-            .map_err(|e| StoreError::Unreadable(format!("writing CSV: {e}")))?;
+        w.flush().map_err(|e| written(e.into()))?;
     } else {
         for entry in entries {
             let event = event_json(entry)?;

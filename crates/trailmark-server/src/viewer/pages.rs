@@ -346,6 +346,16 @@ pub(crate) struct EventLink {
     tenant: Option<String>,
 }
 
+impl EventLink {
+    /// The tenant a page reads: the link's (an id is unique only within
+    /// one; a key that may not see it is refused by the read), else the
+    /// one the session lists. (The session's first showed another tenant's
+    /// event or record of the same id, or none.)
+    fn tenant(self, who: &super::Who) -> Option<String> {
+        self.tenant.or_else(|| who.tenant.clone())
+    }
+}
+
 /// `/ui/events/{id}`: the diff, who and from where, and the proof.
 pub(crate) async fn event<S: Store>(
     State(viewer): State<Arc<Viewer<S>>>,
@@ -354,11 +364,7 @@ pub(crate) async fn event<S: Store>(
     QueryParams(link): QueryParams<EventLink>,
 ) -> Result<Html<String>, PageError> {
     let who = viewer.who(&headers).await?;
-    // Links name the event's tenant: an id is unique only within one. The
-    // link's is followed (a key that may not see it is refused by the
-    // read), not the tenant the session lists: that showed another tenant's
-    // event or record of the same id, or none.
-    let tenant = link.tenant.or_else(|| who.tenant.clone());
+    let tenant = link.tenant(&who);
     let reader = crate::auth::Authorized::check(who.caller.clone())?;
     let detail = crate::query::event(&viewer.app, &reader, &id, tenant.as_deref()).await?;
     let (ok, proof) = proof_status(&viewer, &detail);
@@ -426,10 +432,8 @@ pub(crate) async fn history<S: Store>(
     QueryParams(link): QueryParams<EventLink>,
 ) -> Result<Html<String>, PageError> {
     let who = viewer.who(&headers).await?;
-    // Links name the record's tenant (see `history_link`), followed as
-    // the event page's are.
     let filters = EventFilters {
-        tenant: link.tenant.or_else(|| who.tenant.clone()),
+        tenant: link.tenant(&who),
         ..EventFilters::default()
     };
     let reader = crate::auth::Authorized::check(who.caller.clone())?;
