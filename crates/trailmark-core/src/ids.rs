@@ -10,6 +10,11 @@ pub struct TenantId(String);
 
 impl TenantId {
     pub const MAX_LEN: usize = 64;
+    /// [`TenantId::new`]'s rule as a regular expression (POSIX, as
+    /// PostgreSQL's `~` reads it), for a check made where Rust does not
+    /// run: capture's `trailmark.set_context`. Its agreement with `new` is
+    /// tested against PostgreSQL (capture's integration tests).
+    pub const PATTERN: &'static str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
     const SYSTEM: &'static str = "_system";
 
     pub fn new(name: &str) -> Result<Self, &'static str> {

@@ -26,14 +26,28 @@ fn context_keys() -> Vec<&'static str> {
 /// transaction pays only for what its mode reads (in WAL mode the settings
 /// would cost about 5% of a single-row UPDATE's rate, bench/results/capture.md).
 /// An unknown key, or a value that is not a string, a number or null, is an
-/// error naming it: the check is three C-level operations, and
+/// error naming it, and so (capture version 18) is an `actor_type` that is
+/// not an actor type or a `tenant` that is not a tenant id (core's
+/// [`trailmark_core::ActorType`] and [`trailmark_core::TenantId::PATTERN`]):
+/// the drainer would repair either (`unknown`; the key's tenant), and an
+/// event meant for one tenant would land in another. The empty string clears
+/// either, as null does. The check is a few C-level operations, and
 /// `trailmark.refuse_context` names the culprit only when it fails.
 pub(super) fn set_context_sql(wal: bool) -> String {
-    let keys = context_keys()
+    let quoted = |words: &[&str]| {
+        words
+            .iter()
+            .map(|k| format!("'{k}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let keys = quoted(&context_keys());
+    let types: Vec<&str> = trailmark_core::ActorType::ALL
         .iter()
-        .map(|k| format!("'{k}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .map(|t| t.as_str())
+        .collect();
+    let actor_types = quoted(&types);
+    let pattern = trailmark_core::TenantId::PATTERN;
     // In WAL mode the message is written by an assignment, not `PERFORM`:
     // PL/pgSQL evaluates an assignment's simple expression without starting
     // the executor (`PERFORM` runs a query), 1.02x the single-row UPDATE's
@@ -73,6 +87,14 @@ BEGIN
             RAISE EXCEPTION 'trailmark.set_context: % must be a string (or null to clear it), not %',
                 trailmark_key, jsonb_typeof(trailmark_value);
         END IF;
+        IF trailmark_key = 'actor_type' AND NOT trailmark_value #>> '{{}}' = ANY (ARRAY['', {actor_types}]) THEN
+            RAISE EXCEPTION 'trailmark.set_context: actor_type must be one of {type_list} (or null to clear it), not %',
+                trailmark_value::text;
+        END IF;
+        IF trailmark_key = 'tenant' AND trailmark_value #>> '{{}}' <> '' AND trailmark_value #>> '{{}}' !~ '{pattern}' THEN
+            RAISE EXCEPTION 'trailmark.set_context: tenant must be 1 to {max} characters, start with a letter or digit and use only letters, digits, ''.'', ''_'' and ''-'' (or null to clear it), not %',
+                trailmark_value::text;
+        END IF;
     END LOOP;
 END
 $trailmark$;
@@ -81,13 +103,17 @@ LANGUAGE plpgsql AS $trailmark$
 {declare}BEGIN
     IF jsonb_typeof(context) IS DISTINCT FROM 'object'
        OR context - ARRAY[{keys}] <> '{{}}'::jsonb
-       OR jsonb_path_exists(context, 'strict $.* ? (@.type() == \"object\" || @.type() == \"array\" || @.type() == \"boolean\")') THEN
+       OR jsonb_path_exists(context, 'strict $.* ? (@.type() == \"object\" || @.type() == \"array\" || @.type() == \"boolean\")')
+       OR NOT coalesce(context ->> 'actor_type', '') = ANY (ARRAY['', {actor_types}])
+       OR coalesce(context ->> 'tenant', '') !~ '^$|{pattern}' THEN
         PERFORM trailmark.refuse_context(context);
     END IF;
     {apply}
 END
 $trailmark$;",
         hint = context_keys().join(", "),
+        type_list = types.join(", "),
+        max = trailmark_core::TenantId::MAX_LEN,
     )
 }
 

@@ -8,7 +8,7 @@ use crate::{Error, pg};
 use super::catalog::covered_tables;
 
 /// The capture schema version this build installs (`trailmark.meta`).
-pub const VERSION: u32 = 17;
+pub const VERSION: u32 = 18;
 
 pub(super) async fn stored_specs(client: &impl GenericClient) -> Result<Vec<TableSpec>, Error> {
     let rows = client

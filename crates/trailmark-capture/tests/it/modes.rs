@@ -418,16 +418,7 @@ async fn set_context_refuses_unknown_keys_and_values_that_are_not_text() {
         let db = installed(mode, CUSTOMER, &[customer()]).await;
         let err = |sql: String| {
             let client = &db.client;
-            async move {
-                client
-                    .batch_execute(&sql)
-                    .await
-                    .unwrap_err()
-                    .as_db_error()
-                    .unwrap()
-                    .message()
-                    .to_owned()
-            }
+            async move { refused(client, &sql).await }
         };
         let set = |context: &str| format!("SELECT trailmark.set_context('{context}')");
         let unknown = err(set("{\"actor\": \"42\"}")).await;
@@ -453,6 +444,7 @@ async fn set_context_refuses_unknown_keys_and_values_that_are_not_text() {
                 "{mode:?}, {value}: {refused}"
             );
         }
+        refuses_actor_types_and_tenants_the_ledger_does_not_take(mode, &db.client).await;
         // A number is taken as its text; null clears a key set before.
         db.client
             .batch_execute(
@@ -475,6 +467,85 @@ async fn set_context_refuses_unknown_keys_and_values_that_are_not_text() {
             assert_eq!(row.get::<_, Value>(2), json!({"actor_id": "42"}));
         }
     }
+}
+
+/// `trailmark.set_context` refuses an actor type the ledger does not know and
+/// a tenant that is not a tenant id (capture version 18): the drainer would
+/// make the one `unknown` and send the event to the key's tenant.
+async fn refuses_actor_types_and_tenants_the_ledger_does_not_take(
+    mode: Mode,
+    client: &tokio_postgres::Client,
+) {
+    let set = |context: &str| format!("SELECT trailmark.set_context('{context}')");
+    for (context, said) in [
+        (
+            "{\"actor_type\": \"robot\"}",
+            "actor_type must be one of user, service, system, anonymous, unknown (or null to clear it), not \"robot\"",
+        ),
+        ("{\"actor_type\": 3}", "actor_type must be one of"),
+        (
+            "{\"actor_id\": \"42\", \"tenant\": \"Acme Corp\"}",
+            "tenant must be 1 to 64 characters, start with a letter or digit and use only letters, digits, '.', '_' and '-' (or null to clear it), not \"Acme Corp\"",
+        ),
+        ("{\"tenant\": \"_system\"}", "tenant must be"),
+    ] {
+        let refused = refused(client, &set(context)).await;
+        assert!(refused.contains(said), "{mode:?}, {context}: {refused}");
+    }
+    // The SQL rule is core's: a tenant is taken exactly when
+    // `TenantId::new` takes it (null and the empty string clear it).
+    let long = "x".repeat(64);
+    let longer = "x".repeat(65);
+    for tenant in [
+        "acme",
+        "a",
+        "Acme-Corp_2.eu",
+        "0",
+        long.as_str(),
+        longer.as_str(),
+        "",
+        " ",
+        "_x",
+        "-a",
+        ".a",
+        "a b",
+        "a/b",
+        "a+b",
+        "\u{e9}",
+        "a\u{e9}",
+        "acme\n",
+        "\u{130}",
+        "K\u{212a}",
+    ] {
+        let context = json!({ "tenant": tenant }).to_string().replace('\'', "''");
+        let taken = client
+            .batch_execute(&format!("SELECT trailmark.set_context('{context}')"))
+            .await
+            .is_ok();
+        let rule = tenant.is_empty() || trailmark_core::TenantId::new(tenant).is_ok();
+        assert_eq!(taken, rule, "{mode:?}: tenant {tenant:?}");
+    }
+    for kind in trailmark_core::ActorType::ALL {
+        client
+            .batch_execute(&set(&format!("{{\"actor_type\": \"{kind}\"}}")))
+            .await
+            .unwrap();
+    }
+    client
+        .batch_execute(&set("{\"actor_type\": \"\", \"tenant\": null}"))
+        .await
+        .unwrap();
+}
+
+async fn refused(client: &tokio_postgres::Client, sql: &str) -> String {
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_err()
+        .as_db_error()
+        .unwrap()
+        .message()
+        .to_owned()
 }
 
 #[tokio::test]
