@@ -405,3 +405,61 @@ test("a record's history shows what was done to its whole table", async () => {
   await page.screenshot({ path: join(artifacts, 'history-truncated.png'), fullPage: true });
   await context.close();
 });
+
+test('text that looks like markup is shown as text on every page, never run or parsed', async () => {
+  // Every field an event, a hold, a policy and an erasure take as free text
+  // carries markup that would mark the page (data-pwn) or run (window.pwned)
+  // if it were written into the HTML unescaped, quoted for an attribute too.
+  const evil = '"><img src=x data-pwn=1 onerror="window.pwned=1"><b data-pwn=1>\'';
+  const [made] = (await api('POST', '/v1/events', [
+    { tenant: 'evil', actor: { id: `a${evil}`, type: 'user', name: `n${evil}` }, action: 'update',
+      resource: { type: `T${evil}`, id: `i${evil}`, name: `rn${evil}` }, reason: `r${evil}`,
+      changes: { [`k${evil}`]: { old: `o${evil}`, new: `n${evil}` }, long: { old: `one two ${evil} three`, new: `one four ${evil} three` } },
+      context: { ip: '203.0.113.9', user_agent: `ua${evil}`, request_id: `q${evil}`, session_id: `s${evil}` },
+      metadata: { [`m${evil}`]: `v${evil}` } },
+    { tenant: 'evil', actor: { id: 'b', type: 'user' }, action: 'delete', resource: { type: `T${evil}`, id: 'gone' } },
+  ])).entries;
+  await api('POST', '/v1/holds', { tenant: 'evil', actor: `a${evil}`, reason: `h${evil}` });
+  await api('PUT', '/v1/retention', { tenant: 'evil', resource_type: `T${evil}`, max_age_days: 30 });
+  const erased = await api('POST', '/v1/erasures', { tenant: 'evil', resource: `T${evil}:gone`, reason: `e${evil}` });
+  assert.equal(erased.entries, 1);
+  const [gone] = (await api('GET', '/v1/events?tenant=evil&resource_id=gone')).events;
+  // Ten failed logins of one username (the default rule), acknowledged with a note.
+  const login = { tenant: 'evil', actor: { id: 'anonymous', type: 'user', name: `p${evil}` },
+    action: 'auth.login', outcome: 'failure', context: { ip: '192.0.2.66' } };
+  await api('POST', '/v1/events', Array.from({ length: 10 }, () => login));
+  const alert = await until('the alert', async () => (await api('GET', '/v1/alerts?tenant=evil')).alerts[0]);
+  await api('POST', `/v1/alerts/${alert.id}/ack`, { note: `ack${evil}` });
+
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, admin);
+  const type = encodeURIComponent(`T${evil}`);
+  const pages = [
+    `/ui/events?actor=${encodeURIComponent(`a${evil}`)}&q=${encodeURIComponent(evil)}`,
+    `/ui/events?resource_type=${type}`,
+    `/ui/events/${made.id}?tenant=evil`,
+    `/ui/events/${gone.id}?tenant=evil`,
+    `/ui/history/${type}/${encodeURIComponent(`i${evil}`)}?tenant=evil`,
+    `/ui/history/${type}/gone?tenant=evil`,
+    '/ui/activity',
+    '/ui/retention',
+    `/ui/alerts/${alert.id}`,
+  ];
+  for (const path of pages) {
+    const answer = await page.goto(base + path);
+    assert.equal(answer.status(), 200, path);
+    assert.equal(await page.evaluate(() => document.querySelectorAll('[data-pwn]').length), 0, `markup parsed on ${path}`);
+    assert.equal(await page.evaluate(() => window.pwned), undefined, `script ran on ${path}`);
+    assert.match(await page.locator('main').textContent(), /<img src=x data-pwn=1/, `shown as text on ${path}`);
+  }
+  // The alerts list names no free text of the events; nothing parsed there either.
+  await page.goto(base + '/ui/alerts');
+  assert.equal(await page.locator(`tr[data-alert="${alert.id}"]`).count(), 1);
+  assert.equal(await page.evaluate(() => document.querySelectorAll('[data-pwn]').length + (window.pwned ?? 0)), 0);
+  // The filters' inputs hold what was asked, as typed.
+  await page.goto(base + pages[0]);
+  assert.equal(await page.locator('input[name=actor]').inputValue(), `a${evil}`);
+  await page.screenshot({ path: join(artifacts, 'markup-as-text.png'), fullPage: true });
+  await context.close();
+});
