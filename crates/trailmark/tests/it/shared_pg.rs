@@ -426,3 +426,82 @@ fn a_second_server_with_another_signing_key_refuses_the_shared_ledger() {
         "{stderr}"
     );
 }
+
+/// A new admin key that sees every tenant, made through `server` by `by`:
+/// (its id, the key).
+fn whole_server_admin(server: &Server, by: &str) -> (String, String) {
+    let (status, body) = server.post(
+        "/v1/keys",
+        by,
+        &json!({"scopes": "admin", "name": "racing admin"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    (
+        body["id"].as_str().unwrap().to_owned(),
+        body["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The last admin key that sees every tenant is never revoked, across
+/// servers sharing one ledger too: two admin keys, each revoked at the same
+/// moment by the other through another server, round after round. One
+/// revocation is taken; the other is refused (409: the key it would revoke
+/// is now the last, or 401: its own key is gone), because one revocation at
+/// a time holds the removal lock, which the servers share (a PostgreSQL
+/// advisory lock), from reading the keys to revoking one.
+#[test]
+fn two_servers_revoking_each_others_admin_key_at_once_leave_one() {
+    let db = PgDb::new("tm_shared_last_admin");
+    let dirs = dirs(2);
+    let servers = servers(&db, &dirs);
+    let (_, keys) = servers[0].get("/v1/keys", &servers[0].admin);
+    let first = keys["keys"][0]["id"].as_str().unwrap().to_owned();
+    let mut pair = [
+        (first, servers[0].admin.clone()),
+        whole_server_admin(&servers[0], &servers[0].admin),
+    ];
+    for round in 0..12 {
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let answers: Vec<(u16, Value)> = thread::scope(|scope| {
+            let racers: Vec<_> = [(0, 1), (1, 0)]
+                .into_iter()
+                .map(|(by, target)| {
+                    let (server, barrier) = (&servers[by], Arc::clone(&barrier));
+                    let (key, target) = (pair[by].1.clone(), pair[target].0.clone());
+                    scope.spawn(move || {
+                        barrier.wait();
+                        server.delete(&format!("/v1/keys/{target}"), &key)
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let taken: Vec<usize> = (0..2).filter(|&i| answers[i].0 == 200).collect();
+        assert_eq!(taken.len(), 1, "round {round}: {answers:?}");
+        let loser = 1 - taken[0];
+        assert!(
+            [401, 409].contains(&answers[loser].0),
+            "round {round}: {answers:?}"
+        );
+        // The survivor still administers both servers; it makes the next
+        // round's rival.
+        let survivor = pair[taken[0]].clone();
+        for server in &servers {
+            let (status, keys) = server.get("/v1/keys", &survivor.1);
+            assert_eq!(status, 200, "round {round}: {keys}");
+            let alive = keys["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|k| k["revoked_at"].is_null() && k["tenant"].is_null())
+                .count();
+            assert_eq!(alive, 1, "round {round}: {keys}");
+        }
+        let rival = whole_server_admin(&servers[round % 2], &survivor.1);
+        pair = if round % 2 == 0 {
+            [survivor, rival]
+        } else {
+            [rival, survivor]
+        };
+    }
+}
