@@ -204,12 +204,23 @@ impl PgStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
-            .max_size(max_connections.max(1))
+        let durable = |builder: deadpool_postgres::PoolBuilder| {
+            if read_only {
+                builder
+            } else {
+                builder.post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+                    Box::pin(async move {
+                        durable_session(client)
+                            .await
+                            .map_err(deadpool_postgres::HookError::Backend)
+                    })
+                }))
+            }
+        };
+        let pool = durable(Pool::builder(manager).max_size(max_connections.max(1)))
             .build()
             .map_err(|e| StoreError::backend("building the connection pool", e))?;
-        let priority = Pool::builder(priority_manager)
-            .max_size(PRIORITY_CONNECTIONS)
+        let priority = durable(Pool::builder(priority_manager).max_size(PRIORITY_CONNECTIONS))
             .build()
             .map_err(|e| StoreError::backend("building the connection pool", e))?;
         Ok(Self {
@@ -303,10 +314,62 @@ impl PgStore {
         Ok(out)
     }
 
+    /// The `synchronous_commit` this store's appends commit with (a
+    /// session of its pool): never `off` ([`durable_session`]).
+    pub async fn synchronous_commit(&self) -> Result<String, StoreError> {
+        let client = self.raw_client().await?;
+        let row = client
+            .query_one("SELECT current_setting('synchronous_commit')", &[])
+            .await
+            .map_err(db("reading synchronous_commit"))?;
+        Ok(row.get(0))
+    }
+
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.migrate().await?;
         self.raw_client().await
     }
+}
+
+/// Makes a new session of a writing pool durable: with `synchronous_commit
+/// = off` (set for the database, the role, or in the connection string) a
+/// commit returns before PostgreSQL has it on disk, and a crash of the
+/// database would lose appends the server had acknowledged, checkpoints
+/// signed over them included. Such a session sets it `on` (said once in
+/// the log); any other value (`local`, `remote_write`, `on`,
+/// `remote_apply`) waits for the local flush at least and is kept. A
+/// server running with `fsync = off` is said in the log once.
+async fn durable_session(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    static NO_FSYNC: std::sync::Once = std::sync::Once::new();
+    let row = client
+        .query_one(
+            "SELECT current_setting('synchronous_commit') = 'off',
+                    CASE WHEN current_setting('synchronous_commit') = 'off'
+                         THEN set_config('synchronous_commit', 'on', false) END,
+                    current_setting('fsync') = 'off'",
+            &[],
+        )
+        .await?;
+    if row.get::<_, bool>(2) {
+        // The server's own, for every database: not a session's to change.
+        NO_FSYNC.call_once(|| {
+            tracing::warn!(
+                "the ledger's PostgreSQL runs with fsync = off: nothing it commits is sure to \
+                 survive a crash of its machine, acknowledged appends included; turn it on"
+            );
+        });
+    }
+    if row.get::<_, bool>(0) {
+        SAID.call_once(|| {
+            tracing::warn!(
+                "the ledger's database has synchronous_commit = off (for the database, the role \
+                 or in the connection string): Trailmark's sessions set it on, so that no append \
+                 is acknowledged before PostgreSQL has it on disk"
+            );
+        });
+    }
+    Ok(())
 }
 
 /// Refuses a ledger whose schema is newer than this build's migrations.

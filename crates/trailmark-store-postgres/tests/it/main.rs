@@ -758,3 +758,42 @@ async fn the_log_is_told_what_postgresql_said() {
     assert!(e.with_causes().contains(&said), "{}", e.with_causes());
     assert!(!e.to_string().contains(&said), "{e}");
 }
+
+/// With `synchronous_commit = off` set for the ledger's database (or its
+/// role, or in the connection string), a commit returns before PostgreSQL
+/// has it on disk: a crash of the database would lose appends already
+/// acknowledged. The store's sessions set it `on`; a value that waits for
+/// the disk at least (`remote_apply` here) is kept; a read-only store
+/// (evidence, never written) is left as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_commit_durably_where_the_database_sets_synchronous_commit_off() {
+    let db = TempPg::new();
+    admin(format!(
+        "ALTER DATABASE {} SET synchronous_commit = off",
+        db.name
+    ));
+    let plain = db.connect().await;
+    let said: String = plain
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(said, "off", "the database's own sessions");
+    let store = PgStore::new(&db.url(), 4).unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.synchronous_commit().await.unwrap(), "on");
+    let in_url = PgStore::new(
+        &format!("{} options='-c synchronous_commit=off'", db.url()),
+        4,
+    )
+    .unwrap();
+    assert_eq!(in_url.synchronous_commit().await.unwrap(), "on");
+    let stronger = PgStore::new(
+        &format!("{} options='-c synchronous_commit=remote_apply'", db.url()),
+        4,
+    )
+    .unwrap();
+    assert_eq!(stronger.synchronous_commit().await.unwrap(), "remote_apply");
+    let evidence = PgStore::new_read_only(&db.url(), 2).unwrap();
+    assert_eq!(evidence.synchronous_commit().await.unwrap(), "off");
+}
