@@ -23,9 +23,13 @@ pub use verify::{Divergence, Follower, ReceiptFacts, Seen, check_receipt};
 /// from refused from unreachable by the variant, never by the message.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// 429 or 503: try again, after `retry_after` when the server said.
-    #[error("the server is busy (retry after {retry_after:?})")]
-    Busy { retry_after: Option<Duration> },
+    /// 429 or 503: try again, after `retry_after` when the server said;
+    /// `message`: what it said (a full queue, a store that failed).
+    #[error("{}", busy_text(*.retry_after, .message))]
+    Busy {
+        retry_after: Option<Duration>,
+        message: String,
+    },
     /// 400: the request can never succeed as it is; the problems name the
     /// fields (and, in a batch, the events by index).
     #[error("refused: {}", problems_text(.0))]
@@ -300,6 +304,22 @@ fn text(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Resu
         .map_err(|e| Error::Transport(e.to_string()))
 }
 
+/// A 429's or 503's text: what the server said, and when to try again.
+fn busy_text(retry_after: Option<Duration>, message: &str) -> String {
+    let said = if message.is_empty() {
+        "retry later"
+    } else {
+        message
+    };
+    match retry_after {
+        Some(d) => format!(
+            "the server cannot answer now: {said} (retry after {} s)",
+            d.as_secs()
+        ),
+        None => format!("the server cannot answer now: {said}"),
+    }
+}
+
 /// The error a non-success answer says, by its status.
 fn refusal(mut response: ureq::http::Response<ureq::Body>) -> Error {
     let status = response.status().as_u16();
@@ -338,7 +358,10 @@ fn refusal(mut response: ureq::http::Response<ureq::Body>) -> Error {
         409 => Error::Conflict(said()),
         412 => Error::PreconditionFailed(said()),
         413 => Error::TooLarge(said()),
-        429 | 503 => Error::Busy { retry_after },
+        429 | 503 => Error::Busy {
+            retry_after,
+            message: said(),
+        },
         _ => Error::Server {
             status,
             body: said(),

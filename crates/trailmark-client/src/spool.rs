@@ -407,7 +407,9 @@ fn send_one(shared: &Shared, client: &Client, batch: usize) -> Result<usize, Fai
             settle(shared, &taken, Some(&why));
             Ok(1)
         }
-        Err(Error::Busy { retry_after }) => Err(Failure::Later(retry_after.unwrap_or_default())),
+        Err(Error::Busy { retry_after, .. }) => {
+            Err(Failure::Later(retry_after.unwrap_or_default()))
+        }
         Err(e @ (Error::Unauthorized(_) | Error::Forbidden(_))) => {
             tracing::error!("the server refused the key: {e}; events wait in the spool");
             Err(Failure::Later(shared.options.max_backoff))

@@ -12,7 +12,7 @@ use trailmark_core::{
     Actor, ActorType, Context, Event, EventId, Outcome, Resource, Salt, TenantId, Timestamp,
 };
 use trailmark_log::{Hash, KeyName, Plan, SignedCheckpoint, SigningKey};
-use trailmark_store::{KeyRecord, NewEvent, Scope, Scopes, Store};
+use trailmark_store::{ErrorKind, KeyRecord, NewEvent, Scope, Scopes, Store};
 
 use crate::error::ApiError;
 use crate::keys::ApiKey;
@@ -62,6 +62,11 @@ pub struct Metrics {
     pub ingest_after_refused: AtomicU64,
     pub commit_micros_total: AtomicU64,
     pub commits: AtomicU64,
+    /// Appends the store failed (its database or disk: a 503 or 500 to
+    /// whoever waited), and when the latest append failed, in Unix
+    /// milliseconds (0: the latest succeeded). [`App::append`] keeps both.
+    pub append_failures: AtomicU64,
+    pub append_failed_at: AtomicU64,
     pub checkpoints_signed: AtomicU64,
     /// Cosignatures received from witnesses and kept.
     pub cosignatures: AtomicU64,
@@ -114,7 +119,7 @@ pub const OUTBOX_COUNT_UP_TO: i64 = 1_000_000;
 
 impl Metrics {
     /// The counters `GET /metrics` shows: name, help, value.
-    pub fn counters(&self) -> [(&'static str, &'static str, u64); 18] {
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 19] {
         let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         [
             (
@@ -146,6 +151,11 @@ impl Metrics {
                 "trailmark_commit_seconds_count",
                 "Durable appends awaited.",
                 get(&self.commits),
+            ),
+            (
+                "trailmark_append_failures_total",
+                "Appends the store failed (a full disk, a database gone): nothing of them was acknowledged; /readyz fails for 10 s after one.",
+                get(&self.append_failures),
             ),
             (
                 "trailmark_checkpoints_signed_total",
@@ -465,7 +475,52 @@ impl Caller {
     }
 }
 
+fn unix_millis_now() -> u64 {
+    u64::try_from(now().unix_millis()).unwrap_or(0)
+}
+
+/// How long `/readyz` fails after an append failed (then it answers again,
+/// so that a balancer that stopped sending sends again, and the next
+/// append says whether the store writes).
+pub const UNREADY_AFTER_FAILED_APPEND_MS: u64 = 10_000;
+
 impl<S: Store> App<S> {
+    /// Appends through the store (every append the server makes), keeping
+    /// the count of failed appends and when the latest failed (`/metrics`,
+    /// `/readyz`): a full disk fails every append while reads still answer.
+    pub async fn append(
+        &self,
+        batch: Vec<trailmark_store::NewEvent>,
+    ) -> Result<Vec<trailmark_store::Appended>, trailmark_store::StoreError> {
+        let result = self.store.append(batch).await;
+        let failed_at = &self.metrics.append_failed_at;
+        match &result {
+            Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Corrupt) => {
+                self.metrics.append_failures.fetch_add(1, Ordering::Relaxed);
+                failed_at.store(unix_millis_now().max(1), Ordering::Relaxed);
+            }
+            Ok(_) if failed_at.load(Ordering::Relaxed) != 0 => {
+                failed_at.store(0, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        result
+    }
+
+    /// Why the server is not ready: its latest append failed less than
+    /// [`UNREADY_AFTER_FAILED_APPEND_MS`] ago.
+    pub fn unready(&self) -> Option<String> {
+        let failed_at = self.metrics.append_failed_at.load(Ordering::Relaxed);
+        let ago = unix_millis_now().saturating_sub(failed_at);
+        (failed_at != 0 && ago < UNREADY_AFTER_FAILED_APPEND_MS).then(|| {
+            format!(
+                "the latest append failed {}.{} s ago (the log says why: a full disk, the database gone); nothing is acknowledged until appends succeed",
+                ago / 1000,
+                ago % 1000 / 100
+            )
+        })
+    }
+
     /// One removal, hold, policy change or key revocation at a time (a
     /// revocation checks that an admin key seeing every tenant is left):
     /// among this server's
@@ -652,7 +707,7 @@ impl<S: Store> App<S> {
             };
             batch.push(self.prepare(event, &TenantId::system(), at)?);
         }
-        self.store.append(batch).await?;
+        self.append(batch).await?;
         Ok(())
     }
 
@@ -749,7 +804,7 @@ impl<S: Store> App<S> {
             .alerts
             .get()
             .map(|feed| feed.candidates(std::slice::from_ref(&new)));
-        let appended = self.store.append(vec![new]).await?;
+        let appended = self.append(vec![new]).await?;
         if let (Some(feed), Some(candidates)) = (self.alerts.get(), candidates) {
             feed.offer(candidates, &appended, &self.metrics);
         }

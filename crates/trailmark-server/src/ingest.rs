@@ -843,7 +843,7 @@ impl<S: Store> crate::App<S> {
             .last()
             .map(|last| self.appending.register((last.tenant(), last.id())));
         let started = Instant::now();
-        let appended = self.store.append(batch).await?;
+        let appended = self.append(batch).await?;
         if let Some(registration) = registration {
             registration.stored();
         }

@@ -147,6 +147,9 @@ async fn authenticate_first<S: Store>(
 
 async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Result<&'static str, ApiError> {
     app.store.heads().await?;
+    if let Some(why) = app.unready() {
+        return Err(ApiError::Unavailable(why));
+    }
     Ok("ready\n")
 }
 
@@ -223,6 +226,12 @@ async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> impl IntoResponse 
     capture_outbox_lines(m, &mut line);
     #[allow(clippy::cast_precision_loss)] // microseconds as seconds for Prometheus
     let seconds = get(&m.commit_micros_total) as f64 / 1e6;
+    line(
+        "trailmark_append_failing",
+        "gauge",
+        "1 while the latest append failed (nothing is acknowledged until one succeeds).",
+        u8::from(get(&m.append_failed_at) != 0).to_string(),
+    );
     line(
         "trailmark_commit_seconds_sum",
         "counter",

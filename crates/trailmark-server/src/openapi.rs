@@ -506,7 +506,10 @@ pub fn document() -> Value {
     key_paths(&mut paths);
     for (path, summary) in [
         ("/healthz", "Liveness"),
-        ("/readyz", "Readiness: the store answers"),
+        (
+            "/readyz",
+            "Readiness: the store answers, and no append failed in the last 10 s (503 otherwise)",
+        ),
         ("/metrics", "Prometheus metrics"),
         ("/openapi.json", "This document"),
     ] {
@@ -515,6 +518,7 @@ pub fn document() -> Value {
             json!({"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}),
         );
     }
+    paths["/readyz"]["get"]["responses"]["503"] = json!({"description": "Not ready: the store does not answer, or an append failed in the last 10 s (the body says which)"});
     let mut schemas = typed_answers(&mut paths);
     schemas.insert("Event".into(), event_schema());
     json!({

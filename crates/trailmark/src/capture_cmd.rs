@@ -381,7 +381,7 @@ impl HttpSink {
 
 fn sink_error(e: trailmark_client::Error) -> SendError {
     match e {
-        trailmark_client::Error::Busy { retry_after } => {
+        trailmark_client::Error::Busy { retry_after, .. } => {
             SendError::Busy(retry_after.unwrap_or(Duration::from_secs(1)))
         }
         e @ trailmark_client::Error::Rejected(_) => SendError::Failed(format!("400: {e}")),

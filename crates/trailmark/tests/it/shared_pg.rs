@@ -505,3 +505,84 @@ fn two_servers_revoking_each_others_admin_key_at_once_leave_one() {
         };
     }
 }
+
+/// An append the ledger's database fails (here PostgreSQL's own "no space
+/// left on device", SQLSTATE 53100, raised by a trigger on the entries it
+/// writes; a full disk fails the same statement the same way) is answered
+/// 503 and acknowledges nothing; `/metrics` counts it and says appends are
+/// failing, and `/readyz` fails, so that an operator's alert and a
+/// balancer see what reads alone do not. Once the database writes again,
+/// the next append is taken and everything is ready again.
+#[test]
+fn a_ledger_that_cannot_write_acknowledges_nothing_and_says_so_until_it_can() {
+    let db = PgDb::new("tm_shared_full");
+    let dirs = dirs(1);
+    let server = servers(&db, &dirs).remove(0);
+    let probe = |path: &str| server.raw("GET", path, None, None).unwrap();
+    let metric = |name: &str| {
+        let (_, text) = probe("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+            .to_owned()
+    };
+    let post = |id: &str| {
+        server.post(
+            "/v1/events",
+            &server.admin,
+            &json!({"tenant": "acme", "id": id, "actor": {"id": "u1", "type": "user"},
+                    "action": "update", "resource": {"type": "Invoice", "id": "1"}}),
+        )
+    };
+    let before = "0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d5e";
+    let refused = "0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d5f";
+    let after = "0192f0c2-5a1e-7c4b-9d10-6f1b2a3c4d60";
+    assert_eq!(post(before).0, 201);
+    assert_eq!(probe("/readyz").0, 200);
+    assert_eq!(metric("trailmark_append_failures_total"), "0");
+    db.sql(
+        "CREATE FUNCTION public.no_space() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = '53100'; END $$;
+         CREATE TRIGGER no_space BEFORE INSERT ON trailmark_ledger.entries
+         FOR EACH ROW EXECUTE FUNCTION public.no_space()",
+    );
+    let (status, body) = post(refused);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("retry later"),
+        "{body}"
+    );
+    let (status, why) = probe("/readyz");
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("the latest append failed"), "{why}");
+    assert_ne!(metric("trailmark_append_failures_total"), "0");
+    assert_eq!(metric("trailmark_append_failing"), "1");
+    // A command told 503 says what the server said (it said "the server
+    // is busy (retry after None)").
+    let out = cli(&["verify", "--url", &server.url, "--key", &server.admin]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("the server cannot answer now: storage failed"),
+        "{said}"
+    );
+    // What was stored before stays; the refused event is not there.
+    assert_eq!(
+        db.text("SELECT count(*)::text FROM trailmark_ledger.entries WHERE tenant = 'acme'"),
+        "1"
+    );
+
+    db.sql("DROP TRIGGER no_space ON trailmark_ledger.entries");
+    assert_eq!(post(after).0, 201);
+    assert_eq!(probe("/readyz").0, 200);
+    assert_eq!(metric("trailmark_append_failing"), "0");
+    let (_, page) = server.get("/v1/events?tenant=acme", &server.admin);
+    let ids: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [after, before], "the refused event was never stored");
+    let (ok, report) = verify_url(&server);
+    assert!(ok, "{report}");
+}
