@@ -180,43 +180,22 @@ where
 
 /// The proxies whose forwarding headers are believed: addresses and
 /// networks (`10.0.0.1`, `10.0.0.0/8`, `fd00::/8`). Empty: no header is
-/// believed, the client is the TCP peer.
+/// believed, the client is the TCP peer. The rule is
+/// [`trailmark_core::TrustedProxies`]' (the server's own records follow it
+/// too); this reads it from a request's headers.
 #[derive(Clone, Debug, Default)]
-pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+pub struct TrustedProxies(trailmark_core::TrustedProxies);
 
 impl TrustedProxies {
     /// A bad entry is an error naming it, never skipped.
     pub fn parse<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> Result<Self, Error> {
-        let mut out = Vec::new();
-        for item in items {
-            let item = item.as_ref().trim();
-            let bad = || {
-                Error::Invalid(format!(
-                    "trusted proxies: {item:?} is not an IP address or network"
-                ))
-            };
-            let (addr, bits) = match item.split_once('/') {
-                Some((a, b)) => (a, Some(b.parse::<u8>().map_err(|_| bad())?)),
-                None => (item, None),
-            };
-            let ip = addr.parse::<IpAddr>().map_err(|_| bad())?.to_canonical();
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            let bits = bits.unwrap_or(max);
-            if bits > max {
-                return Err(bad());
-            }
-            out.push((ip, bits));
-        }
-        Ok(Self(out))
+        trailmark_core::TrustedProxies::parse(items)
+            .map(Self)
+            .map_err(Error::Invalid)
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.0.iter().any(|(net, bits)| match (net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), *bits),
-            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), *bits),
-            _ => false,
-        })
+        self.0.contains(ip)
     }
 
     /// The client's address: the peer, unless the peer is a trusted
@@ -224,73 +203,15 @@ impl TrustedProxies {
     /// (`Forwarded` when present, else `X-Forwarded-For`) that is not one.
     /// An unreadable hop stops the walk: nothing behind it is believed.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let mut addr = peer.to_canonical();
-        if !self.contains(addr) {
-            return addr;
-        }
-        let joined = |name: &str| {
+        let values = |name: &'static str| {
             headers
                 .get_all(name)
-                .iter()
+                .into_iter()
                 .filter_map(|v| v.to_str().ok())
-                .collect::<Vec<_>>()
-                .join(",")
         };
-        let forwarded = joined("forwarded");
-        let chain: Vec<String> = if forwarded.is_empty() {
-            joined("x-forwarded-for")
-                .split(',')
-                .map(str::to_owned)
-                .collect()
-        } else {
-            forwarded
-                .split(',')
-                .flat_map(|element| element.split(';'))
-                .filter_map(|pair| {
-                    let (name, value) = pair.split_once('=')?;
-                    name.trim()
-                        .eq_ignore_ascii_case("for")
-                        .then(|| value.to_owned())
-                })
-                .collect()
-        };
-        for hop in chain.iter().rev().filter(|h| !h.trim().is_empty()) {
-            let Some(hop) = hop_ip(hop) else {
-                return addr;
-            };
-            addr = hop;
-            if !self.contains(addr) {
-                return addr;
-            }
-        }
-        addr
+        self.0
+            .client_ip(peer, values("forwarded"), values("x-forwarded-for"))
     }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
-    let full = usize::from(bits / 8);
-    let rest = bits % 8;
-    if a[..full] != b[..full] {
-        return false;
-    }
-    rest == 0 || {
-        let mask = 0xffu8 << (8 - rest);
-        a[full] & mask == b[full] & mask
-    }
-}
-
-/// One hop of a forwarding chain: `203.0.113.7`, `203.0.113.7:4711`,
-/// `"[2001:db8::1]:4711"`, `2001:db8::1`.
-fn hop_ip(text: &str) -> Option<IpAddr> {
-    let text = text.trim().trim_matches('"');
-    let text = if let Some(rest) = text.strip_prefix('[') {
-        &rest[..rest.find(']')?]
-    } else if text.matches(':').count() == 1 {
-        text.split(':').next()?
-    } else {
-        text
-    };
-    text.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
 }
 
 /// The longest header value kept in the context (a user agent can be
@@ -402,32 +323,24 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// The rule is core's (`trailmark_core::TrustedProxies`, tested
+    /// there); this reads it from a request: every line of both headers,
+    /// `Forwarded` over `X-Forwarded-For`.
     #[test]
-    fn forwarded_addresses_are_believed_only_through_trusted_proxies() {
+    fn forwarded_addresses_are_read_from_every_header_line() {
         let proxies = TrustedProxies::parse(["10.0.0.0/8", "fd00::/8"]).unwrap();
-        let xff = headers(&[("x-forwarded-for", "198.51.100.9, 203.0.113.7, 10.1.1.1")]);
-        // Through two trusted hops: the first untrusted address from the right.
+        let xff = headers(&[
+            ("x-forwarded-for", "198.51.100.9, 203.0.113.7"),
+            ("x-forwarded-for", "10.1.1.1"),
+        ]);
         assert_eq!(proxies.client_ip(ip("10.0.0.2"), &xff), ip("203.0.113.7"));
-        // From anyone else: the header is ignored.
         assert_eq!(proxies.client_ip(ip("192.0.2.1"), &xff), ip("192.0.2.1"));
-        // Forwarded wins over X-Forwarded-For, ports and brackets read.
         let both = headers(&[
-            (
-                "forwarded",
-                "for=\"[2001:db8::1]:4711\";proto=https, for=10.2.2.2",
-            ),
+            ("forwarded", "for=\"[2001:db8::1]:4711\";proto=https"),
+            ("forwarded", "for=10.2.2.2"),
             ("x-forwarded-for", "198.51.100.1"),
         ]);
         assert_eq!(proxies.client_ip(ip("10.0.0.2"), &both), ip("2001:db8::1"));
-        // An unreadable hop stops the walk at the last address believed.
-        let junk = headers(&[("x-forwarded-for", "203.0.113.7, unknown")]);
-        assert_eq!(proxies.client_ip(ip("10.0.0.2"), &junk), ip("10.0.0.2"));
-        // IPv4-mapped IPv6 peers are IPv4.
-        assert_eq!(
-            proxies.client_ip(ip("::ffff:10.0.0.2"), &xff),
-            ip("203.0.113.7")
-        );
-        assert!(TrustedProxies::parse(["10.0.0.0/33"]).is_err());
         let e = TrustedProxies::parse(["proxy.local"]).unwrap_err();
         assert!(e.to_string().contains("proxy.local"), "{e}");
     }

@@ -15,6 +15,7 @@ mod error;
 mod event;
 mod ids;
 pub mod limits;
+mod proxies;
 mod strict_json;
 mod timestamp;
 
@@ -32,5 +33,6 @@ pub use event::{
     is_format_char, path_join,
 };
 pub use ids::{ActorType, EventId, Outcome, Seq, TenantId};
+pub use proxies::TrustedProxies;
 pub use strict_json::parse_strict_json;
 pub use timestamp::Timestamp;

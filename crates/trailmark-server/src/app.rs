@@ -338,7 +338,9 @@ pub fn no_randomness(error: impl std::fmt::Display) -> ApiError {
 
 /// The address a request came from: the TCP peer (behind a reverse proxy,
 /// the proxy). The server loop adds it to each request's extensions;
-/// [`request_context`] makes it the request's for `_system` records.
+/// [`request_context`] makes it the request's for `_system` records, or
+/// the client a trusted proxy forwarded for (an extension
+/// `Arc<trailmark_core::TrustedProxies>`, `serve --trusted-proxy`).
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub std::net::IpAddr);
 
@@ -404,7 +406,21 @@ pub async fn request_context(
         })
         .map_or_else(fresh_request_id, str::to_owned);
     let context = RequestContext {
-        peer: request.extensions().get::<Peer>().map(|p| p.0),
+        peer: request.extensions().get::<Peer>().map(|p| {
+            let headers = request.headers();
+            let values = |name: &'static str| {
+                headers
+                    .get_all(name)
+                    .into_iter()
+                    .filter_map(|v| v.to_str().ok())
+            };
+            request
+                .extensions()
+                .get::<Arc<trailmark_core::TrustedProxies>>()
+                .map_or(p.0, |trusted| {
+                    trusted.client_ip(p.0, values("forwarded"), values("x-forwarded-for"))
+                })
+        }),
         id: id.clone(),
     };
     let span = tracing::info_span!(

@@ -77,6 +77,17 @@ pub struct ServeArgs {
     /// NAME+KEYID+KEY@URL (the witness's vkey, then its URL). Repeatable.
     #[arg(long = "witness", value_name = "VKEY@URL")]
     pub witnesses: Vec<String>,
+    /// A reverse proxy (an address, or a network as ADDR/BITS) whose
+    /// `Forwarded` / `X-Forwarded-For` names the client in the `_system`
+    /// records of what callers do (`context.ip`); repeatable, or a comma
+    /// list in the variable [default: none: the TCP peer is the client].
+    #[arg(
+        long = "trusted-proxy",
+        value_name = "ADDR[/BITS]",
+        env = "TRAILMARK_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
     /// A PEM file of the certificate authorities that webhook receivers'
     /// and witnesses' HTTPS certificates must be signed by, instead of the
     /// Mozilla roots built in.
@@ -115,6 +126,8 @@ struct FileConfig {
     signing_key: Option<PathBuf>,
     #[serde(default)]
     witnesses: Vec<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     ca_file: Option<PathBuf>,
     max_connections: Option<usize>,
     header_timeout: Option<u64>,
@@ -148,6 +161,7 @@ struct Resolved {
     database: Option<String>,
     signing_key: PathBuf,
     witnesses: Vec<WitnessConfig>,
+    trusted_proxies: trailmark_core::TrustedProxies,
     /// The TLS of webhooks and witnesses.
     https: trailmark_client::https::TlsConfig,
     limits: crate::http::Limits,
@@ -165,6 +179,31 @@ struct Capture {
     tenant: TenantId,
     batch: i64,
     linger: Duration,
+}
+
+/// The trusted proxies given (flags or the variable), else the file's.
+fn trusted_proxies(
+    given: Vec<String>,
+    file: Vec<String>,
+) -> anyhow::Result<trailmark_core::TrustedProxies> {
+    trailmark_core::TrustedProxies::parse(if given.is_empty() { file } else { given }).map_err(
+        |e| anyhow::anyhow!("{e} (--trusted-proxy, TRAILMARK_TRUSTED_PROXIES, trusted_proxies)"),
+    )
+}
+
+/// The server's routes, each request bounded by `timeout`, each knowing
+/// the proxies whose forwarding headers name its client (the `_system`
+/// records' `context.ip`).
+fn routes<S: Store>(
+    app: &Arc<App<S>>,
+    proxies: trailmark_core::TrustedProxies,
+    timeout: Duration,
+) -> axum::Router {
+    if !proxies.is_empty() {
+        tracing::info!("believing Forwarded / X-Forwarded-For from the trusted proxies {proxies}");
+    }
+    let proxies = axum::Extension(Arc::new(proxies));
+    crate::http::with_request_timeout(router(Arc::clone(app)).layer(proxies), timeout)
 }
 
 /// The configuration file, or none.
@@ -250,6 +289,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
         WitnessConfig::parse(w, https.clone()).map_err(|e| anyhow::anyhow!("witness {w}: {e}"))
     })
     .collect::<anyhow::Result<Vec<_>>>()?;
+    let trusted_proxies = trusted_proxies(args.trusted_proxies, file.trusted_proxies)?;
     let limits = crate::http::Limits {
         max_connections: args.max_connections.or(file.max_connections).unwrap_or(512),
         header_timeout: Duration::from_secs(
@@ -272,6 +312,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
         database,
         capture,
         witnesses,
+        trusted_proxies,
         https,
         limits,
         signing_key: args
@@ -440,8 +481,7 @@ async fn serve_with<S: Store>(args: Resolved, store: S) -> anyhow::Result<()> {
     let drainer = args
         .capture
         .map(|capture| tokio::spawn(capture_loop(Arc::clone(&app), capture)));
-    let routes =
-        crate::http::with_request_timeout(router(Arc::clone(&app)), args.limits.request_timeout);
+    let routes = routes(&app, args.trusted_proxies, args.limits.request_timeout);
     crate::http::serve(listener, routes, args.limits, shutdown()).await;
     signer.abort();
     detector.abort();

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::{Server, event};
+use crate::{Server, cli, event};
 
 #[test]
 fn scopes_are_enforced() {
@@ -462,4 +462,71 @@ fn json_logs_and_records_carry_the_request_id() {
         "{log}"
     );
     assert!(lines.iter().any(|l| l["fields"]["message"] == "stopped"));
+}
+
+/// Behind a reverse proxy the TCP peer is the proxy: `serve
+/// --trusted-proxy` names the proxies whose `Forwarded` / `X-Forwarded-For`
+/// is believed, so that the `_system` records of what callers do name the
+/// client (`context.ip`), as far back as the chain is trusted; from anyone
+/// else the headers are ignored, so a caller cannot write another address
+/// into the record. A bad entry stops the server at start, named.
+#[test]
+fn system_records_name_the_client_a_trusted_proxy_forwarded_for_and_no_one_else() {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    // A read through the server with these headers, and the address its
+    // record in `_system` names.
+    let read_from = |server: &Server, headers: &[(&str, &str)]| {
+        let mut request = agent
+            .get(&format!("{}/v1/stats?tenant=acme", server.url))
+            .header("Authorization", &format!("Bearer {}", server.admin));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        assert_eq!(request.call().unwrap().status().as_u16(), 200);
+        let (_, records) = server.get(
+            "/v1/events?tenant=_system&action=read&resource_id=/v1/stats&limit=1",
+            &server.admin,
+        );
+        records["events"][0]["context"]["ip"].clone()
+    };
+    let chain = [("X-Forwarded-For", "198.51.100.1, 203.0.113.7")];
+    let plain_dir = tempfile::tempdir().unwrap();
+    let plain = Server::start(plain_dir.path());
+    assert_eq!(read_from(&plain, &chain), "127.0.0.1", "nobody trusted");
+
+    let dir = tempfile::tempdir().unwrap();
+    let proxied = Server::start_with(dir.path(), &["--trusted-proxy", "127.0.0.0/8"]);
+    assert_eq!(read_from(&proxied, &chain), "203.0.113.7");
+    assert_eq!(
+        read_from(
+            &proxied,
+            &[("Forwarded", "for=\"[2001:db8::1]:4711\";proto=https")]
+        ),
+        "2001:db8::1"
+    );
+    assert_eq!(read_from(&proxied, &[]), "127.0.0.1", "no header");
+    // An unreadable hop: nothing behind it is believed.
+    assert_eq!(
+        read_from(&proxied, &[("X-Forwarded-For", "203.0.113.7, unknown")]),
+        "127.0.0.1"
+    );
+
+    let refused = cli(&[
+        "serve",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--trusted-proxy",
+        "proxy.local",
+    ]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && said.contains("\"proxy.local\" is not an IP address or network"),
+        "{said}"
+    );
 }

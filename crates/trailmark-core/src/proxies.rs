@@ -1,0 +1,193 @@
+//! Whose forwarding headers are believed: the one rule for the client's
+//! address behind reverse proxies, for the server's own `_system` records
+//! and for the Rust client's request context (the Python client states it
+//! again in its own language, `trailmark/_ip.py`, with the same cases).
+
+use std::net::IpAddr;
+
+/// The proxies whose forwarding headers are believed: addresses and
+/// networks (`10.0.0.1`, `10.0.0.0/8`, `fd00::/8`). Empty: no header is
+/// believed, the client is the TCP peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// A bad entry (an empty one too) is an error naming it, never
+    /// skipped.
+    pub fn parse<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for item in items {
+            let item = item.as_ref().trim();
+            let bad = || format!("trusted proxies: {item:?} is not an IP address or network");
+            let (addr, bits) = match item.split_once('/') {
+                Some((a, b)) => (a, Some(b.parse::<u8>().map_err(|_| bad())?)),
+                None => (item, None),
+            };
+            let ip = addr.parse::<IpAddr>().map_err(|_| bad())?.to_canonical();
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let bits = bits.unwrap_or(max);
+            if bits > max {
+                return Err(bad());
+            }
+            out.push((ip, bits));
+        }
+        Ok(Self(out))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|(net, bits)| match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), *bits),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), *bits),
+            _ => false,
+        })
+    }
+
+    /// The client's address: the peer, unless the peer is a trusted
+    /// proxy; then the nearest address in the forwarding chain (the
+    /// `Forwarded` header's `for` values when the header is given, else
+    /// `X-Forwarded-For`'s; every occurrence of the header, in order) that
+    /// is not one. An unreadable hop stops the walk: nothing behind it is
+    /// believed.
+    pub fn client_ip<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded: impl IntoIterator<Item = &'a str>,
+        x_forwarded_for: impl IntoIterator<Item = &'a str>,
+    ) -> IpAddr {
+        let mut addr = peer.to_canonical();
+        if !self.contains(addr) {
+            return addr;
+        }
+        let forwarded: Vec<&str> = forwarded.into_iter().filter(|v| !v.is_empty()).collect();
+        let given = !forwarded.is_empty();
+        let forwarded: Vec<&str> = forwarded
+            .into_iter()
+            .flat_map(|v| v.split(','))
+            .flat_map(|element| element.split(';'))
+            .filter_map(|pair| {
+                let (name, value) = pair.split_once('=')?;
+                name.trim().eq_ignore_ascii_case("for").then_some(value)
+            })
+            .collect();
+        let chain: Vec<&str> = if given {
+            forwarded
+        } else {
+            x_forwarded_for
+                .into_iter()
+                .flat_map(|v| v.split(','))
+                .collect()
+        };
+        for hop in chain.iter().rev().filter(|h| !h.trim().is_empty()) {
+            let Some(hop) = hop_ip(hop) else {
+                return addr;
+            };
+            addr = hop;
+            if !self.contains(addr) {
+                return addr;
+            }
+        }
+        addr
+    }
+}
+
+/// As given: `10.0.0.0/8, 192.0.2.1/32`.
+impl std::fmt::Display for TrustedProxies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (ip, bits)) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{ip}/{bits}")?;
+        }
+        Ok(())
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let full = usize::from(bits / 8);
+    let rest = bits % 8;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    rest == 0 || {
+        let mask = 0xffu8 << (8 - rest);
+        a[full] & mask == b[full] & mask
+    }
+}
+
+/// One hop of a forwarding chain: `203.0.113.7`, `203.0.113.7:4711`,
+/// `"[2001:db8::1]:4711"`, `2001:db8::1`.
+fn hop_ip(text: &str) -> Option<IpAddr> {
+    let text = text.trim().trim_matches('"');
+    let text = if let Some(rest) = text.strip_prefix('[') {
+        &rest[..rest.find(']')?]
+    } else if text.matches(':').count() == 1 {
+        text.split(':').next()?
+    } else {
+        text
+    };
+    text.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_through_trusted_proxies() {
+        let proxies = TrustedProxies::parse(["10.0.0.0/8", "fd00::/8"]).unwrap();
+        let xff = ["198.51.100.9, 203.0.113.7", "10.1.1.1"];
+        let none: [&str; 0] = [];
+        // Through two trusted hops (over two header lines): the first
+        // untrusted address from the right.
+        assert_eq!(
+            proxies.client_ip(ip("10.0.0.2"), none, xff),
+            ip("203.0.113.7")
+        );
+        // From anyone else: the header is ignored.
+        assert_eq!(
+            proxies.client_ip(ip("192.0.2.1"), none, xff),
+            ip("192.0.2.1")
+        );
+        // Forwarded wins over X-Forwarded-For, ports and brackets read.
+        let forwarded = ["for=\"[2001:db8::1]:4711\";proto=https, for=10.2.2.2"];
+        assert_eq!(
+            proxies.client_ip(ip("10.0.0.2"), forwarded, ["198.51.100.1"]),
+            ip("2001:db8::1")
+        );
+        // A Forwarded header given names the chain, even when it names
+        // nobody: the trusted peer, then.
+        assert_eq!(
+            proxies.client_ip(ip("10.0.0.2"), ["proto=https"], ["198.51.100.1"]),
+            ip("10.0.0.2")
+        );
+        // An unreadable hop stops the walk at the last address believed.
+        assert_eq!(
+            proxies.client_ip(ip("10.0.0.2"), none, ["203.0.113.7, unknown"]),
+            ip("10.0.0.2")
+        );
+        // IPv4-mapped IPv6 peers are IPv4.
+        assert_eq!(
+            proxies.client_ip(ip("::ffff:10.0.0.2"), none, xff),
+            ip("203.0.113.7")
+        );
+        // Nobody trusted: the peer, whatever the headers say.
+        assert_eq!(
+            TrustedProxies::default().client_ip(ip("10.0.0.2"), none, xff),
+            ip("10.0.0.2")
+        );
+        assert!(TrustedProxies::parse(["10.0.0.0/33"]).is_err());
+        assert!(TrustedProxies::parse([""]).unwrap_err().contains("\"\""));
+        let e = TrustedProxies::parse(["proxy.local"]).unwrap_err();
+        assert!(e.contains("proxy.local"), "{e}");
+    }
+}
