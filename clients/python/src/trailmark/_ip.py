@@ -1,6 +1,8 @@
 """The client's IP behind proxies: `X-Forwarded-For` (or `Forwarded`) is
 believed only when the request came from a configured trusted proxy, and
-only as far back as the proxies chain is trusted."""
+only as far back as the proxies chain is trusted. The rule is also
+`trailmark_core::TrustedProxies` (Rust); both answer the cases of
+`crates/trailmark-core/tests/client-ip.json` alike (tests/test_ip.py)."""
 
 from __future__ import annotations
 
@@ -29,9 +31,12 @@ def _ip(text: str):
     elif text.count(":") == 1:  # 192.0.2.60:4711
         text = text.split(":")[0]
     try:
-        return ipaddress.ip_address(text)
+        addr = ipaddress.ip_address(text)
     except ValueError:
         return None
+    # An IPv4-mapped IPv6 address (a dual-stack socket's peer) is its IPv4
+    # address: trusted as one, and recorded as one.
+    return getattr(addr, "ipv4_mapped", None) or addr
 
 
 def _forwarded_for(header: str) -> list[str]:
