@@ -199,8 +199,13 @@ impl StripWriter {
             std::collections::btree_map::Entry::Occupied(open) => open.into_mut(),
             std::collections::btree_map::Entry::Vacant(slot) => {
                 // First node of this level in this writer, or of a new strip.
+                // Grown as nodes come, not reserved whole: every tenant
+                // the writer has appended to keeps an open strip per level,
+                // and a reserved 8 KiB for one node was 8 KiB of memory per
+                // tenant for the life of the process (a server of 120,000
+                // small tenants held 1.4 GB).
                 let data = if offset == 0 {
-                    Vec::with_capacity(STRIP_BYTES)
+                    Vec::new()
                 } else {
                     load_tail(conn, tenant, id.level, strip)?
                 };
@@ -302,7 +307,7 @@ fn load_tail(
             to_i64(first + STRIP)
         ])
         .map_err(db("loading a partial node strip"))?;
-    let mut data = Vec::with_capacity(STRIP_BYTES);
+    let mut data = Vec::new();
     while let Some(row) = rows.next().map_err(db("loading a partial node strip"))? {
         let idx: i64 = row.get(0).map_err(db("loading a partial node strip"))?;
         let hash: Vec<u8> = row.get(1).map_err(db("loading a partial node strip"))?;
@@ -349,6 +354,30 @@ mod tests {
 
     fn hash(byte: u8) -> Hash {
         Hash::from_bytes([byte; HASH_LEN])
+    }
+
+    /// A tenant's open strips hold what their nodes need, not a whole
+    /// strip each: the writer keeps them for every tenant it appended to,
+    /// for as long as it runs (8 KiB reserved for one node was 1.4 GB of a
+    /// server of 120,000 one-entry tenants). A strip loaded back holds its
+    /// nodes; a full one is written and let go.
+    #[test]
+    fn an_open_strip_holds_its_nodes_not_a_whole_strip() {
+        let conn = strips_table();
+        let acme = TenantId::new("acme").unwrap();
+        let mut writer = StripWriter::default();
+        writer.push(&conn, &acme, node(0, 0), &hash(1)).unwrap();
+        writer.flush(&conn, &acme).unwrap();
+        let held = |w: &StripWriter| w.open.values().map(|o| o.data.capacity()).sum::<usize>();
+        assert!(held(&writer) <= 4 * HASH_LEN, "{}", held(&writer));
+        let mut again = StripWriter::default();
+        again.push(&conn, &acme, node(0, 1), &hash(2)).unwrap();
+        assert!(held(&again) <= 4 * HASH_LEN, "{}", held(&again));
+        for i in 2..STRIP {
+            again.push(&conn, &acme, node(0, i), &hash(3)).unwrap();
+        }
+        assert_eq!(held(&again), 0, "the full strip went to be written");
+        assert_eq!(again.filled.len(), 1);
     }
 
     #[test]
