@@ -35,7 +35,14 @@ pub struct Settings {
     /// submissions): the built-in Mozilla roots, or the operator's
     /// authorities (`trailmark_client::https::tls_config`).
     pub https: ureq::tls::TlsConfig,
+    /// Most tenants the trail may hold: each is a tree of its own, signed
+    /// and checked every 250 ms, with its own keys; an event that would make
+    /// one more is refused ([`App::admit_tenants`]).
+    pub max_tenants: usize,
 }
+
+/// [`Settings::max_tenants`]' default.
+pub const DEFAULT_MAX_TENANTS: usize = 100_000;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -46,6 +53,7 @@ impl Default for Settings {
             max_batch: trailmark_wire::MAX_EVENTS_PER_REQUEST,
             cleanup_interval: Some(crate::retention::DEFAULT_CLEANUP_INTERVAL),
             https: ureq::tls::TlsConfig::default(),
+            max_tenants: DEFAULT_MAX_TENANTS,
         }
     }
 }
@@ -244,6 +252,10 @@ pub struct App<S> {
     pub body_bytes: Arc<Semaphore>,
     pub metrics: Metrics,
     signers: Mutex<HashMap<TenantId, SigningKey>>,
+    /// The tenants the trail holds, read once from the store, then kept
+    /// by [`App::admit_tenants`] (and the checkpointer's reads of the
+    /// heads, for tenants other servers sharing the ledger made).
+    tenants: tokio::sync::OnceCell<Mutex<std::collections::HashSet<TenantId>>>,
     /// Keys seen recently, by digest, with when they were read from the store.
     keys: Mutex<HashMap<[u8; 32], (KeyRecord, Instant)>>,
     /// Every checkpoint this server signs, for the witness clients (a
@@ -523,6 +535,79 @@ impl<S: Store> App<S> {
         result
     }
 
+    /// The tenants the trail holds (read from the store the first time).
+    async fn known_tenants(&self) -> Result<&Mutex<std::collections::HashSet<TenantId>>, ApiError> {
+        self.tenants
+            .get_or_try_init(|| async {
+                let heads = self.store.heads().await?;
+                Ok::<_, ApiError>(Mutex::new(heads.into_iter().map(|h| h.tenant).collect()))
+            })
+            .await
+    }
+
+    /// Refuses a batch whose new tenants would make the trail hold more
+    /// than [`Settings::max_tenants`], naming each event that would make
+    /// one (400: sent again, it is refused again, until the bound is
+    /// raised); otherwise counts them as held from now on. Across servers
+    /// sharing a ledger each counts what it read last (within 250 ms) and
+    /// what it admitted, so together they may pass the bound by the
+    /// tenants made at once on several of them.
+    pub(crate) async fn admit_tenants(
+        &self,
+        tenants: impl Iterator<Item = TenantId>,
+    ) -> Result<(), Vec<(usize, String)>> {
+        let Ok(known) = self.known_tenants().await else {
+            // The store did not answer: the append will say so.
+            return Ok(());
+        };
+        let Ok(mut known) = known.lock() else {
+            return Ok(());
+        };
+        let new: Vec<(usize, TenantId)> = tenants
+            .enumerate()
+            .filter(|(_, t)| !known.contains(t))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let distinct: std::collections::HashSet<&TenantId> = new.iter().map(|(_, t)| t).collect();
+        let max = self.settings.max_tenants;
+        if known.len() + distinct.len() > max {
+            let held = known.len();
+            return Err(new
+                .into_iter()
+                .map(|(i, t)| {
+                    (
+                        i,
+                        format!(
+                            "{t} would be a new tenant, and the trail holds {held} of at most {max} (max_tenants): \
+                             a tenant is a customer or an application, with a tree, checkpoints and keys of its own, \
+                             not a user or a record; name an existing tenant, or raise max_tenants"
+                        ),
+                    )
+                })
+                .collect());
+        }
+        let distinct: Vec<TenantId> = distinct.into_iter().cloned().collect();
+        known.extend(distinct);
+        Ok(())
+    }
+
+    /// Tells the tenant count what the store holds now (the checkpointer
+    /// reads every head): tenants other servers sharing the ledger made.
+    pub(crate) fn saw_tenants<'a>(
+        &self,
+        count: usize,
+        tenants: impl Iterator<Item = &'a TenantId>,
+    ) {
+        if let Some(known) = self.tenants.get()
+            && let Ok(mut known) = known.lock()
+            && known.len() < count
+        {
+            known.extend(tenants.cloned());
+        }
+    }
+
     /// Why the server is not ready: its latest append failed less than
     /// [`UNREADY_AFTER_FAILED_APPEND_MS`] ago.
     pub fn unready(&self) -> Option<String> {
@@ -568,6 +653,7 @@ impl<S: Store> App<S> {
             body_bytes,
             metrics: Metrics::default(),
             signers: Mutex::default(),
+            tenants: tokio::sync::OnceCell::new(),
             keys: Mutex::default(),
             signed: tokio::sync::broadcast::channel(SIGNED_QUEUE).0,
             removals: tokio::sync::Mutex::new(()),

@@ -28,7 +28,9 @@ pub async fn sign_new<S: Store>(app: &App<S>, signed: &mut Signed) -> Result<usi
     // Every tenant signed in this tick is recorded in `_system` in one
     // append, after the loop (one commit, however many tenants grew).
     let mut records: Vec<(TenantId, u64, String)> = Vec::new();
-    for head in app.store.heads().await? {
+    let heads = app.store.heads().await?;
+    app.saw_tenants(heads.len(), heads.iter().map(|h| &h.tenant));
+    for head in heads {
         let last = if let Some(size) = signed.get(&head.tenant) {
             *size
         } else {

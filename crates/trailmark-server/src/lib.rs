@@ -40,7 +40,7 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use trailmark_store::Store;
 
-pub use app::{App, Caller, OUTBOX_COUNT_UP_TO, Peer, Settings, now};
+pub use app::{App, Caller, DEFAULT_MAX_TENANTS, OUTBOX_COUNT_UP_TO, Peer, Settings, now};
 pub use error::{ApiError, Problem};
 pub use ingest::{PREPARE_INLINE_MAX, Ready};
 pub use keys::ApiKey;

@@ -25,7 +25,7 @@ use crate::datadir;
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// A TOML file with any of: data_dir, listen, origin_prefix,
-    /// queue_capacity, max_body_bytes, database, cleanup_interval, alert_rules, and a
+    /// queue_capacity, max_tenants, max_body_bytes, database, cleanup_interval, alert_rules, and a
     /// [capture] table with source, tenant, batch.
     #[arg(long, env = "TRAILMARK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -41,6 +41,11 @@ pub struct ServeArgs {
     /// Events that may wait for the disk at once before ingest answers 429 [default: 100000].
     #[arg(long, env = "TRAILMARK_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
+    /// Most tenants the trail may hold (each a tree of its own, signed and
+    /// checked every 250 ms); an event that would make one more is refused
+    /// [default: 100000].
+    #[arg(long, env = "TRAILMARK_MAX_TENANTS")]
+    pub max_tenants: Option<usize>,
     /// Largest request body, in bytes [default: 8388608].
     #[arg(long, env = "TRAILMARK_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -119,6 +124,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     origin_prefix: Option<String>,
     queue_capacity: Option<usize>,
+    max_tenants: Option<usize>,
     max_body_bytes: Option<usize>,
     cleanup_interval: Option<u64>,
     alert_rules: Option<PathBuf>,
@@ -154,6 +160,7 @@ struct Resolved {
     listen: SocketAddr,
     origin_prefix: String,
     queue_capacity: usize,
+    max_tenants: usize,
     max_body_bytes: usize,
     cleanup_interval: Option<std::time::Duration>,
     /// The rules of `--alert-rules`, when given (else the stored ones).
@@ -179,6 +186,14 @@ struct Capture {
     tenant: TenantId,
     batch: i64,
     linger: Duration,
+}
+
+/// The bound on tenants given, else the default; never 0.
+fn max_tenants(given: Option<usize>) -> anyhow::Result<usize> {
+    match given {
+        Some(0) => anyhow::bail!("max_tenants: must be at least 1"),
+        given => Ok(given.unwrap_or(trailmark_server::DEFAULT_MAX_TENANTS)),
+    }
 }
 
 /// The trusted proxies given (flags or the variable), else the file's.
@@ -332,6 +347,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
             .queue_capacity
             .or(file.queue_capacity)
             .unwrap_or(100_000),
+        max_tenants: max_tenants(args.max_tenants.or(file.max_tenants))?,
         max_body_bytes: args
             .max_body_bytes
             .or(file.max_body_bytes)
@@ -411,6 +427,7 @@ async fn serve_with<S: Store>(args: Resolved, store: S) -> anyhow::Result<()> {
     let settings = Settings {
         origin_prefix: args.origin_prefix,
         queue_capacity: args.queue_capacity,
+        max_tenants: args.max_tenants,
         max_body_bytes: args.max_body_bytes,
         cleanup_interval: args.cleanup_interval,
         https: args.https,
