@@ -29,7 +29,7 @@ fn context_keys() -> Vec<&'static str> {
 /// error naming it, and so (capture version 18) is an `actor_type` that is
 /// not an actor type or a `tenant` that is not a tenant id (core's
 /// [`trailmark_core::ActorType`] and [`trailmark_core::TenantId::PATTERN`]):
-/// the drainer would repair either (`unknown`; the key's tenant), and an
+/// the drainer would repair either (`unknown`; the drain's own tenant), and an
 /// event meant for one tenant would land in another. The empty string clears
 /// either, as null does. The check is a few C-level operations, and
 /// `trailmark.refuse_context` names the culprit only when it fails.

@@ -471,7 +471,7 @@ async fn set_context_refuses_unknown_keys_and_values_that_are_not_text() {
 
 /// `trailmark.set_context` refuses an actor type the ledger does not know and
 /// a tenant that is not a tenant id (capture version 18): the drainer would
-/// make the one `unknown` and send the event to the key's tenant.
+/// make the one `unknown` and send the event to the drain's own tenant.
 async fn refuses_actor_types_and_tenants_the_ledger_does_not_take(
     mode: Mode,
     client: &tokio_postgres::Client,
