@@ -554,7 +554,7 @@ impl<S: Store> App<S> {
     /// tenants made at once on several of them.
     pub(crate) async fn admit_tenants(
         &self,
-        tenants: impl Iterator<Item = TenantId>,
+        tenants: impl Iterator<Item = &TenantId>,
     ) -> Result<(), Vec<(usize, String)>> {
         let Ok(known) = self.known_tenants().await else {
             // The store did not answer: the append will say so.
@@ -563,19 +563,25 @@ impl<S: Store> App<S> {
         let Ok(mut known) = known.lock() else {
             return Ok(());
         };
-        let new: Vec<(usize, TenantId)> = tenants
-            .enumerate()
-            .filter(|(_, t)| !known.contains(t))
-            .collect();
-        if new.is_empty() {
+        // A batch is mostly one tenant: a run of the same one is looked up
+        // once.
+        let tenants: Vec<&TenantId> = tenants.collect();
+        let mut distinct: std::collections::HashSet<&TenantId> = std::collections::HashSet::new();
+        for (i, t) in tenants.iter().enumerate() {
+            if (i == 0 || tenants[i - 1] != *t) && !known.contains(*t) {
+                distinct.insert(*t);
+            }
+        }
+        if distinct.is_empty() {
             return Ok(());
         }
-        let distinct: std::collections::HashSet<&TenantId> = new.iter().map(|(_, t)| t).collect();
         let max = self.settings.max_tenants;
         if known.len() + distinct.len() > max {
             let held = known.len();
-            return Err(new
-                .into_iter()
+            return Err(tenants
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| distinct.contains(*t))
                 .map(|(i, t)| {
                     (
                         i,

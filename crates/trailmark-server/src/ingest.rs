@@ -785,16 +785,20 @@ impl<S: Store> crate::App<S> {
         batch: Vec<trailmark_store::NewEvent>,
         room: Room,
     ) -> Result<Ready, ApiError> {
-        self.admit_tenants(batch.iter().map(trailmark_store::NewEvent::tenant))
-            .await
-            .map_err(|refused| {
-                ApiError::Invalid(
-                    refused
-                        .into_iter()
-                        .map(|(i, m)| problem(Some(i), "tenant", m))
-                        .collect(),
-                )
-            })?;
+        self.admit_tenants(
+            batch
+                .iter()
+                .map(|n| n.event.tenant.as_ref().unwrap_or(&n.default_tenant)),
+        )
+        .await
+        .map_err(|refused| {
+            ApiError::Invalid(
+                refused
+                    .into_iter()
+                    .map(|(i, m)| problem(Some(i), "tenant", m))
+                    .collect(),
+            )
+        })?;
         let capacity = self.settings.queue_capacity;
         let permit = match room {
             Room::AnswerBusy => {

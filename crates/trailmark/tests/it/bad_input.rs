@@ -1515,7 +1515,9 @@ fn a_batch_that_would_pass_max_tenants_is_refused_naming_the_new_tenants() {
         &json!([
             event("acme", "u2", "login"),
             event("globex", "u3", "login"),
-            event("initech", "u4", "login")
+            event("initech", "u4", "login"),
+            event("acme", "u5", "login"),
+            event("globex", "u6", "login"),
         ]),
     );
     assert_eq!(status, 400, "{body}");
@@ -1524,7 +1526,11 @@ fn a_batch_that_would_pass_max_tenants_is_refused_naming_the_new_tenants() {
         .iter()
         .map(|p| (p["index"].as_u64().unwrap(), p["path"].as_str().unwrap()))
         .collect();
-    assert_eq!(named, [(1, "tenant"), (2, "tenant")], "{body}");
+    assert_eq!(
+        named,
+        [(1, "tenant"), (2, "tenant"), (4, "tenant")],
+        "{body}"
+    );
     let said = problems[0]["message"].as_str().unwrap();
     assert!(
         said.contains("globex would be a new tenant")
