@@ -512,7 +512,8 @@ fn two_servers_revoking_each_others_admin_key_at_once_leave_one() {
 /// 503 and acknowledges nothing; `/metrics` counts it and says appends are
 /// failing, and `/readyz` fails, so that an operator's alert and a
 /// balancer see what reads alone do not. Once the database writes again,
-/// the next append is taken and everything is ready again.
+/// the next append is taken and everything is ready again. A database that
+/// does not answer at all is not ready either.
 #[test]
 fn a_ledger_that_cannot_write_acknowledges_nothing_and_says_so_until_it_can() {
     let db = PgDb::new("tm_shared_full");
@@ -585,4 +586,20 @@ fn a_ledger_that_cannot_write_acknowledges_nothing_and_says_so_until_it_can() {
     assert_eq!(ids, [after, before], "the refused event was never stored");
     let (ok, report) = verify_url(&server);
     assert!(ok, "{report}");
+    // A database that does not answer at all: not ready either.
+    let name = db.text("SELECT current_database()");
+    db.sql_in(
+        "postgres",
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+    );
+    db.sql_in(
+        "postgres",
+        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
+    );
+    let (status, why) = probe("/readyz");
+    assert_eq!(status, 503, "{why}");
+    db.sql_in(
+        "postgres",
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+    );
 }
