@@ -64,22 +64,20 @@ impl TrustedProxies {
             return addr;
         }
         let forwarded: Vec<&str> = forwarded.into_iter().filter(|v| !v.is_empty()).collect();
-        let given = !forwarded.is_empty();
-        let forwarded: Vec<&str> = forwarded
-            .into_iter()
-            .flat_map(|v| v.split(','))
-            .flat_map(|element| element.split(';'))
-            .filter_map(|pair| {
-                let (name, value) = pair.split_once('=')?;
-                name.trim().eq_ignore_ascii_case("for").then_some(value)
-            })
-            .collect();
-        let chain: Vec<&str> = if given {
-            forwarded
-        } else {
+        let chain: Vec<&str> = if forwarded.is_empty() {
             x_forwarded_for
                 .into_iter()
                 .flat_map(|v| v.split(','))
+                .collect()
+        } else {
+            forwarded
+                .into_iter()
+                .flat_map(|v| v.split(','))
+                .flat_map(|element| element.split(';'))
+                .filter_map(|pair| {
+                    let (name, value) = pair.split_once('=')?;
+                    name.trim().eq_ignore_ascii_case("for").then_some(value)
+                })
                 .collect()
         };
         for hop in chain.iter().rev().filter(|h| !h.trim().is_empty()) {

@@ -188,12 +188,10 @@ struct Capture {
     linger: Duration,
 }
 
-/// The bound on tenants given, else the default; never 0.
-fn max_tenants(given: Option<usize>) -> anyhow::Result<usize> {
-    match given {
-        Some(0) => anyhow::bail!("max_tenants: must be at least 1"),
-        given => Ok(given.unwrap_or(trailmark_server::DEFAULT_MAX_TENANTS)),
-    }
+/// A list setting: the one given (flags or the variable) replaces the
+/// file's whole.
+fn given_or_file<T>(given: Vec<T>, file: Vec<T>) -> Vec<T> {
+    if given.is_empty() { file } else { given }
 }
 
 /// The trusted proxies given (flags or the variable), else the file's.
@@ -201,9 +199,9 @@ fn trusted_proxies(
     given: Vec<String>,
     file: Vec<String>,
 ) -> anyhow::Result<trailmark_core::TrustedProxies> {
-    trailmark_core::TrustedProxies::parse(if given.is_empty() { file } else { given }).map_err(
-        |e| anyhow::anyhow!("{e} (--trusted-proxy, TRAILMARK_TRUSTED_PROXIES, trusted_proxies)"),
-    )
+    trailmark_core::TrustedProxies::parse(given_or_file(given, file)).map_err(|e| {
+        anyhow::anyhow!("{e} (--trusted-proxy, TRAILMARK_TRUSTED_PROXIES, trusted_proxies)")
+    })
 }
 
 /// The server's routes, each request bounded by `timeout`, each knowing
@@ -294,16 +292,12 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
     }
     let https = trailmark_client::https::tls_config(args.ca_file.or(file.ca_file).as_deref())
         .map_err(|e| anyhow::anyhow!("ca file (--ca-file, TRAILMARK_CA_FILE, ca_file): {e}"))?;
-    let witnesses = if args.witnesses.is_empty() {
-        file.witnesses
-    } else {
-        args.witnesses
-    }
-    .iter()
-    .map(|w| {
-        WitnessConfig::parse(w, https.clone()).map_err(|e| anyhow::anyhow!("witness {w}: {e}"))
-    })
-    .collect::<anyhow::Result<Vec<_>>>()?;
+    let witnesses = given_or_file(args.witnesses, file.witnesses)
+        .iter()
+        .map(|w| {
+            WitnessConfig::parse(w, https.clone()).map_err(|e| anyhow::anyhow!("witness {w}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let trusted_proxies = trusted_proxies(args.trusted_proxies, file.trusted_proxies)?;
     let limits = crate::http::Limits {
         max_connections: args.max_connections.or(file.max_connections).unwrap_or(512),
@@ -347,7 +341,10 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
             .queue_capacity
             .or(file.queue_capacity)
             .unwrap_or(100_000),
-        max_tenants: max_tenants(args.max_tenants.or(file.max_tenants))?,
+        max_tenants: args
+            .max_tenants
+            .or(file.max_tenants)
+            .unwrap_or(trailmark_server::DEFAULT_MAX_TENANTS),
         max_body_bytes: args
             .max_body_bytes
             .or(file.max_body_bytes)
@@ -355,8 +352,19 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
         cleanup_interval: cleanup_interval(args.cleanup_interval.or(file.cleanup_interval)),
         alert_rules: alert_rules(args.alert_rules.or(file.alert_rules))?,
     };
-    if resolved.queue_capacity == 0 {
-        anyhow::bail!("--queue-capacity (queue_capacity) must be at least 1");
+    within_bounds(&resolved)?;
+    Ok(resolved)
+}
+
+/// Refuses a size setting out of its range, naming it.
+fn within_bounds(resolved: &Resolved) -> anyhow::Result<()> {
+    for (value, name) in [
+        (resolved.queue_capacity, "--queue-capacity (queue_capacity)"),
+        (resolved.max_tenants, "--max-tenants (max_tenants)"),
+    ] {
+        if value == 0 {
+            anyhow::bail!("{name} must be at least 1");
+        }
     }
     if resolved.max_body_bytes < 1024 {
         anyhow::bail!(
@@ -364,7 +372,7 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Resolved> {
             resolved.max_body_bytes
         );
     }
-    Ok(resolved)
+    Ok(())
 }
 
 /// The alert rules of a TOML file, when one is given.
