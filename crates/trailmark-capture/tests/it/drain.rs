@@ -68,21 +68,57 @@ async fn waiting_drainer(
     let (url, s) = (db.url(), Arc::clone(&sink));
     let task = tokio::spawn(async move { drain(&url, &*s, &forever("one"), &|_| {}).await });
     eventually(10, "the drainer takes the lock", || async {
+        lock_holders(db).await.len() == 1
+    })
+    .await;
+    (sink, task)
+}
+
+/// The sessions holding an advisory lock in this test's database (tests
+/// running beside it on the same server hold advisory locks of their own).
+async fn lock_holders(db: &TestDb) -> Vec<i32> {
+    db.client
+        .query(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// Stops `active`, the drainer holding the lock, and waits until its
+/// session has ended on the server.
+///
+/// A standby polling only every 60 s (as here) takes over when the next
+/// notification finds the lock free. The holder's session ends a moment
+/// after its task stops (its connection closes, then the server lets the
+/// backend go); a write committed before that wakes the standby to a lock
+/// still held, and it looks again at its poll (one second by default, the
+/// promise in docs/CAPTURE.md), which these tests set past their deadlines.
+async fn stop_the_lock_holder(
+    db: &TestDb,
+    active: tokio::task::JoinHandle<Result<u64, trailmark_capture::Error>>,
+) {
+    let holder = lock_holders(db).await;
+    assert_eq!(holder.len(), 1, "one drainer holds the lock: {holder:?}");
+    active.abort();
+    let _ = active.await;
+    eventually(10, "the stopped drainer's session ends", || async {
         db.client
             .query_one(
-                // This test's database only: tests running beside it on the
-                // same server hold advisory locks of their own.
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
-                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                &[],
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&holder[0]],
             )
             .await
             .unwrap()
             .get::<_, i64>(0)
-            == 1
+            == 0
     })
     .await;
-    (sink, task)
 }
 
 #[tokio::test]
@@ -185,6 +221,11 @@ async fn two_drainers_never_duplicate_or_reorder_and_a_standby_takes_over() {
         sink.0.lock().unwrap().len() >= 1200 && depth(&db).await == 0
     })
     .await;
+    // Both still run (one draining, one standing by): a drainer that
+    // stopped on an error would leave no standby to take over.
+    for task in [&first, &second] {
+        assert!(!task.is_finished(), "a drainer stopped before its time");
+    }
     // Stop whichever drains; the other must take over.
     let by: String = status(&db.client).await.unwrap().last_drained.unwrap().3;
     let (active, standby) = if by == "first" {
@@ -192,8 +233,7 @@ async fn two_drainers_never_duplicate_or_reorder_and_a_standby_takes_over() {
     } else {
         (second, first)
     };
-    active.abort();
-    let _ = active.await;
+    stop_the_lock_holder(&db, active).await;
     db.client
         .batch_execute("INSERT INTO a SELECT g, 0 FROM generate_series(5000, 5099) g")
         .await
