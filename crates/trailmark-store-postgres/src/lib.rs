@@ -657,6 +657,32 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn add_checkpoints(&self, records: Vec<CheckpointRecord>) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let tenants: Vec<&str> = records.iter().map(|r| r.tenant.as_str()).collect();
+        let sizes: Vec<i64> = records.iter().map(|r| to_i64(r.size.get())).collect();
+        let roots: Vec<&[u8]> = records
+            .iter()
+            .map(|r| r.root.as_bytes().as_slice())
+            .collect();
+        let notes: Vec<&str> = records.iter().map(|r| r.note.as_str()).collect();
+        let signed_at: Vec<i64> = records.iter().map(|r| r.signed_at.unix_millis()).collect();
+        // One statement: all or none.
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO trailmark_ledger.checkpoints (tenant, size, root, note, signed_at)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::text[], $5::bigint[])
+                 ON CONFLICT (tenant, size) DO NOTHING",
+                &[&tenants, &sizes, &roots, &notes, &signed_at],
+            )
+            .await
+            .map_err(db("storing checkpoints"))?;
+        Ok(())
+    }
+
     async fn latest_checkpoint(
         &self,
         tenant: &TenantId,

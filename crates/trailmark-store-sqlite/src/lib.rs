@@ -745,7 +745,15 @@ impl Store for SqliteStore {
     }
 
     async fn add_checkpoint(&self, record: CheckpointRecord) -> Result<(), StoreError> {
-        self.write(|reply| Job::Checkpoint(record, reply)).await
+        self.write(|reply| Job::Checkpoints(vec![record], reply))
+            .await
+    }
+
+    async fn add_checkpoints(&self, records: Vec<CheckpointRecord>) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.write(|reply| Job::Checkpoints(records, reply)).await
     }
 
     async fn latest_checkpoint(

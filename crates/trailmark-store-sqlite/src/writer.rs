@@ -30,7 +30,7 @@ pub(crate) enum Job {
     /// The batch comes back with the answer, so that freeing it happens on
     /// the caller's thread, not the writer's.
     Append(Vec<NewEvent>, Reply<(Vec<Appended>, Vec<NewEvent>)>),
-    Checkpoint(CheckpointRecord, Reply<()>),
+    Checkpoints(Vec<CheckpointRecord>, Reply<()>),
     CreateKey(KeyRecord, Reply<()>),
     SigningKey(SigningKeyRecord, Reply<()>),
     /// tenant, size, witness, line
@@ -332,10 +332,12 @@ impl Writer {
                 Ok(appended) => Ok(Outcome::Appended(reply, appended, batch)),
                 Err(e) => Err(Box::new((Job::Append(batch, reply), e))),
             },
-            Job::Checkpoint(record, reply) => match self.add_checkpoint(&record) {
-                Ok(()) => Ok(Outcome::Done(reply)),
-                Err(e) => Err(Box::new((Job::Checkpoint(record, reply), e))),
-            },
+            Job::Checkpoints(records, reply) => {
+                match records.iter().try_for_each(|r| self.add_checkpoint(r)) {
+                    Ok(()) => Ok(Outcome::Done(reply)),
+                    Err(e) => Err(Box::new((Job::Checkpoints(records, reply), e))),
+                }
+            }
             Job::CreateKey(key, reply) => match self.create_key(&key) {
                 Ok(()) => Ok(Outcome::Done(reply)),
                 Err(e) => Err(Box::new((Job::CreateKey(key, reply), e))),
@@ -640,7 +642,7 @@ fn clone_err(e: &StoreError) -> StoreError {
 fn fail(job: Job, e: &StoreError) {
     match job {
         Job::Append(_, reply) => drop(reply.send(Err(clone_err(e)))),
-        Job::Checkpoint(_, reply)
+        Job::Checkpoints(_, reply)
         | Job::CreateKey(_, reply)
         | Job::SigningKey(_, reply)
         | Job::Cosignature(_, reply) => {

@@ -146,6 +146,13 @@ pub trait Store: Send + Sync + 'static {
         record: CheckpointRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Keeps several signed checkpoints, all or none (one commit where the
+    /// backend can: what the checkpointer stores when many tenants grew).
+    fn add_checkpoints(
+        &self,
+        records: Vec<CheckpointRecord>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// The newest checkpoint of a tenant.
     fn latest_checkpoint(
         &self,

@@ -49,6 +49,7 @@ macro_rules! conformance_suite {
             a_reopened_store_continues_the_same_tree,
             keys_are_found_by_digest_listed_and_revoked,
             checkpoints_are_all_kept,
+            checkpoints_stored_together_are_each_kept_and_a_repeat_is_no_error,
             stored_columns_are_derived_by_the_one_rule,
             the_first_signing_key_recorded_wins,
             cosignatures_are_kept_once_per_witness_and_checkpoint,
@@ -685,6 +686,33 @@ pub async fn checkpoints_are_all_kept<H: Harness>(h: &H) {
             .unwrap()
             .is_empty()
     );
+}
+
+pub async fn checkpoints_stored_together_are_each_kept_and_a_repeat_is_no_error<H: Harness>(h: &H) {
+    let store = h.open();
+    let record = |name: &str, size: u64| CheckpointRecord {
+        tenant: tenant(name),
+        size: TreeSize::new(size).unwrap(),
+        root: leaf_hash(&size.to_le_bytes()),
+        note: format!("{name} {size}\n"),
+        signed_at: ts(i64::try_from(size).unwrap()),
+    };
+    store.add_checkpoints(Vec::new()).await.unwrap();
+    store
+        .add_checkpoints(vec![record("a", 1), record("b", 2), record("a", 3)])
+        .await
+        .unwrap();
+    // Stored again (a tick that failed after storing them, signed again):
+    // kept once, the new one beside them stored.
+    store
+        .add_checkpoints(vec![record("b", 2), record("b", 4)])
+        .await
+        .unwrap();
+    for (name, sizes) in [("a", [1, 3]), ("b", [2, 4])] {
+        let kept = store.checkpoints(&tenant(name)).await.unwrap();
+        assert_eq!(kept.iter().map(|c| c.size.get()).collect::<Vec<_>>(), sizes);
+        assert_eq!(kept[1].note, format!("{name} {}\n", sizes[1]));
+    }
 }
 
 pub async fn stats_count_by_action_actor_resource_outcome_and_day<H: Harness>(h: &H) {
