@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use trailmark_core::{
     Actor, ActorType, Context, Event, EventId, Outcome, Resource, Salt, TenantId, Timestamp,
 };
-use trailmark_log::{Hash, KeyName, Plan, SignedCheckpoint, SigningKey};
+use trailmark_log::{Hash, KeyName, Plan, SignedCheckpoint, SigningKey, TreeSize};
 use trailmark_store::{ErrorKind, KeyRecord, NewEvent, Scope, Scopes, Store};
 
 use crate::error::ApiError;
@@ -256,6 +256,9 @@ pub struct App<S> {
     /// by [`App::admit_tenants`] (and the checkpointer's reads of the
     /// heads, for tenants other servers sharing the ledger made).
     tenants: tokio::sync::OnceCell<Mutex<std::collections::HashSet<TenantId>>>,
+    /// The size each tenant reached through this server's appends since
+    /// the checkpointer last took them ([`App::take_grown`]).
+    grown: Mutex<HashMap<TenantId, TreeSize>>,
     /// Keys seen recently, by digest, with when they were read from the store.
     keys: Mutex<HashMap<[u8; 32], (KeyRecord, Instant)>>,
     /// Every checkpoint this server signs, for the witness clients (a
@@ -527,12 +530,55 @@ impl<S: Store> App<S> {
                 self.metrics.append_failures.fetch_add(1, Ordering::Relaxed);
                 failed_at.store(unix_millis_now().max(1), Ordering::Relaxed);
             }
-            Ok(_) if failed_at.load(Ordering::Relaxed) != 0 => {
-                failed_at.store(0, Ordering::Relaxed);
+            Ok(appended) => {
+                if failed_at.load(Ordering::Relaxed) != 0 {
+                    failed_at.store(0, Ordering::Relaxed);
+                }
+                self.grew(appended);
             }
-            _ => {}
+            Err(_) => {}
         }
         result
+    }
+
+    /// Keeps the size each tenant reached in `appended`, for the
+    /// checkpointer.
+    fn grew(&self, appended: &[trailmark_store::Appended]) {
+        let mut grown = self.grown.lock().unwrap_or_else(PoisonError::into_inner);
+        // A batch is mostly one tenant's run of entries: each run is one
+        // look-up, at its last entry.
+        let mut entries = appended.iter().filter(|a| !a.duplicate).peekable();
+        while let Some(a) = entries.next() {
+            if entries.peek().is_some_and(|next| next.tenant == a.tenant) {
+                continue;
+            }
+            let Some(size) = TreeSize::new(a.seq.get().saturating_add(1)) else {
+                continue;
+            };
+            match grown.get_mut(&a.tenant) {
+                Some(known) if *known >= size => {}
+                Some(known) => *known = size,
+                None => {
+                    grown.insert(a.tenant.clone(), size);
+                }
+            }
+        }
+    }
+
+    /// The sizes tenants reached through this server's appends since the
+    /// last call (the checkpointer signs them).
+    pub(crate) fn take_grown(&self) -> HashMap<TenantId, TreeSize> {
+        std::mem::take(&mut *self.grown.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts back what [`App::take_grown`] took and a failed tick did not
+    /// sign.
+    pub(crate) fn give_back_grown(&self, taken: HashMap<TenantId, TreeSize>) {
+        let mut grown = self.grown.lock().unwrap_or_else(PoisonError::into_inner);
+        for (tenant, size) in taken {
+            let known = grown.entry(tenant).or_insert(size);
+            *known = (*known).max(size);
+        }
     }
 
     /// The tenants the trail holds (read from the store the first time).
@@ -660,6 +706,7 @@ impl<S: Store> App<S> {
             metrics: Metrics::default(),
             signers: Mutex::default(),
             tenants: tokio::sync::OnceCell::new(),
+            grown: Mutex::default(),
             keys: Mutex::default(),
             signed: tokio::sync::broadcast::channel(SIGNED_QUEUE).0,
             removals: tokio::sync::Mutex::new(()),

@@ -84,8 +84,8 @@ async fn rotate<S: Store>(r: &Rotation, store: S) -> anyhow::Result<ExitCode> {
         bail!("the new key signed this trail before: use a key never used for it");
     }
 
-    // The old key's last word: a checkpoint of everything there is (twice:
-    // the first pass's _system records grow _system).
+    // The old key's last word: a checkpoint of everything there is (and
+    // of `_system` over the records of those).
     let app = Arc::new(App::new(
         store,
         Settings {
@@ -94,11 +94,9 @@ async fn rotate<S: Store>(r: &Rotation, store: S) -> anyhow::Result<ExitCode> {
         },
         old,
     ));
-    for _ in 0..2 {
-        checkpointer::sign_new(&app, &mut checkpointer::Signed::default())
-            .await
-            .map_err(|e| anyhow::anyhow!("signing the final checkpoints: {e}"))?;
-    }
+    checkpointer::sign_all(&app, &mut checkpointer::Signed::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("signing the final checkpoints: {e}"))?;
     let effective = app
         .store
         .heads()

@@ -477,7 +477,8 @@ async fn serve_with<S: Store>(args: Resolved, store: S) -> anyhow::Result<()> {
         listener.local_addr()?,
         args.data_dir.display()
     );
-    let signer = tokio::spawn(checkpointer::run(Arc::clone(&app)));
+    let (stop_signer, signer_stop) = tokio::sync::oneshot::channel();
+    let signer = tokio::spawn(checkpointer::run(Arc::clone(&app), signer_stop));
     // The rules (docs/ALERTS.md); alerts go to `_system`, then to the
     // webhooks.
     let delivery = tokio::spawn(trailmark_server::alerts::deliver::run(Arc::clone(&app)));
@@ -508,7 +509,9 @@ async fn serve_with<S: Store>(args: Resolved, store: S) -> anyhow::Result<()> {
         .map(|capture| tokio::spawn(capture_loop(Arc::clone(&app), capture)));
     let routes = routes(&app, args.trusted_proxies, args.limits.request_timeout);
     crate::http::serve(listener, routes, args.limits, shutdown()).await;
-    signer.abort();
+    // Stopped between ticks; what it signed spares the last pass a read of
+    // every tenant's latest checkpoint.
+    let _ = stop_signer.send(());
     detector.abort();
     delivery.abort();
     if let Some(cleaner) = cleaner {
@@ -525,18 +528,16 @@ async fn serve_with<S: Store>(args: Resolved, store: S) -> anyhow::Result<()> {
         drainer.abort();
     }
     // Sign what arrived since the last tick, so a clean stop leaves no
-    // unsigned tail: after appends whose clients hung up have landed, and
-    // twice, since the first pass records its checkpoints in `_system`.
+    // unsigned tail: after appends whose clients hung up have landed, the
+    // sweep under way finished, and `_system` signed over the records.
     app.store
         .settle()
         .await
         .map_err(|e| anyhow::anyhow!("waiting for the last appends: {e}"))?;
-    let mut done = checkpointer::Signed::default();
-    for _ in 0..2 {
-        checkpointer::sign_new(&app, &mut done)
-            .await
-            .map_err(|e| anyhow::anyhow!("signing the final checkpoints: {e}"))?;
-    }
+    let mut done = signer.await.unwrap_or_default();
+    checkpointer::sign_all(&app, &mut done)
+        .await
+        .map_err(|e| anyhow::anyhow!("signing the final checkpoints: {e}"))?;
     tracing::info!("stopped");
     Ok(())
 }
