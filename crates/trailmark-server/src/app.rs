@@ -35,9 +35,9 @@ pub struct Settings {
     /// submissions): the built-in Mozilla roots, or the operator's
     /// authorities (`trailmark_client::https::tls_config`).
     pub https: ureq::tls::TlsConfig,
-    /// Most tenants the trail may hold: each is a tree of its own, signed
-    /// and checked every 250 ms, with its own keys; an event that would make
-    /// one more is refused ([`App::admit_tenants`]).
+    /// Most tenants the trail may hold: each is a tree of its own, with
+    /// its own keys, looked at by every sweep of the checkpointer; an event
+    /// that would make one more is refused ([`App::admit_tenants`]).
     pub max_tenants: usize,
 }
 
@@ -595,9 +595,9 @@ impl<S: Store> App<S> {
     /// than [`Settings::max_tenants`], naming each event that would make
     /// one (400: sent again, it is refused again, until the bound is
     /// raised); otherwise counts them as held from now on. Across servers
-    /// sharing a ledger each counts what it read last (within 250 ms) and
-    /// what it admitted, so together they may pass the bound by the
-    /// tenants made at once on several of them.
+    /// sharing a ledger each counts what it read last (the checkpointer's
+    /// sweep, within about 10 s) and what it admitted, so together they
+    /// may pass the bound by the tenants made meanwhile on several of them.
     pub(crate) async fn admit_tenants(
         &self,
         tenants: impl Iterator<Item = &TenantId>,
@@ -645,8 +645,9 @@ impl<S: Store> App<S> {
         Ok(())
     }
 
-    /// Tells the tenant count what the store holds now (the checkpointer
-    /// reads every head): tenants other servers sharing the ledger made.
+    /// Tells the tenant count what the store holds now (the checkpointer's
+    /// sweep reads every head): tenants other servers sharing the ledger
+    /// made.
     pub(crate) fn saw_tenants<'a>(
         &self,
         count: usize,

@@ -41,9 +41,9 @@ pub struct ServeArgs {
     /// Events that may wait for the disk at once before ingest answers 429 [default: 100000].
     #[arg(long, env = "TRAILMARK_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
-    /// Most tenants the trail may hold (each a tree of its own, signed and
-    /// checked every 250 ms); an event that would make one more is refused
-    /// [default: 100000].
+    /// Most tenants the trail may hold (each a tree of its own, with its
+    /// own keys, looked at by every sweep of the checkpointer); an event
+    /// that would make one more is refused [default: 100000].
     #[arg(long, env = "TRAILMARK_MAX_TENANTS")]
     pub max_tenants: Option<usize>,
     /// Largest request body, in bytes [default: 8388608].

@@ -1497,12 +1497,13 @@ fn an_id_in_two_tenants_is_refused_as_ambiguous_without_a_tenant() {
 }
 
 /// The trail holds at most `max_tenants` tenants (each a tree of its own,
-/// signed and checked every 250 ms, with keys of its own): a batch whose
+/// with keys of its own, looked at by every checkpointer sweep): a batch whose
 /// new tenants would pass the bound is refused whole (400), naming each
 /// event that would make one, while existing tenants keep taking events;
 /// a restart reads the count back; a raised bound takes them. A producer
 /// that put each user in a tenant of its own made one per event: 120,000
-/// tenants held a debug server at a core and 1.4 GB while idle.
+/// tenants held a debug server at a core (the checkpointer then read every
+/// head each tick) and 1.4 GB while idle.
 #[test]
 fn a_batch_that_would_pass_max_tenants_is_refused_naming_the_new_tenants() {
     let dir = tempfile::tempdir().unwrap();
