@@ -242,6 +242,16 @@ async fn offer_latest<S: Store>(
         return;
     };
     for head in heads {
+        // No checkpoint is larger than its tenant's head: one the witness
+        // cosigned or refused at that size leaves nothing to offer, and
+        // no read of the latest (one a tenant every RETRY, however many
+        // tenants there are, was what this cost).
+        let size = Some(head.size.get());
+        if let Some(state) = seen.get(&head.tenant)
+            && (state.cosigned >= size || state.refused == size)
+        {
+            continue;
+        }
         if let Ok(Some(cp)) = app.store.latest_checkpoint(&head.tenant).await {
             offer_one(app, witness, &cp, seen).await;
         }

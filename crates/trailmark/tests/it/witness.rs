@@ -56,7 +56,15 @@ fn wait_port(port: u16) {
 
 /// `trailmark witness` for the given logs; returns it and its vkey.
 fn trailmark_witness(dir: &Path, logs: &[(String, String)]) -> (Running, String, u16) {
-    let port = free_port();
+    trailmark_witness_on(dir, logs, free_port())
+}
+
+/// [`trailmark_witness`] on `port`.
+fn trailmark_witness_on(
+    dir: &Path,
+    logs: &[(String, String)],
+    port: u16,
+) -> (Running, String, u16) {
     let mut cmd = Command::new(crate::BIN);
     cmd.args(["witness", "--data-dir", dir.to_str().unwrap()])
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -306,6 +314,42 @@ impl Witnessed {
             "Go's note package rejected {cosigned}"
         );
     }
+}
+
+/// A witness down when checkpoints are signed is offered the newest of
+/// each tenant once it is back (the retry every 5 s): it cosigns the log
+/// it knows and refuses the one it does not.
+#[test]
+fn a_witness_back_after_an_outage_is_offered_the_newest_checkpoint() {
+    let keys = tempfile::tempdir().unwrap();
+    let key_arg = keys.path().join("signing.seed");
+    let key_arg = key_arg.to_str().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start_with(data.path(), &["--signing-key", key_arg]);
+    // The witness knows acme's log and _system's, not globex's.
+    let logs: Vec<(String, String)> = ["acme", "_system"]
+        .iter()
+        .map(|t| (format!("trailmark.local/{t}"), server.verifier_key(t)))
+        .collect();
+    server.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let (witness, vkey, port) = trailmark_witness(dir.path(), &logs);
+    drop(witness);
+    let witness_arg = format!("{vkey}@http://127.0.0.1:{port}");
+    let server = Server::start_with(
+        data.path(),
+        &["--signing-key", key_arg, "--witness", &witness_arg],
+    );
+    post_n(&server, "acme", 3, "down");
+    post_n(&server, "globex", 2, "down");
+    // Signed, and offered to a witness that is not there.
+    cosigned_checkpoint(&server, "acme", 3, 1);
+    let _back = trailmark_witness_on(dir.path(), &logs, port);
+    cosigned_checkpoint(&server, "acme", 3, 2);
+    assert_eq!(refusers(&server, "globex", 1), ["trailmark.test/w1"]);
+    // And the live log goes on being cosigned.
+    post_n(&server, "acme", 1, "up");
+    cosigned_checkpoint(&server, "acme", 4, 2);
 }
 
 #[test]
