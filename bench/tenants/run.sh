@@ -75,21 +75,7 @@ measure() { # binary; sets $result to "signed idle latency stop restart restart_
   # `_system`'s own checkpoint covers that many more entries than before the load.
   local system
   system=$(until_grown _system 0)
-  python3 - "$tenants" <<'EOF'
-import json, os, sys, urllib.request
-n = int(sys.argv[1])
-key = os.environ["TRAILMARK_KEY"]
-for start in range(0, n, 1000):
-    body = json.dumps([
-        {"tenant": f"t{i}", "actor": {"id": f"u{i}", "type": "user"}, "action": "login",
-         "resource": {"type": "Account", "id": str(i)}}
-        for i in range(start, min(n, start + 1000))
-    ]).encode()
-    req = urllib.request.Request("http://127.0.0.1:7979/v1/events", data=body, headers={
-        "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=600) as r:
-        assert r.status in (200, 201), r.status
-EOF
+  python3 bench/tenants/load.py "$tenants"
   signed=$(until_grown _system $((system + tenants)))
   sleep 30
   before=$(cpu_ticks "$server")

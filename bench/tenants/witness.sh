@@ -31,21 +31,7 @@ measure() { # binary; sets $result to "idle% cosignature-lines"
     --witness "$wkey@http://127.0.0.1:7990" >/dev/null 2>&1 &
   server=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:7979/healthz >/dev/null && break; sleep 0.1; done
-  python3 - "$tenants" <<'PY'
-import json, os, sys, urllib.request
-n = int(sys.argv[1])
-key = os.environ["TRAILMARK_KEY"]
-for start in range(0, n, 1000):
-    body = json.dumps([
-        {"tenant": "acme" if i == 0 else f"t{i}", "actor": {"id": f"u{i}", "type": "user"},
-         "action": "login"}
-        for i in range(start, min(n, start + 1000))
-    ]).encode()
-    req = urllib.request.Request("http://127.0.0.1:7979/v1/events", data=body, headers={
-        "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=600) as r:
-        assert r.status in (200, 201), r.status
-PY
+  python3 bench/tenants/load.py "$tenants" acme
   sleep 60
   a=$(cpu_ticks "$server"); sleep 20; b=$(cpu_ticks "$server")
   # acme's checkpoint: the log's signature and the witness's.

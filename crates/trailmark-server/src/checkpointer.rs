@@ -222,7 +222,7 @@ mod tests {
 
     use serde_json::json;
     use trailmark_core::{Event, TenantId};
-    use trailmark_store::Store;
+    use trailmark_store::{NewEvent, Store};
     use trailmark_store_sqlite::SqliteStore;
 
     use super::{FULL_PASS, SWEEP_PER_TICK, Signed, sign_all, sign_new};
@@ -235,6 +235,19 @@ mod tests {
             "action": "login"
         }))
         .unwrap()
+    }
+
+    fn app(dir: &std::path::Path) -> App<SqliteStore> {
+        App::new(
+            SqliteStore::open(dir.join("trail.db")).unwrap(),
+            Settings::default(),
+            [7; 32],
+        )
+    }
+
+    fn prepared(app: &App<SqliteStore>, tenant: &str) -> NewEvent {
+        app.prepare(event(tenant), &TenantId::default_tenant(), now())
+            .unwrap()
     }
 
     async fn signed_size(app: &App<SqliteStore>, tenant: &str) -> Option<u64> {
@@ -250,24 +263,17 @@ mod tests {
     /// Appends through this server are signed at the next tick without
     /// reading every head; what reached the store another way (another
     /// server sharing the ledger that stopped before signing) is signed
-    /// at the next full pass, and not before.
+    /// by the next sweep, and not before.
     #[tokio::test]
-    async fn a_tick_signs_this_servers_appends_and_a_full_pass_everyone_elses() {
+    async fn a_tick_signs_this_servers_appends_and_a_sweep_everyone_elses() {
         let dir = tempfile::tempdir().unwrap();
-        let app = App::new(
-            SqliteStore::open(dir.path().join("trail.db")).unwrap(),
-            Settings::default(),
-            [7; 32],
-        );
-        let prepared = |tenant| {
-            app.prepare(event(tenant), &TenantId::default_tenant(), now())
-                .unwrap()
-        };
+        let app = app(dir.path());
+        let prepared = |tenant: &str| prepared(&app, tenant);
         app.append(vec![prepared("acme"), prepared("acme")])
             .await
             .unwrap();
         let mut signed = Signed::default();
-        // The first tick is a full pass.
+        // The first tick begins a sweep.
         assert_eq!(sign_new(&app, &mut signed).await.unwrap(), 1);
         assert_eq!(signed_size(&app, "acme").await, Some(2));
 
@@ -295,15 +301,8 @@ mod tests {
     #[tokio::test]
     async fn a_tick_takes_one_slice_of_the_sweep_beside_what_this_server_appended() {
         let dir = tempfile::tempdir().unwrap();
-        let app = App::new(
-            SqliteStore::open(dir.path().join("trail.db")).unwrap(),
-            Settings::default(),
-            [7; 32],
-        );
-        let prepared = |tenant: &str| {
-            app.prepare(event(tenant), &TenantId::default_tenant(), now())
-                .unwrap()
-        };
+        let app = app(dir.path());
+        let prepared = |tenant: &str| prepared(&app, tenant);
         // Left unsigned by a server that stopped (or another server).
         let others: Vec<String> = (0..SWEEP_PER_TICK + 5).map(|i| format!("t{i}")).collect();
         app.store
