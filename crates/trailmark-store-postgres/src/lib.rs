@@ -638,25 +638,6 @@ impl Store for PgStore {
         read::nodes(&**self.client().await?, tenant, ids).await
     }
 
-    async fn add_checkpoint(&self, record: CheckpointRecord) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO trailmark_ledger.checkpoints (tenant, size, root, note, signed_at)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, size) DO NOTHING",
-                &[
-                    &record.tenant.as_str(),
-                    &to_i64(record.size.get()),
-                    &record.root.as_bytes().as_slice(),
-                    &record.note,
-                    &record.signed_at.unix_millis(),
-                ],
-            )
-            .await
-            .map_err(db("storing a checkpoint"))?;
-        Ok(())
-    }
-
     async fn add_checkpoints(&self, records: Vec<CheckpointRecord>) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());

@@ -744,11 +744,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn add_checkpoint(&self, record: CheckpointRecord) -> Result<(), StoreError> {
-        self.write(|reply| Job::Checkpoints(vec![record], reply))
-            .await
-    }
-
     async fn add_checkpoints(&self, records: Vec<CheckpointRecord>) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());

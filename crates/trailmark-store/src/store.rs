@@ -144,7 +144,9 @@ pub trait Store: Send + Sync + 'static {
     fn add_checkpoint(
         &self,
         record: CheckpointRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.add_checkpoints(vec![record])
+    }
 
     /// Keeps several signed checkpoints, all or none (one commit where the
     /// backend can: what the checkpointer stores when many tenants grew).
