@@ -4,12 +4,12 @@
 //! Each tick signs the tenants this server appended to since the last
 //! (their sizes kept by [`App::append`], no read of the store), and a slice
 //! of at most [`SWEEP_PER_TICK`] tenants of a sweep over every tenant's
-//! head, read every [`FULL_PASS`] (at the first tick, and after a failed
+//! head, read every [`SWEEP_EVERY`] (at the first tick, and after a failed
 //! one, at once): what another server sharing the ledger appended and did
 //! not sign (it stopped first), and what a server stopped before signing
 //! or recording left. So a tick's work is bounded by what grew, however
 //! many tenants there are: an idle server reads the heads every
-//! [`FULL_PASS`], and one just started signs what arrives while its first
+//! [`SWEEP_EVERY`], and one just started signs what arrives while its first
 //! sweep goes on.
 
 use std::collections::HashMap;
@@ -29,7 +29,7 @@ pub const INTERVAL: Duration = Duration::from_millis(250);
 
 /// How often the checkpointer starts a sweep over every tenant's head
 /// (once the one before has ended).
-pub const FULL_PASS: Duration = Duration::from_secs(10);
+pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// How many tenants of a sweep a tick looks at, beside those this server
 /// appended to.
@@ -66,7 +66,7 @@ pub async fn sign_new<S: Store>(app: &App<S>, signed: &mut Signed) -> Result<usi
     // Taken before the heads are read: an append landing between is in
     // the heads or left for the next tick.
     let grown = app.take_grown();
-    if signed.sweep.is_empty() && signed.swept_at.is_none_or(|at| at.elapsed() >= FULL_PASS) {
+    if signed.sweep.is_empty() && signed.swept_at.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
         let read_at = Instant::now();
         match app.store.heads().await {
             Ok(heads) => {
@@ -225,7 +225,7 @@ mod tests {
     use trailmark_store::{NewEvent, Store};
     use trailmark_store_sqlite::SqliteStore;
 
-    use super::{FULL_PASS, SWEEP_PER_TICK, Signed, sign_all, sign_new};
+    use super::{SWEEP_EVERY, SWEEP_PER_TICK, Signed, sign_all, sign_new};
     use crate::app::{App, Settings, now};
 
     fn event(tenant: &str) -> Event {
@@ -289,7 +289,7 @@ mod tests {
         assert_eq!(sign_new(&app, &mut signed).await.unwrap(), 0);
 
         // A sweep is due: every head is read.
-        signed.swept_at = Some(Instant::now().checked_sub(FULL_PASS).unwrap());
+        signed.swept_at = Some(Instant::now().checked_sub(SWEEP_EVERY).unwrap());
         assert_eq!(sign_new(&app, &mut signed).await.unwrap(), 1);
         assert_eq!(signed_size(&app, "globex").await, Some(1));
     }
