@@ -594,21 +594,22 @@ impl<S: Store> App<S> {
     /// Refuses a batch whose new tenants would make the trail hold more
     /// than [`Settings::max_tenants`], naming each event that would make
     /// one (400: sent again, it is refused again, until the bound is
-    /// raised); otherwise counts them as held from now on. Across servers
+    /// raised); otherwise counts them as held from now on. A store that
+    /// cannot say which tenants it holds refuses the batch. Across servers
     /// sharing a ledger each counts what it read last (the checkpointer's
     /// sweep, within about 10 s) and what it admitted, so together they
     /// may pass the bound by the tenants made meanwhile on several of them.
     pub(crate) async fn admit_tenants(
         &self,
         tenants: impl Iterator<Item = &TenantId>,
-    ) -> Result<(), Vec<(usize, String)>> {
-        let Ok(known) = self.known_tenants().await else {
-            // The store did not answer: the append will say so.
-            return Ok(());
-        };
-        let Ok(mut known) = known.lock() else {
-            return Ok(());
-        };
+    ) -> Result<(), ApiError> {
+        // A store that does not answer refuses the batch (the bound is not
+        // waived while it cannot be counted).
+        let mut known = self
+            .known_tenants()
+            .await?
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // A batch is mostly one tenant: a run of the same one is looked up
         // once.
         let tenants: Vec<&TenantId> = tenants.collect();
@@ -624,13 +625,14 @@ impl<S: Store> App<S> {
         let max = self.settings.max_tenants;
         if known.len() + distinct.len() > max {
             let held = known.len();
-            return Err(tenants
+            return Err(ApiError::Invalid(tenants
                 .iter()
                 .enumerate()
                 .filter(|(_, t)| distinct.contains(*t))
                 .map(|(i, t)| {
-                    (
-                        i,
+                    crate::ingest::problem(
+                        Some(i),
+                        "tenant",
                         format!(
                             "{t} would be a new tenant, and the trail holds {held} of at most {max} (max_tenants): \
                              a tenant is a customer or an application, with a tree, checkpoints and keys of its own, \
@@ -638,7 +640,7 @@ impl<S: Store> App<S> {
                         ),
                     )
                 })
-                .collect());
+                .collect()));
         }
         let distinct: Vec<TenantId> = distinct.into_iter().cloned().collect();
         known.extend(distinct);
@@ -653,11 +655,11 @@ impl<S: Store> App<S> {
         count: usize,
         tenants: impl Iterator<Item = &'a TenantId>,
     ) {
-        if let Some(known) = self.tenants.get()
-            && let Ok(mut known) = known.lock()
-            && known.len() < count
-        {
-            known.extend(tenants.cloned());
+        if let Some(known) = self.tenants.get() {
+            let mut known = known.lock().unwrap_or_else(PoisonError::into_inner);
+            if known.len() < count {
+                known.extend(tenants.cloned());
+            }
         }
     }
 

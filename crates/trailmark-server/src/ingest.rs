@@ -18,7 +18,7 @@ use crate::auth::{Authorized, Ingester};
 use crate::error::{ApiError, Problem};
 use crate::extract::NoQuery;
 
-fn problem(index: Option<usize>, path: &str, message: impl Into<String>) -> Problem {
+pub(crate) fn problem(index: Option<usize>, path: &str, message: impl Into<String>) -> Problem {
     Problem {
         index,
         path: path.into(),
@@ -790,15 +790,7 @@ impl<S: Store> crate::App<S> {
                 .iter()
                 .map(|n| n.event.tenant.as_ref().unwrap_or(&n.default_tenant)),
         )
-        .await
-        .map_err(|refused| {
-            ApiError::Invalid(
-                refused
-                    .into_iter()
-                    .map(|(i, m)| problem(Some(i), "tenant", m))
-                    .collect(),
-            )
-        })?;
+        .await?;
         let capacity = self.settings.queue_capacity;
         let permit = match room {
             Room::AnswerBusy => {
