@@ -867,6 +867,10 @@ impl Store for PgStore {
         removal::setting(&**self.client().await?, name).await
     }
 
+    async fn settings(&self) -> Result<Vec<(String, Setting)>, StoreError> {
+        removal::settings(&**self.client().await?).await
+    }
+
     async fn put_setting(
         &self,
         name: &str,

@@ -351,6 +351,23 @@ pub(crate) async fn setting(
     .transpose()
 }
 
+pub(crate) async fn settings(c: &impl GenericClient) -> Result<Vec<(String, Setting)>, StoreError> {
+    c.query(
+        "SELECT name, value, version, updated_at FROM trailmark_ledger.settings ORDER BY name",
+        &[],
+    )
+    .await
+    .map_err(db("reading the settings"))?
+    .into_iter()
+    .map(|r| {
+        Ok((
+            r.get(0),
+            Setting::from_stored(r.get(1), r.get(2), r.get(3))?,
+        ))
+    })
+    .collect()
+}
+
 /// One statement: the first version inserts (a racing first insert meets
 /// the key), a later one updates only the version it read.
 pub(crate) async fn put_setting(

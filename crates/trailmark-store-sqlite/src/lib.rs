@@ -887,6 +887,10 @@ impl Store for SqliteStore {
         self.read(move |c| removal::setting(c, &name)).await
     }
 
+    async fn settings(&self) -> Result<Vec<(String, Setting)>, StoreError> {
+        self.read(removal::settings).await
+    }
+
     async fn put_setting(
         &self,
         name: &str,

@@ -310,6 +310,25 @@ pub(crate) fn setting(conn: &Connection, name: &str) -> Result<Option<Setting>, 
         .transpose()
 }
 
+pub(crate) fn settings(conn: &Connection) -> Result<Vec<(String, Setting)>, StoreError> {
+    conn.prepare_cached("SELECT name, value, version, updated_at FROM settings ORDER BY name")
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(db("reading the settings"))?
+        .into_iter()
+        .map(|(name, value, version, at)| Ok((name, Setting::from_stored(value, version, at)?)))
+        .collect()
+}
+
 /// Runs on the writer: the version check and the write are one step.
 pub(crate) fn put_setting(
     conn: &Connection,

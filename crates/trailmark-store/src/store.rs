@@ -306,6 +306,9 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<Option<Setting>, StoreError>> + Send;
 
+    /// Every setting stored, by name (what `trailmark migrate` copies).
+    fn settings(&self) -> impl Future<Output = Result<Vec<(String, Setting)>, StoreError>> + Send;
+
     /// Stores `value` as setting `name` when its version is still
     /// `expected` (0: never stored); answers the new version. Another
     /// version answers [`StoreError::Conflict`] and changes nothing.

@@ -1597,6 +1597,22 @@ pub async fn settings_change_only_from_the_version_read<H: Harness>(h: &H) {
         })
     );
     assert_eq!(store.setting("webhooks").await.unwrap(), None, "by name");
+    store
+        .put_setting("webhooks", "[]".into(), 0, at)
+        .await
+        .unwrap();
+    let listed: Vec<(String, u64)> = store
+        .settings()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(name, s)| (name, s.version))
+        .collect();
+    assert_eq!(
+        listed,
+        [("alert_rules".to_owned(), 2), ("webhooks".to_owned(), 1)],
+        "every setting, by name"
+    );
     drop(store);
     let reopened = h.open();
     assert_eq!(

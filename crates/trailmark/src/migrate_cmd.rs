@@ -1,12 +1,13 @@
 //! `trailmark migrate --from DATA_DIR --to postgres://…`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
 use trailmark_core::TenantId;
-use trailmark_log::{Hash, Plan, TreeSize};
+use trailmark_log::{Hash, NodeId, NoteSignature, Plan, TreeSize};
 use trailmark_store::Store;
 use trailmark_store_postgres::PgStore;
 use trailmark_store_sqlite::SqliteStore;
@@ -33,10 +34,123 @@ pub struct MigrateArgs {
 /// Entries copied per transaction.
 const CHUNK: u64 = 5000;
 
-async fn root<S: Store>(store: &S, tenant: &TenantId, size: TreeSize) -> anyhow::Result<Hash> {
-    let plan = Plan::root(size);
-    let nodes = store.nodes(tenant, plan.node_ids()).await?;
-    Ok(plan.assemble(&nodes)?[0])
+/// Checkpoints read, proven and stored together (one commit): what one
+/// step of the copy holds in memory, whatever the trail's age.
+const CHECKPOINTS_AT_ONCE: usize = 1000;
+
+/// The roots the store's tree of `tenant` has at each of `sizes`, from one
+/// read of the nodes they need.
+async fn roots<S: Store>(
+    store: &S,
+    tenant: &TenantId,
+    sizes: &[TreeSize],
+) -> anyhow::Result<Vec<Hash>> {
+    let plans: Vec<Plan> = sizes.iter().map(|size| Plan::root(*size)).collect();
+    let mut ids: Vec<NodeId> = plans
+        .iter()
+        .flat_map(|plan| plan.node_ids().iter().copied())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let hashes = store.nodes(tenant, &ids).await?;
+    let found: HashMap<NodeId, Hash> = ids.into_iter().zip(hashes).collect();
+    plans
+        .iter()
+        .map(|plan| {
+            let nodes: Vec<Hash> = plan.node_ids().iter().map(|id| found[id]).collect();
+            Ok(plan.assemble(&nodes)?[0])
+        })
+        .collect()
+}
+
+/// Copies a tenant's checkpoints, each proven against the copy's tree
+/// first, and its witnesses' cosignatures of them, a page at a time:
+/// answers how many of each.
+async fn copy_checkpoints(
+    from: &SqliteStore,
+    to: &PgStore,
+    tenant: &TenantId,
+) -> anyhow::Result<(usize, usize)> {
+    let (mut proved, mut cosigned) = (0, 0);
+    let mut after: Option<u64> = None;
+    loop {
+        let page = from
+            .checkpoints_after(tenant, after, CHECKPOINTS_AT_ONCE)
+            .await?;
+        let Some(last) = page.last().map(|cp| cp.size.get()) else {
+            break;
+        };
+        let sizes: Vec<TreeSize> = page.iter().map(|cp| cp.size).collect();
+        for (cp, copied) in page.iter().zip(roots(to, tenant, &sizes).await?) {
+            if copied != cp.root {
+                bail!(
+                    "{tenant}: the copy's root at checkpoint size {} differs from the signed one: nothing is proven; the source may be damaged (run trailmark verify --data-dir)",
+                    cp.size.get()
+                );
+            }
+        }
+        let cosignatures = from
+            .cosignatures(tenant, after.map_or(0, |a| a + 1)..=last)
+            .await?;
+        proved += page.len();
+        to.add_checkpoints(page).await?;
+        for (size, line) in cosignatures {
+            let witness = NoteSignature::parse_line(&line).with_context(|| {
+                format!("{tenant}: a cosignature of checkpoint size {size} in the source")
+            })?;
+            to.add_cosignature(tenant, size, witness.name().as_str(), &line)
+                .await?;
+            cosigned += 1;
+        }
+        after = Some(last);
+    }
+    Ok((proved, cosigned))
+}
+
+/// Refuses a target that holds anything the copy would add to: a trail,
+/// a hold, a retention policy or a setting.
+async fn refuse_unless_empty(to: &PgStore) -> anyhow::Result<()> {
+    let held = [
+        ("a trail", !to.heads().await?.is_empty()),
+        ("holds", !to.holds().await?.is_empty()),
+        ("retention policies", !to.retention().await?.is_empty()),
+        (
+            "settings (alert rules, webhooks)",
+            !to.settings().await?.is_empty(),
+        ),
+    ];
+    let held: Vec<&str> = held
+        .iter()
+        .filter(|(_, h)| *h)
+        .map(|(what, _)| *what)
+        .collect();
+    if !held.is_empty() {
+        bail!(
+            "--to already holds {}: migrate into an empty ledger",
+            held.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Copies the rules kept beside the trail: legal holds (in force or
+/// released, first, so that nothing they cover is ever unprotected on the
+/// copy), retention policies and settings. Answers how many of each.
+async fn copy_rules(from: &SqliteStore, to: &PgStore) -> anyhow::Result<[usize; 3]> {
+    let holds = from.holds().await?;
+    for hold in &holds {
+        to.add_hold(hold.clone()).await?;
+    }
+    let policies = from.retention().await?;
+    for policy in &policies {
+        to.set_retention(policy.clone()).await?;
+    }
+    let settings = from.settings().await?;
+    for (name, setting) in &settings {
+        to.put_setting(name, setting.value.clone(), 0, setting.updated_at)
+            .await?;
+    }
+    Ok([holds.len(), policies.len(), settings.len()])
 }
 
 #[allow(clippy::print_stdout)] // the command's report
@@ -81,10 +195,9 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("opening {}", args.from.display()))?;
         let to = PgStore::new(&args.to, 4)?;
         to.migrate().await.context("preparing the PostgreSQL ledger (--to)")?;
-        if !to.heads().await?.is_empty() {
-            bail!("--to already holds a trail: migrate into an empty ledger");
-        }
-        let mut proved = 0usize;
+        refuse_unless_empty(&to).await?;
+        let [holds, policies, settings] = copy_rules(&from, &to).await?;
+        let (mut proved, mut cosigned) = (0usize, 0usize);
         for head in from.heads().await? {
             let tenant = &head.tenant;
             let size = head.size.get();
@@ -100,24 +213,14 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
             }
             // The proof: the copy's tree has the source's root at every
             // signed checkpoint and at its full size.
-            let checkpoints = from.checkpoints(tenant).await?;
-            for cp in &checkpoints {
-                let copied = root(&to, tenant, cp.size).await?;
-                if copied != cp.root {
-                    bail!(
-                        "{tenant}: the copy's root at checkpoint size {} differs from the signed one: nothing is proven; the source may be damaged (run trailmark verify --data-dir)",
-                        cp.size.get()
-                    );
-                }
-                to.add_checkpoint(cp.clone()).await?;
-                proved += 1;
-            }
-            if root(&from, tenant, head.size).await? != root(&to, tenant, head.size).await? {
+            let (checkpoints, cosignatures) = copy_checkpoints(&from, &to, tenant).await?;
+            proved += checkpoints;
+            cosigned += cosignatures;
+            if roots(&from, tenant, &[head.size]).await? != roots(&to, tenant, &[head.size]).await? {
                 bail!("{tenant}: the copy's root at size {size} differs from the source's");
             }
             println!(
-                "copied {tenant}: {size} entries, {} checkpoints, roots equal",
-                checkpoints.len()
+                "copied {tenant}: {size} entries, {checkpoints} checkpoints ({cosignatures} cosignatures), roots equal"
             );
         }
         for record in from.signing_keys().await? {
@@ -129,7 +232,7 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
             to.create_key(key.clone()).await?;
         }
         println!(
-            "migrated: {proved} checkpoint roots proven equal, {} keys copied; start servers with --database and the same signing key",
+            "migrated: {proved} checkpoint roots proven equal, {cosigned} cosignatures, {holds} holds, {policies} retention policies, {settings} settings and {} keys copied; start servers with --database and the same signing key",
             keys.len()
         );
         Ok(ExitCode::SUCCESS)

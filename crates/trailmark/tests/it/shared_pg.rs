@@ -381,6 +381,136 @@ fn migrating_an_embedded_trail_keeps_every_root_and_serves_it() {
     }
 }
 
+/// Two holds (one released), a retention policy, changed alert rules and a
+/// webhook.
+fn keep_rules_beside_the_trail(server: &Server) {
+    let admin = &server.admin;
+    for resource in ["Customer:4", "Customer:5"] {
+        let (status, hold) = server.post(
+            "/v1/holds",
+            admin,
+            &json!({"tenant": "acme", "resource": resource, "reason": "case 7"}),
+        );
+        assert_eq!(status, 201, "{hold}");
+        if resource == "Customer:5" {
+            let id = hold["id"].as_str().unwrap();
+            assert_eq!(server.delete(&format!("/v1/holds/{id}"), admin).0, 200);
+        }
+    }
+    let (status, policy) = server.put(
+        "/v1/retention",
+        admin,
+        &json!({"tenant": "acme", "resource_type": "Customer", "max_age_days": 30}),
+    );
+    assert_eq!(status, 200, "{policy}");
+    let (_, rules) = server.get("/v1/alert-rules", admin);
+    let mut rules = rules["rules"].clone();
+    rules["mass_delete"]["enabled"] = json!(false);
+    assert_eq!(server.put("/v1/alert-rules", admin, &rules).0, 200);
+    let (status, hooks) = server.put(
+        "/v1/webhooks",
+        admin,
+        &json!({"webhooks": [{"name": "security", "url": "http://127.0.0.1:9/",
+                              "rules": ["failed_logins"]}]}),
+    );
+    assert_eq!(status, 200, "{hooks}");
+}
+
+/// What is kept beside the entries moves with them: a witness's
+/// cosignatures of the checkpoints, legal holds (in force and released),
+/// retention policies, alert rules and webhooks. A copy without its holds
+/// would let the next cleanup remove what a court asked to keep.
+#[test]
+fn migrating_keeps_cosignatures_holds_retention_and_settings() {
+    let source = tempfile::tempdir().unwrap();
+    let mut server = Server::start(source.path());
+    let vkey = server.verifier_key("acme");
+    server.stop();
+    let witness_dir = tempfile::tempdir().unwrap();
+    let (_witness, w1, port) = crate::witness::trailmark_witness(
+        witness_dir.path(),
+        &[("trailmark.local/acme".to_owned(), vkey.clone())],
+    );
+    let mut server = Server::start_with(
+        source.path(),
+        &["--witness", &format!("{w1}@http://127.0.0.1:{port}")],
+    );
+    let batch: Vec<Value> = (0..20)
+        .map(|i| event("acme", &format!("u{i}"), "update"))
+        .collect();
+    assert_eq!(
+        server.post("/v1/events", &server.admin, &json!(batch)).0,
+        201
+    );
+    let cosigned = crate::witness::cosigned_checkpoint(&server, "acme", 20, 2);
+    let admin = server.admin.clone();
+    keep_rules_beside_the_trail(&server);
+    let kept = [
+        "/v1/holds",
+        "/v1/retention",
+        "/v1/alert-rules",
+        "/v1/webhooks",
+    ];
+    // What each server keeps of its own (its last cleanup) is not copied.
+    let read = |server: &Server| -> Vec<Value> {
+        kept.iter()
+            .map(|path| {
+                let mut read = server.get(path, &admin).1;
+                read.as_object_mut().unwrap().remove("last_cleanup");
+                read
+            })
+            .collect()
+    };
+    let before = read(&server);
+    assert_eq!(
+        before[0]["holds"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        before[0]
+    );
+    server.stop();
+
+    let db = PgDb::new("tm_migrate_rules");
+    let out = migrate(source.path(), &db.source());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("2 holds, 1 retention policies, 2 settings"),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["signing.seed", "bootstrap-admin.key"] {
+        std::fs::copy(source.path().join(file), dir.path().join(file)).unwrap();
+    }
+    let copy = Server::start_with(dir.path(), &["--database", &db.source()]);
+    assert_eq!(read(&copy), before, "{kept:?} on the copy");
+    let (_, note) = copy.get("/v1/checkpoint?tenant=acme", &admin);
+    assert_eq!(
+        note.as_str(),
+        Some(cosigned.as_str()),
+        "the witness's line kept"
+    );
+    let out = cli(&[
+        "verify",
+        "--url",
+        &copy.url,
+        "--key",
+        &admin,
+        "--tenant",
+        "acme",
+        "--witness",
+        &w1,
+        "--witnesses-required",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", crate::said(&out));
+}
+
 #[test]
 fn a_damaged_source_is_not_reported_as_migrated() {
     let source = embedded_trail();

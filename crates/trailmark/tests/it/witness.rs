@@ -37,7 +37,7 @@ fn free_port() -> u16 {
 }
 
 /// A child process killed when dropped.
-struct Running(Child);
+pub(crate) struct Running(Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -55,7 +55,7 @@ fn wait_port(port: u16) {
 }
 
 /// `trailmark witness` for the given logs; returns it and its vkey.
-fn trailmark_witness(dir: &Path, logs: &[(String, String)]) -> (Running, String, u16) {
+pub(crate) fn trailmark_witness(dir: &Path, logs: &[(String, String)]) -> (Running, String, u16) {
     trailmark_witness_on(dir, logs, free_port())
 }
 
@@ -137,7 +137,12 @@ fn aics_witness(dir: &Path, logs: &[(String, String)]) -> (Running, String, u16)
 
 /// The signed checkpoint of `tenant` once it has `size` entries and
 /// `lines` signature lines (the log's and the witnesses').
-fn cosigned_checkpoint(server: &Server, tenant: &str, size: u64, lines: usize) -> String {
+pub(crate) fn cosigned_checkpoint(
+    server: &Server,
+    tenant: &str,
+    size: u64,
+    lines: usize,
+) -> String {
     wait_for(
         &format!("{tenant}'s checkpoint at {size} with {lines} signatures"),
         Duration::from_secs(30),
