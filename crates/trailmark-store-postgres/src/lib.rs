@@ -705,22 +705,28 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn add_cosignature(
+    async fn add_cosignatures(
         &self,
         tenant: &TenantId,
-        size: u64,
-        witness: &str,
-        line: &str,
+        cosignatures: Vec<(u64, String, String)>,
     ) -> Result<(), StoreError> {
+        if cosignatures.is_empty() {
+            return Ok(());
+        }
+        let sizes: Vec<i64> = cosignatures.iter().map(|c| to_i64(c.0)).collect();
+        let witnesses: Vec<&str> = cosignatures.iter().map(|c| c.1.as_str()).collect();
+        let lines: Vec<&str> = cosignatures.iter().map(|c| c.2.as_str()).collect();
+        // One statement: all or none.
         self.client()
             .await?
             .execute(
                 "INSERT INTO trailmark_ledger.cosignatures (tenant, size, witness, line)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, size, witness) DO NOTHING",
-                &[&tenant.as_str(), &to_i64(size), &witness, &line],
+                 SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[])
+                 ON CONFLICT (tenant, size, witness) DO NOTHING",
+                &[&tenant.as_str(), &sizes, &witnesses, &lines],
             )
             .await
-            .map_err(db("storing a cosignature"))?;
+            .map_err(db("storing cosignatures"))?;
         Ok(())
     }
 

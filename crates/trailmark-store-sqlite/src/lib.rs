@@ -776,20 +776,17 @@ impl Store for SqliteStore {
         self.write(|reply| Job::SigningKey(record, reply)).await
     }
 
-    async fn add_cosignature(
+    async fn add_cosignatures(
         &self,
         tenant: &TenantId,
-        size: u64,
-        witness: &str,
-        line: &str,
+        cosignatures: Vec<(u64, String, String)>,
     ) -> Result<(), StoreError> {
-        let record = (
-            tenant.as_str().to_owned(),
-            size,
-            witness.to_owned(),
-            line.to_owned(),
-        );
-        self.write(|reply| Job::Cosignature(record, reply)).await
+        if cosignatures.is_empty() {
+            return Ok(());
+        }
+        let tenant = tenant.as_str().to_owned();
+        self.write(|reply| Job::Cosignatures(tenant, cosignatures, reply))
+            .await
     }
 
     async fn cosignatures(

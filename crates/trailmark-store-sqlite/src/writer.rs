@@ -34,7 +34,8 @@ pub(crate) enum Job {
     CreateKey(KeyRecord, Reply<()>),
     SigningKey(SigningKeyRecord, Reply<()>),
     /// tenant, size, witness, line
-    Cosignature((String, u64, String, String), Reply<()>),
+    /// A tenant's cosignatures, as (size, witness, line).
+    Cosignatures(String, Vec<(u64, String, String)>, Reply<()>),
     RevokeKey(String, i64, Reply<bool>),
     /// A small write of its own (erasure, retention policies, holds),
     /// answering a count.
@@ -346,10 +347,15 @@ impl Writer {
                 Ok(()) => Ok(Outcome::Done(reply)),
                 Err(e) => Err(Box::new((Job::SigningKey(record, reply), e))),
             },
-            Job::Cosignature(record, reply) => match self.add_cosignature(&record) {
-                Ok(()) => Ok(Outcome::Done(reply)),
-                Err(e) => Err(Box::new((Job::Cosignature(record, reply), e))),
-            },
+            Job::Cosignatures(tenant, records, reply) => {
+                match records
+                    .iter()
+                    .try_for_each(|r| self.add_cosignature(&tenant, r))
+                {
+                    Ok(()) => Ok(Outcome::Done(reply)),
+                    Err(e) => Err(Box::new((Job::Cosignatures(tenant, records, reply), e))),
+                }
+            }
             Job::RevokeKey(id, at, reply) => match self.revoke_key(&id, at) {
                 Ok(found) => Ok(Outcome::Revoked(reply, found)),
                 Err(e) => Err(Box::new((Job::RevokeKey(id, at, reply), e))),
@@ -594,14 +600,15 @@ impl Writer {
 
     fn add_cosignature(
         &self,
-        (tenant, size, witness, line): &(String, u64, String, String),
+        tenant: &str,
+        (size, witness, line): &(u64, String, String),
     ) -> Result<(), StoreError> {
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT INTO cosignatures (tenant, size, witness, line) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (tenant, size, witness) DO NOTHING",
-                params![tenant, to_i64(*size), witness, line],
             )
+            .and_then(|mut s| s.execute(params![tenant, to_i64(*size), witness, line]))
             .map_err(db("storing a cosignature"))?;
         Ok(())
     }
@@ -645,7 +652,7 @@ fn fail(job: Job, e: &StoreError) {
         Job::Checkpoints(_, reply)
         | Job::CreateKey(_, reply)
         | Job::SigningKey(_, reply)
-        | Job::Cosignature(_, reply) => {
+        | Job::Cosignatures(_, _, reply) => {
             drop(reply.send(Err(clone_err(e))));
         }
         Job::RevokeKey(_, _, reply) => drop(reply.send(Err(clone_err(e)))),

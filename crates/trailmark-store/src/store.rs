@@ -195,6 +195,17 @@ pub trait Store: Send + Sync + 'static {
         size: u64,
         witness: &str,
         line: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.add_cosignatures(tenant, vec![(size, witness.to_owned(), line.to_owned())])
+    }
+
+    /// Keeps several cosignatures of a tenant's checkpoints, as (size,
+    /// witness, line), all or none (one commit where the backend can: what
+    /// `trailmark migrate` copies); each as [`Store::add_cosignature`].
+    fn add_cosignatures(
+        &self,
+        tenant: &TenantId,
+        cosignatures: Vec<(u64, String, String)>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The cosignature lines of a tenant's checkpoints whose size is in

@@ -988,6 +988,31 @@ pub async fn cosignatures_are_kept_once_per_witness_and_checkpoint<H: Harness>(h
     );
     assert!(store.cosignatures(&t, 4..=4).await.unwrap().is_empty());
     assert_eq!(store.cosignatures(&t, 4..=9).await.unwrap().len(), 2);
+    // Several at once (a migration's page), a repeat among them ignored as
+    // one at a time would be.
+    let line = |s: &str| s.to_owned();
+    store
+        .add_cosignatures(
+            &t,
+            vec![
+                (7, line("w1"), line("— w1 F")),
+                (5, line("w1"), line("— w1 G")),
+                (7, line("w2"), line("— w2 H")),
+                (7, line("w1"), line("— w1 I")),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cosignatures(&t, 5..=7).await.unwrap(),
+        [
+            (5, "— w1 A".to_owned()),
+            (5, "— w2 C".to_owned()),
+            (7, "— w1 F".to_owned()),
+            (7, "— w2 H".to_owned())
+        ]
+    );
+    store.add_cosignatures(&t, Vec::new()).await.unwrap();
 }
 
 /// A read the API, CLI and viewer make, with what its plan must seek.

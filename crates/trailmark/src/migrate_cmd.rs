@@ -92,16 +92,19 @@ async fn copy_checkpoints(
         let cosignatures = from
             .cosignatures(tenant, after.map_or(0, |a| a + 1)..=last)
             .await?;
+        let cosignatures = cosignatures
+            .into_iter()
+            .map(|(size, line)| {
+                let witness = NoteSignature::parse_line(&line).with_context(|| {
+                    format!("{tenant}: a cosignature of checkpoint size {size} in the source")
+                })?;
+                Ok((size, witness.name().to_string(), line))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         proved += page.len();
+        cosigned += cosignatures.len();
         to.add_checkpoints(page).await?;
-        for (size, line) in cosignatures {
-            let witness = NoteSignature::parse_line(&line).with_context(|| {
-                format!("{tenant}: a cosignature of checkpoint size {size} in the source")
-            })?;
-            to.add_cosignature(tenant, size, witness.name().as_str(), &line)
-                .await?;
-            cosigned += 1;
-        }
+        to.add_cosignatures(tenant, cosignatures).await?;
         after = Some(last);
     }
     Ok((proved, cosigned))
