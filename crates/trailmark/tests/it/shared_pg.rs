@@ -326,6 +326,31 @@ fn migrate(from: &std::path::Path, to: &str) -> std::process::Output {
     cli(&["migrate", "--from", from.to_str().unwrap(), "--to", to])
 }
 
+/// `source` migrated into a new database `name`: the database and what
+/// `migrate` reported (it must succeed).
+fn migrated(source: &std::path::Path, name: &str) -> (PgDb, String) {
+    let db = PgDb::new(name);
+    let out = migrate(source, &db.source());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (db, stdout)
+}
+
+/// A server on the copy in `db`, with the source's signing seed and admin
+/// key (its data dir is the one returned).
+fn serve_copy(source: &std::path::Path, db: &PgDb) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["signing.seed", "bootstrap-admin.key"] {
+        std::fs::copy(source.join(file), dir.path().join(file)).unwrap();
+    }
+    let server = Server::start_with(dir.path(), &["--database", &db.source()]);
+    (dir, server)
+}
+
 #[test]
 fn migrating_an_embedded_trail_keeps_every_root_and_serves_it() {
     let source = embedded_trail();
@@ -340,14 +365,7 @@ fn migrating_an_embedded_trail_keeps_every_root_and_serves_it() {
         assert_eq!((status, &erased["entries"]), (200, &json!(4)), "{erased}");
         server.stop();
     }
-    let db = PgDb::new("tm_migrate");
-    let out = migrate(source.path(), &db.source());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (db, stdout) = migrated(source.path(), "tm_migrate");
     assert!(stdout.contains("copied acme: 600 entries"), "{stdout}");
     assert!(stdout.contains("roots equal"), "{stdout}");
     // A second migration into the same ledger is refused.
@@ -357,11 +375,7 @@ fn migrating_an_embedded_trail_keeps_every_root_and_serves_it() {
 
     // A server on the copy: the same keys work, the same checkpoints are
     // there, and the whole trail verifies remotely.
-    let dir = tempfile::tempdir().unwrap();
-    for file in ["signing.seed", "bootstrap-admin.key"] {
-        std::fs::copy(source.path().join(file), dir.path().join(file)).unwrap();
-    }
-    let server = Server::start_with(dir.path(), &["--database", &db.source()]);
+    let (_dir, server) = serve_copy(source.path(), &db);
     let (_, checkpoints) = server.get("/v1/checkpoints?tenant=acme", &server.admin);
     assert!(
         checkpoints["checkpoints"].as_array().map_or(0, Vec::len) >= 4,
@@ -470,24 +484,13 @@ fn migrating_keeps_cosignatures_holds_retention_and_settings() {
     );
     server.stop();
 
-    let db = PgDb::new("tm_migrate_rules");
-    let out = migrate(source.path(), &db.source());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (db, stdout) = migrated(source.path(), "tm_migrate_rules");
     assert!(
         stdout.contains("2 holds, 1 retention policies, 2 settings"),
         "{stdout}"
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    for file in ["signing.seed", "bootstrap-admin.key"] {
-        std::fs::copy(source.path().join(file), dir.path().join(file)).unwrap();
-    }
-    let copy = Server::start_with(dir.path(), &["--database", &db.source()]);
+    let (_dir, copy) = serve_copy(source.path(), &db);
     assert_eq!(read(&copy), before, "{kept:?} on the copy");
     let (_, note) = copy.get("/v1/checkpoint?tenant=acme", &admin);
     assert_eq!(
