@@ -178,6 +178,11 @@ def test_my_activity_is_exactly_the_signed_in_users_events(site):
     request.user = alice
     with override_settings(TRAILMARK_TENANT=None), pytest.raises(ImproperlyConfigured, match="TRAILMARK_TENANT"):
         my_activity(request)
+    # An empty or non-string tenant is an error naming the setting, never
+    # taken as no tenant.
+    for bad in ("", "  ", 5):
+        with override_settings(TRAILMARK_TENANT=bad), pytest.raises(ImproperlyConfigured, match="non-empty string"):
+            my_activity(request)
 
 
 def test_trailmark_check_tells_what_is_captured_and_whether_the_key_is_taken(site):

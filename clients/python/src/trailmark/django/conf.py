@@ -34,13 +34,19 @@ def get() -> Settings:
         trusted = tuple(networks(getattr(settings, "TRAILMARK_TRUSTED_PROXIES", [])))
     except ValueError as e:
         raise ImproperlyConfigured(f"TRAILMARK_TRUSTED_PROXIES: {e}") from None
+    tenant = getattr(settings, "TRAILMARK_TENANT", None)
+    if tenant is not None and (not isinstance(tenant, str) or not tenant.strip()):
+        raise ImproperlyConfigured(
+            "TRAILMARK_TENANT: give the name of the tenant this application's events are in "
+            "(a non-empty string), or leave it unset"
+        )
     return Settings(
         enabled=enabled,
         url=getattr(settings, "TRAILMARK_URL", None),
         key=getattr(settings, "TRAILMARK_KEY", None),
         trusted=trusted,
         spool_path=getattr(settings, "TRAILMARK_SPOOL_PATH", "trailmark-spool.sqlite3"),
-        tenant=getattr(settings, "TRAILMARK_TENANT", None),
+        tenant=tenant,
     )
 
 
