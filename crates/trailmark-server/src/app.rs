@@ -630,7 +630,7 @@ impl<S: Store> App<S> {
                 .enumerate()
                 .filter(|(_, t)| distinct.contains(*t))
                 .map(|(i, t)| {
-                    crate::ingest::problem(
+                    crate::error::Problem::new(
                         Some(i),
                         "tenant",
                         format!(

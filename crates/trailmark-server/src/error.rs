@@ -12,6 +12,16 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    pub fn new(index: Option<usize>, path: &str, message: impl Into<String>) -> Self {
+        Self {
+            index,
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("invalid request")]
@@ -44,11 +54,7 @@ pub enum ApiError {
 impl ApiError {
     /// A single problem with a query or path parameter.
     pub fn param(name: &str, message: impl Into<String>) -> Self {
-        Self::Invalid(vec![Problem {
-            index: None,
-            path: name.into(),
-            message: message.into(),
-        }])
+        Self::Invalid(vec![Problem::new(None, name, message)])
     }
 }
 

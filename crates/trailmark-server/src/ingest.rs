@@ -18,14 +18,6 @@ use crate::auth::{Authorized, Ingester};
 use crate::error::{ApiError, Problem};
 use crate::extract::NoQuery;
 
-pub(crate) fn problem(index: Option<usize>, path: &str, message: impl Into<String>) -> Problem {
-    Problem {
-        index,
-        path: path.into(),
-        message: message.into(),
-    }
-}
-
 /// A request body split into its events, by content type: NDJSON is one
 /// event per line, a JSON array its elements (neither parsed yet: each is
 /// parsed where its event is prepared); any other body is parsed whole.
@@ -59,7 +51,7 @@ fn split_body<'a>(
     max_batch: usize,
 ) -> Result<Split<'a>, ApiError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        ApiError::Invalid(vec![problem(
+        ApiError::Invalid(vec![Problem::new(
             None,
             "",
             format!("body is not valid UTF-8 (at byte {})", e.valid_up_to()),
@@ -93,7 +85,7 @@ fn split_body<'a>(
 /// Refuses a body of no events, or of more than `max_batch`.
 fn check_count(events: usize, max_batch: usize) -> Result<(), ApiError> {
     if events == 0 {
-        return Err(ApiError::Invalid(vec![problem(
+        return Err(ApiError::Invalid(vec![Problem::new(
             None,
             "",
             "no events in the body",
@@ -120,12 +112,12 @@ fn parse_whole(text: &str) -> Result<Vec<Value>, ApiError> {
     match trailmark_core::parse_strict_json(text) {
         Ok(Value::Array(items)) => Ok(items),
         Ok(v @ Value::Object(_)) => Ok(vec![v]),
-        Ok(_) => Err(ApiError::Invalid(vec![problem(
+        Ok(_) => Err(ApiError::Invalid(vec![Problem::new(
             None,
             "",
             "body must be an event object, an array of events, or NDJSON (Content-Type: application/x-ndjson)",
         )])),
-        Err(e) => Err(ApiError::Invalid(vec![problem(
+        Err(e) => Err(ApiError::Invalid(vec![Problem::new(
             None,
             "",
             format!("malformed JSON: {e}"),
@@ -198,14 +190,15 @@ fn array_elements(text: &str, most: usize) -> Option<Vec<&str>> {
 /// A JSON array's element, the event at `index`, parsed (a problem when it
 /// is not JSON: the body is then parsed whole, for the refusal it gets).
 fn parse_element(index: usize, text: &str) -> Result<Value, Problem> {
-    trailmark_core::parse_strict_json(text).map_err(|e| problem(Some(index), "", e.to_string()))
+    trailmark_core::parse_strict_json(text)
+        .map_err(|e| Problem::new(Some(index), "", e.to_string()))
 }
 
 /// An NDJSON line, the event at `index`, parsed (a problem naming its line
 /// and index when it is not JSON).
 fn parse_line(index: usize, (line_no, line): (usize, &str)) -> Result<Value, Problem> {
     trailmark_core::parse_strict_json(line).map_err(|e| {
-        problem(
+        Problem::new(
             Some(index),
             "",
             format!("line {}: malformed JSON: {e}", line_no + 1),
@@ -575,7 +568,7 @@ fn prepare_chunk<T>(
                 if let Err(message) = occurred_by(&event, received_at) {
                     chunk
                         .problems
-                        .push(problem(Some(index), "occurred_at", message));
+                        .push(Problem::new(Some(index), "occurred_at", message));
                     continue;
                 }
                 if let (Some(own), Some(asked)) = (own, &event.tenant)
@@ -594,7 +587,7 @@ fn prepare_chunk<T>(
             Err(errors) => chunk.problems.extend(
                 errors
                     .into_iter()
-                    .map(|e| problem(Some(index), &e.path, e.message)),
+                    .map(|e| Problem::new(Some(index), &e.path, e.message)),
             ),
         }
     }
