@@ -977,10 +977,7 @@ impl<S: Store> App<S> {
     /// Reads the nodes a plan needs from the store and assembles its hashes
     /// (a root, an inclusion proof or a consistency proof).
     pub async fn run_plan(&self, tenant: &TenantId, plan: &Plan) -> Result<Vec<Hash>, ApiError> {
-        let nodes = self.store.nodes(tenant, plan.node_ids()).await?;
-        Ok(plan
-            .assemble(&nodes)
-            .map_err(trailmark_store::StoreError::from)?)
+        Ok(trailmark_store::run_plan(&self.store, tenant, plan).await?)
     }
 
     /// Bytes of ingest bodies being read or parsed now.

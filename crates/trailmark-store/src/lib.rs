@@ -18,7 +18,7 @@ pub use removal::{
     Hold, HoldScope, RemovalLock, RetentionPolicy, StoredHold, Target, Walk, WalkPage, Walked,
     governing,
 };
-pub use store::Store;
+pub use store::{Store, run_plan, run_plans};
 pub use types::{
     Access, Appended, CheckpointRecord, CountBy, Cursor, EntryState, Exact, IndexerStatus,
     KeyRecord, NewEvent, Page, Plan, Query, RawEntry, RawEntryRef, RawPage, Read, Removal,

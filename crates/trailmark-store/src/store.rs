@@ -331,3 +331,40 @@ pub trait Store: Send + Sync + 'static {
         at: Timestamp,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
+
+/// Reads the nodes a tree plan of `tenant` needs and assembles its hashes
+/// (a root, an inclusion proof or a consistency proof).
+pub async fn run_plan<S: Store>(
+    store: &S,
+    tenant: &TenantId,
+    plan: &trailmark_log::Plan,
+) -> Result<Vec<Hash>, StoreError> {
+    let nodes = store.nodes(tenant, plan.node_ids()).await?;
+    Ok(plan.assemble(&nodes)?)
+}
+
+/// [`run_plan`] for many plans of `tenant` (the roots at a page of
+/// checkpoints, say), with one read of the nodes they need together: each
+/// plan's hashes, in order.
+pub async fn run_plans<S: Store>(
+    store: &S,
+    tenant: &TenantId,
+    plans: &[trailmark_log::Plan],
+) -> Result<Vec<Vec<Hash>>, StoreError> {
+    let mut ids: Vec<NodeId> = plans
+        .iter()
+        .flat_map(|plan| plan.node_ids().iter().copied())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let hashes = store.nodes(tenant, &ids).await?;
+    let found: std::collections::HashMap<NodeId, Hash> = ids.into_iter().zip(hashes).collect();
+    plans
+        .iter()
+        .map(|plan| {
+            // `nodes` answers every id asked, or fails.
+            let nodes: Vec<Hash> = plan.node_ids().iter().map(|id| found[id]).collect();
+            Ok(plan.assemble(&nodes)?)
+        })
+        .collect()
+}

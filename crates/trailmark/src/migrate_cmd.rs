@@ -1,13 +1,12 @@
 //! `trailmark migrate --from DATA_DIR --to postgres://…`.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
 use trailmark_core::TenantId;
-use trailmark_log::{Hash, NodeId, NoteSignature, Plan, TreeSize};
+use trailmark_log::{Hash, NoteSignature, Plan, TreeSize};
 use trailmark_store::Store;
 use trailmark_store_postgres::PgStore;
 use trailmark_store_sqlite::SqliteStore;
@@ -46,21 +45,11 @@ async fn roots<S: Store>(
     sizes: &[TreeSize],
 ) -> anyhow::Result<Vec<Hash>> {
     let plans: Vec<Plan> = sizes.iter().map(|size| Plan::root(*size)).collect();
-    let mut ids: Vec<NodeId> = plans
-        .iter()
-        .flat_map(|plan| plan.node_ids().iter().copied())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let hashes = store.nodes(tenant, &ids).await?;
-    let found: HashMap<NodeId, Hash> = ids.into_iter().zip(hashes).collect();
-    plans
-        .iter()
-        .map(|plan| {
-            let nodes: Vec<Hash> = plan.node_ids().iter().map(|id| found[id]).collect();
-            Ok(plan.assemble(&nodes)?[0])
-        })
-        .collect()
+    Ok(trailmark_store::run_plans(store, tenant, &plans)
+        .await?
+        .into_iter()
+        .map(|root| root[0])
+        .collect())
 }
 
 /// Copies a tenant's checkpoints, each proven against the copy's tree

@@ -254,10 +254,9 @@ impl<S: Store> Source for Offline<S> {
     ) -> anyhow::Result<Vec<Hash>> {
         let size = |n| TreeSize::new(n).context("size too large");
         let plan = Plan::consistency(size(first)?, size(second)?)?;
-        let nodes = self
+        Ok(self
             .runtime
-            .block_on(self.store.nodes(tenant, plan.node_ids()))?;
-        Ok(plan.assemble(&nodes)?)
+            .block_on(trailmark_store::run_plan(&*self.store, tenant, &plan))?)
     }
 }
 
